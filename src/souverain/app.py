@@ -1,0 +1,87 @@
+"""Builds the ASGI application from the services: routing by prefix, then middleware.
+
+Nothing else happens here: no start-up work, no business rules.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from souverain.common.audit import AuditLog
+from souverain.common.clock import Clock
+from souverain.common.middleware import (
+    AuditMiddleware,
+    BodyLimitMiddleware,
+    ErrorRenderer,
+    RequestLogMiddleware,
+)
+from souverain.identity import api as identity_api
+from souverain.identity.service import CatalogEntry, IdentityService
+
+# Every service that runs, with the path it answers under: the catalog is built from this.
+SERVICES = (CatalogEntry(type="identity", name="keystone", path="/identity"),)
+
+
+def _render_plain(_path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
+    return json.dumps({"error": {"code": status, "title": title, "message": message}}).encode(), (
+        "application/json"
+    )
+
+
+def error_renderer() -> ErrorRenderer:
+    """Pick the wire format for errors raised outside a service, by path prefix."""
+    by_prefix = {"/identity": identity_api.render_error}
+
+    def render(path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
+        for prefix, renderer in by_prefix.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return renderer(path, status, title, message)
+        return _render_plain(path, status, title, message)
+
+    return render
+
+
+class _RootOf:
+    """Serve `/prefix` as `/prefix/` without a redirect: clients probe the bare URL."""
+
+    def __init__(self, sub_app: ASGIApp, prefix: str) -> None:
+        self.sub_app = sub_app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope = dict(scope)
+        scope["path"] = scope["path"] + "/"
+        scope["root_path"] = scope.get("root_path", "") + self.prefix
+        await self.sub_app(scope, receive, send)
+
+
+def build_app(
+    identity: IdentityService,
+    audit_log: AuditLog,
+    clock: Clock,
+    max_body_bytes: int,
+    public_url: str = "",
+) -> ASGIApp:
+    async def root(request: Request) -> Response:
+        base = public_url or str(request.base_url).rstrip("/")
+        return JSONResponse(
+            {"services": [{"type": s.type, "name": s.name, "url": base + s.path} for s in SERVICES]}
+        )
+
+    async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+        body, content_type = _render_plain("", 404, "Not Found", "No service answers at this path.")
+        await Response(body, status_code=404, media_type=content_type)(scope, receive, send)
+
+    routes: list[BaseRoute] = [Route("/", root, methods=["GET"])]
+    for prefix, sub_app in (("/identity", identity_api.build_app(identity, public_url)),):
+        routes.append(Route(prefix, _RootOf(sub_app, prefix)))
+        routes.append(Mount(prefix, app=sub_app))
+    router = Router(routes=routes, default=not_found)
+    app: ASGIApp = AuditMiddleware(router, audit_log, clock)
+    app = BodyLimitMiddleware(app, max_body_bytes, error_renderer())
+    return RequestLogMiddleware(app)

@@ -1,0 +1,157 @@
+"""The audit log: one JSON line per mutating call, chained with an HMAC.
+
+Each record carries the MAC of the one before it, and its own MAC covers its
+content and that link, keyed with a secret only the operator holds. Editing,
+removing or reordering a line breaks the chain; the head file records the
+last sequence number and MAC so that cutting lines off the end is caught too.
+Records never contain secrets: callers pass ids and names only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+GENESIS = "0" * 64
+
+
+def _canonical(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _mac(key: bytes, record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != "mac"}
+    return hmac.new(key, _canonical(body), hashlib.sha256).hexdigest()
+
+
+def load_or_create_key(path: Path) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    key = os.urandom(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return key
+
+
+class AuditLogDamaged(Exception):
+    """The log cannot be continued safely; `souverain audit verify` says where."""
+
+
+class AuditLog:
+    """Append-only, hash-chained; safe to call from several threads."""
+
+    def __init__(self, path: Path, key: bytes, fsync: bool = True) -> None:
+        self.path = path
+        self.head_path = path.with_name(path.name + ".head")
+        self._key = key
+        self._fsync = fsync
+        self._lock = threading.Lock()
+        self._seq, self._last_mac = self._read_tail()
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def _read_tail(self) -> tuple[int, str]:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                size = handle.tell()
+                if size == 0:
+                    return 0, GENESIS
+                handle.seek(max(0, size - 65536))
+                tail = handle.read()
+        except FileNotFoundError:
+            return 0, GENESIS
+        if not tail.endswith(b"\n"):
+            raise AuditLogDamaged(f"{self.path}: the last line is incomplete")
+        last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+        try:
+            record = json.loads(last)
+            return int(record["seq"]), str(record["mac"])
+        except (ValueError, KeyError, TypeError):
+            raise AuditLogDamaged(f"{self.path}: the last line is not an audit record") from None
+
+    def append(self, entry: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            record = dict(entry)
+            record["seq"] = self._seq + 1
+            record["prev"] = self._last_mac
+            record["mac"] = _mac(self._key, record)
+            os.write(self._fd, _canonical(record) + b"\n")
+            if self._fsync:
+                os.fdatasync(self._fd)
+            self._seq, self._last_mac = record["seq"], record["mac"]
+            self._write_head()
+            return record
+
+    def _write_head(self) -> None:
+        tmp = self.head_path.with_name(self.head_path.name + ".tmp")
+        tmp.write_text(json.dumps({"seq": self._seq, "mac": self._last_mac}) + "\n")
+        os.replace(tmp, self.head_path)
+
+    def close(self) -> None:
+        with self._lock:
+            os.close(self._fd)
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    records: int
+    problem: str = ""
+    line: int = 0
+
+
+def verify(path: Path, key: bytes) -> Verdict:
+    """Walk the chain; report the first line that does not follow from the one before."""
+    prev, seq, count = GENESIS, 0, 0
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return Verdict(False, 0, f"{path} does not exist")
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            count = number
+            if not raw.endswith(b"\n"):
+                return Verdict(False, count, "incomplete last line", number)
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                return Verdict(False, count, "not valid JSON", number)
+            if not isinstance(record, dict) or "mac" not in record:
+                return Verdict(False, count, "not an audit record", number)
+            if not hmac.compare_digest(str(record["mac"]), _mac(key, record)):
+                return Verdict(False, count, "content does not match its MAC (edited)", number)
+            if record.get("seq") != seq + 1:
+                return Verdict(
+                    False,
+                    count,
+                    f"sequence {record.get('seq')} follows {seq} (removed or reordered)",
+                    number,
+                )
+            if record.get("prev") != prev:
+                return Verdict(False, count, "chain link broken (removed or reordered)", number)
+            prev, seq = record["mac"], record["seq"]
+    head_path = path.with_name(path.name + ".head")
+    try:
+        head = json.loads(head_path.read_text())
+    except (FileNotFoundError, ValueError):
+        head = None
+    if head is not None and (head.get("seq") != seq or head.get("mac") != prev):
+        return Verdict(
+            False,
+            count,
+            f"log ends at record {seq} but the head says {head.get('seq')} (truncated)",
+            count,
+        )
+    return Verdict(True, count)

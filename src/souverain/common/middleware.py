@@ -1,0 +1,189 @@
+"""Cross-cutting ASGI middleware: request ids, access log, body-size limit, audit.
+
+Plain ASGI, no per-request Starlette objects, because every API call crosses
+these layers. Errors raised here are rendered by the wire format of the API
+the path belongs to (`ErrorRenderer`), so a Keystone client sees a Keystone
+error and an S3 client sees S3 XML.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from souverain.common.audit import AuditLog
+from souverain.common.clock import Clock, isotime
+from souverain.common.errors import PayloadTooLarge
+from souverain.common.ids import new_request_id
+
+access_log = logging.getLogger("souverain.access")
+
+# (path, status, title, message) -> (body, content type)
+ErrorRenderer = Callable[[str, int, str, str], tuple[bytes, str]]
+
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def state_of(scope: Scope) -> dict[str, Any]:
+    state: dict[str, Any] = scope.setdefault("state", {})
+    return state
+
+
+async def send_error(
+    send: Send, render: ErrorRenderer, path: str, error: PayloadTooLarge, request_id: str
+) -> None:
+    body, content_type = render(path, error.status, error.title, error.message)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-openstack-request-id", request_id.encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestLogMiddleware:
+    """Gives every request an id (echoed in `x-openstack-request-id`) and logs one JSON line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_request_id()
+        state = state_of(scope)
+        state["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        header = (b"x-openstack-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                initiator = state.get("initiator") or {}
+                access_log.info(
+                    json.dumps(
+                        {
+                            "request_id": request_id,
+                            "method": scope["method"],
+                            "path": scope["path"],
+                            "status": status,
+                            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                            "client": (scope.get("client") or ("", 0))[0],
+                            "user_id": initiator.get("user_id"),
+                            "project_id": initiator.get("project_id"),
+                        }
+                    )
+                )
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over the limit: at once if declared, while streaming if chunked."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, render: ErrorRenderer) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.render = render
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = state_of(scope).get("max_body_bytes", self.max_bytes)
+        too_large = PayloadTooLarge(
+            f"The request body is larger than the limit of {limit} bytes; send a smaller request."
+        )
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > limit:
+                    await send_error(
+                        send,
+                        self.render,
+                        scope["path"],
+                        too_large,
+                        state_of(scope).get("request_id", ""),
+                    )
+                    return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise too_large
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+class AuditMiddleware:
+    """Appends one audit record per mutating call, after the response status is known.
+
+    The API fills `state["audit"]` (action, target) and `state["initiator"]`
+    (who); both hold ids and names only, never a password, token or secret.
+    """
+
+    def __init__(self, app: ASGIApp, log: AuditLog, clock: Clock) -> None:
+        self.app = app
+        self.log = log
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in MUTATING:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            self._record(scope, status)
+
+    def _record(self, scope: Scope, status: int) -> None:
+        state = state_of(scope)
+        audit = state.get("audit") or {}
+        self.log.append(
+            {
+                "time": isotime(self.clock.now()),
+                "request_id": state.get("request_id", ""),
+                "initiator": state.get("initiator") or {"user_id": None},
+                "action": audit.get("action") or f"{scope['method']} {scope['path']}",
+                "target": audit.get("target") or {"path": scope["path"]},
+                "outcome": "success" if status < 400 else "failure",
+                "status": status,
+            }
+        )

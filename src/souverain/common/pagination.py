@@ -1,0 +1,50 @@
+"""The one pagination helper: `limit` and `marker` over an ordered list, as OpenStack does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from souverain.common.errors import BadRequest
+
+T = TypeVar("T")
+
+MAX_LIMIT = 1000
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    next_marker: str | None
+
+
+def parse_limit(raw: str | None, default: int | None = None) -> int | None:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"limit must be a positive integer, not {raw!r}") from None
+    if value < 1:
+        raise BadRequest("limit must be a positive integer")
+    return min(value, MAX_LIMIT)
+
+
+def paginate(
+    items: Sequence[T], key: Callable[[T], str], limit: int | None, marker: str | None
+) -> Page[T]:
+    """Items after the one whose key is `marker`, at most `limit` of them."""
+    start = 0
+    if marker:
+        for index, item in enumerate(items):
+            if key(item) == marker:
+                start = index + 1
+                break
+        else:
+            raise BadRequest(f"marker {marker!r} not found")
+    if limit is None:
+        return Page(list(items[start:]), None)
+    chunk = list(items[start : start + limit])
+    more = start + limit < len(items)
+    return Page(chunk, key(chunk[-1]) if more and chunk else None)

@@ -1,0 +1,145 @@
+"""Policy: which role may do which action. The whole table lives here and only here.
+
+Roles imply each other: admin > member > reader. `admin` on any scope is a
+cloud administrator. A rule answers "may this caller attempt this action"; a
+service still hides other projects' resources by reporting them as not found.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from souverain.common.context import RequestContext
+from souverain.common.errors import Forbidden
+
+IMPLIED_ROLES: dict[str, frozenset[str]] = {
+    "admin": frozenset({"admin", "member", "reader"}),
+    "member": frozenset({"member", "reader"}),
+    "reader": frozenset({"reader"}),
+}
+
+
+def effective_roles(roles: frozenset[str]) -> frozenset[str]:
+    out: set[str] = set(roles)
+    for role in roles:
+        out |= IMPLIED_ROLES.get(role, frozenset())
+    return frozenset(out)
+
+
+class Rule(enum.Enum):
+    """Who may attempt an action."""
+
+    ANYONE_AUTHENTICATED = "any valid token"
+    READER = "reader, member or admin in the token's scope"
+    MEMBER = "member or admin in the token's scope"
+    ADMIN = "admin"
+    OWNER_READ = "the user the resource belongs to, or admin"
+    OWNER_WRITE = "the owning user with member in scope, or admin"
+
+
+IDENTITY_RULES: dict[str, Rule] = {
+    # domains, regions, services and endpoints: the operator's business
+    "identity:list_domains": Rule.READER,
+    "identity:get_domain": Rule.READER,
+    "identity:create_domain": Rule.ADMIN,
+    "identity:update_domain": Rule.ADMIN,
+    "identity:delete_domain": Rule.ADMIN,
+    "identity:list_regions": Rule.ANYONE_AUTHENTICATED,
+    "identity:get_region": Rule.ANYONE_AUTHENTICATED,
+    "identity:create_region": Rule.ADMIN,
+    "identity:update_region": Rule.ADMIN,
+    "identity:delete_region": Rule.ADMIN,
+    "identity:list_services": Rule.ADMIN,
+    "identity:get_service": Rule.ADMIN,
+    "identity:create_service": Rule.ADMIN,
+    "identity:update_service": Rule.ADMIN,
+    "identity:delete_service": Rule.ADMIN,
+    "identity:list_endpoints": Rule.ADMIN,
+    "identity:get_endpoint": Rule.ADMIN,
+    "identity:create_endpoint": Rule.ADMIN,
+    "identity:update_endpoint": Rule.ADMIN,
+    "identity:delete_endpoint": Rule.ADMIN,
+    # projects: readers see their own, admins manage all
+    "identity:list_projects": Rule.READER,
+    "identity:get_project": Rule.READER,
+    "identity:create_project": Rule.ADMIN,
+    "identity:update_project": Rule.ADMIN,
+    "identity:delete_project": Rule.ADMIN,
+    "identity:list_user_projects": Rule.OWNER_READ,
+    # users and groups: readers see the people of their own project
+    "identity:list_users": Rule.READER,
+    "identity:get_user": Rule.READER,
+    "identity:create_user": Rule.ADMIN,
+    "identity:update_user": Rule.ADMIN,
+    "identity:delete_user": Rule.ADMIN,
+    "identity:change_password": Rule.OWNER_READ,
+    "identity:list_groups": Rule.READER,
+    "identity:get_group": Rule.READER,
+    "identity:create_group": Rule.ADMIN,
+    "identity:update_group": Rule.ADMIN,
+    "identity:delete_group": Rule.ADMIN,
+    "identity:list_users_in_group": Rule.READER,
+    "identity:list_groups_for_user": Rule.OWNER_READ,
+    "identity:add_user_to_group": Rule.ADMIN,
+    "identity:remove_user_from_group": Rule.ADMIN,
+    "identity:check_user_in_group": Rule.READER,
+    # roles and assignments
+    "identity:list_roles": Rule.READER,
+    "identity:get_role": Rule.READER,
+    "identity:create_role": Rule.ADMIN,
+    "identity:update_role": Rule.ADMIN,
+    "identity:delete_role": Rule.ADMIN,
+    "identity:list_role_assignments": Rule.READER,
+    "identity:list_grants": Rule.READER,
+    "identity:check_grant": Rule.READER,
+    "identity:create_grant": Rule.ADMIN,
+    "identity:revoke_grant": Rule.ADMIN,
+    # a user's own credentials
+    "identity:list_application_credentials": Rule.OWNER_READ,
+    "identity:get_application_credential": Rule.OWNER_READ,
+    "identity:create_application_credential": Rule.OWNER_WRITE,
+    "identity:delete_application_credential": Rule.OWNER_WRITE,
+    "identity:list_credentials": Rule.ANYONE_AUTHENTICATED,
+    "identity:get_credential": Rule.ANYONE_AUTHENTICATED,
+    "identity:create_credential": Rule.OWNER_WRITE,
+    "identity:update_credential": Rule.OWNER_WRITE,
+    "identity:delete_credential": Rule.OWNER_WRITE,
+    "identity:ec2_list_credentials": Rule.OWNER_READ,
+    "identity:ec2_get_credential": Rule.OWNER_READ,
+    "identity:ec2_create_credential": Rule.OWNER_WRITE,
+    "identity:ec2_delete_credential": Rule.OWNER_WRITE,
+    # tokens
+    "identity:validate_token": Rule.ANYONE_AUTHENTICATED,
+    "identity:revoke_token": Rule.ANYONE_AUTHENTICATED,
+}
+
+RULES: dict[str, Rule] = {**IDENTITY_RULES}
+
+
+def allowed(ctx: RequestContext, action: str, owner_user_id: str | None = None) -> bool:
+    """Decide from the table; an action missing from the table is refused."""
+    rule = RULES.get(action)
+    if rule is None:
+        return False
+    roles = effective_roles(ctx.roles)
+    if "admin" in roles:
+        return True
+    if rule is Rule.ANYONE_AUTHENTICATED:
+        return True
+    if rule is Rule.READER:
+        return "reader" in roles
+    if rule is Rule.MEMBER:
+        return "member" in roles
+    if rule is Rule.OWNER_READ:
+        return owner_user_id is not None and owner_user_id == ctx.user_id
+    if rule is Rule.OWNER_WRITE:
+        return owner_user_id == ctx.user_id and "member" in roles
+    return False
+
+
+def enforce(ctx: RequestContext, action: str, owner_user_id: str | None = None) -> None:
+    if not allowed(ctx, action, owner_user_id):
+        raise Forbidden(
+            f"You are not authorized to perform the requested action: {action}. "
+            f"It requires: {RULES[action].value if action in RULES else 'an unknown rule'}."
+        )

@@ -1,0 +1,148 @@
+"""The one settings object: defaults, then a TOML file, then `SOUVERAIN_*` env, then flags.
+
+Everything is validated once at start; an invalid setting stops start-up with a
+message naming it. Nothing else in the code reads the environment for settings.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "SOUVERAIN_"
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message names it and says what is expected."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8770, ge=0, le=65535)
+    s3_port: int = Field(default=8771, ge=0, le=65535)
+    region: str = Field(default="fr-1", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    public_url: str = Field(
+        default="",
+        description="Base URL clients use to reach the API; derived from host/port when empty.",
+    )
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    graceful_timeout: float = Field(default=30.0, ge=0)
+
+    @field_validator("public_url")
+    @classmethod
+    def _url_shape(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class DatabaseSettings(_Section):
+    url: str = Field(default="", description="SQLAlchemy URL; SQLite in the data dir when empty.")
+
+
+class IdentitySettings(_Section):
+    token_expiration: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    password_min_length: int = Field(default=8, ge=1, le=128)
+    lockout_failure_attempts: int = Field(default=6, ge=0, description="0 disables lockout")
+    lockout_duration: int = Field(default=1800, ge=1)
+    max_active_keys: int = Field(default=3, ge=3, le=20)
+
+
+class AuditSettings(_Section):
+    fsync: bool = True
+
+
+class Settings(_Section):
+    data_dir: Path = Path("./souverain-data")
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    identity: IdentitySettings = IdentitySettings()
+    audit: AuditSettings = AuditSettings()
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'souverain.db'}"
+
+    @property
+    def base_url(self) -> str:
+        if self.server.public_url:
+            return self.server.public_url
+        host = self.server.host
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind still needs a reachable URL
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.server.port}"
+
+
+def _merge(into: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """`SOUVERAIN_SERVER__PORT=9000` becomes `{"server": {"port": "9000"}}`."""
+    out: dict[str, Any] = {}
+    skip = {"SOUVERAIN_ADMIN_PASSWORD", "SOUVERAIN_CONFIG"}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in skip:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+def _describe(error: ValidationError, origin: str) -> str:
+    lines = []
+    for item in error.errors():
+        name = ".".join(str(p) for p in item["loc"]) or "(root)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown setting {name!r} ({origin})")
+        else:
+            lines.append(f"invalid setting {name!r}: {item['msg']} ({origin})")
+    return "; ".join(lines)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Build and validate the settings; raise ConfigError naming the bad setting."""
+    env = dict(os.environ if environ is None else environ)
+    data: dict[str, Any] = {}
+    origin = "defaults"
+    if config_file is None and env.get("SOUVERAIN_CONFIG"):
+        config_file = Path(env["SOUVERAIN_CONFIG"])
+    if config_file is not None:
+        try:
+            data = tomllib.loads(config_file.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {config_file} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from None
+        origin = f"from {config_file}, env or flags"
+    env_data = _env_overrides(env)
+    if env_data:
+        origin = "from config file, SOUVERAIN_* env or flags"
+    _merge(data, env_data)
+    _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from None

@@ -1,0 +1,1 @@
+"""The metadata store: SQLAlchemy engine, base model and Alembic migrations."""

@@ -1,0 +1,24 @@
+"""Alembic environment: runs against the connection `souverain.db.migrate` hands it."""
+
+from __future__ import annotations
+
+from alembic import context
+
+import souverain.identity.models  # noqa: F401 - registers the identity tables
+from souverain.db.base import Base
+
+config = context.config
+connection = config.attributes.get("connection")
+
+if connection is None:  # `alembic` run by hand, e.g. to autogenerate a revision
+    from sqlalchemy import create_engine
+
+    engine = create_engine(config.get_main_option("sqlalchemy.url") or "sqlite://")
+    with engine.connect() as conn:
+        context.configure(connection=conn, target_metadata=Base.metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+else:
+    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()

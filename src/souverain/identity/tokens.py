@@ -1,0 +1,254 @@
+"""Tokens: encrypted, authenticated, self-contained; validated from memory.
+
+A token is a Fernet message (AES-128-CBC + HMAC-SHA256) over a compact JSON
+payload naming the user, the scope, the auth methods, the audit ids and the
+expiry. Nothing about a token is stored: validation decrypts it with the key
+repository and checks the in-memory revocation list. The key repository is a
+directory of numbered key files, rotated like Keystone's: `0` is the staged
+key, the highest number is the primary that encrypts, and every key still in
+the directory decrypts, so rotation never invalidates live tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+
+class KeyRepositoryError(Exception):
+    """The key directory is missing, unreadable or holds a malformed key."""
+
+
+class KeyRepository:
+    """Numbered Fernet keys in a directory; reloaded when the directory changes."""
+
+    def __init__(self, path: Path, max_active_keys: int = 3) -> None:
+        self.path = path
+        self.max_active_keys = max_active_keys
+        self._lock = threading.Lock()
+        self._mtime = -1.0
+        self._checked = 0.0
+        self._fernet: MultiFernet | None = None
+
+    # -- on-disk management (used by bootstrap and `souverain keys rotate`)
+
+    def _key_numbers(self) -> list[int]:
+        if not self.path.is_dir():
+            return []
+        return sorted(int(p.name) for p in self.path.iterdir() if p.name.isdigit())
+
+    def _write_key(self, number: int) -> None:
+        tmp = self.path / f".{number}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(Fernet.generate_key())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path / str(number))
+
+    def setup(self) -> bool:
+        """Create the repository with a staged and a primary key if it has none."""
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self._key_numbers():
+            return False
+        self._write_key(0)
+        self._write_key(1)
+        return True
+
+    def rotate(self) -> int:
+        """Promote the staged key to primary, stage a new one, retire the oldest extras."""
+        numbers = self._key_numbers()
+        if not numbers:
+            raise KeyRepositoryError(f"no keys in {self.path}; start the server once first")
+        new_primary = numbers[-1] + 1
+        os.replace(self.path / "0", self.path / str(new_primary))
+        self._write_key(0)
+        numbers = [n for n in self._key_numbers() if n != 0]
+        for old in numbers[: max(0, len(numbers) - (self.max_active_keys - 1))]:
+            (self.path / str(old)).unlink()
+        return new_primary
+
+    # -- runtime
+
+    def fernet(self) -> MultiFernet:
+        """Keys, primary first; re-read at most once a second if the directory changed."""
+        now = time.monotonic()
+        if self._fernet is not None and now - self._checked < 1.0:
+            return self._fernet
+        with self._lock:
+            self._checked = now
+            try:
+                mtime = self.path.stat().st_mtime
+            except FileNotFoundError:
+                raise KeyRepositoryError(f"key repository {self.path} does not exist") from None
+            if self._fernet is None or mtime != self._mtime:
+                self._fernet = self._load()
+                self._mtime = mtime
+            return self._fernet
+
+    def _load(self) -> MultiFernet:
+        numbers = self._key_numbers()
+        if not numbers:
+            raise KeyRepositoryError(f"no keys in {self.path}")
+        ordered = sorted(numbers, reverse=True)  # primary (highest) first, staged (0) last
+        keys = []
+        for number in ordered:
+            try:
+                keys.append(Fernet((self.path / str(number)).read_bytes().strip()))
+            except (ValueError, OSError) as exc:
+                raise KeyRepositoryError(
+                    f"key {self.path / str(number)} is unusable: {exc}"
+                ) from None
+        return MultiFernet(keys)
+
+
+@dataclass(frozen=True)
+class TokenPayload:
+    """What a token says. Roles are not in it: they are looked up when it is used."""
+
+    user_id: str
+    methods: tuple[str, ...]
+    expires_at: float
+    issued_at: float
+    audit_ids: tuple[str, ...]
+    project_id: str | None = None
+    domain_id: str | None = None
+    system: bool = False
+    app_cred_id: str | None = None
+
+    def to_bytes(self) -> bytes:
+        data: dict[str, object] = {
+            "u": self.user_id,
+            "m": list(self.methods),
+            "e": round(self.expires_at, 6),
+            "i": round(self.issued_at, 6),
+            "a": list(self.audit_ids),
+        }
+        if self.project_id:
+            data["p"] = self.project_id
+        if self.domain_id:
+            data["d"] = self.domain_id
+        if self.system:
+            data["s"] = 1
+        if self.app_cred_id:
+            data["c"] = self.app_cred_id
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> TokenPayload:
+        data = json.loads(raw)
+        return cls(
+            user_id=data["u"],
+            methods=tuple(data["m"]),
+            expires_at=float(data["e"]),
+            issued_at=float(data["i"]),
+            audit_ids=tuple(data["a"]),
+            project_id=data.get("p"),
+            domain_id=data.get("d"),
+            system=bool(data.get("s")),
+            app_cred_id=data.get("c"),
+        )
+
+
+def new_audit_id() -> str:
+    return base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+
+
+class TokenFormatter:
+    """Turns payloads into token strings and back; says nothing about revocation."""
+
+    def __init__(self, keys: KeyRepository) -> None:
+        self.keys = keys
+
+    def issue(self, payload: TokenPayload) -> str:
+        token = self.keys.fernet().encrypt(payload.to_bytes())
+        return token.decode().rstrip("=")
+
+    def read(self, token: str) -> TokenPayload | None:
+        """The payload, or None if the token is malformed, forged or from a retired key."""
+        if not token or len(token) > 8192:
+            return None
+        padded = token + "=" * (-len(token) % 4)
+        try:
+            raw = self.keys.fernet().decrypt(padded.encode())
+            return TokenPayload.from_bytes(raw)
+        except (InvalidToken, ValueError, KeyError, TypeError):
+            return None
+
+
+@dataclass
+class RevocationRule:
+    issued_before: float
+    expires_at: float
+    user_id: str | None = None
+    project_id: str | None = None
+    domain_id: str | None = None
+    audit_id: str | None = None
+    app_cred_id: str | None = None
+
+    def matches(self, token: TokenPayload, user_domain_id: str | None) -> bool:
+        if token.issued_at > self.issued_before:
+            return False
+        if self.user_id is not None and self.user_id != token.user_id:
+            return False
+        if self.project_id is not None and self.project_id != token.project_id:
+            return False
+        if self.domain_id is not None and self.domain_id not in (token.domain_id, user_domain_id):
+            return False
+        if self.audit_id is not None and self.audit_id not in token.audit_ids:
+            return False
+        return not (self.app_cred_id is not None and self.app_cred_id != token.app_cred_id)
+
+
+@dataclass
+class RevocationList:
+    """Revocation events held in memory, indexed by the field most events carry."""
+
+    by_user: dict[str, list[RevocationRule]] = field(default_factory=dict)
+    by_audit: dict[str, list[RevocationRule]] = field(default_factory=dict)
+    other: list[RevocationRule] = field(default_factory=list)
+
+    def add(self, rule: RevocationRule) -> None:
+        if rule.audit_id is not None:
+            self.by_audit.setdefault(rule.audit_id, []).append(rule)
+        elif rule.user_id is not None:
+            self.by_user.setdefault(rule.user_id, []).append(rule)
+        else:
+            self.other.append(rule)
+
+    def extend(self, rules: Iterable[RevocationRule]) -> None:
+        for rule in rules:
+            self.add(rule)
+
+    def is_revoked(self, token: TokenPayload, user_domain_id: str | None) -> bool:
+        candidates: list[RevocationRule] = list(self.by_user.get(token.user_id, ()))
+        for audit_id in token.audit_ids:
+            candidates.extend(self.by_audit.get(audit_id, ()))
+        candidates.extend(self.other)
+        return any(rule.matches(token, user_domain_id) for rule in candidates)
+
+    def prune(self, now: float) -> None:
+        """Forget events about tokens that have all expired anyway."""
+        for index in (self.by_user, self.by_audit):
+            for key in list(index):
+                kept = [r for r in index[key] if r.expires_at > now]
+                if kept:
+                    index[key] = kept
+                else:
+                    del index[key]
+        self.other = [r for r in self.other if r.expires_at > now]
+
+
+def to_timestamp(value: dt.datetime) -> float:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.timestamp()
