@@ -105,7 +105,7 @@ def keys_rotate(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
 
 
 def main() -> None:
-    sys.exit(app())  # type: ignore[func-returns-value]
+    sys.exit(app())
 
 
 if __name__ == "__main__":

@@ -8,10 +8,13 @@ close the audit log and the database.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,8 @@ from souverain.identity.service import IdentityPolicySettings, IdentityService
 from souverain.identity.tokens import KeyRepository, TokenFormatter
 
 log = logging.getLogger("souverain")
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass
@@ -151,6 +156,18 @@ def configure_logging() -> None:
 def serve(settings: Settings) -> None:
     import uvicorn
 
+    class _GracefulServer(uvicorn.Server):
+        """Stops on SIGTERM/SIGINT and exits 0: a requested stop is not a failure."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
     configure_logging()
     sock = bind(settings.server.host, settings.server.port)
     settings.server.port = sock.getsockname()[1]
@@ -178,7 +195,7 @@ def serve(settings: Settings) -> None:
         lifespan="off",
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _GracefulServer(config)
     try:
         server.run(sockets=[sock])
     finally:

@@ -331,7 +331,9 @@ class IdentityApi:
         if self.public_url:
             return f"{self.public_url}/identity"
         scope = request.scope
-        host = request.headers.get("host") or "{}:{}".format(*scope.get("server", ("localhost", 80)))
+        host = request.headers.get("host") or "{}:{}".format(
+            *scope.get("server", ("localhost", 80))
+        )
         return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}"
 
     def link(self, request: Request, path: str) -> str:
@@ -786,7 +788,7 @@ class IdentityApi:
         if request.method == "GET":
             items = self.service.list_app_creds(ctx, user_id, query_filters(request, ("name",)))
             body = self.list_response(request, "application_credentials", items, link=False)
-            data = json.loads(body.body)
+            data = json.loads(bytes(body.body))
             data["application_credentials"] = [
                 self.with_link(request, collection, r) for r in data["application_credentials"]
             ]

@@ -425,7 +425,7 @@ class IdentityService:
         scope_req = auth.get("scope")
         now = self._now()
         expires = now + dt.timedelta(seconds=self.settings.token_expiration)
-        audit_ids = (new_audit_id(),)
+        audit_ids: tuple[str, ...] = (new_audit_id(),)
         app_cred_id: str | None = None
         if method == "password":
             user_id = self._auth_password(identity["password"])
@@ -1485,7 +1485,7 @@ class IdentityService:
                     if (i[0] == "user" and i[1] == ctx.user_id)
                     or (i[2] == "project" and i[3] == ctx.project_id and i[3] in visible)
                 ]
-            wanted = {
+            wanted: dict[str, Callable[[tuple[str, str, str, str, str, str | None]], Any]] = {
                 "user.id": lambda i: i[0] == "user" and i[1],
                 "group.id": lambda i: i[0] == "group" and i[1],
                 "role.id": lambda i: i[4],
@@ -1514,8 +1514,9 @@ class IdentityService:
             r = s.get(m.Role, role_id)
             if r is not None:
                 role["name"] = r.name
-            model = m.User if actor_type == "user" else m.Group
-            obj = s.get(model, actor_id)
+            obj: m.User | m.Group | None = (
+                s.get(m.User, actor_id) if actor_type == "user" else s.get(m.Group, actor_id)
+            )
             if obj is not None:
                 actor["name"] = obj.name
                 d = s.get(m.Domain, obj.domain_id)

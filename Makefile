@@ -1,0 +1,55 @@
+# The two commands a new user needs: `make run` and `make test`.
+# Both install what is missing first (system packages, a virtualenv, the package).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_DIR ?= ./souverain-data
+PYTEST_ARGS ?=
+
+.PHONY: run test install system-packages lint format typecheck unit api e2e bench clean
+
+run: install
+	$(BIN)/souverain serve --data-dir $(DATA_DIR)
+
+test: install lint typecheck
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+install: $(STAMP)
+
+system-packages:
+	./scripts/install-system-packages
+
+$(STAMP): pyproject.toml scripts/system-packages.txt
+	./scripts/install-system-packages
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+typecheck: install
+	$(BIN)/mypy src
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+api: install
+	$(BIN)/pytest -q tests/api
+
+e2e: install
+	$(BIN)/pytest -q tests/e2e tests/platform
+
+bench: install
+	$(BIN)/python bench/identity/run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

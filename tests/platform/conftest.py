@@ -1,0 +1,142 @@
+"""Start the real `souverain serve` as a subprocess on a free port and a temp data dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email.message import Message
+from pathlib import Path
+
+import pytest
+import yaml
+
+SOUVERAIN = str(Path(sys.executable).with_name("souverain"))
+ADMIN_PASSWORD = "platform-admin-pw"
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    env: dict[str, str]
+    args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 20.0) -> Server:
+        clouds = self.data_dir / "clouds.yaml"
+        before = clouds.stat().st_mtime_ns if clouds.exists() else None
+        self.proc = subprocess.Popen(
+            [SOUVERAIN, "serve", "--data-dir", str(self.data_dir), "--port", "0", *self.args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                out, err = self.proc.communicate()
+                raise RuntimeError(f"server exited {self.proc.returncode}: {out}\n{err}")
+            if clouds.exists() and clouds.stat().st_mtime_ns != before:
+                try:
+                    self.get("/identity/v3")
+                    return self
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        raise TimeoutError("server did not come up")
+
+    @property
+    def auth_url(self) -> str:
+        data = yaml.safe_load((self.data_dir / "clouds.yaml").read_text())
+        return str(data["clouds"]["souverain"]["auth"]["auth_url"])
+
+    @property
+    def base(self) -> str:
+        return self.auth_url.rsplit("/identity", 1)[0]
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, Message, bytes]:
+        return self.request("GET", path, headers=headers)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Message, bytes]:
+        req = urllib.request.Request(
+            self.base + path, data=body, method=method, headers=headers or {}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, resp.headers, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers, exc.read()
+
+    def token(self, password: str = ADMIN_PASSWORD) -> str:
+        body = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {"name": "admin", "domain": {"id": "default"}, "password": password}
+                    },
+                },
+                "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
+            }
+        }
+        status, headers, _ = self.request(
+            "POST",
+            "/identity/v3/auth/tokens",
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json"},
+        )
+        assert status == 201, status
+        return headers["X-Subject-Token"]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> tuple[int, str, str]:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOUVERAIN_")}
+    env.update(
+        {
+            "SOUVERAIN_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "SOUVERAIN_IDENTITY__BCRYPT_ROUNDS": "4",
+            "SOUVERAIN_AUDIT__FSYNC": "false",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+ServerFactory = Callable[..., Server]
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
+    """Servers made here are killed at the end of the test if still running."""
+    made: list[Server] = []
+
+    def factory(data_dir: Path | None = None, args: list[str] | None = None, **env: str) -> Server:
+        server = Server(data_dir or tmp_path / "data", server_env(**env), list(args or []))
+        made.append(server)
+        return server
+
+    yield factory
+    for server in made:
+        if server.proc is not None and server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.communicate()
