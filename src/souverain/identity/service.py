@@ -151,6 +151,7 @@ class IdentityService:
         self._resolved: dict[tuple[Any, ...], _Resolved] = {}
         self._revoked = RevocationList()
         self._catalog: tuple[int, list[dict[str, Any]]] | None = None
+        self._scope_cache: dict[tuple[str, str], tuple[int, Scope]] = {}
         self._dummy_hash = hash_secret(new_secret(), settings.bcrypt_rounds)
         self.load_revocations()
 
@@ -595,12 +596,28 @@ class IdentityService:
             return cred.project_id if cred else None
 
     def _resolve_scope(self, user_id: str, scope_req: Any) -> Scope:
+        """The scope asked for, if the user holds a role on it; cached until identity changes."""
         if scope_req is None or scope_req == {}:
             return Scope()
         if scope_req == "unscoped":
             return Scope()
         if not isinstance(scope_req, dict) or len(scope_req) != 1:
             raise BadRequest("auth.scope must name exactly one of project, domain or system")
+        try:
+            key = (user_id, json.dumps(scope_req, sort_keys=True))
+        except (TypeError, ValueError):
+            raise BadRequest("auth.scope is not valid") from None
+        generation = self._generation
+        cached = self._scope_cache.get(key)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        scope = self._lookup_scope(user_id, scope_req)
+        if len(self._scope_cache) > 100_000:
+            self._scope_cache.clear()
+        self._scope_cache[key] = (generation, scope)
+        return scope
+
+    def _lookup_scope(self, user_id: str, scope_req: dict[str, Any]) -> Scope:
         kind, ref = next(iter(scope_req.items()))
         with self.db.session() as s:
             if kind == "project":
