@@ -14,8 +14,9 @@ import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from starlette.types import ASGIApp
@@ -73,8 +74,28 @@ class Platform:
     audit_log: AuditLog
     app: ASGIApp
     admin_password_file_written: bool
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _workers: list[threading.Thread] = field(default_factory=list)
+
+    def start_background(self, sync_interval: float = 1.0) -> None:
+        """Background work of a running server: follow identity changes made elsewhere."""
+        worker = threading.Thread(
+            target=self._sync_loop, args=(sync_interval,), name="identity-sync", daemon=True
+        )
+        worker.start()
+        self._workers.append(worker)
+
+    def _sync_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.identity.sync_from_store()
+            except Exception:  # keep following; the next round may succeed
+                log.exception("identity sync failed; retrying")
 
     def close(self) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join()
         self.audit_log.close()
         self.db.dispose()
 
@@ -196,6 +217,7 @@ def serve(settings: Settings) -> None:
         server_header=False,
     )
     server = _GracefulServer(config)
+    platform.start_background()
     try:
         server.run(sockets=[sock])
     finally:

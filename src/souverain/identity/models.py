@@ -187,3 +187,12 @@ class RevocationEvent(Base):
     app_cred_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     issued_before: Mapped[dt.datetime] = mapped_column(DateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class IdentityState(Base):
+    """One row: a counter every identity change bumps, so other API processes notice."""
+
+    __tablename__ = "identity_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)

@@ -18,7 +18,7 @@ from typing import Any
 
 import bcrypt
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -152,16 +152,41 @@ class IdentityService:
         self._revoked = RevocationList()
         self._catalog: tuple[int, list[dict[str, Any]]] | None = None
         self._scope_cache: dict[tuple[str, str], tuple[int, Scope]] = {}
+        self._shared_generation: int | None = None
         self._dummy_hash = hash_secret(new_secret(), settings.bcrypt_rounds)
-        self.load_revocations()
+        self.sync_from_store()
 
     # ------------------------------------------------------------------ plumbing
 
     def _changed(self) -> None:
+        """Drop cached token views here, and tell other API processes to do the same."""
+        self._bump_local()
+        with self.db.session() as s:
+            s.execute(
+                update(m.IdentityState)
+                .where(m.IdentityState.id == 1)
+                .values(generation=m.IdentityState.generation + 1)
+            )
+
+    def _bump_local(self) -> None:
         with self._lock:
             self._generation += 1
             if len(self._resolved) > 100_000:
                 self._resolved.clear()
+
+    def sync_from_store(self) -> bool:
+        """Pick up changes other processes made (revocations, roles, users); cheap when none.
+
+        Called about once a second by the server; with one process it finds nothing new.
+        """
+        with self.db.session() as s:
+            shared = s.scalar(select(m.IdentityState.generation).where(m.IdentityState.id == 1))
+        if shared is None or shared == self._shared_generation:
+            return False
+        self._shared_generation = shared
+        self.load_revocations()
+        self._bump_local()
+        return True
 
     def _now(self) -> dt.datetime:
         return self.clock.now()
@@ -371,6 +396,10 @@ class IdentityService:
             )
         return sorted(roles, key=lambda r: r.name)
 
+    def _implied_role_ids(self, s: Session, role_ids: set[str]) -> set[str]:
+        """The ids of these roles and of every role they imply."""
+        return {r.id for r in self._expand_implied(s, self._roles_by_ids(s, sorted(role_ids)))}
+
     # ------------------------------------------------------------------ catalog
 
     def catalog(self) -> list[dict[str, Any]]:
@@ -441,8 +470,9 @@ class IdentityService:
             user_id, app_cred_id, project_id, cred_expiry = self._auth_app_cred(
                 identity["application_credential"]
             )
+            requested = scope_req.get("project") if isinstance(scope_req, dict) else None
             if scope_req and not (
-                isinstance(scope_req, dict) and scope_req.get("project", {}).get("id") == project_id
+                isinstance(requested, dict) and requested.get("id") == project_id
             ):
                 raise Unauthorized("Application credentials cannot request a scope.")
             scope_req = {"project": {"id": project_id}}
@@ -517,10 +547,17 @@ class IdentityService:
                     f"{_iso(locked)} or ask an administrator to unlock it."
                 )
             if not ok:
-                user.failed_auth_count = (
-                    0 if self._locked_was_expired(user) else user.failed_auth_count
-                ) + 1
-                user.failed_auth_at = _naive(self._now())
+                # Counted in SQL, not read-modify-write: wrong guesses sent in parallel
+                # must each count, or a burst of them never reaches the lockout.
+                restart = self._locked_was_expired(user)
+                s.execute(
+                    update(m.User)
+                    .where(m.User.id == user.id)
+                    .values(
+                        failed_auth_count=1 if restart else m.User.failed_auth_count + 1,
+                        failed_auth_at=_naive(self._now()),
+                    )
+                )
                 s.commit()
                 raise Unauthorized(INVALID_CREDENTIALS)
             if user.failed_auth_count:
@@ -741,7 +778,9 @@ class IdentityService:
                 cred = s.get(m.ApplicationCredential, payload.app_cred_id)
                 if cred is None or cred.user_id != user.id:
                     return fail("application credential gone")
-                role_ids &= set(cred.role_ids)
+                # Delegated roles are checked against the effective ones, as Keystone
+                # does: a member may delegate just `reader`.
+                role_ids = self._implied_role_ids(s, role_ids) & set(cred.role_ids)
                 app_ref = {"id": cred.id, "name": cred.name, "restricted": not cred.unrestricted}
             scoped = bool(payload.project_id or payload.domain_id or payload.system)
             if scoped and not role_ids:
@@ -1778,7 +1817,9 @@ class IdentityService:
         secret = data.get("secret") or new_secret()
         hashed = hash_secret(secret, self.settings.bcrypt_rounds)
         with self.db.session() as s:
-            current = self._role_ids_on(s, user_id, "project", ctx.project_id)
+            current = self._implied_role_ids(
+                s, self._role_ids_on(s, user_id, "project", ctx.project_id)
+            )
             if ctx.application_credential_id:
                 parent = s.get(m.ApplicationCredential, ctx.application_credential_id)
                 current &= set(parent.role_ids if parent else [])

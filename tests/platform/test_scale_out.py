@@ -1,0 +1,109 @@
+"""Two API processes on one database: a change made through one is enforced by the other.
+
+This is the scale-out shape (several API nodes, one shared database, the same
+key repository); SQLite stands in for PostgreSQL here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.platform.conftest import ADMIN_PASSWORD, SOUVERAIN, Server, server_env
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(server: Server, port: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert server.proc is not None and server.proc.poll() is None, server.proc.communicate()
+        try:  # the port is bound before start-up ends: wait for an answer, not a connection
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/identity/v3", timeout=5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} never opened")
+
+
+def _start(data_dir: Path, port: int, env: dict[str, str]) -> Server:
+    server = Server(data_dir, env)
+    server.proc = subprocess.Popen(
+        [SOUVERAIN, "serve", "--data-dir", str(data_dir), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_ready(server, port)
+    return server
+
+
+def _status_until(server: Server, base: str, token: str, want: int, within: float) -> int:
+    deadline = time.monotonic() + within
+    status = 0
+    while time.monotonic() < deadline:
+        server_base = base
+        status, _, _ = _request(server_base, token)
+        if status == want:
+            return status
+        time.sleep(0.1)
+    return status
+
+
+def _request(base: str, token: str) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(
+        base + "/identity/v3/auth/tokens",
+        headers={"X-Auth-Token": token, "X-Subject-Token": token},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_revocation_through_one_node_is_enforced_by_the_other(tmp_path: Path) -> None:
+    port_a, port_b = _free_port(), _free_port()
+    dir_a, dir_b = tmp_path / "a", tmp_path / "b"
+    env = server_env(SOUVERAIN_SERVER__PUBLIC_URL=f"http://127.0.0.1:{port_a}")
+    node_a = _start(dir_a, port_a, env)
+    nodes = [node_a]
+    try:
+        shutil.copytree(dir_a / "keys", dir_b / "keys")
+        env_b = dict(env, SOUVERAIN_DATABASE__URL=f"sqlite:///{dir_a / 'souverain.db'}")
+        node_b = _start(dir_b, port_b, env_b)
+        nodes.append(node_b)
+        base_a, base_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
+        token = node_a.token(ADMIN_PASSWORD)
+        # node_a.token() talks to the public URL, which is node A
+        assert _request(base_b, token)[0] == 200
+        status, _, _ = node_a.request(
+            "DELETE",
+            "/identity/v3/auth/tokens",
+            None,
+            {"X-Auth-Token": token, "X-Subject-Token": token},
+        )
+        assert status == 204
+        assert _request(base_a, token)[0] == 401
+        assert _status_until(node_b, base_b, token, 401, within=5) == 401
+        body = json.loads(_request(base_b, node_a.token(ADMIN_PASSWORD))[2])
+        assert body["token"]["user"]["name"] == "admin"
+    finally:
+        for node in nodes:
+            code, _, _ = node.stop()
+            assert code == 0
