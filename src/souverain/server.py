@@ -113,6 +113,8 @@ def prepare(settings: Settings, clock: Clock | None = None) -> Platform:
     paths = DataPaths(settings.data_dir.resolve())
     paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(paths.root, 0o700)
+    paths.keys.mkdir(exist_ok=True, mode=0o700)
+    os.chmod(paths.keys, 0o700)
     engine = make_engine(settings.database_url)
     migrate.upgrade(engine)
     db = Database(engine)

@@ -89,3 +89,32 @@ def test_key_file_is_private_and_stable(tmp_path: Path) -> None:
     assert (tmp_path / "k" / "audit.key").stat().st_mode & 0o777 == 0o600
     assert load_or_create_key(tmp_path / "k" / "audit.key") == first
     assert json.dumps({"k": first.hex()})
+
+
+def test_cut_tail_with_the_head_removed_is_caught(tmp_path: Path) -> None:
+    path, key = _log(tmp_path, 4)
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:2]))
+    (tmp_path / "audit.log.head").unlink()
+    verdict = verify(path, key)
+    assert not verdict.ok and "head file is missing" in verdict.problem
+
+
+def test_cut_tail_with_a_forged_head_is_caught(tmp_path: Path) -> None:
+    path, key = _log(tmp_path, 4)
+    lines = path.read_text().splitlines(keepends=True)[:2]
+    path.write_text("".join(lines))
+    last = json.loads(lines[-1])
+    (tmp_path / "audit.log.head").write_text(json.dumps({"seq": last["seq"], "mac": last["mac"]}))
+    verdict = verify(path, key)
+    assert not verdict.ok and "edited" in verdict.problem
+
+
+def test_restart_after_a_cut_records_the_evidence_in_the_chain(tmp_path: Path) -> None:
+    path, key = _log(tmp_path, 4)
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:2]))
+    (tmp_path / "audit.log.head").unlink()
+    log = AuditLog(path, key, fsync=False)
+    log.close()
+    records = [json.loads(x) for x in path.read_text().splitlines()]
+    assert records[-1]["action"] == "audit.integrity_warning"
+    assert "missing" in records[-1]["detail"]

@@ -50,6 +50,34 @@ def load_or_create_key(path: Path) -> bytes:
     return key
 
 
+def write_private(path: Path, text: str) -> None:
+    """Replace a small file atomically, readable by its owner only."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _signed_head(key: bytes, seq: int, mac: str) -> dict[str, Any]:
+    head: dict[str, Any] = {"seq": seq, "mac": mac}
+    head["head_mac"] = hmac.new(key, _canonical(head), hashlib.sha256).hexdigest()
+    return head
+
+
+def read_head(path: Path, key: bytes) -> dict[str, Any] | None:
+    """The head as written, with `valid` telling whether its MAC holds; None if absent."""
+    try:
+        head = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    if not isinstance(head, dict) or not isinstance(head.get("seq"), int):
+        return None
+    expected = _signed_head(key, head["seq"], str(head.get("mac", "")))["head_mac"]
+    head["valid"] = hmac.compare_digest(str(head.get("head_mac", "")), expected)
+    return head
+
+
 class AuditLogDamaged(Exception):
     """The log cannot be continued safely; `souverain audit verify` says where."""
 
@@ -73,6 +101,17 @@ class AuditLog:
             target=self._flush_loop, args=(flush_interval,), name="audit-flush", daemon=True
         )
         self._flusher.start()
+        problem = self._check_head()
+        if problem is not None:  # keep the evidence inside the chain itself
+            self.append(
+                {
+                    "action": "audit.integrity_warning",
+                    "outcome": "failure",
+                    "target": {"type": "audit_log", "id": path.name},
+                    "detail": problem,
+                }
+            )
+            self.flush()
 
     def _read_tail(self) -> tuple[int, str]:
         try:
@@ -112,10 +151,21 @@ class AuditLog:
             return
         if self._fsync:
             os.fdatasync(self._fd)
-        tmp = self.head_path.with_name(self.head_path.name + ".tmp")
-        tmp.write_text(json.dumps({"seq": seq, "mac": mac}) + "\n")
-        os.replace(tmp, self.head_path)
+        write_private(self.head_path, json.dumps(_signed_head(self._key, seq, mac)) + "\n")
         self._synced_seq = seq
+
+    def _check_head(self) -> str | None:
+        """At start: is the head consistent with the tail? Say what is wrong if not."""
+        if self._seq == 0:
+            return None
+        head = read_head(self.head_path, self._key)
+        if head is None:
+            return "the head file is missing or unreadable: records may have been cut"
+        if not head.get("valid"):
+            return "the head file does not match its MAC: it was edited"
+        if head["seq"] > self._seq:
+            return f"the log ends at record {self._seq} but the head says {head['seq']}: cut"
+        return None
 
     def _flush_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -168,20 +218,18 @@ def verify(path: Path, key: bytes) -> Verdict:
                 return Verdict(False, count, "chain link broken (removed or reordered)", number)
             prev, seq = record["mac"], record["seq"]
             macs[seq] = prev
-    head_path = path.with_name(path.name + ".head")
-    try:
-        head = json.loads(head_path.read_text())
-    except (FileNotFoundError, ValueError):
-        head = None
-    if head is not None and (
-        not isinstance(head.get("seq"), int)
-        or head["seq"] > seq
-        or (head["seq"] > 0 and macs.get(head["seq"]) != head.get("mac"))
-    ):
+    if count == 0:
+        return Verdict(True, 0)
+    head = read_head(path.with_name(path.name + ".head"), key)
+    if head is None:
+        return Verdict(False, count, "the head file is missing: the end may have been cut", count)
+    if not head["valid"]:
+        return Verdict(False, count, "the head file does not match its MAC (edited)", count)
+    if head["seq"] > seq or (head["seq"] > 0 and macs.get(head["seq"]) != head.get("mac")):
         return Verdict(
             False,
             count,
-            f"log ends at record {seq} but the head says {head.get('seq')} (truncated)",
+            f"log ends at record {seq} but the head says {head['seq']} (truncated)",
             count,
         )
     return Verdict(True, count)

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -72,6 +81,25 @@ class _Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
 
+class _Update(_Body):
+    """A PATCH body: any field may be left out, but only those in `nullable` may be null.
+
+    Without this, `{"name": null}` or `{"enabled": null}` reached the database as an
+    empty name or a non-boolean and failed there (500) instead of here (400).
+    """
+
+    nullable: ClassVar[frozenset[str]] = frozenset({"description"})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if value is None and key in cls.model_fields and key not in cls.nullable:
+                    raise ValueError(f"{key} cannot be null")
+        return data
+
+
 class DomainCreate(_Body):
     name: Name
     description: Text | None = None
@@ -80,7 +108,7 @@ class DomainCreate(_Body):
     explicit_domain_id: Id | None = None
 
 
-class DomainUpdate(_Body):
+class DomainUpdate(_Update):
     name: Name | None = None
     description: Text | None = None
     enabled: bool | None = None
@@ -97,7 +125,7 @@ class ProjectCreate(_Body):
     tags: Tags | None = None
 
 
-class ProjectUpdate(_Body):
+class ProjectUpdate(_Update):
     name: Name | None = None
     domain_id: Id | None = None
     description: Text | None = None
@@ -116,8 +144,9 @@ class UserCreate(_Body):
     email: Text | None = None
 
 
-class UserUpdate(_Body):
+class UserUpdate(_Update):
     model_config = ConfigDict(strict=True, extra="allow")
+    nullable = frozenset({"description", "email", "default_project_id", "password"})
     name: Name | None = None
     domain_id: Id | None = None
     enabled: bool | None = None
@@ -138,7 +167,7 @@ class GroupCreate(_Body):
     description: Text | None = None
 
 
-class GroupUpdate(_Body):
+class GroupUpdate(_Update):
     name: Name | None = None
     description: Text | None = None
 
@@ -149,7 +178,7 @@ class RoleCreate(_Body):
     description: Text | None = None
 
 
-class RoleUpdate(_Body):
+class RoleUpdate(_Update):
     name: Name | None = None
     description: Text | None = None
 
@@ -160,7 +189,8 @@ class RegionCreate(_Body):
     parent_region_id: Annotated[str, StringConstraints(max_length=255)] | None = None
 
 
-class RegionUpdate(_Body):
+class RegionUpdate(_Update):
+    nullable = frozenset({"description", "parent_region_id"})
     description: Text | None = None
     parent_region_id: Annotated[str, StringConstraints(max_length=255)] | None = None
 
@@ -172,7 +202,8 @@ class ServiceCreate(_Body):
     enabled: bool = True
 
 
-class ServiceUpdate(_Body):
+class ServiceUpdate(_Update):
+    nullable = frozenset({"description", "name"})
     type: Name | None = None
     name: Annotated[str, StringConstraints(max_length=255)] | None = None
     description: Text | None = None
@@ -192,7 +223,8 @@ class EndpointCreate(_Body):
     enabled: bool = True
 
 
-class EndpointUpdate(_Body):
+class EndpointUpdate(_Update):
+    nullable = frozenset({"region_id", "region"})
     service_id: Id | None = None
     interface: Interface | None = None
     url: Url | None = None
@@ -235,7 +267,8 @@ class CredentialCreate(_Body):
     project_id: Id | None = None
 
 
-class CredentialUpdate(_Body):
+class CredentialUpdate(_Update):
+    nullable = frozenset({"project_id"})
     blob: Annotated[str, StringConstraints(min_length=1, max_length=65535)] | None = None
     project_id: Id | None = None
 
@@ -259,12 +292,38 @@ async def read_json(request: Request) -> dict[str, Any]:
     if not raw:
         raise BadRequest("The request body is empty; a JSON object is expected.")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("Malformed request body: it is not valid JSON.") from None
+    except RecursionError:
+        raise BadRequest("Malformed request body: it is nested too deeply.") from None
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.")
+    if _SURROGATE_ESCAPE.search(raw):
+        # Python's json accepts a lone UTF-16 surrogate (`"\ud800"`); such a string can be
+        # neither stored nor sent back as UTF-8, so it is refused here, at the edge.
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(
+                "Malformed request body: a string holds an unpaired UTF-16 surrogate."
+            ) from None
     return data
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON, though Python's parser takes them."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 def member_of(body: dict[str, Any], key: str) -> dict[str, Any]:
@@ -890,7 +949,20 @@ def build_app(service: IdentityService, public_url: str = "") -> Starlette:
         }.get(status, str(exc.detail))
         return error_response(status, title, message)
 
+    async def on_unexpected(_request: Request, _exc: Exception) -> Response:
+        # Keystone's shape and no internals for the client; Starlette re-raises the
+        # exception after this response, so the server still logs the traceback.
+        return error_response(
+            500,
+            "Internal Server Error",
+            "An unexpected error prevented the server from fulfilling your request.",
+        )
+
     return Starlette(
         routes=api.routes(),
-        exception_handlers={ApiError: on_api_error, HTTPException: on_http_error},
+        exception_handlers={
+            ApiError: on_api_error,
+            HTTPException: on_http_error,
+            Exception: on_unexpected,
+        },
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 import bcrypt
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -251,15 +251,16 @@ class IdentityService:
             "options": {},
         }
 
-    @staticmethod
-    def user_ref(u: m.User) -> dict[str, Any]:
+    def user_ref(self, u: m.User) -> dict[str, Any]:
         ref = dict(u.extra or {})
         ref.update(
             {
                 "id": u.id,
                 "name": u.name,
                 "domain_id": u.domain_id,
-                "enabled": u.enabled,
+                # A locked-out account shows as disabled: `openstack user set --enable`
+                # only sends what differs from what it read, and enabling is the unlock.
+                "enabled": u.enabled and self._locked_until(u) is None,
                 "password_expires_at": None,
                 "options": {},
             }
@@ -540,31 +541,38 @@ class IdentityService:
             ok = check_secret(password, hashed)
             if user is None or not user.password_hash:
                 raise Unauthorized(INVALID_CREDENTIALS)
-            locked = self._locked_until(user)
-            if locked is not None:
-                raise Unauthorized(
-                    "The account is locked after too many failed logins. Try again after "
-                    f"{_iso(locked)} or ask an administrator to unlock it."
-                )
+            self._refuse_if_locked(user)
             if not ok:
-                # Counted in SQL, not read-modify-write: wrong guesses sent in parallel
-                # must each count, or a burst of them never reaches the lockout.
-                restart = self._locked_was_expired(user)
-                s.execute(
-                    update(m.User)
-                    .where(m.User.id == user.id)
-                    .values(
-                        failed_auth_count=1 if restart else m.User.failed_auth_count + 1,
-                        failed_auth_at=_naive(self._now()),
-                    )
-                )
-                s.commit()
+                self._count_failed_login(s, user)
                 raise Unauthorized(INVALID_CREDENTIALS)
             if user.failed_auth_count:
                 user.failed_auth_count = 0
                 user.failed_auth_at = None
             self._check_user_enabled(s, user)
             return user.id
+
+    def _refuse_if_locked(self, user: m.User) -> None:
+        locked = self._locked_until(user)
+        if locked is not None:
+            raise Unauthorized(
+                "The account is locked after too many failed logins. Try again after "
+                f"{_iso(locked)} or ask an administrator to unlock it."
+            )
+
+    def _count_failed_login(self, s: Session, user: m.User) -> None:
+        """Count a wrong password and commit it, even though the caller then raises."""
+        # Counted in SQL, not read-modify-write: wrong guesses sent in parallel
+        # must each count, or a burst of them never reaches the lockout.
+        restart = self._locked_was_expired(user)
+        s.execute(
+            update(m.User)
+            .where(m.User.id == user.id)
+            .values(
+                failed_auth_count=1 if restart else m.User.failed_auth_count + 1,
+                failed_auth_at=_naive(self._now()),
+            )
+        )
+        s.commit()
 
     def _locked_was_expired(self, user: m.User) -> bool:
         attempts = self.settings.lockout_failure_attempts
@@ -926,9 +934,18 @@ class IdentityService:
         enforce(ctx, "identity:list_projects")
         with self.db.session() as s:
             query = select(m.Project).order_by(m.Project.name, m.Project.id)
-            for key in ("name", "domain_id", "parent_id"):
+            for key in ("name", "domain_id"):
                 if key in filters:
                     query = query.where(getattr(m.Project, key) == filters[key])
+            if "parent_id" in filters:
+                # A top-level project is shown with its domain as parent; filter the same way.
+                parent = filters["parent_id"]
+                query = query.where(
+                    or_(
+                        m.Project.parent_id == parent,
+                        and_(m.Project.parent_id.is_(None), m.Project.domain_id == parent),
+                    )
+                )
             if "enabled" in filters:
                 query = query.where(m.Project.enabled.is_(filters["enabled"]))
             rows = s.scalars(query).all()
@@ -1174,8 +1191,16 @@ class IdentityService:
         self._check_password_policy(new)
         with self.db.session() as s:
             u = s.get(m.User, user_id)
-            if u is None or not u.password_hash or not check_secret(original, u.password_hash):
+            if u is None or not u.password_hash:
                 raise Unauthorized(INVALID_CREDENTIALS)
+            # The original password is checked like a login, lockout included, or this
+            # endpoint would let a stolen token guess the password without limit.
+            self._refuse_if_locked(u)
+            if not check_secret(original, u.password_hash):
+                self._count_failed_login(s, u)
+                raise Unauthorized(INVALID_CREDENTIALS)
+            u.failed_auth_count = 0
+            u.failed_auth_at = None
             u.password_hash = hash_secret(new, self.settings.bcrypt_rounds)
             u.password_changed_at = _naive(self._now())
             self._revoke(s, user_id=u.id)
@@ -1979,7 +2004,17 @@ class IdentityService:
             if "blob" in data:
                 c.blob = self._encrypt_blob(data["blob"])
             if "project_id" in data:
-                c.project_id = data["project_id"]
+                # The same rule as on create: only a project the caller can see.
+                project_id = data["project_id"]
+                if project_id:
+                    project = s.get(m.Project, project_id)
+                    if project is None or (
+                        not ctx.is_admin and project_id not in self._visible_project_ids(s, ctx)
+                    ):
+                        raise NotFound(f"Could not find project: {project_id}.")
+                elif c.type == "ec2":
+                    raise BadRequest("An ec2 credential needs a project_id.")
+                c.project_id = project_id
             ref = self.credential_ref(c)
         self._changed()
         return ref
