@@ -82,6 +82,6 @@ def build_app(
         routes.append(Route(prefix, _RootOf(sub_app, prefix)))
         routes.append(Mount(prefix, app=sub_app))
     router = Router(routes=routes, default=not_found)
-    app: ASGIApp = AuditMiddleware(router, audit_log, clock)
-    app = BodyLimitMiddleware(app, max_body_bytes, error_renderer())
+    app: ASGIApp = BodyLimitMiddleware(router, max_body_bytes, error_renderer())
+    app = AuditMiddleware(app, audit_log, clock)  # outside the limit: refusals are audited too
     return RequestLogMiddleware(app)

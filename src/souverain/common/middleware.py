@@ -34,9 +34,7 @@ def state_of(scope: Scope) -> dict[str, Any]:
     return state
 
 
-async def send_error(
-    send: Send, render: ErrorRenderer, path: str, error: PayloadTooLarge, request_id: str
-) -> None:
+async def send_error(send: Send, render: ErrorRenderer, path: str, error: PayloadTooLarge) -> None:
     body, content_type = render(path, error.status, error.title, error.message)
     await send(
         {
@@ -45,7 +43,6 @@ async def send_error(
             "headers": [
                 (b"content-type", content_type.encode()),
                 (b"content-length", str(len(body)).encode()),
-                (b"x-openstack-request-id", request_id.encode()),
                 (b"connection", b"close"),
             ],
         }
@@ -122,13 +119,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = -1
                 if declared > limit:
-                    await send_error(
-                        send,
-                        self.render,
-                        scope["path"],
-                        too_large,
-                        state_of(scope).get("request_id", ""),
-                    )
+                    await send_error(send, self.render, scope["path"], too_large)
                     return
         seen = 0
 

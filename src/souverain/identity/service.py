@@ -7,6 +7,7 @@ password changed, role removed, project disabled or deleted).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -113,13 +114,21 @@ class ListFilter:
     equals: dict[str, Any] = field(default_factory=dict)
 
 
+def _bcrypt_input(secret: str) -> bytes:
+    """bcrypt reads only 72 bytes: hash longer secrets down first so every byte counts."""
+    raw = secret.encode()
+    if len(raw) <= 72:
+        return raw
+    return b"sha256:" + base64.b64encode(hashlib.sha256(raw).digest())
+
+
 def hash_secret(secret: str, rounds: int) -> str:
-    return bcrypt.hashpw(secret.encode()[:72], bcrypt.gensalt(rounds)).decode()
+    return bcrypt.hashpw(_bcrypt_input(secret), bcrypt.gensalt(rounds)).decode()
 
 
 def check_secret(secret: str, hashed: str) -> bool:
     try:
-        return bcrypt.checkpw(secret.encode()[:72], hashed.encode())
+        return bcrypt.checkpw(_bcrypt_input(secret), hashed.encode())
     except ValueError:
         return False
 
@@ -1036,9 +1045,9 @@ class IdentityService:
         self._changed()
 
     def list_user_projects(self, ctx: RequestContext, user_id: str) -> list[dict[str, Any]]:
-        enforce(ctx, "identity:list_user_projects", owner_user_id=user_id)
         with self.db.session() as s:
-            self._get(s, m.User, user_id, "user")
+            self._owned_user(s, ctx, user_id)  # another user's list looks absent, not forbidden
+            enforce(ctx, "identity:list_user_projects", owner_user_id=user_id)
             return self._projects_of(s, user_id)
 
     def _projects_of(self, s: Session, user_id: str) -> list[dict[str, Any]]:
@@ -1317,9 +1326,9 @@ class IdentityService:
             return [self.user_ref(u) for u in rows]
 
     def list_user_groups(self, ctx: RequestContext, user_id: str) -> list[dict[str, Any]]:
-        enforce(ctx, "identity:list_groups_for_user", owner_user_id=user_id)
         with self.db.session() as s:
-            self._get(s, m.User, user_id, "user")
+            self._owned_user(s, ctx, user_id)
+            enforce(ctx, "identity:list_groups_for_user", owner_user_id=user_id)
             ids = self._group_ids_of(s, user_id)
             rows = s.scalars(select(m.Group).where(m.Group.id.in_(ids)).order_by(m.Group.name))
             return [self.group_ref(g) for g in rows.all()]

@@ -1,0 +1,222 @@
+"""Helpers the API tests share: a stepping clock, settings, a Keystone-speaking admin client."""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+with warnings.catch_warnings():
+    # starlette nudges towards httpx2; httpx is what the project installs.
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient as TestClient
+
+from souverain import server
+from souverain.config import Settings, load_settings
+
+ADMIN_PASSWORD = "admin-secret-Pa55word"
+LOCKOUT_ATTEMPTS = 3
+LOCKOUT_SECONDS = 600
+PASSWORD_MIN_LENGTH = 8
+DEFAULT_USER_PASSWORD = "user-Pa55word"
+MAX_BODY_BYTES = 64 * 1024
+
+
+class SteppingClock:
+    """Real time plus an offset a test can advance: expiry and lockout without sleeping."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta()
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += dt.timedelta(seconds=seconds)
+
+
+def settings_for(data_dir: Any, **identity: Any) -> Settings:
+    """Fast hashing, a small lockout threshold and body limit; `identity` overrides those."""
+    return load_settings(
+        environ={},
+        overrides={
+            "data_dir": str(data_dir),
+            "server": {"max_body_bytes": MAX_BODY_BYTES},
+            "identity": {
+                "bcrypt_rounds": 4,
+                "lockout_failure_attempts": LOCKOUT_ATTEMPTS,
+                "lockout_duration": LOCKOUT_SECONDS,
+                "password_min_length": PASSWORD_MIN_LENGTH,
+                **identity,
+            },
+            "audit": {"fsync": False},
+        },
+    )
+
+
+def password_auth(
+    password: str,
+    *,
+    user_id: str | None = None,
+    name: str | None = None,
+    domain: dict[str, str] | None = None,
+    scope: Any = None,
+) -> dict[str, Any]:
+    user: dict[str, Any] = {"password": password}
+    if user_id:
+        user["id"] = user_id
+    if name:
+        user["name"] = name
+        user["domain"] = domain or {"id": "default"}
+    auth: dict[str, Any] = {"identity": {"methods": ["password"], "password": {"user": user}}}
+    if scope is not None:
+        auth["scope"] = scope
+    return {"auth": auth}
+
+
+def assert_keystone_error(response: Any, status: int) -> dict[str, Any]:
+    """The status, Keystone's `{"error": {code, title, message}}` body, and a request id."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error: dict[str, Any] = body["error"]
+    assert error["code"] == status
+    assert isinstance(error["title"], str) and error["title"]
+    assert isinstance(error["message"], str) and error["message"]
+    assert response.headers.get("x-openstack-request-id", "").startswith("req-")
+    return error
+
+
+@dataclass
+class Member:
+    """A user made for a test, with the password it logs in with and its scoped token."""
+
+    id: str
+    name: str
+    password: str
+    project_id: str  # "" when made without a role
+    token: str  # "" when made without a role
+
+    @property
+    def headers(self) -> dict[str, str]:
+        assert self.token
+        return {"X-Auth-Token": self.token}
+
+
+class Cloud:
+    """The admin's view of a fresh platform, plus helpers to populate it."""
+
+    def __init__(self, client: TestClient, platform: server.Platform) -> None:
+        self.client = client
+        self.platform = platform
+        self._count = 0
+        admin = self.issue(
+            password_auth(
+                ADMIN_PASSWORD,
+                name="admin",
+                scope={"project": {"name": "admin", "domain": {"id": "default"}}},
+            )
+        )
+        self.admin_token = admin.headers["X-Subject-Token"]
+        self.admin_id: str = admin.json()["token"]["user"]["id"]
+        self.admin_project_id: str = admin.json()["token"]["project"]["id"]
+        self.role_ids = {
+            r["name"]: r["id"] for r in self.get("/v3/roles").json()["roles"] if r["name"]
+        }
+
+    # -- HTTP with the admin's token unless told otherwise
+
+    def _headers(self, token: str | None, extra: dict[str, str] | None) -> dict[str, str]:
+        headers = {"X-Auth-Token": token if token is not None else self.admin_token}
+        headers.update(extra or {})
+        return headers
+
+    def get(self, path: str, token: str | None = None, **kw: Any) -> Any:
+        return self.client.get(
+            "/identity" + path, headers=self._headers(token, kw.pop("headers", None)), **kw
+        )
+
+    def head(self, path: str, token: str | None = None, **kw: Any) -> Any:
+        return self.client.head(
+            "/identity" + path, headers=self._headers(token, kw.pop("headers", None)), **kw
+        )
+
+    def post(self, path: str, body: Any, token: str | None = None, **kw: Any) -> Any:
+        return self.client.post(
+            "/identity" + path,
+            json=body,
+            headers=self._headers(token, kw.pop("headers", None)),
+            **kw,
+        )
+
+    def patch(self, path: str, body: Any, token: str | None = None, **kw: Any) -> Any:
+        return self.client.patch(
+            "/identity" + path,
+            json=body,
+            headers=self._headers(token, kw.pop("headers", None)),
+            **kw,
+        )
+
+    def put(self, path: str, token: str | None = None, **kw: Any) -> Any:
+        return self.client.put(
+            "/identity" + path, headers=self._headers(token, kw.pop("headers", None)), **kw
+        )
+
+    def delete(self, path: str, token: str | None = None, **kw: Any) -> Any:
+        return self.client.delete(
+            "/identity" + path, headers=self._headers(token, kw.pop("headers", None)), **kw
+        )
+
+    def issue(self, body: Any, query: str = "") -> Any:
+        return self.client.post("/identity/v3/auth/tokens" + query, json=body)
+
+    # -- population
+
+    def unique(self, prefix: str) -> str:
+        self._count += 1
+        return f"{prefix}-{self._count}"
+
+    def create(self, collection: str, member: str, **fields: Any) -> dict[str, Any]:
+        response = self.post(f"/v3/{collection}", {member: fields})
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()[member]
+        return created
+
+    def project(self, name: str | None = None, **fields: Any) -> dict[str, Any]:
+        return self.create("projects", "project", name=name or self.unique("project"), **fields)
+
+    def user(self, name: str | None = None, password: str | None = None, **fields: Any) -> Any:
+        return self.create(
+            "users",
+            "user",
+            name=name or self.unique("user"),
+            password=password or DEFAULT_USER_PASSWORD,
+            **fields,
+        )
+
+    def grant(self, user_id: str, project_id: str, role: str, actor: str = "users") -> None:
+        response = self.put(
+            f"/v3/projects/{project_id}/{actor}/{user_id}/roles/{self.role_ids[role]}"
+        )
+        assert response.status_code == 204, response.text
+
+    def token_for(self, user_id: str, password: str, project_id: str | None) -> str:
+        scope = {"project": {"id": project_id}} if project_id else None
+        response = self.issue(password_auth(password, user_id=user_id, scope=scope))
+        assert response.status_code == 201, response.text
+        token: str = response.headers["X-Subject-Token"]
+        return token
+
+    def member(
+        self, role: str | None = "member", project_id: str | None = None, password: str = ""
+    ) -> Member:
+        """A new user holding `role` on a project (a new one unless given), logged in there."""
+        password = password or f"pw-{self.unique('secret')}-Long"
+        user = self.user(password=password)
+        if role is None:
+            return Member(user["id"], user["name"], password, "", "")
+        project_id = project_id or self.project()["id"]
+        self.grant(user["id"], project_id, role)
+        token = self.token_for(user["id"], password, project_id)
+        return Member(user["id"], user["name"], password, project_id, token)
