@@ -7,7 +7,9 @@ what the servers are.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -96,6 +98,29 @@ class Server:
                 f"Last lines of {self.log_path}:\n{log_tail(self.log_path)}"
             )
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by every process of this server's group."""
+        if self.process is None:
+            return 0.0
+        return _group_cpu_seconds(self.process.pid)
+
+    def wait_idle(self, timeout_s: float = 120.0, interval_s: float = 0.25) -> None:
+        """Wait until the server burns (almost) no CPU: the work a client left behind is done.
+
+        A server keeps computing requests whose client went away (threads under
+        uvicorn, the listen backlog under gunicorn); without this, one cell's
+        leftovers would be charged to the next.
+        """
+        deadline = time.monotonic() + timeout_s
+        quiet = 0
+        before = self.cpu_seconds()
+        while quiet < 2 and time.monotonic() < deadline:
+            time.sleep(interval_s)
+            self.raise_if_exited()
+            now = self.cpu_seconds()
+            quiet = quiet + 1 if now - before < 0.05 * interval_s else 0
+            before = now
+
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop the whole process group: SIGTERM, then SIGKILL after `grace_s`."""
         process = self.process
@@ -112,8 +137,60 @@ class Server:
         _signal_group(process.pid, signal.SIGKILL)
 
 
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def _group_cpu_seconds(pgid: int) -> float:
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        # After "pid (comm)": state ppid pgrp ... utime(12th) stime(13th)
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / _TICKS_PER_S
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy since boot, all cores (steal counts as busy)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _TICKS_PER_S
+
+
+class CpuWatch:
+    """Measures how much of the machine others took while we measured.
+
+    "Ours" is this process, the children it has waited for (wrk, the bcrypt
+    bound) and the given servers' process groups; whatever else kept the cores
+    busy -- a test suite, another benchmark, the hypervisor's steal -- is
+    reported as `foreign_share`, the fraction of all cores over the interval.
+    """
+
+    def __init__(self, servers: Sequence[Server]) -> None:
+        self.servers = servers
+        self.foreign_share = 0.0
+
+    def _snapshot(self) -> tuple[float, float, float]:
+        own = sum(server.cpu_seconds() for server in self.servers)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+            usage = resource.getrusage(who)
+            own += usage.ru_utime + usage.ru_stime
+        return time.monotonic(), machine_busy_seconds(), own
+
+    def __enter__(self) -> CpuWatch:
+        self._start = self._snapshot()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        wall, busy, own = (b - a for a, b in zip(self._start, self._snapshot(), strict=True))
+        cores = os.cpu_count() or 1
+        if wall > 0:
+            self.foreign_share = max(0.0, busy - own) / (cores * wall)
+
+
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wrk_load import CellResult
 
 SOUVERAIN = "Souverain"
 KEYSTONE = "Keystone"
+
+
+@dataclass
+class Bound:
+    """bcrypt.checkpw per second with `workers` processes; one sample per measurement."""
+
+    workers: int
+    samples: list[float] = field(default_factory=list)
+    foreign_cpu: list[float] = field(default_factory=list)  # per sample, as in CellResult
+
+    @property
+    def per_s(self) -> float:
+        return statistics.fmean(self.samples) if self.samples else float("nan")
 
 
 @dataclass(frozen=True)
@@ -19,12 +33,21 @@ class Row:
     cells: dict[str, CellResult]  # by target name; a skipped target is absent
 
 
+# Above this share of the machine taken by other processes, a number is marked "~".
+SHARED_MACHINE = 0.10
+
+
+def _marks(cell: CellResult) -> str:
+    return ("~" if cell.foreign_cpu > SHARED_MACHINE else "") + ("!" if cell.failed else "")
+
+
 def _rps(cell: CellResult | None) -> str:
     if cell is None:
         return "-"
     value = cell.requests_per_s
     text = f"{value:.1f}" if value < 100 else f"{value:.0f}"
-    return text + (" !" if cell.failed else "")
+    marks = _marks(cell)
+    return f"{text} {marks}" if marks else text
 
 
 def _ms(cell: CellResult | None) -> str:
@@ -57,11 +80,33 @@ def table(rows: Sequence[Row]) -> str:
     out = []
     for n, line in enumerate(lines):
         first = line[0].ljust(widths[0])
-        rest = "  ".join(value.rjust(width) for value, width in zip(line[1:], widths[1:], strict=True))
+        rest = "  ".join(
+            value.rjust(width) for value, width in zip(line[1:], widths[1:], strict=True)
+        )
         out.append(f"{first}  {rest}")
         if n == 0:
             out.append("-" * len(out[0]))
     return "\n".join(out)
+
+
+def shared_machine(rows: Sequence[Row], bounds: dict[int, Bound]) -> list[str]:
+    """One line per measurement during which other processes took a share of the cores."""
+    notes = []
+    for row in rows:
+        for name, cell in row.cells.items():
+            if cell.foreign_cpu > SHARED_MACHINE:
+                notes.append(
+                    f"~ {name} {row.label} c={row.concurrency}: other processes used "
+                    f"{100 * cell.foreign_cpu:.0f}% of the machine"
+                )
+    for concurrency, bound in bounds.items():
+        for n, share in enumerate(bound.foreign_cpu):
+            if share > SHARED_MACHINE:
+                notes.append(
+                    f"~ bcrypt bound c={concurrency} sample {n + 1}: other processes used "
+                    f"{100 * share:.0f}% of the machine"
+                )
+    return notes
 
 
 def failures(rows: Sequence[Row]) -> list[str]:
@@ -77,22 +122,29 @@ def failures(rows: Sequence[Row]) -> list[str]:
 def bound_lines(
     rounds: int,
     bcrypt_version: str,
-    bound_by_concurrency: dict[int, tuple[float, int]],
+    bounds: dict[int, Bound],
     password_rows: Sequence[Row],
 ) -> list[str]:
     """The bcrypt ceiling for issue-by-password, and how close each server gets to it."""
     lines = [
-        f"bound set by the password hash alone: bcrypt.checkpw at cost {rounds} "
-        f"(bcrypt {bcrypt_version}), one process per concurrent request up to the core count"
+        f"bound set by the password hash alone: bcrypt.checkpw/s at cost {rounds} "
+        f"(bcrypt {bcrypt_version}), min(c, cores) processes, sampled before and after each pair"
     ]
     for row in password_rows:
-        bound, workers = bound_by_concurrency[row.concurrency]
-        parts = [f"  c={row.concurrency:<3} bound {bound:6.2f}/s ({workers} proc)"]
+        bound = bounds[row.concurrency]
+        samples = "/".join(
+            f"{rate:.2f}" + ("~" if share > SHARED_MACHINE else "")
+            for rate, share in zip(bound.samples, bound.foreign_cpu, strict=True)
+        )
+        parts = [f"  c={row.concurrency:<3} bound {bound.per_s:5.2f}/s ({samples})"]
         for name in (SOUVERAIN, KEYSTONE):
             cell = row.cells.get(name)
             if cell is not None:
-                share = 100 * cell.requests_per_s / bound if bound else float("nan")
-                flag = " !" if cell.failed else ""
-                parts.append(f"{name} {cell.requests_per_s:6.2f} rps = {share:5.1f}% of bound{flag}")
+                share = 100 * cell.requests_per_s / bound.per_s
+                marks = _marks(cell)
+                flag = f" {marks}" if marks else ""
+                parts.append(
+                    f"{name} {cell.requests_per_s:5.2f} rps = {share:3.0f}% of bound{flag}"
+                )
         lines.append("   ".join(parts))
     return lines

@@ -82,6 +82,7 @@ class CellResult:
     statuses: dict[int, int] = field(default_factory=dict)
     socket_errors: dict[str, int] = field(default_factory=dict)
     first_errors: list[str] = field(default_factory=list)
+    foreign_cpu: float = 0.0  # share of the machine other processes used meanwhile
 
     @property
     def non_2xx(self) -> int:
