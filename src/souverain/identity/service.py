@@ -467,6 +467,7 @@ class IdentityService:
         expires = now + dt.timedelta(seconds=self.settings.token_expiration)
         audit_ids: tuple[str, ...] = (new_audit_id(),)
         app_cred_id: str | None = None
+        inherited: tuple[str, ...] = ()
         if method == "password":
             user_id = self._auth_password(identity["password"])
         elif method == "token":
@@ -474,6 +475,7 @@ class IdentityService:
             user_id = parent.payload.user_id
             expires = dt.datetime.fromtimestamp(parent.payload.expires_at, dt.UTC)
             audit_ids = (new_audit_id(), parent.payload.audit_ids[-1])
+            inherited = parent.payload.methods
             if parent.payload.app_cred_id:
                 app_cred_id = parent.payload.app_cred_id
         elif method == "application_credential":
@@ -497,7 +499,8 @@ class IdentityService:
                 raise Forbidden("A token from an application credential cannot be re-scoped.")
         payload = TokenPayload(
             user_id=user_id,
-            methods=(method,) if method != "token" else ("token",),
+            # A re-scoped token keeps the methods that proved the identity, as Keystone does.
+            methods=tuple(dict.fromkeys((method, *inherited))),
             expires_at=expires.timestamp(),
             issued_at=now.timestamp(),
             audit_ids=audit_ids,
@@ -545,18 +548,24 @@ class IdentityService:
                     ).first()
             else:
                 raise BadRequest("auth.identity.password.user needs an id or a name")
-            # Hash even for an unknown user, so both failures cost the same time.
-            hashed = user.password_hash if user and user.password_hash else self._dummy_hash
-            ok = check_secret(password, hashed)
-            if user is None or not user.password_hash:
-                raise Unauthorized(INVALID_CREDENTIALS)
-            self._refuse_if_locked(user)
+        # The hash runs with no database connection held: a slow hash must not
+        # starve the pool. It runs even for an unknown user, so that both
+        # failures cost the same time.
+        hashed = user.password_hash if user and user.password_hash else self._dummy_hash
+        ok = check_secret(password, hashed)
+        if user is None or not user.password_hash:
+            raise Unauthorized(INVALID_CREDENTIALS)
+        self._refuse_if_locked(user)
+        with self.db.session() as s:
             if not ok:
                 self._count_failed_login(s, user)
                 raise Unauthorized(INVALID_CREDENTIALS)
             if user.failed_auth_count:
-                user.failed_auth_count = 0
-                user.failed_auth_at = None
+                s.execute(
+                    update(m.User)
+                    .where(m.User.id == user.id)
+                    .values(failed_auth_count=0, failed_auth_at=None)
+                )
             self._check_user_enabled(s, user)
             return user.id
 
