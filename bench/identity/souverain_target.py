@@ -18,7 +18,7 @@ STATE = HERE.parent / ".peers" / "souverain-state"
 DEFAULT_BIN = REPO / ".venv" / "bin" / "souverain"
 
 
-def start(binary: Path, admin_password: str, rounds: int) -> tuple[Server, str]:
+def start(binary: Path, admin_password: str, rounds: int, workers: int = 1) -> tuple[Server, str]:
     """Start Souverain on a free port; return the server and its identity v3 URL."""
     if not binary.exists():
         raise FileNotFoundError(f"{binary} not found (pip install -e . into .venv first)")
@@ -30,6 +30,7 @@ def start(binary: Path, admin_password: str, rounds: int) -> tuple[Server, str]:
         **os.environ,
         "SOUVERAIN_ADMIN_PASSWORD": admin_password,
         "SOUVERAIN_IDENTITY__BCRYPT_ROUNDS": str(rounds),
+        "SOUVERAIN_SERVER__WORKERS": str(workers),
     }
     server = Server(
         "souverain",

@@ -52,13 +52,15 @@ def serve(
     from souverain.server import serve as run
 
     try:
-        run(settings)
+        code = run(settings)
     except SchemaTooNew as exc:
         typer.echo(f"souverain: refusing to start: {exc}", err=True)
         raise typer.Exit(3) from None
     except OSError as exc:
         typer.echo(f"souverain: cannot start: {exc}", err=True)
         raise typer.Exit(1) from None
+    if code:
+        raise typer.Exit(code)
 
 
 @audit_app.command("verify")

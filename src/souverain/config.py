@@ -35,6 +35,7 @@ class ServerSettings(_Section):
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     graceful_timeout: float = Field(default=30.0, ge=0)
+    workers: int = Field(default=1, ge=1, le=64, description="serving processes (one per core)")
 
     @field_validator("public_url")
     @classmethod

@@ -9,12 +9,14 @@ close the audit log and the database.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from starlette.types import ASGIApp
 
 from souverain.app import SERVICES, build_app
 from souverain.common.audit import AuditLog, load_or_create_key
+from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.config import Settings
 from souverain.db import migrate
@@ -34,6 +37,7 @@ from souverain.identity.tokens import KeyRepository, TokenFormatter
 log = logging.getLogger("souverain")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -59,6 +63,10 @@ class DataPaths:
     @property
     def audit_log(self) -> Path:
         return self.root / "audit.log"
+
+    @property
+    def changes(self) -> Path:
+        return self.root / "identity.changes"
 
     @property
     def clouds_yaml(self) -> Path:
@@ -97,6 +105,8 @@ class Platform:
         for worker in self._workers:
             worker.join()
         self.audit_log.close()
+        if self.identity.changes is not None:
+            self.identity.changes.close()
         self.db.dispose()
 
 
@@ -108,22 +118,20 @@ def _credential_key(path: Path) -> bytes:
     return base64.urlsafe_b64encode(raw[:32])
 
 
-def prepare(settings: Settings, clock: Clock | None = None) -> Platform:
-    clock = clock or Clock()
-    paths = DataPaths(settings.data_dir.resolve())
-    paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(paths.root, 0o700)
-    paths.keys.mkdir(exist_ok=True, mode=0o700)
-    os.chmod(paths.keys, 0o700)
-    engine = make_engine(settings.database_url)
-    migrate.upgrade(engine)
-    db = Database(engine)
-    keys = KeyRepository(paths.fernet_keys, settings.identity.max_active_keys)
-    keys.setup()
+def _paths(settings: Settings) -> DataPaths:
+    return DataPaths(settings.data_dir.resolve())
+
+
+def _key_repository(settings: Settings) -> KeyRepository:
+    return KeyRepository(_paths(settings).fernet_keys, settings.identity.max_active_keys)
+
+
+def _identity(settings: Settings, db: Database, clock: Clock) -> IdentityService:
+    paths = _paths(settings)
     ident = settings.identity
-    identity = IdentityService(
+    return IdentityService(
         db,
-        TokenFormatter(keys),
+        TokenFormatter(_key_repository(settings)),
         _credential_key(paths.credential_key),
         IdentityPolicySettings(
             token_expiration=ident.token_expiration,
@@ -133,26 +141,65 @@ def prepare(settings: Settings, clock: Clock | None = None) -> Platform:
             lockout_duration=ident.lockout_duration,
         ),
         clock,
+        ChangeCounter(paths.changes),
     )
-    result = bootstrap(
-        identity,
-        settings.server.region,
-        settings.base_url,
-        SERVICES,
-        os.environ.get("SOUVERAIN_ADMIN_PASSWORD") or None,
-        ident.bcrypt_rounds,
-    )
-    written = write_clouds_yaml(
+
+
+def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
+    """Once per start, before any worker: data dir, schema, keys, bootstrap, clouds.yaml.
+
+    Returns whether clouds.yaml holds the admin password.
+    """
+    paths = _paths(settings)
+    paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(paths.root, 0o700)
+    paths.keys.mkdir(exist_ok=True, mode=0o700)
+    os.chmod(paths.keys, 0o700)
+    load_or_create_key(paths.audit_key)  # before any worker: they must share it
+    engine = make_engine(settings.database_url)
+    try:
+        migrate.upgrade(engine)
+        _key_repository(settings).setup()
+        identity = _identity(settings, Database(engine), clock or Clock())
+        result = bootstrap(
+            identity,
+            settings.server.region,
+            settings.base_url,
+            SERVICES,
+            os.environ.get("SOUVERAIN_ADMIN_PASSWORD") or None,
+            settings.identity.bcrypt_rounds,
+        )
+        if identity.changes is not None:
+            identity.changes.close()
+    finally:
+        engine.dispose()
+    return write_clouds_yaml(
         paths.clouds_yaml,
         f"{settings.base_url}/identity",
         settings.server.region,
         result.admin_password,
     )
+
+
+def open_platform(settings: Settings, clock: Clock | None = None) -> Platform:
+    """What one serving process holds: its own engine, services, audit log and app."""
+    clock = clock or Clock()
+    paths = _paths(settings)
+    db = Database(make_engine(settings.database_url))
+    identity = _identity(settings, db, clock)
     audit_log = AuditLog(paths.audit_log, load_or_create_key(paths.audit_key), settings.audit.fsync)
     app = build_app(
         identity, audit_log, clock, settings.server.max_body_bytes, settings.server.public_url
     )
-    return Platform(settings, paths, db, identity, audit_log, app, written)
+    return Platform(settings, paths, db, identity, audit_log, app, paths.clouds_yaml.exists())
+
+
+def prepare(settings: Settings, clock: Clock | None = None) -> Platform:
+    """Set up the data dir and open a platform on it: a whole cloud in this process."""
+    written = set_up_data(settings, clock)
+    platform = open_platform(settings, clock)
+    platform.admin_password_file_written = written
+    return platform
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -176,7 +223,28 @@ def configure_logging() -> None:
     logging.getLogger("uvicorn.access").disabled = True
 
 
-def serve(settings: Settings) -> None:
+def _banner(settings: Settings, paths: DataPaths, password_written: bool) -> None:
+    base = settings.base_url
+    workers = settings.server.workers
+    print(
+        f"Souverain is running in region {settings.server.region} "
+        f"(data in {paths.root}, {workers} worker{'s' if workers > 1 else ''})"
+    )
+    for service in SERVICES:
+        print(f"  {service.type:<10} {base}{service.path}")
+    if password_written:
+        print(f"Admin credentials: {paths.clouds_yaml} (cloud 'souverain')")
+        print(
+            f"  try: OS_CLIENT_CONFIG_FILE={paths.clouds_yaml} "
+            "openstack --os-cloud souverain token issue"
+        )
+    else:
+        print("Admin password unknown to this data dir; set SOUVERAIN_ADMIN_PASSWORD to reset it.")
+    sys.stdout.flush()
+
+
+def _run_worker(settings: Settings, sock: socket.socket) -> None:
+    """Serve on the shared socket until SIGTERM/SIGINT, then close everything cleanly."""
     import uvicorn
 
     class _GracefulServer(uvicorn.Server):
@@ -185,31 +253,15 @@ def serve(settings: Settings) -> None:
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             previous = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+            if _EARLY_STOP:
+                self.handle_exit(_EARLY_STOP[0], None)
             try:
                 yield
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    configure_logging()
-    sock = bind(settings.server.host, settings.server.port)
-    settings.server.port = sock.getsockname()[1]
-    platform = prepare(settings)
-    base = settings.base_url
-    print(
-        f"Souverain is running in region {settings.server.region} (data in {platform.paths.root})"
-    )
-    for service in SERVICES:
-        print(f"  {service.type:<10} {base}{service.path}")
-    if platform.admin_password_file_written:
-        print(f"Admin credentials: {platform.paths.clouds_yaml} (cloud 'souverain')")
-        print(
-            f"  try: OS_CLIENT_CONFIG_FILE={platform.paths.clouds_yaml} "
-            "openstack --os-cloud souverain token issue"
-        )
-    else:
-        print("Admin password unknown to this data dir; set SOUVERAIN_ADMIN_PASSWORD to reset it.")
-    sys.stdout.flush()
+    platform = open_platform(settings)
     config = uvicorn.Config(
         platform.app,
         log_config=None,
@@ -224,4 +276,96 @@ def serve(settings: Settings) -> None:
         server.run(sockets=[sock])
     finally:
         platform.close()
-        print("Souverain stopped cleanly.")
+
+
+_EARLY_STOP: list[int] = []
+
+
+def _remember_early_stop(sig: int, _frame: object) -> None:
+    _EARLY_STOP.append(sig)
+
+
+def _stop_with_parent() -> None:
+    """Ask Linux to send us SIGTERM if the supervisor dies, even by SIGKILL: no orphans."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the supervisor's own stop still works
+        return
+    if os.getppid() == 1:  # the supervisor died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _supervise(settings: Settings, sock: socket.socket) -> int:
+    """Fork the workers, pass stop signals on, replace a worker that dies on its own."""
+    stopping = False
+    children: dict[int, int] = {}  # pid -> slot
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 0
+            try:
+                _stop_with_parent()
+                for sig in STOP_SIGNALS:  # a stop before serving starts is kept, not fatal
+                    signal.signal(sig, _remember_early_stop)
+                _run_worker(settings, sock)
+            except BaseException:
+                log.exception("worker %d failed", slot)
+                code = 1
+            finally:
+                os._exit(code)
+        children[pid] = slot
+
+    def on_stop(sig: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    for slot in range(settings.server.workers):
+        spawn(slot)
+    previous = {sig: signal.signal(sig, on_stop) for sig in STOP_SIGNALS}
+    if _EARLY_STOP:  # asked to stop while starting
+        on_stop(_EARLY_STOP[0], None)
+    failed = False
+    try:
+        while children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            slot = children.pop(pid, -1)
+            if slot < 0:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            if stopping:
+                failed = failed or code != 0
+                continue
+            log.error("worker %d (pid %d) exited with %d; starting a new one", slot, pid, code)
+            time.sleep(0.5)
+            if not stopping:  # a stop may have come while we waited
+                spawn(slot)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 1 if failed else 0
+
+
+def serve(settings: Settings) -> int:
+    """Run `souverain serve` in the foreground; the exit code to return."""
+    configure_logging()
+    sock = bind(settings.server.host, settings.server.port)
+    settings.server.port = sock.getsockname()[1]
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _remember_early_stop)
+    written = set_up_data(settings)
+    _banner(settings, _paths(settings), written)
+    if settings.server.workers == 1:
+        _run_worker(settings, sock)
+        code = 0
+    else:
+        code = _supervise(settings, sock)
+    print("Souverain stopped cleanly." if code == 0 else "Souverain stopped; a worker failed.")
+    return code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -37,6 +38,7 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # its workers too can be stopped as one group
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -138,5 +140,6 @@ def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
     yield factory
     for server in made:
         if server.proc is not None and server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.communicate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.proc.pid, signal.SIGKILL)
+            server.proc.communicate(timeout=30)

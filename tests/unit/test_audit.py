@@ -118,3 +118,17 @@ def test_restart_after_a_cut_records_the_evidence_in_the_chain(tmp_path: Path) -
     records = [json.loads(x) for x in path.read_text().splitlines()]
     assert records[-1]["action"] == "audit.integrity_warning"
     assert "missing" in records[-1]["detail"]
+
+
+def test_two_writers_sharing_the_file_keep_one_chain(tmp_path: Path) -> None:
+    key = load_or_create_key(tmp_path / "audit.key")
+    first = AuditLog(tmp_path / "audit.log", key, fsync=False)
+    second = AuditLog(tmp_path / "audit.log", key, fsync=False)
+    for i in range(6):
+        (first if i % 2 else second).append({"action": f"step.{i}"})
+    first.close()
+    second.close()
+    verdict = verify(tmp_path / "audit.log", key)
+    assert verdict.ok and verdict.records == 6
+    seqs = [json.loads(x)["seq"] for x in (tmp_path / "audit.log").read_text().splitlines()]
+    assert seqs == [1, 2, 3, 4, 5, 6]

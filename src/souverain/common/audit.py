@@ -14,6 +14,7 @@ the head forward. The head may lag the log, never lead it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
@@ -36,23 +37,34 @@ def _mac(key: bytes, record: dict[str, Any]) -> str:
 
 
 def load_or_create_key(path: Path) -> bytes:
+    """A 32-byte secret kept in `path` (0600), created on first use.
+
+    Creation is atomic (written aside, then hard-linked into place), so two
+    processes starting together end up with the same key.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         return path.read_bytes()
     except FileNotFoundError:
         pass
-    key = os.urandom(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
+        handle.write(os.urandom(32))
         handle.flush()
         os.fsync(handle.fileno())
-    return key
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process won; use its key
+    finally:
+        tmp.unlink()
+    return path.read_bytes()
 
 
 def write_private(path: Path, text: str) -> None:
     """Replace a small file atomically, readable by its owner only."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
@@ -96,6 +108,7 @@ class AuditLog:
         self._seq, self._last_mac = self._read_tail()
         self._synced_seq = self._seq
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._end = os.fstat(self._fd).st_size
         self._stop = threading.Event()
         self._flusher = threading.Thread(
             target=self._flush_loop, args=(flush_interval,), name="audit-flush", daemon=True
@@ -134,24 +147,41 @@ class AuditLog:
             raise AuditLogDamaged(f"{self.path}: the last line is not an audit record") from None
 
     def append(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Chain and write one record. Several processes may share the file: the lock
+        serialises them, and a process that finds the file grown re-reads the tail."""
         with self._lock:
-            record = dict(entry)
-            record["seq"] = self._seq + 1
-            record["prev"] = self._last_mac
-            record["mac"] = _mac(self._key, record)
-            os.write(self._fd, _canonical(record) + b"\n")
-            self._seq, self._last_mac = record["seq"], record["mac"]
-            return record
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(self._fd).st_size != self._end:
+                    self._seq, self._last_mac = self._read_tail()
+                record = dict(entry)
+                record["seq"] = self._seq + 1
+                record["prev"] = self._last_mac
+                record["mac"] = _mac(self._key, record)
+                line = _canonical(record) + b"\n"
+                os.write(self._fd, line)
+                self._end = os.fstat(self._fd).st_size
+                self._seq, self._last_mac = record["seq"], record["mac"]
+                return record
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def flush(self) -> None:
-        """Make every line written so far durable, then record the head."""
+        """Make every line written so far durable, then move the head forward (never back:
+        another process sharing the file may have recorded a later head already)."""
         with self._lock:
             seq, mac = self._seq, self._last_mac
         if seq == self._synced_seq:
             return
         if self._fsync:
             os.fdatasync(self._fd)
-        write_private(self.head_path, json.dumps(_signed_head(self._key, seq, mac)) + "\n")
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            current = read_head(self.head_path, self._key)
+            if current is None or not current["valid"] or current["seq"] < seq:
+                write_private(self.head_path, json.dumps(_signed_head(self._key, seq, mac)) + "\n")
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._synced_seq = seq
 
     def _check_head(self) -> str | None:

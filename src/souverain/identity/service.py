@@ -23,6 +23,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock, as_utc
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
@@ -149,8 +150,11 @@ class IdentityService:
         credential_key: bytes,
         settings: IdentityPolicySettings,
         clock: Clock | None = None,
+        changes: ChangeCounter | None = None,
     ) -> None:
         self.db = db
+        self.changes = changes
+        self._seen_change = changes.value() if changes is not None else 0
         self.tokens = tokens
         self.settings = settings
         self.clock = clock or Clock()
@@ -176,6 +180,17 @@ class IdentityService:
                 .where(m.IdentityState.id == 1)
                 .values(generation=m.IdentityState.generation + 1)
             )
+        if self.changes is not None:
+            seen = self._seen_change
+            new = self.changes.bump()
+            if new == seen + 1:  # nobody else changed anything meanwhile: nothing to reload
+                self._seen_change = new
+
+    def follow_changes(self) -> None:
+        """Before trusting caches: has another process on this host changed identity data?"""
+        if self.changes is not None and self.changes.value() != self._seen_change:
+            self._seen_change = self.changes.value()
+            self.sync_from_store()
 
     def _bump_local(self) -> None:
         with self._lock:
@@ -447,6 +462,7 @@ class IdentityService:
 
     def authenticate(self, auth: dict[str, Any]) -> TokenView:
         """Check the identity methods, pick the scope, issue a token. Runs off the event loop."""
+        self.follow_changes()
         identity = auth.get("identity")
         if not isinstance(identity, dict):
             raise BadRequest("auth.identity is required")
@@ -724,6 +740,7 @@ class IdentityService:
 
     def validate(self, token: str) -> TokenView | None:
         """The token's view, or None if it is malformed, expired, revoked or no longer valid."""
+        self.follow_changes()
         payload = self.tokens.read(token)
         if payload is None:
             return None
@@ -830,6 +847,7 @@ class IdentityService:
             raise NotFound("Could not find token: the token is invalid, expired or revoked.")
         with self.db.session() as s:
             self._revoke(s, audit_id=view.payload.audit_ids[0])
+        self._changed()  # other API processes must drop it too
 
     # ------------------------------------------------------------------ visibility
 
