@@ -56,6 +56,9 @@ class IdentitySettings(_Section):
     lockout_failure_attempts: int = Field(default=6, ge=0, description="0 disables lockout")
     lockout_duration: int = Field(default=1800, ge=1)
     max_active_keys: int = Field(default=3, ge=3, le=20)
+    hash_concurrency: int = Field(
+        default=0, ge=0, le=256, description="password hashes at once per worker; 0: cores/workers"
+    )
 
 
 class AuditSettings(_Section):

@@ -139,6 +139,8 @@ def _identity(settings: Settings, db: Database, clock: Clock) -> IdentityService
             password_min_length=ident.password_min_length,
             lockout_failure_attempts=ident.lockout_failure_attempts,
             lockout_duration=ident.lockout_duration,
+            hash_concurrency=ident.hash_concurrency
+            or max(1, (os.cpu_count() or 1) // settings.server.workers),
         ),
         clock,
         ChangeCounter(paths.changes),

@@ -224,6 +224,7 @@ def test_running_repository_picks_up_a_rotation(
     """The same repository object re-reads the directory once its one-second cache lapses."""
     formatter = TokenFormatter(keys)
     old = formatter.issue(payload())
+    assert formatter.read(old) == payload()  # now remembered: the memo must not outlive its key
     keys.rotate()
     keys.rotate()
     later = time.monotonic() + 2.0  # past the one-second cache, without sleeping

@@ -51,6 +51,7 @@ class IdentityPolicySettings:
     password_min_length: int = 8
     lockout_failure_attempts: int = 6
     lockout_duration: int = 1800
+    hash_concurrency: int = 1
 
 
 @dataclass(frozen=True)
@@ -166,10 +167,21 @@ class IdentityService:
         self._catalog: tuple[int, list[dict[str, Any]]] | None = None
         self._scope_cache: dict[tuple[str, str], tuple[int, Scope]] = {}
         self._shared_generation: int | None = None
+        # Slow hashes run on threads; more at once than this process's share of the
+        # cores only adds switching, so they queue for a slot instead.
+        self._hash_slots = threading.BoundedSemaphore(max(1, settings.hash_concurrency))
         self._dummy_hash = hash_secret(new_secret(), settings.bcrypt_rounds)
         self.sync_from_store()
 
     # ------------------------------------------------------------------ plumbing
+
+    def _hash_secret(self, secret: str) -> str:
+        with self._hash_slots:
+            return hash_secret(secret, self.settings.bcrypt_rounds)
+
+    def _check_secret(self, secret: str, hashed: str) -> bool:
+        with self._hash_slots:
+            return check_secret(secret, hashed)
 
     def _changed(self) -> None:
         """Drop cached token views here, and tell other API processes to do the same."""
@@ -568,7 +580,7 @@ class IdentityService:
         # starve the pool. It runs even for an unknown user, so that both
         # failures cost the same time.
         hashed = user.password_hash if user and user.password_hash else self._dummy_hash
-        ok = check_secret(password, hashed)
+        ok = self._check_secret(password, hashed)
         if user is None or not user.password_hash:
             raise Unauthorized(INVALID_CREDENTIALS)
         self._refuse_if_locked(user)
@@ -657,7 +669,7 @@ class IdentityService:
             else:
                 raise BadRequest("an application credential is given by id, or by name and user")
             hashed = cred.secret_hash if cred else self._dummy_hash
-            ok = check_secret(body["secret"], hashed)
+            ok = self._check_secret(body["secret"], hashed)
             if cred is None or not ok:
                 raise Unauthorized(INVALID_CREDENTIALS)
             expiry = as_utc(cred.expires_at) if cred.expires_at else None
@@ -1149,7 +1161,7 @@ class IdentityService:
         password = data.get("password")
         if password is not None:
             self._check_password_policy(password)
-        hashed = hash_secret(password, self.settings.bcrypt_rounds) if password else None
+        hashed = self._hash_secret(password) if password else None
         with self.db.session() as s:
             domain_id = data.get("domain_id") or ctx.project_domain_id or DEFAULT_DOMAIN_ID
             self._get(s, m.Domain, domain_id, "domain")
@@ -1182,7 +1194,7 @@ class IdentityService:
         password = data.get("password")
         if password is not None:
             self._check_password_policy(password)
-        hashed = hash_secret(password, self.settings.bcrypt_rounds) if password else None
+        hashed = self._hash_secret(password) if password else None
         with self.db.session() as s:
             u = self._get(s, m.User, user_id, "user")
             if "domain_id" in data and data["domain_id"] != u.domain_id:
@@ -1232,12 +1244,12 @@ class IdentityService:
             # The original password is checked like a login, lockout included, or this
             # endpoint would let a stolen token guess the password without limit.
             self._refuse_if_locked(u)
-            if not check_secret(original, u.password_hash):
+            if not self._check_secret(original, u.password_hash):
                 self._count_failed_login(s, u)
                 raise Unauthorized(INVALID_CREDENTIALS)
             u.failed_auth_count = 0
             u.failed_auth_at = None
-            u.password_hash = hash_secret(new, self.settings.bcrypt_rounds)
+            u.password_hash = self._hash_secret(new)
             u.password_changed_at = _naive(self._now())
             self._revoke(s, user_id=u.id)
         self._changed()
@@ -1876,7 +1888,7 @@ class IdentityService:
                         "use a password or an unrestricted application credential."
                     )
         secret = data.get("secret") or new_secret()
-        hashed = hash_secret(secret, self.settings.bcrypt_rounds)
+        hashed = self._hash_secret(secret)
         with self.db.session() as s:
             current = self._implied_role_ids(
                 s, self._role_ids_on(s, user_id, "project", ctx.project_id)

@@ -164,10 +164,20 @@ def new_audit_id() -> str:
 
 
 class TokenFormatter:
-    """Turns payloads into token strings and back; says nothing about revocation."""
+    """Turns payloads into token strings and back; says nothing about revocation.
+
+    Decrypted payloads of recent tokens are kept (a token is presented many
+    times in its life); the memo is dropped whenever the key set changes, so a
+    retired key stops validating at once. Expiry and revocation are checked by
+    the caller on every use, memo or not.
+    """
+
+    MEMO_SIZE = 20_000
 
     def __init__(self, keys: KeyRepository) -> None:
         self.keys = keys
+        self._memo: dict[str, TokenPayload] = {}
+        self._memo_keys: MultiFernet | None = None
 
     def issue(self, payload: TokenPayload) -> str:
         token = self.keys.fernet().encrypt(payload.to_bytes())
@@ -177,12 +187,22 @@ class TokenFormatter:
         """The payload, or None if the token is malformed, forged or from a retired key."""
         if not token or len(token) > 8192:
             return None
+        fernet = self.keys.fernet()
+        if fernet is not self._memo_keys:
+            self._memo = {}
+            self._memo_keys = fernet
+        payload = self._memo.get(token)
+        if payload is not None:
+            return payload
         padded = token + "=" * (-len(token) % 4)
         try:
-            raw = self.keys.fernet().decrypt(padded.encode())
-            return TokenPayload.from_bytes(raw)
+            payload = TokenPayload.from_bytes(fernet.decrypt(padded.encode()))
         except (InvalidToken, ValueError, KeyError, TypeError):
             return None
+        if len(self._memo) >= self.MEMO_SIZE:
+            self._memo.clear()
+        self._memo[token] = payload
+        return payload
 
 
 @dataclass
