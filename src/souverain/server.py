@@ -27,6 +27,7 @@ from souverain.app import SERVICES, build_app
 from souverain.common.audit import AuditLog, load_or_create_key
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
+from souverain.common.logbatch import BatchedStreamHandler
 from souverain.config import Settings
 from souverain.db import migrate
 from souverain.db.engine import Database, make_engine
@@ -95,6 +96,7 @@ class Platform:
 
     def _sync_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
+            flush_logs()
             try:
                 self.identity.sync_from_store()
             except Exception:  # keep following; the next round may succeed
@@ -215,14 +217,27 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def configure_logging() -> None:
+    """Errors and notices to stderr at once; the access log to stderr in batches."""
+    plain = logging.Formatter("%(message)s")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(plain)
     for name in ("souverain", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(logging.INFO)
         logger.propagate = False
+    batched = BatchedStreamHandler(sys.stderr)
+    batched.setFormatter(plain)
+    access = logging.getLogger("souverain.access")
+    access.handlers[:] = [batched]
+    access.setLevel(logging.INFO)
+    access.propagate = False
     logging.getLogger("uvicorn.access").disabled = True
+
+
+def flush_logs() -> None:
+    for handler in logging.getLogger("souverain.access").handlers:
+        handler.flush()
 
 
 def _banner(settings: Settings, paths: DataPaths, password_written: bool) -> None:
@@ -271,6 +286,7 @@ def _run_worker(settings: Settings, sock: socket.socket) -> None:
         timeout_graceful_shutdown=int(settings.server.graceful_timeout),
         lifespan="off",
         server_header=False,
+        proxy_headers=False,  # X-Forwarded-* are client-controlled unless a trusted proxy is set
     )
     server = _GracefulServer(config)
     platform.start_background()
@@ -316,6 +332,7 @@ def _supervise(settings: Settings, sock: socket.socket) -> int:
                 log.exception("worker %d failed", slot)
                 code = 1
             finally:
+                logging.shutdown()  # os._exit skips atexit: flush the logs by hand
                 os._exit(code)
         children[pid] = slot
 

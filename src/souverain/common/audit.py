@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from souverain.common.jsoncodec import encode_canonical
+
 GENESIS = "0" * 64
 
 
 def _canonical(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return encode_canonical(record)
 
 
 def _mac(key: bytes, record: dict[str, Any]) -> str:
@@ -152,15 +154,17 @@ class AuditLog:
         with self._lock:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
-                if os.fstat(self._fd).st_size != self._end:
+                size = os.fstat(self._fd).st_size
+                if size != self._end:
                     self._seq, self._last_mac = self._read_tail()
+                    self._end = size
                 record = dict(entry)
                 record["seq"] = self._seq + 1
                 record["prev"] = self._last_mac
                 record["mac"] = _mac(self._key, record)
                 line = _canonical(record) + b"\n"
                 os.write(self._fd, line)
-                self._end = os.fstat(self._fd).st_size
+                self._end += len(line)  # under the lock, nobody else wrote meanwhile
                 self._seq, self._last_mac = record["seq"], record["mac"]
                 return record
             finally:

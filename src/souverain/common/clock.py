@@ -29,10 +29,8 @@ def isotime(value: dt.datetime | None, subsecond: bool = True) -> str | None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    value = value.astimezone(dt.UTC)
-    if subsecond:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds" if subsecond else "seconds") + "Z"
 
 
 def parse_isotime(text: str) -> dt.datetime:

@@ -8,7 +8,6 @@ error and an S3 client sees S3 XML.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from souverain.common.audit import AuditLog
 from souverain.common.clock import Clock, isotime
 from souverain.common.errors import PayloadTooLarge
 from souverain.common.ids import new_request_id
+from souverain.common.jsoncodec import encode
 
 access_log = logging.getLogger("souverain.access")
 
@@ -81,7 +81,7 @@ class RequestLogMiddleware:
             if access_log.isEnabledFor(logging.INFO):
                 initiator = state.get("initiator") or {}
                 access_log.info(
-                    json.dumps(
+                    encode(
                         {
                             "request_id": request_id,
                             "method": scope["method"],
@@ -92,7 +92,7 @@ class RequestLogMiddleware:
                             "user_id": initiator.get("user_id"),
                             "project_id": initiator.get("project_id"),
                         }
-                    )
+                    ).decode()
                 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -22,19 +23,22 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
+from starlette.routing import Route, Router
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from souverain.common.clock import isotime, parse_isotime
 from souverain.common.context import RequestContext
 from souverain.common.errors import ApiError, BadRequest, NotFound, Unauthorized
+from souverain.common.jsoncodec import JSONResponse
 from souverain.common.middleware import state_of
 from souverain.common.pagination import paginate, parse_limit
 from souverain.identity.service import IdentityService, TokenView
+
+log = logging.getLogger("souverain.identity")
 
 API_VERSION = "v3.14"
 MEDIA_TYPE = "application/vnd.openstack.identity-v3+json"
@@ -932,37 +936,50 @@ class ApiErrorForbiddenCatalog(ApiError):
         super().__init__("An unscoped token has no catalog; request a project-scoped token.")
 
 
-def build_app(service: IdentityService, public_url: str = "") -> Starlette:
-    api = IdentityApi(service, public_url)
+class KeystoneErrors:
+    """Turns every error under /identity into Keystone's body, in one thin layer.
 
-    async def on_api_error(_request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
-        return error_response(exc.status, exc.title, exc.message, exc.headers)
+    Unexpected exceptions get a 500 with no internals and a traceback in the log.
+    """
 
-    async def on_http_error(_request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        status = exc.status_code
-        title = HTTP_TITLES.get(status, "Error")
-        message = {
-            404: "The resource could not be found.",
-            405: "The method is not allowed for the requested URL.",
-        }.get(status, str(exc.detail))
-        return error_response(status, title, message)
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
-    async def on_unexpected(_request: Request, _exc: Exception) -> Response:
-        # Keystone's shape and no internals for the client; Starlette re-raises the
-        # exception after this response, so the server still logs the traceback.
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        scope["app"] = self  # lets the router raise 404/405 instead of answering in plain text
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started:
+                raise
+            await self._response_for(exc)(scope, receive, send)
+
+    @staticmethod
+    def _response_for(exc: Exception) -> Response:
+        if isinstance(exc, ApiError):
+            return error_response(exc.status, exc.title, exc.message, exc.headers)
+        if isinstance(exc, HTTPException):
+            status = exc.status_code
+            message = {
+                404: "The resource could not be found.",
+                405: "The method is not allowed for the requested URL.",
+            }.get(status, str(exc.detail))
+            return error_response(status, HTTP_TITLES.get(status, "Error"), message)
+        log.exception("unexpected error in the identity API")
         return error_response(
             500,
             "Internal Server Error",
             "An unexpected error prevented the server from fulfilling your request.",
         )
 
-    return Starlette(
-        routes=api.routes(),
-        exception_handlers={
-            ApiError: on_api_error,
-            HTTPException: on_http_error,
-            Exception: on_unexpected,
-        },
-    )
+
+def build_app(service: IdentityService, public_url: str = "") -> ASGIApp:
+    return KeystoneErrors(Router(routes=IdentityApi(service, public_url).routes()))

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from souverain.common.jsoncodec import encode
+
 
 class KeyRepositoryError(Exception):
     """The key directory is missing, unreadable or holds a malformed key."""
@@ -141,7 +143,7 @@ class TokenPayload:
             data["s"] = 1
         if self.app_cred_id:
             data["c"] = self.app_cred_id
-        return json.dumps(data, separators=(",", ":")).encode()
+        return encode(data)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> TokenPayload:
