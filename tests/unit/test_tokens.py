@@ -9,16 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet
 from hypothesis import given
 from hypothesis import strategies as st
 
 from souverain.identity.tokens import (
     KeyRepository,
     KeyRepositoryError,
+    Keyring,
     RevocationList,
     RevocationRule,
     TokenFormatter,
+    TokenKey,
     TokenPayload,
 )
 
@@ -151,16 +152,16 @@ def test_authentic_token_with_a_bad_payload_is_refused(
     keys: KeyRepository, plaintext: bytes
 ) -> None:
     """Encrypted with our own key, but not a payload we wrote: refused, not a crash."""
-    token = keys.fernet().encrypt(plaintext).decode().rstrip("=")
+    token = primary_key(keys.path).seal(plaintext)
     assert TokenFormatter(keys).read(token) is None
 
 
 # ---------------------------------------------------------------- rotation
 
 
-def primary_key(path: Path) -> Fernet:
+def primary_key(path: Path) -> TokenKey:
     highest = max(int(p.name) for p in path.iterdir() if p.name.isdigit())
-    return Fernet((path / str(highest)).read_bytes().strip())
+    return TokenKey((path / str(highest)).read_bytes())
 
 
 def key_numbers(path: Path) -> list[int]:
@@ -181,7 +182,7 @@ def test_rotation_promotes_the_staged_key(keys: KeyRepository) -> None:
     assert (keys.path / "2").read_bytes() == staged
     assert (keys.path / "0").read_bytes() != staged
     token = fresh_view(keys.path).issue(payload())
-    primary_key(keys.path).decrypt((token + "=" * (-len(token) % 4)).encode())
+    assert Keyring([primary_key(keys.path)]).open(token) == payload().to_bytes()
 
 
 def test_token_from_the_previous_primary_still_validates_after_rotate(keys: KeyRepository) -> None:
@@ -192,8 +193,8 @@ def test_token_from_the_previous_primary_still_validates_after_rotate(keys: KeyR
 
 def test_token_from_the_staged_key_validates(keys: KeyRepository) -> None:
     """Another node that rotated first issues with our staged key: we must accept it."""
-    staged = Fernet((keys.path / "0").read_bytes().strip())
-    token = staged.encrypt(payload().to_bytes()).decode().rstrip("=")
+    staged = TokenKey((keys.path / "0").read_bytes())
+    token = staged.seal(payload().to_bytes())
     assert fresh_view(keys.path).read(token) == payload()
 
 
@@ -247,7 +248,7 @@ def test_malformed_key_file_is_a_clear_error(keys: KeyRepository) -> None:
 
 def test_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(KeyRepositoryError, match="does not exist"):
-        KeyRepository(tmp_path / "absent").fernet()
+        KeyRepository(tmp_path / "absent").keyring()
 
 
 # ---------------------------------------------------------------- revocation
@@ -324,3 +325,16 @@ def test_prune_forgets_events_whose_tokens_have_all_expired() -> None:
     assert events.other == []
     events.prune(NOW + 100)
     assert events.by_user == {}
+
+
+def test_token_names_its_key_and_a_changed_header_is_refused(keys: KeyRepository) -> None:
+    import base64
+
+    token = TokenFormatter(keys).issue(payload())
+    raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    assert raw[1:5] == primary_key(keys.path).id
+    for index in (0, 1):  # the version byte and the key id are authenticated too
+        forged = bytearray(raw)
+        forged[index] ^= 0x01
+        text = base64.urlsafe_b64encode(bytes(forged)).rstrip(b"=").decode()
+        assert TokenFormatter(keys).read(text) is None
