@@ -6,6 +6,7 @@ Nothing else happens here: no start-up work, no business rules.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -66,6 +67,7 @@ def build_app(
     clock: Clock,
     max_body_bytes: int,
     public_url: str = "",
+    access_sink: Callable[[str], None] | None = None,
 ) -> ASGIApp:
     async def root(request: Request) -> Response:
         base = public_url or str(request.base_url).rstrip("/")
@@ -84,4 +86,4 @@ def build_app(
     router = Router(routes=routes, default=not_found)
     app: ASGIApp = BodyLimitMiddleware(router, max_body_bytes, error_renderer())
     app = AuditMiddleware(app, audit_log, clock)  # outside the limit: refusals are audited too
-    return RequestLogMiddleware(app)
+    return RequestLogMiddleware(app, access_sink)

@@ -17,7 +17,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,7 +185,11 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
     )
 
 
-def open_platform(settings: Settings, clock: Clock | None = None) -> Platform:
+def open_platform(
+    settings: Settings,
+    clock: Clock | None = None,
+    access_sink: Callable[[str], None] | None = None,
+) -> Platform:
     """What one serving process holds: its own engine, services, audit log and app."""
     clock = clock or Clock()
     paths = _paths(settings)
@@ -193,7 +197,12 @@ def open_platform(settings: Settings, clock: Clock | None = None) -> Platform:
     identity = _identity(settings, db, clock)
     audit_log = AuditLog(paths.audit_log, load_or_create_key(paths.audit_key), settings.audit.fsync)
     app = build_app(
-        identity, audit_log, clock, settings.server.max_body_bytes, settings.server.public_url
+        identity,
+        audit_log,
+        clock,
+        settings.server.max_body_bytes,
+        settings.server.public_url,
+        access_sink,
     )
     return Platform(settings, paths, db, identity, audit_log, app, paths.clouds_yaml.exists())
 
@@ -216,7 +225,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def configure_logging() -> None:
+def configure_logging() -> BatchedStreamHandler:
     """Errors and notices to stderr at once; the access log to stderr in batches."""
     plain = logging.Formatter("%(message)s")
     handler = logging.StreamHandler(sys.stderr)
@@ -233,6 +242,7 @@ def configure_logging() -> None:
     access.setLevel(logging.INFO)
     access.propagate = False
     logging.getLogger("uvicorn.access").disabled = True
+    return batched
 
 
 def flush_logs() -> None:
@@ -260,7 +270,9 @@ def _banner(settings: Settings, paths: DataPaths, password_written: bool) -> Non
     sys.stdout.flush()
 
 
-def _run_worker(settings: Settings, sock: socket.socket) -> None:
+def _run_worker(
+    settings: Settings, sock: socket.socket, access: BatchedStreamHandler | None = None
+) -> None:
     """Serve on the shared socket until SIGTERM/SIGINT, then close everything cleanly."""
     import uvicorn
 
@@ -278,7 +290,7 @@ def _run_worker(settings: Settings, sock: socket.socket) -> None:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    platform = open_platform(settings)
+    platform = open_platform(settings, access_sink=access.write_line if access else None)
     config = uvicorn.Config(
         platform.app,
         log_config=None,
@@ -314,7 +326,7 @@ def _stop_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _supervise(settings: Settings, sock: socket.socket) -> int:
+def _supervise(settings: Settings, sock: socket.socket, access: BatchedStreamHandler) -> int:
     """Fork the workers, pass stop signals on, replace a worker that dies on its own."""
     stopping = False
     children: dict[int, int] = {}  # pid -> slot
@@ -327,7 +339,7 @@ def _supervise(settings: Settings, sock: socket.socket) -> int:
                 _stop_with_parent()
                 for sig in STOP_SIGNALS:  # a stop before serving starts is kept, not fatal
                     signal.signal(sig, _remember_early_stop)
-                _run_worker(settings, sock)
+                _run_worker(settings, sock, access)
             except BaseException:
                 log.exception("worker %d failed", slot)
                 code = 1
@@ -374,7 +386,7 @@ def _supervise(settings: Settings, sock: socket.socket) -> int:
 
 def serve(settings: Settings) -> int:
     """Run `souverain serve` in the foreground; the exit code to return."""
-    configure_logging()
+    access = configure_logging()
     sock = bind(settings.server.host, settings.server.port)
     settings.server.port = sock.getsockname()[1]
     for sig in STOP_SIGNALS:
@@ -382,9 +394,9 @@ def serve(settings: Settings) -> int:
     written = set_up_data(settings)
     _banner(settings, _paths(settings), written)
     if settings.server.workers == 1:
-        _run_worker(settings, sock)
+        _run_worker(settings, sock, access)
         code = 0
     else:
-        code = _supervise(settings, sock)
+        code = _supervise(settings, sock, access)
     print("Souverain stopped cleanly." if code == 0 else "Souverain stopped; a worker failed.")
     return code

@@ -23,12 +23,23 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record) + "\n"
+            line = self.format(record)
         except Exception:
             self.handleError(record)
             return
-        self._lines.append(line)
-        self._size += len(line)
+        self._add(line)
+
+    def write_line(self, line: str) -> None:
+        """The fast way in for a line already formatted: no log record is built."""
+        if self.lock is None:
+            self._add(line)
+            return
+        with self.lock:
+            self._add(line)
+
+    def _add(self, line: str) -> None:
+        self._lines.append(line + "\n")
+        self._size += len(line) + 1
         if self._size >= self.max_bytes or time.monotonic() - self._last >= self.max_delay:
             self._write()
 

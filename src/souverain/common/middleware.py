@@ -53,8 +53,10 @@ async def send_error(send: Send, render: ErrorRenderer, path: str, error: Payloa
 class RequestLogMiddleware:
     """Gives every request an id (echoed in `x-openstack-request-id`) and logs one JSON line."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, sink: Callable[[str], None] | None = None) -> None:
+        """`sink` takes each formatted line; by default the `souverain.access` logger."""
         self.app = app
+        self.sink = sink
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,22 +80,21 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if access_log.isEnabledFor(logging.INFO):
+            if self.sink is not None or access_log.isEnabledFor(logging.INFO):
                 initiator = state.get("initiator") or {}
-                access_log.info(
-                    encode(
-                        {
-                            "request_id": request_id,
-                            "method": scope["method"],
-                            "path": scope["path"],
-                            "status": status,
-                            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                            "client": (scope.get("client") or ("", 0))[0],
-                            "user_id": initiator.get("user_id"),
-                            "project_id": initiator.get("project_id"),
-                        }
-                    ).decode()
-                )
+                line = encode(
+                    {
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "client": (scope.get("client") or ("", 0))[0],
+                        "user_id": initiator.get("user_id"),
+                        "project_id": initiator.get("project_id"),
+                    }
+                ).decode()
+                (self.sink or access_log.info)(line)
 
 
 class BodyLimitMiddleware:

@@ -296,7 +296,7 @@ async def read_json(request: Request) -> dict[str, Any]:
     if not raw:
         raise BadRequest("The request body is empty; a JSON object is expected.")
     try:
-        data = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        data = _STRICT_JSON.decode(raw.decode(json.detect_encoding(raw)))
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("Malformed request body: it is not valid JSON.") from None
     except RecursionError:
@@ -328,6 +328,9 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{text} is out of range")
     return value
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def member_of(body: dict[str, Any], key: str) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from souverain.common.ids import random_bytes
 from souverain.common.jsoncodec import encode
 
 
@@ -218,7 +219,7 @@ class TokenPayload:
 
 
 def new_audit_id() -> str:
-    return base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+    return base64.urlsafe_b64encode(random_bytes(16)).rstrip(b"=").decode()
 
 
 class TokenFormatter:
