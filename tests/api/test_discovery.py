@@ -63,3 +63,10 @@ def test_missing_or_bad_token_answers_401_with_www_authenticate(shared_cloud: Cl
         response = shared_cloud.get("/v3/projects", token=token)
         assert_keystone_error(response, 401)
         assert response.headers["www-authenticate"].startswith("Keystone uri=")
+
+
+def test_other_methods_on_the_tokens_path_are_405_in_keystone_format(shared_cloud: Cloud) -> None:
+    for method in ("PATCH", "PUT"):
+        response = shared_cloud.client.request(method, "/identity/v3/auth/tokens")
+        assert_keystone_error(response, 405)
+    assert_keystone_error(shared_cloud.client.get("/identity/v3/auth/tokens/extra"), 404)
