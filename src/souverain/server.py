@@ -386,6 +386,7 @@ def _supervise(settings: Settings, sock: socket.socket, access: BatchedStreamHan
 
 def serve(settings: Settings) -> int:
     """Run `souverain serve` in the foreground; the exit code to return."""
+    os.umask(0o077)  # everything the cloud writes (database, logs, keys) is the operator's alone
     access = configure_logging()
     sock = bind(settings.server.host, settings.server.port)
     settings.server.port = sock.getsockname()[1]

@@ -24,6 +24,8 @@ def test_first_start_writes_private_clouds_yaml_that_authenticates(
     server = make_server().start()
     clouds = server.data_dir / "clouds.yaml"
     assert stat.S_IMODE(clouds.stat().st_mode) == 0o600
+    for private in ("souverain.db", "audit.log", "keys/audit.key", "keys/credential.key"):
+        assert stat.S_IMODE((server.data_dir / private).stat().st_mode) & 0o077 == 0, private
     cloud = yaml.safe_load(clouds.read_text())["clouds"]["souverain"]
     assert cloud["region_name"] == "fr-1"
     assert cloud["auth"]["password"] == ADMIN_PASSWORD
