@@ -5,7 +5,6 @@ Nothing else happens here: no start-up work, no business rules.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from starlette.requests import Request
@@ -28,10 +27,8 @@ from souverain.identity.service import CatalogEntry, IdentityService
 SERVICES = (CatalogEntry(type="identity", name="keystone", path="/identity"),)
 
 
-def _render_plain(_path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
-    return json.dumps({"error": {"code": status, "title": title, "message": message}}).encode(), (
-        "application/json"
-    )
+# Paths no service owns answer in the OpenStack JSON error shape, the same as identity's.
+_render_plain = identity_api.render_error
 
 
 def error_renderer() -> ErrorRenderer:

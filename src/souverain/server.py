@@ -8,6 +8,7 @@ close the audit log and the database.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import logging
@@ -114,8 +115,6 @@ class Platform:
 
 def _credential_key(path: Path) -> bytes:
     """A Fernet key for credential blobs at rest, created once, mode 0600."""
-    import base64
-
     raw = load_or_create_key(path)
     return base64.urlsafe_b64encode(raw[:32])
 

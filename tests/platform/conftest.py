@@ -103,6 +103,17 @@ class Server:
         assert status == 201, status
         return headers["X-Subject-Token"]
 
+    def assert_audit_intact(self) -> None:
+        """`souverain audit verify` on this server's data dir says the chain is whole."""
+        result = subprocess.run(
+            [SOUVERAIN, "audit", "verify", "--data-dir", str(self.data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "OK" in result.stdout
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> tuple[int, str, str]:
         assert self.proc is not None
         if self.proc.poll() is None:

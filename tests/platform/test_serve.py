@@ -222,11 +222,4 @@ def test_sigint_stops_cleanly_and_audit_log_stays_intact(make_server: ServerFact
     server.token()
     code, _, _ = server.stop(signal.SIGINT)
     assert code == 0
-    result = subprocess.run(
-        [SOUVERAIN, "audit", "verify", "--data-dir", str(server.data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "OK" in result.stdout
+    server.assert_audit_intact()

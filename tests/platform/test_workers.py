@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.platform.conftest import SOUVERAIN, Server, ServerFactory
+from tests.platform.conftest import Server, ServerFactory
 
 pytestmark = pytest.mark.e2e
 
@@ -69,13 +69,7 @@ def test_writes_through_both_workers_keep_one_audit_chain(make_server: ServerFac
     with ThreadPoolExecutor(8) as pool:
         assert set(pool.map(create, range(40))) == {201}
     assert server.stop()[0] == 0
-    result = subprocess.run(
-        [SOUVERAIN, "audit", "verify", "--data-dir", str(server.data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 0, result.stderr
+    server.assert_audit_intact()
     lines = (server.data_dir / "audit.log").read_text().splitlines()
     creates = [json.loads(x) for x in lines if "identity.project.create" in x]
     assert len(creates) == 40 and all(c["outcome"] == "success" for c in creates)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import threading
 import uuid
-
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
 class _RandomPool:
@@ -59,7 +56,3 @@ def new_request_id() -> str:
 def new_secret(nbytes: int = 32) -> str:
     """A URL-safe random secret for passwords, application credentials and keys."""
     return secrets.token_urlsafe(nbytes)
-
-
-def looks_like_id(value: str) -> bool:
-    return bool(_HEX32.match(value))

@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from souverain.common.clock import isotime, parse_isotime
 from souverain.common.context import RequestContext
-from souverain.common.errors import ApiError, BadRequest, NotFound, Unauthorized
+from souverain.common.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
 from souverain.common.jsoncodec import JSONResponse
 from souverain.common.middleware import state_of
 from souverain.common.pagination import paginate, parse_limit
@@ -435,22 +435,28 @@ class IdentityApi:
         }
 
     def list_response(
-        self, request: Request, collection: str, items: list[dict[str, Any]], link: bool = True
+        self,
+        request: Request,
+        collection: str,
+        items: list[dict[str, Any]],
+        link: bool = True,
+        link_path: str | None = None,
     ) -> JSONResponse:
+        """One page of `items`; each gets a self link under `link_path` (the collection)."""
         limit = parse_limit(request.query_params.get("limit"))
         marker = request.query_params.get("marker")
         page = paginate(items, lambda r: str(r.get("id", "")), limit, marker)
         self_url = str(request.url)
         next_url = None
         if page.next_marker is not None:
-            next_url = (
-                f"{self.base(request)}{request.url.path[len(request.scope.get('root_path', '')) :]}"
-            )
             params = dict(request.query_params)
             params["marker"] = page.next_marker
             next_url = str(request.url.replace_query_params(**params))
         body = {
-            collection: [self.with_link(request, collection, r) if link else r for r in page.items],
+            collection: [
+                self.with_link(request, link_path or collection, r) if link else r
+                for r in page.items
+            ],
             "links": {"self": self_url, "previous": None, "next": next_url},
         }
         return JSONResponse(body)
@@ -679,7 +685,7 @@ class IdentityApi:
     async def auth_catalog(self, request: Request) -> Response:
         ctx = self.authenticate(request)
         if ctx.scope_label == "unscoped":
-            raise ApiErrorForbiddenCatalog()
+            raise Forbidden("An unscoped token has no catalog; request a project-scoped token.")
         return JSONResponse(
             {"catalog": self.service.catalog(), "links": {"self": str(request.url)}}
         )
@@ -865,12 +871,9 @@ class IdentityApi:
         collection = f"users/{user_id}/application_credentials"
         if request.method == "GET":
             items = self.service.list_app_creds(ctx, user_id, query_filters(request, ("name",)))
-            body = self.list_response(request, "application_credentials", items, link=False)
-            data = json.loads(bytes(body.body))
-            data["application_credentials"] = [
-                self.with_link(request, collection, r) for r in data["application_credentials"]
-            ]
-            return JSONResponse(data)
+            return self.list_response(
+                request, "application_credentials", items, link_path=collection
+            )
         self.audit(
             request, "identity.application_credential.create", "application_credential", None
         )
@@ -929,14 +932,6 @@ class IdentityApi:
         return JSONResponse(
             {"credential": self.service.ec2_get(ctx, user_id, access, self.base(request))}
         )
-
-
-class ApiErrorForbiddenCatalog(ApiError):
-    status = 403
-    title = "Forbidden"
-
-    def __init__(self) -> None:
-        super().__init__("An unscoped token has no catalog; request a project-scoped token.")
 
 
 class KeystoneErrors:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from souverain.common.ids import new_id, new_secret
 from souverain.identity import models as m
@@ -21,6 +22,7 @@ from souverain.identity.service import (
     DEFAULT_DOMAIN_ID,
     CatalogEntry,
     IdentityService,
+    check_secret,
     hash_secret,
 )
 
@@ -127,15 +129,10 @@ def bootstrap(
 
 
 def _matches(password: str, hashed: str | None) -> bool:
-    from souverain.identity.service import check_secret
-
     return bool(hashed) and check_secret(password, hashed or "")
 
 
-def _sync_service(s: object, entry: CatalogEntry, region: str, base_url: str) -> None:
-    from sqlalchemy.orm import Session
-
-    assert isinstance(s, Session)
+def _sync_service(s: Session, entry: CatalogEntry, region: str, base_url: str) -> None:
     service = s.scalars(select(m.Service).where(m.Service.type == entry.type)).first()
     if service is None:
         service = m.Service(

@@ -14,7 +14,7 @@ import hmac
 import json
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import bcrypt
@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from souverain.common.changes import ChangeCounter
-from souverain.common.clock import Clock, as_utc
+from souverain.common.clock import Clock, as_utc, isotime
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from souverain.common.ids import new_id, new_secret
@@ -111,11 +111,6 @@ class Scope:
     system: bool = False
 
 
-@dataclass
-class ListFilter:
-    equals: dict[str, Any] = field(default_factory=dict)
-
-
 def _bcrypt_input(secret: str) -> bytes:
     """bcrypt reads only 72 bytes: hash longer secrets down first so every byte counts."""
     raw = secret.encode()
@@ -200,8 +195,11 @@ class IdentityService:
 
     def follow_changes(self) -> None:
         """Before trusting caches: has another process on this host changed identity data?"""
-        if self.changes is not None and self.changes.value() != self._seen_change:
-            self._seen_change = self.changes.value()
+        if self.changes is None:
+            return
+        current = self.changes.value()
+        if current != self._seen_change:
+            self._seen_change = current
             self.sync_from_store()
 
     def _bump_local(self) -> None:
@@ -353,7 +351,7 @@ class IdentityService:
             "description": a.description,
             "user_id": a.user_id,
             "project_id": a.project_id,
-            "expires_at": _iso(a.expires_at),
+            "expires_at": isotime(a.expires_at),
             "unrestricted": a.unrestricted,
             "roles": [
                 {"id": r["id"], "name": r["name"], "domain_id": r["domain_id"]} for r in roles
@@ -602,7 +600,7 @@ class IdentityService:
         if locked is not None:
             raise Unauthorized(
                 "The account is locked after too many failed logins. Try again after "
-                f"{_iso(locked)} or ask an administrator to unlock it."
+                f"{isotime(locked)} or ask an administrator to unlock it."
             )
 
     def _count_failed_login(self, s: Session, user: m.User) -> None:
@@ -2158,12 +2156,3 @@ class IdentityService:
         except IntegrityError:
             s.rollback()
             raise Conflict(message) from None
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-ListFn = Callable[[RequestContext, dict[str, Any]], list[dict[str, Any]]]
