@@ -20,8 +20,11 @@ from souverain.common.middleware import (
     ErrorRenderer,
     RequestLogMiddleware,
 )
+from souverain.config import ObjectStoreSettings
 from souverain.identity import api as identity_api
 from souverain.identity.service import CatalogEntry, IdentityService
+from souverain.objectstore.api import S3App
+from souverain.objectstore.service import ObjectStoreService
 
 # Every service that runs, with the path it answers under: the catalog is built from this.
 SERVICES = (CatalogEntry(type="identity", name="keystone", path="/identity"),)
@@ -84,3 +87,29 @@ def build_app(
     app: ASGIApp = BodyLimitMiddleware(router, max_body_bytes, error_renderer())
     app = AuditMiddleware(app, audit_log, clock)  # outside the limit: refusals are audited too
     return RequestLogMiddleware(app, access_sink)
+
+
+def build_s3_app(
+    objectstore: ObjectStoreService,
+    settings: ObjectStoreSettings,
+    audit_log: AuditLog,
+    clock: Clock,
+    access_sink: Callable[[str], None] | None = None,
+) -> ASGIApp:
+    """The S3 listener: its own limits (objects are large), audit and access log as the rest."""
+    app: ASGIApp = S3App(objectstore, settings, clock)
+    app = AuditMiddleware(app, audit_log, clock)
+    return RequestLogMiddleware(app, access_sink)
+
+
+def by_port(openstack: ASGIApp, s3: ASGIApp, s3_port: int) -> ASGIApp:
+    """One server, two listeners: requests to the S3 port go to S3, the rest to OpenStack."""
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        if server is not None and server[1] == s3_port:
+            await s3(scope, receive, send)
+        else:
+            await openstack(scope, receive, send)
+
+    return dispatch

@@ -33,11 +33,14 @@ class ServerSettings(_Section):
         default="",
         description="Base URL clients use to reach the API; derived from host/port when empty.",
     )
+    s3_public_url: str = Field(
+        default="", description="Base URL S3 clients use; derived from host/s3_port when empty."
+    )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     graceful_timeout: float = Field(default=30.0, ge=0)
     workers: int = Field(default=1, ge=1, le=64, description="serving processes (one per core)")
 
-    @field_validator("public_url")
+    @field_validator("public_url", "s3_public_url")
     @classmethod
     def _url_shape(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):
@@ -61,6 +64,19 @@ class IdentitySettings(_Section):
     )
 
 
+class ObjectStoreSettings(_Section):
+    domain: str = Field(
+        default="",
+        pattern=r"^([a-z0-9-]+(\.[a-z0-9-]+)*)?$",
+        description="virtual-hosted style: `bucket.<domain>` names the bucket; off when empty",
+    )
+    max_object_bytes: int = Field(default=5 * 1024**3, ge=1, description="largest single PUT")
+    min_part_bytes: int = Field(
+        default=5 * 1024**2, ge=1, description="smallest multipart part but the last"
+    )
+    max_xml_bytes: int = Field(default=1024 * 1024, ge=1024, description="largest XML request")
+
+
 class AuditSettings(_Section):
     fsync: bool = True
 
@@ -71,21 +87,29 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     identity: IdentitySettings = IdentitySettings()
     audit: AuditSettings = AuditSettings()
+    objectstore: ObjectStoreSettings = ObjectStoreSettings()
 
     @property
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{self.data_dir / 'souverain.db'}"
 
-    @property
-    def base_url(self) -> str:
-        if self.server.public_url:
-            return self.server.public_url
+    def _reachable(self, port: int) -> str:
         host = self.server.host
         if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind still needs a reachable URL
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.server.port}"
+        return f"http://{host}:{port}"
+
+    @property
+    def base_url(self) -> str:
+        """Where OpenStack clients reach the APIs."""
+        return self.server.public_url or self._reachable(self.server.port)
+
+    @property
+    def s3_url(self) -> str:
+        """Where S3 clients reach the object store (its own port)."""
+        return self.server.s3_public_url or self._reachable(self.server.s3_port)
 
 
 def _merge(into: dict[str, Any], update: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from starlette.types import ASGIApp
 
-from souverain.app import SERVICES, build_app
+from souverain.app import SERVICES, build_app, build_s3_app, by_port
 from souverain.common.audit import AuditLog, load_or_create_key
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
@@ -35,6 +35,8 @@ from souverain.db.engine import Database, make_engine
 from souverain.identity.bootstrap import bootstrap, write_clouds_yaml
 from souverain.identity.service import IdentityPolicySettings, IdentityService
 from souverain.identity.tokens import KeyRepository, TokenFormatter
+from souverain.objectstore.service import ObjectStoreService
+from souverain.objectstore.store import BlobStore
 
 log = logging.getLogger("souverain")
 
@@ -74,6 +76,10 @@ class DataPaths:
     def clouds_yaml(self) -> Path:
         return self.root / "clouds.yaml"
 
+    @property
+    def objects(self) -> Path:
+        return self.root / "objects"
+
 
 @dataclass
 class Platform:
@@ -83,6 +89,8 @@ class Platform:
     identity: IdentityService
     audit_log: AuditLog
     app: ASGIApp
+    s3_app: ASGIApp
+    objectstore: ObjectStoreService
     admin_password_file_written: bool
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
@@ -148,6 +156,19 @@ def _identity(settings: Settings, db: Database, clock: Clock) -> IdentityService
     )
 
 
+def _objectstore(
+    settings: Settings, db: Database, identity: IdentityService, clock: Clock
+) -> ObjectStoreService:
+    return ObjectStoreService(
+        db,
+        BlobStore(_paths(settings).objects),
+        identity,
+        settings.server.region,
+        clock,
+        settings.objectstore.min_part_bytes,
+    )
+
+
 def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
     """Once per start, before any worker: data dir, schema, keys, bootstrap, clouds.yaml.
 
@@ -172,6 +193,11 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
             os.environ.get("SOUVERAIN_ADMIN_PASSWORD") or None,
             settings.identity.bcrypt_rounds,
         )
+        objectstore = _objectstore(settings, Database(engine), identity, clock or Clock())
+        objectstore.store.setup()
+        swept = objectstore.sweep()
+        if swept:
+            log.info("removed %d leftover blob(s) of interrupted uploads", swept)
         if identity.changes is not None:
             identity.changes.close()
     finally:
@@ -195,6 +221,7 @@ def open_platform(
     db = Database(make_engine(settings.database_url))
     identity = _identity(settings, db, clock)
     audit_log = AuditLog(paths.audit_log, load_or_create_key(paths.audit_key), settings.audit.fsync)
+    objectstore = _objectstore(settings, db, identity, clock)
     app = build_app(
         identity,
         audit_log,
@@ -203,7 +230,18 @@ def open_platform(
         settings.server.public_url,
         access_sink,
     )
-    return Platform(settings, paths, db, identity, audit_log, app, paths.clouds_yaml.exists())
+    s3_app = build_s3_app(objectstore, settings.objectstore, audit_log, clock, access_sink)
+    return Platform(
+        settings,
+        paths,
+        db,
+        identity,
+        audit_log,
+        app,
+        s3_app,
+        objectstore,
+        paths.clouds_yaml.exists(),
+    )
 
 
 def prepare(settings: Settings, clock: Clock | None = None) -> Platform:
@@ -258,6 +296,7 @@ def _banner(settings: Settings, paths: DataPaths, password_written: bool) -> Non
     )
     for service in SERVICES:
         print(f"  {service.type:<10} {base}{service.path}")
+    print(f"  {'s3':<10} {settings.s3_url} (region {settings.server.region})")
     if password_written:
         print(f"Admin credentials: {paths.clouds_yaml} (cloud 'souverain')")
         print(
@@ -270,7 +309,7 @@ def _banner(settings: Settings, paths: DataPaths, password_written: bool) -> Non
 
 
 def _run_worker(
-    settings: Settings, sock: socket.socket, access: BatchedStreamHandler | None = None
+    settings: Settings, socks: list[socket.socket], access: BatchedStreamHandler | None = None
 ) -> None:
     """Serve on the shared socket until SIGTERM/SIGINT, then close everything cleanly."""
     import uvicorn
@@ -291,7 +330,7 @@ def _run_worker(
 
     platform = open_platform(settings, access_sink=access.write_line if access else None)
     config = uvicorn.Config(
-        platform.app,
+        by_port(platform.app, platform.s3_app, settings.server.s3_port),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.server.graceful_timeout),
@@ -302,7 +341,7 @@ def _run_worker(
     server = _GracefulServer(config)
     platform.start_background()
     try:
-        server.run(sockets=[sock])
+        server.run(sockets=socks)
     finally:
         platform.close()
 
@@ -325,7 +364,7 @@ def _stop_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _supervise(settings: Settings, sock: socket.socket, access: BatchedStreamHandler) -> int:
+def _supervise(settings: Settings, socks: list[socket.socket], access: BatchedStreamHandler) -> int:
     """Fork the workers, pass stop signals on, replace a worker that dies on its own."""
     stopping = False
     children: dict[int, int] = {}  # pid -> slot
@@ -338,7 +377,7 @@ def _supervise(settings: Settings, sock: socket.socket, access: BatchedStreamHan
                 _stop_with_parent()
                 for sig in STOP_SIGNALS:  # a stop before serving starts is kept, not fatal
                     signal.signal(sig, _remember_early_stop)
-                _run_worker(settings, sock, access)
+                _run_worker(settings, socks, access)
             except BaseException:
                 log.exception("worker %d failed", slot)
                 code = 1
@@ -389,14 +428,16 @@ def serve(settings: Settings) -> int:
     access = configure_logging()
     sock = bind(settings.server.host, settings.server.port)
     settings.server.port = sock.getsockname()[1]
+    s3_sock = bind(settings.server.host, settings.server.s3_port)
+    settings.server.s3_port = s3_sock.getsockname()[1]
     for sig in STOP_SIGNALS:
         signal.signal(sig, _remember_early_stop)
     written = set_up_data(settings)
     _banner(settings, _paths(settings), written)
     if settings.server.workers == 1:
-        _run_worker(settings, sock, access)
+        _run_worker(settings, [sock, s3_sock], access)
         code = 0
     else:
-        code = _supervise(settings, sock, access)
+        code = _supervise(settings, [sock, s3_sock], access)
     print("Souverain stopped cleanly." if code == 0 else "Souverain stopped; a worker failed.")
     return code

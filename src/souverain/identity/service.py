@@ -104,6 +104,19 @@ class _Resolved:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Ec2Principal:
+    """The owner of an EC2-style access key, as the S3 service needs it."""
+
+    secret: str
+    user_id: str
+    project_id: str
+    roles: frozenset[str]
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"Ec2Principal(user_id={self.user_id!r}, project_id={self.project_id!r})"
+
+
 @dataclass
 class Scope:
     project_id: str | None = None
@@ -161,6 +174,7 @@ class IdentityService:
         self._revoked = RevocationList()
         self._catalog: tuple[int, list[dict[str, Any]]] | None = None
         self._scope_cache: dict[tuple[str, str], tuple[int, Scope]] = {}
+        self._ec2_cache: dict[str, tuple[int, Ec2Principal | None]] = {}
         self._shared_generation: int | None = None
         # Slow hashes run on threads; more at once than this process's share of the
         # cores only adds switching, so they queue for a slot instead.
@@ -2136,8 +2150,24 @@ class IdentityService:
             s.delete(c)
         self._changed()
 
-    def ec2_secret(self, access: str) -> tuple[str, str, str] | None:
-        """(secret, user_id, project_id) for an access key: what the S3 service signs with."""
+    def ec2_principal(self, access: str) -> Ec2Principal | None:
+        """Who signs with this access key, and the secret to check the signature against.
+
+        None when the key is unknown, or its user, project or role on the project is
+        gone or disabled. Cached until identity data changes, like token views.
+        """
+        self.follow_changes()
+        generation = self._generation
+        cached = self._ec2_cache.get(access)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        found = self._lookup_ec2(access)
+        if len(self._ec2_cache) > 100_000:
+            self._ec2_cache.clear()
+        self._ec2_cache[access] = (generation, found)
+        return found
+
+    def _lookup_ec2(self, access: str) -> Ec2Principal | None:
         with self.db.session() as s:
             c = s.get(m.Credential, ec2_credential_id(access))
             if c is None or c.type != "ec2" or not c.project_id:
@@ -2145,7 +2175,20 @@ class IdentityService:
             blob = json.loads(self._decrypt_blob(c.blob) or "{}")
             if not hmac.compare_digest(str(blob.get("access", "")), access):
                 return None
-            return str(blob.get("secret", "")), c.user_id, c.project_id
+            user = s.get(m.User, c.user_id)
+            project = s.get(m.Project, c.project_id)
+            if user is None or project is None or not user.enabled or not project.enabled:
+                return None
+            for domain_id in {user.domain_id, project.domain_id}:
+                domain = s.get(m.Domain, domain_id)
+                if domain is None or not domain.enabled:
+                    return None
+            role_ids = self._role_ids_on(s, user.id, "project", project.id)
+            if not role_ids:
+                return None
+            roles = frozenset(r.name for r in self._roles_by_ids(s, sorted(role_ids)))
+            roles |= frozenset(n for r in roles for n in IMPLIED_ROLES.get(r, frozenset()))
+            return Ec2Principal(str(blob.get("secret", "")), user.id, project.id, roles)
 
     # ------------------------------------------------------------------ helpers
 

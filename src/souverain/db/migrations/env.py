@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-import souverain.identity.models  # noqa: F401 - registers the identity tables
+import souverain.identity.models
+import souverain.objectstore.models  # noqa: F401 - registers the object storage tables
 from souverain.db.base import Base
 
 config = context.config

@@ -1,0 +1,107 @@
+"""Object storage tables: buckets, object versions, multipart uploads and their parts.
+
+Rows hold metadata only; bytes live in the blob store under ids that never
+derive from keys. Keys compare as bytes (SQLite's BINARY collation on UTF-8),
+which is S3's listing order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from souverain.db.base import Base
+
+# A segment is one blob holding a run of an object's bytes: [blob_id, size].
+Segments = list[list[Any]]
+
+
+class Bucket(Base):
+    __tablename__ = "s3_buckets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    owner_user_id: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    versioning: Mapped[str] = mapped_column(String(16), default="")  # "", Enabled, Suspended
+    acl: Mapped[str] = mapped_column(String(32), default="private")
+    policy: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cors: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    tags: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+
+
+class ObjectVersion(Base):
+    """One version of a key; unversioned buckets keep a single version named `null`."""
+
+    __tablename__ = "s3_objects"
+    __table_args__ = (
+        UniqueConstraint("bucket_id", "key", "version_id"),
+        Index("ix_s3_objects_listing", "bucket_id", "is_latest", "key"),
+        Index("ix_s3_objects_history", "bucket_id", "key", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bucket_id: Mapped[str] = mapped_column(ForeignKey("s3_buckets.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(Text)
+    version_id: Mapped[str] = mapped_column(String(64))
+    is_latest: Mapped[bool] = mapped_column(Boolean)
+    is_delete_marker: Mapped[bool] = mapped_column(Boolean, default=False)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    etag: Mapped[str] = mapped_column(String(64), default="")
+    segments: Mapped[Segments] = mapped_column(JSON, default=list)
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # content-type & co
+    user_meta: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    checksums: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    acl: Mapped[str] = mapped_column(String(32), default="private")
+    owner_project_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Upload(Base):
+    """A multipart upload in progress: what the object will carry once completed."""
+
+    __tablename__ = "s3_uploads"
+    __table_args__ = (Index("ix_s3_uploads_key", "bucket_id", "key", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bucket_id: Mapped[str] = mapped_column(ForeignKey("s3_buckets.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(Text)
+    initiator_user_id: Mapped[str] = mapped_column(String(64))
+    owner_project_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    user_meta: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    acl: Mapped[str] = mapped_column(String(32), default="private")
+    checksum_algorithm: Mapped[str] = mapped_column(String(16), default="")
+
+
+class Part(Base):
+    __tablename__ = "s3_parts"
+
+    upload_id: Mapped[str] = mapped_column(
+        ForeignKey("s3_uploads.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str] = mapped_column(String(64))
+    blob_id: Mapped[str] = mapped_column(String(32))
+    checksums: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)

@@ -1,0 +1,191 @@
+"""Who may do what to a bucket or object: project ownership, bucket policies, canned ACLs.
+
+Pure rules over plain values; no database, no HTTP. An explicit Deny in a
+bucket policy wins over everything, then ownership, then an Allow, then ACLs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+CANNED_ACLS = ("private", "public-read")
+
+# Actions that only read; a project reader may do these and nothing else.
+READ_ACTIONS = frozenset(
+    {
+        "s3:ListBucket",
+        "s3:ListBucketVersions",
+        "s3:ListBucketMultipartUploads",
+        "s3:ListMultipartUploadParts",
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:GetObjectTagging",
+        "s3:GetObjectVersionTagging",
+        "s3:GetObjectAcl",
+        "s3:GetBucketLocation",
+        "s3:GetBucketVersioning",
+        "s3:GetBucketAcl",
+        "s3:GetBucketPolicy",
+        "s3:GetBucketCORS",
+        "s3:GetBucketTagging",
+    }
+)
+
+# What a canned ACL of public-read opens to everyone.
+PUBLIC_BUCKET_ACTIONS = frozenset({"s3:ListBucket"})
+PUBLIC_OBJECT_ACTIONS = frozenset({"s3:GetObject", "s3:GetObjectVersion"})
+
+MAX_POLICY_BYTES = 20 * 1024
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a user acting in a project, or anonymous (all None)."""
+
+    user_id: str | None = None
+    project_id: str | None = None
+    roles: frozenset[str] = frozenset()
+
+    @property
+    def anonymous(self) -> bool:
+        return self.user_id is None
+
+    @property
+    def can_write(self) -> bool:
+        return bool(self.roles & {"member", "admin"})
+
+
+ANONYMOUS = Principal()
+
+
+class PolicyError(ValueError):
+    """The policy document is not one we accept; the message says why."""
+
+
+@dataclass(frozen=True)
+class Statement:
+    effect: str
+    principals: tuple[str, ...]  # "*", "<project>", "<project>:<user>"
+    actions: tuple[re.Pattern[str], ...]
+    resources: tuple[re.Pattern[str], ...]
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """IAM wildcards: `*` any run, `?` one character; everything else literal."""
+    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile("".join(parts) + r"\Z", re.DOTALL)
+
+
+def _as_list(value: Any, what: str) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(i, str) and i for i in items):
+        raise PolicyError(f"{what} must be a string or a list of strings")
+    return items
+
+
+_USER_ARN = re.compile(r"^arn:aws:iam::([^:]+):(root|user/(.+))$")
+
+
+def _principal(entry: str) -> str:
+    if entry == "*":
+        return "*"
+    match = _USER_ARN.match(entry)
+    if match:
+        project, _, user = match.groups()
+        return project if user is None else f"{project}:{user}"
+    if re.fullmatch(r"[0-9a-zA-Z_-]{1,64}", entry):
+        return entry  # a bare project id, as AWS takes a bare account id
+    raise PolicyError(
+        f"Principal {entry!r} is not '*', a project id, arn:aws:iam::PROJECT:root "
+        "or arn:aws:iam::PROJECT:user/USER_ID"
+    )
+
+
+def parse_policy(text: str, bucket: str) -> list[Statement]:
+    """Validate a bucket policy document; raise PolicyError naming what is wrong."""
+    if len(text.encode()) > MAX_POLICY_BYTES:
+        raise PolicyError(f"Policies are limited to {MAX_POLICY_BYTES} bytes")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise PolicyError("Policies must be valid JSON") from None
+    if not isinstance(doc, dict) or "Statement" not in doc:
+        raise PolicyError("Missing required field Statement")
+    raw = doc["Statement"]
+    raw_statements = raw if isinstance(raw, list) else [raw]
+    statements: list[Statement] = []
+    for item in raw_statements:
+        if not isinstance(item, dict):
+            raise PolicyError("Each statement must be an object")
+        if item.get("Effect") not in ("Allow", "Deny"):
+            raise PolicyError("Effect must be Allow or Deny")
+        if "Condition" in item or "NotAction" in item or "NotPrincipal" in item:
+            raise PolicyError("Condition, NotAction and NotPrincipal are not supported here")
+        principal = item.get("Principal")
+        if isinstance(principal, dict):
+            principal = principal.get("AWS")
+        principals = tuple(_principal(p) for p in _as_list(principal, "Principal"))
+        actions = _as_list(item.get("Action"), "Action")
+        for action in actions:
+            if not (action == "*" or action.startswith("s3:")):
+                raise PolicyError(f"Action {action!r} is not an s3: action")
+        resources = _as_list(item.get("Resource"), "Resource")
+        for resource in resources:
+            name = resource.removeprefix("arn:aws:s3:::").split("/", 1)[0]
+            if not resource.startswith("arn:aws:s3:::") or not _glob(name).match(bucket):
+                raise PolicyError(f"Resource {resource!r} must be within this bucket")
+        statements.append(
+            Statement(
+                effect=item["Effect"],
+                principals=principals,
+                actions=tuple(_glob(a if a != "*" else "s3:*") for a in actions),
+                resources=tuple(_glob(r) for r in resources),
+            )
+        )
+    return statements
+
+
+def _matches(statement: Statement, who: Principal, action: str, resource: str) -> bool:
+    if not any(p.match(action) for p in statement.actions):
+        return False
+    if not any(r.match(resource) for r in statement.resources):
+        return False
+    for p in statement.principals:
+        if p == "*":
+            return True
+        if who.project_id is not None and (
+            p == who.project_id or p == f"{who.project_id}:{who.user_id}"
+        ):
+            return True
+    return False
+
+
+def resource_arn(bucket: str, key: str | None = None) -> str:
+    return f"arn:aws:s3:::{bucket}" if key is None else f"arn:aws:s3:::{bucket}/{key}"
+
+
+def allowed(
+    who: Principal,
+    action: str,
+    *,
+    bucket_name: str,
+    bucket_project: str,
+    bucket_acl: str,
+    statements: list[Statement],
+    key: str | None = None,
+    object_acl: str | None = None,
+) -> bool:
+    """May `who` do `action` on the bucket (or on `key` in it)?"""
+    resource = resource_arn(bucket_name, key)
+    if any(s.effect == "Deny" and _matches(s, who, action, resource) for s in statements):
+        return False
+    if who.project_id is not None and who.project_id == bucket_project:
+        return who.can_write or action in READ_ACTIONS
+    if any(s.effect == "Allow" and _matches(s, who, action, resource) for s in statements):
+        return True
+    if bucket_acl == "public-read" and action in PUBLIC_BUCKET_ACTIONS:
+        return True
+    return object_acl == "public-read" and action in PUBLIC_OBJECT_ACTIONS

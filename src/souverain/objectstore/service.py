@@ -1,0 +1,1063 @@
+"""Object storage rules: buckets, versions, listings, multipart uploads, access.
+
+Knows nothing of HTTP or XML. Bytes are already durable in the blob store when
+a method here records them; a method commits metadata and, only after the
+commit, removes the blobs it made unreachable. A crash in between leaves
+unreferenced blobs, which `sweep` removes at start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from souverain.common.clock import Clock
+from souverain.common.ids import new_id
+from souverain.db.engine import Database
+from souverain.identity.service import IdentityService
+from souverain.objectstore import models as m
+from souverain.objectstore.policy import (
+    CANNED_ACLS,
+    PolicyError,
+    Principal,
+    Statement,
+    allowed,
+    parse_policy,
+)
+from souverain.objectstore.store import BlobStore
+
+NULL_VERSION = "null"
+MAX_KEY_BYTES = 1024
+MAX_TAGS = 10
+LIST_BATCH = 1000
+
+# S3 error codes and their HTTP status; the one table the API renders from.
+ERROR_STATUS = {
+    "AccessDenied": 403,
+    "AuthorizationHeaderMalformed": 400,
+    "AuthorizationQueryParametersError": 400,
+    "BadDigest": 400,
+    "BucketAlreadyExists": 409,
+    "BucketAlreadyOwnedByYou": 409,
+    "BucketNotEmpty": 409,
+    "EntityTooLarge": 400,
+    "EntityTooSmall": 400,
+    "IllegalLocationConstraintException": 400,
+    "IncompleteBody": 400,
+    "InsufficientStorage": 507,
+    "InternalError": 500,
+    "InvalidAccessKeyId": 403,
+    "InvalidArgument": 400,
+    "InvalidBucketName": 400,
+    "InvalidDigest": 400,
+    "InvalidPart": 400,
+    "InvalidPartOrder": 400,
+    "InvalidRange": 416,
+    "InvalidRequest": 400,
+    "InvalidTag": 400,
+    "InvalidURI": 400,
+    "KeyTooLongError": 400,
+    "MalformedACLError": 400,
+    "MalformedPolicy": 400,
+    "MalformedXML": 400,
+    "MaxMessageLengthExceeded": 400,
+    "MetadataTooLarge": 400,
+    "MissingRequestBodyError": 400,
+    "InvalidPartNumber": 416,
+    "MethodNotAllowed": 405,
+    "MissingContentLength": 411,
+    "NoSuchBucket": 404,
+    "NoSuchBucketPolicy": 404,
+    "NoSuchCORSConfiguration": 404,
+    "NoSuchKey": 404,
+    "NoSuchTagSet": 404,
+    "NoSuchUpload": 404,
+    "NoSuchVersion": 404,
+    "NotImplemented": 501,
+    "NotModified": 304,
+    "PreconditionFailed": 412,
+    "RequestTimeTooSkewed": 403,
+    "SignatureDoesNotMatch": 403,
+    "XAmzContentSHA256Mismatch": 400,
+}
+
+
+class S3Error(Exception):
+    """An error in S3's terms: a code from ERROR_STATUS, a message, the resource."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        resource: str = "",
+        headers: dict[str, str] | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.resource = resource
+        self.headers = headers or {}
+        self.status = status or ERROR_STATUS[code]
+
+
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IP_LIKE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+
+
+def check_bucket_name(name: str) -> None:
+    if (
+        not _BUCKET_NAME.match(name)
+        or ".." in name
+        or ".-" in name
+        or "-." in name
+        or _IP_LIKE.match(name)
+        or name.startswith("xn--")
+    ):
+        raise S3Error(
+            "InvalidBucketName",
+            "Bucket names are 3 to 63 lowercase letters, digits, dots and hyphens, "
+            "starting and ending with a letter or digit.",
+            name,
+        )
+
+
+def check_key(key: str) -> None:
+    if not key:
+        raise S3Error("InvalidArgument", "The object key must not be empty.")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise S3Error("KeyTooLongError", "Your key is too long: the limit is 1024 bytes.", key)
+    if "\x00" in key:
+        raise S3Error("InvalidArgument", "Object keys may not contain NUL characters.", key)
+
+
+def check_tags(tags: dict[str, str]) -> None:
+    if len(tags) > MAX_TAGS:
+        raise S3Error("InvalidTag", "Object tags cannot be greater than 10")
+    for k, v in tags.items():
+        if not k or len(k) > 128 or len(v) > 256:
+            raise S3Error("InvalidTag", "Tag keys are 1-128 characters, values up to 256.")
+
+
+def _utcnow(clock: Clock) -> dt.datetime:
+    return clock.now().astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _successor(prefix: str) -> str:
+    """The smallest string greater than every string starting with `prefix`."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+@dataclass
+class ObjectInfo:
+    """A version as the API shows it (detached from the session)."""
+
+    bucket: str
+    key: str
+    version_id: str
+    is_latest: bool
+    is_delete_marker: bool
+    size: int
+    etag: str
+    segments: list[list[Any]]
+    headers: dict[str, str]
+    user_meta: dict[str, str]
+    checksums: dict[str, str]
+    tags: dict[str, str]
+    acl: str
+    owner: str
+    last_modified: dt.datetime
+
+    @classmethod
+    def of(cls, bucket: str, row: m.ObjectVersion) -> ObjectInfo:
+        return cls(
+            bucket=bucket,
+            key=row.key,
+            version_id=row.version_id,
+            is_latest=row.is_latest,
+            is_delete_marker=row.is_delete_marker,
+            size=row.size,
+            etag=row.etag,
+            segments=list(row.segments),
+            headers=dict(row.headers),
+            user_meta=dict(row.user_meta),
+            checksums=dict(row.checksums),
+            tags=dict(row.tags),
+            acl=row.acl,
+            owner=row.owner_project_id,
+            last_modified=row.created_at,
+        )
+
+
+@dataclass
+class BucketInfo:
+    id: str
+    name: str
+    project_id: str
+    created_at: dt.datetime
+    versioning: str
+    acl: str
+    policy: str | None
+    cors: list[dict[str, Any]] | None
+    tags: dict[str, str] | None
+    statements: list[Statement] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, row: m.Bucket) -> BucketInfo:
+        statements = parse_policy(row.policy, row.name) if row.policy else []
+        return cls(
+            row.id,
+            row.name,
+            row.project_id,
+            row.created_at,
+            row.versioning,
+            row.acl,
+            row.policy,
+            row.cors,
+            row.tags,
+            statements,
+        )
+
+
+@dataclass
+class NewObject:
+    """What a PUT, copy or completed upload records for a key."""
+
+    size: int
+    etag: str
+    segments: list[list[Any]]
+    headers: dict[str, str] = field(default_factory=dict)
+    user_meta: dict[str, str] = field(default_factory=dict)
+    checksums: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    acl: str = "private"
+
+
+@dataclass
+class Listing:
+    objects: list[ObjectInfo]
+    prefixes: list[str]
+    truncated: bool
+    next_marker: str = ""
+    next_version_marker: str = ""
+
+
+@dataclass
+class DeleteResult:
+    version_id: str | None
+    delete_marker: bool
+
+
+@dataclass
+class PartInfo:
+    number: int
+    size: int
+    etag: str
+    blob_id: str
+    checksums: dict[str, str]
+    last_modified: dt.datetime
+
+
+@dataclass
+class UploadInfo:
+    id: str
+    bucket: str
+    key: str
+    initiator: str
+    owner: str
+    created_at: dt.datetime
+    headers: dict[str, str]
+    user_meta: dict[str, str]
+    tags: dict[str, str]
+    acl: str
+    checksum_algorithm: str
+
+
+class ObjectStoreService:
+    def __init__(
+        self,
+        db: Database,
+        store: BlobStore,
+        identity: IdentityService,
+        region: str,
+        clock: Clock | None = None,
+        min_part_bytes: int = 5 * 1024 * 1024,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.identity = identity
+        self.region = region
+        self.clock = clock or Clock()
+        self.min_part_bytes = min_part_bytes
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _write(self, s: Session) -> None:
+        """Take SQLite's write lock at the start: no deadlock when two writers upgrade."""
+        if s.get_bind().dialect.name == "sqlite":
+            s.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+    def authenticate(self, access_key: str) -> tuple[str, Principal] | None:
+        """(secret, principal) for an access key; None when the key is not usable."""
+        found = self.identity.ec2_principal(access_key)
+        if found is None:
+            return None
+        return found.secret, Principal(found.user_id, found.project_id, found.roles)
+
+    def _bucket_row(self, s: Session, name: str) -> m.Bucket:
+        row = s.scalars(select(m.Bucket).where(m.Bucket.name == name)).first()
+        if row is None:
+            raise S3Error("NoSuchBucket", "The specified bucket does not exist", name)
+        return row
+
+    def bucket(self, name: str) -> BucketInfo:
+        with self.db.session() as s:
+            return BucketInfo.of(self._bucket_row(s, name))
+
+    def authorize(
+        self,
+        who: Principal,
+        bucket: BucketInfo,
+        action: str,
+        key: str | None = None,
+        object_acl: str | None = None,
+    ) -> None:
+        if not allowed(
+            who,
+            action,
+            bucket_name=bucket.name,
+            bucket_project=bucket.project_id,
+            bucket_acl=bucket.acl,
+            statements=bucket.statements,
+            key=key,
+            object_acl=object_acl,
+        ):
+            raise S3Error("AccessDenied", "Access Denied", f"/{bucket.name}/{key or ''}")
+
+    def owner_only(self, who: Principal, bucket: BucketInfo, write: bool = True) -> None:
+        """Bucket configuration belongs to the owning project (writers, for changes)."""
+        if who.project_id != bucket.project_id or (write and not who.can_write):
+            raise S3Error("AccessDenied", "Access Denied", f"/{bucket.name}")
+
+    # ------------------------------------------------------------------ buckets
+
+    def list_buckets(self, who: Principal) -> list[BucketInfo]:
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(m.Bucket)
+                .where(m.Bucket.project_id == who.project_id)
+                .order_by(m.Bucket.name)
+            ).all()
+            return [BucketInfo.of(r) for r in rows]
+
+    def create_bucket(
+        self, who: Principal, name: str, location: str | None, acl: str = "private"
+    ) -> BucketInfo:
+        check_bucket_name(name)
+        if who.anonymous or not who.can_write:
+            raise S3Error("AccessDenied", "Access Denied", name)
+        if location not in (None, "", self.region):
+            raise S3Error(
+                "IllegalLocationConstraintException",
+                f"The {location} location constraint is not valid: this cloud keeps data "
+                f"in region {self.region} only.",
+                name,
+            )
+        if acl not in CANNED_ACLS:
+            raise S3Error("NotImplemented", f"The canned ACL {acl!r} is not supported.", name)
+        with self.db.session() as s:
+            self._write(s)
+            existing = s.scalars(select(m.Bucket).where(m.Bucket.name == name)).first()
+            if existing is not None:
+                if existing.project_id == who.project_id:
+                    raise S3Error(
+                        "BucketAlreadyOwnedByYou",
+                        "Your previous request to create the named bucket succeeded and "
+                        "you already own it.",
+                        name,
+                    )
+                raise S3Error(
+                    "BucketAlreadyExists",
+                    "The requested bucket name is not available. Please select a different "
+                    "name and try again.",
+                    name,
+                )
+            row = m.Bucket(
+                id=new_id(),
+                name=name,
+                project_id=who.project_id,
+                owner_user_id=who.user_id,
+                region=self.region,
+                created_at=_utcnow(self.clock),
+                versioning="",
+                acl=acl,
+            )
+            s.add(row)
+            try:
+                s.flush()
+            except IntegrityError:
+                raise S3Error("BucketAlreadyExists", "The bucket name is taken.", name) from None
+            return BucketInfo.of(row)
+
+    def delete_bucket(self, bucket: BucketInfo) -> None:
+        with self.db.session() as s:
+            self._write(s)
+            has_object = s.scalar(
+                select(m.ObjectVersion.seq).where(m.ObjectVersion.bucket_id == bucket.id).limit(1)
+            )
+            if has_object is not None:
+                raise S3Error(
+                    "BucketNotEmpty", "The bucket you tried to delete is not empty", bucket.name
+                )
+            parts = s.scalars(
+                select(m.Part.blob_id).join(m.Upload).where(m.Upload.bucket_id == bucket.id)
+            ).all()
+            s.execute(
+                delete(m.Part).where(
+                    m.Part.upload_id.in_(select(m.Upload.id).where(m.Upload.bucket_id == bucket.id))
+                )
+            )
+            s.execute(delete(m.Upload).where(m.Upload.bucket_id == bucket.id))
+            s.execute(delete(m.Bucket).where(m.Bucket.id == bucket.id))
+        self.store.delete(parts)
+
+    def _update_bucket(self, bucket: BucketInfo, **values: Any) -> None:
+        with self.db.session() as s:
+            s.execute(update(m.Bucket).where(m.Bucket.id == bucket.id).values(**values))
+
+    def set_versioning(self, bucket: BucketInfo, status: str) -> None:
+        if status not in ("Enabled", "Suspended"):
+            raise S3Error("MalformedXML", "Versioning Status must be Enabled or Suspended.")
+        if status == "Suspended" and not bucket.versioning:
+            return  # never versioned: suspending changes nothing, as on S3
+        self._update_bucket(bucket, versioning=status)
+
+    def set_bucket_acl(self, bucket: BucketInfo, acl: str) -> None:
+        if acl not in CANNED_ACLS:
+            raise S3Error("NotImplemented", f"The canned ACL {acl!r} is not supported.")
+        self._update_bucket(bucket, acl=acl)
+
+    def set_policy(self, bucket: BucketInfo, text: str | None) -> None:
+        if text is not None:
+            try:
+                parse_policy(text, bucket.name)
+            except PolicyError as exc:
+                raise S3Error("MalformedPolicy", str(exc), bucket.name) from None
+        self._update_bucket(bucket, policy=text)
+
+    def set_cors(self, bucket: BucketInfo, rules: list[dict[str, Any]] | None) -> None:
+        self._update_bucket(bucket, cors=rules)
+
+    def set_bucket_tags(self, bucket: BucketInfo, tags: dict[str, str] | None) -> None:
+        if tags is not None:
+            check_tags(tags) if len(tags) <= 50 else None
+        self._update_bucket(bucket, tags=tags)
+
+    # ------------------------------------------------------------------ objects
+
+    def _latest(self, s: Session, bucket_id: str, key: str) -> m.ObjectVersion | None:
+        return s.scalars(
+            select(m.ObjectVersion).where(
+                m.ObjectVersion.bucket_id == bucket_id,
+                m.ObjectVersion.is_latest.is_(True),
+                m.ObjectVersion.key == key,
+            )
+        ).first()
+
+    def _version(
+        self, s: Session, bucket: BucketInfo, key: str, version_id: str
+    ) -> m.ObjectVersion:
+        row = s.scalars(
+            select(m.ObjectVersion).where(
+                m.ObjectVersion.bucket_id == bucket.id,
+                m.ObjectVersion.key == key,
+                m.ObjectVersion.version_id == version_id,
+            )
+        ).first()
+        if row is None:
+            raise S3Error(
+                "NoSuchVersion",
+                "The specified version does not exist.",
+                f"/{bucket.name}/{key}",
+            )
+        return row
+
+    def head_object(
+        self, bucket: BucketInfo, key: str, version_id: str | None = None
+    ) -> ObjectInfo:
+        """The version asked for (latest by default); NoSuchKey if the key is gone."""
+        with self.db.session() as s:
+            if version_id is not None:
+                return ObjectInfo.of(bucket.name, self._version(s, bucket, key, version_id))
+            row = self._latest(s, bucket.id, key)
+            if row is None or row.is_delete_marker:
+                headers = {}
+                if row is not None:
+                    headers = {"x-amz-delete-marker": "true", "x-amz-version-id": row.version_id}
+                raise S3Error(
+                    "NoSuchKey",
+                    "The specified key does not exist.",
+                    f"/{bucket.name}/{key}",
+                    headers=headers,
+                )
+            return ObjectInfo.of(bucket.name, row)
+
+    def _new_version_id(self, bucket: BucketInfo) -> str:
+        return new_id() if bucket.versioning == "Enabled" else NULL_VERSION
+
+    def _retire(self, s: Session, bucket: BucketInfo, key: str, version_id: str) -> list[str]:
+        """Make room for a new latest version; return the blobs no longer referenced."""
+        freed: list[str] = []
+        s.execute(
+            update(m.ObjectVersion)
+            .where(
+                m.ObjectVersion.bucket_id == bucket.id,
+                m.ObjectVersion.key == key,
+                m.ObjectVersion.is_latest.is_(True),
+            )
+            .values(is_latest=False)
+        )
+        if version_id == NULL_VERSION:  # the null version is replaced, never kept twice
+            old = s.scalars(
+                select(m.ObjectVersion).where(
+                    m.ObjectVersion.bucket_id == bucket.id,
+                    m.ObjectVersion.key == key,
+                    m.ObjectVersion.version_id == NULL_VERSION,
+                )
+            ).first()
+            if old is not None:
+                freed = [seg[0] for seg in old.segments]
+                s.delete(old)
+                s.flush()
+        return freed
+
+    def put_object(
+        self, who: Principal, bucket: BucketInfo, key: str, new: NewObject, if_none_match: bool
+    ) -> ObjectInfo:
+        """Record a durable blob as the key's latest version."""
+        check_key(key)
+        freed: list[str] = []
+        try:
+            with self.db.session() as s:
+                self._write(s)
+                if if_none_match:
+                    latest = self._latest(s, bucket.id, key)
+                    if latest is not None and not latest.is_delete_marker:
+                        raise S3Error(
+                            "PreconditionFailed",
+                            "At least one of the pre-conditions you specified did not hold",
+                            f"/{bucket.name}/{key}",
+                        )
+                version_id = self._new_version_id(bucket)
+                freed = self._retire(s, bucket, key, version_id)
+                row = m.ObjectVersion(
+                    bucket_id=bucket.id,
+                    key=key,
+                    version_id=version_id,
+                    is_latest=True,
+                    is_delete_marker=False,
+                    size=new.size,
+                    etag=new.etag,
+                    segments=new.segments,
+                    headers=new.headers,
+                    user_meta=new.user_meta,
+                    checksums=new.checksums,
+                    tags=new.tags,
+                    acl=new.acl,
+                    owner_project_id=who.project_id or bucket.project_id,
+                    created_at=_utcnow(self.clock),
+                )
+                s.add(row)
+                s.flush()
+                info = ObjectInfo.of(bucket.name, row)
+        except BaseException:
+            self.store.delete(seg[0] for seg in new.segments)
+            raise
+        self.store.delete(freed)
+        return info
+
+    def delete_object(
+        self, who: Principal, bucket: BucketInfo, key: str, version_id: str | None = None
+    ) -> DeleteResult:
+        freed: list[str] = []
+        with self.db.session() as s:
+            self._write(s)
+            if version_id is not None:
+                row = s.scalars(
+                    select(m.ObjectVersion).where(
+                        m.ObjectVersion.bucket_id == bucket.id,
+                        m.ObjectVersion.key == key,
+                        m.ObjectVersion.version_id == version_id,
+                    )
+                ).first()
+                if row is None:
+                    if version_id != NULL_VERSION and not re.fullmatch(r"[0-9a-f]{32}", version_id):
+                        raise S3Error("InvalidArgument", "Invalid version id specified")
+                    return DeleteResult(version_id, False)
+                was_latest, marker = row.is_latest, row.is_delete_marker
+                freed = [seg[0] for seg in row.segments]
+                s.delete(row)
+                s.flush()
+                if was_latest:
+                    self._promote(s, bucket.id, key)
+                result = DeleteResult(version_id, marker)
+            elif not bucket.versioning:
+                row = self._latest(s, bucket.id, key)
+                if row is not None:
+                    freed = [seg[0] for seg in row.segments]
+                    s.delete(row)
+                result = DeleteResult(None, False)
+            else:
+                marker_id = self._new_version_id(bucket)
+                freed = self._retire(s, bucket, key, marker_id)
+                s.add(
+                    m.ObjectVersion(
+                        bucket_id=bucket.id,
+                        key=key,
+                        version_id=marker_id,
+                        is_latest=True,
+                        is_delete_marker=True,
+                        size=0,
+                        etag="",
+                        segments=[],
+                        headers={},
+                        user_meta={},
+                        checksums={},
+                        tags={},
+                        acl="private",
+                        owner_project_id=who.project_id or bucket.project_id,
+                        created_at=_utcnow(self.clock),
+                    )
+                )
+                result = DeleteResult(marker_id, True)
+        self.store.delete(freed)
+        return result
+
+    def _promote(self, s: Session, bucket_id: str, key: str) -> None:
+        newest = s.scalars(
+            select(m.ObjectVersion)
+            .where(m.ObjectVersion.bucket_id == bucket_id, m.ObjectVersion.key == key)
+            .order_by(m.ObjectVersion.seq.desc())
+            .limit(1)
+        ).first()
+        if newest is not None:
+            newest.is_latest = True
+
+    def set_object_tags(
+        self, bucket: BucketInfo, key: str, version_id: str | None, tags: dict[str, str]
+    ) -> str:
+        check_tags(tags)
+        with self.db.session() as s:
+            self._write(s)
+            row = self._target(s, bucket, key, version_id)
+            row.tags = tags
+            return row.version_id
+
+    def set_object_acl(
+        self, bucket: BucketInfo, key: str, version_id: str | None, acl: str
+    ) -> None:
+        if acl not in CANNED_ACLS:
+            raise S3Error("NotImplemented", f"The canned ACL {acl!r} is not supported.")
+        with self.db.session() as s:
+            self._write(s)
+            self._target(s, bucket, key, version_id).acl = acl
+
+    def _target(
+        self, s: Session, bucket: BucketInfo, key: str, version_id: str | None
+    ) -> m.ObjectVersion:
+        if version_id is not None:
+            row = self._version(s, bucket, key, version_id)
+        else:
+            found = self._latest(s, bucket.id, key)
+            if found is None or found.is_delete_marker:
+                raise S3Error(
+                    "NoSuchKey", "The specified key does not exist.", f"/{bucket.name}/{key}"
+                )
+            row = found
+        if row.is_delete_marker:
+            raise S3Error(
+                "MethodNotAllowed", "The specified method is not allowed against this resource."
+            )
+        return row
+
+    # ------------------------------------------------------------------ listings
+
+    def list_objects(
+        self,
+        bucket: BucketInfo,
+        prefix: str,
+        delimiter: str,
+        after: str,
+        max_keys: int,
+    ) -> Listing:
+        """Latest live versions in key order after `after`, rolled up by `delimiter`."""
+        objects: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        lower, inclusive = after, False  # where the next query starts
+        last_returned = ""
+        v = m.ObjectVersion
+        with self.db.session() as s:
+            while True:
+                query = select(v).where(
+                    v.bucket_id == bucket.id,
+                    v.is_latest.is_(True),
+                    v.key >= lower if inclusive else v.key > lower,
+                )
+                if prefix:
+                    query = query.where(v.key >= prefix, v.key < _successor(prefix))
+                rows = s.scalars(query.order_by(v.key).limit(LIST_BATCH)).all()
+                jumped = False
+                for row in rows:
+                    lower, inclusive = row.key, False
+                    common = ""
+                    if delimiter:
+                        at = row.key.find(delimiter, len(prefix))
+                        if at >= 0:
+                            common = row.key[: at + len(delimiter)]
+                    if common:
+                        # The whole group is one entry; the next query starts past it.
+                        lower, inclusive, jumped = _successor(common), True, True
+                        if common > after:
+                            if len(objects) + len(prefixes) >= max_keys:
+                                return Listing(objects, prefixes, True, last_returned)
+                            prefixes.append(common)
+                            last_returned = common
+                        break
+                    if row.is_delete_marker:
+                        continue
+                    if len(objects) + len(prefixes) >= max_keys:
+                        return Listing(objects, prefixes, True, last_returned)
+                    objects.append(ObjectInfo.of(bucket.name, row))
+                    last_returned = row.key
+                if not jumped and len(rows) < LIST_BATCH:
+                    return Listing(objects, prefixes, False, last_returned)
+
+    def list_versions(
+        self,
+        bucket: BucketInfo,
+        prefix: str,
+        delimiter: str,
+        key_marker: str,
+        version_marker: str,
+        max_keys: int,
+    ) -> Listing:
+        """Every version and delete marker, keys ascending, newest version first."""
+        v = m.ObjectVersion
+        objects: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        with self.db.session() as s:
+            start_seq: int | None = None
+            if key_marker and version_marker:
+                start_seq = s.scalar(
+                    select(v.seq).where(
+                        v.bucket_id == bucket.id,
+                        v.key == key_marker,
+                        v.version_id == version_marker,
+                    )
+                )
+            query = select(v).where(v.bucket_id == bucket.id)
+            if start_seq is not None:
+                query = query.where(
+                    (v.key > key_marker) | ((v.key == key_marker) & (v.seq < start_seq))
+                )
+            elif key_marker:
+                query = query.where(v.key > key_marker)
+            if prefix:
+                query = query.where(v.key >= prefix, v.key < _successor(prefix))
+            query = query.order_by(v.key, v.seq.desc())
+            offset = 0
+            while True:
+                rows = s.scalars(query.offset(offset).limit(LIST_BATCH)).all()
+                offset += len(rows)
+                for row in rows:
+                    if delimiter:
+                        at = row.key.find(delimiter, len(prefix))
+                        if at >= 0:
+                            common = row.key[: at + len(delimiter)]
+                            if common > key_marker and (not prefixes or prefixes[-1] != common):
+                                if len(objects) + len(prefixes) >= max_keys:
+                                    return self._versions_page(objects, prefixes)
+                                prefixes.append(common)
+                            continue
+                    if len(objects) + len(prefixes) >= max_keys:
+                        return self._versions_page(objects, prefixes)
+                    objects.append(ObjectInfo.of(bucket.name, row))
+                if len(rows) < LIST_BATCH:
+                    return Listing(objects, prefixes, False)
+
+    @staticmethod
+    def _versions_page(objects: list[ObjectInfo], prefixes: list[str]) -> Listing:
+        last_obj = objects[-1] if objects else None
+        last_prefix = prefixes[-1] if prefixes else ""
+        if last_obj is not None and last_obj.key >= last_prefix:
+            return Listing(objects, prefixes, True, last_obj.key, last_obj.version_id)
+        return Listing(objects, prefixes, True, last_prefix, "")
+
+    # ------------------------------------------------------------------ multipart
+
+    def create_upload(
+        self, who: Principal, bucket: BucketInfo, key: str, template: NewObject, algorithm: str
+    ) -> UploadInfo:
+        check_key(key)
+        check_tags(template.tags)
+        with self.db.session() as s:
+            row = m.Upload(
+                id=new_id() + new_id(),
+                bucket_id=bucket.id,
+                key=key,
+                initiator_user_id=who.user_id or "",
+                owner_project_id=who.project_id or bucket.project_id,
+                created_at=_utcnow(self.clock),
+                headers=template.headers,
+                user_meta=template.user_meta,
+                tags=template.tags,
+                acl=template.acl,
+                checksum_algorithm=algorithm,
+            )
+            s.add(row)
+            s.flush()
+            return self._upload_info(bucket.name, row)
+
+    @staticmethod
+    def _upload_info(bucket: str, row: m.Upload) -> UploadInfo:
+        return UploadInfo(
+            row.id,
+            bucket,
+            row.key,
+            row.initiator_user_id,
+            row.owner_project_id,
+            row.created_at,
+            dict(row.headers),
+            dict(row.user_meta),
+            dict(row.tags),
+            row.acl,
+            row.checksum_algorithm,
+        )
+
+    def _upload_row(self, s: Session, bucket: BucketInfo, key: str, upload_id: str) -> m.Upload:
+        row = s.get(m.Upload, upload_id)
+        if row is None or row.bucket_id != bucket.id or row.key != key:
+            raise S3Error(
+                "NoSuchUpload",
+                "The specified upload does not exist. The upload ID may be invalid, or the "
+                "upload may have been aborted or completed.",
+                upload_id,
+            )
+        return row
+
+    def upload(self, bucket: BucketInfo, key: str, upload_id: str) -> UploadInfo:
+        with self.db.session() as s:
+            return self._upload_info(bucket.name, self._upload_row(s, bucket, key, upload_id))
+
+    def put_part(
+        self,
+        bucket: BucketInfo,
+        key: str,
+        upload_id: str,
+        number: int,
+        blob_id: str,
+        size: int,
+        etag: str,
+        checksums: dict[str, str],
+    ) -> None:
+        freed: list[str] = []
+        try:
+            with self.db.session() as s:
+                self._write(s)
+                self._upload_row(s, bucket, key, upload_id)
+                old = s.get(m.Part, (upload_id, number))
+                if old is not None:
+                    freed.append(old.blob_id)
+                    s.delete(old)
+                    s.flush()
+                s.add(
+                    m.Part(
+                        upload_id=upload_id,
+                        number=number,
+                        size=size,
+                        etag=etag,
+                        blob_id=blob_id,
+                        checksums=checksums,
+                        created_at=_utcnow(self.clock),
+                    )
+                )
+        except BaseException:
+            self.store.delete([blob_id])
+            raise
+        self.store.delete(freed)
+
+    def list_parts(
+        self, bucket: BucketInfo, key: str, upload_id: str, after: int, max_parts: int
+    ) -> tuple[UploadInfo, list[PartInfo], bool]:
+        with self.db.session() as s:
+            upload = self._upload_info(bucket.name, self._upload_row(s, bucket, key, upload_id))
+            rows = s.scalars(
+                select(m.Part)
+                .where(m.Part.upload_id == upload_id, m.Part.number > after)
+                .order_by(m.Part.number)
+                .limit(max_parts + 1)
+            ).all()
+            parts = [
+                PartInfo(r.number, r.size, r.etag, r.blob_id, dict(r.checksums), r.created_at)
+                for r in rows
+            ]
+            return upload, parts[:max_parts], len(parts) > max_parts
+
+    def list_uploads(
+        self,
+        bucket: BucketInfo,
+        prefix: str,
+        key_marker: str,
+        upload_marker: str,
+        max_uploads: int,
+    ) -> tuple[list[UploadInfo], bool]:
+        u = m.Upload
+        with self.db.session() as s:
+            query = select(u).where(u.bucket_id == bucket.id)
+            if prefix:
+                query = query.where(u.key >= prefix, u.key < _successor(prefix))
+            if key_marker and upload_marker:
+                query = query.where(
+                    (u.key > key_marker) | ((u.key == key_marker) & (u.id > upload_marker))
+                )
+            elif key_marker:
+                query = query.where(u.key > key_marker)
+            rows = s.scalars(query.order_by(u.key, u.id).limit(max_uploads + 1)).all()
+            found = [self._upload_info(bucket.name, r) for r in rows]
+            return found[:max_uploads], len(found) > max_uploads
+
+    def abort_upload(self, bucket: BucketInfo, key: str, upload_id: str) -> None:
+        with self.db.session() as s:
+            self._write(s)
+            self._upload_row(s, bucket, key, upload_id)
+            blobs = s.scalars(select(m.Part.blob_id).where(m.Part.upload_id == upload_id)).all()
+            s.execute(delete(m.Part).where(m.Part.upload_id == upload_id))
+            s.execute(delete(m.Upload).where(m.Upload.id == upload_id))
+        self.store.delete(blobs)
+
+    def complete_upload(
+        self,
+        who: Principal,
+        bucket: BucketInfo,
+        key: str,
+        upload_id: str,
+        wanted: Sequence[tuple[int, str]],
+    ) -> ObjectInfo:
+        """Join the listed parts into the key's new version; unlisted parts are dropped."""
+        if not wanted:
+            raise S3Error(
+                "MalformedXML", "You must specify at least one part to complete an upload."
+            )
+        numbers = [n for n, _ in wanted]
+        if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
+            raise S3Error(
+                "InvalidPartOrder",
+                "The list of parts was not in ascending order. Parts must be ordered by part "
+                "number.",
+                upload_id,
+            )
+        freed: list[str] = []
+        with self.db.session() as s:
+            self._write(s)
+            upload = self._upload_row(s, bucket, key, upload_id)
+            parts = {
+                p.number: p for p in s.scalars(select(m.Part).where(m.Part.upload_id == upload_id))
+            }
+            chosen: list[m.Part] = []
+            for number, etag in wanted:
+                part = parts.get(number)
+                if part is None or part.etag != etag.strip('"'):
+                    raise S3Error(
+                        "InvalidPart",
+                        "One or more of the specified parts could not be found. The part may "
+                        "not have been uploaded, or the specified entity tag may not match "
+                        "the part's entity tag.",
+                        upload_id,
+                    )
+                chosen.append(part)
+            for part in chosen[:-1]:
+                if part.size < self.min_part_bytes:
+                    raise S3Error(
+                        "EntityTooSmall",
+                        "Your proposed upload is smaller than the minimum allowed object size: "
+                        f"every part but the last must be at least {self.min_part_bytes} bytes.",
+                        upload_id,
+                    )
+            md5s = b"".join(bytes.fromhex(p.etag) for p in chosen)
+            etag = f"{hashlib.md5(md5s, usedforsecurity=False).hexdigest()}-{len(chosen)}"
+            checksums = self._composite_checksums(upload.checksum_algorithm, chosen)
+            used = {p.number for p in chosen}
+            freed = [p.blob_id for n, p in parts.items() if n not in used]
+            version_id = self._new_version_id(bucket)
+            freed += self._retire(s, bucket, key, version_id)
+            row = m.ObjectVersion(
+                bucket_id=bucket.id,
+                key=key,
+                version_id=version_id,
+                is_latest=True,
+                is_delete_marker=False,
+                size=sum(p.size for p in chosen),
+                etag=etag,
+                segments=[[p.blob_id, p.size] for p in chosen],
+                headers=dict(upload.headers),
+                user_meta=dict(upload.user_meta),
+                checksums=checksums,
+                tags=dict(upload.tags),
+                acl=upload.acl,
+                owner_project_id=upload.owner_project_id,
+                created_at=_utcnow(self.clock),
+            )
+            s.add(row)
+            s.execute(delete(m.Part).where(m.Part.upload_id == upload_id))
+            s.delete(upload)
+            s.flush()
+            info = ObjectInfo.of(bucket.name, row)
+        self.store.delete(freed)
+        return info
+
+    @staticmethod
+    def _composite_checksums(algorithm: str, parts: Iterable[m.Part]) -> dict[str, str]:
+        """S3's checksum of checksums for multipart objects: `base64(H(h1||h2..))-N`."""
+        import base64
+
+        from souverain.objectstore.store import new_hash
+
+        chosen = list(parts)
+        if not algorithm or not all(algorithm in p.checksums for p in chosen):
+            return {}
+        digest = new_hash(algorithm)
+        for p in chosen:
+            digest.update(base64.b64decode(p.checksums[algorithm]))
+        return {algorithm: f"{base64.b64encode(digest.digest()).decode()}-{len(chosen)}"}
+
+    # ------------------------------------------------------------------ maintenance
+
+    def referenced_blobs(self) -> set[str]:
+        """Every blob a row points at: what the start-up sweep must keep."""
+        with self.db.session() as s:
+            found = set(s.scalars(select(m.Part.blob_id)).all())
+            for segments in s.scalars(select(m.ObjectVersion.segments)):
+                found.update(seg[0] for seg in segments)
+            return found
+
+    def sweep(self) -> int:
+        """Remove leftovers of interrupted uploads; run before any request is served."""
+        return self.store.sweep(self.referenced_blobs())
+
+    def usage(self, project_id: str) -> tuple[int, int]:
+        """(bytes, objects) a project stores: what quotas and metering will read."""
+        with self.db.session() as s:
+            row = s.execute(
+                select(func.coalesce(func.sum(m.ObjectVersion.size), 0), func.count())
+                .join(m.Bucket)
+                .where(m.Bucket.project_id == project_id)
+            ).one()
+            return int(row[0]), int(row[1])

@@ -1,0 +1,223 @@
+"""Object bytes on local disk: blobs named by internal ids, written durably, read by range.
+
+A blob is written to `tmp/`, fsynced, renamed into `blobs/xx/<id>` and its
+directory fsynced before anyone may point at it. Paths never derive from object
+keys. This module knows nothing of buckets, keys or HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import hashlib
+import os
+import re
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import crc32c
+
+from souverain.common.ids import new_id
+
+CHUNK = 1024 * 1024
+_BLOB_ID = re.compile(r"^[0-9a-f]{32}$")
+CHECKSUM_ALGORITHMS = ("crc32", "crc32c", "sha1", "sha256")
+
+
+class StorageFull(Exception):
+    """The disk has no room for these bytes; what was written so far is gone."""
+
+
+class _Hash(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+    def digest(self) -> bytes: ...
+
+
+class _Crc:
+    """zlib/crc32c running checksums behind the hashlib interface."""
+
+    def __init__(self, fn: Any) -> None:
+        self._fn = fn
+        self._value = 0
+
+    def update(self, data: bytes, /) -> None:
+        self._value = self._fn(data, self._value)
+
+    def digest(self) -> bytes:
+        return self._value.to_bytes(4, "big")
+
+
+def new_hash(algorithm: str) -> _Hash:
+    if algorithm == "crc32":
+        return _Crc(zlib.crc32)
+    if algorithm == "crc32c":
+        return _Crc(crc32c.crc32c)
+    return hashlib.new(algorithm)  # md5, sha1, sha256
+
+
+class Digests:
+    """MD5 (the ETag) and any other digests asked for, over the same bytes in one pass."""
+
+    def __init__(self, algorithms: Iterable[str] = ()) -> None:
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.others: dict[str, _Hash] = {a: new_hash(a) for a in algorithms if a != "md5"}
+        self.size = 0
+
+    def update(self, data: bytes) -> None:
+        self.md5.update(data)
+        for digest in self.others.values():
+            digest.update(data)
+        self.size += len(data)
+
+    def hex(self, algorithm: str) -> str:
+        return self.md5.hexdigest() if algorithm == "md5" else self.others[algorithm].digest().hex()
+
+    def b64(self, algorithm: str) -> str:
+        raw = self.md5.digest() if algorithm == "md5" else self.others[algorithm].digest()
+        return base64.b64encode(raw).decode()
+
+
+class BlobWriter:
+    """One blob being written; `commit` makes it durable, `abort` leaves nothing behind."""
+
+    def __init__(self, store: BlobStore, algorithms: Iterable[str] = ()) -> None:
+        self.store = store
+        self.blob_id = new_id()
+        self.digests = Digests(algorithms)
+        self._tmp = store.tmp / self.blob_id
+        self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self._open = True
+
+    @property
+    def size(self) -> int:
+        return self.digests.size
+
+    def write(self, data: bytes) -> None:
+        self.digests.update(data)
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            self.abort()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull(str(exc)) from None
+            raise
+
+    def commit(self) -> str:
+        """fsync, rename into place, fsync the directory; return the blob id."""
+        try:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._open = False
+            final = self.store.path(self.blob_id)
+            os.rename(self._tmp, final)
+            self.store.sync_dir(final.parent)
+        except OSError as exc:
+            self.abort()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull(str(exc)) from None
+            raise
+        return self.blob_id
+
+    def abort(self) -> None:
+        if self._open:
+            os.close(self._fd)
+            self._open = False
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.tmp = root / "tmp"
+
+    def setup(self) -> None:
+        for folder in (self.root, self.blobs, self.tmp):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for i in range(256):
+            (self.blobs / f"{i:02x}").mkdir(exist_ok=True, mode=0o700)
+
+    def path(self, blob_id: str) -> Path:
+        if not _BLOB_ID.match(blob_id):  # ids come from our own rows; refuse anything else
+            raise ValueError("not a blob id")
+        return self.blobs / blob_id[:2] / blob_id
+
+    def writer(self, algorithms: Iterable[str] = ()) -> BlobWriter:
+        return BlobWriter(self, algorithms)
+
+    @staticmethod
+    def sync_dir(folder: Path) -> None:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def delete(self, blob_ids: Iterable[str]) -> None:
+        for blob_id in blob_ids:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path(blob_id))
+
+    def open_segments(self, segments: Sequence[Sequence[Any]]) -> SegmentReader:
+        return SegmentReader(self, segments)
+
+    def sweep(self, referenced: set[str]) -> int:
+        """Remove interrupted uploads and blobs no row points at; how many files went."""
+        removed = 0
+        for entry in os.scandir(self.tmp):
+            os.unlink(entry.path)
+            removed += 1
+        for folder in os.scandir(self.blobs):
+            if not folder.is_dir():
+                continue
+            for entry in os.scandir(folder.path):
+                if entry.name not in referenced:
+                    os.unlink(entry.path)
+                    removed += 1
+        return removed
+
+
+class SegmentReader:
+    """Reads a byte range across an object's segments.
+
+    Every segment file is opened at once, so an overwrite or delete that unlinks
+    them mid-download does not cut the download short.
+    """
+
+    def __init__(self, store: BlobStore, segments: Sequence[Sequence[Any]]) -> None:
+        self._fds: list[tuple[int, int]] = []
+        try:
+            for blob_id, size in segments:
+                self._fds.append((os.open(store.path(blob_id), os.O_RDONLY | os.O_CLOEXEC), size))
+        except OSError:
+            self.close()
+            raise
+
+    def chunks(self, start: int, end: int, chunk: int = CHUNK) -> Iterator[bytes]:
+        """Bytes from `start` to `end` inclusive."""
+        offset = 0
+        for fd, size in self._fds:
+            seg_start, seg_end = offset, offset + size - 1
+            offset += size
+            if seg_end < start or seg_start > end:
+                continue
+            pos = max(start, seg_start) - seg_start
+            stop = min(end, seg_end) - seg_start + 1
+            while pos < stop:
+                data = os.pread(fd, min(chunk, stop - pos), pos)
+                if not data:
+                    raise OSError(errno.EIO, "blob shorter than its recorded size")
+                pos += len(data)
+                yield data
+
+    def close(self) -> None:
+        for fd, _size in self._fds:
+            os.close(fd)
+        self._fds = []
