@@ -33,7 +33,7 @@ from souverain.config import Settings
 from souverain.db import migrate
 from souverain.db.engine import Database, make_engine
 from souverain.identity.bootstrap import bootstrap, write_clouds_yaml
-from souverain.identity.service import IdentityPolicySettings, IdentityService
+from souverain.identity.service import CatalogEntry, IdentityPolicySettings, IdentityService
 from souverain.identity.tokens import KeyRepository, TokenFormatter
 from souverain.objectstore.service import ObjectStoreService
 from souverain.objectstore.store import BlobStore
@@ -189,7 +189,7 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
             identity,
             settings.server.region,
             settings.base_url,
-            SERVICES,
+            (*SERVICES, CatalogEntry(type="s3", name="s3", path="", url=settings.s3_url)),
             os.environ.get("SOUVERAIN_ADMIN_PASSWORD") or None,
             settings.identity.bcrypt_rounds,
         )

@@ -98,7 +98,16 @@ class ServerProcess:
         self.root.mkdir(parents=True, exist_ok=True)
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
-                [SOUVERAIN, "serve", "--data-dir", str(self.data_dir), "--port", "0"],
+                [
+                    SOUVERAIN,
+                    "serve",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--port",
+                    "0",
+                    "--s3-port",
+                    "0",
+                ],
                 env=self.env,
                 stdout=out,
                 stderr=err,
@@ -358,6 +367,46 @@ class Cloud:
         response = self.password_login("admin", ADMIN_PASSWORD, project.id)
         assert response.status_code == 201, response.text
         return response.headers["X-Subject-Token"]
+
+    # ------------------------------------------------------------------ S3
+
+    @property
+    def s3_url(self) -> str:
+        """The S3 endpoint, as the identity catalog publishes it (its own port)."""
+        catalog = self.http("GET", "/v3/auth/catalog", token=self.admin_token()).json()
+        for service in catalog["catalog"]:
+            if service["type"] == "s3":
+                return str(service["endpoints"][0]["url"])
+        raise AssertionError("no s3 service in the catalog")
+
+    def ec2_credentials(self, tenant: Tenant) -> tuple[str, str]:
+        """An EC2-style key pair for the tenant's user in its project: (access, secret)."""
+        token = self.token_for(tenant)
+        response = self.http(
+            "POST",
+            f"/v3/users/{tenant.user_id}/credentials/OS-EC2",
+            token=token,
+            json={"tenant_id": tenant.project_id},
+        )
+        assert response.status_code == 201, response.text
+        cred = response.json()["credential"]
+        self.secrets.add(cred["secret"])
+        return cred["access"], cred["secret"]
+
+    def s3(self, tenant: Tenant, **config: Any) -> Any:
+        """A boto3 S3 client for the tenant, configured as a customer would."""
+        import boto3
+        from botocore.config import Config
+
+        access, secret = self.ec2_credentials(tenant)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_url,
+            aws_access_key_id=access,
+            aws_secret_access_key=secret,
+            region_name=REGION,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, **config),
+        )
 
     def token_status(self, token: str) -> int:
         """What using the token gets: 200 while it is good, 401 once it is not."""

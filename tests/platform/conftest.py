@@ -33,7 +33,17 @@ class Server:
         clouds = self.data_dir / "clouds.yaml"
         before = clouds.stat().st_mtime_ns if clouds.exists() else None
         self.proc = subprocess.Popen(
-            [SOUVERAIN, "serve", "--data-dir", str(self.data_dir), "--port", "0", *self.args],
+            [
+                SOUVERAIN,
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                "0",
+                "--s3-port",
+                "0",
+                *self.args,
+            ],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -43,7 +43,7 @@ def _wait_ready(server: Server, port: int) -> None:
 def _start(data_dir: Path, port: int, env: dict[str, str]) -> Server:
     server = Server(data_dir, env)
     server.proc = subprocess.Popen(
-        [SOUVERAIN, "serve", "--data-dir", str(data_dir), "--port", str(port)],
+        [SOUVERAIN, "serve", "--data-dir", str(data_dir), "--port", str(port), "--s3-port", "0"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

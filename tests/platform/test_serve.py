@@ -150,7 +150,7 @@ def test_chunked_body_over_the_limit_gets_413(make_server: ServerFactory) -> Non
 def test_invalid_setting_stops_start_up_naming_it(tmp_path: Path) -> None:
     env = server_env(SOUVERAIN_IDENTITY__BCRYPT_ROUNDS="three")
     result = subprocess.run(
-        [SOUVERAIN, "serve", "--data-dir", str(tmp_path), "--port", "0"],
+        [SOUVERAIN, "serve", "--data-dir", str(tmp_path), "--port", "0", "--s3-port", "0"],
         env=env,
         capture_output=True,
         text=True,
@@ -180,7 +180,7 @@ def test_schema_newer_than_the_code_refuses_to_start(make_server: ServerFactory)
     db.commit()
     db.close()
     result = subprocess.run(
-        [SOUVERAIN, "serve", "--data-dir", str(server.data_dir), "--port", "0"],
+        [SOUVERAIN, "serve", "--data-dir", str(server.data_dir), "--port", "0", "--s3-port", "0"],
         env=server.env,
         capture_output=True,
         text=True,

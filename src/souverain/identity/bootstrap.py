@@ -140,7 +140,7 @@ def _sync_service(s: Session, entry: CatalogEntry, region: str, base_url: str) -
         )
         s.add(service)
         s.flush()
-    url = f"{base_url}{entry.path}"
+    url = entry.url or f"{base_url}{entry.path}"
     for interface in INTERFACES:
         endpoint = s.scalars(
             select(m.Endpoint).where(

@@ -61,6 +61,7 @@ class CatalogEntry:
     type: str
     name: str
     path: str
+    url: str = ""  # a service on a listener of its own (S3): its whole base URL
 
 
 @dataclass

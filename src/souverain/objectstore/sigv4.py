@@ -550,11 +550,7 @@ class ChunkedPayload:
         """Call at end of body; returns the trailers (lowercase names -> values)."""
         if self._error is not None:
             raise self._error
-        if (
-            self._part is _Part.TRAILER
-            and not self._buffer
-            and (self._trailers or self._trailer_signature is not None)
-        ):
+        if self._part is _Part.TRAILER and not self._buffer and self._trailers_complete():
             # Some SDKs leave out the empty line that closes the trailers.
             self._end_trailers()
         if self._part is not _Part.DONE:
@@ -677,6 +673,12 @@ class ChunkedPayload:
             raise _framing_error(f"trailer {name!r} sent twice.")
         else:
             self._trailers[name] = value
+
+    def _trailers_complete(self) -> bool:
+        """Every declared trailer, and its signature when signed, has arrived."""
+        if not self._trailers or self._expected_trailers - self._trailers.keys():
+            return False
+        return self._mode != STREAMING_SIGNED_TRAILER or self._trailer_signature is not None
 
     def _end_trailers(self) -> None:
         missing = self._expected_trailers - self._trailers.keys()
