@@ -118,6 +118,8 @@ class Platform:
         self.audit_log.close()
         if self.identity.changes is not None:
             self.identity.changes.close()
+        if self.objectstore.changes is not None:
+            self.objectstore.changes.close()
         self.db.dispose()
 
 
@@ -166,6 +168,7 @@ def _objectstore(
         settings.server.region,
         clock,
         settings.objectstore.min_part_bytes,
+        ChangeCounter(_paths(settings).root / "objectstore.changes"),
     )
 
 
@@ -198,6 +201,8 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
         swept = objectstore.sweep()
         if swept:
             log.info("removed %d leftover blob(s) of interrupted uploads", swept)
+        if objectstore.changes is not None:
+            objectstore.changes.close()
         if identity.changes is not None:
             identity.changes.close()
     finally:

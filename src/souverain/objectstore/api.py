@@ -339,9 +339,7 @@ class S3App:
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         try:
-            path = urllib.parse.unquote(
-                scope.get("raw_path", b"").decode("latin-1") or scope["path"], errors="strict"
-            )
+            path = urllib.parse.unquote(_raw_path(scope).decode("latin-1"), errors="strict")
         except UnicodeDecodeError:
             raise S3Error("InvalidURI", "Couldn't parse the specified URI.") from None
         query = dict(
@@ -368,7 +366,7 @@ class S3App:
 
     def _authenticate(self, call: Call) -> None:
         scope = call.scope
-        raw_path = scope.get("raw_path") or scope["path"].encode()
+        raw_path = _raw_path(scope)
         signed = sigv4.parse_request(
             call.method,
             raw_path,
@@ -378,6 +376,12 @@ class S3App:
         )
         if signed is None:
             return
+        if signed.credential.region != self.region:
+            raise S3Error(
+                "AuthorizationHeaderMalformed",
+                f"The authorization header is malformed; the region '{signed.credential.region}' "
+                f"is wrong; expecting '{self.region}'. Set your client's region to {self.region}.",
+            )
         found = self.service.authenticate(signed.credential.access_key)
         if found is None:
             raise S3Error(
@@ -976,6 +980,16 @@ class S3App:
     def _object_template(self, call: Call) -> NewObject:
         headers = {h: call.headers[h] for h in STORED_HEADERS if h in call.headers}
         headers.setdefault("content-type", "binary/octet-stream")
+        if "content-encoding" in headers:  # aws-chunked is the upload's framing, not the object's
+            codings = [
+                c.strip()
+                for c in headers["content-encoding"].split(",")
+                if c.strip() and c.strip() != "aws-chunked"
+            ]
+            if codings:
+                headers["content-encoding"] = ", ".join(codings)
+            else:
+                del headers["content-encoding"]
         user_meta = {
             name[len("x-amz-meta-") :]: value
             for name, value in call.headers.items()
@@ -1494,6 +1508,14 @@ class S3App:
 
 
 # ---------------------------------------------------------------------- wire helpers
+
+
+def _raw_path(scope: Scope) -> bytes:
+    """The path exactly as sent (keys may hold `%2F`, `+`, `%`): never the decoded one."""
+    raw: bytes | None = scope.get("raw_path")
+    if raw is None:
+        return urllib.parse.quote(scope["path"], safe="/").encode()
+    return raw.split(b"?", 1)[0]
 
 
 async def _drain(call: Call) -> None:

@@ -8,17 +8,21 @@ unreferenced blobs, which `sweep` removes at start.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, Table, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.common.ids import new_id
 from souverain.db.engine import Database
@@ -32,9 +36,10 @@ from souverain.objectstore.policy import (
     allowed,
     parse_policy,
 )
-from souverain.objectstore.store import BlobStore
+from souverain.objectstore.store import BlobStore, new_hash
 
 NULL_VERSION = "null"
+VERSIONS: Table = m.ObjectVersion.__table__  # type: ignore[assignment]
 MAX_KEY_BYTES = 1024
 MAX_TAGS = 10
 LIST_BATCH = 1000
@@ -177,7 +182,8 @@ class ObjectInfo:
     last_modified: dt.datetime
 
     @classmethod
-    def of(cls, bucket: str, row: m.ObjectVersion) -> ObjectInfo:
+    def of(cls, bucket: str, row: Any) -> ObjectInfo:
+        """From an ORM row or a Core row of the versions table."""
         return cls(
             bucket=bucket,
             key=row.key,
@@ -290,6 +296,7 @@ class ObjectStoreService:
         region: str,
         clock: Clock | None = None,
         min_part_bytes: int = 5 * 1024 * 1024,
+        changes: ChangeCounter | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -297,6 +304,12 @@ class ObjectStoreService:
         self.region = region
         self.clock = clock or Clock()
         self.min_part_bytes = min_part_bytes
+        # Bucket settings are read on every request and change rarely: cached per
+        # process, dropped whenever any process on this host bumps `changes`.
+        self.changes = changes
+        self._buckets: dict[str, BucketInfo] = {}
+        self._seen_change = changes.value() if changes is not None else -1
+        self._cache_lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -318,9 +331,40 @@ class ObjectStoreService:
             raise S3Error("NoSuchBucket", "The specified bucket does not exist", name)
         return row
 
+    @contextmanager
+    def _tx(self, write: bool = False) -> Iterator[Connection]:
+        """A plain connection for the hot paths: no ORM unit of work per request."""
+        with self.db.engine.connect() as conn:
+            if write and conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
+            conn.commit()
+
     def bucket(self, name: str) -> BucketInfo:
+        if self.changes is not None:
+            current = self.changes.value()
+            if current != self._seen_change:
+                with self._cache_lock:
+                    self._buckets = {}
+                    self._seen_change = current
+            cached = self._buckets.get(name)
+            if cached is not None:
+                return cached
         with self.db.session() as s:
-            return BucketInfo.of(self._bucket_row(s, name))
+            info = BucketInfo.of(self._bucket_row(s, name))
+        if self.changes is not None:
+            with self._cache_lock:
+                if len(self._buckets) > 10_000:
+                    self._buckets = {}
+                self._buckets[name] = info
+        return info
+
+    def _bucket_changed(self) -> None:
+        """After a commit that changed a bucket: every process drops its cached copy."""
+        with self._cache_lock:
+            self._buckets = {}
+        if self.changes is not None:
+            self.changes.bump()
 
     def authorize(
         self,
@@ -405,7 +449,9 @@ class ObjectStoreService:
                 s.flush()
             except IntegrityError:
                 raise S3Error("BucketAlreadyExists", "The bucket name is taken.", name) from None
-            return BucketInfo.of(row)
+            info = BucketInfo.of(row)
+        self._bucket_changed()
+        return info
 
     def delete_bucket(self, bucket: BucketInfo) -> None:
         with self.db.session() as s:
@@ -427,11 +473,13 @@ class ObjectStoreService:
             )
             s.execute(delete(m.Upload).where(m.Upload.bucket_id == bucket.id))
             s.execute(delete(m.Bucket).where(m.Bucket.id == bucket.id))
+        self._bucket_changed()
         self.store.delete(parts)
 
     def _update_bucket(self, bucket: BucketInfo, **values: Any) -> None:
         with self.db.session() as s:
             s.execute(update(m.Bucket).where(m.Bucket.id == bucket.id).values(**values))
+        self._bucket_changed()
 
     def set_versioning(self, bucket: BucketInfo, status: str) -> None:
         if status not in ("Enabled", "Suspended"):
@@ -494,50 +542,52 @@ class ObjectStoreService:
         self, bucket: BucketInfo, key: str, version_id: str | None = None
     ) -> ObjectInfo:
         """The version asked for (latest by default); NoSuchKey if the key is gone."""
-        with self.db.session() as s:
-            if version_id is not None:
-                return ObjectInfo.of(bucket.name, self._version(s, bucket, key, version_id))
-            row = self._latest(s, bucket.id, key)
-            if row is None or row.is_delete_marker:
-                headers = {}
-                if row is not None:
-                    headers = {"x-amz-delete-marker": "true", "x-amz-version-id": row.version_id}
+        v = VERSIONS.c
+        query = select(VERSIONS).where(v.bucket_id == bucket.id, v.key == key)
+        if version_id is not None:
+            query = query.where(v.version_id == version_id)
+        else:
+            query = query.where(v.is_latest.is_(True))
+        with self._tx() as conn:
+            row = conn.execute(query).first()
+        if version_id is not None:
+            if row is None:
                 raise S3Error(
-                    "NoSuchKey",
-                    "The specified key does not exist.",
+                    "NoSuchVersion",
+                    "The specified version does not exist.",
                     f"/{bucket.name}/{key}",
-                    headers=headers,
                 )
             return ObjectInfo.of(bucket.name, row)
+        if row is None or row.is_delete_marker:
+            headers = {}
+            if row is not None:
+                headers = {"x-amz-delete-marker": "true", "x-amz-version-id": row.version_id}
+            raise S3Error(
+                "NoSuchKey",
+                "The specified key does not exist.",
+                f"/{bucket.name}/{key}",
+                headers=headers,
+            )
+        return ObjectInfo.of(bucket.name, row)
 
     def _new_version_id(self, bucket: BucketInfo) -> str:
         return new_id() if bucket.versioning == "Enabled" else NULL_VERSION
 
-    def _retire(self, s: Session, bucket: BucketInfo, key: str, version_id: str) -> list[str]:
+    def _retire(self, conn: Connection, bucket: BucketInfo, key: str, version_id: str) -> list[str]:
         """Make room for a new latest version; return the blobs no longer referenced."""
-        freed: list[str] = []
-        s.execute(
-            update(m.ObjectVersion)
-            .where(
-                m.ObjectVersion.bucket_id == bucket.id,
-                m.ObjectVersion.key == key,
-                m.ObjectVersion.is_latest.is_(True),
+        v = VERSIONS.c
+        this_key = (v.bucket_id == bucket.id) & (v.key == key)
+        if bucket.versioning:  # older versions stay, no longer latest
+            conn.execute(
+                update(VERSIONS).where(this_key, v.is_latest.is_(True)).values(is_latest=False)
             )
-            .values(is_latest=False)
-        )
-        if version_id == NULL_VERSION:  # the null version is replaced, never kept twice
-            old = s.scalars(
-                select(m.ObjectVersion).where(
-                    m.ObjectVersion.bucket_id == bucket.id,
-                    m.ObjectVersion.key == key,
-                    m.ObjectVersion.version_id == NULL_VERSION,
-                )
-            ).first()
-            if old is not None:
-                freed = [seg[0] for seg in old.segments]
-                s.delete(old)
-                s.flush()
-        return freed
+        if version_id != NULL_VERSION:
+            return []
+        # The null version is replaced, never kept twice (unversioned buckets have no other).
+        gone = conn.execute(
+            delete(VERSIONS).where(this_key, v.version_id == NULL_VERSION).returning(v.segments)
+        ).all()
+        return [seg[0] for row in gone for seg in row.segments]
 
     def put_object(
         self, who: Principal, bucket: BucketInfo, key: str, new: NewObject, if_none_match: bool
@@ -545,11 +595,15 @@ class ObjectStoreService:
         """Record a durable blob as the key's latest version."""
         check_key(key)
         freed: list[str] = []
+        v = VERSIONS.c
         try:
-            with self.db.session() as s:
-                self._write(s)
+            with self._tx(write=True) as conn:
                 if if_none_match:
-                    latest = self._latest(s, bucket.id, key)
+                    latest = conn.execute(
+                        select(v.is_delete_marker).where(
+                            v.bucket_id == bucket.id, v.key == key, v.is_latest.is_(True)
+                        )
+                    ).first()
                     if latest is not None and not latest.is_delete_marker:
                         raise S3Error(
                             "PreconditionFailed",
@@ -557,69 +611,78 @@ class ObjectStoreService:
                             f"/{bucket.name}/{key}",
                         )
                 version_id = self._new_version_id(bucket)
-                freed = self._retire(s, bucket, key, version_id)
-                row = m.ObjectVersion(
-                    bucket_id=bucket.id,
-                    key=key,
-                    version_id=version_id,
-                    is_latest=True,
-                    is_delete_marker=False,
-                    size=new.size,
-                    etag=new.etag,
-                    segments=new.segments,
-                    headers=new.headers,
-                    user_meta=new.user_meta,
-                    checksums=new.checksums,
-                    tags=new.tags,
-                    acl=new.acl,
-                    owner_project_id=who.project_id or bucket.project_id,
-                    created_at=_utcnow(self.clock),
-                )
-                s.add(row)
-                s.flush()
-                info = ObjectInfo.of(bucket.name, row)
+                freed = self._retire(conn, bucket, key, version_id)
+                now = _utcnow(self.clock)
+                owner = who.project_id or bucket.project_id
+                values = {
+                    "bucket_id": bucket.id,
+                    "key": key,
+                    "version_id": version_id,
+                    "is_latest": True,
+                    "is_delete_marker": False,
+                    "size": new.size,
+                    "etag": new.etag,
+                    "segments": new.segments,
+                    "headers": new.headers,
+                    "user_meta": new.user_meta,
+                    "checksums": new.checksums,
+                    "tags": new.tags,
+                    "acl": new.acl,
+                    "owner_project_id": owner,
+                    "created_at": now,
+                }
+                conn.execute(insert(VERSIONS).values(**values))
         except BaseException:
             self.store.delete(seg[0] for seg in new.segments)
             raise
         self.store.delete(freed)
-        return info
+        return ObjectInfo(
+            bucket=bucket.name,
+            key=key,
+            version_id=version_id,
+            is_latest=True,
+            is_delete_marker=False,
+            size=new.size,
+            etag=new.etag,
+            segments=new.segments,
+            headers=new.headers,
+            user_meta=new.user_meta,
+            checksums=new.checksums,
+            tags=new.tags,
+            acl=new.acl,
+            owner=owner,
+            last_modified=now,
+        )
 
     def delete_object(
         self, who: Principal, bucket: BucketInfo, key: str, version_id: str | None = None
     ) -> DeleteResult:
-        freed: list[str] = []
-        with self.db.session() as s:
-            self._write(s)
+        v = VERSIONS.c
+        this_key = (v.bucket_id == bucket.id) & (v.key == key)
+        with self._tx(write=True) as conn:
             if version_id is not None:
-                row = s.scalars(
-                    select(m.ObjectVersion).where(
-                        m.ObjectVersion.bucket_id == bucket.id,
-                        m.ObjectVersion.key == key,
-                        m.ObjectVersion.version_id == version_id,
-                    )
+                gone = conn.execute(
+                    delete(VERSIONS)
+                    .where(this_key, v.version_id == version_id)
+                    .returning(v.segments, v.is_latest, v.is_delete_marker)
                 ).first()
-                if row is None:
+                if gone is None:
                     if version_id != NULL_VERSION and not re.fullmatch(r"[0-9a-f]{32}", version_id):
                         raise S3Error("InvalidArgument", "Invalid version id specified")
                     return DeleteResult(version_id, False)
-                was_latest, marker = row.is_latest, row.is_delete_marker
-                freed = [seg[0] for seg in row.segments]
-                s.delete(row)
-                s.flush()
-                if was_latest:
-                    self._promote(s, bucket.id, key)
-                result = DeleteResult(version_id, marker)
+                if gone.is_latest:
+                    self._promote(conn, bucket.id, key)
+                freed = [seg[0] for seg in gone.segments]
+                result = DeleteResult(version_id, gone.is_delete_marker)
             elif not bucket.versioning:
-                row = self._latest(s, bucket.id, key)
-                if row is not None:
-                    freed = [seg[0] for seg in row.segments]
-                    s.delete(row)
+                gone_rows = conn.execute(delete(VERSIONS).where(this_key).returning(v.segments))
+                freed = [seg[0] for row in gone_rows.all() for seg in row.segments]
                 result = DeleteResult(None, False)
             else:
                 marker_id = self._new_version_id(bucket)
-                freed = self._retire(s, bucket, key, marker_id)
-                s.add(
-                    m.ObjectVersion(
+                freed = self._retire(conn, bucket, key, marker_id)
+                conn.execute(
+                    insert(VERSIONS).values(
                         bucket_id=bucket.id,
                         key=key,
                         version_id=marker_id,
@@ -641,15 +704,14 @@ class ObjectStoreService:
         self.store.delete(freed)
         return result
 
-    def _promote(self, s: Session, bucket_id: str, key: str) -> None:
-        newest = s.scalars(
-            select(m.ObjectVersion)
-            .where(m.ObjectVersion.bucket_id == bucket_id, m.ObjectVersion.key == key)
-            .order_by(m.ObjectVersion.seq.desc())
-            .limit(1)
-        ).first()
+    def _promote(self, conn: Connection, bucket_id: str, key: str) -> None:
+        """The newest remaining version of a key becomes its latest."""
+        v = VERSIONS.c
+        newest = conn.execute(
+            select(func.max(v.seq)).where(v.bucket_id == bucket_id, v.key == key)
+        ).scalar()
         if newest is not None:
-            newest.is_latest = True
+            conn.execute(update(VERSIONS).where(v.seq == newest).values(is_latest=True))
 
     def set_object_tags(
         self, bucket: BucketInfo, key: str, version_id: str | None, tags: dict[str, str]
@@ -703,17 +765,17 @@ class ObjectStoreService:
         prefixes: list[str] = []
         lower, inclusive = after, False  # where the next query starts
         last_returned = ""
-        v = m.ObjectVersion
-        with self.db.session() as s:
+        v = VERSIONS.c
+        with self._tx() as s:
             while True:
-                query = select(v).where(
+                query = select(VERSIONS).where(
                     v.bucket_id == bucket.id,
                     v.is_latest.is_(True),
                     v.key >= lower if inclusive else v.key > lower,
                 )
                 if prefix:
                     query = query.where(v.key >= prefix, v.key < _successor(prefix))
-                rows = s.scalars(query.order_by(v.key).limit(LIST_BATCH)).all()
+                rows = s.execute(query.order_by(v.key).limit(LIST_BATCH)).all()
                 jumped = False
                 for row in rows:
                     lower, inclusive = row.key, False
@@ -750,10 +812,10 @@ class ObjectStoreService:
         max_keys: int,
     ) -> Listing:
         """Every version and delete marker, keys ascending, newest version first."""
-        v = m.ObjectVersion
+        v = VERSIONS.c
         objects: list[ObjectInfo] = []
         prefixes: list[str] = []
-        with self.db.session() as s:
+        with self._tx() as s:
             start_seq: int | None = None
             if key_marker and version_marker:
                 start_seq = s.scalar(
@@ -763,7 +825,7 @@ class ObjectStoreService:
                         v.version_id == version_marker,
                     )
                 )
-            query = select(v).where(v.bucket_id == bucket.id)
+            query = select(VERSIONS).where(v.bucket_id == bucket.id)
             if start_seq is not None:
                 query = query.where(
                     (v.key > key_marker) | ((v.key == key_marker) & (v.seq < start_seq))
@@ -775,7 +837,7 @@ class ObjectStoreService:
             query = query.order_by(v.key, v.seq.desc())
             offset = 0
             while True:
-                rows = s.scalars(query.offset(offset).limit(LIST_BATCH)).all()
+                rows = s.execute(query.offset(offset).limit(LIST_BATCH)).all()
                 offset += len(rows)
                 for row in rows:
                     if delimiter:
@@ -997,7 +1059,7 @@ class ObjectStoreService:
             used = {p.number for p in chosen}
             freed = [p.blob_id for n, p in parts.items() if n not in used]
             version_id = self._new_version_id(bucket)
-            freed += self._retire(s, bucket, key, version_id)
+            freed += self._retire(s.connection(), bucket, key, version_id)
             row = m.ObjectVersion(
                 bucket_id=bucket.id,
                 key=key,
@@ -1026,10 +1088,6 @@ class ObjectStoreService:
     @staticmethod
     def _composite_checksums(algorithm: str, parts: Iterable[m.Part]) -> dict[str, str]:
         """S3's checksum of checksums for multipart objects: `base64(H(h1||h2..))-N`."""
-        import base64
-
-        from souverain.objectstore.store import new_hash
-
         chosen = list(parts)
         if not algorithm or not all(algorithm in p.checksums for p in chosen):
             return {}

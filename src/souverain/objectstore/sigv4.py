@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
@@ -79,7 +79,7 @@ class SignedRequest:
 
     credential: Credential
     signed_headers: tuple[str, ...]
-    signature: str
+    signature: str = field(repr=False)  # kept out of logs
     amz_date: str
     timestamp: datetime
     payload_hash: str
@@ -289,16 +289,15 @@ def _parse_query_auth(
         raise _too_skewed()
     if now > timestamp + timedelta(seconds=expires):
         raise SigV4Error("AccessDenied", "Request has expired", 403)
-    payload_hash = found.get("X-Amz-Content-Sha256")
+    # A presigned URL cannot know its payload, unless the signer put its hash in the query.
+    payload_hash = _check_payload_hash(found.get("X-Amz-Content-Sha256", UNSIGNED_PAYLOAD))
     return SignedRequest(
         credential=credential,
         signed_headers=signed_headers,
         signature=signature,
         amz_date=amz_date,
         timestamp=timestamp,
-        payload_hash=UNSIGNED_PAYLOAD
-        if payload_hash is None
-        else _check_payload_hash(payload_hash),
+        payload_hash=payload_hash,
         presigned=True,
     )
 
@@ -434,8 +433,8 @@ def canonical_request(
     return b"\n".join(
         (
             method.encode("latin-1"),
-            canonical_uri(raw_path),
-            canonical_query(query_string, request.presigned),
+            _canonical_uri(raw_path),
+            _canonical_query(query_string, request.presigned),
             header_lines,
             ";".join(request.signed_headers).encode("ascii"),
             request.payload_hash.encode("ascii"),
@@ -443,14 +442,14 @@ def canonical_request(
     )
 
 
-def canonical_uri(raw_path: bytes) -> bytes:
+def _canonical_uri(raw_path: bytes) -> bytes:
     """S3 does not normalise paths: `a//b` and `..` stay; each byte is encoded exactly once."""
     # Some ASGI servers leave the query in raw_path; a '?' can only start the query.
     path = unquote_to_bytes(raw_path.partition(b"?")[0]) or b"/"
     return quote_from_bytes(path, safe="/").encode("ascii")
 
 
-def canonical_query(query_string: bytes, presigned: bool) -> bytes:
+def _canonical_query(query_string: bytes, presigned: bool) -> bytes:
     pairs = sorted(
         (quote_from_bytes(name, safe=""), quote_from_bytes(value, safe=""))
         for name, value in _parse_query(query_string)
