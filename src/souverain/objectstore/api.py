@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import email.utils
 import hashlib
@@ -1063,19 +1064,39 @@ class S3App:
     async def _receive_blob(
         self, call: Call, limit: int
     ) -> tuple[BlobWriter, dict[str, str], Body]:
-        """Stream the body into a new durable blob; verify every digest the client sent."""
+        """Stream the body into a new durable blob; verify every digest the client sent.
+
+        Bodies over 1 MiB are hashed and written by a thread, one buffer at a time,
+        while the event loop receives the next: both cores work on a large upload.
+        """
         algorithms, md5 = self._checksum_plan(call)
         body = Body(call, limit)
         writer = self.service.store.writer(algorithms)
+        loop = asyncio.get_running_loop()
+        pending: asyncio.Future[None] | None = None
+        buffer = bytearray()
         try:
             async for chunk in body.chunks():
-                writer.write(chunk)
+                buffer += chunk
+                if len(buffer) >= CHUNK:
+                    if pending is not None:
+                        await pending
+                    pending = loop.run_in_executor(None, writer.write, bytes(buffer))
+                    buffer.clear()
+            if pending is not None:
+                await pending
+                pending = None
+            if buffer:
+                writer.write(bytes(buffer))
             checksums = self._verify_checksums(call, writer, algorithms, md5, body)
             if writer.size > THREAD_COMMIT_BYTES:
                 await asyncio.to_thread(writer.commit)
             else:
                 writer.commit()
         except BaseException:
+            if pending is not None:  # let the thread finish with the file before removing it
+                with contextlib.suppress(BaseException):
+                    await pending
             writer.abort()
             raise
         return writer, checksums, body
