@@ -32,7 +32,9 @@ def fresh_bucket(service: ObjectStoreService, keys: list[str]) -> BucketInfo:
     name = f"b{len(service.list_buckets(OWNER))}-list"
     bucket = service.create_bucket(OWNER, name, None)
     for key in keys:
-        service.put_object(OWNER, bucket, key, NewObject(0, "d41d8cd98f00b204e9800998ecf8427e", []), False)
+        service.put_object(
+            OWNER, bucket, key, NewObject(0, "d41d8cd98f00b204e9800998ecf8427e", []), False
+        )
     return bucket
 
 
@@ -71,7 +73,9 @@ KEY_ALPHABET = st.sampled_from(["a", "b", "/", "-", "é", "z", "~", " "])
 KEYS = st.lists(st.text(KEY_ALPHABET, min_size=1, max_size=6), min_size=0, max_size=40)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     keys=KEYS,
     prefix=st.sampled_from(["", "a", "a/", "b/é", "z"]),

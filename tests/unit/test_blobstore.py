@@ -53,7 +53,9 @@ def test_digests_match_the_reference_implementations() -> None:
     for i in range(0, len(data), 7919):
         digests.update(data[i : i + 7919])
     assert digests.b64("crc32") == base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
-    assert digests.b64("crc32c") == base64.b64encode(crc32c.crc32c(data).to_bytes(4, "big")).decode()
+    assert (
+        digests.b64("crc32c") == base64.b64encode(crc32c.crc32c(data).to_bytes(4, "big")).decode()
+    )
     assert digests.b64("sha1") == base64.b64encode(hashlib.sha1(data).digest()).decode()
     assert digests.b64("sha256") == base64.b64encode(hashlib.sha256(data).digest()).decode()
     assert digests.size == len(data)

@@ -139,7 +139,10 @@ def test_wildcards_are_literal_except_star_and_question_mark() -> None:
     [
         ("not json", "valid JSON"),
         (json.dumps({"Version": "2012-10-17"}), "Statement"),
-        (policy({"Effect": "Maybe", "Principal": "*", "Action": "s3:*", "Resource": "x"}), "Effect"),
+        (
+            policy({"Effect": "Maybe", "Principal": "*", "Action": "s3:*", "Resource": "x"}),
+            "Effect",
+        ),
         (
             policy(
                 {

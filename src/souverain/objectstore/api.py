@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from souverain.common.clock import Clock
 from souverain.common.ids import new_request_id
@@ -152,9 +152,10 @@ def xml_reply(body: bytes, status: int = 200) -> Reply:
 class Body:
     """The request body as payload bytes: aws-chunked decoded, hashed and bounded."""
 
-    def __init__(self, call: Call, limit: int) -> None:
+    def __init__(self, call: Call, limit: int, idle_timeout: float = 60.0) -> None:
         self.call = call
         self.limit = limit
+        self.idle_timeout = idle_timeout
         self.trailers: dict[str, str] = {}
         mode = call.signed.payload_hash if call.signed else sigv4.UNSIGNED_PAYLOAD
         content_sha = call.header("x-amz-content-sha256")
@@ -205,7 +206,15 @@ class Body:
         seen = 0
         sha = hashlib.sha256() if self.expected_sha256 is not None else None
         while True:
-            message = await self.call.receive()
+            try:
+                message = await asyncio.wait_for(self.call.receive(), self.idle_timeout)
+            except TimeoutError:
+                raise S3Error(
+                    "RequestTimeout",
+                    "Your socket connection to the server was not read from or written to "
+                    "within the timeout period.",
+                    self.call.resource,
+                ) from None
             if message["type"] == "http.disconnect":
                 raise S3Error("IncompleteBody", "The client went away before the body ended.")
             data: bytes = message.get("body", b"")
@@ -246,6 +255,23 @@ class Body:
         return b"".join(parts)
 
 
+class _BodyProgress:
+    """Whether the request body has been read to its end."""
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self._receive = receive
+        self.unread = any(
+            name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0")
+            for name, value in scope["headers"]
+        )
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if not message.get("more_body", False):
+            self.unread = False
+        return message
+
+
 class S3App:
     """The ASGI application on the S3 port."""
 
@@ -267,9 +293,10 @@ class S3App:
             return
         state = scope.setdefault("state", {})
         request_id = state.get("request_id") or new_request_id()
+        body = _BodyProgress(scope, receive)
         call: Call | None = None
         try:
-            call = self._decode(scope, receive, request_id)
+            call = self._decode(scope, body.receive, request_id)
             reply = await self._handle(call)
         except S3Error as exc:
             reply = self._error_reply(exc, request_id, scope["method"])
@@ -304,6 +331,10 @@ class S3App:
                 "action": f"s3:{scope['method']}",
                 "target": {"bucket": call.bucket or None, "key": call.key or None},
             }
+        if body.unread:
+            # Answered before the body ended (an early error): a client that sent
+            # `Expect: 100-continue` never sends it, so the connection cannot carry on.
+            reply.headers["connection"] = "close"
         await self._send(send, reply, request_id, scope["method"] == "HEAD")
 
     def _error_reply(self, exc: S3Error, request_id: str, method: str) -> Reply:
@@ -1070,7 +1101,7 @@ class S3App:
         while the event loop receives the next: both cores work on a large upload.
         """
         algorithms, md5 = self._checksum_plan(call)
-        body = Body(call, limit)
+        body = Body(call, limit, self.settings.body_idle_timeout)
         writer = self.service.store.writer(algorithms)
         loop = asyncio.get_running_loop()
         pending: asyncio.Future[None] | None = None
@@ -1515,7 +1546,19 @@ class S3App:
     # ------------------------------------------------------------------ bodies
 
     async def _xml_body(self, call: Call, required: bool = True) -> bytes:
-        body = await Body(call, self.settings.max_xml_bytes).read()
+        try:
+            body = await Body(
+                call, self.settings.max_xml_bytes, self.settings.body_idle_timeout
+            ).read()
+        except S3Error as exc:
+            if exc.code != "EntityTooLarge":
+                raise
+            raise S3Error(
+                "MaxMessageLengthExceeded",
+                f"Your request was too big: XML bodies are limited to "
+                f"{self.settings.max_xml_bytes} bytes.",
+                call.resource,
+            ) from None
         if required and not body:
             raise S3Error("MissingRequestBodyError", "Request body is empty.")
         return body

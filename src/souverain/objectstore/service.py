@@ -90,6 +90,7 @@ ERROR_STATUS = {
     "NotModified": 304,
     "PreconditionFailed": 412,
     "RequestTimeTooSkewed": 403,
+    "RequestTimeout": 400,
     "SignatureDoesNotMatch": 403,
     "XAmzContentSHA256Mismatch": 400,
 }
