@@ -87,6 +87,57 @@ UNSUPPORTED = frozenset(
         "policyStatus",
     }
 )
+# Request headers asking for a feature we do not have. Accepting them silently would
+# let a customer believe data is encrypted, locked or granted when it is not.
+REFUSED_HEADERS = {
+    "x-amz-server-side-encryption": (
+        "NotImplemented",
+        "Server-side encryption headers are not supported by this object store yet.",
+    ),
+    "x-amz-server-side-encryption-customer-algorithm": (
+        "NotImplemented",
+        "Encryption with customer-provided keys is not supported by this object store.",
+    ),
+    "x-amz-copy-source-server-side-encryption-customer-algorithm": (
+        "NotImplemented",
+        "Encryption with customer-provided keys is not supported by this object store.",
+    ),
+    "x-amz-object-lock-mode": (
+        "InvalidRequest",
+        "Bucket is missing Object Lock Configuration: Object Lock is not available here.",
+    ),
+    "x-amz-object-lock-retain-until-date": (
+        "InvalidRequest",
+        "Bucket is missing Object Lock Configuration: Object Lock is not available here.",
+    ),
+    "x-amz-object-lock-legal-hold": (
+        "InvalidRequest",
+        "Bucket is missing Object Lock Configuration: Object Lock is not available here.",
+    ),
+    "x-amz-bucket-object-lock-enabled": (
+        "NotImplemented",
+        "Object Lock is not supported by this object store.",
+    ),
+    "x-amz-grant-read": ("NotImplemented", "Only the canned ACLs private and public-read work."),
+    "x-amz-grant-write": ("NotImplemented", "Only the canned ACLs private and public-read work."),
+    "x-amz-grant-read-acp": (
+        "NotImplemented",
+        "Only the canned ACLs private and public-read work.",
+    ),
+    "x-amz-grant-write-acp": (
+        "NotImplemented",
+        "Only the canned ACLs private and public-read work.",
+    ),
+    "x-amz-grant-full-control": (
+        "NotImplemented",
+        "Only the canned ACLs private and public-read work.",
+    ),
+    "x-amz-website-redirect-location": (
+        "NotImplemented",
+        "Static website hosting is not supported by this object store.",
+    ),
+}
+STORAGE_CLASSES = ("STANDARD",)
 MAX_PART_NUMBER = 10_000
 MAX_DELETE_KEYS = 1000
 CHUNK = 1024 * 1024
@@ -445,6 +496,7 @@ class S3App:
                     f"The '{name}' operation is not supported by this object store.",
                     call.resource,
                 )
+        self._refuse_unsupported_headers(call)
         if not call.bucket:
             if call.method == "GET":
                 return self.list_buckets(call)
@@ -453,13 +505,35 @@ class S3App:
             return await self._object(call)
         return await self._bucket(call)
 
+    def _refuse_unsupported_headers(self, call: Call) -> None:
+        for name, value in call.headers.items():
+            refused = REFUSED_HEADERS.get(name)
+            if refused is not None and value.strip() not in ("", "false"):
+                raise S3Error(refused[0], refused[1], call.resource)
+        storage_class = call.header("x-amz-storage-class", "STANDARD").upper()
+        if storage_class not in STORAGE_CLASSES:
+            raise S3Error(
+                "InvalidStorageClass",
+                f"The storage class you specified is not valid: this store offers "
+                f"{', '.join(STORAGE_CLASSES)} only.",
+                call.resource,
+            )
+
+    def _bucket_for(self, call: Call) -> BucketInfo:
+        """The bucket named, checked against `x-amz-expected-bucket-owner` when given."""
+        bucket = self.service.bucket(call.bucket)
+        expected = call.header("x-amz-expected-bucket-owner")
+        if expected and expected != bucket.project_id:
+            raise S3Error("AccessDenied", "Access Denied", call.resource)
+        return bucket
+
     async def _bucket(self, call: Call) -> Reply:
         q, method = call.query, call.method
         if method == "PUT" and not any(
             k in q for k in ("versioning", "acl", "policy", "cors", "tagging")
         ):
             return await self.create_bucket(call)
-        bucket = self.service.bucket(call.bucket)
+        bucket = self._bucket_for(call)
         handlers: dict[tuple[str, str], Callable[[Call, BucketInfo], Any]] = {
             ("GET", "location"): self.get_location,
             ("GET", "versioning"): self.get_versioning,
@@ -496,7 +570,7 @@ class S3App:
 
     async def _object(self, call: Call) -> Reply:
         q, method = call.query, call.method
-        bucket = self.service.bucket(call.bucket)
+        bucket = self._bucket_for(call)
         if method == "PUT":
             if "partNumber" in q and "uploadId" in q:
                 if "x-amz-copy-source" in call.headers:
@@ -1305,6 +1379,9 @@ class S3App:
         src_bucket_name, src_key = path.split("/", 1)
         version_id = urllib.parse.parse_qs(query).get("versionId", [None])[0]
         src_bucket = self.service.bucket(src_bucket_name)
+        expected = call.header("x-amz-source-expected-bucket-owner")
+        if expected and expected != src_bucket.project_id:
+            raise S3Error("AccessDenied", "Access Denied", f"/{src_bucket_name}")
         src_call = Call(
             call.scope,
             call.receive,

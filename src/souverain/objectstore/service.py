@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,25 @@ from souverain.objectstore.store import BlobStore, new_hash
 
 NULL_VERSION = "null"
 VERSIONS: Table = m.ObjectVersion.__table__  # type: ignore[assignment]
+
+# The statements every object request runs, built once: SQLAlchemy then reuses their
+# compiled form without rebuilding or re-keying them per request.
+_V = VERSIONS.c
+_THIS_KEY = (_V.bucket_id == bindparam("b_bucket")) & (_V.key == bindparam("b_key"))
+READ_LATEST = select(VERSIONS).where(_THIS_KEY, _V.is_latest.is_(True))
+READ_VERSION = select(VERSIONS).where(_THIS_KEY, _V.version_id == bindparam("b_version"))
+LATEST_MARKER = select(_V.is_delete_marker).where(_THIS_KEY, _V.is_latest.is_(True))
+UNSET_LATEST = update(VERSIONS).where(_THIS_KEY, _V.is_latest.is_(True)).values(is_latest=False)
+DROP_NULL_VERSION = (
+    delete(VERSIONS).where(_THIS_KEY, _V.version_id == NULL_VERSION).returning(_V.segments)
+)
+DROP_KEY = delete(VERSIONS).where(_THIS_KEY).returning(_V.segments)
+DROP_VERSION = (
+    delete(VERSIONS)
+    .where(_THIS_KEY, _V.version_id == bindparam("b_version"))
+    .returning(_V.segments, _V.is_latest, _V.is_delete_marker)
+)
+ADD_VERSION = insert(VERSIONS)
 MAX_KEY_BYTES = 1024
 MAX_TAGS = 10
 LIST_BATCH = 1000
@@ -66,6 +85,7 @@ ERROR_STATUS = {
     "InvalidPart": 400,
     "InvalidPartOrder": 400,
     "InvalidRange": 416,
+    "InvalidStorageClass": 400,
     "InvalidRequest": 400,
     "InvalidTag": 400,
     "InvalidURI": 400,
@@ -339,7 +359,8 @@ class ObjectStoreService:
             if write and conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
-            conn.commit()
+            if write:
+                conn.commit()  # a read ends with the connection (rolled back: nothing to keep)
 
     def bucket(self, name: str) -> BucketInfo:
         if self.changes is not None:
@@ -543,14 +564,12 @@ class ObjectStoreService:
         self, bucket: BucketInfo, key: str, version_id: str | None = None
     ) -> ObjectInfo:
         """The version asked for (latest by default); NoSuchKey if the key is gone."""
-        v = VERSIONS.c
-        query = select(VERSIONS).where(v.bucket_id == bucket.id, v.key == key)
-        if version_id is not None:
-            query = query.where(v.version_id == version_id)
-        else:
-            query = query.where(v.is_latest.is_(True))
+        where = {"b_bucket": bucket.id, "b_key": key}
         with self._tx() as conn:
-            row = conn.execute(query).first()
+            if version_id is None:
+                row = conn.execute(READ_LATEST, where).first()
+            else:
+                row = conn.execute(READ_VERSION, {**where, "b_version": version_id}).first()
         if version_id is not None:
             if row is None:
                 raise S3Error(
@@ -576,18 +595,13 @@ class ObjectStoreService:
 
     def _retire(self, conn: Connection, bucket: BucketInfo, key: str, version_id: str) -> list[str]:
         """Make room for a new latest version; return the blobs no longer referenced."""
-        v = VERSIONS.c
-        this_key = (v.bucket_id == bucket.id) & (v.key == key)
+        where = {"b_bucket": bucket.id, "b_key": key}
         if bucket.versioning:  # older versions stay, no longer latest
-            conn.execute(
-                update(VERSIONS).where(this_key, v.is_latest.is_(True)).values(is_latest=False)
-            )
+            conn.execute(UNSET_LATEST, where)
         if version_id != NULL_VERSION:
             return []
         # The null version is replaced, never kept twice (unversioned buckets have no other).
-        gone = conn.execute(
-            delete(VERSIONS).where(this_key, v.version_id == NULL_VERSION).returning(v.segments)
-        ).all()
+        gone = conn.execute(DROP_NULL_VERSION, where).all()
         return [seg[0] for row in gone for seg in row.segments]
 
     def put_object(
@@ -596,14 +610,11 @@ class ObjectStoreService:
         """Record a durable blob as the key's latest version."""
         check_key(key)
         freed: list[str] = []
-        v = VERSIONS.c
         try:
             with self._tx(write=True) as conn:
                 if if_none_match:
                     latest = conn.execute(
-                        select(v.is_delete_marker).where(
-                            v.bucket_id == bucket.id, v.key == key, v.is_latest.is_(True)
-                        )
+                        LATEST_MARKER, {"b_bucket": bucket.id, "b_key": key}
                     ).first()
                     if latest is not None and not latest.is_delete_marker:
                         raise S3Error(
@@ -632,7 +643,7 @@ class ObjectStoreService:
                     "owner_project_id": owner,
                     "created_at": now,
                 }
-                conn.execute(insert(VERSIONS).values(**values))
+                conn.execute(ADD_VERSION, values)
         except BaseException:
             self.store.delete(seg[0] for seg in new.segments)
             raise
@@ -658,15 +669,10 @@ class ObjectStoreService:
     def delete_object(
         self, who: Principal, bucket: BucketInfo, key: str, version_id: str | None = None
     ) -> DeleteResult:
-        v = VERSIONS.c
-        this_key = (v.bucket_id == bucket.id) & (v.key == key)
+        where = {"b_bucket": bucket.id, "b_key": key}
         with self._tx(write=True) as conn:
             if version_id is not None:
-                gone = conn.execute(
-                    delete(VERSIONS)
-                    .where(this_key, v.version_id == version_id)
-                    .returning(v.segments, v.is_latest, v.is_delete_marker)
-                ).first()
+                gone = conn.execute(DROP_VERSION, {**where, "b_version": version_id}).first()
                 if gone is None:
                     if version_id != NULL_VERSION and not re.fullmatch(r"[0-9a-f]{32}", version_id):
                         raise S3Error("InvalidArgument", "Invalid version id specified")
@@ -676,7 +682,7 @@ class ObjectStoreService:
                 freed = [seg[0] for seg in gone.segments]
                 result = DeleteResult(version_id, gone.is_delete_marker)
             elif not bucket.versioning:
-                gone_rows = conn.execute(delete(VERSIONS).where(this_key).returning(v.segments))
+                gone_rows = conn.execute(DROP_KEY, where)
                 freed = [seg[0] for row in gone_rows.all() for seg in row.segments]
                 result = DeleteResult(None, False)
             else:
