@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -750,3 +751,32 @@ def test_credentials_of_a_deleted_key_stop_working(
     assert response.status_code == 204, response.text
 
     assert s3_error(client.list_buckets) == ("InvalidAccessKeyId", 403)
+
+
+def test_object_writes_and_refusals_are_audited_without_secrets(cloud: Cloud) -> None:
+    owner = cloud.make_tenant("s3-audit")
+    s3 = cloud.s3(owner)
+    bucket = new_bucket(s3, "audited")
+    s3.put_object(Bucket=bucket, Key="ledger.csv", Body=b"1,2,3")
+    intruder = cloud.s3(cloud.make_tenant("s3-audit-intruder"))
+    assert s3_error(intruder.delete_object, Bucket=bucket, Key="ledger.csv") == (
+        "AccessDenied",
+        403,
+    )
+
+    def lines_for_bucket() -> list[dict[str, object]]:
+        text = (cloud.data_dir / "audit.log").read_text()
+        found = [json.loads(line) for line in text.splitlines()]
+        return [r for r in found if (r.get("target") or {}).get("bucket") == bucket]  # type: ignore[union-attr]
+
+    deadline = time.monotonic() + 5
+    while len(lines_for_bucket()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    created, put, refused = lines_for_bucket()[:3]
+    assert created["action"] == "s3:PUT" and created["outcome"] == "success"
+    assert put["target"] == {"bucket": bucket, "key": "ledger.csv"}
+    assert put["initiator"]["project_id"] == owner.project_id  # type: ignore[index]
+    assert put["status"] == 200
+    assert refused["action"] == "s3:DELETE"
+    assert (refused["outcome"], refused["status"]) == ("failure", 403)
+    cloud.assert_no_secret_in(cloud.data_dir / "audit.log")
