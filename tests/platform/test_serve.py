@@ -9,8 +9,11 @@ import stat
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.platform.conftest import ADMIN_PASSWORD, SOUVERAIN, ServerFactory, server_env
@@ -57,8 +60,13 @@ def test_restart_is_idempotent_and_follows_the_new_port(make_server: ServerFacto
     token = second.token()
     status, _, body = second.get("/identity/v3/auth/catalog", {"X-Auth-Token": token})
     assert status == 200
-    urls = {e["url"] for s in json.loads(body)["catalog"] for e in s["endpoints"]}
-    assert urls == {second.base + "/identity"}
+    urls = {s["type"]: {e["url"] for e in s["endpoints"]} for s in json.loads(body)["catalog"]}
+    assert urls["identity"] == {second.base + "/identity"}
+    (s3_url,) = urls["s3"]  # the object store's own listener, also on its new port
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(s3_url, timeout=10)
+    assert anonymous.value.code == 403
+    assert b"<Code>AccessDenied</Code>" in anonymous.value.read()
     status, _, body = second.get("/identity/v3/users?name=admin", {"X-Auth-Token": token})
     assert len(json.loads(body)["users"]) == 1
     status, _, body = second.get("/identity/v3/roles", {"X-Auth-Token": token})
