@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
@@ -624,47 +625,42 @@ class ObjectStoreService:
                         )
                 version_id = self._new_version_id(bucket)
                 freed = self._retire(conn, bucket, key, version_id)
-                now = _utcnow(self.clock)
-                owner = who.project_id or bucket.project_id
-                values = {
-                    "bucket_id": bucket.id,
-                    "key": key,
-                    "version_id": version_id,
-                    "is_latest": True,
-                    "is_delete_marker": False,
-                    "size": new.size,
-                    "etag": new.etag,
-                    "segments": new.segments,
-                    "headers": new.headers,
-                    "user_meta": new.user_meta,
-                    "checksums": new.checksums,
-                    "tags": new.tags,
-                    "acl": new.acl,
-                    "owner_project_id": owner,
-                    "created_at": now,
-                }
+                values = self._version_row(who, bucket, key, version_id, new)
                 conn.execute(ADD_VERSION, values)
         except BaseException:
             self.store.delete(seg[0] for seg in new.segments)
             raise
         self.store.delete(freed)
-        return ObjectInfo(
-            bucket=bucket.name,
-            key=key,
-            version_id=version_id,
-            is_latest=True,
-            is_delete_marker=False,
-            size=new.size,
-            etag=new.etag,
-            segments=new.segments,
-            headers=new.headers,
-            user_meta=new.user_meta,
-            checksums=new.checksums,
-            tags=new.tags,
-            acl=new.acl,
-            owner=owner,
-            last_modified=now,
-        )
+        return ObjectInfo.of(bucket.name, SimpleNamespace(**values))
+
+    def _version_row(
+        self,
+        who: Principal,
+        bucket: BucketInfo,
+        key: str,
+        version_id: str,
+        new: NewObject | None,
+    ) -> dict[str, Any]:
+        """The columns of a new latest version; `new` None makes a delete marker."""
+        marker = new is None
+        new = new or NewObject(0, "", [])
+        return {
+            "bucket_id": bucket.id,
+            "key": key,
+            "version_id": version_id,
+            "is_latest": True,
+            "is_delete_marker": marker,
+            "size": new.size,
+            "etag": new.etag,
+            "segments": new.segments,
+            "headers": new.headers,
+            "user_meta": new.user_meta,
+            "checksums": new.checksums,
+            "tags": new.tags,
+            "acl": new.acl,
+            "owner_project_id": who.project_id or bucket.project_id,
+            "created_at": _utcnow(self.clock),
+        }
 
     def delete_object(
         self, who: Principal, bucket: BucketInfo, key: str, version_id: str | None = None
@@ -688,25 +684,7 @@ class ObjectStoreService:
             else:
                 marker_id = self._new_version_id(bucket)
                 freed = self._retire(conn, bucket, key, marker_id)
-                conn.execute(
-                    insert(VERSIONS).values(
-                        bucket_id=bucket.id,
-                        key=key,
-                        version_id=marker_id,
-                        is_latest=True,
-                        is_delete_marker=True,
-                        size=0,
-                        etag="",
-                        segments=[],
-                        headers={},
-                        user_meta={},
-                        checksums={},
-                        tags={},
-                        acl="private",
-                        owner_project_id=who.project_id or bucket.project_id,
-                        created_at=_utcnow(self.clock),
-                    )
-                )
+                conn.execute(ADD_VERSION, self._version_row(who, bucket, key, marker_id, None))
                 result = DeleteResult(marker_id, True)
         self.store.delete(freed)
         return result
