@@ -18,7 +18,7 @@ import hmac
 import logging
 import re
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,7 +177,6 @@ class Call:
     principal: Principal = ANONYMOUS
     signed: sigv4.SignedRequest | None = None
     signing_key: bytes = b""
-    response_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def resource(self) -> str:
@@ -192,7 +191,7 @@ class Reply:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-    stream: AsyncIterator[bytes] | None = None
+    stream: AsyncGenerator[bytes, None] | None = None
     length: int | None = None
 
 
@@ -405,7 +404,7 @@ class S3App:
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         if head or reply.status in (204, 304):
             if reply.stream is not None:
-                await reply.stream.aclose()  # type: ignore[attr-defined]
+                await reply.stream.aclose()
             await send({"type": "http.response.body", "body": b""})
             return
         if reply.stream is None:
@@ -1294,7 +1293,7 @@ class S3App:
             return Reply(status, b"", headers, length=length)
         reader = self.service.store.open_segments(obj.segments)
 
-        async def stream() -> AsyncIterator[bytes]:
+        async def stream() -> AsyncGenerator[bytes, None]:
             try:
                 for chunk in reader.chunks(start, end):
                     yield chunk
