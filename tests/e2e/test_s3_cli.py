@@ -414,3 +414,32 @@ def test_rclone_copy_sync_check_and_lsjson_agree_with_the_local_tree(
     back = tmp_path / "back"
     account.rclone_ok("sync", target, str(back))
     assert local_tree(back) == local_tree(src)
+
+
+def test_keys_from_openstack_ec2_credentials_create_work_with_aws_s3(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    """The customer's path: keys and endpoint from the openstack CLI, data through aws s3."""
+    tenant = cloud.make_tenant("s3-headline")
+    created = cloud.cli_json("ec2", "credentials", "create", cloud=tenant.cloud_name)
+    cloud.secrets.add(created["secret"])
+    assert created["project_id"] == tenant.project_id
+    catalog = cloud.cli_json("catalog", "show", "s3", cloud=tenant.cloud_name)
+    endpoint = next(e["url"] for e in catalog["endpoints"] if e["interface"] == "public")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "aws-config").write_text("[default]\ns3 =\n    addressing_style = path\n")
+    (home / "aws-credentials").write_text("")
+    customer = S3Account(created["access"], created["secret"], endpoint, None, home)
+    bucket = unique("headline")
+    customer.aws_ok("s3", "mb", f"s3://{bucket}")
+    (tmp_path / "report.pdf").write_bytes(b"%PDF-1.7 quarterly figures")
+    customer.aws_ok("s3", "cp", str(tmp_path / "report.pdf"), f"s3://{bucket}/2026/report.pdf")
+    assert "2026/report.pdf" in customer.aws_ok("s3", "ls", "--recursive", f"s3://{bucket}")
+    customer.aws_ok("s3", "cp", f"s3://{bucket}/2026/report.pdf", str(tmp_path / "back.pdf"))
+    assert (tmp_path / "back.pdf").read_bytes() == b"%PDF-1.7 quarterly figures"
+    # Deleting the credential takes the keys away at once.
+    cloud.cli_ok("ec2", "credentials", "delete", created["access"], cloud=tenant.cloud_name)
+    denied = customer.aws("s3", "ls", f"s3://{bucket}")
+    assert denied.returncode != 0
+    assert "InvalidAccessKeyId" in denied.stderr
