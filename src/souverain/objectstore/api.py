@@ -141,7 +141,6 @@ STORAGE_CLASSES = ("STANDARD",)
 MAX_PART_NUMBER = 10_000
 MAX_DELETE_KEYS = 1000
 CHUNK = 1024 * 1024
-THREAD_COMMIT_BYTES = 1024 * 1024  # fsync larger blobs off the event loop
 
 
 def http_date(value: dt.datetime) -> str:
@@ -599,7 +598,7 @@ class S3App:
                 self.service.authorize(call.principal, bucket, "s3:PutObjectTagging", call.key)
                 version = self.service.set_object_tags(bucket, call.key, q.get("versionId"), {})
                 return Reply(204, headers=self._version_header(bucket, version))
-            return self.delete_object(call, bucket)
+            return await self.delete_object(call, bucket)
         if method == "POST":
             if "uploads" in q:
                 return self.create_upload(call, bucket)
@@ -1193,10 +1192,8 @@ class S3App:
             if buffer:
                 writer.write(bytes(buffer))
             checksums = self._verify_checksums(call, writer, algorithms, md5, body)
-            if writer.size > THREAD_COMMIT_BYTES:
-                await asyncio.to_thread(writer.commit)
-            else:
-                writer.commit()
+            # fsyncs wait on the disk: a thread waits, the event loop serves others meanwhile.
+            await asyncio.to_thread(writer.commit)
         except BaseException:
             if pending is not None:  # let the thread finish with the file before removing it
                 with contextlib.suppress(BaseException):
@@ -1217,7 +1214,9 @@ class S3App:
         if not writer.size:
             self.service.store.delete([writer.blob_id])
         template.checksums = checksums
-        info = self.service.put_object(call.principal, bucket, call.key, template, if_none_match)
+        info = await asyncio.to_thread(
+            self.service.put_object, call.principal, bucket, call.key, template, if_none_match
+        )
         headers = {"etag": quote_etag(info.etag), **self._version_header(bucket, info.version_id)}
         for alg, value in checksums.items():
             headers[f"x-amz-checksum-{alg}"] = value
@@ -1302,11 +1301,13 @@ class S3App:
 
         return Reply(status, b"", headers, stream=stream(), length=length)
 
-    def delete_object(self, call: Call, bucket: BucketInfo) -> Reply:
+    async def delete_object(self, call: Call, bucket: BucketInfo) -> Reply:
         version_id = call.query.get("versionId")
         action = "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject"
         self.service.authorize(call.principal, bucket, action, call.key)
-        result = self.service.delete_object(call.principal, bucket, call.key, version_id)
+        result = await asyncio.to_thread(
+            self.service.delete_object, call.principal, bucket, call.key, version_id
+        )
         headers: dict[str, str] = {}
         if result.version_id is not None:
             headers["x-amz-version-id"] = result.version_id
