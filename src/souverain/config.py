@@ -75,6 +75,12 @@ class ObjectStoreSettings(_Section):
         default=5 * 1024**2, ge=1, description="smallest multipart part but the last"
     )
     max_xml_bytes: int = Field(default=1024 * 1024, ge=1024, description="largest XML request")
+    inline_max_bytes: int = Field(
+        default=64 * 1024,
+        ge=0,
+        le=1024 * 1024,
+        description="objects up to this size live in the database, not in a blob file; 0: never",
+    )
     body_idle_timeout: float = Field(
         default=30.0, gt=0, description="seconds a client may pause mid-body before RequestTimeout"
     )

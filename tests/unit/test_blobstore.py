@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from souverain.objectstore.store import BlobStore, Digests
+from souverain.objectstore.store import BlobStore, Digests, InlineReader
 
 
 @pytest.fixture
@@ -110,3 +110,12 @@ def test_sweep_removes_temp_files_and_unreferenced_blobs_only(store: BlobStore) 
     assert store.path(kept_id).exists()
     assert not store.path(dropped_id).exists()
     assert list(store.tmp.iterdir()) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(min_size=1, max_size=500), bounds=st.data())
+def test_inline_reads_equal_slices(data: bytes, bounds: st.DataObject) -> None:
+    start = bounds.draw(st.integers(min_value=0, max_value=len(data) - 1))
+    end = bounds.draw(st.integers(min_value=start, max_value=len(data) - 1))
+    reader = InlineReader(data)
+    assert b"".join(reader.chunks(start, end, chunk=7)) == data[start : end + 1]

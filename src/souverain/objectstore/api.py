@@ -39,7 +39,7 @@ from souverain.objectstore.service import (
     S3Error,
     check_key,
 )
-from souverain.objectstore.store import CHECKSUM_ALGORITHMS, BlobWriter, StorageFull
+from souverain.objectstore.store import CHECKSUM_ALGORITHMS, BlobWriter, Digests, StorageFull
 
 log = logging.getLogger("souverain.objectstore")
 
@@ -1141,9 +1141,8 @@ class S3App:
         return algorithms, md5
 
     def _verify_checksums(
-        self, call: Call, writer: BlobWriter, algorithms: set[str], md5: str | None, body: Body
+        self, call: Call, digests: Digests, algorithms: set[str], md5: str | None, body: Body
     ) -> dict[str, str]:
-        digests = writer.digests
         if md5 is not None and not hmac.compare_digest(digests.b64("md5"), md5):
             raise S3Error(
                 "BadDigest",
@@ -1191,7 +1190,7 @@ class S3App:
                 pending = None
             if buffer:
                 writer.write(bytes(buffer))
-            checksums = self._verify_checksums(call, writer, algorithms, md5, body)
+            checksums = self._verify_checksums(call, writer.digests, algorithms, md5, body)
             # fsyncs wait on the disk: a thread waits, the event loop serves others meanwhile.
             await asyncio.to_thread(writer.commit)
         except BaseException:
@@ -1207,12 +1206,20 @@ class S3App:
         self.service.authorize(call.principal, bucket, "s3:PutObject", call.key)
         template = self._object_template(call)
         if_none_match = call.header("if-none-match").strip() == "*"
-        writer, checksums, _ = await self._receive_blob(call, self.settings.max_object_bytes)
-        template.size = writer.size
-        template.etag = writer.digests.hex("md5")
-        template.segments = [[writer.blob_id, writer.size]] if writer.size else []
-        if not writer.size:
-            self.service.store.delete([writer.blob_id])
+        body = Body(call, self.settings.max_object_bytes, self.settings.body_idle_timeout)
+        if body.declared is not None and body.declared <= self.settings.inline_max_bytes:
+            # Small: bytes and metadata commit together in the database, no blob file.
+            algorithms, md5 = self._checksum_plan(call)
+            digests = Digests(algorithms)
+            data = await body.read()
+            digests.update(data)
+            checksums = self._verify_checksums(call, digests, algorithms, md5, body)
+            template.size, template.etag, template.data = len(data), digests.hex("md5"), data
+        else:
+            writer, checksums, _ = await self._receive_blob(call, self.settings.max_object_bytes)
+            template.size = writer.size
+            template.etag = writer.digests.hex("md5")
+            template.segments = [[writer.blob_id, writer.size]]
         template.checksums = checksums
         info = await asyncio.to_thread(
             self.service.put_object, call.principal, bucket, call.key, template, if_none_match
@@ -1290,7 +1297,7 @@ class S3App:
         length = end - start + 1 if obj.size else 0
         if call.method == "HEAD" or length == 0:
             return Reply(status, b"", headers, length=length)
-        reader = self.service.store.open_segments(obj.segments)
+        reader = self.service.reader(obj)
 
         async def stream() -> AsyncGenerator[bytes, None]:
             try:
@@ -1416,7 +1423,7 @@ class S3App:
 
         def copy() -> BlobWriter:
             writer = self.service.store.writer(algorithms)
-            reader = self.service.store.open_segments(obj.segments)
+            reader = self.service.reader(obj)
             try:
                 if obj.size:
                     for chunk in reader.chunks(start, end):
@@ -1461,16 +1468,26 @@ class S3App:
         if tag_directive == "COPY":
             template.tags = dict(src.tags)
         await _drain(call)
-        writer = await self._copy_bytes(src, 0, src.size - 1)
-        template.size, template.etag = (
-            src.size,
-            src.etag if "-" not in src.etag else writer.digests.hex("md5"),
+        algorithms = [a for a in src.checksums if "-" not in src.checksums[a]]
+        if src.size <= self.settings.inline_max_bytes:
+            reader = self.service.reader(src)
+            try:
+                data = b"".join(reader.chunks(0, src.size - 1)) if src.size else b""
+            finally:
+                reader.close()
+            digests = Digests(algorithms)
+            digests.update(data)
+            template.data = data
+        else:
+            writer = await self._copy_bytes(src, 0, src.size - 1)
+            digests = writer.digests
+            template.segments = [[writer.blob_id, writer.size]]
+        template.size = src.size
+        template.etag = src.etag if "-" not in src.etag else digests.hex("md5")
+        template.checksums = {a: digests.b64(a) for a in digests.others}
+        info = await asyncio.to_thread(
+            self.service.put_object, call.principal, bucket, call.key, template, False
         )
-        template.segments = [[writer.blob_id, writer.size]] if writer.size else []
-        if not writer.size:
-            self.service.store.delete([writer.blob_id])
-        template.checksums = {a: writer.digests.b64(a) for a in writer.digests.others}
-        info = self.service.put_object(call.principal, bucket, call.key, template, False)
         headers = self._version_header(bucket, info.version_id)
         if src.version_id != NULL_VERSION:
             headers["x-amz-copy-source-version-id"] = src.version_id

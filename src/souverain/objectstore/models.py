@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -65,6 +66,9 @@ class ObjectVersion(Base):
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     etag: Mapped[str] = mapped_column(String(64), default="")
     segments: Mapped[Segments] = mapped_column(JSON, default=list)
+    # Small objects keep their bytes here instead of in a blob: one durable commit
+    # stores data and metadata together. NULL for objects held in blobs.
+    data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # content-type & co
     user_meta: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     checksums: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)

@@ -37,7 +37,7 @@ from souverain.objectstore.policy import (
     allowed,
     parse_policy,
 )
-from souverain.objectstore.store import BlobStore, new_hash
+from souverain.objectstore.store import BlobStore, InlineReader, SegmentReader, new_hash
 
 NULL_VERSION = "null"
 VERSIONS: Table = m.ObjectVersion.__table__  # type: ignore[assignment]
@@ -60,6 +60,8 @@ DROP_VERSION = (
     .returning(_V.segments, _V.is_latest, _V.is_delete_marker)
 )
 ADD_VERSION = insert(VERSIONS)
+# Listings never carry object bytes.
+LISTED = [column for column in VERSIONS.c if column.name != "data"]
 MAX_KEY_BYTES = 1024
 MAX_TAGS = 10
 LIST_BATCH = 1000
@@ -202,6 +204,7 @@ class ObjectInfo:
     acl: str
     owner: str
     last_modified: dt.datetime
+    data: bytes | None = None  # the bytes of a small object kept inline
 
     @classmethod
     def of(cls, bucket: str, row: Any) -> ObjectInfo:
@@ -222,6 +225,7 @@ class ObjectInfo:
             acl=row.acl,
             owner=row.owner_project_id,
             last_modified=row.created_at,
+            data=getattr(row, "data", None),
         )
 
 
@@ -267,6 +271,7 @@ class NewObject:
     checksums: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     acl: str = "private"
+    data: bytes | None = None  # a small object's bytes, stored inline instead of in blobs
 
 
 @dataclass
@@ -591,6 +596,12 @@ class ObjectStoreService:
             )
         return ObjectInfo.of(bucket.name, row)
 
+    def reader(self, obj: ObjectInfo) -> InlineReader | SegmentReader:
+        """Where a version's bytes are read from: its row, or its blobs (opened now)."""
+        if obj.data is not None:
+            return InlineReader(obj.data)
+        return self.store.open_segments(obj.segments)
+
     def _new_version_id(self, bucket: BucketInfo) -> str:
         return new_id() if bucket.versioning == "Enabled" else NULL_VERSION
 
@@ -658,6 +669,7 @@ class ObjectStoreService:
             "checksums": new.checksums,
             "tags": new.tags,
             "acl": new.acl,
+            "data": new.data,
             "owner_project_id": who.project_id or bucket.project_id,
             "created_at": _utcnow(self.clock),
         }
@@ -753,7 +765,7 @@ class ObjectStoreService:
         v = VERSIONS.c
         with self._tx() as s:
             while True:
-                query = select(VERSIONS).where(
+                query = select(*LISTED).where(
                     v.bucket_id == bucket.id,
                     v.is_latest.is_(True),
                     v.key >= lower if inclusive else v.key > lower,
@@ -810,7 +822,7 @@ class ObjectStoreService:
                         v.version_id == version_marker,
                     )
                 )
-            query = select(VERSIONS).where(v.bucket_id == bucket.id)
+            query = select(*LISTED).where(v.bucket_id == bucket.id)
             if start_seq is not None:
                 query = query.where(
                     (v.key > key_marker) | ((v.key == key_marker) & (v.seq < start_seq))

@@ -221,3 +221,18 @@ class SegmentReader:
         for fd, _size in self._fds:
             os.close(fd)
         self._fds = []
+
+
+class InlineReader:
+    """The same reading interface over a small object's bytes kept in the database."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def chunks(self, start: int, end: int, chunk: int = CHUNK) -> Iterator[bytes]:
+        view = memoryview(self._data)
+        for offset in range(start, end + 1, chunk):
+            yield bytes(view[offset : min(end + 1, offset + chunk)])
+
+    def close(self) -> None:
+        self._data = b""
