@@ -29,6 +29,7 @@ from souverain.common.ids import new_id
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
 from souverain.objectstore import models as m
+from souverain.objectstore.batch import GroupCommit
 from souverain.objectstore.policy import (
     CANNED_ACLS,
     PolicyError,
@@ -337,6 +338,7 @@ class ObjectStoreService:
         self._buckets: dict[str, BucketInfo] = {}
         self._seen_change = changes.value() if changes is not None else -1
         self._cache_lock = threading.Lock()
+        self.writes = GroupCommit(db.engine)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -621,23 +623,24 @@ class ObjectStoreService:
     ) -> ObjectInfo:
         """Record a durable blob as the key's latest version."""
         check_key(key)
-        freed: list[str] = []
+
+        def record(conn: Connection) -> tuple[dict[str, Any], list[str]]:
+            if if_none_match:
+                latest = conn.execute(LATEST_MARKER, {"b_bucket": bucket.id, "b_key": key}).first()
+                if latest is not None and not latest.is_delete_marker:
+                    raise S3Error(
+                        "PreconditionFailed",
+                        "At least one of the pre-conditions you specified did not hold",
+                        f"/{bucket.name}/{key}",
+                    )
+            version_id = self._new_version_id(bucket)
+            freed = self._retire(conn, bucket, key, version_id)
+            values = self._version_row(who, bucket, key, version_id, new)
+            conn.execute(ADD_VERSION, values)
+            return values, freed
+
         try:
-            with self._tx(write=True) as conn:
-                if if_none_match:
-                    latest = conn.execute(
-                        LATEST_MARKER, {"b_bucket": bucket.id, "b_key": key}
-                    ).first()
-                    if latest is not None and not latest.is_delete_marker:
-                        raise S3Error(
-                            "PreconditionFailed",
-                            "At least one of the pre-conditions you specified did not hold",
-                            f"/{bucket.name}/{key}",
-                        )
-                version_id = self._new_version_id(bucket)
-                freed = self._retire(conn, bucket, key, version_id)
-                values = self._version_row(who, bucket, key, version_id, new)
-                conn.execute(ADD_VERSION, values)
+            values, freed = self.writes.run(record)
         except BaseException:
             self.store.delete(seg[0] for seg in new.segments)
             raise
@@ -678,26 +681,30 @@ class ObjectStoreService:
         self, who: Principal, bucket: BucketInfo, key: str, version_id: str | None = None
     ) -> DeleteResult:
         where = {"b_bucket": bucket.id, "b_key": key}
-        with self._tx(write=True) as conn:
+
+        def record(conn: Connection) -> tuple[DeleteResult, list[str]]:
             if version_id is not None:
                 gone = conn.execute(DROP_VERSION, {**where, "b_version": version_id}).first()
                 if gone is None:
                     if version_id != NULL_VERSION and not re.fullmatch(r"[0-9a-f]{32}", version_id):
                         raise S3Error("InvalidArgument", "Invalid version id specified")
-                    return DeleteResult(version_id, False)
+                    return DeleteResult(version_id, False), []
                 if gone.is_latest:
                     self._promote(conn, bucket.id, key)
-                freed = [seg[0] for seg in gone.segments]
-                result = DeleteResult(version_id, gone.is_delete_marker)
-            elif not bucket.versioning:
-                gone_rows = conn.execute(DROP_KEY, where)
-                freed = [seg[0] for row in gone_rows.all() for seg in row.segments]
-                result = DeleteResult(None, False)
-            else:
-                marker_id = self._new_version_id(bucket)
-                freed = self._retire(conn, bucket, key, marker_id)
-                conn.execute(ADD_VERSION, self._version_row(who, bucket, key, marker_id, None))
-                result = DeleteResult(marker_id, True)
+                return DeleteResult(version_id, gone.is_delete_marker), [
+                    seg[0] for seg in gone.segments
+                ]
+            if not bucket.versioning:
+                gone_rows = conn.execute(DROP_KEY, where).all()
+                return DeleteResult(None, False), [
+                    seg[0] for row in gone_rows for seg in row.segments
+                ]
+            marker_id = self._new_version_id(bucket)
+            freed = self._retire(conn, bucket, key, marker_id)
+            conn.execute(ADD_VERSION, self._version_row(who, bucket, key, marker_id, None))
+            return DeleteResult(marker_id, True), freed
+
+        result, freed = self.writes.run(record)
         self.store.delete(freed)
         return result
 
