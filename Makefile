@@ -50,6 +50,8 @@ e2e: install
 
 bench: install
 	$(BIN)/python bench/identity/run
+	bench/s3/run
+	bench/s3_huge/run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info
