@@ -15,7 +15,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.config import Config
 
 from tests.platform.conftest import ADMIN_PASSWORD, SOUVERAIN, Server, server_env
 
@@ -40,10 +42,19 @@ def _wait_ready(server: Server, port: int) -> None:
     raise TimeoutError(f"port {port} never opened")
 
 
-def _start(data_dir: Path, port: int, env: dict[str, str]) -> Server:
+def _start(data_dir: Path, port: int, env: dict[str, str], s3_port: int = 0) -> Server:
     server = Server(data_dir, env)
     server.proc = subprocess.Popen(
-        [SOUVERAIN, "serve", "--data-dir", str(data_dir), "--port", str(port), "--s3-port", "0"],
+        [
+            SOUVERAIN,
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--s3-port",
+            str(s3_port),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -103,6 +114,64 @@ def test_revocation_through_one_node_is_enforced_by_the_other(tmp_path: Path) ->
         assert _status_until(node_b, base_b, token, 401, within=5) == 401
         body = json.loads(_request(base_b, node_a.token(ADMIN_PASSWORD))[2])
         assert body["token"]["user"]["name"] == "admin"
+    finally:
+        for node in nodes:
+            code, _, _ = node.stop()
+            assert code == 0
+
+
+def test_bucket_settings_changed_through_one_node_hold_on_the_other(tmp_path: Path) -> None:
+    """Bucket settings are cached per node; another node's change shows within seconds."""
+    port_a, port_b, s3_a, s3_b = (_free_port() for _ in range(4))
+    dir_a, dir_b = tmp_path / "a", tmp_path / "b"
+    env = server_env(SOUVERAIN_SERVER__PUBLIC_URL=f"http://127.0.0.1:{port_a}")
+    node_a = _start(dir_a, port_a, env, s3_a)
+    nodes = [node_a]
+    try:
+        shutil.copytree(dir_a / "keys", dir_b / "keys")
+        env_b = dict(env, SOUVERAIN_DATABASE__URL=f"sqlite:///{dir_a / 'souverain.db'}")
+        nodes.append(_start(dir_b, port_b, env_b, s3_b))
+        token = node_a.token(ADMIN_PASSWORD)
+        status, _, body = node_a.request(
+            "GET",
+            "/identity/v3/auth/tokens",
+            None,
+            {"X-Auth-Token": token, "X-Subject-Token": token},
+        )
+        who = json.loads(body)["token"]
+        status, _, body = node_a.request(
+            "POST",
+            f"/identity/v3/users/{who['user']['id']}/credentials/OS-EC2",
+            json.dumps({"tenant_id": who["project"]["id"]}).encode(),
+            {"X-Auth-Token": token, "Content-Type": "application/json"},
+        )
+        assert status == 201, body
+        cred = json.loads(body)["credential"]
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{s3_a}",
+            aws_access_key_id=cred["access"],
+            aws_secret_access_key=cred["secret"],
+            region_name="fr-1",
+            config=Config(s3={"addressing_style": "path"}),
+        )
+        s3.create_bucket(Bucket="shared-settings")
+        s3.put_object(Bucket="shared-settings", Key="small", Body=b"kept in the database")
+        listing_on_b = f"http://127.0.0.1:{s3_b}/shared-settings"
+
+        def anonymous_status() -> int:
+            try:
+                with urllib.request.urlopen(listing_on_b, timeout=10) as resp:
+                    return int(resp.status)
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert anonymous_status() == 403  # node B now holds the private settings
+        s3.put_bucket_acl(Bucket="shared-settings", ACL="public-read")
+        deadline = time.monotonic() + 5
+        while anonymous_status() != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert anonymous_status() == 200
     finally:
         for node in nodes:
             code, _, _ = node.stop()

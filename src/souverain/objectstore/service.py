@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ LISTED = [column for column in VERSIONS.c if column.name != "data"]
 MAX_KEY_BYTES = 1024
 MAX_TAGS = 10
 LIST_BATCH = 1000
+BUCKET_CACHE_SECONDS = 1.0
 
 # S3 error codes and their HTTP status; the one table the API renders from.
 ERROR_STATUS = {
@@ -333,9 +335,10 @@ class ObjectStoreService:
         self.clock = clock or Clock()
         self.min_part_bytes = min_part_bytes
         # Bucket settings are read on every request and change rarely: cached per
-        # process, dropped whenever any process on this host bumps `changes`.
+        # process, dropped whenever any process on this host bumps `changes`, and
+        # re-read after BUCKET_CACHE_SECONDS for changes made by API nodes on other hosts.
         self.changes = changes
-        self._buckets: dict[str, BucketInfo] = {}
+        self._buckets: dict[str, tuple[float, BucketInfo]] = {}
         self._seen_change = changes.value() if changes is not None else -1
         self._cache_lock = threading.Lock()
         self.writes = GroupCommit(db.engine)
@@ -378,15 +381,15 @@ class ObjectStoreService:
                     self._buckets = {}
                     self._seen_change = current
             cached = self._buckets.get(name)
-            if cached is not None:
-                return cached
+            if cached is not None and time.monotonic() - cached[0] < BUCKET_CACHE_SECONDS:
+                return cached[1]
         with self.db.session() as s:
             info = BucketInfo.of(self._bucket_row(s, name))
         if self.changes is not None:
             with self._cache_lock:
                 if len(self._buckets) > 10_000:
                     self._buckets = {}
-                self._buckets[name] = info
+                self._buckets[name] = (time.monotonic(), info)
         return info
 
     def _bucket_changed(self) -> None:
