@@ -75,3 +75,16 @@ def test_a_failing_job_rolls_back_alone(writes: GroupCommit) -> None:
         t.join()
     assert outcomes == {"good": 3, "bad": "IntegrityError", "other": 4}
     assert rows(writes) == {"taken": 1, "good": 3, "other": 4}  # nothing of 'half' remains
+
+
+def test_a_job_alone_that_fails_leaves_nothing(writes: GroupCommit) -> None:
+    writes.run(insert("taken", 1))  # type: ignore[arg-type]
+
+    def half_then_fail(conn: Connection) -> None:
+        conn.execute(text("INSERT INTO t VALUES ('half', 5)"))
+        conn.execute(text("INSERT INTO t VALUES ('taken', 2)"))
+
+    with pytest.raises(Exception, match="UNIQUE"):
+        writes.run(half_then_fail)
+    assert rows(writes) == {"taken": 1}
+    assert writes.run(insert("after", 7)) == 7  # type: ignore[arg-type]

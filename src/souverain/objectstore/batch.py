@@ -65,14 +65,24 @@ class GroupCommit:
             with self.engine.connect() as conn:
                 if conn.dialect.name == "sqlite":
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
-                for job in batch:
-                    conn.exec_driver_sql("SAVEPOINT job")
+                if len(batch) == 1:  # alone: the transaction is its savepoint
+                    job = batch[0]
                     try:
                         job.result = job.work(conn)
-                    except Exception as exc:  # this job's failure is its own
-                        conn.exec_driver_sql("ROLLBACK TO SAVEPOINT job")
+                    except Exception as exc:
+                        conn.rollback()
                         job.error = exc
-                    conn.exec_driver_sql("RELEASE SAVEPOINT job")
+                        job.done.set()
+                        return
+                else:
+                    for job in batch:
+                        conn.exec_driver_sql("SAVEPOINT job")
+                        try:
+                            job.result = job.work(conn)
+                        except Exception as exc:  # this job's failure is its own
+                            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT job")
+                            job.error = exc
+                        conn.exec_driver_sql("RELEASE SAVEPOINT job")
                 conn.commit()
         except BaseException as exc:  # the commit failed: nothing in the batch happened
             for job in batch:
