@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from souverain.common.ids import new_id, new_request_id, random_bytes
+from souverain.common.ids import new_id, new_request_id, new_secret, random_bytes
 
 
 def test_ids_and_request_ids_have_the_openstack_shapes() -> None:
@@ -32,3 +32,7 @@ def test_a_forked_worker_does_not_reuse_the_parents_pool() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert child != random_bytes(16)
+
+
+def test_generated_secrets_never_look_like_a_command_line_option() -> None:
+    assert not any(new_secret(6).startswith("-") for _ in range(5000))

@@ -54,5 +54,12 @@ def new_request_id() -> str:
 
 
 def new_secret(nbytes: int = 32) -> str:
-    """A URL-safe random secret for passwords, application credentials and keys."""
-    return secrets.token_urlsafe(nbytes)
+    """A URL-safe random secret for passwords, application credentials and keys.
+
+    Never starting with `-`: command-line tools would read such a secret, passed
+    as `--os-application-credential-secret -x...`, as an option of their own.
+    """
+    while True:
+        secret = secrets.token_urlsafe(nbytes)
+        if not secret.startswith("-"):
+            return secret
