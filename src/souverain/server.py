@@ -11,13 +11,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import signal
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -369,62 +369,64 @@ def _stop_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _supervise(settings: Settings, socks: list[socket.socket], access: BatchedStreamHandler) -> int:
-    """Fork the workers, pass stop signals on, replace a worker that dies on its own."""
-    stopping = False
-    children: dict[int, int] = {}  # pid -> slot
+def _worker(settings: Settings, socks: list[socket.socket], access: BatchedStreamHandler) -> int:
+    """Fork one serving process from this one (which holds the application already)."""
+    pid = os.fork()
+    if pid == 0:  # the worker
+        code = 0
+        try:
+            _stop_with_parent()
+            for sig in STOP_SIGNALS:  # a stop before serving starts is kept, not fatal
+                signal.signal(sig, _remember_early_stop)
+            _run_worker(settings, socks, access)
+        except BaseException:
+            log.exception("worker failed")
+            code = 1
+        finally:
+            logging.shutdown()  # os._exit skips atexit: flush the logs by hand
+            os._exit(code)
+    return pid
 
-    def spawn(slot: int) -> None:
-        pid = os.fork()
-        if pid == 0:  # the worker
-            code = 0
-            try:
-                _stop_with_parent()
-                for sig in STOP_SIGNALS:  # a stop before serving starts is kept, not fatal
-                    signal.signal(sig, _remember_early_stop)
-                _run_worker(settings, socks, access)
-            except BaseException:
-                log.exception("worker %d failed", slot)
-                code = 1
-            finally:
-                logging.shutdown()  # os._exit skips atexit: flush the logs by hand
-                os._exit(code)
-        children[pid] = slot
 
-    def on_stop(sig: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in list(children):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
+def _supervise(
+    settings: Settings, socks: list[socket.socket], access: BatchedStreamHandler
+) -> None:
+    """Fork the workers, then become the small supervisor (`souverain.supervisor`)."""
+    workers = {
+        str(_worker(settings, socks, access)): slot for slot in range(settings.server.workers)
+    }
+    state = {
+        "workers": workers,
+        "fds": [sock.fileno() for sock in socks],
+        "settings": settings.model_dump(mode="json"),
+        "stop": _EARLY_STOP[0] if _EARLY_STOP else None,
+    }
+    flush_logs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = [sys.executable, "-m", "souverain.supervisor", json.dumps(state)]
+    os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter, no shell, no user input
 
-    for slot in range(settings.server.workers):
-        spawn(slot)
-    previous = {sig: signal.signal(sig, on_stop) for sig in STOP_SIGNALS}
-    if _EARLY_STOP:  # asked to stop while starting
-        on_stop(_EARLY_STOP[0], None)
-    failed = False
+
+def worker_main(state_json: str) -> int:
+    """A replacement worker started by the supervisor: the settings and sockets it is given."""
+    state = json.loads(state_json)
+    settings = Settings.model_validate(state["settings"])
+    os.umask(0o077)
+    access = configure_logging()
+    socks = [socket.socket(fileno=fd) for fd in state["fds"]]
+    _stop_with_parent()
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _remember_early_stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a stop sent while we started
     try:
-        while children:
-            try:
-                pid, status = os.wait()
-            except ChildProcessError:
-                break
-            slot = children.pop(pid, -1)
-            if slot < 0:
-                continue
-            code = os.waitstatus_to_exitcode(status)
-            if stopping:
-                failed = failed or code != 0
-                continue
-            log.error("worker %d (pid %d) exited with %d; starting a new one", slot, pid, code)
-            time.sleep(0.5)
-            if not stopping:  # a stop may have come while we waited
-                spawn(slot)
+        _run_worker(settings, socks, access)
+    except BaseException:
+        log.exception("worker failed")
+        return 1
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 1 if failed else 0
+        logging.shutdown()
+    return 0
 
 
 def serve(settings: Settings) -> int:
@@ -439,10 +441,8 @@ def serve(settings: Settings) -> int:
         signal.signal(sig, _remember_early_stop)
     written = set_up_data(settings)
     _banner(settings, _paths(settings), written)
-    if settings.server.workers == 1:
-        _run_worker(settings, [sock, s3_sock], access)
-        code = 0
-    else:
-        code = _supervise(settings, [sock, s3_sock], access)
-    print("Souverain stopped cleanly." if code == 0 else "Souverain stopped; a worker failed.")
-    return code
+    if settings.server.workers > 1:
+        _supervise(settings, [sock, s3_sock], access)  # does not return: the process is replaced
+    _run_worker(settings, [sock, s3_sock], access)
+    print("Souverain stopped cleanly.")
+    return 0

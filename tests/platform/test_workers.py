@@ -93,3 +93,24 @@ def test_a_worker_that_dies_is_replaced(make_server: ServerFactory) -> None:
     code, _, err = server.stop()
     assert code == 0, [x for x in err.splitlines() if not x.startswith('{"req')]
     assert "starting a new one" in err
+
+
+def _rss_mib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def test_the_supervisor_holds_no_copy_of_the_application(make_server: ServerFactory) -> None:
+    """Once the workers run, the waiting process is a few MiB, not another application."""
+    server = make_server(SOUVERAIN_SERVER__WORKERS="2").start()
+    assert server.proc is not None
+    with open(f"/proc/{server.proc.pid}/cmdline", "rb") as cmdline:
+        assert b"souverain.supervisor" in cmdline.read()
+    assert _rss_mib(server.proc.pid) < 30
+    assert len(_children(server.proc.pid)) == 2
+    code, out, _ = server.stop()
+    assert code == 0
+    assert "Souverain stopped cleanly." in out
