@@ -152,6 +152,19 @@ def test_bucket_tags_are_stored_replaced_and_removed(s3: Any) -> None:
     assert s3_error(s3.get_bucket_tagging, Bucket=name) == ("NoSuchTagSet", 404)
 
 
+def test_buckets_take_up_to_fifty_tags(s3: Any) -> None:
+    name = new_bucket(s3, "many-tags")
+    fifty = [{"Key": f"k{i:02d}", "Value": str(i)} for i in range(50)]
+    s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": fifty})
+    assert len(s3.get_bucket_tagging(Bucket=name)["TagSet"]) == 50
+    too_many = [*fifty, {"Key": "k50", "Value": "50"}]
+    assert s3_error(s3.put_bucket_tagging, Bucket=name, Tagging={"TagSet": too_many}) == (
+        "InvalidTag",
+        400,
+    )
+    assert len(s3.get_bucket_tagging(Bucket=name)["TagSet"]) == 50
+
+
 def test_bucket_versioning_starts_unset_and_follows_the_configuration(s3: Any) -> None:
     name = new_bucket(s3, "versioning-conf")
     assert "Status" not in s3.get_bucket_versioning(Bucket=name)

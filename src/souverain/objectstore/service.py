@@ -66,6 +66,7 @@ ADD_VERSION = insert(VERSIONS)
 LISTED = [column for column in VERSIONS.c if column.name != "data"]
 MAX_KEY_BYTES = 1024
 MAX_TAGS = 10
+MAX_BUCKET_TAGS = 50
 LIST_BATCH = 1000
 BUCKET_CACHE_SECONDS = 1.0
 
@@ -171,9 +172,9 @@ def check_key(key: str) -> None:
         raise S3Error("InvalidArgument", "Object keys may not contain NUL characters.", key)
 
 
-def check_tags(tags: dict[str, str]) -> None:
-    if len(tags) > MAX_TAGS:
-        raise S3Error("InvalidTag", "Object tags cannot be greater than 10")
+def check_tags(tags: dict[str, str], limit: int = MAX_TAGS, what: str = "Object") -> None:
+    if len(tags) > limit:
+        raise S3Error("InvalidTag", f"{what} tags cannot be greater than {limit}")
     for k, v in tags.items():
         if not k or len(k) > 128 or len(v) > 256:
             raise S3Error("InvalidTag", "Tag keys are 1-128 characters, values up to 256.")
@@ -539,7 +540,7 @@ class ObjectStoreService:
 
     def set_bucket_tags(self, bucket: BucketInfo, tags: dict[str, str] | None) -> None:
         if tags is not None:
-            check_tags(tags) if len(tags) <= 50 else None
+            check_tags(tags, MAX_BUCKET_TAGS, "Bucket")
         self._update_bucket(bucket, tags=tags)
 
     # ------------------------------------------------------------------ objects
