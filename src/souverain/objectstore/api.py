@@ -18,7 +18,7 @@ import hmac
 import logging
 import re
 import urllib.parse
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +138,26 @@ REFUSED_HEADERS = {
     ),
 }
 STORAGE_CLASSES = ("STANDARD",)
+# Bucket sub-resources: (method, query parameter) -> the S3App method that answers.
+BUCKET_SUBRESOURCES = {
+    ("GET", "location"): "get_location",
+    ("GET", "versioning"): "get_versioning",
+    ("PUT", "versioning"): "put_versioning",
+    ("GET", "acl"): "get_bucket_acl",
+    ("PUT", "acl"): "put_bucket_acl",
+    ("GET", "policy"): "get_policy",
+    ("PUT", "policy"): "put_policy",
+    ("DELETE", "policy"): "delete_policy",
+    ("GET", "cors"): "get_cors",
+    ("PUT", "cors"): "put_cors",
+    ("DELETE", "cors"): "delete_cors",
+    ("GET", "tagging"): "get_bucket_tags",
+    ("PUT", "tagging"): "put_bucket_tags",
+    ("DELETE", "tagging"): "delete_bucket_tags",
+    ("GET", "versions"): "list_versions",
+    ("GET", "uploads"): "list_uploads",
+    ("POST", "delete"): "delete_objects",
+}
 MAX_PART_NUMBER = 10_000
 MAX_DELETE_KEYS = 1000
 CHUNK = 1024 * 1024
@@ -532,28 +552,9 @@ class S3App:
         ):
             return await self.create_bucket(call)
         bucket = self._bucket_for(call)
-        handlers: dict[tuple[str, str], Callable[[Call, BucketInfo], Any]] = {
-            ("GET", "location"): self.get_location,
-            ("GET", "versioning"): self.get_versioning,
-            ("PUT", "versioning"): self.put_versioning,
-            ("GET", "acl"): self.get_bucket_acl,
-            ("PUT", "acl"): self.put_bucket_acl,
-            ("GET", "policy"): self.get_policy,
-            ("PUT", "policy"): self.put_policy,
-            ("DELETE", "policy"): self.delete_policy,
-            ("GET", "cors"): self.get_cors,
-            ("PUT", "cors"): self.put_cors,
-            ("DELETE", "cors"): self.delete_cors,
-            ("GET", "tagging"): self.get_bucket_tags,
-            ("PUT", "tagging"): self.put_bucket_tags,
-            ("DELETE", "tagging"): self.delete_bucket_tags,
-            ("GET", "versions"): self.list_versions,
-            ("GET", "uploads"): self.list_uploads,
-            ("POST", "delete"): self.delete_objects,
-        }
-        for (verb, sub), handler in handlers.items():
+        for (verb, sub), name in BUCKET_SUBRESOURCES.items():
             if verb == method and sub in q:
-                result = handler(call, bucket)
+                result = getattr(self, name)(call, bucket)
                 return await result if asyncio.iscoroutine(result) else result  # type: ignore[no-any-return]
         if method == "GET":
             return self.list_objects(call, bucket)
@@ -647,17 +648,12 @@ class S3App:
                 "Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
                 call.resource,
             )
-        headers = {
-            "access-control-allow-origin": "*" if "*" in rule["AllowedOrigin"] else origin,
-            "access-control-allow-methods": ", ".join(rule["AllowedMethod"]),
-            "vary": "Origin, Access-Control-Request-Headers, Access-Control-Request-Method",
-        }
+        headers = _cors_allow(rule, origin)
+        headers["vary"] = "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"
         if wanted:
             headers["access-control-allow-headers"] = ", ".join(wanted)
         if rule.get("MaxAgeSeconds"):
             headers["access-control-max-age"] = str(rule["MaxAgeSeconds"])
-        if rule.get("ExposeHeader"):
-            headers["access-control-expose-headers"] = ", ".join(rule["ExposeHeader"])
         return Reply(200, headers=headers)
 
     def _cors_headers(self, call: Call) -> dict[str, str]:
@@ -667,14 +663,7 @@ class S3App:
         rule = self._cors_rule(call, origin, call.method, [])
         if rule is None:
             return {}
-        headers = {
-            "access-control-allow-origin": "*" if "*" in rule["AllowedOrigin"] else origin,
-            "access-control-allow-methods": ", ".join(rule["AllowedMethod"]),
-            "vary": "Origin",
-        }
-        if rule.get("ExposeHeader"):
-            headers["access-control-expose-headers"] = ", ".join(rule["ExposeHeader"])
-        return headers
+        return {**_cors_allow(rule, origin), "vary": "Origin"}
 
     # ------------------------------------------------------------------ service and buckets
 
@@ -1163,16 +1152,17 @@ class S3App:
             checksums[alg] = computed
         return checksums
 
-    async def _receive_blob(
-        self, call: Call, limit: int
-    ) -> tuple[BlobWriter, dict[str, str], Body]:
+    def _body(self, call: Call) -> Body:
+        """An object or part body, within the size limit, timed out when the client stalls."""
+        return Body(call, self.settings.max_object_bytes, self.settings.body_idle_timeout)
+
+    async def _receive_blob(self, call: Call, body: Body) -> tuple[BlobWriter, dict[str, str]]:
         """Stream the body into a new durable blob; verify every digest the client sent.
 
         Bodies over 1 MiB are hashed and written by a thread, one buffer at a time,
         while the event loop receives the next: both cores work on a large upload.
         """
         algorithms, md5 = self._checksum_plan(call)
-        body = Body(call, limit, self.settings.body_idle_timeout)
         writer = self.service.store.writer(algorithms)
         loop = asyncio.get_running_loop()
         pending: asyncio.Future[None] | None = None
@@ -1199,14 +1189,14 @@ class S3App:
                     await pending
             writer.abort()
             raise
-        return writer, checksums, body
+        return writer, checksums
 
     async def put_object(self, call: Call, bucket: BucketInfo) -> Reply:
         check_key(call.key)
         self.service.authorize(call.principal, bucket, "s3:PutObject", call.key)
         template = self._object_template(call)
         if_none_match = call.header("if-none-match").strip() == "*"
-        body = Body(call, self.settings.max_object_bytes, self.settings.body_idle_timeout)
+        body = self._body(call)
         if body.declared is not None and body.declared <= self.settings.inline_max_bytes:
             # Small: bytes and metadata commit together in the database, no blob file.
             algorithms, md5 = self._checksum_plan(call)
@@ -1216,7 +1206,7 @@ class S3App:
             checksums = self._verify_checksums(call, digests, algorithms, md5, body)
             template.size, template.etag, template.data = len(data), digests.hex("md5"), data
         else:
-            writer, checksums, _ = await self._receive_blob(call, self.settings.max_object_bytes)
+            writer, checksums = await self._receive_blob(call, body)
             template.size = writer.size
             template.etag = writer.digests.hex("md5")
             template.segments = [[writer.blob_id, writer.size]]
@@ -1575,7 +1565,7 @@ class S3App:
         number = self._part_number(call)
         upload_id = call.query["uploadId"]
         self.service.upload(bucket, call.key, upload_id)  # NoSuchUpload before any byte
-        writer, checksums, _ = await self._receive_blob(call, self.settings.max_object_bytes)
+        writer, checksums = await self._receive_blob(call, self._body(call))
         etag = writer.digests.hex("md5")
         self.service.put_part(
             bucket, call.key, upload_id, number, writer.blob_id, writer.size, etag, checksums
@@ -1680,6 +1670,17 @@ async def _drain(call: Call) -> None:
     """Read and drop a body the operation does not use (a copy has none)."""
     async for _ in Body(call, 1024 * 1024).chunks():
         pass
+
+
+def _cors_allow(rule: dict[str, Any], origin: str) -> dict[str, str]:
+    """The headers a matching CORS rule grants, on a preflight and on the actual request."""
+    headers = {
+        "access-control-allow-origin": "*" if "*" in rule["AllowedOrigin"] else origin,
+        "access-control-allow-methods": ", ".join(rule["AllowedMethod"]),
+    }
+    if rule.get("ExposeHeader"):
+        headers["access-control-expose-headers"] = ", ".join(rule["ExposeHeader"])
+    return headers
 
 
 def _wildcard(pattern: str, value: str) -> bool:
