@@ -545,33 +545,6 @@ class ObjectStoreService:
 
     # ------------------------------------------------------------------ objects
 
-    def _latest(self, s: Session, bucket_id: str, key: str) -> m.ObjectVersion | None:
-        return s.scalars(
-            select(m.ObjectVersion).where(
-                m.ObjectVersion.bucket_id == bucket_id,
-                m.ObjectVersion.is_latest.is_(True),
-                m.ObjectVersion.key == key,
-            )
-        ).first()
-
-    def _version(
-        self, s: Session, bucket: BucketInfo, key: str, version_id: str
-    ) -> m.ObjectVersion:
-        row = s.scalars(
-            select(m.ObjectVersion).where(
-                m.ObjectVersion.bucket_id == bucket.id,
-                m.ObjectVersion.key == key,
-                m.ObjectVersion.version_id == version_id,
-            )
-        ).first()
-        if row is None:
-            raise S3Error(
-                "NoSuchVersion",
-                "The specified version does not exist.",
-                f"/{bucket.name}/{key}",
-            )
-        return row
-
     def head_object(
         self, bucket: BucketInfo, key: str, version_id: str | None = None
     ) -> ObjectInfo:
@@ -725,38 +698,33 @@ class ObjectStoreService:
         self, bucket: BucketInfo, key: str, version_id: str | None, tags: dict[str, str]
     ) -> str:
         check_tags(tags)
-        with self.db.session() as s:
-            self._write(s)
-            row = self._target(s, bucket, key, version_id)
-            row.tags = tags
-            return row.version_id
+        return self._update_version(bucket, key, version_id, tags=tags)
 
     def set_object_acl(
         self, bucket: BucketInfo, key: str, version_id: str | None, acl: str
     ) -> None:
         if acl not in CANNED_ACLS:
             raise S3Error("NotImplemented", f"The canned ACL {acl!r} is not supported.")
-        with self.db.session() as s:
-            self._write(s)
-            self._target(s, bucket, key, version_id).acl = acl
+        self._update_version(bucket, key, version_id, acl=acl)
 
-    def _target(
-        self, s: Session, bucket: BucketInfo, key: str, version_id: str | None
-    ) -> m.ObjectVersion:
-        if version_id is not None:
-            row = self._version(s, bucket, key, version_id)
-        else:
-            found = self._latest(s, bucket.id, key)
-            if found is None or found.is_delete_marker:
-                raise S3Error(
-                    "NoSuchKey", "The specified key does not exist.", f"/{bucket.name}/{key}"
-                )
-            row = found
-        if row.is_delete_marker:
+    def _update_version(
+        self, bucket: BucketInfo, key: str, version_id: str | None, **values: Any
+    ) -> str:
+        """Change columns of the version asked for (latest by default); its version id."""
+        obj = self.head_object(bucket, key, version_id)  # NoSuchKey / NoSuchVersion
+        if obj.is_delete_marker:
             raise S3Error(
                 "MethodNotAllowed", "The specified method is not allowed against this resource."
             )
-        return row
+        where = {"b_bucket": bucket.id, "b_key": key, "b_version": obj.version_id}
+        with self._tx(write=True) as conn:
+            changed = conn.execute(
+                update(VERSIONS).where(_THIS_KEY, _V.version_id == bindparam("b_version")),
+                {**where, **values},
+            ).rowcount
+        if not changed:  # deleted meanwhile
+            raise S3Error("NoSuchKey", "The specified key does not exist.", f"/{bucket.name}/{key}")
+        return obj.version_id
 
     # ------------------------------------------------------------------ listings
 
