@@ -235,3 +235,22 @@ def test_copy_from_an_older_version_names_the_source_version(s3: Any, versioned:
     )
     assert body(s3, versioned, key) == b"old"
     assert len(s3.list_object_versions(Bucket=versioned, Prefix=key)["Versions"]) == 3
+
+
+def test_tags_set_on_an_old_version_stay_with_that_version(s3: Any, versioned: str) -> None:
+    key = unique("tagged-versions")
+    old = s3.put_object(Bucket=versioned, Key=key, Body=b"v1")["VersionId"]
+    new = s3.put_object(Bucket=versioned, Key=key, Body=b"v2")["VersionId"]
+    tagging = {"TagSet": [{"Key": "state", "Value": "archived"}]}
+    reply = s3.put_object_tagging(Bucket=versioned, Key=key, VersionId=old, Tagging=tagging)
+    assert reply["VersionId"] == old
+    assert s3.get_object_tagging(Bucket=versioned, Key=key, VersionId=old)["TagSet"] == [
+        {"Key": "state", "Value": "archived"}
+    ]
+    assert s3.get_object_tagging(Bucket=versioned, Key=key)["TagSet"] == []
+    assert s3.get_object_tagging(Bucket=versioned, Key=key)["VersionId"] == new
+    marker = s3.delete_object(Bucket=versioned, Key=key)["VersionId"]
+    code = s3_error(
+        s3.put_object_tagging, Bucket=versioned, Key=key, VersionId=marker, Tagging=tagging
+    )
+    assert code == ("MethodNotAllowed", 405)
