@@ -1,0 +1,1 @@
+"""Compute: servers, flavors, the scheduler and the QEMU host driver."""
