@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./souverain-data
 PYTEST_ARGS ?=
+TINY_IMAGE := build/tiny/tiny.qcow2
 
 .PHONY: run test install system-packages lint format typecheck unit api e2e bench clean
 
@@ -52,6 +53,9 @@ bench: install
 	$(BIN)/python bench/identity/run
 	bench/s3/run
 	bench/s3_huge/run
+
+tiny-image: install
+	./scripts/build-tiny-image --output $(TINY_IMAGE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info
