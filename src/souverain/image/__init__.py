@@ -1,0 +1,1 @@
+"""The image service: Glance v2 compatible API, image records and image bytes on disk."""

@@ -1,0 +1,881 @@
+"""Image rules: records, visibility and membership, the upload state machine. No HTTP.
+
+An image is `queued` (no data), `saving` (an upload runs), `active` (immutable
+data), `deactivated` (admin hid its data), or `killed` (a snapshot failed).
+Bytes are durable in the image store before a record points at them; a record
+is committed before its old bytes are removed, so a crash leaves at worst an
+unreferenced file, which `sweep` removes at start. `sweep` also sends images
+left in `saving` by a crash back to `queued` (Glance's behaviour after a failed
+upload): the owner can upload again, and nothing half-written is kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from souverain.common.clock import Clock, as_utc
+from souverain.common.context import RequestContext
+from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
+from souverain.config import ImageSettings
+from souverain.db.engine import Database
+from souverain.identity.service import IdentityService
+from souverain.image import models as m
+from souverain.image.store import (
+    CHUNK,
+    HASH_ALGO,
+    DiskInfo,
+    ImageStore,
+    ImageWriter,
+    InvalidImage,
+    inspect,
+)
+
+log = logging.getLogger("souverain.image")
+
+DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
+CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
+VISIBILITIES = ("public", "private", "shared", "community")
+MEMBER_STATUSES = ("pending", "accepted", "rejected")
+
+# The allowed status transitions, as data: (from, to).
+TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("queued", "saving"),  # an upload starts
+        ("queued", "active"),  # import_file (snapshots)
+        ("queued", "killed"),  # fail_image
+        ("saving", "active"),  # the upload finished
+        ("saving", "queued"),  # the upload failed or was refused; nothing kept
+        ("saving", "killed"),  # fail_image while saving
+        ("active", "deactivated"),
+        ("deactivated", "active"),
+    }
+)
+
+# Attributes a client never sets; `id` may be given at creation only.
+READ_ONLY = frozenset(
+    {
+        "status",
+        "checksum",
+        "os_hash_algo",
+        "os_hash_value",
+        "size",
+        "virtual_size",
+        "created_at",
+        "updated_at",
+        "self",
+        "file",
+        "schema",
+        "direct_url",
+        "stores",
+    }
+)
+RESERVED = frozenset({"location", "locations", "deleted", "deleted_at", "owner_id"})
+# Core attributes a client may set; everything else is a custom (string) property.
+CORE = frozenset(
+    {
+        "id",
+        "name",
+        "visibility",
+        "protected",
+        "os_hidden",
+        "disk_format",
+        "container_format",
+        "min_disk",
+        "min_ram",
+        "tags",
+        "owner",
+    }
+)
+SORT_KEYS = (
+    "name",
+    "status",
+    "container_format",
+    "disk_format",
+    "size",
+    "virtual_size",
+    "id",
+    "created_at",
+    "updated_at",
+    "visibility",
+    "owner",
+    "min_disk",
+    "min_ram",
+)
+MAX_PROPERTY_LENGTH = 255
+MAX_TAGS = 128
+MAX_INT = 2**31 - 1
+IMAGE_ID = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+
+
+@dataclass(frozen=True)
+class BootImage:
+    """What the compute service needs to boot from an image."""
+
+    id: str
+    name: str
+    disk_format: str
+    container_format: str
+    min_disk: int
+    min_ram: int
+    size: int
+    virtual_size: int | None
+    path: Path  # the stored file (immutable once active)
+    properties: dict[str, str]  # custom properties, e.g. kernel_id / ramdisk_id
+
+
+@dataclass(frozen=True)
+class Download:
+    """An image's data to stream: size, checksum, and the store file to read."""
+
+    file_id: str | None
+    size: int
+    checksum: str | None
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    filters: dict[str, Any]
+    tags: tuple[str, ...] = ()
+    sort: tuple[tuple[str, str], ...] = (("created_at", "desc"),)
+    limit: int | None = None
+    marker: str | None = None
+
+
+def _isotime(value: dt.datetime) -> str:
+    return as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def image_view(row: m.Image) -> dict[str, Any]:
+    """The Glance image body, custom properties at the top level."""
+    view: dict[str, Any] = dict(row.properties or {})
+    view.update(
+        {
+            "id": row.id,
+            "name": row.name,
+            "status": row.status,
+            "visibility": row.visibility,
+            "protected": row.protected,
+            "os_hidden": row.os_hidden,
+            "owner": row.owner,
+            "disk_format": row.disk_format,
+            "container_format": row.container_format,
+            "min_disk": row.min_disk,
+            "min_ram": row.min_ram,
+            "size": row.size,
+            "virtual_size": row.virtual_size,
+            "checksum": row.checksum,
+            "os_hash_algo": row.os_hash_algo,
+            "os_hash_value": row.os_hash_value,
+            "tags": list(row.tags or []),
+            "created_at": _isotime(row.created_at),
+            "updated_at": _isotime(row.updated_at),
+            "self": f"/v2/images/{row.id}",
+            "file": f"/v2/images/{row.id}/file",
+            "schema": "/v2/schemas/image",
+        }
+    )
+    return view
+
+
+def member_view(row: m.ImageMember) -> dict[str, Any]:
+    return {
+        "image_id": row.image_id,
+        "member_id": row.member_id,
+        "status": row.status,
+        "created_at": _isotime(row.created_at),
+        "updated_at": _isotime(row.updated_at),
+        "schema": "/v2/schemas/member",
+    }
+
+
+def _check_transition(image: m.Image, to: str) -> None:
+    if (image.status, to) not in TRANSITIONS:
+        raise Conflict(f"Image status transition from {image.status} to {to} is not allowed.")
+
+
+def _string(name: str, value: Any, nullable: bool = False) -> str | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"Invalid value for '{name}': {value!r} is not a string.")
+    if len(value) > MAX_PROPERTY_LENGTH:
+        raise BadRequest(f"Invalid value for '{name}': longer than {MAX_PROPERTY_LENGTH}.")
+    return value
+
+
+def _int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise BadRequest(f"Invalid value for '{name}': {value!r} is not a non-negative integer.")
+    return value
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise BadRequest(f"Invalid value for '{name}': {value!r} is not a boolean.")
+    return value
+
+
+def _choice(name: str, value: Any, choices: Iterable[str], nullable: bool = True) -> str | None:
+    if value is None and nullable:
+        return None
+    if value not in choices:
+        raise BadRequest(
+            f"Invalid value for '{name}': {value!r} is not one of {', '.join(choices)}."
+        )
+    return str(value)
+
+
+def _tags(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise BadRequest("Invalid value for 'tags': a list of strings is expected.")
+    out: list[str] = []
+    for tag in value:
+        checked = _string("tags", tag)
+        if checked and checked not in out:
+            out.append(checked)
+    if len(out) > MAX_TAGS:
+        raise BadRequest(f"Invalid value for 'tags': at most {MAX_TAGS} tags.")
+    return out
+
+
+def _property_name(name: str) -> str:
+    if not name or len(name) > MAX_PROPERTY_LENGTH:
+        raise BadRequest(f"Invalid property name {name[:64]!r}.")
+    if name in READ_ONLY:
+        raise Forbidden(f"Attribute '{name}' is read-only.")
+    if name in RESERVED:
+        raise Forbidden(f"Attribute '{name}' is reserved.")
+    return name
+
+
+class ImageService:
+    def __init__(
+        self,
+        db: Database,
+        store: ImageStore,
+        identity: IdentityService,
+        clock: Clock,
+        settings: ImageSettings,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.identity = identity
+        self.clock = clock
+        self.settings = settings
+
+    # ------------------------------------------------------------------ visibility
+
+    @staticmethod
+    def _can_see(ctx: RequestContext, image: m.Image, membership: m.ImageMember | None) -> bool:
+        if ctx.is_admin or image.visibility in ("public", "community"):
+            return True
+        if image.owner is not None and image.owner == ctx.project_id:
+            return True
+        return image.visibility == "shared" and membership is not None
+
+    @staticmethod
+    def _owns(ctx: RequestContext, image: m.Image) -> bool:
+        return ctx.is_admin or (image.owner is not None and image.owner == ctx.project_id)
+
+    def _visible(self, s: Session, ctx: RequestContext, image_id: str) -> m.Image:
+        """The image if the caller may see it; 404 otherwise (never a hint it exists)."""
+        image = s.get(m.Image, image_id) if IMAGE_ID.match(image_id) else None
+        if image is not None:
+            membership = (
+                s.get(m.ImageMember, (image.id, ctx.project_id)) if ctx.project_id else None
+            )
+            if self._can_see(ctx, image, membership):
+                return image
+        raise NotFound(f"No image found with ID {image_id}")
+
+    def _owned(self, s: Session, ctx: RequestContext, image_id: str, action: str) -> m.Image:
+        image = self._visible(s, ctx, image_id)
+        if not self._owns(ctx, image):
+            raise Forbidden(f"You are not permitted to {action} image {image_id}.")
+        return image
+
+    # ------------------------------------------------------------------ records
+
+    def create(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+        if not ctx.project_id:
+            raise Forbidden("Images belong to projects: use a project-scoped token.")
+        now = self.clock.now()
+        image_id = body.get("id")
+        if image_id is None:
+            image_id = str(uuid.uuid4())
+        elif not isinstance(image_id, str) or not IMAGE_ID.match(image_id):
+            raise BadRequest(f"Invalid value for 'id': {str(image_id)[:64]!r} is not a UUID.")
+        image = m.Image(
+            id=image_id.lower(),
+            name=None,
+            owner=ctx.project_id,
+            status="queued",
+            visibility="shared",
+            protected=False,
+            os_hidden=False,
+            min_disk=0,
+            min_ram=0,
+            tags=[],
+            properties={},
+            created_at=now,
+            updated_at=now,
+        )
+        for key, value in body.items():
+            if key == "id":
+                continue
+            self._set(ctx, image, key, value)
+        try:
+            with self.db.session() as s:
+                s.add(image)
+                s.flush()
+                return image_view(image)
+        except IntegrityError:
+            raise Conflict(f"An image with identifier {image_id} already exists.") from None
+
+    def _set(self, ctx: RequestContext, image: m.Image, key: str, value: Any) -> None:
+        """One attribute from a create body or a patch `add`/`replace`."""
+        if key == "name":
+            image.name = _string(key, value, nullable=True)
+        elif key == "visibility":
+            visibility = _choice(key, value, VISIBILITIES, nullable=False)
+            if visibility == "public" and not ctx.is_admin:
+                raise Forbidden("Only administrators may publicize images (visibility public).")
+            image.visibility = str(visibility)
+        elif key in ("protected", "os_hidden"):
+            setattr(image, key, _bool(key, value))
+        elif key in ("min_disk", "min_ram"):
+            setattr(image, key, _int(key, value))
+        elif key == "disk_format":
+            self._refuse_if_has_data(image, key)
+            image.disk_format = _choice(key, value, DISK_FORMATS)
+        elif key == "container_format":
+            self._refuse_if_has_data(image, key)
+            image.container_format = _choice(key, value, CONTAINER_FORMATS)
+        elif key == "tags":
+            image.tags = _tags(value)
+        elif key == "owner":
+            if not ctx.is_admin:
+                raise Forbidden("Only administrators may change an image's owner.")
+            image.owner = _string(key, value, nullable=True)
+        elif key == "id":
+            raise Forbidden("Attribute 'id' is read-only.")
+        else:
+            name = _property_name(key)
+            props = dict(image.properties or {})
+            props[name] = str(_string(name, value))
+            image.properties = props
+
+    @staticmethod
+    def _refuse_if_has_data(image: m.Image, key: str) -> None:
+        if image.status != "queued":
+            raise Forbidden(f"Attribute '{key}' can be only replaced for a queued image.")
+
+    def get(self, ctx: RequestContext, image_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            return image_view(self._visible(s, ctx, image_id))
+
+    def list_images(
+        self, ctx: RequestContext, query: ListQuery
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of the images the caller may list; whether more follow."""
+        filters = dict(query.filters)
+        visibility = filters.pop("visibility", None)
+        member_status = filters.pop("member_status", "accepted")
+        with self.db.session() as s:
+            stmt = select(m.Image)
+            stmt = self._listable(stmt, ctx, visibility, member_status)
+            for key in ("name", "status", "disk_format", "container_format", "owner", "id"):
+                if key in filters:
+                    stmt = stmt.where(getattr(m.Image, key) == filters.pop(key))
+            if "protected" in filters:
+                stmt = stmt.where(m.Image.protected.is_(filters.pop("protected")))
+            if "os_hidden" in filters:
+                stmt = stmt.where(m.Image.os_hidden.is_(filters.pop("os_hidden")))
+            elif not filters.pop("include_hidden", False):
+                stmt = stmt.where(m.Image.os_hidden.is_(False))
+            if "size_min" in filters:
+                stmt = stmt.where(m.Image.size >= filters.pop("size_min"))
+            if "size_max" in filters:
+                stmt = stmt.where(m.Image.size <= filters.pop("size_max"))
+            rows = list(s.scalars(stmt))
+        views = [image_view(r) for r in rows]
+        views = [
+            v
+            for v in views
+            if all(t in v["tags"] for t in query.tags)
+            and all(v.get(k) == want for k, want in filters.items())
+        ]
+        views = _sorted(views, query.sort)
+        start = 0
+        if query.marker is not None:
+            for index, view in enumerate(views):
+                if view["id"] == query.marker:
+                    start = index + 1
+                    break
+            else:
+                raise BadRequest(f"marker {query.marker!r} could not be found.")
+        end = len(views) if query.limit is None else start + query.limit
+        return views[start:end], end < len(views)
+
+    def _listable(
+        self, stmt: Any, ctx: RequestContext, visibility: str | None, member_status: str
+    ) -> Any:
+        """Glance's default listing: own, public, shared-and-accepted; community on request."""
+        if visibility is not None and visibility != "all":
+            stmt = stmt.where(m.Image.visibility == visibility)
+        if ctx.is_admin:
+            return stmt
+        own = m.Image.owner == ctx.project_id
+        members = select(m.ImageMember.image_id).where(m.ImageMember.member_id == ctx.project_id)
+        if member_status != "all":
+            members = members.where(m.ImageMember.status == member_status)
+        shared_with_me = (m.Image.visibility == "shared") & m.Image.id.in_(members)
+        if visibility == "community":
+            return stmt
+        if visibility == "public":
+            return stmt
+        if visibility == "all":
+            return stmt.where(
+                or_(own, shared_with_me, m.Image.visibility.in_(("public", "community")))
+            )
+        # default and shared/private filters
+        return stmt.where(or_(own, shared_with_me, m.Image.visibility == "public"))
+
+    def update(
+        self, ctx: RequestContext, image_id: str, changes: list[tuple[str, str, Any]]
+    ) -> dict[str, Any]:
+        """Apply JSON-patch style changes: (op, attribute, value); all or nothing."""
+        with self.db.session() as s:
+            image = self._owned(s, ctx, image_id, "modify")
+            for op, key, value in changes:
+                if key == "tags" or key in CORE or key in READ_ONLY or key in RESERVED:
+                    if op == "remove":
+                        if key in READ_ONLY or key in RESERVED:
+                            _property_name(key)
+                        raise Forbidden(f"Property '{key}' cannot be removed.")
+                    self._set(ctx, image, key, value)
+                elif op == "remove":
+                    props = dict(image.properties or {})
+                    if key not in props:
+                        raise Conflict(f"Property {key} does not exist.")
+                    del props[key]
+                    image.properties = props
+                else:
+                    if op == "replace" and key not in (image.properties or {}):
+                        raise Conflict(f"Property {key} does not exist.")
+                    self._set(ctx, image, key, value)
+            image.updated_at = self.clock.now()
+            s.flush()
+            return image_view(image)
+
+    def delete(self, ctx: RequestContext, image_id: str) -> None:
+        with self.db.session() as s:
+            image = self._owned(s, ctx, image_id, "delete")
+            if image.protected:
+                raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
+            file_id = image.file_id
+            s.delete(image)
+        self.store.delete([file_id])  # after the commit: a crash leaves a file sweep removes
+
+    def add_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
+        with self.db.session() as s:
+            image = self._owned(s, ctx, image_id, "modify")
+            tags = list(image.tags or [])
+            if tag not in tags:
+                image.tags = _tags([*tags, tag])
+                image.updated_at = self.clock.now()
+
+    def remove_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
+        with self.db.session() as s:
+            image = self._owned(s, ctx, image_id, "modify")
+            tags = list(image.tags or [])
+            if tag not in tags:
+                raise NotFound(f"Tag {tag} not found on image {image_id}.")
+            tags.remove(tag)
+            image.tags = tags
+            image.updated_at = self.clock.now()
+
+    def set_active(self, ctx: RequestContext, image_id: str, active: bool) -> None:
+        """Deactivate (hide the data from non-admins) or reactivate; admins only."""
+        with self.db.session() as s:
+            image = self._visible(s, ctx, image_id)
+            if not ctx.is_admin:
+                raise Forbidden("Only administrators may deactivate or reactivate images.")
+            target = "active" if active else "deactivated"
+            if image.status == target:
+                return
+            if (image.status, target) not in TRANSITIONS:
+                raise BadRequest(
+                    f"Not allowed to {'re' if active else 'de'}activate image in status "
+                    f"'{image.status}'."
+                )
+            image.status = target
+            image.updated_at = self.clock.now()
+
+    def usage(self, project_id: str) -> tuple[int, int]:
+        """How many images a project owns and how many bytes they hold (quotas, billing)."""
+        with self.db.session() as s:
+            count, total = s.execute(
+                select(func.count(m.Image.id), func.coalesce(func.sum(m.Image.size), 0)).where(
+                    m.Image.owner == project_id
+                )
+            ).one()
+        return int(count or 0), int(total or 0)
+
+    # ------------------------------------------------------------------ members
+
+    def _shared_owned(self, s: Session, ctx: RequestContext, image_id: str) -> m.Image:
+        image = self._visible(s, ctx, image_id)
+        if not self._owns(ctx, image):
+            raise Forbidden(f"Only the owner of image {image_id} may manage its members.")
+        if image.visibility != "shared":
+            raise Forbidden(f"Only shared images have members; image {image_id} is not shared.")
+        return image
+
+    def list_members(self, ctx: RequestContext, image_id: str) -> list[dict[str, Any]]:
+        with self.db.session() as s:
+            image = self._visible(s, ctx, image_id)
+            if image.visibility != "shared":
+                raise Forbidden(f"Only shared images have members; image {image_id} is not shared.")
+            stmt = select(m.ImageMember).where(m.ImageMember.image_id == image.id)
+            if not self._owns(ctx, image):  # a member sees its own membership only
+                stmt = stmt.where(m.ImageMember.member_id == ctx.project_id)
+            return [member_view(r) for r in s.scalars(stmt.order_by(m.ImageMember.created_at))]
+
+    def get_member(self, ctx: RequestContext, image_id: str, member_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            image = self._visible(s, ctx, image_id)
+            row = s.get(m.ImageMember, (image.id, member_id))
+            if row is None or not (self._owns(ctx, image) or member_id == ctx.project_id):
+                raise NotFound(f"Member {member_id} not found on image {image_id}.")
+            return member_view(row)
+
+    def add_member(self, ctx: RequestContext, image_id: str, member_id: Any) -> dict[str, Any]:
+        member = _string("member", member_id)
+        if not member:
+            raise BadRequest("Invalid value for 'member': a project id is expected.")
+        now = self.clock.now()
+        try:
+            with self.db.session() as s:
+                image = self._shared_owned(s, ctx, image_id)
+                row = m.ImageMember(
+                    image_id=image.id,
+                    member_id=member,
+                    status="pending",
+                    created_at=now,
+                    updated_at=now,
+                )
+                s.add(row)
+                s.flush()
+                return member_view(row)
+        except IntegrityError:
+            raise Conflict(f"Member {member} is already a member of image {image_id}.") from None
+
+    def update_member(
+        self, ctx: RequestContext, image_id: str, member_id: str, status: Any
+    ) -> dict[str, Any]:
+        checked = _choice("status", status, MEMBER_STATUSES, nullable=False)
+        with self.db.session() as s:
+            image = self._visible(s, ctx, image_id)
+            row = s.get(m.ImageMember, (image.id, member_id))
+            if row is None:
+                raise NotFound(f"Member {member_id} not found on image {image_id}.")
+            if member_id != ctx.project_id:
+                raise Forbidden("Only the member project may change its membership status.")
+            row.status = str(checked)
+            row.updated_at = self.clock.now()
+            s.flush()
+            return member_view(row)
+
+    def remove_member(self, ctx: RequestContext, image_id: str, member_id: str) -> None:
+        with self.db.session() as s:
+            image = self._shared_owned(s, ctx, image_id)
+            row = s.get(m.ImageMember, (image.id, member_id))
+            if row is None:
+                raise NotFound(f"Member {member_id} not found on image {image_id}.")
+            s.delete(row)
+
+    # ------------------------------------------------------------------ data
+
+    def begin_upload(self, ctx: RequestContext, image_id: str) -> str:
+        """Move an image from queued to saving for this upload; its disk_format."""
+        with self.db.session() as s:
+            image = self._owned(s, ctx, image_id, "upload data to")
+            if image.status != "queued":
+                raise Conflict(
+                    f"Image {image_id} is {image.status}: data can only be uploaded once, "
+                    "to a queued image."
+                )
+            if not image.disk_format or not image.container_format:
+                raise BadRequest(
+                    "Properties disk_format and container_format must be set prior to "
+                    "uploading image data."
+                )
+            _check_transition(image, "saving")
+            image.status = "saving"
+            image.updated_at = self.clock.now()
+            return image.disk_format
+
+    def finish_upload(self, image_id: str, writer: ImageWriter, disk_format: str) -> dict[str, Any]:
+        """Inspect, make durable and record the uploaded bytes; the image's view.
+
+        Runs on a worker thread. Refused data leaves the image queued and no file.
+        """
+        try:
+            disk = inspect(writer.tmp_path, disk_format)
+            file_id = writer.commit()
+        except InvalidImage as exc:
+            writer.abort()
+            self.abandon_upload(image_id)
+            raise BadRequest(str(exc)) from None
+        except BaseException:
+            writer.abort()
+            self.abandon_upload(image_id)
+            raise
+        return self._record_data(image_id, file_id, writer.digests, disk, ("saving",))
+
+    def abandon_upload(self, image_id: str) -> None:
+        """An upload failed: back to queued, as Glance does, so the owner can retry."""
+        with self.db.session() as s:
+            s.execute(
+                update(m.Image)
+                .where(m.Image.id == image_id, m.Image.status == "saving")
+                .values(status="queued", updated_at=self.clock.now())
+            )
+
+    def _record_data(
+        self,
+        image_id: str,
+        file_id: str,
+        digests: Any,
+        disk: DiskInfo,
+        from_states: tuple[str, ...],
+    ) -> dict[str, Any]:
+        virtual_size = disk.virtual_size if disk.virtual_size is not None else digests.size
+        try:
+            with self.db.session() as s:
+                image = s.get(m.Image, image_id)
+                if image is None or image.status not in from_states:
+                    raise Conflict(
+                        f"Image {image_id} was deleted or changed while its data was uploaded."
+                    )
+                image.status = "active"
+                image.file_id = file_id
+                image.size = digests.size
+                image.virtual_size = virtual_size
+                image.checksum = digests.md5.hexdigest()
+                image.os_hash_algo = HASH_ALGO
+                image.os_hash_value = digests.multihash.hexdigest()
+                image.updated_at = self.clock.now()
+                s.flush()
+                return image_view(image)
+        except BaseException:
+            self.store.delete([file_id])
+            raise
+
+    def data_for(self, ctx: RequestContext, image_id: str) -> Download:
+        with self.db.session() as s:
+            image = self._visible(s, ctx, image_id)
+            if image.status == "deactivated" and not ctx.is_admin:
+                raise Forbidden(f"The data of image {image_id} is not available (deactivated).")
+            if image.status != "active" and image.status != "deactivated":
+                return Download(None, 0, None)
+            return Download(image.file_id, image.size or 0, image.checksum)
+
+    # ------------------------------------------------------------------ for compute
+
+    def image_for_boot(self, ctx: RequestContext, image_id: str) -> BootImage:
+        with self.db.session() as s:
+            try:
+                image = self._visible(s, ctx, image_id)
+            except NotFound:
+                raise NotFound(f"Image {image_id} could not be found.") from None
+            if image.status != "active" or image.file_id is None:
+                raise BadRequest(f"Image {image_id} is not active.")
+            return BootImage(
+                id=image.id,
+                name=image.name or "",
+                disk_format=image.disk_format or "raw",
+                container_format=image.container_format or "bare",
+                min_disk=image.min_disk,
+                min_ram=image.min_ram,
+                size=image.size or 0,
+                virtual_size=image.virtual_size,
+                path=self.store.path(image.file_id),
+                properties=dict(image.properties or {}),
+            )
+
+    def create_snapshot_record(
+        self,
+        ctx: RequestContext,
+        name: str,
+        properties: dict[str, str],
+        min_disk: int = 0,
+        min_ram: int = 0,
+        disk_format: str = "qcow2",
+        container_format: str = "bare",
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            **properties,
+            "name": name,
+            "visibility": "private",
+            "min_disk": min_disk,
+            "min_ram": min_ram,
+            "disk_format": disk_format,
+            "container_format": container_format,
+        }
+        return self.create(ctx, body)
+
+    def import_file(self, image_id: str, source: Path) -> None:
+        """Move a finished, fsynced local file into the store and make the image active."""
+        with self.db.session() as s:
+            image = s.get(m.Image, image_id)
+            if image is None:
+                raise NotFound(f"Image {image_id} could not be found.")
+            disk_format = image.disk_format or "raw"
+            if image.status not in ("queued", "saving"):
+                raise Conflict(f"Image {image_id} is {image.status}, not queued.")
+        try:
+            disk = inspect(source, disk_format)
+        except InvalidImage as exc:
+            self.fail_image(image_id, str(exc))
+            raise BadRequest(str(exc)) from None
+        file_id, digests = self.store.adopt(source)
+        self._record_data(image_id, file_id, digests, disk, ("queued", "saving"))
+
+    def fail_image(self, image_id: str, reason: str) -> None:
+        """A snapshot failed: the image is killed and keeps no bytes."""
+        log.warning("image %s failed: %s", image_id, reason)
+        with self.db.session() as s:
+            image = s.get(m.Image, image_id)
+            if image is None:
+                return
+            file_id, image.file_id = image.file_id, None
+            image.status = "killed"
+            image.size = None
+            image.checksum = image.os_hash_algo = image.os_hash_value = None
+            image.updated_at = self.clock.now()
+        self.store.delete([file_id])
+
+    # ------------------------------------------------------------------ start-up
+
+    def sweep(self) -> int:
+        """After a crash: uploads in `saving` go back to `queued`; stray files go. A count."""
+        with self.db.session() as s:
+            stuck = list(s.scalars(select(m.Image.id).where(m.Image.status == "saving")))
+            if stuck:
+                s.execute(
+                    update(m.Image)
+                    .where(m.Image.id.in_(stuck), m.Image.status == "saving")
+                    .values(status="queued", updated_at=self.clock.now())
+                )
+            referenced = {
+                f for f in s.scalars(select(m.Image.file_id).where(m.Image.file_id.is_not(None)))
+            }
+        reset = len(stuck)
+        if reset:
+            log.info("%d image upload(s) interrupted by a stop: back to queued", reset)
+        return reset + self.store.sweep({f for f in referenced if f})
+
+    def register_public(
+        self,
+        name: str,
+        path: Path,
+        disk_format: str = "qcow2",
+        container_format: str = "bare",
+        properties: dict[str, str] | None = None,
+    ) -> str:
+        """An operator's public image, imported once: its id. Idempotent by name and checksum.
+
+        A file with other contents replaces the public image(s) of that name.
+        """
+        writer = self.store.writer()
+        try:
+            with path.open("rb") as handle:
+                while chunk := handle.read(CHUNK):
+                    writer.write(chunk)
+        except BaseException:
+            writer.abort()
+            raise
+        checksum = writer.digests.md5.hexdigest()
+        with self.db.session() as s:
+            existing = list(
+                s.scalars(
+                    select(m.Image).where(
+                        m.Image.name == name,
+                        m.Image.visibility == "public",
+                        m.Image.owner.is_(None),
+                    )
+                )
+            )
+        for image in existing:
+            if image.status == "active" and image.checksum == checksum:
+                writer.abort()
+                return image.id
+        try:
+            disk = inspect(writer.tmp_path, disk_format)
+            file_id = writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        now = self.clock.now()
+        image_id = str(uuid.uuid4())
+        with self.db.session() as s:
+            s.add(
+                m.Image(
+                    id=image_id,
+                    name=name,
+                    owner=None,
+                    status="saving",
+                    visibility="public",
+                    protected=False,
+                    os_hidden=False,
+                    disk_format=disk_format,
+                    container_format=container_format,
+                    min_disk=0,
+                    min_ram=0,
+                    tags=[],
+                    properties=dict(properties or {}),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        self._record_data(image_id, file_id, writer.digests, disk, ("saving",))
+        old_files = [i.file_id for i in existing]
+        with self.db.session() as s:
+            s.execute(delete(m.Image).where(m.Image.id.in_([i.id for i in existing])))
+        self.store.delete(old_files)
+        log.info("registered public image %r (%s)", name, image_id)
+        return image_id
+
+
+def _sorted(views: list[dict[str, Any]], sort: tuple[tuple[str, str], ...]) -> list[dict[str, Any]]:
+    """Stable multi-key sort; None sorts first ascending, as SQL NULLs do in Glance's DB."""
+    out = list(views)
+    keys = [*sort]
+    if not any(k == "id" for k, _ in keys):
+        keys.append(("id", keys[-1][1] if keys else "desc"))
+    for key, direction in reversed(keys):
+        out.sort(key=_sort_value(key), reverse=direction == "desc")
+    return out
+
+
+def _sort_value(key: str) -> Callable[[dict[str, Any]], tuple[bool, Any]]:
+    def value(view: dict[str, Any]) -> tuple[bool, Any]:
+        item = view.get(key)
+        return (item is not None, item if item is not None else 0)
+
+    return value
