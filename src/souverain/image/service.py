@@ -664,7 +664,8 @@ class ImageService:
         disk: DiskInfo,
         from_states: tuple[str, ...],
     ) -> dict[str, Any]:
-        virtual_size = disk.virtual_size if disk.virtual_size is not None else digests.size
+        # qemu-img rounds raw sizes up to a sector; a raw disk is exactly its bytes
+        virtual_size = digests.size if disk.format == "raw" else disk.virtual_size
         try:
             with self.db.session() as s:
                 image = s.get(m.Image, image_id)
