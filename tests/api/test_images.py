@@ -16,6 +16,8 @@ import pytest
 
 from souverain import server
 from souverain.common.clock import Clock
+from souverain.common.context import RequestContext
+from souverain.common.errors import BadRequest, NotFound
 
 from .conftest import _fast_tmp_root
 from .support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient, settings_for
@@ -590,3 +592,87 @@ def test_mutations_are_audited(cloud: Cloud) -> None:
     g.delete(f"/v2/images/{image['id']}")
     log = (cloud.platform.paths.audit_log).read_text()
     assert '"image.create"' in log and '"image.delete"' in log and image["id"] in log
+
+
+# ---------------------------------------------------------------------- for compute, start-up
+
+
+def _ctx(g: Glance) -> RequestContext:
+    return RequestContext(
+        user_id="u", user_domain_id="default", roles=frozenset({"member"}), project_id=g.project_id
+    )
+
+
+def test_snapshot_record_then_import_file_makes_a_bootable_image(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    g, other = tenant(cloud), tenant(cloud)
+    service = cloud.platform.image
+    record = service.create_snapshot_record(_ctx(g), "snap", {"kernel_id": "k"}, min_disk=1)
+    assert record["status"] == "queued" and record["visibility"] == "private"
+    assert record["owner"] == g.project_id and record["kernel_id"] == "k"
+    with pytest.raises(BadRequest, match="is not active"):
+        service.image_for_boot(_ctx(g), record["id"])
+
+    source = cloud.platform.paths.root / "snapshot.qcow2"  # same file system as the store
+    data = qcow2(tmp_path)
+    source.write_bytes(data)
+    service.import_file(record["id"], source)
+    assert not source.exists()
+    boot = service.image_for_boot(_ctx(g), record["id"])
+    assert boot.path.read_bytes() == data and boot.size == len(data)
+    assert boot.disk_format == "qcow2" and boot.min_disk == 1
+    assert boot.properties == {"kernel_id": "k"}
+    assert service.get(_ctx(g), record["id"])["checksum"] == hashlib.md5(data).hexdigest()
+    with pytest.raises(NotFound, match="could not be found"):
+        service.image_for_boot(_ctx(other), record["id"])
+
+
+def test_fail_image_kills_it_and_removes_bytes(cloud: Cloud, tmp_path: Path) -> None:
+    g = tenant(cloud)
+    service = cloud.platform.image
+    record = service.create_snapshot_record(_ctx(g), "doomed", {})
+    service.fail_image(record["id"], "the guest went away")
+    shown = service.get(_ctx(g), record["id"])
+    assert shown["status"] == "killed" and shown["size"] is None
+    glance_error(g.upload(record["id"], qcow2(tmp_path)), 409)
+
+
+def test_sweep_requeues_interrupted_uploads_and_removes_stray_files(cloud: Cloud) -> None:
+    g = tenant(cloud)
+    service = cloud.platform.image
+    image = g.create(name="interrupted")
+    kept = g.create(name="kept")
+    g.upload(kept["id"], b"keep" * 10)
+    service.begin_upload(_ctx(g), image["id"])  # as if the server died mid-upload
+    writer = service.store.writer()
+    writer.write(b"half")
+    stray = service.store.files / ("ab" * 16)
+    stray.write_bytes(b"orphan")
+    assert service.sweep() >= 3
+    assert g.get(f"/v2/images/{image['id']}").json()["status"] == "queued"
+    assert not writer.tmp_path.exists() and not stray.exists()
+    assert g.get(f"/v2/images/{kept['id']}/file").content == b"keep" * 10
+
+
+def test_register_public_is_idempotent_by_name_and_checksum(cloud: Cloud, tmp_path: Path) -> None:
+    service = cloud.platform.image
+    source = tmp_path / "tiny.qcow2"
+    source.write_bytes(qcow2(tmp_path, "tiny1"))
+    first = service.register_public("tiny", source, properties={"os_distro": "tiny"})
+    assert service.register_public("tiny", source) == first
+    g = tenant(cloud)
+    shown = g.get(f"/v2/images/{first}").json()
+    assert shown["visibility"] == "public" and shown["status"] == "active"
+    assert shown["os_distro"] == "tiny" and shown["owner"] is None
+    assert source.exists()  # the operator's file is copied, not moved
+
+    (tmp_path / "other.raw").write_bytes(b"other" * 5000)
+    subprocess.run(
+        ["qemu-img", "convert", "-O", "qcow2", str(tmp_path / "other.raw"), str(source)],
+        check=True,
+    )
+    second = service.register_public("tiny", source)
+    assert second != first
+    glance_error(g.get(f"/v2/images/{first}"), 404)
+    assert [i["id"] for i in g.get("/v2/images?name=tiny").json()["images"]] == [second]
