@@ -10,7 +10,7 @@ from pathlib import Path
 import openstack.exceptions
 import pytest
 
-from .conftest import Cloud, Tenant, unique
+from .conftest import Cloud, CloudFactory, Tenant, unique
 
 VIRTUAL_SIZE = 20 * 1024 * 1024
 
@@ -98,7 +98,12 @@ def test_openstacksdk_upload_download_and_tenancy(
     assert image.hash_value == hashlib.sha512(data).hexdigest()
     downloaded = conn.image.download_image(image)
     assert downloaded.content == data
-    assert image.id in [i.id for i in conn.image.images()]
+    small = conn.image.create_image(
+        name=unique("sdk-raw"), data=b"raw bytes" * 100, disk_format="raw", container_format="bare"
+    )
+    paged = [i.id for i in conn.image.images(limit=1)]  # follows Glance's relative next links
+    assert sorted(paged) == sorted([image.id, small.id])
+    conn.image.delete_image(small)
 
     other = cloud.make_tenant("images-other")
     other_conn = cloud.connect(other.user_name, other.password, other.project_name)
@@ -108,3 +113,16 @@ def test_openstacksdk_upload_download_and_tenancy(
 
     conn.image.delete_image(image)
     assert conn.image.find_image(image.id) is None
+
+
+def test_operator_tiny_image_is_public_at_start(start_cloud: CloudFactory, tmp_path: Path) -> None:
+    disk = make_qcow2(tmp_path, "tiny")
+    cloud = start_cloud("tiny-image", SOUVERAIN_IMAGE__TINY_IMAGE=str(disk))
+    try:
+        customer = cloud.make_tenant("tiny-user")
+        conn = cloud.connect(customer.user_name, customer.password, customer.project_name)
+        tiny = [i for i in conn.image.images() if i.name == "tiny"]
+        assert len(tiny) == 1 and tiny[0].visibility == "public" and tiny[0].status == "active"
+        assert conn.image.download_image(tiny[0]).content == disk.read_bytes()
+    finally:
+        cloud.stop_and_check()
