@@ -676,3 +676,12 @@ def test_register_public_is_idempotent_by_name_and_checksum(cloud: Cloud, tmp_pa
     assert second != first
     glance_error(g.get(f"/v2/images/{first}"), 404)
     assert [i["id"] for i in g.get("/v2/images?name=tiny").json()["images"]] == [second]
+
+
+def test_a_second_concurrent_upload_is_409(cloud: Cloud) -> None:
+    g = tenant(cloud)
+    image = g.create(name="busy")
+    assert cloud.platform.image.begin_upload(_ctx(g), image["id"]) == "raw"
+    glance_error(g.upload(image["id"], b"second"), 409)
+    cloud.platform.image.abandon_upload(image["id"])
+    assert g.upload(image["id"].upper(), b"first").status_code == 204

@@ -480,6 +480,7 @@ class ImageApi:
         if media_type.split(";")[0].strip().lower() != "application/octet-stream":
             raise UnsupportedMediaType("Image data must be sent as application/octet-stream.")
         disk_format = await asyncio.to_thread(self.service.begin_upload, ctx, image_id)
+        image_id = image_id.lower()  # found, so a UUID: the stored form from here on
         try:
             writer = await asyncio.to_thread(self.service.store.writer)
         except BaseException:
@@ -489,10 +490,12 @@ class ImageApi:
         loop = asyncio.get_running_loop()
         pending: asyncio.Future[None] | None = None
         buffer = bytearray()
+        received = 0
         try:
             async for chunk in request.stream():
                 buffer += chunk
-                if writer.size + len(buffer) > limit:
+                received += len(chunk)
+                if received > limit:
                     raise PayloadTooLarge(f"The image is larger than the limit of {limit} bytes.")
                 if len(buffer) >= CHUNK:
                     if pending is not None:

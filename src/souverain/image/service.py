@@ -292,7 +292,7 @@ class ImageService:
 
     def _visible(self, s: Session, ctx: RequestContext, image_id: str) -> m.Image:
         """The image if the caller may see it; 404 otherwise (never a hint it exists)."""
-        image = s.get(m.Image, image_id) if IMAGE_ID.match(image_id) else None
+        image = s.get(m.Image, image_id.lower()) if IMAGE_ID.match(image_id) else None
         if image is not None:
             membership = (
                 s.get(m.ImageMember, (image.id, ctx.project_id)) if ctx.project_id else None
@@ -625,9 +625,18 @@ class ImageService:
                     "uploading image data."
                 )
             _check_transition(image, "saving")
-            image.status = "saving"
-            image.updated_at = self.clock.now()
-            return image.disk_format
+            disk_format = image.disk_format
+        # One upload at a time: the update takes the image only if it is still queued.
+        with self.db.session() as s:
+            taken = s.execute(
+                update(m.Image)
+                .where(m.Image.id == image_id.lower(), m.Image.status == "queued")
+                .values(status="saving", updated_at=self.clock.now())
+                .returning(m.Image.id)
+            ).first()
+        if taken is None:
+            raise Conflict(f"Image {image_id} is already receiving data.")
+        return disk_format
 
     def finish_upload(self, image_id: str, writer: ImageWriter, disk_format: str) -> dict[str, Any]:
         """Inspect, make durable and record the uploaded bytes; the image's view.
