@@ -167,3 +167,22 @@ def test_cloud_config_user_data_is_skipped(tiny_image: Path, tmp_path: Path) -> 
         markers = cloudy.markers()
     assert "user-data skipped (not a script)" in markers
     assert "hostname=cloudy" in markers
+
+
+def test_reboot_from_inside_boots_the_guest_again(tiny_image: Path, tmp_path: Path) -> None:
+    script = (
+        "#!/bin/sh\n"
+        "if [ ! -f /mnt/root-disk/rebooted ]; then\n"
+        "    touch /mnt/root-disk/rebooted; echo 'rebooting from inside'; reboot; sleep 60\n"
+        "fi\n"
+        "echo 'second boot'\n"
+    )
+    drive = write_config_drive(
+        tmp_path / "config.iso", meta_data={"uuid": UUID, "hostname": "again"}, user_data=script
+    )
+    with boot(tiny_image, config_drive=drive) as again:
+        again.wait_for("second boot", timeout=60)
+        again.wait_for("souverain-guest: ready", timeout=30)
+        markers = again.markers()
+    assert markers.count("booted") == 2
+    assert markers.count("ready") == 1
