@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -76,6 +77,7 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuDriver]:
     yield qemu
     for server in qemu.running():
         qemu.destroy(server)
+    shutil.rmtree(qemu.run_dir, ignore_errors=True)
 
 
 def make_spec(driver: QemuDriver, image: Path, *, user_data: bytes | None = USER_DATA) -> GuestSpec:

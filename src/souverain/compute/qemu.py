@@ -578,6 +578,7 @@ class QemuDriver:
         """Remove the instance dir and its socket; the process must already be gone."""
         shutil.rmtree(self.instance_dir(uuid), ignore_errors=True)
         self._qmp_socket(uuid).unlink(missing_ok=True)
+        (self.run_dir / f"{uuid}.lock").unlink(missing_ok=True)
 
     # ----------------------------------------------------------------- console
 
