@@ -53,6 +53,7 @@ bench: install
 	$(BIN)/python bench/identity/run
 	bench/s3/run
 	bench/s3_huge/run
+	bench/compute/run
 
 tiny-image: install
 	./scripts/build-tiny-image --output $(TINY_IMAGE)
