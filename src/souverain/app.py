@@ -5,7 +5,8 @@ Nothing else happens here: no start-up work, no business rules.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,6 +20,7 @@ from souverain.common.middleware import (
     BodyLimitMiddleware,
     ErrorRenderer,
     RequestLogMiddleware,
+    state_of,
 )
 from souverain.config import ObjectStoreSettings
 from souverain.identity import api as identity_api
@@ -27,16 +29,32 @@ from souverain.objectstore.api import S3App
 from souverain.objectstore.service import ObjectStoreService
 
 # Every service that runs, with the path it answers under: the catalog is built from this.
-SERVICES = (CatalogEntry(type="identity", name="keystone", path="/identity"),)
+SERVICES = (
+    CatalogEntry(type="identity", name="keystone", path="/identity"),
+    CatalogEntry(type="compute", name="nova", path="/compute/v2.1"),
+    CatalogEntry(type="image", name="glance", path="/image"),
+)
+
+
+@dataclass(frozen=True)
+class Mounted:
+    """One OpenStack service on the shared listener: its path prefix, app and error format."""
+
+    prefix: str
+    app: ASGIApp
+    render: ErrorRenderer
+    # (method, path) -> the body limit for that request, when it is not the server's
+    body_limit: Callable[[str, str], int | None] | None = None
 
 
 # Paths no service owns answer in the OpenStack JSON error shape, the same as identity's.
 _render_plain = identity_api.render_error
 
 
-def error_renderer() -> ErrorRenderer:
+def error_renderer(mounts: Sequence[Mounted] = ()) -> ErrorRenderer:
     """Pick the wire format for errors raised outside a service, by path prefix."""
-    by_prefix = {"/identity": identity_api.render_error}
+    by_prefix: dict[str, ErrorRenderer] = {"/identity": identity_api.render_error}
+    by_prefix.update({m.prefix: m.render for m in mounts})
 
     def render(path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
         for prefix, renderer in by_prefix.items():
@@ -61,6 +79,24 @@ class _RootOf:
         await self.sub_app(scope, receive, send)
 
 
+class _BodyLimits:
+    """Raises the body limit for the few requests that carry bulk data (image uploads)."""
+
+    def __init__(self, app: ASGIApp, mounts: Sequence[Mounted]) -> None:
+        self.app = app
+        self.rules = [(m.prefix, m.body_limit) for m in mounts if m.body_limit is not None]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            for prefix, rule in self.rules:
+                if path.startswith(prefix + "/"):
+                    limit = rule(scope["method"], path[len(prefix) :])
+                    if limit is not None:
+                        state_of(scope)["max_body_bytes"] = limit
+        await self.app(scope, receive, send)
+
+
 def build_app(
     identity: IdentityService,
     audit_log: AuditLog,
@@ -68,6 +104,7 @@ def build_app(
     max_body_bytes: int,
     public_url: str = "",
     access_sink: Callable[[str], None] | None = None,
+    mounts: Sequence[Mounted] = (),
 ) -> ASGIApp:
     async def root(request: Request) -> Response:
         base = public_url or str(request.base_url).rstrip("/")
@@ -80,11 +117,14 @@ def build_app(
         await Response(body, status_code=404, media_type=content_type)(scope, receive, send)
 
     routes: list[BaseRoute] = [Route("/", root, methods=["GET"])]
-    for prefix, sub_app in (("/identity", identity_api.build_app(identity, public_url)),):
+    served = [("/identity", identity_api.build_app(identity, public_url))]
+    served += [(m.prefix, m.app) for m in mounts]
+    for prefix, sub_app in served:
         routes.append(Route(prefix, _RootOf(sub_app, prefix)))
         routes.append(Mount(prefix, app=sub_app))
     router = Router(routes=routes, default=not_found)
-    app: ASGIApp = BodyLimitMiddleware(router, max_body_bytes, error_renderer())
+    app: ASGIApp = BodyLimitMiddleware(router, max_body_bytes, error_renderer(mounts))
+    app = _BodyLimits(app, mounts)
     app = AuditMiddleware(app, audit_log, clock)  # outside the limit: refusals are audited too
     return RequestLogMiddleware(app, access_sink)
 

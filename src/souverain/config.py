@@ -86,6 +86,34 @@ class ObjectStoreSettings(_Section):
     )
 
 
+class ImageSettings(_Section):
+    max_image_bytes: int = Field(
+        default=100 * 1024**3, ge=1024, description="largest image upload, in bytes"
+    )
+    tiny_image: Path | None = Field(
+        default=None,
+        description="a qcow2 file registered at start as the public image 'tiny' when missing",
+    )
+
+
+class ComputeSettings(_Section):
+    accelerator: str = Field(
+        default="auto", pattern=r"^(auto|kvm|tcg)$", description="auto: KVM if a probe runs"
+    )
+    availability_zone: str = Field(default="nova", min_length=1, max_length=255)
+    host_vcpus: int = Field(default=0, ge=0, description="0: the host's CPU count")
+    host_memory_mib: int = Field(default=0, ge=0, description="0: the host's memory")
+    host_disk_gib: int = Field(default=0, ge=0, description="0: the data dir's file system")
+    cpu_allocation_ratio: float = Field(default=16.0, gt=0)
+    ram_allocation_ratio: float = Field(default=1.5, gt=0)
+    disk_allocation_ratio: float = Field(default=1.0, gt=0)
+    reserved_host_memory_mib: int = Field(default=512, ge=0)
+    reserved_host_disk_gib: int = Field(default=0, ge=0)
+    console_max_bytes: int = Field(default=1024 * 1024, ge=4096)
+    shutdown_timeout: float = Field(default=60.0, ge=0, description="ACPI stop, then forced")
+    sync_interval: float = Field(default=5.0, gt=0, description="power state sync period, s")
+
+
 class AuditSettings(_Section):
     fsync: bool = True
 
@@ -97,6 +125,8 @@ class Settings(_Section):
     identity: IdentitySettings = IdentitySettings()
     audit: AuditSettings = AuditSettings()
     objectstore: ObjectStoreSettings = ObjectStoreSettings()
+    image: ImageSettings = ImageSettings()
+    compute: ComputeSettings = ComputeSettings()
 
     @property
     def database_url(self) -> str:

@@ -24,17 +24,23 @@ from pathlib import Path
 
 from starlette.types import ASGIApp
 
-from souverain.app import SERVICES, build_app, build_s3_app, by_port
+from souverain.app import SERVICES, Mounted, build_app, build_s3_app, by_port
 from souverain.common.audit import AuditLog, load_or_create_key
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.common.logbatch import BatchedStreamHandler
+from souverain.compute import api as compute_api
+from souverain.compute.qemu import QemuDriver
+from souverain.compute.service import ComputeService
 from souverain.config import Settings
 from souverain.db import migrate
 from souverain.db.engine import Database, make_engine
 from souverain.identity.bootstrap import bootstrap, write_clouds_yaml
 from souverain.identity.service import CatalogEntry, IdentityPolicySettings, IdentityService
 from souverain.identity.tokens import KeyRepository, TokenFormatter
+from souverain.image import api as image_api
+from souverain.image.service import ImageService
+from souverain.image.store import ImageStore
 from souverain.objectstore.service import ObjectStoreService
 from souverain.objectstore.store import BlobStore
 
@@ -80,6 +86,14 @@ class DataPaths:
     def objects(self) -> Path:
         return self.root / "objects"
 
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def compute(self) -> Path:
+        return self.root / "compute"
+
 
 @dataclass
 class Platform:
@@ -91,17 +105,35 @@ class Platform:
     app: ASGIApp
     s3_app: ASGIApp
     objectstore: ObjectStoreService
+    image: ImageService
+    compute: ComputeService
     admin_password_file_written: bool
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
 
     def start_background(self, sync_interval: float = 1.0) -> None:
-        """Background work of a running server: follow identity changes made elsewhere."""
+        """Background work of a running server: follow identity changes made elsewhere,
+        and keep the servers' recorded power state true to their QEMU processes."""
         worker = threading.Thread(
             target=self._sync_loop, args=(sync_interval,), name="identity-sync", daemon=True
         )
         worker.start()
         self._workers.append(worker)
+        compute = threading.Thread(
+            target=self._compute_loop,
+            args=(self.settings.compute.sync_interval,),
+            name="compute-sync",
+            daemon=True,
+        )
+        compute.start()
+        self._workers.append(compute)
+
+    def _compute_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.compute.sync_power_states()
+            except Exception:  # keep syncing; the next round may succeed
+                log.exception("compute power state sync failed; retrying")
 
     def _sync_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -115,6 +147,7 @@ class Platform:
         self._stop.set()
         for worker in self._workers:
             worker.join()
+        self.compute.close()
         self.audit_log.close()
         if self.identity.changes is not None:
             self.identity.changes.close()
@@ -172,6 +205,24 @@ def _objectstore(
     )
 
 
+def _image(
+    settings: Settings, db: Database, identity: IdentityService, clock: Clock
+) -> ImageService:
+    return ImageService(db, ImageStore(_paths(settings).images), identity, clock, settings.image)
+
+
+def _compute(
+    settings: Settings, db: Database, identity: IdentityService, image: ImageService, clock: Clock
+) -> ComputeService:
+    accelerator = settings.compute.accelerator
+    driver = QemuDriver(
+        _paths(settings).compute,
+        console_max_bytes=settings.compute.console_max_bytes,
+        accelerator=None if accelerator == "auto" else accelerator,
+    )
+    return ComputeService(db, identity, image, driver, clock, settings.compute)
+
+
 def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
     """Once per start, before any worker: data dir, schema, keys, bootstrap, clouds.yaml.
 
@@ -203,6 +254,24 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
             log.info("removed %d leftover blob(s) of interrupted uploads", swept)
         if objectstore.changes is not None:
             objectstore.changes.close()
+        image = _image(settings, Database(engine), identity, clock or Clock())
+        image.store.setup()
+        image.sweep()
+        tiny = settings.image.tiny_image
+        if tiny is not None:
+            if tiny.is_file():
+                image.register_public(
+                    "tiny",
+                    tiny,
+                    disk_format="qcow2",
+                    container_format="bare",
+                    properties={"os_distro": "souverain-tiny", "hw_disk_bus": "virtio"},
+                )
+            else:
+                log.warning("image.tiny_image %s does not exist; run `make tiny-image`", tiny)
+        compute = _compute(settings, Database(engine), identity, image, clock or Clock())
+        compute.set_up()
+        compute.close()
         if identity.changes is not None:
             identity.changes.close()
     finally:
@@ -227,13 +296,30 @@ def open_platform(
     identity = _identity(settings, db, clock)
     audit_log = AuditLog(paths.audit_log, load_or_create_key(paths.audit_key), settings.audit.fsync)
     objectstore = _objectstore(settings, db, identity, clock)
+    image = _image(settings, db, identity, clock)
+    compute = _compute(settings, db, identity, image, clock)
+    public_url = settings.server.public_url
+    mounts = (
+        Mounted(
+            "/compute",
+            compute_api.build_app(compute, public_url),
+            compute_api.render_error,
+        ),
+        Mounted(
+            "/image",
+            image_api.build_app(image, public_url),
+            image_api.render_error,
+            image_api.body_limit_for(settings.image),
+        ),
+    )
     app = build_app(
         identity,
         audit_log,
         clock,
         settings.server.max_body_bytes,
-        settings.server.public_url,
+        public_url,
         access_sink,
+        mounts,
     )
     s3_app = build_s3_app(objectstore, settings.objectstore, audit_log, clock, access_sink)
     return Platform(
@@ -245,6 +331,8 @@ def open_platform(
         app,
         s3_app,
         objectstore,
+        image,
+        compute,
         paths.clouds_yaml.exists(),
     )
 

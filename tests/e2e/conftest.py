@@ -9,6 +9,7 @@ its audit log must then verify. Nothing of Souverain is imported or mocked here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -341,6 +342,17 @@ class Cloud:
             method, f"{self.auth_url}{path}", headers=headers, timeout=30, **kwargs
         )
 
+    def api(
+        self, method: str, path: str, token: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """A raw call to any service by its path under the base URL (`/compute/v2.1/...`)."""
+        headers = dict(kwargs.pop("headers", {}))
+        if token is not None:
+            headers["X-Auth-Token"] = token
+        return httpx.request(
+            method, f"{self.base_url}{path}", headers=headers, timeout=30, **kwargs
+        )
+
     def password_login(
         self, user_name: str, password: str, project_id: str | None = None
     ) -> httpx.Response:
@@ -459,3 +471,54 @@ def cloud(start_cloud: CloudFactory) -> Iterator[Cloud]:
     shared = start_cloud("shared")
     yield shared
     shared.stop_and_check()
+
+
+# ---------------------------------------------------------------------- compute
+
+
+def qemu_processes(data_dir: Path) -> dict[int, str]:
+    """Every QEMU process whose command line names this data dir: pid -> command line."""
+    found = {}
+    needle = str(data_dir.resolve())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "qemu-system" in cmdline and needle in cmdline:
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def kill_guests(data_dir: Path) -> None:
+    for pid in qemu_processes(data_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def tiny_image_file() -> Path:
+    from tests.vm.guest_support import build_tiny_image, missing_requirements
+
+    reason = missing_requirements()
+    if reason is not None:
+        pytest.skip(f"compute end-to-end tests need real guests: {reason}")
+    return build_tiny_image()
+
+
+@pytest.fixture(scope="session")
+def compute_cloud(start_cloud: CloudFactory, tiny_image_file: Path) -> Iterator[Cloud]:
+    """A cloud with the tiny image registered, whose guests are all gone when it stops."""
+    shared = start_cloud(
+        "compute",
+        SOUVERAIN_IMAGE__TINY_IMAGE=str(tiny_image_file),
+        SOUVERAIN_COMPUTE__SHUTDOWN_TIMEOUT="20",
+        SOUVERAIN_COMPUTE__SYNC_INTERVAL="1",
+    )
+    try:
+        yield shared
+        shared.stop_and_check()
+    finally:
+        kill_guests(shared.server.data_dir)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
+import souverain.compute.models
 import souverain.identity.models
+import souverain.image.models
 import souverain.objectstore.models  # noqa: F401 - registers the object storage tables
 from souverain.db.base import Base
 

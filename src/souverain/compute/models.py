@@ -1,0 +1,129 @@
+"""Compute tables: flavors and who may use them, keypairs, servers, and their actions.
+
+A server row is never removed by a delete: it becomes `deleted` (Nova's soft
+delete), so `changes-since` listings and instance actions still answer for it.
+The flavor a server runs with is copied into the row, so editing or deleting a
+flavor never changes a running server's size or its capacity accounting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from souverain.db.base import Base
+
+
+class Flavor(Base):
+    __tablename__ = "compute_flavors"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    vcpus: Mapped[int] = mapped_column(Integer)
+    ram: Mapped[int] = mapped_column(Integer)  # MiB
+    disk: Mapped[int] = mapped_column(Integer)  # GiB
+    ephemeral: Mapped[int] = mapped_column(Integer, default=0)
+    swap: Mapped[int] = mapped_column(Integer, default=0)
+    rxtx_factor: Mapped[float] = mapped_column(Float, default=1.0)
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    extra_specs: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class FlavorAccess(Base):
+    __tablename__ = "compute_flavor_access"
+    __table_args__ = (UniqueConstraint("flavor_id", "project_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    flavor_id: Mapped[str] = mapped_column(String(255), index=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+
+
+class Keypair(Base):
+    __tablename__ = "compute_keypairs"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(16), default="ssh")
+    public_key: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Server(Base):
+    __tablename__ = "compute_servers"
+    __table_args__ = (
+        Index("ix_compute_servers_project", "project_id", "deleted"),
+        Index("ix_compute_servers_host", "host", "deleted"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    hostname: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    image_id: Mapped[str] = mapped_column(String(64))
+    # the flavor at boot (and the old one during a resize): id, name, vcpus, ram, disk, ...
+    flavor: Mapped[dict[str, Any]] = mapped_column(JSON)
+    old_flavor: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # what the server holds of its host while `host` is set: the scheduler sums these
+    vcpus: Mapped[int] = mapped_column(Integer, default=0)
+    memory_mib: Mapped[int] = mapped_column(Integer, default=0)
+    disk_gib: Mapped[int] = mapped_column(Integer, default=0)
+    key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    key_data: Mapped[str | None] = mapped_column(Text, nullable=True)
+    user_data: Mapped[str | None] = mapped_column(Text, nullable=True)  # base64, as sent
+    server_metadata: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    config_drive: Mapped[bool] = mapped_column(Boolean, default=True)
+    availability_zone: Mapped[str] = mapped_column(String(255))
+    networks: Mapped[Any] = mapped_column(JSON, nullable=True)  # as requested
+    addresses: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    mac: Mapped[str] = mapped_column(String(17))
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    vm_state: Mapped[str] = mapped_column(String(32))
+    task_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    power_state: Mapped[int] = mapped_column(Integer, default=0)
+    fault: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    reservation_id: Mapped[str] = mapped_column(String(32))
+    launch_index: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    launched_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class InstanceAction(Base):
+    __tablename__ = "compute_instance_actions"
+    __table_args__ = (Index("ix_compute_instance_actions_server", "server_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    server_id: Mapped[str] = mapped_column(String(36))
+    project_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    start_time: Mapped[dt.datetime] = mapped_column(DateTime)
+    finish_time: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    result: Mapped[str | None] = mapped_column(String(16), nullable=True)  # Success / Error
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)

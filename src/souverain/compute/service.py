@@ -1,0 +1,1541 @@
+"""Compute rules: flavors, keypairs, servers and their state machine.
+
+Every action is a compare-and-set on the server row (its `vm_state` and an
+empty `task_state`), so two actions never run on one server at once; the
+host work then runs on a worker thread of this process and ends by writing
+the new state. A restart finds any action cut short and either completes it
+or ends it cleanly (`reconcile`): no server stays in a transitional state.
+
+The guests are QEMU processes that outlive the control plane; the database
+holds what was asked, `QemuDriver` tells what is.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import logging
+import re
+import secrets
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from souverain.common.clock import Clock, as_utc
+from souverain.common.context import RequestContext
+from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
+from souverain.compute import scheduler
+from souverain.compute.models import Flavor, FlavorAccess, InstanceAction, Keypair, Server
+from souverain.compute.qemu import DriverError, GuestSpec, Nic, PowerState, QemuDriver
+from souverain.config import ComputeSettings
+from souverain.db.engine import Database
+from souverain.identity.service import IdentityService
+from souverain.image.service import BootImage, ImageService
+
+log = logging.getLogger("souverain.compute")
+
+DEFAULT_FLAVORS = (
+    # id, name, vcpus, ram MiB, disk GiB
+    ("1", "t1.nano", 1, 128, 1),
+    ("2", "m1.small", 1, 2048, 20),
+    ("3", "m1.medium", 2, 4096, 40),
+)
+
+MAX_USER_DATA = 65535  # bytes of base64 text, as Nova
+MAX_METADATA_ITEMS = 128
+NO_VALID_HOST = "No valid host was found. There are not enough hosts available."
+
+# Nova's status from (vm_state, task_state): the task wins where it names one.
+_TASK_STATUS = {
+    "rebooting": "REBOOT",
+    "reboot_pending": "REBOOT",
+    "reboot_started": "REBOOT",
+    "rebooting_hard": "HARD_REBOOT",
+    "reboot_pending_hard": "HARD_REBOOT",
+    "reboot_started_hard": "HARD_REBOOT",
+    "rebuilding": "REBUILD",
+    "rebuild_spawning": "REBUILD",
+    "resize_prep": "RESIZE",
+    "resize_migrating": "RESIZE",
+    "resize_finish": "RESIZE",
+    "resize_reverting": "REVERT_RESIZE",
+}
+_VM_STATUS = {
+    "active": "ACTIVE",
+    "building": "BUILD",
+    "stopped": "SHUTOFF",
+    "resized": "VERIFY_RESIZE",
+    "paused": "PAUSED",
+    "suspended": "SUSPENDED",
+    "error": "ERROR",
+    "deleted": "DELETED",
+}
+
+
+def status_of(vm_state: str, task_state: str | None) -> str:
+    if vm_state in ("active", "stopped", "resized", "error") and task_state in _TASK_STATUS:
+        if vm_state == "error" and task_state not in ("rebuilding", "rebuild_spawning"):
+            return "ERROR"
+        return _TASK_STATUS[task_state]
+    return _VM_STATUS.get(vm_state, "UNKNOWN")
+
+
+STATUS_FILTER = {
+    "ACTIVE": ("active", None),
+    "BUILD": ("building", None),
+    "SHUTOFF": ("stopped", None),
+    "VERIFY_RESIZE": ("resized", None),
+    "PAUSED": ("paused", None),
+    "SUSPENDED": ("suspended", None),
+    "ERROR": ("error", None),
+    "DELETED": ("deleted", None),
+}
+
+
+@dataclass(frozen=True)
+class ServerRequest:
+    """A validated create request; the API turns the wire body into this."""
+
+    name: str
+    image_ref: str
+    flavor_ref: str
+    key_name: str | None = None
+    user_data: str | None = None
+    metadata: dict[str, str] | None = None
+    networks: Any = "auto"
+    availability_zone: str | None = None
+    min_count: int = 1
+    max_count: int = 1
+    description: str | None = None
+    hostname: str | None = None
+    tags: tuple[str, ...] = ()
+    config_drive: bool = True
+
+
+def _fingerprint(public_key: str) -> str:
+    blob = base64.b64decode(public_key.split()[1])
+    digest = hashlib.md5(blob, usedforsecurity=False).hexdigest()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def _check_public_key(public_key: str) -> str:
+    key = public_key.strip()
+    try:
+        serialization.load_ssh_public_key(key.encode())
+    except (ValueError, UnsupportedKey, IndexError):
+        raise BadRequest("Keypair data is invalid: not an OpenSSH public key.") from None
+    return key
+
+
+UnsupportedKey = __import__(
+    "cryptography.exceptions", fromlist=["UnsupportedAlgorithm"]
+).UnsupportedAlgorithm
+
+
+def _hostname_of(name: str) -> str:
+    text = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+    return (text[:63].strip("-")) or "server"
+
+
+def _mac() -> str:
+    tail = secrets.token_bytes(3)
+    return "fa:16:3e:" + ":".join(f"{b:02x}" for b in tail)
+
+
+def _now_naive(clock: Clock) -> dt.datetime:
+    return clock.now().astimezone(dt.UTC).replace(tzinfo=None)
+
+
+class ComputeService:
+    def __init__(
+        self,
+        db: Database,
+        identity: IdentityService,
+        images: ImageService,
+        driver: QemuDriver,
+        clock: Clock,
+        settings: ComputeSettings,
+    ) -> None:
+        self.db = db
+        self.identity = identity
+        self.images = images
+        self.driver = driver
+        self.clock = clock
+        self.settings = settings
+        self.host = socket.gethostname()
+        self.capacity = scheduler.host_capacity(self.host, driver.root, settings)
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="compute")
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self.orphans: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def set_up(self) -> None:
+        """Once per start: default flavors, then make the database true to the host."""
+        with self.db.session() as s:
+            for flavor_id, name, vcpus, ram, disk in DEFAULT_FLAVORS:
+                if (
+                    s.get(Flavor, flavor_id) is None
+                    and s.scalar(select(Flavor).where(Flavor.name == name)) is None
+                ):
+                    s.add(
+                        Flavor(
+                            id=flavor_id,
+                            name=name,
+                            vcpus=vcpus,
+                            ram=ram,
+                            disk=disk,
+                            ephemeral=0,
+                            swap=0,
+                            rxtx_factor=1.0,
+                            is_public=True,
+                            disabled=False,
+                            extra_specs={},
+                            created_at=_now_naive(self.clock),
+                        )
+                    )
+        self.reconcile()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    @contextmanager
+    def _server_lock(self, server_id: str) -> Iterator[None]:
+        with self._locks_guard:
+            lock = self._locks.setdefault(server_id, threading.Lock())
+        with lock:
+            yield
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        def run() -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("compute task %s failed", getattr(fn, "__name__", fn))
+
+        self._pool.submit(run)
+
+    # ------------------------------------------------------------------ flavors
+
+    def _visible_flavors(self, s: Session, ctx: RequestContext) -> Any:
+        query = select(Flavor)
+        if not ctx.is_admin:
+            shared = select(FlavorAccess.flavor_id).where(
+                FlavorAccess.project_id == (ctx.project_id or "")
+            )
+            query = query.where(or_(Flavor.is_public.is_(True), Flavor.id.in_(shared)))
+        return query
+
+    def list_flavors(
+        self,
+        ctx: RequestContext,
+        is_public: bool | None = True,
+        min_ram: int = 0,
+        min_disk: int = 0,
+    ) -> list[dict[str, Any]]:
+        with self.db.session() as s:
+            query = self._visible_flavors(s, ctx).where(Flavor.disabled.is_(False))
+            if is_public is not None and ctx.is_admin:
+                query = query.where(Flavor.is_public.is_(is_public))
+            if min_ram:
+                query = query.where(Flavor.ram >= min_ram)
+            if min_disk:
+                query = query.where(Flavor.disk >= min_disk)
+            rows = s.scalars(query).all()
+            return sorted((self._flavor_view(f) for f in rows), key=lambda f: f["sort"])
+
+    @staticmethod
+    def _flavor_view(f: Flavor) -> dict[str, Any]:
+        return {
+            "id": f.id,
+            "name": f.name,
+            "vcpus": f.vcpus,
+            "ram": f.ram,
+            "disk": f.disk,
+            "ephemeral": f.ephemeral,
+            "swap": f.swap,
+            "rxtx_factor": f.rxtx_factor,
+            "is_public": f.is_public,
+            "disabled": f.disabled,
+            "description": f.description,
+            "extra_specs": dict(f.extra_specs or {}),
+            "sort": (f.ram, f.vcpus, f.disk, f.id),
+        }
+
+    def _flavor_row(self, s: Session, ctx: RequestContext, flavor_id: str) -> Flavor:
+        row: Flavor | None = s.scalar(self._visible_flavors(s, ctx).where(Flavor.id == flavor_id))
+        if row is None:
+            raise NotFound(f"Flavor {flavor_id} could not be found.")
+        return row
+
+    def get_flavor(self, ctx: RequestContext, flavor_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            return self._flavor_view(self._flavor_row(s, ctx, flavor_id))
+
+    def create_flavor(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
+        self._admin(ctx, "create flavors")
+        flavor_id = data.get("id") or str(uuid.uuid4())
+        with self.db.session() as s:
+            if s.get(Flavor, flavor_id) is not None:
+                raise Conflict(f"Flavor with ID {flavor_id} already exists.")
+            if s.scalar(select(Flavor).where(Flavor.name == data["name"])) is not None:
+                raise Conflict(f"Flavor with name {data['name']} already exists.")
+            row = Flavor(
+                id=flavor_id,
+                name=data["name"],
+                vcpus=data["vcpus"],
+                ram=data["ram"],
+                disk=data["disk"],
+                ephemeral=data.get("ephemeral", 0),
+                swap=data.get("swap", 0),
+                rxtx_factor=data.get("rxtx_factor", 1.0),
+                is_public=data.get("is_public", True),
+                disabled=False,
+                description=data.get("description"),
+                extra_specs={},
+                created_at=_now_naive(self.clock),
+            )
+            s.add(row)
+            s.flush()
+            return self._flavor_view(row)
+
+    def update_flavor(
+        self, ctx: RequestContext, flavor_id: str, description: str | None
+    ) -> dict[str, Any]:
+        self._admin(ctx, "update flavors")
+        with self.db.session() as s:
+            row = self._flavor_row(s, ctx, flavor_id)
+            row.description = description
+            return self._flavor_view(row)
+
+    def delete_flavor(self, ctx: RequestContext, flavor_id: str) -> None:
+        self._admin(ctx, "delete flavors")
+        with self.db.session() as s:
+            row = self._flavor_row(s, ctx, flavor_id)
+            s.execute(delete(FlavorAccess).where(FlavorAccess.flavor_id == row.id))
+            s.delete(row)
+
+    def flavor_extra_specs(self, ctx: RequestContext, flavor_id: str) -> dict[str, str]:
+        return dict(self.get_flavor(ctx, flavor_id)["extra_specs"])
+
+    def set_flavor_extra_specs(
+        self,
+        ctx: RequestContext,
+        flavor_id: str,
+        specs: dict[str, str],
+        replace_key: str | None = None,
+    ) -> dict[str, str]:
+        self._admin(ctx, "change flavor extra specs")
+        with self.db.session() as s:
+            row = self._flavor_row(s, ctx, flavor_id)
+            merged = dict(row.extra_specs or {})
+            merged.update(specs)
+            row.extra_specs = merged
+            return specs
+
+    def delete_flavor_extra_spec(self, ctx: RequestContext, flavor_id: str, key: str) -> None:
+        self._admin(ctx, "change flavor extra specs")
+        with self.db.session() as s:
+            row = self._flavor_row(s, ctx, flavor_id)
+            specs = dict(row.extra_specs or {})
+            if key not in specs:
+                raise NotFound(f"Flavor {flavor_id} has no extra specs with key {key}.")
+            del specs[key]
+            row.extra_specs = specs
+
+    def flavor_access(self, ctx: RequestContext, flavor_id: str) -> list[dict[str, str]]:
+        self._admin(ctx, "see flavor access lists")
+        with self.db.session() as s:
+            row = self._flavor_row(s, ctx, flavor_id)
+            if row.is_public:
+                raise NotFound("Access list not available for public flavors.")
+            projects = s.scalars(
+                select(FlavorAccess.project_id).where(FlavorAccess.flavor_id == flavor_id)
+            ).all()
+            return [{"flavor_id": flavor_id, "tenant_id": p} for p in sorted(projects)]
+
+    def change_flavor_access(
+        self, ctx: RequestContext, flavor_id: str, project_id: str, add: bool
+    ) -> list[dict[str, str]]:
+        self._admin(ctx, "change flavor access lists")
+        with self.db.session() as s:
+            row = self._flavor_row(s, ctx, flavor_id)
+            if row.is_public:
+                raise Conflict("Can not add access to a public flavor.")
+            existing = s.scalar(
+                select(FlavorAccess).where(
+                    FlavorAccess.flavor_id == flavor_id, FlavorAccess.project_id == project_id
+                )
+            )
+            if add:
+                if existing is not None:
+                    raise Conflict(
+                        f"Flavor access already exists for flavor {flavor_id} "
+                        f"and project {project_id} combination."
+                    )
+                s.add(FlavorAccess(flavor_id=flavor_id, project_id=project_id))
+            else:
+                if existing is None:
+                    raise NotFound(
+                        f"Flavor access not found for {flavor_id} / {project_id} combination."
+                    )
+                s.delete(existing)
+        return self.flavor_access(ctx, flavor_id)
+
+    # ------------------------------------------------------------------ keypairs
+
+    @staticmethod
+    def _keypair_view(k: Keypair) -> dict[str, Any]:
+        return {
+            "name": k.name,
+            "type": k.type,
+            "public_key": k.public_key,
+            "fingerprint": k.fingerprint,
+            "user_id": k.user_id,
+            "id": k.id,
+            "created_at": k.created_at,
+            "deleted": False,
+            "deleted_at": None,
+            "updated_at": None,
+        }
+
+    def _key_owner(self, ctx: RequestContext, user_id: str | None) -> str:
+        if user_id and user_id != ctx.user_id:
+            self._admin(ctx, "manage another user's keypairs")
+            return user_id
+        return ctx.user_id
+
+    def list_keypairs(
+        self, ctx: RequestContext, user_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        owner = self._key_owner(ctx, user_id)
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(Keypair).where(Keypair.user_id == owner).order_by(Keypair.name)
+            ).all()
+            return [self._keypair_view(k) for k in rows]
+
+    def get_keypair(
+        self, ctx: RequestContext, name: str, user_id: str | None = None
+    ) -> dict[str, Any]:
+        owner = self._key_owner(ctx, user_id)
+        with self.db.session() as s:
+            row = s.scalar(select(Keypair).where(Keypair.user_id == owner, Keypair.name == name))
+            if row is None:
+                raise NotFound(f"Keypair {name} not found for user {owner}.")
+            return self._keypair_view(row)
+
+    def create_keypair(
+        self,
+        ctx: RequestContext,
+        name: str,
+        public_key: str | None,
+        key_type: str = "ssh",
+        user_id: str | None = None,
+    ) -> dict[str, Any]:
+        owner = self._key_owner(ctx, user_id)
+        private_key = None
+        if public_key is None:
+            key = ed25519.Ed25519PrivateKey.generate()
+            private_key = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.OpenSSH,
+                serialization.NoEncryption(),
+            ).decode()
+            public_key = (
+                key.public_key()
+                .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+                .decode()
+                + f" {name}"
+            )
+        else:
+            public_key = _check_public_key(public_key)
+        with self.db.session() as s:
+            if s.scalar(select(Keypair).where(Keypair.user_id == owner, Keypair.name == name)):
+                raise Conflict(f"Key pair '{name}' already exists.")
+            row = Keypair(
+                user_id=owner,
+                name=name,
+                type=key_type,
+                public_key=public_key,
+                fingerprint=_fingerprint(public_key),
+                created_at=_now_naive(self.clock),
+            )
+            s.add(row)
+            s.flush()
+            view = self._keypair_view(row)
+        if private_key is not None:
+            view["private_key"] = private_key
+        return view
+
+    def delete_keypair(self, ctx: RequestContext, name: str, user_id: str | None = None) -> None:
+        owner = self._key_owner(ctx, user_id)
+        with self.db.session() as s:
+            row = s.scalar(select(Keypair).where(Keypair.user_id == owner, Keypair.name == name))
+            if row is None:
+                raise NotFound(f"Keypair {name} not found for user {owner}.")
+            s.delete(row)
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _admin(ctx: RequestContext, what: str) -> None:
+        if not ctx.is_admin:
+            raise Forbidden(f"Policy doesn't allow you to {what}: an admin role is required.")
+
+    def _server_row(self, s: Session, ctx: RequestContext, server_id: str) -> Server:
+        row = s.get(Server, server_id) if len(server_id) <= 36 else None
+        if row is None or row.deleted or (not ctx.is_admin and row.project_id != ctx.project_id):
+            raise NotFound(f"Instance {server_id} could not be found.")
+        return row
+
+    def _action(
+        self, s: Session, ctx: RequestContext, server_id: str, project_id: str, action: str
+    ) -> int:
+        record = InstanceAction(
+            server_id=server_id,
+            project_id=project_id,
+            user_id=ctx.user_id,
+            request_id=ctx.request_id or f"req-{uuid.uuid4()}",
+            action=action,
+            start_time=_now_naive(self.clock),
+        )
+        s.add(record)
+        s.flush()
+        return record.id
+
+    def _finish_action(self, action_id: int, error: str | None = None) -> None:
+        with self.db.session() as s:
+            s.execute(
+                update(InstanceAction)
+                .where(InstanceAction.id == action_id)
+                .values(
+                    finish_time=_now_naive(self.clock),
+                    result="Error" if error else "Success",
+                    message=error,
+                )
+            )
+
+    def _set(self, server_id: str, **values: Any) -> None:
+        values.setdefault("updated_at", _now_naive(self.clock))
+        with self.db.session() as s:
+            s.execute(update(Server).where(Server.id == server_id).values(**values))
+
+    def _is_deleting(self, server_id: str) -> bool:
+        with self.db.session() as s:
+            row = s.get(Server, server_id)
+            return row is None or row.deleted or row.task_state == "deleting"
+
+    def _fault(self, message: str, code: int = 500) -> dict[str, Any]:
+        return {
+            "code": code,
+            "message": message,
+            "created": _now_naive(self.clock).isoformat() + "Z",
+        }
+
+    # ------------------------------------------------------------------ servers: read
+
+    def server_view(self, row: Server) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "name": row.name,
+            "status": status_of(row.vm_state, row.task_state),
+            "project_id": row.project_id,
+            "user_id": row.user_id,
+            "hostname": row.hostname,
+            "description": row.description,
+            "image_id": row.image_id,
+            "flavor": row.flavor,
+            "key_name": row.key_name,
+            "metadata": dict(row.server_metadata or {}),
+            "tags": list(row.tags or []),
+            "config_drive": row.config_drive,
+            "availability_zone": row.availability_zone,
+            "addresses": row.addresses or {},
+            "host": row.host,
+            "vm_state": row.vm_state,
+            "task_state": row.task_state,
+            "power_state": row.power_state,
+            "fault": row.fault,
+            "locked": row.locked,
+            "reservation_id": row.reservation_id,
+            "launch_index": row.launch_index,
+            "created_at": as_utc(row.created_at),
+            "updated_at": as_utc(row.updated_at),
+            "launched_at": as_utc(row.launched_at) if row.launched_at else None,
+            "terminated_at": as_utc(row.terminated_at) if row.terminated_at else None,
+            "deleted": row.deleted,
+            "user_data": row.user_data,
+        }
+
+    def get_server(self, ctx: RequestContext, server_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            return self.server_view(self._server_row(s, ctx, server_id))
+
+    def list_servers(self, ctx: RequestContext, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        query = select(Server)
+        all_tenants = bool(filters.get("all_tenants")) and ctx.is_admin
+        if not all_tenants:
+            query = query.where(Server.project_id == (ctx.project_id or ""))
+        elif filters.get("project_id"):
+            query = query.where(Server.project_id == filters["project_id"])
+        since = filters.get("changes-since")
+        if since is not None:
+            query = query.where(Server.updated_at >= since.astimezone(dt.UTC).replace(tzinfo=None))
+        elif not (ctx.is_admin and filters.get("deleted")):
+            query = query.where(Server.deleted.is_(False))
+        status = filters.get("status")
+        if status:
+            vm_state = STATUS_FILTER.get(status.upper())
+            if vm_state is None:
+                return []
+            query = query.where(Server.vm_state == vm_state[0])
+        if filters.get("image"):
+            query = query.where(Server.image_id == filters["image"])
+        if filters.get("host") and ctx.is_admin:
+            query = query.where(Server.host == filters["host"])
+        query = query.order_by(Server.created_at.desc(), Server.id.desc())
+        pattern: re.Pattern[str] | None = None
+        if filters.get("name"):
+            try:
+                pattern = re.compile(filters["name"])
+            except re.error:
+                raise BadRequest(
+                    f"Invalid name filter: {filters['name']!r} is not a regular expression."
+                ) from None
+        flavor = filters.get("flavor")
+        tags = filters.get("tags") or ()
+        tags_any = filters.get("tags-any") or ()
+        not_tags = filters.get("not-tags") or ()
+        with self.db.session() as s:
+            rows = s.scalars(query).all()
+            out = []
+            for row in rows:
+                if pattern is not None and not pattern.search(row.name):
+                    continue
+                if flavor and row.flavor.get("id") != flavor:
+                    continue
+                row_tags = set(row.tags or ())
+                if tags and not set(tags) <= row_tags:
+                    continue
+                if tags_any and not set(tags_any) & row_tags:
+                    continue
+                if not_tags and set(not_tags) <= row_tags:
+                    continue
+                out.append(self.server_view(row))
+            return out
+
+    # ------------------------------------------------------------------ servers: create
+
+    def create_servers(self, ctx: RequestContext, req: ServerRequest) -> list[dict[str, Any]]:
+        if ctx.project_id is None:
+            raise Forbidden("Servers belong to a project: use a project-scoped token.")
+        try:
+            image = self.images.image_for_boot(ctx, req.image_ref)
+        except NotFound:
+            raise BadRequest(f"Image {req.image_ref} could not be found.") from None
+        except BadRequest as exc:
+            raise BadRequest(exc.message) from None
+        with self.db.session() as s:
+            try:
+                flavor = self._flavor_row(s, ctx, req.flavor_ref)
+            except NotFound:
+                raise BadRequest(f"Flavor {req.flavor_ref} could not be found.") from None
+            flavor_doc = self._flavor_view(flavor)
+        flavor_doc.pop("sort")
+        key_data = None
+        if req.key_name is not None:
+            with self.db.session() as s:
+                key = s.scalar(
+                    select(Keypair).where(
+                        Keypair.user_id == ctx.user_id, Keypair.name == req.key_name
+                    )
+                )
+                if key is None:
+                    raise BadRequest(
+                        f"Invalid key_name provided: keypair {req.key_name} not found."
+                    )
+                key_data = key.public_key
+        if (
+            req.availability_zone
+            and req.availability_zone.split(":")[0] != self.settings.availability_zone
+        ):
+            raise BadRequest(
+                f"The requested availability zone is not available: {req.availability_zone}; "
+                f"this cloud has {self.settings.availability_zone}."
+            )
+        if req.user_data is not None:
+            if len(req.user_data) > MAX_USER_DATA:
+                raise BadRequest(
+                    f"Invalid input for field 'user_data': longer than {MAX_USER_DATA} bytes."
+                )
+            try:
+                base64.b64decode(req.user_data, validate=True)
+            except (binascii.Error, ValueError):
+                raise BadRequest("Invalid input for field 'user_data': not valid base64.") from None
+        if image.min_ram and flavor_doc["ram"] < image.min_ram:
+            raise BadRequest("Flavor's memory is too small for requested image.")
+        virtual_gib = -(-(image.virtual_size or image.size) // 1024**3)
+        if flavor_doc["disk"] and (
+            flavor_doc["disk"] < image.min_disk or flavor_doc["disk"] < virtual_gib
+        ):
+            raise BadRequest("Flavor's disk is too small for requested image.")
+        networks = req.networks
+        if isinstance(networks, list) and networks:
+            first = networks[0]
+            ident = first.get("uuid") or first.get("port") or ""
+            raise BadRequest(f"Network {ident} could not be found.")
+        now = _now_naive(self.clock)
+        reservation = "r-" + secrets.token_hex(4)
+        views = []
+        disk = flavor_doc["disk"] or max(virtual_gib, image.min_disk, 1)
+        with self.db.session() as s:
+            rows = []
+            for index in range(req.max_count):
+                server_id = str(uuid.uuid4())
+                name = req.name if req.max_count == 1 else f"{req.name}-{index + 1}"
+                row = Server(
+                    id=server_id,
+                    project_id=ctx.project_id,
+                    user_id=ctx.user_id,
+                    name=name,
+                    hostname=_hostname_of(req.hostname or name),
+                    description=req.description,
+                    image_id=image.id,
+                    flavor=flavor_doc,
+                    vcpus=flavor_doc["vcpus"],
+                    memory_mib=flavor_doc["ram"],
+                    disk_gib=disk,
+                    key_name=req.key_name,
+                    key_data=key_data,
+                    user_data=req.user_data,
+                    server_metadata=dict(req.metadata or {}),
+                    tags=list(req.tags),
+                    config_drive=True,
+                    availability_zone=self.settings.availability_zone,
+                    networks=networks,
+                    addresses={},
+                    mac=_mac(),
+                    host=None,
+                    vm_state="building",
+                    task_state="scheduling",
+                    power_state=int(PowerState.NOSTATE),
+                    locked=False,
+                    reservation_id=reservation,
+                    launch_index=index,
+                    created_at=now,
+                    updated_at=now,
+                    deleted=False,
+                )
+                s.add(row)
+                s.flush()
+                action_id = self._action(s, ctx, server_id, ctx.project_id, "create")
+                rows.append((row, action_id))
+            views = [self.server_view(r) for r, _ in rows]
+            tasks = [(r.id, a) for r, a in rows]
+        for server_id, action_id in tasks:
+            self._submit(self._build, server_id, image, action_id)
+        return views
+
+    def _spec(self, row: Server, disk: Any, config_drive: Any) -> GuestSpec:
+        nics: tuple[Nic, ...] = ()
+        if row.networks != "none":
+            nics = (Nic(mac=row.mac, kind="user"),)
+        return GuestSpec(
+            uuid=row.id,
+            name=row.name,
+            vcpus=int(row.flavor["vcpus"]),
+            memory_mib=int(row.flavor["ram"]),
+            disk=disk,
+            config_drive=config_drive,
+            nics=nics,
+        )
+
+    def _config_drive_docs(
+        self, row: Server
+    ) -> tuple[dict[str, Any], bytes | None, dict[str, Any]]:
+        keys = {}
+        key_list = []
+        if row.key_name and row.key_data:
+            keys[row.key_name] = row.key_data
+            key_list.append({"name": row.key_name, "type": "ssh", "data": row.key_data})
+        meta = {
+            "uuid": row.id,
+            "name": row.name,
+            "hostname": row.hostname,
+            "availability_zone": row.availability_zone,
+            "project_id": row.project_id,
+            "launch_index": row.launch_index,
+            "public_keys": keys,
+            "keys": key_list,
+            "meta": dict(row.server_metadata or {}),
+            "devices": [],
+        }
+        user_data = base64.b64decode(row.user_data) if row.user_data else None
+        if row.networks == "none":
+            network: dict[str, Any] = {"links": [], "networks": [], "services": []}
+        else:
+            network = {
+                "links": [
+                    {
+                        "id": "tap0",
+                        "type": "phy",
+                        "ethernet_mac_address": row.mac,
+                        "mtu": 1500,
+                        "vif_id": row.id,
+                    }
+                ],
+                "networks": [
+                    {"id": "network0", "type": "ipv4_dhcp", "link": "tap0", "network_id": "auto"}
+                ],
+                "services": [],
+            }
+        return meta, user_data, network
+
+    def _prepare_disks(self, row: Server, image: BootImage) -> GuestSpec:
+        base = self.driver.cache_base_image(image.id, image.path)
+        disk = self.driver.create_root_disk(row.id, base, image.disk_format, row.disk_gib)
+        meta, user_data, network = self._config_drive_docs(row)
+        drive = self.driver.write_config_drive(row.id, meta, user_data, network)
+        return self._spec(row, disk, drive)
+
+    def _build(self, server_id: str, image: BootImage, action_id: int) -> None:
+        with self._server_lock(server_id):
+            with self.db.session() as s:
+                row = s.get(Server, server_id)
+                if row is None or row.deleted or row.task_state == "deleting":
+                    self._finish_action(action_id, "deleted while building")
+                    return
+                placed = scheduler.claim(
+                    s, self.capacity, server_id, row.vcpus, row.memory_mib, row.disk_gib
+                )
+            if not placed:
+                self._set(
+                    server_id,
+                    vm_state="error",
+                    task_state=None,
+                    fault=self._fault(NO_VALID_HOST),
+                )
+                self._finish_action(action_id, NO_VALID_HOST)
+                return
+            self._set(server_id, task_state="spawning")
+            try:
+                with self.db.session() as s:
+                    row = s.get(Server, server_id)
+                    assert row is not None
+                    spec = self._prepare_disks(row, image)
+                if self._is_deleting(server_id):
+                    return
+                self.driver.start(spec)
+            except (DriverError, OSError) as exc:
+                message = f"Build of server {server_id} failed: {exc}"
+                log.warning("%s", message)
+                self.driver.destroy(server_id)
+                self.driver.delete_files(server_id)
+                with self.db.session() as s:
+                    scheduler.release(s, server_id)
+                self._set(server_id, vm_state="error", task_state=None, fault=self._fault(message))
+                self._finish_action(action_id, message)
+                return
+            now = _now_naive(self.clock)
+            with self.db.session() as s:
+                s.execute(
+                    update(Server)
+                    .where(Server.id == server_id, Server.task_state == "spawning")
+                    .values(
+                        vm_state="active",
+                        task_state=None,
+                        power_state=int(PowerState.RUNNING),
+                        launched_at=now,
+                        updated_at=now,
+                    )
+                )
+            self._finish_action(action_id)
+
+    # ------------------------------------------------------------------ servers: change
+
+    def update_server(
+        self, ctx: RequestContext, server_id: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        with self.db.session() as s:
+            row = self._server_row(s, ctx, server_id)
+            if "name" in data:
+                row.name = data["name"]
+            if "description" in data:
+                row.description = data["description"]
+            if "hostname" in data:
+                row.hostname = _hostname_of(data["hostname"])
+            row.updated_at = _now_naive(self.clock)
+            return self.server_view(row)
+
+    def _begin(
+        self,
+        ctx: RequestContext,
+        server_id: str,
+        action: str,
+        allowed: tuple[str, ...],
+        task: str,
+        extra: dict[str, Any] | None = None,
+        record: str | None = None,
+    ) -> tuple[Server, int]:
+        """Compare-and-set the server into `task`; 409 if its state does not allow `action`."""
+        with self.db.session() as s:
+            row = self._server_row(s, ctx, server_id)
+            if row.locked and not ctx.is_admin and action != "delete":
+                raise Conflict(f"Instance {server_id} is locked")
+            values = {"task_state": task, "updated_at": _now_naive(self.clock), **(extra or {})}
+            result = s.execute(
+                update(Server)
+                .where(
+                    Server.id == server_id,
+                    Server.vm_state.in_(allowed),
+                    or_(Server.task_state.is_(None), Server.task_state == "")
+                    if action != "delete"
+                    else Server.deleted.is_(False),
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if not result.rowcount:  # type: ignore[attr-defined]
+                if row.task_state and action != "delete":
+                    raise Conflict(
+                        f"Cannot '{action}' instance {server_id} while it is in "
+                        f"task_state {row.task_state}"
+                    )
+                raise Conflict(
+                    f"Cannot '{action}' instance {server_id} while it is in vm_state {row.vm_state}"
+                )
+            action_id = self._action(s, ctx, server_id, row.project_id, record or action)
+            s.refresh(row)
+            return row, action_id
+
+    def _run(self, action_id: int, server_id: str, work: Callable[[], dict[str, Any]]) -> None:
+        """Run host work for one action; its result (or the error) ends the task."""
+
+        def task() -> None:
+            with self._server_lock(server_id):
+                try:
+                    values = work()
+                except (DriverError, OSError) as exc:
+                    message = str(exc)
+                    log.warning("server %s: %s", server_id, message)
+                    state = self.driver.power_state(server_id)
+                    self._set(
+                        server_id,
+                        task_state=None,
+                        power_state=int(state),
+                        fault=self._fault(message),
+                        vm_state="error",
+                    )
+                    self._finish_action(action_id, message)
+                    return
+                values.setdefault("task_state", None)
+                self._set(server_id, **values)
+                self._finish_action(action_id)
+
+        self._submit(task)
+
+    def delete_server(self, ctx: RequestContext, server_id: str) -> None:
+        _, action_id = self._begin(
+            ctx,
+            server_id,
+            "delete",
+            ("active", "building", "stopped", "paused", "suspended", "resized", "error"),
+            "deleting",
+        )
+
+        def task() -> None:
+            with self._server_lock(server_id):
+                self._destroy_everything(server_id)
+            self._finish_action(action_id)
+
+        self._submit(task)
+
+    def _destroy_everything(self, server_id: str) -> None:
+        self.driver.destroy(server_id)
+        self.driver.delete_files(server_id)
+        now = _now_naive(self.clock)
+        self._set(
+            server_id,
+            vm_state="deleted",
+            task_state=None,
+            power_state=int(PowerState.NOSTATE),
+            deleted=True,
+            terminated_at=now,
+            updated_at=now,
+        )
+
+    def stop(self, ctx: RequestContext, server_id: str) -> None:
+        _, action_id = self._begin(ctx, server_id, "stop", ("active", "error"), "powering-off")
+
+        def work() -> dict[str, Any]:
+            self.driver.shutdown(server_id, self.settings.shutdown_timeout)
+            return {"vm_state": "stopped", "power_state": int(PowerState.SHUTDOWN)}
+
+        self._run(action_id, server_id, work)
+
+    def _restart(self, server_id: str) -> None:
+        with self.db.session() as s:
+            row = s.get(Server, server_id)
+            assert row is not None
+            spec = self._spec(
+                row,
+                self.driver.instance_dir(server_id) / "disk.qcow2",
+                self.driver.instance_dir(server_id) / "disk.config",
+            )
+        self.driver.start(spec)
+
+    def _current_spec(self, server_id: str) -> GuestSpec:
+        with self.db.session() as s:
+            row = s.get(Server, server_id)
+            assert row is not None
+            disk = self.driver.instance_dir(server_id) / "disk.qcow2"
+            drive = self.driver.instance_dir(server_id) / "disk.config"
+            return self._spec(row, disk, drive if drive.exists() else None)
+
+    def start(self, ctx: RequestContext, server_id: str) -> None:
+        _, action_id = self._begin(ctx, server_id, "start", ("stopped",), "powering-on")
+
+        def work() -> dict[str, Any]:
+            self.driver.start(self._current_spec(server_id))
+            return {"vm_state": "active", "power_state": int(PowerState.RUNNING), "fault": None}
+
+        self._run(action_id, server_id, work)
+
+    def reboot(self, ctx: RequestContext, server_id: str, hard: bool) -> None:
+        allowed = ("active", "stopped", "paused", "suspended", "error") if hard else ("active",)
+        task = "reboot_started_hard" if hard else "reboot_started"
+        _, action_id = self._begin(ctx, server_id, "reboot", allowed, task)
+
+        def work() -> dict[str, Any]:
+            if hard:
+                self.driver.destroy(server_id)
+            else:
+                clean = self.driver.shutdown(server_id, self.settings.shutdown_timeout)
+                if not clean:
+                    log.info("server %s ignored the ACPI shutdown; rebooted by force", server_id)
+            suspended = self.driver.instance_dir(server_id) / "suspended.state"
+            suspended.unlink(missing_ok=True)
+            self.driver.start(self._current_spec(server_id))
+            return {"vm_state": "active", "power_state": int(PowerState.RUNNING), "fault": None}
+
+        self._run(action_id, server_id, work)
+
+    def pause(self, ctx: RequestContext, server_id: str) -> None:
+        _, action_id = self._begin(ctx, server_id, "pause", ("active",), "pausing")
+
+        def work() -> dict[str, Any]:
+            self.driver.pause(server_id)
+            return {"vm_state": "paused", "power_state": int(PowerState.PAUSED)}
+
+        self._run(action_id, server_id, work)
+
+    def unpause(self, ctx: RequestContext, server_id: str) -> None:
+        _, action_id = self._begin(ctx, server_id, "unpause", ("paused",), "unpausing")
+
+        def work() -> dict[str, Any]:
+            self.driver.unpause(server_id)
+            return {"vm_state": "active", "power_state": int(PowerState.RUNNING)}
+
+        self._run(action_id, server_id, work)
+
+    def suspend(self, ctx: RequestContext, server_id: str) -> None:
+        _, action_id = self._begin(ctx, server_id, "suspend", ("active",), "suspending")
+
+        def work() -> dict[str, Any]:
+            self.driver.suspend(server_id)
+            return {"vm_state": "suspended", "power_state": int(PowerState.SUSPENDED)}
+
+        self._run(action_id, server_id, work)
+
+    def resume(self, ctx: RequestContext, server_id: str) -> None:
+        _, action_id = self._begin(ctx, server_id, "resume", ("suspended",), "resuming")
+
+        def work() -> dict[str, Any]:
+            self.driver.resume(self._current_spec(server_id))
+            return {"vm_state": "active", "power_state": int(PowerState.RUNNING)}
+
+        self._run(action_id, server_id, work)
+
+    def create_image(
+        self, ctx: RequestContext, server_id: str, name: str, metadata: dict[str, str]
+    ) -> str:
+        with self.db.session() as s:
+            row = self._server_row(s, ctx, server_id)
+            min_disk = int(row.disk_gib)
+            min_ram = 0
+            source_image = row.image_id
+        properties = {
+            **metadata,
+            "instance_uuid": server_id,
+            "base_image_ref": source_image,
+            "image_type": "snapshot",
+        }
+        image = self.images.create_snapshot_record(ctx, name, properties, min_disk, min_ram)
+        image_id = str(image["id"])
+        try:
+            _, action_id = self._begin(
+                ctx,
+                server_id,
+                "createImage",
+                ("active", "stopped", "paused", "suspended"),
+                "image_snapshot",
+            )
+        except Exception:
+            self.images.fail_image(image_id, "the server could not be snapshotted")
+            raise
+
+        def work() -> dict[str, Any]:
+            dest = self.driver.root / "snapshots" / f"{image_id}.qcow2"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.driver.snapshot_disk(server_id, dest)
+                self.images.import_file(image_id, dest)
+            except Exception as exc:
+                dest.unlink(missing_ok=True)
+                self.images.fail_image(image_id, str(exc))
+                log.warning("snapshot of %s failed: %s", server_id, exc)
+            return {}
+
+        self._run(action_id, server_id, work)
+        return image_id
+
+    def rebuild(
+        self, ctx: RequestContext, server_id: str, image_ref: str, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            image = self.images.image_for_boot(ctx, image_ref)
+        except NotFound:
+            raise BadRequest(f"Image {image_ref} could not be found.") from None
+        key_values: dict[str, Any] = {}
+        if "key_name" in changes:
+            if changes["key_name"] is None:
+                key_values = {"key_name": None, "key_data": None}
+            else:
+                with self.db.session() as s:
+                    key = s.scalar(
+                        select(Keypair).where(
+                            Keypair.user_id == ctx.user_id, Keypair.name == changes["key_name"]
+                        )
+                    )
+                    if key is None:
+                        raise BadRequest(f"Invalid key_name provided: {changes['key_name']}.")
+                    key_values = {"key_name": key.name, "key_data": key.public_key}
+        extra: dict[str, Any] = {"image_id": image.id, **key_values}
+        for field, column in (
+            ("name", "name"),
+            ("description", "description"),
+            ("user_data", "user_data"),
+            ("metadata", "server_metadata"),
+        ):
+            if field in changes:
+                extra[column] = changes[field]
+        row, action_id = self._begin(
+            ctx, server_id, "rebuild", ("active", "stopped", "error"), "rebuilding", extra
+        )
+        was_stopped = row.vm_state == "stopped"
+
+        def work() -> dict[str, Any]:
+            self.driver.destroy(server_id)
+            for name in ("disk.qcow2", "disk.config", "suspended.state"):
+                (self.driver.instance_dir(server_id) / name).unlink(missing_ok=True)
+            with self.db.session() as s:
+                current = s.get(Server, server_id)
+                assert current is not None
+                spec = self._prepare_disks(current, image)
+            if was_stopped:
+                return {
+                    "vm_state": "stopped",
+                    "power_state": int(PowerState.SHUTDOWN),
+                    "fault": None,
+                }
+            self.driver.start(spec)
+            return {
+                "vm_state": "active",
+                "power_state": int(PowerState.RUNNING),
+                "fault": None,
+                "launched_at": _now_naive(self.clock),
+            }
+
+        self._run(action_id, server_id, work)
+        return self.get_server(ctx, server_id)
+
+    def resize(self, ctx: RequestContext, server_id: str, flavor_ref: str) -> None:
+        with self.db.session() as s:
+            row = self._server_row(s, ctx, server_id)
+            try:
+                flavor = self._flavor_view(self._flavor_row(s, ctx, flavor_ref))
+            except NotFound:
+                raise BadRequest(f"Flavor {flavor_ref} could not be found.") from None
+            flavor.pop("sort")
+            old = dict(row.flavor)
+            if flavor["id"] == old.get("id"):
+                raise BadRequest("When resizing, instances must change flavor!")
+            if flavor["disk"] and flavor["disk"] < row.disk_gib:
+                raise BadRequest(
+                    "Resize error: Unable to resize disk down: the new flavor's disk "
+                    f"({flavor['disk']} GiB) is smaller than the server's ({row.disk_gib} GiB)."
+                )
+        new_disk = max(flavor["disk"], row.disk_gib)
+        row, action_id = self._begin(
+            ctx, server_id, "resize", ("active", "stopped"), "resize_prep", record="resize"
+        )
+        was_stopped = row.vm_state == "stopped"
+        with self.db.session() as s:
+            fits = scheduler.claim(
+                s,
+                self.capacity,
+                server_id,
+                max(flavor["vcpus"], old["vcpus"]),
+                max(flavor["ram"], old["ram"]),
+                new_disk,
+            )
+        if not fits:
+            self._set(server_id, task_state=None)
+            self._finish_action(action_id, NO_VALID_HOST)
+            raise BadRequest(NO_VALID_HOST)
+        old_disk = row.disk_gib
+
+        def work() -> dict[str, Any]:
+            self.driver.shutdown(server_id, self.settings.shutdown_timeout)
+            disk = self.driver.instance_dir(server_id) / "disk.qcow2"
+            backup = self.driver.instance_dir(server_id) / "disk.before-resize.qcow2"
+            _copy_file(disk, backup)
+            self.driver.resize_root_disk(server_id, new_disk)
+            self._set(
+                server_id,
+                flavor=flavor,
+                old_flavor={**old, "root_gb": old_disk},
+                task_state="resize_finish",
+            )
+            if not was_stopped:
+                self.driver.start(self._current_spec(server_id))
+            return {
+                "vm_state": "resized",
+                "power_state": int(PowerState.SHUTDOWN if was_stopped else PowerState.RUNNING),
+            }
+
+        self._run(action_id, server_id, work)
+
+    def confirm_resize(self, ctx: RequestContext, server_id: str) -> None:
+        row, action_id = self._begin(
+            ctx, server_id, "confirmResize", ("resized",), "resize_confirming"
+        )
+        flavor = row.flavor
+
+        def work() -> dict[str, Any]:
+            (self.driver.instance_dir(server_id) / "disk.before-resize.qcow2").unlink(
+                missing_ok=True
+            )
+            running = self.driver.power_state(server_id) == PowerState.RUNNING
+            with self.db.session() as s:
+                s.execute(
+                    update(Server)
+                    .where(Server.id == server_id)
+                    .values(vcpus=flavor["vcpus"], memory_mib=flavor["ram"], old_flavor=None)
+                )
+            return {
+                "vm_state": "active" if running else "stopped",
+                "power_state": int(PowerState.RUNNING if running else PowerState.SHUTDOWN),
+            }
+
+        self._run(action_id, server_id, work)
+
+    def revert_resize(self, ctx: RequestContext, server_id: str) -> None:
+        row, action_id = self._begin(
+            ctx, server_id, "revertResize", ("resized",), "resize_reverting"
+        )
+        old = dict(row.old_flavor or row.flavor)
+        old_disk = int(old.pop("root_gb", row.disk_gib))
+
+        def work() -> dict[str, Any]:
+            running = self.driver.power_state(server_id) == PowerState.RUNNING
+            self.driver.shutdown(server_id, self.settings.shutdown_timeout)
+            directory = self.driver.instance_dir(server_id)
+            backup = directory / "disk.before-resize.qcow2"
+            if backup.exists():
+                backup.replace(directory / "disk.qcow2")
+            with self.db.session() as s:
+                s.execute(
+                    update(Server)
+                    .where(Server.id == server_id)
+                    .values(
+                        flavor=old,
+                        old_flavor=None,
+                        vcpus=old["vcpus"],
+                        memory_mib=old["ram"],
+                        disk_gib=old_disk,
+                    )
+                )
+            if running:
+                self.driver.start(self._current_spec(server_id))
+            return {
+                "vm_state": "active" if running else "stopped",
+                "power_state": int(PowerState.RUNNING if running else PowerState.SHUTDOWN),
+            }
+
+        self._run(action_id, server_id, work)
+
+    def lock(self, ctx: RequestContext, server_id: str, locked: bool) -> None:
+        with self.db.session() as s:
+            row = self._server_row(s, ctx, server_id)
+            row.locked = locked
+            row.updated_at = _now_naive(self.clock)
+            self._action(s, ctx, server_id, row.project_id, "lock" if locked else "unlock")
+
+    def console_output(self, ctx: RequestContext, server_id: str, length: int | None) -> str:
+        with self.db.session() as s:
+            row = self._server_row(s, ctx, server_id)
+            if row.vm_state == "building" and row.task_state == "scheduling":
+                raise Conflict(f"Instance {server_id} is not ready yet: try again in a moment.")
+        return self.driver.console_output(server_id, length)
+
+    # ------------------------------------------------------------------ metadata and tags
+
+    def metadata(self, ctx: RequestContext, server_id: str) -> dict[str, str]:
+        return dict(self.get_server(ctx, server_id)["metadata"])
+
+    def set_metadata(
+        self, ctx: RequestContext, server_id: str, items: dict[str, str], replace: bool
+    ) -> dict[str, str]:
+        with self.db.session() as s:
+            row = self._server_row(s, ctx, server_id)
+            merged = dict(items) if replace else {**(row.server_metadata or {}), **items}
+            if len(merged) > MAX_METADATA_ITEMS:
+                raise Forbidden(
+                    f"Quota exceeded for metadata items: at most {MAX_METADATA_ITEMS} per server."
+                )
+            row.server_metadata = merged
+            row.updated_at = _now_naive(self.clock)
+            return dict(merged)
+
+    def delete_metadata(self, ctx: RequestContext, server_id: str, key: str) -> None:
+        with self.db.session() as s:
+            row = self._server_row(s, ctx, server_id)
+            items = dict(row.server_metadata or {})
+            if key not in items:
+                raise NotFound(f"Metadata item was not found: {key}")
+            del items[key]
+            row.server_metadata = items
+            row.updated_at = _now_naive(self.clock)
+
+    def tags(self, ctx: RequestContext, server_id: str) -> list[str]:
+        return list(self.get_server(ctx, server_id)["tags"])
+
+    def set_tags(self, ctx: RequestContext, server_id: str, tags: list[str]) -> list[str]:
+        if len(tags) > 50:
+            raise BadRequest("A server has at most 50 tags.")
+        with self.db.session() as s:
+            row = self._server_row(s, ctx, server_id)
+            row.tags = sorted(set(tags))
+            row.updated_at = _now_naive(self.clock)
+            return list(row.tags)
+
+    def add_tag(self, ctx: RequestContext, server_id: str, tag: str) -> bool:
+        with self.db.session() as s:
+            row = self._server_row(s, ctx, server_id)
+            current = list(row.tags or [])
+            if tag in current:
+                return False
+            if len(current) >= 50:
+                raise BadRequest("A server has at most 50 tags.")
+            row.tags = sorted({*current, tag})
+            row.updated_at = _now_naive(self.clock)
+            return True
+
+    def delete_tag(self, ctx: RequestContext, server_id: str, tag: str | None) -> None:
+        with self.db.session() as s:
+            row = self._server_row(s, ctx, server_id)
+            current = list(row.tags or [])
+            if tag is None:
+                row.tags = []
+            elif tag not in current:
+                raise NotFound(f"Tag '{tag}' could not be found.")
+            else:
+                row.tags = [t for t in current if t != tag]
+            row.updated_at = _now_naive(self.clock)
+
+    # ------------------------------------------------------------------ actions log
+
+    def instance_actions(self, ctx: RequestContext, server_id: str) -> list[dict[str, Any]]:
+        with self.db.session() as s:
+            row = s.get(Server, server_id) if len(server_id) <= 36 else None
+            if row is None or (not ctx.is_admin and row.project_id != ctx.project_id):
+                raise NotFound(f"Instance {server_id} could not be found.")
+            actions = s.scalars(
+                select(InstanceAction)
+                .where(InstanceAction.server_id == server_id)
+                .order_by(InstanceAction.id.desc())
+            ).all()
+            return [self._action_view(a) for a in actions]
+
+    def instance_action(
+        self, ctx: RequestContext, server_id: str, request_id: str
+    ) -> dict[str, Any]:
+        for action in self.instance_actions(ctx, server_id):
+            if action["request_id"] == request_id:
+                return action
+        raise NotFound(f"Action {request_id} not found.")
+
+    @staticmethod
+    def _action_view(a: InstanceAction) -> dict[str, Any]:
+        return {
+            "action": a.action,
+            "instance_uuid": a.server_id,
+            "request_id": a.request_id,
+            "user_id": a.user_id,
+            "project_id": a.project_id,
+            "start_time": as_utc(a.start_time),
+            "finish_time": as_utc(a.finish_time) if a.finish_time else None,
+            "updated_at": as_utc(a.finish_time or a.start_time),
+            "result": a.result,
+            "message": a.message,
+        }
+
+    # ------------------------------------------------------------------ host view
+
+    def hypervisor(self) -> dict[str, Any]:
+        with self.db.session() as s:
+            used = scheduler.usage(s, self.host)
+        cap = self.capacity
+        return {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, self.host)),
+            "hypervisor_hostname": self.host,
+            "host": self.host,
+            "accelerator": self.driver.accelerator(),
+            "vcpus": cap.physical_vcpus,
+            "memory_mb": cap.physical_memory_mib,
+            "local_gb": cap.physical_disk_gib,
+            "vcpus_used": used.vcpus,
+            "memory_mb_used": used.memory_mib + self.settings.reserved_host_memory_mib,
+            "local_gb_used": used.disk_gib,
+            "running_vms": used.servers,
+            "capacity": cap,
+        }
+
+    # ------------------------------------------------------------------ reconciliation
+
+    def reconcile(self) -> None:
+        """Make the database true to the host after a start: finish or end cut-short work."""
+        running = self.driver.running()
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(Server).where(
+                    Server.deleted.is_(False),
+                    or_(Server.host == self.host, Server.host.is_(None)),
+                )
+            ).all()
+            known = {r.id: (r.vm_state, r.task_state, r.host) for r in rows}
+            all_ids = set(s.scalars(select(Server.id)).all())
+        for server_id, (vm_state, task_state, host) in known.items():
+            if task_state == "deleting":
+                self._destroy_everything(server_id)
+                continue
+            if vm_state == "building":
+                if server_id in running:
+                    self._set(
+                        server_id,
+                        vm_state="active",
+                        task_state=None,
+                        power_state=int(PowerState.RUNNING),
+                        launched_at=_now_naive(self.clock),
+                    )
+                else:
+                    self.driver.delete_files(server_id)
+                    with self.db.session() as s:
+                        scheduler.release(s, server_id)
+                    self._set(
+                        server_id,
+                        vm_state="error",
+                        task_state=None,
+                        fault=self._fault(
+                            "The control plane restarted while this server was being built; "
+                            "delete it and create it again."
+                        ),
+                    )
+                continue
+            if host is None:
+                continue
+            if task_state:
+                self._set(server_id, task_state=None)
+            self._sync_one(server_id)
+        for server_id, pid in running.items():
+            if server_id not in known:
+                state = "a deleted server" if server_id in all_ids else "no known server"
+                log.warning(
+                    "orphan QEMU process %d for %s (%s); left running for the operator",
+                    pid,
+                    server_id,
+                    state,
+                )
+                self.orphans[server_id] = pid
+
+    def _sync_one(self, server_id: str) -> None:
+        state = self.driver.power_state(server_id)
+        with self.db.session() as s:
+            row = s.get(Server, server_id)
+            if row is None or row.deleted or row.task_state:
+                return
+            values: dict[str, Any] = {}
+            if state != row.power_state:
+                values["power_state"] = int(state)
+            if row.vm_state in ("active", "paused") and state in (
+                PowerState.SHUTDOWN,
+                PowerState.CRASHED,
+            ):
+                values["vm_state"] = "stopped"
+            elif row.vm_state == "paused" and state == PowerState.RUNNING:
+                values["vm_state"] = "active"
+            elif row.vm_state == "active" and state == PowerState.PAUSED:
+                values["vm_state"] = "paused"
+            elif row.vm_state == "stopped" and state == PowerState.RUNNING:
+                values["vm_state"] = "active"
+            elif row.vm_state == "suspended" and state == PowerState.SHUTDOWN:
+                values["vm_state"] = "stopped"
+            if values:
+                values["updated_at"] = _now_naive(self.clock)
+                s.execute(
+                    update(Server)
+                    .where(Server.id == server_id, Server.task_state.is_(None))
+                    .values(**values)
+                )
+
+    def sync_power_states(self) -> None:
+        """What Nova's periodic task does: record what each guest really is doing."""
+        with self.db.session() as s:
+            ids = s.scalars(
+                select(Server.id).where(
+                    Server.host == self.host,
+                    Server.deleted.is_(False),
+                    Server.task_state.is_(None),
+                    Server.vm_state.in_(("active", "stopped", "paused", "suspended", "resized")),
+                )
+            ).all()
+        for server_id in ids:
+            with self._server_lock(server_id):
+                self._sync_one(server_id)
+            self.driver.trim_console(server_id)
+
+
+def _copy_file(src: Any, dest: Any) -> None:
+    import os
+    import shutil
+
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.copyfile(src, tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, dest)
