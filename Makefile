@@ -9,12 +9,12 @@ DATA_DIR ?= ./souverain-data
 PYTEST_ARGS ?=
 TINY_IMAGE := build/tiny/tiny.qcow2
 
-.PHONY: run test install system-packages lint format typecheck unit api e2e bench clean
+.PHONY: run test install system-packages lint format typecheck unit api e2e vm bench clean tiny-image
 
-run: install
-	$(BIN)/souverain serve --data-dir $(DATA_DIR)
+run: install tiny-image
+	SOUVERAIN_IMAGE__TINY_IMAGE=$(abspath $(TINY_IMAGE)) $(BIN)/souverain serve --data-dir $(DATA_DIR)
 
-test: install lint typecheck
+test: install lint typecheck tiny-image
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 install: $(STAMP)
@@ -30,8 +30,8 @@ $(STAMP): pyproject.toml scripts/system-packages.txt
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts/build-tiny-image
+	$(BIN)/ruff format --check src tests bench scripts/build-tiny-image
 
 format: install
 	$(BIN)/ruff format src tests bench
@@ -46,8 +46,11 @@ unit: install
 api: install
 	$(BIN)/pytest -q tests/api
 
-e2e: install
+e2e: install tiny-image
 	$(BIN)/pytest -q tests/e2e tests/platform
+
+vm: install tiny-image
+	$(BIN)/pytest -q tests/vm
 
 bench: install
 	$(BIN)/python bench/identity/run
