@@ -25,6 +25,7 @@ from souverain.common.clock import isotime, parse_isotime
 from souverain.common.context import RequestContext
 from souverain.common.errors import ApiError, BadRequest, NotFound
 from souverain.common.jsoncodec import JSONResponse
+from souverain.common.middleware import state_of
 from souverain.common.openstack import ErrorLayer, audit, authenticate, base_url
 from souverain.common.pagination import paginate, parse_limit
 from souverain.compute.service import ComputeService, ServerRequest
@@ -160,12 +161,21 @@ class ComputeApi:
     ) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             version = negotiate(request)
-            ctx = authenticate(self.service.identity, request)
-            response: Response = await handler(request, ctx, version)
             text = _version_text(version)
-            response.headers["OpenStack-API-Version"] = f"compute {text}"
-            response.headers["X-OpenStack-Nova-API-Version"] = text
-            response.headers["Vary"] = "OpenStack-API-Version, X-OpenStack-Nova-API-Version"
+            # Nova puts these on faults too; clients read the request id from either name.
+            headers = {
+                "OpenStack-API-Version": f"compute {text}",
+                "X-OpenStack-Nova-API-Version": text,
+                "Vary": "OpenStack-API-Version, X-OpenStack-Nova-API-Version",
+                "X-Compute-Request-Id": state_of(request.scope).get("request_id", ""),
+            }
+            try:
+                ctx = authenticate(self.service.identity, request)
+                response: Response = await handler(request, ctx, version)
+            except ApiError as exc:
+                exc.headers.update(headers)
+                raise
+            response.headers.update(headers)
             return response
 
         return endpoint
