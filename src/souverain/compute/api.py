@@ -161,6 +161,12 @@ def _int(value: Any, field: str, minimum: int = 0) -> int:
     return number
 
 
+def _require_version(v: tuple[int, int], first: tuple[int, int]) -> None:
+    """A route that starts at microversion `first` does not exist before it: 404, as Nova."""
+    if v < first:
+        raise NotFound("The resource could not be found.")
+
+
 def _ref(value: Any, field: str) -> str:
     """An id, or a URL whose last segment is the id (old clients send links)."""
     if not isinstance(value, str) or not value.strip():
@@ -981,6 +987,7 @@ class ComputeApi:
         return JSONResponse({"meta": meta})
 
     async def tags(self, request: Request, ctx: RequestContext, v: tuple[int, int]) -> Response:
+        _require_version(v, (2, 26))
         server_id = request.path_params["id"]
         if request.method == "GET":
             return JSONResponse({"tags": self.service.tags(ctx, server_id)})
@@ -997,6 +1004,7 @@ class ComputeApi:
         return JSONResponse({"tags": self.service.set_tags(ctx, server_id, tags)})
 
     async def tag(self, request: Request, ctx: RequestContext, v: tuple[int, int]) -> Response:
+        _require_version(v, (2, 26))
         server_id, tag = request.path_params["id"], request.path_params["tag"]
         if request.method == "GET":
             if tag not in self.service.tags(ctx, server_id):
