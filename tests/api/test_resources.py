@@ -240,29 +240,29 @@ def test_region_crud(cloud: Cloud) -> None:
 
 
 def test_service_and_endpoint_crud_shape_the_catalog(cloud: Cloud) -> None:
-    service = cloud.create("services", "service", type="compute", name="nova")
-    assert ids(cloud.get("/v3/services?type=compute"), "services") == [service["id"]]
+    service = cloud.create("services", "service", type="placement", name="placement")
+    assert ids(cloud.get("/v3/services?type=placement"), "services") == [service["id"]]
     endpoint = cloud.create(
         "endpoints",
         "endpoint",
         service_id=service["id"],
         interface="public",
-        url="http://example.test/compute",
+        url="http://example.test/placement",
         region_id="fr-1",
     )
     assert endpoint["region_id"] == "fr-1" and endpoint["enabled"] is True
     filtered = cloud.get(f"/v3/endpoints?service_id={service['id']}&interface=public")
     assert ids(filtered, "endpoints") == [endpoint["id"]]
     catalog = cloud.get("/v3/auth/catalog").json()["catalog"]
-    compute = next(s for s in catalog if s["type"] == "compute")
-    assert compute["endpoints"][0]["url"] == "http://example.test/compute"
+    placement = next(s for s in catalog if s["type"] == "placement")
+    assert placement["endpoints"][0]["url"] == "http://example.test/placement"
     patched = cloud.patch(
         f"/v3/endpoints/{endpoint['id']}", {"endpoint": {"url": "https://example.test/c"}}
     )
     assert patched.json()["endpoint"]["url"] == "https://example.test/c"
     cloud.patch(f"/v3/services/{service['id']}", {"service": {"enabled": False}})
     catalog = cloud.get("/v3/auth/catalog").json()["catalog"]
-    assert "compute" not in {s["type"] for s in catalog}
+    assert "placement" not in {s["type"] for s in catalog}
     assert cloud.delete(f"/v3/endpoints/{endpoint['id']}").status_code == 204
     assert_keystone_error(cloud.get(f"/v3/endpoints/{endpoint['id']}"), 404)
     assert cloud.delete(f"/v3/services/{service['id']}").status_code == 204
