@@ -838,11 +838,16 @@ class ComputeService:
                     assert row is not None
                     spec = self._prepare_disks(row, image)
                 if self._is_deleting(server_id):
+                    self._finish_action(action_id, "deleted while building")
                     return
                 self.driver.start(spec)
-            except (DriverError, OSError) as exc:
-                message = f"Build of server {server_id} failed: {exc}"
-                log.warning("%s", message)
+            except Exception as exc:
+                if isinstance(exc, DriverError | OSError):
+                    message = f"Build of server {server_id} failed: {exc}"
+                    log.warning("%s", message)
+                else:
+                    log.exception("build of server %s failed", server_id)
+                    message = f"Build of server {server_id} failed on an internal error."
                 self.driver.destroy(server_id)
                 self.driver.delete_files(server_id)
                 with self.db.session() as s:
@@ -894,7 +899,7 @@ class ComputeService:
         """Compare-and-set the server into `task`; 409 if its state does not allow `action`."""
         with self.db.session() as s:
             row = self._server_row(s, ctx, server_id)
-            if row.locked and not ctx.is_admin and action != "delete":
+            if row.locked and not ctx.is_admin:
                 raise Conflict(f"Instance {server_id} is locked")
             values = {"task_state": task, "updated_at": _now_naive(self.clock), **(extra or {})}
             result = s.execute(
@@ -929,8 +934,12 @@ class ComputeService:
             with self._server_lock(server_id):
                 try:
                     values = work()
-                except (DriverError, OSError) as exc:
-                    message = str(exc)
+                except Exception as exc:
+                    if isinstance(exc, DriverError | OSError):
+                        message = str(exc)
+                    else:
+                        log.exception("server %s: unexpected error", server_id)
+                        message = "An internal error stopped this action; an operator was told."
                     log.warning("server %s: %s", server_id, message)
                     state = self.driver.power_state(server_id)
                     self._set(
