@@ -28,13 +28,13 @@ def test_twenty_concurrent_creates_on_a_host_with_room_for_four(
     )
     data_dir = cloud.server.data_dir
     try:
-        tenant = cloud.make_tenant("capacity")
-        token = cloud.token_for(tenant)
+        # two projects of ten: each stays inside its own instance quota, the host is the limit
+        tokens = [cloud.token_for(cloud.make_tenant(f"capacity{i}")) for i in range(2)]
         admin = cloud.admin_token()
-        image = cloud.api("GET", "/image/v2/images?name=tiny", token=token).json()["images"][0]
-        headers = {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.74"}
+        image = cloud.api("GET", "/image/v2/images?name=tiny", token=tokens[0]).json()["images"][0]
 
         def create(index: int) -> str:
+            headers = {"X-Auth-Token": tokens[index % 2], "OpenStack-API-Version": "compute 2.74"}
             body = {
                 "server": {
                     "name": f"crowd-{index}",
@@ -51,13 +51,16 @@ def test_twenty_concurrent_creates_on_a_host_with_room_for_four(
 
         with ThreadPoolExecutor(20) as pool:
             ids = list(pool.map(create, range(20)))
+        token_of = {server_id: tokens[i % 2] for i, server_id in enumerate(ids)}
 
         def settled() -> dict[str, Any]:
             states = {}
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
                 states = {
-                    i: cloud.api("GET", f"/compute/v2.1/servers/{i}", token=token).json()["server"]
+                    i: cloud.api("GET", f"/compute/v2.1/servers/{i}", token=token_of[i]).json()[
+                        "server"
+                    ]
                     for i in ids
                 }
                 if all(s["status"] in ("ACTIVE", "ERROR") for s in states.values()):
@@ -68,7 +71,8 @@ def test_twenty_concurrent_creates_on_a_host_with_room_for_four(
         states = settled()
         active = [i for i, s in states.items() if s["status"] == "ACTIVE"]
         failed = [s for s in states.values() if s["status"] == "ERROR"]
-        assert len(active) == FITS
+        faults = {s["fault"]["message"] for s in failed}
+        assert len(active) == FITS, faults
         assert len(failed) == 20 - FITS
         assert all("No valid host was found" in s["fault"]["message"] for s in failed)
         assert len(qemu_processes(data_dir)) == FITS
@@ -85,12 +89,14 @@ def test_twenty_concurrent_creates_on_a_host_with_room_for_four(
         assert used() == RESERVED_MIB + FITS * NANO_MIB
         for server_id in ids:
             assert (
-                cloud.api("DELETE", f"/compute/v2.1/servers/{server_id}", token=token).status_code
+                cloud.api(
+                    "DELETE", f"/compute/v2.1/servers/{server_id}", token=token_of[server_id]
+                ).status_code
                 == 204
             )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(
-            cloud.api("GET", f"/compute/v2.1/servers/{i}", token=token).status_code != 404
+            cloud.api("GET", f"/compute/v2.1/servers/{i}", token=token_of[i]).status_code != 404
             for i in ids
         ):
             time.sleep(0.5)

@@ -28,7 +28,7 @@ from souverain.common.jsoncodec import JSONResponse
 from souverain.common.middleware import state_of
 from souverain.common.openstack import ErrorLayer, audit, authenticate, base_url
 from souverain.common.pagination import paginate, parse_limit
-from souverain.compute.service import ComputeService, ServerRequest
+from souverain.compute.service import QUOTAS, ComputeService, ServerRequest
 from souverain.identity.api import read_json
 
 MIN_VERSION = (2, 1)
@@ -1132,9 +1132,9 @@ class ComputeApi:
     async def limits(self, request: Request, ctx: RequestContext, v: tuple[int, int]) -> Response:
         servers = self.service.list_servers(ctx, {})
         absolute: dict[str, int] = {
-            "maxTotalInstances": 10,
-            "maxTotalCores": 20,
-            "maxTotalRAMSize": 51200,
+            "maxTotalInstances": QUOTAS["instances"],
+            "maxTotalCores": QUOTAS["cores"],
+            "maxTotalRAMSize": QUOTAS["ram"],
             "maxServerMeta": 128,
             "maxTotalKeypairs": 100,
             "maxServerGroups": 10,

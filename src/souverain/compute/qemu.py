@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import uuid as uuid_module
 from collections.abc import Iterator
@@ -124,6 +125,7 @@ class QemuDriver:
         self.qemu_binary = qemu_binary
         self.qemu_img = qemu_img
         self._accelerator = accelerator
+        self._accelerator_lock = threading.Lock()
         # Unix socket paths must stay under 108 bytes whatever the data dir: sockets live in
         # a short run dir named after a hash of the root, so two roots never share one.
         digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
@@ -151,22 +153,24 @@ class QemuDriver:
 
     def accelerator(self) -> str:
         """ "kvm" if a probe guest really runs under KVM here, else "tcg"; probed once."""
-        if self._accelerator is None:
-            self._accelerator = self._cached_or_probed_accelerator()
-        return self._accelerator
+        with self._accelerator_lock:  # concurrent builds probe once, not once each
+            if self._accelerator is None:
+                self._accelerator = self._cached_or_probed_accelerator()
+            return self._accelerator
 
     def _cached_or_probed_accelerator(self) -> str:
         version = subprocess.run(
             [self.qemu_binary, "--version"], capture_output=True, text=True, check=False
         ).stdout.splitlines()
         key = {"kernel": platform.release(), "qemu": version[0] if version else ""}
-        cache = self.root / "accelerator.json"
+        # a property of the host, not of one data dir: cached beside every root's run dir
+        cache = self.run_dir.parent / "accelerator.json"
         with contextlib.suppress(OSError, ValueError, KeyError):
             cached = json.loads(cache.read_text())
             if cached["key"] == key and cached["accelerator"] in ("kvm", "tcg"):
                 return str(cached["accelerator"])
         result = "kvm" if self._kvm_runs_a_guest() else "tcg"
-        self.root.mkdir(parents=True, exist_ok=True)
+        cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         _write_atomically(cache, json.dumps({"key": key, "accelerator": result}).encode())
         return result
 
@@ -271,7 +275,7 @@ class QemuDriver:
         if self.pid(uuid) is not None and self._status(uuid) == "running":
             self._qmp(uuid, "stop")
             resume = True
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             self._qemu_img("convert", "-U", "-c", "-f", "qcow2", "-O", "qcow2", str(disk), str(tmp))
             _fsync_file(tmp)
@@ -745,7 +749,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _write_atomically(dest: Path, data: bytes) -> None:
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with tmp.open("wb") as out:
         out.write(data)
         out.flush()

@@ -30,7 +30,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from souverain.common.clock import Clock, as_utc
@@ -56,6 +56,10 @@ DEFAULT_FLAVORS = (
 MAX_USER_DATA = 65535  # bytes of base64 text, as Nova
 MAX_METADATA_ITEMS = 128
 NO_VALID_HOST = "No valid host was found. There are not enough hosts available."
+
+# Per-project compute quotas until the quota engine lands: what `/limits` publishes and
+# what a create is held to.
+QUOTAS = {"instances": 10, "cores": 20, "ram": 51200}
 
 # Nova's status from (vm_state, task_state): the task wins where it names one.
 _TASK_STATUS = {
@@ -179,6 +183,7 @@ class ComputeService:
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="compute")
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._quota_lock = threading.Lock()
         self.orphans: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -207,6 +212,7 @@ class ComputeService:
                             created_at=_now_naive(self.clock),
                         )
                     )
+        log.info("compute: guests run under %s", self.driver.accelerator())
         self.reconcile()
 
     def close(self) -> None:
@@ -496,6 +502,11 @@ class ComputeService:
         if not ctx.is_admin:
             raise Forbidden(f"Policy doesn't allow you to {what}: an admin role is required.")
 
+    @staticmethod
+    def _check_unlocked(ctx: RequestContext, row: Server) -> None:
+        if row.locked and not ctx.is_admin:
+            raise Conflict(f"Instance {row.id} is locked")
+
     def _server_row(self, s: Session, ctx: RequestContext, server_id: str) -> Server:
         row = s.get(Server, server_id) if len(server_id) <= 36 else None
         if row is None or row.deleted or (not ctx.is_admin and row.project_id != ctx.project_id):
@@ -702,11 +713,12 @@ class ComputeService:
         reservation = "r-" + secrets.token_hex(4)
         views = []
         disk = flavor_doc["disk"] or max(virtual_gib, image.min_disk, 1)
-        with self.db.session() as s:
+        with self._quota_lock, self.db.session() as s:
+            count = self._fit_in_quota(s, ctx.project_id, req, flavor_doc)
             rows = []
-            for index in range(req.max_count):
+            for index in range(count):
                 server_id = str(uuid.uuid4())
-                name = req.name if req.max_count == 1 else f"{req.name}-{index + 1}"
+                name = req.name if count == 1 else f"{req.name}-{index + 1}"
                 row = Server(
                     id=server_id,
                     project_id=ctx.project_id,
@@ -749,6 +761,32 @@ class ComputeService:
         for server_id, action_id in tasks:
             self._submit(self._build, server_id, image, action_id)
         return views
+
+    @staticmethod
+    def _fit_in_quota(
+        s: Session, project_id: str, req: ServerRequest, flavor: dict[str, Any]
+    ) -> int:
+        """How many of the requested servers the project's quota admits; 403 if not min_count."""
+        used = s.execute(
+            select(
+                func.count(Server.id),
+                func.coalesce(func.sum(Server.vcpus), 0),
+                func.coalesce(func.sum(Server.memory_mib), 0),
+            ).where(Server.project_id == project_id, Server.deleted.is_(False))
+        ).one()
+        in_use = {"instances": int(used[0]), "cores": int(used[1]), "ram": int(used[2])}
+        each = {"instances": 1, "cores": int(flavor["vcpus"]), "ram": int(flavor["ram"])}
+        fit = req.max_count
+        for resource, limit in QUOTAS.items():
+            room = (limit - in_use[resource]) // each[resource] if each[resource] else fit
+            if room < req.min_count:
+                requested = each[resource] * req.min_count
+                raise Forbidden(
+                    f"Quota exceeded for {resource}: Requested {requested}, but already used "
+                    f"{in_use[resource]} of {limit} {resource}"
+                )
+            fit = min(fit, room)
+        return fit
 
     def _spec(self, row: Server, disk: Any, config_drive: Any) -> GuestSpec:
         nics: tuple[Nic, ...] = ()
@@ -899,8 +937,7 @@ class ComputeService:
         """Compare-and-set the server into `task`; 409 if its state does not allow `action`."""
         with self.db.session() as s:
             row = self._server_row(s, ctx, server_id)
-            if row.locked and not ctx.is_admin:
-                raise Conflict(f"Instance {server_id} is locked")
+            self._check_unlocked(ctx, row)
             values = {"task_state": task, "updated_at": _now_naive(self.clock), **(extra or {})}
             result = s.execute(
                 update(Server)
@@ -1322,6 +1359,7 @@ class ComputeService:
     ) -> dict[str, str]:
         with self.db.session() as s:
             row = self._server_row(s, ctx, server_id)
+            self._check_unlocked(ctx, row)
             merged = dict(items) if replace else {**(row.server_metadata or {}), **items}
             if len(merged) > MAX_METADATA_ITEMS:
                 raise Forbidden(
@@ -1334,6 +1372,7 @@ class ComputeService:
     def delete_metadata(self, ctx: RequestContext, server_id: str, key: str) -> None:
         with self.db.session() as s:
             row = self._server_row(s, ctx, server_id)
+            self._check_unlocked(ctx, row)
             items = dict(row.server_metadata or {})
             if key not in items:
                 raise NotFound(f"Metadata item was not found: {key}")
