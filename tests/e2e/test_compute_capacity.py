@@ -74,7 +74,7 @@ def test_twenty_concurrent_creates_on_a_host_with_room_for_four(
         faults = {s["fault"]["message"] for s in failed}
         assert len(active) == FITS, faults
         assert len(failed) == 20 - FITS
-        assert all("No valid host was found" in s["fault"]["message"] for s in failed)
+        assert all("No valid host was found" in m for m in faults), faults
         assert len(qemu_processes(data_dir)) == FITS
 
         def used() -> int:

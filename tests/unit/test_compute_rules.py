@@ -122,3 +122,37 @@ def test_concurrent_claims_never_overbook(tmp_path: Path) -> None:
     with db.session() as s:
         assert scheduler.usage(s, "h1").servers == len(placed) - 1
     engine.dispose()
+
+
+def test_concurrent_builds_cache_one_base_image_without_tripping(tmp_path: Path) -> None:
+    from souverain.compute.qemu import QemuDriver
+
+    source = tmp_path / "image"
+    source.write_bytes(b"qcow2-ish" * 1000)
+    for attempt in range(20):
+        driver = QemuDriver(tmp_path / f"root{attempt}")
+        barrier = threading.Barrier(8)
+        results: list[Path] = []
+        errors: list[BaseException] = []
+
+        def cache(
+            d: QemuDriver = driver,
+            b: threading.Barrier = barrier,
+            out: list[Path] = results,
+            err: list[BaseException] = errors,
+        ) -> None:
+            b.wait()
+            try:
+                out.append(d.cache_base_image("img-1", source))
+            except BaseException as exc:
+                err.append(exc)
+
+        threads = [threading.Thread(target=cache) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert len(set(results)) == 1
+        assert results[0].read_bytes() == source.read_bytes()
+        assert sorted(p.name for p in results[0].parent.iterdir()) == ["img-1"]

@@ -212,7 +212,8 @@ class QemuDriver:
         dest = base_dir / image_id
         if dest.exists():
             return dest
-        tmp = base_dir / f".{image_id}.{os.getpid()}.tmp"
+        # one temp name per thread: concurrent builds of one image must not take each other's
+        tmp = base_dir / f".{image_id}.{os.getpid()}.{threading.get_ident()}.tmp"
         tmp.unlink(missing_ok=True)
         try:
             try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -216,7 +217,10 @@ class ComputeService:
         self.reconcile()
 
     def close(self) -> None:
+        """Let running actions finish; the guests themselves keep running."""
         self._pool.shutdown(wait=True)
+        with contextlib.suppress(OSError):  # only when no guest of this data dir is left
+            self.driver.run_dir.rmdir()
 
     @contextmanager
     def _server_lock(self, server_id: str) -> Iterator[None]:
