@@ -1567,19 +1567,26 @@ class ComputeService:
 
     def sync_power_states(self) -> None:
         """What Nova's periodic task does: record what each guest really is doing."""
+        running = self.driver.running()  # one pass over /proc, not a probe per server
         with self.db.session() as s:
-            ids = s.scalars(
-                select(Server.id).where(
+            rows = s.execute(
+                select(Server.id, Server.vm_state, Server.power_state).where(
                     Server.host == self.host,
                     Server.deleted.is_(False),
                     Server.task_state.is_(None),
                     Server.vm_state.in_(("active", "stopped", "paused", "suspended", "resized")),
                 )
             ).all()
-        for server_id in ids:
+        for server_id, vm_state, power_state in rows:
+            if server_id not in running and (
+                (vm_state == "stopped" and power_state == PowerState.SHUTDOWN)
+                or (vm_state == "suspended" and power_state == PowerState.SUSPENDED)
+            ):
+                continue  # no process, and none expected: nothing can have changed
             with self._server_lock(server_id):
                 self._sync_one(server_id)
-            self.driver.trim_console(server_id)
+            if server_id in running:
+                self.driver.trim_console(server_id)
 
 
 def _copy_file(src: Any, dest: Any) -> None:
