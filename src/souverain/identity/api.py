@@ -24,17 +24,17 @@ from pydantic import (
     model_validator,
 )
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, Router
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from souverain.common.clock import isotime, parse_isotime
 from souverain.common.context import RequestContext
 from souverain.common.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
 from souverain.common.jsoncodec import JSONResponse
 from souverain.common.middleware import state_of
+from souverain.common.openstack import ErrorLayer
 from souverain.common.pagination import paginate, parse_limit
 from souverain.identity.service import IdentityService, TokenView
 
@@ -43,18 +43,6 @@ log = logging.getLogger("souverain.identity")
 API_VERSION = "v3.14"
 MEDIA_TYPE = "application/vnd.openstack.identity-v3+json"
 UPDATED = "2020-04-07T00:00:00Z"
-
-HTTP_TITLES = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    409: "Conflict",
-    413: "Request Entity Too Large",
-    415: "Unsupported Media Type",
-    500: "Internal Server Error",
-}
 
 
 def render_error(_path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
@@ -934,49 +922,9 @@ class IdentityApi:
         )
 
 
-class KeystoneErrors:
-    """Turns every error under /identity into Keystone's body, in one thin layer.
-
-    Unexpected exceptions get a 500 with no internals and a traceback in the log.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def watch(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        scope["app"] = self  # lets the router raise 404/405 instead of answering in plain text
-        try:
-            await self.app(scope, receive, watch)
-        except Exception as exc:
-            if started:
-                raise
-            await self._response_for(exc)(scope, receive, send)
-
-    @staticmethod
-    def _response_for(exc: Exception) -> Response:
-        if isinstance(exc, ApiError):
-            return error_response(exc.status, exc.title, exc.message, exc.headers)
-        if isinstance(exc, HTTPException):
-            status = exc.status_code
-            message = {
-                404: "The resource could not be found.",
-                405: "The method is not allowed for the requested URL.",
-            }.get(status, str(exc.detail))
-            return error_response(status, HTTP_TITLES.get(status, "Error"), message)
-        log.exception("unexpected error in the identity API")
-        return error_response(
-            500,
-            "Internal Server Error",
-            "An unexpected error prevented the server from fulfilling your request.",
-        )
+def _auth_challenge(exc: ApiError) -> dict[str, str]:
+    """Keystone names itself in every 401, so a client knows where to authenticate."""
+    return {"WWW-Authenticate": 'Keystone uri="/identity"'} if exc.status == 401 else {}
 
 
 class TokensFirst:
@@ -1007,4 +955,4 @@ class TokensFirst:
 
 def build_app(service: IdentityService, public_url: str = "") -> ASGIApp:
     api = IdentityApi(service, public_url)
-    return KeystoneErrors(TokensFirst(api, Router(routes=api.routes())))
+    return ErrorLayer(TokensFirst(api, Router(routes=api.routes())), render_error, _auth_challenge)
