@@ -33,6 +33,7 @@ SERVICES = (
     CatalogEntry(type="identity", name="keystone", path="/identity"),
     CatalogEntry(type="compute", name="nova", path="/compute/v2.1"),
     CatalogEntry(type="image", name="glance", path="/image"),
+    CatalogEntry(type="block-storage", name="cinder", path="/volume/v3"),
 )
 
 

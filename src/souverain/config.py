@@ -114,6 +114,15 @@ class ComputeSettings(_Section):
     sync_interval: float = Field(default=5.0, gt=0, description="power state sync period, s")
 
 
+class VolumeSettings(_Section):
+    default_type: str = Field(default="__DEFAULT__", min_length=1, max_length=255)
+    max_volume_gib: int = Field(default=16384, ge=1, description="largest single volume")
+    quota_volumes: int = Field(default=10, ge=-1, description="per project; -1: unlimited")
+    quota_gigabytes: int = Field(default=1000, ge=-1)
+    quota_snapshots: int = Field(default=10, ge=-1)
+    detach_timeout: float = Field(default=30.0, gt=0, description="seconds the guest has to let go")
+
+
 class AuditSettings(_Section):
     fsync: bool = True
 
@@ -127,6 +136,7 @@ class Settings(_Section):
     objectstore: ObjectStoreSettings = ObjectStoreSettings()
     image: ImageSettings = ImageSettings()
     compute: ComputeSettings = ComputeSettings()
+    volume: VolumeSettings = VolumeSettings()
 
     @property
     def database_url(self) -> str:

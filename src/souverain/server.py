@@ -43,6 +43,9 @@ from souverain.image.service import ImageService
 from souverain.image.store import ImageStore
 from souverain.objectstore.service import ObjectStoreService
 from souverain.objectstore.store import BlobStore
+from souverain.volume import api as volume_api
+from souverain.volume.backend import VolumeBackend
+from souverain.volume.service import VolumeService
 
 log = logging.getLogger("souverain")
 
@@ -94,6 +97,10 @@ class DataPaths:
     def compute(self) -> Path:
         return self.root / "compute"
 
+    @property
+    def volumes(self) -> Path:
+        return self.root / "volumes"
+
 
 @dataclass
 class Platform:
@@ -107,6 +114,7 @@ class Platform:
     objectstore: ObjectStoreService
     image: ImageService
     compute: ComputeService
+    volume: VolumeService
     admin_password_file_written: bool
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
@@ -148,6 +156,7 @@ class Platform:
         for worker in self._workers:
             worker.join()
         self.compute.close()
+        self.volume.close()
         self.audit_log.close()
         if self.identity.changes is not None:
             self.identity.changes.close()
@@ -211,8 +220,20 @@ def _image(
     return ImageService(db, ImageStore(_paths(settings).images), identity, clock, settings.image)
 
 
-def _compute(
+def _volume(
     settings: Settings, db: Database, identity: IdentityService, image: ImageService, clock: Clock
+) -> VolumeService:
+    backend = VolumeBackend(_paths(settings).volumes)
+    return VolumeService(db, backend, identity, image, clock, settings.volume)
+
+
+def _compute(
+    settings: Settings,
+    db: Database,
+    identity: IdentityService,
+    image: ImageService,
+    volume: VolumeService,
+    clock: Clock,
 ) -> ComputeService:
     accelerator = settings.compute.accelerator
     driver = QemuDriver(
@@ -220,7 +241,7 @@ def _compute(
         console_max_bytes=settings.compute.console_max_bytes,
         accelerator=None if accelerator == "auto" else accelerator,
     )
-    return ComputeService(db, identity, image, driver, clock, settings.compute)
+    return ComputeService(db, identity, image, volume, driver, clock, settings.compute)
 
 
 def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
@@ -269,9 +290,12 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
                 )
             else:
                 log.warning("image.tiny_image %s does not exist; run `make tiny-image`", tiny)
-        compute = _compute(settings, Database(engine), identity, image, clock or Clock())
+        volume = _volume(settings, Database(engine), identity, image, clock or Clock())
+        volume.set_up()
+        compute = _compute(settings, Database(engine), identity, image, volume, clock or Clock())
         compute.set_up()
         compute.close()
+        volume.close()
         if identity.changes is not None:
             identity.changes.close()
     finally:
@@ -297,13 +321,19 @@ def open_platform(
     audit_log = AuditLog(paths.audit_log, load_or_create_key(paths.audit_key), settings.audit.fsync)
     objectstore = _objectstore(settings, db, identity, clock)
     image = _image(settings, db, identity, clock)
-    compute = _compute(settings, db, identity, image, clock)
+    volume = _volume(settings, db, identity, image, clock)
+    compute = _compute(settings, db, identity, image, volume, clock)
     public_url = settings.server.public_url
     mounts = (
         Mounted(
             "/compute",
             compute_api.build_app(compute, public_url),
             compute_api.render_error,
+        ),
+        Mounted(
+            "/volume",
+            volume_api.build_app(volume, public_url),
+            volume_api.render_error,
         ),
         Mounted(
             "/image",
@@ -333,6 +363,7 @@ def open_platform(
         objectstore,
         image,
         compute,
+        volume,
         paths.clouds_yaml.exists(),
     )
 

@@ -28,7 +28,13 @@ def test_password_project_scoped_token_has_every_keystone_field(cloud: Cloud) ->
     assert token["project"]["id"] == cloud.admin_project_id
     assert token["project"]["domain"]["id"] == "default"
     assert {r["name"] for r in token["roles"]} == {"admin", "member", "reader"}
-    assert [s["type"] for s in token["catalog"]] == ["identity", "compute", "image", "s3"]
+    assert [s["type"] for s in token["catalog"]] == [
+        "identity",
+        "compute",
+        "image",
+        "block-storage",
+        "s3",
+    ]
     endpoints = token["catalog"][0]["endpoints"]
     assert {e["interface"] for e in endpoints} == {"public", "internal", "admin"}
     assert all(e["url"].endswith("/identity") and e["region_id"] for e in endpoints)

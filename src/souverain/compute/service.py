@@ -44,6 +44,7 @@ from souverain.config import ComputeSettings
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
 from souverain.image.service import BootImage, ImageService
+from souverain.volume.service import VolumeService
 
 log = logging.getLogger("souverain.compute")
 
@@ -169,6 +170,7 @@ class ComputeService:
         db: Database,
         identity: IdentityService,
         images: ImageService,
+        volumes: VolumeService,
         driver: QemuDriver,
         clock: Clock,
         settings: ComputeSettings,
@@ -176,6 +178,7 @@ class ComputeService:
         self.db = db
         self.identity = identity
         self.images = images
+        self.volumes = volumes
         self.driver = driver
         self.clock = clock
         self.settings = settings

@@ -7,7 +7,8 @@ from alembic import context
 import souverain.compute.models
 import souverain.identity.models
 import souverain.image.models
-import souverain.objectstore.models  # noqa: F401 - registers the object storage tables
+import souverain.objectstore.models
+import souverain.volume.models  # noqa: F401 - registers every service's tables
 from souverain.db.base import Base
 
 config = context.config

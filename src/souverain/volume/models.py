@@ -1,0 +1,1 @@
+"""Volume tables (placeholder: replaced by the volume service)."""
