@@ -43,6 +43,14 @@ KVM_PROBE_TIMEOUT = 4.0
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 IMAGE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# A volume's QEMU id names its device and its format node; the file node adds "-file", and
+# QEMU node names stop at 31 characters.
+DISK_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,25}$")
+DISK_SERIAL_RE = re.compile(r"^[A-Za-z0-9_.-]{0,20}$")
+DISK_FORMATS = ("qcow2", "raw")
+DETACH_POLL_INTERVAL = 0.1
+# Disks the kernel names before the volumes: the root disk (vda) and the config drive (vdb).
+_DISKS_BEFORE_VOLUMES = 2
 
 # Runstates (QMP query-status) and what Nova calls them.
 _CRASHED_STATES = {"guest-panicked", "internal-error"}
@@ -70,6 +78,22 @@ class Nic:
 
 
 @dataclass(frozen=True)
+class Disk:
+    """A volume as the guest sees it: a virtio-blk device over a qcow2 or raw file.
+
+    `id` names the QEMU device and its block node (letters, digits, '-', '_', '.'; starts with
+    a letter; at most 26 characters, e.g. "vol-" and the volume id's first 8+ characters).
+    `serial` (at most 20 characters) is what the guest reads in /sys/block/vdX/serial.
+    """
+
+    id: str
+    path: Path
+    format: str = "qcow2"
+    readonly: bool = False
+    serial: str = ""
+
+
+@dataclass(frozen=True)
 class GuestSpec:
     """What QEMU needs to run one server; the service builds it from the database."""
 
@@ -83,10 +107,35 @@ class GuestSpec:
     kernel: Path | None = None
     ramdisk: Path | None = None
     kernel_cmdline: str = "console=ttyS0"
+    # Volumes attached at start, after the root disk and the config drive, in this order.
+    # resume() must be given the same disks as the guest had when it was suspended.
+    disks: tuple[Disk, ...] = ()
 
 
 class DriverError(Exception):
     """A host operation failed; the message says what a customer or operator can act on."""
+
+
+def guest_device_name(index_in_disks: int, *, has_config_drive: bool = True) -> str:
+    """The /dev name a Linux guest gives GuestSpec.disks[index_in_disks] at boot.
+
+    virtio-blk disks are named in probe order (PCI slot order): root disk vda, config drive
+    vdb, then the volumes. Right for disks on the command line at start. A hot-plugged disk
+    takes the lowest free index instead: after vdc is detached, the next attach is vdc again.
+    So for hot-plug, pass the lowest index not used by the disks attached now. The guest may
+    still name disks otherwise (udev rules, another driver); /dev/disk/by-id/virtio-<serial>
+    is the stable name.
+    """
+    if index_in_disks < 0:
+        raise ValueError("a disk index is not negative")
+    index = index_in_disks + (_DISKS_BEFORE_VOLUMES if has_config_drive else 1)
+    # the kernel's letters: a..z, aa..zz, aaa.. (virtblk_name_format)
+    letters = ""
+    index += 1
+    while index > 0:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(ord("a") + remainder) + letters
+    return f"/dev/vd{letters}"
 
 
 # The KVM probe guest: a 230-byte multiboot kernel that enters long mode, fills 24 MiB of
@@ -147,6 +196,10 @@ class QemuDriver:
 
     def _state_file(self, uuid: str) -> Path:
         return self.instance_dir(uuid) / "suspended.state"
+
+    def _state_slots_file(self, uuid: str) -> Path:
+        """The PCI slot of each volume at suspend time: resume must plug them in the same."""
+        return self.instance_dir(uuid) / "suspended.disks.json"
 
     def _qmp_socket(self, uuid: str) -> Path:
         return self.run_dir / f"{_checked_uuid(uuid)}.qmp"
@@ -320,7 +373,8 @@ class QemuDriver:
             state = self._state_file(spec.uuid)
             if not state.exists():
                 raise DriverError("the server has no saved state to resume from")
-            pid = self._launch(spec, paused=True, incoming=True)
+            slots = self._suspended_slots(spec)
+            pid = self._launch(spec, paused=True, incoming=True, slots=slots)
             try:
                 self._qmp(spec.uuid, "migrate-incoming", uri=f"exec:cat {shlex.quote(str(state))}")
                 self._wait_for(
@@ -336,16 +390,38 @@ class QemuDriver:
                 self.destroy(spec.uuid)
                 raise
             state.unlink()
+            self._state_slots_file(spec.uuid).unlink(missing_ok=True)
             return pid
 
-    def _launch(self, spec: GuestSpec, *, paused: bool, incoming: bool) -> int:
+    def _suspended_slots(self, spec: GuestSpec) -> dict[str, int]:
+        """The volumes' PCI slots when suspended; the spec must name exactly those volumes."""
+        try:
+            slots = json.loads(self._state_slots_file(spec.uuid).read_text())
+        except FileNotFoundError:
+            return {}  # suspended before volumes were recorded: the command-line order decides
+        saved, given = sorted(slots), sorted(disk.id for disk in spec.disks)
+        if saved != given:
+            raise DriverError(
+                f"the server was suspended with volumes {saved or 'none'}; resuming needs the "
+                f"same set, not {given or 'none'}"
+            )
+        return {str(key): int(value) for key, value in slots.items()}
+
+    def _launch(
+        self,
+        spec: GuestSpec,
+        *,
+        paused: bool,
+        incoming: bool,
+        slots: dict[str, int] | None = None,
+    ) -> int:
         directory = self.instance_dir(spec.uuid)
         directory.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.run_dir, 0o700)
         self._qmp_socket(spec.uuid).unlink(missing_ok=True)
         self._pidfile(spec.uuid).unlink(missing_ok=True)
-        argv = self._argv(spec, paused=paused, incoming=incoming)
+        argv = self._argv(spec, paused=paused, incoming=incoming, slots=slots)
         errors = directory / "qemu-start.err"
         with errors.open("w+b") as err:
             # -daemonize double-forks and setsids once QEMU is initialised: the guest outlives
@@ -376,7 +452,14 @@ class QemuDriver:
         errors.unlink(missing_ok=True)
         return pid
 
-    def _argv(self, spec: GuestSpec, *, paused: bool, incoming: bool) -> list[str]:
+    def _argv(
+        self,
+        spec: GuestSpec,
+        *,
+        paused: bool,
+        incoming: bool,
+        slots: dict[str, int] | None = None,
+    ) -> list[str]:
         uuid = _checked_uuid(spec.uuid)
         if spec.vcpus < 1 or spec.memory_mib < 16:
             raise DriverError("a server needs at least 1 vCPU and 16 MiB of memory")
@@ -406,6 +489,8 @@ class QemuDriver:
             ]  # fmt: skip
         for index, nic in enumerate(spec.nics):
             argv += self._nic_args(index, nic)
+        for disk in spec.disks:
+            argv += _disk_args(disk, slots.get(disk.id) if slots else None)
         if spec.kernel is not None:
             argv += ["-kernel", str(spec.kernel), "-append", spec.kernel_cmdline]
             if spec.ramdisk is not None:
@@ -545,6 +630,9 @@ class QemuDriver:
             was_running = self._status(uuid) == "running"
             self._qmp(uuid, "stop")
             try:
+                _write_atomically(
+                    self._state_slots_file(uuid), json.dumps(self._volume_slots(uuid)).encode()
+                )
                 # Paused first, the migration is a single pass; no bandwidth cap on a local file.
                 self._qmp(uuid, "migrate-set-parameters", **{"max-bandwidth": 1 << 40})
                 self._qmp(uuid, "migrate", uri=f"exec:cat > {shlex.quote(str(tmp))}")
@@ -584,6 +672,107 @@ class QemuDriver:
         shutil.rmtree(self.instance_dir(uuid), ignore_errors=True)
         self._qmp_socket(uuid).unlink(missing_ok=True)
         (self.run_dir / f"{uuid}.lock").unlink(missing_ok=True)
+
+    # ----------------------------------------------------------------- volumes
+
+    guest_device_name = staticmethod(guest_device_name)
+
+    def attach_disk(self, uuid: str, disk: Disk) -> None:
+        """Hot-plug a volume into a running (or paused) guest; already attached is fine.
+
+        The guest names it with the lowest free vdX letter (see guest_device_name).
+        """
+        _check_disk(disk)
+        with self._instance_lock(uuid):
+            self._require_running(uuid)
+            if disk.id in self._peripherals(uuid):
+                return
+            self._delete_nodes(uuid, disk.id)  # left by a detach the guest finished late
+            try:
+                for node in _blockdev_nodes(disk):
+                    self._qmp(uuid, "blockdev-add", **node)
+                self._qmp(uuid, "device_add", **_device_properties(disk))
+            except DriverError:
+                with contextlib.suppress(DriverError):  # QEMU's first message is the one
+                    self._delete_nodes(uuid, disk.id)
+                raise
+
+    def detach_disk(self, uuid: str, disk_id: str, timeout: float = 30.0) -> bool:
+        """Ask the guest to release a volume, wait for it, then close the file.
+
+        True once released (or when there is nothing to release: no such device, no process);
+        False if the guest has not let go within `timeout`: the device stays, the unplug stays
+        requested (a paused guest completes it when it runs again), the caller decides.
+        """
+        _check_disk_id(disk_id)
+        with self._instance_lock(uuid):
+            if self.pid(uuid) is None:
+                return True
+            if disk_id in self._peripherals(uuid):
+                try:
+                    self._qmp(uuid, "device_del", id=disk_id)
+                except DriverError as exc:
+                    # asked before and not yet done: keep waiting for the same unplug
+                    if "already in the process of unplug" not in str(exc):
+                        raise
+                deadline = time.monotonic() + timeout
+                while disk_id in self._peripherals(uuid):
+                    if time.monotonic() >= deadline:
+                        return False
+                    time.sleep(DETACH_POLL_INTERVAL)
+            self._delete_nodes(uuid, disk_id)
+            return True
+
+    def has_disk(self, uuid: str, disk_id: str) -> bool:
+        """Whether the running guest has the volume's device (False when not running)."""
+        _check_disk_id(disk_id)
+        if self.pid(uuid) is None:
+            return False
+        return disk_id in self._peripherals(uuid)
+
+    def resize_disk(self, uuid: str, disk_id: str, size_bytes: int) -> None:
+        """Grow an attached volume (and its file) to `size_bytes`; the guest sees the change."""
+        _check_disk_id(disk_id)
+        with self._instance_lock(uuid):
+            self._require_running(uuid)
+            current = self._node_sizes(uuid).get(disk_id)
+            if current is None:
+                raise DriverError(f"server {uuid} has no volume {disk_id}")
+            if size_bytes < current:
+                raise DriverError(f"volume is {current} bytes; it can grow but not shrink")
+            if size_bytes > current:
+                resize: dict[str, Any] = {"node-name": disk_id, "size": size_bytes}
+                self._qmp(uuid, "block_resize", **resize)
+
+    def _peripherals(self, uuid: str) -> set[str]:
+        """The ids of the guest's devices that have one (the volumes)."""
+        children = self._qmp(uuid, "qom-list", path="/machine/peripheral")
+        return {
+            str(child["name"])
+            for child in children
+            if str(child.get("type", "")).startswith("child<")
+        }
+
+    def _node_sizes(self, uuid: str) -> dict[str, int]:
+        nodes = self._qmp(uuid, "query-named-block-nodes", flat=True)
+        return {str(node["node-name"]): int(node["image"]["virtual-size"]) for node in nodes}
+
+    def _delete_nodes(self, uuid: str, disk_id: str) -> None:
+        """blockdev-del the volume's format and file nodes, whichever exist."""
+        existing = self._node_sizes(uuid)
+        for node in (disk_id, f"{disk_id}-file"):
+            if node in existing:
+                delete: dict[str, Any] = {"node-name": node}
+                self._qmp(uuid, "blockdev-del", **delete)
+
+    def _volume_slots(self, uuid: str) -> dict[str, int]:
+        """Each volume device's PCI slot on bus 0 (only volumes carry an id)."""
+        slots: dict[str, int] = {}
+        for bus in self._qmp(uuid, "query-pci"):
+            for device in bus["devices"]:
+                if device.get("qdev_id"):
+                    slots[str(device["qdev_id"])] = int(device["slot"])
+        return slots
 
     # ----------------------------------------------------------------- console
 
@@ -682,6 +871,57 @@ class QemuDriver:
         with (self.run_dir / f"{_checked_uuid(uuid)}.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
+
+
+def _check_disk_id(disk_id: str) -> str:
+    if not DISK_ID_RE.match(disk_id):
+        raise DriverError(
+            f"invalid volume device id {disk_id!r} (a letter, then up to 25 letters, digits, "
+            "'-', '_' or '.')"
+        )
+    return disk_id
+
+
+def _check_disk(disk: Disk) -> None:
+    _check_disk_id(disk.id)
+    if disk.format not in DISK_FORMATS:
+        raise DriverError(f"unsupported volume format {disk.format!r} (raw or qcow2)")
+    if not DISK_SERIAL_RE.match(disk.serial):
+        raise DriverError(
+            f"invalid volume serial {disk.serial!r} (up to 20 letters, digits, '-', '_', '.')"
+        )
+
+
+def _blockdev_nodes(disk: Disk) -> list[dict[str, Any]]:
+    """blockdev-add arguments: the file node, then the format node over it (named disk.id)."""
+    common = {"read-only": disk.readonly, "discard": "unmap", "cache": {"direct": False}}
+    file_node = {
+        "driver": "file",
+        "node-name": f"{disk.id}-file",
+        "filename": str(disk.path),
+        **common,
+    }
+    format_node = {"driver": disk.format, "node-name": disk.id, "file": f"{disk.id}-file", **common}
+    return [file_node, format_node]
+
+
+def _device_properties(disk: Disk, slot: int | None = None) -> dict[str, Any]:
+    device: dict[str, Any] = {"driver": "virtio-blk-pci", "id": disk.id, "drive": disk.id}
+    if disk.serial:
+        device["serial"] = disk.serial
+    if slot is not None:
+        device["addr"] = f"{slot:#x}"
+    return device
+
+
+def _disk_args(disk: Disk, slot: int | None) -> list[str]:
+    """The command line for a volume: the same nodes and device as attach_disk makes (JSON,
+    so a path needs no escaping)."""
+    _check_disk(disk)
+    argv: list[str] = []
+    for node in _blockdev_nodes(disk):
+        argv += ["-blockdev", json.dumps(node)]
+    return [*argv, "-device", json.dumps(_device_properties(disk, slot))]
 
 
 def _checked_uuid(value: str) -> str:
