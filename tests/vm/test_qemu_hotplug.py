@@ -72,7 +72,8 @@ done
 exit 0
 """
 NETWORK_DATA = {"links": [], "networks": [], "services": []}
-SERIAL = "0123abcd-4567-89ab-c"  # a volume id's first 20 characters, as Nova passes it
+VOLUME_ID = "0123abcd-4567-89ab-cdef-0123456789ab"
+SERIAL = VOLUME_ID[:20]  # as Nova passes it
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not Path("/usr/bin/qemu-system-x86_64").exists(),
@@ -201,7 +202,8 @@ def guest(driver: QemuDriver, image: Path) -> GuestSpec:
 
 @pytest.fixture(scope="module")
 def volume(volumes: Path) -> Disk:
-    return Disk(id="vol-0123abcd", path=volume_file(volumes / "a.qcow2"), serial=SERIAL)
+    # 40 characters: longer than QEMU's block node names may be
+    return Disk(id=f"vol-{VOLUME_ID}", path=volume_file(volumes / "a.qcow2"), serial=SERIAL)
 
 
 def test_guest_device_names_follow_the_kernel_after_root_and_config_drive() -> None:
@@ -271,7 +273,10 @@ def test_a_paused_guest_does_not_release_a_volume_until_it_runs(
     driver: QemuDriver, guest: GuestSpec, volume: Disk
 ) -> None:
     console = Console(driver, guest.uuid)
-    driver.attach_disk(guest.uuid, volume)
+    driver.pause(guest.uuid)
+    driver.attach_disk(guest.uuid, volume)  # plugged now, seen once the guest runs
+    assert driver.has_disk(guest.uuid, volume.id)
+    driver.unpause(guest.uuid)
     console.wait_text(f"vdc md5={PATTERN_MD5} read")
     driver.pause(guest.uuid)
     started = time.monotonic()
@@ -302,7 +307,7 @@ def test_attach_that_qemu_refuses_says_why_and_leaves_nothing_behind(
     assert not driver.has_disk(guest.uuid, "vol-bad")
     for bad in (
         replace(not_qcow2, id="1-starts-with-a-digit"),
-        replace(not_qcow2, id="vol-" + "x" * 30),
+        replace(not_qcow2, id="vol-" + "x" * 130),
         replace(not_qcow2, serial="x" * 21),
         replace(not_qcow2, serial="a,b"),
         replace(not_qcow2, format="vmdk"),

@@ -43,9 +43,9 @@ KVM_PROBE_TIMEOUT = 4.0
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 IMAGE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-# A volume's QEMU id names its device and its format node; the file node adds "-file", and
-# QEMU node names stop at 31 characters.
-DISK_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,25}$")
+# A volume's QEMU id names its device; its block nodes are named after it (see _node_names).
+DISK_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
+NODE_NAME_MAX = 31  # QEMU's limit
 DISK_SERIAL_RE = re.compile(r"^[A-Za-z0-9_.-]{0,20}$")
 DISK_FORMATS = ("qcow2", "raw")
 DETACH_POLL_INTERVAL = 0.1
@@ -81,8 +81,8 @@ class Nic:
 class Disk:
     """A volume as the guest sees it: a virtio-blk device over a qcow2 or raw file.
 
-    `id` names the QEMU device and its block node (letters, digits, '-', '_', '.'; starts with
-    a letter; at most 26 characters, e.g. "vol-" and the volume id's first 8+ characters).
+    `id` names the QEMU device (letters, digits, '-', '_', '.'; starts with a letter; at most
+    128 characters, e.g. "vol-<volume id>"); its block nodes are named after it.
     `serial` (at most 20 characters) is what the guest reads in /sys/block/vdX/serial.
     """
 
@@ -365,7 +365,12 @@ class QemuDriver:
             return self._launch(spec, paused=paused, incoming=False)
 
     def resume(self, spec: GuestSpec) -> int:
-        """Start the guest again from its suspended state file and let it run on."""
+        """Start the guest again from its suspended state file and let it run on.
+
+        The saved state holds every device: `spec` must name the volumes the guest had when
+        suspended (cold- and hot-plugged alike, any order); they go back into the PCI slots
+        recorded then. Another set is refused before QEMU starts (the state stays).
+        """
         with self._instance_lock(spec.uuid):
             existing = self.pid(spec.uuid)
             if existing is not None:
@@ -735,13 +740,14 @@ class QemuDriver:
         _check_disk_id(disk_id)
         with self._instance_lock(uuid):
             self._require_running(uuid)
-            current = self._node_sizes(uuid).get(disk_id)
+            node, _ = _node_names(disk_id)
+            current = self._node_sizes(uuid).get(node)
             if current is None:
                 raise DriverError(f"server {uuid} has no volume {disk_id}")
             if size_bytes < current:
                 raise DriverError(f"volume is {current} bytes; it can grow but not shrink")
             if size_bytes > current:
-                resize: dict[str, Any] = {"node-name": disk_id, "size": size_bytes}
+                resize: dict[str, Any] = {"node-name": node, "size": size_bytes}
                 self._qmp(uuid, "block_resize", **resize)
 
     def _peripherals(self, uuid: str) -> set[str]:
@@ -760,7 +766,7 @@ class QemuDriver:
     def _delete_nodes(self, uuid: str, disk_id: str) -> None:
         """blockdev-del the volume's format and file nodes, whichever exist."""
         existing = self._node_sizes(uuid)
-        for node in (disk_id, f"{disk_id}-file"):
+        for node in _node_names(disk_id):
             if node in existing:
                 delete: dict[str, Any] = {"node-name": node}
                 self._qmp(uuid, "blockdev-del", **delete)
@@ -876,7 +882,7 @@ class QemuDriver:
 def _check_disk_id(disk_id: str) -> str:
     if not DISK_ID_RE.match(disk_id):
         raise DriverError(
-            f"invalid volume device id {disk_id!r} (a letter, then up to 25 letters, digits, "
+            f"invalid volume device id {disk_id!r} (a letter, then up to 127 letters, digits, "
             "'-', '_' or '.')"
         )
     return disk_id
@@ -892,21 +898,27 @@ def _check_disk(disk: Disk) -> None:
         )
 
 
+def _node_names(disk_id: str) -> tuple[str, str]:
+    """The volume's format node and file node: "<id>" and "<id>-file" when that fits QEMU's
+    31 characters, else the id's first 17 characters and 8 hex digits of its hash."""
+    stem = disk_id
+    if len(disk_id) + len("-file") > NODE_NAME_MAX:
+        stem = f"{disk_id[:17]}-{hashlib.sha256(disk_id.encode()).hexdigest()[:8]}"
+    return stem, f"{stem}-file"
+
+
 def _blockdev_nodes(disk: Disk) -> list[dict[str, Any]]:
-    """blockdev-add arguments: the file node, then the format node over it (named disk.id)."""
+    """blockdev-add arguments: the file node, then the format node over it."""
+    node, file = _node_names(disk.id)
     common = {"read-only": disk.readonly, "discard": "unmap", "cache": {"direct": False}}
-    file_node = {
-        "driver": "file",
-        "node-name": f"{disk.id}-file",
-        "filename": str(disk.path),
-        **common,
-    }
-    format_node = {"driver": disk.format, "node-name": disk.id, "file": f"{disk.id}-file", **common}
+    file_node = {"driver": "file", "node-name": file, "filename": str(disk.path), **common}
+    format_node = {"driver": disk.format, "node-name": node, "file": file, **common}
     return [file_node, format_node]
 
 
 def _device_properties(disk: Disk, slot: int | None = None) -> dict[str, Any]:
-    device: dict[str, Any] = {"driver": "virtio-blk-pci", "id": disk.id, "drive": disk.id}
+    drive, _ = _node_names(disk.id)
+    device: dict[str, Any] = {"driver": "virtio-blk-pci", "id": disk.id, "drive": drive}
     if disk.serial:
         device["serial"] = disk.serial
     if slot is not None:
