@@ -1,1 +1,88 @@
-"""Volume tables (placeholder: replaced by the volume service)."""
+"""Volume tables: volume types, volumes (with their one attachment), snapshots, quota rows.
+
+Rows hold metadata only; a volume's or snapshot's bytes are a qcow2 file the
+backend names after the row's id (ids are our own UUIDs, never a client's text).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from souverain.db.base import Base
+
+
+class VolumeType(Base):
+    __tablename__ = "volume_types"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    extra_specs: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Volume(Base):
+    """A block device of a project; at most one attachment (no multiattach)."""
+
+    __tablename__ = "volumes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    description: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    size: Mapped[int] = mapped_column(Integer)  # GiB
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    volume_type_id: Mapped[str] = mapped_column(ForeignKey("volume_types.id"))
+    availability_zone: Mapped[str] = mapped_column(String(64))
+    bootable: Mapped[bool] = mapped_column(Boolean, default=False)
+    readonly: Mapped[bool] = mapped_column(Boolean, default=False)
+    meta: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    image_metadata: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    snapshot_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    source_volid: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # why the last operation failed, in words a customer can act on (GET /messages)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the attachment, set while reserved/attaching/in-use/detaching
+    server_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    device: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    attachment_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    attached_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    attach_seq: Mapped[int] = mapped_column(Integer, default=0)
+    delete_on_termination: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Snapshot(Base):
+    __tablename__ = "volume_snapshots"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    volume_id: Mapped[str] = mapped_column(ForeignKey("volumes.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    description: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    size: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    meta: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class VolumeQuota(Base):
+    """A project's limits (None: the configured default), and the row a quota claim locks."""
+
+    __tablename__ = "volume_quotas"
+
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    volumes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    gigabytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    snapshots: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
