@@ -49,6 +49,7 @@ NODE_NAME_MAX = 31  # QEMU's limit
 DISK_SERIAL_RE = re.compile(r"^[A-Za-z0-9_.-]{0,20}$")
 DISK_FORMATS = ("qcow2", "raw")
 DETACH_POLL_INTERVAL = 0.1
+NODE_RELEASE_TIMEOUT = 5.0
 # Disks the kernel names before the volumes: the root disk (vda) and the config drive (vdb).
 _DISKS_BEFORE_VOLUMES = 2
 
@@ -692,7 +693,9 @@ class QemuDriver:
             self._require_running(uuid)
             if disk.id in self._peripherals(uuid):
                 return
-            self._delete_nodes(uuid, disk.id)  # left by a detach the guest finished late
+            # left by a detach the guest finished late (or is finishing now)
+            if not self._delete_nodes_once_free(uuid, disk.id):
+                raise DriverError(f"volume {disk.id} is still being released by server {uuid}")
             try:
                 for node in _blockdev_nodes(disk):
                     self._qmp(uuid, "blockdev-add", **node)
@@ -705,9 +708,10 @@ class QemuDriver:
     def detach_disk(self, uuid: str, disk_id: str, timeout: float = 30.0) -> bool:
         """Ask the guest to release a volume, wait for it, then close the file.
 
-        True once released (or when there is nothing to release: no such device, no process);
-        False if the guest has not let go within `timeout`: the device stays, the unplug stays
-        requested (a paused guest completes it when it runs again), the caller decides.
+        True once released and the file closed (or when there is nothing to release: no such
+        device, no process); False if the guest has not let go within `timeout`: the device
+        stays, the unplug stays requested (a paused guest completes it when it runs again), the
+        caller decides. Called again after a False, it finishes the job.
         """
         _check_disk_id(disk_id)
         with self._instance_lock(uuid):
@@ -725,8 +729,22 @@ class QemuDriver:
                     if time.monotonic() >= deadline:
                         return False
                     time.sleep(DETACH_POLL_INTERVAL)
-            self._delete_nodes(uuid, disk_id)
-            return True
+            return self._delete_nodes_once_free(uuid, disk_id)
+
+    def _delete_nodes_once_free(self, uuid: str, disk_id: str) -> bool:
+        """blockdev-del the nodes of a device that is gone: it leaves the QOM tree a moment
+        before it lets go of its block node, and until then blockdev-del says "in use"."""
+        deadline = time.monotonic() + NODE_RELEASE_TIMEOUT
+        while True:
+            try:
+                self._delete_nodes(uuid, disk_id)
+                return True
+            except DriverError as exc:
+                if "is in use" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    return False
+            time.sleep(DETACH_POLL_INTERVAL)
 
     def has_disk(self, uuid: str, disk_id: str) -> bool:
         """Whether the running guest has the volume's device (False when not running)."""
