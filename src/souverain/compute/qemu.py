@@ -32,12 +32,14 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from qemu.qmp import QMPClient
+from qemu.qmp import ConnectError, QMPClient
+from qemu.qmp.qmp_client import GreetingError
 
 from souverain.compute.configdrive import build_config_drive
 
 GIB = 1024**3
 QMP_TIMEOUT = 10.0
+QMP_CONNECT_ATTEMPTS = 3
 START_TIMEOUT = 60.0
 KVM_PROBE_TIMEOUT = 4.0
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -855,12 +857,19 @@ class QemuDriver:
         socket_path = str(self._qmp_socket(uuid))
 
         async def run() -> Any:
-            client = QMPClient(f"souverain-{uuid}")
-            try:
-                await asyncio.wait_for(client.connect(socket_path), timeout)
-                return await asyncio.wait_for(client.execute(command, args or None), timeout)
-            finally:
-                await client.disconnect()
+            for attempt in itertools.count(1):
+                client = QMPClient(f"souverain-{uuid}")
+                try:
+                    await asyncio.wait_for(client.connect(socket_path), timeout)
+                    return await asyncio.wait_for(client.execute(command, args or None), timeout)
+                except ConnectError as exc:
+                    # An event QEMU emits as a client connects (DEVICE_DELETED after a
+                    # device_del) can reach it before the greeting; nothing was sent yet.
+                    if not isinstance(exc.exc, GreetingError) or attempt == QMP_CONNECT_ATTEMPTS:
+                        raise
+                finally:
+                    await client.disconnect()
+            raise AssertionError("unreachable")
 
         try:
             return asyncio.run(run())
