@@ -57,6 +57,7 @@ bench: install
 	bench/s3/run
 	bench/s3_huge/run
 	bench/compute/run
+	bench/volume/run
 
 tiny-image: install
 	./scripts/build-tiny-image --output $(TINY_IMAGE)
