@@ -28,7 +28,7 @@ from souverain.common.jsoncodec import JSONResponse
 from souverain.common.middleware import state_of
 from souverain.common.openstack import ErrorLayer, audit, authenticate, base_url
 from souverain.common.pagination import paginate, parse_limit
-from souverain.compute.service import QUOTAS, ComputeService, ServerRequest
+from souverain.compute.service import QUOTAS, BootVolume, ComputeService, ServerRequest
 from souverain.identity.api import read_json
 
 MIN_VERSION = (2, 1)
@@ -251,7 +251,12 @@ class ComputeApi:
             Route(
                 "/v2.1/servers/{id}/os-volume_attachments",
                 c(self.volume_attachments),
-                methods=["GET"],
+                methods=["GET", "POST"],
+            ),
+            Route(
+                "/v2.1/servers/{id}/os-volume_attachments/{volume}",
+                c(self.volume_attachment),
+                methods=["GET", "PUT", "DELETE"],
             ),
             Route("/v2.1/os-availability-zone", c(self.zones), methods=["GET"]),
             Route("/v2.1/os-availability-zone/detail", c(self.zones_detail), methods=["GET"]),
@@ -582,12 +587,16 @@ class ComputeApi:
             "user_id": s["user_id"],
             "metadata": s["metadata"],
             "hostId": host_id,
-            "image": {
-                "id": s["image_id"],
-                "links": [
-                    {"rel": "bookmark", "href": f"{self.base(request)}/images/{s['image_id']}"}
-                ],
-            },
+            "image": (
+                {
+                    "id": s["image_id"],
+                    "links": [
+                        {"rel": "bookmark", "href": f"{self.base(request)}/images/{s['image_id']}"}
+                    ],
+                }
+                if s["image_id"]
+                else ""
+            ),
             "flavor": flavor_body,
             "created": isotime(s["created_at"], subsecond=False),
             "updated": isotime(s["updated_at"], subsecond=False),
@@ -605,7 +614,9 @@ class ComputeApi:
             "OS-EXT-STS:task_state": s["task_state"],
             "OS-EXT-STS:vm_state": s["vm_state"],
             "OS-EXT-STS:power_state": s["power_state"],
-            "os-extended-volumes:volumes_attached": [],
+            "os-extended-volumes:volumes_attached": [
+                a if v >= (2, 3) else {"id": a["id"]} for a in s.get("volumes_attached", [])
+            ],
         }
         if s["fault"]:
             fault = dict(s["fault"])
@@ -750,14 +761,13 @@ class ComputeApi:
         self, data: dict[str, Any], v: tuple[int, int], _hints: Any
     ) -> ServerRequest:
         name = _name(data.get("name"), "name")
-        if "imageRef" not in data or data["imageRef"] in ("", None):
-            if data.get("block_device_mapping_v2"):
-                raise BadRequest(
-                    "Boot from volume arrives with the block storage service; "
-                    "boot from an image (imageRef) for now."
-                )
+        boot_volume = _boot_volume(data.get("block_device_mapping_v2"))
+        if boot_volume is not None:
+            image_ref = ""
+        elif "imageRef" not in data or data["imageRef"] in ("", None):
             raise BadRequest("Invalid input for field/attribute imageRef: it is required.")
-        image_ref = _ref(data["imageRef"], "imageRef")
+        else:
+            image_ref = _ref(data["imageRef"], "imageRef")
         if "flavorRef" not in data:
             raise BadRequest("Invalid input for field/attribute flavorRef: it is required.")
         flavor_ref = _ref(data["flavorRef"], "flavorRef")
@@ -826,6 +836,7 @@ class ComputeApi:
             description=description,
             hostname=hostname,
             tags=tags,
+            boot_volume=boot_volume,
         )
 
     async def servers_detail(
@@ -1065,11 +1076,59 @@ class ComputeApi:
         self.service.get_server(ctx, request.path_params["id"])
         return JSONResponse({"interfaceAttachments": []})
 
+    @staticmethod
+    def _attachment_body(a: dict[str, Any], v: tuple[int, int]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": a["volume_id"],
+            "serverId": a["server_id"],
+            "volumeId": a["volume_id"],
+            "device": a["device"],
+        }
+        if v >= (2, 70):
+            body["tag"] = None
+        if v >= (2, 79):
+            body["delete_on_termination"] = bool(a.get("delete_on_termination"))
+        if v >= (2, 89):
+            del body["id"]
+            body["attachment_id"] = a.get("attachment_id")
+            body["bdm_uuid"] = a.get("attachment_id")
+        return body
+
     async def volume_attachments(
         self, request: Request, ctx: RequestContext, v: tuple[int, int]
     ) -> Response:
-        self.service.get_server(ctx, request.path_params["id"])
-        return JSONResponse({"volumeAttachments": []})
+        server_id = request.path_params["id"]
+        if request.method == "GET":
+            items = await run_in_threadpool(self.service.volume_attachments, ctx, server_id)
+            return JSONResponse({"volumeAttachments": [self._attachment_body(a, v) for a in items]})
+        body = await read_json(request)
+        data = body.get("volumeAttachment")
+        if not isinstance(data, dict) or not isinstance(data.get("volumeId"), str):
+            raise BadRequest("Invalid input for field/attribute volumeAttachment.volumeId.")
+        delete = data.get("delete_on_termination", False) if v >= (2, 79) else False
+        if not isinstance(delete, bool):
+            raise BadRequest("Invalid input for field/attribute delete_on_termination.")
+        audit(request, "compute.server.attach_volume", "server", server_id)
+        attachment = await run_in_threadpool(
+            self.service.attach_volume, ctx, server_id, data["volumeId"], delete
+        )
+        return JSONResponse({"volumeAttachment": self._attachment_body(attachment, v)})
+
+    async def volume_attachment(
+        self, request: Request, ctx: RequestContext, v: tuple[int, int]
+    ) -> Response:
+        server_id, volume_id = request.path_params["id"], request.path_params["volume"]
+        if request.method == "DELETE":
+            audit(request, "compute.server.detach_volume", "server", server_id)
+            await run_in_threadpool(self.service.detach_volume, ctx, server_id, volume_id)
+            return Response(status_code=202)
+        if request.method == "PUT":
+            raise BadRequest("Swapping a server's volume is not supported by this cloud.")
+        items = await run_in_threadpool(self.service.volume_attachments, ctx, server_id)
+        for a in items:
+            if a["volume_id"] == volume_id:
+                return JSONResponse({"volumeAttachment": self._attachment_body(a, v)})
+        raise NotFound(f"Volume {volume_id} is not attached to server {server_id}.")
 
     # -------------------------------------------------------------- zones, limits, host
 
@@ -1280,6 +1339,37 @@ class ApiErrorForbidden(ApiError):
 
     def __init__(self) -> None:
         super().__init__("Policy doesn't allow this operation: an admin role is required.")
+
+
+def _boot_volume(raw: Any) -> BootVolume | None:
+    """The boot device of a `block_device_mapping_v2`, as a `BootVolume`; None when absent."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise BadRequest("Invalid input for field/attribute block_device_mapping_v2.")
+    boots = [b for b in raw if str(b.get("boot_index", "")) == "0"]
+    if len(boots) != 1 or len(raw) != 1:
+        raise BadRequest(
+            "Block device mapping: give exactly one device, the boot device (boot_index 0); "
+            "attach more volumes once the server runs."
+        )
+    (bdm,) = boots
+    source, destination = bdm.get("source_type"), bdm.get("destination_type", "volume")
+    if destination != "volume" or source not in ("image", "volume"):
+        raise BadRequest(
+            "Block device mapping: the boot device must be a volume, from an image "
+            "(source_type image) or an existing one (source_type volume)."
+        )
+    ident = bdm.get("uuid")
+    if not isinstance(ident, str) or not ident:
+        raise BadRequest("Invalid input for field/attribute block_device_mapping_v2.uuid.")
+    size = 0
+    if source == "image":
+        size = _int(bdm.get("volume_size"), "volume_size", 1)
+    delete = bdm.get("delete_on_termination", False)
+    if isinstance(delete, str):
+        delete = delete.lower() in ("true", "1", "yes")
+    return BootVolume(source, ident, size, bool(delete))
 
 
 def _usage_time(value: dt.datetime | None) -> str | None:

@@ -88,6 +88,9 @@ class Server(Base):
     vcpus: Mapped[int] = mapped_column(Integer, default=0)
     memory_mib: Mapped[int] = mapped_column(Integer, default=0)
     disk_gib: Mapped[int] = mapped_column(Integer, default=0)
+    # boot from volume: the root disk is this volume (the image column is then empty)
+    root_volume_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    root_volume_delete: Mapped[bool] = mapped_column(Boolean, default=False)
     key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     key_data: Mapped[str | None] = mapped_column(Text, nullable=True)
     user_data: Mapped[str | None] = mapped_column(Text, nullable=True)  # base64, as sent

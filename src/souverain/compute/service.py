@@ -39,7 +39,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from souverain.compute import scheduler
 from souverain.compute.models import Flavor, FlavorAccess, InstanceAction, Keypair, Server
-from souverain.compute.qemu import DriverError, GuestSpec, Nic, PowerState, QemuDriver
+from souverain.compute.qemu import Disk, DriverError, GuestSpec, Nic, PowerState, QemuDriver
 from souverain.config import ComputeSettings
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
@@ -110,6 +110,11 @@ STATUS_FILTER = {
 }
 
 
+GIB = 1024**3
+# internal calls between services (detaching volumes of a deleted server) act as the cloud
+SYSTEM = RequestContext(user_id="souverain", user_domain_id="default", roles=frozenset({"admin"}))
+
+
 @dataclass(frozen=True)
 class ServerRequest:
     """A validated create request; the API turns the wire body into this."""
@@ -128,6 +133,17 @@ class ServerRequest:
     hostname: str | None = None
     tags: tuple[str, ...] = ()
     config_drive: bool = True
+    boot_volume: BootVolume | None = None
+
+
+@dataclass(frozen=True)
+class BootVolume:
+    """The root disk is a volume: a new one from an image, or an existing one."""
+
+    source: str  # "image" or "volume"
+    uuid: str
+    size_gib: int = 0
+    delete_on_termination: bool = False
 
 
 def _fingerprint(public_key: str) -> str:
@@ -180,6 +196,7 @@ class ComputeService:
         self.images = images
         self.volumes = volumes
         self.driver = driver
+        volumes.attached_resizer = self._resize_attached
         self.clock = clock
         self.settings = settings
         self.host = socket.gethostname()
@@ -597,6 +614,15 @@ class ComputeService:
             "terminated_at": as_utc(row.terminated_at) if row.terminated_at else None,
             "deleted": row.deleted,
             "user_data": row.user_data,
+            "root_volume_id": row.root_volume_id,
+            "volumes_attached": [
+                {
+                    "id": a["volume_id"],
+                    "delete_on_termination": bool(a.get("delete_on_termination")),
+                }
+                for a in self.volumes.attachments_of(row.id)
+                if a.get("status") in ("in-use", "detaching")
+            ],
         }
 
     def get_server(self, ctx: RequestContext, server_id: str) -> dict[str, Any]:
@@ -661,12 +687,35 @@ class ComputeService:
     def create_servers(self, ctx: RequestContext, req: ServerRequest) -> list[dict[str, Any]]:
         if ctx.project_id is None:
             raise Forbidden("Servers belong to a project: use a project-scoped token.")
-        try:
-            image = self.images.image_for_boot(ctx, req.image_ref)
-        except NotFound:
-            raise BadRequest(f"Image {req.image_ref} could not be found.") from None
-        except BadRequest as exc:
-            raise BadRequest(exc.message) from None
+        boot = req.boot_volume
+        image: BootImage | None = None
+        if boot is None or boot.source == "image":
+            image_ref = req.image_ref if boot is None else boot.uuid
+            try:
+                image = self.images.image_for_boot(ctx, image_ref)
+            except NotFound:
+                raise BadRequest(f"Image {image_ref} could not be found.") from None
+            except BadRequest as exc:
+                raise BadRequest(exc.message) from None
+        if boot is not None:
+            if req.max_count > 1 and boot.source == "volume":
+                raise BadRequest("One volume can boot one server: max_count must be 1.")
+            if boot.source == "volume":
+                try:
+                    volume = self.volumes.get(ctx, boot.uuid)
+                except NotFound:
+                    raise BadRequest(f"Volume {boot.uuid} could not be found.") from None
+                if volume.get("status") != "available":
+                    raise BadRequest(
+                        f"Volume {boot.uuid} is {volume.get('status')}; it must be available."
+                    )
+            elif image is not None:
+                needed = -(-(image.virtual_size or image.size) // GIB)
+                if boot.size_gib < max(needed, image.min_disk, 1):
+                    raise BadRequest(
+                        f"Volume size {boot.size_gib} GiB is smaller than the image needs "
+                        f"({max(needed, image.min_disk, 1)} GiB)."
+                    )
         with self.db.session() as s:
             try:
                 flavor = self._flavor_row(s, ctx, req.flavor_ref)
@@ -704,11 +753,14 @@ class ComputeService:
                 base64.b64decode(req.user_data, validate=True)
             except (binascii.Error, ValueError):
                 raise BadRequest("Invalid input for field 'user_data': not valid base64.") from None
-        if image.min_ram and flavor_doc["ram"] < image.min_ram:
+        if image is not None and image.min_ram and flavor_doc["ram"] < image.min_ram:
             raise BadRequest("Flavor's memory is too small for requested image.")
-        virtual_gib = -(-(image.virtual_size or image.size) // 1024**3)
-        if flavor_doc["disk"] and (
-            flavor_doc["disk"] < image.min_disk or flavor_doc["disk"] < virtual_gib
+        virtual_gib = -(-(image.virtual_size or image.size) // GIB) if image is not None else 0
+        if (
+            boot is None
+            and image is not None
+            and flavor_doc["disk"]
+            and (flavor_doc["disk"] < image.min_disk or flavor_doc["disk"] < virtual_gib)
         ):
             raise BadRequest("Flavor's disk is too small for requested image.")
         networks = req.networks
@@ -719,7 +771,11 @@ class ComputeService:
         now = _now_naive(self.clock)
         reservation = "r-" + secrets.token_hex(4)
         views = []
-        disk = flavor_doc["disk"] or max(virtual_gib, image.min_disk, 1)
+        if boot is not None:
+            disk = 0  # the root disk is a volume: nothing on the host's local disk
+        else:
+            assert image is not None
+            disk = flavor_doc["disk"] or max(virtual_gib, image.min_disk, 1)
         with self._quota_lock, self.db.session() as s:
             count = self._fit_in_quota(s, ctx.project_id, req, flavor_doc)
             rows = []
@@ -733,7 +789,11 @@ class ComputeService:
                     name=name,
                     hostname=_hostname_of(req.hostname or name),
                     description=req.description,
-                    image_id=image.id,
+                    image_id="" if boot is not None else image.id if image else "",
+                    root_volume_id=boot.uuid
+                    if boot is not None and boot.source == "volume"
+                    else None,
+                    root_volume_delete=bool(boot and boot.delete_on_termination),
                     flavor=flavor_doc,
                     vcpus=flavor_doc["vcpus"],
                     memory_mib=flavor_doc["ram"],
@@ -766,7 +826,7 @@ class ComputeService:
             views = [self.server_view(r) for r, _ in rows]
             tasks = [(r.id, a) for r, a in rows]
         for server_id, action_id in tasks:
-            self._submit(self._build, server_id, image, action_id)
+            self._submit(self._build, server_id, image, action_id, ctx, boot)
         return views
 
     @staticmethod
@@ -807,7 +867,23 @@ class ComputeService:
             disk=disk,
             config_drive=config_drive,
             nics=nics,
+            disks=self._volume_disks(row.id, row.root_volume_id),
         )
+
+    def _volume_disks(self, server_id: str, root_volume_id: str | None) -> tuple[Disk, ...]:
+        """The volumes a (re)started guest gets on its command line, by their device names."""
+        attached = [
+            a
+            for a in self.volumes.attachments_of(server_id)
+            if a["volume_id"] != root_volume_id and a.get("status") in ("in-use", "detaching")
+        ]
+        attached.sort(key=lambda a: (len(a["device"]), a["device"]))
+        return tuple(_disk_of(a) for a in attached)
+
+    def _root_disk(self, row: Server) -> Any:
+        if row.root_volume_id:
+            return self.volumes.handle(row.root_volume_id).path
+        return self.driver.instance_dir(row.id) / "disk.qcow2"
 
     def _config_drive_docs(
         self, row: Server
@@ -857,7 +933,14 @@ class ComputeService:
         drive = self.driver.write_config_drive(row.id, meta, user_data, network)
         return self._spec(row, disk, drive)
 
-    def _build(self, server_id: str, image: BootImage, action_id: int) -> None:
+    def _build(
+        self,
+        server_id: str,
+        image: BootImage | None,
+        action_id: int,
+        ctx: RequestContext | None = None,
+        boot: BootVolume | None = None,
+    ) -> None:
         with self._server_lock(server_id):
             with self.db.session() as s:
                 row = s.get(Server, server_id)
@@ -878,10 +961,19 @@ class ComputeService:
                 return
             self._set(server_id, task_state="spawning")
             try:
+                if boot is not None:
+                    assert ctx is not None
+                    self._attach_root_volume(ctx, server_id, boot)
                 with self.db.session() as s:
                     row = s.get(Server, server_id)
                     assert row is not None
-                    spec = self._prepare_disks(row, image)
+                    if row.root_volume_id:
+                        meta, user_data, network = self._config_drive_docs(row)
+                        drive = self.driver.write_config_drive(row.id, meta, user_data, network)
+                        spec = self._spec(row, self._root_disk(row), drive)
+                    else:
+                        assert image is not None
+                        spec = self._prepare_disks(row, image)
                 if self._is_deleting(server_id):
                     self._finish_action(action_id, "deleted while building")
                     return
@@ -895,6 +987,7 @@ class ComputeService:
                     message = f"Build of server {server_id} failed on an internal error."
                 self.driver.destroy(server_id)
                 self.driver.delete_files(server_id)
+                self._let_go_of_volumes(server_id)
                 with self.db.session() as s:
                     scheduler.release(s, server_id)
                 self._set(server_id, vm_state="error", task_state=None, fault=self._fault(message))
@@ -1020,6 +1113,7 @@ class ComputeService:
     def _destroy_everything(self, server_id: str) -> None:
         self.driver.destroy(server_id)
         self.driver.delete_files(server_id)
+        self._let_go_of_volumes(server_id)
         now = _now_naive(self.clock)
         self._set(
             server_id,
@@ -1040,22 +1134,11 @@ class ComputeService:
 
         self._run(action_id, server_id, work)
 
-    def _restart(self, server_id: str) -> None:
-        with self.db.session() as s:
-            row = s.get(Server, server_id)
-            assert row is not None
-            spec = self._spec(
-                row,
-                self.driver.instance_dir(server_id) / "disk.qcow2",
-                self.driver.instance_dir(server_id) / "disk.config",
-            )
-        self.driver.start(spec)
-
     def _current_spec(self, server_id: str) -> GuestSpec:
         with self.db.session() as s:
             row = s.get(Server, server_id)
             assert row is not None
-            disk = self.driver.instance_dir(server_id) / "disk.qcow2"
+            disk = self._root_disk(row)
             drive = self.driver.instance_dir(server_id) / "disk.config"
             return self._spec(row, disk, drive if drive.exists() else None)
 
@@ -1128,6 +1211,11 @@ class ComputeService:
     ) -> str:
         with self.db.session() as s:
             row = self._server_row(s, ctx, server_id)
+            if row.root_volume_id:
+                raise BadRequest(
+                    f"Server {server_id} boots from volume {row.root_volume_id}: make an image "
+                    "of the volume instead (openstack image create --volume)."
+                )
             min_disk = int(row.disk_gib)
             min_ram = 0
             source_image = row.image_id
@@ -1169,6 +1257,12 @@ class ComputeService:
     def rebuild(
         self, ctx: RequestContext, server_id: str, image_ref: str, changes: dict[str, Any]
     ) -> dict[str, Any]:
+        with self.db.session() as s:
+            if self._server_row(s, ctx, server_id).root_volume_id:
+                raise BadRequest(
+                    f"Server {server_id} boots from a volume; rebuild works on image-backed "
+                    "servers only."
+                )
         try:
             image = self.images.image_for_boot(ctx, image_ref)
         except NotFound:
@@ -1237,12 +1331,13 @@ class ComputeService:
             old = dict(row.flavor)
             if flavor["id"] == old.get("id"):
                 raise BadRequest("When resizing, instances must change flavor!")
-            if flavor["disk"] and flavor["disk"] < row.disk_gib:
+            volume_backed = bool(row.root_volume_id)
+            if not volume_backed and flavor["disk"] and flavor["disk"] < row.disk_gib:
                 raise BadRequest(
                     "Resize error: Unable to resize disk down: the new flavor's disk "
                     f"({flavor['disk']} GiB) is smaller than the server's ({row.disk_gib} GiB)."
                 )
-        new_disk = max(flavor["disk"], row.disk_gib)
+        new_disk = 0 if volume_backed else max(flavor["disk"], row.disk_gib)
         row, action_id = self._begin(
             ctx, server_id, "resize", ("active", "stopped"), "resize_prep", record="resize"
         )
@@ -1264,10 +1359,11 @@ class ComputeService:
 
         def work() -> dict[str, Any]:
             self.driver.shutdown(server_id, self.settings.shutdown_timeout)
-            disk = self.driver.instance_dir(server_id) / "disk.qcow2"
-            backup = self.driver.instance_dir(server_id) / "disk.before-resize.qcow2"
-            _copy_file(disk, backup)
-            self.driver.resize_root_disk(server_id, new_disk)
+            if not volume_backed:  # a volume keeps its size: only CPU and memory change
+                disk = self.driver.instance_dir(server_id) / "disk.qcow2"
+                backup = self.driver.instance_dir(server_id) / "disk.before-resize.qcow2"
+                _copy_file(disk, backup)
+                self.driver.resize_root_disk(server_id, new_disk)
             self._set(
                 server_id,
                 flavor=flavor,
@@ -1355,6 +1451,150 @@ class ComputeService:
             if row.vm_state == "building" and row.task_state == "scheduling":
                 raise Conflict(f"Instance {server_id} is not ready yet: try again in a moment.")
         return self.driver.console_output(server_id, length)
+
+    # ------------------------------------------------------------------ volumes
+
+    def _attach_root_volume(self, ctx: RequestContext, server_id: str, boot: BootVolume) -> None:
+        """Boot from volume: make (or take) the volume and attach it as the root disk."""
+        if boot.source == "image":
+            handle = self.volumes.create_for_boot(ctx, boot.uuid, boot.size_gib)
+            volume_id = handle.id
+        else:
+            volume_id = boot.uuid
+        self.volumes.reserve(ctx, volume_id, server_id)
+        self.volumes.attached(
+            volume_id, server_id, "/dev/vda", str(uuid.uuid4()), boot.delete_on_termination
+        )
+        self._set(server_id, root_volume_id=volume_id)
+
+    def _let_go_of_volumes(self, server_id: str) -> None:
+        """The server is gone: its volumes are free again, or deleted if it asked so."""
+        for attachment in self.volumes.attachments_of(server_id):
+            volume_id = attachment["volume_id"]
+            try:
+                if attachment.get("status") == "attaching":
+                    self.volumes.unreserve(volume_id)
+                    continue
+                if attachment.get("status") == "in-use":
+                    self.volumes.begin_detach(SYSTEM, volume_id, server_id)
+                self.volumes.detached(volume_id)
+                if attachment.get("delete_on_termination"):
+                    self.volumes.delete_internal(volume_id)
+            except Exception:
+                log.exception("could not release volume %s of server %s", volume_id, server_id)
+
+    def _next_device(self, server_id: str) -> str:
+        """The name the guest's kernel gives the next disk: the lowest free vdX after vdb."""
+        used = {a["device"] for a in self.volumes.attachments_of(server_id)}
+        for index in range(2, 26):
+            name = f"/dev/vd{chr(ord('a') + index)}"
+            if name not in used:
+                return name
+        raise BadRequest("This server has no free device name left for another volume.")
+
+    def volume_attachments(self, ctx: RequestContext, server_id: str) -> list[dict[str, Any]]:
+        self.get_server(ctx, server_id)
+        return [
+            {**a, "server_id": server_id}
+            for a in self.volumes.attachments_of(server_id)
+            if a.get("status") in ("in-use", "detaching", "attaching")
+        ]
+
+    def attach_volume(
+        self, ctx: RequestContext, server_id: str, volume_id: str, delete_on_termination: bool
+    ) -> dict[str, Any]:
+        with self.db.session() as s:
+            row = self._server_row(s, ctx, server_id)
+            self._check_unlocked(ctx, row)
+            if row.task_state or row.vm_state not in ("active", "paused", "stopped"):
+                state = f"task_state {row.task_state}" if row.task_state else row.vm_state
+                raise Conflict(
+                    f"Cannot 'attach_volume' instance {server_id} while it is in {state}"
+                )
+        with self._server_lock(server_id):
+            device = self._next_device(server_id)
+            handle = self.volumes.reserve(ctx, volume_id, server_id)
+            attachment_id = str(uuid.uuid4())
+            try:
+                if self.driver.pid(server_id) is not None:
+                    self.driver.attach_disk(
+                        server_id,
+                        _disk_of(
+                            {
+                                "volume_id": handle.id,
+                                "path": handle.path,
+                                "format": handle.format,
+                                "readonly": handle.readonly,
+                            }
+                        ),
+                    )
+            except Exception as exc:
+                self.volumes.unreserve(volume_id)
+                if isinstance(exc, DriverError):
+                    raise Conflict(f"Attaching volume {volume_id} failed: {exc}") from None
+                raise
+            self.volumes.attached(
+                volume_id, server_id, device, attachment_id, delete_on_termination
+            )
+            self._set(server_id)
+            with self.db.session() as s:
+                current = s.get(Server, server_id)
+                assert current is not None
+                self._action(s, ctx, server_id, current.project_id, "attach_volume")
+        return {
+            "volume_id": volume_id,
+            "server_id": server_id,
+            "device": device,
+            "attachment_id": attachment_id,
+            "delete_on_termination": delete_on_termination,
+        }
+
+    def detach_volume(self, ctx: RequestContext, server_id: str, volume_id: str) -> None:
+        with self.db.session() as s:
+            row = self._server_row(s, ctx, server_id)
+            self._check_unlocked(ctx, row)
+            if row.root_volume_id == volume_id:
+                raise BadRequest(
+                    f"Volume {volume_id} is the root disk of server {server_id}; "
+                    "it goes when the server does."
+                )
+            if row.task_state:
+                raise Conflict(
+                    f"Cannot 'detach_volume' instance {server_id} while it is in "
+                    f"task_state {row.task_state}"
+                )
+            project_id = row.project_id
+        self.volumes.begin_detach(ctx, volume_id, server_id)
+        with self.db.session() as s:
+            action_id = self._action(s, ctx, server_id, project_id, "detach_volume")
+        timeout = self.volumes.settings.detach_timeout
+
+        def task() -> None:
+            with self._server_lock(server_id):
+                try:
+                    released = self.driver.detach_disk(server_id, _disk_id(volume_id), timeout)
+                except Exception as exc:
+                    log.warning("detach of %s from %s failed: %s", volume_id, server_id, exc)
+                    released = False
+                if released:
+                    self.volumes.detached(volume_id)
+                    self._finish_action(action_id)
+                else:
+                    self.volumes.roll_back_detach(volume_id)
+                    self._finish_action(
+                        action_id,
+                        f"The guest did not release volume {volume_id} within {timeout:g} s; "
+                        "it is still attached. Unmount it in the guest and try again.",
+                    )
+
+        self._submit(task)
+
+    def _resize_attached(self, server_id: str, volume_id: str, size_gib: int) -> None:
+        """Extend of an attached volume: grow it through QEMU so the guest sees it at once."""
+        with self._server_lock(server_id):
+            if self.driver.pid(server_id) is None:
+                raise DriverError("the server is not running; extend the volume while detached")
+            self.driver.resize_disk(server_id, _disk_id(volume_id), size_gib * GIB)
 
     # ------------------------------------------------------------------ metadata and tags
 
@@ -1526,6 +1766,7 @@ class ComputeService:
                 continue
             if task_state:
                 self._set(server_id, task_state=None)
+            self._settle_volumes(server_id, server_id in running)
             self._sync_one(server_id)
         for server_id, pid in running.items():
             if server_id not in known:
@@ -1537,6 +1778,27 @@ class ComputeService:
                     state,
                 )
                 self.orphans[server_id] = pid
+
+    def _settle_volumes(self, server_id: str, running: bool) -> None:
+        """An attach or detach cut short by a restart ends as the guest really has it."""
+        for a in self.volumes.attachments_of(server_id):
+            status, volume_id = a.get("status"), a["volume_id"]
+            if status not in ("attaching", "detaching"):
+                continue
+            present = running and self.driver.has_disk(server_id, _disk_id(volume_id))
+            if status == "attaching":
+                if present:
+                    device = self._next_device(server_id)
+                    self.volumes.attached(
+                        volume_id, server_id, device, str(uuid.uuid4()),
+                        bool(a.get("delete_on_termination")),
+                    )  # fmt: skip
+                else:
+                    self.volumes.unreserve(volume_id)
+            elif present:
+                self.volumes.roll_back_detach(volume_id)
+            else:
+                self.volumes.detached(volume_id)
 
     def _sync_one(self, server_id: str) -> None:
         state = self.driver.power_state(server_id)
@@ -1590,6 +1852,20 @@ class ComputeService:
                 self._sync_one(server_id)
             if server_id in running:
                 self.driver.trim_console(server_id)
+
+
+def _disk_id(volume_id: str) -> str:
+    return f"vol-{volume_id}"
+
+
+def _disk_of(attachment: dict[str, Any]) -> Disk:
+    return Disk(
+        id=_disk_id(attachment["volume_id"]),
+        path=attachment["path"],
+        format=attachment.get("format", "qcow2"),
+        readonly=bool(attachment.get("readonly")),
+        serial=str(attachment["volume_id"])[:20],
+    )
 
 
 def _copy_file(src: Any, dest: Any) -> None:
