@@ -761,9 +761,12 @@ class ComputeApi:
         self, data: dict[str, Any], v: tuple[int, int], _hints: Any
     ) -> ServerRequest:
         name = _name(data.get("name"), "name")
-        boot_volume = _boot_volume(data.get("block_device_mapping_v2"))
+        mapping = data.get("block_device_mapping_v2")
+        boot_volume = _boot_volume(mapping)
         if boot_volume is not None:
             image_ref = ""
+        elif mapping and data.get("imageRef") in ("", None):
+            image_ref = _ref(mapping[0].get("uuid"), "block_device_mapping_v2.uuid")
         elif "imageRef" not in data or data["imageRef"] in ("", None):
             raise BadRequest("Invalid input for field/attribute imageRef: it is required.")
         else:
@@ -1355,6 +1358,8 @@ def _boot_volume(raw: Any) -> BootVolume | None:
         )
     (bdm,) = boots
     source, destination = bdm.get("source_type"), bdm.get("destination_type", "volume")
+    if source == "image" and destination == "local":
+        return None  # the image on the host's disk: the ordinary boot (`openstack` sends this)
     if destination != "volume" or source not in ("image", "volume"):
         raise BadRequest(
             "Block device mapping: the boot device must be a volume, from an image "
