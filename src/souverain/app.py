@@ -34,6 +34,7 @@ SERVICES = (
     CatalogEntry(type="compute", name="nova", path="/compute/v2.1"),
     CatalogEntry(type="image", name="glance", path="/image"),
     CatalogEntry(type="block-storage", name="cinder", path="/volume/v3"),
+    CatalogEntry(type="network", name="neutron", path="/network"),
 )
 
 

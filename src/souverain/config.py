@@ -123,6 +123,25 @@ class VolumeSettings(_Section):
     detach_timeout: float = Field(default=30.0, gt=0, description="seconds the guest has to let go")
 
 
+class NetworkSettings(_Section):
+    public_cidr: str = Field(default="172.24.4.0/24", description="the external network 'public'")
+    public_gateway: str = Field(default="172.24.4.1", description="the host's address on it")
+    public_pool_start: str = Field(default="172.24.4.10")
+    public_pool_end: str = Field(default="172.24.4.250")
+    dns_nameservers: list[str] = Field(default_factory=list)
+    mtu: int = Field(default=1500, ge=576, le=9000)
+    default_cidr: str = Field(
+        default="10.0.0.0/24", description="get-me-a-network: the subnet `auto` creates"
+    )
+    quota_networks: int = Field(default=100, ge=-1)
+    quota_subnets: int = Field(default=100, ge=-1)
+    quota_ports: int = Field(default=500, ge=-1)
+    quota_routers: int = Field(default=10, ge=-1)
+    quota_floatingips: int = Field(default=50, ge=-1)
+    quota_security_groups: int = Field(default=10, ge=-1)
+    quota_security_group_rules: int = Field(default=100, ge=-1)
+
+
 class AuditSettings(_Section):
     fsync: bool = True
 
@@ -137,6 +156,7 @@ class Settings(_Section):
     image: ImageSettings = ImageSettings()
     compute: ComputeSettings = ComputeSettings()
     volume: VolumeSettings = VolumeSettings()
+    network: NetworkSettings = NetworkSettings()
 
     @property
     def database_url(self) -> str:

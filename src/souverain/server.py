@@ -41,6 +41,8 @@ from souverain.identity.tokens import KeyRepository, TokenFormatter
 from souverain.image import api as image_api
 from souverain.image.service import ImageService
 from souverain.image.store import ImageStore
+from souverain.network import api as network_api
+from souverain.network.service import NetworkService
 from souverain.objectstore.service import ObjectStoreService
 from souverain.objectstore.store import BlobStore
 from souverain.volume import api as volume_api
@@ -115,6 +117,7 @@ class Platform:
     image: ImageService
     compute: ComputeService
     volume: VolumeService
+    network: NetworkService
     admin_password_file_written: bool
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
@@ -157,6 +160,7 @@ class Platform:
             worker.join()
         self.compute.close()
         self.volume.close()
+        self.network.close()
         self.audit_log.close()
         if self.identity.changes is not None:
             self.identity.changes.close()
@@ -227,6 +231,12 @@ def _volume(
     return VolumeService(db, backend, identity, image, clock, settings.volume)
 
 
+def _network(
+    settings: Settings, db: Database, identity: IdentityService, clock: Clock
+) -> NetworkService:
+    return NetworkService(db, identity, clock, settings.network)
+
+
 def _compute(
     settings: Settings,
     db: Database,
@@ -292,6 +302,9 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
                 log.warning("image.tiny_image %s does not exist; run `make tiny-image`", tiny)
         volume = _volume(settings, Database(engine), identity, image, clock or Clock())
         volume.set_up()
+        network = _network(settings, Database(engine), identity, clock or Clock())
+        network.set_up()
+        network.close()
         compute = _compute(settings, Database(engine), identity, image, volume, clock or Clock())
         compute.set_up()
         compute.close()
@@ -322,6 +335,7 @@ def open_platform(
     objectstore = _objectstore(settings, db, identity, clock)
     image = _image(settings, db, identity, clock)
     volume = _volume(settings, db, identity, image, clock)
+    network = _network(settings, db, identity, clock)
     compute = _compute(settings, db, identity, image, volume, clock)
     public_url = settings.server.public_url
     mounts = (
@@ -329,6 +343,11 @@ def open_platform(
             "/compute",
             compute_api.build_app(compute, public_url),
             compute_api.render_error,
+        ),
+        Mounted(
+            "/network",
+            network_api.build_app(network, public_url),
+            network_api.render_error,
         ),
         Mounted(
             "/volume",
@@ -364,6 +383,7 @@ def open_platform(
         image,
         compute,
         volume,
+        network,
         paths.clouds_yaml.exists(),
     )
 

@@ -33,6 +33,7 @@ def test_password_project_scoped_token_has_every_keystone_field(cloud: Cloud) ->
         "compute",
         "image",
         "block-storage",
+        "network",
         "s3",
     ]
     endpoints = token["catalog"][0]["endpoints"]

@@ -7,6 +7,7 @@ from alembic import context
 import souverain.compute.models
 import souverain.identity.models
 import souverain.image.models
+import souverain.network.models
 import souverain.objectstore.models
 import souverain.volume.models  # noqa: F401 - registers every service's tables
 from souverain.db.base import Base

@@ -1,0 +1,1 @@
+"""Network tables (placeholder: replaced by the network service)."""
