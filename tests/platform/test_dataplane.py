@@ -195,6 +195,10 @@ def test_tap_is_persistent_single_queue_owned_by_root_and_in_the_bridge(lab: Lab
     assert "multi_queue" not in details
     assert "fe:00:00:77:00:01" in details
     assert ",UP" in details.split(">", 1)[0]
+    for host_side in (bridge, tap):
+        assert _run("ip", "-o", "addr", "show", "dev", host_side).stdout == "", (
+            "the host must have no address (not even IPv6 link-local) on a tenant network"
+        )
     lab.dataplane.delete_tap(port)
     lab.dataplane.delete_tap(port)
     assert lab.dataplane.inventory()["taps"] == []
@@ -213,6 +217,24 @@ def test_new_host_gets_a_lease_after_sighup_without_restarting_dnsmasq(lab: Lab)
     lease = lab.lease(newcomer)
     assert lease is not None and lease[0] == "10.77.0.13"
     assert _dnsmasq_pid(lab) == pid, "a change of hosts must not restart dnsmasq"
+
+
+def test_ensure_dhcp_is_idempotent_and_restarts_dnsmasq_when_the_subnet_changes(lab: Lab) -> None:
+    network = str(uuid.uuid4())
+    lab.dataplane.ensure_network(network)
+    lab.dataplane.ensure_dhcp(network, SUBNET, [DhcpHost(_mac(1), "10.77.0.11", "vm-one")])
+    pid = _dnsmasq_pid(lab)
+    lab.dataplane.ensure_dhcp(network, SUBNET, [DhcpHost(_mac(1), "10.77.0.11", "vm-one")])
+    assert _dnsmasq_pid(lab) == pid
+
+    moved = SubnetSpec(cidr="10.79.0.0/24", gateway=None, dhcp_ip="10.79.0.2")
+    lab.dataplane.ensure_dhcp(network, moved, [DhcpHost(_mac(1), "10.79.0.11", "vm-one")])
+    assert _dnsmasq_pid(lab) != pid
+    namespace = lab.dataplane.dhcp_namespace(network)
+    addresses = _run("ip", "-n", namespace, "-4", "-o", "addr", "show", "dev", "dhcp0").stdout
+    assert "10.79.0.2/24" in addresses and "10.77.0.2" not in addresses
+    # no gateway and no DNS: dnsmasq must offer neither itself nor anything else
+    assert lab.lease(lab.client(network, _mac(1))) == ["10.79.0.11", "1500"]
 
 
 def test_ensure_dhcp_restarts_a_killed_dnsmasq(lab: Lab) -> None:

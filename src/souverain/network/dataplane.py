@@ -150,6 +150,7 @@ class Dataplane:
                 index = _lookup(ipr, name)
             elif _kind(ipr.get_links(index)[0]) != "bridge":
                 raise DataplaneError(f"{name} exists and is not a bridge: remove it by hand")
+            _no_host_ipv6(name)
             _netlink(f"bring up bridge {name}", ipr.link, "set", index=index, mtu=mtu, state="up")
         return name
 
@@ -210,6 +211,7 @@ class Dataplane:
             changes: dict[str, Any] = {"master": bridge_index, "mtu": mtu, "state": "up"}
             if mac is not None:
                 changes["address"] = mac
+            _no_host_ipv6(name)
             _netlink(f"plug tap {name} into {bridge}", ipr.link, "set", index=index, **changes)
         return name
 
@@ -294,6 +296,7 @@ class Dataplane:
                 )
                 index = _lookup(ipr, veth)
                 peer = _lookup(ns, NS_IFNAME)
+            _no_host_ipv6(veth)
             _netlink(
                 f"plug {veth} into the bridge",
                 ipr.link,
@@ -452,8 +455,8 @@ class Dataplane:
         for name, network_id in wanted_bridges.items():
             with IPRoute() as ipr:
                 missing = _lookup(ipr, name) is None
-            self.ensure_network(network_id)
-            if missing:
+            if missing:  # at the default MTU: the service's ensure_network sets the real one
+                self.ensure_network(network_id)
                 done["created_bridges"].append(name)
         with self._lock(), IPRoute() as ipr:
             for tap, network_id in wanted_taps.items():
@@ -602,6 +605,13 @@ def _delete_link(ipr: Any, ifname: str) -> None:
     except NetlinkError as exc:
         if exc.code != 19:  # ENODEV: gone meanwhile (its veth peer went with its namespace)
             raise DataplaneError(f"cannot delete {ifname}: {os.strerror(exc.code)}") from exc
+
+
+def _no_host_ipv6(ifname: str) -> None:
+    """The host has no address on a tenant's L2: no link-local, no SLAAC from a guest's RA."""
+    knob = Path(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6")
+    if knob.exists():
+        knob.write_text("1")
 
 
 def _set_namespace_address(namespace: str, address: ipaddress.IPv4Interface) -> None:
