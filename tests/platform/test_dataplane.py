@@ -6,10 +6,13 @@ with busybox udhcpc. Every test uses its own name prefix and removes all it made
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import secrets
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import time
@@ -162,6 +165,18 @@ def _mac(n: int) -> str:
     return f"02:00:00:77:00:{n:02x}"
 
 
+@contextlib.contextmanager
+def _open_tap_like_qemu(ifname: str) -> Iterator[int]:
+    tunsetiff, iff_tap, iff_no_pi, iff_vnet_hdr = 0x400454CA, 0x0002, 0x1000, 0x4000
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    try:
+        request = struct.pack("16sH", ifname.encode(), iff_tap | iff_no_pi | iff_vnet_hdr)
+        fcntl.ioctl(fd, tunsetiff, request)
+        yield fd
+    finally:
+        os.close(fd)
+
+
 def _dnsmasq_pid(lab: Lab) -> int:
     pids = lab.dataplane.inventory()["dnsmasq"]
     assert len(pids) == 1, pids
@@ -199,6 +214,11 @@ def test_tap_is_persistent_single_queue_owned_by_root_and_in_the_bridge(lab: Lab
         assert _run("ip", "-o", "addr", "show", "dev", host_side).stdout == "", (
             "the host must have no address (not even IPv6 link-local) on a tenant network"
         )
+
+    # QEMU opens it by name as a single-queue tap with a virtio-net header: that must work
+    # and give the port carrier.
+    with _open_tap_like_qemu(tap):
+        assert "LOWER_UP" in _run("ip", "link", "show", tap).stdout
     lab.dataplane.delete_tap(port)
     lab.dataplane.delete_tap(port)
     assert lab.dataplane.inventory()["taps"] == []
