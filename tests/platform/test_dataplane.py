@@ -271,6 +271,12 @@ def test_ensure_dhcp_restarts_a_killed_dnsmasq(lab: Lab) -> None:
 
     lab.dataplane.ensure_dhcp(network, SUBNET, hosts)
     assert _dnsmasq_pid(lab) != pid
+
+    # a lost pidfile: the orphan is found by its command line, and only one dnsmasq remains
+    orphan = _dnsmasq_pid(lab)
+    next(lab.run_dir.glob("*/*/dnsmasq.pid")).unlink()
+    lab.dataplane.ensure_dhcp(network, SUBNET, hosts)
+    assert _dnsmasq_pid(lab) != orphan
     client = lab.client(network, _mac(1))
     lease = lab.lease(client)
     assert lease is not None and lease[0] == "10.77.0.11"

@@ -251,6 +251,9 @@ class Dataplane:
             ]
             argv = self._dnsmasq_argv(network_id, network)
             pid = self._dnsmasq_pid(network_id)
+            for stray in self._dnsmasq_processes().get(network_id, []):
+                if stray != pid:  # its pidfile was lost: it would hold port 67 forever
+                    _stop(stray)
             if pid is not None and _proc_argv(pid) != argv:
                 _stop(pid)  # the subnet changed: its range is on the command line
                 pid = None
