@@ -1,20 +1,359 @@
-"""Neutron v2.0 wire format (placeholder: replaced by the network service's API)."""
+"""Neutron v2.0 wire format: version discovery, extensions, routes, list parameters, error body.
+
+Mounted at `/network`; clients append `/v2.0`. This module holds no rules:
+tenancy, IPAM and quotas live in `NetworkService`. A path may end in `.json`,
+as Neutron allows (openstacksdk asks for `/quotas/{id}/details.json`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlencode
 
-from starlette.routing import Router
-from starlette.types import ASGIApp
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from souverain.common.openstack import ErrorLayer
-from souverain.network.service import NetworkService
+from souverain.common.context import RequestContext
+from souverain.common.errors import BadRequest
+from souverain.common.jsoncodec import JSONResponse
+from souverain.common.openstack import ErrorLayer, audit, authenticate, base_url, json_body_of
+from souverain.identity.api import read_json
+from souverain.network.service import ListQuery, NetworkService, Page
+
+PREFIX = "/network"
+LIST_PARAMS = frozenset({"fields", "sort_key", "sort_dir", "limit", "marker", "page_reverse"})
+# Neutron's type for errors that carry no specific one
+GENERIC_TYPES = {
+    "Bad Request": "HTTPBadRequest",
+    "Unauthorized": "HTTPUnauthorized",
+    "Forbidden": "HTTPForbidden",
+    "Not Found": "HTTPNotFound",
+    "Method Not Allowed": "HTTPMethodNotAllowed",
+    "Conflict": "HTTPConflict",
+    "Request Entity Too Large": "HTTPRequestEntityTooLarge",
+    "Unsupported Media Type": "HTTPUnsupportedMediaType",
+    "Internal Server Error": "HTTPInternalServerError",
+}
+EXTENSIONS = {
+    "security-group": ("security-group", "The security groups extension."),
+    "quotas": ("Quota management support", "Expose functions for quotas management per project"),
+    "quota_details": ("Quota details management support", "Expose quota usage per project"),
+    "external-net": ("Neutron external network", "Adds external network attribute to network."),
+    "port-security": ("Port Security", "Provides port security"),
+    "allowed-address-pairs": ("Allowed Address Pairs", "Provides allowed address pairs"),
+    "standard-attr-description": ("standard-attr-description", "Extension to add descriptions"),
+    "standard-attr-revisions": (
+        "Resource revision numbers",
+        "This extension will display the revision number of neutron resources.",
+    ),
+    "standard-attr-timestamp": ("Resource timestamps", "Adds created_at and updated_at fields"),
+    "project-id": (
+        "project_id field enabled",
+        "Extension that indicates that project_id field is enabled.",
+    ),
+    "net-mtu": ("Network MTU", "Provides MTU attribute for a network resource."),
+    "binding": ("Port Binding", "Expose port bindings of a virtual port to external application"),
+    "pagination": ("Pagination support", "Extension that indicates that pagination is enabled."),
+    "sorting": ("Sorting support", "Extension that indicates that sorting is enabled."),
+    "filter-validation": (
+        "Filter parameters validation",
+        "Provides validation on filter parameters.",
+    ),
+}
+# collection path -> (plural body key, singular body key, service verb stem)
+COLLECTIONS = {
+    "networks": ("networks", "network"),
+    "subnets": ("subnets", "subnet"),
+    "ports": ("ports", "port"),
+    "security-groups": ("security_groups", "security_group"),
+    "security-group-rules": ("security_group_rules", "security_group_rule"),
+}
+
+Handler = Callable[[Request, RequestContext], Awaitable[Response]]
 
 
 def render_error(_path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
-    body = {"NeutronError": {"type": title.replace(" ", ""), "message": message, "detail": ""}}
+    """Neutron's body: `{"NeutronError": {"type": "NetworkNotFound", "message": ...}}`."""
+    kind = GENERIC_TYPES.get(title, title.replace(" ", ""))
+    body = {"NeutronError": {"type": kind, "message": message, "detail": ""}}
     return json.dumps(body).encode(), "application/json"
 
 
+def _bool(raw: str, name: str) -> bool:
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise BadRequest(f"Invalid value for {name[:32]}: '{raw[:32]}' is not a boolean.")
+
+
+def list_query(request: Request) -> ListQuery:
+    """Filters (a repeated key means OR), sort keys and directions, and the page."""
+    params = request.query_params
+    filters: dict[str, list[str]] = {}
+    for key, value in params.multi_items():
+        if key not in LIST_PARAMS:
+            filters.setdefault(key, []).append(value)
+    keys, dirs = params.getlist("sort_key"), params.getlist("sort_dir")
+    if dirs and len(dirs) != len(keys):
+        raise BadRequest("The number of sort_keys and sort_dirs must be same")
+    for direction in dirs:
+        if direction not in ("asc", "desc"):
+            raise BadRequest(
+                f"{direction[:32]} is invalid value for sort_dirs, valid values "
+                "are 'asc' and 'desc'"
+            )
+    limit: int | None = None
+    if params.get("limit"):
+        raw = params["limit"]
+        if not raw.isdigit():
+            raise BadRequest(f"Limit must be an integer 0 or greater and not '{raw[:32]}'")
+        limit = int(raw) or None
+    return ListQuery(
+        filters=filters,
+        sort=tuple(zip(keys, dirs or ["asc"] * len(keys), strict=True)),
+        limit=limit,
+        marker=params.get("marker") or None,
+        page_reverse=_bool(params["page_reverse"], "page_reverse")
+        if "page_reverse" in params
+        else False,
+    )
+
+
+def _fields(request: Request, view: dict[str, Any]) -> dict[str, Any]:
+    wanted = [f for f in request.query_params.getlist("fields") if f]
+    if not wanted:
+        return view
+    return {k: v for k, v in view.items() if k in wanted}
+
+
+class NetworkApi:
+    def __init__(self, service: NetworkService, public_url: str = "") -> None:
+        self.service = service
+        self.public_url = public_url
+
+    def base(self, request: Request) -> str:
+        return base_url(request, self.public_url, PREFIX)
+
+    def _call(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            ctx = authenticate(self.service.identity, request)
+            return await handler(request, ctx)
+
+        return endpoint
+
+    def routes(self) -> list[Route]:
+        c = self._call
+        routes = [
+            Route("/", self.versions, methods=["GET"]),
+            Route("/v2.0", c(self.resources), methods=["GET"]),
+            Route("/v2.0/", c(self.resources), methods=["GET"]),
+            Route("/v2.0/extensions", c(self.extensions), methods=["GET"]),
+            Route("/v2.0/extensions/{alias}", c(self.extension), methods=["GET"]),
+            Route("/v2.0/quotas", c(self.quotas), methods=["GET"]),
+            Route("/v2.0/quotas/{project}", c(self.quota), methods=["GET", "PUT", "DELETE"]),
+            Route("/v2.0/quotas/{project}/default", c(self.quota_default), methods=["GET"]),
+            Route("/v2.0/quotas/{project}/details", c(self.quota_details), methods=["GET"]),
+        ]
+        for path in COLLECTIONS:
+            routes.append(Route(f"/v2.0/{path}", c(self.collection(path)), methods=["GET", "POST"]))
+            routes.append(
+                Route(f"/v2.0/{path}/{{id}}", c(self.item(path)), methods=["GET", "PUT", "DELETE"])
+            )
+        return routes
+
+    # -------------------------------------------------------------- discovery
+
+    async def versions(self, request: Request) -> Response:
+        version = {
+            "id": "v2.0",
+            "status": "CURRENT",
+            "links": [{"rel": "self", "href": f"{self.base(request)}/v2.0/"}],
+        }
+        return JSONResponse({"versions": [version]})
+
+    async def resources(self, request: Request, ctx: RequestContext) -> Response:
+        v2 = f"{self.base(request)}/v2.0"
+        items = [
+            {"name": single, "collection": plural, "links": [{"rel": "self", "href": f"{v2}/{p}"}]}
+            for p, (plural, single) in COLLECTIONS.items()
+        ]
+        return JSONResponse({"resources": items})
+
+    def _extension(self, alias: str) -> dict[str, Any]:
+        name, description = EXTENSIONS[alias]
+        return {
+            "alias": alias,
+            "name": name,
+            "description": description,
+            "updated": "2024-01-01T00:00:00-00:00",
+            "links": [],
+        }
+
+    async def extensions(self, request: Request, ctx: RequestContext) -> Response:
+        return JSONResponse({"extensions": [self._extension(a) for a in EXTENSIONS]})
+
+    async def extension(self, request: Request, ctx: RequestContext) -> Response:
+        alias = request.path_params["alias"]
+        if alias not in EXTENSIONS:
+            from souverain.common.errors import NotFound
+
+            raise NotFound(f"Extension with alias {alias[:64]} does not exist")
+        return JSONResponse({"extension": self._extension(alias)})
+
+    # -------------------------------------------------------------- the five collections
+
+    def _links(self, request: Request, path: str, plural: str, page: Page) -> dict[str, Any]:
+        query = list_query(request)
+        if query.limit is None:
+            return {}
+        links = []
+        base = [
+            (k, v)
+            for k, v in request.query_params.multi_items()
+            if k not in ("marker", "page_reverse")
+        ]
+        href = f"{self.base(request)}/v2.0/{path}"
+        forward_more = page.has_more if not query.page_reverse else query.marker is not None
+        backward_more = page.has_more if query.page_reverse else query.marker is not None
+        if page.items and forward_more:
+            links.append(
+                {
+                    "rel": "next",
+                    "href": f"{href}?{urlencode([*base, ('marker', page.items[-1]['id'])])}",
+                }
+            )
+        if page.items and backward_more:
+            params = [*base, ("marker", page.items[0]["id"]), ("page_reverse", "True")]
+            links.append({"rel": "previous", "href": f"{href}?{urlencode(params)}"})
+        return {f"{plural}_links": links} if links else {}
+
+    def collection(self, path: str) -> Handler:
+        plural, single = COLLECTIONS[path]
+        s = self.service
+        lister = {
+            "networks": s.list_networks,
+            "subnets": s.list_subnets,
+            "ports": s.list_ports,
+            "security-groups": s.list_security_groups,
+            "security-group-rules": s.list_security_group_rules,
+        }[path]
+        creator = {
+            "networks": s.create_network,
+            "subnets": s.create_subnet,
+            "ports": s.create_port,
+            "security-groups": s.create_security_group,
+            "security-group-rules": s.create_security_group_rule,
+        }[path]
+
+        async def handle(request: Request, ctx: RequestContext) -> Response:
+            if request.method == "GET":
+                page = await asyncio.to_thread(lister, ctx, list_query(request))
+                body: dict[str, Any] = {plural: [_fields(request, v) for v in page.items]}
+                body.update(self._links(request, path, plural, page))
+                return JSONResponse(body)
+            audit(request, f"network.{single}.create", single, None)
+            data = json_body_of(await read_json(request), single)
+            view = await asyncio.to_thread(creator, ctx, data)
+            audit(request, f"network.{single}.create", single, view["id"])
+            return JSONResponse({single: view}, 201)
+
+        return handle
+
+    def item(self, path: str) -> Handler:
+        _, single = COLLECTIONS[path]
+        s = self.service
+        getter = {
+            "networks": s.get_network,
+            "subnets": s.get_subnet,
+            "ports": s.get_port,
+            "security-groups": s.get_security_group,
+            "security-group-rules": s.get_security_group_rule,
+        }[path]
+        updater: Callable[[RequestContext, str, dict[str, Any]], dict[str, Any]] | None = {
+            "networks": s.update_network,
+            "subnets": s.update_subnet,
+            "ports": s.update_port,
+            "security-groups": s.update_security_group,
+            "security-group-rules": None,
+        }[path]
+        deleter = {
+            "networks": s.delete_network,
+            "subnets": s.delete_subnet,
+            "ports": s.delete_port,
+            "security-groups": s.delete_security_group,
+            "security-group-rules": s.delete_security_group_rule,
+        }[path]
+
+        async def handle(request: Request, ctx: RequestContext) -> Response:
+            item_id = request.path_params["id"]
+            if request.method == "GET":
+                view = await asyncio.to_thread(getter, ctx, item_id)
+                return JSONResponse({single: _fields(request, view)})
+            if request.method == "PUT":
+                audit(request, f"network.{single}.update", single, item_id)
+                if updater is None:
+                    from souverain.common.errors import MethodNotAllowed
+
+                    raise MethodNotAllowed("Security group rules cannot be updated.")
+                data = json_body_of(await read_json(request), single)
+                view = await asyncio.to_thread(updater, ctx, item_id, data)
+                return JSONResponse({single: view})
+            audit(request, f"network.{single}.delete", single, item_id)
+            await asyncio.to_thread(deleter, ctx, item_id)
+            return Response(status_code=204)
+
+        return handle
+
+    # -------------------------------------------------------------- quotas
+
+    async def quotas(self, request: Request, ctx: RequestContext) -> Response:
+        rows = await asyncio.to_thread(self.service.list_quotas, ctx)
+        return JSONResponse({"quotas": rows})
+
+    async def quota(self, request: Request, ctx: RequestContext) -> Response:
+        project_id = request.path_params["project"]
+        if request.method == "GET":
+            limits = await asyncio.to_thread(self.service.quota_of, ctx, project_id)
+            return JSONResponse({"quota": limits})
+        if request.method == "PUT":
+            audit(request, "network.quota.update", "project", project_id)
+            changes = json_body_of(await read_json(request), "quota")
+            changes = {k: v for k, v in changes.items() if k not in ("force", "check_limit")}
+            limits = await asyncio.to_thread(self.service.update_quota, ctx, project_id, changes)
+            return JSONResponse({"quota": limits})
+        audit(request, "network.quota.delete", "project", project_id)
+        await asyncio.to_thread(self.service.reset_quota, ctx, project_id)
+        return Response(status_code=204)
+
+    async def quota_default(self, request: Request, ctx: RequestContext) -> Response:
+        limits = self.service.default_limits()
+        return JSONResponse({"quota": limits})
+
+    async def quota_details(self, request: Request, ctx: RequestContext) -> Response:
+        project_id = request.path_params["project"]
+        details = await asyncio.to_thread(self.service.quota_details, ctx, project_id)
+        return JSONResponse({"quota": details})
+
+
+class _StripJson:
+    """`/v2.0/networks.json` is `/v2.0/networks`, as Neutron's routes allow."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].endswith(".json"):
+            scope = dict(scope)
+            scope["path"] = scope["path"][: -len(".json")]
+        await self.app(scope, receive, send)
+
+
 def build_app(service: NetworkService, public_url: str = "") -> ASGIApp:
-    return ErrorLayer(Router(routes=[]), render_error)
+    api = NetworkApi(service, public_url)
+    return ErrorLayer(_StripJson(Router(routes=api.routes())), render_error)

@@ -1,11 +1,352 @@
-"""Network rules (placeholder: replaced by the network service)."""
+"""Network rules: networks, subnets, ports, IPAM, security groups, quotas, tenancy. No HTTP.
+
+Database only: no bridge, tap or firewall rule is touched here (that is
+`dataplane.py`'s job, driven later from these rows).
+
+Tenancy is Neutron's: a project sees its own resources, shared networks and
+external networks (and their subnets); anything else is reported as not found.
+A shared network also takes ports from other projects. Admins see everything.
+
+Every create first takes the project's `network_quotas` row (INSERT .. ON
+CONFLICT DO NOTHING, then SELECT .. FOR UPDATE), as the volume service does:
+SQLite takes its one writer lock at that first write and PostgreSQL locks the
+row, so quota checks cannot be overshot by concurrent requests in any number of
+processes. Addresses are guarded by the database itself: the allocations
+table's primary key is (subnet_id, ip_address), and a create that loses a race
+for an address is retried and picks the next free one.
+
+The interface the compute service uses:
+
+- `get_or_create_auto_network(ctx)`: the project's get-me-a-network network
+  (`auto_allocated_network`, one subnet from `default_cidr`), made once.
+- `create_port_for_server(ctx, network_id=None, port_id=None, fixed_ip=None,
+  server_id=...)`: a port for a server (an existing port of the project, or a
+  new one on the network, the auto network when neither is given); returns the
+  port view (`mac_address`, `fixed_ips`, ...).
+- `bind_port(port_id, server_id, host)`: the port is plugged; status ACTIVE.
+- `release_ports_of(server_id)`: ports made for the server are deleted, ports
+  the customer brought are unbound and kept.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
 from souverain.common.clock import Clock
+from souverain.common.context import RequestContext
+from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
+from souverain.common.ids import new_id, random_bytes
 from souverain.config import NetworkSettings
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
+from souverain.network import ipam
+from souverain.network import models as m
+from souverain.network.ipam import InvalidInput
+
+log = logging.getLogger("souverain.network")
+
+T = TypeVar("T")
+
+MAX_FIELD = 255
+MAX_ID = 64
+ALLOCATION_ATTEMPTS = 20
+MAX_DNS = 5
+MAX_ROUTES = 20
+MAX_PAIRS = 10
+AUTO_NETWORK = "auto_allocated_network"
+COMPUTE_OWNER = "compute:nova"
+QUOTA_RESOURCES = (
+    "network",
+    "subnet",
+    "port",
+    "router",
+    "floatingip",
+    "security_group",
+    "security_group_rule",
+)
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+IPV6_MODES = (None, "slaac", "dhcpv6-stateful", "dhcpv6-stateless")
+PROTOCOLS = {
+    "ah": 51,
+    "dccp": 33,
+    "egp": 8,
+    "esp": 50,
+    "gre": 47,
+    "icmp": 1,
+    "icmpv6": 58,
+    "igmp": 2,
+    "ipip": 4,
+    "ipv6-encap": 41,
+    "ipv6-frag": 44,
+    "ipv6-icmp": 58,
+    "ipv6-nonxt": 59,
+    "ipv6-opts": 60,
+    "ipv6-route": 43,
+    "ospf": 89,
+    "pgm": 113,
+    "rsvp": 46,
+    "sctp": 132,
+    "tcp": 6,
+    "udp": 17,
+    "udplite": 136,
+    "vrrp": 112,
+}
+PORT_PROTOCOLS = frozenset({"tcp", "udp", "dccp", "sctp", "udplite", "6", "17", "33", "132", "136"})
+ICMP_PROTOCOLS = frozenset({"icmp", "icmpv6", "ipv6-icmp", "1", "58"})
+
+
+# ---------------------------------------------------------------------- Neutron's error types
+
+
+class NetworkNotFound(NotFound):
+    title = "NetworkNotFound"
+
+
+class SubnetNotFound(NotFound):
+    title = "SubnetNotFound"
+
+
+class PortNotFound(NotFound):
+    title = "PortNotFound"
+
+
+class SecurityGroupNotFound(NotFound):
+    title = "SecurityGroupNotFound"
+
+
+class SecurityGroupRuleNotFound(NotFound):
+    title = "SecurityGroupRuleNotFound"
+
+
+class IpAddressAlreadyAllocated(Conflict):
+    title = "IpAddressAlreadyAllocated"
+
+
+class IpAddressGenerationFailure(Conflict):
+    title = "IpAddressGenerationFailure"
+
+
+class MacAddressInUse(Conflict):
+    title = "MacAddressInUse"
+
+
+class NetworkInUse(Conflict):
+    title = "NetworkInUse"
+
+
+class SubnetInUse(Conflict):
+    title = "SubnetInUse"
+
+
+class PortInUse(Conflict):
+    title = "PortInUse"
+
+
+class SecurityGroupInUse(Conflict):
+    title = "SecurityGroupInUse"
+
+
+class SecurityGroupCannotRemoveDefault(Conflict):
+    title = "SecurityGroupCannotRemoveDefault"
+
+
+class SecurityGroupRuleExists(Conflict):
+    title = "SecurityGroupRuleExists"
+
+
+class OverQuota(Conflict):
+    title = "OverQuota"
+
+
+class PolicyNotAuthorized(Forbidden):
+    title = "HTTPForbidden"
+
+
+# ---------------------------------------------------------------------- listing
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """Neutron's list parameters: filters (a key repeated means OR), sort, page."""
+
+    filters: dict[str, list[str]] = field(default_factory=dict)
+    sort: tuple[tuple[str, str], ...] = ()
+    limit: int | None = None
+    marker: str | None = None
+    page_reverse: bool = False
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    has_more: bool
+
+
+def _matches(value: Any, wanted: str, key: str) -> bool:
+    if key == "fixed_ips" and isinstance(value, list):
+        name, _, expected = wanted.partition("=")
+        return any(str(ip.get(name)) == expected for ip in value)
+    if isinstance(value, bool):
+        return wanted.lower() in (("true", "1") if value else ("false", "0"))
+    if isinstance(value, list):
+        return wanted in [str(v) for v in value]
+    if value is None:
+        return wanted in ("", "None")
+    return str(value) == wanted
+
+
+def _sort_value(key: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:
+    def value(view: dict[str, Any]) -> tuple[bool, str]:
+        item = view.get(key)
+        if isinstance(item, bool | int):
+            return (item is not None, f"{int(item):020d}")
+        return (item is not None, str(item) if item is not None else "")
+
+    return value
+
+
+def select_page(views: list[dict[str, Any]], query: ListQuery, resource: str) -> Page:
+    """Filter, sort (id last as the tie-break) and page views exactly once, in that order."""
+    known = set(views[0]) if views else set()
+    for key in query.filters:
+        if views and key not in known:
+            raise BadRequest(f"[{key[:64]}] is invalid attribute for filtering")
+    chosen = [
+        v
+        for v in views
+        if all(
+            any(_matches(v.get(key), w, key) for w in wanted)
+            for key, wanted in query.filters.items()
+        )
+    ]
+    keys = list(query.sort)
+    for key, _ in keys:
+        if views and key not in known:
+            raise BadRequest(f"{key[:64]} is invalid attribute for sort_keys")
+    if not any(k == "id" for k, _ in keys):
+        keys.append(("id", keys[-1][1] if keys else "asc"))
+    for key, direction in reversed(keys):
+        chosen.sort(key=_sort_value(key), reverse=direction == "desc")
+    if query.marker is not None:
+        ids = [v["id"] for v in chosen]
+        if query.marker not in ids:
+            raise NotFound(f"{resource} {query.marker[:64]} could not be found.")
+        at = ids.index(query.marker)
+        chosen = chosen[:at] if query.page_reverse else chosen[at + 1 :]
+    if query.limit is None:
+        return Page(chosen, False)
+    if query.page_reverse:
+        return Page(chosen[-query.limit :], len(chosen) > query.limit)
+    return Page(chosen[: query.limit], len(chosen) > query.limit)
+
+
+# ---------------------------------------------------------------------- input checks
+
+
+def _text(body: dict[str, Any], name: str, default: str = "") -> str:
+    value = body.get(name, default)
+    if value is None:
+        value = ""
+    if not isinstance(value, str) or len(value) > MAX_FIELD:
+        raise InvalidInput(
+            f"Invalid input for {name}. Reason: '{str(value)[:32]}' is not a valid string "
+            f"of at most {MAX_FIELD} characters."
+        )
+    return value
+
+
+def _flag(body: dict[str, Any], name: str, default: bool) -> bool:
+    value = body.get(name, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise InvalidInput(f"Invalid input for {name}. Reason: '{str(value)[:32]}' is not boolean.")
+
+
+def _id(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID:
+        raise InvalidInput(f"Invalid input for {name}. Reason: '{str(value)[:32]}' is not an id.")
+    return value
+
+
+def _int(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or abs(value) > 2**31:
+        raise InvalidInput(f"Invalid input for {name}. Reason: '{str(value)[:32]}' is not an int.")
+    return value
+
+
+def _only(body: dict[str, Any], allowed: frozenset[str], resource: str) -> None:
+    for key in body:
+        if key not in allowed:
+            raise BadRequest(f"Unrecognized attribute(s) '{str(key)[:64]}'")
+
+
+def _owner_of(ctx: RequestContext, body: dict[str, Any]) -> str:
+    """The project a new resource belongs to: the caller's, or any an admin names."""
+    own = ctx.project_id or ""
+    wanted = body.get("project_id", body.get("tenant_id"))
+    if wanted is None or wanted == own:
+        return own
+    if not ctx.is_admin:
+        raise BadRequest(
+            "Specifying 'project_id' or 'tenant_id' other than the authenticated "
+            "project in request requires admin privileges"
+        )
+    return _id(wanted, "project_id")
+
+
+def _time(value: Any) -> str:
+    return str(value.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _common(row: Any) -> dict[str, Any]:
+    return {
+        "tenant_id": row.project_id,
+        "project_id": row.project_id,
+        "created_at": _time(row.created_at),
+        "updated_at": _time(row.updated_at),
+        "revision_number": row.revision_number,
+        "tags": [],
+    }
+
+
+def _new_mac() -> str:
+    tail = random_bytes(3)
+    return "fa:16:3e:" + ":".join(f"{b:02x}" for b in tail)
+
+
+def _check_mac(value: Any) -> str:
+    if not isinstance(value, str) or not MAC_RE.match(value):
+        raise InvalidInput(
+            f"Invalid input for mac_address. Reason: '{str(value)[:32]}' is not a valid MAC "
+            "address."
+        )
+    mac = value.lower()
+    if int(mac[:2], 16) & 1 or mac == "00:00:00:00:00:00":
+        raise InvalidInput(
+            f"Invalid input for mac_address. Reason: '{value}' is not a valid unicast MAC address."
+        )
+    return mac
+
+
+class _Retry(Exception):
+    """An address or MAC was taken by a concurrent request: run the transaction again."""
 
 
 class NetworkService:
@@ -17,8 +358,1419 @@ class NetworkService:
         self.clock = clock
         self.settings = settings
 
+    # ------------------------------------------------------------------ lifecycle
+
     def set_up(self) -> None:
-        return None
+        """The operator's external network `public` and its subnet, made once."""
+        with self.db.session() as s:
+            found = s.scalars(
+                select(m.Network).where(
+                    m.Network.name == "public", m.Network.external, m.Network.project_id == ""
+                )
+            ).first()
+            if found is not None:
+                return
+            net = self._new_network_row("", {"name": "public"}, external=True, shared=False)
+            s.add(net)
+            s.flush()
+            cidr = ipam.parse_cidr(self.settings.public_cidr)
+            pools = [
+                {"start": self.settings.public_pool_start, "end": self.settings.public_pool_end}
+            ]
+            s.add(
+                self._new_subnet_row(
+                    s,
+                    net,
+                    "",
+                    {
+                        "name": "public-subnet",
+                        "cidr": str(cidr),
+                        "ip_version": cidr.version,
+                        "gateway_ip": self.settings.public_gateway,
+                        "allocation_pools": pools,
+                        "dns_nameservers": list(self.settings.dns_nameservers),
+                        "enable_dhcp": False,
+                    },
+                )
+            )
+            log.info("created the external network 'public' (%s)", cidr)
 
     def close(self) -> None:
         return None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _now(self) -> Any:
+        return self.clock.now().replace(tzinfo=None)
+
+    def _lock_quota(self, s: Session, project_id: str) -> None:
+        dialect = s.get_bind().dialect.name
+        values = {"project_id": project_id, "updated_at": self._now()}
+        if dialect == "postgresql":
+            s.execute(pg_insert(m.NetworkQuota).values(**values).on_conflict_do_nothing())
+        else:
+            s.execute(sqlite_insert(m.NetworkQuota).values(**values).on_conflict_do_nothing())
+        s.execute(
+            select(m.NetworkQuota.project_id)
+            .where(m.NetworkQuota.project_id == project_id)
+            .with_for_update()
+        )
+
+    def _retrying(self, work: Callable[[Session], T]) -> T:
+        """Run `work` in a transaction, again when it lost a race for a unique address."""
+        for _ in range(ALLOCATION_ATTEMPTS):
+            try:
+                with self.db.session() as s:
+                    return work(s)
+            except (_Retry, IntegrityError):
+                continue
+        raise IpAddressGenerationFailure("No more IP addresses available: too much contention.")
+
+    # ------------------------------------------------------------------ quotas
+
+    def default_limits(self) -> dict[str, int]:
+        st = self.settings
+        return {
+            "network": st.quota_networks,
+            "subnet": st.quota_subnets,
+            "port": st.quota_ports,
+            "router": st.quota_routers,
+            "floatingip": st.quota_floatingips,
+            "security_group": st.quota_security_groups,
+            "security_group_rule": st.quota_security_group_rules,
+        }
+
+    def _limits_of(self, s: Session, project_id: str) -> dict[str, int]:
+        limits = self.default_limits()
+        row = s.get(m.NetworkQuota, project_id)
+        if row is not None:
+            for key in QUOTA_RESOURCES:
+                value = getattr(row, key)
+                if value is not None:
+                    limits[key] = value
+        return limits
+
+    def _usage_of(self, s: Session, project_id: str) -> dict[str, int]:
+        def count(model: Any) -> int:
+            return int(
+                s.scalar(
+                    select(func.count()).select_from(model).where(model.project_id == project_id)
+                )
+                or 0
+            )
+
+        return {
+            "network": count(m.Network),
+            "subnet": count(m.Subnet),
+            "port": count(m.Port),
+            "router": 0,
+            "floatingip": 0,
+            "security_group": count(m.SecurityGroup),
+            "security_group_rule": count(m.SecurityGroupRule),
+        }
+
+    def _claim(self, s: Session, project_id: str, resource: str, count: int = 1) -> None:
+        """Refuse (409 OverQuota) what would pass the limit; call after `_lock_quota`."""
+        if not project_id:
+            return
+        limit = self._limits_of(s, project_id)[resource]
+        if limit < 0:
+            return
+        used = self._usage_of(s, project_id)[resource]
+        if used + count > limit:
+            raise OverQuota(f"Quota exceeded for resources: ['{resource}'].")
+
+    def _quota_scope(self, ctx: RequestContext, project_id: str) -> None:
+        if not (ctx.is_admin or project_id == ctx.project_id):
+            raise PolicyNotAuthorized("rule:get_quota is disallowed by policy")
+
+    def quota_of(self, ctx: RequestContext, project_id: str) -> dict[str, int]:
+        self._quota_scope(ctx, project_id)
+        with self.db.session() as s:
+            return self._limits_of(s, project_id)
+
+    def quota_details(self, ctx: RequestContext, project_id: str) -> dict[str, Any]:
+        self._quota_scope(ctx, project_id)
+        with self.db.session() as s:
+            limits, used = self._limits_of(s, project_id), self._usage_of(s, project_id)
+        return {k: {"limit": limits[k], "used": used[k], "reserved": 0} for k in QUOTA_RESOURCES}
+
+    def list_quotas(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        if not ctx.is_admin:
+            raise PolicyNotAuthorized("rule:get_quota is disallowed by policy")
+        with self.db.session() as s:
+            ids = s.scalars(select(m.NetworkQuota.project_id)).all()
+            out = []
+            for pid in ids:
+                row = s.get(m.NetworkQuota, pid)
+                if row is not None and any(getattr(row, k) is not None for k in QUOTA_RESOURCES):
+                    out.append({**self._limits_of(s, pid), "project_id": pid, "tenant_id": pid})
+            return out
+
+    def update_quota(
+        self, ctx: RequestContext, project_id: str, changes: dict[str, Any]
+    ) -> dict[str, int]:
+        if not ctx.is_admin:
+            raise PolicyNotAuthorized("rule:update_quota is disallowed by policy")
+        _id(project_id, "project_id")
+        clean: dict[str, int] = {}
+        for key, value in changes.items():
+            if key not in QUOTA_RESOURCES:
+                raise BadRequest(f"Unrecognized attribute(s) '{str(key)[:64]}'")
+            number = _int(value, key)
+            if number is None or number < -1:
+                raise InvalidInput(f"Invalid input for {key}. Reason: '{value}' is not -1 or more.")
+            clean[key] = number
+        with self.db.session() as s:
+            self._lock_quota(s, project_id)
+            row = s.get(m.NetworkQuota, project_id)
+            assert row is not None
+            for key, number in clean.items():
+                setattr(row, key, number)
+            row.updated_at = self._now()
+            s.flush()
+            return self._limits_of(s, project_id)
+
+    def reset_quota(self, ctx: RequestContext, project_id: str) -> None:
+        if not ctx.is_admin:
+            raise PolicyNotAuthorized("rule:delete_quota is disallowed by policy")
+        with self.db.session() as s:
+            row = s.get(m.NetworkQuota, project_id)
+            if row is not None:
+                for key in QUOTA_RESOURCES:
+                    setattr(row, key, None)
+
+    # ------------------------------------------------------------------ networks
+
+    def _visible(self, ctx: RequestContext, net: m.Network) -> bool:
+        return ctx.is_admin or net.project_id == ctx.project_id or net.shared or net.external
+
+    def _network(self, s: Session, ctx: RequestContext, network_id: Any) -> m.Network:
+        row = s.get(m.Network, network_id) if isinstance(network_id, str) else None
+        if row is None or not self._visible(ctx, row):
+            raise NetworkNotFound(f"Network {str(network_id)[:64]} could not be found.")
+        return row
+
+    def _owned_network(self, s: Session, ctx: RequestContext, network_id: Any) -> m.Network:
+        row = self._network(s, ctx, network_id)
+        if not (ctx.is_admin or row.project_id == ctx.project_id):
+            raise PolicyNotAuthorized("The request is disallowed by policy for this network.")
+        return row
+
+    def network_view(self, s: Session, row: m.Network) -> dict[str, Any]:
+        subnets = s.scalars(
+            select(m.Subnet.id).where(m.Subnet.network_id == row.id).order_by(m.Subnet.created_at)
+        ).all()
+        return {
+            "id": row.id,
+            "name": row.name,
+            "description": row.description,
+            "admin_state_up": row.admin_state_up,
+            "status": "ACTIVE",
+            "subnets": list(subnets),
+            "shared": row.shared,
+            "router:external": row.external,
+            "mtu": row.mtu,
+            "port_security_enabled": row.port_security_enabled,
+            "availability_zone_hints": [],
+            "availability_zones": ["nova"],
+            "ipv4_address_scope": None,
+            "ipv6_address_scope": None,
+            "is_default": row.external,
+            "l2_adjacency": True,
+            **_common(row),
+        }
+
+    def _network_fields(
+        self, ctx: RequestContext, body: dict[str, Any], row: m.Network | None
+    ) -> dict[str, Any]:
+        _only(
+            body,
+            frozenset(
+                {
+                    "name",
+                    "description",
+                    "admin_state_up",
+                    "shared",
+                    "router:external",
+                    "mtu",
+                    "port_security_enabled",
+                    "project_id",
+                    "tenant_id",
+                    "availability_zone_hints",
+                    "tags",
+                }
+            ),
+            "network",
+        )
+        out: dict[str, Any] = {}
+        for name in ("name", "description"):
+            if name in body:
+                out[name] = _text(body, name)
+        for name, attr in (
+            ("admin_state_up", "admin_state_up"),
+            ("port_security_enabled", "port_security_enabled"),
+        ):
+            if name in body:
+                out[attr] = _flag(body, name, True)
+        for name, attr in (("shared", "shared"), ("router:external", "external")):
+            if name in body:
+                value = _flag(body, name, False)
+                current = getattr(row, attr) if row is not None else False
+                if value != current and not ctx.is_admin:
+                    raise PolicyNotAuthorized(
+                        f"(rule:create_network and rule:create_network:{name}) is disallowed "
+                        "by policy"
+                    )
+                out[attr] = value
+        if "mtu" in body:
+            mtu = _int(body["mtu"], "mtu")
+            if mtu is None or not 68 <= mtu <= self.settings.mtu:
+                raise InvalidInput(
+                    f"Invalid input for operation: Requested MTU is too big, maximum is "
+                    f"{self.settings.mtu}."
+                )
+            out["mtu"] = mtu
+        return out
+
+    def _new_network_row(
+        self, project_id: str, body: dict[str, Any], external: bool = False, shared: bool = False
+    ) -> m.Network:
+        now = self._now()
+        return m.Network(
+            id=new_id(),
+            project_id=project_id,
+            name=body.get("name", ""),
+            description=body.get("description", ""),
+            admin_state_up=body.get("admin_state_up", True),
+            shared=body.get("shared", shared),
+            external=body.get("external", external),
+            mtu=body.get("mtu", self.settings.mtu),
+            port_security_enabled=body.get("port_security_enabled", True),
+            revision_number=1,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def create_network(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+        fields = self._network_fields(ctx, body, None)
+        project_id = _owner_of(ctx, body)
+        with self.db.session() as s:
+            self._lock_quota(s, project_id)
+            self._claim(s, project_id, "network")
+            row = self._new_network_row(project_id, fields)
+            s.add(row)
+            s.flush()
+            return self.network_view(s, row)
+
+    def get_network(self, ctx: RequestContext, network_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            return self.network_view(s, self._network(s, ctx, network_id))
+
+    def list_networks(self, ctx: RequestContext, query: ListQuery) -> Page:
+        with self.db.session() as s:
+            stmt = select(m.Network)
+            if not ctx.is_admin:
+                stmt = stmt.where(
+                    (m.Network.project_id == (ctx.project_id or ""))
+                    | m.Network.shared
+                    | m.Network.external
+                )
+            views = [self.network_view(s, r) for r in s.scalars(stmt).all()]
+        return select_page(views, query, "Network")
+
+    def update_network(
+        self, ctx: RequestContext, network_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        with self.db.session() as s:
+            row = self._owned_network(s, ctx, network_id)
+            fields = self._network_fields(ctx, body, row)
+            if "project_id" in body or "tenant_id" in body:
+                raise BadRequest("Cannot update read-only attribute project_id")
+            if fields.get("shared") is False and row.shared:
+                others = s.scalar(
+                    select(func.count())
+                    .select_from(m.Port)
+                    .where(m.Port.network_id == row.id, m.Port.project_id != row.project_id)
+                )
+                if others:
+                    raise InvalidInput(
+                        "Unable to reconfigure sharing settings for network "
+                        f"{row.id}. Multiple tenants are using it."
+                    )
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.revision_number += 1
+            row.updated_at = self._now()
+            s.flush()
+            return self.network_view(s, row)
+
+    def delete_network(self, ctx: RequestContext, network_id: str) -> None:
+        with self.db.session() as s:
+            row = self._owned_network(s, ctx, network_id)
+            in_use = s.scalar(
+                select(func.count()).select_from(m.Port).where(m.Port.network_id == row.id)
+            )
+            if in_use:
+                raise NetworkInUse(
+                    f"Unable to complete operation on network {row.id}. There are one or more "
+                    "ports still in use on the network."
+                )
+            s.execute(delete(m.Subnet).where(m.Subnet.network_id == row.id))
+            s.delete(row)
+
+    # ------------------------------------------------------------------ subnets
+
+    def _subnet(self, s: Session, ctx: RequestContext, subnet_id: Any) -> m.Subnet:
+        row = s.get(m.Subnet, subnet_id) if isinstance(subnet_id, str) else None
+        if row is not None and not (ctx.is_admin or row.project_id == ctx.project_id):
+            net = s.get(m.Network, row.network_id)
+            if net is None or not (net.shared or net.external):
+                row = None
+        if row is None:
+            raise SubnetNotFound(f"Subnet {str(subnet_id)[:64]} could not be found.")
+        return row
+
+    def subnet_view(self, row: m.Subnet) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "name": row.name,
+            "description": row.description,
+            "network_id": row.network_id,
+            "ip_version": row.ip_version,
+            "cidr": row.cidr,
+            "gateway_ip": row.gateway_ip,
+            "allocation_pools": [dict(p) for p in row.allocation_pools],
+            "dns_nameservers": list(row.dns_nameservers),
+            "host_routes": [dict(r) for r in row.host_routes],
+            "enable_dhcp": row.enable_dhcp,
+            "ipv6_ra_mode": row.ipv6_ra_mode,
+            "ipv6_address_mode": row.ipv6_address_mode,
+            "subnetpool_id": None,
+            "service_types": [],
+            "segment_id": None,
+            "dns_publish_fixed_ip": False,
+            **_common(row),
+        }
+
+    def _dns(self, value: Any, version: int) -> list[str]:
+        if not isinstance(value, list) or len(value) > MAX_DNS:
+            raise InvalidInput(
+                f"Invalid input for dns_nameservers. Reason: a list of at most {MAX_DNS} "
+                "addresses is expected."
+            )
+        out = [str(ipam.parse_address(v, "dns_nameservers")) for v in value]
+        if len(set(out)) != len(out):
+            raise InvalidInput("Invalid input for dns_nameservers. Reason: duplicate nameserver.")
+        return out
+
+    def _routes(self, value: Any, version: int) -> list[dict[str, str]]:
+        if not isinstance(value, list) or len(value) > MAX_ROUTES:
+            raise InvalidInput(
+                f"Invalid input for host_routes. Reason: a list of at most {MAX_ROUTES} routes."
+            )
+        out = []
+        for item in value:
+            if not isinstance(item, dict) or set(item) != {"destination", "nexthop"}:
+                raise InvalidInput(
+                    "Invalid input for host_routes. Reason: each route is {destination, nexthop}."
+                )
+            dest = item["destination"]
+            try:
+                net = ipaddress.ip_network(dest, strict=False) if isinstance(dest, str) else None
+            except ValueError:
+                net = None
+            if net is None or net.version != version or len(dest) > 64:
+                raise InvalidInput("Invalid input for host_routes. Reason: bad destination.")
+            hop = ipam.parse_address(item["nexthop"], "host_routes", version)
+            out.append({"destination": str(net), "nexthop": str(hop)})
+        return out
+
+    def _new_subnet_row(
+        self, s: Session, net: m.Network, project_id: str, body: dict[str, Any]
+    ) -> m.Subnet:
+        version = _int(body.get("ip_version", 4), "ip_version")
+        if version not in (4, 6):
+            raise InvalidInput(f"Invalid input for ip_version. Reason: '{version}' is not 4 or 6.")
+        if "cidr" not in body:
+            raise BadRequest("Bad subnets request: a cidr must be specified.")
+        cidr = ipam.parse_cidr(body["cidr"], version)
+        for other in s.scalars(select(m.Subnet).where(m.Subnet.network_id == net.id)).all():
+            if ipaddress.ip_network(other.cidr).overlaps(cidr):
+                raise InvalidInput(
+                    f"Invalid input for operation: Requested subnet with cidr: {cidr} for network: "
+                    f"{net.id} overlaps with another subnet."
+                )
+        gateway = (
+            ipam.check_gateway(cidr, body["gateway_ip"])
+            if "gateway_ip" in body
+            else ipam.default_gateway(cidr)
+        )
+        if "allocation_pools" in body and body["allocation_pools"] is not None:
+            pools = ipam.check_pools(cidr, body["allocation_pools"], gateway)
+        else:
+            pools = ipam.default_pools(cidr, gateway)
+        modes = {}
+        for name in ("ipv6_ra_mode", "ipv6_address_mode"):
+            value = body.get(name)
+            if value not in IPV6_MODES or (value is not None and version != 6):
+                raise InvalidInput(f"Invalid input for {name}. Reason: '{str(value)[:32]}'.")
+            modes[name] = value
+        now = self._now()
+        return m.Subnet(
+            id=new_id(),
+            network_id=net.id,
+            project_id=project_id,
+            name=_text(body, "name"),
+            description=_text(body, "description"),
+            ip_version=version,
+            cidr=str(cidr),
+            gateway_ip=gateway,
+            allocation_pools=[p.view(version) for p in pools],
+            dns_nameservers=self._dns(body.get("dns_nameservers") or [], version),
+            host_routes=self._routes(body.get("host_routes") or [], version),
+            enable_dhcp=_flag(body, "enable_dhcp", True),
+            revision_number=1,
+            created_at=now,
+            updated_at=now,
+            **modes,
+        )
+
+    SUBNET_FIELDS = frozenset(
+        {
+            "name",
+            "description",
+            "network_id",
+            "ip_version",
+            "cidr",
+            "gateway_ip",
+            "allocation_pools",
+            "dns_nameservers",
+            "host_routes",
+            "enable_dhcp",
+            "ipv6_ra_mode",
+            "ipv6_address_mode",
+            "project_id",
+            "tenant_id",
+            "tags",
+        }
+    )
+
+    def create_subnet(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+        _only(body, self.SUBNET_FIELDS, "subnet")
+        project_id = _owner_of(ctx, body)
+        if "network_id" not in body:
+            raise BadRequest(
+                "Failed to parse request. Required attribute 'network_id' not specified"
+            )
+        with self.db.session() as s:
+            self._lock_quota(s, project_id)
+            net = self._owned_network(s, ctx, body["network_id"])
+            self._claim(s, project_id, "subnet")
+            row = self._new_subnet_row(s, net, project_id, body)
+            s.add(row)
+            s.flush()
+            return self.subnet_view(row)
+
+    def get_subnet(self, ctx: RequestContext, subnet_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            return self.subnet_view(self._subnet(s, ctx, subnet_id))
+
+    def list_subnets(self, ctx: RequestContext, query: ListQuery) -> Page:
+        with self.db.session() as s:
+            stmt = select(m.Subnet)
+            if not ctx.is_admin:
+                visible = select(m.Network.id).where(m.Network.shared | m.Network.external)
+                stmt = stmt.where(
+                    (m.Subnet.project_id == (ctx.project_id or ""))
+                    | m.Subnet.network_id.in_(visible)
+                )
+            views = [self.subnet_view(r) for r in s.scalars(stmt).all()]
+        return select_page(views, query, "Subnet")
+
+    def update_subnet(
+        self, ctx: RequestContext, subnet_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        allowed = frozenset(
+            {
+                "name",
+                "description",
+                "gateway_ip",
+                "dns_nameservers",
+                "host_routes",
+                "enable_dhcp",
+                "allocation_pools",
+            }
+        )
+        _only(body, allowed, "subnet")
+        with self.db.session() as s:
+            row = self._subnet(s, ctx, subnet_id)
+            if not (ctx.is_admin or row.project_id == ctx.project_id):
+                raise PolicyNotAuthorized("rule:update_subnet is disallowed by policy")
+            cidr = ipaddress.ip_network(row.cidr)
+            for name in ("name", "description"):
+                if name in body:
+                    setattr(row, name, _text(body, name))
+            if "gateway_ip" in body:
+                row.gateway_ip = ipam.check_gateway(cidr, body["gateway_ip"])
+            if "allocation_pools" in body:
+                pools = ipam.check_pools(cidr, body["allocation_pools"], row.gateway_ip)
+                row.allocation_pools = [p.view(row.ip_version) for p in pools]
+            elif row.gateway_ip and ipam.in_pools(
+                int(ipaddress.ip_address(row.gateway_ip)), ipam.pools_of(row.allocation_pools)
+            ):
+                raise ipam.GatewayConflict(
+                    f"Gateway ip {row.gateway_ip} conflicts with allocation pool."
+                )
+            if "dns_nameservers" in body:
+                row.dns_nameservers = self._dns(body["dns_nameservers"] or [], row.ip_version)
+            if "host_routes" in body:
+                row.host_routes = self._routes(body["host_routes"] or [], row.ip_version)
+            if "enable_dhcp" in body:
+                row.enable_dhcp = _flag(body, "enable_dhcp", True)
+            row.revision_number += 1
+            row.updated_at = self._now()
+            return self.subnet_view(row)
+
+    def delete_subnet(self, ctx: RequestContext, subnet_id: str) -> None:
+        with self.db.session() as s:
+            row = self._subnet(s, ctx, subnet_id)
+            if not (ctx.is_admin or row.project_id == ctx.project_id):
+                raise PolicyNotAuthorized("rule:delete_subnet is disallowed by policy")
+            used = s.scalar(
+                select(func.count())
+                .select_from(m.IpAllocation)
+                .where(m.IpAllocation.subnet_id == row.id)
+            )
+            if used:
+                raise SubnetInUse(
+                    f"Unable to complete operation on subnet {row.id}: One or more ports have an "
+                    "IP allocation from this subnet."
+                )
+            s.delete(row)
+
+    # ------------------------------------------------------------------ ports
+
+    def _port(self, s: Session, ctx: RequestContext, port_id: Any) -> m.Port:
+        row = s.get(m.Port, port_id) if isinstance(port_id, str) else None
+        if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+            raise PortNotFound(f"Port {str(port_id)[:64]} could not be found.")
+        return row
+
+    def port_view(self, s: Session, row: m.Port) -> dict[str, Any]:
+        ips = s.execute(
+            select(m.IpAllocation.subnet_id, m.IpAllocation.ip_address).where(
+                m.IpAllocation.port_id == row.id
+            )
+        ).all()
+        groups = s.scalars(
+            select(m.PortSecurityGroup.security_group_id).where(
+                m.PortSecurityGroup.port_id == row.id
+            )
+        ).all()
+        return {
+            "id": row.id,
+            "name": row.name,
+            "description": row.description,
+            "network_id": row.network_id,
+            "admin_state_up": row.admin_state_up,
+            "mac_address": row.mac_address,
+            "status": row.status,
+            "device_owner": row.device_owner,
+            "device_id": row.device_id,
+            "fixed_ips": [{"subnet_id": sid, "ip_address": ip} for sid, ip in sorted(ips)],
+            "security_groups": sorted(groups),
+            "port_security_enabled": row.port_security_enabled,
+            "allowed_address_pairs": [dict(p) for p in row.allowed_address_pairs],
+            "extra_dhcp_opts": [],
+            "binding:vnic_type": "normal",
+            "binding:host_id": row.host,
+            "binding:vif_type": "tap" if row.host else "unbound",
+            "binding:vif_details": {},
+            "binding:profile": {},
+            "dns_name": "",
+            "dns_assignment": [],
+            "propagate_uplink_status": False,
+            **_common(row),
+        }
+
+    PORT_FIELDS = frozenset(
+        {
+            "name",
+            "description",
+            "network_id",
+            "admin_state_up",
+            "mac_address",
+            "fixed_ips",
+            "device_owner",
+            "device_id",
+            "security_groups",
+            "port_security_enabled",
+            "allowed_address_pairs",
+            "project_id",
+            "tenant_id",
+            "binding:vnic_type",
+            "binding:host_id",
+            "binding:profile",
+            "tags",
+            "extra_dhcp_opts",
+            "dns_name",
+        }
+    )
+
+    def _wanted_ips(
+        self, s: Session, net: m.Network, value: Any
+    ) -> list[tuple[m.Subnet, str | None]]:
+        """(subnet, requested address or None) for each requested fixed IP, checked."""
+        subnets = s.scalars(
+            select(m.Subnet).where(m.Subnet.network_id == net.id).order_by(m.Subnet.created_at)
+        ).all()
+        if value is None:
+            out: list[tuple[m.Subnet, str | None]] = []
+            for version in (4, 6):
+                first = next((sn for sn in subnets if sn.ip_version == version), None)
+                if first is not None:
+                    out.append((first, None))
+            return out
+        if not isinstance(value, list) or len(value) > 16:
+            raise InvalidInput("Invalid input for fixed_ips. Reason: a list is expected.")
+        wanted: list[tuple[m.Subnet, str | None]] = []
+        for item in value:
+            if not isinstance(item, dict) or not set(item) <= {"subnet_id", "ip_address"}:
+                raise InvalidInput("Invalid input for fixed_ips. Reason: unexpected key.")
+            subnet = None
+            if "subnet_id" in item:
+                subnet = next((sn for sn in subnets if sn.id == item["subnet_id"]), None)
+                if subnet is None:
+                    raise InvalidInput(
+                        f"Invalid input for operation: Failed to create port on network "
+                        f"{net.id}, because fixed_ips included invalid subnet "
+                        f"{str(item['subnet_id'])[:64]}."
+                    )
+            address = None
+            if "ip_address" in item:
+                ip = ipam.parse_address(item["ip_address"], "ip_address")
+                if subnet is None:
+                    subnet = next(
+                        (sn for sn in subnets if ip in ipaddress.ip_network(sn.cidr)), None
+                    )
+                    if subnet is None:
+                        raise InvalidInput(
+                            f"Invalid input for operation: IP address {ip} is not a valid IP "
+                            f"for any of the subnets on the specified network."
+                        )
+                address = ipam.check_fixed_address(
+                    ipaddress.ip_network(subnet.cidr), str(ip), subnet.gateway_ip
+                )
+            if subnet is None:
+                raise InvalidInput("Invalid input for fixed_ips. Reason: subnet_id or ip_address.")
+            wanted.append((subnet, address))
+        return wanted
+
+    def _allocate(
+        self, s: Session, port: m.Port, wanted: list[tuple[m.Subnet, str | None]]
+    ) -> None:
+        for subnet, address in wanted:
+            taken = s.scalars(
+                select(m.IpAllocation.ip_address).where(m.IpAllocation.subnet_id == subnet.id)
+            ).all()
+            if address is not None:
+                if address in taken:
+                    raise IpAddressAlreadyAllocated(
+                        f"IP address {address} already allocated in subnet {subnet.id}"
+                    )
+                chosen = address
+            else:
+                free = ipam.next_free(
+                    ipam.pools_of(subnet.allocation_pools), taken, subnet.ip_version
+                )
+                if free is None:
+                    raise IpAddressGenerationFailure(
+                        f"No more IP addresses available on network {port.network_id}."
+                    )
+                chosen = free
+            s.add(
+                m.IpAllocation(
+                    subnet_id=subnet.id,
+                    ip_address=chosen,
+                    port_id=port.id,
+                    network_id=port.network_id,
+                )
+            )
+            try:
+                s.flush()
+            except IntegrityError:
+                raise _Retry() from None
+
+    def _groups(self, s: Session, ctx: RequestContext, project_id: str, value: Any) -> list[str]:
+        if value is None:
+            return [self._default_group_id(s, project_id)] if project_id else []
+        if not isinstance(value, list) or len(value) > 16:
+            raise InvalidInput("Invalid input for security_groups. Reason: a list is expected.")
+        out = []
+        for group_id in value:
+            group = s.get(m.SecurityGroup, group_id) if isinstance(group_id, str) else None
+            if group is None or not (ctx.is_admin or group.project_id == project_id):
+                if isinstance(group_id, str) and group is None:
+                    group = s.scalars(
+                        select(m.SecurityGroup).where(
+                            m.SecurityGroup.project_id == project_id,
+                            m.SecurityGroup.name == group_id,
+                        )
+                    ).first()
+                if group is None:
+                    raise SecurityGroupNotFound(
+                        f"Security group {str(group_id)[:64]} does not exist"
+                    )
+            if group.id not in out:
+                out.append(group.id)
+        return out
+
+    def _pairs(self, value: Any) -> list[dict[str, str]]:
+        if not isinstance(value, list) or len(value) > MAX_PAIRS:
+            raise InvalidInput(
+                f"Invalid input for allowed_address_pairs. Reason: at most {MAX_PAIRS} pairs."
+            )
+        out = []
+        for item in value:
+            if (
+                not isinstance(item, dict)
+                or "ip_address" not in item
+                or not set(item)
+                <= {
+                    "ip_address",
+                    "mac_address",
+                }
+            ):
+                raise InvalidInput(
+                    "Invalid input for allowed_address_pairs. Reason: {ip_address, mac_address}."
+                )
+            raw = item["ip_address"]
+            try:
+                net = ipaddress.ip_network(raw, strict=False) if isinstance(raw, str) else None
+            except ValueError:
+                net = None
+            if net is None or len(raw) > 64:
+                raise InvalidInput(
+                    f"Invalid input for allowed_address_pairs. Reason: '{str(raw)[:32]}' is not "
+                    "an IP address or CIDR."
+                )
+            pair = {"ip_address": raw}
+            if item.get("mac_address") is not None:
+                pair["mac_address"] = _check_mac(item["mac_address"])
+            out.append(pair)
+        return out
+
+    def _port_security(
+        self, s: Session, ctx: RequestContext, row: m.Port, body: dict[str, Any], creating: bool
+    ) -> None:
+        if "port_security_enabled" in body:
+            row.port_security_enabled = _flag(body, "port_security_enabled", True)
+        groups_given = "security_groups" in body
+        if "allowed_address_pairs" in body:
+            row.allowed_address_pairs = self._pairs(body["allowed_address_pairs"] or [])
+        if not row.port_security_enabled:
+            if groups_given and body["security_groups"]:
+                raise Conflict(
+                    "Port has security group associated. Cannot disable port security or ip "
+                    "address until security group is removed"
+                )
+            if row.allowed_address_pairs:
+                raise Conflict(
+                    "Port Security must be enabled in order to have allowed address pairs on a "
+                    "port."
+                )
+            s.execute(delete(m.PortSecurityGroup).where(m.PortSecurityGroup.port_id == row.id))
+            return
+        if groups_given or creating:
+            wanted = body.get("security_groups") if groups_given else None
+            groups = self._groups(s, ctx, row.project_id, wanted)
+            s.execute(delete(m.PortSecurityGroup).where(m.PortSecurityGroup.port_id == row.id))
+            for group_id in groups:
+                s.add(m.PortSecurityGroup(port_id=row.id, security_group_id=group_id))
+
+    def _plain_port_fields(self, row: m.Port, body: dict[str, Any]) -> None:
+        for name in ("name", "description", "device_owner", "device_id"):
+            if name in body:
+                setattr(row, name, _text(body, name))
+        if "admin_state_up" in body:
+            row.admin_state_up = _flag(body, "admin_state_up", True)
+
+    def create_port(
+        self, ctx: RequestContext, body: dict[str, Any], delete_with_device: bool = False
+    ) -> dict[str, Any]:
+        _only(body, self.PORT_FIELDS, "port")
+        project_id = _owner_of(ctx, body)
+        if "network_id" not in body:
+            raise BadRequest(
+                "Failed to parse request. Required attribute 'network_id' not specified"
+            )
+        mac = _check_mac(body["mac_address"]) if body.get("mac_address") is not None else None
+        if project_id:
+            self._ensure_default_group(project_id)
+
+        def work(s: Session) -> dict[str, Any]:
+            self._lock_quota(s, project_id)
+            net = self._network(s, ctx, body["network_id"])
+            if not (ctx.is_admin or net.project_id == ctx.project_id or net.shared):
+                raise PolicyNotAuthorized(
+                    "(rule:create_port and rule:create_port:network) is disallowed by policy"
+                )
+            self._claim(s, project_id, "port")
+            wanted = self._wanted_ips(s, net, body.get("fixed_ips"))
+            if mac is not None:
+                clash = s.scalar(
+                    select(m.Port.id).where(m.Port.network_id == net.id, m.Port.mac_address == mac)
+                )
+                if clash:
+                    raise MacAddressInUse(
+                        f"Unable to complete operation for network {net.id}. The mac address "
+                        f"{mac} is in use."
+                    )
+            now = self._now()
+            row = m.Port(
+                id=new_id(),
+                network_id=net.id,
+                project_id=project_id,
+                mac_address=mac or _new_mac(),
+                status="DOWN",
+                port_security_enabled=net.port_security_enabled,
+                allowed_address_pairs=[],
+                delete_with_device=delete_with_device,
+                revision_number=1,
+                created_at=now,
+                updated_at=now,
+            )
+            self._plain_port_fields(row, body)
+            s.add(row)
+            try:
+                s.flush()
+            except IntegrityError:
+                raise _Retry() from None
+            self._port_security(s, ctx, row, body, creating=True)
+            self._allocate(s, row, wanted)
+            s.flush()
+            return self.port_view(s, row)
+
+        return self._retrying(work)
+
+    def get_port(self, ctx: RequestContext, port_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            return self.port_view(s, self._port(s, ctx, port_id))
+
+    def list_ports(self, ctx: RequestContext, query: ListQuery) -> Page:
+        with self.db.session() as s:
+            stmt = select(m.Port)
+            if not ctx.is_admin:
+                stmt = stmt.where(m.Port.project_id == (ctx.project_id or ""))
+            for key in ("network_id", "device_id"):
+                if len(query.filters.get(key, [])) == 1:
+                    stmt = stmt.where(getattr(m.Port, key) == query.filters[key][0])
+            views = [self.port_view(s, r) for r in s.scalars(stmt).all()]
+        return select_page(views, query, "Port")
+
+    def update_port(
+        self, ctx: RequestContext, port_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        _only(body, self.PORT_FIELDS - {"network_id", "project_id", "tenant_id"}, "port")
+        if "mac_address" in body:
+            raise BadRequest("Cannot update read-only attribute mac_address")
+
+        def work(s: Session) -> dict[str, Any]:
+            row = self._port(s, ctx, port_id)
+            self._plain_port_fields(row, body)
+            self._port_security(s, ctx, row, body, creating=False)
+            if "fixed_ips" in body:
+                net = s.get(m.Network, row.network_id)
+                assert net is not None
+                wanted = self._wanted_ips(s, net, body["fixed_ips"] or [])
+                current = s.scalars(
+                    select(m.IpAllocation).where(m.IpAllocation.port_id == row.id)
+                ).all()
+                keep = {(a.subnet_id, a.ip_address) for a in current}
+                fresh = [(sn, ip) for sn, ip in wanted if (sn.id, ip) not in keep]
+                wanted_keys = {(sn.id, ip) for sn, ip in wanted}
+                for a in current:
+                    if (a.subnet_id, a.ip_address) not in wanted_keys:
+                        s.delete(a)
+                s.flush()
+                self._allocate(s, row, fresh)
+            row.revision_number += 1
+            row.updated_at = self._now()
+            s.flush()
+            return self.port_view(s, row)
+
+        return self._retrying(work)
+
+    def delete_port(self, ctx: RequestContext, port_id: str) -> None:
+        with self.db.session() as s:
+            self._delete_port_row(s, self._port(s, ctx, port_id))
+
+    def _delete_port_row(self, s: Session, row: m.Port) -> None:
+        s.execute(delete(m.IpAllocation).where(m.IpAllocation.port_id == row.id))
+        s.execute(delete(m.PortSecurityGroup).where(m.PortSecurityGroup.port_id == row.id))
+        s.delete(row)
+
+    # ------------------------------------------------------------------ for the compute service
+
+    def get_or_create_auto_network(self, ctx: RequestContext) -> dict[str, Any]:
+        """The project's get-me-a-network network with its subnet, made on first call."""
+        project_id = ctx.project_id or ""
+        with self.db.session() as s:
+            row = s.scalars(
+                select(m.Network).where(m.Network.auto_for_project == project_id)
+            ).first()
+            if row is not None:
+                return self.network_view(s, row)
+        try:
+            with self.db.session() as s:
+                self._lock_quota(s, project_id)
+                row = self._new_network_row(project_id, {"name": AUTO_NETWORK})
+                row.auto_for_project = project_id
+                s.add(row)
+                s.flush()
+                cidr = ipam.parse_cidr(self.settings.default_cidr)
+                subnet = self._new_subnet_row(
+                    s,
+                    row,
+                    project_id,
+                    {
+                        "name": AUTO_NETWORK + "-subnet",
+                        "cidr": str(cidr),
+                        "ip_version": cidr.version,
+                        "dns_nameservers": list(self.settings.dns_nameservers),
+                    },
+                )
+                s.add(subnet)
+                s.flush()
+                return self.network_view(s, row)
+        except IntegrityError:
+            return self.get_or_create_auto_network(ctx)
+
+    def create_port_for_server(
+        self,
+        ctx: RequestContext,
+        network_id: str | None = None,
+        port_id: str | None = None,
+        fixed_ip: str | None = None,
+        *,
+        server_id: str,
+    ) -> dict[str, Any]:
+        if port_id is not None:
+            with self.db.session() as s:
+                row = self._port(s, ctx, port_id)
+                if row.device_id and row.device_id != server_id:
+                    raise PortInUse(
+                        f"Unable to complete operation on port {row.id} for network "
+                        f"{row.network_id}. Port already has an attached device {row.device_id}."
+                    )
+                row.device_id, row.device_owner = server_id, COMPUTE_OWNER
+                row.updated_at = self._now()
+                s.flush()
+                return self.port_view(s, row)
+        if network_id is None:
+            network_id = self.get_or_create_auto_network(ctx)["id"]
+        body: dict[str, Any] = {
+            "network_id": network_id,
+            "device_id": server_id,
+            "device_owner": COMPUTE_OWNER,
+        }
+        if fixed_ip is not None:
+            body["fixed_ips"] = [{"ip_address": fixed_ip}]
+        return self.create_port(ctx, body, delete_with_device=True)
+
+    def bind_port(self, port_id: str, server_id: str, host: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            row = s.get(m.Port, port_id)
+            if row is None:
+                raise PortNotFound(f"Port {port_id[:64]} could not be found.")
+            row.device_id, row.host, row.status = server_id, host, "ACTIVE"
+            row.updated_at = self._now()
+            s.flush()
+            return self.port_view(s, row)
+
+    def release_ports_of(self, server_id: str) -> None:
+        with self.db.session() as s:
+            for row in s.scalars(select(m.Port).where(m.Port.device_id == server_id)).all():
+                if row.delete_with_device:
+                    self._delete_port_row(s, row)
+                else:
+                    row.device_id, row.device_owner, row.host, row.status = "", "", "", "DOWN"
+                    row.updated_at = self._now()
+
+    # ------------------------------------------------------------------ security groups
+
+    def _ensure_default_group(self, project_id: str) -> str:
+        """The project's `default` group, made on first use (once, whoever races)."""
+        with self.db.session() as s:
+            found = s.scalar(
+                select(m.SecurityGroup.id).where(m.SecurityGroup.default_for_project == project_id)
+            )
+            if found:
+                return str(found)
+        try:
+            with self.db.session() as s:
+                now = self._now()
+                group = m.SecurityGroup(
+                    id=new_id(),
+                    project_id=project_id,
+                    name="default",
+                    description="Default security group",
+                    default_for_project=project_id,
+                    revision_number=1,
+                    created_at=now,
+                    updated_at=now,
+                )
+                s.add(group)
+                s.flush()
+                for ethertype in ("IPv4", "IPv6"):
+                    s.add(self._rule_row(group, "egress", ethertype))
+                    s.add(self._rule_row(group, "ingress", ethertype, remote_group_id=group.id))
+                return group.id
+        except IntegrityError:
+            return self._ensure_default_group(project_id)
+
+    def _default_group_id(self, s: Session, project_id: str) -> str:
+        found = s.scalar(
+            select(m.SecurityGroup.id).where(m.SecurityGroup.default_for_project == project_id)
+        )
+        if found is None:
+            raise SecurityGroupNotFound("Security group default does not exist")
+        return str(found)
+
+    def _rule_row(
+        self, group: m.SecurityGroup, direction: str, ethertype: str, **extra: Any
+    ) -> m.SecurityGroupRule:
+        now = self._now()
+        return m.SecurityGroupRule(
+            id=new_id(),
+            security_group_id=group.id,
+            project_id=group.project_id,
+            direction=direction,
+            ethertype=ethertype,
+            description=extra.pop("description", ""),
+            created_at=now,
+            updated_at=now,
+            **extra,
+        )
+
+    def rule_view(self, row: m.SecurityGroupRule) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "security_group_id": row.security_group_id,
+            "direction": row.direction,
+            "ethertype": row.ethertype,
+            "protocol": row.protocol,
+            "port_range_min": row.port_range_min,
+            "port_range_max": row.port_range_max,
+            "remote_ip_prefix": row.remote_ip_prefix,
+            "remote_group_id": row.remote_group_id,
+            "remote_address_group_id": None,
+            "normalized_cidr": row.remote_ip_prefix,
+            "description": row.description,
+            "belongs_to_default_sg": None,
+            "tenant_id": row.project_id,
+            "project_id": row.project_id,
+            "created_at": _time(row.created_at),
+            "updated_at": _time(row.updated_at),
+            "revision_number": 0,
+            "tags": [],
+        }
+
+    def group_view(self, s: Session, row: m.SecurityGroup) -> dict[str, Any]:
+        rules = s.scalars(
+            select(m.SecurityGroupRule)
+            .where(m.SecurityGroupRule.security_group_id == row.id)
+            .order_by(m.SecurityGroupRule.created_at, m.SecurityGroupRule.id)
+        ).all()
+        return {
+            "id": row.id,
+            "name": row.name,
+            "description": row.description,
+            "security_group_rules": [self.rule_view(r) for r in rules],
+            "stateful": True,
+            "shared": False,
+            **_common(row),
+        }
+
+    def _group(self, s: Session, ctx: RequestContext, group_id: Any) -> m.SecurityGroup:
+        row = s.get(m.SecurityGroup, group_id) if isinstance(group_id, str) else None
+        if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+            raise SecurityGroupNotFound(f"Security group {str(group_id)[:64]} does not exist")
+        return row
+
+    def create_security_group(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+        _only(
+            body,
+            frozenset({"name", "description", "project_id", "tenant_id", "stateful", "tags"}),
+            "security_group",
+        )
+        project_id = _owner_of(ctx, body)
+        name = _text(body, "name")
+        if name == "default":
+            raise Conflict("Default security group already exists.")
+        if project_id:
+            self._ensure_default_group(project_id)
+        with self.db.session() as s:
+            self._lock_quota(s, project_id)
+            self._claim(s, project_id, "security_group")
+            self._claim(s, project_id, "security_group_rule", 2)
+            now = self._now()
+            row = m.SecurityGroup(
+                id=new_id(),
+                project_id=project_id,
+                name=name,
+                description=_text(body, "description"),
+                revision_number=1,
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(row)
+            s.flush()
+            for ethertype in ("IPv4", "IPv6"):
+                s.add(self._rule_row(row, "egress", ethertype))
+            s.flush()
+            return self.group_view(s, row)
+
+    def get_security_group(self, ctx: RequestContext, group_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            return self.group_view(s, self._group(s, ctx, group_id))
+
+    def list_security_groups(self, ctx: RequestContext, query: ListQuery) -> Page:
+        if ctx.project_id:
+            self._ensure_default_group(ctx.project_id)
+        with self.db.session() as s:
+            stmt = select(m.SecurityGroup)
+            if not ctx.is_admin:
+                stmt = stmt.where(m.SecurityGroup.project_id == ctx.project_id)
+            views = [self.group_view(s, r) for r in s.scalars(stmt).all()]
+        return select_page(views, query, "Security group")
+
+    def update_security_group(
+        self, ctx: RequestContext, group_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        _only(body, frozenset({"name", "description", "stateful"}), "security_group")
+        with self.db.session() as s:
+            row = self._group(s, ctx, group_id)
+            if "name" in body:
+                name = _text(body, "name")
+                if row.default_for_project and name != "default":
+                    raise Conflict("Updating default security group not allowed.")
+                if not row.default_for_project and name == "default":
+                    raise Conflict("Default security group already exists.")
+                row.name = name
+            if "description" in body:
+                row.description = _text(body, "description")
+            row.revision_number += 1
+            row.updated_at = self._now()
+            return self.group_view(s, row)
+
+    def delete_security_group(self, ctx: RequestContext, group_id: str) -> None:
+        with self.db.session() as s:
+            row = self._group(s, ctx, group_id)
+            if row.default_for_project and not ctx.is_admin:
+                raise SecurityGroupCannotRemoveDefault(
+                    "Insufficient rights for removing default security group."
+                )
+            used = s.scalar(
+                select(func.count())
+                .select_from(m.PortSecurityGroup)
+                .where(m.PortSecurityGroup.security_group_id == row.id)
+            )
+            if used:
+                raise SecurityGroupInUse(f"Security Group {row.id} in use.")
+            s.execute(
+                delete(m.SecurityGroupRule).where(m.SecurityGroupRule.security_group_id == row.id)
+            )
+            s.delete(row)
+
+    RULE_FIELDS = frozenset(
+        {
+            "security_group_id",
+            "direction",
+            "ethertype",
+            "protocol",
+            "port_range_min",
+            "port_range_max",
+            "remote_ip_prefix",
+            "remote_group_id",
+            "remote_address_group_id",
+            "description",
+            "project_id",
+            "tenant_id",
+        }
+    )
+
+    def _rule_fields(self, s: Session, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+        direction = body.get("direction")
+        if direction not in ("ingress", "egress"):
+            raise InvalidInput(
+                f"Invalid input for direction. Reason: '{str(direction)[:32]}' is not in "
+                "['ingress', 'egress']."
+            )
+        ethertype = body.get("ethertype", "IPv4")
+        if ethertype not in ("IPv4", "IPv6"):
+            raise InvalidInput(
+                f"Invalid input for ethertype. Reason: '{str(ethertype)[:32]}' is not in "
+                "['IPv4', 'IPv6']."
+            )
+        protocol = _protocol(body.get("protocol"))
+        low = _int(body.get("port_range_min"), "port_range_min")
+        high = _int(body.get("port_range_max"), "port_range_max")
+        _check_ports(protocol, low, high)
+        prefix = body.get("remote_ip_prefix")
+        group_id = body.get("remote_group_id")
+        if prefix is not None and group_id is not None:
+            raise BadRequest("Only remote_ip_prefix or remote_group_id may be provided.")
+        if prefix is not None:
+            try:
+                net = (
+                    ipaddress.ip_network(prefix, strict=False) if isinstance(prefix, str) else None
+                )
+            except ValueError:
+                net = None
+            if net is None or len(prefix) > 64:
+                raise InvalidInput(
+                    f"Invalid input for remote_ip_prefix. Reason: '{str(prefix)[:32]}' is not a "
+                    "valid IP prefix."
+                )
+            if f"IPv{net.version}" != ethertype:
+                raise BadRequest(f"Conflicting value ethertype {ethertype} for CIDR {prefix}")
+            prefix = str(net)
+        if group_id is not None:
+            group_id = self._group(s, ctx, group_id).id
+        return {
+            "direction": direction,
+            "ethertype": ethertype,
+            "protocol": protocol,
+            "port_range_min": low,
+            "port_range_max": high,
+            "remote_ip_prefix": prefix,
+            "remote_group_id": group_id,
+            "description": _text(body, "description"),
+        }
+
+    def create_security_group_rule(
+        self, ctx: RequestContext, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        _only(body, self.RULE_FIELDS, "security_group_rule")
+        with self.db.session() as s:
+            group = self._group(s, ctx, body.get("security_group_id"))
+            fields = self._rule_fields(s, ctx, body)
+            self._lock_quota(s, group.project_id)
+            self._claim(s, group.project_id, "security_group_rule")
+            same = [
+                r
+                for r in s.scalars(
+                    select(m.SecurityGroupRule).where(
+                        m.SecurityGroupRule.security_group_id == group.id
+                    )
+                ).all()
+                if _same_rule(r, fields)
+            ]
+            if same:
+                raise SecurityGroupRuleExists(
+                    f"Security group rule already exists. Rule id is {same[0].id}."
+                )
+            row = self._rule_row(group, **fields)
+            s.add(row)
+            group.revision_number += 1
+            s.flush()
+            return self.rule_view(row)
+
+    def _rule(self, s: Session, ctx: RequestContext, rule_id: Any) -> m.SecurityGroupRule:
+        row = s.get(m.SecurityGroupRule, rule_id) if isinstance(rule_id, str) else None
+        if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+            raise SecurityGroupRuleNotFound(
+                f"Security group rule {str(rule_id)[:64]} does not exist"
+            )
+        return row
+
+    def get_security_group_rule(self, ctx: RequestContext, rule_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            return self.rule_view(self._rule(s, ctx, rule_id))
+
+    def list_security_group_rules(self, ctx: RequestContext, query: ListQuery) -> Page:
+        if ctx.project_id:
+            self._ensure_default_group(ctx.project_id)
+        with self.db.session() as s:
+            stmt = select(m.SecurityGroupRule)
+            if not ctx.is_admin:
+                stmt = stmt.where(m.SecurityGroupRule.project_id == ctx.project_id)
+            views = [self.rule_view(r) for r in s.scalars(stmt).all()]
+        return select_page(views, query, "Security group rule")
+
+    def delete_security_group_rule(self, ctx: RequestContext, rule_id: str) -> None:
+        with self.db.session() as s:
+            s.delete(self._rule(s, ctx, rule_id))
+
+
+def _protocol(value: Any) -> str | None:
+    if value is None or value in ("any", ""):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or len(value) > 16:
+        raise InvalidInput("Invalid input for protocol. Reason: a name or a number 0-255.")
+    lowered = value.lower()
+    if lowered in PROTOCOLS:
+        return lowered
+    if lowered.isdigit() and 0 <= int(lowered) <= 255:
+        return str(int(lowered))
+    raise InvalidInput(
+        f"Security group rule protocol {value[:16]} not supported. Only protocol values "
+        f"{sorted(PROTOCOLS)} and integer representations [0 to 255] are supported."
+    )
+
+
+def _check_ports(protocol: str | None, low: int | None, high: int | None) -> None:
+    """Neutron's port range semantics: TCP-like ports 1-65535 and min <= max;
+    for ICMP, min is the type and max the code (0-255), and a code needs a type."""
+    if low is None and high is None:
+        return
+    if protocol is None:
+        raise BadRequest("Must also specify protocol if port range is given.")
+    if protocol in ICMP_PROTOCOLS:
+        for value, name in ((low, "type"), (high, "code")):
+            if value is not None and not 0 <= value <= 255:
+                raise BadRequest(
+                    f"Invalid value for ICMP {name} (port_range_min or port_range_max): {value}. "
+                    "It must be 0 to 255."
+                )
+        if low is None:
+            raise BadRequest(
+                f"ICMP code (port-range-max) {high} is provided but ICMP type (port-range-min) "
+                "is missing."
+            )
+        return
+    if protocol not in PORT_PROTOCOLS:
+        raise BadRequest(
+            f"Invalid protocol {protocol} for port range, only supported for TCP, "
+            "UDP, UDPLITE, SCTP and DCCP."
+        )
+    if low == 0 or high == 0:
+        raise BadRequest("Invalid value for port 0.")
+    if low is None or high is None or not 1 <= low <= high <= 65535:
+        raise BadRequest(
+            "For TCP/UDP protocols, port_range_min must be <= port_range_max and both between "
+            "1 and 65535."
+        )
+
+
+def _same_rule(row: m.SecurityGroupRule, fields: dict[str, Any]) -> bool:
+    keys = (
+        "direction",
+        "ethertype",
+        "protocol",
+        "port_range_min",
+        "port_range_max",
+        "remote_group_id",
+    )
+    if any(getattr(row, k) != fields[k] for k in keys):
+        return False
+
+    # Neutron treats "any address" as the same as no prefix
+    def norm(prefix: str | None) -> str | None:
+        return None if prefix in ("0.0.0.0/0", "::/0") else prefix
+
+    return norm(row.remote_ip_prefix) == norm(fields["remote_ip_prefix"])
