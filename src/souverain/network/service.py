@@ -1110,18 +1110,18 @@ class NetworkService:
         out = []
         for group_id in value:
             group = s.get(m.SecurityGroup, group_id) if isinstance(group_id, str) else None
-            if group is None or not (ctx.is_admin or group.project_id == project_id):
-                if isinstance(group_id, str) and group is None:
-                    group = s.scalars(
-                        select(m.SecurityGroup).where(
-                            m.SecurityGroup.project_id == project_id,
-                            m.SecurityGroup.name == group_id,
-                        )
-                    ).first()
-                if group is None:
-                    raise SecurityGroupNotFound(
-                        f"Security group {str(group_id)[:64]} does not exist"
+            if group is not None and not (ctx.is_admin or group.project_id == project_id):
+                group = None
+            if group is None and isinstance(group_id, str):
+                # the CLI may name a group instead of giving its id
+                group = s.scalars(
+                    select(m.SecurityGroup).where(
+                        m.SecurityGroup.project_id == project_id,
+                        m.SecurityGroup.name == group_id,
                     )
+                ).first()
+            if group is None:
+                raise SecurityGroupNotFound(f"Security group {str(group_id)[:64]} does not exist")
             if group.id not in out:
                 out.append(group.id)
         return out
