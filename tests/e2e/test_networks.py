@@ -89,3 +89,69 @@ def test_sdk_quotas_and_pagination(cloud: Cloud) -> None:
         for n in conn.network.networks(limit=1, sort_key="name", project_id=quota_tenant.project_id)
     ]
     assert names == ["n0", "n1", "n2"]
+
+
+def test_openstack_cli_subnet_options_fixed_ips_and_groups(cloud: Cloud, tenant: Tenant) -> None:
+    on = {"cloud": tenant.cloud_name}
+    net = cloud.cli_json("network", "create", unique("opts"), **on)
+    subnet = cloud.cli_json(
+        "subnet",
+        "create",
+        "--network",
+        net["id"],
+        "--subnet-range",
+        "10.5.0.0/24",
+        "--allocation-pool",
+        "start=10.5.0.100,end=10.5.0.150",
+        "--dns-nameserver",
+        "192.0.2.53",
+        "--gateway",
+        "none",
+        unique("sn"),
+        **on,
+    )
+    assert subnet["gateway_ip"] is None and subnet["dns_nameservers"] == ["192.0.2.53"], subnet
+    port = cloud.cli_json(
+        "port",
+        "create",
+        "--network",
+        net["id"],
+        "--fixed-ip",
+        f"subnet={subnet['id']},ip-address=10.5.0.7",
+        unique("p"),
+        **on,
+    )
+    assert port["fixed_ips"] == [{"subnet_id": subnet["id"], "ip_address": "10.5.0.7"}], port
+    err = cloud.cli_fails(
+        "port",
+        "create",
+        "--network",
+        net["id"],
+        "--fixed-ip",
+        f"subnet={subnet['id']},ip-address=10.5.0.7",
+        unique("p"),
+        **on,
+    )
+    assert "already allocated" in err
+    group = cloud.cli_json("security", "group", "create", unique("web"), **on)
+    cloud.cli_ok(
+        "security",
+        "group",
+        "rule",
+        "create",
+        "--protocol",
+        "tcp",
+        "--dst-port",
+        "80:81",
+        group["id"],
+        **on,
+    )
+    cloud.cli_ok("port", "set", "--security-group", group["id"], port["id"], **on)
+    shown = cloud.cli_json("port", "show", port["id"], **on)
+    assert group["id"] in shown["security_group_ids"], shown
+    groups = [row["Name"] for row in cloud.cli_json("security", "group", "list", **on)]
+    assert "default" in groups and group["name"] in groups
+    external = cloud.cli_json("network", "list", "--external", **on)
+    assert [row["Name"] for row in external] == ["public"]
+    shared = cloud.cli_json("network", "create", "--share", unique("shared"))
+    assert shared["shared"] is True
