@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import hashlib
 import json
 import logging
 import os
@@ -231,10 +232,34 @@ def _volume(
     return VolumeService(db, backend, identity, image, clock, settings.volume)
 
 
+def _dataplane_prefix(digest: str) -> str:
+    """Four characters naming this cloud's kernel objects: a letter, then base 36 (1.2 million
+    values, so clouds sharing a host, as tests do, do not take each other's bridges)."""
+    number = int(digest[:12], 16)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    first, number = alphabet[number % 26], number // 26
+    rest = ""
+    for _ in range(3):
+        rest += alphabet[number % 36]
+        number //= 36
+    return first + rest
+
+
 def _network(
     settings: Settings, db: Database, identity: IdentityService, clock: Clock
 ) -> NetworkService:
-    return NetworkService(db, identity, clock, settings.network)
+    service = NetworkService(db, identity, clock, settings.network)
+    if os.geteuid() == 0:  # bridges, taps and namespaces need root; without, networks are refused
+        from souverain.network.dataplane import Dataplane
+
+        # one host may run several clouds (tests do): names derive from the data dir
+        digest = hashlib.sha256(str(_paths(settings).root).encode()).hexdigest()
+        run_dir = Path("/run/souverain-net") / digest[:8]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for directory in (run_dir.parent, run_dir):  # dnsmasq runs as nobody: it must get in
+            os.chmod(directory, 0o755)  # noqa: S103 - dnsmasq (nobody) reads below
+        service.dataplane = Dataplane(run_dir, prefix=_dataplane_prefix(digest))
+    return service
 
 
 def _compute(
@@ -243,6 +268,7 @@ def _compute(
     identity: IdentityService,
     image: ImageService,
     volume: VolumeService,
+    network: NetworkService,
     clock: Clock,
 ) -> ComputeService:
     accelerator = settings.compute.accelerator
@@ -251,7 +277,9 @@ def _compute(
         console_max_bytes=settings.compute.console_max_bytes,
         accelerator=None if accelerator == "auto" else accelerator,
     )
-    return ComputeService(db, identity, image, volume, driver, clock, settings.compute)
+    service = ComputeService(db, identity, image, volume, driver, clock, settings.compute)
+    service.network = network
+    return service
 
 
 def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
@@ -304,8 +332,11 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
         volume.set_up()
         network = _network(settings, Database(engine), identity, clock or Clock())
         network.set_up()
+        network.reconcile_dataplane()
         network.close()
-        compute = _compute(settings, Database(engine), identity, image, volume, clock or Clock())
+        compute = _compute(
+            settings, Database(engine), identity, image, volume, network, clock or Clock()
+        )
         compute.set_up()
         compute.close()
         volume.close()
@@ -336,7 +367,7 @@ def open_platform(
     image = _image(settings, db, identity, clock)
     volume = _volume(settings, db, identity, image, clock)
     network = _network(settings, db, identity, clock)
-    compute = _compute(settings, db, identity, image, volume, clock)
+    compute = _compute(settings, db, identity, image, volume, network, clock)
     public_url = settings.server.public_url
     mounts = (
         Mounted(

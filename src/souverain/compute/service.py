@@ -197,6 +197,7 @@ class ComputeService:
         self.volumes = volumes
         self.driver = driver
         volumes.attached_resizer = self._resize_attached
+        self.network: Any = None  # the network service, set by the server when it runs one
         self.clock = clock
         self.settings = settings
         self.host = socket.gethostname()
@@ -765,9 +766,7 @@ class ComputeService:
             raise BadRequest("Flavor's disk is too small for requested image.")
         networks = req.networks
         if isinstance(networks, list) and networks:
-            first = networks[0]
-            ident = first.get("uuid") or first.get("port") or ""
-            raise BadRequest(f"Network {ident} could not be found.")
+            self._check_networks(ctx, networks, req.max_count)
         now = _now_naive(self.clock)
         reservation = "r-" + secrets.token_hex(4)
         views = []
@@ -778,9 +777,12 @@ class ComputeService:
             disk = flavor_doc["disk"] or max(virtual_gib, image.min_disk, 1)
         with self._quota_lock, self.db.session() as s:
             count = self._fit_in_quota(s, ctx.project_id, req, flavor_doc)
+            server_ids = [str(uuid.uuid4()) for _ in range(count)]
+            if isinstance(networks, list) and networks:
+                self._make_ports(ctx, networks, server_ids)
             rows = []
             for index in range(count):
-                server_id = str(uuid.uuid4())
+                server_id = server_ids[index]
                 name = req.name if count == 1 else f"{req.name}-{index + 1}"
                 row = Server(
                     id=server_id,
@@ -855,9 +857,83 @@ class ComputeService:
             fit = min(fit, room)
         return fit
 
+    def _check_networks(self, ctx: RequestContext, networks: list[Any], count: int) -> None:
+        if self.network is None:
+            raise BadRequest("This cloud has no network service: use networks none or auto.")
+        for item in networks:
+            if item.get("port"):
+                if count > 1:
+                    raise BadRequest("A port plugs into one server: max_count must be 1.")
+                try:
+                    self.network.get_port(ctx, item["port"])
+                except NotFound:
+                    raise BadRequest(f"Port {item['port']} could not be found.") from None
+            elif item.get("uuid"):
+                try:
+                    self.network.get_network(ctx, item["uuid"])
+                except NotFound:
+                    raise BadRequest(f"Network {item['uuid']} could not be found.") from None
+            else:
+                raise BadRequest("Each entry of networks names a network (uuid) or a port.")
+
+    def _make_ports(self, ctx: RequestContext, networks: list[Any], server_ids: list[str]) -> None:
+        """Every server's ports, before any server row: a refusal leaves nothing behind."""
+        made: list[str] = []
+        try:
+            for server_id in server_ids:
+                for item in networks:
+                    self.network.create_port_for_server(
+                        ctx,
+                        network_id=item.get("uuid"),
+                        port_id=item.get("port"),
+                        fixed_ip=item.get("fixed_ip"),
+                        server_id=server_id,
+                    )
+                made.append(server_id)
+        except Exception:
+            for server_id in [*made, server_ids[len(made)]]:
+                self.network.release_ports_of(server_id)
+            raise
+
+    def _plug_ports(self, server_id: str) -> dict[str, Any]:
+        """Bind the server's ports to this host; the addresses the server shows."""
+        addresses: dict[str, list[dict[str, Any]]] = {}
+        for port in self.network.ports_of(server_id):
+            self.network.bind_port(port["id"], server_id, self.host)
+            name = self.network.get_network(SYSTEM, port["network_id"])["name"]
+            for fixed in port["fixed_ips"]:
+                addr = fixed["ip_address"]
+                addresses.setdefault(name or port["network_id"], []).append(
+                    {
+                        "addr": addr,
+                        "version": 6 if ":" in addr else 4,
+                        "OS-EXT-IPS:type": "fixed",
+                        "OS-EXT-IPS-MAC:mac_addr": port["mac_address"],
+                    }
+                )
+        return addresses
+
+    def _let_go_of_ports(self, server_id: str) -> None:
+        if self.network is None:
+            return
+        ports = self.network.ports_of(server_id)
+        if not ports:
+            return
+        self.network.release_ports_of(server_id)
+        for port in ports:
+            try:
+                self.network.unwire_port(port["id"], port["network_id"])
+            except Exception:
+                log.exception("could not unplug port %s of server %s", port["id"], server_id)
+
     def _spec(self, row: Server, disk: Any, config_drive: Any) -> GuestSpec:
         nics: tuple[Nic, ...] = ()
-        if row.networks != "none":
+        if isinstance(row.networks, list) and self.network is not None:
+            nics = tuple(
+                Nic(mac=port["mac_address"], kind="tap", ifname=self.network.wire_port(port["id"]))
+                for port in self.network.ports_of(row.id)
+            )
+        elif row.networks != "none":
             nics = (Nic(mac=row.mac, kind="user"),)
         return GuestSpec(
             uuid=row.id,
@@ -964,6 +1040,8 @@ class ComputeService:
                 if boot is not None:
                     assert ctx is not None
                     self._attach_root_volume(ctx, server_id, boot)
+                if self.network is not None and self.network.ports_of(server_id):
+                    self._set(server_id, addresses=self._plug_ports(server_id))
                 with self.db.session() as s:
                     row = s.get(Server, server_id)
                     assert row is not None
@@ -988,6 +1066,8 @@ class ComputeService:
                 self.driver.destroy(server_id)
                 self.driver.delete_files(server_id)
                 self._let_go_of_volumes(server_id)
+                self._let_go_of_ports(server_id)
+                self._set(server_id, addresses={})
                 with self.db.session() as s:
                     scheduler.release(s, server_id)
                 self._set(server_id, vm_state="error", task_state=None, fault=self._fault(message))
@@ -1114,6 +1194,7 @@ class ComputeService:
         self.driver.destroy(server_id)
         self.driver.delete_files(server_id)
         self._let_go_of_volumes(server_id)
+        self._let_go_of_ports(server_id)
         now = _now_naive(self.clock)
         self._set(
             server_id,

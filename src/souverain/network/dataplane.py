@@ -648,7 +648,13 @@ def _set_namespace_address(namespace: str, address: ipaddress.IPv4Interface) -> 
 
 
 def _make_readable_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
+    # one level at a time: under the server's umask (077) `mkdir(parents=True)` would leave
+    # the intermediate directories closed to dnsmasq, which runs as nobody
+    for directory in reversed((path, *path.parents)):
+        if not directory.exists():
+            with contextlib.suppress(FileExistsError):
+                directory.mkdir()
+            os.chmod(directory, 0o755)  # noqa: S103 -- dnsmasq must read below it
     os.chmod(path, 0o755)  # noqa: S103 -- dnsmasq runs as nobody and must read below it
     for parent in path.parents:
         if not parent.stat().st_mode & stat.S_IXOTH:

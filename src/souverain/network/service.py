@@ -66,6 +66,7 @@ MAX_ROUTES = 20
 MAX_PAIRS = 10
 AUTO_NETWORK = "auto_allocated_network"
 COMPUTE_OWNER = "compute:nova"
+DHCP_OWNER = "network:dhcp"
 QUOTA_RESOURCES = (
     "network",
     "subnet",
@@ -357,6 +358,8 @@ class NetworkService:
         self.identity = identity
         self.clock = clock
         self.settings = settings
+        # the host side (bridges, taps, dnsmasq), set by the server when it runs one
+        self.dataplane: Any = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -709,15 +712,23 @@ class NetworkService:
         with self.db.session() as s:
             row = self._owned_network(s, ctx, network_id)
             in_use = s.scalar(
-                select(func.count()).select_from(m.Port).where(m.Port.network_id == row.id)
+                select(func.count())
+                .select_from(m.Port)
+                .where(m.Port.network_id == row.id, m.Port.device_owner != DHCP_OWNER)
             )
             if in_use:
                 raise NetworkInUse(
                     f"Unable to complete operation on network {row.id}. There are one or more "
                     "ports still in use on the network."
                 )
+            for dhcp in s.scalars(
+                select(m.Port).where(m.Port.network_id == row.id, m.Port.device_owner == DHCP_OWNER)
+            ).all():
+                self._delete_port_row(s, dhcp)  # the network's own DHCP port goes with it
             s.execute(delete(m.Subnet).where(m.Subnet.network_id == row.id))
             s.delete(row)
+        if self.dataplane is not None:  # its bridge, DHCP namespace and dnsmasq too
+            self.dataplane.delete_network(network_id)
 
     # ------------------------------------------------------------------ subnets
 
@@ -1397,6 +1408,133 @@ class NetworkService:
                 else:
                     row.device_id, row.device_owner, row.host, row.status = "", "", "", "DOWN"
                     row.updated_at = self._now()
+
+    # ------------------------------------------------------------------ data plane
+
+    def ports_of(self, server_id: str) -> list[dict[str, Any]]:
+        """The ports plugged into a server, oldest first (the guest's eth0, eth1, ...)."""
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(m.Port)
+                .where(m.Port.device_id == server_id)
+                .order_by(m.Port.created_at, m.Port.id)
+            ).all()
+            return [self.port_view(s, row) for row in rows]
+
+    def _plane(self) -> Any:
+        if self.dataplane is None:
+            raise Conflict("This cloud runs no network data plane: servers take networks none.")
+        return self.dataplane
+
+    def wire_port(self, port_id: str) -> str:
+        """Plug a bound port into its network: bridge, tap, and its DHCP host entry."""
+        plane = self._plane()
+        with self.db.session() as s:
+            port = s.get(m.Port, port_id)
+            if port is None:
+                raise PortNotFound(f"Port {port_id[:64]} could not be found.")
+            network = s.get(m.Network, port.network_id)
+            assert network is not None
+            network_id, mtu, mac = network.id, network.mtu, port.mac_address
+        plane.ensure_network(network_id, mtu)
+        # the tap's own MAC must differ from the guest's, or the bridge keeps the guest's
+        # frames for the host (it takes its ports' MACs as local): fe:... as libvirt does
+        tap = str(plane.ensure_tap(network_id, port_id, "fe" + mac[2:]))
+        self.refresh_dhcp(network_id)
+        return tap
+
+    def reconcile_dataplane(self) -> None:
+        """At start: the kernel holds exactly the bridges, taps and dnsmasq the rows describe."""
+        if self.dataplane is None:
+            return
+        with self.db.session() as s:
+            rows = s.execute(
+                select(m.Port.network_id, m.Port.id).where(
+                    m.Port.device_owner.like("compute:%"), m.Port.status == "ACTIVE"
+                )
+            ).all()
+        wanted: dict[str, list[str]] = {}
+        for network_id, port_id in rows:
+            wanted.setdefault(network_id, []).append(port_id)
+        changed = self.dataplane.reconcile(wanted)
+        if any(changed.values()):
+            log.info("network data plane reconciled: %s", changed)
+        for network_id in wanted:
+            try:
+                self.refresh_dhcp(network_id)
+            except Exception:
+                log.exception("DHCP of network %s could not be restored", network_id)
+
+    def unwire_port(self, port_id: str, network_id: str) -> None:
+        if self.dataplane is None:
+            return
+        self.dataplane.delete_tap(port_id)
+        self.refresh_dhcp(network_id)
+
+    def refresh_dhcp(self, network_id: str) -> None:
+        """dnsmasq for the network's first IPv4 DHCP subnet answers exactly its bound ports."""
+        from souverain.network.dataplane import DhcpHost, SubnetSpec
+
+        plane = self._plane()
+        with self.db.session() as s:
+            network = s.get(m.Network, network_id)
+            subnet = s.scalar(
+                select(m.Subnet)
+                .where(
+                    m.Subnet.network_id == network_id,
+                    m.Subnet.ip_version == 4,
+                    m.Subnet.enable_dhcp.is_(True),
+                )
+                .order_by(m.Subnet.created_at)
+            )
+            if network is None or subnet is None:
+                plane.delete_dhcp(network_id)
+                return
+            project_id, subnet_id = network.project_id, subnet.id
+            cidr, gateway, dns = subnet.cidr, subnet.gateway_ip, tuple(subnet.dns_nameservers)
+            mtu = network.mtu
+            dhcp_ip = s.scalar(
+                select(m.IpAllocation.ip_address)
+                .join(m.Port, m.Port.id == m.IpAllocation.port_id)
+                .where(m.IpAllocation.subnet_id == subnet_id, m.Port.device_owner == DHCP_OWNER)
+            )
+        if dhcp_ip is None:
+            system = RequestContext(
+                user_id="souverain",
+                user_domain_id="default",
+                roles=frozenset({"admin"}),
+                project_id=project_id or None,
+            )
+            port = self.create_port(
+                system,
+                {
+                    "network_id": network_id,
+                    "project_id": project_id,
+                    "device_owner": DHCP_OWNER,
+                    "device_id": f"dhcp-{network_id}",
+                    "fixed_ips": [{"subnet_id": subnet_id}],
+                    "port_security_enabled": False,
+                },
+            )
+            dhcp_ip = port["fixed_ips"][0]["ip_address"]
+        with self.db.session() as s:
+            rows = s.execute(
+                select(m.Port.mac_address, m.IpAllocation.ip_address)
+                .join(m.IpAllocation, m.IpAllocation.port_id == m.Port.id)
+                .where(
+                    m.IpAllocation.subnet_id == subnet_id,
+                    m.Port.device_owner.like("compute:%"),
+                    m.Port.status == "ACTIVE",
+                )
+            ).all()
+        hosts = [
+            DhcpHost(mac=mac, ip=ip, hostname="host-" + ip.replace(".", "-")) for mac, ip in rows
+        ]
+        plane.ensure_dhcp(
+            network_id,
+            SubnetSpec(cidr=cidr, gateway=gateway, dhcp_ip=str(dhcp_ip), dns=dns, mtu=mtu),
+            hosts,
+        )
 
     # ------------------------------------------------------------------ security groups
 
