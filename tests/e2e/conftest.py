@@ -10,8 +10,10 @@ its audit log must then verify. Nothing of Souverain is imported or mocked here.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -493,9 +495,41 @@ def qemu_processes(data_dir: Path) -> dict[int, str]:
 
 
 def kill_guests(data_dir: Path) -> None:
+    """Guests and network plumbing outlive the server by design; a test's cloud takes them
+    with it: its QEMUs, its dnsmasqs, their namespaces and its bridges, taps and veths."""
     for pid in qemu_processes(data_dir):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()
+    run_dir = f"/run/souverain-net/{digest[:8]}/"
+    prefixes = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if not argv or not argv[0].endswith("dnsmasq"):
+            continue
+        for arg in argv:
+            match = re.search(re.escape(run_dir) + r"([a-z0-9]{1,4})dhcp/([0-9a-f-]+)/", arg)
+            if match:
+                prefixes.add(match[1])
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+                subprocess.run(
+                    ["ip", "netns", "delete", f"{match[1]}dhcp-{match[2]}"],
+                    capture_output=True,
+                    check=False,
+                )
+                break
+    if prefixes:
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False)
+        for line in links.stdout.splitlines():
+            name = line.split(":")[1].strip().split("@")[0]
+            if any(re.fullmatch(p + r"[btd][0-9a-f]+", name) for p in prefixes):
+                subprocess.run(["ip", "link", "delete", name], capture_output=True, check=False)
 
 
 @pytest.fixture(scope="session")
