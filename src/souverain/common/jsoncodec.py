@@ -9,6 +9,7 @@ stays with the standard library's stricter, well-known behaviour.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import orjson
@@ -35,3 +36,19 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return encode(content)
+
+
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON, though Python's parser takes them."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+# The decoder for untrusted request bodies: the standard library's, minus what is not JSON.
+STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from souverain.common.errors import BadRequest
 
@@ -48,3 +48,25 @@ def paginate(
     chunk = list(items[start : start + limit])
     more = start + limit < len(items)
     return Page(chunk, key(chunk[-1]) if more and chunk else None)
+
+
+def sort_views(
+    views: list[dict[str, Any]], sort: tuple[tuple[str, str], ...]
+) -> list[dict[str, Any]]:
+    """Stable multi-key sort of API views, id last as a tie-break; None sorts first ascending,
+    as SQL NULLs do. `sort` holds (key, "asc" | "desc") pairs, most significant first."""
+    out = list(views)
+    keys = [*sort]
+    if not any(k == "id" for k, _ in keys):
+        keys.append(("id", keys[-1][1] if keys else "desc"))
+    for key, direction in reversed(keys):
+        out.sort(key=_sort_value(key), reverse=direction == "desc")
+    return out
+
+
+def _sort_value(key: str) -> Callable[[dict[str, Any]], tuple[bool, Any]]:
+    def value(view: dict[str, Any]) -> tuple[bool, Any]:
+        item = view.get(key)
+        return (item is not None, item if item is not None else 0)
+
+    return value

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from souverain.common.clock import isotime, parse_isotime
 from souverain.common.context import RequestContext
 from souverain.common.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
-from souverain.common.jsoncodec import JSONResponse
+from souverain.common.jsoncodec import STRICT_JSON, JSONResponse
 from souverain.common.middleware import state_of
 from souverain.common.openstack import ErrorLayer
 from souverain.common.pagination import paginate, parse_limit
@@ -284,7 +283,7 @@ async def read_json(request: Request) -> dict[str, Any]:
     if not raw:
         raise BadRequest("The request body is empty; a JSON object is expected.")
     try:
-        data = _STRICT_JSON.decode(raw.decode(json.detect_encoding(raw)))
+        data = STRICT_JSON.decode(raw.decode(json.detect_encoding(raw)))
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("Malformed request body: it is not valid JSON.") from None
     except RecursionError:
@@ -304,21 +303,6 @@ async def read_json(request: Request) -> dict[str, Any]:
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-def _reject_constant(name: str) -> Any:
-    """NaN and Infinity are not JSON, though Python's parser takes them."""
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range")
-    return value
-
-
-_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def member_of(body: dict[str, Any], key: str) -> dict[str, Any]:

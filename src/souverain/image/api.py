@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,7 +26,7 @@ from souverain.common.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from souverain.common.jsoncodec import JSONResponse
+from souverain.common.jsoncodec import STRICT_JSON, JSONResponse
 from souverain.common.openstack import ErrorLayer, audit, authenticate, base_url
 from souverain.common.pagination import parse_limit
 from souverain.config import ImageSettings
@@ -103,20 +102,6 @@ def body_limit_for(settings: ImageSettings) -> Callable[[str, str], int | None]:
 # ---------------------------------------------------------------------- request parsing
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range")
-    return value
-
-
-_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
-
-
 async def read_patch(request: Request) -> list[tuple[str, str, Any]]:
     """A JSON patch as (op, attribute, value): only top-level attributes, as Glance."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -127,7 +112,7 @@ async def read_patch(request: Request) -> list[tuple[str, str, Any]]:
         )
     raw = await request.body()
     try:
-        ops = _STRICT_JSON.decode(raw.decode("utf-8"))
+        ops = STRICT_JSON.decode(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest("Malformed request body: it is not valid JSON.") from None
     if not isinstance(ops, list):

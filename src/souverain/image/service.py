@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from souverain.common.clock import Clock, as_utc
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
+from souverain.common.pagination import sort_views
 from souverain.config import ImageSettings
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
@@ -418,7 +419,7 @@ class ImageService:
             if all(t in v["tags"] for t in query.tags)
             and all(v.get(k) == want for k, want in filters.items())
         ]
-        views = _sorted(views, query.sort)
+        views = sort_views(views, query.sort)
         start = 0
         if query.marker is not None:
             for index, view in enumerate(views):
@@ -870,22 +871,3 @@ class ImageService:
         self.store.delete(old_files)
         log.info("registered public image %r (%s)", name, image_id)
         return image_id
-
-
-def _sorted(views: list[dict[str, Any]], sort: tuple[tuple[str, str], ...]) -> list[dict[str, Any]]:
-    """Stable multi-key sort; None sorts first ascending, as SQL NULLs do in Glance's DB."""
-    out = list(views)
-    keys = [*sort]
-    if not any(k == "id" for k, _ in keys):
-        keys.append(("id", keys[-1][1] if keys else "desc"))
-    for key, direction in reversed(keys):
-        out.sort(key=_sort_value(key), reverse=direction == "desc")
-    return out
-
-
-def _sort_value(key: str) -> Callable[[dict[str, Any]], tuple[bool, Any]]:
-    def value(view: dict[str, Any]) -> tuple[bool, Any]:
-        item = view.get(key)
-        return (item is not None, item if item is not None else 0)
-
-    return value

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from souverain.common.clock import Clock, as_utc
 from souverain.common.context import RequestContext
 from souverain.common.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
+from souverain.common.pagination import sort_views
 from souverain.config import VolumeSettings
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
@@ -308,25 +309,6 @@ def type_view(row: m.VolumeType) -> dict[str, Any]:
     }
 
 
-def _sorted(views: list[dict[str, Any]], sort: tuple[tuple[str, str], ...]) -> list[dict[str, Any]]:
-    """Stable multi-key sort, id last as a tie-break; None sorts first ascending."""
-    out = list(views)
-    keys = [*sort]
-    if not any(k == "id" for k, _ in keys):
-        keys.append(("id", keys[-1][1] if keys else "desc"))
-    for key, direction in reversed(keys):
-        out.sort(key=_sort_value(key), reverse=direction == "desc")
-    return out
-
-
-def _sort_value(key: str) -> Callable[[dict[str, Any]], tuple[bool, Any]]:
-    def value(view: dict[str, Any]) -> tuple[bool, Any]:
-        item = view.get(key)
-        return (item is not None, item if item is not None else 0)
-
-    return value
-
-
 class VolumeService:
     def __init__(
         self,
@@ -523,7 +505,7 @@ class VolumeService:
                 for r in rows
                 if all((r.meta or {}).get(k) == v for k, v in wanted_meta.items())
             ]
-        return self._page(_sorted(views, query.sort), query)
+        return self._page(sort_views(views, query.sort), query)
 
     @staticmethod
     def _page(views: list[dict[str, Any]], query: VolumeQuery) -> tuple[list[dict[str, Any]], bool]:
@@ -1415,7 +1397,7 @@ class VolumeService:
                 for r in s.scalars(stmt)
                 if all((r.meta or {}).get(k) == v for k, v in wanted.items())
             ]
-        return self._page(_sorted(views, query.sort), query)
+        return self._page(sort_views(views, query.sort), query)
 
     def update_snapshot(
         self, ctx: RequestContext, snapshot_id: str, body: dict[str, Any]
