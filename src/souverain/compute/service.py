@@ -18,8 +18,10 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+import os
 import re
 import secrets
+import shutil
 import socket
 import threading
 import uuid
@@ -27,8 +29,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import delete, func, or_, select, update
@@ -156,14 +160,9 @@ def _check_public_key(public_key: str) -> str:
     key = public_key.strip()
     try:
         serialization.load_ssh_public_key(key.encode())
-    except (ValueError, UnsupportedKey, IndexError):
+    except (ValueError, UnsupportedAlgorithm, IndexError):
         raise BadRequest("Keypair data is invalid: not an OpenSSH public key.") from None
     return key
-
-
-UnsupportedKey = __import__(
-    "cryptography.exceptions", fromlist=["UnsupportedAlgorithm"]
-).UnsupportedAlgorithm
 
 
 def _hostname_of(name: str) -> str:
@@ -1949,10 +1948,8 @@ def _disk_of(attachment: dict[str, Any]) -> Disk:
     )
 
 
-def _copy_file(src: Any, dest: Any) -> None:
-    import os
-    import shutil
-
+def _copy_file(src: Path, dest: Path) -> None:
+    """A durable copy: the disk kept for a resize revert must survive a crash."""
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.copyfile(src, tmp)
     with open(tmp, "rb+") as f:
