@@ -45,6 +45,8 @@ class Neutron:
             "port": ("/ports", "port"),
             "sg": ("/security-groups", "security_group"),
             "rule": ("/security-group-rules", "security_group_rule"),
+            "router": ("/routers", "router"),
+            "fip": ("/floatingips", "floatingip"),
         }[kind]
         response = self.post(path, {key: fields})
         assert response.status_code == 201, response.text
@@ -100,9 +102,9 @@ def test_version_discovery_lists_v2_as_current(shared_cloud: Cloud) -> None:
 def test_extensions_name_what_is_implemented(me: Neutron) -> None:
     aliases = {e["alias"] for e in me.get("/extensions").json()["extensions"]}
     assert {"security-group", "quotas", "external-net", "port-security", "project-id"} <= aliases
-    assert "router" not in aliases
+    assert {"router", "ext-gw-mode"} <= aliases
     assert me.get("/extensions/quotas").status_code == 200
-    neutron_error(me.get("/extensions/router"), 404, "HTTPNotFound")
+    neutron_error(me.get("/extensions/dvr"), 404, "HTTPNotFound")
 
 
 def test_no_token_is_401(shared_cloud: Cloud) -> None:

@@ -60,6 +60,9 @@ EXTENSIONS = {
     "binding": ("Port Binding", "Expose port bindings of a virtual port to external application"),
     "pagination": ("Pagination support", "Extension that indicates that pagination is enabled."),
     "sorting": ("Sorting support", "Extension that indicates that sorting is enabled."),
+    "router": ("Neutron L3 Router", "Router abstraction for basic L3 forwarding"),
+    "ext-gw-mode": ("Neutron L3 Configurable external gateway mode", "Extension of the router"),
+    "fip-port-details": ("Floating IP Port Details Extension", "Add port_details to floating IP"),
     "filter-validation": (
         "Filter parameters validation",
         "Provides validation on filter parameters.",
@@ -72,6 +75,8 @@ COLLECTIONS = {
     "ports": ("ports", "port"),
     "security-groups": ("security_groups", "security_group"),
     "security-group-rules": ("security_group_rules", "security_group_rule"),
+    "routers": ("routers", "router"),
+    "floatingips": ("floatingips", "floatingip"),
 }
 
 Handler = Callable[[Request, RequestContext], Awaitable[Response]]
@@ -165,7 +170,24 @@ class NetworkApi:
             routes.append(
                 Route(f"/v2.0/{path}/{{id}}", c(self.item(path)), methods=["GET", "PUT", "DELETE"])
             )
+        for action in ("add_router_interface", "remove_router_interface"):
+            routes.append(
+                Route(f"/v2.0/routers/{{id}}/{action}", c(self.router_action), methods=["PUT"])
+            )
         return routes
+
+    async def router_action(self, request: Request, ctx: RequestContext) -> Response:
+        router_id = request.path_params["id"]
+        action = request.url.path.rsplit("/", 1)[-1]
+        audit(request, f"network.router.{action}", "router", router_id)
+        data = await read_json(request)
+        handler = (
+            self.service.add_router_interface
+            if action == "add_router_interface"
+            else self.service.remove_router_interface
+        )
+        info = await asyncio.to_thread(handler, ctx, router_id, data)
+        return JSONResponse(info)
 
     # -------------------------------------------------------------- discovery
 
@@ -206,7 +228,7 @@ class NetworkApi:
             raise NotFound(f"Extension with alias {alias[:64]} does not exist")
         return JSONResponse({"extension": self._extension(alias)})
 
-    # -------------------------------------------------------------- the five collections
+    # -------------------------------------------------------------- the collections
 
     def _links(self, request: Request, path: str, plural: str, page: Page) -> dict[str, Any]:
         query = list_query(request)
@@ -242,6 +264,8 @@ class NetworkApi:
             "ports": s.list_ports,
             "security-groups": s.list_security_groups,
             "security-group-rules": s.list_security_group_rules,
+            "routers": s.list_routers,
+            "floatingips": s.list_floating_ips,
         }[path]
         creator = {
             "networks": s.create_network,
@@ -249,6 +273,8 @@ class NetworkApi:
             "ports": s.create_port,
             "security-groups": s.create_security_group,
             "security-group-rules": s.create_security_group_rule,
+            "routers": s.create_router,
+            "floatingips": s.create_floating_ip,
         }[path]
 
         async def handle(request: Request, ctx: RequestContext) -> Response:
@@ -274,6 +300,8 @@ class NetworkApi:
             "ports": s.get_port,
             "security-groups": s.get_security_group,
             "security-group-rules": s.get_security_group_rule,
+            "routers": s.get_router,
+            "floatingips": s.get_floating_ip,
         }[path]
         updater: Callable[[RequestContext, str, dict[str, Any]], dict[str, Any]] | None = {
             "networks": s.update_network,
@@ -281,6 +309,8 @@ class NetworkApi:
             "ports": s.update_port,
             "security-groups": s.update_security_group,
             "security-group-rules": None,
+            "routers": s.update_router,
+            "floatingips": s.update_floating_ip,
         }[path]
         deleter = {
             "networks": s.delete_network,
@@ -288,6 +318,8 @@ class NetworkApi:
             "ports": s.delete_port,
             "security-groups": s.delete_security_group,
             "security-group-rules": s.delete_security_group_rule,
+            "routers": s.delete_router,
+            "floatingips": s.delete_floating_ip,
         }[path]
 
         async def handle(request: Request, ctx: RequestContext) -> Response:

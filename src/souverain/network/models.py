@@ -1,4 +1,5 @@
-"""Network tables: networks, subnets, ports, IP allocations, security groups, quota rows.
+"""Network tables: networks, subnets, ports, IP allocations, security groups, routers,
+floating IPs, quota rows.
 
 Database only: nothing here touches the kernel. The one guarantee the tables
 themselves give is that an address is never handed out twice: the primary key
@@ -38,6 +39,8 @@ class Network(Base):
     port_security_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # set on the project's get-me-a-network network; unique, so two callers make one
     auto_for_project: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    # the network's segment on the host: its conntrack zone now, its VXLAN VNI across hosts
+    segmentation_id: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True)
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -162,4 +165,43 @@ class NetworkQuota(Base):
     floatingip: Mapped[int | None] = mapped_column(Integer, nullable=True)
     security_group: Mapped[int | None] = mapped_column(Integer, nullable=True)
     security_group_rule: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Router(Base):
+    """A project's router; its interfaces and gateway are ports whose device_id is its id."""
+
+    __tablename__ = "network_routers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(String(255), default="")
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    external_network_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    gateway_port_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    enable_snat: Mapped[bool] = mapped_column(Boolean, default=True)
+    revision_number: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class FloatingIp(Base):
+    """An external address held by a project; `floating_port_id` holds it in IPAM."""
+
+    __tablename__ = "network_floating_ips"
+    # one floating IP per fixed address of a port
+    __table_args__ = (UniqueConstraint("port_id", "fixed_ip_address"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    floating_network_id: Mapped[str] = mapped_column(ForeignKey("networks.id"), index=True)
+    floating_ip_address: Mapped[str] = mapped_column(String(64))
+    floating_port_id: Mapped[str] = mapped_column(String(36))
+    port_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    fixed_ip_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    router_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    revision_number: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)

@@ -67,6 +67,11 @@ MAX_PAIRS = 10
 AUTO_NETWORK = "auto_allocated_network"
 COMPUTE_OWNER = "compute:nova"
 DHCP_OWNER = "network:dhcp"
+ROUTER_INTERFACE = "network:router_interface"
+ROUTER_GATEWAY = "network:router_gateway"
+FLOATING_OWNER = "network:floatingip"
+# ports the network service manages itself: not deleted or changed through /ports
+SERVICE_OWNERS = frozenset({DHCP_OWNER, ROUTER_INTERFACE, ROUTER_GATEWAY, FLOATING_OWNER})
 QUOTA_RESOURCES = (
     "network",
     "subnet",
@@ -164,6 +169,42 @@ class SecurityGroupCannotRemoveDefault(Conflict):
 
 class SecurityGroupRuleExists(Conflict):
     title = "SecurityGroupRuleExists"
+
+
+class RouterNotFound(NotFound):
+    title = "RouterNotFound"
+
+
+class RouterInUse(Conflict):
+    title = "RouterInUse"
+
+
+class RouterInterfaceNotFound(NotFound):
+    title = "RouterInterfaceNotFound"
+
+
+class RouterInterfaceNotFoundForSubnet(NotFound):
+    title = "RouterInterfaceNotFoundForSubnet"
+
+
+class RouterInterfaceInUseByFloatingIP(Conflict):
+    title = "RouterInterfaceInUseByFloatingIP"
+
+
+class RouterExternalGatewayInUseByFloatingIp(Conflict):
+    title = "RouterExternalGatewayInUseByFloatingIp"
+
+
+class FloatingIPNotFound(NotFound):
+    title = "FloatingIPNotFound"
+
+
+class FloatingIPPortAlreadyAssociated(Conflict):
+    title = "FloatingIPPortAlreadyAssociated"
+
+
+class ExternalGatewayForFloatingIPNotFound(NotFound):
+    title = "ExternalGatewayForFloatingIPNotFound"
 
 
 class OverQuota(Conflict):
@@ -327,6 +368,26 @@ def _common(row: Any) -> dict[str, Any]:
     }
 
 
+MAX_SEGMENT = 65535  # a conntrack zone is 16 bits; a VXLAN VNI has room for more
+
+
+def _free_segment(s: Session) -> int:
+    """The lowest segmentation id no network holds (the unique column settles races)."""
+    used = s.scalars(
+        select(m.Network.segmentation_id)
+        .where(m.Network.segmentation_id.is_not(None))
+        .order_by(m.Network.segmentation_id)
+    ).all()
+    expected = 1
+    for value in used:
+        if value != expected:
+            break
+        expected += 1
+    if expected > MAX_SEGMENT:
+        raise Conflict("Unable to create the network. No tenant network is available.")
+    return expected
+
+
 def _new_mac() -> str:
     tail = random_bytes(3)
     return "fa:16:3e:" + ":".join(f"{b:02x}" for b in tail)
@@ -358,8 +419,11 @@ class NetworkService:
         self.identity = identity
         self.clock = clock
         self.settings = settings
-        # the host side (bridges, taps, dnsmasq), set by the server when it runs one
+        # the host side (bridges, taps, dnsmasq; routers; firewall), set by the server when
+        # it runs one
         self.dataplane: Any = None
+        self.routing: Any = None
+        self.firewall: Any = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -373,7 +437,7 @@ class NetworkService:
             ).first()
             if found is not None:
                 return
-            net = self._new_network_row("", {"name": "public"}, external=True, shared=False)
+            net = self._new_network_row(s, "", {"name": "public"}, external=True, shared=False)
             s.add(net)
             s.flush()
             cidr = ipam.parse_cidr(self.settings.public_cidr)
@@ -466,8 +530,8 @@ class NetworkService:
             "network": count(m.Network),
             "subnet": count(m.Subnet),
             "port": count(m.Port),
-            "router": 0,
-            "floatingip": 0,
+            "router": count(m.Router),
+            "floatingip": count(m.FloatingIp),
             "security_group": count(m.SecurityGroup),
             "security_group_rule": count(m.SecurityGroupRule),
         }
@@ -637,11 +701,17 @@ class NetworkService:
         return out
 
     def _new_network_row(
-        self, project_id: str, body: dict[str, Any], external: bool = False, shared: bool = False
+        self,
+        s: Session,
+        project_id: str,
+        body: dict[str, Any],
+        external: bool = False,
+        shared: bool = False,
     ) -> m.Network:
         now = self._now()
         return m.Network(
             id=new_id(),
+            segmentation_id=_free_segment(s),
             project_id=project_id,
             name=body.get("name", ""),
             description=body.get("description", ""),
@@ -658,13 +728,16 @@ class NetworkService:
     def create_network(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
         fields = self._network_fields(ctx, body, None)
         project_id = _owner_of(ctx, body)
-        with self.db.session() as s:
+
+        def work(s: Session) -> dict[str, Any]:
             self._lock_quota(s, project_id)
             self._claim(s, project_id, "network")
-            row = self._new_network_row(project_id, fields)
+            row = self._new_network_row(s, project_id, fields)
             s.add(row)
             s.flush()
             return self.network_view(s, row)
+
+        return self._retrying(work)
 
     def get_network(self, ctx: RequestContext, network_id: str) -> dict[str, Any]:
         with self.db.session() as s:
@@ -1315,12 +1388,30 @@ class NetworkService:
 
     def delete_port(self, ctx: RequestContext, port_id: str) -> None:
         with self.db.session() as s:
-            self._delete_port_row(s, self._port(s, ctx, port_id))
+            row = self._port(s, ctx, port_id)
+            if row.device_owner in SERVICE_OWNERS:
+                raise PortInUse(
+                    f"Port {row.id} cannot be deleted directly via the port API: has device "
+                    f"owner {row.device_owner}."
+                )
+            network_id, wired = row.network_id, row.status == "ACTIVE" and bool(row.host)
+            routers = self._delete_port_row(s, row)
+        for router_id in routers:
+            self.sync_router(router_id)
+        if wired:
+            self.unwire_port(port_id, network_id)
 
-    def _delete_port_row(self, s: Session, row: m.Port) -> None:
+    def _delete_port_row(self, s: Session, row: m.Port) -> set[str]:
+        """Delete a port; floating IPs pointing at it are let go. Returns their routers."""
+        routers: set[str] = set()
+        for fip in s.scalars(select(m.FloatingIp).where(m.FloatingIp.port_id == row.id)).all():
+            if fip.router_id:
+                routers.add(fip.router_id)
+            fip.port_id, fip.fixed_ip_address, fip.router_id = None, None, None
         s.execute(delete(m.IpAllocation).where(m.IpAllocation.port_id == row.id))
         s.execute(delete(m.PortSecurityGroup).where(m.PortSecurityGroup.port_id == row.id))
         s.delete(row)
+        return routers
 
     # ------------------------------------------------------------------ for the compute service
 
@@ -1336,7 +1427,7 @@ class NetworkService:
         try:
             with self.db.session() as s:
                 self._lock_quota(s, project_id)
-                row = self._new_network_row(project_id, {"name": AUTO_NETWORK})
+                row = self._new_network_row(s, project_id, {"name": AUTO_NETWORK})
                 row.auto_for_project = project_id
                 s.add(row)
                 s.flush()
@@ -1401,13 +1492,16 @@ class NetworkService:
             return self.port_view(s, row)
 
     def release_ports_of(self, server_id: str) -> None:
+        routers: set[str] = set()
         with self.db.session() as s:
             for row in s.scalars(select(m.Port).where(m.Port.device_id == server_id)).all():
                 if row.delete_with_device:
-                    self._delete_port_row(s, row)
+                    routers |= self._delete_port_row(s, row)
                 else:
                     row.device_id, row.device_owner, row.host, row.status = "", "", "", "DOWN"
                     row.updated_at = self._now()
+        for router_id in routers:
+            self.sync_router(router_id)
 
     # ------------------------------------------------------------------ data plane
 
@@ -1464,6 +1558,11 @@ class NetworkService:
                 self.refresh_dhcp(network_id)
             except Exception:
                 log.exception("DHCP of network %s could not be restored", network_id)
+
+    def sync_router(self, router_id: str) -> None:
+        """The router's namespace matches its rows (interfaces, gateway, floating IPs)."""
+        if self.routing is None:
+            return
 
     def unwire_port(self, port_id: str, network_id: str) -> None:
         if self.dataplane is None:
@@ -1841,6 +1940,623 @@ class NetworkService:
     def delete_security_group_rule(self, ctx: RequestContext, rule_id: str) -> None:
         with self.db.session() as s:
             s.delete(self._rule(s, ctx, rule_id))
+
+    # ------------------------------------------------------------------ routers
+
+    ROUTER_FIELDS = frozenset(
+        {
+            "name",
+            "description",
+            "admin_state_up",
+            "external_gateway_info",
+            "project_id",
+            "tenant_id",
+            "distributed",
+            "ha",
+            "routes",
+            "availability_zone_hints",
+            "flavor_id",
+            "tags",
+        }
+    )
+
+    def _router(self, s: Session, ctx: RequestContext, router_id: Any) -> m.Router:
+        row = s.get(m.Router, router_id) if isinstance(router_id, str) else None
+        if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+            raise RouterNotFound(f"Router {str(router_id)[:64]} could not be found")
+        return row
+
+    def _ips_of(self, s: Session, port_id: str) -> list[tuple[str, str]]:
+        return sorted(
+            (str(sid), str(ip))
+            for sid, ip in s.execute(
+                select(m.IpAllocation.subnet_id, m.IpAllocation.ip_address).where(
+                    m.IpAllocation.port_id == port_id
+                )
+            ).all()
+        )
+
+    def router_view(self, s: Session, row: m.Router) -> dict[str, Any]:
+        info = None
+        if row.external_network_id:
+            ips = self._ips_of(s, row.gateway_port_id) if row.gateway_port_id else []
+            info = {
+                "network_id": row.external_network_id,
+                "enable_snat": row.enable_snat,
+                "external_fixed_ips": [{"subnet_id": sid, "ip_address": ip} for sid, ip in ips],
+            }
+        return {
+            "id": row.id,
+            "name": row.name,
+            "description": row.description,
+            "admin_state_up": row.admin_state_up,
+            "status": "ACTIVE",
+            "external_gateway_info": info,
+            "routes": [],
+            "distributed": False,
+            "ha": False,
+            "flavor_id": None,
+            "availability_zone_hints": [],
+            "availability_zones": ["nova"],
+            **_common(row),
+        }
+
+    def _system_port(
+        self,
+        s: Session,
+        net: m.Network,
+        project_id: str,
+        owner: str,
+        device_id: str,
+        wanted: list[tuple[m.Subnet, str | None]],
+    ) -> m.Port:
+        """A port the network service itself holds (router, gateway, floating IP): no groups."""
+        now = self._now()
+        row = m.Port(
+            id=new_id(),
+            network_id=net.id,
+            project_id=project_id,
+            mac_address=_new_mac(),
+            status="ACTIVE",
+            device_owner=owner,
+            device_id=device_id,
+            port_security_enabled=False,
+            allowed_address_pairs=[],
+            revision_number=1,
+            created_at=now,
+            updated_at=now,
+        )
+        s.add(row)
+        try:
+            s.flush()
+        except IntegrityError:
+            raise _Retry() from None
+        self._allocate(s, row, [(sn, ip) for sn, ip in wanted if sn.ip_version == 4] or wanted)
+        return row
+
+    def _gateway_wanted(
+        self, s: Session, ctx: RequestContext, value: Any
+    ) -> tuple[m.Network, bool, Any] | None:
+        if value is None or value == {}:
+            return None
+        if not isinstance(value, dict) or not set(value) <= {
+            "network_id",
+            "enable_snat",
+            "external_fixed_ips",
+        }:
+            raise InvalidInput(
+                "Invalid input for external_gateway_info. Reason: keys network_id, enable_snat, "
+                "external_fixed_ips."
+            )
+        if "network_id" not in value:
+            raise InvalidInput(
+                "Invalid input for external_gateway_info. Reason: network_id is required."
+            )
+        net = self._network(s, ctx, value["network_id"])
+        if not net.external:
+            raise BadRequest(f"Bad router request: Network {net.id} is not an external network.")
+        snat = _flag(value, "enable_snat", True)
+        if not snat and not ctx.is_admin:
+            raise PolicyNotAuthorized(
+                "rule:create_router:external_gateway_info:enable_snat is disallowed by policy"
+            )
+        fixed = value.get("external_fixed_ips")
+        if fixed is not None and not ctx.is_admin:
+            raise PolicyNotAuthorized(
+                "rule:create_router:external_gateway_info:external_fixed_ips is disallowed by "
+                "policy"
+            )
+        return net, snat, fixed
+
+    def _set_gateway(
+        self, s: Session, row: m.Router, wanted: tuple[m.Network, bool, Any] | None
+    ) -> None:
+        moving = wanted is None or wanted[0].id != row.external_network_id
+        if row.external_network_id and moving:
+            held = s.scalar(
+                select(func.count())
+                .select_from(m.FloatingIp)
+                .where(m.FloatingIp.router_id == row.id)
+            )
+            if held:
+                raise RouterExternalGatewayInUseByFloatingIp(
+                    f"Gateway cannot be updated for router {row.id}, since a gateway to external "
+                    f"network {row.external_network_id} is required by one or more floating IPs."
+                )
+            if row.gateway_port_id:
+                old = s.get(m.Port, row.gateway_port_id)
+                if old is not None:
+                    self._delete_port_row(s, old)
+            row.external_network_id, row.gateway_port_id = None, None
+        if wanted is None:
+            return
+        net, snat, fixed = wanted
+        row.enable_snat = snat
+        if moving:
+            port = self._system_port(
+                s, net, "", ROUTER_GATEWAY, row.id, self._wanted_ips(s, net, fixed)
+            )
+            row.external_network_id, row.gateway_port_id = net.id, port.id
+
+    def _router_plain(self, row: m.Router, body: dict[str, Any]) -> None:
+        for name in ("name", "description"):
+            if name in body:
+                setattr(row, name, _text(body, name))
+        if "admin_state_up" in body:
+            row.admin_state_up = _flag(body, "admin_state_up", True)
+        for name in ("distributed", "ha"):
+            if name in body and _flag(body, name, False):
+                raise BadRequest(f"Bad router request: {name} routers are not offered here.")
+        if body.get("routes"):
+            raise BadRequest("Bad router request: extra routes are not offered here.")
+
+    def create_router(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+        _only(body, self.ROUTER_FIELDS, "router")
+        project_id = _owner_of(ctx, body)
+
+        def work(s: Session) -> dict[str, Any]:
+            self._lock_quota(s, project_id)
+            self._claim(s, project_id, "router")
+            now = self._now()
+            row = m.Router(
+                id=new_id(),
+                project_id=project_id,
+                enable_snat=True,
+                admin_state_up=True,
+                revision_number=1,
+                created_at=now,
+                updated_at=now,
+            )
+            self._router_plain(row, body)
+            s.add(row)
+            s.flush()
+            self._set_gateway(
+                s, row, self._gateway_wanted(s, ctx, body.get("external_gateway_info"))
+            )
+            s.flush()
+            return self.router_view(s, row)
+
+        view = self._retrying(work)
+        self.sync_router(view["id"])
+        return view
+
+    def get_router(self, ctx: RequestContext, router_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            return self.router_view(s, self._router(s, ctx, router_id))
+
+    def list_routers(self, ctx: RequestContext, query: ListQuery) -> Page:
+        with self.db.session() as s:
+            stmt = select(m.Router)
+            if not ctx.is_admin:
+                stmt = stmt.where(m.Router.project_id == (ctx.project_id or ""))
+            views = [self.router_view(s, r) for r in s.scalars(stmt).all()]
+        return select_page(views, query, "Router")
+
+    def update_router(
+        self, ctx: RequestContext, router_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        _only(body, self.ROUTER_FIELDS - {"project_id", "tenant_id"}, "router")
+
+        def work(s: Session) -> dict[str, Any]:
+            row = self._router(s, ctx, router_id)
+            self._router_plain(row, body)
+            if "external_gateway_info" in body:
+                self._set_gateway(
+                    s, row, self._gateway_wanted(s, ctx, body["external_gateway_info"])
+                )
+            row.revision_number += 1
+            row.updated_at = self._now()
+            s.flush()
+            return self.router_view(s, row)
+
+        view = self._retrying(work)
+        self.sync_router(router_id)
+        return view
+
+    def delete_router(self, ctx: RequestContext, router_id: str) -> None:
+        with self.db.session() as s:
+            row = self._router(s, ctx, router_id)
+            interfaces = s.scalar(
+                select(func.count())
+                .select_from(m.Port)
+                .where(m.Port.device_id == row.id, m.Port.device_owner == ROUTER_INTERFACE)
+            )
+            if interfaces:
+                raise RouterInUse(f"Router {row.id} still has ports")
+            self._set_gateway(s, row, None)
+            s.delete(row)
+        self.sync_router(router_id)
+
+    def _interface_info(self, row: m.Router, port: m.Port, subnet_ids: list[str]) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "tenant_id": row.project_id,
+            "project_id": row.project_id,
+            "port_id": port.id,
+            "network_id": port.network_id,
+            "subnet_id": subnet_ids[0] if subnet_ids else None,
+            "subnet_ids": subnet_ids,
+        }
+
+    def _interface_body(self, body: dict[str, Any]) -> tuple[str | None, str | None]:
+        _only(body, frozenset({"subnet_id", "port_id"}), "router")
+        subnet_id, port_id = body.get("subnet_id"), body.get("port_id")
+        if (subnet_id is None) == (port_id is None):
+            raise BadRequest("Bad router request: Either subnet_id or port_id must be specified.")
+        return subnet_id, port_id
+
+    def _check_overlap(self, s: Session, row: m.Router, subnet: m.Subnet) -> None:
+        attached = s.execute(
+            select(m.Subnet.id, m.Subnet.cidr)
+            .join(m.IpAllocation, m.IpAllocation.subnet_id == m.Subnet.id)
+            .join(m.Port, m.Port.id == m.IpAllocation.port_id)
+            .where(m.Port.device_id == row.id, m.Port.device_owner == ROUTER_INTERFACE)
+        ).all()
+        mine = ipaddress.ip_network(subnet.cidr)
+        for other_id, cidr in attached:
+            if other_id == subnet.id:
+                raise BadRequest(
+                    f"Bad router request: Router already has a port on subnet {subnet.id}."
+                )
+            if mine.overlaps(ipaddress.ip_network(cidr)):
+                raise BadRequest(
+                    f"Bad router request: Cidr {subnet.cidr} of subnet {subnet.id} overlaps with "
+                    f"cidr {cidr} of subnet {other_id}."
+                )
+
+    def add_router_interface(
+        self, ctx: RequestContext, router_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        subnet_id, port_id = self._interface_body(body)
+
+        def work(s: Session) -> dict[str, Any]:
+            row = self._router(s, ctx, router_id)
+            self._lock_quota(s, row.project_id)
+            if port_id is not None:
+                port = self._port(s, ctx, port_id)
+                if port.device_id or port.device_owner:
+                    raise PortInUse(
+                        f"Unable to complete operation on port {port.id} for network "
+                        f"{port.network_id}. Port already has an attached device {port.device_id}."
+                    )
+                ips = self._ips_of(s, port.id)
+                if not ips:
+                    raise BadRequest(
+                        "Bad router request: Router port must have at least one fixed IP."
+                    )
+                for sid, _ in ips:
+                    sn = s.get(m.Subnet, sid)
+                    assert sn is not None
+                    self._check_overlap(s, row, sn)
+                port.device_id, port.device_owner, port.status = row.id, ROUTER_INTERFACE, "ACTIVE"
+                port.port_security_enabled = False
+                port.allowed_address_pairs = []
+                s.execute(delete(m.PortSecurityGroup).where(m.PortSecurityGroup.port_id == port.id))
+                port.updated_at = self._now()
+                s.flush()
+                return self._interface_info(row, port, [sid for sid, _ in ips])
+            subnet = self._subnet(s, ctx, subnet_id)
+            if not (ctx.is_admin or subnet.project_id == row.project_id):
+                raise SubnetNotFound(f"Subnet {subnet.id} could not be found.")
+            net = s.get(m.Network, subnet.network_id)
+            assert net is not None
+            if net.external:
+                raise BadRequest(
+                    f"Bad router request: Router interface on external network {net.id} is not "
+                    "allowed: set it as the router's gateway."
+                )
+            if not subnet.gateway_ip:
+                raise BadRequest(
+                    "Bad router request: Subnet for router interface must have a gateway IP."
+                )
+            self._check_overlap(s, row, subnet)
+            self._claim(s, row.project_id, "port")
+            port = self._system_port(
+                s, net, row.project_id, ROUTER_INTERFACE, row.id, [(subnet, subnet.gateway_ip)]
+            )
+            return self._interface_info(row, port, [subnet.id])
+
+        info = self._retrying(work)
+        self.sync_router(router_id)
+        return info
+
+    def remove_router_interface(
+        self, ctx: RequestContext, router_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        subnet_id, port_id = self._interface_body(body)
+        with self.db.session() as s:
+            row = self._router(s, ctx, router_id)
+            ports = s.scalars(
+                select(m.Port).where(
+                    m.Port.device_id == row.id, m.Port.device_owner == ROUTER_INTERFACE
+                )
+            ).all()
+            found = None
+            for port in ports:
+                ips = self._ips_of(s, port.id)
+                if port.id == port_id or any(sid == subnet_id for sid, _ in ips):
+                    found = (port, ips)
+                    break
+            if found is None:
+                if port_id is not None:
+                    raise RouterInterfaceNotFound(
+                        f"Router {row.id} does not have an interface with id {str(port_id)[:64]}"
+                    )
+                raise RouterInterfaceNotFoundForSubnet(
+                    f"Router {row.id} has no interface on subnet {str(subnet_id)[:64]}"
+                )
+            port, ips = found
+            subnets = [sid for sid, _ in ips]
+            for fip_fixed in s.scalars(
+                select(m.FloatingIp.fixed_ip_address).where(m.FloatingIp.router_id == row.id)
+            ).all():
+                for sid in subnets:
+                    sn = s.get(m.Subnet, sid)
+                    if (
+                        sn is not None
+                        and fip_fixed
+                        and ipaddress.ip_address(fip_fixed) in ipaddress.ip_network(sn.cidr)
+                    ):
+                        raise RouterInterfaceInUseByFloatingIP(
+                            f"Router interface for subnet {sid} on router {row.id} cannot be "
+                            "deleted, as it is required by one or more floating IPs."
+                        )
+            info = self._interface_info(row, port, subnets)
+            self._delete_port_row(s, port)
+        self.sync_router(router_id)
+        return info
+
+    # ------------------------------------------------------------------ floating IPs
+
+    FIP_FIELDS = frozenset(
+        {
+            "floating_network_id",
+            "floating_ip_address",
+            "subnet_id",
+            "port_id",
+            "fixed_ip_address",
+            "description",
+            "project_id",
+            "tenant_id",
+            "dns_name",
+            "dns_domain",
+            "qos_policy_id",
+            "tags",
+        }
+    )
+
+    def _floating(self, s: Session, ctx: RequestContext, fip_id: Any) -> m.FloatingIp:
+        row = s.get(m.FloatingIp, fip_id) if isinstance(fip_id, str) else None
+        if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+            raise FloatingIPNotFound(f"Floating IP {str(fip_id)[:64]} could not be found")
+        return row
+
+    def floating_view(self, s: Session, row: m.FloatingIp) -> dict[str, Any]:
+        details = None
+        if row.port_id:
+            port = s.get(m.Port, row.port_id)
+            if port is not None:
+                details = {
+                    "name": port.name,
+                    "network_id": port.network_id,
+                    "mac_address": port.mac_address,
+                    "admin_state_up": port.admin_state_up,
+                    "status": port.status,
+                    "device_id": port.device_id,
+                    "device_owner": port.device_owner,
+                }
+        return {
+            "id": row.id,
+            "floating_ip_address": row.floating_ip_address,
+            "floating_network_id": row.floating_network_id,
+            "router_id": row.router_id,
+            "port_id": row.port_id,
+            "fixed_ip_address": row.fixed_ip_address,
+            "status": "ACTIVE" if row.port_id else "DOWN",
+            "description": row.description,
+            "port_details": details,
+            "qos_policy_id": None,
+            "dns_domain": "",
+            "dns_name": "",
+            "port_forwardings": [],
+            **_common(row),
+        }
+
+    def _associate(
+        self, s: Session, ctx: RequestContext, row: m.FloatingIp, port_id: Any, fixed: Any
+    ) -> None:
+        """Point the floating IP at a port's fixed IPv4, through the router that reaches it."""
+        if port_id is None:
+            row.port_id, row.fixed_ip_address, row.router_id = None, None, None
+            return
+        port = self._port(s, ctx, port_id)
+        if port.project_id != row.project_id:
+            raise PortNotFound(f"Port {port.id} could not be found.")
+        v4 = [(sid, ip) for sid, ip in self._ips_of(s, port.id) if ":" not in ip]
+        if fixed is not None:
+            chosen = [(sid, ip) for sid, ip in v4 if ip == fixed]
+            if not chosen:
+                raise BadRequest(
+                    f"Bad floatingip request: Port {port.id} does not have fixed ip "
+                    f"{str(fixed)[:64]}."
+                )
+        elif len(v4) > 1:
+            raise BadRequest(
+                f"Bad floatingip request: Port {port.id} has multiple fixed IPv4 addresses. "
+                "Must provide a specific IPv4 address when assigning a floating IP."
+            )
+        else:
+            chosen = v4
+        if not chosen:
+            raise BadRequest(
+                f"Bad floatingip request: Port {port.id} does not have any IPv4 address: "
+                "a floating IP needs one."
+            )
+        subnet_id, address = chosen[0]
+        router_id = s.scalar(
+            select(m.Router.id)
+            .join(m.Port, m.Port.device_id == m.Router.id)
+            .join(m.IpAllocation, m.IpAllocation.port_id == m.Port.id)
+            .where(
+                m.Port.device_owner == ROUTER_INTERFACE,
+                m.IpAllocation.subnet_id == subnet_id,
+                m.Router.external_network_id == row.floating_network_id,
+            )
+            .order_by(m.Router.created_at)
+        )
+        if router_id is None:
+            raise ExternalGatewayForFloatingIPNotFound(
+                f"External network {row.floating_network_id} is not reachable from subnet "
+                f"{subnet_id}. Therefore, cannot associate Port {port.id} with a Floating IP."
+            )
+        taken = s.scalar(
+            select(m.FloatingIp.id).where(
+                m.FloatingIp.port_id == port.id,
+                m.FloatingIp.fixed_ip_address == address,
+                m.FloatingIp.id != row.id,
+            )
+        )
+        if taken:
+            raise FloatingIPPortAlreadyAssociated(
+                f"Cannot associate floating IP {row.floating_ip_address} ({row.id}) with port "
+                f"{port.id} using fixed IP {address}, as that fixed IP already has a floating IP "
+                f"on external network {row.floating_network_id}."
+            )
+        row.port_id, row.fixed_ip_address, row.router_id = port.id, address, router_id
+
+    def create_floating_ip(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+        _only(body, self.FIP_FIELDS, "floatingip")
+        project_id = _owner_of(ctx, body)
+        if "floating_network_id" not in body:
+            raise BadRequest(
+                "Failed to parse request. Required attribute 'floating_network_id' not specified"
+            )
+        if "floating_ip_address" in body and not ctx.is_admin:
+            raise PolicyNotAuthorized(
+                "rule:create_floatingip and rule:create_floatingip:floating_ip_address is "
+                "disallowed by policy"
+            )
+
+        def work(s: Session) -> dict[str, Any]:
+            self._lock_quota(s, project_id)
+            net = self._network(s, ctx, body["floating_network_id"])
+            if not net.external:
+                raise BadRequest(
+                    f"Bad floatingip request: Network {net.id} is not a valid external network."
+                )
+            self._claim(s, project_id, "floatingip")
+            wanted_item: dict[str, Any] = {}
+            if body.get("subnet_id") is not None:
+                wanted_item["subnet_id"] = body["subnet_id"]
+            if body.get("floating_ip_address") is not None:
+                wanted_item["ip_address"] = body["floating_ip_address"]
+            wanted = self._wanted_ips(s, net, [wanted_item] if wanted_item else None)
+            fip_id = new_id()
+            port = self._system_port(s, net, "", FLOATING_OWNER, fip_id, wanted)
+            ips = self._ips_of(s, port.id)
+            if not ips:
+                raise IpAddressGenerationFailure(
+                    f"No more IP addresses available on network {net.id}."
+                )
+            now = self._now()
+            row = m.FloatingIp(
+                id=fip_id,
+                project_id=project_id,
+                floating_network_id=net.id,
+                floating_ip_address=ips[0][1],
+                floating_port_id=port.id,
+                description=_text(body, "description"),
+                revision_number=1,
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(row)
+            if body.get("port_id") is not None:
+                self._associate(s, ctx, row, body["port_id"], body.get("fixed_ip_address"))
+            s.flush()
+            return self.floating_view(s, row)
+
+        view = self._retrying(work)
+        if view["router_id"]:
+            self.sync_router(view["router_id"])
+        return view
+
+    def get_floating_ip(self, ctx: RequestContext, fip_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            return self.floating_view(s, self._floating(s, ctx, fip_id))
+
+    def list_floating_ips(self, ctx: RequestContext, query: ListQuery) -> Page:
+        with self.db.session() as s:
+            stmt = select(m.FloatingIp)
+            if not ctx.is_admin:
+                stmt = stmt.where(m.FloatingIp.project_id == (ctx.project_id or ""))
+            views = [self.floating_view(s, r) for r in s.scalars(stmt).all()]
+        return select_page(views, query, "Floating IP")
+
+    def update_floating_ip(
+        self, ctx: RequestContext, fip_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        _only(body, frozenset({"port_id", "fixed_ip_address", "description"}), "floatingip")
+        with self.db.session() as s:
+            row = self._floating(s, ctx, fip_id)
+            before = row.router_id
+            if "port_id" in body:
+                self._associate(s, ctx, row, body["port_id"], body.get("fixed_ip_address"))
+            if "description" in body:
+                row.description = _text(body, "description")
+            row.revision_number += 1
+            row.updated_at = self._now()
+            s.flush()
+            view = self.floating_view(s, row)
+        for router_id in {before, view["router_id"]} - {None}:
+            self.sync_router(str(router_id))
+        return view
+
+    def delete_floating_ip(self, ctx: RequestContext, fip_id: str) -> None:
+        with self.db.session() as s:
+            row = self._floating(s, ctx, fip_id)
+            router_id = row.router_id
+            port = s.get(m.Port, row.floating_port_id)
+            if port is not None:
+                self._delete_port_row(s, port)
+            s.delete(row)
+        if router_id:
+            self.sync_router(router_id)
+
+    def floating_ips_of_ports(self, port_ids: list[str]) -> dict[str, list[str]]:
+        """Port id -> the floating addresses pointing at it (for a server's addresses)."""
+        if not port_ids:
+            return {}
+        with self.db.session() as s:
+            rows = s.execute(
+                select(m.FloatingIp.port_id, m.FloatingIp.floating_ip_address)
+                .where(m.FloatingIp.port_id.in_(port_ids))
+                .order_by(m.FloatingIp.created_at)
+            ).all()
+        out: dict[str, list[str]] = {}
+        for port_id, address in rows:
+            out.setdefault(str(port_id), []).append(str(address))
+        return out
 
 
 def _protocol(value: Any) -> str | None:
