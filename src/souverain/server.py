@@ -279,6 +279,7 @@ def _compute(
     )
     service = ComputeService(db, identity, image, volume, driver, clock, settings.compute)
     service.network = network
+    network.address_listeners.append(service.refresh_addresses)
     return service
 
 

@@ -247,7 +247,12 @@ class ComputeApi:
             Route("/v2.1/servers/{id}/os-instance-actions", c(self.actions), methods=["GET"]),
             Route("/v2.1/servers/{id}/os-instance-actions/{req}", c(self.action), methods=["GET"]),
             Route("/v2.1/servers/{id}/ips", c(self.ips), methods=["GET"]),
-            Route("/v2.1/servers/{id}/os-interface", c(self.interfaces), methods=["GET"]),
+            Route("/v2.1/servers/{id}/os-interface", c(self.interfaces), methods=["GET", "POST"]),
+            Route(
+                "/v2.1/servers/{id}/os-interface/{port}",
+                c(self.interface),
+                methods=["GET", "DELETE"],
+            ),
             Route(
                 "/v2.1/servers/{id}/os-volume_attachments",
                 c(self.volume_attachments),
@@ -1073,11 +1078,72 @@ class ComputeApi:
             {"addresses": self.service.get_server(ctx, request.path_params["id"])["addresses"]}
         )
 
+    @staticmethod
+    def _interface_body(port: dict[str, Any], v: tuple[int, int]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "port_state": port["status"],
+            "fixed_ips": [
+                {"subnet_id": f["subnet_id"], "ip_address": f["ip_address"]}
+                for f in port["fixed_ips"]
+            ],
+            "port_id": port["id"],
+            "net_id": port["network_id"],
+            "mac_addr": port["mac_address"],
+        }
+        if v >= (2, 70):
+            body["tag"] = None
+        return body
+
     async def interfaces(
         self, request: Request, ctx: RequestContext, v: tuple[int, int]
     ) -> Response:
-        self.service.get_server(ctx, request.path_params["id"])
-        return JSONResponse({"interfaceAttachments": []})
+        server_id = request.path_params["id"]
+        if request.method == "GET":
+            ports = await run_in_threadpool(self.service.interfaces, ctx, server_id)
+            return JSONResponse(
+                {"interfaceAttachments": [self._interface_body(p, v) for p in ports]}
+            )
+        body = await read_json(request)
+        data = body.get("interfaceAttachment", {})
+        if not isinstance(data, dict) or not set(data) <= {"port_id", "net_id", "fixed_ips", "tag"}:
+            raise BadRequest("Invalid input for field/attribute interfaceAttachment.")
+        port_id, net_id = data.get("port_id"), data.get("net_id")
+        fixed = data.get("fixed_ips")
+        fixed_ip = None
+        if fixed is not None:
+            if (
+                not isinstance(fixed, list)
+                or len(fixed) != 1
+                or not isinstance(fixed[0], dict)
+                or not isinstance(fixed[0].get("ip_address"), str)
+            ):
+                raise BadRequest("Invalid input for field/attribute fixed_ips: one ip_address.")
+            if net_id is None:
+                raise BadRequest("fixed_ips needs net_id.")
+            fixed_ip = fixed[0]["ip_address"]
+        for name, value in (("port_id", port_id), ("net_id", net_id)):
+            if value is not None and (not isinstance(value, str) or len(value) > 64):
+                raise BadRequest(f"Invalid input for field/attribute {name}.")
+        if port_id is not None and net_id is not None:
+            raise BadRequest("Must not input both network_id and port_id")
+        audit(request, "compute.server.attach_interface", "server", server_id)
+        port = await run_in_threadpool(
+            self.service.attach_interface, ctx, server_id, port_id, net_id, fixed_ip
+        )
+        return JSONResponse({"interfaceAttachment": self._interface_body(port, v)})
+
+    async def interface(
+        self, request: Request, ctx: RequestContext, v: tuple[int, int]
+    ) -> Response:
+        server_id, port_id = request.path_params["id"], request.path_params["port"]
+        if request.method == "DELETE":
+            audit(request, "compute.server.detach_interface", "server", server_id)
+            await run_in_threadpool(self.service.detach_interface, ctx, server_id, port_id)
+            return Response(status_code=202)
+        for port in await run_in_threadpool(self.service.interfaces, ctx, server_id):
+            if port["id"] == port_id:
+                return JSONResponse({"interfaceAttachment": self._interface_body(port, v)})
+        raise NotFound(f"Instance {server_id} has no interface with port {port_id[:64]}.")
 
     @staticmethod
     def _attachment_body(a: dict[str, Any], v: tuple[int, int]) -> dict[str, Any]:

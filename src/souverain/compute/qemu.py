@@ -73,11 +73,16 @@ class PowerState(IntEnum):
 
 @dataclass(frozen=True)
 class Nic:
-    """One virtio-net NIC: QEMU user networking (isolated, restrict=on) or an existing tap."""
+    """One virtio-net NIC: QEMU user networking (isolated, restrict=on) or an existing tap.
+
+    `id` (same rules as a Disk's, e.g. "nic-<port id>") names the device so it can be
+    unplugged and put back in its PCI slot on resume; hot-plugged NICs must have one.
+    """
 
     mac: str
     kind: str = "user"
     ifname: str | None = None
+    id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -407,7 +412,11 @@ class QemuDriver:
             slots = json.loads(self._state_slots_file(spec.uuid).read_text())
         except FileNotFoundError:
             return {}  # suspended before volumes were recorded: the command-line order decides
-        saved, given = sorted(slots), sorted(disk.id for disk in spec.disks)
+        # NICs with an id are recorded too (and put back where they were), but a NIC set that
+        # changed is caught by the guest, not here: only the volumes must match exactly
+        nic_ids = {nic.id for nic in spec.nics if nic.id}
+        saved = sorted(key for key in slots if key not in nic_ids and not key.startswith("nic-"))
+        given = sorted(disk.id for disk in spec.disks)
         if saved != given:
             raise DriverError(
                 f"the server was suspended with volumes {saved or 'none'}; resuming needs the "
@@ -496,7 +505,7 @@ class QemuDriver:
                 "-device", "virtio-blk-pci,drive=config",
             ]  # fmt: skip
         for index, nic in enumerate(spec.nics):
-            argv += self._nic_args(index, nic)
+            argv += self._nic_args(index, nic, slots.get(nic.id) if slots and nic.id else None)
         for disk in spec.disks:
             argv += _disk_args(disk, slots.get(disk.id) if slots else None)
         if spec.kernel is not None:
@@ -510,19 +519,25 @@ class QemuDriver:
         return argv
 
     @staticmethod
-    def _nic_args(index: int, nic: Nic) -> list[str]:
+    def _nic_args(index: int, nic: Nic, slot: int | None = None) -> list[str]:
+        netdev_id = f"{_check_disk_id(nic.id)}-net" if nic.id else f"net{index}"
         mac = nic.mac.lower()
         if not MAC_RE.match(mac):
             raise DriverError(f"invalid MAC address {nic.mac!r}")
         if nic.kind == "user":
-            netdev = f"user,id=net{index},restrict=on"
+            netdev = f"user,id={netdev_id},restrict=on"
         elif nic.kind == "tap":
             if nic.ifname is None or not IFNAME_RE.match(nic.ifname):
                 raise DriverError(f"invalid tap device name {nic.ifname!r}")
-            netdev = f"tap,id=net{index},ifname={nic.ifname},script=no,downscript=no"
+            netdev = f"tap,id={netdev_id},ifname={nic.ifname},script=no,downscript=no"
         else:
             raise DriverError(f"unknown NIC kind {nic.kind!r}")
-        return ["-netdev", netdev, "-device", f"virtio-net-pci,netdev=net{index},mac={mac}"]
+        device = f"virtio-net-pci,netdev={netdev_id},mac={mac}"
+        if nic.id:
+            device += f",id={nic.id}"
+        if slot is not None:
+            device += f",addr={slot:#x}"
+        return ["-netdev", netdev, "-device", device]
 
     def pid(self, uuid: str) -> int | None:
         """The guest's QEMU pid, only if that process really is this guest's QEMU."""
@@ -755,6 +770,62 @@ class QemuDriver:
             return False
         return disk_id in self._peripherals(uuid)
 
+    # ----------------------------------------------------------------- NICs
+
+    def attach_nic(self, uuid: str, nic: Nic) -> None:
+        """Hot-plug a tap NIC into a running (or paused) guest; already there is fine."""
+        if nic.kind != "tap" or not nic.id or nic.ifname is None:
+            raise DriverError("a hot-plugged NIC is a tap with an id")
+        self._nic_args(0, nic)  # validates the id, MAC and tap name
+        with self._instance_lock(uuid):
+            self._require_running(uuid)
+            if nic.id in self._peripherals(uuid):
+                return
+            netdev_id = f"{nic.id}-net"
+            netdev: dict[str, Any] = {
+                "type": "tap",
+                "id": netdev_id,
+                "ifname": nic.ifname,
+                "script": "no",
+                "downscript": "no",
+            }
+            with contextlib.suppress(DriverError):  # left by a detach cut short
+                self._qmp(uuid, "netdev_del", id=netdev_id)
+            self._qmp(uuid, "netdev_add", **netdev)
+            device: dict[str, Any] = {
+                "driver": "virtio-net-pci",
+                "id": nic.id,
+                "netdev": netdev_id,
+                "mac": nic.mac.lower(),
+            }
+            try:
+                self._qmp(uuid, "device_add", **device)
+            except DriverError:
+                with contextlib.suppress(DriverError):
+                    self._qmp(uuid, "netdev_del", id=netdev_id)
+                raise
+
+    def detach_nic(self, uuid: str, nic_id: str, timeout: float = 30.0) -> bool:
+        """Unplug a NIC (the guest acknowledges), then close its tap. False on timeout."""
+        _check_disk_id(nic_id)
+        with self._instance_lock(uuid):
+            if self.pid(uuid) is None:
+                return True
+            if nic_id in self._peripherals(uuid):
+                try:
+                    self._qmp(uuid, "device_del", id=nic_id)
+                except DriverError as exc:
+                    if "already in the process of unplug" not in str(exc):
+                        raise
+                deadline = time.monotonic() + timeout
+                while nic_id in self._peripherals(uuid):
+                    if time.monotonic() >= deadline:
+                        return False
+                    time.sleep(DETACH_POLL_INTERVAL)
+            with contextlib.suppress(DriverError):  # never added, or gone with the device
+                self._qmp(uuid, "netdev_del", id=f"{nic_id}-net")
+            return True
+
     def resize_disk(self, uuid: str, disk_id: str, size_bytes: int) -> None:
         """Grow an attached volume (and its file) to `size_bytes`; the guest sees the change."""
         _check_disk_id(disk_id)
@@ -792,7 +863,7 @@ class QemuDriver:
                 self._qmp(uuid, "blockdev-del", **delete)
 
     def _volume_slots(self, uuid: str) -> dict[str, int]:
-        """Each volume device's PCI slot on bus 0 (only volumes carry an id)."""
+        """Each volume's and NIC's PCI slot on bus 0 (the devices that carry an id)."""
         slots: dict[str, int] = {}
         for bus in self._qmp(uuid, "query-pci"):
             for device in bus["devices"]:

@@ -764,6 +764,9 @@ class ComputeService:
         ):
             raise BadRequest("Flavor's disk is too small for requested image.")
         networks = req.networks
+        if networks == "auto" and self.network is not None and self.network.dataplane is not None:
+            # get-me-a-network: the project's own network, subnet and router to public
+            networks = [{"uuid": self.network.get_or_create_auto_network(ctx)["id"]}]
         if isinstance(networks, list) and networks:
             self._check_networks(ctx, networks, req.max_count)
         now = _now_naive(self.clock)
@@ -896,21 +899,38 @@ class ComputeService:
 
     def _plug_ports(self, server_id: str) -> dict[str, Any]:
         """Bind the server's ports to this host; the addresses the server shows."""
-        addresses: dict[str, list[dict[str, Any]]] = {}
         for port in self.network.ports_of(server_id):
             self.network.bind_port(port["id"], server_id, self.host)
+        return self._addresses(server_id)
+
+    def _addresses(self, server_id: str) -> dict[str, Any]:
+        """Nova's `addresses`: each port's fixed IPs, then the floating IPs pointing at them."""
+        addresses: dict[str, list[dict[str, Any]]] = {}
+        ports = self.network.ports_of(server_id)
+        floating = self.network.floating_ips_of_ports([p["id"] for p in ports])
+        for port in ports:
             name = self.network.get_network(SYSTEM, port["network_id"])["name"]
-            for fixed in port["fixed_ips"]:
-                addr = fixed["ip_address"]
-                addresses.setdefault(name or port["network_id"], []).append(
+            entries = addresses.setdefault(name or port["network_id"], [])
+            kinds = [("fixed", f["ip_address"]) for f in port["fixed_ips"]]
+            kinds += [("floating", ip) for ip in floating.get(port["id"], [])]
+            for kind, addr in kinds:
+                entries.append(
                     {
                         "addr": addr,
                         "version": 6 if ":" in addr else 4,
-                        "OS-EXT-IPS:type": "fixed",
+                        "OS-EXT-IPS:type": kind,
                         "OS-EXT-IPS-MAC:mac_addr": port["mac_address"],
                     }
                 )
         return addresses
+
+    def refresh_addresses(self, server_id: str) -> None:
+        """The network told us a port of this server changed (Nova's network-changed event)."""
+        with self.db.session() as s:
+            row = s.get(Server, server_id)
+            if row is None or row.deleted or not isinstance(row.networks, list):
+                return
+        self._set(server_id, addresses=self._addresses(server_id))
 
     def _let_go_of_ports(self, server_id: str) -> None:
         if self.network is None:
@@ -929,7 +949,12 @@ class ComputeService:
         nics: tuple[Nic, ...] = ()
         if isinstance(row.networks, list) and self.network is not None:
             nics = tuple(
-                Nic(mac=port["mac_address"], kind="tap", ifname=self.network.wire_port(port["id"]))
+                Nic(
+                    mac=port["mac_address"],
+                    kind="tap",
+                    ifname=self.network.wire_port(port["id"]),
+                    id=_nic_id(port["id"]),
+                )
                 for port in self.network.ports_of(row.id)
             )
         elif row.networks != "none":
@@ -1669,6 +1694,95 @@ class ComputeService:
 
         self._submit(task)
 
+    # ------------------------------------------------------------------ interfaces (ports)
+
+    def interfaces(self, ctx: RequestContext, server_id: str) -> list[dict[str, Any]]:
+        self.get_server(ctx, server_id)
+        return [] if self.network is None else list(self.network.ports_of(server_id))
+
+    def _interface_row_check(self, ctx: RequestContext, server_id: str, verb: str) -> Server:
+        with self.db.session() as s:
+            row = self._server_row(s, ctx, server_id)
+            self._check_unlocked(ctx, row)
+            if row.task_state or row.vm_state not in ("active", "paused", "stopped"):
+                state = f"task_state {row.task_state}" if row.task_state else row.vm_state
+                raise Conflict(f"Cannot '{verb}' instance {server_id} while it is in {state}")
+            s.expunge(row)
+            return row
+
+    def attach_interface(
+        self,
+        ctx: RequestContext,
+        server_id: str,
+        port_id: str | None,
+        network_id: str | None,
+        fixed_ip: str | None,
+    ) -> dict[str, Any]:
+        """Plug a port (given, or made on a network) into the server, hot if it runs."""
+        row = self._interface_row_check(ctx, server_id, "attach_interface")
+        if self.network is None or self.network.dataplane is None:
+            raise BadRequest("This cloud runs no network data plane: no port can be attached.")
+        if row.networks != "none" and not isinstance(row.networks, list):
+            raise BadRequest(
+                "This server has the isolated user-mode NIC: create it with networks to "
+                "attach ports."
+            )
+        if port_id is None and network_id is None:
+            network_id = self.network.get_or_create_auto_network(ctx)["id"]
+        with self._server_lock(server_id):
+            port = self.network.create_port_for_server(
+                ctx, network_id=network_id, port_id=port_id, fixed_ip=fixed_ip, server_id=server_id
+            )
+            try:
+                self.network.bind_port(port["id"], server_id, self.host)
+                if self.driver.pid(server_id) is not None:
+                    tap = self.network.wire_port(port["id"])
+                    nic = Nic(
+                        mac=port["mac_address"], kind="tap", ifname=tap, id=_nic_id(port["id"])
+                    )
+                    self.driver.attach_nic(server_id, nic)
+            except Exception as exc:
+                self.network.release_port(port["id"])
+                if isinstance(exc, DriverError):
+                    raise Conflict(f"Attaching port {port['id']} failed: {exc}") from None
+                raise
+            if not isinstance(row.networks, list):
+                self._set(server_id, networks=[])
+            self._set(server_id, addresses=self._addresses(server_id))
+            with self.db.session() as s:
+                self._action(s, ctx, server_id, row.project_id, "attach_interface")
+            return dict(self.network.get_port(SYSTEM, port["id"]))
+
+    def detach_interface(self, ctx: RequestContext, server_id: str, port_id: str) -> None:
+        row = self._interface_row_check(ctx, server_id, "detach_interface")
+        if self.network is None or port_id not in [
+            p["id"] for p in self.network.ports_of(server_id)
+        ]:
+            raise NotFound(f"Port {port_id[:64]} is not attached")
+        with self.db.session() as s:
+            action_id = self._action(s, ctx, server_id, row.project_id, "detach_interface")
+        timeout = self.settings.shutdown_timeout
+
+        def task() -> None:
+            with self._server_lock(server_id):
+                try:
+                    released = self.driver.detach_nic(server_id, _nic_id(port_id), timeout)
+                except Exception as exc:
+                    log.warning("detach of port %s from %s failed: %s", port_id, server_id, exc)
+                    released = False
+                if not released:
+                    self._finish_action(
+                        action_id,
+                        f"The guest did not release port {port_id} within {timeout:g} s; it "
+                        "is still attached. Try again.",
+                    )
+                    return
+                self.network.release_port(port_id)
+                self._set(server_id, addresses=self._addresses(server_id))
+                self._finish_action(action_id)
+
+        self._submit(task)
+
     def _resize_attached(self, server_id: str, volume_id: str, size_gib: int) -> None:
         """Extend of an attached volume: grow it through QEMU so the guest sees it at once."""
         with self._server_lock(server_id):
@@ -1932,6 +2046,10 @@ class ComputeService:
                 self._sync_one(server_id)
             if server_id in running:
                 self.driver.trim_console(server_id)
+
+
+def _nic_id(port_id: str) -> str:
+    return f"nic-{port_id}"
 
 
 def _disk_id(volume_id: str) -> str:

@@ -424,6 +424,10 @@ class NetworkService:
         self.dataplane: Any = None
         self.routing: Any = None
         self.firewall: Any = None
+        # called with a server id when its ports' addresses change (a floating IP comes or
+        # goes): the compute service refreshes what the server shows, as Nova's
+        # network-changed event does
+        self.address_listeners: list[Callable[[str], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -1491,6 +1495,37 @@ class NetworkService:
             s.flush()
             return self.port_view(s, row)
 
+    def release_port(self, port_id: str) -> None:
+        """One port leaves its server: deleted if made for it, else unbound; unplugged."""
+        with self.db.session() as s:
+            row = s.get(m.Port, port_id)
+            if row is None:
+                return
+            network_id = row.network_id
+            if row.delete_with_device:
+                routers = self._delete_port_row(s, row)
+            else:
+                routers = set()
+                row.device_id, row.device_owner, row.host, row.status = "", "", "", "DOWN"
+                row.updated_at = self._now()
+        for router_id in routers:
+            self.sync_router(router_id)
+        self.unwire_port(port_id, network_id)
+
+    def _tell_servers(self, port_ids: set[str | None]) -> None:
+        with self.db.session() as s:
+            devices = s.scalars(
+                select(m.Port.device_id).where(
+                    m.Port.id.in_([p for p in port_ids if p]), m.Port.device_owner.like("compute:%")
+                )
+            ).all()
+        for device_id in set(devices):
+            for listener in self.address_listeners:
+                try:
+                    listener(device_id)
+                except Exception:
+                    log.exception("server %s could not refresh its addresses", device_id)
+
     def release_ports_of(self, server_id: str) -> None:
         routers: set[str] = set()
         with self.db.session() as s:
@@ -2499,6 +2534,7 @@ class NetworkService:
         view = self._retrying(work)
         if view["router_id"]:
             self.sync_router(view["router_id"])
+            self._tell_servers({view["port_id"]})
         return view
 
     def get_floating_ip(self, ctx: RequestContext, fip_id: str) -> dict[str, Any]:
@@ -2519,7 +2555,7 @@ class NetworkService:
         _only(body, frozenset({"port_id", "fixed_ip_address", "description"}), "floatingip")
         with self.db.session() as s:
             row = self._floating(s, ctx, fip_id)
-            before = row.router_id
+            before, before_port = row.router_id, row.port_id
             if "port_id" in body:
                 self._associate(s, ctx, row, body["port_id"], body.get("fixed_ip_address"))
             if "description" in body:
@@ -2530,18 +2566,20 @@ class NetworkService:
             view = self.floating_view(s, row)
         for router_id in {before, view["router_id"]} - {None}:
             self.sync_router(str(router_id))
+        self._tell_servers({before_port, view["port_id"]})
         return view
 
     def delete_floating_ip(self, ctx: RequestContext, fip_id: str) -> None:
         with self.db.session() as s:
             row = self._floating(s, ctx, fip_id)
-            router_id = row.router_id
+            router_id, port_id = row.router_id, row.port_id
             port = s.get(m.Port, row.floating_port_id)
             if port is not None:
                 self._delete_port_row(s, port)
             s.delete(row)
         if router_id:
             self.sync_router(router_id)
+            self._tell_servers({port_id})
 
     def floating_ips_of_ports(self, port_ids: list[str]) -> dict[str, list[str]]:
         """Port id -> the floating addresses pointing at it (for a server's addresses)."""
