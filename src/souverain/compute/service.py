@@ -1008,6 +1008,31 @@ class ComputeService:
         user_data = base64.b64decode(row.user_data) if row.user_data else None
         if row.networks == "none":
             network: dict[str, Any] = {"links": [], "networks": [], "services": []}
+        elif isinstance(row.networks, list) and self.network is not None:
+            # one link per port, in the guest's NIC order; the addresses come by DHCP
+            ports = self.network.ports_of(row.id)
+            network = {
+                "links": [
+                    {
+                        "id": f"tap{index}",
+                        "type": "phy",
+                        "ethernet_mac_address": port["mac_address"],
+                        "mtu": self.network.get_network(SYSTEM, port["network_id"])["mtu"],
+                        "vif_id": port["id"],
+                    }
+                    for index, port in enumerate(ports)
+                ],
+                "networks": [
+                    {
+                        "id": f"network{index}",
+                        "type": "ipv4_dhcp",
+                        "link": f"tap{index}",
+                        "network_id": port["network_id"],
+                    }
+                    for index, port in enumerate(ports)
+                ],
+                "services": [],
+            }
         else:
             network = {
                 "links": [

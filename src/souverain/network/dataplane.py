@@ -146,11 +146,22 @@ class Dataplane:
                     # a fresh guest port forwards at once; no STP across guests
                     br_forward_delay=0,
                     br_stp_state=0,
+                    # bridged IPv4 goes through the inet hooks, where the security groups'
+                    # stateful rules are (firewall.py), whatever the host's sysctl says
+                    br_nf_call_iptables=1,
                 )
                 index = _lookup(ipr, name)
             elif _kind(ipr.get_links(index)[0]) != "bridge":
                 raise DataplaneError(f"{name} exists and is not a bridge: remove it by hand")
             _no_host_ipv6(name)
+            _netlink(
+                f"enable netfilter on bridge {name}",
+                ipr.link,
+                "set",
+                index=index,
+                kind="bridge",
+                br_nf_call_iptables=1,
+            )
             _netlink(f"bring up bridge {name}", ipr.link, "set", index=index, mtu=mtu, state="up")
         return name
 

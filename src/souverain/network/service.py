@@ -65,6 +65,7 @@ MAX_DNS = 5
 MAX_ROUTES = 20
 MAX_PAIRS = 10
 AUTO_NETWORK = "auto_allocated_network"
+AUTO_ROUTER = "auto_allocated_router"
 COMPUTE_OWNER = "compute:nova"
 DHCP_OWNER = "network:dhcp"
 ROUTER_INTERFACE = "network:router_interface"
@@ -1449,9 +1450,34 @@ class NetworkService:
                 )
                 s.add(subnet)
                 s.flush()
-                return self.network_view(s, row)
+                view = self.network_view(s, row)
         except IntegrityError:
             return self.get_or_create_auto_network(ctx)
+        self._auto_router(ctx, view["subnets"][0])
+        return view
+
+    def _auto_router(self, ctx: RequestContext, subnet_id: str) -> None:
+        """Get-me-a-network's router: the new subnet reaches `public` (SNAT), as Neutron's
+        auto-allocated topology does. Without a router quota left the network stays private."""
+        with self.db.session() as s:
+            public = s.scalar(
+                select(m.Network.id)
+                .where(m.Network.external, m.Network.project_id == "")
+                .order_by(m.Network.created_at)
+            )
+        if public is None:
+            return
+        try:
+            router = self.create_router(
+                ctx,
+                {"name": AUTO_ROUTER, "external_gateway_info": {"network_id": public}},
+            )
+        except OverQuota:
+            log.warning(
+                "project %s has no router quota left: its auto network is private", ctx.project_id
+            )
+            return
+        self.add_router_interface(ctx, router["id"], {"subnet_id": subnet_id})
 
     def create_port_for_server(
         self,
