@@ -124,6 +124,10 @@ class VolumeSettings(_Section):
 
 
 class NetworkSettings(_Section):
+    dataplane: bool = Field(
+        default=True,
+        description="run the host data plane (bridges, dnsmasq, routers, nftables) when root",
+    )
     public_cidr: str = Field(default="172.24.4.0/24", description="the external network 'public'")
     public_gateway: str = Field(default="172.24.4.1", description="the host's address on it")
     public_pool_start: str = Field(default="172.24.4.10")

@@ -249,7 +249,9 @@ def _network(
     settings: Settings, db: Database, identity: IdentityService, clock: Clock
 ) -> NetworkService:
     service = NetworkService(db, identity, clock, settings.network)
-    if os.geteuid() == 0:  # bridges, taps and namespaces need root; without, networks are refused
+    # bridges, taps and namespaces need root; without, servers take networks none (or the
+    # isolated user-mode NIC for auto)
+    if settings.network.dataplane and os.geteuid() == 0:
         from souverain.network.dataplane import Dataplane
 
         # one host may run several clouds (tests do): names derive from the data dir

@@ -51,6 +51,9 @@ def settings_for(data_dir: Any, **identity: Any) -> Settings:
                 **identity,
             },
             "audit": {"fsync": False},
+            # in-process tests check the API and the database; the kernel side is proved by
+            # tests/platform and tests/e2e, each cloud with its own public network
+            "network": {"dataplane": False},
         },
     )
 

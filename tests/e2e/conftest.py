@@ -30,6 +30,8 @@ import openstack.connection
 import pytest
 import yaml
 
+from tests.public_net import public_network_env
+
 BIN = Path(sys.executable).parent
 SOUVERAIN = str(BIN / "souverain")
 OPENSTACK = str(BIN / "openstack")
@@ -180,7 +182,7 @@ class Cloud:
 
     @classmethod
     def start(cls, root: Path, **env: str) -> Cloud:
-        server = ServerProcess(root, child_env(**{**BASE_ENV, **env}))
+        server = ServerProcess(root, child_env(**{**BASE_ENV, **public_network_env(), **env}))
         auth_url = server.start()
         cloud = cls(server, auth_url, root)
         admin_cloud = yaml.safe_load((server.data_dir / "clouds.yaml").read_text())["clouds"][

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.public_net import public_network_env
+
 SOUVERAIN = str(Path(sys.executable).with_name("souverain"))
 ADMIN_PASSWORD = "platform-admin-pw"
 
@@ -139,6 +141,7 @@ def server_env(**extra: str) -> dict[str, str]:
             "SOUVERAIN_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "SOUVERAIN_IDENTITY__BCRYPT_ROUNDS": "4",
             "SOUVERAIN_AUDIT__FSYNC": "false",
+            **public_network_env(),
         }
     )
     env.update(extra)
