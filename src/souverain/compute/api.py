@@ -827,6 +827,16 @@ class ComputeApi:
             ):
                 raise BadRequest("Invalid input for field/attribute tags.")
             tags = tuple(raw)
+        groups = data.get("security_groups", [])
+        if (
+            not isinstance(groups, list)
+            or len(groups) > 16
+            or not all(
+                isinstance(g, dict) and isinstance(g.get("name"), str) and 0 < len(g["name"]) <= 255
+                for g in groups
+            )
+        ):
+            raise BadRequest("Invalid input for field/attribute security_groups: [{name}].")
         hostname = data.get("hostname") if v >= (2, 90) else None
         if "personality" in data and v >= (2, 57):
             raise BadRequest("Additional properties are not allowed ('personality' was unexpected)")
@@ -838,6 +848,7 @@ class ComputeApi:
             user_data=user_data,
             metadata=metadata,
             networks=networks,
+            security_groups=tuple(dict.fromkeys(g["name"] for g in groups)),
             availability_zone=zone,
             min_count=min_count,
             max_count=max_count,

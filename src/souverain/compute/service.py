@@ -138,6 +138,8 @@ class ServerRequest:
     tags: tuple[str, ...] = ()
     config_drive: bool = True
     boot_volume: BootVolume | None = None
+    # names or ids of the project's security groups for the ports the server gets made
+    security_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -781,7 +783,7 @@ class ComputeService:
             count = self._fit_in_quota(s, ctx.project_id, req, flavor_doc)
             server_ids = [str(uuid.uuid4()) for _ in range(count)]
             if isinstance(networks, list) and networks:
-                self._make_ports(ctx, networks, server_ids)
+                self._make_ports(ctx, networks, server_ids, req.security_groups)
             rows = []
             for index in range(count):
                 server_id = server_ids[index]
@@ -878,7 +880,13 @@ class ComputeService:
             else:
                 raise BadRequest("Each entry of networks names a network (uuid) or a port.")
 
-    def _make_ports(self, ctx: RequestContext, networks: list[Any], server_ids: list[str]) -> None:
+    def _make_ports(
+        self,
+        ctx: RequestContext,
+        networks: list[Any],
+        server_ids: list[str],
+        groups: tuple[str, ...] = (),
+    ) -> None:
         """Every server's ports, before any server row: a refusal leaves nothing behind."""
         made: list[str] = []
         try:
@@ -890,11 +898,14 @@ class ComputeService:
                         port_id=item.get("port"),
                         fixed_ip=item.get("fixed_ip"),
                         server_id=server_id,
+                        security_groups=list(groups) or None,
                     )
                 made.append(server_id)
-        except Exception:
+        except Exception as exc:
             for server_id in [*made, server_ids[len(made)]]:
                 self.network.release_ports_of(server_id)
+            if isinstance(exc, NotFound):  # a security group or network named in the request
+                raise BadRequest(exc.message) from None
             raise
 
     def _plug_ports(self, server_id: str) -> dict[str, Any]:

@@ -1487,6 +1487,7 @@ class NetworkService:
         fixed_ip: str | None = None,
         *,
         server_id: str,
+        security_groups: list[str] | None = None,
     ) -> dict[str, Any]:
         if port_id is not None:
             with self.db.session() as s:
@@ -1509,6 +1510,8 @@ class NetworkService:
         }
         if fixed_ip is not None:
             body["fixed_ips"] = [{"ip_address": fixed_ip}]
+        if security_groups is not None:
+            body["security_groups"] = security_groups
         return self.create_port(ctx, body, delete_with_device=True)
 
     def bind_port(self, port_id: str, server_id: str, host: str) -> dict[str, Any]:
