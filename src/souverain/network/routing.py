@@ -48,7 +48,7 @@ NS_PORT_ID_CHARS = 11
 _ROUTER_VETH, _GATEWAY_VETH = "q", "g"
 _ESRCH = 3
 _IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
-# The one packet-mark bit this module owns on the host: "routed out of a public network".
+# The one conntrack-mark bit this module owns on the host: "routed out of a public network".
 PUBLIC_MASQUERADE_MARK = 0x00800000
 
 
@@ -694,13 +694,15 @@ def _public_ruleset(table_name: str, network: ipaddress.IPv4Network, bridge: str
     """Masquerade what the host routes from the public bridge to any other interface.
 
     The decision is taken in the forward hook, where the input interface is known, and
-    carried to postrouting in one bit of the packet mark: with br_netfilter loaded, frames
-    merely bridged (a floating IP's DNATed packets crossing a tenant bridge, routers talking
-    across the public bridge) also pass the IP hooks, with the bridge as output interface,
-    and an address match alone would masquerade them too.
+    carried to postrouting in one bit of the connection's mark: with br_netfilter loaded,
+    frames merely bridged (a floating IP's DNATed packets crossing a tenant bridge, routers
+    talking across the public bridge) also pass the IP hooks, with the bridge as output
+    interface, and an address match alone would masquerade them too. The conntrack mark,
+    not the packet mark: the security groups (firewall.py) own the packet mark of bridged
+    frames, and NAT is decided on a connection's first packet anyway.
     """
     table = {"family": "ip", "name": table_name}
-    mark = {"meta": {"key": "mark"}}
+    mark = {"ct": {"key": "mark"}}
     payload = _batch({"table": table})
     payload["nftables"].extend(
         [
