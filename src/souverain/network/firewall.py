@@ -89,7 +89,9 @@ class Rule:
 class PortFilter:
     """A guest port with port security: what it may send, and what its groups let in and out.
 
-    A port with port_security_enabled=False is simply not passed to the firewall.
+    A port with port_security_enabled=False is simply not passed to the firewall. The MACs
+    and IPv4 addresses of the port and its allowed pairs are checked as two lists, not bound
+    pair by pair: a pair's MAC may send with any of the port's allowed addresses.
     """
 
     ifname: str  # the bridge port (tap) name
