@@ -43,6 +43,9 @@ from souverain.image import api as image_api
 from souverain.image.service import ImageService
 from souverain.image.store import ImageStore
 from souverain.network import api as network_api
+from souverain.network.dataplane import Dataplane
+from souverain.network.firewall import Firewall
+from souverain.network.routing import Routing
 from souverain.network.service import NetworkService
 from souverain.objectstore.service import ObjectStoreService
 from souverain.objectstore.store import BlobStore
@@ -252,15 +255,16 @@ def _network(
     # bridges, taps and namespaces need root; without, servers take networks none (or the
     # isolated user-mode NIC for auto)
     if settings.network.dataplane and os.geteuid() == 0:
-        from souverain.network.dataplane import Dataplane
-
         # one host may run several clouds (tests do): names derive from the data dir
         digest = hashlib.sha256(str(_paths(settings).root).encode()).hexdigest()
         run_dir = Path("/run/souverain-net") / digest[:8]
         run_dir.mkdir(parents=True, exist_ok=True)
         for directory in (run_dir.parent, run_dir):  # dnsmasq runs as nobody: it must get in
             os.chmod(directory, 0o755)  # noqa: S103 - dnsmasq (nobody) reads below
-        service.dataplane = Dataplane(run_dir, prefix=_dataplane_prefix(digest))
+        plane = Dataplane(run_dir, prefix=_dataplane_prefix(digest))
+        service.dataplane = plane
+        service.routing = Routing(plane)
+        service.firewall = Firewall(plane.prefix)
     return service
 
 

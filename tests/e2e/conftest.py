@@ -30,6 +30,7 @@ import openstack.connection
 import pytest
 import yaml
 
+from souverain.server import _dataplane_prefix
 from tests.public_net import public_network_env
 
 BIN = Path(sys.executable).parent
@@ -504,7 +505,8 @@ def kill_guests(data_dir: Path) -> None:
             os.kill(pid, signal.SIGKILL)
     digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()
     run_dir = f"/run/souverain-net/{digest[:8]}/"
-    prefixes = set()
+    prefix = _dataplane_prefix(digest)
+    prefixes = {prefix}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -526,12 +528,21 @@ def kill_guests(data_dir: Path) -> None:
                     check=False,
                 )
                 break
-    if prefixes:
-        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False)
-        for line in links.stdout.splitlines():
-            name = line.split(":")[1].strip().split("@")[0]
-            if any(re.fullmatch(p + r"[btd][0-9a-f]+", name) for p in prefixes):
-                subprocess.run(["ip", "link", "delete", name], capture_output=True, check=False)
+    spaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    for line in spaces.stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        if name.startswith((f"{prefix}dhcp-", f"{prefix}r-")):
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False)
+    for line in links.stdout.splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        if any(re.fullmatch(p + r"[btdqg][0-9a-f]+", name) for p in prefixes):
+            subprocess.run(["ip", "link", "delete", name], capture_output=True, check=False)
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False)
+    for line in tables.stdout.splitlines():
+        words = line.split()  # "table <family> <name>"
+        if len(words) == 3 and words[2].startswith(f"souverain-{prefix}"):
+            subprocess.run(["nft", "delete", "table", words[1], words[2]], check=False)
 
 
 @pytest.fixture(scope="session")
