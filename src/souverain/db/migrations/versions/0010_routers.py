@@ -19,9 +19,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("networks") as batch_op:
         batch_op.add_column(sa.Column("segmentation_id", sa.Integer(), nullable=True))
-        batch_op.create_unique_constraint(
-            op.f("uq_networks_segmentation_id"), ["segmentation_id"]
-        )
+        batch_op.create_unique_constraint(op.f("uq_networks_segmentation_id"), ["segmentation_id"])
     conn = op.get_bind()
     ids = conn.execute(sa.text("SELECT id FROM networks ORDER BY created_at, id")).scalars()
     for number, network_id in enumerate(list(ids), start=1):
