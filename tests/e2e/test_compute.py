@@ -390,22 +390,3 @@ def test_microversions_and_discovery(compute_cloud: Cloud) -> None:
     (version,) = root["versions"]
     assert version["id"] == "v2.1" and version["min_version"] == "2.1"
     assert json.loads(json.dumps(version))["status"] == "CURRENT"
-
-
-def test_auto_network_is_an_isolated_nic(
-    compute_cloud: Cloud, conn: openstack.connection.Connection
-) -> None:
-    """Until the network service lands, `auto` gives DHCP inside and no way out."""
-    port = compute_cloud.base_url.rsplit(":", 1)[1]
-    script = (
-        "#!/bin/sh\n"
-        f"if echo | nc -w 3 10.0.2.2 {port} >/dev/null 2>&1; "
-        "then echo reach=escaped; else echo reach=isolated; fi\n"
-    )
-    server = create(conn, unique("auto"), script, networks="auto")
-    wait_status(conn, server.id, "ACTIVE")
-    output = wait_console(conn, server.id, "reach=")
-    assert "souverain-guest: ip=10.0.2.15/24 on eth0" in output
-    assert "reach=isolated" in output
-    conn.compute.delete_server(server)
-    conn.compute.wait_for_delete(server, wait=60)

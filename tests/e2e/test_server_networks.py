@@ -1,14 +1,17 @@
-"""Servers on a private network: DHCP gives each guest its port's address; they reach each other.
+"""Servers on private networks: DHCP gives each guest its port's address; they reach each
+other; `networks: auto` gives a project its own network and router (get-me-a-network); ports
+are plugged into and out of a running guest.
 
-The first slice of issue 6: L2 and DHCP on the host's data plane (a bridge per
-network, a tap per port, dnsmasq with static leases in a namespace). Security
-groups, routers and floating IPs come next.
+Security groups, routers and floating IPs are proved in test_network_security.py.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import openstack.connection
@@ -127,3 +130,117 @@ def test_two_guests_get_their_ports_addresses_and_reach_each_other(
     )
     assert refused.status_code == 400, refused.text
     assert list(theirs.compute.servers()) == []
+
+
+def test_auto_is_get_me_a_network_with_a_way_out(
+    compute_cloud: Cloud, tenant: Tenant, conn: openstack.connection.Connection
+) -> None:
+    """`networks: auto` gives the project a private network, subnet and router to public
+    (made once); the guest gets an address by DHCP and reaches the outside through SNAT."""
+    public = compute_cloud.admin.network.find_network("public", ignore_missing=False)
+    gateway = compute_cloud.admin.network.get_subnet(public.subnet_ids[0]).gateway_ip
+    listener = socket.create_server((gateway, 0))
+    listener.settimeout(120)
+    seen: list[str] = []
+
+    def accept() -> None:
+        try:
+            peer, address = listener.accept()
+        except OSError:
+            return
+        seen.append(address[0])
+        peer.close()
+
+    waiter = threading.Thread(target=accept, daemon=True)
+    waiter.start()
+    port = listener.getsockname()[1]
+    script = (
+        "#!/bin/sh\n"
+        "( for i in $(seq 1 60); do\n"
+        f"    if echo hi | nc -w 3 {gateway} {port} >/dev/null 2>&1; then echo reach=out; exit; fi\n"
+        "    sleep 1\n"
+        "  done; echo reach=none ) &\n"
+    )
+    try:
+        first = create(conn, unique("auto"), script, networks="auto")
+        second = create(conn, unique("auto"), networks="auto")
+        for server in (first, second):
+            wait_status(conn, server.id, "ACTIVE")
+        output = wait_console(conn, first.id, "reach=")
+        assert "reach=out" in output
+        waiter.join(10)
+    finally:
+        listener.close()
+    (network,) = list(conn.network.networks(name="auto_allocated_network"))
+    (router,) = list(conn.network.routers(name="auto_allocated_router"))
+    assert router.external_gateway_info["network_id"] == public.id
+    router_ip = router.external_gateway_info["external_fixed_ips"][0]["ip_address"]
+    assert seen == [router_ip], "the host saw the router's address (SNAT)"
+    for server in (first, second):
+        (port_row,) = list(conn.network.ports(device_id=server.id))
+        assert port_row.network_id == network.id
+        address = port_row.fixed_ips[0]["ip_address"]
+        wait_console(conn, server.id, f"souverain-guest: ip={address}/24 on eth0")
+        shown = conn.compute.get_server(server.id).addresses["auto_allocated_network"]
+        assert [x["addr"] for x in shown] == [address]
+    for server in (first, second):
+        conn.compute.delete_server(server)
+    for server in (first, second):
+        conn.compute.wait_for_delete(server, wait=60)
+
+
+HOTPLUG = """#!/bin/sh
+( while [ ! -e /sys/class/net/eth1 ]; do sleep 1; done
+  echo "eth1 arrived"
+  ip link set eth1 up
+  udhcpc -i eth1 -t 10 -T 1 -A 1 -n -q -s /etc/souverain/udhcpc.script >/dev/null 2>&1
+  echo "eth1 $(ip -o -4 addr show eth1 | awk '{print $4}')"
+  while [ -e /sys/class/net/eth1 ]; do sleep 1; done
+  echo "eth1 gone" ) &
+"""
+
+
+def test_cli_adds_and_removes_a_port_on_a_running_server(
+    compute_cloud: Cloud, tenant: Tenant, conn: openstack.connection.Connection
+) -> None:
+    cli = tenant.cloud_name
+    first = conn.network.create_network(name=unique("first"))
+    conn.network.create_subnet(network_id=first.id, cidr="10.61.0.0/24", ip_version=4)
+    second = conn.network.create_network(name=unique("second"))
+    conn.network.create_subnet(network_id=second.id, cidr="10.62.0.0/24", ip_version=4)
+    server = create(conn, unique("hot"), HOTPLUG, networks=[{"uuid": first.id}])
+    wait_status(conn, server.id, "ACTIVE")
+    wait_console(conn, server.id, "souverain-guest: ready")
+    extra = conn.network.create_port(network_id=second.id, name="extra")
+    address = extra.fixed_ips[0]["ip_address"]
+    compute_cloud.cli_ok("server", "add", "port", server.id, extra.id, cloud=cli)
+    wait_console(conn, server.id, f"eth1 {address}/24")
+    bound = conn.network.get_port(extra.id)
+    assert bound.device_id == server.id and bound.status == "ACTIVE"
+    listed = compute_cloud.cli_json("port", "list", "--server", server.id, cloud=cli)
+    assert {p["ID"] for p in listed} == {
+        extra.id,
+        *[p.id for p in conn.network.ports(device_id=server.id)],
+    }
+    shown = conn.compute.get_server(server.id).addresses
+    assert [x["addr"] for x in shown[second.name]] == [address]
+    # another project cannot see the interfaces or detach them
+    other = compute_cloud.make_tenant("hot-other")
+    token = compute_cloud.token_for(other)
+    path = f"/compute/v2.1/servers/{server.id}/os-interface"
+    assert compute_cloud.api("GET", path, token=token).status_code == 404
+    assert compute_cloud.api("DELETE", f"{path}/{extra.id}", token=token).status_code == 404
+    compute_cloud.cli_ok("server", "remove", "port", server.id, extra.id, cloud=cli)
+    wait_console(conn, server.id, "eth1 gone")
+    deadline = time.monotonic() + 30
+    while conn.network.get_port(extra.id).device_id and time.monotonic() < deadline:
+        time.sleep(0.5)
+    kept = conn.network.get_port(extra.id)  # the customer's port stays, unbound
+    assert kept.device_id == "" and kept.status == "DOWN"
+    assert extra.id.replace("-", "")[:10] not in _links(), "its tap is gone"
+    assert second.name not in conn.compute.get_server(server.id).addresses
+    conn.compute.delete_server(server)
+    conn.compute.wait_for_delete(server, wait=60)
+    conn.network.delete_port(extra)
+    for net in (first, second):
+        conn.network.delete_network(net)
