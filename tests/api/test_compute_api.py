@@ -1115,6 +1115,9 @@ SERVER_PATHS: list[tuple[str, str, Any]] = [
     ("GET", "/os-instance-actions/req-x", _NO_BODY),
     ("GET", "/ips", _NO_BODY),
     ("GET", "/os-interface", _NO_BODY),
+    ("POST", "/os-interface", {"interfaceAttachment": {}}),
+    ("GET", "/os-interface/some-port", _NO_BODY),
+    ("DELETE", "/os-interface/some-port", _NO_BODY),
     ("GET", "/os-volume_attachments", _NO_BODY),
     *(
         ("POST", "/action", action)
@@ -1352,3 +1355,32 @@ def test_zz_deleting_every_server_leaves_no_qemu_process(world: World) -> None:
     wait_for(lambda: not qemu_processes(world.data_dir), "QEMU processes to exit", 30)
     (detail,) = world.admin.ok("GET", "/os-hypervisors/detail")["hypervisors"]
     assert (detail["vcpus_used"], detail["running_vms"]) == (0, 0)
+
+
+def test_interfaces_of_a_server_without_networks(world: World) -> None:
+    alpha = world.ids["alpha"]
+    assert world.a.ok("GET", f"/servers/{alpha}/os-interface") == {"interfaceAttachments": []}
+    missing = world.a.call("GET", f"/servers/{alpha}/os-interface/nope")
+    fault(missing, 404, "itemNotFound")
+    gone = world.a.call("DELETE", f"/servers/{alpha}/os-interface/nope")
+    fault(gone, 404, "itemNotFound")
+    for body in (
+        {"interfaceAttachment": {"port_id": "p", "net_id": "n"}},
+        {"interfaceAttachment": {"bogus": 1}},
+        {"interfaceAttachment": {"net_id": 5}},
+        {"interfaceAttachment": {"fixed_ips": [{"ip_address": "10.0.0.9"}]}},
+        {"interfaceAttachment": []},
+    ):
+        response = world.a.call("POST", f"/servers/{alpha}/os-interface", body)
+        fault(response, 400, "badRequest")
+    # this in-process cloud runs no data plane: attaching says so, and changes nothing
+    refused = world.a.call("POST", f"/servers/{alpha}/os-interface", {"interfaceAttachment": {}})
+    assert "data plane" in fault(refused, 400, "badRequest")
+    assert world.a.ok("GET", f"/servers/{alpha}/os-interface") == {"interfaceAttachments": []}
+
+
+def test_security_groups_in_a_create_are_checked(world: World) -> None:
+    for groups in ("default", [{"nom": "x"}], [{"name": ""}], [{"name": "x" * 300}]):
+        response = _create(world.a, imageRef=world.image_id, name="g", security_groups=groups)
+        fault(response, 400, "badRequest")
+    assert "g" not in [s["name"] for s in world.a.ok("GET", "/servers")["servers"]]
