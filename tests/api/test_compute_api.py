@@ -1342,21 +1342,6 @@ def test_locked_server_cannot_be_deleted_by_its_owner(world: World) -> None:
 # ---------------------------------------------------------------------- last: delete everything
 
 
-def test_zz_deleting_every_server_leaves_no_qemu_process(world: World) -> None:
-    remaining = world.a.ids()  # the live servers, unless a test above lost one to a bug
-    running = {s["id"] for s in world.a.ok("GET", "/servers/detail?status=ACTIVE")["servers"]}
-    assert len(qemu_processes(world.data_dir)) == len(running)
-    for server_id in remaining:
-        response = world.a.delete(f"/servers/{server_id}")
-        assert response.status_code == 204, response.text
-    for server_id in remaining:
-        wait_gone(world.a, server_id)
-    assert world.a.ids() == []
-    wait_for(lambda: not qemu_processes(world.data_dir), "QEMU processes to exit", 30)
-    (detail,) = world.admin.ok("GET", "/os-hypervisors/detail")["hypervisors"]
-    assert (detail["vcpus_used"], detail["running_vms"]) == (0, 0)
-
-
 def test_interfaces_of_a_server_without_networks(world: World) -> None:
     alpha = world.ids["alpha"]
     assert world.a.ok("GET", f"/servers/{alpha}/os-interface") == {"interfaceAttachments": []}
@@ -1384,3 +1369,18 @@ def test_security_groups_in_a_create_are_checked(world: World) -> None:
         response = _create(world.a, imageRef=world.image_id, name="g", security_groups=groups)
         fault(response, 400, "badRequest")
     assert "g" not in [s["name"] for s in world.a.ok("GET", "/servers")["servers"]]
+
+
+def test_zz_deleting_every_server_leaves_no_qemu_process(world: World) -> None:
+    remaining = world.a.ids()  # the live servers, unless a test above lost one to a bug
+    running = {s["id"] for s in world.a.ok("GET", "/servers/detail?status=ACTIVE")["servers"]}
+    assert len(qemu_processes(world.data_dir)) == len(running)
+    for server_id in remaining:
+        response = world.a.delete(f"/servers/{server_id}")
+        assert response.status_code == 204, response.text
+    for server_id in remaining:
+        wait_gone(world.a, server_id)
+    assert world.a.ids() == []
+    wait_for(lambda: not qemu_processes(world.data_dir), "QEMU processes to exit", 30)
+    (detail,) = world.admin.ok("GET", "/os-hypervisors/detail")["hypervisors"]
+    assert (detail["vcpus_used"], detail["running_vms"]) == (0, 0)
