@@ -30,8 +30,8 @@ $(STAMP): pyproject.toml scripts/system-packages.txt
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check src tests bench scripts/build-tiny-image
-	$(BIN)/ruff format --check src tests bench scripts/build-tiny-image
+	$(BIN)/ruff check src tests bench scripts/build-tiny-image bench/network/run
+	$(BIN)/ruff format --check src tests bench scripts/build-tiny-image bench/network/run
 
 format: install
 	$(BIN)/ruff format src tests bench
@@ -57,6 +57,7 @@ bench: install
 	bench/s3/run
 	bench/s3_huge/run
 	bench/compute/run
+	bench/network/run
 	bench/volume/run
 
 tiny-image: install
