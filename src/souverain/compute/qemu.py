@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from qemu.qmp import ConnectError, QMPClient
-from qemu.qmp.qmp_client import GreetingError
+from qemu.qmp.qmp_client import GreetingError, NegotiationError
 
 from souverain.compute.configdrive import build_config_drive
 
@@ -935,8 +935,10 @@ class QemuDriver:
                     return await asyncio.wait_for(client.execute(command, args or None), timeout)
                 except ConnectError as exc:
                     # An event QEMU emits as a client connects (DEVICE_DELETED after a
-                    # device_del) can reach it before the greeting; nothing was sent yet.
-                    if not isinstance(exc.exc, GreetingError) or attempt == QMP_CONNECT_ATTEMPTS:
+                    # device_del) can reach it before the greeting or before the reply to
+                    # the capabilities handshake; the command itself was not sent yet.
+                    handshake = isinstance(exc.exc, GreetingError | NegotiationError)
+                    if not handshake or attempt == QMP_CONNECT_ATTEMPTS:
                         raise
                 finally:
                     await client.disconnect()

@@ -2181,8 +2181,24 @@ class NetworkService:
             group.revision_number += 1
             s.flush()
             view = self.rule_view(row)
-        self.sync_firewall()
+        self._sync_firewall_for(view["security_group_id"])
         return view
+
+    def _sync_firewall_for(self, group_id: str) -> None:
+        """A group's rules changed: rewrite the firewall if a wired port carries them."""
+        with self.db.session() as s:
+            carried = s.scalar(
+                select(func.count())
+                .select_from(m.PortSecurityGroup)
+                .join(m.Port, m.Port.id == m.PortSecurityGroup.port_id)
+                .where(
+                    m.PortSecurityGroup.security_group_id == group_id,
+                    m.Port.status == "ACTIVE",
+                    m.Port.host != "",
+                )
+            )
+        if carried:
+            self.sync_firewall()
 
     def _rule(self, s: Session, ctx: RequestContext, rule_id: Any) -> m.SecurityGroupRule:
         row = s.get(m.SecurityGroupRule, rule_id) if isinstance(rule_id, str) else None
@@ -2208,8 +2224,10 @@ class NetworkService:
 
     def delete_security_group_rule(self, ctx: RequestContext, rule_id: str) -> None:
         with self.db.session() as s:
-            s.delete(self._rule(s, ctx, rule_id))
-        self.sync_firewall()
+            row = self._rule(s, ctx, rule_id)
+            group_id = row.security_group_id
+            s.delete(row)
+        self._sync_firewall_for(group_id)
 
     # ------------------------------------------------------------------ routers
 
