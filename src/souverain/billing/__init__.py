@@ -1,0 +1,1 @@
+"""Billing: customer accounts, metering, hourly usage, rating and invoices."""
