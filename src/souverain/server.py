@@ -26,6 +26,7 @@ from pathlib import Path
 from starlette.types import ASGIApp
 
 from souverain.app import SERVICES, Mounted, build_app, build_s3_app, by_port
+from souverain.billing.service import BillingService
 from souverain.common.audit import AuditLog, load_or_create_key
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
@@ -122,6 +123,7 @@ class Platform:
     compute: ComputeService
     volume: VolumeService
     network: NetworkService
+    billing: BillingService
     admin_password_file_written: bool
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
@@ -375,6 +377,9 @@ def open_platform(
     volume = _volume(settings, db, identity, image, clock)
     network = _network(settings, db, identity, clock)
     compute = _compute(settings, db, identity, image, volume, network, clock)
+    billing = BillingService(db, clock)
+    for service in (objectstore, image, volume, network, compute):
+        service.meter = billing
     public_url = settings.server.public_url
     mounts = (
         Mounted(
@@ -422,6 +427,7 @@ def open_platform(
         compute,
         volume,
         network,
+        billing,
         paths.clouds_yaml.exists(),
     )
 

@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 from souverain.common.clock import Clock, as_utc
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
+from souverain.common.metering import NULL_METER, Meter
 from souverain.compute import scheduler
 from souverain.compute.models import Flavor, FlavorAccess, InstanceAction, Keypair, Server
 from souverain.compute.qemu import Disk, DriverError, GuestSpec, Nic, PowerState, QemuDriver
@@ -192,6 +193,8 @@ class ComputeService:
         clock: Clock,
         settings: ComputeSettings,
     ) -> None:
+        # billable changes are recorded on it (the billing service's, set by the server)
+        self.meter: Meter = NULL_METER
         self.db = db
         self.identity = identity
         self.images = images

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from souverain.common.clock import Clock, as_utc
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
+from souverain.common.metering import NULL_METER, Meter
 from souverain.common.pagination import sort_views
 from souverain.config import ImageSettings
 from souverain.db.engine import Database
@@ -271,6 +272,8 @@ class ImageService:
         clock: Clock,
         settings: ImageSettings,
     ) -> None:
+        # billable changes are recorded on it (the billing service's, set by the server)
+        self.meter: Meter = NULL_METER
         self.db = db
         self.store = store
         self.identity = identity

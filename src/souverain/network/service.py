@@ -48,6 +48,7 @@ from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from souverain.common.ids import new_id, random_bytes
+from souverain.common.metering import NULL_METER, Meter
 from souverain.config import NetworkSettings
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
@@ -421,6 +422,8 @@ class NetworkService:
     def __init__(
         self, db: Database, identity: IdentityService, clock: Clock, settings: NetworkSettings
     ) -> None:
+        # billable changes are recorded on it (the billing service's, set by the server)
+        self.meter: Meter = NULL_METER
         self.db = db
         self.identity = identity
         self.clock = clock

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.common.ids import new_id
+from souverain.common.metering import NULL_METER, Meter
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
 from souverain.objectstore import models as m
@@ -329,6 +330,8 @@ class ObjectStoreService:
         min_part_bytes: int = 5 * 1024 * 1024,
         changes: ChangeCounter | None = None,
     ) -> None:
+        # billable changes are recorded on it (the billing service's, set by the server)
+        self.meter: Meter = NULL_METER
         self.db = db
         self.store = store
         self.identity = identity

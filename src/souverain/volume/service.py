@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from souverain.common.clock import Clock, as_utc
 from souverain.common.context import RequestContext
 from souverain.common.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
+from souverain.common.metering import NULL_METER, Meter
 from souverain.common.pagination import sort_views
 from souverain.config import VolumeSettings
 from souverain.db.engine import Database
@@ -319,6 +320,8 @@ class VolumeService:
         clock: Clock,
         settings: VolumeSettings,
     ) -> None:
+        # billable changes are recorded on it (the billing service's, set by the server)
+        self.meter: Meter = NULL_METER
         self.db = db
         self.backend = backend
         self.identity = identity
