@@ -13,8 +13,10 @@ from souverain.config import ConfigError, Settings, load_settings
 app = typer.Typer(help="Souverain: a sovereign cloud platform.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 keys_app = typer.Typer(help="The token key repository.", no_args_is_help=True)
+billing_app = typer.Typer(help="Metering, invoices and consumption.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
+app.add_typer(billing_app, name="billing")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where state is kept")]
@@ -112,3 +114,94 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _billing_service(config: Path | None, data_dir: Path | None) -> Any:
+    from souverain.server import open_platform
+
+    settings = _settings(config, _data_overrides(data_dir))
+    settings.network.dataplane = False  # the operator's CLI never touches the host's network
+    return open_platform(settings).billing
+
+
+def _progress(label: str) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress(
+        f"[bold]{label}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
+    )
+
+
+@billing_app.command("aggregate")
+def billing_aggregate(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    until: Annotated[
+        str | None, typer.Option(help="aggregate complete hours before this ISO time (UTC)")
+    ] = None,
+) -> None:
+    """Turn meter events into hourly usage (idempotent: hours are recomputed, not added)."""
+    import datetime as dt
+
+    billing = _billing_service(config, data_dir)
+    limit = dt.datetime.fromisoformat(until) if until else None
+    with _progress("aggregating months") as bar:
+        task = bar.add_task("months", total=None)
+
+        def step(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        rows = billing.aggregate(limit, step)
+    typer.echo(f"hourly usage: {rows} rows written")
+
+
+@billing_app.command("invoice")
+def billing_invoice(
+    month: Annotated[str, typer.Option(help="the month to invoice, YYYY-MM")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Issue every account's invoice for a finished month (twice gives the same invoices)."""
+    from souverain.common.errors import ApiError
+
+    billing = _billing_service(config, data_dir)
+    try:
+        with _progress(f"invoicing {month}") as bar:
+            task = bar.add_task("accounts", total=None)
+
+            def step(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            issued = billing.issue_invoices(month, step)
+    except ApiError as exc:
+        typer.echo(f"souverain: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    for view in issued:
+        typer.echo(f"{view['number']}  {view['account_id']}  {view['total']} {view['currency']}")
+    typer.echo(f"{len(issued)} invoice(s) for {month}")
+
+
+@billing_app.command("show")
+def billing_show(
+    account: Annotated[str, typer.Option(help="account id")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    granularity: Annotated[str, typer.Option(help="hour, day or month")] = "month",
+) -> None:
+    """An account's consumption this month to date, with its cost estimate."""
+    from souverain.billing.service import SYSTEM
+    from souverain.common.errors import ApiError
+
+    billing = _billing_service(config, data_dir)
+    try:
+        view = billing.consumption(SYSTEM, account, granularity=granularity)
+    except ApiError as exc:
+        typer.echo(f"souverain: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"account {account}: {view['start']} .. {view['end']}")
+    for line in view["cost"]:
+        typer.echo(
+            f"  {line['project_id']}  {line['metric']:<12} {line['flavor']:<10} "
+            f"{line['quantity']} {line['unit']} x {line['unit_price']} = {line['amount']} EUR"
+        )
+    typer.echo(f"estimate: {view['total_estimate']} {view['currency']}")

@@ -146,6 +146,15 @@ class NetworkSettings(_Section):
     quota_security_group_rules: int = Field(default=100, ge=-1)
 
 
+class BillingSettings(_Section):
+    catalog: Path | None = Field(
+        default=None, description="price catalog (TOML); default: the one shipped with Souverain"
+    )
+    project_limit: int = Field(default=10, ge=0, description="projects a new account may hold")
+    invoice_prefix: str = Field(default="SV", pattern=r"^[A-Z]{1,8}$")
+    budget_check_interval: float = Field(default=300.0, gt=0, description="seconds")
+
+
 class AuditSettings(_Section):
     fsync: bool = True
 
@@ -161,6 +170,7 @@ class Settings(_Section):
     compute: ComputeSettings = ComputeSettings()
     volume: VolumeSettings = VolumeSettings()
     network: NetworkSettings = NetworkSettings()
+    billing: BillingSettings = BillingSettings()
 
     @property
     def database_url(self) -> str:

@@ -21,11 +21,15 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from starlette.types import ASGIApp
 
 from souverain.app import SERVICES, Mounted, build_app, build_s3_app, by_port
+from souverain.billing import api as billing_api
+from souverain.billing.catalog import Catalog
 from souverain.billing.service import BillingService
 from souverain.common.audit import AuditLog, load_or_create_key
 from souverain.common.changes import ChangeCounter
@@ -144,6 +148,21 @@ class Platform:
         )
         compute.start()
         self._workers.append(compute)
+        budgets = threading.Thread(
+            target=self._budget_loop,
+            args=(self.settings.billing.budget_check_interval,),
+            name="billing-budgets",
+            daemon=True,
+        )
+        budgets.start()
+        self._workers.append(budgets)
+
+    def _budget_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.billing.check_budgets()
+            except Exception:  # keep watching; the next round may succeed
+                log.exception("budget check failed; retrying")
 
     def _compute_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -291,6 +310,21 @@ def _compute(
     return service
 
 
+def _billing(
+    settings: Settings, db: Database, identity: IdentityService, clock: Clock
+) -> BillingService:
+    st = settings.billing
+    catalog = Catalog.load(st.catalog) if st.catalog is not None else Catalog.default()
+    return BillingService(
+        db,
+        clock,
+        identity,
+        catalog,
+        project_limit=st.project_limit,
+        invoice_prefix=st.invoice_prefix,
+    )
+
+
 def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
     """Once per start, before any worker: data dir, schema, keys, bootstrap, clouds.yaml.
 
@@ -377,7 +411,21 @@ def open_platform(
     volume = _volume(settings, db, identity, image, clock)
     network = _network(settings, db, identity, clock)
     compute = _compute(settings, db, identity, image, volume, network, clock)
-    billing = BillingService(db, clock)
+    billing = _billing(settings, db, identity, clock)
+
+    def budget_crossed(account: dict[str, Any], estimate: Decimal) -> None:
+        audit_log.append(
+            {
+                "time": clock.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "action": "billing.budget.crossed",
+                "initiator": {"user_id": "souverain"},
+                "target": {"type": "account", "id": account["id"]},
+                "outcome": "success",
+                "detail": {"budget": account["budget"], "estimate": str(estimate)},
+            }
+        )
+
+    billing.budget_listeners.append(budget_crossed)
     for service in (objectstore, image, volume, network, compute):
         service.meter = billing
     public_url = settings.server.public_url
@@ -396,6 +444,11 @@ def open_platform(
             "/volume",
             volume_api.build_app(volume, public_url),
             volume_api.render_error,
+        ),
+        Mounted(
+            "/billing",
+            billing_api.build_app(billing, identity, public_url),
+            billing_api.render_error,
         ),
         Mounted(
             "/image",

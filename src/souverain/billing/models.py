@@ -77,7 +77,11 @@ class MeterEvent(Base):
 
 
 class HourlyUsage(Base):
-    """Usage of one resource in one hour: hours, GiB-hours or GiB, by metric."""
+    """Usage of one resource per hour: hours, GiB-hours or GiB, by metric.
+
+    Run-length encoded: `quantity` in each of the `hours` consecutive hours from `hour`
+    (a volume held all month is one row, not 720); a partial hour is a run of one.
+    """
 
     __tablename__ = "billing_usage_hourly"
 
@@ -86,6 +90,7 @@ class HourlyUsage(Base):
     resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     flavor: Mapped[str] = mapped_column(String(255), primary_key=True)
     hour: Mapped[dt.datetime] = mapped_column(DateTime, primary_key=True, index=True)
+    hours: Mapped[int] = mapped_column(Integer)
     quantity: Mapped[str] = mapped_column(String(40))
 
 

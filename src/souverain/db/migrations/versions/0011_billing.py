@@ -90,6 +90,7 @@ def upgrade() -> None:
         sa.Column("resource_id", sa.String(length=64), nullable=False),
         sa.Column("flavor", sa.String(length=255), nullable=False),
         sa.Column("hour", sa.DateTime(), nullable=False),
+        sa.Column("hours", sa.Integer(), nullable=False),
         sa.Column("quantity", sa.String(length=40), nullable=False),
         sa.PrimaryKeyConstraint(
             "project_id",
