@@ -95,6 +95,16 @@ _VM_STATUS = {
 }
 
 
+# The vm_states a server is billed in (the `instance` gauge is 1 with its flavor): it holds
+# its CPU and memory. Building, stopped, suspended, shelved, error and deleted are not.
+BILLABLE_VM_STATES = frozenset({"active", "paused", "resized", "rescued"})
+# Columns whose change may change what the server is billed.
+_BILLING_COLUMNS = frozenset({"vm_state", "flavor", "deleted"})
+
+# (project_id, flavor name or "" when not billed, billed): the `instance` gauge's value.
+BillingState = tuple[str, str, bool]
+
+
 def status_of(vm_state: str, task_state: str | None) -> str:
     if vm_state in ("active", "stopped", "resized", "error") and task_state in _TASK_STATUS:
         if vm_state == "error" and task_state not in ("rebuilding", "rebuild_spawning"):
@@ -571,8 +581,34 @@ class ComputeService:
 
     def _set(self, server_id: str, **values: Any) -> None:
         values.setdefault("updated_at", _now_naive(self.clock))
+        metered = not _BILLING_COLUMNS.isdisjoint(values)
         with self.db.session() as s:
+            before = self._billing_state(s, server_id) if metered else None
             s.execute(update(Server).where(Server.id == server_id).values(**values))
+            after = self._billing_state(s, server_id) if metered else None
+        self._meter_instance(server_id, before, after)
+
+    @staticmethod
+    def _billing_state(s: Session, server_id: str) -> BillingState | None:
+        row = s.execute(
+            select(Server.project_id, Server.flavor, Server.vm_state, Server.deleted).where(
+                Server.id == server_id
+            )
+        ).first()
+        if row is None:
+            return None
+        billed = row.vm_state in BILLABLE_VM_STATES and not row.deleted
+        flavor = str((row.flavor or {}).get("name", "")) if billed else ""
+        return (row.project_id, flavor, billed)
+
+    def _meter_instance(
+        self, server_id: str, before: BillingState | None, after: BillingState | None
+    ) -> None:
+        """After the commit: the `instance` gauge, when billing or the flavor changed."""
+        if after is None or after == before:
+            return
+        project_id, flavor, billed = after
+        self.meter.gauge(project_id, "instance", server_id, 1 if billed else 0, flavor=flavor)
 
     def _is_deleting(self, server_id: str) -> bool:
         with self.db.session() as s:
@@ -1138,6 +1174,7 @@ class ComputeService:
                 return
             now = _now_naive(self.clock)
             with self.db.session() as s:
+                before = self._billing_state(s, server_id)
                 s.execute(
                     update(Server)
                     .where(Server.id == server_id, Server.task_state == "spawning")
@@ -1149,6 +1186,8 @@ class ComputeService:
                         updated_at=now,
                     )
                 )
+                after = self._billing_state(s, server_id)
+            self._meter_instance(server_id, before, after)
             self._finish_action(action_id)
 
     # ------------------------------------------------------------------ servers: change
@@ -1562,6 +1601,7 @@ class ComputeService:
             if backup.exists():
                 backup.replace(directory / "disk.qcow2")
             with self.db.session() as s:
+                before = self._billing_state(s, server_id)
                 s.execute(
                     update(Server)
                     .where(Server.id == server_id)
@@ -1573,6 +1613,8 @@ class ComputeService:
                         disk_gib=old_disk,
                     )
                 )
+                after = self._billing_state(s, server_id)
+            self._meter_instance(server_id, before, after)
             if running:
                 self.driver.start(self._current_spec(server_id))
             return {
@@ -2055,13 +2097,17 @@ class ComputeService:
                 values["vm_state"] = "active"
             elif row.vm_state == "suspended" and state == PowerState.SHUTDOWN:
                 values["vm_state"] = "stopped"
-            if values:
-                values["updated_at"] = _now_naive(self.clock)
-                s.execute(
-                    update(Server)
-                    .where(Server.id == server_id, Server.task_state.is_(None))
-                    .values(**values)
-                )
+            if not values:
+                return
+            values["updated_at"] = _now_naive(self.clock)
+            before = self._billing_state(s, server_id)
+            s.execute(
+                update(Server)
+                .where(Server.id == server_id, Server.task_state.is_(None))
+                .values(**values)
+            )
+            after = self._billing_state(s, server_id)
+        self._meter_instance(server_id, before, after)
 
     def sync_power_states(self) -> None:
         """What Nova's periodic task does: record what each guest really is doing."""

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from souverain.common.clock import Clock, as_utc
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
-from souverain.common.metering import NULL_METER, Meter
+from souverain.common.metering import NULL_METER, Meter, gib
 from souverain.common.pagination import sort_views
 from souverain.config import ImageSettings
 from souverain.db.engine import Database
@@ -490,8 +490,10 @@ class ImageService:
             image = self._owned(s, ctx, image_id, "delete")
             if image.protected:
                 raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
-            file_id = image.file_id
+            file_id, owner = image.file_id, image.owner or ""
             s.delete(image)
+        if file_id is not None:
+            self.meter.gauge(owner, "image.gb", image_id, 0)
         self.store.delete([file_id])  # after the commit: a crash leaves a file sweep removes
 
     def add_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
@@ -695,10 +697,12 @@ class ImageService:
                 image.os_hash_value = digests.multihash.hexdigest()
                 image.updated_at = self.clock.now()
                 s.flush()
-                return image_view(image)
+                view, owner = image_view(image), image.owner or ""
         except BaseException:
             self.store.delete([file_id])
             raise
+        self.meter.gauge(owner, "image.gb", image_id, gib(digests.size))
+        return view
 
     def data_for(self, ctx: RequestContext, image_id: str) -> Download:
         with self.db.session() as s:
@@ -778,10 +782,13 @@ class ImageService:
             if image is None:
                 return
             file_id, image.file_id = image.file_id, None
+            owner = image.owner or ""
             image.status = "killed"
             image.size = None
             image.checksum = image.os_hash_algo = image.os_hash_value = None
             image.updated_at = self.clock.now()
+        if file_id is not None:
+            self.meter.gauge(owner, "image.gb", image_id, 0)
         self.store.delete([file_id])
 
     # ------------------------------------------------------------------ start-up

@@ -2428,6 +2428,7 @@ class NetworkService:
             return self.router_view(s, row)
 
         view = self._retrying(work)
+        self.meter.gauge(project_id, "router", view["id"], 1)
         self.sync_router(view["id"])
         return view
 
@@ -2475,7 +2476,9 @@ class NetworkService:
             if interfaces:
                 raise RouterInUse(f"Router {row.id} still has ports")
             self._set_gateway(s, row, None)
+            project_id, router_id = row.project_id, row.id
             s.delete(row)
+        self.meter.gauge(project_id, "router", router_id, 0)
         self.sync_router(router_id)
 
     def _interface_info(self, row: m.Router, port: m.Port, subnet_ids: list[str]) -> dict[str, Any]:
@@ -2788,6 +2791,7 @@ class NetworkService:
             return self.floating_view(s, row)
 
         view = self._retrying(work)
+        self.meter.gauge(project_id, "floatingip", view["id"], 1)
         if view["router_id"]:
             self.sync_router(view["router_id"])
             self._tell_servers({view["port_id"]})
@@ -2829,10 +2833,12 @@ class NetworkService:
         with self.db.session() as s:
             row = self._floating(s, ctx, fip_id)
             router_id, port_id = row.router_id, row.port_id
+            project_id, fip_id = row.project_id, row.id
             port = s.get(m.Port, row.floating_port_id)
             if port is not None:
                 self._delete_port_row(s, port)
             s.delete(row)
+        self.meter.gauge(project_id, "floatingip", fip_id, 0)
         if router_id:
             self.sync_router(router_id)
             self._tell_servers({port_id})

@@ -1290,11 +1290,15 @@ class S3App:
         reader = self.service.reader(obj)
 
         async def stream() -> AsyncGenerator[bytes, None]:
+            sent = 0
             try:
                 for chunk in reader.chunks(start, end):
                     yield chunk
+                    sent += len(chunk)  # resumed: the server has taken the chunk
             finally:
                 reader.close()
+                # egress is what really left, also when the client hung up mid-body
+                self.service.egress(bucket, sent)
 
         return Reply(status, b"", headers, stream=stream(), length=length)
 

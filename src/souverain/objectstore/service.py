@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.common.ids import new_id
-from souverain.common.metering import NULL_METER, Meter
+from souverain.common.metering import NULL_METER, Meter, gib
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
 from souverain.objectstore import models as m
@@ -345,6 +345,7 @@ class ObjectStoreService:
         self._buckets: dict[str, tuple[float, BucketInfo]] = {}
         self._seen_change = changes.value() if changes is not None else -1
         self._cache_lock = threading.Lock()
+        self._meter_lock = threading.Lock()
         self.writes = GroupCommit(db.engine)
 
     # ------------------------------------------------------------------ plumbing
@@ -395,6 +396,26 @@ class ObjectStoreService:
                     self._buckets = {}
                 self._buckets[name] = (time.monotonic(), info)
         return info
+
+    def _meter_bucket(self, bucket: BucketInfo) -> None:
+        """Gauge the bucket's stored bytes (every version) as GiB, after a committed change.
+
+        One SUM per change, no running total. Summing and recording under one lock keeps
+        this process's last event the latest total when two writes race.
+        """
+        with self._meter_lock:
+            with self.db.session() as s:
+                stored = s.scalar(
+                    select(func.coalesce(func.sum(m.ObjectVersion.size), 0)).where(
+                        m.ObjectVersion.bucket_id == bucket.id
+                    )
+                )
+            self.meter.gauge(bucket.project_id, "object.gb", bucket.name, gib(int(stored or 0)))
+
+    def egress(self, bucket: BucketInfo, sent: int) -> None:
+        """Bytes of a GET body that left the cloud, counted for the bucket's project."""
+        if sent > 0:
+            self.meter.counter(bucket.project_id, "egress.gb", bucket.name, gib(sent))
 
     def _bucket_changed(self) -> None:
         """After a commit that changed a bucket: every process drops its cached copy."""
@@ -625,6 +646,7 @@ class ObjectStoreService:
             self.store.delete(seg[0] for seg in new.segments)
             raise
         self.store.delete(freed)
+        self._meter_bucket(bucket)
         return ObjectInfo.of(bucket.name, SimpleNamespace(**values))
 
     def _version_row(
@@ -686,6 +708,7 @@ class ObjectStoreService:
 
         result, freed = self.writes.run(record)
         self.store.delete(freed)
+        self._meter_bucket(bucket)
         return result
 
     def _promote(self, conn: Connection, bucket_id: str, key: str) -> None:
@@ -1062,6 +1085,7 @@ class ObjectStoreService:
             s.flush()
             info = ObjectInfo.of(bucket.name, row)
         self.store.delete(freed)
+        self._meter_bucket(bucket)
         return info
 
     @staticmethod

@@ -404,11 +404,14 @@ class VolumeService:
             except BackendError as exc:
                 values.update(status="error", error_message=f"Extend failed: {exc}")
         with self.db.session() as s:
-            s.execute(
+            settled = s.execute(
                 update(m.Volume)
                 .where(m.Volume.id == vol.id, m.Volume.status == vol.status)
                 .values(**values)
-            )
+                .returning(m.Volume.id)
+            ).first()
+        if settled is not None and "size" in values:
+            self.meter.gauge(vol.project_id, "volume.gb", vol.id, values["size"])
 
     def _sweep_files(self) -> None:
         with self.db.session() as s:
@@ -853,6 +856,7 @@ class VolumeService:
                 updated_at=now,
             )
             s.add(row)
+        self.meter.gauge(ctx.project_id, "volume.gb", volume_id, size)
         self._fill(volume_id, plan)
         return self.get(ctx, volume_id)
 
@@ -1087,11 +1091,12 @@ class VolumeService:
             ).first()
             if moved is None:
                 raise BadRequest(f"Invalid volume: Volume {volume_id} changed status; try again.")
-            vid = row.id
+            vid, project_id = row.id, row.project_id
         if attached:
             self._extend_attached(vid, str(server_id), size, old)
         else:
             self._extend_detached(vid, size)
+        self.meter.gauge(project_id, "volume.gb", vid, size)
 
     def _extend_detached(self, volume_id: str, size: int) -> None:
         try:
@@ -1218,8 +1223,11 @@ class VolumeService:
         self.backend.delete(self.backend.volume_path(volume_id))
         with self.db.session() as s:
             row = s.get(m.Volume, volume_id)
+            project_id = row.project_id if row is not None else None
             if row is not None:
                 s.delete(row)
+        if project_id is not None:
+            self.meter.gauge(project_id, "volume.gb", volume_id, 0)
 
     def delete_internal(self, volume_id: str) -> None:
         """delete_on_termination: compute checked the caller; remove whatever its status."""
@@ -1362,6 +1370,7 @@ class VolumeService:
                 updated_at=now,
             )
             s.add(row)
+        self.meter.gauge(project_id, "snapshot.gb", snapshot_id, size)
         try:
             self.backend.copy(
                 self.backend.volume_path(vid),
@@ -1488,8 +1497,11 @@ class VolumeService:
         self.backend.delete(self.backend.snapshot_path(snapshot_id))
         with self.db.session() as s:
             row = s.get(m.Snapshot, snapshot_id)
+            project_id = row.project_id if row is not None else None
             if row is not None:
                 s.delete(row)
+        if project_id is not None:
+            self.meter.gauge(project_id, "snapshot.gb", snapshot_id, 0)
 
     # ------------------------------------------------------------------ user messages
 

@@ -1,0 +1,275 @@
+"""Every billable change lands on the meter: rows in `billing_events`, in-process.
+
+Volumes, snapshots, floating IPs, routers, images and objects run on one shared
+platform; S3 requests are signed with botocore's SigV4 and sent to the platform's
+S3 app. The `instance` gauge needs a real guest, so it has its own platform.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from sqlalchemy import select
+
+from souverain import server
+from souverain.billing.models import MeterEvent
+from souverain.common.clock import Clock
+from souverain.common.metering import gib
+from tests.vm.guest_support import build_tiny_image, missing_requirements
+
+from .conftest import _fast_tmp_root
+from .support import ADMIN_PASSWORD, Cloud, Member, SteppingClock, TestClient, settings_for
+
+S3_BASE = "http://testserver"
+
+
+def events(cloud: Cloud, metric: str, resource_id: str) -> list[tuple[str, str, Decimal, str]]:
+    """(project, kind, value, flavor) of one resource's events, oldest first."""
+    with cloud.platform.db.session() as s:
+        rows = s.scalars(
+            select(MeterEvent)
+            .where(MeterEvent.metric == metric, MeterEvent.resource_id == resource_id)
+            .order_by(MeterEvent.id)
+        ).all()
+        return [(r.project_id, r.kind, Decimal(r.value), r.flavor) for r in rows]
+
+
+def gauges(cloud: Cloud, metric: str, resource_id: str) -> list[Decimal]:
+    return [v for _, kind, v, _ in events(cloud, metric, resource_id) if kind == "gauge"]
+
+
+def ok(response: Any, status: int) -> Any:
+    assert response.status_code == status, response.text
+    return response.json() if response.content else None
+
+
+class Api:
+    """One project member's calls to the OpenStack services, by service path."""
+
+    def __init__(self, cloud: Cloud, member: Member) -> None:
+        self.client = cloud.client
+        self.member = member
+        self.headers = {**member.headers, "OpenStack-API-Version": "volume 3.70"}
+
+    def call(self, method: str, path: str, status: int, **kw: Any) -> Any:
+        headers = {**self.headers, **kw.pop("headers", {})}
+        return ok(self.client.request(method, path, headers=headers, **kw), status)
+
+
+class S3:
+    """SigV4-signed requests to the platform's S3 app, as one EC2 credential."""
+
+    def __init__(self, cloud: Cloud, member: Member) -> None:
+        path = f"/v3/users/{member.id}/credentials/OS-EC2"
+        cred = ok(cloud.post(path, {"tenant_id": member.project_id}, token=member.token), 201)
+        self.credentials = Credentials(cred["credential"]["access"], cred["credential"]["secret"])
+        self.region = cloud.platform.settings.server.region
+        self.client = TestClient(cloud.platform.s3_app, base_url=S3_BASE)
+
+    def send(self, method: str, path: str, body: bytes = b"", **headers: str) -> Any:
+        request = AWSRequest(method=method, url=S3_BASE + path, data=body, headers=headers)
+        S3SigV4Auth(self.credentials, "s3", self.region).add_auth(request)
+        return self.client.request(method, path, content=body, headers=dict(request.headers))
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[Cloud]:
+    root = Path(tempfile.mkdtemp(prefix="souverain-meter-", dir=_fast_tmp_root()))
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SOUVERAIN_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            built = server.prepare(settings_for(root / "data"), clock=Clock(SteppingClock().now))
+        try:
+            with TestClient(built.app, base_url="http://testserver") as client:
+                yield Cloud(client, built)
+        finally:
+            built.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_volume_gauge_follows_create_extend_and_delete(cloud: Cloud) -> None:
+    alice = cloud.member()
+    api = Api(cloud, alice)
+    volume = api.call("POST", "/volume/v3/volumes", 202, json={"volume": {"size": 1}})["volume"]
+    vid = volume["id"]
+    api.call("POST", f"/volume/v3/volumes/{vid}/action", 202, json={"os-extend": {"new_size": 2}})
+    api.call("DELETE", f"/volume/v3/volumes/{vid}", 202)
+    assert gauges(cloud, "volume.gb", vid) == [1, 2, 0]
+    assert {p for p, *_ in events(cloud, "volume.gb", vid)} == {alice.project_id}
+
+
+def test_snapshot_gauge_follows_create_and_delete(cloud: Cloud) -> None:
+    api = Api(cloud, cloud.member())
+    vid = api.call("POST", "/volume/v3/volumes", 202, json={"volume": {"size": 1}})["volume"]["id"]
+    snap = api.call("POST", "/volume/v3/snapshots", 202, json={"snapshot": {"volume_id": vid}})
+    sid = snap["snapshot"]["id"]
+    api.call("DELETE", f"/volume/v3/snapshots/{sid}", 202)
+    api.call("DELETE", f"/volume/v3/volumes/{vid}", 202)
+    assert gauges(cloud, "snapshot.gb", sid) == [1, 0]
+
+
+def test_floating_ip_and_router_are_one_while_they_exist(cloud: Cloud) -> None:
+    bob = cloud.member()
+    api = Api(cloud, bob)
+    nets = api.call("GET", "/network/v2.0/networks?name=public", 200)["networks"]
+    public = nets[0]["id"]
+    fip = api.call(
+        "POST",
+        "/network/v2.0/floatingips",
+        201,
+        json={"floatingip": {"floating_network_id": public}},
+    )["floatingip"]
+    router = api.call("POST", "/network/v2.0/routers", 201, json={"router": {"name": "r"}})
+    rid = router["router"]["id"]
+    api.call("DELETE", f"/network/v2.0/floatingips/{fip['id']}", 204)
+    api.call("DELETE", f"/network/v2.0/routers/{rid}", 204)
+    assert events(cloud, "floatingip", fip["id"]) == [
+        (bob.project_id, "gauge", 1, ""),
+        (bob.project_id, "gauge", 0, ""),
+    ]
+    assert events(cloud, "router", rid) == [
+        (bob.project_id, "gauge", 1, ""),
+        (bob.project_id, "gauge", 0, ""),
+    ]
+
+
+def test_image_gauge_is_its_bytes_once_uploaded_and_zero_when_deleted(cloud: Cloud) -> None:
+    carol = cloud.member()
+    api = Api(cloud, carol)
+    image = api.call(
+        "POST",
+        "/image/v2/images",
+        201,
+        json={"name": "raw", "disk_format": "raw", "container_format": "bare"},
+    )
+    data = b"x" * 4096
+    api.call(
+        "PUT",
+        f"/image/v2/images/{image['id']}/file",
+        204,
+        content=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    api.call("DELETE", f"/image/v2/images/{image['id']}", 204)
+    assert events(cloud, "image.gb", image["id"]) == [
+        (carol.project_id, "gauge", gib(len(data)), ""),
+        (carol.project_id, "gauge", 0, ""),
+    ]
+
+
+def test_object_gauge_follows_the_bucket_bytes_and_get_counts_egress(cloud: Cloud) -> None:
+    dave = cloud.member()
+    s3 = S3(cloud, dave)
+    bucket = f"meter-{dave.project_id[:8]}"
+    assert s3.send("PUT", f"/{bucket}").status_code == 200
+    assert s3.send("PUT", f"/{bucket}/a", b"a" * 1000).status_code == 200
+    assert s3.send("PUT", f"/{bucket}/b", b"b" * 500).status_code == 200
+    whole = s3.send("GET", f"/{bucket}/a")
+    assert whole.status_code == 200 and len(whole.content) == 1000
+    part = s3.send("GET", f"/{bucket}/b", Range="bytes=0-99")
+    assert part.status_code == 206 and len(part.content) == 100
+    assert s3.send("DELETE", f"/{bucket}/a").status_code == 204
+    assert s3.send("DELETE", f"/{bucket}/b").status_code == 204
+    assert gauges(cloud, "object.gb", bucket) == [gib(1000), gib(1500), gib(500), 0]
+    egress = [(p, v) for p, kind, v, _ in events(cloud, "egress.gb", bucket) if kind == "counter"]
+    assert egress == [(dave.project_id, gib(1000)), (dave.project_id, gib(100))]
+
+
+def test_each_project_is_metered_under_its_own_id(cloud: Cloud) -> None:
+    erin, frank = cloud.member(), cloud.member()
+    made = {}
+    for member in (erin, frank):
+        volume = Api(cloud, member).call(
+            "POST", "/volume/v3/volumes", 202, json={"volume": {"size": 1}}
+        )
+        made[member.project_id] = volume["volume"]["id"]
+    for project_id, vid in made.items():
+        assert [p for p, *_ in events(cloud, "volume.gb", vid)] == [project_id]
+
+
+# ---------------------------------------------------------------------- a real guest
+
+
+@pytest.fixture(scope="module")
+def guest_cloud() -> Iterator[Cloud]:
+    reason = missing_requirements()
+    if reason is not None:
+        pytest.skip(f"the instance gauge needs a real guest: {reason}")
+    root = Path(tempfile.mkdtemp(prefix="souverain-meter-vm-", dir=_fast_tmp_root()))
+    settings = settings_for(root / "data")
+    settings.image.tiny_image = build_tiny_image()
+    settings.server.max_body_bytes = 1024 * 1024
+    settings.compute.shutdown_timeout = 15
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SOUVERAIN_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            built = server.prepare(settings, clock=Clock(SteppingClock().now))
+        try:
+            with TestClient(built.app, base_url="http://testserver") as client:
+                yield Cloud(client, built)
+        finally:
+            built.close()
+    finally:
+        from tests.api.test_compute_api import kill_guests
+
+        kill_guests(root / "data")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _server_status(api: Api, server_id: str) -> tuple[str, str | None] | None:
+    response = api.client.get(f"/compute/v2.1/servers/{server_id}", headers=api.headers)
+    if response.status_code == 404:
+        return None
+    body = response.json()["server"]
+    return body["status"], body["OS-EXT-STS:task_state"]
+
+
+def _wait(api: Api, server_id: str, status: str | None, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        now = _server_status(api, server_id)
+        if (now is None and status is None) or (now is not None and now == (status, None)):
+            return
+        assert now is None or now[0] != "ERROR", now
+        assert time.monotonic() < deadline, f"{server_id} never became {status}: {now}"
+        time.sleep(0.2)
+
+
+def test_instance_gauge_is_one_with_its_flavor_only_while_running(guest_cloud: Cloud) -> None:
+    cloud = guest_cloud
+    api = Api(cloud, cloud.member())
+    images = api.call("GET", "/image/v2/images?name=tiny", 200)["images"]
+    body = {"name": "m", "imageRef": images[0]["id"], "flavorRef": "1", "networks": "none"}
+    created = api.call(
+        "POST",
+        "/compute/v2.1/servers",
+        202,
+        json={"server": body},
+        headers={"OpenStack-API-Version": "compute 2.37"},
+    )
+    sid = created["server"]["id"]
+    _wait(api, sid, "ACTIVE")
+    api.call("POST", f"/compute/v2.1/servers/{sid}/action", 202, json={"os-stop": None})
+    _wait(api, sid, "SHUTOFF")
+    api.call("POST", f"/compute/v2.1/servers/{sid}/action", 202, json={"os-start": None})
+    _wait(api, sid, "ACTIVE")
+    api.call("DELETE", f"/compute/v2.1/servers/{sid}", 204)
+    _wait(api, sid, None)
+    project = api.member.project_id
+    assert events(cloud, "instance", sid) == [
+        (project, "gauge", 1, "t1.nano"),
+        (project, "gauge", 0, ""),
+        (project, "gauge", 1, "t1.nano"),
+        (project, "gauge", 0, ""),
+    ]
