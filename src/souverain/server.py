@@ -371,15 +371,22 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
                 )
             else:
                 log.warning("image.tiny_image %s does not exist; run `make tiny-image`", tiny)
+        # what recovery finds (a guest that stopped while the API was down, a delete
+        # finished after a crash) is billable too: the meter is on from here
+        billing = _billing(settings, Database(engine), identity, clock or Clock())
+        image.meter = billing
         volume = _volume(settings, Database(engine), identity, image, clock or Clock())
+        volume.meter = billing
         volume.set_up()
         network = _network(settings, Database(engine), identity, clock or Clock())
+        network.meter = billing
         network.set_up()
         network.reconcile_dataplane()
         network.close()
         compute = _compute(
             settings, Database(engine), identity, image, volume, network, clock or Clock()
         )
+        compute.meter = billing
         compute.set_up()
         compute.close()
         volume.close()
