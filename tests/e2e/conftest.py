@@ -497,10 +497,30 @@ def qemu_processes(data_dir: Path) -> dict[int, str]:
     return found
 
 
+def _serve_processes(data_dir: Path) -> list[int]:
+    wanted = str(data_dir.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "serve" in argv and "--data-dir" in argv:
+            at = argv.index("--data-dir") + 1
+            if at < len(argv) and str(Path(argv[at]).resolve()) == wanted:
+                found.append(int(entry.name))
+    return found
+
+
 def kill_guests(data_dir: Path) -> None:
     """Guests and network plumbing outlive the server by design; a test's cloud takes them
     with it: its QEMUs, its dnsmasqs, their namespaces and its bridges, taps and veths."""
     for pid in qemu_processes(data_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in _serve_processes(data_dir):  # a server a failed test restarted and lost
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()
