@@ -148,13 +148,14 @@ def _stream_runs(
     def span(a: dt.datetime, b: dt.datetime, v: Decimal, f: str) -> None:
         if v == 0 or b <= a:
             return
-        first_full = floor_hour(a) if a == floor_hour(a) else floor_hour(a) + HOUR
-        last_full = floor_hour(b)
-        if first_full >= last_full:  # within one hour
-            partial[(f, floor_hour(a))] += v * _seconds(a, b) / 3600
+        head, last_full = floor_hour(a), floor_hour(b)
+        if head == last_full:  # within one hour
+            partial[(f, head)] += v * _seconds(a, b) / 3600
             return
-        if a < first_full:
-            partial[(f, floor_hour(a))] += v * _seconds(a, first_full) / 3600
+        first_full = head
+        if a > head:
+            first_full = head + HOUR
+            partial[(f, head)] += v * _seconds(a, first_full) / 3600
         cursor = first_full
         while cursor < last_full:  # full hours, cut at month boundaries
             stop = min(last_full, next_month(cursor))

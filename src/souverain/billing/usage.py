@@ -8,10 +8,8 @@ and flavor is divided exactly once (28 significant digits, as in the catalog).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import decimal
-import gc
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -93,8 +91,7 @@ def integrate(
     Rows with a zero quantity are left out; rows are sorted by (project, metric,
     resource, flavor, hour). `usage_rows` yields the same rows one stream at a time.
     """
-    with _collector_paused():
-        return list(usage_rows(before, events, start, end))
+    return list(usage_rows(before, events, start, end))
 
 
 def usage_rows(
@@ -123,20 +120,6 @@ def usage_rows(
         usage = _stream_usage(before.get(key), stream_events, start, end)
         for flavor in sorted(usage):
             yield from _rows(key, flavor, usage[flavor], hour_starts)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """A month of usage is millions of rows that hold no reference cycles: letting the
-    cycle collector walk them again and again while they are built costs more time than
-    building them. Paused for the call only, and only if it was running."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _check(event: Event, start: dt.datetime, end: dt.datetime) -> None:
