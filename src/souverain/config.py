@@ -84,6 +84,8 @@ class ObjectStoreSettings(_Section):
     body_idle_timeout: float = Field(
         default=30.0, gt=0, description="seconds a client may pause mid-body before RequestTimeout"
     )
+    quota_bytes: int = Field(default=-1, ge=-1, description="per project; -1: unlimited")
+    quota_objects: int = Field(default=-1, ge=-1, description="per project; -1: unlimited")
 
 
 class ImageSettings(_Section):
@@ -112,6 +114,11 @@ class ComputeSettings(_Section):
     console_max_bytes: int = Field(default=1024 * 1024, ge=4096)
     shutdown_timeout: float = Field(default=60.0, ge=0, description="ACPI stop, then forced")
     sync_interval: float = Field(default=5.0, gt=0, description="power state sync period, s")
+    quota_instances: int = Field(default=10, ge=-1, description="per project; -1: unlimited")
+    quota_cores: int = Field(default=20, ge=-1)
+    quota_ram: int = Field(default=51200, ge=-1, description="MiB")
+    quota_key_pairs: int = Field(default=100, ge=-1, description="per user")
+    quota_metadata_items: int = Field(default=128, ge=-1, description="per server")
 
 
 class VolumeSettings(_Section):
@@ -144,6 +151,9 @@ class NetworkSettings(_Section):
     quota_floatingips: int = Field(default=50, ge=-1)
     quota_security_groups: int = Field(default=10, ge=-1)
     quota_security_group_rules: int = Field(default=100, ge=-1)
+    egress_sample_interval: float = Field(
+        default=60.0, gt=0, description="seconds between readings of the routers' egress"
+    )
 
 
 class BillingSettings(_Section):

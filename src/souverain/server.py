@@ -156,6 +156,21 @@ class Platform:
         )
         budgets.start()
         self._workers.append(budgets)
+        egress = threading.Thread(
+            target=self._egress_loop,
+            args=(self.settings.network.egress_sample_interval,),
+            name="network-egress",
+            daemon=True,
+        )
+        egress.start()
+        self._workers.append(egress)
+
+    def _egress_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.network.sample_egress()
+            except Exception:  # keep metering; the next round may succeed
+                log.exception("egress sampling failed; retrying")
 
     def _budget_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):

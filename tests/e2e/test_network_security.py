@@ -114,6 +114,7 @@ def net_cloud(
         SOUVERAIN_IMAGE__TINY_IMAGE=str(tiny_image_file),
         SOUVERAIN_COMPUTE__SHUTDOWN_TIMEOUT="20",
         SOUVERAIN_COMPUTE__SYNC_INTERVAL="1",
+        SOUVERAIN_NETWORK__EGRESS_SAMPLE_INTERVAL="1",
         **public,
     )
     try:
@@ -273,6 +274,7 @@ def test_groups_routers_floating_ips_and_anti_spoofing(
             cloud.workdir,
             SOUVERAIN_IMAGE__TINY_IMAGE=str(tiny_image_file),
             SOUVERAIN_COMPUTE__SYNC_INTERVAL="1",
+            SOUVERAIN_NETWORK__EGRESS_SAMPLE_INTERVAL="1",
             **public,
         )
         conn_a = again.connect(a.user_name, a.password, a.project_name)
@@ -281,6 +283,36 @@ def test_groups_routers_floating_ips_and_anti_spoofing(
         wait_console(conn_a, a2.id, "tick ok", count=ticks + 3, timeout=60)
         assert _wait_fip(address, 8080) == f"hello from {a1.name}"
         assert _fip_get(address, 9090) is None
+
+        # what left through the router is metered: the operator puts tenant A's project in
+        # an account, whose consumption shows the router's egress and the floating IP
+        admin = again.admin_token()
+        account = again.api(
+            "POST",
+            "/billing/v1/accounts",
+            token=admin,
+            json={"account": {"name": "Tenant A SAS", "country": "FR"}},
+        ).json()["account"]
+        attached = again.api(
+            "POST",
+            f"/billing/v1/accounts/{account['id']}/projects",
+            token=admin,
+            json={"project": {"project_id": a.project_id}},
+        )
+        assert attached.status_code == 201, attached.text
+        deadline = time.monotonic() + 30
+        usage: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            usage = again.api(
+                "GET", f"/billing/v1/accounts/{account['id']}/consumption", token=admin
+            ).json()["consumption"]
+            if any(i["resource_id"] == router["id"] for i in usage["items"]):
+                break
+            time.sleep(1)
+        metered = {(i["resource_type"], i["resource_id"]) for i in usage["items"]}
+        assert ("egress.gb", router["id"]) in metered, usage
+        assert ("router", router["id"]) in metered and ("floatingip", fip["id"]) in metered
+        assert ("instance", a1.id) in metered
 
         # remove the floating IP: the host no longer gets in
         again.cli_ok("server", "remove", "floating", "ip", a1.id, address, cloud=cli)

@@ -223,7 +223,15 @@ def test_guest_behind_a_router_reaches_the_host_from_the_gateway_address(lab: La
 
     lab.ensure(tenant)
     lab.ensure(tenant)  # idempotent
+    assert lab.routing.take_egress(tenant.router_id) == 0
     assert lab.connect(lab.host_ip, tenant.guest) == tenant.gateway.ip
+    # what left through the gateway is metered once: read and zeroed together, and a
+    # rewrite of the router's NAT (a floating IP coming) does not lose the count
+    lab.ensure(tenant)
+    sent = lab.routing.take_egress(tenant.router_id)
+    assert sent > 0
+    assert lab.routing.take_egress(tenant.router_id) == 0
+    assert lab.routing.take_egress(str(uuid.uuid4())) == 0, "no such router: nothing"
     namespace = lab.routing.router_namespace(tenant.router_id)
     assert _run("ip", "netns", "exec", namespace, "sysctl", "-n", "net.ipv4.ip_forward").stdout == (
         "1\n"

@@ -39,6 +39,7 @@ NFT = "nft"
 SYSCTL = "sysctl"
 NFT_TIMEOUT = 30.0
 # The router's table lives inside its namespace, so one name serves every router.
+METER_TABLE = "souverain-meter"
 ROUTER_TABLE = "souverain-router"
 # Inside the namespace the names only need to be unique per router: Neutron's.
 ROUTER_PORT_HEAD, GATEWAY_PORT_HEAD = "qr-", "qg-"
@@ -341,7 +342,27 @@ class Routing:
                     ]
                     _set_default_route(ns, namespace, plan)
             _nft(f"write the NAT of router {plan.router_id}", plan.ruleset, namespace)
+            _ensure_meter(namespace)
         return created
+
+    def take_egress(self, router_id: str) -> int:
+        """Bytes the router sent out through its gateway since the last call (read and
+        zeroed in one nft command, so none is counted twice or lost); 0 without a router."""
+        namespace = self.router_namespace(router_id)
+        if namespace not in netns.listnetns():
+            return 0
+        try:
+            out = _nft_output(
+                [IP, "netns", "exec", namespace, NFT, "-j", "reset", "counter", "ip", METER_TABLE,
+                 "egress"]
+            )  # fmt: skip
+        except DataplaneError:
+            return 0  # no meter yet (a router made before metering): ensure_router adds it
+        for item in out.get("nftables", []):
+            counter = item.get("counter")
+            if isinstance(counter, dict) and counter.get("name") == "egress":
+                return int(counter.get("bytes", 0))
+        return 0
 
     def _bridge_index(self, ipr: Any, port: _Port) -> int:
         index = _lookup(ipr, self.dataplane.bridge_name(port.network_id))
@@ -594,6 +615,27 @@ def _nft_output(argv: list[str]) -> dict[str, Any]:
         raise DataplaneError(f"{' '.join(argv)} failed: {proc.stderr.strip()}")
     parsed: dict[str, Any] = json.loads(proc.stdout or "{}")
     return parsed
+
+
+def _ensure_meter(namespace: str) -> None:
+    """The router's egress counter: what leaves by its gateway (SNAT and floating IPs
+    alike). A table of its own, made once and never replaced, so rewriting the NAT keeps
+    the count."""
+    try:
+        _nft_output([IP, "netns", "exec", namespace, NFT, "-j", "list", "table", "ip", METER_TABLE])
+        return
+    except DataplaneError:
+        pass
+    table = {"family": "ip", "name": METER_TABLE}
+    payload = {
+        "nftables": [
+            {"add": {"table": table}},
+            {"add": {"counter": {"family": "ip", "table": METER_TABLE, "name": "egress"}}},
+            _base_chain(table, "forward", "filter", "forward", 0),
+            _rule(table, "forward", _match(_OIFNAME, "qg-*"), {"counter": "egress"}),
+        ]
+    }
+    _nft("add the egress meter", payload, namespace)
 
 
 def _batch(table: dict[str, Any], delete: bool = False) -> dict[str, Any]:

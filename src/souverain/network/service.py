@@ -48,7 +48,7 @@ from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from souverain.common.ids import new_id, random_bytes
-from souverain.common.metering import NULL_METER, Meter
+from souverain.common.metering import NULL_METER, Meter, gib
 from souverain.config import NetworkSettings
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
@@ -1732,12 +1732,43 @@ class NetworkService:
                 if row is not None and row.admin_state_up:
                     state = self._router_state(s, row)
             if state is None:
+                self._meter_egress(router_id)  # the last bytes, before the counter goes
                 self.routing.delete_router(router_id)
                 return
             gateway, interfaces, floating, bridges = state
             for network_id, mtu in bridges.items():
                 self.dataplane.ensure_network(network_id, mtu)
             self.routing.ensure_router(router_id, gateway, interfaces, floating)
+
+    def _meter_egress(self, router_id: str, project_id: str | None = None) -> None:
+        sent = self.routing.take_egress(router_id) if self.routing is not None else 0
+        if not sent:
+            return
+        if project_id is None:
+            with self.db.session() as s:
+                row = s.get(m.Router, router_id)
+                project_id = row.project_id if row is not None else None
+        if project_id is None:  # already deleted: the owner is in its last meter events
+            log.warning("router %s sent %d bytes with no owner left to bill", router_id, sent)
+            return
+        self.meter.counter(project_id, "egress.gb", router_id, gib(sent))
+
+    def sample_egress(self) -> None:
+        """Bill what each router sent out of the cloud since the last sample (guest
+        traffic leaving through its gateway, SNAT and floating IPs alike)."""
+        if self.routing is None:
+            return
+        with self.db.session() as s:
+            routers = s.execute(
+                select(m.Router.id, m.Router.project_id).where(
+                    m.Router.external_network_id.is_not(None)
+                )
+            ).all()
+        for router_id, project_id in routers:
+            try:
+                self._meter_egress(router_id, project_id)
+            except Exception:
+                log.exception("egress of router %s could not be read", router_id)
 
     def _public_networks(self) -> list[tuple[str, str, str, int]]:
         """(network id, CIDR, the host's address, MTU) of each operator external network."""
@@ -2479,6 +2510,8 @@ class NetworkService:
             project_id, router_id = row.project_id, row.id
             s.delete(row)
         self.meter.gauge(project_id, "router", router_id, 0)
+        if self.routing is not None:
+            self._meter_egress(router_id, project_id)
         self.sync_router(router_id)
 
     def _interface_info(self, row: m.Router, port: m.Port, subnet_ids: list[str]) -> dict[str, Any]:
