@@ -30,8 +30,8 @@ $(STAMP): pyproject.toml scripts/system-packages.txt
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check src tests bench scripts/build-tiny-image bench/network/run
-	$(BIN)/ruff format --check src tests bench scripts/build-tiny-image bench/network/run
+	$(BIN)/ruff check src tests bench scripts/build-tiny-image bench/network/run bench/billing/run
+	$(BIN)/ruff format --check src tests bench scripts/build-tiny-image bench/network/run bench/billing/run
 
 format: install
 	$(BIN)/ruff format src tests bench
@@ -59,6 +59,8 @@ bench: install
 	bench/compute/run
 	bench/network/run
 	bench/volume/run
+	bench/billing/run
+	bench/billing/run
 
 tiny-image: install
 	./scripts/build-tiny-image --output $(TINY_IMAGE)
