@@ -60,7 +60,6 @@ bench: install
 	bench/network/run
 	bench/volume/run
 	bench/billing/run
-	bench/billing/run
 
 tiny-image: install
 	./scripts/build-tiny-image --output $(TINY_IMAGE)
