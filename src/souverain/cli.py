@@ -205,3 +205,46 @@ def billing_show(
             f"{line['quantity']} {line['unit']} x {line['unit_price']} = {line['amount']} EUR"
         )
     typer.echo(f"estimate: {view['total_estimate']} {view['currency']}")
+
+
+quota_app = typer.Typer(help="Per-project quotas the APIs do not set.", no_args_is_help=True)
+app.add_typer(quota_app, name="quota")
+
+
+@quota_app.command("s3")
+def quota_s3(
+    project: Annotated[str, typer.Option("--project", help="project id")],
+    max_bytes: Annotated[
+        int | None, typer.Option("--bytes", min=-1, help="stored bytes; -1: unlimited")
+    ] = None,
+    max_objects: Annotated[
+        int | None, typer.Option("--objects", min=-1, help="stored objects; -1: unlimited")
+    ] = None,
+    reset: Annotated[bool, typer.Option("--reset", help="back to the configured defaults")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Set a project's object storage limits; without a limit, show them."""
+    from souverain.common.clock import Clock
+    from souverain.db.engine import Database, make_engine
+    from souverain.db.migrate import SchemaTooNew, upgrade
+    from souverain.objectstore.service import set_storage_quota
+
+    if not project or len(project) > 64:
+        typer.echo("souverain: --project must be a project id (1 to 64 characters)", err=True)
+        raise typer.Exit(2)
+    settings = _settings(config, _data_overrides(data_dir))
+    db = Database(make_engine(settings.database_url))
+    try:
+        upgrade(db.engine)  # a no-op on a served database; a fresh one gets its tables
+        stored = set_storage_quota(db, Clock(), project, max_bytes, max_objects, reset)
+    except SchemaTooNew as exc:
+        typer.echo(f"souverain: {exc}", err=True)
+        raise typer.Exit(3) from None
+    finally:
+        db.dispose()
+    defaults = (settings.objectstore.quota_bytes, settings.objectstore.quota_objects)
+    for name, value, default in zip(("bytes", "objects"), stored, defaults, strict=True):
+        shown = default if value is None else value
+        origin = "default" if value is None else "project"
+        typer.echo(f"{name}: {'unlimited' if shown < 0 else shown} ({origin})")

@@ -255,6 +255,8 @@ def _objectstore(
         clock,
         settings.objectstore.min_part_bytes,
         ChangeCounter(_paths(settings).root / "objectstore.changes"),
+        quota_bytes=settings.objectstore.quota_bytes,
+        quota_objects=settings.objectstore.quota_objects,
     )
 
 

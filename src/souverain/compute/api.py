@@ -28,7 +28,12 @@ from souverain.common.jsoncodec import JSONResponse
 from souverain.common.middleware import state_of
 from souverain.common.openstack import ErrorLayer, audit, authenticate, base_url
 from souverain.common.pagination import paginate, parse_limit
-from souverain.compute.service import QUOTAS, BootVolume, ComputeService, ServerRequest
+from souverain.compute.service import (
+    QUOTA_RESOURCES,
+    BootVolume,
+    ComputeService,
+    ServerRequest,
+)
 from souverain.identity.api import read_json
 
 MIN_VERSION = (2, 1)
@@ -143,6 +148,56 @@ def _name(value: Any, field: str = "name") -> str:
             "without leading or trailing whitespace."
         )
     return value
+
+
+# Nova's quota keys this cloud does not enforce, with the values Nova shows for them;
+# the network ones went with 2.36, the injected-file ones with 2.57.
+_FIXED_QUOTAS_ALWAYS = {"server_groups": 10, "server_group_members": 10}
+_FIXED_QUOTAS_BEFORE_2_57 = {
+    "injected_files": 5,
+    "injected_file_content_bytes": 10240,
+    "injected_file_path_bytes": 255,
+}
+_FIXED_QUOTAS_BEFORE_2_36 = {
+    "fixed_ips": -1,
+    "floating_ips": 10,
+    "security_groups": 10,
+    "security_group_rules": 20,
+}
+
+
+def _quota_values(limits: dict[str, int], v: tuple[int, int]) -> dict[str, int]:
+    """Every key of Nova's quota set at version `v`: ours from `limits`, the rest fixed."""
+    values = {key: limits[key] for key in QUOTA_RESOURCES}
+    values.update(_FIXED_QUOTAS_ALWAYS)
+    if v < (2, 57):
+        values.update(_FIXED_QUOTAS_BEFORE_2_57)
+    if v < (2, 36):
+        values.update(_FIXED_QUOTAS_BEFORE_2_36)
+    return values
+
+
+def _quota_changes(body: Any) -> tuple[dict[str, int], bool]:
+    """A PUT's `{"quota_set": {...}}`: the limits to set (ints >= -1) and `force`."""
+    data = body.get("quota_set") if isinstance(body, dict) else None
+    if not isinstance(data, dict) or not data:
+        raise BadRequest("Invalid input for field/attribute quota_set.")
+    force = data.get("force", False)
+    if not isinstance(force, bool):
+        if str(force).lower() not in ("true", "false"):
+            raise BadRequest("Invalid input for field/attribute force: must be a boolean.")
+        force = str(force).lower() == "true"
+    changes: dict[str, int] = {}
+    for key, value in data.items():
+        if key == "force":
+            continue
+        if key not in QUOTA_RESOURCES:
+            raise BadRequest(
+                f"Invalid input for field/attribute quota_set. Additional properties are not "
+                f"allowed ('{str(key)[:64]}' was unexpected)"
+            )
+        changes[key] = _int(value, key, minimum=-1)
+    return changes, force
 
 
 def _int(value: Any, field: str, minimum: int = 0) -> int:
@@ -266,6 +321,15 @@ class ComputeApi:
             Route("/v2.1/os-availability-zone", c(self.zones), methods=["GET"]),
             Route("/v2.1/os-availability-zone/detail", c(self.zones_detail), methods=["GET"]),
             Route("/v2.1/limits", c(self.limits), methods=["GET"]),
+            Route(
+                "/v2.1/os-quota-sets/{project}",
+                c(self.quota_set),
+                methods=["GET", "PUT", "DELETE"],
+            ),
+            Route(
+                "/v2.1/os-quota-sets/{project}/defaults", c(self.quota_defaults), methods=["GET"]
+            ),
+            Route("/v2.1/os-quota-sets/{project}/detail", c(self.quota_detail), methods=["GET"]),
             Route("/v2.1/os-hypervisors", c(self.hypervisors), methods=["GET"]),
             Route("/v2.1/os-hypervisors/detail", c(self.hypervisors_detail), methods=["GET"]),
             Route("/v2.1/os-hypervisors/statistics", c(self.hypervisor_stats), methods=["GET"]),
@@ -1268,14 +1332,54 @@ class ComputeApi:
             }
         )
 
+    # -------------------------------------------------------------- quotas
+
+    async def quota_set(
+        self, request: Request, ctx: RequestContext, v: tuple[int, int]
+    ) -> Response:
+        project_id = request.path_params["project"]
+        if request.method == "GET":
+            limits = await run_in_threadpool(self.service.quota_limits, ctx, project_id)
+            return JSONResponse({"quota_set": {"id": project_id, **_quota_values(limits, v)}})
+        if request.method == "DELETE":
+            audit(request, "compute.quota.delete", "project", project_id)
+            await run_in_threadpool(self.service.reset_quota, ctx, project_id)
+            return Response(status_code=202)
+        audit(request, "compute.quota.update", "project", project_id)
+        changes, force = _quota_changes(await read_json(request))
+        limits = await run_in_threadpool(self.service.update_quota, ctx, project_id, changes, force)
+        return JSONResponse({"quota_set": _quota_values(limits, v)})
+
+    async def quota_defaults(
+        self, request: Request, ctx: RequestContext, v: tuple[int, int]
+    ) -> Response:
+        project_id = request.path_params["project"]
+        limits = self.service.default_quotas()
+        return JSONResponse({"quota_set": {"id": project_id, **_quota_values(limits, v)}})
+
+    async def quota_detail(
+        self, request: Request, ctx: RequestContext, v: tuple[int, int]
+    ) -> Response:
+        project_id = request.path_params["project"]
+        limits, used = await run_in_threadpool(self.service.quota_usage, ctx, project_id)
+        detail: dict[str, Any] = {"id": project_id}
+        for key, limit in _quota_values(limits, v).items():
+            detail[key] = {"in_use": used.get(key, 0), "limit": limit, "reserved": 0}
+        return JSONResponse({"quota_set": detail})
+
     async def limits(self, request: Request, ctx: RequestContext, v: tuple[int, int]) -> Response:
         servers = self.service.list_servers(ctx, {})
+        quota = (
+            await run_in_threadpool(self.service.quota_limits, ctx, ctx.project_id)
+            if ctx.project_id
+            else self.service.default_quotas()
+        )
         absolute: dict[str, int] = {
-            "maxTotalInstances": QUOTAS["instances"],
-            "maxTotalCores": QUOTAS["cores"],
-            "maxTotalRAMSize": QUOTAS["ram"],
-            "maxServerMeta": 128,
-            "maxTotalKeypairs": 100,
+            "maxTotalInstances": quota["instances"],
+            "maxTotalCores": quota["cores"],
+            "maxTotalRAMSize": quota["ram"],
+            "maxServerMeta": quota["metadata_items"],
+            "maxTotalKeypairs": quota["key_pairs"],
             "maxServerGroups": 10,
             "maxServerGroupMembers": 10,
             "totalInstancesUsed": len(servers),

@@ -130,3 +130,17 @@ class InstanceAction(Base):
     finish_time: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     result: Mapped[str | None] = mapped_column(String(16), nullable=True)  # Success / Error
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ComputeQuota(Base):
+    """A project's limits (None: the configured default), and the row a quota claim locks."""
+
+    __tablename__ = "compute_quotas"
+
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instances: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cores: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ram: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    key_pairs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    metadata_items: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)

@@ -36,6 +36,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from souverain.common.clock import Clock, as_utc
@@ -43,7 +45,14 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from souverain.common.metering import NULL_METER, Meter
 from souverain.compute import scheduler
-from souverain.compute.models import Flavor, FlavorAccess, InstanceAction, Keypair, Server
+from souverain.compute.models import (
+    ComputeQuota,
+    Flavor,
+    FlavorAccess,
+    InstanceAction,
+    Keypair,
+    Server,
+)
 from souverain.compute.qemu import Disk, DriverError, GuestSpec, Nic, PowerState, QemuDriver
 from souverain.config import ComputeSettings
 from souverain.db.engine import Database
@@ -61,12 +70,13 @@ DEFAULT_FLAVORS = (
 )
 
 MAX_USER_DATA = 65535  # bytes of base64 text, as Nova
-MAX_METADATA_ITEMS = 128
 NO_VALID_HOST = "No valid host was found. There are not enough hosts available."
 
-# Per-project compute quotas until the quota engine lands: what `/limits` publishes and
-# what a create is held to.
-QUOTAS = {"instances": 10, "cores": 20, "ram": 51200}
+# The quotas a project is held to (defaults in settings, overrides in `compute_quotas`).
+# Creates lock the project's quota row (INSERT .. ON CONFLICT DO NOTHING, then SELECT
+# .. FOR UPDATE) in the transaction that inserts the servers, as the volume and network
+# services do: concurrent creates in any number of processes cannot overshoot.
+QUOTA_RESOURCES = ("instances", "cores", "ram", "key_pairs", "metadata_items")
 
 # Nova's status from (vm_state, task_state): the task wins where it names one.
 _TASK_STATUS = {
@@ -219,7 +229,6 @@ class ComputeService:
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="compute")
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        self._quota_lock = threading.Lock()
         self.orphans: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -440,6 +449,121 @@ class ComputeService:
                 s.delete(existing)
         return self.flavor_access(ctx, flavor_id)
 
+    # ------------------------------------------------------------------ quotas
+
+    def default_quotas(self) -> dict[str, int]:
+        st = self.settings
+        return {
+            "instances": st.quota_instances,
+            "cores": st.quota_cores,
+            "ram": st.quota_ram,
+            "key_pairs": st.quota_key_pairs,
+            "metadata_items": st.quota_metadata_items,
+        }
+
+    def _limits_of(self, s: Session, project_id: str) -> dict[str, int]:
+        limits = self.default_quotas()
+        row = s.get(ComputeQuota, project_id)
+        if row is not None:
+            for key in QUOTA_RESOURCES:
+                value = getattr(row, key)
+                if value is not None:
+                    limits[key] = value
+        return limits
+
+    @staticmethod
+    def _usage_of(s: Session, project_id: str, user_id: str) -> dict[str, int]:
+        """What counts against each limit; key pairs are the caller's (Nova's are per user)."""
+        count, cores, ram = s.execute(
+            select(
+                func.count(Server.id),
+                func.coalesce(func.sum(Server.vcpus), 0),
+                func.coalesce(func.sum(Server.memory_mib), 0),
+            ).where(Server.project_id == project_id, Server.deleted.is_(False))
+        ).one()
+        keys = s.scalar(select(func.count()).where(Keypair.user_id == user_id)) if user_id else 0
+        return {
+            "instances": int(count),
+            "cores": int(cores),
+            "ram": int(ram),
+            "key_pairs": int(keys or 0),
+            "metadata_items": 0,
+        }
+
+    def _lock_quota(self, s: Session, project_id: str) -> None:
+        """Take the project's quota row for this transaction (see QUOTA_RESOURCES' note)."""
+        values = {"project_id": project_id, "updated_at": _now_naive(self.clock)}
+        if s.get_bind().dialect.name == "postgresql":
+            s.execute(pg_insert(ComputeQuota).values(**values).on_conflict_do_nothing())
+        else:
+            s.execute(sqlite_insert(ComputeQuota).values(**values).on_conflict_do_nothing())
+        s.execute(
+            select(ComputeQuota.project_id)
+            .where(ComputeQuota.project_id == project_id)
+            .with_for_update()
+        )
+
+    @staticmethod
+    def _quota_scope(ctx: RequestContext, project_id: str) -> None:
+        if not (ctx.is_admin or project_id == ctx.project_id):
+            raise Forbidden(
+                "Policy doesn't allow os_compute_api:os-quota-sets:show to be performed."
+            )
+
+    def quota_limits(self, ctx: RequestContext, project_id: str) -> dict[str, int]:
+        """The project's effective limits; a member sees only its own project's."""
+        self._quota_scope(ctx, project_id)
+        with self.db.session() as s:
+            return self._limits_of(s, project_id)
+
+    def quota_usage(
+        self, ctx: RequestContext, project_id: str
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """(limits, in use) of the project."""
+        self._quota_scope(ctx, project_id)
+        with self.db.session() as s:
+            user_id = ctx.user_id if project_id == ctx.project_id else ""
+            return self._limits_of(s, project_id), self._usage_of(s, project_id, user_id)
+
+    def update_quota(
+        self, ctx: RequestContext, project_id: str, changes: dict[str, int], force: bool
+    ) -> dict[str, int]:
+        """Set overrides (validated at the edge); below what is in use needs `force`."""
+        if not ctx.is_admin:
+            raise Forbidden(
+                "Policy doesn't allow os_compute_api:os-quota-sets:update to be performed."
+            )
+        if not project_id or len(project_id) > 64:
+            raise BadRequest("Invalid project id.")
+        with self.db.session() as s:
+            self._lock_quota(s, project_id)
+            if not force:
+                used = self._usage_of(s, project_id, "")
+                for key, value in changes.items():
+                    if key in ("instances", "cores", "ram") and 0 <= value < used[key]:
+                        raise BadRequest(
+                            f"Quota limit {value} for {key} must be greater than or equal to "
+                            f"already used and reserved {used[key]}."
+                        )
+            row = s.get(ComputeQuota, project_id)
+            assert row is not None
+            for key, value in changes.items():
+                setattr(row, key, value)
+            row.updated_at = _now_naive(self.clock)
+            s.flush()
+            return self._limits_of(s, project_id)
+
+    def reset_quota(self, ctx: RequestContext, project_id: str) -> None:
+        """Back to the configured defaults."""
+        if not ctx.is_admin:
+            raise Forbidden(
+                "Policy doesn't allow os_compute_api:os-quota-sets:delete to be performed."
+            )
+        with self.db.session() as s:
+            row = s.get(ComputeQuota, project_id)
+            if row is not None:
+                s.delete(row)
+
     # ------------------------------------------------------------------ keypairs
 
     @staticmethod
@@ -509,6 +633,12 @@ class ComputeService:
         else:
             public_key = _check_public_key(public_key)
         with self.db.session() as s:
+            if ctx.project_id:
+                self._lock_quota(s, ctx.project_id)
+                limit = self._limits_of(s, ctx.project_id)["key_pairs"]
+                held = s.scalar(select(func.count()).where(Keypair.user_id == owner)) or 0
+                if 0 <= limit <= held:
+                    raise Forbidden("Quota exceeded, too many key pairs.")
             if s.scalar(select(Keypair).where(Keypair.user_id == owner, Keypair.name == name)):
                 raise Conflict(f"Key pair '{name}' already exists.")
             row = Keypair(
@@ -810,26 +940,63 @@ class ComputeService:
             networks = [{"uuid": self.network.get_or_create_auto_network(ctx)["id"]}]
         if isinstance(networks, list) and networks:
             self._check_networks(ctx, networks, req.max_count)
-        now = _now_naive(self.clock)
-        reservation = "r-" + secrets.token_hex(4)
-        views = []
         if boot is not None:
             disk = 0  # the root disk is a volume: nothing on the host's local disk
         else:
             assert image is not None
             disk = flavor_doc["disk"] or max(virtual_gib, image.min_disk, 1)
-        with self._quota_lock, self.db.session() as s:
+        with self.db.session() as s:  # a first look, so ports are made only for what fits
             count = self._fit_in_quota(s, ctx.project_id, req, flavor_doc)
-            server_ids = [str(uuid.uuid4()) for _ in range(count)]
-            if isinstance(networks, list) and networks:
-                self._make_ports(ctx, networks, server_ids, req.security_groups)
+        server_ids = [str(uuid.uuid4()) for _ in range(count)]
+        has_ports = isinstance(networks, list) and bool(networks)
+        if has_ports:
+            # before the quota lock: SQLite has one writer, and the network service writes
+            self._make_ports(ctx, networks, server_ids, req.security_groups)
+        try:
+            views, tasks = self._insert_servers(
+                ctx, req, flavor_doc, server_ids, image, boot, disk, key_data, networks
+            )
+        except BaseException:
+            if has_ports:
+                for server_id in server_ids:
+                    self.network.release_ports_of(server_id)
+            raise
+        if has_ports:  # another create took some of the room between the two looks
+            made = {server_id for server_id, _ in tasks}
+            for server_id in server_ids:
+                if server_id not in made:
+                    self.network.release_ports_of(server_id)
+        for server_id, action_id in tasks:
+            self._submit(self._build, server_id, image, action_id, ctx, boot)
+        return views
+
+    def _insert_servers(
+        self,
+        ctx: RequestContext,
+        req: ServerRequest,
+        flavor_doc: dict[str, Any],
+        server_ids: list[str],
+        image: Any,
+        boot: Any,
+        disk: int,
+        key_data: str | None,
+        networks: Any,
+    ) -> tuple[list[dict[str, Any]], list[tuple[str, int]]]:
+        """Lock the project's quota, check again, insert the rows; one transaction."""
+        project_id = ctx.project_id
+        assert project_id is not None  # create_servers refused an unscoped token
+        now = _now_naive(self.clock)
+        reservation = "r-" + secrets.token_hex(4)
+        with self.db.session() as s:
+            self._lock_quota(s, project_id)
+            count = min(len(server_ids), self._fit_in_quota(s, project_id, req, flavor_doc))
             rows = []
             for index in range(count):
                 server_id = server_ids[index]
                 name = req.name if count == 1 else f"{req.name}-{index + 1}"
                 row = Server(
                     id=server_id,
-                    project_id=ctx.project_id,
+                    project_id=project_id,
                     user_id=ctx.user_id,
                     name=name,
                     hostname=_hostname_of(req.hostname or name),
@@ -866,19 +1033,22 @@ class ComputeService:
                 )
                 s.add(row)
                 s.flush()
-                action_id = self._action(s, ctx, server_id, ctx.project_id, "create")
+                action_id = self._action(s, ctx, server_id, project_id, "create")
                 rows.append((row, action_id))
             views = [self.server_view(r) for r, _ in rows]
             tasks = [(r.id, a) for r, a in rows]
-        for server_id, action_id in tasks:
-            self._submit(self._build, server_id, image, action_id, ctx, boot)
-        return views
+        return views, tasks
 
-    @staticmethod
     def _fit_in_quota(
-        s: Session, project_id: str, req: ServerRequest, flavor: dict[str, Any]
+        self, s: Session, project_id: str, req: ServerRequest, flavor: dict[str, Any]
     ) -> int:
         """How many of the requested servers the project's quota admits; 403 if not min_count."""
+        limits = self._limits_of(s, project_id)
+        if 0 <= limits["metadata_items"] < len(req.metadata or {}):
+            raise Forbidden(
+                f"Quota exceeded for metadata_items: at most {limits['metadata_items']} "
+                "metadata items per server."
+            )
         used = s.execute(
             select(
                 func.count(Server.id),
@@ -889,7 +1059,10 @@ class ComputeService:
         in_use = {"instances": int(used[0]), "cores": int(used[1]), "ram": int(used[2])}
         each = {"instances": 1, "cores": int(flavor["vcpus"]), "ram": int(flavor["ram"])}
         fit = req.max_count
-        for resource, limit in QUOTAS.items():
+        for resource in ("instances", "cores", "ram"):
+            limit = limits[resource]
+            if limit < 0:
+                continue
             room = (limit - in_use[resource]) // each[resource] if each[resource] else fit
             if room < req.min_count:
                 requested = each[resource] * req.min_count
@@ -1883,10 +2056,9 @@ class ComputeService:
             row = self._server_row(s, ctx, server_id)
             self._check_unlocked(ctx, row)
             merged = dict(items) if replace else {**(row.server_metadata or {}), **items}
-            if len(merged) > MAX_METADATA_ITEMS:
-                raise Forbidden(
-                    f"Quota exceeded for metadata items: at most {MAX_METADATA_ITEMS} per server."
-                )
+            limit = self._limits_of(s, row.project_id)["metadata_items"]
+            if 0 <= limit < len(merged):
+                raise Forbidden(f"Quota exceeded for metadata items: at most {limit} per server.")
             row.server_metadata = merged
             row.updated_at = _now_naive(self.clock)
             return dict(merged)

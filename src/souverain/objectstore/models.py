@@ -109,3 +109,17 @@ class Part(Base):
     blob_id: Mapped[str] = mapped_column(String(32))
     checksums: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class StorageQuota(Base):
+    """A project's limits on stored bytes and objects (None: the configured default).
+
+    Also the row a write that may pass a limit locks, so concurrent writers of one
+    project are checked one after the other."""
+
+    __tablename__ = "s3_quotas"
+
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    max_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_objects: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)

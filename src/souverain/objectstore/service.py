@@ -21,6 +21,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -117,6 +119,7 @@ ERROR_STATUS = {
     "NotImplemented": 501,
     "NotModified": 304,
     "PreconditionFailed": 412,
+    "QuotaExceeded": 403,
     "RequestTimeTooSkewed": 403,
     "RequestTimeout": 400,
     "SignatureDoesNotMatch": 403,
@@ -319,6 +322,54 @@ class UploadInfo:
     checksum_algorithm: str
 
 
+def _lock_quota_row(conn: Connection, project_id: str, now: dt.datetime) -> None:
+    """Take a project's `s3_quotas` row (made when missing) for this transaction."""
+    values = {"project_id": project_id, "updated_at": now}
+    if conn.dialect.name == "postgresql":
+        conn.execute(pg_insert(m.StorageQuota).values(**values).on_conflict_do_nothing())
+    else:
+        conn.execute(sqlite_insert(m.StorageQuota).values(**values).on_conflict_do_nothing())
+    conn.execute(
+        select(m.StorageQuota.project_id)
+        .where(m.StorageQuota.project_id == project_id)
+        .with_for_update()
+    )
+
+
+def set_storage_quota(
+    db: Database,
+    clock: Clock,
+    project_id: str,
+    max_bytes: int | None,
+    max_objects: int | None,
+    reset: bool = False,
+) -> tuple[int | None, int | None]:
+    """The operator's override for a project: None leaves a limit as it is, `reset` puts
+    both back to the configured defaults. Returns the override now stored (None: default).
+    """
+    with db.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        _lock_quota_row(conn, project_id, _utcnow(clock))
+        values: dict[str, Any] = {"updated_at": _utcnow(clock)}
+        if reset:
+            values.update(max_bytes=None, max_objects=None)
+        if max_bytes is not None:
+            values["max_bytes"] = max_bytes
+        if max_objects is not None:
+            values["max_objects"] = max_objects
+        conn.execute(
+            update(m.StorageQuota).where(m.StorageQuota.project_id == project_id).values(**values)
+        )
+        row = conn.execute(
+            select(m.StorageQuota.max_bytes, m.StorageQuota.max_objects).where(
+                m.StorageQuota.project_id == project_id
+            )
+        ).one()
+        conn.commit()
+        return row.max_bytes, row.max_objects
+
+
 class ObjectStoreService:
     def __init__(
         self,
@@ -329,6 +380,8 @@ class ObjectStoreService:
         clock: Clock | None = None,
         min_part_bytes: int = 5 * 1024 * 1024,
         changes: ChangeCounter | None = None,
+        quota_bytes: int = -1,
+        quota_objects: int = -1,
     ) -> None:
         # billable changes are recorded on it (the billing service's, set by the server)
         self.meter: Meter = NULL_METER
@@ -338,6 +391,9 @@ class ObjectStoreService:
         self.region = region
         self.clock = clock or Clock()
         self.min_part_bytes = min_part_bytes
+        # per-project defaults (-1: unlimited); an operator's override is a `s3_quotas` row
+        self.quota_bytes = quota_bytes
+        self.quota_objects = quota_objects
         # Bucket settings are read on every request and change rarely: cached per
         # process, dropped whenever any process on this host bumps `changes`, and
         # re-read after BUCKET_CACHE_SECONDS for changes made by API nodes on other hosts.
@@ -619,6 +675,66 @@ class ObjectStoreService:
         gone = conn.execute(DROP_NULL_VERSION, where).all()
         return [seg[0] for row in gone for seg in row.segments]
 
+    # ------------------------------------------------------------------ quotas
+
+    def quota_of(self, conn: Connection, project_id: str) -> tuple[int, int]:
+        """(bytes, objects) the project may store; -1: unlimited."""
+        row = conn.execute(
+            select(m.StorageQuota.max_bytes, m.StorageQuota.max_objects).where(
+                m.StorageQuota.project_id == project_id
+            )
+        ).first()
+        max_bytes = row.max_bytes if row is not None and row.max_bytes is not None else None
+        max_objects = row.max_objects if row is not None and row.max_objects is not None else None
+        return (
+            self.quota_bytes if max_bytes is None else int(max_bytes),
+            self.quota_objects if max_objects is None else int(max_objects),
+        )
+
+    def _lock_quota(self, conn: Connection, project_id: str) -> tuple[int, int]:
+        """Take the project's quota row for this transaction when it has a limit; the limits.
+
+        On SQLite every write transaction here already holds the one writer lock
+        (BEGIN IMMEDIATE); on PostgreSQL the row lock makes writers of one project
+        check and commit one after the other, so together they cannot overshoot."""
+        if self.quota_of(conn, project_id) == (-1, -1):
+            return (-1, -1)  # the hot path of an unlimited project: no lock, no sum
+        _lock_quota_row(conn, project_id, _utcnow(self.clock))
+        return self.quota_of(conn, project_id)
+
+    def _check_quota(
+        self, conn: Connection, project_id: str, limits: tuple[int, int], size: int
+    ) -> None:
+        """Refuse (QuotaExceeded) when what the project stores, new object included, passes
+        a limit; call after `_lock_quota` and after recording the object."""
+        max_bytes, max_objects = limits
+        if max_bytes < 0 and max_objects < 0:
+            return
+        stored, count = self._stored(conn, project_id)
+        if 0 <= max_bytes < stored:
+            raise S3Error(
+                "QuotaExceeded",
+                f"The project's storage quota is {max_bytes} bytes; storing this object "
+                f"({size} bytes) would bring it to {stored} bytes.",
+            )
+        if 0 <= max_objects < count:
+            raise S3Error(
+                "QuotaExceeded",
+                f"The project's quota is {max_objects} objects; storing this one would bring "
+                f"it to {count}.",
+            )
+
+    @staticmethod
+    def _stored(conn: Connection, project_id: str) -> tuple[int, int]:
+        """(bytes, objects) of every version the project's buckets hold, markers aside."""
+        v = VERSIONS.c
+        row = conn.execute(
+            select(func.coalesce(func.sum(v.size), 0), func.count())
+            .select_from(VERSIONS.join(m.Bucket.__table__, v.bucket_id == m.Bucket.id))
+            .where(m.Bucket.project_id == project_id, v.is_delete_marker.is_(False))
+        ).one()
+        return int(row[0]), int(row[1])
+
     def put_object(
         self, who: Principal, bucket: BucketInfo, key: str, new: NewObject, if_none_match: bool
     ) -> ObjectInfo:
@@ -634,10 +750,12 @@ class ObjectStoreService:
                         "At least one of the pre-conditions you specified did not hold",
                         f"/{bucket.name}/{key}",
                     )
+            limits = self._lock_quota(conn, bucket.project_id)
             version_id = self._new_version_id(bucket)
             freed = self._retire(conn, bucket, key, version_id)
             values = self._version_row(who, bucket, key, version_id, new)
             conn.execute(ADD_VERSION, values)
+            self._check_quota(conn, bucket.project_id, limits, new.size)
             return values, freed
 
         try:
@@ -1031,6 +1149,7 @@ class ObjectStoreService:
         freed: list[str] = []
         with self.db.session() as s:
             self._write(s)
+            limits = self._lock_quota(s.connection(), bucket.project_id)
             upload = self._upload_row(s, bucket, key, upload_id)
             parts = {
                 p.number: p for p in s.scalars(select(m.Part).where(m.Part.upload_id == upload_id))
@@ -1083,6 +1202,7 @@ class ObjectStoreService:
             s.execute(delete(m.Part).where(m.Part.upload_id == upload_id))
             s.delete(upload)
             s.flush()
+            self._check_quota(s.connection(), bucket.project_id, limits, row.size)
             info = ObjectInfo.of(bucket.name, row)
         self.store.delete(freed)
         self._meter_bucket(bucket)

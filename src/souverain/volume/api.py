@@ -236,7 +236,11 @@ class VolumeApi:
                 methods=["GET", "PUT", "DELETE"],
             ),
             Route("/v3/limits", c(self.limits), methods=["GET"]),
-            Route("/v3/os-quota-sets/{project}", c(self.quota_set), methods=["GET", "PUT"]),
+            Route(
+                "/v3/os-quota-sets/{project}",
+                c(self.quota_set),
+                methods=["GET", "PUT", "DELETE"],
+            ),
             Route("/v3/os-quota-sets/{project}/defaults", c(self.quota_defaults), methods=["GET"]),
             Route("/v3/os-availability-zone", c(self.zones), methods=["GET"]),
             Route("/v3/messages", c(self.messages), methods=["GET"]),
@@ -593,6 +597,10 @@ class VolumeApi:
                 self.service.quota_set, ctx, project_id, _bool_param("usage", usage)
             )
             return JSONResponse({"quota_set": body})
+        if request.method == "DELETE":
+            audit(request, "volume.quota.delete", "project", project_id)
+            await asyncio.to_thread(self.service.reset_quota, ctx, project_id)
+            return Response(status_code=200)
         audit(request, "volume.quota.update", "project", project_id)
         changes = _body(await read_json(request), "quota_set")
         body = await asyncio.to_thread(self.service.update_quota, ctx, project_id, changes)

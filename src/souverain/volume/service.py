@@ -666,6 +666,19 @@ class VolumeService:
             row.updated_at = self.clock.now()
         return self.quota_set(ctx, project_id, usage=False)
 
+    def reset_quota(self, ctx: RequestContext, project_id: str) -> None:
+        """Back to the configured defaults; the row stays, as the lock of later claims."""
+        if not ctx.is_admin:
+            raise Forbidden("Policy doesn't allow volume_extension:quotas:delete to be performed.")
+        if not project_id or len(project_id) > 64:
+            raise BadRequest("Invalid project id.")
+        with self.db.session() as s:
+            self._lock_quota(s, project_id)
+            row = s.get(m.VolumeQuota, project_id)
+            assert row is not None
+            row.volumes = row.gigabytes = row.snapshots = None
+            row.updated_at = self.clock.now()
+
     def limits(self, ctx: RequestContext) -> dict[str, int]:
         project_id = ctx.project_id or ""
         with self.db.session() as s:
