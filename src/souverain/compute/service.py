@@ -1035,8 +1035,10 @@ class ComputeService:
                 s.flush()
                 action_id = self._action(s, ctx, server_id, project_id, "create")
                 rows.append((row, action_id))
-            views = [self.server_view(r) for r, _ in rows]
-            tasks = [(r.id, a) for r, a in rows]
+        # after the commit: a view reads other services (their own connections), and the
+        # quota lock must not wait on a pool others exhaust waiting for that very lock
+        views = [self.server_view(r) for r, _ in rows]
+        tasks = [(r.id, a) for r, a in rows]
         return views, tasks
 
     def _fit_in_quota(
