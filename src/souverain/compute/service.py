@@ -36,14 +36,13 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from souverain.common.clock import Clock, as_utc
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from souverain.common.metering import NULL_METER, Meter
+from souverain.common.quota import lock_quota_row
 from souverain.compute import scheduler
 from souverain.compute.models import (
     ComputeQuota,
@@ -492,16 +491,7 @@ class ComputeService:
 
     def _lock_quota(self, s: Session, project_id: str) -> None:
         """Take the project's quota row for this transaction (see QUOTA_RESOURCES' note)."""
-        values = {"project_id": project_id, "updated_at": _now_naive(self.clock)}
-        if s.get_bind().dialect.name == "postgresql":
-            s.execute(pg_insert(ComputeQuota).values(**values).on_conflict_do_nothing())
-        else:
-            s.execute(sqlite_insert(ComputeQuota).values(**values).on_conflict_do_nothing())
-        s.execute(
-            select(ComputeQuota.project_id)
-            .where(ComputeQuota.project_id == project_id)
-            .with_for_update()
-        )
+        lock_quota_row(s, ComputeQuota, project_id, _now_naive(self.clock))
 
     @staticmethod
     def _quota_scope(ctx: RequestContext, project_id: str) -> None:

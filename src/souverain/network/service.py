@@ -39,8 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -49,6 +47,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from souverain.common.ids import new_id, random_bytes
 from souverain.common.metering import NULL_METER, Meter, gib
+from souverain.common.quota import lock_quota_row
 from souverain.config import NetworkSettings
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
@@ -487,17 +486,7 @@ class NetworkService:
         return self.clock.now().replace(tzinfo=None)
 
     def _lock_quota(self, s: Session, project_id: str) -> None:
-        dialect = s.get_bind().dialect.name
-        values = {"project_id": project_id, "updated_at": self._now()}
-        if dialect == "postgresql":
-            s.execute(pg_insert(m.NetworkQuota).values(**values).on_conflict_do_nothing())
-        else:
-            s.execute(sqlite_insert(m.NetworkQuota).values(**values).on_conflict_do_nothing())
-        s.execute(
-            select(m.NetworkQuota.project_id)
-            .where(m.NetworkQuota.project_id == project_id)
-            .with_for_update()
-        )
+        lock_quota_row(s, m.NetworkQuota, project_id, self._now())
 
     def _retrying(self, work: Callable[[Session], T]) -> T:
         """Run `work` in a transaction, again when it lost a race for a unique address."""

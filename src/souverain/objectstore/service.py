@@ -21,8 +21,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,6 +28,7 @@ from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.common.ids import new_id
 from souverain.common.metering import NULL_METER, Meter, gib
+from souverain.common.quota import lock_quota_row
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
 from souverain.objectstore import models as m
@@ -324,16 +323,7 @@ class UploadInfo:
 
 def _lock_quota_row(conn: Connection, project_id: str, now: dt.datetime) -> None:
     """Take a project's `s3_quotas` row (made when missing) for this transaction."""
-    values = {"project_id": project_id, "updated_at": now}
-    if conn.dialect.name == "postgresql":
-        conn.execute(pg_insert(m.StorageQuota).values(**values).on_conflict_do_nothing())
-    else:
-        conn.execute(sqlite_insert(m.StorageQuota).values(**values).on_conflict_do_nothing())
-    conn.execute(
-        select(m.StorageQuota.project_id)
-        .where(m.StorageQuota.project_id == project_id)
-        .with_for_update()
-    )
+    lock_quota_row(conn, m.StorageQuota, project_id, now)
 
 
 def set_storage_quota(

@@ -35,8 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from souverain.common.clock import Clock, as_utc
@@ -44,6 +42,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from souverain.common.metering import NULL_METER, Meter
 from souverain.common.pagination import sort_views
+from souverain.common.quota import lock_quota_row
 from souverain.config import VolumeSettings
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
@@ -561,17 +560,7 @@ class VolumeService:
 
     def _lock_quota(self, s: Session, project_id: str) -> None:
         """Take the project's quota row for this transaction (see the module's note)."""
-        dialect = s.get_bind().dialect.name
-        values = {"project_id": project_id, "updated_at": self.clock.now()}
-        if dialect == "postgresql":
-            s.execute(pg_insert(m.VolumeQuota).values(**values).on_conflict_do_nothing())
-        else:
-            s.execute(sqlite_insert(m.VolumeQuota).values(**values).on_conflict_do_nothing())
-        s.execute(
-            select(m.VolumeQuota.project_id)
-            .where(m.VolumeQuota.project_id == project_id)
-            .with_for_update()
-        )
+        lock_quota_row(s, m.VolumeQuota, project_id, self.clock.now())
 
     def _claim(
         self, s: Session, project_id: str, volumes: int = 0, gigabytes: int = 0, snapshots: int = 0
