@@ -1118,10 +1118,11 @@ class ComputeService:
             self.network.bind_port(port["id"], server_id, self.host)
         return self._addresses(server_id)
 
-    def _addresses(self, server_id: str) -> dict[str, Any]:
-        """Nova's `addresses`: each port's fixed IPs, then the floating IPs pointing at them."""
+    def _addresses(self, server_id: str, without: str | None = None) -> dict[str, Any]:
+        """Nova's `addresses`: each port's fixed IPs, then the floating IPs pointing at them
+        (`without`: a port being unplugged, left out before it is let go)."""
         addresses: dict[str, list[dict[str, Any]]] = {}
-        ports = self.network.ports_of(server_id)
+        ports = [p for p in self.network.ports_of(server_id) if p["id"] != without]
         floating = self.network.floating_ips_of_ports([p["id"] for p in ports])
         for port in ports:
             name = self.network.get_network(SYSTEM, port["network_id"])["name"]
@@ -2023,8 +2024,9 @@ class ComputeService:
                         "is still attached. Try again.",
                     )
                     return
+                # the server stops showing the port before the port shows itself free
+                self._set(server_id, addresses=self._addresses(server_id, without=port_id))
                 self.network.release_port(port_id)
-                self._set(server_id, addresses=self._addresses(server_id))
                 self._finish_action(action_id)
 
         self._submit(task)
