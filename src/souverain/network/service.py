@@ -488,6 +488,22 @@ class NetworkService:
     def _lock_quota(self, s: Session, project_id: str) -> None:
         lock_quota_row(s, m.NetworkQuota, project_id, self._now())
 
+    def _owned_page(
+        self,
+        ctx: RequestContext,
+        query: ListQuery,
+        model: Any,
+        view: Callable[[Session, Any], dict[str, Any]],
+        resource: str,
+    ) -> Page:
+        """A list of rows the caller's project owns (all of them for an admin), as a page."""
+        with self.db.session() as s:
+            stmt = select(model)
+            if not ctx.is_admin:
+                stmt = stmt.where(model.project_id == (ctx.project_id or ""))
+            views = [view(s, row) for row in s.scalars(stmt).all()]
+        return select_page(views, query, resource)
+
     def _retrying(self, work: Callable[[Session], T]) -> T:
         """Run `work` in a transaction, again when it lost a race for a unique address."""
         for _ in range(ALLOCATION_ATTEMPTS):
@@ -2066,12 +2082,7 @@ class NetworkService:
     def list_security_groups(self, ctx: RequestContext, query: ListQuery) -> Page:
         if ctx.project_id:
             self._ensure_default_group(ctx.project_id)
-        with self.db.session() as s:
-            stmt = select(m.SecurityGroup)
-            if not ctx.is_admin:
-                stmt = stmt.where(m.SecurityGroup.project_id == ctx.project_id)
-            views = [self.group_view(s, r) for r in s.scalars(stmt).all()]
-        return select_page(views, query, "Security group")
+        return self._owned_page(ctx, query, m.SecurityGroup, self.group_view, "Security group")
 
     def update_security_group(
         self, ctx: RequestContext, group_id: str, body: dict[str, Any]
@@ -2238,12 +2249,9 @@ class NetworkService:
     def list_security_group_rules(self, ctx: RequestContext, query: ListQuery) -> Page:
         if ctx.project_id:
             self._ensure_default_group(ctx.project_id)
-        with self.db.session() as s:
-            stmt = select(m.SecurityGroupRule)
-            if not ctx.is_admin:
-                stmt = stmt.where(m.SecurityGroupRule.project_id == ctx.project_id)
-            views = [self.rule_view(r) for r in s.scalars(stmt).all()]
-        return select_page(views, query, "Security group rule")
+        return self._owned_page(
+            ctx, query, m.SecurityGroupRule, lambda _s, r: self.rule_view(r), "Security group rule"
+        )
 
     def delete_security_group_rule(self, ctx: RequestContext, rule_id: str) -> None:
         with self.db.session() as s:
@@ -2457,12 +2465,7 @@ class NetworkService:
             return self.router_view(s, self._router(s, ctx, router_id))
 
     def list_routers(self, ctx: RequestContext, query: ListQuery) -> Page:
-        with self.db.session() as s:
-            stmt = select(m.Router)
-            if not ctx.is_admin:
-                stmt = stmt.where(m.Router.project_id == (ctx.project_id or ""))
-            views = [self.router_view(s, r) for r in s.scalars(stmt).all()]
-        return select_page(views, query, "Router")
+        return self._owned_page(ctx, query, m.Router, self.router_view, "Router")
 
     def update_router(
         self, ctx: RequestContext, router_id: str, body: dict[str, Any]
@@ -2824,12 +2827,7 @@ class NetworkService:
             return self.floating_view(s, self._floating(s, ctx, fip_id))
 
     def list_floating_ips(self, ctx: RequestContext, query: ListQuery) -> Page:
-        with self.db.session() as s:
-            stmt = select(m.FloatingIp)
-            if not ctx.is_admin:
-                stmt = stmt.where(m.FloatingIp.project_id == (ctx.project_id or ""))
-            views = [self.floating_view(s, r) for r in s.scalars(stmt).all()]
-        return select_page(views, query, "Floating IP")
+        return self._owned_page(ctx, query, m.FloatingIp, self.floating_view, "Floating IP")
 
     def update_floating_ip(
         self, ctx: RequestContext, fip_id: str, body: dict[str, Any]
