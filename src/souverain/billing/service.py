@@ -784,13 +784,7 @@ class BillingService:
         self, account_id: str, period: str, start: dt.datetime, end: dt.datetime
     ) -> dict[str, Any] | None:
         with self.db.session() as s:
-            existing = s.scalar(
-                select(m.Invoice).where(
-                    m.Invoice.account_id == account_id,
-                    m.Invoice.period == period,
-                    m.Invoice.kind == "invoice",
-                )
-            )
+            existing = _invoice_of(s, account_id, period)
             if existing is not None:
                 return self.invoice_view(existing)
         lines = self._invoice_lines(account_id, start, end)
@@ -805,13 +799,7 @@ class BillingService:
             except IntegrityError:
                 continue  # another issuer took the number or the month: look again
         with self.db.session() as s:
-            existing = s.scalar(
-                select(m.Invoice).where(
-                    m.Invoice.account_id == account_id,
-                    m.Invoice.period == period,
-                    m.Invoice.kind == "invoice",
-                )
-            )
+            existing = _invoice_of(s, account_id, period)
             if existing is None:
                 raise Conflict("Could not number the invoice: too much contention; try again.")
             return self.invoice_view(existing)
@@ -825,16 +813,8 @@ class BillingService:
         kind: str,
         corrects: m.Invoice | None,
     ) -> dict[str, Any]:
-        if kind == "invoice":
-            clash = s.scalar(
-                select(m.Invoice.id).where(
-                    m.Invoice.account_id == account.id,
-                    m.Invoice.period == period,
-                    m.Invoice.kind == "invoice",
-                )
-            )
-            if clash is not None:
-                raise IntegrityError("invoice exists", None, Exception("duplicate"))
+        # a second invoice for the month, or a number taken meanwhile, fails the flush
+        # below on the table's unique constraints (IntegrityError): the caller looks again
         sequence = (s.scalar(select(func.max(m.Invoice.sequence))) or 0) + 1
         now = self._now()
         number = f"{self.invoice_prefix}-{now.year}-{sequence:06d}"
@@ -1033,6 +1013,17 @@ class BillingService:
                 month,
             )
         return crossed
+
+
+def _invoice_of(s: Session, account_id: str, period: str) -> m.Invoice | None:
+    """The account's invoice for the month, if issued."""
+    return s.scalar(
+        select(m.Invoice).where(
+            m.Invoice.account_id == account_id,
+            m.Invoice.period == period,
+            m.Invoice.kind == "invoice",
+        )
+    )
 
 
 def _line_view(line: Line) -> dict[str, Any]:
