@@ -30,3 +30,16 @@ def lock_quota_row(s: Session | Connection, model: Any, project_id: str, now: dt
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     s.execute(insert(model).values(**values).on_conflict_do_nothing())
     s.execute(select(model.project_id).where(model.project_id == project_id).with_for_update())
+
+
+def effective_limits(
+    s: Session, model: Any, project_id: str, defaults: dict[str, int]
+) -> dict[str, int]:
+    """The configured defaults, each replaced by the project's override where one is set."""
+    row = s.get(model, project_id)
+    if row is None:
+        return dict(defaults)
+    return {
+        key: default if getattr(row, key) is None else getattr(row, key)
+        for key, default in defaults.items()
+    }

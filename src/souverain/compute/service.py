@@ -42,7 +42,7 @@ from souverain.common.clock import Clock, as_utc
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from souverain.common.metering import NULL_METER, Meter
-from souverain.common.quota import lock_quota_row
+from souverain.common.quota import effective_limits, lock_quota_row
 from souverain.compute import scheduler
 from souverain.compute.models import (
     ComputeQuota,
@@ -461,14 +461,7 @@ class ComputeService:
         }
 
     def _limits_of(self, s: Session, project_id: str) -> dict[str, int]:
-        limits = self.default_quotas()
-        row = s.get(ComputeQuota, project_id)
-        if row is not None:
-            for key in QUOTA_RESOURCES:
-                value = getattr(row, key)
-                if value is not None:
-                    limits[key] = value
-        return limits
+        return effective_limits(s, ComputeQuota, project_id, self.default_quotas())
 
     @staticmethod
     def _usage_of(s: Session, project_id: str, user_id: str) -> dict[str, int]:

@@ -47,7 +47,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from souverain.common.ids import new_id, random_bytes
 from souverain.common.metering import NULL_METER, Meter, gib
-from souverain.common.quota import lock_quota_row
+from souverain.common.quota import effective_limits, lock_quota_row
 from souverain.config import NetworkSettings
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
@@ -529,14 +529,7 @@ class NetworkService:
         }
 
     def _limits_of(self, s: Session, project_id: str) -> dict[str, int]:
-        limits = self.default_limits()
-        row = s.get(m.NetworkQuota, project_id)
-        if row is not None:
-            for key in QUOTA_RESOURCES:
-                value = getattr(row, key)
-                if value is not None:
-                    limits[key] = value
-        return limits
+        return effective_limits(s, m.NetworkQuota, project_id, self.default_limits())
 
     def _usage_of(self, s: Session, project_id: str) -> dict[str, int]:
         def count(model: Any) -> int:

@@ -42,7 +42,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from souverain.common.metering import NULL_METER, Meter
 from souverain.common.pagination import sort_views
-from souverain.common.quota import lock_quota_row
+from souverain.common.quota import effective_limits, lock_quota_row
 from souverain.config import VolumeSettings
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
@@ -528,17 +528,12 @@ class VolumeService:
     # ------------------------------------------------------------------ quotas
 
     def _limits_of(self, s: Session, project_id: str) -> dict[str, int]:
-        row = s.get(m.VolumeQuota, project_id)
         defaults = {
             "volumes": self.settings.quota_volumes,
             "gigabytes": self.settings.quota_gigabytes,
             "snapshots": self.settings.quota_snapshots,
         }
-        if row is None:
-            return defaults
-        return {
-            k: getattr(row, k) if getattr(row, k) is not None else v for k, v in defaults.items()
-        }
+        return effective_limits(s, m.VolumeQuota, project_id, defaults)
 
     @staticmethod
     def _usage_of(s: Session, project_id: str) -> dict[str, int]:
