@@ -34,7 +34,7 @@ import ipaddress
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -51,7 +51,7 @@ from souverain.common.quota import effective_limits, lock_quota_row
 from souverain.config import NetworkSettings
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
-from souverain.network import ipam
+from souverain.network import ipam, related
 from souverain.network import models as m
 from souverain.network.dataplane import DhcpHost, SubnetSpec
 from souverain.network.firewall import NetworkZone, PortFilter, Rule
@@ -493,15 +493,17 @@ class NetworkService:
         ctx: RequestContext,
         query: ListQuery,
         model: Any,
-        view: Callable[[Session, Any], dict[str, Any]],
+        views_of: Callable[[Session, Sequence[Any]], list[dict[str, Any]]],
         resource: str,
     ) -> Page:
-        """A list of rows the caller's project owns (all of them for an admin), as a page."""
+        """A list of rows the caller's project owns (all of them for an admin), as a page.
+
+        `views_of` shapes all the rows at once: a constant number of queries per page."""
         with self.db.session() as s:
             stmt = select(model)
             if not ctx.is_admin:
                 stmt = stmt.where(model.project_id == (ctx.project_id or ""))
-            views = [view(s, row) for row in s.scalars(stmt).all()]
+            views = views_of(s, s.scalars(stmt).all())
         return select_page(views, query, resource)
 
     def _retrying(self, work: Callable[[Session], T]) -> T:
@@ -639,16 +641,22 @@ class NetworkService:
         return row
 
     def network_view(self, s: Session, row: m.Network) -> dict[str, Any]:
-        subnets = s.scalars(
-            select(m.Subnet.id).where(m.Subnet.network_id == row.id).order_by(m.Subnet.created_at)
-        ).all()
+        return self.network_views(s, [row])[0]
+
+    def network_views(self, s: Session, rows: Sequence[m.Network]) -> list[dict[str, Any]]:
+        """The views of many networks, with their subnets in one query."""
+        subnets = related.subnet_ids_by_network(s, [r.id for r in rows])
+        return [self._network_body(r, subnets.get(r.id, [])) for r in rows]
+
+    @staticmethod
+    def _network_body(row: m.Network, subnets: list[str]) -> dict[str, Any]:
         return {
             "id": row.id,
             "name": row.name,
             "description": row.description,
             "admin_state_up": row.admin_state_up,
             "status": "ACTIVE",
-            "subnets": list(subnets),
+            "subnets": subnets,
             "shared": row.shared,
             "router:external": row.external,
             "mtu": row.mtu,
@@ -766,7 +774,7 @@ class NetworkService:
                     | m.Network.shared
                     | m.Network.external
                 )
-            views = [self.network_view(s, r) for r in s.scalars(stmt).all()]
+            views = self.network_views(s, s.scalars(stmt).all())
         return select_page(views, query, "Network")
 
     def update_network(
@@ -1056,16 +1064,16 @@ class NetworkService:
         return row
 
     def port_view(self, s: Session, row: m.Port) -> dict[str, Any]:
-        ips = s.execute(
-            select(m.IpAllocation.subnet_id, m.IpAllocation.ip_address).where(
-                m.IpAllocation.port_id == row.id
-            )
-        ).all()
-        groups = s.scalars(
-            select(m.PortSecurityGroup.security_group_id).where(
-                m.PortSecurityGroup.port_id == row.id
-            )
-        ).all()
+        return self.port_views(s, [row])[0]
+
+    def port_views(self, s: Session, rows: Sequence[m.Port]) -> list[dict[str, Any]]:
+        """The views of many ports: addresses and groups in one query each, not per port."""
+        ids = [r.id for r in rows]
+        ips, groups = related.ips_by_port(s, ids), related.groups_by_port(s, ids)
+        return [self._port_body(r, ips.get(r.id, []), groups.get(r.id, [])) for r in rows]
+
+    @staticmethod
+    def _port_body(row: m.Port, ips: list[tuple[str, str]], groups: list[str]) -> dict[str, Any]:
         return {
             "id": row.id,
             "name": row.name,
@@ -1076,8 +1084,8 @@ class NetworkService:
             "status": row.status,
             "device_owner": row.device_owner,
             "device_id": row.device_id,
-            "fixed_ips": [{"subnet_id": sid, "ip_address": ip} for sid, ip in sorted(ips)],
-            "security_groups": sorted(groups),
+            "fixed_ips": [{"subnet_id": sid, "ip_address": ip} for sid, ip in ips],
+            "security_groups": groups,
             "port_security_enabled": row.port_security_enabled,
             "allowed_address_pairs": [dict(p) for p in row.allowed_address_pairs],
             "extra_dhcp_opts": [],
@@ -1364,7 +1372,7 @@ class NetworkService:
             for key in ("network_id", "device_id"):
                 if len(query.filters.get(key, [])) == 1:
                     stmt = stmt.where(getattr(m.Port, key) == query.filters[key][0])
-            views = [self.port_view(s, r) for r in s.scalars(stmt).all()]
+            views = self.port_views(s, s.scalars(stmt).all())
         return select_page(views, query, "Port")
 
     def update_port(
@@ -1591,7 +1599,7 @@ class NetworkService:
                 .where(m.Port.device_id == server_id)
                 .order_by(m.Port.created_at, m.Port.id)
             ).all()
-            return [self.port_view(s, row) for row in rows]
+            return self.port_views(s, rows)
 
     def _plane(self) -> Any:
         if self.dataplane is None:
@@ -2014,11 +2022,14 @@ class NetworkService:
         }
 
     def group_view(self, s: Session, row: m.SecurityGroup) -> dict[str, Any]:
-        rules = s.scalars(
-            select(m.SecurityGroupRule)
-            .where(m.SecurityGroupRule.security_group_id == row.id)
-            .order_by(m.SecurityGroupRule.created_at, m.SecurityGroupRule.id)
-        ).all()
+        return self.group_views(s, [row])[0]
+
+    def group_views(self, s: Session, rows: Sequence[m.SecurityGroup]) -> list[dict[str, Any]]:
+        """The views of many security groups, with all their rules in one query."""
+        rules = related.rules_by_group(s, [r.id for r in rows])
+        return [self._group_body(r, rules.get(r.id, [])) for r in rows]
+
+    def _group_body(self, row: m.SecurityGroup, rules: list[m.SecurityGroupRule]) -> dict[str, Any]:
         return {
             "id": row.id,
             "name": row.name,
@@ -2075,7 +2086,7 @@ class NetworkService:
     def list_security_groups(self, ctx: RequestContext, query: ListQuery) -> Page:
         if ctx.project_id:
             self._ensure_default_group(ctx.project_id)
-        return self._owned_page(ctx, query, m.SecurityGroup, self.group_view, "Security group")
+        return self._owned_page(ctx, query, m.SecurityGroup, self.group_views, "Security group")
 
     def update_security_group(
         self, ctx: RequestContext, group_id: str, body: dict[str, Any]
@@ -2243,7 +2254,11 @@ class NetworkService:
         if ctx.project_id:
             self._ensure_default_group(ctx.project_id)
         return self._owned_page(
-            ctx, query, m.SecurityGroupRule, lambda _s, r: self.rule_view(r), "Security group rule"
+            ctx,
+            query,
+            m.SecurityGroupRule,
+            lambda _s, rows: [self.rule_view(r) for r in rows],
+            "Security group rule",
         )
 
     def delete_security_group_rule(self, ctx: RequestContext, rule_id: str) -> None:
@@ -2289,9 +2304,17 @@ class NetworkService:
         )
 
     def router_view(self, s: Session, row: m.Router) -> dict[str, Any]:
+        return self.router_views(s, [row])[0]
+
+    def router_views(self, s: Session, rows: Sequence[m.Router]) -> list[dict[str, Any]]:
+        """The views of many routers, with their gateway addresses in one query."""
+        ips = related.ips_by_port(s, [r.gateway_port_id for r in rows if r.gateway_port_id])
+        return [self._router_body(r, ips.get(r.gateway_port_id or "", [])) for r in rows]
+
+    @staticmethod
+    def _router_body(row: m.Router, ips: list[tuple[str, str]]) -> dict[str, Any]:
         info = None
         if row.external_network_id:
-            ips = self._ips_of(s, row.gateway_port_id) if row.gateway_port_id else []
             info = {
                 "network_id": row.external_network_id,
                 "enable_snat": row.enable_snat,
@@ -2458,7 +2481,7 @@ class NetworkService:
             return self.router_view(s, self._router(s, ctx, router_id))
 
     def list_routers(self, ctx: RequestContext, query: ListQuery) -> Page:
-        return self._owned_page(ctx, query, m.Router, self.router_view, "Router")
+        return self._owned_page(ctx, query, m.Router, self.router_views, "Router")
 
     def update_router(
         self, ctx: RequestContext, router_id: str, body: dict[str, Any]
@@ -2664,19 +2687,26 @@ class NetworkService:
         return row
 
     def floating_view(self, s: Session, row: m.FloatingIp) -> dict[str, Any]:
+        return self.floating_views(s, [row])[0]
+
+    def floating_views(self, s: Session, rows: Sequence[m.FloatingIp]) -> list[dict[str, Any]]:
+        """The views of many floating IPs, with the ports they point at in one query."""
+        ports = related.ports_by_id(s, [r.port_id for r in rows if r.port_id])
+        return [self._floating_body(r, ports.get(r.port_id or "")) for r in rows]
+
+    @staticmethod
+    def _floating_body(row: m.FloatingIp, port: m.Port | None) -> dict[str, Any]:
         details = None
-        if row.port_id:
-            port = s.get(m.Port, row.port_id)
-            if port is not None:
-                details = {
-                    "name": port.name,
-                    "network_id": port.network_id,
-                    "mac_address": port.mac_address,
-                    "admin_state_up": port.admin_state_up,
-                    "status": port.status,
-                    "device_id": port.device_id,
-                    "device_owner": port.device_owner,
-                }
+        if row.port_id and port is not None:
+            details = {
+                "name": port.name,
+                "network_id": port.network_id,
+                "mac_address": port.mac_address,
+                "admin_state_up": port.admin_state_up,
+                "status": port.status,
+                "device_id": port.device_id,
+                "device_owner": port.device_owner,
+            }
         return {
             "id": row.id,
             "floating_ip_address": row.floating_ip_address,
@@ -2820,7 +2850,7 @@ class NetworkService:
             return self.floating_view(s, self._floating(s, ctx, fip_id))
 
     def list_floating_ips(self, ctx: RequestContext, query: ListQuery) -> Page:
-        return self._owned_page(ctx, query, m.FloatingIp, self.floating_view, "Floating IP")
+        return self._owned_page(ctx, query, m.FloatingIp, self.floating_views, "Floating IP")
 
     def update_floating_ip(
         self, ctx: RequestContext, fip_id: str, body: dict[str, Any]
