@@ -248,3 +248,44 @@ def quota_s3(
         shown = default if value is None else value
         origin = "default" if value is None else "project"
         typer.echo(f"{name}: {'unlimited' if shown < 0 else shown} ({origin})")
+
+
+s3_app = typer.Typer(help="Object storage maintenance.", no_args_is_help=True)
+app.add_typer(s3_app, name="s3")
+
+
+@s3_app.command("recount")
+def s3_recount(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="set totals that disagree to the recount")
+    ] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Recount every bucket's bytes and objects from its rows and compare with its running
+    totals (what quotas and billing read). Exit 1 when one disagrees (unless repaired)."""
+    from souverain.db.engine import Database, make_engine
+    from souverain.db.migrate import SchemaTooNew, upgrade
+    from souverain.objectstore.service import recount_usage
+
+    settings = _settings(config, _data_overrides(data_dir))
+    db = Database(make_engine(settings.database_url))
+    try:
+        upgrade(db.engine)
+        found = recount_usage(db, repair)
+    except SchemaTooNew as exc:
+        typer.echo(f"souverain: {exc}", err=True)
+        raise typer.Exit(3) from None
+    finally:
+        db.dispose()
+    drifted = [usage for usage in found if not usage.agrees]
+    for usage in drifted:
+        typer.echo(
+            f"{usage.bucket} (project {usage.project_id}): totals {usage.stored_bytes} bytes, "
+            f"{usage.stored_objects} objects; rows {usage.counted_bytes} bytes, "
+            f"{usage.counted_objects} objects{' (repaired)' if repair else ''}"
+        )
+    typer.echo(f"{len(found)} bucket(s) recounted, {len(drifted)} disagreed")
+    if drifted and not repair:
+        typer.echo("run `souverain s3 recount --repair` to set the totals to the count", err=True)
+        raise typer.Exit(1)

@@ -86,6 +86,12 @@ class ObjectStoreSettings(_Section):
     )
     quota_bytes: int = Field(default=-1, ge=-1, description="per project; -1: unlimited")
     quota_objects: int = Field(default=-1, ge=-1, description="per project; -1: unlimited")
+    meter_interval: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="seconds between meter flushes: a bucket's object.gb gauge and its egress",
+    )
 
 
 class ImageSettings(_Section):

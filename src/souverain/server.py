@@ -164,6 +164,21 @@ class Platform:
         )
         egress.start()
         self._workers.append(egress)
+        storage_meter = threading.Thread(
+            target=self._storage_meter_loop,
+            args=(self.settings.objectstore.meter_interval,),
+            name="objectstore-meter",
+            daemon=True,
+        )
+        storage_meter.start()
+        self._workers.append(storage_meter)
+
+    def _storage_meter_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.objectstore.flush_meter()
+            except Exception:  # what was noted is kept for the next round
+                log.exception("object storage meter flush failed; retrying")
 
     def _egress_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -198,6 +213,13 @@ class Platform:
         self._stop.set()
         for worker in self._workers:
             worker.join()
+        try:
+            self.objectstore.flush_meter()  # egress and gauges noted since the last round
+        except Exception:
+            log.exception(
+                "object storage meter flush at shutdown failed; egress since the "
+                "last flush is lost and gauges are corrected at the next start"
+            )
         self.compute.close()
         self.volume.close()
         self.network.close()
@@ -391,6 +413,10 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
         # what recovery finds (a guest that stopped while the API was down, a delete
         # finished after a crash) is billable too: the meter is on from here
         billing = _billing(settings, Database(engine), identity, clock or Clock())
+        objectstore.meter = billing
+        regauged = objectstore.reconcile_meter(billing.last_gauges("object.gb"))
+        if regauged:
+            log.info("re-gauged %d bucket(s) whose last meter reading was not their size", regauged)
         image.meter = billing
         volume = _volume(settings, Database(engine), identity, image, clock or Clock())
         volume.meter = billing

@@ -496,19 +496,43 @@ def test_fifty_concurrent_puts_against_an_object_quota_of_ten(cloud: Cloud, data
     quota_exceeded(s3.send("PUT", f"/{bucket}/newer", b"does not"))
 
 
-def test_multipart_completion_is_held_to_the_quota(cloud: Cloud, data_dir: Path) -> None:
+def test_multipart_parts_in_progress_are_held_to_the_quota(cloud: Cloud, data_dir: Path) -> None:
+    """Parts use disk before any object exists: they count, and pass no limit either."""
     member, s3, bucket = s3_member(cloud)
     s3_quota(data_dir, "--project", member.project_id, "--bytes", "100")
     started = s3.send("POST", f"/{bucket}/big?uploads")
     assert started.status_code == 200, started.text
     upload_id = started.text.split("<UploadId>")[1].split("</UploadId>")[0]
-    part = s3.send("PUT", f"/{bucket}/big?partNumber=1&uploadId={upload_id}", b"y" * 200)
+    quota_exceeded(s3.send("PUT", f"/{bucket}/big?partNumber=1&uploadId={upload_id}", b"y" * 200))
+    part = s3.send("PUT", f"/{bucket}/big?partNumber=1&uploadId={upload_id}", b"y" * 60)
     assert part.status_code == 200, part.text
+    assert cloud.platform.objectstore.usage(member.project_id) == (60, 0)
+    # a second part would bring the parts to 120 bytes
+    quota_exceeded(s3.send("PUT", f"/{bucket}/big?partNumber=2&uploadId={upload_id}", b"z" * 60))
+    quota_exceeded(s3.send("PUT", f"/{bucket}/small", b"s" * 41))
     etag = part.headers["etag"]
     xml = (
         "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>"
         f"<ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
     ).encode()
+    assert s3.send("POST", f"/{bucket}/big?uploadId={upload_id}", xml).status_code == 200
+    assert cloud.platform.objectstore.usage(member.project_id) == (60, 1)
+    assert s3.send("HEAD", f"/{bucket}/big").headers["content-length"] == "60"
+
+
+def test_multipart_completion_is_held_to_the_object_quota(cloud: Cloud, data_dir: Path) -> None:
+    member, s3, bucket = s3_member(cloud)
+    s3_quota(data_dir, "--project", member.project_id, "--objects", "1")
+    assert s3.send("PUT", f"/{bucket}/first", b"1").status_code == 200
+    started = s3.send("POST", f"/{bucket}/big?uploads")
+    upload_id = started.text.split("<UploadId>")[1].split("</UploadId>")[0]
+    part = s3.send("PUT", f"/{bucket}/big?partNumber=1&uploadId={upload_id}", b"y" * 20)
+    assert part.status_code == 200, part.text
+    xml = (
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>"
+        f"<ETag>{part.headers['etag']}</ETag></Part></CompleteMultipartUpload>"
+    ).encode()
     quota_exceeded(s3.send("POST", f"/{bucket}/big?uploadId={upload_id}", xml))
     assert s3.send("HEAD", f"/{bucket}/big").status_code == 404
     assert s3.send("DELETE", f"/{bucket}/big?uploadId={upload_id}").status_code == 204
+    assert cloud.platform.objectstore.usage(member.project_id) == (1, 1)

@@ -24,10 +24,10 @@ import itertools
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -49,6 +49,7 @@ from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from souverain.common.ids import new_id
+from souverain.common.metering import Reading
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
 
@@ -245,29 +246,49 @@ class BillingService:
 
     def _record(
         self,
-        kind: str,
+        kind: Literal["gauge", "counter"],
         project_id: str,
         metric: str,
         resource_id: str,
         value: Decimal | int,
         flavor: str,
     ) -> None:
-        if not project_id:
-            return  # the operator's own resources are not billed
-        if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}")
+        now = self.clock.now()
+        self.record([Reading(kind, project_id, metric, resource_id, value, now, flavor)])
+
+    def record(self, readings: Sequence[Reading]) -> None:
+        """Store readings as meter events in one commit (the operator's own are not billed)."""
+        for reading in readings:
+            if reading.metric not in METRICS:
+                raise ValueError(f"unknown metric {reading.metric!r}")
+        billed = [r for r in readings if r.project_id]
+        if not billed:
+            return
         with self.db.session() as s:
-            s.add(
+            s.add_all(
                 m.MeterEvent(
-                    at=self._now(),
-                    project_id=project_id,
-                    metric=metric,
-                    resource_id=resource_id[:64],
-                    kind=kind,
-                    value=str(Decimal(value)),
-                    flavor=flavor,
+                    at=_naive(r.at),
+                    project_id=r.project_id,
+                    metric=r.metric,
+                    resource_id=r.resource_id[:64],
+                    kind=r.kind,
+                    value=str(Decimal(r.value)),
+                    flavor=r.flavor,
                 )
+                for r in billed
             )
+
+    def last_gauges(self, metric: str) -> dict[tuple[str, str], Decimal]:
+        """The value each resource's latest `metric` gauge left, by (project, resource)."""
+        e = m.MeterEvent
+        latest = (
+            select(func.max(e.id))
+            .where(e.metric == metric, e.kind == "gauge")
+            .group_by(e.project_id, e.resource_id)
+        )
+        with self.db.session() as s:
+            rows = s.execute(select(e.project_id, e.resource_id, e.value).where(e.id.in_(latest)))
+            return {(p, r): Decimal(v) for p, r, v in rows}
 
     def gauge(
         self,

@@ -123,3 +123,28 @@ class StorageQuota(Base):
     max_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     max_objects: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class BucketUsage(Base):
+    """Running totals of what a bucket stores, changed in the transaction of each change.
+
+    `stored_bytes` counts every version and every part of an upload in progress;
+    `stored_objects` every version but delete markers. A bucket's totals are the sum
+    of its USAGE_SHARDS rows: each serving process adds to its own row, so writers
+    in different processes never queue on one hot row (PostgreSQL); reading a
+    bucket's usage stays a handful of rows however many objects it holds.
+    """
+
+    __tablename__ = "s3_bucket_usage"
+
+    bucket_id: Mapped[str] = mapped_column(
+        ForeignKey("s3_buckets.id", ondelete="CASCADE"), primary_key=True
+    )
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    stored_objects: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# Rows per bucket in `s3_bucket_usage`, made with the bucket.
+USAGE_SHARDS = 8

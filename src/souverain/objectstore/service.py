@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import os
 import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
@@ -27,12 +29,13 @@ from sqlalchemy.orm import Session
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.common.ids import new_id
-from souverain.common.metering import NULL_METER, Meter, gib
+from souverain.common.metering import NULL_METER, Meter, Reading, gib
 from souverain.common.quota import lock_quota_row
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
 from souverain.objectstore import models as m
 from souverain.objectstore.batch import GroupCommit
+from souverain.objectstore.metering import MeteredBucket, Noted, PendingMeter
 from souverain.objectstore.policy import (
     CANNED_ACLS,
     PolicyError,
@@ -54,16 +57,28 @@ READ_LATEST = select(VERSIONS).where(_THIS_KEY, _V.is_latest.is_(True))
 READ_VERSION = select(VERSIONS).where(_THIS_KEY, _V.version_id == bindparam("b_version"))
 LATEST_MARKER = select(_V.is_delete_marker).where(_THIS_KEY, _V.is_latest.is_(True))
 UNSET_LATEST = update(VERSIONS).where(_THIS_KEY, _V.is_latest.is_(True)).values(is_latest=False)
+# Deletes return what the bucket's running totals lose with the rows.
+_GONE = (_V.segments, _V.size, _V.is_delete_marker)
 DROP_NULL_VERSION = (
-    delete(VERSIONS).where(_THIS_KEY, _V.version_id == NULL_VERSION).returning(_V.segments)
+    delete(VERSIONS).where(_THIS_KEY, _V.version_id == NULL_VERSION).returning(*_GONE)
 )
-DROP_KEY = delete(VERSIONS).where(_THIS_KEY).returning(_V.segments)
+DROP_KEY = delete(VERSIONS).where(_THIS_KEY).returning(*_GONE)
 DROP_VERSION = (
     delete(VERSIONS)
     .where(_THIS_KEY, _V.version_id == bindparam("b_version"))
-    .returning(_V.segments, _V.is_latest, _V.is_delete_marker)
+    .returning(*_GONE, _V.is_latest)
 )
 ADD_VERSION = insert(VERSIONS)
+USAGE: Table = m.BucketUsage.__table__  # type: ignore[assignment]
+_U = USAGE.c
+ADD_USAGE = (
+    update(USAGE)
+    .where(_U.bucket_id == bindparam("b_bucket"), _U.shard == bindparam("b_shard"))
+    .values(
+        stored_bytes=_U.stored_bytes + bindparam("d_bytes"),
+        stored_objects=_U.stored_objects + bindparam("d_objects"),
+    )
+)
 # Listings never carry object bytes.
 LISTED = [column for column in VERSIONS.c if column.name != "data"]
 MAX_KEY_BYTES = 1024
@@ -267,6 +282,42 @@ class BucketInfo:
 
 
 @dataclass
+class Released:
+    """What rows a change removed held: blobs to delete once committed, and their count."""
+
+    blobs: list[str] = field(default_factory=list)
+    size: int = 0
+    objects: int = 0
+
+    def add(self, rows: Iterable[Any]) -> Released:
+        """Count deleted version rows (segments, size, is_delete_marker)."""
+        for row in rows:
+            self.blobs.extend(seg[0] for seg in row.segments)
+            self.size += row.size
+            self.objects += 0 if row.is_delete_marker else 1
+        return self
+
+
+@dataclass
+class BucketUsage:
+    """A bucket's running totals beside what its rows add up to (a recount)."""
+
+    bucket: str
+    project_id: str
+    stored_bytes: int
+    stored_objects: int
+    counted_bytes: int
+    counted_objects: int
+
+    @property
+    def agrees(self) -> bool:
+        return (self.stored_bytes, self.stored_objects) == (
+            self.counted_bytes,
+            self.counted_objects,
+        )
+
+
+@dataclass
 class NewObject:
     """What a PUT, copy or completed upload records for a key."""
 
@@ -324,6 +375,29 @@ class UploadInfo:
 def _lock_quota_row(conn: Connection, project_id: str, now: dt.datetime) -> None:
     """Take a project's `s3_quotas` row (made when missing) for this transaction."""
     lock_quota_row(conn, m.StorageQuota, project_id, now)
+
+
+def recount_usage(db: Database, repair: bool = False) -> list[BucketUsage]:
+    """Every bucket's running totals beside a count of its rows, in one snapshot; with
+    `repair`, totals that disagree are set to the count (exact on SQLite, where this holds
+    the write lock; on PostgreSQL, run it while the bucket is quiet)."""
+    with db.engine.connect() as conn:
+        if repair and conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        found = [BucketUsage(*row) for row in conn.execute(_RECOUNT)]
+        if repair:
+            for usage in found:
+                if not usage.agrees:
+                    _reset_usage(conn, usage)
+            conn.commit()
+    return found
+
+
+def _reset_usage(conn: Connection, usage: BucketUsage) -> None:
+    bucket_id = conn.execute(select(m.Bucket.id).where(m.Bucket.name == usage.bucket)).scalar_one()
+    conn.execute(delete(USAGE).where(USAGE.c.bucket_id == bucket_id))
+    rows = _usage_rows(bucket_id, usage.project_id, usage.counted_bytes, usage.counted_objects)
+    conn.execute(insert(USAGE), rows)
 
 
 def set_storage_quota(
@@ -391,7 +465,7 @@ class ObjectStoreService:
         self._buckets: dict[str, tuple[float, BucketInfo]] = {}
         self._seen_change = changes.value() if changes is not None else -1
         self._cache_lock = threading.Lock()
-        self._meter_lock = threading.Lock()
+        self.pending = PendingMeter()
         self.writes = GroupCommit(db.engine)
 
     # ------------------------------------------------------------------ plumbing
@@ -443,25 +517,95 @@ class ObjectStoreService:
                 self._buckets[name] = (time.monotonic(), info)
         return info
 
-    def _meter_bucket(self, bucket: BucketInfo) -> None:
-        """Gauge the bucket's stored bytes (every version) as GiB, after a committed change.
+    # ------------------------------------------------------------------ usage and meter
 
-        One SUM per change, no running total. Summing and recording under one lock keeps
-        this process's last event the latest total when two writes race.
-        """
-        with self._meter_lock:
-            with self.db.session() as s:
-                stored = s.scalar(
-                    select(func.coalesce(func.sum(m.ObjectVersion.size), 0)).where(
-                        m.ObjectVersion.bucket_id == bucket.id
-                    )
-                )
-            self.meter.gauge(bucket.project_id, "object.gb", bucket.name, gib(int(stored or 0)))
+    @staticmethod
+    def _count(conn: Connection, bucket_id: str, size: int, objects: int) -> None:
+        """Add to the bucket's running totals, in the transaction of the change itself."""
+        if not size and not objects:
+            return
+        shard = os.getpid() % m.USAGE_SHARDS  # one row per process: no hot row across them
+        params = {"b_bucket": bucket_id, "b_shard": shard, "d_bytes": size, "d_objects": objects}
+        if conn.execute(ADD_USAGE, params).rowcount != 1:
+            raise S3Error(
+                "InternalError",
+                "The bucket's usage totals are missing; an operator must run "
+                "`souverain s3 recount --repair`.",
+            )
+
+    def _meter_bucket(self, bucket: BucketInfo) -> None:
+        """After a committed change: the bucket's gauge is due at the next flush."""
+        self.pending.changed(MeteredBucket(bucket.id, bucket.project_id, bucket.name))
 
     def egress(self, bucket: BucketInfo, sent: int) -> None:
-        """Bytes of a GET body that left the cloud, counted for the bucket's project."""
+        """Bytes of a GET body that left the cloud, added up in memory until the next flush."""
         if sent > 0:
-            self.meter.counter(bucket.project_id, "egress.gb", bucket.name, gib(sent))
+            metered = MeteredBucket(bucket.id, bucket.project_id, bucket.name)
+            self.pending.sent(metered, sent, self.clock.now())
+
+    def flush_meter(self) -> int:
+        """Write what was noted since the last flush in one commit; the events written.
+
+        Each changed bucket's gauge is read from its running totals now; a bucket gone
+        meanwhile gauges 0 (written first, so a bucket of the same name made again
+        after it ends on its own size)."""
+        noted = self.pending.take()
+        try:
+            readings = self._readings(noted)
+            self.meter.record(readings)
+        except BaseException:
+            self.pending.give_back(noted)
+            raise
+        return len(readings)
+
+    def _readings(self, noted: Noted) -> list[Reading]:
+        now = self.clock.now()
+        totals = self._bucket_bytes(list(noted.changed))
+        gone = [b for b in noted.changed.values() if b.id not in totals]
+        live = [b for b in noted.changed.values() if b.id in totals]
+        readings = [Reading("gauge", b.project_id, "object.gb", b.name, 0, now) for b in gone]
+        readings += [
+            Reading("gauge", b.project_id, "object.gb", b.name, gib(totals[b.id]), now)
+            for b in live
+        ]
+        readings += [
+            Reading("counter", b.project_id, "egress.gb", b.name, gib(sent.size), sent.at)
+            for (b, _hour), sent in noted.egress.items()
+        ]
+        return readings
+
+    def _bucket_bytes(self, bucket_ids: list[str]) -> dict[str, int]:
+        """Stored bytes of each bucket that still exists, from its running totals."""
+        found: dict[str, int] = {}
+        u = USAGE.c
+        with self._tx() as conn:
+            for start in range(0, len(bucket_ids), 500):
+                rows = conn.execute(
+                    select(u.bucket_id, func.sum(u.stored_bytes))
+                    .where(u.bucket_id.in_(bucket_ids[start : start + 500]))
+                    .group_by(u.bucket_id)
+                )
+                found.update((bucket_id, int(total)) for bucket_id, total in rows)
+        return found
+
+    def reconcile_meter(self, last_gauges: dict[tuple[str, str], Decimal]) -> int:
+        """At start: gauge every bucket whose last `object.gb` gauge is not its size now
+        (a flush a crash cut short); the number of buckets re-gauged."""
+        u, b = USAGE.c, m.Bucket.__table__.c
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(b.id, b.project_id, b.name, func.sum(u.stored_bytes))
+                .join(USAGE, u.bucket_id == b.id)
+                .group_by(b.id, b.project_id, b.name)
+            ).all()
+        for bucket_id, project_id, name, stored in rows:
+            if last_gauges.get((project_id, name), Decimal(0)) != gib(int(stored)):
+                self.pending.changed(MeteredBucket(bucket_id, project_id, name))
+        return self.flush_meter()
+
+    def recount(self, repair: bool = False) -> list[BucketUsage]:
+        """Every bucket's running totals beside a count of its rows (see `recount_usage`)."""
+        return recount_usage(self.db, repair)
 
     def _bucket_changed(self) -> None:
         """After a commit that changed a bucket: every process drops its cached copy."""
@@ -553,6 +697,7 @@ class ObjectStoreService:
                 s.flush()
             except IntegrityError:
                 raise S3Error("BucketAlreadyExists", "The bucket name is taken.", name) from None
+            s.execute(insert(USAGE), _usage_rows(row.id, row.project_id, 0, 0))
             info = BucketInfo.of(row)
         self._bucket_changed()
         return info
@@ -576,8 +721,10 @@ class ObjectStoreService:
                 )
             )
             s.execute(delete(m.Upload).where(m.Upload.bucket_id == bucket.id))
+            s.execute(delete(USAGE).where(USAGE.c.bucket_id == bucket.id))
             s.execute(delete(m.Bucket).where(m.Bucket.id == bucket.id))
         self._bucket_changed()
+        self._meter_bucket(bucket)  # gauged 0 at the next flush
         self.store.delete(parts)
 
     def _update_bucket(self, bucket: BucketInfo, **values: Any) -> None:
@@ -654,16 +801,15 @@ class ObjectStoreService:
     def _new_version_id(self, bucket: BucketInfo) -> str:
         return new_id() if bucket.versioning == "Enabled" else NULL_VERSION
 
-    def _retire(self, conn: Connection, bucket: BucketInfo, key: str, version_id: str) -> list[str]:
-        """Make room for a new latest version; return the blobs no longer referenced."""
+    def _retire(self, conn: Connection, bucket: BucketInfo, key: str, version_id: str) -> Released:
+        """Make room for a new latest version; what the versions it dropped held."""
         where = {"b_bucket": bucket.id, "b_key": key}
         if bucket.versioning:  # older versions stay, no longer latest
             conn.execute(UNSET_LATEST, where)
         if version_id != NULL_VERSION:
-            return []
+            return Released()
         # The null version is replaced, never kept twice (unversioned buckets have no other).
-        gone = conn.execute(DROP_NULL_VERSION, where).all()
-        return [seg[0] for row in gone for seg in row.segments]
+        return Released().add(conn.execute(DROP_NULL_VERSION, where))
 
     # ------------------------------------------------------------------ quotas
 
@@ -716,12 +862,14 @@ class ObjectStoreService:
 
     @staticmethod
     def _stored(conn: Connection, project_id: str) -> tuple[int, int]:
-        """(bytes, objects) of every version the project's buckets hold, markers aside."""
-        v = VERSIONS.c
+        """(bytes, objects) the project's buckets hold: every version and part in progress,
+        delete markers aside; the sum of their running totals, not of their rows."""
+        u = USAGE.c
         row = conn.execute(
-            select(func.coalesce(func.sum(v.size), 0), func.count())
-            .select_from(VERSIONS.join(m.Bucket.__table__, v.bucket_id == m.Bucket.id))
-            .where(m.Bucket.project_id == project_id, v.is_delete_marker.is_(False))
+            select(
+                func.coalesce(func.sum(u.stored_bytes), 0),
+                func.coalesce(func.sum(u.stored_objects), 0),
+            ).where(u.project_id == project_id)
         ).one()
         return int(row[0]), int(row[1])
 
@@ -745,8 +893,9 @@ class ObjectStoreService:
             freed = self._retire(conn, bucket, key, version_id)
             values = self._version_row(who, bucket, key, version_id, new)
             conn.execute(ADD_VERSION, values)
+            self._count(conn, bucket.id, new.size - freed.size, 1 - freed.objects)
             self._check_quota(conn, bucket.project_id, limits, new.size)
-            return values, freed
+            return values, freed.blobs
 
         try:
             values, freed = self.writes.run(record)
@@ -801,18 +950,18 @@ class ObjectStoreService:
                     return DeleteResult(version_id, False), []
                 if gone.is_latest:
                     self._promote(conn, bucket.id, key)
-                return DeleteResult(version_id, gone.is_delete_marker), [
-                    seg[0] for seg in gone.segments
-                ]
-            if not bucket.versioning:
-                gone_rows = conn.execute(DROP_KEY, where).all()
-                return DeleteResult(None, False), [
-                    seg[0] for row in gone_rows for seg in row.segments
-                ]
-            marker_id = self._new_version_id(bucket)
-            freed = self._retire(conn, bucket, key, marker_id)
-            conn.execute(ADD_VERSION, self._version_row(who, bucket, key, marker_id, None))
-            return DeleteResult(marker_id, True), freed
+                freed = Released().add([gone])
+                result = DeleteResult(version_id, gone.is_delete_marker)
+            elif not bucket.versioning:
+                freed = Released().add(conn.execute(DROP_KEY, where))
+                result = DeleteResult(None, False)
+            else:
+                marker_id = self._new_version_id(bucket)
+                freed = self._retire(conn, bucket, key, marker_id)
+                conn.execute(ADD_VERSION, self._version_row(who, bucket, key, marker_id, None))
+                result = DeleteResult(marker_id, True)
+            self._count(conn, bucket.id, -freed.size, -freed.objects)
+            return result, freed.blobs
 
         result, freed = self.writes.run(record)
         self.store.delete(freed)
@@ -1044,12 +1193,16 @@ class ObjectStoreService:
         try:
             with self.db.session() as s:
                 self._write(s)
+                limits = self._lock_quota(s.connection(), bucket.project_id)
                 self._upload_row(s, bucket, key, upload_id)
                 old = s.get(m.Part, (upload_id, number))
                 if old is not None:
                     freed.append(old.blob_id)
+                    self._count(s.connection(), bucket.id, -old.size, 0)
                     s.delete(old)
                     s.flush()
+                self._count(s.connection(), bucket.id, size, 0)
+                self._check_quota(s.connection(), bucket.project_id, limits, size)
                 s.add(
                     m.Part(
                         upload_id=upload_id,
@@ -1065,6 +1218,7 @@ class ObjectStoreService:
             self.store.delete([blob_id])
             raise
         self.store.delete(freed)
+        self._meter_bucket(bucket)
 
     def list_parts(
         self, bucket: BucketInfo, key: str, upload_id: str, after: int, max_parts: int
@@ -1110,10 +1264,14 @@ class ObjectStoreService:
         with self.db.session() as s:
             self._write(s)
             self._upload_row(s, bucket, key, upload_id)
-            blobs = s.scalars(select(m.Part.blob_id).where(m.Part.upload_id == upload_id)).all()
+            parts = s.execute(
+                select(m.Part.blob_id, m.Part.size).where(m.Part.upload_id == upload_id)
+            ).all()
             s.execute(delete(m.Part).where(m.Part.upload_id == upload_id))
             s.execute(delete(m.Upload).where(m.Upload.id == upload_id))
-        self.store.delete(blobs)
+            self._count(s.connection(), bucket.id, -sum(p.size for p in parts), 0)
+        self.store.delete(p.blob_id for p in parts)
+        self._meter_bucket(bucket)
 
     def complete_upload(
         self,
@@ -1168,9 +1326,17 @@ class ObjectStoreService:
             etag = f"{hashlib.md5(md5s, usedforsecurity=False).hexdigest()}-{len(chosen)}"
             checksums = self._composite_checksums(upload.checksum_algorithm, chosen)
             used = {p.number for p in chosen}
-            freed = [p.blob_id for n, p in parts.items() if n not in used]
+            unused = [p for n, p in parts.items() if n not in used]
             version_id = self._new_version_id(bucket)
-            freed += self._retire(s.connection(), bucket, key, version_id)
+            retired = self._retire(s.connection(), bucket, key, version_id)
+            freed = [p.blob_id for p in unused] + retired.blobs
+            # the chosen parts' bytes stay, now counted as the object's
+            self._count(
+                s.connection(),
+                bucket.id,
+                -sum(p.size for p in unused) - retired.size,
+                1 - retired.objects,
+            )
             row = m.ObjectVersion(
                 bucket_id=bucket.id,
                 key=key,
@@ -1224,11 +1390,60 @@ class ObjectStoreService:
         return self.store.sweep(self.referenced_blobs())
 
     def usage(self, project_id: str) -> tuple[int, int]:
-        """(bytes, objects) a project stores: what quotas and metering will read."""
-        with self.db.session() as s:
-            row = s.execute(
-                select(func.coalesce(func.sum(m.ObjectVersion.size), 0), func.count())
-                .join(m.Bucket)
-                .where(m.Bucket.project_id == project_id)
+        """(bytes, objects) a project stores: what quotas and metering read."""
+        with self._tx() as conn:
+            return self._stored(conn, project_id)
+
+    def bucket_usage(self, bucket: BucketInfo) -> tuple[int, int]:
+        """(bytes, objects) one bucket stores, from its running totals."""
+        u = USAGE.c
+        with self._tx() as conn:
+            row = conn.execute(
+                select(
+                    func.coalesce(func.sum(u.stored_bytes), 0),
+                    func.coalesce(func.sum(u.stored_objects), 0),
+                ).where(u.bucket_id == bucket.id)
             ).one()
-            return int(row[0]), int(row[1])
+        return int(row[0]), int(row[1])
+
+
+def _usage_rows(bucket_id: str, project_id: str, size: int, objects: int) -> list[dict[str, Any]]:
+    """A bucket's USAGE_SHARDS totals rows: the first holds the totals, the others zero."""
+    return [
+        {
+            "bucket_id": bucket_id,
+            "shard": shard,
+            "project_id": project_id,
+            "stored_bytes": size if shard == 0 else 0,
+            "stored_objects": objects if shard == 0 else 0,
+        }
+        for shard in range(m.USAGE_SHARDS)
+    ]
+
+
+def _recount_query() -> Any:
+    """Per bucket: its totals, and what its versions and parts add up to, in one statement
+    (one snapshot, whatever writers do meanwhile)."""
+    b, u, v = m.Bucket.__table__.c, USAGE.c, VERSIONS.c
+    p, up = m.Part.__table__.c, m.Upload.__table__.c
+    return select(
+        b.name,
+        b.project_id,
+        select(func.coalesce(func.sum(u.stored_bytes), 0))
+        .where(u.bucket_id == b.id)
+        .scalar_subquery(),
+        select(func.coalesce(func.sum(u.stored_objects), 0))
+        .where(u.bucket_id == b.id)
+        .scalar_subquery(),
+        select(func.coalesce(func.sum(v.size), 0)).where(v.bucket_id == b.id).scalar_subquery()
+        + select(func.coalesce(func.sum(p.size), 0))
+        .select_from(m.Part.__table__.join(m.Upload.__table__, p.upload_id == up.id))
+        .where(up.bucket_id == b.id)
+        .scalar_subquery(),
+        select(func.count())
+        .where(v.bucket_id == b.id, v.is_delete_marker.is_(False))
+        .scalar_subquery(),
+    ).order_by(b.name)
+
+
+_RECOUNT = _recount_query()
