@@ -12,6 +12,10 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient as TestClient
 
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
 from souverain import server
 from souverain.config import Settings, load_settings
 
@@ -223,3 +227,25 @@ class Cloud:
         self.grant(user["id"], project_id, role)
         token = self.token_for(user["id"], password, project_id)
         return Member(user["id"], user["name"], password, project_id, token)
+
+
+S3_BASE = "http://testserver"
+
+
+class S3:
+    """SigV4-signed requests to the platform's S3 app, as one EC2 credential of a member."""
+
+    def __init__(self, cloud: Cloud, member: Member) -> None:
+        path = f"/v3/users/{member.id}/credentials/OS-EC2"
+        made = cloud.post(path, {"tenant_id": member.project_id}, token=member.token)
+        assert made.status_code == 201, made.text
+        cred = made.json()["credential"]
+        self.credentials = Credentials(cred["access"], cred["secret"])
+        self.region = cloud.platform.settings.server.region
+        self.app = cloud.platform.s3_app
+
+    def send(self, method: str, path: str, body: bytes = b"", **headers: str) -> Any:
+        request = AWSRequest(method=method, url=S3_BASE + path, data=body, headers=headers)
+        S3SigV4Auth(self.credentials, "s3", self.region).add_auth(request)
+        client = TestClient(self.app, base_url=S3_BASE)  # one per call: safe from any thread
+        return client.request(method, path, content=body, headers=dict(request.headers))

@@ -16,9 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from sqlalchemy import select
 
 from souverain import server
@@ -28,9 +25,7 @@ from souverain.common.metering import gib
 from tests.vm.guest_support import build_tiny_image, missing_requirements
 
 from .conftest import _fast_tmp_root
-from .support import ADMIN_PASSWORD, Cloud, Member, SteppingClock, TestClient, settings_for
-
-S3_BASE = "http://testserver"
+from .support import ADMIN_PASSWORD, S3, Cloud, Member, SteppingClock, TestClient, settings_for
 
 
 def events(cloud: Cloud, metric: str, resource_id: str) -> list[tuple[str, str, Decimal, str]]:
@@ -64,22 +59,6 @@ class Api:
     def call(self, method: str, path: str, status: int, **kw: Any) -> Any:
         headers = {**self.headers, **kw.pop("headers", {})}
         return ok(self.client.request(method, path, headers=headers, **kw), status)
-
-
-class S3:
-    """SigV4-signed requests to the platform's S3 app, as one EC2 credential."""
-
-    def __init__(self, cloud: Cloud, member: Member) -> None:
-        path = f"/v3/users/{member.id}/credentials/OS-EC2"
-        cred = ok(cloud.post(path, {"tenant_id": member.project_id}, token=member.token), 201)
-        self.credentials = Credentials(cred["credential"]["access"], cred["credential"]["secret"])
-        self.region = cloud.platform.settings.server.region
-        self.client = TestClient(cloud.platform.s3_app, base_url=S3_BASE)
-
-    def send(self, method: str, path: str, body: bytes = b"", **headers: str) -> Any:
-        request = AWSRequest(method=method, url=S3_BASE + path, data=body, headers=headers)
-        S3SigV4Auth(self.credentials, "s3", self.region).add_auth(request)
-        return self.client.request(method, path, content=body, headers=dict(request.headers))
 
 
 @pytest.fixture(scope="module")

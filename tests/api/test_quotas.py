@@ -17,9 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from typer.testing import CliRunner
 
 from souverain import server
@@ -28,7 +25,7 @@ from souverain.common.clock import Clock
 from tests.vm.guest_support import build_tiny_image, missing_requirements
 
 from .conftest import _fast_tmp_root
-from .support import ADMIN_PASSWORD, Cloud, Member, SteppingClock, TestClient, settings_for
+from .support import ADMIN_PASSWORD, S3, Cloud, Member, SteppingClock, TestClient, settings_for
 
 BASE = "http://testserver"
 CONCURRENT = 50
@@ -392,25 +389,6 @@ def test_fifty_concurrent_port_creates_against_a_quota_of_ten(cloud: Cloud) -> N
 
 
 # ---------------------------------------------------------------------- object storage
-
-
-class S3:
-    """SigV4-signed requests to the platform's S3 app, as one EC2 credential of a member."""
-
-    def __init__(self, cloud: Cloud, member: Member) -> None:
-        path = f"/v3/users/{member.id}/credentials/OS-EC2"
-        made = cloud.post(path, {"tenant_id": member.project_id}, token=member.token)
-        assert made.status_code == 201, made.text
-        cred = made.json()["credential"]
-        self.credentials = Credentials(cred["access"], cred["secret"])
-        self.region = cloud.platform.settings.server.region
-        self.app = cloud.platform.s3_app
-
-    def send(self, method: str, path: str, body: bytes = b"", **headers: str) -> Any:
-        request = AWSRequest(method=method, url=BASE + path, data=body, headers=headers)
-        S3SigV4Auth(self.credentials, "s3", self.region).add_auth(request)
-        client = TestClient(self.app, base_url=BASE)  # one per call: safe from any thread
-        return client.request(method, path, content=body, headers=dict(request.headers))
 
 
 def s3_quota(data_dir: Path, *args: str) -> str:
