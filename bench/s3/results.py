@@ -45,6 +45,7 @@ class Row:
     unit: str
     values: dict[str, Value] = field(default_factory=dict)
     goal: Goal | None = None
+    compare: bool = True  # False: the S/peer columns make no sense for this row (a ratio)
 
 
 def ratio(values: dict[str, Value], peer: str) -> float | None:
@@ -72,6 +73,16 @@ def all_of(*checks: Callable[[dict[str, Value]], bool | None]) -> Callable[..., 
     return met
 
 
+def at_least_own(limit: float) -> Callable[[dict[str, Value]], bool | None]:
+    def met(values: dict[str, Value]) -> bool | None:
+        mine = values.get(SOUVERAIN)
+        if mine is None or "!" in mine.marks or math.isnan(mine.number):
+            return None
+        return mine.number >= limit
+
+    return met
+
+
 def below(limit: float) -> Callable[[dict[str, Value]], bool | None]:
     def met(values: dict[str, Value]) -> bool | None:
         mine = values.get(SOUVERAIN)
@@ -91,7 +102,7 @@ def table(rows: Sequence[Row]) -> str:
         cells = [row.label, row.unit]
         cells += [row.values[name].text() if name in row.values else "-" for name in COLUMNS]
         for peer in RATIOS:
-            r = ratio(row.values, peer)
+            r = ratio(row.values, peer) if row.compare else None
             cells.append("-" if r is None else f"{r:.2f}x")
         if row.goal is None:
             cells.append("")
