@@ -9,7 +9,7 @@ DATA_DIR ?= ./souverain-data
 PYTEST_ARGS ?=
 TINY_IMAGE := build/tiny/tiny.qcow2
 
-.PHONY: run test install system-packages lint format typecheck unit api e2e vm bench clean tiny-image
+.PHONY: run test install system-packages lint format typecheck unit api e2e vm bench bench-quick clean tiny-image
 
 run: install tiny-image
 	SOUVERAIN_IMAGE__TINY_IMAGE=$(abspath $(TINY_IMAGE)) $(BIN)/souverain serve --data-dir $(DATA_DIR)
@@ -30,8 +30,8 @@ $(STAMP): pyproject.toml scripts/system-packages.txt
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check src tests bench scripts/build-tiny-image bench/network/run bench/billing/run
-	$(BIN)/ruff format --check src tests bench scripts/build-tiny-image bench/network/run bench/billing/run
+	$(BIN)/ruff check src tests bench scripts/build-tiny-image bench/network/run bench/billing/run bench/floor/run
+	$(BIN)/ruff format --check src tests bench scripts/build-tiny-image bench/network/run bench/billing/run bench/floor/run
 
 format: install
 	$(BIN)/ruff format src tests bench
@@ -60,6 +60,11 @@ bench: install
 	bench/network/run
 	bench/volume/run
 	bench/billing/run
+
+# The floors each hot path must hold (bench/floors.toml), from the quick benches: about
+# 10 minutes, exits non-zero naming each broken floor. Not part of `make test`.
+bench-quick: install
+	$(BIN)/python bench/floor/run
 
 tiny-image: install
 	./scripts/build-tiny-image --output $(TINY_IMAGE)
