@@ -82,6 +82,18 @@ SERVER_STATUSES = frozenset(
         "VERIFY_RESIZE",
     ]
 )
+# A server list's sort_key (Nova's names) -> the server column it sorts on.
+SERVER_SORT_KEYS = {
+    "display_name": "name",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "vm_state": "vm_state",
+    "task_state": "task_state",
+    "uuid": "id",
+    "launched_at": "launched_at",
+    "host": "host",
+    "image_ref": "image_id",
+}
 
 
 def render_error(_path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
@@ -758,37 +770,31 @@ class ComputeApi:
     def _server_list(
         self, request: Request, ctx: RequestContext, v: tuple[int, int], detail: bool
     ) -> Response:
-        servers = self.service.list_servers(ctx, self._list_filters(request, ctx, v))
+        rows = self.service.find_servers(ctx, self._list_filters(request, ctx, v))
         sort_key = request.query_params.get("sort_key")
         if sort_key:
-            allowed = {
-                "display_name": "name",
-                "created_at": "created_at",
-                "updated_at": "updated_at",
-                "vm_state": "vm_state",
-                "task_state": "task_state",
-                "uuid": "id",
-                "launched_at": "launched_at",
-                "host": "host",
-                "image_ref": "image_id",
-            }
-            if sort_key not in allowed:
+            if sort_key not in SERVER_SORT_KEYS:
                 raise BadRequest(f"Invalid sort_key {sort_key!r}.")
-            field = allowed[sort_key]
+            field = SERVER_SORT_KEYS[sort_key]
             reverse = request.query_params.get("sort_dir", "desc") == "desc"
-            servers.sort(key=lambda s: (s[field] is None, s[field] or ""), reverse=reverse)
+            rows.sort(
+                key=lambda r: (getattr(r, field) is None, getattr(r, field) or ""), reverse=reverse
+            )
         page = paginate(
-            servers,
-            lambda s: s["id"],
+            rows,
+            lambda r: r.id,
             parse_limit(request.query_params.get("limit")),
             request.query_params.get("marker"),
         )
+        # Views only for the page, and only for the detailed list: the brief one is id and name.
         if detail:
-            items = [self._server_body(request, ctx, s, v) for s in page.items]
+            items = [
+                self._server_body(request, ctx, s, v) for s in self.service.server_views(page.items)
+            ]
         else:
             items = [
-                {"id": s["id"], "name": s["name"], "links": self._server_links(request, s["id"])}
-                for s in page.items
+                {"id": r.id, "name": r.name, "links": self._server_links(request, r.id)}
+                for r in page.items
             ]
         body: dict[str, Any] = {"servers": items}
         if page.next_marker is not None:
@@ -1368,7 +1374,7 @@ class ComputeApi:
         return JSONResponse({"quota_set": detail})
 
     async def limits(self, request: Request, ctx: RequestContext, v: tuple[int, int]) -> Response:
-        servers = self.service.list_servers(ctx, {})
+        used = await run_in_threadpool(self.service.servers_in_use, ctx)
         quota = (
             await run_in_threadpool(self.service.quota_limits, ctx, ctx.project_id)
             if ctx.project_id
@@ -1382,9 +1388,9 @@ class ComputeApi:
             "maxTotalKeypairs": quota["key_pairs"],
             "maxServerGroups": 10,
             "maxServerGroupMembers": 10,
-            "totalInstancesUsed": len(servers),
-            "totalCoresUsed": sum(int(s["flavor"]["vcpus"]) for s in servers),
-            "totalRAMUsed": sum(int(s["flavor"]["ram"]) for s in servers),
+            "totalInstancesUsed": used["instances"],
+            "totalCoresUsed": used["cores"],
+            "totalRAMUsed": used["ram"],
             "totalServerGroupsUsed": 0,
         }
         if v < (2, 57):

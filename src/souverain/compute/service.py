@@ -25,7 +25,7 @@ import shutil
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,7 +57,7 @@ from souverain.config import ComputeSettings
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
 from souverain.image.service import BootImage, ImageService
-from souverain.volume.service import VolumeService
+from souverain.volume.service import ServerVolume, VolumeService
 
 log = logging.getLogger("souverain.compute")
 
@@ -738,52 +738,38 @@ class ComputeService:
     # ------------------------------------------------------------------ servers: read
 
     def server_view(self, row: Server) -> dict[str, Any]:
-        return {
-            "id": row.id,
-            "name": row.name,
-            "status": status_of(row.vm_state, row.task_state),
-            "project_id": row.project_id,
-            "user_id": row.user_id,
-            "hostname": row.hostname,
-            "description": row.description,
-            "image_id": row.image_id,
-            "flavor": row.flavor,
-            "key_name": row.key_name,
-            "metadata": dict(row.server_metadata or {}),
-            "tags": list(row.tags or []),
-            "config_drive": row.config_drive,
-            "availability_zone": row.availability_zone,
-            "addresses": row.addresses or {},
-            "host": row.host,
-            "vm_state": row.vm_state,
-            "task_state": row.task_state,
-            "power_state": row.power_state,
-            "fault": row.fault,
-            "locked": row.locked,
-            "reservation_id": row.reservation_id,
-            "launch_index": row.launch_index,
-            "created_at": as_utc(row.created_at),
-            "updated_at": as_utc(row.updated_at),
-            "launched_at": as_utc(row.launched_at) if row.launched_at else None,
-            "terminated_at": as_utc(row.terminated_at) if row.terminated_at else None,
-            "deleted": row.deleted,
-            "user_data": row.user_data,
-            "root_volume_id": row.root_volume_id,
-            "volumes_attached": [
-                {
-                    "id": a["volume_id"],
-                    "delete_on_termination": bool(a.get("delete_on_termination")),
-                }
-                for a in self.volumes.attachments_of(row.id)
-                if a.get("status") in ("in-use", "detaching")
-            ],
-        }
+        return self.server_views([row])[0]
+
+    def server_views(self, rows: Sequence[Server]) -> list[dict[str, Any]]:
+        """Views of many servers: the volumes of all of them in one query, not one each."""
+        volumes = self.volumes.volumes_of_servers([r.id for r in rows]) if rows else {}
+        return [_server_view(r, volumes.get(r.id, ())) for r in rows]
 
     def get_server(self, ctx: RequestContext, server_id: str) -> dict[str, Any]:
         with self.db.session() as s:
             return self.server_view(self._server_row(s, ctx, server_id))
 
-    def list_servers(self, ctx: RequestContext, filters: dict[str, Any]) -> list[dict[str, Any]]:
+    def find_servers(self, ctx: RequestContext, filters: dict[str, Any]) -> list[Server]:
+        """The rows a server list shows, newest first; one query, no view built (a page's
+        views are `server_views` of the page, and a brief list needs none)."""
+        query = self._server_query(ctx, filters)
+        if query is None:
+            return []
+        pattern = _name_pattern(filters.get("name"))
+        flavor = filters.get("flavor")
+        with self.db.session() as s:
+            rows = s.scalars(query).all()
+        return [
+            row
+            for row in rows
+            if (pattern is None or pattern.search(row.name))
+            and (not flavor or row.flavor.get("id") == flavor)
+            and _tags_match(set(row.tags or ()), filters)
+        ]
+
+    @staticmethod
+    def _server_query(ctx: RequestContext, filters: dict[str, Any]) -> Any:
+        """The SQL part of a list's filters; None when a status matches nothing."""
         query = select(Server)
         all_tenants = bool(filters.get("all_tenants")) and ctx.is_admin
         if not all_tenants:
@@ -799,42 +785,26 @@ class ComputeService:
         if status:
             vm_state = STATUS_FILTER.get(status.upper())
             if vm_state is None:
-                return []
+                return None
             query = query.where(Server.vm_state == vm_state[0])
         if filters.get("image"):
             query = query.where(Server.image_id == filters["image"])
         if filters.get("host") and ctx.is_admin:
             query = query.where(Server.host == filters["host"])
-        query = query.order_by(Server.created_at.desc(), Server.id.desc())
-        pattern: re.Pattern[str] | None = None
-        if filters.get("name"):
-            try:
-                pattern = re.compile(filters["name"])
-            except re.error:
-                raise BadRequest(
-                    f"Invalid name filter: {filters['name']!r} is not a regular expression."
-                ) from None
-        flavor = filters.get("flavor")
-        tags = filters.get("tags") or ()
-        tags_any = filters.get("tags-any") or ()
-        not_tags = filters.get("not-tags") or ()
+        return query.order_by(Server.created_at.desc(), Server.id.desc())
+
+    def servers_in_use(self, ctx: RequestContext) -> dict[str, int]:
+        """What /limits shows in use by the caller's project: its servers and the cores and
+        RAM of their flavors, summed by the database rather than row by row."""
         with self.db.session() as s:
-            rows = s.scalars(query).all()
-            out = []
-            for row in rows:
-                if pattern is not None and not pattern.search(row.name):
-                    continue
-                if flavor and row.flavor.get("id") != flavor:
-                    continue
-                row_tags = set(row.tags or ())
-                if tags and not set(tags) <= row_tags:
-                    continue
-                if tags_any and not set(tags_any) & row_tags:
-                    continue
-                if not_tags and set(not_tags) <= row_tags:
-                    continue
-                out.append(self.server_view(row))
-            return out
+            count, cores, ram = s.execute(
+                select(
+                    func.count(Server.id),
+                    func.coalesce(func.sum(Server.flavor["vcpus"].as_integer()), 0),
+                    func.coalesce(func.sum(Server.flavor["ram"].as_integer()), 0),
+                ).where(Server.project_id == (ctx.project_id or ""), Server.deleted.is_(False))
+            ).one()
+        return {"instances": int(count), "cores": int(cores), "ram": int(ram)}
 
     # ------------------------------------------------------------------ servers: create
 
@@ -1020,7 +990,7 @@ class ComputeService:
                 rows.append((row, action_id))
         # after the commit: a view reads other services (their own connections), and the
         # quota lock must not wait on a pool others exhaust waiting for that very lock
-        views = [self.server_view(r) for r, _ in rows]
+        views = self.server_views([r for r, _ in rows])
         tasks = [(r.id, a) for r, a in rows]
         return views, tasks
 
@@ -2317,3 +2287,65 @@ def _copy_file(src: Path, dest: Path) -> None:
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, dest)
+
+
+def _server_view(row: Server, volumes: Iterable[ServerVolume]) -> dict[str, Any]:
+    """A server as the API shapes it; `volumes` are the ones attached to it, read beforehand."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "status": status_of(row.vm_state, row.task_state),
+        "project_id": row.project_id,
+        "user_id": row.user_id,
+        "hostname": row.hostname,
+        "description": row.description,
+        "image_id": row.image_id,
+        "flavor": row.flavor,
+        "key_name": row.key_name,
+        "metadata": dict(row.server_metadata or {}),
+        "tags": list(row.tags or []),
+        "config_drive": row.config_drive,
+        "availability_zone": row.availability_zone,
+        "addresses": row.addresses or {},
+        "host": row.host,
+        "vm_state": row.vm_state,
+        "task_state": row.task_state,
+        "power_state": row.power_state,
+        "fault": row.fault,
+        "locked": row.locked,
+        "reservation_id": row.reservation_id,
+        "launch_index": row.launch_index,
+        "created_at": as_utc(row.created_at),
+        "updated_at": as_utc(row.updated_at),
+        "launched_at": as_utc(row.launched_at) if row.launched_at else None,
+        "terminated_at": as_utc(row.terminated_at) if row.terminated_at else None,
+        "deleted": row.deleted,
+        "user_data": row.user_data,
+        "root_volume_id": row.root_volume_id,
+        "volumes_attached": [
+            {"id": v.volume_id, "delete_on_termination": v.delete_on_termination}
+            for v in volumes
+            if v.status in ("in-use", "detaching")
+        ],
+    }
+
+
+def _name_pattern(raw: str | None) -> re.Pattern[str] | None:
+    if not raw:
+        return None
+    try:
+        return re.compile(raw)
+    except re.error:
+        raise BadRequest(f"Invalid name filter: {raw!r} is not a regular expression.") from None
+
+
+def _tags_match(row_tags: set[str], filters: dict[str, Any]) -> bool:
+    """Nova's tag filters: all of `tags`, any of `tags-any`, not all of `not-tags`."""
+    tags = set(filters.get("tags") or ())
+    tags_any = set(filters.get("tags-any") or ())
+    not_tags = set(filters.get("not-tags") or ())
+    if tags and not tags <= row_tags:
+        return False
+    if tags_any and not tags_any & row_tags:
+        return False
+    return not (not_tags and not_tags <= row_tags)
