@@ -8,6 +8,7 @@ InsufficientStorage error that stores nothing and breaks nothing else.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import random
@@ -26,7 +27,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tests.e2e.conftest import REGION, Cloud, CloudFactory, Tenant, unique
+from tests.e2e.conftest import REGION, Cloud, CloudFactory, Tenant, run_souverain, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -411,3 +412,88 @@ def test_full_disk_refuses_the_upload_with_insufficient_storage_and_breaks_nothi
         assert len(blob_files(cloud.data_dir)) == 2
     finally:
         cloud.stop_and_check()
+
+
+# ---------------------------------------------------------------------- running totals
+
+
+def churn(client: Any, bucket: str, label: str, killing: threading.Event) -> None:
+    """PUT, overwrite, DELETE (a marker), delete of a version, in a versioned bucket."""
+    n = 0
+    while not killing.is_set():
+        key = f"{label}/{n % 7}"
+        client.put_object(Bucket=bucket, Key=key, Body=os.urandom(random.choice(SIZES)))
+        if n % 3 == 0:
+            client.delete_object(Bucket=bucket, Key=key)
+        if n % 5 == 0:
+            listed = client.list_object_versions(Bucket=bucket, Prefix=key)
+            for version in listed.get("Versions", [])[-1:]:
+                client.delete_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])
+        n += 1
+
+
+def uploads(client: Any, bucket: str, label: str, killing: threading.Event) -> None:
+    """Multipart uploads completed and aborted in turn, with a part sent twice."""
+    n = 0
+    while not killing.is_set():
+        key = f"{label}/{n}"
+        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        parts = []
+        for number, size in ((1, PART), (1, PART), (2, 4321)):
+            reply = client.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=b"u" * size
+            )
+            parts = [p for p in parts if p["PartNumber"] != number]
+            parts.append({"PartNumber": number, "ETag": reply["ETag"]})
+        if n % 2:
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        else:
+            client.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        n += 1
+
+
+def test_usage_totals_agree_with_a_recount_after_kill_9_in_every_kind_of_write(
+    start_cloud: CloudFactory,
+) -> None:
+    """The totals change in the transaction of the write: a crash anywhere leaves both or
+    neither, so `souverain s3 recount` agrees after every SIGKILL."""
+    cloud = start_cloud("s3usage", SOUVERAIN_OBJECTSTORE__INLINE_MAX_BYTES=str(INLINE_MAX))
+    access, secret = cloud.ec2_credentials(cloud.make_tenant("usage"))
+    client = client_for(cloud.s3_url, access, secret)
+    plain, versioned = unique("plain"), unique("versioned")
+    for bucket in (plain, versioned):
+        client.create_bucket(Bucket=bucket)
+    client.put_bucket_versioning(Bucket=versioned, VersioningConfiguration={"Status": "Enabled"})
+    rng = random.Random()
+    for round_number, (earliest, latest) in enumerate(KILL_WINDOWS):
+        killing = threading.Event()
+        traffic = Traffic(client, plain, f"usage{round_number}", random.Random(rng.random()))
+        traffic.killing = killing
+        work = [
+            functools.partial(churn, client, versioned, "churn-a", killing),
+            functools.partial(churn, client, versioned, "churn-b", killing),
+            functools.partial(uploads, client, versioned, "mp", killing),
+            functools.partial(uploads, client, plain, "mp", killing),
+        ]
+        traffic.start()
+        for each in work:
+            thread = threading.Thread(target=traffic._guard, args=(each,), daemon=True)
+            thread.start()
+            traffic.threads.append(thread)
+        time.sleep(rng.uniform(earliest, latest) + 1.0)
+        assert not traffic.unexpected, traffic.unexpected
+        killing.set()
+        assert cloud.server.proc is not None
+        cloud.server.proc.kill()
+        cloud.server.proc.wait()
+        traffic.join()
+        assert not traffic.unexpected, traffic.unexpected
+
+        checked = run_souverain("s3", "recount", "--data-dir", str(cloud.data_dir))
+        assert checked.returncode == 0, f"round {round_number}: {checked.stdout}{checked.stderr}"
+        assert "2 bucket(s) recounted, 0 disagreed" in checked.stdout, checked.stdout
+        cloud = restart(cloud)
+        client = client_for(cloud.s3_url, access, secret)
+    cloud.stop_and_check()
