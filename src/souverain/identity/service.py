@@ -19,7 +19,7 @@ from typing import Any
 
 import bcrypt
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,7 @@ from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound, U
 from souverain.common.ids import new_id, new_secret
 from souverain.common.policy import IMPLIED_ROLES, enforce
 from souverain.db.engine import Database
+from souverain.identity import assignments
 from souverain.identity import models as m
 from souverain.identity.tokens import (
     RevocationList,
@@ -359,7 +360,21 @@ class IdentityService:
         }
 
     def app_cred_ref(self, s: Session, a: m.ApplicationCredential) -> dict[str, Any]:
-        roles = [self.role_ref(r) for r in self._roles_by_ids(s, a.role_ids)]
+        return self.app_cred_refs(s, [a])[0]
+
+    def app_cred_refs(
+        self, s: Session, creds: Sequence[m.ApplicationCredential]
+    ) -> list[dict[str, Any]]:
+        """Many application credentials, with the roles of all of them in one query."""
+        roles = {r.id: r for r in self._roles_by_ids(s, [i for a in creds for i in a.role_ids])}
+        # by role id, as `id IN (...)` on the primary key lists them
+        return [
+            self._app_cred_body(a, [roles[i] for i in sorted(set(a.role_ids)) if i in roles])
+            for a in creds
+        ]
+
+    def _app_cred_body(self, a: m.ApplicationCredential, role_rows: list[m.Role]) -> dict[str, Any]:
+        roles = [self.role_ref(r) for r in role_rows]
         return {
             "id": a.id,
             "name": a.name,
@@ -409,7 +424,7 @@ class IdentityService:
     def _roles_by_ids(self, s: Session, ids: Sequence[str]) -> list[m.Role]:
         if not ids:
             return []
-        return list(s.scalars(select(m.Role).where(m.Role.id.in_(list(ids)))).all())
+        return list(s.scalars(select(m.Role).where(m.Role.id.in_(sorted(set(ids))))).all())
 
     def _group_ids_of(self, s: Session, user_id: str) -> list[str]:
         return list(
@@ -417,20 +432,16 @@ class IdentityService:
         )
 
     def _role_ids_on(self, s: Session, user_id: str, target_type: str, target_id: str) -> set[str]:
-        actors = [("user", user_id)] + [("group", g) for g in self._group_ids_of(s, user_id)]
-        ids: set[str] = set()
-        for actor_type, actor_id in actors:
-            ids.update(
-                s.scalars(
-                    select(m.Assignment.role_id).where(
-                        m.Assignment.actor_type == actor_type,
-                        m.Assignment.actor_id == actor_id,
-                        m.Assignment.target_type == target_type,
-                        m.Assignment.target_id == target_id,
-                    )
-                ).all()
-            )
-        return ids
+        """The roles the user holds on the target, directly or through its groups: one query
+        (token validation and every S3 key lookup pass here; a user may be in many groups)."""
+        return set(
+            s.scalars(
+                select(m.Assignment.role_id).where(
+                    assignments.held_by(user_id, effective=True),
+                    assignments.on_target(target_type, target_id),
+                )
+            ).all()
+        )
 
     def _expand_implied(self, s: Session, roles: list[m.Role]) -> list[m.Role]:
         names = {r.name for r in roles}
@@ -876,37 +887,32 @@ class IdentityService:
 
     # ------------------------------------------------------------------ visibility
 
-    def _visible_project_ids(self, s: Session, ctx: RequestContext) -> set[str]:
+    # Each rule is a SQL condition, so a listing filters in the database instead of
+    # loading every project or user and keeping the visible ones.
+
+    @staticmethod
+    def _held_project_ids(ctx: RequestContext) -> Select[str]:
         """Projects a non-admin caller may see: those it holds a role on."""
-        actors = [ctx.user_id, *self._group_ids_of(s, ctx.user_id)]
-        return set(
-            s.scalars(
-                select(m.Assignment.target_id).where(
-                    m.Assignment.actor_id.in_(actors), m.Assignment.target_type == "project"
-                )
-            ).all()
+        groups = select(m.GroupMember.group_id).where(m.GroupMember.user_id == ctx.user_id)
+        return select(m.Assignment.target_id).where(
+            or_(m.Assignment.actor_id == ctx.user_id, m.Assignment.actor_id.in_(groups)),
+            m.Assignment.target_type == "project",
         )
 
-    def _visible_user_ids(self, s: Session, ctx: RequestContext) -> set[str]:
+    def _visible_project_ids(self, s: Session, ctx: RequestContext) -> set[str]:
+        return set(s.scalars(self._held_project_ids(ctx)).all())
+
+    @staticmethod
+    def _visible_users(ctx: RequestContext) -> ColumnElement[bool]:
         """Users a non-admin caller may see: itself and the members of its scoped project."""
-        ids = {ctx.user_id}
-        if ctx.project_id:
-            for a in s.scalars(
-                select(m.Assignment).where(
-                    m.Assignment.target_type == "project", m.Assignment.target_id == ctx.project_id
-                )
-            ).all():
-                if a.actor_type == "user":
-                    ids.add(a.actor_id)
-                else:
-                    ids.update(
-                        s.scalars(
-                            select(m.GroupMember.user_id).where(
-                                m.GroupMember.group_id == a.actor_id
-                            )
-                        ).all()
-                    )
-        return ids
+        itself = m.User.id == ctx.user_id
+        if not ctx.project_id:
+            return itself
+        here = and_(m.Assignment.target_type == "project", m.Assignment.target_id == ctx.project_id)
+        users = select(m.Assignment.actor_id).where(here, m.Assignment.actor_type == "user")
+        groups = select(m.Assignment.actor_id).where(here, m.Assignment.actor_type != "user")
+        members = select(m.GroupMember.user_id).where(m.GroupMember.group_id.in_(groups))
+        return or_(itself, m.User.id.in_(users), m.User.id.in_(members))
 
     # ------------------------------------------------------------------ domains
 
@@ -1009,11 +1015,9 @@ class IdentityService:
                 )
             if "enabled" in filters:
                 query = query.where(m.Project.enabled.is_(filters["enabled"]))
-            rows = s.scalars(query).all()
             if not ctx.is_admin:
-                visible = self._visible_project_ids(s, ctx)
-                rows = [p for p in rows if p.id in visible]
-            return [self.project_ref(p) for p in rows]
+                query = query.where(m.Project.id.in_(self._held_project_ids(ctx)))
+            return [self.project_ref(p) for p in s.scalars(query).all()]
 
     def get_project(self, ctx: RequestContext, project_id: str) -> dict[str, Any]:
         enforce(ctx, "identity:get_project")
@@ -1155,17 +1159,17 @@ class IdentityService:
                     query = query.where(getattr(m.User, key) == filters[key])
             if "enabled" in filters:
                 query = query.where(m.User.enabled.is_(filters["enabled"]))
-            rows = s.scalars(query).all()
             if not ctx.is_admin:
-                visible = self._visible_user_ids(s, ctx)
-                rows = [u for u in rows if u.id in visible]
-            return [self.user_ref(u) for u in rows]
+                query = query.where(self._visible_users(ctx))
+            return [self.user_ref(u) for u in s.scalars(query).all()]
 
     def get_user(self, ctx: RequestContext, user_id: str) -> dict[str, Any]:
         enforce(ctx, "identity:get_user")
         with self.db.session() as s:
             u = self._get(s, m.User, user_id, "user")
-            if not ctx.is_admin and u.id not in self._visible_user_ids(s, ctx):
+            if not ctx.is_admin and not s.scalar(
+                select(m.User.id).where(m.User.id == u.id, self._visible_users(ctx))
+            ):
                 raise NotFound(f"Could not find user: {user_id}.")
             return self.user_ref(u)
 
@@ -1296,11 +1300,10 @@ class IdentityService:
             for key in ("name", "domain_id"):
                 if key in filters:
                     query = query.where(getattr(m.Group, key) == filters[key])
-            rows = s.scalars(query).all()
             if not ctx.is_admin:
-                mine = set(self._group_ids_of(s, ctx.user_id))
-                rows = [g for g in rows if g.id in mine]
-            return [self.group_ref(g) for g in rows]
+                mine = select(m.GroupMember.group_id).where(m.GroupMember.user_id == ctx.user_id)
+                query = query.where(m.Group.id.in_(mine))
+            return [self.group_ref(g) for g in s.scalars(query).all()]
 
     def _visible_group(self, s: Session, ctx: RequestContext, group_id: str) -> m.Group:
         g: m.Group = self._get(s, m.Group, group_id, "group")
@@ -1601,24 +1604,22 @@ class IdentityService:
     def list_role_assignments(
         self, ctx: RequestContext, filters: dict[str, Any], effective: bool, include_names: bool
     ) -> list[dict[str, Any]]:
+        """The filters narrow the rows in SQL first (a superset of the answer), then the
+        exact rules below pick the items: a constant number of queries for any list."""
         enforce(ctx, "identity:list_role_assignments")
         with self.db.session() as s:
-            rows = list(s.scalars(select(m.Assignment)).all())
-            # (actor_type, actor_id, target_type, target_id, role_id, via_group)
-            items: list[tuple[str, str, str, str, str, str | None]] = []
-            for a in rows:
-                if effective and a.actor_type == "group":
-                    members = s.scalars(
-                        select(m.GroupMember.user_id).where(m.GroupMember.group_id == a.actor_id)
-                    ).all()
-                    items.extend(
-                        ("user", u, a.target_type, a.target_id, a.role_id, a.actor_id)
-                        for u in members
+            narrowed = assignments.narrowing(filters, effective)
+            if not ctx.is_admin:
+                narrowed.append(
+                    or_(
+                        assignments.held_by(ctx.user_id, effective),
+                        assignments.on_target("project", ctx.project_id),
                     )
-                else:
-                    items.append(
-                        (a.actor_type, a.actor_id, a.target_type, a.target_id, a.role_id, None)
-                    )
+                )
+            rows = assignments.rows_where(s, narrowed)
+            groups = [a.actor_id for a in rows if a.actor_type == "group"]
+            members = assignments.members_by_group(s, groups) if effective else None
+            items = assignments.expand(rows, members)
             if not ctx.is_admin:
                 visible = self._visible_project_ids(s, ctx) if ctx.project_id else set()
                 items = [
@@ -1627,57 +1628,9 @@ class IdentityService:
                     if (i[0] == "user" and i[1] == ctx.user_id)
                     or (i[2] == "project" and i[3] == ctx.project_id and i[3] in visible)
                 ]
-            wanted: dict[str, Callable[[tuple[str, str, str, str, str, str | None]], Any]] = {
-                "user.id": lambda i: i[0] == "user" and i[1],
-                "group.id": lambda i: i[0] == "group" and i[1],
-                "role.id": lambda i: i[4],
-                "scope.project.id": lambda i: i[2] == "project" and i[3],
-                "scope.domain.id": lambda i: i[2] == "domain" and i[3],
-            }
-            for key, getter in wanted.items():
-                if key in filters:
-                    items = [i for i in items if getter(i) == filters[key]]
-            if "scope.system" in filters:
-                items = [i for i in items if i[2] == "system"]
-            return [self._assignment_ref(s, i, include_names) for i in items]
-
-    def _assignment_ref(
-        self, s: Session, item: tuple[str, str, str, str, str, str | None], include_names: bool
-    ) -> dict[str, Any]:
-        actor_type, actor_id, target_type, target_id, role_id, via_group = item
-        role: dict[str, Any] = {"id": role_id}
-        actor: dict[str, Any] = {"id": actor_id}
-        scope: dict[str, Any]
-        if target_type == "system":
-            scope = {"system": {"all": True}}
-        else:
-            scope = {target_type: {"id": target_id}}
-        if include_names:
-            r = s.get(m.Role, role_id)
-            if r is not None:
-                role["name"] = r.name
-            obj: m.User | m.Group | None = (
-                s.get(m.User, actor_id) if actor_type == "user" else s.get(m.Group, actor_id)
-            )
-            if obj is not None:
-                actor["name"] = obj.name
-                d = s.get(m.Domain, obj.domain_id)
-                actor["domain"] = {"id": obj.domain_id, "name": d.name if d else ""}
-            if target_type == "project":
-                p = s.get(m.Project, target_id)
-                if p is not None:
-                    d = s.get(m.Domain, p.domain_id)
-                    scope["project"].update(
-                        {"name": p.name, "domain": {"id": p.domain_id, "name": d.name if d else ""}}
-                    )
-            elif target_type == "domain":
-                d = s.get(m.Domain, target_id)
-                if d is not None:
-                    scope["domain"]["name"] = d.name
-        ref: dict[str, Any] = {"role": role, actor_type: actor, "scope": scope}
-        if via_group:
-            ref["_via_group"] = via_group
-        return ref
+            items = _matching(items, filters)
+            names = assignments.names_for(s, items) if include_names else None
+            return [assignments.assignment_ref(i, names) for i in items]
 
     # ------------------------------------------------------------------ catalog admin
 
@@ -1871,7 +1824,7 @@ class IdentityService:
             if "name" in filters:
                 query = query.where(m.ApplicationCredential.name == filters["name"])
             rows = s.scalars(query.order_by(m.ApplicationCredential.name)).all()
-            return [self.app_cred_ref(s, a) for a in rows]
+            return self.app_cred_refs(s, rows)
 
     def get_app_cred(self, ctx: RequestContext, user_id: str, cred_id: str) -> dict[str, Any]:
         with self.db.session() as s:
@@ -2200,3 +2153,22 @@ class IdentityService:
         except IntegrityError:
             s.rollback()
             raise Conflict(message) from None
+
+
+_FILTERS: dict[str, Callable[[assignments.Item], Any]] = {
+    "user.id": lambda i: i[0] == "user" and i[1],
+    "group.id": lambda i: i[0] == "group" and i[1],
+    "role.id": lambda i: i[4],
+    "scope.project.id": lambda i: i[2] == "project" and i[3],
+    "scope.domain.id": lambda i: i[2] == "domain" and i[3],
+}
+
+
+def _matching(items: list[assignments.Item], filters: dict[str, Any]) -> list[assignments.Item]:
+    """The items every filter of /v3/role_assignments accepts (after group expansion)."""
+    for key, getter in _FILTERS.items():
+        if key in filters:
+            items = [i for i in items if getter(i) == filters[key]]
+    if "scope.system" in filters:
+        items = [i for i in items if i[2] == "system"]
+    return items
