@@ -1084,34 +1084,42 @@ class ObjectStoreService:
                         v.version_id == version_marker,
                     )
                 )
-            query = select(*LISTED).where(v.bucket_id == bucket.id)
-            if start_seq is not None:
-                query = query.where(
-                    (v.key > key_marker) | ((v.key == key_marker) & (v.seq < start_seq))
-                )
-            elif key_marker:
-                query = query.where(v.key > key_marker)
+            base = select(*LISTED).where(v.bucket_id == bucket.id)
             if prefix:
-                query = query.where(v.key >= prefix, v.key < _successor(prefix))
-            query = query.order_by(v.key, v.seq.desc())
-            offset = 0
+                base = base.where(v.key >= prefix, v.key < _successor(prefix))
+            # Where the next query starts (keyset, never OFFSET: each batch is an index seek):
+            # after (key, seq) when a version is known, else after or at a key.
+            after_key, after_seq, inclusive = key_marker, start_seq, False
             while True:
-                rows = s.execute(query.offset(offset).limit(LIST_BATCH)).all()
-                offset += len(rows)
+                query = base
+                if after_seq is not None:
+                    query = query.where(
+                        (v.key > after_key) | ((v.key == after_key) & (v.seq < after_seq))
+                    )
+                elif after_key:
+                    query = query.where(v.key >= after_key if inclusive else v.key > after_key)
+                rows = s.execute(query.order_by(v.key, v.seq.desc()).limit(LIST_BATCH)).all()
+                jumped = False
                 for row in rows:
+                    common = ""
                     if delimiter:
                         at = row.key.find(delimiter, len(prefix))
                         if at >= 0:
                             common = row.key[: at + len(delimiter)]
-                            if common > key_marker and (not prefixes or prefixes[-1] != common):
-                                if len(objects) + len(prefixes) >= max_keys:
-                                    return self._versions_page(objects, prefixes)
-                                prefixes.append(common)
-                            continue
+                    if common:
+                        # The whole group is one entry; the next query starts past it.
+                        if common > key_marker and (not prefixes or prefixes[-1] != common):
+                            if len(objects) + len(prefixes) >= max_keys:
+                                return self._versions_page(objects, prefixes)
+                            prefixes.append(common)
+                        after_key, after_seq, inclusive = _successor(common), None, True
+                        jumped = True
+                        break
                     if len(objects) + len(prefixes) >= max_keys:
                         return self._versions_page(objects, prefixes)
                     objects.append(ObjectInfo.of(bucket.name, row))
-                if len(rows) < LIST_BATCH:
+                    after_key, after_seq = row.key, row.seq
+                if not jumped and len(rows) < LIST_BATCH:
                     return Listing(objects, prefixes, False)
 
     @staticmethod
