@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import event
 
 from souverain.common.context import RequestContext
-from souverain.compute.models import Server
+from souverain.compute.models import InstanceAction, Server
 
 from .support import Cloud, Member
 
@@ -193,3 +193,32 @@ def test_limits_count_the_projects_servers_in_the_same_statements_for_n_and_3n(
     assert absolute["totalInstancesUsed"] == 6
     assert absolute["totalCoresUsed"] == 3 * (1 + 2)
     assert absolute["totalRAMUsed"] == 3 * (128 + 4096)
+
+
+def test_an_instance_action_is_found_by_its_request_among_many(cloud: Cloud) -> None:
+    member = cloud.member()
+    (server_id,) = _add_servers(cloud, member, 1)
+    start = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with cloud.platform.compute.db.session() as s:
+        for index in range(12):
+            s.add(
+                InstanceAction(
+                    server_id=server_id,
+                    project_id=member.project_id,
+                    user_id=member.id,
+                    request_id=f"req-{index}",
+                    action="stop" if index % 2 else "start",
+                    start_time=start + dt.timedelta(seconds=index),
+                )
+            )
+
+    listed = _get(cloud, member, f"/servers/{server_id}/os-instance-actions")["instanceActions"]
+    assert [a["request_id"] for a in listed] == [f"req-{i}" for i in reversed(range(12))]
+    found = _get(cloud, member, f"/servers/{server_id}/os-instance-actions/req-5")
+    assert found["instanceAction"]["request_id"] == "req-5"
+    assert found["instanceAction"]["action"] == "stop"
+    missing = cloud.client.get(
+        f"{COMPUTE}/servers/{server_id}/os-instance-actions/req-99",
+        headers={**member.headers, **VERSION},
+    )
+    assert missing.status_code == 404

@@ -252,7 +252,11 @@ class ComputeApi:
     # -------------------------------------------------------------- plumbing
 
     def base(self, request: Request) -> str:
-        return base_url(request, self.public_url, "/compute")
+        """Worked out once per request: a list of 1,000 servers links to it 3,000 times."""
+        state = state_of(request.scope)
+        if "compute_base" not in state:
+            state["compute_base"] = base_url(request, self.public_url, "/compute")
+        return str(state["compute_base"])
 
     def _call(
         self, handler: Callable[[Request, RequestContext, tuple[int, int]], Any], auth: bool = True
@@ -788,9 +792,8 @@ class ComputeApi:
         )
         # Views only for the page, and only for the detailed list: the brief one is id and name.
         if detail:
-            items = [
-                self._server_body(request, ctx, s, v) for s in self.service.server_views(page.items)
-            ]
+            views = self.service.views_of_servers([r.id for r in page.items])
+            items = [self._server_body(request, ctx, s, v) for s in views]
         else:
             items = [
                 {"id": r.id, "name": r.name, "links": self._server_links(request, r.id)}

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -137,6 +137,27 @@ STATUS_FILTER = {
 GIB = 1024**3
 # internal calls between services (detaching volumes of a deleted server) act as the cloud
 SYSTEM = RequestContext(user_id="souverain", user_domain_id="default", roles=frozenset({"admin"}))
+
+
+class ListedServer(NamedTuple):
+    """A server as a list filters, sorts and pages it (the API's sort keys are these
+    names); the views of the page shown are read afterwards, by id."""
+
+    id: str
+    name: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    launched_at: dt.datetime | None
+    vm_state: str
+    task_state: str | None
+    host: str | None
+    image_id: str
+
+
+LISTED_COLUMNS = tuple(getattr(Server, name) for name in ListedServer._fields)
+LISTED_WIDTH = len(LISTED_COLUMNS)
+# Server ids per IN (...): a page of a list (at most 1,000, the API's limit) is one query.
+IDS_PER_QUERY = 1000
 
 
 @dataclass(frozen=True)
@@ -665,6 +686,11 @@ class ComputeService:
             raise NotFound(f"Instance {server_id} could not be found.")
         return row
 
+    def _check_visible(self, ctx: RequestContext, server_id: str) -> None:
+        """404 unless the caller may see the server; no view built (its volumes unread)."""
+        with self.db.session() as s:
+            self._server_row(s, ctx, server_id)
+
     def _action(
         self, s: Session, ctx: RequestContext, server_id: str, project_id: str, action: str
     ) -> int:
@@ -749,49 +775,36 @@ class ComputeService:
         with self.db.session() as s:
             return self.server_view(self._server_row(s, ctx, server_id))
 
-    def find_servers(self, ctx: RequestContext, filters: dict[str, Any]) -> list[Server]:
-        """The rows a server list shows, newest first; one query, no view built (a page's
-        views are `server_views` of the page, and a brief list needs none)."""
-        query = self._server_query(ctx, filters)
+    def find_servers(self, ctx: RequestContext, filters: dict[str, Any]) -> list[ListedServer]:
+        """What a server list filters, sorts and pages on, newest first: one query of a few
+        columns. The views of the page it shows are `views_of_servers`, read after paging."""
+        query = _list_query(ctx, filters)
         if query is None:
             return []
         pattern = _name_pattern(filters.get("name"))
-        flavor = filters.get("flavor")
+        by_tags = any(filters.get(k) for k in ("tags", "tags-any", "not-tags"))
+        if by_tags:
+            query = query.add_columns(Server.tags)
         with self.db.session() as s:
-            rows = s.scalars(query).all()
+            rows = s.execute(query).all()
         return [
-            row
+            ListedServer._make(row[:LISTED_WIDTH])
             for row in rows
             if (pattern is None or pattern.search(row.name))
-            and (not flavor or row.flavor.get("id") == flavor)
-            and _tags_match(set(row.tags or ()), filters)
+            and (not by_tags or _tags_match(set(row.tags or ()), filters))
         ]
 
-    @staticmethod
-    def _server_query(ctx: RequestContext, filters: dict[str, Any]) -> Any:
-        """The SQL part of a list's filters; None when a status matches nothing."""
-        query = select(Server)
-        all_tenants = bool(filters.get("all_tenants")) and ctx.is_admin
-        if not all_tenants:
-            query = query.where(Server.project_id == (ctx.project_id or ""))
-        elif filters.get("project_id"):
-            query = query.where(Server.project_id == filters["project_id"])
-        since = filters.get("changes-since")
-        if since is not None:
-            query = query.where(Server.updated_at >= since.astimezone(dt.UTC).replace(tzinfo=None))
-        elif not (ctx.is_admin and filters.get("deleted")):
-            query = query.where(Server.deleted.is_(False))
-        status = filters.get("status")
-        if status:
-            vm_state = STATUS_FILTER.get(status.upper())
-            if vm_state is None:
-                return None
-            query = query.where(Server.vm_state == vm_state[0])
-        if filters.get("image"):
-            query = query.where(Server.image_id == filters["image"])
-        if filters.get("host") and ctx.is_admin:
-            query = query.where(Server.host == filters["host"])
-        return query.order_by(Server.created_at.desc(), Server.id.desc())
+    def views_of_servers(self, server_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The views of these servers (a page of a list), in this order: their rows in one
+        query and their volumes in another, per 1,000 servers."""
+        rows: dict[str, Server] = {}
+        with self.db.session() as s:
+            for start in range(0, len(server_ids), IDS_PER_QUERY):
+                chunk = server_ids[start : start + IDS_PER_QUERY]
+                rows.update(
+                    (r.id, r) for r in s.scalars(select(Server).where(Server.id.in_(chunk)))
+                )
+        return self.server_views([rows[i] for i in server_ids if i in rows])
 
     def servers_in_use(self, ctx: RequestContext) -> dict[str, int]:
         """What /limits shows in use by the caller's project: its servers and the cores and
@@ -1808,7 +1821,7 @@ class ComputeService:
         raise BadRequest("This server has no free device name left for another volume.")
 
     def volume_attachments(self, ctx: RequestContext, server_id: str) -> list[dict[str, Any]]:
-        self.get_server(ctx, server_id)
+        self._check_visible(ctx, server_id)
         return [
             {**a, "server_id": server_id}
             for a in self.volumes.attachments_of(server_id)
@@ -1907,7 +1920,7 @@ class ComputeService:
     # ------------------------------------------------------------------ interfaces (ports)
 
     def interfaces(self, ctx: RequestContext, server_id: str) -> list[dict[str, Any]]:
-        self.get_server(ctx, server_id)
+        self._check_visible(ctx, server_id)
         return [] if self.network is None else list(self.network.ports_of(server_id))
 
     def _interface_row_check(self, ctx: RequestContext, server_id: str, verb: str) -> Server:
@@ -2069,24 +2082,26 @@ class ComputeService:
 
     # ------------------------------------------------------------------ actions log
 
-    def instance_actions(self, ctx: RequestContext, server_id: str) -> list[dict[str, Any]]:
+    def instance_actions(
+        self, ctx: RequestContext, server_id: str, request_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The server's actions, newest first (deleted servers' too); only those of one
+        request when `request_id` is given, picked by the database."""
         with self.db.session() as s:
             row = s.get(Server, server_id) if len(server_id) <= 36 else None
             if row is None or (not ctx.is_admin and row.project_id != ctx.project_id):
                 raise NotFound(f"Instance {server_id} could not be found.")
-            actions = s.scalars(
-                select(InstanceAction)
-                .where(InstanceAction.server_id == server_id)
-                .order_by(InstanceAction.id.desc())
-            ).all()
+            query = select(InstanceAction).where(InstanceAction.server_id == server_id)
+            if request_id is not None:
+                query = query.where(InstanceAction.request_id == request_id)
+            actions = s.scalars(query.order_by(InstanceAction.id.desc())).all()
             return [self._action_view(a) for a in actions]
 
     def instance_action(
         self, ctx: RequestContext, server_id: str, request_id: str
     ) -> dict[str, Any]:
-        for action in self.instance_actions(ctx, server_id):
-            if action["request_id"] == request_id:
-                return action
+        for action in self.instance_actions(ctx, server_id, request_id):
+            return action
         raise NotFound(f"Action {request_id} not found.")
 
     @staticmethod
@@ -2328,6 +2343,35 @@ def _server_view(row: Server, volumes: Iterable[ServerVolume]) -> dict[str, Any]
             if v.status in ("in-use", "detaching")
         ],
     }
+
+
+def _list_query(ctx: RequestContext, filters: dict[str, Any]) -> Any:
+    """The SQL part of a list's filters, over the listed columns; None when a status
+    matches nothing."""
+    query = select(*LISTED_COLUMNS)
+    all_tenants = bool(filters.get("all_tenants")) and ctx.is_admin
+    if not all_tenants:
+        query = query.where(Server.project_id == (ctx.project_id or ""))
+    elif filters.get("project_id"):
+        query = query.where(Server.project_id == filters["project_id"])
+    since = filters.get("changes-since")
+    if since is not None:
+        query = query.where(Server.updated_at >= since.astimezone(dt.UTC).replace(tzinfo=None))
+    elif not (ctx.is_admin and filters.get("deleted")):
+        query = query.where(Server.deleted.is_(False))
+    status = filters.get("status")
+    if status:
+        vm_state = STATUS_FILTER.get(status.upper())
+        if vm_state is None:
+            return None
+        query = query.where(Server.vm_state == vm_state[0])
+    if filters.get("image"):
+        query = query.where(Server.image_id == filters["image"])
+    if filters.get("flavor"):
+        query = query.where(Server.flavor["id"].as_string() == filters["flavor"])
+    if filters.get("host") and ctx.is_admin:
+        query = query.where(Server.host == filters["host"])
+    return query.order_by(Server.created_at.desc(), Server.id.desc())
 
 
 def _name_pattern(raw: str | None) -> re.Pattern[str] | None:
