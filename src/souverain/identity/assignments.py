@@ -12,7 +12,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, literal_column, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    and_,
+    false,
+    literal_column,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from souverain.db.batching import id_batches
@@ -30,6 +39,20 @@ def held_by(user_id: str, effective: bool) -> ColumnElement[bool]:
         return direct
     groups = select(m.GroupMember.group_id).where(m.GroupMember.user_id == user_id)
     return or_(direct, and_(a.actor_type == "group", a.actor_id.in_(groups)))
+
+
+def role_ids_on(user_id: str, target_type: str, target_id: str) -> CompoundSelect[str]:
+    """The role ids the user holds on the target, directly or through its groups.
+
+    Two exact lookups on the primary key in one statement, not one per group; an OR
+    of the two would have the database read every assignment on the target instead.
+    """
+    a = m.Assignment
+    on = (a.target_type == target_type, a.target_id == target_id)
+    groups = select(m.GroupMember.group_id).where(m.GroupMember.user_id == user_id)
+    direct = select(a.role_id).where(a.actor_type == "user", a.actor_id == user_id, *on)
+    via_groups = select(a.role_id).where(a.actor_type == "group", a.actor_id.in_(groups), *on)
+    return union_all(direct, via_groups)
 
 
 def on_target(target_type: str, target_id: str | None) -> ColumnElement[bool]:

@@ -434,14 +434,7 @@ class IdentityService:
     def _role_ids_on(self, s: Session, user_id: str, target_type: str, target_id: str) -> set[str]:
         """The roles the user holds on the target, directly or through its groups: one query
         (token validation and every S3 key lookup pass here; a user may be in many groups)."""
-        return set(
-            s.scalars(
-                select(m.Assignment.role_id).where(
-                    assignments.held_by(user_id, effective=True),
-                    assignments.on_target(target_type, target_id),
-                )
-            ).all()
-        )
+        return set(s.scalars(assignments.role_ids_on(user_id, target_type, target_id)).all())
 
     def _expand_implied(self, s: Session, roles: list[m.Role]) -> list[m.Role]:
         names = {r.name for r in roles}
@@ -909,7 +902,9 @@ class IdentityService:
         if not ctx.project_id:
             return itself
         here = and_(m.Assignment.target_type == "project", m.Assignment.target_id == ctx.project_id)
-        users = select(m.Assignment.actor_id).where(here, m.Assignment.actor_type == "user")
+        # actor types are "user" and "group": `!= "group"` picks the same rows as `== "user"`
+        # and lets the database find them by project (an index), not among all users' rows
+        users = select(m.Assignment.actor_id).where(here, m.Assignment.actor_type != "group")
         groups = select(m.Assignment.actor_id).where(here, m.Assignment.actor_type != "user")
         members = select(m.GroupMember.user_id).where(m.GroupMember.group_id.in_(groups))
         return or_(itself, m.User.id.in_(users), m.User.id.in_(members))
