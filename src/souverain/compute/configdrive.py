@@ -11,9 +11,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pycdlib
+if TYPE_CHECKING:
+    import pycdlib
 
 VOLUME_LABEL = "config-2"
 # "latest" plus one dated version, as Nova writes them; cloud-init accepts either.
@@ -35,6 +36,8 @@ def build_config_drive(
     ]
     if user_data is not None:
         files.append(("user_data", user_data))
+
+    import pycdlib  # here, not at the top: a serving process need not carry it
 
     iso = pycdlib.PyCdlib()
     # Level 4 (ISO 9660:1999) allows lower-case names and dashes in the ISO names themselves;

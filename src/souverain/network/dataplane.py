@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyroute2 import IPRoute, NetNS, netns  # type: ignore[import-untyped]
-from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
+from souverain.network import netlink
 
 IFNAME_MAX = 15  # IFNAMSIZ - 1
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,3}$")
@@ -134,7 +133,7 @@ class Dataplane:
         """The network's bridge, up, with this MTU; created if missing. Returns its name."""
         _check_mtu(mtu)
         name = self.bridge_name(network_id)
-        with self._lock(), IPRoute() as ipr:
+        with self._lock(), netlink.IPRoute() as ipr:
             index = _lookup(ipr, name)
             if index is None:
                 _netlink(
@@ -169,7 +168,7 @@ class Dataplane:
         """The bridge, its taps, the DHCP namespace, veth, dnsmasq and files: all gone."""
         self.delete_dhcp(network_id)
         name = self.bridge_name(network_id)
-        with self._lock(), IPRoute() as ipr:
+        with self._lock(), netlink.IPRoute() as ipr:
             index = _lookup(ipr, name)
             if index is None:
                 return
@@ -193,7 +192,7 @@ class Dataplane:
             mac = _checked_mac(mac)
         name = self.tap_name(port_id)
         bridge = self.bridge_name(network_id)
-        with self._lock(), IPRoute() as ipr:
+        with self._lock(), netlink.IPRoute() as ipr:
             bridge_index = _lookup(ipr, bridge)
             if bridge_index is None:
                 raise DataplaneError(f"network {network_id} has no bridge: ensure_network first")
@@ -228,7 +227,7 @@ class Dataplane:
 
     def delete_tap(self, port_id: str) -> None:
         name = self.tap_name(port_id)
-        with self._lock(), IPRoute() as ipr:
+        with self._lock(), netlink.IPRoute() as ipr:
             _delete_link(ipr, name)
 
     # -------------------------------------------------------------------------- DHCP
@@ -247,7 +246,7 @@ class Dataplane:
         veth = self._dhcp_veth(network_id)
         directory = self._dhcp_dir(network_id)
         with self._lock():
-            with IPRoute() as ipr:
+            with netlink.IPRoute() as ipr:
                 bridge_index = _lookup(ipr, bridge)
                 if bridge_index is None:
                     raise DataplaneError(
@@ -280,18 +279,18 @@ class Dataplane:
         with self._lock():
             for pid in self._dnsmasq_processes().get(network_id, []):
                 _stop(pid)
-            with IPRoute() as ipr:
+            with netlink.IPRoute() as ipr:
                 _delete_link(ipr, self._dhcp_veth(network_id))
-            if namespace in netns.listnetns():
-                netns.remove(namespace)
+            if namespace in netlink.netns.listnetns():
+                netlink.netns.remove(namespace)
             shutil.rmtree(directory, ignore_errors=True)
 
     def _ensure_namespace_and_veth(
         self, ipr: Any, namespace: str, veth: str, bridge_index: int, mtu: int
     ) -> None:
-        if namespace not in netns.listnetns():
-            netns.create(namespace)
-        with NetNS(namespace) as ns:
+        if namespace not in netlink.netns.listnetns():
+            netlink.netns.create(namespace)
+        with netlink.NetNS(namespace) as ns:
             peer = _lookup(ns, NS_IFNAME)
             index = _lookup(ipr, veth)
             if index is None or peer is None:
@@ -443,19 +442,19 @@ class Dataplane:
                     for pid in pids:
                         _stop(pid)
                         done["removed_dnsmasq"].append(str(pid))
-            for namespace in netns.listnetns():
+            for namespace in netlink.netns.listnetns():
                 if (
                     namespace.startswith(f"{self.prefix}dhcp-")
                     and namespace not in wanted_namespaces
                 ):
-                    netns.remove(namespace)
+                    netlink.netns.remove(namespace)
                     done["removed_namespaces"].append(namespace)
             if self._dhcp_root.is_dir():
                 for directory in self._dhcp_root.iterdir():
                     if directory.name not in networks:
                         shutil.rmtree(directory, ignore_errors=True)
                         done["removed_files"].append(str(directory))
-            with IPRoute() as ipr:
+            with netlink.IPRoute() as ipr:
                 for link in ipr.get_links():
                     ifname = link.get("ifname")
                     unwanted = (
@@ -467,12 +466,12 @@ class Dataplane:
                         _delete_link(ipr, ifname)
                         done["removed_links"].append(ifname)
         for name, network_id in wanted_bridges.items():
-            with IPRoute() as ipr:
+            with netlink.IPRoute() as ipr:
                 missing = _lookup(ipr, name) is None
             if missing:  # at the default MTU: the service's ensure_network sets the real one
                 self.ensure_network(network_id)
                 done["created_bridges"].append(name)
-        with self._lock(), IPRoute() as ipr:
+        with self._lock(), netlink.IPRoute() as ipr:
             for tap, network_id in wanted_taps.items():
                 index = _lookup(ipr, tap)
                 bridge_index = _lookup(ipr, self.bridge_name(network_id))
@@ -491,14 +490,14 @@ class Dataplane:
             "dnsmasq": [],
             "files": [],
         }
-        with IPRoute() as ipr:
+        with netlink.IPRoute() as ipr:
             for link in ipr.get_links():
                 ifname = link.get("ifname")
                 for letter, key in ((_BRIDGE, "bridges"), (_TAP, "taps"), (_DHCP_VETH, "veths")):
                     if self._ours(ifname, letter):
                         found[key].append(ifname)
         found["namespaces"] = sorted(
-            n for n in netns.listnetns() if n.startswith(f"{self.prefix}dhcp-")
+            n for n in netlink.netns.listnetns() if n.startswith(f"{self.prefix}dhcp-")
         )
         found["dnsmasq"] = sorted(
             str(pid) for pids in self._dnsmasq_processes().values() for pid in pids
@@ -596,7 +595,7 @@ def _opts_file(network: ipaddress.IPv4Network, subnet: SubnetSpec) -> str:
 def _netlink(what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return call(*args, **kwargs)
-    except NetlinkError as exc:
+    except netlink.NetlinkError as exc:
         raise DataplaneError(f"cannot {what}: {os.strerror(exc.code)}") from exc
 
 
@@ -616,7 +615,7 @@ def _delete_link(ipr: Any, ifname: str) -> None:
         return
     try:
         ipr.link("del", index=index)
-    except NetlinkError as exc:
+    except netlink.NetlinkError as exc:
         if exc.code != 19:  # ENODEV: gone meanwhile (its veth peer went with its namespace)
             raise DataplaneError(f"cannot delete {ifname}: {os.strerror(exc.code)}") from exc
 
@@ -629,7 +628,7 @@ def _no_host_ipv6(ifname: str) -> None:
 
 
 def _set_namespace_address(namespace: str, address: ipaddress.IPv4Interface) -> None:
-    with NetNS(namespace) as ns:
+    with netlink.NetNS(namespace) as ns:
         index = _lookup(ns, NS_IFNAME)
         present = {
             (a.get("IFA_ADDRESS"), a["prefixlen"]) for a in ns.get_addr(index=index, family=2)

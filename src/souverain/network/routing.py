@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyroute2 import IPRoute, NetNS, netns  # type: ignore[import-untyped]
-from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
-
+from souverain.network import netlink
 from souverain.network.dataplane import (
     ID_RE,
     IP,
@@ -159,7 +157,7 @@ class Routing:
         table = self.public_table(network_id)
         bridge = self.dataplane.ensure_network(network_id, mtu)
         with self.dataplane._lock():
-            with IPRoute() as ipr:
+            with netlink.IPRoute() as ipr:
                 index = _lookup(ipr, bridge)
                 if index is None:
                     raise DataplaneError(f"bridge {bridge} vanished while being configured")
@@ -175,7 +173,7 @@ class Routing:
         with self.dataplane._lock():
             # add-then-delete: deleting a table that is not there would fail the batch
             _nft(f"delete table {table['name']}", _batch({"table": table}, delete=True))
-            with IPRoute() as ipr:
+            with netlink.IPRoute() as ipr:
                 index = _lookup(ipr, bridge)
                 if index is not None:
                     _set_addresses(ipr, bridge, index, set())
@@ -219,12 +217,12 @@ class Routing:
             "ensured_routers": [],
         }
         with self.dataplane._lock():
-            for namespace in netns.listnetns():
+            for namespace in netlink.netns.listnetns():
                 router_id = self._router_id_of(namespace)
                 if router_id is not None and namespace not in wanted_namespaces:
                     done["removed_links"].extend(self._remove(router_id))
                     done["removed_namespaces"].append(namespace)
-            with IPRoute() as ipr:
+            with netlink.IPRoute() as ipr:
                 for link in ipr.get_links():
                     ifname = link.get("ifname")
                     if self._ours(ifname) and ifname not in wanted_links and _kind(link) == "veth":
@@ -237,11 +235,13 @@ class Routing:
 
     def inventory(self) -> dict[str, list[str]]:
         """Every router object of ours that exists now (what tests check for leaks)."""
-        with IPRoute() as ipr:
+        with netlink.IPRoute() as ipr:
             veths = sorted(
                 link.get("ifname") for link in ipr.get_links() if self._ours(link.get("ifname"))
             )
-        namespaces = sorted(n for n in netns.listnetns() if self._router_id_of(n) is not None)
+        namespaces = sorted(
+            n for n in netlink.netns.listnetns() if self._router_id_of(n) is not None
+        )
         listed = _nft_output([NFT, "-j", "list", "tables", "ip"])
         tables = sorted(
             item["table"]["name"]
@@ -324,12 +324,12 @@ class Routing:
         """Apply a validated plan; returns the host ends of the veths it had to create."""
         namespace = self.router_namespace(plan.router_id)
         with self.dataplane._lock():
-            with IPRoute() as ipr:
+            with netlink.IPRoute() as ipr:
                 bridges = {port.network_id: self._bridge_index(ipr, port) for port in plan.ports}
-                if namespace not in netns.listnetns():
-                    netns.create(namespace)
+                if namespace not in netlink.netns.listnetns():
+                    netlink.netns.create(namespace)
                 _namespace_sysctls(namespace)
-                with NetNS(namespace) as ns:
+                with netlink.NetNS(namespace) as ns:
                     loopback = _lookup(ns, "lo")
                     _netlink(
                         f"bring up lo in {namespace}", ns.link, "set", index=loopback, state="up"
@@ -349,7 +349,7 @@ class Routing:
         """Bytes the router sent out through its gateway since the last call (read and
         zeroed in one nft command, so none is counted twice or lost); 0 without a router."""
         namespace = self.router_namespace(router_id)
-        if namespace not in netns.listnetns():
+        if namespace not in netlink.netns.listnetns():
             return 0
         try:
             out = _nft_output(
@@ -430,13 +430,13 @@ class Routing:
         """Remove a router's namespace and every veth of it, both ends; the caller locks."""
         namespace = self.router_namespace(router_id)
         removed: list[str] = []
-        if namespace in netns.listnetns():
-            with NetNS(namespace) as ns:
+        if namespace in netlink.netns.listnetns():
+            with netlink.NetNS(namespace) as ns:
                 # before the namespace goes: a process still inside would keep it, and with
                 # it the host ends in the bridges, alive after the unmount
                 removed.extend(_remove_ports(ns, namespace, keep=set()))
-            netns.remove(namespace)
-        with IPRoute() as ipr:
+            netlink.netns.remove(namespace)
+        with netlink.IPRoute() as ipr:
             for link in ipr.get_links():
                 ifname = link.get("ifname")
                 if self._ours(ifname) and link.get("IFLA_IFALIAS") == _alias(router_id):
@@ -566,7 +566,7 @@ def _set_default_route(ns: Any, namespace: str, plan: _RouterPlan) -> None:
         return
     try:
         ns.route("del", dst="0.0.0.0/0")
-    except NetlinkError as exc:
+    except netlink.NetlinkError as exc:
         if exc.code != _ESRCH:  # no default route: nothing to remove
             raise DataplaneError(f"cannot remove the default route of {namespace}") from exc
 
