@@ -355,6 +355,26 @@ def read_paths(cloud: Cloud, member: Member) -> list[tuple[str, dict[str, str]]]
     ]
 
 
+def test_billing_account_list_costs_the_same_for_n_and_3n_accounts(
+    shared_cloud: Cloud, member: Member
+) -> None:
+    """An owner's list of accounts: their projects and roles load for the whole list."""
+    admin = {"X-Auth-Token": shared_cloud.admin_token}
+
+    def add_accounts(n: int) -> None:
+        for index in range(n):
+            made = shared_cloud.client.post(
+                "/billing/v1/accounts",
+                json={
+                    "account": {"name": f"a{index}", "country": "FR", "owner_user_id": member.id}
+                },
+                headers=admin,
+            )
+            assert made.status_code == 201, made.text
+
+    assert_grows_flat(shared_cloud, "/billing/v1/accounts", member.headers, add_accounts)
+
+
 def test_reads_commit_no_write_and_append_no_audit_line(
     shared_cloud: Cloud, member: Member
 ) -> None:

@@ -50,6 +50,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from souverain.common.ids import new_id
 from souverain.common.metering import Reading
+from souverain.db.batching import id_batches
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
 
@@ -484,29 +485,42 @@ class BillingService:
         return row
 
     def account_view(self, s: Session, row: m.Account) -> dict[str, Any]:
-        projects = s.scalars(
-            select(m.AccountProject.project_id)
-            .where(m.AccountProject.account_id == row.id)
-            .order_by(m.AccountProject.created_at)
-        ).all()
-        roles = s.execute(
-            select(m.AccountRole.user_id, m.AccountRole.role)
-            .where(m.AccountRole.account_id == row.id)
-            .order_by(m.AccountRole.user_id, m.AccountRole.role)
-        ).all()
-        return {
-            "id": row.id,
-            "name": row.name,
-            "billing_contact": row.billing_contact,
-            "country": row.country,
-            "vat_number": row.vat_number,
-            "currency": row.currency,
-            "project_limit": row.project_limit,
-            "projects": list(projects),
-            "roles": [{"user_id": u, "role": r} for u, r in roles],
-            "budget": row.budget,
-            "created_at": row.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
+        return self._account_views(s, [row])[0]
+
+    def _account_views(self, s: Session, rows: list[m.Account]) -> list[dict[str, Any]]:
+        """Views of accounts with their projects and roles: two queries for the whole list."""
+        ids = [row.id for row in rows]
+        projects: dict[str, list[str]] = defaultdict(list)
+        roles: dict[str, list[dict[str, str]]] = defaultdict(list)
+        for batch in id_batches(ids):
+            for account_id, project_id in s.execute(
+                select(m.AccountProject.account_id, m.AccountProject.project_id)
+                .where(m.AccountProject.account_id.in_(batch))
+                .order_by(m.AccountProject.created_at)
+            ):
+                projects[account_id].append(project_id)
+            for account_id, user_id, role in s.execute(
+                select(m.AccountRole.account_id, m.AccountRole.user_id, m.AccountRole.role)
+                .where(m.AccountRole.account_id.in_(batch))
+                .order_by(m.AccountRole.user_id, m.AccountRole.role)
+            ):
+                roles[account_id].append({"user_id": user_id, "role": role})
+        return [
+            {
+                "id": row.id,
+                "name": row.name,
+                "billing_contact": row.billing_contact,
+                "country": row.country,
+                "vat_number": row.vat_number,
+                "currency": row.currency,
+                "project_limit": row.project_limit,
+                "projects": projects[row.id],
+                "roles": roles[row.id],
+                "budget": row.budget,
+                "created_at": row.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+            for row in rows
+        ]
 
     def _account_fields(self, body: dict[str, Any], creating: bool) -> dict[str, Any]:
         allowed = {"name", "billing_contact", "country", "vat_number", "project_limit"}
@@ -583,7 +597,7 @@ class BillingService:
             if not ctx.is_admin:
                 mine = select(m.AccountRole.account_id).where(m.AccountRole.user_id == ctx.user_id)
                 stmt = stmt.where(m.Account.id.in_(mine))
-            return [self.account_view(s, r) for r in s.scalars(stmt).all()]
+            return self._account_views(s, list(s.scalars(stmt).all()))
 
     def get_account(self, ctx: RequestContext, account_id: str) -> dict[str, Any]:
         with self.db.session() as s:
