@@ -12,7 +12,8 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -24,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from souverain.common.clock import isotime, parse_isotime
 from souverain.common.context import RequestContext
 from souverain.common.errors import ApiError, BadRequest, NotFound
-from souverain.common.jsoncodec import JSONResponse
+from souverain.common.jsoncodec import JSONResponse, encode
 from souverain.common.middleware import state_of
 from souverain.common.openstack import ErrorLayer, audit, authenticate, base_url
 from souverain.common.pagination import paginate, parse_limit
@@ -82,6 +83,8 @@ SERVER_STATUSES = frozenset(
         "VERIFY_RESIZE",
     ]
 )
+# Server bodies encoded at a time in a list (see _encode_items).
+BODIES_PER_BATCH = 500
 # A server list's sort_key (Nova's names) -> the server column it sorts on.
 SERVER_SORT_KEYS = {
     "display_name": "name",
@@ -791,23 +794,20 @@ class ComputeApi:
             request.query_params.get("marker"),
         )
         # Views only for the page, and only for the detailed list: the brief one is id and name.
+        items: Iterator[dict[str, Any]]
         if detail:
             views = self.service.views_of_servers([r.id for r in page.items])
-            items = [self._server_body(request, ctx, s, v) for s in views]
+            items = (self._server_body(request, ctx, s, v) for s in views)
         else:
-            items = [
+            items = (
                 {"id": r.id, "name": r.name, "links": self._server_links(request, r.id)}
                 for r in page.items
-            ]
-        body: dict[str, Any] = {"servers": items}
+            )
+        body = b'{"servers":' + _encode_items(items)
         if page.next_marker is not None:
-            body["servers_links"] = [
-                {
-                    "rel": "next",
-                    "href": str(request.url.include_query_params(marker=page.next_marker)),
-                }
-            ]
-        return JSONResponse(body)
+            href = str(request.url.include_query_params(marker=page.next_marker))
+            body += b',"servers_links":' + encode([{"rel": "next", "href": href}])
+        return Response(body + b"}", media_type=JSONResponse.media_type)
 
     async def servers(self, request: Request, ctx: RequestContext, v: tuple[int, int]) -> Response:
         if request.method == "GET":
@@ -1565,6 +1565,18 @@ def _boot_volume(raw: Any) -> BootVolume | None:
     if isinstance(delete, str):
         delete = delete.lower() in ("true", "1", "yes")
     return BootVolume(source, ident, size, bool(delete))
+
+
+def _encode_items(items: Iterable[dict[str, Any]]) -> bytes:
+    """A JSON array of `items`, encoded a batch at a time (the same bytes as at once). A
+    long list never holds all its bodies: the garbage collector walks every live object
+    again and again while a list is built, so 5,000 bodies held at once made a list of
+    5,000 cost 8 times one of 1,000."""
+    parts = []
+    pending = iter(items)
+    while batch := list(islice(pending, BODIES_PER_BATCH)):
+        parts.append(encode(batch)[1:-1])
+    return b"[" + b",".join(parts) + b"]"
 
 
 def _usage_time(value: dt.datetime | None) -> str | None:

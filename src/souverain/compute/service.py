@@ -794,17 +794,19 @@ class ComputeService:
             and (not by_tags or _tags_match(set(row.tags or ()), filters))
         ]
 
-    def views_of_servers(self, server_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The views of these servers (a page of a list), in this order: their rows in one
-        query and their volumes in another, per 1,000 servers."""
-        rows: dict[str, Server] = {}
-        with self.db.session() as s:
-            for start in range(0, len(server_ids), IDS_PER_QUERY):
-                chunk = server_ids[start : start + IDS_PER_QUERY]
-                rows.update(
-                    (r.id, r) for r in s.scalars(select(Server).where(Server.id.in_(chunk)))
-                )
-        return self.server_views([rows[i] for i in server_ids if i in rows])
+    def views_of_servers(self, server_ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """The views of these servers (a page of a list), in this order, 1,000 at a time:
+        their rows in one query and their volumes in another. Each row is let go once
+        viewed, so a long list never holds all its rows and views at once."""
+        for start in range(0, len(server_ids), IDS_PER_QUERY):
+            chunk = server_ids[start : start + IDS_PER_QUERY]
+            with self.db.session() as s:
+                rows = {r.id: r for r in s.scalars(select(Server).where(Server.id.in_(chunk)))}
+            volumes = self.volumes.volumes_of_servers(chunk)
+            for server_id in chunk:
+                row = rows.pop(server_id, None)
+                if row is not None:
+                    yield _server_view(row, volumes.get(server_id, ()))
 
     def servers_in_use(self, ctx: RequestContext) -> dict[str, int]:
         """What /limits shows in use by the caller's project: its servers and the cores and
