@@ -69,6 +69,9 @@ DROP_VERSION = (
     .returning(*_GONE, _V.is_latest)
 )
 ADD_VERSION = insert(VERSIONS)
+QUOTA_OF = select(m.StorageQuota.max_bytes, m.StorageQuota.max_objects).where(
+    m.StorageQuota.project_id == bindparam("b_project")
+)
 USAGE: Table = m.BucketUsage.__table__  # type: ignore[assignment]
 _U = USAGE.c
 ADD_USAGE = (
@@ -815,11 +818,7 @@ class ObjectStoreService:
 
     def quota_of(self, conn: Connection, project_id: str) -> tuple[int, int]:
         """(bytes, objects) the project may store; -1: unlimited."""
-        row = conn.execute(
-            select(m.StorageQuota.max_bytes, m.StorageQuota.max_objects).where(
-                m.StorageQuota.project_id == project_id
-            )
-        ).first()
+        row = conn.execute(QUOTA_OF, {"b_project": project_id}).first()
         max_bytes = row.max_bytes if row is not None and row.max_bytes is not None else None
         max_objects = row.max_objects if row is not None and row.max_objects is not None else None
         return (
