@@ -31,6 +31,8 @@ def start(binary: Path, admin_password: str, rounds: int, workers: int = 1) -> t
         "SOUVERAIN_ADMIN_PASSWORD": admin_password,
         "SOUVERAIN_IDENTITY__BCRYPT_ROUNDS": str(rounds),
         "SOUVERAIN_SERVER__WORKERS": str(workers),
+        # no guest network here: leave no bridge or nftables table on the host
+        "SOUVERAIN_NETWORK__DATAPLANE": "false",
     }
     server = Server(
         "souverain",

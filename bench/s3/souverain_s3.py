@@ -98,6 +98,8 @@ def start(binary: Path, state: Path, workers: int, region: str) -> Target:
         **os.environ,
         "SOUVERAIN_ADMIN_PASSWORD": password,
         "SOUVERAIN_SERVER__WORKERS": str(workers),
+        # no guest network here: leave no bridge or nftables table on the host
+        "SOUVERAIN_NETWORK__DATAPLANE": "false",
     }
     server = Server(
         "souverain",
