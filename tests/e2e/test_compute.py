@@ -17,7 +17,8 @@ from typing import Any
 import openstack.connection
 import pytest
 
-from tests.e2e.conftest import Cloud, Tenant, qemu_processes, unique
+from tests.e2e.conftest import Cloud, Tenant, unique
+from tests.host_cleanup import qemu_processes
 
 BOOT_TIMEOUT = 120.0
 BOOTED = "souverain-guest: booted"

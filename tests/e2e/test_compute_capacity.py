@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import CloudFactory, kill_guests, qemu_processes
+from tests.e2e.conftest import CloudFactory
+from tests.host_cleanup import kill_guests, qemu_processes
 
 FITS = 4
 NANO_MIB = 128

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Cloud, CloudFactory, kill_guests, qemu_processes, unique
+from tests.e2e.conftest import Cloud, CloudFactory, unique
 from tests.e2e.test_compute import create, wait_console, wait_status
+from tests.host_cleanup import kill_guests, qemu_processes
 
 
 def test_guests_survive_kill_9_and_are_adopted(

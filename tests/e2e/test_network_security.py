@@ -34,8 +34,9 @@ import httpx
 import pytest
 
 from souverain.server import _dataplane_prefix
-from tests.e2e.conftest import Cloud, CloudFactory, kill_guests, unique
+from tests.e2e.conftest import Cloud, CloudFactory, unique
 from tests.e2e.test_compute import console, create, wait_console, wait_status
+from tests.host_cleanup import kill_guests
 from tests.public_net import public_network_env
 
 pytestmark = pytest.mark.skipif(

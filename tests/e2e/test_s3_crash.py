@@ -28,6 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tests.e2e.conftest import REGION, Cloud, CloudFactory, Tenant, run_souverain, unique
+from tests.host_cleanup import kill_guests
 
 pytestmark = pytest.mark.e2e
 
@@ -411,7 +412,10 @@ def test_full_disk_refuses_the_upload_with_insufficient_storage_and_breaks_nothi
         assert client.get_object(Bucket=bucket, Key="kept")["Body"].read() == kept
         assert len(blob_files(cloud.data_dir)) == 2
     finally:
-        cloud.stop_and_check()
+        try:
+            cloud.stop_and_check()
+        finally:
+            kill_guests(cloud.data_dir)  # its bridge and tables outlive it by design
 
 
 # ---------------------------------------------------------------------- running totals

@@ -18,8 +18,9 @@ from typing import Any
 import openstack.connection
 import pytest
 
-from tests.e2e.conftest import Cloud, CloudFactory, Tenant, kill_guests, unique
+from tests.e2e.conftest import Cloud, CloudFactory, Tenant, unique
 from tests.e2e.test_compute import create, wait_console, wait_status
+from tests.host_cleanup import kill_guests
 
 PATTERN = b"souverain-volume-pattern\n"
 PATTERN_MIB = (PATTERN * (1024 * 1024 // len(PATTERN) + 1))[: 1024 * 1024]

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.host_cleanup import kill_guests
 from tests.public_net import public_network_env
 
 SOUVERAIN = str(Path(sys.executable).with_name("souverain"))
@@ -167,3 +168,4 @@ def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(server.proc.pid, signal.SIGKILL)
             server.proc.communicate(timeout=30)
+        kill_guests(server.data_dir)  # its bridges and tables outlive it by design

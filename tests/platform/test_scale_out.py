@@ -19,6 +19,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from tests.host_cleanup import kill_guests
 from tests.platform.conftest import ADMIN_PASSWORD, SOUVERAIN, Server, server_env
 
 pytestmark = pytest.mark.e2e
@@ -117,6 +118,7 @@ def test_revocation_through_one_node_is_enforced_by_the_other(tmp_path: Path) ->
     finally:
         for node in nodes:
             code, _, _ = node.stop()
+            kill_guests(node.data_dir)  # its bridge and tables outlive it by design
             assert code == 0
 
 
@@ -175,4 +177,5 @@ def test_bucket_settings_changed_through_one_node_hold_on_the_other(tmp_path: Pa
     finally:
         for node in nodes:
             code, _, _ = node.stop()
+            kill_guests(node.data_dir)  # its bridge and tables outlive it by design
             assert code == 0
