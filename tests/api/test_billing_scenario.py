@@ -22,12 +22,13 @@ import pytest
 
 from souverain import server
 from souverain.common.clock import Clock
+from tests.host_cleanup import kill_guests
 from tests.vm.guest_support import build_tiny_image, missing_requirements
 
 from .conftest import _fast_tmp_root
 from .support import ADMIN_PASSWORD, Cloud, TestClient, settings_for
 from .test_billing import FrozenClock
-from .test_compute_api import Nova, kill_guests, wait_gone, wait_status
+from .test_compute_api import Nova, wait_gone, wait_status
 
 START = dt.datetime(2026, 10, 1, 8, 0, tzinfo=dt.UTC)
 

@@ -11,9 +11,7 @@ import base64
 import contextlib
 import datetime as dt
 import hashlib
-import os
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from souverain import server
 from souverain.common.clock import Clock
+from tests.host_cleanup import kill_guests, qemu_processes
 from tests.vm.guest_support import build_tiny_image, missing_requirements
 
 from .conftest import _fast_tmp_root
@@ -128,28 +127,6 @@ def wait_gone(nova: Nova, server_id: str) -> None:
         lambda: nova.get(f"/servers/{server_id}").status_code == 404,
         f"{server_id} to be deleted",
     )
-
-
-def qemu_processes(data_dir: Path) -> dict[int, str]:
-    """Every QEMU process whose command line names this data dir: pid -> command line."""
-    found = {}
-    needle = str(data_dir.resolve())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "qemu-system" in cmdline and needle in cmdline:
-            found[int(entry.name)] = cmdline
-    return found
-
-
-def kill_guests(data_dir: Path) -> None:
-    for pid in qemu_processes(data_dir):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def openssh_public_key() -> str:

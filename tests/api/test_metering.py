@@ -259,7 +259,7 @@ def guest_cloud() -> Iterator[Cloud]:
         finally:
             built.close()
     finally:
-        from tests.api.test_compute_api import kill_guests
+        from tests.host_cleanup import kill_guests
 
         kill_guests(root / "data")
         shutil.rmtree(root, ignore_errors=True)

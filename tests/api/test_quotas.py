@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from souverain import server
 from souverain.cli import app as cli_app
 from souverain.common.clock import Clock
+from tests.host_cleanup import kill_guests
 from tests.vm.guest_support import build_tiny_image, missing_requirements
 
 from .conftest import _fast_tmp_root
@@ -39,7 +40,7 @@ def data_dir() -> Iterator[Path]:
     try:
         yield root / "data"
     finally:
-        _kill_guests(root / "data")
+        kill_guests(root / "data")
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -58,24 +59,6 @@ def cloud(data_dir: Path) -> Iterator[Cloud]:
             yield Cloud(client, built)
     finally:
         built.close()
-
-
-def _kill_guests(data_dir: Path) -> None:
-    import contextlib
-    import os
-    import signal
-
-    needle = str(data_dir.resolve())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "qemu-system" in cmdline and needle in cmdline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def call(cloud: Cloud, token: str, method: str, path: str, body: Any = None, **h: str) -> Any:
