@@ -14,30 +14,14 @@ import os
 import re
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from souverain.server import _dataplane_prefix
 
 
-def qemu_processes(data_dir: Path) -> dict[int, str]:
-    """Every QEMU process whose command line names this data dir: pid -> command line."""
-    found = {}
-    needle = str(data_dir.resolve())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "qemu-system" in cmdline and needle in cmdline:
-            found[int(entry.name)] = cmdline
-    return found
-
-
-def _serve_processes(data_dir: Path) -> list[int]:
-    wanted = str(data_dir.resolve())
-    found = []
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, argv) of every process this one may read."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -45,10 +29,28 @@ def _serve_processes(data_dir: Path) -> list[int]:
             argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
+        yield int(entry.name), argv
+
+
+def qemu_processes(data_dir: Path) -> dict[int, str]:
+    """Every QEMU process whose command line names this data dir: pid -> command line."""
+    needle = str(data_dir.resolve())
+    found = {}
+    for pid, argv in _processes():
+        cmdline = " ".join(argv)
+        if "qemu-system" in cmdline and needle in cmdline:
+            found[pid] = cmdline
+    return found
+
+
+def _serve_processes(data_dir: Path) -> list[int]:
+    wanted = str(data_dir.resolve())
+    found = []
+    for pid, argv in _processes():
         if "serve" in argv and "--data-dir" in argv:
             at = argv.index("--data-dir") + 1
             if at < len(argv) and str(Path(argv[at]).resolve()) == wanted:
-                found.append(int(entry.name))
+                found.append(pid)
     return found
 
 
@@ -65,21 +67,15 @@ def kill_guests(data_dir: Path) -> None:
     run_dir = f"/run/souverain-net/{digest[:8]}/"
     prefix = _dataplane_prefix(digest)
     prefixes = {prefix}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if not argv or not argv[0].endswith("dnsmasq"):
+    for pid, argv in _processes():
+        if not argv[0].endswith("dnsmasq"):
             continue
         for arg in argv:
             match = re.search(re.escape(run_dir) + r"([a-z0-9]{1,4})dhcp/([0-9a-f-]+)/", arg)
             if match:
                 prefixes.add(match[1])
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(entry.name), signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
                 subprocess.run(
                     ["ip", "netns", "delete", f"{match[1]}dhcp-{match[2]}"],
                     capture_output=True,
