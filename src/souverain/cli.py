@@ -266,7 +266,7 @@ def s3_recount(
     totals (what quotas and billing read). Exit 1 when one disagrees (unless repaired)."""
     from souverain.db.engine import Database, make_engine
     from souverain.db.migrate import SchemaTooNew, upgrade
-    from souverain.objectstore.service import recount_usage
+    from souverain.objectstore.usage import recount as recount_usage
 
     settings = _settings(config, _data_overrides(data_dir))
     db = Database(make_engine(settings.database_url))

@@ -34,6 +34,7 @@ from souverain.common.quota import lock_quota_row
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
 from souverain.objectstore import models as m
+from souverain.objectstore import usage as ledger
 from souverain.objectstore.batch import GroupCommit
 from souverain.objectstore.metering import MeteredBucket, Noted, PendingMeter
 from souverain.objectstore.policy import (
@@ -45,6 +46,7 @@ from souverain.objectstore.policy import (
     parse_policy,
 )
 from souverain.objectstore.store import BlobStore, InlineReader, SegmentReader, new_hash
+from souverain.objectstore.usage import ADD_USAGE, USAGE
 
 NULL_VERSION = "null"
 VERSIONS: Table = m.ObjectVersion.__table__  # type: ignore[assignment]
@@ -71,16 +73,6 @@ DROP_VERSION = (
 ADD_VERSION = insert(VERSIONS)
 QUOTA_OF = select(m.StorageQuota.max_bytes, m.StorageQuota.max_objects).where(
     m.StorageQuota.project_id == bindparam("b_project")
-)
-USAGE: Table = m.BucketUsage.__table__  # type: ignore[assignment]
-_U = USAGE.c
-ADD_USAGE = (
-    update(USAGE)
-    .where(_U.bucket_id == bindparam("b_bucket"), _U.shard == bindparam("b_shard"))
-    .values(
-        stored_bytes=_U.stored_bytes + bindparam("d_bytes"),
-        stored_objects=_U.stored_objects + bindparam("d_objects"),
-    )
 )
 # Listings never carry object bytes.
 LISTED = [column for column in VERSIONS.c if column.name != "data"]
@@ -302,25 +294,6 @@ class Released:
 
 
 @dataclass
-class BucketUsage:
-    """A bucket's running totals beside what its rows add up to (a recount)."""
-
-    bucket: str
-    project_id: str
-    stored_bytes: int
-    stored_objects: int
-    counted_bytes: int
-    counted_objects: int
-
-    @property
-    def agrees(self) -> bool:
-        return (self.stored_bytes, self.stored_objects) == (
-            self.counted_bytes,
-            self.counted_objects,
-        )
-
-
-@dataclass
 class NewObject:
     """What a PUT, copy or completed upload records for a key."""
 
@@ -378,29 +351,6 @@ class UploadInfo:
 def _lock_quota_row(conn: Connection, project_id: str, now: dt.datetime) -> None:
     """Take a project's `s3_quotas` row (made when missing) for this transaction."""
     lock_quota_row(conn, m.StorageQuota, project_id, now)
-
-
-def recount_usage(db: Database, repair: bool = False) -> list[BucketUsage]:
-    """Every bucket's running totals beside a count of its rows, in one snapshot; with
-    `repair`, totals that disagree are set to the count (exact on SQLite, where this holds
-    the write lock; on PostgreSQL, run it while the bucket is quiet)."""
-    with db.engine.connect() as conn:
-        if repair and conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        found = [BucketUsage(*row) for row in conn.execute(_RECOUNT)]
-        if repair:
-            for usage in found:
-                if not usage.agrees:
-                    _reset_usage(conn, usage)
-            conn.commit()
-    return found
-
-
-def _reset_usage(conn: Connection, usage: BucketUsage) -> None:
-    bucket_id = conn.execute(select(m.Bucket.id).where(m.Bucket.name == usage.bucket)).scalar_one()
-    conn.execute(delete(USAGE).where(USAGE.c.bucket_id == bucket_id))
-    rows = _usage_rows(bucket_id, usage.project_id, usage.counted_bytes, usage.counted_objects)
-    conn.execute(insert(USAGE), rows)
 
 
 def set_storage_quota(
@@ -606,9 +556,9 @@ class ObjectStoreService:
                 self.pending.changed(MeteredBucket(bucket_id, project_id, name))
         return self.flush_meter()
 
-    def recount(self, repair: bool = False) -> list[BucketUsage]:
-        """Every bucket's running totals beside a count of its rows (see `recount_usage`)."""
-        return recount_usage(self.db, repair)
+    def recount(self, repair: bool = False) -> list[ledger.BucketUsage]:
+        """Every bucket's running totals beside a count of its rows (see `usage.recount`)."""
+        return ledger.recount(self.db, repair)
 
     def _bucket_changed(self) -> None:
         """After a commit that changed a bucket: every process drops its cached copy."""
@@ -700,7 +650,7 @@ class ObjectStoreService:
                 s.flush()
             except IntegrityError:
                 raise S3Error("BucketAlreadyExists", "The bucket name is taken.", name) from None
-            s.execute(insert(USAGE), _usage_rows(row.id, row.project_id, 0, 0))
+            s.execute(insert(USAGE), ledger.new_rows(row.id, row.project_id, 0, 0))
             info = BucketInfo.of(row)
         self._bucket_changed()
         return info
@@ -863,14 +813,7 @@ class ObjectStoreService:
     def _stored(conn: Connection, project_id: str) -> tuple[int, int]:
         """(bytes, objects) the project's buckets hold: every version and part in progress,
         delete markers aside; the sum of their running totals, not of their rows."""
-        u = USAGE.c
-        row = conn.execute(
-            select(
-                func.coalesce(func.sum(u.stored_bytes), 0),
-                func.coalesce(func.sum(u.stored_objects), 0),
-            ).where(u.project_id == project_id)
-        ).one()
-        return int(row[0]), int(row[1])
+        return ledger.totals(conn, USAGE.c.project_id == project_id)
 
     def put_object(
         self, who: Principal, bucket: BucketInfo, key: str, new: NewObject, if_none_match: bool
@@ -1403,54 +1346,5 @@ class ObjectStoreService:
 
     def bucket_usage(self, bucket: BucketInfo) -> tuple[int, int]:
         """(bytes, objects) one bucket stores, from its running totals."""
-        u = USAGE.c
         with self._tx() as conn:
-            row = conn.execute(
-                select(
-                    func.coalesce(func.sum(u.stored_bytes), 0),
-                    func.coalesce(func.sum(u.stored_objects), 0),
-                ).where(u.bucket_id == bucket.id)
-            ).one()
-        return int(row[0]), int(row[1])
-
-
-def _usage_rows(bucket_id: str, project_id: str, size: int, objects: int) -> list[dict[str, Any]]:
-    """A bucket's USAGE_SHARDS totals rows: the first holds the totals, the others zero."""
-    return [
-        {
-            "bucket_id": bucket_id,
-            "shard": shard,
-            "project_id": project_id,
-            "stored_bytes": size if shard == 0 else 0,
-            "stored_objects": objects if shard == 0 else 0,
-        }
-        for shard in range(m.USAGE_SHARDS)
-    ]
-
-
-def _recount_query() -> Any:
-    """Per bucket: its totals, and what its versions and parts add up to, in one statement
-    (one snapshot, whatever writers do meanwhile)."""
-    b, u, v = m.Bucket.__table__.c, USAGE.c, VERSIONS.c
-    p, up = m.Part.__table__.c, m.Upload.__table__.c
-    return select(
-        b.name,
-        b.project_id,
-        select(func.coalesce(func.sum(u.stored_bytes), 0))
-        .where(u.bucket_id == b.id)
-        .scalar_subquery(),
-        select(func.coalesce(func.sum(u.stored_objects), 0))
-        .where(u.bucket_id == b.id)
-        .scalar_subquery(),
-        select(func.coalesce(func.sum(v.size), 0)).where(v.bucket_id == b.id).scalar_subquery()
-        + select(func.coalesce(func.sum(p.size), 0))
-        .select_from(m.Part.__table__.join(m.Upload.__table__, p.upload_id == up.id))
-        .where(up.bucket_id == b.id)
-        .scalar_subquery(),
-        select(func.count())
-        .where(v.bucket_id == b.id, v.is_delete_marker.is_(False))
-        .scalar_subquery(),
-    ).order_by(b.name)
-
-
-_RECOUNT = _recount_query()
+            return ledger.totals(conn, USAGE.c.bucket_id == bucket.id)
