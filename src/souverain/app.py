@@ -27,6 +27,7 @@ from souverain.identity import api as identity_api
 from souverain.identity.service import CatalogEntry, IdentityService
 from souverain.objectstore.api import S3App
 from souverain.objectstore.service import ObjectStoreService
+from souverain.openstack.faults import render_error
 
 # Every service that runs, with the path it answers under: the catalog is built from this.
 SERVICES = (
@@ -50,12 +51,12 @@ class Mounted:
 
 
 # Paths no service owns answer in the OpenStack JSON error shape, the same as identity's.
-_render_plain = identity_api.render_error
+_render_plain = render_error
 
 
 def error_renderer(mounts: Sequence[Mounted] = ()) -> ErrorRenderer:
     """Pick the wire format for errors raised outside a service, by path prefix."""
-    by_prefix: dict[str, ErrorRenderer] = {"/identity": identity_api.render_error}
+    by_prefix: dict[str, ErrorRenderer] = {"/identity": render_error}
     by_prefix.update({m.prefix: m.render for m in mounts})
 
     def render(path: str, status: int, title: str, message: str) -> tuple[bytes, str]:

@@ -55,6 +55,7 @@ from souverain.network.routing import Routing
 from souverain.network.service import NetworkService
 from souverain.objectstore.service import ObjectStoreService
 from souverain.objectstore.store import BlobStore
+from souverain.openstack.faults import render_error
 from souverain.volume import api as volume_api
 from souverain.volume.backend import VolumeBackend
 from souverain.volume.service import VolumeService
@@ -499,7 +500,7 @@ def open_platform(
         Mounted(
             "/billing",
             billing_api.build_app(billing, identity, public_url),
-            billing_api.render_error,
+            render_error,
         ),
         Mounted(
             "/image",

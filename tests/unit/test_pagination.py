@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from souverain.common.errors import BadRequest
-from souverain.common.pagination import MAX_LIMIT, paginate, parse_limit
+from souverain.common.pagination import paginate
+from souverain.openstack.query import MAX_LIMIT, parse_limit
 
 ITEMS = [f"id-{n:02d}" for n in range(10)]
 

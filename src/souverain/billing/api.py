@@ -22,10 +22,11 @@ from souverain.billing.service import BillingService
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.jsoncodec import JSONResponse
-from souverain.common.openstack import ErrorLayer, audit, authenticate, base_url
-from souverain.identity.api import read_json
-from souverain.identity.api import render_error as render_error
 from souverain.identity.service import IdentityService
+from souverain.openstack.auth import audit, authenticate
+from souverain.openstack.body import read_json
+from souverain.openstack.faults import ErrorLayer, render_error
+from souverain.openstack.links import base_url
 
 PREFIX = "/billing"
 Handler = Callable[[Request, RequestContext], Awaitable[Response]]

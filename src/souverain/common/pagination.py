@@ -10,25 +10,11 @@ from souverain.common.errors import BadRequest
 
 T = TypeVar("T")
 
-MAX_LIMIT = 1000
-
 
 @dataclass
 class Page(Generic[T]):
     items: list[T]
     next_marker: str | None
-
-
-def parse_limit(raw: str | None, default: int | None = None) -> int | None:
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"limit must be a positive integer, not {raw!r}") from None
-    if value < 1:
-        raise BadRequest("limit must be a positive integer")
-    return min(value, MAX_LIMIT)
 
 
 def paginate(

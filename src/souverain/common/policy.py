@@ -29,6 +29,7 @@ def effective_roles(roles: frozenset[str]) -> frozenset[str]:
 class Rule(enum.Enum):
     """Who may attempt an action."""
 
+    PUBLIC = "anyone, without a token"
     ANYONE_AUTHENTICATED = "any valid token"
     READER = "reader, member or admin in the token's scope"
     MEMBER = "member or admin in the token's scope"
@@ -113,7 +114,45 @@ IDENTITY_RULES: dict[str, Rule] = {
     "identity:revoke_token": Rule.ANYONE_AUTHENTICATED,
 }
 
-RULES: dict[str, Rule] = {**IDENTITY_RULES}
+# The other services' actions. Until every service enforces roles per action (the
+# tenant-safety work), their rules let any valid token attempt the action and the
+# service scopes what it touches by project, as before the table named them.
+
+COMPUTE_RULES: dict[str, Rule] = {}
+
+
+NETWORK_RULES: dict[str, Rule] = {}
+
+
+VOLUME_RULES: dict[str, Rule] = {}
+
+
+IMAGE_RULES: dict[str, Rule] = {}
+
+
+BILLING_RULES: dict[str, Rule] = {}
+
+
+# Version documents and discovery: read without a token, as every OpenStack API allows.
+PUBLIC_RULES: dict[str, Rule] = {
+    "identity:version:show": Rule.PUBLIC,
+    "identity:token:issue": Rule.PUBLIC,
+    "compute:version:show": Rule.PUBLIC,
+    "network:version:show": Rule.PUBLIC,
+    "volume:version:show": Rule.PUBLIC,
+    "image:version:show": Rule.PUBLIC,
+    "billing:version:show": Rule.PUBLIC,
+}
+
+RULES: dict[str, Rule] = {
+    **IDENTITY_RULES,
+    **COMPUTE_RULES,
+    **NETWORK_RULES,
+    **VOLUME_RULES,
+    **IMAGE_RULES,
+    **BILLING_RULES,
+    **PUBLIC_RULES,
+}
 
 
 def allowed(ctx: RequestContext, action: str, owner_user_id: str | None = None) -> bool:
@@ -122,7 +161,7 @@ def allowed(ctx: RequestContext, action: str, owner_user_id: str | None = None) 
     if rule is None:
         return False
     roles = effective_roles(ctx.roles)
-    if "admin" in roles:
+    if "admin" in roles or rule is Rule.PUBLIC:
         return True
     if rule is Rule.ANYONE_AUTHENTICATED:
         return True
@@ -143,3 +182,16 @@ def enforce(ctx: RequestContext, action: str, owner_user_id: str | None = None) 
             f"You are not authorized to perform the requested action: {action}. "
             f"It requires: {RULES[action].value if action in RULES else 'an unknown rule'}."
         )
+
+
+def authorize(ctx: RequestContext, action: str) -> None:
+    """What the edge decides before the service runs: the part of the rule that needs no
+    target. Owner rules are checked again by the service, which knows the owner."""
+    rule = RULES.get(action)
+    if rule in (Rule.PUBLIC, Rule.ANYONE_AUTHENTICATED, Rule.OWNER_READ):
+        return
+    if rule is Rule.OWNER_WRITE:
+        roles = effective_roles(ctx.roles)
+        if "admin" in roles or "member" in roles:
+            return
+    enforce(ctx, action)

@@ -27,15 +27,18 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import ApiError, BadRequest, NotFound
 from souverain.common.jsoncodec import JSONResponse, encode
 from souverain.common.middleware import state_of
-from souverain.common.openstack import ErrorLayer, audit, authenticate, base_url
-from souverain.common.pagination import paginate, parse_limit
+from souverain.common.pagination import paginate
 from souverain.compute.service import (
     QUOTA_RESOURCES,
     BootVolume,
     ComputeService,
     ServerRequest,
 )
-from souverain.identity.api import read_json
+from souverain.openstack.auth import audit, authenticate
+from souverain.openstack.body import read_json
+from souverain.openstack.faults import ErrorLayer
+from souverain.openstack.links import base_url
+from souverain.openstack.query import parse_limit
 
 MIN_VERSION = (2, 1)
 MAX_VERSION = (2, 100)

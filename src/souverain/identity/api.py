@@ -7,9 +7,7 @@ rules: who may do what is decided by the service and `common.policy`.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
@@ -18,7 +16,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     StringConstraints,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -30,24 +27,21 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from souverain.common.clock import isotime, parse_isotime
 from souverain.common.context import RequestContext
-from souverain.common.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
-from souverain.common.jsoncodec import STRICT_JSON, JSONResponse
+from souverain.common.errors import ApiError, BadRequest, Forbidden, NotFound
+from souverain.common.jsoncodec import JSONResponse
 from souverain.common.middleware import state_of
-from souverain.common.openstack import ErrorLayer
-from souverain.common.pagination import paginate, parse_limit
+from souverain.common.pagination import paginate
 from souverain.identity.service import IdentityService, TokenView
+from souverain.openstack.auth import authenticate
+from souverain.openstack.body import member, read_json, validated
+from souverain.openstack.faults import ErrorLayer, render_error
+from souverain.openstack.query import parse_flag, parse_limit
 
 log = logging.getLogger("souverain.identity")
 
 API_VERSION = "v3.14"
 MEDIA_TYPE = "application/vnd.openstack.identity-v3+json"
 UPDATED = "2020-04-07T00:00:00Z"
-
-
-def render_error(_path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
-    """Keystone's error body; the one place its shape is written."""
-    body = {"error": {"code": status, "title": title, "message": message}}
-    return json.dumps(body).encode(), "application/json"
 
 
 def error_response(
@@ -271,62 +265,6 @@ class Ec2Create(_Body):
 # ---------------------------------------------------------------------- helpers
 
 
-async def read_json(request: Request) -> dict[str, Any]:
-    content_type = request.headers.get("content-type", "application/json")
-    if content_type and "json" not in content_type.lower():
-        from souverain.common.errors import UnsupportedMediaType
-
-        raise UnsupportedMediaType(
-            "The request body must be JSON (Content-Type: application/json)."
-        )
-    raw = await request.body()
-    if not raw:
-        raise BadRequest("The request body is empty; a JSON object is expected.")
-    try:
-        data = STRICT_JSON.decode(raw.decode(json.detect_encoding(raw)))
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("Malformed request body: it is not valid JSON.") from None
-    except RecursionError:
-        raise BadRequest("Malformed request body: it is nested too deeply.") from None
-    if not isinstance(data, dict):
-        raise BadRequest("The request body must be a JSON object.")
-    if _SURROGATE_ESCAPE.search(raw):
-        # Python's json accepts a lone UTF-16 surrogate (`"\ud800"`); such a string can be
-        # neither stored nor sent back as UTF-8, so it is refused here, at the edge.
-        try:
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadRequest(
-                "Malformed request body: a string holds an unpaired UTF-16 surrogate."
-            ) from None
-    return data
-
-
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-def member_of(body: dict[str, Any], key: str) -> dict[str, Any]:
-    value = body.get(key)
-    if not isinstance(value, dict):
-        raise BadRequest(f"Expecting to find {key} in request body.")
-    return value
-
-
-def validated(model: type[BaseModel], data: dict[str, Any], key: str) -> dict[str, Any]:
-    try:
-        obj = model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in (key, *first["loc"]))
-        raise BadRequest(f"Invalid input for field '{field}': {first['msg']}.") from None
-    out = obj.model_dump(exclude_unset=True)
-    return out
-
-
-def truthy(value: str | None) -> bool:
-    return value is not None and value.lower() not in ("0", "false", "no", "off")
-
-
 def query_filters(
     request: Request, names: Sequence[str], bools: Sequence[str] = ()
 ) -> dict[str, Any]:
@@ -336,7 +274,7 @@ def query_filters(
             filters[name] = request.query_params[name]
     for name in bools:
         if name in request.query_params:
-            filters[name] = truthy(request.query_params[name])
+            filters[name] = parse_flag(name, request.query_params[name])
     return filters
 
 
@@ -383,21 +321,7 @@ class IdentityApi:
         return ref
 
     def authenticate(self, request: Request) -> RequestContext:
-        token = request.headers.get("x-auth-token")
-        if not token:
-            raise Unauthorized("The request you have made requires authentication.")
-        view = self.service.validate(token)
-        if view is None:
-            raise Unauthorized("The request you have made requires authentication.")
-        state = state_of(request.scope)
-        ctx = view.context(state.get("request_id", ""))
-        state["initiator"] = {
-            "user_id": ctx.user_id,
-            "project_id": ctx.project_id,
-            "domain_id": ctx.domain_id,
-            "system": ctx.system_scope,
-        }
-        return ctx
+        return authenticate(self.service, request)
 
     @staticmethod
     def audit(request: Request, action: str, target_type: str, target_id: str | None) -> None:
@@ -608,7 +532,7 @@ class IdentityApi:
 
     async def issue_token(self, request: Request) -> Response:
         body = await read_json(request)
-        auth = member_of(body, "auth")
+        auth = member(body, "auth")
         self._note_login(request, auth)
         if self._needs_hash(auth):
             view = await run_in_threadpool(self.service.authenticate, auth)
@@ -686,7 +610,7 @@ class IdentityApi:
                 return self.list_response(request, crud.collection, crud.list_fn(ctx, filters))
             self.audit(request, f"identity.{crud.member}.create", crud.member, None)
             data = validated(
-                crud.create_model, member_of(await read_json(request), crud.member), crud.member
+                crud.create_model, member(await read_json(request), crud.member), crud.member
             )
             if crud.member == "domain" and "explicit_domain_id" in data:
                 data["id"] = data.pop("explicit_domain_id")
@@ -714,7 +638,7 @@ class IdentityApi:
                 return Response(status_code=204)
             self.audit(request, f"identity.{crud.member}.update", crud.member, ident)
             data = validated(
-                crud.update_model, member_of(await read_json(request), crud.member), crud.member
+                crud.update_model, member(await read_json(request), crud.member), crud.member
             )
             if crud.slow_write and "password" in data:
                 ref = await run_in_threadpool(crud.update_fn, ctx, ident, data)
@@ -730,7 +654,7 @@ class IdentityApi:
         user_id = request.path_params["user_id"]
         self.audit(request, "identity.user.change_password", "user", user_id)
         ctx = self.authenticate(request)
-        data = validated(PasswordChange, member_of(await read_json(request), "user"), "user")
+        data = validated(PasswordChange, member(await read_json(request), "user"), "user")
         await run_in_threadpool(
             self.service.change_password, ctx, user_id, data["original_password"], data["password"]
         )
@@ -810,7 +734,9 @@ class IdentityApi:
         if "scope.system" in q:
             filters["scope.system"] = q["scope.system"]
         effective = "effective" in q and q.get("effective", "") != "false"
-        include_names = truthy(q.get("include_names")) if "include_names" in q else False
+        include_names = (
+            parse_flag("include_names", q.get("include_names")) if "include_names" in q else False
+        )
         items = self.service.list_role_assignments(ctx, filters, effective, include_names)
         base = self.base(request)
         for item in items:
@@ -851,7 +777,7 @@ class IdentityApi:
         )
         data = validated(
             AppCredCreate,
-            member_of(await read_json(request), "application_credential"),
+            member(await read_json(request), "application_credential"),
             "application_credential",
         )
         ref = await run_in_threadpool(self.service.create_app_cred, ctx, user_id, data)

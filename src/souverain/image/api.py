@@ -27,10 +27,7 @@ from souverain.common.errors import (
     UnsupportedMediaType,
 )
 from souverain.common.jsoncodec import STRICT_JSON, JSONResponse
-from souverain.common.openstack import ErrorLayer, audit, authenticate, base_url
-from souverain.common.pagination import parse_limit
 from souverain.config import ImageSettings
-from souverain.identity.api import read_json
 from souverain.image.service import (
     CONTAINER_FORMATS,
     DISK_FORMATS,
@@ -41,6 +38,11 @@ from souverain.image.service import (
     ListQuery,
 )
 from souverain.image.store import CHUNK, StorageFull
+from souverain.openstack.auth import audit, authenticate
+from souverain.openstack.body import read_json
+from souverain.openstack.faults import ErrorLayer
+from souverain.openstack.links import base_url
+from souverain.openstack.query import parse_limit
 
 PREFIX = "/image"
 DEFAULT_LIMIT = 25

@@ -21,9 +21,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.jsoncodec import JSONResponse
-from souverain.common.openstack import ErrorLayer, audit, authenticate, base_url, json_body_of
-from souverain.identity.api import read_json
 from souverain.network.service import ListQuery, NetworkService, Page
+from souverain.openstack.auth import audit, authenticate
+from souverain.openstack.body import member, read_json
+from souverain.openstack.faults import ErrorLayer
+from souverain.openstack.links import base_url
 
 PREFIX = "/network"
 LIST_PARAMS = frozenset({"fields", "sort_key", "sort_dir", "limit", "marker", "page_reverse"})
@@ -284,7 +286,7 @@ class NetworkApi:
                 body.update(self._links(request, path, plural, page))
                 return JSONResponse(body)
             audit(request, f"network.{single}.create", single, None)
-            data = json_body_of(await read_json(request), single)
+            data = member(await read_json(request), single)
             view = await asyncio.to_thread(creator, ctx, data)
             audit(request, f"network.{single}.create", single, view["id"])
             return JSONResponse({single: view}, 201)
@@ -333,7 +335,7 @@ class NetworkApi:
                     from souverain.common.errors import MethodNotAllowed
 
                     raise MethodNotAllowed("Security group rules cannot be updated.")
-                data = json_body_of(await read_json(request), single)
+                data = member(await read_json(request), single)
                 view = await asyncio.to_thread(updater, ctx, item_id, data)
                 return JSONResponse({single: view})
             audit(request, f"network.{single}.delete", single, item_id)
@@ -355,7 +357,7 @@ class NetworkApi:
             return JSONResponse({"quota": limits})
         if request.method == "PUT":
             audit(request, "network.quota.update", "project", project_id)
-            changes = json_body_of(await read_json(request), "quota")
+            changes = member(await read_json(request), "quota")
             changes = {k: v for k, v in changes.items() if k not in ("force", "check_limit")}
             limits = await asyncio.to_thread(self.service.update_quota, ctx, project_id, changes)
             return JSONResponse({"quota": limits})

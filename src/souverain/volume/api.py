@@ -23,9 +23,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from souverain.common.context import RequestContext
 from souverain.common.errors import ApiError, BadRequest, NotFound
 from souverain.common.jsoncodec import JSONResponse
-from souverain.common.openstack import ErrorLayer, audit, authenticate, base_url, json_body_of
-from souverain.common.pagination import parse_limit
-from souverain.identity.api import read_json
+from souverain.openstack.auth import audit, authenticate
+from souverain.openstack.body import member, read_json
+from souverain.openstack.faults import ErrorLayer
+from souverain.openstack.links import base_url
+from souverain.openstack.query import parse_limit
 from souverain.volume.service import (
     SORT_KEYS,
     VolumeQuery,
@@ -160,7 +162,7 @@ def _list_query(request: Request, snapshots: bool = False) -> VolumeQuery:
 
 
 def _body(data: dict[str, Any], key: str) -> dict[str, Any]:
-    return json_body_of(data, key)
+    return member(data, key)
 
 
 class VolumeApi:
@@ -641,7 +643,7 @@ def _require_version(v: tuple[int, int], first: tuple[int, int]) -> None:
 
 
 def _meta_item(data: dict[str, Any], key: str) -> dict[str, str]:
-    item = json_body_of(data, "meta")
+    item = member(data, "meta")
     if list(item) != [key]:
         raise BadRequest("Request body and URI mismatch.")
     if not isinstance(item[key], str) or len(item[key]) > 255:

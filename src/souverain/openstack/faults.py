@@ -1,27 +1,33 @@
-"""What every OpenStack-style API of the cloud shares: token check, error layer, base URL.
+"""Faults: every error under one API rendered in that API's own wire format.
 
-Each service keeps its own wire shapes (Nova's fault names, Glance's error
-body); this module holds only the plumbing around them, so that one token
-check and one "unexpected error" path serve all of them.
+Each API keeps its own body (Nova's fault names, Neutron's `NeutronError`,
+Keystone's `error`); `ErrorLayer` is the one path from an exception to it, so
+an unexpected exception is a 500 with no internals everywhere.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from souverain.common.context import RequestContext
-from souverain.common.errors import ApiError, Unauthorized
-from souverain.common.middleware import ErrorRenderer, state_of
-from souverain.identity.service import IdentityService
+from souverain.common.errors import ApiError
+from souverain.common.middleware import ErrorRenderer
 
 log = logging.getLogger("souverain.api")
+
+
+def render_error(_path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
+    """The plain OpenStack error body, Keystone's: `{"error": {code, title, message}}`.
+
+    Identity and billing answer in it, and so does anything outside every API."""
+    body = {"error": {"code": status, "title": title, "message": message}}
+    return json.dumps(body).encode(), "application/json"
+
 
 HTTP_TITLES = {
     400: "Bad Request",
@@ -36,40 +42,6 @@ HTTP_TITLES = {
     501: "Not Implemented",
     503: "Service Unavailable",
 }
-
-
-def authenticate(identity: IdentityService, request: Request) -> RequestContext:
-    """The caller behind `X-Auth-Token`, recorded as the audit initiator; 401 otherwise."""
-    token = request.headers.get("x-auth-token")
-    view = identity.validate(token) if token else None
-    if view is None:
-        raise Unauthorized("The request you have made requires authentication.")
-    state = state_of(request.scope)
-    ctx = view.context(state.get("request_id", ""))
-    state["initiator"] = {
-        "user_id": ctx.user_id,
-        "project_id": ctx.project_id,
-        "domain_id": ctx.domain_id,
-        "system": ctx.system_scope,
-    }
-    return ctx
-
-
-def audit(request: Request, action: str, target_type: str, target_id: str | None) -> None:
-    """Name what a mutating call did; the audit middleware writes it with the outcome."""
-    state_of(request.scope)["audit"] = {
-        "action": action,
-        "target": {"type": target_type, "id": target_id},
-    }
-
-
-def base_url(request: Request, public_url: str, prefix: str) -> str:
-    """The service's public root: configured, or as the client reached us."""
-    if public_url:
-        return f"{public_url}{prefix}"
-    scope = request.scope
-    host = request.headers.get("host") or "{}:{}".format(*scope.get("server", ("localhost", 80)))
-    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}"
 
 
 class ErrorLayer:
@@ -125,13 +97,3 @@ class ErrorLayer:
             message = "An unexpected error prevented the server from fulfilling your request."
         body, content_type = self.render(path, status, title, message)
         return Response(body, status_code=status, media_type=content_type, headers=headers)
-
-
-def json_body_of(data: Any, key: str) -> dict[str, Any]:
-    """`data[key]` as an object, or a 400 naming the key."""
-    from souverain.common.errors import BadRequest
-
-    value = data.get(key) if isinstance(data, dict) else None
-    if not isinstance(value, dict):
-        raise BadRequest(f"Expecting to find {key} in request body.")
-    return value

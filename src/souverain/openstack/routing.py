@@ -1,0 +1,140 @@
+"""Routes that name their policy action, and the one path a request takes through them.
+
+A service's `api` module builds its routes with an `Edge`:
+
+    edge = Edge(tokens, versions=Microversions(("compute",), (2, 1), (2, 100)))
+    edge.route("/v2.1/servers", self.servers, {"GET": "compute:server:list",
+                                               "POST": "compute:server:create"})
+    edge.public("/", self.versions, {"GET": "compute:version:list"})
+
+For each request the edge negotiates the microversion (if the API has them),
+authenticates the caller, asks the policy table whether the caller's roles
+allow the method's action, then calls the handler with the caller's context.
+Rules that depend on the target (the owner of a credential) are checked again
+by the service with the same table; the edge decides what it can without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from souverain.common import policy
+from souverain.common.context import RequestContext
+from souverain.common.errors import ApiError
+from souverain.common.middleware import state_of
+from souverain.openstack.auth import TokenValidator, authenticate
+from souverain.openstack.microversion import SCOPE_KEY, Microversions
+
+Endpoint = Callable[[Request, RequestContext], Awaitable[Response]]
+PublicEndpoint = Callable[[Request], Awaitable[Response]]
+Extra = Callable[[Request], Mapping[str, str]]
+Check = Callable[[Request, RequestContext], None]
+
+
+class EdgeRoute(Route):
+    """A Starlette route that knows the policy action of each of its methods."""
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[[Request], Awaitable[Response]],
+        actions: Mapping[str, str],
+        public: bool,
+    ) -> None:
+        super().__init__(path, endpoint, methods=list(actions))
+        self.actions = dict(actions)
+        self.public = public
+
+    def action_for(self, method: str) -> str:
+        if method == "HEAD" and "HEAD" not in self.actions:
+            method = "GET"
+        return self.actions[method]
+
+
+class Edge:
+    """How one API's requests are authenticated, versioned and authorized."""
+
+    def __init__(
+        self,
+        tokens: TokenValidator,
+        *,
+        versions: Microversions | None = None,
+        headers: Extra | None = None,
+        check: Check | None = None,
+    ) -> None:
+        self.tokens = tokens
+        self.versions = versions
+        self.extra_headers = headers
+        self.check = check  # e.g. the project in a Cinder path must be the token's
+
+    def route(self, path: str, endpoint: Endpoint, actions: Mapping[str, str]) -> EdgeRoute:
+        """A route for callers with a valid token whose roles allow the method's action."""
+        _known(path, actions, public=False)
+        holder: list[EdgeRoute] = []
+
+        async def call(request: Request) -> Response:
+            action = holder[0].action_for(request.method)
+            extra = self._before(request)
+            try:
+                ctx = authenticate(self.tokens, request)
+                state_of(request.scope)["policy_action"] = action
+                policy.authorize(ctx, action)
+                if self.check is not None:
+                    self.check(request, ctx)
+                response = await endpoint(request, ctx)
+            except ApiError as exc:
+                exc.headers.update(extra)
+                raise
+            response.headers.update(extra)
+            return response
+
+        holder.append(EdgeRoute(path, call, actions, public=False))
+        return holder[0]
+
+    def public(self, path: str, endpoint: PublicEndpoint, actions: Mapping[str, str]) -> EdgeRoute:
+        """A route anyone may call (version documents, token issue); its actions say so."""
+        _known(path, actions, public=True)
+
+        async def call(request: Request) -> Response:
+            extra = self._before(request)
+            try:
+                response = await endpoint(request)
+            except ApiError as exc:
+                exc.headers.update(extra)
+                raise
+            response.headers.update(extra)
+            return response
+
+        return EdgeRoute(path, call, actions, public=True)
+
+    def _before(self, request: Request) -> dict[str, str]:
+        extra: dict[str, str] = {}
+        if self.versions is not None:
+            version = self.versions.negotiate(request)
+            request.scope[SCOPE_KEY] = version
+            extra.update(self.versions.headers(version))
+        if self.extra_headers is not None:
+            extra.update(self.extra_headers(request))
+        return extra
+
+
+def _known(path: str, actions: Mapping[str, str], public: bool) -> None:
+    """Refuse, when the app is built, a route whose action the policy table does not know."""
+    if not actions:
+        raise ValueError(f"route {path} names no policy action")
+    for method, action in actions.items():
+        rule = policy.RULES.get(action)
+        if rule is None:
+            raise ValueError(f"route {method} {path}: {action!r} is not in the policy table")
+        if public != (rule is policy.Rule.PUBLIC):
+            kind = "public" if public else "authenticated"
+            raise ValueError(f"route {method} {path}: {action!r} is {rule.name}, not {kind}")
+
+
+def unnamed_routes(routes: list[BaseRoute]) -> list[str]:
+    """Routes (by path) that name no policy action: what the layering test looks for."""
+    return [getattr(r, "path", repr(r)) for r in routes if not isinstance(r, EdgeRoute)]
