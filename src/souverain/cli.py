@@ -51,7 +51,7 @@ def serve(
         overrides["server"] = server
     settings = _settings(config, overrides)
     from souverain.db.migrate import SchemaTooNew
-    from souverain.server import serve as run
+    from souverain.serving import serve as run
 
     try:
         code = run(settings)

@@ -17,7 +17,7 @@ import time
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # A replacement worker: a new interpreter that loads the application and serves.
-WORKER = "import sys; from souverain.server import worker_main; sys.exit(worker_main(sys.argv[1]))"
+WORKER = "import sys; from souverain.serving import worker_main; sys.exit(worker_main(sys.argv[1]))"
 
 
 def main(state_json: str) -> int:

@@ -12,7 +12,7 @@ SET_UP_ONLY = ("alembic", "pyroute2", "pycdlib")
 
 def test_the_serving_modules_leave_set_up_and_host_libraries_unimported() -> None:
     probe = (
-        "import sys, souverain.server, souverain.app; "
+        "import sys, souverain.serving, souverain.server, souverain.app; "
         f"print(','.join(m for m in {SET_UP_ONLY!r} if m in sys.modules))"
     )
     found = subprocess.run(
