@@ -2,7 +2,7 @@
 
 - A service's rules know nothing of HTTP: only its API modules import Starlette or
   the OpenStack edge (`souverain.openstack`).
-- `common/` and the edge import no service.
+- `common/` and the edge import no service; no service imports another's tables.
 - Every route of every OpenStack-style API names its policy action, and the policy
   table knows it.
 - No source file over 800 lines, no function over 80 (migrations aside).
@@ -75,6 +75,18 @@ def test_shared_code_imports_no_service(folder: str) -> None:
         for path in _modules(SRC / folder)
         for name in sorted(_imports(path))
         if _under(name, services)
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_never_reads_another_services_tables(service: str) -> None:
+    others = tuple(f"souverain.{s}.models" for s in SERVICES if s != service)
+    offenders = [
+        f"{path.relative_to(SRC)} imports {name}"
+        for path in _modules(SRC / service)
+        for name in sorted(_imports(path))
+        if _under(name, others)
     ]
     assert offenders == []
 
