@@ -40,6 +40,8 @@ BUCKET_CACHE_SECONDS = 1.0
 
 
 class Buckets:
+    """Buckets and their settings; `bucket` answers from the cache on the hot path."""
+
     def __init__(
         self,
         db: Database,

@@ -19,6 +19,8 @@ LIST_BATCH = 1000
 
 
 class Listings:
+    """Pages of a bucket's latest objects or of all its versions, read-only."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 

@@ -87,6 +87,8 @@ def promote(conn: Connection, bucket_id: str, key: str) -> None:
 
 
 class Objects:
+    """One key's versions: each write is one group-committed transaction with its books."""
+
     def __init__(
         self,
         db: Database,

@@ -73,6 +73,8 @@ __all__ = [
 
 
 class ObjectStoreService:
+    """Object storage as the S3 API, the server and the operator's CLI see it."""
+
     def __init__(
         self,
         db: Database,

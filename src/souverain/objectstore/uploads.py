@@ -64,6 +64,8 @@ def composite_checksums(algorithm: str, parts: Iterable[m.Part]) -> dict[str, st
 
 
 class Uploads:
+    """Multipart uploads in progress and their parts, until completed or aborted."""
+
     def __init__(
         self,
         db: Database,

@@ -18,6 +18,8 @@ from souverain.objectstore.service import ObjectStoreService
 
 
 class BucketHandlers:
+    """The bucket itself and its configuration sub-resources."""
+
     def __init__(self, service: ObjectStoreService, settings: ObjectStoreSettings) -> None:
         self.service = service
         self.settings = settings

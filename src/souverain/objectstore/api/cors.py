@@ -14,6 +14,8 @@ from souverain.objectstore.service import ObjectStoreService
 
 
 class Cors:
+    """A bucket's CORS rules applied to a preflight or to an actual request."""
+
     def __init__(self, service: ObjectStoreService) -> None:
         self.service = service
 

@@ -19,6 +19,8 @@ from souverain.objectstore.service import ObjectStoreService
 
 
 class ListingHandlers:
+    """Every S3 list operation, rendered as S3 renders it."""
+
     def __init__(self, service: ObjectStoreService) -> None:
         self.service = service
 

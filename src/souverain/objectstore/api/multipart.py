@@ -33,6 +33,8 @@ MAX_PART_NUMBER = 10_000
 
 
 class MultipartHandlers:
+    """The multipart operations on a key; bytes come in through `objects`."""
+
     def __init__(
         self, service: ObjectStoreService, settings: ObjectStoreSettings, objects: ObjectHandlers
     ) -> None:

@@ -72,6 +72,8 @@ CHUNK = 1024 * 1024
 
 
 class ObjectHandlers:
+    """Operations on one object, and the intake and copy paths multipart reuses."""
+
     def __init__(self, service: ObjectStoreService, settings: ObjectStoreSettings) -> None:
         self.service = service
         self.settings = settings

@@ -210,6 +210,7 @@ async def drain(call: Call) -> None:
 
 
 async def xml_body(call: Call, settings: ObjectStoreSettings, required: bool = True) -> bytes:
+    """A configuration or request document: small, read whole, over the limit refused."""
     try:
         body = await Body(call, settings.max_xml_bytes, settings.body_idle_timeout).read()
     except S3Error as exc:
@@ -226,6 +227,7 @@ async def xml_body(call: Call, settings: ObjectStoreSettings, required: bool = T
 
 
 def parse_xml(body: bytes, root: str) -> Any:
+    """The document's root element; MalformedXML unless it is `root`."""
     try:
         return x.parse(body, root)
     except x.MalformedXML as exc:
@@ -233,6 +235,7 @@ def parse_xml(body: bytes, root: str) -> Any:
 
 
 def version_header(bucket: BucketInfo, version_id: str) -> dict[str, str]:
+    """`x-amz-version-id`, sent once a bucket has versioning or the version is not null."""
     if bucket.versioning or version_id != NULL_VERSION:
         return {"x-amz-version-id": version_id}
     return {}
