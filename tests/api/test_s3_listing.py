@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from souverain import server
-from souverain.objectstore import service as service_module
+from souverain.objectstore import listings as service_module
 from souverain.objectstore.policy import Principal
 from souverain.objectstore.service import BucketInfo, NewObject, ObjectStoreService
 

@@ -1,0 +1,209 @@
+"""S3 bucket operations: create, head, delete, and each configuration sub-resource.
+
+Location, versioning, ACL, policy, CORS rules and tags: parsed from and rendered to
+S3's XML (or JSON, for policies) here; the rules live in the service. The ACL and
+tagging documents are shared with the object handlers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from souverain.config import ObjectStoreSettings
+from souverain.objectstore import xml as x
+from souverain.objectstore.api.wire import Call, Reply, parse_xml, xml_body, xml_reply
+from souverain.objectstore.errors import S3Error
+from souverain.objectstore.records import BucketInfo
+from souverain.objectstore.service import ObjectStoreService
+
+
+class BucketHandlers:
+    """The bucket itself and its configuration sub-resources."""
+
+    def __init__(self, service: ObjectStoreService, settings: ObjectStoreSettings) -> None:
+        self.service = service
+        self.settings = settings
+        self.region = service.region
+
+    async def create_bucket(self, call: Call) -> Reply:
+        body = await xml_body(call, self.settings, required=False)
+        location: str | None = None
+        if body:
+            element = parse_xml(body, "CreateBucketConfiguration")
+            location = x.text(element, "LocationConstraint") or None
+        acl = call.header("x-amz-acl", "private")
+        self.service.create_bucket(call.principal, call.bucket, location, acl)
+        return Reply(200, headers={"location": f"/{call.bucket}"})
+
+    def head_bucket(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.authorize(call.principal, bucket, "s3:ListBucket")
+        return Reply(200, headers={"x-amz-bucket-region": self.region})
+
+    def delete_bucket(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.owner_only(call.principal, bucket)
+        self.service.delete_bucket(bucket)
+        return Reply(204)
+
+    def get_location(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.authorize(call.principal, bucket, "s3:GetBucketLocation")
+        return xml_reply(x.raw_document("LocationConstraint", self.region))
+
+    def get_versioning(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.owner_only(call.principal, bucket, write=False)
+        return xml_reply(
+            x.document("VersioningConfiguration", {"Status": bucket.versioning or None})
+        )
+
+    async def put_versioning(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.owner_only(call.principal, bucket)
+        element = parse_xml(await xml_body(call, self.settings), "VersioningConfiguration")
+        if x.text(element, "MfaDelete") == "Enabled":
+            raise S3Error("NotImplemented", "MFA delete is not supported.")
+        self.service.set_versioning(bucket, x.text(element, "Status"))
+        return Reply(200)
+
+    def get_bucket_acl(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.owner_only(call.principal, bucket, write=False)
+        return acl_document(bucket.project_id, bucket.acl)
+
+    async def put_bucket_acl(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.owner_only(call.principal, bucket)
+        self.service.set_bucket_acl(bucket, await acl_from_request(call, self.settings))
+        return Reply(200)
+
+    def get_policy(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.owner_only(call.principal, bucket, write=False)
+        if not bucket.policy:
+            raise S3Error("NoSuchBucketPolicy", "The bucket policy does not exist", call.resource)
+        return Reply(200, bucket.policy.encode(), {"content-type": "application/json"})
+
+    async def put_policy(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.owner_only(call.principal, bucket)
+        body = await xml_body(call, self.settings)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise S3Error("MalformedPolicy", "Policies must be UTF-8 JSON.") from None
+        self.service.set_policy(bucket, text)
+        return Reply(204)
+
+    def delete_policy(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.owner_only(call.principal, bucket)
+        self.service.set_policy(bucket, None)
+        return Reply(204)
+
+    def get_cors(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.owner_only(call.principal, bucket, write=False)
+        if not bucket.cors:
+            raise S3Error(
+                "NoSuchCORSConfiguration", "The CORS configuration does not exist", call.resource
+            )
+        return xml_reply(x.document("CORSConfiguration", {"CORSRule": bucket.cors}))
+
+    async def put_cors(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.owner_only(call.principal, bucket)
+        element = parse_xml(await xml_body(call, self.settings), "CORSConfiguration")
+        rules: list[dict[str, Any]] = []
+        for node in element.findall("CORSRule"):
+            rule: dict[str, Any] = {}
+            if x.text(node, "ID"):
+                rule["ID"] = x.text(node, "ID")
+            for name in ("AllowedOrigin", "AllowedMethod", "AllowedHeader", "ExposeHeader"):
+                values = x.texts(node, name)
+                if values:
+                    rule[name] = values
+            if x.text(node, "MaxAgeSeconds"):
+                try:
+                    rule["MaxAgeSeconds"] = int(x.text(node, "MaxAgeSeconds"))
+                except ValueError:
+                    raise S3Error("MalformedXML", "MaxAgeSeconds must be a number.") from None
+            if not rule.get("AllowedOrigin") or not rule.get("AllowedMethod"):
+                raise S3Error("MalformedXML", "A CORS rule needs AllowedOrigin and AllowedMethod.")
+            bad = set(rule["AllowedMethod"]) - {"GET", "PUT", "POST", "DELETE", "HEAD"}
+            if bad:
+                raise S3Error(
+                    "InvalidRequest", f"Found unsupported HTTP method in CORS config: {bad.pop()}"
+                )
+            rules.append(rule)
+        if not rules or len(rules) > 100:
+            raise S3Error("MalformedXML", "A CORS configuration holds 1 to 100 rules.")
+        self.service.set_cors(bucket, rules)
+        return Reply(200)
+
+    def delete_cors(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.owner_only(call.principal, bucket)
+        self.service.set_cors(bucket, None)
+        return Reply(204)
+
+    def get_bucket_tags(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.owner_only(call.principal, bucket, write=False)
+        if not bucket.tags:
+            raise S3Error("NoSuchTagSet", "The TagSet does not exist", call.resource)
+        return xml_reply(tagging_document(bucket.tags))
+
+    async def put_bucket_tags(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.owner_only(call.principal, bucket)
+        tags = parse_tagging(await xml_body(call, self.settings))
+        self.service.set_bucket_tags(bucket, tags)
+        return Reply(204)
+
+    def delete_bucket_tags(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.owner_only(call.principal, bucket)
+        self.service.set_bucket_tags(bucket, None)
+        return Reply(204)
+
+
+def acl_document(owner: str, acl: str) -> Reply:
+    xsi = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+    grants = (
+        f'<Grant><Grantee {xsi} xsi:type="CanonicalUser"><ID>{owner}</ID>'
+        f"<DisplayName>{owner}</DisplayName></Grantee>"
+        "<Permission>FULL_CONTROL</Permission></Grant>"
+    )
+    if acl == "public-read":
+        grants += (
+            f'<Grant><Grantee {xsi} xsi:type="Group">'
+            "<URI>http://acs.amazonaws.com/groups/global/AllUsers</URI></Grantee>"
+            "<Permission>READ</Permission></Grant>"
+        )
+    inner = (
+        f"<Owner><ID>{owner}</ID><DisplayName>{owner}</DisplayName></Owner>"
+        f"<AccessControlList>{grants}</AccessControlList>"
+    )
+    return xml_reply(x.raw_document("AccessControlPolicy", inner))
+
+
+async def acl_from_request(call: Call, settings: ObjectStoreSettings) -> str:
+    canned = call.header("x-amz-acl")
+    body = await xml_body(call, settings, required=not canned)
+    if canned:
+        return canned
+    element = parse_xml(body, "AccessControlPolicy")
+    grants = {
+        (x.text(g, "Grantee/URI"), x.text(g, "Permission"))
+        for g in element.findall("AccessControlList/Grant")
+    }
+    public = ("http://acs.amazonaws.com/groups/global/AllUsers", "READ")
+    others = {g for g in grants if g[0] and g != public}
+    if others:
+        raise S3Error(
+            "NotImplemented", "Only the canned ACLs private and public-read are supported."
+        )
+    return "public-read" if public in grants else "private"
+
+
+def tagging_document(tags: dict[str, str]) -> bytes:
+    return x.document(
+        "Tagging", {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in tags.items()]}}
+    )
+
+
+def parse_tagging(body: bytes) -> dict[str, str]:
+    element = parse_xml(body, "Tagging")
+    tags: dict[str, str] = {}
+    for tag in element.findall("TagSet/Tag"):
+        key = x.text(tag, "Key")
+        if key in tags:
+            raise S3Error("InvalidTag", "Cannot provide multiple Tags with the same key")
+        tags[key] = x.text(tag, "Value")
+    return tags

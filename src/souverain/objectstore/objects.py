@@ -1,0 +1,269 @@
+"""Object versions: write, read, delete one key's versions, and change their tags or ACL.
+
+Bytes are already durable in the blob store when a method here records them; a
+method commits metadata and, only after the commit, removes the blobs it made
+unreachable. A crash in between leaves unreferenced blobs, which `sweep` removes
+at start. Knows nothing of HTTP or XML.
+"""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
+
+from souverain.common.clock import Clock
+from souverain.common.ids import new_id
+from souverain.db.engine import Database
+from souverain.objectstore import models as m
+from souverain.objectstore.accounting import Accounting, count
+from souverain.objectstore.batch import GroupCommit
+from souverain.objectstore.errors import S3Error
+from souverain.objectstore.policy import CANNED_ACLS, Principal
+from souverain.objectstore.quotas import Quotas
+from souverain.objectstore.records import (
+    NULL_VERSION,
+    BucketInfo,
+    DeleteResult,
+    NewObject,
+    ObjectInfo,
+    Released,
+    check_key,
+    check_tags,
+    utcnow,
+)
+from souverain.objectstore.store import BlobStore, InlineReader, SegmentReader
+from souverain.objectstore.transactions import connect
+
+VERSIONS: Table = m.ObjectVersion.__table__  # type: ignore[assignment]
+
+# The statements every object request runs, built once: SQLAlchemy then reuses their
+# compiled form without rebuilding or re-keying them per request.
+_V = VERSIONS.c
+_THIS_KEY = (_V.bucket_id == bindparam("b_bucket")) & (_V.key == bindparam("b_key"))
+READ_LATEST = select(VERSIONS).where(_THIS_KEY, _V.is_latest.is_(True))
+READ_VERSION = select(VERSIONS).where(_THIS_KEY, _V.version_id == bindparam("b_version"))
+LATEST_MARKER = select(_V.is_delete_marker).where(_THIS_KEY, _V.is_latest.is_(True))
+UNSET_LATEST = update(VERSIONS).where(_THIS_KEY, _V.is_latest.is_(True)).values(is_latest=False)
+# Deletes return what the bucket's running totals lose with the rows.
+_GONE = (_V.segments, _V.size, _V.is_delete_marker)
+DROP_NULL_VERSION = (
+    delete(VERSIONS).where(_THIS_KEY, _V.version_id == NULL_VERSION).returning(*_GONE)
+)
+DROP_KEY = delete(VERSIONS).where(_THIS_KEY).returning(*_GONE)
+DROP_VERSION = (
+    delete(VERSIONS)
+    .where(_THIS_KEY, _V.version_id == bindparam("b_version"))
+    .returning(*_GONE, _V.is_latest)
+)
+ADD_VERSION = insert(VERSIONS)
+
+
+def new_version_id(bucket: BucketInfo) -> str:
+    return new_id() if bucket.versioning == "Enabled" else NULL_VERSION
+
+
+def retire(conn: Connection, bucket: BucketInfo, key: str, version_id: str) -> Released:
+    """Make room for a new latest version; what the versions it dropped held."""
+    where = {"b_bucket": bucket.id, "b_key": key}
+    if bucket.versioning:  # older versions stay, no longer latest
+        conn.execute(UNSET_LATEST, where)
+    if version_id != NULL_VERSION:
+        return Released()
+    # The null version is replaced, never kept twice (unversioned buckets have no other).
+    return Released().add(conn.execute(DROP_NULL_VERSION, where))
+
+
+def promote(conn: Connection, bucket_id: str, key: str) -> None:
+    """The newest remaining version of a key becomes its latest."""
+    v = VERSIONS.c
+    newest = conn.execute(
+        select(func.max(v.seq)).where(v.bucket_id == bucket_id, v.key == key)
+    ).scalar()
+    if newest is not None:
+        conn.execute(update(VERSIONS).where(v.seq == newest).values(is_latest=True))
+
+
+class Objects:
+    """One key's versions: each write is one group-committed transaction with its books."""
+
+    def __init__(
+        self,
+        db: Database,
+        store: BlobStore,
+        accounting: Accounting,
+        quotas: Quotas,
+        writes: GroupCommit,
+        clock: Clock,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.accounting = accounting
+        self.quotas = quotas
+        self.writes = writes
+        self.clock = clock
+
+    def head_object(
+        self, bucket: BucketInfo, key: str, version_id: str | None = None
+    ) -> ObjectInfo:
+        """The version asked for (latest by default); NoSuchKey if the key is gone."""
+        where = {"b_bucket": bucket.id, "b_key": key}
+        with connect(self.db) as conn:
+            if version_id is None:
+                row = conn.execute(READ_LATEST, where).first()
+            else:
+                row = conn.execute(READ_VERSION, {**where, "b_version": version_id}).first()
+        if version_id is not None:
+            if row is None:
+                raise S3Error(
+                    "NoSuchVersion",
+                    "The specified version does not exist.",
+                    f"/{bucket.name}/{key}",
+                )
+            return ObjectInfo.of(bucket.name, row)
+        if row is None or row.is_delete_marker:
+            headers = {}
+            if row is not None:
+                headers = {"x-amz-delete-marker": "true", "x-amz-version-id": row.version_id}
+            raise S3Error(
+                "NoSuchKey",
+                "The specified key does not exist.",
+                f"/{bucket.name}/{key}",
+                headers=headers,
+            )
+        return ObjectInfo.of(bucket.name, row)
+
+    def reader(self, obj: ObjectInfo) -> InlineReader | SegmentReader:
+        """Where a version's bytes are read from: its row, or its blobs (opened now)."""
+        if obj.data is not None:
+            return InlineReader(obj.data)
+        return self.store.open_segments(obj.segments)
+
+    def put_object(
+        self, who: Principal, bucket: BucketInfo, key: str, new: NewObject, if_none_match: bool
+    ) -> ObjectInfo:
+        """Record a durable blob as the key's latest version."""
+        check_key(key)
+
+        def record(conn: Connection) -> tuple[dict[str, Any], list[str]]:
+            if if_none_match:
+                latest = conn.execute(LATEST_MARKER, {"b_bucket": bucket.id, "b_key": key}).first()
+                if latest is not None and not latest.is_delete_marker:
+                    raise S3Error(
+                        "PreconditionFailed",
+                        "At least one of the pre-conditions you specified did not hold",
+                        f"/{bucket.name}/{key}",
+                    )
+            limits = self.quotas.lock(conn, bucket.project_id)
+            version_id = new_version_id(bucket)
+            freed = retire(conn, bucket, key, version_id)
+            values = self._version_row(who, bucket, key, version_id, new)
+            conn.execute(ADD_VERSION, values)
+            count(conn, bucket.id, new.size - freed.size, 1 - freed.objects)
+            self.quotas.check(conn, bucket.project_id, limits, new.size)
+            return values, freed.blobs
+
+        try:
+            values, freed = self.writes.run(record)
+        except BaseException:
+            self.store.delete(seg[0] for seg in new.segments)
+            raise
+        self.store.delete(freed)
+        self.accounting.changed(bucket)
+        return ObjectInfo.of(bucket.name, SimpleNamespace(**values))
+
+    def _version_row(
+        self,
+        who: Principal,
+        bucket: BucketInfo,
+        key: str,
+        version_id: str,
+        new: NewObject | None,
+    ) -> dict[str, Any]:
+        """The columns of a new latest version; `new` None makes a delete marker."""
+        marker = new is None
+        new = new or NewObject(0, "", [])
+        return {
+            "bucket_id": bucket.id,
+            "key": key,
+            "version_id": version_id,
+            "is_latest": True,
+            "is_delete_marker": marker,
+            "size": new.size,
+            "etag": new.etag,
+            "segments": new.segments,
+            "headers": new.headers,
+            "user_meta": new.user_meta,
+            "checksums": new.checksums,
+            "tags": new.tags,
+            "acl": new.acl,
+            "data": new.data,
+            "owner_project_id": who.project_id or bucket.project_id,
+            "created_at": utcnow(self.clock),
+        }
+
+    def delete_object(
+        self, who: Principal, bucket: BucketInfo, key: str, version_id: str | None = None
+    ) -> DeleteResult:
+        where = {"b_bucket": bucket.id, "b_key": key}
+
+        def record(conn: Connection) -> tuple[DeleteResult, list[str]]:
+            if version_id is not None:
+                gone = conn.execute(DROP_VERSION, {**where, "b_version": version_id}).first()
+                if gone is None:
+                    if version_id != NULL_VERSION and not re.fullmatch(r"[0-9a-f]{32}", version_id):
+                        raise S3Error("InvalidArgument", "Invalid version id specified")
+                    return DeleteResult(version_id, False), []
+                if gone.is_latest:
+                    promote(conn, bucket.id, key)
+                freed = Released().add([gone])
+                result = DeleteResult(version_id, gone.is_delete_marker)
+            elif not bucket.versioning:
+                freed = Released().add(conn.execute(DROP_KEY, where))
+                result = DeleteResult(None, False)
+            else:
+                marker_id = new_version_id(bucket)
+                freed = retire(conn, bucket, key, marker_id)
+                conn.execute(ADD_VERSION, self._version_row(who, bucket, key, marker_id, None))
+                result = DeleteResult(marker_id, True)
+            count(conn, bucket.id, -freed.size, -freed.objects)
+            return result, freed.blobs
+
+        result, freed = self.writes.run(record)
+        self.store.delete(freed)
+        self.accounting.changed(bucket)
+        return result
+
+    def set_object_tags(
+        self, bucket: BucketInfo, key: str, version_id: str | None, tags: dict[str, str]
+    ) -> str:
+        check_tags(tags)
+        return self._update_version(bucket, key, version_id, tags=tags)
+
+    def set_object_acl(
+        self, bucket: BucketInfo, key: str, version_id: str | None, acl: str
+    ) -> None:
+        if acl not in CANNED_ACLS:
+            raise S3Error("NotImplemented", f"The canned ACL {acl!r} is not supported.")
+        self._update_version(bucket, key, version_id, acl=acl)
+
+    def _update_version(
+        self, bucket: BucketInfo, key: str, version_id: str | None, **values: Any
+    ) -> str:
+        """Change columns of the version asked for (latest by default); its version id."""
+        obj = self.head_object(bucket, key, version_id)  # NoSuchKey / NoSuchVersion
+        if obj.is_delete_marker:
+            raise S3Error(
+                "MethodNotAllowed", "The specified method is not allowed against this resource."
+            )
+        where = {"b_bucket": bucket.id, "b_key": key, "b_version": obj.version_id}
+        with connect(self.db, write=True) as conn:
+            changed = conn.execute(
+                update(VERSIONS).where(_THIS_KEY, _V.version_id == bindparam("b_version")),
+                {**where, **values},
+            ).rowcount
+        if not changed:  # deleted meanwhile
+            raise S3Error("NoSuchKey", "The specified key does not exist.", f"/{bucket.name}/{key}")
+        return obj.version_id
