@@ -84,6 +84,15 @@ def check_copy_conditions(headers: dict[str, str], obj: ObjectInfo, resource: st
         raise
 
 
+# Offsets past 19 digits are beyond any object; read as this, they never reach int()'s
+# 4,300-digit limit (a ValueError, so a 500) and keep S3's answers for huge offsets.
+_BEYOND_ANY_OBJECT = 10**19
+
+
+def _offset(digits: str) -> int:
+    return int(digits) if len(digits) <= 19 else _BEYOND_ANY_OBJECT
+
+
 def parse_range(value: str, size: int) -> tuple[int, int] | None:
     """(start, end) inclusive; None to send the whole object; InvalidRange if unsatisfiable."""
     match = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", value)
@@ -95,12 +104,12 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
         headers={"content-range": f"bytes */{size}"},
     )
     if not match[1]:
-        suffix = int(match[2])
+        suffix = _offset(match[2])
         if suffix == 0 or size == 0:
             raise unsatisfiable
         return max(0, size - suffix), size - 1
-    start = int(match[1])
-    end = int(match[2]) if match[2] else size - 1
+    start = _offset(match[1])
+    end = _offset(match[2]) if match[2] else size - 1
     if start >= size:
         raise unsatisfiable
     if end < start:
@@ -127,7 +136,7 @@ def part_range(obj: ObjectInfo, raw: str) -> tuple[int, int]:
 def copy_source_range(value: str, size: int) -> tuple[int, int]:
     """(first, last) of an `x-amz-copy-source-range`: one closed range inside the source."""
     match = re.fullmatch(r"bytes=(\d+)-(\d+)", value.strip())
-    if not match or int(match[1]) > int(match[2]) or int(match[2]) >= size:
+    if not match or _offset(match[1]) > _offset(match[2]) or _offset(match[2]) >= size:
         raise S3Error(
             "InvalidArgument",
             "The x-amz-copy-source-range value must be of the form bytes=first-last "
