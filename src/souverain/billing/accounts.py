@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from souverain.billing import models as m
 from souverain.billing.catalog import ISO_COUNTRIES
+from souverain.billing.directory import SYSTEM, Directory
 from souverain.billing.periods import now_of
 from souverain.billing.views import account_view
 from souverain.common.clock import Clock
@@ -26,20 +27,17 @@ from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from souverain.common.ids import new_id
 from souverain.db.batching import id_batches
 from souverain.db.engine import Database
-from souverain.identity.service import IdentityService
 
 ROLES = ("owner", "billing", "viewer")
 SEES_CONSUMPTION = frozenset(ROLES)
 SEES_INVOICES = frozenset({"owner", "billing"})
 MANAGES = frozenset({"owner"})
 VAT_RE = re.compile(r"^[A-Z]{2}[A-Z0-9]{2,14}$")
-# how billing acts on identity (projects it creates, names on invoices): as the operator
-SYSTEM = RequestContext(user_id="souverain", user_domain_id="default", roles=frozenset({"admin"}))
 
 
 class Accounts:
     def __init__(
-        self, db: Database, clock: Clock, identity: IdentityService | None, project_limit: int
+        self, db: Database, clock: Clock, identity: Directory | None, project_limit: int
     ) -> None:
         self.db = db
         self.clock = clock
@@ -258,7 +256,7 @@ class Accounts:
 
     @staticmethod
     def _new_project(
-        identity: IdentityService, ctx: RequestContext, body: dict[str, Any]
+        identity: Directory, ctx: RequestContext, body: dict[str, Any]
     ) -> dict[str, Any]:
         """A project created in identity, its creator made a member of it."""
         name = body.get("name")

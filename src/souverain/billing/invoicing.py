@@ -18,9 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from souverain.billing import models as m
-from souverain.billing.accounts import SEES_INVOICES, SYSTEM, Accounts
+from souverain.billing.accounts import SEES_INVOICES, Accounts
 from souverain.billing.aggregation import Aggregation
 from souverain.billing.catalog import Catalog, Line, rate, totals, vat_for
+from souverain.billing.directory import SYSTEM, Directory
 from souverain.billing.periods import floor_hour, now_of, period_bounds
 from souverain.billing.runs import priced_rows
 from souverain.billing.views import invoice_view, line_view, timestamp
@@ -28,7 +29,6 @@ from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.errors import Conflict, Forbidden, NotFound
 from souverain.common.ids import new_id
-from souverain.identity.service import IdentityService
 
 Progress = Callable[[int, int], None]
 NUMBERING_ATTEMPTS = 5
@@ -41,7 +41,7 @@ class Invoicing:
         aggregation: Aggregation,
         catalog: Catalog,
         clock: Clock,
-        identity: IdentityService | None,
+        identity: Directory | None,
         prefix: str,
     ) -> None:
         self.db = accounts.db

@@ -9,6 +9,7 @@ lives in its own module and this facade only wires them and passes calls on:
 
 - meter.py: readings stored as events (what every service's `Meter` calls);
 - aggregation.py: events into hourly usage rows, idempotently, and usage read back;
+- directory.py: what billing asks of identity (a protocol the server fills);
 - accounts.py: accounts, their projects and account roles (who sees what);
 - consumption.py: an account's usage and cost estimate;
 - invoicing.py: invoices and credit notes, numbered once, never changed;
@@ -26,11 +27,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from souverain.billing import models as m
-from souverain.billing.accounts import SYSTEM, Accounts
+from souverain.billing.accounts import Accounts
 from souverain.billing.aggregation import Aggregation, Progress
 from souverain.billing.budgets import BudgetListener, Budgets
 from souverain.billing.catalog import Catalog
 from souverain.billing.consumption import Consumption
+from souverain.billing.directory import SYSTEM, Directory
 from souverain.billing.invoicing import Invoicing
 from souverain.billing.meter import BillingMeter
 from souverain.billing.runs import Event as _Event
@@ -41,7 +43,6 @@ from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.metering import Reading
 from souverain.db.engine import Database
-from souverain.identity.service import IdentityService
 
 # SYSTEM (the cli reads consumption as the operator) and the run helpers (unit tests)
 # are imported from here by name.
@@ -53,7 +54,7 @@ class BillingService:
         self,
         db: Database,
         clock: Clock,
-        identity: IdentityService | None = None,
+        identity: Directory | None = None,
         catalog: Catalog | None = None,
         project_limit: int = 10,
         invoice_prefix: str = "SV",
