@@ -57,12 +57,12 @@ class BillingMeter:
         value: Decimal | int,
         flavor: str = "",
     ) -> None:
-        self._now("gauge", project_id, metric, resource_id, value, flavor)
+        self._record_now("gauge", project_id, metric, resource_id, value, flavor)
 
     def counter(self, project_id: str, metric: str, resource_id: str, value: Decimal | int) -> None:
-        self._now("counter", project_id, metric, resource_id, value, "")
+        self._record_now("counter", project_id, metric, resource_id, value, "")
 
-    def _now(
+    def _record_now(
         self,
         kind: Literal["gauge", "counter"],
         project_id: str,
