@@ -1,40 +1,52 @@
 """The billing API, `/billing/v1`: accounts, their projects and roles, the price catalog,
-consumption, invoices (JSON, CSV, PDF), budgets. Described by the OpenAPI document it
-serves at `/billing/v1/openapi.json`. No rules here: they live in `BillingService`.
+consumption, invoices (JSON, CSV, PDF), budgets. No rules here: they live in
+`BillingService`; this module reads requests and writes responses.
 
-Errors use the identity service's JSON shape: `{"error": {"code", "title", "message"}}`.
+Every route names its policy action and enters through the edge. The OpenAPI document
+is the file beside this module (openapi.json), served at `/billing/v1/openapi.json`;
+tests/api/test_billing_openapi.py keeps it and these routes in step.
+
+Errors use the plain OpenStack shape: `{"error": {"code", "title", "message"}}`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
+import json
+from importlib import resources
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, Router
+from starlette.routing import Router
 from starlette.types import ASGIApp
 
 from souverain.billing.export import invoice_csv, invoice_json, invoice_pdf
 from souverain.billing.service import BillingService
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest
+from souverain.common.errors import BadRequest, Forbidden
 from souverain.common.jsoncodec import JSONResponse
-from souverain.identity.service import IdentityService
-from souverain.openstack.auth import audit, authenticate
-from souverain.openstack.body import read_json
+from souverain.openstack.auth import TokenValidator, audit
+from souverain.openstack.body import member, read_json
 from souverain.openstack.faults import ErrorLayer, render_error
 from souverain.openstack.links import base_url
+from souverain.openstack.routing import Edge, EdgeRoute
 
 PREFIX = "/billing"
-Handler = Callable[[Request, RequestContext], Awaitable[Response]]
 EXPORTS = {
     "json": ("application/json", invoice_json),
     "csv": ("text/csv; charset=utf-8", invoice_csv),
     "pdf": ("application/pdf", invoice_pdf),
 }
+CONSUMPTION_QUERY = frozenset({"start", "end", "project_id", "resource_type", "granularity"})
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI description shipped beside this module; `servers` is set per request."""
+    text = resources.files("souverain.billing").joinpath("openapi.json").read_text("utf-8")
+    document: dict[str, Any] = json.loads(text)
+    return document
 
 
 def _time(raw: str | None, name: str) -> dt.datetime | None:
@@ -48,36 +60,60 @@ def _time(raw: str | None, name: str) -> dt.datetime | None:
 
 
 class BillingApi:
-    def __init__(self, service: BillingService, identity: IdentityService, public_url: str) -> None:
+    def __init__(self, service: BillingService, tokens: TokenValidator, public_url: str) -> None:
         self.service = service
-        self.identity = identity
+        self.edge = Edge(tokens)
         self.public_url = public_url
+        self.document = openapi_document()  # read once, when the app is built
 
-    def _call(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            ctx = authenticate(self.identity, request)
-            return await handler(request, ctx)
-
-        return endpoint
-
-    def routes(self) -> list[Route]:
-        c = self._call
+    def routes(self) -> list[EdgeRoute]:
+        e = self.edge
         return [
-            Route("/", self.versions, methods=["GET"]),
-            Route("/v1", self.version, methods=["GET"]),
-            Route("/v1/openapi.json", self.openapi, methods=["GET"]),
-            Route("/v1/catalog", c(self.catalog), methods=["GET"]),
-            Route("/v1/accounts", c(self.accounts), methods=["GET", "POST"]),
-            Route("/v1/accounts/{id}", c(self.account), methods=["GET", "PATCH", "DELETE"]),
-            Route("/v1/accounts/{id}/projects", c(self.projects), methods=["GET", "POST"]),
-            Route("/v1/accounts/{id}/roles/{user}/{role}", c(self.role), methods=["PUT", "DELETE"]),
-            Route("/v1/accounts/{id}/consumption", c(self.consumption), methods=["GET"]),
-            Route("/v1/accounts/{id}/invoices", c(self.invoices), methods=["GET"]),
-            Route("/v1/accounts/{id}/budget", c(self.budget), methods=["PUT"]),
-            Route("/v1/invoicing", c(self.invoicing), methods=["POST"]),
-            Route("/v1/invoices/{id}", c(self.invoice), methods=["GET"]),
-            Route("/v1/invoices/{id}/download", c(self.download), methods=["GET"]),
-            Route("/v1/invoices/{id}/credit-note", c(self.credit_note), methods=["POST"]),
+            e.public("/", self.versions, {"GET": "billing:version:show"}),
+            e.public("/v1", self.version, {"GET": "billing:version:show"}),
+            e.public("/v1/openapi.json", self.openapi, {"GET": "billing:openapi:show"}),
+            e.route("/v1/catalog", self.catalog, {"GET": "billing:catalog:show"}),
+            e.route(
+                "/v1/accounts",
+                self.accounts,
+                {"GET": "billing:account:list", "POST": "billing:account:create"},
+            ),
+            e.route(
+                "/v1/accounts/{id}",
+                self.account,
+                {
+                    "GET": "billing:account:show",
+                    "PATCH": "billing:account:update",
+                    "DELETE": "billing:account:delete",
+                },
+            ),
+            e.route(
+                "/v1/accounts/{id}/projects",
+                self.projects,
+                {"GET": "billing:account_project:list", "POST": "billing:account_project:create"},
+            ),
+            e.route(
+                "/v1/accounts/{id}/roles/{user}/{role}",
+                self.role,
+                {"PUT": "billing:account_role:grant", "DELETE": "billing:account_role:revoke"},
+            ),
+            e.route(
+                "/v1/accounts/{id}/consumption",
+                self.consumption,
+                {"GET": "billing:consumption:show"},
+            ),
+            e.route("/v1/accounts/{id}/invoices", self.invoices, {"GET": "billing:invoice:list"}),
+            e.route("/v1/accounts/{id}/budget", self.budget, {"PUT": "billing:budget:update"}),
+            e.route("/v1/invoicing", self.invoicing, {"POST": "billing:invoicing:run"}),
+            e.route("/v1/invoices/{id}", self.invoice, {"GET": "billing:invoice:show"}),
+            e.route(
+                "/v1/invoices/{id}/download", self.download, {"GET": "billing:invoice:download"}
+            ),
+            e.route(
+                "/v1/invoices/{id}/credit-note",
+                self.credit_note,
+                {"POST": "billing:credit_note:create"},
+            ),
         ]
 
     def base(self, request: Request) -> str:
@@ -95,7 +131,9 @@ class BillingApi:
         return JSONResponse({"version": {"id": "v1", "status": "CURRENT"}})
 
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(openapi_document(f"{self.base(request)}/v1"))
+        # the key is replaced in place: the document keeps the file's order
+        server = [{"url": f"{self.base(request)}/v1"}]
+        return JSONResponse({**self.document, "servers": server})
 
     async def catalog(self, request: Request, ctx: RequestContext) -> Response:
         return JSONResponse({"catalog": self.service.catalog.as_dict()})
@@ -106,7 +144,7 @@ class BillingApi:
             return JSONResponse({"accounts": views})
         audit(request, "billing.account.create", "account", None)
         body = await read_json(request)
-        view = await asyncio.to_thread(self.service.create_account, ctx, _object(body, "account"))
+        view = await asyncio.to_thread(self.service.create_account, ctx, member(body, "account"))
         audit(request, "billing.account.create", "account", view["id"])
         return JSONResponse({"account": view}, 201)
 
@@ -117,7 +155,7 @@ class BillingApi:
             return JSONResponse({"account": view})
         if request.method == "PATCH":
             audit(request, "billing.account.update", "account", account_id)
-            body = _object(await read_json(request), "account")
+            body = member(await read_json(request), "account")
             view = await asyncio.to_thread(self.service.update_account, ctx, account_id, body)
             return JSONResponse({"account": view})
         audit(request, "billing.account.delete", "account", account_id)
@@ -130,7 +168,7 @@ class BillingApi:
             view = await asyncio.to_thread(self.service.get_account, ctx, account_id)
             return JSONResponse({"projects": view["projects"]})
         audit(request, "billing.account.add_project", "account", account_id)
-        body = _object(await read_json(request), "project")
+        body = member(await read_json(request), "project")
         project = await asyncio.to_thread(self.service.add_project, ctx, account_id, body)
         return JSONResponse({"project": project}, 201)
 
@@ -146,7 +184,7 @@ class BillingApi:
 
     async def consumption(self, request: Request, ctx: RequestContext) -> Response:
         q = request.query_params
-        unknown = set(q) - {"start", "end", "project_id", "resource_type", "granularity"}
+        unknown = set(q) - CONSUMPTION_QUERY
         if unknown:
             raise BadRequest(f"Unknown query parameter(s): {', '.join(sorted(unknown))[:128]}.")
         view = await asyncio.to_thread(
@@ -168,16 +206,14 @@ class BillingApi:
     async def budget(self, request: Request, ctx: RequestContext) -> Response:
         account_id = request.path_params["id"]
         audit(request, "billing.account.budget", "account", account_id)
-        body = _object(await read_json(request), "budget")
+        body = member(await read_json(request), "budget")
         view = await asyncio.to_thread(self.service.set_budget, ctx, account_id, body.get("amount"))
         return JSONResponse({"account": view})
 
     async def invoicing(self, request: Request, ctx: RequestContext) -> Response:
         if not ctx.is_admin:
-            from souverain.common.errors import Forbidden
-
             raise Forbidden("Only the operator issues invoices.")
-        body = _object(await read_json(request), "invoicing")
+        body = member(await read_json(request), "invoicing")
         audit(request, "billing.invoices.issue", "period", str(body.get("period"))[:16])
         views = await asyncio.to_thread(
             self.service.issue_invoices, str(body.get("period")), None, body.get("account_id")
@@ -211,212 +247,6 @@ class BillingApi:
         return JSONResponse({"invoice": view}, 201)
 
 
-def _object(data: Any, key: str) -> dict[str, Any]:
-    value = data.get(key) if isinstance(data, dict) else None
-    if not isinstance(value, dict):
-        raise BadRequest(f"Expecting to find {key} in request body.")
-    return value
-
-
-def build_app(service: BillingService, identity: IdentityService, public_url: str = "") -> ASGIApp:
-    api = BillingApi(service, identity, public_url)
+def build_app(service: BillingService, tokens: TokenValidator, public_url: str = "") -> ASGIApp:
+    api = BillingApi(service, tokens, public_url)
     return ErrorLayer(Router(routes=api.routes()), render_error)
-
-
-def openapi_document(server: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 description of /billing/v1 (what this module serves)."""
-
-    def op(
-        summary: str, tag: str, *, body: str | None = None, params: tuple[str, ...] = ()
-    ) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "summary": summary,
-            "tags": [tag],
-            "security": [{"token": []}],
-            "responses": {
-                "200": {"description": "OK"},
-                "400": {"$ref": "#/components/responses/Error"},
-                "401": {"$ref": "#/components/responses/Error"},
-                "403": {"$ref": "#/components/responses/Error"},
-                "404": {"$ref": "#/components/responses/Error"},
-            },
-        }
-        if body is not None:
-            out["requestBody"] = {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}
-                },
-            }
-        if params:
-            out["parameters"] = [
-                {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-                for name in params
-            ]
-        return out
-
-    path_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Souverain billing",
-            "version": "v1",
-            "description": (
-                "Customer accounts, their projects and account roles (owner, billing, viewer), "
-                "the price catalog in EUR, consumption (hourly, daily, monthly) with a cost "
-                "estimate, monthly invoices (JSON, CSV, PDF) and budget alerts."
-            ),
-        },
-        "servers": [{"url": server}],
-        "components": {
-            "securitySchemes": {
-                "token": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"}
-            },
-            "responses": {
-                "Error": {
-                    "description": "an error",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "error": {
-                                        "type": "object",
-                                        "properties": {
-                                            "code": {"type": "integer"},
-                                            "title": {"type": "string"},
-                                            "message": {"type": "string"},
-                                        },
-                                    }
-                                },
-                            }
-                        }
-                    },
-                }
-            },
-            "schemas": {
-                "AccountCreate": {
-                    "type": "object",
-                    "required": ["account"],
-                    "properties": {
-                        "account": {
-                            "type": "object",
-                            "required": ["name", "country"],
-                            "properties": {
-                                "name": {"type": "string", "maxLength": 255},
-                                "billing_contact": {"type": "string", "maxLength": 255},
-                                "country": {"type": "string", "pattern": "^[A-Z]{2}$"},
-                                "vat_number": {"type": ["string", "null"]},
-                                "project_limit": {"type": "integer", "minimum": 0},
-                                "owner_user_id": {"type": "string"},
-                            },
-                        }
-                    },
-                },
-                "ProjectCreate": {
-                    "type": "object",
-                    "properties": {
-                        "project": {
-                            "type": "object",
-                            "properties": {
-                                "name": {"type": "string"},
-                                "description": {"type": "string"},
-                                "project_id": {"type": "string"},
-                            },
-                        }
-                    },
-                },
-                "Budget": {
-                    "type": "object",
-                    "properties": {
-                        "budget": {
-                            "type": "object",
-                            "properties": {"amount": {"type": ["string", "null"]}},
-                        }
-                    },
-                },
-                "Invoicing": {
-                    "type": "object",
-                    "properties": {
-                        "invoicing": {
-                            "type": "object",
-                            "required": ["period"],
-                            "properties": {
-                                "period": {"type": "string", "pattern": "^\\d{4}-\\d{2}$"},
-                                "account_id": {"type": "string"},
-                            },
-                        }
-                    },
-                },
-            },
-        },
-        "paths": {
-            "/catalog": {"get": op("The price catalog", "catalog")},
-            "/accounts": {
-                "get": op("Accounts the caller holds a role on (all for admins)", "accounts"),
-                "post": op("Create an account (admin)", "accounts", body="AccountCreate"),
-            },
-            "/accounts/{id}": {
-                "parameters": [path_id],
-                "get": op("Show an account", "accounts"),
-                "patch": op("Update an account (owner; project_limit: admin)", "accounts"),
-                "delete": op("Delete an account without projects or invoices (admin)", "accounts"),
-            },
-            "/accounts/{id}/projects": {
-                "parameters": [path_id],
-                "get": op("The account's projects", "accounts"),
-                "post": op(
-                    "Create a project in the account (owner), within its project limit",
-                    "accounts",
-                    body="ProjectCreate",
-                ),
-            },
-            "/accounts/{id}/roles/{user}/{role}": {
-                "parameters": [
-                    path_id,
-                    {"name": "user", "in": "path", "required": True, "schema": {"type": "string"}},
-                    {
-                        "name": "role",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"enum": ["owner", "billing", "viewer"]},
-                    },
-                ],
-                "put": op("Grant an account role (owner)", "accounts"),
-                "delete": op("Revoke an account role (owner)", "accounts"),
-            },
-            "/accounts/{id}/consumption": {
-                "parameters": [path_id],
-                "get": op(
-                    "Usage and cost estimate; default: this month to date",
-                    "consumption",
-                    params=("start", "end", "project_id", "resource_type", "granularity"),
-                ),
-            },
-            "/accounts/{id}/invoices": {
-                "parameters": [path_id],
-                "get": op("The account's invoices and credit notes (owner, billing)", "invoices"),
-            },
-            "/accounts/{id}/budget": {
-                "parameters": [path_id],
-                "put": op("Set or clear the monthly budget alert", "accounts", body="Budget"),
-            },
-            "/invoicing": {
-                "post": op(
-                    "Issue the invoices of a finished month (admin)", "invoices", body="Invoicing"
-                ),
-            },
-            "/invoices/{id}": {"parameters": [path_id], "get": op("Show an invoice", "invoices")},
-            "/invoices/{id}/download": {
-                "parameters": [path_id],
-                "get": op("Download an invoice", "invoices", params=("format",)),
-            },
-            "/invoices/{id}/credit-note": {
-                "parameters": [path_id],
-                "post": op("Cancel an invoice with a credit note (admin)", "invoices"),
-            },
-            "/openapi.json": {
-                "get": {"summary": "This document", "responses": {"200": {"description": "OK"}}}
-            },
-        },
-    }

@@ -130,7 +130,29 @@ VOLUME_RULES: dict[str, Rule] = {}
 IMAGE_RULES: dict[str, Rule] = {}
 
 
-BILLING_RULES: dict[str, Rule] = {}
+BILLING_RULES: dict[str, Rule] = {
+    # account roles (owner, billing, viewer) and the operator-only actions are checked by
+    # the billing service itself, which knows the account
+    "billing:catalog:show": Rule.ANYONE_AUTHENTICATED,
+    "billing:account:list": Rule.ANYONE_AUTHENTICATED,
+    "billing:account:create": Rule.ANYONE_AUTHENTICATED,
+    "billing:account:show": Rule.ANYONE_AUTHENTICATED,
+    "billing:account:update": Rule.ANYONE_AUTHENTICATED,
+    "billing:account:delete": Rule.ANYONE_AUTHENTICATED,
+    "billing:account_project:list": Rule.ANYONE_AUTHENTICATED,
+    "billing:account_project:create": Rule.ANYONE_AUTHENTICATED,
+    "billing:account_role:grant": Rule.ANYONE_AUTHENTICATED,
+    "billing:account_role:revoke": Rule.ANYONE_AUTHENTICATED,
+    "billing:consumption:show": Rule.ANYONE_AUTHENTICATED,
+    "billing:budget:update": Rule.ANYONE_AUTHENTICATED,
+    "billing:invoice:list": Rule.ANYONE_AUTHENTICATED,
+    "billing:invoice:show": Rule.ANYONE_AUTHENTICATED,
+    "billing:invoice:download": Rule.ANYONE_AUTHENTICATED,
+    "billing:invoicing:run": Rule.ANYONE_AUTHENTICATED,
+    "billing:credit_note:create": Rule.ANYONE_AUTHENTICATED,
+    # the API's description, read without a token like the version documents
+    "billing:openapi:show": Rule.PUBLIC,
+}
 
 
 # Version documents and discovery: read without a token, as every OpenStack API allows.
