@@ -427,4 +427,4 @@ def _not_found(image_id: str | None = None) -> ApiError:
 
 
 def build_app(service: ImageService, public_url: str = "") -> ASGIApp:
-    return ErrorLayer(Router(routes=list(ImageApi(service, public_url).routes())), render_error)
+    return ErrorLayer(Router(routes=ImageApi(service, public_url).routes()), render_error)

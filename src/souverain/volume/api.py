@@ -643,4 +643,4 @@ class _StripProject:
 
 def build_app(service: VolumeService, public_url: str = "") -> ASGIApp:
     api = VolumeApi(service, public_url)
-    return ErrorLayer(_StripProject(Router(routes=list(api.routes()))), render_error)
+    return ErrorLayer(_StripProject(Router(routes=api.routes())), render_error)
