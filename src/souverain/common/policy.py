@@ -124,10 +124,68 @@ COMPUTE_RULES: dict[str, Rule] = {}
 NETWORK_RULES: dict[str, Rule] = {}
 
 
-VOLUME_RULES: dict[str, Rule] = {}
+VOLUME_RULES: dict[str, Rule] = {
+    # admin-only actions (types, quotas, force delete, reset status) the service refuses itself
+    "volume:volume:list": Rule.ANYONE_AUTHENTICATED,
+    "volume:volume:show": Rule.ANYONE_AUTHENTICATED,
+    "volume:volume:create": Rule.ANYONE_AUTHENTICATED,
+    "volume:volume:update": Rule.ANYONE_AUTHENTICATED,
+    "volume:volume:delete": Rule.ANYONE_AUTHENTICATED,
+    "volume:volume:action": Rule.ANYONE_AUTHENTICATED,
+    "volume:volume_metadata:list": Rule.ANYONE_AUTHENTICATED,
+    "volume:volume_metadata:show": Rule.ANYONE_AUTHENTICATED,
+    "volume:volume_metadata:update": Rule.ANYONE_AUTHENTICATED,
+    "volume:volume_metadata:delete": Rule.ANYONE_AUTHENTICATED,
+    "volume:snapshot:list": Rule.ANYONE_AUTHENTICATED,
+    "volume:snapshot:show": Rule.ANYONE_AUTHENTICATED,
+    "volume:snapshot:create": Rule.ANYONE_AUTHENTICATED,
+    "volume:snapshot:update": Rule.ANYONE_AUTHENTICATED,
+    "volume:snapshot:delete": Rule.ANYONE_AUTHENTICATED,
+    "volume:snapshot:action": Rule.ANYONE_AUTHENTICATED,
+    "volume:snapshot_metadata:list": Rule.ANYONE_AUTHENTICATED,
+    "volume:snapshot_metadata:show": Rule.ANYONE_AUTHENTICATED,
+    "volume:snapshot_metadata:update": Rule.ANYONE_AUTHENTICATED,
+    "volume:snapshot_metadata:delete": Rule.ANYONE_AUTHENTICATED,
+    "volume:type:list": Rule.ANYONE_AUTHENTICATED,
+    "volume:type:show": Rule.ANYONE_AUTHENTICATED,
+    "volume:type:create": Rule.ANYONE_AUTHENTICATED,
+    "volume:type:update": Rule.ANYONE_AUTHENTICATED,
+    "volume:type:delete": Rule.ANYONE_AUTHENTICATED,
+    "volume:type_extra_spec:list": Rule.ANYONE_AUTHENTICATED,
+    "volume:type_extra_spec:show": Rule.ANYONE_AUTHENTICATED,
+    "volume:type_extra_spec:update": Rule.ANYONE_AUTHENTICATED,
+    "volume:type_extra_spec:delete": Rule.ANYONE_AUTHENTICATED,
+    "volume:quota:show": Rule.ANYONE_AUTHENTICATED,
+    "volume:quota:update": Rule.ANYONE_AUTHENTICATED,
+    "volume:quota:delete": Rule.ANYONE_AUTHENTICATED,
+    "volume:limits:show": Rule.ANYONE_AUTHENTICATED,
+    "volume:availability_zone:list": Rule.ANYONE_AUTHENTICATED,
+    "volume:message:list": Rule.ANYONE_AUTHENTICATED,
+    "volume:message:show": Rule.ANYONE_AUTHENTICATED,
+    "volume:extension:list": Rule.ANYONE_AUTHENTICATED,
+}
 
 
-IMAGE_RULES: dict[str, Rule] = {}
+IMAGE_RULES: dict[str, Rule] = {
+    # owners, members and admins: the service decides per image
+    "image:image:list": Rule.ANYONE_AUTHENTICATED,
+    "image:image:show": Rule.ANYONE_AUTHENTICATED,
+    "image:image:create": Rule.ANYONE_AUTHENTICATED,
+    "image:image:update": Rule.ANYONE_AUTHENTICATED,
+    "image:image:delete": Rule.ANYONE_AUTHENTICATED,
+    "image:image:upload": Rule.ANYONE_AUTHENTICATED,
+    "image:image:download": Rule.ANYONE_AUTHENTICATED,
+    "image:image:deactivate": Rule.ANYONE_AUTHENTICATED,
+    "image:image:reactivate": Rule.ANYONE_AUTHENTICATED,
+    "image:tag:create": Rule.ANYONE_AUTHENTICATED,
+    "image:tag:delete": Rule.ANYONE_AUTHENTICATED,
+    "image:member:list": Rule.ANYONE_AUTHENTICATED,
+    "image:member:show": Rule.ANYONE_AUTHENTICATED,
+    "image:member:create": Rule.ANYONE_AUTHENTICATED,
+    "image:member:update": Rule.ANYONE_AUTHENTICATED,
+    "image:member:delete": Rule.ANYONE_AUTHENTICATED,
+    "image:schema:show": Rule.ANYONE_AUTHENTICATED,
+}
 
 
 BILLING_RULES: dict[str, Rule] = {

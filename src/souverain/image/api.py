@@ -16,33 +16,29 @@ from urllib.parse import urlencode
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route, Router
+from starlette.routing import Router
 from starlette.types import ASGIApp
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import (
     ApiError,
     BadRequest,
+    NotFound,
     PayloadTooLarge,
     UnsupportedMediaType,
 )
 from souverain.common.jsoncodec import STRICT_JSON, JSONResponse
 from souverain.config import ImageSettings
-from souverain.image.service import (
-    CONTAINER_FORMATS,
-    DISK_FORMATS,
-    MEMBER_STATUSES,
-    SORT_KEYS,
-    VISIBILITIES,
-    ImageService,
-    ListQuery,
-)
+from souverain.image import schemas, views
+from souverain.image.schemas import MEMBER_STATUSES, VISIBILITIES
+from souverain.image.service import SORT_KEYS, ImageService, ListQuery
 from souverain.image.store import CHUNK, StorageFull
-from souverain.openstack.auth import audit, authenticate
+from souverain.openstack.auth import audit
 from souverain.openstack.body import read_json
 from souverain.openstack.faults import ErrorLayer
 from souverain.openstack.links import base_url
-from souverain.openstack.query import parse_limit
+from souverain.openstack.query import parse_bool, parse_int, parse_limit
+from souverain.openstack.routing import Edge, EdgeRoute
 
 PREFIX = "/image"
 DEFAULT_LIMIT = 25
@@ -76,7 +72,6 @@ _LIST_PARAMS = frozenset(
         "updated_at",
     }
 )
-VERSIONS = [f"v2.{minor}" for minor in range(9, -1, -1)]
 
 
 class _InsufficientStorage(ApiError):
@@ -104,8 +99,8 @@ def body_limit_for(settings: ImageSettings) -> Callable[[str, str], int | None]:
 # ---------------------------------------------------------------------- request parsing
 
 
-async def read_patch(request: Request) -> list[tuple[str, str, Any]]:
-    """A JSON patch as (op, attribute, value): only top-level attributes, as Glance."""
+async def read_patch(request: Request) -> list[schemas.PatchOp]:
+    """A JSON patch body, in one of Glance's patch media types."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in PATCH_MEDIA_TYPES:
         raise UnsupportedMediaType(
@@ -117,37 +112,7 @@ async def read_patch(request: Request) -> list[tuple[str, str, Any]]:
         ops = STRICT_JSON.decode(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest("Malformed request body: it is not valid JSON.") from None
-    if not isinstance(ops, list):
-        raise BadRequest("A JSON patch is a list of operations.")
-    out: list[tuple[str, str, Any]] = []
-    for op in ops:
-        if not isinstance(op, dict) or op.get("op") not in ("add", "replace", "remove"):
-            raise BadRequest("Each operation must be an object with op add, replace or remove.")
-        path = op.get("path")
-        if not isinstance(path, str) or not path.startswith("/") or path.count("/") != 1:
-            raise BadRequest(f"Invalid JSON pointer {str(path)[:64]!r}: a top-level attribute.")
-        name = path[1:].replace("~1", "/").replace("~0", "~")
-        if op["op"] != "remove" and "value" not in op:
-            raise BadRequest(f"Operation {op['op']} on {path} needs a value.")
-        out.append((op["op"], name, op.get("value")))
-    return out
-
-
-def _int_param(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"Invalid value for '{name}': {raw[:64]!r} is not an integer.") from None
-    if value < 0:
-        raise BadRequest(f"Invalid value for '{name}': must not be negative.")
-    return value
-
-
-def _bool_param(name: str, raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered not in ("true", "false"):
-        raise BadRequest(f"Invalid value for '{name}': {raw[:64]!r} is not true or false.")
-    return lowered == "true"
+    return schemas.patch(ops)
 
 
 def _sort_of(request: Request) -> tuple[tuple[str, str], ...]:
@@ -189,10 +154,10 @@ def _list_query(request: Request) -> ListQuery:
         filters["member_status"] = params["member_status"]
     for name in ("size_min", "size_max"):
         if name in params:
-            filters[name] = _int_param(name, params[name])
+            filters[name] = parse_int(name, params[name], minimum=0)
     for name in ("protected", "os_hidden"):
         if name in params:
-            filters[name] = _bool_param(name, params[name])
+            filters[name] = parse_bool(name, params[name])
     for name, value in params.items():
         if name not in _LIST_PARAMS:
             filters[name] = value  # a custom property
@@ -206,112 +171,6 @@ def _list_query(request: Request) -> ListQuery:
     )
 
 
-# ---------------------------------------------------------------------- documents
-
-
-def _versions(base: str) -> dict[str, Any]:
-    return {
-        "versions": [
-            {
-                "id": version,
-                "status": "CURRENT" if i == 0 else "SUPPORTED",
-                "links": [{"rel": "self", "href": f"{base}/v2/"}],
-            }
-            for i, version in enumerate(VERSIONS)
-        ]
-    }
-
-
-def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
-    return {"type": ["null", kind], **extra}
-
-
-IMAGE_SCHEMA: dict[str, Any] = {
-    "name": "image",
-    "additionalProperties": {"type": "string"},
-    "links": [
-        {"href": "{self}", "rel": "self"},
-        {"href": "{file}", "rel": "enclosure"},
-        {"href": "{schema}", "rel": "describedby"},
-    ],
-    "properties": {
-        "id": {
-            "type": "string",
-            "pattern": "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}"
-            "-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$",
-            "description": "An identifier for the image",
-        },
-        "name": _nullable("string", maxLength=255, description="Descriptive name for the image"),
-        "status": {
-            "type": "string",
-            "readOnly": True,
-            "enum": ["queued", "saving", "active", "killed", "deleted", "deactivated"],
-        },
-        "visibility": {"type": "string", "enum": list(VISIBILITIES)},
-        "protected": {"type": "boolean"},
-        "os_hidden": {"type": "boolean"},
-        "checksum": _nullable("string", readOnly=True, maxLength=32),
-        "os_hash_algo": _nullable("string", readOnly=True, maxLength=64),
-        "os_hash_value": _nullable("string", readOnly=True, maxLength=128),
-        "owner": _nullable("string", maxLength=255),
-        "size": _nullable("integer", readOnly=True),
-        "virtual_size": _nullable("integer", readOnly=True),
-        "container_format": _nullable("string", enum=[None, *CONTAINER_FORMATS]),
-        "disk_format": _nullable("string", enum=[None, *DISK_FORMATS]),
-        "created_at": {"type": "string", "readOnly": True},
-        "updated_at": {"type": "string", "readOnly": True},
-        "tags": {"type": "array", "items": {"type": "string", "maxLength": 255}},
-        "direct_url": {"type": "string", "readOnly": True},
-        "min_ram": {"type": "integer"},
-        "min_disk": {"type": "integer"},
-        "self": {"type": "string", "readOnly": True},
-        "file": {"type": "string", "readOnly": True},
-        "stores": {"type": "string", "readOnly": True},
-        "schema": {"type": "string", "readOnly": True},
-        "locations": {"type": "array", "items": {"type": "object"}},
-    },
-}
-IMAGES_SCHEMA: dict[str, Any] = {
-    "name": "images",
-    "properties": {
-        "images": {"type": "array", "items": IMAGE_SCHEMA},
-        "schema": {"type": "string"},
-        "first": {"type": "string"},
-        "next": {"type": "string"},
-    },
-    "links": [
-        {"rel": "first", "href": "{first}"},
-        {"rel": "next", "href": "{next}"},
-        {"rel": "describedby", "href": "{schema}"},
-    ],
-}
-MEMBER_SCHEMA: dict[str, Any] = {
-    "name": "member",
-    "properties": {
-        "image_id": {"type": "string"},
-        "member_id": {"type": "string"},
-        "status": {"type": "string", "enum": list(MEMBER_STATUSES)},
-        "created_at": {"type": "string"},
-        "updated_at": {"type": "string"},
-        "schema": {"type": "string", "readOnly": True},
-    },
-}
-MEMBERS_SCHEMA: dict[str, Any] = {
-    "name": "members",
-    "properties": {
-        "members": {"type": "array", "items": MEMBER_SCHEMA},
-        "schema": {"type": "string"},
-    },
-    "links": [{"rel": "describedby", "href": "{schema}"}],
-}
-SCHEMAS = {
-    "image": IMAGE_SCHEMA,
-    "images": IMAGES_SCHEMA,
-    "member": MEMBER_SCHEMA,
-    "members": MEMBERS_SCHEMA,
-}
-
-
 # ---------------------------------------------------------------------- the API
 
 
@@ -320,95 +179,110 @@ class ImageApi:
         self.service = service
         self.public_url = public_url
 
-    def auth(self, request: Request) -> RequestContext:
-        return authenticate(self.service.identity, request)
-
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[EdgeRoute]:
+        edge = Edge(self.service.identity)
+        r = edge.route
+        version = {"GET": "image:version:show"}
+        image = "/v2/images/{image_id}"
         return [
-            Route("/", self.root, methods=["GET"]),
-            Route("/versions", self.versions, methods=["GET"]),
-            Route("/v2/schemas/{name}", self.schema, methods=["GET"]),
-            Route("/v2/images", self.list_images, methods=["GET"]),
-            Route("/v2/images", self.create_image, methods=["POST"]),
-            Route("/v2/images/{image_id}", self.show_image, methods=["GET"]),
-            Route("/v2/images/{image_id}", self.update_image, methods=["PATCH"]),
-            Route("/v2/images/{image_id}", self.delete_image, methods=["DELETE"]),
-            Route("/v2/images/{image_id}/file", self.download, methods=["GET"]),
-            Route("/v2/images/{image_id}/file", self.upload, methods=["PUT"]),
-            Route("/v2/images/{image_id}/tags/{tag}", self.tag, methods=["PUT", "DELETE"]),
-            Route("/v2/images/{image_id}/members", self.members, methods=["GET", "POST"]),
-            Route(
-                "/v2/images/{image_id}/members/{member_id}",
-                self.member,
-                methods=["GET", "PUT", "DELETE"],
+            edge.public("/", self.root, version),
+            edge.public("/versions", self.versions, version),
+            r("/v2/schemas/{name}", self.schema, {"GET": "image:schema:show"}),
+            r("/v2/images", self.images, {"GET": "image:image:list", "POST": "image:image:create"}),
+            r(
+                image,
+                self.image,
+                {
+                    "GET": "image:image:show",
+                    "PATCH": "image:image:update",
+                    "DELETE": "image:image:delete",
+                },
             ),
-            Route("/v2/images/{image_id}/actions/{action}", self.action, methods=["POST"]),
+            r(
+                f"{image}/file",
+                self.data,
+                {"GET": "image:image:download", "PUT": "image:image:upload"},
+            ),
+            r(
+                f"{image}/tags/{{tag}}",
+                self.tag,
+                {"PUT": "image:tag:create", "DELETE": "image:tag:delete"},
+            ),
+            r(
+                f"{image}/members",
+                self.members,
+                {"GET": "image:member:list", "POST": "image:member:create"},
+            ),
+            r(
+                f"{image}/members/{{member_id}}",
+                self.member,
+                {
+                    "GET": "image:member:show",
+                    "PUT": "image:member:update",
+                    "DELETE": "image:member:delete",
+                },
+            ),
+            r(f"{image}/actions/deactivate", self.deactivate, {"POST": "image:image:deactivate"}),
+            r(f"{image}/actions/reactivate", self.reactivate, {"POST": "image:image:reactivate"}),
+            r(f"{image}/actions/{{action}}", self.unknown_action, {"POST": "image:image:update"}),
         ]
 
     # -------------------------------------------------------------- discovery
 
     async def root(self, request: Request) -> Response:
         # Glance answers its root with 300 Multiple Choices; keystoneauth expects that.
-        return JSONResponse(_versions(base_url(request, self.public_url, PREFIX)), 300)
+        return JSONResponse(views.versions_view(base_url(request, self.public_url, PREFIX)), 300)
 
     async def versions(self, request: Request) -> Response:
-        return JSONResponse(_versions(base_url(request, self.public_url, PREFIX)))
+        return JSONResponse(views.versions_view(base_url(request, self.public_url, PREFIX)))
 
-    async def schema(self, request: Request) -> Response:
-        self.auth(request)
-        schema = SCHEMAS.get(request.path_params["name"])
+    async def schema(self, request: Request, ctx: RequestContext) -> Response:
+        schema = views.SCHEMAS.get(request.path_params["name"])
         if schema is None:
             raise _not_found()
         return JSONResponse(schema)
 
     # -------------------------------------------------------------- images
 
-    async def list_images(self, request: Request) -> Response:
-        ctx = self.auth(request)
+    async def images(self, request: Request, ctx: RequestContext) -> Response:
+        if request.method == "POST":
+            return await self.create_image(request, ctx)
         query = _list_query(request)
-        images, more = await asyncio.to_thread(self.service.list_images, ctx, query)
+        rows, more = await asyncio.to_thread(self.service.list_images, ctx, query)
         body: dict[str, Any] = {
-            "images": images,
+            "images": [views.image_view(r) for r in rows],
             "first": "/v2/images",
             "schema": "/v2/schemas/images",
         }
-        if more and images:
+        if more and rows:
             params = [(k, v) for k, v in request.query_params.multi_items() if k != "marker"]
-            params.append(("marker", images[-1]["id"]))
+            params.append(("marker", rows[-1].id))
             body["next"] = f"/v2/images?{urlencode(params)}"
         return JSONResponse(body)
 
-    async def create_image(self, request: Request) -> Response:
-        ctx = self.auth(request)
+    async def create_image(self, request: Request, ctx: RequestContext) -> Response:
         audit(request, "image.create", "image", None)
-        body = await read_json(request)
-        view = await asyncio.to_thread(self.service.create, ctx, body)
-        audit(request, "image.create", "image", view["id"])
-        location = f"{base_url(request, self.public_url, PREFIX)}/v2/images/{view['id']}"
-        return JSONResponse(view, 201, headers={"Location": location})
+        req = schemas.image_create(await read_json(request))
+        row = await asyncio.to_thread(self.service.create, ctx, req)
+        audit(request, "image.create", "image", row.id)
+        location = f"{base_url(request, self.public_url, PREFIX)}/v2/images/{row.id}"
+        return JSONResponse(views.image_view(row), 201, headers={"Location": location})
 
-    async def show_image(self, request: Request) -> Response:
-        ctx = self.auth(request)
-        view = await asyncio.to_thread(self.service.get, ctx, request.path_params["image_id"])
-        return JSONResponse(view)
-
-    async def update_image(self, request: Request) -> Response:
-        ctx = self.auth(request)
+    async def image(self, request: Request, ctx: RequestContext) -> Response:
         image_id = request.path_params["image_id"]
-        audit(request, "image.update", "image", image_id)
-        changes = await read_patch(request)
-        view = await asyncio.to_thread(self.service.update, ctx, image_id, changes)
-        return JSONResponse(view)
-
-    async def delete_image(self, request: Request) -> Response:
-        ctx = self.auth(request)
-        image_id = request.path_params["image_id"]
+        if request.method == "GET":
+            row = await asyncio.to_thread(self.service.show, ctx, image_id)
+            return JSONResponse(views.image_view(row))
+        if request.method == "PATCH":
+            audit(request, "image.update", "image", image_id)
+            changes = await read_patch(request)
+            row = await asyncio.to_thread(self.service.update, ctx, image_id, changes)
+            return JSONResponse(views.image_view(row))
         audit(request, "image.delete", "image", image_id)
         await asyncio.to_thread(self.service.delete, ctx, image_id)
         return Response(status_code=204)
 
-    async def tag(self, request: Request) -> Response:
-        ctx = self.auth(request)
+    async def tag(self, request: Request, ctx: RequestContext) -> Response:
         image_id, tag = request.path_params["image_id"], request.path_params["tag"]
         if request.method == "PUT":
             audit(request, "image.tag.add", "image", image_id)
@@ -418,49 +292,61 @@ class ImageApi:
             await asyncio.to_thread(self.service.remove_tag, ctx, image_id, tag)
         return Response(status_code=204)
 
-    async def action(self, request: Request) -> Response:
-        ctx = self.auth(request)
-        image_id, action = request.path_params["image_id"], request.path_params["action"]
-        if action not in ("deactivate", "reactivate"):
-            raise _not_found()
-        audit(request, f"image.{action}", "image", image_id)
-        await asyncio.to_thread(self.service.set_active, ctx, image_id, action == "reactivate")
+    async def deactivate(self, request: Request, ctx: RequestContext) -> Response:
+        return await self._set_active(request, ctx, False)
+
+    async def reactivate(self, request: Request, ctx: RequestContext) -> Response:
+        return await self._set_active(request, ctx, True)
+
+    async def unknown_action(self, request: Request, ctx: RequestContext) -> Response:
+        raise _not_found()
+
+    async def _set_active(self, request: Request, ctx: RequestContext, active: bool) -> Response:
+        image_id = request.path_params["image_id"]
+        audit(request, f"image.{'reactivate' if active else 'deactivate'}", "image", image_id)
+        await asyncio.to_thread(self.service.set_active, ctx, image_id, active)
         return Response(status_code=204)
 
     # -------------------------------------------------------------- members
 
-    async def members(self, request: Request) -> Response:
-        ctx = self.auth(request)
+    async def members(self, request: Request, ctx: RequestContext) -> Response:
         image_id = request.path_params["image_id"]
+        members = self.service.members
         if request.method == "GET":
-            rows = await asyncio.to_thread(self.service.list_members, ctx, image_id)
-            return JSONResponse({"members": rows, "schema": "/v2/schemas/members"})
+            rows = await asyncio.to_thread(members.list_members, ctx, image_id)
+            body = {
+                "members": [views.member_view(r) for r in rows],
+                "schema": "/v2/schemas/members",
+            }
+            return JSONResponse(body)
         audit(request, "image.member.create", "image", image_id)
-        body = await read_json(request)
-        view = await asyncio.to_thread(self.service.add_member, ctx, image_id, body.get("member"))
-        return JSONResponse(view)
+        member_id = schemas.member(await read_json(request))
+        row = await asyncio.to_thread(members.add_member, ctx, image_id, member_id)
+        return JSONResponse(views.member_view(row))
 
-    async def member(self, request: Request) -> Response:
-        ctx = self.auth(request)
+    async def member(self, request: Request, ctx: RequestContext) -> Response:
         image_id, member_id = request.path_params["image_id"], request.path_params["member_id"]
+        members = self.service.members
         if request.method == "GET":
-            view = await asyncio.to_thread(self.service.get_member, ctx, image_id, member_id)
-            return JSONResponse(view)
+            row = await asyncio.to_thread(members.get_member, ctx, image_id, member_id)
+            return JSONResponse(views.member_view(row))
         if request.method == "PUT":
             audit(request, "image.member.update", "image", image_id)
-            body = await read_json(request)
-            view = await asyncio.to_thread(
-                self.service.update_member, ctx, image_id, member_id, body.get("status")
-            )
-            return JSONResponse(view)
+            status = schemas.member_status(await read_json(request))
+            row = await asyncio.to_thread(members.update_member, ctx, image_id, member_id, status)
+            return JSONResponse(views.member_view(row))
         audit(request, "image.member.delete", "image", image_id)
-        await asyncio.to_thread(self.service.remove_member, ctx, image_id, member_id)
+        await asyncio.to_thread(members.remove_member, ctx, image_id, member_id)
         return Response(status_code=204)
 
     # -------------------------------------------------------------- data
 
-    async def upload(self, request: Request) -> Response:
-        ctx = self.auth(request)
+    async def data(self, request: Request, ctx: RequestContext) -> Response:
+        if request.method == "PUT":
+            return await self.upload(request, ctx)
+        return await self.download(request, ctx)
+
+    async def upload(self, request: Request, ctx: RequestContext) -> Response:
         image_id = request.path_params["image_id"]
         audit(request, "image.upload", "image", image_id)
         media_type = request.headers.get("content-type", "application/octet-stream")
@@ -512,8 +398,7 @@ class ImageApi:
             raise _InsufficientStorage("There is no room left to store the image.") from None
         return Response(status_code=204)
 
-    async def download(self, request: Request) -> Response:
-        ctx = self.auth(request)
+    async def download(self, request: Request, ctx: RequestContext) -> Response:
         image_id = request.path_params["image_id"]
         data = await asyncio.to_thread(self.service.data_for, ctx, image_id)
         if data.file_id is None:
@@ -536,8 +421,6 @@ class ImageApi:
 
 
 def _not_found(image_id: str | None = None) -> ApiError:
-    from souverain.common.errors import NotFound
-
     if image_id is None:
         return NotFound("The resource could not be found.")
     return NotFound(f"No image found with ID {image_id}")

@@ -1,4 +1,8 @@
-"""Image rules: records, visibility and membership, the upload state machine. No HTTP.
+"""Image rules: records, the upload state machine, what compute and volume ask. No HTTP.
+
+Tenancy lives in `access`, members in `members`, attribute checks in `schemas`
+and the wire shapes in `views`; methods return rows, except the few that
+in-process callers (compute, volume) have always read as Glance's dicts.
 
 An image is `queued` (no data), `saving` (an upload runs), `active` (immutable
 data), `deactivated` (admin hid its data), or `killed` (a snapshot failed).
@@ -11,20 +15,16 @@ upload): the owner can upload again, and nothing half-written is kept.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import re
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from souverain.common.clock import Clock, as_utc
+from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from souverain.common.metering import NULL_METER, Meter, gib
@@ -33,6 +33,10 @@ from souverain.config import ImageSettings
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
 from souverain.image import models as m
+from souverain.image import schemas, views
+from souverain.image.access import owned, visible
+from souverain.image.members import ImageMembers
+from souverain.image.schemas import CORE, READ_ONLY, RESERVED, ImageCreate
 from souverain.image.store import (
     CHUNK,
     HASH_ALGO,
@@ -45,11 +49,6 @@ from souverain.image.store import (
 
 log = logging.getLogger("souverain.image")
 
-DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
-CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
-VISIBILITIES = ("public", "private", "shared", "community")
-MEMBER_STATUSES = ("pending", "accepted", "rejected")
-
 # The allowed status transitions, as data: (from, to).
 TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
     {
@@ -61,42 +60,6 @@ TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
         ("saving", "killed"),  # fail_image while saving
         ("active", "deactivated"),
         ("deactivated", "active"),
-    }
-)
-
-# Attributes a client never sets; `id` may be given at creation only.
-READ_ONLY = frozenset(
-    {
-        "status",
-        "checksum",
-        "os_hash_algo",
-        "os_hash_value",
-        "size",
-        "virtual_size",
-        "created_at",
-        "updated_at",
-        "self",
-        "file",
-        "schema",
-        "direct_url",
-        "stores",
-    }
-)
-RESERVED = frozenset({"location", "locations", "deleted", "deleted_at", "owner_id"})
-# Core attributes a client may set; everything else is a custom (string) property.
-CORE = frozenset(
-    {
-        "id",
-        "name",
-        "visibility",
-        "protected",
-        "os_hidden",
-        "disk_format",
-        "container_format",
-        "min_disk",
-        "min_ram",
-        "tags",
-        "owner",
     }
 )
 SORT_KEYS = (
@@ -113,12 +76,6 @@ SORT_KEYS = (
     "owner",
     "min_disk",
     "min_ram",
-)
-MAX_PROPERTY_LENGTH = 255
-MAX_TAGS = 128
-MAX_INT = 2**31 - 1
-IMAGE_ID = re.compile(
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
 
 
@@ -156,111 +113,21 @@ class ListQuery:
     marker: str | None = None
 
 
-def _isotime(value: dt.datetime) -> str:
-    return as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def image_view(row: m.Image) -> dict[str, Any]:
-    """The Glance image body, custom properties at the top level."""
-    view: dict[str, Any] = dict(row.properties or {})
-    view.update(
-        {
-            "id": row.id,
-            "name": row.name,
-            "status": row.status,
-            "visibility": row.visibility,
-            "protected": row.protected,
-            "os_hidden": row.os_hidden,
-            "owner": row.owner,
-            "disk_format": row.disk_format,
-            "container_format": row.container_format,
-            "min_disk": row.min_disk,
-            "min_ram": row.min_ram,
-            "size": row.size,
-            "virtual_size": row.virtual_size,
-            "checksum": row.checksum,
-            "os_hash_algo": row.os_hash_algo,
-            "os_hash_value": row.os_hash_value,
-            "tags": list(row.tags or []),
-            "created_at": _isotime(row.created_at),
-            "updated_at": _isotime(row.updated_at),
-            "self": f"/v2/images/{row.id}",
-            "file": f"/v2/images/{row.id}/file",
-            "schema": "/v2/schemas/image",
-        }
-    )
-    return view
-
-
-def member_view(row: m.ImageMember) -> dict[str, Any]:
-    return {
-        "image_id": row.image_id,
-        "member_id": row.member_id,
-        "status": row.status,
-        "created_at": _isotime(row.created_at),
-        "updated_at": _isotime(row.updated_at),
-        "schema": "/v2/schemas/member",
-    }
-
-
 def _check_transition(image: m.Image, to: str) -> None:
     if (image.status, to) not in TRANSITIONS:
         raise Conflict(f"Image status transition from {image.status} to {to} is not allowed.")
 
 
-def _string(name: str, value: Any, nullable: bool = False) -> str | None:
-    if value is None and nullable:
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(f"Invalid value for '{name}': {value!r} is not a string.")
-    if len(value) > MAX_PROPERTY_LENGTH:
-        raise BadRequest(f"Invalid value for '{name}': longer than {MAX_PROPERTY_LENGTH}.")
-    return value
+def _listed_value(image: m.Image, key: str) -> Any:
+    """What a list filter or sort on `key` compares: a core attribute, else a custom property."""
+    if key in _COLUMNS:
+        return getattr(image, key)
+    return (image.properties or {}).get(key)
 
 
-def _int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
-        raise BadRequest(f"Invalid value for '{name}': {value!r} is not a non-negative integer.")
-    return value
-
-
-def _bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise BadRequest(f"Invalid value for '{name}': {value!r} is not a boolean.")
-    return value
-
-
-def _choice(name: str, value: Any, choices: Iterable[str], nullable: bool = True) -> str | None:
-    if value is None and nullable:
-        return None
-    if value not in choices:
-        raise BadRequest(
-            f"Invalid value for '{name}': {value!r} is not one of {', '.join(choices)}."
-        )
-    return str(value)
-
-
-def _tags(value: Any) -> list[str]:
-    if not isinstance(value, list):
-        raise BadRequest("Invalid value for 'tags': a list of strings is expected.")
-    out: list[str] = []
-    for tag in value:
-        checked = _string("tags", tag)
-        if checked and checked not in out:
-            out.append(checked)
-    if len(out) > MAX_TAGS:
-        raise BadRequest(f"Invalid value for 'tags': at most {MAX_TAGS} tags.")
-    return out
-
-
-def _property_name(name: str) -> str:
-    if not name or len(name) > MAX_PROPERTY_LENGTH:
-        raise BadRequest(f"Invalid property name {name[:64]!r}.")
-    if name in READ_ONLY:
-        raise Forbidden(f"Attribute '{name}' is read-only.")
-    if name in RESERVED:
-        raise Forbidden(f"Attribute '{name}' is reserved.")
-    return name
+_COLUMNS = frozenset(
+    {*SORT_KEYS, "protected", "os_hidden", "checksum", "os_hash_algo", "os_hash_value", "tags"}
+)
 
 
 class ImageService:
@@ -279,51 +146,17 @@ class ImageService:
         self.identity = identity
         self.clock = clock
         self.settings = settings
-
-    # ------------------------------------------------------------------ visibility
-
-    @staticmethod
-    def _can_see(ctx: RequestContext, image: m.Image, membership: m.ImageMember | None) -> bool:
-        if ctx.is_admin or image.visibility in ("public", "community"):
-            return True
-        if image.owner is not None and image.owner == ctx.project_id:
-            return True
-        return image.visibility == "shared" and membership is not None
-
-    @staticmethod
-    def _owns(ctx: RequestContext, image: m.Image) -> bool:
-        return ctx.is_admin or (image.owner is not None and image.owner == ctx.project_id)
-
-    def _visible(self, s: Session, ctx: RequestContext, image_id: str) -> m.Image:
-        """The image if the caller may see it; 404 otherwise (never a hint it exists)."""
-        image = s.get(m.Image, image_id.lower()) if IMAGE_ID.match(image_id) else None
-        if image is not None:
-            membership = (
-                s.get(m.ImageMember, (image.id, ctx.project_id)) if ctx.project_id else None
-            )
-            if self._can_see(ctx, image, membership):
-                return image
-        raise NotFound(f"No image found with ID {image_id}")
-
-    def _owned(self, s: Session, ctx: RequestContext, image_id: str, action: str) -> m.Image:
-        image = self._visible(s, ctx, image_id)
-        if not self._owns(ctx, image):
-            raise Forbidden(f"You are not permitted to {action} image {image_id}.")
-        return image
+        self.members = ImageMembers(db, clock)
 
     # ------------------------------------------------------------------ records
 
-    def create(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+    def create(self, ctx: RequestContext, req: ImageCreate) -> m.Image:
         if not ctx.project_id:
             raise Forbidden("Images belong to projects: use a project-scoped token.")
         now = self.clock.now()
-        image_id = body.get("id")
-        if image_id is None:
-            image_id = str(uuid.uuid4())
-        elif not isinstance(image_id, str) or not IMAGE_ID.match(image_id):
-            raise BadRequest(f"Invalid value for 'id': {str(image_id)[:64]!r} is not a UUID.")
+        image_id = (req.image_id or str(uuid.uuid4())).lower()
         image = m.Image(
-            id=image_id.lower(),
+            id=image_id,
             name=None,
             owner=ctx.project_id,
             status="queued",
@@ -337,63 +170,45 @@ class ImageService:
             created_at=now,
             updated_at=now,
         )
-        for key, value in body.items():
-            if key == "id":
-                continue
+        for key, value in req.attributes:
             self._set(ctx, image, key, value)
         try:
             with self.db.session() as s:
                 s.add(image)
                 s.flush()
-                return image_view(image)
+                return image
         except IntegrityError:
-            raise Conflict(f"An image with identifier {image_id} already exists.") from None
+            raise Conflict(f"An image with identifier {req.image_id} already exists.") from None
 
     def _set(self, ctx: RequestContext, image: m.Image, key: str, value: Any) -> None:
-        """One attribute from a create body or a patch `add`/`replace`."""
-        if key == "name":
-            image.name = _string(key, value, nullable=True)
-        elif key == "visibility":
-            visibility = _choice(key, value, VISIBILITIES, nullable=False)
-            if visibility == "public" and not ctx.is_admin:
-                raise Forbidden("Only administrators may publicize images (visibility public).")
-            image.visibility = str(visibility)
-        elif key in ("protected", "os_hidden"):
-            setattr(image, key, _bool(key, value))
-        elif key in ("min_disk", "min_ram"):
-            setattr(image, key, _int(key, value))
-        elif key == "disk_format":
+        """One attribute from a create body or a patch `add`/`replace`: the caller's and the
+        image's rules here, the value's own in `schemas.attribute`."""
+        if key in ("disk_format", "container_format"):
             self._refuse_if_has_data(image, key)
-            image.disk_format = _choice(key, value, DISK_FORMATS)
-        elif key == "container_format":
-            self._refuse_if_has_data(image, key)
-            image.container_format = _choice(key, value, CONTAINER_FORMATS)
-        elif key == "tags":
-            image.tags = _tags(value)
-        elif key == "owner":
-            if not ctx.is_admin:
-                raise Forbidden("Only administrators may change an image's owner.")
-            image.owner = _string(key, value, nullable=True)
-        elif key == "id":
-            raise Forbidden("Attribute 'id' is read-only.")
+        elif key == "owner" and not ctx.is_admin:
+            raise Forbidden("Only administrators may change an image's owner.")
+        checked = schemas.attribute(key, value)
+        if key == "visibility" and checked == "public" and not ctx.is_admin:
+            raise Forbidden("Only administrators may publicize images (visibility public).")
+        if key in CORE:
+            setattr(image, key, checked)
         else:
-            name = _property_name(key)
-            props = dict(image.properties or {})
-            props[name] = str(_string(name, value))
-            image.properties = props
+            image.properties = {**(image.properties or {}), key: str(checked)}
 
     @staticmethod
     def _refuse_if_has_data(image: m.Image, key: str) -> None:
         if image.status != "queued":
             raise Forbidden(f"Attribute '{key}' can be only replaced for a queued image.")
 
-    def get(self, ctx: RequestContext, image_id: str) -> dict[str, Any]:
+    def show(self, ctx: RequestContext, image_id: str) -> m.Image:
         with self.db.session() as s:
-            return image_view(self._visible(s, ctx, image_id))
+            return visible(s, ctx, image_id)
 
-    def list_images(
-        self, ctx: RequestContext, query: ListQuery
-    ) -> tuple[list[dict[str, Any]], bool]:
+    def get(self, ctx: RequestContext, image_id: str) -> dict[str, Any]:
+        """The image as Glance shows it, for in-process callers."""
+        return views.image_view(self.show(ctx, image_id))
+
+    def list_images(self, ctx: RequestContext, query: ListQuery) -> tuple[list[m.Image], bool]:
         """One page of the images the caller may list; whether more follow."""
         filters = dict(query.filters)
         visibility = filters.pop("visibility", None)
@@ -415,24 +230,23 @@ class ImageService:
             if "size_max" in filters:
                 stmt = stmt.where(m.Image.size <= filters.pop("size_max"))
             rows = list(s.scalars(stmt))
-        views = [image_view(r) for r in rows]
-        views = [
-            v
-            for v in views
-            if all(t in v["tags"] for t in query.tags)
-            and all(v.get(k) == want for k, want in filters.items())
+        kept = [
+            {**{k: _listed_value(r, k) for k in (*SORT_KEYS, *filters)}, "_image": r}
+            for r in rows
+            if all(t in (r.tags or []) for t in query.tags)
+            and all(_listed_value(r, k) == want for k, want in filters.items())
         ]
-        views = sort_views(views, query.sort)
+        ordered = sort_views(kept, query.sort)
         start = 0
         if query.marker is not None:
-            for index, view in enumerate(views):
-                if view["id"] == query.marker:
+            for index, item in enumerate(ordered):
+                if item["id"] == query.marker:
                     start = index + 1
                     break
             else:
                 raise BadRequest(f"marker {query.marker!r} could not be found.")
-        end = len(views) if query.limit is None else start + query.limit
-        return views[start:end], end < len(views)
+        end = len(ordered) if query.limit is None else start + query.limit
+        return [item["_image"] for item in ordered[start:end]], end < len(ordered)
 
     def _listable(
         self, stmt: Any, ctx: RequestContext, visibility: str | None, member_status: str
@@ -458,17 +272,16 @@ class ImageService:
         # default and shared/private filters
         return stmt.where(or_(own, shared_with_me, m.Image.visibility == "public"))
 
-    def update(
-        self, ctx: RequestContext, image_id: str, changes: list[tuple[str, str, Any]]
-    ) -> dict[str, Any]:
-        """Apply JSON-patch style changes: (op, attribute, value); all or nothing."""
+    def update(self, ctx: RequestContext, image_id: str, changes: list[schemas.PatchOp]) -> m.Image:
+        """Apply JSON-patch changes to top-level attributes; all or nothing."""
         with self.db.session() as s:
-            image = self._owned(s, ctx, image_id, "modify")
-            for op, key, value in changes:
+            image = owned(s, ctx, image_id, "modify")
+            for change in changes:
+                op, key, value = change.op, change.name, change.value
                 if key == "tags" or key in CORE or key in READ_ONLY or key in RESERVED:
                     if op == "remove":
                         if key in READ_ONLY or key in RESERVED:
-                            _property_name(key)
+                            schemas.property_name(key)
                         raise Forbidden(f"Property '{key}' cannot be removed.")
                     self._set(ctx, image, key, value)
                 elif op == "remove":
@@ -483,11 +296,11 @@ class ImageService:
                     self._set(ctx, image, key, value)
             image.updated_at = self.clock.now()
             s.flush()
-            return image_view(image)
+            return image
 
     def delete(self, ctx: RequestContext, image_id: str) -> None:
         with self.db.session() as s:
-            image = self._owned(s, ctx, image_id, "delete")
+            image = owned(s, ctx, image_id, "delete")
             if image.protected:
                 raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
             file_id, owner = image.file_id, image.owner or ""
@@ -498,15 +311,15 @@ class ImageService:
 
     def add_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
         with self.db.session() as s:
-            image = self._owned(s, ctx, image_id, "modify")
+            image = owned(s, ctx, image_id, "modify")
             tags = list(image.tags or [])
             if tag not in tags:
-                image.tags = _tags([*tags, tag])
+                image.tags = schemas.tags([*tags, tag])
                 image.updated_at = self.clock.now()
 
     def remove_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
         with self.db.session() as s:
-            image = self._owned(s, ctx, image_id, "modify")
+            image = owned(s, ctx, image_id, "modify")
             tags = list(image.tags or [])
             if tag not in tags:
                 raise NotFound(f"Tag {tag} not found on image {image_id}.")
@@ -517,7 +330,7 @@ class ImageService:
     def set_active(self, ctx: RequestContext, image_id: str, active: bool) -> None:
         """Deactivate (hide the data from non-admins) or reactivate; admins only."""
         with self.db.session() as s:
-            image = self._visible(s, ctx, image_id)
+            image = visible(s, ctx, image_id)
             if not ctx.is_admin:
                 raise Forbidden("Only administrators may deactivate or reactivate images.")
             target = "active" if active else "deactivated"
@@ -541,85 +354,12 @@ class ImageService:
             ).one()
         return int(count or 0), int(total or 0)
 
-    # ------------------------------------------------------------------ members
-
-    def _shared_owned(self, s: Session, ctx: RequestContext, image_id: str) -> m.Image:
-        image = self._visible(s, ctx, image_id)
-        if not self._owns(ctx, image):
-            raise Forbidden(f"Only the owner of image {image_id} may manage its members.")
-        if image.visibility != "shared":
-            raise Forbidden(f"Only shared images have members; image {image_id} is not shared.")
-        return image
-
-    def list_members(self, ctx: RequestContext, image_id: str) -> list[dict[str, Any]]:
-        with self.db.session() as s:
-            image = self._visible(s, ctx, image_id)
-            if image.visibility != "shared":
-                raise Forbidden(f"Only shared images have members; image {image_id} is not shared.")
-            stmt = select(m.ImageMember).where(m.ImageMember.image_id == image.id)
-            if not self._owns(ctx, image):  # a member sees its own membership only
-                stmt = stmt.where(m.ImageMember.member_id == ctx.project_id)
-            return [member_view(r) for r in s.scalars(stmt.order_by(m.ImageMember.created_at))]
-
-    def get_member(self, ctx: RequestContext, image_id: str, member_id: str) -> dict[str, Any]:
-        with self.db.session() as s:
-            image = self._visible(s, ctx, image_id)
-            row = s.get(m.ImageMember, (image.id, member_id))
-            if row is None or not (self._owns(ctx, image) or member_id == ctx.project_id):
-                raise NotFound(f"Member {member_id} not found on image {image_id}.")
-            return member_view(row)
-
-    def add_member(self, ctx: RequestContext, image_id: str, member_id: Any) -> dict[str, Any]:
-        member = _string("member", member_id)
-        if not member:
-            raise BadRequest("Invalid value for 'member': a project id is expected.")
-        now = self.clock.now()
-        try:
-            with self.db.session() as s:
-                image = self._shared_owned(s, ctx, image_id)
-                row = m.ImageMember(
-                    image_id=image.id,
-                    member_id=member,
-                    status="pending",
-                    created_at=now,
-                    updated_at=now,
-                )
-                s.add(row)
-                s.flush()
-                return member_view(row)
-        except IntegrityError:
-            raise Conflict(f"Member {member} is already a member of image {image_id}.") from None
-
-    def update_member(
-        self, ctx: RequestContext, image_id: str, member_id: str, status: Any
-    ) -> dict[str, Any]:
-        checked = _choice("status", status, MEMBER_STATUSES, nullable=False)
-        with self.db.session() as s:
-            image = self._visible(s, ctx, image_id)
-            row = s.get(m.ImageMember, (image.id, member_id))
-            if row is None:
-                raise NotFound(f"Member {member_id} not found on image {image_id}.")
-            if member_id != ctx.project_id:
-                raise Forbidden("Only the member project may change its membership status.")
-            row.status = str(checked)
-            row.updated_at = self.clock.now()
-            s.flush()
-            return member_view(row)
-
-    def remove_member(self, ctx: RequestContext, image_id: str, member_id: str) -> None:
-        with self.db.session() as s:
-            image = self._shared_owned(s, ctx, image_id)
-            row = s.get(m.ImageMember, (image.id, member_id))
-            if row is None:
-                raise NotFound(f"Member {member_id} not found on image {image_id}.")
-            s.delete(row)
-
     # ------------------------------------------------------------------ data
 
     def begin_upload(self, ctx: RequestContext, image_id: str) -> str:
         """Move an image from queued to saving for this upload; its disk_format."""
         with self.db.session() as s:
-            image = self._owned(s, ctx, image_id, "upload data to")
+            image = owned(s, ctx, image_id, "upload data to")
             if image.status != "queued":
                 raise Conflict(
                     f"Image {image_id} is {image.status}: data can only be uploaded once, "
@@ -644,8 +384,8 @@ class ImageService:
             raise Conflict(f"Image {image_id} is already receiving data.")
         return disk_format
 
-    def finish_upload(self, image_id: str, writer: ImageWriter, disk_format: str) -> dict[str, Any]:
-        """Inspect, make durable and record the uploaded bytes; the image's view.
+    def finish_upload(self, image_id: str, writer: ImageWriter, disk_format: str) -> m.Image:
+        """Inspect, make durable and record the uploaded bytes; the image.
 
         Runs on a worker thread. Refused data leaves the image queued and no file.
         """
@@ -678,7 +418,7 @@ class ImageService:
         digests: Any,
         disk: DiskInfo,
         from_states: tuple[str, ...],
-    ) -> dict[str, Any]:
+    ) -> m.Image:
         # qemu-img rounds raw sizes up to a sector; a raw disk is exactly its bytes
         virtual_size = digests.size if disk.format == "raw" else disk.virtual_size
         try:
@@ -697,16 +437,16 @@ class ImageService:
                 image.os_hash_value = digests.multihash.hexdigest()
                 image.updated_at = self.clock.now()
                 s.flush()
-                view, owner = image_view(image), image.owner or ""
+                owner = image.owner or ""
         except BaseException:
             self.store.delete([file_id])
             raise
         self.meter.gauge(owner, "image.gb", image_id, gib(digests.size))
-        return view
+        return image
 
     def data_for(self, ctx: RequestContext, image_id: str) -> Download:
         with self.db.session() as s:
-            image = self._visible(s, ctx, image_id)
+            image = visible(s, ctx, image_id)
             if image.status == "deactivated" and not ctx.is_admin:
                 raise Forbidden(f"The data of image {image_id} is not available (deactivated).")
             if image.status != "active" and image.status != "deactivated":
@@ -718,7 +458,7 @@ class ImageService:
     def image_for_boot(self, ctx: RequestContext, image_id: str) -> BootImage:
         with self.db.session() as s:
             try:
-                image = self._visible(s, ctx, image_id)
+                image = visible(s, ctx, image_id)
             except NotFound:
                 raise NotFound(f"Image {image_id} could not be found.") from None
             if image.status != "active" or image.file_id is None:
@@ -746,6 +486,8 @@ class ImageService:
         disk_format: str = "qcow2",
         container_format: str = "bare",
     ) -> dict[str, Any]:
+        """A private image for a server or volume snapshot, queued for its data; as Glance
+        shows it."""
         body: dict[str, Any] = {
             **properties,
             "name": name,
@@ -755,7 +497,7 @@ class ImageService:
             "disk_format": disk_format,
             "container_format": container_format,
         }
-        return self.create(ctx, body)
+        return views.image_view(self.create(ctx, schemas.image_create(body)))
 
     def import_file(self, image_id: str, source: Path) -> None:
         """Move a finished, fsynced local file into the store and make the image active."""

@@ -1,0 +1,166 @@
+"""Glance's wire shapes: image and member bodies, the version list and the JSON schemas.
+
+The one place they are written; the service returns rows and the API renders
+them here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from souverain.common.clock import as_utc
+from souverain.image import models as m
+from souverain.image.schemas import CONTAINER_FORMATS, DISK_FORMATS, MEMBER_STATUSES, VISIBILITIES
+
+VERSIONS = [f"v2.{minor}" for minor in range(9, -1, -1)]
+
+
+def isotime(value: dt.datetime) -> str:
+    return as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def image_view(row: m.Image) -> dict[str, Any]:
+    """The Glance image body, custom properties at the top level."""
+    view: dict[str, Any] = dict(row.properties or {})
+    view.update(
+        {
+            "id": row.id,
+            "name": row.name,
+            "status": row.status,
+            "visibility": row.visibility,
+            "protected": row.protected,
+            "os_hidden": row.os_hidden,
+            "owner": row.owner,
+            "disk_format": row.disk_format,
+            "container_format": row.container_format,
+            "min_disk": row.min_disk,
+            "min_ram": row.min_ram,
+            "size": row.size,
+            "virtual_size": row.virtual_size,
+            "checksum": row.checksum,
+            "os_hash_algo": row.os_hash_algo,
+            "os_hash_value": row.os_hash_value,
+            "tags": list(row.tags or []),
+            "created_at": isotime(row.created_at),
+            "updated_at": isotime(row.updated_at),
+            "self": f"/v2/images/{row.id}",
+            "file": f"/v2/images/{row.id}/file",
+            "schema": "/v2/schemas/image",
+        }
+    )
+    return view
+
+
+def member_view(row: m.ImageMember) -> dict[str, Any]:
+    return {
+        "image_id": row.image_id,
+        "member_id": row.member_id,
+        "status": row.status,
+        "created_at": isotime(row.created_at),
+        "updated_at": isotime(row.updated_at),
+        "schema": "/v2/schemas/member",
+    }
+
+
+def versions_view(base: str) -> dict[str, Any]:
+    return {
+        "versions": [
+            {
+                "id": version,
+                "status": "CURRENT" if i == 0 else "SUPPORTED",
+                "links": [{"rel": "self", "href": f"{base}/v2/"}],
+            }
+            for i, version in enumerate(VERSIONS)
+        ]
+    }
+
+
+def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
+    return {"type": ["null", kind], **extra}
+
+
+IMAGE_SCHEMA: dict[str, Any] = {
+    "name": "image",
+    "additionalProperties": {"type": "string"},
+    "links": [
+        {"href": "{self}", "rel": "self"},
+        {"href": "{file}", "rel": "enclosure"},
+        {"href": "{schema}", "rel": "describedby"},
+    ],
+    "properties": {
+        "id": {
+            "type": "string",
+            "pattern": "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}"
+            "-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$",
+            "description": "An identifier for the image",
+        },
+        "name": _nullable("string", maxLength=255, description="Descriptive name for the image"),
+        "status": {
+            "type": "string",
+            "readOnly": True,
+            "enum": ["queued", "saving", "active", "killed", "deleted", "deactivated"],
+        },
+        "visibility": {"type": "string", "enum": list(VISIBILITIES)},
+        "protected": {"type": "boolean"},
+        "os_hidden": {"type": "boolean"},
+        "checksum": _nullable("string", readOnly=True, maxLength=32),
+        "os_hash_algo": _nullable("string", readOnly=True, maxLength=64),
+        "os_hash_value": _nullable("string", readOnly=True, maxLength=128),
+        "owner": _nullable("string", maxLength=255),
+        "size": _nullable("integer", readOnly=True),
+        "virtual_size": _nullable("integer", readOnly=True),
+        "container_format": _nullable("string", enum=[None, *CONTAINER_FORMATS]),
+        "disk_format": _nullable("string", enum=[None, *DISK_FORMATS]),
+        "created_at": {"type": "string", "readOnly": True},
+        "updated_at": {"type": "string", "readOnly": True},
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 255}},
+        "direct_url": {"type": "string", "readOnly": True},
+        "min_ram": {"type": "integer"},
+        "min_disk": {"type": "integer"},
+        "self": {"type": "string", "readOnly": True},
+        "file": {"type": "string", "readOnly": True},
+        "stores": {"type": "string", "readOnly": True},
+        "schema": {"type": "string", "readOnly": True},
+        "locations": {"type": "array", "items": {"type": "object"}},
+    },
+}
+IMAGES_SCHEMA: dict[str, Any] = {
+    "name": "images",
+    "properties": {
+        "images": {"type": "array", "items": IMAGE_SCHEMA},
+        "schema": {"type": "string"},
+        "first": {"type": "string"},
+        "next": {"type": "string"},
+    },
+    "links": [
+        {"rel": "first", "href": "{first}"},
+        {"rel": "next", "href": "{next}"},
+        {"rel": "describedby", "href": "{schema}"},
+    ],
+}
+MEMBER_SCHEMA: dict[str, Any] = {
+    "name": "member",
+    "properties": {
+        "image_id": {"type": "string"},
+        "member_id": {"type": "string"},
+        "status": {"type": "string", "enum": list(MEMBER_STATUSES)},
+        "created_at": {"type": "string"},
+        "updated_at": {"type": "string"},
+        "schema": {"type": "string", "readOnly": True},
+    },
+}
+MEMBERS_SCHEMA: dict[str, Any] = {
+    "name": "members",
+    "properties": {
+        "members": {"type": "array", "items": MEMBER_SCHEMA},
+        "schema": {"type": "string"},
+    },
+    "links": [{"rel": "describedby", "href": "{schema}"}],
+}
+SCHEMAS = {
+    "image": IMAGE_SCHEMA,
+    "images": IMAGES_SCHEMA,
+    "member": MEMBER_SCHEMA,
+    "members": MEMBERS_SCHEMA,
+}

@@ -1,0 +1,220 @@
+"""Making a volume: where its data comes from (blank, a snapshot, a volume, an image),
+the quota claim and row in one transaction, then the file. No HTTP.
+
+The row is inserted `creating` (`downloading` from an image) before the file is
+written; the volume ends `available`, or `error` with a message a customer can
+act on. A crash in between leaves the transitional status, which recovery turns
+into `error` at the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from souverain.common.context import RequestContext
+from souverain.common.errors import BadRequest, Forbidden
+from souverain.volume import models as m
+from souverain.volume.backend import GIB, SOURCE_FORMATS, BackendError
+from souverain.volume.quotas import Quotas
+from souverain.volume.rules import (
+    AVAILABILITY_ZONE,
+    Shared,
+    VolumeImages,
+    reason,
+    visible_snapshot,
+    visible_volume,
+)
+from souverain.volume.schemas import VolumeCreate, within_limit
+from souverain.volume.state import VolumeStates
+from souverain.volume.volume_types import VolumeTypes
+
+log = logging.getLogger("souverain.volume")
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    """Where a new volume's data comes from, already checked, and its size."""
+
+    size: int
+    bootable: bool = False
+    source: Path | None = None
+    source_format: str = "qcow2"
+    shared: bool = False
+    image_id: str | None = None
+    image_metadata: dict[str, str] | None = None
+    snapshot_id: str | None = None
+    source_volid: str | None = None
+
+
+class VolumeCreation:
+    def __init__(
+        self,
+        shared: Shared,
+        states: VolumeStates,
+        quotas: Quotas,
+        types: VolumeTypes,
+        images: VolumeImages,
+    ) -> None:
+        self.shared = shared
+        self.states = states
+        self.quotas = quotas
+        self.types = types
+        self.images = images
+
+    def create(self, ctx: RequestContext, req: VolumeCreate) -> str:
+        """Claim quota and insert the row, make the file; the new volume's id."""
+        if not ctx.project_id:
+            raise Forbidden("Volumes belong to projects: use a project-scoped token.")
+        plan = self.plan_source(ctx, req)
+        bootable = plan.bootable if req.bootable is None else req.bootable
+        volume_id = str(uuid.uuid4())
+        now = self.shared.clock.now()
+        with self.shared.db.session() as s:
+            vtype = self.types.find(s, req.volume_type or self.shared.settings.default_type)
+            self.quotas.lock(s, ctx.project_id)
+            self.quotas.claim(s, ctx.project_id, volumes=1, gigabytes=plan.size)
+            s.add(
+                m.Volume(
+                    id=volume_id,
+                    project_id=ctx.project_id,
+                    user_id=ctx.user_id,
+                    name=req.name,
+                    description=req.description,
+                    size=plan.size,
+                    status="downloading" if plan.image_id else "creating",
+                    volume_type_id=vtype.id,
+                    availability_zone=AVAILABILITY_ZONE,
+                    bootable=bootable,
+                    readonly=False,
+                    meta=dict(req.metadata),
+                    image_metadata=plan.image_metadata,
+                    snapshot_id=plan.snapshot_id,
+                    source_volid=plan.source_volid,
+                    attach_seq=0,
+                    delete_on_termination=False,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        self.shared.meter.gauge(ctx.project_id, "volume.gb", volume_id, plan.size)
+        self.fill(volume_id, plan)
+        return volume_id
+
+    def plan_source(self, ctx: RequestContext, req: VolumeCreate) -> SourcePlan:
+        """Where the new volume's data comes from, checked, and its size."""
+        if req.source is None:
+            assert req.size is not None  # the schema requires a size without a source
+            return SourcePlan(size=self._sized(req.size))
+        if req.source == "snapshot_id":
+            with self.shared.db.session() as s:
+                return self._from_snapshot(s, ctx, req)
+        if req.source == "source_volid":
+            with self.shared.db.session() as s:
+                return self._from_volume(s, ctx, req)
+        return self._from_image(ctx, req)
+
+    def _sized(self, size: int) -> int:
+        return within_limit("size", size, self.shared.settings.max_volume_gib)
+
+    def _from_snapshot(self, s: Session, ctx: RequestContext, req: VolumeCreate) -> SourcePlan:
+        ref = req.source_ref
+        snap = visible_snapshot(s, ctx, ref)
+        if snap.status != "available":
+            raise BadRequest(
+                f"Invalid snapshot: Snapshot {ref} is {snap.status}; it must be available."
+            )
+        origin = s.get(m.Volume, snap.volume_id)
+        size = snap.size if req.size is None else self._sized(req.size)
+        if size < snap.size:
+            raise BadRequest(
+                f"Invalid input received: Volume size '{size}'GB cannot be smaller than "
+                f"the snapshot size {snap.size}GB. They must be >= original snapshot size."
+            )
+        return SourcePlan(
+            size=size,
+            bootable=bool(origin and origin.bootable),
+            source=self.shared.backend.snapshot_path(snap.id),
+            image_metadata=origin.image_metadata if origin else None,
+            snapshot_id=snap.id,
+        )
+
+    def _from_volume(self, s: Session, ctx: RequestContext, req: VolumeCreate) -> SourcePlan:
+        ref = req.source_ref
+        src = visible_volume(s, ctx, ref)
+        if src.status not in ("available", "in-use"):
+            raise BadRequest(
+                f"Invalid volume: Volume {ref} is {src.status}; it must be available "
+                "or in-use to clone."
+            )
+        size = src.size if req.size is None else self._sized(req.size)
+        if size < src.size:
+            raise BadRequest(
+                f"Invalid input received: Volume size '{size}'GB cannot be smaller than "
+                f"the source volume size {src.size}GB."
+            )
+        return SourcePlan(
+            size=size,
+            bootable=src.bootable,
+            source=self.shared.backend.volume_path(src.id),
+            shared=src.status == "in-use",
+            image_metadata=src.image_metadata,
+            source_volid=src.id,
+        )
+
+    def _from_image(self, ctx: RequestContext, req: VolumeCreate) -> SourcePlan:
+        ref = req.source_ref
+        image = self.images.image_for_boot(ctx, ref)
+        fmt = SOURCE_FORMATS.get(image.disk_format)
+        if fmt is None:
+            raise BadRequest(
+                f"Image {ref} has disk_format {image.disk_format}; a volume cannot hold it."
+            )
+        needed = max(image.min_disk, -(-(image.virtual_size or image.size) // GIB), 1)
+        size = needed if req.size is None else self._sized(req.size)
+        if size < needed:
+            raise BadRequest(
+                f"Invalid input received: Image virtual size is {needed}GB and doesn't fit in a "
+                f"volume of size {size}GB."
+            )
+        metadata = {
+            "image_id": image.id,
+            "image_name": image.name,
+            "disk_format": image.disk_format,
+            "container_format": image.container_format,
+            "min_disk": str(image.min_disk),
+            "min_ram": str(image.min_ram),
+            "size": str(image.size),
+            **{k: v for k, v in image.properties.items() if isinstance(v, str)},
+        }
+        return SourcePlan(
+            size=size,
+            bootable=True,
+            source=image.path,
+            source_format=fmt,
+            image_id=image.id,
+            image_metadata=metadata,
+        )
+
+    def fill(self, volume_id: str, plan: SourcePlan) -> None:
+        """Make the volume's file; the volume ends available, or error with a message."""
+        backend = self.shared.backend
+        final = backend.volume_path(volume_id)
+        try:
+            if plan.source is None:
+                backend.create_blank(final, plan.size)
+            else:
+                backend.copy(plan.source, plan.source_format, final, plan.size, plan.shared)
+        except (BackendError, OSError) as exc:
+            log.warning("volume %s could not be created: %s", volume_id, exc)
+            backend.delete(final)
+            self.states.move(
+                volume_id, "create_failed", error_message=f"Creation failed: {reason(exc)}"
+            )
+            return
+        if not self.states.move(volume_id, "created", error_message=None):  # deleted meanwhile
+            log.info("volume %s changed while its data was written", volume_id)

@@ -1,0 +1,211 @@
+"""Snapshots: point-in-time copies of a volume, counted in the project's quota. No HTTP.
+
+A snapshot of an in-use volume needs `force` (the copy is crash-consistent,
+read while the guest writes). A snapshot is `creating` while its file is made,
+then `available` or `error` with a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy import select, update
+
+from souverain.common.context import RequestContext
+from souverain.common.errors import BadRequest, Forbidden, NotFound
+from souverain.volume import models as m
+from souverain.volume.backend import BackendError
+from souverain.volume.quotas import Quotas
+from souverain.volume.rules import (
+    Shared,
+    VolumeQuery,
+    reason,
+    require_admin,
+    sorted_page,
+    visible_snapshot,
+    visible_volume,
+)
+from souverain.volume.schemas import Described, SnapshotCreate
+from souverain.volume.schemas import metadata as check_metadata
+from souverain.volume.state import VolumeStates
+
+log = logging.getLogger("souverain.volume")
+
+DELETABLE = ("available", "error", "error_deleting")
+
+
+def sort_fields(row: m.Snapshot) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "status": row.status,
+        "size": row.size,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    }
+
+
+class Snapshots:
+    def __init__(self, shared: Shared, states: VolumeStates, quotas: Quotas) -> None:
+        self.shared = shared
+        self.states = states
+        self.quotas = quotas
+
+    def create(self, ctx: RequestContext, req: SnapshotCreate) -> m.Snapshot:
+        if not ctx.project_id:
+            raise Forbidden("Snapshots belong to projects: use a project-scoped token.")
+        snapshot_id = str(uuid.uuid4())
+        now = self.shared.clock.now()
+        with self.shared.db.session() as s:
+            vol = visible_volume(s, ctx, req.volume_id)
+            if vol.status == "in-use" and not req.force:
+                raise BadRequest(
+                    f"Invalid volume: Volume {req.volume_id} is in-use; a snapshot of an attached "
+                    "volume needs force=true (it is crash-consistent)."
+                )
+            if vol.status not in ("available", "in-use"):
+                raise BadRequest(
+                    f"Invalid volume: Volume {req.volume_id} is {vol.status}; it must be available."
+                )
+            shared = vol.status == "in-use"
+            vid, size, project_id = vol.id, vol.size, vol.project_id
+            self.quotas.lock(s, project_id)
+            self.quotas.claim(s, project_id, snapshots=1, gigabytes=size)
+            s.add(
+                m.Snapshot(
+                    id=snapshot_id,
+                    project_id=project_id,
+                    user_id=ctx.user_id,
+                    volume_id=vid,
+                    name=req.name,
+                    description=req.description,
+                    size=size,
+                    status="creating",
+                    meta=dict(req.metadata),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        self.shared.meter.gauge(project_id, "snapshot.gb", snapshot_id, size)
+        self._copy(vid, snapshot_id, size, shared)
+        return self.get(ctx, snapshot_id)
+
+    def _copy(self, volume_id: str, snapshot_id: str, size: int, shared: bool) -> None:
+        backend = self.shared.backend
+        try:
+            backend.copy(
+                backend.volume_path(volume_id),
+                "qcow2",
+                backend.snapshot_path(snapshot_id),
+                size,
+                shared,
+            )
+        except (BackendError, OSError) as exc:
+            log.warning("snapshot %s failed: %s", snapshot_id, exc)
+            self.states.set_snapshot(snapshot_id, "error", f"Snapshot failed: {reason(exc)}")
+        else:
+            self.states.set_snapshot(snapshot_id, "available")
+
+    def get(self, ctx: RequestContext, snapshot_id: str) -> m.Snapshot:
+        with self.shared.db.session() as s:
+            return visible_snapshot(s, ctx, snapshot_id)
+
+    def list_visible(
+        self, ctx: RequestContext, query: VolumeQuery
+    ) -> tuple[list[m.Snapshot], bool]:
+        with self.shared.db.session() as s:
+            stmt = select(m.Snapshot)
+            if not (ctx.is_admin and query.all_tenants):
+                stmt = stmt.where(m.Snapshot.project_id == ctx.project_id)
+            f = query.filters
+            for key in ("name", "status", "volume_id"):
+                if key in f:
+                    stmt = stmt.where(getattr(m.Snapshot, key) == f[key])
+            if "project_id" in f and ctx.is_admin:
+                stmt = stmt.where(m.Snapshot.project_id == f["project_id"])
+            wanted: dict[str, str] = f.get("metadata", {})
+            rows = [
+                r
+                for r in s.scalars(stmt)
+                if all((r.meta or {}).get(k) == v for k, v in wanted.items())
+            ]
+        return sorted_page(rows, query, sort_fields)
+
+    def update(self, ctx: RequestContext, snapshot_id: str, req: Described) -> m.Snapshot:
+        with self.shared.db.session() as s:
+            row = visible_snapshot(s, ctx, snapshot_id)
+            for attr, value in req.fields.items():
+                setattr(row, attr, value)
+            if req.metadata is not None:
+                row.meta = dict(req.metadata)
+            row.updated_at = self.shared.clock.now()
+            s.flush()
+            return row
+
+    def metadata(self, ctx: RequestContext, snapshot_id: str) -> dict[str, str]:
+        with self.shared.db.session() as s:
+            return dict(visible_snapshot(s, ctx, snapshot_id).meta or {})
+
+    def set_metadata(
+        self, ctx: RequestContext, snapshot_id: str, items: dict[str, str], replace: bool = False
+    ) -> dict[str, str]:
+        with self.shared.db.session() as s:
+            row = visible_snapshot(s, ctx, snapshot_id)
+            merged = dict(items) if replace else {**(row.meta or {}), **items}
+            check_metadata(merged)
+            row.meta = merged
+            row.updated_at = self.shared.clock.now()
+            return dict(merged)
+
+    def delete_metadata_item(self, ctx: RequestContext, snapshot_id: str, key: str) -> None:
+        with self.shared.db.session() as s:
+            row = visible_snapshot(s, ctx, snapshot_id)
+            meta = dict(row.meta or {})
+            if key not in meta:
+                raise NotFound(f"Metadata item was not found: {key[:255]}")
+            del meta[key]
+            row.meta = meta
+            row.updated_at = self.shared.clock.now()
+
+    def delete(self, ctx: RequestContext, snapshot_id: str, force: bool = False) -> None:
+        if force:
+            require_admin(ctx)
+        with self.shared.db.session() as s:
+            row = visible_snapshot(s, ctx, snapshot_id)
+            if row.status not in DELETABLE and not force:
+                raise BadRequest(
+                    f"Invalid snapshot: Snapshot {snapshot_id} is {row.status}; it must be "
+                    "available or error to delete."
+                )
+            sid = row.id
+            done = s.execute(
+                update(m.Snapshot)
+                .where(m.Snapshot.id == sid, m.Snapshot.status == row.status)
+                .values(status="deleting", updated_at=self.shared.clock.now())
+                .returning(m.Snapshot.id)
+            ).first()
+            if done is None:
+                raise BadRequest(
+                    f"Invalid snapshot: Snapshot {snapshot_id} changed status; try again."
+                )
+        self.finish_delete(sid)
+
+    def reset_status(self, ctx: RequestContext, snapshot_id: str, status: str) -> None:
+        require_admin(ctx)
+        with self.shared.db.session() as s:
+            row = visible_snapshot(s, ctx, snapshot_id)
+            row.status = status
+            row.updated_at = self.shared.clock.now()
+
+    def finish_delete(self, snapshot_id: str) -> None:
+        """The file, then the row: a crash between leaves `deleting`, finished at start."""
+        self.shared.backend.delete(self.shared.backend.snapshot_path(snapshot_id))
+        with self.shared.db.session() as s:
+            row = s.get(m.Snapshot, snapshot_id)
+            project_id = row.project_id if row is not None else None
+            if row is not None:
+                s.delete(row)
+        if project_id is not None:
+            self.shared.meter.gauge(project_id, "snapshot.gb", snapshot_id, 0)
