@@ -336,7 +336,9 @@ class ImageService:
             target = "active" if active else "deactivated"
             if image.status == target:
                 return
-            if (image.status, target) not in TRANSITIONS:
+            # only an image with data moves: reactivating a queued or saving image would
+            # make an empty one active
+            if image.status != ("deactivated" if active else "active"):
                 raise BadRequest(
                     f"Not allowed to {'re' if active else 'de'}activate image in status "
                     f"'{image.status}'."
