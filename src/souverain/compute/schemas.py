@@ -13,7 +13,7 @@ from typing import Any
 
 from souverain.common.errors import BadRequest
 from souverain.compute.service import QUOTA_RESOURCES, BootVolume, ServerRequest
-from souverain.openstack.microversion import Version
+from souverain.compute.views import Version
 
 NAME_RE = re.compile(r"^(?![\s])[^\x00-\x1f\x7f]{1,255}(?<![\s])$")
 KEYPAIR_NAME_RE = re.compile(r"^[A-Za-z0-9 _@.-]{1,255}$")

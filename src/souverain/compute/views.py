@@ -17,12 +17,17 @@ from typing import Any
 from souverain.common.clock import isotime
 from souverain.common.jsoncodec import encode
 from souverain.compute.service import QUOTA_RESOURCES
-from souverain.openstack.microversion import Version, version_text
+
+Version = tuple[int, int]  # a microversion, (2, 47)
 
 MIN_VERSION: Version = (2, 1)
 MAX_VERSION: Version = (2, 100)
 # Server bodies encoded at a time in a list (see encode_items).
 BODIES_PER_BATCH = 500
+
+
+def version_text(version: Version) -> str:
+    return f"{version[0]}.{version[1]}"
 
 
 def version_doc(base: str) -> dict[str, Any]:
