@@ -1,8 +1,10 @@
 """Nova v2.1 over HTTP: the routes, the policy action each names, and Nova's faults.
 
-Every route enters through one `Edge`: the microversion is negotiated (2.1 to
-2.100), the caller authenticated and the route's action authorized before a
-handler runs; responses and faults carry the version headers and the request id.
+Every route of the API enters through one `Edge`: the microversion is negotiated
+(2.1 to 2.100), the caller authenticated and the route's action authorized before
+a handler runs; responses and faults carry the version headers and the request id.
+The version documents sit outside the microversioned API, as in Nova, on an edge
+of their own that adds nothing to them.
 The handlers live by resource family (`api_servers`, `api_actions`,
 `api_server_parts`, `api_flavors`, `api_host`); request bodies are checked in
 `schemas` and responses shaped in `views`, per microversion where a client can
