@@ -1,0 +1,147 @@
+"""Server actions over HTTP: `POST /servers/{id}/action` and the instance-action log.
+
+An action body names exactly one action; `ACTIONS` maps each name to its handler,
+and the actions that take no arguments to the service call they make.
+
+Part of compute's HTTP layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from souverain.common.context import RequestContext
+from souverain.common.errors import BadRequest
+from souverain.common.jsoncodec import JSONResponse
+from souverain.compute import schemas, views
+from souverain.compute.api_base import Handlers
+from souverain.compute.service import ComputeService
+from souverain.openstack.auth import audit
+from souverain.openstack.body import read_json
+from souverain.openstack.microversion import Version
+
+ServiceCall = Callable[[RequestContext, str], None]
+
+# Actions that take no arguments: the service method each calls, and its status.
+SIMPLE_ACTIONS: dict[str, tuple[Callable[[ComputeService], ServiceCall], int]] = {
+    "os-stop": (lambda s: s.stop, 202),
+    "os-start": (lambda s: s.start, 202),
+    "pause": (lambda s: s.pause, 202),
+    "unpause": (lambda s: s.unpause, 202),
+    "suspend": (lambda s: s.suspend, 202),
+    "resume": (lambda s: s.resume, 202),
+    "confirmResize": (lambda s: s.confirm_resize, 204),
+    "revertResize": (lambda s: s.revert_resize, 202),
+}
+
+
+@dataclass(frozen=True)
+class Call:
+    """One action request: who asks, on which server, at which version, with what."""
+
+    request: Request
+    ctx: RequestContext
+    v: Version
+    server_id: str
+    args: Any
+
+
+ActionHandler = Callable[["ActionHandlers", Call], Awaitable[Response]]
+
+
+class ActionHandlers(Handlers):
+    async def server_action(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        server_id = request.path_params["id"]
+        body = await read_json(request)
+        if len(body) != 1:
+            raise BadRequest("The action body names exactly one action.")
+        ((name, args),) = body.items()
+        audit(request, f"compute.server.{name}", "server", server_id)
+        call = Call(request, ctx, v, server_id, args)
+        if name in SIMPLE_ACTIONS:
+            method, status = SIMPLE_ACTIONS[name]
+            await run_in_threadpool(method(self.service), ctx, server_id)
+            return Response(status_code=status)
+        handler = ACTIONS.get(name)
+        if handler is None:
+            raise BadRequest(f"There is no such action: {name}")
+        return await handler(self, call)
+
+    async def reboot(self, call: Call) -> Response:
+        hard = schemas.reboot_is_hard(call.args)
+        await run_in_threadpool(self.service.reboot, call.ctx, call.server_id, hard)
+        return Response(status_code=202)
+
+    async def lock(self, call: Call) -> Response:
+        self.service.lock(call.ctx, call.server_id, True)
+        return Response(status_code=202)
+
+    async def unlock(self, call: Call) -> Response:
+        self.service.lock(call.ctx, call.server_id, False)
+        return Response(status_code=202)
+
+    async def console_output(self, call: Call) -> Response:
+        length = schemas.console_length(call.args)
+        output = await run_in_threadpool(
+            self.service.console_output, call.ctx, call.server_id, length
+        )
+        return JSONResponse({"output": output})
+
+    async def create_image(self, call: Call) -> Response:
+        image = schemas.image_request(call.args)
+        image_id = await run_in_threadpool(
+            self.service.create_image, call.ctx, call.server_id, image.name, image.metadata
+        )
+        if call.v >= (2, 45):
+            return JSONResponse({"image_id": image_id}, status_code=202)
+        cloud = self.base(call.request).rsplit("/compute", 1)[0]
+        return Response(
+            status_code=202, headers={"Location": f"{cloud}/image/v2/images/{image_id}"}
+        )
+
+    async def rebuild(self, call: Call) -> Response:
+        image_ref, changes = schemas.rebuild_request(call.args, call.v)
+        server = await run_in_threadpool(
+            self.service.rebuild, call.ctx, call.server_id, image_ref, changes
+        )
+        server["status"] = "REBUILD"
+        body = views.server_body(self.base(call.request), server, call.v, call.ctx.is_admin)
+        return JSONResponse({"server": body}, status_code=202)
+
+    async def resize(self, call: Call) -> Response:
+        flavor_ref = schemas.resize_flavor(call.args)
+        await run_in_threadpool(self.service.resize, call.ctx, call.server_id, flavor_ref)
+        return Response(status_code=202)
+
+    # -------------------------------------------------------------- the instance-action log
+
+    async def actions(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        items = self.service.instance_actions(ctx, request.path_params["id"])
+        return JSONResponse(
+            {"instanceActions": [views.instance_action_body(a, v, None) for a in items]}
+        )
+
+    async def action(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        item = self.service.instance_action(
+            ctx, request.path_params["id"], request.path_params["req"]
+        )
+        body = views.instance_action_body(item, v, self.service.host)
+        return JSONResponse({"instanceAction": body})
+
+
+# Actions with arguments (or answers of their own), by the name the body gives them.
+ACTIONS: dict[str, ActionHandler] = {
+    "reboot": ActionHandlers.reboot,
+    "lock": ActionHandlers.lock,
+    "unlock": ActionHandlers.unlock,
+    "os-getConsoleOutput": ActionHandlers.console_output,
+    "createImage": ActionHandlers.create_image,
+    "rebuild": ActionHandlers.rebuild,
+    "resize": ActionHandlers.resize,
+}

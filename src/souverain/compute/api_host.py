@@ -1,0 +1,118 @@
+"""The host and the project's allowance over HTTP: availability zones, quotas, limits,
+hypervisors, services and the (empty) extension list.
+
+Part of compute's HTTP layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from souverain.common.clock import isotime
+from souverain.common.context import RequestContext
+from souverain.common.errors import NotFound
+from souverain.common.jsoncodec import JSONResponse
+from souverain.compute import schemas, views
+from souverain.compute.api_base import Handlers, require_admin
+from souverain.openstack.auth import audit
+from souverain.openstack.body import read_json
+from souverain.openstack.microversion import Version
+
+
+class HostHandlers(Handlers):
+    # -------------------------------------------------------------- zones
+
+    async def zones(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        zone = self.service.settings.availability_zone
+        return JSONResponse(
+            {
+                "availabilityZoneInfo": [
+                    {"zoneName": zone, "zoneState": {"available": True}, "hosts": None}
+                ]
+            }
+        )
+
+    async def zones_detail(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        require_admin(ctx)
+        zone = self.service.settings.availability_zone
+        now = isotime(self.service.clock.now())
+        info = views.zones_detail(self.service.host, zone, now)
+        return JSONResponse({"availabilityZoneInfo": info})
+
+    # -------------------------------------------------------------- quotas and limits
+
+    async def quota_set(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        project_id = request.path_params["project"]
+        if request.method == "GET":
+            limits = await run_in_threadpool(self.service.quota_limits, ctx, project_id)
+            return JSONResponse({"quota_set": {"id": project_id, **views.quota_values(limits, v)}})
+        if request.method == "DELETE":
+            audit(request, "compute.quota.delete", "project", project_id)
+            await run_in_threadpool(self.service.reset_quota, ctx, project_id)
+            return Response(status_code=202)
+        audit(request, "compute.quota.update", "project", project_id)
+        changes, force = schemas.quota_changes(await read_json(request))
+        limits = await run_in_threadpool(self.service.update_quota, ctx, project_id, changes, force)
+        return JSONResponse({"quota_set": views.quota_values(limits, v)})
+
+    async def quota_defaults(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        project_id = request.path_params["project"]
+        limits = self.service.default_quotas()
+        return JSONResponse({"quota_set": {"id": project_id, **views.quota_values(limits, v)}})
+
+    async def quota_detail(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        project_id = request.path_params["project"]
+        limits, used = await run_in_threadpool(self.service.quota_usage, ctx, project_id)
+        detail: dict[str, Any] = {"id": project_id}
+        for key, limit in views.quota_values(limits, v).items():
+            detail[key] = {"in_use": used.get(key, 0), "limit": limit, "reserved": 0}
+        return JSONResponse({"quota_set": detail})
+
+    async def limits(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        used = await run_in_threadpool(self.service.servers_in_use, ctx)
+        quota = (
+            await run_in_threadpool(self.service.quota_limits, ctx, ctx.project_id)
+            if ctx.project_id
+            else self.service.default_quotas()
+        )
+        absolute = views.absolute_limits(quota, used, v)
+        return JSONResponse({"limits": {"rate": [], "absolute": absolute}})
+
+    # -------------------------------------------------------------- hypervisors and services
+
+    async def hypervisors(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        require_admin(ctx)
+        body = views.hypervisor_body(self.service.hypervisor(), v, False)
+        return JSONResponse({"hypervisors": [body]})
+
+    async def hypervisors_detail(
+        self, request: Request, ctx: RequestContext, v: Version
+    ) -> Response:
+        require_admin(ctx)
+        body = views.hypervisor_body(self.service.hypervisor(), v, True)
+        return JSONResponse({"hypervisors": [body]})
+
+    async def hypervisor(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        require_admin(ctx)
+        body = views.hypervisor_body(self.service.hypervisor(), v, True)
+        if request.path_params["id"] != str(body["id"]):
+            raise NotFound(f"Hypervisor with ID {request.path_params['id']} could not be found.")
+        return JSONResponse({"hypervisor": body})
+
+    async def hypervisor_stats(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        require_admin(ctx)
+        stats = views.hypervisor_statistics(self.service.hypervisor())
+        return JSONResponse({"hypervisor_statistics": stats})
+
+    async def services(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        require_admin(ctx)
+        now = isotime(self.service.clock.now())
+        zone = self.service.settings.availability_zone
+        return JSONResponse({"services": views.service_rows(self.service.host, zone, now, v)})
+
+    async def extensions(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        return JSONResponse({"extensions": []})
