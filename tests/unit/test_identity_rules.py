@@ -21,10 +21,12 @@ from souverain.common.errors import Forbidden, NotFound, Unauthorized
 from souverain.db import migrate
 from souverain.db.engine import Database, make_engine
 from souverain.identity import models as m
+from souverain.identity.api import IdentityApi
 from souverain.identity.bootstrap import bootstrap
 from souverain.identity.service import IdentityPolicySettings, IdentityService, TokenView
 from souverain.identity.tokens import KeyRepository, TokenFormatter
 from souverain.openstack.auth import TokenValidator
+from souverain.openstack.routing import unnamed_routes
 
 ADMIN_PASSWORD = "admin-Pa55word-for-tests"
 PASSWORD = "user-Pa55word-for-tests"
@@ -124,6 +126,12 @@ def test_identity_service_is_the_edges_token_validator(cloud: Cloud) -> None:
     ctx = view.context("req-1")
     assert (ctx.user_id, ctx.project_id, ctx.request_id) == (alice, project, "req-1")
     assert validator.validate("not-a-token") is None
+
+
+def test_every_identity_route_names_a_policy_action(cloud: Cloud) -> None:
+    routes = IdentityApi(cloud.identity).routes()
+    assert unnamed_routes(routes) == []
+    assert len(routes) > 40
 
 
 # ---------------------------------------------------------------- grants

@@ -1,5 +1,8 @@
 """Who is calling: password, token and application credential logins, scopes, token
-validation and revocation. Knows nothing of HTTP.
+validation and revocation.
+
+Knows nothing of HTTP. A failed login says no more than "requires authentication",
+whatever the reason, and costs a hash even for an unknown user.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ class Authentication:
     def __init__(self, core: IdentityCore) -> None:
         self.core = core
         self._scope_cache: dict[tuple[str, str], tuple[int, Scope]] = {}
+
+    # ------------------------------------------------------------------ login
 
     def authenticate(self, auth: dict[str, Any]) -> TokenView:
         """Check the identity methods, pick the scope, issue a token. Runs off the event loop."""
@@ -209,6 +214,8 @@ class Authentication:
             cred = s.get(m.ApplicationCredential, app_cred_id)
             return cred.project_id if cred else None
 
+    # ------------------------------------------------------------------ scope
+
     def _resolve_scope(self, user_id: str, scope_req: Any) -> Scope:
         """The scope asked for, if the user holds a role on it; cached until identity changes."""
         if scope_req is None or scope_req == {}:
@@ -270,6 +277,8 @@ class Authentication:
             if kind == "OS-TRUST:trust":
                 raise Unauthorized("Trusts are not supported.")
         raise BadRequest(f"unknown scope {kind!r}; use project, domain or system")
+
+    # ------------------------------------------------------------------ validation and revocation
 
     def validate(self, token: str) -> TokenView | None:
         """The token's view, or None if it is malformed, expired, revoked or no longer valid."""

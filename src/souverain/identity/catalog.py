@@ -1,4 +1,7 @@
-"""The service catalog and its administration: regions, services and endpoints."""
+"""The service catalog and its administration: regions, services and endpoints.
+
+Knows nothing of HTTP; only an administrator changes what the catalog lists.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ class Catalog:
     def __init__(self, core: IdentityCore) -> None:
         self.core = core
         self._catalog: tuple[int, list[dict[str, Any]]] | None = None
+
+    # ------------------------------------------------------------------ the catalog tokens carry
 
     def catalog(self) -> list[dict[str, Any]]:
         cached = self._catalog
@@ -53,6 +58,8 @@ class Catalog:
             ]
         self._catalog = (generation, catalog)
         return catalog
+
+    # ------------------------------------------------------------------ regions
 
     def list_regions(self, ctx: RequestContext, filters: dict[str, Any]) -> list[dict[str, Any]]:
         enforce(ctx, "identity:list_regions")
@@ -114,6 +121,8 @@ class Catalog:
             s.delete(r)
         self.core.changed()
 
+    # ------------------------------------------------------------------ services
+
     def list_services(self, ctx: RequestContext, filters: dict[str, Any]) -> list[dict[str, Any]]:
         enforce(ctx, "identity:list_services")
         with self.core.db.session() as s:
@@ -163,6 +172,8 @@ class Catalog:
             s.execute(delete(m.Endpoint).where(m.Endpoint.service_id == sv.id))
             s.delete(sv)
         self.core.changed()
+
+    # ------------------------------------------------------------------ endpoints
 
     def list_endpoints(self, ctx: RequestContext, filters: dict[str, Any]) -> list[dict[str, Any]]:
         enforce(ctx, "identity:list_endpoints")

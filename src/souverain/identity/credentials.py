@@ -1,5 +1,8 @@
 """A user's own credentials: application credentials, stored credentials and EC2 keys
 (which the S3 service resolves through `ec2_principal`).
+
+Knows nothing of HTTP. Blobs are stored encrypted; another user's credentials look
+absent, and a delegated credential never carries a role its creator lacks.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class Credentials:
     def __init__(self, core: IdentityCore) -> None:
         self.core = core
         self._ec2_cache: dict[str, tuple[int, Ec2Principal | None]] = {}
+
+    # ------------------------------------------------------------------ application credentials
 
     def list_app_creds(
         self, ctx: RequestContext, user_id: str, filters: dict[str, Any]
@@ -145,6 +150,8 @@ class Credentials:
             s.delete(a)
         self.core.changed()
 
+    # ------------------------------------------------------------------ credentials
+
     def _visible_credential(self, s: Session, ctx: RequestContext, cred_id: str) -> m.Credential:
         c = s.get(m.Credential, cred_id)
         if c is None or (not ctx.is_admin and c.user_id != ctx.user_id):
@@ -247,6 +254,8 @@ class Credentials:
             enforce(ctx, "identity:delete_credential", owner_user_id=c.user_id)
             s.delete(c)
         self.core.changed()
+
+    # ------------------------------------------------------------------ EC2 keys (S3 access keys)
 
     def ec2_ref(self, c: m.Credential, base_url: str) -> dict[str, Any]:
         blob = json.loads(self.core.decrypt_blob(c.blob) or "{}")

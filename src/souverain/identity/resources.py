@@ -1,4 +1,8 @@
-"""Domains, projects, users and groups: who exists, and who of them a caller may see."""
+"""Domains, projects, users and groups: who exists, and who of them a caller may see.
+
+Knows nothing of HTTP. Others' resources look absent (404) to a caller who may not
+see them; every change revokes the tokens it invalidates before it commits.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ class Resources:
 
     def __init__(self, core: IdentityCore) -> None:
         self.core = core
+
+    # ------------------------------------------------------------------ domains
 
     def list_domains(self, ctx: RequestContext, filters: dict[str, Any]) -> list[dict[str, Any]]:
         enforce(ctx, "identity:list_domains")
@@ -104,6 +110,8 @@ class Resources:
             )
             s.delete(d)
         self.core.changed()
+
+    # ------------------------------------------------------------------ projects
 
     def list_projects(self, ctx: RequestContext, filters: dict[str, Any]) -> list[dict[str, Any]]:
         enforce(ctx, "identity:list_projects")
@@ -248,6 +256,8 @@ class Resources:
     def auth_system(self, ctx: RequestContext) -> list[dict[str, Any]]:
         with self.core.db.session() as s:
             return [{"all": True}] if self.core.role_ids_on(s, ctx.user_id, "system", "all") else []
+
+    # ------------------------------------------------------------------ users
 
     def _check_password_policy(self, password: str) -> None:
         if len(password) < self.core.settings.password_min_length:
@@ -398,6 +408,8 @@ class Resources:
             self.core.revoke(s, user_id=u.id)
             s.delete(u)
         self.core.changed()
+
+    # ------------------------------------------------------------------ groups
 
     def list_groups(self, ctx: RequestContext, filters: dict[str, Any]) -> list[dict[str, Any]]:
         enforce(ctx, "identity:list_groups")

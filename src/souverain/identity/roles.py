@@ -1,6 +1,7 @@
 """Roles and who holds them where: grants, their checks, and role assignment listings.
 
-The queries behind the listings live in `assignments`; the rules live here.
+The queries behind the listings live in `assignments`; the rules live here. Knows
+nothing of HTTP; removing a role from someone revokes the tokens it carried.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class Roles:
 
     def __init__(self, core: IdentityCore) -> None:
         self.core = core
+
+    # ------------------------------------------------------------------ roles
 
     def list_roles(self, ctx: RequestContext, filters: dict[str, Any]) -> list[dict[str, Any]]:
         enforce(ctx, "identity:list_roles")
@@ -98,6 +101,8 @@ class Roles:
             s.execute(delete(m.Assignment).where(m.Assignment.role_id == r.id))
             s.delete(r)
         self.core.changed()
+
+    # ------------------------------------------------------------------ grants
 
     def _revoke_for_assignment(self, s: Session, a: m.Assignment) -> None:
         users = (
@@ -207,6 +212,8 @@ class Roles:
                 )
             ).all()
             return [self.core.role_ref(r) for r in self.core.roles_by_ids(s, ids)]
+
+    # ------------------------------------------------------------------ role assignments
 
     def list_role_assignments(
         self, ctx: RequestContext, filters: dict[str, Any], effective: bool, include_names: bool

@@ -62,10 +62,10 @@ class IdentityService:
         self.settings = settings
         self.clock = self.core.clock
         self.changes = changes
-        self.auth = Authentication(self.core)
+        self.authentication = Authentication(self.core)
         self.resources = Resources(self.core)
         self.roles = Roles(self.core)
-        self.catalogs = Catalog(self.core)
+        self.service_catalog = Catalog(self.core)
         self.credentials = Credentials(self.core)
 
     def sync_from_store(self) -> bool:
@@ -79,16 +79,16 @@ class IdentityService:
         self.core.load_revocations()
 
     def catalog(self) -> list[dict[str, Any]]:
-        return self.catalogs.catalog()
+        return self.service_catalog.catalog()
 
     def authenticate(self, auth: dict[str, Any]) -> TokenView:
-        return self.auth.authenticate(auth)
+        return self.authentication.authenticate(auth)
 
     def validate(self, token: str) -> TokenView | None:
-        return self.auth.validate(token)
+        return self.authentication.validate(token)
 
     def revoke_token(self, ctx: RequestContext, token: str) -> None:
-        self.auth.revoke_token(ctx, token)
+        self.authentication.revoke_token(ctx, token)
 
     def list_domains(self, ctx: RequestContext, filters: dict[str, Any]) -> list[dict[str, Any]]:
         return self.resources.list_domains(ctx, filters)
@@ -253,55 +253,55 @@ class IdentityService:
         return self.roles.list_role_assignments(ctx, filters, effective, include_names)
 
     def list_regions(self, ctx: RequestContext, filters: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.catalogs.list_regions(ctx, filters)
+        return self.service_catalog.list_regions(ctx, filters)
 
     def get_region(self, ctx: RequestContext, region_id: str) -> dict[str, Any]:
-        return self.catalogs.get_region(ctx, region_id)
+        return self.service_catalog.get_region(ctx, region_id)
 
     def create_region(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
-        return self.catalogs.create_region(ctx, data)
+        return self.service_catalog.create_region(ctx, data)
 
     def update_region(
         self, ctx: RequestContext, region_id: str, data: dict[str, Any]
     ) -> dict[str, Any]:
-        return self.catalogs.update_region(ctx, region_id, data)
+        return self.service_catalog.update_region(ctx, region_id, data)
 
     def delete_region(self, ctx: RequestContext, region_id: str) -> None:
-        self.catalogs.delete_region(ctx, region_id)
+        self.service_catalog.delete_region(ctx, region_id)
 
     def list_services(self, ctx: RequestContext, filters: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.catalogs.list_services(ctx, filters)
+        return self.service_catalog.list_services(ctx, filters)
 
     def get_service(self, ctx: RequestContext, service_id: str) -> dict[str, Any]:
-        return self.catalogs.get_service(ctx, service_id)
+        return self.service_catalog.get_service(ctx, service_id)
 
     def create_service(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
-        return self.catalogs.create_service(ctx, data)
+        return self.service_catalog.create_service(ctx, data)
 
     def update_service(
         self, ctx: RequestContext, service_id: str, data: dict[str, Any]
     ) -> dict[str, Any]:
-        return self.catalogs.update_service(ctx, service_id, data)
+        return self.service_catalog.update_service(ctx, service_id, data)
 
     def delete_service(self, ctx: RequestContext, service_id: str) -> None:
-        self.catalogs.delete_service(ctx, service_id)
+        self.service_catalog.delete_service(ctx, service_id)
 
     def list_endpoints(self, ctx: RequestContext, filters: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.catalogs.list_endpoints(ctx, filters)
+        return self.service_catalog.list_endpoints(ctx, filters)
 
     def get_endpoint(self, ctx: RequestContext, endpoint_id: str) -> dict[str, Any]:
-        return self.catalogs.get_endpoint(ctx, endpoint_id)
+        return self.service_catalog.get_endpoint(ctx, endpoint_id)
 
     def create_endpoint(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
-        return self.catalogs.create_endpoint(ctx, data)
+        return self.service_catalog.create_endpoint(ctx, data)
 
     def update_endpoint(
         self, ctx: RequestContext, endpoint_id: str, data: dict[str, Any]
     ) -> dict[str, Any]:
-        return self.catalogs.update_endpoint(ctx, endpoint_id, data)
+        return self.service_catalog.update_endpoint(ctx, endpoint_id, data)
 
     def delete_endpoint(self, ctx: RequestContext, endpoint_id: str) -> None:
-        self.catalogs.delete_endpoint(ctx, endpoint_id)
+        self.service_catalog.delete_endpoint(ctx, endpoint_id)
 
     def list_app_creds(
         self, ctx: RequestContext, user_id: str, filters: dict[str, Any]
