@@ -99,6 +99,10 @@ TABLE: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "identity:ec2_delete_credential": (ADMIN, MEMBERS),
     "identity:validate_token": (EVERYONE, EVERYONE),
     "identity:revoke_token": (EVERYONE, EVERYONE),
+    "identity:get_auth_catalog": (EVERYONE, EVERYONE),
+    "identity:get_auth_projects": (EVERYONE, EVERYONE),
+    "identity:get_auth_domains": (EVERYONE, EVERYONE),
+    "identity:get_auth_system": (EVERYONE, EVERYONE),
 }
 
 CALLER_ID = "c" * 32

@@ -109,9 +109,13 @@ IDENTITY_RULES: dict[str, Rule] = {
     "identity:ec2_get_credential": Rule.OWNER_READ,
     "identity:ec2_create_credential": Rule.OWNER_WRITE,
     "identity:ec2_delete_credential": Rule.OWNER_WRITE,
-    # tokens
+    # tokens, and what a token gives its bearer (the service refuses another user's token)
     "identity:validate_token": Rule.ANYONE_AUTHENTICATED,
     "identity:revoke_token": Rule.ANYONE_AUTHENTICATED,
+    "identity:get_auth_catalog": Rule.ANYONE_AUTHENTICATED,
+    "identity:get_auth_projects": Rule.ANYONE_AUTHENTICATED,
+    "identity:get_auth_domains": Rule.ANYONE_AUTHENTICATED,
+    "identity:get_auth_system": Rule.ANYONE_AUTHENTICATED,
 }
 
 # The other services' actions. Until every service enforces roles per action (the

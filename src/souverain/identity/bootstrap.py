@@ -60,51 +60,9 @@ def bootstrap(
                     tags=[],
                 )
             )
-        roles: dict[str, str] = {}
-        for name in BUILTIN_ROLES:
-            role = s.scalars(
-                select(m.Role).where(m.Role.name == name, m.Role.domain_id.is_(None))
-            ).first()
-            if role is None:
-                role = m.Role(id=new_id(), name=name, domain_id=None, description="")
-                s.add(role)
-            roles[name] = role.id
-        project = s.scalars(
-            select(m.Project).where(
-                m.Project.domain_id == DEFAULT_DOMAIN_ID, m.Project.name == "admin"
-            )
-        ).first()
-        if project is None:
-            project = m.Project(
-                id=new_id(),
-                name="admin",
-                domain_id=DEFAULT_DOMAIN_ID,
-                description="Bootstrap project for the cloud operator",
-                enabled=True,
-                tags=[],
-            )
-            s.add(project)
-        user = s.scalars(
-            select(m.User).where(m.User.domain_id == DEFAULT_DOMAIN_ID, m.User.name == "admin")
-        ).first()
-        new_password: str | None = None
-        if user is None:
-            new_password = admin_password or new_secret(18)
-            user = m.User(
-                id=new_id(),
-                name="admin",
-                domain_id=DEFAULT_DOMAIN_ID,
-                enabled=True,
-                password_hash=hash_secret(new_password, rounds),
-                password_changed_at=_naive_now(),
-                extra={},
-                created_at=_naive_now(),
-            )
-            s.add(user)
-        elif admin_password and not _matches(admin_password, user.password_hash):
-            new_password = admin_password
-            user.password_hash = hash_secret(admin_password, rounds)
-            user.password_changed_at = _naive_now()
+        roles = _builtin_roles(s)
+        project = _admin_project(s)
+        user, new_password = _admin_user(s, admin_password, rounds)
         s.flush()
         for target_type, target_id in (("project", project.id), ("system", "all")):
             key = ("user", user.id, target_type, target_id, roles["admin"])
@@ -124,8 +82,66 @@ def bootstrap(
         for entry in services:
             _sync_service(s, entry, region, base_url)
         result = BootstrapResult(user.id, project.id, new_password)
-    identity._changed()
+    identity.core.changed()
     return result
+
+
+def _builtin_roles(s: Session) -> dict[str, str]:
+    """The ids of admin, member and reader, created if missing."""
+    roles: dict[str, str] = {}
+    for name in BUILTIN_ROLES:
+        role = s.scalars(
+            select(m.Role).where(m.Role.name == name, m.Role.domain_id.is_(None))
+        ).first()
+        if role is None:
+            role = m.Role(id=new_id(), name=name, domain_id=None, description="")
+            s.add(role)
+        roles[name] = role.id
+    return roles
+
+
+def _admin_project(s: Session) -> m.Project:
+    project = s.scalars(
+        select(m.Project).where(m.Project.domain_id == DEFAULT_DOMAIN_ID, m.Project.name == "admin")
+    ).first()
+    if project is None:
+        project = m.Project(
+            id=new_id(),
+            name="admin",
+            domain_id=DEFAULT_DOMAIN_ID,
+            description="Bootstrap project for the cloud operator",
+            enabled=True,
+            tags=[],
+        )
+        s.add(project)
+    return project
+
+
+def _admin_user(s: Session, admin_password: str | None, rounds: int) -> tuple[m.User, str | None]:
+    """The admin user, and its password when it was just set (created, or changed to the
+    one configured)."""
+    user = s.scalars(
+        select(m.User).where(m.User.domain_id == DEFAULT_DOMAIN_ID, m.User.name == "admin")
+    ).first()
+    new_password: str | None = None
+    if user is None:
+        new_password = admin_password or new_secret(18)
+        user = m.User(
+            id=new_id(),
+            name="admin",
+            domain_id=DEFAULT_DOMAIN_ID,
+            enabled=True,
+            password_hash=hash_secret(new_password, rounds),
+            password_changed_at=_naive_now(),
+            extra={},
+            created_at=_naive_now(),
+        )
+        s.add(user)
+    elif admin_password and not _matches(admin_password, user.password_hash):
+        new_password = admin_password
+        user.password_hash = hash_secret(admin_password, rounds)
+        user.password_changed_at = _naive_now()
+    return user, new_password
 
 
 def _matches(password: str, hashed: str | None) -> bool:
