@@ -108,6 +108,29 @@ def test_head_takes_the_action_of_get_and_public_routes_need_no_token(
     assert client.get("/").status_code == 200
 
 
+def test_a_head_runs_the_get_branch_of_a_handler_never_its_write_branch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(policy.RULES, "test:thing:show", policy.Rule.READER)
+    monkeypatch.setitem(policy.RULES, "test:thing:delete", policy.Rule.READER)
+    deleted: list[str] = []
+
+    async def thing(request: Request, ctx: RequestContext) -> Response:
+        if request.method == "GET":
+            return JSONResponse({"thing": "here"})
+        deleted.append(request.method)  # the branch a HEAD used to fall into
+        return Response(status_code=204)
+
+    edge = Edge(_tokens())
+    route = edge.route("/thing", thing, {"GET": "test:thing:show", "DELETE": "test:thing:delete"})
+    client = TestClient(ErrorLayer(Router(routes=[route]), render_error))
+    answer = client.head("/thing", headers={"X-Auth-Token": "r"})
+    assert answer.status_code == 200
+    assert deleted == []
+    assert client.delete("/thing", headers={"X-Auth-Token": "r"}).status_code == 204
+    assert deleted == ["DELETE"]
+
+
 def test_the_microversion_is_negotiated_before_the_handler_and_named_on_answers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -78,6 +78,7 @@ class Edge:
 
         async def call(request: Request) -> Response:
             action = holder[0].action_for(request.method)
+            request = as_get_if_head(request)
             extra = self._before(request)
             try:
                 ctx = authenticate(self.tokens, request)
@@ -100,6 +101,7 @@ class Edge:
         _known(path, actions, public=True)
 
         async def call(request: Request) -> Response:
+            request = as_get_if_head(request)
             extra = self._before(request)
             try:
                 response = await endpoint(request)
@@ -120,6 +122,19 @@ class Edge:
         if self.extra_headers is not None:
             extra.update(self.extra_headers(request))
         return extra
+
+
+def as_get_if_head(request: Request) -> Request:
+    """A HEAD request as the GET it stands for.
+
+    Starlette routes HEAD to every GET route, and handlers branch on the method:
+    without this, a HEAD fell through to the write branch after GET's (a HEAD on a
+    billing account deleted it, with the rights of a reader). The server still
+    answers HEAD without a body: uvicorn keeps the original scope's method.
+    """
+    if request.method != "HEAD":
+        return request
+    return Request({**request.scope, "method": "GET"}, request.receive)
 
 
 def _known(path: str, actions: Mapping[str, str], public: bool) -> None:
