@@ -177,3 +177,14 @@ def test_refused_oversized_call_is_audited_too(cloud: Cloud) -> None:
     assert response.status_code == 413
     lines = audit_lines(cloud)[start:]
     assert [line["status"] for line in lines] == [413]
+
+
+def test_a_call_refused_at_the_edge_is_audited_under_its_policy_action(cloud: Cloud) -> None:
+    reader = cloud.member(role="reader")
+    start = len(audit_lines(cloud))
+    refused = cloud.post("/v3/users", {"user": {"name": "not-by-a-reader"}}, token=reader.token)
+    assert refused.status_code == 403
+    (line,) = audit_lines(cloud)[start:]
+    assert line["action"] == "identity:create_user"
+    assert line["outcome"] == "failure" and line["status"] == 403
+    assert line["initiator"]["user_id"] == reader.id

@@ -173,7 +173,11 @@ class AuditMiddleware:
                 "time": isotime(self.clock.now()),
                 "request_id": state.get("request_id", ""),
                 "initiator": state.get("initiator") or {"user_id": None},
-                "action": audit.get("action") or f"{scope['method']} {scope['path']}",
+                # a call refused at the edge, before its handler named it, is recorded
+                # under the policy action it was refused
+                "action": audit.get("action")
+                or state.get("policy_action")
+                or f"{scope['method']} {scope['path']}",
                 "target": audit.get("target") or {"path": scope["path"]},
                 "outcome": "success" if status < 400 else "failure",
                 "status": status,
