@@ -16,8 +16,11 @@ was asked, `QemuDriver` tells what is.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from souverain.common.clock import Clock
+from souverain.common.context import RequestContext
 from souverain.common.metering import Meter
 from souverain.compute.actions import Actions
 from souverain.compute.attachments import Attachments
@@ -63,8 +66,7 @@ log = logging.getLogger("souverain.compute")
 
 
 class ComputeService:
-    """The parts wired together; its methods are the parts' own bound methods, so each
-    signature is written once, where the rule is."""
+    """The parts wired together; each method hands its call to the part that owns it."""
 
     def __init__(
         self,
@@ -97,84 +99,251 @@ class ComputeService:
         creation = Creation(core, flavors, quotas, guests, servers)
         actions = Actions(core, flavors, guests, servers)
         attachments = Attachments(core, guests)
-        self._flavors = flavors
-        self._guests = guests
         self._host_sync = HostSync(core, guests)
         self.orphans = self._host_sync.orphans
-        self.reconcile = self._host_sync.reconcile
-        self.sync_power_states = self._host_sync.sync_power_states
-        self.hypervisor = self._host_sync.hypervisor
-        self._hand_out_catalog(flavors, quotas, keypairs)
-        self._hand_out_servers(servers, creation)
-        self._hand_out_actions(actions, attachments)
+        self._flavors, self._quotas, self._keypairs = flavors, quotas, keypairs
+        self._creation, self._servers, self._guests = creation, servers, guests
+        self._actions, self._attachments = actions, attachments
 
-    def _hand_out_catalog(self, flavors: Flavors, quotas: Quotas, keypairs: Keypairs) -> None:
-        self.list_flavors = flavors.list_flavors
-        self.get_flavor = flavors.get_flavor
-        self.create_flavor = flavors.create_flavor
-        self.update_flavor = flavors.update_flavor
-        self.delete_flavor = flavors.delete_flavor
-        self.flavor_extra_specs = flavors.flavor_extra_specs
-        self.set_flavor_extra_specs = flavors.set_flavor_extra_specs
-        self.delete_flavor_extra_spec = flavors.delete_flavor_extra_spec
-        self.flavor_access = flavors.flavor_access
-        self.change_flavor_access = flavors.change_flavor_access
+    # ------------------------------------------------------------------ flavors
 
-        self.default_quotas = quotas.default_quotas
-        self.quota_limits = quotas.quota_limits
-        self.quota_usage = quotas.quota_usage
-        self.update_quota = quotas.update_quota
-        self.reset_quota = quotas.reset_quota
+    def list_flavors(
+        self,
+        ctx: RequestContext,
+        is_public: bool | None = True,
+        min_ram: int = 0,
+        min_disk: int = 0,
+    ) -> list[dict[str, Any]]:
+        return self._flavors.list_flavors(ctx, is_public, min_ram, min_disk)
 
-        self.list_keypairs = keypairs.list_keypairs
-        self.get_keypair = keypairs.get_keypair
-        self.create_keypair = keypairs.create_keypair
-        self.delete_keypair = keypairs.delete_keypair
+    def get_flavor(self, ctx: RequestContext, flavor_id: str) -> dict[str, Any]:
+        return self._flavors.get_flavor(ctx, flavor_id)
 
-    def _hand_out_servers(self, servers: Servers, creation: Creation) -> None:
-        self.server_view = servers.server_view
-        self.server_views = servers.server_views
-        self.get_server = servers.get_server
-        self.find_servers = servers.find_servers
-        self.views_of_servers = servers.views_of_servers
-        self.servers_in_use = servers.servers_in_use
-        self.update_server = servers.update_server
-        self.metadata = servers.metadata
-        self.set_metadata = servers.set_metadata
-        self.delete_metadata = servers.delete_metadata
-        self.tags = servers.tags
-        self.set_tags = servers.set_tags
-        self.add_tag = servers.add_tag
-        self.delete_tag = servers.delete_tag
-        self.instance_actions = servers.instance_actions
-        self.instance_action = servers.instance_action
+    def create_flavor(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
+        return self._flavors.create_flavor(ctx, data)
 
-        self.create_servers = creation.create_servers
+    def update_flavor(
+        self, ctx: RequestContext, flavor_id: str, description: str | None
+    ) -> dict[str, Any]:
+        return self._flavors.update_flavor(ctx, flavor_id, description)
 
-    def _hand_out_actions(self, actions: Actions, attachments: Attachments) -> None:
-        self.delete_server = actions.delete_server
-        self.stop = actions.stop
-        self.start = actions.start
-        self.reboot = actions.reboot
-        self.pause = actions.pause
-        self.unpause = actions.unpause
-        self.suspend = actions.suspend
-        self.resume = actions.resume
-        self.create_image = actions.create_image
-        self.rebuild = actions.rebuild
-        self.resize = actions.resize
-        self.confirm_resize = actions.confirm_resize
-        self.revert_resize = actions.revert_resize
-        self.lock = actions.lock
-        self.console_output = actions.console_output
+    def delete_flavor(self, ctx: RequestContext, flavor_id: str) -> None:
+        self._flavors.delete_flavor(ctx, flavor_id)
 
-        self.volume_attachments = attachments.volume_attachments
-        self.attach_volume = attachments.attach_volume
-        self.detach_volume = attachments.detach_volume
-        self.resize_attached = attachments.resize_attached
-        self.interfaces = attachments.interfaces
-        self.attach_interface = attachments.attach_interface
-        self.detach_interface = attachments.detach_interface
+    def flavor_extra_specs(self, ctx: RequestContext, flavor_id: str) -> dict[str, str]:
+        return self._flavors.flavor_extra_specs(ctx, flavor_id)
+
+    def set_flavor_extra_specs(
+        self,
+        ctx: RequestContext,
+        flavor_id: str,
+        specs: dict[str, str],
+        replace_key: str | None = None,
+    ) -> dict[str, str]:
+        return self._flavors.set_flavor_extra_specs(ctx, flavor_id, specs, replace_key)
+
+    def delete_flavor_extra_spec(self, ctx: RequestContext, flavor_id: str, key: str) -> None:
+        self._flavors.delete_flavor_extra_spec(ctx, flavor_id, key)
+
+    def flavor_access(self, ctx: RequestContext, flavor_id: str) -> list[dict[str, str]]:
+        return self._flavors.flavor_access(ctx, flavor_id)
+
+    def change_flavor_access(
+        self, ctx: RequestContext, flavor_id: str, project_id: str, add: bool
+    ) -> list[dict[str, str]]:
+        return self._flavors.change_flavor_access(ctx, flavor_id, project_id, add)
+
+    # ------------------------------------------------------------------ quotas
+
+    def default_quotas(self) -> dict[str, int]:
+        return self._quotas.default_quotas()
+
+    def quota_limits(self, ctx: RequestContext, project_id: str) -> dict[str, int]:
+        return self._quotas.quota_limits(ctx, project_id)
+
+    def quota_usage(
+        self, ctx: RequestContext, project_id: str
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        return self._quotas.quota_usage(ctx, project_id)
+
+    def update_quota(
+        self, ctx: RequestContext, project_id: str, changes: dict[str, int], force: bool
+    ) -> dict[str, int]:
+        return self._quotas.update_quota(ctx, project_id, changes, force)
+
+    def reset_quota(self, ctx: RequestContext, project_id: str) -> None:
+        self._quotas.reset_quota(ctx, project_id)
+
+    # ------------------------------------------------------------------ key pairs
+
+    def list_keypairs(
+        self, ctx: RequestContext, user_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self._keypairs.list_keypairs(ctx, user_id)
+
+    def get_keypair(
+        self, ctx: RequestContext, name: str, user_id: str | None = None
+    ) -> dict[str, Any]:
+        return self._keypairs.get_keypair(ctx, name, user_id)
+
+    def create_keypair(
+        self,
+        ctx: RequestContext,
+        name: str,
+        public_key: str | None,
+        key_type: str = "ssh",
+        user_id: str | None = None,
+    ) -> dict[str, Any]:
+        return self._keypairs.create_keypair(ctx, name, public_key, key_type, user_id)
+
+    def delete_keypair(self, ctx: RequestContext, name: str, user_id: str | None = None) -> None:
+        self._keypairs.delete_keypair(ctx, name, user_id)
+
+    # ------------------------------------------------------------------ servers: create
+
+    def create_servers(self, ctx: RequestContext, req: ServerRequest) -> list[dict[str, Any]]:
+        return self._creation.create_servers(ctx, req)
+
+    # ------------------------------------------------------------------ servers
+
+    def server_view(self, row: Server) -> dict[str, Any]:
+        return self._servers.server_view(row)
+
+    def server_views(self, rows: Sequence[Server]) -> list[dict[str, Any]]:
+        return self._servers.server_views(rows)
+
+    def get_server(self, ctx: RequestContext, server_id: str) -> dict[str, Any]:
+        return self._servers.get_server(ctx, server_id)
+
+    def find_servers(self, ctx: RequestContext, filters: dict[str, Any]) -> list[ListedServer]:
+        return self._servers.find_servers(ctx, filters)
+
+    def views_of_servers(self, server_ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+        return self._servers.views_of_servers(server_ids)
+
+    def servers_in_use(self, ctx: RequestContext) -> dict[str, int]:
+        return self._servers.servers_in_use(ctx)
+
+    def update_server(
+        self, ctx: RequestContext, server_id: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self._servers.update_server(ctx, server_id, data)
+
+    def metadata(self, ctx: RequestContext, server_id: str) -> dict[str, str]:
+        return self._servers.metadata(ctx, server_id)
+
+    def set_metadata(
+        self, ctx: RequestContext, server_id: str, items: dict[str, str], replace: bool
+    ) -> dict[str, str]:
+        return self._servers.set_metadata(ctx, server_id, items, replace)
+
+    def delete_metadata(self, ctx: RequestContext, server_id: str, key: str) -> None:
+        self._servers.delete_metadata(ctx, server_id, key)
+
+    def tags(self, ctx: RequestContext, server_id: str) -> list[str]:
+        return self._servers.tags(ctx, server_id)
+
+    def set_tags(self, ctx: RequestContext, server_id: str, tags: list[str]) -> list[str]:
+        return self._servers.set_tags(ctx, server_id, tags)
+
+    def add_tag(self, ctx: RequestContext, server_id: str, tag: str) -> bool:
+        return self._servers.add_tag(ctx, server_id, tag)
+
+    def delete_tag(self, ctx: RequestContext, server_id: str, tag: str | None) -> None:
+        self._servers.delete_tag(ctx, server_id, tag)
+
+    def instance_actions(
+        self, ctx: RequestContext, server_id: str, request_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self._servers.instance_actions(ctx, server_id, request_id)
+
+    def instance_action(
+        self, ctx: RequestContext, server_id: str, request_id: str
+    ) -> dict[str, Any]:
+        return self._servers.instance_action(ctx, server_id, request_id)
+
+    # ------------------------------------------------------------------ servers: actions
+
+    def delete_server(self, ctx: RequestContext, server_id: str) -> None:
+        self._actions.delete_server(ctx, server_id)
+
+    def stop(self, ctx: RequestContext, server_id: str) -> None:
+        self._actions.stop(ctx, server_id)
+
+    def start(self, ctx: RequestContext, server_id: str) -> None:
+        self._actions.start(ctx, server_id)
+
+    def reboot(self, ctx: RequestContext, server_id: str, hard: bool) -> None:
+        self._actions.reboot(ctx, server_id, hard)
+
+    def pause(self, ctx: RequestContext, server_id: str) -> None:
+        self._actions.pause(ctx, server_id)
+
+    def unpause(self, ctx: RequestContext, server_id: str) -> None:
+        self._actions.unpause(ctx, server_id)
+
+    def suspend(self, ctx: RequestContext, server_id: str) -> None:
+        self._actions.suspend(ctx, server_id)
+
+    def resume(self, ctx: RequestContext, server_id: str) -> None:
+        self._actions.resume(ctx, server_id)
+
+    def create_image(
+        self, ctx: RequestContext, server_id: str, name: str, metadata: dict[str, str]
+    ) -> str:
+        return self._actions.create_image(ctx, server_id, name, metadata)
+
+    def rebuild(
+        self, ctx: RequestContext, server_id: str, image_ref: str, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self._actions.rebuild(ctx, server_id, image_ref, changes)
+
+    def resize(self, ctx: RequestContext, server_id: str, flavor_ref: str) -> None:
+        self._actions.resize(ctx, server_id, flavor_ref)
+
+    def confirm_resize(self, ctx: RequestContext, server_id: str) -> None:
+        self._actions.confirm_resize(ctx, server_id)
+
+    def revert_resize(self, ctx: RequestContext, server_id: str) -> None:
+        self._actions.revert_resize(ctx, server_id)
+
+    def lock(self, ctx: RequestContext, server_id: str, locked: bool) -> None:
+        self._actions.lock(ctx, server_id, locked)
+
+    def console_output(self, ctx: RequestContext, server_id: str, length: int | None) -> str:
+        return self._actions.console_output(ctx, server_id, length)
+
+    # ------------------------------------------------------------------ volumes and interfaces
+
+    def volume_attachments(self, ctx: RequestContext, server_id: str) -> list[dict[str, Any]]:
+        return self._attachments.volume_attachments(ctx, server_id)
+
+    def attach_volume(
+        self, ctx: RequestContext, server_id: str, volume_id: str, delete_on_termination: bool
+    ) -> dict[str, Any]:
+        return self._attachments.attach_volume(ctx, server_id, volume_id, delete_on_termination)
+
+    def detach_volume(self, ctx: RequestContext, server_id: str, volume_id: str) -> None:
+        self._attachments.detach_volume(ctx, server_id, volume_id)
+
+    def resize_attached(self, server_id: str, volume_id: str, size_gib: int) -> None:
+        self._attachments.resize_attached(server_id, volume_id, size_gib)
+
+    def interfaces(self, ctx: RequestContext, server_id: str) -> list[dict[str, Any]]:
+        return self._attachments.interfaces(ctx, server_id)
+
+    def attach_interface(
+        self,
+        ctx: RequestContext,
+        server_id: str,
+        port_id: str | None,
+        network_id: str | None,
+        fixed_ip: str | None,
+    ) -> dict[str, Any]:
+        return self._attachments.attach_interface(ctx, server_id, port_id, network_id, fixed_ip)
+
+    def detach_interface(self, ctx: RequestContext, server_id: str, port_id: str) -> None:
+        self._attachments.detach_interface(ctx, server_id, port_id)
 
     @property
     def meter(self) -> Meter:
@@ -194,6 +363,17 @@ class ComputeService:
     def close(self) -> None:
         """Let running actions finish; the guests themselves keep running."""
         self.core.close()
+
+    # ------------------------------------------------------------------ the host
+
+    def reconcile(self) -> None:
+        self._host_sync.reconcile()
+
+    def sync_power_states(self) -> None:
+        self._host_sync.sync_power_states()
+
+    def hypervisor(self) -> dict[str, Any]:
+        return self._host_sync.hypervisor()
 
     def refresh_addresses(self, server_id: str) -> None:
         """The network told us a port of this server changed (Nova's network-changed event)."""
