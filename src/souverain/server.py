@@ -334,8 +334,9 @@ def _compute(
         console_max_bytes=settings.compute.console_max_bytes,
         accelerator=None if accelerator == "auto" else accelerator,
     )
-    service = ComputeService(db, identity, image, volume, driver, clock, settings.compute)
-    service.network = network
+    service = ComputeService(db, identity, image, volume, network, driver, clock, settings.compute)
+    # the cycles between compute and the services it uses close here, and only here
+    volume.attached_resizer = service.resize_attached
     network.address_listeners.append(service.refresh_addresses)
     return service
 
