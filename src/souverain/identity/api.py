@@ -22,6 +22,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import ApiError, BadRequest, Forbidden, NotFound
 from souverain.common.jsoncodec import JSONResponse
 from souverain.common.middleware import state_of
+from souverain.common.pagination import paginate
 from souverain.identity import schemas as sc
 from souverain.identity import views
 from souverain.identity.service import IdentityService
@@ -29,7 +30,7 @@ from souverain.openstack.auth import audit
 from souverain.openstack.body import member, read_json, validated
 from souverain.openstack.faults import ErrorLayer, render_error
 from souverain.openstack.links import base_url
-from souverain.openstack.query import parse_flag
+from souverain.openstack.query import parse_flag, parse_limit
 from souverain.openstack.routing import Edge, EdgeRoute, Endpoint
 
 ASSIGNMENT_FILTERS = ("user.id", "group.id", "role.id", "scope.project.id", "scope.domain.id")
@@ -144,6 +145,36 @@ GRANT_PATHS = {
 TOKENS_PATH = "/v3/auth/tokens"
 
 
+def _list_response(
+    request: Request,
+    base: str,
+    collection: str,
+    items: list[dict[str, Any]],
+    link_path: str | None = None,
+) -> JSONResponse:
+    """One page of `items`; each gets a self link under `link_path` (the collection)."""
+    limit = parse_limit(request.query_params.get("limit"))
+    marker = request.query_params.get("marker")
+    page = paginate(items, lambda r: str(r.get("id", "")), limit, marker)
+    next_url = None
+    if page.next_marker is not None:
+        params = dict(request.query_params)
+        params["marker"] = page.next_marker
+        next_url = str(request.url.replace_query_params(**params))
+    body = {
+        collection: [views.with_link(base, link_path or collection, r) for r in page.items],
+        "links": {"self": str(request.url), "previous": None, "next": next_url},
+    }
+    return JSONResponse(body)
+
+
+def _unpaged(request: Request, key: str, items: list[dict[str, Any]]) -> JSONResponse:
+    """A whole collection whose items carry their own links (EC2 keys, role assignments)."""
+    return JSONResponse(
+        {key: items, "links": {"self": str(request.url), "previous": None, "next": None}}
+    )
+
+
 class IdentityApi:
     def __init__(self, service: IdentityService, public_url: str = "") -> None:
         self.service = service
@@ -163,7 +194,7 @@ class IdentityApi:
     def listing(
         self, request: Request, key: str, items: list[dict[str, Any]], path: str | None = None
     ) -> JSONResponse:
-        return views.list_response(request, self.base(request), key, items, path)
+        return _list_response(request, self.base(request), key, items, path)
 
     def linked(self, request: Request, collection: str, ref: dict[str, Any]) -> dict[str, Any]:
         return views.with_link(self.base(request), collection, ref)
@@ -432,7 +463,7 @@ class IdentityApi:
         )
         items = self.service.list_role_assignments(ctx, filters, effective, include_names)
         items = views.with_assignment_links(self.base(request), items)
-        return views.unpaged(request, "role_assignments", items)
+        return _unpaged(request, "role_assignments", items)
 
     # -------------------------------------------------------------- application credentials
 
@@ -466,7 +497,7 @@ class IdentityApi:
         user_id = request.path_params["user_id"]
         base = self.base(request)
         if request.method == "GET":
-            return views.unpaged(request, "credentials", self.service.ec2_list(ctx, user_id, base))
+            return _unpaged(request, "credentials", self.service.ec2_list(ctx, user_id, base))
         audit(request, "identity.ec2_credential.create", "credential", None)
         data = validated(sc.Ec2Create, await read_json(request), "")
         ref = self.service.ec2_create(ctx, user_id, data["tenant_id"], base)

@@ -9,13 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from starlette.requests import Request
-
 from souverain.common.clock import isotime
-from souverain.common.jsoncodec import JSONResponse
-from souverain.common.pagination import paginate
 from souverain.identity.service import TokenView
-from souverain.openstack.query import parse_limit
 
 API_VERSION = "v3.14"
 MEDIA_TYPE = "application/vnd.openstack.identity-v3+json"
@@ -37,36 +32,6 @@ def with_link(base: str, collection: str, ref: dict[str, Any]) -> dict[str, Any]
     ref = dict(ref)
     ref["links"] = {"self": f"{base}/v3/{collection}/{ref['id']}"}
     return ref
-
-
-def list_response(
-    request: Request,
-    base: str,
-    collection: str,
-    items: list[dict[str, Any]],
-    link_path: str | None = None,
-) -> JSONResponse:
-    """One page of `items`; each gets a self link under `link_path` (the collection)."""
-    limit = parse_limit(request.query_params.get("limit"))
-    marker = request.query_params.get("marker")
-    page = paginate(items, lambda r: str(r.get("id", "")), limit, marker)
-    next_url = None
-    if page.next_marker is not None:
-        params = dict(request.query_params)
-        params["marker"] = page.next_marker
-        next_url = str(request.url.replace_query_params(**params))
-    body = {
-        collection: [with_link(base, link_path or collection, r) for r in page.items],
-        "links": {"self": str(request.url), "previous": None, "next": next_url},
-    }
-    return JSONResponse(body)
-
-
-def unpaged(request: Request, key: str, items: list[dict[str, Any]]) -> JSONResponse:
-    """A whole collection whose items carry their own links (EC2 keys, role assignments)."""
-    return JSONResponse(
-        {key: items, "links": {"self": str(request.url), "previous": None, "next": None}}
-    )
 
 
 def token_body(view: TokenView, catalog: list[dict[str, Any]] | None) -> dict[str, Any]:
