@@ -184,9 +184,9 @@ class NetworkApi:
         audit(request, f"network.router.{action}", "router", router_id)
         data = await read_json(request)
         handler = (
-            self.service.add_router_interface
+            self.service.routers.add_router_interface
             if action == "add_router_interface"
-            else self.service.remove_router_interface
+            else self.service.routers.remove_router_interface
         )
         info = await asyncio.to_thread(handler, ctx, router_id, data)
         return JSONResponse(info)
@@ -261,22 +261,22 @@ class NetworkApi:
         plural, single = COLLECTIONS[path]
         s = self.service
         lister = {
-            "networks": s.list_networks,
-            "subnets": s.list_subnets,
-            "ports": s.list_ports,
-            "security-groups": s.list_security_groups,
-            "security-group-rules": s.list_security_group_rules,
-            "routers": s.list_routers,
-            "floatingips": s.list_floating_ips,
+            "networks": s.networks.list_networks,
+            "subnets": s.networks.list_subnets,
+            "ports": s.ports.list_ports,
+            "security-groups": s.groups.list_security_groups,
+            "security-group-rules": s.groups.list_security_group_rules,
+            "routers": s.routers.list_routers,
+            "floatingips": s.floating_ips.list_floating_ips,
         }[path]
         creator = {
-            "networks": s.create_network,
-            "subnets": s.create_subnet,
-            "ports": s.create_port,
-            "security-groups": s.create_security_group,
-            "security-group-rules": s.create_security_group_rule,
-            "routers": s.create_router,
-            "floatingips": s.create_floating_ip,
+            "networks": s.networks.create_network,
+            "subnets": s.networks.create_subnet,
+            "ports": s.ports.create_port,
+            "security-groups": s.groups.create_security_group,
+            "security-group-rules": s.groups.create_security_group_rule,
+            "routers": s.routers.create_router,
+            "floatingips": s.floating_ips.create_floating_ip,
         }[path]
 
         async def handle(request: Request, ctx: RequestContext) -> Response:
@@ -297,31 +297,31 @@ class NetworkApi:
         _, single = COLLECTIONS[path]
         s = self.service
         getter = {
-            "networks": s.get_network,
-            "subnets": s.get_subnet,
-            "ports": s.get_port,
-            "security-groups": s.get_security_group,
-            "security-group-rules": s.get_security_group_rule,
-            "routers": s.get_router,
-            "floatingips": s.get_floating_ip,
+            "networks": s.networks.get_network,
+            "subnets": s.networks.get_subnet,
+            "ports": s.ports.get_port,
+            "security-groups": s.groups.get_security_group,
+            "security-group-rules": s.groups.get_security_group_rule,
+            "routers": s.routers.get_router,
+            "floatingips": s.floating_ips.get_floating_ip,
         }[path]
         updater: Callable[[RequestContext, str, dict[str, Any]], dict[str, Any]] | None = {
-            "networks": s.update_network,
-            "subnets": s.update_subnet,
-            "ports": s.update_port,
-            "security-groups": s.update_security_group,
+            "networks": s.networks.update_network,
+            "subnets": s.networks.update_subnet,
+            "ports": s.ports.update_port,
+            "security-groups": s.groups.update_security_group,
             "security-group-rules": None,
-            "routers": s.update_router,
-            "floatingips": s.update_floating_ip,
+            "routers": s.routers.update_router,
+            "floatingips": s.floating_ips.update_floating_ip,
         }[path]
         deleter = {
-            "networks": s.delete_network,
-            "subnets": s.delete_subnet,
-            "ports": s.delete_port,
-            "security-groups": s.delete_security_group,
-            "security-group-rules": s.delete_security_group_rule,
-            "routers": s.delete_router,
-            "floatingips": s.delete_floating_ip,
+            "networks": s.networks.delete_network,
+            "subnets": s.networks.delete_subnet,
+            "ports": s.ports.delete_port,
+            "security-groups": s.groups.delete_security_group,
+            "security-group-rules": s.groups.delete_security_group_rule,
+            "routers": s.routers.delete_router,
+            "floatingips": s.floating_ips.delete_floating_ip,
         }[path]
 
         async def handle(request: Request, ctx: RequestContext) -> Response:
@@ -347,31 +347,33 @@ class NetworkApi:
     # -------------------------------------------------------------- quotas
 
     async def quotas(self, request: Request, ctx: RequestContext) -> Response:
-        rows = await asyncio.to_thread(self.service.list_quotas, ctx)
+        rows = await asyncio.to_thread(self.service.quotas.list_quotas, ctx)
         return JSONResponse({"quotas": rows})
 
     async def quota(self, request: Request, ctx: RequestContext) -> Response:
         project_id = request.path_params["project"]
         if request.method == "GET":
-            limits = await asyncio.to_thread(self.service.quota_of, ctx, project_id)
+            limits = await asyncio.to_thread(self.service.quotas.quota_of, ctx, project_id)
             return JSONResponse({"quota": limits})
         if request.method == "PUT":
             audit(request, "network.quota.update", "project", project_id)
             changes = member(await read_json(request), "quota")
             changes = {k: v for k, v in changes.items() if k not in ("force", "check_limit")}
-            limits = await asyncio.to_thread(self.service.update_quota, ctx, project_id, changes)
+            limits = await asyncio.to_thread(
+                self.service.quotas.update_quota, ctx, project_id, changes
+            )
             return JSONResponse({"quota": limits})
         audit(request, "network.quota.delete", "project", project_id)
-        await asyncio.to_thread(self.service.reset_quota, ctx, project_id)
+        await asyncio.to_thread(self.service.quotas.reset_quota, ctx, project_id)
         return Response(status_code=204)
 
     async def quota_default(self, request: Request, ctx: RequestContext) -> Response:
-        limits = self.service.default_limits()
+        limits = self.service.quotas.default_limits()
         return JSONResponse({"quota": limits})
 
     async def quota_details(self, request: Request, ctx: RequestContext) -> Response:
         project_id = request.path_params["project"]
-        details = await asyncio.to_thread(self.service.quota_details, ctx, project_id)
+        details = await asyncio.to_thread(self.service.quotas.quota_details, ctx, project_id)
         return JSONResponse({"quota": details})
 
 

@@ -1,0 +1,489 @@
+"""Networks and their subnets: tenancy, segmentation ids, CIDRs and pools."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from souverain.common.context import RequestContext
+from souverain.common.errors import BadRequest, Conflict
+from souverain.common.ids import new_id
+from souverain.network import ipam, related
+from souverain.network import models as m
+from souverain.network.core import Part
+from souverain.network.errors import (
+    NetworkInUse,
+    NetworkNotFound,
+    PolicyNotAuthorized,
+    SubnetInUse,
+    SubnetNotFound,
+)
+from souverain.network.fields import (
+    DHCP_OWNER,
+    IPV6_MODES,
+    MAX_DNS,
+    MAX_ROUTES,
+    common_fields,
+    flag_of,
+    int_of,
+    only_fields,
+    owner_of,
+    text_of,
+)
+from souverain.network.ipam import InvalidInput
+from souverain.network.listing import ListQuery, Page, select_page
+
+MAX_SEGMENT = 65535  # a conntrack zone is 16 bits; a VXLAN VNI has room for more
+
+
+def _free_segment(s: Session) -> int:
+    """The lowest segmentation id no network holds (the unique column settles races)."""
+    used = s.scalars(
+        select(m.Network.segmentation_id)
+        .where(m.Network.segmentation_id.is_not(None))
+        .order_by(m.Network.segmentation_id)
+    ).all()
+    expected = 1
+    for value in used:
+        if value != expected:
+            break
+        expected += 1
+    if expected > MAX_SEGMENT:
+        raise Conflict("Unable to create the network. No tenant network is available.")
+    return expected
+
+
+class Networks(Part):
+    """Networks and subnets."""
+
+    def _visible(self, ctx: RequestContext, net: m.Network) -> bool:
+        return ctx.is_admin or net.project_id == ctx.project_id or net.shared or net.external
+
+    def network(self, s: Session, ctx: RequestContext, network_id: Any) -> m.Network:
+        row = s.get(m.Network, network_id) if isinstance(network_id, str) else None
+        if row is None or not self._visible(ctx, row):
+            raise NetworkNotFound(f"Network {str(network_id)[:64]} could not be found.")
+        return row
+
+    def _owned_network(self, s: Session, ctx: RequestContext, network_id: Any) -> m.Network:
+        row = self.network(s, ctx, network_id)
+        if not (ctx.is_admin or row.project_id == ctx.project_id):
+            raise PolicyNotAuthorized("The request is disallowed by policy for this network.")
+        return row
+
+    def network_view(self, s: Session, row: m.Network) -> dict[str, Any]:
+        return self.network_views(s, [row])[0]
+
+    def network_views(self, s: Session, rows: Sequence[m.Network]) -> list[dict[str, Any]]:
+        """The views of many networks, with their subnets in one query."""
+        subnets = related.subnet_ids_by_network(s, [r.id for r in rows])
+        return [self._network_body(r, subnets.get(r.id, [])) for r in rows]
+
+    @staticmethod
+    def _network_body(row: m.Network, subnets: list[str]) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "name": row.name,
+            "description": row.description,
+            "admin_state_up": row.admin_state_up,
+            "status": "ACTIVE",
+            "subnets": subnets,
+            "shared": row.shared,
+            "router:external": row.external,
+            "mtu": row.mtu,
+            "port_security_enabled": row.port_security_enabled,
+            "availability_zone_hints": [],
+            "availability_zones": ["nova"],
+            "ipv4_address_scope": None,
+            "ipv6_address_scope": None,
+            "is_default": row.external,
+            "l2_adjacency": True,
+            **common_fields(row),
+        }
+
+    def _network_fields(
+        self, ctx: RequestContext, body: dict[str, Any], row: m.Network | None
+    ) -> dict[str, Any]:
+        only_fields(
+            body,
+            frozenset(
+                {
+                    "name",
+                    "description",
+                    "admin_state_up",
+                    "shared",
+                    "router:external",
+                    "mtu",
+                    "port_security_enabled",
+                    "project_id",
+                    "tenant_id",
+                    "availability_zone_hints",
+                    "tags",
+                }
+            ),
+            "network",
+        )
+        out: dict[str, Any] = {}
+        for name in ("name", "description"):
+            if name in body:
+                out[name] = text_of(body, name)
+        for name, attr in (
+            ("admin_state_up", "admin_state_up"),
+            ("port_security_enabled", "port_security_enabled"),
+        ):
+            if name in body:
+                out[attr] = flag_of(body, name, True)
+        for name, attr in (("shared", "shared"), ("router:external", "external")):
+            if name in body:
+                value = flag_of(body, name, False)
+                current = getattr(row, attr) if row is not None else False
+                if value != current and not ctx.is_admin:
+                    raise PolicyNotAuthorized(
+                        f"(rule:create_network and rule:create_network:{name}) is disallowed "
+                        "by policy"
+                    )
+                out[attr] = value
+        if "mtu" in body:
+            mtu = int_of(body["mtu"], "mtu")
+            if mtu is None or not 68 <= mtu <= self.settings.mtu:
+                raise InvalidInput(
+                    f"Invalid input for operation: Requested MTU is too big, maximum is "
+                    f"{self.settings.mtu}."
+                )
+            out["mtu"] = mtu
+        return out
+
+    def new_network_row(
+        self,
+        s: Session,
+        project_id: str,
+        body: dict[str, Any],
+        external: bool = False,
+        shared: bool = False,
+    ) -> m.Network:
+        now = self._now()
+        return m.Network(
+            id=new_id(),
+            segmentation_id=_free_segment(s),
+            project_id=project_id,
+            name=body.get("name", ""),
+            description=body.get("description", ""),
+            admin_state_up=body.get("admin_state_up", True),
+            shared=body.get("shared", shared),
+            external=body.get("external", external),
+            mtu=body.get("mtu", self.settings.mtu),
+            port_security_enabled=body.get("port_security_enabled", True),
+            revision_number=1,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def create_network(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+        fields = self._network_fields(ctx, body, None)
+        project_id = owner_of(ctx, body)
+
+        def work(s: Session) -> dict[str, Any]:
+            self._lock_quota(s, project_id)
+            self.quotas.claim(s, project_id, "network")
+            row = self.new_network_row(s, project_id, fields)
+            s.add(row)
+            s.flush()
+            return self.network_view(s, row)
+
+        return self._retrying(work)
+
+    def get_network(self, ctx: RequestContext, network_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            return self.network_view(s, self.network(s, ctx, network_id))
+
+    def list_networks(self, ctx: RequestContext, query: ListQuery) -> Page:
+        with self.db.session() as s:
+            stmt = select(m.Network)
+            if not ctx.is_admin:
+                stmt = stmt.where(
+                    (m.Network.project_id == (ctx.project_id or ""))
+                    | m.Network.shared
+                    | m.Network.external
+                )
+            views = self.network_views(s, s.scalars(stmt).all())
+        return select_page(views, query, "Network")
+
+    def update_network(
+        self, ctx: RequestContext, network_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        with self.db.session() as s:
+            row = self._owned_network(s, ctx, network_id)
+            fields = self._network_fields(ctx, body, row)
+            if "project_id" in body or "tenant_id" in body:
+                raise BadRequest("Cannot update read-only attribute project_id")
+            if fields.get("shared") is False and row.shared:
+                others = s.scalar(
+                    select(func.count())
+                    .select_from(m.Port)
+                    .where(m.Port.network_id == row.id, m.Port.project_id != row.project_id)
+                )
+                if others:
+                    raise InvalidInput(
+                        "Unable to reconfigure sharing settings for network "
+                        f"{row.id}. Multiple tenants are using it."
+                    )
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.revision_number += 1
+            row.updated_at = self._now()
+            s.flush()
+            return self.network_view(s, row)
+
+    def delete_network(self, ctx: RequestContext, network_id: str) -> None:
+        with self.db.session() as s:
+            row = self._owned_network(s, ctx, network_id)
+            in_use = s.scalar(
+                select(func.count())
+                .select_from(m.Port)
+                .where(m.Port.network_id == row.id, m.Port.device_owner != DHCP_OWNER)
+            )
+            if in_use:
+                raise NetworkInUse(
+                    f"Unable to complete operation on network {row.id}. There are one or more "
+                    "ports still in use on the network."
+                )
+            for dhcp in s.scalars(
+                select(m.Port).where(m.Port.network_id == row.id, m.Port.device_owner == DHCP_OWNER)
+            ).all():
+                self.ports.delete_port_row(s, dhcp)  # the network's own DHCP port goes with it
+            s.execute(delete(m.Subnet).where(m.Subnet.network_id == row.id))
+            s.delete(row)
+        if self.dataplane is not None:  # its bridge, DHCP namespace and dnsmasq too
+            self.dataplane.delete_network(network_id)
+
+    def subnet(self, s: Session, ctx: RequestContext, subnet_id: Any) -> m.Subnet:
+        row = s.get(m.Subnet, subnet_id) if isinstance(subnet_id, str) else None
+        if row is not None and not (ctx.is_admin or row.project_id == ctx.project_id):
+            net = s.get(m.Network, row.network_id)
+            if net is None or not (net.shared or net.external):
+                row = None
+        if row is None:
+            raise SubnetNotFound(f"Subnet {str(subnet_id)[:64]} could not be found.")
+        return row
+
+    def subnet_view(self, row: m.Subnet) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "name": row.name,
+            "description": row.description,
+            "network_id": row.network_id,
+            "ip_version": row.ip_version,
+            "cidr": row.cidr,
+            "gateway_ip": row.gateway_ip,
+            "allocation_pools": [dict(p) for p in row.allocation_pools],
+            "dns_nameservers": list(row.dns_nameservers),
+            "host_routes": [dict(r) for r in row.host_routes],
+            "enable_dhcp": row.enable_dhcp,
+            "ipv6_ra_mode": row.ipv6_ra_mode,
+            "ipv6_address_mode": row.ipv6_address_mode,
+            "subnetpool_id": None,
+            "service_types": [],
+            "segment_id": None,
+            "dns_publish_fixed_ip": False,
+            **common_fields(row),
+        }
+
+    def _dns(self, value: Any, version: int) -> list[str]:
+        if not isinstance(value, list) or len(value) > MAX_DNS:
+            raise InvalidInput(
+                f"Invalid input for dns_nameservers. Reason: a list of at most {MAX_DNS} "
+                "addresses is expected."
+            )
+        out = [str(ipam.parse_address(v, "dns_nameservers")) for v in value]
+        if len(set(out)) != len(out):
+            raise InvalidInput("Invalid input for dns_nameservers. Reason: duplicate nameserver.")
+        return out
+
+    def _routes(self, value: Any, version: int) -> list[dict[str, str]]:
+        if not isinstance(value, list) or len(value) > MAX_ROUTES:
+            raise InvalidInput(
+                f"Invalid input for host_routes. Reason: a list of at most {MAX_ROUTES} routes."
+            )
+        out = []
+        for item in value:
+            if not isinstance(item, dict) or set(item) != {"destination", "nexthop"}:
+                raise InvalidInput(
+                    "Invalid input for host_routes. Reason: each route is {destination, nexthop}."
+                )
+            dest = item["destination"]
+            try:
+                net = ipaddress.ip_network(dest, strict=False) if isinstance(dest, str) else None
+            except ValueError:
+                net = None
+            if net is None or net.version != version or len(dest) > 64:
+                raise InvalidInput("Invalid input for host_routes. Reason: bad destination.")
+            hop = ipam.parse_address(item["nexthop"], "host_routes", version)
+            out.append({"destination": str(net), "nexthop": str(hop)})
+        return out
+
+    def new_subnet_row(
+        self, s: Session, net: m.Network, project_id: str, body: dict[str, Any]
+    ) -> m.Subnet:
+        version = int_of(body.get("ip_version", 4), "ip_version")
+        if version not in (4, 6):
+            raise InvalidInput(f"Invalid input for ip_version. Reason: '{version}' is not 4 or 6.")
+        if "cidr" not in body:
+            raise BadRequest("Bad subnets request: a cidr must be specified.")
+        cidr = ipam.parse_cidr(body["cidr"], version)
+        for other in s.scalars(select(m.Subnet).where(m.Subnet.network_id == net.id)).all():
+            if ipaddress.ip_network(other.cidr).overlaps(cidr):
+                raise InvalidInput(
+                    f"Invalid input for operation: Requested subnet with cidr: {cidr} for network: "
+                    f"{net.id} overlaps with another subnet."
+                )
+        gateway = (
+            ipam.check_gateway(cidr, body["gateway_ip"])
+            if "gateway_ip" in body
+            else ipam.default_gateway(cidr)
+        )
+        if "allocation_pools" in body and body["allocation_pools"] is not None:
+            pools = ipam.check_pools(cidr, body["allocation_pools"], gateway)
+        else:
+            pools = ipam.default_pools(cidr, gateway)
+        modes = {}
+        for name in ("ipv6_ra_mode", "ipv6_address_mode"):
+            value = body.get(name)
+            if value not in IPV6_MODES or (value is not None and version != 6):
+                raise InvalidInput(f"Invalid input for {name}. Reason: '{str(value)[:32]}'.")
+            modes[name] = value
+        now = self._now()
+        return m.Subnet(
+            id=new_id(),
+            network_id=net.id,
+            project_id=project_id,
+            name=text_of(body, "name"),
+            description=text_of(body, "description"),
+            ip_version=version,
+            cidr=str(cidr),
+            gateway_ip=gateway,
+            allocation_pools=[p.view(version) for p in pools],
+            dns_nameservers=self._dns(body.get("dns_nameservers") or [], version),
+            host_routes=self._routes(body.get("host_routes") or [], version),
+            enable_dhcp=flag_of(body, "enable_dhcp", True),
+            revision_number=1,
+            created_at=now,
+            updated_at=now,
+            **modes,
+        )
+
+    SUBNET_FIELDS = frozenset(
+        {
+            "name",
+            "description",
+            "network_id",
+            "ip_version",
+            "cidr",
+            "gateway_ip",
+            "allocation_pools",
+            "dns_nameservers",
+            "host_routes",
+            "enable_dhcp",
+            "ipv6_ra_mode",
+            "ipv6_address_mode",
+            "project_id",
+            "tenant_id",
+            "tags",
+        }
+    )
+
+    def create_subnet(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+        only_fields(body, self.SUBNET_FIELDS, "subnet")
+        project_id = owner_of(ctx, body)
+        if "network_id" not in body:
+            raise BadRequest(
+                "Failed to parse request. Required attribute 'network_id' not specified"
+            )
+        with self.db.session() as s:
+            self._lock_quota(s, project_id)
+            net = self._owned_network(s, ctx, body["network_id"])
+            self.quotas.claim(s, project_id, "subnet")
+            row = self.new_subnet_row(s, net, project_id, body)
+            s.add(row)
+            s.flush()
+            return self.subnet_view(row)
+
+    def get_subnet(self, ctx: RequestContext, subnet_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            return self.subnet_view(self.subnet(s, ctx, subnet_id))
+
+    def list_subnets(self, ctx: RequestContext, query: ListQuery) -> Page:
+        with self.db.session() as s:
+            stmt = select(m.Subnet)
+            if not ctx.is_admin:
+                visible = select(m.Network.id).where(m.Network.shared | m.Network.external)
+                stmt = stmt.where(
+                    (m.Subnet.project_id == (ctx.project_id or ""))
+                    | m.Subnet.network_id.in_(visible)
+                )
+            views = [self.subnet_view(r) for r in s.scalars(stmt).all()]
+        return select_page(views, query, "Subnet")
+
+    def update_subnet(
+        self, ctx: RequestContext, subnet_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        allowed = frozenset(
+            {
+                "name",
+                "description",
+                "gateway_ip",
+                "dns_nameservers",
+                "host_routes",
+                "enable_dhcp",
+                "allocation_pools",
+            }
+        )
+        only_fields(body, allowed, "subnet")
+        with self.db.session() as s:
+            row = self.subnet(s, ctx, subnet_id)
+            if not (ctx.is_admin or row.project_id == ctx.project_id):
+                raise PolicyNotAuthorized("rule:update_subnet is disallowed by policy")
+            cidr = ipaddress.ip_network(row.cidr)
+            for name in ("name", "description"):
+                if name in body:
+                    setattr(row, name, text_of(body, name))
+            if "gateway_ip" in body:
+                row.gateway_ip = ipam.check_gateway(cidr, body["gateway_ip"])
+            if "allocation_pools" in body:
+                pools = ipam.check_pools(cidr, body["allocation_pools"], row.gateway_ip)
+                row.allocation_pools = [p.view(row.ip_version) for p in pools]
+            elif row.gateway_ip and ipam.in_pools(
+                int(ipaddress.ip_address(row.gateway_ip)), ipam.pools_of(row.allocation_pools)
+            ):
+                raise ipam.GatewayConflict(
+                    f"Gateway ip {row.gateway_ip} conflicts with allocation pool."
+                )
+            if "dns_nameservers" in body:
+                row.dns_nameservers = self._dns(body["dns_nameservers"] or [], row.ip_version)
+            if "host_routes" in body:
+                row.host_routes = self._routes(body["host_routes"] or [], row.ip_version)
+            if "enable_dhcp" in body:
+                row.enable_dhcp = flag_of(body, "enable_dhcp", True)
+            row.revision_number += 1
+            row.updated_at = self._now()
+            return self.subnet_view(row)
+
+    def delete_subnet(self, ctx: RequestContext, subnet_id: str) -> None:
+        with self.db.session() as s:
+            row = self.subnet(s, ctx, subnet_id)
+            if not (ctx.is_admin or row.project_id == ctx.project_id):
+                raise PolicyNotAuthorized("rule:delete_subnet is disallowed by policy")
+            used = s.scalar(
+                select(func.count())
+                .select_from(m.IpAllocation)
+                .where(m.IpAllocation.subnet_id == row.id)
+            )
+            if used:
+                raise SubnetInUse(
+                    f"Unable to complete operation on subnet {row.id}: One or more ports have an "
+                    "IP allocation from this subnet."
+                )
+            s.delete(row)

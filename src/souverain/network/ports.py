@@ -1,0 +1,470 @@
+"""Ports: fixed IP allocation, MACs, security groups and address pairs on a port."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from souverain.common.context import RequestContext
+from souverain.common.errors import BadRequest, Conflict
+from souverain.common.ids import new_id
+from souverain.network import ipam, related
+from souverain.network import models as m
+from souverain.network.core import Part, Retry
+from souverain.network.errors import (
+    IpAddressAlreadyAllocated,
+    IpAddressGenerationFailure,
+    MacAddressInUse,
+    PolicyNotAuthorized,
+    PortInUse,
+    PortNotFound,
+    SecurityGroupNotFound,
+)
+from souverain.network.fields import (
+    MAX_PAIRS,
+    SERVICE_OWNERS,
+    check_mac,
+    common_fields,
+    flag_of,
+    new_mac,
+    only_fields,
+    owner_of,
+    text_of,
+)
+from souverain.network.ipam import InvalidInput
+from souverain.network.listing import ListQuery, Page, select_page
+
+
+class Ports(Part):
+    """Ports and the addresses they hold."""
+
+    def port(self, s: Session, ctx: RequestContext, port_id: Any) -> m.Port:
+        row = s.get(m.Port, port_id) if isinstance(port_id, str) else None
+        if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+            raise PortNotFound(f"Port {str(port_id)[:64]} could not be found.")
+        return row
+
+    def port_view(self, s: Session, row: m.Port) -> dict[str, Any]:
+        return self.port_views(s, [row])[0]
+
+    def port_views(self, s: Session, rows: Sequence[m.Port]) -> list[dict[str, Any]]:
+        """The views of many ports: addresses and groups in one query each, not per port."""
+        ids = [r.id for r in rows]
+        ips, groups = related.ips_by_port(s, ids), related.groups_by_port(s, ids)
+        return [self._port_body(r, ips.get(r.id, []), groups.get(r.id, [])) for r in rows]
+
+    @staticmethod
+    def _port_body(row: m.Port, ips: list[tuple[str, str]], groups: list[str]) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "name": row.name,
+            "description": row.description,
+            "network_id": row.network_id,
+            "admin_state_up": row.admin_state_up,
+            "mac_address": row.mac_address,
+            "status": row.status,
+            "device_owner": row.device_owner,
+            "device_id": row.device_id,
+            "fixed_ips": [{"subnet_id": sid, "ip_address": ip} for sid, ip in ips],
+            "security_groups": groups,
+            "port_security_enabled": row.port_security_enabled,
+            "allowed_address_pairs": [dict(p) for p in row.allowed_address_pairs],
+            "extra_dhcp_opts": [],
+            "binding:vnic_type": "normal",
+            "binding:host_id": row.host,
+            "binding:vif_type": "tap" if row.host else "unbound",
+            "binding:vif_details": {},
+            "binding:profile": {},
+            "dns_name": "",
+            "dns_assignment": [],
+            "propagate_uplink_status": False,
+            **common_fields(row),
+        }
+
+    PORT_FIELDS = frozenset(
+        {
+            "name",
+            "description",
+            "network_id",
+            "admin_state_up",
+            "mac_address",
+            "fixed_ips",
+            "device_owner",
+            "device_id",
+            "security_groups",
+            "port_security_enabled",
+            "allowed_address_pairs",
+            "project_id",
+            "tenant_id",
+            "binding:vnic_type",
+            "binding:host_id",
+            "binding:profile",
+            "tags",
+            "extra_dhcp_opts",
+            "dns_name",
+        }
+    )
+
+    def wanted_ips(
+        self, s: Session, net: m.Network, value: Any
+    ) -> list[tuple[m.Subnet, str | None]]:
+        """(subnet, requested address or None) for each requested fixed IP, checked."""
+        subnets = s.scalars(
+            select(m.Subnet).where(m.Subnet.network_id == net.id).order_by(m.Subnet.created_at)
+        ).all()
+        if value is None:
+            out: list[tuple[m.Subnet, str | None]] = []
+            for version in (4, 6):
+                first = next((sn for sn in subnets if sn.ip_version == version), None)
+                if first is not None:
+                    out.append((first, None))
+            return out
+        if not isinstance(value, list) or len(value) > 16:
+            raise InvalidInput("Invalid input for fixed_ips. Reason: a list is expected.")
+        wanted: list[tuple[m.Subnet, str | None]] = []
+        for item in value:
+            if not isinstance(item, dict) or not set(item) <= {"subnet_id", "ip_address"}:
+                raise InvalidInput("Invalid input for fixed_ips. Reason: unexpected key.")
+            subnet = None
+            if "subnet_id" in item:
+                subnet = next((sn for sn in subnets if sn.id == item["subnet_id"]), None)
+                if subnet is None:
+                    raise InvalidInput(
+                        f"Invalid input for operation: Failed to create port on network "
+                        f"{net.id}, because fixed_ips included invalid subnet "
+                        f"{str(item['subnet_id'])[:64]}."
+                    )
+            address = None
+            if "ip_address" in item:
+                ip = ipam.parse_address(item["ip_address"], "ip_address")
+                if subnet is None:
+                    subnet = next(
+                        (sn for sn in subnets if ip in ipaddress.ip_network(sn.cidr)), None
+                    )
+                    if subnet is None:
+                        raise InvalidInput(
+                            f"Invalid input for operation: IP address {ip} is not a valid IP "
+                            f"for any of the subnets on the specified network."
+                        )
+                address = ipam.check_fixed_address(
+                    ipaddress.ip_network(subnet.cidr), str(ip), subnet.gateway_ip
+                )
+            if subnet is None:
+                raise InvalidInput("Invalid input for fixed_ips. Reason: subnet_id or ip_address.")
+            wanted.append((subnet, address))
+        return wanted
+
+    def _allocate(
+        self, s: Session, port: m.Port, wanted: list[tuple[m.Subnet, str | None]]
+    ) -> None:
+        for subnet, address in wanted:
+            taken = s.scalars(
+                select(m.IpAllocation.ip_address).where(m.IpAllocation.subnet_id == subnet.id)
+            ).all()
+            if address is not None:
+                if address in taken:
+                    raise IpAddressAlreadyAllocated(
+                        f"IP address {address} already allocated in subnet {subnet.id}"
+                    )
+                chosen = address
+            else:
+                free = ipam.next_free(
+                    ipam.pools_of(subnet.allocation_pools), taken, subnet.ip_version
+                )
+                if free is None:
+                    raise IpAddressGenerationFailure(
+                        f"No more IP addresses available on network {port.network_id}."
+                    )
+                chosen = free
+            s.add(
+                m.IpAllocation(
+                    subnet_id=subnet.id,
+                    ip_address=chosen,
+                    port_id=port.id,
+                    network_id=port.network_id,
+                )
+            )
+            try:
+                s.flush()
+            except IntegrityError:
+                raise Retry() from None
+
+    def _groups(self, s: Session, ctx: RequestContext, project_id: str, value: Any) -> list[str]:
+        if value is None:
+            return [self.groups.default_group_id(s, project_id)] if project_id else []
+        if not isinstance(value, list) or len(value) > 16:
+            raise InvalidInput("Invalid input for security_groups. Reason: a list is expected.")
+        out = []
+        for group_id in value:
+            group = s.get(m.SecurityGroup, group_id) if isinstance(group_id, str) else None
+            if group is not None and not (ctx.is_admin or group.project_id == project_id):
+                group = None
+            if group is None and isinstance(group_id, str):
+                # the CLI may name a group instead of giving its id
+                group = s.scalars(
+                    select(m.SecurityGroup).where(
+                        m.SecurityGroup.project_id == project_id,
+                        m.SecurityGroup.name == group_id,
+                    )
+                ).first()
+            if group is None:
+                raise SecurityGroupNotFound(f"Security group {str(group_id)[:64]} does not exist")
+            if group.id not in out:
+                out.append(group.id)
+        return out
+
+    def _pairs(self, value: Any) -> list[dict[str, str]]:
+        if not isinstance(value, list) or len(value) > MAX_PAIRS:
+            raise InvalidInput(
+                f"Invalid input for allowed_address_pairs. Reason: at most {MAX_PAIRS} pairs."
+            )
+        out = []
+        for item in value:
+            if (
+                not isinstance(item, dict)
+                or "ip_address" not in item
+                or not set(item)
+                <= {
+                    "ip_address",
+                    "mac_address",
+                }
+            ):
+                raise InvalidInput(
+                    "Invalid input for allowed_address_pairs. Reason: {ip_address, mac_address}."
+                )
+            raw = item["ip_address"]
+            try:
+                net = ipaddress.ip_network(raw, strict=False) if isinstance(raw, str) else None
+            except ValueError:
+                net = None
+            if net is None or len(raw) > 64:
+                raise InvalidInput(
+                    f"Invalid input for allowed_address_pairs. Reason: '{str(raw)[:32]}' is not "
+                    "an IP address or CIDR."
+                )
+            pair = {"ip_address": raw}
+            if item.get("mac_address") is not None:
+                pair["mac_address"] = check_mac(item["mac_address"])
+            out.append(pair)
+        return out
+
+    def _port_security(
+        self, s: Session, ctx: RequestContext, row: m.Port, body: dict[str, Any], creating: bool
+    ) -> None:
+        if "port_security_enabled" in body:
+            row.port_security_enabled = flag_of(body, "port_security_enabled", True)
+        groups_given = "security_groups" in body
+        if "allowed_address_pairs" in body:
+            row.allowed_address_pairs = self._pairs(body["allowed_address_pairs"] or [])
+        if not row.port_security_enabled:
+            if groups_given and body["security_groups"]:
+                raise Conflict(
+                    "Port has security group associated. Cannot disable port security or ip "
+                    "address until security group is removed"
+                )
+            if row.allowed_address_pairs:
+                raise Conflict(
+                    "Port Security must be enabled in order to have allowed address pairs on a "
+                    "port."
+                )
+            s.execute(delete(m.PortSecurityGroup).where(m.PortSecurityGroup.port_id == row.id))
+            return
+        if groups_given or creating:
+            wanted = body.get("security_groups") if groups_given else None
+            groups = self._groups(s, ctx, row.project_id, wanted)
+            s.execute(delete(m.PortSecurityGroup).where(m.PortSecurityGroup.port_id == row.id))
+            for group_id in groups:
+                s.add(m.PortSecurityGroup(port_id=row.id, security_group_id=group_id))
+
+    def _plain_port_fields(self, row: m.Port, body: dict[str, Any]) -> None:
+        for name in ("name", "description", "device_owner", "device_id"):
+            if name in body:
+                setattr(row, name, text_of(body, name))
+        if "admin_state_up" in body:
+            row.admin_state_up = flag_of(body, "admin_state_up", True)
+
+    def create_port(
+        self, ctx: RequestContext, body: dict[str, Any], delete_with_device: bool = False
+    ) -> dict[str, Any]:
+        only_fields(body, self.PORT_FIELDS, "port")
+        project_id = owner_of(ctx, body)
+        if "network_id" not in body:
+            raise BadRequest(
+                "Failed to parse request. Required attribute 'network_id' not specified"
+            )
+        mac = check_mac(body["mac_address"]) if body.get("mac_address") is not None else None
+        if project_id:
+            self.groups.ensure_default_group(project_id)
+
+        def work(s: Session) -> dict[str, Any]:
+            self._lock_quota(s, project_id)
+            net = self.networks.network(s, ctx, body["network_id"])
+            if not (ctx.is_admin or net.project_id == ctx.project_id or net.shared):
+                raise PolicyNotAuthorized(
+                    "(rule:create_port and rule:create_port:network) is disallowed by policy"
+                )
+            self.quotas.claim(s, project_id, "port")
+            wanted = self.wanted_ips(s, net, body.get("fixed_ips"))
+            if mac is not None:
+                clash = s.scalar(
+                    select(m.Port.id).where(m.Port.network_id == net.id, m.Port.mac_address == mac)
+                )
+                if clash:
+                    raise MacAddressInUse(
+                        f"Unable to complete operation for network {net.id}. The mac address "
+                        f"{mac} is in use."
+                    )
+            now = self._now()
+            row = m.Port(
+                id=new_id(),
+                network_id=net.id,
+                project_id=project_id,
+                mac_address=mac or new_mac(),
+                status="DOWN",
+                port_security_enabled=net.port_security_enabled,
+                allowed_address_pairs=[],
+                delete_with_device=delete_with_device,
+                revision_number=1,
+                created_at=now,
+                updated_at=now,
+            )
+            self._plain_port_fields(row, body)
+            s.add(row)
+            try:
+                s.flush()
+            except IntegrityError:
+                raise Retry() from None
+            self._port_security(s, ctx, row, body, creating=True)
+            self._allocate(s, row, wanted)
+            s.flush()
+            return self.port_view(s, row)
+
+        return self._retrying(work)
+
+    def get_port(self, ctx: RequestContext, port_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            return self.port_view(s, self.port(s, ctx, port_id))
+
+    def list_ports(self, ctx: RequestContext, query: ListQuery) -> Page:
+        with self.db.session() as s:
+            stmt = select(m.Port)
+            if not ctx.is_admin:
+                stmt = stmt.where(m.Port.project_id == (ctx.project_id or ""))
+            for key in ("network_id", "device_id"):
+                if len(query.filters.get(key, [])) == 1:
+                    stmt = stmt.where(getattr(m.Port, key) == query.filters[key][0])
+            views = self.port_views(s, s.scalars(stmt).all())
+        return select_page(views, query, "Port")
+
+    def update_port(
+        self, ctx: RequestContext, port_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        only_fields(body, self.PORT_FIELDS - {"network_id", "project_id", "tenant_id"}, "port")
+        if "mac_address" in body:
+            raise BadRequest("Cannot update read-only attribute mac_address")
+
+        def work(s: Session) -> dict[str, Any]:
+            row = self.port(s, ctx, port_id)
+            self._plain_port_fields(row, body)
+            self._port_security(s, ctx, row, body, creating=False)
+            if "fixed_ips" in body:
+                net = s.get(m.Network, row.network_id)
+                assert net is not None
+                wanted = self.wanted_ips(s, net, body["fixed_ips"] or [])
+                current = s.scalars(
+                    select(m.IpAllocation).where(m.IpAllocation.port_id == row.id)
+                ).all()
+                keep = {(a.subnet_id, a.ip_address) for a in current}
+                fresh = [(sn, ip) for sn, ip in wanted if (sn.id, ip) not in keep]
+                wanted_keys = {(sn.id, ip) for sn, ip in wanted}
+                for a in current:
+                    if (a.subnet_id, a.ip_address) not in wanted_keys:
+                        s.delete(a)
+                s.flush()
+                self._allocate(s, row, fresh)
+            row.revision_number += 1
+            row.updated_at = self._now()
+            s.flush()
+            return self.port_view(s, row)
+
+        view = self._retrying(work)
+        if view["status"] == "ACTIVE":  # its groups, addresses or pairs may have changed
+            self.wiring.sync_firewall()
+            if "fixed_ips" in body and self.dataplane is not None:
+                self.wiring.refresh_dhcp(view["network_id"])
+        return view
+
+    def delete_port(self, ctx: RequestContext, port_id: str) -> None:
+        with self.db.session() as s:
+            row = self.port(s, ctx, port_id)
+            if row.device_owner in SERVICE_OWNERS:
+                raise PortInUse(
+                    f"Port {row.id} cannot be deleted directly via the port API: has device "
+                    f"owner {row.device_owner}."
+                )
+            network_id, wired = row.network_id, row.status == "ACTIVE" and bool(row.host)
+            routers = self.delete_port_row(s, row)
+        for router_id in routers:
+            self.wiring.sync_router(router_id)
+        if wired:
+            self.wiring.unwire_port(port_id, network_id)
+
+    def delete_port_row(self, s: Session, row: m.Port) -> set[str]:
+        """Delete a port; floating IPs pointing at it are let go. Returns their routers."""
+        routers: set[str] = set()
+        for fip in s.scalars(select(m.FloatingIp).where(m.FloatingIp.port_id == row.id)).all():
+            if fip.router_id:
+                routers.add(fip.router_id)
+            fip.port_id, fip.fixed_ip_address, fip.router_id = None, None, None
+        s.execute(delete(m.IpAllocation).where(m.IpAllocation.port_id == row.id))
+        s.execute(delete(m.PortSecurityGroup).where(m.PortSecurityGroup.port_id == row.id))
+        s.delete(row)
+        return routers
+
+    def ips_of(self, s: Session, port_id: str) -> list[tuple[str, str]]:
+        return sorted(
+            (str(sid), str(ip))
+            for sid, ip in s.execute(
+                select(m.IpAllocation.subnet_id, m.IpAllocation.ip_address).where(
+                    m.IpAllocation.port_id == port_id
+                )
+            ).all()
+        )
+
+    def system_port(
+        self,
+        s: Session,
+        net: m.Network,
+        project_id: str,
+        owner: str,
+        device_id: str,
+        wanted: list[tuple[m.Subnet, str | None]],
+    ) -> m.Port:
+        """A port the network service itself holds (router, gateway, floating IP): no groups."""
+        now = self._now()
+        row = m.Port(
+            id=new_id(),
+            network_id=net.id,
+            project_id=project_id,
+            mac_address=new_mac(),
+            status="ACTIVE",
+            device_owner=owner,
+            device_id=device_id,
+            port_security_enabled=False,
+            allowed_address_pairs=[],
+            revision_number=1,
+            created_at=now,
+            updated_at=now,
+        )
+        s.add(row)
+        try:
+            s.flush()
+        except IntegrityError:
+            raise Retry() from None
+        self._allocate(s, row, [(sn, ip) for sn, ip in wanted if sn.ip_version == 4] or wanted)
+        return row

@@ -1,0 +1,391 @@
+"""Routers: gateways on external networks, interfaces on subnets."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from souverain.common.context import RequestContext
+from souverain.common.errors import BadRequest
+from souverain.common.ids import new_id
+from souverain.network import models as m
+from souverain.network import related
+from souverain.network.core import Part
+from souverain.network.errors import (
+    PolicyNotAuthorized,
+    PortInUse,
+    RouterExternalGatewayInUseByFloatingIp,
+    RouterInterfaceInUseByFloatingIP,
+    RouterInterfaceNotFound,
+    RouterInterfaceNotFoundForSubnet,
+    RouterInUse,
+    RouterNotFound,
+    SubnetNotFound,
+)
+from souverain.network.fields import (
+    ROUTER_GATEWAY,
+    ROUTER_INTERFACE,
+    common_fields,
+    flag_of,
+    only_fields,
+    owner_of,
+    text_of,
+)
+from souverain.network.ipam import InvalidInput
+from souverain.network.listing import ListQuery, Page
+
+
+class Routers(Part):
+    """Routers, their gateway and their interfaces."""
+
+    ROUTER_FIELDS = frozenset(
+        {
+            "name",
+            "description",
+            "admin_state_up",
+            "external_gateway_info",
+            "project_id",
+            "tenant_id",
+            "distributed",
+            "ha",
+            "routes",
+            "availability_zone_hints",
+            "flavor_id",
+            "tags",
+        }
+    )
+
+    def _router(self, s: Session, ctx: RequestContext, router_id: Any) -> m.Router:
+        row = s.get(m.Router, router_id) if isinstance(router_id, str) else None
+        if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+            raise RouterNotFound(f"Router {str(router_id)[:64]} could not be found")
+        return row
+
+    def router_view(self, s: Session, row: m.Router) -> dict[str, Any]:
+        return self.router_views(s, [row])[0]
+
+    def router_views(self, s: Session, rows: Sequence[m.Router]) -> list[dict[str, Any]]:
+        """The views of many routers, with their gateway addresses in one query."""
+        ips = related.ips_by_port(s, [r.gateway_port_id for r in rows if r.gateway_port_id])
+        return [self._router_body(r, ips.get(r.gateway_port_id or "", [])) for r in rows]
+
+    @staticmethod
+    def _router_body(row: m.Router, ips: list[tuple[str, str]]) -> dict[str, Any]:
+        info = None
+        if row.external_network_id:
+            info = {
+                "network_id": row.external_network_id,
+                "enable_snat": row.enable_snat,
+                "external_fixed_ips": [{"subnet_id": sid, "ip_address": ip} for sid, ip in ips],
+            }
+        return {
+            "id": row.id,
+            "name": row.name,
+            "description": row.description,
+            "admin_state_up": row.admin_state_up,
+            "status": "ACTIVE",
+            "external_gateway_info": info,
+            "routes": [],
+            "distributed": False,
+            "ha": False,
+            "flavor_id": None,
+            "availability_zone_hints": [],
+            "availability_zones": ["nova"],
+            **common_fields(row),
+        }
+
+    def _gateway_wanted(
+        self, s: Session, ctx: RequestContext, value: Any
+    ) -> tuple[m.Network, bool, Any] | None:
+        if value is None or value == {}:
+            return None
+        if not isinstance(value, dict) or not set(value) <= {
+            "network_id",
+            "enable_snat",
+            "external_fixed_ips",
+        }:
+            raise InvalidInput(
+                "Invalid input for external_gateway_info. Reason: keys network_id, enable_snat, "
+                "external_fixed_ips."
+            )
+        if "network_id" not in value:
+            raise InvalidInput(
+                "Invalid input for external_gateway_info. Reason: network_id is required."
+            )
+        net = self.networks.network(s, ctx, value["network_id"])
+        if not net.external:
+            raise BadRequest(f"Bad router request: Network {net.id} is not an external network.")
+        snat = flag_of(value, "enable_snat", True)
+        if not snat and not ctx.is_admin:
+            raise PolicyNotAuthorized(
+                "rule:create_router:external_gateway_info:enable_snat is disallowed by policy"
+            )
+        fixed = value.get("external_fixed_ips")
+        if fixed is not None and not ctx.is_admin:
+            raise PolicyNotAuthorized(
+                "rule:create_router:external_gateway_info:external_fixed_ips is disallowed by "
+                "policy"
+            )
+        return net, snat, fixed
+
+    def _set_gateway(
+        self, s: Session, row: m.Router, wanted: tuple[m.Network, bool, Any] | None
+    ) -> None:
+        moving = wanted is None or wanted[0].id != row.external_network_id
+        if row.external_network_id and moving:
+            held = s.scalar(
+                select(func.count())
+                .select_from(m.FloatingIp)
+                .where(m.FloatingIp.router_id == row.id)
+            )
+            if held:
+                raise RouterExternalGatewayInUseByFloatingIp(
+                    f"Gateway cannot be updated for router {row.id}, since a gateway to external "
+                    f"network {row.external_network_id} is required by one or more floating IPs."
+                )
+            if row.gateway_port_id:
+                old = s.get(m.Port, row.gateway_port_id)
+                if old is not None:
+                    self.ports.delete_port_row(s, old)
+            row.external_network_id, row.gateway_port_id = None, None
+        if wanted is None:
+            return
+        net, snat, fixed = wanted
+        row.enable_snat = snat
+        if moving:
+            port = self.ports.system_port(
+                s, net, "", ROUTER_GATEWAY, row.id, self.ports.wanted_ips(s, net, fixed)
+            )
+            row.external_network_id, row.gateway_port_id = net.id, port.id
+
+    def _router_plain(self, row: m.Router, body: dict[str, Any]) -> None:
+        for name in ("name", "description"):
+            if name in body:
+                setattr(row, name, text_of(body, name))
+        if "admin_state_up" in body:
+            row.admin_state_up = flag_of(body, "admin_state_up", True)
+        for name in ("distributed", "ha"):
+            if name in body and flag_of(body, name, False):
+                raise BadRequest(f"Bad router request: {name} routers are not offered here.")
+        if body.get("routes"):
+            raise BadRequest("Bad router request: extra routes are not offered here.")
+
+    def create_router(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+        only_fields(body, self.ROUTER_FIELDS, "router")
+        project_id = owner_of(ctx, body)
+
+        def work(s: Session) -> dict[str, Any]:
+            self._lock_quota(s, project_id)
+            self.quotas.claim(s, project_id, "router")
+            now = self._now()
+            row = m.Router(
+                id=new_id(),
+                project_id=project_id,
+                enable_snat=True,
+                admin_state_up=True,
+                revision_number=1,
+                created_at=now,
+                updated_at=now,
+            )
+            self._router_plain(row, body)
+            s.add(row)
+            s.flush()
+            self._set_gateway(
+                s, row, self._gateway_wanted(s, ctx, body.get("external_gateway_info"))
+            )
+            s.flush()
+            return self.router_view(s, row)
+
+        view = self._retrying(work)
+        self.meter.gauge(project_id, "router", view["id"], 1)
+        self.wiring.sync_router(view["id"])
+        return view
+
+    def get_router(self, ctx: RequestContext, router_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            return self.router_view(s, self._router(s, ctx, router_id))
+
+    def list_routers(self, ctx: RequestContext, query: ListQuery) -> Page:
+        return self._owned_page(ctx, query, m.Router, self.router_views, "Router")
+
+    def update_router(
+        self, ctx: RequestContext, router_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        only_fields(body, self.ROUTER_FIELDS - {"project_id", "tenant_id"}, "router")
+
+        def work(s: Session) -> dict[str, Any]:
+            row = self._router(s, ctx, router_id)
+            self._router_plain(row, body)
+            if "external_gateway_info" in body:
+                self._set_gateway(
+                    s, row, self._gateway_wanted(s, ctx, body["external_gateway_info"])
+                )
+            row.revision_number += 1
+            row.updated_at = self._now()
+            s.flush()
+            return self.router_view(s, row)
+
+        view = self._retrying(work)
+        self.wiring.sync_router(router_id)
+        return view
+
+    def delete_router(self, ctx: RequestContext, router_id: str) -> None:
+        with self.db.session() as s:
+            row = self._router(s, ctx, router_id)
+            interfaces = s.scalar(
+                select(func.count())
+                .select_from(m.Port)
+                .where(m.Port.device_id == row.id, m.Port.device_owner == ROUTER_INTERFACE)
+            )
+            if interfaces:
+                raise RouterInUse(f"Router {row.id} still has ports")
+            self._set_gateway(s, row, None)
+            project_id, router_id = row.project_id, row.id
+            s.delete(row)
+        self.meter.gauge(project_id, "router", router_id, 0)
+        if self.routing is not None:
+            self.wiring.meter_egress(router_id, project_id)
+        self.wiring.sync_router(router_id)
+
+    def _interface_info(self, row: m.Router, port: m.Port, subnet_ids: list[str]) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "tenant_id": row.project_id,
+            "project_id": row.project_id,
+            "port_id": port.id,
+            "network_id": port.network_id,
+            "subnet_id": subnet_ids[0] if subnet_ids else None,
+            "subnet_ids": subnet_ids,
+        }
+
+    def _interface_body(self, body: dict[str, Any]) -> tuple[str | None, str | None]:
+        only_fields(body, frozenset({"subnet_id", "port_id"}), "router")
+        subnet_id, port_id = body.get("subnet_id"), body.get("port_id")
+        if (subnet_id is None) == (port_id is None):
+            raise BadRequest("Bad router request: Either subnet_id or port_id must be specified.")
+        return subnet_id, port_id
+
+    def _check_overlap(self, s: Session, row: m.Router, subnet: m.Subnet) -> None:
+        attached = s.execute(
+            select(m.Subnet.id, m.Subnet.cidr)
+            .join(m.IpAllocation, m.IpAllocation.subnet_id == m.Subnet.id)
+            .join(m.Port, m.Port.id == m.IpAllocation.port_id)
+            .where(m.Port.device_id == row.id, m.Port.device_owner == ROUTER_INTERFACE)
+        ).all()
+        mine = ipaddress.ip_network(subnet.cidr)
+        for other_id, cidr in attached:
+            if other_id == subnet.id:
+                raise BadRequest(
+                    f"Bad router request: Router already has a port on subnet {subnet.id}."
+                )
+            if mine.overlaps(ipaddress.ip_network(cidr)):
+                raise BadRequest(
+                    f"Bad router request: Cidr {subnet.cidr} of subnet {subnet.id} overlaps with "
+                    f"cidr {cidr} of subnet {other_id}."
+                )
+
+    def add_router_interface(
+        self, ctx: RequestContext, router_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        subnet_id, port_id = self._interface_body(body)
+
+        def work(s: Session) -> dict[str, Any]:
+            row = self._router(s, ctx, router_id)
+            self._lock_quota(s, row.project_id)
+            if port_id is not None:
+                port = self.ports.port(s, ctx, port_id)
+                if port.device_id or port.device_owner:
+                    raise PortInUse(
+                        f"Unable to complete operation on port {port.id} for network "
+                        f"{port.network_id}. Port already has an attached device {port.device_id}."
+                    )
+                ips = self.ports.ips_of(s, port.id)
+                if not ips:
+                    raise BadRequest(
+                        "Bad router request: Router port must have at least one fixed IP."
+                    )
+                for sid, _ in ips:
+                    sn = s.get(m.Subnet, sid)
+                    assert sn is not None
+                    self._check_overlap(s, row, sn)
+                port.device_id, port.device_owner, port.status = row.id, ROUTER_INTERFACE, "ACTIVE"
+                port.port_security_enabled = False
+                port.allowed_address_pairs = []
+                s.execute(delete(m.PortSecurityGroup).where(m.PortSecurityGroup.port_id == port.id))
+                port.updated_at = self._now()
+                s.flush()
+                return self._interface_info(row, port, [sid for sid, _ in ips])
+            subnet = self.networks.subnet(s, ctx, subnet_id)
+            if not (ctx.is_admin or subnet.project_id == row.project_id):
+                raise SubnetNotFound(f"Subnet {subnet.id} could not be found.")
+            net = s.get(m.Network, subnet.network_id)
+            assert net is not None
+            if net.external:
+                raise BadRequest(
+                    f"Bad router request: Router interface on external network {net.id} is not "
+                    "allowed: set it as the router's gateway."
+                )
+            if not subnet.gateway_ip:
+                raise BadRequest(
+                    "Bad router request: Subnet for router interface must have a gateway IP."
+                )
+            self._check_overlap(s, row, subnet)
+            self.quotas.claim(s, row.project_id, "port")
+            port = self.ports.system_port(
+                s, net, row.project_id, ROUTER_INTERFACE, row.id, [(subnet, subnet.gateway_ip)]
+            )
+            return self._interface_info(row, port, [subnet.id])
+
+        info = self._retrying(work)
+        self.wiring.sync_router(router_id)
+        return info
+
+    def remove_router_interface(
+        self, ctx: RequestContext, router_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        subnet_id, port_id = self._interface_body(body)
+        with self.db.session() as s:
+            row = self._router(s, ctx, router_id)
+            ports = s.scalars(
+                select(m.Port).where(
+                    m.Port.device_id == row.id, m.Port.device_owner == ROUTER_INTERFACE
+                )
+            ).all()
+            found = None
+            for port in ports:
+                ips = self.ports.ips_of(s, port.id)
+                if port.id == port_id or any(sid == subnet_id for sid, _ in ips):
+                    found = (port, ips)
+                    break
+            if found is None:
+                if port_id is not None:
+                    raise RouterInterfaceNotFound(
+                        f"Router {row.id} does not have an interface with id {str(port_id)[:64]}"
+                    )
+                raise RouterInterfaceNotFoundForSubnet(
+                    f"Router {row.id} has no interface on subnet {str(subnet_id)[:64]}"
+                )
+            port, ips = found
+            subnets = [sid for sid, _ in ips]
+            for fip_fixed in s.scalars(
+                select(m.FloatingIp.fixed_ip_address).where(m.FloatingIp.router_id == row.id)
+            ).all():
+                for sid in subnets:
+                    sn = s.get(m.Subnet, sid)
+                    if (
+                        sn is not None
+                        and fip_fixed
+                        and ipaddress.ip_address(fip_fixed) in ipaddress.ip_network(sn.cidr)
+                    ):
+                        raise RouterInterfaceInUseByFloatingIP(
+                            f"Router interface for subnet {sid} on router {row.id} cannot be "
+                            "deleted, as it is required by one or more floating IPs."
+                        )
+            info = self._interface_info(row, port, subnets)
+            self.ports.delete_port_row(s, port)
+        self.wiring.sync_router(router_id)
+        return info
