@@ -15,17 +15,18 @@ from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, Router
+from starlette.routing import Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.jsoncodec import JSONResponse
 from souverain.network.service import ListQuery, NetworkService, Page
-from souverain.openstack.auth import audit, authenticate
+from souverain.openstack.auth import audit
 from souverain.openstack.body import member, read_json
 from souverain.openstack.faults import ErrorLayer
 from souverain.openstack.links import base_url
+from souverain.openstack.routing import Edge, EdgeRoute
 
 PREFIX = "/network"
 LIST_PARAMS = frozenset({"fields", "sort_key", "sort_dir", "limit", "marker", "page_reverse"})
@@ -147,34 +148,60 @@ class NetworkApi:
     def base(self, request: Request) -> str:
         return base_url(request, self.public_url, PREFIX)
 
-    def _call(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            ctx = authenticate(self.service.identity, request)
-            return await handler(request, ctx)
-
-        return endpoint
-
-    def routes(self) -> list[Route]:
-        c = self._call
+    def routes(self) -> list[EdgeRoute]:
+        edge = Edge(self.service.identity)
         routes = [
-            Route("/", self.versions, methods=["GET"]),
-            Route("/v2.0", c(self.resources), methods=["GET"]),
-            Route("/v2.0/", c(self.resources), methods=["GET"]),
-            Route("/v2.0/extensions", c(self.extensions), methods=["GET"]),
-            Route("/v2.0/extensions/{alias}", c(self.extension), methods=["GET"]),
-            Route("/v2.0/quotas", c(self.quotas), methods=["GET"]),
-            Route("/v2.0/quotas/{project}", c(self.quota), methods=["GET", "PUT", "DELETE"]),
-            Route("/v2.0/quotas/{project}/default", c(self.quota_default), methods=["GET"]),
-            Route("/v2.0/quotas/{project}/details", c(self.quota_details), methods=["GET"]),
+            edge.public("/", self.versions, {"GET": "network:version:show"}),
+            edge.route("/v2.0", self.resources, {"GET": "network:resource:list"}),
+            edge.route("/v2.0/", self.resources, {"GET": "network:resource:list"}),
+            edge.route("/v2.0/extensions", self.extensions, {"GET": "network:extension:list"}),
+            edge.route(
+                "/v2.0/extensions/{alias}", self.extension, {"GET": "network:extension:show"}
+            ),
+            edge.route("/v2.0/quotas", self.quotas, {"GET": "network:quota:list"}),
+            edge.route(
+                "/v2.0/quotas/{project}",
+                self.quota,
+                {
+                    "GET": "network:quota:show",
+                    "PUT": "network:quota:update",
+                    "DELETE": "network:quota:delete",
+                },
+            ),
+            edge.route(
+                "/v2.0/quotas/{project}/default",
+                self.quota_default,
+                {"GET": "network:quota:show_default"},
+            ),
+            edge.route(
+                "/v2.0/quotas/{project}/details",
+                self.quota_details,
+                {"GET": "network:quota:show_details"},
+            ),
         ]
-        for path in COLLECTIONS:
-            routes.append(Route(f"/v2.0/{path}", c(self.collection(path)), methods=["GET", "POST"]))
+        for path, (_, single) in COLLECTIONS.items():
+            name = f"network:{single}"
             routes.append(
-                Route(f"/v2.0/{path}/{{id}}", c(self.item(path)), methods=["GET", "PUT", "DELETE"])
+                edge.route(
+                    f"/v2.0/{path}",
+                    self.collection(path),
+                    {"GET": f"{name}:list", "POST": f"{name}:create"},
+                )
+            )
+            routes.append(
+                edge.route(
+                    f"/v2.0/{path}/{{id}}",
+                    self.item(path),
+                    {"GET": f"{name}:show", "PUT": f"{name}:update", "DELETE": f"{name}:delete"},
+                )
             )
         for action in ("add_router_interface", "remove_router_interface"):
             routes.append(
-                Route(f"/v2.0/routers/{{id}}/{action}", c(self.router_action), methods=["PUT"])
+                edge.route(
+                    f"/v2.0/routers/{{id}}/{action}",
+                    self.router_action,
+                    {"PUT": f"network:router:{action}"},
+                )
             )
         return routes
 
