@@ -122,21 +122,6 @@ def owner_of(ctx: RequestContext, body: dict[str, Any]) -> str:
     return check_id(wanted, "project_id")
 
 
-def timestamp(value: Any) -> str:
-    return str(value.strftime("%Y-%m-%dT%H:%M:%SZ"))
-
-
-def common_fields(row: Any) -> dict[str, Any]:
-    return {
-        "tenant_id": row.project_id,
-        "project_id": row.project_id,
-        "created_at": timestamp(row.created_at),
-        "updated_at": timestamp(row.updated_at),
-        "revision_number": row.revision_number,
-        "tags": [],
-    }
-
-
 def new_mac() -> str:
     tail = random_bytes(3)
     return "fa:16:3e:" + ":".join(f"{b:02x}" for b in tail)

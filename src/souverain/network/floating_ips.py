@@ -12,7 +12,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.ids import new_id
 from souverain.network import models as m
-from souverain.network import related
+from souverain.network import related, views
 from souverain.network.core import Part
 from souverain.network.errors import (
     ExternalGatewayForFloatingIPNotFound,
@@ -25,7 +25,6 @@ from souverain.network.errors import (
 from souverain.network.fields import (
     FLOATING_OWNER,
     ROUTER_INTERFACE,
-    common_fields,
     only_fields,
     owner_of,
     text_of,
@@ -65,37 +64,7 @@ class FloatingIps(Part):
     def floating_views(self, s: Session, rows: Sequence[m.FloatingIp]) -> list[dict[str, Any]]:
         """The views of many floating IPs, with the ports they point at in one query."""
         ports = related.ports_by_id(s, [r.port_id for r in rows if r.port_id])
-        return [self._floating_body(r, ports.get(r.port_id or "")) for r in rows]
-
-    @staticmethod
-    def _floating_body(row: m.FloatingIp, port: m.Port | None) -> dict[str, Any]:
-        details = None
-        if row.port_id and port is not None:
-            details = {
-                "name": port.name,
-                "network_id": port.network_id,
-                "mac_address": port.mac_address,
-                "admin_state_up": port.admin_state_up,
-                "status": port.status,
-                "device_id": port.device_id,
-                "device_owner": port.device_owner,
-            }
-        return {
-            "id": row.id,
-            "floating_ip_address": row.floating_ip_address,
-            "floating_network_id": row.floating_network_id,
-            "router_id": row.router_id,
-            "port_id": row.port_id,
-            "fixed_ip_address": row.fixed_ip_address,
-            "status": "ACTIVE" if row.port_id else "DOWN",
-            "description": row.description,
-            "port_details": details,
-            "qos_policy_id": None,
-            "dns_domain": "",
-            "dns_name": "",
-            "port_forwardings": [],
-            **common_fields(row),
-        }
+        return [views.floating_ip(r, ports.get(r.port_id or "")) for r in rows]
 
     def _associate(
         self, s: Session, ctx: RequestContext, row: m.FloatingIp, port_id: Any, fixed: Any

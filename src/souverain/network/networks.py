@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict
 from souverain.common.ids import new_id
-from souverain.network import ipam, related
+from souverain.network import ipam, related, views
 from souverain.network import models as m
 from souverain.network.core import Part
 from souverain.network.errors import (
@@ -27,7 +27,6 @@ from souverain.network.fields import (
     IPV6_MODES,
     MAX_DNS,
     MAX_ROUTES,
-    common_fields,
     flag_of,
     int_of,
     only_fields,
@@ -81,29 +80,7 @@ class Networks(Part):
     def network_views(self, s: Session, rows: Sequence[m.Network]) -> list[dict[str, Any]]:
         """The views of many networks, with their subnets in one query."""
         subnets = related.subnet_ids_by_network(s, [r.id for r in rows])
-        return [self._network_body(r, subnets.get(r.id, [])) for r in rows]
-
-    @staticmethod
-    def _network_body(row: m.Network, subnets: list[str]) -> dict[str, Any]:
-        return {
-            "id": row.id,
-            "name": row.name,
-            "description": row.description,
-            "admin_state_up": row.admin_state_up,
-            "status": "ACTIVE",
-            "subnets": subnets,
-            "shared": row.shared,
-            "router:external": row.external,
-            "mtu": row.mtu,
-            "port_security_enabled": row.port_security_enabled,
-            "availability_zone_hints": [],
-            "availability_zones": ["nova"],
-            "ipv4_address_scope": None,
-            "ipv6_address_scope": None,
-            "is_default": row.external,
-            "l2_adjacency": True,
-            **common_fields(row),
-        }
+        return [views.network(r, subnets.get(r.id, [])) for r in rows]
 
     def _network_fields(
         self, ctx: RequestContext, body: dict[str, Any], row: m.Network | None
@@ -270,28 +247,6 @@ class Networks(Part):
             raise SubnetNotFound(f"Subnet {str(subnet_id)[:64]} could not be found.")
         return row
 
-    def subnet_view(self, row: m.Subnet) -> dict[str, Any]:
-        return {
-            "id": row.id,
-            "name": row.name,
-            "description": row.description,
-            "network_id": row.network_id,
-            "ip_version": row.ip_version,
-            "cidr": row.cidr,
-            "gateway_ip": row.gateway_ip,
-            "allocation_pools": [dict(p) for p in row.allocation_pools],
-            "dns_nameservers": list(row.dns_nameservers),
-            "host_routes": [dict(r) for r in row.host_routes],
-            "enable_dhcp": row.enable_dhcp,
-            "ipv6_ra_mode": row.ipv6_ra_mode,
-            "ipv6_address_mode": row.ipv6_address_mode,
-            "subnetpool_id": None,
-            "service_types": [],
-            "segment_id": None,
-            "dns_publish_fixed_ip": False,
-            **common_fields(row),
-        }
-
     def _dns(self, value: Any, version: int) -> list[str]:
         if not isinstance(value, list) or len(value) > MAX_DNS:
             raise InvalidInput(
@@ -409,11 +364,11 @@ class Networks(Part):
             row = self.new_subnet_row(s, net, project_id, body)
             s.add(row)
             s.flush()
-            return self.subnet_view(row)
+            return views.subnet(row)
 
     def get_subnet(self, ctx: RequestContext, subnet_id: str) -> dict[str, Any]:
         with self.db.session() as s:
-            return self.subnet_view(self.subnet(s, ctx, subnet_id))
+            return views.subnet(self.subnet(s, ctx, subnet_id))
 
     def list_subnets(self, ctx: RequestContext, query: ListQuery) -> Page:
         with self.db.session() as s:
@@ -424,7 +379,7 @@ class Networks(Part):
                     (m.Subnet.project_id == (ctx.project_id or ""))
                     | m.Subnet.network_id.in_(visible)
                 )
-            views = [self.subnet_view(r) for r in s.scalars(stmt).all()]
+            views = [views.subnet(r) for r in s.scalars(stmt).all()]
         return select_page(views, query, "Subnet")
 
     def update_subnet(
@@ -469,7 +424,7 @@ class Networks(Part):
                 row.enable_dhcp = flag_of(body, "enable_dhcp", True)
             row.revision_number += 1
             row.updated_at = self._now()
-            return self.subnet_view(row)
+            return views.subnet(row)
 
     def delete_subnet(self, ctx: RequestContext, subnet_id: str) -> None:
         with self.db.session() as s:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict
 from souverain.common.ids import new_id
-from souverain.network import ipam, related
+from souverain.network import ipam, related, views
 from souverain.network import models as m
 from souverain.network.core import Part, Retry
 from souverain.network.errors import (
@@ -29,7 +29,6 @@ from souverain.network.fields import (
     MAX_PAIRS,
     SERVICE_OWNERS,
     check_mac,
-    common_fields,
     flag_of,
     new_mac,
     only_fields,
@@ -56,35 +55,7 @@ class Ports(Part):
         """The views of many ports: addresses and groups in one query each, not per port."""
         ids = [r.id for r in rows]
         ips, groups = related.ips_by_port(s, ids), related.groups_by_port(s, ids)
-        return [self._port_body(r, ips.get(r.id, []), groups.get(r.id, [])) for r in rows]
-
-    @staticmethod
-    def _port_body(row: m.Port, ips: list[tuple[str, str]], groups: list[str]) -> dict[str, Any]:
-        return {
-            "id": row.id,
-            "name": row.name,
-            "description": row.description,
-            "network_id": row.network_id,
-            "admin_state_up": row.admin_state_up,
-            "mac_address": row.mac_address,
-            "status": row.status,
-            "device_owner": row.device_owner,
-            "device_id": row.device_id,
-            "fixed_ips": [{"subnet_id": sid, "ip_address": ip} for sid, ip in ips],
-            "security_groups": groups,
-            "port_security_enabled": row.port_security_enabled,
-            "allowed_address_pairs": [dict(p) for p in row.allowed_address_pairs],
-            "extra_dhcp_opts": [],
-            "binding:vnic_type": "normal",
-            "binding:host_id": row.host,
-            "binding:vif_type": "tap" if row.host else "unbound",
-            "binding:vif_details": {},
-            "binding:profile": {},
-            "dns_name": "",
-            "dns_assignment": [],
-            "propagate_uplink_status": False,
-            **common_fields(row),
-        }
+        return [views.port(r, ips.get(r.id, []), groups.get(r.id, [])) for r in rows]
 
     PORT_FIELDS = frozenset(
         {

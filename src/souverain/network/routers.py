@@ -13,7 +13,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.ids import new_id
 from souverain.network import models as m
-from souverain.network import related
+from souverain.network import related, views
 from souverain.network.core import Part
 from souverain.network.errors import (
     PolicyNotAuthorized,
@@ -29,7 +29,6 @@ from souverain.network.errors import (
 from souverain.network.fields import (
     ROUTER_GATEWAY,
     ROUTER_INTERFACE,
-    common_fields,
     flag_of,
     only_fields,
     owner_of,
@@ -71,32 +70,7 @@ class Routers(Part):
     def router_views(self, s: Session, rows: Sequence[m.Router]) -> list[dict[str, Any]]:
         """The views of many routers, with their gateway addresses in one query."""
         ips = related.ips_by_port(s, [r.gateway_port_id for r in rows if r.gateway_port_id])
-        return [self._router_body(r, ips.get(r.gateway_port_id or "", [])) for r in rows]
-
-    @staticmethod
-    def _router_body(row: m.Router, ips: list[tuple[str, str]]) -> dict[str, Any]:
-        info = None
-        if row.external_network_id:
-            info = {
-                "network_id": row.external_network_id,
-                "enable_snat": row.enable_snat,
-                "external_fixed_ips": [{"subnet_id": sid, "ip_address": ip} for sid, ip in ips],
-            }
-        return {
-            "id": row.id,
-            "name": row.name,
-            "description": row.description,
-            "admin_state_up": row.admin_state_up,
-            "status": "ACTIVE",
-            "external_gateway_info": info,
-            "routes": [],
-            "distributed": False,
-            "ha": False,
-            "flavor_id": None,
-            "availability_zone_hints": [],
-            "availability_zones": ["nova"],
-            **common_fields(row),
-        }
+        return [views.router(r, ips.get(r.gateway_port_id or "", [])) for r in rows]
 
     def _gateway_wanted(
         self, s: Session, ctx: RequestContext, value: Any
@@ -251,17 +225,6 @@ class Routers(Part):
             self.wiring.meter_egress(router_id, project_id)
         self.wiring.sync_router(router_id)
 
-    def _interface_info(self, row: m.Router, port: m.Port, subnet_ids: list[str]) -> dict[str, Any]:
-        return {
-            "id": row.id,
-            "tenant_id": row.project_id,
-            "project_id": row.project_id,
-            "port_id": port.id,
-            "network_id": port.network_id,
-            "subnet_id": subnet_ids[0] if subnet_ids else None,
-            "subnet_ids": subnet_ids,
-        }
-
     def _interface_body(self, body: dict[str, Any]) -> tuple[str | None, str | None]:
         only_fields(body, frozenset({"subnet_id", "port_id"}), "router")
         subnet_id, port_id = body.get("subnet_id"), body.get("port_id")
@@ -318,7 +281,7 @@ class Routers(Part):
                 s.execute(delete(m.PortSecurityGroup).where(m.PortSecurityGroup.port_id == port.id))
                 port.updated_at = self._now()
                 s.flush()
-                return self._interface_info(row, port, [sid for sid, _ in ips])
+                return views.router_interface(row, port, [sid for sid, _ in ips])
             subnet = self.networks.subnet(s, ctx, subnet_id)
             if not (ctx.is_admin or subnet.project_id == row.project_id):
                 raise SubnetNotFound(f"Subnet {subnet.id} could not be found.")
@@ -338,7 +301,7 @@ class Routers(Part):
             port = self.ports.system_port(
                 s, net, row.project_id, ROUTER_INTERFACE, row.id, [(subnet, subnet.gateway_ip)]
             )
-            return self._interface_info(row, port, [subnet.id])
+            return views.router_interface(row, port, [subnet.id])
 
         info = self._retrying(work)
         self.wiring.sync_router(router_id)
@@ -385,7 +348,7 @@ class Routers(Part):
                             f"Router interface for subnet {sid} on router {row.id} cannot be "
                             "deleted, as it is required by one or more floating IPs."
                         )
-            info = self._interface_info(row, port, subnets)
+            info = views.router_interface(row, port, subnets)
             self.ports.delete_port_row(s, port)
         self.wiring.sync_router(router_id)
         return info

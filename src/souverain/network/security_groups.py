@@ -14,7 +14,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict
 from souverain.common.ids import new_id
 from souverain.network import models as m
-from souverain.network import related
+from souverain.network import related, views
 from souverain.network.core import Part
 from souverain.network.errors import (
     SecurityGroupCannotRemoveDefault,
@@ -27,12 +27,10 @@ from souverain.network.fields import (
     ICMP_PROTOCOLS,
     PORT_PROTOCOLS,
     PROTOCOLS,
-    common_fields,
     int_of,
     only_fields,
     owner_of,
     text_of,
-    timestamp,
 )
 from souverain.network.ipam import InvalidInput
 from souverain.network.listing import ListQuery, Page
@@ -95,47 +93,13 @@ class SecurityGroups(Part):
             **extra,
         )
 
-    def rule_view(self, row: m.SecurityGroupRule) -> dict[str, Any]:
-        return {
-            "id": row.id,
-            "security_group_id": row.security_group_id,
-            "direction": row.direction,
-            "ethertype": row.ethertype,
-            "protocol": row.protocol,
-            "port_range_min": row.port_range_min,
-            "port_range_max": row.port_range_max,
-            "remote_ip_prefix": row.remote_ip_prefix,
-            "remote_group_id": row.remote_group_id,
-            "remote_address_group_id": None,
-            "normalized_cidr": row.remote_ip_prefix,
-            "description": row.description,
-            "belongs_to_default_sg": None,
-            "tenant_id": row.project_id,
-            "project_id": row.project_id,
-            "created_at": timestamp(row.created_at),
-            "updated_at": timestamp(row.updated_at),
-            "revision_number": 0,
-            "tags": [],
-        }
-
     def group_view(self, s: Session, row: m.SecurityGroup) -> dict[str, Any]:
         return self.group_views(s, [row])[0]
 
     def group_views(self, s: Session, rows: Sequence[m.SecurityGroup]) -> list[dict[str, Any]]:
         """The views of many security groups, with all their rules in one query."""
         rules = related.rules_by_group(s, [r.id for r in rows])
-        return [self._group_body(r, rules.get(r.id, [])) for r in rows]
-
-    def _group_body(self, row: m.SecurityGroup, rules: list[m.SecurityGroupRule]) -> dict[str, Any]:
-        return {
-            "id": row.id,
-            "name": row.name,
-            "description": row.description,
-            "security_group_rules": [self.rule_view(r) for r in rules],
-            "stateful": True,
-            "shared": False,
-            **common_fields(row),
-        }
+        return [views.security_group(r, rules.get(r.id, [])) for r in rows]
 
     def _group(self, s: Session, ctx: RequestContext, group_id: Any) -> m.SecurityGroup:
         row = s.get(m.SecurityGroup, group_id) if isinstance(group_id, str) else None
@@ -315,7 +279,7 @@ class SecurityGroups(Part):
             s.add(row)
             group.revision_number += 1
             s.flush()
-            view = self.rule_view(row)
+            view = views.security_group_rule(row)
         self._sync_firewall_for(view["security_group_id"])
         return view
 
@@ -345,7 +309,7 @@ class SecurityGroups(Part):
 
     def get_security_group_rule(self, ctx: RequestContext, rule_id: str) -> dict[str, Any]:
         with self.db.session() as s:
-            return self.rule_view(self._rule(s, ctx, rule_id))
+            return views.security_group_rule(self._rule(s, ctx, rule_id))
 
     def list_security_group_rules(self, ctx: RequestContext, query: ListQuery) -> Page:
         if ctx.project_id:
@@ -354,7 +318,7 @@ class SecurityGroups(Part):
             ctx,
             query,
             m.SecurityGroupRule,
-            lambda _s, rows: [self.rule_view(r) for r in rows],
+            lambda _s, rows: [views.security_group_rule(r) for r in rows],
             "Security group rule",
         )
 
