@@ -186,8 +186,8 @@ class Networks(Part):
                     | m.Network.shared
                     | m.Network.external
                 )
-            views = self.network_views(s, s.scalars(stmt).all())
-        return select_page(views, query, "Network")
+            shown = self.network_views(s, s.scalars(stmt).all())
+        return select_page(shown, query, "Network")
 
     def update_network(
         self, ctx: RequestContext, network_id: str, body: dict[str, Any]
@@ -379,8 +379,8 @@ class Networks(Part):
                     (m.Subnet.project_id == (ctx.project_id or ""))
                     | m.Subnet.network_id.in_(visible)
                 )
-            views = [views.subnet(r) for r in s.scalars(stmt).all()]
-        return select_page(views, query, "Subnet")
+            shown = [views.subnet(r) for r in s.scalars(stmt).all()]
+        return select_page(shown, query, "Subnet")
 
     def update_subnet(
         self, ctx: RequestContext, subnet_id: str, body: dict[str, Any]

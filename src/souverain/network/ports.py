@@ -329,8 +329,8 @@ class Ports(Part):
             for key in ("network_id", "device_id"):
                 if len(query.filters.get(key, [])) == 1:
                     stmt = stmt.where(getattr(m.Port, key) == query.filters[key][0])
-            views = self.port_views(s, s.scalars(stmt).all())
-        return select_page(views, query, "Port")
+            shown = self.port_views(s, s.scalars(stmt).all())
+        return select_page(shown, query, "Port")
 
     def update_port(
         self, ctx: RequestContext, port_id: str, body: dict[str, Any]
