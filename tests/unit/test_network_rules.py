@@ -21,6 +21,7 @@ from souverain.db import migrate
 from souverain.db.engine import Database, make_engine
 from souverain.identity.service import IdentityPolicySettings, IdentityService
 from souverain.identity.tokens import KeyRepository, TokenFormatter
+from souverain.network import views
 from souverain.network.errors import (
     ExternalGatewayForFloatingIPNotFound,
     IpAddressAlreadyAllocated,
@@ -63,7 +64,8 @@ def _subnet(service: NetworkService, cidr: str, **extra: Any) -> dict[str, Any]:
 
 
 def _port(service: NetworkService, subnet: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return service.ports.create_port(OWNER, {"network_id": subnet["network_id"], **extra})
+    body = {"network_id": subnet["network_id"], **extra}
+    return views.port(service.ports.create_port(OWNER, body))
 
 
 def _public_id(service: NetworkService) -> str:
@@ -80,7 +82,7 @@ def _router(service: NetworkService, gateway: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"name": "r"}
     if gateway:
         body["external_gateway_info"] = {"network_id": _public_id(service)}
-    return service.routers.create_router(OWNER, body)
+    return views.router(service.routers.create_router(OWNER, body))
 
 
 # ---------------------------------------------------------------------- ports
@@ -136,7 +138,7 @@ def test_device_owner_and_id_are_what_the_caller_set(service: NetworkService) ->
     port = _port(service, subnet, device_owner="compute:nova", device_id="server-1")
     assert (port["device_owner"], port["device_id"]) == ("compute:nova", "server-1")
     changed = service.ports.update_port(OWNER, port["id"], {"device_id": "server-2"})
-    assert (changed["device_owner"], changed["device_id"]) == ("compute:nova", "server-2")
+    assert (changed.row.device_owner, changed.row.device_id) == ("compute:nova", "server-2")
 
 
 def test_a_router_interface_port_cannot_be_deleted_through_ports(
@@ -146,13 +148,13 @@ def test_a_router_interface_port_cannot_be_deleted_through_ports(
     router = _router(service, gateway=False)
     info = service.routers.add_router_interface(OWNER, router["id"], {"subnet_id": subnet["id"]})
     with pytest.raises(PortInUse) as refused:
-        service.ports.delete_port(OWNER, info["port_id"])
+        service.ports.delete_port(OWNER, info.port.id)
     assert refused.value.message == (
-        f"Port {info['port_id']} cannot be deleted directly via the port API: has device "
+        f"Port {info.port.id} cannot be deleted directly via the port API: has device "
         "owner network:router_interface."
     )
-    port = service.ports.get_port(OWNER, info["port_id"])
-    assert port["fixed_ips"][0]["ip_address"] == "10.1.0.1"  # the subnet's gateway
+    port = service.ports.get_port(OWNER, info.port.id)
+    assert port.ips == [(subnet["id"], "10.1.0.1")]  # the subnet's gateway
 
 
 # ---------------------------------------------------------------------- routers

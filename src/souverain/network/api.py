@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,9 +20,11 @@ from starlette.routing import Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest
+from souverain.common.errors import BadRequest, MethodNotAllowed, NotFound
 from souverain.common.jsoncodec import JSONResponse
-from souverain.network.service import ListQuery, NetworkService, Page
+from souverain.network import views
+from souverain.network.listing import ListQuery, Page, select_page
+from souverain.network.service import NetworkService
 from souverain.openstack.auth import audit
 from souverain.openstack.body import member, read_json
 from souverain.openstack.faults import ErrorLayer
@@ -83,6 +86,18 @@ COLLECTIONS = {
 }
 
 Handler = Callable[[Request, RequestContext], Awaitable[Response]]
+View = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What one collection's routes call, each answering in Neutron's wire shape."""
+
+    lister: Callable[[RequestContext, ListQuery], Page]
+    creator: Callable[[RequestContext, dict[str, Any]], View]
+    getter: Callable[[RequestContext, str], View]
+    updater: Callable[[RequestContext, str, dict[str, Any]], View] | None  # None: 405
+    deleter: Callable[[RequestContext, str], None]
 
 
 def render_error(_path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
@@ -216,7 +231,7 @@ class NetworkApi:
             else self.service.routers.remove_router_interface
         )
         info = await asyncio.to_thread(handler, ctx, router_id, data)
-        return JSONResponse(info)
+        return JSONResponse(views.router_interface(info))
 
     # -------------------------------------------------------------- discovery
 
@@ -252,8 +267,6 @@ class NetworkApi:
     async def extension(self, request: Request, ctx: RequestContext) -> Response:
         alias = request.path_params["alias"]
         if alias not in EXTENSIONS:
-            from souverain.common.errors import NotFound
-
             raise NotFound(f"Extension with alias {alias[:64]} does not exist")
         return JSONResponse({"extension": self._extension(alias)})
 
@@ -284,37 +297,83 @@ class NetworkApi:
             links.append({"rel": "previous", "href": f"{href}?{urlencode(params)}"})
         return {f"{plural}_links": links} if links else {}
 
+    def _resources(self) -> dict[str, Resource]:
+        s = self.service
+        return {
+            "networks": Resource(
+                s.networks.list_networks,
+                s.networks.create_network,
+                s.networks.get_network,
+                s.networks.update_network,
+                s.networks.delete_network,
+            ),
+            "subnets": Resource(
+                s.networks.list_subnets,
+                s.networks.create_subnet,
+                s.networks.get_subnet,
+                s.networks.update_subnet,
+                s.networks.delete_subnet,
+            ),
+            "ports": Resource(
+                self._list_ports,
+                lambda ctx, body: views.port(s.ports.create_port(ctx, body)),
+                lambda ctx, port_id: views.port(s.ports.get_port(ctx, port_id)),
+                lambda ctx, port_id, body: views.port(s.ports.update_port(ctx, port_id, body)),
+                s.ports.delete_port,
+            ),
+            "security-groups": Resource(
+                s.groups.list_security_groups,
+                s.groups.create_security_group,
+                s.groups.get_security_group,
+                s.groups.update_security_group,
+                s.groups.delete_security_group,
+            ),
+            "security-group-rules": Resource(
+                s.groups.list_security_group_rules,
+                s.groups.create_security_group_rule,
+                s.groups.get_security_group_rule,
+                None,
+                s.groups.delete_security_group_rule,
+            ),
+            "routers": Resource(
+                self._list_routers,
+                lambda ctx, body: views.router(s.routers.create_router(ctx, body)),
+                lambda ctx, router_id: views.router(s.routers.get_router(ctx, router_id)),
+                lambda ctx, router_id, body: views.router(
+                    s.routers.update_router(ctx, router_id, body)
+                ),
+                s.routers.delete_router,
+            ),
+            "floatingips": Resource(
+                s.floating_ips.list_floating_ips,
+                s.floating_ips.create_floating_ip,
+                s.floating_ips.get_floating_ip,
+                s.floating_ips.update_floating_ip,
+                s.floating_ips.delete_floating_ip,
+            ),
+        }
+
+    def _list_ports(self, ctx: RequestContext, query: ListQuery) -> Page:
+        shown = [views.port(p) for p in self.service.ports.list_ports(ctx, query)]
+        return select_page(shown, query, "Port")
+
+    def _list_routers(self, ctx: RequestContext, query: ListQuery) -> Page:
+        shown = [views.router(r) for r in self.service.routers.list_routers(ctx)]
+        return select_page(shown, query, "Router")
+
     def collection(self, path: str) -> Handler:
         plural, single = COLLECTIONS[path]
-        s = self.service
-        lister = {
-            "networks": s.networks.list_networks,
-            "subnets": s.networks.list_subnets,
-            "ports": s.ports.list_ports,
-            "security-groups": s.groups.list_security_groups,
-            "security-group-rules": s.groups.list_security_group_rules,
-            "routers": s.routers.list_routers,
-            "floatingips": s.floating_ips.list_floating_ips,
-        }[path]
-        creator = {
-            "networks": s.networks.create_network,
-            "subnets": s.networks.create_subnet,
-            "ports": s.ports.create_port,
-            "security-groups": s.groups.create_security_group,
-            "security-group-rules": s.groups.create_security_group_rule,
-            "routers": s.routers.create_router,
-            "floatingips": s.floating_ips.create_floating_ip,
-        }[path]
+        resource = self._resources()[path]
 
         async def handle(request: Request, ctx: RequestContext) -> Response:
             if request.method == "GET":
-                page = await asyncio.to_thread(lister, ctx, list_query(request))
+                page = await asyncio.to_thread(resource.lister, ctx, list_query(request))
                 body: dict[str, Any] = {plural: [_fields(request, v) for v in page.items]}
                 body.update(self._links(request, path, plural, page))
                 return JSONResponse(body)
             audit(request, f"network.{single}.create", single, None)
             data = member(await read_json(request), single)
-            view = await asyncio.to_thread(creator, ctx, data)
+            view = await asyncio.to_thread(resource.creator, ctx, data)
             audit(request, f"network.{single}.create", single, view["id"])
             return JSONResponse({single: view}, 201)
 
@@ -322,51 +381,22 @@ class NetworkApi:
 
     def item(self, path: str) -> Handler:
         _, single = COLLECTIONS[path]
-        s = self.service
-        getter = {
-            "networks": s.networks.get_network,
-            "subnets": s.networks.get_subnet,
-            "ports": s.ports.get_port,
-            "security-groups": s.groups.get_security_group,
-            "security-group-rules": s.groups.get_security_group_rule,
-            "routers": s.routers.get_router,
-            "floatingips": s.floating_ips.get_floating_ip,
-        }[path]
-        updater: Callable[[RequestContext, str, dict[str, Any]], dict[str, Any]] | None = {
-            "networks": s.networks.update_network,
-            "subnets": s.networks.update_subnet,
-            "ports": s.ports.update_port,
-            "security-groups": s.groups.update_security_group,
-            "security-group-rules": None,
-            "routers": s.routers.update_router,
-            "floatingips": s.floating_ips.update_floating_ip,
-        }[path]
-        deleter = {
-            "networks": s.networks.delete_network,
-            "subnets": s.networks.delete_subnet,
-            "ports": s.ports.delete_port,
-            "security-groups": s.groups.delete_security_group,
-            "security-group-rules": s.groups.delete_security_group_rule,
-            "routers": s.routers.delete_router,
-            "floatingips": s.floating_ips.delete_floating_ip,
-        }[path]
+        resource = self._resources()[path]
 
         async def handle(request: Request, ctx: RequestContext) -> Response:
             item_id = request.path_params["id"]
             if request.method == "GET":
-                view = await asyncio.to_thread(getter, ctx, item_id)
+                view = await asyncio.to_thread(resource.getter, ctx, item_id)
                 return JSONResponse({single: _fields(request, view)})
             if request.method == "PUT":
                 audit(request, f"network.{single}.update", single, item_id)
-                if updater is None:
-                    from souverain.common.errors import MethodNotAllowed
-
+                if resource.updater is None:
                     raise MethodNotAllowed("Security group rules cannot be updated.")
                 data = member(await read_json(request), single)
-                view = await asyncio.to_thread(updater, ctx, item_id, data)
+                view = await asyncio.to_thread(resource.updater, ctx, item_id, data)
                 return JSONResponse({single: view})
             audit(request, f"network.{single}.delete", single, item_id)
-            await asyncio.to_thread(deleter, ctx, item_id)
+            await asyncio.to_thread(resource.deleter, ctx, item_id)
             return Response(status_code=204)
 
         return handle

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict
 from souverain.common.ids import new_id
-from souverain.network import ipam, related, views
+from souverain.network import ipam, related
 from souverain.network import models as m
 from souverain.network.core import Part, Retry
 from souverain.network.errors import (
@@ -36,7 +37,16 @@ from souverain.network.fields import (
     text_of,
 )
 from souverain.network.ipam import InvalidInput
-from souverain.network.listing import ListQuery, Page, select_page
+from souverain.network.listing import ListQuery
+
+
+@dataclass(frozen=True)
+class PortRecord:
+    """A port with what hangs off it: its (subnet id, address) pairs and its groups' ids."""
+
+    row: m.Port
+    ips: list[tuple[str, str]]
+    groups: list[str]
 
 
 class Ports(Part):
@@ -48,14 +58,14 @@ class Ports(Part):
             raise PortNotFound(f"Port {str(port_id)[:64]} could not be found.")
         return row
 
-    def port_view(self, s: Session, row: m.Port) -> dict[str, Any]:
-        return self.port_views(s, [row])[0]
+    def record(self, s: Session, row: m.Port) -> PortRecord:
+        return self.records(s, [row])[0]
 
-    def port_views(self, s: Session, rows: Sequence[m.Port]) -> list[dict[str, Any]]:
-        """The views of many ports: addresses and groups in one query each, not per port."""
+    def records(self, s: Session, rows: Sequence[m.Port]) -> list[PortRecord]:
+        """Many ports with their addresses and groups: one query each, not per port."""
         ids = [r.id for r in rows]
         ips, groups = related.ips_by_port(s, ids), related.groups_by_port(s, ids)
-        return [views.port(r, ips.get(r.id, []), groups.get(r.id, [])) for r in rows]
+        return [PortRecord(r, ips.get(r.id, []), groups.get(r.id, [])) for r in rows]
 
     PORT_FIELDS = frozenset(
         {
@@ -261,7 +271,7 @@ class Ports(Part):
 
     def create_port(
         self, ctx: RequestContext, body: dict[str, Any], delete_with_device: bool = False
-    ) -> dict[str, Any]:
+    ) -> PortRecord:
         only_fields(body, self.PORT_FIELDS, "port")
         project_id = owner_of(ctx, body)
         if "network_id" not in body:
@@ -272,7 +282,7 @@ class Ports(Part):
         if project_id:
             self.groups.ensure_default_group(project_id)
 
-        def work(s: Session) -> dict[str, Any]:
+        def work(s: Session) -> PortRecord:
             self._lock_quota(s, project_id)
             net = self.networks.network(s, ctx, body["network_id"])
             if not (ctx.is_admin or net.project_id == ctx.project_id or net.shared):
@@ -313,15 +323,16 @@ class Ports(Part):
             self._port_security(s, ctx, row, body, creating=True)
             self._allocate(s, row, wanted)
             s.flush()
-            return self.port_view(s, row)
+            return self.record(s, row)
 
         return self._retrying(work)
 
-    def get_port(self, ctx: RequestContext, port_id: str) -> dict[str, Any]:
+    def get_port(self, ctx: RequestContext, port_id: str) -> PortRecord:
         with self.db.session() as s:
-            return self.port_view(s, self.port(s, ctx, port_id))
+            return self.record(s, self.port(s, ctx, port_id))
 
-    def list_ports(self, ctx: RequestContext, query: ListQuery) -> Page:
+    def list_ports(self, ctx: RequestContext, query: ListQuery) -> list[PortRecord]:
+        """The caller's ports; `query` narrows by network or device in SQL, the API pages."""
         with self.db.session() as s:
             stmt = select(m.Port)
             if not ctx.is_admin:
@@ -329,17 +340,14 @@ class Ports(Part):
             for key in ("network_id", "device_id"):
                 if len(query.filters.get(key, [])) == 1:
                     stmt = stmt.where(getattr(m.Port, key) == query.filters[key][0])
-            shown = self.port_views(s, s.scalars(stmt).all())
-        return select_page(shown, query, "Port")
+            return self.records(s, s.scalars(stmt).all())
 
-    def update_port(
-        self, ctx: RequestContext, port_id: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    def update_port(self, ctx: RequestContext, port_id: str, body: dict[str, Any]) -> PortRecord:
         only_fields(body, self.PORT_FIELDS - {"network_id", "project_id", "tenant_id"}, "port")
         if "mac_address" in body:
             raise BadRequest("Cannot update read-only attribute mac_address")
 
-        def work(s: Session) -> dict[str, Any]:
+        def work(s: Session) -> PortRecord:
             row = self.port(s, ctx, port_id)
             self._plain_port_fields(row, body)
             self._port_security(s, ctx, row, body, creating=False)
@@ -361,14 +369,14 @@ class Ports(Part):
             row.revision_number += 1
             row.updated_at = self._now()
             s.flush()
-            return self.port_view(s, row)
+            return self.record(s, row)
 
-        view = self._retrying(work)
-        if view["status"] == "ACTIVE":  # its groups, addresses or pairs may have changed
+        shown = self._retrying(work)
+        if shown.row.status == "ACTIVE":  # its groups, addresses or pairs may have changed
             self.wiring.sync_firewall()
             if "fixed_ips" in body and self.dataplane is not None:
-                self.wiring.refresh_dhcp(view["network_id"])
-        return view
+                self.wiring.refresh_dhcp(shown.row.network_id)
+        return shown
 
     def delete_port(self, ctx: RequestContext, port_id: str) -> None:
         with self.db.session() as s:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -13,7 +14,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.ids import new_id
 from souverain.network import models as m
-from souverain.network import related, views
+from souverain.network import related
 from souverain.network.core import Part
 from souverain.network.errors import (
     PolicyNotAuthorized,
@@ -35,7 +36,23 @@ from souverain.network.fields import (
     text_of,
 )
 from souverain.network.ipam import InvalidInput
-from souverain.network.listing import ListQuery, Page
+
+
+@dataclass(frozen=True)
+class RouterRecord:
+    """A router with its gateway port's (subnet id, address) pairs."""
+
+    row: m.Router
+    gateway_ips: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Interface:
+    """A router's port on one network, and the subnets it serves there."""
+
+    router: m.Router
+    port: m.Port
+    subnet_ids: list[str]
 
 
 class Routers(Part):
@@ -64,13 +81,13 @@ class Routers(Part):
             raise RouterNotFound(f"Router {str(router_id)[:64]} could not be found")
         return row
 
-    def router_view(self, s: Session, row: m.Router) -> dict[str, Any]:
-        return self.router_views(s, [row])[0]
+    def record(self, s: Session, row: m.Router) -> RouterRecord:
+        return self.records(s, [row])[0]
 
-    def router_views(self, s: Session, rows: Sequence[m.Router]) -> list[dict[str, Any]]:
-        """The views of many routers, with their gateway addresses in one query."""
+    def records(self, s: Session, rows: Sequence[m.Router]) -> list[RouterRecord]:
+        """Many routers with their gateway addresses, in one query."""
         ips = related.ips_by_port(s, [r.gateway_port_id for r in rows if r.gateway_port_id])
-        return [views.router(r, ips.get(r.gateway_port_id or "", [])) for r in rows]
+        return [RouterRecord(r, ips.get(r.gateway_port_id or "", [])) for r in rows]
 
     def _gateway_wanted(
         self, s: Session, ctx: RequestContext, value: Any
@@ -148,11 +165,11 @@ class Routers(Part):
         if body.get("routes"):
             raise BadRequest("Bad router request: extra routes are not offered here.")
 
-    def create_router(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+    def create_router(self, ctx: RequestContext, body: dict[str, Any]) -> RouterRecord:
         only_fields(body, self.ROUTER_FIELDS, "router")
         project_id = owner_of(ctx, body)
 
-        def work(s: Session) -> dict[str, Any]:
+        def work(s: Session) -> RouterRecord:
             self._lock_quota(s, project_id)
             self.quotas.claim(s, project_id, "router")
             now = self._now()
@@ -172,26 +189,31 @@ class Routers(Part):
                 s, row, self._gateway_wanted(s, ctx, body.get("external_gateway_info"))
             )
             s.flush()
-            return self.router_view(s, row)
+            return self.record(s, row)
 
-        view = self._retrying(work)
-        self.meter.gauge(project_id, "router", view["id"], 1)
-        self.wiring.sync_router(view["id"])
-        return view
+        shown = self._retrying(work)
+        self.meter.gauge(project_id, "router", shown.row.id, 1)
+        self.wiring.sync_router(shown.row.id)
+        return shown
 
-    def get_router(self, ctx: RequestContext, router_id: str) -> dict[str, Any]:
+    def get_router(self, ctx: RequestContext, router_id: str) -> RouterRecord:
         with self.db.session() as s:
-            return self.router_view(s, self._router(s, ctx, router_id))
+            return self.record(s, self._router(s, ctx, router_id))
 
-    def list_routers(self, ctx: RequestContext, query: ListQuery) -> Page:
-        return self._owned_page(ctx, query, m.Router, self.router_views, "Router")
+    def list_routers(self, ctx: RequestContext) -> list[RouterRecord]:
+        """The caller's routers (all of them for an admin); the API filters and pages."""
+        with self.db.session() as s:
+            stmt = select(m.Router)
+            if not ctx.is_admin:
+                stmt = stmt.where(m.Router.project_id == (ctx.project_id or ""))
+            return self.records(s, s.scalars(stmt).all())
 
     def update_router(
         self, ctx: RequestContext, router_id: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> RouterRecord:
         only_fields(body, self.ROUTER_FIELDS - {"project_id", "tenant_id"}, "router")
 
-        def work(s: Session) -> dict[str, Any]:
+        def work(s: Session) -> RouterRecord:
             row = self._router(s, ctx, router_id)
             self._router_plain(row, body)
             if "external_gateway_info" in body:
@@ -201,11 +223,11 @@ class Routers(Part):
             row.revision_number += 1
             row.updated_at = self._now()
             s.flush()
-            return self.router_view(s, row)
+            return self.record(s, row)
 
-        view = self._retrying(work)
+        shown = self._retrying(work)
         self.wiring.sync_router(router_id)
-        return view
+        return shown
 
     def delete_router(self, ctx: RequestContext, router_id: str) -> None:
         with self.db.session() as s:
@@ -253,10 +275,10 @@ class Routers(Part):
 
     def add_router_interface(
         self, ctx: RequestContext, router_id: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> Interface:
         subnet_id, port_id = self._interface_body(body)
 
-        def work(s: Session) -> dict[str, Any]:
+        def work(s: Session) -> Interface:
             row = self._router(s, ctx, router_id)
             self._lock_quota(s, row.project_id)
             if port_id is not None:
@@ -281,7 +303,7 @@ class Routers(Part):
                 s.execute(delete(m.PortSecurityGroup).where(m.PortSecurityGroup.port_id == port.id))
                 port.updated_at = self._now()
                 s.flush()
-                return views.router_interface(row, port, [sid for sid, _ in ips])
+                return Interface(row, port, [sid for sid, _ in ips])
             subnet = self.networks.subnet(s, ctx, subnet_id)
             if not (ctx.is_admin or subnet.project_id == row.project_id):
                 raise SubnetNotFound(f"Subnet {subnet.id} could not be found.")
@@ -301,7 +323,7 @@ class Routers(Part):
             port = self.ports.system_port(
                 s, net, row.project_id, ROUTER_INTERFACE, row.id, [(subnet, subnet.gateway_ip)]
             )
-            return views.router_interface(row, port, [subnet.id])
+            return Interface(row, port, [subnet.id])
 
         info = self._retrying(work)
         self.wiring.sync_router(router_id)
@@ -309,7 +331,7 @@ class Routers(Part):
 
     def remove_router_interface(
         self, ctx: RequestContext, router_id: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> Interface:
         subnet_id, port_id = self._interface_body(body)
         with self.db.session() as s:
             row = self._router(s, ctx, router_id)
@@ -348,7 +370,7 @@ class Routers(Part):
                             f"Router interface for subnet {sid} on router {row.id} cannot be "
                             "deleted, as it is required by one or more floating IPs."
                         )
-            info = views.router_interface(row, port, subnets)
+            info = Interface(row, port, subnets)
             self.ports.delete_port_row(s, port)
         self.wiring.sync_router(router_id)
         return info

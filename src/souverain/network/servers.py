@@ -23,6 +23,7 @@ from souverain.network.fields import (
     AUTO_ROUTER,
     COMPUTE_OWNER,
 )
+from souverain.network.ports import PortRecord
 
 log = logging.getLogger("souverain.network")
 
@@ -87,7 +88,7 @@ class Servers(Part):
                 "project %s has no router quota left: its auto network is private", ctx.project_id
             )
             return
-        self.routers.add_router_interface(ctx, router["id"], {"subnet_id": subnet_id})
+        self.routers.add_router_interface(ctx, router.row.id, {"subnet_id": subnet_id})
 
     def create_port_for_server(
         self,
@@ -98,7 +99,7 @@ class Servers(Part):
         *,
         server_id: str,
         security_groups: list[str] | None = None,
-    ) -> dict[str, Any]:
+    ) -> PortRecord:
         if port_id is not None:
             with self.db.session() as s:
                 row = self.ports.port(s, ctx, port_id)
@@ -110,7 +111,7 @@ class Servers(Part):
                 row.device_id, row.device_owner = server_id, COMPUTE_OWNER
                 row.updated_at = self._now()
                 s.flush()
-                return self.ports.port_view(s, row)
+                return self.ports.record(s, row)
         if network_id is None:
             network_id = self.get_or_create_auto_network(ctx)["id"]
         body: dict[str, Any] = {
@@ -124,7 +125,7 @@ class Servers(Part):
             body["security_groups"] = security_groups
         return self.ports.create_port(ctx, body, delete_with_device=True)
 
-    def bind_port(self, port_id: str, server_id: str, host: str) -> dict[str, Any]:
+    def bind_port(self, port_id: str, server_id: str, host: str) -> PortRecord:
         with self.db.session() as s:
             row = s.get(m.Port, port_id)
             if row is None:
@@ -132,7 +133,7 @@ class Servers(Part):
             row.device_id, row.host, row.status = server_id, host, "ACTIVE"
             row.updated_at = self._now()
             s.flush()
-            return self.ports.port_view(s, row)
+            return self.ports.record(s, row)
 
     def release_port(self, port_id: str) -> None:
         """One port leaves its server: deleted if made for it, else unbound; unplugged."""
@@ -177,7 +178,7 @@ class Servers(Part):
         for router_id in routers:
             self.wiring.sync_router(router_id)
 
-    def ports_of(self, server_id: str) -> list[dict[str, Any]]:
+    def ports_of(self, server_id: str) -> list[PortRecord]:
         """The ports plugged into a server, oldest first (the guest's eth0, eth1, ...)."""
         with self.db.session() as s:
             rows = s.scalars(
@@ -185,7 +186,7 @@ class Servers(Part):
                 .where(m.Port.device_id == server_id)
                 .order_by(m.Port.created_at, m.Port.id)
             ).all()
-            return self.ports.port_views(s, rows)
+            return self.ports.records(s, rows)
 
     def floating_ips_of_ports(self, port_ids: list[str]) -> dict[str, list[str]]:
         """Port id -> the floating addresses pointing at it (for a server's addresses)."""

@@ -46,7 +46,7 @@ from souverain.common.metering import Meter
 from souverain.config import NetworkSettings
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
-from souverain.network import ipam
+from souverain.network import ipam, views
 from souverain.network import models as m
 from souverain.network.core import Core, Families
 from souverain.network.dataplane import Dataplane
@@ -166,12 +166,12 @@ class NetworkService:
         return self.networks.get_network(ctx, network_id)
 
     def get_port(self, ctx: RequestContext, port_id: str) -> dict[str, Any]:
-        return self.ports.get_port(ctx, port_id)
+        return views.port(self.ports.get_port(ctx, port_id))
 
     def create_port(
         self, ctx: RequestContext, body: dict[str, Any], delete_with_device: bool = False
     ) -> dict[str, Any]:
-        return self.ports.create_port(ctx, body, delete_with_device)
+        return views.port(self.ports.create_port(ctx, body, delete_with_device))
 
     def get_or_create_auto_network(self, ctx: RequestContext) -> dict[str, Any]:
         return self.servers.get_or_create_auto_network(ctx)
@@ -186,7 +186,7 @@ class NetworkService:
         server_id: str,
         security_groups: list[str] | None = None,
     ) -> dict[str, Any]:
-        return self.servers.create_port_for_server(
+        made = self.servers.create_port_for_server(
             ctx,
             network_id,
             port_id,
@@ -194,9 +194,10 @@ class NetworkService:
             server_id=server_id,
             security_groups=security_groups,
         )
+        return views.port(made)
 
     def bind_port(self, port_id: str, server_id: str, host: str) -> dict[str, Any]:
-        return self.servers.bind_port(port_id, server_id, host)
+        return views.port(self.servers.bind_port(port_id, server_id, host))
 
     def release_port(self, port_id: str) -> None:
         self.servers.release_port(port_id)
@@ -205,7 +206,7 @@ class NetworkService:
         self.servers.release_ports_of(server_id)
 
     def ports_of(self, server_id: str) -> list[dict[str, Any]]:
-        return self.servers.ports_of(server_id)
+        return [views.port(p) for p in self.servers.ports_of(server_id)]
 
     def floating_ips_of_ports(self, port_ids: list[str]) -> dict[str, list[str]]:
         return self.servers.floating_ips_of_ports(port_ids)

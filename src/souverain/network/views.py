@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from souverain.network import models as m
+from souverain.network.ports import PortRecord
+from souverain.network.routers import Interface, RouterRecord
 
 
 def timestamp(value: Any) -> str:
@@ -73,7 +75,8 @@ def subnet(row: m.Subnet) -> dict[str, Any]:
     }
 
 
-def port(row: m.Port, ips: list[tuple[str, str]], groups: list[str]) -> dict[str, Any]:
+def port(record: PortRecord) -> dict[str, Any]:
+    row, ips, groups = record.row, record.ips, record.groups
     return {
         "id": row.id,
         "name": row.name,
@@ -137,7 +140,8 @@ def security_group(row: m.SecurityGroup, rules: list[m.SecurityGroupRule]) -> di
     }
 
 
-def router(row: m.Router, ips: list[tuple[str, str]]) -> dict[str, Any]:
+def router(record: RouterRecord) -> dict[str, Any]:
+    row, ips = record.row, record.gateway_ips
     info = None
     if row.external_network_id:
         info = {
@@ -162,7 +166,8 @@ def router(row: m.Router, ips: list[tuple[str, str]]) -> dict[str, Any]:
     }
 
 
-def router_interface(row: m.Router, port: m.Port, subnet_ids: list[str]) -> dict[str, Any]:
+def router_interface(interface: Interface) -> dict[str, Any]:
+    row, port, subnet_ids = interface.router, interface.port, interface.subnet_ids
     return {
         "id": row.id,
         "tenant_id": row.project_id,

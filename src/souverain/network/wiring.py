@@ -342,7 +342,7 @@ class Wiring(Part):
                     "port_security_enabled": False,
                 },
             )
-            dhcp_ip = port["fixed_ips"][0]["ip_address"]
+            dhcp_ip = port.ips[0][1]
         with self.db.session() as s:
             rows = s.execute(
                 select(m.Port.mac_address, m.IpAllocation.ip_address)
