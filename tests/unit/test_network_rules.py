@@ -21,7 +21,7 @@ from souverain.db import migrate
 from souverain.db.engine import Database, make_engine
 from souverain.identity.service import IdentityPolicySettings, IdentityService
 from souverain.identity.tokens import KeyRepository, TokenFormatter
-from souverain.network import views
+from souverain.network import schemas, views
 from souverain.network.errors import (
     ExternalGatewayForFloatingIPNotFound,
     IpAddressAlreadyAllocated,
@@ -65,7 +65,7 @@ def _subnet(service: NetworkService, cidr: str, **extra: Any) -> dict[str, Any]:
 
 def _port(service: NetworkService, subnet: dict[str, Any], **extra: Any) -> dict[str, Any]:
     body = {"network_id": subnet["network_id"], **extra}
-    return views.port(service.ports.create_port(OWNER, body))
+    return views.port(service.ports.create_port(OWNER, schemas.port_create(body)))
 
 
 def _public_id(service: NetworkService) -> str:
@@ -82,7 +82,11 @@ def _router(service: NetworkService, gateway: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"name": "r"}
     if gateway:
         body["external_gateway_info"] = {"network_id": _public_id(service)}
-    return views.router(service.routers.create_router(OWNER, body))
+    return views.router(service.routers.create_router(OWNER, schemas.router_create(body)))
+
+
+def _on(subnet: dict[str, Any]) -> schemas.InterfaceBody:
+    return schemas.router_interface({"subnet_id": subnet["id"]})
 
 
 # ---------------------------------------------------------------------- ports
@@ -137,7 +141,9 @@ def test_device_owner_and_id_are_what_the_caller_set(service: NetworkService) ->
     subnet = _subnet(service, "10.1.0.0/24")
     port = _port(service, subnet, device_owner="compute:nova", device_id="server-1")
     assert (port["device_owner"], port["device_id"]) == ("compute:nova", "server-1")
-    changed = service.ports.update_port(OWNER, port["id"], {"device_id": "server-2"})
+    changed = service.ports.update_port(
+        OWNER, port["id"], schemas.port_update({"device_id": "server-2"})
+    )
     assert (changed.row.device_owner, changed.row.device_id) == ("compute:nova", "server-2")
 
 
@@ -146,7 +152,7 @@ def test_a_router_interface_port_cannot_be_deleted_through_ports(
 ) -> None:
     subnet = _subnet(service, "10.1.0.0/24")
     router = _router(service, gateway=False)
-    info = service.routers.add_router_interface(OWNER, router["id"], {"subnet_id": subnet["id"]})
+    info = service.routers.add_router_interface(OWNER, router["id"], _on(subnet))
     with pytest.raises(PortInUse) as refused:
         service.ports.delete_port(OWNER, info.port.id)
     assert refused.value.message == (
@@ -163,9 +169,9 @@ def test_a_router_interface_port_cannot_be_deleted_through_ports(
 def test_a_router_refuses_a_subnet_overlapping_one_it_has(service: NetworkService) -> None:
     first, second = _subnet(service, "10.2.0.0/24"), _subnet(service, "10.2.0.0/25")
     router = _router(service, gateway=False)
-    service.routers.add_router_interface(OWNER, router["id"], {"subnet_id": first["id"]})
+    service.routers.add_router_interface(OWNER, router["id"], _on(first))
     with pytest.raises(BadRequest) as refused:
-        service.routers.add_router_interface(OWNER, router["id"], {"subnet_id": second["id"]})
+        service.routers.add_router_interface(OWNER, router["id"], _on(second))
     assert refused.value.message == (
         f"Bad router request: Cidr 10.2.0.0/25 of subnet {second['id']} overlaps with cidr "
         f"10.2.0.0/24 of subnet {first['id']}."
@@ -175,9 +181,9 @@ def test_a_router_refuses_a_subnet_overlapping_one_it_has(service: NetworkServic
 def test_a_router_refuses_the_same_subnet_twice(service: NetworkService) -> None:
     subnet = _subnet(service, "10.2.0.0/24")
     router = _router(service, gateway=False)
-    service.routers.add_router_interface(OWNER, router["id"], {"subnet_id": subnet["id"]})
+    service.routers.add_router_interface(OWNER, router["id"], _on(subnet))
     with pytest.raises(BadRequest, match="Router already has a port on subnet"):
-        service.routers.add_router_interface(OWNER, router["id"], {"subnet_id": subnet["id"]})
+        service.routers.add_router_interface(OWNER, router["id"], _on(subnet))
 
 
 def test_a_subnet_without_a_gateway_cannot_be_a_router_interface(
@@ -186,7 +192,7 @@ def test_a_subnet_without_a_gateway_cannot_be_a_router_interface(
     subnet = _subnet(service, "10.3.0.0/24", gateway_ip=None)
     router = _router(service, gateway=False)
     with pytest.raises(BadRequest) as refused:
-        service.routers.add_router_interface(OWNER, router["id"], {"subnet_id": subnet["id"]})
+        service.routers.add_router_interface(OWNER, router["id"], _on(subnet))
     assert refused.value.message == (
         "Bad router request: Subnet for router interface must have a gateway IP."
     )
@@ -197,11 +203,11 @@ def test_a_router_with_an_interface_is_in_use_until_the_interface_goes(
 ) -> None:
     subnet = _subnet(service, "10.1.0.0/24")
     router = _router(service, gateway=True)
-    service.routers.add_router_interface(OWNER, router["id"], {"subnet_id": subnet["id"]})
+    service.routers.add_router_interface(OWNER, router["id"], _on(subnet))
     with pytest.raises(RouterInUse) as refused:
         service.routers.delete_router(OWNER, router["id"])
     assert refused.value.message == f"Router {router['id']} still has ports"
-    service.routers.remove_router_interface(OWNER, router["id"], {"subnet_id": subnet["id"]})
+    service.routers.remove_router_interface(OWNER, router["id"], _on(subnet))
     service.routers.delete_router(OWNER, router["id"])
 
 
@@ -213,7 +219,7 @@ def test_a_floating_ip_needs_a_router_with_both_an_interface_and_a_gateway(
     public = _public_id(service)
     body = {"floating_network_id": public, "port_id": port["id"]}
     interface_only = _router(service, gateway=False)
-    service.routers.add_router_interface(OWNER, interface_only["id"], {"subnet_id": subnet["id"]})
+    service.routers.add_router_interface(OWNER, interface_only["id"], _on(subnet))
     with pytest.raises(ExternalGatewayForFloatingIPNotFound) as refused:
         service.floating_ips.create_floating_ip(OWNER, body)
     assert refused.value.message == (
@@ -221,7 +227,9 @@ def test_a_floating_ip_needs_a_router_with_both_an_interface_and_a_gateway(
         f"cannot associate Port {port['id']} with a Floating IP."
     )
     service.routers.update_router(
-        OWNER, interface_only["id"], {"external_gateway_info": {"network_id": public}}
+        OWNER,
+        interface_only["id"],
+        schemas.router_update({"external_gateway_info": {"network_id": public}}),
     )
     fip = service.floating_ips.create_floating_ip(OWNER, body)
     assert fip["router_id"] == interface_only["id"]
@@ -245,13 +253,15 @@ def test_what_a_floating_ip_goes_through_cannot_be_taken_from_it(
     subnet = _subnet(service, "10.1.0.0/24")
     port = _port(service, subnet)
     router = _router(service, gateway=True)
-    service.routers.add_router_interface(OWNER, router["id"], {"subnet_id": subnet["id"]})
+    service.routers.add_router_interface(OWNER, router["id"], _on(subnet))
     fip = service.floating_ips.create_floating_ip(
         OWNER, {"floating_network_id": _public_id(service), "port_id": port["id"]}
     )
     with pytest.raises(RouterInterfaceInUseByFloatingIP):
-        service.routers.remove_router_interface(OWNER, router["id"], {"subnet_id": subnet["id"]})
+        service.routers.remove_router_interface(OWNER, router["id"], _on(subnet))
     with pytest.raises(RouterExternalGatewayInUseByFloatingIp):
-        service.routers.update_router(OWNER, router["id"], {"external_gateway_info": {}})
+        service.routers.update_router(
+            OWNER, router["id"], schemas.router_update({"external_gateway_info": {}})
+        )
     service.floating_ips.update_floating_ip(OWNER, fip["id"], {"port_id": None})
-    service.routers.remove_router_interface(OWNER, router["id"], {"subnet_id": subnet["id"]})
+    service.routers.remove_router_interface(OWNER, router["id"], _on(subnet))

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, MethodNotAllowed, NotFound
 from souverain.common.jsoncodec import JSONResponse
-from souverain.network import views
+from souverain.network import schemas, views
 from souverain.network.listing import ListQuery, Page, select_page
 from souverain.network.service import NetworkService
 from souverain.openstack.auth import audit
@@ -230,7 +230,7 @@ class NetworkApi:
             if action == "add_router_interface"
             else self.service.routers.remove_router_interface
         )
-        info = await asyncio.to_thread(handler, ctx, router_id, data)
+        info = await asyncio.to_thread(handler, ctx, router_id, schemas.router_interface(data))
         return JSONResponse(views.router_interface(info))
 
     # -------------------------------------------------------------- discovery
@@ -316,9 +316,11 @@ class NetworkApi:
             ),
             "ports": Resource(
                 self._list_ports,
-                lambda ctx, body: views.port(s.ports.create_port(ctx, body)),
+                lambda ctx, body: views.port(s.ports.create_port(ctx, schemas.port_create(body))),
                 lambda ctx, port_id: views.port(s.ports.get_port(ctx, port_id)),
-                lambda ctx, port_id, body: views.port(s.ports.update_port(ctx, port_id, body)),
+                lambda ctx, port_id, body: views.port(
+                    s.ports.update_port(ctx, port_id, schemas.port_update(body))
+                ),
                 s.ports.delete_port,
             ),
             "security-groups": Resource(
@@ -337,10 +339,12 @@ class NetworkApi:
             ),
             "routers": Resource(
                 self._list_routers,
-                lambda ctx, body: views.router(s.routers.create_router(ctx, body)),
+                lambda ctx, body: views.router(
+                    s.routers.create_router(ctx, schemas.router_create(body))
+                ),
                 lambda ctx, router_id: views.router(s.routers.get_router(ctx, router_id)),
                 lambda ctx, router_id, body: views.router(
-                    s.routers.update_router(ctx, router_id, body)
+                    s.routers.update_router(ctx, router_id, schemas.router_update(body))
                 ),
                 s.routers.delete_router,
             ),

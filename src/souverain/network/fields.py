@@ -110,8 +110,12 @@ def only_fields(body: dict[str, Any], allowed: frozenset[str], resource: str) ->
 
 def owner_of(ctx: RequestContext, body: dict[str, Any]) -> str:
     """The project a new resource belongs to: the caller's, or any an admin names."""
+    return owner_named(ctx, body.get("project_id", body.get("tenant_id")))
+
+
+def owner_named(ctx: RequestContext, wanted: Any) -> str:
+    """The project a new resource belongs to, given what the body named (or None)."""
     own = ctx.project_id or ""
-    wanted = body.get("project_id", body.get("tenant_id"))
     if wanted is None or wanted == own:
         return own
     if not ctx.is_admin:

@@ -12,7 +12,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.ids import new_id
 from souverain.network import models as m
-from souverain.network import related, views
+from souverain.network import related, schemas, views
 from souverain.network.core import Part
 from souverain.network.errors import (
     ExternalGatewayForFloatingIPNotFound,
@@ -154,7 +154,8 @@ class FloatingIps(Part):
                 wanted_item["subnet_id"] = body["subnet_id"]
             if body.get("floating_ip_address") is not None:
                 wanted_item["ip_address"] = body["floating_ip_address"]
-            wanted = self.ports.wanted_ips(s, net, [wanted_item] if wanted_item else None)
+            fixed = schemas.fixed_ips([wanted_item]) if wanted_item else None
+            wanted = self.ports.wanted_ips(s, net, fixed)
             fip_id = new_id()
             port = self.ports.system_port(s, net, "", FLOATING_OWNER, fip_id, wanted)
             ips = self.ports.ips_of(s, port.id)

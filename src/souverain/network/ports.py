@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest, Conflict
+from souverain.common.errors import Conflict
 from souverain.common.ids import new_id
 from souverain.network import ipam, related
 from souverain.network import models as m
@@ -27,17 +27,13 @@ from souverain.network.errors import (
     SecurityGroupNotFound,
 )
 from souverain.network.fields import (
-    MAX_PAIRS,
     SERVICE_OWNERS,
-    check_mac,
-    flag_of,
     new_mac,
-    only_fields,
-    owner_of,
-    text_of,
+    owner_named,
 )
 from souverain.network.ipam import InvalidInput
 from souverain.network.listing import ListQuery
+from souverain.network.schemas import FixedIp, PortBody
 
 
 @dataclass(frozen=True)
@@ -67,78 +63,51 @@ class Ports(Part):
         ips, groups = related.ips_by_port(s, ids), related.groups_by_port(s, ids)
         return [PortRecord(r, ips.get(r.id, []), groups.get(r.id, [])) for r in rows]
 
-    PORT_FIELDS = frozenset(
-        {
-            "name",
-            "description",
-            "network_id",
-            "admin_state_up",
-            "mac_address",
-            "fixed_ips",
-            "device_owner",
-            "device_id",
-            "security_groups",
-            "port_security_enabled",
-            "allowed_address_pairs",
-            "project_id",
-            "tenant_id",
-            "binding:vnic_type",
-            "binding:host_id",
-            "binding:profile",
-            "tags",
-            "extra_dhcp_opts",
-            "dns_name",
-        }
-    )
-
     def wanted_ips(
-        self, s: Session, net: m.Network, value: Any
+        self, s: Session, net: m.Network, fixed: list[FixedIp] | None
     ) -> list[tuple[m.Subnet, str | None]]:
-        """(subnet, requested address or None) for each requested fixed IP, checked."""
+        """(subnet, requested address or None) for each requested fixed IP, checked against
+        the network's subnets; none requested: the first subnet of each IP version."""
         subnets = s.scalars(
             select(m.Subnet).where(m.Subnet.network_id == net.id).order_by(m.Subnet.created_at)
         ).all()
-        if value is None:
+        if fixed is None:
             out: list[tuple[m.Subnet, str | None]] = []
             for version in (4, 6):
                 first = next((sn for sn in subnets if sn.ip_version == version), None)
                 if first is not None:
                     out.append((first, None))
             return out
-        if not isinstance(value, list) or len(value) > 16:
-            raise InvalidInput("Invalid input for fixed_ips. Reason: a list is expected.")
-        wanted: list[tuple[m.Subnet, str | None]] = []
-        for item in value:
-            if not isinstance(item, dict) or not set(item) <= {"subnet_id", "ip_address"}:
-                raise InvalidInput("Invalid input for fixed_ips. Reason: unexpected key.")
-            subnet = None
-            if "subnet_id" in item:
-                subnet = next((sn for sn in subnets if sn.id == item["subnet_id"]), None)
-                if subnet is None:
-                    raise InvalidInput(
-                        f"Invalid input for operation: Failed to create port on network "
-                        f"{net.id}, because fixed_ips included invalid subnet "
-                        f"{str(item['subnet_id'])[:64]}."
-                    )
-            address = None
-            if "ip_address" in item:
-                ip = ipam.parse_address(item["ip_address"], "ip_address")
-                if subnet is None:
-                    subnet = next(
-                        (sn for sn in subnets if ip in ipaddress.ip_network(sn.cidr)), None
-                    )
-                    if subnet is None:
-                        raise InvalidInput(
-                            f"Invalid input for operation: IP address {ip} is not a valid IP "
-                            f"for any of the subnets on the specified network."
-                        )
-                address = ipam.check_fixed_address(
-                    ipaddress.ip_network(subnet.cidr), str(ip), subnet.gateway_ip
-                )
+        return [self._wanted_ip(net, subnets, item) for item in fixed]
+
+    @staticmethod
+    def _wanted_ip(
+        net: m.Network, subnets: Sequence[m.Subnet], item: FixedIp
+    ) -> tuple[m.Subnet, str | None]:
+        subnet = None
+        if item.subnet_id is not None:
+            subnet = next((sn for sn in subnets if sn.id == item.subnet_id), None)
             if subnet is None:
-                raise InvalidInput("Invalid input for fixed_ips. Reason: subnet_id or ip_address.")
-            wanted.append((subnet, address))
-        return wanted
+                raise InvalidInput(
+                    f"Invalid input for operation: Failed to create port on network "
+                    f"{net.id}, because fixed_ips included invalid subnet "
+                    f"{item.subnet_id[:64]}."
+                )
+        if item.ip_address is None:
+            assert subnet is not None  # the schema wants one of the two
+            return subnet, None
+        ip = ipaddress.ip_address(item.ip_address)
+        if subnet is None:
+            subnet = next((sn for sn in subnets if ip in ipaddress.ip_network(sn.cidr)), None)
+            if subnet is None:
+                raise InvalidInput(
+                    f"Invalid input for operation: IP address {ip} is not a valid IP "
+                    f"for any of the subnets on the specified network."
+                )
+        address = ipam.check_fixed_address(
+            ipaddress.ip_network(subnet.cidr), str(ip), subnet.gateway_ip
+        )
+        return subnet, address
 
     def _allocate(
         self, s: Session, port: m.Port, wanted: list[tuple[m.Subnet, str | None]]
@@ -175,11 +144,11 @@ class Ports(Part):
             except IntegrityError:
                 raise Retry() from None
 
-    def _groups(self, s: Session, ctx: RequestContext, project_id: str, value: Any) -> list[str]:
+    def _groups(
+        self, s: Session, ctx: RequestContext, project_id: str, value: list[Any] | None
+    ) -> list[str]:
         if value is None:
             return [self.groups.default_group_id(s, project_id)] if project_id else []
-        if not isinstance(value, list) or len(value) > 16:
-            raise InvalidInput("Invalid input for security_groups. Reason: a list is expected.")
         out = []
         for group_id in value:
             group = s.get(m.SecurityGroup, group_id) if isinstance(group_id, str) else None
@@ -199,51 +168,15 @@ class Ports(Part):
                 out.append(group.id)
         return out
 
-    def _pairs(self, value: Any) -> list[dict[str, str]]:
-        if not isinstance(value, list) or len(value) > MAX_PAIRS:
-            raise InvalidInput(
-                f"Invalid input for allowed_address_pairs. Reason: at most {MAX_PAIRS} pairs."
-            )
-        out = []
-        for item in value:
-            if (
-                not isinstance(item, dict)
-                or "ip_address" not in item
-                or not set(item)
-                <= {
-                    "ip_address",
-                    "mac_address",
-                }
-            ):
-                raise InvalidInput(
-                    "Invalid input for allowed_address_pairs. Reason: {ip_address, mac_address}."
-                )
-            raw = item["ip_address"]
-            try:
-                net = ipaddress.ip_network(raw, strict=False) if isinstance(raw, str) else None
-            except ValueError:
-                net = None
-            if net is None or len(raw) > 64:
-                raise InvalidInput(
-                    f"Invalid input for allowed_address_pairs. Reason: '{str(raw)[:32]}' is not "
-                    "an IP address or CIDR."
-                )
-            pair = {"ip_address": raw}
-            if item.get("mac_address") is not None:
-                pair["mac_address"] = check_mac(item["mac_address"])
-            out.append(pair)
-        return out
-
     def _port_security(
-        self, s: Session, ctx: RequestContext, row: m.Port, body: dict[str, Any], creating: bool
+        self, s: Session, ctx: RequestContext, row: m.Port, body: PortBody, creating: bool
     ) -> None:
-        if "port_security_enabled" in body:
-            row.port_security_enabled = flag_of(body, "port_security_enabled", True)
-        groups_given = "security_groups" in body
-        if "allowed_address_pairs" in body:
-            row.allowed_address_pairs = self._pairs(body["allowed_address_pairs"] or [])
+        if body.port_security_enabled is not None:
+            row.port_security_enabled = body.port_security_enabled
+        if body.allowed_address_pairs is not None:
+            row.allowed_address_pairs = body.allowed_address_pairs
         if not row.port_security_enabled:
-            if groups_given and body["security_groups"]:
+            if body.groups_given and body.security_groups:
                 raise Conflict(
                     "Port has security group associated. Cannot disable port security or ip "
                     "address until security group is removed"
@@ -255,42 +188,35 @@ class Ports(Part):
                 )
             s.execute(delete(m.PortSecurityGroup).where(m.PortSecurityGroup.port_id == row.id))
             return
-        if groups_given or creating:
-            wanted = body.get("security_groups") if groups_given else None
-            groups = self._groups(s, ctx, row.project_id, wanted)
+        if body.groups_given or creating:
+            groups = self._groups(s, ctx, row.project_id, body.security_groups)
             s.execute(delete(m.PortSecurityGroup).where(m.PortSecurityGroup.port_id == row.id))
             for group_id in groups:
                 s.add(m.PortSecurityGroup(port_id=row.id, security_group_id=group_id))
 
-    def _plain_port_fields(self, row: m.Port, body: dict[str, Any]) -> None:
-        for name in ("name", "description", "device_owner", "device_id"):
-            if name in body:
-                setattr(row, name, text_of(body, name))
-        if "admin_state_up" in body:
-            row.admin_state_up = flag_of(body, "admin_state_up", True)
+    def _plain_port_fields(self, row: m.Port, body: PortBody) -> None:
+        for name, value in body.texts:
+            setattr(row, name, value)
+        if body.admin_state_up is not None:
+            row.admin_state_up = body.admin_state_up
 
     def create_port(
-        self, ctx: RequestContext, body: dict[str, Any], delete_with_device: bool = False
+        self, ctx: RequestContext, body: PortBody, delete_with_device: bool = False
     ) -> PortRecord:
-        only_fields(body, self.PORT_FIELDS, "port")
-        project_id = owner_of(ctx, body)
-        if "network_id" not in body:
-            raise BadRequest(
-                "Failed to parse request. Required attribute 'network_id' not specified"
-            )
-        mac = check_mac(body["mac_address"]) if body.get("mac_address") is not None else None
+        project_id = owner_named(ctx, body.owner)
+        mac = body.mac_address
         if project_id:
             self.groups.ensure_default_group(project_id)
 
         def work(s: Session) -> PortRecord:
             self._lock_quota(s, project_id)
-            net = self.networks.network(s, ctx, body["network_id"])
+            net = self.networks.network(s, ctx, body.network_id)
             if not (ctx.is_admin or net.project_id == ctx.project_id or net.shared):
                 raise PolicyNotAuthorized(
                     "(rule:create_port and rule:create_port:network) is disallowed by policy"
                 )
             self.quotas.claim(s, project_id, "port")
-            wanted = self.wanted_ips(s, net, body.get("fixed_ips"))
+            wanted = self.wanted_ips(s, net, body.fixed_ips)
             if mac is not None:
                 clash = s.scalar(
                     select(m.Port.id).where(m.Port.network_id == net.id, m.Port.mac_address == mac)
@@ -342,19 +268,16 @@ class Ports(Part):
                     stmt = stmt.where(getattr(m.Port, key) == query.filters[key][0])
             return self.records(s, s.scalars(stmt).all())
 
-    def update_port(self, ctx: RequestContext, port_id: str, body: dict[str, Any]) -> PortRecord:
-        only_fields(body, self.PORT_FIELDS - {"network_id", "project_id", "tenant_id"}, "port")
-        if "mac_address" in body:
-            raise BadRequest("Cannot update read-only attribute mac_address")
+    def update_port(self, ctx: RequestContext, port_id: str, body: PortBody) -> PortRecord:
 
         def work(s: Session) -> PortRecord:
             row = self.port(s, ctx, port_id)
             self._plain_port_fields(row, body)
             self._port_security(s, ctx, row, body, creating=False)
-            if "fixed_ips" in body:
+            if body.fixed_ips is not None:
                 net = s.get(m.Network, row.network_id)
                 assert net is not None
-                wanted = self.wanted_ips(s, net, body["fixed_ips"] or [])
+                wanted = self.wanted_ips(s, net, body.fixed_ips)
                 current = s.scalars(
                     select(m.IpAllocation).where(m.IpAllocation.port_id == row.id)
                 ).all()
@@ -374,7 +297,7 @@ class Ports(Part):
         shown = self._retrying(work)
         if shown.row.status == "ACTIVE":  # its groups, addresses or pairs may have changed
             self.wiring.sync_firewall()
-            if "fixed_ips" in body and self.dataplane is not None:
+            if body.fixed_ips is not None and self.dataplane is not None:
                 self.wiring.refresh_dhcp(shown.row.network_id)
         return shown
 

@@ -30,12 +30,9 @@ from souverain.network.errors import (
 from souverain.network.fields import (
     ROUTER_GATEWAY,
     ROUTER_INTERFACE,
-    flag_of,
-    only_fields,
-    owner_of,
-    text_of,
+    owner_named,
 )
-from souverain.network.ipam import InvalidInput
+from souverain.network.schemas import FixedIp, Gateway, InterfaceBody, RouterBody
 
 
 @dataclass(frozen=True)
@@ -58,23 +55,6 @@ class Interface:
 class Routers(Part):
     """Routers, their gateway and their interfaces."""
 
-    ROUTER_FIELDS = frozenset(
-        {
-            "name",
-            "description",
-            "admin_state_up",
-            "external_gateway_info",
-            "project_id",
-            "tenant_id",
-            "distributed",
-            "ha",
-            "routes",
-            "availability_zone_hints",
-            "flavor_id",
-            "tags",
-        }
-    )
-
     def _router(self, s: Session, ctx: RequestContext, router_id: Any) -> m.Router:
         row = s.get(m.Router, router_id) if isinstance(router_id, str) else None
         if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
@@ -90,41 +70,29 @@ class Routers(Part):
         return [RouterRecord(r, ips.get(r.gateway_port_id or "", [])) for r in rows]
 
     def _gateway_wanted(
-        self, s: Session, ctx: RequestContext, value: Any
-    ) -> tuple[m.Network, bool, Any] | None:
-        if value is None or value == {}:
+        self, s: Session, ctx: RequestContext, gateway: Gateway | None
+    ) -> tuple[m.Network, bool, list[FixedIp] | None] | None:
+        if gateway is None:
             return None
-        if not isinstance(value, dict) or not set(value) <= {
-            "network_id",
-            "enable_snat",
-            "external_fixed_ips",
-        }:
-            raise InvalidInput(
-                "Invalid input for external_gateway_info. Reason: keys network_id, enable_snat, "
-                "external_fixed_ips."
-            )
-        if "network_id" not in value:
-            raise InvalidInput(
-                "Invalid input for external_gateway_info. Reason: network_id is required."
-            )
-        net = self.networks.network(s, ctx, value["network_id"])
+        net = self.networks.network(s, ctx, gateway.network_id)
         if not net.external:
             raise BadRequest(f"Bad router request: Network {net.id} is not an external network.")
-        snat = flag_of(value, "enable_snat", True)
-        if not snat and not ctx.is_admin:
+        if not gateway.enable_snat and not ctx.is_admin:
             raise PolicyNotAuthorized(
                 "rule:create_router:external_gateway_info:enable_snat is disallowed by policy"
             )
-        fixed = value.get("external_fixed_ips")
-        if fixed is not None and not ctx.is_admin:
+        if gateway.fixed_ips is not None and not ctx.is_admin:
             raise PolicyNotAuthorized(
                 "rule:create_router:external_gateway_info:external_fixed_ips is disallowed by "
                 "policy"
             )
-        return net, snat, fixed
+        return net, gateway.enable_snat, gateway.fixed_ips
 
     def _set_gateway(
-        self, s: Session, row: m.Router, wanted: tuple[m.Network, bool, Any] | None
+        self,
+        s: Session,
+        row: m.Router,
+        wanted: tuple[m.Network, bool, list[FixedIp] | None] | None,
     ) -> None:
         moving = wanted is None or wanted[0].id != row.external_network_id
         if row.external_network_id and moving:
@@ -153,21 +121,16 @@ class Routers(Part):
             )
             row.external_network_id, row.gateway_port_id = net.id, port.id
 
-    def _router_plain(self, row: m.Router, body: dict[str, Any]) -> None:
-        for name in ("name", "description"):
-            if name in body:
-                setattr(row, name, text_of(body, name))
-        if "admin_state_up" in body:
-            row.admin_state_up = flag_of(body, "admin_state_up", True)
-        for name in ("distributed", "ha"):
-            if name in body and flag_of(body, name, False):
-                raise BadRequest(f"Bad router request: {name} routers are not offered here.")
-        if body.get("routes"):
-            raise BadRequest("Bad router request: extra routes are not offered here.")
+    def _router_plain(self, row: m.Router, body: RouterBody) -> None:
+        if body.name is not None:
+            row.name = body.name
+        if body.description is not None:
+            row.description = body.description
+        if body.admin_state_up is not None:
+            row.admin_state_up = body.admin_state_up
 
-    def create_router(self, ctx: RequestContext, body: dict[str, Any]) -> RouterRecord:
-        only_fields(body, self.ROUTER_FIELDS, "router")
-        project_id = owner_of(ctx, body)
+    def create_router(self, ctx: RequestContext, body: RouterBody) -> RouterRecord:
+        project_id = owner_named(ctx, body.owner)
 
         def work(s: Session) -> RouterRecord:
             self._lock_quota(s, project_id)
@@ -185,9 +148,7 @@ class Routers(Part):
             self._router_plain(row, body)
             s.add(row)
             s.flush()
-            self._set_gateway(
-                s, row, self._gateway_wanted(s, ctx, body.get("external_gateway_info"))
-            )
+            self._set_gateway(s, row, self._gateway_wanted(s, ctx, body.gateway))
             s.flush()
             return self.record(s, row)
 
@@ -208,18 +169,13 @@ class Routers(Part):
                 stmt = stmt.where(m.Router.project_id == (ctx.project_id or ""))
             return self.records(s, s.scalars(stmt).all())
 
-    def update_router(
-        self, ctx: RequestContext, router_id: str, body: dict[str, Any]
-    ) -> RouterRecord:
-        only_fields(body, self.ROUTER_FIELDS - {"project_id", "tenant_id"}, "router")
+    def update_router(self, ctx: RequestContext, router_id: str, body: RouterBody) -> RouterRecord:
 
         def work(s: Session) -> RouterRecord:
             row = self._router(s, ctx, router_id)
             self._router_plain(row, body)
-            if "external_gateway_info" in body:
-                self._set_gateway(
-                    s, row, self._gateway_wanted(s, ctx, body["external_gateway_info"])
-                )
+            if body.gateway_given:
+                self._set_gateway(s, row, self._gateway_wanted(s, ctx, body.gateway))
             row.revision_number += 1
             row.updated_at = self._now()
             s.flush()
@@ -247,13 +203,6 @@ class Routers(Part):
             self.wiring.meter_egress(router_id, project_id)
         self.wiring.sync_router(router_id)
 
-    def _interface_body(self, body: dict[str, Any]) -> tuple[str | None, str | None]:
-        only_fields(body, frozenset({"subnet_id", "port_id"}), "router")
-        subnet_id, port_id = body.get("subnet_id"), body.get("port_id")
-        if (subnet_id is None) == (port_id is None):
-            raise BadRequest("Bad router request: Either subnet_id or port_id must be specified.")
-        return subnet_id, port_id
-
     def _check_overlap(self, s: Session, row: m.Router, subnet: m.Subnet) -> None:
         attached = s.execute(
             select(m.Subnet.id, m.Subnet.cidr)
@@ -274,9 +223,9 @@ class Routers(Part):
                 )
 
     def add_router_interface(
-        self, ctx: RequestContext, router_id: str, body: dict[str, Any]
+        self, ctx: RequestContext, router_id: str, body: InterfaceBody
     ) -> Interface:
-        subnet_id, port_id = self._interface_body(body)
+        subnet_id, port_id = body.subnet_id, body.port_id
 
         def work(s: Session) -> Interface:
             row = self._router(s, ctx, router_id)
@@ -330,9 +279,9 @@ class Routers(Part):
         return info
 
     def remove_router_interface(
-        self, ctx: RequestContext, router_id: str, body: dict[str, Any]
+        self, ctx: RequestContext, router_id: str, body: InterfaceBody
     ) -> Interface:
-        subnet_id, port_id = self._interface_body(body)
+        subnet_id, port_id = body.subnet_id, body.port_id
         with self.db.session() as s:
             row = self._router(s, ctx, router_id)
             ports = s.scalars(

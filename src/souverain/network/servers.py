@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from souverain.common.context import RequestContext
-from souverain.network import ipam
+from souverain.network import ipam, schemas
 from souverain.network import models as m
 from souverain.network.core import Part
 from souverain.network.errors import (
@@ -24,6 +24,7 @@ from souverain.network.fields import (
     COMPUTE_OWNER,
 )
 from souverain.network.ports import PortRecord
+from souverain.network.schemas import Gateway, InterfaceBody, RouterBody
 
 log = logging.getLogger("souverain.network")
 
@@ -79,16 +80,16 @@ class Servers(Part):
         if public is None:
             return
         try:
-            router = self.routers.create_router(
-                ctx,
-                {"name": AUTO_ROUTER, "external_gateway_info": {"network_id": public}},
+            body = RouterBody(
+                name=AUTO_ROUTER, gateway_given=True, gateway=Gateway(public, True, None)
             )
+            router = self.routers.create_router(ctx, body)
         except OverQuota:
             log.warning(
                 "project %s has no router quota left: its auto network is private", ctx.project_id
             )
             return
-        self.routers.add_router_interface(ctx, router.row.id, {"subnet_id": subnet_id})
+        self.routers.add_router_interface(ctx, router.row.id, InterfaceBody(subnet_id, None))
 
     def create_port_for_server(
         self,
@@ -123,7 +124,7 @@ class Servers(Part):
             body["fixed_ips"] = [{"ip_address": fixed_ip}]
         if security_groups is not None:
             body["security_groups"] = security_groups
-        return self.ports.create_port(ctx, body, delete_with_device=True)
+        return self.ports.create_port(ctx, schemas.port_create(body), delete_with_device=True)
 
     def bind_port(self, port_id: str, server_id: str, host: str) -> PortRecord:
         with self.db.session() as s:

@@ -46,7 +46,7 @@ from souverain.common.metering import Meter
 from souverain.config import NetworkSettings
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
-from souverain.network import ipam, views
+from souverain.network import ipam, schemas, views
 from souverain.network import models as m
 from souverain.network.core import Core, Families
 from souverain.network.dataplane import Dataplane
@@ -171,7 +171,9 @@ class NetworkService:
     def create_port(
         self, ctx: RequestContext, body: dict[str, Any], delete_with_device: bool = False
     ) -> dict[str, Any]:
-        return views.port(self.ports.create_port(ctx, body, delete_with_device))
+        return views.port(
+            self.ports.create_port(ctx, schemas.port_create(body), delete_with_device)
+        )
 
     def get_or_create_auto_network(self, ctx: RequestContext) -> dict[str, Any]:
         return self.servers.get_or_create_auto_network(ctx)

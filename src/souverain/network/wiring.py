@@ -25,6 +25,7 @@ from souverain.network.fields import (
 from souverain.network.firewall import NetworkZone, PortFilter, Rule
 from souverain.network.routing import FloatingIp as FloatingNat
 from souverain.network.routing import RouterGateway, RouterInterface
+from souverain.network.schemas import FixedIp, PortBody
 
 log = logging.getLogger("souverain.network")
 
@@ -331,17 +332,14 @@ class Wiring(Part):
                 roles=frozenset({"admin"}),
                 project_id=project_id or None,
             )
-            port = self.ports.create_port(
-                system,
-                {
-                    "network_id": network_id,
-                    "project_id": project_id,
-                    "device_owner": DHCP_OWNER,
-                    "device_id": f"dhcp-{network_id}",
-                    "fixed_ips": [{"subnet_id": subnet_id}],
-                    "port_security_enabled": False,
-                },
+            dhcp = PortBody(
+                network_id=network_id,
+                owner=project_id,
+                fixed_ips=[FixedIp(subnet_id, None)],
+                texts=(("device_owner", DHCP_OWNER), ("device_id", f"dhcp-{network_id}")),
+                port_security_enabled=False,
             )
+            port = self.ports.create_port(system, dhcp)
             dhcp_ip = port.ips[0][1]
         with self.db.session() as s:
             rows = s.execute(
