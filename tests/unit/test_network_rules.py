@@ -32,7 +32,6 @@ from souverain.network.errors import (
     RouterInUse,
 )
 from souverain.network.ipam import InvalidInput
-from souverain.network.listing import ListQuery
 from souverain.network.service import NetworkService
 
 OWNER = RequestContext(
@@ -59,8 +58,8 @@ def service(tmp_path: Path) -> Iterator[NetworkService]:
 
 def _subnet(service: NetworkService, cidr: str, **extra: Any) -> dict[str, Any]:
     net = service.networks.create_network(OWNER, {"name": f"net-{cidr}"})
-    body = {"network_id": net["id"], "cidr": cidr, "ip_version": 4, **extra}
-    return service.networks.create_subnet(OWNER, body)
+    body = {"network_id": net.row.id, "cidr": cidr, "ip_version": 4, **extra}
+    return views.subnet(service.networks.create_subnet(OWNER, body))
 
 
 def _port(service: NetworkService, subnet: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -70,12 +69,8 @@ def _port(service: NetworkService, subnet: dict[str, Any], **extra: Any) -> dict
 
 def _public_id(service: NetworkService) -> str:
     admin = RequestContext(user_id="a", user_domain_id="default", roles=frozenset({"admin"}))
-    page = service.networks.list_networks(admin, _query(name="public"))
-    return str(page.items[0]["id"])
-
-
-def _query(**filters: str) -> ListQuery:
-    return ListQuery(filters={k: [v] for k, v in filters.items()})
+    (public,) = [n.row.id for n in service.networks.list_networks(admin) if n.row.external]
+    return public
 
 
 def _router(service: NetworkService, gateway: bool) -> dict[str, Any]:
@@ -231,9 +226,9 @@ def test_a_floating_ip_needs_a_router_with_both_an_interface_and_a_gateway(
         interface_only["id"],
         schemas.router_update({"external_gateway_info": {"network_id": public}}),
     )
-    fip = service.floating_ips.create_floating_ip(OWNER, body)
-    assert fip["router_id"] == interface_only["id"]
-    assert fip["fixed_ip_address"] == port["fixed_ips"][0]["ip_address"]
+    fip = service.floating_ips.create_floating_ip(OWNER, body).row
+    assert fip.router_id == interface_only["id"]
+    assert fip.fixed_ip_address == port["fixed_ips"][0]["ip_address"]
 
 
 def test_a_gateway_alone_does_not_reach_a_subnet_the_router_is_not_on(
@@ -256,12 +251,12 @@ def test_what_a_floating_ip_goes_through_cannot_be_taken_from_it(
     service.routers.add_router_interface(OWNER, router["id"], _on(subnet))
     fip = service.floating_ips.create_floating_ip(
         OWNER, {"floating_network_id": _public_id(service), "port_id": port["id"]}
-    )
+    ).row
     with pytest.raises(RouterInterfaceInUseByFloatingIP):
         service.routers.remove_router_interface(OWNER, router["id"], _on(subnet))
     with pytest.raises(RouterExternalGatewayInUseByFloatingIp):
         service.routers.update_router(
             OWNER, router["id"], schemas.router_update({"external_gateway_info": {}})
         )
-    service.floating_ips.update_floating_ip(OWNER, fip["id"], {"port_id": None})
+    service.floating_ips.update_floating_ip(OWNER, fip.id, {"port_id": None})
     service.routers.remove_router_interface(OWNER, router["id"], _on(subnet))

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -87,6 +87,7 @@ COLLECTIONS = {
 
 Handler = Callable[[Request, RequestContext], Awaitable[Response]]
 View = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,12 @@ def list_query(request: Request) -> ListQuery:
         if "page_reverse" in params
         else False,
     )
+
+
+def _page(records: Iterable[T], view: Callable[[T], View], query: ListQuery, kind: str) -> Page:
+    """Neutron's filters, sort and page, applied to the shown resources (filters name wire
+    attributes, `fixed_ips=ip_address=...` included)."""
+    return select_page([view(r) for r in records], query, kind)
 
 
 def _fields(request: Request, view: dict[str, Any]) -> dict[str, Any]:
@@ -298,72 +305,82 @@ class NetworkApi:
         return {f"{plural}_links": links} if links else {}
 
     def _resources(self) -> dict[str, Resource]:
+        """Each collection's calls, parsing bodies with `schemas` and answering with `views`."""
         s = self.service
         return {
             "networks": Resource(
-                s.networks.list_networks,
-                s.networks.create_network,
-                s.networks.get_network,
-                s.networks.update_network,
+                lambda ctx, q: _page(s.networks.list_networks(ctx), views.network, q, "Network"),
+                lambda ctx, body: views.network(s.networks.create_network(ctx, body)),
+                lambda ctx, id_: views.network(s.networks.get_network(ctx, id_)),
+                lambda ctx, id_, body: views.network(s.networks.update_network(ctx, id_, body)),
                 s.networks.delete_network,
             ),
             "subnets": Resource(
-                s.networks.list_subnets,
-                s.networks.create_subnet,
-                s.networks.get_subnet,
-                s.networks.update_subnet,
+                lambda ctx, q: _page(s.networks.list_subnets(ctx), views.subnet, q, "Subnet"),
+                lambda ctx, body: views.subnet(s.networks.create_subnet(ctx, body)),
+                lambda ctx, id_: views.subnet(s.networks.get_subnet(ctx, id_)),
+                lambda ctx, id_, body: views.subnet(s.networks.update_subnet(ctx, id_, body)),
                 s.networks.delete_subnet,
             ),
             "ports": Resource(
-                self._list_ports,
+                lambda ctx, q: _page(s.ports.list_ports(ctx, q), views.port, q, "Port"),
                 lambda ctx, body: views.port(s.ports.create_port(ctx, schemas.port_create(body))),
-                lambda ctx, port_id: views.port(s.ports.get_port(ctx, port_id)),
-                lambda ctx, port_id, body: views.port(
-                    s.ports.update_port(ctx, port_id, schemas.port_update(body))
+                lambda ctx, id_: views.port(s.ports.get_port(ctx, id_)),
+                lambda ctx, id_, body: views.port(
+                    s.ports.update_port(ctx, id_, schemas.port_update(body))
                 ),
                 s.ports.delete_port,
             ),
             "security-groups": Resource(
-                s.groups.list_security_groups,
-                s.groups.create_security_group,
-                s.groups.get_security_group,
-                s.groups.update_security_group,
+                lambda ctx, q: _page(
+                    s.groups.list_security_groups(ctx), views.security_group, q, "Security group"
+                ),
+                lambda ctx, body: views.security_group(s.groups.create_security_group(ctx, body)),
+                lambda ctx, id_: views.security_group(s.groups.get_security_group(ctx, id_)),
+                lambda ctx, id_, body: views.security_group(
+                    s.groups.update_security_group(ctx, id_, body)
+                ),
                 s.groups.delete_security_group,
             ),
             "security-group-rules": Resource(
-                s.groups.list_security_group_rules,
-                s.groups.create_security_group_rule,
-                s.groups.get_security_group_rule,
+                lambda ctx, q: _page(
+                    s.groups.list_security_group_rules(ctx),
+                    views.security_group_rule,
+                    q,
+                    "Security group rule",
+                ),
+                lambda ctx, body: views.security_group_rule(
+                    s.groups.create_security_group_rule(ctx, body)
+                ),
+                lambda ctx, id_: views.security_group_rule(
+                    s.groups.get_security_group_rule(ctx, id_)
+                ),
                 None,
                 s.groups.delete_security_group_rule,
             ),
             "routers": Resource(
-                self._list_routers,
+                lambda ctx, q: _page(s.routers.list_routers(ctx), views.router, q, "Router"),
                 lambda ctx, body: views.router(
                     s.routers.create_router(ctx, schemas.router_create(body))
                 ),
-                lambda ctx, router_id: views.router(s.routers.get_router(ctx, router_id)),
-                lambda ctx, router_id, body: views.router(
-                    s.routers.update_router(ctx, router_id, schemas.router_update(body))
+                lambda ctx, id_: views.router(s.routers.get_router(ctx, id_)),
+                lambda ctx, id_, body: views.router(
+                    s.routers.update_router(ctx, id_, schemas.router_update(body))
                 ),
                 s.routers.delete_router,
             ),
             "floatingips": Resource(
-                s.floating_ips.list_floating_ips,
-                s.floating_ips.create_floating_ip,
-                s.floating_ips.get_floating_ip,
-                s.floating_ips.update_floating_ip,
+                lambda ctx, q: _page(
+                    s.floating_ips.list_floating_ips(ctx), views.floating_ip, q, "Floating IP"
+                ),
+                lambda ctx, body: views.floating_ip(s.floating_ips.create_floating_ip(ctx, body)),
+                lambda ctx, id_: views.floating_ip(s.floating_ips.get_floating_ip(ctx, id_)),
+                lambda ctx, id_, body: views.floating_ip(
+                    s.floating_ips.update_floating_ip(ctx, id_, body)
+                ),
                 s.floating_ips.delete_floating_ip,
             ),
         }
-
-    def _list_ports(self, ctx: RequestContext, query: ListQuery) -> Page:
-        shown = [views.port(p) for p in self.service.ports.list_ports(ctx, query)]
-        return select_page(shown, query, "Port")
-
-    def _list_routers(self, ctx: RequestContext, query: ListQuery) -> Page:
-        shown = [views.router(r) for r in self.service.routers.list_routers(ctx)]
-        return select_page(shown, query, "Router")
 
     def collection(self, path: str) -> Handler:
         plural, single = COLLECTIONS[path]

@@ -28,7 +28,6 @@ from souverain.network import models as m
 from souverain.network.errors import IpAddressGenerationFailure
 from souverain.network.fields import ALLOCATION_ATTEMPTS
 from souverain.network.host import HostNetwork
-from souverain.network.listing import ListQuery, Page, select_page
 
 if TYPE_CHECKING:
     from souverain.network.dataplane import Dataplane
@@ -169,23 +168,12 @@ class Part:
     def _lock_quota(self, s: Session, project_id: str) -> None:
         lock_quota_row(s, m.NetworkQuota, project_id, self._now())
 
-    def _owned_page(
-        self,
-        ctx: RequestContext,
-        query: ListQuery,
-        model: Any,
-        views_of: Callable[[Session, Sequence[Any]], list[dict[str, Any]]],
-        resource: str,
-    ) -> Page:
-        """A list of rows the caller's project owns (all of them for an admin), as a page.
-
-        `views_of` shapes all the rows at once: a constant number of queries per page."""
-        with self.db.session() as s:
-            stmt = select(model)
-            if not ctx.is_admin:
-                stmt = stmt.where(model.project_id == (ctx.project_id or ""))
-            views = views_of(s, s.scalars(stmt).all())
-        return select_page(views, query, resource)
+    def _owned_rows(self, s: Session, ctx: RequestContext, model: Any) -> Sequence[Any]:
+        """The rows of `model` the caller's project owns (all of them for an admin)."""
+        stmt = select(model)
+        if not ctx.is_admin:
+            stmt = stmt.where(model.project_id == (ctx.project_id or ""))
+        return s.scalars(stmt).all()
 
     def _retrying(self, work: Callable[[Session], T]) -> T:
         """Run `work` in a transaction, again when it lost a race for a unique address."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -12,7 +13,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.ids import new_id
 from souverain.network import models as m
-from souverain.network import related, schemas, views
+from souverain.network import related, schemas
 from souverain.network.core import Part
 from souverain.network.errors import (
     ExternalGatewayForFloatingIPNotFound,
@@ -29,7 +30,14 @@ from souverain.network.fields import (
     owner_of,
     text_of,
 )
-from souverain.network.listing import ListQuery, Page
+
+
+@dataclass(frozen=True)
+class FloatingRecord:
+    """A floating IP with the port it points at, if any."""
+
+    row: m.FloatingIp
+    port: m.Port | None
 
 
 class FloatingIps(Part):
@@ -58,13 +66,13 @@ class FloatingIps(Part):
             raise FloatingIPNotFound(f"Floating IP {str(fip_id)[:64]} could not be found")
         return row
 
-    def floating_view(self, s: Session, row: m.FloatingIp) -> dict[str, Any]:
-        return self.floating_views(s, [row])[0]
+    def record(self, s: Session, row: m.FloatingIp) -> FloatingRecord:
+        return self.records(s, [row])[0]
 
-    def floating_views(self, s: Session, rows: Sequence[m.FloatingIp]) -> list[dict[str, Any]]:
-        """The views of many floating IPs, with the ports they point at in one query."""
+    def records(self, s: Session, rows: Sequence[m.FloatingIp]) -> list[FloatingRecord]:
+        """Many floating IPs with the ports they point at, in one query."""
         ports = related.ports_by_id(s, [r.port_id for r in rows if r.port_id])
-        return [views.floating_ip(r, ports.get(r.port_id or "")) for r in rows]
+        return [FloatingRecord(r, ports.get(r.port_id or "")) for r in rows]
 
     def _associate(
         self, s: Session, ctx: RequestContext, row: m.FloatingIp, port_id: Any, fixed: Any
@@ -128,7 +136,7 @@ class FloatingIps(Part):
             )
         row.port_id, row.fixed_ip_address, row.router_id = port.id, address, router_id
 
-    def create_floating_ip(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+    def create_floating_ip(self, ctx: RequestContext, body: dict[str, Any]) -> FloatingRecord:
         only_fields(body, self.FIP_FIELDS, "floatingip")
         project_id = owner_of(ctx, body)
         if "floating_network_id" not in body:
@@ -141,7 +149,7 @@ class FloatingIps(Part):
                 "disallowed by policy"
             )
 
-        def work(s: Session) -> dict[str, Any]:
+        def work(s: Session) -> FloatingRecord:
             self._lock_quota(s, project_id)
             net = self.networks.network(s, ctx, body["floating_network_id"])
             if not net.external:
@@ -179,25 +187,26 @@ class FloatingIps(Part):
             if body.get("port_id") is not None:
                 self._associate(s, ctx, row, body["port_id"], body.get("fixed_ip_address"))
             s.flush()
-            return self.floating_view(s, row)
+            return self.record(s, row)
 
-        view = self._retrying(work)
-        self.meter.gauge(project_id, "floatingip", view["id"], 1)
-        if view["router_id"]:
-            self.wiring.sync_router(view["router_id"])
-            self.servers.tell_servers({view["port_id"]})
-        return view
+        made = self._retrying(work)
+        self.meter.gauge(project_id, "floatingip", made.row.id, 1)
+        if made.row.router_id:
+            self.wiring.sync_router(made.row.router_id)
+            self.servers.tell_servers({made.row.port_id})
+        return made
 
-    def get_floating_ip(self, ctx: RequestContext, fip_id: str) -> dict[str, Any]:
+    def get_floating_ip(self, ctx: RequestContext, fip_id: str) -> FloatingRecord:
         with self.db.session() as s:
-            return self.floating_view(s, self._floating(s, ctx, fip_id))
+            return self.record(s, self._floating(s, ctx, fip_id))
 
-    def list_floating_ips(self, ctx: RequestContext, query: ListQuery) -> Page:
-        return self._owned_page(ctx, query, m.FloatingIp, self.floating_views, "Floating IP")
+    def list_floating_ips(self, ctx: RequestContext) -> list[FloatingRecord]:
+        with self.db.session() as s:
+            return self.records(s, self._owned_rows(s, ctx, m.FloatingIp))
 
     def update_floating_ip(
         self, ctx: RequestContext, fip_id: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> FloatingRecord:
         only_fields(body, frozenset({"port_id", "fixed_ip_address", "description"}), "floatingip")
         with self.db.session() as s:
             row = self._floating(s, ctx, fip_id)
@@ -209,11 +218,11 @@ class FloatingIps(Part):
             row.revision_number += 1
             row.updated_at = self._now()
             s.flush()
-            view = self.floating_view(s, row)
-        for router_id in {before, view["router_id"]} - {None}:
+            shown = self.record(s, row)
+        for router_id in {before, shown.row.router_id} - {None}:
             self.wiring.sync_router(str(router_id))
-        self.servers.tell_servers({before_port, view["port_id"]})
-        return view
+        self.servers.tell_servers({before_port, shown.row.port_id})
+        return shown
 
     def delete_floating_ip(self, ctx: RequestContext, fip_id: str) -> None:
         with self.db.session() as s:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict
 from souverain.common.ids import new_id
-from souverain.network import ipam, related, views
+from souverain.network import ipam, related
 from souverain.network import models as m
 from souverain.network.core import Part
 from souverain.network.errors import (
@@ -34,7 +35,6 @@ from souverain.network.fields import (
     text_of,
 )
 from souverain.network.ipam import InvalidInput
-from souverain.network.listing import ListQuery, Page, select_page
 
 MAX_SEGMENT = 65535  # a conntrack zone is 16 bits; a VXLAN VNI has room for more
 
@@ -56,6 +56,14 @@ def _free_segment(s: Session) -> int:
     return expected
 
 
+@dataclass(frozen=True)
+class NetworkRecord:
+    """A network with its subnets' ids, oldest first."""
+
+    row: m.Network
+    subnet_ids: list[str]
+
+
 class Networks(Part):
     """Networks and subnets."""
 
@@ -74,13 +82,13 @@ class Networks(Part):
             raise PolicyNotAuthorized("The request is disallowed by policy for this network.")
         return row
 
-    def network_view(self, s: Session, row: m.Network) -> dict[str, Any]:
-        return self.network_views(s, [row])[0]
+    def record(self, s: Session, row: m.Network) -> NetworkRecord:
+        return self.records(s, [row])[0]
 
-    def network_views(self, s: Session, rows: Sequence[m.Network]) -> list[dict[str, Any]]:
-        """The views of many networks, with their subnets in one query."""
+    def records(self, s: Session, rows: Sequence[m.Network]) -> list[NetworkRecord]:
+        """Many networks with their subnets' ids, in one query."""
         subnets = related.subnet_ids_by_network(s, [r.id for r in rows])
-        return [views.network(r, subnets.get(r.id, [])) for r in rows]
+        return [NetworkRecord(r, subnets.get(r.id, [])) for r in rows]
 
     def _network_fields(
         self, ctx: RequestContext, body: dict[str, Any], row: m.Network | None
@@ -159,25 +167,26 @@ class Networks(Part):
             updated_at=now,
         )
 
-    def create_network(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+    def create_network(self, ctx: RequestContext, body: dict[str, Any]) -> NetworkRecord:
         fields = self._network_fields(ctx, body, None)
         project_id = owner_of(ctx, body)
 
-        def work(s: Session) -> dict[str, Any]:
+        def work(s: Session) -> NetworkRecord:
             self._lock_quota(s, project_id)
             self.quotas.claim(s, project_id, "network")
             row = self.new_network_row(s, project_id, fields)
             s.add(row)
             s.flush()
-            return self.network_view(s, row)
+            return self.record(s, row)
 
         return self._retrying(work)
 
-    def get_network(self, ctx: RequestContext, network_id: str) -> dict[str, Any]:
+    def get_network(self, ctx: RequestContext, network_id: str) -> NetworkRecord:
         with self.db.session() as s:
-            return self.network_view(s, self.network(s, ctx, network_id))
+            return self.record(s, self.network(s, ctx, network_id))
 
-    def list_networks(self, ctx: RequestContext, query: ListQuery) -> Page:
+    def list_networks(self, ctx: RequestContext) -> list[NetworkRecord]:
+        """The caller's networks, shared ones and external ones; the API filters and pages."""
         with self.db.session() as s:
             stmt = select(m.Network)
             if not ctx.is_admin:
@@ -186,12 +195,11 @@ class Networks(Part):
                     | m.Network.shared
                     | m.Network.external
                 )
-            shown = self.network_views(s, s.scalars(stmt).all())
-        return select_page(shown, query, "Network")
+            return self.records(s, s.scalars(stmt).all())
 
     def update_network(
         self, ctx: RequestContext, network_id: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> NetworkRecord:
         with self.db.session() as s:
             row = self._owned_network(s, ctx, network_id)
             fields = self._network_fields(ctx, body, row)
@@ -213,7 +221,7 @@ class Networks(Part):
             row.revision_number += 1
             row.updated_at = self._now()
             s.flush()
-            return self.network_view(s, row)
+            return self.record(s, row)
 
     def delete_network(self, ctx: RequestContext, network_id: str) -> None:
         with self.db.session() as s:
@@ -350,7 +358,7 @@ class Networks(Part):
         }
     )
 
-    def create_subnet(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+    def create_subnet(self, ctx: RequestContext, body: dict[str, Any]) -> m.Subnet:
         only_fields(body, self.SUBNET_FIELDS, "subnet")
         project_id = owner_of(ctx, body)
         if "network_id" not in body:
@@ -364,13 +372,14 @@ class Networks(Part):
             row = self.new_subnet_row(s, net, project_id, body)
             s.add(row)
             s.flush()
-            return views.subnet(row)
+            return row
 
-    def get_subnet(self, ctx: RequestContext, subnet_id: str) -> dict[str, Any]:
+    def get_subnet(self, ctx: RequestContext, subnet_id: str) -> m.Subnet:
         with self.db.session() as s:
-            return views.subnet(self.subnet(s, ctx, subnet_id))
+            return self.subnet(s, ctx, subnet_id)
 
-    def list_subnets(self, ctx: RequestContext, query: ListQuery) -> Page:
+    def list_subnets(self, ctx: RequestContext) -> list[m.Subnet]:
+        """The caller's subnets and those of shared and external networks."""
         with self.db.session() as s:
             stmt = select(m.Subnet)
             if not ctx.is_admin:
@@ -379,12 +388,9 @@ class Networks(Part):
                     (m.Subnet.project_id == (ctx.project_id or ""))
                     | m.Subnet.network_id.in_(visible)
                 )
-            shown = [views.subnet(r) for r in s.scalars(stmt).all()]
-        return select_page(shown, query, "Subnet")
+            return list(s.scalars(stmt).all())
 
-    def update_subnet(
-        self, ctx: RequestContext, subnet_id: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    def update_subnet(self, ctx: RequestContext, subnet_id: str, body: dict[str, Any]) -> m.Subnet:
         allowed = frozenset(
             {
                 "name",
@@ -424,7 +430,7 @@ class Networks(Part):
                 row.enable_dhcp = flag_of(body, "enable_dhcp", True)
             row.revision_number += 1
             row.updated_at = self._now()
-            return views.subnet(row)
+            return row
 
     def delete_subnet(self, ctx: RequestContext, subnet_id: str) -> None:
         with self.db.session() as s:

@@ -164,10 +164,7 @@ class Routers(Part):
     def list_routers(self, ctx: RequestContext) -> list[RouterRecord]:
         """The caller's routers (all of them for an admin); the API filters and pages."""
         with self.db.session() as s:
-            stmt = select(m.Router)
-            if not ctx.is_admin:
-                stmt = stmt.where(m.Router.project_id == (ctx.project_id or ""))
-            return self.records(s, s.scalars(stmt).all())
+            return self.records(s, self._owned_rows(s, ctx, m.Router))
 
     def update_router(self, ctx: RequestContext, router_id: str, body: RouterBody) -> RouterRecord:
 

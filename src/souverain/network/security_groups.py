@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -14,7 +15,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict
 from souverain.common.ids import new_id
 from souverain.network import models as m
-from souverain.network import related, views
+from souverain.network import related
 from souverain.network.core import Part
 from souverain.network.errors import (
     SecurityGroupCannotRemoveDefault,
@@ -33,7 +34,14 @@ from souverain.network.fields import (
     text_of,
 )
 from souverain.network.ipam import InvalidInput
-from souverain.network.listing import ListQuery, Page
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    """A security group with its rules, oldest first."""
+
+    row: m.SecurityGroup
+    rules: list[m.SecurityGroupRule]
 
 
 class SecurityGroups(Part):
@@ -93,13 +101,13 @@ class SecurityGroups(Part):
             **extra,
         )
 
-    def group_view(self, s: Session, row: m.SecurityGroup) -> dict[str, Any]:
-        return self.group_views(s, [row])[0]
+    def record(self, s: Session, row: m.SecurityGroup) -> GroupRecord:
+        return self.records(s, [row])[0]
 
-    def group_views(self, s: Session, rows: Sequence[m.SecurityGroup]) -> list[dict[str, Any]]:
-        """The views of many security groups, with all their rules in one query."""
+    def records(self, s: Session, rows: Sequence[m.SecurityGroup]) -> list[GroupRecord]:
+        """Many security groups with all their rules, in one query."""
         rules = related.rules_by_group(s, [r.id for r in rows])
-        return [views.security_group(r, rules.get(r.id, [])) for r in rows]
+        return [GroupRecord(r, rules.get(r.id, [])) for r in rows]
 
     def _group(self, s: Session, ctx: RequestContext, group_id: Any) -> m.SecurityGroup:
         row = s.get(m.SecurityGroup, group_id) if isinstance(group_id, str) else None
@@ -107,7 +115,7 @@ class SecurityGroups(Part):
             raise SecurityGroupNotFound(f"Security group {str(group_id)[:64]} does not exist")
         return row
 
-    def create_security_group(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+    def create_security_group(self, ctx: RequestContext, body: dict[str, Any]) -> GroupRecord:
         only_fields(
             body,
             frozenset({"name", "description", "project_id", "tenant_id", "stateful", "tags"}),
@@ -138,20 +146,21 @@ class SecurityGroups(Part):
             for ethertype in ("IPv4", "IPv6"):
                 s.add(self._rule_row(row, "egress", ethertype))
             s.flush()
-            return self.group_view(s, row)
+            return self.record(s, row)
 
-    def get_security_group(self, ctx: RequestContext, group_id: str) -> dict[str, Any]:
+    def get_security_group(self, ctx: RequestContext, group_id: str) -> GroupRecord:
         with self.db.session() as s:
-            return self.group_view(s, self._group(s, ctx, group_id))
+            return self.record(s, self._group(s, ctx, group_id))
 
-    def list_security_groups(self, ctx: RequestContext, query: ListQuery) -> Page:
+    def list_security_groups(self, ctx: RequestContext) -> list[GroupRecord]:
         if ctx.project_id:
             self.ensure_default_group(ctx.project_id)
-        return self._owned_page(ctx, query, m.SecurityGroup, self.group_views, "Security group")
+        with self.db.session() as s:
+            return self.records(s, self._owned_rows(s, ctx, m.SecurityGroup))
 
     def update_security_group(
         self, ctx: RequestContext, group_id: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> GroupRecord:
         only_fields(body, frozenset({"name", "description", "stateful"}), "security_group")
         with self.db.session() as s:
             row = self._group(s, ctx, group_id)
@@ -166,7 +175,7 @@ class SecurityGroups(Part):
                 row.description = text_of(body, "description")
             row.revision_number += 1
             row.updated_at = self._now()
-            return self.group_view(s, row)
+            return self.record(s, row)
 
     def delete_security_group(self, ctx: RequestContext, group_id: str) -> None:
         with self.db.session() as s:
@@ -255,7 +264,7 @@ class SecurityGroups(Part):
 
     def create_security_group_rule(
         self, ctx: RequestContext, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> m.SecurityGroupRule:
         only_fields(body, self.RULE_FIELDS, "security_group_rule")
         with self.db.session() as s:
             group = self._group(s, ctx, body.get("security_group_id"))
@@ -279,9 +288,8 @@ class SecurityGroups(Part):
             s.add(row)
             group.revision_number += 1
             s.flush()
-            view = views.security_group_rule(row)
-        self._sync_firewall_for(view["security_group_id"])
-        return view
+        self._sync_firewall_for(row.security_group_id)
+        return row
 
     def _sync_firewall_for(self, group_id: str) -> None:
         """A group's rules changed: rewrite the firewall if a wired port carries them."""
@@ -307,20 +315,15 @@ class SecurityGroups(Part):
             )
         return row
 
-    def get_security_group_rule(self, ctx: RequestContext, rule_id: str) -> dict[str, Any]:
+    def get_security_group_rule(self, ctx: RequestContext, rule_id: str) -> m.SecurityGroupRule:
         with self.db.session() as s:
-            return views.security_group_rule(self._rule(s, ctx, rule_id))
+            return self._rule(s, ctx, rule_id)
 
-    def list_security_group_rules(self, ctx: RequestContext, query: ListQuery) -> Page:
+    def list_security_group_rules(self, ctx: RequestContext) -> list[m.SecurityGroupRule]:
         if ctx.project_id:
             self.ensure_default_group(ctx.project_id)
-        return self._owned_page(
-            ctx,
-            query,
-            m.SecurityGroupRule,
-            lambda _s, rows: [views.security_group_rule(r) for r in rows],
-            "Security group rule",
-        )
+        with self.db.session() as s:
+            return list(self._owned_rows(s, ctx, m.SecurityGroupRule))
 
     def delete_security_group_rule(self, ctx: RequestContext, rule_id: str) -> None:
         with self.db.session() as s:

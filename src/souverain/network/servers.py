@@ -23,6 +23,7 @@ from souverain.network.fields import (
     AUTO_ROUTER,
     COMPUTE_OWNER,
 )
+from souverain.network.networks import NetworkRecord
 from souverain.network.ports import PortRecord
 from souverain.network.schemas import Gateway, InterfaceBody, RouterBody
 
@@ -32,7 +33,7 @@ log = logging.getLogger("souverain.network")
 class Servers(Part):
     """Ports made, bound and released for servers."""
 
-    def get_or_create_auto_network(self, ctx: RequestContext) -> dict[str, Any]:
+    def get_or_create_auto_network(self, ctx: RequestContext) -> NetworkRecord:
         """The project's get-me-a-network network with its subnet, made on first call."""
         project_id = ctx.project_id or ""
         with self.db.session() as s:
@@ -40,7 +41,7 @@ class Servers(Part):
                 select(m.Network).where(m.Network.auto_for_project == project_id)
             ).first()
             if row is not None:
-                return self.networks.network_view(s, row)
+                return self.networks.record(s, row)
         try:
             with self.db.session() as s:
                 self._lock_quota(s, project_id)
@@ -62,11 +63,11 @@ class Servers(Part):
                 )
                 s.add(subnet)
                 s.flush()
-                view = self.networks.network_view(s, row)
+                made = self.networks.record(s, row)
         except IntegrityError:
             return self.get_or_create_auto_network(ctx)
-        self._auto_router(ctx, view["subnets"][0])
-        return view
+        self._auto_router(ctx, made.subnet_ids[0])
+        return made
 
     def _auto_router(self, ctx: RequestContext, subnet_id: str) -> None:
         """Get-me-a-network's router: the new subnet reaches `public` (SNAT), as Neutron's
@@ -114,7 +115,7 @@ class Servers(Part):
                 s.flush()
                 return self.ports.record(s, row)
         if network_id is None:
-            network_id = self.get_or_create_auto_network(ctx)["id"]
+            network_id = self.get_or_create_auto_network(ctx).row.id
         body: dict[str, Any] = {
             "network_id": network_id,
             "device_id": server_id,

@@ -52,7 +52,6 @@ from souverain.network.core import Core, Families
 from souverain.network.dataplane import Dataplane
 from souverain.network.floating_ips import FloatingIps
 from souverain.network.host import HostNetwork
-from souverain.network.listing import ListQuery, Page
 from souverain.network.networks import Networks
 from souverain.network.ports import Ports
 from souverain.network.quotas import Quotas
@@ -60,8 +59,6 @@ from souverain.network.routers import Routers
 from souverain.network.security_groups import SecurityGroups
 from souverain.network.servers import Servers
 from souverain.network.wiring import Wiring
-
-__all__ = ["ListQuery", "NetworkService", "Page"]
 
 log = logging.getLogger("souverain.network")
 
@@ -163,7 +160,7 @@ class NetworkService:
     # ------------------------------------------------------------------ for the compute service
 
     def get_network(self, ctx: RequestContext, network_id: str) -> dict[str, Any]:
-        return self.networks.get_network(ctx, network_id)
+        return views.network(self.networks.get_network(ctx, network_id))
 
     def get_port(self, ctx: RequestContext, port_id: str) -> dict[str, Any]:
         return views.port(self.ports.get_port(ctx, port_id))
@@ -176,7 +173,7 @@ class NetworkService:
         )
 
     def get_or_create_auto_network(self, ctx: RequestContext) -> dict[str, Any]:
-        return self.servers.get_or_create_auto_network(ctx)
+        return views.network(self.servers.get_or_create_auto_network(ctx))
 
     def create_port_for_server(
         self,

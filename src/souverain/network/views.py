@@ -10,8 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from souverain.network import models as m
+from souverain.network.floating_ips import FloatingRecord
+from souverain.network.networks import NetworkRecord
 from souverain.network.ports import PortRecord
 from souverain.network.routers import Interface, RouterRecord
+from souverain.network.security_groups import GroupRecord
 
 
 def timestamp(value: Any) -> str:
@@ -30,7 +33,8 @@ def common(row: Any) -> dict[str, Any]:
     }
 
 
-def network(row: m.Network, subnets: list[str]) -> dict[str, Any]:
+def network(record: NetworkRecord) -> dict[str, Any]:
+    row, subnets = record.row, record.subnet_ids
     return {
         "id": row.id,
         "name": row.name,
@@ -128,7 +132,8 @@ def security_group_rule(row: m.SecurityGroupRule) -> dict[str, Any]:
     }
 
 
-def security_group(row: m.SecurityGroup, rules: list[m.SecurityGroupRule]) -> dict[str, Any]:
+def security_group(record: GroupRecord) -> dict[str, Any]:
+    row, rules = record.row, record.rules
     return {
         "id": row.id,
         "name": row.name,
@@ -179,7 +184,8 @@ def router_interface(interface: Interface) -> dict[str, Any]:
     }
 
 
-def floating_ip(row: m.FloatingIp, port: m.Port | None) -> dict[str, Any]:
+def floating_ip(record: FloatingRecord) -> dict[str, Any]:
+    row, port = record.row, record.port
     details = None
     if row.port_id and port is not None:
         details = {
