@@ -1,8 +1,10 @@
 """Neutron v2.0 wire format: version discovery, extensions, routes, list parameters, error body.
 
-Mounted at `/network`; clients append `/v2.0`. This module holds no rules:
-tenancy, IPAM and quotas live in `NetworkService`. A path may end in `.json`,
-as Neutron allows (openstacksdk asks for `/quotas/{id}/details.json`).
+Mounted at `/network`; clients append `/v2.0`. Every route goes through the edge and
+names its policy action (`network:port:create`). This module holds no rules: tenancy,
+IPAM and quotas live in the service's families; bodies are checked by `schemas` and
+answers shaped by `views`. A path may end in `.json`, as Neutron allows (openstacksdk
+asks for `/quotas/{id}/details.json`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Body fields every network resource reads, the device owners and the limits."""
+"""Body fields every network resource reads, the device owners and the limits.
+
+Syntax and names only: no rule of a resource, no database."""
 
 from __future__ import annotations
 

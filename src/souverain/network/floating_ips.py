@@ -1,4 +1,7 @@
-"""Floating IPs: addresses of an external network pointed at a port's fixed IPv4."""
+"""Floating IPs: addresses of an external network pointed at a port's fixed IPv4.
+
+An association needs a router with an interface on the port's subnet and a gateway
+on the floating IP's network; the NAT itself is `wiring`'s."""
 
 from __future__ import annotations
 

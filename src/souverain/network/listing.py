@@ -1,4 +1,6 @@
-"""Neutron's list parameters applied to views: filters, sort and pages."""
+"""Neutron's list parameters applied to views: filters, sort and pages.
+
+Filters name wire attributes, so they apply to rendered views, not to rows."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Networks and their subnets: tenancy, segmentation ids, CIDRs and pools."""
+"""Networks and their subnets: tenancy, segmentation ids, CIDRs and pools.
+
+Rows only: a network's bridge and dnsmasq are `wiring`'s, and its wire shape is
+`views`'."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Ports: fixed IP allocation, MACs, security groups and address pairs on a port."""
+"""Ports: fixed IP allocation, MACs, security groups and address pairs on a port.
+
+An address is held by a row of `ip_allocations`, whose primary key settles races;
+the data plane is told after the rows change, never before."""
 
 from __future__ import annotations
 

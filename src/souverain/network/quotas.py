@@ -1,4 +1,7 @@
-"""Network quotas: the limits, the usage, and the claim every create makes."""
+"""Network quotas: the limits, the usage, and the claim every create makes.
+
+A claim runs after `_lock_quota` in the creating transaction, so concurrent creates
+cannot overshoot a limit; nothing here creates or deletes a resource."""
 
 from __future__ import annotations
 

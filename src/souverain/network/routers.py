@@ -1,4 +1,7 @@
-"""Routers: gateways on external networks, interfaces on subnets."""
+"""Routers: gateways on external networks, interfaces on subnets.
+
+The ports a router holds are system ports (`ports.system_port`); its namespace is
+`wiring`'s, synced after each change."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Security groups and their rules, the project's default group included."""
+"""Security groups and their rules, the project's default group included.
+
+Rules are rows here; `wiring` turns them into the one nftables transaction."""
 
 from __future__ import annotations
 

@@ -18,8 +18,10 @@ for an address is retried and picks the next free one.
 
 The families, each in its module: `quotas`, `networks` (and subnets), `ports`,
 `groups` (security groups and rules), `routers`, `floating_ips`, `wiring` (the
-data plane) and `servers` (what compute asks). The API calls the families; the
-compute service and the server call the methods below:
+data plane) and `servers` (what compute asks). They return rows or records (a row
+with what hangs off it); `views` shapes them for the wire and `schemas` checks the
+port and router bodies. The API calls the families; the compute service and the
+server call the methods below, which answer in the wire shape compute reads:
 
 - `get_or_create_auto_network(ctx)`: the project's get-me-a-network network
   (`auto_allocated_network`, one subnet from `default_cidr`), made once.
