@@ -337,10 +337,12 @@ class NetworkApi:
                 lambda ctx, q: _page(
                     s.groups.list_security_groups(ctx), views.security_group, q, "Security group"
                 ),
-                lambda ctx, body: views.security_group(s.groups.create_security_group(ctx, body)),
+                lambda ctx, body: views.security_group(
+                    s.groups.create_security_group(ctx, schemas.group_create(body))
+                ),
                 lambda ctx, id_: views.security_group(s.groups.get_security_group(ctx, id_)),
                 lambda ctx, id_, body: views.security_group(
-                    s.groups.update_security_group(ctx, id_, body)
+                    s.groups.update_security_group(ctx, id_, schemas.group_update(body))
                 ),
                 s.groups.delete_security_group,
             ),
@@ -352,7 +354,7 @@ class NetworkApi:
                     "Security group rule",
                 ),
                 lambda ctx, body: views.security_group_rule(
-                    s.groups.create_security_group_rule(ctx, body)
+                    s.groups.create_security_group_rule(ctx, schemas.rule_create(body))
                 ),
                 lambda ctx, id_: views.security_group_rule(
                     s.groups.get_security_group_rule(ctx, id_)

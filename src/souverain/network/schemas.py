@@ -12,7 +12,17 @@ from typing import Any
 
 from souverain.common.errors import BadRequest
 from souverain.network import ipam
-from souverain.network.fields import MAX_PAIRS, check_mac, flag_of, only_fields, text_of
+from souverain.network.fields import (
+    ICMP_PROTOCOLS,
+    MAX_PAIRS,
+    PORT_PROTOCOLS,
+    PROTOCOLS,
+    check_mac,
+    flag_of,
+    int_of,
+    only_fields,
+    text_of,
+)
 from souverain.network.ipam import InvalidInput
 
 PORT_FIELDS = frozenset(
@@ -56,6 +66,22 @@ ROUTER_FIELDS = frozenset(
     }
 )
 MAX_FIXED_IPS = 16
+RULE_FIELDS = frozenset(
+    {
+        "security_group_id",
+        "direction",
+        "ethertype",
+        "protocol",
+        "port_range_min",
+        "port_range_max",
+        "remote_ip_prefix",
+        "remote_group_id",
+        "remote_address_group_id",
+        "description",
+        "project_id",
+        "tenant_id",
+    }
+)
 MAX_GROUPS = 16
 
 
@@ -261,3 +287,146 @@ def router_interface(body: dict[str, Any]) -> InterfaceBody:
     if (subnet_id is None) == (port_id is None):
         raise BadRequest("Bad router request: Either subnet_id or port_id must be specified.")
     return InterfaceBody(subnet_id, port_id)
+
+
+@dataclass(frozen=True)
+class GroupBody:
+    """A security group create or update body; `None`: not given."""
+
+    owner: Any = None
+    name: str | None = None
+    description: str | None = None
+
+
+def group_create(body: dict[str, Any]) -> GroupBody:
+    allowed = frozenset({"name", "description", "project_id", "tenant_id", "stateful", "tags"})
+    only_fields(body, allowed, "security_group")
+    return GroupBody(
+        owner=body.get("project_id", body.get("tenant_id")),
+        name=text_of(body, "name"),
+        description=text_of(body, "description"),
+    )
+
+
+def group_update(body: dict[str, Any]) -> GroupBody:
+    only_fields(body, frozenset({"name", "description", "stateful"}), "security_group")
+    return GroupBody(
+        name=text_of(body, "name") if "name" in body else None,
+        description=text_of(body, "description") if "description" in body else None,
+    )
+
+
+@dataclass(frozen=True)
+class RuleBody:
+    """A security group rule: the group's and remote group's ids are as given."""
+
+    security_group_id: Any
+    direction: str
+    ethertype: str
+    protocol: str | None
+    port_range_min: int | None
+    port_range_max: int | None
+    remote_ip_prefix: str | None
+    remote_group_id: Any
+    description: str
+
+
+def rule_create(body: dict[str, Any]) -> RuleBody:
+    only_fields(body, RULE_FIELDS, "security_group_rule")
+    direction = body.get("direction")
+    if direction not in ("ingress", "egress"):
+        raise InvalidInput(
+            f"Invalid input for direction. Reason: '{str(direction)[:32]}' is not in "
+            "['ingress', 'egress']."
+        )
+    ethertype = body.get("ethertype", "IPv4")
+    if ethertype not in ("IPv4", "IPv6"):
+        raise InvalidInput(
+            f"Invalid input for ethertype. Reason: '{str(ethertype)[:32]}' is not in "
+            "['IPv4', 'IPv6']."
+        )
+    protocol = _protocol(body.get("protocol"))
+    low = int_of(body.get("port_range_min"), "port_range_min")
+    high = int_of(body.get("port_range_max"), "port_range_max")
+    _check_ports(protocol, low, high)
+    prefix, group_id = body.get("remote_ip_prefix"), body.get("remote_group_id")
+    if prefix is not None and group_id is not None:
+        raise BadRequest("Only remote_ip_prefix or remote_group_id may be provided.")
+    return RuleBody(
+        security_group_id=body.get("security_group_id"),
+        direction=direction,
+        ethertype=ethertype,
+        protocol=protocol,
+        port_range_min=low,
+        port_range_max=high,
+        remote_ip_prefix=None if prefix is None else _prefix(prefix, ethertype),
+        remote_group_id=group_id,
+        description=text_of(body, "description"),
+    )
+
+
+def _prefix(prefix: Any, ethertype: str) -> str:
+    try:
+        net = ipaddress.ip_network(prefix, strict=False) if isinstance(prefix, str) else None
+    except ValueError:
+        net = None
+    if net is None or len(prefix) > 64:
+        raise InvalidInput(
+            f"Invalid input for remote_ip_prefix. Reason: '{str(prefix)[:32]}' is not a "
+            "valid IP prefix."
+        )
+    if f"IPv{net.version}" != ethertype:
+        raise BadRequest(f"Conflicting value ethertype {ethertype} for CIDR {prefix}")
+    return str(net)
+
+
+def _protocol(value: Any) -> str | None:
+    if value is None or value in ("any", ""):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or len(value) > 16:
+        raise InvalidInput("Invalid input for protocol. Reason: a name or a number 0-255.")
+    lowered = value.lower()
+    if lowered in PROTOCOLS:
+        return lowered
+    if lowered.isdigit() and 0 <= int(lowered) <= 255:
+        return str(int(lowered))
+    raise InvalidInput(
+        f"Security group rule protocol {value[:16]} not supported. Only protocol values "
+        f"{sorted(PROTOCOLS)} and integer representations [0 to 255] are supported."
+    )
+
+
+def _check_ports(protocol: str | None, low: int | None, high: int | None) -> None:
+    """Neutron's port range semantics: TCP-like ports 1-65535 and min <= max;
+    for ICMP, min is the type and max the code (0-255), and a code needs a type."""
+    if low is None and high is None:
+        return
+    if protocol is None:
+        raise BadRequest("Must also specify protocol if port range is given.")
+    if protocol in ICMP_PROTOCOLS:
+        for value, name in ((low, "type"), (high, "code")):
+            if value is not None and not 0 <= value <= 255:
+                raise BadRequest(
+                    f"Invalid value for ICMP {name} (port_range_min or port_range_max): {value}. "
+                    "It must be 0 to 255."
+                )
+        if low is None:
+            raise BadRequest(
+                f"ICMP code (port-range-max) {high} is provided but ICMP type (port-range-min) "
+                "is missing."
+            )
+        return
+    if protocol not in PORT_PROTOCOLS:
+        raise BadRequest(
+            f"Invalid protocol {protocol} for port range, only supported for TCP, "
+            "UDP, UDPLITE, SCTP and DCCP."
+        )
+    if low == 0 or high == 0:
+        raise BadRequest("Invalid value for port 0.")
+    if low is None or high is None or not 1 <= low <= high <= 65535:
+        raise BadRequest(
+            "For TCP/UDP protocols, port_range_min must be <= port_range_max and both between "
+            "1 and 65535."
+        )

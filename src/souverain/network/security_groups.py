@@ -4,7 +4,6 @@ Rules are rows here; `wiring` turns them into the one nftables transaction."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest, Conflict
+from souverain.common.errors import Conflict
 from souverain.common.ids import new_id
 from souverain.network import models as m
 from souverain.network import related
@@ -27,15 +26,9 @@ from souverain.network.errors import (
     SecurityGroupRuleNotFound,
 )
 from souverain.network.fields import (
-    ICMP_PROTOCOLS,
-    PORT_PROTOCOLS,
-    PROTOCOLS,
-    int_of,
-    only_fields,
-    owner_of,
-    text_of,
+    owner_named,
 )
-from souverain.network.ipam import InvalidInput
+from souverain.network.schemas import GroupBody, RuleBody
 
 
 @dataclass(frozen=True)
@@ -117,14 +110,9 @@ class SecurityGroups(Part):
             raise SecurityGroupNotFound(f"Security group {str(group_id)[:64]} does not exist")
         return row
 
-    def create_security_group(self, ctx: RequestContext, body: dict[str, Any]) -> GroupRecord:
-        only_fields(
-            body,
-            frozenset({"name", "description", "project_id", "tenant_id", "stateful", "tags"}),
-            "security_group",
-        )
-        project_id = owner_of(ctx, body)
-        name = text_of(body, "name")
+    def create_security_group(self, ctx: RequestContext, body: GroupBody) -> GroupRecord:
+        project_id = owner_named(ctx, body.owner)
+        name = body.name or ""
         if name == "default":
             raise Conflict("Default security group already exists.")
         if project_id:
@@ -138,7 +126,7 @@ class SecurityGroups(Part):
                 id=new_id(),
                 project_id=project_id,
                 name=name,
-                description=text_of(body, "description"),
+                description=body.description or "",
                 revision_number=1,
                 created_at=now,
                 updated_at=now,
@@ -161,20 +149,19 @@ class SecurityGroups(Part):
             return self.records(s, self._owned_rows(s, ctx, m.SecurityGroup))
 
     def update_security_group(
-        self, ctx: RequestContext, group_id: str, body: dict[str, Any]
+        self, ctx: RequestContext, group_id: str, body: GroupBody
     ) -> GroupRecord:
-        only_fields(body, frozenset({"name", "description", "stateful"}), "security_group")
         with self.db.session() as s:
             row = self._group(s, ctx, group_id)
-            if "name" in body:
-                name = text_of(body, "name")
+            if body.name is not None:
+                name = body.name
                 if row.default_for_project and name != "default":
                     raise Conflict("Updating default security group not allowed.")
                 if not row.default_for_project and name == "default":
                     raise Conflict("Default security group already exists.")
                 row.name = name
-            if "description" in body:
-                row.description = text_of(body, "description")
+            if body.description is not None:
+                row.description = body.description
             row.revision_number += 1
             row.updated_at = self._now()
             return self.record(s, row)
@@ -198,78 +185,27 @@ class SecurityGroups(Part):
             )
             s.delete(row)
 
-    RULE_FIELDS = frozenset(
-        {
-            "security_group_id",
-            "direction",
-            "ethertype",
-            "protocol",
-            "port_range_min",
-            "port_range_max",
-            "remote_ip_prefix",
-            "remote_group_id",
-            "remote_address_group_id",
-            "description",
-            "project_id",
-            "tenant_id",
-        }
-    )
-
-    def _rule_fields(self, s: Session, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
-        direction = body.get("direction")
-        if direction not in ("ingress", "egress"):
-            raise InvalidInput(
-                f"Invalid input for direction. Reason: '{str(direction)[:32]}' is not in "
-                "['ingress', 'egress']."
-            )
-        ethertype = body.get("ethertype", "IPv4")
-        if ethertype not in ("IPv4", "IPv6"):
-            raise InvalidInput(
-                f"Invalid input for ethertype. Reason: '{str(ethertype)[:32]}' is not in "
-                "['IPv4', 'IPv6']."
-            )
-        protocol = _protocol(body.get("protocol"))
-        low = int_of(body.get("port_range_min"), "port_range_min")
-        high = int_of(body.get("port_range_max"), "port_range_max")
-        _check_ports(protocol, low, high)
-        prefix = body.get("remote_ip_prefix")
-        group_id = body.get("remote_group_id")
-        if prefix is not None and group_id is not None:
-            raise BadRequest("Only remote_ip_prefix or remote_group_id may be provided.")
-        if prefix is not None:
-            try:
-                net = (
-                    ipaddress.ip_network(prefix, strict=False) if isinstance(prefix, str) else None
-                )
-            except ValueError:
-                net = None
-            if net is None or len(prefix) > 64:
-                raise InvalidInput(
-                    f"Invalid input for remote_ip_prefix. Reason: '{str(prefix)[:32]}' is not a "
-                    "valid IP prefix."
-                )
-            if f"IPv{net.version}" != ethertype:
-                raise BadRequest(f"Conflicting value ethertype {ethertype} for CIDR {prefix}")
-            prefix = str(net)
+    def _rule_fields(self, s: Session, ctx: RequestContext, body: RuleBody) -> dict[str, Any]:
+        """The rule's columns; a remote group must be one the caller may see."""
+        group_id = body.remote_group_id
         if group_id is not None:
             group_id = self._group(s, ctx, group_id).id
         return {
-            "direction": direction,
-            "ethertype": ethertype,
-            "protocol": protocol,
-            "port_range_min": low,
-            "port_range_max": high,
-            "remote_ip_prefix": prefix,
+            "direction": body.direction,
+            "ethertype": body.ethertype,
+            "protocol": body.protocol,
+            "port_range_min": body.port_range_min,
+            "port_range_max": body.port_range_max,
+            "remote_ip_prefix": body.remote_ip_prefix,
             "remote_group_id": group_id,
-            "description": text_of(body, "description"),
+            "description": body.description,
         }
 
     def create_security_group_rule(
-        self, ctx: RequestContext, body: dict[str, Any]
+        self, ctx: RequestContext, body: RuleBody
     ) -> m.SecurityGroupRule:
-        only_fields(body, self.RULE_FIELDS, "security_group_rule")
         with self.db.session() as s:
-            group = self._group(s, ctx, body.get("security_group_id"))
+            group = self._group(s, ctx, body.security_group_id)
             fields = self._rule_fields(s, ctx, body)
             self._lock_quota(s, group.project_id)
             self.quotas.claim(s, group.project_id, "security_group_rule")
@@ -333,58 +269,6 @@ class SecurityGroups(Part):
             group_id = row.security_group_id
             s.delete(row)
         self._sync_firewall_for(group_id)
-
-
-def _protocol(value: Any) -> str | None:
-    if value is None or value in ("any", ""):
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or len(value) > 16:
-        raise InvalidInput("Invalid input for protocol. Reason: a name or a number 0-255.")
-    lowered = value.lower()
-    if lowered in PROTOCOLS:
-        return lowered
-    if lowered.isdigit() and 0 <= int(lowered) <= 255:
-        return str(int(lowered))
-    raise InvalidInput(
-        f"Security group rule protocol {value[:16]} not supported. Only protocol values "
-        f"{sorted(PROTOCOLS)} and integer representations [0 to 255] are supported."
-    )
-
-
-def _check_ports(protocol: str | None, low: int | None, high: int | None) -> None:
-    """Neutron's port range semantics: TCP-like ports 1-65535 and min <= max;
-    for ICMP, min is the type and max the code (0-255), and a code needs a type."""
-    if low is None and high is None:
-        return
-    if protocol is None:
-        raise BadRequest("Must also specify protocol if port range is given.")
-    if protocol in ICMP_PROTOCOLS:
-        for value, name in ((low, "type"), (high, "code")):
-            if value is not None and not 0 <= value <= 255:
-                raise BadRequest(
-                    f"Invalid value for ICMP {name} (port_range_min or port_range_max): {value}. "
-                    "It must be 0 to 255."
-                )
-        if low is None:
-            raise BadRequest(
-                f"ICMP code (port-range-max) {high} is provided but ICMP type (port-range-min) "
-                "is missing."
-            )
-        return
-    if protocol not in PORT_PROTOCOLS:
-        raise BadRequest(
-            f"Invalid protocol {protocol} for port range, only supported for TCP, "
-            "UDP, UDPLITE, SCTP and DCCP."
-        )
-    if low == 0 or high == 0:
-        raise BadRequest("Invalid value for port 0.")
-    if low is None or high is None or not 1 <= low <= high <= 65535:
-        raise BadRequest(
-            "For TCP/UDP protocols, port_range_min must be <= port_range_max and both between "
-            "1 and 65535."
-        )
 
 
 def _same_rule(row: m.SecurityGroupRule, fields: dict[str, Any]) -> bool:
