@@ -216,7 +216,7 @@ def test_a_floating_ip_needs_a_router_with_both_an_interface_and_a_gateway(
     interface_only = _router(service, gateway=False)
     service.routers.add_router_interface(OWNER, interface_only["id"], _on(subnet))
     with pytest.raises(ExternalGatewayForFloatingIPNotFound) as refused:
-        service.floating_ips.create_floating_ip(OWNER, body)
+        service.floating_ips.create_floating_ip(OWNER, schemas.floating_create(body))
     assert refused.value.message == (
         f"External network {public} is not reachable from subnet {subnet['id']}. Therefore, "
         f"cannot associate Port {port['id']} with a Floating IP."
@@ -226,7 +226,7 @@ def test_a_floating_ip_needs_a_router_with_both_an_interface_and_a_gateway(
         interface_only["id"],
         schemas.router_update({"external_gateway_info": {"network_id": public}}),
     )
-    fip = service.floating_ips.create_floating_ip(OWNER, body).row
+    fip = service.floating_ips.create_floating_ip(OWNER, schemas.floating_create(body)).row
     assert fip.router_id == interface_only["id"]
     assert fip.fixed_ip_address == port["fixed_ips"][0]["ip_address"]
 
@@ -239,7 +239,7 @@ def test_a_gateway_alone_does_not_reach_a_subnet_the_router_is_not_on(
     _router(service, gateway=True)
     body = {"floating_network_id": _public_id(service), "port_id": port["id"]}
     with pytest.raises(ExternalGatewayForFloatingIPNotFound):
-        service.floating_ips.create_floating_ip(OWNER, body)
+        service.floating_ips.create_floating_ip(OWNER, schemas.floating_create(body))
 
 
 def test_what_a_floating_ip_goes_through_cannot_be_taken_from_it(
@@ -249,14 +249,15 @@ def test_what_a_floating_ip_goes_through_cannot_be_taken_from_it(
     port = _port(service, subnet)
     router = _router(service, gateway=True)
     service.routers.add_router_interface(OWNER, router["id"], _on(subnet))
-    fip = service.floating_ips.create_floating_ip(
-        OWNER, {"floating_network_id": _public_id(service), "port_id": port["id"]}
-    ).row
+    body = {"floating_network_id": _public_id(service), "port_id": port["id"]}
+    fip = service.floating_ips.create_floating_ip(OWNER, schemas.floating_create(body)).row
     with pytest.raises(RouterInterfaceInUseByFloatingIP):
         service.routers.remove_router_interface(OWNER, router["id"], _on(subnet))
     with pytest.raises(RouterExternalGatewayInUseByFloatingIp):
         service.routers.update_router(
             OWNER, router["id"], schemas.router_update({"external_gateway_info": {}})
         )
-    service.floating_ips.update_floating_ip(OWNER, fip.id, {"port_id": None})
+    service.floating_ips.update_floating_ip(
+        OWNER, fip.id, schemas.floating_update({"port_id": None})
+    )
     service.routers.remove_router_interface(OWNER, router["id"], _on(subnet))

@@ -377,10 +377,12 @@ class NetworkApi:
                 lambda ctx, q: _page(
                     s.floating_ips.list_floating_ips(ctx), views.floating_ip, q, "Floating IP"
                 ),
-                lambda ctx, body: views.floating_ip(s.floating_ips.create_floating_ip(ctx, body)),
+                lambda ctx, body: views.floating_ip(
+                    s.floating_ips.create_floating_ip(ctx, schemas.floating_create(body))
+                ),
                 lambda ctx, id_: views.floating_ip(s.floating_ips.get_floating_ip(ctx, id_)),
                 lambda ctx, id_, body: views.floating_ip(
-                    s.floating_ips.update_floating_ip(ctx, id_, body)
+                    s.floating_ips.update_floating_ip(ctx, id_, schemas.floating_update(body))
                 ),
                 s.floating_ips.delete_floating_ip,
             ),

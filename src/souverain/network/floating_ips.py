@@ -16,7 +16,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.ids import new_id
 from souverain.network import models as m
-from souverain.network import related, schemas
+from souverain.network import related
 from souverain.network.core import Part
 from souverain.network.errors import (
     ExternalGatewayForFloatingIPNotFound,
@@ -29,10 +29,9 @@ from souverain.network.errors import (
 from souverain.network.fields import (
     FLOATING_OWNER,
     ROUTER_INTERFACE,
-    only_fields,
-    owner_of,
-    text_of,
+    owner_named,
 )
+from souverain.network.schemas import FloatingBody
 
 
 @dataclass(frozen=True)
@@ -45,23 +44,6 @@ class FloatingRecord:
 
 class FloatingIps(Part):
     """Floating IPs and their association with ports."""
-
-    FIP_FIELDS = frozenset(
-        {
-            "floating_network_id",
-            "floating_ip_address",
-            "subnet_id",
-            "port_id",
-            "fixed_ip_address",
-            "description",
-            "project_id",
-            "tenant_id",
-            "dns_name",
-            "dns_domain",
-            "qos_policy_id",
-            "tags",
-        }
-    )
 
     def _floating(self, s: Session, ctx: RequestContext, fip_id: Any) -> m.FloatingIp:
         row = s.get(m.FloatingIp, fip_id) if isinstance(fip_id, str) else None
@@ -139,14 +121,9 @@ class FloatingIps(Part):
             )
         row.port_id, row.fixed_ip_address, row.router_id = port.id, address, router_id
 
-    def create_floating_ip(self, ctx: RequestContext, body: dict[str, Any]) -> FloatingRecord:
-        only_fields(body, self.FIP_FIELDS, "floatingip")
-        project_id = owner_of(ctx, body)
-        if "floating_network_id" not in body:
-            raise BadRequest(
-                "Failed to parse request. Required attribute 'floating_network_id' not specified"
-            )
-        if "floating_ip_address" in body and not ctx.is_admin:
+    def create_floating_ip(self, ctx: RequestContext, body: FloatingBody) -> FloatingRecord:
+        project_id = owner_named(ctx, body.owner)
+        if body.address_given and not ctx.is_admin:
             raise PolicyNotAuthorized(
                 "rule:create_floatingip and rule:create_floatingip:floating_ip_address is "
                 "disallowed by policy"
@@ -154,19 +131,13 @@ class FloatingIps(Part):
 
         def work(s: Session) -> FloatingRecord:
             self._lock_quota(s, project_id)
-            net = self.networks.network(s, ctx, body["floating_network_id"])
+            net = self.networks.network(s, ctx, body.network_id)
             if not net.external:
                 raise BadRequest(
                     f"Bad floatingip request: Network {net.id} is not a valid external network."
                 )
             self.quotas.claim(s, project_id, "floatingip")
-            wanted_item: dict[str, Any] = {}
-            if body.get("subnet_id") is not None:
-                wanted_item["subnet_id"] = body["subnet_id"]
-            if body.get("floating_ip_address") is not None:
-                wanted_item["ip_address"] = body["floating_ip_address"]
-            fixed = schemas.fixed_ips([wanted_item]) if wanted_item else None
-            wanted = self.ports.wanted_ips(s, net, fixed)
+            wanted = self.ports.wanted_ips(s, net, body.wanted)
             fip_id = new_id()
             port = self.ports.system_port(s, net, "", FLOATING_OWNER, fip_id, wanted)
             ips = self.ports.ips_of(s, port.id)
@@ -181,14 +152,14 @@ class FloatingIps(Part):
                 floating_network_id=net.id,
                 floating_ip_address=ips[0][1],
                 floating_port_id=port.id,
-                description=text_of(body, "description"),
+                description=body.description or "",
                 revision_number=1,
                 created_at=now,
                 updated_at=now,
             )
             s.add(row)
-            if body.get("port_id") is not None:
-                self._associate(s, ctx, row, body["port_id"], body.get("fixed_ip_address"))
+            if body.port_id is not None:
+                self._associate(s, ctx, row, body.port_id, body.fixed_ip_address)
             s.flush()
             return self.record(s, row)
 
@@ -208,16 +179,15 @@ class FloatingIps(Part):
             return self.records(s, self._owned_rows(s, ctx, m.FloatingIp))
 
     def update_floating_ip(
-        self, ctx: RequestContext, fip_id: str, body: dict[str, Any]
+        self, ctx: RequestContext, fip_id: str, body: FloatingBody
     ) -> FloatingRecord:
-        only_fields(body, frozenset({"port_id", "fixed_ip_address", "description"}), "floatingip")
         with self.db.session() as s:
             row = self._floating(s, ctx, fip_id)
             before, before_port = row.router_id, row.port_id
-            if "port_id" in body:
-                self._associate(s, ctx, row, body["port_id"], body.get("fixed_ip_address"))
-            if "description" in body:
-                row.description = text_of(body, "description")
+            if body.port_given:
+                self._associate(s, ctx, row, body.port_id, body.fixed_ip_address)
+            if body.description is not None:
+                row.description = body.description
             row.revision_number += 1
             row.updated_at = self._now()
             s.flush()

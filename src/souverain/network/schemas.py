@@ -65,6 +65,22 @@ ROUTER_FIELDS = frozenset(
         "tags",
     }
 )
+FIP_FIELDS = frozenset(
+    {
+        "floating_network_id",
+        "floating_ip_address",
+        "subnet_id",
+        "port_id",
+        "fixed_ip_address",
+        "description",
+        "project_id",
+        "tenant_id",
+        "dns_name",
+        "dns_domain",
+        "qos_policy_id",
+        "tags",
+    }
+)
 MAX_FIXED_IPS = 16
 RULE_FIELDS = frozenset(
     {
@@ -287,6 +303,53 @@ def router_interface(body: dict[str, Any]) -> InterfaceBody:
     if (subnet_id is None) == (port_id is None):
         raise BadRequest("Bad router request: Either subnet_id or port_id must be specified.")
     return InterfaceBody(subnet_id, port_id)
+
+
+@dataclass(frozen=True)
+class FloatingBody:
+    """A floating IP create or update body; `None`: not given."""
+
+    network_id: Any = None
+    owner: Any = None
+    address_given: bool = False  # naming the address is the admin's
+    wanted: list[FixedIp] | None = None  # the subnet or address asked for on the network
+    port_given: bool = False
+    port_id: Any = None  # None with port_given: let go of the port
+    fixed_ip_address: Any = None
+    description: str | None = None
+
+
+def floating_create(body: dict[str, Any]) -> FloatingBody:
+    only_fields(body, FIP_FIELDS, "floatingip")
+    if "floating_network_id" not in body:
+        raise BadRequest(
+            "Failed to parse request. Required attribute 'floating_network_id' not specified"
+        )
+    item: dict[str, Any] = {}
+    if body.get("subnet_id") is not None:
+        item["subnet_id"] = body["subnet_id"]
+    if body.get("floating_ip_address") is not None:
+        item["ip_address"] = body["floating_ip_address"]
+    return FloatingBody(
+        network_id=body["floating_network_id"],
+        owner=body.get("project_id", body.get("tenant_id")),
+        address_given="floating_ip_address" in body,
+        wanted=fixed_ips([item]) if item else None,
+        port_given=body.get("port_id") is not None,
+        port_id=body.get("port_id"),
+        fixed_ip_address=body.get("fixed_ip_address"),
+        description=text_of(body, "description"),
+    )
+
+
+def floating_update(body: dict[str, Any]) -> FloatingBody:
+    only_fields(body, frozenset({"port_id", "fixed_ip_address", "description"}), "floatingip")
+    return FloatingBody(
+        port_given="port_id" in body,
+        port_id=body.get("port_id"),
+        fixed_ip_address=body.get("fixed_ip_address"),
+        description=text_of(body, "description") if "description" in body else None,
+    )
 
 
 @dataclass(frozen=True)
