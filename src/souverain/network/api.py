@@ -319,7 +319,9 @@ class NetworkApi:
             ),
             "subnets": Resource(
                 lambda ctx, q: _page(s.networks.list_subnets(ctx), views.subnet, q, "Subnet"),
-                lambda ctx, body: views.subnet(s.networks.create_subnet(ctx, body)),
+                lambda ctx, body: views.subnet(
+                    s.networks.create_subnet(ctx, schemas.subnet_create(body))
+                ),
                 lambda ctx, id_: views.subnet(s.networks.get_subnet(ctx, id_)),
                 lambda ctx, id_, body: views.subnet(s.networks.update_subnet(ctx, id_, body)),
                 s.networks.delete_subnet,

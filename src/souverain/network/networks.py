@@ -28,16 +28,15 @@ from souverain.network.errors import (
 )
 from souverain.network.fields import (
     DHCP_OWNER,
-    IPV6_MODES,
-    MAX_DNS,
-    MAX_ROUTES,
     flag_of,
     int_of,
     only_fields,
+    owner_named,
     owner_of,
     text_of,
 )
 from souverain.network.ipam import InvalidInput
+from souverain.network.schemas import SubnetBody, dns_nameservers, host_routes
 
 MAX_SEGMENT = 65535  # a conntrack zone is 16 bits; a VXLAN VNI has room for more
 
@@ -258,119 +257,42 @@ class Networks(Part):
             raise SubnetNotFound(f"Subnet {str(subnet_id)[:64]} could not be found.")
         return row
 
-    def _dns(self, value: Any, version: int) -> list[str]:
-        if not isinstance(value, list) or len(value) > MAX_DNS:
-            raise InvalidInput(
-                f"Invalid input for dns_nameservers. Reason: a list of at most {MAX_DNS} "
-                "addresses is expected."
-            )
-        out = [str(ipam.parse_address(v, "dns_nameservers")) for v in value]
-        if len(set(out)) != len(out):
-            raise InvalidInput("Invalid input for dns_nameservers. Reason: duplicate nameserver.")
-        return out
-
-    def _routes(self, value: Any, version: int) -> list[dict[str, str]]:
-        if not isinstance(value, list) or len(value) > MAX_ROUTES:
-            raise InvalidInput(
-                f"Invalid input for host_routes. Reason: a list of at most {MAX_ROUTES} routes."
-            )
-        out = []
-        for item in value:
-            if not isinstance(item, dict) or set(item) != {"destination", "nexthop"}:
-                raise InvalidInput(
-                    "Invalid input for host_routes. Reason: each route is {destination, nexthop}."
-                )
-            dest = item["destination"]
-            try:
-                net = ipaddress.ip_network(dest, strict=False) if isinstance(dest, str) else None
-            except ValueError:
-                net = None
-            if net is None or net.version != version or len(dest) > 64:
-                raise InvalidInput("Invalid input for host_routes. Reason: bad destination.")
-            hop = ipam.parse_address(item["nexthop"], "host_routes", version)
-            out.append({"destination": str(net), "nexthop": str(hop)})
-        return out
-
     def new_subnet_row(
-        self, s: Session, net: m.Network, project_id: str, body: dict[str, Any]
+        self, s: Session, net: m.Network, project_id: str, body: SubnetBody
     ) -> m.Subnet:
-        version = int_of(body.get("ip_version", 4), "ip_version")
-        if version not in (4, 6):
-            raise InvalidInput(f"Invalid input for ip_version. Reason: '{version}' is not 4 or 6.")
-        if "cidr" not in body:
-            raise BadRequest("Bad subnets request: a cidr must be specified.")
-        cidr = ipam.parse_cidr(body["cidr"], version)
+        """A subnet of the network; its CIDR must overlap none the network has."""
         for other in s.scalars(select(m.Subnet).where(m.Subnet.network_id == net.id)).all():
-            if ipaddress.ip_network(other.cidr).overlaps(cidr):
+            if ipaddress.ip_network(other.cidr).overlaps(body.cidr):
                 raise InvalidInput(
-                    f"Invalid input for operation: Requested subnet with cidr: {cidr} for network: "
-                    f"{net.id} overlaps with another subnet."
+                    f"Invalid input for operation: Requested subnet with cidr: {body.cidr} for "
+                    f"network: {net.id} overlaps with another subnet."
                 )
-        gateway = (
-            ipam.check_gateway(cidr, body["gateway_ip"])
-            if "gateway_ip" in body
-            else ipam.default_gateway(cidr)
-        )
-        if "allocation_pools" in body and body["allocation_pools"] is not None:
-            pools = ipam.check_pools(cidr, body["allocation_pools"], gateway)
-        else:
-            pools = ipam.default_pools(cidr, gateway)
-        modes = {}
-        for name in ("ipv6_ra_mode", "ipv6_address_mode"):
-            value = body.get(name)
-            if value not in IPV6_MODES or (value is not None and version != 6):
-                raise InvalidInput(f"Invalid input for {name}. Reason: '{str(value)[:32]}'.")
-            modes[name] = value
         now = self._now()
         return m.Subnet(
             id=new_id(),
             network_id=net.id,
             project_id=project_id,
-            name=text_of(body, "name"),
-            description=text_of(body, "description"),
-            ip_version=version,
-            cidr=str(cidr),
-            gateway_ip=gateway,
-            allocation_pools=[p.view(version) for p in pools],
-            dns_nameservers=self._dns(body.get("dns_nameservers") or [], version),
-            host_routes=self._routes(body.get("host_routes") or [], version),
-            enable_dhcp=flag_of(body, "enable_dhcp", True),
+            name=body.name,
+            description=body.description,
+            ip_version=body.ip_version,
+            cidr=str(body.cidr),
+            gateway_ip=body.gateway_ip,
+            allocation_pools=body.allocation_pools,
+            dns_nameservers=body.dns_nameservers,
+            host_routes=body.host_routes,
+            enable_dhcp=body.enable_dhcp,
             revision_number=1,
             created_at=now,
             updated_at=now,
-            **modes,
+            ipv6_ra_mode=body.ipv6_ra_mode,
+            ipv6_address_mode=body.ipv6_address_mode,
         )
 
-    SUBNET_FIELDS = frozenset(
-        {
-            "name",
-            "description",
-            "network_id",
-            "ip_version",
-            "cidr",
-            "gateway_ip",
-            "allocation_pools",
-            "dns_nameservers",
-            "host_routes",
-            "enable_dhcp",
-            "ipv6_ra_mode",
-            "ipv6_address_mode",
-            "project_id",
-            "tenant_id",
-            "tags",
-        }
-    )
-
-    def create_subnet(self, ctx: RequestContext, body: dict[str, Any]) -> m.Subnet:
-        only_fields(body, self.SUBNET_FIELDS, "subnet")
-        project_id = owner_of(ctx, body)
-        if "network_id" not in body:
-            raise BadRequest(
-                "Failed to parse request. Required attribute 'network_id' not specified"
-            )
+    def create_subnet(self, ctx: RequestContext, body: SubnetBody) -> m.Subnet:
+        project_id = owner_named(ctx, body.owner)
         with self.db.session() as s:
             self._lock_quota(s, project_id)
-            net = self._owned_network(s, ctx, body["network_id"])
+            net = self._owned_network(s, ctx, body.network_id)
             self.quotas.claim(s, project_id, "subnet")
             row = self.new_subnet_row(s, net, project_id, body)
             s.add(row)
@@ -426,9 +348,9 @@ class Networks(Part):
                     f"Gateway ip {row.gateway_ip} conflicts with allocation pool."
                 )
             if "dns_nameservers" in body:
-                row.dns_nameservers = self._dns(body["dns_nameservers"] or [], row.ip_version)
+                row.dns_nameservers = dns_nameservers(body["dns_nameservers"] or [])
             if "host_routes" in body:
-                row.host_routes = self._routes(body["host_routes"] or [], row.ip_version)
+                row.host_routes = host_routes(body["host_routes"] or [], row.ip_version)
             if "enable_dhcp" in body:
                 row.enable_dhcp = flag_of(body, "enable_dhcp", True)
             row.revision_number += 1

@@ -14,7 +14,10 @@ from souverain.common.errors import BadRequest
 from souverain.network import ipam
 from souverain.network.fields import (
     ICMP_PROTOCOLS,
+    IPV6_MODES,
+    MAX_DNS,
     MAX_PAIRS,
+    MAX_ROUTES,
     PORT_PROTOCOLS,
     PROTOCOLS,
     check_mac,
@@ -78,6 +81,25 @@ FIP_FIELDS = frozenset(
         "dns_name",
         "dns_domain",
         "qos_policy_id",
+        "tags",
+    }
+)
+SUBNET_FIELDS = frozenset(
+    {
+        "name",
+        "description",
+        "network_id",
+        "ip_version",
+        "cidr",
+        "gateway_ip",
+        "allocation_pools",
+        "dns_nameservers",
+        "host_routes",
+        "enable_dhcp",
+        "ipv6_ra_mode",
+        "ipv6_address_mode",
+        "project_id",
+        "tenant_id",
         "tags",
     }
 )
@@ -350,6 +372,107 @@ def floating_update(body: dict[str, Any]) -> FloatingBody:
         fixed_ip_address=body.get("fixed_ip_address"),
         description=text_of(body, "description") if "description" in body else None,
     )
+
+
+@dataclass(frozen=True)
+class SubnetBody:
+    """A subnet as asked for, checked against its own CIDR (not yet against the network's)."""
+
+    network_id: Any
+    owner: Any
+    name: str
+    description: str
+    ip_version: int
+    cidr: ipaddress.IPv4Network | ipaddress.IPv6Network
+    gateway_ip: str | None
+    allocation_pools: list[dict[str, str]]
+    dns_nameservers: list[str]
+    host_routes: list[dict[str, str]]
+    enable_dhcp: bool
+    ipv6_ra_mode: str | None
+    ipv6_address_mode: str | None
+
+
+def subnet_create(body: dict[str, Any]) -> SubnetBody:
+    only_fields(body, SUBNET_FIELDS, "subnet")
+    if "network_id" not in body:
+        raise BadRequest("Failed to parse request. Required attribute 'network_id' not specified")
+    return subnet(body)
+
+
+def subnet(body: dict[str, Any]) -> SubnetBody:
+    """A subnet body's fields, checked: what a create, the auto network and `public` share."""
+    version = int_of(body.get("ip_version", 4), "ip_version")
+    if version not in (4, 6):
+        raise InvalidInput(f"Invalid input for ip_version. Reason: '{version}' is not 4 or 6.")
+    if "cidr" not in body:
+        raise BadRequest("Bad subnets request: a cidr must be specified.")
+    cidr = ipam.parse_cidr(body["cidr"], version)
+    gateway = (
+        ipam.check_gateway(cidr, body["gateway_ip"])
+        if "gateway_ip" in body
+        else ipam.default_gateway(cidr)
+    )
+    if "allocation_pools" in body and body["allocation_pools"] is not None:
+        pools = ipam.check_pools(cidr, body["allocation_pools"], gateway)
+    else:
+        pools = ipam.default_pools(cidr, gateway)
+    modes = {}
+    for name in ("ipv6_ra_mode", "ipv6_address_mode"):
+        value = body.get(name)
+        if value not in IPV6_MODES or (value is not None and version != 6):
+            raise InvalidInput(f"Invalid input for {name}. Reason: '{str(value)[:32]}'.")
+        modes[name] = value
+    return SubnetBody(
+        network_id=body.get("network_id"),
+        owner=body.get("project_id", body.get("tenant_id")),
+        name=text_of(body, "name"),
+        description=text_of(body, "description"),
+        ip_version=version,
+        cidr=cidr,
+        gateway_ip=gateway,
+        allocation_pools=[p.view(version) for p in pools],
+        dns_nameservers=dns_nameservers(body.get("dns_nameservers") or []),
+        host_routes=host_routes(body.get("host_routes") or [], version),
+        enable_dhcp=flag_of(body, "enable_dhcp", True),
+        ipv6_ra_mode=modes["ipv6_ra_mode"],
+        ipv6_address_mode=modes["ipv6_address_mode"],
+    )
+
+
+def dns_nameservers(value: Any) -> list[str]:
+    if not isinstance(value, list) or len(value) > MAX_DNS:
+        raise InvalidInput(
+            f"Invalid input for dns_nameservers. Reason: a list of at most {MAX_DNS} "
+            "addresses is expected."
+        )
+    out = [str(ipam.parse_address(v, "dns_nameservers")) for v in value]
+    if len(set(out)) != len(out):
+        raise InvalidInput("Invalid input for dns_nameservers. Reason: duplicate nameserver.")
+    return out
+
+
+def host_routes(value: Any, version: int) -> list[dict[str, str]]:
+    if not isinstance(value, list) or len(value) > MAX_ROUTES:
+        raise InvalidInput(
+            f"Invalid input for host_routes. Reason: a list of at most {MAX_ROUTES} routes."
+        )
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"destination", "nexthop"}:
+            raise InvalidInput(
+                "Invalid input for host_routes. Reason: each route is {destination, nexthop}."
+            )
+        dest = item["destination"]
+        try:
+            net = ipaddress.ip_network(dest, strict=False) if isinstance(dest, str) else None
+        except ValueError:
+            net = None
+        if net is None or net.version != version or len(dest) > 64:
+            raise InvalidInput("Invalid input for host_routes. Reason: bad destination.")
+        hop = ipam.parse_address(item["nexthop"], "host_routes", version)
+        out.append({"destination": str(net), "nexthop": str(hop)})
+    return out
 
 
 @dataclass(frozen=True)

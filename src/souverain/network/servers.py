@@ -54,12 +54,14 @@ class Servers(Part):
                     s,
                     row,
                     project_id,
-                    {
-                        "name": AUTO_NETWORK + "-subnet",
-                        "cidr": str(cidr),
-                        "ip_version": cidr.version,
-                        "dns_nameservers": list(self.settings.dns_nameservers),
-                    },
+                    schemas.subnet(
+                        {
+                            "name": AUTO_NETWORK + "-subnet",
+                            "cidr": str(cidr),
+                            "ip_version": cidr.version,
+                            "dns_nameservers": list(self.settings.dns_nameservers),
+                        }
+                    ),
                 )
                 s.add(subnet)
                 s.flush()

@@ -137,15 +137,17 @@ class NetworkService:
                     s,
                     net,
                     "",
-                    {
-                        "name": "public-subnet",
-                        "cidr": str(cidr),
-                        "ip_version": cidr.version,
-                        "gateway_ip": self.settings.public_gateway,
-                        "allocation_pools": pools,
-                        "dns_nameservers": list(self.settings.dns_nameservers),
-                        "enable_dhcp": False,
-                    },
+                    schemas.subnet(
+                        {
+                            "name": "public-subnet",
+                            "cidr": str(cidr),
+                            "ip_version": cidr.version,
+                            "gateway_ip": self.settings.public_gateway,
+                            "allocation_pools": pools,
+                            "dns_nameservers": list(self.settings.dns_nameservers),
+                            "enable_dhcp": False,
+                        }
+                    ),
                 )
             )
             log.info("created the external network 'public' (%s)", cidr)
