@@ -57,7 +57,7 @@ def service(tmp_path: Path) -> Iterator[NetworkService]:
 
 
 def _subnet(service: NetworkService, cidr: str, **extra: Any) -> dict[str, Any]:
-    net = service.networks.create_network(OWNER, {"name": f"net-{cidr}"})
+    net = service.networks.create_network(OWNER, schemas.network({"name": f"net-{cidr}"}))
     body = {"network_id": net.row.id, "cidr": cidr, "ip_version": 4, **extra}
     return views.subnet(service.networks.create_subnet(OWNER, schemas.subnet_create(body)))
 

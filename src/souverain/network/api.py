@@ -312,9 +312,13 @@ class NetworkApi:
         return {
             "networks": Resource(
                 lambda ctx, q: _page(s.networks.list_networks(ctx), views.network, q, "Network"),
-                lambda ctx, body: views.network(s.networks.create_network(ctx, body)),
+                lambda ctx, body: views.network(
+                    s.networks.create_network(ctx, schemas.network(body))
+                ),
                 lambda ctx, id_: views.network(s.networks.get_network(ctx, id_)),
-                lambda ctx, id_, body: views.network(s.networks.update_network(ctx, id_, body)),
+                lambda ctx, id_, body: views.network(
+                    s.networks.update_network(ctx, id_, schemas.network(body))
+                ),
                 s.networks.delete_network,
             ),
             "subnets": Resource(

@@ -29,14 +29,12 @@ from souverain.network.errors import (
 from souverain.network.fields import (
     DHCP_OWNER,
     flag_of,
-    int_of,
     only_fields,
     owner_named,
-    owner_of,
     text_of,
 )
 from souverain.network.ipam import InvalidInput
-from souverain.network.schemas import SubnetBody, dns_nameservers, host_routes
+from souverain.network.schemas import NetworkBody, SubnetBody, dns_nameservers, host_routes
 
 MAX_SEGMENT = 65535  # a conntrack zone is 16 bits; a VXLAN VNI has room for more
 
@@ -93,55 +91,29 @@ class Networks(Part):
         return [NetworkRecord(r, subnets.get(r.id, [])) for r in rows]
 
     def _network_fields(
-        self, ctx: RequestContext, body: dict[str, Any], row: m.Network | None
+        self, ctx: RequestContext, body: NetworkBody, row: m.Network | None
     ) -> dict[str, Any]:
-        only_fields(
-            body,
-            frozenset(
-                {
-                    "name",
-                    "description",
-                    "admin_state_up",
-                    "shared",
-                    "router:external",
-                    "mtu",
-                    "port_security_enabled",
-                    "project_id",
-                    "tenant_id",
-                    "availability_zone_hints",
-                    "tags",
-                }
-            ),
-            "network",
-        )
-        out: dict[str, Any] = {}
-        for name in ("name", "description"):
-            if name in body:
-                out[name] = text_of(body, name)
-        for name, attr in (
-            ("admin_state_up", "admin_state_up"),
-            ("port_security_enabled", "port_security_enabled"),
+        """The columns the body sets; sharing and externality change only for an admin."""
+        out: dict[str, Any] = dict(body.plain)
+        for name, attr, value in (
+            ("shared", "shared", body.shared),
+            ("router:external", "external", body.external),
         ):
-            if name in body:
-                out[attr] = flag_of(body, name, True)
-        for name, attr in (("shared", "shared"), ("router:external", "external")):
-            if name in body:
-                value = flag_of(body, name, False)
-                current = getattr(row, attr) if row is not None else False
-                if value != current and not ctx.is_admin:
-                    raise PolicyNotAuthorized(
-                        f"(rule:create_network and rule:create_network:{name}) is disallowed "
-                        "by policy"
-                    )
-                out[attr] = value
-        if "mtu" in body:
-            mtu = int_of(body["mtu"], "mtu")
-            if mtu is None or not 68 <= mtu <= self.settings.mtu:
+            if value is None:
+                continue
+            current = getattr(row, attr) if row is not None else False
+            if value != current and not ctx.is_admin:
+                raise PolicyNotAuthorized(
+                    f"(rule:create_network and rule:create_network:{name}) is disallowed by policy"
+                )
+            out[attr] = value
+        if body.mtu_given:
+            if body.mtu is None or not 68 <= body.mtu <= self.settings.mtu:
                 raise InvalidInput(
                     f"Invalid input for operation: Requested MTU is too big, maximum is "
                     f"{self.settings.mtu}."
                 )
-            out["mtu"] = mtu
+            out["mtu"] = body.mtu
         return out
 
     def new_network_row(
@@ -169,9 +141,9 @@ class Networks(Part):
             updated_at=now,
         )
 
-    def create_network(self, ctx: RequestContext, body: dict[str, Any]) -> NetworkRecord:
+    def create_network(self, ctx: RequestContext, body: NetworkBody) -> NetworkRecord:
         fields = self._network_fields(ctx, body, None)
-        project_id = owner_of(ctx, body)
+        project_id = owner_named(ctx, body.owner)
 
         def work(s: Session) -> NetworkRecord:
             self._lock_quota(s, project_id)
@@ -200,12 +172,12 @@ class Networks(Part):
             return self.records(s, s.scalars(stmt).all())
 
     def update_network(
-        self, ctx: RequestContext, network_id: str, body: dict[str, Any]
+        self, ctx: RequestContext, network_id: str, body: NetworkBody
     ) -> NetworkRecord:
         with self.db.session() as s:
             row = self._owned_network(s, ctx, network_id)
             fields = self._network_fields(ctx, body, row)
-            if "project_id" in body or "tenant_id" in body:
+            if body.owner_given:
                 raise BadRequest("Cannot update read-only attribute project_id")
             if fields.get("shared") is False and row.shared:
                 others = s.scalar(

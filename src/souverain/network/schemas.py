@@ -374,6 +374,56 @@ def floating_update(body: dict[str, Any]) -> FloatingBody:
     )
 
 
+NETWORK_FIELDS = frozenset(
+    {
+        "name",
+        "description",
+        "admin_state_up",
+        "shared",
+        "router:external",
+        "mtu",
+        "port_security_enabled",
+        "project_id",
+        "tenant_id",
+        "availability_zone_hints",
+        "tags",
+    }
+)
+
+
+@dataclass(frozen=True)
+class NetworkBody:
+    """A network create or update body; `None`: not given."""
+
+    owner: Any = None
+    owner_given: bool = False
+    plain: tuple[tuple[str, Any], ...] = ()  # name, description and the two flags given
+    shared: bool | None = None
+    external: bool | None = None  # `router:external`
+    mtu_given: bool = False
+    mtu: int | None = None  # the largest the cloud allows is the service's to say
+
+
+def network(body: dict[str, Any]) -> NetworkBody:
+    only_fields(body, NETWORK_FIELDS, "network")
+    plain: list[tuple[str, Any]] = []
+    for name in ("name", "description"):
+        if name in body:
+            plain.append((name, text_of(body, name)))
+    for name in ("admin_state_up", "port_security_enabled"):
+        if name in body:
+            plain.append((name, flag_of(body, name, True)))
+    return NetworkBody(
+        owner=body.get("project_id", body.get("tenant_id")),
+        owner_given="project_id" in body or "tenant_id" in body,
+        plain=tuple(plain),
+        shared=flag_of(body, "shared", False) if "shared" in body else None,
+        external=flag_of(body, "router:external", False) if "router:external" in body else None,
+        mtu_given="mtu" in body,
+        mtu=int_of(body["mtu"], "mtu") if "mtu" in body else None,
+    )
+
+
 @dataclass(frozen=True)
 class SubnetBody:
     """A subnet as asked for, checked against its own CIDR (not yet against the network's)."""
