@@ -327,7 +327,9 @@ class NetworkApi:
                     s.networks.create_subnet(ctx, schemas.subnet_create(body))
                 ),
                 lambda ctx, id_: views.subnet(s.networks.get_subnet(ctx, id_)),
-                lambda ctx, id_, body: views.subnet(s.networks.update_subnet(ctx, id_, body)),
+                lambda ctx, id_, body: views.subnet(
+                    s.networks.update_subnet(ctx, id_, schemas.subnet_update(body))
+                ),
                 s.networks.delete_subnet,
             ),
             "ports": Resource(

@@ -28,13 +28,15 @@ from souverain.network.errors import (
 )
 from souverain.network.fields import (
     DHCP_OWNER,
-    flag_of,
-    only_fields,
     owner_named,
-    text_of,
 )
 from souverain.network.ipam import InvalidInput
-from souverain.network.schemas import NetworkBody, SubnetBody, dns_nameservers, host_routes
+from souverain.network.schemas import (
+    NetworkBody,
+    SubnetBody,
+    SubnetChanges,
+    host_routes,
+)
 
 MAX_SEGMENT = 65535  # a conntrack zone is 16 bits; a VXLAN VNI has room for more
 
@@ -287,31 +289,18 @@ class Networks(Part):
                 )
             return list(s.scalars(stmt).all())
 
-    def update_subnet(self, ctx: RequestContext, subnet_id: str, body: dict[str, Any]) -> m.Subnet:
-        allowed = frozenset(
-            {
-                "name",
-                "description",
-                "gateway_ip",
-                "dns_nameservers",
-                "host_routes",
-                "enable_dhcp",
-                "allocation_pools",
-            }
-        )
-        only_fields(body, allowed, "subnet")
+    def update_subnet(self, ctx: RequestContext, subnet_id: str, body: SubnetChanges) -> m.Subnet:
         with self.db.session() as s:
             row = self.subnet(s, ctx, subnet_id)
             if not (ctx.is_admin or row.project_id == ctx.project_id):
                 raise PolicyNotAuthorized("rule:update_subnet is disallowed by policy")
             cidr = ipaddress.ip_network(row.cidr)
-            for name in ("name", "description"):
-                if name in body:
-                    setattr(row, name, text_of(body, name))
-            if "gateway_ip" in body:
-                row.gateway_ip = ipam.check_gateway(cidr, body["gateway_ip"])
-            if "allocation_pools" in body:
-                pools = ipam.check_pools(cidr, body["allocation_pools"], row.gateway_ip)
+            for name, value in body.texts:
+                setattr(row, name, value)
+            if body.gateway_given:
+                row.gateway_ip = ipam.check_gateway(cidr, body.gateway_ip)
+            if body.pools_given:
+                pools = ipam.check_pools(cidr, body.allocation_pools, row.gateway_ip)
                 row.allocation_pools = [p.view(row.ip_version) for p in pools]
             elif row.gateway_ip and ipam.in_pools(
                 int(ipaddress.ip_address(row.gateway_ip)), ipam.pools_of(row.allocation_pools)
@@ -319,12 +308,12 @@ class Networks(Part):
                 raise ipam.GatewayConflict(
                     f"Gateway ip {row.gateway_ip} conflicts with allocation pool."
                 )
-            if "dns_nameservers" in body:
-                row.dns_nameservers = dns_nameservers(body["dns_nameservers"] or [])
-            if "host_routes" in body:
-                row.host_routes = host_routes(body["host_routes"] or [], row.ip_version)
-            if "enable_dhcp" in body:
-                row.enable_dhcp = flag_of(body, "enable_dhcp", True)
+            if body.dns_nameservers is not None:
+                row.dns_nameservers = body.dns_nameservers
+            if body.routes_given:
+                row.host_routes = host_routes(body.host_routes or [], row.ip_version)
+            if body.enable_dhcp is not None:
+                row.enable_dhcp = body.enable_dhcp
             row.revision_number += 1
             row.updated_at = self._now()
             return row

@@ -490,6 +490,49 @@ def subnet(body: dict[str, Any]) -> SubnetBody:
     )
 
 
+@dataclass(frozen=True)
+class SubnetChanges:
+    """A subnet update. A gateway, pools and routes are checked by the family against the
+    subnet's own CIDR and IP version; `None` or not given: unchanged."""
+
+    texts: tuple[tuple[str, str], ...] = ()
+    gateway_given: bool = False
+    gateway_ip: Any = None
+    pools_given: bool = False
+    allocation_pools: Any = None
+    dns_nameservers: list[str] | None = None
+    routes_given: bool = False
+    host_routes: Any = None
+    enable_dhcp: bool | None = None
+
+
+def subnet_update(body: dict[str, Any]) -> SubnetChanges:
+    allowed = frozenset(
+        {
+            "name",
+            "description",
+            "gateway_ip",
+            "dns_nameservers",
+            "host_routes",
+            "enable_dhcp",
+            "allocation_pools",
+        }
+    )
+    only_fields(body, allowed, "subnet")
+    given = "dns_nameservers" in body
+    return SubnetChanges(
+        texts=tuple((n, text_of(body, n)) for n in ("name", "description") if n in body),
+        gateway_given="gateway_ip" in body,
+        gateway_ip=body.get("gateway_ip"),
+        pools_given="allocation_pools" in body,
+        allocation_pools=body.get("allocation_pools"),
+        dns_nameservers=dns_nameservers(body["dns_nameservers"] or []) if given else None,
+        routes_given="host_routes" in body,
+        host_routes=body.get("host_routes"),
+        enable_dhcp=flag_of(body, "enable_dhcp", True) if "enable_dhcp" in body else None,
+    )
+
+
 def dns_nameservers(value: Any) -> list[str]:
     if not isinstance(value, list) or len(value) > MAX_DNS:
         raise InvalidInput(
