@@ -308,6 +308,13 @@ class NetworkApi:
 
     def _resources(self) -> dict[str, Resource]:
         """Each collection's calls, parsing bodies with `schemas` and answering with `views`."""
+        return {
+            **self._network_resources(),
+            **self._security_resources(),
+            **self._routing_resources(),
+        }
+
+    def _network_resources(self) -> dict[str, Resource]:
         s = self.service
         return {
             "networks": Resource(
@@ -341,6 +348,11 @@ class NetworkApi:
                 ),
                 s.ports.delete_port,
             ),
+        }
+
+    def _security_resources(self) -> dict[str, Resource]:
+        s = self.service
+        return {
             "security-groups": Resource(
                 lambda ctx, q: _page(
                     s.groups.list_security_groups(ctx), views.security_group, q, "Security group"
@@ -370,6 +382,11 @@ class NetworkApi:
                 None,
                 s.groups.delete_security_group_rule,
             ),
+        }
+
+    def _routing_resources(self) -> dict[str, Resource]:
+        s = self.service
+        return {
             "routers": Resource(
                 lambda ctx, q: _page(s.routers.list_routers(ctx), views.router, q, "Router"),
                 lambda ctx, body: views.router(
