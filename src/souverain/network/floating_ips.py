@@ -26,11 +26,7 @@ from souverain.network.errors import (
     PolicyNotAuthorized,
     PortNotFound,
 )
-from souverain.network.fields import (
-    FLOATING_OWNER,
-    ROUTER_INTERFACE,
-    owner_named,
-)
+from souverain.network.fields import FLOATING_OWNER, ROUTER_INTERFACE, owner_named
 from souverain.network.schemas import FloatingBody
 
 

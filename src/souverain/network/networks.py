@@ -26,17 +26,9 @@ from souverain.network.errors import (
     SubnetInUse,
     SubnetNotFound,
 )
-from souverain.network.fields import (
-    DHCP_OWNER,
-    owner_named,
-)
+from souverain.network.fields import DHCP_OWNER, owner_named
 from souverain.network.ipam import InvalidInput
-from souverain.network.schemas import (
-    NetworkBody,
-    SubnetBody,
-    SubnetChanges,
-    host_routes,
-)
+from souverain.network.schemas import NetworkBody, SubnetBody, SubnetChanges, host_routes
 
 MAX_SEGMENT = 65535  # a conntrack zone is 16 bits; a VXLAN VNI has room for more
 

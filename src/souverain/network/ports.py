@@ -29,11 +29,7 @@ from souverain.network.errors import (
     PortNotFound,
     SecurityGroupNotFound,
 )
-from souverain.network.fields import (
-    SERVICE_OWNERS,
-    new_mac,
-    owner_named,
-)
+from souverain.network.fields import SERVICE_OWNERS, new_mac, owner_named
 from souverain.network.ipam import InvalidInput
 from souverain.network.listing import ListQuery
 from souverain.network.schemas import FixedIp, PortBody

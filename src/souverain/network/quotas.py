@@ -15,15 +15,8 @@ from souverain.common.errors import BadRequest
 from souverain.common.quota import effective_limits
 from souverain.network import models as m
 from souverain.network.core import Part
-from souverain.network.errors import (
-    OverQuota,
-    PolicyNotAuthorized,
-)
-from souverain.network.fields import (
-    QUOTA_RESOURCES,
-    check_id,
-    int_of,
-)
+from souverain.network.errors import OverQuota, PolicyNotAuthorized
+from souverain.network.fields import QUOTA_RESOURCES, check_id, int_of
 from souverain.network.ipam import InvalidInput
 
 

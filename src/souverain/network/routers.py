@@ -30,11 +30,7 @@ from souverain.network.errors import (
     RouterNotFound,
     SubnetNotFound,
 )
-from souverain.network.fields import (
-    ROUTER_GATEWAY,
-    ROUTER_INTERFACE,
-    owner_named,
-)
+from souverain.network.fields import ROUTER_GATEWAY, ROUTER_INTERFACE, owner_named
 from souverain.network.schemas import FixedIp, Gateway, InterfaceBody, RouterBody
 
 

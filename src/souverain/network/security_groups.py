@@ -25,9 +25,7 @@ from souverain.network.errors import (
     SecurityGroupRuleExists,
     SecurityGroupRuleNotFound,
 )
-from souverain.network.fields import (
-    owner_named,
-)
+from souverain.network.fields import owner_named
 from souverain.network.schemas import GroupBody, RuleBody
 
 

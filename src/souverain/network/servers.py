@@ -13,16 +13,8 @@ from souverain.common.context import RequestContext
 from souverain.network import ipam, schemas
 from souverain.network import models as m
 from souverain.network.core import Part
-from souverain.network.errors import (
-    OverQuota,
-    PortInUse,
-    PortNotFound,
-)
-from souverain.network.fields import (
-    AUTO_NETWORK,
-    AUTO_ROUTER,
-    COMPUTE_OWNER,
-)
+from souverain.network.errors import OverQuota, PortInUse, PortNotFound
+from souverain.network.fields import AUTO_NETWORK, AUTO_ROUTER, COMPUTE_OWNER
 from souverain.network.networks import NetworkRecord
 from souverain.network.ports import PortRecord
 from souverain.network.schemas import Gateway, InterfaceBody, RouterBody

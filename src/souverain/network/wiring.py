@@ -15,13 +15,8 @@ from souverain.common.metering import gib
 from souverain.network import models as m
 from souverain.network.core import Part
 from souverain.network.dataplane import Dataplane, DhcpHost, SubnetSpec
-from souverain.network.errors import (
-    PortNotFound,
-)
-from souverain.network.fields import (
-    DHCP_OWNER,
-    ROUTER_INTERFACE,
-)
+from souverain.network.errors import PortNotFound
+from souverain.network.fields import DHCP_OWNER, ROUTER_INTERFACE
 from souverain.network.firewall import NetworkZone, PortFilter, Rule
 from souverain.network.routing import FloatingIp as FloatingNat
 from souverain.network.routing import RouterGateway, RouterInterface
