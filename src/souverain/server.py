@@ -43,6 +43,7 @@ from souverain.image.store import ImageStore
 from souverain.network import api as network_api
 from souverain.network.dataplane import Dataplane
 from souverain.network.firewall import Firewall
+from souverain.network.host import HostNetwork
 from souverain.network.routing import Routing
 from souverain.network.service import NetworkService
 from souverain.objectstore.service import ObjectStoreService
@@ -302,7 +303,7 @@ def _dataplane_prefix(digest: str) -> str:
 def _network(
     settings: Settings, db: Database, identity: IdentityService, clock: Clock
 ) -> NetworkService:
-    service = NetworkService(db, identity, clock, settings.network)
+    host = None
     # bridges, taps and namespaces need root; without, servers take networks none (or the
     # isolated user-mode NIC for auto)
     if settings.network.dataplane and os.geteuid() == 0:
@@ -313,10 +314,8 @@ def _network(
         for directory in (run_dir.parent, run_dir):  # dnsmasq runs as nobody: it must get in
             os.chmod(directory, 0o755)  # noqa: S103 - dnsmasq (nobody) reads below
         plane = Dataplane(run_dir, prefix=_dataplane_prefix(digest))
-        service.dataplane = plane
-        service.routing = Routing(plane)
-        service.firewall = Firewall(plane.prefix)
-    return service
+        host = HostNetwork(plane, Routing(plane), Firewall(plane.prefix))
+    return NetworkService(db, identity, clock, settings.network, host)
 
 
 def _compute(

@@ -1,31 +1,37 @@
 """Neutron v2.0 wire format: version discovery, extensions, routes, list parameters, error body.
 
-Mounted at `/network`; clients append `/v2.0`. This module holds no rules:
-tenancy, IPAM and quotas live in `NetworkService`. A path may end in `.json`,
-as Neutron allows (openstacksdk asks for `/quotas/{id}/details.json`).
+Mounted at `/network`; clients append `/v2.0`. Every route goes through the edge and
+names its policy action (`network:port:create`). This module holds no rules: tenancy,
+IPAM and quotas live in the service's families; bodies are checked by `schemas` and
+answers shaped by `views`. A path may end in `.json`, as Neutron allows (openstacksdk
+asks for `/quotas/{id}/details.json`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, Router
+from starlette.routing import Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest
+from souverain.common.errors import BadRequest, MethodNotAllowed, NotFound
 from souverain.common.jsoncodec import JSONResponse
-from souverain.network.service import ListQuery, NetworkService, Page
-from souverain.openstack.auth import audit, authenticate
+from souverain.network import schemas, views
+from souverain.network.listing import ListQuery, Page, select_page
+from souverain.network.service import NetworkService
+from souverain.openstack.auth import audit
 from souverain.openstack.body import member, read_json
 from souverain.openstack.faults import ErrorLayer
 from souverain.openstack.links import base_url
+from souverain.openstack.routing import Edge, EdgeRoute
 
 PREFIX = "/network"
 LIST_PARAMS = frozenset({"fields", "sort_key", "sort_dir", "limit", "marker", "page_reverse"})
@@ -82,6 +88,19 @@ COLLECTIONS = {
 }
 
 Handler = Callable[[Request, RequestContext], Awaitable[Response]]
+View = dict[str, Any]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What one collection's routes call, each answering in Neutron's wire shape."""
+
+    lister: Callable[[RequestContext, ListQuery], Page]
+    creator: Callable[[RequestContext, dict[str, Any]], View]
+    getter: Callable[[RequestContext, str], View]
+    updater: Callable[[RequestContext, str, dict[str, Any]], View] | None  # None: 405
+    deleter: Callable[[RequestContext, str], None]
 
 
 def render_error(_path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
@@ -132,6 +151,12 @@ def list_query(request: Request) -> ListQuery:
     )
 
 
+def _page(records: Iterable[T], view: Callable[[T], View], query: ListQuery, kind: str) -> Page:
+    """Neutron's filters, sort and page, applied to the shown resources (filters name wire
+    attributes, `fixed_ips=ip_address=...` included)."""
+    return select_page([view(r) for r in records], query, kind)
+
+
 def _fields(request: Request, view: dict[str, Any]) -> dict[str, Any]:
     wanted = [f for f in request.query_params.getlist("fields") if f]
     if not wanted:
@@ -147,34 +172,60 @@ class NetworkApi:
     def base(self, request: Request) -> str:
         return base_url(request, self.public_url, PREFIX)
 
-    def _call(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            ctx = authenticate(self.service.identity, request)
-            return await handler(request, ctx)
-
-        return endpoint
-
-    def routes(self) -> list[Route]:
-        c = self._call
+    def routes(self) -> list[EdgeRoute]:
+        edge = Edge(self.service.identity)
         routes = [
-            Route("/", self.versions, methods=["GET"]),
-            Route("/v2.0", c(self.resources), methods=["GET"]),
-            Route("/v2.0/", c(self.resources), methods=["GET"]),
-            Route("/v2.0/extensions", c(self.extensions), methods=["GET"]),
-            Route("/v2.0/extensions/{alias}", c(self.extension), methods=["GET"]),
-            Route("/v2.0/quotas", c(self.quotas), methods=["GET"]),
-            Route("/v2.0/quotas/{project}", c(self.quota), methods=["GET", "PUT", "DELETE"]),
-            Route("/v2.0/quotas/{project}/default", c(self.quota_default), methods=["GET"]),
-            Route("/v2.0/quotas/{project}/details", c(self.quota_details), methods=["GET"]),
+            edge.public("/", self.versions, {"GET": "network:version:show"}),
+            edge.route("/v2.0", self.resources, {"GET": "network:resource:list"}),
+            edge.route("/v2.0/", self.resources, {"GET": "network:resource:list"}),
+            edge.route("/v2.0/extensions", self.extensions, {"GET": "network:extension:list"}),
+            edge.route(
+                "/v2.0/extensions/{alias}", self.extension, {"GET": "network:extension:show"}
+            ),
+            edge.route("/v2.0/quotas", self.quotas, {"GET": "network:quota:list"}),
+            edge.route(
+                "/v2.0/quotas/{project}",
+                self.quota,
+                {
+                    "GET": "network:quota:show",
+                    "PUT": "network:quota:update",
+                    "DELETE": "network:quota:delete",
+                },
+            ),
+            edge.route(
+                "/v2.0/quotas/{project}/default",
+                self.quota_default,
+                {"GET": "network:quota:show_default"},
+            ),
+            edge.route(
+                "/v2.0/quotas/{project}/details",
+                self.quota_details,
+                {"GET": "network:quota:show_details"},
+            ),
         ]
-        for path in COLLECTIONS:
-            routes.append(Route(f"/v2.0/{path}", c(self.collection(path)), methods=["GET", "POST"]))
+        for path, (_, single) in COLLECTIONS.items():
+            name = f"network:{single}"
             routes.append(
-                Route(f"/v2.0/{path}/{{id}}", c(self.item(path)), methods=["GET", "PUT", "DELETE"])
+                edge.route(
+                    f"/v2.0/{path}",
+                    self.collection(path),
+                    {"GET": f"{name}:list", "POST": f"{name}:create"},
+                )
+            )
+            routes.append(
+                edge.route(
+                    f"/v2.0/{path}/{{id}}",
+                    self.item(path),
+                    {"GET": f"{name}:show", "PUT": f"{name}:update", "DELETE": f"{name}:delete"},
+                )
             )
         for action in ("add_router_interface", "remove_router_interface"):
             routes.append(
-                Route(f"/v2.0/routers/{{id}}/{action}", c(self.router_action), methods=["PUT"])
+                edge.route(
+                    f"/v2.0/routers/{{id}}/{action}",
+                    self.router_action,
+                    {"PUT": f"network:router:{action}"},
+                )
             )
         return routes
 
@@ -184,12 +235,12 @@ class NetworkApi:
         audit(request, f"network.router.{action}", "router", router_id)
         data = await read_json(request)
         handler = (
-            self.service.add_router_interface
+            self.service.routers.add_router_interface
             if action == "add_router_interface"
-            else self.service.remove_router_interface
+            else self.service.routers.remove_router_interface
         )
-        info = await asyncio.to_thread(handler, ctx, router_id, data)
-        return JSONResponse(info)
+        info = await asyncio.to_thread(handler, ctx, router_id, schemas.router_interface(data))
+        return JSONResponse(views.router_interface(info))
 
     # -------------------------------------------------------------- discovery
 
@@ -225,8 +276,6 @@ class NetworkApi:
     async def extension(self, request: Request, ctx: RequestContext) -> Response:
         alias = request.path_params["alias"]
         if alias not in EXTENSIONS:
-            from souverain.common.errors import NotFound
-
             raise NotFound(f"Extension with alias {alias[:64]} does not exist")
         return JSONResponse({"extension": self._extension(alias)})
 
@@ -257,37 +306,126 @@ class NetworkApi:
             links.append({"rel": "previous", "href": f"{href}?{urlencode(params)}"})
         return {f"{plural}_links": links} if links else {}
 
+    def _resources(self) -> dict[str, Resource]:
+        """Each collection's calls, parsing bodies with `schemas` and answering with `views`."""
+        return {
+            **self._network_resources(),
+            **self._security_resources(),
+            **self._routing_resources(),
+        }
+
+    def _network_resources(self) -> dict[str, Resource]:
+        s = self.service
+        return {
+            "networks": Resource(
+                lambda ctx, q: _page(s.networks.list_networks(ctx), views.network, q, "Network"),
+                lambda ctx, body: views.network(
+                    s.networks.create_network(ctx, schemas.network(body))
+                ),
+                lambda ctx, id_: views.network(s.networks.get_network(ctx, id_)),
+                lambda ctx, id_, body: views.network(
+                    s.networks.update_network(ctx, id_, schemas.network(body))
+                ),
+                s.networks.delete_network,
+            ),
+            "subnets": Resource(
+                lambda ctx, q: _page(s.networks.list_subnets(ctx), views.subnet, q, "Subnet"),
+                lambda ctx, body: views.subnet(
+                    s.networks.create_subnet(ctx, schemas.subnet_create(body))
+                ),
+                lambda ctx, id_: views.subnet(s.networks.get_subnet(ctx, id_)),
+                lambda ctx, id_, body: views.subnet(
+                    s.networks.update_subnet(ctx, id_, schemas.subnet_update(body))
+                ),
+                s.networks.delete_subnet,
+            ),
+            "ports": Resource(
+                lambda ctx, q: _page(s.ports.list_ports(ctx, q), views.port, q, "Port"),
+                lambda ctx, body: views.port(s.ports.create_port(ctx, schemas.port_create(body))),
+                lambda ctx, id_: views.port(s.ports.get_port(ctx, id_)),
+                lambda ctx, id_, body: views.port(
+                    s.ports.update_port(ctx, id_, schemas.port_update(body))
+                ),
+                s.ports.delete_port,
+            ),
+        }
+
+    def _security_resources(self) -> dict[str, Resource]:
+        s = self.service
+        return {
+            "security-groups": Resource(
+                lambda ctx, q: _page(
+                    s.groups.list_security_groups(ctx), views.security_group, q, "Security group"
+                ),
+                lambda ctx, body: views.security_group(
+                    s.groups.create_security_group(ctx, schemas.group_create(body))
+                ),
+                lambda ctx, id_: views.security_group(s.groups.get_security_group(ctx, id_)),
+                lambda ctx, id_, body: views.security_group(
+                    s.groups.update_security_group(ctx, id_, schemas.group_update(body))
+                ),
+                s.groups.delete_security_group,
+            ),
+            "security-group-rules": Resource(
+                lambda ctx, q: _page(
+                    s.groups.list_security_group_rules(ctx),
+                    views.security_group_rule,
+                    q,
+                    "Security group rule",
+                ),
+                lambda ctx, body: views.security_group_rule(
+                    s.groups.create_security_group_rule(ctx, schemas.rule_create(body))
+                ),
+                lambda ctx, id_: views.security_group_rule(
+                    s.groups.get_security_group_rule(ctx, id_)
+                ),
+                None,
+                s.groups.delete_security_group_rule,
+            ),
+        }
+
+    def _routing_resources(self) -> dict[str, Resource]:
+        s = self.service
+        return {
+            "routers": Resource(
+                lambda ctx, q: _page(s.routers.list_routers(ctx), views.router, q, "Router"),
+                lambda ctx, body: views.router(
+                    s.routers.create_router(ctx, schemas.router_create(body))
+                ),
+                lambda ctx, id_: views.router(s.routers.get_router(ctx, id_)),
+                lambda ctx, id_, body: views.router(
+                    s.routers.update_router(ctx, id_, schemas.router_update(body))
+                ),
+                s.routers.delete_router,
+            ),
+            "floatingips": Resource(
+                lambda ctx, q: _page(
+                    s.floating_ips.list_floating_ips(ctx), views.floating_ip, q, "Floating IP"
+                ),
+                lambda ctx, body: views.floating_ip(
+                    s.floating_ips.create_floating_ip(ctx, schemas.floating_create(body))
+                ),
+                lambda ctx, id_: views.floating_ip(s.floating_ips.get_floating_ip(ctx, id_)),
+                lambda ctx, id_, body: views.floating_ip(
+                    s.floating_ips.update_floating_ip(ctx, id_, schemas.floating_update(body))
+                ),
+                s.floating_ips.delete_floating_ip,
+            ),
+        }
+
     def collection(self, path: str) -> Handler:
         plural, single = COLLECTIONS[path]
-        s = self.service
-        lister = {
-            "networks": s.list_networks,
-            "subnets": s.list_subnets,
-            "ports": s.list_ports,
-            "security-groups": s.list_security_groups,
-            "security-group-rules": s.list_security_group_rules,
-            "routers": s.list_routers,
-            "floatingips": s.list_floating_ips,
-        }[path]
-        creator = {
-            "networks": s.create_network,
-            "subnets": s.create_subnet,
-            "ports": s.create_port,
-            "security-groups": s.create_security_group,
-            "security-group-rules": s.create_security_group_rule,
-            "routers": s.create_router,
-            "floatingips": s.create_floating_ip,
-        }[path]
+        resource = self._resources()[path]
 
         async def handle(request: Request, ctx: RequestContext) -> Response:
             if request.method == "GET":
-                page = await asyncio.to_thread(lister, ctx, list_query(request))
+                page = await asyncio.to_thread(resource.lister, ctx, list_query(request))
                 body: dict[str, Any] = {plural: [_fields(request, v) for v in page.items]}
                 body.update(self._links(request, path, plural, page))
                 return JSONResponse(body)
             audit(request, f"network.{single}.create", single, None)
             data = member(await read_json(request), single)
-            view = await asyncio.to_thread(creator, ctx, data)
+            view = await asyncio.to_thread(resource.creator, ctx, data)
             audit(request, f"network.{single}.create", single, view["id"])
             return JSONResponse({single: view}, 201)
 
@@ -295,51 +433,22 @@ class NetworkApi:
 
     def item(self, path: str) -> Handler:
         _, single = COLLECTIONS[path]
-        s = self.service
-        getter = {
-            "networks": s.get_network,
-            "subnets": s.get_subnet,
-            "ports": s.get_port,
-            "security-groups": s.get_security_group,
-            "security-group-rules": s.get_security_group_rule,
-            "routers": s.get_router,
-            "floatingips": s.get_floating_ip,
-        }[path]
-        updater: Callable[[RequestContext, str, dict[str, Any]], dict[str, Any]] | None = {
-            "networks": s.update_network,
-            "subnets": s.update_subnet,
-            "ports": s.update_port,
-            "security-groups": s.update_security_group,
-            "security-group-rules": None,
-            "routers": s.update_router,
-            "floatingips": s.update_floating_ip,
-        }[path]
-        deleter = {
-            "networks": s.delete_network,
-            "subnets": s.delete_subnet,
-            "ports": s.delete_port,
-            "security-groups": s.delete_security_group,
-            "security-group-rules": s.delete_security_group_rule,
-            "routers": s.delete_router,
-            "floatingips": s.delete_floating_ip,
-        }[path]
+        resource = self._resources()[path]
 
         async def handle(request: Request, ctx: RequestContext) -> Response:
             item_id = request.path_params["id"]
             if request.method == "GET":
-                view = await asyncio.to_thread(getter, ctx, item_id)
+                view = await asyncio.to_thread(resource.getter, ctx, item_id)
                 return JSONResponse({single: _fields(request, view)})
             if request.method == "PUT":
                 audit(request, f"network.{single}.update", single, item_id)
-                if updater is None:
-                    from souverain.common.errors import MethodNotAllowed
-
+                if resource.updater is None:
                     raise MethodNotAllowed("Security group rules cannot be updated.")
                 data = member(await read_json(request), single)
-                view = await asyncio.to_thread(updater, ctx, item_id, data)
+                view = await asyncio.to_thread(resource.updater, ctx, item_id, data)
                 return JSONResponse({single: view})
             audit(request, f"network.{single}.delete", single, item_id)
-            await asyncio.to_thread(deleter, ctx, item_id)
+            await asyncio.to_thread(resource.deleter, ctx, item_id)
             return Response(status_code=204)
 
         return handle
@@ -347,31 +456,33 @@ class NetworkApi:
     # -------------------------------------------------------------- quotas
 
     async def quotas(self, request: Request, ctx: RequestContext) -> Response:
-        rows = await asyncio.to_thread(self.service.list_quotas, ctx)
+        rows = await asyncio.to_thread(self.service.quotas.list_quotas, ctx)
         return JSONResponse({"quotas": rows})
 
     async def quota(self, request: Request, ctx: RequestContext) -> Response:
         project_id = request.path_params["project"]
         if request.method == "GET":
-            limits = await asyncio.to_thread(self.service.quota_of, ctx, project_id)
+            limits = await asyncio.to_thread(self.service.quotas.quota_of, ctx, project_id)
             return JSONResponse({"quota": limits})
         if request.method == "PUT":
             audit(request, "network.quota.update", "project", project_id)
             changes = member(await read_json(request), "quota")
             changes = {k: v for k, v in changes.items() if k not in ("force", "check_limit")}
-            limits = await asyncio.to_thread(self.service.update_quota, ctx, project_id, changes)
+            limits = await asyncio.to_thread(
+                self.service.quotas.update_quota, ctx, project_id, changes
+            )
             return JSONResponse({"quota": limits})
         audit(request, "network.quota.delete", "project", project_id)
-        await asyncio.to_thread(self.service.reset_quota, ctx, project_id)
+        await asyncio.to_thread(self.service.quotas.reset_quota, ctx, project_id)
         return Response(status_code=204)
 
     async def quota_default(self, request: Request, ctx: RequestContext) -> Response:
-        limits = self.service.default_limits()
+        limits = self.service.quotas.default_limits()
         return JSONResponse({"quota": limits})
 
     async def quota_details(self, request: Request, ctx: RequestContext) -> Response:
         project_id = request.path_params["project"]
-        details = await asyncio.to_thread(self.service.quota_details, ctx, project_id)
+        details = await asyncio.to_thread(self.service.quotas.quota_details, ctx, project_id)
         return JSONResponse({"quota": details})
 
 
