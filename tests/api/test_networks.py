@@ -467,6 +467,10 @@ def test_filters_or_fields_sort_and_pagination(me: Neutron) -> None:
     neutron_error(me.get("/networks", params={"bogus": "1"}), 400, "HTTPBadRequest")
     neutron_error(me.get("/networks", params={"sort_key": "bogus"}), 400, "HTTPBadRequest")
     neutron_error(me.get("/networks", params={"limit": "-1"}), 400, "HTTPBadRequest")
+    bad_reverse = me.get("/networks", params={**mine, "limit": 1, "page_reverse": "sideways"})
+    assert "page_reverse" in neutron_error(bad_reverse, 400, "HTTPBadRequest")
+    reverse = me.get("/networks", params={**mine, "limit": 1, "page_reverse": "yes"})
+    assert reverse.status_code == 200
 
 
 def test_ports_filter_by_network_and_fixed_ip(me: Neutron) -> None:

@@ -22,7 +22,7 @@ from souverain.compute.api_base import Handlers
 from souverain.openstack.auth import audit
 from souverain.openstack.body import read_json
 from souverain.openstack.microversion import Version
-from souverain.openstack.query import parse_limit
+from souverain.openstack.query import parse_flag, parse_limit
 
 # Every status Nova knows; from 2.38 a filter on any other is a 400, before it matches nothing.
 SERVER_STATUSES = frozenset(
@@ -84,7 +84,7 @@ def list_filters(request: Request, ctx: RequestContext, v: Version) -> dict[str,
             raise BadRequest("Invalid input for query parameters changes-since.") from None
     all_tenants = q.get("all_tenants")
     if all_tenants is not None:
-        filters["all_tenants"] = all_tenants.lower() not in ("0", "false", "off", "no")
+        filters["all_tenants"] = parse_flag("all_tenants", all_tenants)
         if not ctx.is_admin:
             filters["all_tenants"] = False
     if q.get("deleted", "").lower() in ("true", "1"):

@@ -31,6 +31,7 @@ from souverain.openstack.auth import audit
 from souverain.openstack.body import member, read_json
 from souverain.openstack.faults import ErrorLayer
 from souverain.openstack.links import base_url
+from souverain.openstack.query import parse_bool
 from souverain.openstack.routing import Edge, EdgeRoute
 
 PREFIX = "/network"
@@ -110,14 +111,6 @@ def render_error(_path: str, status: int, title: str, message: str) -> tuple[byt
     return json.dumps(body).encode(), "application/json"
 
 
-def _bool(raw: str, name: str) -> bool:
-    if raw.lower() in ("true", "1"):
-        return True
-    if raw.lower() in ("false", "0"):
-        return False
-    raise BadRequest(f"Invalid value for {name[:32]}: '{raw[:32]}' is not a boolean.")
-
-
 def list_query(request: Request) -> ListQuery:
     """Filters (a repeated key means OR), sort keys and directions, and the page."""
     params = request.query_params
@@ -145,7 +138,7 @@ def list_query(request: Request) -> ListQuery:
         sort=tuple(zip(keys, dirs or ["asc"] * len(keys), strict=True)),
         limit=limit,
         marker=params.get("marker") or None,
-        page_reverse=_bool(params["page_reverse"], "page_reverse")
+        page_reverse=parse_bool("page_reverse", params["page_reverse"])
         if "page_reverse" in params
         else False,
     )

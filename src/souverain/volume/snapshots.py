@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import select, update
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest, Forbidden, NotFound
+from souverain.common.errors import BadRequest, Forbidden
+from souverain.volume import metadata
 from souverain.volume import models as m
 from souverain.volume.backend import BackendError
 from souverain.volume.quotas import Quotas
@@ -28,7 +29,6 @@ from souverain.volume.rules import (
     visible_volume,
 )
 from souverain.volume.schemas import Described, SnapshotCreate
-from souverain.volume.schemas import metadata as check_metadata
 from souverain.volume.state import VolumeStates
 
 log = logging.getLogger("souverain.volume")
@@ -153,21 +153,13 @@ class Snapshots:
     ) -> dict[str, str]:
         with self.shared.db.session() as s:
             row = visible_snapshot(s, ctx, snapshot_id)
-            merged = dict(items) if replace else {**(row.meta or {}), **items}
-            check_metadata(merged)
-            row.meta = merged
-            row.updated_at = self.shared.clock.now()
-            return dict(merged)
+            return metadata.set_items(row, items, replace, self.shared.clock.now())
 
     def delete_metadata_item(self, ctx: RequestContext, snapshot_id: str, key: str) -> None:
         with self.shared.db.session() as s:
-            row = visible_snapshot(s, ctx, snapshot_id)
-            meta = dict(row.meta or {})
-            if key not in meta:
-                raise NotFound(f"Metadata item was not found: {key[:255]}")
-            del meta[key]
-            row.meta = meta
-            row.updated_at = self.shared.clock.now()
+            metadata.delete_item(
+                visible_snapshot(s, ctx, snapshot_id), key, self.shared.clock.now()
+            )
 
     def delete(self, ctx: RequestContext, snapshot_id: str, force: bool = False) -> None:
         if force:

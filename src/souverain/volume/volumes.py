@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import select, update
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest, NotFound
+from souverain.common.errors import BadRequest
+from souverain.volume import metadata
 from souverain.volume import models as m
 from souverain.volume.backend import BackendError
 from souverain.volume.quotas import Quotas
@@ -33,7 +34,6 @@ from souverain.volume.rules import (
     visible_volume,
 )
 from souverain.volume.schemas import Described, StatusReset, UploadToImage, within_limit
-from souverain.volume.schemas import metadata as check_metadata
 from souverain.volume.snapshots import Snapshots
 from souverain.volume.state import ATTACHED, DELETABLE, VolumeStates
 
@@ -139,21 +139,11 @@ class Volumes:
     ) -> dict[str, str]:
         with self.shared.db.session() as s:
             row = visible_volume(s, ctx, volume_id)
-            merged = dict(items) if replace else {**(row.meta or {}), **items}
-            check_metadata(merged)
-            row.meta = merged
-            row.updated_at = self.shared.clock.now()
-            return dict(merged)
+            return metadata.set_items(row, items, replace, self.shared.clock.now())
 
     def delete_metadata_item(self, ctx: RequestContext, volume_id: str, key: str) -> None:
         with self.shared.db.session() as s:
-            row = visible_volume(s, ctx, volume_id)
-            meta = dict(row.meta or {})
-            if key not in meta:
-                raise NotFound(f"Metadata item was not found: {key[:255]}")
-            del meta[key]
-            row.meta = meta
-            row.updated_at = self.shared.clock.now()
+            metadata.delete_item(visible_volume(s, ctx, volume_id), key, self.shared.clock.now())
 
     def set_bootable(self, ctx: RequestContext, volume_id: str, flag: bool) -> None:
         with self.shared.db.session() as s:
