@@ -1,14 +1,27 @@
-"""A run of the suite leaves the host as it found it. The witness: the nftables tables
+"""Two session-wide rules.
+
+A run of the suite leaves the host as it found it. The witness: the nftables tables
 Souverain names (`souverain-<prefix>...`, three per cloud with a data plane, made beside
-its bridge and namespaces) that exist after the last test existed before the first."""
+its bridge and namespaces) that exist after the last test existed before the first.
+
+Where everything a test needs is present (root and the system packages, as on CI), a
+skipped test fails the run: a skip there hides a test that no longer runs. `.ci/run`
+sets `SOUVERAIN_FORBID_SKIPS=1`; without the variable the rule applies when this host
+has root and the tools, and `SOUVERAIN_FORBID_SKIPS=0` turns it off. A developer
+without root still runs the rest, skips allowed."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 
 import pytest
+
+# What the skipping tests wait for (scripts/system-packages.txt installs them).
+TOOLS = ("qemu-system-x86_64", "qemu-img", "dnsmasq", "nft", "ip", "rclone", "busybox")
+_skipped: list[str] = []
 
 
 def souverain_tables() -> set[str]:
@@ -25,3 +38,26 @@ def host_left_as_found() -> Iterator[None]:
     yield
     left = sorted(souverain_tables() - before)
     assert not left, f"the tests left {len(left)} nftables table(s) behind: {left[:6]}"
+
+
+def forbid_skips() -> bool:
+    flag = os.environ.get("SOUVERAIN_FORBID_SKIPS")
+    if flag is not None:
+        return flag not in ("", "0")
+    return os.geteuid() == 0 and all(shutil.which(tool) for tool in TOOLS)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _skipped and forbid_skips():
+        names = ", ".join(_skipped[:5]) + (" ..." if len(_skipped) > 5 else "")
+        print(f"\n{len(_skipped)} test(s) skipped where none may be: {names}")
+        print(
+            "Every tool is here (root, system packages): a skip hides a test that no longer runs."
+        )
+        print("Fix the cause the skip names; SOUVERAIN_FORBID_SKIPS=0 allows skips on a dev host.")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

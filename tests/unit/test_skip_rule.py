@@ -1,0 +1,41 @@
+"""The suite's skip rule, run on a throwaway suite with the same conftest: a skip fails
+the run where skips are forbidden (CI), and only there."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
+
+
+def _run(tmp_path: Path, forbid: str) -> subprocess.CompletedProcess[str]:
+    shutil.copy(CONFTEST, tmp_path / "conftest.py")
+    (tmp_path / "test_sample.py").write_text(
+        "import pytest\n\n\ndef test_runs():\n    pass\n\n\n"
+        "def test_skips():\n    pytest.skip('a tool is missing')\n"
+    )
+    env = {**os.environ, "SOUVERAIN_FORBID_SKIPS": forbid}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_skip_fails_the_run_where_skips_are_forbidden(tmp_path: Path) -> None:
+    run = _run(tmp_path, "1")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "1 test(s) skipped where none may be: test_sample.py::test_skips" in run.stdout
+
+
+def test_a_developer_may_allow_skips(tmp_path: Path) -> None:
+    run = _run(tmp_path, "0")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed, 1 skipped" in run.stdout
