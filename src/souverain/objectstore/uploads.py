@@ -267,7 +267,8 @@ class Uploads:
         for upload_id, bucket_id, project_id, name in expired:
             with self.db.session() as s:
                 begin_write(s)
-                if s.get(m.Upload, upload_id) is None:
+                # locked, so a sweep of another process waits here and then finds it gone
+                if s.get(m.Upload, upload_id, with_for_update=True) is None:
                     continue
                 freed = self._drop(s, bucket_id, upload_id)
             self.store.delete(freed)
