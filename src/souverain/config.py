@@ -92,6 +92,11 @@ class ObjectStoreSettings(_Section):
         le=3600,
         description="seconds between meter flushes: a bucket's object.gb gauge and its egress",
     )
+    abort_incomplete_after: int = Field(
+        default=7 * 24 * 3600,
+        ge=0,
+        description="seconds before the server aborts an unfinished multipart upload; 0: never",
+    )
 
 
 class ImageSettings(_Section):

@@ -167,6 +167,12 @@ class Platform:
 
     def _storage_meter_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
+            try:  # before the flush: the buckets it shrank are gauged in this round
+                aborted = self.objectstore.abort_expired_uploads()
+                if aborted:
+                    log.info("aborted %d multipart upload(s) left unfinished too long", aborted)
+            except Exception:  # the next round takes them again
+                log.exception("aborting expired multipart uploads failed; retrying")
             try:
                 self.objectstore.flush_meter()
             except Exception:  # what was noted is kept for the next round
@@ -271,6 +277,7 @@ def _objectstore(
         ChangeCounter(_paths(settings).root / "objectstore.changes"),
         quota_bytes=settings.objectstore.quota_bytes,
         quota_objects=settings.objectstore.quota_objects,
+        abort_incomplete_after=settings.objectstore.abort_incomplete_after,
     )
 
 

@@ -86,6 +86,7 @@ class ObjectStoreService:
         changes: ChangeCounter | None = None,
         quota_bytes: int = -1,
         quota_objects: int = -1,
+        abort_incomplete_after: float = 7 * 24 * 3600,
     ) -> None:
         self.db = db
         self.store = store
@@ -93,6 +94,7 @@ class ObjectStoreService:
         self.region = region
         self.clock = clock or Clock()
         self.min_part_bytes = min_part_bytes
+        self.abort_incomplete_after = abort_incomplete_after  # seconds; 0: never
         self.changes = changes
         self.pending = PendingMeter()
         self.writes = GroupCommit(db.engine)
@@ -209,6 +211,13 @@ class ObjectStoreService:
             for segments in s.scalars(select(m.ObjectVersion.segments)):
                 found.update(seg[0] for seg in segments)
             return found
+
+    def abort_expired_uploads(self) -> int:
+        """Abort one batch of uploads older than `abort_incomplete_after`; how many went.
+        The server calls it on its meter round, so their gauges fall at that flush."""
+        if self.abort_incomplete_after <= 0:
+            return 0
+        return self.uploads.abort_expired(self.abort_incomplete_after)
 
     def sweep(self) -> int:
         """Remove leftovers of interrupted uploads; run before any request is served."""

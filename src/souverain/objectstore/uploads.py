@@ -2,13 +2,16 @@
 
 A part's bytes are durable in their own blob before `put_part` records them;
 completing an upload makes the chosen parts' blobs the new version's segments,
-in one transaction with the removal of the upload and its unused parts. Knows
-nothing of HTTP or XML.
+in one transaction with the removal of the upload and its unused parts. Parts
+count toward the bucket's totals (so its quota and its `object.gb` gauge) until
+then; an upload left unfinished past the operator's limit is aborted by the
+server (`abort_expired`) as its client's abort would. Knows nothing of HTTP or XML.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 from collections.abc import Iterable, Sequence
 
@@ -21,6 +24,7 @@ from souverain.db.engine import Database
 from souverain.objectstore import models as m
 from souverain.objectstore.accounting import Accounting, count
 from souverain.objectstore.errors import S3Error
+from souverain.objectstore.metering import MeteredBucket
 from souverain.objectstore.objects import new_version_id, retire
 from souverain.objectstore.policy import Principal
 from souverain.objectstore.quotas import Quotas
@@ -37,6 +41,8 @@ from souverain.objectstore.records import (
 )
 from souverain.objectstore.store import BlobStore, new_hash
 from souverain.objectstore.transactions import begin_write
+
+EXPIRED_BATCH = 100  # uploads the server aborts in one round, one short transaction each
 
 
 def check_part_list(wanted: Sequence[tuple[int, str]], upload_id: str) -> None:
@@ -222,14 +228,53 @@ class Uploads:
         with self.db.session() as s:
             begin_write(s)
             self._upload_row(s, bucket, key, upload_id)
-            parts = s.execute(
-                select(m.Part.blob_id, m.Part.size).where(m.Part.upload_id == upload_id)
-            ).all()
-            s.execute(delete(m.Part).where(m.Part.upload_id == upload_id))
-            s.execute(delete(m.Upload).where(m.Upload.id == upload_id))
-            count(s.connection(), bucket.id, -sum(p.size for p in parts), 0)
-        self.store.delete(p.blob_id for p in parts)
+            freed = self._drop(s, bucket.id, upload_id)
+        self.store.delete(freed)
         self.accounting.changed(bucket)
+
+    @staticmethod
+    def _drop(s: Session, bucket_id: str, upload_id: str) -> list[str]:
+        """Remove an upload and its parts, their bytes out of the bucket's totals (and so
+        out of the quota); the part blobs to delete once this commits."""
+        parts = s.execute(
+            select(m.Part.blob_id, m.Part.size).where(m.Part.upload_id == upload_id)
+        ).all()
+        s.execute(delete(m.Part).where(m.Part.upload_id == upload_id))
+        s.execute(delete(m.Upload).where(m.Upload.id == upload_id))
+        count(s.connection(), bucket_id, -sum(p.size for p in parts), 0)
+        return [p.blob_id for p in parts]
+
+    def abort_expired(self, max_age: float, limit: int = EXPIRED_BATCH) -> int:
+        """Abort uploads started more than `max_age` seconds ago, as S3 lifecycle's
+        AbortIncompleteMultipartUpload does; the number aborted.
+
+        At most `limit` a call, the oldest first, each in its own short transaction like
+        a client's abort, so the database is never held for long; the rest wait for the
+        next call. An upload completed or aborted meanwhile (by its client, or by the
+        sweep of another serving process) is skipped. A part file a crash leaves behind
+        is removed by the start-up sweep: no row points at it any more."""
+        cutoff = utcnow(self.clock) - dt.timedelta(seconds=max_age)
+        u, b = m.Upload, m.Bucket
+        with self.db.session() as s:
+            expired = s.execute(
+                select(u.id, b.id, b.project_id, b.name)
+                .join(b, b.id == u.bucket_id)
+                .where(u.created_at < cutoff)
+                .order_by(u.created_at)
+                .limit(limit)
+            ).all()
+        aborted = 0
+        for upload_id, bucket_id, project_id, name in expired:
+            with self.db.session() as s:
+                begin_write(s)
+                # locked, so a sweep of another process waits here and then finds it gone
+                if s.get(m.Upload, upload_id, with_for_update=True) is None:
+                    continue
+                freed = self._drop(s, bucket_id, upload_id)
+            self.store.delete(freed)
+            self.accounting.pending.changed(MeteredBucket(bucket_id, project_id, name))
+            aborted += 1
+        return aborted
 
     def complete_upload(
         self,
