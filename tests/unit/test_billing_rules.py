@@ -296,3 +296,17 @@ def test_a_credited_month_is_issued_again_for_the_account_named(
     assert corrected["corrects"] == invoice["number"] and corrected["kind"] == "invoice"
     assert billing.issue_invoices("2026-10", account_id=acme) == [corrected]
     assert billing.credit_note(ADMIN, invoice["id"]) == note  # the original's note, still
+
+
+def test_concurrent_issuers_of_a_credited_month_make_one_corrected_invoice(
+    billing: BillingService, steps: Steps
+) -> None:
+    acme = account(billing)
+    project = billing.add_project(user("alice"), acme, {"name": "web"})["id"]
+    billing.gauge(project, "volume.gb", "vol", 730)
+    steps.at = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    [invoice] = billing.issue_invoices("2026-10")
+    billing.credit_note(ADMIN, invoice["id"])
+    outcomes = all_at_once(lambda _: billing.issue_invoices("2026-10", account_id=acme), 8)
+    assert {o[0]["number"] for o in outcomes} == {"SV-2026-000003"}, outcomes
+    assert len(billing.list_invoices(ADMIN, acme)) == 3

@@ -7,9 +7,9 @@ holds no role on is reported as not found.
 
 A VAT number earns reverse charge only once the operator has checked it (VIES) and set
 `vat_verified`: an owner can type any well-formed number, so a change of country or
-number by anyone else puts the account back to unverified, and the caller is told.
-The project limit is checked again in the transaction that attaches a project, the
-account's row locked, so concurrent creates cannot pass it.
+number puts the account back to unverified (unless an admin verifies it in the same
+call), and the caller is told. The project limit is checked again in the transaction
+that attaches a project, the account held, so concurrent creates cannot pass it.
 """
 
 from __future__ import annotations

@@ -106,13 +106,12 @@ class Invoicing:
                     assert account is not None
                     corrects = s.get(m.Invoice, replaces) if replaces is not None else None
                     return self._write(s, account, period, lines, "invoice", corrects)
-            except IntegrityError:
-                continue  # another issuer took the number or the month: look again
-        with self.db.session() as s:
-            existing = _invoice_of(s, account_id, period)
-            if existing is None or existing.id == replaces:
-                raise Conflict("Could not number the invoice: too much contention; try again.")
-            return invoice_view(existing)
+            except IntegrityError:  # another issuer took the number or the month
+                with self.db.session() as s:
+                    latest = _invoice_of(s, account_id, period)
+                    if latest is not None and latest.id != replaces:
+                        return invoice_view(latest)  # the month: theirs is the invoice
+        raise Conflict("Could not number the invoice: too much contention; try again.")
 
     def _write(
         self,
