@@ -1,6 +1,8 @@
 """The billing API in-process, on a clock the test sets: accounts and their roles, the
 meter, hourly aggregation (idempotent), consumption, invoices (numbered once, immutable,
-credit notes, JSON/CSV/PDF), VAT, budgets with their audit line, tenancy, hostile input.
+credit notes and the corrected invoice after one, JSON/CSV/PDF), VAT (reverse charge
+only for a number the operator verified), budgets with their audit line, the project
+limit under concurrent creates, tenancy, hostile input.
 
 Usage here is recorded on the billing service's meter directly, with amounts a hand
 computation checks to the cent; the services' own hooks are proved in test_metering.py.
@@ -12,7 +14,8 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -175,7 +178,7 @@ def test_usage_consumption_and_invoice_equal_the_hand_computation(world: World) 
     w = world
     billing = w.platform.billing
     owner = w.cloud.member(role=None)
-    account = make_account(w, owner, country="DE", vat_number="DE123456789")
+    account = make_account(w, owner, country="DE", vat_number="DE123456789", vat_verified=True)
     token = lambda: w.cloud.token_for(owner.id, owner.password, None)  # noqa: E731
     p1 = w.ok(
         "POST", f"/accounts/{account['id']}/projects", token(), {"project": {"name": "a"}}, 201
@@ -244,7 +247,7 @@ def test_usage_consumption_and_invoice_equal_the_hand_computation(world: World) 
     assert _usage_rows(w) == rows_before
     assert consumption()["cost"] == live["cost"]
 
-    # the month is over: one invoice, reverse charge (DE with a VAT number)
+    # the month is over: one invoice, reverse charge (DE with a verified VAT number)
     admin = w.cloud.token_for(w.cloud.admin_id, _admin_password(), w.cloud.admin_project_id)
     early = w.call("POST", "/invoicing", admin, {"invoicing": {"period": "2026-10"}})
     assert "not over" in error(early, 409)
@@ -319,6 +322,161 @@ def test_usage_consumption_and_invoice_equal_the_hand_computation(world: World) 
         404,
     )
     error(w.call("GET", f"/accounts/{account['id']}/consumption", other_token), 404)
+
+
+# ---------------------------------------------------------------------- tenant safety
+
+
+def audit_actions(w: World, target: str) -> list[str]:
+    w.platform.audit_log.flush()
+    lines = [json.loads(x) for x in w.platform.paths.audit_log.read_text().splitlines()]
+    return [x["action"] for x in lines if x.get("target", {}).get("id") == target]
+
+
+def october_usage(w: World, account: dict[str, Any], token: str) -> None:
+    """A project of the account runs a t1.nano for 10 hours of October."""
+    project = w.ok(
+        "POST", f"/accounts/{account['id']}/projects", token, {"project": {"name": "p"}}, 201
+    )
+    w.platform.billing.gauge(project["project"]["id"], "instance", "srv", 1, flavor="t1.nano")
+    w.clock.advance(10 * 3600)
+    w.platform.billing.gauge(project["project"]["id"], "instance", "srv", 0, flavor="t1.nano")
+
+
+def november_admin(w: World) -> str:
+    """The month is over; an admin token valid then."""
+    w.clock.set(dt.datetime(2026, 11, 1, 0, 30, tzinfo=dt.UTC))
+    return w.cloud.token_for(w.cloud.admin_id, _admin_password(), w.cloud.admin_project_id)
+
+
+def sequence_of(invoice: dict[str, Any]) -> int:
+    return int(invoice["number"].rsplit("-", 1)[1])
+
+
+def test_reverse_charge_needs_a_vat_number_the_operator_verified(world: World) -> None:
+    w = world
+    owner = w.cloud.member(role=None)
+    token = lambda: w.cloud.token_for(owner.id, owner.password, None)  # noqa: E731
+    account = make_account(w, owner, country="DE")
+    path = f"/accounts/{account['id']}"
+    assert account["vat_verified"] is False
+    # an owner types a well-formed number: kept, unverified; it cannot verify it itself
+    typed = w.ok("PATCH", path, token(), {"account": {"vat_number": "DE123456789"}})
+    assert typed["account"]["vat_verified"] is False and "notice" not in typed
+    refused = w.call("PATCH", path, token(), {"account": {"vat_verified": True}})
+    assert "Only the operator verifies" in error(refused, 403)
+    bad = w.call("PATCH", path, w.cloud.admin_token, {"account": {"vat_verified": "yes"}})
+    assert "vat_verified" in error(bad, 400)
+    # the operator verifies it; the same values sent again keep it verified
+    admin = w.cloud.admin_token
+    assert w.ok("PATCH", path, admin, {"account": {"vat_verified": True}})["account"][
+        "vat_verified"
+    ]
+    same = w.ok("PATCH", path, token(), {"account": {"vat_number": "DE123456789", "name": "N"}})
+    assert same["account"]["vat_verified"] is True and "notice" not in same
+    # a change of number, or of country, by the owner puts it back to unverified, and says so
+    for change in ({"vat_number": "DE999999999"}, {"country": "AT"}):
+        changed = w.ok("PATCH", path, token(), {"account": change})
+        assert changed["account"]["vat_verified"] is False
+        assert "no longer verified" in changed["notice"]
+        assert w.ok("GET", path, token())["account"]["vat_verified"] is False
+        w.ok("PATCH", path, admin, {"account": {"vat_verified": True}})
+    actions = audit_actions(w, account["id"])
+    assert actions.count("billing.account.vat_unverified") == 2
+    assert actions.count("billing.account.vat_verified") == 3
+    # without a number there is nothing to verify
+    w.ok("PATCH", path, token(), {"account": {"vat_number": None}})
+    nothing = w.call("PATCH", path, admin, {"account": {"vat_verified": True}})
+    assert "no VAT number" in error(nothing, 400)
+
+    # at issue time: unverified, Austrian VAT; verified, reverse charge
+    w.ok("PATCH", path, token(), {"account": {"vat_number": "ATU12345678"}})
+    october_usage(w, account, token())
+    admin = november_admin(w)
+    issue = {"invoicing": {"period": "2026-10", "account_id": account["id"]}}
+    (taxed,) = w.ok("POST", "/invoicing", admin, issue)["invoices"]
+    assert Decimal(taxed["vat_rate"]) == Decimal("0.20") and taxed["vat_note"] == ""
+    w.ok("PATCH", path, admin, {"account": {"vat_verified": True}})
+    w.ok("POST", f"/invoices/{taxed['id']}/credit-note", admin, status=201)
+    (corrected,) = w.ok("POST", "/invoicing", admin, issue)["invoices"]
+    assert Decimal(corrected["vat_rate"]) == 0 and "Reverse charge" in corrected["vat_note"]
+
+
+def test_a_credited_month_is_invoiced_again_from_the_same_sequence(world: World) -> None:
+    w = world
+    owner = w.cloud.member(role=None)
+    token = lambda: w.cloud.token_for(owner.id, owner.password, None)  # noqa: E731
+    account = make_account(w, owner)
+    october_usage(w, account, token())
+    admin = november_admin(w)
+    every = {"invoicing": {"period": "2026-10"}}
+    mine = {"invoicing": {"period": "2026-10", "account_id": account["id"]}}
+    (first,) = w.ok("POST", "/invoicing", admin, every)["invoices"]
+    note = w.ok("POST", f"/invoices/{first['id']}/credit-note", admin, status=201)["invoice"]
+    # a run over every account keeps the credited month as it is (a cancellation stays)
+    assert w.ok("POST", "/invoicing", admin, every)["invoices"] == [first]
+    # named, the account gets a corrected invoice: the next number, naming the one it replaces
+    (corrected,) = w.ok("POST", "/invoicing", admin, mine)["invoices"]
+    assert corrected["kind"] == "invoice" and corrected["corrects"] == first["number"]
+    assert sequence_of(corrected) == sequence_of(note) + 1 == sequence_of(first) + 2
+    assert corrected["total"] == first["total"] and corrected["lines"] == first["lines"]
+    # issued once: asking again gives it back, and the invoices list all three in order
+    assert w.ok("POST", "/invoicing", admin, mine)["invoices"] == [corrected]
+    assert w.ok("POST", "/invoicing", admin, every)["invoices"] == [corrected]
+    listed = w.ok("GET", f"/accounts/{account['id']}/invoices", token())["invoices"]
+    assert [i["number"] for i in listed] == [first["number"], note["number"], corrected["number"]]
+    # the correction can be credited and corrected in turn
+    again = w.ok("POST", f"/invoices/{corrected['id']}/credit-note", admin, status=201)["invoice"]
+    assert again["corrects"] == corrected["number"]
+    (third,) = w.ok("POST", "/invoicing", admin, mine)["invoices"]
+    assert third["corrects"] == corrected["number"] and sequence_of(third) == sequence_of(again) + 1
+    pdf = w.cloud.client.get(
+        f"/billing/v1/invoices/{third['id']}/download?format=json",
+        headers={"X-Auth-Token": token()},
+    ).json()
+    assert pdf["corrects"] == corrected["number"] and pdf["kind"] == "invoice"
+
+
+def all_at_once(work: Callable[[int], Any], count: int) -> list[Any]:
+    """Run `work(i)` in `count` threads released together; their results, in order."""
+    results: list[Any] = [None] * count
+    start = threading.Barrier(count)
+
+    def run(index: int) -> None:
+        start.wait()
+        results[index] = work(index)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_twenty_concurrent_project_creates_end_at_the_account_limit(world: World) -> None:
+    w = world
+    owner = w.cloud.member(role=None)
+    token = w.cloud.token_for(owner.id, owner.password, None)
+    account = make_account(w, owner, project_limit=3)
+    names = [w.cloud.unique("race") for _ in range(20)]
+
+    def create(index: int) -> Any:
+        body = {"project": {"name": names[index]}}
+        return w.call("POST", f"/accounts/{account['id']}/projects", token, body)
+
+    responses = all_at_once(create, 20)
+    made = [r.json()["project"]["id"] for r in responses if r.status_code == 201]
+    refused = [r for r in responses if r.status_code != 201]
+    assert len(made) == 3, [r.text for r in responses]
+    for response in refused:
+        assert "Quota exceeded for projects" in error(response, 403)
+    listed = w.ok("GET", f"/accounts/{account['id']}/projects", token)["projects"]
+    assert sorted(listed) == sorted(made)
+    # a create that lost the race left no project behind in identity
+    headers = {"X-Auth-Token": w.cloud.admin_token}
+    projects = w.cloud.client.get("/identity/v3/projects", headers=headers).json()["projects"]
+    assert sorted(p["id"] for p in projects if p["name"] in names) == sorted(made)
 
 
 def _admin_password() -> str:

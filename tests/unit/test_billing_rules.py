@@ -1,5 +1,6 @@
-"""The billing service built directly, without HTTP: account roles, the project limit,
-budgets, idempotent aggregation and invoicing, credit notes.
+"""The billing service built directly, without HTTP: account roles, the project limit
+(also under concurrent creates), VAT verification, budgets, idempotent aggregation and
+invoicing, credit notes and the corrected invoice after one.
 
 Identity is the one fake, at the seam billing declares (`Directory`); the real identity
 service behind it is proved by tests/api/test_billing.py.
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,12 +34,15 @@ def user(user_id: str) -> RequestContext:
 
 
 class FakeDirectory:
-    """Users and projects in memory; grants are remembered, not enforced."""
+    """Users and projects in memory; grants are remembered, not enforced. Safe for the
+    threads of the concurrency tests."""
 
     def __init__(self, users: set[str]) -> None:
         self.users = users
         self.projects: dict[str, dict[str, Any]] = {}
         self.grants: list[tuple[str, str, str]] = []
+        self.made = 0
+        self.lock = threading.Lock()
 
     def get_user(self, ctx: RequestContext, user_id: str) -> dict[str, Any]:
         if user_id not in self.users:
@@ -50,9 +55,15 @@ class FakeDirectory:
         return self.projects[project_id]
 
     def create_project(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]:
-        project = {"id": f"p{len(self.projects) + 1}", **data}
-        self.projects[project["id"]] = project
+        with self.lock:
+            self.made += 1
+            project = {"id": f"p{self.made}", **data}
+            self.projects[project["id"]] = project
         return project
+
+    def delete_project(self, ctx: RequestContext, project_id: str) -> None:
+        with self.lock:
+            del self.projects[project_id]
 
     def list_roles(self, ctx: RequestContext, filters: dict[str, Any]) -> list[dict[str, Any]]:
         return [{"id": "r-member", "name": "member"}]
@@ -66,7 +77,8 @@ class FakeDirectory:
         target_id: str,
         role_id: str,
     ) -> None:
-        self.grants.append((actor_id, target_id, role_id))
+        with self.lock:
+            self.grants.append((actor_id, target_id, role_id))
 
 
 class Steps:
@@ -93,10 +105,16 @@ def schema(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def billing(schema: Path, tmp_path: Path, steps: Steps) -> Iterator[BillingService]:
+def directory() -> FakeDirectory:
+    return FakeDirectory({"alice", "bob", "carol"})
+
+
+@pytest.fixture
+def billing(
+    schema: Path, tmp_path: Path, steps: Steps, directory: FakeDirectory
+) -> Iterator[BillingService]:
     shutil.copy(schema, tmp_path / "billing.sqlite")
     engine = make_engine(f"sqlite:///{tmp_path / 'billing.sqlite'}")
-    directory = FakeDirectory({"alice", "bob", "carol"})
     yield BillingService(Database(engine), Clock(steps.now), directory, project_limit=2)
     engine.dispose()
 
@@ -196,3 +214,99 @@ def test_a_budget_alert_is_raised_once_a_month(billing: BillingService, steps: S
     assert billing.check_budgets() == [(acme, Decimal("1.20"))]
     assert billing.check_budgets() == []
     assert heard == [(acme, Decimal("1.20"))]
+
+
+def all_at_once(work: Callable[[int], Any], count: int = 20) -> list[Any]:
+    """Run `work(i)` in `count` threads released together; each result or the error raised."""
+    results: list[Any] = [None] * count
+    start = threading.Barrier(count)
+
+    def run(index: int) -> None:
+        start.wait()
+        try:
+            results[index] = work(index)
+        except Exception as exc:  # the test looks at every outcome
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_twenty_concurrent_creates_make_exactly_the_limit(
+    billing: BillingService, directory: FakeDirectory
+) -> None:
+    acme = account(billing)
+    outcomes = all_at_once(lambda i: billing.add_project(user("alice"), acme, {"name": f"n{i}"}))
+    made = [o["id"] for o in outcomes if isinstance(o, dict)]
+    assert len(made) == 2
+    assert all(isinstance(o, Forbidden) for o in outcomes if not isinstance(o, dict)), outcomes
+    assert sorted(billing.get_account(ADMIN, acme)["projects"]) == sorted(made)
+    assert sorted(directory.projects) == sorted(made)  # the losers' projects were undone
+
+
+def test_twenty_concurrent_attaches_make_exactly_the_limit(
+    billing: BillingService, directory: FakeDirectory
+) -> None:
+    acme = account(billing)
+    ids = [directory.create_project(ADMIN, {"name": f"n{i}"})["id"] for i in range(20)]
+    outcomes = all_at_once(lambda i: billing.add_project(ADMIN, acme, {"project_id": ids[i]}))
+    assert len([o for o in outcomes if isinstance(o, dict)]) == 2
+    assert len(billing.get_account(ADMIN, acme)["projects"]) == 2
+    assert len(directory.projects) == 20  # attaching refused deletes nothing it did not make
+
+
+def test_a_vat_number_is_verified_by_the_operator_and_unverified_by_a_change(
+    billing: BillingService,
+) -> None:
+    acme = account(billing)
+    with pytest.raises(Forbidden, match="verifies"):
+        billing.update_account(user("alice"), acme, {"vat_verified": True})
+    with pytest.raises(BadRequest, match="no VAT number"):
+        billing.update_account(ADMIN, acme, {"vat_verified": True})
+    view, reset = billing.update_account(
+        ADMIN, acme, {"vat_number": "DE1234", "vat_verified": True}
+    )
+    assert view["vat_verified"] is True and reset is False
+    view, reset = billing.update_account(user("alice"), acme, {"country": "DE"})
+    assert view["vat_verified"] is False and reset is True
+    view, reset = billing.update_account(user("alice"), acme, {"vat_number": "DE5678"})
+    assert reset is False  # nothing verified left to lose
+
+
+def test_a_credited_month_is_issued_again_for_the_account_named(
+    billing: BillingService, steps: Steps
+) -> None:
+    acme = account(billing)
+    project = billing.add_project(user("alice"), acme, {"name": "web"})["id"]
+    billing.gauge(project, "volume.gb", "vol", 730)
+    steps.at = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    [invoice] = billing.issue_invoices("2026-10")
+    note = billing.credit_note(ADMIN, invoice["id"])
+    assert billing.issue_invoices("2026-10") == [invoice]
+    [corrected] = billing.issue_invoices("2026-10", account_id=acme)
+    assert [invoice["number"], note["number"], corrected["number"]] == [
+        "SV-2026-000001",
+        "SV-2026-000002",
+        "SV-2026-000003",
+    ]
+    assert corrected["corrects"] == invoice["number"] and corrected["kind"] == "invoice"
+    assert billing.issue_invoices("2026-10", account_id=acme) == [corrected]
+    assert billing.credit_note(ADMIN, invoice["id"]) == note  # the original's note, still
+
+
+def test_concurrent_issuers_of_a_credited_month_make_one_corrected_invoice(
+    billing: BillingService, steps: Steps
+) -> None:
+    acme = account(billing)
+    project = billing.add_project(user("alice"), acme, {"name": "web"})["id"]
+    billing.gauge(project, "volume.gb", "vol", 730)
+    steps.at = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    [invoice] = billing.issue_invoices("2026-10")
+    billing.credit_note(ADMIN, invoice["id"])
+    outcomes = all_at_once(lambda _: billing.issue_invoices("2026-10", account_id=acme), 8)
+    assert {o[0]["number"] for o in outcomes} == {"SV-2026-000003"}, outcomes
+    assert len(billing.list_invoices(ADMIN, acme)) == 3

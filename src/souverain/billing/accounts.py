@@ -4,6 +4,12 @@ Account roles (`owner`, `billing`, `viewer`) are the billing service's own, apar
 project roles: viewers see consumption; billing also sees invoices and sets the budget;
 owners also create projects and grant account roles. Admins do all. An account a caller
 holds no role on is reported as not found.
+
+A VAT number earns reverse charge only once the operator has checked it (VIES) and set
+`vat_verified`: an owner can type any well-formed number, so a change of country or
+number puts the account back to unverified (unless an admin verifies it in the same
+call), and the caller is told. The project limit is checked again in the transaction
+that attaches a project, the account held, so concurrent creates cannot pass it.
 """
 
 from __future__ import annotations
@@ -118,12 +124,14 @@ class Accounts:
                 currency="EUR",
                 billing_contact="",
                 vat_number=None,
+                vat_verified=False,
                 project_limit=self.project_limit,
                 created_at=now,
                 updated_at=now,
             )
             for key, value in fields.items():
                 setattr(row, key, value)
+            check_verifiable(row)
             s.add(row)
             s.flush()
             if owner is not None:
@@ -153,17 +161,28 @@ class Accounts:
 
     def update_account(
         self, ctx: RequestContext, account_id: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], bool]:
+        """The account as updated, and whether its VAT number just lost its verification."""
         with self.db.session() as s:
             row = self.find(s, ctx, account_id, MANAGES)
             fields = account_fields(body, creating=False)
             if "project_limit" in fields and not ctx.is_admin:
                 raise Forbidden("Only the operator changes an account's project limit.")
+            if "vat_verified" in fields and not ctx.is_admin:
+                raise Forbidden("Only the operator verifies an account's VAT number.")
+            was_verified = row.vat_verified
+            moved = any(
+                key in fields and fields[key] != getattr(row, key)
+                for key in ("country", "vat_number")
+            )
             for key, value in fields.items():
                 setattr(row, key, value)
+            if moved and "vat_verified" not in fields:
+                row.vat_verified = False  # a number nobody checked earns no reverse charge
+            check_verifiable(row)
             row.updated_at = now_of(self.clock)
             s.flush()
-            return self.view(s, row)
+            return self.view(s, row), was_verified and not row.vat_verified
 
     def delete_account(self, ctx: RequestContext, account_id: str) -> None:
         if not ctx.is_admin:
@@ -220,39 +239,46 @@ class Accounts:
         may also attach an existing project by id."""
         if self.identity is None:
             raise Conflict("This cloud runs no identity service for billing.")
-        account = self._room_for_project(ctx, account_id)
+        with self.db.session() as s:  # refuse early, before identity makes anything
+            account = self.find(s, ctx, account_id, MANAGES)
+            _check_room(s, account)
+            account_id = account.id
         if "project_id" in body:
             if not ctx.is_admin:
                 raise Forbidden("Only the operator attaches an existing project.")
             project = self.identity.get_project(SYSTEM, str(body["project_id"]))
-        else:
-            project = self._new_project(self.identity, ctx, body)
+            self._attach(account_id, project["id"])
+            return project
+        project = self._new_project(self.identity, ctx, body)
         try:
-            with self.db.session() as s:
-                s.add(
-                    m.AccountProject(
-                        project_id=project["id"], account_id=account, created_at=now_of(self.clock)
-                    )
-                )
-        except IntegrityError:
-            raise Conflict(f"Project {project['id']} already belongs to an account.") from None
+            self._attach(account_id, project["id"])
+        except Forbidden:
+            # a concurrent create took the last place meanwhile: undo ours
+            self.identity.delete_project(SYSTEM, project["id"])
+            raise
         return project
 
-    def _room_for_project(self, ctx: RequestContext, account_id: str) -> str:
-        """The account's id, if the caller manages it and it is under its project limit."""
-        with self.db.session() as s:
-            row = self.find(s, ctx, account_id, MANAGES)
-            count = s.scalar(
-                select(func.count())
-                .select_from(m.AccountProject)
-                .where(m.AccountProject.account_id == row.id)
-            )
-            if (count or 0) >= row.project_limit:
-                raise Forbidden(
-                    f"Quota exceeded for projects: the account has {count} of "
-                    f"{row.project_limit}. Ask the operator for a higher limit."
+    def _attach(self, account_id: str, project_id: str) -> None:
+        """Attach a project if the account is under its limit, in one transaction that
+        holds the account: SQLite's write lock taken at BEGIN, or PostgreSQL's row lock,
+        so two attaches check and insert one after the other."""
+        try:
+            with self.db.session() as s:
+                begin_write(s)
+                account = s.scalar(
+                    select(m.Account).where(m.Account.id == account_id).with_for_update()
                 )
-            return row.id
+                if account is None:
+                    raise NotFound(f"Could not find account: {account_id[:64]}.")
+                _check_room(s, account)
+                s.add(
+                    m.AccountProject(
+                        project_id=project_id, account_id=account.id, created_at=now_of(self.clock)
+                    )
+                )
+                s.flush()
+        except IntegrityError:
+            raise Conflict(f"Project {project_id} already belongs to an account.") from None
 
     @staticmethod
     def _new_project(
@@ -279,9 +305,36 @@ class Accounts:
             return row.account_id if row is not None else None
 
 
+def begin_write(s: Session) -> None:
+    """Take SQLite's write lock at BEGIN: a read that later writes cannot be refused
+    for a stale snapshot, and writers queue on the busy timeout instead."""
+    if s.get_bind().dialect.name == "sqlite":
+        s.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _check_room(s: Session, account: m.Account) -> None:
+    """Refuse (403) a project past the account's limit."""
+    count = s.scalar(
+        select(func.count())
+        .select_from(m.AccountProject)
+        .where(m.AccountProject.account_id == account.id)
+    )
+    if (count or 0) >= account.project_limit:
+        raise Forbidden(
+            f"Quota exceeded for projects: the account has {count} of "
+            f"{account.project_limit}. Ask the operator for a higher limit."
+        )
+
+
+def check_verifiable(row: m.Account) -> None:
+    """A verified VAT number needs a number to have been verified."""
+    if row.vat_verified and not row.vat_number:
+        raise BadRequest("Invalid vat_verified: the account has no VAT number to verify.")
+
+
 def account_fields(body: dict[str, Any], creating: bool) -> dict[str, Any]:
     """The account fields of a create or update body, each checked; 400 names the first bad."""
-    allowed = {"name", "billing_contact", "country", "vat_number", "project_limit"}
+    allowed = {"name", "billing_contact", "country", "vat_number", "vat_verified", "project_limit"}
     unknown = set(body) - allowed - ({"owner_user_id"} if creating else set())
     if unknown:
         raise BadRequest(f"Unknown account field(s): {', '.join(sorted(unknown))[:128]}.")
@@ -305,6 +358,10 @@ def account_fields(body: dict[str, Any], creating: bool) -> dict[str, Any]:
                 "letters or digits, e.g. DE123456789."
             )
         out["vat_number"] = vat
+    if "vat_verified" in body:
+        if not isinstance(body["vat_verified"], bool):
+            raise BadRequest("Invalid vat_verified: true or false.")
+        out["vat_verified"] = body["vat_verified"]
     if "project_limit" in body:
         limit = body["project_limit"]
         if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= 10000:

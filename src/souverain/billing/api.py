@@ -154,13 +154,29 @@ class BillingApi:
             view = await asyncio.to_thread(self.service.get_account, ctx, account_id)
             return JSONResponse({"account": view})
         if request.method == "PATCH":
-            audit(request, "billing.account.update", "account", account_id)
-            body = member(await read_json(request), "account")
-            view = await asyncio.to_thread(self.service.update_account, ctx, account_id, body)
-            return JSONResponse({"account": view})
+            return await self._update_account(request, ctx, account_id)
         audit(request, "billing.account.delete", "account", account_id)
         await asyncio.to_thread(self.service.delete_account, ctx, account_id)
         return Response(status_code=204)
+
+    async def _update_account(
+        self, request: Request, ctx: RequestContext, account_id: str
+    ) -> Response:
+        audit(request, "billing.account.update", "account", account_id)
+        body = member(await read_json(request), "account")
+        view, unverified = await asyncio.to_thread(
+            self.service.update_account, ctx, account_id, body
+        )
+        if unverified:  # the audit line and the caller both learn that reverse charge ended
+            audit(request, "billing.account.vat_unverified", "account", account_id)
+            notice = (
+                "The VAT number is no longer verified: invoices charge VAT (no reverse "
+                "charge) until the operator verifies it again."
+            )
+            return JSONResponse({"account": view, "notice": notice})
+        if body.get("vat_verified") is True:
+            audit(request, "billing.account.vat_verified", "account", account_id)
+        return JSONResponse({"account": view})
 
     async def projects(self, request: Request, ctx: RequestContext) -> Response:
         account_id = request.path_params["id"]

@@ -1,7 +1,8 @@
 """What billing asks of identity, as a protocol: the server passes identity in.
 
 Billing checks that users exist, creates the projects an account pays for (making
-their creator a member), and names projects on invoices. It does so as the operator
+their creator a member; deleting one again that lost the race for the account's last
+place), and names projects on invoices. It does so as the operator
 (`SYSTEM`): the account roles were checked before it asks.
 """
 
@@ -22,6 +23,8 @@ class Directory(Protocol):
     def get_project(self, ctx: RequestContext, project_id: str) -> dict[str, Any]: ...
 
     def create_project(self, ctx: RequestContext, data: dict[str, Any]) -> dict[str, Any]: ...
+
+    def delete_project(self, ctx: RequestContext, project_id: str) -> None: ...
 
     def list_roles(self, ctx: RequestContext, filters: dict[str, Any]) -> list[dict[str, Any]]: ...
 

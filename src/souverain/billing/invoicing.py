@@ -2,8 +2,11 @@
 
 Invoices are numbered from one sequence, unique per account and month; a second
 issuer racing for a number or a month loses on the table's unique constraints and
-looks again, so issuing twice yields one invoice. Corrections are credit notes.
-Rating prices each hour at the price in force then (catalog.py).
+looks again, so issuing twice yields one invoice. Corrections are credit notes; once
+a month's invoice is credited, issuing that month for that account gives a corrected
+invoice, the next number of the same sequence, which names the one it replaces (its
+`corrects`). Rating prices each hour at the price in force then (catalog.py); reverse
+charge needs a VAT number the operator verified, as the account stands at issue time.
 """
 
 from __future__ import annotations
@@ -68,7 +71,9 @@ class Invoicing:
             accounts = list(s.scalars(stmt).all())
         issued = []
         for index, account in enumerate(accounts, start=1):
-            view = self._issue_one(account, period, start, end)
+            # a credited month is issued again only for the account named: a credit
+            # note may cancel a month for good, and a run over every account keeps it so
+            view = self._issue_one(account, period, start, end, reissue=account_id is not None)
             if view is not None:
                 issued.append(view)
             if progress is not None:
@@ -84,12 +89,13 @@ class Invoicing:
         return rate(priced_rows(usage, self.catalog), self.catalog)
 
     def _issue_one(
-        self, account_id: str, period: str, start: dt.datetime, end: dt.datetime
+        self, account_id: str, period: str, start: dt.datetime, end: dt.datetime, reissue: bool
     ) -> dict[str, Any] | None:
         with self.db.session() as s:
             existing = _invoice_of(s, account_id, period)
-            if existing is not None:
+            if existing is not None and not (reissue and _credited(s, existing)):
                 return invoice_view(existing)
+            replaces = existing.id if existing is not None else None
         lines = self._lines(account_id, start, end)
         if not lines:
             return None
@@ -98,14 +104,14 @@ class Invoicing:
                 with self.db.session() as s:
                     account = s.get(m.Account, account_id)
                     assert account is not None
-                    return self._write(s, account, period, lines, "invoice", None)
-            except IntegrityError:
-                continue  # another issuer took the number or the month: look again
-        with self.db.session() as s:
-            existing = _invoice_of(s, account_id, period)
-            if existing is None:
-                raise Conflict("Could not number the invoice: too much contention; try again.")
-            return invoice_view(existing)
+                    corrects = s.get(m.Invoice, replaces) if replaces is not None else None
+                    return self._write(s, account, period, lines, "invoice", corrects)
+            except IntegrityError:  # another issuer took the number or the month
+                with self.db.session() as s:
+                    latest = _invoice_of(s, account_id, period)
+                    if latest is not None and latest.id != replaces:
+                        return invoice_view(latest)  # the month: theirs is the invoice
+        raise Conflict("Could not number the invoice: too much contention; try again.")
 
     def _write(
         self,
@@ -121,11 +127,12 @@ class Invoicing:
         sequence = (s.scalar(select(func.max(m.Invoice.sequence))) or 0) + 1
         now = now_of(self.clock)
         number = f"{self.prefix}-{now.year}-{sequence:06d}"
-        if corrects is not None:
+        if kind == "credit_note" and corrects is not None:
             vat_rate, note = Decimal(corrects.vat_rate), corrects.vat_note
             customer = dict(corrects.document["customer"])
         else:
-            vat_rate, note = vat_for(account.country, account.vat_number, self.catalog)
+            verified = account.vat_number if account.vat_verified else None
+            vat_rate, note = vat_for(account.country, verified, self.catalog)
             customer = _customer(account)
         subtotal, vat, total = totals(lines, vat_rate)
         names = self._project_names({line.project_id for line in lines})
@@ -188,7 +195,11 @@ class Invoicing:
             original = s.get(m.Invoice, invoice_id)
             if original is None or original.kind != "invoice":
                 raise NotFound(f"Could not find invoice: {invoice_id[:64]}.")
-            done = s.scalar(select(m.Invoice).where(m.Invoice.corrects == original.id))
+            done = s.scalar(
+                select(m.Invoice).where(
+                    m.Invoice.corrects == original.id, m.Invoice.kind == "credit_note"
+                )
+            )
             if done is not None:
                 return invoice_view(done)
             account = s.get(m.Account, original.account_id)
@@ -220,14 +231,27 @@ class Invoicing:
 
 
 def _invoice_of(s: Session, account_id: str, period: str) -> m.Invoice | None:
-    """The account's invoice for the month, if issued."""
+    """The account's latest invoice for the month (the last correction), if issued."""
     return s.scalar(
-        select(m.Invoice).where(
+        select(m.Invoice)
+        .where(
             m.Invoice.account_id == account_id,
             m.Invoice.period == period,
             m.Invoice.kind == "invoice",
         )
+        .order_by(m.Invoice.sequence.desc())
+        .limit(1)
     )
+
+
+def _credited(s: Session, invoice: m.Invoice) -> bool:
+    """Whether a credit note cancels the invoice."""
+    note = s.scalar(
+        select(m.Invoice.id).where(
+            m.Invoice.corrects == invoice.id, m.Invoice.kind == "credit_note"
+        )
+    )
+    return note is not None
 
 
 def _customer(account: m.Account) -> dict[str, str]:

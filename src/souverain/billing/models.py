@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from souverain.db.base import Base
@@ -26,6 +26,8 @@ class Account(Base):
     billing_contact: Mapped[str] = mapped_column(String(255), default="")
     country: Mapped[str] = mapped_column(String(2))  # ISO 3166-1 alpha-2
     vat_number: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # set by the operator once the number is checked; only then is reverse charge applied
+    vat_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     project_limit: Mapped[int] = mapped_column(Integer)
     # month-to-date cost (EUR, Decimal text) that raises a budget alert; None: no alert
@@ -107,14 +109,15 @@ class Invoice(Base):
     """An issued invoice or credit note: immutable once written."""
 
     __tablename__ = "billing_invoices"
-    # one invoice per account and month; credit notes carry the id they correct
+    # one invoice per account and month; credit notes carry the id they cancel, and the
+    # corrected invoice issued after one carries the id it replaces
     __table_args__ = (UniqueConstraint("account_id", "period", "kind", "corrects"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
     sequence: Mapped[int] = mapped_column(Integer, unique=True)
     kind: Mapped[str] = mapped_column(String(16))  # "invoice" | "credit_note"
-    corrects: Mapped[str] = mapped_column(String(36), default="")
+    corrects: Mapped[str] = mapped_column(String(36), default="")  # an invoice's id or ""
     account_id: Mapped[str] = mapped_column(ForeignKey("billing_accounts.id"), index=True)
     period: Mapped[str] = mapped_column(String(7))  # "YYYY-MM"
     issued_at: Mapped[dt.datetime] = mapped_column(DateTime)

@@ -128,7 +128,7 @@ class BillingService:
 
     def update_account(
         self, ctx: RequestContext, account_id: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], bool]:
         return self.accounts.update_account(ctx, account_id, body)
 
     def delete_account(self, ctx: RequestContext, account_id: str) -> None:

@@ -30,6 +30,7 @@ def account_view(
         "billing_contact": row.billing_contact,
         "country": row.country,
         "vat_number": row.vat_number,
+        "vat_verified": row.vat_verified,
         "currency": row.currency,
         "project_limit": row.project_limit,
         "projects": projects,
