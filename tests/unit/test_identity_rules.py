@@ -465,3 +465,24 @@ def test_a_restricted_application_credential_reaches_only_its_own_keys(cloud: Cl
         cloud.identity.delete_app_cred(as_cred, alice, cred["id"])
     full = cloud.identity.ec2_list(ctx, alice, "http://x")
     assert {k["access"] for k in full} == {own["access"], made["access"]}
+
+
+def test_ec2_keys_end_when_their_user_is_disabled_or_deleted(cloud: Cloud) -> None:
+    alice, project = cloud.user("alice"), cloud.project("web")
+    cloud.grant(alice, project, "member")
+    ctx = cloud.on_project(alice, project).context()
+    cred = cloud.identity.create_app_cred(ctx, alice, {"name": "ci"})
+    keys = [
+        cloud.identity.ec2_create(ctx, alice, project, "http://x")["access"],
+        cloud.identity.ec2_create(app_cred_login(cloud, cred), alice, project, "http://x")[
+            "access"
+        ],
+    ]
+    cloud.identity.update_user(cloud.admin, alice, {"enabled": False})
+    assert [cloud.identity.ec2_principal(k) for k in keys] == [None, None]
+    cloud.identity.update_user(cloud.admin, alice, {"enabled": True})
+    assert all(cloud.identity.ec2_principal(k) is not None for k in keys)
+    cloud.identity.delete_user(cloud.admin, alice)
+    assert [cloud.identity.ec2_principal(k) for k in keys] == [None, None]
+    with cloud.identity.db.session() as s:
+        assert s.scalars(select(m.Credential)).all() == []
