@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import sqlite3
 from typing import Any
 
-from .support import Cloud, Member, assert_keystone_error
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from .support import S3_BASE, Cloud, Member, TestClient, assert_keystone_error
 
 
 def app_cred_auth(cred_id: str, secret: str, scope: Any = None) -> dict[str, Any]:
@@ -270,3 +275,179 @@ def test_other_credential_types_store_and_update_their_blob(cloud: Cloud) -> Non
     )
     assert patched.json()["credential"]["blob"] == "seed-two"
     assert all(b"seed-two" not in raw for raw in raw_blobs(cloud))
+
+
+# ---------------------------------------------------------------- EC2 keys of application credentials
+
+
+def s3_call(cloud: Cloud, key: dict[str, Any], method: str, path: str, body: bytes = b"") -> Any:
+    """One SigV4-signed S3 request with this EC2 key."""
+    request = AWSRequest(method=method, url=S3_BASE + path, data=body)
+    signer = Credentials(key["access"], key["secret"])
+    S3SigV4Auth(signer, "s3", cloud.platform.settings.server.region).add_auth(request)
+    client = TestClient(cloud.platform.s3_app, base_url=S3_BASE)
+    return client.request(method, path, content=body, headers=dict(request.headers))
+
+
+def s3_code(response: Any) -> str:
+    return response.text.split("<Code>")[1].split("</Code>")[0]
+
+
+def ec2_key(cloud: Cloud, who: Member, token: str | None = None) -> dict[str, Any]:
+    """An EC2 key for the member's project, made with `token` (its password token if None)."""
+    path = f"/v3/users/{who.id}/credentials/OS-EC2"
+    made = cloud.post(path, {"tenant_id": who.project_id}, token=token or who.token)
+    assert made.status_code == 201, made.text
+    key: dict[str, Any] = made.json()["credential"]
+    return key
+
+
+def ec2_id(key: dict[str, Any]) -> str:
+    return hashlib.sha256(key["access"].encode()).hexdigest()
+
+
+def app_cred_token(cloud: Cloud, cred: dict[str, Any]) -> str:
+    issued = cloud.issue(app_cred_auth(cred["id"], cred["secret"]))
+    assert issued.status_code == 201, issued.text
+    token: str = issued.headers["X-Subject-Token"]
+    return token
+
+
+def bound_key(cloud: Cloud, who: Member, app_cred_id: Any, token: str = "") -> Any:
+    """POST /v3/credentials with a blob naming the application credential, as Keystone takes."""
+    access = cloud.unique("AKIA")
+    blob = {"access": access, "secret": f"{access}-secret", "app_cred_id": app_cred_id}
+    credential = {"type": "ec2", "user_id": who.id, "project_id": who.project_id}
+    body = {"credential": {**credential, "blob": json.dumps(blob)}}
+    return cloud.post("/v3/credentials", body, token=token or who.token)
+
+
+def alice_with_bucket(cloud: Cloud) -> tuple[Member, dict[str, Any]]:
+    """A member, her own EC2 key, and a bucket holding one object made with it."""
+    alice = cloud.member("member")
+    own = ec2_key(cloud, alice)
+    assert s3_call(cloud, own, "PUT", "/data").status_code == 200
+    assert s3_call(cloud, own, "PUT", "/data/report", b"figures").status_code == 200
+    return alice, own
+
+
+def test_ec2_key_of_a_reader_app_cred_reads_but_cannot_write(cloud: Cloud) -> None:
+    alice, own = alice_with_bucket(cloud)
+    reader = create_app_cred(cloud, alice, roles=[{"name": "reader"}]).json()
+    response = bound_key(cloud, alice, reader["application_credential"]["id"])
+    assert response.status_code == 201, response.text
+    blob = json.loads(response.json()["credential"]["blob"])
+    assert blob["app_cred_id"] == reader["application_credential"]["id"]
+    key = {"access": blob["access"], "secret": blob["secret"]}
+
+    got = s3_call(cloud, key, "GET", "/data/report")
+    assert got.status_code == 200 and got.content == b"figures"
+    refused = s3_call(cloud, key, "PUT", "/data/report", b"overwritten")
+    assert refused.status_code == 403 and s3_code(refused) == "AccessDenied"
+    assert s3_call(cloud, key, "DELETE", "/data/report").status_code == 403
+    # the user's own key keeps the user's roles
+    assert s3_call(cloud, own, "PUT", "/data/other", b"x").status_code == 200
+    assert s3_call(cloud, own, "GET", "/data/report").content == b"figures"
+
+
+def test_ec2_key_made_with_an_app_cred_expires_with_it(cloud: Cloud, clock: Any) -> None:
+    alice, own = alice_with_bucket(cloud)
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)).isoformat()
+    cred = create_app_cred(cloud, alice, expires_at=soon).json()["application_credential"]
+    key = ec2_key(cloud, alice, app_cred_token(cloud, cred))
+    generic = cloud.get(f"/v3/credentials/{ec2_id(key)}", token=alice.token)
+    assert json.loads(generic.json()["credential"]["blob"])["app_cred_id"] == cred["id"]
+    assert s3_call(cloud, key, "PUT", "/data/by-app", b"made").status_code == 200
+
+    clock.advance(6 * 60)
+    refused = s3_call(cloud, key, "GET", "/data/report")
+    assert refused.status_code == 403 and s3_code(refused) == "InvalidAccessKeyId"
+    assert s3_call(cloud, own, "GET", "/data/by-app").content == b"made"
+
+
+def test_deleting_an_app_cred_deletes_its_ec2_keys(cloud: Cloud) -> None:
+    alice, own = alice_with_bucket(cloud)
+    cred = create_app_cred(cloud, alice).json()["application_credential"]
+    key = ec2_key(cloud, alice, app_cred_token(cloud, cred))
+    path = f"/v3/users/{alice.id}/credentials/OS-EC2"
+    listed = cloud.get(path, token=alice.token).json()["credentials"]
+    assert {c["access"] for c in listed} == {own["access"], key["access"]}
+    assert s3_call(cloud, key, "GET", "/data/report").status_code == 200
+
+    app_cred = f"/v3/users/{alice.id}/application_credentials/{cred['id']}"
+    assert cloud.delete(app_cred, token=alice.token).status_code == 204
+    listed = cloud.get(path, token=alice.token).json()["credentials"]
+    assert [c["access"] for c in listed] == [own["access"]]
+    assert_keystone_error(cloud.get(f"{path}/{key['access']}", token=alice.token), 404)
+    refused = s3_call(cloud, key, "GET", "/data/report")
+    assert refused.status_code == 403 and s3_code(refused) == "InvalidAccessKeyId"
+    assert len(raw_blobs(cloud)) == 1
+    assert s3_call(cloud, own, "GET", "/data/report").status_code == 200
+
+
+def test_restricted_app_cred_reaches_only_its_own_credentials(cloud: Cloud) -> None:
+    alice, own = alice_with_bucket(cloud)
+    other_project = cloud.project()["id"]
+    cloud.grant(alice.id, other_project, "member")
+    cred = create_app_cred(cloud, alice).json()["application_credential"]
+    sibling = create_app_cred(cloud, alice, unrestricted=True).json()["application_credential"]
+    token = app_cred_token(cloud, cred)
+    key = ec2_key(cloud, alice, token)
+    path = f"/v3/users/{alice.id}/credentials/OS-EC2"
+
+    # the user's own key, and its secret, stay out of reach
+    listed = cloud.get(path, token=token).json()["credentials"]
+    assert [c["access"] for c in listed] == [key["access"]]
+    assert_keystone_error(cloud.get(f"{path}/{own['access']}", token=token), 404)
+    assert_keystone_error(cloud.delete(f"{path}/{own['access']}", token=token), 404)
+    generic = cloud.get("/v3/credentials", token=token).json()["credentials"]
+    assert [c["id"] for c in generic] == [ec2_id(key)]
+    assert_keystone_error(cloud.get(f"/v3/credentials/{ec2_id(own)}", token=token), 404)
+
+    # no key for another project, none bound to another credential, no other kind
+    elsewhere = cloud.post(path, {"tenant_id": other_project}, token=token)
+    assert_keystone_error(elsewhere, 403)
+    assert_keystone_error(bound_key(cloud, alice, sibling["id"], token=token), 403)
+    totp = {"credential": {"type": "totp", "user_id": alice.id, "blob": "seed"}}
+    assert_keystone_error(cloud.post("/v3/credentials", totp, token=token), 403)
+    # nor deleting application credentials, even an unrestricted one
+    sibling_path = f"/v3/users/{alice.id}/application_credentials/{sibling['id']}"
+    assert_keystone_error(cloud.delete(sibling_path, token=token), 403)
+    assert cloud.get(sibling_path, token=alice.token).status_code == 200
+
+    assert cloud.delete(f"{path}/{key['access']}", token=token).status_code == 204
+    assert cloud.get(f"{path}/{own['access']}", token=alice.token).status_code == 200
+
+
+def test_unrestricted_app_cred_sees_the_users_keys_and_binds_its_own(cloud: Cloud) -> None:
+    alice, own = alice_with_bucket(cloud)
+    cred = create_app_cred(cloud, alice, unrestricted=True).json()["application_credential"]
+    token = app_cred_token(cloud, cred)
+    key = ec2_key(cloud, alice, token)
+    path = f"/v3/users/{alice.id}/credentials/OS-EC2"
+    listed = cloud.get(path, token=token).json()["credentials"]
+    assert {c["access"] for c in listed} == {own["access"], key["access"]}
+    app_cred = f"/v3/users/{alice.id}/application_credentials/{cred['id']}"
+    assert cloud.delete(app_cred, token=alice.token).status_code == 204
+    assert s3_call(cloud, key, "GET", "/data/report").status_code == 403
+    assert s3_call(cloud, own, "GET", "/data/report").status_code == 200
+
+
+def test_a_key_binds_only_to_the_users_own_app_cred_of_its_project(cloud: Cloud) -> None:
+    alice, bob = cloud.member("member"), cloud.member("member")
+    bobs = create_app_cred(cloud, bob).json()["application_credential"]
+    assert_keystone_error(bound_key(cloud, alice, bobs["id"]), 404)
+    assert_keystone_error(bound_key(cloud, alice, "0" * 32), 404)
+    assert_keystone_error(bound_key(cloud, alice, 7), 400)
+
+    other_project = cloud.project()["id"]
+    cloud.grant(alice.id, other_project, "member")
+    other_token = cloud.token_for(alice.id, alice.password, other_project)
+    elsewhere = Member(alice.id, alice.name, alice.password, other_project, other_token)
+    mine = create_app_cred(cloud, elsewhere).json()["application_credential"]
+    assert_keystone_error(bound_key(cloud, alice, mine["id"]), 403)  # alice's project, not its
+    made = bound_key(cloud, elsewhere, mine["id"])
+    assert made.status_code == 201, made.text
+    moved = {"credential": {"project_id": alice.project_id}}
+    path = f"/v3/credentials/{made.json()['credential']['id']}"
+    assert_keystone_error(cloud.patch(path, moved, token=alice.token), 400)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
+import boto3
 import httpx
 import pytest
+from botocore.config import Config
 
-from tests.e2e.conftest import Cloud, Tenant, unique
+from tests.e2e.conftest import REGION, Cloud, Tenant, unique
+from tests.e2e.s3_support import new_bucket, s3_error
 
 pytestmark = pytest.mark.e2e
 
@@ -155,3 +159,57 @@ def test_ec2_credentials_are_created_listed_and_invisible_to_another_user(
     assert cloud.http("GET", f"{base}/{access}", token=cloud.token_for(owner)).status_code == 200
     admin_view = cloud.cli_json("ec2", "credentials", "list", "--user", owner.user_id)
     assert access in {row["Access"] for row in admin_view}
+
+
+def s3_with(cloud: Cloud, access: str, secret: str) -> Any:
+    """A boto3 client signing with this EC2 key, configured as a customer would."""
+    return boto3.client(
+        "s3",
+        endpoint_url=cloud.s3_url,
+        aws_access_key_id=access,
+        aws_secret_access_key=secret,
+        region_name=REGION,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+
+
+def test_ec2_keys_of_an_application_credential_carry_its_roles_and_go_with_it(
+    cloud: Cloud,
+) -> None:
+    tenant = cloud.make_tenant("ec2-appcred")
+    own = cloud.s3(tenant)
+    bucket = new_bucket(own, "appcred")
+    own.put_object(Bucket=bucket, Key="report", Body=b"figures")
+
+    # A key made through the CLI with the application credential is its own: listed
+    # through it alone, and gone with it.
+    full = create_app_cred(cloud, tenant)
+    flags = app_cred_flags(cloud, full["ID"], full["Secret"])
+    made = cloud.cli_json(*flags, "ec2", "credentials", "create", cloud=None)
+    cloud.secrets.add(made["secret"])
+    seen = cloud.cli_json(*flags, "ec2", "credentials", "list", cloud=None)
+    assert [row["Access"] for row in seen] == [made["access"]]
+    through_cred = s3_with(cloud, made["access"], made["secret"])
+    through_cred.put_object(Bucket=bucket, Key="by-cred", Body=b"made")
+
+    # A key bound to a reader-only credential reads and cannot write.
+    reader_only = create_app_cred(cloud, tenant, "reader")
+    access, secret = unique("AKIA"), unique("secret")
+    cloud.secrets.add(secret)
+    blob = json.dumps({"access": access, "secret": secret, "app_cred_id": reader_only["ID"]})
+    cloud.cli_json(
+        "credential", "create", "--type", "ec2", "--project", tenant.project_id,
+        tenant.user_id, blob, cloud=tenant.cloud_name,
+    )  # fmt: skip
+    reading = s3_with(cloud, access, secret)
+    assert reading.get_object(Bucket=bucket, Key="report")["Body"].read() == b"figures"
+    code, status = s3_error(reading.put_object, Bucket=bucket, Key="report", Body=b"no")
+    assert (code, status) == ("AccessDenied", 403)
+
+    owner = cloud.connect(tenant.user_name, tenant.password, tenant.project_name)
+    owner.identity.delete_application_credential(tenant.user_id, full["ID"])
+    code, status = s3_error(through_cred.get_object, Bucket=bucket, Key="report")
+    assert (code, status) == ("InvalidAccessKeyId", 403)
+    listed = cloud.cli_json("ec2", "credentials", "list", cloud=tenant.cloud_name)
+    assert made["access"] not in {row["Access"] for row in listed}
+    assert own.get_object(Bucket=bucket, Key="by-cred")["Body"].read() == b"made"

@@ -6,6 +6,8 @@ scopes where it should not, or keeps a role it lost.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select
 
+from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.errors import Forbidden, NotFound, Unauthorized
 from souverain.db import migrate
@@ -32,12 +35,23 @@ ADMIN_PASSWORD = "admin-Pa55word-for-tests"
 PASSWORD = "user-Pa55word-for-tests"
 
 
+class SteppingClock:
+    """Real time plus an offset a test advances: expiry without sleeping."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta()
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.offset
+
+
 @dataclass
 class Cloud:
     identity: IdentityService
     admin: RequestContext
     admin_project: str
     roles: dict[str, str]  # name -> id
+    clock: SteppingClock
 
     def user(self, name: str) -> str:
         return str(
@@ -83,11 +97,13 @@ def cloud(tmp_path: Path, schema: Path) -> Iterator[Cloud]:
     engine = make_engine(f"sqlite:///{tmp_path / 'identity.sqlite'}")
     keys = KeyRepository(tmp_path / "fernet", max_active_keys=3)
     keys.setup()
+    clock = SteppingClock()
     identity = IdentityService(
         Database(engine),
         TokenFormatter(keys),
         Fernet.generate_key(),
         IdentityPolicySettings(bcrypt_rounds=4),
+        clock=Clock(clock.now),
     )
     boot = bootstrap(identity, "RegionOne", "http://localhost", [], ADMIN_PASSWORD, 4)
     admin = identity.authenticate(
@@ -100,7 +116,7 @@ def cloud(tmp_path: Path, schema: Path) -> Iterator[Cloud]:
         }
     ).context()
     roles = {r["name"]: r["id"] for r in identity.list_roles(admin, {})}
-    yield Cloud(identity, admin, boot.admin_project_id, roles)
+    yield Cloud(identity, admin, boot.admin_project_id, roles, clock)
     engine.dispose()
 
 
@@ -342,3 +358,131 @@ def test_application_credentials_are_only_created_for_oneself(cloud: Cloud) -> N
     ctx = cloud.on_project(alice, project).context()
     with pytest.raises(NotFound):  # another user's credentials look absent
         cloud.identity.create_app_cred(ctx, bob, {"name": "ci"})
+
+
+# ---------------------------------------------------------------- EC2 keys of application credentials
+
+
+def app_cred_login(cloud: Cloud, cred: dict[str, Any]) -> RequestContext:
+    login = {
+        "identity": {
+            "methods": ["application_credential"],
+            "application_credential": {"id": cred["id"], "secret": cred["secret"]},
+        }
+    }
+    return cloud.identity.authenticate(login).context()
+
+
+def test_an_ec2_key_of_an_application_credential_carries_its_roles_not_the_users(
+    cloud: Cloud,
+) -> None:
+    alice, project = cloud.user("alice"), cloud.project("web")
+    cloud.grant(alice, project, "member")
+    ctx = cloud.on_project(alice, project).context()
+    cred = cloud.identity.create_app_cred(ctx, alice, {"name": "ci"})
+    reader = cloud.identity.create_app_cred(
+        ctx, alice, {"name": "ro", "roles": [{"name": "reader"}]}
+    )
+    own = cloud.identity.ec2_create(ctx, alice, project, "http://x")
+    made = cloud.identity.ec2_create(app_cred_login(cloud, cred), alice, project, "http://x")
+    blob = {"access": "AKIARO", "secret": "s", "app_cred_id": reader["id"]}
+    cloud.identity.create_credential(
+        ctx, {"user_id": alice, "project_id": project, "type": "ec2", "blob": json.dumps(blob)}
+    )
+    cloud.grant(alice, project, "admin")  # the user gains a role; its credentials do not
+
+    mine = cloud.identity.ec2_principal(own["access"])
+    assert mine is not None and mine.roles == {"admin", "member", "reader"}
+    bound = cloud.identity.ec2_principal(made["access"])
+    assert bound is not None and bound.roles == {"member", "reader"}
+    assert (bound.app_cred_id, bound.project_id) == (cred["id"], project)
+    read_only = cloud.identity.ec2_principal("AKIARO")
+    assert read_only is not None and read_only.roles == {"reader"}
+
+
+def test_an_ec2_key_of_an_application_credential_ends_when_it_expires(cloud: Cloud) -> None:
+    alice, project = cloud.user("alice"), cloud.project("web")
+    cloud.grant(alice, project, "member")
+    ctx = cloud.on_project(alice, project).context()
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    cred = cloud.identity.create_app_cred(ctx, alice, {"name": "ci", "expires_at": soon})
+    made = cloud.identity.ec2_create(app_cred_login(cloud, cred), alice, project, "http://x")
+    own = cloud.identity.ec2_create(ctx, alice, project, "http://x")
+    assert cloud.identity.ec2_principal(made["access"]) is not None  # now cached
+    cloud.clock.offset = dt.timedelta(minutes=6)
+    assert cloud.identity.ec2_principal(made["access"]) is None
+    assert cloud.identity.ec2_principal(own["access"]) is not None
+
+
+def test_an_ec2_key_of_an_application_credential_goes_with_it(cloud: Cloud) -> None:
+    alice, project = cloud.user("alice"), cloud.project("web")
+    cloud.grant(alice, project, "member")
+    ctx = cloud.on_project(alice, project).context()
+    cred = cloud.identity.create_app_cred(ctx, alice, {"name": "ci"})
+    made = cloud.identity.ec2_create(app_cred_login(cloud, cred), alice, project, "http://x")
+    assert cloud.identity.ec2_principal(made["access"]) is not None
+    cloud.identity.delete_app_cred(ctx, alice, cred["id"])
+    assert cloud.identity.ec2_principal(made["access"]) is None
+    with cloud.identity.db.session() as s:
+        assert s.scalars(select(m.Credential)).all() == []
+
+
+def test_an_ec2_key_of_an_application_credential_loses_what_its_user_loses(
+    cloud: Cloud,
+) -> None:
+    alice, project = cloud.user("alice"), cloud.project("web")
+    cloud.grant(alice, project, "member")
+    ctx = cloud.on_project(alice, project).context()
+    cred = cloud.identity.create_app_cred(ctx, alice, {"name": "ci"})
+    made = cloud.identity.ec2_create(app_cred_login(cloud, cred), alice, project, "http://x")
+    cloud.identity.revoke_grant(
+        cloud.admin, "user", alice, "project", project, cloud.roles["member"]
+    )
+    cloud.grant(alice, project, "reader")
+    bound = cloud.identity.ec2_principal(made["access"])
+    assert bound is not None and bound.roles == {"reader"}
+
+
+def test_a_restricted_application_credential_reaches_only_its_own_keys(cloud: Cloud) -> None:
+    alice, project = cloud.user("alice"), cloud.project("web")
+    cloud.grant(alice, project, "member")
+    ctx = cloud.on_project(alice, project).context()
+    own = cloud.identity.ec2_create(ctx, alice, project, "http://x")
+    cred = cloud.identity.create_app_cred(ctx, alice, {"name": "ci"})
+    as_cred = app_cred_login(cloud, cred)
+    made = cloud.identity.ec2_create(as_cred, alice, project, "http://x")
+    listed = cloud.identity.ec2_list(as_cred, alice, "http://x")
+    assert [k["access"] for k in listed] == [made["access"]]
+    with pytest.raises(NotFound):
+        cloud.identity.ec2_get(as_cred, alice, own["access"], "http://x")
+    with pytest.raises(NotFound):
+        cloud.identity.ec2_delete(as_cred, alice, own["access"])
+    with pytest.raises(Forbidden):
+        cloud.identity.create_credential(
+            as_cred, {"user_id": alice, "type": "totp", "blob": "seed"}
+        )
+    with pytest.raises(Forbidden):
+        cloud.identity.delete_app_cred(as_cred, alice, cred["id"])
+    full = cloud.identity.ec2_list(ctx, alice, "http://x")
+    assert {k["access"] for k in full} == {own["access"], made["access"]}
+
+
+def test_ec2_keys_end_when_their_user_is_disabled_or_deleted(cloud: Cloud) -> None:
+    alice, project = cloud.user("alice"), cloud.project("web")
+    cloud.grant(alice, project, "member")
+    ctx = cloud.on_project(alice, project).context()
+    cred = cloud.identity.create_app_cred(ctx, alice, {"name": "ci"})
+    keys = [
+        cloud.identity.ec2_create(ctx, alice, project, "http://x")["access"],
+        cloud.identity.ec2_create(app_cred_login(cloud, cred), alice, project, "http://x")[
+            "access"
+        ],
+    ]
+    cloud.identity.update_user(cloud.admin, alice, {"enabled": False})
+    assert [cloud.identity.ec2_principal(k) for k in keys] == [None, None]
+    cloud.identity.update_user(cloud.admin, alice, {"enabled": True})
+    assert all(cloud.identity.ec2_principal(k) is not None for k in keys)
+    cloud.identity.delete_user(cloud.admin, alice)
+    assert [cloud.identity.ec2_principal(k) for k in keys] == [None, None]
+    with cloud.identity.db.session() as s:
+        assert s.scalars(select(m.Credential)).all() == []

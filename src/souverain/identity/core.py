@@ -105,15 +105,27 @@ class ResolvedToken:
 
 @dataclass(frozen=True)
 class Ec2Principal:
-    """The owner of an EC2-style access key, as the S3 service needs it."""
+    """The owner of an EC2-style access key, as the S3 service needs it.
+
+    A key made with an application credential carries that credential's roles (those
+    the user still holds), its id and its expiry.
+    """
 
     secret: str
     user_id: str
     project_id: str
     roles: frozenset[str]
+    app_cred_id: str | None = None
+    expires_at: float | None = None  # a UNIX time; None: never
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
     def __repr__(self) -> str:  # never show the secret
-        return f"Ec2Principal(user_id={self.user_id!r}, project_id={self.project_id!r})"
+        return (
+            f"Ec2Principal(user_id={self.user_id!r}, project_id={self.project_id!r}, "
+            f"app_cred_id={self.app_cred_id!r})"
+        )
 
 
 @dataclass

@@ -2,7 +2,10 @@
 (which the S3 service resolves through `ec2_principal`).
 
 Knows nothing of HTTP. Blobs are stored encrypted; another user's credentials look
-absent, and a delegated credential never carries a role its creator lacks.
+absent, and a delegated credential never carries a role its creator lacks. An EC2 key
+made with an application credential belongs to it: it acts with the credential's roles
+on the credential's project, stops when the credential expires and is deleted with it
+(a foreign key). A restricted application credential reaches only the keys it made.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from souverain.common.clock import as_utc
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden, NotFound
 from souverain.common.ids import new_id, new_secret
@@ -25,6 +29,7 @@ from souverain.identity.core import (
     ec2_credential_id,
     naive_utc,
 )
+from souverain.identity.tokens import to_timestamp
 
 
 class Credentials:
@@ -142,21 +147,70 @@ class Credentials:
             a = s.get(m.ApplicationCredential, cred_id)
             if a is None or a.user_id != user_id:
                 raise NotFound(f"Could not find Application Credential: {cred_id}.")
-            if ctx.application_credential_id and not a.unrestricted:
-                parent = s.get(m.ApplicationCredential, ctx.application_credential_id)
-                if parent is None or not parent.unrestricted:
-                    raise Forbidden("A restricted application credential cannot delete one.")
+            # Keystone refuses it too: a restricted credential deleting another (or an
+            # unrestricted one) would cut off whoever relies on it.
+            if self._confined_to(s, ctx) is not None:
+                raise Forbidden("A restricted application credential cannot delete one.")
             self.core.revoke(s, user_id=user_id, app_cred_id=a.id)
-            s.delete(a)
+            s.delete(a)  # its EC2 keys go with it (ON DELETE CASCADE)
         self.core.changed()
 
     # ------------------------------------------------------------------ credentials
+
+    @staticmethod
+    def _confined_to(s: Session, ctx: RequestContext) -> str | None:
+        """The restricted application credential the caller acts through, if it does.
+
+        Such a caller reaches only the credentials bound to it: the user's other EC2
+        secrets would give it the user's full roles and no expiry.
+        """
+        if ctx.application_credential_id is None:
+            return None
+        used = s.get(m.ApplicationCredential, ctx.application_credential_id)
+        if used is not None and used.unrestricted:
+            return None
+        return ctx.application_credential_id
 
     def _visible_credential(self, s: Session, ctx: RequestContext, cred_id: str) -> m.Credential:
         c = s.get(m.Credential, cred_id)
         if c is None or (not ctx.is_admin and c.user_id != ctx.user_id):
             raise NotFound(f"Could not find credential: {cred_id}.")
+        confined = self._confined_to(s, ctx)
+        if confined is not None and c.app_cred_id != confined:
+            raise NotFound(f"Could not find credential: {cred_id}.")
         return c
+
+    def _bind_to_app_cred(
+        self, s: Session, ctx: RequestContext, user_id: str, project_id: str, named: Any
+    ) -> m.ApplicationCredential | None:
+        """The application credential a new EC2 key belongs to, or None for the user's own.
+
+        A key made with an application credential's token is always its own; a user may
+        also bind a key to one of its credentials by naming it in the blob (`app_cred_id`,
+        as in Keystone), which only ever narrows what the key can do.
+        """
+        wanted = ctx.application_credential_id
+        if wanted is not None and (named not in (None, wanted) or user_id != ctx.user_id):
+            raise Forbidden(
+                "An EC2 key made with an application credential belongs to that credential "
+                "and its user; it cannot name another."
+            )
+        wanted = wanted or named
+        if wanted is None:
+            return None
+        if not isinstance(wanted, str):
+            raise BadRequest("app_cred_id in an ec2 credential blob must be a string.")
+        a = s.get(m.ApplicationCredential, wanted)
+        if a is None or a.user_id != user_id:
+            raise NotFound(f"Could not find Application Credential: {wanted}.")
+        if a.project_id != project_id:
+            raise Forbidden(
+                "An EC2 key of an application credential can only be for the credential's "
+                f"project, {a.project_id}."
+            )
+        if a.expires_at is not None and as_utc(a.expires_at) <= self.core.now():
+            raise BadRequest(f"The application credential {a.id} has expired.")
+        return a
 
     def list_credentials(
         self, ctx: RequestContext, filters: dict[str, Any]
@@ -169,6 +223,9 @@ class Credentials:
                     query = query.where(getattr(m.Credential, key) == filters[key])
             if not ctx.is_admin:
                 query = query.where(m.Credential.user_id == ctx.user_id)
+            confined = self._confined_to(s, ctx)
+            if confined is not None:
+                query = query.where(m.Credential.app_cred_id == confined)
             return [self.core.credential_ref(c) for c in s.scalars(query).all()]
 
     def get_credential(self, ctx: RequestContext, cred_id: str) -> dict[str, Any]:
@@ -184,30 +241,31 @@ class Credentials:
         blob = data["blob"]
         cred_id = new_id()
         project_id = data.get("project_id")
+        parsed: dict[str, Any] | None = None
         if data["type"] == "ec2":
-            try:
-                parsed = json.loads(blob)
-                access = parsed["access"]
-                if (
-                    not isinstance(access, str)
-                    or not access
-                    or not isinstance(parsed.get("secret"), str)
-                ):
-                    raise ValueError
-            except (ValueError, KeyError, TypeError):
-                raise BadRequest(
-                    "An ec2 credential blob must be JSON with string 'access' and 'secret'."
-                ) from None
+            parsed = _ec2_blob(blob)
             if not project_id:
                 raise BadRequest("An ec2 credential needs a project_id.")
-            cred_id = ec2_credential_id(access)
+            cred_id = ec2_credential_id(parsed["access"])
         with self.core.db.session() as s:
+            if parsed is None and self._confined_to(s, ctx) is not None:
+                raise Forbidden(
+                    "A restricted application credential can only make EC2 keys, which "
+                    "belong to it."
+                )
             if project_id:
                 project = s.get(m.Project, project_id)
                 if project is None or (
                     not ctx.is_admin and project_id not in self.core.visible_project_ids(s, ctx)
                 ):
                     raise NotFound(f"Could not find project: {project_id}.")
+            bound = None
+            if parsed is not None:
+                named = parsed.get("app_cred_id")
+                bound = self._bind_to_app_cred(s, ctx, user_id, str(project_id), named)
+                if bound is not None:
+                    parsed["app_cred_id"] = bound.id  # shown in the blob, as Keystone does
+                    blob = json.dumps(parsed)
             c = m.Credential(
                 id=cred_id,
                 user_id=user_id,
@@ -215,6 +273,7 @@ class Credentials:
                 type=data["type"],
                 blob=self.core.encrypt_blob(blob),
                 created_at=naive_utc(self.core.now()),
+                app_cred_id=bound.id if bound is not None else None,
             )
             s.add(c)
             self.core.flush_unique(s, "Duplicate entry: a credential with this access key exists.")
@@ -243,6 +302,10 @@ class Credentials:
                         raise NotFound(f"Could not find project: {project_id}.")
                 elif c.type == "ec2":
                     raise BadRequest("An ec2 credential needs a project_id.")
+                if c.app_cred_id is not None and project_id != c.project_id:
+                    raise BadRequest(
+                        "An EC2 key of an application credential stays in the credential's project."
+                    )
                 c.project_id = project_id
             ref = self.core.credential_ref(c)
         self.core.changed()
@@ -290,12 +353,13 @@ class Credentials:
         with self.core.db.session() as s:
             self.core.owned_user(s, ctx, user_id)
             enforce(ctx, "identity:ec2_list_credentials", owner_user_id=user_id)
-            rows = s.scalars(
-                select(m.Credential).where(
-                    m.Credential.user_id == user_id, m.Credential.type == "ec2"
-                )
-            ).all()
-            return [self.ec2_ref(c, base_url) for c in rows]
+            query = select(m.Credential).where(
+                m.Credential.user_id == user_id, m.Credential.type == "ec2"
+            )
+            confined = self._confined_to(s, ctx)
+            if confined is not None:
+                query = query.where(m.Credential.app_cred_id == confined)
+            return [self.ec2_ref(c, base_url) for c in s.scalars(query).all()]
 
     def _ec2_owned(
         self, s: Session, ctx: RequestContext, user_id: str, access: str
@@ -303,6 +367,9 @@ class Credentials:
         self.core.owned_user(s, ctx, user_id)
         c = s.get(m.Credential, ec2_credential_id(access))
         if c is None or c.user_id != user_id or c.type != "ec2":
+            raise NotFound(f"Could not find credential: {access}.")
+        confined = self._confined_to(s, ctx)
+        if confined is not None and c.app_cred_id != confined:
             raise NotFound(f"Could not find credential: {access}.")
         return c
 
@@ -325,17 +392,21 @@ class Credentials:
         """Who signs with this access key, and the secret to check the signature against.
 
         None when the key is unknown, or its user, project or role on the project is
-        gone or disabled. Cached until identity data changes, like token views.
+        gone or disabled, or its application credential is gone or expired. Cached until
+        identity data changes, like token views; expiry is checked on every use.
         """
         self.core.follow_changes()
         generation = self.core.generation
         cached = self._ec2_cache.get(access)
         if cached is not None and cached[0] == generation:
-            return cached[1]
-        found = self._lookup_ec2(access)
-        if len(self._ec2_cache) > 100_000:
-            self._ec2_cache.clear()
-        self._ec2_cache[access] = (generation, found)
+            found = cached[1]
+        else:
+            found = self._lookup_ec2(access)
+            if len(self._ec2_cache) > 100_000:
+                self._ec2_cache.clear()
+            self._ec2_cache[access] = (generation, found)
+        if found is not None and found.expired(self.core.clock.timestamp()):
+            return None
         return found
 
     def _lookup_ec2(self, access: str) -> Ec2Principal | None:
@@ -355,8 +426,31 @@ class Credentials:
                 if domain is None or not domain.enabled:
                     return None
             role_ids = self.core.role_ids_on(s, user.id, "project", project.id)
+            expires_at: float | None = None
+            if c.app_cred_id is not None:
+                a = s.get(m.ApplicationCredential, c.app_cred_id)
+                if a is None or a.user_id != user.id or a.project_id != project.id:
+                    return None
+                # what the credential's own tokens carry: its roles the user still holds
+                role_ids = self.core.implied_role_ids(s, role_ids) & set(a.role_ids)
+                expires_at = to_timestamp(a.expires_at) if a.expires_at is not None else None
             if not role_ids:
                 return None
             roles = frozenset(r.name for r in self.core.roles_by_ids(s, sorted(role_ids)))
             roles |= frozenset(n for r in roles for n in IMPLIED_ROLES.get(r, frozenset()))
-            return Ec2Principal(str(blob.get("secret", "")), user.id, project.id, roles)
+            secret = str(blob.get("secret", ""))
+            return Ec2Principal(secret, user.id, project.id, roles, c.app_cred_id, expires_at)
+
+
+def _ec2_blob(blob: str) -> dict[str, Any]:
+    """An EC2 blob as a dict, refused unless it names a string access key and secret."""
+    try:
+        parsed = json.loads(blob)
+        access = parsed["access"]
+        if not isinstance(access, str) or not access or not isinstance(parsed.get("secret"), str):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise BadRequest(
+            "An ec2 credential blob must be JSON with string 'access' and 'secret'."
+        ) from None
+    return dict(parsed)

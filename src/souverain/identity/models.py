@@ -172,6 +172,13 @@ class Credential(Base):
     type: Mapped[str] = mapped_column(String(255))
     blob: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    # An EC2 key made with an application credential acts with its roles, ends when it
+    # expires and is deleted with it.
+    app_cred_id: Mapped[str | None] = mapped_column(
+        ForeignKey("identity_application_credentials.id", ondelete="CASCADE"),
+        nullable=True,
+        index=True,
+    )
 
 
 class RevocationEvent(Base):
