@@ -528,7 +528,7 @@ def test_compute_interface_auto_network_ports_bind_release(
         service.create_port_for_server(ctx, port_id=brought["id"], server_id="srv-2")
     bound = service.bind_port(port["id"], "srv-1", "host-a")
     assert bound["status"] == "ACTIVE" and bound["binding:host_id"] == "host-a"
-    service.release_ports_of("srv-1")
+    service.release_ports_of("srv-1", ctx.project_id or "")
     with pytest.raises(ApiError):
         service.get_port(ctx, port["id"])
     kept = service.get_port(ctx, brought["id"])
