@@ -42,13 +42,11 @@ def check_update(ctx: RequestContext, row: m.Port, body: PortBody) -> None:
     given = dict(body.texts)
     owner = given.get("device_owner", row.device_owner)
     device = given.get("device_id", row.device_id)
-    if owner != row.device_owner and is_service_owner(owner):
+    plugged = is_service_owner(row.device_owner)
+    if owner != row.device_owner and (plugged or is_service_owner(owner)):
         field = "device_owner"
-    elif is_service_owner(row.device_owner) and (owner, device) != (
-        row.device_owner,
-        row.device_id,
-    ):
-        field = "device_owner" if owner != row.device_owner else "device_id"
+    elif device != row.device_id and plugged:
+        field = "device_id"
     else:
         return
     raise PolicyNotAuthorized(
