@@ -528,8 +528,80 @@ def test_compute_interface_auto_network_ports_bind_release(
         service.create_port_for_server(ctx, port_id=brought["id"], server_id="srv-2")
     bound = service.bind_port(port["id"], "srv-1", "host-a")
     assert bound["status"] == "ACTIVE" and bound["binding:host_id"] == "host-a"
-    service.release_ports_of("srv-1")
+    service.release_ports_of("srv-1", ctx.project_id or "")
     with pytest.raises(ApiError):
         service.get_port(ctx, port["id"])
     kept = service.get_port(ctx, brought["id"])
     assert kept["device_id"] == "" and kept["status"] == "DOWN"
+
+
+# ---------------------------------------------------------------------- port binding
+
+
+def test_another_project_cannot_plug_its_port_into_a_server(
+    shared_cloud: Cloud, member: Member, me: Neutron, other: Neutron
+) -> None:
+    """Knowing a server's id is not enough to put a NIC of one's own network in it."""
+    service = shared_cloud.platform.network
+    view = shared_cloud.platform.identity.validate(member.token)
+    assert view is not None
+    ctx = view.context("")
+    server = shared_cloud.unique("victim")
+    own = service.create_port_for_server(ctx, server_id=server)
+    theirs, _ = other.network_with_subnet("10.9.0.0/24")
+    for owner in ("compute:nova", "network:dhcp", "network:router_interface"):
+        body = {"network_id": theirs, "device_id": server, "device_owner": owner}
+        message = neutron_error(other.post("/ports", {"port": body}), 403, "HTTPForbidden")
+        assert message == (
+            "(rule:create_port and rule:create_port:device_owner) is disallowed by policy"
+        )
+    free = other.create("port", network_id=theirs, device_id=server)
+    plain = other.create("port", network_id=theirs)
+    message = neutron_error(
+        other.put(f"/ports/{plain['id']}", {"port": {"device_owner": "compute:nova"}}),
+        403,
+        "HTTPForbidden",
+    )
+    assert message == (
+        "(rule:update_port and rule:update_port:device_owner) is disallowed by policy"
+    )
+    assert [p["id"] for p in service.ports_of(server, me.project_id)] == [own["id"]]
+    listed = me.get("/ports", params={"device_id": server}).json()["ports"]
+    assert [p["id"] for p in listed] == [own["id"]]
+    assert other.get(f"/ports/{free['id']}").json()["port"]["device_owner"] == ""
+
+
+def test_an_admin_may_set_a_service_owner_but_compute_plugs_only_its_project(
+    shared_cloud: Cloud, member: Member, me: Neutron, other: Neutron, admin: Neutron
+) -> None:
+    service = shared_cloud.platform.network
+    server = shared_cloud.unique("victim")
+    theirs, _ = other.network_with_subnet("10.9.0.0/24")
+    body = {
+        "network_id": theirs,
+        "device_id": server,
+        "device_owner": "compute:nova",
+        "project_id": other.project_id,
+    }
+    made = admin.create("port", **body)
+    assert made["device_owner"] == "compute:nova" and made["project_id"] == other.project_id
+    assert service.ports_of(server, me.project_id) == []
+    assert me.get("/ports", params={"device_id": server}).json()["ports"] == []
+
+
+def test_a_tenant_cannot_move_a_port_a_service_plugged(me: Neutron) -> None:
+    _, subnet = me.network_with_subnet("10.0.0.0/24")
+    router = me.create("router", name="r")
+    added = me.put(f"/routers/{router['id']}/add_router_interface", {"subnet_id": subnet})
+    assert added.status_code == 200, added.text
+    port_id = added.json()["port_id"]
+    for body, field in (
+        ({"device_id": "elsewhere"}, "device_id"),
+        ({"device_owner": ""}, "device_owner"),
+    ):
+        message = neutron_error(me.put(f"/ports/{port_id}", {"port": body}), 403, "HTTPForbidden")
+        assert message == (
+            f"(rule:update_port and rule:update_port:{field}) is disallowed by policy"
+        )
+    shown = me.get(f"/ports/{port_id}").json()["port"]
+    assert (shown["device_id"], shown["device_owner"]) == (router["id"], "network:router_interface")

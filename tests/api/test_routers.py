@@ -311,3 +311,47 @@ def test_another_project_cannot_see_or_touch_routers_and_floating_ips(
         "PortNotFound",
     )
     assert me.get(f"/floatingips/{fip['id']}").json()["floatingip"]["port_id"] == port["id"]
+
+
+def test_a_router_takes_no_port_of_another_project(
+    me: Neutron, other: Neutron, admin: Neutron
+) -> None:
+    router = me.create("router", name="r")
+    theirs, _ = other.network_with_subnet("10.9.0.0/24")
+    port = other.create("port", network_id=theirs)
+    by_port = {"port_id": port["id"]}
+    refused = me.put(f"/routers/{router['id']}/add_router_interface", by_port)
+    neutron_error(refused, 404, "PortNotFound")
+    refused = other.put(f"/routers/{router['id']}/add_router_interface", by_port)
+    neutron_error(refused, 404, "RouterNotFound")
+    forged = {"network_id": theirs, "device_id": router["id"]}
+    for owner in ("network:router_interface", "network:router_gateway"):
+        made = other.post("/ports", {"port": {**forged, "device_owner": owner}})
+        neutron_error(made, 403, "HTTPForbidden")
+    assert other.get(f"/ports/{port['id']}").json()["port"]["device_id"] == ""
+    ports = me.get("/ports", params={"device_id": router["id"]}).json()["ports"]
+    assert ports == []
+    admin_view = admin.get("/ports", params={"device_id": router["id"]}).json()["ports"]
+    assert admin_view == []
+
+
+def test_a_floating_ip_cannot_go_through_another_projects_router(
+    me: Neutron, other: Neutron, admin: Neutron
+) -> None:
+    """A router on a shared subnet carries its own project's floating IPs only."""
+    shared = admin.create("network", name="shared", shared=True, project_id=me.project_id)
+    subnet = me.create("subnet", network_id=shared["id"], cidr="10.6.0.0/24", ip_version=4)
+    router = me.create("router", name="r", external_gateway_info={"network_id": public_id(me)})
+    added = me.put(f"/routers/{router['id']}/add_router_interface", {"subnet_id": subnet["id"]})
+    assert added.status_code == 200, added.text
+    port = other.create("port", network_id=shared["id"])
+    body = {"floating_network_id": public_id(other), "port_id": port["id"]}
+    refused = other.post("/floatingips", {"floatingip": body})
+    neutron_error(refused, 404, "ExternalGatewayForFloatingIPNotFound")
+    fip = other.create("fip", floating_network_id=public_id(other))
+    refused = other.put(f"/floatingips/{fip['id']}", {"floatingip": {"port_id": port["id"]}})
+    neutron_error(refused, 404, "ExternalGatewayForFloatingIPNotFound")
+    assert other.get(f"/floatingips/{fip['id']}").json()["floatingip"]["router_id"] is None
+    mine = me.create("port", network_id=shared["id"])
+    made = me.create("fip", floating_network_id=public_id(me), port_id=mine["id"])
+    assert made["router_id"] == router["id"]

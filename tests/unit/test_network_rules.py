@@ -15,7 +15,7 @@ import pytest
 
 from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest
+from souverain.common.errors import BadRequest, NotFound
 from souverain.config import NetworkSettings
 from souverain.db import migrate
 from souverain.db.engine import Database, make_engine
@@ -26,6 +26,7 @@ from souverain.network.errors import (
     ExternalGatewayForFloatingIPNotFound,
     IpAddressAlreadyAllocated,
     IpAddressGenerationFailure,
+    PolicyNotAuthorized,
     PortInUse,
     RouterExternalGatewayInUseByFloatingIp,
     RouterInterfaceInUseByFloatingIP,
@@ -37,6 +38,10 @@ from souverain.network.service import NetworkService
 OWNER = RequestContext(
     user_id="u1", user_domain_id="default", roles=frozenset({"member"}), project_id="p1"
 )
+OTHER = RequestContext(
+    user_id="u2", user_domain_id="default", roles=frozenset({"member"}), project_id="p2"
+)
+ADMIN = RequestContext(user_id="a", user_domain_id="default", roles=frozenset({"admin"}))
 
 
 @pytest.fixture
@@ -57,9 +62,15 @@ def service(tmp_path: Path) -> Iterator[NetworkService]:
 
 
 def _subnet(service: NetworkService, cidr: str, **extra: Any) -> dict[str, Any]:
-    net = service.networks.create_network(OWNER, schemas.network({"name": f"net-{cidr}"}))
+    return _subnet_of(service, OWNER, cidr, **extra)
+
+
+def _subnet_of(
+    service: NetworkService, ctx: RequestContext, cidr: str, **extra: Any
+) -> dict[str, Any]:
+    net = service.networks.create_network(ctx, schemas.network({"name": f"net-{cidr}"}))
     body = {"network_id": net.row.id, "cidr": cidr, "ip_version": 4, **extra}
-    return views.subnet(service.networks.create_subnet(OWNER, schemas.subnet_create(body)))
+    return views.subnet(service.networks.create_subnet(ctx, schemas.subnet_create(body)))
 
 
 def _port(service: NetworkService, subnet: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -68,8 +79,7 @@ def _port(service: NetworkService, subnet: dict[str, Any], **extra: Any) -> dict
 
 
 def _public_id(service: NetworkService) -> str:
-    admin = RequestContext(user_id="a", user_domain_id="default", roles=frozenset({"admin"}))
-    (public,) = [n.row.id for n in service.networks.list_networks(admin) if n.row.external]
+    (public,) = [n.row.id for n in service.networks.list_networks(ADMIN) if n.row.external]
     return public
 
 
@@ -134,12 +144,103 @@ def test_a_full_pool_refuses_the_next_port_and_a_freed_address_comes_back(
 
 def test_device_owner_and_id_are_what_the_caller_set(service: NetworkService) -> None:
     subnet = _subnet(service, "10.1.0.0/24")
-    port = _port(service, subnet, device_owner="compute:nova", device_id="server-1")
-    assert (port["device_owner"], port["device_id"]) == ("compute:nova", "server-1")
+    port = _port(service, subnet, device_owner="appliance:lb", device_id="server-1")
+    assert (port["device_owner"], port["device_id"]) == ("appliance:lb", "server-1")
     changed = service.ports.update_port(
         OWNER, port["id"], schemas.port_update({"device_id": "server-2"})
     )
-    assert (changed.row.device_owner, changed.row.device_id) == ("compute:nova", "server-2")
+    assert (changed.row.device_owner, changed.row.device_id) == ("appliance:lb", "server-2")
+
+
+# ---------------------------------------------------------------------- binding
+
+
+@pytest.mark.parametrize("owner", ["compute:nova", "compute:az-1", "network:dhcp", "network:x"])
+def test_a_tenant_cannot_name_a_service_as_device_owner(
+    service: NetworkService, owner: str
+) -> None:
+    subnet = _subnet(service, "10.1.0.0/24")
+    with pytest.raises(PolicyNotAuthorized) as refused:
+        _port(service, subnet, device_owner=owner, device_id="server-1")
+    assert refused.value.status == 403
+    assert refused.value.message == (
+        "(rule:create_port and rule:create_port:device_owner) is disallowed by policy"
+    )
+    port = _port(service, subnet)
+    with pytest.raises(PolicyNotAuthorized) as refused:
+        service.ports.update_port(OWNER, port["id"], schemas.port_update({"device_owner": owner}))
+    assert refused.value.message == (
+        "(rule:update_port and rule:update_port:device_owner) is disallowed by policy"
+    )
+    assert service.ports.get_port(OWNER, port["id"]).row.device_owner == ""
+
+
+def test_an_admin_may_name_a_service_as_device_owner(service: NetworkService) -> None:
+    subnet = _subnet(service, "10.1.0.0/24")
+    body = {"network_id": subnet["network_id"], "device_owner": "compute:nova", "device_id": "s"}
+    port = service.ports.create_port(ADMIN, schemas.port_create(body))
+    assert (port.row.device_owner, port.row.device_id) == ("compute:nova", "s")
+
+
+def test_a_tenant_cannot_rebind_a_port_a_service_plugged(service: NetworkService) -> None:
+    subnet = _subnet(service, "10.1.0.0/24")
+    router = _router(service, gateway=False)
+    interface = service.routers.add_router_interface(OWNER, router["id"], _on(subnet)).port
+    for body, field in (
+        ({"device_id": "another-router"}, "device_id"),
+        ({"device_owner": ""}, "device_owner"),
+        ({"device_owner": "appliance:lb", "device_id": ""}, "device_owner"),
+    ):
+        with pytest.raises(PolicyNotAuthorized) as refused:
+            service.ports.update_port(OWNER, interface.id, schemas.port_update(body))
+        assert refused.value.message == (
+            f"(rule:update_port and rule:update_port:{field}) is disallowed by policy"
+        )
+    same = {"device_owner": "network:router_interface", "device_id": router["id"], "name": "n"}
+    kept = service.ports.update_port(OWNER, interface.id, schemas.port_update(same)).row
+    assert (kept.device_id, kept.name) == (router["id"], "n")
+
+
+def test_compute_sees_only_ports_of_the_servers_project(service: NetworkService) -> None:
+    own = service.create_port_for_server(OWNER, server_id="victim")
+    theirs = _subnet_of(service, OTHER, "10.7.0.0/24")
+    # another project names the server as device: allowed as free text, never plugged
+    body = {"network_id": theirs["network_id"], "device_id": "victim"}
+    free = service.ports.create_port(OTHER, schemas.port_create(body))
+    forged = {**body, "device_owner": "compute:nova", "project_id": "p2"}
+    by_admin = service.ports.create_port(ADMIN, schemas.port_create(forged))
+    assert [p["id"] for p in service.ports_of("victim", "p1")] == [own["id"]]
+    service.release_ports_of("victim", "p1")
+    assert service.ports_of("victim", "p1") == []
+    for row in (free.row, by_admin.row):
+        kept = service.ports.get_port(ADMIN, row.id).row
+        assert kept.device_id == "victim" and kept.project_id == "p2"
+
+
+def test_a_port_of_another_project_is_not_usable_for_a_server(service: NetworkService) -> None:
+    theirs = _subnet_of(service, OTHER, "10.7.0.0/24")
+    port = service.ports.create_port(
+        OTHER, schemas.port_create({"network_id": theirs["network_id"]})
+    )
+    with pytest.raises(NotFound):
+        service.create_port_for_server(OWNER, port_id=port.row.id, server_id="victim")
+    with pytest.raises(BadRequest) as refused:
+        service.create_port_for_server(
+            ADMIN, port_id=port.row.id, server_id="victim", project_id="p1"
+        )
+    assert refused.value.message == f"Port {port.row.id} not usable for instance victim."
+    assert service.ports.get_port(ADMIN, port.row.id).row.device_id == ""
+
+
+def test_a_port_an_admin_makes_for_a_server_belongs_to_the_servers_project(
+    service: NetworkService,
+) -> None:
+    subnet = _subnet(service, "10.1.0.0/24")
+    made = service.create_port_for_server(
+        ADMIN, network_id=subnet["network_id"], server_id="victim", project_id="p1"
+    )
+    assert made["project_id"] == "p1"
+    assert [p["id"] for p in service.ports_of("victim", "p1")] == [made["id"]]
 
 
 def test_a_router_interface_port_cannot_be_deleted_through_ports(
@@ -261,3 +362,38 @@ def test_what_a_floating_ip_goes_through_cannot_be_taken_from_it(
         OWNER, fip.id, schemas.floating_update({"port_id": None})
     )
     service.routers.remove_router_interface(OWNER, router["id"], _on(subnet))
+
+
+def test_a_floating_ip_never_goes_through_another_projects_router(
+    service: NetworkService,
+) -> None:
+    """On a shared subnet, the router another project put there is not this project's way
+    out: its floating IP finds no gateway rather than borrowing (and billing) that router."""
+    body = {"name": "shared", "shared": True, "project_id": "p1"}
+    net = service.networks.create_network(ADMIN, schemas.network(body)).row
+    cidr = {"network_id": net.id, "cidr": "10.8.0.0/24", "ip_version": 4}
+    subnet = views.subnet(service.networks.create_subnet(OWNER, schemas.subnet_create(cidr)))
+    router = _router(service, gateway=True)
+    service.routers.add_router_interface(OWNER, router["id"], _on(subnet))
+    theirs = service.ports.create_port(OTHER, schemas.port_create({"network_id": net.id}))
+    wanted = {"floating_network_id": _public_id(service), "port_id": theirs.row.id}
+    with pytest.raises(ExternalGatewayForFloatingIPNotFound):
+        service.floating_ips.create_floating_ip(OTHER, schemas.floating_create(wanted))
+    mine = _port(service, subnet)
+    wanted["port_id"] = mine["id"]
+    fip = service.floating_ips.create_floating_ip(OWNER, schemas.floating_create(wanted)).row
+    assert fip.router_id == router["id"]
+
+
+def test_a_router_takes_no_interface_port_of_another_project(service: NetworkService) -> None:
+    theirs = _subnet_of(service, OTHER, "10.7.0.0/24")
+    port = service.ports.create_port(
+        OTHER, schemas.port_create({"network_id": theirs["network_id"]})
+    )
+    router = _router(service, gateway=False)
+    by_port = schemas.router_interface({"port_id": port.row.id})
+    with pytest.raises(NotFound):
+        service.routers.add_router_interface(OWNER, router["id"], by_port)
+    with pytest.raises(NotFound):
+        service.routers.add_router_interface(OTHER, router["id"], by_port)
+    assert service.ports.get_port(ADMIN, port.row.id).row.device_id == ""

@@ -139,7 +139,7 @@ class Attachments:
 
     def interfaces(self, ctx: RequestContext, server_id: str) -> list[dict[str, Any]]:
         self.core.check_visible(ctx, server_id)
-        return list(self.network.ports_of(server_id))
+        return self.guests.ports(server_id)
 
     def attach_interface(
         self,
@@ -162,7 +162,12 @@ class Attachments:
             network_id = self.network.get_or_create_auto_network(ctx)["id"]
         with self.core.server_lock(server_id):
             port = self.network.create_port_for_server(
-                ctx, network_id=network_id, port_id=port_id, fixed_ip=fixed_ip, server_id=server_id
+                ctx,
+                network_id=network_id,
+                port_id=port_id,
+                fixed_ip=fixed_ip,
+                server_id=server_id,
+                project_id=row.project_id,
             )
             try:
                 self._plug_port(server_id, port)
@@ -187,7 +192,7 @@ class Attachments:
 
     def detach_interface(self, ctx: RequestContext, server_id: str, port_id: str) -> None:
         row = self._pluggable(ctx, server_id, "detach_interface")
-        if port_id not in [p["id"] for p in self.network.ports_of(server_id)]:
+        if port_id not in [p["id"] for p in self.network.ports_of(server_id, row.project_id)]:
             raise NotFound(f"Port {port_id[:64]} is not attached")
         with self.db.session() as s:
             action_id = self.core.record_action(

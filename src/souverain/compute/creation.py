@@ -265,13 +265,13 @@ class Creation:
         except BaseException:
             if has_ports:
                 for server_id in server_ids:
-                    self.network.release_ports_of(server_id)
+                    self.network.release_ports_of(server_id, ctx.project_id or "")
             raise
         if has_ports:  # another create took some of the room between the two looks
             made = {server_id for server_id, _ in tasks}
             for server_id in server_ids:
                 if server_id not in made:
-                    self.network.release_ports_of(server_id)
+                    self.network.release_ports_of(server_id, ctx.project_id or "")
         return views, tasks
 
     def _make_ports(
@@ -292,12 +292,13 @@ class Creation:
                         port_id=item.get("port"),
                         fixed_ip=item.get("fixed_ip"),
                         server_id=server_id,
+                        project_id=ctx.project_id or "",
                         security_groups=list(groups) or None,
                     )
                 made.append(server_id)
         except Exception as exc:
             for server_id in [*made, server_ids[len(made)]]:
-                self.network.release_ports_of(server_id)
+                self.network.release_ports_of(server_id, ctx.project_id or "")
             if isinstance(exc, NotFound):  # a security group or network named in the request
                 raise BadRequest(exc.message) from None
             raise
@@ -445,7 +446,7 @@ class Creation:
         if boot is not None:
             assert ctx is not None
             self._attach_root_volume(ctx, server_id, boot)
-        if self.network.ports_of(server_id):
+        if self.guests.ports(server_id):
             self.core.set(server_id, addresses=self.guests.plug_ports(server_id))
         with self.db.session() as s:
             row = s.get(Server, server_id)

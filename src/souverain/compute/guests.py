@@ -13,6 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from souverain.common.errors import BadRequest
 from souverain.compute.core import SYSTEM, ComputeCore
 from souverain.compute.models import Server
@@ -95,9 +97,19 @@ class Guests:
 
     # ------------------------------------------------------------------ ports
 
+    def project_of(self, server_id: str) -> str:
+        with self.db.session() as s:
+            return s.scalar(select(Server.project_id).where(Server.id == server_id)) or ""
+
+    def ports(self, server_id: str) -> list[dict[str, Any]]:
+        """The server's ports, asked with its project: another project's port naming
+        this server as its device is never one of them."""
+        project_id = self.project_of(server_id)
+        return self.network.ports_of(server_id, project_id) if project_id else []
+
     def plug_ports(self, server_id: str) -> dict[str, Any]:
         """Bind the server's ports to this host; the addresses the server shows."""
-        for port in self.network.ports_of(server_id):
+        for port in self.ports(server_id):
             self.network.bind_port(port["id"], server_id, self.core.host)
         return self.addresses(server_id)
 
@@ -105,7 +117,7 @@ class Guests:
         """Nova's `addresses`: each port's fixed IPs, then the floating IPs pointing at them
         (`without`: a port being unplugged, left out before it is let go)."""
         addresses: dict[str, list[dict[str, Any]]] = {}
-        ports = [p for p in self.network.ports_of(server_id) if p["id"] != without]
+        ports = [p for p in self.ports(server_id) if p["id"] != without]
         floating = self.network.floating_ips_of_ports([p["id"] for p in ports])
         for port in ports:
             name = self.network.get_network(SYSTEM, port["network_id"])["name"]
@@ -124,10 +136,11 @@ class Guests:
         return addresses
 
     def let_go_of_ports(self, server_id: str) -> None:
-        ports = self.network.ports_of(server_id)
+        project_id = self.project_of(server_id)
+        ports = self.network.ports_of(server_id, project_id) if project_id else []
         if not ports:
             return
-        self.network.release_ports_of(server_id)
+        self.network.release_ports_of(server_id, project_id)
         for port in ports:
             try:
                 self.network.unwire_port(port["id"], port["network_id"])
@@ -183,7 +196,7 @@ class Guests:
                     ifname=self.network.wire_port(port["id"]),
                     id=nic_id(port["id"]),
                 )
-                for port in self.network.ports_of(row.id)
+                for port in self.network.ports_of(row.id, row.project_id)
             )
         elif row.networks != "none":
             nics = (Nic(mac=row.mac, kind="user"),)
@@ -208,14 +221,14 @@ class Guests:
         if row.networks == "none":
             network: dict[str, Any] = {"links": [], "networks": [], "services": []}
         elif isinstance(row.networks, list):
-            network = self._ports_network_doc(row.id)
+            network = self._ports_network_doc(row.id, row.project_id)
         else:
             network = _user_mode_network_doc(row)
         return _metadata_doc(row), user_data, network
 
-    def _ports_network_doc(self, server_id: str) -> dict[str, Any]:
+    def _ports_network_doc(self, server_id: str, project_id: str) -> dict[str, Any]:
         """One link per port, in the guest's NIC order; the addresses come by DHCP."""
-        ports = self.network.ports_of(server_id)
+        ports = self.network.ports_of(server_id, project_id)
         return {
             "links": [
                 {

@@ -94,6 +94,9 @@ class FloatingIps(Part):
                 m.Port.device_owner == ROUTER_INTERFACE,
                 m.IpAllocation.subnet_id == subnet_id,
                 m.Router.external_network_id == row.floating_network_id,
+                # routers are not shared: on a shared subnet another project's router
+                # must not carry this project's floating IP (nor its traffic bill)
+                m.Router.project_id == row.project_id,
             )
             .order_by(m.Router.created_at)
         )

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import Conflict
 from souverain.common.ids import new_id
-from souverain.network import ipam, related
+from souverain.network import binding, ipam, related
 from souverain.network import models as m
 from souverain.network.core import Part, Retry
 from souverain.network.errors import (
@@ -200,8 +200,16 @@ class Ports(Part):
             row.admin_state_up = body.admin_state_up
 
     def create_port(
-        self, ctx: RequestContext, body: PortBody, delete_with_device: bool = False
+        self,
+        ctx: RequestContext,
+        body: PortBody,
+        delete_with_device: bool = False,
+        *,
+        by_service: bool = False,
     ) -> PortRecord:
+        """A new port; `by_service`: compute makes it for a server and names itself owner."""
+        if not by_service:
+            binding.check_create(ctx, body)
         project_id = owner_named(ctx, body.owner)
         mac = body.mac_address
         if project_id:
@@ -271,6 +279,7 @@ class Ports(Part):
 
         def work(s: Session) -> PortRecord:
             row = self.port(s, ctx, port_id)
+            binding.check_update(ctx, row, body)
             self._plain_port_fields(row, body)
             self._port_security(s, ctx, row, body, creating=False)
             if body.fixed_ips is not None:

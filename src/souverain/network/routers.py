@@ -22,6 +22,7 @@ from souverain.network.core import Part
 from souverain.network.errors import (
     PolicyNotAuthorized,
     PortInUse,
+    PortNotFound,
     RouterExternalGatewayInUseByFloatingIp,
     RouterInterfaceInUseByFloatingIP,
     RouterInterfaceNotFound,
@@ -228,6 +229,9 @@ class Routers(Part):
             self._lock_quota(s, row.project_id)
             if port_id is not None:
                 port = self.ports.port(s, ctx, port_id)
+                if not (ctx.is_admin or port.project_id == row.project_id):
+                    # an interface is the router's: a port of another project is not offered
+                    raise PortNotFound(f"Port {port.id} could not be found.")
                 if port.device_id or port.device_owner:
                     raise PortInUse(
                         f"Unable to complete operation on port {port.id} for network "

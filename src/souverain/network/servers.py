@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 
 from souverain.common.context import RequestContext
-from souverain.network import ipam, schemas
+from souverain.common.errors import BadRequest
+from souverain.network import binding, ipam, schemas
 from souverain.network import models as m
 from souverain.network.core import Part
 from souverain.network.errors import OverQuota, PortInUse, PortNotFound
@@ -94,32 +95,49 @@ class Servers(Part):
         fixed_ip: str | None = None,
         *,
         server_id: str,
+        project_id: str | None = None,
         security_groups: list[str] | None = None,
     ) -> PortRecord:
+        """A port of the server's project (`project_id`, else the caller's) for the server:
+        one brought by id, or a new one; another project's port is never plugged, even by
+        an admin, since compute plugs only its server's project's ports."""
+        if project_id is None:
+            project_id = ctx.project_id or ""
         if port_id is not None:
-            with self.db.session() as s:
-                row = self.ports.port(s, ctx, port_id)
-                if row.device_id and row.device_id != server_id:
-                    raise PortInUse(
-                        f"Unable to complete operation on port {row.id} for network "
-                        f"{row.network_id}. Port already has an attached device {row.device_id}."
-                    )
-                row.device_id, row.device_owner = server_id, COMPUTE_OWNER
-                row.updated_at = self._now()
-                s.flush()
-                return self.ports.record(s, row)
+            return self._bring_port(ctx, port_id, server_id, project_id)
         if network_id is None:
             network_id = self.get_or_create_auto_network(ctx).row.id
         body: dict[str, Any] = {
             "network_id": network_id,
             "device_id": server_id,
             "device_owner": COMPUTE_OWNER,
+            "project_id": project_id,
         }
         if fixed_ip is not None:
             body["fixed_ips"] = [{"ip_address": fixed_ip}]
         if security_groups is not None:
             body["security_groups"] = security_groups
-        return self.ports.create_port(ctx, schemas.port_create(body), delete_with_device=True)
+        return self.ports.create_port(
+            ctx, schemas.port_create(body), delete_with_device=True, by_service=True
+        )
+
+    def _bring_port(
+        self, ctx: RequestContext, port_id: str, server_id: str, project_id: str
+    ) -> PortRecord:
+        with self.db.session() as s:
+            row = self.ports.port(s, ctx, port_id)
+            if row.project_id != project_id:
+                raise BadRequest(f"Port {row.id} not usable for instance {server_id}.")
+            taken = row.device_id or binding.is_service_owner(row.device_owner)
+            if taken and row.device_id != server_id:
+                raise PortInUse(
+                    f"Unable to complete operation on port {row.id} for network "
+                    f"{row.network_id}. Port already has an attached device {row.device_id}."
+                )
+            row.device_id, row.device_owner = server_id, COMPUTE_OWNER
+            row.updated_at = self._now()
+            s.flush()
+            return self.ports.record(s, row)
 
     def bind_port(self, port_id: str, server_id: str, host: str) -> PortRecord:
         with self.db.session() as s:
@@ -162,10 +180,10 @@ class Servers(Part):
                 except Exception:
                     log.exception("server %s could not refresh its addresses", device_id)
 
-    def release_ports_of(self, server_id: str) -> None:
+    def release_ports_of(self, server_id: str, project_id: str) -> None:
         routers: set[str] = set()
         with self.db.session() as s:
-            for row in s.scalars(select(m.Port).where(m.Port.device_id == server_id)).all():
+            for row in s.scalars(self._server_ports(server_id, project_id)).all():
                 if row.delete_with_device:
                     routers |= self.ports.delete_port_row(s, row)
                 else:
@@ -174,15 +192,22 @@ class Servers(Part):
         for router_id in routers:
             self.wiring.sync_router(router_id)
 
-    def ports_of(self, server_id: str) -> list[PortRecord]:
-        """The ports plugged into a server, oldest first (the guest's eth0, eth1, ...)."""
+    @staticmethod
+    def _server_ports(server_id: str, project_id: str) -> Select[m.Port]:
+        """A server's ports: compute's binding, in the server's project. A port of another
+        project naming the server as its device is not one of them, whoever wrote it."""
+        return select(m.Port).where(
+            m.Port.device_id == server_id,
+            m.Port.project_id == project_id,
+            m.Port.device_owner.like("compute:%"),
+        )
+
+    def ports_of(self, server_id: str, project_id: str) -> list[PortRecord]:
+        """The ports plugged into a server of `project_id`, oldest first (the guest's eth0,
+        eth1, ...)."""
         with self.db.session() as s:
-            rows = s.scalars(
-                select(m.Port)
-                .where(m.Port.device_id == server_id)
-                .order_by(m.Port.created_at, m.Port.id)
-            ).all()
-            return self.ports.records(s, rows)
+            stmt = self._server_ports(server_id, project_id).order_by(m.Port.created_at, m.Port.id)
+            return self.ports.records(s, s.scalars(stmt).all())
 
     def floating_ips_of_ports(self, port_ids: list[str]) -> dict[str, list[str]]:
         """Port id -> the floating addresses pointing at it (for a server's addresses)."""

@@ -26,12 +26,14 @@ server call the methods below, which answer in the wire shape compute reads:
 - `get_or_create_auto_network(ctx)`: the project's get-me-a-network network
   (`auto_allocated_network`, one subnet from `default_cidr`), made once.
 - `create_port_for_server(ctx, network_id=None, port_id=None, fixed_ip=None,
-  server_id=...)`: a port for a server (an existing port of the project, or a
-  new one on the network, the auto network when neither is given); returns the
-  port view (`mac_address`, `fixed_ips`, ...).
+  server_id=..., project_id=...)`: a port for a server (an existing port of the
+  server's project, or a new one on the network, the auto network when neither is
+  given); returns the port view (`mac_address`, `fixed_ips`, ...).
 - `bind_port(port_id, server_id, host)`: the port is plugged; status ACTIVE.
-- `release_ports_of(server_id)`: ports made for the server are deleted, ports
-  the customer brought are unbound and kept.
+- `ports_of(server_id, project_id)`: the ports compute bound to the server, of
+  the server's project only.
+- `release_ports_of(server_id, project_id)`: ports made for the server are deleted,
+  ports the customer brought are unbound and kept.
 """
 
 from __future__ import annotations
@@ -187,6 +189,7 @@ class NetworkService:
         fixed_ip: str | None = None,
         *,
         server_id: str,
+        project_id: str | None = None,
         security_groups: list[str] | None = None,
     ) -> dict[str, Any]:
         made = self.servers.create_port_for_server(
@@ -195,6 +198,7 @@ class NetworkService:
             port_id,
             fixed_ip,
             server_id=server_id,
+            project_id=project_id,
             security_groups=security_groups,
         )
         return views.port(made)
@@ -205,11 +209,11 @@ class NetworkService:
     def release_port(self, port_id: str) -> None:
         self.servers.release_port(port_id)
 
-    def release_ports_of(self, server_id: str) -> None:
-        self.servers.release_ports_of(server_id)
+    def release_ports_of(self, server_id: str, project_id: str) -> None:
+        self.servers.release_ports_of(server_id, project_id)
 
-    def ports_of(self, server_id: str) -> list[dict[str, Any]]:
-        return [views.port(p) for p in self.servers.ports_of(server_id)]
+    def ports_of(self, server_id: str, project_id: str) -> list[dict[str, Any]]:
+        return [views.port(p) for p in self.servers.ports_of(server_id, project_id)]
 
     def floating_ips_of_ports(self, port_ids: list[str]) -> dict[str, list[str]]:
         return self.servers.floating_ips_of_ports(port_ids)
