@@ -579,3 +579,23 @@ def _private(world: World, call: Call) -> bool:
     if call.template.endswith(("/defaults", "/default")):
         return False
     return any(part in world.private for part in call.path.split("/"))
+
+
+def test_an_admin_without_a_project_names_one_for_network_resources(world: World) -> None:
+    """Hole 3's last door: an admin's domain-scoped token passes the table, and the network
+    service then needs a project to put the resource in rather than the empty one."""
+    c = world.cloud
+    _ok(c.put(f"/v3/domains/default/users/{c.admin_id}/roles/{c.role_ids['admin']}"), 204)
+    scope = {"domain": {"id": "default"}}
+    issued = c.issue(password_auth(ADMIN_PASSWORD, user_id=c.admin_id, scope=scope))
+    _ok(issued, 201)
+    token = issued.headers["X-Subject-Token"]
+    nets = "/network/v2.0/networks"
+    refused = world.api("POST", nets, token, {"network": {"name": "nobody's"}})
+    assert refused.status_code == 403, refused.text
+    assert "project" in refused.json()["NeutronError"]["message"]
+    body = {"network": {"name": "a's", "project_id": world.a.project_id}}
+    made = _ok(world.api("POST", nets, token, body), 201)["network"]
+    assert made["project_id"] == world.a.project_id
+    listed = _ok(world.api("GET", f"{nets}?project_id=", token))["networks"]
+    assert [n for n in listed if n["project_id"] == "" and n["name"] != "public"] == []
