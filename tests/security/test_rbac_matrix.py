@@ -395,21 +395,21 @@ LITERALS: dict[tuple[str, str], str] = {
     ("metadata", "key"): "k",
     ("os-extra_specs", "key"): "k",
     ("extra_specs", "key"): "k",
+    ("{user}", "role"): "viewer",  # a billing account role
 }
 PARAM = re.compile(r"\{(\w+)\}")
 
 
 def fill(template: str, ids: dict[str, str]) -> str:
-    parts = template.split("/")
-    for i, part in enumerate(parts):
+    given = template.split("/")
+    parts = list(given)
+    for i, part in enumerate(given):
         found = PARAM.fullmatch(part)
         if found is None:
             continue
-        place = (parts[i - 1], found.group(1))
+        place = (given[i - 1], found.group(1))
         if place in LITERALS:
             parts[i] = LITERALS[place]
-        elif place[1] == "role" and place[0] not in ("roles",):
-            parts[i] = "viewer"
         else:
             key = BY_PLACE.get(place) or BY_NAME.get(place[1])
             assert key is not None, f"no value for {place} in {template}"
