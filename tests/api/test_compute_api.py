@@ -1178,14 +1178,16 @@ def test_trailing_slash_id_redirects_inside_the_servers_collection(world: World)
 
 
 def test_body_that_is_not_json_is_400(world: World) -> None:
-    for path in ("/servers", f"/servers/{world.ids['alpha']}/action", "/flavors"):
-        response = world.a.post(
+    # flavors are the admin's: a member is refused by the policy before the body is read
+    calls = [(world.a, "/servers"), (world.a, f"/servers/{world.ids['alpha']}/action")]
+    for nova, path in [*calls, (world.admin, "/flavors")]:
+        response = nova.post(
             path, content=b"{not json", headers={"Content-Type": "application/json"}
         )
         fault(response, 400, "badRequest")
-        fault(world.a.post(path, [1, 2]), 400, "badRequest")
+        fault(nova.post(path, [1, 2]), 400, "badRequest")
         fault(
-            world.a.post(path, content=b"", headers={"Content-Type": "application/json"}),
+            nova.post(path, content=b"", headers={"Content-Type": "application/json"}),
             400,
             "badRequest",
         )

@@ -148,7 +148,7 @@ def test_compute_quota_update_is_admin_only_and_limits_follow(cloud: Cloud) -> N
     alice = cloud.member()
     pid = alice.project_id
     body = {"quota_set": {"instances": 7, "cores": -1, "force": True}}
-    assert "os-quota-sets:update" in fault(
+    assert "compute:quota:update" in fault(
         nova(cloud, alice.token, "PUT", f"/os-quota-sets/{pid}", body), 403
     )
     updated = nova(cloud, cloud.admin_token, "PUT", f"/os-quota-sets/{pid}", body)

@@ -15,7 +15,20 @@ import pytest
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import Forbidden
-from souverain.common.policy import IDENTITY_RULES, RULES, allowed, effective_roles, enforce
+from souverain.common.policy import (
+    BILLING_RULES,
+    COMPUTE_RULES,
+    IDENTITY_RULES,
+    IMAGE_RULES,
+    NETWORK_RULES,
+    RULES,
+    VOLUME_RULES,
+    Rule,
+    allowed,
+    authorize,
+    effective_roles,
+    enforce,
+)
 
 CALLERS = ("admin", "member", "reader", "none")
 ROLES = {
@@ -185,3 +198,117 @@ def test_enforce_names_the_action_and_what_it_needs() -> None:
     assert "identity:create_project" in raised.value.message
     assert RULES["identity:create_project"].value in raised.value.message
     enforce(context("admin"), "identity:create_project")  # does not raise
+
+
+# ------------------------------------------------------------- the project services
+
+# Written out by hand, as the identity table above: what runs the cloud is the admin's,
+# what describes it is anyone's; every other action is a project's, read by its readers
+# and written by its members.
+PROJECT_ADMIN_ONLY = frozenset(
+    {
+        "compute:availability_zone:detail",
+        "compute:flavor:action",
+        "compute:flavor:create",
+        "compute:flavor:delete",
+        "compute:flavor:update",
+        "compute:flavor_access:list",
+        "compute:flavor_extra_spec:create",
+        "compute:flavor_extra_spec:delete",
+        "compute:flavor_extra_spec:update",
+        "compute:hypervisor:detail",
+        "compute:hypervisor:list",
+        "compute:hypervisor:show",
+        "compute:hypervisor:statistics",
+        "compute:quota:delete",
+        "compute:quota:update",
+        "compute:service:list",
+        "network:quota:delete",
+        "network:quota:list",
+        "network:quota:update",
+        "volume:quota:delete",
+        "volume:quota:update",
+        "volume:type:create",
+        "volume:type:delete",
+        "volume:type:update",
+        "volume:type_extra_spec:delete",
+        "volume:type_extra_spec:update",
+        "image:image:deactivate",
+        "image:image:reactivate",
+    }
+)
+OPEN_TO_ANY_TOKEN = frozenset(
+    {
+        "compute:availability_zone:list",
+        "compute:extension:list",
+        "compute:flavor:list",
+        "compute:flavor:show",
+        "compute:flavor_extra_spec:list",
+        "compute:flavor_extra_spec:show",
+        "compute:quota:defaults",
+        "network:extension:list",
+        "network:extension:show",
+        "network:quota:show_default",
+        "network:resource:list",
+        "volume:availability_zone:list",
+        "volume:extension:list",
+        "volume:type:list",
+        "volume:type:show",
+        "volume:type_extra_spec:list",
+        "volume:type_extra_spec:show",
+        "image:schema:show",
+    }
+)
+READ_VERBS = frozenset({"list", "show", "detail", "download", "show_details"})
+PROJECT_ACTIONS = {**COMPUTE_RULES, **NETWORK_RULES, **VOLUME_RULES, **IMAGE_RULES}
+SCOPES: dict[str, dict[str, Any]] = {
+    "project": {"project_id": "p" * 32},
+    "domain": {"domain_id": "default"},
+    "system": {"system_scope": True},
+    "unscoped": {},
+}
+
+
+def expected(action: str, caller: str, scope: str) -> bool:
+    if caller == "admin" or action in OPEN_TO_ANY_TOKEN:
+        return True
+    if action in PROJECT_ADMIN_ONLY or scope != "project":
+        return False
+    if action.rsplit(":", 1)[1] in READ_VERBS:
+        return caller in ("member", "reader")
+    return caller == "member"
+
+
+def test_admin_only_and_open_actions_exist() -> None:
+    assert set(PROJECT_ACTIONS) >= PROJECT_ADMIN_ONLY
+    assert set(PROJECT_ACTIONS) >= OPEN_TO_ANY_TOKEN
+
+
+@pytest.mark.parametrize("action", sorted(PROJECT_ACTIONS))
+@pytest.mark.parametrize("scope", sorted(SCOPES))
+def test_project_services_table(action: str, scope: str) -> None:
+    for caller in CALLERS:
+        ctx = RequestContext(
+            user_id=CALLER_ID, user_domain_id="default", roles=ROLES[caller], **SCOPES[scope]
+        )
+        assert allowed(ctx, action) is expected(action, caller, scope), (caller, scope)
+        refused = not expected(action, caller, scope)
+        if refused:
+            with pytest.raises(Forbidden, match=action):
+                authorize(ctx, action)
+        else:
+            authorize(ctx, action)
+
+
+def test_an_unknown_role_in_a_project_reads_nothing_of_it() -> None:
+    ctx = RequestContext(
+        user_id=CALLER_ID, user_domain_id="default", roles=frozenset({"operator"}), project_id="p"
+    )
+    assert not allowed(ctx, "compute:server:list")
+    assert allowed(ctx, "compute:flavor:list")
+
+
+def test_billing_is_left_to_the_account_roles() -> None:
+    """Billing's users often hold unscoped tokens; the account's own roles decide."""
+    for action, rule in BILLING_RULES.items():
+        assert rule in (Rule.ANYONE_AUTHENTICATED, Rule.PUBLIC), action

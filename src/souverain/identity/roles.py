@@ -173,6 +173,9 @@ class Roles:
         enforce(ctx, "identity:check_grant")
         with self.core.db.session() as s:
             self._check_grant_parts(s, actor_type, actor_id, target_type, target_id, role_id)
+            if not ctx.is_admin and not (actor_type == "user" and actor_id == ctx.user_id):
+                # as list_grants: another user's assignments are not the caller's to probe
+                raise NotFound(f"Could not find {actor_type}: {actor_id}.")
             if s.get(m.Assignment, (actor_type, actor_id, target_type, target_id, role_id)) is None:
                 raise NotFound(f"Could not find role assignment: role {role_id} is not granted.")
 

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest
+from souverain.common.errors import BadRequest, Forbidden
 from souverain.common.ids import random_bytes
 from souverain.network.ipam import InvalidInput
 
@@ -119,6 +119,10 @@ def owner_named(ctx: RequestContext, wanted: Any) -> str:
     """The project a new resource belongs to, given what the body named (or None)."""
     own = ctx.project_id or ""
     if wanted is None or wanted == own:
+        if not own:  # an admin's domain or system token: no project to bill it to
+            raise Forbidden(
+                "Network resources belong to projects: name one or use a project-scoped token."
+            )
         return own
     if not ctx.is_admin:
         raise BadRequest(
