@@ -41,7 +41,11 @@ OWNER = RequestContext(
 OTHER = RequestContext(
     user_id="u2", user_domain_id="default", roles=frozenset({"member"}), project_id="p2"
 )
-ADMIN = RequestContext(user_id="a", user_domain_id="default", roles=frozenset({"admin"}))
+# an admin's project-scoped token: network resources belong to projects, so an admin
+# without a project must name one (tests/security covers that refusal)
+ADMIN = RequestContext(
+    user_id="a", user_domain_id="default", roles=frozenset({"admin"}), project_id="p-admin"
+)
 
 
 @pytest.fixture
