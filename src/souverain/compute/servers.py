@@ -18,11 +18,11 @@ from souverain.compute.listing import (
     LISTED_WIDTH,
     ListedServer,
     list_query,
-    name_pattern,
     server_view,
     tags_match,
 )
 from souverain.compute.models import InstanceAction, Server
+from souverain.compute.name_filter import bounded_pattern
 from souverain.compute.quotas import Quotas
 
 MAX_TAGS = 50
@@ -75,7 +75,7 @@ class Servers:
         query = list_query(ctx, filters)
         if query is None:
             return []
-        pattern = name_pattern(filters.get("name"))
+        pattern = bounded_pattern(filters.get("name"))
         by_tags = any(filters.get(k) for k in ("tags", "tags-any", "not-tags"))
         if by_tags:
             query = query.add_columns(Server.tags)
