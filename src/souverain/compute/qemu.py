@@ -47,6 +47,7 @@ from souverain.compute.qemu_host import (
     write_atomically,
 )
 from souverain.compute.qemu_hotplug import QemuHotplug
+from souverain.compute.qemu_monitor import QEMU_IMG_COPY_TIMEOUT
 
 __all__ = [
     "Disk",
@@ -99,9 +100,17 @@ class QemuDriver(QemuHotplug):
             return self._accelerator
 
     def _cached_or_probed_accelerator(self) -> str:
-        version = subprocess.run(
-            [self.qemu_binary, "--version"], capture_output=True, text=True, check=False
-        ).stdout.splitlines()
+        try:
+            version = subprocess.run(
+                [self.qemu_binary, "--version"],
+                capture_output=True,
+                text=True,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                timeout=KVM_PROBE_TIMEOUT,
+            ).stdout.splitlines()
+        except subprocess.TimeoutExpired:
+            version = []  # no version in the cache key: the probe below runs again
         key = {"kernel": platform.release(), "qemu": version[0] if version else ""}
         # a property of the host, not of one data dir: cached beside every root's run dir
         cache = self.run_dir.parent / "accelerator.json"
@@ -218,7 +227,10 @@ class QemuDriver(QemuHotplug):
             resume = True
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            self._qemu_img("convert", "-U", "-c", "-f", "qcow2", "-O", "qcow2", str(disk), str(tmp))
+            self._qemu_img(
+                "convert", "-U", "-c", "-f", "qcow2", "-O", "qcow2", str(disk), str(tmp),
+                timeout=QEMU_IMG_COPY_TIMEOUT,
+            )  # fmt: skip
             fsync_file(tmp)
             os.replace(tmp, dest)
             fsync_dir(dest.parent)
