@@ -218,26 +218,21 @@ class QemuDriver(QemuHotplug):
     def snapshot_disk(self, uuid: str, dest: Path) -> None:
         """A standalone compressed qcow2 of the root disk (backing chain flattened).
 
-        A running guest is paused for the copy (QMP stop flushes its writes) and resumed after.
+        A running guest is paused for the copy (`writes_held`) and resumed after.
         """
         disk = self.instance_dir(uuid) / "disk.qcow2"
-        resume = False
-        if self.pid(uuid) is not None and self._status(uuid) == "running":
-            self._qmp(uuid, "stop")
-            resume = True
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            self._qemu_img(
-                "convert", "-U", "-c", "-f", "qcow2", "-O", "qcow2", str(disk), str(tmp),
-                timeout=QEMU_IMG_COPY_TIMEOUT,
-            )  # fmt: skip
+            with self.writes_held(uuid):
+                self._qemu_img(
+                    "convert", "-U", "-c", "-f", "qcow2", "-O", "qcow2", str(disk), str(tmp),
+                    timeout=QEMU_IMG_COPY_TIMEOUT,
+                )  # fmt: skip
             fsync_file(tmp)
             os.replace(tmp, dest)
             fsync_dir(dest.parent)
         finally:
             tmp.unlink(missing_ok=True)
-            if resume:
-                self._qmp(uuid, "cont")
 
     def write_config_drive(
         self,

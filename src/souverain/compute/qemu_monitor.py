@@ -141,6 +141,30 @@ class QemuMonitor:
         except Exception as exc:  # every QMP failure becomes one DriverError
             raise DriverError(f"QMP {command} on server {uuid} failed: {exc or type(exc)}") from exc
 
+    @contextlib.contextmanager
+    def writes_held(self, uuid: str) -> Iterator[None]:
+        """Hold the guest's disk writes while the block runs, so its disks can be copied
+        crash-consistent: QMP `stop` drains the in-flight requests and flushes every disk
+        before it returns, and the paused vCPUs issue no new ones. `cont` follows whatever
+        the block did. A guest not running (no QEMU, or already paused) is left as it is.
+        """
+        resume = self.pid(uuid) is not None and self._status(uuid) == "running"
+        if resume:
+            self._qmp(uuid, "stop")
+        try:
+            yield
+        finally:
+            if resume:
+                self._resume(uuid)
+
+    def _resume(self, uuid: str) -> None:
+        """`cont`, tried again once: a guest left paused by a lost reply is an outage."""
+        try:
+            self._qmp(uuid, "cont")
+        except DriverError:
+            time.sleep(0.5)
+            self._qmp(uuid, "cont")
+
     def _qemu_img(self, *args: str, timeout: float = QEMU_IMG_TIMEOUT) -> str:
         """qemu-img's output; DriverError if it fails or outlives `timeout` (then killed)."""
         try:

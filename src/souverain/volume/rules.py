@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -42,6 +43,8 @@ SERVERS_PER_QUERY = 1000
 
 # grow a volume inside the guest it is attached to: (server_id, volume_id, new size in GiB)
 AttachedResizer = Callable[[str, str, int], None]
+# a server id -> its disk writes held (guest paused, I/O flushed) while the block runs
+WritesHeld = Callable[[str], AbstractContextManager[None]]
 
 R = TypeVar("R")
 
@@ -76,8 +79,9 @@ class VolumeImages(Protocol):
 
 @dataclass
 class Shared:
-    """The database, backend, clock and settings every part uses; the meter and the
-    attached resizer are set after construction (by the server and the compute service)."""
+    """The database, backend, clock and settings every part uses; the meter, the
+    attached resizer and the write holder are set after construction (by the server and
+    the compute service)."""
 
     db: Database
     backend: VolumeBackend
@@ -85,6 +89,7 @@ class Shared:
     settings: VolumeSettings
     meter: Meter = NULL_METER
     attached_resizer: AttachedResizer | None = None
+    writes_held: WritesHeld | None = None
 
 
 # ---------------------------------------------------------------------- records

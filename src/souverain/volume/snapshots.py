@@ -1,14 +1,18 @@
 """Snapshots: point-in-time copies of a volume, counted in the project's quota. No HTTP.
 
-A snapshot of an in-use volume needs `force` (the copy is crash-consistent,
-read while the guest writes). A snapshot is `creating` while its file is made,
-then `available` or `error` with a message.
+A snapshot of an in-use volume needs `force`. Its copy is crash-consistent: the
+compute service holds the guest's writes (paused, its I/O drained and flushed) while
+the file is read, so the copy is the disk as a power cut at that instant would leave it.
+The guest pauses for the length of the copy. A snapshot is `creating` while its file
+is made, then `available` or `error` with a message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
+from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import select, update
@@ -34,6 +38,7 @@ from souverain.volume.state import VolumeStates
 log = logging.getLogger("souverain.volume")
 
 DELETABLE = ("available", "error", "error_deleting")
+HOLD_FAILED = "the server's disk writes could not be held for the copy."
 
 
 def sort_fields(row: m.Snapshot) -> dict[str, Any]:
@@ -69,7 +74,7 @@ class Snapshots:
                 raise BadRequest(
                     f"Invalid volume: Volume {req.volume_id} is {vol.status}; it must be available."
                 )
-            shared = vol.status == "in-use"
+            server_id = vol.server_id if vol.status == "in-use" else None
             vid, size, project_id = vol.id, vol.size, vol.project_id
             self.quotas.lock(s, project_id)
             self.quotas.claim(s, project_id, snapshots=1, gigabytes=size)
@@ -89,24 +94,35 @@ class Snapshots:
                 )
             )
         self.shared.meter.gauge(project_id, "snapshot.gb", snapshot_id, size)
-        self._copy(vid, snapshot_id, size, shared)
+        self._copy(vid, snapshot_id, size, server_id)
         return self.get(ctx, snapshot_id)
 
-    def _copy(self, volume_id: str, snapshot_id: str, size: int, shared: bool) -> None:
+    def _copy(self, volume_id: str, snapshot_id: str, size: int, server_id: str | None) -> None:
         backend = self.shared.backend
         try:
-            backend.copy(
-                backend.volume_path(volume_id),
-                "qcow2",
-                backend.snapshot_path(snapshot_id),
-                size,
-                shared,
-            )
-        except (BackendError, OSError) as exc:
+            with self._writes_held(server_id):
+                backend.copy(
+                    backend.volume_path(volume_id),
+                    "qcow2",
+                    backend.snapshot_path(snapshot_id),
+                    size,
+                    shared=server_id is not None,  # QEMU holds the image's lock
+                )
+        except Exception as exc:  # the compute service's errors are not ours to show
             log.warning("snapshot %s failed: %s", snapshot_id, exc)
-            self.states.set_snapshot(snapshot_id, "error", f"Snapshot failed: {reason(exc)}")
+            why = reason(exc) if isinstance(exc, BackendError | OSError) else HOLD_FAILED
+            self.states.set_snapshot(snapshot_id, "error", f"Snapshot failed: {why}")
         else:
             self.states.set_snapshot(snapshot_id, "available")
+
+    def _writes_held(self, server_id: str | None) -> AbstractContextManager[None]:
+        """The attached guest's writes held for the copy; nothing to hold when detached."""
+        holder = self.shared.writes_held
+        if server_id is None:
+            return contextlib.nullcontext()
+        if holder is None:
+            raise RuntimeError("no compute service can hold the guest's writes for the copy")
+        return holder(server_id)
 
     def get(self, ctx: RequestContext, snapshot_id: str) -> m.Snapshot:
         with self.shared.db.session() as s:
