@@ -472,7 +472,7 @@ def test_snapshot_of_in_use_volume_needs_force(cloud: Cloud) -> None:
     assert snap["status"] == "available"
 
 
-def test_snapshot_of_in_use_volume_is_copied_while_the_guests_writes_are_held(
+def test_snapshot_or_clone_of_in_use_volume_is_copied_while_the_guests_writes_are_held(
     cloud: Cloud,
 ) -> None:
     c = tenant(cloud)
@@ -493,7 +493,7 @@ def test_snapshot_of_in_use_volume_is_copied_while_the_guests_writes_are_held(
         raise RuntimeError("QMP stop failed on /run/souverain/x.qmp")
 
     def recorded_copy(*args: Any, **kw: Any) -> None:
-        events.append(f"copy shared={kw['shared']}")
+        events.append(f"copy shared={kw.get('shared', args[4:5] == (True,))}")
         copy(*args, **kw)
 
     previous = service.writes_held
@@ -508,9 +508,11 @@ def test_snapshot_of_in_use_volume_is_copied_while_the_guests_writes_are_held(
             patch.setattr(service.backend, "copy", recorded_copy)
             assert c.snapshot(vid, force=True)["status"] == "available"
             assert c.snapshot(c.create()["id"])["status"] == "available"  # detached: no hold
+            assert c.create(source_volid=vid, size=None)["status"] == "available"
     finally:
         service.writes_held = previous
-    assert events == ["hold server-held", "copy shared=True", "release", "copy shared=False"]
+    held = ["hold server-held", "copy shared=True", "release"]
+    assert events == [*held, "copy shared=False", *held]
 
 
 def test_snapshot_list_update_metadata_delete(cloud: Cloud) -> None:

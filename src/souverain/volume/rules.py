@@ -7,6 +7,7 @@ renders in Cinder's wire format.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Callable
@@ -194,6 +195,24 @@ def type_name(s: Session, type_id: str) -> str:
 def require_admin(ctx: RequestContext) -> None:
     if not ctx.is_admin:
         raise Forbidden("Policy doesn't allow this operation: an admin role is required.")
+
+
+def guest_writes_held(shared: Shared, server_id: str | None) -> AbstractContextManager[None]:
+    """While copying a volume attached to `server_id`: the guest's writes held by the
+    compute service, so the copy is crash-consistent. Nothing to hold when detached."""
+    if server_id is None:
+        return contextlib.nullcontext()
+    if shared.writes_held is None:
+        raise RuntimeError("no compute service can hold the guest's writes for the copy")
+    return shared.writes_held(server_id)
+
+
+def copy_failure(exc: BaseException) -> str:
+    """Why a copy failed, for the user: the backend's words, not the compute service's
+    (those may name the host's sockets)."""
+    if isinstance(exc, BackendError | OSError):
+        return reason(exc)
+    return "the server's disk writes could not be held for the copy."
 
 
 def reason(exc: BaseException) -> str:

@@ -9,10 +9,8 @@ is made, then `available` or `error` with a message.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import uuid
-from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import select, update
@@ -21,12 +19,12 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden
 from souverain.volume import metadata
 from souverain.volume import models as m
-from souverain.volume.backend import BackendError
 from souverain.volume.quotas import Quotas
 from souverain.volume.rules import (
     Shared,
     VolumeQuery,
-    reason,
+    copy_failure,
+    guest_writes_held,
     require_admin,
     sorted_page,
     visible_snapshot,
@@ -38,7 +36,6 @@ from souverain.volume.state import VolumeStates
 log = logging.getLogger("souverain.volume")
 
 DELETABLE = ("available", "error", "error_deleting")
-HOLD_FAILED = "the server's disk writes could not be held for the copy."
 
 
 def sort_fields(row: m.Snapshot) -> dict[str, Any]:
@@ -100,7 +97,7 @@ class Snapshots:
     def _copy(self, volume_id: str, snapshot_id: str, size: int, server_id: str | None) -> None:
         backend = self.shared.backend
         try:
-            with self._writes_held(server_id):
+            with guest_writes_held(self.shared, server_id):
                 backend.copy(
                     backend.volume_path(volume_id),
                     "qcow2",
@@ -108,21 +105,12 @@ class Snapshots:
                     size,
                     shared=server_id is not None,  # QEMU holds the image's lock
                 )
-        except Exception as exc:  # the compute service's errors are not ours to show
+        except Exception as exc:  # the compute service's errors too: the snapshot ends
             log.warning("snapshot %s failed: %s", snapshot_id, exc)
-            why = reason(exc) if isinstance(exc, BackendError | OSError) else HOLD_FAILED
+            why = copy_failure(exc)
             self.states.set_snapshot(snapshot_id, "error", f"Snapshot failed: {why}")
         else:
             self.states.set_snapshot(snapshot_id, "available")
-
-    def _writes_held(self, server_id: str | None) -> AbstractContextManager[None]:
-        """The attached guest's writes held for the copy; nothing to hold when detached."""
-        holder = self.shared.writes_held
-        if server_id is None:
-            return contextlib.nullcontext()
-        if holder is None:
-            raise RuntimeError("no compute service can hold the guest's writes for the copy")
-        return holder(server_id)
 
     def get(self, ctx: RequestContext, snapshot_id: str) -> m.Snapshot:
         with self.shared.db.session() as s:
