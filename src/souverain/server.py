@@ -343,6 +343,7 @@ def _compute(
     service = ComputeService(db, identity, image, volume, network, driver, clock, settings.compute)
     # the cycles between compute and the services it uses close here, and only here
     volume.attached_resizer = service.resize_attached
+    volume.writes_held = service.disk_writes_held
     network.address_listeners.append(service.refresh_addresses)
     return service
 

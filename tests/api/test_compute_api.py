@@ -756,6 +756,14 @@ def test_server_list_filters_by_image(world: World) -> None:
     assert _names(world.a, "?image=9b3f5a1e-0000-4000-8000-000000000000") == set()
 
 
+def test_a_name_filter_that_could_hold_a_worker_is_400(world: World) -> None:
+    for pattern in ("(a+)+$", "(.*a){20}", ".*.*.*x", "(a)\\1", "a" * 256):
+        response = world.a.get("/servers", params={"name": pattern})
+        assert "Invalid name filter" in fault(response, 400, "badRequest")
+    assert _names(world.a, "?name=^(al|be)") == {"alpha", "beta"}
+    assert _names(world.a, "?name=pair-[0-9]%2B$") == {"pair-1"}
+
+
 def test_bad_list_filters_are_400(world: World) -> None:
     fault(world.a.get("/servers?name=["), 400, "badRequest")
     fault(world.a.get("/servers?changes-since=yesterday"), 400, "badRequest")

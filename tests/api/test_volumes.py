@@ -6,13 +6,16 @@ back with `qemu-img convert -O raw`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -460,12 +463,56 @@ def test_snapshot_of_in_use_volume_needs_force(cloud: Cloud) -> None:
     c = tenant(cloud)
     service = cloud.platform.volume
     vid = c.create()["id"]
-    service.reserve(c.ctx(), vid, "srv-snap")
-    service.attached(vid, "srv-snap", "/dev/vdb", "att")
+    server_id = str(uuid.uuid4())  # the compute service holds its writes: a real server id
+    service.reserve(c.ctx(), vid, server_id)
+    service.attached(vid, server_id, "/dev/vdb", "att")
     message = cinder_error(c.post("/snapshots", {"snapshot": {"volume_id": vid}}), 400)
     assert "force" in message
     snap = c.snapshot(vid, force=True)
     assert snap["status"] == "available"
+
+
+def test_snapshot_or_clone_of_in_use_volume_is_copied_while_the_guests_writes_are_held(
+    cloud: Cloud,
+) -> None:
+    c = tenant(cloud)
+    service = cloud.platform.volume
+    vid = c.create()["id"]
+    service.reserve(c.ctx(), vid, "server-held")
+    service.attached(vid, "server-held", "/dev/vdb", "att")
+    events: list[str] = []
+    copy = service.backend.copy
+
+    @contextlib.contextmanager
+    def holder(server_id: str) -> Iterator[None]:
+        events.append(f"hold {server_id}")
+        yield
+        events.append("release")
+
+    def failing(server_id: str) -> AbstractContextManager[None]:
+        raise RuntimeError("QMP stop failed on /run/souverain/x.qmp")
+
+    def recorded_copy(*args: Any, **kw: Any) -> None:
+        events.append(f"copy shared={kw.get('shared', args[4:5] == (True,))}")
+        copy(*args, **kw)
+
+    previous = service.writes_held
+    try:
+        service.writes_held = failing
+        snap = c.snapshot(vid, force=True)
+        assert snap["status"] == "error"
+        shown = c.get(f"/snapshots/{snap['id']}").json()["snapshot"]
+        assert "/run" not in str(shown)  # the host's paths stay on the host
+        service.writes_held = holder
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(service.backend, "copy", recorded_copy)
+            assert c.snapshot(vid, force=True)["status"] == "available"
+            assert c.snapshot(c.create()["id"])["status"] == "available"  # detached: no hold
+            assert c.create(source_volid=vid, size=None)["status"] == "available"
+    finally:
+        service.writes_held = previous
+    held = ["hold server-held", "copy shared=True", "release"]
+    assert events == [*held, "copy shared=False", *held]
 
 
 def test_snapshot_list_update_metadata_delete(cloud: Cloud) -> None:

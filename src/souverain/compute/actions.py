@@ -5,8 +5,9 @@ server's lock and ends by writing the vm_state the table names (or `error`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import update
@@ -421,6 +422,14 @@ class Actions:
             row.updated_at = self.core.now()
             action = "lock" if locked else "unlock"
             self.core.record_action(s, ctx, server_id, row.project_id, action)
+
+    @contextlib.contextmanager
+    def disk_writes_held(self, server_id: str) -> Iterator[None]:
+        """The server's disk writes held (guest paused, its I/O flushed) for a copy of one
+        of its volumes; under the server's lock, so no action starts or resumes it meanwhile.
+        """
+        with self.core.server_lock(server_id), self.driver.writes_held(server_id):
+            yield
 
     def console_output(self, ctx: RequestContext, server_id: str, length: int | None) -> str:
         with self.db.session() as s:

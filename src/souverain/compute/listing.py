@@ -4,7 +4,6 @@ the API shows it (with the volumes it holds, read beforehand in one query)."""
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -12,7 +11,6 @@ from sqlalchemy import Select, select
 
 from souverain.common.clock import as_utc
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest
 from souverain.compute.models import Server
 from souverain.compute.states import STATUS_FILTER, status_of
 from souverain.volume.service import ServerVolume
@@ -107,15 +105,6 @@ def list_query(ctx: RequestContext, filters: dict[str, Any]) -> Select[Any] | No
     if filters.get("host") and ctx.is_admin:
         query = query.where(Server.host == filters["host"])
     return query.order_by(Server.created_at.desc(), Server.id.desc())
-
-
-def name_pattern(raw: str | None) -> re.Pattern[str] | None:
-    if not raw:
-        return None
-    try:
-        return re.compile(raw)
-    except re.error:
-        raise BadRequest(f"Invalid name filter: {raw!r} is not a regular expression.") from None
 
 
 def tags_match(row_tags: set[str], filters: dict[str, Any]) -> bool:

@@ -47,6 +47,7 @@ from souverain.compute.qemu_host import (
     write_atomically,
 )
 from souverain.compute.qemu_hotplug import QemuHotplug
+from souverain.compute.qemu_monitor import QEMU_IMG_COPY_TIMEOUT
 
 __all__ = [
     "Disk",
@@ -99,9 +100,17 @@ class QemuDriver(QemuHotplug):
             return self._accelerator
 
     def _cached_or_probed_accelerator(self) -> str:
-        version = subprocess.run(
-            [self.qemu_binary, "--version"], capture_output=True, text=True, check=False
-        ).stdout.splitlines()
+        try:
+            version = subprocess.run(
+                [self.qemu_binary, "--version"],
+                capture_output=True,
+                text=True,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                timeout=KVM_PROBE_TIMEOUT,
+            ).stdout.splitlines()
+        except subprocess.TimeoutExpired:
+            version = []  # no version in the cache key: the probe below runs again
         key = {"kernel": platform.release(), "qemu": version[0] if version else ""}
         # a property of the host, not of one data dir: cached beside every root's run dir
         cache = self.run_dir.parent / "accelerator.json"
@@ -209,23 +218,21 @@ class QemuDriver(QemuHotplug):
     def snapshot_disk(self, uuid: str, dest: Path) -> None:
         """A standalone compressed qcow2 of the root disk (backing chain flattened).
 
-        A running guest is paused for the copy (QMP stop flushes its writes) and resumed after.
+        A running guest is paused for the copy (`writes_held`) and resumed after.
         """
         disk = self.instance_dir(uuid) / "disk.qcow2"
-        resume = False
-        if self.pid(uuid) is not None and self._status(uuid) == "running":
-            self._qmp(uuid, "stop")
-            resume = True
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            self._qemu_img("convert", "-U", "-c", "-f", "qcow2", "-O", "qcow2", str(disk), str(tmp))
+            with self.writes_held(uuid):
+                self._qemu_img(
+                    "convert", "-U", "-c", "-f", "qcow2", "-O", "qcow2", str(disk), str(tmp),
+                    timeout=QEMU_IMG_COPY_TIMEOUT,
+                )  # fmt: skip
             fsync_file(tmp)
             os.replace(tmp, dest)
             fsync_dir(dest.parent)
         finally:
             tmp.unlink(missing_ok=True)
-            if resume:
-                self._qmp(uuid, "cont")
 
     def write_config_drive(
         self,

@@ -28,6 +28,10 @@ from souverain.compute.qemu_guest import DriverError
 from souverain.compute.qemu_host import checked_uuid, proc_argv, qemu_message, qemu_opt
 
 QMP_TIMEOUT = 10.0
+# qemu-img: info, create and resize touch metadata only; a convert copies a whole disk,
+# up to hundreds of GiB at disk speed, so it gets an hour before it is called hung.
+QEMU_IMG_TIMEOUT = 60.0
+QEMU_IMG_COPY_TIMEOUT = 3600.0
 QMP_CONNECT_ATTEMPTS = 3
 
 
@@ -137,8 +141,43 @@ class QemuMonitor:
         except Exception as exc:  # every QMP failure becomes one DriverError
             raise DriverError(f"QMP {command} on server {uuid} failed: {exc or type(exc)}") from exc
 
-    def _qemu_img(self, *args: str) -> str:
-        result = subprocess.run([self.qemu_img, *args], capture_output=True, text=True, check=False)
+    @contextlib.contextmanager
+    def writes_held(self, uuid: str) -> Iterator[None]:
+        """Hold the guest's disk writes while the block runs, so its disks can be copied
+        crash-consistent: QMP `stop` drains the in-flight requests and flushes every disk
+        before it returns, and the paused vCPUs issue no new ones. `cont` follows whatever
+        the block did. A guest not running (no QEMU, or already paused) is left as it is.
+        """
+        resume = self.pid(uuid) is not None and self._status(uuid) == "running"
+        if resume:
+            self._qmp(uuid, "stop")
+        try:
+            yield
+        finally:
+            if resume:
+                self._resume(uuid)
+
+    def _resume(self, uuid: str) -> None:
+        """`cont`, tried again once: a guest left paused by a lost reply is an outage."""
+        try:
+            self._qmp(uuid, "cont")
+        except DriverError:
+            time.sleep(0.5)
+            self._qmp(uuid, "cont")
+
+    def _qemu_img(self, *args: str, timeout: float = QEMU_IMG_TIMEOUT) -> str:
+        """qemu-img's output; DriverError if it fails or outlives `timeout` (then killed)."""
+        try:
+            result = subprocess.run(  # a fixed argv, no shell
+                [self.qemu_img, *args],
+                capture_output=True,
+                text=True,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise DriverError(f"qemu-img {args[0]} took longer than {timeout:g} s") from None
         if result.returncode != 0:
             message = qemu_message(result.stderr) or f"exit status {result.returncode}"
             raise DriverError(f"qemu-img {args[0]} failed: {message}")

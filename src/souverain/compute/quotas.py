@@ -27,6 +27,11 @@ def _scope(ctx: RequestContext, project_id: str) -> None:
         raise Forbidden("Policy doesn't allow os_compute_api:os-quota-sets:show to be performed.")
 
 
+def metadata_over_quota(limit: int) -> str:
+    """Nova's words (MetadataLimitExceeded) for a server's metadata over the quota."""
+    return f"Maximum number of metadata items exceeds {limit}"
+
+
 def _servers_held(s: Session, project_id: str) -> dict[str, int]:
     count, cores, ram = s.execute(
         select(
@@ -133,10 +138,7 @@ class Quotas:
         `max_count`); 403 if not `min_count`."""
         limits = self.limits_of(s, project_id)
         if 0 <= limits["metadata_items"] < metadata_items:
-            raise Forbidden(
-                f"Quota exceeded for metadata_items: at most {limits['metadata_items']} "
-                "metadata items per server."
-            )
+            raise Forbidden(metadata_over_quota(limits["metadata_items"]))
         in_use = _servers_held(s, project_id)
         each = {"instances": 1, "cores": int(flavor["vcpus"]), "ram": int(flavor["ram"])}
         fit = max_count

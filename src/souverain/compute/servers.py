@@ -18,12 +18,12 @@ from souverain.compute.listing import (
     LISTED_WIDTH,
     ListedServer,
     list_query,
-    name_pattern,
     server_view,
     tags_match,
 )
 from souverain.compute.models import InstanceAction, Server
-from souverain.compute.quotas import Quotas
+from souverain.compute.name_filter import bounded_pattern
+from souverain.compute.quotas import Quotas, metadata_over_quota
 
 MAX_TAGS = 50
 
@@ -75,7 +75,7 @@ class Servers:
         query = list_query(ctx, filters)
         if query is None:
             return []
-        pattern = name_pattern(filters.get("name"))
+        pattern = bounded_pattern(filters.get("name"))
         by_tags = any(filters.get(k) for k in ("tags", "tags-any", "not-tags"))
         if by_tags:
             query = query.add_columns(Server.tags)
@@ -145,7 +145,7 @@ class Servers:
             merged = dict(items) if replace else {**(row.server_metadata or {}), **items}
             limit = self.quotas.limits_of(s, row.project_id)["metadata_items"]
             if 0 <= limit < len(merged):
-                raise Forbidden(f"Quota exceeded for metadata items: at most {limit} per server.")
+                raise Forbidden(metadata_over_quota(limit))
             row.server_metadata = merged
             row.updated_at = self.core.now()
             return dict(merged)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from souverain.common.clock import Clock
@@ -328,6 +329,9 @@ class ComputeService:
 
     def resize_attached(self, server_id: str, volume_id: str, size_gib: int) -> None:
         self._attachments.resize_attached(server_id, volume_id, size_gib)
+
+    def disk_writes_held(self, server_id: str) -> AbstractContextManager[None]:
+        return self._actions.disk_writes_held(server_id)
 
     def interfaces(self, ctx: RequestContext, server_id: str) -> list[dict[str, Any]]:
         return self._attachments.interfaces(ctx, server_id)

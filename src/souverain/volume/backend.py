@@ -9,9 +9,10 @@ nothing of rows, tenancy or HTTP.
 
 Clones and volumes from snapshots are full, independent copies (`qemu-img
 convert`), not backing chains: deleting a snapshot or its volume never breaks
-another volume, at the cost of the copy time and space. A snapshot of an
-attached volume is read with `-U` (no lock) while the guest runs: it is
-crash-consistent, like pulling the power cord, not application-consistent.
+another volume, at the cost of the copy time and space. A copy of an
+attached volume is read with `-U` (QEMU holds the image's lock) while the caller
+holds the guest's writes (`rules.guest_writes_held`): it is crash-consistent, like
+pulling the power cord, not application-consistent.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class VolumeBackend:
         """A full, independent qcow2 copy of `source`, grown to `size_gib`.
 
         `shared` reads without taking the image lock: the source is attached to a
-        running guest, and the copy is crash-consistent.
+        running guest, whose writes the caller holds for the copy.
         """
         tmp = self.temp_path()
         convert = ["convert", "-q", "-f", source_format, "-O", "qcow2"]

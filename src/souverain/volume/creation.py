@@ -19,13 +19,14 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden
 from souverain.volume import models as m
-from souverain.volume.backend import GIB, SOURCE_FORMATS, BackendError
+from souverain.volume.backend import GIB, SOURCE_FORMATS
 from souverain.volume.quotas import Quotas
 from souverain.volume.rules import (
     AVAILABILITY_ZONE,
     Shared,
     VolumeImages,
-    reason,
+    copy_failure,
+    guest_writes_held,
     visible_snapshot,
     visible_volume,
 )
@@ -44,7 +45,7 @@ class SourcePlan:
     bootable: bool = False
     source: Path | None = None
     source_format: str = "qcow2"
-    shared: bool = False
+    attached_to: str | None = None  # the server a source volume is attached to
     image_id: str | None = None
     image_metadata: dict[str, str] | None = None
     snapshot_id: str | None = None
@@ -161,7 +162,7 @@ class VolumeCreation:
             size=size,
             bootable=src.bootable,
             source=self.shared.backend.volume_path(src.id),
-            shared=src.status == "in-use",
+            attached_to=src.server_id if src.status == "in-use" else None,
             image_metadata=src.image_metadata,
             source_volid=src.id,
         )
@@ -208,12 +209,14 @@ class VolumeCreation:
             if plan.source is None:
                 backend.create_blank(final, plan.size)
             else:
-                backend.copy(plan.source, plan.source_format, final, plan.size, plan.shared)
-        except (BackendError, OSError) as exc:
+                with guest_writes_held(self.shared, plan.attached_to):
+                    shared = plan.attached_to is not None
+                    backend.copy(plan.source, plan.source_format, final, plan.size, shared)
+        except Exception as exc:  # the compute service's errors too: the volume ends
             log.warning("volume %s could not be created: %s", volume_id, exc)
             backend.delete(final)
             self.states.move(
-                volume_id, "create_failed", error_message=f"Creation failed: {reason(exc)}"
+                volume_id, "create_failed", error_message=f"Creation failed: {copy_failure(exc)}"
             )
             return
         if not self.states.move(volume_id, "created", error_message=None):  # deleted meanwhile

@@ -7,9 +7,11 @@ renders in Cinder's wire format.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -42,6 +44,8 @@ SERVERS_PER_QUERY = 1000
 
 # grow a volume inside the guest it is attached to: (server_id, volume_id, new size in GiB)
 AttachedResizer = Callable[[str, str, int], None]
+# a server id -> its disk writes held (guest paused, I/O flushed) while the block runs
+WritesHeld = Callable[[str], AbstractContextManager[None]]
 
 R = TypeVar("R")
 
@@ -76,8 +80,9 @@ class VolumeImages(Protocol):
 
 @dataclass
 class Shared:
-    """The database, backend, clock and settings every part uses; the meter and the
-    attached resizer are set after construction (by the server and the compute service)."""
+    """The database, backend, clock and settings every part uses; the meter, the
+    attached resizer and the write holder are set after construction (by the server and
+    the compute service)."""
 
     db: Database
     backend: VolumeBackend
@@ -85,6 +90,7 @@ class Shared:
     settings: VolumeSettings
     meter: Meter = NULL_METER
     attached_resizer: AttachedResizer | None = None
+    writes_held: WritesHeld | None = None
 
 
 # ---------------------------------------------------------------------- records
@@ -189,6 +195,23 @@ def type_name(s: Session, type_id: str) -> str:
 def require_admin(ctx: RequestContext) -> None:
     if not ctx.is_admin:
         raise Forbidden("Policy doesn't allow this operation: an admin role is required.")
+
+
+def guest_writes_held(shared: Shared, server_id: str | None) -> AbstractContextManager[None]:
+    """While copying a volume attached to `server_id`: the guest's writes held by the
+    compute service, so the copy is crash-consistent. Nothing to hold when detached, nor
+    without a compute service (no guest runs then)."""
+    if server_id is None or shared.writes_held is None:
+        return contextlib.nullcontext()
+    return shared.writes_held(server_id)
+
+
+def copy_failure(exc: BaseException) -> str:
+    """Why a copy failed, for the user: the backend's words, not the compute service's
+    (those may name the host's sockets)."""
+    if isinstance(exc, BackendError | OSError):
+        return reason(exc)
+    return "the server's disk writes could not be held for the copy."
 
 
 def reason(exc: BaseException) -> str:

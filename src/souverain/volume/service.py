@@ -35,6 +35,7 @@ from souverain.volume.rules import (
     Shared,
     VolumeHandle,
     VolumeImages,
+    WritesHeld,
 )
 from souverain.volume.snapshots import Snapshots
 from souverain.volume.state import VolumeStates
@@ -87,6 +88,15 @@ class VolumeService:
     @attached_resizer.setter
     def attached_resizer(self, resizer: AttachedResizer | None) -> None:
         self.shared.attached_resizer = resizer
+
+    # set by the compute service: hold a guest's disk writes while its volume is copied
+    @property
+    def writes_held(self) -> WritesHeld | None:
+        return self.shared.writes_held
+
+    @writes_held.setter
+    def writes_held(self, holder: WritesHeld | None) -> None:
+        self.shared.writes_held = holder
 
     # ------------------------------------------------------------------ start and stop
 

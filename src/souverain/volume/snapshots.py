@@ -1,8 +1,10 @@
 """Snapshots: point-in-time copies of a volume, counted in the project's quota. No HTTP.
 
-A snapshot of an in-use volume needs `force` (the copy is crash-consistent,
-read while the guest writes). A snapshot is `creating` while its file is made,
-then `available` or `error` with a message.
+A snapshot of an in-use volume needs `force`. Its copy is crash-consistent: the
+compute service holds the guest's writes (paused, its I/O drained and flushed) while
+the file is read, so the copy is the disk as a power cut at that instant would leave it.
+The guest pauses for the length of the copy. A snapshot is `creating` while its file
+is made, then `available` or `error` with a message.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden
 from souverain.volume import metadata
 from souverain.volume import models as m
-from souverain.volume.backend import BackendError
 from souverain.volume.quotas import Quotas
 from souverain.volume.rules import (
     Shared,
     VolumeQuery,
-    reason,
+    copy_failure,
+    guest_writes_held,
     require_admin,
     sorted_page,
     visible_snapshot,
@@ -69,7 +71,7 @@ class Snapshots:
                 raise BadRequest(
                     f"Invalid volume: Volume {req.volume_id} is {vol.status}; it must be available."
                 )
-            shared = vol.status == "in-use"
+            server_id = vol.server_id if vol.status == "in-use" else None
             vid, size, project_id = vol.id, vol.size, vol.project_id
             self.quotas.lock(s, project_id)
             self.quotas.claim(s, project_id, snapshots=1, gigabytes=size)
@@ -89,22 +91,24 @@ class Snapshots:
                 )
             )
         self.shared.meter.gauge(project_id, "snapshot.gb", snapshot_id, size)
-        self._copy(vid, snapshot_id, size, shared)
+        self._copy(vid, snapshot_id, size, server_id)
         return self.get(ctx, snapshot_id)
 
-    def _copy(self, volume_id: str, snapshot_id: str, size: int, shared: bool) -> None:
+    def _copy(self, volume_id: str, snapshot_id: str, size: int, server_id: str | None) -> None:
         backend = self.shared.backend
         try:
-            backend.copy(
-                backend.volume_path(volume_id),
-                "qcow2",
-                backend.snapshot_path(snapshot_id),
-                size,
-                shared,
-            )
-        except (BackendError, OSError) as exc:
+            with guest_writes_held(self.shared, server_id):
+                backend.copy(
+                    backend.volume_path(volume_id),
+                    "qcow2",
+                    backend.snapshot_path(snapshot_id),
+                    size,
+                    shared=server_id is not None,  # QEMU holds the image's lock
+                )
+        except Exception as exc:  # the compute service's errors too: the snapshot ends
             log.warning("snapshot %s failed: %s", snapshot_id, exc)
-            self.states.set_snapshot(snapshot_id, "error", f"Snapshot failed: {reason(exc)}")
+            why = copy_failure(exc)
+            self.states.set_snapshot(snapshot_id, "error", f"Snapshot failed: {why}")
         else:
             self.states.set_snapshot(snapshot_id, "available")
 
