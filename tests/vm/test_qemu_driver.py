@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from souverain.compute.qemu import DriverError, GuestSpec, Nic, PowerState, QemuDriver
-from tests.vm.guest_support import TINY_IMAGE, build_tiny_image, missing_requirements
 
 HOSTNAME = "driver-guest"
 USER_DATA = b"""#!/bin/sh
@@ -60,24 +58,8 @@ def wait_for_console(driver: QemuDriver, server: str, text: str, count: int = 1)
     return time.monotonic() - started
 
 
-@pytest.fixture(scope="module")
-def image() -> Path:
-    if TINY_IMAGE.exists():
-        return TINY_IMAGE
-    reason = missing_requirements()
-    if reason is not None:
-        pytest.skip(f"tiny guest image unavailable: {reason}")
-    return build_tiny_image()
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuDriver]:
-    root = tmp_path_factory.mktemp("a-data-dir-whose-path-is-long-" + "x" * 60) / "compute"
-    qemu = QemuDriver(root)
-    yield qemu
-    for server in qemu.running():
-        qemu.destroy(server)
-    shutil.rmtree(qemu.run_dir, ignore_errors=True)
+# the data dir of this module's driver (tests/vm/conftest.py)
+DRIVER_DIR = "a-data-dir-whose-path-is-long-" + "x" * 60
 
 
 def make_spec(driver: QemuDriver, image: Path, *, user_data: bytes | None = USER_DATA) -> GuestSpec:

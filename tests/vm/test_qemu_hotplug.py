@@ -12,11 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,7 +29,6 @@ from souverain.compute.qemu import (
     QemuDriver,
     guest_device_name,
 )
-from tests.vm.guest_support import TINY_IMAGE, build_tiny_image, missing_requirements
 
 MIB = 1024**2
 SECTOR = 512
@@ -149,23 +147,8 @@ def virtual_size(path: Path) -> int:
     return int(json.loads(info)["virtual-size"])
 
 
-@pytest.fixture(scope="module")
-def image() -> Path:
-    if TINY_IMAGE.exists():
-        return TINY_IMAGE
-    reason = missing_requirements()
-    if reason is not None:
-        pytest.skip(f"tiny guest image unavailable: {reason}")
-    return build_tiny_image()
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuDriver]:
-    qemu = QemuDriver(tmp_path_factory.mktemp("hotplug") / "compute")
-    yield qemu
-    for server in qemu.running():
-        qemu.destroy(server)
-    shutil.rmtree(qemu.run_dir, ignore_errors=True)
+# the data dir of this module's driver (tests/vm/conftest.py)
+DRIVER_DIR = "hotplug"
 
 
 @pytest.fixture(scope="module")

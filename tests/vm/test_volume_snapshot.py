@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from souverain.compute.qemu import Disk, GuestSpec, PowerState, QemuDriver
 from souverain.volume.backend import VolumeBackend
-from tests.vm.guest_support import TINY_IMAGE, build_tiny_image, missing_requirements
 
 BLOCK = 4096
 SIZE_GIB = 1
@@ -58,23 +55,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def image() -> Path:
-    if TINY_IMAGE.exists():
-        return TINY_IMAGE
-    reason = missing_requirements()
-    if reason is not None:
-        pytest.skip(f"tiny guest image unavailable: {reason}")
-    return build_tiny_image()
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuDriver]:
-    qemu = QemuDriver(tmp_path_factory.mktemp("snapshot") / "compute")
-    yield qemu
-    for server in qemu.running():
-        qemu.destroy(server)
-    shutil.rmtree(qemu.run_dir, ignore_errors=True)
+# the data dir of this module's driver (tests/vm/conftest.py)
+DRIVER_DIR = "snapshot"
 
 
 @pytest.fixture(scope="module")
