@@ -6,8 +6,8 @@ its bridge and namespaces) that exist after the last test existed before the fir
 
 Where everything a test needs is present (root and the system packages, as on CI), a
 skipped test fails the run: a skip there hides a test that no longer runs. `.ci/run`
-sets `SOUVERAIN_FORBID_SKIPS=1`; without the variable the rule applies when this host
-has root and the tools, and `SOUVERAIN_FORBID_SKIPS=0` turns it off. A developer
+sets `TESTS_FORBID_SKIPS=1`; without the variable the rule applies when this host
+has root and the tools, and `TESTS_FORBID_SKIPS=0` turns it off. A developer
 without root still runs the rest, skips allowed."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def host_left_as_found() -> Iterator[None]:
 
 
 def forbid_skips() -> bool:
-    flag = os.environ.get("SOUVERAIN_FORBID_SKIPS")
+    flag = os.environ.get("TESTS_FORBID_SKIPS")
     if flag is not None:
         return flag not in ("", "0")
     return os.geteuid() == 0 and all(shutil.which(tool) for tool in TOOLS)
@@ -59,5 +59,5 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         print(
             "Every tool is here (root, system packages): a skip hides a test that no longer runs."
         )
-        print("Fix the cause the skip names; SOUVERAIN_FORBID_SKIPS=0 allows skips on a dev host.")
+        print("Fix the cause the skip names; TESTS_FORBID_SKIPS=0 allows skips on a dev host.")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

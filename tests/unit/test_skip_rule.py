@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from souverain.config import load_settings
+
 CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
 
 
@@ -18,7 +20,7 @@ def _run(tmp_path: Path, forbid: str) -> subprocess.CompletedProcess[str]:
         "import pytest\n\n\ndef test_runs():\n    pass\n\n\n"
         "def test_skips():\n    pytest.skip('a tool is missing')\n"
     )
-    env = {**os.environ, "SOUVERAIN_FORBID_SKIPS": forbid}
+    env = {**os.environ, "TESTS_FORBID_SKIPS": forbid}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
         cwd=tmp_path,
@@ -39,3 +41,16 @@ def test_a_developer_may_allow_skips(tmp_path: Path) -> None:
     run = _run(tmp_path, "0")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 passed, 1 skipped" in run.stdout
+
+
+def test_what_ci_exports_is_no_setting_the_server_refuses() -> None:
+    # the servers the tests start read SOUVERAIN_* as settings and refuse unknown ones:
+    # a switch named that way failed every CLI and serve test on CI
+    ci_run = (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text()
+    exported = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in ci_run.splitlines()
+        if line.startswith("export ") and "=" in line
+    )
+    assert "TESTS_FORBID_SKIPS" in exported
+    load_settings(environ=exported)  # raises on an unknown SOUVERAIN_* setting
