@@ -9,7 +9,9 @@ DATA_DIR ?= ./souverain-data
 PYTEST_ARGS ?=
 TINY_IMAGE := build/tiny/tiny.qcow2
 
-.PHONY: run test install system-packages lint format typecheck unit api e2e vm bench bench-quick clean tiny-image
+CONFORMANCE_ARGS ?=
+
+.PHONY: conformance run test install system-packages lint format typecheck unit api e2e vm bench bench-quick clean tiny-image
 
 run: install tiny-image
 	SOUVERAIN_IMAGE__TINY_IMAGE=$(abspath $(TINY_IMAGE)) $(BIN)/souverain serve --data-dir $(DATA_DIR)
@@ -30,8 +32,8 @@ $(STAMP): pyproject.toml scripts/system-packages.txt
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check src tests bench scripts/build-tiny-image bench/network/run bench/billing/run bench/floor/run
-	$(BIN)/ruff format --check src tests bench scripts/build-tiny-image bench/network/run bench/billing/run bench/floor/run
+	$(BIN)/ruff check src tests bench scripts/build-tiny-image scripts/conformance bench/network/run bench/billing/run bench/floor/run
+	$(BIN)/ruff format --check src tests bench scripts/build-tiny-image scripts/conformance bench/network/run bench/billing/run bench/floor/run
 
 format: install
 	$(BIN)/ruff format src tests bench
@@ -65,6 +67,11 @@ bench: install
 # 10 minutes, exits non-zero naming each broken floor. Not part of `make test`.
 bench-quick: install
 	$(BIN)/python bench/floor/run
+
+# OpenStack's own conformance suite (Tempest, the interop guideline's 275 tests) against a
+# fresh cloud; several minutes, not part of `make test`. CONFORMANCE_ARGS="--filter volume"
+conformance: install tiny-image
+	$(BIN)/python scripts/conformance $(CONFORMANCE_ARGS)
 
 tiny-image: install
 	./scripts/build-tiny-image --output $(TINY_IMAGE)
