@@ -62,12 +62,14 @@ _LIST_PARAMS = frozenset(
         "disk_format",
         "container_format",
         "tag",
+        "size",
         "size_min",
         "size_max",
         "protected",
         "member_status",
         "os_hidden",
         "id",
+        "checksum",
         "created_at",
         "updated_at",
     }
@@ -112,7 +114,8 @@ async def read_patch(request: Request) -> list[schemas.PatchOp]:
         ops = STRICT_JSON.decode(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest("Malformed request body: it is not valid JSON.") from None
-    return schemas.patch(ops)
+    # Glance's v2.0 patch type takes the draft-4 dialect, v2.1 RFC 6902's
+    return schemas.patch(ops, dialect=4 if media_type == PATCH_MEDIA_TYPES[1] else 10)
 
 
 def _sort_of(request: Request) -> tuple[tuple[str, str], ...]:
@@ -141,7 +144,7 @@ def _sort_of(request: Request) -> tuple[tuple[str, str], ...]:
 def _list_query(request: Request) -> ListQuery:
     params = request.query_params
     filters: dict[str, Any] = {}
-    for name in ("name", "status", "owner", "disk_format", "container_format", "id"):
+    for name in ("name", "status", "owner", "disk_format", "container_format", "id", "checksum"):
         if name in params:
             filters[name] = params[name]
     if "visibility" in params:
@@ -152,7 +155,7 @@ def _list_query(request: Request) -> ListQuery:
         if params["member_status"] not in (*MEMBER_STATUSES, "all"):
             raise BadRequest(f"Invalid member_status {params['member_status'][:64]!r}.")
         filters["member_status"] = params["member_status"]
-    for name in ("size_min", "size_max"):
+    for name in ("size", "size_min", "size_max"):
         if name in params:
             filters[name] = parse_int(name, params[name], minimum=0)
     for name in ("protected", "os_hidden"):
@@ -427,4 +430,7 @@ def _not_found(image_id: str | None = None) -> ApiError:
 
 
 def build_app(service: ImageService, public_url: str = "") -> ASGIApp:
-    return ErrorLayer(Router(routes=ImageApi(service, public_url).routes()), render_error)
+    # No slash redirection: /v2/images/ is an image with an empty id (404), as in Glance,
+    # not the list it would redirect to.
+    routes = ImageApi(service, public_url).routes()
+    return ErrorLayer(Router(routes=routes, redirect_slashes=False), render_error)

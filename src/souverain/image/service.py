@@ -216,7 +216,16 @@ class ImageService:
         with self.db.session() as s:
             stmt = select(m.Image)
             stmt = self._listable(stmt, ctx, visibility, member_status)
-            for key in ("name", "status", "disk_format", "container_format", "owner", "id"):
+            for key in (
+                "name",
+                "status",
+                "disk_format",
+                "container_format",
+                "owner",
+                "id",
+                "size",
+                "checksum",
+            ):
                 if key in filters:
                     stmt = stmt.where(getattr(m.Image, key) == filters.pop(key))
             if "protected" in filters:
