@@ -306,6 +306,12 @@ IMAGE_RULES: dict[str, Rule] = {
     "image:member:update": Rule.PROJECT_MEMBER,
     "image:member:delete": Rule.PROJECT_MEMBER,
     "image:schema:show": Rule.ANYONE_AUTHENTICATED,
+    # interoperable import: stage data, import it, read the tasks that record it
+    "image:info:show": Rule.ANYONE_AUTHENTICATED,
+    "image:image:stage": Rule.PROJECT_MEMBER,
+    "image:image:import": Rule.PROJECT_MEMBER,
+    "image:task:list": Rule.PROJECT_READER,
+    "image:task:show": Rule.PROJECT_READER,
 }
 
 

@@ -7,14 +7,13 @@ tenancy, visibility and the upload state machine live in the service.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Router
 from starlette.types import ASGIApp
@@ -24,15 +23,16 @@ from souverain.common.errors import (
     ApiError,
     BadRequest,
     NotFound,
-    PayloadTooLarge,
     UnsupportedMediaType,
 )
 from souverain.common.jsoncodec import STRICT_JSON, JSONResponse
 from souverain.config import ImageSettings
 from souverain.image import schemas, views
+from souverain.image.api_data import InsufficientStorage, octet_stream_only, receive_into
+from souverain.image.api_imports import ImportApi
 from souverain.image.schemas import MEMBER_STATUSES, VISIBILITIES
 from souverain.image.service import SORT_KEYS, ImageService, ListQuery
-from souverain.image.store import CHUNK, StorageFull
+from souverain.image.store import StorageFull
 from souverain.openstack.auth import audit
 from souverain.openstack.body import read_json
 from souverain.openstack.faults import ErrorLayer
@@ -74,11 +74,6 @@ _LIST_PARAMS = frozenset(
         "updated_at",
     }
 )
-
-
-class _InsufficientStorage(ApiError):
-    status = 413
-    title = "Request Entity Too Large"
 
 
 def render_error(_path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
@@ -228,6 +223,7 @@ class ImageApi:
             r(f"{image}/actions/deactivate", self.deactivate, {"POST": "image:image:deactivate"}),
             r(f"{image}/actions/reactivate", self.reactivate, {"POST": "image:image:reactivate"}),
             r(f"{image}/actions/{{action}}", self.unknown_action, {"POST": "image:image:update"}),
+            *ImportApi(self.service, self.public_url).routes(edge),
         ]
 
     # -------------------------------------------------------------- discovery
@@ -269,7 +265,12 @@ class ImageApi:
         row = await asyncio.to_thread(self.service.create, ctx, req)
         audit(request, "image.create", "image", row.id)
         location = f"{base_url(request, self.public_url, PREFIX)}/v2/images/{row.id}"
-        return JSONResponse(views.image_view(row), 201, headers={"Location": location})
+        headers = {
+            "Location": location,
+            # clients choose an import method from it (openstack image create --import)
+            "OpenStack-image-import-methods": ",".join(self.service.imports.methods()),
+        }
+        return JSONResponse(views.image_view(row), 201, headers=headers)
 
     async def image(self, request: Request, ctx: RequestContext) -> Response:
         image_id = request.path_params["image_id"]
@@ -352,9 +353,7 @@ class ImageApi:
     async def upload(self, request: Request, ctx: RequestContext) -> Response:
         image_id = request.path_params["image_id"]
         audit(request, "image.upload", "image", image_id)
-        media_type = request.headers.get("content-type", "application/octet-stream")
-        if media_type.split(";")[0].strip().lower() != "application/octet-stream":
-            raise UnsupportedMediaType("Image data must be sent as application/octet-stream.")
+        octet_stream_only(request)
         disk_format = await asyncio.to_thread(self.service.begin_upload, ctx, image_id)
         image_id = image_id.lower()  # found, so a UUID: the stored form from here on
         try:
@@ -362,43 +361,15 @@ class ImageApi:
         except BaseException:
             await asyncio.to_thread(self.service.abandon_upload, image_id)
             raise
-        limit = self.service.settings.max_image_bytes
-        loop = asyncio.get_running_loop()
-        pending: asyncio.Future[None] | None = None
-        buffer = bytearray()
-        received = 0
         try:
-            async for chunk in request.stream():
-                buffer += chunk
-                received += len(chunk)
-                if received > limit:
-                    raise PayloadTooLarge(f"The image is larger than the limit of {limit} bytes.")
-                if len(buffer) >= CHUNK:
-                    if pending is not None:
-                        await pending
-                    # hashing and writing on a thread while the loop receives the next chunk
-                    pending = loop.run_in_executor(None, writer.write, bytes(buffer))
-                    buffer.clear()
-            if pending is not None:
-                await pending
-                pending = None
-            if buffer:
-                await asyncio.to_thread(writer.write, bytes(buffer))
-        except BaseException as exc:
-            if pending is not None:
-                with contextlib.suppress(BaseException):  # the first error is the one to report
-                    await pending
-            writer.abort()
+            await receive_into(request, writer, self.service.settings.max_image_bytes)
+        except BaseException:
             await asyncio.to_thread(self.service.abandon_upload, image_id)
-            if isinstance(exc, ClientDisconnect):
-                raise BadRequest("The client went away before the image data ended.") from None
-            if isinstance(exc, StorageFull):
-                raise _InsufficientStorage("There is no room left to store the image.") from None
             raise
         try:
             await asyncio.to_thread(self.service.finish_upload, image_id, writer, disk_format)
         except StorageFull:
-            raise _InsufficientStorage("There is no room left to store the image.") from None
+            raise InsufficientStorage("There is no room left to store the image.") from None
         return Response(status_code=204)
 
     async def download(self, request: Request, ctx: RequestContext) -> Response:

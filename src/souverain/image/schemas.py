@@ -193,7 +193,7 @@ def _patch_op_d10(op: Mapping[str, Any]) -> tuple[str, Any]:
     if op.get("op") not in PATCH_OPS:
         raise BadRequest(
             "Each operation must have op add, replace or remove (this media type takes "
-            "RFC 6902 operations: {\"op\": ..., \"path\": ...})."
+            'RFC 6902 operations: {"op": ..., "path": ...}).'
         )
     return str(op["op"]), op.get("path")
 
@@ -203,7 +203,7 @@ def _patch_op_d4(op: Mapping[str, Any]) -> tuple[str, Any]:
     if len(kinds) != 1:
         raise BadRequest(
             "Each operation must have exactly one member named add, replace or remove "
-            "(this media type takes {\"replace\": \"/name\", \"value\": ...})."
+            '(this media type takes {"replace": "/name", "value": ...}).'
         )
     return kinds[0], op[kinds[0]]
 

@@ -35,6 +35,7 @@ from souverain.identity.service import IdentityService
 from souverain.image import models as m
 from souverain.image import schemas, views
 from souverain.image.access import owned, visible
+from souverain.image.imports import ImageImports
 from souverain.image.members import ImageMembers
 from souverain.image.schemas import CORE, READ_ONLY, RESERVED, ImageCreate
 from souverain.image.store import (
@@ -60,6 +61,13 @@ TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
         ("saving", "killed"),  # fail_image while saving
         ("active", "deactivated"),
         ("deactivated", "active"),
+        # interoperable import (imports.py): staged data, then the import
+        ("queued", "uploading"),  # glance-direct staging starts
+        ("uploading", "queued"),  # staging failed
+        ("uploading", "importing"),  # glance-direct import of the staged data
+        ("queued", "importing"),  # web-download
+        ("importing", "active"),  # the import succeeded
+        ("importing", "queued"),  # the import failed; nothing kept
     }
 )
 SORT_KEYS = (
@@ -147,6 +155,7 @@ class ImageService:
         self.clock = clock
         self.settings = settings
         self.members = ImageMembers(db, clock)
+        self.imports = ImageImports(db, store, clock, self._record_data)
 
     # ------------------------------------------------------------------ records
 
@@ -312,11 +321,13 @@ class ImageService:
             image = owned(s, ctx, image_id, "delete")
             if image.protected:
                 raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
-            file_id, owner = image.file_id, image.owner or ""
+            file_id, staged, owner = image.file_id, image.staged_file_id, image.owner or ""
             s.delete(image)
         if file_id is not None:
             self.meter.gauge(owner, "image.gb", image_id, 0)
-        self.store.delete([file_id])  # after the commit: a crash leaves a file sweep removes
+        self.store.delete(
+            [file_id, staged]
+        )  # after the commit: a crash leaves a file sweep removes
 
     def add_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
         with self.db.session() as s:
@@ -441,6 +452,7 @@ class ImageService:
                     )
                 image.status = "active"
                 image.file_id = file_id
+                image.staged_file_id = None  # an import adopts its staged file
                 image.size = digests.size
                 image.virtual_size = virtual_size
                 image.checksum = digests.md5.hexdigest()
@@ -547,7 +559,9 @@ class ImageService:
     # ------------------------------------------------------------------ start-up
 
     def sweep(self) -> int:
-        """After a crash: uploads in `saving` go back to `queued`; stray files go. A count."""
+        """After a crash: uploads in `saving` go back to `queued`, imports cut short fail;
+        stray files go. A count."""
+        self.imports.sweep()
         with self.db.session() as s:
             stuck = list(s.scalars(select(m.Image.id).where(m.Image.status == "saving")))
             if stuck:
@@ -558,6 +572,11 @@ class ImageService:
                 )
             referenced = {
                 f for f in s.scalars(select(m.Image.file_id).where(m.Image.file_id.is_not(None)))
+            } | {
+                f
+                for f in s.scalars(
+                    select(m.Image.staged_file_id).where(m.Image.staged_file_id.is_not(None))
+                )
             }
         reset = len(stuck)
         if reset:

@@ -52,6 +52,34 @@ def image_view(row: m.Image) -> dict[str, Any]:
     return view
 
 
+def task_view(row: m.ImageTask) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "type": row.type,
+        "status": row.status,
+        "owner": row.owner,
+        "image_id": row.image_id,
+        "input": dict(row.input or {}),
+        "result": dict(row.result) if row.result is not None else None,
+        "message": row.message,
+        "created_at": isotime(row.created_at),
+        "updated_at": isotime(row.updated_at),
+        "expires_at": isotime(row.expires_at) if row.expires_at else None,
+        "self": f"/v2/tasks/{row.id}",
+        "schema": "/v2/schemas/task",
+    }
+
+
+def import_info_view(methods: list[str]) -> dict[str, Any]:
+    return {
+        "import-methods": {
+            "description": "Import methods available.",
+            "type": "array",
+            "value": methods,
+        }
+    }
+
+
 def member_view(row: m.ImageMember) -> dict[str, Any]:
     return {
         "image_id": row.image_id,
@@ -99,7 +127,16 @@ IMAGE_SCHEMA: dict[str, Any] = {
         "status": {
             "type": "string",
             "readOnly": True,
-            "enum": ["queued", "saving", "active", "killed", "deleted", "deactivated"],
+            "enum": [
+                "queued",
+                "saving",
+                "active",
+                "killed",
+                "deleted",
+                "deactivated",
+                "uploading",
+                "importing",
+            ],
         },
         "visibility": {"type": "string", "enum": list(VISIBILITIES)},
         "protected": {"type": "boolean"},
@@ -158,7 +195,36 @@ MEMBERS_SCHEMA: dict[str, Any] = {
     },
     "links": [{"rel": "describedby", "href": "{schema}"}],
 }
+TASK_SCHEMA: dict[str, Any] = {
+    "name": "task",
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"type": "string", "enum": ["api_image_import"]},
+        "status": {"type": "string", "enum": ["pending", "processing", "success", "failure"]},
+        "owner": {"type": "string"},
+        "image_id": _nullable("string"),
+        "input": {"type": "object"},
+        "result": _nullable("object"),
+        "message": {"type": "string"},
+        "created_at": {"type": "string"},
+        "updated_at": {"type": "string"},
+        "expires_at": _nullable("string"),
+        "self": {"type": "string"},
+        "schema": {"type": "string"},
+    },
+}
+TASKS_SCHEMA: dict[str, Any] = {
+    "name": "tasks",
+    "properties": {
+        "tasks": {"type": "array", "items": TASK_SCHEMA},
+        "schema": {"type": "string"},
+        "first": {"type": "string"},
+    },
+    "links": [{"rel": "describedby", "href": "{schema}"}],
+}
 SCHEMAS = {
+    "task": TASK_SCHEMA,
+    "tasks": TASKS_SCHEMA,
     "image": IMAGE_SCHEMA,
     "images": IMAGES_SCHEMA,
     "member": MEMBER_SCHEMA,
