@@ -396,6 +396,11 @@ LITERALS: dict[tuple[str, str], str] = {
     ("os-extra_specs", "key"): "k",
     ("extra_specs", "key"): "k",
     ("{user}", "role"): "viewer",  # a billing account role
+    ("tasks", "task_id"): "00000000-0000-0000-0000-000000000000",
+    ("namespaces", "namespace"): "OS::Nothing",
+    ("objects", "name"): "nothing",
+    ("properties", "name"): "nothing",
+    ("tags", "name"): "nothing",
 }
 PARAM = re.compile(r"\{(\w+)\}")
 

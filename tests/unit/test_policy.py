@@ -235,6 +235,9 @@ PROJECT_ADMIN_ONLY = frozenset(
         "volume:type_extra_spec:update",
         "image:image:deactivate",
         "image:image:reactivate",
+        "image:metadef:create",
+        "image:metadef:update",
+        "image:metadef:delete",
     }
 )
 OPEN_TO_ANY_TOKEN = frozenset(
@@ -257,6 +260,7 @@ OPEN_TO_ANY_TOKEN = frozenset(
         "volume:type_extra_spec:list",
         "volume:type_extra_spec:show",
         "image:schema:show",
+        "image:info:show",
     }
 )
 READ_VERBS = frozenset({"list", "show", "detail", "download", "show_details"})

@@ -312,6 +312,13 @@ IMAGE_RULES: dict[str, Rule] = {
     "image:image:import": Rule.PROJECT_MEMBER,
     "image:task:list": Rule.PROJECT_READER,
     "image:task:show": Rule.PROJECT_READER,
+    # metadata definitions: read by any project's reader (private ones by their owner's),
+    # written by cloud administrators only
+    "image:metadef:list": Rule.PROJECT_READER,
+    "image:metadef:show": Rule.PROJECT_READER,
+    "image:metadef:create": Rule.ADMIN,
+    "image:metadef:update": Rule.ADMIN,
+    "image:metadef:delete": Rule.ADMIN,
 }
 
 

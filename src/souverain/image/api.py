@@ -30,6 +30,7 @@ from souverain.config import ImageSettings
 from souverain.image import schemas, views
 from souverain.image.api_data import InsufficientStorage, octet_stream_only, receive_into
 from souverain.image.api_imports import ImportApi
+from souverain.image.api_metadefs import MetadefApi
 from souverain.image.schemas import MEMBER_STATUSES, VISIBILITIES
 from souverain.image.service import SORT_KEYS, ImageService, ListQuery
 from souverain.image.store import StorageFull
@@ -224,6 +225,7 @@ class ImageApi:
             r(f"{image}/actions/reactivate", self.reactivate, {"POST": "image:image:reactivate"}),
             r(f"{image}/actions/{{action}}", self.unknown_action, {"POST": "image:image:update"}),
             *ImportApi(self.service, self.public_url).routes(edge),
+            *MetadefApi(self.service.metadefs).routes(edge),
         ]
 
     # -------------------------------------------------------------- discovery

@@ -1,4 +1,5 @@
-"""Image tables: image records and their members (projects an image is shared with).
+"""Image tables: image records, their members (projects an image is shared with), import
+tasks and metadata definition namespaces.
 
 Rows hold metadata only; an image's bytes live in the image store under a file id
 that never derives from the image id or name.
@@ -7,6 +8,7 @@ that never derives from the image id or name.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -86,9 +88,9 @@ class MetadefNamespace(Base):
     visibility: Mapped[str] = mapped_column(String(16))  # public | private
     protected: Mapped[bool] = mapped_column(Boolean, default=False)
     owner: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    properties: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
-    objects: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
-    tags: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
-    resource_types: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    objects: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    resource_types: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)

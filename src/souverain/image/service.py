@@ -37,6 +37,7 @@ from souverain.image import schemas, views
 from souverain.image.access import owned, visible
 from souverain.image.imports import ImageImports
 from souverain.image.members import ImageMembers
+from souverain.image.metadefs import Metadefs
 from souverain.image.schemas import CORE, READ_ONLY, RESERVED, ImageCreate
 from souverain.image.store import (
     CHUNK,
@@ -156,6 +157,7 @@ class ImageService:
         self.settings = settings
         self.members = ImageMembers(db, clock)
         self.imports = ImageImports(db, store, clock, self._record_data)
+        self.metadefs = Metadefs(db, clock)
 
     # ------------------------------------------------------------------ records
 

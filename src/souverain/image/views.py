@@ -7,6 +7,7 @@ them here.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 from souverain.common.clock import as_utc
@@ -230,3 +231,66 @@ SCHEMAS = {
     "member": MEMBER_SCHEMA,
     "members": MEMBERS_SCHEMA,
 }
+
+
+# ---------------------------------------------------------------------- metadata definitions
+
+
+def _stamp(value: Any) -> str:
+    return isotime(dt.datetime.fromisoformat(str(value)))
+
+
+def _dated(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored definition with its dates in Glance's format."""
+    out = {k: v for k, v in entry.items() if v is not None}
+    for key in ("created_at", "updated_at"):
+        if key in out:
+            out[key] = _stamp(out[key])
+    return out
+
+
+def namespace_view(row: m.MetadefNamespace, detail: bool) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "namespace": row.namespace,
+        "visibility": row.visibility,
+        "protected": row.protected,
+        "owner": row.owner,
+        "created_at": isotime(row.created_at),
+        "updated_at": isotime(row.updated_at),
+        "self": f"/v2/metadefs/namespaces/{row.namespace}",
+        "schema": "/v2/schemas/metadefs/namespace",
+    }
+    for key in ("display_name", "description"):
+        if getattr(row, key) is not None:
+            view[key] = getattr(row, key)
+    associations = [_dated(a) for a in (row.resource_types or {}).values()]
+    if associations:
+        view["resource_type_associations"] = associations
+    if detail:
+        if row.properties:
+            view["properties"] = dict(row.properties)
+        if row.objects:
+            view["objects"] = [object_view(o, row.namespace) for o in row.objects.values()]
+        if row.tags:
+            view["tags"] = [tag_view(name, t) for name, t in row.tags.items()]
+    return view
+
+
+def object_view(entry: Mapping[str, Any], namespace: str) -> dict[str, Any]:
+    view = _dated(entry)
+    view["self"] = f"/v2/metadefs/namespaces/{namespace}/objects/{entry['name']}"
+    view["schema"] = "v2/schemas/metadefs/object"
+    return view
+
+
+def tag_view(name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {"name": name, **_dated(entry)}
+
+
+def association_view(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return _dated(entry)
+
+
+def resource_type_view(entry: Mapping[str, Any]) -> dict[str, Any]:
+    dated = _dated(entry)
+    return {k: dated[k] for k in ("name", "created_at", "updated_at") if k in dated}
