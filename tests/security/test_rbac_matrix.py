@@ -397,6 +397,7 @@ LITERALS: dict[tuple[str, str], str] = {
     ("extra_specs", "key"): "k",
     ("{user}", "role"): "viewer",  # a billing account role
     ("tasks", "task_id"): "00000000-0000-0000-0000-000000000000",
+    ("trusts", "trust_id"): "no-such-trust",
     ("namespaces", "namespace"): "OS::Nothing",
     ("objects", "name"): "nothing",
     ("properties", "name"): "nothing",

@@ -110,6 +110,13 @@ TABLE: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "identity:ec2_get_credential": (ADMIN, EVERYONE),
     "identity:ec2_create_credential": (ADMIN, MEMBERS),
     "identity:ec2_delete_credential": (ADMIN, MEMBERS),
+    # trusts: the edge lets any token in, the service keeps them to their trustor and trustee
+    "identity:list_trusts": (EVERYONE, EVERYONE),
+    "identity:get_trust": (EVERYONE, EVERYONE),
+    "identity:create_trust": (EVERYONE, EVERYONE),
+    "identity:delete_trust": (EVERYONE, EVERYONE),
+    "identity:list_roles_for_trust": (EVERYONE, EVERYONE),
+    "identity:get_role_for_trust": (EVERYONE, EVERYONE),
     "identity:validate_token": (EVERYONE, EVERYONE),
     "identity:revoke_token": (EVERYONE, EVERYONE),
     "identity:get_auth_catalog": (EVERYONE, EVERYONE),

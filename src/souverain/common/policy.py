@@ -116,6 +116,13 @@ IDENTITY_RULES: dict[str, Rule] = {
     "identity:ec2_create_credential": Rule.OWNER_WRITE,
     "identity:ec2_delete_credential": Rule.OWNER_WRITE,
     # tokens, and what a token gives its bearer (the service refuses another user's token)
+    # trusts: the service lets in their trustor, trustee and admins only
+    "identity:list_trusts": Rule.ANYONE_AUTHENTICATED,
+    "identity:get_trust": Rule.ANYONE_AUTHENTICATED,
+    "identity:create_trust": Rule.ANYONE_AUTHENTICATED,
+    "identity:delete_trust": Rule.ANYONE_AUTHENTICATED,
+    "identity:list_roles_for_trust": Rule.ANYONE_AUTHENTICATED,
+    "identity:get_role_for_trust": Rule.ANYONE_AUTHENTICATED,
     "identity:validate_token": Rule.ANYONE_AUTHENTICATED,
     "identity:revoke_token": Rule.ANYONE_AUTHENTICATED,
     "identity:get_auth_catalog": Rule.ANYONE_AUTHENTICATED,

@@ -25,6 +25,7 @@ from souverain.common.middleware import state_of
 from souverain.common.pagination import paginate
 from souverain.identity import schemas as sc
 from souverain.identity import views
+from souverain.identity.api_trusts import TrustApi
 from souverain.identity.service import IdentityService
 from souverain.openstack.auth import audit
 from souverain.openstack.body import member, read_json, validated
@@ -233,6 +234,7 @@ class IdentityApi:
                 base = f"/v3/{path}/{actor}/{{actor_id}}/roles"
                 routes.append(r(base, self._grants(target, actor), GRANTS))
                 routes.append(r(base + "/{role_id}", self._grant(target, actor), GRANT))
+        routes.extend(TrustApi(self.service, self.base).routes(self.edge))
         for crud in cruds(self.service):
             path = f"/v3/{crud.collection}"
             routes.append(r(path, self._collection(crud), crud.collection_actions()))
@@ -475,6 +477,7 @@ class IdentityApi:
             return self.listing(request, "application_credentials", items, collection)
         kind = "application_credential"
         audit(request, "identity.application_credential.create", kind, None)
+        self._refuse_trust_token(request, "an application credential")
         data = validated(sc.AppCredCreate, member(await read_json(request), kind), kind)
         ref = await run_in_threadpool(self.service.create_app_cred, ctx, user_id, data)
         audit(request, "identity.application_credential.create", kind, ref["id"])
@@ -491,6 +494,12 @@ class IdentityApi:
         collection = f"users/{user_id}/application_credentials"
         return JSONResponse({kind: self.linked(request, collection, ref)})
 
+    def _refuse_trust_token(self, request: Request, what: str) -> None:
+        """A delegation must not outlive its trust: no credential made with a trust token."""
+        view = self.service.validate(request.headers.get("x-auth-token", ""))
+        if view is not None and view.payload.trust_id is not None:
+            raise Forbidden(f"A trust-scoped token cannot create {what}.")
+
     # -------------------------------------------------------------- EC2 credentials
 
     async def ec2s(self, request: Request, ctx: RequestContext) -> Response:
@@ -499,6 +508,7 @@ class IdentityApi:
         if request.method == "GET":
             return _unpaged(request, "credentials", self.service.ec2_list(ctx, user_id, base))
         audit(request, "identity.ec2_credential.create", "credential", None)
+        self._refuse_trust_token(request, "an EC2 credential")
         data = validated(sc.Ec2Create, await read_json(request), "")
         ref = self.service.ec2_create(ctx, user_id, data["tenant_id"], base)
         audit(request, "identity.ec2_credential.create", "credential", ref["access"])

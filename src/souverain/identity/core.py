@@ -74,6 +74,7 @@ class TokenView:
     project: dict[str, Any] | None = None
     domain: dict[str, Any] | None = None
     app_cred: dict[str, Any] | None = None
+    trust: dict[str, Any] | None = None  # OS-TRUST:trust of a trust-scoped token
 
     def context(self, request_id: str = "") -> RequestContext:
         return RequestContext(
@@ -101,6 +102,7 @@ class ResolvedToken:
     domain: dict[str, Any] | None
     app_cred: dict[str, Any] | None
     error: str | None = None
+    trust: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

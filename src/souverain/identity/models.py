@@ -1,4 +1,5 @@
-"""Identity tables: domains, projects, users, groups, roles, assignments, catalog, credentials."""
+"""Identity tables: domains, projects, users, groups, roles, assignments, catalog, credentials,
+trusts."""
 
 from __future__ import annotations
 
@@ -203,3 +204,23 @@ class IdentityState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Trust(Base):
+    """A trustor's delegation of some of its roles on a project to a trustee (OS-TRUST)."""
+
+    __tablename__ = "identity_trusts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    trustor_user_id: Mapped[str] = mapped_column(
+        ForeignKey("identity_users.id", ondelete="CASCADE"), index=True
+    )
+    trustee_user_id: Mapped[str] = mapped_column(
+        ForeignKey("identity_users.id", ondelete="CASCADE"), index=True
+    )
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    impersonation: Mapped[bool] = mapped_column(Boolean, default=False)
+    role_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    remaining_uses: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)

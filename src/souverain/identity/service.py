@@ -31,6 +31,7 @@ from souverain.identity.credentials import Credentials
 from souverain.identity.resources import Resources
 from souverain.identity.roles import Roles
 from souverain.identity.tokens import TokenFormatter
+from souverain.identity.trusts import Trusts
 
 __all__ = [
     "DEFAULT_DOMAIN_ID",
@@ -62,7 +63,8 @@ class IdentityService:
         self.settings = settings
         self.clock = self.core.clock
         self.changes = changes
-        self.authentication = Authentication(self.core)
+        self.trusts = Trusts(self.core)
+        self.authentication = Authentication(self.core, self.trusts)
         self.resources = Resources(self.core)
         self.roles = Roles(self.core)
         self.service_catalog = Catalog(self.core)

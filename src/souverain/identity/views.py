@@ -58,6 +58,8 @@ def token_body(view: TokenView, catalog: list[dict[str, Any]] | None) -> dict[st
             token["catalog"] = catalog
     if view.app_cred is not None:
         token["application_credential"] = view.app_cred
+    if view.trust is not None:
+        token["OS-TRUST:trust"] = view.trust
     return {"token": token}
 
 

@@ -1,8 +1,10 @@
-"""image: interoperable import (staged data, import tasks) and metadata definitions
+"""image: interoperable import (staged data, import tasks) and metadata definitions;
+identity: trusts (OS-TRUST)
 
 An image gets the store file its staged data waits in until imported; an import runs
 as a task the owner can read. Metadata definition namespaces (with their objects,
 properties and tags as JSON) and their resource type associations get their tables.
+A trust records which of a trustor's roles on a project its trustee may use.
 
 Revision ID: 0019
 Revises: 0015
@@ -53,8 +55,34 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(), nullable=False),
     )
 
+    op.create_table(
+        "identity_trusts",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column(
+            "trustor_user_id",
+            sa.String(64),
+            sa.ForeignKey("identity_users.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column(
+            "trustee_user_id",
+            sa.String(64),
+            sa.ForeignKey("identity_users.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column("project_id", sa.String(64), nullable=False, index=True),
+        sa.Column("impersonation", sa.Boolean(), nullable=False),
+        sa.Column("role_ids", sa.JSON(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=True),
+        sa.Column("remaining_uses", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("identity_trusts")
     op.drop_table("image_metadef_namespaces")
     op.drop_table("image_tasks")
     with op.batch_alter_table("images") as batch_op:
