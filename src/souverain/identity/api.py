@@ -26,6 +26,7 @@ from souverain.common.pagination import paginate
 from souverain.identity import schemas as sc
 from souverain.identity import views
 from souverain.identity.api_trusts import TrustApi
+from souverain.identity.assignments import INHERIT_DOMAIN, INHERIT_PROJECT
 from souverain.identity.service import IdentityService
 from souverain.openstack.auth import audit
 from souverain.openstack.body import member, read_json, validated
@@ -137,11 +138,20 @@ TOKEN_CHECKS = {
     "HEAD": "identity:validate_token",
     "DELETE": "identity:revoke_token",
 }
-GRANT_TARGETS = {"projects": "project", "domains": "domain", "system": "system"}
+GRANT_TARGETS = {
+    "projects": "project",
+    "domains": "domain",
+    "system": "system",
+    # OS-INHERIT: granted on a domain or project, held on the projects under it
+    "inherited_domains": INHERIT_DOMAIN,
+    "inherited_projects": INHERIT_PROJECT,
+}
 GRANT_PATHS = {
     "projects": "projects/{target_id}",
     "domains": "domains/{target_id}",
     "system": "system",
+    "inherited_domains": "OS-INHERIT/domains/{target_id}",
+    "inherited_projects": "OS-INHERIT/projects/{target_id}",
 }
 TOKENS_PATH = "/v3/auth/tokens"
 
@@ -230,10 +240,11 @@ class IdentityApi:
             r("/v3/users/{user_id}/credentials/OS-EC2/{access}", self.ec2, EC2),
         ]  # fmt: skip
         for target, path in GRANT_PATHS.items():
+            tail = "/inherited_to_projects" if target.startswith("inherited") else ""
             for actor in ("users", "groups"):
                 base = f"/v3/{path}/{actor}/{{actor_id}}/roles"
-                routes.append(r(base, self._grants(target, actor), GRANTS))
-                routes.append(r(base + "/{role_id}", self._grant(target, actor), GRANT))
+                routes.append(r(base + tail, self._grants(target, actor), GRANTS))
+                routes.append(r(f"{base}/{{role_id}}{tail}", self._grant(target, actor), GRANT))
         routes.extend(TrustApi(self.service, self.base).routes(self.edge))
         for crud in cruds(self.service):
             path = f"/v3/{crud.collection}"

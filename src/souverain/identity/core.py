@@ -184,6 +184,7 @@ class IdentityCore:
         self.clock = clock or Clock()
         self.fernet = Fernet(credential_key)
         self.generation = 0  # bumped on every change: cached views older than it are stale
+        self._inherited: tuple[int, bool] = (-1, False)  # (generation, any OS-INHERIT grant)
         self.lock = threading.Lock()
         self.resolved: dict[tuple[Any, ...], ResolvedToken] = {}
         self.revoked = RevocationList()
@@ -444,7 +445,66 @@ class IdentityCore:
     def role_ids_on(self, s: Session, user_id: str, target_type: str, target_id: str) -> set[str]:
         """The roles the user holds on the target, directly or through its groups: one query
         (token validation and every S3 key lookup pass here; a user may be in many groups)."""
-        return set(s.scalars(assignments.role_ids_on(user_id, target_type, target_id)).all())
+        held = set(s.scalars(assignments.role_ids_on(user_id, target_type, target_id)).all())
+        if target_type == "project" and self._any_inherited(s):
+            targets = self.inheriting_targets(s, target_id)
+            if targets:
+                held |= set(s.scalars(assignments.role_ids_inherited(user_id, targets)).all())
+        return held
+
+    def _any_inherited(self, s: Session) -> bool:
+        """Whether any OS-INHERIT grant exists: one query per change of identity data, so
+        clouds without inherited grants pay nothing more per token."""
+        generation, found = self._inherited
+        if generation != self.generation:
+            a = m.Assignment
+            row = s.scalars(
+                select(a.target_type).where(a.target_type.in_(assignments.INHERITED)).limit(1)
+            ).first()
+            found = row is not None
+            self._inherited = (self.generation, found)
+        return found
+
+    @staticmethod
+    def inheriting_targets(s: Session, project_id: str) -> list[tuple[str, str]]:
+        """Where a grant inherited by this project may sit: its domain and its ancestors."""
+        project = s.get(m.Project, project_id)
+        if project is None:
+            return []
+        targets = [(assignments.INHERIT_DOMAIN, project.domain_id)]
+        seen: set[str] = set()
+        parent_id = project.parent_id
+        while parent_id and parent_id not in seen and len(seen) < 64:
+            seen.add(parent_id)
+            targets.append((assignments.INHERIT_PROJECT, parent_id))
+            parent = s.get(m.Project, parent_id)
+            parent_id = parent.parent_id if parent else None
+        return targets
+
+    def inherited_project_ids(self, s: Session, actors: Sequence[str]) -> dict[str, set[str]]:
+        """For each OS-INHERIT grant target of these actors ("kind:id"), the projects under
+        it that inherit it."""
+        a = m.Assignment
+        rows = s.execute(
+            select(a.target_type, a.target_id)
+            .where(a.actor_id.in_(actors), a.target_type.in_(assignments.INHERITED))
+            .distinct()
+        ).all()
+        return {f"{t}:{i}": self.projects_under(s, t, i) for t, i in rows}
+
+    @staticmethod
+    def projects_under(s: Session, target_type: str, target_id: str) -> set[str]:
+        """The projects that inherit a grant on this domain (all of its projects) or this
+        project (its subtree, not itself)."""
+        if target_type == assignments.INHERIT_DOMAIN:
+            return set(s.scalars(select(m.Project.id).where(m.Project.domain_id == target_id)))
+        found: set[str] = set()
+        frontier = [target_id]
+        while frontier and len(found) < 100_000:
+            children = set(s.scalars(select(m.Project.id).where(m.Project.parent_id.in_(frontier))))
+            frontier = list(children - found)
+            found |= children
+        return found
 
     def expand_implied(self, s: Session, roles: list[m.Role]) -> list[m.Role]:
         names = {r.name for r in roles}

@@ -231,6 +231,8 @@ class Resources:
                 )
             ).all()
         )
+        for inherited in self.core.inherited_project_ids(s, actors).values():
+            ids |= inherited  # OS-INHERIT grants on a domain or a parent project
         rows = s.scalars(
             select(m.Project).where(m.Project.id.in_(ids)).order_by(m.Project.name)
         ).all()

@@ -130,9 +130,9 @@ class Roles:
         role_id: str,
     ) -> None:
         self.core.get(s, m.User if actor_type == "user" else m.Group, actor_id, actor_type)
-        if target_type == "project":
+        if target_type in ("project", assignments.INHERIT_PROJECT):
             self.core.get(s, m.Project, target_id, "project")
-        elif target_type == "domain":
+        elif target_type in ("domain", assignments.INHERIT_DOMAIN):
             self.core.get(s, m.Domain, target_id, "domain")
         self.core.get(s, m.Role, role_id, "role")
 
@@ -225,7 +225,10 @@ class Roles:
         exact rules below pick the items: a constant number of queries for any list."""
         enforce(ctx, "identity:list_role_assignments")
         with self.core.db.session() as s:
-            narrowed = assignments.narrowing(filters, effective)
+            inheriting: list[tuple[str, str]] = []
+            if effective and "scope.project.id" in filters:
+                inheriting = self.core.inheriting_targets(s, str(filters["scope.project.id"]))
+            narrowed = assignments.narrowing(filters, effective, inheriting)
             if not ctx.is_admin:
                 narrowed.append(
                     or_(
@@ -237,6 +240,8 @@ class Roles:
             groups = [a.actor_id for a in rows if a.actor_type == "group"]
             members = assignments.members_by_group(s, groups) if effective else None
             items = assignments.expand(rows, members)
+            if effective:
+                items = self._inherited_to_projects(s, items)
             if not ctx.is_admin:
                 visible = self.core.visible_project_ids(s, ctx) if ctx.project_id else set()
                 items = [
@@ -248,6 +253,24 @@ class Roles:
             items = _matching(items, filters)
             names = assignments.names_for(s, items) if include_names else None
             return [assignments.assignment_ref(i, names) for i in items]
+
+    def _inherited_to_projects(
+        self, s: Session, items: list[assignments.Item]
+    ) -> list[assignments.Item]:
+        """Effective assignments: an OS-INHERIT grant becomes one per project inheriting it."""
+        out: list[assignments.Item] = []
+        under: dict[tuple[str, str], set[str]] = {}
+        for actor_type, actor_id, target_type, target_id, role_id, via in items:
+            if target_type not in assignments.INHERITED:
+                out.append((actor_type, actor_id, target_type, target_id, role_id, via))
+                continue
+            key = (target_type, target_id)
+            if key not in under:
+                under[key] = self.core.projects_under(s, target_type, target_id)
+            out.extend(
+                (actor_type, actor_id, "project", p, role_id, via) for p in sorted(under[key])
+            )
+        return out
 
 
 _FILTERS: dict[str, Callable[[assignments.Item], Any]] = {

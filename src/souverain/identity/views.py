@@ -76,6 +76,8 @@ def with_assignment_links(base: str, items: list[dict[str, Any]]) -> list[dict[s
         else:
             scope_id = item["scope"][scope_kind].get("id", "")
             path = f"{scope_kind}s/{scope_id}/{actor_kind}s/{actor_id}/roles/{role_id}"
+            if "OS-INHERIT:inherited_to" in item["scope"]:
+                path = f"OS-INHERIT/{path}/inherited_to_projects"
         links: dict[str, str] = {"assignment": f"{base}/v3/{path}"}
         if via:
             links["membership"] = f"{base}/v3/groups/{via}/users/{actor_id}"
