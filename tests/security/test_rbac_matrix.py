@@ -373,6 +373,8 @@ BY_PLACE: dict[tuple[str, str], str] = {
     ("accounts", "id"): "account",
     ("roles", "user"): "user",
     ("images", "image_id"): "image",
+    ("roles", "prior_role_id"): "role",
+    ("implies", "implied_role_id"): "role",
 }
 BY_NAME: dict[str, str] = {
     "user_id": "user",

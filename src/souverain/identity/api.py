@@ -234,6 +234,12 @@ class IdentityApi:
             r("/v3/groups/{group_id}/users/{user_id}", self.group_member, GROUP_MEMBER),
             r("/v3/role_assignments", self.role_assignments,
               {"GET": "identity:list_role_assignments"}),
+            r("/v3/role_inferences", self.role_inferences,
+              {"GET": "identity:list_role_inference_rules"}),
+            r("/v3/roles/{prior_role_id}/implies", self.implied_roles,
+              {"GET": "identity:list_implied_roles"}),
+            r("/v3/roles/{prior_role_id}/implies/{implied_role_id}", self.implied_role,
+              {"GET": "identity:get_implied_role", "HEAD": "identity:get_implied_role"}),
             r("/v3/users/{user_id}/application_credentials", self.app_creds, APP_CREDS),
             r("/v3/users/{user_id}/application_credentials/{cred_id}", self.app_cred, APP_CRED),
             r("/v3/users/{user_id}/credentials/OS-EC2", self.ec2s, EC2S),
@@ -474,9 +480,47 @@ class IdentityApi:
         include_names = (
             parse_flag("include_names", q.get("include_names")) if "include_names" in q else False
         )
-        items = self.service.list_role_assignments(ctx, filters, effective, include_names)
+        include_implied = (
+            parse_flag("include_implied", q.get("include_implied"))
+            if "include_implied" in q
+            else False
+        )
+        items = self.service.list_role_assignments(
+            ctx, filters, effective, include_names, include_implied
+        )
         items = views.with_assignment_links(self.base(request), items)
         return _unpaged(request, "role_assignments", items)
+
+    # -------------------------------------------------------------- implied roles
+
+    async def role_inferences(self, request: Request, ctx: RequestContext) -> Response:
+        base = self.base(request)
+        rules = self.service.roles.list_inferences(ctx)
+        body: dict[str, Any] = {
+            "role_inferences": [views.role_inference(base, p, i) for p, i in rules],
+            "links": {"self": str(request.url), "previous": None, "next": None},
+        }
+        return JSONResponse(body)
+
+    async def implied_roles(self, request: Request, ctx: RequestContext) -> Response:
+        prior_id = request.path_params["prior_role_id"]
+        rules = self.service.roles.list_inferences(ctx, prior_id)
+        if not rules:
+            raise NotFound(f"Role {prior_id} implies no other role.")
+        prior, implied = rules[0]
+        return JSONResponse(
+            {"role_inference": views.role_inference(self.base(request), prior, implied)}
+        )
+
+    async def implied_role(self, request: Request, ctx: RequestContext) -> Response:
+        prior_id = request.path_params["prior_role_id"]
+        implied_id = request.path_params["implied_role_id"]
+        rules = self.service.roles.list_inferences(ctx, prior_id)
+        found = [r for _, implied in rules for r in implied if r["id"] == implied_id]
+        if not found:
+            raise NotFound(f"Could not find implied role: {prior_id} does not imply {implied_id}.")
+        inference = views.role_inference(self.base(request), rules[0][0], found[0])
+        return JSONResponse({"role_inference": inference})
 
     # -------------------------------------------------------------- application credentials
 

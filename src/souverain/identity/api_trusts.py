@@ -88,7 +88,5 @@ class TrustApi:
     async def role(self, request: Request, ctx: RequestContext) -> Response:
         trust_id, role_id = request.path_params["trust_id"], request.path_params["role_id"]
         role = self.trusts.role(ctx, trust_id, role_id)
-        if request.method == "HEAD":
-            return Response(status_code=200)
         role["links"] = {"self": f"{self.base(request)}/v3/roles/{role['id']}"}
         return JSONResponse({"role": role})

@@ -219,7 +219,12 @@ class Roles:
     # ------------------------------------------------------------------ role assignments
 
     def list_role_assignments(
-        self, ctx: RequestContext, filters: dict[str, Any], effective: bool, include_names: bool
+        self,
+        ctx: RequestContext,
+        filters: dict[str, Any],
+        effective: bool,
+        include_names: bool,
+        include_implied: bool = False,
     ) -> list[dict[str, Any]]:
         """The filters narrow the rows in SQL first (a superset of the answer), then the
         exact rules below pick the items: a constant number of queries for any list."""
@@ -228,7 +233,9 @@ class Roles:
             inheriting: list[tuple[str, str]] = []
             if effective and "scope.project.id" in filters:
                 inheriting = self.core.inheriting_targets(s, str(filters["scope.project.id"]))
-            narrowed = assignments.narrowing(filters, effective, inheriting)
+            # with include_implied, a role.id filter also matches roles implied by others
+            in_sql = {k: v for k, v in filters.items() if not (include_implied and k == "role.id")}
+            narrowed = assignments.narrowing(in_sql, effective, inheriting)
             if not ctx.is_admin:
                 narrowed.append(
                     or_(
@@ -250,9 +257,73 @@ class Roles:
                     if (i[0] == "user" and i[1] == ctx.user_id)
                     or (i[2] == "project" and i[3] == ctx.project_id and i[3] in visible)
                 ]
-            items = _matching(items, filters)
-            names = assignments.names_for(s, items) if include_names else None
-            return [assignments.assignment_ref(i, names) for i in items]
+            priors: list[str | None] = [None] * len(items)
+            if include_implied:
+                items, priors = self._with_implied(s, items)
+            kept = [(i, p) for i, p in zip(items, priors, strict=True) if _matching([i], filters)]
+            names = assignments.names_for(s, [i for i, _ in kept]) if include_names else None
+            refs = []
+            for item, prior in kept:
+                ref = assignments.assignment_ref(item, names)
+                if prior is not None:
+                    ref["_prior_role"] = prior
+                refs.append(ref)
+            return refs
+
+    def _with_implied(
+        self, s: Session, items: list[assignments.Item]
+    ) -> tuple[list[assignments.Item], list[str | None]]:
+        """Each assignment followed by the ones its role implies, each with the role that
+        implies it directly (Keystone's include_implied)."""
+        direct = {prior.id: [r.id for r in implied] for prior, implied in self.inferences(s)}
+        out: list[assignments.Item] = []
+        priors: list[str | None] = []
+        for item in items:
+            out.append(item)
+            priors.append(None)
+            queue, seen = [item[4]], {item[4]}
+            while queue:
+                prior = queue.pop(0)
+                for implied in direct.get(prior, []):
+                    if implied not in seen:
+                        seen.add(implied)
+                        queue.append(implied)
+                        out.append((*item[:4], implied, item[5]))
+                        priors.append(prior)
+        return out, priors
+
+    # ------------------------------------------------------------------ implied roles
+
+    def inferences(self, s: Session) -> list[tuple[m.Role, list[m.Role]]]:
+        """The cloud's implied-role rules, each prior role with the roles it implies
+        directly (admin implies member, member implies reader); fixed by the policy table."""
+        names = {n for implied in IMPLIED_ROLES.values() for n in implied} | set(IMPLIED_ROLES)
+        roles = {
+            r.name: r
+            for r in s.scalars(
+                select(m.Role).where(m.Role.name.in_(sorted(names)), m.Role.domain_id.is_(None))
+            )
+        }
+        rules: list[tuple[m.Role, list[m.Role]]] = []
+        for name in sorted(IMPLIED_ROLES):
+            below = set(IMPLIED_ROLES[name]) - {name}
+            indirect = {n for b in below for n in IMPLIED_ROLES.get(b, frozenset()) if n != b}
+            implied = [roles[n] for n in sorted(below - indirect) if n in roles]
+            if name in roles and implied:
+                rules.append((roles[name], implied))
+        return rules
+
+    def list_inferences(self, ctx: RequestContext, prior_id: str | None = None) -> list[Any]:
+        """(prior role, implied roles) refs; of one prior role if given (404 if unknown)."""
+        enforce(ctx, "identity:list_role_inference_rules")
+        with self.core.db.session() as s:
+            if prior_id is not None:
+                self.core.get(s, m.Role, prior_id, "role")
+            return [
+                (self.core.role_ref(p), [self.core.role_ref(r) for r in implied])
+                for p, implied in self.inferences(s)
+                if prior_id is None or p.id == prior_id
+            ]
 
     def _inherited_to_projects(
         self, s: Session, items: list[assignments.Item]

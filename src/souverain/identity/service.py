@@ -250,9 +250,16 @@ class IdentityService:
         return self.roles.list_grants(ctx, actor_type, actor_id, target_type, target_id)
 
     def list_role_assignments(
-        self, ctx: RequestContext, filters: dict[str, Any], effective: bool, include_names: bool
+        self,
+        ctx: RequestContext,
+        filters: dict[str, Any],
+        effective: bool,
+        include_names: bool,
+        include_implied: bool = False,
     ) -> list[dict[str, Any]]:
-        return self.roles.list_role_assignments(ctx, filters, effective, include_names)
+        return self.roles.list_role_assignments(
+            ctx, filters, effective, include_names, include_implied
+        )
 
     def list_regions(self, ctx: RequestContext, filters: dict[str, Any]) -> list[dict[str, Any]]:
         return self.service_catalog.list_regions(ctx, filters)
