@@ -374,6 +374,7 @@ BY_PLACE: dict[tuple[str, str], str] = {
     ("roles", "user"): "user",
     ("images", "image_id"): "image",
     ("roles", "prior_role_id"): "role",
+    ("projects", "project_id"): "project",
     ("implies", "implied_role_id"): "role",
 }
 BY_NAME: dict[str, str] = {

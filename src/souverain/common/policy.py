@@ -73,6 +73,12 @@ IDENTITY_RULES: dict[str, Rule] = {
     "identity:update_project": Rule.ADMIN,
     "identity:delete_project": Rule.ADMIN,
     "identity:list_user_projects": Rule.OWNER_READ,
+    "identity:list_project_tags": Rule.READER,
+    "identity:get_project_tag": Rule.READER,
+    "identity:update_project_tags": Rule.ADMIN,
+    "identity:create_project_tag": Rule.ADMIN,
+    "identity:delete_project_tag": Rule.ADMIN,
+    "identity:delete_project_tags": Rule.ADMIN,
     # users and groups: readers see the people of their own project
     "identity:list_users": Rule.READER,
     "identity:get_user": Rule.READER,

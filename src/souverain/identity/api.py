@@ -25,6 +25,7 @@ from souverain.common.middleware import state_of
 from souverain.common.pagination import paginate
 from souverain.identity import schemas as sc
 from souverain.identity import views
+from souverain.identity.api_project_tags import ProjectTagApi
 from souverain.identity.api_trusts import TrustApi
 from souverain.identity.assignments import INHERIT_DOMAIN, INHERIT_PROJECT
 from souverain.identity.service import IdentityService
@@ -35,6 +36,7 @@ from souverain.openstack.links import base_url
 from souverain.openstack.query import parse_flag, parse_limit
 from souverain.openstack.routing import Edge, EdgeRoute, Endpoint
 
+TAG_FILTERS = ("tags", "tags-any", "not-tags", "not-tags-any")
 ASSIGNMENT_FILTERS = ("user.id", "group.id", "role.id", "scope.project.id", "scope.domain.id")
 
 
@@ -88,7 +90,7 @@ def cruds(s: IdentityService) -> list[Crud]:
              s.create_domain, s.update_domain, s.delete_domain, bool_filters=("enabled",)),
         Crud("projects", "project", sc.ProjectCreate, sc.ProjectUpdate, s.list_projects,
              s.get_project, s.create_project, s.update_project, s.delete_project,
-             filters=("name", "domain_id", "parent_id"), bool_filters=("enabled",)),
+             filters=("name", "domain_id", "parent_id", *TAG_FILTERS), bool_filters=("enabled",)),
         Crud("users", "user", sc.UserCreate, sc.UserUpdate, s.list_users, s.get_user,
              s.create_user, s.update_user, s.delete_user, filters=("name", "domain_id"),
              bool_filters=("enabled",), slow_write=True),
@@ -252,6 +254,7 @@ class IdentityApi:
                 routes.append(r(base + tail, self._grants(target, actor), GRANTS))
                 routes.append(r(f"{base}/{{role_id}}{tail}", self._grant(target, actor), GRANT))
         routes.extend(TrustApi(self.service, self.base).routes(self.edge))
+        routes.extend(ProjectTagApi(self.service.project_tags).routes(self.edge))
         for crud in cruds(self.service):
             path = f"/v3/{crud.collection}"
             routes.append(r(path, self._collection(crud), crud.collection_actions()))

@@ -28,6 +28,7 @@ from souverain.identity.core import (
     hash_secret,
 )
 from souverain.identity.credentials import Credentials
+from souverain.identity.project_tags import ProjectTags
 from souverain.identity.resources import Resources
 from souverain.identity.roles import Roles
 from souverain.identity.tokens import TokenFormatter
@@ -64,6 +65,7 @@ class IdentityService:
         self.clock = self.core.clock
         self.changes = changes
         self.trusts = Trusts(self.core)
+        self.project_tags = ProjectTags(self.core)
         self.authentication = Authentication(self.core, self.trusts)
         self.resources = Resources(self.core)
         self.roles = Roles(self.core)
