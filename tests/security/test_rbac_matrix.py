@@ -375,6 +375,7 @@ BY_PLACE: dict[tuple[str, str], str] = {
     ("images", "image_id"): "image",
     ("roles", "prior_role_id"): "role",
     ("projects", "project_id"): "project",
+    ("endpoints", "endpoint_id"): "endpoint",
     ("implies", "implied_role_id"): "role",
 }
 BY_NAME: dict[str, str] = {
@@ -401,6 +402,7 @@ LITERALS: dict[tuple[str, str], str] = {
     ("{user}", "role"): "viewer",  # a billing account role
     ("tasks", "task_id"): "00000000-0000-0000-0000-000000000000",
     ("trusts", "trust_id"): "no-such-trust",
+    ("endpoint_groups", "endpoint_group_id"): "no-such-group",
     ("namespaces", "namespace"): "OS::Nothing",
     ("objects", "name"): "nothing",
     ("properties", "name"): "nothing",

@@ -25,10 +25,11 @@ from souverain.common.middleware import state_of
 from souverain.common.pagination import paginate
 from souverain.identity import schemas as sc
 from souverain.identity import views
+from souverain.identity.api_endpoint_filter import EndpointFilterApi
 from souverain.identity.api_project_tags import ProjectTagApi
 from souverain.identity.api_trusts import TrustApi
 from souverain.identity.assignments import INHERIT_DOMAIN, INHERIT_PROJECT
-from souverain.identity.service import IdentityService
+from souverain.identity.service import IdentityService, TokenView
 from souverain.openstack.auth import audit
 from souverain.openstack.body import member, read_json, validated
 from souverain.openstack.faults import ErrorLayer, render_error
@@ -255,6 +256,7 @@ class IdentityApi:
                 routes.append(r(f"{base}/{{role_id}}{tail}", self._grant(target, actor), GRANT))
         routes.extend(TrustApi(self.service, self.base).routes(self.edge))
         routes.extend(ProjectTagApi(self.service.project_tags).routes(self.edge))
+        routes.extend(EndpointFilterApi(self.service.endpoint_filter, self.base).routes(self.edge))
         for crud in cruds(self.service):
             path = f"/v3/{crud.collection}"
             routes.append(r(path, self._collection(crud), crud.collection_actions()))
@@ -272,8 +274,10 @@ class IdentityApi:
 
     # -------------------------------------------------------------- tokens
 
-    def _catalog(self, request: Request) -> list[dict[str, Any]] | None:
-        return None if "nocatalog" in request.query_params else self.service.catalog()
+    def _catalog(self, request: Request, view: TokenView) -> list[dict[str, Any]] | None:
+        if "nocatalog" in request.query_params:
+            return None
+        return self.service.catalog(view.payload.project_id)
 
     async def tokens(self, request: Request, ctx: RequestContext) -> Response:
         subject = request.headers.get("x-subject-token")
@@ -294,7 +298,7 @@ class IdentityApi:
         headers = {"X-Subject-Token": subject}
         if request.method == "HEAD":
             return Response(status_code=200, headers=headers)
-        return JSONResponse(views.token_body(view, self._catalog(request)), headers=headers)
+        return JSONResponse(views.token_body(view, self._catalog(request, view)), headers=headers)
 
     async def issue_token(self, request: Request) -> Response:
         body = await read_json(request)
@@ -311,7 +315,7 @@ class IdentityApi:
         }
         audit(request, "identity.token.issue", "token", view.payload.audit_ids[0])
         return JSONResponse(
-            views.token_body(view, self._catalog(request)),
+            views.token_body(view, self._catalog(request, view)),
             status_code=201,
             headers={"X-Subject-Token": view.token},
         )
@@ -348,7 +352,7 @@ class IdentityApi:
         if ctx.scope_label == "unscoped":
             raise Forbidden("An unscoped token has no catalog; request a project-scoped token.")
         return JSONResponse(
-            {"catalog": self.service.catalog(), "links": {"self": str(request.url)}}
+            {"catalog": self.service.catalog(ctx.project_id), "links": {"self": str(request.url)}}
         )
 
     async def auth_projects(self, request: Request, ctx: RequestContext) -> Response:

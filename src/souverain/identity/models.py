@@ -224,3 +224,28 @@ class Trust(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     remaining_uses: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class EndpointGroup(Base):
+    """OS-EP-FILTER: endpoints chosen by filters (interface, service_id, region_id)."""
+
+    __tablename__ = "identity_endpoint_groups"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    filters: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+
+class ProjectEndpoint(Base):
+    """OS-EP-FILTER: an endpoint, or an endpoint group, in a project's catalog.
+
+    Exactly one of endpoint_id and endpoint_group_id is set (the other is "")."""
+
+    __tablename__ = "identity_project_endpoints"
+
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("identity_projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    endpoint_id: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
+    endpoint_group_id: Mapped[str] = mapped_column(String(64), primary_key=True, default="")

@@ -214,6 +214,7 @@ class Resources:
                 delete(m.ApplicationCredential).where(m.ApplicationCredential.project_id == p.id)
             )
             s.execute(delete(m.Credential).where(m.Credential.project_id == p.id))
+            s.execute(delete(m.ProjectEndpoint).where(m.ProjectEndpoint.project_id == p.id))
             self.core.revoke(s, project_id=p.id)
             s.delete(p)
         self.core.changed()

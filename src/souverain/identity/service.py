@@ -28,6 +28,7 @@ from souverain.identity.core import (
     hash_secret,
 )
 from souverain.identity.credentials import Credentials
+from souverain.identity.endpoint_filter import EndpointFilter
 from souverain.identity.project_tags import ProjectTags
 from souverain.identity.resources import Resources
 from souverain.identity.roles import Roles
@@ -66,6 +67,7 @@ class IdentityService:
         self.changes = changes
         self.trusts = Trusts(self.core)
         self.project_tags = ProjectTags(self.core)
+        self.endpoint_filter = EndpointFilter(self.core)
         self.authentication = Authentication(self.core, self.trusts)
         self.resources = Resources(self.core)
         self.roles = Roles(self.core)
@@ -82,8 +84,12 @@ class IdentityService:
     def load_revocations(self) -> None:
         self.core.load_revocations()
 
-    def catalog(self) -> list[dict[str, Any]]:
-        return self.service_catalog.catalog()
+    def catalog(self, project_id: str | None = None) -> list[dict[str, Any]]:
+        """The service catalog; a project's, narrowed by its endpoint filters, if given."""
+        if project_id is None:
+            return self.service_catalog.catalog()
+        narrowing = self.endpoint_filter.endpoint_ids_for
+        return self.service_catalog.project_catalog(project_id, narrowing)
 
     def authenticate(self, auth: dict[str, Any]) -> TokenView:
         return self.authentication.authenticate(auth)

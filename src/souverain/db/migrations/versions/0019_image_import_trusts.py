@@ -1,10 +1,11 @@
 """image: interoperable import (staged data, import tasks) and metadata definitions;
-identity: trusts (OS-TRUST)
+identity: trusts (OS-TRUST), endpoint filters (OS-EP-FILTER)
 
 An image gets the store file its staged data waits in until imported; an import runs
 as a task the owner can read. Metadata definition namespaces (with their objects,
 properties and tags as JSON) and their resource type associations get their tables.
-A trust records which of a trustor's roles on a project its trustee may use.
+A trust records which of a trustor's roles on a project its trustee may use. Endpoint
+groups and the endpoints (or groups) associated with a project narrow its catalog.
 
 Revision ID: 0019
 Revises: 0015
@@ -80,8 +81,29 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
     )
 
+    op.create_table(
+        "identity_endpoint_groups",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("filters", sa.JSON(), nullable=False),
+    )
+    op.create_table(
+        "identity_project_endpoints",
+        sa.Column(
+            "project_id",
+            sa.String(64),
+            sa.ForeignKey("identity_projects.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("endpoint_id", sa.String(64), primary_key=True),
+        sa.Column("endpoint_group_id", sa.String(64), primary_key=True),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("identity_project_endpoints")
+    op.drop_table("identity_endpoint_groups")
     op.drop_table("identity_trusts")
     op.drop_table("image_metadef_namespaces")
     op.drop_table("image_tasks")
