@@ -129,3 +129,79 @@ def test_reader_reads_namespaces(shared_cloud: Cloud) -> None:
     g = Glance(shared_cloud, reader.token, reader.project_id)
     assert g.get(f"{NS}/{created['namespace']}").status_code == 200
     glance_error(g.post(NS, {"namespace": shared_cloud.unique("r")}), 403)
+
+
+def test_metadef_schemas_describe_each_kind(shared_cloud: Cloud) -> None:
+    g = tenant(shared_cloud)
+    names = {
+        "namespace": "namespace",
+        "namespaces": "namespaces",
+        "resource_type": "resource_type_association",
+        "resource_types": "resource_type_associations",
+        "object": "object",
+        "objects": "objects",
+        "property": "property",
+        "properties": "properties",
+        "tag": "tag",
+        "tags": "tags",
+    }
+    for path, name in names.items():
+        assert g.get(f"/v2/schemas/metadefs/{path}").json()["name"] == name
+    glance_error(g.get("/v2/schemas/metadefs/nothing"), 404)
+
+
+def test_admin_manages_objects_properties_tags_and_associations(shared_cloud: Cloud) -> None:
+    created = _namespace(shared_cloud)
+    ns = f"{NS}/{created['namespace']}"
+    a = admin(shared_cloud)
+    h = {"X-Auth-Token": a.token}
+
+    def put(path: str, body: Any) -> Any:
+        return a.client.put(f"/image{path}", json=body, headers=h)
+
+    made = a.post(f"{ns}/objects", {"name": "Disk", "properties": {}})
+    assert made.status_code == 201 and made.json()["name"] == "Disk", made.text
+    glance_error(a.post(f"{ns}/objects", {"name": "Disk"}), 409)
+    renamed = put(f"{ns}/objects/Disk", {"name": "Disks", "description": "d"})
+    assert renamed.status_code == 200 and renamed.json()["description"] == "d"
+    glance_error(a.get(f"{ns}/objects/Disk"), 404)
+    assert a.delete(f"{ns}/objects/Disks").status_code == 204
+
+    prop = a.post(f"{ns}/properties", {"name": "hw_x", "title": "X", "type": "string"})
+    assert prop.status_code == 201 and prop.json()["title"] == "X", prop.text
+    glance_error(a.post(f"{ns}/properties", {"name": "hw_y", "type": "string"}), 400)
+    assert (
+        put(f"{ns}/properties/hw_x", {"name": "hw_x", "title": "Y", "type": "string"}).json()[
+            "title"
+        ]
+        == "Y"
+    )
+    assert a.delete(f"{ns}/properties/hw_x").status_code == 204
+
+    assert a.post(f"{ns}/tags/extra").status_code == 201
+    assert put(f"{ns}/tags/extra", {"name": "renamed"}).json()["name"] == "renamed"
+    replaced = a.post(f"{ns}/tags", {"tags": [{"name": "t1"}, {"name": "t2"}]})
+    assert replaced.status_code == 201
+    assert [t["name"] for t in a.get(f"{ns}/tags").json()["tags"]] == ["t1", "t2"]
+    assert a.delete(f"{ns}/tags").status_code == 204
+    assert a.get(f"{ns}/tags").json()["tags"] == []
+
+    assoc = a.post(f"{ns}/resource_types", {"name": "OS::Nova::Flavor", "prefix": "hw:"})
+    assert assoc.status_code == 201, assoc.text
+    names = [r["name"] for r in a.get(f"{ns}/resource_types").json()["resource_type_associations"]]
+    assert "OS::Nova::Flavor" in names
+    assert a.delete(f"{ns}/resource_types/OS::Nova::Flavor").status_code == 204
+    glance_error(a.delete(f"{ns}/resource_types/OS::Nova::Flavor"), 404)
+
+    g = tenant(shared_cloud)
+    glance_error(g.post(f"{ns}/objects", {"name": "Mine"}), 403)
+    glance_error(g.post(f"{ns}/tags/mine"), 403)
+    glance_error(g.delete(f"{ns}/tags/fast"), 403)
+
+
+def test_resource_types_list_this_clouds_services(shared_cloud: Cloud) -> None:
+    types = tenant(shared_cloud).get("/v2/metadefs/resource_types").json()["resource_types"]
+    assert {"OS::Glance::Image", "OS::Cinder::Volume", "OS::Nova::Flavor"} <= {
+        t["name"] for t in types
+    }
+    assert all(t["created_at"].endswith("Z") for t in types)

@@ -391,6 +391,7 @@ LITERALS: dict[tuple[str, str], str] = {
     ("os-hypervisors", "id"): "1",
     ("extensions", "alias"): "router",
     ("schemas", "name"): "image",
+    ("metadefs", "name"): "namespace",
     ("messages", "id"): "00000000-0000-0000-0000-000000000000",
     ("invoices", "id"): "00000000-0000-0000-0000-000000000000",
     ("actions", "action"): "nothing",
@@ -407,6 +408,7 @@ LITERALS: dict[tuple[str, str], str] = {
     ("objects", "name"): "nothing",
     ("properties", "name"): "nothing",
     ("tags", "name"): "nothing",
+    ("resource_types", "name"): "nothing",
 }
 PARAM = re.compile(r"\{(\w+)\}")
 

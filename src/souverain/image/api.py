@@ -187,6 +187,7 @@ class ImageApi:
             edge.public("/", self.root, version),
             edge.public("/versions", self.versions, version),
             r("/v2/schemas/{name}", self.schema, {"GET": "image:schema:show"}),
+            r("/v2/schemas/metadefs/{name}", self.metadef_schema, {"GET": "image:schema:show"}),
             r("/v2/images", self.images, {"GET": "image:image:list", "POST": "image:image:create"}),
             r(
                 image,
@@ -239,6 +240,12 @@ class ImageApi:
 
     async def schema(self, request: Request, ctx: RequestContext) -> Response:
         schema = views.SCHEMAS.get(request.path_params["name"])
+        if schema is None:
+            raise _not_found()
+        return JSONResponse(schema)
+
+    async def metadef_schema(self, request: Request, ctx: RequestContext) -> Response:
+        schema = views.METADEF_SCHEMAS.get(request.path_params["name"])
         if schema is None:
             raise _not_found()
         return JSONResponse(schema)

@@ -253,9 +253,104 @@ class Metadefs:
         row.updated_at = now
 
     def resource_types(self, ctx: RequestContext) -> list[dict[str, Any]]:
-        """Every resource type a visible namespace is associated with."""
-        seen: dict[str, dict[str, Any]] = {}
+        """The resource types of this cloud's services, and any other a visible namespace
+        is associated with."""
+        seen: dict[str, dict[str, Any]] = {
+            name: {"name": name, "created_at": KNOWN_SINCE, "updated_at": KNOWN_SINCE}
+            for name in KNOWN_RESOURCE_TYPES
+        }
         for row in self.list_namespaces(ctx, None, None):
             for name, assoc in (row.resource_types or {}).items():
                 seen.setdefault(name, assoc)
         return [seen[k] for k in sorted(seen)]
+
+    # ------------------------------------------------------------------ definitions
+
+    def put_definition(
+        self, ctx: RequestContext, namespace: str, kind: str, old: str | None, body: Any
+    ) -> dict[str, Any]:
+        """Create (`old` None) or replace (and maybe rename) one object, property, tag or
+        resource type association of a namespace; the stored entry, with its name."""
+        self._admin_only(ctx)
+        name, entry = _definition(kind, body)
+        with self.db.session() as s:
+            row = self._row(s, namespace)
+            held: dict[str, Any] = dict(getattr(row, kind) or {})
+            if old is not None and old not in held:
+                raise NotFound(f"Metadata definition {_KINDS[kind]}={old[:80]} not found.")
+            if name in held and name != old:
+                raise Conflict(f"A {_KINDS[kind]} named {name} already exists in {namespace}.")
+            stamp = self.clock.now().isoformat()
+            previous = held.pop(old) if old is not None else {}
+            created = previous.get("created_at", stamp)
+            if kind != "properties":
+                entry = {**entry, "created_at": created, "updated_at": stamp}
+            held[name] = entry
+            setattr(row, kind, held)
+            row.updated_at = self.clock.now()
+        return {"name": name, **entry}
+
+    def replace_tags(self, ctx: RequestContext, namespace: str, body: Any) -> list[str]:
+        """POST .../tags: the namespace's tags become these."""
+        self._admin_only(ctx)
+        tags = []
+        for tag in _list("tags", body.get("tags") if isinstance(body, dict) else None):
+            tags.append(_label("tag", tag.get("name") if isinstance(tag, dict) else None))
+        with self.db.session() as s:
+            row = self._row(s, namespace)
+            stamp = self.clock.now().isoformat()
+            row.tags = {t: {"created_at": stamp, "updated_at": stamp} for t in tags}
+            row.updated_at = self.clock.now()
+        return tags
+
+    def remove_definition(
+        self, ctx: RequestContext, namespace: str, kind: str, name: str | None
+    ) -> None:
+        """One definition, or (`name` None) all of this kind."""
+        self._admin_only(ctx)
+        with self.db.session() as s:
+            row = self._row(s, namespace)
+            held = dict(getattr(row, kind) or {})
+            if name is not None and held.pop(name, None) is None:
+                raise NotFound(f"Metadata definition {_KINDS[kind]}={name[:80]} not found.")
+            setattr(row, kind, held if name is not None else {})
+            row.updated_at = self.clock.now()
+
+    def _row(self, s: Any, namespace: str) -> m.MetadefNamespace:
+        row = s.get(m.MetadefNamespace, namespace)
+        if row is None:
+            raise NotFound(f"Metadata definition namespace={namespace[:80]} was not found.")
+        assert isinstance(row, m.MetadefNamespace)
+        return row
+
+
+_KINDS = {
+    "objects": "object",
+    "properties": "property",
+    "tags": "tag",
+    "resource_types": "resource type",
+}
+KNOWN_RESOURCE_TYPES = (
+    "OS::Cinder::Volume",
+    "OS::Glance::Image",
+    "OS::Nova::Aggregate",
+    "OS::Nova::Flavor",
+    "OS::Nova::Server",
+)
+KNOWN_SINCE = "2026-01-01T00:00:00"  # when this cloud's list of resource types was fixed
+
+
+def _definition(kind: str, body: Any) -> tuple[str, dict[str, Any]]:
+    """(name, stored entry) of a definition body of this kind, checked."""
+    if not isinstance(body, dict):
+        raise BadRequest(f"A {_KINDS[kind]} definition is a JSON object.")
+    if kind == "objects":
+        checked = _object(body)
+        return checked["name"], checked
+    if kind == "properties":
+        name = _name("property", body.get("name"))
+        return name, _property(name, {k: v for k, v in body.items() if k != "name"})
+    if kind == "tags":
+        return _label("tag", body.get("name")), {}
+    checked = _association(body)
+    return checked["name"], checked

@@ -283,6 +283,18 @@ def object_view(entry: Mapping[str, Any], namespace: str) -> dict[str, Any]:
     return view
 
 
+def definition_view(kind: str, entry: Mapping[str, Any], namespace: str) -> dict[str, Any]:
+    """One object, property, tag or resource type association as Glance answers its
+    creation or update."""
+    if kind == "objects":
+        return object_view(entry, namespace)
+    if kind == "properties":
+        return dict(entry)
+    if kind == "tags":
+        return tag_view(str(entry["name"]), entry)
+    return _dated(entry)
+
+
 def tag_view(name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
     return {"name": name, **_dated(entry)}
 
@@ -294,3 +306,70 @@ def association_view(entry: Mapping[str, Any]) -> dict[str, Any]:
 def resource_type_view(entry: Mapping[str, Any]) -> dict[str, Any]:
     dated = _dated(entry)
     return {k: dated[k] for k in ("name", "created_at", "updated_at") if k in dated}
+
+
+def _metadef_schema(name: str, properties: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "properties": properties, "additionalProperties": False}
+
+
+def _listing_schema(name: str, key: str, item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "properties": {
+            key: {"type": "array", "items": item},
+            "first": {"type": "string"},
+            "next": {"type": "string"},
+            "schema": {"type": "string"},
+        },
+        "links": [{"rel": "describedby", "href": "{schema}"}],
+    }
+
+
+_TEXT = {"type": "string"}
+_STAMPS = {"created_at": _TEXT, "updated_at": _TEXT}
+_NAMESPACE = _metadef_schema(
+    "namespace",
+    {
+        "namespace": {"type": "string", "maxLength": 80},
+        "display_name": {"type": "string", "maxLength": 80},
+        "description": {"type": "string", "maxLength": 500},
+        "visibility": {"type": "string", "enum": ["public", "private"]},
+        "protected": {"type": "boolean"},
+        "owner": {"type": "string", "maxLength": 255},
+        "self": _TEXT,
+        "schema": _TEXT,
+        **_STAMPS,
+    },
+)
+_RESOURCE_TYPE = _metadef_schema(
+    "resource_type_association",
+    {"name": _TEXT, "prefix": _TEXT, "properties_target": _TEXT, **_STAMPS},
+)
+_OBJECT = _metadef_schema(
+    "object",
+    {
+        "name": _TEXT,
+        "description": _TEXT,
+        "required": {"type": "array", "items": _TEXT},
+        "properties": {"type": "object"},
+        **_STAMPS,
+    },
+)
+_PROPERTY = _metadef_schema(
+    "property", {"name": _TEXT, "title": _TEXT, "type": _TEXT, "description": _TEXT}
+)
+_TAG = _metadef_schema("tag", {"name": _TEXT, **_STAMPS})
+METADEF_SCHEMAS: dict[str, dict[str, Any]] = {
+    "namespace": _NAMESPACE,
+    "namespaces": _listing_schema("namespaces", "namespaces", _NAMESPACE),
+    "resource_type": _RESOURCE_TYPE,
+    "resource_types": _listing_schema(
+        "resource_type_associations", "resource_type_associations", _RESOURCE_TYPE
+    ),
+    "object": _OBJECT,
+    "objects": _listing_schema("objects", "objects", _OBJECT),
+    "property": _PROPERTY,
+    "properties": _listing_schema("properties", "properties", _PROPERTY),
+    "tag": _TAG,
+    "tags": _listing_schema("tags", "tags", _TAG),
+}
