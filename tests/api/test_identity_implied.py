@@ -53,3 +53,54 @@ def test_a_project_reader_sees_implied_roles_only_of_its_own(cloud: Cloud) -> No
     listed = cloud.get(query, token=person.token).json()["role_assignments"]
     assert {a["user"]["id"] for a in listed if "user" in a} <= {person.id}
     assert_keystone_error(cloud.get("/v3/role_inferences", token=""), 401)
+
+
+def test_admin_adds_and_removes_an_implied_role_rule(cloud: Cloud) -> None:
+    prior = cloud.create("roles", "role", name=cloud.unique("prior"))
+    implied = cloud.create("roles", "role", name=cloud.unique("implied"))
+    rule = f"/v3/roles/{prior['id']}/implies/{implied['id']}"
+    made = cloud.put(rule)
+    assert made.status_code == 201, made.text
+    assert made.json()["role_inference"]["implies"]["id"] == implied["id"]
+    person = cloud.member(role=None)
+    project = cloud.project()
+    cloud.grant(person.id, project["id"], "member")
+    grant = f"/v3/projects/{project['id']}/users/{person.id}/roles/{prior['id']}"
+    assert cloud.put(grant).status_code == 204
+    token = cloud.token_for(person.id, person.password, project["id"])
+    shown = cloud.get("/v3/auth/tokens", headers={"X-Subject-Token": token}).json()["token"]
+    assert implied["name"] in {r["name"] for r in shown["roles"]}
+    query = f"/v3/role_assignments?user.id={person.id}&scope.project.id={project['id']}&effective"
+    roles = {a["role"]["id"] for a in cloud.get(query).json()["role_assignments"]}
+    assert {prior["id"], implied["id"]} <= roles
+    inferences = cloud.get("/v3/role_inferences").json()["role_inferences"]
+    assert implied["id"] in [
+        i["id"] for r in inferences if r["prior_role"]["id"] == prior["id"] for i in r["implies"]
+    ]
+    assert cloud.delete(rule).status_code == 204
+    assert_keystone_error(cloud.get(rule), 404)
+    roles = {a["role"]["id"] for a in cloud.get(query).json()["role_assignments"]}
+    assert implied["id"] not in roles
+    shown = cloud.get("/v3/auth/tokens", headers={"X-Subject-Token": token}).json()["token"]
+    assert implied["name"] not in {r["name"] for r in shown["roles"]}
+
+
+def test_implied_role_rules_refuse_cycles_admin_and_non_admins(cloud: Cloud) -> None:
+    a = cloud.create("roles", "role", name=cloud.unique("a"))
+    b = cloud.create("roles", "role", name=cloud.unique("b"))
+    assert cloud.put(f"/v3/roles/{a['id']}/implies/{b['id']}").status_code == 201
+    assert_keystone_error(cloud.put(f"/v3/roles/{b['id']}/implies/{a['id']}"), 400)
+    assert_keystone_error(cloud.put(f"/v3/roles/{a['id']}/implies/{a['id']}"), 400)
+    admin_id, member_id, _ = _ids(cloud)
+    assert_keystone_error(cloud.put(f"/v3/roles/{a['id']}/implies/{admin_id}"), 403)
+    assert_keystone_error(cloud.delete(f"/v3/roles/{admin_id}/implies/{member_id}"), 403)
+    assert_keystone_error(cloud.put(f"/v3/roles/{a['id']}/implies/nothing"), 404)
+    person = cloud.member()
+    c = cloud.create("roles", "role", name=cloud.unique("c"))
+    assert_keystone_error(
+        cloud.put(f"/v3/roles/{a['id']}/implies/{c['id']}", token=person.token), 403
+    )
+    assert_keystone_error(
+        cloud.delete(f"/v3/roles/{a['id']}/implies/{b['id']}", token=person.token), 403
+    )
+    assert cloud.get(f"/v3/roles/{a['id']}/implies/{b['id']}").status_code == 200

@@ -91,8 +91,9 @@ def test_role_assignments_show_inherited_grants_and_expand_them_when_effective(
     ]
     assert plain[0]["links"]["assignment"].endswith(path)
     effective = cloud.get(f"/v3/role_assignments?user.id={user_id}&effective").json()
-    assert [a["scope"] for a in effective["role_assignments"]] == [
-        {"project": {"id": project["id"]}}
+    assert [(a["role"]["id"], a["scope"]) for a in effective["role_assignments"]] == [
+        (member, {"project": {"id": project["id"]}}),
+        (cloud.role_ids["reader"], {"project": {"id": project["id"]}}),  # member implies it
     ]
     by_project = cloud.get(
         f"/v3/role_assignments?scope.project.id={project['id']}&effective"

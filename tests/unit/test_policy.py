@@ -114,6 +114,8 @@ TABLE: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "identity:delete_project_tags": (ADMIN, ADMIN),
     "identity:list_implied_roles": (READERS, READERS),
     "identity:get_implied_role": (READERS, READERS),
+    "identity:create_implied_role": (ADMIN, ADMIN),
+    "identity:delete_implied_role": (ADMIN, ADMIN),
     "identity:list_grants": (READERS, READERS),
     "identity:check_grant": (READERS, READERS),
     "identity:create_grant": (ADMIN, ADMIN),

@@ -116,10 +116,13 @@ IDENTITY_RULES: dict[str, Rule] = {
     "identity:update_role": Rule.ADMIN,
     "identity:delete_role": Rule.ADMIN,
     "identity:list_role_assignments": Rule.READER,
-    # implied roles: fixed rules (admin implies member, member implies reader), read only
+    # implied roles: fixed rules (admin implies member, member implies reader) and those
+    # administrators add
     "identity:list_role_inference_rules": Rule.READER,
     "identity:list_implied_roles": Rule.READER,
     "identity:get_implied_role": Rule.READER,
+    "identity:create_implied_role": Rule.ADMIN,
+    "identity:delete_implied_role": Rule.ADMIN,
     "identity:list_grants": Rule.READER,
     "identity:check_grant": Rule.READER,
     "identity:create_grant": Rule.ADMIN,

@@ -242,7 +242,8 @@ class IdentityApi:
             r("/v3/roles/{prior_role_id}/implies", self.implied_roles,
               {"GET": "identity:list_implied_roles"}),
             r("/v3/roles/{prior_role_id}/implies/{implied_role_id}", self.implied_role,
-              {"GET": "identity:get_implied_role", "HEAD": "identity:get_implied_role"}),
+              {"GET": "identity:get_implied_role", "HEAD": "identity:get_implied_role",
+               "PUT": "identity:create_implied_role", "DELETE": "identity:delete_implied_role"}),
             r("/v3/users/{user_id}/application_credentials", self.app_creds, APP_CREDS),
             r("/v3/users/{user_id}/application_credentials/{cred_id}", self.app_cred, APP_CRED),
             r("/v3/users/{user_id}/credentials/OS-EC2", self.ec2s, EC2S),
@@ -487,7 +488,9 @@ class IdentityApi:
         include_names = (
             parse_flag("include_names", q.get("include_names")) if "include_names" in q else False
         )
-        include_implied = (
+        # Keystone's effective listing holds the implied roles too; include_implied asks
+        # for them without expanding groups and inherited grants
+        include_implied = effective or (
             parse_flag("include_implied", q.get("include_implied"))
             if "include_implied" in q
             else False
@@ -522,6 +525,15 @@ class IdentityApi:
     async def implied_role(self, request: Request, ctx: RequestContext) -> Response:
         prior_id = request.path_params["prior_role_id"]
         implied_id = request.path_params["implied_role_id"]
+        if request.method == "PUT":
+            audit(request, "identity.implied_role.create", "role", prior_id)
+            prior, implied = self.service.roles.create_inference(ctx, prior_id, implied_id)
+            inference = views.role_inference(self.base(request), prior, implied)
+            return JSONResponse({"role_inference": inference}, status_code=201)
+        if request.method == "DELETE":
+            audit(request, "identity.implied_role.delete", "role", prior_id)
+            self.service.roles.delete_inference(ctx, prior_id, implied_id)
+            return Response(status_code=204)
         rules = self.service.roles.list_inferences(ctx, prior_id)
         found = [r for _, implied in rules for r in implied if r["id"] == implied_id]
         if not found:

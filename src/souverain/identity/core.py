@@ -185,6 +185,7 @@ class IdentityCore:
         self.fernet = Fernet(credential_key)
         self.generation = 0  # bumped on every change: cached views older than it are stale
         self._inherited: tuple[int, bool] = (-1, False)  # (generation, any OS-INHERIT grant)
+        self._stored_inferences: tuple[int, dict[str, set[str]]] = (-1, {})
         self.lock = threading.Lock()
         self.resolved: dict[tuple[Any, ...], ResolvedToken] = {}
         self.revoked = RevocationList()
@@ -507,18 +508,41 @@ class IdentityCore:
         return found
 
     def expand_implied(self, s: Session, roles: list[m.Role]) -> list[m.Role]:
-        names = {r.name for r in roles}
-        wanted = set(names)
-        for name in names:
-            wanted |= IMPLIED_ROLES.get(name, frozenset())
-        extra = wanted - names
-        if extra:
-            roles = roles + list(
-                s.scalars(
-                    select(m.Role).where(m.Role.name.in_(sorted(extra)), m.Role.domain_id.is_(None))
+        """These roles and every role they imply, by the fixed rules (admin > member >
+        reader, by name) and the rules administrators added (by id), transitively."""
+        found = {r.id: r for r in roles}
+        for _ in range(16):  # rules may chain; a cycle stops growing, so this ends
+            names = {r.name for r in found.values()}
+            by_name = set().union(*(IMPLIED_ROLES.get(n, frozenset()) for n in names)) - names
+            stored = self.stored_inferences(s)
+            by_id = {i for rid in found for i in stored.get(rid, ())} - found.keys()
+            new: list[m.Role] = []
+            if by_name:
+                new += s.scalars(
+                    select(m.Role).where(
+                        m.Role.name.in_(sorted(by_name)), m.Role.domain_id.is_(None)
+                    )
                 ).all()
-            )
-        return sorted(roles, key=lambda r: r.name)
+            if by_id:
+                new += self.roles_by_ids(s, sorted(by_id))
+            new = [r for r in new if r.id not in found]
+            if not new:
+                break
+            found.update((r.id, r) for r in new)
+        return sorted(found.values(), key=lambda r: r.name)
+
+    def stored_inferences(self, s: Session) -> dict[str, set[str]]:
+        """The implied-role rules administrators added, prior id -> implied ids; read once
+        per change of identity data."""
+        generation, rules = self._stored_inferences
+        if generation != self.generation:
+            rules = {}
+            for prior, implied in s.execute(
+                select(m.ImpliedRole.prior_role_id, m.ImpliedRole.implied_role_id)
+            ):
+                rules.setdefault(prior, set()).add(implied)
+            self._stored_inferences = (self.generation, rules)
+        return rules
 
     def implied_role_ids(self, s: Session, role_ids: set[str]) -> set[str]:
         """The ids of these roles and of every role they imply."""

@@ -249,3 +249,17 @@ class ProjectEndpoint(Base):
     )
     endpoint_id: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
     endpoint_group_id: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
+
+
+class ImpliedRole(Base):
+    """An implied-role rule an administrator added: holding the prior role grants the
+    implied one too (beside the fixed admin > member > reader rules)."""
+
+    __tablename__ = "identity_implied_roles"
+
+    prior_role_id: Mapped[str] = mapped_column(
+        ForeignKey("identity_roles.id", ondelete="CASCADE"), primary_key=True
+    )
+    implied_role_id: Mapped[str] = mapped_column(
+        ForeignKey("identity_roles.id", ondelete="CASCADE"), primary_key=True
+    )

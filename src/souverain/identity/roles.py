@@ -13,7 +13,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import Conflict, Forbidden, NotFound
+from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from souverain.common.ids import new_id
 from souverain.common.policy import IMPLIED_ROLES, enforce
 from souverain.identity import assignments
@@ -99,6 +99,10 @@ class Roles:
             for a in holders:
                 self._revoke_for_assignment(s, a)
             s.execute(delete(m.Assignment).where(m.Assignment.role_id == r.id))
+            rule = m.ImpliedRole
+            s.execute(
+                delete(rule).where(or_(rule.prior_role_id == r.id, rule.implied_role_id == r.id))
+            )
             s.delete(r)
         self.core.changed()
 
@@ -304,14 +308,65 @@ class Roles:
                 select(m.Role).where(m.Role.name.in_(sorted(names)), m.Role.domain_id.is_(None))
             )
         }
-        rules: list[tuple[m.Role, list[m.Role]]] = []
+        rules: dict[str, tuple[m.Role, list[m.Role]]] = {}
         for name in sorted(IMPLIED_ROLES):
             below = set(IMPLIED_ROLES[name]) - {name}
             indirect = {n for b in below for n in IMPLIED_ROLES.get(b, frozenset()) if n != b}
             implied = [roles[n] for n in sorted(below - indirect) if n in roles]
             if name in roles and implied:
-                rules.append((roles[name], implied))
-        return rules
+                rules[roles[name].id] = (roles[name], implied)
+        stored = self.core.stored_inferences(s)
+        if stored:
+            ids = set(stored) | {i for implied_ids in stored.values() for i in implied_ids}
+            known = {r.id: r for r in self.core.roles_by_ids(s, sorted(ids))}
+            for prior_id, implied_ids in sorted(stored.items()):
+                if prior_id not in known:
+                    continue
+                entry = rules.setdefault(prior_id, (known[prior_id], []))
+                extra = [known[i] for i in sorted(implied_ids) if i in known]
+                entry[1].extend(sorted(extra, key=lambda r: r.name))
+        return list(rules.values())
+
+    def _is_fixed(self, s: Session, prior_id: str, implied_id: str) -> bool:
+        fixed = {p.id: {r.id for r in implied} for p, implied in self.inferences(s)}
+        stored = self.core.stored_inferences(s)
+        return implied_id in fixed.get(prior_id, set()) - stored.get(prior_id, set())
+
+    def create_inference(self, ctx: RequestContext, prior_id: str, implied_id: str) -> Any:
+        """An administrator's rule: holding the prior role grants the implied one too."""
+        enforce(ctx, "identity:create_implied_role")
+        with self.core.db.session() as s:
+            prior = self.core.get(s, m.Role, prior_id, "role")
+            implied = self.core.get(s, m.Role, implied_id, "role")
+            if prior.id == implied.id:
+                raise BadRequest("A role cannot imply itself.")
+            if implied.name == "admin":
+                raise Forbidden("No role may imply admin: grant admin itself instead.")
+            if prior.id in self.core.implied_role_ids(s, {implied.id}):
+                raise BadRequest(
+                    f"Role {implied.name!r} already implies {prior.name!r}: the rule would "
+                    "make a cycle."
+                )
+            if s.get(m.ImpliedRole, (prior.id, implied.id)) is None and not self._is_fixed(
+                s, prior.id, implied.id
+            ):
+                s.add(m.ImpliedRole(prior_role_id=prior.id, implied_role_id=implied.id))
+            refs = (self.core.role_ref(prior), self.core.role_ref(implied))
+        self.core.changed()
+        return refs
+
+    def delete_inference(self, ctx: RequestContext, prior_id: str, implied_id: str) -> None:
+        enforce(ctx, "identity:delete_implied_role")
+        with self.core.db.session() as s:
+            rule = s.get(m.ImpliedRole, (prior_id, implied_id))
+            if rule is None:
+                if self._is_fixed(s, prior_id, implied_id):
+                    raise Forbidden("This implied-role rule is fixed by the cloud's policy.")
+                raise NotFound(
+                    f"Could not find implied role: {prior_id} does not imply {implied_id}."
+                )
+            s.delete(rule)
+        self.core.changed()
 
     def list_inferences(self, ctx: RequestContext, prior_id: str | None = None) -> list[Any]:
         """(prior role, implied roles) refs; of one prior role if given (404 if unknown)."""

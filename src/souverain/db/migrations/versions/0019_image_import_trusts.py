@@ -1,11 +1,12 @@
 """image: interoperable import (staged data, import tasks) and metadata definitions;
-identity: trusts (OS-TRUST), endpoint filters (OS-EP-FILTER)
+identity: trusts (OS-TRUST), endpoint filters (OS-EP-FILTER), implied-role rules
 
 An image gets the store file its staged data waits in until imported; an import runs
 as a task the owner can read. Metadata definition namespaces (with their objects,
 properties and tags as JSON) and their resource type associations get their tables.
 A trust records which of a trustor's roles on a project its trustee may use. Endpoint
 groups and the endpoints (or groups) associated with a project narrow its catalog.
+Administrators may add implied-role rules beside the fixed ones.
 
 Revision ID: 0019
 Revises: 0015
@@ -100,8 +101,25 @@ def upgrade() -> None:
         sa.Column("endpoint_group_id", sa.String(64), primary_key=True),
     )
 
+    op.create_table(
+        "identity_implied_roles",
+        sa.Column(
+            "prior_role_id",
+            sa.String(64),
+            sa.ForeignKey("identity_roles.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column(
+            "implied_role_id",
+            sa.String(64),
+            sa.ForeignKey("identity_roles.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("identity_implied_roles")
     op.drop_table("identity_project_endpoints")
     op.drop_table("identity_endpoint_groups")
     op.drop_table("identity_trusts")
