@@ -85,13 +85,13 @@ class ImageImports:
         store: ImageStore,
         clock: Clock,
         record: RecordData,
+        objects: ObjectSource | None = None,
     ) -> None:
         self.db = db
         self.store = store
         self.clock = clock
         self.record = record
-        # the object store, when the server links it (web-download)
-        self.objects: ObjectSource | None = None
+        self.objects = objects  # this cloud's object store (web-download); None: not offered
 
     def methods(self) -> list[str]:
         """The import methods this cloud offers now."""

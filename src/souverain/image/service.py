@@ -35,7 +35,7 @@ from souverain.identity.service import IdentityService
 from souverain.image import models as m
 from souverain.image import schemas, views
 from souverain.image.access import owned, visible
-from souverain.image.imports import ImageImports
+from souverain.image.imports import ImageImports, ObjectSource
 from souverain.image.members import ImageMembers
 from souverain.image.metadefs import Metadefs
 from souverain.image.schemas import CORE, READ_ONLY, RESERVED, ImageCreate
@@ -147,6 +147,7 @@ class ImageService:
         identity: IdentityService,
         clock: Clock,
         settings: ImageSettings,
+        objects: ObjectSource | None = None,
     ) -> None:
         # billable changes are recorded on it (the billing service's, set by the server)
         self.meter: Meter = NULL_METER
@@ -156,7 +157,8 @@ class ImageService:
         self.clock = clock
         self.settings = settings
         self.members = ImageMembers(db, clock)
-        self.imports = ImageImports(db, store, clock, self._record_data)
+        # web-download reads this cloud's object store through `objects` (none: not offered)
+        self.imports = ImageImports(db, store, clock, self._record_data, objects)
         self.metadefs = Metadefs(db, clock)
 
     # ------------------------------------------------------------------ records
