@@ -104,3 +104,27 @@ def test_implied_role_rules_refuse_cycles_admin_and_non_admins(cloud: Cloud) -> 
         cloud.delete(f"/v3/roles/{a['id']}/implies/{b['id']}", token=person.token), 403
     )
     assert cloud.get(f"/v3/roles/{a['id']}/implies/{b['id']}").status_code == 200
+
+
+def test_domain_roles_imply_global_ones_and_never_show_themselves(cloud: Cloud) -> None:
+    domain = cloud.create("domains", "domain", name=cloud.unique("dom"))
+    domain_role = cloud.create("roles", "role", name=cloud.unique("dr"), domain_id=domain["id"])
+    global_role = cloud.create("roles", "role", name=cloud.unique("gr"))
+    assert (
+        cloud.put(f"/v3/roles/{domain_role['id']}/implies/{global_role['id']}").status_code == 201
+    )
+    assert_keystone_error(
+        cloud.put(f"/v3/roles/{global_role['id']}/implies/{domain_role['id']}"), 403
+    )
+    person = cloud.member()
+    grant = f"/v3/projects/{person.project_id}/users/{person.id}/roles/{domain_role['id']}"
+    assert cloud.put(grant).status_code == 204
+    query = f"/v3/role_assignments?user.id={person.id}&scope.project.id={person.project_id}"
+    effective = {
+        a["role"]["id"] for a in cloud.get(f"{query}&effective").json()["role_assignments"]
+    }
+    assert global_role["id"] in effective and domain_role["id"] not in effective
+    token = cloud.token_for(person.id, person.password, person.project_id)
+    shown = cloud.get("/v3/auth/tokens", headers={"X-Subject-Token": token}).json()["token"]
+    names = {r["name"] for r in shown["roles"]}
+    assert global_role["name"] in names and domain_role["name"] not in names

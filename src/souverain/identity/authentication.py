@@ -399,6 +399,8 @@ class Authentication:
             if scoped and not role_ids:
                 return fail("no role left on the scope")
             roles = self.core.expand_implied(s, self.core.roles_by_ids(s, sorted(role_ids)))
+            # a domain-specific role only implies others: tokens carry global roles
+            roles = [r for r in roles if r.domain_id is None]
             return ResolvedToken(
                 generation,
                 user_ref,

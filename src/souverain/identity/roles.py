@@ -264,6 +264,8 @@ class Roles:
             priors: list[str | None] = [None] * len(items)
             if include_implied:
                 items, priors = self._with_implied(s, items)
+            if effective:  # domain-specific roles only imply others; tokens never hold them
+                items, priors = self._without_domain_roles(s, items, priors)
             kept = [(i, p) for i, p in zip(items, priors, strict=True) if _matching([i], filters)]
             names = assignments.names_for(s, [i for i, _ in kept]) if include_names else None
             refs = []
@@ -273,6 +275,17 @@ class Roles:
                     ref["_prior_role"] = prior
                 refs.append(ref)
             return refs
+
+    def _without_domain_roles(
+        self, s: Session, items: list[assignments.Item], priors: list[str | None]
+    ) -> tuple[list[assignments.Item], list[str | None]]:
+        roles = {r.id: r for r in self.core.roles_by_ids(s, sorted({i[4] for i in items}))}
+        kept = [
+            (i, p)
+            for i, p in zip(items, priors, strict=True)
+            if i[4] in roles and roles[i[4]].domain_id is None
+        ]
+        return [i for i, _ in kept], [p for _, p in kept]
 
     def _with_implied(
         self, s: Session, items: list[assignments.Item]
@@ -342,6 +355,11 @@ class Roles:
                 raise BadRequest("A role cannot imply itself.")
             if implied.name == "admin":
                 raise Forbidden("No role may imply admin: grant admin itself instead.")
+            if prior.domain_id is None and implied.domain_id is not None:
+                raise Forbidden(
+                    "A global role cannot imply a domain-specific role; a domain role may "
+                    "imply a global one."
+                )
             if prior.id in self.core.implied_role_ids(s, {implied.id}):
                 raise BadRequest(
                     f"Role {implied.name!r} already implies {prior.name!r}: the rule would "
