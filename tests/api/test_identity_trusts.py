@@ -205,3 +205,44 @@ def test_a_trust_token_cannot_rescope_delegate_or_make_credentials(cloud: Cloud)
         token=subject,
     )
     assert_keystone_error(ec2, 403)
+
+
+def _app_cred_token(cloud: Cloud, person: Member, roles: list[str]) -> str:
+    made = cloud.post(
+        f"/v3/users/{person.id}/application_credentials",
+        {
+            "application_credential": {
+                "name": cloud.unique("ac"),
+                "roles": [{"name": r} for r in roles],
+            }
+        },
+        token=person.token,
+    )
+    assert made.status_code == 201, made.text
+    cred = made.json()["application_credential"]
+    auth = {
+        "auth": {
+            "identity": {
+                "methods": ["application_credential"],
+                "application_credential": {"id": cred["id"], "secret": cred["secret"]},
+            }
+        }
+    }
+    issued = cloud.issue(auth)
+    assert issued.status_code == 201, issued.text
+    token: str = issued.headers["X-Subject-Token"]
+    return token
+
+
+def test_an_application_credential_cannot_create_or_use_trusts(cloud: Cloud) -> None:
+    trustor, trustee = _pair(cloud)
+    token = _app_cred_token(cloud, trustor, ["member"])
+    body = {
+        "trustor_user_id": trustor.id,
+        "trustee_user_id": trustee.id,
+        "project_id": trustor.project_id,
+        "impersonation": False,
+        "roles": [{"name": "reader"}],
+    }
+    assert_keystone_error(cloud.post(TRUSTS, {"trust": body}, token=token), 403)
+    assert cloud.get(TRUSTS, token=trustor.token).json()["trusts"] == []

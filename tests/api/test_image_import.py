@@ -163,3 +163,13 @@ def test_sweep_fails_an_import_cut_short_and_returns_its_image(shared_cloud: Clo
     service.sweep()
     assert g.get(f"/v2/tasks/{task.id}").json()["status"] == "failure"
     assert g.get(f"/v2/images/{image['id']}").json()["status"] == "queued"
+
+
+def test_a_project_reader_can_neither_stage_nor_import(shared_cloud: Cloud) -> None:
+    owner = tenant(shared_cloud)
+    image = owner.create()
+    reader = shared_cloud.member(role="reader", project_id=owner.project_id)
+    as_reader = Glance(shared_cloud, reader.token, reader.project_id)
+    glance_error(_import(as_reader, image["id"], {"name": "glance-direct"}), 403)
+    glance_error(_stage(as_reader, image["id"]), 403)
+    assert owner.get(f"/v2/images/{image['id']}").json()["status"] == "queued"
