@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ from starlette.routing import Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest, MethodNotAllowed, NotFound
+from souverain.common.errors import ApiError, BadRequest, MethodNotAllowed, NotFound
 from souverain.common.jsoncodec import JSONResponse
 from souverain.network import schemas, views
 from souverain.network.listing import ListQuery, Page, select_page
@@ -35,6 +36,11 @@ from souverain.openstack.query import parse_bool
 from souverain.openstack.routing import Edge, EdgeRoute
 
 PREFIX = "/network"
+# collections taking `{"<plural>": [...]}` in one POST, as Neutron's core resources do
+BULK = frozenset(
+    {"networks", "subnets", "ports", "security-groups", "security-group-rules", "subnetpools"}
+)
+MAX_BULK = 100
 LIST_PARAMS = frozenset({"fields", "sort_key", "sort_dir", "limit", "marker", "page_reverse"})
 # Neutron's type for errors that carry no specific one
 GENERIC_TYPES = {
@@ -76,6 +82,11 @@ EXTENSIONS = {
         "Filter parameters validation",
         "Provides validation on filter parameters.",
     ),
+    "subnet-external-network": (
+        "Subnet External Network",
+        "Informs if the subnet is associated to an external network.",
+    ),
+    "extraroute": ("Neutron Extra Route", "Extra routes configuration for L3 router"),
 }
 # collection path -> (plural body key, singular body key, service verb stem)
 COLLECTIONS = {
@@ -91,6 +102,7 @@ COLLECTIONS = {
 Handler = Callable[[Request, RequestContext], Awaitable[Response]]
 View = dict[str, Any]
 T = TypeVar("T")
+log = logging.getLogger("souverain.network")
 
 
 @dataclass(frozen=True)
@@ -155,6 +167,35 @@ def _fields(request: Request, view: dict[str, Any]) -> dict[str, Any]:
     if not wanted:
         return view
     return {k: v for k, v in view.items() if k in wanted}
+
+
+def _members(data: dict[str, Any], plural: str, single: str) -> list[dict[str, Any]]:
+    """The objects of a bulk body `{"ports": [{...}, ...]}`, each checked like a single one."""
+    items = data[plural]
+    if not isinstance(items, list) or not items:
+        raise BadRequest("Resources required")
+    if len(items) > MAX_BULK:
+        raise BadRequest(f"At most {MAX_BULK} {plural} may be created in one request.")
+    return [member({single: item}, single) for item in items]
+
+
+def _create_many(
+    resource: Resource, ctx: RequestContext, bodies: list[dict[str, Any]]
+) -> list[View]:
+    """All or nothing, as Neutron's bulk create: when one fails, those made before it are
+    deleted again and the failure is the answer."""
+    made: list[View] = []
+    try:
+        for body in bodies:
+            made.append(resource.creator(ctx, body))
+    except Exception:
+        for view in reversed(made):
+            try:
+                resource.deleter(ctx, view["id"])
+            except ApiError:
+                log.warning("bulk create: could not undo %s", view["id"])
+        raise
+    return made
 
 
 class NetworkApi:
@@ -417,8 +458,15 @@ class NetworkApi:
                 body.update(self._links(request, path, plural, page))
                 return JSONResponse(body)
             audit(request, f"network.{single}.create", single, None)
-            data = member(await read_json(request), single)
-            view = await asyncio.to_thread(resource.creator, ctx, data)
+            data = await read_json(request)
+            if path in BULK and isinstance(data, dict) and plural in data and single not in data:
+                views_made = await asyncio.to_thread(
+                    _create_many, resource, ctx, _members(data, plural, single)
+                )
+                for view in views_made:
+                    audit(request, f"network.{single}.create", single, view["id"])
+                return JSONResponse({plural: views_made}, 201)
+            view = await asyncio.to_thread(resource.creator, ctx, member(data, single))
             audit(request, f"network.{single}.create", single, view["id"])
             return JSONResponse({single: view}, 201)
 

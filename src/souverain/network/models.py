@@ -1,5 +1,5 @@
-"""Network tables: networks, subnets, ports, IP allocations, security groups, routers,
-floating IPs, quota rows.
+"""Network tables: networks, subnets, subnet pools, ports, IP allocations, security groups,
+routers, floating IPs, quota rows.
 
 Database only: nothing here touches the kernel. The one guarantee the tables
 themselves give is that an address is never handed out twice: the primary key
@@ -63,6 +63,8 @@ class Subnet(Base):
     enable_dhcp: Mapped[bool] = mapped_column(Boolean, default=True)
     ipv6_ra_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
     ipv6_address_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # the pool the CIDR was carved from; its other subnets never overlap it
+    subnetpool_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -168,6 +170,28 @@ class NetworkQuota(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
+class SubnetPool(Base):
+    """Address space a project carves subnets from: a CIDR of a given size, the next free."""
+
+    __tablename__ = "network_subnet_pools"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(String(255), default="")
+    ip_version: Mapped[int] = mapped_column(Integer)
+    prefixes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    min_prefixlen: Mapped[int] = mapped_column(Integer)
+    max_prefixlen: Mapped[int] = mapped_column(Integer)
+    default_prefixlen: Mapped[int] = mapped_column(Integer)
+    default_quota: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    revision_number: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
 class Router(Base):
     """A project's router; its interfaces and gateway are ports whose device_id is its id."""
 
@@ -181,6 +205,8 @@ class Router(Base):
     external_network_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     gateway_port_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     enable_snat: Mapped[bool] = mapped_column(Boolean, default=True)
+    # extra routes [{"destination": cidr, "nexthop": address}], each nexthop on an interface
+    routes: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)

@@ -58,6 +58,14 @@ class NetworkRecord:
     subnet_ids: list[str]
 
 
+@dataclass(frozen=True)
+class SubnetRecord:
+    """A subnet and whether its network is external (`router:external` of the subnet)."""
+
+    row: m.Subnet
+    external: bool
+
+
 class Networks(Part):
     """Networks and subnets."""
 
@@ -254,7 +262,7 @@ class Networks(Part):
             ipv6_address_mode=body.ipv6_address_mode,
         )
 
-    def create_subnet(self, ctx: RequestContext, body: SubnetBody) -> m.Subnet:
+    def create_subnet(self, ctx: RequestContext, body: SubnetBody) -> SubnetRecord:
         project_id = owner_named(ctx, body.owner)
         with self.db.session() as s:
             self._lock_quota(s, project_id)
@@ -263,13 +271,23 @@ class Networks(Part):
             row = self.new_subnet_row(s, net, project_id, body)
             s.add(row)
             s.flush()
-            return row
+            return SubnetRecord(row, net.external)
 
-    def get_subnet(self, ctx: RequestContext, subnet_id: str) -> m.Subnet:
+    def subnet_records(self, s: Session, rows: Sequence[m.Subnet]) -> list[SubnetRecord]:
+        external = set(
+            s.scalars(
+                select(m.Network.id).where(
+                    m.Network.id.in_({r.network_id for r in rows}), m.Network.external
+                )
+            ).all()
+        )
+        return [SubnetRecord(r, r.network_id in external) for r in rows]
+
+    def get_subnet(self, ctx: RequestContext, subnet_id: str) -> SubnetRecord:
         with self.db.session() as s:
-            return self.subnet(s, ctx, subnet_id)
+            return self.subnet_records(s, [self.subnet(s, ctx, subnet_id)])[0]
 
-    def list_subnets(self, ctx: RequestContext) -> list[m.Subnet]:
+    def list_subnets(self, ctx: RequestContext) -> list[SubnetRecord]:
         """The caller's subnets and those of shared and external networks."""
         with self.db.session() as s:
             stmt = select(m.Subnet)
@@ -279,9 +297,11 @@ class Networks(Part):
                     (m.Subnet.project_id == (ctx.project_id or ""))
                     | m.Subnet.network_id.in_(visible)
                 )
-            return list(s.scalars(stmt).all())
+            return self.subnet_records(s, s.scalars(stmt).all())
 
-    def update_subnet(self, ctx: RequestContext, subnet_id: str, body: SubnetChanges) -> m.Subnet:
+    def update_subnet(
+        self, ctx: RequestContext, subnet_id: str, body: SubnetChanges
+    ) -> SubnetRecord:
         with self.db.session() as s:
             row = self.subnet(s, ctx, subnet_id)
             if not (ctx.is_admin or row.project_id == ctx.project_id):
@@ -308,7 +328,7 @@ class Networks(Part):
                 row.enable_dhcp = body.enable_dhcp
             row.revision_number += 1
             row.updated_at = self._now()
-            return row
+            return self.subnet_records(s, [row])[0]
 
     def delete_subnet(self, ctx: RequestContext, subnet_id: str) -> None:
         with self.db.session() as s:

@@ -32,6 +32,7 @@ from souverain.network.dataplane import (
     _netlink,
     _no_host_ipv6,
 )
+from souverain.network.router_routes import ExtraRoute, checked_routes, set_extra_routes
 
 NFT = "nft"
 SYSCTL = "sysctl"
@@ -105,6 +106,7 @@ class _RouterPlan:
     ports: tuple[_Port, ...]
     next_hop: str | None
     ruleset: dict[str, Any]
+    routes: tuple[ExtraRoute, ...] = ()
 
 
 class Routing:
@@ -186,9 +188,10 @@ class Routing:
         gateway: RouterGateway | None,
         interfaces: Sequence[RouterInterface],
         floating_ips: Sequence[FloatingIp],
+        routes: Sequence[ExtraRoute] = (),
     ) -> None:
         """Make the router's namespace match exactly this state; what is not wanted goes."""
-        self._ensure(self._plan(router_id, gateway, interfaces, floating_ips))
+        self._ensure(self._plan(router_id, gateway, interfaces, floating_ips, routes))
 
     def delete_router(self, router_id: str) -> None:
         """The namespace, its veths (both ends) and its NAT table: all gone. Idempotent."""
@@ -201,13 +204,16 @@ class Routing:
         routers: Mapping[
             str, tuple[RouterGateway | None, Sequence[RouterInterface], Sequence[FloatingIp]]
         ],
+        routes: Mapping[str, Sequence[ExtraRoute]] | None = None,
     ) -> dict[str, list[str]]:
-        """Make the host match `routers` (router id -> its gateway, interfaces, floating IPs).
+        """Make the host match `routers` (router id -> its gateway, interfaces, floating IPs;
+        `routes`: router id -> its extra routes).
 
         Removes every router namespace and router veth of ours not wanted, then brings each
         wanted router to its state. Returns what it did, for the log.
         """
-        plans = [self._plan(r, *spec) for r, spec in routers.items()]
+        extra = routes or {}
+        plans = [self._plan(r, *spec, extra.get(r, ())) for r, spec in routers.items()]
         wanted_namespaces = {self.router_namespace(p.router_id) for p in plans}
         wanted_links = {port.host_ifname for p in plans for port in p.ports}
         done: dict[str, list[str]] = {
@@ -258,6 +264,7 @@ class Routing:
         gateway: RouterGateway | None,
         interfaces: Sequence[RouterInterface],
         floating_ips: Sequence[FloatingIp],
+        routes: Sequence[ExtraRoute] = (),
     ) -> _RouterPlan:
         _checked_id(router_id)
         ports: list[_Port] = []
@@ -300,6 +307,10 @@ class Routing:
             ports=tuple(ports),
             next_hop=None if gateway is None else gateway.next_hop,
             ruleset=ruleset,
+            routes=checked_routes(
+                routes,
+                [*subnets, *([] if gateway_address is None else [gateway_address.network])],
+            ),
         )
 
     def _port(
@@ -341,6 +352,7 @@ class Routing:
                         if self._ensure_veth(ipr, ns, namespace, plan.router_id, port, bridges)
                     ]
                     _set_default_route(ns, namespace, plan)
+                    set_extra_routes(ns, namespace, plan.routes)
             _nft(f"write the NAT of router {plan.router_id}", plan.ruleset, namespace)
             _ensure_meter(namespace)
         return created

@@ -11,7 +11,7 @@ from typing import Any
 
 from souverain.network import models as m
 from souverain.network.floating_ips import FloatingRecord
-from souverain.network.networks import NetworkRecord
+from souverain.network.networks import NetworkRecord, SubnetRecord
 from souverain.network.ports import PortRecord
 from souverain.network.routers import Interface, RouterRecord
 from souverain.network.security_groups import GroupRecord
@@ -56,7 +56,8 @@ def network(record: NetworkRecord) -> dict[str, Any]:
     }
 
 
-def subnet(row: m.Subnet) -> dict[str, Any]:
+def subnet(record: SubnetRecord) -> dict[str, Any]:
+    row = record.row
     return {
         "id": row.id,
         "name": row.name,
@@ -71,10 +72,11 @@ def subnet(row: m.Subnet) -> dict[str, Any]:
         "enable_dhcp": row.enable_dhcp,
         "ipv6_ra_mode": row.ipv6_ra_mode,
         "ipv6_address_mode": row.ipv6_address_mode,
-        "subnetpool_id": None,
+        "subnetpool_id": row.subnetpool_id,
         "service_types": [],
         "segment_id": None,
         "dns_publish_fixed_ip": False,
+        "router:external": record.external,
         **common(row),
     }
 
@@ -161,7 +163,7 @@ def router(record: RouterRecord) -> dict[str, Any]:
         "admin_state_up": row.admin_state_up,
         "status": "ACTIVE",
         "external_gateway_info": info,
-        "routes": [],
+        "routes": [dict(r) for r in row.routes or []],
         "distributed": False,
         "ha": False,
         "flavor_id": None,

@@ -81,12 +81,14 @@ class Wiring(Part):
             for network_id, cidr, host_ip, mtu in public:
                 self.routing.ensure_public(network_id, cidr, host_ip, mtu)
             states = {}
+            routes = {}
             with self.db.session() as s:
                 for router_id in router_ids:
                     row = s.get(m.Router, router_id)
                     if row is not None:
                         states[router_id] = self._router_state(s, row)[:3]
-            changed.update(self.routing.reconcile(states))
+                        routes[router_id] = _ipv4_routes(row.routes or [])
+            changed.update(self.routing.reconcile(states, routes))
         self.sync_firewall()
         if any(changed.values()):
             log.info("network data plane reconciled: %s", changed)
@@ -167,8 +169,10 @@ class Wiring(Part):
             with self.db.session() as s:
                 row = s.get(m.Router, router_id)
                 state = None
+                state_routes: list[dict[str, str]] = []
                 if row is not None and row.admin_state_up:
                     state = self._router_state(s, row)
+                    state_routes = list(row.routes or [])
             if state is None:
                 self.meter_egress(router_id)  # the last bytes, before the counter goes
                 host.routing.delete_router(router_id)
@@ -176,7 +180,9 @@ class Wiring(Part):
             gateway, interfaces, floating, bridges = state
             for network_id, mtu in bridges.items():
                 host.dataplane.ensure_network(network_id, mtu)
-            host.routing.ensure_router(router_id, gateway, interfaces, floating)
+            host.routing.ensure_router(
+                router_id, gateway, interfaces, floating, _ipv4_routes(state_routes)
+            )
 
     def meter_egress(self, router_id: str, project_id: str | None = None) -> None:
         sent = self.routing.take_egress(router_id) if self.routing is not None else 0
@@ -376,3 +382,8 @@ def _rules_of(s: Session, group_ids: set[str]) -> dict[str, list[Rule]]:
             )
         )
     return rules
+
+
+def _ipv4_routes(routes: list[dict[str, str]]) -> list[tuple[str, str]]:
+    """The extra routes the namespace carries: IPv4 only, as its interfaces."""
+    return [(r["destination"], r["nexthop"]) for r in routes if ":" not in r["nexthop"]]

@@ -1,0 +1,58 @@
+"""subnet pools, the pool a subnet came from, and routers' extra routes
+
+Revision ID: 0018
+Revises: 0015
+Create Date: 2026-12-06 07:25:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0018"
+down_revision = "0015"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "network_subnet_pools",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("description", sa.String(length=255), nullable=False),
+        sa.Column("ip_version", sa.Integer(), nullable=False),
+        sa.Column("prefixes", sa.JSON(), nullable=False),
+        sa.Column("min_prefixlen", sa.Integer(), nullable=False),
+        sa.Column("max_prefixlen", sa.Integer(), nullable=False),
+        sa.Column("default_prefixlen", sa.Integer(), nullable=False),
+        sa.Column("default_quota", sa.Integer(), nullable=True),
+        sa.Column("shared", sa.Boolean(), nullable=False),
+        sa.Column("is_default", sa.Boolean(), nullable=False),
+        sa.Column("revision_number", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_network_subnet_pools")),
+    )
+    op.create_index(
+        op.f("ix_network_subnet_pools_project_id"), "network_subnet_pools", ["project_id"]
+    )
+    with op.batch_alter_table("network_subnets") as batch_op:
+        batch_op.add_column(sa.Column("subnetpool_id", sa.String(length=36), nullable=True))
+        batch_op.create_index(op.f("ix_network_subnets_subnetpool_id"), ["subnetpool_id"])
+    with op.batch_alter_table("network_routers") as batch_op:
+        batch_op.add_column(
+            sa.Column("routes", sa.JSON(), nullable=False, server_default=sa.text("'[]'"))
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("network_routers") as batch_op:
+        batch_op.drop_column("routes")
+    with op.batch_alter_table("network_subnets") as batch_op:
+        batch_op.drop_index(op.f("ix_network_subnets_subnetpool_id"))
+        batch_op.drop_column("subnetpool_id")
+    op.drop_index(op.f("ix_network_subnet_pools_project_id"), table_name="network_subnet_pools")
+    op.drop_table("network_subnet_pools")
