@@ -2,9 +2,9 @@
 then written as static routes of the main table, and only those.
 
 The routes are the router's `routes` attribute (Neutron's extraroute): a destination CIDR
-reached through a next hop on one of the router's networks. They are marked with the
-kernel's `static` protocol, so the routes the kernel adds for each interface's subnet and
-the gateway's default route are never touched. No database, no HTTP; calls block.
+reached through a next hop on one of the router's networks. They carry a protocol number
+of their own, so the routes the kernel adds for each interface's subnet and the gateway's
+default route are never touched. No database, no HTTP; calls block.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from typing import Any
 
 from souverain.network.dataplane import DataplaneError, _netlink
 
-RTPROT_STATIC = 4  # "static": set by an administrator (here: the router's owner)
+# Our own routing protocol number (unassigned in iproute2's rt_protos): the routes the
+# kernel adds per subnet and the default route toward the gateway (pyroute2's `static`)
+# are never ours to remove.
+RTPROT_EXTRA = 0xC5
 MAIN_TABLE = 254
 AF_INET = 2
 DEFAULT_DESTINATION = "0.0.0.0"  # noqa: S104 (a route, not a listening socket)
@@ -48,7 +51,7 @@ def set_extra_routes(ns: Any, namespace: str, wanted: Sequence[ExtraRoute]) -> N
     ones come, changed next hops are replaced."""
     present = {}
     for route in ns.get_routes(family=AF_INET, table=MAIN_TABLE):
-        if route.get("proto") != RTPROT_STATIC:
+        if route.get("proto") != RTPROT_EXTRA:
             continue
         dst = route.get_attr("RTA_DST") or DEFAULT_DESTINATION
         present[f"{dst}/{route['dst_len']}"] = route.get_attr("RTA_GATEWAY")
@@ -61,7 +64,7 @@ def set_extra_routes(ns: Any, namespace: str, wanted: Sequence[ExtraRoute]) -> N
                 "del",
                 dst=destination,
                 table=MAIN_TABLE,
-                proto=RTPROT_STATIC,
+                proto=RTPROT_EXTRA,
             )
     for destination, nexthop in wanted:
         if present.get(destination) == nexthop:
@@ -73,5 +76,5 @@ def set_extra_routes(ns: Any, namespace: str, wanted: Sequence[ExtraRoute]) -> N
             dst=destination,
             gateway=nexthop,
             table=MAIN_TABLE,
-            proto=RTPROT_STATIC,
+            proto=RTPROT_EXTRA,
         )
