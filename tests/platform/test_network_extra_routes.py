@@ -9,7 +9,8 @@ import pytest
 from souverain.network.dataplane import DataplaneError
 from souverain.network.router_routes import RTPROT_EXTRA
 
-from .test_routing import _SKIP, Lab, _run, lab  # noqa: F401 (the fixture)
+from .test_routing import _SKIP, Lab, _run
+from .test_routing import lab as _lab  # noqa: F401 (pytest finds the fixture `lab`)
 
 pytestmark = pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
 BEHIND = "192.168.77.1"  # an address reached only through the next hop
