@@ -9,10 +9,11 @@ import pytest
 from souverain.network.dataplane import DataplaneError
 from souverain.network.router_routes import RTPROT_EXTRA
 
+from . import test_routing
 from .test_routing import _SKIP, Lab, _run
-from .test_routing import lab as _lab  # noqa: F401 (pytest finds the fixture `lab`)
 
 pytestmark = pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
+lab = test_routing.lab  # the routing tests' lab: a data plane with its own prefix, cleaned up
 BEHIND = "192.168.77.1"  # an address reached only through the next hop
 
 
