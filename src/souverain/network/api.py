@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from souverain.common.context import RequestContext
 from souverain.common.errors import ApiError, BadRequest, MethodNotAllowed, NotFound
 from souverain.common.jsoncodec import JSONResponse
-from souverain.network import schemas, views
+from souverain.network import schemas, schemas_pools, views
 from souverain.network.listing import ListQuery, Page, select_page
 from souverain.network.service import NetworkService
 from souverain.openstack.auth import audit
@@ -87,11 +87,20 @@ EXTENSIONS = {
         "Informs if the subnet is associated to an external network.",
     ),
     "extraroute": ("Neutron Extra Route", "Extra routes configuration for L3 router"),
+    "subnet_allocation": (
+        "Subnet Allocation",
+        "Enables allocation of subnets from a subnet pool",
+    ),
+    "default-subnetpools": (
+        "Default Subnetpools",
+        "Provides ability to mark and use a subnetpool as the default.",
+    ),
 }
 # collection path -> (plural body key, singular body key, service verb stem)
 COLLECTIONS = {
     "networks": ("networks", "network"),
     "subnets": ("subnets", "subnet"),
+    "subnetpools": ("subnetpools", "subnetpool"),
     "ports": ("ports", "port"),
     "security-groups": ("security_groups", "security_group"),
     "security-group-rules": ("security_group_rules", "security_group_rule"),
@@ -372,6 +381,19 @@ class NetworkApi:
                     s.networks.update_subnet(ctx, id_, schemas.subnet_update(body))
                 ),
                 s.networks.delete_subnet,
+            ),
+            "subnetpools": Resource(
+                lambda ctx, q: _page(
+                    s.subnet_pools.list_pools(ctx), views.subnet_pool, q, "Subnet pool"
+                ),
+                lambda ctx, body: views.subnet_pool(
+                    s.subnet_pools.create_pool(ctx, schemas_pools.pool_create(body))
+                ),
+                lambda ctx, id_: views.subnet_pool(s.subnet_pools.get_pool(ctx, id_)),
+                lambda ctx, id_, body: views.subnet_pool(
+                    s.subnet_pools.update_pool(ctx, id_, schemas_pools.pool_update(body))
+                ),
+                s.subnet_pools.delete_pool,
             ),
             "ports": Resource(
                 lambda ctx, q: _page(s.ports.list_ports(ctx, q), views.port, q, "Port"),

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from souverain.network.routing import Routing
     from souverain.network.security_groups import SecurityGroups
     from souverain.network.servers import Servers
+    from souverain.network.subnet_pools import SubnetPools
     from souverain.network.wiring import Wiring
 
 T = TypeVar("T")
@@ -87,6 +88,7 @@ class Families:
     floating_ips: FloatingIps
     wiring: Wiring
     servers: Servers
+    subnet_pools: SubnetPools
 
 
 class Part:
@@ -159,6 +161,10 @@ class Part:
     @property
     def servers(self) -> Servers:
         return self.families.servers
+
+    @property
+    def subnet_pools(self) -> SubnetPools:
+        return self.families.subnet_pools
 
     # ------------------------------------------------------------------ transactions
 

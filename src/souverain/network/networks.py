@@ -28,7 +28,14 @@ from souverain.network.errors import (
 )
 from souverain.network.fields import DHCP_OWNER, owner_named
 from souverain.network.ipam import InvalidInput
-from souverain.network.schemas import NetworkBody, SubnetBody, SubnetChanges, host_routes
+from souverain.network.schemas import (
+    NetworkBody,
+    SubnetBody,
+    SubnetChanges,
+    host_routes,
+)
+from souverain.network.schemas import subnet as subnet_body
+from souverain.network.schemas_pools import PoolAsk
 
 MAX_SEGMENT = 65535  # a conntrack zone is 16 bits; a VXLAN VNI has room for more
 
@@ -262,16 +269,44 @@ class Networks(Part):
             ipv6_address_mode=body.ipv6_address_mode,
         )
 
-    def create_subnet(self, ctx: RequestContext, body: SubnetBody) -> SubnetRecord:
-        project_id = owner_named(ctx, body.owner)
+    def create_subnet(self, ctx: RequestContext, body: SubnetBody | PoolAsk) -> SubnetRecord:
+        """A subnet of the caller's network, its CIDR given or carved from a subnet pool."""
+        if isinstance(body, PoolAsk):
+            owner, network_id = (
+                body.rest.get("project_id", body.rest.get("tenant_id")),
+                body.rest["network_id"],
+            )
+        else:
+            owner, network_id = body.owner, body.network_id
+        project_id = owner_named(ctx, owner)
         with self.db.session() as s:
             self._lock_quota(s, project_id)
-            net = self._owned_network(s, ctx, body.network_id)
+            net = self._owned_network(s, ctx, network_id)
             self.quotas.claim(s, project_id, "subnet")
+            pool_id = None
+            if isinstance(body, PoolAsk):
+                pool, cidr = self.subnet_pools.carve(s, ctx, body, project_id)
+                body, pool_id = subnet_body({**body.rest, "cidr": str(cidr)}), pool.id
+            self._same_pool(s, net, body.ip_version, pool_id)
             row = self.new_subnet_row(s, net, project_id, body)
+            row.subnetpool_id = pool_id
             s.add(row)
             s.flush()
             return SubnetRecord(row, net.external)
+
+    def _same_pool(self, s: Session, net: m.Network, version: int, pool_id: str | None) -> None:
+        """Neutron's rule: a network's subnets of one IP version share one pool (or none)."""
+        pools = set(
+            s.scalars(
+                select(m.Subnet.subnetpool_id).where(
+                    m.Subnet.network_id == net.id, m.Subnet.ip_version == version
+                )
+            ).all()
+        )
+        if pools and pools != {pool_id}:
+            raise BadRequest(
+                "Subnets hosted on the same network must be allocated from the same subnet pool."
+            )
 
     def subnet_records(self, s: Session, rows: Sequence[m.Subnet]) -> list[SubnetRecord]:
         external = set(

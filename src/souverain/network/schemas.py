@@ -28,6 +28,7 @@ from souverain.network.fields import (
     text_of,
 )
 from souverain.network.ipam import InvalidInput
+from souverain.network.schemas_pools import PoolAsk, pool_ask
 
 PORT_FIELDS = frozenset(
     {
@@ -102,6 +103,9 @@ SUBNET_FIELDS = frozenset(
         "project_id",
         "tenant_id",
         "tags",
+        "subnetpool_id",
+        "prefixlen",
+        "use_default_subnetpool",
     }
 )
 MAX_FIXED_IPS = 16
@@ -493,11 +497,13 @@ class SubnetBody:
     ipv6_address_mode: str | None
 
 
-def subnet_create(body: dict[str, Any]) -> SubnetBody:
+def subnet_create(body: dict[str, Any]) -> SubnetBody | PoolAsk:
+    """A subnet with its own CIDR, or one asking a subnet pool for its CIDR."""
     only_fields(body, SUBNET_FIELDS, "subnet")
     if "network_id" not in body:
         raise BadRequest("Failed to parse request. Required attribute 'network_id' not specified")
-    return subnet(body)
+    ask = pool_ask(body)
+    return subnet(body) if ask is None else ask
 
 
 def subnet(body: dict[str, Any]) -> SubnetBody:

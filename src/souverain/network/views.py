@@ -81,6 +81,24 @@ def subnet(record: SubnetRecord) -> dict[str, Any]:
     }
 
 
+def subnet_pool(row: m.SubnetPool) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "ip_version": row.ip_version,
+        "prefixes": list(row.prefixes),
+        "min_prefixlen": row.min_prefixlen,
+        "max_prefixlen": row.max_prefixlen,
+        "default_prefixlen": row.default_prefixlen,
+        "default_quota": row.default_quota,
+        "address_scope_id": None,
+        "is_default": row.is_default,
+        "shared": row.shared,
+        **common(row),
+    }
+
+
 def port(record: PortRecord) -> dict[str, Any]:
     row, ips, groups = record.row, record.ips, record.groups
     return {
