@@ -272,6 +272,7 @@ class World:
         add = f"{base}/routers/{router}/add_router_interface"
         _ok(self.api("PUT", add, token, {"subnet_id": subnet}))
         create("floatingip", {"floating_network_id": public})
+        create("subnetpool", {"name": "a-pool", "prefixes": ["10.200.0.0/16"]})
 
     def _volume(self) -> None:
         token = self.a.token
@@ -367,6 +368,7 @@ BY_PLACE: dict[tuple[str, str], str] = {
     ("security-group-rules", "id"): "security_group_rule",
     ("routers", "id"): "router",
     ("floatingips", "id"): "floatingip",
+    ("subnetpools", "id"): "subnetpool",
     ("volumes", "id"): "volume",
     ("snapshots", "id"): "snapshot",
     ("types", "id"): "volume_type",
