@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -26,8 +26,10 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import ApiError, BadRequest, MethodNotAllowed, NotFound
 from souverain.common.jsoncodec import JSONResponse
 from souverain.network import schemas, schemas_pools, views
+from souverain.network.api_tags import TagApi
 from souverain.network.listing import ListQuery, Page, select_page
 from souverain.network.service import NetworkService
+from souverain.network.tags import TAGGABLE, check_tags
 from souverain.openstack.auth import audit
 from souverain.openstack.body import member, read_json
 from souverain.openstack.faults import ErrorLayer
@@ -90,6 +92,10 @@ EXTENSIONS = {
     "subnet_allocation": (
         "Subnet Allocation",
         "Enables allocation of subnets from a subnet pool",
+    ),
+    "standard-attr-tag": (
+        "Tag support for resources with standard attribute",
+        "Enables to set tag on resources with standard attribute.",
     ),
     "default-subnetpools": (
         "Default Subnetpools",
@@ -262,6 +268,7 @@ class NetworkApi:
                     {"GET": f"{name}:show", "PUT": f"{name}:update", "DELETE": f"{name}:delete"},
                 )
             )
+        routes.extend(TagApi(self.service).routes(edge))
         for action in ("add_router_interface", "remove_router_interface"):
             routes.append(
                 edge.route(
@@ -469,6 +476,26 @@ class NetworkApi:
             ),
         }
 
+    def _tagging(self, path: str, resource: Resource) -> Resource:
+        """The resource, whose create also sets the `tags` a body gives (checked first)."""
+        if path not in TAGGABLE:
+            return resource
+        tags = self.service.tags
+
+        def create(ctx: RequestContext, body: dict[str, Any]) -> View:
+            wanted = check_tags(body.pop("tags")) if "tags" in body else []
+            view = resource.creator(ctx, body)
+            if not wanted:
+                return view
+            try:
+                tags.replace(ctx, path, view["id"], wanted)
+            except ApiError:
+                resource.deleter(ctx, view["id"])
+                raise
+            return resource.getter(ctx, view["id"])
+
+        return replace(resource, creator=create)
+
     def collection(self, path: str) -> Handler:
         plural, single = COLLECTIONS[path]
         resource = self._resources()[path]
@@ -483,12 +510,13 @@ class NetworkApi:
             data = await read_json(request)
             if path in BULK and isinstance(data, dict) and plural in data and single not in data:
                 views_made = await asyncio.to_thread(
-                    _create_many, resource, ctx, _members(data, plural, single)
+                    _create_many, self._tagging(path, resource), ctx, _members(data, plural, single)
                 )
                 for view in views_made:
                     audit(request, f"network.{single}.create", single, view["id"])
                 return JSONResponse({plural: views_made}, 201)
-            view = await asyncio.to_thread(resource.creator, ctx, member(data, single))
+            creator = self._tagging(path, resource).creator
+            view = await asyncio.to_thread(creator, ctx, member(data, single))
             audit(request, f"network.{single}.create", single, view["id"])
             return JSONResponse({single: view}, 201)
 

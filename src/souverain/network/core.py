@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from souverain.network.security_groups import SecurityGroups
     from souverain.network.servers import Servers
     from souverain.network.subnet_pools import SubnetPools
+    from souverain.network.tags import Tags
     from souverain.network.wiring import Wiring
 
 T = TypeVar("T")
@@ -89,6 +90,7 @@ class Families:
     wiring: Wiring
     servers: Servers
     subnet_pools: SubnetPools
+    tags: Tags
 
 
 class Part:

@@ -41,6 +41,7 @@ class Network(Base):
     auto_for_project: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     # the network's segment on the host: its conntrack zone now, its VXLAN VNI across hosts
     segmentation_id: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # standard-attr-tag
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -65,6 +66,7 @@ class Subnet(Base):
     ipv6_address_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # the pool the CIDR was carved from; its other subnets never overlap it
     subnetpool_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # standard-attr-tag
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -89,6 +91,7 @@ class Port(Base):
     allowed_address_pairs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # made by the compute service for one server: deleted, not just unbound, with it
     delete_with_device: Mapped[bool] = mapped_column(Boolean, default=False)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # standard-attr-tag
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -116,6 +119,7 @@ class SecurityGroup(Base):
     description: Mapped[str] = mapped_column(String(255), default="")
     # set on the project's `default` group only; unique, so two first uses make one
     default_for_project: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # standard-attr-tag
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -187,6 +191,7 @@ class SubnetPool(Base):
     default_quota: Mapped[int | None] = mapped_column(Integer, nullable=True)
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # standard-attr-tag
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -207,6 +212,7 @@ class Router(Base):
     enable_snat: Mapped[bool] = mapped_column(Boolean, default=True)
     # extra routes [{"destination": cidr, "nexthop": address}], each nexthop on an interface
     routes: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # standard-attr-tag
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -228,6 +234,7 @@ class FloatingIp(Base):
     fixed_ip_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
     router_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     description: Mapped[str] = mapped_column(String(255), default="")
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # standard-attr-tag
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)

@@ -16,8 +16,8 @@ processes. Addresses are guarded by the database itself: the allocations
 table's primary key is (subnet_id, ip_address), and a create that loses a race
 for an address is retried and picks the next free one.
 
-The families, each in its module: `quotas`, `networks` (and subnets), `subnet_pools`, `ports`,
-`groups` (security groups and rules), `routers`, `floating_ips`, `wiring` (the
+The families, each in its module: `quotas`, `networks` (and subnets), `subnet_pools`,
+`tags`, `ports`, `groups` (security groups and rules), `routers`, `floating_ips`, `wiring` (the
 data plane) and `servers` (what compute asks). They return rows or records (a row
 with what hangs off it); `views` shapes them for the wire and `schemas` checks the
 port and router bodies. The API calls the families; the compute service and the
@@ -63,6 +63,7 @@ from souverain.network.routers import Routers
 from souverain.network.security_groups import SecurityGroups
 from souverain.network.servers import Servers
 from souverain.network.subnet_pools import SubnetPools
+from souverain.network.tags import Tags
 from souverain.network.wiring import Wiring
 
 log = logging.getLogger("souverain.network")
@@ -91,6 +92,7 @@ class NetworkService:
         self.wiring = families.wiring = Wiring(self.core, families)
         self.servers = families.servers = Servers(self.core, families)
         self.subnet_pools = families.subnet_pools = SubnetPools(self.core, families)
+        self.tags = families.tags = Tags(self.core, families)
 
     # ------------------------------------------------------------------ seams
 

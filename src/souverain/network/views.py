@@ -29,7 +29,7 @@ def common(row: Any) -> dict[str, Any]:
         "created_at": timestamp(row.created_at),
         "updated_at": timestamp(row.updated_at),
         "revision_number": row.revision_number,
-        "tags": [],
+        "tags": sorted(row.tags or []),
     }
 
 

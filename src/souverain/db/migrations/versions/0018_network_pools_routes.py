@@ -1,4 +1,4 @@
-"""subnet pools, the pool a subnet came from, and routers' extra routes
+"""subnet pools, the pool a subnet came from, routers' extra routes, tags on network resources
 
 Revision ID: 0018
 Revises: 0015
@@ -16,6 +16,16 @@ branch_labels = None
 depends_on = None
 
 
+TAGGED = (
+    "networks",
+    "network_subnets",
+    "network_ports",
+    "network_security_groups",
+    "network_routers",
+    "network_floating_ips",
+)
+
+
 def upgrade() -> None:
     op.create_table(
         "network_subnet_pools",
@@ -31,6 +41,7 @@ def upgrade() -> None:
         sa.Column("default_quota", sa.Integer(), nullable=True),
         sa.Column("shared", sa.Boolean(), nullable=False),
         sa.Column("is_default", sa.Boolean(), nullable=False),
+        sa.Column("tags", sa.JSON(), nullable=False),
         sa.Column("revision_number", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
@@ -46,9 +57,17 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("routes", sa.JSON(), nullable=False, server_default=sa.text("'[]'"))
         )
+    for table in TAGGED:
+        with op.batch_alter_table(table) as batch_op:
+            batch_op.add_column(
+                sa.Column("tags", sa.JSON(), nullable=False, server_default=sa.text("'[]'"))
+            )
 
 
 def downgrade() -> None:
+    for table in TAGGED:
+        with op.batch_alter_table(table) as batch_op:
+            batch_op.drop_column("tags")
     with op.batch_alter_table("network_routers") as batch_op:
         batch_op.drop_column("routes")
     with op.batch_alter_table("network_subnets") as batch_op:
