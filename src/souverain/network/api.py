@@ -97,6 +97,11 @@ EXTENSIONS = {
         "Tag support for resources with standard attribute",
         "Enables to set tag on resources with standard attribute.",
     ),
+    "extra_dhcp_opt": (
+        "Neutron Extra DHCP options",
+        "Extra options configuration for DHCP. For example PXE boot options to DHCP clients "
+        "can be specified (e.g. tftp-server, server-ip-address, bootfile-name)",
+    ),
     "default-subnetpools": (
         "Default Subnetpools",
         "Provides ability to mark and use a subnetpool as the default.",
@@ -403,11 +408,18 @@ class NetworkApi:
                 s.subnet_pools.delete_pool,
             ),
             "ports": Resource(
-                lambda ctx, q: _page(s.ports.list_ports(ctx, q), views.port, q, "Port"),
-                lambda ctx, body: views.port(s.ports.create_port(ctx, schemas.port_create(body))),
-                lambda ctx, id_: views.port(s.ports.get_port(ctx, id_)),
+                lambda ctx, q: _page(
+                    s.ports.list_ports(ctx, q),
+                    lambda r: views.port(r, ctx.is_admin),
+                    q,
+                    "Port",
+                ),
+                lambda ctx, body: views.port(
+                    s.ports.create_port(ctx, schemas.port_create(body)), ctx.is_admin
+                ),
+                lambda ctx, id_: views.port(s.ports.get_port(ctx, id_), ctx.is_admin),
                 lambda ctx, id_, body: views.port(
-                    s.ports.update_port(ctx, id_, schemas.port_update(body))
+                    s.ports.update_port(ctx, id_, schemas.port_update(body)), ctx.is_admin
                 ),
                 s.ports.delete_port,
             ),

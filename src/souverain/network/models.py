@@ -89,6 +89,8 @@ class Port(Base):
     host: Mapped[str] = mapped_column(String(255), default="")
     port_security_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     allowed_address_pairs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # [{"opt_name", "opt_value", "ip_version"}]: given to the port by the network's dnsmasq
+    extra_dhcp_opts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # made by the compute service for one server: deleted, not just unbound, with it
     delete_with_device: Mapped[bool] = mapped_column(Boolean, default=False)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # standard-attr-tag

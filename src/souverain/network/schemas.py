@@ -12,6 +12,7 @@ from typing import Any
 
 from souverain.common.errors import BadRequest
 from souverain.network import ipam
+from souverain.network.dhcp_options import check_options
 from souverain.network.fields import (
     ICMP_PROTOCOLS,
     IPV6_MODES,
@@ -150,6 +151,7 @@ class PortBody:
     groups_given: bool = False
     security_groups: list[Any] | None = None  # ids or names; None: the default group
     allowed_address_pairs: list[dict[str, str]] | None = None
+    extra_dhcp_opts: list[dict[str, Any]] | None = None  # checked; merged on an update
 
 
 @dataclass(frozen=True)
@@ -271,6 +273,9 @@ def _port(body: dict[str, Any], **checked: Any) -> PortBody:
         groups_given="security_groups" in body,
         security_groups=_groups(body),
         allowed_address_pairs=(_pairs(pairs or []) if "allowed_address_pairs" in body else None),
+        extra_dhcp_opts=(
+            check_options(body["extra_dhcp_opts"] or []) if "extra_dhcp_opts" in body else None
+        ),
         **checked,
     )
 

@@ -99,7 +99,18 @@ def subnet_pool(row: m.SubnetPool) -> dict[str, Any]:
     }
 
 
-def port(record: PortRecord) -> dict[str, Any]:
+def _binding(row: m.Port) -> dict[str, Any]:
+    """Where the port is plugged: the admin's to see, as Neutron's policy has it."""
+    return {
+        "binding:host_id": row.host,
+        "binding:vif_type": "tap" if row.host else "unbound",
+        "binding:vif_details": {},
+        "binding:profile": {},
+    }
+
+
+def port(record: PortRecord, admin: bool = True) -> dict[str, Any]:
+    """A port; `admin` False (a project's caller) leaves out the host binding."""
     row, ips, groups = record.row, record.ips, record.groups
     return {
         "id": row.id,
@@ -115,12 +126,9 @@ def port(record: PortRecord) -> dict[str, Any]:
         "security_groups": groups,
         "port_security_enabled": row.port_security_enabled,
         "allowed_address_pairs": [dict(p) for p in row.allowed_address_pairs],
-        "extra_dhcp_opts": [],
+        "extra_dhcp_opts": [dict(o) for o in row.extra_dhcp_opts or []],
         "binding:vnic_type": "normal",
-        "binding:host_id": row.host,
-        "binding:vif_type": "tap" if row.host else "unbound",
-        "binding:vif_details": {},
-        "binding:profile": {},
+        **(_binding(row) if admin else {}),
         "dns_name": "",
         "dns_assignment": [],
         "propagate_uplink_status": False,

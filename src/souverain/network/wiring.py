@@ -344,7 +344,7 @@ class Wiring(Part):
             dhcp_ip = port.ips[0][1]
         with self.db.session() as s:
             rows = s.execute(
-                select(m.Port.mac_address, m.IpAllocation.ip_address)
+                select(m.Port.mac_address, m.IpAllocation.ip_address, m.Port.extra_dhcp_opts)
                 .join(m.IpAllocation, m.IpAllocation.port_id == m.Port.id)
                 .where(
                     m.IpAllocation.subnet_id == subnet_id,
@@ -353,7 +353,15 @@ class Wiring(Part):
                 )
             ).all()
         hosts = [
-            DhcpHost(mac=mac, ip=ip, hostname="host-" + ip.replace(".", "-")) for mac, ip in rows
+            DhcpHost(
+                mac=mac,
+                ip=ip,
+                hostname="host-" + ip.replace(".", "-"),
+                options=tuple(
+                    (o["opt_name"], o["opt_value"]) for o in opts or [] if o["ip_version"] == 4
+                ),
+            )
+            for mac, ip, opts in rows
         ]
         plane.ensure_dhcp(
             network_id,

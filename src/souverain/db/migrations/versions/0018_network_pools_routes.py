@@ -1,4 +1,5 @@
-"""subnet pools, the pool a subnet came from, routers' extra routes, tags on network resources
+"""subnet pools, the pool a subnet came from, routers' extra routes, tags on network
+resources, ports' extra DHCP options
 
 Revision ID: 0018
 Revises: 0015
@@ -57,6 +58,10 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("routes", sa.JSON(), nullable=False, server_default=sa.text("'[]'"))
         )
+    with op.batch_alter_table("network_ports") as batch_op:
+        batch_op.add_column(
+            sa.Column("extra_dhcp_opts", sa.JSON(), nullable=False, server_default=sa.text("'[]'"))
+        )
     for table in TAGGED:
         with op.batch_alter_table(table) as batch_op:
             batch_op.add_column(
@@ -65,6 +70,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("network_ports") as batch_op:
+        batch_op.drop_column("extra_dhcp_opts")
     for table in TAGGED:
         with op.batch_alter_table(table) as batch_op:
             batch_op.drop_column("tags")
