@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from souverain.common.context import RequestContext
 from souverain.common.errors import ApiError, BadRequest, MethodNotAllowed, NotFound
 from souverain.common.jsoncodec import JSONResponse
-from souverain.network import schemas, schemas_pools, views
+from souverain.network import schemas, schemas_metering, schemas_pools, views
 from souverain.network.api_tags import TagApi
 from souverain.network.listing import ListQuery, Page, select_page
 from souverain.network.service import NetworkService
@@ -97,6 +97,11 @@ EXTENSIONS = {
         "Tag support for resources with standard attribute",
         "Enables to set tag on resources with standard attribute.",
     ),
+    "metering": ("Neutron Metering", "Neutron Metering extension."),
+    "metering_source_and_destination_fields": (
+        "Neutron Metering with source and destination filtering",
+        "Neutron Metering extension that enables the use of source and destination IP prefixes.",
+    ),
     "extra_dhcp_opt": (
         "Neutron Extra DHCP options",
         "Extra options configuration for DHCP. For example PXE boot options to DHCP clients "
@@ -117,6 +122,8 @@ COLLECTIONS = {
     "security-group-rules": ("security_group_rules", "security_group_rule"),
     "routers": ("routers", "router"),
     "floatingips": ("floatingips", "floatingip"),
+    "metering/metering-labels": ("metering_labels", "metering_label"),
+    "metering/metering-label-rules": ("metering_label_rules", "metering_label_rule"),
 }
 
 Handler = Callable[[Request, RequestContext], Awaitable[Response]]
@@ -367,6 +374,7 @@ class NetworkApi:
             **self._network_resources(),
             **self._security_resources(),
             **self._routing_resources(),
+            **self._metering_resources(),
         }
 
     def _network_resources(self) -> dict[str, Resource]:
@@ -459,6 +467,31 @@ class NetworkApi:
             ),
         }
 
+    def _metering_resources(self) -> dict[str, Resource]:
+        s = self.service.metering
+        return {
+            "metering/metering-labels": Resource(
+                lambda ctx, q: _page(s.list_labels(ctx), views.metering_label, q, "Metering label"),
+                lambda ctx, body: views.metering_label(
+                    s.create_label(ctx, schemas_metering.label_create(body))
+                ),
+                lambda ctx, id_: views.metering_label(s.get_label(ctx, id_)),
+                None,
+                s.delete_label,
+            ),
+            "metering/metering-label-rules": Resource(
+                lambda ctx, q: _page(
+                    s.list_rules(ctx), views.metering_label_rule, q, "Metering label rule"
+                ),
+                lambda ctx, body: views.metering_label_rule(
+                    s.create_rule(ctx, schemas_metering.rule_create(body))
+                ),
+                lambda ctx, id_: views.metering_label_rule(s.get_rule(ctx, id_)),
+                None,
+                s.delete_rule,
+            ),
+        }
+
     def _routing_resources(self) -> dict[str, Resource]:
         s = self.service
         return {
@@ -535,7 +568,7 @@ class NetworkApi:
         return handle
 
     def item(self, path: str) -> Handler:
-        _, single = COLLECTIONS[path]
+        plural, single = COLLECTIONS[path]
         resource = self._resources()[path]
 
         async def handle(request: Request, ctx: RequestContext) -> Response:
@@ -546,7 +579,9 @@ class NetworkApi:
             if request.method == "PUT":
                 audit(request, f"network.{single}.update", single, item_id)
                 if resource.updater is None:
-                    raise MethodNotAllowed("Security group rules cannot be updated.")
+                    raise MethodNotAllowed(
+                        f"{plural.replace('_', ' ').capitalize()} cannot be updated."
+                    )
                 data = member(await read_json(request), single)
                 view = await asyncio.to_thread(resource.updater, ctx, item_id, data)
                 return JSONResponse({single: view})

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from souverain.network.dataplane import Dataplane
     from souverain.network.firewall import Firewall
     from souverain.network.floating_ips import FloatingIps
+    from souverain.network.metering import Metering
     from souverain.network.networks import Networks
     from souverain.network.ports import Ports
     from souverain.network.quotas import Quotas
@@ -91,6 +92,7 @@ class Families:
     servers: Servers
     subnet_pools: SubnetPools
     tags: Tags
+    metering: Metering
 
 
 class Part:
@@ -163,6 +165,10 @@ class Part:
     @property
     def servers(self) -> Servers:
         return self.families.servers
+
+    @property
+    def metering(self) -> Metering:
+        return self.families.metering
 
     @property
     def subnet_pools(self) -> SubnetPools:

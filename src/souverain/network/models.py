@@ -240,3 +240,34 @@ class FloatingIp(Base):
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class MeteringLabel(Base):
+    """An admin's traffic meter over the routers of a project (all projects' if shared)."""
+
+    __tablename__ = "network_meter_labels"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(String(255), default="")
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class MeteringLabelRule(Base):
+    """What a label counts: traffic of one direction through a router's gateway, from and
+    to the prefixes given; an `excluded` rule keeps its traffic out of the label."""
+
+    __tablename__ = "network_meter_rules"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    metering_label_id: Mapped[str] = mapped_column(
+        ForeignKey("network_meter_labels.id", ondelete="CASCADE"), index=True
+    )
+    direction: Mapped[str] = mapped_column(String(8))
+    excluded: Mapped[bool] = mapped_column(Boolean, default=False)
+    remote_ip_prefix: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    source_ip_prefix: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    destination_ip_prefix: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)

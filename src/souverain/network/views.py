@@ -241,3 +241,26 @@ def floating_ip(record: FloatingRecord) -> dict[str, Any]:
         "port_forwardings": [],
         **common(row),
     }
+
+
+def metering_label(row: m.MeteringLabel) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "shared": row.shared,
+        "tenant_id": row.project_id,
+        "project_id": row.project_id,
+    }
+
+
+def metering_label_rule(row: m.MeteringLabelRule) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "metering_label_id": row.metering_label_id,
+        "direction": row.direction,
+        "excluded": row.excluded,
+        "remote_ip_prefix": row.remote_ip_prefix,
+        "source_ip_prefix": row.source_ip_prefix,
+        "destination_ip_prefix": row.destination_ip_prefix,
+    }

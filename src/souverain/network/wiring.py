@@ -18,6 +18,7 @@ from souverain.network.dataplane import Dataplane, DhcpHost, SubnetSpec
 from souverain.network.errors import PortNotFound
 from souverain.network.fields import DHCP_OWNER, ROUTER_INTERFACE
 from souverain.network.firewall import NetworkZone, PortFilter, Rule
+from souverain.network.router_metering import MeterLabel, MeterRule
 from souverain.network.routing import FloatingIp as FloatingNat
 from souverain.network.routing import RouterGateway, RouterInterface
 from souverain.network.schemas import FixedIp, PortBody
@@ -80,15 +81,15 @@ class Wiring(Part):
         if self.routing is not None:
             for network_id, cidr, host_ip, mtu in public:
                 self.routing.ensure_public(network_id, cidr, host_ip, mtu)
-            states = {}
-            routes = {}
+            states, routes, labels = {}, {}, {}
             with self.db.session() as s:
                 for router_id in router_ids:
                     row = s.get(m.Router, router_id)
                     if row is not None:
                         states[router_id] = self._router_state(s, row)[:3]
                         routes[router_id] = _ipv4_routes(row.routes or [])
-            changed.update(self.routing.reconcile(states, routes))
+                        labels[router_id] = self._meter_labels(s, row.project_id)
+            changed.update(self.routing.reconcile(states, routes, labels))
         self.sync_firewall()
         if any(changed.values()):
             log.info("network data plane reconciled: %s", changed)
@@ -99,6 +100,25 @@ class Wiring(Part):
                 self.refresh_dhcp(network_id)
             except Exception:
                 log.exception("DHCP of network %s could not be restored", network_id)
+
+    def _meter_labels(self, s: Session, project_id: str) -> list[MeterLabel]:
+        """The metering labels counting the project's routers, as the namespace takes them."""
+        return [
+            MeterLabel(
+                label.label_id,
+                tuple(
+                    MeterRule(
+                        direction=r.direction,
+                        excluded=r.excluded,
+                        remote=r.remote_ip_prefix,
+                        source=r.source_ip_prefix,
+                        destination=r.destination_ip_prefix,
+                    )
+                    for r in label.rules
+                ),
+            )
+            for label in self.metering.labels_of(s, project_id)
+        ]
 
     def _router_state(
         self, s: Session, row: m.Router
@@ -170,9 +190,11 @@ class Wiring(Part):
                 row = s.get(m.Router, router_id)
                 state = None
                 state_routes: list[dict[str, str]] = []
+                labels: list[MeterLabel] = []
                 if row is not None and row.admin_state_up:
                     state = self._router_state(s, row)
                     state_routes = list(row.routes or [])
+                    labels = self._meter_labels(s, row.project_id)
             if state is None:
                 self.meter_egress(router_id)  # the last bytes, before the counter goes
                 host.routing.delete_router(router_id)
@@ -181,7 +203,7 @@ class Wiring(Part):
             for network_id, mtu in bridges.items():
                 host.dataplane.ensure_network(network_id, mtu)
             host.routing.ensure_router(
-                router_id, gateway, interfaces, floating, _ipv4_routes(state_routes)
+                router_id, gateway, interfaces, floating, _ipv4_routes(state_routes), labels
             )
 
     def meter_egress(self, router_id: str, project_id: str | None = None) -> None:

@@ -1,5 +1,5 @@
 """subnet pools, the pool a subnet came from, routers' extra routes, tags on network
-resources, ports' extra DHCP options
+resources, ports' extra DHCP options, metering labels and their rules
 
 Revision ID: 0018
 Revises: 0015
@@ -62,6 +62,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("extra_dhcp_opts", sa.JSON(), nullable=False, server_default=sa.text("'[]'"))
         )
+    _metering()
     for table in TAGGED:
         with op.batch_alter_table(table) as batch_op:
             batch_op.add_column(
@@ -69,7 +70,48 @@ def upgrade() -> None:
             )
 
 
+def _metering() -> None:
+    op.create_table(
+        "network_meter_labels",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("description", sa.String(length=255), nullable=False),
+        sa.Column("shared", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_network_meter_labels")),
+    )
+    op.create_index(
+        op.f("ix_network_meter_labels_project_id"), "network_meter_labels", ["project_id"]
+    )
+    op.create_table(
+        "network_meter_rules",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("metering_label_id", sa.String(length=36), nullable=False),
+        sa.Column("direction", sa.String(length=8), nullable=False),
+        sa.Column("excluded", sa.Boolean(), nullable=False),
+        sa.Column("remote_ip_prefix", sa.String(length=64), nullable=True),
+        sa.Column("source_ip_prefix", sa.String(length=64), nullable=True),
+        sa.Column("destination_ip_prefix", sa.String(length=64), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["metering_label_id"],
+            ["network_meter_labels.id"],
+            name=op.f("fk_network_meter_rules_metering_label_id_network_meter_labels"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_network_meter_rules")),
+    )
+    op.create_index(
+        op.f("ix_network_meter_rules_metering_label_id"),
+        "network_meter_rules",
+        ["metering_label_id"],
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("network_meter_rules")
+    op.drop_table("network_meter_labels")
     with op.batch_alter_table("network_ports") as batch_op:
         batch_op.drop_column("extra_dhcp_opts")
     for table in TAGGED:
