@@ -210,3 +210,17 @@ def test_another_project_and_a_reader_cannot_set_routes(
     neutron_error(other.put(f"/routers/{router_id}", route), 404, "RouterNotFound")
     assert reader.put(f"/routers/{router_id}", route).status_code == 403
     assert me.get(f"/routers/{router_id}").json()["router"]["routes"] == []
+
+
+# ---------------------------------------------------------------------- discovery
+
+
+def test_extensions_list_what_is_offered_and_agents_are_absent(me: Neutron) -> None:
+    aliases = {e["alias"] for e in me.get("/extensions").json()["extensions"]}
+    offered = {"extraroute", "subnet_allocation", "default-subnetpools", "standard-attr-tag",
+               "extra_dhcp_opt", "metering", "subnet-external-network"}  # fmt: skip
+    assert offered <= aliases
+    assert not {"agent", "dhcp_agent_scheduler", "l3_agent_scheduler"} & aliases
+    neutron_error(me.get("/agents"), 404, "HTTPNotFound")
+    resources = {r["collection"] for r in me.get("").json()["resources"]}
+    assert {"subnetpools", "metering_labels", "metering_label_rules"} <= resources

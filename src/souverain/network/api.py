@@ -5,6 +5,11 @@ names its policy action (`network:port:create`). This module holds no rules: ten
 IPAM and quotas live in the service's families; bodies are checked by `schemas` and
 answers shaped by `views`. A path may end in `.json`, as Neutron allows (openstacksdk
 asks for `/quotas/{id}/details.json`).
+
+Not offered, and so not listed in /v2.0/extensions: agents (`agent`, `dhcp_agent_scheduler`,
+`l3_agent_scheduler`). The data plane (bridges, dnsmasq, router namespaces) is driven by
+the service itself on each host, reconciled from the rows; there is no agent to list,
+schedule or disable, and /v2.0/agents answers 404 like any unknown collection.
 """
 
 from __future__ import annotations
