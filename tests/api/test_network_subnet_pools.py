@@ -204,3 +204,30 @@ def test_a_shared_pool_is_used_but_not_changed_by_others(other: Neutron, admin: 
         other.delete(f"/subnets/{got.json()['subnet']['id']}")
     finally:
         assert admin.delete(path).status_code == 204
+
+
+def test_prefixes_are_added_and_removed_unless_in_use(me: Neutron, other: Neutron) -> None:
+    made = pool(me, prefixes=["10.130.0.0/24"], default_prefixlen=26)
+    base = f"/subnetpools/{made['id']}"
+    added = me.put(f"{base}/add_prefixes", {"prefixes": ["10.130.1.0/24", "10.140.0.0/24"]})
+    assert added.status_code == 200, added.text
+    assert added.json() == {"prefixes": ["10.130.0.0/23", "10.140.0.0/24"]}
+    shown = me.get(base).json()["subnetpool"]
+    assert shown["prefixes"] == ["10.130.0.0/23", "10.140.0.0/24"]
+    assert shown["revision_number"] == 2
+    net = me.create("network", name="in-use")
+    sn = carve(me, net["id"], subnetpool_id=made["id"]).json()["subnet"]
+    assert sn["cidr"] == "10.130.0.0/26"
+    in_use = me.put(f"{base}/remove_prefixes", {"prefixes": ["10.130.0.0/24"]})
+    assert "is allocated" in neutron_error(in_use, 400, "IllegalSubnetPoolPrefixUpdate")
+    removed = me.put(f"{base}/remove_prefixes", {"prefixes": ["10.140.0.0/24", "10.130.1.0/24"]})
+    assert removed.json() == {"prefixes": ["10.130.0.0/24"]}
+    neutron_error(me.put(f"{base}/add_prefixes", {"prefixes": ["fd00::/64"]}), 400,
+                  "IllegalSubnetPoolPrefixUpdate")  # fmt: skip
+    neutron_error(me.put(f"{base}/add_prefixes", {"prefixes": "x"}), 400, "InvalidInput")
+    me.delete(f"/subnets/{sn['id']}")
+    last = me.put(f"{base}/remove_prefixes", {"prefixes": ["10.130.0.0/24"]})
+    assert "at least one prefix" in neutron_error(last, 400, "IllegalSubnetPoolPrefixUpdate")
+    neutron_error(other.put(f"{base}/add_prefixes", {"prefixes": ["10.150.0.0/24"]}), 404,
+                  "SubnetPoolNotFound")  # fmt: skip
+    assert me.get(base).json()["subnetpool"]["prefixes"] == ["10.130.0.0/24"]

@@ -220,6 +220,8 @@ NETWORK_RULES: dict[str, Rule] = {
     "network:subnetpool:create": Rule.PROJECT_MEMBER,
     "network:subnetpool:update": Rule.PROJECT_MEMBER,
     "network:subnetpool:delete": Rule.PROJECT_MEMBER,
+    "network:subnetpool:add_prefixes": Rule.PROJECT_MEMBER,
+    "network:subnetpool:remove_prefixes": Rule.PROJECT_MEMBER,
     "network:tag:list": Rule.PROJECT_READER,
     "network:tag:show": Rule.PROJECT_READER,
     "network:tag:update": Rule.PROJECT_MEMBER,

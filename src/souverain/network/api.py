@@ -112,6 +112,10 @@ EXTENSIONS = {
         "Extra options configuration for DHCP. For example PXE boot options to DHCP clients "
         "can be specified (e.g. tftp-server, server-ip-address, bootfile-name)",
     ),
+    "subnetpool-prefix-ops": (
+        "Subnet Pool Prefix Operations",
+        "Provides support for adjusting the prefix list of subnet pools",
+    ),
     "default-subnetpools": (
         "Default Subnetpools",
         "Provides ability to mark and use a subnetpool as the default.",
@@ -286,6 +290,14 @@ class NetworkApi:
                 )
             )
         routes.extend(TagApi(self.service).routes(edge))
+        for action in ("add_prefixes", "remove_prefixes"):
+            routes.append(
+                edge.route(
+                    f"/v2.0/subnetpools/{{id}}/{action}",
+                    self.pool_prefixes,
+                    {"PUT": f"network:subnetpool:{action}"},
+                )
+            )
         for action in ("add_router_interface", "remove_router_interface"):
             routes.append(
                 edge.route(
@@ -295,6 +307,18 @@ class NetworkApi:
                 )
             )
         return routes
+
+    async def pool_prefixes(self, request: Request, ctx: RequestContext) -> Response:
+        """`add_prefixes` / `remove_prefixes` of a subnet pool (subnetpool-prefix-ops)."""
+        pool_id = request.path_params["id"]
+        action = request.url.path.rsplit("/", 1)[-1]
+        audit(request, f"network.subnetpool.{action}", "subnetpool", pool_id)
+        data = await read_json(request)
+        prefixes = schemas_pools.prefixes(data.get("prefixes") if isinstance(data, dict) else None)
+        pools = self.service.subnet_pools
+        change = pools.add_prefixes if action == "add_prefixes" else pools.remove_prefixes
+        kept = await asyncio.to_thread(change, ctx, pool_id, prefixes)
+        return JSONResponse({"prefixes": kept})
 
     async def router_action(self, request: Request, ctx: RequestContext) -> Response:
         router_id = request.path_params["id"]

@@ -81,6 +81,11 @@ def prefixes(value: Any) -> list[IPNetwork]:
         nets.append(net)
     if len({n.version for n in nets}) != 1:
         raise BadRequest("Cannot mix IPv4 and IPv6 prefixes in a subnet pool.")
+    return collapsed(nets)
+
+
+def collapsed(nets: list[IPNetwork]) -> list[IPNetwork]:
+    """Prefixes of one IP version merged where they touch, in address order."""
     merged: list[IPNetwork] = list(ipaddress.collapse_addresses(nets))  # type: ignore[type-var]
     return sorted(merged, key=lambda n: int(n.network_address))
 

@@ -28,7 +28,7 @@ from souverain.network.errors import (
 )
 from souverain.network.fields import owner_named
 from souverain.network.ipam import IPNetwork
-from souverain.network.schemas_pools import PoolAsk, PoolBody
+from souverain.network.schemas_pools import PoolAsk, PoolBody, collapsed
 
 DEFAULT_MIN = {4: 8, 6: 64}  # Neutron's default minimum prefix lengths
 QUOTA_UNIT_BITS = {4: 32, 6: 64}  # a v4 pool's quota counts addresses, a v6 pool's /64s
@@ -197,6 +197,52 @@ class SubnetPools(Part):
                     "prefixes must be a subset of the new prefixes."
                 )
         row.prefixes = [str(p) for p in wanted]
+
+    def add_prefixes(
+        self, ctx: RequestContext, pool_id: str, prefixes: list[IPNetwork]
+    ) -> list[str]:
+        """The pool grows by `prefixes` (kept collapsed); its prefixes after."""
+        with self.db.session() as s:
+            row = self._owned(s, ctx, pool_id)
+            if prefixes[0].version != row.ip_version:
+                raise IllegalPrefixUpdate(
+                    "Illegal update to prefixes: the IP version of a subnet pool cannot change."
+                )
+            old = [ipaddress.ip_network(p) for p in row.prefixes]
+            self._grow(row, collapsed([*old, *prefixes]))
+            return self._touched(row)
+
+    def remove_prefixes(
+        self, ctx: RequestContext, pool_id: str, prefixes: list[IPNetwork]
+    ) -> list[str]:
+        """The pool loses `prefixes`, unless a subnet allocated from it lies there."""
+        with self.db.session() as s:
+            row = self._owned(s, ctx, pool_id)
+            if prefixes[0].version != row.ip_version:
+                raise IllegalPrefixUpdate(
+                    "Illegal update to prefixes: the IP version of a subnet pool cannot change."
+                )
+            remaining = free_blocks([ipaddress.ip_network(p) for p in row.prefixes], prefixes)
+            if not remaining:
+                raise IllegalPrefixUpdate(
+                    "Illegal update to prefixes: a subnet pool keeps at least one prefix."
+                )
+            for cidr in s.scalars(
+                select(m.Subnet.cidr).where(m.Subnet.subnetpool_id == row.id)
+            ).all():
+                net = ipaddress.ip_network(cidr)
+                if not any(net.subnet_of(b) for b in remaining):  # type: ignore[arg-type]
+                    raise IllegalPrefixUpdate(
+                        f"Illegal update to prefixes: subnet {cidr} is allocated from a prefix "
+                        "being removed; delete it first."
+                    )
+            row.prefixes = [str(p) for p in collapsed(remaining)]
+            return self._touched(row)
+
+    def _touched(self, row: m.SubnetPool) -> list[str]:
+        row.revision_number += 1
+        row.updated_at = self._now()
+        return list(row.prefixes)
 
     def delete_pool(self, ctx: RequestContext, pool_id: str) -> None:
         with self.db.session() as s:
