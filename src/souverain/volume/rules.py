@@ -57,6 +57,20 @@ class QuotaExceeded(ApiError):
     title = "Request Entity Too Large"
 
 
+class NotImplementedFault(ApiError):
+    """What Cinder answers (501) for an operation a deployment's backend does not do."""
+
+    status = 501
+    title = "Not Implemented"
+
+
+MANAGE_REFUSED = (
+    "Managing or unmanaging existing {kind} is not supported: every volume here is a file "
+    "this service made and owns, so there is nothing outside it to adopt or to let go of. "
+    "Create a volume (from an image, a snapshot or another volume) instead, or delete it."
+)
+
+
 class VolumeImages(Protocol):
     """The calls the volume service makes to the image service."""
 

@@ -113,7 +113,9 @@ class VolumeService:
 
     def get(self, ctx: RequestContext, volume_id: str) -> dict[str, Any]:
         """The volume as Cinder shows it (without links)."""
-        return views.volume_view(self.volumes.get(ctx, volume_id), ctx.is_admin)
+        return views.volume_view(
+            self.volumes.get(ctx, volume_id), views.Viewer(is_admin=ctx.is_admin)
+        )
 
     def create_volume(self, ctx: RequestContext, body: Mapping[str, Any]) -> dict[str, Any]:
         """A volume from a Cinder create body, as Cinder shows it (without links)."""

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest
+from souverain.common.errors import BadRequest, NotFound
 from souverain.volume import metadata
 from souverain.volume import models as m
 from souverain.volume.backend import BackendError
@@ -34,6 +34,7 @@ from souverain.volume.rules import (
     visible_volume,
 )
 from souverain.volume.schemas import Described, StatusReset, UploadToImage, within_limit
+from souverain.volume.schemas import metadata as check_metadata
 from souverain.volume.snapshots import Snapshots
 from souverain.volume.state import ATTACHED, DELETABLE, VolumeStates
 
@@ -144,6 +145,35 @@ class Volumes:
     def delete_metadata_item(self, ctx: RequestContext, volume_id: str, key: str) -> None:
         with self.shared.db.session() as s:
             metadata.delete_item(visible_volume(s, ctx, volume_id), key, self.shared.clock.now())
+
+    def image_metadata(self, ctx: RequestContext, volume_id: str) -> dict[str, str]:
+        """What the volume keeps of the image it came from (and what was set on it)."""
+        with self.shared.db.session() as s:
+            return dict(visible_volume(s, ctx, volume_id).image_metadata or {})
+
+    def set_image_metadata(
+        self, ctx: RequestContext, volume_id: str, items: dict[str, str]
+    ) -> dict[str, str]:
+        """Merge `items` into the volume's image metadata (Cinder's os-set_image_metadata)."""
+        with self.shared.db.session() as s:
+            row = visible_volume(s, ctx, volume_id)
+            merged = {**(row.image_metadata or {}), **items}
+            check_metadata(merged, "metadata")
+            row.image_metadata = merged
+            row.updated_at = self.shared.clock.now()
+            return dict(merged)
+
+    def unset_image_metadata(self, ctx: RequestContext, volume_id: str, key: str) -> None:
+        with self.shared.db.session() as s:
+            row = visible_volume(s, ctx, volume_id)
+            meta = dict(row.image_metadata or {})
+            if key not in meta:
+                raise NotFound(
+                    f"Glance metadata for volume {volume_id} with key {key[:255]} not found."
+                )
+            del meta[key]
+            row.image_metadata = meta
+            row.updated_at = self.shared.clock.now()
 
     def set_bootable(self, ctx: RequestContext, volume_id: str, flag: bool) -> None:
         with self.shared.db.session() as s:
