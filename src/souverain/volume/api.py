@@ -42,7 +42,9 @@ from souverain.volume.api_common import (
     require_version,
     viewer,
 )
+from souverain.volume.api_qos import QosApi
 from souverain.volume.api_snapshots import SnapshotApi
+from souverain.volume.api_transfers import TransferApi
 from souverain.volume.api_types import TypeApi
 from souverain.volume.rules import MANAGE_REFUSED, NotImplementedFault, VolumeRecord
 from souverain.volume.service import VolumeService
@@ -88,6 +90,8 @@ class VolumeApi:
         self.snapshot_api = SnapshotApi(service, self.links)
         self.type_api = TypeApi(service)
         self.admin_api = AdminApi(service, self.links)
+        self.qos_api = QosApi(service, self.links)
+        self.transfer_api = TransferApi(service, self.links)
 
     def routes(self) -> list[EdgeRoute]:
         edge = Edge(self.service.identity, versions=VERSIONS, check=check_path_project)
@@ -102,6 +106,8 @@ class VolumeApi:
             *self.snapshot_api.routes(edge),
             *self.type_api.routes(edge),
             *self.admin_api.routes(edge),
+            *self.qos_api.routes(edge),
+            *self.transfer_api.routes(edge),
             r("/v3/limits", self.limits, {"GET": "volume:limits:show"}),
             r(
                 "/v3/os-quota-sets/{project}",
@@ -201,7 +207,7 @@ class VolumeApi:
                 for r in records
             ]
         body: dict[str, Any] = {"volumes": items}
-        if more and records:
+        if records and (more or len(records) == query.limit):  # a full page links on
             body["volumes_links"] = self.links.next(
                 request, "volumes/detail" if detail else "volumes", records[-1].row.id
             )
@@ -387,4 +393,6 @@ class _StripProject:
 
 def build_app(service: VolumeService, public_url: str = "") -> ASGIApp:
     api = VolumeApi(service, public_url)
-    return ErrorLayer(_StripProject(Router(routes=api.routes())), render_error)
+    # no redirect of `/v3/volumes/` to `/v3/volumes`: Cinder answers a path with an empty id 404
+    router = Router(routes=api.routes(), redirect_slashes=False)
+    return ErrorLayer(_StripProject(router), render_error)

@@ -76,7 +76,7 @@ class SnapshotApi:
         else:
             items = [views.snapshot_summary(r) for r in rows]
         body: dict[str, Any] = {"snapshots": items}
-        if more and rows:
+        if rows and (more or len(rows) == query.limit):  # a full page links on
             body["snapshots_links"] = self.links.next(
                 request, "snapshots/detail" if detail else "snapshots", rows[-1].id
             )

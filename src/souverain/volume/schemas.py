@@ -302,6 +302,9 @@ def snapshot_status(value: Any) -> str:
     return str(value)
 
 
+UPLOAD_FORMATS = ("raw", "qcow2")
+
+
 @dataclass(frozen=True)
 class UploadToImage:
     image_name: str
@@ -313,9 +316,12 @@ def upload_to_image(body: Mapping[str, Any]) -> UploadToImage:
     name = text("image_name", body.get("image_name"))
     if not name:
         raise BadRequest("Invalid input received: image_name is required.")
-    disk_format = body.get("disk_format", "qcow2") or "qcow2"
-    if disk_format != "qcow2":
-        raise BadRequest("Invalid input received: only disk_format qcow2 is supported.")
+    disk_format = body.get("disk_format", "raw") or "raw"
+    if disk_format not in UPLOAD_FORMATS:
+        raise BadRequest(
+            f"Invalid input received: disk_format {str(disk_format)[:32]!r} is not supported; "
+            f"use one of {', '.join(UPLOAD_FORMATS)}."
+        )
     container_format = body.get("container_format", "bare") or "bare"
     if container_format != "bare":
         raise BadRequest("Invalid input received: only container_format bare is supported.")

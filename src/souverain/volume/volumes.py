@@ -12,7 +12,7 @@ import contextlib
 import logging
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, NotFound
@@ -189,6 +189,8 @@ class Volumes:
                     f"Invalid volume: Volume {volume_id} is {row.status}; detach it first."
                 )
             row.readonly = flag
+            # Cinder shows the flag in the metadata once it was set, "True" or "False"
+            row.meta = {**(row.meta or {}), "readonly": str(flag)}
             row.updated_at = self.shared.clock.now()
 
     def reset_status(self, ctx: RequestContext, volume_id: str, req: StatusReset) -> None:
@@ -281,12 +283,19 @@ class Volumes:
         if not self.states.move(vid, "upload"):
             raise BadRequest(f"Invalid volume: Volume {volume_id} changed status; try again.")
         try:
-            image = self.images.create_snapshot_record(ctx, req.image_name, {}, min_disk=size)
+            image = self.images.create_snapshot_record(
+                ctx,
+                req.image_name,
+                {},
+                min_disk=size,
+                disk_format=req.disk_format,
+                container_format=req.container_format,
+            )
         except BaseException:
             self.states.move(vid, "uploaded")
             raise
         image_id = str(image["id"])
-        self._export(volume_id, vid, image_id)
+        self._export(volume_id, vid, image_id, req.disk_format)
         return ImageUpload(
             volume_id=vid,
             updated_at=self.shared.clock.now(),
@@ -299,11 +308,11 @@ class Volumes:
             bootable=bootable,
         )
 
-    def _export(self, volume_ref: str, volume_id: str, image_id: str) -> None:
+    def _export(self, volume_ref: str, volume_id: str, image_id: str, disk_format: str) -> None:
         backend = self.shared.backend
-        out = backend.temp_path()
+        out = backend.temp_path(f".{disk_format}")
         try:
-            backend.export(backend.volume_path(volume_id), out)
+            backend.export(backend.volume_path(volume_id), out, out_format=disk_format)
             self.images.import_file(image_id, out)
         except (BackendError, OSError) as exc:
             self.images.fail_image(image_id, str(exc))
@@ -358,6 +367,7 @@ class Volumes:
             self.snapshots.finish_delete(snap_id)
         self.shared.backend.delete(self.shared.backend.volume_path(volume_id))
         with self.shared.db.session() as s:
+            s.execute(delete(m.VolumeTransfer).where(m.VolumeTransfer.volume_id == volume_id))
             row = s.get(m.Volume, volume_id)
             project_id = row.project_id if row is not None else None
             if row is not None:
