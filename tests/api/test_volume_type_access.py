@@ -73,10 +73,18 @@ def test_access_refusals_say_why(cloud: Cloud) -> None:
 def test_admins_filter_types_by_is_public(cloud: Cloud) -> None:
     a = admin(cloud)
     private_type(a, "private-filter")
-    private = {t["name"] for t in a.get("/types?is_public=false").json()["volume_types"]}
-    public = {t["name"] for t in a.get("/types?is_public=true").json()["volume_types"]}
-    assert "private-filter" in private and "private-filter" not in public
-    assert "__DEFAULT__" in public
+
+    def names(query: str) -> set[str]:
+        return {t["name"] for t in a.get(f"/types{query}").json()["volume_types"]}
+
+    private, public, every = names("?is_public=false"), names("?is_public=true"), names("")
+    assert "private-filter" in private and "__DEFAULT__" not in private
+    assert "private-filter" not in public and "__DEFAULT__" in public
+    assert every == public  # Cinder's default for an admin: the public types
+    assert {"private-filter", "__DEFAULT__"} <= names("?is_public=None")
+    cinder_error(a.get("/types?is_public=maybe"), 400)
+    listed = tenant(cloud).get("/types?is_public=none").json()["volume_types"]
+    assert "private-filter" not in {t["name"] for t in listed}
 
 
 def qos(a: Cinder, name: str, **specs: Any) -> dict[str, Any]:

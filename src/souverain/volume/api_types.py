@@ -66,9 +66,7 @@ class TypeApi:
     async def types(self, request: Request, ctx: RequestContext) -> Response:
         types = self.service.types
         if request.method == "GET":
-            raw = request.query_params.get("is_public")
-            is_public = None if raw in (None, "", "None") else parse_bool("is_public", raw)
-            rows = await asyncio.to_thread(types.list_visible, ctx, is_public)
+            rows = await asyncio.to_thread(types.list_visible, ctx, _is_public(request, ctx))
             return JSONResponse({"volume_types": [self._view(request, ctx, t) for t in rows]})
         audit(request, "volume.type.create", "volume_type", None)
         req = schemas.type_create(member(await read_json(request), "volume_type"))
@@ -151,3 +149,15 @@ class TypeApi:
         audit(request, "volume.type.extra_specs.delete", "volume_type", type_id)
         await asyncio.to_thread(types.delete_extra_spec, ctx, type_id, key)
         return Response(status_code=202)
+
+
+def _is_public(request: Request, ctx: RequestContext) -> bool | None:
+    """An admin's `is_public` filter: absent, public types (and those granted to the
+    admin's project); `none`, all; true or false. Project users always see public types and
+    those granted to them, whatever they send."""
+    raw = request.query_params.get("is_public")
+    if not ctx.is_admin or raw is None:
+        return True
+    if raw.strip().lower() == "none":
+        return None
+    return parse_bool("is_public", raw)

@@ -63,16 +63,16 @@ class VolumeTypes:
         return row
 
     def list_visible(
-        self, ctx: RequestContext, is_public: bool | None = None
+        self, ctx: RequestContext, is_public: bool | None = True
     ) -> list[m.VolumeType]:
-        """Public types, and the private ones the caller's project has access to; an admin
-        sees all (or those `is_public` asks for)."""
+        """Public types and the private ones granted to the caller's project (is_public
+        true); for an admin also every private type (false) or every type at all (None)."""
         with self.shared.db.session() as s:
             stmt = select(m.VolumeType).order_by(m.VolumeType.name)
-            if ctx.is_admin:
-                if is_public is not None:
-                    stmt = stmt.where(m.VolumeType.is_public.is_(is_public))
+            if ctx.is_admin and is_public is None:
                 return list(s.scalars(stmt))
+            if ctx.is_admin and is_public is False:
+                return list(s.scalars(stmt.where(m.VolumeType.is_public.is_(False))))
             granted = select(m.VolumeTypeAccess.volume_type_id).where(
                 m.VolumeTypeAccess.project_id == (ctx.project_id or "")
             )
