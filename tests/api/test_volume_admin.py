@@ -16,8 +16,12 @@ def test_hosts_and_pools_for_admins_only(cloud: Cloud) -> None:
     volume_id = c.create(size=2)["id"]
     c.snapshot(volume_id)
     hosts = a.get("/os-hosts").json()["hosts"]
-    assert [h["host_name"] for h in hosts] == ["souverain@local"]
-    assert hosts[0]["service"] == "cinder-volume" and hosts[0]["service-status"] == "available"
+    assert [(h["host_name"], h["service"]) for h in hosts] == [
+        ("souverain", "cinder-scheduler"),
+        ("souverain@local", "cinder-volume"),
+    ]
+    assert all(h["service-status"] == "available" for h in hosts)
+    cinder_error(a.get("/os-hosts/souverain"), 404)  # a scheduler holds no volumes
     resources = [r["resource"] for r in a.get("/os-hosts/souverain@local").json()["host"]]
     assert resources[0]["project"] == "(total)"
     mine = [r for r in resources if r["project"] == c.project_id]
@@ -37,7 +41,7 @@ def test_hosts_and_pools_for_admins_only(cloud: Cloud) -> None:
     detail = a.get("/scheduler-stats/get_pools?detail=true").json()["pools"][0]
     caps = detail["capabilities"]
     assert caps["total_capacity_gb"] >= caps["free_capacity_gb"] >= 0
-    assert caps["allocated_capacity_gb"] >= 2
+    assert caps["allocated_capacity_gb"] >= 2 and caps["vendor_name"] == "Open Source"
     for path in ("/os-hosts", "/os-hosts/souverain@local", "/scheduler-stats/get_pools"):
         cinder_error(c.get(path), 403)
 
@@ -107,3 +111,37 @@ def test_another_project_cannot_cascade_delete(cloud: Cloud) -> None:
     url = f"/volume/v3/volumes/{volume_id}?cascade=true"
     cinder_error(other.client.delete(url, headers=other._h()), 404)
     assert c.show(volume_id)["status"] == "available"
+
+
+def test_os_reserve_and_unreserve_and_compute_steps(cloud: Cloud) -> None:
+    c, other = tenant(cloud), tenant(cloud)
+    volume_id = c.create()["id"]
+    assert c.action(volume_id, "os-reserve").status_code == 202
+    assert c.show(volume_id)["status"] == "attaching"
+    assert "must be available" in cinder_error(c.action(volume_id, "os-reserve"), 400)
+    cinder_error(other.action(volume_id, "os-unreserve"), 404)
+    assert c.action(volume_id, "os-unreserve").status_code == 202
+    assert c.show(volume_id)["status"] == "available"
+    cinder_error(c.action(volume_id, "os-unreserve"), 400)
+    message = cinder_error(c.action(volume_id, "os-detach"), 400)
+    assert "compute API" in message
+    cinder_error(c.action("xxx", "os-detach"), 404)
+    assert c.show(volume_id)["status"] == "available"
+
+
+def test_a_missing_marker_is_404(cloud: Cloud) -> None:
+    c = tenant(cloud)
+    marker = "00000000-0000-0000-0000-000000000001"
+    cinder_error(c.get(f"/volumes?marker={marker}"), 404)
+    cinder_error(c.get(f"/snapshots?marker={marker}"), 404)
+
+
+def test_maintenance_is_a_status_an_admin_may_set_and_force_delete(cloud: Cloud) -> None:
+    a, c = admin(cloud), tenant(cloud)
+    volume_id = c.create()["id"]
+    reset = a.action(volume_id, "os-reset_status", {"status": "maintenance"})
+    assert reset.status_code == 202
+    assert c.show(volume_id)["status"] == "maintenance"
+    cinder_error(c.delete(f"/volumes/{volume_id}"), 400)
+    assert a.action(volume_id, "os-force_delete").status_code == 202
+    cinder_error(c.get(f"/volumes/{volume_id}"), 404)

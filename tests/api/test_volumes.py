@@ -216,7 +216,7 @@ def test_create_show_update_delete_with_and_without_project_in_path(cloud: Cloud
     created = c.create(name="data", description="d", metadata={"tier": "gold"})
     assert created["status"] == "available" and created["size"] == 1
     assert created["bootable"] == "false" and created["volume_type"] == "__DEFAULT__"
-    assert "os-vol-tenant-attr:tenant_id" not in created  # an admin-only field
+    assert "os-vol-tenant-attr:tenant_id" not in created  # on reads only, not on create
     assert created["availability_zone"] == "nova" and created["attachments"] == []
     path = volume_file(cloud, created["id"])
     assert path.is_file()
@@ -289,7 +289,7 @@ def test_list_filters_sorting_and_pagination(cloud: Cloud) -> None:
     assert [v["size"] for v in rest["volumes"]] == [3, 2]
     assert c.get("/volumes/detail", params={"status": "error"}).json()["volumes"] == []
     cinder_error(c.get("/volumes", params={"sort": "secret:asc"}), 400)
-    cinder_error(c.get("/volumes", params={"marker": "nope"}), 400)
+    cinder_error(c.get("/volumes", params={"marker": "nope"}), 404)  # Cinder: marker not found
 
 
 def test_metadata_routes(cloud: Cloud) -> None:
@@ -581,10 +581,19 @@ def test_volume_from_image_and_upload_back_to_image(cloud: Cloud, tmp_path: Path
     assert response.status_code == 202, response.text
     upload = response.json()["os-volume_upload_image"]
     new_image = cloud.platform.image.get(c.ctx(), upload["image_id"])
-    assert new_image["status"] == "active" and new_image["disk_format"] == "qcow2"
+    assert new_image["status"] == "active" and new_image["disk_format"] == "raw"  # the default
     assert c.show(vol["id"])["status"] == "available"
     new_path = cloud.platform.image.image_for_boot(c.ctx(), upload["image_id"]).path
     assert raw_hash(new_path, tmp_path, 8 * MIB) == raw_hash(image_path, tmp_path)
+    body = {"image_name": "back-qcow2", "disk_format": "qcow2"}
+    upload = c.action(vol["id"], "os-volume_upload_image", body).json()["os-volume_upload_image"]
+    assert cloud.platform.image.get(c.ctx(), upload["image_id"])["disk_format"] == "qcow2"
+    new_path = cloud.platform.image.image_for_boot(c.ctx(), upload["image_id"]).path
+    assert raw_hash(new_path, tmp_path, 8 * MIB) == raw_hash(image_path, tmp_path)
+    refused = c.action(
+        vol["id"], "os-volume_upload_image", {"image_name": "x", "disk_format": "vmdk"}
+    )
+    assert "disk_format" in cinder_error(refused, 400)
 
 
 # ---------------------------------------------------------------------- types

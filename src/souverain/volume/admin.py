@@ -20,6 +20,7 @@ from souverain.volume import models as m
 from souverain.volume.rules import HOST, Shared, require_admin
 
 BACKEND_HOST = HOST.split("#", 1)[0]  # host@backend, without the pool
+SCHEDULER_HOST = HOST.split("@", 1)[0]
 POOL = HOST
 GIB = 1024**3
 
@@ -48,9 +49,10 @@ class Admin:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
 
-    def hosts(self, ctx: RequestContext) -> list[str]:
+    def hosts(self, ctx: RequestContext) -> list[tuple[str, str]]:
+        """(host, Cinder service) of each part: one process schedules and serves volumes."""
         require_admin(ctx)
-        return [BACKEND_HOST]
+        return [(SCHEDULER_HOST, "cinder-scheduler"), (BACKEND_HOST, "cinder-volume")]
 
     def host_usage(self, ctx: RequestContext, host: str) -> list[Usage]:
         """The totals first, then one entry per project with volumes on the host."""

@@ -76,6 +76,16 @@ COLLECTIONS = frozenset(
 )
 
 
+# the steps Nova drives on Cinder; here the compute service drives them in-process
+COMPUTE_ACTIONS = (
+    "os-attach",
+    "os-detach",
+    "os-begin_detaching",
+    "os-roll_detaching",
+    "os-initialize_connection",
+    "os-terminate_connection",
+    "os-force_detach",
+)
 IMAGE_METADATA_ACTIONS = (
     "os-show_image_metadata",
     "os-set_image_metadata",
@@ -270,6 +280,18 @@ class VolumeApi:
             req = schemas.upload_to_image(body)
             upload = await asyncio.to_thread(volumes.upload_to_image, ctx, volume_id, req)
             return JSONResponse({"os-volume_upload_image": views.upload_view(upload)}, 202)
+        elif action in ("os-reserve", "os-unreserve"):
+            attachments = self.service.attachments
+            change = (
+                attachments.user_reserve if action == "os-reserve" else attachments.user_unreserve
+            )
+            await asyncio.to_thread(change, ctx, volume_id)
+        elif action in COMPUTE_ACTIONS:
+            await asyncio.to_thread(volumes.get, ctx, volume_id)
+            raise BadRequest(
+                f"Invalid input received: {action} is the compute service's step; attach and "
+                "detach volumes through the compute API (server volume attachments)."
+            )
         elif action in IMAGE_METADATA_ACTIONS:
             return await self._image_metadata(ctx, volume_id, action, body)
         elif action == "os-unmanage":

@@ -92,18 +92,18 @@ class AdminApi:
         return JSONResponse({"extensions": items})
 
     async def hosts(self, request: Request, ctx: RequestContext) -> Response:
-        names = await asyncio.to_thread(self.admin.hosts, ctx)
+        found = await asyncio.to_thread(self.admin.hosts, ctx)
         now = views.time_text(self.service.clock.now())
         items = [
             {
                 "host_name": name,
-                "service": "cinder-volume",
+                "service": service,
                 "zone": "nova",
                 "service-status": "available",
                 "service-state": "enabled",
                 "last-update": now,
             }
-            for name in names
+            for name, service in found
         ]
         return JSONResponse({"hosts": items})
 
@@ -135,7 +135,7 @@ class AdminApi:
                 item["capabilities"] = {
                     "pool_name": pool.name.rsplit("#", 1)[-1],
                     "volume_backend_name": "local",
-                    "vendor_name": "Souverain",
+                    "vendor_name": "Open Source",  # qcow2 files by qemu-img, as Cinder's NFS
                     "driver_version": "1.0",
                     "storage_protocol": "file",
                     "total_capacity_gb": pool.total_gb,

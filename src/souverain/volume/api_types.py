@@ -59,9 +59,14 @@ class TypeApi:
         ]
 
     def _view(
-        self, request: Request, ctx: RequestContext, row: m.VolumeType, read: bool = True
+        self,
+        request: Request,
+        ctx: RequestContext,
+        row: m.VolumeType,
+        read: bool = True,
+        updated: bool = False,
     ) -> dict[str, Any]:
-        return views.type_view(row, viewer(request, ctx), read, row.qos_specs_id)
+        return views.type_view(row, viewer(request, ctx), read, row.qos_specs_id, updated)
 
     async def types(self, request: Request, ctx: RequestContext) -> Response:
         types = self.service.types
@@ -72,7 +77,7 @@ class TypeApi:
         req = schemas.type_create(member(await read_json(request), "volume_type"))
         row = await asyncio.to_thread(types.create, ctx, req)
         audit(request, "volume.type.create", "volume_type", row.id)
-        return JSONResponse({"volume_type": self._view(request, ctx, row)})
+        return JSONResponse({"volume_type": self._view(request, ctx, row, read=False)})
 
     async def default_type(self, request: Request, ctx: RequestContext) -> Response:
         row = await asyncio.to_thread(self.service.types.get, ctx, "default")
@@ -88,7 +93,8 @@ class TypeApi:
             audit(request, "volume.type.update", "volume_type", type_id)
             req = schemas.type_update(member(await read_json(request), "volume_type"))
             row = await asyncio.to_thread(types.update, ctx, type_id, req)
-            return JSONResponse({"volume_type": self._view(request, ctx, row, read=False)})
+            view = self._view(request, ctx, row, read=False, updated=True)
+            return JSONResponse({"volume_type": view})
         audit(request, "volume.type.delete", "volume_type", type_id)
         await asyncio.to_thread(types.delete, ctx, type_id)
         return Response(status_code=202)

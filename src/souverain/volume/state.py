@@ -31,6 +31,7 @@ VOLUME_STATUSES = (
     "downloading",
     "uploading",
     "awaiting-transfer",
+    "maintenance",
 )
 SNAPSHOT_STATUSES = ("creating", "available", "deleting", "error", "error_deleting")
 ATTACHED = ("reserved", "attaching", "in-use", "detaching")

@@ -82,7 +82,7 @@ VOLUME_FIELDS: tuple[Field, ...] = (
     Field("consumes_quota", since=(3, 65)),
     # the attribute extensions: on show and detail lists only
     Field("os-vol-host-attr:host", admin=True, reads_only=True),
-    Field("os-vol-tenant-attr:tenant_id", admin=True, reads_only=True),
+    Field("os-vol-tenant-attr:tenant_id", reads_only=True),  # project readers see it too
     Field("os-vol-mig-status-attr:migstat", admin=True, reads_only=True),
     Field("os-vol-mig-status-attr:name_id", admin=True, reads_only=True),
     Field("volume_image_metadata", reads_only=True),  # and only when the volume has some
@@ -109,15 +109,16 @@ SNAPSHOT_FIELDS: tuple[Field, ...] = (
     Field("os-extended-snapshot-attributes:progress", reads_only=True),
     Field("os-extended-snapshot-attributes:project_id", reads_only=True),
 )
-# The volume type body; `os-volume-type-access:is_public` on show, list and create.
+# The volume type body. Show and list (reads) are Cinder's v3 view; create and update are
+# its older types_manage view (no qos_specs_id; create adds the type access field).
 TYPE_FIELDS: tuple[Field, ...] = (
     Field("id"),
     Field("name"),
     Field("is_public"),
     Field("description"),
     Field("extra_specs"),
-    Field("qos_specs_id", admin=True),
-    Field("os-volume-type-access:is_public", reads_only=True),
+    Field("qos_specs_id", admin=True, reads_only=True),
+    Field("os-volume-type-access:is_public"),  # not on update (see type_view)
 )
 # extra specs a project user sees; the others may tell how the cloud is built
 USER_VISIBLE_SPECS = ("RESKEY:availability_zones", "multiattach", "replication_enabled")
@@ -219,9 +220,14 @@ def snapshot_summary(row: m.Snapshot) -> dict[str, Any]:
 
 
 def type_view(
-    row: m.VolumeType, viewer: Viewer, read: bool = True, qos_specs_id: str | None = None
+    row: m.VolumeType,
+    viewer: Viewer,
+    read: bool = True,
+    qos_specs_id: str | None = None,
+    updated: bool = False,
 ) -> dict[str, Any]:
-    """A volume type; project users see only the extra specs Cinder calls user visible."""
+    """A volume type (`read`: show or list; else create, or update when `updated`);
+    project users see only the extra specs Cinder calls user visible."""
     specs = dict(row.extra_specs or {})
     if not viewer.is_admin:
         specs = {k: v for k, v in specs.items() if k in USER_VISIBLE_SPECS}
@@ -232,8 +238,9 @@ def type_view(
         "description": row.description,
         "extra_specs": specs,
         "qos_specs_id": qos_specs_id,
-        "os-volume-type-access:is_public": row.is_public,
     }
+    if not updated:
+        values["os-volume-type-access:is_public"] = row.is_public
     return pick(TYPE_FIELDS, values, viewer, read)
 
 
