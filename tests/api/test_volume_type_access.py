@@ -141,3 +141,17 @@ def test_qos_specs_are_admin_only(cloud: Cloud) -> None:
     cinder_error(c.get(f"/qos-specs/{spec['id']}/disassociate_all"), 403)
     cinder_error(c.delete(f"/qos-specs/{spec['id']}"), 403)
     assert a.get(f"/qos-specs/{spec['id']}").status_code == 200
+
+
+def test_retype_changes_the_type_of_an_available_volume(cloud: Cloud) -> None:
+    a, c, other = admin(cloud), tenant(cloud), tenant(cloud)
+    a.post("/types", {"volume_type": {"name": "retype-target"}})
+    private_id = private_type(a, "retype-private")
+    volume_id = c.create()["id"]
+    assert c.action(volume_id, "os-retype", {"new_type": "retype-target"}).status_code == 202
+    assert c.show(volume_id)["volume_type"] == "retype-target"
+    cinder_error(c.action(volume_id, "os-retype", {"new_type": "retype-target"}), 400)
+    cinder_error(c.action(volume_id, "os-retype", {"new_type": private_id}), 404)
+    cinder_error(c.action(volume_id, "os-retype", {}), 400)
+    cinder_error(other.action(volume_id, "os-retype", {"new_type": "__DEFAULT__"}), 404)
+    assert c.show(volume_id)["volume_type"] == "retype-target"

@@ -280,6 +280,11 @@ class VolumeApi:
             req = schemas.upload_to_image(body)
             upload = await asyncio.to_thread(volumes.upload_to_image, ctx, volume_id, req)
             return JSONResponse({"os-volume_upload_image": views.upload_view(upload)}, 202)
+        elif action == "os-retype":
+            new_type = body.get("new_type")
+            if not isinstance(new_type, str) or not new_type:
+                raise BadRequest("Invalid input for field/attribute new_type: a type is required.")
+            await asyncio.to_thread(self.service.types.retype, ctx, volume_id, new_type)
         elif action in ("os-reserve", "os-unreserve"):
             attachments = self.service.attachments
             change = (

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, NotFound
 from souverain.volume import models as m
-from souverain.volume.rules import UUID_RE, Shared, require_admin
+from souverain.volume.rules import UUID_RE, Shared, require_admin, visible_volume
 from souverain.volume.schemas import TypeCreate, TypeUpdate
 
 
@@ -82,6 +82,25 @@ class VolumeTypes:
     def get(self, ctx: RequestContext, type_ref: str) -> m.VolumeType:
         with self.shared.db.session() as s:
             return self.usable(s, ctx, type_ref)
+
+    def retype(self, ctx: RequestContext, volume_id: str, new_type: str) -> None:
+        """Cinder's os-retype: every type here lives on the one backend, so a retype moves
+        no data, it changes the type the volume is counted and shown under."""
+        with self.shared.db.session() as s:
+            row = visible_volume(s, ctx, volume_id)
+            target = self.usable(s, ctx, new_type)
+            if row.status not in ("available", "in-use"):
+                raise BadRequest(
+                    f"Invalid volume: Volume {volume_id} is {row.status}; it must be available "
+                    "or in-use to retype."
+                )
+            if target.id == row.volume_type_id:
+                raise BadRequest(
+                    f"Invalid input received: volume {volume_id} is already of type "
+                    f"{target.name}; name another type."
+                )
+            row.volume_type_id = target.id
+            row.updated_at = self.shared.clock.now()
 
     # ------------------------------------------------------------------ access
 
