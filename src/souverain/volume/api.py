@@ -5,6 +5,11 @@ the classic catalog style) and without (`/v3/volumes`, 3.67 style). A project id
 that is not the token's is a 404 unless the caller is an admin: the edge's
 `check`. This module holds no rules: tenancy, quotas and the status machine
 live in the service's parts.
+
+This module has the versions, volumes, limits, quotas, zones and messages; the other
+collections have their own modules: api_snapshots, api_types (types, extra specs,
+project access), api_qos, api_transfers and api_admin (extensions, hosts, pools, manage).
+What each view shows at each microversion and to whom is the field table in `views`.
 """
 
 from __future__ import annotations
