@@ -9,7 +9,7 @@ groups and the endpoints (or groups) associated with a project narrow its catalo
 Administrators may add implied-role rules beside the fixed ones.
 
 Revision ID: 0019
-Revises: 0015
+Revises: 0018
 Create Date: 2026-12-06 07:40:00
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0019"
-down_revision = "0015"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
