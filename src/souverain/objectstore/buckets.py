@@ -103,8 +103,14 @@ class Buckets:
             return [BucketInfo.of(r) for r in rows]
 
     def create_bucket(
-        self, who: Principal, name: str, location: str | None, acl: str = "private"
+        self,
+        who: Principal,
+        name: str,
+        location: str | None,
+        acl: str = "private",
+        object_lock: bool = False,
     ) -> BucketInfo:
+        """A new bucket of `who`'s project; with Object Lock, versioned from the start."""
         check_bucket_name(name)
         if who.anonymous or not who.can_write:
             raise S3Error("AccessDenied", "Access Denied", name)
@@ -141,8 +147,9 @@ class Buckets:
                 owner_user_id=who.user_id,
                 region=self.region,
                 created_at=utcnow(self.clock),
-                versioning="",
+                versioning="Enabled" if object_lock else "",
                 acl=acl,
+                object_lock={} if object_lock else None,
             )
             s.add(row)
             try:
@@ -189,7 +196,31 @@ class Buckets:
             raise S3Error("MalformedXML", "Versioning Status must be Enabled or Suspended.")
         if status == "Suspended" and not bucket.versioning:
             return  # never versioned: suspending changes nothing, as on S3
+        if status == "Suspended" and bucket.object_lock is not None:
+            raise S3Error(
+                "InvalidBucketState",
+                "An Object Lock configuration is present on this bucket, so the versioning "
+                "state cannot be changed.",
+                bucket.name,
+            )
         self._update(bucket, versioning=status)
+
+    def set_object_lock(self, bucket: BucketInfo, rule: dict[str, Any]) -> None:
+        """Turn Object Lock on (for good) with `rule` as default retention ({}: none).
+
+        Only a versioned bucket takes it: locked versions must never be replaced."""
+        with self.db.session() as s:
+            begin_write(s)
+            row = self._bucket_row(s, bucket.name)
+            if row.versioning != "Enabled":
+                raise S3Error(
+                    "InvalidBucketState",
+                    "Versioning must be 'Enabled' on the bucket to apply a Object Lock "
+                    "configuration. Enable versioning first.",
+                    bucket.name,
+                )
+            row.object_lock = rule
+        self.changed()
 
     def set_bucket_acl(self, bucket: BucketInfo, acl: str) -> None:
         if acl not in CANNED_ACLS:

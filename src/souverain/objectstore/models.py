@@ -45,6 +45,8 @@ class Bucket(Base):
     policy: Mapped[str | None] = mapped_column(Text, nullable=True)
     cors: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     tags: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    # NULL: Object Lock off. {}: on, no default retention. Else {"Mode", "Days"|"Years"}.
+    object_lock: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ObjectVersion(Base):
@@ -76,6 +78,11 @@ class ObjectVersion(Base):
     acl: Mapped[str] = mapped_column(String(32), default="private")
     owner_project_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    # Object Lock: retention (GOVERNANCE|COMPLIANCE until a time) and legal hold
+    # (NULL: never set, so GetObjectLegalHold has nothing to show).
+    lock_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    lock_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    legal_hold: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
 class Upload(Base):
@@ -95,6 +102,11 @@ class Upload(Base):
     tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     acl: Mapped[str] = mapped_column(String(32), default="private")
     checksum_algorithm: Mapped[str] = mapped_column(String(16), default="")
+    # Object Lock: retention (GOVERNANCE|COMPLIANCE until a time) and legal hold
+    # (NULL: never set, so GetObjectLegalHold has nothing to show).
+    lock_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    lock_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    legal_hold: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
 class Part(Base):

@@ -8,7 +8,9 @@ at start. Knows nothing of HTTP or XML.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,6 +19,7 @@ from sqlalchemy import Connection, Table, bindparam, delete, func, insert, selec
 from souverain.common.clock import Clock
 from souverain.common.ids import new_id
 from souverain.db.engine import Database
+from souverain.objectstore import locks
 from souverain.objectstore import models as m
 from souverain.objectstore.accounting import Accounting, count
 from souverain.objectstore.batch import GroupCommit
@@ -59,6 +62,9 @@ DROP_VERSION = (
     .returning(*_GONE, _V.is_latest)
 )
 ADD_VERSION = insert(VERSIONS)
+READ_LOCK = select(_V.lock_mode, _V.lock_until, _V.legal_hold).where(
+    _THIS_KEY, _V.version_id == bindparam("b_version")
+)
 
 
 def new_version_id(bucket: BucketInfo) -> str:
@@ -74,6 +80,13 @@ def retire(conn: Connection, bucket: BucketInfo, key: str, version_id: str) -> R
         return Released()
     # The null version is replaced, never kept twice (unversioned buckets have no other).
     return Released().add(conn.execute(DROP_NULL_VERSION, where))
+
+
+def apply_default_retention(bucket: BucketInfo, new: NewObject, now: dt.datetime) -> None:
+    """A new version without retention of its own gets the bucket's default, if any."""
+    default = locks.default_retention(bucket.object_lock, now)
+    if default is not None:
+        new.lock_mode, new.lock_until = default.mode, default.until
 
 
 def promote(conn: Connection, bucket_id: str, key: str) -> None:
@@ -146,6 +159,8 @@ class Objects:
     ) -> ObjectInfo:
         """Record a durable blob as the key's latest version."""
         check_key(key)
+        if bucket.object_lock and new.lock_mode is None:
+            apply_default_retention(bucket, new, utcnow(self.clock))
 
         def record(conn: Connection) -> tuple[dict[str, Any], list[str]]:
             if if_none_match:
@@ -202,14 +217,27 @@ class Objects:
             "data": new.data,
             "owner_project_id": who.project_id or bucket.project_id,
             "created_at": utcnow(self.clock),
+            "lock_mode": new.lock_mode,
+            "lock_until": new.lock_until,
+            "legal_hold": new.legal_hold,
         }
 
     def delete_object(
-        self, who: Principal, bucket: BucketInfo, key: str, version_id: str | None = None
+        self,
+        who: Principal,
+        bucket: BucketInfo,
+        key: str,
+        version_id: str | None = None,
+        bypass: bool = False,
     ) -> DeleteResult:
+        """Delete a version (or, without one, the key: a delete marker when versioned).
+
+        `bypass`: the caller may and asked to override GOVERNANCE retention."""
         where = {"b_bucket": bucket.id, "b_key": key}
 
         def record(conn: Connection) -> tuple[DeleteResult, list[str]]:
+            if version_id is not None and bucket.object_lock is not None:
+                self._check_unlocked(conn, bucket, key, version_id, bypass)
             if version_id is not None:
                 gone = conn.execute(DROP_VERSION, {**where, "b_version": version_id}).first()
                 if gone is None:
@@ -235,6 +263,84 @@ class Objects:
         self.store.delete(freed)
         self.accounting.changed(bucket)
         return result
+
+    def _check_unlocked(
+        self, conn: Connection, bucket: BucketInfo, key: str, version_id: str, bypass: bool
+    ) -> None:
+        """Refuse, inside the deleting transaction, to drop a version Object Lock holds."""
+        row = conn.execute(
+            READ_LOCK, {"b_bucket": bucket.id, "b_key": key, "b_version": version_id}
+        ).first()
+        if row is not None:
+            locks.check_delete(
+                row.lock_mode,
+                row.lock_until,
+                row.legal_hold,
+                utcnow(self.clock),
+                bypass,
+                f"/{bucket.name}/{key}",
+            )
+
+    def set_retention(
+        self,
+        bucket: BucketInfo,
+        key: str,
+        version_id: str | None,
+        wanted: locks.Retention | None,
+        bypass: bool,
+    ) -> str:
+        """Set or remove a version's retention, as far as the current one allows."""
+
+        def change(row: Any) -> dict[str, Any]:
+            current = None
+            if row.lock_mode and row.lock_until is not None:
+                current = locks.Retention(row.lock_mode, row.lock_until)
+            locks.check_retention_change(current, wanted, utcnow(self.clock), bypass)
+            if wanted is None:
+                return {"lock_mode": None, "lock_until": None}
+            return {"lock_mode": wanted.mode, "lock_until": wanted.until}
+
+        return self._change_version(bucket, key, version_id, change)
+
+    def set_legal_hold(self, bucket: BucketInfo, key: str, version_id: str | None, on: bool) -> str:
+        return self._change_version(bucket, key, version_id, lambda _row: {"legal_hold": on})
+
+    def _change_version(
+        self,
+        bucket: BucketInfo,
+        key: str,
+        version_id: str | None,
+        change: Callable[[Any], dict[str, Any]],
+    ) -> str:
+        """Read the version asked for (latest by default) and write what `change` makes of
+        it, in one transaction holding its row; its version id."""
+        where = {"b_bucket": bucket.id, "b_key": key}
+        with connect(self.db, write=True) as conn:
+            if version_id is None:
+                row = conn.execute(READ_LATEST.with_for_update(), where).first()
+            else:
+                row = conn.execute(
+                    READ_VERSION.with_for_update(), {**where, "b_version": version_id}
+                ).first()
+            if row is None or (version_id is None and row.is_delete_marker):
+                if version_id is not None:
+                    raise S3Error(
+                        "NoSuchVersion",
+                        "The specified version does not exist.",
+                        f"/{bucket.name}/{key}",
+                    )
+                raise S3Error(
+                    "NoSuchKey", "The specified key does not exist.", f"/{bucket.name}/{key}"
+                )
+            if row.is_delete_marker:
+                raise S3Error(
+                    "MethodNotAllowed",
+                    "The specified method is not allowed against this resource.",
+                )
+            conn.execute(
+                update(VERSIONS).where(_V.seq == row.seq).values(**change(row)),
+            )
+        return str(row.version_id)
 
     def set_object_tags(
         self, bucket: BucketInfo, key: str, version_id: str | None, tags: dict[str, str]

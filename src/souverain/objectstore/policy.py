@@ -2,6 +2,12 @@
 
 Pure rules over plain values; no database, no HTTP. An explicit Deny in a
 bucket policy wins over everything, then ownership, then an Allow, then ACLs.
+
+s3:BypassGovernanceRetention is the one action ownership alone does not give: a
+project member writes and deletes, but only the owning project's admins, or a
+principal the bucket policy names in an Allow for it, may shorten or remove
+GOVERNANCE retention or delete a version it protects (and only when the request
+says `x-amz-bypass-governance-retention: true`). A Deny still wins.
 """
 
 from __future__ import annotations
@@ -31,8 +37,12 @@ READ_ACTIONS = frozenset(
         "s3:GetBucketPolicy",
         "s3:GetBucketCORS",
         "s3:GetBucketTagging",
+        "s3:GetBucketObjectLockConfiguration",
+        "s3:GetObjectRetention",
+        "s3:GetObjectLegalHold",
     }
 )
+BYPASS_GOVERNANCE = "s3:BypassGovernanceRetention"
 
 # What a canned ACL of public-read opens to everyone.
 PUBLIC_BUCKET_ACTIONS = frozenset({"s3:ListBucket"})
@@ -217,3 +227,26 @@ def allowed(
     if bucket_acl == "public-read" and action in PUBLIC_BUCKET_ACTIONS:
         return True
     return object_acl == "public-read" and action in PUBLIC_OBJECT_ACTIONS
+
+
+def may_bypass_governance(
+    who: Principal,
+    *,
+    bucket_name: str,
+    bucket_project: str,
+    statements: list[Statement],
+    key: str,
+) -> bool:
+    """May `who` override GOVERNANCE retention on `key`? (See the module's note.)"""
+    if who.anonymous:
+        return False
+    resource = resource_arn(bucket_name, key)
+    if any(
+        s.effect == "Deny" and _matches(s, who, BYPASS_GOVERNANCE, resource) for s in statements
+    ):
+        return False
+    if who.project_id == bucket_project and "admin" in who.roles:
+        return True
+    return any(
+        s.effect == "Allow" and _matches(s, who, BYPASS_GOVERNANCE, resource) for s in statements
+    )

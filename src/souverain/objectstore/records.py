@@ -89,6 +89,9 @@ class ObjectInfo:
     owner: str
     last_modified: dt.datetime
     data: bytes | None = None  # the bytes of a small object kept inline
+    lock_mode: str | None = None  # Object Lock retention: GOVERNANCE or COMPLIANCE
+    lock_until: dt.datetime | None = None
+    legal_hold: bool | None = None  # None: never set
 
     @classmethod
     def of(cls, bucket: str, row: Any) -> ObjectInfo:
@@ -110,6 +113,9 @@ class ObjectInfo:
             owner=row.owner_project_id,
             last_modified=row.created_at,
             data=getattr(row, "data", None),
+            lock_mode=getattr(row, "lock_mode", None),
+            lock_until=getattr(row, "lock_until", None),
+            legal_hold=getattr(row, "legal_hold", None),
         )
 
 
@@ -125,6 +131,8 @@ class BucketInfo:
     cors: list[dict[str, Any]] | None
     tags: dict[str, str] | None
     statements: list[Statement] = field(default_factory=list)
+    # Object Lock: None while off; {} when on; {"Mode", "Days"|"Years"} with a default.
+    object_lock: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, row: m.Bucket) -> BucketInfo:
@@ -140,6 +148,7 @@ class BucketInfo:
             row.cors,
             row.tags,
             statements,
+            dict(row.object_lock) if row.object_lock is not None else None,
         )
 
 
@@ -173,6 +182,9 @@ class NewObject:
     tags: dict[str, str] = field(default_factory=dict)
     acl: str = "private"
     data: bytes | None = None  # a small object's bytes, stored inline instead of in blobs
+    lock_mode: str | None = None
+    lock_until: dt.datetime | None = None
+    legal_hold: bool | None = None
 
 
 @dataclass
@@ -213,3 +225,6 @@ class UploadInfo:
     tags: dict[str, str]
     acl: str
     checksum_algorithm: str
+    lock_mode: str | None = None
+    lock_until: dt.datetime | None = None
+    legal_hold: bool | None = None

@@ -24,7 +24,7 @@ from souverain.objectstore.errors import ERROR_STATUS, S3Error
 from souverain.objectstore.listings import Listings
 from souverain.objectstore.metering import PendingMeter
 from souverain.objectstore.objects import VERSIONS, Objects
-from souverain.objectstore.policy import Principal, allowed
+from souverain.objectstore.policy import Principal, allowed, may_bypass_governance
 from souverain.objectstore.quotas import Quotas, set_storage_quota
 from souverain.objectstore.records import (
     MAX_BUCKET_TAGS,
@@ -115,12 +115,15 @@ class ObjectStoreService:
         self.set_policy = self.buckets.set_policy
         self.set_cors = self.buckets.set_cors
         self.set_bucket_tags = self.buckets.set_bucket_tags
+        self.set_object_lock = self.buckets.set_object_lock
         self.head_object = self.objects.head_object
         self.reader = self.objects.reader
         self.put_object = self.objects.put_object
         self.delete_object = self.objects.delete_object
         self.set_object_tags = self.objects.set_object_tags
         self.set_object_acl = self.objects.set_object_acl
+        self.set_retention = self.objects.set_retention
+        self.set_legal_hold = self.objects.set_legal_hold
         self.list_objects = self.listings.list_objects
         self.list_versions = self.listings.list_versions
         self.create_upload = self.uploads.create_upload
@@ -192,6 +195,16 @@ class ObjectStoreService:
             object_acl=object_acl,
         ):
             raise S3Error("AccessDenied", "Access Denied", f"/{bucket.name}/{key or ''}")
+
+    def may_bypass_governance(self, who: Principal, bucket: BucketInfo, key: str) -> bool:
+        """Whether `who` may override GOVERNANCE retention on `key` (see `policy`)."""
+        return may_bypass_governance(
+            who,
+            bucket_name=bucket.name,
+            bucket_project=bucket.project_id,
+            statements=bucket.statements,
+            key=key,
+        )
 
     def owner_only(self, who: Principal, bucket: BucketInfo, write: bool = True) -> None:
         """Bucket configuration belongs to the owning project (writers, for changes)."""

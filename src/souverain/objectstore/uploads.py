@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from souverain.common.clock import Clock
 from souverain.common.ids import new_id
 from souverain.db.engine import Database
+from souverain.objectstore import locks
 from souverain.objectstore import models as m
 from souverain.objectstore.accounting import Accounting, count
 from souverain.objectstore.errors import S3Error
@@ -106,6 +107,9 @@ class Uploads:
                 tags=template.tags,
                 acl=template.acl,
                 checksum_algorithm=algorithm,
+                lock_mode=template.lock_mode,
+                lock_until=template.lock_until,
+                legal_hold=template.legal_hold,
             )
             s.add(row)
             s.flush()
@@ -125,6 +129,9 @@ class Uploads:
             dict(row.tags),
             row.acl,
             row.checksum_algorithm,
+            row.lock_mode,
+            row.lock_until,
+            row.legal_hold,
         )
 
     def _upload_row(self, s: Session, bucket: BucketInfo, key: str, upload_id: str) -> m.Upload:
@@ -307,6 +314,10 @@ class Uploads:
                 1 - retired.objects,
             )
             row = self._joined_version(upload, bucket.id, version_id, chosen)
+            if bucket.object_lock and row.lock_mode is None:
+                default = locks.default_retention(bucket.object_lock, row.created_at)
+                if default is not None:
+                    row.lock_mode, row.lock_until = default.mode, default.until
             s.add(row)
             s.execute(delete(m.Part).where(m.Part.upload_id == upload_id))
             s.delete(upload)
@@ -365,4 +376,7 @@ class Uploads:
             acl=upload.acl,
             owner_project_id=upload.owner_project_id,
             created_at=utcnow(self.clock),
+            lock_mode=upload.lock_mode,
+            lock_until=upload.lock_until,
+            legal_hold=upload.legal_hold,
         )

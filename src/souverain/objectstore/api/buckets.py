@@ -32,7 +32,12 @@ class BucketHandlers:
             element = parse_xml(body, "CreateBucketConfiguration")
             location = x.text(element, "LocationConstraint") or None
         acl = call.header("x-amz-acl", "private")
-        self.service.create_bucket(call.principal, call.bucket, location, acl)
+        lock = call.header("x-amz-bucket-object-lock-enabled").strip().lower()
+        if lock not in ("", "true", "false"):
+            raise S3Error(
+                "InvalidArgument", "x-amz-bucket-object-lock-enabled must be true or false."
+            )
+        self.service.create_bucket(call.principal, call.bucket, location, acl, lock == "true")
         return Reply(200, headers={"location": f"/{call.bucket}"})
 
     def head_bucket(self, call: Call, bucket: BucketInfo) -> Reply:

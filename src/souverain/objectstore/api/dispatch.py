@@ -43,18 +43,15 @@ UNSUPPORTED = frozenset(
         "encryption",
         "intelligent-tiering",
         "inventory",
-        "legal-hold",
         "lifecycle",
         "logging",
         "metrics",
         "notification",
-        "object-lock",
         "ownershipControls",
         "publicAccessBlock",
         "replication",
         "requestPayment",
         "restore",
-        "retention",
         "select",
         "torrent",
         "website",
@@ -76,22 +73,6 @@ REFUSED_HEADERS = {
     "x-amz-copy-source-server-side-encryption-customer-algorithm": (
         "NotImplemented",
         "Encryption with customer-provided keys is not supported by this object store.",
-    ),
-    "x-amz-object-lock-mode": (
-        "InvalidRequest",
-        "Bucket is missing Object Lock Configuration: Object Lock is not available here.",
-    ),
-    "x-amz-object-lock-retain-until-date": (
-        "InvalidRequest",
-        "Bucket is missing Object Lock Configuration: Object Lock is not available here.",
-    ),
-    "x-amz-object-lock-legal-hold": (
-        "InvalidRequest",
-        "Bucket is missing Object Lock Configuration: Object Lock is not available here.",
-    ),
-    "x-amz-bucket-object-lock-enabled": (
-        "NotImplemented",
-        "Object Lock is not supported by this object store.",
     ),
     "x-amz-grant-read": ("NotImplemented", "Only the canned ACLs private and public-read work."),
     "x-amz-grant-write": ("NotImplemented", "Only the canned ACLs private and public-read work."),
@@ -152,6 +133,10 @@ class S3App:
         self.delete_object_tags = objects.delete_object_tags
         self.get_object_acl = objects.get_object_acl
         self.put_object_acl = objects.put_object_acl
+        self.get_retention = objects.locks.get_retention
+        self.put_retention = objects.locks.put_retention
+        self.get_legal_hold = objects.locks.get_legal_hold
+        self.put_legal_hold = objects.locks.put_legal_hold
         self.create_upload = uploads.create_upload
         self.upload_part = uploads.upload_part
         self.upload_part_copy = uploads.upload_part_copy
@@ -177,6 +162,8 @@ class S3App:
             ("GET", "versions"): listing.list_versions,
             ("GET", "uploads"): listing.list_uploads,
             ("POST", "delete"): objects.delete_objects,
+            ("GET", "object-lock"): objects.locks.get_configuration,
+            ("PUT", "object-lock"): objects.locks.put_configuration,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -368,7 +355,7 @@ class S3App:
     async def _bucket(self, call: Call) -> Reply:
         q, method = call.query, call.method
         if method == "PUT" and not any(
-            k in q for k in ("versioning", "acl", "policy", "cors", "tagging")
+            k in q for k in ("versioning", "acl", "policy", "cors", "tagging", "object-lock")
         ):
             return await self.create_bucket(call)
         bucket = self._bucket_for(call)
@@ -396,6 +383,10 @@ class S3App:
                 return await self.put_object_tags(call, bucket)
             if "acl" in q:
                 return await self.put_object_acl(call, bucket)
+            if "retention" in q:
+                return await self.put_retention(call, bucket)
+            if "legal-hold" in q:
+                return await self.put_legal_hold(call, bucket)
             if "x-amz-copy-source" in call.headers:
                 return await self.copy_object(call, bucket)
             return await self.put_object(call, bucket)
@@ -406,6 +397,10 @@ class S3App:
                 return self.get_object_tags(call, bucket)
             if "acl" in q and method == "GET":
                 return self.get_object_acl(call, bucket)
+            if "retention" in q and method == "GET":
+                return self.get_retention(call, bucket)
+            if "legal-hold" in q and method == "GET":
+                return self.get_legal_hold(call, bucket)
             return self.get_object(call, bucket)
         if method == "DELETE":
             if "uploadId" in q:

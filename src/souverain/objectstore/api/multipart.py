@@ -13,6 +13,7 @@ from typing import Any
 from souverain.config import ObjectStoreSettings
 from souverain.objectstore import xml as x
 from souverain.objectstore.api.conditions import copy_source_range
+from souverain.objectstore.api.locks import apply_lock_request
 from souverain.objectstore.api.objects import ObjectHandlers, object_template
 from souverain.objectstore.api.wire import (
     Call,
@@ -46,6 +47,7 @@ class MultipartHandlers:
         check_key(call.key)
         self.service.authorize(call.principal, bucket, "s3:PutObject", call.key)
         template = object_template(call)
+        apply_lock_request(call, bucket, template, self.service)
         algorithm = (
             call.header("x-amz-checksum-algorithm") or call.header("x-amz-sdk-checksum-algorithm")
         ).lower()

@@ -32,6 +32,13 @@ from souverain.objectstore.api.conditions import (
     parse_range,
     part_range,
 )
+from souverain.objectstore.api.locks import (
+    LOCK_HEADERS,
+    LockHandlers,
+    apply_lock_request,
+    has_integrity_header,
+    lock_headers,
+)
 from souverain.objectstore.api.wire import (
     Body,
     Call,
@@ -77,6 +84,7 @@ class ObjectHandlers:
     def __init__(self, service: ObjectStoreService, settings: ObjectStoreSettings) -> None:
         self.service = service
         self.settings = settings
+        self.locks = LockHandlers(service, settings)
 
     def body(self, call: Call) -> Body:
         """An object or part body, within the size limit, timed out when the client stalls."""
@@ -121,6 +129,14 @@ class ObjectHandlers:
         check_key(call.key)
         self.service.authorize(call.principal, bucket, "s3:PutObject", call.key)
         template = object_template(call)
+        if any(h in call.headers for h in LOCK_HEADERS) and not has_integrity_header(call):
+            raise S3Error(
+                "InvalidRequest",
+                "Content-MD5 OR x-amz-checksum- HTTP header is required for Put Object requests "
+                "with Object Lock parameters",
+                call.resource,
+            )
+        apply_lock_request(call, bucket, template, self.service)
         if_none_match = call.header("if-none-match").strip() == "*"
         body = self.body(call)
         if body.declared is not None and body.declared <= self.settings.inline_max_bytes:
@@ -155,6 +171,8 @@ class ObjectHandlers:
         }
         for name, value in obj.user_meta.items():
             headers[f"x-amz-meta-{name}"] = value
+        if obj.lock_mode is not None or obj.legal_hold is not None:
+            headers.update(lock_headers(obj))
         if obj.tags:
             headers["x-amz-tagging-count"] = str(len(obj.tags))
         if call.header("x-amz-checksum-mode").upper() == "ENABLED":
@@ -232,8 +250,9 @@ class ObjectHandlers:
         version_id = call.query.get("versionId")
         action = "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject"
         self.service.authorize(call.principal, bucket, action, call.key)
+        bypass = self.locks.bypass(call, bucket, call.key) if version_id else False
         result = await asyncio.to_thread(
-            self.service.delete_object, call.principal, bucket, call.key, version_id
+            self.service.delete_object, call.principal, bucket, call.key, version_id, bypass
         )
         headers: dict[str, str] = {}
         if result.version_id is not None:
@@ -268,7 +287,8 @@ class ObjectHandlers:
                 check_key(key)
                 action = "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject"
                 self.service.authorize(call.principal, bucket, action, key)
-                result = self.service.delete_object(call.principal, bucket, key, version_id)
+                bypass = self.locks.bypass(call, bucket, key) if version_id else False
+                result = self.service.delete_object(call.principal, bucket, key, version_id, bypass)
             except S3Error as exc:
                 items.append(
                     (
@@ -373,6 +393,7 @@ class ObjectHandlers:
             template.user_meta = dict(src.user_meta)
         if tag_directive == "COPY":
             template.tags = dict(src.tags)
+        apply_lock_request(call, bucket, template, self.service)
         await drain(call)
         algorithms = [a for a in src.checksums if "-" not in src.checksums[a]]
         if src.size <= self.settings.inline_max_bytes:
