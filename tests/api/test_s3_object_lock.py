@@ -34,6 +34,11 @@ def clock() -> SteppingClock:
 
 @pytest.fixture
 def cloud(clock: SteppingClock) -> Iterator[Cloud]:
+    yield from stepping_cloud(clock)
+
+
+def stepping_cloud(clock: SteppingClock) -> Iterator[Cloud]:
+    """A fresh platform whose clock is `clock` (the lifecycle tests share it)."""
     root = Path(tempfile.mkdtemp(prefix="souverain-lock-", dir=_fast_tmp_root()))
     settings = settings_for(root / "data")
     try:

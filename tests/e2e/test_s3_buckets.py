@@ -168,22 +168,6 @@ def test_bucket_versioning_starts_unset_and_follows_the_configuration(s3: Any) -
 
 
 UNSUPPORTED_CALLS: list[tuple[str, dict[str, Any]]] = [
-    (
-        "put_bucket_lifecycle_configuration",
-        {
-            "LifecycleConfiguration": {
-                "Rules": [
-                    {
-                        "ID": "expire",
-                        "Status": "Enabled",
-                        "Filter": {"Prefix": "tmp/"},
-                        "Expiration": {"Days": 1},
-                    }
-                ]
-            }
-        },
-    ),
-    ("get_bucket_lifecycle_configuration", {}),
     ("get_bucket_website", {}),
     (
         "put_bucket_website",

@@ -20,6 +20,7 @@ from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.common.ids import new_id
 from souverain.db.engine import Database
+from souverain.objectstore import lifecycle
 from souverain.objectstore import models as m
 from souverain.objectstore import usage as ledger
 from souverain.objectstore.accounting import Accounting
@@ -237,6 +238,12 @@ class Buckets:
 
     def set_cors(self, bucket: BucketInfo, rules: list[dict[str, Any]] | None) -> None:
         self._update(bucket, cors=rules)
+
+    def set_lifecycle(self, bucket: BucketInfo, rules: list[dict[str, Any]] | None) -> None:
+        """Replace the bucket's lifecycle rules (None: remove them)."""
+        if rules is not None:
+            lifecycle.check_rules(rules)
+        self._update(bucket, lifecycle=rules)
 
     def set_bucket_tags(self, bucket: BucketInfo, tags: dict[str, str] | None) -> None:
         if tags is not None:

@@ -46,6 +46,7 @@ ERROR_STATUS = {
     "NoSuchBucketPolicy": 404,
     "NoSuchCORSConfiguration": 404,
     "NoSuchKey": 404,
+    "NoSuchLifecycleConfiguration": 404,
     "NoSuchObjectLockConfiguration": 404,
     "NoSuchTagSet": 404,
     "NoSuchUpload": 404,

@@ -47,6 +47,10 @@ class Bucket(Base):
     tags: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     # NULL: Object Lock off. {}: on, no default retention. Else {"Mode", "Days"|"Years"}.
     object_lock: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Lifecycle rules as S3's document has them (NULL: none), and the time until which
+    # one serving process holds this bucket's lifecycle sweep.
+    lifecycle: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    lifecycle_lease: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class ObjectVersion(Base):

@@ -62,9 +62,15 @@ DROP_VERSION = (
     .returning(*_GONE, _V.is_latest)
 )
 ADD_VERSION = insert(VERSIONS)
+READ_LATEST_SEQ = select(_V.seq, _V.is_delete_marker).where(_THIS_KEY, _V.is_latest.is_(True))
+KEY_VERSIONS = select(_V.version_id, _V.is_delete_marker).where(_THIS_KEY)
 READ_LOCK = select(_V.lock_mode, _V.lock_until, _V.legal_hold).where(
     _THIS_KEY, _V.version_id == bindparam("b_version")
 )
+
+
+class Unchanged(Exception):
+    """A guarded change found the key no longer as expected, and changed nothing."""
 
 
 def new_version_id(bucket: BucketInfo) -> str:
@@ -229,13 +235,18 @@ class Objects:
         key: str,
         version_id: str | None = None,
         bypass: bool = False,
+        guard: Callable[[Connection], bool] | None = None,
     ) -> DeleteResult:
         """Delete a version (or, without one, the key: a delete marker when versioned).
 
-        `bypass`: the caller may and asked to override GOVERNANCE retention."""
+        `bypass`: the caller may and asked to override GOVERNANCE retention. `guard`:
+        checked first in the transaction; False leaves everything as it is and raises
+        `Unchanged` (lifecycle acts only on what it saw, never on what replaced it)."""
         where = {"b_bucket": bucket.id, "b_key": key}
 
         def record(conn: Connection) -> tuple[DeleteResult, list[str]]:
+            if guard is not None and not guard(conn):
+                raise Unchanged
             if version_id is not None and bucket.object_lock is not None:
                 self._check_unlocked(conn, bucket, key, version_id, bypass)
             if version_id is not None:
@@ -263,6 +274,35 @@ class Objects:
         self.store.delete(freed)
         self.accounting.changed(bucket)
         return result
+
+    def expire_latest(self, bucket: BucketInfo, key: str, seq: int) -> bool:
+        """Lifecycle expiration of the current version `seq`: a delete marker on a versioned
+        bucket, gone otherwise. False when `seq` is no longer the key's live latest."""
+        where = {"b_bucket": bucket.id, "b_key": key}
+
+        def still_latest(conn: Connection) -> bool:
+            row = conn.execute(READ_LATEST_SEQ, where).first()
+            return row is not None and row.seq == seq and not row.is_delete_marker
+
+        try:
+            self.delete_object(Principal(), bucket, key, guard=still_latest)
+        except Unchanged:
+            return False
+        return True
+
+    def drop_lone_marker(self, bucket: BucketInfo, key: str, version_id: str) -> bool:
+        """Remove a delete marker that is all a key has left (ExpiredObjectDeleteMarker)."""
+        where = {"b_bucket": bucket.id, "b_key": key}
+
+        def alone(conn: Connection) -> bool:
+            rows = conn.execute(KEY_VERSIONS.limit(2), where).all()
+            return len(rows) == 1 and rows[0].is_delete_marker and rows[0].version_id == version_id
+
+        try:
+            self.delete_object(Principal(), bucket, key, version_id, guard=alone)
+        except Unchanged:
+            return False
+        return True
 
     def _check_unlocked(
         self, conn: Connection, bucket: BucketInfo, key: str, version_id: str, bypass: bool

@@ -133,6 +133,7 @@ class BucketInfo:
     statements: list[Statement] = field(default_factory=list)
     # Object Lock: None while off; {} when on; {"Mode", "Days"|"Years"} with a default.
     object_lock: dict[str, Any] | None = None
+    lifecycle: list[dict[str, Any]] | None = None  # the rules, as S3's document has them
 
     @classmethod
     def of(cls, row: m.Bucket) -> BucketInfo:
@@ -149,6 +150,7 @@ class BucketInfo:
             row.tags,
             statements,
             dict(row.object_lock) if row.object_lock is not None else None,
+            list(row.lifecycle) if row.lifecycle is not None else None,
         )
 
 

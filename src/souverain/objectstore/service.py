@@ -21,6 +21,7 @@ from souverain.objectstore.accounting import Accounting
 from souverain.objectstore.batch import GroupCommit
 from souverain.objectstore.buckets import BUCKET_CACHE_SECONDS, Buckets
 from souverain.objectstore.errors import ERROR_STATUS, S3Error
+from souverain.objectstore.expiration import LifecycleSweep, Swept
 from souverain.objectstore.listings import Listings
 from souverain.objectstore.metering import PendingMeter
 from souverain.objectstore.objects import VERSIONS, Objects
@@ -104,6 +105,7 @@ class ObjectStoreService:
         self.objects = Objects(db, store, self.accounting, self.quotas, self.writes, self.clock)
         self.listings = Listings(db)
         self.uploads = Uploads(db, store, self.accounting, self.quotas, self.clock, min_part_bytes)
+        self.lifecycle = LifecycleSweep(db, self.objects, self.uploads, self.clock)
         # The operations, bound once from the class that owns each: a request calls
         # its owner directly, never through an extra call in this facade.
         self.bucket = self.buckets.bucket
@@ -116,6 +118,7 @@ class ObjectStoreService:
         self.set_cors = self.buckets.set_cors
         self.set_bucket_tags = self.buckets.set_bucket_tags
         self.set_object_lock = self.buckets.set_object_lock
+        self.set_lifecycle = self.buckets.set_lifecycle
         self.head_object = self.objects.head_object
         self.reader = self.objects.reader
         self.put_object = self.objects.put_object
@@ -231,6 +234,11 @@ class ObjectStoreService:
         if self.abort_incomplete_after <= 0:
             return 0
         return self.uploads.abort_expired(self.abort_incomplete_after)
+
+    def run_lifecycle(self) -> Swept:
+        """One round of every bucket's lifecycle rules (see `expiration`). The server calls
+        it on its meter round, before the flush, so the buckets it shrank are gauged."""
+        return self.lifecycle.run()
 
     def sweep(self) -> int:
         """Remove leftovers of interrupted uploads; run before any request is served."""

@@ -24,6 +24,7 @@ from souverain.objectstore import sigv4
 from souverain.objectstore import xml as x
 from souverain.objectstore.api.buckets import BucketHandlers
 from souverain.objectstore.api.cors import Cors
+from souverain.objectstore.api.lifecycle import LifecycleHandlers
 from souverain.objectstore.api.listing import ListingHandlers
 from souverain.objectstore.api.multipart import MultipartHandlers
 from souverain.objectstore.api.objects import ObjectHandlers
@@ -43,7 +44,6 @@ UNSUPPORTED = frozenset(
         "encryption",
         "intelligent-tiering",
         "inventory",
-        "lifecycle",
         "logging",
         "metrics",
         "notification",
@@ -116,6 +116,7 @@ class S3App:
         objects = ObjectHandlers(service, settings)
         uploads = MultipartHandlers(service, settings, objects)
         cors = Cors(service)
+        lifecycle = LifecycleHandlers(service, settings)
         # Every handler is bound here, once: routing a request looks up one attribute.
         self._preflight = cors.preflight
         self._cors_headers = cors.headers
@@ -162,6 +163,9 @@ class S3App:
             ("GET", "versions"): listing.list_versions,
             ("GET", "uploads"): listing.list_uploads,
             ("POST", "delete"): objects.delete_objects,
+            ("GET", "lifecycle"): lifecycle.get_lifecycle,
+            ("PUT", "lifecycle"): lifecycle.put_lifecycle,
+            ("DELETE", "lifecycle"): lifecycle.delete_lifecycle,
             ("GET", "object-lock"): objects.locks.get_configuration,
             ("PUT", "object-lock"): objects.locks.put_configuration,
         }
@@ -355,7 +359,16 @@ class S3App:
     async def _bucket(self, call: Call) -> Reply:
         q, method = call.query, call.method
         if method == "PUT" and not any(
-            k in q for k in ("versioning", "acl", "policy", "cors", "tagging", "object-lock")
+            k in q
+            for k in (
+                "versioning",
+                "acl",
+                "policy",
+                "cors",
+                "tagging",
+                "object-lock",
+                "lifecycle",
+            )
         ):
             return await self.create_bucket(call)
         bucket = self._bucket_for(call)

@@ -8,16 +8,13 @@ must carry Content-MD5 or an `x-amz-checksum-*`, as on S3.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-
 from souverain.config import ObjectStoreSettings
 from souverain.objectstore import locks
 from souverain.objectstore import xml as x
 from souverain.objectstore.api.wire import (
     Call,
     Reply,
+    check_body_md5,
     parse_xml,
     version_header,
     xml_body,
@@ -32,30 +29,6 @@ UNTIL = "x-amz-object-lock-retain-until-date"
 HOLD = "x-amz-object-lock-legal-hold"
 BYPASS = "x-amz-bypass-governance-retention"
 LOCK_HEADERS = (MODE, UNTIL, HOLD)
-
-
-def has_integrity_header(call: Call) -> bool:
-    """Content-MD5, an `x-amz-checksum-*` value, or a checksum sent as a trailer."""
-    return (
-        "content-md5" in call.headers
-        or any(h.startswith("x-amz-checksum-") for h in call.headers)
-        or "x-amz-checksum-" in call.header("x-amz-trailer").lower()
-    )
-
-
-def check_body_md5(call: Call, body: bytes) -> None:
-    """A configuration document must come with a digest; a Content-MD5 must match it."""
-    if not has_integrity_header(call):
-        raise S3Error(
-            "InvalidRequest",
-            "Missing required header for this request: Content-MD5 (or an x-amz-checksum-*).",
-            call.resource,
-        )
-    md5 = call.header("content-md5")
-    if md5:
-        actual = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
-        if not hmac.compare_digest(actual, md5.strip()):
-            raise S3Error("BadDigest", "The Content-MD5 you specified did not match.")
 
 
 def parse_hold(value: str) -> bool:

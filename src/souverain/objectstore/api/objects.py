@@ -36,7 +36,6 @@ from souverain.objectstore.api.locks import (
     LOCK_HEADERS,
     LockHandlers,
     apply_lock_request,
-    has_integrity_header,
     lock_headers,
 )
 from souverain.objectstore.api.wire import (
@@ -44,6 +43,7 @@ from souverain.objectstore.api.wire import (
     Call,
     Reply,
     drain,
+    has_integrity_header,
     http_date,
     parse_xml,
     quote_etag,

@@ -8,6 +8,7 @@ knows what an operation does with it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import email.utils
 import hashlib
@@ -224,6 +225,30 @@ async def xml_body(call: Call, settings: ObjectStoreSettings, required: bool = T
     if required and not body:
         raise S3Error("MissingRequestBodyError", "Request body is empty.")
     return body
+
+
+def has_integrity_header(call: Call) -> bool:
+    """Content-MD5, an `x-amz-checksum-*` value, or a checksum sent as a trailer."""
+    return (
+        "content-md5" in call.headers
+        or any(h.startswith("x-amz-checksum-") for h in call.headers)
+        or "x-amz-checksum-" in call.header("x-amz-trailer").lower()
+    )
+
+
+def check_body_md5(call: Call, body: bytes) -> None:
+    """A configuration document must come with a digest; a Content-MD5 must match it."""
+    if not has_integrity_header(call):
+        raise S3Error(
+            "InvalidRequest",
+            "Missing required header for this request: Content-MD5 (or an x-amz-checksum-*).",
+            call.resource,
+        )
+    md5 = call.header("content-md5")
+    if md5:
+        actual = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+        if not hmac.compare_digest(actual, md5.strip()):
+            raise S3Error("BadDigest", "The Content-MD5 you specified did not match.")
 
 
 def parse_xml(body: bytes, root: str) -> Any:

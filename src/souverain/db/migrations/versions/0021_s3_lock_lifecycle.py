@@ -1,9 +1,11 @@
-"""objectstore: Object Lock (WORM) on buckets, versions and multipart uploads
+"""objectstore: Object Lock (WORM) on buckets, versions and multipart uploads; lifecycle
 
 A bucket's `object_lock` is NULL while Object Lock is off, `{}` once enabled, and
 holds its default retention rule (`Mode` with `Days` or `Years`) when one is set.
 A version's retention (mode, until) and legal hold are its own columns; an upload
-carries what its object will get when completed.
+carries what its object will get when completed. A bucket's `lifecycle` holds its
+lifecycle rules (NULL: none); `lifecycle_lease` is the time until which one serving
+process holds the bucket's lifecycle sweep.
 
 Revision ID: 0021
 Revises: 0015
@@ -34,6 +36,8 @@ def _lock_columns() -> list[sa.Column[object]]:
 def upgrade() -> None:
     with op.batch_alter_table("s3_buckets") as batch_op:
         batch_op.add_column(sa.Column("object_lock", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("lifecycle", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("lifecycle_lease", sa.DateTime(), nullable=True))
     for table in ("s3_objects", "s3_uploads"):
         with op.batch_alter_table(table) as batch_op:
             for column in _lock_columns():
@@ -46,4 +50,6 @@ def downgrade() -> None:
             for name in _LOCK_COLUMNS:
                 batch_op.drop_column(name)
     with op.batch_alter_table("s3_buckets") as batch_op:
+        batch_op.drop_column("lifecycle_lease")
+        batch_op.drop_column("lifecycle")
         batch_op.drop_column("object_lock")
