@@ -102,8 +102,8 @@ def test_restic_backups_on_a_locked_bucket_survive_deletes_and_prune(
     assert {m["Key"] for m in markers} == {key for key, _ in packs}
     for key, version in packs:
         body = s3.get_object(Bucket=bucket, Key=key, VersionId=version)["Body"].read()
-        assert len(body) == s3.head_object(Bucket=bucket, Key=key, VersionId=version)[
-            "ContentLength"
-        ]
+        assert (
+            len(body) == s3.head_object(Bucket=bucket, Key=key, VersionId=version)["ContentLength"]
+        )
     after = s3.list_object_versions(Bucket=bucket, Prefix="data/")
     assert {(v["Key"], v["VersionId"]) for v in after["Versions"]} >= set(packs)
