@@ -14,6 +14,7 @@ ERROR_STATUS = {
     "BucketAlreadyExists": 409,
     "BucketAlreadyOwnedByYou": 409,
     "BucketNotEmpty": 409,
+    "ConditionalRequestConflict": 409,
     "EntityTooLarge": 400,
     "EntityTooSmall": 400,
     "IllegalLocationConstraintException": 400,

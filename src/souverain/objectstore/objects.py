@@ -19,10 +19,11 @@ from sqlalchemy import Connection, Table, bindparam, delete, func, insert, selec
 from souverain.common.clock import Clock
 from souverain.common.ids import new_id
 from souverain.db.engine import Database
-from souverain.objectstore import locks
+from souverain.objectstore import conditional, locks
 from souverain.objectstore import models as m
 from souverain.objectstore.accounting import Accounting, count
 from souverain.objectstore.batch import GroupCommit
+from souverain.objectstore.conditional import WriteCondition
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.policy import CANNED_ACLS, Principal
 from souverain.objectstore.quotas import Quotas
@@ -48,7 +49,9 @@ _V = VERSIONS.c
 _THIS_KEY = (_V.bucket_id == bindparam("b_bucket")) & (_V.key == bindparam("b_key"))
 READ_LATEST = select(VERSIONS).where(_THIS_KEY, _V.is_latest.is_(True))
 READ_VERSION = select(VERSIONS).where(_THIS_KEY, _V.version_id == bindparam("b_version"))
-LATEST_MARKER = select(_V.is_delete_marker).where(_THIS_KEY, _V.is_latest.is_(True))
+LATEST_STATE = select(_V.is_delete_marker, _V.etag, _V.created_at).where(
+    _THIS_KEY, _V.is_latest.is_(True)
+)
 UNSET_LATEST = update(VERSIONS).where(_THIS_KEY, _V.is_latest.is_(True)).values(is_latest=False)
 # Deletes return what the bucket's running totals lose with the rows.
 _GONE = (_V.segments, _V.size, _V.is_delete_marker)
@@ -160,23 +163,35 @@ class Objects:
             return InlineReader(obj.data)
         return self.store.open_segments(obj.segments)
 
+    def check_condition(self, bucket: BucketInfo, key: str, condition: WriteCondition) -> None:
+        """Refuse a conditional write before its body is taken (412, or 404 for If-Match)."""
+        with connect(self.db) as conn:
+            latest = conn.execute(LATEST_STATE, {"b_bucket": bucket.id, "b_key": key}).first()
+        code = conditional.failure(latest, condition)
+        if code is not None:
+            raise conditional.refuse(code, f"/{bucket.name}/{key}")
+
     def put_object(
-        self, who: Principal, bucket: BucketInfo, key: str, new: NewObject, if_none_match: bool
+        self,
+        who: Principal,
+        bucket: BucketInfo,
+        key: str,
+        new: NewObject,
+        condition: WriteCondition | None = None,
     ) -> ObjectInfo:
-        """Record a durable blob as the key's latest version."""
+        """Record a durable blob as the key's latest version.
+
+        `condition` was checked before the body came (`check_condition`); failing now
+        means another write won the race: 409 ConditionalRequestConflict."""
         check_key(key)
         if bucket.object_lock and new.lock_mode is None:
             apply_default_retention(bucket, new, utcnow(self.clock))
 
         def record(conn: Connection) -> tuple[dict[str, Any], list[str]]:
-            if if_none_match:
-                latest = conn.execute(LATEST_MARKER, {"b_bucket": bucket.id, "b_key": key}).first()
-                if latest is not None and not latest.is_delete_marker:
-                    raise S3Error(
-                        "PreconditionFailed",
-                        "At least one of the pre-conditions you specified did not hold",
-                        f"/{bucket.name}/{key}",
-                    )
+            if condition is not None:
+                latest = conn.execute(LATEST_STATE, {"b_bucket": bucket.id, "b_key": key}).first()
+                if conditional.failure(latest, condition) is not None:
+                    raise conditional.refuse("ConditionalRequestConflict", f"/{bucket.name}/{key}")
             limits = self.quotas.lock(conn, bucket.project_id)
             version_id = new_version_id(bucket)
             freed = retire(conn, bucket, key, version_id)

@@ -122,6 +122,7 @@ class ObjectStoreService:
         self.head_object = self.objects.head_object
         self.reader = self.objects.reader
         self.put_object = self.objects.put_object
+        self.check_condition = self.objects.check_condition
         self.delete_object = self.objects.delete_object
         self.set_object_tags = self.objects.set_object_tags
         self.set_object_acl = self.objects.set_object_acl

@@ -21,12 +21,13 @@ from sqlalchemy.orm import Session
 from souverain.common.clock import Clock
 from souverain.common.ids import new_id
 from souverain.db.engine import Database
-from souverain.objectstore import locks
+from souverain.objectstore import conditional, locks
 from souverain.objectstore import models as m
 from souverain.objectstore.accounting import Accounting, count
+from souverain.objectstore.conditional import WriteCondition
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.metering import MeteredBucket
-from souverain.objectstore.objects import new_version_id, retire
+from souverain.objectstore.objects import LATEST_STATE, new_version_id, retire
 from souverain.objectstore.policy import Principal
 from souverain.objectstore.quotas import Quotas
 from souverain.objectstore.records import (
@@ -290,13 +291,19 @@ class Uploads:
         key: str,
         upload_id: str,
         wanted: Sequence[tuple[int, str]],
+        condition: WriteCondition | None = None,
     ) -> ObjectInfo:
-        """Join the listed parts into the key's new version; unlisted parts are dropped."""
+        """Join the listed parts into the key's new version; unlisted parts are dropped.
+
+        A `condition` that fails leaves the upload as it was, to retry: 412 (or 404), or
+        409 ConditionalRequestConflict when the key was written since the upload began."""
         check_part_list(wanted, upload_id)
         with self.db.session() as s:
             begin_write(s)
             limits = self.quotas.lock(s.connection(), bucket.project_id)
             upload = self._upload_row(s, bucket, key, upload_id)
+            if condition is not None:
+                self._check_condition(s, bucket, upload, condition)
             parts = {
                 p.number: p for p in s.scalars(select(m.Part).where(m.Part.upload_id == upload_id))
             }
@@ -327,6 +334,19 @@ class Uploads:
         self.store.delete(freed)
         self.accounting.changed(bucket)
         return info
+
+    @staticmethod
+    def _check_condition(
+        s: Session, bucket: BucketInfo, upload: m.Upload, condition: WriteCondition
+    ) -> None:
+        where = {"b_bucket": bucket.id, "b_key": upload.key}
+        latest = s.connection().execute(LATEST_STATE, where).first()
+        code = conditional.failure(latest, condition)
+        if code is None:
+            return
+        if latest is not None and latest.created_at >= upload.created_at:
+            code = "ConditionalRequestConflict"  # written while the parts came in
+        raise conditional.refuse(code, f"/{bucket.name}/{upload.key}")
 
     def _chosen_parts(
         self, parts: dict[int, m.Part], wanted: Sequence[tuple[int, str]], upload_id: str

@@ -14,7 +14,7 @@ from souverain.config import ObjectStoreSettings
 from souverain.objectstore import xml as x
 from souverain.objectstore.api.conditions import copy_source_range
 from souverain.objectstore.api.locks import apply_lock_request
-from souverain.objectstore.api.objects import ObjectHandlers, object_template
+from souverain.objectstore.api.objects import ObjectHandlers, object_template, write_condition
 from souverain.objectstore.api.wire import (
     Call,
     Reply,
@@ -120,7 +120,7 @@ class MultipartHandlers:
                 raise S3Error("MalformedXML", "PartNumber must be a number.") from None
             wanted.append((number, x.text(part, "ETag")))
         info = self.service.complete_upload(
-            call.principal, bucket, call.key, call.query["uploadId"], wanted
+            call.principal, bucket, call.key, call.query["uploadId"], wanted, write_condition(call)
         )
         result: dict[str, Any] = {
             "Location": f"/{bucket.name}/{urllib.parse.quote(call.key)}",

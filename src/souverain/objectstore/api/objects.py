@@ -51,6 +51,7 @@ from souverain.objectstore.api.wire import (
     xml_body,
     xml_reply,
 )
+from souverain.objectstore.conditional import WriteCondition
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.policy import CANNED_ACLS
 from souverain.objectstore.records import NULL_VERSION, BucketInfo, NewObject, ObjectInfo, check_key
@@ -137,7 +138,9 @@ class ObjectHandlers:
                 call.resource,
             )
         apply_lock_request(call, bucket, template, self.service)
-        if_none_match = call.header("if-none-match").strip() == "*"
+        condition = write_condition(call)
+        if condition is not None:
+            self.service.check_condition(bucket, call.key, condition)
         body = self.body(call)
         if body.declared is not None and body.declared <= self.settings.inline_max_bytes:
             # Small: bytes and metadata commit together in the database, no blob file.
@@ -154,7 +157,7 @@ class ObjectHandlers:
             template.segments = [[writer.blob_id, writer.size]]
         template.checksums = checksums
         info = await asyncio.to_thread(
-            self.service.put_object, call.principal, bucket, call.key, template, if_none_match
+            self.service.put_object, call.principal, bucket, call.key, template, condition
         )
         headers = {"etag": quote_etag(info.etag), **version_header(bucket, info.version_id)}
         for alg, value in checksums.items():
@@ -413,7 +416,7 @@ class ObjectHandlers:
         template.etag = src.etag if "-" not in src.etag else digests.hex("md5")
         template.checksums = {a: digests.b64(a) for a in digests.others}
         info = await asyncio.to_thread(
-            self.service.put_object, call.principal, bucket, call.key, template, False
+            self.service.put_object, call.principal, bucket, call.key, template
         )
         headers = version_header(bucket, info.version_id)
         if src.version_id != NULL_VERSION:
@@ -481,6 +484,25 @@ def object_template(call: Call) -> NewObject:
         raise S3Error("NotImplemented", f"The canned ACL {acl!r} is not supported.")
     tags = _parse_tag_header(call.header("x-amz-tagging"))
     return NewObject(0, "", [], headers, user_meta, {}, tags, acl)
+
+
+def write_condition(call: Call) -> WriteCondition | None:
+    """If-None-Match: * and If-Match on a write (None: unconditional).
+
+    S3 takes only `*` in If-None-Match on writes; any other value is refused, never
+    ignored, so a client never believes a condition held that was not checked."""
+    none_match = call.header("if-none-match").strip()
+    match = call.header("if-match").strip()
+    if not none_match and not match:
+        return None
+    if none_match not in ("", "*"):
+        raise S3Error(
+            "NotImplemented",
+            "A header you provided implies functionality that is not implemented: "
+            "If-None-Match on a write takes only '*'.",
+            call.resource,
+        )
+    return WriteCondition(absent=none_match == "*", etag=match or None)
 
 
 def checksum_plan(call: Call) -> tuple[set[str], str | None]:
