@@ -74,6 +74,7 @@ class S3Error(Exception):
         resource: str = "",
         headers: dict[str, str] | None = None,
         status: int | None = None,
+        details: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -81,3 +82,5 @@ class S3Error(Exception):
         self.resource = resource
         self.headers = headers or {}
         self.status = status or ERROR_STATUS[code]
+        # More elements of the error document, as S3 sends for some codes (`Region`).
+        self.details = details or {}

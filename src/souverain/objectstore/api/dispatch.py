@@ -222,7 +222,7 @@ class S3App:
     def _error_reply(self, exc: S3Error, request_id: str, method: str) -> Reply:
         if exc.status == 304:
             return Reply(304, b"", dict(exc.headers))
-        body = x.error_document(exc.code, exc.message, exc.resource, request_id)
+        body = x.error_document(exc.code, exc.message, exc.resource, request_id, exc.details)
         reply = Reply(exc.status, body, {"content-type": "application/xml", **exc.headers})
         return reply
 
@@ -291,11 +291,7 @@ class S3App:
         if signed is None:
             return
         if signed.credential.region != self.region:
-            raise S3Error(
-                "AuthorizationHeaderMalformed",
-                f"The authorization header is malformed; the region '{signed.credential.region}' "
-                f"is wrong; expecting '{self.region}'. Set your client's region to {self.region}.",
-            )
+            raise self._wrong_region(signed)
         found = self.service.authenticate(signed.credential.access_key)
         if found is None:
             raise S3Error(
@@ -308,6 +304,28 @@ class S3App:
         )
         call.signed = signed
         call.principal = principal
+
+    def _wrong_region(self, signed: sigv4.SignedRequest) -> S3Error:
+        """S3's answer to a request signed for another region: the region to sign for, in
+        the body's <Region> and in x-amz-bucket-region, from which SDKs such as boto3
+        re-sign and retry by themselves."""
+        wrong = signed.credential.region
+        where = {"x-amz-bucket-region": self.region}
+        if signed.presigned:
+            return S3Error(
+                "AuthorizationQueryParametersError",
+                f"Error parsing the X-Amz-Credential parameter; the region '{wrong}' is wrong; "
+                f"expecting '{self.region}'",
+                headers=where,
+                details={"Region": self.region},
+            )
+        return S3Error(
+            "AuthorizationHeaderMalformed",
+            f"The authorization header is malformed; the region '{wrong}' is wrong; "
+            f"expecting '{self.region}'",
+            headers=where,
+            details={"Region": self.region},
+        )
 
     async def _handle(self, call: Call) -> Reply:
         if call.method == "OPTIONS":
