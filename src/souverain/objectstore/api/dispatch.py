@@ -28,6 +28,7 @@ from souverain.objectstore.api.lifecycle import LifecycleHandlers
 from souverain.objectstore.api.listing import ListingHandlers
 from souverain.objectstore.api.multipart import MultipartHandlers
 from souverain.objectstore.api.objects import ObjectHandlers
+from souverain.objectstore.api.post import PostHandlers
 from souverain.objectstore.api.wire import BodyProgress, Call, Reply, raw_path
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.records import BucketInfo
@@ -142,6 +143,7 @@ class S3App:
         self.upload_part = uploads.upload_part
         self.upload_part_copy = uploads.upload_part_copy
         self.complete_upload = uploads.complete_upload
+        self.post_object = PostHandlers(service, settings).post_object
         self.abort_upload = uploads.abort_upload
         self.list_parts = listing.list_parts
         # Bucket sub-resources: (method, query parameter) -> the handler that answers.
@@ -400,6 +402,8 @@ class S3App:
             return self.head_bucket(call, bucket)
         if method == "DELETE":
             return self.delete_bucket(call, bucket)
+        if method == "POST" and not q:
+            return await self.post_object(call, bucket)
         raise S3Error("NotImplemented", "This bucket operation is not supported.", call.resource)
 
     async def _object(self, call: Call) -> Reply:
