@@ -190,7 +190,6 @@ UNSUPPORTED_CALLS: list[tuple[str, dict[str, Any]]] = [
     ("get_bucket_logging", {}),
     ("get_bucket_notification_configuration", {}),
     ("get_bucket_replication", {}),
-    ("get_object_attributes", {"Key": "k", "ObjectAttributes": ["ETag", "ObjectSize"]}),
     ("restore_object", {"Key": "k", "RestoreRequest": {"Days": 1}}),
 ]
 

@@ -40,6 +40,8 @@ READ_ACTIONS = frozenset(
         "s3:GetBucketObjectLockConfiguration",
         "s3:GetObjectRetention",
         "s3:GetObjectLegalHold",
+        "s3:GetObjectAttributes",
+        "s3:GetObjectVersionAttributes",
     }
 )
 BYPASS_GOVERNANCE = "s3:BypassGovernanceRetention"

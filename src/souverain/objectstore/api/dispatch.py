@@ -22,6 +22,7 @@ from souverain.common.ids import new_request_id
 from souverain.config import ObjectStoreSettings
 from souverain.objectstore import sigv4
 from souverain.objectstore import xml as x
+from souverain.objectstore.api.attributes import AttributeHandlers
 from souverain.objectstore.api.buckets import BucketHandlers
 from souverain.objectstore.api.cors import Cors
 from souverain.objectstore.api.lifecycle import LifecycleHandlers
@@ -56,7 +57,6 @@ UNSUPPORTED = frozenset(
         "select",
         "torrent",
         "website",
-        "attributes",
         "policyStatus",
     }
 )
@@ -136,6 +136,7 @@ class S3App:
         self.get_object_acl = objects.get_object_acl
         self.put_object_acl = objects.put_object_acl
         self.get_retention = objects.locks.get_retention
+        self.get_attributes = AttributeHandlers(objects).get_attributes
         self.put_retention = objects.locks.put_retention
         self.get_legal_hold = objects.locks.get_legal_hold
         self.put_legal_hold = objects.locks.put_legal_hold
@@ -436,6 +437,8 @@ class S3App:
                 return self.get_retention(call, bucket)
             if "legal-hold" in q and method == "GET":
                 return self.get_legal_hold(call, bucket)
+            if "attributes" in q and method == "GET":
+                return self.get_attributes(call, bucket)
             return self.get_object(call, bucket)
         if method == "DELETE":
             if "uploadId" in q:
