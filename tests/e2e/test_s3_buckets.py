@@ -182,11 +182,6 @@ UNSUPPORTED_CALLS: list[tuple[str, dict[str, Any]]] = [
             }
         },
     ),
-    ("get_public_access_block", {}),
-    (
-        "put_public_access_block",
-        {"PublicAccessBlockConfiguration": {"BlockPublicAcls": True}},
-    ),
     ("get_bucket_logging", {}),
     ("get_bucket_notification_configuration", {}),
     ("get_bucket_replication", {}),

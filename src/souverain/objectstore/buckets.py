@@ -25,7 +25,14 @@ from souverain.objectstore import models as m
 from souverain.objectstore import usage as ledger
 from souverain.objectstore.accounting import Accounting
 from souverain.objectstore.errors import S3Error
-from souverain.objectstore.policy import CANNED_ACLS, PolicyError, Principal, parse_policy
+from souverain.objectstore.policy import (
+    CANNED_ACLS,
+    PUBLIC_ACLS,
+    PolicyError,
+    Principal,
+    is_public,
+    parse_policy,
+)
 from souverain.objectstore.records import (
     MAX_BUCKET_TAGS,
     BucketInfo,
@@ -226,15 +233,23 @@ class Buckets:
     def set_bucket_acl(self, bucket: BucketInfo, acl: str) -> None:
         if acl not in CANNED_ACLS:
             raise S3Error("NotImplemented", f"The canned ACL {acl!r} is not supported.")
+        if acl in PUBLIC_ACLS and bucket.blocks("BlockPublicAcls"):
+            raise S3Error("AccessDenied", "Access Denied", bucket.name)
         self._update(bucket, acl=acl)
 
     def set_policy(self, bucket: BucketInfo, text: str | None) -> None:
         if text is not None:
             try:
-                parse_policy(text, bucket.name)
+                statements = parse_policy(text, bucket.name)
             except PolicyError as exc:
                 raise S3Error("MalformedPolicy", str(exc), bucket.name) from None
+            if bucket.blocks("BlockPublicPolicy") and is_public(statements):
+                raise S3Error("AccessDenied", "Access Denied", bucket.name)
         self._update(bucket, policy=text)
+
+    def set_public_access_block(self, bucket: BucketInfo, flags: dict[str, bool] | None) -> None:
+        """The bucket's public access block (None: removed); honoured from the next request."""
+        self._update(bucket, public_access_block=flags)
 
     def set_cors(self, bucket: BucketInfo, rules: list[dict[str, Any]] | None) -> None:
         self._update(bucket, cors=rules)

@@ -53,6 +53,7 @@ ERROR_STATUS = {
     "NoSuchKey": 404,
     "NoSuchLifecycleConfiguration": 404,
     "NoSuchObjectLockConfiguration": 404,
+    "NoSuchPublicAccessBlockConfiguration": 404,
     "NoSuchTagSet": 404,
     "NoSuchUpload": 404,
     "NoSuchVersion": 404,

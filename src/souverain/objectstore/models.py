@@ -51,6 +51,8 @@ class Bucket(Base):
     # one serving process holds this bucket's lifecycle sweep.
     lifecycle: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     lifecycle_lease: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # BlockPublicAcls, IgnorePublicAcls, BlockPublicPolicy, RestrictPublicBuckets (NULL: none).
+    public_access_block: Mapped[dict[str, bool] | None] = mapped_column(JSON, nullable=True)
 
 
 class ObjectVersion(Base):

@@ -134,6 +134,13 @@ class BucketInfo:
     # Object Lock: None while off; {} when on; {"Mode", "Days"|"Years"} with a default.
     object_lock: dict[str, Any] | None = None
     lifecycle: list[dict[str, Any]] | None = None  # the rules, as S3's document has them
+    public_access_block: dict[str, bool] | None = None
+    # Whether the policy has conditions, so requests must carry their context.
+    needs_context: bool = False
+
+    def blocks(self, flag: str) -> bool:
+        """One public access block flag (BlockPublicAcls, IgnorePublicAcls, ...)."""
+        return bool(self.public_access_block and self.public_access_block.get(flag))
 
     @classmethod
     def of(cls, row: m.Bucket) -> BucketInfo:
@@ -151,6 +158,8 @@ class BucketInfo:
             statements,
             dict(row.object_lock) if row.object_lock is not None else None,
             list(row.lifecycle) if row.lifecycle is not None else None,
+            dict(row.public_access_block) if row.public_access_block is not None else None,
+            any(s.conditions for s in statements),
         )
 
 

@@ -25,7 +25,12 @@ from souverain.objectstore.expiration import LifecycleSweep, Swept
 from souverain.objectstore.listings import Listings
 from souverain.objectstore.metering import PendingMeter
 from souverain.objectstore.objects import VERSIONS, Objects
-from souverain.objectstore.policy import Principal, allowed, may_bypass_governance
+from souverain.objectstore.policy import (
+    PUBLIC_ACLS,
+    Principal,
+    allowed,
+    may_bypass_governance,
+)
 from souverain.objectstore.quotas import Quotas, set_storage_quota
 from souverain.objectstore.records import (
     MAX_BUCKET_TAGS,
@@ -119,6 +124,7 @@ class ObjectStoreService:
         self.set_bucket_tags = self.buckets.set_bucket_tags
         self.set_object_lock = self.buckets.set_object_lock
         self.set_lifecycle = self.buckets.set_lifecycle
+        self.set_public_access_block = self.buckets.set_public_access_block
         self.head_object = self.objects.head_object
         self.reader = self.objects.reader
         self.put_object = self.objects.put_object
@@ -197,8 +203,16 @@ class ObjectStoreService:
             statements=bucket.statements,
             key=key,
             object_acl=object_acl,
+            ignore_public_acls=bucket.blocks("IgnorePublicAcls"),
+            restrict_public_buckets=bucket.blocks("RestrictPublicBuckets"),
         ):
             raise S3Error("AccessDenied", "Access Denied", f"/{bucket.name}/{key or ''}")
+
+    @staticmethod
+    def refuse_public_acl(bucket: BucketInfo, acl: str) -> None:
+        """BlockPublicAcls: a public canned ACL on the bucket or a new object is refused."""
+        if acl in PUBLIC_ACLS and bucket.blocks("BlockPublicAcls"):
+            raise S3Error("AccessDenied", "Access Denied", f"/{bucket.name}")
 
     def may_bypass_governance(self, who: Principal, bucket: BucketInfo, key: str) -> bool:
         """Whether `who` may override GOVERNANCE retention on `key` (see `policy`)."""

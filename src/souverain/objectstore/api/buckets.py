@@ -11,7 +11,14 @@ from typing import Any
 
 from souverain.config import ObjectStoreSettings
 from souverain.objectstore import xml as x
-from souverain.objectstore.api.wire import Call, Reply, parse_xml, xml_body, xml_reply
+from souverain.objectstore.api.wire import (
+    Call,
+    Reply,
+    check_body_md5,
+    parse_xml,
+    xml_body,
+    xml_reply,
+)
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.records import BucketInfo
 from souverain.objectstore.service import ObjectStoreService
@@ -155,6 +162,52 @@ class BucketHandlers:
     def delete_bucket_tags(self, call: Call, bucket: BucketInfo) -> Reply:
         self.service.owner_only(call.principal, bucket)
         self.service.set_bucket_tags(bucket, None)
+        return Reply(204)
+
+
+PUBLIC_ACCESS_FLAGS = (
+    "BlockPublicAcls",
+    "IgnorePublicAcls",
+    "BlockPublicPolicy",
+    "RestrictPublicBuckets",
+)
+
+
+class PublicAccessHandlers:
+    """GET, PUT and DELETE ?publicAccessBlock: the owning project's to change."""
+
+    def __init__(self, service: ObjectStoreService, settings: ObjectStoreSettings) -> None:
+        self.service = service
+        self.settings = settings
+
+    def get_block(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.owner_only(call.principal, bucket, write=False)
+        if bucket.public_access_block is None:
+            raise S3Error(
+                "NoSuchPublicAccessBlockConfiguration",
+                "The public access block configuration was not found",
+                call.resource,
+            )
+        flags = {f: bucket.public_access_block.get(f, False) for f in PUBLIC_ACCESS_FLAGS}
+        return xml_reply(x.document("PublicAccessBlockConfiguration", flags))
+
+    async def put_block(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.owner_only(call.principal, bucket)
+        body = await xml_body(call, self.settings)
+        check_body_md5(call, body)
+        element = parse_xml(body, "PublicAccessBlockConfiguration")
+        flags: dict[str, bool] = {}
+        for name in PUBLIC_ACCESS_FLAGS:
+            value = x.text(element, name, "false").strip().lower()
+            if value not in ("true", "false"):
+                raise S3Error("MalformedXML", f"{name} must be true or false.")
+            flags[name] = value == "true"
+        self.service.set_public_access_block(bucket, flags)
+        return Reply(200)
+
+    def delete_block(self, call: Call, bucket: BucketInfo) -> Reply:
+        self.service.owner_only(call.principal, bucket)
+        self.service.set_public_access_block(bucket, None)
         return Reply(204)
 
 

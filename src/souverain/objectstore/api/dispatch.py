@@ -10,6 +10,7 @@ handlers live in `buckets`, `listing`, `objects` and `multipart`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import urllib.parse
 from collections.abc import Callable
@@ -23,14 +24,14 @@ from souverain.config import ObjectStoreSettings
 from souverain.objectstore import sigv4
 from souverain.objectstore import xml as x
 from souverain.objectstore.api.attributes import AttributeHandlers
-from souverain.objectstore.api.buckets import BucketHandlers
+from souverain.objectstore.api.buckets import BucketHandlers, PublicAccessHandlers
 from souverain.objectstore.api.cors import Cors
 from souverain.objectstore.api.lifecycle import LifecycleHandlers
 from souverain.objectstore.api.listing import ListingHandlers
 from souverain.objectstore.api.multipart import MultipartHandlers
 from souverain.objectstore.api.objects import ObjectHandlers
 from souverain.objectstore.api.post import PostHandlers
-from souverain.objectstore.api.wire import BodyProgress, Call, Reply, raw_path
+from souverain.objectstore.api.wire import BodyProgress, Call, Reply, raw_path, request_context
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.records import BucketInfo
 from souverain.objectstore.service import ObjectStoreService
@@ -50,7 +51,6 @@ UNSUPPORTED = frozenset(
         "metrics",
         "notification",
         "ownershipControls",
-        "publicAccessBlock",
         "replication",
         "requestPayment",
         "restore",
@@ -118,6 +118,7 @@ class S3App:
         uploads = MultipartHandlers(service, settings, objects)
         cors = Cors(service)
         lifecycle = LifecycleHandlers(service, settings)
+        public = PublicAccessHandlers(service, settings)
         # Every handler is bound here, once: routing a request looks up one attribute.
         self._preflight = cors.preflight
         self._cors_headers = cors.headers
@@ -166,6 +167,9 @@ class S3App:
             ("GET", "versions"): listing.list_versions,
             ("GET", "uploads"): listing.list_uploads,
             ("POST", "delete"): objects.delete_objects,
+            ("GET", "publicAccessBlock"): public.get_block,
+            ("PUT", "publicAccessBlock"): public.put_block,
+            ("DELETE", "publicAccessBlock"): public.delete_block,
             ("GET", "lifecycle"): lifecycle.get_lifecycle,
             ("PUT", "lifecycle"): lifecycle.put_lifecycle,
             ("DELETE", "lifecycle"): lifecycle.delete_lifecycle,
@@ -375,6 +379,10 @@ class S3App:
         expected = call.header("x-amz-expected-bucket-owner")
         if expected and expected != bucket.project_id:
             raise S3Error("AccessDenied", "Access Denied", call.resource)
+        if bucket.needs_context:  # its policy has conditions: they test the request
+            call.principal = dataclasses.replace(
+                call.principal, context=request_context(call, self.clock.now())
+            )
         return bucket
 
     async def _bucket(self, call: Call) -> Reply:
@@ -389,6 +397,7 @@ class S3App:
                 "tagging",
                 "object-lock",
                 "lifecycle",
+                "publicAccessBlock",
             )
         ):
             return await self.create_bucket(call)

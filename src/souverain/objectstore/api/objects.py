@@ -130,6 +130,7 @@ class ObjectHandlers:
         check_key(call.key)
         self.service.authorize(call.principal, bucket, "s3:PutObject", call.key)
         template = object_template(call)
+        self.service.refuse_public_acl(bucket, template.acl)
         if any(h in call.headers for h in LOCK_HEADERS) and not has_integrity_header(call):
             raise S3Error(
                 "InvalidRequest",
@@ -397,6 +398,7 @@ class ObjectHandlers:
         if tag_directive == "COPY":
             template.tags = dict(src.tags)
         apply_lock_request(call, bucket, template, self.service)
+        self.service.refuse_public_acl(bucket, template.acl)
         await drain(call)
         algorithms = [a for a in src.checksums if "-" not in src.checksums[a]]
         if src.size <= self.settings.inline_max_bytes:
@@ -452,6 +454,7 @@ class ObjectHandlers:
     async def put_object_acl(self, call: Call, bucket: BucketInfo) -> Reply:
         self.service.authorize(call.principal, bucket, "s3:PutObjectAcl", call.key)
         acl = await acl_from_request(call, self.settings)
+        self.service.refuse_public_acl(bucket, acl)
         self.service.set_object_acl(bucket, call.key, call.query.get("versionId"), acl)
         return Reply(200)
 

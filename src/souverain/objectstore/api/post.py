@@ -9,6 +9,7 @@ form's success_action_redirect or success_action_status, as S3's does.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -20,7 +21,14 @@ from souverain.objectstore import xml as x
 from souverain.objectstore.api.buckets import parse_tagging
 from souverain.objectstore.api.form import FormData, boundary_of
 from souverain.objectstore.api.objects import STORED_HEADERS, object_template
-from souverain.objectstore.api.wire import Body, Call, Reply, quote_etag, version_header
+from souverain.objectstore.api.wire import (
+    Body,
+    Call,
+    Reply,
+    quote_etag,
+    request_context,
+    version_header,
+)
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.policy import ANONYMOUS, Principal
 from souverain.objectstore.records import BucketInfo, NewObject, check_key, check_tags
@@ -65,8 +73,14 @@ class PostHandlers:
         check_key(key)
         principal, size = self._authenticate(fields, bucket)
         call.principal = principal
+        if bucket.needs_context:  # the form's fields are its request's acl
+            context = request_context(call, self.service.clock.now())
+            if "acl" in fields:
+                context["s3:x-amz-acl"] = fields["acl"]
+            principal = call.principal = dataclasses.replace(principal, context=context)
         self.service.authorize(principal, bucket, "s3:PutObject", key)
         template = self._template(call, fields)
+        self.service.refuse_public_acl(bucket, template.acl)
         writer = await self._receive(form, fields, size)
         await form.drain()
         template.size, template.etag = writer.size, writer.digests.hex("md5")

@@ -5,7 +5,8 @@ holds its default retention rule (`Mode` with `Days` or `Years`) when one is set
 A version's retention (mode, until) and legal hold are its own columns; an upload
 carries what its object will get when completed. A bucket's `lifecycle` holds its
 lifecycle rules (NULL: none); `lifecycle_lease` is the time until which one serving
-process holds the bucket's lifecycle sweep.
+process holds the bucket's lifecycle sweep. `public_access_block` holds the bucket's
+four public access block flags (NULL: none set).
 
 Revision ID: 0021
 Revises: 0015
@@ -38,6 +39,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("object_lock", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("lifecycle", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("lifecycle_lease", sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column("public_access_block", sa.JSON(), nullable=True))
     for table in ("s3_objects", "s3_uploads"):
         with op.batch_alter_table(table) as batch_op:
             for column in _lock_columns():
@@ -50,6 +52,7 @@ def downgrade() -> None:
             for name in _LOCK_COLUMNS:
                 batch_op.drop_column(name)
     with op.batch_alter_table("s3_buckets") as batch_op:
+        batch_op.drop_column("public_access_block")
         batch_op.drop_column("lifecycle_lease")
         batch_op.drop_column("lifecycle")
         batch_op.drop_column("object_lock")
