@@ -20,14 +20,15 @@ from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.common.ids import new_id
 from souverain.db.engine import Database
+from souverain.objectstore import acl as acl_rules
 from souverain.objectstore import lifecycle
 from souverain.objectstore import models as m
 from souverain.objectstore import usage as ledger
 from souverain.objectstore.accounting import Accounting
+from souverain.objectstore.acl import CUSTOM
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.policy import (
     CANNED_ACLS,
-    PUBLIC_ACLS,
     PolicyError,
     Principal,
     is_public,
@@ -117,6 +118,7 @@ class Buckets:
         location: str | None,
         acl: str = "private",
         object_lock: bool = False,
+        grants: list[dict[str, str]] | None = None,
     ) -> BucketInfo:
         """A new bucket of `who`'s project; with Object Lock, versioned from the start."""
         check_bucket_name(name)
@@ -129,8 +131,8 @@ class Buckets:
                 f"in region {self.region} only.",
                 name,
             )
-        if acl not in CANNED_ACLS:
-            raise S3Error("NotImplemented", f"The canned ACL {acl!r} is not supported.", name)
+        if acl not in CANNED_ACLS and not (acl == CUSTOM and grants is not None):
+            raise S3Error("InvalidArgument", f"The canned ACL {acl!r} is not one S3 knows.", name)
         with self.db.session() as s:
             begin_write(s)
             existing = s.scalars(select(m.Bucket).where(m.Bucket.name == name)).first()
@@ -158,6 +160,7 @@ class Buckets:
                 versioning="Enabled" if object_lock else "",
                 acl=acl,
                 object_lock={} if object_lock else None,
+                grants=grants,
             )
             s.add(row)
             try:
@@ -230,12 +233,15 @@ class Buckets:
             row.object_lock = rule
         self.changed()
 
-    def set_bucket_acl(self, bucket: BucketInfo, acl: str) -> None:
-        if acl not in CANNED_ACLS:
-            raise S3Error("NotImplemented", f"The canned ACL {acl!r} is not supported.")
-        if acl in PUBLIC_ACLS and bucket.blocks("BlockPublicAcls"):
+    def set_bucket_acl(
+        self, bucket: BucketInfo, acl: str, grants: list[dict[str, str]] | None = None
+    ) -> None:
+        """The bucket's canned ACL, or (`acl` "custom") its explicit grants."""
+        if acl not in CANNED_ACLS and not (acl == CUSTOM and grants is not None):
+            raise S3Error("InvalidArgument", f"The canned ACL {acl!r} is not one S3 knows.")
+        if acl_rules.is_public(acl, grants) and bucket.blocks("BlockPublicAcls"):
             raise S3Error("AccessDenied", "Access Denied", bucket.name)
-        self._update(bucket, acl=acl)
+        self._update(bucket, acl=acl, grants=grants)
 
     def set_policy(self, bucket: BucketInfo, text: str | None) -> None:
         if text is not None:

@@ -65,6 +65,8 @@ ERROR_STATUS = {
     "RequestTimeTooSkewed": 403,
     "RequestTimeout": 400,
     "SignatureDoesNotMatch": 403,
+    "UnexpectedContent": 400,
+    "UnresolvableGrantByEmailAddress": 400,
     "XAmzContentSHA256Mismatch": 400,
 }
 

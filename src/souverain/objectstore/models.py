@@ -53,6 +53,8 @@ class Bucket(Base):
     lifecycle_lease: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     # BlockPublicAcls, IgnorePublicAcls, BlockPublicPolicy, RestrictPublicBuckets (NULL: none).
     public_access_block: Mapped[dict[str, bool] | None] = mapped_column(JSON, nullable=True)
+    # Explicit ACL grants (NULL: the canned `acl` says who may do what).
+    grants: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)
 
 
 class ObjectVersion(Base):
@@ -89,6 +91,7 @@ class ObjectVersion(Base):
     lock_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
     lock_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     legal_hold: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    grants: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)
 
 
 class Upload(Base):
@@ -113,6 +116,7 @@ class Upload(Base):
     lock_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
     lock_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     legal_hold: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    grants: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)
 
 
 class Part(Base):

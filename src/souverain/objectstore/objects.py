@@ -22,6 +22,7 @@ from souverain.db.engine import Database
 from souverain.objectstore import conditional, locks
 from souverain.objectstore import models as m
 from souverain.objectstore.accounting import Accounting, count
+from souverain.objectstore.acl import CUSTOM
 from souverain.objectstore.batch import GroupCommit
 from souverain.objectstore.conditional import WriteCondition
 from souverain.objectstore.errors import S3Error
@@ -241,6 +242,7 @@ class Objects:
             "lock_mode": new.lock_mode,
             "lock_until": new.lock_until,
             "legal_hold": new.legal_hold,
+            "grants": new.grants,
         }
 
     def delete_object(
@@ -404,11 +406,17 @@ class Objects:
         return self._update_version(bucket, key, version_id, tags=tags)
 
     def set_object_acl(
-        self, bucket: BucketInfo, key: str, version_id: str | None, acl: str
+        self,
+        bucket: BucketInfo,
+        key: str,
+        version_id: str | None,
+        acl: str,
+        grants: list[dict[str, str]] | None = None,
     ) -> None:
-        if acl not in CANNED_ACLS:
-            raise S3Error("NotImplemented", f"The canned ACL {acl!r} is not supported.")
-        self._update_version(bucket, key, version_id, acl=acl)
+        """A version's canned ACL, or (`acl` "custom") its explicit grants."""
+        if acl not in CANNED_ACLS and not (acl == CUSTOM and grants is not None):
+            raise S3Error("InvalidArgument", f"The canned ACL {acl!r} is not one S3 knows.")
+        self._update_version(bucket, key, version_id, acl=acl, grants=grants)
 
     def _update_version(
         self, bucket: BucketInfo, key: str, version_id: str | None, **values: Any

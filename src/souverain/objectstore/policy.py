@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from souverain.objectstore import acl as acl_rules
 from souverain.objectstore.policy_conditions import (
     Condition,
     ConditionError,
@@ -25,9 +26,7 @@ from souverain.objectstore.policy_conditions import (
     pins_callers,
 )
 
-CANNED_ACLS = ("private", "public-read")
-# Canned ACLs that open a bucket or object beyond its owner (BlockPublicAcls refuses them).
-PUBLIC_ACLS = frozenset({"public-read", "public-read-write", "authenticated-read"})
+CANNED_ACLS = acl_rules.CANNED
 
 # Actions that only read; a project reader may do these and nothing else.
 READ_ACTIONS = frozenset(
@@ -56,9 +55,6 @@ READ_ACTIONS = frozenset(
 )
 BYPASS_GOVERNANCE = "s3:BypassGovernanceRetention"
 
-# What a canned ACL of public-read opens to everyone.
-PUBLIC_BUCKET_ACTIONS = frozenset({"s3:ListBucket"})
-PUBLIC_OBJECT_ACTIONS = frozenset({"s3:GetObject", "s3:GetObjectVersion"})
 
 MAX_POLICY_BYTES = 20 * 1024
 
@@ -254,6 +250,9 @@ def allowed(
     object_acl: str | None = None,
     ignore_public_acls: bool = False,
     restrict_public_buckets: bool = False,
+    bucket_grants: list[dict[str, str]] | None = None,
+    object_grants: list[dict[str, str]] | None = None,
+    object_owner: str | None = None,
 ) -> bool:
     """May `who` do `action` on the bucket (or on `key` in it)?
 
@@ -268,11 +267,20 @@ def allowed(
         s.effect == "Allow" and _matches(s, who, action, resource) for s in statements
     ):
         return True
-    if ignore_public_acls:
-        return False
-    if bucket_acl == "public-read" and action in PUBLIC_BUCKET_ACTIONS:
+    # Last, the ACLs: the bucket's, then the object's (canned or explicit grants).
+    grants = acl_rules.grants_of(bucket_acl, bucket_grants, bucket_project)
+    if acl_rules.permits(
+        grants, who.project_id, action, acl_rules.BUCKET_ACTIONS, ignore_public_acls
+    ):
         return True
-    return object_acl == "public-read" and action in PUBLIC_OBJECT_ACTIONS
+    if object_acl is None:
+        return False
+    grants = acl_rules.grants_of(
+        object_acl, object_grants, object_owner or bucket_project, bucket_project
+    )
+    return acl_rules.permits(
+        grants, who.project_id, action, acl_rules.OBJECT_ACTIONS, ignore_public_acls
+    )
 
 
 def may_bypass_governance(

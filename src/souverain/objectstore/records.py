@@ -92,6 +92,7 @@ class ObjectInfo:
     lock_mode: str | None = None  # Object Lock retention: GOVERNANCE or COMPLIANCE
     lock_until: dt.datetime | None = None
     legal_hold: bool | None = None  # None: never set
+    grants: list[dict[str, str]] | None = None  # explicit ACL grants (None: canned `acl`)
 
     @classmethod
     def of(cls, bucket: str, row: Any) -> ObjectInfo:
@@ -116,6 +117,7 @@ class ObjectInfo:
             lock_mode=getattr(row, "lock_mode", None),
             lock_until=getattr(row, "lock_until", None),
             legal_hold=getattr(row, "legal_hold", None),
+            grants=getattr(row, "grants", None),
         )
 
 
@@ -137,6 +139,7 @@ class BucketInfo:
     public_access_block: dict[str, bool] | None = None
     # Whether the policy has conditions, so requests must carry their context.
     needs_context: bool = False
+    grants: list[dict[str, str]] | None = None  # explicit ACL grants (None: canned `acl`)
 
     def blocks(self, flag: str) -> bool:
         """One public access block flag (BlockPublicAcls, IgnorePublicAcls, ...)."""
@@ -160,6 +163,7 @@ class BucketInfo:
             list(row.lifecycle) if row.lifecycle is not None else None,
             dict(row.public_access_block) if row.public_access_block is not None else None,
             any(s.conditions for s in statements),
+            list(row.grants) if row.grants is not None else None,
         )
 
 
@@ -196,6 +200,7 @@ class NewObject:
     lock_mode: str | None = None
     lock_until: dt.datetime | None = None
     legal_hold: bool | None = None
+    grants: list[dict[str, str]] | None = None
 
 
 @dataclass

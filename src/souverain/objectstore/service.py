@@ -15,6 +15,7 @@ from souverain.common.clock import Clock
 from souverain.common.metering import Meter
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
+from souverain.objectstore import acl as acl_rules
 from souverain.objectstore import models as m
 from souverain.objectstore import usage as ledger
 from souverain.objectstore.accounting import Accounting
@@ -26,7 +27,6 @@ from souverain.objectstore.listings import Listings
 from souverain.objectstore.metering import PendingMeter
 from souverain.objectstore.objects import VERSIONS, Objects
 from souverain.objectstore.policy import (
-    PUBLIC_ACLS,
     Principal,
     allowed,
     may_bypass_governance,
@@ -193,7 +193,9 @@ class ObjectStoreService:
         action: str,
         key: str | None = None,
         object_acl: str | None = None,
+        obj: ObjectInfo | None = None,
     ) -> None:
+        """AccessDenied unless `who` may do `action` (on `key`; `obj`: the version read)."""
         if not allowed(
             who,
             action,
@@ -205,13 +207,18 @@ class ObjectStoreService:
             object_acl=object_acl,
             ignore_public_acls=bucket.blocks("IgnorePublicAcls"),
             restrict_public_buckets=bucket.blocks("RestrictPublicBuckets"),
+            bucket_grants=bucket.grants,
+            object_grants=obj.grants if obj is not None else None,
+            object_owner=obj.owner if obj is not None else None,
         ):
             raise S3Error("AccessDenied", "Access Denied", f"/{bucket.name}/{key or ''}")
 
     @staticmethod
-    def refuse_public_acl(bucket: BucketInfo, acl: str) -> None:
-        """BlockPublicAcls: a public canned ACL on the bucket or a new object is refused."""
-        if acl in PUBLIC_ACLS and bucket.blocks("BlockPublicAcls"):
+    def refuse_public_acl(
+        bucket: BucketInfo, acl: str, grants: list[dict[str, str]] | None = None
+    ) -> None:
+        """BlockPublicAcls: a public ACL on the bucket or a new object is refused."""
+        if bucket.blocks("BlockPublicAcls") and acl_rules.is_public(acl, grants):
             raise S3Error("AccessDenied", "Access Denied", f"/{bucket.name}")
 
     def may_bypass_governance(self, who: Principal, bucket: BucketInfo, key: str) -> bool:

@@ -113,6 +113,7 @@ class Uploads:
                 lock_mode=template.lock_mode,
                 lock_until=template.lock_until,
                 legal_hold=template.legal_hold,
+                grants=template.grants,
             )
             s.add(row)
             s.flush()
@@ -401,4 +402,5 @@ class Uploads:
             lock_mode=upload.lock_mode,
             lock_until=upload.lock_until,
             legal_hold=upload.legal_hold,
+            grants=upload.grants,
         )

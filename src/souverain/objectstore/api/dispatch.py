@@ -75,20 +75,6 @@ REFUSED_HEADERS = {
         "NotImplemented",
         "Encryption with customer-provided keys is not supported by this object store.",
     ),
-    "x-amz-grant-read": ("NotImplemented", "Only the canned ACLs private and public-read work."),
-    "x-amz-grant-write": ("NotImplemented", "Only the canned ACLs private and public-read work."),
-    "x-amz-grant-read-acp": (
-        "NotImplemented",
-        "Only the canned ACLs private and public-read work.",
-    ),
-    "x-amz-grant-write-acp": (
-        "NotImplemented",
-        "Only the canned ACLs private and public-read work.",
-    ),
-    "x-amz-grant-full-control": (
-        "NotImplemented",
-        "Only the canned ACLs private and public-read work.",
-    ),
     "x-amz-website-redirect-location": (
         "NotImplemented",
         "Static website hosting is not supported by this object store.",

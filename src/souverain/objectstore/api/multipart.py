@@ -47,7 +47,7 @@ class MultipartHandlers:
         check_key(call.key)
         self.service.authorize(call.principal, bucket, "s3:PutObject", call.key)
         template = object_template(call)
-        self.service.refuse_public_acl(bucket, template.acl)
+        self.service.refuse_public_acl(bucket, template.acl, template.grants)
         apply_lock_request(call, bucket, template, self.service)
         algorithm = (
             call.header("x-amz-checksum-algorithm") or call.header("x-amz-sdk-checksum-algorithm")

@@ -20,8 +20,10 @@ from typing import Any
 
 from souverain.config import ObjectStoreSettings
 from souverain.objectstore import xml as x
+from souverain.objectstore.acl import GRANT_HEADERS
 from souverain.objectstore.api.buckets import (
     acl_document,
+    acl_from_headers,
     acl_from_request,
     parse_tagging,
     tagging_document,
@@ -53,7 +55,6 @@ from souverain.objectstore.api.wire import (
 )
 from souverain.objectstore.conditional import WriteCondition
 from souverain.objectstore.errors import S3Error
-from souverain.objectstore.policy import CANNED_ACLS
 from souverain.objectstore.records import NULL_VERSION, BucketInfo, NewObject, ObjectInfo, check_key
 from souverain.objectstore.service import ObjectStoreService
 from souverain.objectstore.store import CHECKSUM_ALGORITHMS, BlobWriter, Digests
@@ -130,7 +131,7 @@ class ObjectHandlers:
         check_key(call.key)
         self.service.authorize(call.principal, bucket, "s3:PutObject", call.key)
         template = object_template(call)
-        self.service.refuse_public_acl(bucket, template.acl)
+        self.service.refuse_public_acl(bucket, template.acl, template.grants)
         if any(h in call.headers for h in LOCK_HEADERS) and not has_integrity_header(call):
             raise S3Error(
                 "InvalidRequest",
@@ -202,6 +203,7 @@ class ObjectHandlers:
             "s3:GetObjectVersion" if version_id else action,
             call.key,
             obj.acl,
+            obj,
         )
         if obj.is_delete_marker:
             raise S3Error(
@@ -383,6 +385,7 @@ class ObjectHandlers:
             and not bucket.versioning
             and tag_directive == "COPY"
             and "x-amz-acl" not in call.headers
+            and not any(h in call.headers for h in GRANT_HEADERS)
         ):
             raise S3Error(
                 "InvalidRequest",
@@ -398,7 +401,7 @@ class ObjectHandlers:
         if tag_directive == "COPY":
             template.tags = dict(src.tags)
         apply_lock_request(call, bucket, template, self.service)
-        self.service.refuse_public_acl(bucket, template.acl)
+        self.service.refuse_public_acl(bucket, template.acl, template.grants)
         await drain(call)
         algorithms = [a for a in src.checksums if "-" not in src.checksums[a]]
         if src.size <= self.settings.inline_max_bytes:
@@ -449,13 +452,13 @@ class ObjectHandlers:
 
     def get_object_acl(self, call: Call, bucket: BucketInfo) -> Reply:
         obj = self.lookup(call, bucket, "s3:GetObjectAcl")
-        return acl_document(obj.owner, obj.acl)
+        return acl_document(obj.owner, obj.acl, obj.grants, bucket.project_id)
 
     async def put_object_acl(self, call: Call, bucket: BucketInfo) -> Reply:
         self.service.authorize(call.principal, bucket, "s3:PutObjectAcl", call.key)
-        acl = await acl_from_request(call, self.settings)
-        self.service.refuse_public_acl(bucket, acl)
-        self.service.set_object_acl(bucket, call.key, call.query.get("versionId"), acl)
+        acl, grants = await acl_from_request(call, self.settings)
+        self.service.refuse_public_acl(bucket, acl, grants)
+        self.service.set_object_acl(bucket, call.key, call.query.get("versionId"), acl, grants)
         return Reply(200)
 
 
@@ -482,11 +485,11 @@ def object_template(call: Call) -> NewObject:
             "MetadataTooLarge",
             "Your metadata headers exceed the maximum allowed metadata size (2 KB).",
         )
-    acl = call.header("x-amz-acl", "private")
-    if acl not in CANNED_ACLS:
-        raise S3Error("NotImplemented", f"The canned ACL {acl!r} is not supported.")
+    acl, grants = acl_from_headers(call)
     tags = _parse_tag_header(call.header("x-amz-tagging"))
-    return NewObject(0, "", [], headers, user_meta, {}, tags, acl)
+    new = NewObject(0, "", [], headers, user_meta, {}, tags, acl or "private")
+    new.grants = grants
+    return new
 
 
 def write_condition(call: Call) -> WriteCondition | None:

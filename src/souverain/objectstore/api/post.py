@@ -80,7 +80,7 @@ class PostHandlers:
             principal = call.principal = dataclasses.replace(principal, context=context)
         self.service.authorize(principal, bucket, "s3:PutObject", key)
         template = self._template(call, fields)
-        self.service.refuse_public_acl(bucket, template.acl)
+        self.service.refuse_public_acl(bucket, template.acl, template.grants)
         writer = await self._receive(form, fields, size)
         await form.drain()
         template.size, template.etag = writer.size, writer.digests.hex("md5")

@@ -6,7 +6,8 @@ A version's retention (mode, until) and legal hold are its own columns; an uploa
 carries what its object will get when completed. A bucket's `lifecycle` holds its
 lifecycle rules (NULL: none); `lifecycle_lease` is the time until which one serving
 process holds the bucket's lifecycle sweep. `public_access_block` holds the bucket's
-four public access block flags (NULL: none set).
+four public access block flags (NULL: none set). `grants` on buckets, versions and
+uploads holds an access control list of explicit grants (NULL: the canned `acl` holds).
 
 Revision ID: 0021
 Revises: 0015
@@ -40,18 +41,22 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("lifecycle", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("lifecycle_lease", sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column("public_access_block", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("grants", sa.JSON(), nullable=True))
     for table in ("s3_objects", "s3_uploads"):
         with op.batch_alter_table(table) as batch_op:
             for column in _lock_columns():
                 batch_op.add_column(column)
+            batch_op.add_column(sa.Column("grants", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     for table in ("s3_uploads", "s3_objects"):
         with op.batch_alter_table(table) as batch_op:
+            batch_op.drop_column("grants")
             for name in _LOCK_COLUMNS:
                 batch_op.drop_column(name)
     with op.batch_alter_table("s3_buckets") as batch_op:
+        batch_op.drop_column("grants")
         batch_op.drop_column("public_access_block")
         batch_op.drop_column("lifecycle_lease")
         batch_op.drop_column("lifecycle")
