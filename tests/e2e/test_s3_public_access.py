@@ -290,3 +290,25 @@ def test_a_condition_we_cannot_evaluate_is_refused(s3: Any, condition: Any) -> N
         Bucket=bucket,
         Policy=json.dumps({"Statement": [public_read(bucket, Condition=condition)]}),
     ) == ("MalformedPolicy", 400)
+
+
+def test_a_copy_is_held_to_the_source_policy_conditions(s3: Any) -> None:
+    source = new_bucket(s3, "cond-src")
+    target = new_bucket(s3, "cond-dst")
+    s3.put_object(Bucket=source, Key="k", Body=b"x")
+    set_policy(
+        s3,
+        source,
+        {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{source}/*",
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        },
+    )
+
+    assert s3_error(
+        s3.copy_object, Bucket=target, Key="copy", CopySource={"Bucket": source, "Key": "k"}
+    ) == ("AccessDenied", 403)
+    assert s3_error(s3.head_object, Bucket=target, Key="copy")[1] == 404

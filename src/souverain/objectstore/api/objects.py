@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import urllib.parse
@@ -49,6 +50,7 @@ from souverain.objectstore.api.wire import (
     http_date,
     parse_xml,
     quote_etag,
+    request_context,
     version_header,
     xml_body,
     xml_reply,
@@ -335,6 +337,11 @@ class ObjectHandlers:
         expected = call.header("x-amz-source-expected-bucket-owner")
         if expected and expected != src_bucket.project_id:
             raise S3Error("AccessDenied", "Access Denied", f"/{src_bucket_name}")
+        if src_bucket.needs_context and call.principal.context is None:
+            # the source's policy conditions test this request too
+            call.principal = dataclasses.replace(
+                call.principal, context=request_context(call, self.service.clock.now())
+            )
         src_call = Call(
             call.scope,
             call.receive,
