@@ -20,7 +20,7 @@ from tests.e2e.s3_support import new_bucket, s3_error
 
 pytestmark = pytest.mark.e2e
 
-RESTIC = shutil.which("restic") or "restic"
+RESTIC = shutil.which("restic") or "restic"  # scripts/system-packages.txt installs it
 PASSWORD = "restic-repository-Pa55word"
 
 
@@ -65,6 +65,7 @@ def ok(done: subprocess.CompletedProcess[str]) -> str:
 def test_restic_backups_on_a_locked_bucket_survive_deletes_and_prune(
     cloud: Cloud, owner: Tenant, s3: Any, tmp_path: Path
 ) -> None:
+    assert shutil.which("restic"), "restic is missing: make system-packages installs it"
     bucket = new_bucket(s3, "restic", ObjectLockEnabledForBucket=True)
     rule = {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}}
     s3.put_object_lock_configuration(
