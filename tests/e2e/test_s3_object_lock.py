@@ -15,7 +15,7 @@ import pytest
 from botocore.config import Config
 
 from tests.e2e.conftest import REGION, Cloud, Tenant, unique
-from tests.e2e.s3_support import md5_b64, new_bucket, s3_error
+from tests.e2e.s3_support import anonymous_s3, md5_b64, new_bucket, s3_error
 
 pytestmark = pytest.mark.e2e
 
@@ -514,3 +514,36 @@ def test_a_reader_sees_locks_but_cannot_change_them(s3: Any, reader_s3: Any, loc
     ) == ("AccessDenied", 403)
     assert s3.get_object_legal_hold(Bucket=locked, Key=key)["LegalHold"]["Status"] == "ON"
     assert still_there(s3, locked, key, version)
+
+
+def test_parts_of_a_locked_upload_need_a_digest(cloud: Cloud, owner: Tenant, locked: str) -> None:
+    bare = cloud.s3(owner, request_checksum_calculation="when_required")
+    key = unique("locked-parts")
+    upload = bare.create_multipart_upload(
+        Bucket=locked,
+        Key=key,
+        ObjectLockMode="GOVERNANCE",
+        ObjectLockRetainUntilDate=later(hours=1),
+    )["UploadId"]
+    part = {"Bucket": locked, "Key": key, "UploadId": upload, "PartNumber": 1, "Body": DATA}
+
+    assert s3_error(bare.upload_part, **part) == ("InvalidRequest", 400)
+    etag = bare.upload_part(**part, ContentMD5=md5_b64(DATA))["ETag"]
+    bare.complete_multipart_upload(
+        Bucket=locked,
+        Key=key,
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+    )
+    assert bare.head_object(Bucket=locked, Key=key)["ObjectLockMode"] == "GOVERNANCE"
+
+
+def test_a_public_reader_does_not_learn_the_lock(cloud: Cloud, s3: Any, locked: str) -> None:
+    key, _ = put_locked(s3, locked, "COMPLIANCE", ACL="public-read", ObjectLockLegalHoldStatus="ON")
+    anonymous = anonymous_s3(cloud.s3_url)
+
+    public = anonymous.head_object(Bucket=locked, Key=key)
+    owned = s3.head_object(Bucket=locked, Key=key)
+
+    assert not [name for name in public if name.startswith("ObjectLock")]
+    assert (owned["ObjectLockMode"], owned["ObjectLockLegalHoldStatus"]) == ("COMPLIANCE", "ON")

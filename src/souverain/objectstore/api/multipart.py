@@ -19,6 +19,7 @@ from souverain.objectstore.api.wire import (
     Call,
     Reply,
     drain,
+    has_integrity_header,
     parse_xml,
     quote_etag,
     version_header,
@@ -80,7 +81,15 @@ class MultipartHandlers:
         self.service.authorize(call.principal, bucket, "s3:PutObject", call.key)
         number = self._part_number(call)
         upload_id = call.query["uploadId"]
-        self.service.upload(bucket, call.key, upload_id)  # NoSuchUpload before any byte
+        upload = self.service.upload(bucket, call.key, upload_id)  # NoSuchUpload first
+        locked = upload.lock_mode is not None or upload.legal_hold is not None
+        if locked and not has_integrity_header(call):
+            raise S3Error(
+                "InvalidRequest",
+                "Content-MD5 OR x-amz-checksum- HTTP header is required for Put Part requests "
+                "with Object Lock parameters",
+                call.resource,
+            )
         writer, checksums = await self.objects.receive_blob(call, self.objects.body(call))
         etag = writer.digests.hex("md5")
         self.service.put_part(

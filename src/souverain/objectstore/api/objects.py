@@ -178,7 +178,9 @@ class ObjectHandlers:
         }
         for name, value in obj.user_meta.items():
             headers[f"x-amz-meta-{name}"] = value
-        if obj.lock_mode is not None or obj.legal_hold is not None:
+        if (obj.lock_mode is not None or obj.legal_hold is not None) and self.may_see_locks(
+            call, bucket, obj
+        ):
             headers.update(lock_headers(obj))
         if obj.tags:
             headers["x-amz-tagging-count"] = str(len(obj.tags))
@@ -189,6 +191,15 @@ class ObjectHandlers:
             if param in call.query:
                 headers[header] = call.query[param]
         return headers
+
+    def may_see_locks(self, call: Call, bucket: BucketInfo, obj: ObjectInfo) -> bool:
+        """As on S3, a GET or HEAD shows Object Lock headers only to callers who may read
+        the retention (a public reader of the object does not learn it)."""
+        try:
+            self.service.authorize(call.principal, bucket, "s3:GetObjectRetention", obj.key)
+        except S3Error:
+            return False
+        return True
 
     def lookup(self, call: Call, bucket: BucketInfo, action: str) -> ObjectInfo:
         """The object a GET/HEAD/copy reads, after checking the caller may read it."""
