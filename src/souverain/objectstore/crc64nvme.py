@@ -34,6 +34,46 @@ def update(data: bytes, crc: int = 0) -> int:
     return value ^ MASK
 
 
+def _times(matrix: list[int], vector: int) -> int:
+    total, row = 0, 0
+    while vector:
+        if vector & 1:
+            total ^= matrix[row]
+        vector >>= 1
+        row += 1
+    return total
+
+
+def _square(matrix: list[int]) -> list[int]:
+    return [_times(matrix, matrix[n]) for n in range(64)]
+
+
+def combine(first: int, second: int, second_length: int) -> int:
+    """The CRC of two runs of bytes joined, from each run's CRC and the second's length
+    (how a multipart upload's whole-object CRC comes from its parts' CRCs): the first
+    CRC is carried through `second_length` zero bytes by repeated squaring of the
+    one-bit shift operator over GF(2), then folded into the second."""
+    if second_length <= 0:
+        return first
+    odd = [POLY] + [1 << n for n in range(63)]  # the operator for one zero bit
+    even = _square(odd)  # two zero bits
+    odd = _square(even)  # four zero bits
+    while True:
+        even = _square(odd)  # first pass: one zero byte
+        if second_length & 1:
+            first = _times(even, first)
+        second_length >>= 1
+        if not second_length:
+            break
+        odd = _square(even)
+        if second_length & 1:
+            first = _times(odd, first)
+        second_length >>= 1
+        if not second_length:
+            break
+    return first ^ second
+
+
 class Crc64Nvme:
     """A running CRC-64/NVME behind the hashlib interface (8-byte big-endian digest)."""
 

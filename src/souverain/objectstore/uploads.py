@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from souverain.common.clock import Clock
 from souverain.common.ids import new_id
 from souverain.db.engine import Database
-from souverain.objectstore import conditional, locks
+from souverain.objectstore import conditional, crc64nvme, locks
 from souverain.objectstore import models as m
 from souverain.objectstore.accounting import Accounting, count
 from souverain.objectstore.conditional import WriteCondition
@@ -65,8 +65,12 @@ def composite_checksums(algorithm: str, parts: Iterable[m.Part]) -> dict[str, st
     chosen = list(parts)
     if not algorithm or not all(algorithm in p.checksums for p in chosen):
         return {}
-    if algorithm == "crc64nvme":
-        return {}  # S3 gives CRC-64/NVME uploads a whole-object checksum, not composite
+    if algorithm == "crc64nvme":  # S3 gives these the whole object's CRC, not composite
+        total = 0
+        for p in chosen:
+            part = int.from_bytes(base64.b64decode(p.checksums[algorithm]), "big")
+            total = crc64nvme.combine(total, part, p.size)
+        return {algorithm: base64.b64encode(total.to_bytes(8, "big")).decode()}
     digest = new_hash(algorithm)
     for p in chosen:
         digest.update(base64.b64decode(p.checksums[algorithm]))
