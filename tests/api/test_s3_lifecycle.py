@@ -392,3 +392,24 @@ def test_a_lifecycle_document_needs_its_digest(plain: Bucket) -> None:
 
     assert code_of(plain.send("PUT", "?lifecycle", body)) == (400, "InvalidRequest")
     assert code_of(plain.send("GET", "?lifecycle")) == (404, "NoSuchLifecycleConfiguration")
+
+
+def test_the_meter_round_of_a_running_server_sweeps_lifecycle(plain: Bucket) -> None:
+    plain.put("tmp/old")
+    plain.rules(rule("<Expiration><Days>1</Days></Expiration>"))
+    platform = plain.cloud.platform
+    store = platform.objectstore
+    info = plain.info()
+    plain.clock.advance(2 * DAY)
+    loop = threading.Thread(target=platform._storage_meter_loop, args=(0.05,))
+    loop.start()
+    try:
+        for _ in range(200):
+            if store.bucket_usage(info) == (0, 0):
+                break
+            platform._stop.wait(0.05)
+    finally:
+        platform._stop.set()  # what close() does to every background loop
+        loop.join()
+        plain.clock.advance(-2 * DAY)
+    assert not plain.exists("tmp/old")
