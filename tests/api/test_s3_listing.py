@@ -33,9 +33,7 @@ def fresh_bucket(service: ObjectStoreService, keys: list[str]) -> BucketInfo:
     name = f"b{len(service.list_buckets(OWNER))}-list"
     bucket = service.create_bucket(OWNER, name, None)
     for key in keys:
-        service.put_object(
-            OWNER, bucket, key, NewObject(0, "d41d8cd98f00b204e9800998ecf8427e", [])
-        )
+        service.put_object(OWNER, bucket, key, NewObject(0, "d41d8cd98f00b204e9800998ecf8427e", []))
     return bucket
 
 
