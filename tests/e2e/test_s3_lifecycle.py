@@ -147,3 +147,30 @@ def test_another_project_can_neither_read_nor_change_the_rules(s3: Any, stranger
     ) == ("AccessDenied", 403)
     assert s3_error(stranger_s3.delete_bucket_lifecycle, Bucket=bucket) == ("AccessDenied", 403)
     assert s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"] == RULES[:1]
+
+
+def test_writes_and_reads_tell_when_a_rule_will_expire_the_object(s3: Any) -> None:
+    bucket = new_bucket(s3, "life-expiry")
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "scratch cleanup",
+                    "Filter": {"Prefix": "tmp/"},
+                    "Status": "Enabled",
+                    "Expiration": {"Days": 2},
+                }
+            ]
+        },
+    )
+    now = dt.datetime.now(dt.UTC)
+    midnight = (now + dt.timedelta(days=3)).strftime("%a, %d %b %Y 00:00:00 GMT")
+    expected = f'expiry-date="{midnight}", rule-id="scratch%20cleanup"'
+
+    put = s3.put_object(Bucket=bucket, Key="tmp/x", Body=b"x")
+
+    assert put["Expiration"] == expected
+    assert s3.head_object(Bucket=bucket, Key="tmp/x")["Expiration"] == expected
+    assert "Expiration" not in s3.put_object(Bucket=bucket, Key="keep/y", Body=b"y")
+    assert "Expiration" not in s3.head_object(Bucket=bucket, Key="keep/y")

@@ -139,5 +139,32 @@ def parse_date(text: str) -> dt.datetime:
     return value
 
 
+def expiry(
+    rules: list[dict[str, Any]] | None,
+    key: str,
+    tags: dict[str, str],
+    size: int,
+    created: dt.datetime,
+) -> tuple[dt.datetime, str] | None:
+    """When the current version of `key` expires and by which rule (the earliest), if any:
+    what S3 tells in `x-amz-expiration`."""
+    found: list[tuple[dt.datetime, str]] = []
+    for rule in enabled(rules):
+        expiration = rule.get("Expiration", {})
+        if not ("Days" in expiration or "Date" in expiration):
+            continue
+        if not scope_of(rule).takes(key, tags, size):
+            continue
+        if "Date" in expiration:
+            found.append((parse_date(expiration["Date"]), rule.get("ID", "")))
+            continue
+        end = created + dt.timedelta(days=int(expiration["Days"]))
+        midnight = midnight_before(end)
+        found.append(
+            (midnight if midnight == end else midnight + dt.timedelta(days=1), rule.get("ID", ""))
+        )
+    return min(found) if found else None
+
+
 def enabled(rules: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     return [r for r in rules or [] if r.get("Status") == "Enabled"]

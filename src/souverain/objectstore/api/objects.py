@@ -20,6 +20,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from souverain.config import ObjectStoreSettings
+from souverain.objectstore import lifecycle
 from souverain.objectstore import xml as x
 from souverain.objectstore.acl import GRANT_HEADERS
 from souverain.objectstore.api.buckets import (
@@ -164,6 +165,8 @@ class ObjectHandlers:
             self.service.put_object, call.principal, bucket, call.key, template, condition
         )
         headers = {"etag": quote_etag(info.etag), **version_header(bucket, info.version_id)}
+        if bucket.lifecycle:
+            headers.update(expiration_header(bucket, info))
         for alg, value in checksums.items():
             headers[f"x-amz-checksum-{alg}"] = value
         return Reply(200, headers=headers)
@@ -178,6 +181,8 @@ class ObjectHandlers:
         }
         for name, value in obj.user_meta.items():
             headers[f"x-amz-meta-{name}"] = value
+        if bucket.lifecycle and obj.is_latest:
+            headers.update(expiration_header(bucket, obj))
         if (obj.lock_mode is not None or obj.legal_hold is not None) and self.may_see_locks(
             call, bucket, obj
         ):
@@ -508,6 +513,16 @@ def object_template(call: Call) -> NewObject:
     new = NewObject(0, "", [], headers, user_meta, {}, tags, acl or "private")
     new.grants = grants
     return new
+
+
+def expiration_header(bucket: BucketInfo, obj: ObjectInfo) -> dict[str, str]:
+    """`x-amz-expiration`: when a lifecycle rule will expire this current version."""
+    found = lifecycle.expiry(bucket.lifecycle, obj.key, obj.tags, obj.size, obj.last_modified)
+    if found is None:
+        return {}
+    when, rule_id = found
+    value = f'expiry-date="{http_date(when)}", rule-id="{urllib.parse.quote(rule_id)}"'
+    return {"x-amz-expiration": value}
 
 
 def write_condition(call: Call) -> WriteCondition | None:
