@@ -10,7 +10,7 @@ four public access block flags (NULL: none set). `grants` on buckets, versions a
 uploads holds an access control list of explicit grants (NULL: the canned `acl` holds).
 
 Revision ID: 0021
-Revises: 0015
+Revises: 0019
 Create Date: 2026-12-06 07:20:00
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0021"
-down_revision = "0015"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
