@@ -6,8 +6,13 @@ import tomllib
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from ..api import response_schemas as rs
+from ..api.support import TestClient
 
 ADMIN_ONLY_HOST = "OS-EXT-SRV-ATTR:host"
 
@@ -221,3 +226,39 @@ def test_a_listed_gap_is_not_reported() -> None:
         rs.check("compute", "GET", "/servers/s1", (2, 1), None, 200, body, frozenset({gap})) == []
     )
     assert rs.check("compute", "GET", "/servers/s1", (2, 1), None, 200, body, frozenset()) != []
+
+
+def test_a_fields_query_makes_no_field_required_but_still_no_field_undocumented() -> None:
+    body = {"network": {"id": "n1"}}
+    path = "/network/v2.0/networks/n1"
+    assert rs.check_exchange("GET", path, {}, 200, {}, body, None, "fields=id", frozenset()) == []
+    missing = rs.check_exchange("GET", path, {}, 200, {}, body, None, "", frozenset())
+    assert "network.status" in {v.field for v in missing}
+    body["network"]["bogus"] = 1
+    extra = rs.check_exchange("GET", path, {}, 200, {}, body, None, "fields=id", frozenset())
+    assert [v.field for v in extra] == ["network.bogus"]
+
+
+def test_objects_that_keep_the_callers_attributes_accept_them() -> None:
+    image = {"id": "i1", "status": "queued", "hw_disk_bus": "scsi"}
+    found = rs.check("image", "GET", "/v2/images/i1", rs.UNVERSIONED, None, 200, image, frozenset())
+    assert "hw_disk_bus" not in {v.field for v in found}
+    assert "id" not in {v.field for v in found}
+
+
+def _answering(body: dict[str, Any]) -> Starlette:
+    async def answer(request: Request) -> JSONResponse:
+        return JSONResponse(body)
+
+    return Starlette(routes=[Route("/compute/v2.1/os-keypairs", answer)])
+
+
+def test_the_api_tests_client_fails_on_a_response_that_breaks_the_reference() -> None:
+    broken = r"GET /os-keypairs at microversion 2.1.*'bogus'"
+    with (
+        TestClient(_answering({"keypairs": [], "bogus": 1})) as client,
+        pytest.raises(AssertionError, match=broken),
+    ):
+        client.get("/compute/v2.1/os-keypairs")
+    with TestClient(_answering({"keypairs": []})) as client:
+        assert client.get("/compute/v2.1/os-keypairs").status_code == 200
