@@ -113,7 +113,8 @@ class Route:
 
 
 def _segments(path: str) -> tuple[str, ...]:
-    return tuple(s for s in path.split("/") if s)
+    # Neutron's reference writes some paths with the old `.json` suffix, which stays optional
+    return tuple(s for s in path.removesuffix(".json").split("/") if s)
 
 
 @cache

@@ -229,7 +229,7 @@ def test_a_listed_gap_is_not_reported() -> None:
 
 
 def test_a_fields_query_makes_no_field_required_but_still_no_field_undocumented() -> None:
-    body = {"network": {"id": "n1"}}
+    body: dict[str, dict[str, Any]] = {"network": {"id": "n1"}}
     path = "/network/v2.0/networks/n1"
     assert rs.check_exchange("GET", path, {}, 200, {}, body, None, "fields=id", frozenset()) == []
     missing = rs.check_exchange("GET", path, {}, 200, {}, body, None, "", frozenset())
