@@ -46,6 +46,7 @@ from souverain.network.firewall import Firewall
 from souverain.network.host import HostNetwork
 from souverain.network.routing import Routing
 from souverain.network.service import NetworkService
+from souverain.objectstore.api import swift as swift_api
 from souverain.objectstore.service import ObjectStoreService
 from souverain.objectstore.store import BlobStore
 from souverain.openstack.faults import render_error
@@ -467,6 +468,7 @@ def open_platform(
         service.meter = billing
     public_url = settings.server.public_url
     mounts = _mounts(settings, identity, compute, network, volume, billing, image)
+    mounts += (_swift_mount(settings, objectstore, identity, clock),)
     app = build_app(
         identity,
         audit_log,
@@ -533,6 +535,18 @@ def _mounts(
             image_api.render_error,
             image_api.body_limit_for(settings.image),
         ),
+    )
+
+
+def _swift_mount(
+    settings: Settings, objectstore: ObjectStoreService, identity: IdentityService, clock: Clock
+) -> Mounted:
+    """Swift on the OpenStack listener, over the same buckets and bytes as S3."""
+    return Mounted(
+        "/object-storage",
+        swift_api.build_app(objectstore, identity, settings.objectstore, clock),
+        swift_api.render_error,
+        swift_api.body_limit_for(settings.objectstore),
     )
 
 

@@ -25,6 +25,7 @@ from souverain.common.middleware import state_of
 from souverain.common.pagination import paginate
 from souverain.identity import schemas as sc
 from souverain.identity import views
+from souverain.identity.catalog import for_project
 from souverain.identity.service import IdentityService
 from souverain.openstack.auth import audit
 from souverain.openstack.body import member, read_json, validated
@@ -326,7 +327,7 @@ class IdentityApi:
         if ctx.scope_label == "unscoped":
             raise Forbidden("An unscoped token has no catalog; request a project-scoped token.")
         return JSONResponse(
-            {"catalog": self.service.catalog(), "links": {"self": str(request.url)}}
+            {"catalog": for_project(self.service.catalog(), ctx.project_id), "links": {"self": str(request.url)}}
         )
 
     async def auth_projects(self, request: Request, ctx: RequestContext) -> Response:

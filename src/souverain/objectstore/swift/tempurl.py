@@ -1,0 +1,80 @@
+"""Temporary URLs: an HMAC over method, expiry and path lets anyone holding the URL act.
+
+Keys are the account's (X-Account-Meta-Temp-URL-Key, -Key-2) and the container's
+(X-Container-Meta-Temp-URL-Key, -Key-2). Signatures are hex HMAC-SHA1, -SHA256 or
+-SHA512, or `<alg>:<base64>`. Knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+DIGESTS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
+_BY_HEX_LENGTH = {40: "sha1", 64: "sha256", 128: "sha512"}
+METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE")
+
+
+@dataclass(frozen=True)
+class TempUrl:
+    signature: bytes
+    algorithm: str
+    expires: int
+    prefix: str | None
+
+
+def parse(sig: str, expires: str, prefix: str | None) -> TempUrl | None:
+    """The signature asked for, or None when it is not one we can check."""
+    try:
+        expiry = int(expires)
+    except ValueError:
+        return None
+    if ":" in sig:
+        algorithm, _, encoded = sig.partition(":")
+        if algorithm not in DIGESTS:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        except (binascii.Error, ValueError):
+            return None
+        return TempUrl(raw, algorithm, expiry, prefix)
+    found = _BY_HEX_LENGTH.get(len(sig))
+    if found is None:
+        return None
+    try:
+        return TempUrl(bytes.fromhex(sig), found, expiry, prefix)
+    except ValueError:
+        return None
+
+
+def valid(
+    url: TempUrl, method: str, paths: Iterable[str], keys: Iterable[str], now: float
+) -> bool:
+    """Whether the URL is unexpired and signed by one of `keys` over one of `paths`.
+
+    `paths` are the request path as the client may have seen it (behind a prefix or
+    not); a prefix URL signs `prefix:<path up to the prefix>`.
+    """
+    if url.expires < now:
+        return False
+    methods = ("GET", "HEAD") if method == "HEAD" else (method,)
+    digest = DIGESTS[url.algorithm]
+    for path in paths:
+        signed = path
+        if url.prefix is not None:
+            base = path.rsplit("/", 1)[0] if "/" in path else path
+            object_part = path[len(base) + 1 :] if path.startswith(base + "/") else ""
+            if not object_part.startswith(url.prefix):
+                continue
+            signed = "prefix:" + path[: len(path) - len(object_part)] + url.prefix
+        for verb in methods:
+            body = f"{verb}\n{url.expires}\n{signed}".encode()
+            for key in keys:
+                mac = hmac.new(key.encode(), body, digest).digest()
+                if hmac.compare_digest(mac, url.signature):
+                    return True
+    return False
