@@ -29,7 +29,12 @@ def swift(cloud: Cloud, owner: Member) -> Swift:
 def _app_cred_token(cloud: Cloud, member: Member, roles: list[str]) -> str:
     made = cloud.post(
         f"/v3/users/{member.id}/application_credentials",
-        {"application_credential": {"name": cloud.unique("ac"), "roles": [{"name": r} for r in roles]}},
+        {
+            "application_credential": {
+                "name": cloud.unique("ac"),
+                "roles": [{"name": r} for r in roles],
+            }
+        },
         token=member.token,
     ).json()["application_credential"]
     auth = {
@@ -46,9 +51,7 @@ def _app_cred_token(cloud: Cloud, member: Member, roles: list[str]) -> str:
     return token
 
 
-def test_another_project_cannot_read_list_or_write_without_acl(
-    cloud: Cloud, swift: Swift
-) -> None:
+def test_another_project_cannot_read_list_or_write_without_acl(cloud: Cloud, swift: Swift) -> None:
     other = cloud.member("member").token
     assert swift("GET", "", token=other).status_code == 403
     assert swift("GET", "box", token=other).status_code == 403
@@ -137,9 +140,7 @@ def test_reseller_admin_acts_on_any_account(cloud: Cloud, swift: Swift) -> None:
     assert swift("HEAD", "", token=reseller).status_code == 204
 
 
-def test_a_name_another_project_holds_is_a_conflict_not_a_leak(
-    cloud: Cloud, swift: Swift
-) -> None:
+def test_a_name_another_project_holds_is_a_conflict_not_a_leak(cloud: Cloud, swift: Swift) -> None:
     other = Swift(cloud, cloud.member("member"))
     assert other("PUT", "box").status_code == 409
     assert other("HEAD", "box").status_code == 404

@@ -63,9 +63,7 @@ def test_container_and_object_round_trip_with_swift_headers(swift: Swift) -> Non
     assert created.status_code == 201
     assert created.headers["x-trans-id"].startswith("tx")
     assert swift("PUT", "Photos-2026").status_code == 202
-    put = swift(
-        "PUT", "Photos-2026/a/b.txt", b"hello", headers={"X-Object-Meta-Color": "blue"}
-    )
+    put = swift("PUT", "Photos-2026/a/b.txt", b"hello", headers={"X-Object-Meta-Color": "blue"})
     assert put.status_code == 201
     assert put.headers["etag"] == hashlib.md5(b"hello").hexdigest()
     got = swift("GET", "Photos-2026/a/b.txt")
@@ -105,7 +103,9 @@ def test_listings_in_text_json_and_xml_with_markers(swift: Swift) -> None:
     )
     assert swift("GET", "c", params={"limit": "10001"}).status_code == 412
     accounts = swift("GET", "", params={"format": "json"}).json()
-    assert accounts == [{"name": "c", "count": 5, "bytes": 5, "last_modified": accounts[0]["last_modified"]}]
+    assert accounts == [
+        {"name": "c", "count": 5, "bytes": 5, "last_modified": accounts[0]["last_modified"]}
+    ]
 
 
 def test_metadata_set_removed_and_refused_over_limits(swift: Swift) -> None:
@@ -165,7 +165,11 @@ def test_expired_objects_are_gone(swift: Swift) -> None:
 
 
 def test_container_quotas_refuse_with_413(swift: Swift) -> None:
-    swift("PUT", "q", headers={"X-Container-Meta-Quota-Bytes": "4", "X-Container-Meta-Quota-Count": "2"})
+    swift(
+        "PUT",
+        "q",
+        headers={"X-Container-Meta-Quota-Bytes": "4", "X-Container-Meta-Quota-Count": "2"},
+    )
     assert swift("PUT", "q/big", b"12345").status_code == 413
     assert swift("PUT", "q/a", b"1").status_code == 201
     assert swift("PUT", "q/b", b"1").status_code == 201
@@ -177,7 +181,12 @@ def test_account_quota_is_set_by_a_reseller_only(cloud: Cloud, swift: Swift, ali
     refused = swift("POST", "", headers={"X-Account-Meta-Quota-Bytes": "3"})
     assert refused.status_code == 403
     reseller = cloud.member("ResellerAdmin")
-    assert swift("POST", "", token=reseller.token, headers={"X-Account-Meta-Quota-Bytes": "3"}).status_code == 204
+    assert (
+        swift(
+            "POST", "", token=reseller.token, headers={"X-Account-Meta-Quota-Bytes": "3"}
+        ).status_code
+        == 204
+    )
     swift("PUT", "aq")
     assert swift("PUT", "aq/o", b"1234").status_code == 413
     assert swift("PUT", "aq/o", b"123").status_code == 201
@@ -193,14 +202,21 @@ def test_static_large_object_put_get_and_delete(swift: Swift) -> None:
         {"path": "/slo/s1", "etag": hashlib.md5(b"a" * 70000).hexdigest(), "size_bytes": 70000},
         {"path": "/slo/s2", "etag": None, "size_bytes": None},
     ]
-    put = swift("PUT", "slo/big", json.dumps(manifest).encode(), params={"multipart-manifest": "put"})
+    put = swift(
+        "PUT", "slo/big", json.dumps(manifest).encode(), params={"multipart-manifest": "put"}
+    )
     assert put.status_code == 201 and put.headers["etag"].startswith('"')
     got = swift("GET", "slo/big")
     assert got.content == b"a" * 70000 + b"bc" and got.headers["x-static-large-object"] == "True"
     listed = swift("GET", "slo/big", params={"multipart-manifest": "get"}).json()
     assert [s["name"] for s in listed] == ["/slo/s1", "/slo/s2"]
     bad = [{"path": "/slo/s2", "etag": "0" * 32}]
-    assert swift("PUT", "slo/bad", json.dumps(bad).encode(), params={"multipart-manifest": "put"}).status_code == 400
+    assert (
+        swift(
+            "PUT", "slo/bad", json.dumps(bad).encode(), params={"multipart-manifest": "put"}
+        ).status_code
+        == 400
+    )
     gone = swift("DELETE", "slo/big", params={"multipart-manifest": "delete"})
     assert gone.status_code == 204
     assert swift("HEAD", "slo").headers["x-container-object-count"] == "0"
@@ -233,7 +249,10 @@ def test_versions_location_keeps_and_restores(swift: Swift) -> None:
 def test_s3_and_swift_share_buckets_and_bytes(cloud: Cloud, swift: Swift, alice: Member) -> None:
     s3 = S3(cloud, alice)
     assert s3.send("PUT", "/shared-bucket").status_code == 200
-    assert s3.send("PUT", "/shared-bucket/k", b"from s3", **{"x-amz-meta-tint": "red"}).status_code == 200
+    assert (
+        s3.send("PUT", "/shared-bucket/k", b"from s3", **{"x-amz-meta-tint": "red"}).status_code
+        == 200
+    )
     got = swift("GET", "shared-bucket/k")
     assert got.content == b"from s3" and got.headers["x-object-meta-tint"] == "red"
     swift("PUT", "shared-bucket/w", b"from swift", headers={"X-Object-Meta-Tint": "green"})

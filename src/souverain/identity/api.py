@@ -327,7 +327,10 @@ class IdentityApi:
         if ctx.scope_label == "unscoped":
             raise Forbidden("An unscoped token has no catalog; request a project-scoped token.")
         return JSONResponse(
-            {"catalog": for_project(self.service.catalog(), ctx.project_id), "links": {"self": str(request.url)}}
+            {
+                "catalog": for_project(self.service.catalog(), ctx.project_id),
+                "links": {"self": str(request.url)},
+            }
         )
 
     async def auth_projects(self, request: Request, ctx: RequestContext) -> Response:

@@ -19,7 +19,6 @@ from souverain.identity.core import (
     IdentityCore,
 )
 
-
 _PROJECT_IN_URL = re.compile(r"[$%]\((?:project_id|tenant_id)\)s")
 
 

@@ -51,9 +51,7 @@ def parse(sig: str, expires: str, prefix: str | None) -> TempUrl | None:
         return None
 
 
-def valid(
-    url: TempUrl, method: str, paths: Iterable[str], keys: Iterable[str], now: float
-) -> bool:
+def valid(url: TempUrl, method: str, paths: Iterable[str], keys: Iterable[str], now: float) -> bool:
     """Whether the URL is unexpired and signed by one of `keys` over one of `paths`.
 
     `paths` are the request path as the client may have seen it (behind a prefix or

@@ -91,8 +91,12 @@ class AccountHandlers:
             quota_bytes = _quota(changes.get(QUOTA_BYTES), QUOTA_BYTES)
             count = None if count_removed else _quota(headers.get(QUOTA_COUNT_HEADER), "count")
             await asyncio.to_thread(
-                self._set_quota, caller.project_id, QUOTA_BYTES in changes, quota_bytes,
-                count_set or count_removed, count,
+                self._set_quota,
+                caller.project_id,
+                QUOTA_BYTES in changes,
+                quota_bytes,
+                count_set or count_removed,
+                count,
             )
             if count_set or count_removed:
                 changes["quota-count"] = str(count) if count is not None else None
@@ -100,8 +104,12 @@ class AccountHandlers:
         return Response(status_code=204, headers={"Content-Length": "0"}, media_type=HTML)
 
     def _set_quota(
-        self, project_id: str, bytes_given: bool, max_bytes: int | None,
-        count_given: bool, max_count: int | None,
+        self,
+        project_id: str,
+        bytes_given: bool,
+        max_bytes: int | None,
+        count_given: bool,
+        max_count: int | None,
     ) -> None:
         """The project's quota: a limit given replaces, one removed returns to unlimited."""
         meta = self.metadata.account(project_id)

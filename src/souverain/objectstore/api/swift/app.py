@@ -163,7 +163,9 @@ class SwiftApi:
         state_of(request.scope)["policy_action"] = action
         try:
             caller = await self._caller(request, action, level)
-            args = [request.path_params.get(n) for n in ("container", "obj") if n in request.path_params]
+            args = [
+                request.path_params.get(n) for n in ("container", "obj") if n in request.path_params
+            ]
             if request.method in ("PUT", "POST", "DELETE", "COPY"):
                 audit(request, action, level or "account", "/".join(str(a) for a in args) or None)
             response = await handler(request, caller, *args)

@@ -171,9 +171,7 @@ class ContainerHandlers:
             page = self.service.list_objects(
                 bucket, params.prefix, params.delimiter, params.marker, params.limit
             )
-        entries: list[tuple[str, dict[str, Any]]] = [
-            (p, {"subdir": p}) for p in page.prefixes
-        ]
+        entries: list[tuple[str, dict[str, Any]]] = [(p, {"subdir": p}) for p in page.prefixes]
         for obj in page.objects:
             if not expired(obj, now):
                 entries.append((obj.key, _object_item(obj)))

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from dataclasses import replace
 import hashlib
 import json
 import mimetypes
 import time
 import urllib.parse
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -78,7 +78,9 @@ class ObjectHandlers:
         parts = await asyncio.to_thread(self._dlo_parts, caller, obj)
         size = sum(p.size for p in parts) if parts is not None else obj.size
         headers = _object_headers(obj, parts, size)
-        conditions = {k.lower(): v for k, v in request.headers.items() if k.lower().startswith("if-")}
+        conditions = {
+            k.lower(): v for k, v in request.headers.items() if k.lower().startswith("if-")
+        }
         check_conditions(conditions, _as_etag(obj, headers["Etag"]), headers)
         start, end, status = 0, size - 1, 200
         wanted = request.headers.get("range")
@@ -145,7 +147,9 @@ class ObjectHandlers:
             new.headers["x-swift-etag"] = new.etag
         info = await asyncio.to_thread(self.store, caller, bucket, meta.settings, key, new)
         if manifest_put:
-            await asyncio.to_thread(self.metadata.save_manifest, bucket.id, key, info.etag, segments)
+            await asyncio.to_thread(
+                self.metadata.save_manifest, bucket.id, key, info.etag, segments
+            )
         etag = f'"{new.etag}"' if manifest_put else info.etag
         return _created(etag, info)
 
@@ -307,14 +311,18 @@ class ObjectHandlers:
             return
 
     def _delete(
-        self, caller: Caller, bucket: BucketInfo, settings: dict[str, str], key: str, obj: ObjectInfo
+        self,
+        caller: Caller,
+        bucket: BucketInfo,
+        settings: dict[str, str],
+        key: str,
+        obj: ObjectInfo,
     ) -> None:
         location = settings.get("versions")
         if location and settings.get("versions_mode") == "history":
             self._archive(caller, location, key, obj)
-        elif location:
-            if self._restore(caller, bucket, location, key):
-                return
+        elif location and self._restore(caller, bucket, location, key):
+            return
         self.service.delete_object(caller.principal, bucket, key)
         self.metadata.drop_manifest(bucket.id, key)
 

@@ -113,7 +113,9 @@ def gather(
     return _blob_object(writer)
 
 
-def read_range(service: ObjectStoreService, obj: ObjectInfo, start: int, end: int) -> Iterator[bytes]:
+def read_range(
+    service: ObjectStoreService, obj: ObjectInfo, start: int, end: int
+) -> Iterator[bytes]:
     """Bytes `start`..`end` (inclusive) of one object; its files stay open until done."""
     if end < start or obj.size == 0:
         return

@@ -137,7 +137,9 @@ def listing(
         for item in items:
             if "subdir" in item:
                 sub = escape(item["subdir"])
-                parts.append(f"<subdir name={quoteattr(item['subdir'])}><name>{sub}</name></subdir>")
+                parts.append(
+                    f"<subdir name={quoteattr(item['subdir'])}><name>{sub}</name></subdir>"
+                )
                 continue
             fields = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in item.items())
             parts.append(f"<{child}>{fields}</{child}>")
