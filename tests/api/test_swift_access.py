@@ -145,3 +145,50 @@ def test_a_name_another_project_holds_is_a_conflict_not_a_leak(cloud: Cloud, swi
     assert other("PUT", "box").status_code == 409
     assert other("HEAD", "box").status_code == 404
     assert other("GET", "", params={"format": "json"}).json() == []
+
+
+def _form(path: str, key: str, expires: int, files: dict[str, bytes]) -> tuple[bytes, str]:
+    redirect, size, count = "", "1000", "2"
+    body = f"{path}\n{redirect}\n{size}\n{count}\n{expires}".encode()
+    signature = hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+    fields = {"redirect": redirect, "max_file_size": size, "max_file_count": count}
+    fields.update(expires=str(expires), signature=signature)
+    parts = [
+        f'--b\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+        for k, v in fields.items()
+    ]
+    raw = "".join(parts).encode()
+    for name, data in files.items():
+        raw += (
+            (
+                f'--b\r\nContent-Disposition: form-data; name="f"; filename="{name}"\r\n'
+                "Content-Type: text/plain\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
+    return raw + b"--b--\r\n", "multipart/form-data; boundary=b"
+
+
+def test_formpost_stores_signed_files_and_refuses_the_rest(swift: Swift, owner: Member) -> None:
+    swift("POST", "", headers={"X-Account-Meta-Temp-URL-Key": "form-key"})
+    path = f"/object-storage/v1/AUTH_{owner.project_id}/box/up-"
+    later = int(time.time()) + 600
+    body, ctype = _form(path, "form-key", later, {"a.txt": b"hello"})
+    posted = swift("POST", "box/up-", body, token="", headers={"Content-Type": ctype})
+    assert posted.status_code == 201
+    assert swift("GET", "box/up-a.txt").content == b"hello"
+    forged, ctype = _form(path, "guess", later, {"b.txt": b"x"})
+    refused = swift("POST", "box/up-", forged, token="", headers={"Content-Type": ctype})
+    assert refused.status_code == 401 and "Invalid Signature" in refused.text
+    old, ctype = _form(path, "form-key", int(time.time()) - 5, {"c.txt": b"x"})
+    assert (
+        "Form Expired"
+        in swift("POST", "box/up-", old, token="", headers={"Content-Type": ctype}).text
+    )
+    many, ctype = _form(path, "form-key", later, {"1": b"1", "2": b"2", "3": b"3"})
+    assert (
+        swift("POST", "box/up-", many, token="", headers={"Content-Type": ctype}).status_code == 400
+    )
+    names = [o["name"] for o in swift("GET", "box", params={"format": "json"}).json()]
+    assert names == ["secret", "up-a.txt"]

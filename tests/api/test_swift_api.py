@@ -54,8 +54,8 @@ def test_info_lists_what_is_implemented(cloud: Cloud) -> None:
     info = cloud.client.get("/object-storage/info")
     assert info.status_code == 200
     body = info.json()
-    assert {"swift", "tempurl", "slo", "account_quotas", "container_quotas"} <= set(body)
-    assert "formpost" not in body and "container_sync" not in body
+    assert {"swift", "tempurl", "slo", "formpost", "bulk_delete", "account_quotas"} <= set(body)
+    assert "container_sync" not in body and "staticweb" not in body
 
 
 def test_container_and_object_round_trip_with_swift_headers(swift: Swift) -> None:
@@ -258,3 +258,21 @@ def test_s3_and_swift_share_buckets_and_bytes(cloud: Cloud, swift: Swift, alice:
     swift("PUT", "shared-bucket/w", b"from swift", headers={"X-Object-Meta-Tint": "green"})
     back = s3.send("GET", "/shared-bucket/w")
     assert back.content == b"from swift" and back.headers["x-amz-meta-tint"] == "green"
+
+
+def test_bulk_delete_removes_objects_then_containers(swift: Swift) -> None:
+    swift("PUT", "bulk")
+    swift("PUT", "bulk/a b", b"1")
+    swift("PUT", "bulk/c", b"2")
+    body = b"/bulk/a%20b\n/bulk/c\n/bulk/missing\n/bulk\n"
+    done = swift(
+        "DELETE", "", body, params={"bulk-delete": ""}, headers={"Accept": "application/json"}
+    )
+    assert done.status_code == 200
+    assert done.json()["Number Deleted"] == 3 and done.json()["Number Not Found"] == 1
+    assert swift("HEAD", "bulk").status_code == 404
+    swift("PUT", "full")
+    swift("PUT", "full/o", b"1")
+    kept = swift("POST", "", b"/full\n", params={"bulk-delete": ""})
+    assert "409 Conflict" in kept.text and swift("HEAD", "full").status_code == 204
+    assert swift("DELETE", "").status_code == 405

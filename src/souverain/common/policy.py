@@ -340,6 +340,7 @@ BILLING_RULES: dict[str, Rule] = {
 OBJECT_STORE_RULES: dict[str, Rule] = {
     "object-store:account:show": Rule.PROJECT_READER,
     "object-store:account:update": Rule.PROJECT_MEMBER,
+    "object-store:account:bulk_delete": Rule.PROJECT_MEMBER,
     "object-store:container:show": Rule.PROJECT_READER,
     "object-store:container:create": Rule.PROJECT_MEMBER,
     "object-store:container:update": Rule.PROJECT_MEMBER,

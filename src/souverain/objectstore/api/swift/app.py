@@ -26,7 +26,9 @@ from souverain.common.middleware import state_of
 from souverain.config import ObjectStoreSettings
 from souverain.objectstore.api.swift.access import Caller, account_project, identify
 from souverain.objectstore.api.swift.account import AccountHandlers
+from souverain.objectstore.api.swift.bulk import MAX_DELETES, BulkDelete
 from souverain.objectstore.api.swift.container import ContainerHandlers
+from souverain.objectstore.api.swift.formpost import MAX_FORM_BYTES, FormPost, is_form
 from souverain.objectstore.api.swift.objects import ObjectHandlers
 from souverain.objectstore.api.swift.wire import (
     JSON,
@@ -49,6 +51,7 @@ ACCOUNT_ACTIONS = {
     "GET": "object-store:account:show",
     "HEAD": "object-store:account:show",
     "POST": "object-store:account:update",
+    "DELETE": "object-store:account:bulk_delete",
 }
 CONTAINER_ACTIONS = {
     "GET": "object-store:container:show",
@@ -100,6 +103,8 @@ def capabilities(settings: ObjectStoreSettings) -> dict[str, Any]:
         "versioned_writes": {"allowed_flags": ["x-versions-location", "x-history-location"]},
         "dlo": {"max_segments": 1000},
         "expirer": {},
+        "formpost": {},
+        "bulk_delete": {"max_deletes_per_request": MAX_DELETES, "max_failed_deletes": MAX_DELETES},
     }
 
 
@@ -118,6 +123,8 @@ class SwiftApi:
         self.accounts = AccountHandlers(service, self.metadata, clock)
         self.containers = ContainerHandlers(service, self.metadata)
         self.objects = ObjectHandlers(service, self.metadata, self.containers, settings)
+        self.bulk_delete = BulkDelete(self.containers, self.objects)
+        self.formpost = FormPost(self.objects)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -139,8 +146,13 @@ class SwiftApi:
         return Response(body, 200, headers=headers, media_type=JSON)
 
     async def account(self, request: Request) -> Response:
-        handlers = {"POST": self.accounts.update}
-        handler = handlers.get(request.method, self.accounts.show)
+        handler: Handler = self.accounts.show
+        if "bulk-delete" in request.query_params and request.method in ("POST", "DELETE"):
+            handler = self.bulk_delete
+        elif request.method == "POST":
+            handler = self.accounts.update
+        elif request.method == "DELETE":
+            handler = _no_account_deletes
         return await self._serve(request, ACCOUNT_ACTIONS, handler)
 
     async def container(self, request: Request) -> Response:
@@ -152,7 +164,9 @@ class SwiftApi:
     async def object(self, request: Request) -> Response:
         o = self.objects
         handlers = {"PUT": o.create, "POST": o.update, "DELETE": o.delete, "COPY": o.copy_to}
-        handler = handlers.get(request.method, o.show)
+        handler: Handler = handlers.get(request.method, o.show)
+        if is_form(request):
+            handler = self.formpost
         return await self._serve(request, OBJECT_ACTIONS, handler, "object")
 
     async def _serve(
@@ -185,6 +199,8 @@ class SwiftApi:
         query = request.query_params
         if level == "object" and "temp_url_sig" in query and "temp_url_expires" in query:
             return await asyncio.to_thread(self._temp_url_caller, request, project_id)
+        if is_form(request):  # the form's signature decides, whoever sends it
+            return Caller(project_id, None)
         ctx = None
         if request.headers.get("x-auth-token"):
             ctx = authenticate(self.tokens, request)
@@ -214,6 +230,10 @@ class SwiftApi:
         return Caller(project_id, None, tempurl=True)
 
 
+async def _no_account_deletes(request: Request, caller: Caller) -> Response:
+    raise SwiftError(405, "Accounts are projects: delete the project in identity instead.")
+
+
 def _keys(meta: dict[str, str]) -> list[str]:
     return [meta[k] for k in ("temp-url-key", "temp-url-key-2") if meta.get(k)]
 
@@ -238,6 +258,8 @@ def body_limit_for(settings: ObjectStoreSettings) -> Callable[[str, str], int | 
     def limit(method: str, path: str) -> int | None:
         if method == "PUT" and path.count("/") >= 4:
             return settings.max_object_bytes
+        if method == "POST" and path.count("/") >= 4:  # a FormPost's files
+            return MAX_FORM_BYTES
         return None
 
     return limit

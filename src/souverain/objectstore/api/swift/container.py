@@ -42,8 +42,11 @@ QUOTA_KEYS = ("quota-bytes", "quota-count")
 
 
 def check_container_name(name: str) -> None:
-    if not name or len(name.encode("utf-8", "surrogatepass")) > MAX_CONTAINER_NAME:
-        raise SwiftError(400, f"Container names are 1 to {MAX_CONTAINER_NAME} bytes.")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if not name:
+        raise SwiftError(400, "A container name is needed.")
+    if size > MAX_CONTAINER_NAME:
+        raise SwiftError(400, f"Container name length of {size} longer than {MAX_CONTAINER_NAME}")
     if "/" in name or any(ord(c) < 32 for c in name):
         raise SwiftError(400, "Container names may not hold '/' or control characters.")
 
@@ -121,7 +124,9 @@ class ContainerHandlers:
             await asyncio.to_thread(self.service.delete_bucket, bucket)
         except S3Error as exc:
             if exc.code == "BucketNotEmpty":
-                raise SwiftError(409, "There was a conflict: the container is not empty.") from None
+                raise SwiftError(
+                    409, "There was a conflict when trying to complete your request."
+                ) from None
             raise
         return Response(status_code=204, media_type=HTML)
 

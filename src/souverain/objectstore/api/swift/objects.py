@@ -259,6 +259,8 @@ class ObjectHandlers:
         meta = await asyncio.to_thread(self.metadata.container, bucket.id)
         info = await asyncio.to_thread(self.store, caller, bucket, meta.settings, key, new)
         response = _created(info.etag, info)
+        for name, value in info.user_meta.items():
+            response.headers[f"X-Object-Meta-{name.title()}"] = value
         response.headers["X-Copied-From"] = urllib.parse.quote(f"{src_container}/{src_key}")
         response.headers["X-Copied-From-Last-Modified"] = http_date(src.last_modified)
         return response
@@ -298,7 +300,7 @@ class ObjectHandlers:
             found = await asyncio.to_thread(self.metadata.manifest, bucket.id, key, obj.etag)
             for seg in found or []:
                 await asyncio.to_thread(self._delete_segment, caller, str(seg["name"]))
-        await asyncio.to_thread(self._delete, caller, bucket, meta.settings, key, obj)
+        await asyncio.to_thread(self.remove, caller, bucket, meta.settings, key, obj)
         return Response(status_code=204, media_type=HTML)
 
     def _delete_segment(self, caller: Caller, path: str) -> None:
@@ -310,7 +312,7 @@ class ObjectHandlers:
         except SwiftError:
             return
 
-    def _delete(
+    def remove(
         self,
         caller: Caller,
         bucket: BucketInfo,
@@ -346,7 +348,8 @@ class ObjectHandlers:
 
 def check_object_name(key: str) -> None:
     if not key or len(key.encode("utf-8", "surrogatepass")) > MAX_OBJECT_NAME:
-        raise SwiftError(400, f"Object names are 1 to {MAX_OBJECT_NAME} bytes.")
+        size = len(key.encode("utf-8", "surrogatepass"))
+        raise SwiftError(400, f"Object name length of {size} longer than {MAX_OBJECT_NAME}")
     if "\x00" in key:
         raise SwiftError(400, "Object names may not hold NUL characters.")
 
@@ -361,8 +364,8 @@ def new_template(request: Request, key: str, default_type: str = "") -> NewObjec
     user_meta = {
         name[len("x-object-meta-") :]: value
         for name, value in headers.items()
-        if name.startswith("x-object-meta-") and len(name) > len("x-object-meta-") and value
-    }
+        if name.startswith("x-object-meta-") and len(name) > len("x-object-meta-")
+    }  # an empty value is kept on objects (not on accounts and containers)
     try:
         check_metadata(user_meta)
     except ValueError as exc:
