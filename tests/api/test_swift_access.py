@@ -192,3 +192,14 @@ def test_formpost_stores_signed_files_and_refuses_the_rest(swift: Swift, owner: 
     )
     names = [o["name"] for o in swift("GET", "box", params={"format": "json"}).json()]
     assert names == ["secret", "up-a.txt"]
+
+
+def test_temp_url_with_a_prefix_admits_only_that_prefix(swift: Swift, owner: Member) -> None:
+    swift("POST", "box", headers={"X-Container-Meta-Temp-URL-Key": "box-key"})
+    swift("PUT", "box/pub/a.txt", b"a")
+    expires = int(time.time()) + 300
+    body = f"GET\n{expires}\nprefix:/v1/AUTH_{owner.project_id}/box/pub/".encode()
+    sig = hmac.new(b"box-key", body, hashlib.sha256).hexdigest()
+    query = {"temp_url_sig": sig, "temp_url_expires": str(expires), "temp_url_prefix": "pub/"}
+    assert swift("GET", "box/pub/a.txt", token="", params=query).content == b"a"
+    assert swift("GET", "box/secret", token="", params=query).status_code == 401

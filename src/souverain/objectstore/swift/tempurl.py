@@ -51,25 +51,32 @@ def parse(sig: str, expires: str, prefix: str | None) -> TempUrl | None:
         return None
 
 
-def valid(url: TempUrl, method: str, paths: Iterable[str], keys: Iterable[str], now: float) -> bool:
-    """Whether the URL is unexpired and signed by one of `keys` over one of `paths`.
+def valid(
+    url: TempUrl,
+    method: str,
+    containers: Iterable[str],
+    name: str,
+    keys: Iterable[str],
+    now: float,
+) -> bool:
+    """Whether the URL is unexpired and signed by one of `keys` for object `name`.
 
-    `paths` are the request path as the client may have seen it (behind a prefix or
-    not); a prefix URL signs `prefix:<path up to the prefix>`.
+    `containers` are the container's path as the client may have seen it (behind the
+    mount's prefix or not); a prefix URL signs `prefix:<container path>/<prefix>` and
+    admits every object whose name starts with the prefix.
     """
     if url.expires < now:
+        return False
+    if url.prefix is not None and not name.startswith(url.prefix):
         return False
     # a HEAD may use a URL signed for GET or PUT: it reads no more than those
     methods = ("HEAD", "GET", "PUT") if method == "HEAD" else (method,)
     digest = DIGESTS[url.algorithm]
-    for path in paths:
-        signed = path
-        if url.prefix is not None:
-            base = path.rsplit("/", 1)[0] if "/" in path else path
-            object_part = path[len(base) + 1 :] if path.startswith(base + "/") else ""
-            if not object_part.startswith(url.prefix):
-                continue
-            signed = "prefix:" + path[: len(path) - len(object_part)] + url.prefix
+    for container in containers:
+        if url.prefix is None:
+            signed = f"{container}/{name}"
+        else:
+            signed = f"prefix:{container}/{url.prefix}"
         for verb in methods:
             body = f"{verb}\n{url.expires}\n{signed}".encode()
             for key in keys:

@@ -221,11 +221,11 @@ class SwiftApi:
                 keys += _keys(self.metadata.container(bucket.id).meta)
         except S3Error:
             pass
-        path = request.url.path
         root = request.scope.get("root_path", "")
-        local = path[len(root) :] if root and path.startswith(root) else path
-        paths = {path, local, root + local}
-        if not keys or not tempurl.valid(url, request.method, paths, keys, time.time()):
+        local = f"/v1/AUTH_{project_id}/{container}"
+        name = request.path_params.get("obj", "")
+        places = (root + local, local)
+        if not keys or not tempurl.valid(url, request.method, places, name, keys, time.time()):
             raise SwiftError(401, "Temp URL invalid or expired.")
         return Caller(project_id, None, tempurl=True)
 
