@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 import pytest
+
+from souverain.objectstore.swift.expirer import Expirer
 
 from .support import S3, Cloud, Member
 
@@ -276,3 +279,19 @@ def test_bulk_delete_removes_objects_then_containers(swift: Swift) -> None:
     kept = swift("POST", "", b"/full\n", params={"bulk-delete": ""})
     assert "409 Conflict" in kept.text and swift("HEAD", "full").status_code == 204
     assert swift("DELETE", "").status_code == 405
+
+
+def test_the_expirer_removes_due_objects_for_s3_too(
+    cloud: Cloud, swift: Swift, alice: Member
+) -> None:
+    swift("PUT", "exp")
+    swift("PUT", "exp/soon", b"1", headers={"X-Delete-At": str(int(time.time()) + 60)})
+    swift("PUT", "exp/kept", b"1", headers={"X-Delete-At": str(int(time.time()) + 60)})
+    swift("POST", "exp/kept", headers={"X-Object-Meta-A": "b"})  # no X-Delete-At: kept for good
+    expirer = Expirer(cloud.platform.objectstore)
+    assert expirer.expire_due(time.time()) == 0
+    assert expirer.expire_due(time.time() + 120) == 1
+    s3 = S3(cloud, alice)
+    assert s3.send("GET", "/exp/soon").status_code == 404
+    assert s3.send("GET", "/exp/kept").status_code == 200
+    assert swift("HEAD", "exp").headers["x-container-object-count"] == "1"

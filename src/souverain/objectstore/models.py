@@ -188,3 +188,16 @@ class SwiftManifest(Base):
     key: Mapped[str] = mapped_column(String(1024), primary_key=True)
     etag: Mapped[str] = mapped_column(String(64))
     segments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class SwiftExpiring(Base):
+    """An object Swift deletes at `delete_at` (X-Delete-At): the expirer's queue, so S3
+    stops seeing it too. A row whose object no longer carries that time is dropped."""
+
+    __tablename__ = "swift_expiring"
+
+    bucket_id: Mapped[str] = mapped_column(
+        ForeignKey("s3_buckets.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    delete_at: Mapped[int] = mapped_column(BigInteger, index=True)

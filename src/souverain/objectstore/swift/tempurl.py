@@ -72,11 +72,9 @@ def valid(
     # a HEAD may use a URL signed for GET or PUT: it reads no more than those
     methods = ("HEAD", "GET", "PUT") if method == "HEAD" else (method,)
     digest = DIGESTS[url.algorithm]
+    signs = f"/{name}" if url.prefix is None else f"/{url.prefix}"
     for container in containers:
-        if url.prefix is None:
-            signed = f"{container}/{name}"
-        else:
-            signed = f"prefix:{container}/{url.prefix}"
+        signed = container + signs if url.prefix is None else f"prefix:{container}{signs}"
         for verb in methods:
             body = f"{verb}\n{url.expires}\n{signed}".encode()
             for key in keys:

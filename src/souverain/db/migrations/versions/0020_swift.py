@@ -55,9 +55,25 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("bucket_id", "key", name=op.f("pk_swift_manifests")),
     )
+    op.create_table(
+        "swift_expiring",
+        sa.Column("bucket_id", sa.String(length=32), nullable=False),
+        sa.Column("key", sa.String(length=1024), nullable=False),
+        sa.Column("delete_at", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["bucket_id"],
+            ["s3_buckets.id"],
+            name=op.f("fk_swift_expiring_bucket_id_s3_buckets"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("bucket_id", "key", name=op.f("pk_swift_expiring")),
+    )
+    with op.batch_alter_table("swift_expiring") as batch_op:
+        batch_op.create_index(batch_op.f("ix_swift_expiring_delete_at"), ["delete_at"])
 
 
 def downgrade() -> None:
+    op.drop_table("swift_expiring")
     op.drop_table("swift_manifests")
     op.drop_table("swift_containers")
     op.drop_table("swift_accounts")

@@ -30,6 +30,7 @@ from souverain.objectstore.errors import S3Error
 from souverain.objectstore.policy import Principal
 from souverain.objectstore.records import BucketInfo, NewObject, ObjectInfo
 from souverain.objectstore.service import ObjectStoreService
+from souverain.objectstore.swift.expirer import Expirer
 from souverain.objectstore.swift.manifest import ManifestError, parse_slo, split_path
 from souverain.objectstore.swift.metadata import SwiftMetadata, check_metadata
 
@@ -53,6 +54,7 @@ class ObjectHandlers:
         self.metadata = metadata
         self.containers = containers
         self.settings = settings
+        self.expirer = Expirer(service)
 
     # ------------------------------------------------------------------ reading
 
@@ -166,10 +168,17 @@ class ObjectHandlers:
         try:
             self._check_container_quota(bucket, new.size)
             self._keep_version(caller, bucket, settings, key)
-            return self.service.put_object(caller.principal, bucket, key, new, False)
+            info = self.service.put_object(caller.principal, bucket, key, new, False)
         except BaseException:
             self.service.store.delete(s[0] for s in new.segments)
             raise
+        self._schedule(bucket, key, new.headers)
+        return info
+
+    def _schedule(self, bucket: BucketInfo, key: str, headers: dict[str, str]) -> None:
+        """The expirer's note of when the key is due, or none (the old one no longer holds)."""
+        at = headers.get(DELETE_AT, "")
+        self.expirer.schedule(bucket.id, key, int(at) if at.isdigit() else None)
 
     def _check_container_quota(self, bucket: BucketInfo, size: int) -> None:
         meta = self.metadata.container(bucket.id).meta
@@ -289,6 +298,7 @@ class ObjectHandlers:
         await asyncio.to_thread(
             self.service.objects.set_metadata, bucket, key, headers, template.user_meta
         )
+        await asyncio.to_thread(self._schedule, bucket, key, headers)
         return Response(status_code=202, headers={"Content-Length": "0"}, media_type=HTML)
 
     async def delete(self, request: Request, caller: Caller, container: str, key: str) -> Response:
