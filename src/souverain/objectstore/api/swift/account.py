@@ -17,6 +17,7 @@ from souverain.objectstore.api.swift.access import Caller, check_manage
 from souverain.objectstore.api.swift.listing import container_window, listing_params
 from souverain.objectstore.api.swift.wire import (
     HTML,
+    TEXT,
     SwiftError,
     iso,
     listing,
@@ -61,7 +62,7 @@ class AccountHandlers:
         )
         headers = await asyncio.to_thread(self._headers, caller, len(buckets))
         if request.method == "HEAD":
-            return Response(status_code=204, headers=headers, media_type=HTML)
+            return Response(status_code=204, headers=headers, media_type=TEXT)
         params = listing_params(request.query_params)
         names = container_window([b.name for b in buckets], params)
         by_name = {b.name: b for b in buckets}

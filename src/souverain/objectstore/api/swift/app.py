@@ -239,8 +239,8 @@ def _keys(meta: dict[str, str]) -> list[str]:
 
 
 def _trans_headers() -> dict[str, str]:
-    trans = new_trans_id()
-    return {"X-Trans-Id": trans, "X-Openstack-Request-Id": trans}
+    """Swift's transaction id; the request log adds X-Openstack-Request-Id to every answer."""
+    return {"X-Trans-Id": new_trans_id()}
 
 
 def build_app(

@@ -22,6 +22,7 @@ from souverain.objectstore.api.swift.access import (
 from souverain.objectstore.api.swift.listing import ListingParams, in_window, listing_params
 from souverain.objectstore.api.swift.wire import (
     HTML,
+    TEXT,
     SwiftError,
     iso,
     listing,
@@ -159,7 +160,7 @@ class ContainerHandlers:
         headers = await asyncio.to_thread(self.headers, caller, bucket, meta)
         headers["Accept-Ranges"] = "bytes"
         if request.method == "HEAD":
-            return Response(status_code=204, headers=headers, media_type=HTML)
+            return Response(status_code=204, headers=headers, media_type=TEXT)
         params = listing_params(request.query_params)
         now = dt.datetime.now(dt.UTC)
         items = await asyncio.to_thread(self.objects, bucket, params, now)
