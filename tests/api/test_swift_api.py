@@ -295,3 +295,9 @@ def test_the_expirer_removes_due_objects_for_s3_too(
     assert s3.send("GET", "/exp/soon").status_code == 404
     assert s3.send("GET", "/exp/kept").status_code == 200
     assert swift("HEAD", "exp").headers["x-container-object-count"] == "1"
+
+
+def test_paths_and_methods_no_route_takes_answer_in_swift_shape(cloud: Cloud, swift: Swift) -> None:
+    missing = cloud.client.get("/object-storage/v2/whatever")
+    assert missing.status_code == 404 and missing.text.startswith("<html><h1>")
+    assert swift("PATCH", "c/o").status_code == 405

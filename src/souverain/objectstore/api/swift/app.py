@@ -36,6 +36,7 @@ from souverain.objectstore.api.swift.wire import (
     error_response,
     from_s3,
     new_trans_id,
+    render_error,
 )
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.service import ObjectStoreService
@@ -43,6 +44,7 @@ from souverain.objectstore.swift import tempurl
 from souverain.objectstore.swift.acl import AclError
 from souverain.objectstore.swift.metadata import MetadataError, SwiftMetadata
 from souverain.openstack.auth import TokenValidator, audit, authenticate
+from souverain.openstack.faults import ErrorLayer
 from souverain.openstack.routing import EdgeRoute
 
 Handler = Callable[..., Awaitable[Response]]
@@ -249,7 +251,10 @@ def build_app(
     settings: ObjectStoreSettings,
     clock: Clock,
 ) -> ASGIApp:
-    return Router(routes=SwiftApi(service, tokens, settings, clock).routes())
+    """The API under one error layer: anything unexpected is a 500 in Swift's shape, with no
+    internals; a path or method no route takes is Swift's 404 or 405."""
+    router = Router(routes=SwiftApi(service, tokens, settings, clock).routes())
+    return ErrorLayer(router, render_error)
 
 
 def body_limit_for(settings: ObjectStoreSettings) -> Callable[[str, str], int | None]:
