@@ -7,7 +7,9 @@ object store); only the clock is the tests'.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import tarfile
 import time
 from typing import Any
 
@@ -301,3 +303,30 @@ def test_paths_and_methods_no_route_takes_answer_in_swift_shape(cloud: Cloud, sw
     missing = cloud.client.get("/object-storage/v2/whatever")
     assert missing.status_code == 404 and missing.text.startswith("<html><h1>")
     assert swift("PATCH", "c/o").status_code == 405
+
+
+def test_extract_archive_makes_containers_and_objects(swift: Swift) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in (
+            ("photos/a.jpg", b"jpeg"),
+            ("photos/d/b.txt", b"x" * 70000),
+            ("docs/c", b""),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    done = swift(
+        "PUT",
+        "",
+        buffer.getvalue(),
+        params={"extract-archive": "tar.gz"},
+        headers={"Accept": "application/json"},
+    )
+    assert done.status_code == 200 and done.json()["Number Files Created"] == 3
+    assert swift("GET", "photos/d/b.txt").content == b"x" * 70000
+    assert swift("HEAD", "photos/a.jpg").headers["content-type"] == "image/jpeg"
+    assert swift("GET", "docs").text == "c\n"
+    bad = swift("PUT", "", b"not a tar", params={"extract-archive": "tar"})
+    assert bad.status_code == 400
+    assert swift("PUT", "", b"", params={"extract-archive": "zip"}).status_code == 400

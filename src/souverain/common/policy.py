@@ -341,6 +341,7 @@ OBJECT_STORE_RULES: dict[str, Rule] = {
     "object-store:account:show": Rule.PROJECT_READER,
     "object-store:account:update": Rule.PROJECT_MEMBER,
     "object-store:account:bulk_delete": Rule.PROJECT_MEMBER,
+    "object-store:account:extract_archive": Rule.PROJECT_MEMBER,
     "object-store:container:show": Rule.PROJECT_READER,
     "object-store:container:create": Rule.PROJECT_MEMBER,
     "object-store:container:update": Rule.PROJECT_MEMBER,

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from souverain.common.clock import Clock
 from souverain.objectstore.api.swift.access import Caller, check_manage
+from souverain.objectstore.api.swift.container import POLICY_NAME
 from souverain.objectstore.api.swift.listing import container_window, listing_params
 from souverain.objectstore.api.swift.wire import (
     HTML,
@@ -49,6 +50,10 @@ class AccountHandlers:
             "X-Account-Object-Count": str(objects),
             "X-Account-Bytes-Used": str(stored),
             "X-Timestamp": timestamp(),
+            # one storage policy holds everything: its usage is the account's
+            f"X-Account-Storage-Policy-{POLICY_NAME}-Container-Count": str(containers),
+            f"X-Account-Storage-Policy-{POLICY_NAME}-Object-Count": str(objects),
+            f"X-Account-Storage-Policy-{POLICY_NAME}-Bytes-Used": str(stored),
             **meta_headers("X-Account-Meta-", meta),
         }
         if not caller.manages:

@@ -26,8 +26,8 @@ from souverain.common.middleware import state_of
 from souverain.config import ObjectStoreSettings
 from souverain.objectstore.api.swift.access import Caller, account_project, identify
 from souverain.objectstore.api.swift.account import AccountHandlers
-from souverain.objectstore.api.swift.bulk import MAX_DELETES, BulkDelete
-from souverain.objectstore.api.swift.container import ContainerHandlers
+from souverain.objectstore.api.swift.bulk import MAX_DELETES, BulkDelete, ExtractArchive
+from souverain.objectstore.api.swift.container import POLICY_NAME, ContainerHandlers
 from souverain.objectstore.api.swift.formpost import MAX_FORM_BYTES, FormPost, is_form
 from souverain.objectstore.api.swift.objects import ObjectHandlers
 from souverain.objectstore.api.swift.wire import (
@@ -54,6 +54,7 @@ ACCOUNT_ACTIONS = {
     "HEAD": "object-store:account:show",
     "POST": "object-store:account:update",
     "DELETE": "object-store:account:bulk_delete",
+    "PUT": "object-store:account:extract_archive",
 }
 CONTAINER_ACTIONS = {
     "GET": "object-store:container:show",
@@ -92,6 +93,7 @@ def capabilities(settings: ObjectStoreSettings) -> dict[str, Any]:
             "strict_cors_mode": True,
             "allow_account_management": False,
             "account_autocreate": True,
+            "policies": [{"name": POLICY_NAME, "aliases": POLICY_NAME, "default": True}],
         },
         "tempurl": {
             "methods": list(TEMPURL_METHODS),
@@ -106,6 +108,7 @@ def capabilities(settings: ObjectStoreSettings) -> dict[str, Any]:
         "dlo": {"max_segments": 1000},
         "expirer": {},
         "formpost": {},
+        "bulk_upload": {"max_containers_per_extraction": 10000, "max_failed_extractions": 1000},
         "bulk_delete": {"max_deletes_per_request": MAX_DELETES, "max_failed_deletes": MAX_DELETES},
     }
 
@@ -127,6 +130,7 @@ class SwiftApi:
         self.objects = ObjectHandlers(service, self.metadata, self.containers, settings)
         self.bulk_delete = BulkDelete(self.containers, self.objects)
         self.formpost = FormPost(self.objects)
+        self.extract_archive = ExtractArchive(self.containers, self.objects)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -153,14 +157,18 @@ class SwiftApi:
             handler = self.bulk_delete
         elif request.method == "POST":
             handler = self.accounts.update
-        elif request.method == "DELETE":
+        elif request.method == "PUT" and "extract-archive" in request.query_params:
+            handler = self.extract_archive
+        elif request.method in ("DELETE", "PUT"):
             handler = _no_account_deletes
         return await self._serve(request, ACCOUNT_ACTIONS, handler)
 
     async def container(self, request: Request) -> Response:
         c = self.containers
         handlers = {"PUT": c.create, "POST": c.update, "DELETE": c.delete}
-        handler = handlers.get(request.method, c.show)
+        handler: Handler = handlers.get(request.method, c.show)
+        if request.method == "PUT" and "extract-archive" in request.query_params:
+            handler = self.extract_archive
         return await self._serve(request, CONTAINER_ACTIONS, handler, "container")
 
     async def object(self, request: Request) -> Response:
@@ -233,7 +241,7 @@ class SwiftApi:
 
 
 async def _no_account_deletes(request: Request, caller: Caller) -> Response:
-    raise SwiftError(405, "Accounts are projects: delete the project in identity instead.")
+    raise SwiftError(405, "Accounts are projects: make or delete them in identity.")
 
 
 def _keys(meta: dict[str, str]) -> list[str]:
@@ -261,7 +269,7 @@ def body_limit_for(settings: ObjectStoreSettings) -> Callable[[str, str], int | 
     """Object uploads may be as large as an S3 PUT; every other request keeps the server's."""
 
     def limit(method: str, path: str) -> int | None:
-        if method == "PUT" and path.count("/") >= 4:
+        if method == "PUT":  # an object, or an archive to extract
             return settings.max_object_bytes
         if method == "POST" and path.count("/") >= 4:  # a FormPost's files
             return MAX_FORM_BYTES

@@ -81,12 +81,12 @@ class ContainerHandlers:
             bucket = await asyncio.to_thread(self.bucket, caller, name)
             status = 202
         except SwiftError:
-            bucket = await asyncio.to_thread(self._new_bucket, caller, name)
+            bucket = await asyncio.to_thread(self.new_bucket, caller, name)
             status = 201
         await self._apply(bucket, meta, settings)
         return Response(status_code=status, headers={"Content-Length": "0"}, media_type=HTML)
 
-    def _new_bucket(self, caller: Caller, name: str) -> BucketInfo:
+    def new_bucket(self, caller: Caller, name: str) -> BucketInfo:
         try:
             return self.service.buckets.create_bucket(
                 caller.principal, name, None, name_rule=check_container_name

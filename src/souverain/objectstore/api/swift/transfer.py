@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Iterator
+from typing import IO
 
 from starlette.requests import Request
 
@@ -106,6 +107,29 @@ def gather(
         for source in sources:
             for chunk in read_range(service, source, 0, source.size - 1):
                 writer.write(chunk)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return _blob_object(writer)
+
+
+def from_file(
+    service: ObjectStoreService, settings: ObjectStoreSettings, source: IO[bytes]
+) -> NewObject:
+    """A new object holding what `source` holds (an archive member); runs in a thread."""
+    first = source.read(settings.inline_max_bytes + 1)
+    if len(first) <= settings.inline_max_bytes:
+        etag = hashlib.md5(first, usedforsecurity=False).hexdigest()
+        return NewObject(len(first), etag, [], data=first)
+    writer = service.store.writer()
+    try:
+        chunk = first
+        while chunk:
+            if writer.size + len(chunk) > settings.max_object_bytes:
+                raise SwiftError(413, f"Objects are at most {settings.max_object_bytes} bytes.")
+            writer.write(chunk)
+            chunk = source.read(CHUNK)
         writer.commit()
     except BaseException:
         writer.abort()
