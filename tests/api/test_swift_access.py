@@ -61,6 +61,9 @@ def test_another_project_cannot_read_list_or_write_without_acl(cloud: Cloud, swi
     assert swift("POST", "box", token=other, headers={"X-Container-Read": "*:*"}).status_code == 403
     assert swift("PUT", "box2", token=other).status_code == 403
     assert swift("GET", "box/secret", token="").status_code == 401
+    # whether a container exists is not told to outsiders either
+    assert swift("GET", "nothing-here", token=other).status_code == 403
+    assert swift("GET", "nothing-here/x", token="").status_code == 401
     assert swift("GET", "box", params={"format": "json"}).json()[0]["name"] == "secret"
     assert len(swift("GET", "box", params={"format": "json"}).json()) == 1
 

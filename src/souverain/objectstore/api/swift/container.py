@@ -63,13 +63,18 @@ class ContainerHandlers:
         self.metadata = metadata
 
     def bucket(self, caller: Caller, name: str) -> BucketInfo:
-        """The account's container of that name; 404 for a missing one or another's."""
+        """The account's container of that name; 404 for a missing one or another's.
+
+        A caller who does not manage the account learns only that it is refused, whether
+        the container exists or not (its ACLs are checked once it is found)."""
         check_container_name(name)
         try:
             bucket = self.service.bucket(name)
         except S3Error:
-            raise SwiftError(404, f"No container {name!r} in this account.") from None
-        if bucket.project_id != caller.project_id:
+            bucket = None
+        if bucket is None or bucket.project_id != caller.project_id:
+            if not caller.manages:
+                raise caller.refuse()
             raise SwiftError(404, f"No container {name!r} in this account.")
         return bucket
 
