@@ -330,3 +330,22 @@ def test_extract_archive_makes_containers_and_objects(swift: Swift) -> None:
     bad = swift("PUT", "", b"not a tar", params={"extract-archive": "tar"})
     assert bad.status_code == 400
     assert swift("PUT", "", b"", params={"extract-archive": "zip"}).status_code == 400
+
+
+def test_symlinks_follow_their_target_until_it_goes(swift: Swift) -> None:
+    swift("PUT", "links")
+    swift("PUT", "links/file.txt", b"target bytes")
+    link = {"X-Symlink-Target": "links/file.txt", "Content-Type": "application/symlink"}
+    assert swift("PUT", "links/link", b"", headers=link).status_code == 201
+    assert swift("GET", "links/link").content == b"target bytes"
+    raw = swift("GET", "links/link", params={"symlink": "get"})
+    assert raw.content == b"" and raw.headers["x-symlink-target"] == "links/file.txt"
+    listed = {o["name"]: o for o in swift("GET", "links", params={"format": "json"}).json()}
+    assert listed["link"]["symlink_path"].endswith("/links/file.txt")
+    assert swift("PUT", "links/bad", b"x", headers=link).status_code == 400
+    assert (
+        swift("PUT", "links/bad", b"", headers={"X-Symlink-Target": "nocontainer"}).status_code
+        == 412
+    )
+    swift("DELETE", "links/file.txt")
+    assert swift("GET", "links/link").status_code == 404

@@ -29,7 +29,7 @@ from souverain.objectstore.api.swift.account import AccountHandlers
 from souverain.objectstore.api.swift.bulk import MAX_DELETES, BulkDelete, ExtractArchive
 from souverain.objectstore.api.swift.container import POLICY_NAME, ContainerHandlers
 from souverain.objectstore.api.swift.formpost import MAX_FORM_BYTES, FormPost, is_form
-from souverain.objectstore.api.swift.objects import ObjectHandlers
+from souverain.objectstore.api.swift.objects import SYMLINK_LOOP_LIMIT, ObjectHandlers
 from souverain.objectstore.api.swift.wire import (
     JSON,
     SwiftError,
@@ -108,6 +108,7 @@ def capabilities(settings: ObjectStoreSettings) -> dict[str, Any]:
         "dlo": {"max_segments": 1000},
         "expirer": {},
         "formpost": {},
+        "symlink": {"symlink_loop_limit": SYMLINK_LOOP_LIMIT},
         "bulk_upload": {"max_containers_per_extraction": 10000, "max_failed_extractions": 1000},
         "bulk_delete": {"max_deletes_per_request": MAX_DELETES, "max_failed_deletes": MAX_DELETES},
     }

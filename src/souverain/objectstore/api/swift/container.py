@@ -185,21 +185,25 @@ class ContainerHandlers:
         entries: list[tuple[str, dict[str, Any]]] = [(p, {"subdir": p}) for p in page.prefixes]
         for obj in page.objects:
             if not expired(obj, now):
-                entries.append((obj.key, _object_item(obj)))
+                entries.append((obj.key, _object_item(obj, f"AUTH_{bucket.project_id}")))
         entries.sort(key=lambda e: e[0].encode("utf-8", "surrogatepass"), reverse=params.reverse)
         shown = [item for key, item in entries if in_window(key, params)]
         return shown[: params.limit]
 
 
-def _object_item(obj: ObjectInfo) -> dict[str, Any]:
+def _object_item(obj: ObjectInfo, account: str) -> dict[str, Any]:
     etag = obj.headers.get("x-swift-etag") or obj.etag
-    return {
+    item: dict[str, Any] = {
         "hash": etag,
         "last_modified": iso(obj.last_modified),
         "bytes": obj.size,
         "name": obj.key,
         "content_type": obj.headers.get("content-type", "application/octet-stream"),
     }
+    target = obj.headers.get("x-symlink-target")
+    if target:
+        item["symlink_path"] = f"/v1/{account}/{target}"
+    return item
 
 
 def _changes(request: Request) -> tuple[dict[str, str | None], dict[str, str | None]]:

@@ -40,6 +40,8 @@ KEPT = ("content-type", "content-disposition", "content-encoding", "cache-contro
 SLO_HEADER = "x-static-large-object"
 DLO_HEADER = "x-object-manifest"
 DELETE_AT = "x-delete-at"
+SYMLINK_HEADER = "x-symlink-target"
+SYMLINK_LOOP_LIMIT = 2
 
 
 class ObjectHandlers:
@@ -73,6 +75,9 @@ class ObjectHandlers:
         bucket = await asyncio.to_thread(self.containers.bucket, caller, container)
         check_read(caller, await asyncio.to_thread(self.metadata.container, bucket.id))
         obj = await asyncio.to_thread(self.find, bucket, key)
+        if obj.headers.get(SYMLINK_HEADER) and request.query_params.get("symlink") != "get":
+            bucket, obj = await asyncio.to_thread(self._follow, caller, obj)
+            key = obj.key
         if request.query_params.get("multipart-manifest") == "get":
             found = await asyncio.to_thread(self.metadata.manifest, bucket.id, key, obj.etag)
             if found is not None:
@@ -107,6 +112,21 @@ class ObjectHandlers:
         self.service.egress(bucket, max(0, end - start + 1))
         return response
 
+    def _follow(self, caller: Caller, link: ObjectInfo) -> tuple[BucketInfo, ObjectInfo]:
+        """What a symlink points at (through at most SYMLINK_LOOP_LIMIT links); 404 when
+        the target is gone, 409 for a loop."""
+        obj = link
+        for _ in range(SYMLINK_LOOP_LIMIT):
+            container, key = split_path(obj.headers[SYMLINK_HEADER])
+            bucket = self.containers.bucket(caller, container)
+            check_read(caller, self.metadata.container(bucket.id))
+            obj = self.find(bucket, key)
+            if not obj.headers.get(SYMLINK_HEADER):
+                return bucket, obj
+        raise SwiftError(
+            409, f"Too many levels of symbolic links, maximum allowed is {SYMLINK_LOOP_LIMIT}"
+        )
+
     def _dlo_parts(self, caller: Caller, obj: ObjectInfo) -> list[ObjectInfo] | None:
         """A dynamic large object's segments (objects under its manifest's prefix), in order."""
         manifest = obj.headers.get(DLO_HEADER)
@@ -135,6 +155,8 @@ class ObjectHandlers:
         manifest_put = request.query_params.get("multipart-manifest") == "put"
         if source:
             return await self.copy(request, caller, source, bucket, key, template)
+        if template.headers.get(SYMLINK_HEADER) and request.headers.get("content-length") != "0":
+            raise SwiftError(400, "Symlink requests require a zero byte body")
         if manifest_put:
             body = await _small_body(request, 2 * 1024 * 1024)
             new, segments = await asyncio.to_thread(self._gather_slo, caller, body)
@@ -382,6 +404,13 @@ def new_template(request: Request, key: str, default_type: str = "") -> NewObjec
         raise SwiftError(400, str(exc)) from None
     if headers.get(DLO_HEADER):
         kept[DLO_HEADER] = headers[DLO_HEADER]
+    if headers.get(SYMLINK_HEADER):
+        container, name = split_path(headers[SYMLINK_HEADER])
+        if not container or not name:
+            raise SwiftError(
+                412, "X-Symlink-Target header must be of the form <container name>/<object name>"
+            )
+        kept[SYMLINK_HEADER] = f"{container}/{name}"
     delete_at = _delete_at(headers)
     if delete_at is not None:
         kept[DELETE_AT] = str(delete_at)
