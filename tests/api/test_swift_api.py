@@ -349,3 +349,10 @@ def test_symlinks_follow_their_target_until_it_goes(swift: Swift) -> None:
     )
     swift("DELETE", "links/file.txt")
     assert swift("GET", "links/link").status_code == 404
+
+
+def test_healthcheck_and_a_crossdomain_policy_granting_no_site(cloud: Cloud) -> None:
+    health = cloud.client.get("/object-storage/healthcheck")
+    assert health.status_code == 200 and health.text == "OK"
+    policy = cloud.client.get("/object-storage/crossdomain.xml")
+    assert policy.text.endswith("</cross-domain-policy>") and "allow-access-from" not in policy.text

@@ -364,6 +364,8 @@ PUBLIC_RULES: dict[str, Rule] = {
     "image:version:show": Rule.PUBLIC,
     "billing:version:show": Rule.PUBLIC,
     "object-store:info:show": Rule.PUBLIC,
+    "object-store:healthcheck:show": Rule.PUBLIC,
+    "object-store:crossdomain:show": Rule.PUBLIC,
 }
 
 RULES: dict[str, Rule] = {

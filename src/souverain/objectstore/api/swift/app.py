@@ -32,6 +32,8 @@ from souverain.objectstore.api.swift.formpost import MAX_FORM_BYTES, FormPost, i
 from souverain.objectstore.api.swift.objects import SYMLINK_LOOP_LIMIT, ObjectHandlers
 from souverain.objectstore.api.swift.wire import (
     JSON,
+    TEXT,
+    XML,
     SwiftError,
     error_response,
     from_s3,
@@ -72,6 +74,15 @@ OBJECT_ACTIONS = {
     "COPY": "object-store:object:copy",
 }
 TEMPURL_METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE")
+# No <allow-access-from>: no other site's plugin may read through a visitor's session.
+CROSSDOMAIN = (
+    '<?xml version="1.0"?>\n'
+    "<!DOCTYPE cross-domain-policy SYSTEM "
+    '"http://www.adobe.com/xml/dtds/cross-domain-policy.dtd" >\n'
+    "<cross-domain-policy>\n"
+    '<site-control permitted-cross-domain-policies="master-only"/>\n'
+    "</cross-domain-policy>"
+)
 
 
 def capabilities(settings: ObjectStoreSettings) -> dict[str, Any]:
@@ -108,6 +119,8 @@ def capabilities(settings: ObjectStoreSettings) -> dict[str, Any]:
         "dlo": {"max_segments": 1000},
         "expirer": {},
         "formpost": {},
+        "crossdomain": {},
+        "healthcheck": {},
         "symlink": {"symlink_loop_limit": SYMLINK_LOOP_LIMIT},
         "bulk_upload": {"max_containers_per_extraction": 10000, "max_failed_extractions": 1000},
         "bulk_delete": {"max_deletes_per_request": MAX_DELETES, "max_failed_deletes": MAX_DELETES},
@@ -136,6 +149,12 @@ class SwiftApi:
     def routes(self) -> list[BaseRoute]:
         return [
             EdgeRoute("/info", self.info, {"GET": "object-store:info:show"}, public=True),
+            EdgeRoute(
+                "/healthcheck", self.healthcheck, {"GET": "object-store:healthcheck:show"}, True
+            ),
+            EdgeRoute(
+                "/crossdomain.xml", self.crossdomain, {"GET": "object-store:crossdomain:show"}, True
+            ),
             EdgeRoute("/v1/{account}", self.account, ACCOUNT_ACTIONS, public=False),
             EdgeRoute("/v1/{account}/", self.account, ACCOUNT_ACTIONS, public=False),
             EdgeRoute("/v1/{account}/{container}", self.container, CONTAINER_ACTIONS, public=False),
@@ -151,6 +170,14 @@ class SwiftApi:
         headers = _trans_headers()
         body = "" if request.method == "HEAD" else json.dumps(capabilities(self.settings))
         return Response(body, 200, headers=headers, media_type=JSON)
+
+    async def healthcheck(self, request: Request) -> Response:
+        """The load balancer's probe: this process answers."""
+        return Response("OK", 200, headers=_trans_headers(), media_type=TEXT)
+
+    async def crossdomain(self, request: Request) -> Response:
+        """The cross-domain policy old browser plugins ask for: it grants no other site."""
+        return Response(CROSSDOMAIN, 200, headers=_trans_headers(), media_type=XML)
 
     async def account(self, request: Request) -> Response:
         handler: Handler = self.accounts.show
