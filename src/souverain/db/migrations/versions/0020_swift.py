@@ -1,7 +1,7 @@
 """swift: account and container metadata beside the buckets; container names up to 256 bytes
 
 Revision ID: 0020
-Revises: 0015
+Revises: 0021
 Create Date: 2026-12-06 07:30:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0020"
-down_revision = "0015"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 

@@ -190,7 +190,7 @@ class ObjectHandlers:
         try:
             self._check_container_quota(bucket, new.size)
             self._keep_version(caller, bucket, settings, key)
-            info = self.service.put_object(caller.principal, bucket, key, new, False)
+            info = self.service.put_object(caller.principal, bucket, key, new)
         except BaseException:
             self.service.store.delete(s[0] for s in new.segments)
             raise
@@ -232,7 +232,7 @@ class ObjectHandlers:
         name = f"{len(key.encode()):03x}{key}/{time.time():.5f}"
         copy = transfer.gather(self.service, self.settings, [current])
         copy.headers, copy.user_meta = dict(current.headers), dict(current.user_meta)
-        self.service.put_object(caller.principal, target, name, copy, False)
+        self.service.put_object(caller.principal, target, name, copy)
 
     def _gather_slo(self, caller: Caller, body: bytes) -> tuple[NewObject, list[dict[str, Any]]]:
         try:
@@ -370,7 +370,7 @@ class ObjectHandlers:
         newest = self.service.head_object(archive, page.objects[-1].key)
         copy = transfer.gather(self.service, self.settings, [newest])
         copy.headers, copy.user_meta = dict(newest.headers), dict(newest.user_meta)
-        self.service.put_object(caller.principal, bucket, key, copy, False)
+        self.service.put_object(caller.principal, bucket, key, copy)
         self.service.delete_object(caller.principal, archive, newest.key)
         return True
 
