@@ -418,6 +418,26 @@ BILLING_RULES: dict[str, Rule] = {
 }
 
 
+# Swift (object-store): an account's readers read it, its members write it. Callers from
+# other projects or without a token act only as a container's ACLs or a temp URL allow,
+# which the object store decides; a ResellerAdmin acts on every account.
+OBJECT_STORE_RULES: dict[str, Rule] = {
+    "object-store:account:show": Rule.PROJECT_READER,
+    "object-store:account:update": Rule.PROJECT_MEMBER,
+    "object-store:account:bulk_delete": Rule.PROJECT_MEMBER,
+    "object-store:account:extract_archive": Rule.PROJECT_MEMBER,
+    "object-store:container:show": Rule.PROJECT_READER,
+    "object-store:container:create": Rule.PROJECT_MEMBER,
+    "object-store:container:update": Rule.PROJECT_MEMBER,
+    "object-store:container:delete": Rule.PROJECT_MEMBER,
+    "object-store:object:show": Rule.PROJECT_READER,
+    "object-store:object:create": Rule.PROJECT_MEMBER,
+    "object-store:object:update": Rule.PROJECT_MEMBER,
+    "object-store:object:delete": Rule.PROJECT_MEMBER,
+    "object-store:object:copy": Rule.PROJECT_MEMBER,
+}
+
+
 # Version documents and discovery: read without a token, as every OpenStack API allows.
 PUBLIC_RULES: dict[str, Rule] = {
     "identity:version:show": Rule.PUBLIC,
@@ -427,6 +447,9 @@ PUBLIC_RULES: dict[str, Rule] = {
     "volume:version:show": Rule.PUBLIC,
     "image:version:show": Rule.PUBLIC,
     "billing:version:show": Rule.PUBLIC,
+    "object-store:info:show": Rule.PUBLIC,
+    "object-store:healthcheck:show": Rule.PUBLIC,
+    "object-store:crossdomain:show": Rule.PUBLIC,
 }
 
 RULES: dict[str, Rule] = {
@@ -436,6 +459,7 @@ RULES: dict[str, Rule] = {
     **VOLUME_RULES,
     **IMAGE_RULES,
     **BILLING_RULES,
+    **OBJECT_STORE_RULES,
     **PUBLIC_RULES,
 }
 
