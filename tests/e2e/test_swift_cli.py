@@ -1,32 +1,39 @@
 """The `swift` command (python-swiftclient) against Swift: upload (plain, segmented as a
 dynamic and as a static large object), list, post, stat, download and delete.
 
-python-swiftclient is not in the project's venv; Tempest's venv (build/tempest-venv, made
-by `make conformance`) has it, and this test runs that copy by its path. It logs in with
-a token and the storage URL, as `swift` does once it has asked Keystone.
+The `swift` of the project's virtual environment (python-swiftclient, a test dependency)
+logs in as a customer does: Keystone v3 with the user's name, password and project, then
+finds its storage URL in the catalog.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import CLI_TIMEOUT, Cloud, child_env
+from tests.e2e.conftest import CLI_TIMEOUT, REGION, Cloud, child_env
 
 pytestmark = pytest.mark.e2e
 
-SWIFT = Path(__file__).resolve().parents[2] / "build" / "tempest-venv" / "bin" / "swift"
+SWIFT = Path(sys.executable).parent / "swift"
 
 
 def test_swift_cli_round_trip_with_large_objects(cloud: Cloud, tmp_path: Path) -> None:
-    assert SWIFT.exists(), f"{SWIFT} is made by `make conformance` (Tempest's venv)"
+    assert SWIFT.exists(), f"{SWIFT} is missing: `make install` installs python-swiftclient"
     tenant = cloud.make_tenant("swiftcli")
     env = child_env(
-        OS_AUTH_TOKEN=cloud.token_for(tenant),
-        OS_STORAGE_URL=f"{cloud.base_url}/object-storage/v1/AUTH_{tenant.project_id}",
+        OS_AUTH_URL=f"{cloud.auth_url}/v3",
+        OS_IDENTITY_API_VERSION="3",
+        OS_USERNAME=tenant.user_name,
+        OS_PASSWORD=tenant.password,
+        OS_PROJECT_NAME=tenant.project_name,
+        OS_USER_DOMAIN_NAME="Default",
+        OS_PROJECT_DOMAIN_NAME="Default",
+        OS_REGION_NAME=REGION,
     )
     big = os.urandom(2_500_000)
     (tmp_path / "a.txt").write_text("hello swift cli\n")
