@@ -326,10 +326,14 @@ def test_compute_request_id_header_matches_the_openstack_one(world: World) -> No
 
 
 @pytest.mark.parametrize("path", ["/compute", "/compute/"])
-def test_version_discovery_lists_v2_1(world: World, path: str) -> None:
+def test_version_discovery_lists_v2_0_then_v2_1(world: World, path: str) -> None:
     response = world.cloud.client.get(path)
     assert response.status_code == 200, response.text
-    (version,) = response.json()["versions"]
+    legacy, version = response.json()["versions"]
+    assert (legacy["id"], legacy["status"], legacy["version"]) == ("v2.0", "SUPPORTED", "")
+    assert legacy["links"] == [{"rel": "self", "href": f"{BASE}/compute/v2/"}]
+    assert "media-types" not in version
+    assert world.cloud.client.get("/compute/v2/").json()["version"]["id"] == "v2.0"
     assert version["id"] == "v2.1"
     assert version["status"] == "CURRENT"
     assert (version["min_version"], version["version"]) == ("2.1", "2.100")

@@ -17,7 +17,7 @@ from souverain.common.errors import BadRequest, Conflict, NotFound
 from souverain.compute import scheduler, states
 from souverain.compute.core import NO_VALID_HOST, ComputeCore, check_unlocked
 from souverain.compute.flavors import Flavors
-from souverain.compute.guests import Guests, copy_file
+from souverain.compute.guests import Guests, copy_file, new_admin_password
 from souverain.compute.keypairs import keypair_of
 from souverain.compute.models import Server
 from souverain.compute.qemu import DriverError, PowerState
@@ -246,11 +246,15 @@ class Actions:
         except NotFound:
             raise BadRequest(f"Image {image_ref} could not be found.") from None
         extra = {"image_id": image.id, **self._rebuilt_columns(ctx, changes)}
+        admin_pass = changes.get("admin_pass") or new_admin_password()
         move = MOVES["rebuild"]
         row, action_id = self.begin(ctx, server_id, move, extra)
-        work = self._rebuild_work(server_id, image, running=row.vm_state != "stopped")
-        self.run(move, action_id, server_id, work)
-        return self.servers.get_server(ctx, server_id)
+        running = row.vm_state != "stopped"
+        self.run(
+            move, action_id, server_id, self._rebuild_work(server_id, image, running, admin_pass)
+        )
+        # shown once, in the rebuild's answer; the guest reads it from its new config drive
+        return {**self.servers.get_server(ctx, server_id), "admin_pass": admin_pass}
 
     def _rebuilt_columns(self, ctx: RequestContext, changes: dict[str, Any]) -> dict[str, Any]:
         """The row's new values a rebuild asks for (its key pair looked up by name)."""
@@ -274,7 +278,9 @@ class Actions:
                 values[column] = changes[field]
         return values
 
-    def _rebuild_work(self, server_id: str, image: BootImage, running: bool) -> Work:
+    def _rebuild_work(
+        self, server_id: str, image: BootImage, running: bool, admin_pass: str
+    ) -> Work:
         def work() -> dict[str, Any]:
             self.driver.destroy(server_id)
             for name in ("disk.qcow2", "disk.config", "suspended.state"):
@@ -282,7 +288,7 @@ class Actions:
             with self.db.session() as s:
                 current = s.get(Server, server_id)
                 assert current is not None
-                spec = self.guests.prepare_disks(current, image)
+                spec = self.guests.prepare_disks(current, image, admin_pass)
             end = MOVES["rebuild"].end(running)
             if not running:  # a stopped server stays stopped
                 return {"vm_state": end, "power_state": _power(end), "fault": None}

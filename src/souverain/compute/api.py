@@ -71,10 +71,18 @@ def request_id_header(request: Request) -> dict[str, str]:
 
 class VersionDocuments(Handlers):
     async def versions(self, request: Request) -> Response:
-        return JSONResponse({"versions": [views.version_doc(self.base(request))]})
+        base = self.base(request)
+        # Nova's list: no media types in it, only in each version's own document
+        listed = [views.legacy_version_doc(base), views.version_doc(base)]
+        return JSONResponse(
+            {"versions": [{k: v for k, v in d.items() if k != "media-types"} for d in listed]}
+        )
 
     async def version(self, request: Request) -> Response:
         return JSONResponse({"version": views.version_doc(self.base(request))})
+
+    async def legacy_version(self, request: Request) -> Response:
+        return JSONResponse({"version": views.legacy_version_doc(self.base(request))})
 
 
 def routes(service: ComputeService, public_url: str = "") -> list[BaseRoute]:
@@ -87,6 +95,8 @@ def routes(service: ComputeService, public_url: str = "") -> list[BaseRoute]:
         documents.public("/", docs.versions, version),
         documents.public("/v2.1", docs.version, version),
         documents.public("/v2.1/", docs.version, version),
+        documents.public("/v2", docs.legacy_version, version),
+        documents.public("/v2/", docs.legacy_version, version),
         *flavor_routes(edge, FlavorHandlers(service, public_url)),
         *keypair_routes(edge, KeypairHandlers(service, public_url)),
         *server_routes(edge, ServerHandlers(service, public_url)),

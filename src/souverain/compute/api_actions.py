@@ -112,6 +112,7 @@ class ActionHandlers(Handlers):
         )
         server["status"] = "REBUILD"
         body = views.server_body(self.base(call.request), server, call.v, call.ctx.is_admin)
+        body["adminPass"] = server["admin_pass"]
         return JSONResponse({"server": body}, status_code=202)
 
     async def resize(self, call: Call) -> Response:

@@ -160,7 +160,9 @@ class KeypairHandlers(Handlers):
             ctx, wanted.name, wanted.public_key, wanted.type, wanted.user_id
         )
         status = 201 if v >= (2, 2) else 200
-        return JSONResponse({"keypair": views.keypair_body(created, v, False)}, status_code=status)
+        return JSONResponse(
+            {"keypair": views.keypair_body(created, v, False, created=True)}, status_code=status
+        )
 
     async def keypair(self, request: Request, ctx: RequestContext, v: Version) -> Response:
         name = request.path_params["name"]

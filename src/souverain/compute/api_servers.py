@@ -142,7 +142,7 @@ class ServerHandlers(Handlers):
             return JSONResponse({"reservation_id": created[0]["reservation_id"]}, status_code=202)
         first = created[0]["id"]
         return JSONResponse(
-            {"server": views.created_server(self.base(request), first)},
+            {"server": views.created_server(self.base(request), first, created[0]["admin_pass"])},
             status_code=202,
             headers={"Location": f"{self.base(request)}/v2.1/servers/{first}"},
         )

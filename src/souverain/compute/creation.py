@@ -24,7 +24,7 @@ from souverain.common.errors import BadRequest, Forbidden, NotFound
 from souverain.compute import scheduler
 from souverain.compute.core import GIB, NO_VALID_HOST, ComputeCore
 from souverain.compute.flavors import Flavors
-from souverain.compute.guests import Guests
+from souverain.compute.guests import Guests, new_admin_password
 from souverain.compute.keypairs import keypair_of
 from souverain.compute.models import Server
 from souverain.compute.qemu import DriverError, GuestSpec, PowerState
@@ -68,6 +68,8 @@ class ServerRequest:
     boot_volume: BootVolume | None = None
     # names or ids of the project's security groups for the ports the server gets made
     security_groups: tuple[str, ...] = ()
+    # the guest's administrator password; None: each server gets a new random one
+    admin_pass: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,9 +160,14 @@ class Creation:
             count = self._fit(s, ctx.project_id, plan)
         server_ids = [str(uuid.uuid4()) for _ in range(count)]
         views, tasks = self._insert_with_ports(ctx, plan, server_ids)
+        # The password is shown once (in the create's answer) and reaches the guest only
+        # through its config drive: it is never stored with the server.
+        passwords = {sid: req.admin_pass or new_admin_password() for sid, _ in tasks}
         for server_id, action_id in tasks:
-            self.core.submit(self.build, server_id, image, action_id, ctx, req.boot_volume)
-        return views
+            self.core.submit(
+                self.build, server_id, image, action_id, ctx, req.boot_volume, passwords[server_id]
+            )
+        return [{**view, "admin_pass": passwords.get(view["id"])} for view in views]
 
     # ------------------------------------------------------------------ checks
 
@@ -383,13 +390,14 @@ class Creation:
         action_id: int,
         ctx: RequestContext | None = None,
         boot: BootVolume | None = None,
+        admin_pass: str | None = None,
     ) -> None:
         with self.core.server_lock(server_id):
             if not self._claim(server_id, action_id):
                 return
             self.core.set(server_id, task_state="spawning")
             try:
-                spec = self._make_guest(server_id, image, ctx, boot)
+                spec = self._make_guest(server_id, image, ctx, boot, admin_pass)
                 if self.core.is_deleting(server_id):
                     self.core.finish_action(action_id, "deleted while building")
                     return
@@ -442,6 +450,7 @@ class Creation:
         image: BootImage | None,
         ctx: RequestContext | None,
         boot: BootVolume | None,
+        admin_pass: str | None = None,
     ) -> GuestSpec:
         if boot is not None:
             assert ctx is not None
@@ -452,10 +461,10 @@ class Creation:
             row = s.get(Server, server_id)
             assert row is not None
             if row.root_volume_id:
-                drive = self.guests.write_config_drive(row)
+                drive = self.guests.write_config_drive(row, admin_pass)
                 return self.guests.spec(row, self.guests.root_disk(row), drive)
             assert image is not None
-            return self.guests.prepare_disks(row, image)
+            return self.guests.prepare_disks(row, image, admin_pass)
 
     def _fail_build(self, server_id: str, action_id: int, exc: Exception) -> None:
         if isinstance(exc, DriverError | OSError):

@@ -20,6 +20,7 @@ KEYPAIR_NAME_RE = re.compile(r"^[A-Za-z0-9 _@.-]{1,255}$")
 TAG_RE = re.compile(r"^[^,/]{1,60}$")
 FLAVOR_ID_RE = re.compile(r"[A-Za-z0-9._ -]{1,255}")
 MAX_SERVERS_PER_REQUEST = 50
+MAX_ADMIN_PASS = 255
 
 
 # -------------------------------------------------------------- fields
@@ -128,6 +129,7 @@ def server_request(data: dict[str, Any], v: Version) -> ServerRequest:
     if "personality" in data and v >= (2, 57):
         raise BadRequest("Additional properties are not allowed ('personality' was unexpected)")
     return ServerRequest(
+        admin_pass=admin_password(data.get("adminPass")),
         name=server_name,
         image_ref=image_ref,
         flavor_ref=flavor_ref,
@@ -144,6 +146,18 @@ def server_request(data: dict[str, Any], v: Version) -> ServerRequest:
         tags=server_tags,
         boot_volume=boot_volume,
     )
+
+
+def admin_password(value: Any) -> str | None:
+    """The `adminPass` a create or rebuild asks for; None when the cloud is to choose one."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_ADMIN_PASS:
+        raise BadRequest(
+            f"Invalid input for field/attribute adminPass: a string of at most {MAX_ADMIN_PASS} "
+            "characters."
+        )
+    return value
 
 
 def _image_ref(data: dict[str, Any], boot_volume: BootVolume | None) -> str:
@@ -308,6 +322,8 @@ def rebuild_request(args: Any, v: Version) -> tuple[str, dict[str, Any]]:
         changes["key_name"] = args["key_name"]
     if "user_data" in args and v >= (2, 57):
         changes["user_data"] = args["user_data"]
+    if "adminPass" in args:
+        changes["admin_pass"] = admin_password(args["adminPass"])
     return ref(args["imageRef"], "imageRef"), changes
 
 
@@ -432,8 +448,6 @@ def keypair_request(body: dict[str, Any], v: Version) -> KeypairRequest:
     key_type = data.get("type", "ssh") if v >= (2, 2) else "ssh"
     if key_type not in ("ssh", "x509"):
         raise BadRequest("Invalid input for field/attribute type: ssh or x509.")
-    if key_type == "x509":
-        raise BadRequest("x509 keypairs are not supported by this cloud; use ssh.")
     owner = data.get("user_id") if v >= (2, 10) else None
     return KeypairRequest(keypair_name, public_key, key_type, owner)
 

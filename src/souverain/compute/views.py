@@ -30,6 +30,21 @@ def version_text(version: Version) -> str:
     return f"{version[0]}.{version[1]}"
 
 
+def legacy_version_doc(base: str) -> dict[str, Any]:
+    """v2.0: the same API without microversions, listed first as Nova lists it."""
+    return {
+        "id": "v2.0",
+        "status": "SUPPORTED",
+        "version": "",
+        "min_version": "",
+        "updated": "2011-01-21T11:33:21Z",
+        "links": [{"rel": "self", "href": f"{base}/v2/"}],
+        "media-types": [
+            {"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2"}
+        ],
+    }
+
+
 def version_doc(base: str) -> dict[str, Any]:
     return {
         "id": "v2.1",
@@ -80,7 +95,9 @@ def flavor_body(base: str, f: dict[str, Any], v: Version, detail: bool = True) -
     return body
 
 
-def keypair_body(k: dict[str, Any], v: Version, full: bool) -> dict[str, Any]:
+def keypair_body(
+    k: dict[str, Any], v: Version, full: bool, created: bool = False
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": k["name"],
         "public_key": k["public_key"],
@@ -101,6 +118,7 @@ def keypair_body(k: dict[str, Any], v: Version, full: bool) -> dict[str, Any]:
         )
     if "private_key" in k:
         body["private_key"] = k["private_key"]
+    if created:  # a create's answer names the owner, generated or imported
         body["user_id"] = k["user_id"]
     return body
 
@@ -231,13 +249,17 @@ def _server_later_attributes(s: dict[str, Any], v: Version, is_admin: bool) -> d
     return body
 
 
-def created_server(base: str, server_id: str) -> dict[str, Any]:
-    return {
+def created_server(base: str, server_id: str, admin_pass: str | None) -> dict[str, Any]:
+    """A create's answer: the only place the guest's administrator password is shown."""
+    body: dict[str, Any] = {
         "id": server_id,
         "links": server_links(base, server_id),
         "OS-DCF:diskConfig": "MANUAL",
         "security_groups": [{"name": "default"}],
     }
+    if admin_pass is not None:
+        body["adminPass"] = admin_pass
+    return body
 
 
 def usage_time(value: dt.datetime | None) -> str | None:
