@@ -201,13 +201,7 @@ class Guests:
         nics: tuple[Nic, ...] = ()
         if isinstance(row.networks, list):
             nics = tuple(
-                Nic(
-                    mac=port["mac_address"],
-                    kind="tap",
-                    ifname=self.network.wire_port(port["id"]),
-                    id=nic_id(port["id"]),
-                )
-                for port in self.network.ports_of(row.id, row.project_id)
+                self._port_nic(port) for port in self.network.ports_of(row.id, row.project_id)
             )
         elif row.networks != "none":
             nics = (Nic(mac=row.mac, kind="user"),)
@@ -221,6 +215,15 @@ class Guests:
             nics=nics,
             disks=self.volume_disks(row.id, row.root_volume_id),
         )
+
+    def _port_nic(self, port: dict[str, Any]) -> Nic:
+        """The guest's NIC for one port: its tap on the port's network, or, on a cloud
+        without a network data plane, an isolated user-mode NIC with the port's MAC (the
+        port keeps its addresses; the guest reaches nothing)."""
+        if self.network.dataplane is None:
+            return Nic(mac=port["mac_address"], kind="user", id=nic_id(port["id"]))
+        ifname = self.network.wire_port(port["id"])
+        return Nic(mac=port["mac_address"], kind="tap", ifname=ifname, id=nic_id(port["id"]))
 
     def root_disk(self, row: Server) -> Path:
         if row.root_volume_id:

@@ -1,0 +1,237 @@
+"""What Tempest's compute tests ask beyond the basics, in-process against real guests:
+the guest's administrator password (shown once, reaching the guest only by its config
+drive), multiple create, x509 key pairs and the version list.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from souverain import server
+from souverain.common.clock import Clock
+from tests.host_cleanup import kill_guests
+from tests.vm.guest_support import build_tiny_image, missing_requirements
+
+from .conftest import _fast_tmp_root
+from .support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient, settings_for
+from .test_compute_api import BASE, Nova, fault, wait_gone, wait_status
+
+
+@dataclass
+class Guests:
+    cloud: Cloud
+    a: Nova  # project A
+    b: Nova  # project B
+    image_id: str
+
+    def config_drive_meta(self, server_id: str) -> dict[str, Any]:
+        """meta_data.json as the guest reads it from its config drive."""
+        import pycdlib
+
+        path = self.cloud.platform.compute.driver.instance_dir(server_id) / "disk.config"
+        iso = pycdlib.PyCdlib()
+        iso.open(str(path))
+        try:
+            out = io.BytesIO()
+            iso.get_file_from_iso_fp(out, joliet_path="/openstack/latest/meta_data.json")
+        finally:
+            iso.close()
+        meta: dict[str, Any] = json.loads(out.getvalue())
+        return meta
+
+    def create(self, version: str = "2.1", **fields: Any) -> Any:
+        body = {"name": "s", "imageRef": self.image_id, "flavorRef": "1", "networks": "none"}
+        body.update(fields)
+        return self.a.post("/servers", {"server": body}, version=version)
+
+
+@pytest.fixture(scope="module")
+def guests() -> Iterator[Guests]:
+    reason = missing_requirements()
+    if reason is not None:
+        pytest.skip(f"compute API tests need real guests: {reason}")
+    root = Path(tempfile.mkdtemp(prefix="souverain-nova-interop-", dir=_fast_tmp_root()))
+    data_dir = root / "data"
+    settings = settings_for(data_dir)
+    settings.image.tiny_image = build_tiny_image()
+    settings.compute.shutdown_timeout = 15
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SOUVERAIN_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            built = server.prepare(settings, clock=Clock(SteppingClock().now))
+        try:
+            with TestClient(built.app, base_url=BASE) as client:
+                cloud = Cloud(client, built)
+                alice, bob = cloud.member(), cloud.member()
+                a, b = Nova(client, alice.token), Nova(client, bob.token)
+                images = client.get("/image/v2/images?name=tiny", headers=alice.headers).json()
+                yield Guests(cloud, a, b, images["images"][0]["id"])
+        finally:
+            built.close()
+    finally:
+        kill_guests(data_dir)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _delete(g: Guests, *server_ids: str) -> None:
+    for server_id in server_ids:
+        g.a.ok("DELETE", f"/servers/{server_id}", status=204)
+    for server_id in server_ids:
+        wait_gone(g.a, server_id)
+
+
+# ---------------------------------------------------------------------- adminPass
+
+
+def test_create_shows_a_new_admin_password_once_and_the_guest_reads_it(guests: Guests) -> None:
+    response = guests.create(name="pw-generated")
+    assert response.status_code == 202, response.text
+    created = response.json()["server"]
+    password = created["adminPass"]
+    assert isinstance(password, str) and len(password) >= 12
+    server_id = created["id"]
+    shown = wait_status(guests.a, server_id, "ACTIVE")
+    assert "adminPass" not in shown
+    assert password not in json.dumps(guests.a.ok("GET", "/servers/detail"))
+    assert guests.config_drive_meta(server_id)["admin_pass"] == password
+    # a second server gets a password of its own
+    other = guests.create(name="pw-other").json()["server"]
+    assert other["adminPass"] != password
+    _delete(guests, server_id, other["id"])
+
+
+def test_create_with_admin_pass_hands_that_password_to_the_guest(guests: Guests) -> None:
+    created = guests.create(name="pw-given", adminPass="testpassword").json()["server"]
+    assert created["adminPass"] == "testpassword"
+    wait_status(guests.a, created["id"], "ACTIVE")
+    assert guests.config_drive_meta(created["id"])["admin_pass"] == "testpassword"
+    _delete(guests, created["id"])
+
+
+@pytest.mark.parametrize("bad", [12345, ["x"], "p" * 256])
+def test_admin_pass_that_is_not_a_short_string_is_400(guests: Guests, bad: Any) -> None:
+    before = guests.a.ids()
+    fault(guests.create(name="pw-bad", adminPass=bad), 400, "badRequest")
+    assert guests.a.ids() == before
+
+
+def test_rebuild_answers_a_new_admin_password_in_the_new_config_drive(guests: Guests) -> None:
+    created = guests.create(name="pw-rebuild").json()["server"]
+    server_id = created["id"]
+    wait_status(guests.a, server_id, "ACTIVE")
+    body = {"rebuild": {"imageRef": guests.image_id, "adminPass": "rebuildPassw0rd"}}
+    rebuilt = guests.a.ok("POST", f"/servers/{server_id}/action", body, status=202)["server"]
+    assert rebuilt["adminPass"] == "rebuildPassw0rd"
+    wait_status(guests.a, server_id, "ACTIVE")
+    assert guests.config_drive_meta(server_id)["admin_pass"] == "rebuildPassw0rd"
+    body = {"rebuild": {"imageRef": guests.image_id}}
+    again = guests.a.ok("POST", f"/servers/{server_id}/action", body, status=202)["server"]
+    assert again["adminPass"] not in ("", created["adminPass"], "rebuildPassw0rd")
+    wait_status(guests.a, server_id, "ACTIVE")
+    # another project cannot rebuild it (nor learn a password)
+    fault(guests.b.post(f"/servers/{server_id}/action", body), 404, "itemNotFound")
+    _delete(guests, server_id)
+
+
+def test_multiple_create_answers_the_first_server_without_reservation(guests: Guests) -> None:
+    response = guests.create(name="many", min_count=2)
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert "reservation_id" not in body
+    assert set(body["server"]) >= {"id", "links", "adminPass"}
+    listed = [s for s in guests.a.ok("GET", "/servers")["servers"] if s["name"].startswith("many")]
+    assert len(listed) == 2
+    for item in listed:
+        wait_status(guests.a, item["id"], "ACTIVE")
+    _delete(guests, *(s["id"] for s in listed))
+
+
+# ---------------------------------------------------------------------- key pairs
+
+
+def test_x509_keypair_is_generated_with_its_certificate(guests: Guests) -> None:
+    body = {"keypair": {"name": "cert-key", "type": "x509"}}
+    created = guests.a.ok("POST", "/os-keypairs", body, status=201, version="2.2")["keypair"]
+    assert created["type"] == "x509" and created["user_id"]
+    cert = x509.load_pem_x509_certificate(created["public_key"].encode())
+    serialization.load_pem_private_key(created["private_key"].encode(), password=None)
+    assert created["fingerprint"] == ":".join(
+        f"{b:02x}"
+        for b in cert.fingerprint(hashes.SHA1())  # noqa: S303
+    )
+    shown = guests.a.ok("GET", "/os-keypairs/cert-key", version="2.2")["keypair"]
+    assert (shown["type"], shown["public_key"]) == ("x509", created["public_key"])
+    assert "private_key" not in shown
+    fault(guests.b.get("/os-keypairs/cert-key"), 404, "itemNotFound")
+    guests.a.ok("DELETE", "/os-keypairs/cert-key", status=204, version="2.2")
+
+
+def test_x509_keypair_imports_a_certificate_and_refuses_anything_else(guests: Guests) -> None:
+    made = guests.a.ok(
+        "POST",
+        "/os-keypairs",
+        {"keypair": {"name": "src", "type": "x509"}},
+        status=201,
+        version="2.2",
+    )["keypair"]
+    guests.a.ok("DELETE", "/os-keypairs/src", status=204, version="2.2")
+    body = {"keypair": {"name": "imp", "type": "x509", "public_key": made["public_key"]}}
+    imported = guests.a.ok("POST", "/os-keypairs", body, status=201, version="2.2")["keypair"]
+    assert imported["fingerprint"] == made["fingerprint"] and "private_key" not in imported
+    assert imported["user_id"]
+    ssh_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG1hZGUtdXAta2V5LWZvci10ZXN0aW5nISE= x"
+    body = {"keypair": {"name": "bad", "type": "x509", "public_key": ssh_key}}
+    fault(guests.a.post("/os-keypairs", body, version="2.2"), 400, "badRequest")
+    fault(guests.a.get("/os-keypairs/bad", version="2.2"), 404, "itemNotFound")
+    guests.a.ok("DELETE", "/os-keypairs/imp", status=204, version="2.2")
+
+
+def test_keypair_create_at_2_1_names_its_user(guests: Guests) -> None:
+    created = guests.a.ok("POST", "/os-keypairs", {"keypair": {"name": "k21"}})["keypair"]
+    assert created["user_id"] and "type" not in created
+    guests.a.ok("DELETE", "/os-keypairs/k21", status=202)
+
+
+# ---------------------------------------------------------------------- on a project network
+
+
+def _project_network(g: Guests, token: str, cidr: str) -> str:
+    headers = {"X-Auth-Token": token}
+    client = g.cloud.client
+    net = client.post("/network/v2.0/networks", json={"network": {"name": "n"}}, headers=headers)
+    assert net.status_code == 201, net.text
+    network_id: str = net.json()["network"]["id"]
+    body = {"subnet": {"network_id": network_id, "cidr": cidr, "ip_version": 4}}
+    subnet = client.post("/network/v2.0/subnets", json=body, headers=headers)
+    assert subnet.status_code == 201, subnet.text
+    return network_id
+
+
+def test_server_on_a_project_network_boots_and_its_delete_frees_the_subnet(
+    guests: Guests,
+) -> None:
+    token = guests.a.token
+    network_id = _project_network(guests, token, "10.9.8.0/28")
+    created = guests.create(name="netted", networks=[{"uuid": network_id}])
+    assert created.status_code == 202, created.text
+    server_id = created.json()["server"]["id"]
+    shown = wait_status(guests.a, server_id, "ACTIVE")
+    assert shown["addresses"], shown
+    guests.a.ok("DELETE", f"/servers/{server_id}", status=204)
+    wait_gone(guests.a, server_id)
+    headers = {"X-Auth-Token": token}
+    ports = guests.cloud.client.get(f"/network/v2.0/ports?network_id={network_id}", headers=headers)
+    assert [p for p in ports.json()["ports"] if p["device_owner"].startswith("compute:")] == []
+    gone = guests.cloud.client.delete(f"/network/v2.0/networks/{network_id}", headers=headers)
+    assert gone.status_code == 204, gone.text
