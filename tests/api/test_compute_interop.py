@@ -25,7 +25,7 @@ from tests.vm.guest_support import build_tiny_image, missing_requirements
 
 from .conftest import _fast_tmp_root
 from .support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient, settings_for
-from .test_compute_api import BASE, Nova, fault, wait_gone, wait_status
+from .test_compute_api import BASE, Nova, fault, wait_for, wait_gone, wait_status
 
 
 @dataclass
@@ -235,3 +235,86 @@ def test_server_on_a_project_network_boots_and_its_delete_frees_the_subnet(
     assert [p for p in ports.json()["ports"] if p["device_owner"].startswith("compute:")] == []
     gone = guests.cloud.client.delete(f"/network/v2.0/networks/{network_id}", headers=headers)
     assert gone.status_code == 204, gone.text
+
+
+# ---------------------------------------------------------------------- access IPs, update shape
+
+
+def test_access_ips_are_kept_canonical_and_changed_by_update(guests: Guests) -> None:
+    response = guests.create(
+        name="access",
+        accessIPv4="1.1.1.1",
+        accessIPv6="0000:0000:0000:0000:0000:babe:220.12.22.2",
+    )
+    assert response.status_code == 202, response.text
+    server_id = response.json()["server"]["id"]
+    shown = guests.a.server(server_id)
+    assert (shown["accessIPv4"], shown["accessIPv6"]) == ("1.1.1.1", "::babe:dc0c:1602")
+    body = {"server": {"accessIPv4": "2.2.2.2", "accessIPv6": "::babe:202:202"}}
+    updated = guests.a.ok("PUT", f"/servers/{server_id}", body)["server"]
+    assert (updated["accessIPv4"], updated["accessIPv6"]) == ("2.2.2.2", "::babe:202:202")
+    fault(guests.b.put(f"/servers/{server_id}", body), 404, "itemNotFound")
+    wait_status(guests.a, server_id, "ACTIVE")
+    _delete(guests, server_id)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("accessIPv6", "notvalid"),
+        ("accessIPv4", "::1"),
+        ("accessIPv4", 7),
+        ("accessIPv6", "1.2.3.4"),
+    ],
+)
+def test_access_ip_that_is_not_an_address_of_its_version_is_400(
+    guests: Guests, field: str, value: Any
+) -> None:
+    before = guests.a.ids()
+    fault(guests.create(name="bad-ip", **{field: value}), 400, "badRequest")
+    assert guests.a.ids() == before
+
+
+def test_update_answers_without_extension_attributes_until_2_75(guests: Guests) -> None:
+    server_id = guests.create(name="shape").json()["server"]["id"]
+    wait_status(guests.a, server_id, "ACTIVE")
+    old = guests.a.ok("PUT", f"/servers/{server_id}", {"server": {"name": "shape-2"}})["server"]
+    assert old["name"] == "shape-2"
+    assert not [k for k in old if k.startswith(("OS-EXT", "OS-SRV-USG", "os-extended"))]
+    assert "key_name" not in old and "config_drive" not in old
+    new = guests.a.ok(
+        "PUT", f"/servers/{server_id}", {"server": {"name": "shape-3"}}, version="2.75"
+    )["server"]
+    assert new["OS-EXT-STS:vm_state"] == "active" and "key_name" in new
+    _delete(guests, server_id)
+
+
+# ---------------------------------------------------------------------- the image proxy
+
+
+def test_server_image_through_the_proxy_keeps_metadata_and_deletes(guests: Guests) -> None:
+    server_id = guests.create(name="snap").json()["server"]["id"]
+    wait_status(guests.a, server_id, "ACTIVE")
+    body = {"createImage": {"name": "snap-₡", "metadata": {"image_type": "test"}}}
+    response = guests.a.post(f"/servers/{server_id}/action", body)
+    assert response.status_code == 202, response.text
+    image_id = response.headers["location"].rsplit("/", 1)[-1]
+
+    def active() -> dict[str, Any] | None:
+        image: dict[str, Any] = guests.a.ok("GET", f"/images/{image_id}")["image"]
+        assert image["status"] in ("SAVING", "ACTIVE"), image
+        return image if image["status"] == "ACTIVE" else None
+
+    image = wait_for(active, "the snapshot to be active")
+    assert image["name"] == "snap-₡" and image["progress"] == 100
+    assert image["metadata"]["image_type"] == "test"
+    assert image["server"]["id"] == server_id
+    original = guests.a.ok("GET", f"/images/{guests.image_id}")["image"]
+    assert image["minRam"] == original["minRam"]
+    fault(guests.b.get(f"/images/{image_id}"), 404, "itemNotFound")
+    fault(guests.b.delete(f"/images/{image_id}"), 404, "itemNotFound")
+    fault(guests.a.get(f"/images/{image_id}", version="2.36"), 404, "itemNotFound")
+    wait_status(guests.a, server_id, "ACTIVE")
+    guests.a.ok("DELETE", f"/images/{image_id}", status=204)
+    fault(guests.a.get(f"/images/{image_id}"), 404, "itemNotFound")
+    _delete(guests, server_id)

@@ -148,6 +148,8 @@ COMPUTE_RULES: dict[str, Rule] = {
     "compute:flavor_extra_spec:show": Rule.ANYONE_AUTHENTICATED,
     "compute:flavor_extra_spec:update": Rule.ADMIN,
     "compute:hypervisor:detail": Rule.ADMIN,
+    "compute:image:delete": Rule.PROJECT_MEMBER,
+    "compute:image:show": Rule.PROJECT_READER,
     "compute:hypervisor:list": Rule.ADMIN,
     "compute:hypervisor:show": Rule.ADMIN,
     "compute:hypervisor:statistics": Rule.ADMIN,

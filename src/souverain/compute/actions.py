@@ -200,15 +200,20 @@ class Actions:
                     f"Server {server_id} boots from volume {row.root_volume_id}: make an image "
                     "of the volume instead (openstack image create --volume)."
                 )
-            min_disk = int(row.disk_gib)
+            flavor_disk = int(row.flavor.get("disk") or 0)
             source_image = row.image_id
+        # as Nova: the source image's minimums, the flavor's disk where it has one;
+        # the caller's metadata may name the image type, never which server it came from
+        source_min_disk, min_ram = self._source_minimums(ctx, source_image)
         properties = {
+            "image_type": "snapshot",
             **metadata,
             "instance_uuid": server_id,
             "base_image_ref": source_image,
-            "image_type": "snapshot",
         }
-        image = self.images.create_snapshot_record(ctx, name, properties, min_disk, 0)
+        image = self.images.create_snapshot_record(
+            ctx, name, properties, flavor_disk or source_min_disk, min_ram
+        )
         image_id = str(image["id"])
         move = MOVES["createImage"]
         try:
@@ -231,6 +236,14 @@ class Actions:
 
         self.run(move, action_id, server_id, work)
         return image_id
+
+    def _source_minimums(self, ctx: RequestContext, image_id: str) -> tuple[int, int]:
+        """The min_disk and min_ram of the image a server booted from (0, 0 once gone)."""
+        try:
+            image = self.images.image_for_boot(ctx, image_id)
+        except (NotFound, BadRequest):
+            return 0, 0
+        return int(image.min_disk or 0), int(image.min_ram or 0)
 
     def rebuild(
         self, ctx: RequestContext, server_id: str, image_ref: str, changes: dict[str, Any]
@@ -273,6 +286,8 @@ class Actions:
             ("description", "description"),
             ("user_data", "user_data"),
             ("metadata", "server_metadata"),
+            ("access_ip_v4", "access_ip_v4"),
+            ("access_ip_v6", "access_ip_v6"),
         ):
             if field in changes:
                 values[column] = changes[field]

@@ -29,6 +29,7 @@ from souverain.compute.api_actions import ActionHandlers
 from souverain.compute.api_base import Handlers, versioned
 from souverain.compute.api_flavors import FlavorHandlers, KeypairHandlers
 from souverain.compute.api_host import HostHandlers
+from souverain.compute.api_images import ImageProxyHandlers
 from souverain.compute.api_server_parts import ServerPartHandlers
 from souverain.compute.api_servers import ServerHandlers
 from souverain.compute.service import ComputeService
@@ -103,6 +104,11 @@ def routes(service: ComputeService, public_url: str = "") -> list[BaseRoute]:
         *action_routes(edge, ActionHandlers(service, public_url)),
         *server_part_routes(edge, ServerPartHandlers(service, public_url)),
         *host_routes(edge, HostHandlers(service, public_url)),
+        edge.route(
+            "/v2.1/images/{id}",
+            versioned(ImageProxyHandlers(service, public_url).image),
+            {"GET": "compute:image:show", "DELETE": "compute:image:delete"},
+        ),
     ]
 
 

@@ -160,7 +160,7 @@ class ServerHandlers(Handlers):
             changes = schemas.server_changes(await read_json(request), v)
             audit(request, "compute.server.update", "server", server_id)
             updated = self.service.update_server(ctx, server_id, changes)
-            body = views.server_body(self.base(request), updated, v, ctx.is_admin)
+            body = views.updated_server_body(self.base(request), updated, v, ctx.is_admin)
             return JSONResponse({"server": body})
         server = self.service.get_server(ctx, server_id)
         return JSONResponse(

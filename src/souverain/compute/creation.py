@@ -70,6 +70,8 @@ class ServerRequest:
     security_groups: tuple[str, ...] = ()
     # the guest's administrator password; None: each server gets a new random one
     admin_pass: str | None = None
+    access_ip_v4: str | None = None
+    access_ip_v6: str | None = None
 
 
 @dataclass(frozen=True)
@@ -376,6 +378,8 @@ class Creation:
             locked=False,
             reservation_id=reservation,
             launch_index=index,
+            access_ip_v4=req.access_ip_v4,
+            access_ip_v6=req.access_ip_v6,
             created_at=now,
             updated_at=now,
             deleted=False,

@@ -70,6 +70,8 @@ def server_view(row: Server, volumes: Iterable[ServerVolume]) -> dict[str, Any]:
         "deleted": row.deleted,
         "user_data": row.user_data,
         "root_volume_id": row.root_volume_id,
+        "access_ip_v4": row.access_ip_v4 or "",
+        "access_ip_v6": row.access_ip_v6 or "",
         "volumes_attached": [
             {"id": v.volume_id, "delete_on_termination": v.delete_on_termination}
             for v in volumes

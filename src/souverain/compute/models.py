@@ -114,6 +114,9 @@ class Server(Base):
     launched_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the addresses the owner says the server is reached at (Nova's accessIPv4/v6)
+    access_ip_v4: Mapped[str | None] = mapped_column(String(15), nullable=True)
+    access_ip_v6: Mapped[str | None] = mapped_column(String(45), nullable=True)
 
 
 class InstanceAction(Base):

@@ -7,6 +7,7 @@ Nothing here reads a request or calls the service.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -130,6 +131,8 @@ def server_request(data: dict[str, Any], v: Version) -> ServerRequest:
         raise BadRequest("Additional properties are not allowed ('personality' was unexpected)")
     return ServerRequest(
         admin_pass=admin_password(data.get("adminPass")),
+        access_ip_v4=access_ip(data.get("accessIPv4"), "accessIPv4"),
+        access_ip_v6=access_ip(data.get("accessIPv6"), "accessIPv6"),
         name=server_name,
         image_ref=image_ref,
         flavor_ref=flavor_ref,
@@ -146,6 +149,23 @@ def server_request(data: dict[str, Any], v: Version) -> ServerRequest:
         tags=server_tags,
         boot_volume=boot_volume,
     )
+
+
+ACCESS_IP_FIELDS = {"accessIPv4": "access_ip_v4", "accessIPv6": "access_ip_v6"}
+
+
+def access_ip(value: Any, field: str) -> str | None:
+    """An accessIPv4/accessIPv6 in its canonical text; None (or "") clears it."""
+    if value is None or value == "":
+        return None
+    wanted = 4 if field == "accessIPv4" else 6
+    try:
+        address = ipaddress.ip_address(value) if isinstance(value, str) else None
+    except ValueError:
+        address = None
+    if address is None or address.version != wanted:
+        raise BadRequest(f"Invalid input for field/attribute {field}: not an IPv{wanted} address.")
+    return str(address)
 
 
 def admin_password(value: Any) -> str | None:
@@ -262,7 +282,9 @@ def server_changes(body: dict[str, Any], v: Version) -> dict[str, Any]:
             changes["description"] = description(value)
         elif key == "hostname" and v >= (2, 90):
             changes["hostname"] = name(value, "hostname")
-        elif key in ("accessIPv4", "accessIPv6", "OS-DCF:diskConfig"):
+        elif key in ACCESS_IP_FIELDS:
+            changes[ACCESS_IP_FIELDS[key]] = access_ip(value, key)
+        elif key == "OS-DCF:diskConfig":
             continue
         else:
             raise BadRequest(f"Additional properties are not allowed ('{key}' was unexpected)")
@@ -324,6 +346,9 @@ def rebuild_request(args: Any, v: Version) -> tuple[str, dict[str, Any]]:
         changes["user_data"] = args["user_data"]
     if "adminPass" in args:
         changes["admin_pass"] = admin_password(args["adminPass"])
+    for field, column in ACCESS_IP_FIELDS.items():
+        if field in args:
+            changes[column] = access_ip(args[field], field)
     return ref(args["imageRef"], "imageRef"), changes
 
 

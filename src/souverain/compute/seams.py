@@ -103,9 +103,15 @@ class GuestVolumes(Protocol):
 
 
 class GuestImages(Protocol):
-    """The image service as booting and snapshotting need it."""
+    """The image service as booting, snapshotting and Nova's image proxy need it."""
 
     def image_for_boot(self, ctx: RequestContext, image_id: str) -> BootImage: ...
+
+    def get(self, ctx: RequestContext, image_id: str) -> dict[str, Any]:
+        """The image as Glance shows it, if the caller may see it (else NotFound)."""
+        ...
+
+    def delete(self, ctx: RequestContext, image_id: str) -> None: ...
 
     def create_snapshot_record(
         self,

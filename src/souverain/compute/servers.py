@@ -128,6 +128,9 @@ class Servers:
                 row.description = data["description"]
             if "hostname" in data:
                 row.hostname = hostname_of(data["hostname"])
+            for column in ("access_ip_v4", "access_ip_v6"):
+                if column in data:
+                    setattr(row, column, data[column])
             row.updated_at = self.core.now()
             return self.server_view(row)
 

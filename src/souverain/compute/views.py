@@ -153,6 +153,37 @@ def server_body(base: str, s: dict[str, Any], v: Version, is_admin: bool) -> dic
     return body
 
 
+# What a server's update and rebuild answers leave out before 2.75 (Nova's extensions).
+NOT_IN_UPDATE_ANSWERS = (
+    "OS-EXT-AZ:availability_zone",
+    "config_drive",
+    "key_name",
+    "OS-SRV-USG:launched_at",
+    "OS-SRV-USG:terminated_at",
+    "OS-EXT-STS:task_state",
+    "OS-EXT-STS:vm_state",
+    "OS-EXT-STS:power_state",
+    "os-extended-volumes:volumes_attached",
+)
+
+
+def updated_server_body(base: str, s: dict[str, Any], v: Version, is_admin: bool) -> dict[str, Any]:
+    """A server as an update (PUT) or a rebuild answers it: from 2.75 as a GET shows it;
+    before, without the extension attributes and with bare addresses."""
+    if v >= (2, 75):
+        return server_body(base, s, v, is_admin)
+    core = _server_core(base, s, v)
+    body = {key: value for key, value in core.items() if key not in NOT_IN_UPDATE_ANSWERS}
+    body["addresses"] = {
+        name: [{"addr": a["addr"], "version": a["version"]} for a in entries]
+        for name, entries in s["addresses"].items()
+    }
+    if s["fault"]:
+        body["fault"] = dict(s["fault"])
+    body.update(_server_later_attributes(s, v, is_admin=False))
+    return body
+
+
 def _server_core(base: str, s: dict[str, Any], v: Version) -> dict[str, Any]:
     host_id = (
         hashlib.sha224((s["project_id"] + (s["host"] or "")).encode()).hexdigest()
@@ -177,8 +208,8 @@ def _server_core(base: str, s: dict[str, Any], v: Version) -> dict[str, Any]:
         "created": isotime(s["created_at"], subsecond=False),
         "updated": isotime(s["updated_at"], subsecond=False),
         "addresses": s["addresses"],
-        "accessIPv4": "",
-        "accessIPv6": "",
+        "accessIPv4": s.get("access_ip_v4", ""),
+        "accessIPv6": s.get("access_ip_v6", ""),
         "links": server_links(base, s["id"]),
         "OS-DCF:diskConfig": "MANUAL",
         "progress": 100 if s["status"] == "ACTIVE" else 0,
