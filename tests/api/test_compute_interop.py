@@ -318,3 +318,162 @@ def test_server_image_through_the_proxy_keeps_metadata_and_deletes(guests: Guest
     guests.a.ok("DELETE", f"/images/{image_id}", status=204)
     fault(guests.a.get(f"/images/{image_id}"), 404, "itemNotFound")
     _delete(guests, server_id)
+
+
+# ---------------------------------------------------------------------- server groups
+
+
+def _group(g: Guests, nova: Nova, version: str, **fields: Any) -> Any:
+    return nova.post("/os-server-groups", {"server_group": fields}, version=version)
+
+
+def test_server_group_shape_follows_the_microversion(guests: Guests) -> None:
+    old = _group(guests, guests.a, "2.1", name="g-old", policies=["affinity"])
+    assert old.status_code == 200, old.text
+    body = old.json()["server_group"]
+    assert set(body) == {"id", "name", "policies", "members", "metadata"}
+    assert (body["policies"], body["members"], body["metadata"]) == (["affinity"], [], {})
+    mid = guests.a.ok("GET", f"/os-server-groups/{body['id']}", version="2.13")["server_group"]
+    assert mid["project_id"] and mid["user_id"]
+    new = guests.a.ok("GET", f"/os-server-groups/{body['id']}", version="2.64")["server_group"]
+    assert (new["policy"], new["rules"]) == ("affinity", {}) and "policies" not in new
+    fields = {"name": "g-new", "policy": "anti-affinity", "rules": {"max_server_per_host": 2}}
+    made = _group(guests, guests.a, "2.64", **fields).json()["server_group"]
+    assert made["rules"] == {"max_server_per_host": 2}
+    listed = guests.a.ok("GET", "/os-server-groups")["server_groups"]
+    assert {g["id"] for g in listed} >= {body["id"], made["id"]}
+    for group_id in (body["id"], made["id"]):
+        guests.a.ok("DELETE", f"/os-server-groups/{group_id}", status=204)
+    fault(guests.a.get(f"/os-server-groups/{body['id']}"), 404, "itemNotFound")
+
+
+@pytest.mark.parametrize(
+    ("version", "fields"),
+    [
+        ("2.1", {"name": "x", "policies": ["soft-affinity"]}),  # soft-* from 2.15
+        ("2.15", {"name": "x", "policies": ["affinity", "anti-affinity"]}),
+        ("2.15", {"name": "x", "policies": ["spread"]}),
+        ("2.15", {"name": "x", "policy": "affinity"}),  # policy from 2.64
+        ("2.64", {"name": "x", "policies": ["affinity"]}),
+        ("2.64", {"name": "x", "policy": "affinity", "rules": {"max_server_per_host": 2}}),
+        ("2.64", {"name": "x", "policy": "anti-affinity", "rules": {"max_server_per_host": 0}}),
+        ("2.64", {"name": "", "policy": "affinity"}),
+    ],
+)
+def test_bad_server_group_is_400_and_makes_nothing(
+    guests: Guests, version: str, fields: dict[str, Any]
+) -> None:
+    before = guests.a.ok("GET", "/os-server-groups")["server_groups"]
+    fault(_group(guests, guests.a, version, **fields), 400, "badRequest")
+    assert guests.a.ok("GET", "/os-server-groups")["server_groups"] == before
+
+
+def test_server_group_of_another_project_is_not_found(guests: Guests) -> None:
+    group = _group(guests, guests.a, "2.15", name="mine", policies=["soft-anti-affinity"])
+    group_id = group.json()["server_group"]["id"]
+    fault(guests.b.get(f"/os-server-groups/{group_id}"), 404, "itemNotFound")
+    fault(guests.b.delete(f"/os-server-groups/{group_id}"), 404, "itemNotFound")
+    assert group_id not in [
+        g["id"] for g in guests.b.ok("GET", "/os-server-groups")["server_groups"]
+    ]
+    # another project cannot put its servers in it either
+    body = {
+        "server": {"name": "x", "imageRef": guests.image_id, "flavorRef": "1", "networks": "none"},
+        "os:scheduler_hints": {"group": group_id},
+    }
+    fault(guests.b.post("/servers", body), 400, "badRequest")
+    admin = Nova(guests.cloud.client, guests.cloud.admin_token)
+    every = admin.ok("GET", "/os-server-groups?all_projects=true")["server_groups"]
+    assert group_id in [g["id"] for g in every]
+    guests.a.ok("DELETE", f"/os-server-groups/{group_id}", status=204)
+
+
+def test_anti_affinity_on_one_host_admits_one_member_then_no_valid_host(guests: Guests) -> None:
+    group = _group(guests, guests.a, "2.1", name="apart", policies=["anti-affinity"])
+    group_id = group.json()["server_group"]["id"]
+
+    def member(name: str) -> str:
+        body = {
+            "server": {
+                "name": name,
+                "imageRef": guests.image_id,
+                "flavorRef": "1",
+                "networks": "none",
+            },
+            "os:scheduler_hints": {"group": group_id},
+        }
+        server_id: str = guests.a.ok("POST", "/servers", body, status=202)["server"]["id"]
+        return server_id
+
+    first = member("apart-1")
+    wait_status(guests.a, first, "ACTIVE")
+    second = member("apart-2")
+    failed = wait_status(guests.a, second, "ERROR")
+    assert "No valid host" in failed["fault"]["message"]
+    shown = guests.a.ok("GET", f"/os-server-groups/{group_id}")["server_group"]
+    assert shown["members"] == [first, second]
+    assert guests.a.server(first, version="2.71")["server_groups"] == [group_id]
+    assert "server_groups" not in guests.a.server(first, version="2.70")
+    _delete(guests, first, second)
+    assert guests.a.ok("GET", f"/os-server-groups/{group_id}")["server_group"]["members"] == []
+    guests.a.ok("DELETE", f"/os-server-groups/{group_id}", status=204)
+
+
+def test_server_group_quota_is_ten_per_project(guests: Guests) -> None:
+    made = []
+    held = len(guests.b.ok("GET", "/os-server-groups")["server_groups"])
+    for index in range(10 - held):
+        response = _group(guests, guests.b, "2.1", name=f"q{index}", policies=["affinity"])
+        made.append(response.json()["server_group"]["id"])
+    fault(_group(guests, guests.b, "2.1", name="over", policies=["affinity"]), 403, "forbidden")
+    for group_id in made:
+        guests.b.ok("DELETE", f"/os-server-groups/{group_id}", status=204)
+
+
+# ---------------------------------------------------------------------- hypervisors, actions
+
+
+def test_hypervisor_uptime_and_servers_for_admins_only(guests: Guests) -> None:
+    admin = Nova(guests.cloud.client, guests.cloud.admin_token)
+    (hyper,) = admin.ok("GET", "/os-hypervisors")["hypervisors"]
+    uptime = admin.ok("GET", f"/os-hypervisors/{hyper['id']}/uptime")["hypervisor"]
+    assert " up " in uptime["uptime"] and "load average" in uptime["uptime"]
+    fault(guests.a.get(f"/os-hypervisors/{hyper['id']}/uptime"), 403, "forbidden")
+    fault(admin.get("/os-hypervisors/999/uptime"), 404, "itemNotFound")
+    server_id = guests.create(name="on-host").json()["server"]["id"]
+    wait_status(guests.a, server_id, "ACTIVE")
+    name = hyper["hypervisor_hostname"]
+    (found,) = admin.ok("GET", f"/os-hypervisors/{name}/servers")["hypervisors"]
+    assert {"uuid": server_id, "name": "on-host"} in found["servers"]
+    (searched,) = admin.ok("GET", f"/os-hypervisors/{name}/search")["hypervisors"]
+    assert "servers" not in searched
+    fault(admin.get("/os-hypervisors/no-such-host/servers"), 404, "itemNotFound")
+    fault(guests.a.get(f"/os-hypervisors/{name}/servers"), 403, "forbidden")
+    fault(admin.get(f"/os-hypervisors/{name}/servers", version="2.53"), 404, "itemNotFound")
+    (listed,) = admin.ok("GET", "/os-hypervisors?with_servers=true", version="2.53")["hypervisors"]
+    assert {"uuid": server_id, "name": "on-host"} in listed["servers"]
+    shown = admin.ok("GET", f"/os-hypervisors/{listed['id']}", version="2.88")["hypervisor"]
+    assert "load average" in shown["uptime"]
+    fault(admin.get(f"/os-hypervisors/{listed['id']}/uptime", version="2.88"), 404, "itemNotFound")
+    _delete(guests, server_id)
+
+
+def test_action_events_show_to_members_from_2_51_and_progress_only_while_running(
+    guests: Guests,
+) -> None:
+    response = guests.create(name="evented")
+    server_id = response.json()["server"]["id"]
+    request_id = response.headers["x-openstack-request-id"]
+    assert "progress" in wait_status(guests.a, server_id, "ACTIVE")
+    path = f"/servers/{server_id}/os-instance-actions/{request_id}"
+    assert "events" not in guests.a.ok("GET", path, version="2.50")["instanceAction"]
+    (event,) = guests.a.ok("GET", path, version="2.62")["instanceAction"]["events"]
+    assert event["event"] == "compute_create" and "host" not in event and event["hostId"]
+    assert "traceback" not in event
+    admin = Nova(guests.cloud.client, guests.cloud.admin_token)
+    (event,) = admin.ok("GET", path, version="2.84")["instanceAction"]["events"]
+    assert event["host"] and event["details"] is None
+    fault(guests.b.get(path), 404, "itemNotFound")
+    guests.a.ok("POST", f"/servers/{server_id}/action", {"os-stop": None}, status=202)
+    assert "progress" not in wait_status(guests.a, server_id, "SHUTOFF")
+    _delete(guests, server_id)

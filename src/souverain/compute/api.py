@@ -30,6 +30,7 @@ from souverain.compute.api_base import Handlers, versioned
 from souverain.compute.api_flavors import FlavorHandlers, KeypairHandlers
 from souverain.compute.api_host import HostHandlers
 from souverain.compute.api_images import ImageProxyHandlers
+from souverain.compute.api_server_groups import ServerGroupHandlers
 from souverain.compute.api_server_parts import ServerPartHandlers
 from souverain.compute.api_servers import ServerHandlers
 from souverain.compute.service import ComputeService
@@ -104,6 +105,7 @@ def routes(service: ComputeService, public_url: str = "") -> list[BaseRoute]:
         *action_routes(edge, ActionHandlers(service, public_url)),
         *server_part_routes(edge, ServerPartHandlers(service, public_url)),
         *host_routes(edge, HostHandlers(service, public_url)),
+        *server_group_routes(edge, ServerGroupHandlers(service, public_url)),
         edge.route(
             "/v2.1/images/{id}",
             versioned(ImageProxyHandlers(service, public_url).image),
@@ -244,6 +246,22 @@ def server_part_routes(edge: Edge, h: ServerPartHandlers) -> list[BaseRoute]:
     ]
 
 
+def server_group_routes(edge: Edge, h: ServerGroupHandlers) -> list[BaseRoute]:
+    r, g = edge.route, "/v2.1/os-server-groups"
+    return [
+        r(
+            g,
+            versioned(h.groups),
+            {"GET": "compute:server_group:list", "POST": "compute:server_group:create"},
+        ),
+        r(
+            f"{g}/{{id}}",
+            versioned(h.group),
+            {"GET": "compute:server_group:show", "DELETE": "compute:server_group:delete"},
+        ),
+    ]
+
+
 def host_routes(edge: Edge, h: HostHandlers) -> list[BaseRoute]:
     r, zone, quota = edge.route, "/v2.1/os-availability-zone", "/v2.1/os-quota-sets/{project}"
     hyper = "/v2.1/os-hypervisors"
@@ -270,6 +288,21 @@ def host_routes(edge: Edge, h: HostHandlers) -> list[BaseRoute]:
             {"GET": "compute:hypervisor:statistics"},
         ),
         r(f"{hyper}/{{id}}", versioned(h.hypervisor), {"GET": "compute:hypervisor:show"}),
+        r(
+            f"{hyper}/{{id}}/uptime",
+            versioned(h.hypervisor_uptime),
+            {"GET": "compute:hypervisor:uptime"},
+        ),
+        r(
+            f"{hyper}/{{pattern}}/servers",
+            versioned(h.hypervisor_match),
+            {"GET": "compute:hypervisor:servers"},
+        ),
+        r(
+            f"{hyper}/{{pattern}}/search",
+            versioned(h.hypervisor_match),
+            {"GET": "compute:hypervisor:search"},
+        ),
         r("/v2.1/os-services", versioned(h.services), {"GET": "compute:service:list"}),
         r("/v2.1/extensions", versioned(h.extensions), {"GET": "compute:extension:list"}),
     ]

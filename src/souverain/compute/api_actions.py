@@ -132,7 +132,7 @@ class ActionHandlers(Handlers):
         item = self.service.instance_action(
             ctx, request.path_params["id"], request.path_params["req"]
         )
-        body = views.instance_action_body(item, v, self.service.host)
+        body = views.instance_action_body(item, v, self.service.host, ctx.is_admin)
         return JSONResponse({"instanceAction": body})
 
 

@@ -134,7 +134,7 @@ class ServerHandlers(Handlers):
             return await run_in_threadpool(self.server_list, request, ctx, v, False)
         body = await read_json(request)
         data = schemas.object_member(body, "server")
-        req = schemas.server_request(data, v)
+        req = schemas.server_request(data, v, schemas.scheduler_group(body))
         audit(request, "compute.server.create", "server", None)
         created = await run_in_threadpool(self.service.create_servers, ctx, req)
         audit(request, "compute.server.create", "server", created[0]["id"])

@@ -26,9 +26,10 @@ from souverain.compute.core import GIB, NO_VALID_HOST, ComputeCore
 from souverain.compute.flavors import Flavors
 from souverain.compute.guests import Guests, new_admin_password
 from souverain.compute.keypairs import keypair_of
-from souverain.compute.models import Server
+from souverain.compute.models import Server, ServerGroupMember
 from souverain.compute.qemu import DriverError, GuestSpec, PowerState
 from souverain.compute.quotas import Quotas
+from souverain.compute.server_groups import group_for_create, placement_allows
 from souverain.compute.servers import Servers, hostname_of
 from souverain.image.service import BootImage
 
@@ -72,6 +73,7 @@ class ServerRequest:
     admin_pass: str | None = None
     access_ip_v4: str | None = None
     access_ip_v6: str | None = None
+    group: str | None = None  # the server group the scheduler hints name
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,8 @@ class Creation:
         plan = _Plan(req, flavor, image, disk_gib, key_data, networks)
         with self.db.session() as s:  # a first look, so ports are made only for what fits
             count = self._fit(s, ctx.project_id, plan)
+            if req.group is not None:
+                group_for_create(s, ctx, req.group, count)
         server_ids = [str(uuid.uuid4()) for _ in range(count)]
         views, tasks = self._insert_with_ports(ctx, plan, server_ids)
         # The password is shown once (in the create's answer) and reaches the guest only
@@ -322,10 +326,14 @@ class Creation:
         with self.db.session() as s:
             self.quotas.lock(s, project_id)
             count = min(len(server_ids), self._fit(s, project_id, plan))
+            if plan.req.group is not None:  # again, under the lock: the group may be full now
+                group_for_create(s, ctx, plan.req.group, count)
             rows = []
             for index in range(count):
                 row = self._new_row(ctx, plan, server_ids[index], index, count, reservation)
                 s.add(row)
+                if plan.req.group is not None:
+                    s.add(ServerGroupMember(server_id=row.id, group_id=plan.req.group))
                 s.flush()
                 action_id = self.core.record_action(s, ctx, row.id, project_id, "create")
                 rows.append((row, action_id))
@@ -431,7 +439,7 @@ class Creation:
         with self.db.session() as s:
             row = s.get(Server, server_id)
             if not (row is None or row.deleted or row.task_state == "deleting"):
-                placed = scheduler.claim(
+                placed = placement_allows(s, server_id, self.core.host) and scheduler.claim(
                     s, self.core.capacity, server_id, row.vcpus, row.memory_mib, row.disk_gib
                 )
         if placed is None:

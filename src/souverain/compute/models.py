@@ -119,6 +119,29 @@ class Server(Base):
     access_ip_v6: Mapped[str | None] = mapped_column(String(45), nullable=True)
 
 
+class ServerGroup(Base):
+    """A project's group of servers placed by one policy (Nova's os-server-groups)."""
+
+    __tablename__ = "compute_server_groups"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    policy: Mapped[str] = mapped_column(String(32))
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class ServerGroupMember(Base):
+    """A server's group: one at most, named when the server was created."""
+
+    __tablename__ = "compute_server_group_members"
+
+    server_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(36), index=True)
+
+
 class InstanceAction(Base):
     __tablename__ = "compute_instance_actions"
     __table_args__ = (Index("ix_compute_instance_actions_server", "server_id", "id"),)

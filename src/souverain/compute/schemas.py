@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from souverain.common.errors import BadRequest
-from souverain.compute.service import QUOTA_RESOURCES, BootVolume, ServerRequest
+from souverain.compute.service import QUOTA_RESOURCES, BootVolume, GroupRequest, ServerRequest
 from souverain.compute.views import Version
 
 NAME_RE = re.compile(r"^(?![\s])[^\x00-\x1f\x7f]{1,255}(?<![\s])$")
@@ -103,7 +103,7 @@ def object_member(body: dict[str, Any], key: str) -> dict[str, Any]:
 # -------------------------------------------------------------- servers
 
 
-def server_request(data: dict[str, Any], v: Version) -> ServerRequest:
+def server_request(data: dict[str, Any], v: Version, group: str | None = None) -> ServerRequest:
     """The `server` of a create: what to boot, where, and how many."""
     server_name = name(data.get("name"), "name")
     boot_volume = boot_volume_of(data.get("block_device_mapping_v2"))
@@ -130,6 +130,7 @@ def server_request(data: dict[str, Any], v: Version) -> ServerRequest:
     if "personality" in data and v >= (2, 57):
         raise BadRequest("Additional properties are not allowed ('personality' was unexpected)")
     return ServerRequest(
+        group=group,
         admin_pass=admin_password(data.get("adminPass")),
         access_ip_v4=access_ip(data.get("accessIPv4"), "accessIPv4"),
         access_ip_v6=access_ip(data.get("accessIPv6"), "accessIPv6"),
@@ -498,3 +499,59 @@ def quota_changes(body: Any) -> tuple[dict[str, int], bool]:
             )
         changes[key] = integer(value, key, minimum=-1)
     return changes, force
+
+
+# -------------------------------------------------------------- server groups
+
+GROUP_POLICIES_2_1 = ("affinity", "anti-affinity")
+GROUP_POLICIES = (*GROUP_POLICIES_2_1, "soft-affinity", "soft-anti-affinity")
+
+
+def server_group_request(body: dict[str, Any], v: Version) -> GroupRequest:
+    """A server group create: `policies` (one of them) before 2.64, `policy` and `rules`
+    from it."""
+    data = object_member(body, "server_group")
+    known = {"name", "policy", "rules"} if v >= (2, 64) else {"name", "policies"}
+    unexpected = sorted(set(data) - known)
+    if unexpected:
+        raise BadRequest(
+            f"Additional properties are not allowed ('{unexpected[0]}' was unexpected)"
+        )
+    allowed = GROUP_POLICIES if v >= (2, 15) else GROUP_POLICIES_2_1
+    if v >= (2, 64):
+        policy = data.get("policy")
+    else:
+        policies = data.get("policies")
+        if not isinstance(policies, list) or len(policies) != 1:
+            raise BadRequest("Invalid input for field/attribute policies: exactly one policy.")
+        policy = policies[0]
+    if policy not in allowed:
+        raise BadRequest(f"Invalid input for field/attribute policy: one of {', '.join(allowed)}.")
+    return GroupRequest(name(data.get("name")), str(policy), _group_rules(data, str(policy)))
+
+
+def _group_rules(data: dict[str, Any], policy: str) -> dict[str, Any]:
+    rules = data.get("rules", {})
+    if not isinstance(rules, dict) or set(rules) - {"max_server_per_host"}:
+        raise BadRequest("Invalid input for field/attribute rules: only max_server_per_host.")
+    if rules and policy != "anti-affinity":
+        raise BadRequest("Only the anti-affinity policy takes rules (max_server_per_host).")
+    if "max_server_per_host" in rules:
+        limit = integer(rules["max_server_per_host"], "max_server_per_host", 1)
+        return {"max_server_per_host": limit}
+    return {}
+
+
+def scheduler_group(body: dict[str, Any]) -> str | None:
+    """The server group a create's scheduler hints name (`group`), if any."""
+    hints = body.get("os:scheduler_hints", body.get("OS-SCH-HNT:scheduler_hints"))
+    if hints is None:
+        return None
+    if not isinstance(hints, dict):
+        raise BadRequest("Invalid input for field/attribute os:scheduler_hints.")
+    group = hints.get("group")
+    if group is None:
+        return None
+    if not isinstance(group, str) or not group:
+        raise BadRequest("Invalid input for field/attribute group: a server group's id.")
+    return group

@@ -24,6 +24,7 @@ from souverain.compute.listing import (
 from souverain.compute.models import InstanceAction, Server
 from souverain.compute.name_filter import bounded_pattern
 from souverain.compute.quotas import Quotas, metadata_over_quota
+from souverain.compute.server_groups import groups_of_servers
 
 MAX_TAGS = 50
 
@@ -63,7 +64,15 @@ class Servers:
     def server_views(self, rows: Sequence[Server]) -> list[dict[str, Any]]:
         """Views of many servers: the volumes of all of them in one query, not one each."""
         volumes = self.volumes.volumes_of_servers([r.id for r in rows]) if rows else {}
-        return [server_view(r, volumes.get(r.id, ())) for r in rows]
+        with self.db.session() as s:  # shown by a server's own document, not by lists
+            groups = groups_of_servers(s, [r.id for r in rows])
+        return [
+            {
+                **server_view(r, volumes.get(r.id, ())),
+                "server_groups": [groups[r.id]] if r.id in groups else [],
+            }
+            for r in rows
+        ]
 
     def get_server(self, ctx: RequestContext, server_id: str) -> dict[str, Any]:
         with self.db.session() as s:

@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from sqlalchemy import select
+
 from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.metering import Meter
@@ -36,6 +38,7 @@ from souverain.compute.qemu import QemuDriver
 from souverain.compute.quotas import QUOTA_RESOURCES, Quotas
 from souverain.compute.reconcile import HostSync
 from souverain.compute.seams import GuestImages, GuestNetworking, GuestVolumes
+from souverain.compute.server_groups import GroupRequest, ServerGroups
 from souverain.compute.servers import Servers
 from souverain.compute.servers import hostname_of as _hostname_of
 from souverain.compute.states import BILLABLE_VM_STATES, STATUS_FILTER, status_of
@@ -57,6 +60,7 @@ __all__ = [
     "BillingState",
     "BootVolume",
     "ComputeService",
+    "GroupRequest",
     "ListedServer",
     "ServerRequest",
     "_hostname_of",
@@ -105,6 +109,7 @@ class ComputeService:
         self._flavors, self._quotas, self._keypairs = flavors, quotas, keypairs
         self._creation, self._servers, self._guests = creation, servers, guests
         self._actions, self._attachments = actions, attachments
+        self.server_groups = ServerGroups(core)
 
     # ------------------------------------------------------------------ flavors
 
@@ -378,6 +383,16 @@ class ComputeService:
 
     def hypervisor(self) -> dict[str, Any]:
         return self._host_sync.hypervisor()
+
+    def servers_on_host(self) -> list[dict[str, str]]:
+        """The servers this host runs (Nova's hypervisor servers), oldest first."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(Server.id, Server.name)
+                .where(Server.host == self.host, Server.deleted.is_(False))
+                .order_by(Server.created_at, Server.id)
+            ).all()
+        return [{"uuid": str(server_id), "name": str(name)} for server_id, name in rows]
 
     def refresh_addresses(self, server_id: str) -> None:
         """The network told us a port of this server changed (Nova's network-changed event)."""

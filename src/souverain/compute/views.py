@@ -184,7 +184,20 @@ def updated_server_body(base: str, s: dict[str, Any], v: Version, is_admin: bool
     return body
 
 
+# Nova shows a server's progress only while it is in one of these statuses.
+PROGRESS_STATUSES = frozenset(
+    ["ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING"]
+)
+
+
 def _server_core(base: str, s: dict[str, Any], v: Version) -> dict[str, Any]:
+    body = _server_fields(base, s, v)
+    if s["status"] in PROGRESS_STATUSES:
+        body["progress"] = 100 if s["status"] == "ACTIVE" else 0
+    return body
+
+
+def _server_fields(base: str, s: dict[str, Any], v: Version) -> dict[str, Any]:
     host_id = (
         hashlib.sha224((s["project_id"] + (s["host"] or "")).encode()).hexdigest()
         if s["host"]
@@ -212,7 +225,6 @@ def _server_core(base: str, s: dict[str, Any], v: Version) -> dict[str, Any]:
         "accessIPv6": s.get("access_ip_v6", ""),
         "links": server_links(base, s["id"]),
         "OS-DCF:diskConfig": "MANUAL",
-        "progress": 100 if s["status"] == "ACTIVE" else 0,
         "OS-EXT-AZ:availability_zone": s["availability_zone"],
         "config_drive": "True" if s["config_drive"] else "",
         "key_name": s["key_name"],
@@ -271,8 +283,8 @@ def _server_later_attributes(s: dict[str, Any], v: Version, is_admin: bool) -> d
         body["tags"] = s["tags"]
     if v >= (2, 63):
         body["trusted_image_certificates"] = None
-    if v >= (2, 71):
-        body["server_groups"] = []
+    if v >= (2, 71) and "server_groups" in s:  # a server's own document, not a list's
+        body["server_groups"] = s["server_groups"]
     if v >= (2, 73):
         body["locked_reason"] = None
     if v >= (2, 96):
@@ -314,8 +326,11 @@ def encode_items(items: Iterable[dict[str, Any]]) -> bytes:
 # -------------------------------------------------------------- a server's parts
 
 
-def instance_action_body(a: dict[str, Any], v: Version, host: str | None) -> dict[str, Any]:
-    """An instance action; with its one event when `host` is given (the detail view)."""
+def instance_action_body(
+    a: dict[str, Any], v: Version, host: str | None, is_admin: bool = True
+) -> dict[str, Any]:
+    """An instance action; with its one event when `host` is given (the detail view):
+    to admins always, to others from 2.51, as Nova's default policy shows them."""
     body: dict[str, Any] = {
         "action": a["action"],
         "instance_uuid": a["instance_uuid"],
@@ -327,17 +342,27 @@ def instance_action_body(a: dict[str, Any], v: Version, host: str | None) -> dic
     }
     if v >= (2, 58):
         body["updated_at"] = isotime(a["updated_at"])
-    if host is not None:
-        body["events"] = [
-            {
-                "event": f"compute_{a['action'].lower()}",
-                "start_time": isotime(a["start_time"]),
-                "finish_time": isotime(a["finish_time"]),
-                "result": a["result"],
-                **({"host": host, "hostId": ""} if v >= (2, 62) else {}),
-            }
-        ]
+    if host is not None and (is_admin or v >= (2, 51)):
+        body["events"] = [_action_event(a, v, host, is_admin)]
     return body
+
+
+def _action_event(a: dict[str, Any], v: Version, host: str, is_admin: bool) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "event": f"compute_{a['action'].lower()}",
+        "start_time": isotime(a["start_time"]),
+        "finish_time": isotime(a["finish_time"]) if a["finish_time"] else None,
+        "result": a["result"],
+    }
+    if is_admin:
+        event["traceback"] = None
+    if v >= (2, 62):
+        if is_admin:
+            event["host"] = host
+        event["hostId"] = hashlib.sha224((a["project_id"] + host).encode()).hexdigest()
+    if v >= (2, 84):
+        event["details"] = a["message"] if a["result"] == "Error" else None
+    return event
 
 
 def interface_body(port: dict[str, Any], v: Version) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""compute: what Tempest's compute tests need kept: a server's access addresses
+"""compute: a server's access addresses, and server groups with their members
 
 Revision ID: 0016
 Revises: 0015
@@ -20,9 +20,32 @@ def upgrade() -> None:
     with op.batch_alter_table("compute_servers") as batch_op:
         batch_op.add_column(sa.Column("access_ip_v4", sa.String(15), nullable=True))
         batch_op.add_column(sa.Column("access_ip_v6", sa.String(45), nullable=True))
+    op.create_table(
+        "compute_server_groups",
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("project_id", sa.String(64), nullable=False),
+        sa.Column("user_id", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("policy", sa.String(32), nullable=False),
+        sa.Column("rules", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+    )
+    op.create_index("ix_compute_server_groups_project_id", "compute_server_groups", ["project_id"])
+    op.create_table(
+        "compute_server_group_members",
+        sa.Column("server_id", sa.String(36), primary_key=True),
+        sa.Column("group_id", sa.String(36), nullable=False),
+    )
+    op.create_index(
+        "ix_compute_server_group_members_group_id", "compute_server_group_members", ["group_id"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_compute_server_group_members_group_id", "compute_server_group_members")
+    op.drop_table("compute_server_group_members")
+    op.drop_index("ix_compute_server_groups_project_id", "compute_server_groups")
+    op.drop_table("compute_server_groups")
     with op.batch_alter_table("compute_servers") as batch_op:
         batch_op.drop_column("access_ip_v6")
         batch_op.drop_column("access_ip_v4")
