@@ -294,12 +294,12 @@ def host_routes(edge: Edge, h: HostHandlers) -> list[BaseRoute]:
             {"GET": "compute:hypervisor:uptime"},
         ),
         r(
-            f"{hyper}/{{pattern}}/servers",
+            f"{hyper}/{{id}}/servers",
             versioned(h.hypervisor_match),
             {"GET": "compute:hypervisor:servers"},
         ),
         r(
-            f"{hyper}/{{pattern}}/search",
+            f"{hyper}/{{id}}/search",
             versioned(h.hypervisor_match),
             {"GET": "compute:hypervisor:search"},
         ),

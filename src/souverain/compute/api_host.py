@@ -141,7 +141,7 @@ class HostHandlers(Handlers):
         name holds the pattern, with their servers for the latter."""
         require_admin(ctx)
         require_at_most(v, (2, 52))
-        pattern = request.path_params["pattern"]
+        pattern = request.path_params["id"]
         h = self.service.hypervisor()
         if pattern not in h["hypervisor_hostname"]:
             raise NotFound(f"No hypervisor matching '{pattern[:255]}' could be found.")
