@@ -477,3 +477,93 @@ def test_action_events_show_to_members_from_2_51_and_progress_only_while_running
     guests.a.ok("POST", f"/servers/{server_id}/action", {"os-stop": None}, status=202)
     assert "progress" not in wait_status(guests.a, server_id, "SHUTOFF")
     _delete(guests, server_id)
+
+
+# ---------------------------------------------------------------------- os-services
+
+
+def test_services_filter_and_forced_down_appears_from_2_11(guests: Guests) -> None:
+    admin = Nova(guests.cloud.client, guests.cloud.admin_token)
+    rows = admin.ok("GET", "/os-services?binary=nova-compute")["services"]
+    assert [r["binary"] for r in rows] == ["nova-compute"] and "forced_down" not in rows[0]
+    host = rows[0]["host"]
+    assert len(admin.ok("GET", f"/os-services?host={host}")["services"]) == 3
+    assert admin.ok("GET", "/os-services?host=elsewhere")["services"] == []
+    assert admin.ok("GET", "/os-services", version="2.11")["services"][0]["forced_down"] is False
+
+
+def test_disabled_compute_takes_no_new_server_until_enabled(guests: Guests) -> None:
+    admin = Nova(guests.cloud.client, guests.cloud.admin_token)
+    host = admin.ok("GET", "/os-services")["services"][0]["host"]
+    which = {"host": host, "binary": "nova-compute"}
+    body = {**which, "disabled_reason": "maintenance"}
+    done = admin.ok("PUT", "/os-services/disable-log-reason", body)["service"]
+    assert done == {**which, "status": "disabled", "disabled_reason": "maintenance"}
+    (row,) = admin.ok("GET", "/os-services?binary=nova-compute")["services"]
+    assert (row["status"], row["disabled_reason"]) == ("disabled", "maintenance")
+    refused = guests.create(name="nowhere").json()["server"]["id"]
+    assert "No valid host" in wait_status(guests.a, refused, "ERROR")["fault"]["message"]
+    assert admin.ok("PUT", "/os-services/enable", which)["service"]["status"] == "enabled"
+    placed = guests.create(name="somewhere").json()["server"]["id"]
+    wait_status(guests.a, placed, "ACTIVE")
+    _delete(guests, refused, placed)
+
+
+def test_forced_down_by_action_from_2_11_and_by_uuid_from_2_53(guests: Guests) -> None:
+    admin = Nova(guests.cloud.client, guests.cloud.admin_token)
+    host = admin.ok("GET", "/os-services")["services"][0]["host"]
+    body = {"host": host, "binary": "nova-compute", "forced_down": True}
+    fault(admin.put("/os-services/force-down", body), 404, "itemNotFound")  # before 2.11
+    down = admin.ok("PUT", "/os-services/force-down", body, version="2.11")["service"]
+    assert down == body
+    (row,) = admin.ok("GET", "/os-services?binary=nova-compute", version="2.53")["services"]
+    assert (row["state"], row["forced_down"]) == ("down", True)
+    fault(admin.put("/os-services/force-down", body, version="2.53"), 404, "itemNotFound")
+    up = {"forced_down": False, "status": "disabled", "disabled_reason": "later"}
+    changed = admin.ok("PUT", f"/os-services/{row['id']}", up, version="2.53")["service"]
+    assert (changed["state"], changed["status"], changed["disabled_reason"]) == (
+        "up",
+        "disabled",
+        "later",
+    )
+    changed = admin.ok("PUT", f"/os-services/{row['id']}", {"status": "enabled"}, version="2.53")[
+        "service"
+    ]
+    assert (changed["status"], changed["disabled_reason"]) == ("enabled", None)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "version", "status"),
+    [
+        ("/os-services/disable", {"host": "elsewhere", "binary": "nova-compute"}, "2.1", 404),
+        ("/os-services/disable", {"binary": "nova-compute"}, "2.1", 400),
+        ("/os-services/reboot", {}, "2.1", 404),
+        ("/os-services/{id}", {"status": "sleeping"}, "2.53", 400),
+        ("/os-services/{id}", {"disabled_reason": "why"}, "2.53", 400),
+        ("/os-services/{id}", {}, "2.53", 400),
+        ("/os-services/{scheduler}", {"forced_down": True}, "2.53", 400),
+        ("/os-services/00000000-0000-0000-0000-000000000000", {"status": "enabled"}, "2.53", 404),
+    ],
+)
+def test_bad_service_updates_are_refused_and_change_nothing(
+    guests: Guests, path: str, body: dict[str, Any], version: str, status: int
+) -> None:
+    admin = Nova(guests.cloud.client, guests.cloud.admin_token)
+
+    def states() -> list[dict[str, Any]]:
+        rows = admin.ok("GET", "/os-services", version="2.53")["services"]
+        return [{k: v for k, v in r.items() if k != "updated_at"} for r in rows]
+
+    before = states()
+    ids = {"id": before[2]["id"], "scheduler": before[1]["id"]}
+    response = admin.put(path.format(**ids), body, version=version)
+    assert response.status_code == status, response.text
+    assert states() == before
+
+
+def test_members_cannot_change_services(guests: Guests) -> None:
+    admin = Nova(guests.cloud.client, guests.cloud.admin_token)
+    host = admin.ok("GET", "/os-services")["services"][0]["host"]
+    body = {"host": host, "binary": "nova-compute"}
+    fault(guests.a.put("/os-services/disable", body), 403, "forbidden")
+    assert admin.ok("GET", "/os-services")["services"][2]["status"] == "enabled"

@@ -196,6 +196,7 @@ COMPUTE_RULES: dict[str, Rule] = {
     "compute:server_tag:show": Rule.PROJECT_READER,
     "compute:server_tag:update_all": Rule.PROJECT_MEMBER,
     "compute:service:list": Rule.ADMIN,
+    "compute:service:update": Rule.ADMIN,
     "compute:volume_attachment:create": Rule.PROJECT_MEMBER,
     "compute:volume_attachment:delete": Rule.PROJECT_MEMBER,
     "compute:volume_attachment:list": Rule.PROJECT_READER,

@@ -33,6 +33,7 @@ from souverain.compute.api_images import ImageProxyHandlers
 from souverain.compute.api_server_groups import ServerGroupHandlers
 from souverain.compute.api_server_parts import ServerPartHandlers
 from souverain.compute.api_servers import ServerHandlers
+from souverain.compute.api_services import ServiceHandlers
 from souverain.compute.service import ComputeService
 from souverain.openstack.faults import ErrorLayer
 from souverain.openstack.microversion import Microversions
@@ -106,6 +107,7 @@ def routes(service: ComputeService, public_url: str = "") -> list[BaseRoute]:
         *server_part_routes(edge, ServerPartHandlers(service, public_url)),
         *host_routes(edge, HostHandlers(service, public_url)),
         *server_group_routes(edge, ServerGroupHandlers(service, public_url)),
+        *service_routes(edge, ServiceHandlers(service, public_url)),
         edge.route(
             "/v2.1/images/{id}",
             versioned(ImageProxyHandlers(service, public_url).image),
@@ -262,6 +264,14 @@ def server_group_routes(edge: Edge, h: ServerGroupHandlers) -> list[BaseRoute]:
     ]
 
 
+def service_routes(edge: Edge, h: ServiceHandlers) -> list[BaseRoute]:
+    r = edge.route
+    return [
+        r("/v2.1/os-services", versioned(h.services), {"GET": "compute:service:list"}),
+        r("/v2.1/os-services/{id}", versioned(h.update), {"PUT": "compute:service:update"}),
+    ]
+
+
 def host_routes(edge: Edge, h: HostHandlers) -> list[BaseRoute]:
     r, zone, quota = edge.route, "/v2.1/os-availability-zone", "/v2.1/os-quota-sets/{project}"
     hyper = "/v2.1/os-hypervisors"
@@ -303,7 +313,6 @@ def host_routes(edge: Edge, h: HostHandlers) -> list[BaseRoute]:
             versioned(h.hypervisor_match),
             {"GET": "compute:hypervisor:search"},
         ),
-        r("/v2.1/os-services", versioned(h.services), {"GET": "compute:service:list"}),
         r("/v2.1/extensions", versioned(h.extensions), {"GET": "compute:extension:list"}),
     ]
 

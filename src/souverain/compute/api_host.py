@@ -157,11 +157,5 @@ class HostHandlers(Handlers):
         stats = views.hypervisor_statistics(self.service.hypervisor())
         return JSONResponse({"hypervisor_statistics": stats})
 
-    async def services(self, request: Request, ctx: RequestContext, v: Version) -> Response:
-        require_admin(ctx)
-        now = isotime(self.service.clock.now())
-        zone = self.service.settings.availability_zone
-        return JSONResponse({"services": views.service_rows(self.service.host, zone, now, v)})
-
     async def extensions(self, request: Request, ctx: RequestContext, v: Version) -> Response:
         return JSONResponse({"extensions": []})

@@ -25,6 +25,7 @@ from souverain.compute import scheduler
 from souverain.compute.core import GIB, NO_VALID_HOST, ComputeCore
 from souverain.compute.flavors import Flavors
 from souverain.compute.guests import Guests, new_admin_password
+from souverain.compute.host_services import compute_takes_builds
 from souverain.compute.keypairs import keypair_of
 from souverain.compute.models import Server, ServerGroupMember
 from souverain.compute.qemu import DriverError, GuestSpec, PowerState
@@ -439,8 +440,13 @@ class Creation:
         with self.db.session() as s:
             row = s.get(Server, server_id)
             if not (row is None or row.deleted or row.task_state == "deleting"):
-                placed = placement_allows(s, server_id, self.core.host) and scheduler.claim(
-                    s, self.core.capacity, server_id, row.vcpus, row.memory_mib, row.disk_gib
+                host = self.core.host
+                placed = (
+                    compute_takes_builds(s, host)
+                    and placement_allows(s, server_id, host)
+                    and scheduler.claim(
+                        s, self.core.capacity, server_id, row.vcpus, row.memory_mib, row.disk_gib
+                    )
                 )
         if placed is None:
             self.core.finish_action(action_id, "deleted while building")

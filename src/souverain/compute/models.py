@@ -142,6 +142,19 @@ class ServerGroupMember(Base):
     group_id: Mapped[str] = mapped_column(String(36), index=True)
 
 
+class ServiceState(Base):
+    """What an operator set on one of a host's services (os-services): a service with no
+    row is enabled and up."""
+
+    __tablename__ = "compute_service_states"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    binary: Mapped[str] = mapped_column(String(64), primary_key=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    forced_down: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class InstanceAction(Base):
     __tablename__ = "compute_instance_actions"
     __table_args__ = (Index("ix_compute_instance_actions_server", "server_id", "id"),)

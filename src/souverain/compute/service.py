@@ -31,6 +31,7 @@ from souverain.compute.core import GIB, NO_VALID_HOST, SYSTEM, BillingState, Com
 from souverain.compute.creation import MAX_USER_DATA, BootVolume, Creation, ServerRequest
 from souverain.compute.flavors import DEFAULT_FLAVORS, Flavors
 from souverain.compute.guests import Guests
+from souverain.compute.host_services import HostService, HostServices, ServiceChange
 from souverain.compute.keypairs import Keypairs
 from souverain.compute.listing import IDS_PER_QUERY, LISTED_COLUMNS, ListedServer
 from souverain.compute.models import Server
@@ -61,8 +62,10 @@ __all__ = [
     "BootVolume",
     "ComputeService",
     "GroupRequest",
+    "HostService",
     "ListedServer",
     "ServerRequest",
+    "ServiceChange",
     "_hostname_of",
     "status_of",
 ]
@@ -110,6 +113,7 @@ class ComputeService:
         self._creation, self._servers, self._guests = creation, servers, guests
         self._actions, self._attachments = actions, attachments
         self.server_groups = ServerGroups(core)
+        self.host_services = HostServices(core)
 
     # ------------------------------------------------------------------ flavors
 

@@ -513,26 +513,21 @@ def hypervisor_statistics(h: dict[str, Any]) -> dict[str, Any]:
     return {"count": 1, **{k: body[k] for k in HYPERVISOR_STATISTICS}}
 
 
-def service_rows(host: str, zone: str, now: str | None, v: Version) -> list[dict[str, Any]]:
-    binaries = (
-        ("nova-conductor", "internal"),
-        ("nova-scheduler", "internal"),
-        ("nova-compute", zone),
-    )
-    return [
-        {
-            "id": index if v < (2, 53) else f"{host}-{binary}",
-            "binary": binary,
-            "host": host,
-            "zone": zone_name,
-            "status": "enabled",
-            "state": "up",
-            "updated_at": now,
-            "disabled_reason": None,
-            "forced_down": False,
-        }
-        for index, (binary, zone_name) in enumerate(binaries, start=1)
-    ]
+def service_body(svc: dict[str, Any], zone: str, now: str | None, v: Version) -> dict[str, Any]:
+    """One of the host's services (a HostService as a dict) as os-services shows it."""
+    body: dict[str, Any] = {
+        "id": svc["index"] if v < (2, 53) else svc["uuid"],
+        "binary": svc["binary"],
+        "host": svc["host"],
+        "zone": zone if svc["binary"] == "nova-compute" else "internal",
+        "status": "disabled" if svc["disabled"] else "enabled",
+        "state": "down" if svc["forced_down"] else "up",
+        "updated_at": now,
+        "disabled_reason": svc["disabled_reason"],
+    }
+    if v >= (2, 11):
+        body["forced_down"] = svc["forced_down"]
+    return body
 
 
 def zones_detail(host: str, zone: str, now: str | None) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""compute: a server's access addresses, and server groups with their members
+"""compute: a server's access addresses, server groups with their members, and the
+state an operator sets on the host's services
 
 Revision ID: 0016
 Revises: 0015
@@ -40,8 +41,18 @@ def upgrade() -> None:
         "ix_compute_server_group_members_group_id", "compute_server_group_members", ["group_id"]
     )
 
+    op.create_table(
+        "compute_service_states",
+        sa.Column("host", sa.String(255), primary_key=True),
+        sa.Column("binary", sa.String(64), primary_key=True),
+        sa.Column("disabled", sa.Boolean(), nullable=False),
+        sa.Column("disabled_reason", sa.String(255), nullable=True),
+        sa.Column("forced_down", sa.Boolean(), nullable=False),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("compute_service_states")
     op.drop_index("ix_compute_server_group_members_group_id", "compute_server_group_members")
     op.drop_table("compute_server_group_members")
     op.drop_index("ix_compute_server_groups_project_id", "compute_server_groups")
