@@ -567,3 +567,34 @@ def test_members_cannot_change_services(guests: Guests) -> None:
     body = {"host": host, "binary": "nova-compute"}
     fault(guests.a.put("/os-services/disable", body), 403, "forbidden")
     assert admin.ok("GET", "/os-services")["services"][2]["status"] == "enabled"
+
+
+# ---------------------------------------------------------------------- diagnostics
+
+
+def test_diagnostics_for_admins_in_nova_shape_per_microversion(guests: Guests) -> None:
+    admin = Nova(guests.cloud.client, guests.cloud.admin_token)
+    server_id = guests.create(name="diagnosed").json()["server"]["id"]
+    wait_status(guests.a, server_id, "ACTIVE")
+    path = f"/servers/{server_id}/diagnostics"
+    new = admin.ok("GET", path, version="2.48")
+    assert (new["state"], new["num_cpus"], new["config_drive"]) == ("running", 1, True)
+    assert new["memory_details"]["maximum"] == 128 and new["hypervisor"] in ("kvm", "tcg", "qemu")
+    assert new["num_disks"] == len(new["disk_details"]) >= 1
+    assert new["num_nics"] == 0 and new["nic_details"] == []  # networks none
+    # QEMU's own counters: the booting guest reads its root disk
+    wait_for(
+        lambda: admin.ok("GET", path, version="2.48")["disk_details"][0]["read_bytes"] > 0,
+        "the guest to read its root disk",
+    )
+    old = admin.ok("GET", path)
+    assert old["memory"] == 128 * 1024 and old["vda_read"] > 0
+    fault(guests.a.get(path), 403, "forbidden")
+    fault(
+        admin.get("/servers/00000000-0000-0000-0000-000000000000/diagnostics"), 404, "itemNotFound"
+    )
+    guests.a.ok("POST", f"/servers/{server_id}/action", {"os-stop": None}, status=202)
+    wait_status(guests.a, server_id, "SHUTOFF")
+    stopped = admin.ok("GET", path, version="2.48")
+    assert (stopped["state"], stopped["uptime"], stopped["disk_details"]) == ("shutdown", None, [])
+    _delete(guests, server_id)

@@ -390,6 +390,7 @@ LITERALS: dict[tuple[str, str], str] = {
     ("domains", "target_id"): "default",
     ("domains", "ident"): "default",
     ("os-hypervisors", "id"): "1",
+    ("os-services", "id"): "enable",  # never "disable": the cloud must keep taking servers
     ("extensions", "alias"): "router",
     ("schemas", "name"): "image",
     ("messages", "id"): "00000000-0000-0000-0000-000000000000",

@@ -175,6 +175,7 @@ COMPUTE_RULES: dict[str, Rule] = {
     "compute:server:action": Rule.PROJECT_MEMBER,
     "compute:server:create": Rule.PROJECT_MEMBER,
     "compute:server:delete": Rule.PROJECT_MEMBER,
+    "compute:server:diagnostics": Rule.ADMIN,
     "compute:server:list": Rule.PROJECT_READER,
     "compute:server:show": Rule.PROJECT_READER,
     "compute:server:update": Rule.PROJECT_MEMBER,

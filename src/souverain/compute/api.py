@@ -235,6 +235,7 @@ def server_part_routes(edge: Edge, h: ServerPartHandlers) -> list[BaseRoute]:
             versioned(h.interface),
             {"GET": f"{iface}:show", "DELETE": f"{iface}:delete"},
         ),
+        r(f"{s}/diagnostics", versioned(h.diagnostics), {"GET": "compute:server:diagnostics"}),
         r(
             f"{s}/os-volume_attachments",
             versioned(h.volume_attachments),

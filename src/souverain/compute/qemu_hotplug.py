@@ -205,3 +205,38 @@ class QemuHotplug(QemuMonitor):
                 if device.get("qdev_id"):
                     slots[str(device["qdev_id"])] = int(device["slot"])
         return slots
+
+    # ----------------------------------------------------------------- statistics
+
+    def block_stats(self, uuid: str) -> dict[str, dict[str, int]]:
+        """Each block device's I/O counters (QMP query-blockstats), by device id; empty
+        when the guest does not run."""
+        if self.pid(uuid) is None:
+            return {}
+        try:
+            found = self._qmp(uuid, "query-blockstats")
+        except DriverError:
+            return {}
+        out: dict[str, dict[str, int]] = {}
+        for entry in found or []:
+            stats = entry.get("stats", {})
+            out[_block_name(entry)] = {
+                "read_bytes": int(stats.get("rd_bytes", 0)),
+                "read_requests": int(stats.get("rd_operations", 0)),
+                "write_bytes": int(stats.get("wr_bytes", 0)),
+                "write_requests": int(stats.get("wr_operations", 0)),
+                "errors_count": int(stats.get("failed_rd_operations", 0))
+                + int(stats.get("failed_wr_operations", 0)),
+            }
+        return out
+
+
+def _block_name(entry: dict[str, Any]) -> str:
+    """A query-blockstats entry's name: its -drive id ("root", "config"), else the id of
+    its device ("vol-<volume id>", from "/machine/peripheral/<id>/virtio-backend")."""
+    if entry.get("device"):
+        return str(entry["device"])
+    parts = str(entry.get("qdev", "")).split("/")
+    if "peripheral" in parts and parts.index("peripheral") + 1 < len(parts):
+        return parts[parts.index("peripheral") + 1]
+    return str(entry.get("node-name", ""))

@@ -29,6 +29,7 @@ from souverain.compute.actions import Actions
 from souverain.compute.attachments import Attachments
 from souverain.compute.core import GIB, NO_VALID_HOST, SYSTEM, BillingState, ComputeCore
 from souverain.compute.creation import MAX_USER_DATA, BootVolume, Creation, ServerRequest
+from souverain.compute.diagnostics import Diagnosis, Diagnostics
 from souverain.compute.flavors import DEFAULT_FLAVORS, Flavors
 from souverain.compute.guests import Guests
 from souverain.compute.host_services import HostService, HostServices, ServiceChange
@@ -61,6 +62,7 @@ __all__ = [
     "BillingState",
     "BootVolume",
     "ComputeService",
+    "Diagnosis",
     "GroupRequest",
     "HostService",
     "ListedServer",
@@ -114,6 +116,7 @@ class ComputeService:
         self._actions, self._attachments = actions, attachments
         self.server_groups = ServerGroups(core)
         self.host_services = HostServices(core)
+        self.diagnostics = Diagnostics(core, guests)
 
     # ------------------------------------------------------------------ flavors
 

@@ -542,3 +542,43 @@ def zones_detail(host: str, zone: str, now: str | None) -> list[dict[str, Any]]:
             "hosts": {host: up("nova-conductor", "nova-scheduler")},
         },
     ]
+
+
+def diagnostics_body(d: dict[str, Any], v: Version) -> dict[str, Any]:
+    """A Diagnosis (as a dict): Nova's common shape from 2.48, a libvirt-style flat
+    document before."""
+    disks, macs = d["disks"], d["macs"]
+    if v < (2, 48):
+        flat: dict[str, Any] = {"memory": d["memory_mib"] * 1024}
+        for index, disk in enumerate(disks):
+            name = "vd" + chr(ord("a") + index)
+            flat[f"{name}_read"] = disk["read_bytes"]
+            flat[f"{name}_read_req"] = disk["read_requests"]
+            flat[f"{name}_write"] = disk["write_bytes"]
+            flat[f"{name}_write_req"] = disk["write_requests"]
+            flat[f"{name}_errors"] = disk["errors_count"]
+        return flat
+    return {
+        "state": d["state"],
+        "driver": "libvirt",  # the QEMU/KVM driver family, the closest name Nova knows
+        "hypervisor": d["hypervisor"],
+        "hypervisor_os": "linux",
+        "uptime": d["uptime"],
+        "config_drive": d["config_drive"],
+        "num_cpus": d["vcpus"],
+        "num_nics": len(macs),
+        "num_disks": len(disks),
+        "memory_details": {"maximum": d["memory_mib"], "used": None},
+        "cpu_details": [{"id": i, "time": None, "utilisation": None} for i in range(d["vcpus"])],
+        "nic_details": [_nic_stats(mac) for mac in macs],
+        "disk_details": disks,
+    }
+
+
+def _nic_stats(mac: str) -> dict[str, Any]:
+    counters = [
+        f"{way}_{what}"
+        for way in ("rx", "tx")
+        for what in ("octets", "errors", "drop", "packets", "rate")
+    ]
+    return {"mac_address": mac, **dict.fromkeys(counters)}
