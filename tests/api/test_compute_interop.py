@@ -598,3 +598,66 @@ def test_diagnostics_for_admins_in_nova_shape_per_microversion(guests: Guests) -
     stopped = admin.ok("GET", path, version="2.48")
     assert (stopped["state"], stopped["uptime"], stopped["disk_details"]) == ("shutdown", None, [])
     _delete(guests, server_id)
+
+
+# ---------------------------------------------------------------------- smaller shapes
+
+
+def test_cpu_info_is_a_string_before_2_28_and_an_object_from_it(guests: Guests) -> None:
+    admin = Nova(guests.cloud.client, guests.cloud.admin_token)
+    (old,) = admin.ok("GET", "/os-hypervisors/detail", version="2.27")["hypervisors"]
+    assert isinstance(old["cpu_info"], str) and "accelerator" in json.loads(old["cpu_info"])
+    (new,) = admin.ok("GET", "/os-hypervisors/detail", version="2.28")["hypervisors"]
+    assert isinstance(new["cpu_info"], dict) and "accelerator" in new["cpu_info"]
+
+
+@pytest.mark.parametrize(("given", "public"), [("False", False), ("true", True), (False, False)])
+def test_flavor_is_public_takes_nova_boolean_spellings(
+    guests: Guests, given: Any, public: bool
+) -> None:
+    admin = Nova(guests.cloud.client, guests.cloud.admin_token)
+    body = {
+        "flavor": {
+            "name": f"spelled-{given}",
+            "ram": 64,
+            "vcpus": 1,
+            "disk": 1,
+            "os-flavor-access:is_public": given,
+        }
+    }
+    made = admin.ok("POST", "/flavors", body)["flavor"]
+    assert made["os-flavor-access:is_public"] is public
+    admin.ok("DELETE", f"/flavors/{made['id']}", status=202)
+
+
+def test_flavor_is_public_that_is_no_boolean_is_400(guests: Guests) -> None:
+    admin = Nova(guests.cloud.client, guests.cloud.admin_token)
+    body = {"flavor": {"name": "odd", "ram": 64, "vcpus": 1, "disk": 1}}
+    body["flavor"]["os-flavor-access:is_public"] = "maybe"
+    fault(admin.post("/flavors", body), 400, "badRequest")
+    assert "odd" not in [f["name"] for f in admin.ok("GET", "/flavors?is_public=None")["flavors"]]
+
+
+def test_empty_update_changes_nothing_and_2_100_shows_scheduler_hints(guests: Guests) -> None:
+    group = _group(guests, guests.a, "2.15", name="hinted", policies=["soft-affinity"])
+    group_id = group.json()["server_group"]["id"]
+    body = {
+        "server": {"name": "hinted", "imageRef": guests.image_id, "flavorRef": "1"},
+        "os:scheduler_hints": {"group": group_id},
+    }
+    body["server"]["networks"] = "none"
+    server_id = guests.a.ok("POST", "/servers", body, status=202)["server"]["id"]
+    wait_status(guests.a, server_id, "ACTIVE")
+    same = guests.a.ok("PUT", f"/servers/{server_id}", {"server": {}})["server"]
+    assert same["name"] == "hinted"
+    shown = guests.a.server(server_id, version="2.100")
+    assert shown["scheduler_hints"] == {"group": group_id}
+    (listed,) = [
+        s
+        for s in guests.a.ok("GET", "/servers/detail", version="2.100")["servers"]
+        if s["id"] == server_id
+    ]
+    assert listed["scheduler_hints"] == {"group": group_id} and "server_groups" not in listed
+    assert "scheduler_hints" not in guests.a.server(server_id, version="2.99")
+    _delete(guests, server_id)
+    guests.a.ok("DELETE", f"/os-server-groups/{group_id}", status=204)

@@ -37,8 +37,11 @@ LISTED_WIDTH = len(LISTED_COLUMNS)
 IDS_PER_QUERY = 1000
 
 
-def server_view(row: Server, volumes: Iterable[ServerVolume]) -> dict[str, Any]:
-    """A server as the API shapes it; `volumes` are the ones attached to it, read beforehand."""
+def server_view(
+    row: Server, volumes: Iterable[ServerVolume], group_id: str | None = None
+) -> dict[str, Any]:
+    """A server as the API shapes it; `volumes` are the ones attached to it and `group_id`
+    its server group, read beforehand."""
     return {
         "id": row.id,
         "name": row.name,
@@ -70,6 +73,7 @@ def server_view(row: Server, volumes: Iterable[ServerVolume]) -> dict[str, Any]:
         "deleted": row.deleted,
         "user_data": row.user_data,
         "root_volume_id": row.root_volume_id,
+        "scheduler_hints": {"group": group_id} if group_id else {},
         "access_ip_v4": row.access_ip_v4 or "",
         "access_ip_v6": row.access_ip_v6 or "",
         "volumes_attached": [

@@ -50,6 +50,22 @@ def name(value: Any, field: str = "name") -> str:
     return value
 
 
+# Nova's boolean parameters take these spellings as well as JSON's true and false.
+TRUE_WORDS = frozenset(["true", "1", "yes", "on", "y", "t"])
+FALSE_WORDS = frozenset(["false", "0", "no", "off", "n", "f"])
+
+
+def boolean(value: Any, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower() if isinstance(value, str | int) else None
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise BadRequest(f"Invalid input for field/attribute {field}: must be a boolean.")
+
+
 def integer(value: Any, field: str, minimum: int = 0) -> int:
     if isinstance(value, bool):
         raise BadRequest(f"Invalid input for field/attribute {field}: must be an integer.")
@@ -273,7 +289,7 @@ def boot_volume_of(raw: Any) -> BootVolume | None:
 def server_changes(body: dict[str, Any], v: Version) -> dict[str, Any]:
     """A server update's `server`: the fields to change (the access IPs are ignored)."""
     data = body.get("server")
-    if not isinstance(data, dict) or not data:
+    if not isinstance(data, dict):  # {} is a valid update that changes nothing, as in Nova
         raise BadRequest("Expecting to find server in request body.")
     changes: dict[str, Any] = {}
     for key, value in data.items():
@@ -427,7 +443,7 @@ def flavor_create(body: dict[str, Any], v: Version) -> dict[str, Any]:
         "disk": integer(data.get("disk"), "disk", 0),
         "ephemeral": integer(data.get("OS-FLV-EXT-DATA:ephemeral", 0), "ephemeral"),
         "swap": integer(data.get("swap", 0) or 0, "swap"),
-        "is_public": bool(data.get("os-flavor-access:is_public", True)),
+        "is_public": boolean(data.get("os-flavor-access:is_public", True), "is_public"),
     }
     if data.get("id") is not None:
         flavor_id = str(data["id"])

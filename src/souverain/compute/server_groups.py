@@ -10,6 +10,7 @@ valid host, as Nova's scheduler fails it. Nothing here touches a guest.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +60,7 @@ def live_members(s: Session, group_ids: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def groups_of_servers(s: Session, server_ids: list[str]) -> dict[str, str]:
+def groups_of_servers(s: Session, server_ids: Sequence[str]) -> dict[str, str]:
     """Server id -> its group's id, for those in a group."""
     if not server_ids:
         return {}

@@ -68,7 +68,7 @@ class Servers:
             groups = groups_of_servers(s, [r.id for r in rows])
         return [
             {
-                **server_view(r, volumes.get(r.id, ())),
+                **server_view(r, volumes.get(r.id, ()), groups.get(r.id)),
                 "server_groups": [groups[r.id]] if r.id in groups else [],
             }
             for r in rows
@@ -105,11 +105,12 @@ class Servers:
             chunk = server_ids[start : start + IDS_PER_QUERY]
             with self.db.session() as s:
                 rows = {r.id: r for r in s.scalars(select(Server).where(Server.id.in_(chunk)))}
+                groups = groups_of_servers(s, chunk)
             volumes = self.volumes.volumes_of_servers(chunk)
             for server_id in chunk:
                 row = rows.pop(server_id, None)
                 if row is not None:
-                    yield server_view(row, volumes.get(server_id, ()))
+                    yield server_view(row, volumes.get(server_id, ()), groups.get(server_id))
 
     def servers_in_use(self, ctx: RequestContext) -> dict[str, int]:
         """What /limits shows in use by the caller's project: its servers and the cores and

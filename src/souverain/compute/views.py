@@ -289,6 +289,8 @@ def _server_later_attributes(s: dict[str, Any], v: Version, is_admin: bool) -> d
         body["locked_reason"] = None
     if v >= (2, 96):
         body["pinned_availability_zone"] = None
+    if v >= (2, 100):
+        body["scheduler_hints"] = s.get("scheduler_hints", {})
     return body
 
 
@@ -474,6 +476,7 @@ def hypervisor_body(h: dict[str, Any], v: Version, detail: bool) -> dict[str, An
         }
     )
     if v < (2, 88):
+        cpu_info = {"accelerator": h["accelerator"]}
         body.update(
             {
                 "vcpus": h["vcpus"],
@@ -487,7 +490,8 @@ def hypervisor_body(h: dict[str, Any], v: Version, detail: bool) -> dict[str, An
                 "current_workload": 0,
                 "running_vms": h["running_vms"],
                 "disk_available_least": h["local_gb"] - h["local_gb_used"],
-                "cpu_info": json.dumps({"accelerator": h["accelerator"]}),
+                # a JSON string before 2.28, an object from it
+                "cpu_info": cpu_info if v >= (2, 28) else json.dumps(cpu_info),
             }
         )
     return body
