@@ -35,11 +35,11 @@ class Guests:
     b: Nova  # project B
     image_id: str
 
-    def config_drive_meta(self, server_id: str) -> dict[str, Any]:
+    def config_drive_meta(self, server_id: str, name: str = "disk.config") -> dict[str, Any]:
         """meta_data.json as the guest reads it from its config drive."""
         import pycdlib
 
-        path = self.cloud.platform.compute.driver.instance_dir(server_id) / "disk.config"
+        path = self.cloud.platform.compute.driver.instance_dir(server_id) / name
         iso = pycdlib.PyCdlib()
         iso.open(str(path))
         try:
@@ -661,3 +661,33 @@ def test_empty_update_changes_nothing_and_2_100_shows_scheduler_hints(guests: Gu
     assert "scheduler_hints" not in guests.a.server(server_id, version="2.99")
     _delete(guests, server_id)
     guests.a.ok("DELETE", f"/os-server-groups/{group_id}", status=204)
+
+
+# ---------------------------------------------------------------------- rescue
+
+
+def test_rescue_boots_a_rescue_disk_with_its_own_password_then_unrescue(guests: Guests) -> None:
+    server_id = guests.create(name="rescued").json()["server"]["id"]
+    wait_status(guests.a, server_id, "ACTIVE")
+    action = f"/servers/{server_id}/action"
+    fault(guests.b.post(action, {"rescue": None}), 404, "itemNotFound")
+    fault(guests.a.post(action, {"rescue": {"colour": "red"}}), 400, "badRequest")
+    answer = guests.a.ok("POST", action, {"rescue": {"adminPass": "r3scue"}})
+    assert answer == {"adminPass": "r3scue"}
+    shown = wait_status(guests.a, server_id, "RESCUE")
+    assert shown["OS-EXT-STS:vm_state"] == "rescued"
+    instance = guests.cloud.platform.compute.driver.instance_dir(server_id)
+    assert (instance / "disk.rescue").exists() and (instance / "disk.qcow2").exists()
+    assert guests.config_drive_meta(server_id, "disk.rescue.config")["admin_pass"] == "r3scue"
+    assert "admin_pass" in guests.config_drive_meta(server_id)  # the server's own, untouched
+    assert server_id in guests.a.ids("?status=RESCUE")
+    fault(guests.a.post(action, {"os-stop": None}), 409, "conflictingRequest")
+    fault(guests.a.post(action, {"rescue": None}), 409, "conflictingRequest")
+    guests.a.ok("POST", action, {"unrescue": None}, status=202)
+    wait_status(guests.a, server_id, "ACTIVE")
+    assert not (instance / "disk.rescue").exists()
+    fault(guests.a.post(action, {"unrescue": None}), 409, "conflictingRequest")
+    generated = guests.a.ok("POST", action, {"rescue": None})["adminPass"]
+    assert len(generated) >= 12
+    wait_status(guests.a, server_id, "RESCUE")
+    _delete(guests, server_id)  # a rescued server can be deleted

@@ -32,6 +32,7 @@ ServiceCall = Callable[[RequestContext, str], None]
 SIMPLE_ACTIONS: dict[str, tuple[Callable[[ComputeService], ServiceCall], int]] = {
     "os-stop": (lambda s: s.stop, 202),
     "os-start": (lambda s: s.start, 202),
+    "unrescue": (lambda s: s.rescue.unrescue, 202),
     "pause": (lambda s: s.pause, 202),
     "unpause": (lambda s: s.unpause, 202),
     "suspend": (lambda s: s.suspend, 202),
@@ -115,6 +116,13 @@ class ActionHandlers(Handlers):
         body["adminPass"] = server["admin_pass"]
         return JSONResponse({"server": body}, status_code=202)
 
+    async def rescue(self, call: Call) -> Response:
+        image_ref, admin_pass = schemas.rescue_request(call.args)
+        password = await run_in_threadpool(
+            self.service.rescue.rescue, call.ctx, call.server_id, image_ref, admin_pass
+        )
+        return JSONResponse({"adminPass": password})
+
     async def resize(self, call: Call) -> Response:
         flavor_ref = schemas.resize_flavor(call.args)
         await run_in_threadpool(self.service.resize, call.ctx, call.server_id, flavor_ref)
@@ -145,4 +153,5 @@ ACTIONS: dict[str, ActionHandler] = {
     "createImage": ActionHandlers.create_image,
     "rebuild": ActionHandlers.rebuild,
     "resize": ActionHandlers.resize,
+    "rescue": ActionHandlers.rescue,
 }

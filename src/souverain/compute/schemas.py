@@ -369,6 +369,18 @@ def rebuild_request(args: Any, v: Version) -> tuple[str, dict[str, Any]]:
     return ref(args["imageRef"], "imageRef"), changes
 
 
+def rescue_request(args: Any) -> tuple[str | None, str | None]:
+    """A rescue's image (None: the server's own) and password (None: a new one)."""
+    if args is None:
+        return None, None
+    if not isinstance(args, dict) or set(args) - {"adminPass", "rescue_image_ref"}:
+        raise BadRequest("Invalid input for field/attribute rescue: adminPass, rescue_image_ref.")
+    image_ref = args.get("rescue_image_ref")
+    if image_ref is not None:
+        image_ref = ref(image_ref, "rescue_image_ref")
+    return image_ref, admin_password(args.get("adminPass"))
+
+
 def resize_flavor(args: Any) -> str:
     if not isinstance(args, dict) or "flavorRef" not in args:
         raise BadRequest("Invalid input for field/attribute flavorRef: it is required.")

@@ -39,6 +39,7 @@ from souverain.compute.models import Server
 from souverain.compute.qemu import QemuDriver
 from souverain.compute.quotas import QUOTA_RESOURCES, Quotas
 from souverain.compute.reconcile import HostSync
+from souverain.compute.rescue import Rescue
 from souverain.compute.seams import GuestImages, GuestNetworking, GuestVolumes
 from souverain.compute.server_groups import GroupRequest, ServerGroups
 from souverain.compute.servers import Servers
@@ -117,6 +118,7 @@ class ComputeService:
         self.server_groups = ServerGroups(core)
         self.host_services = HostServices(core)
         self.diagnostics = Diagnostics(core, guests)
+        self.rescue = Rescue(core, guests, actions)
 
     # ------------------------------------------------------------------ flavors
 

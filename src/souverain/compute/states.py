@@ -24,6 +24,7 @@ VM_STATES = (
     "paused",
     "suspended",
     "resized",
+    "rescued",
     "error",
     "deleted",
 )
@@ -50,7 +51,9 @@ class Move:
         return self.ends[0] if running else self.ends[-1]
 
 
-_LIVE = frozenset({"active", "building", "stopped", "paused", "suspended", "resized", "error"})
+_LIVE = frozenset(
+    {"active", "building", "stopped", "paused", "suspended", "resized", "rescued", "error"}
+)
 
 MOVES: dict[str, Move] = {
     "delete": Move("delete", _LIVE, "deleting", ("deleted",), during_tasks=True),
@@ -83,6 +86,8 @@ MOVES: dict[str, Move] = {
     "revertResize": Move(
         "revertResize", frozenset({"resized"}), "resize_reverting", ("active", "stopped")
     ),
+    "rescue": Move("rescue", frozenset({"active", "stopped", "error"}), "rescuing", ("rescued",)),
+    "unrescue": Move("unrescue", frozenset({"rescued"}), "unrescuing", ("active",)),
 }
 
 # Plugging a volume or port in or out is no task of its own (it runs under the server's
@@ -148,6 +153,7 @@ _VM_STATUS = {
     "resized": "VERIFY_RESIZE",
     "paused": "PAUSED",
     "suspended": "SUSPENDED",
+    "rescued": "RESCUE",
     "error": "ERROR",
     "deleted": "DELETED",
 }
@@ -168,6 +174,7 @@ STATUS_FILTER = {
     "VERIFY_RESIZE": ("resized", None),
     "PAUSED": ("paused", None),
     "SUSPENDED": ("suspended", None),
+    "RESCUE": ("rescued", None),
     "ERROR": ("error", None),
     "DELETED": ("deleted", None),
 }
