@@ -691,3 +691,45 @@ def test_rescue_boots_a_rescue_disk_with_its_own_password_then_unrescue(guests: 
     assert len(generated) >= 12
     wait_status(guests.a, server_id, "RESCUE")
     _delete(guests, server_id)  # a rescued server can be deleted
+
+
+# ---------------------------------------------------------------------- shelve
+
+
+def _images_named(g: Guests, name: str) -> list[dict[str, Any]]:
+    found = g.cloud.client.get(f"/image/v2/images?name={name}", headers={"X-Auth-Token": g.a.token})
+    images: list[dict[str, Any]] = found.json()["images"]
+    return images
+
+
+def test_shelve_offloads_to_a_snapshot_and_unshelve_boots_from_it(guests: Guests) -> None:
+    admin = Nova(guests.cloud.client, guests.cloud.admin_token)
+    server_id = guests.create(name="shelf", metadata={"kept": "yes"}).json()["server"]["id"]
+    wait_status(guests.a, server_id, "ACTIVE")
+    action = f"/servers/{server_id}/action"
+    fault(guests.b.post(action, {"shelve": None}), 404, "itemNotFound")
+    guests.a.ok("POST", action, {"shelve": None}, status=202)
+    shown = wait_status(guests.a, server_id, "SHELVED_OFFLOADED")
+    assert shown["metadata"] == {"kept": "yes"}
+    (snapshot,) = _images_named(guests, "shelf-shelved")
+    assert snapshot["status"] == "active"
+    assert not guests.cloud.platform.compute.driver.instance_dir(server_id).exists()
+    (hyper,) = admin.ok("GET", "/os-hypervisors/detail")["hypervisors"]
+    assert server_id not in [
+        s["uuid"]
+        for s in admin.ok("GET", f"/os-hypervisors/{hyper['hypervisor_hostname']}/servers")[
+            "hypervisors"
+        ][0].get("servers", [])
+    ]
+    fault(guests.a.post(action, {"os-start": None}), 409, "conflictingRequest")
+    fault(guests.a.post(action, {"unshelve": {"availability_zone": "nova"}}), 400, "badRequest")
+    guests.a.ok("POST", action, {"unshelve": None}, status=202)
+    wait_status(guests.a, server_id, "ACTIVE")
+    assert _images_named(guests, "shelf-shelved") == []
+    assert guests.cloud.platform.compute.driver.instance_dir(server_id).exists()
+    # shelved again, then deleted: the snapshot goes with the server
+    guests.a.ok("POST", action, {"shelve": None}, status=202)
+    wait_status(guests.a, server_id, "SHELVED_OFFLOADED")
+    assert len(_images_named(guests, "shelf-shelved")) == 1
+    _delete(guests, server_id)
+    wait_for(lambda: _images_named(guests, "shelf-shelved") == [], "the snapshot to go")

@@ -112,11 +112,15 @@ class Actions:
     # ------------------------------------------------------------------ power
 
     def delete_server(self, ctx: RequestContext, server_id: str) -> None:
-        _, action_id = self.begin(ctx, server_id, MOVES["delete"])
+        row, action_id = self.begin(ctx, server_id, MOVES["delete"])
+        shelved_image = row.shelved_image_id
 
         def task() -> None:
             with self.core.server_lock(server_id):
                 self.guests.destroy_everything(server_id)
+            if shelved_image is not None:  # a shelved server's snapshot goes with it
+                with contextlib.suppress(NotFound):
+                    self.images.delete(ctx, shelved_image)
             self.core.finish_action(action_id)
 
         self.core.submit(task)

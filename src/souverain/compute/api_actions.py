@@ -33,6 +33,7 @@ SIMPLE_ACTIONS: dict[str, tuple[Callable[[ComputeService], ServiceCall], int]] =
     "os-stop": (lambda s: s.stop, 202),
     "os-start": (lambda s: s.start, 202),
     "unrescue": (lambda s: s.rescue.unrescue, 202),
+    "shelve": (lambda s: s.shelving.shelve, 202),
     "pause": (lambda s: s.pause, 202),
     "unpause": (lambda s: s.unpause, 202),
     "suspend": (lambda s: s.suspend, 202),
@@ -123,6 +124,13 @@ class ActionHandlers(Handlers):
         )
         return JSONResponse({"adminPass": password})
 
+    async def unshelve(self, call: Call) -> Response:
+        zone = schemas.unshelve_zone(call.args, call.v)
+        if zone is not None and zone != self.service.settings.availability_zone:
+            raise BadRequest(f"The requested availability zone is not available: {zone[:255]}")
+        await run_in_threadpool(self.service.shelving.unshelve, call.ctx, call.server_id)
+        return Response(status_code=202)
+
     async def resize(self, call: Call) -> Response:
         flavor_ref = schemas.resize_flavor(call.args)
         await run_in_threadpool(self.service.resize, call.ctx, call.server_id, flavor_ref)
@@ -154,4 +162,5 @@ ACTIONS: dict[str, ActionHandler] = {
     "rebuild": ActionHandlers.rebuild,
     "resize": ActionHandlers.resize,
     "rescue": ActionHandlers.rescue,
+    "unshelve": ActionHandlers.unshelve,
 }

@@ -117,6 +117,8 @@ class Server(Base):
     # the addresses the owner says the server is reached at (Nova's accessIPv4/v6)
     access_ip_v4: Mapped[str | None] = mapped_column(String(15), nullable=True)
     access_ip_v6: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    # the snapshot a shelved (offloaded) server comes back from on unshelve
+    shelved_image_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
 class ServerGroup(Base):

@@ -381,6 +381,20 @@ def rescue_request(args: Any) -> tuple[str | None, str | None]:
     return image_ref, admin_password(args.get("adminPass"))
 
 
+def unshelve_zone(args: Any, v: Version) -> str | None:
+    """The availability zone an unshelve asks for (from 2.77), if any."""
+    if args is None:
+        return None
+    if not isinstance(args, dict) or v < (2, 77) or set(args) - {"availability_zone"}:
+        raise BadRequest(
+            "Invalid input for field/attribute unshelve: null, or from 2.77 {availability_zone}."
+        )
+    zone = args.get("availability_zone")
+    if zone is not None and (not isinstance(zone, str) or not zone):
+        raise BadRequest("Invalid input for field/attribute availability_zone.")
+    return zone
+
+
 def resize_flavor(args: Any) -> str:
     if not isinstance(args, dict) or "flavorRef" not in args:
         raise BadRequest("Invalid input for field/attribute flavorRef: it is required.")

@@ -44,6 +44,7 @@ from souverain.compute.seams import GuestImages, GuestNetworking, GuestVolumes
 from souverain.compute.server_groups import GroupRequest, ServerGroups
 from souverain.compute.servers import Servers
 from souverain.compute.servers import hostname_of as _hostname_of
+from souverain.compute.shelving import Shelving
 from souverain.compute.states import BILLABLE_VM_STATES, STATUS_FILTER, status_of
 from souverain.config import ComputeSettings
 from souverain.db.engine import Database
@@ -119,6 +120,7 @@ class ComputeService:
         self.host_services = HostServices(core)
         self.diagnostics = Diagnostics(core, guests)
         self.rescue = Rescue(core, guests, actions)
+        self.shelving = Shelving(core, guests, actions)
 
     # ------------------------------------------------------------------ flavors
 

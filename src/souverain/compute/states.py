@@ -25,6 +25,8 @@ VM_STATES = (
     "suspended",
     "resized",
     "rescued",
+    "shelved",
+    "shelved_offloaded",
     "error",
     "deleted",
 )
@@ -52,7 +54,18 @@ class Move:
 
 
 _LIVE = frozenset(
-    {"active", "building", "stopped", "paused", "suspended", "resized", "rescued", "error"}
+    {
+        "active",
+        "building",
+        "stopped",
+        "paused",
+        "suspended",
+        "resized",
+        "rescued",
+        "shelved",
+        "shelved_offloaded",
+        "error",
+    }
 )
 
 MOVES: dict[str, Move] = {
@@ -88,6 +101,16 @@ MOVES: dict[str, Move] = {
     ),
     "rescue": Move("rescue", frozenset({"active", "stopped", "error"}), "rescuing", ("rescued",)),
     "unrescue": Move("unrescue", frozenset({"rescued"}), "unrescuing", ("active",)),
+    # shelving offloads at once (Nova's shelved_offload_time 0): the host keeps nothing
+    "shelve": Move(
+        "shelve",
+        frozenset({"active", "stopped", "paused", "suspended"}),
+        "shelving",
+        ("shelved_offloaded",),
+    ),
+    "unshelve": Move(
+        "unshelve", frozenset({"shelved", "shelved_offloaded"}), "unshelving", ("active",)
+    ),
 }
 
 # Plugging a volume or port in or out is no task of its own (it runs under the server's
@@ -154,6 +177,8 @@ _VM_STATUS = {
     "paused": "PAUSED",
     "suspended": "SUSPENDED",
     "rescued": "RESCUE",
+    "shelved": "SHELVED",
+    "shelved_offloaded": "SHELVED_OFFLOADED",
     "error": "ERROR",
     "deleted": "DELETED",
 }
@@ -175,6 +200,8 @@ STATUS_FILTER = {
     "PAUSED": ("paused", None),
     "SUSPENDED": ("suspended", None),
     "RESCUE": ("rescued", None),
+    "SHELVED": ("shelved", None),
+    "SHELVED_OFFLOADED": ("shelved_offloaded", None),
     "ERROR": ("error", None),
     "DELETED": ("deleted", None),
 }

@@ -1,5 +1,5 @@
-"""compute: a server's access addresses, server groups with their members, and the
-state an operator sets on the host's services
+"""compute: a server's access addresses and shelved snapshot, server groups with their
+members, and the state an operator sets on the host's services
 
 Revision ID: 0016
 Revises: 0015
@@ -21,6 +21,7 @@ def upgrade() -> None:
     with op.batch_alter_table("compute_servers") as batch_op:
         batch_op.add_column(sa.Column("access_ip_v4", sa.String(15), nullable=True))
         batch_op.add_column(sa.Column("access_ip_v6", sa.String(45), nullable=True))
+        batch_op.add_column(sa.Column("shelved_image_id", sa.String(36), nullable=True))
     op.create_table(
         "compute_server_groups",
         sa.Column("id", sa.String(36), primary_key=True),
@@ -58,5 +59,6 @@ def downgrade() -> None:
     op.drop_index("ix_compute_server_groups_project_id", "compute_server_groups")
     op.drop_table("compute_server_groups")
     with op.batch_alter_table("compute_servers") as batch_op:
+        batch_op.drop_column("shelved_image_id")
         batch_op.drop_column("access_ip_v6")
         batch_op.drop_column("access_ip_v4")
