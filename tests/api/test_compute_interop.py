@@ -733,3 +733,14 @@ def test_shelve_offloads_to_a_snapshot_and_unshelve_boots_from_it(guests: Guests
     assert len(_images_named(guests, "shelf-shelved")) == 1
     _delete(guests, server_id)
     wait_for(lambda: _images_named(guests, "shelf-shelved") == [], "the snapshot to go")
+
+
+def test_image_proxy_lists_by_name_until_2_35(guests: Guests) -> None:
+    (brief,) = guests.a.ok("GET", "/images?name=tiny")["images"]
+    assert set(brief) == {"id", "name", "links"} and brief["id"] == guests.image_id
+    (detail,) = guests.a.ok("GET", "/images/detail?name=tiny")["images"]
+    assert detail["status"] == "ACTIVE" and detail["minDisk"] >= 0
+    assert guests.a.ok("GET", "/images?name=no-such-image")["images"] == []
+    assert len(guests.a.ok("GET", "/images?limit=1")["images"]) == 1
+    fault(guests.a.get("/images", version="2.36"), 404, "itemNotFound")
+    fault(guests.a.get("/images?marker=nonexistent"), 400, "badRequest")

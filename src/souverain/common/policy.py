@@ -149,6 +149,7 @@ COMPUTE_RULES: dict[str, Rule] = {
     "compute:flavor_extra_spec:update": Rule.ADMIN,
     "compute:hypervisor:detail": Rule.ADMIN,
     "compute:image:delete": Rule.PROJECT_MEMBER,
+    "compute:image:list": Rule.PROJECT_READER,
     "compute:image:show": Rule.PROJECT_READER,
     "compute:hypervisor:list": Rule.ADMIN,
     "compute:hypervisor:search": Rule.ADMIN,

@@ -108,9 +108,18 @@ def routes(service: ComputeService, public_url: str = "") -> list[BaseRoute]:
         *host_routes(edge, HostHandlers(service, public_url)),
         *server_group_routes(edge, ServerGroupHandlers(service, public_url)),
         *service_routes(edge, ServiceHandlers(service, public_url)),
-        edge.route(
-            "/v2.1/images/{id}",
-            versioned(ImageProxyHandlers(service, public_url).image),
+        *image_routes(edge, ImageProxyHandlers(service, public_url)),
+    ]
+
+
+def image_routes(edge: Edge, h: ImageProxyHandlers) -> list[BaseRoute]:
+    r, i = edge.route, "/v2.1/images"
+    return [
+        r(i, versioned(h.images), {"GET": "compute:image:list"}),
+        r(f"{i}/detail", versioned(h.images_detail), {"GET": "compute:image:list"}),
+        r(
+            f"{i}/{{id}}",
+            versioned(h.image),
             {"GET": "compute:image:show", "DELETE": "compute:image:delete"},
         ),
     ]

@@ -15,8 +15,10 @@ from starlette.responses import Response
 from souverain.common.context import RequestContext
 from souverain.common.jsoncodec import JSONResponse
 from souverain.compute.api_base import Handlers, require_at_most
+from souverain.image.service import ListQuery
 from souverain.openstack.auth import audit
 from souverain.openstack.microversion import Version
+from souverain.openstack.query import parse_limit
 
 # Glance's status -> Nova's, and how far along Nova says the image is.
 STATUS = {
@@ -94,7 +96,36 @@ def image_body(base: str, image: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def image_brief(base: str, image: dict[str, Any]) -> dict[str, Any]:
+    full = image_body(base, image)
+    return {"id": full["id"], "name": full["name"], "links": full["links"]}
+
+
 class ImageProxyHandlers(Handlers):
+    async def images(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        return await self._list(request, ctx, v, detail=False)
+
+    async def images_detail(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        return await self._list(request, ctx, v, detail=True)
+
+    async def _list(
+        self, request: Request, ctx: RequestContext, v: Version, detail: bool
+    ) -> Response:
+        """The images the caller may see, newest first, by `name`; paged by limit and marker."""
+        require_at_most(v, LAST_VERSION)
+        q = request.query_params
+        filters = {"name": q["name"]} if "name" in q else {}
+        query = ListQuery(filters, limit=parse_limit(q.get("limit")), marker=q.get("marker"))
+        images = self.service.images
+
+        def listed() -> list[dict[str, Any]]:
+            rows, _ = images.list_images(ctx, query)
+            return [images.get(ctx, str(row.id)) for row in rows]
+
+        found = await run_in_threadpool(listed)
+        shape = image_body if detail else image_brief
+        return JSONResponse({"images": [shape(self.base(request), i) for i in found]})
+
     async def image(self, request: Request, ctx: RequestContext, v: Version) -> Response:
         require_at_most(v, LAST_VERSION)
         image_id = request.path_params["id"]

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from souverain.common.context import RequestContext
 from souverain.config import VolumeSettings
-from souverain.image.service import BootImage
+from souverain.image.service import BootImage, ListQuery
 from souverain.volume.service import ServerVolume, VolumeHandle
 
 
@@ -112,6 +112,11 @@ class GuestImages(Protocol):
         ...
 
     def delete(self, ctx: RequestContext, image_id: str) -> None: ...
+
+    def list_images(self, ctx: RequestContext, query: ListQuery) -> tuple[Sequence[Any], bool]:
+        """One page of the images the caller may list (each with its `id`); whether more
+        follow."""
+        ...
 
     def create_snapshot_record(
         self,
