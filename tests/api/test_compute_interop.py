@@ -744,3 +744,22 @@ def test_image_proxy_lists_by_name_until_2_35(guests: Guests) -> None:
     assert len(guests.a.ok("GET", "/images?limit=1")["images"]) == 1
     fault(guests.a.get("/images", version="2.36"), 404, "itemNotFound")
     fault(guests.a.get("/images?marker=nonexistent"), 400, "badRequest")
+
+
+def test_rebuild_answer_names_key_from_2_54_and_user_data_from_2_57(guests: Guests) -> None:
+    admin = Nova(guests.cloud.client, guests.cloud.admin_token)
+    server_id = guests.create(name="rebuilt", user_data="ZWNobw==").json()["server"]["id"]
+    wait_status(guests.a, server_id, "ACTIVE")
+    action = f"/servers/{server_id}/action"
+    body = {"rebuild": {"imageRef": guests.image_id}}
+    old = guests.a.ok("POST", action, body, status=202, version="2.53")["server"]
+    assert "key_name" not in old and "user_data" not in old
+    wait_status(guests.a, server_id, "ACTIVE")
+    mid = guests.a.ok("POST", action, body, status=202, version="2.57")["server"]
+    assert mid["key_name"] is None and mid["user_data"] == "ZWNobw=="
+    wait_status(guests.a, server_id, "ACTIVE")
+    new = admin.ok("POST", action, body, status=202, version="2.75")["server"]
+    assert new["user_data"] == "ZWNobw==" and "OS-EXT-SRV-ATTR:user_data" not in new
+    assert new["OS-EXT-SRV-ATTR:host"] and new["adminPass"]
+    wait_status(guests.a, server_id, "ACTIVE")
+    _delete(guests, server_id)

@@ -113,7 +113,7 @@ class ActionHandlers(Handlers):
             self.service.rebuild, call.ctx, call.server_id, image_ref, changes
         )
         server["status"] = "REBUILD"
-        body = views.updated_server_body(self.base(call.request), server, call.v, call.ctx.is_admin)
+        body = views.rebuilt_server_body(self.base(call.request), server, call.v, call.ctx.is_admin)
         body["adminPass"] = server["admin_pass"]
         return JSONResponse({"server": body}, status_code=202)
 

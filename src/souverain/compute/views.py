@@ -190,6 +190,18 @@ PROGRESS_STATUSES = frozenset(
 )
 
 
+def rebuilt_server_body(base: str, s: dict[str, Any], v: Version, is_admin: bool) -> dict[str, Any]:
+    """A rebuild's answer: an update's shape, with the key pair from 2.54 and the user
+    data (under its own name, never the admin attribute) from 2.57."""
+    body = updated_server_body(base, s, v, is_admin)
+    body.pop("OS-EXT-SRV-ATTR:user_data", None)
+    if v >= (2, 54):
+        body["key_name"] = s["key_name"]
+    if v >= (2, 57):
+        body["user_data"] = s["user_data"]
+    return body
+
+
 def _server_core(base: str, s: dict[str, Any], v: Version) -> dict[str, Any]:
     body = _server_fields(base, s, v)
     if s["status"] in PROGRESS_STATUSES:
