@@ -915,7 +915,8 @@ def test_server_update_name_and_description(world: World) -> None:
         fault(world.a.put(path, {"server": {"description": "x"}}), 400, "badRequest")
         fault(world.a.put(path, {"server": {"name": ""}}), 400, "badRequest")
         fault(world.a.put(path, {"server": {"flavorRef": "2"}}), 400, "badRequest")
-        fault(world.a.put(path, {"server": {}}), 400, "badRequest")
+        assert world.a.ok("PUT", path, {"server": {}})["server"]["name"] == "pair-one"
+        fault(world.a.put(path, {"server": []}), 400, "badRequest")
         long = {"server": {"description": "d" * 256}}
         fault(world.a.put(path, long, version="2.19"), 400, "badRequest")
     finally:
@@ -982,8 +983,9 @@ def test_instance_actions_list_and_show_by_request_id(world: World) -> None:
     assert create["request_id"] == world.create_request_id
     assert (create["user_id"], create["project_id"]) == (world.alice.id, world.alice.project_id)
     assert create["instance_uuid"] == alpha
-    shown = world.a.ok("GET", f"/servers/{alpha}/os-instance-actions/{world.create_request_id}")
-    action = shown["instanceAction"]
+    path = f"/servers/{alpha}/os-instance-actions/{world.create_request_id}"
+    assert "events" not in world.a.ok("GET", path)["instanceAction"]  # members' from 2.51
+    action = world.a.ok("GET", path, version="2.51")["instanceAction"]
     assert {k: action[k] for k in create} == create
     (event,) = action["events"]
     assert (event["event"], event["result"]) == ("compute_create", "Success")
