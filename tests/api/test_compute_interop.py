@@ -763,3 +763,52 @@ def test_rebuild_answer_names_key_from_2_54_and_user_data_from_2_57(guests: Gues
     assert new["OS-EXT-SRV-ATTR:host"] and new["adminPass"]
     wait_status(guests.a, server_id, "ACTIVE")
     _delete(guests, server_id)
+
+
+def test_reset_state_is_an_admins_repair(guests: Guests) -> None:
+    admin = Nova(guests.cloud.client, guests.cloud.admin_token)
+    server_id = guests.create(name="reset").json()["server"]["id"]
+    wait_status(guests.a, server_id, "ACTIVE")
+    action = f"/servers/{server_id}/action"
+    fault(guests.a.post(action, {"os-resetState": {"state": "error"}}), 403, "forbidden")
+    fault(admin.post(action, {"os-resetState": {"state": "deleted"}}), 400, "badRequest")
+    admin.ok("POST", action, {"os-resetState": {"state": "error"}}, status=202)
+    assert guests.a.server(server_id)["status"] == "ERROR"
+    assert server_id in admin.ids("?status=ERROR&all_tenants=1")
+    admin.ok("POST", action, {"os-resetState": {"state": "active"}}, status=202)
+    assert guests.a.server(server_id)["status"] == "ACTIVE"
+    _delete(guests, server_id)
+
+
+def test_flavor_list_is_public_filter_takes_boolean_spellings(guests: Guests) -> None:
+    admin = Nova(guests.cloud.client, guests.cloud.admin_token)
+    body = {"flavor": {"name": "hidden", "ram": 64, "vcpus": 1, "disk": 1}}
+    body["flavor"]["os-flavor-access:is_public"] = False
+    made = admin.ok("POST", "/flavors", body)["flavor"]
+    for word in ("f", "false", "no", "0"):
+        names = [f["name"] for f in admin.ok("GET", f"/flavors?is_public={word}")["flavors"]]
+        assert "hidden" in names and "t1.nano" not in names
+    for word in ("t", "true", "yes", "1"):
+        names = [f["name"] for f in admin.ok("GET", f"/flavors?is_public={word}")["flavors"]]
+        assert "hidden" not in names and "t1.nano" in names
+    fault(admin.get("/flavors?is_public=perhaps"), 400, "badRequest")
+    admin.ok("DELETE", f"/flavors/{made['id']}", status=202)
+
+
+def test_image_proxy_filters_by_server_and_type(guests: Guests) -> None:
+    server_id = guests.create(name="imaged").json()["server"]["id"]
+    wait_status(guests.a, server_id, "ACTIVE")
+    body = {"createImage": {"name": "from-imaged"}}
+    response = guests.a.post(f"/servers/{server_id}/action", body)
+    image_id = response.headers["location"].rsplit("/", 1)[-1]
+    by_server = guests.a.ok("GET", f"/images?server={server_id}")["images"]
+    assert [i["id"] for i in by_server] == [image_id]
+    link = f"{BASE}/compute/v2.1/servers/{server_id}"
+    assert [i["id"] for i in guests.a.ok("GET", f"/images/detail?server={link}")["images"]] == [
+        image_id
+    ]
+    snapshots = [i["id"] for i in guests.a.ok("GET", "/images?type=snapshot")["images"]]
+    assert image_id in snapshots and guests.image_id not in snapshots
+    wait_status(guests.a, server_id, "ACTIVE")
+    guests.a.ok("DELETE", f"/images/{image_id}", status=204)
+    _delete(guests, server_id)

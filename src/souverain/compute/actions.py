@@ -448,6 +448,14 @@ class Actions:
             action = "lock" if locked else "unlock"
             self.core.record_action(s, ctx, server_id, row.project_id, action)
 
+    def reset_state(self, ctx: RequestContext, server_id: str, vm_state: str) -> None:
+        """An admin's os-resetState: the row says `active` or `error` and no task, whatever
+        the guest does (an operator's repair after a failure)."""
+        with self.db.session() as s:
+            row = self.core.server_row(s, ctx, server_id)
+            row.vm_state, row.task_state = vm_state, None
+            row.updated_at = self.core.now()
+
     @contextlib.contextmanager
     def disk_writes_held(self, server_id: str) -> Iterator[None]:
         """The server's disk writes held (guest paused, its I/O flushed) for a copy of one

@@ -20,7 +20,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.jsoncodec import JSONResponse
 from souverain.compute import schemas, views
-from souverain.compute.api_base import Handlers
+from souverain.compute.api_base import Handlers, require_admin
 from souverain.compute.service import ComputeService
 from souverain.openstack.auth import audit
 from souverain.openstack.body import read_json
@@ -117,6 +117,14 @@ class ActionHandlers(Handlers):
         body["adminPass"] = server["admin_pass"]
         return JSONResponse({"server": body}, status_code=202)
 
+    async def reset_state(self, call: Call) -> Response:
+        require_admin(call.ctx)
+        state = call.args.get("state") if isinstance(call.args, dict) else None
+        if state not in ("active", "error"):
+            raise BadRequest("Invalid input for field/attribute state: active or error.")
+        await run_in_threadpool(self.service.reset_state, call.ctx, call.server_id, state)
+        return Response(status_code=202)
+
     async def rescue(self, call: Call) -> Response:
         image_ref, admin_pass = schemas.rescue_request(call.args)
         password = await run_in_threadpool(
@@ -162,5 +170,6 @@ ACTIONS: dict[str, ActionHandler] = {
     "rebuild": ActionHandlers.rebuild,
     "resize": ActionHandlers.resize,
     "rescue": ActionHandlers.rescue,
+    "os-resetState": ActionHandlers.reset_state,
     "unshelve": ActionHandlers.unshelve,
 }

@@ -96,6 +96,16 @@ def image_body(base: str, image: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def _matches(image: dict[str, Any], q: Any) -> bool:
+    """Nova's proxy filters on an image's properties: `server` (its id, or a link to it)
+    and `type` (its image_type)."""
+    server = q.get("server")
+    if server is not None and image.get("instance_uuid") != server.rstrip("/").rsplit("/", 1)[-1]:
+        return False
+    kind = q.get("type")
+    return kind is None or image.get("image_type") == kind
+
+
 def image_brief(base: str, image: dict[str, Any]) -> dict[str, Any]:
     full = image_body(base, image)
     return {"id": full["id"], "name": full["name"], "links": full["links"]}
@@ -122,7 +132,7 @@ class ImageProxyHandlers(Handlers):
             rows, _ = images.list_images(ctx, query)
             return [images.get(ctx, str(row.id)) for row in rows]
 
-        found = await run_in_threadpool(listed)
+        found = [i for i in await run_in_threadpool(listed) if _matches(i, q)]
         shape = image_body if detail else image_brief
         return JSONResponse({"images": [shape(self.base(request), i) for i in found]})
 

@@ -310,6 +310,9 @@ class ComputeService:
     ) -> str:
         return self._actions.create_image(ctx, server_id, name, metadata)
 
+    def reset_state(self, ctx: RequestContext, server_id: str, vm_state: str) -> None:
+        self._actions.reset_state(ctx, server_id, vm_state)
+
     def rebuild(
         self, ctx: RequestContext, server_id: str, image_ref: str, changes: dict[str, Any]
     ) -> dict[str, Any]:
