@@ -812,3 +812,33 @@ def test_image_proxy_filters_by_server_and_type(guests: Guests) -> None:
     wait_status(guests.a, server_id, "ACTIVE")
     guests.a.ok("DELETE", f"/images/{image_id}", status=204)
     _delete(guests, server_id)
+
+
+def test_security_groups_shown_added_and_removed_through_the_server(guests: Guests) -> None:
+    network_id = _project_network(guests, guests.a.token, "10.9.7.0/28")
+    headers = {"X-Auth-Token": guests.a.token}
+    made = guests.cloud.client.post(
+        "/network/v2.0/security-groups", json={"security_group": {"name": "web"}}, headers=headers
+    )
+    assert made.status_code == 201, made.text
+    response = guests.create(name="guarded", networks=[{"uuid": network_id}])
+    server_id = response.json()["server"]["id"]
+    shown = wait_status(guests.a, server_id, "ACTIVE")
+    assert shown["security_groups"] == [{"name": "default"}]
+    action = f"/servers/{server_id}/action"
+    guests.a.ok("POST", action, {"addSecurityGroup": {"name": "web"}}, status=202)
+    names = [g["name"] for g in guests.a.server(server_id)["security_groups"]]
+    assert names == ["default", "web"]
+    fault(guests.a.post(action, {"addSecurityGroup": {"name": "nope"}}), 404, "itemNotFound")
+    fault(guests.b.post(action, {"addSecurityGroup": {"name": "web"}}), 404, "itemNotFound")
+    for name in ("default", "web"):
+        guests.a.ok("POST", action, {"removeSecurityGroup": {"name": name}}, status=202)
+    assert "security_groups" not in guests.a.server(server_id)
+    fault(guests.a.post(action, {"removeSecurityGroup": {"name": "web"}}), 400, "badRequest")
+    # a server without ports has none to take
+    bare = guests.create(name="bare").json()["server"]["id"]
+    bare_action = f"/servers/{bare}/action"
+    fault(guests.a.post(bare_action, {"addSecurityGroup": {"name": "web"}}), 400, "badRequest")
+    _delete(guests, server_id, bare)
+    gone = guests.cloud.client.delete(f"/network/v2.0/networks/{network_id}", headers=headers)
+    assert gone.status_code == 204, gone.text

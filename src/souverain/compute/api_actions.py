@@ -117,6 +117,20 @@ class ActionHandlers(Handlers):
         body["adminPass"] = server["admin_pass"]
         return JSONResponse({"server": body}, status_code=202)
 
+    async def add_security_group(self, call: Call) -> Response:
+        name = schemas.security_group_name(call.args)
+        await run_in_threadpool(
+            self.service.set_security_group, call.ctx, call.server_id, name, True
+        )
+        return Response(status_code=202)
+
+    async def remove_security_group(self, call: Call) -> Response:
+        name = schemas.security_group_name(call.args)
+        await run_in_threadpool(
+            self.service.set_security_group, call.ctx, call.server_id, name, False
+        )
+        return Response(status_code=202)
+
     async def reset_state(self, call: Call) -> Response:
         require_admin(call.ctx)
         state = call.args.get("state") if isinstance(call.args, dict) else None
@@ -171,5 +185,7 @@ ACTIONS: dict[str, ActionHandler] = {
     "resize": ActionHandlers.resize,
     "rescue": ActionHandlers.rescue,
     "os-resetState": ActionHandlers.reset_state,
+    "addSecurityGroup": ActionHandlers.add_security_group,
+    "removeSecurityGroup": ActionHandlers.remove_security_group,
     "unshelve": ActionHandlers.unshelve,
 }

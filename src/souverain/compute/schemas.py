@@ -395,6 +395,14 @@ def unshelve_zone(args: Any, v: Version) -> str | None:
     return zone
 
 
+def security_group_name(args: Any) -> str:
+    """The group an add/removeSecurityGroup names."""
+    value = args.get("name") if isinstance(args, dict) else None
+    if not isinstance(value, str) or not value.strip() or len(value) > 255:
+        raise BadRequest("Invalid input for field/attribute name: a security group's name.")
+    return value.strip()
+
+
 def resize_flavor(args: Any) -> str:
     if not isinstance(args, dict) or "flavorRef" not in args:
         raise BadRequest("Invalid input for field/attribute flavorRef: it is required.")

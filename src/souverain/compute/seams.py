@@ -58,6 +58,16 @@ class GuestNetworking(Protocol):
 
     def release_ports_of(self, server_id: str, project_id: str) -> None: ...
 
+    def security_groups_of_servers(self, servers: dict[str, str]) -> dict[str, list[str]]:
+        """Server id -> its ports' security group names, for {server id: its project}."""
+        ...
+
+    def set_server_security_group(
+        self, server_id: str, project_id: str, name: str, member: bool
+    ) -> None:
+        """Every port of the server joins (or leaves) the project's group `name`."""
+        ...
+
 
 class GuestVolumes(Protocol):
     """The volume service as a server's disks need it: a volume is reserved, attached,

@@ -54,6 +54,7 @@ class Servers:
         self.core = core
         self.db = core.db
         self.volumes = core.volumes
+        self.network = core.network
         self.quotas = quotas
 
     # ------------------------------------------------------------------ read
@@ -66,9 +67,10 @@ class Servers:
         volumes = self.volumes.volumes_of_servers([r.id for r in rows]) if rows else {}
         with self.db.session() as s:  # shown by a server's own document, not by lists
             groups = groups_of_servers(s, [r.id for r in rows])
+        firewall = self.network.security_groups_of_servers({r.id: r.project_id for r in rows})
         return [
             {
-                **server_view(r, volumes.get(r.id, ()), groups.get(r.id)),
+                **server_view(r, volumes.get(r.id, ()), groups.get(r.id), firewall.get(r.id)),
                 "server_groups": [groups[r.id]] if r.id in groups else [],
             }
             for r in rows
@@ -107,10 +109,18 @@ class Servers:
                 rows = {r.id: r for r in s.scalars(select(Server).where(Server.id.in_(chunk)))}
                 groups = groups_of_servers(s, chunk)
             volumes = self.volumes.volumes_of_servers(chunk)
+            firewall = self.network.security_groups_of_servers(
+                {r.id: r.project_id for r in rows.values()}
+            )
             for server_id in chunk:
                 row = rows.pop(server_id, None)
                 if row is not None:
-                    yield server_view(row, volumes.get(server_id, ()), groups.get(server_id))
+                    yield server_view(
+                        row,
+                        volumes.get(server_id, ()),
+                        groups.get(server_id),
+                        firewall.get(server_id),
+                    )
 
     def servers_in_use(self, ctx: RequestContext) -> dict[str, int]:
         """What /limits shows in use by the caller's project: its servers and the cores and

@@ -310,6 +310,14 @@ class ComputeService:
     ) -> str:
         return self._actions.create_image(ctx, server_id, name, metadata)
 
+    def set_security_group(
+        self, ctx: RequestContext, server_id: str, name: str, member: bool
+    ) -> None:
+        """The server's ports join (member) or leave the project's security group `name`."""
+        with self.db.session() as s:
+            project_id = self.core.server_row(s, ctx, server_id).project_id
+        self.network.set_server_security_group(server_id, project_id, name, member)
+
     def reset_state(self, ctx: RequestContext, server_id: str, vm_state: str) -> None:
         self._actions.reset_state(ctx, server_id, vm_state)
 

@@ -155,6 +155,7 @@ def server_body(base: str, s: dict[str, Any], v: Version, is_admin: bool) -> dic
 
 # What a server's update and rebuild answers leave out before 2.75 (Nova's extensions).
 NOT_IN_UPDATE_ANSWERS = (
+    "security_groups",
     "OS-EXT-AZ:availability_zone",
     "config_drive",
     "key_name",
@@ -245,6 +246,12 @@ def _server_fields(base: str, s: dict[str, Any], v: Version) -> dict[str, Any]:
         "OS-EXT-STS:task_state": s["task_state"],
         "OS-EXT-STS:vm_state": s["vm_state"],
         "OS-EXT-STS:power_state": s["power_state"],
+        # Nova's: the groups of its ports, the key left out when there are none
+        **(
+            {"security_groups": [{"name": n} for n in s["security_groups"]]}
+            if s.get("security_groups")
+            else {}
+        ),
         "os-extended-volumes:volumes_attached": [
             a if v >= (2, 3) else {"id": a["id"]} for a in s.get("volumes_attached", [])
         ],
