@@ -275,6 +275,16 @@ class World:
         add = f"{base}/routers/{router}/add_router_interface"
         _ok(self.api("PUT", add, token, {"subnet_id": subnet}))
         create("floatingip", {"floating_network_id": public})
+        create("subnetpool", {"name": "a-pool", "prefixes": ["10.200.0.0/16"]})
+        admin = self.cloud.admin_token  # metering is the admin's: a label over A's routers
+        label = {"metering_label": {"name": "a-meter", "project_id": self.a.project_id}}
+        made = _ok(self.api("POST", f"{base}/metering/metering-labels", admin, label), 201)
+        self.ids["metering_label"] = made["metering_label"]["id"]
+        rule = {"metering_label_id": self.ids["metering_label"], "remote_ip_prefix": "0.0.0.0/0"}
+        body = {"metering_label_rule": rule}
+        made = _ok(self.api("POST", f"{base}/metering/metering-label-rules", admin, body), 201)
+        self.ids["metering_label_rule"] = made["metering_label_rule"]["id"]
+        self.private.update({self.ids["metering_label"], self.ids["metering_label_rule"]})
 
     def _volume(self) -> None:
         token = self.a.token
@@ -372,6 +382,9 @@ BY_PLACE: dict[tuple[str, str], str] = {
     ("security-group-rules", "id"): "security_group_rule",
     ("routers", "id"): "router",
     ("floatingips", "id"): "floatingip",
+    ("subnetpools", "id"): "subnetpool",
+    ("metering-labels", "id"): "metering_label",
+    ("metering-label-rules", "id"): "metering_label_rule",
     ("volumes", "id"): "volume",
     ("snapshots", "id"): "snapshot",
     ("types", "id"): "volume_type",
@@ -391,6 +404,10 @@ LITERALS: dict[tuple[str, str], str] = {
     ("domains", "ident"): "default",
     ("os-hypervisors", "id"): "1",
     ("os-services", "id"): "enable",  # never "disable": the cloud must keep taking servers
+    ("os-hosts", "host"): "souverain@local",
+    ("qos-specs", "id"): "00000000-0000-0000-0000-000000000000",
+    ("os-volume-transfer", "id"): "00000000-0000-0000-0000-000000000000",
+    ("volume-transfers", "id"): "00000000-0000-0000-0000-000000000000",
     ("extensions", "alias"): "router",
     ("schemas", "name"): "image",
     ("messages", "id"): "00000000-0000-0000-0000-000000000000",

@@ -5,14 +5,20 @@ names its policy action (`network:port:create`). This module holds no rules: ten
 IPAM and quotas live in the service's families; bodies are checked by `schemas` and
 answers shaped by `views`. A path may end in `.json`, as Neutron allows (openstacksdk
 asks for `/quotas/{id}/details.json`).
+
+Not offered, and so not listed in /v2.0/extensions: agents (`agent`, `dhcp_agent_scheduler`,
+`l3_agent_scheduler`). The data plane (bridges, dnsmasq, router namespaces) is driven by
+the service itself on each host, reconciled from the rows; there is no agent to list,
+schedule or disable, and /v2.0/agents answers 404 like any unknown collection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -22,11 +28,13 @@ from starlette.routing import Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest, MethodNotAllowed, NotFound
+from souverain.common.errors import ApiError, BadRequest, MethodNotAllowed, NotFound
 from souverain.common.jsoncodec import JSONResponse
-from souverain.network import schemas, views
+from souverain.network import schemas, schemas_metering, schemas_pools, views
+from souverain.network.api_tags import TagApi
 from souverain.network.listing import ListQuery, Page, select_page
 from souverain.network.service import NetworkService
+from souverain.network.tags import TAGGABLE, check_tags
 from souverain.openstack.auth import audit
 from souverain.openstack.body import member, read_json
 from souverain.openstack.faults import ErrorLayer
@@ -35,6 +43,11 @@ from souverain.openstack.query import parse_bool
 from souverain.openstack.routing import Edge, EdgeRoute
 
 PREFIX = "/network"
+# collections taking `{"<plural>": [...]}` in one POST, as Neutron's core resources do
+BULK = frozenset(
+    {"networks", "subnets", "ports", "security-groups", "security-group-rules", "subnetpools"}
+)
+MAX_BULK = 100
 LIST_PARAMS = frozenset({"fields", "sort_key", "sort_dir", "limit", "marker", "page_reverse"})
 # Neutron's type for errors that carry no specific one
 GENERIC_TYPES = {
@@ -76,21 +89,56 @@ EXTENSIONS = {
         "Filter parameters validation",
         "Provides validation on filter parameters.",
     ),
+    "subnet-external-network": (
+        "Subnet External Network",
+        "Informs if the subnet is associated to an external network.",
+    ),
+    "extraroute": ("Neutron Extra Route", "Extra routes configuration for L3 router"),
+    "subnet_allocation": (
+        "Subnet Allocation",
+        "Enables allocation of subnets from a subnet pool",
+    ),
+    "standard-attr-tag": (
+        "Tag support for resources with standard attribute",
+        "Enables to set tag on resources with standard attribute.",
+    ),
+    "metering": ("Neutron Metering", "Neutron Metering extension."),
+    "metering_source_and_destination_fields": (
+        "Neutron Metering with source and destination filtering",
+        "Neutron Metering extension that enables the use of source and destination IP prefixes.",
+    ),
+    "extra_dhcp_opt": (
+        "Neutron Extra DHCP options",
+        "Extra options configuration for DHCP. For example PXE boot options to DHCP clients "
+        "can be specified (e.g. tftp-server, server-ip-address, bootfile-name)",
+    ),
+    "subnetpool-prefix-ops": (
+        "Subnet Pool Prefix Operations",
+        "Provides support for adjusting the prefix list of subnet pools",
+    ),
+    "default-subnetpools": (
+        "Default Subnetpools",
+        "Provides ability to mark and use a subnetpool as the default.",
+    ),
 }
 # collection path -> (plural body key, singular body key, service verb stem)
 COLLECTIONS = {
     "networks": ("networks", "network"),
     "subnets": ("subnets", "subnet"),
+    "subnetpools": ("subnetpools", "subnetpool"),
     "ports": ("ports", "port"),
     "security-groups": ("security_groups", "security_group"),
     "security-group-rules": ("security_group_rules", "security_group_rule"),
     "routers": ("routers", "router"),
     "floatingips": ("floatingips", "floatingip"),
+    "metering/metering-labels": ("metering_labels", "metering_label"),
+    "metering/metering-label-rules": ("metering_label_rules", "metering_label_rule"),
 }
 
 Handler = Callable[[Request, RequestContext], Awaitable[Response]]
 View = dict[str, Any]
 T = TypeVar("T")
+log = logging.getLogger("souverain.network")
 
 
 @dataclass(frozen=True)
@@ -157,6 +205,35 @@ def _fields(request: Request, view: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in view.items() if k in wanted}
 
 
+def _members(data: dict[str, Any], plural: str, single: str) -> list[dict[str, Any]]:
+    """The objects of a bulk body `{"ports": [{...}, ...]}`, each checked like a single one."""
+    items = data[plural]
+    if not isinstance(items, list) or not items:
+        raise BadRequest("Resources required")
+    if len(items) > MAX_BULK:
+        raise BadRequest(f"At most {MAX_BULK} {plural} may be created in one request.")
+    return [member({single: item}, single) for item in items]
+
+
+def _create_many(
+    resource: Resource, ctx: RequestContext, bodies: list[dict[str, Any]]
+) -> list[View]:
+    """All or nothing, as Neutron's bulk create: when one fails, those made before it are
+    deleted again and the failure is the answer."""
+    made: list[View] = []
+    try:
+        for body in bodies:
+            made.append(resource.creator(ctx, body))
+    except Exception:
+        for view in reversed(made):
+            try:
+                resource.deleter(ctx, view["id"])
+            except ApiError:
+                log.warning("bulk create: could not undo %s", view["id"])
+        raise
+    return made
+
+
 class NetworkApi:
     def __init__(self, service: NetworkService, public_url: str = "") -> None:
         self.service = service
@@ -212,6 +289,15 @@ class NetworkApi:
                     {"GET": f"{name}:show", "PUT": f"{name}:update", "DELETE": f"{name}:delete"},
                 )
             )
+        routes.extend(TagApi(self.service).routes(edge))
+        for action in ("add_prefixes", "remove_prefixes"):
+            routes.append(
+                edge.route(
+                    f"/v2.0/subnetpools/{{id}}/{action}",
+                    self.pool_prefixes,
+                    {"PUT": f"network:subnetpool:{action}"},
+                )
+            )
         for action in ("add_router_interface", "remove_router_interface"):
             routes.append(
                 edge.route(
@@ -221,6 +307,18 @@ class NetworkApi:
                 )
             )
         return routes
+
+    async def pool_prefixes(self, request: Request, ctx: RequestContext) -> Response:
+        """`add_prefixes` / `remove_prefixes` of a subnet pool (subnetpool-prefix-ops)."""
+        pool_id = request.path_params["id"]
+        action = request.url.path.rsplit("/", 1)[-1]
+        audit(request, f"network.subnetpool.{action}", "subnetpool", pool_id)
+        data = await read_json(request)
+        prefixes = schemas_pools.prefixes(data.get("prefixes") if isinstance(data, dict) else None)
+        pools = self.service.subnet_pools
+        change = pools.add_prefixes if action == "add_prefixes" else pools.remove_prefixes
+        kept = await asyncio.to_thread(change, ctx, pool_id, prefixes)
+        return JSONResponse({"prefixes": kept})
 
     async def router_action(self, request: Request, ctx: RequestContext) -> Response:
         router_id = request.path_params["id"]
@@ -305,6 +403,7 @@ class NetworkApi:
             **self._network_resources(),
             **self._security_resources(),
             **self._routing_resources(),
+            **self._metering_resources(),
         }
 
     def _network_resources(self) -> dict[str, Resource]:
@@ -332,12 +431,32 @@ class NetworkApi:
                 ),
                 s.networks.delete_subnet,
             ),
+            "subnetpools": Resource(
+                lambda ctx, q: _page(
+                    s.subnet_pools.list_pools(ctx), views.subnet_pool, q, "Subnet pool"
+                ),
+                lambda ctx, body: views.subnet_pool(
+                    s.subnet_pools.create_pool(ctx, schemas_pools.pool_create(body))
+                ),
+                lambda ctx, id_: views.subnet_pool(s.subnet_pools.get_pool(ctx, id_)),
+                lambda ctx, id_, body: views.subnet_pool(
+                    s.subnet_pools.update_pool(ctx, id_, schemas_pools.pool_update(body))
+                ),
+                s.subnet_pools.delete_pool,
+            ),
             "ports": Resource(
-                lambda ctx, q: _page(s.ports.list_ports(ctx, q), views.port, q, "Port"),
-                lambda ctx, body: views.port(s.ports.create_port(ctx, schemas.port_create(body))),
-                lambda ctx, id_: views.port(s.ports.get_port(ctx, id_)),
+                lambda ctx, q: _page(
+                    s.ports.list_ports(ctx, q),
+                    lambda r: views.port(r, ctx.is_admin),
+                    q,
+                    "Port",
+                ),
+                lambda ctx, body: views.port(
+                    s.ports.create_port(ctx, schemas.port_create(body)), ctx.is_admin
+                ),
+                lambda ctx, id_: views.port(s.ports.get_port(ctx, id_), ctx.is_admin),
                 lambda ctx, id_, body: views.port(
-                    s.ports.update_port(ctx, id_, schemas.port_update(body))
+                    s.ports.update_port(ctx, id_, schemas.port_update(body)), ctx.is_admin
                 ),
                 s.ports.delete_port,
             ),
@@ -377,6 +496,31 @@ class NetworkApi:
             ),
         }
 
+    def _metering_resources(self) -> dict[str, Resource]:
+        s = self.service.metering
+        return {
+            "metering/metering-labels": Resource(
+                lambda ctx, q: _page(s.list_labels(ctx), views.metering_label, q, "Metering label"),
+                lambda ctx, body: views.metering_label(
+                    s.create_label(ctx, schemas_metering.label_create(body))
+                ),
+                lambda ctx, id_: views.metering_label(s.get_label(ctx, id_)),
+                None,
+                s.delete_label,
+            ),
+            "metering/metering-label-rules": Resource(
+                lambda ctx, q: _page(
+                    s.list_rules(ctx), views.metering_label_rule, q, "Metering label rule"
+                ),
+                lambda ctx, body: views.metering_label_rule(
+                    s.create_rule(ctx, schemas_metering.rule_create(body))
+                ),
+                lambda ctx, id_: views.metering_label_rule(s.get_rule(ctx, id_)),
+                None,
+                s.delete_rule,
+            ),
+        }
+
     def _routing_resources(self) -> dict[str, Resource]:
         s = self.service
         return {
@@ -406,6 +550,26 @@ class NetworkApi:
             ),
         }
 
+    def _tagging(self, path: str, resource: Resource) -> Resource:
+        """The resource, whose create also sets the `tags` a body gives (checked first)."""
+        if path not in TAGGABLE:
+            return resource
+        tags = self.service.tags
+
+        def create(ctx: RequestContext, body: dict[str, Any]) -> View:
+            wanted = check_tags(body.pop("tags")) if "tags" in body else []
+            view = resource.creator(ctx, body)
+            if not wanted:
+                return view
+            try:
+                tags.replace(ctx, path, view["id"], wanted)
+            except ApiError:
+                resource.deleter(ctx, view["id"])
+                raise
+            return resource.getter(ctx, view["id"])
+
+        return replace(resource, creator=create)
+
     def collection(self, path: str) -> Handler:
         plural, single = COLLECTIONS[path]
         resource = self._resources()[path]
@@ -417,15 +581,23 @@ class NetworkApi:
                 body.update(self._links(request, path, plural, page))
                 return JSONResponse(body)
             audit(request, f"network.{single}.create", single, None)
-            data = member(await read_json(request), single)
-            view = await asyncio.to_thread(resource.creator, ctx, data)
+            data = await read_json(request)
+            if path in BULK and isinstance(data, dict) and plural in data and single not in data:
+                views_made = await asyncio.to_thread(
+                    _create_many, self._tagging(path, resource), ctx, _members(data, plural, single)
+                )
+                for view in views_made:
+                    audit(request, f"network.{single}.create", single, view["id"])
+                return JSONResponse({plural: views_made}, 201)
+            creator = self._tagging(path, resource).creator
+            view = await asyncio.to_thread(creator, ctx, member(data, single))
             audit(request, f"network.{single}.create", single, view["id"])
             return JSONResponse({single: view}, 201)
 
         return handle
 
     def item(self, path: str) -> Handler:
-        _, single = COLLECTIONS[path]
+        plural, single = COLLECTIONS[path]
         resource = self._resources()[path]
 
         async def handle(request: Request, ctx: RequestContext) -> Response:
@@ -436,7 +608,9 @@ class NetworkApi:
             if request.method == "PUT":
                 audit(request, f"network.{single}.update", single, item_id)
                 if resource.updater is None:
-                    raise MethodNotAllowed("Security group rules cannot be updated.")
+                    raise MethodNotAllowed(
+                        f"{plural.replace('_', ' ').capitalize()} cannot be updated."
+                    )
                 data = member(await read_json(request), single)
                 view = await asyncio.to_thread(resource.updater, ctx, item_id, data)
                 return JSONResponse({single: view})

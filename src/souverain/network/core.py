@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from souverain.network.dataplane import Dataplane
     from souverain.network.firewall import Firewall
     from souverain.network.floating_ips import FloatingIps
+    from souverain.network.metering import Metering
     from souverain.network.networks import Networks
     from souverain.network.ports import Ports
     from souverain.network.quotas import Quotas
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from souverain.network.routing import Routing
     from souverain.network.security_groups import SecurityGroups
     from souverain.network.servers import Servers
+    from souverain.network.subnet_pools import SubnetPools
+    from souverain.network.tags import Tags
     from souverain.network.wiring import Wiring
 
 T = TypeVar("T")
@@ -87,6 +90,9 @@ class Families:
     floating_ips: FloatingIps
     wiring: Wiring
     servers: Servers
+    subnet_pools: SubnetPools
+    tags: Tags
+    metering: Metering
 
 
 class Part:
@@ -159,6 +165,14 @@ class Part:
     @property
     def servers(self) -> Servers:
         return self.families.servers
+
+    @property
+    def metering(self) -> Metering:
+        return self.families.metering
+
+    @property
+    def subnet_pools(self) -> SubnetPools:
+        return self.families.subnet_pools
 
     # ------------------------------------------------------------------ transactions
 

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from souverain.network import netlink
+from souverain.network.dhcp_options import dnsmasq_lines
+from souverain.network.ipam import InvalidInput
 
 IFNAME_MAX = 15  # IFNAMSIZ - 1
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,3}$")
@@ -57,6 +59,7 @@ class DhcpHost:
     mac: str
     ip: str
     hostname: str
+    options: tuple[tuple[str, str], ...] = ()  # the port's extra DHCP options (name, value)
 
 
 @dataclass(frozen=True)
@@ -240,7 +243,7 @@ class Dataplane:
         """
         network, dhcp_address = _checked_subnet(subnet)
         host_lines = _hosts_file(network, hosts)
-        opts_lines = _opts_file(network, subnet)
+        opts_lines = _opts_file(network, subnet) + _host_opts(hosts)
         bridge = self.bridge_name(network_id)
         namespace = self.dhcp_namespace(network_id)
         veth = self._dhcp_veth(network_id)
@@ -255,6 +258,10 @@ class Dataplane:
                 self._ensure_namespace_and_veth(ipr, namespace, veth, bridge_index, subnet.mtu)
             _set_namespace_address(namespace, dhcp_address)
             _make_readable_dir(directory)
+            # dnsmasq (2.86-2.90 at least) crashes on SIGHUP once hosts carry `set:` tags,
+            # so a network whose ports have their own options is restarted instead (its
+            # leases are in the lease file: guests keep their addresses)
+            tagged = _tagged_hosts(directory / "hosts") or _TAG_MARK in host_lines
             files = {"hosts": host_lines, "opts": opts_lines}
             changed = [
                 name for name, text in files.items() if _write_if_changed(directory / name, text)
@@ -264,8 +271,8 @@ class Dataplane:
             for stray in self._dnsmasq_processes().get(network_id, []):
                 if stray != pid:  # its pidfile was lost: it would hold port 67 forever
                     _stop(stray)
-            if pid is not None and _proc_argv(pid) != argv:
-                _stop(pid)  # the subnet changed: its range is on the command line
+            if pid is not None and (_proc_argv(pid) != argv or (changed and tagged)):
+                _stop(pid)  # the subnet changed (its range is on the command line), or tags
                 pid = None
             if pid is None:
                 self._start_dnsmasq(network_id, namespace, argv)
@@ -575,8 +582,35 @@ def _hosts_file(network: ipaddress.IPv4Network, hosts: Sequence[DhcpHost]) -> st
             raise DataplaneError(f"host {mac}: MAC or address {address} given twice")
         macs.add(mac)
         addresses.add(address)
-        lines.append(f"{mac},{address},{host.hostname}\n")
+        tag = f"set:{_host_tag(mac)}," if host.options else ""
+        lines.append(f"{mac},{tag}{address},{host.hostname}\n")
     return "".join(lines)
+
+
+_TAG_MARK = ",set:"
+
+
+def _tagged_hosts(path: Path) -> bool:
+    try:
+        return _TAG_MARK in path.read_text()
+    except OSError:
+        return False
+
+
+def _host_tag(mac: str) -> str:
+    return "port-" + mac.lower().replace(":", "")
+
+
+def _host_opts(hosts: Sequence[DhcpHost]) -> str:
+    """Each host's own options, given only to it through the tag its hosts line sets."""
+    try:
+        return "".join(
+            dnsmasq_lines(_host_tag(_checked_mac(h.mac)), h.options)
+            for h in sorted(hosts, key=lambda h: h.mac.lower())
+            if h.options
+        )
+    except InvalidInput as exc:
+        raise DataplaneError(f"a DHCP option is refused: {exc.message}") from None
 
 
 def _opts_file(network: ipaddress.IPv4Network, subnet: SubnetSpec) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from souverain.common.errors import Conflict, Forbidden, NotFound
+from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
 
 
 class NetworkNotFound(NotFound):
@@ -103,3 +103,23 @@ class OverQuota(Conflict):
 
 class PolicyNotAuthorized(Forbidden):
     title = "HTTPForbidden"
+
+
+class InvalidRoutes(BadRequest):
+    title = "InvalidRoutes"
+
+
+class RouterInterfaceInUseByRoute(Conflict):
+    title = "RouterInterfaceInUseByRoute"
+
+
+class SubnetPoolNotFound(NotFound):
+    title = "SubnetPoolNotFound"
+
+
+class SubnetPoolInUse(Conflict):
+    title = "SubnetPoolInUse"
+
+
+class SubnetAllocationError(Conflict):
+    title = "SubnetAllocationError"

@@ -17,6 +17,7 @@ MAX_ID = 64
 ALLOCATION_ATTEMPTS = 20
 MAX_DNS = 5
 MAX_ROUTES = 20
+MAX_EXTRA_ROUTES = 30  # Neutron's default max_routes
 MAX_PAIRS = 10
 AUTO_NETWORK = "auto_allocated_network"
 AUTO_ROUTER = "auto_allocated_router"

@@ -41,6 +41,23 @@ def _matches(value: Any, wanted: str, key: str) -> bool:
     return str(value) == wanted
 
 
+TAG_FILTERS = frozenset({"tags", "tags-any", "not-tags", "not-tags-any"})
+
+
+def _tagged(view: dict[str, Any], key: str, wanted: list[str]) -> bool:
+    """Neutron's tag filters: each value a comma-separated list of tags; `tags` wants all
+    of them, `tags-any` one, `not-tags` not all, `not-tags-any` none."""
+    asked = {t for value in wanted for t in value.split(",") if t}
+    held = set(view.get("tags") or [])
+    if key == "tags":
+        return asked <= held
+    if key == "tags-any":
+        return bool(asked & held)
+    if key == "not-tags":
+        return not asked <= held
+    return not asked & held
+
+
 def _sort_value(key: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:
     def value(view: dict[str, Any]) -> tuple[bool, str]:
         item = view.get(key)
@@ -55,13 +72,15 @@ def select_page(views: list[dict[str, Any]], query: ListQuery, resource: str) ->
     """Filter, sort (id last as the tie-break) and page views exactly once, in that order."""
     known = set(views[0]) if views else set()
     for key in query.filters:
-        if views and key not in known:
+        if views and key not in known and not (key in TAG_FILTERS and "tags" in known):
             raise BadRequest(f"[{key[:64]}] is invalid attribute for filtering")
     chosen = [
         v
         for v in views
         if all(
-            any(_matches(v.get(key), w, key) for w in wanted)
+            _tagged(v, key, wanted)
+            if key in TAG_FILTERS
+            else any(_matches(v.get(key), w, key) for w in wanted)
             for key, wanted in query.filters.items()
         )
     ]

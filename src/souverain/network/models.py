@@ -1,5 +1,5 @@
-"""Network tables: networks, subnets, ports, IP allocations, security groups, routers,
-floating IPs, quota rows.
+"""Network tables: networks, subnets, subnet pools, ports, IP allocations, security groups,
+routers, floating IPs, quota rows.
 
 Database only: nothing here touches the kernel. The one guarantee the tables
 themselves give is that an address is never handed out twice: the primary key
@@ -41,6 +41,7 @@ class Network(Base):
     auto_for_project: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     # the network's segment on the host: its conntrack zone now, its VXLAN VNI across hosts
     segmentation_id: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # standard-attr-tag
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -63,6 +64,9 @@ class Subnet(Base):
     enable_dhcp: Mapped[bool] = mapped_column(Boolean, default=True)
     ipv6_ra_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
     ipv6_address_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # the pool the CIDR was carved from; its other subnets never overlap it
+    subnetpool_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # standard-attr-tag
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -85,8 +89,11 @@ class Port(Base):
     host: Mapped[str] = mapped_column(String(255), default="")
     port_security_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     allowed_address_pairs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # [{"opt_name", "opt_value", "ip_version"}]: given to the port by the network's dnsmasq
+    extra_dhcp_opts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # made by the compute service for one server: deleted, not just unbound, with it
     delete_with_device: Mapped[bool] = mapped_column(Boolean, default=False)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # standard-attr-tag
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -114,6 +121,7 @@ class SecurityGroup(Base):
     description: Mapped[str] = mapped_column(String(255), default="")
     # set on the project's `default` group only; unique, so two first uses make one
     default_for_project: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # standard-attr-tag
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -168,6 +176,29 @@ class NetworkQuota(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
+class SubnetPool(Base):
+    """Address space a project carves subnets from: a CIDR of a given size, the next free."""
+
+    __tablename__ = "network_subnet_pools"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(String(255), default="")
+    ip_version: Mapped[int] = mapped_column(Integer)
+    prefixes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    min_prefixlen: Mapped[int] = mapped_column(Integer)
+    max_prefixlen: Mapped[int] = mapped_column(Integer)
+    default_prefixlen: Mapped[int] = mapped_column(Integer)
+    default_quota: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # standard-attr-tag
+    revision_number: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
 class Router(Base):
     """A project's router; its interfaces and gateway are ports whose device_id is its id."""
 
@@ -181,6 +212,9 @@ class Router(Base):
     external_network_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     gateway_port_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     enable_snat: Mapped[bool] = mapped_column(Boolean, default=True)
+    # extra routes [{"destination": cidr, "nexthop": address}], each nexthop on an interface
+    routes: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # standard-attr-tag
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -202,6 +236,38 @@ class FloatingIp(Base):
     fixed_ip_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
     router_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     description: Mapped[str] = mapped_column(String(255), default="")
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # standard-attr-tag
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class MeteringLabel(Base):
+    """An admin's traffic meter over the routers of a project (all projects' if shared)."""
+
+    __tablename__ = "network_meter_labels"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(String(255), default="")
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class MeteringLabelRule(Base):
+    """What a label counts: traffic of one direction through a router's gateway, from and
+    to the prefixes given; an `excluded` rule keeps its traffic out of the label."""
+
+    __tablename__ = "network_meter_rules"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    metering_label_id: Mapped[str] = mapped_column(
+        ForeignKey("network_meter_labels.id", ondelete="CASCADE"), index=True
+    )
+    direction: Mapped[str] = mapped_column(String(8))
+    excluded: Mapped[bool] = mapped_column(Boolean, default=False)
+    remote_ip_prefix: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    source_ip_prefix: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    destination_ip_prefix: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)

@@ -28,7 +28,14 @@ from souverain.network.errors import (
 )
 from souverain.network.fields import DHCP_OWNER, owner_named
 from souverain.network.ipam import InvalidInput
-from souverain.network.schemas import NetworkBody, SubnetBody, SubnetChanges, host_routes
+from souverain.network.schemas import (
+    NetworkBody,
+    SubnetBody,
+    SubnetChanges,
+    host_routes,
+)
+from souverain.network.schemas import subnet as subnet_body
+from souverain.network.schemas_pools import PoolAsk
 
 MAX_SEGMENT = 65535  # a conntrack zone is 16 bits; a VXLAN VNI has room for more
 
@@ -56,6 +63,14 @@ class NetworkRecord:
 
     row: m.Network
     subnet_ids: list[str]
+
+
+@dataclass(frozen=True)
+class SubnetRecord:
+    """A subnet and whether its network is external (`router:external` of the subnet)."""
+
+    row: m.Subnet
+    external: bool
 
 
 class Networks(Part):
@@ -254,22 +269,60 @@ class Networks(Part):
             ipv6_address_mode=body.ipv6_address_mode,
         )
 
-    def create_subnet(self, ctx: RequestContext, body: SubnetBody) -> m.Subnet:
-        project_id = owner_named(ctx, body.owner)
+    def create_subnet(self, ctx: RequestContext, body: SubnetBody | PoolAsk) -> SubnetRecord:
+        """A subnet of the caller's network, its CIDR given or carved from a subnet pool."""
+        if isinstance(body, PoolAsk):
+            owner, network_id = (
+                body.rest.get("project_id", body.rest.get("tenant_id")),
+                body.rest["network_id"],
+            )
+        else:
+            owner, network_id = body.owner, body.network_id
+        project_id = owner_named(ctx, owner)
         with self.db.session() as s:
             self._lock_quota(s, project_id)
-            net = self._owned_network(s, ctx, body.network_id)
+            net = self._owned_network(s, ctx, network_id)
             self.quotas.claim(s, project_id, "subnet")
+            pool_id = None
+            if isinstance(body, PoolAsk):
+                pool, cidr = self.subnet_pools.carve(s, ctx, body, project_id)
+                body, pool_id = subnet_body({**body.rest, "cidr": str(cidr)}), pool.id
+            self._same_pool(s, net, body.ip_version, pool_id)
             row = self.new_subnet_row(s, net, project_id, body)
+            row.subnetpool_id = pool_id
             s.add(row)
             s.flush()
-            return row
+            return SubnetRecord(row, net.external)
 
-    def get_subnet(self, ctx: RequestContext, subnet_id: str) -> m.Subnet:
+    def _same_pool(self, s: Session, net: m.Network, version: int, pool_id: str | None) -> None:
+        """Neutron's rule: a network's subnets of one IP version share one pool (or none)."""
+        pools = set(
+            s.scalars(
+                select(m.Subnet.subnetpool_id).where(
+                    m.Subnet.network_id == net.id, m.Subnet.ip_version == version
+                )
+            ).all()
+        )
+        if pools and pools != {pool_id}:
+            raise BadRequest(
+                "Subnets hosted on the same network must be allocated from the same subnet pool."
+            )
+
+    def subnet_records(self, s: Session, rows: Sequence[m.Subnet]) -> list[SubnetRecord]:
+        external = set(
+            s.scalars(
+                select(m.Network.id).where(
+                    m.Network.id.in_({r.network_id for r in rows}), m.Network.external
+                )
+            ).all()
+        )
+        return [SubnetRecord(r, r.network_id in external) for r in rows]
+
+    def get_subnet(self, ctx: RequestContext, subnet_id: str) -> SubnetRecord:
         with self.db.session() as s:
-            return self.subnet(s, ctx, subnet_id)
+            return self.subnet_records(s, [self.subnet(s, ctx, subnet_id)])[0]
 
-    def list_subnets(self, ctx: RequestContext) -> list[m.Subnet]:
+    def list_subnets(self, ctx: RequestContext) -> list[SubnetRecord]:
         """The caller's subnets and those of shared and external networks."""
         with self.db.session() as s:
             stmt = select(m.Subnet)
@@ -279,9 +332,11 @@ class Networks(Part):
                     (m.Subnet.project_id == (ctx.project_id or ""))
                     | m.Subnet.network_id.in_(visible)
                 )
-            return list(s.scalars(stmt).all())
+            return self.subnet_records(s, s.scalars(stmt).all())
 
-    def update_subnet(self, ctx: RequestContext, subnet_id: str, body: SubnetChanges) -> m.Subnet:
+    def update_subnet(
+        self, ctx: RequestContext, subnet_id: str, body: SubnetChanges
+    ) -> SubnetRecord:
         with self.db.session() as s:
             row = self.subnet(s, ctx, subnet_id)
             if not (ctx.is_admin or row.project_id == ctx.project_id):
@@ -308,7 +363,7 @@ class Networks(Part):
                 row.enable_dhcp = body.enable_dhcp
             row.revision_number += 1
             row.updated_at = self._now()
-            return row
+            return self.subnet_records(s, [row])[0]
 
     def delete_subnet(self, ctx: RequestContext, subnet_id: str) -> None:
         with self.db.session() as s:

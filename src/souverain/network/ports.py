@@ -20,6 +20,7 @@ from souverain.common.ids import new_id
 from souverain.network import binding, ipam, related
 from souverain.network import models as m
 from souverain.network.core import Part, Retry
+from souverain.network.dhcp_options import merged
 from souverain.network.errors import (
     IpAddressAlreadyAllocated,
     IpAddressGenerationFailure,
@@ -198,6 +199,8 @@ class Ports(Part):
             setattr(row, name, value)
         if body.admin_state_up is not None:
             row.admin_state_up = body.admin_state_up
+        if body.extra_dhcp_opts is not None:
+            row.extra_dhcp_opts = merged(row.extra_dhcp_opts or [], body.extra_dhcp_opts)
 
     def create_port(
         self,
@@ -242,6 +245,7 @@ class Ports(Part):
                 status="DOWN",
                 port_security_enabled=net.port_security_enabled,
                 allowed_address_pairs=[],
+                extra_dhcp_opts=[],
                 delete_with_device=delete_with_device,
                 revision_number=1,
                 created_at=now,
@@ -305,7 +309,8 @@ class Ports(Part):
         shown = self._retrying(work)
         if shown.row.status == "ACTIVE":  # its groups, addresses or pairs may have changed
             self.wiring.sync_firewall()
-            if body.fixed_ips is not None and self.dataplane is not None:
+            dhcp_changed = body.fixed_ips is not None or body.extra_dhcp_opts is not None
+            if dhcp_changed and self.dataplane is not None:
                 self.wiring.refresh_dhcp(shown.row.network_id)
         return shown
 

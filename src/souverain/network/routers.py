@@ -20,11 +20,13 @@ from souverain.network import models as m
 from souverain.network import related
 from souverain.network.core import Part
 from souverain.network.errors import (
+    InvalidRoutes,
     PolicyNotAuthorized,
     PortInUse,
     PortNotFound,
     RouterExternalGatewayInUseByFloatingIp,
     RouterInterfaceInUseByFloatingIP,
+    RouterInterfaceInUseByRoute,
     RouterInterfaceNotFound,
     RouterInterfaceNotFoundForSubnet,
     RouterInUse,
@@ -141,6 +143,7 @@ class Routers(Part):
                 project_id=project_id,
                 enable_snat=True,
                 admin_state_up=True,
+                routes=[],
                 revision_number=1,
                 created_at=now,
                 updated_at=now,
@@ -173,6 +176,12 @@ class Routers(Part):
             self._router_plain(row, body)
             if body.gateway_given:
                 self._set_gateway(s, row, self._gateway_wanted(s, ctx, body.gateway))
+                s.flush()
+            if body.routes is not None:
+                self._check_routes(s, row, body.routes)
+                row.routes = body.routes
+            elif body.gateway_given:
+                self._check_routes(s, row, row.routes)
             row.revision_number += 1
             row.updated_at = self._now()
             s.flush()
@@ -199,6 +208,41 @@ class Routers(Part):
         if self.routing is not None:
             self.wiring.meter_egress(router_id, project_id)
         self.wiring.sync_router(router_id)
+
+    def _connected(self, s: Session, row: m.Router) -> list[tuple[str, str, str]]:
+        """(subnet id, CIDR, the router's address) of every port the router holds."""
+        return [
+            (sid, cidr, ip)
+            for sid, cidr, ip in s.execute(
+                select(m.Subnet.id, m.Subnet.cidr, m.IpAllocation.ip_address)
+                .join(m.IpAllocation, m.IpAllocation.subnet_id == m.Subnet.id)
+                .join(m.Port, m.Port.id == m.IpAllocation.port_id)
+                .where(m.Port.device_id == row.id)
+            ).all()
+        ]
+
+    def _check_routes(self, s: Session, row: m.Router, routes: list[dict[str, str]]) -> None:
+        """Neutron's rule: each next hop is on a subnet the router is connected to, and is
+        not one of the router's own addresses."""
+        connected = self._connected(s, row)
+        own = {ip for _, _, ip in connected}
+        for route in routes:
+            hop = ipaddress.ip_address(route["nexthop"])
+            reason = None
+            if not any(hop in ipaddress.ip_network(cidr) for _, cidr, _ in connected):
+                reason = "the nexthop is not connected with router"
+            elif route["nexthop"] in own:
+                reason = "the nexthop is used by router"
+            if reason is not None:
+                raise InvalidRoutes(f"Invalid format for routes: {routes}, {reason}")
+
+    def _refuse_if_routed(self, row: m.Router, subnet: m.Subnet) -> None:
+        cidr = ipaddress.ip_network(subnet.cidr)
+        if any(ipaddress.ip_address(r["nexthop"]) in cidr for r in row.routes):
+            raise RouterInterfaceInUseByRoute(
+                f"Router interface for subnet {subnet.id} on router {row.id} cannot be "
+                "deleted, as it is required by one or more routes."
+            )
 
     def _check_overlap(self, s: Session, row: m.Router, subnet: m.Subnet) -> None:
         attached = s.execute(
@@ -305,6 +349,10 @@ class Routers(Part):
                 )
             port, ips = found
             subnets = [sid for sid, _ in ips]
+            for sid in subnets:
+                routed = s.get(m.Subnet, sid)
+                if routed is not None:
+                    self._refuse_if_routed(row, routed)
             for fip_fixed in s.scalars(
                 select(m.FloatingIp.fixed_ip_address).where(m.FloatingIp.router_id == row.id)
             ).all():

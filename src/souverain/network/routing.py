@@ -10,10 +10,9 @@ to `Dataplane`; this module never creates or deletes one. No HTTP, no database; 
 from __future__ import annotations
 
 import ipaddress
-import json
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +31,18 @@ from souverain.network.dataplane import (
     _netlink,
     _no_host_ipv6,
 )
+from souverain.network.nftables import NFT, NFT_TIMEOUT
+from souverain.network.nftables import nft_output as _nft_output
+from souverain.network.nftables import run_nft as _nft
+from souverain.network.router_metering import (
+    MeterLabel,
+    check_labels,
+    read_counts,
+    write_labels,
+)
+from souverain.network.router_routes import ExtraRoute, checked_routes, set_extra_routes
 
-NFT = "nft"
 SYSCTL = "sysctl"
-NFT_TIMEOUT = 30.0
 # The router's table lives inside its namespace, so one name serves every router.
 METER_TABLE = "souverain-meter"
 ROUTER_TABLE = "souverain-router"
@@ -105,6 +112,8 @@ class _RouterPlan:
     ports: tuple[_Port, ...]
     next_hop: str | None
     ruleset: dict[str, Any]
+    routes: tuple[ExtraRoute, ...] = ()
+    labels: tuple[MeterLabel, ...] = ()
 
 
 class Routing:
@@ -186,9 +195,13 @@ class Routing:
         gateway: RouterGateway | None,
         interfaces: Sequence[RouterInterface],
         floating_ips: Sequence[FloatingIp],
+        routes: Sequence[ExtraRoute] = (),
+        labels: Sequence[MeterLabel] = (),
     ) -> None:
         """Make the router's namespace match exactly this state; what is not wanted goes."""
-        self._ensure(self._plan(router_id, gateway, interfaces, floating_ips))
+        check_labels(labels)
+        plan = self._plan(router_id, gateway, interfaces, floating_ips, routes)
+        self._ensure(replace(plan, labels=tuple(labels)))
 
     def delete_router(self, router_id: str) -> None:
         """The namespace, its veths (both ends) and its NAT table: all gone. Idempotent."""
@@ -201,13 +214,22 @@ class Routing:
         routers: Mapping[
             str, tuple[RouterGateway | None, Sequence[RouterInterface], Sequence[FloatingIp]]
         ],
+        routes: Mapping[str, Sequence[ExtraRoute]] | None = None,
+        labels: Mapping[str, Sequence[MeterLabel]] | None = None,
     ) -> dict[str, list[str]]:
-        """Make the host match `routers` (router id -> its gateway, interfaces, floating IPs).
+        """Make the host match `routers` (router id -> its gateway, interfaces, floating IPs;
+        `routes`: router id -> its extra routes).
 
         Removes every router namespace and router veth of ours not wanted, then brings each
         wanted router to its state. Returns what it did, for the log.
         """
-        plans = [self._plan(r, *spec) for r, spec in routers.items()]
+        extra, meters = routes or {}, labels or {}
+        for wanted in meters.values():
+            check_labels(wanted)
+        plans = [
+            replace(self._plan(r, *spec, extra.get(r, ())), labels=tuple(meters.get(r, ())))
+            for r, spec in routers.items()
+        ]
         wanted_namespaces = {self.router_namespace(p.router_id) for p in plans}
         wanted_links = {port.host_ifname for p in plans for port in p.ports}
         done: dict[str, list[str]] = {
@@ -258,6 +280,7 @@ class Routing:
         gateway: RouterGateway | None,
         interfaces: Sequence[RouterInterface],
         floating_ips: Sequence[FloatingIp],
+        routes: Sequence[ExtraRoute] = (),
     ) -> _RouterPlan:
         _checked_id(router_id)
         ports: list[_Port] = []
@@ -300,6 +323,10 @@ class Routing:
             ports=tuple(ports),
             next_hop=None if gateway is None else gateway.next_hop,
             ruleset=ruleset,
+            routes=checked_routes(
+                routes,
+                [*subnets, *([] if gateway_address is None else [gateway_address.network])],
+            ),
         )
 
     def _port(
@@ -341,9 +368,19 @@ class Routing:
                         if self._ensure_veth(ipr, ns, namespace, plan.router_id, port, bridges)
                     ]
                     _set_default_route(ns, namespace, plan)
+                    set_extra_routes(ns, namespace, plan.routes)
             _nft(f"write the NAT of router {plan.router_id}", plan.ruleset, namespace)
             _ensure_meter(namespace)
+            self._write_labels(namespace, plan)
         return created
+
+    def _write_labels(self, namespace: str, plan: _RouterPlan) -> None:
+        gateway = next((p.ns_ifname for p in plan.ports if p.ns_ifname.startswith("qg-")), None)
+        write_labels(namespace, gateway, plan.labels)
+
+    def metering_counts(self, router_id: str, labels: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """Label id -> (packets, bytes) the router counted for it; {} without a router."""
+        return read_counts(self.router_namespace(router_id), labels)
 
     def take_egress(self, router_id: str) -> int:
         """Bytes the router sent out through its gateway since the last call (read and
@@ -590,31 +627,6 @@ def _namespace_sysctls(namespace: str) -> None:
 
 
 # -------------------------------------------------------------------------- nftables
-
-
-def _nft(what: str, payload: dict[str, Any], namespace: str | None = None) -> None:
-    """One atomic nft transaction, JSON on stdin; inside `namespace` when given."""
-    argv = [NFT, "-j", "-f", "-"]
-    if namespace is not None:
-        argv = [IP, "netns", "exec", namespace, *argv]
-    proc = subprocess.run(
-        argv,
-        input=json.dumps(payload),
-        capture_output=True,
-        text=True,
-        timeout=NFT_TIMEOUT,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise DataplaneError(f"cannot {what}: {proc.stderr.strip() or proc.returncode}")
-
-
-def _nft_output(argv: list[str]) -> dict[str, Any]:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=NFT_TIMEOUT, check=False)
-    if proc.returncode != 0:
-        raise DataplaneError(f"{' '.join(argv)} failed: {proc.stderr.strip()}")
-    parsed: dict[str, Any] = json.loads(proc.stdout or "{}")
-    return parsed
 
 
 def _ensure_meter(namespace: str) -> None:

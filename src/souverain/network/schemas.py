@@ -12,10 +12,12 @@ from typing import Any
 
 from souverain.common.errors import BadRequest
 from souverain.network import ipam
+from souverain.network.dhcp_options import check_options
 from souverain.network.fields import (
     ICMP_PROTOCOLS,
     IPV6_MODES,
     MAX_DNS,
+    MAX_EXTRA_ROUTES,
     MAX_PAIRS,
     MAX_ROUTES,
     PORT_PROTOCOLS,
@@ -27,6 +29,7 @@ from souverain.network.fields import (
     text_of,
 )
 from souverain.network.ipam import InvalidInput
+from souverain.network.schemas_pools import PoolAsk, pool_ask
 
 PORT_FIELDS = frozenset(
     {
@@ -101,6 +104,9 @@ SUBNET_FIELDS = frozenset(
         "project_id",
         "tenant_id",
         "tags",
+        "subnetpool_id",
+        "prefixlen",
+        "use_default_subnetpool",
     }
 )
 MAX_FIXED_IPS = 16
@@ -145,6 +151,7 @@ class PortBody:
     groups_given: bool = False
     security_groups: list[Any] | None = None  # ids or names; None: the default group
     allowed_address_pairs: list[dict[str, str]] | None = None
+    extra_dhcp_opts: list[dict[str, Any]] | None = None  # checked; merged on an update
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,7 @@ class RouterBody:
     admin_state_up: bool | None = None
     gateway_given: bool = False
     gateway: Gateway | None = None  # None with gateway_given: clear the gateway
+    routes: list[dict[str, str]] | None = None  # extra routes; None: unchanged
 
 
 @dataclass(frozen=True)
@@ -265,6 +273,9 @@ def _port(body: dict[str, Any], **checked: Any) -> PortBody:
         groups_given="security_groups" in body,
         security_groups=_groups(body),
         allowed_address_pairs=(_pairs(pairs or []) if "allowed_address_pairs" in body else None),
+        extra_dhcp_opts=(
+            check_options(body["extra_dhcp_opts"] or []) if "extra_dhcp_opts" in body else None
+        ),
         **checked,
     )
 
@@ -295,6 +306,8 @@ def _gateway(value: Any) -> Gateway | None:
 
 def router_create(body: dict[str, Any]) -> RouterBody:
     only_fields(body, ROUTER_FIELDS, "router")
+    if "routes" in body:  # Neutron's extraroute: set by an update, once interfaces exist
+        raise BadRequest("Attribute 'routes' not allowed in POST")
     return _router(body)
 
 
@@ -307,8 +320,6 @@ def _router(body: dict[str, Any]) -> RouterBody:
     for name in ("distributed", "ha"):
         if name in body and flag_of(body, name, False):
             raise BadRequest(f"Bad router request: {name} routers are not offered here.")
-    if body.get("routes"):
-        raise BadRequest("Bad router request: extra routes are not offered here.")
     return RouterBody(
         owner=body.get("project_id", body.get("tenant_id")),
         name=text_of(body, "name") if "name" in body else None,
@@ -316,7 +327,55 @@ def _router(body: dict[str, Any]) -> RouterBody:
         admin_state_up=flag_of(body, "admin_state_up", True) if "admin_state_up" in body else None,
         gateway_given="external_gateway_info" in body,
         gateway=_gateway(body.get("external_gateway_info")),
+        routes=extra_routes(body["routes"]) if "routes" in body else None,
     )
+
+
+def extra_routes(value: Any) -> list[dict[str, str]]:
+    """A router's `routes` (null clears them): destinations and next hops of one IP version
+    each, no route given twice. Whether a next hop is connected is the routers' rule."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidInput("Invalid input for routes. Reason: a list of routes is expected.")
+    if len(value) > MAX_EXTRA_ROUTES:
+        raise RoutesExhausted(
+            f"Unable to complete operation for router. The number of routes exceeds the "
+            f"maximum {MAX_EXTRA_ROUTES}."
+        )
+    out: list[dict[str, str]] = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"destination", "nexthop"}:
+            raise InvalidInput(
+                "Invalid input for routes. Reason: each route is {destination, nexthop}."
+            )
+        route = _route(item["destination"], item["nexthop"])
+        if route in out:
+            raise InvalidInput(f"Invalid input for routes. Reason: Duplicate hostroute '{route}'.")
+        out.append(route)
+    return out
+
+
+class RoutesExhausted(BadRequest):
+    title = "RoutesExhausted"
+
+
+def _route(destination: Any, nexthop: Any) -> dict[str, str]:
+    try:
+        net = (
+            ipaddress.ip_network(destination, strict=True)
+            if isinstance(destination, str) and len(destination) <= 64 and "/" in destination
+            else None
+        )
+    except ValueError:
+        net = None
+    if net is None:
+        raise InvalidInput(
+            f"Invalid input for routes. Reason: '{str(destination)[:64]}' is not a valid "
+            "destination CIDR (no host bits)."
+        )
+    hop = ipam.parse_address(nexthop, "routes", net.version)
+    return {"destination": str(net), "nexthop": str(hop)}
 
 
 def router_interface(body: dict[str, Any]) -> InterfaceBody:
@@ -443,11 +502,13 @@ class SubnetBody:
     ipv6_address_mode: str | None
 
 
-def subnet_create(body: dict[str, Any]) -> SubnetBody:
+def subnet_create(body: dict[str, Any]) -> SubnetBody | PoolAsk:
+    """A subnet with its own CIDR, or one asking a subnet pool for its CIDR."""
     only_fields(body, SUBNET_FIELDS, "subnet")
     if "network_id" not in body:
         raise BadRequest("Failed to parse request. Required attribute 'network_id' not specified")
-    return subnet(body)
+    ask = pool_ask(body)
+    return subnet(body) if ask is None else ask
 
 
 def subnet(body: dict[str, Any]) -> SubnetBody:
@@ -625,8 +686,8 @@ def rule_create(body: dict[str, Any]) -> RuleBody:
             "['IPv4', 'IPv6']."
         )
     protocol = _protocol(body.get("protocol"))
-    low = int_of(body.get("port_range_min"), "port_range_min")
-    high = int_of(body.get("port_range_max"), "port_range_max")
+    low = _port_value(body.get("port_range_min"), "port_range_min")
+    high = _port_value(body.get("port_range_max"), "port_range_max")
     _check_ports(protocol, low, high)
     prefix, group_id = body.get("remote_ip_prefix"), body.get("remote_group_id")
     if prefix is not None and group_id is not None:
@@ -677,6 +738,19 @@ def _protocol(value: Any) -> str | None:
     )
 
 
+class InvalidPortValue(BadRequest):
+    title = "SecurityGroupInvalidPortValue"
+
+
+def _port_value(value: Any, name: str) -> int | None:
+    """A port bound as Neutron converts it: an integer 0-65535 (or its text), else refused
+    naming the value, before any protocol-specific check."""
+    number = int_of(value, name)
+    if number is not None and not 0 <= number <= 65535:
+        raise InvalidPortValue(f"Invalid value for port {number}")
+    return number
+
+
 def _check_ports(protocol: str | None, low: int | None, high: int | None) -> None:
     """Neutron's port range semantics: TCP-like ports 1-65535 and min <= max;
     for ICMP, min is the type and max the code (0-255), and a code needs a type."""
@@ -685,14 +759,16 @@ def _check_ports(protocol: str | None, low: int | None, high: int | None) -> Non
     if protocol is None:
         raise BadRequest("Must also specify protocol if port range is given.")
     if protocol in ICMP_PROTOCOLS:
-        for value, name in ((low, "type"), (high, "code")):
+        for value, field, attr in (
+            (low, "type", "port_range_min"),
+            (high, "code", "port_range_max"),
+        ):
             if value is not None and not 0 <= value <= 255:
-                raise BadRequest(
-                    f"Invalid value for ICMP {name} (port_range_min or port_range_max): {value}. "
-                    "It must be 0 to 255."
+                raise InvalidInput(
+                    f"Invalid value for ICMP {field} ({attr}) {value}. It must be 0 to 255."
                 )
         if low is None:
-            raise BadRequest(
+            raise InvalidInput(
                 f"ICMP code (port-range-max) {high} is provided but ICMP type (port-range-min) "
                 "is missing."
             )
@@ -703,9 +779,6 @@ def _check_ports(protocol: str | None, low: int | None, high: int | None) -> Non
             "UDP, UDPLITE, SCTP and DCCP."
         )
     if low == 0 or high == 0:
-        raise BadRequest("Invalid value for port 0.")
-    if low is None or high is None or not 1 <= low <= high <= 65535:
-        raise BadRequest(
-            "For TCP/UDP protocols, port_range_min must be <= port_range_max and both between "
-            "1 and 65535."
-        )
+        raise InvalidPortValue("Invalid value for port 0")
+    if low is None or high is None or low > high:
+        raise InvalidInput("For TCP/UDP protocols, port_range_min must be <= port_range_max")

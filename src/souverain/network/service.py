@@ -16,12 +16,13 @@ processes. Addresses are guarded by the database itself: the allocations
 table's primary key is (subnet_id, ip_address), and a create that loses a race
 for an address is retried and picks the next free one.
 
-The families, each in its module: `quotas`, `networks` (and subnets), `ports`,
-`groups` (security groups and rules), `routers`, `floating_ips`, `wiring` (the
-data plane) and `servers` (what compute asks). They return rows or records (a row
-with what hangs off it); `views` shapes them for the wire and `schemas` checks the
-port and router bodies. The API calls the families; the compute service and the
-server call the methods below, which answer in the wire shape compute reads:
+The families, each in its module: `quotas`, `networks` (and subnets), `subnet_pools`,
+`tags`, `metering`, `ports`, `groups` (security groups and rules), `routers`,
+`floating_ips`, `wiring` (the data plane) and `servers` (what compute asks). They
+return rows or records (a row with what hangs off it); `views` shapes them for the wire
+and `schemas` checks the port and router bodies. The API calls the families; the compute
+service and the server call the methods below, which answer in the wire shape compute
+reads:
 
 - `get_or_create_auto_network(ctx)`: the project's get-me-a-network network
   (`auto_allocated_network`, one subnet from `default_cidr`), made once.
@@ -56,12 +57,15 @@ from souverain.network.core import Core, Families
 from souverain.network.dataplane import Dataplane
 from souverain.network.floating_ips import FloatingIps
 from souverain.network.host import HostNetwork
+from souverain.network.metering import Metering
 from souverain.network.networks import Networks
 from souverain.network.ports import Ports
 from souverain.network.quotas import Quotas
 from souverain.network.routers import Routers
 from souverain.network.security_groups import SecurityGroups
 from souverain.network.servers import Servers
+from souverain.network.subnet_pools import SubnetPools
+from souverain.network.tags import Tags
 from souverain.network.wiring import Wiring
 
 log = logging.getLogger("souverain.network")
@@ -89,6 +93,9 @@ class NetworkService:
         self.floating_ips = families.floating_ips = FloatingIps(self.core, families)
         self.wiring = families.wiring = Wiring(self.core, families)
         self.servers = families.servers = Servers(self.core, families)
+        self.subnet_pools = families.subnet_pools = SubnetPools(self.core, families)
+        self.tags = families.tags = Tags(self.core, families)
+        self.metering = families.metering = Metering(self.core, families)
 
     # ------------------------------------------------------------------ seams
 

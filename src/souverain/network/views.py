@@ -11,7 +11,7 @@ from typing import Any
 
 from souverain.network import models as m
 from souverain.network.floating_ips import FloatingRecord
-from souverain.network.networks import NetworkRecord
+from souverain.network.networks import NetworkRecord, SubnetRecord
 from souverain.network.ports import PortRecord
 from souverain.network.routers import Interface, RouterRecord
 from souverain.network.security_groups import GroupRecord
@@ -29,7 +29,7 @@ def common(row: Any) -> dict[str, Any]:
         "created_at": timestamp(row.created_at),
         "updated_at": timestamp(row.updated_at),
         "revision_number": row.revision_number,
-        "tags": [],
+        "tags": sorted(row.tags or []),
     }
 
 
@@ -56,7 +56,8 @@ def network(record: NetworkRecord) -> dict[str, Any]:
     }
 
 
-def subnet(row: m.Subnet) -> dict[str, Any]:
+def subnet(record: SubnetRecord) -> dict[str, Any]:
+    row = record.row
     return {
         "id": row.id,
         "name": row.name,
@@ -71,15 +72,45 @@ def subnet(row: m.Subnet) -> dict[str, Any]:
         "enable_dhcp": row.enable_dhcp,
         "ipv6_ra_mode": row.ipv6_ra_mode,
         "ipv6_address_mode": row.ipv6_address_mode,
-        "subnetpool_id": None,
+        "subnetpool_id": row.subnetpool_id,
         "service_types": [],
         "segment_id": None,
         "dns_publish_fixed_ip": False,
+        "router:external": record.external,
         **common(row),
     }
 
 
-def port(record: PortRecord) -> dict[str, Any]:
+def subnet_pool(row: m.SubnetPool) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "ip_version": row.ip_version,
+        "prefixes": list(row.prefixes),
+        "min_prefixlen": row.min_prefixlen,
+        "max_prefixlen": row.max_prefixlen,
+        "default_prefixlen": row.default_prefixlen,
+        "default_quota": row.default_quota,
+        "address_scope_id": None,
+        "is_default": row.is_default,
+        "shared": row.shared,
+        **common(row),
+    }
+
+
+def _binding(row: m.Port) -> dict[str, Any]:
+    """Where the port is plugged: the admin's to see, as Neutron's policy has it."""
+    return {
+        "binding:host_id": row.host,
+        "binding:vif_type": "tap" if row.host else "unbound",
+        "binding:vif_details": {},
+        "binding:profile": {},
+    }
+
+
+def port(record: PortRecord, admin: bool = True) -> dict[str, Any]:
+    """A port; `admin` False (a project's caller) leaves out the host binding."""
     row, ips, groups = record.row, record.ips, record.groups
     return {
         "id": row.id,
@@ -95,12 +126,9 @@ def port(record: PortRecord) -> dict[str, Any]:
         "security_groups": groups,
         "port_security_enabled": row.port_security_enabled,
         "allowed_address_pairs": [dict(p) for p in row.allowed_address_pairs],
-        "extra_dhcp_opts": [],
+        "extra_dhcp_opts": [dict(o) for o in row.extra_dhcp_opts or []],
         "binding:vnic_type": "normal",
-        "binding:host_id": row.host,
-        "binding:vif_type": "tap" if row.host else "unbound",
-        "binding:vif_details": {},
-        "binding:profile": {},
+        **(_binding(row) if admin else {}),
         "dns_name": "",
         "dns_assignment": [],
         "propagate_uplink_status": False,
@@ -161,7 +189,7 @@ def router(record: RouterRecord) -> dict[str, Any]:
         "admin_state_up": row.admin_state_up,
         "status": "ACTIVE",
         "external_gateway_info": info,
-        "routes": [],
+        "routes": [dict(r) for r in row.routes or []],
         "distributed": False,
         "ha": False,
         "flavor_id": None,
@@ -212,4 +240,27 @@ def floating_ip(record: FloatingRecord) -> dict[str, Any]:
         "dns_name": "",
         "port_forwardings": [],
         **common(row),
+    }
+
+
+def metering_label(row: m.MeteringLabel) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "shared": row.shared,
+        "tenant_id": row.project_id,
+        "project_id": row.project_id,
+    }
+
+
+def metering_label_rule(row: m.MeteringLabelRule) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "metering_label_id": row.metering_label_id,
+        "direction": row.direction,
+        "excluded": row.excluded,
+        "remote_ip_prefix": row.remote_ip_prefix,
+        "source_ip_prefix": row.source_ip_prefix,
+        "destination_ip_prefix": row.destination_ip_prefix,
     }

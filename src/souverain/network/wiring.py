@@ -18,6 +18,7 @@ from souverain.network.dataplane import Dataplane, DhcpHost, SubnetSpec
 from souverain.network.errors import PortNotFound
 from souverain.network.fields import DHCP_OWNER, ROUTER_INTERFACE
 from souverain.network.firewall import NetworkZone, PortFilter, Rule
+from souverain.network.router_metering import MeterLabel, MeterRule
 from souverain.network.routing import FloatingIp as FloatingNat
 from souverain.network.routing import RouterGateway, RouterInterface
 from souverain.network.schemas import FixedIp, PortBody
@@ -80,13 +81,15 @@ class Wiring(Part):
         if self.routing is not None:
             for network_id, cidr, host_ip, mtu in public:
                 self.routing.ensure_public(network_id, cidr, host_ip, mtu)
-            states = {}
+            states, routes, labels = {}, {}, {}
             with self.db.session() as s:
                 for router_id in router_ids:
                     row = s.get(m.Router, router_id)
                     if row is not None:
                         states[router_id] = self._router_state(s, row)[:3]
-            changed.update(self.routing.reconcile(states))
+                        routes[router_id] = _ipv4_routes(row.routes or [])
+                        labels[router_id] = self._meter_labels(s, row.project_id)
+            changed.update(self.routing.reconcile(states, routes, labels))
         self.sync_firewall()
         if any(changed.values()):
             log.info("network data plane reconciled: %s", changed)
@@ -97,6 +100,25 @@ class Wiring(Part):
                 self.refresh_dhcp(network_id)
             except Exception:
                 log.exception("DHCP of network %s could not be restored", network_id)
+
+    def _meter_labels(self, s: Session, project_id: str) -> list[MeterLabel]:
+        """The metering labels counting the project's routers, as the namespace takes them."""
+        return [
+            MeterLabel(
+                label.label_id,
+                tuple(
+                    MeterRule(
+                        direction=r.direction,
+                        excluded=r.excluded,
+                        remote=r.remote_ip_prefix,
+                        source=r.source_ip_prefix,
+                        destination=r.destination_ip_prefix,
+                    )
+                    for r in label.rules
+                ),
+            )
+            for label in self.metering.labels_of(s, project_id)
+        ]
 
     def _router_state(
         self, s: Session, row: m.Router
@@ -167,8 +189,12 @@ class Wiring(Part):
             with self.db.session() as s:
                 row = s.get(m.Router, router_id)
                 state = None
+                state_routes: list[dict[str, str]] = []
+                labels: list[MeterLabel] = []
                 if row is not None and row.admin_state_up:
                     state = self._router_state(s, row)
+                    state_routes = list(row.routes or [])
+                    labels = self._meter_labels(s, row.project_id)
             if state is None:
                 self.meter_egress(router_id)  # the last bytes, before the counter goes
                 host.routing.delete_router(router_id)
@@ -176,7 +202,9 @@ class Wiring(Part):
             gateway, interfaces, floating, bridges = state
             for network_id, mtu in bridges.items():
                 host.dataplane.ensure_network(network_id, mtu)
-            host.routing.ensure_router(router_id, gateway, interfaces, floating)
+            host.routing.ensure_router(
+                router_id, gateway, interfaces, floating, _ipv4_routes(state_routes), labels
+            )
 
     def meter_egress(self, router_id: str, project_id: str | None = None) -> None:
         sent = self.routing.take_egress(router_id) if self.routing is not None else 0
@@ -338,7 +366,7 @@ class Wiring(Part):
             dhcp_ip = port.ips[0][1]
         with self.db.session() as s:
             rows = s.execute(
-                select(m.Port.mac_address, m.IpAllocation.ip_address)
+                select(m.Port.mac_address, m.IpAllocation.ip_address, m.Port.extra_dhcp_opts)
                 .join(m.IpAllocation, m.IpAllocation.port_id == m.Port.id)
                 .where(
                     m.IpAllocation.subnet_id == subnet_id,
@@ -347,7 +375,15 @@ class Wiring(Part):
                 )
             ).all()
         hosts = [
-            DhcpHost(mac=mac, ip=ip, hostname="host-" + ip.replace(".", "-")) for mac, ip in rows
+            DhcpHost(
+                mac=mac,
+                ip=ip,
+                hostname="host-" + ip.replace(".", "-"),
+                options=tuple(
+                    (o["opt_name"], o["opt_value"]) for o in opts or [] if o["ip_version"] == 4
+                ),
+            )
+            for mac, ip, opts in rows
         ]
         plane.ensure_dhcp(
             network_id,
@@ -376,3 +412,8 @@ def _rules_of(s: Session, group_ids: set[str]) -> dict[str, list[Rule]]:
             )
         )
     return rules
+
+
+def _ipv4_routes(routes: list[dict[str, str]]) -> list[tuple[str, str]]:
+    """The extra routes the namespace carries: IPv4 only, as its interfaces."""
+    return [(r["destination"], r["nexthop"]) for r in routes if ":" not in r["nexthop"]]

@@ -80,6 +80,29 @@ class Attachments:
         if not moved:
             raise BadRequest(f"Volume {volume_id} is not being attached.")
 
+    def user_reserve(self, ctx: RequestContext, volume_id: str) -> None:
+        """Cinder's os-reserve: an available volume held (`attaching`) for an attach to come."""
+        with self.shared.db.session() as s:
+            row = visible_volume(s, ctx, volume_id)
+            vid, status = row.id, row.status
+        if status != "available" or not self.states.move(vid, "reserve"):
+            raise BadRequest(
+                f"Invalid volume: Volume {volume_id} status must be available to reserve, "
+                f"but the current status is: {status}."
+            )
+
+    def user_unreserve(self, ctx: RequestContext, volume_id: str) -> None:
+        """Cinder's os-unreserve: a reservation no server took, released (`available`).
+        A reservation a server holds is the compute service's to finish or release."""
+        with self.shared.db.session() as s:
+            row = visible_volume(s, ctx, volume_id)
+            vid, status, server = row.id, row.status, row.server_id
+        if status != "attaching" or server is not None or not self.states.move(vid, "unreserve"):
+            raise BadRequest(
+                f"Invalid volume: Volume {volume_id} is {status} and not reserved by "
+                "os-reserve; detach it through the compute API (server volume attachments)."
+            )
+
     def unreserve(self, volume_id: str) -> None:
         self.states.move(volume_id, "unreserve", server_id=None, device=None, attachment_id=None)
 

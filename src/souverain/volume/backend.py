@@ -102,9 +102,11 @@ class VolumeBackend:
             raise BackendError(f"The source does not fit in a volume of {size_gib} GiB.")
         self._publish(tmp, final, [convert, resize], COPY_TIMEOUT)
 
-    def export(self, source: Path, out: Path, shared: bool = False) -> None:
-        """The volume as a standalone qcow2 at `out` (for an image), fsynced."""
-        argv = ["convert", "-q", "-f", "qcow2", "-O", "qcow2"]
+    def export(
+        self, source: Path, out: Path, shared: bool = False, out_format: str = "qcow2"
+    ) -> None:
+        """The volume as a standalone qcow2 (or raw) file at `out` (for an image), fsynced."""
+        argv = ["convert", "-q", "-f", "qcow2", "-O", out_format]
         if shared:
             argv.append("-U")
         try:

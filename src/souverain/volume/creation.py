@@ -76,7 +76,7 @@ class VolumeCreation:
         volume_id = str(uuid.uuid4())
         now = self.shared.clock.now()
         with self.shared.db.session() as s:
-            vtype = self.types.find(s, req.volume_type or self.shared.settings.default_type)
+            vtype = self.types.usable(s, ctx, req.volume_type or self.shared.settings.default_type)
             self.quotas.lock(s, ctx.project_id)
             self.quotas.claim(s, ctx.project_id, volumes=1, gigabytes=plan.size)
             s.add(

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
-from souverain.common.errors import ApiError, BadRequest, Forbidden, NotFound
+from souverain.common.errors import ApiError, Forbidden, NotFound
 from souverain.common.metering import NULL_METER, Meter
 from souverain.common.pagination import sort_views
 from souverain.config import VolumeSettings
@@ -55,6 +55,20 @@ class QuotaExceeded(ApiError):
 
     status = 413
     title = "Request Entity Too Large"
+
+
+class NotImplementedFault(ApiError):
+    """What Cinder answers (501) for an operation a deployment's backend does not do."""
+
+    status = 501
+    title = "Not Implemented"
+
+
+MANAGE_REFUSED = (
+    "Managing or unmanaging existing {kind} is not supported: every volume here is a file "
+    "this service made and owns, so there is nothing outside it to adopt or to let go of. "
+    "Create a volume (from an image, a snapshot or another volume) instead, or delete it."
+)
 
 
 class VolumeImages(Protocol):
@@ -236,6 +250,6 @@ def sorted_page(
                 start = index + 1
                 break
         else:
-            raise BadRequest(f"Invalid input received: marker {query.marker[:64]!r} not found.")
+            raise NotFound(f"Marker {query.marker[:64]} could not be found.")
     end = len(keyed) if query.limit is None else start + query.limit
     return [item["_record"] for item in keyed[start:end]], end < len(keyed)

@@ -190,19 +190,32 @@ class SnapshotCreate:
     name: str | None = None
     description: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
-    force: bool = False
+    force: bool = False  # whether an attached (in-use) volume may be snapshotted
 
 
-def snapshot_create(body: Mapping[str, Any]) -> SnapshotCreate:
-    volume_ref = body.get("volume_id")
-    if not isinstance(volume_ref, str) or not volume_ref:
-        raise BadRequest("Invalid input for field/attribute volume_id: a volume id is required.")
+SNAPSHOT_IN_USE = (3, 66)
+
+
+def snapshot_create(body: Mapping[str, Any], version: tuple[int, int] = (3, 0)) -> SnapshotCreate:
+    """Below 3.66 an in-use volume needs `force: true`; from 3.66 it needs no flag, a true
+    `force` is ignored and a false one refused (it would ask for what 3.66 no longer does)."""
+    if "volume_id" not in body:
+        raise BadRequest("Invalid input for field/attribute snapshot: 'volume_id' is required.")
+    volume_ref = body["volume_id"]
+    if volume_ref is not None and not isinstance(volume_ref, str):
+        raise BadRequest("Invalid input for field/attribute volume_id: a volume id is expected.")
+    force = flag("force", body["force"]) if body.get("force") is not None else None
+    if version >= SNAPSHOT_IN_USE and force is False:
+        raise BadRequest(
+            "Invalid input received: from microversion 3.66 a snapshot of an in-use volume "
+            "needs no 'force' flag, and force=false is not accepted; leave 'force' out."
+        )
     return SnapshotCreate(
-        volume_id=volume_ref,
+        volume_id=str(volume_ref),  # None: no such volume ("Volume None could not be found")
         name=text("name", body.get("name", body.get("display_name"))),
         description=text("description", body.get("description", body.get("display_description"))),
         metadata=metadata(body.get("metadata") or {}),
-        force=flag("force", body.get("force", False)),
+        force=bool(force) or version >= SNAPSHOT_IN_USE,
     )
 
 
@@ -289,6 +302,9 @@ def snapshot_status(value: Any) -> str:
     return str(value)
 
 
+UPLOAD_FORMATS = ("raw", "qcow2")
+
+
 @dataclass(frozen=True)
 class UploadToImage:
     image_name: str
@@ -300,9 +316,12 @@ def upload_to_image(body: Mapping[str, Any]) -> UploadToImage:
     name = text("image_name", body.get("image_name"))
     if not name:
         raise BadRequest("Invalid input received: image_name is required.")
-    disk_format = body.get("disk_format", "qcow2") or "qcow2"
-    if disk_format != "qcow2":
-        raise BadRequest("Invalid input received: only disk_format qcow2 is supported.")
+    disk_format = body.get("disk_format", "raw") or "raw"
+    if disk_format not in UPLOAD_FORMATS:
+        raise BadRequest(
+            f"Invalid input received: disk_format {str(disk_format)[:32]!r} is not supported; "
+            f"use one of {', '.join(UPLOAD_FORMATS)}."
+        )
     container_format = body.get("container_format", "bare") or "bare"
     if container_format != "bare":
         raise BadRequest("Invalid input received: only container_format bare is supported.")

@@ -2,7 +2,7 @@
 
 The parts, each a module: `volumes` (reading, changing, extending, uploading,
 deleting), `creation` (where a new volume's data comes from), `snapshots`,
-`attachments` (the steps compute drives), `volume_types`, `quotas`,
+`attachments` (the steps compute drives), `volume_types`, `quotas`, `transfers`,
 `recovery` (start-up), all sharing `state` (the status table and its
 compare-and-set). The API calls the parts; compute calls the facade's methods
 below, which keep the names and shapes it has always used.
@@ -39,6 +39,7 @@ from souverain.volume.rules import (
 )
 from souverain.volume.snapshots import Snapshots
 from souverain.volume.state import VolumeStates
+from souverain.volume.transfers import Transfers
 from souverain.volume.volume_types import VolumeTypes
 from souverain.volume.volumes import Volumes
 
@@ -69,6 +70,7 @@ class VolumeService:
         self.volumes = Volumes(self.shared, self.states, self.quotas, self.snapshots, images)
         self.creation = VolumeCreation(self.shared, self.states, self.quotas, self.types, images)
         self.attachments = Attachments(self.shared, self.states)
+        self.transfers = Transfers(self.shared, self.quotas)
         self.recovery = Recovery(self.shared, self.states, self.volumes, self.snapshots)
 
     # billable changes are recorded on it (the billing service's, set by the server)
@@ -113,7 +115,9 @@ class VolumeService:
 
     def get(self, ctx: RequestContext, volume_id: str) -> dict[str, Any]:
         """The volume as Cinder shows it (without links)."""
-        return views.volume_view(self.volumes.get(ctx, volume_id), ctx.is_admin)
+        return views.volume_view(
+            self.volumes.get(ctx, volume_id), views.Viewer(is_admin=ctx.is_admin)
+        )
 
     def create_volume(self, ctx: RequestContext, body: Mapping[str, Any]) -> dict[str, Any]:
         """A volume from a Cinder create body, as Cinder shows it (without links)."""

@@ -1,10 +1,10 @@
 """Snapshots: point-in-time copies of a volume, counted in the project's quota. No HTTP.
 
-A snapshot of an in-use volume needs `force`. Its copy is crash-consistent: the
-compute service holds the guest's writes (paused, its I/O drained and flushed) while
-the file is read, so the copy is the disk as a power cut at that instant would leave it.
-The guest pauses for the length of the copy. A snapshot is `creating` while its file
-is made, then `available` or `error` with a message.
+A snapshot of an in-use volume needs `force` below microversion 3.66, no flag from it.
+Its copy is crash-consistent: the compute service holds the guest's writes (paused, its
+I/O drained and flushed) while the file is read, so the copy is the disk as a power cut
+at that instant would leave it. The guest pauses for the length of the copy. A snapshot
+is `creating` while its file is made, then `available` or `error` with a message.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Snapshots:
             if vol.status == "in-use" and not req.force:
                 raise BadRequest(
                     f"Invalid volume: Volume {req.volume_id} is in-use; a snapshot of an attached "
-                    "volume needs force=true (it is crash-consistent)."
+                    "volume needs force=true below microversion 3.66 (it is crash-consistent)."
                 )
             if vol.status not in ("available", "in-use"):
                 raise BadRequest(

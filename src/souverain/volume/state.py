@@ -30,6 +30,8 @@ VOLUME_STATUSES = (
     "error_extending",
     "downloading",
     "uploading",
+    "awaiting-transfer",
+    "maintenance",
 )
 SNAPSHOT_STATUSES = ("creating", "available", "deleting", "error", "error_deleting")
 ATTACHED = ("reserved", "attaching", "in-use", "detaching")
@@ -50,6 +52,8 @@ MOVES: dict[str, tuple[frozenset[str], str]] = {
     "extended_attached": (frozenset({"extending"}), "in-use"),
     "upload": (frozenset({"available"}), "uploading"),
     "uploaded": (frozenset({"uploading"}), "available"),
+    "offer": (frozenset({"available"}), "awaiting-transfer"),
+    "withdraw": (frozenset({"awaiting-transfer"}), "available"),
     "delete": (frozenset({"available", "error", "error_extending", "error_deleting"}), "deleting"),
     "force_delete": (frozenset(VOLUME_STATUSES) - {"deleting"}, "deleting"),
 }

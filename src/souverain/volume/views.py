@@ -7,6 +7,7 @@ Views take records and rows and return JSON-ready dicts; links are the API's
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from souverain.common.clock import as_utc
@@ -18,6 +19,116 @@ def time_text(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
     return as_utc(value).replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who asks and at which microversion: what decides the fields a view shows."""
+
+    version: tuple[int, int] = (3, 0)
+    is_admin: bool = False
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a Cinder view: the microversion it appears at, whether only admins see
+    it, and whether only reads (show and detail lists) carry it, not create or update."""
+
+    name: str
+    since: tuple[int, int] = (3, 0)
+    admin: bool = False
+    reads_only: bool = False
+
+    def shown(self, viewer: Viewer, read: bool) -> bool:
+        if viewer.version < self.since or (self.admin and not viewer.is_admin):
+            return False
+        return read or not self.reads_only
+
+
+BASE = (3, 0)
+# The volume detail body, field by field (Cinder's API reference and its view builders).
+VOLUME_FIELDS: tuple[Field, ...] = (
+    *(
+        Field(name)
+        for name in (
+            "id",
+            "name",
+            "description",
+            "status",
+            "size",
+            "availability_zone",
+            "bootable",
+            "encrypted",
+            "multiattach",
+            "attachments",
+            "metadata",
+            "snapshot_id",
+            "source_volid",
+            "volume_type",
+            "user_id",
+            "replication_status",
+            "consistencygroup_id",
+            "created_at",
+            "updated_at",
+        )
+    ),
+    Field("migration_status", admin=True),
+    Field("group_id", since=(3, 13)),
+    Field("provider_id", since=(3, 21), admin=True),
+    Field("shared_targets", since=(3, 48)),
+    Field("service_uuid", since=(3, 48)),
+    Field("cluster_name", since=(3, 61), admin=True),
+    Field("volume_type_id", since=(3, 63)),
+    Field("consumes_quota", since=(3, 65)),
+    # the attribute extensions: on show and detail lists only
+    Field("os-vol-host-attr:host", admin=True, reads_only=True),
+    Field("os-vol-tenant-attr:tenant_id", reads_only=True),  # project readers see it too
+    Field("os-vol-mig-status-attr:migstat", admin=True, reads_only=True),
+    Field("os-vol-mig-status-attr:name_id", admin=True, reads_only=True),
+    Field("volume_image_metadata", reads_only=True),  # and only when the volume has some
+)
+# The snapshot body: `summary` (GET /snapshots) has the base fields alone.
+SNAPSHOT_FIELDS: tuple[Field, ...] = (
+    *(
+        Field(name)
+        for name in (
+            "id",
+            "name",
+            "description",
+            "status",
+            "size",
+            "volume_id",
+            "metadata",
+            "created_at",
+            "updated_at",
+        )
+    ),
+    Field("group_snapshot_id", since=(3, 14)),
+    Field("user_id", since=(3, 41)),
+    Field("consumes_quota", since=(3, 65)),
+    Field("os-extended-snapshot-attributes:progress", reads_only=True),
+    Field("os-extended-snapshot-attributes:project_id", reads_only=True),
+)
+# The volume type body. Show and list (reads) are Cinder's v3 view; create and update are
+# its older types_manage view (no qos_specs_id; create adds the type access field).
+TYPE_FIELDS: tuple[Field, ...] = (
+    Field("id"),
+    Field("name"),
+    Field("is_public"),
+    Field("description"),
+    Field("extra_specs"),
+    Field("qos_specs_id", admin=True, reads_only=True),
+    Field("os-volume-type-access:is_public"),  # not on update (see type_view)
+)
+# extra specs a project user sees; the others may tell how the cloud is built
+USER_VISIBLE_SPECS = ("RESKEY:availability_zones", "multiattach", "replication_enabled")
+
+
+def pick(
+    fields: tuple[Field, ...], values: dict[str, Any], viewer: Viewer, read: bool
+) -> dict[str, Any]:
+    """The fields of `values` this viewer sees, in the table's order."""
+    return {f.name: values[f.name] for f in fields if f.name in values and f.shown(viewer, read)}
 
 
 def _attachments(row: m.Volume) -> list[dict[str, Any]]:
@@ -36,10 +147,14 @@ def _attachments(row: m.Volume) -> list[dict[str, Any]]:
     ]
 
 
-def volume_view(record: VolumeRecord, is_admin: bool) -> dict[str, Any]:
-    """The Cinder volume detail body, without links."""
+def volume_view(record: VolumeRecord, viewer: Viewer, read: bool = True) -> dict[str, Any]:
+    """The Cinder volume detail body at the viewer's microversion, without links.
+    `read`: a show or detail list (the attribute extensions add their fields there)."""
     row = record.row
-    view: dict[str, Any] = {
+    metadata = dict(row.meta or {})
+    if row.readonly:
+        metadata["readonly"] = "True"
+    values: dict[str, Any] = {
         "id": row.id,
         "name": row.name,
         "description": row.description,
@@ -50,37 +165,37 @@ def volume_view(record: VolumeRecord, is_admin: bool) -> dict[str, Any]:
         "encrypted": False,
         "multiattach": False,
         "attachments": _attachments(row),
-        "metadata": dict(row.meta or {}),
+        "metadata": metadata,
         "snapshot_id": row.snapshot_id,
         "source_volid": row.source_volid,
         "volume_type": record.type_name,
-        "volume_type_id": row.volume_type_id,
         "user_id": row.user_id,
+        "replication_status": None,
+        "consistencygroup_id": None,
+        "created_at": time_text(row.created_at),
+        "updated_at": time_text(row.updated_at),
+        "migration_status": None,
+        "group_id": None,
+        "provider_id": None,
+        "shared_targets": False,  # each volume is its own file: no target is shared
+        "service_uuid": None,
+        "cluster_name": None,
+        "volume_type_id": row.volume_type_id,
+        "consumes_quota": True,
+        "os-vol-host-attr:host": HOST,
         "os-vol-tenant-attr:tenant_id": row.project_id,
         "os-vol-mig-status-attr:migstat": None,
         "os-vol-mig-status-attr:name_id": None,
-        "replication_status": None,
-        "consistencygroup_id": None,
-        "group_id": None,
-        "provider_id": None,
-        "service_uuid": None,
-        "shared_targets": False,
-        "cluster_name": None,
-        "consumes_quota": True,
-        "created_at": time_text(row.created_at),
-        "updated_at": time_text(row.updated_at),
     }
-    if is_admin:
-        view["os-vol-host-attr:host"] = HOST
-    if row.image_metadata is not None:
-        view["volume_image_metadata"] = dict(row.image_metadata)
-    if row.readonly:
-        view["metadata"]["readonly"] = "True"
-    return view
+    if row.image_metadata:
+        values["volume_image_metadata"] = dict(row.image_metadata)
+    return pick(VOLUME_FIELDS, values, viewer, read)
 
 
-def snapshot_view(row: m.Snapshot, detail: bool = True) -> dict[str, Any]:
-    view: dict[str, Any] = {
+def snapshot_view(row: m.Snapshot, viewer: Viewer, read: bool = True) -> dict[str, Any]:
+    """The snapshot detail body (show, detail list, create, update) at the viewer's
+    microversion; `read`: a show or detail list, which add the extended attributes."""
+    values: dict[str, Any] = {
         "id": row.id,
         "name": row.name,
         "description": row.description,
@@ -88,30 +203,45 @@ def snapshot_view(row: m.Snapshot, detail: bool = True) -> dict[str, Any]:
         "size": row.size,
         "volume_id": row.volume_id,
         "metadata": dict(row.meta or {}),
-        "user_id": row.user_id,
+        "created_at": time_text(row.created_at),
+        "updated_at": time_text(row.updated_at),
         "group_snapshot_id": None,
+        "user_id": row.user_id,
         "consumes_quota": True,
         "os-extended-snapshot-attributes:progress": "100%" if row.status == "available" else "0%",
         "os-extended-snapshot-attributes:project_id": row.project_id,
-        "created_at": time_text(row.created_at),
-        "updated_at": time_text(row.updated_at),
     }
-    if not detail:
-        del view["os-extended-snapshot-attributes:progress"]
-        del view["os-extended-snapshot-attributes:project_id"]
-    return view
+    return pick(SNAPSHOT_FIELDS, values, viewer, read)
 
 
-def type_view(row: m.VolumeType) -> dict[str, Any]:
-    return {
+def snapshot_summary(row: m.Snapshot) -> dict[str, Any]:
+    """A snapshot in GET /snapshots: the base fields at every microversion."""
+    return snapshot_view(row, Viewer(), read=False)
+
+
+def type_view(
+    row: m.VolumeType,
+    viewer: Viewer,
+    read: bool = True,
+    qos_specs_id: str | None = None,
+    updated: bool = False,
+) -> dict[str, Any]:
+    """A volume type (`read`: show or list; else create, or update when `updated`);
+    project users see only the extra specs Cinder calls user visible."""
+    specs = dict(row.extra_specs or {})
+    if not viewer.is_admin:
+        specs = {k: v for k, v in specs.items() if k in USER_VISIBLE_SPECS}
+    values: dict[str, Any] = {
         "id": row.id,
         "name": row.name,
-        "description": row.description,
         "is_public": row.is_public,
-        "os-volume-type-access:is_public": row.is_public,
-        "extra_specs": dict(row.extra_specs or {}),
-        "qos_specs_id": None,
+        "description": row.description,
+        "extra_specs": specs,
+        "qos_specs_id": qos_specs_id,
     }
+    if not updated:
+        values["os-volume-type-access:is_public"] = row.is_public
+    return pick(TYPE_FIELDS, values, viewer, read)
 
 
 def quota_set_view(quota: QuotaSet) -> dict[str, Any]:

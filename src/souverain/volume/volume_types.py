@@ -1,16 +1,21 @@
-"""Volume types: the default one made at start, the ones admins add, their extra specs. No HTTP."""
+"""Volume types: the default one made at start, the ones admins add, their extra specs,
+and which projects may use a private one. No HTTP.
+
+A private type (is_public false) is seen and used only by admins and the projects an
+admin gave access to (os-volume-type-access).
+"""
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, NotFound
 from souverain.volume import models as m
-from souverain.volume.rules import UUID_RE, Shared, require_admin
+from souverain.volume.rules import UUID_RE, Shared, require_admin, visible_volume
 from souverain.volume.schemas import TypeCreate, TypeUpdate
 
 
@@ -47,19 +52,95 @@ class VolumeTypes:
             raise NotFound(f"Volume type {ref[:255]} could not be found.")
         return row
 
-    def list_visible(self, ctx: RequestContext) -> list[m.VolumeType]:
+    def usable(self, s: Session, ctx: RequestContext, type_ref: str) -> m.VolumeType:
+        """A type the caller may see and use: public, or private with access (or admin)."""
+        row = self.find(s, type_ref)
+        if row.is_public or ctx.is_admin:
+            return row
+        key = (row.id, ctx.project_id or "")
+        if s.get(m.VolumeTypeAccess, key) is None:
+            raise NotFound(f"Volume type {type_ref[:255]} could not be found.")
+        return row
+
+    def list_visible(
+        self, ctx: RequestContext, is_public: bool | None = True
+    ) -> list[m.VolumeType]:
+        """Public types and the private ones granted to the caller's project (is_public
+        true); for an admin also every private type (false) or every type at all (None)."""
         with self.shared.db.session() as s:
             stmt = select(m.VolumeType).order_by(m.VolumeType.name)
-            if not ctx.is_admin:
-                stmt = stmt.where(m.VolumeType.is_public.is_(True))
+            if ctx.is_admin and is_public is None:
+                return list(s.scalars(stmt))
+            if ctx.is_admin and is_public is False:
+                return list(s.scalars(stmt.where(m.VolumeType.is_public.is_(False))))
+            granted = select(m.VolumeTypeAccess.volume_type_id).where(
+                m.VolumeTypeAccess.project_id == (ctx.project_id or "")
+            )
+            stmt = stmt.where(m.VolumeType.is_public.is_(True) | m.VolumeType.id.in_(granted))
             return list(s.scalars(stmt))
 
     def get(self, ctx: RequestContext, type_ref: str) -> m.VolumeType:
         with self.shared.db.session() as s:
-            row = self.find(s, type_ref)
-            if not (row.is_public or ctx.is_admin):
-                raise NotFound(f"Volume type {type_ref} could not be found.")
-            return row
+            return self.usable(s, ctx, type_ref)
+
+    def retype(self, ctx: RequestContext, volume_id: str, new_type: str) -> None:
+        """Cinder's os-retype: every type here lives on the one backend, so a retype moves
+        no data, it changes the type the volume is counted and shown under."""
+        with self.shared.db.session() as s:
+            row = visible_volume(s, ctx, volume_id)
+            target = self.usable(s, ctx, new_type)
+            if row.status not in ("available", "in-use"):
+                raise BadRequest(
+                    f"Invalid volume: Volume {volume_id} is {row.status}; it must be available "
+                    "or in-use to retype."
+                )
+            if target.id == row.volume_type_id:
+                raise BadRequest(
+                    f"Invalid input received: volume {volume_id} is already of type "
+                    f"{target.name}; name another type."
+                )
+            row.volume_type_id = target.id
+            row.updated_at = self.shared.clock.now()
+
+    # ------------------------------------------------------------------ access
+
+    def access_list(self, ctx: RequestContext, type_id: str) -> list[tuple[str, str]]:
+        """(type id, project id) of each project given access to a private type."""
+        require_admin(ctx)
+        with self.shared.db.session() as s:
+            row = self.find(s, type_id)
+            if row.is_public:
+                raise NotFound("Access list not available for public volume types.")
+            stmt = select(m.VolumeTypeAccess.project_id).where(
+                m.VolumeTypeAccess.volume_type_id == row.id
+            )
+            return [(row.id, project) for project in s.scalars(stmt)]
+
+    def add_access(self, ctx: RequestContext, type_id: str, project_id: str) -> None:
+        require_admin(ctx)
+        with self.shared.db.session() as s:
+            row = self.find(s, type_id)
+            if row.is_public:
+                raise BadRequest(
+                    "Invalid volume type: a public volume type is everyone's; make it private "
+                    "(is_public false) before giving projects access."
+                )
+            if s.get(m.VolumeTypeAccess, (row.id, project_id)) is not None:
+                raise Conflict(
+                    f"Volume type access for {row.id}/{project_id[:64]} combination already exists."
+                )
+            s.add(m.VolumeTypeAccess(volume_type_id=row.id, project_id=project_id))
+
+    def remove_access(self, ctx: RequestContext, type_id: str, project_id: str) -> None:
+        require_admin(ctx)
+        with self.shared.db.session() as s:
+            row = self.find(s, type_id)
+            grant = s.get(m.VolumeTypeAccess, (row.id, project_id))
+            if grant is None:
+                raise NotFound(
+                    f"Volume type access not found for {row.id}/{project_id[:64]} combination."
+                )
+            s.delete(grant)
 
     def create(self, ctx: RequestContext, req: TypeCreate) -> m.VolumeType:
         require_admin(ctx)
@@ -107,6 +188,7 @@ class VolumeTypes:
                 raise BadRequest("The default volume type cannot be deleted.")
             if s.scalar(select(func.count(m.Volume.id)).where(m.Volume.volume_type_id == row.id)):
                 raise BadRequest(f"Target volume type {row.id} is still in use.")
+            s.execute(delete(m.VolumeTypeAccess).where(m.VolumeTypeAccess.volume_type_id == row.id))
             s.delete(row)
 
     def extra_specs(self, ctx: RequestContext, type_id: str) -> dict[str, str]:

@@ -12,10 +12,10 @@ import contextlib
 import logging
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest
+from souverain.common.errors import BadRequest, NotFound
 from souverain.volume import metadata
 from souverain.volume import models as m
 from souverain.volume.backend import BackendError
@@ -34,6 +34,7 @@ from souverain.volume.rules import (
     visible_volume,
 )
 from souverain.volume.schemas import Described, StatusReset, UploadToImage, within_limit
+from souverain.volume.schemas import metadata as check_metadata
 from souverain.volume.snapshots import Snapshots
 from souverain.volume.state import ATTACHED, DELETABLE, VolumeStates
 
@@ -145,6 +146,35 @@ class Volumes:
         with self.shared.db.session() as s:
             metadata.delete_item(visible_volume(s, ctx, volume_id), key, self.shared.clock.now())
 
+    def image_metadata(self, ctx: RequestContext, volume_id: str) -> dict[str, str]:
+        """What the volume keeps of the image it came from (and what was set on it)."""
+        with self.shared.db.session() as s:
+            return dict(visible_volume(s, ctx, volume_id).image_metadata or {})
+
+    def set_image_metadata(
+        self, ctx: RequestContext, volume_id: str, items: dict[str, str]
+    ) -> dict[str, str]:
+        """Merge `items` into the volume's image metadata (Cinder's os-set_image_metadata)."""
+        with self.shared.db.session() as s:
+            row = visible_volume(s, ctx, volume_id)
+            merged = {**(row.image_metadata or {}), **items}
+            check_metadata(merged, "metadata")
+            row.image_metadata = merged
+            row.updated_at = self.shared.clock.now()
+            return dict(merged)
+
+    def unset_image_metadata(self, ctx: RequestContext, volume_id: str, key: str) -> None:
+        with self.shared.db.session() as s:
+            row = visible_volume(s, ctx, volume_id)
+            meta = dict(row.image_metadata or {})
+            if key not in meta:
+                raise NotFound(
+                    f"Glance metadata for volume {volume_id} with key {key[:255]} not found."
+                )
+            del meta[key]
+            row.image_metadata = meta
+            row.updated_at = self.shared.clock.now()
+
     def set_bootable(self, ctx: RequestContext, volume_id: str, flag: bool) -> None:
         with self.shared.db.session() as s:
             row = visible_volume(s, ctx, volume_id)
@@ -159,6 +189,8 @@ class Volumes:
                     f"Invalid volume: Volume {volume_id} is {row.status}; detach it first."
                 )
             row.readonly = flag
+            # Cinder shows the flag in the metadata once it was set, "True" or "False"
+            row.meta = {**(row.meta or {}), "readonly": str(flag)}
             row.updated_at = self.shared.clock.now()
 
     def reset_status(self, ctx: RequestContext, volume_id: str, req: StatusReset) -> None:
@@ -251,12 +283,19 @@ class Volumes:
         if not self.states.move(vid, "upload"):
             raise BadRequest(f"Invalid volume: Volume {volume_id} changed status; try again.")
         try:
-            image = self.images.create_snapshot_record(ctx, req.image_name, {}, min_disk=size)
+            image = self.images.create_snapshot_record(
+                ctx,
+                req.image_name,
+                {},
+                min_disk=size,
+                disk_format=req.disk_format,
+                container_format=req.container_format,
+            )
         except BaseException:
             self.states.move(vid, "uploaded")
             raise
         image_id = str(image["id"])
-        self._export(volume_id, vid, image_id)
+        self._export(volume_id, vid, image_id, req.disk_format)
         return ImageUpload(
             volume_id=vid,
             updated_at=self.shared.clock.now(),
@@ -269,11 +308,11 @@ class Volumes:
             bootable=bootable,
         )
 
-    def _export(self, volume_ref: str, volume_id: str, image_id: str) -> None:
+    def _export(self, volume_ref: str, volume_id: str, image_id: str, disk_format: str) -> None:
         backend = self.shared.backend
-        out = backend.temp_path()
+        out = backend.temp_path(f".{disk_format}")
         try:
-            backend.export(backend.volume_path(volume_id), out)
+            backend.export(backend.volume_path(volume_id), out, out_format=disk_format)
             self.images.import_file(image_id, out)
         except (BackendError, OSError) as exc:
             self.images.fail_image(image_id, str(exc))
@@ -328,6 +367,7 @@ class Volumes:
             self.snapshots.finish_delete(snap_id)
         self.shared.backend.delete(self.shared.backend.volume_path(volume_id))
         with self.shared.db.session() as s:
+            s.execute(delete(m.VolumeTransfer).where(m.VolumeTransfer.volume_id == volume_id))
             row = s.get(m.Volume, volume_id)
             project_id = row.project_id if row is not None else None
             if row is not None:

@@ -1,0 +1,126 @@
+"""What every part of the Cinder edge shares: faults, the path's project, query parsing,
+links and the viewer (microversion and role) that decides a view's fields."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+
+from souverain.common.context import RequestContext
+from souverain.common.errors import BadRequest, NotFound
+from souverain.openstack.links import base_url
+from souverain.openstack.microversion import Microversions, Version, microversion_of
+from souverain.openstack.query import parse_bool, parse_limit
+from souverain.volume import schemas
+from souverain.volume.rules import SORT_KEYS, VolumeQuery
+from souverain.volume.views import Viewer
+
+PREFIX = "/volume"
+MIN_VERSION = (3, 0)
+MAX_VERSION = (3, 70)
+VERSIONS = Microversions(("volume", "block-storage"), MIN_VERSION, MAX_VERSION)
+PROJECT_KEY = "souverain.volume.path_project"
+FAULT_NAMES = {
+    400: "badRequest",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "itemNotFound",
+    405: "badMethod",
+    409: "conflictingRequest",
+    413: "overLimit",
+    415: "badMediaType",
+    406: "computeFault",
+    501: "notImplemented",
+}
+
+
+def render_error(_path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
+    """Cinder's fault body: `{"itemNotFound": {"code": 404, "message": "..."}}`."""
+    name = FAULT_NAMES.get(status, "computeFault")
+    return json.dumps({name: {"code": status, "message": message}}).encode(), "application/json"
+
+
+def check_path_project(request: Request, ctx: RequestContext) -> None:
+    """A project id in the path must be the token's, unless the caller is an admin."""
+    path_project = request.scope.get(PROJECT_KEY)
+    if path_project and path_project != ctx.project_id and not ctx.is_admin:
+        raise NotFound("The resource could not be found.")
+
+
+def viewer(request: Request, ctx: RequestContext) -> Viewer:
+    return Viewer(microversion_of(request), ctx.is_admin)
+
+
+def require_version(v: Version, first: Version) -> None:
+    if v < first:
+        raise NotFound("The resource could not be found.")
+
+
+def flag(request: Request, name: str, default: bool = False) -> bool:
+    raw = request.query_params.get(name)
+    return default if raw is None else parse_bool(name, raw)
+
+
+def sort_of(request: Request) -> tuple[tuple[str, str], ...]:
+    params = request.query_params
+    pairs: list[tuple[str, str]] = []
+    if "sort" in params:
+        for item in params["sort"].split(","):
+            key, _, direction = item.strip().partition(":")
+            pairs.append((key, direction or "desc"))
+    elif "sort_key" in params:
+        pairs = [(params["sort_key"], params.get("sort_dir", "desc"))]
+    else:
+        pairs = [("created_at", params.get("sort_dir", "desc"))]
+    for key, direction in pairs:
+        if key not in SORT_KEYS:
+            raise BadRequest(f"Invalid input received: Invalid sort key {key[:64]!r}.")
+        if direction not in ("asc", "desc"):
+            raise BadRequest(f"Invalid input received: Invalid sort dir {direction[:64]!r}.")
+    return tuple(pairs)
+
+
+def list_query(request: Request, snapshots: bool = False) -> VolumeQuery:
+    params = request.query_params
+    filters: dict[str, Any] = {}
+    for name in ("name", "status", "project_id", *(("volume_id",) if snapshots else ())):
+        if params.get(name):
+            filters[name] = params[name]
+    if "display_name" in params:
+        filters["name"] = params["display_name"]
+    if "bootable" in params and not snapshots:
+        filters["bootable"] = parse_bool("bootable", params["bootable"])
+    if params.get("metadata"):
+        filters["metadata"] = schemas.metadata_filter(params["metadata"])
+    return VolumeQuery(
+        filters=filters,
+        all_tenants=flag(request, "all_tenants") or bool(params.get("project_id")),
+        sort=sort_of(request),
+        limit=parse_limit(params.get("limit")),
+        marker=params.get("marker") or None,
+    )
+
+
+class Links:
+    """Cinder's self/bookmark and next links under the API's public base URL."""
+
+    def __init__(self, public_url: str) -> None:
+        self.public_url = public_url
+
+    def base(self, request: Request) -> str:
+        return base_url(request, self.public_url, PREFIX)
+
+    def of(self, request: Request, kind: str, item_id: str) -> list[dict[str, str]]:
+        return [
+            {"rel": "self", "href": f"{self.base(request)}/v3/{kind}/{item_id}"},
+            {"rel": "bookmark", "href": f"{self.base(request)}/{kind}/{item_id}"},
+        ]
+
+    def next(self, request: Request, collection: str, last_id: str) -> list[dict[str, str]]:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "marker"]
+        params.append(("marker", last_id))
+        href = f"{self.base(request)}/v3/{collection}?{urlencode(params)}"
+        return [{"rel": "next", "href": href}]

@@ -1,0 +1,158 @@
+"""Cinder's snapshots on the edge: CRUD, actions and metadata."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from souverain.common.context import RequestContext
+from souverain.common.errors import BadRequest, NotFound
+from souverain.common.jsoncodec import JSONResponse
+from souverain.openstack.auth import audit
+from souverain.openstack.body import member, read_json
+from souverain.openstack.microversion import microversion_of
+from souverain.openstack.routing import Edge, EdgeRoute
+from souverain.volume import models as m
+from souverain.volume import schemas, views
+from souverain.volume.api_common import Links, list_query, viewer
+from souverain.volume.rules import MANAGE_REFUSED, NotImplementedFault
+from souverain.volume.service import VolumeService
+
+
+class SnapshotApi:
+    def __init__(self, service: VolumeService, links: Links) -> None:
+        self.service = service
+        self.links = links
+
+    def routes(self, edge: Edge) -> list[EdgeRoute]:
+        r = edge.route
+        meta = "volume:snapshot_metadata"
+        return [
+            r(
+                "/v3/snapshots",
+                self.snapshots,
+                {"GET": "volume:snapshot:list", "POST": "volume:snapshot:create"},
+            ),
+            r("/v3/snapshots/detail", self.snapshots_detail, {"GET": "volume:snapshot:list"}),
+            r(
+                "/v3/snapshots/{id}",
+                self.snapshot,
+                {
+                    "GET": "volume:snapshot:show",
+                    "PUT": "volume:snapshot:update",
+                    "DELETE": "volume:snapshot:delete",
+                },
+            ),
+            r(
+                "/v3/snapshots/{id}/action",
+                self.snapshot_action,
+                {"POST": "volume:snapshot:action"},
+            ),
+            r(
+                "/v3/snapshots/{id}/metadata",
+                self.snapshot_metadata,
+                {"GET": f"{meta}:list", "POST": f"{meta}:update", "PUT": f"{meta}:update"},
+            ),
+            r(
+                "/v3/snapshots/{id}/metadata/{key}",
+                self.snapshot_metadata_item,
+                {"GET": f"{meta}:show", "PUT": f"{meta}:update", "DELETE": f"{meta}:delete"},
+            ),
+        ]
+
+    def _view(
+        self, request: Request, ctx: RequestContext, row: m.Snapshot, read: bool = True
+    ) -> dict[str, Any]:
+        return views.snapshot_view(row, viewer(request, ctx), read)
+
+    async def _list(self, request: Request, ctx: RequestContext, detail: bool) -> Response:
+        query = list_query(request, snapshots=True)
+        rows, more = await asyncio.to_thread(self.service.snapshots.list_visible, ctx, query)
+        if detail:
+            items = [self._view(request, ctx, r) for r in rows]
+        else:
+            items = [views.snapshot_summary(r) for r in rows]
+        body: dict[str, Any] = {"snapshots": items}
+        if rows and (more or len(rows) == query.limit):  # a full page links on
+            body["snapshots_links"] = self.links.next(
+                request, "snapshots/detail" if detail else "snapshots", rows[-1].id
+            )
+        return JSONResponse(body)
+
+    async def snapshots(self, request: Request, ctx: RequestContext) -> Response:
+        if request.method == "GET":
+            return await self._list(request, ctx, detail=False)
+        audit(request, "volume.snapshot.create", "snapshot", None)
+        body = member(await read_json(request), "snapshot")
+        req = schemas.snapshot_create(body, microversion_of(request))
+        row = await asyncio.to_thread(self.service.snapshots.create, ctx, req)
+        audit(request, "volume.snapshot.create", "snapshot", row.id)
+        return JSONResponse({"snapshot": self._view(request, ctx, row, read=False)}, 202)
+
+    async def snapshots_detail(self, request: Request, ctx: RequestContext) -> Response:
+        return await self._list(request, ctx, detail=True)
+
+    async def snapshot(self, request: Request, ctx: RequestContext) -> Response:
+        snapshot_id = request.path_params["id"]
+        snapshots = self.service.snapshots
+        if request.method == "GET":
+            row = await asyncio.to_thread(snapshots.get, ctx, snapshot_id)
+            return JSONResponse({"snapshot": self._view(request, ctx, row)})
+        if request.method == "PUT":
+            audit(request, "volume.snapshot.update", "snapshot", snapshot_id)
+            req = schemas.described(member(await read_json(request), "snapshot"))
+            row = await asyncio.to_thread(snapshots.update, ctx, snapshot_id, req)
+            return JSONResponse({"snapshot": self._view(request, ctx, row, read=False)})
+        audit(request, "volume.snapshot.delete", "snapshot", snapshot_id)
+        await asyncio.to_thread(snapshots.delete, ctx, snapshot_id)
+        return Response(status_code=202)
+
+    async def snapshot_action(self, request: Request, ctx: RequestContext) -> Response:
+        snapshot_id = request.path_params["id"]
+        data = await read_json(request)
+        action = next(iter(data), "")
+        audit(request, f"volume.snapshot.action.{action[:32]}", "snapshot", snapshot_id)
+        snapshots = self.service.snapshots
+        if action == "os-reset_status":
+            status = schemas.snapshot_status(member(data, action).get("status"))
+            await asyncio.to_thread(snapshots.reset_status, ctx, snapshot_id, status)
+        elif action == "os-force_delete":
+            await asyncio.to_thread(snapshots.delete, ctx, snapshot_id, True)
+        elif action == "os-unmanage":
+            await asyncio.to_thread(snapshots.get, ctx, snapshot_id)
+            raise NotImplementedFault(MANAGE_REFUSED.format(kind="snapshots"))
+        else:
+            raise BadRequest(f"Invalid input received: unknown action {action[:64]!r}.")
+        return Response(status_code=202)
+
+    async def snapshot_metadata(self, request: Request, ctx: RequestContext) -> Response:
+        snapshot_id = request.path_params["id"]
+        snapshots = self.service.snapshots
+        if request.method == "GET":
+            meta = await asyncio.to_thread(snapshots.metadata, ctx, snapshot_id)
+            return JSONResponse({"metadata": meta})
+        audit(request, "volume.snapshot.metadata.update", "snapshot", snapshot_id)
+        items = schemas.metadata((await read_json(request)).get("metadata"))
+        replace = request.method == "PUT"
+        meta = await asyncio.to_thread(snapshots.set_metadata, ctx, snapshot_id, items, replace)
+        return JSONResponse({"metadata": meta})
+
+    async def snapshot_metadata_item(self, request: Request, ctx: RequestContext) -> Response:
+        snapshot_id, key = request.path_params["id"], request.path_params["key"]
+        snapshots = self.service.snapshots
+        if request.method == "GET":
+            meta = await asyncio.to_thread(snapshots.metadata, ctx, snapshot_id)
+            if key not in meta:
+                raise NotFound(f"Metadata item was not found: {key[:255]}")
+            return JSONResponse({"meta": {key: meta[key]}})
+        if request.method == "PUT":
+            audit(request, "volume.snapshot.metadata.update", "snapshot", snapshot_id)
+            item = schemas.meta_item(await read_json(request), key)
+            await asyncio.to_thread(snapshots.set_metadata, ctx, snapshot_id, item)
+            return JSONResponse({"meta": item})
+        audit(request, "volume.snapshot.metadata.delete", "snapshot", snapshot_id)
+        await asyncio.to_thread(snapshots.delete_metadata_item, ctx, snapshot_id, key)
+        return Response(status_code=200)
