@@ -842,3 +842,36 @@ def test_security_groups_shown_added_and_removed_through_the_server(guests: Gues
     _delete(guests, server_id, bare)
     gone = guests.cloud.client.delete(f"/network/v2.0/networks/{network_id}", headers=headers)
     assert gone.status_code == 204, gone.text
+
+
+# ---------------------------------------------------------------------- detach while booting
+
+
+def _volume_status(g: Guests, volume_id: str) -> str:
+    headers = {"X-Auth-Token": g.a.token}
+    found = g.cloud.client.get(f"/volume/v3/volumes/{volume_id}", headers=headers)
+    status: str = found.json()["volume"]["status"]
+    return status
+
+
+def test_detach_asked_while_the_guest_boots_is_done_once_it_listens(guests: Guests) -> None:
+    """A hot-unplug asked before the guest's hotplug driver listens is asked again."""
+    server_id = guests.create(name="restarted").json()["server"]["id"]
+    wait_status(guests.a, server_id, "ACTIVE")
+    headers = {"X-Auth-Token": guests.a.token}
+    made = guests.cloud.client.post(
+        "/volume/v3/volumes", json={"volume": {"size": 1}}, headers=headers
+    )
+    volume_id = made.json()["volume"]["id"]
+    wait_for(lambda: _volume_status(guests, volume_id) == "available", "the volume")
+    body = {"volumeAttachment": {"volumeId": volume_id}}
+    guests.a.ok("POST", f"/servers/{server_id}/os-volume_attachments", body)
+    wait_for(lambda: _volume_status(guests, volume_id) == "in-use", "the attachment")
+    action = f"/servers/{server_id}/action"
+    guests.a.ok("POST", action, {"os-stop": None}, status=202)
+    wait_status(guests.a, server_id, "SHUTOFF")
+    guests.a.ok("POST", action, {"os-start": None}, status=202)
+    wait_status(guests.a, server_id, "ACTIVE")  # QEMU runs; the guest has only begun to boot
+    guests.a.ok("DELETE", f"/servers/{server_id}/os-volume_attachments/{volume_id}", status=202)
+    wait_for(lambda: _volume_status(guests, volume_id) == "available", "the detach", 60)
+    _delete(guests, server_id)
