@@ -6,7 +6,8 @@ a handler runs; responses and faults carry the version headers and the request i
 The version documents sit outside the microversioned API, as in Nova, on an edge
 of their own that adds nothing to them.
 The handlers live by resource family (`api_servers`, `api_actions`,
-`api_server_parts`, `api_flavors`, `api_host`); request bodies are checked in
+`api_server_parts`, `api_server_groups`, `api_flavors`, `api_host`, `api_services`,
+`api_images`); request bodies are checked in
 `schemas` and responses shaped in `views`, per microversion where a client can
 tell the difference (the flavor embedded in a server from 2.47, `description`
 from 2.19, tags from 2.26, the createImage body from 2.45, ...).
