@@ -459,7 +459,7 @@ def test_snapshot_clone_and_volume_clone_hold_the_same_data(cloud: Cloud, tmp_pa
     assert raw_hash(volume_file(cloud, from_snap["id"]), tmp_path) == original
 
 
-def test_snapshot_of_in_use_volume_needs_force(cloud: Cloud) -> None:
+def test_snapshot_of_in_use_volume_refused_with_force_false(cloud: Cloud) -> None:
     c = tenant(cloud)
     service = cloud.platform.volume
     vid = c.create()["id"]
@@ -467,8 +467,8 @@ def test_snapshot_of_in_use_volume_needs_force(cloud: Cloud) -> None:
     service.reserve(c.ctx(), vid, server_id)
     service.attached(vid, server_id, "/dev/vdb", "att")
     c.version = "3.65"  # from 3.66 an in-use volume needs no force (test_volume_snapshot_in_use)
-    message = cinder_error(c.post("/snapshots", {"snapshot": {"volume_id": vid}}), 400)
-    assert "force" in message
+    refused = {"snapshot": {"volume_id": vid, "force": False}}
+    assert "force" in cinder_error(c.post("/snapshots", refused), 400)
     snap = c.snapshot(vid, force=True)
     assert snap["status"] == "available"
 

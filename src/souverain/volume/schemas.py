@@ -190,15 +190,19 @@ class SnapshotCreate:
     name: str | None = None
     description: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
-    force: bool = False  # whether an attached (in-use) volume may be snapshotted
+    force: bool = True  # false: the caller refused a snapshot of an attached (in-use) volume
 
 
 SNAPSHOT_IN_USE = (3, 66)
 
 
 def snapshot_create(body: Mapping[str, Any], version: tuple[int, int] = (3, 0)) -> SnapshotCreate:
-    """Below 3.66 an in-use volume needs `force: true`; from 3.66 it needs no flag, a true
-    `force` is ignored and a false one refused (it would ask for what 3.66 no longer does)."""
+    """From 3.66 an in-use volume needs no flag, a true `force` is ignored and a false one
+    refused (Cinder's rule). Below 3.66 Cinder also refuses an in-use volume when `force` is
+    left out; here only an explicit false is refused, because the `openstack` CLI drops
+    `--force` when the cloud offers 3.66 yet openstacksdk sends the call at 3.65, so
+    Cinder's rule would break the command a customer types. Our in-use snapshots are
+    crash-consistent (the guest's writes are held), which is why Cinder dropped the flag."""
     if "volume_id" not in body:
         raise BadRequest("Invalid input for field/attribute snapshot: 'volume_id' is required.")
     volume_ref = body["volume_id"]
@@ -215,7 +219,7 @@ def snapshot_create(body: Mapping[str, Any], version: tuple[int, int] = (3, 0)) 
         name=text("name", body.get("name", body.get("display_name"))),
         description=text("description", body.get("description", body.get("display_description"))),
         metadata=metadata(body.get("metadata") or {}),
-        force=bool(force) or version >= SNAPSHOT_IN_USE,
+        force=force is not False,
     )
 
 

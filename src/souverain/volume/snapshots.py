@@ -1,6 +1,7 @@
 """Snapshots: point-in-time copies of a volume, counted in the project's quota. No HTTP.
 
-A snapshot of an in-use volume needs `force` below microversion 3.66, no flag from it.
+A snapshot of an in-use volume is refused only when the caller sent `force: false` below
+microversion 3.66 (schemas.snapshot_create says why a missing flag is accepted).
 Its copy is crash-consistent: the compute service holds the guest's writes (paused, its
 I/O drained and flushed) while the file is read, so the copy is the disk as a power cut
 at that instant would leave it. The guest pauses for the length of the copy. A snapshot
@@ -64,8 +65,8 @@ class Snapshots:
             vol = visible_volume(s, ctx, req.volume_id)
             if vol.status == "in-use" and not req.force:
                 raise BadRequest(
-                    f"Invalid volume: Volume {req.volume_id} is in-use; a snapshot of an attached "
-                    "volume needs force=true below microversion 3.66 (it is crash-consistent)."
+                    f"Invalid volume: Volume {req.volume_id} is in-use and force=false was sent; "
+                    "send force=true or leave 'force' out (the snapshot is crash-consistent)."
                 )
             if vol.status not in ("available", "in-use"):
                 raise BadRequest(
