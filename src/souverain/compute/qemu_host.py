@@ -99,3 +99,23 @@ def uptime_text(now: time.struct_time | None = None) -> str:
     loads = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     clock = time.strftime("%H:%M:%S", now or time.localtime())
     return f" {clock} up {ran},  load average: {loads}"
+
+
+def cpu_info() -> dict[str, object]:
+    """The host's CPU as Nova's hypervisor cpu_info shows it: architecture, model, vendor,
+    features and topology (read from /proc/cpuinfo; what it does not say stays empty)."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    count = os.cpu_count() or 1
+    return {
+        "arch": os.uname().machine,
+        "model": fields.get("model name", ""),
+        "vendor": fields.get("vendor_id", ""),
+        "features": fields.get("flags", "").split(),
+        "topology": {"cores": count, "threads": 1, "sockets": 1},
+    }

@@ -495,7 +495,7 @@ def hypervisor_body(h: dict[str, Any], v: Version, detail: bool) -> dict[str, An
         }
     )
     if v < (2, 88):
-        cpu_info = {"accelerator": h["accelerator"]}
+        cpu_info = h["cpu_info"]
         body.update(
             {
                 "vcpus": h["vcpus"],
