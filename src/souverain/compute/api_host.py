@@ -108,9 +108,7 @@ class HostHandlers(Handlers):
             if pattern is not None and pattern not in h["hypervisor_hostname"]:
                 raise NotFound(f"No hypervisor matching '{pattern[:255]}' could be found.")
             if parse_flag("with_servers", q.get("with_servers", "false")):
-                servers = await run_in_threadpool(self.service.servers_on_host)
-                if servers:
-                    body["servers"] = servers
+                body["servers"] = await run_in_threadpool(self.service.servers_on_host)
         return JSONResponse({"hypervisors": [body]})
 
     def _this_hypervisor(self, request: Request, v: Version) -> dict[str, Any]:
@@ -146,10 +144,8 @@ class HostHandlers(Handlers):
         if pattern not in h["hypervisor_hostname"]:
             raise NotFound(f"No hypervisor matching '{pattern[:255]}' could be found.")
         body = views.hypervisor_body(h, v, False)
-        if request.url.path.endswith("/servers"):
-            servers = await run_in_threadpool(self.service.servers_on_host)
-            if servers:
-                body["servers"] = servers
+        if request.url.path.endswith("/servers"):  # an empty list when the host runs none
+            body["servers"] = await run_in_threadpool(self.service.servers_on_host)
         return JSONResponse({"hypervisors": [body]})
 
     async def hypervisor_stats(self, request: Request, ctx: RequestContext, v: Version) -> Response:
