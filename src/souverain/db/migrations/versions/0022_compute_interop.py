@@ -2,7 +2,7 @@
 members, and the state an operator sets on the host's services
 
 Revision ID: 0022
-Revises: 0021
+Revises: 0020
 Create Date: 2026-12-06 07:40:00
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0022"
-down_revision = "0021"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
