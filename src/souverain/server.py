@@ -47,6 +47,7 @@ from souverain.network.host import HostNetwork
 from souverain.network.routing import Routing
 from souverain.network.service import NetworkService
 from souverain.objectstore.api import swift as swift_api
+from souverain.objectstore.api.swift.imagesource import SwiftObjectSource
 from souverain.objectstore.service import ObjectStoreService
 from souverain.objectstore.store import BlobStore
 from souverain.objectstore.swift.expirer import Expirer
@@ -307,9 +308,21 @@ def _objectstore(
 
 
 def _image(
-    settings: Settings, db: Database, identity: IdentityService, clock: Clock
+    settings: Settings,
+    db: Database,
+    identity: IdentityService,
+    clock: Clock,
+    objectstore: ObjectStoreService | None = None,
 ) -> ImageService:
-    return ImageService(db, ImageStore(_paths(settings).images), identity, clock, settings.image)
+    """The image service; given the object store, web-download imports this cloud's objects,
+    read with the caller's own Swift rights."""
+    objects = (
+        SwiftObjectSource(objectstore, settings.objectstore, clock)
+        if objectstore is not None
+        else None
+    )
+    store = ImageStore(_paths(settings).images)
+    return ImageService(db, store, identity, clock, settings.image, objects)
 
 
 def _volume(
@@ -481,7 +494,7 @@ def open_platform(
     identity = _identity(settings, db, clock)
     audit_log = AuditLog(paths.audit_log, load_or_create_key(paths.audit_key), settings.audit.fsync)
     objectstore = _objectstore(settings, db, identity, clock)
-    image = _image(settings, db, identity, clock)
+    image = _image(settings, db, identity, clock, objectstore)
     volume = _volume(settings, db, identity, image, clock)
     network = _network(settings, db, identity, clock)
     compute = _compute(settings, db, identity, image, volume, network, clock)

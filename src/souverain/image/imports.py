@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import select, update
 
@@ -33,7 +33,7 @@ log = logging.getLogger("souverain.image")
 
 TASK_TYPE = "api_image_import"
 # where the object store's API is mounted under the cloud's public URL
-OBJECT_STORE_PREFIX = "/object-store/"
+OBJECT_STORE_PREFIX = "/object-storage/v1/"
 TASK_LIFETIME = dt.timedelta(hours=48)  # how long a finished task stays listed
 
 
@@ -207,16 +207,27 @@ class ImageImports:
         """Only an object of this cloud's object store; never a fetch from elsewhere."""
         ours = urlsplit(origin)
         theirs = urlsplit(uri)
-        same_origin = (
-            theirs.scheme == ours.scheme
-            and theirs.hostname == ours.hostname
-            and theirs.port == ours.port
-        )
-        path = theirs.path
-        if not same_origin or not path.startswith(OBJECT_STORE_PREFIX) or ".." in path:
+        try:
+            same_origin = (
+                theirs.scheme == ours.scheme
+                and theirs.hostname == ours.hostname
+                and theirs.port == ours.port
+            )
+        except ValueError:  # a port that is no number
+            same_origin = False
+        path = unquote(theirs.path)
+        account, _, rest = path[len(OBJECT_STORE_PREFIX) :].partition("/")
+        container, _, name = rest.partition("/")
+        if (
+            not same_origin
+            or not path.startswith(OBJECT_STORE_PREFIX)
+            or ".." in path
+            or not (account.startswith("AUTH_") and len(account) > 5 and container and name)
+        ):
             raise BadRequest(
                 "web-download imports only from this cloud's own object store: give the URL "
-                f"of an object under {origin.rstrip('/')}{OBJECT_STORE_PREFIX}. "
+                f"of an object under {origin.rstrip('/')}{OBJECT_STORE_PREFIX}"
+                "AUTH_<project>/<container>/<object>. "
                 "Upload other data with glance-direct (stage, then import)."
             )
         if self.objects is None:

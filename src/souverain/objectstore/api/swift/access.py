@@ -63,7 +63,14 @@ def account_project(account: str) -> str:
 
 
 def identify(ctx: RequestContext | None, project_id: str, action: str, request: Request) -> Caller:
-    referer = request.headers.get("referer", "")
+    return caller_for(ctx, project_id, action, request.headers.get("referer", ""))
+
+
+def caller_for(
+    ctx: RequestContext | None, project_id: str, action: str, referer: str = ""
+) -> Caller:
+    """The caller's rights on the account, decided as for a request (no Request needed:
+    the image service's web-download reads objects as its caller would)."""
     if ctx is None:
         return Caller(project_id, None, referer=referer)
     roles = policy.effective_roles(ctx.roles)

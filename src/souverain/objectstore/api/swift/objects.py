@@ -76,13 +76,13 @@ class ObjectHandlers:
         check_read(caller, await asyncio.to_thread(self.metadata.container, bucket.id))
         obj = await asyncio.to_thread(self.find, bucket, key)
         if obj.headers.get(SYMLINK_HEADER) and request.query_params.get("symlink") != "get":
-            bucket, obj = await asyncio.to_thread(self._follow, caller, obj)
+            bucket, obj = await asyncio.to_thread(self.follow, caller, obj)
             key = obj.key
         if request.query_params.get("multipart-manifest") == "get":
             found = await asyncio.to_thread(self.metadata.manifest, bucket.id, key, obj.etag)
             if found is not None:
                 return Response(_json(found), 200, media_type="application/json; charset=utf-8")
-        parts = await asyncio.to_thread(self._dlo_parts, caller, obj)
+        parts = await asyncio.to_thread(self.dlo_parts, caller, obj)
         size = sum(p.size for p in parts) if parts is not None else obj.size
         headers = _object_headers(obj, parts, size)
         conditions = {
@@ -112,7 +112,7 @@ class ObjectHandlers:
         self.service.egress(bucket, max(0, end - start + 1))
         return response
 
-    def _follow(self, caller: Caller, link: ObjectInfo) -> tuple[BucketInfo, ObjectInfo]:
+    def follow(self, caller: Caller, link: ObjectInfo) -> tuple[BucketInfo, ObjectInfo]:
         """What a symlink points at (through at most SYMLINK_LOOP_LIMIT links); 404 when
         the target is gone, 409 for a loop."""
         obj = link
@@ -127,7 +127,7 @@ class ObjectHandlers:
             409, f"Too many levels of symbolic links, maximum allowed is {SYMLINK_LOOP_LIMIT}"
         )
 
-    def _dlo_parts(self, caller: Caller, obj: ObjectInfo) -> list[ObjectInfo] | None:
+    def dlo_parts(self, caller: Caller, obj: ObjectInfo) -> list[ObjectInfo] | None:
         """A dynamic large object's segments (objects under its manifest's prefix), in order."""
         manifest = obj.headers.get(DLO_HEADER)
         if not manifest:
