@@ -46,6 +46,7 @@ from souverain.network.firewall import Firewall
 from souverain.network.host import HostNetwork
 from souverain.network.routing import Routing
 from souverain.network.service import NetworkService
+from souverain.objectstore.backup_objects import BackupObjectStore
 from souverain.objectstore.service import ObjectStoreService
 from souverain.objectstore.store import BlobStore
 from souverain.openstack.faults import render_error
@@ -288,10 +289,16 @@ def _image(
 
 
 def _volume(
-    settings: Settings, db: Database, identity: IdentityService, image: ImageService, clock: Clock
+    settings: Settings,
+    db: Database,
+    identity: IdentityService,
+    image: ImageService,
+    clock: Clock,
+    objectstore: ObjectStoreService | None = None,
 ) -> VolumeService:
     backend = VolumeBackend(_paths(settings).volumes)
-    return VolumeService(db, backend, identity, image, clock, settings.volume)
+    backups = BackupObjectStore(objectstore) if objectstore is not None else None
+    return VolumeService(db, backend, identity, image, clock, settings.volume, backups)
 
 
 def _dataplane_prefix(digest: str) -> str:
@@ -417,7 +424,7 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
         if regauged:
             log.info("re-gauged %d bucket(s) whose last meter reading was not their size", regauged)
         image.meter = billing
-        volume = _volume(settings, Database(engine), identity, image, clock or Clock())
+        volume = _volume(settings, Database(engine), identity, image, clock or Clock(), objectstore)
         volume.meter = billing
         volume.set_up()
         network = _network(settings, Database(engine), identity, clock or Clock())
@@ -457,7 +464,7 @@ def open_platform(
     audit_log = AuditLog(paths.audit_log, load_or_create_key(paths.audit_key), settings.audit.fsync)
     objectstore = _objectstore(settings, db, identity, clock)
     image = _image(settings, db, identity, clock)
-    volume = _volume(settings, db, identity, image, clock)
+    volume = _volume(settings, db, identity, image, clock, objectstore)
     network = _network(settings, db, identity, clock)
     compute = _compute(settings, db, identity, image, volume, network, clock)
     billing = _billing(settings, db, identity, clock)
