@@ -3,12 +3,15 @@ restores that give back the same bytes, dependents, quotas, microversions, isola
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree
+
+from defusedxml import ElementTree
 
 from .support import S3, Cloud
 from .test_volumes import (
@@ -72,9 +75,7 @@ def bucket_objects(cloud: Cloud, s3: S3, bucket: str) -> dict[str, int]:
     }
 
 
-def test_full_and_incremental_backups_restore_the_same_bytes(
-    cloud: Cloud, tmp_path: Path
-) -> None:
+def test_full_and_incremental_backups_restore_the_same_bytes(cloud: Cloud, tmp_path: Path) -> None:
     member = cloud.member()
     c = Cinder(cloud, member.token, member.project_id, member.id)
     volume_id = c.create(name="data")["id"]
@@ -234,3 +235,46 @@ def test_other_projects_and_readers(cloud: Cloud) -> None:
     cinder_error(r.post(f"/backups/{made['id']}/restore", {"restore": {}}), 403)
     cinder_error(r.delete(f"/backups/{made['id']}"), 403)
     assert show(c, made["id"])["status"] == "available"
+
+
+def test_restore_gives_back_the_volume_metadata(cloud: Cloud) -> None:
+    c = tenant(cloud)
+    volume_id = c.create(metadata={"tier": "gold"})["id"]
+    made = backup(c, volume_id)
+    restored = c.post(f"/backups/{made['id']}/restore", {"restore": {}})
+    assert restored.status_code == 202, restored.text
+    body = restored.json()["restore"]
+    assert body["volume_name"] == f"restore_backup_{made['id']}"
+    assert c.show(body["volume_id"])["metadata"] == {"tier": "gold"}
+
+
+def test_admin_exports_and_imports_a_backup_record(cloud: Cloud, tmp_path: Path) -> None:
+    c = tenant(cloud)
+    a = admin(cloud)
+    volume_id = c.create()["id"]
+    expected = fill(cloud, volume_id, tmp_path, {CHUNK: b"r"})
+    made = backup(c, volume_id)
+    cinder_error(c.get(f"/backups/{made['id']}/export_record"), 403)
+    exported = a.get(f"/backups/{made['id']}/export_record")
+    assert exported.status_code == 200, exported.text
+    record = exported.json()["backup-record"]
+    assert record["backup_service"].startswith("cinder.backup.drivers.")
+    cinder_error(c.post("/backups/import_record", {"backup-record": record}), 403)
+    bad = {"backup_service": record["backup_service"], "backup_url": "not base64!"}
+    cinder_error(a.post("/backups/import_record", {"backup-record": bad}), 400)
+    cinder_error(a.post("/backups/import_record", {"backup-record": record}), 400)  # exists
+
+    decoded = json.loads(base64.b64decode(record["backup_url"]))
+    new_id = str(uuid.uuid4())
+    forged = base64.b64encode(json.dumps({**decoded, "id": new_id}).encode()).decode()
+    imported = a.post(
+        "/backups/import_record",
+        {"backup-record": {"backup_service": record["backup_service"], "backup_url": forged}},
+    )
+    assert imported.status_code == 201, imported.text
+    assert imported.json()["backup"]["id"] == new_id
+    assert a.delete(f"/backups/{new_id}").status_code == 202  # owns none of the objects
+    restored = c.post(f"/backups/{made['id']}/restore", {"restore": {}})
+    assert restored.status_code == 202, restored.text
+    target = restored.json()["restore"]["volume_id"]
+    assert raw_hash(volume_file(cloud, target), tmp_path) == expected

@@ -292,6 +292,8 @@ VOLUME_RULES: dict[str, Rule] = {
     "volume:backup:restore": Rule.PROJECT_MEMBER,
     # reset status and force delete are backup actions: the service refuses them to non-admins
     "volume:backup:action": Rule.PROJECT_MEMBER,
+    "volume:backup:export_record": Rule.ADMIN,
+    "volume:backup:import_record": Rule.ADMIN,
     "volume:snapshot_metadata:list": Rule.PROJECT_READER,
     "volume:snapshot_metadata:show": Rule.PROJECT_READER,
     "volume:snapshot_metadata:update": Rule.PROJECT_MEMBER,

@@ -15,7 +15,7 @@ from souverain.openstack.auth import audit
 from souverain.openstack.body import member, read_json
 from souverain.openstack.microversion import microversion_of
 from souverain.openstack.routing import Edge, EdgeRoute
-from souverain.volume import backup_schemas, backup_views
+from souverain.volume import backup_records, backup_schemas, backup_views
 from souverain.volume import models as m
 from souverain.volume.api_common import Links, list_query, viewer
 from souverain.volume.service import VolumeService
@@ -36,6 +36,11 @@ class BackupApi:
             ),
             r("/v3/backups/detail", self.backups_detail, {"GET": "volume:backup:list"}),
             r(
+                "/v3/backups/import_record",
+                self.import_record,
+                {"POST": "volume:backup:import_record"},
+            ),
+            r(
                 "/v3/backups/{id}",
                 self.backup,
                 {
@@ -46,6 +51,11 @@ class BackupApi:
             ),
             r("/v3/backups/{id}/restore", self.restore, {"POST": "volume:backup:restore"}),
             r("/v3/backups/{id}/action", self.action, {"POST": "volume:backup:action"}),
+            r(
+                "/v3/backups/{id}/export_record",
+                self.export_record,
+                {"GET": "volume:backup:export_record"},
+            ),
         ]
 
     def _links(self, request: Request, row: m.VolumeBackup) -> list[dict[str, str]]:
@@ -138,3 +148,24 @@ class BackupApi:
         else:
             raise BadRequest(f"Invalid input received: unknown action {action[:64]!r}.")
         return Response(status_code=202)
+
+    async def export_record(self, request: Request, ctx: RequestContext) -> Response:
+        backup_id = request.path_params["id"]
+        record = await asyncio.to_thread(
+            backup_records.export_record, self.service.backups, ctx, backup_id
+        )
+        return JSONResponse({"backup-record": record})
+
+    async def import_record(self, request: Request, ctx: RequestContext) -> Response:
+        audit(request, "volume.backup.import_record", "backup", None)
+        record = member(await read_json(request), "backup-record")
+        row = await asyncio.to_thread(
+            backup_records.import_record,
+            self.service.backups,
+            ctx,
+            record.get("backup_service"),
+            record.get("backup_url"),
+        )
+        audit(request, "volume.backup.import_record", "backup", row.id)
+        body = {"id": row.id, "name": row.name, "links": self._links(request, row)}
+        return JSONResponse({"backup": body}, 201)

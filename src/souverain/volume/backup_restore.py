@@ -90,6 +90,7 @@ class BackupRestore:
             vol = s.get(m.Volume, volume_id)
             assert backup is not None and vol is not None
             chunks, container, vsize = list(backup.chunks), backup.container, vol.size
+            info = dict(backup.volume_info or {})
         backend = self.shared.backend
         raw = backend.temp_path(".raw")
         status, message = "available", None
@@ -105,11 +106,12 @@ class BackupRestore:
                 os.unlink(raw)
         now = self.shared.clock.now()
         with self.shared.db.session() as s:
-            s.execute(
-                update(m.Volume)
-                .where(m.Volume.id == volume_id)
-                .values(status=status, error_message=message, updated_at=now)
-            )
+            vol = s.get(m.Volume, volume_id)
+            assert vol is not None
+            vol.status, vol.error_message, vol.updated_at = status, message, now
+            if status == "available":  # the source volume's metadata and flag come back too
+                vol.meta = {**(vol.meta or {}), **info.get("metadata", {})}
+                vol.bootable = bool(info.get("bootable", vol.bootable))
             s.execute(
                 update(m.VolumeBackup)
                 .where(m.VolumeBackup.id == backup_id)

@@ -174,6 +174,7 @@ class Backups:
                 availability_zone=vol.availability_zone,
                 meta=dict(req.metadata),
                 chunks=[],
+                volume_info={"metadata": dict(vol.meta or {}), "bootable": vol.bootable},
                 object_count=0,
                 stored_bytes=0,
                 data_timestamp=now,
@@ -296,6 +297,7 @@ class Backups:
             "chunk_size": CHUNK_BYTES,
             "compression": "zlib",
             "volume_size_gib": row.size,
+            "volume_info": row.volume_info,
             "objects": [
                 {"offset": i * CHUNK_BYTES, "sha256": c[0], "object": c[1] or None}
                 for i, c in enumerate(chunks)

@@ -7,6 +7,7 @@ backend names after the row's id (ids are our own UUIDs, never a client's text).
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -157,6 +158,8 @@ class VolumeBackup(Base):
     availability_zone: Mapped[str | None] = mapped_column(String(64), nullable=True)
     meta: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
     chunks: Mapped[list[list[str]]] = mapped_column(JSON, default=list)
+    # the volume's metadata and bootable flag when backed up, given back on restore
+    volume_info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     object_count: Mapped[int] = mapped_column(Integer, default=0)
     stored_bytes: Mapped[int] = mapped_column(Integer, default=0)
     fail_reason: Mapped[str | None] = mapped_column(Text, nullable=True)

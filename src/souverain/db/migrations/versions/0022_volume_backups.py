@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("availability_zone", sa.String(length=64), nullable=True),
         sa.Column("metadata", sa.JSON(), nullable=False),
         sa.Column("chunks", sa.JSON(), nullable=False),
+        sa.Column("volume_info", sa.JSON(), nullable=False),
         sa.Column("object_count", sa.Integer(), nullable=False),
         sa.Column("stored_bytes", sa.Integer(), nullable=False),
         sa.Column("fail_reason", sa.Text(), nullable=True),
