@@ -174,6 +174,10 @@ class Platform:
                     log.info("aborted %d multipart upload(s) left unfinished too long", aborted)
             except Exception:  # the next round takes them again
                 log.exception("aborting expired multipart uploads failed; retrying")
+            try:  # bucket lifecycle rules, each bucket by the one process holding its lease
+                self.objectstore.run_lifecycle()
+            except Exception:  # the next round takes them again
+                log.exception("bucket lifecycle sweep failed; retrying")
             try:
                 self.objectstore.flush_meter()
             except Exception:  # what was noted is kept for the next round

@@ -10,7 +10,7 @@ from typing import Any
 with warnings.catch_warnings():
     # starlette nudges towards httpx2; httpx is what the project installs.
     warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient as TestClient
+    from starlette.testclient import TestClient as _StarletteTestClient
 
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -19,12 +19,24 @@ from botocore.credentials import Credentials
 from souverain import server
 from souverain.config import Settings, load_settings
 
+from .response_schemas import hold_to_reference
+
 ADMIN_PASSWORD = "admin-secret-Pa55word"
 LOCKOUT_ATTEMPTS = 3
 LOCKOUT_SECONDS = 600
 PASSWORD_MIN_LENGTH = 8
 DEFAULT_USER_PASSWORD = "user-Pa55word"
 MAX_BODY_BYTES = 64 * 1024
+
+
+class TestClient(_StarletteTestClient):
+    """Starlette's test client holding every JSON answer of an OpenStack API to its API
+    reference, at the negotiated microversion (response_schemas.py)."""
+
+    def request(self, method: str, url: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().request(method, url, *args, **kwargs)
+        hold_to_reference(response)
+        return response
 
 
 class SteppingClock:

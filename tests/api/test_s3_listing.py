@@ -33,9 +33,7 @@ def fresh_bucket(service: ObjectStoreService, keys: list[str]) -> BucketInfo:
     name = f"b{len(service.list_buckets(OWNER))}-list"
     bucket = service.create_bucket(OWNER, name, None)
     for key in keys:
-        service.put_object(
-            OWNER, bucket, key, NewObject(0, "d41d8cd98f00b204e9800998ecf8427e", []), False
-        )
+        service.put_object(OWNER, bucket, key, NewObject(0, "d41d8cd98f00b204e9800998ecf8427e", []))
     return bucket
 
 
@@ -104,8 +102,8 @@ def test_deleted_keys_vanish_from_listings_but_versions_remain(platform: server.
     service.set_versioning(bucket, "Enabled")
     bucket = service.bucket(bucket.name)
     empty = NewObject(0, "d41d8cd98f00b204e9800998ecf8427e", [])
-    first = service.put_object(OWNER, bucket, "k", empty, False)
-    second = service.put_object(OWNER, bucket, "k", empty, False)
+    first = service.put_object(OWNER, bucket, "k", empty)
+    second = service.put_object(OWNER, bucket, "k", empty)
     marker = service.delete_object(OWNER, bucket, "k")
     assert marker.delete_marker
     assert service.list_objects(bucket, "", "", "", 10).objects == []
@@ -126,7 +124,7 @@ def test_versions_page_through_with_key_and_version_markers(platform: server.Pla
     bucket = service.bucket(bucket.name)
     empty = NewObject(0, "d41d8cd98f00b204e9800998ecf8427e", [])
     made = [
-        (key, service.put_object(OWNER, bucket, key, empty, False).version_id)
+        (key, service.put_object(OWNER, bucket, key, empty).version_id)
         for key in ("a", "b", "a", "c", "b", "a")
     ]
     expected = sorted(made, key=lambda kv: (kv[0], -made.index(kv)))
@@ -184,7 +182,7 @@ def test_paged_version_listing_equals_the_model_across_query_batches(
     service.set_versioning(bucket, "Enabled")
     bucket = service.bucket(bucket.name)
     empty = NewObject(0, "d41d8cd98f00b204e9800998ecf8427e", [])
-    written = [(k, service.put_object(OWNER, bucket, k, empty, False).version_id) for k in keys]
+    written = [(k, service.put_object(OWNER, bucket, k, empty).version_id) for k in keys]
     seen: list[tuple[str, str]] = []
     key_marker = version_marker = ""
     with pytest.MonkeyPatch.context() as patch:

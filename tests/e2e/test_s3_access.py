@@ -303,36 +303,6 @@ def test_acl_documents_name_the_owner_and_the_public_grant(s3: Any, owner: Tenan
     assert bucket_acl["Grants"] == [full_control, public_read]
 
 
-def test_canned_acls_beyond_private_and_public_read_are_not_implemented(s3: Any) -> None:
-    bucket = new_bucket(s3, "acl-unsupported")
-
-    assert s3_error(s3.put_object, Bucket=bucket, Key="k", Body=b"x", ACL="public-read-write") == (
-        "NotImplemented",
-        501,
-    )
-    assert s3_error(s3.head_object, Bucket=bucket, Key="k") == ("404", 404)
-    assert s3_error(s3.create_bucket, Bucket=unique("rw"), ACL="public-read-write") == (
-        "NotImplemented",
-        501,
-    )
-
-
-def test_acl_grant_headers_are_not_implemented_rather_than_ignored(s3: Any) -> None:
-    bucket = new_bucket(s3, "acl-grants")
-    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
-    everyone = 'uri="http://acs.amazonaws.com/groups/global/AllUsers"'
-
-    assert s3_error(s3.put_object_acl, Bucket=bucket, Key="k", GrantRead=everyone) == (
-        "NotImplemented",
-        501,
-    )
-    assert s3_error(s3.put_object, Bucket=bucket, Key="granted", Body=b"x", GrantRead=everyone) == (
-        "NotImplemented",
-        501,
-    )
-    assert s3_error(s3.head_object, Bucket=bucket, Key="granted") == ("404", 404)
-
-
 # ---------------------------------------------------------------------- bucket policies
 
 

@@ -125,15 +125,6 @@ def test_bucket_in_another_region_is_refused_and_not_created(s3: Any) -> None:
     assert name not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
 
 
-def test_bucket_with_object_lock_is_refused_not_created_unprotected(s3: Any) -> None:
-    name = unique("worm")
-
-    code = s3_error(s3.create_bucket, Bucket=name, ObjectLockEnabledForBucket=True)
-
-    assert code == ("NotImplemented", 501)
-    assert s3_error(s3.head_bucket, Bucket=name) == ("404", 404)
-
-
 def test_bucket_tags_are_stored_replaced_and_removed(s3: Any) -> None:
     name = new_bucket(s3, "tagged")
     assert s3_error(s3.get_bucket_tagging, Bucket=name) == ("NoSuchTagSet", 404)
@@ -177,30 +168,10 @@ def test_bucket_versioning_starts_unset_and_follows_the_configuration(s3: Any) -
 
 
 UNSUPPORTED_CALLS: list[tuple[str, dict[str, Any]]] = [
-    (
-        "put_bucket_lifecycle_configuration",
-        {
-            "LifecycleConfiguration": {
-                "Rules": [
-                    {
-                        "ID": "expire",
-                        "Status": "Enabled",
-                        "Filter": {"Prefix": "tmp/"},
-                        "Expiration": {"Days": 1},
-                    }
-                ]
-            }
-        },
-    ),
-    ("get_bucket_lifecycle_configuration", {}),
     ("get_bucket_website", {}),
     (
         "put_bucket_website",
         {"WebsiteConfiguration": {"IndexDocument": {"Suffix": "index.html"}}},
-    ),
-    (
-        "put_object_lock_configuration",
-        {"ObjectLockConfiguration": {"ObjectLockEnabled": "Enabled"}},
     ),
     ("get_bucket_encryption", {}),
     (
@@ -211,17 +182,9 @@ UNSUPPORTED_CALLS: list[tuple[str, dict[str, Any]]] = [
             }
         },
     ),
-    ("get_public_access_block", {}),
-    (
-        "put_public_access_block",
-        {"PublicAccessBlockConfiguration": {"BlockPublicAcls": True}},
-    ),
     ("get_bucket_logging", {}),
     ("get_bucket_notification_configuration", {}),
     ("get_bucket_replication", {}),
-    ("get_object_attributes", {"Key": "k", "ObjectAttributes": ["ETag", "ObjectSize"]}),
-    ("get_object_retention", {"Key": "k"}),
-    ("get_object_legal_hold", {"Key": "k"}),
     ("restore_object", {"Key": "k", "RestoreRequest": {"Days": 1}}),
 ]
 

@@ -357,6 +357,58 @@ def test_aws_s3api_multipart_upload_by_hand(account: S3Account, tmp_path: Path) 
     assert account.boto.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+def test_aws_s3api_object_lock_keeps_a_backup_from_deletion(
+    account: S3Account, tmp_path: Path
+) -> None:
+    bucket = unique("cli-worm")
+    account.aws_ok("s3api", "create-bucket", "--bucket", bucket, "--object-lock-enabled-for-bucket")
+    rule = {
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}},
+    }
+    account.aws_ok(
+        "s3api",
+        "put-object-lock-configuration",
+        "--bucket",
+        bucket,
+        "--object-lock-configuration",
+        json.dumps(rule),
+    )
+    assert account.aws_json("s3api", "get-object-lock-configuration", "--bucket", bucket) == {
+        "ObjectLockConfiguration": rule
+    }
+    (tmp_path / "backup.tar").write_bytes(b"nightly backup")
+    account.aws_ok("s3", "cp", str(tmp_path / "backup.tar"), f"s3://{bucket}/backup.tar")
+    retention = account.aws_json(
+        "s3api", "get-object-retention", "--bucket", bucket, "--key", "backup.tar"
+    )["Retention"]
+    assert retention["Mode"] == "GOVERNANCE"
+    version = account.aws_json("s3api", "head-object", "--bucket", bucket, "--key", "backup.tar")[
+        "VersionId"
+    ]
+
+    refused = account.aws(
+        "s3api", "delete-object", "--bucket", bucket, "--key", "backup.tar", "--version-id", version
+    )
+
+    assert refused.returncode != 0
+    assert "AccessDenied" in refused.stderr
+    account.aws_ok(
+        "s3api",
+        "put-object-legal-hold",
+        "--bucket",
+        bucket,
+        "--key",
+        "backup.tar",
+        "--legal-hold",
+        "Status=ON",
+    )
+    held = account.aws_json(
+        "s3api", "get-object-legal-hold", "--bucket", bucket, "--key", "backup.tar"
+    )
+    assert held == {"LegalHold": {"Status": "ON"}}
+
+
 def test_aws_s3_presign_url_is_fetched_without_credentials(account: S3Account) -> None:
     bucket = account.new_bucket("awspresign")
     data = os.urandom(4096)

@@ -391,6 +391,10 @@ BY_PLACE: dict[tuple[str, str], str] = {
     ("accounts", "id"): "account",
     ("roles", "user"): "user",
     ("images", "image_id"): "image",
+    ("roles", "prior_role_id"): "role",
+    ("projects", "project_id"): "project",
+    ("endpoints", "endpoint_id"): "endpoint",
+    ("implies", "implied_role_id"): "role",
 }
 BY_NAME: dict[str, str] = {
     "user_id": "user",
@@ -409,6 +413,7 @@ LITERALS: dict[tuple[str, str], str] = {
     ("volume-transfers", "id"): "00000000-0000-0000-0000-000000000000",
     ("extensions", "alias"): "router",
     ("schemas", "name"): "image",
+    ("metadefs", "name"): "namespace",
     ("messages", "id"): "00000000-0000-0000-0000-000000000000",
     ("invoices", "id"): "00000000-0000-0000-0000-000000000000",
     ("actions", "action"): "nothing",
@@ -418,6 +423,14 @@ LITERALS: dict[tuple[str, str], str] = {
     ("os-extra_specs", "key"): "k",
     ("extra_specs", "key"): "k",
     ("{user}", "role"): "viewer",  # a billing account role
+    ("tasks", "task_id"): "00000000-0000-0000-0000-000000000000",
+    ("trusts", "trust_id"): "no-such-trust",
+    ("endpoint_groups", "endpoint_group_id"): "no-such-group",
+    ("namespaces", "namespace"): "OS::Nothing",
+    ("objects", "name"): "nothing",
+    ("properties", "name"): "nothing",
+    ("tags", "name"): "nothing",
+    ("resource_types", "name"): "nothing",
 }
 PARAM = re.compile(r"\{(\w+)\}")
 

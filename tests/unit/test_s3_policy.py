@@ -176,7 +176,7 @@ def test_wildcards_are_literal_except_star_and_question_mark() -> None:
                     "Principal": "*",
                     "Action": "s3:GetObject",
                     "Resource": "arn:aws:s3:::data/*",
-                    "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}},
+                    "Condition": {"ArnLike": {"aws:SourceArn": "arn:aws:sns:*"}},
                 }
             ),
             "not supported",

@@ -249,13 +249,13 @@ def test_upload_to_image_only_from_available(
     assert _status(service, volume_id) == status
 
 
-def test_snapshot_of_an_in_use_volume_needs_force(
+def test_snapshot_of_an_in_use_volume_refused_with_force_false(
     service: VolumeService, project: RequestContext
 ) -> None:
     volume_id = _volume(service, project)
     _set_status(service, volume_id, "in-use")
-    with pytest.raises(BadRequest, match="needs force=true"):
-        service.snapshots.create(project, schemas.SnapshotCreate(volume_id=volume_id))
+    with pytest.raises(BadRequest, match="force=false was sent"):
+        service.snapshots.create(project, schemas.SnapshotCreate(volume_id=volume_id, force=False))
     forced = service.snapshots.create(
         project, schemas.SnapshotCreate(volume_id=volume_id, force=True)
     )

@@ -66,6 +66,19 @@ IDENTITY_RULES: dict[str, Rule] = {
     "identity:create_endpoint": Rule.ADMIN,
     "identity:update_endpoint": Rule.ADMIN,
     "identity:delete_endpoint": Rule.ADMIN,
+    # endpoint filters (OS-EP-FILTER): what runs the cloud, so its administrators only
+    "identity:list_endpoint_groups": Rule.ADMIN,
+    "identity:get_endpoint_group": Rule.ADMIN,
+    "identity:create_endpoint_group": Rule.ADMIN,
+    "identity:update_endpoint_group": Rule.ADMIN,
+    "identity:delete_endpoint_group": Rule.ADMIN,
+    "identity:list_endpoints_associated_with_endpoint_group": Rule.ADMIN,
+    "identity:list_projects_for_endpoint": Rule.ADMIN,
+    "identity:add_endpoint_to_project": Rule.ADMIN,
+    "identity:check_endpoint_in_project": Rule.ADMIN,
+    "identity:remove_endpoint_from_project": Rule.ADMIN,
+    "identity:list_endpoints_for_project": Rule.ADMIN,
+    "identity:list_endpoint_groups_for_project": Rule.ADMIN,
     # projects: readers see their own, admins manage all
     "identity:list_projects": Rule.READER,
     "identity:get_project": Rule.READER,
@@ -73,6 +86,12 @@ IDENTITY_RULES: dict[str, Rule] = {
     "identity:update_project": Rule.ADMIN,
     "identity:delete_project": Rule.ADMIN,
     "identity:list_user_projects": Rule.OWNER_READ,
+    "identity:list_project_tags": Rule.READER,
+    "identity:get_project_tag": Rule.READER,
+    "identity:update_project_tags": Rule.ADMIN,
+    "identity:create_project_tag": Rule.ADMIN,
+    "identity:delete_project_tag": Rule.ADMIN,
+    "identity:delete_project_tags": Rule.ADMIN,
     # users and groups: readers see the people of their own project
     "identity:list_users": Rule.READER,
     "identity:get_user": Rule.READER,
@@ -97,6 +116,13 @@ IDENTITY_RULES: dict[str, Rule] = {
     "identity:update_role": Rule.ADMIN,
     "identity:delete_role": Rule.ADMIN,
     "identity:list_role_assignments": Rule.READER,
+    # implied roles: fixed rules (admin implies member, member implies reader) and those
+    # administrators add
+    "identity:list_role_inference_rules": Rule.READER,
+    "identity:list_implied_roles": Rule.READER,
+    "identity:get_implied_role": Rule.READER,
+    "identity:create_implied_role": Rule.ADMIN,
+    "identity:delete_implied_role": Rule.ADMIN,
     "identity:list_grants": Rule.READER,
     "identity:check_grant": Rule.READER,
     "identity:create_grant": Rule.ADMIN,
@@ -116,6 +142,13 @@ IDENTITY_RULES: dict[str, Rule] = {
     "identity:ec2_create_credential": Rule.OWNER_WRITE,
     "identity:ec2_delete_credential": Rule.OWNER_WRITE,
     # tokens, and what a token gives its bearer (the service refuses another user's token)
+    # trusts: the service lets in their trustor, trustee and admins only
+    "identity:list_trusts": Rule.ANYONE_AUTHENTICATED,
+    "identity:get_trust": Rule.ANYONE_AUTHENTICATED,
+    "identity:create_trust": Rule.ANYONE_AUTHENTICATED,
+    "identity:delete_trust": Rule.ANYONE_AUTHENTICATED,
+    "identity:list_roles_for_trust": Rule.ANYONE_AUTHENTICATED,
+    "identity:get_role_for_trust": Rule.ANYONE_AUTHENTICATED,
     "identity:validate_token": Rule.ANYONE_AUTHENTICATED,
     "identity:revoke_token": Rule.ANYONE_AUTHENTICATED,
     "identity:get_auth_catalog": Rule.ANYONE_AUTHENTICATED,
@@ -354,6 +387,19 @@ IMAGE_RULES: dict[str, Rule] = {
     "image:member:update": Rule.PROJECT_MEMBER,
     "image:member:delete": Rule.PROJECT_MEMBER,
     "image:schema:show": Rule.ANYONE_AUTHENTICATED,
+    # interoperable import: stage data, import it, read the tasks that record it
+    "image:info:show": Rule.ANYONE_AUTHENTICATED,
+    "image:image:stage": Rule.PROJECT_MEMBER,
+    "image:image:import": Rule.PROJECT_MEMBER,
+    "image:task:list": Rule.PROJECT_READER,
+    "image:task:show": Rule.PROJECT_READER,
+    # metadata definitions: read by any project's reader (private ones by their owner's),
+    # written by cloud administrators only
+    "image:metadef:list": Rule.PROJECT_READER,
+    "image:metadef:show": Rule.PROJECT_READER,
+    "image:metadef:create": Rule.ADMIN,
+    "image:metadef:update": Rule.ADMIN,
+    "image:metadef:delete": Rule.ADMIN,
 }
 
 

@@ -25,7 +25,11 @@ from souverain.common.middleware import state_of
 from souverain.common.pagination import paginate
 from souverain.identity import schemas as sc
 from souverain.identity import views
-from souverain.identity.service import IdentityService
+from souverain.identity.api_endpoint_filter import EndpointFilterApi
+from souverain.identity.api_project_tags import ProjectTagApi
+from souverain.identity.api_trusts import TrustApi
+from souverain.identity.assignments import INHERIT_DOMAIN, INHERIT_PROJECT
+from souverain.identity.service import IdentityService, TokenView
 from souverain.openstack.auth import audit
 from souverain.openstack.body import member, read_json, validated
 from souverain.openstack.faults import ErrorLayer, render_error
@@ -33,6 +37,7 @@ from souverain.openstack.links import base_url
 from souverain.openstack.query import parse_flag, parse_limit
 from souverain.openstack.routing import Edge, EdgeRoute, Endpoint
 
+TAG_FILTERS = ("tags", "tags-any", "not-tags", "not-tags-any")
 ASSIGNMENT_FILTERS = ("user.id", "group.id", "role.id", "scope.project.id", "scope.domain.id")
 
 
@@ -86,7 +91,7 @@ def cruds(s: IdentityService) -> list[Crud]:
              s.create_domain, s.update_domain, s.delete_domain, bool_filters=("enabled",)),
         Crud("projects", "project", sc.ProjectCreate, sc.ProjectUpdate, s.list_projects,
              s.get_project, s.create_project, s.update_project, s.delete_project,
-             filters=("name", "domain_id", "parent_id"), bool_filters=("enabled",)),
+             filters=("name", "domain_id", "parent_id", *TAG_FILTERS), bool_filters=("enabled",)),
         Crud("users", "user", sc.UserCreate, sc.UserUpdate, s.list_users, s.get_user,
              s.create_user, s.update_user, s.delete_user, filters=("name", "domain_id"),
              bool_filters=("enabled",), slow_write=True),
@@ -136,11 +141,20 @@ TOKEN_CHECKS = {
     "HEAD": "identity:validate_token",
     "DELETE": "identity:revoke_token",
 }
-GRANT_TARGETS = {"projects": "project", "domains": "domain", "system": "system"}
+GRANT_TARGETS = {
+    "projects": "project",
+    "domains": "domain",
+    "system": "system",
+    # OS-INHERIT: granted on a domain or project, held on the projects under it
+    "inherited_domains": INHERIT_DOMAIN,
+    "inherited_projects": INHERIT_PROJECT,
+}
 GRANT_PATHS = {
     "projects": "projects/{target_id}",
     "domains": "domains/{target_id}",
     "system": "system",
+    "inherited_domains": "OS-INHERIT/domains/{target_id}",
+    "inherited_projects": "OS-INHERIT/projects/{target_id}",
 }
 TOKENS_PATH = "/v3/auth/tokens"
 
@@ -223,16 +237,27 @@ class IdentityApi:
             r("/v3/groups/{group_id}/users/{user_id}", self.group_member, GROUP_MEMBER),
             r("/v3/role_assignments", self.role_assignments,
               {"GET": "identity:list_role_assignments"}),
+            r("/v3/role_inferences", self.role_inferences,
+              {"GET": "identity:list_role_inference_rules"}),
+            r("/v3/roles/{prior_role_id}/implies", self.implied_roles,
+              {"GET": "identity:list_implied_roles"}),
+            r("/v3/roles/{prior_role_id}/implies/{implied_role_id}", self.implied_role,
+              {"GET": "identity:get_implied_role", "HEAD": "identity:get_implied_role",
+               "PUT": "identity:create_implied_role", "DELETE": "identity:delete_implied_role"}),
             r("/v3/users/{user_id}/application_credentials", self.app_creds, APP_CREDS),
             r("/v3/users/{user_id}/application_credentials/{cred_id}", self.app_cred, APP_CRED),
             r("/v3/users/{user_id}/credentials/OS-EC2", self.ec2s, EC2S),
             r("/v3/users/{user_id}/credentials/OS-EC2/{access}", self.ec2, EC2),
         ]  # fmt: skip
         for target, path in GRANT_PATHS.items():
+            tail = "/inherited_to_projects" if target.startswith("inherited") else ""
             for actor in ("users", "groups"):
                 base = f"/v3/{path}/{actor}/{{actor_id}}/roles"
-                routes.append(r(base, self._grants(target, actor), GRANTS))
-                routes.append(r(base + "/{role_id}", self._grant(target, actor), GRANT))
+                routes.append(r(base + tail, self._grants(target, actor), GRANTS))
+                routes.append(r(f"{base}/{{role_id}}{tail}", self._grant(target, actor), GRANT))
+        routes.extend(TrustApi(self.service, self.base).routes(self.edge))
+        routes.extend(ProjectTagApi(self.service.project_tags).routes(self.edge))
+        routes.extend(EndpointFilterApi(self.service.endpoint_filter, self.base).routes(self.edge))
         for crud in cruds(self.service):
             path = f"/v3/{crud.collection}"
             routes.append(r(path, self._collection(crud), crud.collection_actions()))
@@ -250,8 +275,10 @@ class IdentityApi:
 
     # -------------------------------------------------------------- tokens
 
-    def _catalog(self, request: Request) -> list[dict[str, Any]] | None:
-        return None if "nocatalog" in request.query_params else self.service.catalog()
+    def _catalog(self, request: Request, view: TokenView) -> list[dict[str, Any]] | None:
+        if "nocatalog" in request.query_params:
+            return None
+        return self.service.catalog(view.payload.project_id)
 
     async def tokens(self, request: Request, ctx: RequestContext) -> Response:
         subject = request.headers.get("x-subject-token")
@@ -272,7 +299,7 @@ class IdentityApi:
         headers = {"X-Subject-Token": subject}
         if request.method == "HEAD":
             return Response(status_code=200, headers=headers)
-        return JSONResponse(views.token_body(view, self._catalog(request)), headers=headers)
+        return JSONResponse(views.token_body(view, self._catalog(request, view)), headers=headers)
 
     async def issue_token(self, request: Request) -> Response:
         body = await read_json(request)
@@ -289,7 +316,7 @@ class IdentityApi:
         }
         audit(request, "identity.token.issue", "token", view.payload.audit_ids[0])
         return JSONResponse(
-            views.token_body(view, self._catalog(request)),
+            views.token_body(view, self._catalog(request, view)),
             status_code=201,
             headers={"X-Subject-Token": view.token},
         )
@@ -326,7 +353,7 @@ class IdentityApi:
         if ctx.scope_label == "unscoped":
             raise Forbidden("An unscoped token has no catalog; request a project-scoped token.")
         return JSONResponse(
-            {"catalog": self.service.catalog(), "links": {"self": str(request.url)}}
+            {"catalog": self.service.catalog(ctx.project_id), "links": {"self": str(request.url)}}
         )
 
     async def auth_projects(self, request: Request, ctx: RequestContext) -> Response:
@@ -461,9 +488,58 @@ class IdentityApi:
         include_names = (
             parse_flag("include_names", q.get("include_names")) if "include_names" in q else False
         )
-        items = self.service.list_role_assignments(ctx, filters, effective, include_names)
+        # Keystone's effective listing holds the implied roles too; include_implied asks
+        # for them without expanding groups and inherited grants
+        include_implied = effective or (
+            parse_flag("include_implied", q.get("include_implied"))
+            if "include_implied" in q
+            else False
+        )
+        items = self.service.list_role_assignments(
+            ctx, filters, effective, include_names, include_implied
+        )
         items = views.with_assignment_links(self.base(request), items)
         return _unpaged(request, "role_assignments", items)
+
+    # -------------------------------------------------------------- implied roles
+
+    async def role_inferences(self, request: Request, ctx: RequestContext) -> Response:
+        base = self.base(request)
+        rules = self.service.roles.list_inferences(ctx)
+        body: dict[str, Any] = {
+            "role_inferences": [views.role_inference(base, p, i) for p, i in rules],
+            "links": {"self": str(request.url), "previous": None, "next": None},
+        }
+        return JSONResponse(body)
+
+    async def implied_roles(self, request: Request, ctx: RequestContext) -> Response:
+        prior_id = request.path_params["prior_role_id"]
+        rules = self.service.roles.list_inferences(ctx, prior_id)
+        if not rules:
+            raise NotFound(f"Role {prior_id} implies no other role.")
+        prior, implied = rules[0]
+        return JSONResponse(
+            {"role_inference": views.role_inference(self.base(request), prior, implied)}
+        )
+
+    async def implied_role(self, request: Request, ctx: RequestContext) -> Response:
+        prior_id = request.path_params["prior_role_id"]
+        implied_id = request.path_params["implied_role_id"]
+        if request.method == "PUT":
+            audit(request, "identity.implied_role.create", "role", prior_id)
+            prior, implied = self.service.roles.create_inference(ctx, prior_id, implied_id)
+            inference = views.role_inference(self.base(request), prior, implied)
+            return JSONResponse({"role_inference": inference}, status_code=201)
+        if request.method == "DELETE":
+            audit(request, "identity.implied_role.delete", "role", prior_id)
+            self.service.roles.delete_inference(ctx, prior_id, implied_id)
+            return Response(status_code=204)
+        rules = self.service.roles.list_inferences(ctx, prior_id)
+        found = [r for _, implied in rules for r in implied if r["id"] == implied_id]
+        if not found:
+            raise NotFound(f"Could not find implied role: {prior_id} does not imply {implied_id}.")
+        inference = views.role_inference(self.base(request), rules[0][0], found[0])
+        return JSONResponse({"role_inference": inference})
 
     # -------------------------------------------------------------- application credentials
 
@@ -475,6 +551,7 @@ class IdentityApi:
             return self.listing(request, "application_credentials", items, collection)
         kind = "application_credential"
         audit(request, "identity.application_credential.create", kind, None)
+        self._refuse_trust_token(request, "an application credential")
         data = validated(sc.AppCredCreate, member(await read_json(request), kind), kind)
         ref = await run_in_threadpool(self.service.create_app_cred, ctx, user_id, data)
         audit(request, "identity.application_credential.create", kind, ref["id"])
@@ -491,6 +568,12 @@ class IdentityApi:
         collection = f"users/{user_id}/application_credentials"
         return JSONResponse({kind: self.linked(request, collection, ref)})
 
+    def _refuse_trust_token(self, request: Request, what: str) -> None:
+        """A delegation must not outlive its trust: no credential made with a trust token."""
+        view = self.service.validate(request.headers.get("x-auth-token", ""))
+        if view is not None and view.payload.trust_id is not None:
+            raise Forbidden(f"A trust-scoped token cannot create {what}.")
+
     # -------------------------------------------------------------- EC2 credentials
 
     async def ec2s(self, request: Request, ctx: RequestContext) -> Response:
@@ -499,6 +582,7 @@ class IdentityApi:
         if request.method == "GET":
             return _unpaged(request, "credentials", self.service.ec2_list(ctx, user_id, base))
         audit(request, "identity.ec2_credential.create", "credential", None)
+        self._refuse_trust_token(request, "an EC2 credential")
         data = validated(sc.Ec2Create, await read_json(request), "")
         ref = self.service.ec2_create(ctx, user_id, data["tenant_id"], base)
         audit(request, "identity.ec2_credential.create", "credential", ref["access"])

@@ -29,6 +29,12 @@ from souverain.identity import models as m
 
 # (actor_type, actor_id, target_type, target_id, role_id, via_group)
 Item = tuple[str, str, str, str, str, str | None]
+# OS-INHERIT: target types of grants held on the projects under a domain or a project
+# (a project's subtree, not the project itself)
+INHERIT_DOMAIN = "inherit:domain"
+INHERIT_PROJECT = "inherit:project"
+INHERITED = (INHERIT_DOMAIN, INHERIT_PROJECT)
+_PROJECT_TARGETS = ("project", INHERIT_PROJECT)
 
 
 def held_by(user_id: str, effective: bool) -> ColumnElement[bool]:
@@ -55,6 +61,16 @@ def role_ids_on(user_id: str, target_type: str, target_id: str) -> CompoundSelec
     return union_all(direct, via_groups)
 
 
+def role_ids_inherited(user_id: str, targets: Sequence[tuple[str, str]]) -> CompoundSelect[str]:
+    """The role ids the user holds, directly or through its groups, on any of `targets`."""
+    a = m.Assignment
+    on = or_(*(and_(a.target_type == t, a.target_id == i) for t, i in targets))
+    groups = select(m.GroupMember.group_id).where(m.GroupMember.user_id == user_id)
+    direct = select(a.role_id).where(a.actor_type == "user", a.actor_id == user_id, on)
+    via_groups = select(a.role_id).where(a.actor_type == "group", a.actor_id.in_(groups), on)
+    return union_all(direct, via_groups)
+
+
 def on_target(target_type: str, target_id: str | None) -> ColumnElement[bool]:
     a = m.Assignment
     if target_id is None:
@@ -62,9 +78,14 @@ def on_target(target_type: str, target_id: str | None) -> ColumnElement[bool]:
     return and_(a.target_type == target_type, a.target_id == target_id)
 
 
-def narrowing(filters: Mapping[str, Any], effective: bool) -> list[ColumnElement[bool]]:
+def narrowing(
+    filters: Mapping[str, Any],
+    effective: bool,
+    inheriting: Sequence[tuple[str, str]] = (),
+) -> list[ColumnElement[bool]]:
     """SQL conditions every listed assignment meets: a superset of the filters' answer
-    (with `effective`, a group's row stands for its members until it is expanded)."""
+    (with `effective`, a group's row stands for its members until it is expanded, and an
+    OS-INHERIT grant on one of `inheriting` for the filtered project's)."""
     a = m.Assignment
     found: list[ColumnElement[bool]] = []
     if "user.id" in filters:
@@ -75,7 +96,10 @@ def narrowing(filters: Mapping[str, Any], effective: bool) -> list[ColumnElement
         found.append(a.role_id == str(filters["role.id"]))
     for kind in ("project", "domain"):
         if f"scope.{kind}.id" in filters:
-            found.append(on_target(kind, str(filters[f"scope.{kind}.id"])))
+            here = on_target(kind, str(filters[f"scope.{kind}.id"]))
+            if kind == "project" and inheriting:
+                here = or_(here, *(on_target(t, i) for t, i in inheriting))
+            found.append(here)
     if "scope.system" in filters:
         found.append(a.target_type == "system")
     return found
@@ -145,9 +169,11 @@ def names_for(s: Session, items: Sequence[Item]) -> Names:
         roles=_by_id(s, m.Role, (i[4] for i in items)),
         users=_by_id(s, m.User, (i[1] for i in items if i[0] == "user")),
         groups=_by_id(s, m.Group, (i[1] for i in items if i[0] == "group")),
-        projects=_by_id(s, m.Project, (i[3] for i in items if i[2] == "project")),
+        projects=_by_id(
+            s, m.Project, (i[3] for i in items if i[2] in ("project", INHERIT_PROJECT))
+        ),
     )
-    domain_ids = [i[3] for i in items if i[2] == "domain"]
+    domain_ids = [i[3] for i in items if i[2] in ("domain", INHERIT_DOMAIN)]
     domain_ids += [u.domain_id for u in names.users.values()]
     domain_ids += [g.domain_id for g in names.groups.values()]
     domain_ids += [p.domain_id for p in names.projects.values()]
@@ -163,6 +189,11 @@ def assignment_ref(item: Item, names: Names | None) -> dict[str, Any]:
     scope: dict[str, Any]
     if target_type == "system":
         scope = {"system": {"all": True}}
+    elif target_type in INHERITED:
+        scope = {
+            target_type.split(":")[1]: {"id": target_id},
+            "OS-INHERIT:inherited_to": "projects",
+        }
     else:
         scope = {target_type: {"id": target_id}}
     if names is not None:
@@ -186,6 +217,8 @@ def _add_names(
     if obj is not None:
         actor["name"] = obj.name
         actor["domain"] = {"id": obj.domain_id, "name": _domain_name(names, obj.domain_id)}
+    if target_type in INHERITED:
+        target_type = target_type.split(":")[1]
     if target_type == "project":
         p = names.projects.get(target_id)
         if p is not None:

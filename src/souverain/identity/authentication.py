@@ -28,13 +28,17 @@ from souverain.identity.tokens import (
     TokenPayload,
     new_audit_id,
 )
+from souverain.identity.trusts import TrustGrant, Trusts
+
+TRUST_SCOPE = "OS-TRUST:trust"
 
 
 class Authentication:
     """Issues and validates tokens; a view is cached until identity data changes."""
 
-    def __init__(self, core: IdentityCore) -> None:
+    def __init__(self, core: IdentityCore, trusts: Trusts) -> None:
         self.core = core
+        self.trusts = trusts
         self._scope_cache: dict[tuple[str, str], tuple[int, Scope]] = {}
 
     # ------------------------------------------------------------------ login
@@ -73,6 +77,8 @@ class Authentication:
             inherited = parent.payload.methods
             if parent.payload.app_cred_id:
                 app_cred_id = parent.payload.app_cred_id
+            if parent.payload.trust_id:
+                raise Forbidden("A trust-scoped token cannot be re-scoped.")
         elif method == "application_credential":
             user_id, app_cred_id, project_id, cred_expiry = self._auth_app_cred(
                 identity["application_credential"]
@@ -87,7 +93,13 @@ class Authentication:
                 expires = cred_expiry
         else:
             raise Unauthorized(f"Attempted to authenticate with an unsupported method: {method}.")
-        scope = self._resolve_scope(user_id, scope_req)
+        grant = self._trust_grant(user_id, scope_req, app_cred_id)
+        if grant is not None:
+            user_id, scope = grant.user_id, Scope(project_id=grant.project_id)
+            if grant.expires_at is not None and grant.expires_at < expires:
+                expires = grant.expires_at
+        else:
+            scope = self._resolve_scope(user_id, scope_req)
         if app_cred_id and method == "token":
             scope_expected = self._app_cred_project(app_cred_id)
             if scope.project_id != scope_expected:
@@ -103,12 +115,23 @@ class Authentication:
             domain_id=scope.domain_id,
             system=scope.system,
             app_cred_id=app_cred_id,
+            trust_id=grant.trust_id if grant else None,
         )
         token = self.core.tokens.issue(payload)
         view = self._view(token, payload)
         if view is None:
             raise Unauthorized(INVALID_CREDENTIALS)
         return view
+
+    def _trust_grant(
+        self, user_id: str, scope_req: Any, app_cred_id: str | None
+    ) -> TrustGrant | None:
+        """The trust a token is asked to be scoped to (OS-TRUST:trust), if any."""
+        if not (isinstance(scope_req, dict) and TRUST_SCOPE in scope_req):
+            return None
+        if app_cred_id:
+            raise Forbidden("An application credential cannot use a trust.")
+        return self.trusts.grant(user_id, scope_req[TRUST_SCOPE])
 
     def _auth_password(self, body: Any) -> str:
         user_ref = body.get("user") if isinstance(body, dict) else None
@@ -274,8 +297,6 @@ class Authentication:
                 if not self.core.role_ids_on(s, user_id, "system", "all"):
                     raise Unauthorized("The user has no role on the system.")
                 return Scope(system=True)
-            if kind == "OS-TRUST:trust":
-                raise Unauthorized("Trusts are not supported.")
         raise BadRequest(f"unknown scope {kind!r}; use project, domain or system")
 
     # ------------------------------------------------------------------ validation and revocation
@@ -297,6 +318,7 @@ class Authentication:
             payload.domain_id,
             payload.system,
             payload.app_cred_id,
+            payload.trust_id,
         )
         resolved = self.core.resolved.get(key)
         if resolved is None or resolved.generation != self.core.generation:
@@ -315,6 +337,7 @@ class Authentication:
             project=resolved.project,
             domain=resolved.domain,
             app_cred=resolved.app_cred,
+            trust=resolved.trust,
         )
 
     def _resolve(self, payload: TokenPayload) -> ResolvedToken:
@@ -336,7 +359,7 @@ class Authentication:
                 "domain": {"id": user_domain.id, "name": user_domain.name},
                 "password_expires_at": None,
             }
-            project_ref = domain_ref = app_ref = None
+            project_ref = domain_ref = app_ref = trust_ref = None
             role_ids: set[str] = set()
             if payload.project_id:
                 project = s.get(m.Project, payload.project_id)
@@ -351,6 +374,11 @@ class Authentication:
                     "domain": {"id": pdomain.id, "name": pdomain.name},
                 }
                 role_ids = self.core.role_ids_on(s, user.id, "project", project.id)
+                if payload.trust_id:
+                    try:
+                        role_ids, trust_ref = self.trusts.resolve(s, payload.trust_id, user.id)
+                    except Unauthorized as exc:
+                        return fail(str(exc))
             elif payload.domain_id:
                 domain = s.get(m.Domain, payload.domain_id)
                 if domain is None or not domain.enabled:
@@ -371,6 +399,8 @@ class Authentication:
             if scoped and not role_ids:
                 return fail("no role left on the scope")
             roles = self.core.expand_implied(s, self.core.roles_by_ids(s, sorted(role_ids)))
+            # a domain-specific role only implies others: tokens carry global roles
+            roles = [r for r in roles if r.domain_id is None]
             return ResolvedToken(
                 generation,
                 user_ref,
@@ -379,6 +409,7 @@ class Authentication:
                 project_ref,
                 domain_ref,
                 app_ref,
+                trust=trust_ref,
             )
 
     def revoke_token(self, ctx: RequestContext, token: str) -> None:

@@ -5,9 +5,11 @@ Knows nothing of HTTP; only an administrator changes what the catalog lists.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict
@@ -25,8 +27,32 @@ class Catalog:
     def __init__(self, core: IdentityCore) -> None:
         self.core = core
         self._catalog: tuple[int, list[dict[str, Any]]] | None = None
+        # a project's catalog narrowed by OS-EP-FILTER: (generation, endpoint ids or None)
+        self._narrowed: dict[str, tuple[int, set[str] | None]] = {}
 
     # ------------------------------------------------------------------ the catalog tokens carry
+
+    def project_catalog(
+        self, project_id: str, endpoint_ids: Callable[[Session, str], set[str] | None]
+    ) -> list[dict[str, Any]]:
+        """The catalog a project-scoped token shows: only the project's endpoints when it
+        has OS-EP-FILTER associations, else all of them."""
+        full = self.catalog()
+        cached = self._narrowed.get(project_id)
+        if cached is None or cached[0] != self.core.generation:
+            generation = self.core.generation
+            with self.core.db.session() as s:
+                cached = (generation, endpoint_ids(s, project_id))
+            if len(self._narrowed) > 100_000:
+                self._narrowed.clear()
+            self._narrowed[project_id] = cached
+        keep = cached[1]
+        if keep is None:
+            return full
+        narrowed = [
+            {**sv, "endpoints": [e for e in sv["endpoints"] if e["id"] in keep]} for sv in full
+        ]
+        return [sv for sv in narrowed if sv["endpoints"]]
 
     def catalog(self) -> list[dict[str, Any]]:
         cached = self._catalog
@@ -232,4 +258,6 @@ class Catalog:
         enforce(ctx, "identity:delete_endpoint")
         with self.core.db.session() as s:
             s.delete(self.core.get(s, m.Endpoint, endpoint_id, "endpoint"))
+            pe = m.ProjectEndpoint
+            s.execute(delete(pe).where(pe.endpoint_id == endpoint_id))
         self.core.changed()

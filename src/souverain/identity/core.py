@@ -74,6 +74,7 @@ class TokenView:
     project: dict[str, Any] | None = None
     domain: dict[str, Any] | None = None
     app_cred: dict[str, Any] | None = None
+    trust: dict[str, Any] | None = None  # OS-TRUST:trust of a trust-scoped token
 
     def context(self, request_id: str = "") -> RequestContext:
         return RequestContext(
@@ -101,6 +102,7 @@ class ResolvedToken:
     domain: dict[str, Any] | None
     app_cred: dict[str, Any] | None
     error: str | None = None
+    trust: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,8 @@ class IdentityCore:
         self.clock = clock or Clock()
         self.fernet = Fernet(credential_key)
         self.generation = 0  # bumped on every change: cached views older than it are stale
+        self._inherited: tuple[int, bool] = (-1, False)  # (generation, any OS-INHERIT grant)
+        self._stored_inferences: tuple[int, dict[str, set[str]]] = (-1, {})
         self.lock = threading.Lock()
         self.resolved: dict[tuple[Any, ...], ResolvedToken] = {}
         self.revoked = RevocationList()
@@ -442,21 +446,103 @@ class IdentityCore:
     def role_ids_on(self, s: Session, user_id: str, target_type: str, target_id: str) -> set[str]:
         """The roles the user holds on the target, directly or through its groups: one query
         (token validation and every S3 key lookup pass here; a user may be in many groups)."""
-        return set(s.scalars(assignments.role_ids_on(user_id, target_type, target_id)).all())
+        held = set(s.scalars(assignments.role_ids_on(user_id, target_type, target_id)).all())
+        if target_type == "project" and self._any_inherited(s):
+            targets = self.inheriting_targets(s, target_id)
+            if targets:
+                held |= set(s.scalars(assignments.role_ids_inherited(user_id, targets)).all())
+        return held
+
+    def _any_inherited(self, s: Session) -> bool:
+        """Whether any OS-INHERIT grant exists: one query per change of identity data, so
+        clouds without inherited grants pay nothing more per token."""
+        generation, found = self._inherited
+        if generation != self.generation:
+            a = m.Assignment
+            row = s.scalars(
+                select(a.target_type).where(a.target_type.in_(assignments.INHERITED)).limit(1)
+            ).first()
+            found = row is not None
+            self._inherited = (self.generation, found)
+        return found
+
+    @staticmethod
+    def inheriting_targets(s: Session, project_id: str) -> list[tuple[str, str]]:
+        """Where a grant inherited by this project may sit: its domain and its ancestors."""
+        project = s.get(m.Project, project_id)
+        if project is None:
+            return []
+        targets = [(assignments.INHERIT_DOMAIN, project.domain_id)]
+        seen: set[str] = set()
+        parent_id = project.parent_id
+        while parent_id and parent_id not in seen and len(seen) < 64:
+            seen.add(parent_id)
+            targets.append((assignments.INHERIT_PROJECT, parent_id))
+            parent = s.get(m.Project, parent_id)
+            parent_id = parent.parent_id if parent else None
+        return targets
+
+    def inherited_project_ids(self, s: Session, actors: Sequence[str]) -> dict[str, set[str]]:
+        """For each OS-INHERIT grant target of these actors ("kind:id"), the projects under
+        it that inherit it."""
+        a = m.Assignment
+        rows = s.execute(
+            select(a.target_type, a.target_id)
+            .where(a.actor_id.in_(actors), a.target_type.in_(assignments.INHERITED))
+            .distinct()
+        ).all()
+        return {f"{t}:{i}": self.projects_under(s, t, i) for t, i in rows}
+
+    @staticmethod
+    def projects_under(s: Session, target_type: str, target_id: str) -> set[str]:
+        """The projects that inherit a grant on this domain (all of its projects) or this
+        project (its subtree, not itself)."""
+        if target_type == assignments.INHERIT_DOMAIN:
+            return set(s.scalars(select(m.Project.id).where(m.Project.domain_id == target_id)))
+        found: set[str] = set()
+        frontier = [target_id]
+        while frontier and len(found) < 100_000:
+            children = set(s.scalars(select(m.Project.id).where(m.Project.parent_id.in_(frontier))))
+            frontier = list(children - found)
+            found |= children
+        return found
 
     def expand_implied(self, s: Session, roles: list[m.Role]) -> list[m.Role]:
-        names = {r.name for r in roles}
-        wanted = set(names)
-        for name in names:
-            wanted |= IMPLIED_ROLES.get(name, frozenset())
-        extra = wanted - names
-        if extra:
-            roles = roles + list(
-                s.scalars(
-                    select(m.Role).where(m.Role.name.in_(sorted(extra)), m.Role.domain_id.is_(None))
+        """These roles and every role they imply, by the fixed rules (admin > member >
+        reader, by name) and the rules administrators added (by id), transitively."""
+        found = {r.id: r for r in roles}
+        for _ in range(16):  # rules may chain; a cycle stops growing, so this ends
+            names = {r.name for r in found.values()}
+            by_name = set().union(*(IMPLIED_ROLES.get(n, frozenset()) for n in names)) - names
+            stored = self.stored_inferences(s)
+            by_id = {i for rid in found for i in stored.get(rid, ())} - found.keys()
+            new: list[m.Role] = []
+            if by_name:
+                new += s.scalars(
+                    select(m.Role).where(
+                        m.Role.name.in_(sorted(by_name)), m.Role.domain_id.is_(None)
+                    )
                 ).all()
-            )
-        return sorted(roles, key=lambda r: r.name)
+            if by_id:
+                new += self.roles_by_ids(s, sorted(by_id))
+            new = [r for r in new if r.id not in found]
+            if not new:
+                break
+            found.update((r.id, r) for r in new)
+        return sorted(found.values(), key=lambda r: r.name)
+
+    def stored_inferences(self, s: Session) -> dict[str, set[str]]:
+        """The implied-role rules administrators added, prior id -> implied ids; read once
+        per change of identity data."""
+        generation, rules = self._stored_inferences
+        if generation != self.generation:
+            rules = {}
+            for prior, implied in s.execute(
+                select(m.ImpliedRole.prior_role_id, m.ImpliedRole.implied_role_id)
+            ):
+                rules.setdefault(prior, set()).add(implied)
+            self._stored_inferences = (self.generation, rules)
+        return rules
 
     def implied_role_ids(self, s: Session, role_ids: set[str]) -> set[str]:
         """The ids of these roles and of every role they imply."""

@@ -1,4 +1,5 @@
-"""Identity tables: domains, projects, users, groups, roles, assignments, catalog, credentials."""
+"""Identity tables: domains, projects, users, groups, roles, assignments, catalog, credentials,
+trusts."""
 
 from __future__ import annotations
 
@@ -203,3 +204,62 @@ class IdentityState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Trust(Base):
+    """A trustor's delegation of some of its roles on a project to a trustee (OS-TRUST)."""
+
+    __tablename__ = "identity_trusts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    trustor_user_id: Mapped[str] = mapped_column(
+        ForeignKey("identity_users.id", ondelete="CASCADE"), index=True
+    )
+    trustee_user_id: Mapped[str] = mapped_column(
+        ForeignKey("identity_users.id", ondelete="CASCADE"), index=True
+    )
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    impersonation: Mapped[bool] = mapped_column(Boolean, default=False)
+    role_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    remaining_uses: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class EndpointGroup(Base):
+    """OS-EP-FILTER: endpoints chosen by filters (interface, service_id, region_id)."""
+
+    __tablename__ = "identity_endpoint_groups"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    filters: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+
+class ProjectEndpoint(Base):
+    """OS-EP-FILTER: an endpoint, or an endpoint group, in a project's catalog.
+
+    Exactly one of endpoint_id and endpoint_group_id is set (the other is "")."""
+
+    __tablename__ = "identity_project_endpoints"
+
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("identity_projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    endpoint_id: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
+    endpoint_group_id: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
+
+
+class ImpliedRole(Base):
+    """An implied-role rule an administrator added: holding the prior role grants the
+    implied one too (beside the fixed admin > member > reader rules)."""
+
+    __tablename__ = "identity_implied_roles"
+
+    prior_role_id: Mapped[str] = mapped_column(
+        ForeignKey("identity_roles.id", ondelete="CASCADE"), primary_key=True
+    )
+    implied_role_id: Mapped[str] = mapped_column(
+        ForeignKey("identity_roles.id", ondelete="CASCADE"), primary_key=True
+    )

@@ -22,6 +22,7 @@ from souverain.identity.core import (
     IdentityCore,
     naive_utc,
 )
+from souverain.identity.project_tags import matches as tag_filter
 
 
 class Resources:
@@ -133,7 +134,8 @@ class Resources:
                 query = query.where(m.Project.enabled.is_(filters["enabled"]))
             if not ctx.is_admin:
                 query = query.where(m.Project.id.in_(self.core.held_project_ids(ctx)))
-            return [self.core.project_ref(p) for p in s.scalars(query).all()]
+            rows = s.scalars(query).all()
+            return [self.core.project_ref(p) for p in rows if tag_filter(p.tags or [], filters)]
 
     def get_project(self, ctx: RequestContext, project_id: str) -> dict[str, Any]:
         enforce(ctx, "identity:get_project")
@@ -212,6 +214,7 @@ class Resources:
                 delete(m.ApplicationCredential).where(m.ApplicationCredential.project_id == p.id)
             )
             s.execute(delete(m.Credential).where(m.Credential.project_id == p.id))
+            s.execute(delete(m.ProjectEndpoint).where(m.ProjectEndpoint.project_id == p.id))
             self.core.revoke(s, project_id=p.id)
             s.delete(p)
         self.core.changed()
@@ -231,6 +234,8 @@ class Resources:
                 )
             ).all()
         )
+        for inherited in self.core.inherited_project_ids(s, actors).values():
+            ids |= inherited  # OS-INHERIT grants on a domain or a parent project
         rows = s.scalars(
             select(m.Project).where(m.Project.id.in_(ids)).order_by(m.Project.name)
         ).all()

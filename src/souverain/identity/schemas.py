@@ -11,6 +11,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     StringConstraints,
     field_validator,
     model_validator,
@@ -222,3 +223,19 @@ class CredentialUpdate(_Update):
 
 class Ec2Create(_Body):
     tenant_id: Id
+
+
+class TrustCreate(_Body):
+    trustor_user_id: Id
+    trustee_user_id: Id
+    project_id: Id
+    impersonation: bool
+    roles: list[dict[str, Any]] | None = None
+    expires_at: dt.datetime | None = None
+    remaining_uses: Annotated[int, Field(gt=0)] | None = None
+    allow_redelegation: bool = False
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _parse_time(cls, value: Any) -> Any:
+        return AppCredCreate._parse_time(value)

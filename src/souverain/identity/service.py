@@ -28,9 +28,12 @@ from souverain.identity.core import (
     hash_secret,
 )
 from souverain.identity.credentials import Credentials
+from souverain.identity.endpoint_filter import EndpointFilter
+from souverain.identity.project_tags import ProjectTags
 from souverain.identity.resources import Resources
 from souverain.identity.roles import Roles
 from souverain.identity.tokens import TokenFormatter
+from souverain.identity.trusts import Trusts
 
 __all__ = [
     "DEFAULT_DOMAIN_ID",
@@ -62,7 +65,10 @@ class IdentityService:
         self.settings = settings
         self.clock = self.core.clock
         self.changes = changes
-        self.authentication = Authentication(self.core)
+        self.trusts = Trusts(self.core)
+        self.project_tags = ProjectTags(self.core)
+        self.endpoint_filter = EndpointFilter(self.core)
+        self.authentication = Authentication(self.core, self.trusts)
         self.resources = Resources(self.core)
         self.roles = Roles(self.core)
         self.service_catalog = Catalog(self.core)
@@ -78,8 +84,12 @@ class IdentityService:
     def load_revocations(self) -> None:
         self.core.load_revocations()
 
-    def catalog(self) -> list[dict[str, Any]]:
-        return self.service_catalog.catalog()
+    def catalog(self, project_id: str | None = None) -> list[dict[str, Any]]:
+        """The service catalog; a project's, narrowed by its endpoint filters, if given."""
+        if project_id is None:
+            return self.service_catalog.catalog()
+        narrowing = self.endpoint_filter.endpoint_ids_for
+        return self.service_catalog.project_catalog(project_id, narrowing)
 
     def authenticate(self, auth: dict[str, Any]) -> TokenView:
         return self.authentication.authenticate(auth)
@@ -248,9 +258,16 @@ class IdentityService:
         return self.roles.list_grants(ctx, actor_type, actor_id, target_type, target_id)
 
     def list_role_assignments(
-        self, ctx: RequestContext, filters: dict[str, Any], effective: bool, include_names: bool
+        self,
+        ctx: RequestContext,
+        filters: dict[str, Any],
+        effective: bool,
+        include_names: bool,
+        include_implied: bool = False,
     ) -> list[dict[str, Any]]:
-        return self.roles.list_role_assignments(ctx, filters, effective, include_names)
+        return self.roles.list_role_assignments(
+            ctx, filters, effective, include_names, include_implied
+        )
 
     def list_regions(self, ctx: RequestContext, filters: dict[str, Any]) -> list[dict[str, Any]]:
         return self.service_catalog.list_regions(ctx, filters)

@@ -183,6 +183,7 @@ class TokenPayload:
     domain_id: str | None = None
     system: bool = False
     app_cred_id: str | None = None
+    trust_id: str | None = None
 
     def to_bytes(self) -> bytes:
         data: dict[str, object] = {
@@ -200,6 +201,8 @@ class TokenPayload:
             data["s"] = 1
         if self.app_cred_id:
             data["c"] = self.app_cred_id
+        if self.trust_id:
+            data["t"] = self.trust_id
         return encode(data)
 
     @classmethod
@@ -215,6 +218,7 @@ class TokenPayload:
             domain_id=data.get("d"),
             system=bool(data.get("s")),
             app_cred_id=data.get("c"),
+            trust_id=data.get("t"),
         )
 
 

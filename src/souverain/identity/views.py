@@ -58,6 +58,8 @@ def token_body(view: TokenView, catalog: list[dict[str, Any]] | None) -> dict[st
             token["catalog"] = catalog
     if view.app_cred is not None:
         token["application_credential"] = view.app_cred
+    if view.trust is not None:
+        token["OS-TRUST:trust"] = view.trust
     return {"token": token}
 
 
@@ -66,6 +68,7 @@ def with_assignment_links(base: str, items: list[dict[str, Any]]) -> list[dict[s
     comes through when it was expanded from a group."""
     for item in items:
         via = item.pop("_via_group", None)
+        prior = item.pop("_prior_role", None)
         scope_kind = next(iter(item["scope"]))
         actor_kind = "user" if "user" in item else "group"
         actor_id, role_id = item[actor_kind]["id"], item["role"]["id"]
@@ -74,8 +77,28 @@ def with_assignment_links(base: str, items: list[dict[str, Any]]) -> list[dict[s
         else:
             scope_id = item["scope"][scope_kind].get("id", "")
             path = f"{scope_kind}s/{scope_id}/{actor_kind}s/{actor_id}/roles/{role_id}"
+            if "OS-INHERIT:inherited_to" in item["scope"]:
+                path = f"OS-INHERIT/{path}/inherited_to_projects"
         links: dict[str, str] = {"assignment": f"{base}/v3/{path}"}
         if via:
             links["membership"] = f"{base}/v3/groups/{via}/users/{actor_id}"
+        if prior:
+            links["prior_role"] = f"{base}/v3/roles/{prior}"
         item["links"] = links
     return items
+
+
+def role_inference(
+    base: str, prior: dict[str, Any], implied: list[dict[str, Any]] | dict[str, Any]
+) -> dict[str, Any]:
+    """A prior role and what it implies (a list, or one role), each with its self link."""
+
+    def brief(role: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": role["id"],
+            "name": role["name"],
+            "links": {"self": f"{base}/v3/roles/{role['id']}"},
+        }
+
+    implies = [brief(r) for r in implied] if isinstance(implied, list) else brief(implied)
+    return {"prior_role": brief(prior), "implies": implies}

@@ -7,14 +7,13 @@ tenancy, visibility and the upload state machine live in the service.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Router
 from starlette.types import ASGIApp
@@ -24,15 +23,17 @@ from souverain.common.errors import (
     ApiError,
     BadRequest,
     NotFound,
-    PayloadTooLarge,
     UnsupportedMediaType,
 )
 from souverain.common.jsoncodec import STRICT_JSON, JSONResponse
 from souverain.config import ImageSettings
 from souverain.image import schemas, views
+from souverain.image.api_data import InsufficientStorage, octet_stream_only, receive_into
+from souverain.image.api_imports import ImportApi
+from souverain.image.api_metadefs import MetadefApi
 from souverain.image.schemas import MEMBER_STATUSES, VISIBILITIES
 from souverain.image.service import SORT_KEYS, ImageService, ListQuery
-from souverain.image.store import CHUNK, StorageFull
+from souverain.image.store import StorageFull
 from souverain.openstack.auth import audit
 from souverain.openstack.body import read_json
 from souverain.openstack.faults import ErrorLayer
@@ -62,21 +63,18 @@ _LIST_PARAMS = frozenset(
         "disk_format",
         "container_format",
         "tag",
+        "size",
         "size_min",
         "size_max",
         "protected",
         "member_status",
         "os_hidden",
         "id",
+        "checksum",
         "created_at",
         "updated_at",
     }
 )
-
-
-class _InsufficientStorage(ApiError):
-    status = 413
-    title = "Request Entity Too Large"
 
 
 def render_error(_path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
@@ -112,7 +110,8 @@ async def read_patch(request: Request) -> list[schemas.PatchOp]:
         ops = STRICT_JSON.decode(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest("Malformed request body: it is not valid JSON.") from None
-    return schemas.patch(ops)
+    # Glance's v2.0 patch type takes the draft-4 dialect, v2.1 RFC 6902's
+    return schemas.patch(ops, dialect=4 if media_type == PATCH_MEDIA_TYPES[1] else 10)
 
 
 def _sort_of(request: Request) -> tuple[tuple[str, str], ...]:
@@ -141,7 +140,7 @@ def _sort_of(request: Request) -> tuple[tuple[str, str], ...]:
 def _list_query(request: Request) -> ListQuery:
     params = request.query_params
     filters: dict[str, Any] = {}
-    for name in ("name", "status", "owner", "disk_format", "container_format", "id"):
+    for name in ("name", "status", "owner", "disk_format", "container_format", "id", "checksum"):
         if name in params:
             filters[name] = params[name]
     if "visibility" in params:
@@ -152,7 +151,7 @@ def _list_query(request: Request) -> ListQuery:
         if params["member_status"] not in (*MEMBER_STATUSES, "all"):
             raise BadRequest(f"Invalid member_status {params['member_status'][:64]!r}.")
         filters["member_status"] = params["member_status"]
-    for name in ("size_min", "size_max"):
+    for name in ("size", "size_min", "size_max"):
         if name in params:
             filters[name] = parse_int(name, params[name], minimum=0)
     for name in ("protected", "os_hidden"):
@@ -188,6 +187,7 @@ class ImageApi:
             edge.public("/", self.root, version),
             edge.public("/versions", self.versions, version),
             r("/v2/schemas/{name}", self.schema, {"GET": "image:schema:show"}),
+            r("/v2/schemas/metadefs/{name}", self.metadef_schema, {"GET": "image:schema:show"}),
             r("/v2/images", self.images, {"GET": "image:image:list", "POST": "image:image:create"}),
             r(
                 image,
@@ -225,6 +225,8 @@ class ImageApi:
             r(f"{image}/actions/deactivate", self.deactivate, {"POST": "image:image:deactivate"}),
             r(f"{image}/actions/reactivate", self.reactivate, {"POST": "image:image:reactivate"}),
             r(f"{image}/actions/{{action}}", self.unknown_action, {"POST": "image:image:update"}),
+            *ImportApi(self.service, self.public_url).routes(edge),
+            *MetadefApi(self.service.metadefs).routes(edge),
         ]
 
     # -------------------------------------------------------------- discovery
@@ -238,6 +240,12 @@ class ImageApi:
 
     async def schema(self, request: Request, ctx: RequestContext) -> Response:
         schema = views.SCHEMAS.get(request.path_params["name"])
+        if schema is None:
+            raise _not_found()
+        return JSONResponse(schema)
+
+    async def metadef_schema(self, request: Request, ctx: RequestContext) -> Response:
+        schema = views.METADEF_SCHEMAS.get(request.path_params["name"])
         if schema is None:
             raise _not_found()
         return JSONResponse(schema)
@@ -266,7 +274,12 @@ class ImageApi:
         row = await asyncio.to_thread(self.service.create, ctx, req)
         audit(request, "image.create", "image", row.id)
         location = f"{base_url(request, self.public_url, PREFIX)}/v2/images/{row.id}"
-        return JSONResponse(views.image_view(row), 201, headers={"Location": location})
+        headers = {
+            "Location": location,
+            # clients choose an import method from it (openstack image create --import)
+            "OpenStack-image-import-methods": ",".join(self.service.imports.methods()),
+        }
+        return JSONResponse(views.image_view(row), 201, headers=headers)
 
     async def image(self, request: Request, ctx: RequestContext) -> Response:
         image_id = request.path_params["image_id"]
@@ -349,9 +362,7 @@ class ImageApi:
     async def upload(self, request: Request, ctx: RequestContext) -> Response:
         image_id = request.path_params["image_id"]
         audit(request, "image.upload", "image", image_id)
-        media_type = request.headers.get("content-type", "application/octet-stream")
-        if media_type.split(";")[0].strip().lower() != "application/octet-stream":
-            raise UnsupportedMediaType("Image data must be sent as application/octet-stream.")
+        octet_stream_only(request)
         disk_format = await asyncio.to_thread(self.service.begin_upload, ctx, image_id)
         image_id = image_id.lower()  # found, so a UUID: the stored form from here on
         try:
@@ -359,43 +370,15 @@ class ImageApi:
         except BaseException:
             await asyncio.to_thread(self.service.abandon_upload, image_id)
             raise
-        limit = self.service.settings.max_image_bytes
-        loop = asyncio.get_running_loop()
-        pending: asyncio.Future[None] | None = None
-        buffer = bytearray()
-        received = 0
         try:
-            async for chunk in request.stream():
-                buffer += chunk
-                received += len(chunk)
-                if received > limit:
-                    raise PayloadTooLarge(f"The image is larger than the limit of {limit} bytes.")
-                if len(buffer) >= CHUNK:
-                    if pending is not None:
-                        await pending
-                    # hashing and writing on a thread while the loop receives the next chunk
-                    pending = loop.run_in_executor(None, writer.write, bytes(buffer))
-                    buffer.clear()
-            if pending is not None:
-                await pending
-                pending = None
-            if buffer:
-                await asyncio.to_thread(writer.write, bytes(buffer))
-        except BaseException as exc:
-            if pending is not None:
-                with contextlib.suppress(BaseException):  # the first error is the one to report
-                    await pending
-            writer.abort()
+            await receive_into(request, writer, self.service.settings.max_image_bytes)
+        except BaseException:
             await asyncio.to_thread(self.service.abandon_upload, image_id)
-            if isinstance(exc, ClientDisconnect):
-                raise BadRequest("The client went away before the image data ended.") from None
-            if isinstance(exc, StorageFull):
-                raise _InsufficientStorage("There is no room left to store the image.") from None
             raise
         try:
             await asyncio.to_thread(self.service.finish_upload, image_id, writer, disk_format)
         except StorageFull:
-            raise _InsufficientStorage("There is no room left to store the image.") from None
+            raise InsufficientStorage("There is no room left to store the image.") from None
         return Response(status_code=204)
 
     async def download(self, request: Request, ctx: RequestContext) -> Response:
@@ -427,4 +410,7 @@ def _not_found(image_id: str | None = None) -> ApiError:
 
 
 def build_app(service: ImageService, public_url: str = "") -> ASGIApp:
-    return ErrorLayer(Router(routes=ImageApi(service, public_url).routes()), render_error)
+    # No slash redirection: /v2/images/ is an image with an empty id (404), as in Glance,
+    # not the list it would redirect to.
+    routes = ImageApi(service, public_url).routes()
+    return ErrorLayer(Router(routes=routes, redirect_slashes=False), render_error)

@@ -165,22 +165,47 @@ class PatchOp:
     value: Any = None  # checked for add and replace
 
 
-def patch(ops: Any) -> list[PatchOp]:
-    """A JSON patch as operations on top-level attributes only, as Glance takes them."""
+def patch(ops: Any, dialect: int = 10) -> list[PatchOp]:
+    """A JSON patch as operations on top-level attributes only, as Glance takes them.
+
+    Glance speaks two dialects, one per media type: its v2.1 type takes RFC 6902
+    objects (`{"op": "replace", "path": "/name", "value": ...}`), its v2.0 type the
+    older draft-4 form naming the operation as the key (`{"replace": "/name", ...}`).
+    """
     if not isinstance(ops, list):
         raise BadRequest("A JSON patch is a list of operations.")
+    read = _patch_op_d10 if dialect == 10 else _patch_op_d4
     out: list[PatchOp] = []
     for op in ops:
-        if not isinstance(op, dict) or op.get("op") not in PATCH_OPS:
-            raise BadRequest("Each operation must be an object with op add, replace or remove.")
-        path = op.get("path")
+        if not isinstance(op, dict):
+            raise BadRequest("Each operation of a JSON patch must be an object.")
+        kind, path = read(op)
         if not isinstance(path, str) or not path.startswith("/") or path.count("/") != 1:
             raise BadRequest(f"Invalid JSON pointer {str(path)[:64]!r}: a top-level attribute.")
         name = path[1:].replace("~1", "/").replace("~0", "~")
-        if op["op"] != "remove" and "value" not in op:
-            raise BadRequest(f"Operation {op['op']} on {path} needs a value.")
-        out.append(PatchOp(op["op"], name, op.get("value")))
+        if kind != "remove" and "value" not in op:
+            raise BadRequest(f"Operation {kind} on {path} needs a value.")
+        out.append(PatchOp(kind, name, op.get("value")))
     return out
+
+
+def _patch_op_d10(op: Mapping[str, Any]) -> tuple[str, Any]:
+    if op.get("op") not in PATCH_OPS:
+        raise BadRequest(
+            "Each operation must have op add, replace or remove (this media type takes "
+            'RFC 6902 operations: {"op": ..., "path": ...}).'
+        )
+    return str(op["op"]), op.get("path")
+
+
+def _patch_op_d4(op: Mapping[str, Any]) -> tuple[str, Any]:
+    kinds = [k for k in PATCH_OPS if k in op]
+    if len(kinds) != 1:
+        raise BadRequest(
+            "Each operation must have exactly one member named add, replace or remove "
+            '(this media type takes {"replace": "/name", "value": ...}).'
+        )
+    return kinds[0], op[kinds[0]]
 
 
 def member(body: Mapping[str, Any]) -> str:

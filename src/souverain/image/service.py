@@ -35,7 +35,9 @@ from souverain.identity.service import IdentityService
 from souverain.image import models as m
 from souverain.image import schemas, views
 from souverain.image.access import owned, visible
+from souverain.image.imports import ImageImports, ObjectSource
 from souverain.image.members import ImageMembers
+from souverain.image.metadefs import Metadefs
 from souverain.image.schemas import CORE, READ_ONLY, RESERVED, ImageCreate
 from souverain.image.store import (
     CHUNK,
@@ -60,6 +62,13 @@ TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
         ("saving", "killed"),  # fail_image while saving
         ("active", "deactivated"),
         ("deactivated", "active"),
+        # interoperable import (imports.py): staged data, then the import
+        ("queued", "uploading"),  # glance-direct staging starts
+        ("uploading", "queued"),  # staging failed
+        ("uploading", "importing"),  # glance-direct import of the staged data
+        ("queued", "importing"),  # web-download
+        ("importing", "active"),  # the import succeeded
+        ("importing", "queued"),  # the import failed; nothing kept
     }
 )
 SORT_KEYS = (
@@ -138,6 +147,7 @@ class ImageService:
         identity: IdentityService,
         clock: Clock,
         settings: ImageSettings,
+        objects: ObjectSource | None = None,
     ) -> None:
         # billable changes are recorded on it (the billing service's, set by the server)
         self.meter: Meter = NULL_METER
@@ -147,6 +157,9 @@ class ImageService:
         self.clock = clock
         self.settings = settings
         self.members = ImageMembers(db, clock)
+        # web-download reads this cloud's object store through `objects` (none: not offered)
+        self.imports = ImageImports(db, store, clock, self._record_data, objects)
+        self.metadefs = Metadefs(db, clock)
 
     # ------------------------------------------------------------------ records
 
@@ -216,7 +229,16 @@ class ImageService:
         with self.db.session() as s:
             stmt = select(m.Image)
             stmt = self._listable(stmt, ctx, visibility, member_status)
-            for key in ("name", "status", "disk_format", "container_format", "owner", "id"):
+            for key in (
+                "name",
+                "status",
+                "disk_format",
+                "container_format",
+                "owner",
+                "id",
+                "size",
+                "checksum",
+            ):
                 if key in filters:
                     stmt = stmt.where(getattr(m.Image, key) == filters.pop(key))
             if "protected" in filters:
@@ -303,11 +325,13 @@ class ImageService:
             image = owned(s, ctx, image_id, "delete")
             if image.protected:
                 raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
-            file_id, owner = image.file_id, image.owner or ""
+            file_id, staged, owner = image.file_id, image.staged_file_id, image.owner or ""
             s.delete(image)
         if file_id is not None:
             self.meter.gauge(owner, "image.gb", image_id, 0)
-        self.store.delete([file_id])  # after the commit: a crash leaves a file sweep removes
+        self.store.delete(
+            [file_id, staged]
+        )  # after the commit: a crash leaves a file sweep removes
 
     def add_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
         with self.db.session() as s:
@@ -432,6 +456,7 @@ class ImageService:
                     )
                 image.status = "active"
                 image.file_id = file_id
+                image.staged_file_id = None  # an import adopts its staged file
                 image.size = digests.size
                 image.virtual_size = virtual_size
                 image.checksum = digests.md5.hexdigest()
@@ -538,7 +563,9 @@ class ImageService:
     # ------------------------------------------------------------------ start-up
 
     def sweep(self) -> int:
-        """After a crash: uploads in `saving` go back to `queued`; stray files go. A count."""
+        """After a crash: uploads in `saving` go back to `queued`, imports cut short fail;
+        stray files go. A count."""
+        self.imports.sweep()
         with self.db.session() as s:
             stuck = list(s.scalars(select(m.Image.id).where(m.Image.status == "saving")))
             if stuck:
@@ -549,6 +576,11 @@ class ImageService:
                 )
             referenced = {
                 f for f in s.scalars(select(m.Image.file_id).where(m.Image.file_id.is_not(None)))
+            } | {
+                f
+                for f in s.scalars(
+                    select(m.Image.staged_file_id).where(m.Image.staged_file_id.is_not(None))
+                )
             }
         reset = len(stuck)
         if reset:

@@ -20,11 +20,20 @@ from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.common.ids import new_id
 from souverain.db.engine import Database
+from souverain.objectstore import acl as acl_rules
+from souverain.objectstore import lifecycle
 from souverain.objectstore import models as m
 from souverain.objectstore import usage as ledger
 from souverain.objectstore.accounting import Accounting
+from souverain.objectstore.acl import CUSTOM
 from souverain.objectstore.errors import S3Error
-from souverain.objectstore.policy import CANNED_ACLS, PolicyError, Principal, parse_policy
+from souverain.objectstore.policy import (
+    CANNED_ACLS,
+    PolicyError,
+    Principal,
+    is_public,
+    parse_policy,
+)
 from souverain.objectstore.records import (
     MAX_BUCKET_TAGS,
     BucketInfo,
@@ -103,8 +112,15 @@ class Buckets:
             return [BucketInfo.of(r) for r in rows]
 
     def create_bucket(
-        self, who: Principal, name: str, location: str | None, acl: str = "private"
+        self,
+        who: Principal,
+        name: str,
+        location: str | None,
+        acl: str = "private",
+        object_lock: bool = False,
+        grants: list[dict[str, str]] | None = None,
     ) -> BucketInfo:
+        """A new bucket of `who`'s project; with Object Lock, versioned from the start."""
         check_bucket_name(name)
         if who.anonymous or not who.can_write:
             raise S3Error("AccessDenied", "Access Denied", name)
@@ -115,8 +131,8 @@ class Buckets:
                 f"in region {self.region} only.",
                 name,
             )
-        if acl not in CANNED_ACLS:
-            raise S3Error("NotImplemented", f"The canned ACL {acl!r} is not supported.", name)
+        if acl not in CANNED_ACLS and not (acl == CUSTOM and grants is not None):
+            raise S3Error("InvalidArgument", f"The canned ACL {acl!r} is not one S3 knows.", name)
         with self.db.session() as s:
             begin_write(s)
             existing = s.scalars(select(m.Bucket).where(m.Bucket.name == name)).first()
@@ -141,8 +157,10 @@ class Buckets:
                 owner_user_id=who.user_id,
                 region=self.region,
                 created_at=utcnow(self.clock),
-                versioning="",
+                versioning="Enabled" if object_lock else "",
                 acl=acl,
+                object_lock={} if object_lock else None,
+                grants=grants,
             )
             s.add(row)
             try:
@@ -189,23 +207,64 @@ class Buckets:
             raise S3Error("MalformedXML", "Versioning Status must be Enabled or Suspended.")
         if status == "Suspended" and not bucket.versioning:
             return  # never versioned: suspending changes nothing, as on S3
+        if status == "Suspended" and bucket.object_lock is not None:
+            raise S3Error(
+                "InvalidBucketState",
+                "An Object Lock configuration is present on this bucket, so the versioning "
+                "state cannot be changed.",
+                bucket.name,
+            )
         self._update(bucket, versioning=status)
 
-    def set_bucket_acl(self, bucket: BucketInfo, acl: str) -> None:
-        if acl not in CANNED_ACLS:
-            raise S3Error("NotImplemented", f"The canned ACL {acl!r} is not supported.")
-        self._update(bucket, acl=acl)
+    def set_object_lock(self, bucket: BucketInfo, rule: dict[str, Any]) -> None:
+        """Turn Object Lock on (for good) with `rule` as default retention ({}: none).
+
+        Only a versioned bucket takes it: locked versions must never be replaced."""
+        with self.db.session() as s:
+            begin_write(s)
+            row = self._bucket_row(s, bucket.name)
+            if row.versioning != "Enabled":
+                raise S3Error(
+                    "InvalidBucketState",
+                    "Versioning must be 'Enabled' on the bucket to apply a Object Lock "
+                    "configuration. Enable versioning first.",
+                    bucket.name,
+                )
+            row.object_lock = rule
+        self.changed()
+
+    def set_bucket_acl(
+        self, bucket: BucketInfo, acl: str, grants: list[dict[str, str]] | None = None
+    ) -> None:
+        """The bucket's canned ACL, or (`acl` "custom") its explicit grants."""
+        if acl not in CANNED_ACLS and not (acl == CUSTOM and grants is not None):
+            raise S3Error("InvalidArgument", f"The canned ACL {acl!r} is not one S3 knows.")
+        if acl_rules.is_public(acl, grants) and bucket.blocks("BlockPublicAcls"):
+            raise S3Error("AccessDenied", "Access Denied", bucket.name)
+        self._update(bucket, acl=acl, grants=grants)
 
     def set_policy(self, bucket: BucketInfo, text: str | None) -> None:
         if text is not None:
             try:
-                parse_policy(text, bucket.name)
+                statements = parse_policy(text, bucket.name)
             except PolicyError as exc:
                 raise S3Error("MalformedPolicy", str(exc), bucket.name) from None
+            if bucket.blocks("BlockPublicPolicy") and is_public(statements):
+                raise S3Error("AccessDenied", "Access Denied", bucket.name)
         self._update(bucket, policy=text)
+
+    def set_public_access_block(self, bucket: BucketInfo, flags: dict[str, bool] | None) -> None:
+        """The bucket's public access block (None: removed); honoured from the next request."""
+        self._update(bucket, public_access_block=flags)
 
     def set_cors(self, bucket: BucketInfo, rules: list[dict[str, Any]] | None) -> None:
         self._update(bucket, cors=rules)
+
+    def set_lifecycle(self, bucket: BucketInfo, rules: list[dict[str, Any]] | None) -> None:
+        """Replace the bucket's lifecycle rules (None: remove them)."""
+        if rules is not None:
+            lifecycle.check_rules(rules)
+        self._update(bucket, lifecycle=rules)
 
     def set_bucket_tags(self, bucket: BucketInfo, tags: dict[str, str] | None) -> None:
         if tags is not None:

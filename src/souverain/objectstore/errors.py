@@ -14,6 +14,7 @@ ERROR_STATUS = {
     "BucketAlreadyExists": 409,
     "BucketAlreadyOwnedByYou": 409,
     "BucketNotEmpty": 409,
+    "ConditionalRequestConflict": 409,
     "EntityTooLarge": 400,
     "EntityTooSmall": 400,
     "IllegalLocationConstraintException": 400,
@@ -22,9 +23,12 @@ ERROR_STATUS = {
     "InternalError": 500,
     "InvalidAccessKeyId": 403,
     "InvalidArgument": 400,
+    "InvalidBucketState": 409,
     "InvalidBucketName": 400,
     "InvalidDigest": 400,
+    "IncorrectNumberOfFilesInPostRequest": 400,
     "InvalidPart": 400,
+    "InvalidPolicyDocument": 400,
     "InvalidPartOrder": 400,
     "InvalidRange": 416,
     "InvalidStorageClass": 400,
@@ -35,7 +39,9 @@ ERROR_STATUS = {
     "MalformedACLError": 400,
     "MalformedPolicy": 400,
     "MalformedXML": 400,
+    "MalformedPOSTRequest": 400,
     "MaxMessageLengthExceeded": 400,
+    "MaxPostPreDataLengthExceededError": 400,
     "MetadataTooLarge": 400,
     "MissingRequestBodyError": 400,
     "InvalidPartNumber": 416,
@@ -45,16 +51,22 @@ ERROR_STATUS = {
     "NoSuchBucketPolicy": 404,
     "NoSuchCORSConfiguration": 404,
     "NoSuchKey": 404,
+    "NoSuchLifecycleConfiguration": 404,
+    "NoSuchObjectLockConfiguration": 404,
+    "NoSuchPublicAccessBlockConfiguration": 404,
     "NoSuchTagSet": 404,
     "NoSuchUpload": 404,
     "NoSuchVersion": 404,
     "NotImplemented": 501,
     "NotModified": 304,
+    "ObjectLockConfigurationNotFoundError": 404,
     "PreconditionFailed": 412,
     "QuotaExceeded": 403,
     "RequestTimeTooSkewed": 403,
     "RequestTimeout": 400,
     "SignatureDoesNotMatch": 403,
+    "UnexpectedContent": 400,
+    "UnresolvableGrantByEmailAddress": 400,
     "XAmzContentSHA256Mismatch": 400,
 }
 
@@ -69,6 +81,7 @@ class S3Error(Exception):
         resource: str = "",
         headers: dict[str, str] | None = None,
         status: int | None = None,
+        details: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -76,3 +89,5 @@ class S3Error(Exception):
         self.resource = resource
         self.headers = headers or {}
         self.status = status or ERROR_STATUS[code]
+        # More elements of the error document, as S3 sends for some codes (`Region`).
+        self.details = details or {}

@@ -45,6 +45,16 @@ class Bucket(Base):
     policy: Mapped[str | None] = mapped_column(Text, nullable=True)
     cors: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     tags: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    # NULL: Object Lock off. {}: on, no default retention. Else {"Mode", "Days"|"Years"}.
+    object_lock: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Lifecycle rules as S3's document has them (NULL: none), and the time until which
+    # one serving process holds this bucket's lifecycle sweep.
+    lifecycle: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    lifecycle_lease: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # BlockPublicAcls, IgnorePublicAcls, BlockPublicPolicy, RestrictPublicBuckets (NULL: none).
+    public_access_block: Mapped[dict[str, bool] | None] = mapped_column(JSON, nullable=True)
+    # Explicit ACL grants (NULL: the canned `acl` says who may do what).
+    grants: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)
 
 
 class ObjectVersion(Base):
@@ -76,6 +86,12 @@ class ObjectVersion(Base):
     acl: Mapped[str] = mapped_column(String(32), default="private")
     owner_project_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    # Object Lock: retention (GOVERNANCE|COMPLIANCE until a time) and legal hold
+    # (NULL: never set, so GetObjectLegalHold has nothing to show).
+    lock_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    lock_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    legal_hold: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    grants: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)
 
 
 class Upload(Base):
@@ -95,6 +111,12 @@ class Upload(Base):
     tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     acl: Mapped[str] = mapped_column(String(32), default="private")
     checksum_algorithm: Mapped[str] = mapped_column(String(16), default="")
+    # Object Lock: retention (GOVERNANCE|COMPLIANCE until a time) and legal hold
+    # (NULL: never set, so GetObjectLegalHold has nothing to show).
+    lock_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    lock_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    legal_hold: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    grants: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)
 
 
 class Part(Base):

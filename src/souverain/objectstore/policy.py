@@ -2,16 +2,31 @@
 
 Pure rules over plain values; no database, no HTTP. An explicit Deny in a
 bucket policy wins over everything, then ownership, then an Allow, then ACLs.
+
+s3:BypassGovernanceRetention is the one action ownership alone does not give: a
+project member writes and deletes, but only the owning project's admins, or a
+principal the bucket policy names in an Allow for it, may shorten or remove
+GOVERNANCE retention or delete a version it protects (and only when the request
+says `x-amz-bypass-governance-retention: true`). A Deny still wins.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-CANNED_ACLS = ("private", "public-read")
+from souverain.objectstore import acl as acl_rules
+from souverain.objectstore.policy_conditions import (
+    Condition,
+    ConditionError,
+    parse_conditions,
+    pins_callers,
+)
+
+CANNED_ACLS = acl_rules.CANNED
 
 # Actions that only read; a project reader may do these and nothing else.
 READ_ACTIONS = frozenset(
@@ -31,12 +46,15 @@ READ_ACTIONS = frozenset(
         "s3:GetBucketPolicy",
         "s3:GetBucketCORS",
         "s3:GetBucketTagging",
+        "s3:GetBucketObjectLockConfiguration",
+        "s3:GetObjectRetention",
+        "s3:GetObjectLegalHold",
+        "s3:GetObjectAttributes",
+        "s3:GetObjectVersionAttributes",
     }
 )
+BYPASS_GOVERNANCE = "s3:BypassGovernanceRetention"
 
-# What a canned ACL of public-read opens to everyone.
-PUBLIC_BUCKET_ACTIONS = frozenset({"s3:ListBucket"})
-PUBLIC_OBJECT_ACTIONS = frozenset({"s3:GetObject", "s3:GetObjectVersion"})
 
 MAX_POLICY_BYTES = 20 * 1024
 
@@ -48,6 +66,9 @@ class Principal:
     user_id: str | None = None
     project_id: str | None = None
     roles: frozenset[str] = frozenset()
+    # What bucket policy conditions test (aws:SourceIp, s3:prefix, ...), lower-case keys;
+    # filled only for buckets whose policy has conditions.
+    context: Mapping[str, str] | None = field(default=None, compare=False, hash=False)
 
     @property
     def anonymous(self) -> bool:
@@ -71,6 +92,14 @@ class Statement:
     principals: tuple[str, ...]  # "*", "<project>", "<project>:<user>"
     actions: tuple[Glob, ...]
     resources: tuple[Glob, ...]
+    conditions: tuple[Condition, ...] = ()
+
+    @property
+    def public(self) -> bool:
+        """Allows anyone at all: Principal "*" with no condition pinning who calls."""
+        return (
+            self.effect == "Allow" and "*" in self.principals and not pins_callers(self.conditions)
+        )
 
 
 @dataclass(frozen=True)
@@ -150,8 +179,12 @@ def parse_policy(text: str, bucket: str) -> list[Statement]:
             raise PolicyError("Each statement must be an object")
         if item.get("Effect") not in ("Allow", "Deny"):
             raise PolicyError("Effect must be Allow or Deny")
-        if "Condition" in item or "NotAction" in item or "NotPrincipal" in item:
-            raise PolicyError("Condition, NotAction and NotPrincipal are not supported here")
+        if "NotAction" in item or "NotPrincipal" in item or "NotResource" in item:
+            raise PolicyError("NotAction, NotPrincipal and NotResource are not supported here")
+        try:
+            conditions = parse_conditions(item["Condition"]) if "Condition" in item else ()
+        except ConditionError as exc:
+            raise PolicyError(str(exc)) from None
         principal = item.get("Principal")
         if isinstance(principal, dict):
             principal = principal.get("AWS")
@@ -171,6 +204,7 @@ def parse_policy(text: str, bucket: str) -> list[Statement]:
                 principals=principals,
                 actions=tuple(_glob(a if a != "*" else "s3:*") for a in actions),
                 resources=tuple(_glob(r) for r in resources),
+                conditions=conditions,
             )
         )
     return statements
@@ -181,14 +215,23 @@ def _matches(statement: Statement, who: Principal, action: str, resource: str) -
         return False
     if not any(r.match(resource) for r in statement.resources):
         return False
-    for p in statement.principals:
-        if p == "*":
-            return True
-        if who.project_id is not None and (
-            p == who.project_id or p == f"{who.project_id}:{who.user_id}"
-        ):
-            return True
-    return False
+    if not any(_names(p, who) for p in statement.principals):
+        return False
+    context = who.context or {}
+    return all(c.holds(context) for c in statement.conditions)
+
+
+def _names(principal: str, who: Principal) -> bool:
+    if principal == "*":
+        return True
+    return who.project_id is not None and (
+        principal == who.project_id or principal == f"{who.project_id}:{who.user_id}"
+    )
+
+
+def is_public(statements: list[Statement]) -> bool:
+    """Whether a policy grants anything to anyone at all (see `Statement.public`)."""
+    return any(s.public for s in statements)
 
 
 def resource_arn(bucket: str, key: str | None = None) -> str:
@@ -205,15 +248,59 @@ def allowed(
     statements: list[Statement],
     key: str | None = None,
     object_acl: str | None = None,
+    ignore_public_acls: bool = False,
+    restrict_public_buckets: bool = False,
+    bucket_grants: list[dict[str, str]] | None = None,
+    object_grants: list[dict[str, str]] | None = None,
+    object_owner: str | None = None,
 ) -> bool:
-    """May `who` do `action` on the bucket (or on `key` in it)?"""
+    """May `who` do `action` on the bucket (or on `key` in it)?
+
+    The last two are the bucket's public access block: public ACLs count for nothing,
+    and a public policy lets no one outside the owning project in."""
     resource = resource_arn(bucket_name, key)
     if any(s.effect == "Deny" and _matches(s, who, action, resource) for s in statements):
         return False
     if who.project_id is not None and who.project_id == bucket_project:
         return who.can_write or action in READ_ACTIONS
-    if any(s.effect == "Allow" and _matches(s, who, action, resource) for s in statements):
+    if not (restrict_public_buckets and is_public(statements)) and any(
+        s.effect == "Allow" and _matches(s, who, action, resource) for s in statements
+    ):
         return True
-    if bucket_acl == "public-read" and action in PUBLIC_BUCKET_ACTIONS:
+    # Last, the ACLs: the bucket's, then the object's (canned or explicit grants).
+    grants = acl_rules.grants_of(bucket_acl, bucket_grants, bucket_project)
+    if acl_rules.permits(
+        grants, who.project_id, action, acl_rules.BUCKET_ACTIONS, ignore_public_acls
+    ):
         return True
-    return object_acl == "public-read" and action in PUBLIC_OBJECT_ACTIONS
+    if object_acl is None:
+        return False
+    grants = acl_rules.grants_of(
+        object_acl, object_grants, object_owner or bucket_project, bucket_project
+    )
+    return acl_rules.permits(
+        grants, who.project_id, action, acl_rules.OBJECT_ACTIONS, ignore_public_acls
+    )
+
+
+def may_bypass_governance(
+    who: Principal,
+    *,
+    bucket_name: str,
+    bucket_project: str,
+    statements: list[Statement],
+    key: str,
+) -> bool:
+    """May `who` override GOVERNANCE retention on `key`? (See the module's note.)"""
+    if who.anonymous:
+        return False
+    resource = resource_arn(bucket_name, key)
+    if any(
+        s.effect == "Deny" and _matches(s, who, BYPASS_GOVERNANCE, resource) for s in statements
+    ):
+        return False
+    if who.project_id == bucket_project and "admin" in who.roles:
+        return True
+    return any(
+        s.effect == "Allow" and _matches(s, who, BYPASS_GOVERNANCE, resource) for s in statements
+    )

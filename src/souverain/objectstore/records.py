@@ -89,6 +89,10 @@ class ObjectInfo:
     owner: str
     last_modified: dt.datetime
     data: bytes | None = None  # the bytes of a small object kept inline
+    lock_mode: str | None = None  # Object Lock retention: GOVERNANCE or COMPLIANCE
+    lock_until: dt.datetime | None = None
+    legal_hold: bool | None = None  # None: never set
+    grants: list[dict[str, str]] | None = None  # explicit ACL grants (None: canned `acl`)
 
     @classmethod
     def of(cls, bucket: str, row: Any) -> ObjectInfo:
@@ -110,6 +114,10 @@ class ObjectInfo:
             owner=row.owner_project_id,
             last_modified=row.created_at,
             data=getattr(row, "data", None),
+            lock_mode=getattr(row, "lock_mode", None),
+            lock_until=getattr(row, "lock_until", None),
+            legal_hold=getattr(row, "legal_hold", None),
+            grants=getattr(row, "grants", None),
         )
 
 
@@ -125,6 +133,17 @@ class BucketInfo:
     cors: list[dict[str, Any]] | None
     tags: dict[str, str] | None
     statements: list[Statement] = field(default_factory=list)
+    # Object Lock: None while off; {} when on; {"Mode", "Days"|"Years"} with a default.
+    object_lock: dict[str, Any] | None = None
+    lifecycle: list[dict[str, Any]] | None = None  # the rules, as S3's document has them
+    public_access_block: dict[str, bool] | None = None
+    # Whether the policy has conditions, so requests must carry their context.
+    needs_context: bool = False
+    grants: list[dict[str, str]] | None = None  # explicit ACL grants (None: canned `acl`)
+
+    def blocks(self, flag: str) -> bool:
+        """One public access block flag (BlockPublicAcls, IgnorePublicAcls, ...)."""
+        return bool(self.public_access_block and self.public_access_block.get(flag))
 
     @classmethod
     def of(cls, row: m.Bucket) -> BucketInfo:
@@ -140,6 +159,11 @@ class BucketInfo:
             row.cors,
             row.tags,
             statements,
+            dict(row.object_lock) if row.object_lock is not None else None,
+            list(row.lifecycle) if row.lifecycle is not None else None,
+            dict(row.public_access_block) if row.public_access_block is not None else None,
+            any(s.conditions for s in statements),
+            list(row.grants) if row.grants is not None else None,
         )
 
 
@@ -173,6 +197,10 @@ class NewObject:
     tags: dict[str, str] = field(default_factory=dict)
     acl: str = "private"
     data: bytes | None = None  # a small object's bytes, stored inline instead of in blobs
+    lock_mode: str | None = None
+    lock_until: dt.datetime | None = None
+    legal_hold: bool | None = None
+    grants: list[dict[str, str]] | None = None
 
 
 @dataclass
@@ -213,3 +241,6 @@ class UploadInfo:
     tags: dict[str, str]
     acl: str
     checksum_algorithm: str
+    lock_mode: str | None = None
+    lock_until: dt.datetime | None = None
+    legal_hold: bool | None = None

@@ -15,16 +15,22 @@ from souverain.common.clock import Clock
 from souverain.common.metering import Meter
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
+from souverain.objectstore import acl as acl_rules
 from souverain.objectstore import models as m
 from souverain.objectstore import usage as ledger
 from souverain.objectstore.accounting import Accounting
 from souverain.objectstore.batch import GroupCommit
 from souverain.objectstore.buckets import BUCKET_CACHE_SECONDS, Buckets
 from souverain.objectstore.errors import ERROR_STATUS, S3Error
+from souverain.objectstore.expiration import LifecycleSweep, Swept
 from souverain.objectstore.listings import Listings
 from souverain.objectstore.metering import PendingMeter
 from souverain.objectstore.objects import VERSIONS, Objects
-from souverain.objectstore.policy import Principal, allowed
+from souverain.objectstore.policy import (
+    Principal,
+    allowed,
+    may_bypass_governance,
+)
 from souverain.objectstore.quotas import Quotas, set_storage_quota
 from souverain.objectstore.records import (
     MAX_BUCKET_TAGS,
@@ -104,6 +110,7 @@ class ObjectStoreService:
         self.objects = Objects(db, store, self.accounting, self.quotas, self.writes, self.clock)
         self.listings = Listings(db)
         self.uploads = Uploads(db, store, self.accounting, self.quotas, self.clock, min_part_bytes)
+        self.lifecycle = LifecycleSweep(db, self.objects, self.uploads, self.clock)
         # The operations, bound once from the class that owns each: a request calls
         # its owner directly, never through an extra call in this facade.
         self.bucket = self.buckets.bucket
@@ -115,12 +122,18 @@ class ObjectStoreService:
         self.set_policy = self.buckets.set_policy
         self.set_cors = self.buckets.set_cors
         self.set_bucket_tags = self.buckets.set_bucket_tags
+        self.set_object_lock = self.buckets.set_object_lock
+        self.set_lifecycle = self.buckets.set_lifecycle
+        self.set_public_access_block = self.buckets.set_public_access_block
         self.head_object = self.objects.head_object
         self.reader = self.objects.reader
         self.put_object = self.objects.put_object
+        self.check_condition = self.objects.check_condition
         self.delete_object = self.objects.delete_object
         self.set_object_tags = self.objects.set_object_tags
         self.set_object_acl = self.objects.set_object_acl
+        self.set_retention = self.objects.set_retention
+        self.set_legal_hold = self.objects.set_legal_hold
         self.list_objects = self.listings.list_objects
         self.list_versions = self.listings.list_versions
         self.create_upload = self.uploads.create_upload
@@ -180,7 +193,9 @@ class ObjectStoreService:
         action: str,
         key: str | None = None,
         object_acl: str | None = None,
+        obj: ObjectInfo | None = None,
     ) -> None:
+        """AccessDenied unless `who` may do `action` (on `key`; `obj`: the version read)."""
         if not allowed(
             who,
             action,
@@ -190,8 +205,31 @@ class ObjectStoreService:
             statements=bucket.statements,
             key=key,
             object_acl=object_acl,
+            ignore_public_acls=bucket.blocks("IgnorePublicAcls"),
+            restrict_public_buckets=bucket.blocks("RestrictPublicBuckets"),
+            bucket_grants=bucket.grants,
+            object_grants=obj.grants if obj is not None else None,
+            object_owner=obj.owner if obj is not None else None,
         ):
             raise S3Error("AccessDenied", "Access Denied", f"/{bucket.name}/{key or ''}")
+
+    @staticmethod
+    def refuse_public_acl(
+        bucket: BucketInfo, acl: str, grants: list[dict[str, str]] | None = None
+    ) -> None:
+        """BlockPublicAcls: a public ACL on the bucket or a new object is refused."""
+        if bucket.blocks("BlockPublicAcls") and acl_rules.is_public(acl, grants):
+            raise S3Error("AccessDenied", "Access Denied", f"/{bucket.name}")
+
+    def may_bypass_governance(self, who: Principal, bucket: BucketInfo, key: str) -> bool:
+        """Whether `who` may override GOVERNANCE retention on `key` (see `policy`)."""
+        return may_bypass_governance(
+            who,
+            bucket_name=bucket.name,
+            bucket_project=bucket.project_id,
+            statements=bucket.statements,
+            key=key,
+        )
 
     def owner_only(self, who: Principal, bucket: BucketInfo, write: bool = True) -> None:
         """Bucket configuration belongs to the owning project (writers, for changes)."""
@@ -218,6 +256,11 @@ class ObjectStoreService:
         if self.abort_incomplete_after <= 0:
             return 0
         return self.uploads.abort_expired(self.abort_incomplete_after)
+
+    def run_lifecycle(self) -> Swept:
+        """One round of every bucket's lifecycle rules (see `expiration`). The server calls
+        it on its meter round, before the flush, so the buckets it shrank are gauged."""
+        return self.lifecycle.run()
 
     def sweep(self) -> int:
         """Remove leftovers of interrupted uploads; run before any request is served."""

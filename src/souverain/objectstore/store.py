@@ -21,10 +21,11 @@ from typing import Any, Protocol
 import crc32c
 
 from souverain.common.ids import new_id
+from souverain.objectstore.crc64nvme import Crc64Nvme
 
 CHUNK = 1024 * 1024
 _BLOB_ID = re.compile(r"^[0-9a-f]{32}$")
-CHECKSUM_ALGORITHMS = ("crc32", "crc32c", "sha1", "sha256")
+CHECKSUM_ALGORITHMS = ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
 
 
 class StorageFull(Exception):
@@ -55,6 +56,8 @@ def new_hash(algorithm: str) -> _Hash:
         return _Crc(zlib.crc32)
     if algorithm == "crc32c":
         return _Crc(crc32c.crc32c)
+    if algorithm == "crc64nvme":
+        return Crc64Nvme()
     return hashlib.new(algorithm)  # md5, sha1, sha256
 
 

@@ -21,11 +21,13 @@ from sqlalchemy.orm import Session
 from souverain.common.clock import Clock
 from souverain.common.ids import new_id
 from souverain.db.engine import Database
+from souverain.objectstore import conditional, crc64nvme, locks
 from souverain.objectstore import models as m
 from souverain.objectstore.accounting import Accounting, count
+from souverain.objectstore.conditional import WriteCondition
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.metering import MeteredBucket
-from souverain.objectstore.objects import new_version_id, retire
+from souverain.objectstore.objects import LATEST_STATE, new_version_id, retire
 from souverain.objectstore.policy import Principal
 from souverain.objectstore.quotas import Quotas
 from souverain.objectstore.records import (
@@ -63,6 +65,12 @@ def composite_checksums(algorithm: str, parts: Iterable[m.Part]) -> dict[str, st
     chosen = list(parts)
     if not algorithm or not all(algorithm in p.checksums for p in chosen):
         return {}
+    if algorithm == "crc64nvme":  # S3 gives these the whole object's CRC, not composite
+        total = 0
+        for p in chosen:
+            part = int.from_bytes(base64.b64decode(p.checksums[algorithm]), "big")
+            total = crc64nvme.combine(total, part, p.size)
+        return {algorithm: base64.b64encode(total.to_bytes(8, "big")).decode()}
     digest = new_hash(algorithm)
     for p in chosen:
         digest.update(base64.b64decode(p.checksums[algorithm]))
@@ -106,6 +114,10 @@ class Uploads:
                 tags=template.tags,
                 acl=template.acl,
                 checksum_algorithm=algorithm,
+                lock_mode=template.lock_mode,
+                lock_until=template.lock_until,
+                legal_hold=template.legal_hold,
+                grants=template.grants,
             )
             s.add(row)
             s.flush()
@@ -125,6 +137,9 @@ class Uploads:
             dict(row.tags),
             row.acl,
             row.checksum_algorithm,
+            row.lock_mode,
+            row.lock_until,
+            row.legal_hold,
         )
 
     def _upload_row(self, s: Session, bucket: BucketInfo, key: str, upload_id: str) -> m.Upload:
@@ -283,13 +298,19 @@ class Uploads:
         key: str,
         upload_id: str,
         wanted: Sequence[tuple[int, str]],
+        condition: WriteCondition | None = None,
     ) -> ObjectInfo:
-        """Join the listed parts into the key's new version; unlisted parts are dropped."""
+        """Join the listed parts into the key's new version; unlisted parts are dropped.
+
+        A `condition` that fails leaves the upload as it was, to retry: 412 (or 404), or
+        409 ConditionalRequestConflict when the key was written since the upload began."""
         check_part_list(wanted, upload_id)
         with self.db.session() as s:
             begin_write(s)
             limits = self.quotas.lock(s.connection(), bucket.project_id)
             upload = self._upload_row(s, bucket, key, upload_id)
+            if condition is not None:
+                self._check_condition(s, bucket, upload, condition)
             parts = {
                 p.number: p for p in s.scalars(select(m.Part).where(m.Part.upload_id == upload_id))
             }
@@ -307,6 +328,10 @@ class Uploads:
                 1 - retired.objects,
             )
             row = self._joined_version(upload, bucket.id, version_id, chosen)
+            if bucket.object_lock and row.lock_mode is None:
+                default = locks.default_retention(bucket.object_lock, row.created_at)
+                if default is not None:
+                    row.lock_mode, row.lock_until = default.mode, default.until
             s.add(row)
             s.execute(delete(m.Part).where(m.Part.upload_id == upload_id))
             s.delete(upload)
@@ -316,6 +341,19 @@ class Uploads:
         self.store.delete(freed)
         self.accounting.changed(bucket)
         return info
+
+    @staticmethod
+    def _check_condition(
+        s: Session, bucket: BucketInfo, upload: m.Upload, condition: WriteCondition
+    ) -> None:
+        where = {"b_bucket": bucket.id, "b_key": upload.key}
+        latest = s.connection().execute(LATEST_STATE, where).first()
+        code = conditional.failure(latest, condition)
+        if code is None:
+            return
+        if latest is not None and latest.created_at >= upload.created_at:
+            code = "ConditionalRequestConflict"  # written while the parts came in
+        raise conditional.refuse(code, f"/{bucket.name}/{upload.key}")
 
     def _chosen_parts(
         self, parts: dict[int, m.Part], wanted: Sequence[tuple[int, str]], upload_id: str
@@ -365,4 +403,8 @@ class Uploads:
             acl=upload.acl,
             owner_project_id=upload.owner_project_id,
             created_at=utcnow(self.clock),
+            lock_mode=upload.lock_mode,
+            lock_until=upload.lock_until,
+            legal_hold=upload.legal_hold,
+            grants=upload.grants,
         )

@@ -92,11 +92,18 @@ def raw_document(root: str, inner: str) -> bytes:
     return DECLARATION + f'<{root} xmlns="{NAMESPACE}">{inner}</{root}>'.encode()
 
 
-def error_document(code: str, message: str, resource: str, request_id: str) -> bytes:
+def error_document(
+    code: str,
+    message: str,
+    resource: str,
+    request_id: str,
+    details: dict[str, str] | None = None,
+) -> bytes:
+    extra = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in (details or {}).items())
     return (
         DECLARATION
         + (
-            f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+            f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>{extra}"
             f"<Resource>{escape(resource)}</Resource><RequestId>{escape(request_id)}</RequestId>"
             "</Error>"
         ).encode()

@@ -10,6 +10,7 @@ handlers live in `buckets`, `listing`, `objects` and `multipart`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import urllib.parse
 from collections.abc import Callable
@@ -22,12 +23,15 @@ from souverain.common.ids import new_request_id
 from souverain.config import ObjectStoreSettings
 from souverain.objectstore import sigv4
 from souverain.objectstore import xml as x
-from souverain.objectstore.api.buckets import BucketHandlers
+from souverain.objectstore.api.attributes import AttributeHandlers
+from souverain.objectstore.api.buckets import BucketHandlers, PublicAccessHandlers
 from souverain.objectstore.api.cors import Cors
+from souverain.objectstore.api.lifecycle import LifecycleHandlers
 from souverain.objectstore.api.listing import ListingHandlers
 from souverain.objectstore.api.multipart import MultipartHandlers
 from souverain.objectstore.api.objects import ObjectHandlers
-from souverain.objectstore.api.wire import BodyProgress, Call, Reply, raw_path
+from souverain.objectstore.api.post import PostHandlers
+from souverain.objectstore.api.wire import BodyProgress, Call, Reply, raw_path, request_context
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.records import BucketInfo
 from souverain.objectstore.service import ObjectStoreService
@@ -43,22 +47,16 @@ UNSUPPORTED = frozenset(
         "encryption",
         "intelligent-tiering",
         "inventory",
-        "legal-hold",
-        "lifecycle",
         "logging",
         "metrics",
         "notification",
-        "object-lock",
         "ownershipControls",
-        "publicAccessBlock",
         "replication",
         "requestPayment",
         "restore",
-        "retention",
         "select",
         "torrent",
         "website",
-        "attributes",
         "policyStatus",
     }
 )
@@ -76,36 +74,6 @@ REFUSED_HEADERS = {
     "x-amz-copy-source-server-side-encryption-customer-algorithm": (
         "NotImplemented",
         "Encryption with customer-provided keys is not supported by this object store.",
-    ),
-    "x-amz-object-lock-mode": (
-        "InvalidRequest",
-        "Bucket is missing Object Lock Configuration: Object Lock is not available here.",
-    ),
-    "x-amz-object-lock-retain-until-date": (
-        "InvalidRequest",
-        "Bucket is missing Object Lock Configuration: Object Lock is not available here.",
-    ),
-    "x-amz-object-lock-legal-hold": (
-        "InvalidRequest",
-        "Bucket is missing Object Lock Configuration: Object Lock is not available here.",
-    ),
-    "x-amz-bucket-object-lock-enabled": (
-        "NotImplemented",
-        "Object Lock is not supported by this object store.",
-    ),
-    "x-amz-grant-read": ("NotImplemented", "Only the canned ACLs private and public-read work."),
-    "x-amz-grant-write": ("NotImplemented", "Only the canned ACLs private and public-read work."),
-    "x-amz-grant-read-acp": (
-        "NotImplemented",
-        "Only the canned ACLs private and public-read work.",
-    ),
-    "x-amz-grant-write-acp": (
-        "NotImplemented",
-        "Only the canned ACLs private and public-read work.",
-    ),
-    "x-amz-grant-full-control": (
-        "NotImplemented",
-        "Only the canned ACLs private and public-read work.",
     ),
     "x-amz-website-redirect-location": (
         "NotImplemented",
@@ -135,6 +103,8 @@ class S3App:
         objects = ObjectHandlers(service, settings)
         uploads = MultipartHandlers(service, settings, objects)
         cors = Cors(service)
+        lifecycle = LifecycleHandlers(service, settings)
+        public = PublicAccessHandlers(service, settings)
         # Every handler is bound here, once: routing a request looks up one attribute.
         self._preflight = cors.preflight
         self._cors_headers = cors.headers
@@ -152,10 +122,16 @@ class S3App:
         self.delete_object_tags = objects.delete_object_tags
         self.get_object_acl = objects.get_object_acl
         self.put_object_acl = objects.put_object_acl
+        self.get_retention = objects.locks.get_retention
+        self.get_attributes = AttributeHandlers(objects).get_attributes
+        self.put_retention = objects.locks.put_retention
+        self.get_legal_hold = objects.locks.get_legal_hold
+        self.put_legal_hold = objects.locks.put_legal_hold
         self.create_upload = uploads.create_upload
         self.upload_part = uploads.upload_part
         self.upload_part_copy = uploads.upload_part_copy
         self.complete_upload = uploads.complete_upload
+        self.post_object = PostHandlers(service, settings).post_object
         self.abort_upload = uploads.abort_upload
         self.list_parts = listing.list_parts
         # Bucket sub-resources: (method, query parameter) -> the handler that answers.
@@ -177,6 +153,14 @@ class S3App:
             ("GET", "versions"): listing.list_versions,
             ("GET", "uploads"): listing.list_uploads,
             ("POST", "delete"): objects.delete_objects,
+            ("GET", "publicAccessBlock"): public.get_block,
+            ("PUT", "publicAccessBlock"): public.put_block,
+            ("DELETE", "publicAccessBlock"): public.delete_block,
+            ("GET", "lifecycle"): lifecycle.get_lifecycle,
+            ("PUT", "lifecycle"): lifecycle.put_lifecycle,
+            ("DELETE", "lifecycle"): lifecycle.delete_lifecycle,
+            ("GET", "object-lock"): objects.locks.get_configuration,
+            ("PUT", "object-lock"): objects.locks.put_configuration,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -231,7 +215,7 @@ class S3App:
     def _error_reply(self, exc: S3Error, request_id: str, method: str) -> Reply:
         if exc.status == 304:
             return Reply(304, b"", dict(exc.headers))
-        body = x.error_document(exc.code, exc.message, exc.resource, request_id)
+        body = x.error_document(exc.code, exc.message, exc.resource, request_id, exc.details)
         reply = Reply(exc.status, body, {"content-type": "application/xml", **exc.headers})
         return reply
 
@@ -300,11 +284,7 @@ class S3App:
         if signed is None:
             return
         if signed.credential.region != self.region:
-            raise S3Error(
-                "AuthorizationHeaderMalformed",
-                f"The authorization header is malformed; the region '{signed.credential.region}' "
-                f"is wrong; expecting '{self.region}'. Set your client's region to {self.region}.",
-            )
+            raise self._wrong_region(signed)
         found = self.service.authenticate(signed.credential.access_key)
         if found is None:
             raise S3Error(
@@ -317,6 +297,28 @@ class S3App:
         )
         call.signed = signed
         call.principal = principal
+
+    def _wrong_region(self, signed: sigv4.SignedRequest) -> S3Error:
+        """S3's answer to a request signed for another region: the region to sign for, in
+        the body's <Region> and in x-amz-bucket-region, from which SDKs such as boto3
+        re-sign and retry by themselves."""
+        wrong = signed.credential.region
+        where = {"x-amz-bucket-region": self.region}
+        if signed.presigned:
+            return S3Error(
+                "AuthorizationQueryParametersError",
+                f"Error parsing the X-Amz-Credential parameter; the region '{wrong}' is wrong; "
+                f"expecting '{self.region}'",
+                headers=where,
+                details={"Region": self.region},
+            )
+        return S3Error(
+            "AuthorizationHeaderMalformed",
+            f"The authorization header is malformed; the region '{wrong}' is wrong; "
+            f"expecting '{self.region}'",
+            headers=where,
+            details={"Region": self.region},
+        )
 
     async def _handle(self, call: Call) -> Reply:
         if call.method == "OPTIONS":
@@ -363,12 +365,26 @@ class S3App:
         expected = call.header("x-amz-expected-bucket-owner")
         if expected and expected != bucket.project_id:
             raise S3Error("AccessDenied", "Access Denied", call.resource)
+        if bucket.needs_context:  # its policy has conditions: they test the request
+            call.principal = dataclasses.replace(
+                call.principal, context=request_context(call, self.clock.now())
+            )
         return bucket
 
     async def _bucket(self, call: Call) -> Reply:
         q, method = call.query, call.method
         if method == "PUT" and not any(
-            k in q for k in ("versioning", "acl", "policy", "cors", "tagging")
+            k in q
+            for k in (
+                "versioning",
+                "acl",
+                "policy",
+                "cors",
+                "tagging",
+                "object-lock",
+                "lifecycle",
+                "publicAccessBlock",
+            )
         ):
             return await self.create_bucket(call)
         bucket = self._bucket_for(call)
@@ -382,6 +398,8 @@ class S3App:
             return self.head_bucket(call, bucket)
         if method == "DELETE":
             return self.delete_bucket(call, bucket)
+        if method == "POST" and not q:
+            return await self.post_object(call, bucket)
         raise S3Error("NotImplemented", "This bucket operation is not supported.", call.resource)
 
     async def _object(self, call: Call) -> Reply:
@@ -396,6 +414,10 @@ class S3App:
                 return await self.put_object_tags(call, bucket)
             if "acl" in q:
                 return await self.put_object_acl(call, bucket)
+            if "retention" in q:
+                return await self.put_retention(call, bucket)
+            if "legal-hold" in q:
+                return await self.put_legal_hold(call, bucket)
             if "x-amz-copy-source" in call.headers:
                 return await self.copy_object(call, bucket)
             return await self.put_object(call, bucket)
@@ -406,6 +428,12 @@ class S3App:
                 return self.get_object_tags(call, bucket)
             if "acl" in q and method == "GET":
                 return self.get_object_acl(call, bucket)
+            if "retention" in q and method == "GET":
+                return self.get_retention(call, bucket)
+            if "legal-hold" in q and method == "GET":
+                return self.get_legal_hold(call, bucket)
+            if "attributes" in q and method == "GET":
+                return self.get_attributes(call, bucket)
             return self.get_object(call, bucket)
         if method == "DELETE":
             if "uploadId" in q:

@@ -13,11 +13,13 @@ from typing import Any
 from souverain.config import ObjectStoreSettings
 from souverain.objectstore import xml as x
 from souverain.objectstore.api.conditions import copy_source_range
-from souverain.objectstore.api.objects import ObjectHandlers, object_template
+from souverain.objectstore.api.locks import apply_lock_request
+from souverain.objectstore.api.objects import ObjectHandlers, object_template, write_condition
 from souverain.objectstore.api.wire import (
     Call,
     Reply,
     drain,
+    has_integrity_header,
     parse_xml,
     quote_etag,
     version_header,
@@ -46,6 +48,8 @@ class MultipartHandlers:
         check_key(call.key)
         self.service.authorize(call.principal, bucket, "s3:PutObject", call.key)
         template = object_template(call)
+        self.service.refuse_public_acl(bucket, template.acl, template.grants)
+        apply_lock_request(call, bucket, template, self.service)
         algorithm = (
             call.header("x-amz-checksum-algorithm") or call.header("x-amz-sdk-checksum-algorithm")
         ).lower()
@@ -77,7 +81,15 @@ class MultipartHandlers:
         self.service.authorize(call.principal, bucket, "s3:PutObject", call.key)
         number = self._part_number(call)
         upload_id = call.query["uploadId"]
-        self.service.upload(bucket, call.key, upload_id)  # NoSuchUpload before any byte
+        upload = self.service.upload(bucket, call.key, upload_id)  # NoSuchUpload first
+        locked = upload.lock_mode is not None or upload.legal_hold is not None
+        if locked and not has_integrity_header(call):
+            raise S3Error(
+                "InvalidRequest",
+                "Content-MD5 OR x-amz-checksum- HTTP header is required for Put Part requests "
+                "with Object Lock parameters",
+                call.resource,
+            )
         writer, checksums = await self.objects.receive_blob(call, self.objects.body(call))
         etag = writer.digests.hex("md5")
         self.service.put_part(
@@ -118,7 +130,7 @@ class MultipartHandlers:
                 raise S3Error("MalformedXML", "PartNumber must be a number.") from None
             wanted.append((number, x.text(part, "ETag")))
         info = self.service.complete_upload(
-            call.principal, bucket, call.key, call.query["uploadId"], wanted
+            call.principal, bucket, call.key, call.query["uploadId"], wanted, write_condition(call)
         )
         result: dict[str, Any] = {
             "Location": f"/{bucket.name}/{urllib.parse.quote(call.key)}",

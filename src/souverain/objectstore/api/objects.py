@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import urllib.parse
@@ -19,9 +20,12 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from souverain.config import ObjectStoreSettings
+from souverain.objectstore import lifecycle
 from souverain.objectstore import xml as x
+from souverain.objectstore.acl import GRANT_HEADERS
 from souverain.objectstore.api.buckets import (
     acl_document,
+    acl_from_headers,
     acl_from_request,
     parse_tagging,
     tagging_document,
@@ -32,20 +36,28 @@ from souverain.objectstore.api.conditions import (
     parse_range,
     part_range,
 )
+from souverain.objectstore.api.locks import (
+    LOCK_HEADERS,
+    LockHandlers,
+    apply_lock_request,
+    lock_headers,
+)
 from souverain.objectstore.api.wire import (
     Body,
     Call,
     Reply,
     drain,
+    has_integrity_header,
     http_date,
     parse_xml,
     quote_etag,
+    request_context,
     version_header,
     xml_body,
     xml_reply,
 )
+from souverain.objectstore.conditional import WriteCondition
 from souverain.objectstore.errors import S3Error
-from souverain.objectstore.policy import CANNED_ACLS
 from souverain.objectstore.records import NULL_VERSION, BucketInfo, NewObject, ObjectInfo, check_key
 from souverain.objectstore.service import ObjectStoreService
 from souverain.objectstore.store import CHECKSUM_ALGORITHMS, BlobWriter, Digests
@@ -77,6 +89,7 @@ class ObjectHandlers:
     def __init__(self, service: ObjectStoreService, settings: ObjectStoreSettings) -> None:
         self.service = service
         self.settings = settings
+        self.locks = LockHandlers(service, settings)
 
     def body(self, call: Call) -> Body:
         """An object or part body, within the size limit, timed out when the client stalls."""
@@ -121,7 +134,18 @@ class ObjectHandlers:
         check_key(call.key)
         self.service.authorize(call.principal, bucket, "s3:PutObject", call.key)
         template = object_template(call)
-        if_none_match = call.header("if-none-match").strip() == "*"
+        self.service.refuse_public_acl(bucket, template.acl, template.grants)
+        if any(h in call.headers for h in LOCK_HEADERS) and not has_integrity_header(call):
+            raise S3Error(
+                "InvalidRequest",
+                "Content-MD5 OR x-amz-checksum- HTTP header is required for Put Object requests "
+                "with Object Lock parameters",
+                call.resource,
+            )
+        apply_lock_request(call, bucket, template, self.service)
+        condition = write_condition(call)
+        if condition is not None:
+            self.service.check_condition(bucket, call.key, condition)
         body = self.body(call)
         if body.declared is not None and body.declared <= self.settings.inline_max_bytes:
             # Small: bytes and metadata commit together in the database, no blob file.
@@ -138,9 +162,11 @@ class ObjectHandlers:
             template.segments = [[writer.blob_id, writer.size]]
         template.checksums = checksums
         info = await asyncio.to_thread(
-            self.service.put_object, call.principal, bucket, call.key, template, if_none_match
+            self.service.put_object, call.principal, bucket, call.key, template, condition
         )
         headers = {"etag": quote_etag(info.etag), **version_header(bucket, info.version_id)}
+        if bucket.lifecycle:
+            headers.update(expiration_header(bucket, info))
         for alg, value in checksums.items():
             headers[f"x-amz-checksum-{alg}"] = value
         return Reply(200, headers=headers)
@@ -155,6 +181,12 @@ class ObjectHandlers:
         }
         for name, value in obj.user_meta.items():
             headers[f"x-amz-meta-{name}"] = value
+        if bucket.lifecycle and obj.is_latest:
+            headers.update(expiration_header(bucket, obj))
+        if (obj.lock_mode is not None or obj.legal_hold is not None) and self.may_see_locks(
+            call, bucket, obj
+        ):
+            headers.update(lock_headers(obj))
         if obj.tags:
             headers["x-amz-tagging-count"] = str(len(obj.tags))
         if call.header("x-amz-checksum-mode").upper() == "ENABLED":
@@ -164,6 +196,15 @@ class ObjectHandlers:
             if param in call.query:
                 headers[header] = call.query[param]
         return headers
+
+    def may_see_locks(self, call: Call, bucket: BucketInfo, obj: ObjectInfo) -> bool:
+        """As on S3, a GET or HEAD shows Object Lock headers only to callers who may read
+        the retention (a public reader of the object does not learn it)."""
+        try:
+            self.service.authorize(call.principal, bucket, "s3:GetObjectRetention", obj.key)
+        except S3Error:
+            return False
+        return True
 
     def lookup(self, call: Call, bucket: BucketInfo, action: str) -> ObjectInfo:
         """The object a GET/HEAD/copy reads, after checking the caller may read it."""
@@ -180,6 +221,7 @@ class ObjectHandlers:
             "s3:GetObjectVersion" if version_id else action,
             call.key,
             obj.acl,
+            obj,
         )
         if obj.is_delete_marker:
             raise S3Error(
@@ -232,8 +274,9 @@ class ObjectHandlers:
         version_id = call.query.get("versionId")
         action = "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject"
         self.service.authorize(call.principal, bucket, action, call.key)
+        bypass = self.locks.bypass(call, bucket, call.key) if version_id else False
         result = await asyncio.to_thread(
-            self.service.delete_object, call.principal, bucket, call.key, version_id
+            self.service.delete_object, call.principal, bucket, call.key, version_id, bypass
         )
         headers: dict[str, str] = {}
         if result.version_id is not None:
@@ -268,7 +311,8 @@ class ObjectHandlers:
                 check_key(key)
                 action = "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject"
                 self.service.authorize(call.principal, bucket, action, key)
-                result = self.service.delete_object(call.principal, bucket, key, version_id)
+                bypass = self.locks.bypass(call, bucket, key) if version_id else False
+                result = self.service.delete_object(call.principal, bucket, key, version_id, bypass)
             except S3Error as exc:
                 items.append(
                     (
@@ -309,6 +353,11 @@ class ObjectHandlers:
         expected = call.header("x-amz-source-expected-bucket-owner")
         if expected and expected != src_bucket.project_id:
             raise S3Error("AccessDenied", "Access Denied", f"/{src_bucket_name}")
+        if src_bucket.needs_context and call.principal.context is None:
+            # the source's policy conditions test this request too
+            call.principal = dataclasses.replace(
+                call.principal, context=request_context(call, self.service.clock.now())
+            )
         src_call = Call(
             call.scope,
             call.receive,
@@ -359,6 +408,7 @@ class ObjectHandlers:
             and not bucket.versioning
             and tag_directive == "COPY"
             and "x-amz-acl" not in call.headers
+            and not any(h in call.headers for h in GRANT_HEADERS)
         ):
             raise S3Error(
                 "InvalidRequest",
@@ -373,6 +423,8 @@ class ObjectHandlers:
             template.user_meta = dict(src.user_meta)
         if tag_directive == "COPY":
             template.tags = dict(src.tags)
+        apply_lock_request(call, bucket, template, self.service)
+        self.service.refuse_public_acl(bucket, template.acl, template.grants)
         await drain(call)
         algorithms = [a for a in src.checksums if "-" not in src.checksums[a]]
         if src.size <= self.settings.inline_max_bytes:
@@ -392,7 +444,7 @@ class ObjectHandlers:
         template.etag = src.etag if "-" not in src.etag else digests.hex("md5")
         template.checksums = {a: digests.b64(a) for a in digests.others}
         info = await asyncio.to_thread(
-            self.service.put_object, call.principal, bucket, call.key, template, False
+            self.service.put_object, call.principal, bucket, call.key, template
         )
         headers = version_header(bucket, info.version_id)
         if src.version_id != NULL_VERSION:
@@ -423,12 +475,13 @@ class ObjectHandlers:
 
     def get_object_acl(self, call: Call, bucket: BucketInfo) -> Reply:
         obj = self.lookup(call, bucket, "s3:GetObjectAcl")
-        return acl_document(obj.owner, obj.acl)
+        return acl_document(obj.owner, obj.acl, obj.grants, bucket.project_id)
 
     async def put_object_acl(self, call: Call, bucket: BucketInfo) -> Reply:
         self.service.authorize(call.principal, bucket, "s3:PutObjectAcl", call.key)
-        acl = await acl_from_request(call, self.settings)
-        self.service.set_object_acl(bucket, call.key, call.query.get("versionId"), acl)
+        acl, grants = await acl_from_request(call, self.settings)
+        self.service.refuse_public_acl(bucket, acl, grants)
+        self.service.set_object_acl(bucket, call.key, call.query.get("versionId"), acl, grants)
         return Reply(200)
 
 
@@ -455,11 +508,40 @@ def object_template(call: Call) -> NewObject:
             "MetadataTooLarge",
             "Your metadata headers exceed the maximum allowed metadata size (2 KB).",
         )
-    acl = call.header("x-amz-acl", "private")
-    if acl not in CANNED_ACLS:
-        raise S3Error("NotImplemented", f"The canned ACL {acl!r} is not supported.")
+    acl, grants = acl_from_headers(call)
     tags = _parse_tag_header(call.header("x-amz-tagging"))
-    return NewObject(0, "", [], headers, user_meta, {}, tags, acl)
+    new = NewObject(0, "", [], headers, user_meta, {}, tags, acl or "private")
+    new.grants = grants
+    return new
+
+
+def expiration_header(bucket: BucketInfo, obj: ObjectInfo) -> dict[str, str]:
+    """`x-amz-expiration`: when a lifecycle rule will expire this current version."""
+    found = lifecycle.expiry(bucket.lifecycle, obj.key, obj.tags, obj.size, obj.last_modified)
+    if found is None:
+        return {}
+    when, rule_id = found
+    value = f'expiry-date="{http_date(when)}", rule-id="{urllib.parse.quote(rule_id)}"'
+    return {"x-amz-expiration": value}
+
+
+def write_condition(call: Call) -> WriteCondition | None:
+    """If-None-Match: * and If-Match on a write (None: unconditional).
+
+    S3 takes only `*` in If-None-Match on writes; any other value is refused, never
+    ignored, so a client never believes a condition held that was not checked."""
+    none_match = call.header("if-none-match").strip()
+    match = call.header("if-match").strip()
+    if not none_match and not match:
+        return None
+    if none_match not in ("", "*"):
+        raise S3Error(
+            "NotImplemented",
+            "A header you provided implies functionality that is not implemented: "
+            "If-None-Match on a write takes only '*'.",
+            call.resource,
+        )
+    return WriteCondition(absent=none_match == "*", etag=match or None)
 
 
 def checksum_plan(call: Call) -> tuple[set[str], str | None]:

@@ -8,6 +8,7 @@ knows what an operation does with it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import email.utils
 import hashlib
@@ -195,6 +196,50 @@ class BodyProgress:
         return message
 
 
+# Request headers and query parameters bucket policy conditions may test, by key.
+_CONTEXT_HEADERS = {
+    "aws:useragent": "user-agent",
+    "aws:referer": "referer",
+    "s3:x-amz-acl": "x-amz-acl",
+    "s3:x-amz-content-sha256": "x-amz-content-sha256",
+    "s3:x-amz-copy-source": "x-amz-copy-source",
+    "s3:x-amz-metadata-directive": "x-amz-metadata-directive",
+    "s3:x-amz-storage-class": "x-amz-storage-class",
+    "s3:x-amz-server-side-encryption": "x-amz-server-side-encryption",
+}
+_CONTEXT_QUERY = {
+    "s3:prefix": "prefix",
+    "s3:delimiter": "delimiter",
+    "s3:max-keys": "max-keys",
+    "s3:versionid": "versionId",
+}
+
+
+def request_context(call: Call, now: dt.datetime) -> dict[str, str]:
+    """What bucket policy conditions can test about a request (keys in lower case).
+
+    The source address is the peer of the connection: a proxy in front must be the one
+    the operator's policies name, as headers such as X-Forwarded-For can be forged."""
+    client = call.scope.get("client")
+    who = call.principal
+    context = {
+        "aws:sourceip": client[0] if client else "",
+        "aws:securetransport": "true" if call.scope.get("scheme") == "https" else "false",
+        "aws:currenttime": now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "aws:epochtime": str(int(now.timestamp())),
+        "aws:principaltype": "Anonymous" if who.anonymous else "User",
+        "aws:userid": who.user_id or "",
+        "aws:principalaccount": who.project_id or "",
+    }
+    for key, header in _CONTEXT_HEADERS.items():
+        if header in call.headers:
+            context[key] = call.headers[header]
+    for key, param in _CONTEXT_QUERY.items():
+        if param in call.query:
+            context[key] = call.query[param]
+    return {k: v for k, v in context.items() if v}
+
+
 def raw_path(scope: Scope) -> bytes:
     """The path exactly as sent (keys may hold `%2F`, `+`, `%`): never the decoded one."""
     raw: bytes | None = scope.get("raw_path")
@@ -224,6 +269,30 @@ async def xml_body(call: Call, settings: ObjectStoreSettings, required: bool = T
     if required and not body:
         raise S3Error("MissingRequestBodyError", "Request body is empty.")
     return body
+
+
+def has_integrity_header(call: Call) -> bool:
+    """Content-MD5, an `x-amz-checksum-*` value, or a checksum sent as a trailer."""
+    return (
+        "content-md5" in call.headers
+        or any(h.startswith("x-amz-checksum-") for h in call.headers)
+        or "x-amz-checksum-" in call.header("x-amz-trailer").lower()
+    )
+
+
+def check_body_md5(call: Call, body: bytes) -> None:
+    """A configuration document must come with a digest; a Content-MD5 must match it."""
+    if not has_integrity_header(call):
+        raise S3Error(
+            "InvalidRequest",
+            "Missing required header for this request: Content-MD5 (or an x-amz-checksum-*).",
+            call.resource,
+        )
+    md5 = call.header("content-md5")
+    if md5:
+        actual = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+        if not hmac.compare_digest(actual, md5.strip()):
+            raise S3Error("BadDigest", "The Content-MD5 you specified did not match.")
 
 
 def parse_xml(body: bytes, root: str) -> Any:
