@@ -1,7 +1,7 @@
 """volume: backups kept as objects in the project's buckets, and their quotas
 
 Revision ID: 0022
-Revises: 0018
+Revises: 0021
 Create Date: 2026-12-06 08:10:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0022"
-down_revision = "0018"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
