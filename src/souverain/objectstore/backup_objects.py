@@ -63,7 +63,7 @@ class BackupObjectStore:
         )
         try:
             self.service.put_object(
-                self._who(project_id, user_id), self.service.bucket(bucket), key, new, False
+                self._who(project_id, user_id), self.service.bucket(bucket), key, new
             )
         except S3Error as exc:
             self.service.store.delete([blob_id])
