@@ -78,7 +78,10 @@ class BackupApi:
             items = await self._detail(request, ctx, rows)
         else:
             see = viewer(request, ctx)
-            items = [backup_views.backup_summary(r, see, self._links(request, r)) for r in rows]
+            items = [
+                backup_views.backup_summary(r, see, self._links(request, r), listed=True)
+                for r in rows
+            ]
         body: dict[str, Any] = {"backups": items}
         if rows and (more or len(rows) == query.limit):
             body["backups_links"] = self.links.next(

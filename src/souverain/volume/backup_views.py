@@ -67,10 +67,10 @@ def backup_view(
 
 
 def backup_summary(
-    row: m.VolumeBackup, viewer: Viewer, links: list[dict[str, str]]
+    row: m.VolumeBackup, viewer: Viewer, links: list[dict[str, str]], listed: bool = False
 ) -> dict[str, Any]:
-    """What a create, an update or a plain list shows."""
+    """What a create, an update or a plain list shows (the list without metadata)."""
     body: dict[str, Any] = {"id": row.id, "name": row.name, "links": links}
-    if viewer.version >= (3, 43):
+    if viewer.version >= (3, 43) and not listed:
         body["metadata"] = dict(row.meta or {})
     return body
