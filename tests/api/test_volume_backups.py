@@ -13,6 +13,8 @@ from typing import Any
 
 from defusedxml import ElementTree
 
+from souverain.volume import models as m
+
 from .support import S3, Cloud
 from .test_volumes import (
     MIB,
@@ -278,3 +280,21 @@ def test_admin_exports_and_imports_a_backup_record(cloud: Cloud, tmp_path: Path)
     assert restored.status_code == 202, restored.text
     target = restored.json()["restore"]["volume_id"]
     assert raw_hash(volume_file(cloud, target), tmp_path) == expected
+
+
+def test_a_stop_mid_way_is_resolved_at_the_next_start(cloud: Cloud) -> None:
+    c = tenant(cloud)
+    volume_id = c.create()["id"]
+    made = backup(c, volume_id)
+    stuck = backup(c, volume_id)
+    service = cloud.platform.volume
+    with service.db.session() as s:
+        s.get(m.VolumeBackup, made["id"]).status = "restoring"  # type: ignore[union-attr]
+        s.get(m.VolumeBackup, stuck["id"]).status = "creating"  # type: ignore[union-attr]
+        s.get(m.Volume, volume_id).status = "backing-up"  # type: ignore[union-attr]
+    service.backups.recover()
+    assert show(c, made["id"])["status"] == "available"
+    failed = show(c, stuck["id"])
+    assert failed["status"] == "error" and "stopped" in failed["fail_reason"]
+    assert c.show(volume_id)["status"] == "available"
+    assert c.delete(f"/backups/{stuck['id']}").status_code == 202
