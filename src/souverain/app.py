@@ -36,6 +36,8 @@ SERVICES = (
     CatalogEntry(type="image", name="glance", path="/image"),
     CatalogEntry(type="block-storage", name="cinder", path="/volume/v3"),
     CatalogEntry(type="network", name="neutron", path="/network"),
+    # Keystone's template: each token's catalog carries its own project's account
+    CatalogEntry(type="object-store", name="swift", path="/object-storage/v1/AUTH_%(project_id)s"),
 )
 
 

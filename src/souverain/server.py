@@ -46,15 +46,19 @@ from souverain.network.firewall import Firewall
 from souverain.network.host import HostNetwork
 from souverain.network.routing import Routing
 from souverain.network.service import NetworkService
+from souverain.objectstore.api import swift as swift_api
 from souverain.objectstore.backup_objects import BackupObjectStore
 from souverain.objectstore.service import ObjectStoreService
 from souverain.objectstore.store import BlobStore
+from souverain.objectstore.swift.expirer import Expirer
 from souverain.openstack.faults import render_error
 from souverain.volume import api as volume_api
 from souverain.volume.backend import VolumeBackend
 from souverain.volume.service import VolumeService
 
 log = logging.getLogger("souverain")
+# seconds between rounds of the object expirer (at most; the meter interval if shorter)
+EXPIRER_INTERVAL = 30.0
 
 
 @dataclass
@@ -165,6 +169,23 @@ class Platform:
         )
         storage_meter.start()
         self._workers.append(storage_meter)
+        expirer = threading.Thread(
+            target=self._expirer_loop,
+            args=(min(self.settings.objectstore.meter_interval, EXPIRER_INTERVAL),),
+            name="objectstore-expirer",
+            daemon=True,
+        )
+        expirer.start()
+        self._workers.append(expirer)
+
+    def _expirer_loop(self, interval: float) -> None:
+        """Objects past their X-Delete-At go for S3 too (Swift's reads hide them at once)."""
+        expirer = Expirer(self.objectstore)
+        while not self._stop.wait(interval):
+            try:
+                expirer.expire_due()
+            except Exception:  # the next round takes them again
+                log.exception("deleting expired objects failed; retrying")
 
     def _storage_meter_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -478,6 +499,7 @@ def open_platform(
         service.meter = billing
     public_url = settings.server.public_url
     mounts = _mounts(settings, identity, compute, network, volume, billing, image)
+    mounts += (_swift_mount(settings, objectstore, identity, clock),)
     app = build_app(
         identity,
         audit_log,
@@ -544,6 +566,18 @@ def _mounts(
             image_api.render_error,
             image_api.body_limit_for(settings.image),
         ),
+    )
+
+
+def _swift_mount(
+    settings: Settings, objectstore: ObjectStoreService, identity: IdentityService, clock: Clock
+) -> Mounted:
+    """Swift on the OpenStack listener, over the same buckets and bytes as S3."""
+    return Mounted(
+        "/object-storage",
+        swift_api.build_app(objectstore, identity, settings.objectstore, clock),
+        swift_api.render_error,
+        swift_api.body_limit_for(settings.objectstore),
     )
 
 

@@ -34,8 +34,11 @@ def test_password_project_scoped_token_has_every_keystone_field(cloud: Cloud) ->
         "image",
         "block-storage",
         "network",
+        "object-store",
         "s3",
     ]
+    swift = token["catalog"][5]["endpoints"][0]["url"]
+    assert swift.endswith(f"/object-storage/v1/AUTH_{cloud.admin_project_id}")
     endpoints = token["catalog"][0]["endpoints"]
     assert {e["interface"] for e in endpoints} == {"public", "internal", "admin"}
     assert all(e["url"].endswith("/identity") and e["region_id"] for e in endpoints)

@@ -70,7 +70,12 @@ def test_restart_is_idempotent_and_follows_the_new_port(make_server: ServerFacto
     status, _, body = second.get("/identity/v3/users?name=admin", {"X-Auth-Token": token})
     assert len(json.loads(body)["users"]) == 1
     status, _, body = second.get("/identity/v3/roles", {"X-Auth-Token": token})
-    assert sorted(r["name"] for r in json.loads(body)["roles"]) == ["admin", "member", "reader"]
+    assert sorted(r["name"] for r in json.loads(body)["roles"]) == [
+        "ResellerAdmin",
+        "admin",
+        "member",
+        "reader",
+    ]
 
 
 def test_every_response_has_a_request_id_and_an_access_log_line(make_server: ServerFactory) -> None:

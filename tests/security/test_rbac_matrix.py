@@ -229,7 +229,10 @@ class World:
         _wait(settled, "the server to settle")
         actions = _ok(self.api("GET", path + "/os-instance-actions", token))
         self.ids["request"] = actions["instanceActions"][0]["request_id"]
-        self.private.update({server_id, self.ids["request"]})
+        group = {"server_group": {"name": "rbac-group", "policies": ["affinity"]}}
+        made_group = _ok(self.api("POST", "/compute/v2.1/os-server-groups", token, group))
+        self.ids["server_group"] = made_group["server_group"]["id"]
+        self.private.update({server_id, self.ids["request"], self.ids["server_group"]})
 
     def _image(self, token: str, name: str) -> str:
         body = {"name": name, "disk_format": "raw", "container_format": "bare"}
@@ -372,6 +375,8 @@ BY_PLACE: dict[tuple[str, str], str] = {
     ("os-interface", "port"): "port",
     ("os-volume_attachments", "volume"): "volume",
     ("os-instance-actions", "req"): "request",
+    ("os-server-groups", "id"): "server_group",
+    ("images", "id"): "image",
     ("os-quota-sets", "project"): "project",
     ("quotas", "project"): "project",
     ("networks", "id"): "network",
@@ -407,6 +412,7 @@ LITERALS: dict[tuple[str, str], str] = {
     ("domains", "target_id"): "default",
     ("domains", "ident"): "default",
     ("os-hypervisors", "id"): "1",
+    ("os-services", "id"): "enable",  # never "disable": the cloud must keep taking servers
     ("os-hosts", "host"): "souverain@local",
     ("qos-specs", "id"): "00000000-0000-0000-0000-000000000000",
     ("os-volume-transfer", "id"): "00000000-0000-0000-0000-000000000000",

@@ -28,7 +28,18 @@ from souverain.db.engine import Database, make_engine
 # What each action was allowed from before the table existed, written out again here so
 # that a change to the table is a change to this test too.
 EXPECTED_SOURCES = {
-    "delete": {"active", "building", "stopped", "paused", "suspended", "resized", "error"},
+    "delete": {
+        "active",
+        "building",
+        "stopped",
+        "paused",
+        "suspended",
+        "resized",
+        "rescued",
+        "shelved",
+        "shelved_offloaded",
+        "error",
+    },
     "stop": {"active", "error"},
     "start": {"stopped"},
     "reboot": {"active"},
@@ -42,6 +53,10 @@ EXPECTED_SOURCES = {
     "resize": {"active", "stopped"},
     "confirmResize": {"resized"},
     "revertResize": {"resized"},
+    "rescue": {"active", "stopped", "error"},
+    "unrescue": {"rescued"},
+    "shelve": {"active", "stopped", "paused", "suspended"},
+    "unshelve": {"shelved", "shelved_offloaded"},
 }
 TASK_STATES = (None, "powering-off")
 OWNER = RequestContext(user_id="u", user_domain_id="default", project_id="p", roles=frozenset())

@@ -181,7 +181,13 @@ COMPUTE_RULES: dict[str, Rule] = {
     "compute:flavor_extra_spec:show": Rule.ANYONE_AUTHENTICATED,
     "compute:flavor_extra_spec:update": Rule.ADMIN,
     "compute:hypervisor:detail": Rule.ADMIN,
+    "compute:image:delete": Rule.PROJECT_MEMBER,
+    "compute:image:list": Rule.PROJECT_READER,
+    "compute:image:show": Rule.PROJECT_READER,
     "compute:hypervisor:list": Rule.ADMIN,
+    "compute:hypervisor:search": Rule.ADMIN,
+    "compute:hypervisor:servers": Rule.ADMIN,
+    "compute:hypervisor:uptime": Rule.ADMIN,
     "compute:hypervisor:show": Rule.ADMIN,
     "compute:hypervisor:statistics": Rule.ADMIN,
     "compute:instance_action:list": Rule.PROJECT_READER,
@@ -203,9 +209,14 @@ COMPUTE_RULES: dict[str, Rule] = {
     "compute:server:action": Rule.PROJECT_MEMBER,
     "compute:server:create": Rule.PROJECT_MEMBER,
     "compute:server:delete": Rule.PROJECT_MEMBER,
+    "compute:server:diagnostics": Rule.ADMIN,
     "compute:server:list": Rule.PROJECT_READER,
     "compute:server:show": Rule.PROJECT_READER,
     "compute:server:update": Rule.PROJECT_MEMBER,
+    "compute:server_group:create": Rule.PROJECT_MEMBER,
+    "compute:server_group:delete": Rule.PROJECT_MEMBER,
+    "compute:server_group:list": Rule.PROJECT_READER,
+    "compute:server_group:show": Rule.PROJECT_READER,
     "compute:server_ip:list": Rule.PROJECT_READER,
     "compute:server_metadata:create": Rule.PROJECT_MEMBER,
     "compute:server_metadata:delete": Rule.PROJECT_MEMBER,
@@ -220,6 +231,7 @@ COMPUTE_RULES: dict[str, Rule] = {
     "compute:server_tag:show": Rule.PROJECT_READER,
     "compute:server_tag:update_all": Rule.PROJECT_MEMBER,
     "compute:service:list": Rule.ADMIN,
+    "compute:service:update": Rule.ADMIN,
     "compute:volume_attachment:create": Rule.PROJECT_MEMBER,
     "compute:volume_attachment:delete": Rule.PROJECT_MEMBER,
     "compute:volume_attachment:list": Rule.PROJECT_READER,
@@ -428,6 +440,26 @@ BILLING_RULES: dict[str, Rule] = {
 }
 
 
+# Swift (object-store): an account's readers read it, its members write it. Callers from
+# other projects or without a token act only as a container's ACLs or a temp URL allow,
+# which the object store decides; a ResellerAdmin acts on every account.
+OBJECT_STORE_RULES: dict[str, Rule] = {
+    "object-store:account:show": Rule.PROJECT_READER,
+    "object-store:account:update": Rule.PROJECT_MEMBER,
+    "object-store:account:bulk_delete": Rule.PROJECT_MEMBER,
+    "object-store:account:extract_archive": Rule.PROJECT_MEMBER,
+    "object-store:container:show": Rule.PROJECT_READER,
+    "object-store:container:create": Rule.PROJECT_MEMBER,
+    "object-store:container:update": Rule.PROJECT_MEMBER,
+    "object-store:container:delete": Rule.PROJECT_MEMBER,
+    "object-store:object:show": Rule.PROJECT_READER,
+    "object-store:object:create": Rule.PROJECT_MEMBER,
+    "object-store:object:update": Rule.PROJECT_MEMBER,
+    "object-store:object:delete": Rule.PROJECT_MEMBER,
+    "object-store:object:copy": Rule.PROJECT_MEMBER,
+}
+
+
 # Version documents and discovery: read without a token, as every OpenStack API allows.
 PUBLIC_RULES: dict[str, Rule] = {
     "identity:version:show": Rule.PUBLIC,
@@ -437,6 +469,9 @@ PUBLIC_RULES: dict[str, Rule] = {
     "volume:version:show": Rule.PUBLIC,
     "image:version:show": Rule.PUBLIC,
     "billing:version:show": Rule.PUBLIC,
+    "object-store:info:show": Rule.PUBLIC,
+    "object-store:healthcheck:show": Rule.PUBLIC,
+    "object-store:crossdomain:show": Rule.PUBLIC,
 }
 
 RULES: dict[str, Rule] = {
@@ -446,6 +481,7 @@ RULES: dict[str, Rule] = {
     **VOLUME_RULES,
     **IMAGE_RULES,
     **BILLING_RULES,
+    **OBJECT_STORE_RULES,
     **PUBLIC_RULES,
 }
 

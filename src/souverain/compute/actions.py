@@ -17,7 +17,7 @@ from souverain.common.errors import BadRequest, Conflict, NotFound
 from souverain.compute import scheduler, states
 from souverain.compute.core import NO_VALID_HOST, ComputeCore, check_unlocked
 from souverain.compute.flavors import Flavors
-from souverain.compute.guests import Guests, copy_file
+from souverain.compute.guests import Guests, copy_file, new_admin_password
 from souverain.compute.keypairs import keypair_of
 from souverain.compute.models import Server
 from souverain.compute.qemu import DriverError, PowerState
@@ -112,11 +112,15 @@ class Actions:
     # ------------------------------------------------------------------ power
 
     def delete_server(self, ctx: RequestContext, server_id: str) -> None:
-        _, action_id = self.begin(ctx, server_id, MOVES["delete"])
+        row, action_id = self.begin(ctx, server_id, MOVES["delete"])
+        shelved_image = row.shelved_image_id
 
         def task() -> None:
             with self.core.server_lock(server_id):
                 self.guests.destroy_everything(server_id)
+            if shelved_image is not None:  # a shelved server's snapshot goes with it
+                with contextlib.suppress(NotFound):
+                    self.images.delete(ctx, shelved_image)
             self.core.finish_action(action_id)
 
         self.core.submit(task)
@@ -200,15 +204,20 @@ class Actions:
                     f"Server {server_id} boots from volume {row.root_volume_id}: make an image "
                     "of the volume instead (openstack image create --volume)."
                 )
-            min_disk = int(row.disk_gib)
+            flavor_disk = int(row.flavor.get("disk") or 0)
             source_image = row.image_id
+        # as Nova: the source image's minimums, the flavor's disk where it has one;
+        # the caller's metadata may name the image type, never which server it came from
+        source_min_disk, min_ram = self._source_minimums(ctx, source_image)
         properties = {
+            "image_type": "snapshot",
             **metadata,
             "instance_uuid": server_id,
             "base_image_ref": source_image,
-            "image_type": "snapshot",
         }
-        image = self.images.create_snapshot_record(ctx, name, properties, min_disk, 0)
+        image = self.images.create_snapshot_record(
+            ctx, name, properties, flavor_disk or source_min_disk, min_ram
+        )
         image_id = str(image["id"])
         move = MOVES["createImage"]
         try:
@@ -232,6 +241,14 @@ class Actions:
         self.run(move, action_id, server_id, work)
         return image_id
 
+    def _source_minimums(self, ctx: RequestContext, image_id: str) -> tuple[int, int]:
+        """The min_disk and min_ram of the image a server booted from (0, 0 once gone)."""
+        try:
+            image = self.images.image_for_boot(ctx, image_id)
+        except (NotFound, BadRequest):
+            return 0, 0
+        return int(image.min_disk or 0), int(image.min_ram or 0)
+
     def rebuild(
         self, ctx: RequestContext, server_id: str, image_ref: str, changes: dict[str, Any]
     ) -> dict[str, Any]:
@@ -246,11 +263,15 @@ class Actions:
         except NotFound:
             raise BadRequest(f"Image {image_ref} could not be found.") from None
         extra = {"image_id": image.id, **self._rebuilt_columns(ctx, changes)}
+        admin_pass = changes.get("admin_pass") or new_admin_password()
         move = MOVES["rebuild"]
         row, action_id = self.begin(ctx, server_id, move, extra)
-        work = self._rebuild_work(server_id, image, running=row.vm_state != "stopped")
-        self.run(move, action_id, server_id, work)
-        return self.servers.get_server(ctx, server_id)
+        running = row.vm_state != "stopped"
+        self.run(
+            move, action_id, server_id, self._rebuild_work(server_id, image, running, admin_pass)
+        )
+        # shown once, in the rebuild's answer; the guest reads it from its new config drive
+        return {**self.servers.get_server(ctx, server_id), "admin_pass": admin_pass}
 
     def _rebuilt_columns(self, ctx: RequestContext, changes: dict[str, Any]) -> dict[str, Any]:
         """The row's new values a rebuild asks for (its key pair looked up by name)."""
@@ -269,12 +290,16 @@ class Actions:
             ("description", "description"),
             ("user_data", "user_data"),
             ("metadata", "server_metadata"),
+            ("access_ip_v4", "access_ip_v4"),
+            ("access_ip_v6", "access_ip_v6"),
         ):
             if field in changes:
                 values[column] = changes[field]
         return values
 
-    def _rebuild_work(self, server_id: str, image: BootImage, running: bool) -> Work:
+    def _rebuild_work(
+        self, server_id: str, image: BootImage, running: bool, admin_pass: str
+    ) -> Work:
         def work() -> dict[str, Any]:
             self.driver.destroy(server_id)
             for name in ("disk.qcow2", "disk.config", "suspended.state"):
@@ -282,7 +307,7 @@ class Actions:
             with self.db.session() as s:
                 current = s.get(Server, server_id)
                 assert current is not None
-                spec = self.guests.prepare_disks(current, image)
+                spec = self.guests.prepare_disks(current, image, admin_pass)
             end = MOVES["rebuild"].end(running)
             if not running:  # a stopped server stays stopped
                 return {"vm_state": end, "power_state": _power(end), "fault": None}
@@ -422,6 +447,14 @@ class Actions:
             row.updated_at = self.core.now()
             action = "lock" if locked else "unlock"
             self.core.record_action(s, ctx, server_id, row.project_id, action)
+
+    def reset_state(self, ctx: RequestContext, server_id: str, vm_state: str) -> None:
+        """An admin's os-resetState: the row says `active` or `error` and no task, whatever
+        the guest does (an operator's repair after a failure)."""
+        with self.db.session() as s:
+            row = self.core.server_row(s, ctx, server_id)
+            row.vm_state, row.task_state = vm_state, None
+            row.updated_at = self.core.now()
 
     @contextlib.contextmanager
     def disk_writes_held(self, server_id: str) -> Iterator[None]:

@@ -6,7 +6,8 @@ a handler runs; responses and faults carry the version headers and the request i
 The version documents sit outside the microversioned API, as in Nova, on an edge
 of their own that adds nothing to them.
 The handlers live by resource family (`api_servers`, `api_actions`,
-`api_server_parts`, `api_flavors`, `api_host`); request bodies are checked in
+`api_server_parts`, `api_server_groups`, `api_flavors`, `api_host`, `api_services`,
+`api_images`); request bodies are checked in
 `schemas` and responses shaped in `views`, per microversion where a client can
 tell the difference (the flavor embedded in a server from 2.47, `description`
 from 2.19, tags from 2.26, the createImage body from 2.45, ...).
@@ -29,8 +30,11 @@ from souverain.compute.api_actions import ActionHandlers
 from souverain.compute.api_base import Handlers, versioned
 from souverain.compute.api_flavors import FlavorHandlers, KeypairHandlers
 from souverain.compute.api_host import HostHandlers
+from souverain.compute.api_images import ImageProxyHandlers
+from souverain.compute.api_server_groups import ServerGroupHandlers
 from souverain.compute.api_server_parts import ServerPartHandlers
 from souverain.compute.api_servers import ServerHandlers
+from souverain.compute.api_services import ServiceHandlers
 from souverain.compute.service import ComputeService
 from souverain.openstack.faults import ErrorLayer
 from souverain.openstack.microversion import Microversions
@@ -71,10 +75,18 @@ def request_id_header(request: Request) -> dict[str, str]:
 
 class VersionDocuments(Handlers):
     async def versions(self, request: Request) -> Response:
-        return JSONResponse({"versions": [views.version_doc(self.base(request))]})
+        base = self.base(request)
+        # Nova's list: no media types in it, only in each version's own document
+        listed = [views.legacy_version_doc(base), views.version_doc(base)]
+        return JSONResponse(
+            {"versions": [{k: v for k, v in d.items() if k != "media-types"} for d in listed]}
+        )
 
     async def version(self, request: Request) -> Response:
         return JSONResponse({"version": views.version_doc(self.base(request))})
+
+    async def legacy_version(self, request: Request) -> Response:
+        return JSONResponse({"version": views.legacy_version_doc(self.base(request))})
 
 
 def routes(service: ComputeService, public_url: str = "") -> list[BaseRoute]:
@@ -87,12 +99,30 @@ def routes(service: ComputeService, public_url: str = "") -> list[BaseRoute]:
         documents.public("/", docs.versions, version),
         documents.public("/v2.1", docs.version, version),
         documents.public("/v2.1/", docs.version, version),
+        documents.public("/v2", docs.legacy_version, version),
+        documents.public("/v2/", docs.legacy_version, version),
         *flavor_routes(edge, FlavorHandlers(service, public_url)),
         *keypair_routes(edge, KeypairHandlers(service, public_url)),
         *server_routes(edge, ServerHandlers(service, public_url)),
         *action_routes(edge, ActionHandlers(service, public_url)),
         *server_part_routes(edge, ServerPartHandlers(service, public_url)),
         *host_routes(edge, HostHandlers(service, public_url)),
+        *server_group_routes(edge, ServerGroupHandlers(service, public_url)),
+        *service_routes(edge, ServiceHandlers(service, public_url)),
+        *image_routes(edge, ImageProxyHandlers(service, public_url)),
+    ]
+
+
+def image_routes(edge: Edge, h: ImageProxyHandlers) -> list[BaseRoute]:
+    r, i = edge.route, "/v2.1/images"
+    return [
+        r(i, versioned(h.images), {"GET": "compute:image:list"}),
+        r(f"{i}/detail", versioned(h.images_detail), {"GET": "compute:image:list"}),
+        r(
+            f"{i}/{{id}}",
+            versioned(h.image),
+            {"GET": "compute:image:show", "DELETE": "compute:image:delete"},
+        ),
     ]
 
 
@@ -215,6 +245,7 @@ def server_part_routes(edge: Edge, h: ServerPartHandlers) -> list[BaseRoute]:
             versioned(h.interface),
             {"GET": f"{iface}:show", "DELETE": f"{iface}:delete"},
         ),
+        r(f"{s}/diagnostics", versioned(h.diagnostics), {"GET": "compute:server:diagnostics"}),
         r(
             f"{s}/os-volume_attachments",
             versioned(h.volume_attachments),
@@ -225,6 +256,30 @@ def server_part_routes(edge: Edge, h: ServerPartHandlers) -> list[BaseRoute]:
             versioned(h.volume_attachment),
             {"GET": f"{attach}:show", "PUT": f"{attach}:update", "DELETE": f"{attach}:delete"},
         ),
+    ]
+
+
+def server_group_routes(edge: Edge, h: ServerGroupHandlers) -> list[BaseRoute]:
+    r, g = edge.route, "/v2.1/os-server-groups"
+    return [
+        r(
+            g,
+            versioned(h.groups),
+            {"GET": "compute:server_group:list", "POST": "compute:server_group:create"},
+        ),
+        r(
+            f"{g}/{{id}}",
+            versioned(h.group),
+            {"GET": "compute:server_group:show", "DELETE": "compute:server_group:delete"},
+        ),
+    ]
+
+
+def service_routes(edge: Edge, h: ServiceHandlers) -> list[BaseRoute]:
+    r = edge.route
+    return [
+        r("/v2.1/os-services", versioned(h.services), {"GET": "compute:service:list"}),
+        r("/v2.1/os-services/{id}", versioned(h.update), {"PUT": "compute:service:update"}),
     ]
 
 
@@ -254,7 +309,21 @@ def host_routes(edge: Edge, h: HostHandlers) -> list[BaseRoute]:
             {"GET": "compute:hypervisor:statistics"},
         ),
         r(f"{hyper}/{{id}}", versioned(h.hypervisor), {"GET": "compute:hypervisor:show"}),
-        r("/v2.1/os-services", versioned(h.services), {"GET": "compute:service:list"}),
+        r(
+            f"{hyper}/{{id}}/uptime",
+            versioned(h.hypervisor_uptime),
+            {"GET": "compute:hypervisor:uptime"},
+        ),
+        r(
+            f"{hyper}/{{id}}/servers",
+            versioned(h.hypervisor_match),
+            {"GET": "compute:hypervisor:servers"},
+        ),
+        r(
+            f"{hyper}/{{id}}/search",
+            versioned(h.hypervisor_match),
+            {"GET": "compute:hypervisor:search"},
+        ),
         r("/v2.1/extensions", versioned(h.extensions), {"GET": "compute:extension:list"}),
     ]
 

@@ -20,7 +20,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.jsoncodec import JSONResponse
 from souverain.compute import schemas, views
-from souverain.compute.api_base import Handlers
+from souverain.compute.api_base import Handlers, require_admin
 from souverain.compute.service import ComputeService
 from souverain.openstack.auth import audit
 from souverain.openstack.body import read_json
@@ -32,6 +32,8 @@ ServiceCall = Callable[[RequestContext, str], None]
 SIMPLE_ACTIONS: dict[str, tuple[Callable[[ComputeService], ServiceCall], int]] = {
     "os-stop": (lambda s: s.stop, 202),
     "os-start": (lambda s: s.start, 202),
+    "unrescue": (lambda s: s.rescue.unrescue, 202),
+    "shelve": (lambda s: s.shelving.shelve, 202),
     "pause": (lambda s: s.pause, 202),
     "unpause": (lambda s: s.unpause, 202),
     "suspend": (lambda s: s.suspend, 202),
@@ -111,8 +113,45 @@ class ActionHandlers(Handlers):
             self.service.rebuild, call.ctx, call.server_id, image_ref, changes
         )
         server["status"] = "REBUILD"
-        body = views.server_body(self.base(call.request), server, call.v, call.ctx.is_admin)
+        body = views.rebuilt_server_body(self.base(call.request), server, call.v, call.ctx.is_admin)
+        body["adminPass"] = server["admin_pass"]
         return JSONResponse({"server": body}, status_code=202)
+
+    async def add_security_group(self, call: Call) -> Response:
+        name = schemas.security_group_name(call.args)
+        await run_in_threadpool(
+            self.service.set_security_group, call.ctx, call.server_id, name, True
+        )
+        return Response(status_code=202)
+
+    async def remove_security_group(self, call: Call) -> Response:
+        name = schemas.security_group_name(call.args)
+        await run_in_threadpool(
+            self.service.set_security_group, call.ctx, call.server_id, name, False
+        )
+        return Response(status_code=202)
+
+    async def reset_state(self, call: Call) -> Response:
+        require_admin(call.ctx)
+        state = call.args.get("state") if isinstance(call.args, dict) else None
+        if state not in ("active", "error"):
+            raise BadRequest("Invalid input for field/attribute state: active or error.")
+        await run_in_threadpool(self.service.reset_state, call.ctx, call.server_id, state)
+        return Response(status_code=202)
+
+    async def rescue(self, call: Call) -> Response:
+        image_ref, admin_pass = schemas.rescue_request(call.args)
+        password = await run_in_threadpool(
+            self.service.rescue.rescue, call.ctx, call.server_id, image_ref, admin_pass
+        )
+        return JSONResponse({"adminPass": password})
+
+    async def unshelve(self, call: Call) -> Response:
+        zone = schemas.unshelve_zone(call.args, call.v)
+        if zone is not None and zone != self.service.settings.availability_zone:
+            raise BadRequest(f"The requested availability zone is not available: {zone[:255]}")
+        await run_in_threadpool(self.service.shelving.unshelve, call.ctx, call.server_id)
+        return Response(status_code=202)
 
     async def resize(self, call: Call) -> Response:
         flavor_ref = schemas.resize_flavor(call.args)
@@ -131,7 +170,7 @@ class ActionHandlers(Handlers):
         item = self.service.instance_action(
             ctx, request.path_params["id"], request.path_params["req"]
         )
-        body = views.instance_action_body(item, v, self.service.host)
+        body = views.instance_action_body(item, v, self.service.host, ctx.is_admin)
         return JSONResponse({"instanceAction": body})
 
 
@@ -144,4 +183,9 @@ ACTIONS: dict[str, ActionHandler] = {
     "createImage": ActionHandlers.create_image,
     "rebuild": ActionHandlers.rebuild,
     "resize": ActionHandlers.resize,
+    "rescue": ActionHandlers.rescue,
+    "os-resetState": ActionHandlers.reset_state,
+    "addSecurityGroup": ActionHandlers.add_security_group,
+    "removeSecurityGroup": ActionHandlers.remove_security_group,
+    "unshelve": ActionHandlers.unshelve,
 }

@@ -52,6 +52,12 @@ def require_version(v: Version, first: Version) -> None:
         raise NotFound("The resource could not be found.")
 
 
+def require_at_most(v: Version, last: Version) -> None:
+    """A route Nova removed after microversion `last` is gone from the next one: 404."""
+    if v > last:
+        raise NotFound("The resource could not be found.")
+
+
 class AdminRequired(ApiError):
     status = 403
     title = "Forbidden"

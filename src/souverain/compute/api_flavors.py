@@ -39,8 +39,10 @@ class FlavorHandlers(Handlers):
         self, request: Request, ctx: RequestContext, v: Version, detail: bool
     ) -> Response:
         q = request.query_params
-        raw_public = q.get("is_public", "true").lower()
-        is_public: bool | None = {"none": None, "false": False, "0": False}.get(raw_public, True)
+        raw_public = q.get("is_public", "true")
+        is_public: bool | None = (
+            None if raw_public.lower() == "none" else schemas.boolean(raw_public, "is_public")
+        )
         flavors = self.service.list_flavors(
             ctx,
             is_public,
@@ -160,7 +162,9 @@ class KeypairHandlers(Handlers):
             ctx, wanted.name, wanted.public_key, wanted.type, wanted.user_id
         )
         status = 201 if v >= (2, 2) else 200
-        return JSONResponse({"keypair": views.keypair_body(created, v, False)}, status_code=status)
+        return JSONResponse(
+            {"keypair": views.keypair_body(created, v, False, created=True)}, status_code=status
+        )
 
     async def keypair(self, request: Request, ctx: RequestContext, v: Version) -> Response:
         name = request.path_params["name"]

@@ -17,10 +17,12 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import NotFound
 from souverain.common.jsoncodec import JSONResponse
 from souverain.compute import schemas, views
-from souverain.compute.api_base import Handlers, require_admin
+from souverain.compute.api_base import Handlers, require_admin, require_at_most
+from souverain.compute.qemu_host import uptime_text
 from souverain.openstack.auth import audit
 from souverain.openstack.body import read_json
 from souverain.openstack.microversion import Version
+from souverain.openstack.query import parse_flag
 
 
 class HostHandlers(Handlers):
@@ -85,34 +87,71 @@ class HostHandlers(Handlers):
     # -------------------------------------------------------------- hypervisors and services
 
     async def hypervisors(self, request: Request, ctx: RequestContext, v: Version) -> Response:
-        require_admin(ctx)
-        body = views.hypervisor_body(self.service.hypervisor(), v, False)
-        return JSONResponse({"hypervisors": [body]})
+        return await self._hypervisor_list(request, ctx, v, detail=False)
 
     async def hypervisors_detail(
         self, request: Request, ctx: RequestContext, v: Version
     ) -> Response:
+        return await self._hypervisor_list(request, ctx, v, detail=True)
+
+    async def _hypervisor_list(
+        self, request: Request, ctx: RequestContext, v: Version, detail: bool
+    ) -> Response:
+        """This host, as the one hypervisor; from 2.53 filtered by a hostname pattern and
+        listing its servers when asked (`with_servers`)."""
         require_admin(ctx)
-        body = views.hypervisor_body(self.service.hypervisor(), v, True)
+        h = self.service.hypervisor()
+        body = views.hypervisor_body(h, v, detail)
+        q = request.query_params
+        if v >= (2, 53):
+            pattern = q.get("hypervisor_hostname_pattern")
+            if pattern is not None and pattern not in h["hypervisor_hostname"]:
+                raise NotFound(f"No hypervisor matching '{pattern[:255]}' could be found.")
+            if parse_flag("with_servers", q.get("with_servers", "false")):
+                body["servers"] = await run_in_threadpool(self.service.servers_on_host)
         return JSONResponse({"hypervisors": [body]})
+
+    def _this_hypervisor(self, request: Request, v: Version) -> dict[str, Any]:
+        h = self.service.hypervisor()
+        wanted = request.path_params["id"]
+        if wanted != str(views.hypervisor_body(h, v, False)["id"]):
+            raise NotFound(f"Hypervisor with ID {wanted[:64]} could not be found.")
+        return h
 
     async def hypervisor(self, request: Request, ctx: RequestContext, v: Version) -> Response:
         require_admin(ctx)
-        body = views.hypervisor_body(self.service.hypervisor(), v, True)
-        if request.path_params["id"] != str(body["id"]):
-            raise NotFound(f"Hypervisor with ID {request.path_params['id']} could not be found.")
+        body = views.hypervisor_body(self._this_hypervisor(request, v), v, True)
+        if v >= (2, 88):
+            body["uptime"] = uptime_text()
         return JSONResponse({"hypervisor": body})
+
+    async def hypervisor_uptime(
+        self, request: Request, ctx: RequestContext, v: Version
+    ) -> Response:
+        """Gone from 2.88, where the hypervisor's own document carries it."""
+        require_admin(ctx)
+        require_at_most(v, (2, 87))
+        body = views.hypervisor_body(self._this_hypervisor(request, v), v, False)
+        return JSONResponse({"hypervisor": {**body, "uptime": uptime_text()}})
+
+    async def hypervisor_match(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        """`/{pattern}/search` and `/{pattern}/servers` (until 2.52): the hypervisors whose
+        name holds the pattern, with their servers for the latter."""
+        require_admin(ctx)
+        require_at_most(v, (2, 52))
+        pattern = request.path_params["id"]
+        h = self.service.hypervisor()
+        if pattern not in h["hypervisor_hostname"]:
+            raise NotFound(f"No hypervisor matching '{pattern[:255]}' could be found.")
+        body = views.hypervisor_body(h, v, False)
+        if request.url.path.endswith("/servers"):  # an empty list when the host runs none
+            body["servers"] = await run_in_threadpool(self.service.servers_on_host)
+        return JSONResponse({"hypervisors": [body]})
 
     async def hypervisor_stats(self, request: Request, ctx: RequestContext, v: Version) -> Response:
         require_admin(ctx)
         stats = views.hypervisor_statistics(self.service.hypervisor())
         return JSONResponse({"hypervisor_statistics": stats})
-
-    async def services(self, request: Request, ctx: RequestContext, v: Version) -> Response:
-        require_admin(ctx)
-        now = isotime(self.service.clock.now())
-        zone = self.service.settings.availability_zone
-        return JSONResponse({"services": views.service_rows(self.service.host, zone, now, v)})
 
     async def extensions(self, request: Request, ctx: RequestContext, v: Version) -> Response:
         return JSONResponse({"extensions": []})

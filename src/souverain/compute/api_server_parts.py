@@ -5,6 +5,8 @@ Part of compute's HTTP layer.
 
 from __future__ import annotations
 
+import dataclasses
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -145,3 +147,9 @@ class ServerPartHandlers(Handlers):
             if a["volume_id"] == volume_id:
                 return JSONResponse({"volumeAttachment": views.attachment_body(a, v)})
         raise NotFound(f"Volume {volume_id} is not attached to server {server_id}.")
+
+    async def diagnostics(self, request: Request, ctx: RequestContext, v: Version) -> Response:
+        found = await run_in_threadpool(
+            self.service.diagnostics.diagnose, ctx, request.path_params["id"]
+        )
+        return JSONResponse(views.diagnostics_body(dataclasses.asdict(found), v))

@@ -134,7 +134,7 @@ class ServerHandlers(Handlers):
             return await run_in_threadpool(self.server_list, request, ctx, v, False)
         body = await read_json(request)
         data = schemas.object_member(body, "server")
-        req = schemas.server_request(data, v)
+        req = schemas.server_request(data, v, schemas.scheduler_group(body))
         audit(request, "compute.server.create", "server", None)
         created = await run_in_threadpool(self.service.create_servers, ctx, req)
         audit(request, "compute.server.create", "server", created[0]["id"])
@@ -142,7 +142,7 @@ class ServerHandlers(Handlers):
             return JSONResponse({"reservation_id": created[0]["reservation_id"]}, status_code=202)
         first = created[0]["id"]
         return JSONResponse(
-            {"server": views.created_server(self.base(request), first)},
+            {"server": views.created_server(self.base(request), first, created[0]["admin_pass"])},
             status_code=202,
             headers={"Location": f"{self.base(request)}/v2.1/servers/{first}"},
         )
@@ -160,7 +160,7 @@ class ServerHandlers(Handlers):
             changes = schemas.server_changes(await read_json(request), v)
             audit(request, "compute.server.update", "server", server_id)
             updated = self.service.update_server(ctx, server_id, changes)
-            body = views.server_body(self.base(request), updated, v, ctx.is_admin)
+            body = views.updated_server_body(self.base(request), updated, v, ctx.is_admin)
             return JSONResponse({"server": body})
         server = self.service.get_server(ctx, server_id)
         return JSONResponse(

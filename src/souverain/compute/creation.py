@@ -24,11 +24,13 @@ from souverain.common.errors import BadRequest, Forbidden, NotFound
 from souverain.compute import scheduler
 from souverain.compute.core import GIB, NO_VALID_HOST, ComputeCore
 from souverain.compute.flavors import Flavors
-from souverain.compute.guests import Guests
+from souverain.compute.guests import Guests, new_admin_password
+from souverain.compute.host_services import compute_takes_builds
 from souverain.compute.keypairs import keypair_of
-from souverain.compute.models import Server
+from souverain.compute.models import Server, ServerGroupMember
 from souverain.compute.qemu import DriverError, GuestSpec, PowerState
 from souverain.compute.quotas import Quotas
+from souverain.compute.server_groups import group_for_create, placement_allows
 from souverain.compute.servers import Servers, hostname_of
 from souverain.image.service import BootImage
 
@@ -68,6 +70,11 @@ class ServerRequest:
     boot_volume: BootVolume | None = None
     # names or ids of the project's security groups for the ports the server gets made
     security_groups: tuple[str, ...] = ()
+    # the guest's administrator password; None: each server gets a new random one
+    admin_pass: str | None = None
+    access_ip_v4: str | None = None
+    access_ip_v6: str | None = None
+    group: str | None = None  # the server group the scheduler hints name
 
 
 @dataclass(frozen=True)
@@ -156,11 +163,18 @@ class Creation:
         plan = _Plan(req, flavor, image, disk_gib, key_data, networks)
         with self.db.session() as s:  # a first look, so ports are made only for what fits
             count = self._fit(s, ctx.project_id, plan)
+            if req.group is not None:
+                group_for_create(s, ctx, req.group, count)
         server_ids = [str(uuid.uuid4()) for _ in range(count)]
         views, tasks = self._insert_with_ports(ctx, plan, server_ids)
+        # The password is shown once (in the create's answer) and reaches the guest only
+        # through its config drive: it is never stored with the server.
+        passwords = {sid: req.admin_pass or new_admin_password() for sid, _ in tasks}
         for server_id, action_id in tasks:
-            self.core.submit(self.build, server_id, image, action_id, ctx, req.boot_volume)
-        return views
+            self.core.submit(
+                self.build, server_id, image, action_id, ctx, req.boot_volume, passwords[server_id]
+            )
+        return [{**view, "admin_pass": passwords.get(view["id"])} for view in views]
 
     # ------------------------------------------------------------------ checks
 
@@ -313,10 +327,14 @@ class Creation:
         with self.db.session() as s:
             self.quotas.lock(s, project_id)
             count = min(len(server_ids), self._fit(s, project_id, plan))
+            if plan.req.group is not None:  # again, under the lock: the group may be full now
+                group_for_create(s, ctx, plan.req.group, count)
             rows = []
             for index in range(count):
                 row = self._new_row(ctx, plan, server_ids[index], index, count, reservation)
                 s.add(row)
+                if plan.req.group is not None:
+                    s.add(ServerGroupMember(server_id=row.id, group_id=plan.req.group))
                 s.flush()
                 action_id = self.core.record_action(s, ctx, row.id, project_id, "create")
                 rows.append((row, action_id))
@@ -369,6 +387,8 @@ class Creation:
             locked=False,
             reservation_id=reservation,
             launch_index=index,
+            access_ip_v4=req.access_ip_v4,
+            access_ip_v6=req.access_ip_v6,
             created_at=now,
             updated_at=now,
             deleted=False,
@@ -383,13 +403,14 @@ class Creation:
         action_id: int,
         ctx: RequestContext | None = None,
         boot: BootVolume | None = None,
+        admin_pass: str | None = None,
     ) -> None:
         with self.core.server_lock(server_id):
             if not self._claim(server_id, action_id):
                 return
             self.core.set(server_id, task_state="spawning")
             try:
-                spec = self._make_guest(server_id, image, ctx, boot)
+                spec = self._make_guest(server_id, image, ctx, boot, admin_pass)
                 if self.core.is_deleting(server_id):
                     self.core.finish_action(action_id, "deleted while building")
                     return
@@ -419,8 +440,13 @@ class Creation:
         with self.db.session() as s:
             row = s.get(Server, server_id)
             if not (row is None or row.deleted or row.task_state == "deleting"):
-                placed = scheduler.claim(
-                    s, self.core.capacity, server_id, row.vcpus, row.memory_mib, row.disk_gib
+                host = self.core.host
+                placed = (
+                    compute_takes_builds(s, host)
+                    and placement_allows(s, server_id, host)
+                    and scheduler.claim(
+                        s, self.core.capacity, server_id, row.vcpus, row.memory_mib, row.disk_gib
+                    )
                 )
         if placed is None:
             self.core.finish_action(action_id, "deleted while building")
@@ -442,6 +468,7 @@ class Creation:
         image: BootImage | None,
         ctx: RequestContext | None,
         boot: BootVolume | None,
+        admin_pass: str | None = None,
     ) -> GuestSpec:
         if boot is not None:
             assert ctx is not None
@@ -452,10 +479,10 @@ class Creation:
             row = s.get(Server, server_id)
             assert row is not None
             if row.root_volume_id:
-                drive = self.guests.write_config_drive(row)
+                drive = self.guests.write_config_drive(row, admin_pass)
                 return self.guests.spec(row, self.guests.root_disk(row), drive)
             assert image is not None
-            return self.guests.prepare_disks(row, image)
+            return self.guests.prepare_disks(row, image, admin_pass)
 
     def _fail_build(self, server_id: str, action_id: int, exc: Exception) -> None:
         if isinstance(exc, DriverError | OSError):

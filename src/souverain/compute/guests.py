@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,17 @@ def copy_file(src: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def _metadata_doc(row: Server) -> dict[str, Any]:
+# letters and digits a person can read back without confusing them (no 0/O, 1/l/I)
+PASSWORD_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # noqa: S105
+PASSWORD_LENGTH = 16
+
+
+def new_admin_password() -> str:
+    """A strong random administrator password for a guest (about 93 bits)."""
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
+
+
+def _metadata_doc(row: Server, admin_pass: str | None) -> dict[str, Any]:
     keys = {}
     key_list = []
     if row.key_name and row.key_data:
@@ -68,7 +79,7 @@ def _metadata_doc(row: Server) -> dict[str, Any]:
         "keys": key_list,
         "meta": dict(row.server_metadata or {}),
         "devices": [],
-    }
+    } | ({"admin_pass": admin_pass} if admin_pass is not None else {})
 
 
 def _user_mode_network_doc(row: Server) -> dict[str, Any]:
@@ -190,13 +201,7 @@ class Guests:
         nics: tuple[Nic, ...] = ()
         if isinstance(row.networks, list):
             nics = tuple(
-                Nic(
-                    mac=port["mac_address"],
-                    kind="tap",
-                    ifname=self.network.wire_port(port["id"]),
-                    id=nic_id(port["id"]),
-                )
-                for port in self.network.ports_of(row.id, row.project_id)
+                self._port_nic(port) for port in self.network.ports_of(row.id, row.project_id)
             )
         elif row.networks != "none":
             nics = (Nic(mac=row.mac, kind="user"),)
@@ -211,12 +216,23 @@ class Guests:
             disks=self.volume_disks(row.id, row.root_volume_id),
         )
 
+    def _port_nic(self, port: dict[str, Any]) -> Nic:
+        """The guest's NIC for one port: its tap on the port's network, or, on a cloud
+        without a network data plane, an isolated user-mode NIC with the port's MAC (the
+        port keeps its addresses; the guest reaches nothing)."""
+        if self.network.dataplane is None:
+            return Nic(mac=port["mac_address"], kind="user", id=nic_id(port["id"]))
+        ifname = self.network.wire_port(port["id"])
+        return Nic(mac=port["mac_address"], kind="tap", ifname=ifname, id=nic_id(port["id"]))
+
     def root_disk(self, row: Server) -> Path:
         if row.root_volume_id:
             return self.volumes.handle(row.root_volume_id).path
         return self.driver.instance_dir(row.id) / "disk.qcow2"
 
-    def config_drive_docs(self, row: Server) -> tuple[dict[str, Any], bytes | None, dict[str, Any]]:
+    def config_drive_docs(
+        self, row: Server, admin_pass: str | None = None
+    ) -> tuple[dict[str, Any], bytes | None, dict[str, Any]]:
         user_data = base64.b64decode(row.user_data) if row.user_data else None
         if row.networks == "none":
             network: dict[str, Any] = {"links": [], "networks": [], "services": []}
@@ -224,7 +240,7 @@ class Guests:
             network = self._ports_network_doc(row.id, row.project_id)
         else:
             network = _user_mode_network_doc(row)
-        return _metadata_doc(row), user_data, network
+        return _metadata_doc(row, admin_pass), user_data, network
 
     def _ports_network_doc(self, server_id: str, project_id: str) -> dict[str, Any]:
         """One link per port, in the guest's NIC order; the addresses come by DHCP."""
@@ -252,14 +268,18 @@ class Guests:
             "services": [],
         }
 
-    def write_config_drive(self, row: Server) -> Path:
-        meta, user_data, network = self.config_drive_docs(row)
+    def write_config_drive(self, row: Server, admin_pass: str | None = None) -> Path:
+        """The guest's config drive; `admin_pass` (a new build's or rebuild's password)
+        lives nowhere else once written."""
+        meta, user_data, network = self.config_drive_docs(row, admin_pass)
         return self.driver.write_config_drive(row.id, meta, user_data, network)
 
-    def prepare_disks(self, row: Server, image: BootImage) -> GuestSpec:
+    def prepare_disks(
+        self, row: Server, image: BootImage, admin_pass: str | None = None
+    ) -> GuestSpec:
         base = self.driver.cache_base_image(image.id, image.path)
         disk = self.driver.create_root_disk(row.id, base, image.disk_format, row.disk_gib)
-        return self.spec(row, disk, self.write_config_drive(row))
+        return self.spec(row, disk, self.write_config_drive(row, admin_pass))
 
     def current_spec(self, server_id: str) -> GuestSpec:
         with self.db.session() as s:

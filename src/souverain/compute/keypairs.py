@@ -7,12 +7,15 @@ bounds how many its members hold.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 from typing import Any
 
+from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -29,13 +32,56 @@ def _fingerprint(public_key: str) -> str:
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
-def _check_public_key(public_key: str) -> str:
+def _x509_fingerprint(certificate: str) -> str:
+    """SHA-1 of the certificate's DER bytes, in colon-separated hex (as Nova shows it)."""
+    cert = x509.load_pem_x509_certificate(certificate.encode())
+    digest = cert.fingerprint(hashes.SHA1()).hex()  # noqa: S303 - a name, not a signature
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def _check_public_key(public_key: str, key_type: str) -> str:
     key = public_key.strip()
+    if key_type == "x509":
+        try:
+            x509.load_pem_x509_certificate(key.encode())
+        except ValueError:
+            raise BadRequest(
+                "Keypair data is invalid: an x509 key pair's public_key is a PEM certificate."
+            ) from None
+        return key
     try:
         serialization.load_ssh_public_key(key.encode())
     except (ValueError, UnsupportedAlgorithm, IndexError):
         raise BadRequest("Keypair data is invalid: not an OpenSSH public key.") from None
     return key
+
+
+def _fingerprint_of(public_key: str, key_type: str) -> str:
+    return _x509_fingerprint(public_key) if key_type == "x509" else _fingerprint(public_key)
+
+
+def _generated_x509(name: str) -> tuple[str, str]:
+    """A new RSA key and a self-signed certificate naming the key pair, valid ten years:
+    (PEM certificate, PEM private key)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name[:64])])
+    start = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=3650))
+        .sign(key, hashes.SHA256())
+    )
+    private_key = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), private_key
 
 
 def _generated(name: str) -> tuple[str, str]:
@@ -118,9 +164,10 @@ class Keypairs:
         owner = self._owner(ctx, user_id)
         private_key = None
         if public_key is None:
-            public_key, private_key = _generated(name)
+            make = _generated_x509 if key_type == "x509" else _generated
+            public_key, private_key = make(name)
         else:
-            public_key = _check_public_key(public_key)
+            public_key = _check_public_key(public_key, key_type)
         with self.db.session() as s:
             if ctx.project_id:
                 self.quotas.lock(s, ctx.project_id)
@@ -135,7 +182,7 @@ class Keypairs:
                 name=name,
                 type=key_type,
                 public_key=public_key,
-                fingerprint=_fingerprint(public_key),
+                fingerprint=_fingerprint_of(public_key, key_type),
                 created_at=self.core.now(),
             )
             s.add(row)

@@ -37,8 +37,14 @@ LISTED_WIDTH = len(LISTED_COLUMNS)
 IDS_PER_QUERY = 1000
 
 
-def server_view(row: Server, volumes: Iterable[ServerVolume]) -> dict[str, Any]:
-    """A server as the API shapes it; `volumes` are the ones attached to it, read beforehand."""
+def server_view(
+    row: Server,
+    volumes: Iterable[ServerVolume],
+    group_id: str | None = None,
+    security_groups: list[str] | None = None,
+) -> dict[str, Any]:
+    """A server as the API shapes it; `volumes` are the ones attached to it, `group_id`
+    its server group and `security_groups` its ports' groups, read beforehand."""
     return {
         "id": row.id,
         "name": row.name,
@@ -70,6 +76,10 @@ def server_view(row: Server, volumes: Iterable[ServerVolume]) -> dict[str, Any]:
         "deleted": row.deleted,
         "user_data": row.user_data,
         "root_volume_id": row.root_volume_id,
+        "scheduler_hints": {"group": group_id} if group_id else {},
+        "security_groups": list(security_groups or []),
+        "access_ip_v4": row.access_ip_v4 or "",
+        "access_ip_v6": row.access_ip_v6 or "",
         "volumes_attached": [
             {"id": v.volume_id, "delete_on_termination": v.delete_on_termination}
             for v in volumes

@@ -114,6 +114,47 @@ class Server(Base):
     launched_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the addresses the owner says the server is reached at (Nova's accessIPv4/v6)
+    access_ip_v4: Mapped[str | None] = mapped_column(String(15), nullable=True)
+    access_ip_v6: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    # the snapshot a shelved (offloaded) server comes back from on unshelve
+    shelved_image_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class ServerGroup(Base):
+    """A project's group of servers placed by one policy (Nova's os-server-groups)."""
+
+    __tablename__ = "compute_server_groups"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    policy: Mapped[str] = mapped_column(String(32))
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class ServerGroupMember(Base):
+    """A server's group: one at most, named when the server was created."""
+
+    __tablename__ = "compute_server_group_members"
+
+    server_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(36), index=True)
+
+
+class ServiceState(Base):
+    """What an operator set on one of a host's services (os-services): a service with no
+    row is enabled and up."""
+
+    __tablename__ = "compute_service_states"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    binary: Mapped[str] = mapped_column(String(64), primary_key=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    forced_down: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class InstanceAction(Base):

@@ -182,18 +182,21 @@ class QemuDriver(QemuHotplug):
         fsync_dir(base_dir)
         return dest
 
-    def create_root_disk(self, uuid: str, base: Path, base_format: str, size_gib: int) -> Path:
-        """A qcow2 overlay on `base`, at least `size_gib` GiB; an existing disk is kept."""
+    def create_root_disk(
+        self, uuid: str, base: Path, base_format: str, size_gib: int, name: str = "disk.qcow2"
+    ) -> Path:
+        """A qcow2 overlay on `base`, at least `size_gib` GiB; an existing disk is kept.
+        `name` is another file of the instance's (a rescue disk) instead of its root disk."""
         if base_format not in ("raw", "qcow2"):
             raise DriverError(f"unsupported image disk format {base_format!r} (raw or qcow2)")
         directory = self.instance_dir(uuid)
         directory.mkdir(parents=True, exist_ok=True)
-        disk = directory / "disk.qcow2"
+        disk = directory / name
         if disk.exists():
             return disk
         info = self._img_info(base, base_format)
         size = max(size_gib * GIB, int(info["virtual-size"]))
-        tmp = directory / ".disk.qcow2.tmp"
+        tmp = directory / f".{name}.tmp"
         tmp.unlink(missing_ok=True)
         self._qemu_img(
             "create", "-q", "-f", "qcow2", "-b", str(base.resolve()), "-F", base_format,
@@ -241,10 +244,11 @@ class QemuDriver(QemuHotplug):
         user_data: bytes | None,
         network_data: dict[str, Any],
         vendor_data: dict[str, Any] | None = None,
+        name: str = "disk.config",
     ) -> Path:
         directory = self.instance_dir(uuid)
         directory.mkdir(parents=True, exist_ok=True)
-        dest = directory / "disk.config"
+        dest = directory / name
         build_config_drive(dest, meta_data, user_data, network_data, vendor_data)
         return dest
 

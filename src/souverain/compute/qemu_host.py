@@ -86,3 +86,36 @@ def write_atomically(dest: Path, data: bytes) -> None:
         os.fsync(out.fileno())
     os.replace(tmp, dest)
     fsync_dir(dest.parent)
+
+
+def uptime_text(now: time.struct_time | None = None) -> str:
+    """The host's uptime as the `uptime` command prints it (what Nova's hypervisor uptime
+    shows): the time, how long the host has run, and its load averages."""
+    seconds = int(float(Path("/proc/uptime").read_text().split()[0]))
+    days, rest = divmod(seconds, 86400)
+    hours, minutes = divmod(rest // 60, 60)
+    ran = f"{days} day{'s' if days != 1 else ''}, " if days else ""
+    ran += f"{hours:2d}:{minutes:02d}" if hours else f"{minutes} min"
+    loads = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    clock = time.strftime("%H:%M:%S", now or time.localtime())
+    return f" {clock} up {ran},  load average: {loads}"
+
+
+def cpu_info() -> dict[str, object]:
+    """The host's CPU as Nova's hypervisor cpu_info shows it: architecture, model, vendor,
+    features and topology (read from /proc/cpuinfo; what it does not say stays empty)."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    count = os.cpu_count() or 1
+    return {
+        "arch": os.uname().machine,
+        "model": fields.get("model name", ""),
+        "vendor": fields.get("vendor_id", ""),
+        "features": fields.get("flags", "").split(),
+        "topology": {"cores": count, "threads": 1, "sockets": 1},
+    }

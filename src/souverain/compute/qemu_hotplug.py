@@ -26,6 +26,8 @@ from souverain.compute.qemu_monitor import QemuMonitor
 
 DETACH_POLL_INTERVAL = 0.1
 NODE_RELEASE_TIMEOUT = 5.0
+# QEMU takes a repeated unplug request once the last is 5 s old (virtual clock)
+UNPLUG_RESEND_INTERVAL = 6.0
 
 
 class QemuHotplug(QemuMonitor):
@@ -69,19 +71,29 @@ class QemuHotplug(QemuMonitor):
         with self._instance_lock(uuid):
             if self.pid(uuid) is None:
                 return True
-            if disk_id in self._peripherals(uuid):
-                try:
-                    self._qmp(uuid, "device_del", id=disk_id)
-                except DriverError as exc:
-                    # asked before and not yet done: keep waiting for the same unplug
-                    if "already in the process of unplug" not in str(exc):
-                        raise
-                deadline = time.monotonic() + timeout
-                while disk_id in self._peripherals(uuid):
-                    if time.monotonic() >= deadline:
-                        return False
-                    time.sleep(DETACH_POLL_INTERVAL)
+            if not self._unplugged(uuid, disk_id, timeout):
+                return False
             return self._delete_nodes_once_free(uuid, disk_id)
+
+    def _unplugged(self, uuid: str, device_id: str, timeout: float) -> bool:
+        """Ask the guest to release a device until it does or `timeout` passes. The request
+        is made again every few seconds: one made while the guest boots, before its hotplug
+        driver listens, is otherwise lost (QEMU takes a repeat once the first has aged)."""
+        deadline = time.monotonic() + timeout
+        while device_id in self._peripherals(uuid):
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            try:
+                self._qmp(uuid, "device_del", id=device_id)
+            except DriverError as exc:
+                # asked a moment ago and not yet done: keep waiting for the same unplug
+                if "already in the process of unplug" not in str(exc):
+                    raise
+            resend = min(deadline, now + UNPLUG_RESEND_INTERVAL)
+            while device_id in self._peripherals(uuid) and time.monotonic() < resend:
+                time.sleep(DETACH_POLL_INTERVAL)
+        return True
 
     def _delete_nodes_once_free(self, uuid: str, disk_id: str) -> bool:
         """blockdev-del the nodes of a device that is gone: it leaves the QOM tree a moment
@@ -146,17 +158,8 @@ class QemuHotplug(QemuMonitor):
         with self._instance_lock(uuid):
             if self.pid(uuid) is None:
                 return True
-            if nic_id in self._peripherals(uuid):
-                try:
-                    self._qmp(uuid, "device_del", id=nic_id)
-                except DriverError as exc:
-                    if "already in the process of unplug" not in str(exc):
-                        raise
-                deadline = time.monotonic() + timeout
-                while nic_id in self._peripherals(uuid):
-                    if time.monotonic() >= deadline:
-                        return False
-                    time.sleep(DETACH_POLL_INTERVAL)
+            if not self._unplugged(uuid, nic_id, timeout):
+                return False
             with contextlib.suppress(DriverError):  # never added, or gone with the device
                 self._qmp(uuid, "netdev_del", id=f"{nic_id}-net")
             return True
@@ -205,3 +208,38 @@ class QemuHotplug(QemuMonitor):
                 if device.get("qdev_id"):
                     slots[str(device["qdev_id"])] = int(device["slot"])
         return slots
+
+    # ----------------------------------------------------------------- statistics
+
+    def block_stats(self, uuid: str) -> dict[str, dict[str, int]]:
+        """Each block device's I/O counters (QMP query-blockstats), by device id; empty
+        when the guest does not run."""
+        if self.pid(uuid) is None:
+            return {}
+        try:
+            found = self._qmp(uuid, "query-blockstats")
+        except DriverError:
+            return {}
+        out: dict[str, dict[str, int]] = {}
+        for entry in found or []:
+            stats = entry.get("stats", {})
+            out[_block_name(entry)] = {
+                "read_bytes": int(stats.get("rd_bytes", 0)),
+                "read_requests": int(stats.get("rd_operations", 0)),
+                "write_bytes": int(stats.get("wr_bytes", 0)),
+                "write_requests": int(stats.get("wr_operations", 0)),
+                "errors_count": int(stats.get("failed_rd_operations", 0))
+                + int(stats.get("failed_wr_operations", 0)),
+            }
+        return out
+
+
+def _block_name(entry: dict[str, Any]) -> str:
+    """A query-blockstats entry's name: its -drive id ("root", "config"), else the id of
+    its device ("vol-<volume id>", from "/machine/peripheral/<id>/virtio-backend")."""
+    if entry.get("device"):
+        return str(entry["device"])
+    parts = str(entry.get("qdev", "")).split("/")
+    if "peripheral" in parts and parts.index("peripheral") + 1 < len(parts):
+        return parts[parts.index("peripheral") + 1]
+    return str(entry.get("node-name", ""))

@@ -19,6 +19,7 @@ from souverain.compute.core import ComputeCore
 from souverain.compute.guests import Guests, disk_id
 from souverain.compute.models import Server
 from souverain.compute.qemu import PowerState
+from souverain.compute.qemu_host import cpu_info
 
 log = logging.getLogger("souverain.compute")
 
@@ -180,6 +181,7 @@ class HostSync:
             "hypervisor_hostname": self.core.host,
             "host": self.core.host,
             "accelerator": self.driver.accelerator(),
+            "cpu_info": cpu_info(),
             "vcpus": cap.physical_vcpus,
             "memory_mb": cap.physical_memory_mib,
             "local_gb": cap.physical_disk_gib,

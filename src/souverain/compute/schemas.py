@@ -7,12 +7,13 @@ Nothing here reads a request or calls the service.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from souverain.common.errors import BadRequest
-from souverain.compute.service import QUOTA_RESOURCES, BootVolume, ServerRequest
+from souverain.compute.service import QUOTA_RESOURCES, BootVolume, GroupRequest, ServerRequest
 from souverain.compute.views import Version
 
 NAME_RE = re.compile(r"^(?![\s])[^\x00-\x1f\x7f]{1,255}(?<![\s])$")
@@ -20,6 +21,7 @@ KEYPAIR_NAME_RE = re.compile(r"^[A-Za-z0-9 _@.-]{1,255}$")
 TAG_RE = re.compile(r"^[^,/]{1,60}$")
 FLAVOR_ID_RE = re.compile(r"[A-Za-z0-9._ -]{1,255}")
 MAX_SERVERS_PER_REQUEST = 50
+MAX_ADMIN_PASS = 255
 
 
 # -------------------------------------------------------------- fields
@@ -46,6 +48,22 @@ def name(value: Any, field: str = "name") -> str:
             "without leading or trailing whitespace."
         )
     return value
+
+
+# Nova's boolean parameters take these spellings as well as JSON's true and false.
+TRUE_WORDS = frozenset(["true", "1", "yes", "on", "y", "t"])
+FALSE_WORDS = frozenset(["false", "0", "no", "off", "n", "f"])
+
+
+def boolean(value: Any, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower() if isinstance(value, str | int) else None
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise BadRequest(f"Invalid input for field/attribute {field}: must be a boolean.")
 
 
 def integer(value: Any, field: str, minimum: int = 0) -> int:
@@ -101,7 +119,7 @@ def object_member(body: dict[str, Any], key: str) -> dict[str, Any]:
 # -------------------------------------------------------------- servers
 
 
-def server_request(data: dict[str, Any], v: Version) -> ServerRequest:
+def server_request(data: dict[str, Any], v: Version, group: str | None = None) -> ServerRequest:
     """The `server` of a create: what to boot, where, and how many."""
     server_name = name(data.get("name"), "name")
     boot_volume = boot_volume_of(data.get("block_device_mapping_v2"))
@@ -128,6 +146,10 @@ def server_request(data: dict[str, Any], v: Version) -> ServerRequest:
     if "personality" in data and v >= (2, 57):
         raise BadRequest("Additional properties are not allowed ('personality' was unexpected)")
     return ServerRequest(
+        group=group,
+        admin_pass=admin_password(data.get("adminPass")),
+        access_ip_v4=access_ip(data.get("accessIPv4"), "accessIPv4"),
+        access_ip_v6=access_ip(data.get("accessIPv6"), "accessIPv6"),
         name=server_name,
         image_ref=image_ref,
         flavor_ref=flavor_ref,
@@ -144,6 +166,35 @@ def server_request(data: dict[str, Any], v: Version) -> ServerRequest:
         tags=server_tags,
         boot_volume=boot_volume,
     )
+
+
+ACCESS_IP_FIELDS = {"accessIPv4": "access_ip_v4", "accessIPv6": "access_ip_v6"}
+
+
+def access_ip(value: Any, field: str) -> str | None:
+    """An accessIPv4/accessIPv6 in its canonical text; None (or "") clears it."""
+    if value is None or value == "":
+        return None
+    wanted = 4 if field == "accessIPv4" else 6
+    try:
+        address = ipaddress.ip_address(value) if isinstance(value, str) else None
+    except ValueError:
+        address = None
+    if address is None or address.version != wanted:
+        raise BadRequest(f"Invalid input for field/attribute {field}: not an IPv{wanted} address.")
+    return str(address)
+
+
+def admin_password(value: Any) -> str | None:
+    """The `adminPass` a create or rebuild asks for; None when the cloud is to choose one."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_ADMIN_PASS:
+        raise BadRequest(
+            f"Invalid input for field/attribute adminPass: a string of at most {MAX_ADMIN_PASS} "
+            "characters."
+        )
+    return value
 
 
 def _image_ref(data: dict[str, Any], boot_volume: BootVolume | None) -> str:
@@ -238,7 +289,7 @@ def boot_volume_of(raw: Any) -> BootVolume | None:
 def server_changes(body: dict[str, Any], v: Version) -> dict[str, Any]:
     """A server update's `server`: the fields to change (the access IPs are ignored)."""
     data = body.get("server")
-    if not isinstance(data, dict) or not data:
+    if not isinstance(data, dict):  # {} is a valid update that changes nothing, as in Nova
         raise BadRequest("Expecting to find server in request body.")
     changes: dict[str, Any] = {}
     for key, value in data.items():
@@ -248,7 +299,9 @@ def server_changes(body: dict[str, Any], v: Version) -> dict[str, Any]:
             changes["description"] = description(value)
         elif key == "hostname" and v >= (2, 90):
             changes["hostname"] = name(value, "hostname")
-        elif key in ("accessIPv4", "accessIPv6", "OS-DCF:diskConfig"):
+        elif key in ACCESS_IP_FIELDS:
+            changes[ACCESS_IP_FIELDS[key]] = access_ip(value, key)
+        elif key == "OS-DCF:diskConfig":
             continue
         else:
             raise BadRequest(f"Additional properties are not allowed ('{key}' was unexpected)")
@@ -308,7 +361,46 @@ def rebuild_request(args: Any, v: Version) -> tuple[str, dict[str, Any]]:
         changes["key_name"] = args["key_name"]
     if "user_data" in args and v >= (2, 57):
         changes["user_data"] = args["user_data"]
+    if "adminPass" in args:
+        changes["admin_pass"] = admin_password(args["adminPass"])
+    for field, column in ACCESS_IP_FIELDS.items():
+        if field in args:
+            changes[column] = access_ip(args[field], field)
     return ref(args["imageRef"], "imageRef"), changes
+
+
+def rescue_request(args: Any) -> tuple[str | None, str | None]:
+    """A rescue's image (None: the server's own) and password (None: a new one)."""
+    if args is None:
+        return None, None
+    if not isinstance(args, dict) or set(args) - {"adminPass", "rescue_image_ref"}:
+        raise BadRequest("Invalid input for field/attribute rescue: adminPass, rescue_image_ref.")
+    image_ref = args.get("rescue_image_ref")
+    if image_ref is not None:
+        image_ref = ref(image_ref, "rescue_image_ref")
+    return image_ref, admin_password(args.get("adminPass"))
+
+
+def unshelve_zone(args: Any, v: Version) -> str | None:
+    """The availability zone an unshelve asks for (from 2.77), if any."""
+    if args is None:
+        return None
+    if not isinstance(args, dict) or v < (2, 77) or set(args) - {"availability_zone"}:
+        raise BadRequest(
+            "Invalid input for field/attribute unshelve: null, or from 2.77 {availability_zone}."
+        )
+    zone = args.get("availability_zone")
+    if zone is not None and (not isinstance(zone, str) or not zone):
+        raise BadRequest("Invalid input for field/attribute availability_zone.")
+    return zone
+
+
+def security_group_name(args: Any) -> str:
+    """The group an add/removeSecurityGroup names."""
+    value = args.get("name") if isinstance(args, dict) else None
+    if not isinstance(value, str) or not value.strip() or len(value) > 255:
+        raise BadRequest("Invalid input for field/attribute name: a security group's name.")
+    return value.strip()
 
 
 def resize_flavor(args: Any) -> str:
@@ -385,7 +477,7 @@ def flavor_create(body: dict[str, Any], v: Version) -> dict[str, Any]:
         "disk": integer(data.get("disk"), "disk", 0),
         "ephemeral": integer(data.get("OS-FLV-EXT-DATA:ephemeral", 0), "ephemeral"),
         "swap": integer(data.get("swap", 0) or 0, "swap"),
-        "is_public": bool(data.get("os-flavor-access:is_public", True)),
+        "is_public": boolean(data.get("os-flavor-access:is_public", True), "is_public"),
     }
     if data.get("id") is not None:
         flavor_id = str(data["id"])
@@ -432,8 +524,6 @@ def keypair_request(body: dict[str, Any], v: Version) -> KeypairRequest:
     key_type = data.get("type", "ssh") if v >= (2, 2) else "ssh"
     if key_type not in ("ssh", "x509"):
         raise BadRequest("Invalid input for field/attribute type: ssh or x509.")
-    if key_type == "x509":
-        raise BadRequest("x509 keypairs are not supported by this cloud; use ssh.")
     owner = data.get("user_id") if v >= (2, 10) else None
     return KeypairRequest(keypair_name, public_key, key_type, owner)
 
@@ -459,3 +549,59 @@ def quota_changes(body: Any) -> tuple[dict[str, int], bool]:
             )
         changes[key] = integer(value, key, minimum=-1)
     return changes, force
+
+
+# -------------------------------------------------------------- server groups
+
+GROUP_POLICIES_2_1 = ("affinity", "anti-affinity")
+GROUP_POLICIES = (*GROUP_POLICIES_2_1, "soft-affinity", "soft-anti-affinity")
+
+
+def server_group_request(body: dict[str, Any], v: Version) -> GroupRequest:
+    """A server group create: `policies` (one of them) before 2.64, `policy` and `rules`
+    from it."""
+    data = object_member(body, "server_group")
+    known = {"name", "policy", "rules"} if v >= (2, 64) else {"name", "policies"}
+    unexpected = sorted(set(data) - known)
+    if unexpected:
+        raise BadRequest(
+            f"Additional properties are not allowed ('{unexpected[0]}' was unexpected)"
+        )
+    allowed = GROUP_POLICIES if v >= (2, 15) else GROUP_POLICIES_2_1
+    if v >= (2, 64):
+        policy = data.get("policy")
+    else:
+        policies = data.get("policies")
+        if not isinstance(policies, list) or len(policies) != 1:
+            raise BadRequest("Invalid input for field/attribute policies: exactly one policy.")
+        policy = policies[0]
+    if policy not in allowed:
+        raise BadRequest(f"Invalid input for field/attribute policy: one of {', '.join(allowed)}.")
+    return GroupRequest(name(data.get("name")), str(policy), _group_rules(data, str(policy)))
+
+
+def _group_rules(data: dict[str, Any], policy: str) -> dict[str, Any]:
+    rules = data.get("rules", {})
+    if not isinstance(rules, dict) or set(rules) - {"max_server_per_host"}:
+        raise BadRequest("Invalid input for field/attribute rules: only max_server_per_host.")
+    if rules and policy != "anti-affinity":
+        raise BadRequest("Only the anti-affinity policy takes rules (max_server_per_host).")
+    if "max_server_per_host" in rules:
+        limit = integer(rules["max_server_per_host"], "max_server_per_host", 1)
+        return {"max_server_per_host": limit}
+    return {}
+
+
+def scheduler_group(body: dict[str, Any]) -> str | None:
+    """The server group a create's scheduler hints name (`group`), if any."""
+    hints = body.get("os:scheduler_hints", body.get("OS-SCH-HNT:scheduler_hints"))
+    if hints is None:
+        return None
+    if not isinstance(hints, dict):
+        raise BadRequest("Invalid input for field/attribute os:scheduler_hints.")
+    group = hints.get("group")
+    if group is None:
+        return None
+    if not isinstance(group, str) or not group:
+        raise BadRequest("Invalid input for field/attribute group: a server group's id.")
+    return group

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from souverain.common.context import RequestContext
 from souverain.config import VolumeSettings
-from souverain.image.service import BootImage
+from souverain.image.service import BootImage, ListQuery
 from souverain.volume.service import ServerVolume, VolumeHandle
 
 
@@ -58,6 +58,16 @@ class GuestNetworking(Protocol):
 
     def release_ports_of(self, server_id: str, project_id: str) -> None: ...
 
+    def security_groups_of_servers(self, servers: dict[str, str]) -> dict[str, list[str]]:
+        """Server id -> its ports' security group names, for {server id: its project}."""
+        ...
+
+    def set_server_security_group(
+        self, server_id: str, project_id: str, name: str, member: bool
+    ) -> None:
+        """Every port of the server joins (or leaves) the project's group `name`."""
+        ...
+
 
 class GuestVolumes(Protocol):
     """The volume service as a server's disks need it: a volume is reserved, attached,
@@ -103,9 +113,20 @@ class GuestVolumes(Protocol):
 
 
 class GuestImages(Protocol):
-    """The image service as booting and snapshotting need it."""
+    """The image service as booting, snapshotting and Nova's image proxy need it."""
 
     def image_for_boot(self, ctx: RequestContext, image_id: str) -> BootImage: ...
+
+    def get(self, ctx: RequestContext, image_id: str) -> dict[str, Any]:
+        """The image as Glance shows it, if the caller may see it (else NotFound)."""
+        ...
+
+    def delete(self, ctx: RequestContext, image_id: str) -> None: ...
+
+    def list_images(self, ctx: RequestContext, query: ListQuery) -> tuple[Sequence[Any], bool]:
+        """One page of the images the caller may list (each with its `id`); whether more
+        follow."""
+        ...
 
     def create_snapshot_record(
         self,

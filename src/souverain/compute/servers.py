@@ -24,6 +24,7 @@ from souverain.compute.listing import (
 from souverain.compute.models import InstanceAction, Server
 from souverain.compute.name_filter import bounded_pattern
 from souverain.compute.quotas import Quotas, metadata_over_quota
+from souverain.compute.server_groups import groups_of_servers
 
 MAX_TAGS = 50
 
@@ -53,6 +54,7 @@ class Servers:
         self.core = core
         self.db = core.db
         self.volumes = core.volumes
+        self.network = core.network
         self.quotas = quotas
 
     # ------------------------------------------------------------------ read
@@ -63,7 +65,16 @@ class Servers:
     def server_views(self, rows: Sequence[Server]) -> list[dict[str, Any]]:
         """Views of many servers: the volumes of all of them in one query, not one each."""
         volumes = self.volumes.volumes_of_servers([r.id for r in rows]) if rows else {}
-        return [server_view(r, volumes.get(r.id, ())) for r in rows]
+        with self.db.session() as s:  # shown by a server's own document, not by lists
+            groups = groups_of_servers(s, [r.id for r in rows])
+        firewall = self.network.security_groups_of_servers({r.id: r.project_id for r in rows})
+        return [
+            {
+                **server_view(r, volumes.get(r.id, ()), groups.get(r.id), firewall.get(r.id)),
+                "server_groups": [groups[r.id]] if r.id in groups else [],
+            }
+            for r in rows
+        ]
 
     def get_server(self, ctx: RequestContext, server_id: str) -> dict[str, Any]:
         with self.db.session() as s:
@@ -96,11 +107,20 @@ class Servers:
             chunk = server_ids[start : start + IDS_PER_QUERY]
             with self.db.session() as s:
                 rows = {r.id: r for r in s.scalars(select(Server).where(Server.id.in_(chunk)))}
+                groups = groups_of_servers(s, chunk)
             volumes = self.volumes.volumes_of_servers(chunk)
+            firewall = self.network.security_groups_of_servers(
+                {r.id: r.project_id for r in rows.values()}
+            )
             for server_id in chunk:
                 row = rows.pop(server_id, None)
                 if row is not None:
-                    yield server_view(row, volumes.get(server_id, ()))
+                    yield server_view(
+                        row,
+                        volumes.get(server_id, ()),
+                        groups.get(server_id),
+                        firewall.get(server_id),
+                    )
 
     def servers_in_use(self, ctx: RequestContext) -> dict[str, int]:
         """What /limits shows in use by the caller's project: its servers and the cores and
@@ -128,6 +148,9 @@ class Servers:
                 row.description = data["description"]
             if "hostname" in data:
                 row.hostname = hostname_of(data["hostname"])
+            for column in ("access_ip_v4", "access_ip_v6"):
+                if column in data:
+                    setattr(row, column, data[column])
             row.updated_at = self.core.now()
             return self.server_view(row)
 

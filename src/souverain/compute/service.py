@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from sqlalchemy import select
+
 from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.metering import Meter
@@ -27,17 +29,22 @@ from souverain.compute.actions import Actions
 from souverain.compute.attachments import Attachments
 from souverain.compute.core import GIB, NO_VALID_HOST, SYSTEM, BillingState, ComputeCore
 from souverain.compute.creation import MAX_USER_DATA, BootVolume, Creation, ServerRequest
+from souverain.compute.diagnostics import Diagnosis, Diagnostics
 from souverain.compute.flavors import DEFAULT_FLAVORS, Flavors
 from souverain.compute.guests import Guests
+from souverain.compute.host_services import HostService, HostServices, ServiceChange
 from souverain.compute.keypairs import Keypairs
 from souverain.compute.listing import IDS_PER_QUERY, LISTED_COLUMNS, ListedServer
 from souverain.compute.models import Server
 from souverain.compute.qemu import QemuDriver
 from souverain.compute.quotas import QUOTA_RESOURCES, Quotas
 from souverain.compute.reconcile import HostSync
+from souverain.compute.rescue import Rescue
 from souverain.compute.seams import GuestImages, GuestNetworking, GuestVolumes
+from souverain.compute.server_groups import GroupRequest, ServerGroups
 from souverain.compute.servers import Servers
 from souverain.compute.servers import hostname_of as _hostname_of
+from souverain.compute.shelving import Shelving
 from souverain.compute.states import BILLABLE_VM_STATES, STATUS_FILTER, status_of
 from souverain.config import ComputeSettings
 from souverain.db.engine import Database
@@ -57,8 +64,12 @@ __all__ = [
     "BillingState",
     "BootVolume",
     "ComputeService",
+    "Diagnosis",
+    "GroupRequest",
+    "HostService",
     "ListedServer",
     "ServerRequest",
+    "ServiceChange",
     "_hostname_of",
     "status_of",
 ]
@@ -105,6 +116,11 @@ class ComputeService:
         self._flavors, self._quotas, self._keypairs = flavors, quotas, keypairs
         self._creation, self._servers, self._guests = creation, servers, guests
         self._actions, self._attachments = actions, attachments
+        self.server_groups = ServerGroups(core)
+        self.host_services = HostServices(core)
+        self.diagnostics = Diagnostics(core, guests)
+        self.rescue = Rescue(core, guests, actions)
+        self.shelving = Shelving(core, guests, actions)
 
     # ------------------------------------------------------------------ flavors
 
@@ -294,6 +310,17 @@ class ComputeService:
     ) -> str:
         return self._actions.create_image(ctx, server_id, name, metadata)
 
+    def set_security_group(
+        self, ctx: RequestContext, server_id: str, name: str, member: bool
+    ) -> None:
+        """The server's ports join (member) or leave the project's security group `name`."""
+        with self.db.session() as s:
+            project_id = self.core.server_row(s, ctx, server_id).project_id
+        self.network.set_server_security_group(server_id, project_id, name, member)
+
+    def reset_state(self, ctx: RequestContext, server_id: str, vm_state: str) -> None:
+        self._actions.reset_state(ctx, server_id, vm_state)
+
     def rebuild(
         self, ctx: RequestContext, server_id: str, image_ref: str, changes: dict[str, Any]
     ) -> dict[str, Any]:
@@ -378,6 +405,16 @@ class ComputeService:
 
     def hypervisor(self) -> dict[str, Any]:
         return self._host_sync.hypervisor()
+
+    def servers_on_host(self) -> list[dict[str, str]]:
+        """The servers this host runs (Nova's hypervisor servers), oldest first."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(Server.id, Server.name)
+                .where(Server.host == self.host, Server.deleted.is_(False))
+                .order_by(Server.created_at, Server.id)
+            ).all()
+        return [{"uuid": str(server_id), "name": str(name)} for server_id, name in rows]
 
     def refresh_addresses(self, server_id: str) -> None:
         """The network told us a port of this server changed (Nova's network-changed event)."""

@@ -24,6 +24,9 @@ VM_STATES = (
     "paused",
     "suspended",
     "resized",
+    "rescued",
+    "shelved",
+    "shelved_offloaded",
     "error",
     "deleted",
 )
@@ -50,7 +53,20 @@ class Move:
         return self.ends[0] if running else self.ends[-1]
 
 
-_LIVE = frozenset({"active", "building", "stopped", "paused", "suspended", "resized", "error"})
+_LIVE = frozenset(
+    {
+        "active",
+        "building",
+        "stopped",
+        "paused",
+        "suspended",
+        "resized",
+        "rescued",
+        "shelved",
+        "shelved_offloaded",
+        "error",
+    }
+)
 
 MOVES: dict[str, Move] = {
     "delete": Move("delete", _LIVE, "deleting", ("deleted",), during_tasks=True),
@@ -82,6 +98,18 @@ MOVES: dict[str, Move] = {
     ),
     "revertResize": Move(
         "revertResize", frozenset({"resized"}), "resize_reverting", ("active", "stopped")
+    ),
+    "rescue": Move("rescue", frozenset({"active", "stopped", "error"}), "rescuing", ("rescued",)),
+    "unrescue": Move("unrescue", frozenset({"rescued"}), "unrescuing", ("active",)),
+    # shelving offloads at once (Nova's shelved_offload_time 0): the host keeps nothing
+    "shelve": Move(
+        "shelve",
+        frozenset({"active", "stopped", "paused", "suspended"}),
+        "shelving",
+        ("shelved_offloaded",),
+    ),
+    "unshelve": Move(
+        "unshelve", frozenset({"shelved", "shelved_offloaded"}), "unshelving", ("active",)
     ),
 }
 
@@ -148,6 +176,9 @@ _VM_STATUS = {
     "resized": "VERIFY_RESIZE",
     "paused": "PAUSED",
     "suspended": "SUSPENDED",
+    "rescued": "RESCUE",
+    "shelved": "SHELVED",
+    "shelved_offloaded": "SHELVED_OFFLOADED",
     "error": "ERROR",
     "deleted": "DELETED",
 }
@@ -168,6 +199,9 @@ STATUS_FILTER = {
     "VERIFY_RESIZE": ("resized", None),
     "PAUSED": ("paused", None),
     "SUSPENDED": ("suspended", None),
+    "RESCUE": ("rescued", None),
+    "SHELVED": ("shelved", None),
+    "SHELVED_OFFLOADED": ("shelved_offloaded", None),
     "ERROR": ("error", None),
     "DELETED": ("deleted", None),
 }

@@ -30,6 +30,21 @@ def version_text(version: Version) -> str:
     return f"{version[0]}.{version[1]}"
 
 
+def legacy_version_doc(base: str) -> dict[str, Any]:
+    """v2.0: the same API without microversions, listed first as Nova lists it."""
+    return {
+        "id": "v2.0",
+        "status": "SUPPORTED",
+        "version": "",
+        "min_version": "",
+        "updated": "2011-01-21T11:33:21Z",
+        "links": [{"rel": "self", "href": f"{base}/v2/"}],
+        "media-types": [
+            {"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2"}
+        ],
+    }
+
+
 def version_doc(base: str) -> dict[str, Any]:
     return {
         "id": "v2.1",
@@ -80,7 +95,9 @@ def flavor_body(base: str, f: dict[str, Any], v: Version, detail: bool = True) -
     return body
 
 
-def keypair_body(k: dict[str, Any], v: Version, full: bool) -> dict[str, Any]:
+def keypair_body(
+    k: dict[str, Any], v: Version, full: bool, created: bool = False
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": k["name"],
         "public_key": k["public_key"],
@@ -101,6 +118,7 @@ def keypair_body(k: dict[str, Any], v: Version, full: bool) -> dict[str, Any]:
         )
     if "private_key" in k:
         body["private_key"] = k["private_key"]
+    if created:  # a create's answer names the owner, generated or imported
         body["user_id"] = k["user_id"]
     return body
 
@@ -135,7 +153,64 @@ def server_body(base: str, s: dict[str, Any], v: Version, is_admin: bool) -> dic
     return body
 
 
+# What a server's update and rebuild answers leave out before 2.75 (Nova's extensions).
+NOT_IN_UPDATE_ANSWERS = (
+    "security_groups",
+    "OS-EXT-AZ:availability_zone",
+    "config_drive",
+    "key_name",
+    "OS-SRV-USG:launched_at",
+    "OS-SRV-USG:terminated_at",
+    "OS-EXT-STS:task_state",
+    "OS-EXT-STS:vm_state",
+    "OS-EXT-STS:power_state",
+    "os-extended-volumes:volumes_attached",
+)
+
+
+def updated_server_body(base: str, s: dict[str, Any], v: Version, is_admin: bool) -> dict[str, Any]:
+    """A server as an update (PUT) or a rebuild answers it: from 2.75 as a GET shows it;
+    before, without the extension attributes and with bare addresses."""
+    if v >= (2, 75):
+        return server_body(base, s, v, is_admin)
+    core = _server_core(base, s, v)
+    body = {key: value for key, value in core.items() if key not in NOT_IN_UPDATE_ANSWERS}
+    body["addresses"] = {
+        name: [{"addr": a["addr"], "version": a["version"]} for a in entries]
+        for name, entries in s["addresses"].items()
+    }
+    if s["fault"]:
+        body["fault"] = dict(s["fault"])
+    body.update(_server_later_attributes(s, v, is_admin=False))
+    return body
+
+
+# Nova shows a server's progress only while it is in one of these statuses.
+PROGRESS_STATUSES = frozenset(
+    ["ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING"]
+)
+
+
+def rebuilt_server_body(base: str, s: dict[str, Any], v: Version, is_admin: bool) -> dict[str, Any]:
+    """A rebuild's answer: an update's shape, with the key pair from 2.54 and the user
+    data (under its own name, never the admin attribute) from 2.57."""
+    body = updated_server_body(base, s, v, is_admin)
+    body.pop("OS-EXT-SRV-ATTR:user_data", None)
+    if v >= (2, 54):
+        body["key_name"] = s["key_name"]
+    if v >= (2, 57):
+        body["user_data"] = s["user_data"]
+    return body
+
+
 def _server_core(base: str, s: dict[str, Any], v: Version) -> dict[str, Any]:
+    body = _server_fields(base, s, v)
+    if s["status"] in PROGRESS_STATUSES:
+        body["progress"] = 100 if s["status"] == "ACTIVE" else 0
+    return body
+
+
+def _server_fields(base: str, s: dict[str, Any], v: Version) -> dict[str, Any]:
     host_id = (
         hashlib.sha224((s["project_id"] + (s["host"] or "")).encode()).hexdigest()
         if s["host"]
@@ -159,11 +234,10 @@ def _server_core(base: str, s: dict[str, Any], v: Version) -> dict[str, Any]:
         "created": isotime(s["created_at"], subsecond=False),
         "updated": isotime(s["updated_at"], subsecond=False),
         "addresses": s["addresses"],
-        "accessIPv4": "",
-        "accessIPv6": "",
+        "accessIPv4": s.get("access_ip_v4", ""),
+        "accessIPv6": s.get("access_ip_v6", ""),
         "links": server_links(base, s["id"]),
         "OS-DCF:diskConfig": "MANUAL",
-        "progress": 100 if s["status"] == "ACTIVE" else 0,
         "OS-EXT-AZ:availability_zone": s["availability_zone"],
         "config_drive": "True" if s["config_drive"] else "",
         "key_name": s["key_name"],
@@ -172,6 +246,12 @@ def _server_core(base: str, s: dict[str, Any], v: Version) -> dict[str, Any]:
         "OS-EXT-STS:task_state": s["task_state"],
         "OS-EXT-STS:vm_state": s["vm_state"],
         "OS-EXT-STS:power_state": s["power_state"],
+        # Nova's: the groups of its ports, the key left out when there are none
+        **(
+            {"security_groups": [{"name": n} for n in s["security_groups"]]}
+            if s.get("security_groups")
+            else {}
+        ),
         "os-extended-volumes:volumes_attached": [
             a if v >= (2, 3) else {"id": a["id"]} for a in s.get("volumes_attached", [])
         ],
@@ -222,22 +302,28 @@ def _server_later_attributes(s: dict[str, Any], v: Version, is_admin: bool) -> d
         body["tags"] = s["tags"]
     if v >= (2, 63):
         body["trusted_image_certificates"] = None
-    if v >= (2, 71):
-        body["server_groups"] = []
+    if v >= (2, 71) and "server_groups" in s:  # a server's own document, not a list's
+        body["server_groups"] = s["server_groups"]
     if v >= (2, 73):
         body["locked_reason"] = None
     if v >= (2, 96):
         body["pinned_availability_zone"] = None
+    if v >= (2, 100):
+        body["scheduler_hints"] = s.get("scheduler_hints", {})
     return body
 
 
-def created_server(base: str, server_id: str) -> dict[str, Any]:
-    return {
+def created_server(base: str, server_id: str, admin_pass: str | None) -> dict[str, Any]:
+    """A create's answer: the only place the guest's administrator password is shown."""
+    body: dict[str, Any] = {
         "id": server_id,
         "links": server_links(base, server_id),
         "OS-DCF:diskConfig": "MANUAL",
         "security_groups": [{"name": "default"}],
     }
+    if admin_pass is not None:
+        body["adminPass"] = admin_pass
+    return body
 
 
 def usage_time(value: dt.datetime | None) -> str | None:
@@ -261,8 +347,11 @@ def encode_items(items: Iterable[dict[str, Any]]) -> bytes:
 # -------------------------------------------------------------- a server's parts
 
 
-def instance_action_body(a: dict[str, Any], v: Version, host: str | None) -> dict[str, Any]:
-    """An instance action; with its one event when `host` is given (the detail view)."""
+def instance_action_body(
+    a: dict[str, Any], v: Version, host: str | None, is_admin: bool = True
+) -> dict[str, Any]:
+    """An instance action; with its one event when `host` is given (the detail view):
+    to admins always, to others from 2.51, as Nova's default policy shows them."""
     body: dict[str, Any] = {
         "action": a["action"],
         "instance_uuid": a["instance_uuid"],
@@ -274,17 +363,27 @@ def instance_action_body(a: dict[str, Any], v: Version, host: str | None) -> dic
     }
     if v >= (2, 58):
         body["updated_at"] = isotime(a["updated_at"])
-    if host is not None:
-        body["events"] = [
-            {
-                "event": f"compute_{a['action'].lower()}",
-                "start_time": isotime(a["start_time"]),
-                "finish_time": isotime(a["finish_time"]),
-                "result": a["result"],
-                **({"host": host, "hostId": ""} if v >= (2, 62) else {}),
-            }
-        ]
+    if host is not None and (is_admin or v >= (2, 51)):
+        body["events"] = [_action_event(a, v, host, is_admin)]
     return body
+
+
+def _action_event(a: dict[str, Any], v: Version, host: str, is_admin: bool) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "event": f"compute_{a['action'].lower()}",
+        "start_time": isotime(a["start_time"]),
+        "finish_time": isotime(a["finish_time"]) if a["finish_time"] else None,
+        "result": a["result"],
+    }
+    if is_admin:
+        event["traceback"] = None
+    if v >= (2, 62):
+        if is_admin:
+            event["host"] = host
+        event["hostId"] = hashlib.sha224((a["project_id"] + host).encode()).hexdigest()
+    if v >= (2, 84):
+        event["details"] = a["message"] if a["result"] == "Error" else None
+    return event
 
 
 def interface_body(port: dict[str, Any], v: Version) -> dict[str, Any]:
@@ -396,6 +495,7 @@ def hypervisor_body(h: dict[str, Any], v: Version, detail: bool) -> dict[str, An
         }
     )
     if v < (2, 88):
+        cpu_info = h["cpu_info"]
         body.update(
             {
                 "vcpus": h["vcpus"],
@@ -409,7 +509,8 @@ def hypervisor_body(h: dict[str, Any], v: Version, detail: bool) -> dict[str, An
                 "current_workload": 0,
                 "running_vms": h["running_vms"],
                 "disk_available_least": h["local_gb"] - h["local_gb_used"],
-                "cpu_info": json.dumps({"accelerator": h["accelerator"]}),
+                # a JSON string before 2.28, an object from it
+                "cpu_info": cpu_info if v >= (2, 28) else json.dumps(cpu_info),
             }
         )
     return body
@@ -435,26 +536,21 @@ def hypervisor_statistics(h: dict[str, Any]) -> dict[str, Any]:
     return {"count": 1, **{k: body[k] for k in HYPERVISOR_STATISTICS}}
 
 
-def service_rows(host: str, zone: str, now: str | None, v: Version) -> list[dict[str, Any]]:
-    binaries = (
-        ("nova-conductor", "internal"),
-        ("nova-scheduler", "internal"),
-        ("nova-compute", zone),
-    )
-    return [
-        {
-            "id": index if v < (2, 53) else f"{host}-{binary}",
-            "binary": binary,
-            "host": host,
-            "zone": zone_name,
-            "status": "enabled",
-            "state": "up",
-            "updated_at": now,
-            "disabled_reason": None,
-            "forced_down": False,
-        }
-        for index, (binary, zone_name) in enumerate(binaries, start=1)
-    ]
+def service_body(svc: dict[str, Any], zone: str, now: str | None, v: Version) -> dict[str, Any]:
+    """One of the host's services (a HostService as a dict) as os-services shows it."""
+    body: dict[str, Any] = {
+        "id": svc["index"] if v < (2, 53) else svc["uuid"],
+        "binary": svc["binary"],
+        "host": svc["host"],
+        "zone": zone if svc["binary"] == "nova-compute" else "internal",
+        "status": "disabled" if svc["disabled"] else "enabled",
+        "state": "down" if svc["forced_down"] else "up",
+        "updated_at": now,
+        "disabled_reason": svc["disabled_reason"],
+    }
+    if v >= (2, 11):
+        body["forced_down"] = svc["forced_down"]
+    return body
 
 
 def zones_detail(host: str, zone: str, now: str | None) -> list[dict[str, Any]]:
@@ -469,3 +565,43 @@ def zones_detail(host: str, zone: str, now: str | None) -> list[dict[str, Any]]:
             "hosts": {host: up("nova-conductor", "nova-scheduler")},
         },
     ]
+
+
+def diagnostics_body(d: dict[str, Any], v: Version) -> dict[str, Any]:
+    """A Diagnosis (as a dict): Nova's common shape from 2.48, a libvirt-style flat
+    document before."""
+    disks, macs = d["disks"], d["macs"]
+    if v < (2, 48):
+        flat: dict[str, Any] = {"memory": d["memory_mib"] * 1024}
+        for index, disk in enumerate(disks):
+            name = "vd" + chr(ord("a") + index)
+            flat[f"{name}_read"] = disk["read_bytes"]
+            flat[f"{name}_read_req"] = disk["read_requests"]
+            flat[f"{name}_write"] = disk["write_bytes"]
+            flat[f"{name}_write_req"] = disk["write_requests"]
+            flat[f"{name}_errors"] = disk["errors_count"]
+        return flat
+    return {
+        "state": d["state"],
+        "driver": "libvirt",  # the QEMU/KVM driver family, the closest name Nova knows
+        "hypervisor": d["hypervisor"],
+        "hypervisor_os": "linux",
+        "uptime": d["uptime"],
+        "config_drive": d["config_drive"],
+        "num_cpus": d["vcpus"],
+        "num_nics": len(macs),
+        "num_disks": len(disks),
+        "memory_details": {"maximum": d["memory_mib"], "used": None},
+        "cpu_details": [{"id": i, "time": None, "utilisation": None} for i in range(d["vcpus"])],
+        "nic_details": [_nic_stats(mac) for mac in macs],
+        "disk_details": disks,
+    }
+
+
+def _nic_stats(mac: str) -> dict[str, Any]:
+    counters = [
+        f"{way}_{what}"
+        for way in ("rx", "tx")
+        for what in ("octets", "errors", "drop", "packets", "rate")
+    ]
+    return {"mac_address": mac, **dict.fromkeys(counters)}

@@ -29,6 +29,7 @@ from souverain.identity.api_endpoint_filter import EndpointFilterApi
 from souverain.identity.api_project_tags import ProjectTagApi
 from souverain.identity.api_trusts import TrustApi
 from souverain.identity.assignments import INHERIT_DOMAIN, INHERIT_PROJECT
+from souverain.identity.catalog import for_project
 from souverain.identity.service import IdentityService, TokenView
 from souverain.openstack.auth import audit
 from souverain.openstack.body import member, read_json, validated
@@ -353,7 +354,10 @@ class IdentityApi:
         if ctx.scope_label == "unscoped":
             raise Forbidden("An unscoped token has no catalog; request a project-scoped token.")
         return JSONResponse(
-            {"catalog": self.service.catalog(ctx.project_id), "links": {"self": str(request.url)}}
+            {
+                "catalog": for_project(self.service.catalog(ctx.project_id), ctx.project_id),
+                "links": {"self": str(request.url)},
+            }
         )
 
     async def auth_projects(self, request: Request, ctx: RequestContext) -> Response:

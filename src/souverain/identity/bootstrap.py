@@ -27,6 +27,9 @@ from souverain.identity.service import (
 )
 
 BUILTIN_ROLES = ("admin", "member", "reader")
+# Roles the policy gives a meaning beyond the three: ResellerAdmin acts on every Swift
+# account and alone sets an account's quota.
+SERVICE_ROLES = ("ResellerAdmin",)
 INTERFACES = ("public", "internal", "admin")
 
 
@@ -89,7 +92,7 @@ def bootstrap(
 def _builtin_roles(s: Session) -> dict[str, str]:
     """The ids of admin, member and reader, created if missing."""
     roles: dict[str, str] = {}
-    for name in BUILTIN_ROLES:
+    for name in BUILTIN_ROLES + SERVICE_ROLES:
         role = s.scalars(
             select(m.Role).where(m.Role.name == name, m.Role.domain_id.is_(None))
         ).first()

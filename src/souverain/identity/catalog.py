@@ -5,6 +5,7 @@ Knows nothing of HTTP; only an administrator changes what the catalog lists.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,28 @@ from souverain.identity import models as m
 from souverain.identity.core import (
     IdentityCore,
 )
+
+_PROJECT_IN_URL = re.compile(r"[$%]\((?:project_id|tenant_id)\)s")
+
+
+def for_project(catalog: list[dict[str, Any]], project_id: str | None) -> list[dict[str, Any]]:
+    """The catalog a token carries: `$(project_id)s` or `%(project_id)s` in an endpoint's
+    URL (Swift's `AUTH_...`) becomes the token's project; without a project, as in
+    Keystone, such endpoints are left out."""
+    if not any(_PROJECT_IN_URL.search(e["url"]) for sv in catalog for e in sv["endpoints"]):
+        return catalog
+    shown = []
+    for service in catalog:
+        endpoints = []
+        for endpoint in service["endpoints"]:
+            if _PROJECT_IN_URL.search(endpoint["url"]):
+                if not project_id:
+                    continue
+                url = _PROJECT_IN_URL.sub(project_id, endpoint["url"])
+                endpoint = {**endpoint, "url": url}
+            endpoints.append(endpoint)
+        shown.append({**service, "endpoints": endpoints})
+    return shown
 
 
 class Catalog:

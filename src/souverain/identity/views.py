@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any
 
 from souverain.common.clock import isotime
+from souverain.identity.catalog import for_project
 from souverain.identity.service import TokenView
 
 API_VERSION = "v3.14"
@@ -55,7 +56,7 @@ def token_body(view: TokenView, catalog: list[dict[str, Any]] | None) -> dict[st
     if view.project is not None or view.domain is not None or p.system:
         token["roles"] = view.roles
         if catalog is not None:
-            token["catalog"] = catalog
+            token["catalog"] = for_project(catalog, p.project_id)
     if view.app_cred is not None:
         token["application_credential"] = view.app_cred
     if view.trust is not None:

@@ -8,13 +8,14 @@ from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.network import binding, ipam, schemas
 from souverain.network import models as m
 from souverain.network.core import Part
-from souverain.network.errors import OverQuota, PortInUse, PortNotFound
+from souverain.network.errors import OverQuota, PortInUse, PortNotFound, SecurityGroupNotFound
 from souverain.network.fields import AUTO_NETWORK, AUTO_ROUTER, COMPUTE_OWNER
 from souverain.network.networks import NetworkRecord
 from souverain.network.ports import PortRecord
@@ -223,3 +224,70 @@ class Servers(Part):
         for port_id, address in rows:
             out.setdefault(str(port_id), []).append(str(address))
         return out
+
+    # ------------------------------------------------------------------ security groups
+
+    def security_groups_of_servers(self, servers: dict[str, str]) -> dict[str, list[str]]:
+        """Server id -> the names of the security groups its ports are in (each once, in
+        name order), for servers given as {server id: its project}; one query."""
+        if not servers:
+            return {}
+        with self.db.session() as s:
+            rows = s.execute(
+                select(m.Port.device_id, m.Port.project_id, m.SecurityGroup.name)
+                .join(m.PortSecurityGroup, m.PortSecurityGroup.port_id == m.Port.id)
+                .join(m.SecurityGroup, m.SecurityGroup.id == m.PortSecurityGroup.security_group_id)
+                .where(
+                    m.Port.device_id.in_(list(servers)),
+                    m.Port.device_owner.like("compute:%"),
+                )
+            ).all()
+        out: dict[str, set[str]] = {}
+        for device_id, project_id, name in rows:
+            if servers.get(device_id) == project_id:  # another project's port is not its
+                out.setdefault(str(device_id), set()).add(str(name))
+        return {server_id: sorted(names) for server_id, names in out.items()}
+
+    def _project_group(self, s: Session, project_id: str, name: str) -> m.SecurityGroup:
+        """The project's group by name (or id); 404 naming it otherwise."""
+        group = s.get(m.SecurityGroup, name)
+        if group is None or group.project_id != project_id:
+            group = s.scalars(
+                select(m.SecurityGroup).where(
+                    m.SecurityGroup.project_id == project_id, m.SecurityGroup.name == name
+                )
+            ).first()
+        if group is None:
+            raise SecurityGroupNotFound(f"Security group {name[:255]} not found.")
+        return group
+
+    def set_server_security_group(
+        self, server_id: str, project_id: str, name: str, member: bool
+    ) -> None:
+        """Put every port of the server in the project's group `name` (or take them out of
+        it); 400 when the server has no port, or is not in the group it leaves."""
+        with self.db.session() as s:
+            group = self._project_group(s, project_id, name)
+            ports = s.scalars(self._server_ports(server_id, project_id)).all()
+            if not ports:
+                raise BadRequest(f"Server {server_id} has no port to take a security group.")
+            links = {
+                link.port_id: link
+                for link in s.scalars(
+                    select(m.PortSecurityGroup).where(
+                        m.PortSecurityGroup.security_group_id == group.id,
+                        m.PortSecurityGroup.port_id.in_([p.id for p in ports]),
+                    )
+                )
+            }
+            if not member and not links:
+                raise BadRequest(f"Security group {name[:255]} not associated with the instance.")
+            for port in ports:
+                if member and port.id not in links:
+                    s.add(m.PortSecurityGroup(port_id=port.id, security_group_id=group.id))
+                elif not member and port.id in links:
+                    s.delete(links[port.id])
+                port.updated_at = self._now()
+                port.revision_number += 1
+        if self.dataplane is not None:
+            self.wiring.sync_firewall()

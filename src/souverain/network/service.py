@@ -219,6 +219,14 @@ class NetworkService:
     def release_ports_of(self, server_id: str, project_id: str) -> None:
         self.servers.release_ports_of(server_id, project_id)
 
+    def security_groups_of_servers(self, servers: dict[str, str]) -> dict[str, list[str]]:
+        return self.servers.security_groups_of_servers(servers)
+
+    def set_server_security_group(
+        self, server_id: str, project_id: str, name: str, member: bool
+    ) -> None:
+        self.servers.set_server_security_group(server_id, project_id, name, member)
+
     def ports_of(self, server_id: str, project_id: str) -> list[dict[str, Any]]:
         return [views.port(p) for p in self.servers.ports_of(server_id, project_id)]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -119,9 +120,12 @@ class Buckets:
         acl: str = "private",
         object_lock: bool = False,
         grants: list[dict[str, str]] | None = None,
+        name_rule: Callable[[str], None] = check_bucket_name,
     ) -> BucketInfo:
-        """A new bucket of `who`'s project; with Object Lock, versioned from the start."""
-        check_bucket_name(name)
+        """A new bucket of `who`'s project; with Object Lock, versioned from the start.
+        `name_rule` refuses a bad name (S3's rule, or Swift's for a container, whose names
+        may be longer and hold capitals)."""
+        name_rule(name)
         if who.anonymous or not who.can_write:
             raise S3Error("AccessDenied", "Access Denied", name)
         if location not in (None, "", self.region):

@@ -35,7 +35,8 @@ class Bucket(Base):
     __tablename__ = "s3_buckets"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(63), unique=True)
+    # S3 names are 3-63 characters; a Swift container's name may reach 256 bytes
+    name: Mapped[str] = mapped_column(String(256), unique=True)
     project_id: Mapped[str] = mapped_column(String(64), index=True)
     owner_user_id: Mapped[str] = mapped_column(String(64))
     region: Mapped[str] = mapped_column(String(64))
@@ -170,3 +171,55 @@ class BucketUsage(Base):
 
 # Rows per bucket in `s3_bucket_usage`, made with the bucket.
 USAGE_SHARDS = 8
+
+
+class SwiftAccount(Base):
+    """A project's Swift account metadata (X-Account-Meta-*, the temp URL keys)."""
+
+    __tablename__ = "swift_accounts"
+
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    meta: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class SwiftContainer(Base):
+    """What Swift says of a bucket beyond S3: metadata, ACLs, quotas, versions location."""
+
+    __tablename__ = "swift_containers"
+
+    bucket_id: Mapped[str] = mapped_column(
+        ForeignKey("s3_buckets.id", ondelete="CASCADE"), primary_key=True
+    )
+    meta: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # X-Container-Meta-*
+    # X-Container-Read / -Write, X-Versions-Location / X-History-Location, ...
+    settings: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+
+class SwiftManifest(Base):
+    """The segment list of a static large object, for `multipart-manifest=get` and `=delete`.
+
+    Belongs to the version whose etag it names; a later write of the key leaves it stale,
+    and a stale row is ignored."""
+
+    __tablename__ = "swift_manifests"
+
+    bucket_id: Mapped[str] = mapped_column(
+        ForeignKey("s3_buckets.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    etag: Mapped[str] = mapped_column(String(64))
+    segments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class SwiftExpiring(Base):
+    """An object Swift deletes at `delete_at` (X-Delete-At): the expirer's queue, so S3
+    stops seeing it too. A row whose object no longer carries that time is dropped."""
+
+    __tablename__ = "swift_expiring"
+
+    bucket_id: Mapped[str] = mapped_column(
+        ForeignKey("s3_buckets.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    delete_at: Mapped[int] = mapped_column(BigInteger, index=True)

@@ -418,6 +418,12 @@ class Objects:
             raise S3Error("InvalidArgument", f"The canned ACL {acl!r} is not one S3 knows.")
         self._update_version(bucket, key, version_id, acl=acl, grants=grants)
 
+    def set_metadata(
+        self, bucket: BucketInfo, key: str, headers: dict[str, str], user_meta: dict[str, str]
+    ) -> str:
+        """Replace the latest version's stored headers and user metadata (Swift's POST)."""
+        return self._update_version(bucket, key, None, headers=headers, user_meta=user_meta)
+
     def _update_version(
         self, bucket: BucketInfo, key: str, version_id: str | None, **values: Any
     ) -> str:

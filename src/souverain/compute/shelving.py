@@ -1,0 +1,119 @@
+"""Shelve and unshelve: a shelved server gives its host back. Its root disk becomes a
+private snapshot image (`<name>-shelved`), its guest and files go and its claim is
+released (Nova's shelved_offloaded, offloaded at once); its ports and volumes stay
+with it. Unshelve claims room again, boots a new root disk from the snapshot and deletes
+the snapshot. A server booted from a volume keeps its volume and needs no snapshot.
+
+Each is one move of `states.MOVES`; the host work runs in `Actions.run`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from souverain.common.context import RequestContext
+from souverain.common.errors import NotFound
+from souverain.compute import scheduler
+from souverain.compute.actions import Actions
+from souverain.compute.core import NO_VALID_HOST, ComputeCore
+from souverain.compute.guests import Guests
+from souverain.compute.host_services import compute_takes_builds
+from souverain.compute.models import Server
+from souverain.compute.qemu import DriverError, GuestSpec, PowerState
+from souverain.compute.server_groups import placement_allows
+from souverain.compute.states import MOVES
+
+
+class Shelving:
+    def __init__(self, core: ComputeCore, guests: Guests, actions: Actions) -> None:
+        self.core = core
+        self.driver = core.driver
+        self.images = core.images
+        self.guests = guests
+        self.actions = actions
+
+    def shelve(self, ctx: RequestContext, server_id: str) -> None:
+        move = MOVES["shelve"]
+        row, action_id = self.actions.begin(ctx, server_id, move)
+        name, image_backed = row.name, not row.root_volume_id
+        min_disk, min_ram = int(row.flavor.get("disk") or 0), 0
+
+        def work() -> dict[str, Any]:
+            self.driver.shutdown(server_id, self.core.settings.shutdown_timeout)
+            self.driver.destroy(server_id)
+            image_id = None
+            if image_backed:
+                image_id = self._snapshot(ctx, server_id, f"{name}-shelved", min_disk, min_ram)
+            self.driver.delete_files(server_id)
+            with self.core.db.session() as s:
+                scheduler.release(s, server_id)
+            return {
+                "vm_state": "shelved_offloaded",
+                "power_state": int(PowerState.SHUTDOWN),
+                "shelved_image_id": image_id,
+            }
+
+        self.actions.run(move, action_id, server_id, work)
+
+    def _snapshot(
+        self, ctx: RequestContext, server_id: str, name: str, min_disk: int, min_ram: int
+    ) -> str:
+        """The root disk as a private image, its data imported before the disk goes."""
+        properties = {"image_type": "snapshot", "instance_uuid": server_id}
+        record = self.images.create_snapshot_record(ctx, name, properties, min_disk, min_ram)
+        image_id = str(record["id"])
+        dest = self.driver.root / "snapshots" / f"{image_id}.qcow2"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.driver.snapshot_disk(server_id, dest)
+            self.images.import_file(image_id, dest)
+        except Exception as exc:
+            dest.unlink(missing_ok=True)
+            self.images.fail_image(image_id, str(exc))
+            raise
+        return image_id
+
+    def unshelve(self, ctx: RequestContext, server_id: str) -> None:
+        move = MOVES["unshelve"]
+        _, action_id = self.actions.begin(ctx, server_id, move)
+
+        def work() -> dict[str, Any]:
+            spec, image_id = self._respawn(ctx, server_id)
+            self.driver.start(spec)
+            if image_id is not None:
+                with contextlib.suppress(NotFound):
+                    self.images.delete(ctx, image_id)
+            return {
+                "vm_state": "active",
+                "power_state": int(PowerState.RUNNING),
+                "shelved_image_id": None,
+                "launched_at": self.core.now(),
+            }
+
+        self.actions.run(move, action_id, server_id, work)
+
+    def _respawn(self, ctx: RequestContext, server_id: str) -> tuple[GuestSpec, str | None]:
+        """Room claimed on this host again, and the guest as it will boot."""
+        with self.core.db.session() as s:
+            row = s.get(Server, server_id)
+            assert row is not None
+            host = self.core.host
+            placed = (
+                compute_takes_builds(s, host)
+                and placement_allows(s, server_id, host)
+                and scheduler.claim(
+                    s, self.core.capacity, server_id, row.vcpus, row.memory_mib, row.disk_gib
+                )
+            )
+        if not placed:
+            raise DriverError(NO_VALID_HOST)
+        with self.core.db.session() as s:
+            row = s.get(Server, server_id)
+            assert row is not None
+            image_id = row.shelved_image_id
+            if image_id is None:  # boots from its volume
+                drive = self.guests.write_config_drive(row)
+                return self.guests.spec(row, self.guests.root_disk(row), drive), None
+            image = self.images.image_for_boot(ctx, image_id)
+            return self.guests.prepare_disks(row, image), image_id
