@@ -48,6 +48,7 @@ from souverain.network.routing import Routing
 from souverain.network.service import NetworkService
 from souverain.objectstore.api import swift as swift_api
 from souverain.objectstore.api.swift.imagesource import SwiftObjectSource
+from souverain.objectstore.backup_objects import BackupObjectStore
 from souverain.objectstore.service import ObjectStoreService
 from souverain.objectstore.store import BlobStore
 from souverain.objectstore.swift.expirer import Expirer
@@ -326,10 +327,16 @@ def _image(
 
 
 def _volume(
-    settings: Settings, db: Database, identity: IdentityService, image: ImageService, clock: Clock
+    settings: Settings,
+    db: Database,
+    identity: IdentityService,
+    image: ImageService,
+    clock: Clock,
+    objectstore: ObjectStoreService | None = None,
 ) -> VolumeService:
     backend = VolumeBackend(_paths(settings).volumes)
-    return VolumeService(db, backend, identity, image, clock, settings.volume)
+    backups = BackupObjectStore(objectstore) if objectstore is not None else None
+    return VolumeService(db, backend, identity, image, clock, settings.volume, backups)
 
 
 def _dataplane_prefix(digest: str) -> str:
@@ -455,7 +462,7 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
         if regauged:
             log.info("re-gauged %d bucket(s) whose last meter reading was not their size", regauged)
         image.meter = billing
-        volume = _volume(settings, Database(engine), identity, image, clock or Clock())
+        volume = _volume(settings, Database(engine), identity, image, clock or Clock(), objectstore)
         volume.meter = billing
         volume.set_up()
         network = _network(settings, Database(engine), identity, clock or Clock())
@@ -495,7 +502,7 @@ def open_platform(
     audit_log = AuditLog(paths.audit_log, load_or_create_key(paths.audit_key), settings.audit.fsync)
     objectstore = _objectstore(settings, db, identity, clock)
     image = _image(settings, db, identity, clock, objectstore)
-    volume = _volume(settings, db, identity, image, clock)
+    volume = _volume(settings, db, identity, image, clock, objectstore)
     network = _network(settings, db, identity, clock)
     compute = _compute(settings, db, identity, image, volume, network, clock)
     billing = _billing(settings, db, identity, clock)

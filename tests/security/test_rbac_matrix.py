@@ -301,7 +301,11 @@ class World:
         snap = _ok(self.api("POST", f"{base}/snapshots", token, body), 202)["snapshot"]["id"]
         self.ids["snapshot"] = snap
         _wait(lambda: status(f"{base}/snapshots/{snap}", "snapshot") == "available", "snapshot")
-        self.private.update({volume, snap})
+        body = {"backup": {"volume_id": volume, "name": "a-backup"}}
+        backup = _ok(self.api("POST", f"{base}/backups", token, body), 202)["backup"]["id"]
+        self.ids["backup"] = backup
+        _wait(lambda: status(f"{base}/backups/{backup}", "backup") == "available", "backup")
+        self.private.update({volume, snap, backup})
         admin = self.cloud.admin_token
         types = _ok(self.api("GET", f"{base}/types", admin))["volume_types"]
         self.ids["volume_type"] = types[0]["id"]
@@ -387,6 +391,7 @@ BY_PLACE: dict[tuple[str, str], str] = {
     ("metering-label-rules", "id"): "metering_label_rule",
     ("volumes", "id"): "volume",
     ("snapshots", "id"): "snapshot",
+    ("backups", "id"): "backup",
     ("types", "id"): "volume_type",
     ("accounts", "id"): "account",
     ("roles", "user"): "user",

@@ -273,6 +273,8 @@ PROJECT_ADMIN_ONLY = frozenset(
         "network:quota:update",
         "volume:quota:delete",
         "volume:quota:update",
+        "volume:backup:export_record",
+        "volume:backup:import_record",
         "volume:type:create",
         "volume:type:delete",
         "volume:type:update",

@@ -295,7 +295,13 @@ def test_volume_count_quota_refuses_the_one_too_many(
     with pytest.raises(QuotaExceeded, match="VolumeLimitExceeded") as refused:
         _volume(service, project)
     assert refused.value.status == 413
-    assert service.quotas.usage(project).used == {"volumes": 3, "gigabytes": 3, "snapshots": 0}
+    assert service.quotas.usage(project).used == {
+        "volumes": 3,
+        "gigabytes": 3,
+        "snapshots": 0,
+        "backups": 0,
+        "backup_gigabytes": 0,
+    }
 
 
 def test_gigabytes_quota_counts_volumes_and_snapshots(

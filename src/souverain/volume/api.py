@@ -34,6 +34,7 @@ from souverain.openstack.query import parse_bool
 from souverain.openstack.routing import Edge, EdgeRoute
 from souverain.volume import schemas, views
 from souverain.volume.api_admin import AdminApi
+from souverain.volume.api_backups import BackupApi
 from souverain.volume.api_common import (
     MAX_VERSION,
     MIN_VERSION,
@@ -77,6 +78,7 @@ COLLECTIONS = frozenset(
         "qos-specs",
         "os-volume-transfer",
         "volume-transfers",
+        "backups",
     }
 )
 
@@ -107,6 +109,7 @@ class VolumeApi:
         self.admin_api = AdminApi(service, self.links)
         self.qos_api = QosApi(service, self.links)
         self.transfer_api = TransferApi(service, self.links)
+        self.backup_api = BackupApi(service, self.links)
 
     def routes(self) -> list[EdgeRoute]:
         edge = Edge(self.service.identity, versions=VERSIONS, check=check_path_project)
@@ -123,6 +126,7 @@ class VolumeApi:
             *self.admin_api.routes(edge),
             *self.qos_api.routes(edge),
             *self.transfer_api.routes(edge),
+            *self.backup_api.routes(edge),
             r("/v3/limits", self.limits, {"GET": "volume:limits:show"}),
             r(
                 "/v3/os-quota-sets/{project}",

@@ -7,6 +7,7 @@ backend names after the row's id (ids are our own UUIDs, never a client's text).
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -128,4 +129,40 @@ class VolumeQuota(Base):
     volumes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     gigabytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     snapshots: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    backups: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    backup_gigabytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class VolumeBackup(Base):
+    """A copy of a volume's bytes kept as objects in one of the project's buckets.
+
+    `chunks` lists, in order, each fixed-size piece of the volume: its SHA-256 and the
+    object holding it (an incremental backup names its parent's objects for the pieces
+    that did not change); `stored_bytes` is what this backup itself added to the bucket.
+    """
+
+    __tablename__ = "volume_backups"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    volume_id: Mapped[str] = mapped_column(String(36), index=True)
+    snapshot_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    parent_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    description: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    container: Mapped[str] = mapped_column(String(63))
+    size: Mapped[int] = mapped_column(Integer)  # GiB, the volume's
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    availability_zone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    meta: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    chunks: Mapped[list[list[str]]] = mapped_column(JSON, default=list)
+    # the volume's metadata and bootable flag when backed up, given back on restore
+    volume_info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    object_count: Mapped[int] = mapped_column(Integer, default=0)
+    stored_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    fail_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    data_timestamp: Mapped[dt.datetime] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)

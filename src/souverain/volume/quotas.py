@@ -17,6 +17,9 @@ from souverain.common.quota import effective_limits, lock_quota_row
 from souverain.volume import models as m
 from souverain.volume.rules import QuotaExceeded, QuotaSet, Shared
 
+# Cinder's defaults for the backup quotas (not in the settings yet)
+BACKUP_DEFAULTS = {"backups": 10, "backup_gigabytes": 1000}
+
 
 class Quotas:
     def __init__(self, shared: Shared) -> None:
@@ -28,6 +31,7 @@ class Quotas:
             "volumes": settings.quota_volumes,
             "gigabytes": settings.quota_gigabytes,
             "snapshots": settings.quota_snapshots,
+            **BACKUP_DEFAULTS,
         }
 
     def limits_of(self, s: Session, project_id: str) -> dict[str, int]:
@@ -45,10 +49,17 @@ class Quotas:
                 m.Snapshot.project_id == project_id
             )
         ).one()
+        backups, backup_gb = s.execute(
+            select(
+                func.count(m.VolumeBackup.id), func.coalesce(func.sum(m.VolumeBackup.size), 0)
+            ).where(m.VolumeBackup.project_id == project_id)
+        ).one()
         return {
             "volumes": int(count),
             "gigabytes": int(vol_gb) + int(snap_gb),
             "snapshots": int(snaps),
+            "backups": int(backups),
+            "backup_gigabytes": int(backup_gb),
         }
 
     def lock(self, s: Session, project_id: str) -> None:
@@ -126,6 +137,7 @@ class Quotas:
             row = s.get(m.VolumeQuota, project_id)
             assert row is not None
             row.volumes = row.gigabytes = row.snapshots = None
+            row.backups = row.backup_gigabytes = None
             row.updated_at = self.shared.clock.now()
 
 

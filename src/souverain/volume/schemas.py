@@ -19,9 +19,9 @@ from souverain.volume.rules import AVAILABILITY_ZONE, MAX_FIELD, MAX_INT, MAX_ME
 from souverain.volume.state import SNAPSHOT_STATUSES, VOLUME_STATUSES
 
 SOURCES = ("snapshot_id", "source_volid", "imageRef")
-# the quota keys a client may send; only the first three are limits we enforce
-QUOTA_LIMITS = ("volumes", "gigabytes", "snapshots")
-QUOTA_IGNORED = ("id", "backups", "backup_gigabytes", "groups", "per_volume_gigabytes")
+# the quota keys a client may send; only the first five are limits we enforce
+QUOTA_LIMITS = ("volumes", "gigabytes", "snapshots", "backups", "backup_gigabytes")
+QUOTA_IGNORED = ("id", "groups", "per_volume_gigabytes")
 
 
 # ---------------------------------------------------------------------- values

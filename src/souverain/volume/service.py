@@ -26,6 +26,9 @@ from souverain.identity.service import IdentityService
 from souverain.volume import schemas, views
 from souverain.volume.attachments import Attachments
 from souverain.volume.backend import VolumeBackend
+from souverain.volume.backup_restore import BackupRestore
+from souverain.volume.backup_store import BackupObjects, NoObjectStore
+from souverain.volume.backups import Backups
 from souverain.volume.creation import VolumeCreation
 from souverain.volume.quotas import Quotas
 from souverain.volume.recovery import Recovery
@@ -55,6 +58,7 @@ class VolumeService:
         images: VolumeImages,
         clock: Clock,
         settings: VolumeSettings,
+        backup_objects: BackupObjects | None = None,
     ) -> None:
         self.shared = Shared(db, backend, clock, settings)
         self.db = db
@@ -72,6 +76,10 @@ class VolumeService:
         self.attachments = Attachments(self.shared, self.states)
         self.transfers = Transfers(self.shared, self.quotas)
         self.recovery = Recovery(self.shared, self.states, self.volumes, self.snapshots)
+        # backups are objects in the project's buckets (the object store, set by the server)
+        objects: BackupObjects = backup_objects or NoObjectStore()
+        self.backups = Backups(self.shared, self.quotas, objects)
+        self.restores = BackupRestore(self.shared, self.creation, objects)
 
     # billable changes are recorded on it (the billing service's, set by the server)
     @property
@@ -107,6 +115,7 @@ class VolumeService:
         self.backend.setup()
         self.types.bootstrap_default()
         self.recovery.recover()
+        self.backups.recover()
 
     def close(self) -> None:
         return None

@@ -251,8 +251,6 @@ def quota_set_view(quota: QuotaSet) -> dict[str, Any]:
         f"volumes_{quota.default_type}": -1,
         f"gigabytes_{quota.default_type}": -1,
         f"snapshots_{quota.default_type}": -1,
-        "backups": 0,
-        "backup_gigabytes": 0,
         "groups": 0,
         "per_volume_gigabytes": quota.per_volume_gigabytes,
     }
@@ -272,13 +270,13 @@ def absolute_limits_view(quota: QuotaSet) -> dict[str, int]:
         "maxTotalVolumes": limits["volumes"],
         "maxTotalSnapshots": limits["snapshots"],
         "maxTotalVolumeGigabytes": limits["gigabytes"],
-        "maxTotalBackups": 0,
-        "maxTotalBackupGigabytes": 0,
+        "maxTotalBackups": limits["backups"],
+        "maxTotalBackupGigabytes": limits["backup_gigabytes"],
         "totalVolumesUsed": used.get("volumes", 0),
         "totalSnapshotsUsed": used.get("snapshots", 0),
         "totalGigabytesUsed": used.get("gigabytes", 0),
-        "totalBackupsUsed": 0,
-        "totalBackupGigabytesUsed": 0,
+        "totalBackupsUsed": used.get("backups", 0),
+        "totalBackupGigabytesUsed": used.get("backup_gigabytes", 0),
     }
 
 
