@@ -19,12 +19,17 @@ def test_role_inferences_list_the_direct_rules(cloud: Cloud) -> None:
         r["prior_role"]["id"]: [i["id"] for i in r["implies"]] for r in body["role_inferences"]
     }
     assert rules == {admin: [member], member: [reader]}
-    one = cloud.get(f"/v3/roles/{member}/implies").json()["role_inference"]
+    assert list(body) == ["role_inferences"]  # Keystone adds no collection links
+    listed = cloud.get(f"/v3/roles/{member}/implies").json()
+    assert listed["links"]["self"].endswith(f"/v3/roles/{member}/implies")
+    one = listed["role_inference"]
     assert one["prior_role"]["name"] == "member" and [i["name"] for i in one["implies"]] == [
         "reader"
     ]
     assert one["implies"][0]["links"]["self"].endswith(f"/v3/roles/{reader}")
-    pair = cloud.get(f"/v3/roles/{admin}/implies/{member}").json()["role_inference"]
+    got = cloud.get(f"/v3/roles/{admin}/implies/{member}").json()
+    assert got["links"]["self"].endswith(f"/v3/roles/{admin}/implies/{member}")
+    pair = got["role_inference"]
     assert pair["implies"]["id"] == member
     assert cloud.head(f"/v3/roles/{admin}/implies/{member}").status_code == 200
     assert_keystone_error(cloud.get(f"/v3/roles/{admin}/implies/{reader}"), 404)

@@ -23,6 +23,7 @@ def test_admin_adds_replaces_checks_and_removes_tags(cloud: Cloud) -> None:
     assert_keystone_error(cloud.get(f"{base}/red"), 404)
     replaced = cloud.put(base, json={"tags": ["red", "green", "red"]})
     assert replaced.status_code == 200 and replaced.json()["tags"] == ["red", "green"]
+    assert replaced.json()["links"]["self"].endswith(f"/v3/projects/{project['id']}/tags")
     assert cloud.get(f"/v3/projects/{project['id']}").json()["project"]["tags"] == ["red", "green"]
     assert cloud.delete(f"{base}/red").status_code == 204
     assert_keystone_error(cloud.delete(f"{base}/red"), 404)

@@ -56,7 +56,10 @@ def test_glance_direct_stages_then_imports_into_an_active_image(shared_cloud: Cl
     assert task["result"] == {"image_id": image["id"]} and task["expires_at"]
     assert task["input"]["import_req"]["method"]["name"] == "glance-direct"
     assert g.get(f"/v2/tasks/{task['id']}").json()["id"] == task["id"]
-    assert task["id"] in [t["id"] for t in g.get("/v2/tasks").json()["tasks"]]
+    assert "self" not in task and task["deleted"] is False  # Glance's stored task, unlinked
+    [stub] = [t for t in g.get("/v2/tasks").json()["tasks"] if t["id"] == task["id"]]
+    assert stub["self"] == f"/v2/tasks/{task['id']}" and stub["expires_at"]
+    assert not {"input", "result", "message"} & set(stub)  # Glance lists stubs
 
 
 def test_import_without_staged_data_or_twice_is_409(shared_cloud: Cloud) -> None:

@@ -510,11 +510,10 @@ class IdentityApi:
     async def role_inferences(self, request: Request, ctx: RequestContext) -> Response:
         base = self.base(request)
         rules = self.service.roles.list_inferences(ctx)
-        body: dict[str, Any] = {
-            "role_inferences": [views.role_inference(base, p, i) for p, i in rules],
-            "links": {"self": str(request.url), "previous": None, "next": None},
-        }
-        return JSONResponse(body)
+        # Keystone's answer has no collection links
+        return JSONResponse(
+            {"role_inferences": [views.role_inference(base, p, i) for p, i in rules]}
+        )
 
     async def implied_roles(self, request: Request, ctx: RequestContext) -> Response:
         prior_id = request.path_params["prior_role_id"]
@@ -522,9 +521,8 @@ class IdentityApi:
         if not rules:
             raise NotFound(f"Role {prior_id} implies no other role.")
         prior, implied = rules[0]
-        return JSONResponse(
-            {"role_inference": views.role_inference(self.base(request), prior, implied)}
-        )
+        inference = views.role_inference(self.base(request), prior, implied)
+        return JSONResponse({"role_inference": inference, "links": {"self": str(request.url)}})
 
     async def implied_role(self, request: Request, ctx: RequestContext) -> Response:
         prior_id = request.path_params["prior_role_id"]
@@ -533,7 +531,8 @@ class IdentityApi:
             audit(request, "identity.implied_role.create", "role", prior_id)
             prior, implied = self.service.roles.create_inference(ctx, prior_id, implied_id)
             inference = views.role_inference(self.base(request), prior, implied)
-            return JSONResponse({"role_inference": inference}, status_code=201)
+            body = {"role_inference": inference, "links": {"self": str(request.url)}}
+            return JSONResponse(body, status_code=201)
         if request.method == "DELETE":
             audit(request, "identity.implied_role.delete", "role", prior_id)
             self.service.roles.delete_inference(ctx, prior_id, implied_id)
@@ -543,7 +542,7 @@ class IdentityApi:
         if not found:
             raise NotFound(f"Could not find implied role: {prior_id} does not imply {implied_id}.")
         inference = views.role_inference(self.base(request), rules[0][0], found[0])
-        return JSONResponse({"role_inference": inference})
+        return JSONResponse({"role_inference": inference, "links": {"self": str(request.url)}})
 
     # -------------------------------------------------------------- application credentials
 

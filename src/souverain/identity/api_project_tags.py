@@ -39,12 +39,14 @@ class ProjectTagApi:
     async def all_tags(self, request: Request, ctx: RequestContext) -> Response:
         project_id = request.path_params["project_id"]
         if request.method == "GET":
-            return JSONResponse({"tags": self.tags.list_tags(ctx, project_id)})
+            listed = self.tags.list_tags(ctx, project_id)
+            return JSONResponse({"tags": listed, "links": {"self": str(request.url)}})
         if request.method == "PUT":
             audit(request, "identity.project.tags.update", "project", project_id)
             body = await read_json(request)
             tags = body.get("tags") if isinstance(body, dict) else None
-            return JSONResponse({"tags": self.tags.replace(ctx, project_id, tags)})
+            replaced = self.tags.replace(ctx, project_id, tags)
+            return JSONResponse({"tags": replaced, "links": {"self": str(request.url)}})
         audit(request, "identity.project.tags.delete", "project", project_id)
         self.tags.remove(ctx, project_id, None)
         return Response(status_code=204)

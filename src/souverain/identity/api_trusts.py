@@ -50,6 +50,12 @@ class TrustApi:
         out["roles_links"] = {"self": f"{base}{TRUSTS}/{ref['id']}/roles"}
         return out
 
+    def _summary(self, request: Request, ref: dict[str, Any]) -> dict[str, Any]:
+        """A listed trust: Keystone's list leaves out the roles (and their link)."""
+        out = self._linked(request, ref)
+        del out["roles"], out["roles_links"]
+        return out
+
     def _via_trust(self, request: Request) -> bool:
         view = self.service.validate(request.headers.get("x-auth-token", ""))
         return view is None or view.payload.trust_id is not None
@@ -60,7 +66,7 @@ class TrustApi:
             filters = {k: q[k] for k in ("trustor_user_id", "trustee_user_id") if k in q}
             items = self.trusts.list(ctx, filters)
             body = {
-                "trusts": [self._linked(request, t) for t in items],
+                "trusts": [self._summary(request, t) for t in items],
                 "links": {"self": str(request.url), "previous": None, "next": None},
             }
             return JSONResponse(body)

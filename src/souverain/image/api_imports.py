@@ -78,7 +78,7 @@ class ImportApi:
     async def tasks(self, request: Request, ctx: RequestContext) -> Response:
         rows = await asyncio.to_thread(self.imports.list_tasks, ctx)
         body = {
-            "tasks": [views.task_view(t) for t in rows],
+            "tasks": [views.task_stub_view(t) for t in rows],
             "first": "/v2/tasks",
             "schema": "/v2/schemas/tasks",
         }
@@ -87,7 +87,7 @@ class ImportApi:
     async def image_tasks(self, request: Request, ctx: RequestContext) -> Response:
         image_id = request.path_params["image_id"]
         rows = await asyncio.to_thread(self.imports.list_tasks, ctx, image_id)
-        return JSONResponse({"tasks": [views.task_view(t) for t in rows]})
+        return JSONResponse({"tasks": [views.image_task_view(t) for t in rows]})
 
     async def task(self, request: Request, ctx: RequestContext) -> Response:
         task_id = request.path_params["task_id"]

@@ -71,6 +71,22 @@ def task_view(row: m.ImageTask) -> dict[str, Any]:
     }
 
 
+def task_stub_view(row: m.ImageTask) -> dict[str, Any]:
+    """A task in GET /v2/tasks: Glance lists stubs, without input, result and message."""
+    keep = ("id", "type", "status", "owner", "created_at", "updated_at", "self", "schema")
+    full = task_view(row)
+    stub = {k: full[k] for k in keep}
+    if full["expires_at"] is not None:
+        stub["expires_at"] = full["expires_at"]
+    return stub
+
+
+def image_task_view(row: m.ImageTask) -> dict[str, Any]:
+    """A task in GET /v2/images/{id}/tasks: Glance shows the stored task, with no links."""
+    view = {k: v for k, v in task_view(row).items() if k not in ("self", "schema")}
+    return {**view, "deleted": False, "deleted_at": None}
+
+
 def import_info_view(methods: list[str]) -> dict[str, Any]:
     return {
         "import-methods": {

@@ -147,8 +147,6 @@ def security_group_rule(row: m.SecurityGroupRule) -> dict[str, Any]:
         "port_range_max": row.port_range_max,
         "remote_ip_prefix": row.remote_ip_prefix,
         "remote_group_id": row.remote_group_id,
-        "remote_address_group_id": None,
-        "normalized_cidr": row.remote_ip_prefix,
         "description": row.description,
         "belongs_to_default_sg": None,
         "tenant_id": row.project_id,
@@ -156,7 +154,6 @@ def security_group_rule(row: m.SecurityGroupRule) -> dict[str, Any]:
         "created_at": timestamp(row.created_at),
         "updated_at": timestamp(row.updated_at),
         "revision_number": 0,
-        "tags": [],
     }
 
 
