@@ -516,6 +516,15 @@ def test_flavor_with_a_bad_field_is_400(world: World, change: dict[str, Any]) ->
     assert [f["id"] for f in world.admin.ok("GET", "/flavors")["flavors"]] == list(DEFAULTS)
 
 
+def test_flavor_update_exists_from_255_only(world: World) -> None:
+    body = {"flavor": {"description": "small and cheap"}}
+    fault(world.admin.put("/flavors/1", body, version="2.54"), 404, "itemNotFound")
+    assert "description" not in world.admin.ok("GET", "/flavors/1", version="2.54")["flavor"]
+    updated = world.admin.put("/flavors/1", body, version="2.55")
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["flavor"]["description"] == "small and cheap"
+
+
 def test_member_cannot_create_or_delete_flavors(world: World) -> None:
     spec = {"name": "mine", "ram": 64, "vcpus": 1, "disk": 0}
     fault(world.a.post("/flavors", {"flavor": spec}), 403, "forbidden")

@@ -90,6 +90,8 @@ class FlavorHandlers(Handlers):
             self.service.delete_flavor(ctx, flavor_id)
             return Response(status_code=202)
         if request.method == "PUT":
+            if v < (2, 55):  # Nova has no flavor update before 2.55: the route is not there
+                raise NotFound("The resource could not be found.")
             body = await read_json(request)
             data = body.get("flavor") or {}
             audit(request, "compute.flavor.update", "flavor", flavor_id)
