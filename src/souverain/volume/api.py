@@ -44,6 +44,8 @@ from souverain.volume.api_common import (
     check_path_project,
     flag,
     list_query,
+    metadata_collection,
+    metadata_item,
     render_error,
     require_version,
     viewer,
@@ -334,33 +336,10 @@ class VolumeApi:
         return Response(status_code=200)
 
     async def volume_metadata(self, request: Request, ctx: RequestContext) -> Response:
-        volume_id = request.path_params["id"]
-        volumes = self.service.volumes
-        if request.method == "GET":
-            meta = await asyncio.to_thread(volumes.metadata, ctx, volume_id)
-            return JSONResponse({"metadata": meta})
-        audit(request, "volume.metadata.update", "volume", volume_id)
-        items = schemas.metadata((await read_json(request)).get("metadata"))
-        replace = request.method == "PUT"
-        meta = await asyncio.to_thread(volumes.set_metadata, ctx, volume_id, items, replace)
-        return JSONResponse({"metadata": meta})
+        return await metadata_collection(request, ctx, self.service.volumes, "volume")
 
     async def volume_metadata_item(self, request: Request, ctx: RequestContext) -> Response:
-        volume_id, key = request.path_params["id"], request.path_params["key"]
-        volumes = self.service.volumes
-        if request.method == "GET":
-            meta = await asyncio.to_thread(volumes.metadata, ctx, volume_id)
-            if key not in meta:
-                raise NotFound(f"Metadata item was not found: {key[:255]}")
-            return JSONResponse({"meta": {key: meta[key]}})
-        if request.method == "PUT":
-            audit(request, "volume.metadata.update", "volume", volume_id)
-            item = schemas.meta_item(await read_json(request), key)
-            await asyncio.to_thread(volumes.set_metadata, ctx, volume_id, item)
-            return JSONResponse({"meta": item})
-        audit(request, "volume.metadata.delete", "volume", volume_id)
-        await asyncio.to_thread(volumes.delete_metadata_item, ctx, volume_id, key)
-        return Response(status_code=200)
+        return await metadata_item(request, ctx, self.service.volumes, "volume")
 
     # -------------------------------------------------------------- quotas, limits, zones
 

@@ -3,14 +3,19 @@ links and the viewer (microversion and role) that decides a view's fields."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, NotFound
+from souverain.common.jsoncodec import JSONResponse
+from souverain.openstack.auth import audit
+from souverain.openstack.body import read_json
 from souverain.openstack.links import base_url
 from souverain.openstack.microversion import Microversions, Version, microversion_of
 from souverain.openstack.query import parse_bool, parse_limit
@@ -124,3 +129,56 @@ class Links:
         params.append(("marker", last_id))
         href = f"{self.base(request)}/v3/{collection}?{urlencode(params)}"
         return [{"rel": "next", "href": href}]
+
+
+class MetadataOwner(Protocol):
+    """Volumes and snapshots alike: user metadata read, merged or replaced, one key removed."""
+
+    def metadata(self, ctx: RequestContext, owner_id: str, /) -> dict[str, str]: ...
+
+    def set_metadata(
+        self, ctx: RequestContext, owner_id: str, items: dict[str, str], replace: bool = False, /
+    ) -> dict[str, str]: ...
+
+    def delete_metadata_item(self, ctx: RequestContext, owner_id: str, key: str, /) -> None: ...
+
+
+async def metadata_collection(
+    request: Request, ctx: RequestContext, owner: MetadataOwner, kind: str
+) -> Response:
+    """GET, POST (merge) or PUT (replace) `/{kind}s/{id}/metadata`; `kind` names the audit
+    event and resource (`volume`, `snapshot`)."""
+    owner_id = request.path_params["id"]
+    if request.method == "GET":
+        return JSONResponse({"metadata": await asyncio.to_thread(owner.metadata, ctx, owner_id)})
+    audit(request, _event(kind, "update"), kind, owner_id)
+    items = schemas.metadata((await read_json(request)).get("metadata"))
+    replace = request.method == "PUT"
+    meta = await asyncio.to_thread(owner.set_metadata, ctx, owner_id, items, replace)
+    return JSONResponse({"metadata": meta})
+
+
+async def metadata_item(
+    request: Request, ctx: RequestContext, owner: MetadataOwner, kind: str
+) -> Response:
+    """GET, PUT or DELETE `/{kind}s/{id}/metadata/{key}`."""
+    owner_id, key = request.path_params["id"], request.path_params["key"]
+    if request.method == "GET":
+        meta = await asyncio.to_thread(owner.metadata, ctx, owner_id)
+        if key not in meta:
+            raise NotFound(f"Metadata item was not found: {key[:255]}")
+        return JSONResponse({"meta": {key: meta[key]}})
+    if request.method == "PUT":
+        audit(request, _event(kind, "update"), kind, owner_id)
+        item = schemas.meta_item(await read_json(request), key)
+        await asyncio.to_thread(owner.set_metadata, ctx, owner_id, item)
+        return JSONResponse({"meta": item})
+    audit(request, _event(kind, "delete"), kind, owner_id)
+    await asyncio.to_thread(owner.delete_metadata_item, ctx, owner_id, key)
+    return Response(status_code=200)
+
+
+def _event(kind: str, verb: str) -> str:
+    """volume.metadata.update, volume.snapshot.metadata.delete, ..."""
+    prefix = "volume" if kind == "volume" else f"volume.{kind}"
+    return f"{prefix}.metadata.{verb}"

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest, NotFound
+from souverain.common.errors import BadRequest
 from souverain.common.jsoncodec import JSONResponse
 from souverain.openstack.auth import audit
 from souverain.openstack.body import member, read_json
@@ -17,7 +17,13 @@ from souverain.openstack.microversion import microversion_of
 from souverain.openstack.routing import Edge, EdgeRoute
 from souverain.volume import models as m
 from souverain.volume import schemas, views
-from souverain.volume.api_common import Links, list_query, viewer
+from souverain.volume.api_common import (
+    Links,
+    list_query,
+    metadata_collection,
+    metadata_item,
+    viewer,
+)
 from souverain.volume.rules import MANAGE_REFUSED, NotImplementedFault
 from souverain.volume.service import VolumeService
 
@@ -129,30 +135,7 @@ class SnapshotApi:
         return Response(status_code=202)
 
     async def snapshot_metadata(self, request: Request, ctx: RequestContext) -> Response:
-        snapshot_id = request.path_params["id"]
-        snapshots = self.service.snapshots
-        if request.method == "GET":
-            meta = await asyncio.to_thread(snapshots.metadata, ctx, snapshot_id)
-            return JSONResponse({"metadata": meta})
-        audit(request, "volume.snapshot.metadata.update", "snapshot", snapshot_id)
-        items = schemas.metadata((await read_json(request)).get("metadata"))
-        replace = request.method == "PUT"
-        meta = await asyncio.to_thread(snapshots.set_metadata, ctx, snapshot_id, items, replace)
-        return JSONResponse({"metadata": meta})
+        return await metadata_collection(request, ctx, self.service.snapshots, "snapshot")
 
     async def snapshot_metadata_item(self, request: Request, ctx: RequestContext) -> Response:
-        snapshot_id, key = request.path_params["id"], request.path_params["key"]
-        snapshots = self.service.snapshots
-        if request.method == "GET":
-            meta = await asyncio.to_thread(snapshots.metadata, ctx, snapshot_id)
-            if key not in meta:
-                raise NotFound(f"Metadata item was not found: {key[:255]}")
-            return JSONResponse({"meta": {key: meta[key]}})
-        if request.method == "PUT":
-            audit(request, "volume.snapshot.metadata.update", "snapshot", snapshot_id)
-            item = schemas.meta_item(await read_json(request), key)
-            await asyncio.to_thread(snapshots.set_metadata, ctx, snapshot_id, item)
-            return JSONResponse({"meta": item})
-        audit(request, "volume.snapshot.metadata.delete", "snapshot", snapshot_id)
-        await asyncio.to_thread(snapshots.delete_metadata_item, ctx, snapshot_id, key)
-        return Response(status_code=200)
+        return await metadata_item(request, ctx, self.service.snapshots, "snapshot")
