@@ -16,8 +16,12 @@ CONFORMANCE_ARGS ?=
 run: install tiny-image
 	SOUVERAIN_IMAGE__TINY_IMAGE=$(abspath $(TINY_IMAGE)) $(BIN)/souverain serve --data-dir $(DATA_DIR)
 
+# Test modules run in parallel, each whole on one worker (module fixtures start once); most
+# of the wait is on guests, servers and clients in subprocesses, so workers outnumber cores.
+PYTEST_WORKERS ?= 4
+
 test: install lint typecheck tiny-image
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 install: $(STAMP)
 

@@ -29,14 +29,27 @@ def souverain_tables() -> set[str]:
     return {line for line in listed.stdout.splitlines() if " souverain-" in line}
 
 
+def _is_worker(config: pytest.Config) -> bool:
+    """A pytest-xdist worker: the controller alone judges the whole run."""
+    return hasattr(config, "workerinput")
+
+
+_tables_before: set[str] = set()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.geteuid() == 0 and not _is_worker(session.config):
+        _tables_before.update(souverain_tables())
+
+
 @pytest.fixture(scope="session", autouse=True)
 def host_left_as_found() -> Iterator[None]:
-    if os.geteuid() != 0:  # without root no test touches the kernel
-        yield
-        return
-    before = souverain_tables()
+    """Without workers, a table left behind fails the run's last test teardown (where it
+    shows); with workers, the controller checks once every worker is done (below)."""
     yield
-    left = sorted(souverain_tables() - before)
+    if os.geteuid() != 0 or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    left = sorted(souverain_tables() - _tables_before)
     assert not left, f"the tests left {len(left)} nftables table(s) behind: {left[:6]}"
 
 
@@ -52,7 +65,24 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _skipped.append(report.nodeid)
 
 
+def _tables_left(session: pytest.Session) -> None:
+    """With pytest-xdist workers, the controller's check that no table stayed behind."""
+    if os.geteuid() != 0 or _is_worker(session.config) or not _uses_workers(session.config):
+        return
+    left = sorted(souverain_tables() - _tables_before)
+    if left:
+        print(f"\nthe tests left {len(left)} nftables table(s) behind: {left[:6]}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _uses_workers(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "numprocesses", None))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _tables_left(session)
+    if _is_worker(session.config):
+        return  # the controller sees every report, and judges skips once
     if _skipped and forbid_skips():
         names = ", ".join(_skipped[:5]) + (" ..." if len(_skipped) > 5 else "")
         print(f"\n{len(_skipped)} test(s) skipped where none may be: {names}")
