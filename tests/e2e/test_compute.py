@@ -388,6 +388,7 @@ def test_flavors_and_keypairs(
 
 def test_microversions_and_discovery(compute_cloud: Cloud) -> None:
     root = compute_cloud.api("GET", "/compute/").json()
-    (version,) = root["versions"]
+    legacy, version = root["versions"]  # Nova lists v2.0 first, then v2.1
+    assert legacy["id"] == "v2.0" and legacy["status"] == "SUPPORTED"
     assert version["id"] == "v2.1" and version["min_version"] == "2.1"
     assert json.loads(json.dumps(version))["status"] == "CURRENT"
