@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -169,6 +170,16 @@ class Lab:
             argv = ["ip", "netns", "exec", namespace, *argv]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 10)
         return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def reach(self, address: str, namespace: str, within: float = 15) -> str | None:
+        """`connect`, retried until it answers or `within` seconds pass: a link just made
+        (a veth into a bridge, a route) may take a moment to pass packets on a busy host."""
+        deadline = time.monotonic() + within
+        while True:
+            seen = self.connect(address, namespace)
+            if seen is not None or time.monotonic() > deadline:
+                return seen
+            time.sleep(0.5)
 
     def ensure(self, tenant: Tenant, floating_ips: list[FloatingIp] | None = None) -> None:
         self.routing.ensure_router(
@@ -336,7 +347,7 @@ def test_reconcile_removes_unwanted_routers_and_recreates_missing_veths(lab: Lab
     assert stray in done["removed_links"]
     assert done["created_links"] == [lost]
     assert lab.routing.inventory()["namespaces"] == [lab.routing.router_namespace(kept.router_id)]
-    assert lab.connect(lab.host_ip, kept.guest) == kept.gateway.ip
+    assert lab.reach(lab.host_ip, kept.guest) == kept.gateway.ip
     assert lab.connect(lab.host_ip, dropped.guest, timeout=1) is None
 
 
