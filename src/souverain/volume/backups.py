@@ -45,6 +45,7 @@ from souverain.volume.rules import (
     VolumeQuery,
     copy_failure,
     guest_writes_held,
+    owned_listing,
     require_admin,
     sorted_page,
     visible_volume,
@@ -338,15 +339,7 @@ class Backups:
         self, ctx: RequestContext, query: VolumeQuery
     ) -> tuple[list[m.VolumeBackup], bool]:
         with self.shared.db.session() as s:
-            stmt = select(m.VolumeBackup)
-            if not (ctx.is_admin and query.all_tenants):
-                stmt = stmt.where(m.VolumeBackup.project_id == ctx.project_id)
-            f = query.filters
-            for key in ("name", "status", "volume_id"):
-                if key in f:
-                    stmt = stmt.where(getattr(m.VolumeBackup, key) == f[key])
-            if "project_id" in f and ctx.is_admin:
-                stmt = stmt.where(m.VolumeBackup.project_id == f["project_id"])
+            stmt = owned_listing(m.VolumeBackup, ctx, query)
             rows = list(s.scalars(stmt))
             for row in rows:
                 s.expunge(row)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from souverain.common.clock import Clock
@@ -235,6 +236,24 @@ def reason(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return exc.strerror or type(exc).__name__
     return str(exc)[:300] or type(exc).__name__
+
+
+Owned = TypeVar("Owned", m.Snapshot, m.VolumeBackup)
+
+
+def owned_listing(model: type[Owned], ctx: RequestContext, query: VolumeQuery) -> Select[Any]:
+    """Snapshots or backups a listing may show: the caller's project's (every project's for
+    an admin asking all_tenants), narrowed by name, status, volume and, for admins, project."""
+    stmt = select(model)
+    if not (ctx.is_admin and query.all_tenants):
+        stmt = stmt.where(model.project_id == ctx.project_id)
+    f = query.filters
+    for key in ("name", "status", "volume_id"):
+        if key in f:
+            stmt = stmt.where(getattr(model, key) == f[key])
+    if "project_id" in f and ctx.is_admin:
+        stmt = stmt.where(model.project_id == f["project_id"])
+    return stmt
 
 
 def sorted_page(

@@ -14,7 +14,7 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden
@@ -26,6 +26,7 @@ from souverain.volume.rules import (
     VolumeQuery,
     copy_failure,
     guest_writes_held,
+    owned_listing,
     require_admin,
     sorted_page,
     visible_snapshot,
@@ -121,15 +122,8 @@ class Snapshots:
         self, ctx: RequestContext, query: VolumeQuery
     ) -> tuple[list[m.Snapshot], bool]:
         with self.shared.db.session() as s:
-            stmt = select(m.Snapshot)
-            if not (ctx.is_admin and query.all_tenants):
-                stmt = stmt.where(m.Snapshot.project_id == ctx.project_id)
+            stmt = owned_listing(m.Snapshot, ctx, query)
             f = query.filters
-            for key in ("name", "status", "volume_id"):
-                if key in f:
-                    stmt = stmt.where(getattr(m.Snapshot, key) == f[key])
-            if "project_id" in f and ctx.is_admin:
-                stmt = stmt.where(m.Snapshot.project_id == f["project_id"])
             wanted: dict[str, str] = f.get("metadata", {})
             rows = [
                 r
