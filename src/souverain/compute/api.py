@@ -15,7 +15,6 @@ from 2.19, tags from 2.26, the createImage body from 2.45, ...).
 
 from __future__ import annotations
 
-import json
 import re
 
 from starlette.requests import Request
@@ -36,7 +35,7 @@ from souverain.compute.api_server_parts import ServerPartHandlers
 from souverain.compute.api_servers import ServerHandlers
 from souverain.compute.api_services import ServiceHandlers
 from souverain.compute.service import ComputeService
-from souverain.openstack.faults import ErrorLayer
+from souverain.openstack.faults import ErrorLayer, render_named_fault
 from souverain.openstack.microversion import Microversions
 from souverain.openstack.routing import Edge
 
@@ -47,25 +46,7 @@ VERSIONS = Microversions(
     legacy_header="x-openstack-nova-api-version",
 )
 
-FAULT_NAMES = {
-    400: "badRequest",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "itemNotFound",
-    405: "badMethod",
-    409: "conflictingRequest",
-    413: "overLimit",
-    415: "badMediaType",
-    500: "computeFault",
-    501: "notImplemented",
-    503: "serviceUnavailable",
-}
-
-
-def render_error(_path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
-    """Nova's fault body: `{"itemNotFound": {"code": 404, "message": "..."}}`."""
-    name = FAULT_NAMES.get(status, "computeFault")
-    return json.dumps({name: {"code": status, "message": message}}).encode(), "application/json"
+render_error = render_named_fault
 
 
 def request_id_header(request: Request) -> dict[str, str]:

@@ -44,6 +44,28 @@ HTTP_TITLES = {
 }
 
 
+# The fault names Nova and Cinder share (their WSGI layer's map); anything else is computeFault.
+FAULT_NAMES = {
+    400: "badRequest",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "itemNotFound",
+    405: "badMethod",
+    409: "conflictingRequest",
+    413: "overLimit",
+    415: "badMediaType",
+    429: "overLimit",
+    501: "notImplemented",
+    503: "serviceUnavailable",
+}
+
+
+def render_named_fault(_path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
+    """Nova's and Cinder's fault body: `{"itemNotFound": {"code": 404, "message": "..."}}`."""
+    name = FAULT_NAMES.get(status, "computeFault")
+    return json.dumps({name: {"code": status, "message": message}}).encode(), "application/json"
+
+
 class ErrorLayer:
     """Turns every error under one service into that service's body, in one thin layer.
 

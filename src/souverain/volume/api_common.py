@@ -4,7 +4,6 @@ links and the viewer (microversion and role) that decides a view's fields."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -16,6 +15,7 @@ from souverain.common.errors import BadRequest, NotFound
 from souverain.common.jsoncodec import JSONResponse
 from souverain.openstack.auth import audit
 from souverain.openstack.body import read_json
+from souverain.openstack.faults import render_named_fault
 from souverain.openstack.links import base_url
 from souverain.openstack.microversion import Microversions, Version, microversion_of
 from souverain.openstack.query import parse_bool, parse_limit
@@ -28,24 +28,7 @@ MIN_VERSION = (3, 0)
 MAX_VERSION = (3, 70)
 VERSIONS = Microversions(("volume", "block-storage"), MIN_VERSION, MAX_VERSION)
 PROJECT_KEY = "souverain.volume.path_project"
-FAULT_NAMES = {
-    400: "badRequest",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "itemNotFound",
-    405: "badMethod",
-    409: "conflictingRequest",
-    413: "overLimit",
-    415: "badMediaType",
-    406: "computeFault",
-    501: "notImplemented",
-}
-
-
-def render_error(_path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
-    """Cinder's fault body: `{"itemNotFound": {"code": 404, "message": "..."}}`."""
-    name = FAULT_NAMES.get(status, "computeFault")
-    return json.dumps({name: {"code": status, "message": message}}).encode(), "application/json"
+render_error = render_named_fault
 
 
 def check_path_project(request: Request, ctx: RequestContext) -> None:
