@@ -12,6 +12,7 @@ import base64
 import datetime as dt
 import hashlib
 import threading
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,7 +101,7 @@ class Bucket:
 
 
 def rule(actions: str, scope: str = "<Filter></Filter>", status: str = "Enabled") -> str:
-    return f"<Rule><ID>r{hash(actions) % 1000}</ID>{scope}<Status>{status}</Status>{actions}</Rule>"
+    return f"<Rule><ID>r{zlib.crc32(actions.encode()) % 1000}</ID>{scope}<Status>{status}</Status>{actions}</Rule>"
 
 
 @pytest.fixture
