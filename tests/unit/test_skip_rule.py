@@ -85,4 +85,5 @@ def test_a_table_left_by_a_worker_fails_the_run(tmp_path: Path) -> None:
     finally:
         subprocess.run(["nft", "delete", "table", "inet", table], check=False)
     assert run.returncode == 1, run.stdout + run.stderr
-    assert "left 1 nftables table(s) behind" in run.stdout and table in run.stdout
+    # other workers of the outer run may make tables meanwhile, so the count is not asserted
+    assert "nftables table(s) behind" in run.stdout and table in run.stdout, run.stdout
