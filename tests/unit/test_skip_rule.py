@@ -67,7 +67,7 @@ def test_a_table_left_by_a_worker_fails_the_run(tmp_path: Path) -> None:
     # the host-left-as-found witness also holds on workers: the controller checks at the end
     if os.geteuid() != 0:
         return  # without root no test can make a table, and the rule does not apply
-    table = f"souverain-t{os.getpid() % 100000}"
+    table = f"souverain-0t{os.getpid() % 100000}"  # sorts first among the tables listed
     shutil.copy(CONFTEST, tmp_path / "conftest.py")
     (tmp_path / "test_sample.py").write_text(
         "import subprocess\n\n\ndef test_leaves_a_table():\n"
