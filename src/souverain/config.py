@@ -123,6 +123,9 @@ class ComputeSettings(_Section):
     reserved_host_memory_mib: int = Field(default=512, ge=0)
     reserved_host_disk_gib: int = Field(default=0, ge=0)
     console_max_bytes: int = Field(default=1024 * 1024, ge=4096)
+    console_token_ttl: int = Field(
+        default=600, ge=1, le=86400, description="seconds a console URL's token is valid"
+    )
     shutdown_timeout: float = Field(default=60.0, ge=0, description="ACPI stop, then forced")
     sync_interval: float = Field(default=5.0, gt=0, description="power state sync period, s")
     quota_instances: int = Field(default=10, ge=-1, description="per project; -1: unlimited")

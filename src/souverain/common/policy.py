@@ -237,6 +237,9 @@ COMPUTE_RULES: dict[str, Rule] = {
     "compute:volume_attachment:list": Rule.PROJECT_READER,
     "compute:volume_attachment:show": Rule.PROJECT_READER,
     "compute:volume_attachment:update": Rule.PROJECT_MEMBER,
+    # remote consoles: a console URL is the member's; where a token leads, the admin's
+    "compute:remote_console:create": Rule.PROJECT_MEMBER,
+    "compute:console_auth_token:show": Rule.ADMIN,
 }
 
 
@@ -465,6 +468,8 @@ PUBLIC_RULES: dict[str, Rule] = {
     "identity:version:show": Rule.PUBLIC,
     "identity:token:issue": Rule.PUBLIC,
     "compute:version:show": Rule.PUBLIC,
+    # the serial console's websocket: its console token authorizes it, as nova-serialproxy
+    "compute:serial_console:connect": Rule.PUBLIC,
     "network:version:show": Rule.PUBLIC,
     "volume:version:show": Rule.PUBLIC,
     "image:version:show": Rule.PUBLIC,

@@ -19,7 +19,7 @@ import re
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Router
+from starlette.routing import BaseRoute, Router, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from souverain.common.jsoncodec import JSONResponse
@@ -27,9 +27,12 @@ from souverain.common.middleware import state_of
 from souverain.compute import views
 from souverain.compute.api_actions import ActionHandlers
 from souverain.compute.api_base import Handlers, versioned
+from souverain.compute.api_consoles import ConsoleHandlers
 from souverain.compute.api_flavors import FlavorHandlers, KeypairHandlers
 from souverain.compute.api_host import HostHandlers
 from souverain.compute.api_images import ImageProxyHandlers
+from souverain.compute.api_serial import PATH as SERIAL_PATH
+from souverain.compute.api_serial import SerialProxy
 from souverain.compute.api_server_groups import ServerGroupHandlers
 from souverain.compute.api_server_parts import ServerPartHandlers
 from souverain.compute.api_servers import ServerHandlers
@@ -91,7 +94,30 @@ def routes(service: ComputeService, public_url: str = "") -> list[BaseRoute]:
         *server_group_routes(edge, ServerGroupHandlers(service, public_url)),
         *service_routes(edge, ServiceHandlers(service, public_url)),
         *image_routes(edge, ImageProxyHandlers(service, public_url)),
+        *console_routes(edge, ConsoleHandlers(service, public_url)),
     ]
+
+
+def console_routes(edge: Edge, h: ConsoleHandlers) -> list[BaseRoute]:
+    r = edge.route
+    return [
+        r(
+            "/v2.1/servers/{id}/remote-consoles",
+            versioned(h.remote_console),
+            {"POST": "compute:remote_console:create"},
+        ),
+        r(
+            "/v2.1/os-console-auth-tokens/{token}",
+            versioned(h.auth_token),
+            {"GET": "compute:console_auth_token:show"},
+        ),
+    ]
+
+
+def websocket_routes(service: ComputeService) -> list[BaseRoute]:
+    """Outside the edge: a console token, not a Keystone token, opens the serial console
+    (the public action `compute:serial_console:connect`)."""
+    return [WebSocketRoute(SERIAL_PATH, SerialProxy(service.consoles, service.driver))]
 
 
 def image_routes(edge: Edge, h: ImageProxyHandlers) -> list[BaseRoute]:
@@ -329,4 +355,5 @@ class _StripProject:
 
 
 def build_app(service: ComputeService, public_url: str = "") -> ASGIApp:
-    return ErrorLayer(_StripProject(Router(routes=routes(service, public_url))), render_error)
+    served = [*routes(service, public_url), *websocket_routes(service)]
+    return ErrorLayer(_StripProject(Router(routes=served)), render_error)

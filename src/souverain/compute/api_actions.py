@@ -21,6 +21,7 @@ from souverain.common.errors import BadRequest
 from souverain.common.jsoncodec import JSONResponse
 from souverain.compute import schemas, views
 from souverain.compute.api_base import Handlers, require_admin
+from souverain.compute.api_consoles import LEGACY_PROTOCOLS, ConsoleHandlers
 from souverain.compute.service import ComputeService
 from souverain.openstack.auth import audit
 from souverain.openstack.body import read_json
@@ -52,6 +53,7 @@ class Call:
     v: Version
     server_id: str
     args: Any
+    name: str = ""
 
 
 ActionHandler = Callable[["ActionHandlers", Call], Awaitable[Response]]
@@ -65,7 +67,7 @@ class ActionHandlers(Handlers):
             raise BadRequest("The action body names exactly one action.")
         ((name, args),) = body.items()
         audit(request, f"compute.server.{name}", "server", server_id)
-        call = Call(request, ctx, v, server_id, args)
+        call = Call(request, ctx, v, server_id, args, name)
         if name in SIMPLE_ACTIONS:
             method, status = SIMPLE_ACTIONS[name]
             await run_in_threadpool(method(self.service), ctx, server_id)
@@ -94,6 +96,13 @@ class ActionHandlers(Handlers):
             self.service.console_output, call.ctx, call.server_id, length
         )
         return JSONResponse({"output": output})
+
+    async def get_console(self, call: Call) -> Response:
+        """The legacy console actions (to 2.5); remote-consoles replaced them."""
+        consoles = ConsoleHandlers(self.service, self.public_url)
+        return await consoles.legacy_console(
+            call.request, call.ctx, call.v, call.server_id, call.name, call.args
+        )
 
     async def create_image(self, call: Call) -> Response:
         image = schemas.image_request(call.args)
@@ -181,6 +190,7 @@ ACTIONS: dict[str, ActionHandler] = {
     "unlock": ActionHandlers.unlock,
     "os-getConsoleOutput": ActionHandlers.console_output,
     "createImage": ActionHandlers.create_image,
+    **{name: ActionHandlers.get_console for name in LEGACY_PROTOCOLS},
     "rebuild": ActionHandlers.rebuild,
     "resize": ActionHandlers.resize,
     "rescue": ActionHandlers.rescue,

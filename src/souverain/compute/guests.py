@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from souverain.common.errors import BadRequest
+from souverain.compute.consoles import revoke_tokens
 from souverain.compute.core import SYSTEM, ComputeCore
 from souverain.compute.models import Server
 from souverain.compute.qemu import Disk, GuestSpec, Nic, PowerState
@@ -294,6 +295,8 @@ class Guests:
         self.driver.delete_files(server_id)
         self.let_go_of_volumes(server_id)
         self.let_go_of_ports(server_id)
+        with self.db.session() as s:
+            revoke_tokens(s, server_id)
         now = self.core.now()
         self.core.set(
             server_id,

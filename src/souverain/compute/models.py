@@ -185,3 +185,18 @@ class ComputeQuota(Base):
     key_pairs: Mapped[int | None] = mapped_column(Integer, nullable=True)
     metadata_items: Mapped[int | None] = mapped_column(Integer, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class ConsoleAuthToken(Base):
+    """A console URL's token (os-console-auth-tokens): only its SHA-256 is kept, bound to
+    one server and one console type, until it expires or the server is deleted."""
+
+    __tablename__ = "compute_console_auth_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    server_id: Mapped[str] = mapped_column(String(36), index=True)
+    console_type: Mapped[str] = mapped_column(String(32))
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)

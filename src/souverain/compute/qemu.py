@@ -381,7 +381,10 @@ class QemuDriver(QemuHotplug):
             "-smp", str(spec.vcpus), "-m", str(spec.memory_mib),
             "-qmp", f"unix:{qemu_opt(self._qmp_socket(uuid))},server=on,wait=off",
             "-pidfile", str(self._pidfile(uuid)),
-            "-chardev", f"file,id=console,path={qemu_opt(self._console(uuid))},append=on",
+            # the serial port: a socket a console client attaches to, logged to console.log
+            # whether or not anyone is attached (os-getConsoleOutput reads the log)
+            "-chardev", f"socket,id=console,path={qemu_opt(self.serial_socket(uuid))},"
+            f"server=on,wait=off,logfile={qemu_opt(self._console(uuid))},logappend=on",
             "-serial", "chardev:console",
             "-device", "pvpanic", "-action", "panic=pause",
             "-drive", f"file={qemu_opt(spec.disk)},if=none,id=root,format=qcow2",
@@ -541,6 +544,8 @@ class QemuDriver(QemuHotplug):
         """Remove the instance dir and its socket; the process must already be gone."""
         shutil.rmtree(self.instance_dir(uuid), ignore_errors=True)
         self._qmp_socket(uuid).unlink(missing_ok=True)
+        self.serial_socket(uuid).unlink(missing_ok=True)
+        (self.run_dir / f"{uuid}.serial.lock").unlink(missing_ok=True)
         (self.run_dir / f"{uuid}.lock").unlink(missing_ok=True)
 
     # ----------------------------------------------------------------- console

@@ -81,6 +81,29 @@ class QemuMonitor:
     def _qmp_socket(self, uuid: str) -> Path:
         return self.run_dir / f"{checked_uuid(uuid)}.qmp"
 
+    def serial_socket(self, uuid: str) -> Path:
+        """The guest's serial port: one client at a time reads and types on it."""
+        return self.run_dir / f"{checked_uuid(uuid)}.serial"
+
+    def claim_serial(self, uuid: str) -> int | None:
+        """The one client's claim on the guest's serial port, held across processes (QEMU
+        serves one client and leaves a second waiting unseen): a file descriptor to release,
+        or None while another client holds it."""
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(
+            self.run_dir / f"{checked_uuid(uuid)}.serial.lock", os.O_RDWR | os.O_CREAT, 0o600
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    @staticmethod
+    def release_serial(fd: int) -> None:
+        os.close(fd)  # closing drops the lock
+
     def pid(self, uuid: str) -> int | None:
         """The guest's QEMU pid, only if that process really is this guest's QEMU."""
         try:

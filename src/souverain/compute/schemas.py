@@ -605,3 +605,67 @@ def scheduler_group(body: dict[str, Any]) -> str | None:
     if not isinstance(group, str) or not group:
         raise BadRequest("Invalid input for field/attribute group: a server group's id.")
     return group
+
+
+# -------------------------------------------------------------- remote consoles
+
+# Nova's enums for a remote console, each value by the microversion that added it
+_CONSOLE_PROTOCOLS = (((2, 6), ("vnc", "spice", "serial", "rdp")), ((2, 8), ("mks",)))
+_CONSOLE_TYPES = (
+    ((2, 6), ("novnc", "xvpvnc", "spice-html5", "serial", "rdp-html5")),
+    ((2, 8), ("webmks",)),
+    ((2, 99), ("spice-direct",)),
+)
+# the legacy actions (to 2.5): the console types each accepts
+LEGACY_CONSOLE_TYPES = {
+    "os-getVNCConsole": ("novnc", "xvpvnc"),
+    "os-getSPICEConsole": ("spice-html5",),
+    "os-getRDPConsole": ("rdp-html5",),
+    "os-getSerialConsole": ("serial",),
+}
+
+
+def _one_of(value: Any, field: str, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        shown = repr(value)[:64]
+        raise BadRequest(
+            f"Invalid input for field/attribute {field}. Value: {shown}. "
+            f"It is not one of {', '.join(allowed)}."
+        )
+    return value
+
+
+def _only(data: dict[str, Any], keys: tuple[str, ...]) -> None:
+    for key in data:
+        if key not in keys:
+            raise BadRequest(f"Additional properties are not allowed ('{key[:64]}' was unexpected)")
+
+
+def remote_console_request(body: dict[str, Any], v: Version) -> tuple[str, str]:
+    """(protocol, type) of `POST /servers/{id}/remote-consoles`, as Nova's schema checks it."""
+    _only(body, ("remote_console",))
+    console = object_member(body, "remote_console")
+    _only(console, ("protocol", "type"))
+    for field in ("protocol", "type"):
+        if field not in console:
+            raise BadRequest(
+                f"Invalid input for field/attribute remote_console: '{field}' is a "
+                "required property."
+            )
+    protocols = tuple(p for since, names in _CONSOLE_PROTOCOLS if v >= since for p in names)
+    types = tuple(t for since, names in _CONSOLE_TYPES if v >= since for t in names)
+    return _one_of(console["protocol"], "protocol", protocols), _one_of(
+        console["type"], "type", types
+    )
+
+
+def legacy_console_type(body: dict[str, Any], action: str) -> str:
+    """The `type` of a legacy console action (`{"os-getSerialConsole": {"type": ...}}`)."""
+    _only(body, (action,))
+    args = object_member(body, action)
+    _only(args, ("type",))
+    if "type" not in args:
+        raise BadRequest(
+            f"Invalid input for field/attribute {action}: 'type' is a required property."
+        )
+    return _one_of(args["type"], "type", LEGACY_CONSOLE_TYPES[action])

@@ -27,6 +27,7 @@ from souverain.common.context import RequestContext
 from souverain.common.metering import Meter
 from souverain.compute.actions import Actions
 from souverain.compute.attachments import Attachments
+from souverain.compute.consoles import Consoles
 from souverain.compute.core import GIB, NO_VALID_HOST, SYSTEM, BillingState, ComputeCore
 from souverain.compute.creation import MAX_USER_DATA, BootVolume, Creation, ServerRequest
 from souverain.compute.diagnostics import Diagnosis, Diagnostics
@@ -121,6 +122,7 @@ class ComputeService:
         self.diagnostics = Diagnostics(core, guests)
         self.rescue = Rescue(core, guests, actions)
         self.shelving = Shelving(core, guests, actions)
+        self.consoles = Consoles(core)
 
     # ------------------------------------------------------------------ flavors
 
