@@ -16,6 +16,7 @@ import gc
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -44,11 +45,25 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _RedactTokens(logging.Filter):
+    """A console URL carries its token in the query (uvicorn logs websocket paths whole):
+    the log gets the path without it."""
+
+    TOKEN = re.compile(r"(token=)[^\s&\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = self.TOKEN.sub(r"\1...", message), ()
+        return True
+
+
 def configure_logging() -> BatchedStreamHandler:
     """Errors and notices to stderr at once; the access log to stderr in batches."""
     plain = logging.Formatter("%(message)s")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(plain)
+    handler.addFilter(_RedactTokens())
     for name in ("souverain", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]

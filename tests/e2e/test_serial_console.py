@@ -47,7 +47,9 @@ def server_name(console_cloud: Cloud, tenant: Tenant) -> Iterator[str]:
         "--wait", name, cloud=tenant.cloud_name,
     )  # fmt: skip
     deadline = time.monotonic() + BOOT_TIMEOUT
-    while READY not in console_cloud.cli_ok("console", "log", "show", name, cloud=tenant.cloud_name):
+    while READY not in console_cloud.cli_ok(
+        "console", "log", "show", name, cloud=tenant.cloud_name
+    ):
         assert time.monotonic() < deadline, f"{name} never printed {READY!r}"
         time.sleep(1)
     yield name
@@ -58,6 +60,7 @@ def console_url(cloud: Cloud, tenant: Tenant, name: str) -> str:
     shown = cloud.cli_json("console", "url", "show", "--serial", name, cloud=tenant.cloud_name)
     assert shown["protocol"] == "serial" and shown["type"] == "serial", shown
     url: str = shown["url"]
+    cloud.secrets.add(url.split("?token=")[1])  # no log may hold it: stop_and_check looks
     return url
 
 

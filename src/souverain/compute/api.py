@@ -117,7 +117,7 @@ def console_routes(edge: Edge, h: ConsoleHandlers) -> list[BaseRoute]:
 def websocket_routes(service: ComputeService) -> list[BaseRoute]:
     """Outside the edge: a console token, not a Keystone token, opens the serial console
     (the public action `compute:serial_console:connect`)."""
-    return [WebSocketRoute(SERIAL_PATH, SerialProxy(service.consoles, service.driver))]
+    return [WebSocketRoute(SERIAL_PATH, SerialProxy(service.consoles, service.driver).serve)]
 
 
 def image_routes(edge: Edge, h: ImageProxyHandlers) -> list[BaseRoute]:

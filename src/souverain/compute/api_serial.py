@@ -46,7 +46,7 @@ class SerialProxy:
         self.consoles = consoles
         self.driver = driver
 
-    async def __call__(self, websocket: WebSocket) -> None:
+    async def serve(self, websocket: WebSocket) -> None:
         try:
             target = await run_in_threadpool(
                 self.consoles.serial_target, websocket.query_params.get("token", "")
