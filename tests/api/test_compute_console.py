@@ -351,10 +351,15 @@ def test_tokens_are_shown_from_2_31_only(world: World) -> None:
     fault(response, 400, "badRequest")
 
 
-@pytest.mark.parametrize("token", ["nope", "x" * 300, "%00", "..%2F..%2Fetc"])
+@pytest.mark.parametrize("token", ["nope", "x" * 300, "%00", "%F0%9F%98%80", "a.b-c_d"])
 def test_an_unknown_token_is_404(world: World, token: str) -> None:
     response = world.admin.get(f"/os-console-auth-tokens/{token}", version="2.31")
     assert "Token not found" in fault(response, 404, "itemNotFound")
+
+
+def test_a_token_path_with_slashes_is_no_token(world: World) -> None:
+    response = world.admin.get("/os-console-auth-tokens/..%2F..%2Fetc", version="2.31")
+    fault(response, 404, "itemNotFound")
 
 
 # ---------------------------------------------------------------------- the websocket

@@ -437,6 +437,7 @@ LITERALS: dict[tuple[str, str], str] = {
     ("properties", "name"): "nothing",
     ("tags", "name"): "nothing",
     ("resource_types", "name"): "nothing",
+    ("os-console-auth-tokens", "token"): "no-such-token",
 }
 PARAM = re.compile(r"\{(\w+)\}")
 
