@@ -256,6 +256,7 @@ PROJECT_ADMIN_ONLY = frozenset(
         "compute:quota:delete",
         "compute:quota:update",
         "compute:server:diagnostics",
+        "compute:console_auth_token:show",
         "compute:service:list",
         "compute:service:update",
         "network:metering_label:create",
