@@ -362,6 +362,85 @@ def test_a_token_path_with_slashes_is_no_token(world: World) -> None:
     fault(response, 404, "itemNotFound")
 
 
+# ---------------------------------------------------------------------- createBackup
+
+
+def backup(world: World, name: str, kind: str, rotation: int) -> str:
+    body = {"createBackup": {"name": name, "backup_type": kind, "rotation": rotation}}
+    made = world.a.ok("POST", f"/servers/{world.first}/action", body, status=202, version="2.45")
+    image_id: str = made["image_id"]
+    wait_status(world.a, world.first, "ACTIVE")  # the task is over: the snapshot is made
+    world.clock.advance(60)  # the next backup is newer
+    return image_id
+
+
+def backups(world: World, kind: str) -> list[dict[str, Any]]:
+    query = f"/image/v2/images?instance_uuid={world.first}&backup_type={kind}"
+    found: list[dict[str, Any]] = world.cloud.client.get(query, headers=world.alice.headers).json()[
+        "images"
+    ]
+    return found
+
+
+def test_create_backup_keeps_the_newest_rotation_backups_of_its_type(world: World) -> None:
+    weekly = backup(world, "weekly-1", "weekly", 1)
+    daily = [backup(world, f"daily-{n}", "daily", 2) for n in range(3)]
+    kept = backups(world, "daily")
+    assert {i["id"] for i in kept} == set(daily[1:])
+    for image in kept:
+        assert image["status"] == "active"
+        assert image["image_type"] == "backup" and image["backup_type"] == "daily"
+        assert image["instance_uuid"] == world.first
+    assert [i["id"] for i in backups(world, "weekly")] == [weekly]  # another type is apart
+
+
+def test_create_backup_below_2_45_gives_a_location_unless_rotation_is_0(world: World) -> None:
+    path = f"/servers/{world.first}/action"
+    body = {"createBackup": {"name": "hourly", "backup_type": "hourly", "rotation": 1}}
+    response = world.a.post(path, body)
+    assert response.status_code == 202 and not response.content, response.text
+    image_id = response.headers["Location"].rsplit("/", 1)[1]
+    assert response.headers["Location"].endswith(f"/image/v2/images/{image_id}")
+    wait_status(world.a, world.first, "ACTIVE")
+    body["createBackup"]["rotation"] = 0
+    response = world.a.post(path, body)
+    assert response.status_code == 202 and "Location" not in response.headers
+    wait_status(world.a, world.first, "ACTIVE")
+    assert backups(world, "hourly") == []  # rotation 0 keeps none, the new one included
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        None,
+        {},
+        {"name": "b", "backup_type": "daily"},
+        {"name": "b", "rotation": 1},
+        {"backup_type": "daily", "rotation": 1},
+        {"name": "b", "backup_type": "daily", "rotation": -1},
+        {"name": "b", "backup_type": "daily", "rotation": "many"},
+        {"name": "b", "backup_type": 7, "rotation": 1},
+        {"name": "", "backup_type": "daily", "rotation": 1},
+        {"name": "b", "backup_type": "daily", "rotation": 1, "extra": 1},
+        {"name": "b", "backup_type": "daily", "rotation": 1, "metadata": "x"},
+    ],
+)
+def test_bad_backup_requests_are_400_and_make_no_image(world: World, args: Any) -> None:
+    before = len(backups(world, "daily"))
+    response = world.a.post(f"/servers/{world.first}/action", {"createBackup": args})
+    fault(response, 400, "badRequest")
+    assert len(backups(world, "daily")) == before
+
+
+def test_others_cannot_back_up_my_server(world: World) -> None:
+    body = {"createBackup": {"name": "b", "backup_type": "theirs", "rotation": 1}}
+    path = f"/servers/{world.first}/action"
+    fault(world.b.post(path, body), 404, "itemNotFound")
+    fault(world.reader.post(path, body), 403, "forbidden")
+    fault(world.restricted.post(path, body), 403, "forbidden")
+    assert backups(world, "theirs") == []
+
+
 # ---------------------------------------------------------------------- the websocket
 
 

@@ -6,8 +6,10 @@ server's lock and ends by writing the vm_state the table names (or `error`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import update
@@ -23,11 +25,21 @@ from souverain.compute.models import Server
 from souverain.compute.qemu import DriverError, PowerState
 from souverain.compute.servers import Servers
 from souverain.compute.states import MOVES, Move
-from souverain.image.service import BootImage
+from souverain.image.service import BootImage, ListQuery
 
 log = logging.getLogger("souverain.compute")
 
 Work = Callable[[], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Backup:
+    """A createBackup request: the image's name, the backup type and how many to keep."""
+
+    name: str
+    backup_type: str
+    rotation: int
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _power(vm_state: str) -> int:
@@ -197,6 +209,34 @@ class Actions:
     def create_image(
         self, ctx: RequestContext, server_id: str, name: str, metadata: dict[str, str]
     ) -> str:
+        properties = {"image_type": "snapshot", **metadata}
+        return self._snapshot(ctx, server_id, name, properties, MOVES["createImage"])
+
+    def create_backup(self, ctx: RequestContext, server_id: str, backup: Backup) -> str:
+        """A snapshot marked as a backup of its type; once it is made, only the newest
+        `rotation` backups of that type of the server are kept (Nova's createBackup)."""
+        properties = {
+            **backup.metadata,
+            "image_type": "backup",
+            "backup_type": backup.backup_type,
+        }
+
+        def rotate(image_id: str) -> None:
+            self.rotate_backups(ctx, server_id, backup, image_id)
+
+        return self._snapshot(
+            ctx, server_id, backup.name, properties, MOVES["createBackup"], then=rotate
+        )
+
+    def _snapshot(
+        self,
+        ctx: RequestContext,
+        server_id: str,
+        name: str,
+        properties: dict[str, str],
+        move: Move,
+        then: Callable[[str], None] | None = None,
+    ) -> str:
         with self.db.session() as s:
             row = self.core.server_row(s, ctx, server_id)
             if row.root_volume_id:
@@ -209,17 +249,11 @@ class Actions:
         # as Nova: the source image's minimums, the flavor's disk where it has one;
         # the caller's metadata may name the image type, never which server it came from
         source_min_disk, min_ram = self._source_minimums(ctx, source_image)
-        properties = {
-            "image_type": "snapshot",
-            **metadata,
-            "instance_uuid": server_id,
-            "base_image_ref": source_image,
-        }
+        properties = {**properties, "instance_uuid": server_id, "base_image_ref": source_image}
         image = self.images.create_snapshot_record(
             ctx, name, properties, flavor_disk or source_min_disk, min_ram
         )
         image_id = str(image["id"])
-        move = MOVES["createImage"]
         try:
             _, action_id = self.begin(ctx, server_id, move)
         except Exception:
@@ -236,10 +270,31 @@ class Actions:
                 dest.unlink(missing_ok=True)
                 self.images.fail_image(image_id, str(exc))
                 log.warning("snapshot of %s failed: %s", server_id, exc)
+                return {}
+            if then is not None:
+                then(image_id)
             return {}
 
         self.run(move, action_id, server_id, work)
         return image_id
+
+    def rotate_backups(
+        self, ctx: RequestContext, server_id: str, backup: Backup, newest: str
+    ) -> None:
+        """Delete the server's backups of this type beyond the newest `rotation`."""
+        filters = {
+            "instance_uuid": server_id,
+            "image_type": "backup",
+            "backup_type": backup.backup_type,
+        }
+        rows, _ = self.images.list_images(ctx, ListQuery(filters))  # newest first
+        ids = [str(r.id) for r in rows]
+        ordered = [newest, *(i for i in ids if i != newest)] if newest in ids else ids
+        for image_id in ordered[backup.rotation :]:
+            try:
+                self.images.delete(ctx, image_id)
+            except Exception as exc:  # a protected image stays; the rest still rotate
+                log.warning("backup %s of server %s not rotated out: %s", image_id, server_id, exc)
 
     def _source_minimums(self, ctx: RequestContext, image_id: str) -> tuple[int, int]:
         """The min_disk and min_ram of the image a server booted from (0, 0 once gone)."""

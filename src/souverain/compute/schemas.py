@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from souverain.common.errors import BadRequest
-from souverain.compute.service import QUOTA_RESOURCES, BootVolume, GroupRequest, ServerRequest
+from souverain.compute.service import (
+    QUOTA_RESOURCES,
+    Backup,
+    BootVolume,
+    GroupRequest,
+    ServerRequest,
+)
 from souverain.compute.views import Version
 
 NAME_RE = re.compile(r"^(?![\s])[^\x00-\x1f\x7f]{1,255}(?<![\s])$")
@@ -343,6 +349,27 @@ def image_request(args: Any) -> ImageRequest:
         raise BadRequest("Invalid input for field/attribute createImage.")
     return ImageRequest(
         name(args.get("name"), "name"), str_map(args.get("metadata", {}), "metadata")
+    )
+
+
+def backup_request(args: Any) -> Backup:
+    """createBackup's body: name, backup_type, rotation (a non-negative integer), metadata."""
+    if not isinstance(args, dict):
+        raise BadRequest("Invalid input for field/attribute createBackup.")
+    _only(args, ("name", "backup_type", "rotation", "metadata"))
+    for key in ("name", "backup_type", "rotation"):
+        if key not in args:
+            raise BadRequest(
+                f"Invalid input for field/attribute createBackup: '{key}' is a required property."
+            )
+    backup_type = args["backup_type"]
+    if not isinstance(backup_type, str) or len(backup_type) > 255:
+        raise BadRequest("Invalid input for field/attribute backup_type: a string.")
+    return Backup(
+        name=name(args["name"], "name"),
+        backup_type=backup_type,
+        rotation=integer(args["rotation"], "rotation"),
+        metadata=str_map(args.get("metadata", {}), "metadata"),
     )
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.metering import Meter
-from souverain.compute.actions import Actions
+from souverain.compute.actions import Actions, Backup
 from souverain.compute.attachments import Attachments
 from souverain.compute.consoles import Consoles
 from souverain.compute.core import GIB, NO_VALID_HOST, SYSTEM, BillingState, ComputeCore
@@ -62,6 +62,7 @@ __all__ = [
     "QUOTA_RESOURCES",
     "STATUS_FILTER",
     "SYSTEM",
+    "Backup",
     "BillingState",
     "BootVolume",
     "ComputeService",
@@ -311,6 +312,9 @@ class ComputeService:
         self, ctx: RequestContext, server_id: str, name: str, metadata: dict[str, str]
     ) -> str:
         return self._actions.create_image(ctx, server_id, name, metadata)
+
+    def create_backup(self, ctx: RequestContext, server_id: str, backup: Backup) -> str:
+        return self._actions.create_backup(ctx, server_id, backup)
 
     def set_security_group(
         self, ctx: RequestContext, server_id: str, name: str, member: bool

@@ -89,6 +89,12 @@ MOVES: dict[str, Move] = {
         "image_snapshot",
         (),
     ),
+    "createBackup": Move(
+        "createBackup",
+        frozenset({"active", "stopped", "paused", "suspended"}),
+        "image_backup",
+        (),
+    ),
     "rebuild": Move(
         "rebuild", frozenset({"active", "stopped", "error"}), "rebuilding", ("active", "stopped")
     ),
