@@ -140,3 +140,26 @@ def test_a_huge_frame_closes_the_session_and_the_console_still_works(
     assert asyncio.run(huge()) == 1009
     said = asyncio.run(type_and_read(url, "\x03echo still-$((2 + 2))", "still-4"))
     assert "still-4" in said
+
+
+# ---------------------------------------------------------------------- createBackup, by the CLI
+
+
+def test_the_cli_backs_up_a_server_and_rotates_old_backups_out(
+    console_cloud: Cloud, tenant: Tenant, server_name: str
+) -> None:
+    cloud = tenant.cloud_name
+    made = []
+    for n in range(2):
+        shown = console_cloud.cli_json(
+            "server", "backup", "create", "--name", f"{server_name}-b{n}", "--type", "daily",
+            "--rotate", "1", "--wait", server_name, cloud=cloud,
+        )  # fmt: skip
+        made.append(shown["id"])
+        image = console_cloud.cli_json("image", "show", shown["id"], cloud=cloud)
+        assert image["status"] == "active", image  # --wait waited for the snapshot
+        time.sleep(1.1)  # the next backup is newer by the second Glance records
+    listed = console_cloud.cli_json(
+        "image", "list", "--property", "backup_type=daily", "--long", cloud=cloud
+    )
+    assert [i["ID"] for i in listed] == [made[1]]
