@@ -16,10 +16,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import pytest
+from sqlalchemy import func, select
 from starlette.testclient import WebSocketDenialResponse, WebSocketTestSession
 
 from souverain import server
+from souverain.common import policy
 from souverain.common.clock import Clock
+from souverain.compute import api as compute_api
+from souverain.compute.api_serial import ACTION as SERIAL_ACTION
+from souverain.compute.consoles import MAX_TOKENS_PER_SERVER
+from souverain.compute.models import ConsoleAuthToken
 from tests.host_cleanup import kill_guests
 from tests.vm.guest_support import build_tiny_image, missing_requirements
 
@@ -360,6 +366,30 @@ def test_an_unknown_token_is_404(world: World, token: str) -> None:
 def test_a_token_path_with_slashes_is_no_token(world: World) -> None:
     response = world.admin.get("/os-console-auth-tokens/..%2F..%2Fetc", version="2.31")
     fault(response, 404, "itemNotFound")
+
+
+def test_asking_for_url_after_url_forgets_the_oldest_tokens(world: World) -> None:
+    tokens = []
+    for _ in range(MAX_TOKENS_PER_SERVER + 8):
+        tokens.append(token_of(serial_url(world.a, world.first)))
+        world.clock.advance(1)
+    for token, shown in ((tokens[0], 404), (tokens[7], 404), (tokens[8], 200), (tokens[-1], 200)):
+        response = world.admin.get(f"/os-console-auth-tokens/{token}", version="2.31")
+        assert response.status_code == shown, response.text
+    with world.cloud.platform.compute.db.session() as s:
+        count = s.scalar(select(func.count()).where(ConsoleAuthToken.server_id == world.first))
+    assert count == MAX_TOKENS_PER_SERVER
+
+
+def test_the_websocket_route_needs_a_public_action_in_the_table(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = world.cloud.platform.compute
+    assert policy.RULES[SERIAL_ACTION] is policy.Rule.PUBLIC
+    assert [r.path for r in compute_api.websocket_routes(service)] == ["/serial-console"]
+    monkeypatch.setitem(policy.RULES, SERIAL_ACTION, policy.Rule.PROJECT_MEMBER)
+    with pytest.raises(ValueError, match="not public"):
+        compute_api.websocket_routes(service)
 
 
 # ---------------------------------------------------------------------- createBackup

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Router, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from souverain.common import policy
 from souverain.common.jsoncodec import JSONResponse
 from souverain.common.middleware import state_of
 from souverain.compute import views
@@ -31,6 +32,7 @@ from souverain.compute.api_consoles import ConsoleHandlers
 from souverain.compute.api_flavors import FlavorHandlers, KeypairHandlers
 from souverain.compute.api_host import HostHandlers
 from souverain.compute.api_images import ImageProxyHandlers
+from souverain.compute.api_serial import ACTION as SERIAL_ACTION
 from souverain.compute.api_serial import PATH as SERIAL_PATH
 from souverain.compute.api_serial import SerialProxy
 from souverain.compute.api_server_groups import ServerGroupHandlers
@@ -115,8 +117,10 @@ def console_routes(edge: Edge, h: ConsoleHandlers) -> list[BaseRoute]:
 
 
 def websocket_routes(service: ComputeService) -> list[BaseRoute]:
-    """Outside the edge: a console token, not a Keystone token, opens the serial console
-    (the public action `compute:serial_console:connect`)."""
+    """Outside the edge: a console token, not a Keystone token, opens the serial console;
+    its action is public in the policy table, or the app is not built."""
+    if policy.RULES.get(SERIAL_ACTION) is not policy.Rule.PUBLIC:
+        raise ValueError(f"websocket {SERIAL_PATH}: {SERIAL_ACTION!r} is not public in the table")
     return [WebSocketRoute(SERIAL_PATH, SerialProxy(service.consoles, service.driver).serve)]
 
 

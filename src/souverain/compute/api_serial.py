@@ -29,6 +29,7 @@ from souverain.openstack.faults import HTTP_TITLES, render_named_fault
 log = logging.getLogger("souverain.compute")
 
 PATH = "/serial-console"
+ACTION = "compute:serial_console:connect"  # public in the policy table: the token decides
 SUBPROTOCOL = "binary"  # what nova-serialproxy's clients ask for
 MAX_FRAME = 64 * 1024  # from the client: a serial port takes about 11 KiB a second
 READ_CHUNK = 4096

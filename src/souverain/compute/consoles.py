@@ -28,6 +28,9 @@ SERIAL = "serial"
 _REFUSING_TASKS = frozenset({"deleting", "migrating"})
 # the port a serial console reports: ours is a unix socket on the host, not a TCP port
 SERIAL_PORT = 0
+# live tokens kept per server: asking for more URLs forgets the oldest, so a caller in a
+# loop cannot grow the table without bound
+MAX_TOKENS_PER_SERVER = 32
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class Consoles:
             row = self.core.server_row(s, ctx, server_id)
             self._check_serial_ready(row)
             s.execute(delete(ConsoleAuthToken).where(ConsoleAuthToken.expires_at <= now))
+            self._forget_beyond_limit(s, row.id)
             s.add(
                 ConsoleAuthToken(
                     token_hash=token_hash(token),
@@ -75,6 +79,18 @@ class Consoles:
                 )
             )
         return token
+
+    @staticmethod
+    def _forget_beyond_limit(s: Session, server_id: str) -> None:
+        """Room for one more token: the server's oldest beyond the limit are forgotten."""
+        older = s.scalars(
+            select(ConsoleAuthToken.token_hash)
+            .where(ConsoleAuthToken.server_id == server_id)
+            .order_by(ConsoleAuthToken.created_at.desc())
+            .offset(MAX_TOKENS_PER_SERVER - 1)
+        ).all()
+        if older:
+            s.execute(delete(ConsoleAuthToken).where(ConsoleAuthToken.token_hash.in_(older)))
 
     def _check_serial_ready(self, row: Server) -> None:
         if row.vm_state != "active" or row.task_state in _REFUSING_TASKS:
