@@ -49,6 +49,7 @@ EXPECTED_SOURCES = {
     "suspend": {"active"},
     "resume": {"suspended"},
     "createImage": {"active", "stopped", "paused", "suspended"},
+    "createBackup": {"active", "stopped", "paused", "suspended"},
     "rebuild": {"active", "stopped", "error"},
     "resize": {"active", "stopped"},
     "confirmResize": {"resized"},
