@@ -139,3 +139,27 @@ def test_ssh_with_the_nova_keypair_through_a_floating_ip(ssh_cloud: Cloud, tmp_p
     finally:
         conn.compute.delete_server(server["id"])
         conn.compute.wait_for_delete(conn.compute.get_server(server["id"]), wait=90)
+
+    # the subnet goes although the cloud gave it a DHCP port (Tempest's class cleanup does
+    # this), and its dnsmasq with it
+    conn.network.delete_ip(fip)
+    conn.network.remove_interface_from_router(router, subnet=subnet.id)
+    conn.network.delete_router(router)
+    assert _dnsmasq_of(net.id), "no DHCP server was running"
+    conn.network.delete_subnet(subnet, ignore_missing=False)
+    assert not list(conn.network.ports(network_id=net.id))
+    assert not _dnsmasq_of(net.id), "dnsmasq is left"
+    conn.network.delete_network(net, ignore_missing=False)
+
+
+def _dnsmasq_of(network_id: str) -> bool:
+    hex_id = network_id.replace("-", "")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if "dnsmasq" in cmdline and hex_id in cmdline.replace("-", ""):
+                return True
+    return False
