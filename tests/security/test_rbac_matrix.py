@@ -43,8 +43,9 @@ from souverain.openstack.routing import EdgeRoute
 
 from ..api.support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient, password_auth
 from ..unit.test_layering import _service_routes
+from . import swift_matrix as swift
 
-APIS = ("identity", "compute", "network", "volume", "image", "billing")
+APIS = ("identity", "compute", "network", "volume", "image", "billing", "object-storage")
 # in the order their allowed calls run: the app credential before its owner's tokens,
 # which may delete it; the admin, who may delete anyone, last
 CALLERS = ("app_reader", "unscoped", "domain", "reader", "other", "member", "admin")
@@ -73,6 +74,7 @@ class Call:
     template: str
     path: str
     action: str
+    grant: str = ""  # Swift: what the container's ACL grants callers outside the account
 
 
 # ------------------------------------------------------------------ the platform
@@ -147,6 +149,7 @@ class World:
         self._network()
         self._volume()
         self._billing()
+        self._swift()
         self._callers()
 
     def _people(self) -> None:
@@ -315,6 +318,14 @@ class World:
         made = self.api("POST", "/billing/v1/accounts", self.cloud.admin_token, body)
         self.ids["account"] = _ok(made, 201)["account"]["id"]
         self.private.add(self.ids["account"])
+
+    def _swift(self) -> None:
+        def send(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> Any:
+            headers = {"X-Auth-Token": self.a.token, **headers}
+            return self.cloud.client.request(method, path, headers=headers, content=body)
+
+        account = f"/object-storage/v1/AUTH_{self.a.project_id}"
+        swift.make_containers(send, account, self.b.project_id)
 
     def _callers(self) -> None:
         c, a = self.cloud, self.a
@@ -502,8 +513,12 @@ def edge_allows(ctx: RequestContext, action: str) -> bool:
     return True
 
 
-def error_message(api: str, body: dict[str, Any]) -> str:
+def error_message(api: str, response: Any) -> str:
     """The message of a 403 in the API's own body."""
+    if api == "object-storage":
+        assert response.text.startswith("<html>"), response.text
+        return str(response.text)
+    body = response.json()
     if api in ("identity", "billing"):
         assert body["error"]["code"] == 403, body
         return str(body["error"]["message"])
@@ -524,7 +539,7 @@ def world(cloud: Cloud) -> World:
 
 
 def _send(world: World, caller: Caller, method: str, path: str) -> Any:
-    headers = {"X-Auth-Token": caller.token}
+    headers = {"X-Auth-Token": caller.token, **swift.extra_headers(method, path)}
     if method in READS or method == "DELETE":
         return world.cloud.client.request(method, path, headers=headers)
     return world.cloud.client.request(method, path, headers=headers, json={})
@@ -536,6 +551,13 @@ def _plan(world: World) -> tuple[list[tuple[Caller, Call]], list[tuple[Caller, C
     refused: list[tuple[Caller, Call]] = []
     allowed: list[tuple[Caller, Call]] = []
     for method, template, action in routes:
+        if swift.is_swift(template):
+            for path, grant in swift.paths(template, world.a.project_id):
+                call = Call(method, template, path, action, grant)
+                for caller in world.callers.values():
+                    where = allowed if swift_allows(world, caller, call) else refused
+                    where.append((caller, call))
+            continue
         call = Call(method, template, fill(template, world.ids), action)
         for caller in world.callers.values():
             (allowed if edge_allows(caller.ctx, action) else refused).append((caller, call))
@@ -546,6 +568,14 @@ def _plan(world: World) -> tuple[list[tuple[Caller, Call]], list[tuple[Caller, C
         return (kind, CALLERS.index(caller.name), call.path.startswith("/identity"), call.path)
 
     return refused, sorted(allowed, key=order)
+
+
+def swift_allows(world: World, caller: Caller, call: Call) -> bool:
+    """The table for the account's own people, the container's ACL for everyone else."""
+    ctx = caller.ctx
+    if swift.owns_account(ctx.project_id, ctx.roles, world.a.project_id):
+        return edge_allows(ctx, call.action)
+    return swift.acl_allows(caller.name, call.method, call.template, call.grant)
 
 
 def test_every_route_of_every_api_is_in_the_matrix(platform: server.Platform) -> None:
@@ -587,7 +617,7 @@ def test_the_matrix(world: World) -> None:
             continue
         if call.method != "HEAD":
             api = call.template.split("/")[1]
-            if call.action not in error_message(api, response.json()):
+            if call.action not in error_message(api, response):
                 failures.append(f"{where}: the message does not name the action")
         if world.fingerprint() != before:
             failures.append(f"{where}: refused, yet the database changed")
@@ -605,7 +635,8 @@ def _check_allowed(world: World, caller: Caller, call: Call) -> list[str]:
     where = f"{caller.name} {call.method} {call.template} ({call.action}): {status}"
     if status == 401 or status >= 500:
         return [where]
-    if caller.name == "other" and _private(world, call):
+    granted = swift.acl_allows(caller.name, call.method, call.template, call.grant)
+    if caller.name == "other" and _private(world, call) and not granted:
         # a 403 or a 404 alike: nothing of A's
         return [f"{where}: another project reached A's resource"] if status < 300 else []
     if status == 403 and not service_decides:

@@ -24,7 +24,12 @@ from souverain.common.clock import Clock
 from souverain.common.errors import ApiError
 from souverain.common.middleware import state_of
 from souverain.config import ObjectStoreSettings
-from souverain.objectstore.api.swift.access import Caller, account_project, identify
+from souverain.objectstore.api.swift.access import (
+    Caller,
+    account_project,
+    check_manage,
+    identify,
+)
 from souverain.objectstore.api.swift.account import AccountHandlers
 from souverain.objectstore.api.swift.bulk import MAX_DELETES, BulkDelete, ExtractArchive
 from souverain.objectstore.api.swift.container import POLICY_NAME, ContainerHandlers
@@ -269,6 +274,7 @@ class SwiftApi:
 
 
 async def _no_account_deletes(request: Request, caller: Caller) -> Response:
+    check_manage(caller)  # a stranger is refused before learning what the method does
     raise SwiftError(405, "Accounts are projects: make or delete them in identity.")
 
 

@@ -1,0 +1,80 @@
+"""Swift's part of the RBAC matrix: the paths its templates take, and the containers whose
+ACLs deliberately let callers from outside the account in.
+
+A Swift account is a project: its own readers and members are held to the policy table
+like any OpenStack API. Anyone else (another project's member, the account member's
+unscoped or domain-scoped token) acts only as a container's ACL allows. The matrix calls
+every container and object route on three containers of project A:
+
+- `rbac-private`: no ACL, so outsiders are refused everything;
+- `rbac-public`: `.r:*,.rlistings`, so anyone reads it and lists it, and writes nothing;
+- `rbac-shared`: read and write ACLs naming project B, so B's member reads it and writes
+  its objects, and still cannot change, create or delete the container itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+PREFIX = "/object-storage/"
+READS = ("GET", "HEAD")
+OBJECT = "obj"
+# the container, and what its ACL grants outsiders
+CONTAINERS = {"rbac-private": "", "rbac-public": "public", "rbac-shared": "shared"}
+
+
+def is_swift(template: str) -> bool:
+    return template.startswith(PREFIX)
+
+
+def make_containers(send: Callable[..., Any], account_path: str, other_project: str) -> None:
+    """The three containers, one object in each, made by the account's member."""
+    acls = {
+        "rbac-private": {},
+        "rbac-public": {"X-Container-Read": ".r:*,.rlistings"},
+        "rbac-shared": {
+            "X-Container-Read": f"{other_project}:*",
+            "X-Container-Write": f"{other_project}:*",
+        },
+    }
+    for name, headers in acls.items():
+        made = send("PUT", f"{account_path}/{name}", headers)
+        assert made.status_code == 201, made.text
+        put = send("PUT", f"{account_path}/{name}/{OBJECT}", {}, b"A's object")
+        assert put.status_code == 201, put.text
+
+
+def paths(template: str, project_id: str) -> list[tuple[str, str]]:
+    """(path, what its container grants outsiders) for each container the template names."""
+    path = template.replace("{account}", f"AUTH_{project_id}").replace("{obj:path}", OBJECT)
+    if "{container}" not in path:
+        return [(path, "")]
+    return [(path.replace("{container}", name), grant) for name, grant in CONTAINERS.items()]
+
+
+def acl_allows(caller: str, method: str, template: str, grant: str) -> bool:
+    """What the container's ACL lets a caller from outside the account do."""
+    if grant == "public":
+        return method in READS
+    if grant == "shared" and caller == "other":
+        return method in READS or "{obj:path}" in template
+    return False
+
+
+def owns_account(ctx_project: str | None, roles: frozenset[str], project_id: str) -> bool:
+    """The account's own people, and the cloud's admin (Swift's reseller): held to the table."""
+    return ctx_project == project_id or bool({"admin", "ResellerAdmin"} & roles)
+
+
+def refusal_names(body: str, action: str) -> bool:
+    """A Swift refusal is a short HTML page; it names the action refused."""
+    return body.startswith("<html>") and action in body
+
+
+def extra_headers(method: str, path: str) -> dict[str, str]:
+    """A COPY names its destination: beside the source, in the same container."""
+    if method != "COPY":
+        return {}
+    container = path[len(PREFIX) :].split("/")[2]
+    return {"Destination": f"{container}/{OBJECT}-copy"}
