@@ -22,6 +22,14 @@ READS = ("GET", "HEAD")
 OBJECT = "obj"
 # the container, and what its ACL grants outsiders
 CONTAINERS = {"rbac-private": "", "rbac-public": "public", "rbac-shared": "shared"}
+# every container is a static web site too: its pages are held to the same ACLs
+WEB = {
+    "X-Container-Meta-Web-Index": "index.html",
+    "X-Container-Meta-Web-Listings": "true",
+    "X-Container-Meta-Web-Error": "error.html",
+}
+Headers = tuple[tuple[str, str], ...]
+WEB_MODE: Headers = (("X-Web-Mode", "true"),)
 
 
 def is_swift(template: str) -> bool:
@@ -39,18 +47,26 @@ def make_containers(send: Callable[..., Any], account_path: str, other_project: 
         },
     }
     for name, headers in acls.items():
-        made = send("PUT", f"{account_path}/{name}", headers)
+        made = send("PUT", f"{account_path}/{name}", {**headers, **WEB})
         assert made.status_code == 201, made.text
         put = send("PUT", f"{account_path}/{name}/{OBJECT}", {}, b"A's object")
         assert put.status_code == 201, put.text
+        page = send("PUT", f"{account_path}/{name}/404error.html", {}, b"A's error page")
+        assert page.status_code == 201, page.text
 
 
-def paths(template: str, project_id: str) -> list[tuple[str, str]]:
-    """(path, what its container grants outsiders) for each container the template names."""
+def calls(method: str, template: str, project_id: str) -> list[tuple[str, str, Headers]]:
+    """(path, what its container grants outsiders, extra headers) for each container the
+    template names; reads once more as a static web site (`X-Web-Mode: true`)."""
     path = template.replace("{account}", f"AUTH_{project_id}").replace("{obj:path}", OBJECT)
     if "{container}" not in path:
-        return [(path, "")]
-    return [(path.replace("{container}", name), grant) for name, grant in CONTAINERS.items()]
+        return [(path, "", ())]
+    modes: list[Headers] = [(), WEB_MODE] if method in READS else [()]
+    return [
+        (path.replace("{container}", name), grant, mode)
+        for name, grant in CONTAINERS.items()
+        for mode in modes
+    ]
 
 
 def acl_allows(caller: str, method: str, template: str, grant: str) -> bool:

@@ -48,7 +48,7 @@ from . import swift_matrix as swift
 APIS = ("identity", "compute", "network", "volume", "image", "billing", "object-storage")
 # in the order their allowed calls run: the app credential before its owner's tokens,
 # which may delete it; the admin, who may delete anyone, last
-CALLERS = ("app_reader", "unscoped", "domain", "reader", "other", "member", "admin")
+CALLERS = ("anonymous", "app_reader", "unscoped", "domain", "reader", "other", "member", "admin")
 READS = ("GET", "HEAD")
 # Rules whose last word depends on the target, which only the service knows: a
 # credential's owner, a billing account's roles. A 403 from the service is then right.
@@ -75,6 +75,7 @@ class Call:
     path: str
     action: str
     grant: str = ""  # Swift: what the container's ACL grants callers outside the account
+    headers: tuple[tuple[str, str], ...] = ()  # Swift: X-Web-Mode for a static web read
 
 
 # ------------------------------------------------------------------ the platform
@@ -538,8 +539,10 @@ def world(cloud: Cloud) -> World:
     return built
 
 
-def _send(world: World, caller: Caller, method: str, path: str) -> Any:
-    headers = {"X-Auth-Token": caller.token, **swift.extra_headers(method, path)}
+def _send(world: World, caller: Caller, method: str, path: str, extra: Any = ()) -> Any:
+    headers = {"X-Auth-Token": caller.token, **swift.extra_headers(method, path), **dict(extra)}
+    if not caller.token:  # Swift's anonymous visitor
+        del headers["X-Auth-Token"]
     if method in READS or method == "DELETE":
         return world.cloud.client.request(method, path, headers=headers)
     return world.cloud.client.request(method, path, headers=headers, json={})
@@ -552,9 +555,9 @@ def _plan(world: World) -> tuple[list[tuple[Caller, Call]], list[tuple[Caller, C
     allowed: list[tuple[Caller, Call]] = []
     for method, template, action in routes:
         if swift.is_swift(template):
-            for path, grant in swift.paths(template, world.a.project_id):
-                call = Call(method, template, path, action, grant)
-                for caller in world.callers.values():
+            for path, grant, headers in swift.calls(method, template, world.a.project_id):
+                call = Call(method, template, path, action, grant, headers)
+                for caller in [*world.callers.values(), ANONYMOUS]:
                     where = allowed if swift_allows(world, caller, call) else refused
                     where.append((caller, call))
             continue
@@ -568,6 +571,10 @@ def _plan(world: World) -> tuple[list[tuple[Caller, Call]], list[tuple[Caller, C
         return (kind, CALLERS.index(caller.name), call.path.startswith("/identity"), call.path)
 
     return refused, sorted(allowed, key=order)
+
+
+# Swift alone serves callers without a token: public containers, static web sites.
+ANONYMOUS = Caller("anonymous", "", RequestContext(user_id="", user_domain_id=""))
 
 
 def swift_allows(world: World, caller: Caller, call: Call) -> bool:
@@ -610,10 +617,11 @@ def test_the_matrix(world: World) -> None:
     failures: list[str] = []
     for caller, call in refused:
         before = world.fingerprint()
-        response = _send(world, caller, call.method, call.path)
+        response = _send(world, caller, call.method, call.path, call.headers)
         where = f"{caller.name} {call.method} {call.template} ({call.action})"
-        if response.status_code != 403:
-            failures.append(f"{where}: {response.status_code}, expected 403")
+        expected = 401 if caller is ANONYMOUS else 403  # Swift: a token may help
+        if response.status_code != expected:
+            failures.append(f"{where}: {response.status_code}, expected {expected}")
             continue
         if call.method != "HEAD":
             api = call.template.split("/")[1]
@@ -630,7 +638,7 @@ def _check_allowed(world: World, caller: Caller, call: Call) -> list[str]:
     rule = policy.RULES[call.action]
     service_decides = rule in TARGET_RULES or call.action.startswith(SERVICE_DECIDES)
     before = world.fingerprint() if service_decides else ""
-    response = _send(world, caller, call.method, call.path)
+    response = _send(world, caller, call.method, call.path, call.headers)
     status = response.status_code
     where = f"{caller.name} {call.method} {call.template} ({call.action}): {status}"
     if status == 401 or status >= 500:

@@ -109,16 +109,18 @@ class StaticWeb:
         bucket = await asyncio.to_thread(self.containers.bucket, caller, name)
         meta = await asyncio.to_thread(self.metadata.container, bucket.id)
         site = site_of(meta)
-        if not site.serves or not may_read(caller, meta):
+        if not may_read(caller, meta):
             return None
         return Place(name, bucket, meta, site)
 
     async def container(self, request: Request, caller: Caller, name: str) -> Response | None:
         """The container's root: its index, or its listing; None when it is no site."""
         place = await self._place(caller, name)
-        if place is None or not (place.site.index or place.site.listings):
+        if place is None:  # no site, or none for this caller: the API answers (or refuses)
+            return None
+        if not (place.site.index or place.site.listings):
             if asked_web_mode(request):
-                raise SwiftError(404, "This container serves no web pages.")
+                raise SwiftError(404, "This container serves no index and no listing.")
             return None
         if not request.url.path.endswith("/"):
             return redirect_with_slash(request)
@@ -133,7 +135,7 @@ class StaticWeb:
     ) -> Response | None:
         """An object, or the "directory" its name stands for; None when it is no site."""
         place = await self._place(caller, container)
-        if place is None:
+        if place is None or not place.site.serves:
             return None
         if await self._live(place, key) is not None:
             return await self.objects.show(request, caller, container, key)
