@@ -14,6 +14,8 @@ every container and object route on three containers of project A:
 
 from __future__ import annotations
 
+import io
+import tarfile
 from collections.abc import Callable
 from typing import Any
 
@@ -94,3 +96,26 @@ def extra_headers(method: str, path: str) -> dict[str, str]:
         return {}
     container = path[len(PREFIX) :].split("/")[2]
     return {"Destination": f"{container}/{OBJECT}-copy"}
+
+
+def tar_of(names: list[str]) -> bytes:
+    """An uncompressed tar archive holding one small file under each name."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as archive:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = 7
+            archive.addfile(info, io.BytesIO(b"planted"))
+    return out.getvalue()
+
+
+def refused_every_item(response: Any) -> bool:
+    """A refusal of the whole request, or Swift's per-item answer refusing every item."""
+    if response.status_code in (401, 403):
+        return True
+    if response.status_code != 200:
+        return False
+    outcome = response.json()
+    done = outcome.get("Number Deleted", 0) + outcome.get("Number Files Created", 0)
+    errors = outcome["Errors"]
+    return done == 0 and bool(errors) and all(s[:3] in ("401", "403") for _, s in errors)

@@ -610,6 +610,35 @@ HOLES = [
 ]
 
 
+def test_swift_bulk_operations_of_outsiders_change_nothing(world: World) -> None:
+    """Bulk delete and archive extraction answer per item (Swift's 200 with a list of
+    errors): outsiders get a refusal for every item, and nothing of A's changes. (Before
+    the matrix, whose admin deletes A's people at the end.)"""
+    account = f"/object-storage/v1/AUTH_{world.a.project_id}"
+    member = {"X-Auth-Token": world.a.token}
+    for path, body in (("rbac-bulk", b""), ("rbac-bulk/kept", b"A's")):
+        made = world.cloud.client.put(f"{account}/{path}", headers=member, content=body)
+        assert made.status_code == 201, made.text
+    targets = "\n".join(["rbac-bulk/kept", "rbac-bulk", "rbac-private/obj", "rbac-new"])
+    archive = swift.tar_of(["rbac-bulk/planted", "rbac-new/planted"])
+    outsiders = [world.callers[n] for n in ("unscoped", "domain", "other")] + [ANONYMOUS]
+    for caller in outsiders:
+        before = world.fingerprint()
+        headers = {"Accept": "application/json"}
+        if caller.token:
+            headers["X-Auth-Token"] = caller.token
+        for method, path, body in (
+            ("POST", f"{account}?bulk-delete", targets.encode()),
+            ("DELETE", f"{account}?bulk-delete", targets.encode()),
+            ("PUT", f"{account}?extract-archive=tar", archive),
+            ("PUT", f"{account}/rbac-bulk?extract-archive=tar", archive),
+        ):
+            sent = world.cloud.client.request(method, path, headers=headers, content=body)
+            where = f"{caller.name} {method} {path}"
+            assert swift.refused_every_item(sent), f"{where}: {sent.status_code} {sent.text}"
+        assert world.fingerprint() == before, f"{caller.name}: A's account changed"
+
+
 def test_the_matrix(world: World) -> None:
     refused, allowed = _plan(world)
     refusals = {(caller.name, call.method, call.template) for caller, call in refused}
