@@ -63,6 +63,8 @@ def test_a_directory_without_index_is_listed_in_html(site: Swift) -> None:
     page = site("GET", "www/files/", token=ANON)
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
+    head = site("HEAD", "www/files/", token=ANON)
+    assert head.status_code == 200 and head.content == b""
     text = page.text
     assert f"Listing of {site.base}/www/files/" in text
     assert '<a href="../">../</a>' in text
@@ -127,6 +129,11 @@ def test_hostile_names_are_escaped_in_listings(site: Swift) -> None:
     assert "a&amp;b&quot;c&#x27;d.txt" in text
     assert 'href="javascript:' not in text
     assert 'href="javascript%3Aalert%281%29"' in text
+    assert site("PUT", "www/files/café/ü.txt", b"x").status_code == 201
+    text = site("GET", "www/files/", token=ANON).text
+    assert '<a href="caf%C3%A9/">café/</a>' in text
+    inner = site("GET", "www/files/café/", token=ANON).text
+    assert '<a href="%C3%BC.txt">ü.txt</a>' in inner
     hrefs = re.findall(r'href="([^"]*)"', text)
     assert all("<" not in h and ">" not in h and " " not in h for h in hrefs), hrefs
 
