@@ -119,3 +119,44 @@ def refused_every_item(response: Any) -> bool:
     done = outcome.get("Number Deleted", 0) + outcome.get("Number Files Created", 0)
     errors = outcome["Errors"]
     return done == 0 and bool(errors) and all(s[:3] in ("401", "403") for _, s in errors)
+
+
+SECRET = b"A's object"  # what every container's `obj` holds: never shown to an outsider
+
+
+def indirect_doors(private: str) -> list[tuple[str, str, dict[str, str], bytes]]:
+    """Ways B, who may write `rbac-shared`, might reach `rbac-private` indirectly:
+    (method, path under the account, headers, body). None may answer with A's bytes."""
+    target = f"{private}/{OBJECT}"
+    slo = f'[{{"path": "/{target}"}}]'.encode()
+    return [
+        ("PUT", "rbac-shared/link", {"X-Symlink-Target": target}, b""),
+        ("GET", "rbac-shared/link", {}, b""),
+        ("PUT", "rbac-shared/dlo", {"X-Object-Manifest": f"{private}/o"}, b""),
+        ("GET", "rbac-shared/dlo", {}, b""),
+        ("PUT", "rbac-shared/slo?multipart-manifest=put", {}, slo),
+        ("GET", "rbac-shared/slo", {}, b""),
+        ("PUT", "rbac-shared/copied", {"X-Copy-From": target}, b""),
+        ("GET", "rbac-shared/copied", {}, b""),
+        ("COPY", target, {"Destination": "rbac-shared/copied"}, b""),
+        ("GET", "rbac-shared/copied", {}, b""),
+    ]
+
+
+def forged_doors(private: str, expires: int) -> list[tuple[str, str, dict[str, str], bytes]]:
+    """What anyone might try without a token: a temp URL or a form with a made-up signature."""
+    sig = "0" * 40
+    form = (
+        b"--x\r\nContent-Disposition: form-data; name=\"signature\"\r\n\r\n" + sig.encode()
+        + b"\r\n--x\r\nContent-Disposition: form-data; name=\"expires\"\r\n\r\n"
+        + str(expires).encode()
+        + b"\r\n--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n"
+        + b"planted\r\n--x--\r\n"
+    )  # fmt: skip
+    query = f"temp_url_sig={sig}&temp_url_expires={expires}"
+    return [
+        ("GET", f"{private}/{OBJECT}?{query}", {}, b""),
+        ("PUT", f"{private}/planted?{query}", {}, b"planted"),
+        ("POST", f"{private}/", {"Content-Type": "multipart/form-data; boundary=x"}, form),
+        ("GET", "rbac-public/to-private", {}, b""),  # A's own symlink out of the public one
+    ]

@@ -639,6 +639,27 @@ def test_swift_bulk_operations_of_outsiders_change_nothing(world: World) -> None
         assert world.fingerprint() == before, f"{caller.name}: A's account changed"
 
 
+def test_swift_indirect_doors_do_not_open_a_private_container(world: World) -> None:
+    """Symlinks, manifests and copies B may write into a container shared with it, temp
+    URLs and forms with a forged signature, A's own public symlink to a private object:
+    none hands A's private bytes to an outsider, nor plants an object there."""
+    account = f"/object-storage/v1/AUTH_{world.a.project_id}"
+    client = world.cloud.client
+    link = {"X-Auth-Token": world.a.token, "X-Symlink-Target": f"rbac-private/{swift.OBJECT}"}
+    made = client.put(f"{account}/rbac-public/to-private", headers=link, content=b"")
+    assert made.status_code == 201, made.text
+    other = {"X-Auth-Token": world.b.token}
+    doors = [(other, d) for d in swift.indirect_doors("rbac-private")]
+    doors += [({}, d) for d in swift.forged_doors("rbac-private", int(time.time()) + 600)]
+    for token, (method, path, headers, body) in doors:
+        sent = client.request(method, f"{account}/{path}", headers={**token, **headers},
+                              content=body, follow_redirects=False)  # fmt: skip
+        assert sent.status_code < 500, f"{method} {path}: {sent.status_code} {sent.text}"
+        assert swift.SECRET not in sent.content, f"{method} {path} showed A's private bytes"
+    listed = client.get(f"{account}/rbac-private", headers={"X-Auth-Token": world.a.token})
+    assert "planted" not in listed.text
+
+
 def test_the_matrix(world: World) -> None:
     refused, allowed = _plan(world)
     refusals = {(caller.name, call.method, call.template) for caller, call in refused}
