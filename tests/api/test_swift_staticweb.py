@@ -84,6 +84,14 @@ def test_listing_links_the_named_stylesheet_from_the_root(site: Swift) -> None:
     assert 'href="https://cdn.example/s.css"' in site("GET", "www/files/", token=ANON).text
 
 
+def test_a_listing_label_replaces_the_account_path_in_the_title(site: Swift) -> None:
+    label = {"X-Container-Meta-Web-Listings-Label": "<Docs>"}
+    assert site("POST", "www", headers=label).status_code == 204
+    text = site("GET", "www/files/", token=ANON).text
+    assert "<title>Listing of &lt;Docs&gt;/files/</title>" in text
+    assert "AUTH_" not in text
+
+
 def test_a_missing_page_is_the_error_page_with_a_404(site: Swift) -> None:
     missing = site("GET", "www/nothing.html", token=ANON)
     assert missing.status_code == 404

@@ -55,6 +55,7 @@ class Site:
     listings: bool
     css: str
     directory_type: str
+    label: str  # shown instead of the account's path in a listing's title
 
     @property
     def serves(self) -> bool:
@@ -69,6 +70,7 @@ def site_of(meta: ContainerMeta) -> Site:
         listings=(get("web-listings") or "").strip().lower() in TRUE,
         css=(get("web-listings-css") or "").strip(),
         directory_type=(get("web-directory-type") or "").strip() or DIRECTORY_TYPE,
+        label=(get("web-listings-label") or "").strip(),
     )
 
 
@@ -183,6 +185,8 @@ class StaticWeb:
         if prefix and not items:
             return await self.error_page(request, caller, place, 404, "The page was not found.")
         title = urllib.parse.unquote(request.url.path)
+        if place.site.label:
+            title = f"{place.site.label}/{prefix}"
         css = stylesheet_href(place.site.css, prefix)
         body = "" if request.method == "HEAD" else render_listing(title, css, prefix, items)
         return Response(body, 200, media_type=HTML)
