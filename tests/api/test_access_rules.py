@@ -3,6 +3,7 @@ of every OpenStack API."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -16,9 +17,7 @@ SERVERS = {"service": "compute", "path": "/v2.1/servers", "method": "GET"}
 
 
 def make_cred(cloud: Cloud, who: Member, rules: Any, **fields: Any) -> Any:
-    body = {
-        "application_credential": {"name": cloud.unique("ac"), "access_rules": rules, **fields}
-    }
+    body = {"application_credential": {"name": cloud.unique("ac"), "access_rules": rules, **fields}}
     return cloud.post(f"/v3/users/{who.id}/application_credentials", body, token=who.token)
 
 
@@ -103,7 +102,9 @@ def test_rules_shown_listed_and_shared_between_credentials(cloud: Cloud) -> None
     assert filtered == []
     shown = cloud.get(f"{base}/{rule['id']}", token=alice.token)
     assert shown.json()["access_rule"]["path"] == "/v2.1/servers"
-    got = cloud.get(f"/v3/users/{alice.id}/application_credentials/{first['id']}", token=alice.token)
+    got = cloud.get(
+        f"/v3/users/{alice.id}/application_credentials/{first['id']}", token=alice.token
+    )
     assert got.json()["application_credential"]["access_rules"] == [rule]
     token = cloud.issue(
         {
@@ -125,7 +126,9 @@ def test_a_rule_in_use_cannot_be_deleted(cloud: Cloud) -> None:
     path = f"/v3/users/{alice.id}/access_rules/{rule_id}"
     error = assert_keystone_error(cloud.delete(path, token=alice.token), 403)
     assert "in use" in error["message"]
-    gone = cloud.delete(f"/v3/users/{alice.id}/application_credentials/{cred['id']}", token=alice.token)
+    gone = cloud.delete(
+        f"/v3/users/{alice.id}/application_credentials/{cred['id']}", token=alice.token
+    )
     assert gone.status_code == 204
     assert cloud.get(path, token=alice.token).status_code == 200  # kept after its credential
     assert cloud.delete(path, token=alice.token).status_code == 204
@@ -237,7 +240,7 @@ def test_no_ec2_keys_for_a_credential_with_rules(cloud: Cloud) -> None:
     cred = made(cloud, alice, [SERVERS])
     body = {"tenant_id": alice.project_id}
     # bound by naming the credential in the blob, with the user's own token
-    blob = '{"access": "ak-ruled", "secret": "s", "app_cred_id": "%s"}' % cred["id"]
+    blob = json.dumps({"access": "ak-ruled", "secret": "s", "app_cred_id": cred["id"]})
     stored = {
         "credential": {
             "type": "ec2",
