@@ -431,7 +431,8 @@ class IdentityCore:
             "description": a.description,
             "user_id": a.user_id,
             "project_id": a.project_id,
-            "expires_at": isotime(a.expires_at),
+            # naive UTC in Python's ISO form, as Keystone shows it (Tempest compares it so)
+            "expires_at": naive_utc(as_utc(a.expires_at)).isoformat() if a.expires_at else None,
             "unrestricted": a.unrestricted,
             "roles": [
                 {"id": r["id"], "name": r["name"], "domain_id": r["domain_id"]} for r in roles
