@@ -3,6 +3,8 @@
 A token from an application credential with access rules may only make the calls its
 rules allow (service type, path relative to the service's root, method): any other is
 refused here, once for every OpenStack API, with a 401 as keystonemiddleware answers.
+The edge hands a HEAD over as the GET it stands for: a GET rule allows it, a HEAD-only
+rule does not (Swift, which sees its HEADs, matches them against HEAD rules).
 """
 
 from __future__ import annotations
