@@ -257,3 +257,16 @@ def test_no_ec2_keys_for_a_credential_with_rules(cloud: Cloud) -> None:
     refused = cloud.post(path, body, token=cred_token(cloud, other))
     assert_keystone_error(refused, 403)
     assert cloud.get(path, token=alice.token).json()["credentials"] == []
+
+
+def test_swift_matches_head_and_get_apart(cloud: Cloud) -> None:
+    alice = cloud.member("member")
+    account = f"/v1/AUTH_{alice.project_id}"
+    rules = [{"service": "object-store", "path": account, "method": "HEAD"}]
+    headers = {"X-Auth-Token": cred_token(cloud, made(cloud, alice, rules))}
+    client = cloud.client
+    head = client.head(f"/object-storage{account}", headers=headers)
+    assert head.status_code == 204, head.text
+    assert client.get(f"/object-storage{account}", headers=headers).status_code == 401
+    other = f"/object-storage/v1/AUTH_{cloud.admin_project_id}"
+    assert client.head(other, headers=headers).status_code == 401
