@@ -167,3 +167,23 @@ def test_only_cloud_admins(cloud: Cloud) -> None:
         assert_keystone_error(cloud.patch(base, patch, token=who.token), 403)
         assert_keystone_error(cloud.delete(base, token=who.token), 403)
     assert cloud.get(base).json()["config"] == CUSTOM
+
+
+def test_security_compliance_of_the_default_domain(shared_cloud: Cloud) -> None:
+    reader = shared_cloud.member("reader")
+    base = "/v3/domains/default/config/security_compliance"
+    shown = shared_cloud.get(base, token=reader.token)
+    assert shown.status_code == 200, shown.text
+    rule = shown.json()["config"]["security_compliance"]
+    assert rule["password_regex"] == "^.{8,}$"
+    assert "8 characters" in rule["password_regex_description"]
+    one = shared_cloud.get(base + "/password_regex", token=reader.token).json()["config"]
+    assert one == {"password_regex": "^.{8,}$"}
+    assert_keystone_error(shared_cloud.get(base + "/lockout_duration", token=reader.token), 403)
+    other = new_domain(shared_cloud)
+    path = f"/v3/domains/{other}/config/security_compliance"
+    assert_keystone_error(shared_cloud.get(path, token=reader.token), 403)
+    assert_keystone_error(shared_cloud.get("/v3/domains/nope/config/security_compliance"), 404)
+    # not a group a domain sets
+    refused = put_config(shared_cloud, "default", {"security_compliance": {"password_regex": "x"}})
+    assert_keystone_error(refused, 403)

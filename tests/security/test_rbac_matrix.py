@@ -443,6 +443,7 @@ LITERALS: dict[tuple[str, str], str] = {
     ("domains", "domain_id"): "default",
     ("config", "group"): "identity",
     ("{group}", "option"): "driver",
+    ("security_compliance", "option"): "password_regex",
     ("access_rules", "rule_id"): "no-such-rule",
 }
 PARAM = re.compile(r"\{(\w+)\}")

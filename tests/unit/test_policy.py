@@ -132,6 +132,7 @@ TABLE: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "identity:update_domain_config": (ADMIN, ADMIN),
     "identity:delete_domain_config": (ADMIN, ADMIN),
     "identity:get_domain_config_default": (ADMIN, ADMIN),
+    "identity:get_security_compliance_domain_config": (EVERYONE, EVERYONE),
     "identity:list_credentials": (EVERYONE, EVERYONE),
     "identity:get_credential": (EVERYONE, EVERYONE),
     "identity:create_credential": (ADMIN, MEMBERS),

@@ -161,6 +161,7 @@ IDENTITY_RULES: dict[str, Rule] = {
     "identity:update_domain_config": Rule.ADMIN,
     "identity:delete_domain_config": Rule.ADMIN,
     "identity:get_domain_config_default": Rule.ADMIN,
+    "identity:get_security_compliance_domain_config": Rule.ANYONE_AUTHENTICATED,
     # access rules of a user's application credentials (made with a credential)
     "identity:list_access_rules": Rule.OWNER_READ,
     "identity:get_access_rule": Rule.OWNER_READ,

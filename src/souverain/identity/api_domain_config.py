@@ -23,6 +23,7 @@ WRITE = {
     "DELETE": "identity:delete_domain_config",
 }
 DEFAULT = {"GET": "identity:get_domain_config_default"}
+COMPLIANCE = {"GET": "identity:get_security_compliance_domain_config"}
 
 
 class DomainConfigApi:
@@ -36,6 +37,9 @@ class DomainConfigApi:
             edge.route(DEFAULTS + "/default", self.defaults, DEFAULT),
             edge.route(DEFAULTS + "/{group}/default", self.defaults, DEFAULT),
             edge.route(DEFAULTS + "/{group}/{option}/default", self.defaults, DEFAULT),
+            # read-only, for any user: the password rule (a group no domain sets)
+            edge.route(CONFIG + "/security_compliance", self.compliance, COMPLIANCE),
+            edge.route(CONFIG + "/security_compliance/{option}", self.compliance, COMPLIANCE),
             edge.route(CONFIG, self.config, whole),
             edge.route(CONFIG + "/{group}", self.config, {**READ, **WRITE}),
             edge.route(CONFIG + "/{group}/{option}", self.config, {**READ, **WRITE}),
@@ -46,6 +50,11 @@ class DomainConfigApi:
         return JSONResponse(
             {"config": self.configs.defaults(params.get("group"), params.get("option"))}
         )
+
+    async def compliance(self, request: Request, ctx: RequestContext) -> Response:
+        params = request.path_params
+        found = self.configs.security_compliance(params["domain_id"], params.get("option"))
+        return JSONResponse({"config": found})
 
     async def config(self, request: Request, ctx: RequestContext) -> Response:
         params = request.path_params

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from souverain.common.errors import Forbidden, NotFound
 from souverain.identity import models as m
-from souverain.identity.core import IdentityCore
+from souverain.identity.core import DEFAULT_DOMAIN_ID, IdentityCore
 
 _LDAP_DEFAULTS: dict[str, Any] = {
     "url": "ldap://localhost",
@@ -219,6 +219,30 @@ class DomainConfigs:
                 raise _not_found(domain_id, group, option)
             for row in rows:
                 s.delete(row)
+
+    def security_compliance(self, domain_id: str, option: str | None) -> dict[str, Any]:
+        """The password rule users of the default domain must follow, as a regex and a text
+        (Keystone's `security_compliance` group, read-only, the default domain only)."""
+        with self.core.db.session() as s:
+            self.core.get(s, m.Domain, domain_id, "domain")
+        if domain_id != DEFAULT_DOMAIN_ID:
+            raise invalid(
+                "Reading security compliance information for any domain other than the "
+                "default domain is not allowed or supported"
+            )
+        least = self.core.settings.password_min_length
+        rule = {
+            "password_regex": f"^.{{{least},}}$",
+            "password_regex_description": f"A password must be at least {least} characters long.",
+        }
+        if option is None:
+            return {"security_compliance": rule}
+        if option not in rule:
+            raise invalid(
+                "Reading security compliance values other than password_regex and "
+                "password_regex_description is not allowed"
+            )
+        return {option: rule[option]}
 
     @staticmethod
     def defaults(group: str | None, option: str | None) -> dict[str, Any]:
