@@ -270,3 +270,23 @@ def test_swift_matches_head_and_get_apart(cloud: Cloud) -> None:
     assert client.get(f"/object-storage{account}", headers=headers).status_code == 401
     other = f"/object-storage/v1/AUTH_{cloud.admin_project_id}"
     assert client.head(other, headers=headers).status_code == 401
+
+
+def test_a_ruled_credential_cannot_make_an_unlimited_one(cloud: Cloud) -> None:
+    alice = cloud.member("member")
+    path = f"/v3/users/{alice.id}/application_credentials"
+    rules = [
+        {"service": "identity", "path": "/v3/users/*/application_credentials", "method": "POST"}
+    ]
+    body = {
+        "application_credential": {"name": "parent", "access_rules": rules, "unrestricted": True}
+    }
+    parent = cloud.post(path, body, token=alice.token).json()["application_credential"]
+    token = cred_token(cloud, parent)
+    child = {"application_credential": {"name": "child"}}
+    error = assert_keystone_error(cloud.post(path, child, token=token), 403)
+    assert "access rules" in error["message"]
+    names = [
+        c["name"] for c in cloud.get(path, token=alice.token).json()["application_credentials"]
+    ]
+    assert "child" not in names

@@ -85,6 +85,11 @@ class Credentials:
                         "A restricted application credential cannot create another one; "
                         "use a password or an unrestricted application credential."
                     )
+                if access_rules_of(s, [parent.id]):
+                    raise Forbidden(
+                        "An application credential limited by access rules cannot create "
+                        "another one (it would not be limited); use a password."
+                    )
         rules = AccessRules.check_request(data.get("access_rules") or [])
         secret = data.get("secret") or new_secret()
         hashed = self.core.hash_secret(secret)
