@@ -373,11 +373,22 @@ class Networks(Part):
             used = s.scalar(
                 select(func.count())
                 .select_from(m.IpAllocation)
-                .where(m.IpAllocation.subnet_id == row.id)
+                .join(m.Port, m.Port.id == m.IpAllocation.port_id)
+                .where(m.IpAllocation.subnet_id == row.id, m.Port.device_owner != DHCP_OWNER)
             )
             if used:
                 raise SubnetInUse(
                     f"Unable to complete operation on subnet {row.id}: One or more ports have an "
                     "IP allocation from this subnet."
                 )
+            # the DHCP port the cloud made for this subnet goes with it, as in Neutron
+            for dhcp in s.scalars(
+                select(m.Port)
+                .join(m.IpAllocation, m.IpAllocation.port_id == m.Port.id)
+                .where(m.IpAllocation.subnet_id == row.id, m.Port.device_owner == DHCP_OWNER)
+            ).all():
+                self.ports.delete_port_row(s, dhcp)
+            network_id = row.network_id
             s.delete(row)
+        if self.dataplane is not None:  # dnsmasq moves to another DHCP subnet, or goes
+            self.ports.wiring.refresh_dhcp(network_id)
