@@ -58,6 +58,9 @@ SERVICE_DECIDES = (
     "identity:get_auth_catalog",  # an unscoped token has no catalog
     "identity:delete_domain",  # the default domain, and any enabled one, stay
     "identity:delete_role",  # the roles the policy names stay
+    # an invalid domain configuration (the matrix sends none) is a 403, as in Keystone
+    "identity:create_domain_config",
+    "identity:update_domain_config",
 )
 
 
@@ -449,6 +452,11 @@ LITERALS: dict[tuple[str, str], str] = {
     ("properties", "name"): "nothing",
     ("tags", "name"): "nothing",
     ("resource_types", "name"): "nothing",
+    ("domains", "domain_id"): "default",
+    ("config", "group"): "identity",
+    ("{group}", "option"): "driver",
+    ("security_compliance", "option"): "password_regex",
+    ("access_rules", "rule_id"): "no-such-rule",
 }
 PARAM = re.compile(r"\{(\w+)\}")
 
