@@ -52,6 +52,15 @@ def flag(request: Request, name: str, default: bool = False) -> bool:
     return default if raw is None else parse_bool(name, raw)
 
 
+COUNT_VERSION = (3, 45)  # `with_count=true` adds `count` to volume, snapshot, backup lists
+
+
+def with_count(request: Request) -> bool:
+    """Whether a listing adds `count`: the filtered total, whatever the limit and marker.
+    Below 3.45 Cinder does not know the parameter, so it changes nothing."""
+    return microversion_of(request) >= COUNT_VERSION and flag(request, "with_count")
+
+
 def sort_of(request: Request) -> tuple[tuple[str, str], ...]:
     params = request.query_params
     pairs: list[tuple[str, str]] = []

@@ -306,6 +306,35 @@ def snapshot_status(value: Any) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class SnapshotReport:
+    """os-update_snapshot_status: the status a snapshot's maker reports, its progress."""
+
+    status: str
+    progress: str | None
+
+
+def snapshot_report(body: Mapping[str, Any]) -> SnapshotReport:
+    unknown = sorted(set(body) - {"status", "progress"})
+    if unknown:
+        raise BadRequest(
+            f"Invalid input received: unexpected field {unknown[0][:64]!r}; send status and, "
+            "optionally, progress."
+        )
+    status = body.get("status")
+    if not isinstance(status, str):
+        raise BadRequest("Invalid input for field/attribute status: a status is required.")
+    progress = body.get("progress")
+    if progress is not None and progress != "":
+        digits = progress[:-1] if isinstance(progress, str) and progress.endswith("%") else ""
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 3 and int(digits) <= 100):
+            raise BadRequest(
+                "Invalid input for field/attribute progress: an integer percentage between "
+                "0 and 100, such as '90%'."
+            )
+    return SnapshotReport(status, progress or None)
+
+
 UPLOAD_FORMATS = ("raw", "qcow2")
 
 

@@ -22,11 +22,13 @@ from souverain.volume.backend import BackendError
 from souverain.volume.quotas import Quotas
 from souverain.volume.rules import (
     ImageUpload,
+    Page,
     Shared,
     UserMessage,
     VolumeImages,
     VolumeQuery,
     VolumeRecord,
+    VolumeSummary,
     reason,
     require_admin,
     sorted_page,
@@ -76,9 +78,26 @@ class Volumes:
             row = visible_volume(s, ctx, volume_id)
             return VolumeRecord(row, type_name(s, row.volume_type_id))
 
-    def list_visible(
-        self, ctx: RequestContext, query: VolumeQuery
-    ) -> tuple[list[VolumeRecord], bool]:
+    def list_visible(self, ctx: RequestContext, query: VolumeQuery) -> Page[VolumeRecord]:
+        return sorted_page(self._matching(ctx, query), query, sort_fields)
+
+    def summary(self, ctx: RequestContext, query: VolumeQuery) -> VolumeSummary:
+        """How many volumes the listing's scope and filters hold, their GiB, and each
+        metadata key's distinct values (Cinder's `volumes/summary`)."""
+        records = self._matching(ctx, query)
+        values: dict[str, set[str]] = {}
+        for record in records:
+            for key, value in (record.row.meta or {}).items():
+                values.setdefault(key, set()).add(value)
+        return VolumeSummary(
+            count=len(records),
+            size=sum(r.row.size for r in records),
+            metadata={key: sorted(found) for key, found in sorted(values.items())},
+        )
+
+    def _matching(self, ctx: RequestContext, query: VolumeQuery) -> list[VolumeRecord]:
+        """The volumes of the caller's scope (every project's for an admin asking
+        all_tenants) that pass the query's filters, unsorted."""
         with self.shared.db.session() as s:
             stmt = select(m.Volume)
             if not (ctx.is_admin and query.all_tenants):
@@ -92,12 +111,11 @@ class Volumes:
             rows = list(s.scalars(stmt))
             types = {t.id: t.name for t in s.scalars(select(m.VolumeType))}
         wanted: dict[str, str] = f.get("metadata", {})
-        records = [
+        return [
             VolumeRecord(r, types.get(r.volume_type_id, ""))
             for r in rows
             if all((r.meta or {}).get(k) == v for k, v in wanted.items())
         ]
-        return sorted_page(records, query, sort_fields)
 
     def metadata(self, ctx: RequestContext, volume_id: str) -> dict[str, str]:
         with self.shared.db.session() as s:
