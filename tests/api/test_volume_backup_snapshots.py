@@ -67,9 +67,9 @@ def test_incremental_backup_of_a_snapshot_builds_on_an_older_backup(
     assert incr["is_incremental"] is True
     assert show(c, full["id"])["has_dependent_backups"] is True
     assert show(c, later["id"])["has_dependent_backups"] is False
-    assert incr["data_timestamp"] == c.get(f"/snapshots/{snap['id']}").json()["snapshot"][
-        "created_at"
-    ]
+    assert (
+        incr["data_timestamp"] == c.get(f"/snapshots/{snap['id']}").json()["snapshot"]["created_at"]
+    )
 
 
 def test_a_snapshot_of_an_attached_volume_backs_up_without_force(cloud: Cloud) -> None:
