@@ -134,3 +134,17 @@ def test_a_snapshot_left_backing_up_by_a_stop_is_available_again(cloud: Cloud) -
     cinder_error(c.delete(f"/snapshots/{snap['id']}"), 400)
     cloud.platform.volume.backups.recover()
     assert c.get(f"/snapshots/{snap['id']}").json()["snapshot"]["status"] == "available"
+
+
+def test_cascade_delete_waits_for_a_snapshot_being_backed_up(cloud: Cloud) -> None:
+    c = tenant(cloud)
+    volume_id = c.create()["id"]
+    snap = c.snapshot(volume_id)
+    snapshot_status(cloud, snap["id"], "backing-up")
+    message = cinder_error(c.delete(f"/volumes/{volume_id}?cascade=true"), 400)
+    assert "backing-up" in message
+    assert c.show(volume_id)["status"] == "available"
+    assert c.get(f"/snapshots/{snap['id']}").json()["snapshot"]["status"] == "backing-up"
+    snapshot_status(cloud, snap["id"], "available")
+    assert c.delete(f"/volumes/{volume_id}?cascade=true").status_code == 202
+    cinder_error(c.get(f"/snapshots/{snap['id']}"), 404)

@@ -37,6 +37,7 @@ from souverain.volume.rules import (
 )
 from souverain.volume.schemas import Described, StatusReset, UploadToImage, within_limit
 from souverain.volume.schemas import metadata as check_metadata
+from souverain.volume.snapshots import DELETABLE as SNAPSHOT_DELETABLE
 from souverain.volume.snapshots import Snapshots
 from souverain.volume.state import ATTACHED, DELETABLE, VolumeStates
 
@@ -353,11 +354,17 @@ class Volumes:
                 raise BadRequest(
                     f"Invalid volume: Volume {volume_id} is attached; detach it first."
                 )
-            snaps = list(s.scalars(select(m.Snapshot.id).where(m.Snapshot.volume_id == row.id)))
+            snaps = list(s.scalars(select(m.Snapshot).where(m.Snapshot.volume_id == row.id)))
             if snaps and not cascade:
                 raise BadRequest(
                     f"Invalid volume: Volume {volume_id} has {len(snaps)} dependent snapshot(s); "
                     "delete them first or delete with cascade."
+                )
+            busy = [snap for snap in snaps if snap.status not in SNAPSHOT_DELETABLE]
+            if busy and not force:  # a snapshot being copied (backed up) is not taken away
+                raise BadRequest(
+                    f"Invalid volume: Snapshot {busy[0].id} of volume {volume_id} is "
+                    f"{busy[0].status}; wait until it is available, then delete with cascade."
                 )
             if row.status not in DELETABLE and not force:
                 raise BadRequest(
