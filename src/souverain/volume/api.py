@@ -206,7 +206,8 @@ class VolumeApi:
         return JSONResponse({"versions": [self._version_doc(request)]}, 300)
 
     async def version(self, request: Request) -> Response:
-        return JSONResponse({"version": self._version_doc(request)})
+        # Cinder answers /v3/ with the same list as /, but 200 (its versions controller's index)
+        return JSONResponse({"versions": [self._version_doc(request)]})
 
     # -------------------------------------------------------------- volumes
 
