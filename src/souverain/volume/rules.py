@@ -192,7 +192,6 @@ class ImageUpload:
     image_name: str
     container_format: str
     disk_format: str
-    bootable: bool
 
 
 # ---------------------------------------------------------------------- lookups

@@ -323,7 +323,6 @@ def upload_view(upload: ImageUpload) -> dict[str, Any]:
         "image_name": upload.image_name,
         "protected": False,
         "visibility": "private",
-        "bootable": upload.bootable,
     }
 
 

@@ -297,7 +297,7 @@ class Volumes:
                     f"Invalid volume: Volume {volume_id} is {row.status}; it must be available "
                     "to upload it to an image."
                 )
-            vid, size, bootable = row.id, row.size, row.bootable
+            vid, size = row.id, row.size
             type_of = type_name(s, row.volume_type_id)
         if not self.states.move(vid, "upload"):
             raise BadRequest(f"Invalid volume: Volume {volume_id} changed status; try again.")
@@ -324,7 +324,6 @@ class Volumes:
             image_name=req.image_name,
             container_format=req.container_format,
             disk_format=req.disk_format,
-            bootable=bootable,
         )
 
     def _export(self, volume_ref: str, volume_id: str, image_id: str, disk_format: str) -> None:
