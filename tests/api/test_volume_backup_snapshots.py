@@ -4,8 +4,11 @@ it runs; bad or foreign snapshots are refused and leave nothing behind."""
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import update
 
@@ -13,7 +16,7 @@ from souverain.volume import models as m
 
 from .support import Cloud
 from .test_volume_backups import backup, fill, show
-from .test_volumes import Cinder, cinder_error, cloud, raw_hash, tenant, volume_file
+from .test_volumes import Cinder, admin, cinder_error, cloud, raw_hash, tenant, volume_file
 
 __all__ = ["cloud"]
 
@@ -148,3 +151,27 @@ def test_cascade_delete_waits_for_a_snapshot_being_backed_up(cloud: Cloud) -> No
     snapshot_status(cloud, snap["id"], "available")
     assert c.delete(f"/volumes/{volume_id}?cascade=true").status_code == 202
     cinder_error(c.get(f"/snapshots/{snap['id']}"), 404)
+
+
+def test_an_exported_record_keeps_the_snapshot_id(cloud: Cloud) -> None:
+    c = tenant(cloud)
+    a = admin(cloud)
+    volume_id = c.create()["id"]
+    snap = c.snapshot(volume_id)
+    made = backup(c, volume_id, snapshot_id=snap["id"])
+    exported = a.get(f"/backups/{made['id']}/export_record")
+    assert exported.status_code == 200, exported.text
+    record = exported.json()["backup-record"]
+    content = json.loads(base64.b64decode(record["backup_url"]))
+    assert content["snapshot_id"] == snap["id"]
+
+    def imported(fields: dict[str, Any]) -> Any:
+        url = base64.b64encode(json.dumps({**content, **fields}).encode()).decode()
+        body = {"backup-record": {**record, "backup_url": url}}
+        return a.post("/backups/import_record", body)
+
+    cinder_error(imported({"id": str(uuid.uuid4()), "snapshot_id": "../etc"}), 400)
+    cinder_error(imported({"id": str(uuid.uuid4()), "snapshot_id": 7}), 400)
+    done = imported({"id": str(uuid.uuid4())})
+    assert done.status_code == 201, done.text
+    assert show(a, done.json()["backup"]["id"])["snapshot_id"] == snap["id"]
