@@ -1,6 +1,7 @@
-"""os-update_snapshot_status: what a snapshot's maker reports (Nova's assisted snapshots),
-for admins and the cloud's services only, along Cinder's transitions; and the admin
-actions os-reset_status and os-force_delete on snapshots."""
+"""os-update_snapshot_status: what a snapshot's maker reports (Nova's assisted snapshots,
+with the user's token), along Cinder's transitions, by the snapshot's project members and
+admins (Cinder's default policy); and the admin actions os-reset_status and os-force_delete
+on snapshots."""
 
 from __future__ import annotations
 
@@ -85,17 +86,23 @@ def test_bad_reports_are_refused_and_change_nothing(cloud: Cloud) -> None:
     assert seen["os-extended-snapshot-attributes:progress"] == "0%"
 
 
-def test_members_readers_and_other_projects_cannot_report(cloud: Cloud) -> None:
+def test_the_projects_member_reports_readers_and_other_projects_cannot(cloud: Cloud) -> None:
     c = tenant(cloud)
     snap = c.snapshot(c.create()["id"])
     set_status(cloud, snap["id"], "creating")
     reader = cloud.member(role="reader", project_id=c.project_id)
     r = Cinder(cloud, reader.token, reader.project_id, reader.id)
+    cinder_error(report(r, snap["id"], {"status": "error"}), 403)
     other = tenant(cloud)
-    for caller in (c, r, other):
-        status = cinder_error(report(caller, snap["id"], {"status": "available"}), 403)
-        assert status
+    cinder_error(report(other, snap["id"], {"status": "error"}), 404)
     assert snapshot(c, snap["id"])["status"] == "creating"
+    # what Tempest's test_update_snapshot_status does: the member reports error at 80%
+    assert report(c, snap["id"], {"status": "error", "progress": "80%"}).status_code == 202
+    seen = snapshot(c, snap["id"])
+    assert seen["status"] == "error"
+    assert seen["os-extended-snapshot-attributes:progress"] == "80%"
+    # an error snapshot reports nothing more; the admin resets it
+    cinder_error(report(c, snap["id"], {"status": "available"}), 400)
 
 
 def test_reset_status_and_force_delete_are_for_admins(cloud: Cloud) -> None:
