@@ -115,3 +115,33 @@ def test_with_count_for_admins_follows_all_tenants(cloud: Cloud) -> None:
     everyone = a.get("/volumes?with_count=true&all_tenants=1").json()["count"]
     assert everyone >= own + 1
     assert a.get(f"/volumes?with_count=true&project_id={c.project_id}").json()["count"] == 1
+
+
+@pytest.mark.parametrize("collection", ["volumes", "snapshots", "backups"])
+def test_listings_take_offset_limit_zero_and_the_display_name_sort(
+    cloud: Cloud, collection: str
+) -> None:
+    c = tenant(cloud)
+    for name in ("b", "c", "a"):
+        volume_id = c.create(name=name)["id"]
+        if collection == "snapshots":
+            c.snapshot(volume_id, name=name)
+        elif collection == "backups":
+            backup(c, volume_id, name=name)
+    for path in (f"/{collection}", f"/{collection}/detail"):
+
+        def names(query: str, p: str = path) -> list[str]:
+            response = c.get(f"{p}?{query}")
+            assert response.status_code == 200, response.text
+            return [item["name"] for item in response.json()[collection]]
+
+        assert names("sort_key=display_name&sort_dir=asc") == ["a", "b", "c"]
+        assert names("sort=display_name:desc") == ["c", "b", "a"]
+        assert names("sort=name:asc&offset=1") == ["b", "c"]
+        assert names("sort=name:asc&offset=2&limit=3") == ["c"]
+        assert names("offset=3") == []
+        assert names("limit=0") == []
+        page = c.get(f"{path}?limit=0&with_count=true").json()
+        assert page == {collection: [], "count": 3}
+        for bad in ("offset=-1", "offset=x", "offset=99999999999", "limit=-1", "limit=x"):
+            cinder_error(c.get(f"{path}?{bad}"), 400)

@@ -157,6 +157,7 @@ class VolumeQuery:
     sort: tuple[tuple[str, str], ...] = (("created_at", "desc"),)
     limit: int | None = None
     marker: str | None = None
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -288,5 +289,6 @@ def sorted_page(
                 break
         else:
             raise NotFound(f"Marker {query.marker[:64]} could not be found.")
+    start += query.offset
     end = len(keyed) if query.limit is None else start + query.limit
     return Page([item["_record"] for item in keyed[start:end]], end < len(keyed), len(keyed))
