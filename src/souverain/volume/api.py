@@ -82,6 +82,7 @@ COLLECTIONS = frozenset(
         "os-volume-transfer",
         "volume-transfers",
         "backups",
+        "capabilities",
     }
 )
 
