@@ -133,6 +133,8 @@ class VolumeQuota(Base):
     snapshots: Mapped[int | None] = mapped_column(Integer, nullable=True)
     backups: Mapped[int | None] = mapped_column(Integer, nullable=True)
     backup_gigabytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # the largest volume the project may make (-1: only the operator's cap applies)
+    per_volume_gigabytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 

@@ -20,8 +20,15 @@ from souverain.volume.state import SNAPSHOT_STATUSES, VOLUME_STATUSES
 
 SOURCES = ("snapshot_id", "source_volid", "imageRef")
 # the quota keys a client may send; only the first five are limits we enforce
-QUOTA_LIMITS = ("volumes", "gigabytes", "snapshots", "backups", "backup_gigabytes")
-QUOTA_IGNORED = ("id", "groups", "per_volume_gigabytes")
+QUOTA_LIMITS = (
+    "volumes",
+    "gigabytes",
+    "snapshots",
+    "backups",
+    "backup_gigabytes",
+    "per_volume_gigabytes",
+)
+QUOTA_IGNORED = ("id", "groups")
 
 
 # ---------------------------------------------------------------------- values

@@ -244,6 +244,7 @@ class Volumes:
                 )
             attached, server_id, old = row.status == "in-use", row.server_id, row.size
             self.quotas.lock(s, row.project_id)
+            self.quotas.check_volume_size(s, row.project_id, size)
             self.quotas.claim(s, row.project_id, gigabytes=size - old)
             # the claim and the move commit together: the quota counts the new size
             moved = s.execute(
