@@ -362,7 +362,6 @@ VOLUME_RULES: dict[str, Rule] = {
     "volume:host:list": Rule.ADMIN,
     "volume:host:show": Rule.ADMIN,
     "volume:pool:list": Rule.ADMIN,
-    "volume:capability:show": Rule.ADMIN,
     "volume:manage:list": Rule.ADMIN,
     "volume:manage:create": Rule.ADMIN,
     "volume:transfer:list": Rule.PROJECT_READER,

@@ -77,7 +77,8 @@ class AdminApi:
             r("/v3/os-hosts", self.hosts, {"GET": "volume:host:list"}),
             r("/v3/os-hosts/{host}", self.host, {"GET": "volume:host:show"}),
             r("/v3/scheduler-stats/get_pools", self.pools, {"GET": "volume:pool:list"}),
-            r("/v3/capabilities/{host}", self.capabilities, {"GET": "volume:capability:show"}),
+            # the backend's capabilities are its pools' stats: the same admin read
+            r("/v3/capabilities/{host}", self.capabilities, {"GET": "volume:pool:list"}),
             r("/v3/os-volume-manage", self.manage_volume, {"POST": "volume:manage:create"}),
             r("/v3/manageable_volumes", self.manageable_volumes, MANAGE_VOLUMES),
             r(
