@@ -429,6 +429,7 @@ LITERALS: dict[tuple[str, str], str] = {
     ("os-hypervisors", "id"): "1",
     ("os-services", "id"): "enable",  # never "disable": the cloud must keep taking servers
     ("os-hosts", "host"): "souverain@local",
+    ("capabilities", "host"): "souverain@local",
     ("qos-specs", "id"): "00000000-0000-0000-0000-000000000000",
     ("os-volume-transfer", "id"): "00000000-0000-0000-0000-000000000000",
     ("volume-transfers", "id"): "00000000-0000-0000-0000-000000000000",
