@@ -165,6 +165,7 @@ class NetworkSettings(_Section):
     quota_floatingips: int = Field(default=50, ge=-1)
     quota_security_groups: int = Field(default=10, ge=-1)
     quota_security_group_rules: int = Field(default=100, ge=-1)
+    quota_subnetpools: int = Field(default=-1, ge=-1, description="-1: unlimited, as Neutron")
     egress_sample_interval: float = Field(
         default=60.0, gt=0, description="seconds between readings of the routers' egress"
     )

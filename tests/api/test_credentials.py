@@ -130,7 +130,8 @@ def test_expired_app_cred_cannot_authenticate(cloud: Cloud, clock: Any) -> None:
     issued = cloud.issue(app_cred_auth(cred["id"], cred["secret"]))
     assert issued.status_code == 201
     token_expiry = dt.datetime.fromisoformat(issued.json()["token"]["expires_at"])
-    assert token_expiry <= dt.datetime.fromisoformat(cred["expires_at"])
+    # Keystone shows a credential's expiry as naive UTC (`...T10:00:00`, no `Z`)
+    assert token_expiry <= dt.datetime.fromisoformat(cred["expires_at"]).replace(tzinfo=dt.UTC)
     clock.advance(11 * 60)
     error = assert_keystone_error(cloud.issue(app_cred_auth(cred["id"], cred["secret"])), 401)
     assert "expired" in error["message"]

@@ -239,6 +239,26 @@ def test_new_host_gets_a_lease_after_sighup_without_restarting_dnsmasq(lab: Lab)
     assert _dnsmasq_pid(lab) == pid, "a change of hosts must not restart dnsmasq"
 
 
+def test_an_address_given_to_a_new_port_is_leased_to_it_not_kept_for_the_old_one(
+    lab: Lab,
+) -> None:
+    # a server is deleted, the next one gets its address (IPAM reuses it) with a new MAC:
+    # dnsmasq would offer it to nobody while the old MAC's lease lasts
+    network = str(uuid.uuid4())
+    lab.dataplane.ensure_network(network)
+    lab.dataplane.ensure_dhcp(network, SUBNET, [DhcpHost(_mac(1), "10.77.0.11", "vm-old")])
+    old = lab.client(network, _mac(1))
+    assert lab.lease(old) is not None
+    leases = lab.run_dir / f"{lab.prefix}dhcp" / network / "leases"
+    assert _mac(1) in leases.read_text(), "the lease is on file"
+
+    lab.dataplane.ensure_dhcp(network, SUBNET, [DhcpHost(_mac(2), "10.77.0.11", "vm-new")])
+    new = lab.client(network, _mac(2))
+    lease = lab.lease(new, tries=2)
+    assert lease is not None and lease[0] == "10.77.0.11"
+    assert _mac(1) not in leases.read_text()
+
+
 def test_ensure_dhcp_is_idempotent_and_restarts_dnsmasq_when_the_subnet_changes(lab: Lab) -> None:
     network = str(uuid.uuid4())
     lab.dataplane.ensure_network(network)

@@ -155,6 +155,17 @@ IDENTITY_RULES: dict[str, Rule] = {
     "identity:get_auth_projects": Rule.ANYONE_AUTHENTICATED,
     "identity:get_auth_domains": Rule.ANYONE_AUTHENTICATED,
     "identity:get_auth_system": Rule.ANYONE_AUTHENTICATED,
+    # a domain's own configuration (identity and ldap groups): the operator's business
+    "identity:create_domain_config": Rule.ADMIN,
+    "identity:get_domain_config": Rule.ADMIN,
+    "identity:update_domain_config": Rule.ADMIN,
+    "identity:delete_domain_config": Rule.ADMIN,
+    "identity:get_domain_config_default": Rule.ADMIN,
+    "identity:get_security_compliance_domain_config": Rule.ANYONE_AUTHENTICATED,
+    # access rules of a user's application credentials (made with a credential)
+    "identity:list_access_rules": Rule.OWNER_READ,
+    "identity:get_access_rule": Rule.OWNER_READ,
+    "identity:delete_access_rule": Rule.OWNER_WRITE,
 }
 
 # The project services' actions, as OpenStack's "consistent and secure RBAC" defaults:

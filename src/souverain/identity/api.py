@@ -25,6 +25,8 @@ from souverain.common.middleware import state_of
 from souverain.common.pagination import paginate
 from souverain.identity import schemas as sc
 from souverain.identity import views
+from souverain.identity.api_access_rules import AccessRuleApi
+from souverain.identity.api_domain_config import DomainConfigApi
 from souverain.identity.api_endpoint_filter import EndpointFilterApi
 from souverain.identity.api_project_tags import ProjectTagApi
 from souverain.identity.api_trusts import TrustApi
@@ -257,6 +259,8 @@ class IdentityApi:
                 routes.append(r(base + tail, self._grants(target, actor), GRANTS))
                 routes.append(r(f"{base}/{{role_id}}{tail}", self._grant(target, actor), GRANT))
         routes.extend(TrustApi(self.service, self.base).routes(self.edge))
+        routes.extend(DomainConfigApi(self.service.domain_configs).routes(self.edge))
+        routes.extend(AccessRuleApi(self.service.access_rules, self.base).routes(self.edge))
         routes.extend(ProjectTagApi(self.service.project_tags).routes(self.edge))
         routes.extend(EndpointFilterApi(self.service.endpoint_filter, self.base).routes(self.edge))
         for crud in cruds(self.service):

@@ -17,12 +17,15 @@ from souverain.common.clock import as_utc
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from souverain.identity import models as m
+from souverain.identity.access_match import AllowedCall
 from souverain.identity.core import (
     INVALID_CREDENTIALS,
     IdentityCore,
     ResolvedToken,
     Scope,
     TokenView,
+    access_rule_ref,
+    access_rules_of,
 )
 from souverain.identity.tokens import (
     TokenPayload,
@@ -338,6 +341,7 @@ class Authentication:
             domain=resolved.domain,
             app_cred=resolved.app_cred,
             trust=resolved.trust,
+            access_rules=resolved.access_rules,
         )
 
     def _resolve(self, payload: TokenPayload) -> ResolvedToken:
@@ -360,6 +364,7 @@ class Authentication:
                 "password_expires_at": None,
             }
             project_ref = domain_ref = app_ref = trust_ref = None
+            limits: tuple[AllowedCall, ...] | None = None
             role_ids: set[str] = set()
             if payload.project_id:
                 project = s.get(m.Project, payload.project_id)
@@ -395,6 +400,10 @@ class Authentication:
                 # does: a member may delegate just `reader`.
                 role_ids = self.core.implied_role_ids(s, role_ids) & set(cred.role_ids)
                 app_ref = {"id": cred.id, "name": cred.name, "restricted": not cred.unrestricted}
+                rules = access_rules_of(s, [cred.id]).get(cred.id)
+                if rules:
+                    app_ref["access_rules"] = [access_rule_ref(r) for r in rules]
+                    limits = tuple(AllowedCall(r.service, r.path, r.method) for r in rules)
             scoped = bool(payload.project_id or payload.domain_id or payload.system)
             if scoped and not role_ids:
                 return fail("no role left on the scope")
@@ -410,6 +419,7 @@ class Authentication:
                 domain_ref,
                 app_ref,
                 trust=trust_ref,
+                access_rules=limits,
             )
 
     def revoke_token(self, ctx: RequestContext, token: str) -> None:

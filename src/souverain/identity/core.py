@@ -30,6 +30,7 @@ from souverain.common.policy import IMPLIED_ROLES
 from souverain.db.engine import Database
 from souverain.identity import assignments
 from souverain.identity import models as m
+from souverain.identity.access_match import AllowedCall, permits
 from souverain.identity.tokens import (
     RevocationList,
     RevocationRule,
@@ -40,6 +41,26 @@ from souverain.identity.tokens import (
 
 DEFAULT_DOMAIN_ID = "default"
 INVALID_CREDENTIALS = "The request you have made requires authentication."
+
+
+def access_rule_ref(rule: m.AccessRule) -> dict[str, Any]:
+    return {"id": rule.id, "service": rule.service, "path": rule.path, "method": rule.method}
+
+
+def access_rules_of(s: Session, cred_ids: Sequence[str]) -> dict[str, list[m.AccessRule]]:
+    """Each application credential's access rules, in one query."""
+    found: dict[str, list[m.AccessRule]] = {}
+    if not cred_ids:
+        return found
+    query = (
+        select(m.AppCredAccessRule.app_cred_id, m.AccessRule)
+        .join(m.AccessRule, m.AccessRule.id == m.AppCredAccessRule.access_rule_id)
+        .where(m.AppCredAccessRule.app_cred_id.in_(list(cred_ids)))
+        .order_by(m.AccessRule.service, m.AccessRule.path, m.AccessRule.method)
+    )
+    for cred_id, rule in s.execute(query).all():
+        found.setdefault(cred_id, []).append(rule)
+    return found
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,12 @@ class TokenView:
     domain: dict[str, Any] | None = None
     app_cred: dict[str, Any] | None = None
     trust: dict[str, Any] | None = None  # OS-TRUST:trust of a trust-scoped token
+    # the calls an application credential with access rules may make; None: any
+    access_rules: tuple[AllowedCall, ...] | None = None
+
+    def permits(self, root_path: str, path: str, method: str) -> bool:
+        """Whether this token may call `method path` on the service mounted at `root_path`."""
+        return permits(self.access_rules, root_path, path, method)
 
     def context(self, request_id: str = "") -> RequestContext:
         return RequestContext(
@@ -103,6 +130,7 @@ class ResolvedToken:
     app_cred: dict[str, Any] | None
     error: str | None = None
     trust: dict[str, Any] | None = None
+    access_rules: tuple[AllowedCall, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -379,13 +407,23 @@ class IdentityCore:
     ) -> list[dict[str, Any]]:
         """Many application credentials, with the roles of all of them in one query."""
         roles = {r.id: r for r in self.roles_by_ids(s, [i for a in creds for i in a.role_ids])}
+        rules = access_rules_of(s, [a.id for a in creds])
         # by role id, as `id IN (...)` on the primary key lists them
         return [
-            self.app_cred_body(a, [roles[i] for i in sorted(set(a.role_ids)) if i in roles])
+            self.app_cred_body(
+                a,
+                [roles[i] for i in sorted(set(a.role_ids)) if i in roles],
+                rules.get(a.id, []),
+            )
             for a in creds
         ]
 
-    def app_cred_body(self, a: m.ApplicationCredential, role_rows: list[m.Role]) -> dict[str, Any]:
+    def app_cred_body(
+        self,
+        a: m.ApplicationCredential,
+        role_rows: list[m.Role],
+        rules: Sequence[m.AccessRule] = (),
+    ) -> dict[str, Any]:
         roles = [self.role_ref(r) for r in role_rows]
         return {
             "id": a.id,
@@ -393,12 +431,13 @@ class IdentityCore:
             "description": a.description,
             "user_id": a.user_id,
             "project_id": a.project_id,
-            "expires_at": isotime(a.expires_at),
+            # naive UTC in Python's ISO form, as Keystone shows it (Tempest compares it so)
+            "expires_at": naive_utc(as_utc(a.expires_at)).isoformat() if a.expires_at else None,
             "unrestricted": a.unrestricted,
             "roles": [
                 {"id": r["id"], "name": r["name"], "domain_id": r["domain_id"]} for r in roles
             ],
-            "access_rules": [],
+            "access_rules": [access_rule_ref(r) for r in rules],
         }
 
     def credential_ref(self, c: m.Credential) -> dict[str, Any]:

@@ -23,9 +23,11 @@ from souverain.common.errors import BadRequest, Forbidden, NotFound
 from souverain.common.ids import new_id, new_secret
 from souverain.common.policy import IMPLIED_ROLES, enforce
 from souverain.identity import models as m
+from souverain.identity.access_rules import AccessRules
 from souverain.identity.core import (
     Ec2Principal,
     IdentityCore,
+    access_rules_of,
     ec2_credential_id,
     naive_utc,
 )
@@ -37,6 +39,7 @@ class Credentials:
 
     def __init__(self, core: IdentityCore) -> None:
         self.core = core
+        self.access_rules = AccessRules(core)
         self._ec2_cache: dict[str, tuple[int, Ec2Principal | None]] = {}
 
     # ------------------------------------------------------------------ application credentials
@@ -82,6 +85,12 @@ class Credentials:
                         "A restricted application credential cannot create another one; "
                         "use a password or an unrestricted application credential."
                     )
+                if access_rules_of(s, [parent.id]):
+                    raise Forbidden(
+                        "An application credential limited by access rules cannot create "
+                        "another one (it would not be limited); use a password."
+                    )
+        rules = AccessRules.check_request(data.get("access_rules") or [])
         secret = data.get("secret") or new_secret()
         hashed = self.core.hash_secret(secret)
         with self.core.db.session() as s:
@@ -121,6 +130,8 @@ class Credentials:
             self.core.flush_unique(
                 s, f"Duplicate entry: an application credential named {data['name']!r} exists."
             )
+            self.access_rules.attach(s, a, rules)
+            s.flush()
             ref = self.core.app_cred_ref(s, a)
         ref["secret"] = secret
         self.core.changed()
@@ -210,6 +221,12 @@ class Credentials:
             )
         if a.expires_at is not None and as_utc(a.expires_at) <= self.core.now():
             raise BadRequest(f"The application credential {a.id} has expired.")
+        if access_rules_of(s, [a.id]):
+            raise Forbidden(
+                "An application credential with access rules cannot have EC2 keys: S3 "
+                "requests are not checked against access rules. Use a credential without "
+                "access rules for S3."
+            )
         return a
 
     def list_credentials(
@@ -430,6 +447,8 @@ class Credentials:
             if c.app_cred_id is not None:
                 a = s.get(m.ApplicationCredential, c.app_cred_id)
                 if a is None or a.user_id != user.id or a.project_id != project.id:
+                    return None
+                if access_rules_of(s, [a.id]):  # S3 cannot hold a key to access rules
                     return None
                 # what the credential's own tokens carry: its roles the user still holds
                 role_ids = self.core.implied_role_ids(s, role_ids) & set(a.role_ids)

@@ -263,3 +263,50 @@ class ImpliedRole(Base):
     implied_role_id: Mapped[str] = mapped_column(
         ForeignKey("identity_roles.id", ondelete="CASCADE"), primary_key=True
     )
+
+
+class DomainConfigOption(Base):
+    """One option of a domain's own configuration (Keystone's domain-specific config).
+
+    `value` is the JSON the administrator gave; a sensitive option (ldap.password) is
+    stored but never shown."""
+
+    __tablename__ = "identity_domain_config"
+
+    domain_id: Mapped[str] = mapped_column(
+        ForeignKey("identity_domains.id", ondelete="CASCADE"), primary_key=True
+    )
+    group: Mapped[str] = mapped_column(String(255), primary_key=True)
+    option: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AccessRule(Base):
+    """What a restricted application credential may call: a service type, a path pattern
+    and a method. One row per (user, service, path, method), shared by the user's
+    credentials that name it."""
+
+    __tablename__ = "identity_access_rules"
+    __table_args__ = (UniqueConstraint("user_id", "service", "path", "method"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("identity_users.id", ondelete="CASCADE"), index=True
+    )
+    service: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(225))
+    method: Mapped[str] = mapped_column(String(16))
+
+
+class AppCredAccessRule(Base):
+    """An application credential's access rule (a rule in use cannot be deleted)."""
+
+    __tablename__ = "identity_app_cred_access_rules"
+
+    app_cred_id: Mapped[str] = mapped_column(
+        ForeignKey("identity_application_credentials.id", ondelete="CASCADE"), primary_key=True
+    )
+    access_rule_id: Mapped[str] = mapped_column(
+        ForeignKey("identity_access_rules.id"), primary_key=True, index=True
+    )

@@ -28,6 +28,7 @@ from souverain.identity.core import (
     hash_secret,
 )
 from souverain.identity.credentials import Credentials
+from souverain.identity.domain_config import DomainConfigs
 from souverain.identity.endpoint_filter import EndpointFilter
 from souverain.identity.project_tags import ProjectTags
 from souverain.identity.resources import Resources
@@ -73,6 +74,8 @@ class IdentityService:
         self.roles = Roles(self.core)
         self.service_catalog = Catalog(self.core)
         self.credentials = Credentials(self.core)
+        self.access_rules = self.credentials.access_rules
+        self.domain_configs = DomainConfigs(self.core)
 
     def sync_from_store(self) -> bool:
         """Pick up changes other processes made (revocations, roles, users)."""

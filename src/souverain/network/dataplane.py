@@ -271,9 +271,14 @@ class Dataplane:
             for stray in self._dnsmasq_processes().get(network_id, []):
                 if stray != pid:  # its pidfile was lost: it would hold port 67 forever
                     _stop(stray)
-            if pid is not None and (_proc_argv(pid) != argv or (changed and tagged)):
+            # a lease of a port that is gone would keep its address from the next port
+            # given it: dnsmasq offers a host's address to nobody while another MAC holds it
+            stale = _stale_leases(directory / "leases", hosts)
+            if pid is not None and (_proc_argv(pid) != argv or (changed and tagged) or stale):
                 _stop(pid)  # the subnet changed (its range is on the command line), or tags
                 pid = None
+            if stale:  # dnsmasq is stopped: it keeps its leases in memory and rewrites them
+                _drop_leases(directory / "leases", stale)
             if pid is None:
                 self._start_dnsmasq(network_id, namespace, argv)
             elif changed:
@@ -588,6 +593,26 @@ def _hosts_file(network: ipaddress.IPv4Network, hosts: Sequence[DhcpHost]) -> st
 
 
 _TAG_MARK = ",set:"
+
+
+def _stale_leases(path: Path, hosts: Sequence[DhcpHost]) -> set[str]:
+    """The IPv4 lease lines ("expiry mac ip name client-id") of no current (mac, ip) host."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return set()
+    wanted = {(h.mac.lower(), h.ip) for h in hosts}
+    stale = set()
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 3 and ":" in fields[1] and (fields[1].lower(), fields[2]) not in wanted:
+            stale.add(line)
+    return stale
+
+
+def _drop_leases(path: Path, stale: set[str]) -> None:
+    kept = [line for line in path.read_text().splitlines() if line not in stale]
+    _write_if_changed(path, "".join(f"{line}\n" for line in kept))
 
 
 def _tagged_hosts(path: Path) -> bool:

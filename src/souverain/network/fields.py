@@ -36,6 +36,7 @@ QUOTA_RESOURCES = (
     "floatingip",
     "security_group",
     "security_group_rule",
+    "subnetpool",
 )
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 IPV6_MODES = (None, "slaac", "dhcpv6-stateful", "dhcpv6-stateless")

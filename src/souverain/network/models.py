@@ -173,6 +173,7 @@ class NetworkQuota(Base):
     floatingip: Mapped[int | None] = mapped_column(Integer, nullable=True)
     security_group: Mapped[int | None] = mapped_column(Integer, nullable=True)
     security_group_rule: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    subnetpool: Mapped[int | None] = mapped_column(Integer, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 

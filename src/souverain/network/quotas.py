@@ -33,6 +33,7 @@ class Quotas(Part):
             "floatingip": st.quota_floatingips,
             "security_group": st.quota_security_groups,
             "security_group_rule": st.quota_security_group_rules,
+            "subnetpool": st.quota_subnetpools,
         }
 
     def _limits_of(self, s: Session, project_id: str) -> dict[str, int]:
@@ -55,6 +56,7 @@ class Quotas(Part):
             "floatingip": count(m.FloatingIp),
             "security_group": count(m.SecurityGroup),
             "security_group_rule": count(m.SecurityGroupRule),
+            "subnetpool": count(m.SubnetPool),
         }
 
     def claim(self, s: Session, project_id: str, resource: str, count: int = 1) -> None:

@@ -121,6 +121,7 @@ class SubnetPools(Part):
         now = self._now()
         with self.db.session() as s:
             self._lock_quota(s, project_id)
+            self.quotas.claim(s, project_id, "subnetpool")
             row = m.SubnetPool(
                 id=new_id(),
                 project_id=project_id,

@@ -22,7 +22,13 @@ from souverain.volume.rules import HOST, Shared, require_admin
 BACKEND_HOST = HOST.split("#", 1)[0]  # host@backend, without the pool
 SCHEDULER_HOST = HOST.split("@", 1)[0]
 POOL = HOST
+POOL_NAME = HOST.rsplit("#", 1)[-1]
 GIB = 1024**3
+# what the backend reports of itself, in the pools' capabilities and the backend's own
+BACKEND_NAME = "local"
+VENDOR = "Open Source"  # qcow2 files by qemu-img, as Cinder's NFS driver
+DRIVER_VERSION = "1.0"
+STORAGE_PROTOCOL = "file"
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,13 @@ class Admin:
             sum(size or 0 for _, size in snaps.values()),
         )
         return [total, *per_project]
+
+    def backend_of(self, ctx: RequestContext, host: str) -> str:
+        """The backend `host` names (host@backend, or one of its pools); 404 otherwise."""
+        require_admin(ctx)
+        if host not in (BACKEND_HOST, POOL):
+            raise NotFound(f"Service {host[:255]} could not be found.")
+        return BACKEND_HOST
 
     def pools(self, ctx: RequestContext) -> list[Pool]:
         require_admin(ctx)

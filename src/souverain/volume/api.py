@@ -49,6 +49,7 @@ from souverain.volume.api_common import (
     render_error,
     require_version,
     viewer,
+    with_count,
 )
 from souverain.volume.api_qos import QosApi
 from souverain.volume.api_snapshots import SnapshotApi
@@ -81,6 +82,7 @@ COLLECTIONS = frozenset(
         "os-volume-transfer",
         "volume-transfers",
         "backups",
+        "capabilities",
     }
 )
 
@@ -95,6 +97,7 @@ COMPUTE_ACTIONS = (
     "os-terminate_connection",
     "os-force_detach",
 )
+SUMMARY_VERSION = (3, 12)  # GET /volumes/summary
 IMAGE_METADATA_ACTIONS = (
     "os-show_image_metadata",
     "os-set_image_metadata",
@@ -159,6 +162,7 @@ class VolumeApi:
                 {"GET": "volume:volume:list", "POST": "volume:volume:create"},
             ),
             r("/v3/volumes/detail", self.volumes_detail, {"GET": "volume:volume:list"}),
+            r("/v3/volumes/summary", self.volume_summary, {"GET": "volume:volume:list"}),
             r(
                 "/v3/volumes/{id}",
                 self.volume,
@@ -203,7 +207,8 @@ class VolumeApi:
         return JSONResponse({"versions": [self._version_doc(request)]}, 300)
 
     async def version(self, request: Request) -> Response:
-        return JSONResponse({"version": self._version_doc(request)})
+        # Cinder answers /v3/ with the same list as /, but 200 (its versions controller's index)
+        return JSONResponse({"versions": [self._version_doc(request)]})
 
     # -------------------------------------------------------------- volumes
 
@@ -215,7 +220,8 @@ class VolumeApi:
 
     async def _volume_list(self, request: Request, ctx: RequestContext, detail: bool) -> Response:
         query = list_query(request)
-        records, more = await asyncio.to_thread(self.service.volumes.list_visible, ctx, query)
+        page = await asyncio.to_thread(self.service.volumes.list_visible, ctx, query)
+        records = page.items
         if detail:
             items = [self._volume_body(request, ctx, r) for r in records]
         else:
@@ -228,10 +234,12 @@ class VolumeApi:
                 for r in records
             ]
         body: dict[str, Any] = {"volumes": items}
-        if records and (more or len(records) == query.limit):  # a full page links on
+        if records and (page.more or len(records) == query.limit):  # a full page links on
             body["volumes_links"] = self.links.next(
                 request, "volumes/detail" if detail else "volumes", records[-1].row.id
             )
+        if with_count(request):
+            body["count"] = page.total
         return JSONResponse(body)
 
     async def volumes(self, request: Request, ctx: RequestContext) -> Response:
@@ -246,6 +254,14 @@ class VolumeApi:
 
     async def volumes_detail(self, request: Request, ctx: RequestContext) -> Response:
         return await self._volume_list(request, ctx, detail=True)
+
+    async def volume_summary(self, request: Request, ctx: RequestContext) -> Response:
+        """3.12: how many volumes and GiB the caller's scope holds (every project's for an
+        admin asking all_tenants), narrowed by the listing's filters."""
+        require_version(microversion_of(request), SUMMARY_VERSION)
+        query = list_query(request)
+        summary = await asyncio.to_thread(self.service.volumes.summary, ctx, query)
+        return JSONResponse(views.volume_summary_view(summary, viewer(request, ctx)))
 
     async def volume(self, request: Request, ctx: RequestContext) -> Response:
         volume_id = request.path_params["id"]

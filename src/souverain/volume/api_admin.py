@@ -15,7 +15,14 @@ from souverain.openstack.body import member, read_json
 from souverain.openstack.microversion import microversion_of
 from souverain.openstack.routing import Edge, EdgeRoute
 from souverain.volume import views
-from souverain.volume.admin import Admin
+from souverain.volume.admin import (
+    BACKEND_NAME,
+    DRIVER_VERSION,
+    POOL_NAME,
+    STORAGE_PROTOCOL,
+    VENDOR,
+    Admin,
+)
 from souverain.volume.api_common import Links, flag, require_version
 from souverain.volume.rules import MANAGE_REFUSED, NotImplementedFault
 from souverain.volume.service import VolumeService
@@ -25,6 +32,8 @@ EXTENSIONS: tuple[tuple[str, str, str, str], ...] = (
     ("AdminActions", "os-admin-actions", "2012-08-25T00:00:00+00:00", "Enable admin actions."),
     ("AvailabilityZones", "os-availability-zone", "2013-06-27T00:00:00+00:00",
      "Describe Availability Zones."),
+    ("Capabilities", "capabilities", "2015-08-31T00:00:00+00:00",
+     "Capabilities of a volume backend."),
     ("ExtendedSnapshotAttributes", "os-extended-snapshot-attributes",
      "2012-06-19T00:00:00+00:00", "Extended SnapshotAttributes support."),
     ("Hosts", "os-hosts", "2011-06-29T00:00:00+00:00", "Admin-only host administration."),
@@ -68,6 +77,8 @@ class AdminApi:
             r("/v3/os-hosts", self.hosts, {"GET": "volume:host:list"}),
             r("/v3/os-hosts/{host}", self.host, {"GET": "volume:host:show"}),
             r("/v3/scheduler-stats/get_pools", self.pools, {"GET": "volume:pool:list"}),
+            # the backend's capabilities are its pools' stats: the same admin read
+            r("/v3/capabilities/{host}", self.capabilities, {"GET": "volume:pool:list"}),
             r("/v3/os-volume-manage", self.manage_volume, {"POST": "volume:manage:create"}),
             r("/v3/manageable_volumes", self.manageable_volumes, MANAGE_VOLUMES),
             r(
@@ -134,10 +145,10 @@ class AdminApi:
             if detail:
                 item["capabilities"] = {
                     "pool_name": pool.name.rsplit("#", 1)[-1],
-                    "volume_backend_name": "local",
-                    "vendor_name": "Open Source",  # qcow2 files by qemu-img, as Cinder's NFS
-                    "driver_version": "1.0",
-                    "storage_protocol": "file",
+                    "volume_backend_name": BACKEND_NAME,
+                    "vendor_name": VENDOR,
+                    "driver_version": DRIVER_VERSION,
+                    "storage_protocol": STORAGE_PROTOCOL,
                     "total_capacity_gb": pool.total_gb,
                     "free_capacity_gb": pool.free_gb,
                     "allocated_capacity_gb": pool.allocated_gb,
@@ -150,6 +161,30 @@ class AdminApi:
                 }
             items.append(item)
         return JSONResponse({"pools": items})
+
+    async def capabilities(self, request: Request, ctx: RequestContext) -> Response:
+        """What the backend offers volume types (Cinder's get_capabilities), for admins."""
+        await asyncio.to_thread(self.admin.backend_of, ctx, request.path_params["host"])
+        thin = {
+            "title": "Thin provisioning",
+            "description": "Volumes are sparse qcow2 files: space is taken as data is written.",
+            "type": "boolean",
+        }
+        return JSONResponse(
+            {
+                "namespace": "OS::Storage::Capabilities::souverain",
+                "vendor_name": VENDOR,
+                "volume_backend_name": BACKEND_NAME,
+                "pool_name": POOL_NAME,
+                "driver_version": DRIVER_VERSION,
+                "storage_protocol": STORAGE_PROTOCOL,
+                "display_name": "Souverain local qcow2 backend",
+                "description": "Volumes and snapshots as qcow2 files on this cloud's disks.",
+                "visibility": "public",
+                "replication_targets": [],
+                "properties": {"thin_provisioning": thin},
+            }
+        )
 
     async def manage_volume(self, request: Request, ctx: RequestContext) -> Response:
         member(await read_json(request), "volume")

@@ -17,7 +17,7 @@ from souverain.openstack.microversion import microversion_of
 from souverain.openstack.routing import Edge, EdgeRoute
 from souverain.volume import backup_records, backup_schemas, backup_views
 from souverain.volume import models as m
-from souverain.volume.api_common import Links, list_query, viewer
+from souverain.volume.api_common import Links, list_query, viewer, with_count
 from souverain.volume.service import VolumeService
 
 
@@ -73,7 +73,8 @@ class BackupApi:
 
     async def _list(self, request: Request, ctx: RequestContext, detail: bool) -> Response:
         query = list_query(request, snapshots=True)
-        rows, more = await asyncio.to_thread(self.service.backups.list_visible, ctx, query)
+        page = await asyncio.to_thread(self.service.backups.list_visible, ctx, query)
+        rows = page.items
         if detail:
             items = await self._detail(request, ctx, rows)
         else:
@@ -83,10 +84,12 @@ class BackupApi:
                 for r in rows
             ]
         body: dict[str, Any] = {"backups": items}
-        if rows and (more or len(rows) == query.limit):
+        if rows and (page.more or len(rows) == query.limit):
             body["backups_links"] = self.links.next(
                 request, "backups/detail" if detail else "backups", rows[-1].id
             )
+        if with_count(request):
+            body["count"] = page.total
         return JSONResponse(body)
 
     async def backups(self, request: Request, ctx: RequestContext) -> Response:

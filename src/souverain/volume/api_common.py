@@ -4,6 +4,7 @@ links and the viewer (microversion and role) that decides a view's fields."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -20,7 +21,7 @@ from souverain.openstack.links import base_url
 from souverain.openstack.microversion import Microversions, Version, microversion_of
 from souverain.openstack.query import parse_bool, parse_limit
 from souverain.volume import schemas
-from souverain.volume.rules import SORT_KEYS, VolumeQuery
+from souverain.volume.rules import MAX_INT, SORT_KEYS, VolumeQuery
 from souverain.volume.views import Viewer
 
 PREFIX = "/volume"
@@ -52,6 +53,19 @@ def flag(request: Request, name: str, default: bool = False) -> bool:
     return default if raw is None else parse_bool(name, raw)
 
 
+COUNT_VERSION = (3, 45)  # `with_count=true` adds `count` to volume, snapshot, backup lists
+
+
+def with_count(request: Request) -> bool:
+    """Whether a listing adds `count`: the filtered total, whatever the limit and marker.
+    Below 3.45 Cinder does not know the parameter, so it changes nothing."""
+    return microversion_of(request) >= COUNT_VERSION and flag(request, "with_count")
+
+
+# sort keys under their pre-v2 names, as Cinder still takes them
+SORT_ALIASES = {"display_name": "name", "display_description": "description"}
+
+
 def sort_of(request: Request) -> tuple[tuple[str, str], ...]:
     params = request.query_params
     pairs: list[tuple[str, str]] = []
@@ -63,6 +77,7 @@ def sort_of(request: Request) -> tuple[tuple[str, str], ...]:
         pairs = [(params["sort_key"], params.get("sort_dir", "desc"))]
     else:
         pairs = [("created_at", params.get("sort_dir", "desc"))]
+    pairs = [(SORT_ALIASES.get(key, key), direction) for key, direction in pairs]
     for key, direction in pairs:
         if key not in SORT_KEYS:
             raise BadRequest(f"Invalid input received: Invalid sort key {key[:64]!r}.")
@@ -87,9 +102,33 @@ def list_query(request: Request, snapshots: bool = False) -> VolumeQuery:
         filters=filters,
         all_tenants=flag(request, "all_tenants") or bool(params.get("project_id")),
         sort=sort_of(request),
-        limit=parse_limit(params.get("limit")),
+        limit=page_size(params.get("limit")),
         marker=params.get("marker") or None,
+        offset=offset_of(params.get("offset")),
     )
+
+
+def page_size(raw: str | None) -> int | None:
+    """Cinder's `limit`: 0 is an empty page, not an error; a negative or non-integer is."""
+    with contextlib.suppress(ValueError):
+        if raw is not None and int(raw) == 0:
+            return 0
+    return parse_limit(raw)
+
+
+def offset_of(raw: str | None) -> int:
+    """Cinder's `offset`: how many matches a page skips (after the marker), 0 by default."""
+    if raw is None or raw == "":
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(
+            f"Invalid input received: offset must be an integer, not {raw[:32]!r}."
+        ) from None
+    if not 0 <= value <= MAX_INT:
+        raise BadRequest(f"Invalid input received: offset must be between 0 and {MAX_INT}.")
+    return value
 
 
 class Links:

@@ -23,6 +23,7 @@ from souverain.volume.api_common import (
     metadata_collection,
     metadata_item,
     viewer,
+    with_count,
 )
 from souverain.volume.rules import MANAGE_REFUSED, NotImplementedFault
 from souverain.volume.service import VolumeService
@@ -76,16 +77,19 @@ class SnapshotApi:
 
     async def _list(self, request: Request, ctx: RequestContext, detail: bool) -> Response:
         query = list_query(request, snapshots=True)
-        rows, more = await asyncio.to_thread(self.service.snapshots.list_visible, ctx, query)
+        page = await asyncio.to_thread(self.service.snapshots.list_visible, ctx, query)
+        rows = page.items
         if detail:
             items = [self._view(request, ctx, r) for r in rows]
         else:
             items = [views.snapshot_summary(r) for r in rows]
         body: dict[str, Any] = {"snapshots": items}
-        if rows and (more or len(rows) == query.limit):  # a full page links on
+        if rows and (page.more or len(rows) == query.limit):  # a full page links on
             body["snapshots_links"] = self.links.next(
                 request, "snapshots/detail" if detail else "snapshots", rows[-1].id
             )
+        if with_count(request):
+            body["count"] = page.total
         return JSONResponse(body)
 
     async def snapshots(self, request: Request, ctx: RequestContext) -> Response:
@@ -127,6 +131,11 @@ class SnapshotApi:
             await asyncio.to_thread(snapshots.reset_status, ctx, snapshot_id, status)
         elif action == "os-force_delete":
             await asyncio.to_thread(snapshots.delete, ctx, snapshot_id, True)
+        elif action == "os-update_snapshot_status":
+            report = schemas.snapshot_report(member(data, action))
+            await asyncio.to_thread(
+                snapshots.report_status, ctx, snapshot_id, report.status, report.progress
+            )
         elif action == "os-unmanage":
             await asyncio.to_thread(snapshots.get, ctx, snapshot_id)
             raise NotImplementedFault(MANAGE_REFUSED.format(kind="snapshots"))

@@ -40,6 +40,7 @@ def export_record(backups: Backups, ctx: RequestContext, backup_id: str) -> dict
         record = {
             "id": row.id,
             "volume_id": row.volume_id,
+            "snapshot_id": row.snapshot_id,
             "parent_id": row.parent_id,
             "name": row.name,
             "description": row.description,
@@ -77,9 +78,10 @@ def _checked(record: dict[str, Any]) -> dict[str, Any]:
     for name in ("id", "volume_id"):
         if not isinstance(record.get(name), str) or not UUID_RE.match(record[name]):
             raise fail(name)
-    parent = record.get("parent_id")
-    if parent is not None and (not isinstance(parent, str) or not UUID_RE.match(parent)):
-        raise fail("parent_id")
+    for name in ("parent_id", "snapshot_id"):  # optional ids: a backup's parent, its snapshot
+        value = record.get(name)
+        if value is not None and (not isinstance(value, str) or not UUID_RE.match(value)):
+            raise fail(name)
     for name in _TEXT:
         value = record.get(name)
         if value is not None and (not isinstance(value, str) or len(value) > 255):
@@ -126,7 +128,7 @@ def import_record(backups: Backups, ctx: RequestContext, service: Any, url: Any)
             project_id=ctx.project_id,
             user_id=ctx.user_id,
             volume_id=record["volume_id"].lower(),
-            snapshot_id=None,
+            snapshot_id=record.get("snapshot_id"),
             parent_id=record.get("parent_id"),
             **{name: record.get(name) for name in _TEXT},
             size=record["size"],

@@ -36,10 +36,6 @@ def backup_create(body: Mapping[str, Any], version: tuple[int, int]) -> BackupCr
     if meta is not None and version < (3, 43):
         raise BadRequest("Invalid input: backup metadata needs microversion 3.43 or later.")
     snapshot = body.get("snapshot_id")
-    if snapshot is not None:
-        raise BadRequest(
-            "Invalid input: backups of snapshots are not supported here; back up the volume."
-        )
     container = text("container", body.get("container")) or None
     if container is not None and len(container) > 63:
         raise BadRequest("Invalid input for field/attribute container: at most 63 characters.")
@@ -50,6 +46,7 @@ def backup_create(body: Mapping[str, Any], version: tuple[int, int]) -> BackupCr
         container=container,
         incremental=boolean("incremental", body.get("incremental", False)),
         force=boolean("force", body.get("force", False)),
+        snapshot_id=None if snapshot is None else uuid_field("snapshot_id", snapshot),
         metadata=metadata(meta) if meta is not None else {},
     )
 

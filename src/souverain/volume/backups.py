@@ -19,6 +19,7 @@ the backup is `creating` (the volume `backing-up`) meanwhile, then `available` o
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -40,6 +41,7 @@ from souverain.volume.backup_store import BackupObjects, BackupStoreError
 from souverain.volume.quotas import Quotas
 from souverain.volume.rules import (
     UUID_RE,
+    Page,
     QuotaExceeded,
     Shared,
     VolumeQuery,
@@ -48,6 +50,7 @@ from souverain.volume.rules import (
     owned_listing,
     require_admin,
     sorted_page,
+    visible_snapshot,
     visible_volume,
 )
 
@@ -109,6 +112,22 @@ def _sort_fields(row: m.VolumeBackup) -> dict[str, Any]:
     }
 
 
+def _check_volume(vol: m.Volume, req: BackupCreate) -> None:
+    """A volume backed up itself (not through a snapshot) is available, or in-use with
+    force."""
+    if vol.status == "in-use" and not req.force:
+        raise BadRequest(
+            f"Invalid volume: Volume {req.volume_id} is in-use; send force=true for a "
+            "crash-consistent backup of an attached volume, back up a snapshot of it, or "
+            "detach it first."
+        )
+    if vol.status not in ("available", "in-use"):
+        raise BadRequest(
+            f"Invalid volume: Volume {req.volume_id} is {vol.status}; it must be "
+            "available or in-use."
+        )
+
+
 def _raw_chunks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as f:
         while data := f.read(CHUNK_BYTES):
@@ -132,7 +151,7 @@ class Backups:
         try:
             self.objects.ensure_bucket(row.project_id, ctx.user_id, container)
         except BackupStoreError as exc:
-            self._forget(backup_id, row.volume_id, server_id)
+            self._forget(row, server_id)
             raise BadRequest(f"Invalid container: {exc}") from None
         self._run_backup(backup_id, server_id)
         return self.get(ctx, backup_id)
@@ -144,33 +163,31 @@ class Backups:
         now = self.shared.clock.now()
         with self.shared.db.session() as s:
             vol = visible_volume(s, ctx, req.volume_id)
-            if vol.status == "in-use" and not req.force:
-                raise BadRequest(
-                    f"Invalid volume: Volume {req.volume_id} is in-use; send force=true for a "
-                    "crash-consistent backup of an attached volume, or detach it first."
-                )
-            if vol.status not in ("available", "in-use"):
-                raise BadRequest(
-                    f"Invalid volume: Volume {req.volume_id} is {vol.status}; it must be "
-                    "available or in-use."
-                )
-            parent_id = self._parent(s, vol.id) if req.incremental else None
+            snap = self._snapshot(s, ctx, req, vol) if req.snapshot_id else None
+            if snap is None:
+                _check_volume(vol, req)
+            taken = snap.created_at if snap is not None else None
+            parent_id = self._parent(s, vol.id, taken) if req.incremental else None
+            size = snap.size if snap is not None else vol.size
             self.quotas.lock(s, vol.project_id)
-            self.claim(s, vol.project_id, vol.size)
-            server_id = vol.server_id if vol.status == "in-use" else None
-            if server_id is None:
+            self.claim(s, vol.project_id, size)
+            # a snapshot's file is never attached: only a volume's copy holds a guest's writes
+            server_id = vol.server_id if snap is None and vol.status == "in-use" else None
+            if snap is not None:
+                snap.status, snap.updated_at = "backing-up", now
+            elif server_id is None:
                 vol.status, vol.updated_at = "backing-up", now
             row = m.VolumeBackup(
                 id=backup_id,
                 project_id=vol.project_id,
                 user_id=ctx.user_id,
                 volume_id=vol.id,
-                snapshot_id=None,
+                snapshot_id=snap.id if snap is not None else None,
                 parent_id=parent_id,
                 name=req.name,
                 description=req.description,
                 container=container,
-                size=vol.size,
+                size=size,
                 status="creating",
                 availability_zone=vol.availability_zone,
                 meta=dict(req.metadata),
@@ -178,7 +195,7 @@ class Backups:
                 volume_info={"metadata": dict(vol.meta or {}), "bootable": vol.bootable},
                 object_count=0,
                 stored_bytes=0,
-                data_timestamp=now,
+                data_timestamp=taken or now,
                 created_at=now,
                 updated_at=now,
             )
@@ -188,13 +205,32 @@ class Backups:
         return row, server_id
 
     @staticmethod
-    def _parent(s: Session, volume_id: str) -> str:
-        latest = s.scalars(
-            select(m.VolumeBackup)
-            .where(m.VolumeBackup.volume_id == volume_id, m.VolumeBackup.status == "available")
-            .order_by(m.VolumeBackup.data_timestamp.desc())
-            .limit(1)
-        ).first()
+    def _snapshot(s: Session, ctx: RequestContext, req: BackupCreate, vol: m.Volume) -> m.Snapshot:
+        """The snapshot to back up instead of the volume: the volume's own, available."""
+        assert req.snapshot_id is not None
+        snap = visible_snapshot(s, ctx, req.snapshot_id)
+        if snap.volume_id != vol.id:
+            raise BadRequest(
+                f"Invalid volume: Snapshot {req.snapshot_id} is not a snapshot of volume "
+                f"{req.volume_id}; send the volume_id of the snapshot's own volume."
+            )
+        if snap.status != "available":
+            raise BadRequest(
+                f"Invalid snapshot: Snapshot {req.snapshot_id} is {snap.status}; a snapshot "
+                "to be backed up must be available."
+            )
+        return snap
+
+    @staticmethod
+    def _parent(s: Session, volume_id: str, before: dt.datetime | None = None) -> str:
+        """The latest available backup of the volume; for a snapshot's backup (`before`:
+        when the snapshot was taken), the latest whose data is older than the snapshot."""
+        stmt = select(m.VolumeBackup).where(
+            m.VolumeBackup.volume_id == volume_id, m.VolumeBackup.status == "available"
+        )
+        if before is not None:
+            stmt = stmt.where(m.VolumeBackup.data_timestamp < before)
+        latest = s.scalars(stmt.order_by(m.VolumeBackup.data_timestamp.desc()).limit(1)).first()
         if latest is None:
             raise BadRequest(
                 f"Invalid backup: No backups available to do an incremental backup of volume "
@@ -217,20 +253,28 @@ class Backups:
                 f"and {used['backup_gigabytes']}G has been consumed."
             )
 
-    def _forget(self, backup_id: str, volume_id: str, server_id: str | None) -> None:
+    def _forget(self, made: m.VolumeBackup, server_id: str | None) -> None:
         with self.shared.db.session() as s:
-            row = s.get(m.VolumeBackup, backup_id)
+            row = s.get(m.VolumeBackup, made.id)
             if row is not None:
                 s.delete(row)
-        if server_id is None:
-            self._volume_back(volume_id, "backing-up", "available")
+        self._release(made, server_id)
 
-    def _volume_back(self, volume_id: str, source: str, target: str) -> None:
+    def _release(self, row: m.VolumeBackup, server_id: str | None) -> None:
+        """The backed-up snapshot or detached volume `available` again (an attached
+        volume stayed `in-use`)."""
+        if row.snapshot_id is not None:
+            source: type[m.Volume] | type[m.Snapshot] = m.Snapshot
+            source_id = row.snapshot_id
+        elif server_id is None:
+            source, source_id = m.Volume, row.volume_id
+        else:
+            return
         with self.shared.db.session() as s:
             s.execute(
-                update(m.Volume)
-                .where(m.Volume.id == volume_id, m.Volume.status == source)
-                .values(status=target, updated_at=self.shared.clock.now())
+                update(source)
+                .where(source.id == source_id, source.status == "backing-up")
+                .values(status="available", updated_at=self.shared.clock.now())
             )
 
     def _run_backup(self, backup_id: str, server_id: str | None) -> None:
@@ -245,7 +289,9 @@ class Backups:
         try:
             with guest_writes_held(self.shared, server_id):
                 backend.export(
-                    backend.volume_path(row.volume_id),
+                    backend.snapshot_path(row.snapshot_id)
+                    if row.snapshot_id is not None
+                    else backend.volume_path(row.volume_id),
                     raw,
                     shared=server_id is not None,
                     out_format="raw",
@@ -266,8 +312,7 @@ class Backups:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(raw)
-            if server_id is None:
-                self._volume_back(row.volume_id, "backing-up", "available")
+            self._release(row, server_id)
 
     def _store_chunks(
         self, row: m.VolumeBackup, raw: Path, parent: list[list[str]]
@@ -335,9 +380,7 @@ class Backups:
                 )
             )
 
-    def list_visible(
-        self, ctx: RequestContext, query: VolumeQuery
-    ) -> tuple[list[m.VolumeBackup], bool]:
+    def list_visible(self, ctx: RequestContext, query: VolumeQuery) -> Page[m.VolumeBackup]:
         with self.shared.db.session() as s:
             stmt = owned_listing(m.VolumeBackup, ctx, query)
             rows = list(s.scalars(stmt))
@@ -438,11 +481,12 @@ class Backups:
                 .where(m.VolumeBackup.status == "restoring")
                 .values(status="available", updated_at=now)
             )
-            s.execute(
-                update(m.Volume)
-                .where(m.Volume.status == "backing-up")
-                .values(status="available", updated_at=now)
-            )
+            for source in (m.Volume, m.Snapshot):
+                s.execute(
+                    update(source)
+                    .where(source.status == "backing-up")
+                    .values(status="available", updated_at=now)
+                )
             s.execute(
                 update(m.Volume)
                 .where(m.Volume.status == "restoring-backup")

@@ -78,6 +78,7 @@ class VolumeCreation:
         with self.shared.db.session() as s:
             vtype = self.types.usable(s, ctx, req.volume_type or self.shared.settings.default_type)
             self.quotas.lock(s, ctx.project_id)
+            self.quotas.check_volume_size(s, ctx.project_id, plan.size)
             self.quotas.claim(s, ctx.project_id, volumes=1, gigabytes=plan.size)
             s.add(
                 m.Volume(

@@ -116,6 +116,8 @@ class Snapshot(Base):
     status: Mapped[str] = mapped_column(String(16))
     meta: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # what os-update_snapshot_status last reported ("90%"); None: known from the status
+    progress: Mapped[str | None] = mapped_column(String(8), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
@@ -131,6 +133,8 @@ class VolumeQuota(Base):
     snapshots: Mapped[int | None] = mapped_column(Integer, nullable=True)
     backups: Mapped[int | None] = mapped_column(Integer, nullable=True)
     backup_gigabytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # the largest volume the project may make (-1: only the operator's cap applies)
+    per_volume_gigabytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 

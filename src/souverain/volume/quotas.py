@@ -32,6 +32,7 @@ class Quotas:
             "gigabytes": settings.quota_gigabytes,
             "snapshots": settings.quota_snapshots,
             **BACKUP_DEFAULTS,
+            "per_volume_gigabytes": -1,  # only the operator's cap (max_volume_gib)
         }
 
     def limits_of(self, s: Session, project_id: str) -> dict[str, int]:
@@ -89,11 +90,23 @@ class Quotas:
                 f"{used['gigabytes']}G has been consumed."
             )
 
+    def check_volume_size(self, s: Session, project_id: str, size: int) -> None:
+        """Refuse (413) a volume larger than the project's per_volume_gigabytes."""
+        largest = self.limits_of(s, project_id)["per_volume_gigabytes"]
+        if 0 <= largest < size:
+            raise QuotaExceeded(
+                f"VolumeSizeExceedsLimit: Requested volume size {size}G is larger than maximum "
+                f"allowed limit {largest}G; ask an admin to raise per_volume_gigabytes."
+            )
+
     def _quota_set(
         self, project_id: str, limits: dict[str, int], used: dict[str, int] | None
     ) -> QuotaSet:
         settings = self.shared.settings
-        return QuotaSet(project_id, limits, used, settings.default_type, settings.max_volume_gib)
+        largest = limits.get("per_volume_gigabytes", -1)
+        if not 0 <= largest <= settings.max_volume_gib:  # the operator's cap bounds it
+            largest = settings.max_volume_gib
+        return QuotaSet(project_id, limits, used, settings.default_type, largest)
 
     def show(self, ctx: RequestContext, project_id: str, usage: bool) -> QuotaSet:
         if not (ctx.is_admin or project_id == ctx.project_id):
@@ -137,7 +150,7 @@ class Quotas:
             row = s.get(m.VolumeQuota, project_id)
             assert row is not None
             row.volumes = row.gigabytes = row.snapshots = None
-            row.backups = row.backup_gigabytes = None
+            row.backups = row.backup_gigabytes = row.per_volume_gigabytes = None
             row.updated_at = self.shared.clock.now()
 
 

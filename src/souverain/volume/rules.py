@@ -14,7 +14,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -141,12 +141,23 @@ class ServerVolume:
 
 
 @dataclass(frozen=True)
+class VolumeSummary:
+    """What `volumes/summary` tells: how many volumes, their GiB, each metadata key's
+    distinct values."""
+
+    count: int
+    size: int
+    metadata: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
 class VolumeQuery:
     filters: dict[str, Any]
     all_tenants: bool = False
     sort: tuple[tuple[str, str], ...] = (("created_at", "desc"),)
     limit: int | None = None
     marker: str | None = None
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -182,7 +193,6 @@ class ImageUpload:
     image_name: str
     container_format: str
     disk_format: str
-    bootable: bool
 
 
 # ---------------------------------------------------------------------- lookups
@@ -256,11 +266,20 @@ def owned_listing(model: type[Owned], ctx: RequestContext, query: VolumeQuery) -
     return stmt
 
 
+class Page(NamedTuple, Generic[R]):
+    """One page of a listing: its items, whether more follow, and how many match the
+    filters in all (what `with_count` shows, whatever the limit and marker)."""
+
+    items: list[R]
+    more: bool
+    total: int
+
+
 def sorted_page(
     records: list[R], query: VolumeQuery, sort_fields: Callable[[R], dict[str, Any]]
-) -> tuple[list[R], bool]:
-    """One page of `records` in the query's order; whether more follow. `sort_fields`
-    gives the values the sort keys name (ids, names, sizes, times)."""
+) -> Page[R]:
+    """One page of `records` in the query's order. `sort_fields` gives the values the sort
+    keys name (ids, names, sizes, times)."""
     keyed = sort_views([{**sort_fields(r), "_record": r} for r in records], query.sort)
     start = 0
     if query.marker is not None:
@@ -270,5 +289,6 @@ def sorted_page(
                 break
         else:
             raise NotFound(f"Marker {query.marker[:64]} could not be found.")
+    start += query.offset
     end = len(keyed) if query.limit is None else start + query.limit
-    return [item["_record"] for item in keyed[start:end]], end < len(keyed)
+    return Page([item["_record"] for item in keyed[start:end]], end < len(keyed), len(keyed))

@@ -20,8 +20,15 @@ from souverain.volume.state import SNAPSHOT_STATUSES, VOLUME_STATUSES
 
 SOURCES = ("snapshot_id", "source_volid", "imageRef")
 # the quota keys a client may send; only the first five are limits we enforce
-QUOTA_LIMITS = ("volumes", "gigabytes", "snapshots", "backups", "backup_gigabytes")
-QUOTA_IGNORED = ("id", "groups", "per_volume_gigabytes")
+QUOTA_LIMITS = (
+    "volumes",
+    "gigabytes",
+    "snapshots",
+    "backups",
+    "backup_gigabytes",
+    "per_volume_gigabytes",
+)
+QUOTA_IGNORED = ("id", "groups")
 
 
 # ---------------------------------------------------------------------- values
@@ -304,6 +311,35 @@ def snapshot_status(value: Any) -> str:
             f"Invalid input received: status {str(value)[:32]!r} is not a snapshot status."
         )
     return str(value)
+
+
+@dataclass(frozen=True)
+class SnapshotReport:
+    """os-update_snapshot_status: the status a snapshot's maker reports, its progress."""
+
+    status: str
+    progress: str | None
+
+
+def snapshot_report(body: Mapping[str, Any]) -> SnapshotReport:
+    unknown = sorted(set(body) - {"status", "progress"})
+    if unknown:
+        raise BadRequest(
+            f"Invalid input received: unexpected field {unknown[0][:64]!r}; send status and, "
+            "optionally, progress."
+        )
+    status = body.get("status")
+    if not isinstance(status, str):
+        raise BadRequest("Invalid input for field/attribute status: a status is required.")
+    progress = body.get("progress")
+    if progress is not None and progress != "":
+        digits = progress[:-1] if isinstance(progress, str) and progress.endswith("%") else ""
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 3 and int(digits) <= 100):
+            raise BadRequest(
+                "Invalid input for field/attribute progress: an integer percentage between "
+                "0 and 100, such as '90%'."
+            )
+    return SnapshotReport(status, progress or None)
 
 
 UPLOAD_FORMATS = ("raw", "qcow2")

@@ -22,6 +22,7 @@ from souverain.volume import metadata
 from souverain.volume import models as m
 from souverain.volume.quotas import Quotas
 from souverain.volume.rules import (
+    Page,
     Shared,
     VolumeQuery,
     copy_failure,
@@ -38,6 +39,12 @@ from souverain.volume.state import VolumeStates
 log = logging.getLogger("souverain.volume")
 
 DELETABLE = ("available", "error", "error_deleting")
+# os-update_snapshot_status, what a snapshot's maker (Nova's assisted snapshots) reports:
+# from each status it may start in, the statuses it may report (Cinder's transitions)
+REPORTED: dict[str, frozenset[str]] = {
+    "creating": frozenset({"creating", "available", "error"}),
+    "deleting": frozenset({"deleting", "error_deleting"}),
+}
 
 
 def sort_fields(row: m.Snapshot) -> dict[str, Any]:
@@ -118,9 +125,7 @@ class Snapshots:
         with self.shared.db.session() as s:
             return visible_snapshot(s, ctx, snapshot_id)
 
-    def list_visible(
-        self, ctx: RequestContext, query: VolumeQuery
-    ) -> tuple[list[m.Snapshot], bool]:
+    def list_visible(self, ctx: RequestContext, query: VolumeQuery) -> Page[m.Snapshot]:
         with self.shared.db.session() as s:
             stmt = owned_listing(m.Snapshot, ctx, query)
             f = query.filters
@@ -189,6 +194,41 @@ class Snapshots:
             row = visible_snapshot(s, ctx, snapshot_id)
             row.status = status
             row.updated_at = self.shared.clock.now()
+
+    def report_status(
+        self, ctx: RequestContext, snapshot_id: str, status: str, progress: str | None
+    ) -> None:
+        """os-update_snapshot_status: one compare-and-set along REPORTED, a 400 naming the
+        allowed statuses otherwise. As Cinder's default policy, the snapshot's project
+        members may report (Nova reports with the user's token), readers not (the edge)."""
+        with self.shared.db.session() as s:
+            row = visible_snapshot(s, ctx, snapshot_id)
+            current = row.status
+            allowed = REPORTED.get(current)
+            if allowed is None:
+                raise BadRequest(
+                    f"Invalid input received: Snapshot status {current} not allowed for "
+                    "update_snapshot_status; only a creating or deleting snapshot reports."
+                )
+            if status not in allowed:
+                raise BadRequest(
+                    f"Invalid input received: Provided snapshot status {status[:32]!r} not "
+                    f"allowed for snapshot with status {current}; send one of "
+                    f"{', '.join(sorted(allowed))}."
+                )
+            values: dict[str, Any] = {"status": status, "updated_at": self.shared.clock.now()}
+            if progress is not None:
+                values["progress"] = progress
+            done = s.execute(
+                update(m.Snapshot)
+                .where(m.Snapshot.id == row.id, m.Snapshot.status == current)
+                .values(**values)
+                .returning(m.Snapshot.id)
+            ).first()
+            if done is None:
+                raise BadRequest(
+                    f"Invalid snapshot: Snapshot {snapshot_id} changed status; try again."
+                )
 
     def finish_delete(self, snapshot_id: str) -> None:
         """The file, then the row: a crash between leaves `deleting`, finished at start."""

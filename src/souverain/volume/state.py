@@ -33,7 +33,14 @@ VOLUME_STATUSES = (
     "awaiting-transfer",
     "maintenance",
 )
-SNAPSHOT_STATUSES = ("creating", "available", "deleting", "error", "error_deleting")
+SNAPSHOT_STATUSES = (
+    "creating",
+    "available",
+    "deleting",
+    "error",
+    "error_deleting",
+    "backing-up",
+)
 ATTACHED = ("reserved", "attaching", "in-use", "detaching")
 
 # Each move: the statuses it may start from, and where it goes.

@@ -12,7 +12,14 @@ from typing import Any
 
 from souverain.common.clock import as_utc
 from souverain.volume import models as m
-from souverain.volume.rules import HOST, ImageUpload, QuotaSet, UserMessage, VolumeRecord
+from souverain.volume.rules import (
+    HOST,
+    ImageUpload,
+    QuotaSet,
+    UserMessage,
+    VolumeRecord,
+    VolumeSummary,
+)
 
 
 def time_text(value: dt.datetime | None) -> str | None:
@@ -192,6 +199,13 @@ def volume_view(record: VolumeRecord, viewer: Viewer, read: bool = True) -> dict
     return pick(VOLUME_FIELDS, values, viewer, read)
 
 
+def snapshot_progress(row: m.Snapshot) -> str:
+    """What os-update_snapshot_status last reported, else what the status says."""
+    if row.progress:
+        return row.progress
+    return "100%" if row.status == "available" else "0%"
+
+
 def snapshot_view(row: m.Snapshot, viewer: Viewer, read: bool = True) -> dict[str, Any]:
     """The snapshot detail body (show, detail list, create, update) at the viewer's
     microversion; `read`: a show or detail list, which add the extended attributes."""
@@ -208,7 +222,7 @@ def snapshot_view(row: m.Snapshot, viewer: Viewer, read: bool = True) -> dict[st
         "group_snapshot_id": None,
         "user_id": row.user_id,
         "consumes_quota": True,
-        "os-extended-snapshot-attributes:progress": "100%" if row.status == "available" else "0%",
+        "os-extended-snapshot-attributes:progress": snapshot_progress(row),
         "os-extended-snapshot-attributes:project_id": row.project_id,
     }
     return pick(SNAPSHOT_FIELDS, values, viewer, read)
@@ -309,5 +323,14 @@ def upload_view(upload: ImageUpload) -> dict[str, Any]:
         "image_name": upload.image_name,
         "protected": False,
         "visibility": "private",
-        "bootable": upload.bootable,
     }
+
+
+SUMMARY_METADATA = (3, 36)  # volumes/summary lists each metadata key's values from here
+
+
+def volume_summary_view(summary: VolumeSummary, viewer: Viewer) -> dict[str, Any]:
+    body: dict[str, Any] = {"total_count": summary.count, "total_size": summary.size}
+    if viewer.version >= SUMMARY_METADATA:
+        body["metadata"] = summary.metadata
+    return {"volume-summary": body}

@@ -22,11 +22,13 @@ from souverain.volume.backend import BackendError
 from souverain.volume.quotas import Quotas
 from souverain.volume.rules import (
     ImageUpload,
+    Page,
     Shared,
     UserMessage,
     VolumeImages,
     VolumeQuery,
     VolumeRecord,
+    VolumeSummary,
     reason,
     require_admin,
     sorted_page,
@@ -35,6 +37,7 @@ from souverain.volume.rules import (
 )
 from souverain.volume.schemas import Described, StatusReset, UploadToImage, within_limit
 from souverain.volume.schemas import metadata as check_metadata
+from souverain.volume.snapshots import DELETABLE as SNAPSHOT_DELETABLE
 from souverain.volume.snapshots import Snapshots
 from souverain.volume.state import ATTACHED, DELETABLE, VolumeStates
 
@@ -76,9 +79,26 @@ class Volumes:
             row = visible_volume(s, ctx, volume_id)
             return VolumeRecord(row, type_name(s, row.volume_type_id))
 
-    def list_visible(
-        self, ctx: RequestContext, query: VolumeQuery
-    ) -> tuple[list[VolumeRecord], bool]:
+    def list_visible(self, ctx: RequestContext, query: VolumeQuery) -> Page[VolumeRecord]:
+        return sorted_page(self._matching(ctx, query), query, sort_fields)
+
+    def summary(self, ctx: RequestContext, query: VolumeQuery) -> VolumeSummary:
+        """How many volumes the listing's scope and filters hold, their GiB, and each
+        metadata key's distinct values (Cinder's `volumes/summary`)."""
+        records = self._matching(ctx, query)
+        values: dict[str, set[str]] = {}
+        for record in records:
+            for key, value in (record.row.meta or {}).items():
+                values.setdefault(key, set()).add(value)
+        return VolumeSummary(
+            count=len(records),
+            size=sum(r.row.size for r in records),
+            metadata={key: sorted(found) for key, found in sorted(values.items())},
+        )
+
+    def _matching(self, ctx: RequestContext, query: VolumeQuery) -> list[VolumeRecord]:
+        """The volumes of the caller's scope (every project's for an admin asking
+        all_tenants) that pass the query's filters, unsorted."""
         with self.shared.db.session() as s:
             stmt = select(m.Volume)
             if not (ctx.is_admin and query.all_tenants):
@@ -92,12 +112,11 @@ class Volumes:
             rows = list(s.scalars(stmt))
             types = {t.id: t.name for t in s.scalars(select(m.VolumeType))}
         wanted: dict[str, str] = f.get("metadata", {})
-        records = [
+        return [
             VolumeRecord(r, types.get(r.volume_type_id, ""))
             for r in rows
             if all((r.meta or {}).get(k) == v for k, v in wanted.items())
         ]
-        return sorted_page(records, query, sort_fields)
 
     def metadata(self, ctx: RequestContext, volume_id: str) -> dict[str, str]:
         with self.shared.db.session() as s:
@@ -225,6 +244,7 @@ class Volumes:
                 )
             attached, server_id, old = row.status == "in-use", row.server_id, row.size
             self.quotas.lock(s, row.project_id)
+            self.quotas.check_volume_size(s, row.project_id, size)
             self.quotas.claim(s, row.project_id, gigabytes=size - old)
             # the claim and the move commit together: the quota counts the new size
             moved = s.execute(
@@ -278,7 +298,7 @@ class Volumes:
                     f"Invalid volume: Volume {volume_id} is {row.status}; it must be available "
                     "to upload it to an image."
                 )
-            vid, size, bootable = row.id, row.size, row.bootable
+            vid, size = row.id, row.size
             type_of = type_name(s, row.volume_type_id)
         if not self.states.move(vid, "upload"):
             raise BadRequest(f"Invalid volume: Volume {volume_id} changed status; try again.")
@@ -305,7 +325,6 @@ class Volumes:
             image_name=req.image_name,
             container_format=req.container_format,
             disk_format=req.disk_format,
-            bootable=bootable,
         )
 
     def _export(self, volume_ref: str, volume_id: str, image_id: str, disk_format: str) -> None:
@@ -335,11 +354,17 @@ class Volumes:
                 raise BadRequest(
                     f"Invalid volume: Volume {volume_id} is attached; detach it first."
                 )
-            snaps = list(s.scalars(select(m.Snapshot.id).where(m.Snapshot.volume_id == row.id)))
+            snaps = list(s.scalars(select(m.Snapshot).where(m.Snapshot.volume_id == row.id)))
             if snaps and not cascade:
                 raise BadRequest(
                     f"Invalid volume: Volume {volume_id} has {len(snaps)} dependent snapshot(s); "
                     "delete them first or delete with cascade."
+                )
+            busy = [snap for snap in snaps if snap.status not in SNAPSHOT_DELETABLE]
+            if busy and not force:  # a snapshot being copied (backed up) is not taken away
+                raise BadRequest(
+                    f"Invalid volume: Snapshot {busy[0].id} of volume {volume_id} is "
+                    f"{busy[0].status}; wait until it is available, then delete with cascade."
                 )
             if row.status not in DELETABLE and not force:
                 raise BadRequest(

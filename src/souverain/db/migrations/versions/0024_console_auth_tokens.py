@@ -1,7 +1,7 @@
 """compute: the tokens of console URLs (os-console-auth-tokens), stored hashed
 
 Revision ID: 0024
-Revises: 0023
+Revises: 0026
 Create Date: 2026-12-06 10:30:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0024"
-down_revision = "0023"
+down_revision = "0026"
 branch_labels = None
 depends_on = None
 

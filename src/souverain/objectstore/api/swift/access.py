@@ -33,6 +33,7 @@ class Caller:
     reseller: bool = False
     tempurl: bool = False
     referer: str = ""
+    action: str = ""  # the policy action of the request, named in a refusal
 
     @property
     def manages(self) -> bool:
@@ -51,9 +52,14 @@ class Caller:
 
     def refuse(self) -> SwiftError:
         """401 for a caller without a token (a token may help), 403 for one with."""
+        doing = f" ({self.action})" if self.action else ""
         if self.ctx is None:
-            return SwiftError(401, "This request needs a valid X-Auth-Token.")
-        return SwiftError(403, "Access was denied to this resource.")
+            return SwiftError(401, f"This request{doing} needs a valid X-Auth-Token.")
+        return SwiftError(
+            403,
+            f"Access was denied to this resource{doing}: it needs a role in the account's "
+            "project or a grant in the container's ACL.",
+        )
 
 
 def account_project(account: str) -> str:
@@ -72,15 +78,15 @@ def caller_for(
     """The caller's rights on the account, decided as for a request (no Request needed:
     the image service's web-download reads objects as its caller would)."""
     if ctx is None:
-        return Caller(project_id, None, referer=referer)
+        return Caller(project_id, None, referer=referer, action=action)
     roles = policy.effective_roles(ctx.roles)
     if roles & RESELLER_ROLES:
-        return Caller(project_id, ctx, reseller=True, referer=referer)
+        return Caller(project_id, ctx, reseller=True, referer=referer, action=action)
     if ctx.project_id == project_id:
         if not policy.allowed(ctx, action):
             raise SwiftError(403, f"Your roles do not allow {action} on this account.")
-        return Caller(project_id, ctx, owner=True, referer=referer)
-    return Caller(project_id, ctx, referer=referer)
+        return Caller(project_id, ctx, owner=True, referer=referer, action=action)
+    return Caller(project_id, ctx, referer=referer, action=action)
 
 
 def may_read(caller: Caller, container: ContainerMeta, listing: bool = False) -> bool:

@@ -24,12 +24,18 @@ from souverain.common.clock import Clock
 from souverain.common.errors import ApiError
 from souverain.common.middleware import state_of
 from souverain.config import ObjectStoreSettings
-from souverain.objectstore.api.swift.access import Caller, account_project, identify
+from souverain.objectstore.api.swift.access import (
+    Caller,
+    account_project,
+    check_manage,
+    identify,
+)
 from souverain.objectstore.api.swift.account import AccountHandlers
 from souverain.objectstore.api.swift.bulk import MAX_DELETES, BulkDelete, ExtractArchive
 from souverain.objectstore.api.swift.container import POLICY_NAME, ContainerHandlers
 from souverain.objectstore.api.swift.formpost import MAX_FORM_BYTES, FormPost, is_form
 from souverain.objectstore.api.swift.objects import SYMLINK_LOOP_LIMIT, ObjectHandlers
+from souverain.objectstore.api.swift.staticweb import StaticWeb, web_mode
 from souverain.objectstore.api.swift.wire import (
     JSON,
     TEXT,
@@ -119,6 +125,7 @@ def capabilities(settings: ObjectStoreSettings) -> dict[str, Any]:
         "dlo": {"max_segments": 1000},
         "expirer": {},
         "formpost": {},
+        "staticweb": {},
         "crossdomain": {},
         "healthcheck": {},
         "symlink": {"symlink_loop_limit": SYMLINK_LOOP_LIMIT},
@@ -145,6 +152,7 @@ class SwiftApi:
         self.bulk_delete = BulkDelete(self.containers, self.objects)
         self.formpost = FormPost(self.objects)
         self.extract_archive = ExtractArchive(self.containers, self.objects)
+        self.staticweb = StaticWeb(self.containers, self.objects, self.metadata)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -197,7 +205,21 @@ class SwiftApi:
         handler: Handler = handlers.get(request.method, c.show)
         if request.method == "PUT" and "extract-archive" in request.query_params:
             handler = self.extract_archive
+        elif web_mode(request):
+            handler = self._web_container
         return await self._serve(request, CONTAINER_ACTIONS, handler, "container")
+
+    async def _web_container(self, request: Request, caller: Caller, name: str) -> Response:
+        page = await self.staticweb.container(request, caller, name)
+        return page if page is not None else await self.containers.show(request, caller, name)
+
+    async def _web_object(
+        self, request: Request, caller: Caller, container: str, key: str
+    ) -> Response:
+        page = await self.staticweb.object(request, caller, container, key)
+        return (
+            page if page is not None else await self.objects.show(request, caller, container, key)
+        )
 
     async def object(self, request: Request) -> Response:
         o = self.objects
@@ -205,6 +227,8 @@ class SwiftApi:
         handler: Handler = handlers.get(request.method, o.show)
         if is_form(request):
             handler = self.formpost
+        elif web_mode(request):
+            handler = self._web_object
         return await self._serve(request, OBJECT_ACTIONS, handler, "object")
 
     async def _serve(
@@ -269,6 +293,7 @@ class SwiftApi:
 
 
 async def _no_account_deletes(request: Request, caller: Caller) -> Response:
+    check_manage(caller)  # a stranger is refused before learning what the method does
     raise SwiftError(405, "Accounts are projects: make or delete them in identity.")
 
 

@@ -298,6 +298,9 @@ class ObjectHandlers:
 
     async def copy_to(self, request: Request, caller: Caller, container: str, key: str) -> Response:
         """COPY: the object to the `Destination` header's container/object."""
+        # a caller who may not read the source is refused before the request is checked
+        source_bucket = await asyncio.to_thread(self.containers.bucket, caller, container)
+        check_read(caller, await asyncio.to_thread(self.metadata.container, source_bucket.id))
         dest = request.headers.get("destination", "")
         dest_container, dest_key = split_path(dest)
         if not dest_container or not dest_key:
