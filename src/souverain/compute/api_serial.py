@@ -34,6 +34,7 @@ SUBPROTOCOL = "binary"  # what nova-serialproxy's clients ask for
 MAX_FRAME = 64 * 1024  # from the client: a serial port takes about 11 KiB a second
 READ_CHUNK = 4096
 SEND_TIMEOUT = 30.0
+CLAIM_GRACE, CLAIM_ATTEMPTS = 1.0, 10  # seconds a leaving client has to let go of the port
 # websocket close codes (RFC 6455)
 NORMAL, GOING_AWAY, TOO_BIG, POLICY = 1000, 1001, 1009, 1008
 
@@ -55,28 +56,41 @@ class SerialProxy:
         except ApiError as exc:
             await refuse(websocket, exc.status, exc.message)
             return
-        claim = self.driver.claim_serial(target.server_id)
+        claim = await self._claim(target.server_id)
         if claim is None:
             message = f"The serial console of server {target.server_id} is in use by another "
             await refuse(websocket, 409, message + "client: try again once it has left.")
             return
         try:
-            await self._attach(websocket, target)
+            close = await self._attach(websocket, target)
         finally:
             self.driver.release_serial(claim)
+        # the port is free before the client hears the end: it may attach again at once
+        if close is not None:
+            with contextlib.suppress(Exception):  # the client may be gone already
+                await websocket.close(code=close[0], reason=close[1])
 
-    async def _attach(self, websocket: WebSocket, target: SerialTarget) -> None:
+    async def _claim(self, server_id: str) -> int | None:
+        """The port's claim; a client that has just left gets CLAIM_GRACE to let go."""
+        for _ in range(CLAIM_ATTEMPTS):
+            claim = self.driver.claim_serial(server_id)
+            if claim is not None:
+                return claim
+            await asyncio.sleep(CLAIM_GRACE / CLAIM_ATTEMPTS)
+        return None
+
+    async def _attach(self, websocket: WebSocket, target: SerialTarget) -> Close:
         try:
             reader, writer = await asyncio.open_unix_connection(str(target.socket))
         except OSError:
             message = f"The serial port of server {target.server_id} is not reachable: is it "
             await refuse(websocket, 409, message + "running?")
-            return
+            return None
         try:
             offered = websocket.scope.get("subprotocols") or []
             await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
             log.info("serial console of server %s attached", target.server_id)
-            await bridge(websocket, reader, writer)
+            return await bridge(websocket, reader, writer)
         finally:
             writer.close()
             with contextlib.suppress(OSError):
@@ -98,8 +112,8 @@ async def refuse(websocket: WebSocket, status: int, message: str) -> None:
 
 async def bridge(
     websocket: WebSocket, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
-    """Pump both ways until one side ends; then end the other."""
+) -> Close:
+    """Pump both ways until one side ends, then stop the other; the close to send."""
     pumps = [
         asyncio.create_task(to_guest(websocket, writer)),
         asyncio.create_task(to_client(websocket, reader)),
@@ -109,12 +123,9 @@ async def bridge(
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     try:
-        close = next(iter(done)).result()
+        return next(iter(done)).result()
     except Exception:  # the guest's side broke (QEMU gone mid-write)
-        close = (GOING_AWAY, "the console connection failed")
-    if close is not None:
-        with contextlib.suppress(Exception):  # the client may be gone already
-            await websocket.close(code=close[0], reason=close[1])
+        return (GOING_AWAY, "the console connection failed")
 
 
 async def to_guest(websocket: WebSocket, writer: asyncio.StreamWriter) -> Close:
