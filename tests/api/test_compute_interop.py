@@ -719,6 +719,11 @@ def test_shelve_offloads_to_a_snapshot_and_unshelve_boots_from_it(guests: Guests
     on_host = admin.ok("GET", f"/os-hypervisors/{hyper['hypervisor_hostname']}/servers")
     assert server_id not in [s["uuid"] for s in on_host["hypervisors"][0]["servers"]]
     fault(guests.a.post(action, {"os-start": None}), 409, "conflictingRequest")
+    # already offloaded: Nova's 409 for shelveOffload, and it is the admin's to ask
+    fault(guests.a.post(action, {"shelveOffload": None}), 403, "forbidden")
+    refused = admin.post(action, {"shelveOffload": None})
+    fault(refused, 409, "conflictingRequest")
+    assert "vm_state shelved_offloaded" in refused.json()["conflictingRequest"]["message"]
     fault(guests.a.post(action, {"unshelve": {"availability_zone": "nova"}}), 400, "badRequest")
     guests.a.ok("POST", action, {"unshelve": None}, status=202)
     wait_status(guests.a, server_id, "ACTIVE")

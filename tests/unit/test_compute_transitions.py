@@ -58,6 +58,7 @@ EXPECTED_SOURCES = {
     "unrescue": {"rescued"},
     "shelve": {"active", "stopped", "paused", "suspended"},
     "unshelve": {"shelved", "shelved_offloaded"},
+    "shelveOffload": {"shelved"},
 }
 TASK_STATES = (None, "powering-off")
 OWNER = RequestContext(user_id="u", user_domain_id="default", project_id="p", roles=frozenset())

@@ -169,6 +169,11 @@ class ActionHandlers(Handlers):
         )
         return JSONResponse({"adminPass": password})
 
+    async def shelve_offload(self, call: Call) -> Response:
+        require_admin(call.ctx)  # Nova's os-shelve:shelve_offload is the admin's
+        await run_in_threadpool(self.service.shelving.shelve_offload, call.ctx, call.server_id)
+        return Response(status_code=202)
+
     async def unshelve(self, call: Call) -> Response:
         zone = schemas.unshelve_zone(call.args, call.v)
         if zone is not None and zone != self.service.settings.availability_zone:
@@ -213,4 +218,5 @@ ACTIONS: dict[str, ActionHandler] = {
     "addSecurityGroup": ActionHandlers.add_security_group,
     "removeSecurityGroup": ActionHandlers.remove_security_group,
     "unshelve": ActionHandlers.unshelve,
+    "shelveOffload": ActionHandlers.shelve_offload,
 }

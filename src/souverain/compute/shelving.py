@@ -14,7 +14,7 @@ from typing import Any
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import NotFound
-from souverain.compute import scheduler
+from souverain.compute import scheduler, states
 from souverain.compute.actions import Actions
 from souverain.compute.core import NO_VALID_HOST, ComputeCore
 from souverain.compute.guests import Guests
@@ -55,6 +55,15 @@ class Shelving:
             }
 
         self.actions.run(move, action_id, server_id, work)
+
+    def shelve_offload(self, ctx: RequestContext, server_id: str) -> None:
+        """Nova's shelveOffload gives the host back for a server left in SHELVED. Shelve
+        offloads at once here (Nova's shelved_offload_time 0), so no server is ever left
+        there: every server gets the 409 Nova gives outside SHELVED, naming its state."""
+        with self.core.db.session() as s:
+            row = self.core.server_row(s, ctx, server_id)
+            vm_state, task_state = row.vm_state, row.task_state
+        raise states.refusal(MOVES["shelveOffload"], server_id, vm_state, task_state)
 
     def _snapshot(
         self, ctx: RequestContext, server_id: str, name: str, min_disk: int, min_ram: int

@@ -117,6 +117,10 @@ MOVES: dict[str, Move] = {
     "unshelve": Move(
         "unshelve", frozenset({"shelved", "shelved_offloaded"}), "unshelving", ("active",)
     ),
+    # frees the host of a server left in "shelved", which shelving here never leaves
+    "shelveOffload": Move(
+        "shelveOffload", frozenset({"shelved"}), "shelving_offloading", ("shelved_offloaded",)
+    ),
 }
 
 # Plugging a volume or port in or out is no task of its own (it runs under the server's
