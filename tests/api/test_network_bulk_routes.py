@@ -8,20 +8,11 @@ from typing import Any
 
 import pytest
 
+from . import neutron_callers
 from .support import Cloud
 from .test_networks import Neutron, neutron_error
 
-
-@pytest.fixture
-def me(shared_cloud: Cloud) -> Neutron:
-    someone = shared_cloud.member()
-    return Neutron(shared_cloud, someone.token, someone.project_id)
-
-
-@pytest.fixture
-def other(shared_cloud: Cloud) -> Neutron:
-    someone = shared_cloud.member()
-    return Neutron(shared_cloud, someone.token, someone.project_id)
+me, other = neutron_callers.me, neutron_callers.other  # the shared fixtures
 
 
 @pytest.fixture

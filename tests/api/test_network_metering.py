@@ -5,23 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
+from . import neutron_callers
 from .support import Cloud
 from .test_networks import Neutron, neutron_error
 
+admin, me = neutron_callers.admin, neutron_callers.me  # the shared fixtures
+
 LABELS, RULES = "/metering/metering-labels", "/metering/metering-label-rules"
-
-
-@pytest.fixture
-def me(shared_cloud: Cloud) -> Neutron:
-    someone = shared_cloud.member()
-    return Neutron(shared_cloud, someone.token, someone.project_id)
-
-
-@pytest.fixture
-def admin(shared_cloud: Cloud) -> Neutron:
-    return Neutron(shared_cloud, shared_cloud.admin_token, shared_cloud.admin_project_id)
 
 
 def _label(admin: Neutron, **fields: Any) -> dict[str, Any]:

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from . import neutron_callers
 from .support import Cloud
 from .test_networks import Neutron, neutron_error
+
+admin, me = neutron_callers.admin, neutron_callers.me  # the shared fixtures
 
 BINDING_FOR_ADMINS = {
     "binding:host_id",
@@ -15,17 +18,6 @@ BINDING_FOR_ADMINS = {
     "binding:vif_details",
     "binding:profile",
 }
-
-
-@pytest.fixture
-def me(shared_cloud: Cloud) -> Neutron:
-    someone = shared_cloud.member()
-    return Neutron(shared_cloud, someone.token, someone.project_id)
-
-
-@pytest.fixture
-def admin(shared_cloud: Cloud) -> Neutron:
-    return Neutron(shared_cloud, shared_cloud.admin_token, shared_cloud.admin_project_id)
 
 
 def test_extra_dhcp_opts_are_kept_merged_and_removed(me: Neutron) -> None:

@@ -5,33 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
+from . import neutron_callers
 from .support import Cloud
 from .test_networks import Neutron, neutron_error
+
+admin, me, other = (
+    neutron_callers.admin,
+    neutron_callers.me,
+    neutron_callers.other,
+)  # the shared fixtures
 
 POOL_KEYS = {
     "id", "name", "description", "ip_version", "prefixes", "min_prefixlen", "max_prefixlen",
     "default_prefixlen", "default_quota", "address_scope_id", "is_default", "shared",
     "tenant_id", "project_id", "created_at", "updated_at", "revision_number", "tags",
 }  # fmt: skip
-
-
-@pytest.fixture
-def me(shared_cloud: Cloud) -> Neutron:
-    someone = shared_cloud.member()
-    return Neutron(shared_cloud, someone.token, someone.project_id)
-
-
-@pytest.fixture
-def other(shared_cloud: Cloud) -> Neutron:
-    someone = shared_cloud.member()
-    return Neutron(shared_cloud, someone.token, someone.project_id)
-
-
-@pytest.fixture
-def admin(shared_cloud: Cloud) -> Neutron:
-    return Neutron(shared_cloud, shared_cloud.admin_token, shared_cloud.admin_project_id)
 
 
 def pool(caller: Neutron, **fields: Any) -> dict[str, Any]:

@@ -6,27 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
+from . import neutron_callers
 from .support import Cloud
 from .test_networks import Neutron, neutron_error
 
-
-@pytest.fixture
-def me(shared_cloud: Cloud) -> Neutron:
-    someone = shared_cloud.member()
-    return Neutron(shared_cloud, someone.token, someone.project_id)
-
-
-@pytest.fixture
-def other(shared_cloud: Cloud) -> Neutron:
-    someone = shared_cloud.member()
-    return Neutron(shared_cloud, someone.token, someone.project_id)
-
-
-@pytest.fixture
-def admin(shared_cloud: Cloud) -> Neutron:
-    return Neutron(shared_cloud, shared_cloud.admin_token, shared_cloud.admin_project_id)
+admin, me, other = (
+    neutron_callers.admin,
+    neutron_callers.me,
+    neutron_callers.other,
+)  # the shared fixtures
 
 
 def _resources(me: Neutron) -> dict[str, str]:

@@ -10,25 +10,17 @@ from typing import Any
 
 import pytest
 
+from . import neutron_callers
 from .support import Cloud
 from .test_networks import Neutron, neutron_error
+
+admin, other = neutron_callers.admin, neutron_callers.other  # the shared fixtures
 
 
 @pytest.fixture
 def me(shared_cloud: Cloud) -> Neutron:
     member = shared_cloud.member()
     return Neutron(shared_cloud, member.token, member.project_id)
-
-
-@pytest.fixture
-def other(shared_cloud: Cloud) -> Neutron:
-    someone = shared_cloud.member()
-    return Neutron(shared_cloud, someone.token, someone.project_id)
-
-
-@pytest.fixture
-def admin(shared_cloud: Cloud) -> Neutron:
-    return Neutron(shared_cloud, shared_cloud.admin_token, shared_cloud.admin_project_id)
 
 
 def public_id(caller: Neutron) -> str:
