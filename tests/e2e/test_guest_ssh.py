@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Cloud, CloudFactory, unique
-from tests.e2e.test_compute import wait_console, wait_status
+from tests.e2e.test_compute import create, wait_console, wait_status
 from tests.host_cleanup import kill_guests
 from tests.public_net import public_network_env
 
@@ -163,3 +163,50 @@ def _dnsmasq_of(network_id: str) -> bool:
             if "dnsmasq" in cmdline and hex_id in cmdline.replace("-", ""):
                 return True
     return False
+
+
+def test_a_subnet_without_dhcp_hands_the_guest_its_address_in_network_data(
+    ssh_cloud: Cloud, tmp_path: Path
+) -> None:
+    # no dnsmasq answers on this network: the address, the gateway and the DNS server come
+    # in the config drive's network_data.json, as Nova writes them, and SSH then works
+    cloud = ssh_cloud
+    tenant = cloud.make_tenant("static")
+    conn = cloud.connect(tenant.user_name, tenant.password, tenant.project_name)
+    key = tmp_path / "id_static"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    conn.compute.create_keypair(name="static", public_key=(tmp_path / "id_static.pub").read_text())
+    net = conn.network.create_network(name=unique("staticnet"))
+    subnet = conn.network.create_subnet(
+        network_id=net.id,
+        cidr="10.48.0.0/24",
+        ip_version=4,
+        enable_dhcp=False,
+        dns_nameservers=["10.48.0.53"],
+    )
+    router = conn.network.create_router(name=unique("edge"))
+    public = conn.network.find_network("public", ignore_missing=False)
+    conn.network.update_router(router, external_gateway_info={"network_id": public.id})
+    conn.network.add_interface_to_router(router, subnet=subnet.id)
+    group = conn.network.create_security_group(name=unique("ssh"))
+    conn.network.create_security_group_rule(
+        security_group_id=group.id, direction="ingress", ethertype="IPv4", protocol="tcp",
+        port_range_min=22, port_range_max=22,
+    )  # fmt: skip
+    port = conn.network.create_port(
+        network_id=net.id,
+        security_group_ids=[group.id],
+        fixed_ips=[{"subnet_id": subnet.id, "ip_address": "10.48.0.77"}],
+    )
+    server = create(conn, unique("static"), networks=[{"port": port.id}], key_name="static")
+    try:
+        wait_status(conn, server.id, "ACTIVE")
+        out = wait_console(conn, server.id, "sshd=dropbear")
+        assert "ip=10.48.0.77/24 on eth0" in out, out
+        assert not _dnsmasq_of(net.id), "a subnet without DHCP has no DHCP server"
+        fip = conn.network.create_ip(floating_network_id=public.id, port_id=port.id)
+        seen = ssh_when_up(key, fip.floating_ip_address, "ip route; cat /etc/resolv.conf")
+        assert "default via 10.48.0.1" in seen and "nameserver 10.48.0.53" in seen, seen
+    finally:
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, wait=90)

@@ -98,7 +98,7 @@ def test_nic_with_dhcp_gets_its_lease(guest: Guest) -> None:
     assert "ip=10.0.2.15/24 on eth0" in guest.markers()
 
 
-def test_nic_without_dhcp_falls_back_to_network_data(guest: Guest) -> None:
+def test_nic_without_dhcp_takes_the_address_network_data_writes(guest: Guest) -> None:
     assert "ip=192.168.50.7/24 on eth1" in guest.markers()
     console = guest.serial()
     assert "user-data: route default via 192.168.50.1 dev eth1" in console

@@ -7,6 +7,7 @@ Here the database meets the driver; no state machine rule is decided here.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import os
 import secrets
@@ -244,8 +245,15 @@ class Guests:
         return _metadata_doc(row, admin_pass), user_data, network
 
     def _ports_network_doc(self, server_id: str, project_id: str) -> dict[str, Any]:
-        """One link per port, in the guest's NIC order; the addresses come by DHCP."""
+        """One link per port, in the guest's NIC order; as Nova writes it, an address by DHCP
+        where the port's IPv4 subnet has it, else the port's own address, written out."""
         ports = self.network.ports_of(server_id, project_id)
+        networks = [self._port_network(index, port) for index, port in enumerate(ports)]
+        dns = [
+            {"type": "dns", "address": server}
+            for entry in networks
+            for server in entry.pop("dns", [])
+        ]
         return {
             "links": [
                 {
@@ -257,17 +265,25 @@ class Guests:
                 }
                 for index, port in enumerate(ports)
             ],
-            "networks": [
-                {
-                    "id": f"network{index}",
-                    "type": "ipv4_dhcp",
-                    "link": f"tap{index}",
-                    "network_id": port["network_id"],
-                }
-                for index, port in enumerate(ports)
-            ],
-            "services": [],
+            "networks": networks,
+            "services": dns,
         }
+
+    def _port_network(self, index: int, port: dict[str, Any]) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "id": f"network{index}",
+            "type": "ipv4_dhcp",
+            "link": f"tap{index}",
+            "network_id": port["network_id"],
+        }
+        for fixed in port["fixed_ips"]:
+            subnet = self.network.get_subnet(SYSTEM, fixed["subnet_id"])
+            if subnet["ip_version"] != 4:
+                continue
+            if not subnet["enable_dhcp"]:
+                entry.update(_static_ipv4(fixed["ip_address"], subnet))
+            break
+        return entry
 
     def write_config_drive(self, row: Server, admin_pass: str | None = None) -> Path:
         """The guest's config drive; `admin_pass` (a new build's or rebuild's password)
@@ -307,3 +323,26 @@ class Guests:
             terminated_at=now,
             updated_at=now,
         )
+
+
+def _static_ipv4(address: str, subnet: dict[str, Any]) -> dict[str, Any]:
+    """network_data.json's static IPv4 entry (Nova's "ipv4"): address, mask, routes, DNS."""
+    net = ipaddress.ip_network(subnet["cidr"])
+    routes = [
+        {
+            "network": str(ipaddress.ip_network(r["destination"]).network_address),
+            "netmask": str(ipaddress.ip_network(r["destination"]).netmask),
+            "gateway": r["nexthop"],
+        }
+        for r in subnet.get("host_routes") or []
+    ]
+    if subnet.get("gateway_ip"):
+        anywhere = str(ipaddress.IPv4Address(0))  # the default route
+        routes.append({"network": anywhere, "netmask": anywhere, "gateway": subnet["gateway_ip"]})
+    return {
+        "type": "ipv4",
+        "ip_address": address,
+        "netmask": str(net.netmask),
+        "routes": routes,
+        "dns": list(subnet.get("dns_nameservers") or []),
+    }

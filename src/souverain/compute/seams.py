@@ -30,6 +30,8 @@ class GuestNetworking(Protocol):
 
     def get_port(self, ctx: RequestContext, port_id: str) -> dict[str, Any]: ...
 
+    def get_subnet(self, ctx: RequestContext, subnet_id: str) -> dict[str, Any]: ...
+
     def create_port_for_server(
         self,
         ctx: RequestContext,

@@ -178,6 +178,9 @@ class NetworkService:
     def get_port(self, ctx: RequestContext, port_id: str) -> dict[str, Any]:
         return views.port(self.ports.get_port(ctx, port_id))
 
+    def get_subnet(self, ctx: RequestContext, subnet_id: str) -> dict[str, Any]:
+        return views.subnet(self.networks.get_subnet(ctx, subnet_id))
+
     def create_port(
         self, ctx: RequestContext, body: dict[str, Any], delete_with_device: bool = False
     ) -> dict[str, Any]:
