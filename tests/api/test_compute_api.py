@@ -1006,7 +1006,11 @@ def test_instance_actions_list_and_show_by_request_id(world: World) -> None:
 
 def test_console_output_tail(world: World) -> None:
     path = f"/servers/{world.ids['alpha']}/action"
+    deadline = time.monotonic() + 60  # ACTIVE comes before the guest has said much
     whole = world.a.ok("POST", path, {"os-getConsoleOutput": {}})["output"]
+    while len(whole.splitlines()) <= 5 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        whole = world.a.ok("POST", path, {"os-getConsoleOutput": {}})["output"]
     assert len(whole.splitlines()) > 5, whole
     tail = world.a.ok("POST", path, {"os-getConsoleOutput": {"length": 5}})["output"]
     assert 0 < len(tail.splitlines()) <= 5
