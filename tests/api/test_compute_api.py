@@ -1042,8 +1042,19 @@ def test_limits_count_the_projects_servers(world: World) -> None:
     used = {k: absolute[k] for k in ("totalInstancesUsed", "totalCoresUsed", "totalRAMUsed")}
     assert used == {"totalInstancesUsed": 3, "totalCoresUsed": 3, "totalRAMUsed": 384}
     assert "maxPersonality" in absolute and "maxSecurityGroups" in absolute
+    assert absolute["maxImageMeta"] == absolute["maxServerMeta"]  # until 2.38, as in Nova
     newer = world.a.ok("GET", "/limits", version="2.57")["limits"]["absolute"]
     assert "maxPersonality" not in newer and "maxSecurityGroups" not in newer
+    assert "maxImageMeta" not in newer
+    # a server group counts for its project only
+    groups = absolute["totalServerGroupsUsed"]
+    group = world.a.ok(
+        "POST", "/os-server-groups", {"server_group": {"name": "g", "policies": ["affinity"]}}
+    )
+    counted = world.a.ok("GET", "/limits")["limits"]["absolute"]["totalServerGroupsUsed"]
+    assert counted == groups + 1
+    assert world.b.ok("GET", "/limits")["limits"]["absolute"]["totalServerGroupsUsed"] == 0
+    world.a.ok("DELETE", f"/os-server-groups/{group['server_group']['id']}", status=204)
     other = world.b.ok("GET", "/limits")["limits"]["absolute"]
     assert (other["totalInstancesUsed"], other["totalCoresUsed"], other["totalRAMUsed"]) == (
         0,

@@ -21,7 +21,7 @@ from souverain.compute.listing import (
     server_view,
     tags_match,
 )
-from souverain.compute.models import InstanceAction, Server
+from souverain.compute.models import InstanceAction, Server, ServerGroup
 from souverain.compute.name_filter import bounded_pattern
 from souverain.compute.quotas import Quotas, metadata_over_quota
 from souverain.compute.server_groups import groups_of_servers
@@ -124,16 +124,25 @@ class Servers:
 
     def servers_in_use(self, ctx: RequestContext) -> dict[str, int]:
         """What /limits shows in use by the caller's project: its servers and the cores and
-        RAM of their flavors, summed by the database rather than row by row."""
+        RAM of their flavors, summed by the database rather than row by row; its groups."""
+        project_id = ctx.project_id or ""
         with self.db.session() as s:
             count, cores, ram = s.execute(
                 select(
                     func.count(Server.id),
                     func.coalesce(func.sum(Server.flavor["vcpus"].as_integer()), 0),
                     func.coalesce(func.sum(Server.flavor["ram"].as_integer()), 0),
-                ).where(Server.project_id == (ctx.project_id or ""), Server.deleted.is_(False))
+                ).where(Server.project_id == project_id, Server.deleted.is_(False))
             ).one()
-        return {"instances": int(count), "cores": int(cores), "ram": int(ram)}
+            groups = s.scalar(
+                select(func.count(ServerGroup.id)).where(ServerGroup.project_id == project_id)
+            )
+        return {
+            "instances": int(count),
+            "cores": int(cores),
+            "ram": int(ram),
+            "server_groups": int(groups or 0),
+        }
 
     # ------------------------------------------------------------------ change
 

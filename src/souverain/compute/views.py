@@ -460,8 +460,10 @@ def absolute_limits(quota: dict[str, int], used: dict[str, int], v: Version) -> 
         "totalInstancesUsed": used["instances"],
         "totalCoresUsed": used["cores"],
         "totalRAMUsed": used["ram"],
-        "totalServerGroupsUsed": 0,
+        "totalServerGroupsUsed": used["server_groups"],
     }
+    if v < (2, 39):  # the image metadata proxy's limit, gone with the proxy
+        absolute["maxImageMeta"] = quota["metadata_items"]
     if v < (2, 57):
         absolute.update({"maxPersonality": 5, "maxPersonalitySize": 10240})
     if v < (2, 36):
