@@ -15,7 +15,7 @@ from sqlalchemy import update
 from souverain.volume import models as m
 
 from .support import Cloud
-from .test_volume_backups import backup, fill, show
+from .test_volume_backups import backup, fill, settle, show
 from .test_volumes import Cinder, admin, cinder_error, cloud, raw_hash, tenant, volume_file
 
 __all__ = ["cloud"]
@@ -45,6 +45,7 @@ def test_backup_of_a_snapshot_restores_the_snapshots_bytes(cloud: Cloud, tmp_pat
 
     restored = c.post(f"/backups/{made['id']}/restore", {"restore": {"name": "back"}})
     assert restored.status_code == 202, restored.text
+    settle(c, made["id"])
     target = restored.json()["restore"]["volume_id"]
     assert raw_hash(volume_file(cloud, target), tmp_path) == then
 
@@ -53,6 +54,7 @@ def test_backup_of_a_snapshot_restores_the_snapshots_bytes(cloud: Cloud, tmp_pat
     assert own["snapshot_id"] is None
     onto = c.post(f"/backups/{own['id']}/restore", {"restore": {"volume_id": target}})
     assert onto.status_code == 202, onto.text
+    settle(c, own["id"])
     assert raw_hash(volume_file(cloud, target), tmp_path) == now
 
 

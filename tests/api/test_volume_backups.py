@@ -7,6 +7,8 @@ import base64
 import hashlib
 import json
 import subprocess
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 from defusedxml import ElementTree
 
 from souverain.volume import models as m
+from souverain.volume.jobs import WORKERS
 
 from .support import S3, Cloud
 from .test_volumes import (
@@ -57,7 +60,18 @@ def backup(c: Cinder, volume_id: str, **fields: Any) -> dict[str, Any]:
     assert response.status_code == 202, response.text
     made: dict[str, Any] = response.json()["backup"]
     assert set(made) == {"id", "name", "links", "metadata"}
-    return show(c, made["id"])
+    return settle(c, made["id"])
+
+
+def settle(c: Cinder, backup_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    """The backup once its job is done: as in Cinder, the copying of a backup or a
+    restore runs after the 202, and the statuses say when it ends."""
+    deadline = time.monotonic() + timeout
+    shown = show(c, backup_id)
+    while shown["status"] in ("creating", "restoring") and time.monotonic() < deadline:
+        time.sleep(0.05)
+        shown = show(c, backup_id)
+    return shown
 
 
 def show(c: Cinder, backup_id: str) -> dict[str, Any]:
@@ -103,6 +117,7 @@ def test_full_and_incremental_backups_restore_the_same_bytes(cloud: Cloud, tmp_p
     # restore the full backup to a new volume, the incremental onto an existing one
     restored = c.post(f"/backups/{full['id']}/restore", {"restore": {"name": "back"}})
     assert restored.status_code == 202, restored.text
+    settle(c, full["id"])
     body = restored.json()["restore"]
     assert body["backup_id"] == full["id"] and body["volume_name"] == "back"
     assert c.show(body["volume_id"])["status"] == "available"
@@ -111,6 +126,7 @@ def test_full_and_incremental_backups_restore_the_same_bytes(cloud: Cloud, tmp_p
     target = c.create(size=2)["id"]
     onto = c.post(f"/backups/{incr['id']}/restore", {"restore": {"volume_id": target}})
     assert onto.status_code == 202, onto.text
+    settle(c, incr["id"])
     assert onto.json()["restore"]["volume_id"] == target
     assert c.show(target)["status"] == "available"
     assert raw_hash(volume_file(cloud, target), tmp_path, 1024 * MIB) == second
@@ -245,6 +261,7 @@ def test_restore_gives_back_the_volume_metadata(cloud: Cloud) -> None:
     made = backup(c, volume_id)
     restored = c.post(f"/backups/{made['id']}/restore", {"restore": {}})
     assert restored.status_code == 202, restored.text
+    settle(c, made["id"])
     body = restored.json()["restore"]
     assert body["volume_name"] == f"restore_backup_{made['id']}"
     assert c.show(body["volume_id"])["metadata"] == {"tier": "gold"}
@@ -278,6 +295,7 @@ def test_admin_exports_and_imports_a_backup_record(cloud: Cloud, tmp_path: Path)
     assert a.delete(f"/backups/{new_id}").status_code == 202  # owns none of the objects
     restored = c.post(f"/backups/{made['id']}/restore", {"restore": {}})
     assert restored.status_code == 202, restored.text
+    settle(c, made["id"])
     target = restored.json()["restore"]["volume_id"]
     assert raw_hash(volume_file(cloud, target), tmp_path) == expected
 
@@ -298,3 +316,37 @@ def test_a_stop_mid_way_is_resolved_at_the_next_start(cloud: Cloud) -> None:
     assert failed["status"] == "error" and "stopped" in failed["fail_reason"]
     assert c.show(volume_id)["status"] == "available"
     assert c.delete(f"/backups/{stuck['id']}").status_code == 202
+
+
+def test_a_backup_is_answered_before_its_copy_and_restores_likewise(cloud: Cloud) -> None:
+    # both job workers held busy: the answer comes at once, the job waits its turn
+    c = tenant(cloud)
+    volume_id = c.create()["id"]
+    jobs = cloud.platform.volume.shared.jobs
+    release = threading.Event()
+    for _ in range(WORKERS):
+        jobs.submit(release.wait, 60)
+    try:
+        response = c.post("/backups", {"backup": {"volume_id": volume_id}})
+        assert response.status_code == 202, response.text
+        backup_id = response.json()["backup"]["id"]
+        assert show(c, backup_id)["status"] == "creating"
+        assert c.show(volume_id)["status"] == "backing-up"
+    finally:
+        release.set()
+    assert settle(c, backup_id)["status"] == "available"
+    assert c.show(volume_id)["status"] == "available"
+
+    release.clear()
+    for _ in range(WORKERS):
+        jobs.submit(release.wait, 60)
+    try:
+        restored = c.post(f"/backups/{backup_id}/restore", {"restore": {}})
+        assert restored.status_code == 202, restored.text
+        target = restored.json()["restore"]["volume_id"]
+        assert show(c, backup_id)["status"] == "restoring"
+        assert c.show(target)["status"] == "restoring-backup"
+    finally:
+        release.set()
+    settle(c, backup_id)
+    assert c.show(target)["status"] == "available"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Cloud, Tenant, unique
-from .test_volume_backups import CHUNK, read_hash, write_blocks
+from .test_volume_backups import CHUNK, read_hash, settled, write_blocks
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +30,14 @@ def test_cli_backup_of_a_snapshot_restores_the_snapshots_bytes(
 
     name = unique("sb")
     cloud.cli_json("volume", "backup", "create", "--snapshot", snap, "--name", name, vol, **on)
-    shown = cloud.cli_json("volume", "backup", "show", name, **on)
+    shown = settled(cloud, "backup", name, tenant.cloud_name)
     assert shown["status"] == "available", shown
     assert shown["snapshot_id"] == snapshot_id and shown["volume_id"] == volume_id
     assert cloud.cli_json("volume", "snapshot", "show", snap, **on)["status"] == "available"
 
     restored_name = unique("rvol")
     cloud.cli_json("volume", "backup", "restore", name, restored_name, **on)
-    restored = cloud.cli_json("volume", "show", restored_name, **on)
+    restored = settled(cloud, "volume", restored_name, tenant.cloud_name)
     assert restored["status"] == "available", restored
     assert read_hash(cloud, restored["id"], tmp_path) == then
     assert read_hash(cloud, volume_id, tmp_path) == now

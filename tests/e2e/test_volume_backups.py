@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +38,19 @@ def write_blocks(cloud: Cloud, volume_id: str, tmp: Path, blocks: dict[int, byte
     return read_hash(cloud, volume_id, tmp)
 
 
+def settled(cloud: Cloud, kind: str, name: str, cloud_name: str) -> dict[str, Any]:
+    """`openstack volume backup show` (kind "backup") or `volume show` (kind "volume") once
+    the job behind it is done: as in Cinder, backups and restores run after the answer."""
+    argv = ("volume", "backup", "show", name) if kind == "backup" else ("volume", "show", name)
+    busy = {"creating", "restoring", "restoring-backup"}
+    deadline = time.monotonic() + 90
+    shown: dict[str, Any] = cloud.cli_json(*argv, cloud=cloud_name)
+    while shown["status"] in busy and time.monotonic() < deadline:
+        time.sleep(0.5)
+        shown = cloud.cli_json(*argv, cloud=cloud_name)
+    return shown
+
+
 def read_hash(cloud: Cloud, volume_id: str, tmp: Path) -> str:
     out = tmp / "read.raw"
     run = ["qemu-img", "convert", "-U", "-O", "raw", str(volume_path(cloud, volume_id))]
@@ -58,7 +73,7 @@ def test_cli_backup_incremental_restore_and_s3_objects(
 
     b1 = unique("b1")
     cloud.cli_json("volume", "backup", "create", "--name", b1, vol, **on)
-    shown = cloud.cli_json("volume", "backup", "show", b1, **on)
+    shown = settled(cloud, "backup", b1, tenant.cloud_name)
     assert shown["status"] == "available" and shown["is_incremental"] is False, shown
     assert shown["object_count"] == 2 and shown["volume_id"] == volume_id
     bucket = shown["container"]
@@ -67,7 +82,7 @@ def test_cli_backup_incremental_restore_and_s3_objects(
     second = write_blocks(cloud, volume_id, tmp_path, {0: b"x", 7 * CHUNK: b"z"})
     b2 = unique("b2")
     cloud.cli_json("volume", "backup", "create", "--incremental", "--name", b2, vol, **on)
-    incr = cloud.cli_json("volume", "backup", "show", b2, **on)
+    incr = settled(cloud, "backup", b2, tenant.cloud_name)
     assert incr["status"] == "available" and incr["is_incremental"] is True, incr
     listed = cloud.cli_json("volume", "backup", "list", **on)
     assert sorted(row["Name"] for row in listed) == sorted([b1, b2])
@@ -87,7 +102,7 @@ def test_cli_backup_incremental_restore_and_s3_objects(
     cloud.cli_json("volume", "backup", "restore", b1, vol2, **on)
     cloud.cli_json("volume", "backup", "restore", b2, vol3, **on)
     for name, expected in ((vol2, first), (vol3, second)):
-        restored = cloud.cli_json("volume", "show", name, **on)
+        restored = settled(cloud, "volume", name, tenant.cloud_name)
         assert restored["status"] == "available", restored
         assert read_hash(cloud, restored["id"], tmp_path) == expected
 

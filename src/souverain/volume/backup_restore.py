@@ -52,7 +52,7 @@ class BackupRestore:
             new = VolumeCreate(size=size, name=name or f"restore_backup_{bid}")
             volume_id = self.creation.create(ctx, new)
         target = self._claim(ctx, bid, volume_id, size)
-        self._run(bid, target)
+        self.shared.jobs.submit(self._run, bid, target)
         with self.shared.db.session() as s:
             vol = s.get(m.Volume, target)
             volume_name = (vol.name if vol is not None else None) or ""

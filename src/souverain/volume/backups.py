@@ -153,7 +153,7 @@ class Backups:
         except BackupStoreError as exc:
             self._forget(row, server_id)
             raise BadRequest(f"Invalid container: {exc}") from None
-        self._run_backup(backup_id, server_id)
+        self.shared.jobs.submit(self._run_backup, backup_id, server_id)
         return self.get(ctx, backup_id)
 
     def _claim(

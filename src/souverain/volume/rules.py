@@ -12,7 +12,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
@@ -29,6 +29,7 @@ from souverain.db.engine import Database
 from souverain.image.service import BootImage
 from souverain.volume import models as m
 from souverain.volume.backend import BackendError, VolumeBackend
+from souverain.volume.jobs import Jobs
 
 AVAILABILITY_ZONE = "nova"
 HOST = "souverain@local#qcow2"
@@ -106,6 +107,7 @@ class Shared:
     meter: Meter = NULL_METER
     attached_resizer: AttachedResizer | None = None
     writes_held: WritesHeld | None = None
+    jobs: Jobs = field(default_factory=Jobs)  # backups and restores, off the request
 
 
 # ---------------------------------------------------------------------- records

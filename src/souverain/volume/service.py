@@ -118,7 +118,7 @@ class VolumeService:
         self.backups.recover()
 
     def close(self) -> None:
-        return None
+        self.shared.jobs.close()
 
     # ------------------------------------------------------------------ in-process callers
 
