@@ -9,15 +9,12 @@ veths and its nftables tables, all found from the cloud's data dir.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import re
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from souverain.server import _dataplane_prefix
+from souverain.server import host_network
 
 
 def _processes() -> Iterator[tuple[int, list[str]]]:
@@ -56,44 +53,13 @@ def _serve_processes(data_dir: Path) -> list[int]:
 
 def kill_guests(data_dir: Path) -> None:
     """Guests and network plumbing outlive the server by design; a test's cloud takes them
-    with it: its QEMUs, its dnsmasqs, their namespaces and its bridges, taps and veths."""
+    with it: its QEMUs and any server a failed test restarted and lost, then all it made in
+    the kernel and the run dir, by `souverain host decommission`'s own code."""
     for pid in qemu_processes(data_dir):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    for pid in _serve_processes(data_dir):  # a server a failed test restarted and lost
+    for pid in _serve_processes(data_dir):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()
-    run_dir = f"/run/souverain-net/{digest[:8]}/"
-    prefix = _dataplane_prefix(digest)
-    prefixes = {prefix}
-    for pid, argv in _processes():
-        if not argv[0].endswith("dnsmasq"):
-            continue
-        for arg in argv:
-            match = re.search(re.escape(run_dir) + r"([a-z0-9]{1,4})dhcp/([0-9a-f-]+)/", arg)
-            if match:
-                prefixes.add(match[1])
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                subprocess.run(
-                    ["ip", "netns", "delete", f"{match[1]}dhcp-{match[2]}"],
-                    capture_output=True,
-                    check=False,
-                )
-                break
-    spaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
-    for line in spaces.stdout.splitlines():
-        name = line.split()[0] if line.split() else ""
-        if name.startswith((f"{prefix}dhcp-", f"{prefix}r-")):
-            subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False)
-    for line in links.stdout.splitlines():
-        name = line.split(":")[1].strip().split("@")[0]
-        if any(re.fullmatch(p + r"[btdqg][0-9a-f]+", name) for p in prefixes):
-            subprocess.run(["ip", "link", "delete", name], capture_output=True, check=False)
-    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False)
-    for line in tables.stdout.splitlines():
-        words = line.split()  # "table <family> <name>"
-        if len(words) == 3 and words[2].startswith(f"souverain-{prefix}"):
-            subprocess.run(["nft", "delete", "table", words[1], words[2]], check=False)
+    if os.geteuid() == 0:  # without root no cloud made anything in the kernel
+        host_network(data_dir, make_run_dir=False).decommission()

@@ -352,6 +352,19 @@ def _dataplane_prefix(digest: str) -> str:
     return first + rest
 
 
+def host_network(data_dir: Path, make_run_dir: bool = True) -> HostNetwork:
+    """This cloud's kernel side on this host. One host may run several clouds (tests do):
+    the names of its objects and its run dir derive from the data dir."""
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()
+    run_dir = Path("/run/souverain-net") / digest[:8]
+    if make_run_dir:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for directory in (run_dir.parent, run_dir):  # dnsmasq runs as nobody: it must get in
+            os.chmod(directory, 0o755)  # noqa: S103 - dnsmasq (nobody) reads below
+    plane = Dataplane(run_dir, prefix=_dataplane_prefix(digest))
+    return HostNetwork(plane, Routing(plane), Firewall(plane.prefix))
+
+
 def _network(
     settings: Settings, db: Database, identity: IdentityService, clock: Clock
 ) -> NetworkService:
@@ -359,14 +372,7 @@ def _network(
     # bridges, taps and namespaces need root; without, servers take networks none (or the
     # isolated user-mode NIC for auto)
     if settings.network.dataplane and os.geteuid() == 0:
-        # one host may run several clouds (tests do): names derive from the data dir
-        digest = hashlib.sha256(str(_paths(settings).root).encode()).hexdigest()
-        run_dir = Path("/run/souverain-net") / digest[:8]
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for directory in (run_dir.parent, run_dir):  # dnsmasq runs as nobody: it must get in
-            os.chmod(directory, 0o755)  # noqa: S103 - dnsmasq (nobody) reads below
-        plane = Dataplane(run_dir, prefix=_dataplane_prefix(digest))
-        host = HostNetwork(plane, Routing(plane), Firewall(plane.prefix))
+        host = host_network(_paths(settings).root)
     return NetworkService(db, identity, clock, settings.network, host)
 
 

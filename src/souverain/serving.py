@@ -27,6 +27,7 @@ from souverain.app import SERVICES, by_port
 from souverain.common.logbatch import BatchedStreamHandler
 from souverain.config import Settings
 from souverain.db import migrate
+from souverain.network.dataplane import DataplaneError
 from souverain.server import DataPaths, _paths, flush_logs, open_platform, set_up_data
 
 log = logging.getLogger("souverain")
@@ -255,7 +256,7 @@ def _set_up_apart(settings: Settings) -> bool:
             outcome = {"written": set_up_data(settings)}
         except migrate.SchemaTooNew as exc:
             outcome = {"error": "schema", "message": str(exc)}
-        except OSError as exc:
+        except (OSError, DataplaneError) as exc:  # the host refuses: the operator's to fix
             outcome = {"error": "os", "message": str(exc)}
         except BaseException as exc:
             log.exception("set-up failed")

@@ -518,6 +518,10 @@ class Dataplane:
             found["files"] = sorted(str(p) for p in self._dhcp_root.iterdir())
         return found
 
+    def remove_run_dir(self) -> None:
+        """This cloud's run dir (DHCP files, leases, the lock) gone; the shared parent stays."""
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
     # ---------------------------------------------------------------------- locking
 
     @contextlib.contextmanager

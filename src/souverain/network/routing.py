@@ -34,6 +34,7 @@ from souverain.network.dataplane import (
 from souverain.network.nftables import NFT, NFT_TIMEOUT
 from souverain.network.nftables import nft_output as _nft_output
 from souverain.network.nftables import run_nft as _nft
+from souverain.network.public_range import refuse_held
 from souverain.network.router_metering import (
     MeterLabel,
     check_labels,
@@ -164,6 +165,7 @@ class Routing:
         if host.network != network:
             raise DataplaneError(f"host address {host_ip} is not in {cidr}")
         table = self.public_table(network_id)
+        self.check_public(network_id, cidr)
         bridge = self.dataplane.ensure_network(network_id, mtu)
         with self.dataplane._lock():
             with netlink.IPRoute() as ipr:
@@ -174,6 +176,12 @@ class Routing:
             _IP_FORWARD.write_text("1")
             _nft(f"write table {table}", _public_ruleset(table, network, bridge))
         return bridge
+
+    def check_public(self, network_id: str, cidr: str) -> None:
+        """DataplaneError if a link other than the network's own bridge holds an address
+        in its range: call it before making anything, so that a refused start leaves nothing."""
+        with netlink.IPRoute() as ipr:
+            refuse_held(ipr, _checked_network(cidr), self.dataplane.bridge_name(network_id))
 
     def delete_public(self, network_id: str) -> None:
         """The NAT table and the host's address gone; the bridge is dataplane's to delete."""
@@ -254,6 +262,11 @@ class Routing:
             done["created_links"].extend(self._ensure(plan))
             done["ensured_routers"].append(plan.router_id)
         return done
+
+    def public_networks(self) -> list[str]:
+        """The external networks whose NAT table of ours is on the host now."""
+        head = self._public_table_head()
+        return [name[len(head) :] for name in self.inventory()["public_tables"]]
 
     def inventory(self) -> dict[str, list[str]]:
         """Every router object of ours that exists now (what tests check for leaks)."""

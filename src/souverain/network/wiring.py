@@ -70,6 +70,9 @@ class Wiring(Part):
             router_ids = s.scalars(select(m.Router.id).where(m.Router.admin_state_up)).all()
             mtus = dict(s.execute(select(m.Network.id, m.Network.mtu)).all())
         public = self._public_networks()
+        if self.routing is not None:  # a range another link holds refuses the start at once
+            for network_id, cidr, _host_ip, _mtu in public:
+                self.routing.check_public(network_id, cidr)
         wanted: dict[str, list[str]] = {}
         for network_id, port_id in rows:
             wanted.setdefault(network_id, []).append(port_id)

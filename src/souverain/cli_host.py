@@ -1,0 +1,79 @@
+"""`souverain host ...`: what an operator runs on one machine of the cloud.
+
+`decommission` takes away everything this cloud made in the kernel and the run dir of
+this host (bridges, taps, veths, namespaces, nftables tables, dnsmasq, run files), found
+by the cloud's prefix and nothing else. A start rebuilds all of it from the database, so
+it is also how a host is cleaned after a cloud is stopped for good.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+host_app = typer.Typer(help="This host's share of the cloud.", no_args_is_help=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where state is kept")]
+
+
+def cloud_processes(data_dir: Path) -> dict[int, str]:
+    """`souverain serve` and QEMU processes of the cloud kept in `data_dir`: pid -> argv[0].
+
+    A serve is recognised by its `--data-dir` argument, a guest by its files' paths."""
+    root = str(data_dir.resolve())
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        is_qemu = Path(argv[0]).name.startswith("qemu-system") and root in " ".join(argv)
+        is_serve = "serve" in argv and any(
+            a == "--data-dir" and i + 1 < len(argv) and _same(argv[i + 1], root)
+            for i, a in enumerate(argv)
+        )
+        if is_qemu or is_serve:
+            found[int(entry.name)] = Path(argv[0]).name
+    return found
+
+
+def _same(path: str, root: str) -> bool:
+    try:
+        return str(Path(path).resolve()) == root
+    except OSError:
+        return False
+
+
+@host_app.command("decommission")
+def decommission(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Remove everything this cloud made on this host, and nothing else.
+
+    Stop `souverain serve` and the cloud's guests on this host first."""
+    from souverain.cli import _data_overrides, _settings
+    from souverain.server import host_network
+
+    settings = _settings(config, _data_overrides(data_dir))
+    if os.geteuid() != 0:
+        typer.echo("souverain: host decommission needs root (it removes kernel objects)", err=True)
+        raise typer.Exit(2)
+    running = cloud_processes(settings.data_dir)
+    if running:
+        listed = ", ".join(f"{name} {pid}" for pid, name in sorted(running.items()))
+        typer.echo(
+            f"souverain: refusing: this cloud still runs here ({listed}); stop `souverain "
+            "serve` and delete or stop its servers on this host first",
+            err=True,
+        )
+        raise typer.Exit(1)
+    host = host_network(settings.data_dir, make_run_dir=False)
+    done = host.decommission()
+    for key, items in done.items():
+        if key.startswith("removed") and items:
+            typer.echo(f"{key.removeprefix('removed_').replace('_', ' ')}: {', '.join(items)}")
+    typer.echo(f"nothing of this cloud (prefix {host.dataplane.prefix}) is left on this host")
