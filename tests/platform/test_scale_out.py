@@ -65,6 +65,16 @@ def _start(data_dir: Path, port: int, env: dict[str, str], s3_port: int = 0) -> 
     return server
 
 
+def _api_node(env: dict[str, str], dir_a: Path) -> dict[str, str]:
+    """Node B: node A's database, and no data plane of its own. On one host the one data
+    plane is node A's: a second would claim the same external range, which a start refuses."""
+    return dict(
+        env,
+        SOUVERAIN_DATABASE__URL=f"sqlite:///{dir_a / 'souverain.db'}",
+        SOUVERAIN_NETWORK__DATAPLANE="false",
+    )
+
+
 def _status_until(server: Server, base: str, token: str, want: int, within: float) -> int:
     deadline = time.monotonic() + within
     status = 0
@@ -97,7 +107,7 @@ def test_revocation_through_one_node_is_enforced_by_the_other(tmp_path: Path) ->
     nodes = [node_a]
     try:
         shutil.copytree(dir_a / "keys", dir_b / "keys")
-        env_b = dict(env, SOUVERAIN_DATABASE__URL=f"sqlite:///{dir_a / 'souverain.db'}")
+        env_b = _api_node(env, dir_a)
         node_b = _start(dir_b, port_b, env_b)
         nodes.append(node_b)
         base_a, base_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
@@ -131,7 +141,7 @@ def test_bucket_settings_changed_through_one_node_hold_on_the_other(tmp_path: Pa
     nodes = [node_a]
     try:
         shutil.copytree(dir_a / "keys", dir_b / "keys")
-        env_b = dict(env, SOUVERAIN_DATABASE__URL=f"sqlite:///{dir_a / 'souverain.db'}")
+        env_b = _api_node(env, dir_a)
         nodes.append(_start(dir_b, port_b, env_b, s3_b))
         token = node_a.token(ADMIN_PASSWORD)
         status, _, body = node_a.request(
