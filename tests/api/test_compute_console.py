@@ -32,6 +32,7 @@ from tests.vm.guest_support import build_tiny_image, missing_requirements
 from .conftest import _fast_tmp_root
 from .support import ADMIN_PASSWORD, Cloud, Member, SteppingClock, TestClient, settings_for
 from .test_compute_api import BASE, Nova, fault, wait_for, wait_status
+from .test_identity_trusts import _app_cred_token as app_cred_token
 
 READY = "souverain-guest: ready"
 TTL = 600  # Nova's default token lifetime, and ours
@@ -50,28 +51,6 @@ class World:
     admin: Nova
     first: str
     second: str
-
-
-def _app_cred_token(cloud: Cloud, member: Member) -> str:
-    made = cloud.post(
-        f"/v3/users/{member.id}/application_credentials",
-        {"application_credential": {"name": "read-only", "roles": [{"name": "reader"}]}},
-        token=member.token,
-    )
-    assert made.status_code == 201, made.text
-    cred = made.json()["application_credential"]
-    auth = {
-        "auth": {
-            "identity": {
-                "methods": ["application_credential"],
-                "application_credential": {"id": cred["id"], "secret": cred["secret"]},
-            }
-        }
-    }
-    issued = cloud.issue(auth)
-    assert issued.status_code == 201, issued.text
-    token: str = issued.headers["X-Subject-Token"]
-    return token
 
 
 def _boot(nova: Nova, image_id: str, name: str) -> str:
@@ -106,7 +85,7 @@ def _populate(cloud: Cloud, clock: SteppingClock) -> World:
         alice=alice,
         a=a,
         reader=Nova(cloud.client, reader.token),
-        restricted=Nova(cloud.client, _app_cred_token(cloud, alice)),
+        restricted=Nova(cloud.client, app_cred_token(cloud, alice, ["reader"])),
         b=Nova(cloud.client, bob.token),
         admin=Nova(cloud.client, cloud.admin_token),
         first=first,
