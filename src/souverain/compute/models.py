@@ -121,6 +121,36 @@ class Server(Base):
     shelved_image_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
+class ComputeHost(Base):
+    """One hypervisor host of the cloud (Nova's compute node): what its agent last reported
+    and when, and the hash of the credential it authenticates with.
+
+    The all-in-one `souverain serve` registers its own machine here at start; a host agent
+    (`souverain agent`) registers with its enrolment token. Capacities are after
+    allocation ratios and reserves; `physical_*` are the machine's own.
+    """
+
+    __tablename__ = "compute_hosts"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # its address on the underlay (VXLAN tunnels end there); None: not reported yet
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # what it runs: "compute", "network" or both, comma separated
+    roles: Mapped[str] = mapped_column(String(64), default="compute")
+    vcpus: Mapped[int] = mapped_column(Integer, default=0)
+    memory_mib: Mapped[int] = mapped_column(Integer, default=0)
+    disk_gib: Mapped[int] = mapped_column(Integer, default=0)
+    physical_vcpus: Mapped[int] = mapped_column(Integer, default=0)
+    physical_memory_mib: Mapped[int] = mapped_column(Integer, default=0)
+    physical_disk_gib: Mapped[int] = mapped_column(Integer, default=0)
+    hypervisor_type: Mapped[str] = mapped_column(String(32), default="QEMU")
+    hypervisor_version: Mapped[int] = mapped_column(Integer, default=0)
+    # the agent's credential, as its SHA-256 (None: the all-in-one's own host, no agent)
+    token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
 class ServerGroup(Base):
     """A project's group of servers placed by one policy (Nova's os-server-groups)."""
 
