@@ -1,0 +1,296 @@
+"""Guests move between two hosts' QEMU drivers: live with their local disk, and cold.
+
+Two drivers on two data dirs play the two hosts (each its own run dir, so its own QEMU
+processes and sockets); the streams go over 127.0.0.1. The tiny guest's user data counts
+every second, and each count reads the previous one back from its root disk (page cache
+dropped first) and writes the new one: a counter that continues on the destination with
+each count's predecessor read from the destination's disk proves memory and disk moved
+together, and the console log says how long the guest stood still.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from souverain.compute.qemu import DriverError, GuestSpec, Nic, PowerState, QemuDriver
+from souverain.compute.qemu_host import alive
+from souverain.compute.qemu_migration import (
+    MIRROR_TARGET,
+    Endpoint,
+    IncomingMigration,
+    Progress,
+    abort_incoming,
+    cold_migrate,
+    confirm_migration,
+    live_migrate,
+    prepare_incoming,
+    root_disk_backing,
+    send_guest,
+    spec_on,
+)
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not Path("/usr/bin/qemu-system-x86_64").exists(),
+    reason="needs root and qemu-system-x86_64 (scripts/install-system-packages)",
+)
+
+USER_DATA = b"""#!/bin/sh
+d=/mnt/root-disk
+if [ -f $d/marker.txt ]; then echo "user-data: found $(cat $d/marker.txt)"; fi
+[ -f $d/marker.txt ] || echo "written on the first host" > $d/marker.txt
+sync
+( n=$(cat $d/counter 2>/dev/null || echo 0); while true; do
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    prev=$(cat $d/counter 2>/dev/null)
+    n=$((n+1)); echo "tick $n prev=$prev marker=$(cat $d/marker.txt)"
+    echo $n > $d/counter; sync; sleep 1
+done ) &
+exit 0
+"""
+TICK_RE = re.compile(r"tick (\d+) prev=(\d*) marker=(.*?)\r?$", re.MULTILINE)
+NETWORK_DATA = {"links": [], "networks": [], "services": []}
+MARKER = "written on the first host"
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def ticks(text: str) -> list[tuple[int, str, str]]:
+    return [(int(n), prev, marker) for n, prev, marker in TICK_RE.findall(text)]
+
+
+def last_tick(driver: QemuDriver, server: str) -> int:
+    found = ticks(driver.console_output(server))
+    return found[-1][0] if found else 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def endpoints() -> tuple[Endpoint, Endpoint]:
+    return Endpoint("127.0.0.1", free_port()), Endpoint("127.0.0.1", free_port())
+
+
+@dataclass
+class Hosts:
+    a: QemuDriver
+    b: QemuDriver
+    base_a: Path
+    base_b: Path
+
+
+@pytest.fixture(scope="module")
+def hosts(image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
+    """Two hosts' drivers, each with the tiny image in its cache; every guest and file of
+    both removed after."""
+    a = QemuDriver(tmp_path_factory.mktemp("host-a") / "compute")
+    b = QemuDriver(tmp_path_factory.mktemp("host-b") / "compute")
+    try:
+        yield Hosts(a, b, a.cache_base_image("tiny", image), b.cache_base_image("tiny", image))
+    finally:
+        for driver in (a, b):
+            for server in driver.running():
+                driver.destroy(server)
+            shutil.rmtree(driver.run_dir, ignore_errors=True)
+
+
+def new_guest(driver: QemuDriver, base: Path) -> GuestSpec:
+    server = str(uuid.uuid4())
+    disk = driver.create_root_disk(server, base, "qcow2", 1)
+    meta = {"uuid": server, "name": "migrant", "hostname": "migrant"}
+    drive = driver.write_config_drive(server, meta, USER_DATA, NETWORK_DATA)
+    return GuestSpec(
+        uuid=server,
+        name="migrant",
+        vcpus=1,
+        memory_mib=128,
+        disk=disk,
+        config_drive=drive,
+        nics=(Nic(mac="fa:16:3e:00:00:17", id="nic-migrant"),),
+    )
+
+
+def nothing_of(driver: QemuDriver, server: str) -> None:
+    assert server not in driver.running()
+    assert not driver.instance_dir(server).exists()
+    assert not (driver.run_dir / f"{server}.qmp").exists()
+    assert not (driver.run_dir / f"{server}.serial").exists()
+
+
+@pytest.fixture(scope="module")
+def running(hosts: Hosts) -> GuestSpec:
+    """A guest counting on host A, shared in file order: the failed migrations leave it
+    there, the live migration moves it to B."""
+    spec = new_guest(hosts.a, hosts.base_a)
+    hosts.a.start(spec)
+    wait_until(lambda: last_tick(hosts.a, spec.uuid) >= 2, 90, "the guest's first ticks")
+    return spec
+
+
+def still_counting_on_a(hosts: Hosts, spec: GuestSpec, pid: int) -> None:
+    assert hosts.a.pid(spec.uuid) == pid
+    assert hosts.a.power_state(spec.uuid) is PowerState.RUNNING
+    before = last_tick(hosts.a, spec.uuid)
+    wait_until(lambda: last_tick(hosts.a, spec.uuid) >= before + 2, 20, "ticks on host A")
+    nodes = hosts.a._qmp(spec.uuid, "query-named-block-nodes")
+    assert MIRROR_TARGET not in {node["node-name"] for node in nodes}
+    assert hosts.a._qmp(spec.uuid, "query-jobs") == []
+
+
+def test_a_refused_disk_port_leaves_the_guest_running_on_the_source(
+    hosts: Hosts, running: GuestSpec
+) -> None:
+    pid = hosts.a.pid(running.uuid)
+    assert pid is not None
+    size, fmt = root_disk_backing(hosts.a, running)
+    nbd, stream = endpoints()
+    assert running.config_drive is not None
+    incoming = prepare_incoming(
+        hosts.b, running, base=hosts.base_b, base_format=fmt, disk_size=size,
+        config_drive=running.config_drive.read_bytes(), slots={}, nbd=nbd, stream=stream,
+    )  # fmt: skip
+    assert hosts.b.pid(running.uuid) is not None
+    refused = IncomingMigration(incoming.spec, Endpoint("127.0.0.1", free_port()), stream)
+    with pytest.raises(DriverError, match=r"(?i)refused|connect"):
+        send_guest(hosts.a, running.uuid, refused, timeout=30)
+    abort_incoming(hosts.b, running.uuid)
+    nothing_of(hosts.b, running.uuid)
+    still_counting_on_a(hosts, running, pid)
+
+
+def test_a_destination_port_in_use_leaves_nothing_there(hosts: Hosts, running: GuestSpec) -> None:
+    pid = hosts.a.pid(running.uuid)
+    assert pid is not None
+    nbd, stream = endpoints()
+    with socket.socket() as taken:
+        taken.bind((stream.host, stream.port))
+        taken.listen()
+        with pytest.raises(DriverError, match="migrate-incoming"):
+            live_migrate(hosts.a, hosts.b, running, dest_base=hosts.base_b, nbd=nbd, stream=stream)
+    nothing_of(hosts.b, running.uuid)
+    still_counting_on_a(hosts, running, pid)
+
+
+def test_bad_endpoints_are_refused_before_anything_starts() -> None:
+    with pytest.raises(DriverError, match="underlay address"):
+        Endpoint("dest.example", 4444)
+    with pytest.raises(DriverError, match="TCP port"):
+        Endpoint("127.0.0.1", 0)
+    assert Endpoint("::1", 4444).uri == "tcp:[::1]:4444"
+
+
+@dataclass
+class Watch:
+    """When each new tick of the guest first showed on either host's console."""
+
+    seen: list[tuple[float, int]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, hosts: Hosts, server: str) -> None:
+        while not self.stop.is_set():
+            latest = max(self._last(hosts.a, server), self._last(hosts.b, server))
+            if not self.seen or latest > self.seen[-1][1]:
+                self.seen.append((time.monotonic(), latest))
+            time.sleep(0.05)
+
+    @staticmethod
+    def _last(driver: QemuDriver, server: str) -> int:
+        try:
+            return last_tick(driver, server)
+        except OSError:
+            return 0
+
+    def longest_gap(self) -> float:
+        times = [when for when, _ in self.seen]
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
+def test_live_migration_moves_a_counting_guest_with_its_disk(
+    hosts: Hosts, running: GuestSpec
+) -> None:
+    pid = hosts.a.pid(running.uuid)
+    assert pid is not None
+    watch = Watch()
+    watcher = threading.Thread(target=watch.run, args=(hosts, running.uuid), daemon=True)
+    watcher.start()
+    reports: list[Progress] = []
+    nbd, stream = endpoints()
+    started = time.monotonic()
+    try:
+        moved = live_migrate(
+            hosts.a, hosts.b, running, dest_base=hosts.base_b, nbd=nbd, stream=stream,
+            timeout=90, progress=reports.append,
+        )  # fmt: skip
+        took = time.monotonic() - started
+        at_arrival = last_tick(hosts.b, running.uuid)
+        wait_until(
+            lambda: last_tick(hosts.b, running.uuid) >= at_arrival + 3, 30, "ticks on host B"
+        )
+    finally:
+        watch.stop.set()
+        watcher.join()
+    assert moved == spec_on(hosts.b, running)
+    assert hosts.b.power_state(running.uuid) is PowerState.RUNNING
+    # the source: its QEMU gone, its files and sockets gone
+    assert not alive(pid)
+    nothing_of(hosts.a, running.uuid)
+    # one count after another, each reading its predecessor from the disk it runs on now
+    counted = ticks(hosts.b.console_output(running.uuid))
+    numbers = [n for n, _, _ in counted]
+    console = hosts.b.console_output(running.uuid)
+    assert numbers == list(range(1, numbers[-1] + 1)), console[-3000:]
+    assert all(prev == str(n - 1) for n, prev, _ in counted if n > 1), counted
+    assert {marker for _, _, marker in counted} == {MARKER}
+    # the guest stood still for at most a few seconds of wall clock
+    assert watch.longest_gap() < 5.0, watch.seen
+    assert {report.phase for report in reports} == {"disk", "memory"}
+    assert reports[-1].phase == "memory" and reports[-1].status == "completed"
+    assert reports[-1].done_bytes > 0
+    print(f"live migration took {took:.1f} s, longest pause {watch.longest_gap():.1f} s")
+
+
+def test_cold_migration_boots_the_stopped_guest_with_its_disk(hosts: Hosts) -> None:
+    spec = new_guest(hosts.b, hosts.base_b)
+    hosts.b.start(spec)
+    wait_until(lambda: last_tick(hosts.b, spec.uuid) >= 2, 90, "the guest's first ticks")
+    with pytest.raises(DriverError, match="running; stop it first"):
+        cold_migrate(hosts.b, hosts.a, spec, dest_base=hosts.base_a)
+    assert hosts.b.shutdown(spec.uuid, timeout=60)
+    counted_before = last_tick(hosts.b, spec.uuid)
+    moved = cold_migrate(hosts.b, hosts.a, spec, dest_base=hosts.base_a)
+    assert moved.disk.parent == hosts.a.instance_dir(spec.uuid)
+    backing = hosts.a._img_info(moved.disk, "qcow2")["backing-filename"]
+    assert backing == str(hosts.base_a.resolve())
+    wait_until(
+        lambda: f"user-data: found {MARKER}" in hosts.a.console_output(spec.uuid),
+        90,
+        "the marker written on host B read on host A",
+    )
+    wait_until(
+        lambda: last_tick(hosts.a, spec.uuid) > counted_before, 30, "the count going on on A"
+    )
+    # the source keeps its files until the move is confirmed
+    assert hosts.b.instance_dir(spec.uuid).exists()
+    confirm_migration(hosts.b, spec.uuid)
+    nothing_of(hosts.b, spec.uuid)
+    assert hosts.a.power_state(spec.uuid) is PowerState.RUNNING
