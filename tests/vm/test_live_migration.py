@@ -13,8 +13,11 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import secrets
 import shutil
 import socket
+import struct
+import subprocess
 import threading
 import time
 import uuid
@@ -116,7 +119,7 @@ def hosts(image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hos
             shutil.rmtree(driver.run_dir, ignore_errors=True)
 
 
-def new_guest(driver: QemuDriver, base: Path) -> GuestSpec:
+def new_guest(driver: QemuDriver, base: Path, nics: tuple[Nic, ...] | None = None) -> GuestSpec:
     server = str(uuid.uuid4())
     disk = driver.create_root_disk(server, base, "qcow2", 1)
     meta = {"uuid": server, "name": "migrant", "hostname": "migrant"}
@@ -128,7 +131,7 @@ def new_guest(driver: QemuDriver, base: Path) -> GuestSpec:
         memory_mib=128,
         disk=disk,
         config_drive=drive,
-        nics=(Nic(mac="fa:16:3e:00:00:17", id="nic-migrant"),),
+        nics=(Nic(mac="fa:16:3e:00:00:17", id="nic-migrant"),) if nics is None else nics,
     )
 
 
@@ -327,3 +330,69 @@ def test_cold_migration_boots_the_stopped_guest_with_its_disk(hosts: Hosts) -> N
     confirm_migration(hosts.b, spec.uuid)
     nothing_of(hosts.b, spec.uuid)
     assert hosts.a.power_state(spec.uuid) is PowerState.RUNNING
+
+
+@pytest.fixture
+def taps() -> Iterator[tuple[str, str]]:
+    """A tap on each "host" (one machine: two names), removed after."""
+    stem = f"mgt{secrets.token_hex(3)}"
+    names = (f"{stem}a", f"{stem}b")
+    try:
+        for name in names:
+            subprocess.run(["ip", "tuntap", "add", "dev", name, "mode", "tap"], check=True)
+            subprocess.run(["ip", "link", "set", name, "up"], check=True)
+        yield names
+    finally:
+        for name in names:
+            subprocess.run(["ip", "link", "del", name], check=False, capture_output=True)
+
+
+ETH_P_ALL = 0x0003
+ETH_P_RARP = 0x8035
+
+
+def frames_from(sniffer: socket.socket, mac: str, seconds: float) -> set[int]:
+    """The ethertypes of the frames `mac` sent within `seconds`."""
+    wanted = bytes.fromhex(mac.replace(":", ""))
+    found: set[int] = set()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and ETH_P_RARP not in found:
+        try:
+            frame = sniffer.recv(2048)
+        except TimeoutError:
+            continue
+        if frame[6:12] == wanted:
+            found.add(struct.unpack("!H", frame[12:14])[0])
+    return found
+
+
+def test_the_network_follows_the_guest_to_the_destination_tap(
+    hosts: Hosts, taps: tuple[str, str]
+) -> None:
+    """After the move the destination's tap carries the guest's announcement (RARP from
+    its MAC): what bridges and VXLAN forwarding tables learn the new place from."""
+    mac = "fa:16:3e:00:00:42"
+    on_a = (Nic(mac=mac, kind="tap", ifname=taps[0], id="nic-tap"),)
+    on_b = (Nic(mac=mac, kind="tap", ifname=taps[1], id="nic-tap"),)
+    spec = new_guest(hosts.a, hosts.base_a, nics=on_a)
+    hosts.a.start(spec)
+    try:
+        with pytest.raises(DriverError, match="MACs and ids"):
+            spec_on(hosts.b, spec, (Nic(mac="fa:16:3e:00:00:43", kind="tap", ifname=taps[1]),))
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as sniff:
+            sniff.bind((taps[1], 0))
+            sniff.settimeout(0.5)
+            nbd, stream = endpoints()
+            moved = live_migrate(
+                hosts.a, hosts.b, spec, dest_base=hosts.base_b, nbd=nbd, stream=stream,
+                timeout=90, dest_nics=on_b,
+            )  # fmt: skip
+            assert ETH_P_RARP in frames_from(sniff, mac, 10.0)
+        assert moved.nics == on_b
+        assert hosts.b.power_state(spec.uuid) is PowerState.RUNNING
+        nothing_of(hosts.a, spec.uuid)
+    finally:
+        hosts.a.destroy(spec.uuid)
+        hosts.a.delete_files(spec.uuid)
+        hosts.b.destroy(spec.uuid)
+        hosts.b.delete_files(spec.uuid)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from souverain.compute.qemu import QemuDriver
-from souverain.compute.qemu_guest import DriverError, GuestSpec
+from souverain.compute.qemu_guest import DriverError, GuestSpec, Nic
 from souverain.compute.qemu_host import fsync_dir, fsync_file
 
 ROOT_DRIVE = "root"  # the -drive id of the root disk (qemu.py)
@@ -89,11 +89,24 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
-def spec_on(driver: QemuDriver, spec: GuestSpec) -> GuestSpec:
-    """The guest's spec with its disk and config drive in `driver`'s instance dir."""
+def spec_on(driver: QemuDriver, spec: GuestSpec, nics: tuple[Nic, ...] | None = None) -> GuestSpec:
+    """The guest's spec with its disk and config drive in `driver`'s instance dir (and
+    `nics` for its NICs, when given: a device the guest knows must not change)."""
     directory = driver.instance_dir(spec.uuid)
     drive = directory / spec.config_drive.name if spec.config_drive is not None else None
-    return replace(spec, disk=directory / spec.disk.name, config_drive=drive)
+    if nics is not None and [(n.mac.lower(), n.id) for n in nics] != [
+        (n.mac.lower(), n.id) for n in spec.nics
+    ]:
+        raise DriverError(
+            f"server {spec.uuid}'s NICs on the destination must have the MACs and ids they "
+            "have on the source, in the same order; only their taps may differ"
+        )
+    return replace(
+        spec,
+        disk=directory / spec.disk.name,
+        config_drive=drive,
+        nics=spec.nics if nics is None else nics,
+    )
 
 
 def root_disk_backing(driver: QemuDriver, spec: GuestSpec) -> tuple[int, str]:
@@ -171,14 +184,17 @@ def prepare_incoming(
     slots: dict[str, int],
     nbd: Endpoint,
     stream: Endpoint,
+    nics: tuple[Nic, ...] | None = None,
 ) -> IncomingMigration:
     """Make the destination ready for `spec`'s guest: an empty overlay on `base` (the
     destination's cached copy of the image), its config drive, QEMU started paused with the
     same devices in the same PCI `slots`, the overlay exported writable over NBD at `nbd`
-    and QEMU listening for the migration stream at `stream`. On failure nothing stays."""
+    and QEMU listening for the migration stream at `stream`. `nics` are the guest's NICs
+    here when its taps have other names than on the source (same MACs, same order). On
+    failure nothing stays."""
     _refuse_volumes(spec)
     _refuse_existing(dest, spec.uuid)
-    target = spec_on(dest, spec)
+    target = spec_on(dest, spec, nics)
     try:
         _make_overlay(dest, target.disk, base, base_format, disk_size)
         if target.config_drive is not None and config_drive is not None:
@@ -230,6 +246,10 @@ def finish_incoming(
             log.write(console_history)
     if run:
         dest._resume(uuid)
+        # QEMU announced the NICs' MACs (RARP) as the state arrived; once more now that the
+        # guest runs (and can announce itself), for the switches and VXLAN forwarding tables
+        # that learn where the guest is now
+        dest._qmp(uuid, "announce-self", initial=50, max=550, rounds=5, step=100)
 
 
 def abort_incoming(dest: QemuDriver, uuid: str) -> None:
@@ -423,10 +443,12 @@ def live_migrate(
     stream: Endpoint,
     timeout: float = MIGRATE_TIMEOUT,
     progress: ProgressCallback | None = None,
+    dest_nics: tuple[Nic, ...] | None = None,
 ) -> GuestSpec:
     """Move a running (or paused) guest from `source` to `dest` with its local disk; the
     guest keeps running throughout but for the last memory pass. Returns its spec on the
-    destination. `dest_base` is the destination's copy of the guest's image."""
+    destination. `dest_base` is the destination's copy of the guest's image; `dest_nics`
+    its NICs there when their taps are named otherwise (see `prepare_incoming`)."""
     uuid = spec.uuid
     _refuse_volumes(spec)
     source._require_running(uuid)
@@ -436,6 +458,7 @@ def live_migrate(
     incoming = prepare_incoming(
         dest, spec, base=dest_base, base_format=base_format, disk_size=disk_size,
         config_drive=drive, slots=source._volume_slots(uuid), nbd=nbd, stream=stream,
+        nics=dest_nics,
     )  # fmt: skip
     try:
         send_guest(source, uuid, incoming, timeout=timeout, progress=progress)
