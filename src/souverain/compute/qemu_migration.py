@@ -22,7 +22,7 @@ from typing import Any
 
 from souverain.compute.qemu import QemuDriver
 from souverain.compute.qemu_guest import DriverError, GuestSpec, Nic
-from souverain.compute.qemu_host import fsync_dir, fsync_file
+from souverain.compute.qemu_host import fsync_dir, fsync_file, write_atomically
 
 ROOT_DRIVE = "root"  # the -drive id of the root disk (qemu.py)
 NBD_EXPORT = "root"  # the name the destination exports the root disk under
@@ -152,16 +152,6 @@ def _make_overlay(dest: QemuDriver, disk: Path, base: Path, base_format: str, si
     fsync_dir(disk.parent)
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-
-
 def _drive_node(driver: QemuDriver, uuid: str, drive: str) -> str:
     """The block node name QEMU gave a -drive (the NBD export names a node)."""
     for entry in driver._qmp(uuid, "query-block"):
@@ -198,7 +188,7 @@ def prepare_incoming(
     try:
         _make_overlay(dest, target.disk, base, base_format, disk_size)
         if target.config_drive is not None and config_drive is not None:
-            _write_file(target.config_drive, config_drive)
+            write_atomically(target.config_drive, config_drive)
         elif target.config_drive is not None:
             raise DriverError(f"server {spec.uuid} has a config drive: pass its bytes")
         dest.start_incoming(target, slots)
@@ -248,8 +238,10 @@ def finish_incoming(
         dest._resume(uuid)
         # QEMU announced the NICs' MACs (RARP) as the state arrived; once more now that the
         # guest runs (and can announce itself), for the switches and VXLAN forwarding tables
-        # that learn where the guest is now
-        dest._qmp(uuid, "announce-self", initial=50, max=550, rounds=5, step=100)
+        # that learn where the guest is now. The guest runs here by then: a lost announcement
+        # is not worth moving it back (the guest's own traffic teaches the same)
+        with contextlib.suppress(DriverError):
+            dest._qmp(uuid, "announce-self", initial=50, max=550, rounds=5, step=100)
 
 
 def abort_incoming(dest: QemuDriver, uuid: str) -> None:
@@ -309,8 +301,9 @@ def _mirror_disk(
     source: QemuDriver, uuid: str, nbd: Endpoint, deadline: float, report: _Reporter
 ) -> None:
     """Copy the overlay's own clusters (sync "top": the destination has the image) until
-    the copy is in step; from then on every guest write goes to both (write-blocking), so
-    the copy stays in step until the guest stops."""
+    the copy is in step ("ready"). From then on the job copies what the guest writes, in
+    the background (the guest's writes never wait on the network); whatever is still to
+    copy when the guest stops is copied when the job ends (`_end_mirror`)."""
     client: dict[str, Any] = {
         "driver": "nbd",
         "node-name": MIRROR_TARGET,
@@ -323,7 +316,7 @@ def _mirror_disk(
         "device": ROOT_DRIVE,
         "target": MIRROR_TARGET,
         "sync": "top",
-        "copy-mode": "write-blocking",
+        "copy-mode": "background",
         "auto-dismiss": False,
     }
     source._qmp(uuid, "blockdev-mirror", **mirror)
@@ -381,7 +374,9 @@ def _migrate_state(
 
 def _end_mirror(source: QemuDriver, uuid: str) -> None:
     """End the mirror without switching the source to the copy (the source QEMU is done)
-    and close its NBD connection, so the destination can stop its server."""
+    and close its NBD connection, so the destination can stop its server. Cancelled once
+    ready, a mirror first copies what is left: the destination's disk is the source's as
+    the guest stopped, and the destination must not run before this returns."""
     source._qmp(uuid, "block-job-cancel", device=MIRROR_JOB)
     _wait_job_concluded(source, uuid, f"ending the disk copy of server {uuid}")
     source._qmp(uuid, "job-dismiss", id=MIRROR_JOB)
