@@ -153,14 +153,15 @@ def running(hosts: Hosts) -> GuestSpec:
     return spec
 
 
-def still_counting_on_a(hosts: Hosts, spec: GuestSpec, pid: int) -> None:
-    assert hosts.a.pid(spec.uuid) == pid
-    assert hosts.a.power_state(spec.uuid) is PowerState.RUNNING
-    before = last_tick(hosts.a, spec.uuid)
-    wait_until(lambda: last_tick(hosts.a, spec.uuid) >= before + 2, 20, "ticks on host A")
-    nodes = hosts.a._qmp(spec.uuid, "query-named-block-nodes")
+def still_counting_on(driver: QemuDriver, spec: GuestSpec, pid: int) -> None:
+    """The guest runs on under the same QEMU, with no migration job or NBD node left."""
+    assert driver.pid(spec.uuid) == pid
+    assert driver.power_state(spec.uuid) is PowerState.RUNNING
+    before = last_tick(driver, spec.uuid)
+    wait_until(lambda: last_tick(driver, spec.uuid) >= before + 2, 20, "ticks on the source")
+    nodes = driver._qmp(spec.uuid, "query-named-block-nodes")
     assert MIRROR_TARGET not in {node["node-name"] for node in nodes}
-    assert hosts.a._qmp(spec.uuid, "query-jobs") == []
+    assert driver._qmp(spec.uuid, "query-jobs") == []
 
 
 def test_a_refused_disk_port_leaves_the_guest_running_on_the_source(
@@ -181,7 +182,7 @@ def test_a_refused_disk_port_leaves_the_guest_running_on_the_source(
         send_guest(hosts.a, running.uuid, refused, timeout=30)
     abort_incoming(hosts.b, running.uuid)
     nothing_of(hosts.b, running.uuid)
-    still_counting_on_a(hosts, running, pid)
+    still_counting_on(hosts.a, running, pid)
 
 
 def test_a_destination_port_in_use_leaves_nothing_there(hosts: Hosts, running: GuestSpec) -> None:
@@ -194,31 +195,7 @@ def test_a_destination_port_in_use_leaves_nothing_there(hosts: Hosts, running: G
         with pytest.raises(DriverError, match="migrate-incoming"):
             live_migrate(hosts.a, hosts.b, running, dest_base=hosts.base_b, nbd=nbd, stream=stream)
     nothing_of(hosts.b, running.uuid)
-    still_counting_on_a(hosts, running, pid)
-
-
-def test_a_destination_that_fails_to_take_over_gives_the_guest_back_to_the_source(
-    hosts: Hosts, running: GuestSpec
-) -> None:
-    """The memory and disk went over, then the destination failed: the source's QEMU, done
-    and stopped, takes its disks back and runs on from where it stopped."""
-    pid = hosts.a.pid(running.uuid)
-    assert pid is not None
-    size, fmt = root_disk_backing(hosts.a, running)
-    nbd, stream = endpoints()
-    assert running.config_drive is not None
-    incoming = prepare_incoming(
-        hosts.b, running, base=hosts.base_b, base_format=fmt, disk_size=size,
-        config_drive=running.config_drive.read_bytes(), slots={}, nbd=nbd, stream=stream,
-    )  # fmt: skip
-    send_guest(hosts.a, running.uuid, incoming, timeout=60)
-    assert hosts.a._status(running.uuid) == "postmigrate"
-    abort_incoming(hosts.b, running.uuid)
-    rollback_source(hosts.a, running.uuid, was_running=True)
-    nothing_of(hosts.b, running.uuid)
-    still_counting_on_a(hosts, running, pid)
-    counted = ticks(hosts.a.console_output(running.uuid))
-    assert all(prev == str(n - 1) for n, prev, _ in counted if n > 1), counted
+    still_counting_on(hosts.a, running, pid)
 
 
 BEAT_RE = re.compile(r"beat (\d+)")
@@ -238,6 +215,7 @@ class Watch:
         default_factory=lambda: {"beat": [], "tick": []}
     )
     stop: threading.Event = field(default_factory=threading.Event)
+    ended: float = 0.0
 
     def run(self, hosts: Hosts, server: str) -> None:
         while not self.stop.is_set():
@@ -247,6 +225,7 @@ class Watch:
                 if not series or latest > series[-1][1]:
                     series.append((time.monotonic(), latest))
             time.sleep(0.05)
+        self.ended = time.monotonic()
 
     @staticmethod
     def _last(last: Callable[[QemuDriver, str], int], driver: QemuDriver, server: str) -> int:
@@ -256,7 +235,8 @@ class Watch:
             return 0
 
     def longest_gap(self, word: str) -> float:
-        times = [when for when, _ in self.seen[word]]
+        """The longest wait for the next count, the wait after the last one included."""
+        times = [when for when, _ in self.seen[word]] + [self.ended]
         return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
@@ -310,6 +290,32 @@ def test_live_migration_moves_a_counting_guest_with_its_disk(
         f"live migration took {took:.1f} s, longest pause {watch.longest_gap('beat'):.1f} s, "
         f"longest disk pause {watch.longest_gap('tick'):.1f} s"
     )
+
+
+def test_a_destination_that_fails_to_take_over_gives_the_guest_back_to_the_source(
+    hosts: Hosts, running: GuestSpec
+) -> None:
+    """The memory and disk went over, then the destination failed: the source's QEMU, done
+    and stopped, takes its disks back and runs on from where it stopped. (The guest now
+    runs on B, moved there by the test above; A plays the destination.)"""
+    on_b = spec_on(hosts.b, running)
+    pid = hosts.b.pid(running.uuid)
+    assert pid is not None
+    size, fmt = root_disk_backing(hosts.b, on_b)
+    nbd, stream = endpoints()
+    assert on_b.config_drive is not None
+    incoming = prepare_incoming(
+        hosts.a, on_b, base=hosts.base_a, base_format=fmt, disk_size=size,
+        config_drive=on_b.config_drive.read_bytes(), slots={}, nbd=nbd, stream=stream,
+    )  # fmt: skip
+    send_guest(hosts.b, running.uuid, incoming, timeout=60)
+    assert hosts.b._status(running.uuid) == "postmigrate"
+    abort_incoming(hosts.a, running.uuid)
+    rollback_source(hosts.b, running.uuid, was_running=True)
+    nothing_of(hosts.a, running.uuid)
+    still_counting_on(hosts.b, on_b, pid)
+    counted = ticks(hosts.b.console_output(running.uuid))
+    assert all(prev == str(n - 1) for n, prev, _ in counted if n > 1), counted
 
 
 def test_cold_migration_boots_the_stopped_guest_with_its_disk(hosts: Hosts) -> None:
