@@ -8,6 +8,7 @@ would give them. Everything made here carries a random prefix and is gone afterw
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -93,10 +94,9 @@ class Lab:
 
     def cleanup(self) -> None:
         for overlay in self.overlays.values():
-            try:
+            # if its namespace is gone already, deleting the namespaces removes the rest
+            with contextlib.suppress(OverlayError):
                 overlay.remove_all()
-            except OverlayError:
-                pass  # its namespace is gone already; deleting it below removes the rest
         for namespace in reversed(self.namespaces):
             _run("ip", "netns", "del", namespace, check=False)
 
