@@ -56,6 +56,8 @@ def plan_segments(
     macs: dict[str, dict[str, str]] = {}
     unknown: set[str] = set()
     for network_id, vni, port_host, mac in rows:
+        if vni is None:  # filtered out by the query; mypy cannot know
+            continue
         vnis[network_id] = vni
         remotes.setdefault(network_id, set())
         macs.setdefault(network_id, {})
