@@ -13,14 +13,18 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
+from souverain.network.dataplane import Dataplane, DhcpHost, SubnetSpec
 from souverain.network.overlay import Overlay, OverlayError, Segment
 
+BUSYBOX = shutil.which("busybox") or "busybox"
 PING = shutil.which("ping") or "/usr/bin/ping"  # iputils: `-M do` (busybox's has no DF)
 UNDERLAY = {"h1": "10.250.7.1", "h2": "10.250.7.2"}
 NET_A, NET_B = str(uuid.uuid4()), str(uuid.uuid4())
@@ -31,8 +35,8 @@ GUEST_MTU = 1450
 def _works() -> str | None:
     if os.geteuid() != 0:
         return "needs root (network namespaces, bridges, VXLAN devices)"
-    if shutil.which("ip") is None or not os.path.exists(PING):
-        return "needs ip and iputils ping (scripts/system-packages.txt)"
+    if shutil.which("ip") is None or not os.path.exists(PING) or shutil.which("busybox") is None:
+        return "needs ip, busybox and iputils ping (scripts/system-packages.txt)"
     return None
 
 
@@ -270,3 +274,74 @@ def test_the_same_vni_twice_is_refused(lab: Lab) -> None:
     twice = [Segment(NET_A, 7, "bra"), Segment(NET_B, 7, "brb")]
     with pytest.raises(OverlayError, match="given twice"):
         lab.overlays["h1"].reconcile(twice)
+
+
+# ------------------------------------------- DHCP across the overlay, from the host's netns
+
+LEASE_SCRIPT = """#!/bin/sh
+case "$1" in
+  bound|renew) echo "$ip $mtu" > "$LEASE_OUT" ;;
+esac
+"""
+
+
+@pytest.fixture
+def root_host(lab: Lab) -> Iterator[tuple[Dataplane, Overlay, str]]:
+    """This machine's own namespace as a second host: the product's Dataplane and an Overlay
+    with netns None, its underlay address on a veth into the lab's underlay."""
+    address = f"10.251.{secrets.randbelow(250) + 1}.2"
+    link = f"{lab.prefix}u"
+    run_dir = Path(tempfile.mkdtemp(prefix="souverain-vx-", dir="/run"))
+    dataplane = Dataplane(run_dir, prefix=lab.prefix)
+    overlay = Overlay(lab.prefix, address)
+    try:
+        _run("ip", "link", "add", link, "type", "veth", "peer", "name", "toroot",
+             "netns", lab.ns("under"))  # fmt: skip
+        _run("ip", "-n", lab.ns("under"), "link", "set", "toroot", "master", "ul", "up")
+        _run("ip", "addr", "add", f"{address}/24", "dev", link)
+        _run("ip", "link", "set", link, "up")
+        h1 = address.rsplit(".", 1)[0] + ".1"
+        _run("ip", "-n", lab.ns("h1"), "addr", "add", f"{h1}/24", "dev", "eth0")
+        lab.overlays["h1"] = Overlay(lab.prefix, h1, netns=lab.ns("h1"))
+        yield dataplane, overlay, h1
+    finally:
+        overlay.remove_all()
+        dataplane.reconcile({})
+        _run("ip", "link", "del", link, check=False)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        assert not any(overlay.inventory().values())
+        assert not any(Dataplane(run_dir, prefix=lab.prefix).inventory().values())
+
+
+def test_a_guest_gets_its_lease_and_mtu_from_dnsmasq_on_another_host(
+    lab: Lab, root_host: tuple[Dataplane, Overlay, str]
+) -> None:
+    dataplane, overlay, h1 = root_host
+    bridge = dataplane.ensure_network(NET_A, mtu=GUEST_MTU)
+    mac = MACS[("h1", "bra")]
+    subnet = SubnetSpec(cidr="10.88.0.0/24", gateway=None, dhcp_ip="10.88.0.2", mtu=GUEST_MTU)
+    dataplane.ensure_dhcp(NET_A, subnet, [DhcpHost(mac, "10.88.0.11", "vm-far")])
+    guest = lab.guest("h1", "bra", "10.88.0.250", mac)  # replaced by the lease's address
+    _run("ip", "-n", guest, "addr", "flush", "dev", "eth0")
+    assert _lease(guest) is None  # no overlay yet: no DHCP server in reach
+    overlay.reconcile([Segment(NET_A, VNI_A, bridge, frozenset({h1}), {mac: h1})])
+    root_address = overlay.local
+    lab.overlays["h1"].reconcile([Segment(NET_A, VNI_A, "bra", frozenset({root_address}))])
+    assert _lease(guest) == ["10.88.0.11", str(GUEST_MTU)]
+
+
+def _lease(namespace: str) -> list[str] | None:
+    """udhcpc in `namespace`: the (ip, mtu) it was offered, or None."""
+    with tempfile.TemporaryDirectory(dir="/run") as scratch:
+        script, out = Path(scratch) / "lease.sh", Path(scratch) / "lease"
+        script.write_text(LEASE_SCRIPT)
+        script.chmod(0o755)
+        proc = subprocess.run(
+            ["ip", "netns", "exec", namespace, BUSYBOX, "udhcpc", "-i", "eth0", "-n", "-q",
+             "-f", "-t", "3", "-T", "1", "-A", "1", "-s", str(script), "-O", "mtu"],
+            env={**os.environ, "LEASE_OUT": str(out)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )  # fmt: skip
+        return out.read_text().split() if proc.returncode == 0 else None

@@ -124,13 +124,16 @@ class Overlay:
                 if self._ours(name) and not self._fits(link, wanted.get(name)):
                     _delete_link(ipr, name)
                     done["removed_links"].append(name)
+            plugged = {}
             for name, segment in sorted(wanted.items()):
                 bridge = _lookup(ipr, segment.bridge)
                 if bridge is None:
                     done["missing_bridges"].append(segment.bridge)
                     continue
-                self._ensure_device(ipr, name, segment, bridge, done)
-                _sync_fdb(ipr, name, segment.fdb(), done)
+                plugged[self._ensure_device(ipr, name, segment, bridge, done)] = segment
+            fdb = _fdb(ipr)  # one dump for all devices: a reconcile that changes nothing is cheap
+            for index, segment in plugged.items():
+                _sync_fdb(ipr, index, fdb.get(index, set()), segment, done)
         return done
 
     def _checked(self, segments: Iterable[Segment]) -> dict[str, Segment]:
@@ -164,7 +167,8 @@ class Overlay:
 
     def _ensure_device(
         self, ipr: Any, name: str, segment: Segment, bridge: int, done: dict[str, list[str]]
-    ) -> None:
+    ) -> int:
+        """The segment's device exists, in its bridge, at the bridge's MTU, up: its index."""
         index = _lookup(ipr, name)
         if index is None:
             _call(
@@ -179,6 +183,8 @@ class Overlay:
                 vxlan_learning=0,  # remotes come from the database, never from traffic
             )
             index = _lookup(ipr, name)
+            if index is None:
+                raise OverlayError(f"{name} vanished as it was made: is another agent racing?")
             # no IPv6 link-local on a tenant's L2: set before the device is ever up
             with contextlib.suppress(OverlayError):
                 _call(f"disable IPv6 on {name}", ipr.link, "set", index=index, **_NO_IPV6)
@@ -197,6 +203,7 @@ class Overlay:
                 state="up",
             )
             done["plugged_links"].append(name)
+        return index
 
     # ------------------------------------------------------------------ inspection
 
@@ -204,11 +211,13 @@ class Overlay:
         """Every VXLAN device of ours and its FDB entries ("device mac dst"), sorted."""
         found: dict[str, list[str]] = {"vxlans": [], "fdb": []}
         with self._ipr() as ipr:
+            fdb = _fdb(ipr)
             for link in ipr.get_links():
                 name = link.get("ifname")
                 if self._ours(name):
                     found["vxlans"].append(name)
-                    found["fdb"] += [f"{name} {mac} {dst}" for mac, dst in _fdb(ipr, link["index"])]
+                    entries = fdb.get(link["index"], set())
+                    found["fdb"] += [f"{name} {mac} {dst}" for mac, dst in entries]
         found["vxlans"].sort()
         found["fdb"].sort()
         return found
@@ -292,20 +301,27 @@ def _delete_link(ipr: Any, ifname: str) -> None:
             raise OverlayError(f"cannot delete {ifname}: {os.strerror(exc.code)}") from exc
 
 
-def _fdb(ipr: Any, index: int) -> set[tuple[str, str]]:
-    """The device's own (MAC, remote) entries; the bridge's entries carry no remote."""
-    return {
-        (str(entry.get("NDA_LLADDR")).lower(), str(entry.get("NDA_DST")))
-        for entry in _call("read the FDB", ipr.fdb, "dump", ifindex=index)
-        if entry["ifindex"] == index and entry.get("NDA_DST") is not None
-    }
+def _fdb(ipr: Any) -> dict[int, set[tuple[str, str]]]:
+    """Every VXLAN device's own (MAC, remote) entries, by device index; the bridges'
+    entries carry no remote and are not ours to manage."""
+    found: dict[int, set[tuple[str, str]]] = {}
+    for entry in _call("read the FDB", ipr.fdb, "dump"):
+        dst = entry.get("NDA_DST")
+        if dst is not None:
+            mac = str(entry.get("NDA_LLADDR")).lower()
+            found.setdefault(int(entry["ifindex"]), set()).add((mac, str(dst)))
+    return found
 
 
 def _sync_fdb(
-    ipr: Any, name: str, wanted: frozenset[tuple[str, str]], done: dict[str, list[str]]
+    ipr: Any,
+    index: int,
+    present: set[tuple[str, str]],
+    segment: Segment,
+    done: dict[str, list[str]],
 ) -> None:
-    index = _lookup(ipr, name)
-    present = _fdb(ipr, index) if index is not None else set()
+    name = ipr.get_links(index)[0].get("ifname")
+    wanted = segment.fdb()
     # removals first: a MAC that moved host gets its new entry after the old one is gone
     for mac, dst in sorted(present - wanted):
         try:
