@@ -119,21 +119,26 @@ class Overlay:
             "missing_bridges": [],
         }
         with self._ipr() as ipr:
-            for link in ipr.get_links():
-                name = link.get("ifname")
+            # one dump of links and one of the FDB, whatever the number of segments: a
+            # reconcile that changes nothing reads twice and writes nothing
+            links = {link.get("ifname"): link for link in ipr.get_links()}
+            for name, link in list(links.items()):
                 if self._ours(name) and not self._fits(link, wanted.get(name)):
                     _delete_link(ipr, name)
+                    del links[name]
                     done["removed_links"].append(name)
             plugged = {}
             for name, segment in sorted(wanted.items()):
-                bridge = _lookup(ipr, segment.bridge)
+                bridge = links.get(segment.bridge)
                 if bridge is None:
                     done["missing_bridges"].append(segment.bridge)
                     continue
-                plugged[self._ensure_device(ipr, name, segment, bridge, done)] = segment
-            fdb = _fdb(ipr)  # one dump for all devices: a reconcile that changes nothing is cheap
-            for index, segment in plugged.items():
-                _sync_fdb(ipr, index, fdb.get(index, set()), segment, done)
+                link = links.get(name)
+                index = self._ensure_device(ipr, name, segment, bridge, link, done)
+                plugged[index] = (name, segment)
+            fdb = _fdb(ipr)
+            for index, (name, segment) in plugged.items():
+                _sync_fdb(ipr, index, name, fdb.get(index, set()), segment.fdb(), done)
         return done
 
     def _checked(self, segments: Iterable[Segment]) -> dict[str, Segment]:
@@ -166,44 +171,53 @@ class Overlay:
         )
 
     def _ensure_device(
-        self, ipr: Any, name: str, segment: Segment, bridge: int, done: dict[str, list[str]]
+        self,
+        ipr: Any,
+        name: str,
+        segment: Segment,
+        bridge: Any,
+        link: Any,
+        done: dict[str, list[str]],
     ) -> int:
         """The segment's device exists, in its bridge, at the bridge's MTU, up: its index."""
-        index = _lookup(ipr, name)
-        if index is None:
-            _call(
-                f"create VXLAN device {name} (VNI {segment.vni})",
-                ipr.link,
-                "add",
-                ifname=name,
-                kind="vxlan",
-                vxlan_id=segment.vni,
-                vxlan_local=self.local,
-                vxlan_port=VXLAN_PORT,
-                vxlan_learning=0,  # remotes come from the database, never from traffic
-            )
-            index = _lookup(ipr, name)
-            if index is None:
-                raise OverlayError(f"{name} vanished as it was made: is another agent racing?")
-            # no IPv6 link-local on a tenant's L2: set before the device is ever up
-            with contextlib.suppress(OverlayError):
-                _call(f"disable IPv6 on {name}", ipr.link, "set", index=index, **_NO_IPV6)
+        if link is None:
+            link = self._create_device(ipr, name, segment)
             done["created_links"].append(name)
-        link = ipr.get_links(index)[0]
-        mtu = ipr.get_links(bridge)[0].get("IFLA_MTU")
+        index, bridge_index = int(link["index"]), int(bridge["index"])
+        mtu = bridge.get("IFLA_MTU")
         up = bool(link["flags"] & 1)
-        if link.get("IFLA_MASTER") != bridge or link.get("IFLA_MTU") != mtu or not up:
+        if link.get("IFLA_MASTER") != bridge_index or link.get("IFLA_MTU") != mtu or not up:
             _call(
                 f"plug {name} into {segment.bridge}",
                 ipr.link,
                 "set",
                 index=index,
-                master=bridge,
+                master=bridge_index,
                 mtu=mtu,
                 state="up",
             )
             done["plugged_links"].append(name)
         return index
+
+    def _create_device(self, ipr: Any, name: str, segment: Segment) -> Any:
+        _call(
+            f"create VXLAN device {name} (VNI {segment.vni})",
+            ipr.link,
+            "add",
+            ifname=name,
+            kind="vxlan",
+            vxlan_id=segment.vni,
+            vxlan_local=self.local,
+            vxlan_port=VXLAN_PORT,
+            vxlan_learning=0,  # remotes come from the database, never from traffic
+        )
+        index = _lookup(ipr, name)
+        if index is None:
+            raise OverlayError(f"{name} vanished as it was made: is another agent racing?")
+        # no IPv6 link-local on a tenant's L2: set before the device is ever up
+        with contextlib.suppress(OverlayError):
+            _call(f"disable IPv6 on {name}", ipr.link, "set", index=index, **_NO_IPV6)
+        return ipr.get_links(index)[0]
 
     # ------------------------------------------------------------------ inspection
 
@@ -316,12 +330,11 @@ def _fdb(ipr: Any) -> dict[int, set[tuple[str, str]]]:
 def _sync_fdb(
     ipr: Any,
     index: int,
+    name: str,
     present: set[tuple[str, str]],
-    segment: Segment,
+    wanted: frozenset[tuple[str, str]],
     done: dict[str, list[str]],
 ) -> None:
-    name = ipr.get_links(index)[0].get("ifname")
-    wanted = segment.fdb()
     # removals first: a MAC that moved host gets its new entry after the old one is gone
     for mac, dst in sorted(present - wanted):
         try:
