@@ -194,3 +194,15 @@ def test_plan_follows_unbinding_and_unknown_hosts(vx_cloud: Cloud, me: Neutron) 
     assert seg.remotes == frozenset() and dict(seg.macs) == {}
     plan = OverlayPlan(vx_cloud.platform.db, lambda: HOSTS, lambda n: f"br-{n[:8]}")
     assert [s for s in plan.segments("host-a") if s.network_id == net] == [seg]
+
+
+def test_network_data_json_gives_the_guest_the_segment_mtu(vx_cloud: Cloud, me: Neutron) -> None:
+    net, _ = me.network_with_subnet("10.3.0.0/24")
+    view = vx_cloud.platform.identity.validate(me.token)
+    assert view is not None
+    vx_cloud.platform.network.create_port_for_server(
+        view.context(""), server_id="srv-mtu", network_id=net
+    )
+    guests = vx_cloud.platform.compute._guests  # the config drive's author, as a build uses it
+    doc = guests._ports_network_doc("srv-mtu", me.project_id)
+    assert [link["mtu"] for link in doc["links"]] == [1450]
