@@ -99,6 +99,11 @@ def test_admin_sees_the_vni_and_no_one_else_does(
     assert shown["provider:network_type"] == "vxlan"
     assert shown["provider:physical_network"] is None
     assert SEGMENTS[0] < shown["provider:segmentation_id"] <= SEGMENTS[1]
+    vni = shown["provider:segmentation_id"]
+    probe = me.get(f"/networks?provider:segmentation_id={vni}")
+    neutron_error(probe, 400, "HTTPBadRequest")  # no filtering on what one cannot see
+    found = admin.get(f"/networks?provider:segmentation_id={vni}").json()["networks"]
+    assert [n["id"] for n in found] == [net["id"]]
     public = admin.get("/networks?name=public").json()["networks"][0]
     assert public["provider:network_type"] == "flat"
     assert public["provider:segmentation_id"] is None
