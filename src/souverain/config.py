@@ -128,6 +128,12 @@ class ComputeSettings(_Section):
     )
     shutdown_timeout: float = Field(default=60.0, ge=0, description="ACPI stop, then forced")
     sync_interval: float = Field(default=5.0, gt=0, description="power state sync period, s")
+    service_down_time: float = Field(
+        default=60.0, gt=0, description="a host not heard from for this long is not up (s)"
+    )
+    host_dead_after: float = Field(
+        default=300.0, gt=0, description="its servers' host_status goes UNKNOWN -> DOWN (s)"
+    )
     quota_instances: int = Field(default=10, ge=-1, description="per project; -1: unlimited")
     quota_cores: int = Field(default=20, ge=-1)
     quota_ram: int = Field(default=51200, ge=-1, description="MiB")

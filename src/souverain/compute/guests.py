@@ -309,6 +309,11 @@ class Guests:
     def destroy_everything(self, server_id: str) -> None:
         self.driver.destroy(server_id)
         self.driver.delete_files(server_id)
+        self.forget(server_id)
+
+    def forget(self, server_id: str) -> None:
+        """The database's half of a delete, once no host runs the guest any more: its
+        volumes and ports let go of, its console tokens revoked, the row deleted."""
         self.let_go_of_volumes(server_id)
         self.let_go_of_ports(server_id)
         with self.db.session() as s:
