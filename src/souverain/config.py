@@ -141,6 +141,25 @@ class ComputeSettings(_Section):
     quota_metadata_items: int = Field(default=128, ge=-1, description="per server")
 
 
+class AgentSettings(_Section):
+    """`souverain agent`: one hypervisor host run for the cloud, without database access."""
+
+    api_url: str = Field(default="", description="the control plane's URL (its load balancer)")
+    name: str = Field(default="", max_length=255, description="this host's name; empty: hostname")
+    token_file: Path | None = Field(default=None, description="`souverain host enroll`'s token")
+    address: str = Field(default="", max_length=64, description="this host's underlay address")
+    roles: str = Field(default="compute", pattern=r"^(compute|network|compute,network)$")
+    driver: str = Field(default="qemu", pattern=r"^(qemu|simulation)$")
+    allow_simulation: bool = Field(
+        default=False, description="let `driver = simulation` run: a host that runs nothing"
+    )
+    heartbeat_interval: float = Field(default=10.0, gt=0, le=3600)
+    watch_wait: int = Field(default=30, ge=1, le=60, description="longest watch, seconds")
+    simulated_vcpus: int = Field(default=64, ge=1)
+    simulated_memory_mib: int = Field(default=262144, ge=1)
+    simulated_disk_gib: int = Field(default=4096, ge=1)
+
+
 class VolumeSettings(_Section):
     default_type: str = Field(default="__DEFAULT__", min_length=1, max_length=255)
     max_volume_gib: int = Field(default=16384, ge=1, description="largest single volume")
@@ -199,6 +218,7 @@ class Settings(_Section):
     objectstore: ObjectStoreSettings = ObjectStoreSettings()
     image: ImageSettings = ImageSettings()
     compute: ComputeSettings = ComputeSettings()
+    agent: AgentSettings = AgentSettings()
     volume: VolumeSettings = VolumeSettings()
     network: NetworkSettings = NetworkSettings()
     billing: BillingSettings = BillingSettings()

@@ -102,6 +102,7 @@ def _assignment(row: Server) -> dict[str, Any]:
     return {
         "id": row.id,
         "desired": desired(row),
+        "task": row.task_state if row.task_state in AGENT_TASKS else None,
         "vcpus": row.vcpus,
         "memory_mib": row.memory_mib,
         "disk_gib": row.disk_gib,
@@ -109,6 +110,36 @@ def _assignment(row: Server) -> dict[str, Any]:
         "flavor": str((row.flavor or {}).get("name", "")),
         "mac": row.mac,
     }
+
+
+def enroll(s: Session, name: str, roles: str, now: dt.datetime) -> str:
+    """A new host and its token (shown once); a known host gets a new token, which ends
+    the old one."""
+    if not name or len(name) > 255 or any(c.isspace() or c in "/?#%" for c in name):
+        raise BadRequest("A host name is 1 to 255 characters, without spaces, '/', '?', '#', '%'.")
+    if roles not in ("compute", "network", "compute,network"):
+        raise BadRequest("A host's roles are 'compute', 'network' or 'compute,network'.")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = s.get(ComputeHost, name)
+    if row is None:
+        zero = dict.fromkeys(
+            (
+                "vcpus",
+                "memory_mib",
+                "disk_gib",
+                "physical_vcpus",
+                "physical_memory_mib",
+                "physical_disk_gib",
+                "hypervisor_version",
+                "revision",
+            ),
+            0,
+        )
+        row = ComputeHost(name=name, roles=roles, hypervisor_type="QEMU", created_at=now, **zero)
+        s.add(row)
+    row.roles = roles
+    row.token_hash = token_hash(token)
+    return token
 
 
 class HostAgents:
@@ -121,30 +152,8 @@ class HostAgents:
     # ------------------------------------------------------------------ credentials
 
     def enroll(self, name: str, roles: str = "compute") -> str:
-        """A new host and its token (shown once); a known host gets a new token, which
-        ends the old one."""
-        if not name or len(name) > 255 or any(c.isspace() or c == "/" for c in name):
-            raise BadRequest("A host name is 1 to 255 characters, without spaces or '/'.")
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        now = self.core.now()
         with self.db.session() as s:
-            row = s.get(ComputeHost, name)
-            if row is None:
-                row = ComputeHost(name=name, roles=roles, created_at=now, revision=0)
-                for column in (
-                    "vcpus",
-                    "memory_mib",
-                    "disk_gib",
-                    "physical_vcpus",
-                    "physical_memory_mib",
-                    "physical_disk_gib",
-                    "hypervisor_version",
-                ):
-                    setattr(row, column, 0)
-                row.hypervisor_type = "QEMU"
-                s.add(row)
-            row.token_hash = token_hash(token)
-        return token
+            return enroll(s, name, roles, self.core.now())
 
     def host_of(self, token: str) -> str | None:
         """The host a token belongs to, or None."""
