@@ -128,6 +128,10 @@ class ComputeSettings(_Section):
     )
     shutdown_timeout: float = Field(default=60.0, ge=0, description="ACPI stop, then forced")
     sync_interval: float = Field(default=5.0, gt=0, description="power state sync period, s")
+    local_host: bool = Field(
+        default=True,
+        description="this node runs guests itself; false on API nodes of a cloud of agent hosts",
+    )
     service_down_time: float = Field(
         default=60.0, gt=0, description="a host not heard from for this long is not up (s)"
     )
