@@ -185,6 +185,16 @@ class HostAgents:
             raise NotFound(f"Host {host} is not enrolled.")
         return int(rev)
 
+    def revisions(self) -> dict[str, int]:
+        """Every agent host's revision."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(ComputeHost.name, ComputeHost.revision).where(
+                    ComputeHost.token_hash.is_not(None)
+                )
+            ).all()
+        return {name: int(rev) for name, rev in rows}
+
     def assignments(self, host: str) -> tuple[int, list[dict[str, Any]]]:
         """The host's revision and every server assigned to it, with what it should be."""
         with self.db.session() as s:

@@ -99,9 +99,29 @@ def _report(body: dict[str, Any]) -> HostReport:
     return HostReport(hypervisor_type=kind, **values)
 
 
+class _Revisions:
+    """Every host's revision, read once per POLL by this process however many agents
+    watch: a hundred watches cost one query five times a second, not five hundred."""
+
+    def __init__(self, agents: HostAgents) -> None:
+        self.agents = agents
+        self._seen: dict[str, int] = {}
+        self._read_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def of(self, host: str) -> int:
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            if loop.time() - self._read_at >= POLL:
+                self._seen = await run_in_threadpool(self.agents.revisions)
+                self._read_at = loop.time()
+        return self._seen.get(host, -1)
+
+
 class InternalHandlers:
     def __init__(self, agents: HostAgents) -> None:
         self.agents = agents
+        self.revisions = _Revisions(agents)
 
     async def assignments(self, request: Request, ctx: RequestContext) -> Response:
         host = own_host(ctx, request.path_params["host"])
@@ -113,7 +133,7 @@ class InternalHandlers:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while since >= 0 and loop.time() < deadline:
-            if await run_in_threadpool(self.agents.revision, host) > since:
+            if await self.revisions.of(host) > since:
                 break
             await asyncio.sleep(POLL)
         revision, servers = await run_in_threadpool(self.agents.assignments, host)
