@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from souverain.agent.client import InternalClient
 from souverain.config import Settings
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file")]
@@ -26,7 +27,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _driver(settings: Settings) -> Any:
+def _driver(settings: Settings, client: InternalClient, name: str) -> Any:
     agent = settings.agent
     if agent.driver == "simulation":
         if not agent.allow_simulation:
@@ -42,14 +43,19 @@ def _driver(settings: Settings) -> Any:
             agent.simulated_memory_mib,
             agent.simulated_disk_gib,
         )
-    raise _fail(
-        "the QEMU driver of host agents is not built yet: run guests with `souverain serve` "
-        "(all roles), or set agent.driver = 'simulation' to measure the control plane"
+    from souverain.agent.qemu_host import QemuHostDriver
+
+    accelerator = settings.compute.accelerator
+    return QemuHostDriver(
+        settings.data_dir / "agent",
+        client,
+        name,
+        settings.compute,
+        accelerator=None if accelerator == "auto" else accelerator,
     )
 
 
 def run_agent(settings: Settings) -> None:
-    from souverain.agent.client import InternalClient
     from souverain.agent.runner import Agent
 
     agent = settings.agent
@@ -62,8 +68,8 @@ def run_agent(settings: Settings) -> None:
     except OSError as exc:
         raise _fail(f"cannot read the host token in {agent.token_file}: {exc.strerror}") from None
     name = agent.name or socket.gethostname()
-    driver = _driver(settings)
     client = InternalClient(agent.api_url, name, token)
+    driver = _driver(settings, client, name)
     runner = Agent(
         client,
         driver,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -29,6 +32,28 @@ class InternalClient:
     def report(self, server_id: str, state: str, message: str | None = None) -> None:
         body = {"state": state, **({"message": message} if message else {})}
         self._call("PUT", f"/servers/{quote(server_id, safe='')}/state", body, self.timeout)
+
+    def download_image(self, image_id: str, dest: Path) -> None:
+        """An image's bytes into `dest`, whole or not at all (written aside, synced, renamed)."""
+        url = f"{self.base}/images/{quote(image_id, safe='')}/file"
+        request = urllib.request.Request(url, method="GET")  # noqa: S310 - the operator's URL
+        request.add_header("X-Auth-Token", self.token)
+        tmp = dest.with_name(f".{dest.name}.part")
+        try:
+            with (
+                urllib.request.urlopen(request, timeout=self.timeout) as response,  # noqa: S310
+                tmp.open("wb") as out,
+            ):
+                shutil.copyfileobj(response, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, dest)
+        except urllib.error.HTTPError as exc:
+            raise ControlPlaneError(f"image {image_id}: HTTP {exc.code}") from None
+        except (OSError, TimeoutError) as exc:
+            raise ControlPlaneError(f"image {image_id}: {exc}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _call(self, method: str, path: str, body: Any, timeout: float) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None

@@ -19,13 +19,15 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from souverain.common.errors import BadRequest, Conflict, NotFound
-from souverain.compute.core import ComputeCore
+from souverain.compute.core import SYSTEM, ComputeCore
+from souverain.compute.guests import Guests
 from souverain.compute.host_services import COMPUTE
 from souverain.compute.models import ComputeHost, InstanceAction, Server, ServiceState
 from souverain.compute.qemu_guest import PowerState
@@ -101,13 +103,15 @@ def desired(row: Server) -> str:
 def _assignment(row: Server) -> dict[str, Any]:
     return {
         "id": row.id,
+        "name": row.name,
         "desired": desired(row),
         "task": row.task_state if row.task_state in AGENT_TASKS else None,
-        "vcpus": row.vcpus,
-        "memory_mib": row.memory_mib,
+        "vcpus": int((row.flavor or {}).get("vcpus", row.vcpus)),
+        "memory_mib": int((row.flavor or {}).get("ram", row.memory_mib)),
         "disk_gib": row.disk_gib,
         "image_id": row.image_id,
         "flavor": str((row.flavor or {}).get("name", "")),
+        "networks": "none" if row.networks == "none" else "ports",
         "mac": row.mac,
     }
 
@@ -143,11 +147,12 @@ def enroll(s: Session, name: str, roles: str, now: dt.datetime) -> str:
 
 
 class HostAgents:
-    def __init__(self, core: ComputeCore, forget: Any) -> None:
+    def __init__(self, core: ComputeCore, forget: Any, guests: Guests | None = None) -> None:
         self.core = core
         self.db = core.db
         # ends a deleted server's life in the database (ports, volumes, tokens, the row)
         self._forget = forget
+        self.guests = guests
 
     # ------------------------------------------------------------------ credentials
 
@@ -206,7 +211,36 @@ class HostAgents:
                 .where(Server.host == host, Server.deleted.is_(False))
                 .order_by(Server.id)
             ).all()
-            return int(rev), [_assignment(r) for r in rows]
+            return int(rev), [self._with_build(r) for r in rows]
+
+    def _with_build(self, row: Server) -> dict[str, Any]:
+        """A server's assignment; while it is being built, what the host builds it from:
+        its image's format and its config drive's documents (no password: a guest on an
+        agent host gets its keys, as Nova's libvirt without password injection)."""
+        assignment = _assignment(row)
+        if row.task_state == "spawning" and self.guests is not None:
+            meta, _, network = self.guests.config_drive_docs(row)
+            image = self.core.images.get(SYSTEM, row.image_id) if row.image_id else None
+            assignment["build"] = {
+                "disk_format": image["disk_format"] if image else None,
+                "root_volume": row.root_volume_id is not None,
+                "meta_data": meta,
+                "user_data": row.user_data,
+                "network_data": network,
+            }
+        return assignment
+
+    def image_file(self, host: str, image_id: str) -> Path:
+        """The bytes of an image a server assigned to `host` boots from; 404 otherwise."""
+        with self.db.session() as s:
+            used = s.scalar(
+                select(Server.id)
+                .where(Server.host == host, Server.image_id == image_id, Server.deleted.is_(False))
+                .limit(1)
+            )
+        if used is None or len(image_id) > 64:
+            raise NotFound(f"No server of host {host} boots from image {image_id[:64]}.")
+        return self.core.images.image_for_boot(SYSTEM, image_id).path
 
     # ------------------------------------------------------------------ reports
 
@@ -295,14 +329,34 @@ class HostAgents:
             if row is None or not is_agent_host(s, row.host):
                 return False
             host = row.host
+            from_volume = row.root_volume_id is not None
+        if task == "spawning" and self._refuse_build(server_id, host, from_volume):
+            return True
+        with self.db.session() as s:
             if task is not None:
-                row.task_state = task
-                row.updated_at = self.core.now()
+                s.execute(
+                    update(Server)
+                    .where(Server.id == server_id)
+                    .values(task_state=task, updated_at=self.core.now())
+                )
             bump(s, host)
         if local_delete and host is not None and self.status_of(host) != "UP":
             self._forget(server_id)
             self._finish_open_action(server_id, None)
         return True
+
+    def _refuse_build(self, server_id: str, host: str | None, from_volume: bool) -> bool:
+        """Bind the new server's ports to its host; False when its agent can build it."""
+        if from_volume:
+            self._fail(
+                server_id,
+                f"Host {host} runs guests through its agent, which boots from images only "
+                "for now: boot this server from an image, or on a host without an agent.",
+            )
+            return True
+        if self.guests is not None and self.guests.ports(server_id):
+            self.core.set(server_id, addresses=self.guests.plug_ports(server_id, host))
+        return False
 
     def status_of(self, host: str) -> str:
         settings = self.core.settings

@@ -7,6 +7,7 @@ host (node authorization): a path naming another host is a 403, another host's s
                                                      for the host's revision to pass N
   POST /v1/hosts/{host}/heartbeat                    capacity, address; the revision now
   PUT  /v1/hosts/{host}/servers/{id}/state           what the agent found a server to be
+  GET  /v1/hosts/{host}/images/{id}/file             an image one of its servers boots from
 
 Part of compute's HTTP layer.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Router
 from starlette.types import ASGIApp
 
@@ -157,6 +158,12 @@ class InternalHandlers:
         await run_in_threadpool(self.agents.report, host, server_id, state, message)
         return Response(status_code=204)
 
+    async def image_file(self, request: Request, ctx: RequestContext) -> Response:
+        host = own_host(ctx, request.path_params["host"])
+        image_id = request.path_params["image_id"]
+        path = await run_in_threadpool(self.agents.image_file, host, image_id)
+        return FileResponse(path, media_type="application/octet-stream")
+
 
 def build_app(agents: HostAgents) -> ASGIApp:
     edge = Edge(_HostTokens(agents))
@@ -169,6 +176,9 @@ def build_app(agents: HostAgents) -> ASGIApp:
             f"{base}/servers/{{server_id}}/state",
             h.server_state,
             {"PUT": "internal:server:state"},
+        ),
+        edge.route(
+            f"{base}/images/{{image_id}}/file", h.image_file, {"GET": "internal:image:download"}
         ),
     ]
     return ErrorLayer(Router(routes=routes), render_error)

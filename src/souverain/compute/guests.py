@@ -120,10 +120,11 @@ class Guests:
         project_id = self.project_of(server_id)
         return self.network.ports_of(server_id, project_id) if project_id else []
 
-    def plug_ports(self, server_id: str) -> dict[str, Any]:
-        """Bind the server's ports to this host; the addresses the server shows."""
+    def plug_ports(self, server_id: str, host: str | None = None) -> dict[str, Any]:
+        """Bind the server's ports to its host (this one unless told); the addresses the
+        server shows."""
         for port in self.ports(server_id):
-            self.network.bind_port(port["id"], server_id, self.core.host)
+            self.network.bind_port(port["id"], server_id, host or self.core.host)
         return self.addresses(server_id)
 
     def addresses(self, server_id: str, without: str | None = None) -> dict[str, Any]:

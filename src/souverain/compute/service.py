@@ -111,7 +111,7 @@ class ComputeService:
         guests = Guests(core)
         servers = Servers(core, quotas)
         keypairs = Keypairs(core, quotas)
-        self.agents = HostAgents(core, guests.forget)
+        self.agents = HostAgents(core, guests.forget, guests)
         creation = Creation(core, flavors, quotas, guests, servers, self.agents)
         actions = Actions(core, flavors, guests, servers, self.agents)
         attachments = Attachments(core, guests)
