@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden, NotFound
 from souverain.compute import scheduler
+from souverain.compute.agents import HostAgents
 from souverain.compute.core import GIB, NO_VALID_HOST, ComputeCore
 from souverain.compute.flavors import Flavors
 from souverain.compute.guests import Guests, new_admin_password
@@ -136,6 +137,7 @@ class Creation:
         quotas: Quotas,
         guests: Guests,
         servers: Servers,
+        agents: HostAgents,
     ) -> None:
         self.core = core
         self.db = core.db
@@ -147,6 +149,7 @@ class Creation:
         self.quotas = quotas
         self.guests = guests
         self.servers = servers
+        self.agents = agents
 
     def create_servers(self, ctx: RequestContext, req: ServerRequest) -> list[dict[str, Any]]:
         if ctx.project_id is None:
@@ -408,6 +411,8 @@ class Creation:
         with self.core.server_lock(server_id):
             if not self._claim(server_id, action_id):
                 return
+            if self.agents.hand_over(server_id, task="spawning"):
+                return  # the agent of the server's host builds it; its report ends the task
             self.core.set(server_id, task_state="spawning")
             try:
                 spec = self._make_guest(server_id, image, ctx, boot, admin_pass)

@@ -26,6 +26,7 @@ from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.metering import Meter
 from souverain.compute.actions import Actions, Backup
+from souverain.compute.agents import HostAgents
 from souverain.compute.attachments import Attachments
 from souverain.compute.consoles import Consoles
 from souverain.compute.core import GIB, NO_VALID_HOST, SYSTEM, BillingState, ComputeCore
@@ -110,8 +111,9 @@ class ComputeService:
         guests = Guests(core)
         servers = Servers(core, quotas)
         keypairs = Keypairs(core, quotas)
-        creation = Creation(core, flavors, quotas, guests, servers)
-        actions = Actions(core, flavors, guests, servers)
+        self.agents = HostAgents(core, guests.forget, guests)
+        creation = Creation(core, flavors, quotas, guests, servers, self.agents)
+        actions = Actions(core, flavors, guests, servers, self.agents)
         attachments = Attachments(core, guests)
         self._host_sync = HostSync(core, guests)
         self.orphans = self._host_sync.orphans
