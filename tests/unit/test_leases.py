@@ -67,18 +67,18 @@ def test_release_frees_the_lease_at_once_but_only_for_its_holder(db: Database) -
     assert acquire(db, "rel", "b", TTL, at(1))
 
 
+def contend(db: Database, name: str, who: str, start: threading.Barrier, won: list[str]) -> None:
+    start.wait()
+    if acquire(db, name, who, TTL, at(0)):
+        won.append(who)
+
+
 def test_racing_processes_never_both_take_a_lease(db: Database) -> None:
     for round_ in range(5):
-        name = f"race-{round_}"
-        start = threading.Barrier(8)
-        won: list[str] = []
-
-        def contend(who: str, name: str = name, start: threading.Barrier = start) -> None:
-            start.wait()
-            if acquire(db, name, who, TTL, at(0)):
-                won.append(who)
-
-        threads = [threading.Thread(target=contend, args=(f"p{i}",)) for i in range(8)]
+        name, start, won = f"race-{round_}", threading.Barrier(8), []
+        threads = [
+            threading.Thread(target=contend, args=(db, name, f"p{i}", start, won)) for i in range(8)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
