@@ -1,0 +1,190 @@
+"""What a test run must leave as it found it: Souverain's nftables tables, links and
+namespaces, and the processes the run started (dnsmasq, QEMU, `souverain serve` and
+agents, PostgreSQL, HAProxy). `snapshot` reads the host; `left_behind` compares the
+state after the run with the state before and names what stayed.
+
+A shared developer machine runs other people's clouds and test runs at the same time,
+so a process counts only if this run started it: it carries RUN_ENV with this run's id in
+its environment (every child of the run inherits it, through servers down to dnsmasq
+and QEMU) or names this run's temporary base directory on its command line. A kernel
+object counts only if no live process of someone else's cloud uses its prefix. On CI,
+where nothing else runs, that is exactly the before/after difference.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RUN_ENV = "SVTEST_RUN_ID"  # not SOUVERAIN_*: test helpers strip those from servers' env
+
+# `<prefix><kind letter><hex>`, exactly 15 characters (network/dataplane.py, routing.py):
+# b bridge, t tap, d DHCP veth, q router interface veth, g router gateway veth. The prefix
+# is read greedily: every cloud `souverain serve` runs (and every test lab) has 4 letters.
+LINK_RE = re.compile(r"^(?P<prefix>[a-z][a-z0-9]{0,3})[btdqg][0-9a-f]+$")
+LINK_LENGTH = 15
+# `<prefix>dhcp-<network id>` (DHCP), `<prefix>r-<router id>` (routers)
+NAMESPACE_RE = re.compile(r"^(?P<prefix>[a-z][a-z0-9]{0,3})(?:dhcp|r)-[0-9a-f-]+$")
+WATCHED_PROGRAMS = ("dnsmasq", "haproxy", "postgres", "qemu-system-")
+DECOMMISSION_HINT = (
+    "remove a cloud's leftovers with `souverain host decommission --data-dir <its data dir>` "
+    "(as root), and stop the processes named"
+)
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    started: int  # clock ticks after boot: a pid reused later is another process
+    argv: tuple[str, ...]
+    ours: bool  # started by this run
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.pid, self.started)
+
+    def describe(self) -> str:
+        return f"{self.pid} {' '.join(self.argv)[:160]}"
+
+
+@dataclass
+class HostState:
+    tables: set[str] = field(default_factory=set)
+    links: set[str] = field(default_factory=set)
+    namespaces: set[str] = field(default_factory=set)
+    processes: dict[tuple[int, int], Process] = field(default_factory=dict)
+
+
+def is_watched(argv: tuple[str, ...]) -> bool:
+    """A program a cloud or its tests start and that may outlive them."""
+    if not argv:
+        return False
+    program = os.path.basename(argv[0])
+    if any(program.startswith(name) for name in WATCHED_PROGRAMS):
+        return True
+    words = [os.path.basename(word) for word in argv[:4]]
+    return "souverain" in words and any(w in ("serve", "agent", "host-agent") for w in argv)
+
+
+def link_prefix(name: str) -> str | None:
+    """The cloud prefix of a link Souverain names, or None for any other link."""
+    if len(name) != LINK_LENGTH:
+        return None
+    match = LINK_RE.match(name)
+    return match.group("prefix") if match else None
+
+
+def namespace_prefix(name: str) -> str | None:
+    match = NAMESPACE_RE.match(name)
+    return match.group("prefix") if match else None
+
+
+def left_behind(
+    before: HostState,
+    after: HostState,
+    foreign_prefixes: Iterable[str] = (),
+) -> list[str]:
+    """What the run left, one line per kind; empty when the host is as it was found.
+
+    `foreign_prefixes`: prefixes of clouds this run did not start that are alive now (a
+    link or namespace of theirs is theirs to clean)."""
+    foreign = set(foreign_prefixes)
+    for name in before.links:
+        foreign.add(link_prefix(name) or "")
+    for name in before.namespaces:
+        foreign.add(namespace_prefix(name) or "")
+    foreign.discard("")
+    found = {
+        "nftables tables": sorted(after.tables - before.tables),
+        "links": sorted(
+            n for n in after.links - before.links if _not_foreign(link_prefix(n), foreign)
+        ),
+        "namespaces": sorted(
+            n
+            for n in after.namespaces - before.namespaces
+            if _not_foreign(namespace_prefix(n), foreign)
+        ),
+        "processes": [
+            p.describe()
+            for key, p in sorted(after.processes.items())
+            if p.ours and key not in before.processes
+        ],
+    }
+    return [f"{len(items)} {kind}: {items[:6]}" for kind, items in found.items() if items]
+
+
+def _not_foreign(prefix: str | None, foreign: set[str]) -> bool:
+    return prefix is not None and prefix not in foreign
+
+
+def report(left: list[str]) -> str:
+    return "the tests left the host changed: " + "; ".join(left) + f". {DECOMMISSION_HINT}"
+
+
+# ------------------------------------------------------------------------ reading the host
+
+
+def snapshot(run_id: str, temp_roots: Iterable[Path]) -> HostState:
+    """The host now (as root: other users' processes and the kernel's tables)."""
+    roots = [str(root) for root in temp_roots]
+    return HostState(
+        tables=souverain_tables(),
+        links={n for n in _listdir("/sys/class/net") if link_prefix(n) is not None},
+        namespaces={n for n in _listdir("/run/netns") if namespace_prefix(n) is not None},
+        processes={
+            p.key: p for p in processes(lambda argv, env: _is_ours(argv, env, run_id, roots))
+        },
+    )
+
+
+def souverain_tables() -> set[str]:
+    listed = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False)
+    return {line for line in listed.stdout.splitlines() if " souverain-" in line}
+
+
+def processes(ours: Callable[[tuple[str, ...], bytes], bool]) -> list[Process]:
+    """The watched processes alive now, each judged ours or not by `ours(argv, environ)`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = tuple((entry / "cmdline").read_bytes().decode(errors="replace").split("\0"))
+            argv = argv[:-1] if argv and argv[-1] == "" else argv
+            if not is_watched(argv):
+                continue
+            started = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[19])
+            environ = (entry / "environ").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not readable
+        found.append(Process(int(entry.name), started, argv, ours(argv, environ)))
+    return found
+
+
+def _is_ours(argv: tuple[str, ...], environ: bytes, run_id: str, roots: list[str]) -> bool:
+    if f"{RUN_ENV}={run_id}".encode() in environ.split(b"\0"):
+        return True
+    return any(root in word for word in argv for root in roots)
+
+
+def foreign_cloud_prefixes(state: HostState, prefix_of: Callable[[Path], str]) -> set[str]:
+    """The data plane prefixes of clouds someone else runs now (their `serve --data-dir`)."""
+    prefixes = set()
+    for process in state.processes.values():
+        if process.ours or "--data-dir" not in process.argv:
+            continue
+        at = process.argv.index("--data-dir") + 1
+        if at < len(process.argv):
+            prefixes.add(prefix_of(Path(process.argv[at])))
+    return prefixes
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []

@@ -1,0 +1,147 @@
+"""The end-of-run host check's comparison (tests/host_hygiene.py): what counts as left
+behind by this run, and what belongs to someone else on a shared machine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.host_hygiene import (
+    RUN_ENV,
+    HostState,
+    Process,
+    foreign_cloud_prefixes,
+    is_watched,
+    left_behind,
+    link_prefix,
+    namespace_prefix,
+    report,
+    snapshot,
+)
+
+NET = "0b7c9a52-5d8e-4f8e-9d1e-2a7c1f0e9b11"
+
+
+def proc(pid: int, *argv: str, ours: bool = True, started: int = 100) -> Process:
+    return Process(pid, started, tuple(argv), ours)
+
+
+def state(**parts: object) -> HostState:
+    processes = parts.pop("processes", [])
+    built = HostState(**parts)  # type: ignore[arg-type]
+    built.processes = {p.key: p for p in processes}  # type: ignore[attr-defined]
+    return built
+
+
+def test_the_names_souverain_gives_links_and_namespaces_are_recognised() -> None:
+    assert link_prefix("k3x9b0a1b2c3d4e") == "k3x9"  # bridge of cloud k3x9
+    assert link_prefix("k3x9t0a1b2c3d4e") == "k3x9"  # tap
+    assert link_prefix("k3x9q0a1b2c3d4e") == "k3x9"  # router interface veth
+    assert link_prefix("eth0") is None
+    assert link_prefix("vethf0a1b2c3d4e") is None  # 15 characters, not ours
+    assert namespace_prefix(f"k3x9dhcp-{NET}") == "k3x9"
+    assert namespace_prefix(f"k3x9r-{NET}") == "k3x9"
+    assert namespace_prefix("cni-1234") is None
+
+
+def test_watched_processes_are_the_ones_a_cloud_or_its_tests_start() -> None:
+    assert is_watched(("dnsmasq", "--conf-file=/dev/null"))
+    assert is_watched(("/usr/bin/qemu-system-x86_64", "-name", "x"))
+    assert is_watched(("/usr/lib/postgresql/15/bin/postgres", "-D", "/tmp/x"))
+    assert is_watched(("haproxy", "-W", "-f", "/tmp/x/haproxy.cfg"))
+    assert is_watched(("/venv/bin/python", "/venv/bin/souverain", "serve", "--data-dir", "/d"))
+    assert not is_watched(("/venv/bin/python", "-m", "pytest", "tests"))
+    assert not is_watched(())
+
+
+def test_a_host_as_it_was_found_has_nothing_left() -> None:
+    before = state(tables={"table inet souverain-abcd-fw"}, links={"k3x9b0a1b2c3d4e"})
+    assert left_behind(before, before) == []
+
+
+def test_everything_the_run_added_is_named_by_kind() -> None:
+    before = state()
+    after = state(
+        tables={"table inet souverain-k3x9-fw"},
+        links={"k3x9b0a1b2c3d4e", "k3x9t0a1b2c3d4f"},
+        namespaces={f"k3x9dhcp-{NET}"},
+        processes=[proc(42, "dnsmasq", "--pid-file=/run/souverain-net/x/dnsmasq.pid")],
+    )
+    left = left_behind(before, after)
+    assert [line.split(":")[0] for line in left] == [
+        "1 nftables tables",
+        "2 links",
+        "1 namespaces",
+        "1 processes",
+    ]
+    assert "souverain host decommission" in report(left)
+
+
+def test_other_peoples_processes_and_live_clouds_are_not_ours_to_report() -> None:
+    after = state(
+        links={"zz99b0a1b2c3d4e"},
+        namespaces={f"zz99r-{NET}"},
+        processes=[
+            proc(7, "qemu-system-x86_64", "-name", "theirs", ours=False),
+            proc(8, "souverain", "serve", "--data-dir", "/home/dev/cloud", ours=False),
+        ],
+    )
+    assert left_behind(state(), after, foreign_prefixes={"zz99"}) == []
+    # without knowing the live cloud, its kernel objects would count; its processes never
+    assert [line.split(":")[0] for line in left_behind(state(), after)] == [
+        "1 links",
+        "1 namespaces",
+    ]
+
+
+def test_a_cloud_present_before_the_run_may_grow_during_it() -> None:
+    before = state(links={"zz99b0a1b2c3d4e"})
+    after = state(links={"zz99b0a1b2c3d4e", "zz99t0a1b2c3d4f"})
+    assert left_behind(before, after) == []
+
+
+def test_a_pid_reused_by_a_process_of_this_run_still_counts() -> None:
+    before = state(processes=[proc(42, "dnsmasq", ours=False, started=100)])
+    after = state(processes=[proc(42, "dnsmasq", ours=True, started=900)])
+    assert left_behind(before, after) == ["1 processes: ['42 dnsmasq']"]
+
+
+def test_foreign_prefixes_come_from_the_data_dirs_of_other_serving_clouds() -> None:
+    after = state(
+        processes=[
+            proc(8, "souverain", "serve", "--data-dir", "/home/dev/cloud", ours=False),
+            proc(9, "souverain", "serve", "--data-dir", "/tmp/ours", ours=True),
+            proc(10, "souverain", "serve", "--data-dir", ours=False),
+        ]
+    )
+    assert foreign_cloud_prefixes(after, lambda d: f"p{len(str(d))}") == {"p15"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reads other processes' environments as root")
+def test_snapshot_tells_this_runs_processes_from_others_by_environment(tmp_path: Path) -> None:
+    run_id = uuid.uuid4().hex
+    mine = subprocess.Popen(
+        ["dnsmasq-lookalike", "30"], executable="sleep", env={**os.environ, RUN_ENV: run_id}
+    )
+    theirs = subprocess.Popen(
+        ["dnsmasq-lookalike", "31"], executable="sleep", env={**os.environ, RUN_ENV: "other"}
+    )
+    named = subprocess.Popen(  # argv[0] is what the check reads; python sleeps
+        ["dnsmasq-lookalike", "-c", "import time; time.sleep(32)", str(tmp_path / "x")],
+        executable=sys.executable,
+        env={},
+    )
+    try:
+        found = {p.pid: p for p in snapshot(run_id, [tmp_path]).processes.values()}
+        assert found[mine.pid].ours
+        assert not found[theirs.pid].ours
+        assert found[named.pid].ours  # names this run's temp dir
+    finally:
+        for child in (mine, theirs, named):
+            child.kill()
+            child.wait()
