@@ -55,8 +55,10 @@ def acquire(db: Database, name: str, holder: str, ttl: float, now: dt.datetime) 
         set_={"holder": statement.excluded.holder, "expires_at": statement.excluded.expires_at},
         where=or_(Lease.expires_at < moment, Lease.holder == holder),
     )
+    # RETURNING rather than rowcount: a row comes back only when the insert or the update
+    # happened, and psycopg does not report a row count for an upsert
     with db.engine.begin() as conn:
-        return conn.execute(statement).rowcount == 1
+        return conn.execute(statement.returning(Lease.holder)).first() is not None
 
 
 def release(db: Database, name: str, holder: str) -> None:
