@@ -168,7 +168,8 @@ def processes(ours: Callable[[tuple[str, ...], bytes], bool]) -> list[Process]:
 def _is_ours(argv: tuple[str, ...], environ: bytes, run_id: str, roots: list[str]) -> bool:
     if f"{RUN_ENV}={run_id}".encode() in environ.split(b"\0"):
         return True
-    return any(root in word for word in argv for root in roots)
+    # "<root>/": pytest-54 must not claim what pytest-545 started
+    return any(word == root or f"{root}/" in word for word in argv for root in roots)
 
 
 def foreign_cloud_prefixes(state: HostState, prefix_of: Callable[[Path], str]) -> set[str]:

@@ -15,6 +15,7 @@ from tests.host_hygiene import (
     RUN_ENV,
     HostState,
     Process,
+    _is_ours,
     foreign_cloud_prefixes,
     is_watched,
     left_behind,
@@ -145,3 +146,11 @@ def test_snapshot_tells_this_runs_processes_from_others_by_environment(tmp_path:
         for child in (mine, theirs, named):
             child.kill()
             child.wait()
+
+
+def test_a_temp_root_claims_paths_below_it_not_siblings_that_start_alike() -> None:
+    root = "/tmp/pytest-of-root/pytest-54"
+    assert _is_ours(("dnsmasq", f"--conf-file={root}/x/conf"), b"", "id", [root])
+    assert not _is_ours(("dnsmasq", f"--conf-file={root}5/x/conf"), b"", "id", [root])
+    assert _is_ours(("dnsmasq",), f"A=1\0{RUN_ENV}=id\0".encode(), "id", [])
+    assert not _is_ours(("dnsmasq",), f"{RUN_ENV}=idx".encode(), "id", [])
