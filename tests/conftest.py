@@ -61,26 +61,28 @@ def _host_now() -> HostState:
 
 
 def _left_behind() -> list[str]:
-    """What this run left (after a short settle), with other people's live clouds'
-    links and namespaces set aside; empty without root or a first snapshot."""
+    """What this run left (after a short settle), with what other people's live clouds
+    and labs made meanwhile set aside; empty without root or a first snapshot."""
     if not _before:
         return []
     deadline = time.monotonic() + SETTLE_SECONDS
     while True:
         after = _host_now()
         left = host_hygiene.left_behind(_before[0], after)
-        if left and (after.links or after.namespaces):
-            left = host_hygiene.left_behind(_before[0], after, _foreign_prefixes(after))
+        if left:  # someone else's cloud may have made some of it meanwhile
+            left = host_hygiene.left_behind(_before[0], after, _foreign_prefixes())
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.2)
 
 
-def _foreign_prefixes(after: HostState) -> set[str]:
+def _foreign_prefixes() -> set[str]:
     from souverain.server import host_network
 
-    return host_hygiene.foreign_cloud_prefixes(
-        after, lambda data_dir: host_network(data_dir, make_run_dir=False).dataplane.prefix
+    return host_hygiene.foreign_prefixes(
+        os.environ[RUN_ENV],
+        _temp_roots,
+        lambda data_dir: host_network(data_dir, make_run_dir=False).dataplane.prefix,
     )
 
 

@@ -29,6 +29,13 @@ LINK_RE = re.compile(r"^(?P<prefix>[a-z][a-z0-9]{0,3})[btdqg][0-9a-f]+$")
 LINK_LENGTH = 15
 # `<prefix>dhcp-<network id>` (DHCP), `<prefix>r-<router id>` (routers)
 NAMESPACE_RE = re.compile(r"^(?P<prefix>[a-z][a-z0-9]{0,3})(?:dhcp|r)-[0-9a-f-]+$")
+# `souverain-<prefix>` and `souverain-<prefix>-public-<network id>` (firewall.py, routing.py)
+TABLE_RE = re.compile(r" souverain-(?P<prefix>[a-z][a-z0-9]*)(?:-|$)")
+# a DHCP dir `<run dir>/<prefix>dhcp/...` (dnsmasq), a tap `ifname=<prefix>t<hex>` (QEMU)
+ARGV_PREFIX_RE = re.compile(
+    r"/(?P<prefix>[a-z][a-z0-9]{0,3})dhcp/|ifname=(?P<tap>[a-z][a-z0-9]{0,3})t[0-9a-f]{6,}"
+)
+AUDIT_LOG = "audit.log"  # what a running cloud holds open in its data dir
 WATCHED_PROGRAMS = ("dnsmasq", "haproxy", "postgres", "qemu-system-")
 DECOMMISSION_HINT = (
     "remove a cloud's leftovers with `souverain host decommission --data-dir <its data dir>` "
@@ -78,6 +85,11 @@ def link_prefix(name: str) -> str | None:
     return match.group("prefix") if match else None
 
 
+def table_prefix(line: str) -> str | None:
+    match = TABLE_RE.search(line)
+    return match.group("prefix") if match else None
+
+
 def namespace_prefix(name: str) -> str | None:
     match = NAMESPACE_RE.match(name)
     return match.group("prefix") if match else None
@@ -92,14 +104,15 @@ def left_behind(
 
     `foreign_prefixes`: prefixes of clouds this run did not start that are alive now (a
     link or namespace of theirs is theirs to clean)."""
-    foreign = set(foreign_prefixes)
-    for name in before.links:
-        foreign.add(link_prefix(name) or "")
-    for name in before.namespaces:
-        foreign.add(namespace_prefix(name) or "")
+    foreign = set(foreign_prefixes)  # and a cloud present before may grow during the run
+    foreign.update(table_prefix(name) or "" for name in before.tables)
+    foreign.update(link_prefix(name) or "" for name in before.links)
+    foreign.update(namespace_prefix(name) or "" for name in before.namespaces)
     foreign.discard("")
     found = {
-        "nftables tables": sorted(after.tables - before.tables),
+        "nftables tables": sorted(
+            n for n in after.tables - before.tables if _not_foreign(table_prefix(n), foreign)
+        ),
         "links": sorted(
             n for n in after.links - before.links if _not_foreign(link_prefix(n), foreign)
         ),
@@ -118,7 +131,7 @@ def left_behind(
 
 
 def _not_foreign(prefix: str | None, foreign: set[str]) -> bool:
-    return prefix is not None and prefix not in foreign
+    return prefix is None or prefix not in foreign
 
 
 def report(left: list[str]) -> str:
@@ -172,16 +185,40 @@ def _is_ours(argv: tuple[str, ...], environ: bytes, run_id: str, roots: list[str
     return any(word == root or f"{root}/" in word for word in argv for root in roots)
 
 
-def foreign_cloud_prefixes(state: HostState, prefix_of: Callable[[Path], str]) -> set[str]:
-    """The data plane prefixes of clouds someone else runs now (their `serve --data-dir`)."""
-    prefixes = set()
-    for process in state.processes.values():
-        if process.ours or "--data-dir" not in process.argv:
+def foreign_prefixes(
+    run_id: str, roots: Iterable[Path], prefix_of: Callable[[Path], str]
+) -> set[str]:
+    """The prefixes of clouds and test labs someone else runs now: read from each process
+    that is not this run's (its command line, and the audit log an open cloud holds)."""
+    found: set[str] = set()
+    roots_ = [str(root) for root in roots]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
             continue
-        at = process.argv.index("--data-dir") + 1
-        if at < len(process.argv):
-            prefixes.add(prefix_of(Path(process.argv[at])))
-    return prefixes
+        try:
+            argv = tuple((entry / "cmdline").read_bytes().decode(errors="replace").split("\0"))
+            if _is_ours(argv, (entry / "environ").read_bytes(), run_id, roots_):
+                continue
+            open_files = [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+        except OSError:
+            continue  # gone meanwhile
+        found |= prefixes_used(argv, open_files, prefix_of)
+    return found
+
+
+def prefixes_used(
+    argv: tuple[str, ...], open_files: Iterable[str], prefix_of: Callable[[Path], str]
+) -> set[str]:
+    """The cloud prefixes one process shows: its `--data-dir`, the data dir of an audit log
+    it holds open (a cloud running in a test process), a DHCP dir or tap on its command line
+    (dnsmasq, QEMU of a lab without a data dir)."""
+    data_dirs = {Path(f).parent for f in open_files if f.endswith(f"/{AUDIT_LOG}")}
+    if "--data-dir" in argv[:-1]:
+        data_dirs.add(Path(argv[argv.index("--data-dir") + 1]))
+    found = {prefix_of(d) for d in data_dirs}
+    for word in argv:
+        found.update(m.group("prefix") or m.group("tap") for m in ARGV_PREFIX_RE.finditer(word))
+    return found
 
 
 def _listdir(path: str) -> list[str]:

@@ -16,11 +16,11 @@ from tests.host_hygiene import (
     HostState,
     Process,
     _is_ours,
-    foreign_cloud_prefixes,
     is_watched,
     left_behind,
     link_prefix,
     namespace_prefix,
+    prefixes_used,
     report,
     snapshot,
 )
@@ -112,15 +112,32 @@ def test_a_pid_reused_by_a_process_of_this_run_still_counts() -> None:
     assert left_behind(before, after) == ["1 processes: ['42 dnsmasq']"]
 
 
-def test_foreign_prefixes_come_from_the_data_dirs_of_other_serving_clouds() -> None:
+def test_foreign_prefixes_come_from_what_another_cloud_shows_of_itself() -> None:
+    def prefix_of(data_dir: Path) -> str:
+        return {"/home/dev/cloud": "dev1", "/tmp/t/data": "tst2"}[str(data_dir)]
+
+    serve = ("souverain", "serve", "--data-dir", "/home/dev/cloud")
+    assert prefixes_used(serve, [], prefix_of) == {"dev1"}
+    in_process = ("python", "-m", "pytest")  # a test process holding a cloud's audit log
+    assert prefixes_used(in_process, ["/tmp/t/data/audit.log", "/dev/null"], prefix_of) == {"tst2"}
+    dnsmasq = ("dnsmasq", "--conf-file=/run/x/ab12dhcp/0b7c9a52/dnsmasq.conf")
+    assert prefixes_used(dnsmasq, [], prefix_of) == {"ab12"}
+    qemu = ("qemu-system-x86_64", "-netdev", "tap,id=n0,ifname=cd34t0a1b2c3d4e,script=no")
+    assert prefixes_used(qemu, [], prefix_of) == {"cd34"}
+    assert prefixes_used(("souverain", "serve", "--data-dir"), [], prefix_of) == set()
+
+
+def test_tables_of_a_foreign_cloud_are_set_aside_and_odd_names_still_count() -> None:
     after = state(
-        processes=[
-            proc(8, "souverain", "serve", "--data-dir", "/home/dev/cloud", ours=False),
-            proc(9, "souverain", "serve", "--data-dir", "/tmp/ours", ours=True),
-            proc(10, "souverain", "serve", "--data-dir", ours=False),
-        ]
+        tables={
+            "table inet souverain-dev1",
+            "table ip souverain-dev1-public-0b7c9a52",
+            "table inet souverain-0t123",
+        }
     )
-    assert foreign_cloud_prefixes(after, lambda d: f"p{len(str(d))}") == {"p15"}
+    assert left_behind(state(), after, {"dev1"}) == [
+        "1 nftables tables: ['table inet souverain-0t123']"
+    ]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="reads other processes' environments as root")
