@@ -193,7 +193,8 @@ def foreign_prefixes(
     found: set[str] = set()
     roots_ = [str(root) for root in roots]
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        # this process is ours though its /proc environ predates the run id it set
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             argv = tuple((entry / "cmdline").read_bytes().decode(errors="replace").split("\0"))
