@@ -16,6 +16,7 @@ from tests.host_hygiene import (
     HostState,
     Process,
     _is_ours,
+    foreign_prefixes,
     is_watched,
     left_behind,
     link_prefix,
@@ -171,3 +172,33 @@ def test_a_temp_root_claims_paths_below_it_not_siblings_that_start_alike() -> No
     assert not _is_ours(("dnsmasq", f"--conf-file={root}5/x/conf"), b"", "id", [root])
     assert _is_ours(("dnsmasq",), f"A=1\0{RUN_ENV}=id\0".encode(), "id", [])
     assert not _is_ours(("dnsmasq",), f"{RUN_ENV}=idx".encode(), "id", [])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reads other processes' open files as root")
+def test_a_cloud_held_open_by_another_process_is_foreign_but_not_one_held_here(
+    tmp_path: Path,
+) -> None:
+    here, there = tmp_path / "here", tmp_path / "there"
+    for data_dir in (here, there):
+        data_dir.mkdir()
+    held_here = (here / "audit.log").open("w")
+    holder = subprocess.Popen(  # someone else's test process with a cloud open
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; f = open(sys.argv[1], 'w'); print(1, flush=True); time.sleep(30)",
+            str(there / "audit.log"),
+        ],
+        env={**os.environ, RUN_ENV: "someone-else"},
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline()  # the file is open
+        names = {str(here): "here", str(there): "thre"}
+        found = foreign_prefixes(uuid.uuid4().hex, [], lambda d: names.get(str(d), "othr"))
+        assert "thre" in found
+        assert "here" not in found
+    finally:
+        holder.kill()
+        holder.wait()
+        held_here.close()
