@@ -9,8 +9,10 @@ adopts what is still assigned to it and removes what is not."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -22,14 +24,16 @@ import openstack
 import openstack.connection
 import pytest
 
+from tests.host_cleanup import kill_guests
 from tests.platform.conftest import ADMIN_PASSWORD, SOUVERAIN, Server, ServerFactory, server_env
+from tests.vm.guest_support import TINY_IMAGE, build_tiny_image, missing_requirements
 
 pytestmark = pytest.mark.e2e
 DOWN_AFTER = 3
 
 
 class AgentProcess:
-    def __init__(self, name: str, root: Path, api: Server) -> None:
+    def __init__(self, name: str, root: Path, api: Server, driver: str = "simulation") -> None:
         self.name = name
         self.root = root
         self.token_file = root / "token"
@@ -51,7 +55,7 @@ class AgentProcess:
             SOUVERAIN_AGENT__API_URL=api.base,
             SOUVERAIN_AGENT__NAME=name,
             SOUVERAIN_AGENT__TOKEN_FILE=str(self.token_file),
-            SOUVERAIN_AGENT__DRIVER="simulation",
+            SOUVERAIN_AGENT__DRIVER=driver,
             SOUVERAIN_AGENT__ALLOW_SIMULATION="true",
             SOUVERAIN_AGENT__HEARTBEAT_INTERVAL="0.5",
             SOUVERAIN_AGENT__WATCH_WAIT="5",
@@ -74,6 +78,9 @@ class AgentProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.communicate(timeout=30)
+
+    def instance(self, server_id: str) -> Path:
+        return self.root / "data" / "agent" / "compute" / "instances" / server_id
 
     def guests(self) -> dict[str, str]:
         path = self.root / "data" / "agent" / "simulated-guests.json"
@@ -197,3 +204,77 @@ def test_servers_run_on_agent_hosts_and_follow_their_agents(
     _until(lambda: agents["hv2"].guests() == {}, what="hv2 removed its guests")
     _until(lambda: not list(conn.compute.servers()), what="every server gone")
     assert os.environ.get("SOUVERAIN_AGENT__DRIVER") is None  # the test's env stayed its own
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_real_guest_on_an_agent_host_outlives_its_agent(api: Server, tmp_path: Path) -> None:
+    missing = missing_requirements()
+    if missing:
+        pytest.skip(missing)
+    build_tiny_image()
+    agent = AgentProcess("hvq", tmp_path / "hvq", api, driver="qemu")
+    agent.start()
+    try:
+        _one_guest_through_its_agents_life(api, agent)
+    finally:
+        agent.kill()
+        kill_guests(agent.root / "data" / "agent")
+
+
+def _one_guest_through_its_agents_life(api: Server, agent: AgentProcess) -> None:
+    conn = _admin(api)
+    _until(lambda: "hvq" in {h.name for h in conn.compute.hypervisors()}, what="agent reported")
+    image = conn.image.create_image(
+        name="tiny",
+        data=TINY_IMAGE.read_bytes(),
+        disk_format="qcow2",
+        container_format="bare",
+        wait=True,
+    )
+    flavor = conn.compute.create_flavor(name="tiny.agent", ram=128, vcpus=1, disk=1)
+    marker = f"agent-guest-{secrets.token_hex(4)}"
+    script = f"#!/bin/sh\necho souverain-guest: {marker}\n"
+    server = conn.compute.create_server(
+        name="on-agent",
+        image_id=image.id,
+        flavor_id=flavor.id,
+        networks="none",
+        user_data=base64.b64encode(script.encode()).decode(),
+    )
+    server = _status(conn, server.id, "ACTIVE")
+    assert server.compute_host == "hvq"
+    console = agent.instance(server.id) / "console.log"
+    _until(
+        lambda: console.exists() and marker in console.read_text(errors="replace"),
+        within=120,
+        what="the guest ran its user data",
+    )
+    pid = int((agent.instance(server.id) / "qemu.pid").read_text())
+
+    agent.kill()  # the guest does not notice
+    _until(
+        lambda: _server(conn, server.id).host_status == "UNKNOWN",
+        within=DOWN_AFTER + 10,
+        what="host_status UNKNOWN",
+    )
+    assert _alive(pid)
+    agent.start()  # adopts the guest: the same QEMU, not a new one
+    _until(lambda: _server(conn, server.id).host_status == "UP", what="host_status UP")
+    time.sleep(2)
+    assert _alive(pid) and int((agent.instance(server.id) / "qemu.pid").read_text()) == pid
+
+    conn.compute.stop_server(server.id)
+    _status(conn, server.id, "SHUTOFF")
+    _until(lambda: not _alive(pid), what="QEMU stopped")
+    conn.compute.start_server(server.id)
+    _status(conn, server.id, "ACTIVE")
+    conn.compute.delete_server(server.id)
+    _until(lambda: conn.compute.find_server(server.id) is None, what="server deleted")
+    _until(lambda: not agent.instance(server.id).exists(), what="its files removed")
