@@ -128,6 +128,12 @@ class ComputeSettings(_Section):
     )
     shutdown_timeout: float = Field(default=60.0, ge=0, description="ACPI stop, then forced")
     sync_interval: float = Field(default=5.0, gt=0, description="power state sync period, s")
+    service_down_time: int = Field(
+        default=60, ge=1, description="seconds without a report before a host is down"
+    )
+    scheduler_weigher: str = Field(
+        default="spread", pattern=r"^(spread|pack)$", description="spread: emptiest host first"
+    )
     quota_instances: int = Field(default=10, ge=-1, description="per project; -1: unlimited")
     quota_cores: int = Field(default=20, ge=-1)
     quota_ram: int = Field(default=51200, ge=-1, description="MiB")

@@ -20,8 +20,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import select
-
 from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.metering import Meter
@@ -104,7 +102,8 @@ class ComputeService:
         self.clock = clock
         self.settings = settings
         self.host = core.host
-        self.capacity = core.capacity
+        self.hosts = core.hosts
+        self.hosts.register_local(core.capacity)
         quotas = Quotas(core)
         flavors = Flavors(core)
         guests = Guests(core)
@@ -409,18 +408,11 @@ class ComputeService:
     def sync_power_states(self) -> None:
         self._host_sync.sync_power_states()
 
-    def hypervisor(self) -> dict[str, Any]:
-        return self._host_sync.hypervisor()
+    def hypervisors(self) -> list[dict[str, Any]]:
+        return self.host_services.hypervisors()
 
-    def servers_on_host(self) -> list[dict[str, str]]:
-        """The servers this host runs (Nova's hypervisor servers), oldest first."""
-        with self.db.session() as s:
-            rows = s.execute(
-                select(Server.id, Server.name)
-                .where(Server.host == self.host, Server.deleted.is_(False))
-                .order_by(Server.created_at, Server.id)
-            ).all()
-        return [{"uuid": str(server_id), "name": str(name)} for server_id, name in rows]
+    def servers_on_host(self, host: str) -> list[dict[str, str]]:
+        return self.host_services.servers_on(host)
 
     def refresh_addresses(self, server_id: str) -> None:
         """The network told us a port of this server changed (Nova's network-changed event)."""

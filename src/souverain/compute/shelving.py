@@ -18,10 +18,9 @@ from souverain.compute import scheduler, states
 from souverain.compute.actions import Actions
 from souverain.compute.core import NO_VALID_HOST, ComputeCore
 from souverain.compute.guests import Guests
-from souverain.compute.host_services import compute_takes_builds
 from souverain.compute.models import Server
 from souverain.compute.qemu import DriverError, GuestSpec, PowerState
-from souverain.compute.server_groups import placement_allows
+from souverain.compute.scheduler import PlacementRequest
 from souverain.compute.states import MOVES
 
 
@@ -103,19 +102,21 @@ class Shelving:
         self.actions.run(move, action_id, server_id, work)
 
     def _respawn(self, ctx: RequestContext, server_id: str) -> tuple[GuestSpec, str | None]:
-        """Room claimed on this host again, and the guest as it will boot."""
+        """Room claimed on this host again (through every filter of the scheduler: the
+        guest boots here), and the guest as it will boot."""
         with self.core.db.session() as s:
             row = s.get(Server, server_id)
             assert row is not None
-            host = self.core.host
-            placed = (
-                compute_takes_builds(s, host)
-                and placement_allows(s, server_id, host)
-                and scheduler.claim(
-                    s, self.core.capacity, server_id, row.vcpus, row.memory_mib, row.disk_gib
-                )
+            request = PlacementRequest(
+                server_id=server_id,
+                vcpus=row.vcpus,
+                memory_mib=row.memory_mib,
+                disk_gib=row.disk_gib,
+                host=self.core.host,
+                extra_specs=dict((row.flavor or {}).get("extra_specs") or {}),
             )
-        if not placed:
+            placed = self.core.scheduler.select_and_claim(s, request)
+        if placed is None:
             raise DriverError(NO_VALID_HOST)
         with self.core.db.session() as s:
             row = s.get(Server, server_id)
