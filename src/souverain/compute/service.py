@@ -24,6 +24,7 @@ from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.metering import Meter
 from souverain.compute.actions import Actions, Backup
+from souverain.compute.aggregates import Aggregates
 from souverain.compute.attachments import Attachments
 from souverain.compute.consoles import Consoles
 from souverain.compute.core import GIB, NO_VALID_HOST, SYSTEM, BillingState, ComputeCore
@@ -119,6 +120,7 @@ class ComputeService:
         self._actions, self._attachments = actions, attachments
         self.server_groups = ServerGroups(core)
         self.host_services = HostServices(core)
+        self.aggregates = Aggregates(core)
         self.diagnostics = Diagnostics(core, guests)
         self.rescue = Rescue(core, guests, actions)
         self.shelving = Shelving(core, guests, actions)
