@@ -105,12 +105,14 @@ class Aggregates:
 
     @staticmethod
     def _row(s: Session, aggregate_id: str, lock: bool = False) -> Aggregate:
-        if not aggregate_id.isdigit() or len(aggregate_id) > 18:
-            raise BadRequest(f"Invalid aggregate id {aggregate_id[:64]!r}: an integer.")
-        query = select(Aggregate).where(Aggregate.id == int(aggregate_id))
-        row = s.scalars(query.with_for_update() if lock else query).first()
+        """The aggregate of that id; any other id (not a number, too long) is not found,
+        as in Nova."""
+        row = None
+        if aggregate_id.isdigit() and len(aggregate_id) <= 18:
+            query = select(Aggregate).where(Aggregate.id == int(aggregate_id))
+            row = s.scalars(query.with_for_update() if lock else query).first()
         if row is None:
-            raise NotFound(f"Aggregate {aggregate_id} could not be found.")
+            raise NotFound(f"Aggregate {aggregate_id[:64]} could not be found.")
         return row
 
     @staticmethod
