@@ -426,3 +426,20 @@ def test_hypervisors_and_services_show_every_host(
     nova_zone = next(z for z in zones if z["zoneName"] == "nova")
     assert nova_zone["hosts"]["sched-a"]["nova-compute"]["active"] is False
     assert nova_zone["hosts"]["sched-b"]["nova-compute"]["active"] is True
+
+
+def test_the_all_in_one_keeps_its_own_host_up_for_every_other_node(
+    platform: server.Platform, clock: SteppingClock
+) -> None:
+    """Another API node (its own registry, no local host) reads the heartbeat the
+    all-in-one's power-state sync writes."""
+    from souverain.compute.hosts import Hosts
+
+    compute = platform.compute
+    elsewhere = Hosts(compute.db, compute.core.clock, compute.settings)
+    assert elsewhere.is_up(elsewhere.get(compute.host))
+    clock.advance(compute.settings.service_down_time + 1)
+    assert not elsewhere.is_up(elsewhere.get(compute.host))
+    assert compute.hosts.is_up(compute.hosts.get(compute.host))  # its own process runs
+    compute.sync_power_states()
+    assert elsewhere.is_up(elsewhere.get(compute.host))
