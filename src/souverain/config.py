@@ -128,8 +128,15 @@ class ComputeSettings(_Section):
     )
     shutdown_timeout: float = Field(default=60.0, ge=0, description="ACPI stop, then forced")
     sync_interval: float = Field(default=5.0, gt=0, description="power state sync period, s")
-    service_down_time: int = Field(
-        default=60, ge=1, description="seconds without a report before a host is down"
+    local_host: bool = Field(
+        default=True,
+        description="this node runs guests itself; false on API nodes of a cloud of agent hosts",
+    )
+    service_down_time: float = Field(
+        default=60.0, gt=0, description="a host not heard from for this long is not up (s)"
+    )
+    host_dead_after: float = Field(
+        default=300.0, gt=0, description="its servers' host_status goes UNKNOWN -> DOWN (s)"
     )
     scheduler_weigher: str = Field(
         default="spread", pattern=r"^(spread|pack)$", description="spread: emptiest host first"
@@ -139,6 +146,25 @@ class ComputeSettings(_Section):
     quota_ram: int = Field(default=51200, ge=-1, description="MiB")
     quota_key_pairs: int = Field(default=100, ge=-1, description="per user")
     quota_metadata_items: int = Field(default=128, ge=-1, description="per server")
+
+
+class AgentSettings(_Section):
+    """`souverain agent`: one hypervisor host run for the cloud, without database access."""
+
+    api_url: str = Field(default="", description="the control plane's URL (its load balancer)")
+    name: str = Field(default="", max_length=255, description="this host's name; empty: hostname")
+    token_file: Path | None = Field(default=None, description="`souverain host enroll`'s token")
+    address: str = Field(default="", max_length=64, description="this host's underlay address")
+    roles: str = Field(default="compute", pattern=r"^(compute|network|compute,network)$")
+    driver: str = Field(default="qemu", pattern=r"^(qemu|simulation)$")
+    allow_simulation: bool = Field(
+        default=False, description="let `driver = simulation` run: a host that runs nothing"
+    )
+    heartbeat_interval: float = Field(default=10.0, gt=0, le=3600)
+    watch_wait: int = Field(default=30, ge=1, le=60, description="longest watch, seconds")
+    simulated_vcpus: int = Field(default=64, ge=1)
+    simulated_memory_mib: int = Field(default=262144, ge=1)
+    simulated_disk_gib: int = Field(default=4096, ge=1)
 
 
 class VolumeSettings(_Section):
@@ -199,6 +225,7 @@ class Settings(_Section):
     objectstore: ObjectStoreSettings = ObjectStoreSettings()
     image: ImageSettings = ImageSettings()
     compute: ComputeSettings = ComputeSettings()
+    agent: AgentSettings = AgentSettings()
     volume: VolumeSettings = VolumeSettings()
     network: NetworkSettings = NetworkSettings()
     billing: BillingSettings = BillingSettings()

@@ -29,6 +29,7 @@ from souverain.common.audit import AuditLog, load_or_create_key
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.compute import api as compute_api
+from souverain.compute import api_internal as compute_internal_api
 from souverain.compute.qemu import QemuDriver
 from souverain.compute.service import ComputeService
 from souverain.config import Settings
@@ -579,6 +580,8 @@ def _mounts(
             billing_api.build_app(billing, identity, public_url),
             render_error,
         ),
+        # the host agents' internal API: a host's own token, never a Keystone one
+        Mounted("/internal", compute_internal_api.build_app(compute.agents), render_error),
         Mounted(
             "/image",
             image_api.build_app(image, public_url),

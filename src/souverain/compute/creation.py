@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden, NotFound
 from souverain.compute import scheduler
+from souverain.compute.agents import HostAgents
 from souverain.compute.core import GIB, NO_VALID_HOST, ComputeCore
 from souverain.compute.flavors import Flavors
 from souverain.compute.guests import Guests, new_admin_password
@@ -145,6 +146,7 @@ class Creation:
         quotas: Quotas,
         guests: Guests,
         servers: Servers,
+        agents: HostAgents,
     ) -> None:
         self.core = core
         self.db = core.db
@@ -156,6 +158,7 @@ class Creation:
         self.quotas = quotas
         self.guests = guests
         self.servers = servers
+        self.agents = agents
 
     def create_servers(self, ctx: RequestContext, req: ServerRequest) -> list[dict[str, Any]]:
         if ctx.project_id is None:
@@ -439,6 +442,10 @@ class Creation:
         with self.core.server_lock(server_id):
             if not self._claim(server_id, action_id, image, where or Where()):
                 return
+            if self.agents.hand_over(server_id, task="spawning"):
+                return  # the agent of the server's host builds it; its report ends the task
+            if not self._placed_here(server_id):
+                return
             self.core.set(server_id, task_state="spawning")
             try:
                 spec = self._make_guest(server_id, image, ctx, boot, admin_pass)
@@ -464,10 +471,19 @@ class Creation:
             )
             self.core.finish_action(action_id)
 
+    def _placed_here(self, server_id: str) -> bool:
+        """Whether the server's host is this process's (else no one here can build it)."""
+        with self.db.session() as s:
+            row = s.get(Server, server_id)
+            host = row.host if row is not None else None
+        if host == self.core.host:
+            return True
+        log.warning("server %s is placed on %s, which has no agent: left to it", server_id, host)
+        return False
+
     def _claim(self, server_id: str, action_id: int, image: BootImage | None, where: Where) -> bool:
-        """A host for the server, chosen and claimed by the scheduler; True when it is this
-        process's own host (the build goes on here). False when the build ended (no host,
-        or the server is going) or another host took it (its agent builds it)."""
+        """A host for the server, chosen and claimed by the scheduler; False when the build
+        ended (no host can take it, or the server is going)."""
         placed: str | bool | None = False  # False: the server is going
         with self.db.session() as s:
             row = s.get(Server, server_id)
@@ -487,9 +503,6 @@ class Creation:
                     row.availability_zone = self.core.scheduler.zone_of_host(s, placed)
         if placed is False:
             self.core.finish_action(action_id, "deleted while building")
-            return False
-        if placed is not None and placed != self.core.host:
-            log.info("server %s placed on host %s: its agent builds it", server_id, placed)
             return False
         if placed is None:
             self.core.set(

@@ -26,6 +26,8 @@ from souverain.compute.models import ComputeHost, Server, ServiceState
 from souverain.compute.qemu_host import cpu_info
 from souverain.compute.scheduler import COMPUTE
 
+__all__ = ["COMPUTE", "HostService", "HostServices", "ServiceChange"]
+
 CONTROL = ("nova-conductor", "nova-scheduler")  # this process's, on its own host
 BINARIES = (*CONTROL, COMPUTE)
 

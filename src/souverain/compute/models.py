@@ -149,6 +149,8 @@ class ComputeHost(Base):
     token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # bumped whenever what is assigned to the host changes: its agent's watch resumes from it
+    revision: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ServerGroup(Base):

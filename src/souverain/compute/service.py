@@ -24,6 +24,7 @@ from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.metering import Meter
 from souverain.compute.actions import Actions, Backup
+from souverain.compute.agents import HostAgents
 from souverain.compute.aggregates import Aggregates
 from souverain.compute.attachments import Attachments
 from souverain.compute.consoles import Consoles
@@ -104,14 +105,16 @@ class ComputeService:
         self.settings = settings
         self.host = core.host
         self.hosts = core.hosts
-        self.hosts.register_local(core.capacity)
+        if settings.local_host:  # an API node of agent hosts runs no guest itself
+            self.hosts.register_local(core.capacity)
         quotas = Quotas(core)
         flavors = Flavors(core)
         guests = Guests(core)
         servers = Servers(core, quotas)
         keypairs = Keypairs(core, quotas)
-        creation = Creation(core, flavors, quotas, guests, servers)
-        actions = Actions(core, flavors, guests, servers)
+        self.agents = HostAgents(core, guests.forget, guests)
+        creation = Creation(core, flavors, quotas, guests, servers, self.agents)
+        actions = Actions(core, flavors, guests, servers, self.agents)
         attachments = Attachments(core, guests)
         self._host_sync = HostSync(core, guests)
         self.orphans = self._host_sync.orphans

@@ -295,7 +295,7 @@ def _server_later_attributes(s: dict[str, Any], v: Version, is_admin: bool) -> d
     if v >= (2, 9):
         body["locked"] = s["locked"]
     if v >= (2, 16) and is_admin:
-        body["host_status"] = "UP" if s["host"] else ""
+        body["host_status"] = s.get("host_status", "UP" if s["host"] else "")
     if v >= (2, 19):
         body["description"] = s["description"]
     if v >= (2, 26):
