@@ -20,10 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import delete
 
 from souverain.common.clock import Clock
 from souverain.compute.hosts import Hosts
-from souverain.compute.models import Server, ServerGroup, ServerGroupMember
+from souverain.compute.models import ComputeHost, Server, ServerGroup, ServerGroupMember
 from souverain.compute.scheduler import Capacity, PlacementRequest, Scheduler, usage
 from souverain.config import ComputeSettings
 from souverain.db import migrate
@@ -135,6 +136,8 @@ def _race(db: Database, scheduler: Scheduler, servers: list[str]) -> list[str | 
 
 
 def _hosts(db: Database, *names: str, memory: int) -> Scheduler:
+    with db.session() as s:  # the hosts of earlier tests (same server) take nothing here
+        s.execute(delete(ComputeHost))
     settings = ComputeSettings()
     hosts = Hosts(db, Clock(lambda: dt.datetime.now(dt.UTC)), settings)
     for name in names:
@@ -176,3 +179,17 @@ def test_racing_members_of_an_anti_affinity_group_never_share_a_host(
     placed = _race(database, scheduler, members)
     assert sorted(h for h in placed if h is not None) == sorted(names)
     assert placed.count(None) == 6
+
+
+def test_claims_racing_over_two_filling_hosts_neither_deadlock_nor_overbook(
+    database: Database,
+) -> None:
+    """A claimer that finds its first host full lets go of it before trying the next:
+    otherwise two claimers holding one host each and wanting the other's deadlock."""
+    names = [f"pg-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+    scheduler = _hosts(database, *names, memory=5 * 512)
+    placed = _race(database, scheduler, [_server(database, 512) for _ in range(24)])
+    assert sorted(h for h in placed if h is not None) == sorted(names * 5)
+    assert placed.count(None) == 14
+    with database.session() as s:
+        assert [usage(s, name).memory_mib for name in names] == [5 * 512, 5 * 512]

@@ -273,6 +273,17 @@ def _group_of(s: Session, server_id: str) -> _Group | None:
     return _Group(group.id, group.policy, limit, on_host)
 
 
+def _locked_group_of(s: Session, server_id: str) -> _Group | None:
+    """The server's group, its row locked first (before any host's, always in that
+    order): members of one group are placed one at a time, each seeing where the others
+    went."""
+    member = s.get(ServerGroupMember, server_id)
+    if member is None:
+        return None
+    s.execute(select(ServerGroup.id).where(ServerGroup.id == member.group_id).with_for_update())
+    return _group_of(s, server_id)
+
+
 def _group_holds(group: _Group | None, server_id: str, host: str) -> list[ColumnElement[bool]]:
     """A hard policy as conditions of the claim's UPDATE, so a racing member cannot
     break it between the filter and the claim."""
@@ -357,7 +368,7 @@ class Scheduler:
 
     def select_and_claim(self, s: Session, req: PlacementRequest) -> str | None:
         """The host that took the server, or None when none can (Nova's NoValidHost)."""
-        group = _group_of(s, req.server_id)
+        group = _locked_group_of(s, req.server_id)
         for candidate in self.candidates(s, req, group):
             if self._claim_on(s, candidate.host.name, req, group):
                 return candidate.host.name
@@ -366,7 +377,7 @@ class Scheduler:
     def claim_in_place(self, s: Session, req: PlacementRequest) -> bool:
         """Claim on the host the request names (a resize's own host), under its lock."""
         assert req.host is not None
-        return self._claim_on(s, req.host, req, _group_of(s, req.server_id))
+        return self._claim_on(s, req.host, req, _locked_group_of(s, req.server_id))
 
     def candidates(
         self, s: Session, req: PlacementRequest, group: _Group | None
@@ -417,7 +428,25 @@ class Scheduler:
         return sorted(passed, key=lambda c: (weights[c.host.name], c.host.name), reverse=True)
 
     def _claim_on(self, s: Session, name: str, req: PlacementRequest, group: _Group | None) -> bool:
-        """Lock the host's row (and the group's), then the one-UPDATE claim."""
+        """Lock the host's row, then the one-UPDATE claim. On PostgreSQL in a savepoint: a
+        claim that does not fit lets go of the host's lock at once, so a claimer holds one
+        host at a time and two claimers trying hosts in opposite orders cannot deadlock."""
+        if s.get_bind().dialect.name != "postgresql":  # SQLite: one writer at a time
+            return self._lock_and_claim(s, name, req, group)
+        attempt = s.begin_nested()
+        try:
+            placed = self._lock_and_claim(s, name, req, group)
+        except BaseException:
+            attempt.rollback()
+            raise
+        if placed:
+            attempt.commit()
+        else:
+            attempt.rollback()
+        return placed
+
+    @staticmethod
+    def _lock_and_claim(s: Session, name: str, req: PlacementRequest, group: _Group | None) -> bool:
         host = s.execute(
             select(ComputeHost)
             .where(ComputeHost.name == name)
@@ -426,8 +455,6 @@ class Scheduler:
         ).scalar_one_or_none()
         if host is None:
             return False
-        if group is not None:
-            s.execute(select(ServerGroup.id).where(ServerGroup.id == group.id).with_for_update())
         return claim(
             s,
             capacity_from_row(host),
