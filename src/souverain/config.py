@@ -9,11 +9,20 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "SOUVERAIN_"
+# outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8: what a VXLAN segment takes from the underlay
+VXLAN_OVERHEAD = 50
 
 
 class ConfigError(Exception):
@@ -201,6 +210,33 @@ class NetworkSettings(_Section):
     egress_sample_interval: float = Field(
         default=60.0, gt=0, description="seconds between readings of the routers' egress"
     )
+    overlay: Literal["none", "vxlan"] = Field(
+        default="none",
+        description="how tenant networks span hosts: none (one host) or vxlan segments",
+    )
+    underlay_mtu: int = Field(
+        default=1500, ge=576 + VXLAN_OVERHEAD, le=9000, description="MTU of the hosts' links"
+    )
+    segment_min: int = Field(default=1, ge=1, le=65535, description="lowest segmentation id")
+    segment_max: int = Field(
+        default=65535,
+        ge=1,
+        le=65535,  # it is also the network's conntrack zone, 16 bits
+        description="highest segmentation id (the VXLAN VNI with overlay vxlan)",
+    )
+
+    @model_validator(mode="after")
+    def _segment_range(self) -> NetworkSettings:
+        if self.segment_min > self.segment_max:
+            raise ValueError("segment_min must not exceed segment_max")
+        return self
+
+    @property
+    def tenant_mtu(self) -> int:
+        """The MTU of a new tenant network: room left for the VXLAN header with overlay."""
+        if self.overlay == "vxlan":
+            return self.underlay_mtu - VXLAN_OVERHEAD
+        return self.mtu
 
 
 class BillingSettings(_Section):
