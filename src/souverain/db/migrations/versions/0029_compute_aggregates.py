@@ -1,7 +1,7 @@
 """compute: host aggregates (os-aggregates), their hosts and metadata
 
 Revision ID: 0029
-Revises: 0028
+Revises: 0031
 Create Date: 2026-12-06 13:50:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0029"
-down_revision = "0028"
+down_revision = "0031"
 branch_labels = None
 depends_on = None
 
