@@ -147,6 +147,9 @@ class ComputeSettings(_Section):
     host_dead_after: float = Field(
         default=300.0, gt=0, description="its servers' host_status goes UNKNOWN -> DOWN (s)"
     )
+    scheduler_weigher: str = Field(
+        default="spread", pattern=r"^(spread|pack)$", description="spread: emptiest host first"
+    )
     quota_instances: int = Field(default=10, ge=-1, description="per project; -1: unlimited")
     quota_cores: int = Field(default=20, ge=-1)
     quota_ram: int = Field(default=51200, ge=-1, description="MiB")

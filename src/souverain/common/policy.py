@@ -177,6 +177,12 @@ IDENTITY_RULES: dict[str, Rule] = {
 # service's business: another project's resource is not found.
 
 COMPUTE_RULES: dict[str, Rule] = {
+    "compute:aggregate:action": Rule.ADMIN,
+    "compute:aggregate:create": Rule.ADMIN,
+    "compute:aggregate:delete": Rule.ADMIN,
+    "compute:aggregate:list": Rule.ADMIN,
+    "compute:aggregate:show": Rule.ADMIN,
+    "compute:aggregate:update": Rule.ADMIN,
     "compute:availability_zone:detail": Rule.ADMIN,
     "compute:availability_zone:list": Rule.ANYONE_AUTHENTICATED,
     "compute:extension:list": Rule.ANYONE_AUTHENTICATED,

@@ -16,7 +16,7 @@ from sqlalchemy import update
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, NotFound
-from souverain.compute import scheduler, states
+from souverain.compute import states
 from souverain.compute.agents import HostAgents
 from souverain.compute.core import NO_VALID_HOST, ComputeCore, check_unlocked
 from souverain.compute.flavors import Flavors
@@ -24,6 +24,7 @@ from souverain.compute.guests import Guests, copy_file, new_admin_password
 from souverain.compute.keypairs import keypair_of
 from souverain.compute.models import Server
 from souverain.compute.qemu import DriverError, PowerState
+from souverain.compute.scheduler import PlacementRequest
 from souverain.compute.servers import Servers
 from souverain.compute.states import MOVES, Move
 from souverain.image.service import BootImage, ListQuery
@@ -407,14 +408,16 @@ class Actions:
         new_disk = 0 if volume_backed else max(flavor["disk"], row.disk_gib)
         move = MOVES["resize"]
         row, action_id = self.begin(ctx, server_id, move)
-        with self.db.session() as s:
-            fits = scheduler.claim(
+        with self.db.session() as s:  # on the server's own host: the resize runs there
+            fits = row.host is not None and self.core.scheduler.claim_in_place(
                 s,
-                self.core.capacity,
-                server_id,
-                max(flavor["vcpus"], old["vcpus"]),
-                max(flavor["ram"], old["ram"]),
-                new_disk,
+                PlacementRequest(
+                    server_id=server_id,
+                    vcpus=max(flavor["vcpus"], old["vcpus"]),
+                    memory_mib=max(flavor["ram"], old["ram"]),
+                    disk_gib=new_disk,
+                    host=row.host,
+                ),
             )
         if not fits:
             self.core.set(server_id, task_state=None)
