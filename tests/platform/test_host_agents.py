@@ -22,6 +22,7 @@ from typing import Any
 
 import openstack
 import openstack.connection
+import openstack.exceptions
 import pytest
 
 from tests.host_cleanup import kill_guests
@@ -66,18 +67,19 @@ class AgentProcess:
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [SOUVERAIN, "agent", "--data-dir", str(self.root / "data")],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        with (self.root / "agent.log").open("a") as log:  # read when a test fails
+            self.proc = subprocess.Popen(
+                [SOUVERAIN, "agent", "--data-dir", str(self.root / "data")],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                text=True,
+            )
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
-            self.proc.communicate(timeout=30)
+            self.proc.wait(timeout=30)
 
     def instance(self, server_id: str) -> Path:
         return self.root / "data" / "agent" / "compute" / "instances" / server_id
@@ -131,25 +133,35 @@ def _until(check: Callable[[], Any], within: float = 30.0, what: str = "") -> An
     raise AssertionError(f"not within {within} s: {what}")
 
 
+def _up(conn: openstack.connection.Connection) -> set[str]:
+    """The hosts whose agents have reported lately (os-hypervisors' state)."""
+    return {h.name for h in conn.compute.hypervisors(details=True) if h.state == "up"}
+
+
 def _server(conn: openstack.connection.Connection, server_id: str) -> Any:
     return conn.compute.get_server(server_id)
 
 
 def _status(conn: openstack.connection.Connection, server_id: str, want: str) -> Any:
-    return _until(
-        lambda: (s := _server(conn, server_id)).status == want and s,
-        what=f"server {server_id} {want}",
-    )
+    seen: list[Any] = []
+
+    def reached() -> Any:
+        seen[:] = [_server(conn, server_id)]
+        return seen[0].status == want and seen[0]
+
+    try:
+        return _until(reached, what=f"server {server_id} {want}")
+    except AssertionError as exc:
+        last = seen[0] if seen else None
+        detail = f"{last.status} {last.task_state} {last.fault}" if last else "never read"
+        raise AssertionError(f"{exc} (last: {detail})") from None
 
 
 def test_servers_run_on_agent_hosts_and_follow_their_agents(
     api: Server, agents: dict[str, AgentProcess]
 ) -> None:
     conn = _admin(api)
-    _until(
-        lambda: {h.name for h in conn.compute.hypervisors()} >= {"hv1", "hv2"},
-        what="both agents reported",
-    )
+    _until(lambda: _up(conn) >= {"hv1", "hv2"}, what="both agents reported")
     image = conn.image.create_image(
         name="sim", data=b"\0" * 65536, disk_format="raw", container_format="bare", wait=True
     )
@@ -174,6 +186,16 @@ def test_servers_run_on_agent_hosts_and_follow_their_agents(
     third = _status(conn, boot("web-3").id, "ERROR")
     assert "No valid host was found" in third.fault["message"]
 
+    solo = conn.compute.create_server(
+        name="solo",
+        image_id=image.id,
+        flavor_id=flavor.id,
+        networks="none",
+        availability_zone="nova:hv1",  # an admin's forced host
+    )
+    solo = _status(conn, solo.id, "ACTIVE")
+    assert solo.compute_host == "hv1"
+
     conn.compute.stop_server(on["hv2"].id)
     _status(conn, on["hv2"].id, "SHUTOFF")
     assert agents["hv2"].guests() == {on["hv2"].id: "stopped"}
@@ -193,13 +215,23 @@ def test_servers_run_on_agent_hosts_and_follow_their_agents(
     )
     extra = _status(conn, extra.id, "ACTIVE")
     assert extra.compute_host == "hv2"  # a host not heard from takes nothing new
+    # hv1 is gone for good: its servers are evacuated, rebuilt on hv2 from their image,
+    # except the group's member, whose anti-affinity hv2 would break
+    with pytest.raises(openstack.exceptions.BadRequestException, match="No valid host"):
+        conn.compute.evacuate_server(on["hv1"].id)
+    assert _server(conn, on["hv1"].id).compute_host == "hv1"
+    conn.compute.evacuate_server(solo.id)
+    solo = _status(conn, solo.id, "ACTIVE")
+    assert solo.compute_host == "hv2" and solo.host_status == "UP"
+    assert agents["hv2"].guests()[solo.id] == "running"
     conn.compute.delete_server(on["hv1"].id)  # ends at once: nobody is there to do it
     _until(lambda: conn.compute.find_server(on["hv1"].id) is None, what="local delete")
 
     # back: it reports in and removes the guest nothing assigns to it any more
     agents["hv1"].start()
-    _until(lambda: agents["hv1"].guests() == {}, what="hv1 removed the deleted guest")
-    for server_id in (on["hv2"].id, extra.id, third.id):
+    _until(lambda: agents["hv1"].guests() == {}, what="hv1 removed its deleted and moved guests")
+    assert agents["hv2"].guests()[solo.id] == "running"
+    for server_id in (on["hv2"].id, extra.id, third.id, solo.id):
         conn.compute.delete_server(server_id)
     _until(lambda: agents["hv2"].guests() == {}, what="hv2 removed its guests")
     _until(lambda: not list(conn.compute.servers()), what="every server gone")
@@ -230,7 +262,7 @@ def test_a_real_guest_on_an_agent_host_outlives_its_agent(api: Server, tmp_path:
 
 def _one_guest_through_its_agents_life(api: Server, agent: AgentProcess) -> None:
     conn = _admin(api)
-    _until(lambda: "hvq" in {h.name for h in conn.compute.hypervisors()}, what="agent reported")
+    _until(lambda: "hvq" in _up(conn), what="the agent reported")
     image = conn.image.create_image(
         name="tiny",
         data=TINY_IMAGE.read_bytes(),

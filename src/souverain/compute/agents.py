@@ -38,12 +38,9 @@ TOKEN_PREFIX = "svh_"  # noqa: S105 - the mark of a host token, not a secret
 # What a guest on an agent host can be told: the agent's answers.
 ACTUAL_STATES = ("running", "stopped", "absent", "error")
 # A task an agent ends, and the actual state that ends it.
-AGENT_TASKS = {
-    "spawning": "running",
-    "powering-on": "running",
-    "powering-off": "stopped",
-    "deleting": "absent",
-}
+AGENT_TASKS = frozenset({"spawning", "rebuild_spawning", "powering-on", "powering-off", "deleting"})
+# The tasks whose host builds the server anew (from its image and config drive).
+BUILD_TASKS = frozenset({"spawning", "rebuild_spawning"})
 # The actions whose host work an agent does (instance action names, as in states.MOVES).
 AGENT_MOVES = frozenset({"stop", "start", "delete"})
 
@@ -91,6 +88,8 @@ def desired(row: Server) -> str:
         return "absent"
     if row.task_state in ("spawning", "powering-on"):
         return "running"
+    if row.task_state == "rebuild_spawning":  # evacuated: as it was, or stopped (2.95)
+        return "stopped" if row.vm_state == "stopped" else "running"
     if row.task_state == "powering-off":
         return "stopped"
     if row.vm_state == "active":
@@ -218,7 +217,7 @@ class HostAgents:
         its image's format and its config drive's documents (no password: a guest on an
         agent host gets its keys, as Nova's libvirt without password injection)."""
         assignment = _assignment(row)
-        if row.task_state == "spawning" and self.guests is not None:
+        if row.task_state in BUILD_TASKS and self.guests is not None:
             meta, _, network = self.guests.config_drive_docs(row)
             image = self.core.images.get(SYSTEM, row.image_id) if row.image_id else None
             assignment["build"] = {
@@ -252,10 +251,10 @@ class HostAgents:
             row = s.get(Server, server_id) if len(server_id) <= 36 else None
             if row is None or row.deleted or row.host != host:
                 raise NotFound(f"Server {server_id} is not assigned to host {host}.")
-            task = row.task_state
+            task, wanted = row.task_state, desired(row)
         if task in AGENT_TASKS and state == "error":
             self._fail(server_id, message or "The host could not do it.")
-        elif task in AGENT_TASKS and AGENT_TASKS[task] == state:
+        elif task in AGENT_TASKS and wanted == state:
             self._end(server_id, task, state)
         elif task is None and state in ("running", "stopped"):
             self._observed(server_id, state)
@@ -274,7 +273,7 @@ class HostAgents:
         }
         if task == "spawning":
             values["launched_at"] = self.core.now()
-        if task == "powering-on":
+        if task in ("powering-on", "rebuild_spawning"):
             values["fault"] = None
         self.core.update_metered(
             server_id,
@@ -330,7 +329,7 @@ class HostAgents:
                 return False
             host = row.host
             from_volume = row.root_volume_id is not None
-        if task == "spawning" and self._refuse_build(server_id, host, from_volume):
+        if task in BUILD_TASKS and self._refuse_build(server_id, host, from_volume):
             return True
         with self.db.session() as s:
             if task is not None:

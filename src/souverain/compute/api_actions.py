@@ -169,6 +169,21 @@ class ActionHandlers(Handlers):
         )
         return JSONResponse({"adminPass": password})
 
+    async def evacuate(self, call: Call) -> Response:
+        require_admin(call.ctx)  # Nova's os-evacuate is the admin's
+        host, admin_pass = _evacuate_args(call.args, call.v)
+        password = await run_in_threadpool(
+            self.service.evacuation.evacuate,
+            call.ctx,
+            call.server_id,
+            host,
+            call.v >= (2, 95),
+            admin_pass,
+        )
+        if call.v < (2, 14):
+            return JSONResponse({"adminPass": password})
+        return Response(status_code=200)
+
     async def shelve_offload(self, call: Call) -> Response:
         require_admin(call.ctx)  # Nova's os-shelve:shelve_offload is the admin's
         await run_in_threadpool(self.service.shelving.shelve_offload, call.ctx, call.server_id)
@@ -217,4 +232,37 @@ ACTIONS: dict[str, ActionHandler] = {
     "removeSecurityGroup": ActionHandlers.remove_security_group,
     "unshelve": ActionHandlers.unshelve,
     "shelveOffload": ActionHandlers.shelve_offload,
+    "evacuate": ActionHandlers.evacuate,
 }
+
+
+def _evacuate_args(args: Any, v: Version) -> tuple[str | None, str | None]:
+    """The target host and password of an evacuate, refused as Nova's schema does:
+    `onSharedStorage` required to 2.13 and gone after, `force` from 2.29 to 2.67."""
+    if not isinstance(args, dict):
+        raise BadRequest("Invalid input for field/attribute evacuate: it must be an object.")
+    allowed = {"host", "adminPass"}
+    if v < (2, 14):
+        allowed.add("onSharedStorage")
+        if "onSharedStorage" not in args:
+            raise BadRequest("Invalid input: 'onSharedStorage' is a required property.")
+    if (2, 29) <= v < (2, 68):
+        allowed.add("force")
+    extra = sorted(set(args) - allowed)
+    if extra:
+        raise BadRequest(f"Invalid input: additional properties are not allowed ({extra[0]!r}).")
+    host, admin_pass = args.get("host"), args.get("adminPass")
+    if host is not None and (not isinstance(host, str) or not 0 < len(host) <= 255):
+        raise BadRequest("Invalid input for field/attribute host: 1 to 255 characters.")
+    if admin_pass is not None and (not isinstance(admin_pass, str) or len(admin_pass) > 255):
+        raise BadRequest("Invalid input for field/attribute adminPass: a string.")
+    if "force" in args and not isinstance(args["force"], bool):
+        raise BadRequest("Invalid input for field/attribute force: a boolean.")
+    shared = args.get("onSharedStorage", False)
+    if shared not in (True, False, "true", "false", "True", "False"):
+        raise BadRequest("Invalid input for field/attribute onSharedStorage: a boolean.")
+    if shared in (True, "true", "True"):
+        raise BadRequest(
+            "This cloud's hosts share no instance storage: evacuate with onSharedStorage false."
+        )
+    return host, admin_pass

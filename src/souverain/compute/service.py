@@ -31,6 +31,7 @@ from souverain.compute.consoles import Consoles
 from souverain.compute.core import GIB, NO_VALID_HOST, SYSTEM, BillingState, ComputeCore
 from souverain.compute.creation import MAX_USER_DATA, BootVolume, Creation, ServerRequest
 from souverain.compute.diagnostics import Diagnosis, Diagnostics
+from souverain.compute.evacuation import Evacuation
 from souverain.compute.flavors import DEFAULT_FLAVORS, Flavors
 from souverain.compute.guests import Guests
 from souverain.compute.host_services import HostService, HostServices, ServiceChange
@@ -113,6 +114,7 @@ class ComputeService:
         servers = Servers(core, quotas)
         keypairs = Keypairs(core, quotas)
         self.agents = HostAgents(core, guests.forget, guests)
+        self.evacuation = Evacuation(core, self.agents)
         creation = Creation(core, flavors, quotas, guests, servers, self.agents)
         actions = Actions(core, flavors, guests, servers, self.agents)
         attachments = Attachments(core, guests)

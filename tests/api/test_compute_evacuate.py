@@ -1,0 +1,184 @@
+"""Evacuate (os-evacuate) through the in-process API: a server of an agent host that
+went silent is rebuilt on another agent host; the host agents' side is played through
+the real internal API (a host's own token), as an agent process plays it in
+tests/platform/test_host_agents.py.
+
+Only an admin evacuates; a live host, the same host, an unknown one, a host without an
+agent, bad bodies per microversion are refused and change nothing."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from souverain.compute.models import Server
+
+from .support import Cloud, SteppingClock
+from .test_compute_api import Nova
+from .test_compute_scheduling import _image
+
+BEAT = {"vcpus": 16, "memory_mib": 16384, "disk_gib": 100, "hypervisor_type": "QEMU"}
+
+
+class Host:
+    def __init__(self, cloud: Cloud, name: str) -> None:
+        self.cloud, self.name = cloud, name
+        self.token = cloud.platform.compute.agents.enroll(name)
+        self.beat()
+
+    def call(self, method: str, path: str, **kw: Any) -> Any:
+        url = f"/internal/v1/hosts/{self.name}{path}"
+        return self.cloud.client.request(method, url, headers={"X-Auth-Token": self.token}, **kw)
+
+    def beat(self) -> None:
+        assert self.call("POST", "/heartbeat", json=BEAT).status_code == 200
+
+    def assigned(self) -> dict[str, dict[str, Any]]:
+        return {s["id"]: s for s in self.call("GET", "/assignments").json()["servers"]}
+
+    def report(self, server_id: str, state: str) -> int:
+        return int(
+            self.call("PUT", f"/servers/{server_id}/state", json={"state": state}).status_code
+        )
+
+
+@pytest.fixture
+def world(cloud: Cloud, clock: SteppingClock) -> dict[str, Any]:
+    hv1, hv2 = Host(cloud, "hv1"), Host(cloud, "hv2")
+    admin = Nova(cloud.client, cloud.admin_token)
+    body = {
+        "server": {
+            "name": "db-1",
+            "imageRef": _image(cloud),
+            "flavorRef": "1",
+            "networks": "none",
+            "availability_zone": "nova:hv1",
+        }
+    }
+    server_id = admin.ok("POST", "/servers", body, status=202, version="2.74")["server"]["id"]
+    deadline = time.monotonic() + 30
+    while server_id not in hv1.assigned() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hv1.assigned()[server_id]["task"] == "spawning"
+    assert hv1.report(server_id, "running") == 204
+    assert admin.server(server_id)["status"] == "ACTIVE"
+    return {"hv1": hv1, "hv2": hv2, "admin": admin, "server": server_id, "clock": clock}
+
+
+def _silence(world: dict[str, Any]) -> None:
+    """hv1 stops reporting; hv2 goes on."""
+    world["clock"].advance(61)
+    world["hv2"].beat()
+
+
+def _evacuate(nova: Nova, server_id: str, body: Any, version: str = "2.14") -> Any:
+    return nova.post(f"/servers/{server_id}/action", {"evacuate": body}, version=version)
+
+
+def _host_of(cloud: Cloud, server_id: str) -> tuple[str | None, str, str | None]:
+    with cloud.platform.db.session() as s:
+        row = s.get(Server, server_id)
+        assert row is not None
+        return row.host, row.vm_state, row.task_state
+
+
+def test_a_server_of_a_silent_host_is_rebuilt_on_another(
+    cloud: Cloud, world: dict[str, Any]
+) -> None:
+    hv1, hv2, admin, server_id = world["hv1"], world["hv2"], world["admin"], world["server"]
+    live = _evacuate(admin, server_id, {})
+    assert live.status_code == 400 and "Compute service of hv1 is still in use." in live.text
+    _silence(world)
+    assert admin.server(server_id, version="2.16")["host_status"] == "UNKNOWN"
+    done = _evacuate(admin, server_id, {"host": "hv2"})
+    assert done.status_code == 200 and not done.content
+    assert _host_of(cloud, server_id) == ("hv2", "active", "rebuild_spawning")
+    assert server_id not in hv1.assigned()  # back, hv1 would remove its guest
+    assignment = hv2.assigned()[server_id]
+    assert (assignment["desired"], assignment["task"]) == ("running", "rebuild_spawning")
+    assert assignment["build"]["disk_format"] == "raw"
+    assert hv1.report(server_id, "running") == 404  # no longer hv1's to report on
+    assert hv2.report(server_id, "running") == 204
+    shown = admin.server(server_id, version="2.16")
+    assert (shown["status"], shown["OS-EXT-SRV-ATTR:host"], shown["host_status"]) == (
+        "ACTIVE",
+        "hv2",
+        "UP",
+    )
+    actions = admin.ok("GET", f"/servers/{server_id}/os-instance-actions")["instanceActions"]
+    assert actions[0]["action"] == "evacuate"
+
+
+def test_from_2_95_an_evacuated_server_is_stopped_and_to_2_13_a_password_answers(
+    cloud: Cloud, world: dict[str, Any]
+) -> None:
+    _silence(world)
+    old = _evacuate(world["admin"], world["server"], {"onSharedStorage": False}, "2.13")
+    assert old.status_code == 200 and len(old.json()["adminPass"]) >= 8
+    assert world["hv2"].report(world["server"], "running") == 204
+    # back to hv1's turn: it is silent again after hv2 stops reporting
+    world["clock"].advance(61)
+    world["hv1"].beat()
+    new = _evacuate(world["admin"], world["server"], {}, "2.95")
+    assert new.status_code == 200
+    assert _host_of(cloud, world["server"]) == ("hv1", "stopped", "rebuild_spawning")
+    assert world["hv1"].assigned()[world["server"]]["desired"] == "stopped"
+    assert world["hv1"].report(world["server"], "stopped") == 204
+    assert world["admin"].server(world["server"])["status"] == "SHUTOFF"
+
+
+@pytest.mark.parametrize(
+    ("body", "version", "status"),
+    [
+        ({"host": "hv1"}, "2.14", 400),  # the same host
+        ({"host": "nowhere"}, "2.14", 404),
+        ({"host": ""}, "2.14", 400),
+        ({"host": "h" * 256}, "2.14", 400),
+        ({"host": 7}, "2.14", 400),
+        ({"adminPass": 5}, "2.14", 400),
+        ({"onSharedStorage": False}, "2.14", 400),  # gone from 2.14
+        ({}, "2.13", 400),  # required to 2.13
+        ({"onSharedStorage": True}, "2.13", 400),  # no shared storage here
+        ({"onSharedStorage": "maybe"}, "2.13", 400),
+        ({"force": True}, "2.68", 400),  # gone from 2.68
+        ({"force": "yes"}, "2.29", 400),
+        ({"flavor": "1"}, "2.14", 400),
+        ("hv2", "2.14", 400),
+    ],
+)
+def test_bad_evacuations_are_refused_and_change_nothing(
+    cloud: Cloud, world: dict[str, Any], body: Any, version: str, status: int
+) -> None:
+    _silence(world)
+    response = _evacuate(world["admin"], world["server"], body, version)
+    assert response.status_code == status, response.text
+    assert _host_of(cloud, world["server"]) == ("hv1", "active", None)
+    assert world["server"] not in world["hv2"].assigned()
+
+
+def test_onto_a_host_without_an_agent_or_with_no_room_is_refused(
+    cloud: Cloud, world: dict[str, Any]
+) -> None:
+    _silence(world)
+    local = cloud.platform.compute.host
+    response = _evacuate(world["admin"], world["server"], {"host": local})
+    assert response.status_code == 400 and "runs no host agent" in response.text
+    world["clock"].advance(61)  # hv2 silent too: nowhere to go
+    response = _evacuate(world["admin"], world["server"], {})
+    assert response.status_code == 400 and "No valid host" in response.text
+    assert _host_of(cloud, world["server"]) == ("hv1", "active", None)
+
+
+def test_only_an_admin_evacuates(cloud: Cloud, world: dict[str, Any]) -> None:
+    _silence(world)
+    admin_project = cloud.admin_project_id
+    for role in ("member", "reader"):
+        caller = cloud.member(role, project_id=admin_project)
+        response = _evacuate(Nova(cloud.client, caller.token), world["server"], {})
+        assert response.status_code == 403, response.text
+    other = cloud.member("member")
+    response = _evacuate(Nova(cloud.client, other.token), world["server"], {})
+    assert response.status_code in (403, 404), response.text
+    assert _host_of(cloud, world["server"]) == ("hv1", "active", None)
