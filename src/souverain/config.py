@@ -137,6 +137,11 @@ class ComputeSettings(_Section):
     )
     shutdown_timeout: float = Field(default=60.0, ge=0, description="ACPI stop, then forced")
     sync_interval: float = Field(default=5.0, gt=0, description="power state sync period, s")
+    orphaned_build_after: float = Field(
+        default=300.0,
+        gt=0,
+        description="a build no node has placed after this long ends in error (s)",
+    )
     local_host: bool = Field(
         default=True,
         description="this node runs guests itself; false on API nodes of a cloud of agent hosts",

@@ -67,7 +67,8 @@ EXPIRER_INTERVAL = 30.0
 BUDGETS_LEASE = "billing-budgets"
 EXPIRER_LEASE = "objectstore-expirer"
 SWEEPS_LEASE = "objectstore-sweeps"
-LEASED_WORK = (BUDGETS_LEASE, EXPIRER_LEASE, SWEEPS_LEASE)
+ORPHANED_BUILDS_LEASE = "compute-orphaned-builds"
+LEASED_WORK = (BUDGETS_LEASE, EXPIRER_LEASE, SWEEPS_LEASE, ORPHANED_BUILDS_LEASE)
 
 
 @dataclass
@@ -251,6 +252,8 @@ class Platform:
         while not self._stop.wait(interval):
             try:
                 self.compute.sync_power_states()
+                if self.holds(ORPHANED_BUILDS_LEASE):
+                    self.compute.end_orphaned_builds()
             except Exception:  # keep syncing; the next round may succeed
                 log.exception("compute power state sync failed; retrying")
 

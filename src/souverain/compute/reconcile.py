@@ -8,6 +8,7 @@ corrects the first, never the other way round.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy import or_, select, update
 from souverain.compute import scheduler
 from souverain.compute.core import ComputeCore
 from souverain.compute.guests import Guests, disk_id
-from souverain.compute.models import Server
+from souverain.compute.models import InstanceAction, Server
 from souverain.compute.qemu import PowerState
 
 log = logging.getLogger("souverain.compute")
@@ -172,3 +173,54 @@ class HostSync:
                 self._sync_one(server_id)
             if server_id in running:
                 self.driver.trim_console(server_id)
+
+
+def end_orphaned_builds(core: ComputeCore, older_than: float) -> list[str]:
+    """Builds no node carries any more (the API node that took them died before placing
+    them): still `scheduling` after `older_than` seconds. Each ends in ERROR with a fault
+    that says what to do, by a compare-and-set on its row, so a build a live node takes
+    at the same moment is never ended under it. Cloud-wide work: one node runs it, under
+    its lease. The ids ended."""
+    cutoff = core.now() - dt.timedelta(seconds=older_than)
+    with core.db.session() as s:
+        stale = s.scalars(
+            select(Server.id).where(
+                Server.deleted.is_(False),
+                Server.vm_state == "building",
+                Server.task_state == "scheduling",
+                Server.host.is_(None),
+                Server.updated_at < cutoff,
+            )
+        ).all()
+    ended = []
+    for server_id in stale:
+        with core.db.session() as s:
+            done = s.execute(
+                update(Server)
+                .where(
+                    Server.id == server_id,
+                    Server.task_state == "scheduling",
+                    Server.host.is_(None),
+                    Server.updated_at < cutoff,
+                )
+                .values(
+                    vm_state="error",
+                    task_state=None,
+                    fault=core.fault(CUT_SHORT_BUILD),
+                    updated_at=core.now(),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if done.rowcount:  # type: ignore[attr-defined]
+                ended.append(server_id)
+    for server_id in ended:
+        log.warning("server %s: its build was cut short by a node's end; it is in error", server_id)
+        with core.db.session() as s:
+            open_ids = s.scalars(
+                select(InstanceAction.id).where(
+                    InstanceAction.server_id == server_id, InstanceAction.finish_time.is_(None)
+                )
+            ).all()
+        for action_id in open_ids:
+            core.finish_action(action_id, CUT_SHORT_BUILD)
+    return ended

@@ -40,7 +40,7 @@ from souverain.compute.listing import IDS_PER_QUERY, LISTED_COLUMNS, ListedServe
 from souverain.compute.models import Server
 from souverain.compute.qemu import QemuDriver
 from souverain.compute.quotas import QUOTA_RESOURCES, Quotas
-from souverain.compute.reconcile import HostSync
+from souverain.compute.reconcile import HostSync, end_orphaned_builds
 from souverain.compute.rescue import Rescue
 from souverain.compute.seams import GuestImages, GuestNetworking, GuestVolumes
 from souverain.compute.server_groups import GroupRequest, ServerGroups
@@ -414,6 +414,9 @@ class ComputeService:
 
     def sync_power_states(self) -> None:
         self._host_sync.sync_power_states()
+
+    def end_orphaned_builds(self) -> list[str]:
+        return end_orphaned_builds(self.core, self.settings.orphaned_build_after)
 
     def hypervisors(self) -> list[dict[str, Any]]:
         return self.host_services.hypervisors()

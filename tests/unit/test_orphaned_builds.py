@@ -1,0 +1,64 @@
+"""A build whose API node died before placing it ends in ERROR once it is old enough, by
+a compare-and-set: a build a live node placed, or a younger one, is never touched."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from souverain.common.clock import Clock
+from souverain.compute.core import ComputeCore
+from souverain.compute.models import Server
+from souverain.compute.qemu import QemuDriver
+from souverain.compute.reconcile import CUT_SHORT_BUILD, end_orphaned_builds
+from souverain.config import ComputeSettings
+from souverain.db import migrate
+from souverain.db.engine import Database, make_engine
+
+from .test_compute_transitions import _server
+
+
+@pytest.fixture
+def core(tmp_path: Path) -> Iterator[ComputeCore]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    migrate.upgrade(engine)
+    none = cast(Any, None)
+    core = ComputeCore(
+        Database(engine), none, none, none, QemuDriver(tmp_path / "q"), Clock(), ComputeSettings()
+    )
+    yield core
+    core.close()
+    engine.dispose()
+
+
+def _aged(core: ComputeCore, server_id: str, seconds: float, host: str | None = None) -> None:
+    with core.db.session() as s:
+        row = s.get(Server, server_id)
+        assert row is not None
+        row.updated_at = core.now() - dt.timedelta(seconds=seconds)
+        row.host = host
+
+
+def test_only_old_unplaced_builds_end(core: ComputeCore) -> None:
+    old = _server(core.db, "building", "scheduling")
+    young = _server(core.db, "building", "scheduling")
+    placed = _server(core.db, "building", "spawning")
+    claimed = _server(core.db, "building", "scheduling")
+    _aged(core, old, 400)
+    _aged(core, young, 10)
+    _aged(core, placed, 400, host="hv1")
+    _aged(core, claimed, 400, host="hv1")
+    assert end_orphaned_builds(core, 300) == [old]
+    with core.db.session() as s:
+        rows = {sid: s.get(Server, sid) for sid in (old, young, placed, claimed)}
+        ended = rows[old]
+        assert ended is not None and (ended.vm_state, ended.task_state) == ("error", None)
+        assert ended.fault is not None and ended.fault["message"] == CUT_SHORT_BUILD
+        for sid in (young, placed, claimed):
+            row = rows[sid]
+            assert row is not None and row.vm_state == "building"
+    assert end_orphaned_builds(core, 300) == []  # done once
