@@ -30,6 +30,7 @@ from tests.platform.conftest import ADMIN_PASSWORD, SOUVERAIN, Server, ServerFac
 from tests.vm.guest_support import TINY_IMAGE, build_tiny_image, missing_requirements
 
 pytestmark = pytest.mark.e2e
+OPENSTACK = str(Path(SOUVERAIN).with_name("openstack"))
 DOWN_AFTER = 3
 
 
@@ -220,7 +221,18 @@ def test_servers_run_on_agent_hosts_and_follow_their_agents(
     with pytest.raises(openstack.exceptions.BadRequestException, match="No valid host"):
         conn.compute.evacuate_server(on["hv1"].id)
     assert _server(conn, on["hv1"].id).compute_host == "hv1"
-    conn.compute.evacuate_server(solo.id)
+    evacuated = subprocess.run(  # as an operator types it
+        [
+            *(OPENSTACK, "--os-cloud", "souverain", "--os-compute-api-version", "2.90"),
+            *("server", "evacuate", solo.id),
+        ],
+        env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(api.data_dir / "clouds.yaml")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert evacuated.returncode == 0, evacuated.stderr
     solo = _status(conn, solo.id, "ACTIVE")
     assert solo.compute_host == "hv2" and solo.host_status == "UP"
     assert agents["hv2"].guests()[solo.id] == "running"
