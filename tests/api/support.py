@@ -18,6 +18,7 @@ from botocore.credentials import Credentials
 
 from souverain import server
 from souverain.config import Settings, load_settings
+from tests.postgres import database_overrides
 
 from .response_schemas import hold_to_reference
 
@@ -70,6 +71,8 @@ def settings_for(data_dir: Any, **identity: Any) -> Settings:
             # in-process tests check the API and the database; the kernel side is proved by
             # tests/platform and tests/e2e, each cloud with its own public network
             "network": {"dataplane": False},
+            # the backend the module runs on (tests/postgres.py): SQLite or a fresh PG database
+            **database_overrides(),
         },
     )
 

@@ -42,6 +42,7 @@ from souverain.config import load_settings
 from souverain.openstack.routing import EdgeRoute
 
 from ..api.support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient, password_auth
+from ..postgres import database_overrides
 from ..unit.test_layering import _service_routes
 from . import swift_matrix as swift
 
@@ -94,6 +95,7 @@ def _settings(data_dir: Path) -> Any:
             "audit": {"fsync": False},
             "network": {"dataplane": False},
             "compute": {"host_memory_mib": 1, "reserved_host_memory_mib": 0},
+            **database_overrides(),
         },
     )
 
