@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.host_cleanup import kill_guests
+from tests.postgres import postgres_session
 from tests.public_net import public_network_env
 
 SOUVERAIN = str(Path(sys.executable).with_name("souverain"))
@@ -169,3 +170,6 @@ def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
                 os.killpg(server.proc.pid, signal.SIGKILL)
             server.proc.communicate(timeout=30)
         kill_guests(server.data_dir)  # its bridges and tables outlive it by design
+
+
+__all__ = ["postgres_session"]

@@ -441,6 +441,7 @@ class Creation:
             row = s.get(Server, server_id)
             if not (row is None or row.deleted or row.task_state == "deleting"):
                 host = self.core.host
+                scheduler.lock_host(s, host)  # before the group's placement rule is read
                 placed = (
                     compute_takes_builds(s, host)
                     and placement_allows(s, server_id, host)

@@ -2,9 +2,11 @@
 
 A claim is an UPDATE that sets the server's host only if the sums of what the
 servers already on that host hold, plus this one, stay within the host's
-capacity times the allocation ratios. One statement: two concurrent claims
-cannot both see the same free room (SQLite serialises writers), so 20
-concurrent creates leave the accounting exact.
+capacity times the allocation ratios. Two concurrent claims must not both see
+the same free room: SQLite serialises writers; PostgreSQL at READ COMMITTED
+does not, so a claim first locks the host (`lock_host`: its `compute_hosts` row
+FOR UPDATE, or a transaction advisory lock on its name while it has no row)
+until its transaction ends. 20 concurrent creates leave the accounting exact.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
-from souverain.compute.models import Server
+from souverain.compute.models import ComputeHost, Server
 from souverain.config import ComputeSettings
 
 
@@ -89,6 +91,19 @@ def usage(session: Session, host: str) -> Usage:
     return Usage(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
 
+def lock_host(session: Session, host: str) -> None:
+    """Hold the host for this transaction: claims on it wait for each other (PostgreSQL).
+
+    A no-op on SQLite, whose single writer already serialises claims."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    locked = session.execute(
+        select(ComputeHost.name).where(ComputeHost.name == host).with_for_update()
+    ).first()
+    if locked is None:  # not registered (yet): the same exclusion, keyed on the name
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"compute-host:{host}"))))
+
+
 def claim(
     session: Session,
     capacity: Capacity,
@@ -102,6 +117,7 @@ def claim(
     The server's own current share (a resize) is left out of the sums, so a
     claim replaces what it held rather than adding to it.
     """
+    lock_host(session, capacity.host)
     others = select(Server.vcpus, Server.memory_mib, Server.disk_gib).where(
         _on_host(capacity.host), Server.id != server_id
     )
