@@ -133,10 +133,11 @@ class PostgresServer:
             engine.dispose()
         self._admin(f"ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false")
 
-    def create_database(self) -> str:
-        """A fresh, migrated database of its own (a copy of the template); its name."""
+    def create_database(self, migrated: bool = True) -> str:
+        """A fresh database of its own (a copy of the migrated template, or empty); its name."""
         name = f"t_{uuid.uuid4().hex[:16]}"
-        self._admin(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        template = TEMPLATE if migrated else "template0"
+        self._admin(f"CREATE DATABASE {name} TEMPLATE {template}")
         return name
 
     def drop_database(self, name: str) -> None:
@@ -196,7 +197,7 @@ class Backend:
     """
 
     name = "sqlite"
-    created: list[str] = []  # noqa: RUF012  (one process, one module at a time)
+    created: list[str] = []  # one process runs one module at a time
 
     @classmethod
     def use(cls, name: str) -> None:

@@ -20,7 +20,6 @@ import pytest
 
 from souverain import server
 from souverain.common.clock import Clock
-
 from tests.postgres import _drop_test_databases, database_backend, postgres_session
 
 from .support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient, settings_for
