@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from souverain.common import policy
 from souverain.common.context import RequestContext
-from souverain.common.errors import ApiError
+from souverain.common.errors import ApiError, BadRequest, NotFound
 from souverain.common.middleware import state_of
 from souverain.openstack.auth import TokenValidator, authenticate
 from souverain.openstack.microversion import SCOPE_KEY, Microversions
@@ -84,6 +84,7 @@ class Edge:
                 ctx = authenticate(self.tokens, request)
                 state_of(request.scope)["policy_action"] = action
                 policy.authorize(ctx, action)
+                refuse_nul(request)
                 if self.check is not None:
                     self.check(request, ctx)
                 response = await endpoint(request, ctx)
@@ -122,6 +123,15 @@ class Edge:
         if self.extra_headers is not None:
             extra.update(self.extra_headers(request))
         return extra
+
+
+def refuse_nul(request: Request) -> None:
+    """No id holds a NUL and no column may store one (PostgreSQL refuses it): a path
+    parameter with one names nothing (404), a query parameter with one is malformed (400)."""
+    if any("\x00" in str(value) for value in request.path_params.values()):
+        raise NotFound("The resource could not be found.")
+    if "\x00" in request.url.query or "%00" in request.url.query:
+        raise BadRequest("A query parameter holds a NUL character (%00); remove it.")
 
 
 def as_get_if_head(request: Request) -> Request:
