@@ -32,8 +32,8 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    # a bounded wait for a connection: a request fails fast (503) rather than queueing
-    return create_engine(url, pool_pre_ping=True, pool_timeout=10, connect_args=_connect_args(url))
+    # an unreachable server fails a request within connect_timeout (503), not TCP's minutes
+    return create_engine(url, pool_pre_ping=True, connect_args=_connect_args(url))
 
 
 def _connect_args(url: str) -> dict[str, Any]:
