@@ -169,6 +169,17 @@ def postgres_server() -> Iterator[PostgresServer]:
                 server.stop()
         finally:
             shutil.rmtree(root, ignore_errors=True)
+        left = _processes_of(server.data)
+        if left:
+            raise RuntimeError(f"PostgreSQL processes outlived their test server: {left}")
+
+
+def _processes_of(data: Path) -> list[int]:
+    """The pids of a postmaster still running on `data` (none once stopped)."""
+    found = subprocess.run(
+        ["pgrep", "-f", f"postgres -D {data}"], capture_output=True, text=True, check=False
+    )
+    return [int(pid) for pid in found.stdout.split()]
 
 
 # One server per process (an xdist worker is a process), started when a test first asks for

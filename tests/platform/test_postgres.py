@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -27,7 +26,7 @@ from souverain.compute import scheduler
 from souverain.compute.models import ComputeHost
 from souverain.db.engine import Database, make_engine
 from tests.api.support import ADMIN_PASSWORD, S3, Cloud, SteppingClock, TestClient, settings_for
-from tests.postgres import PostgresServer, postgres_server, shared_server
+from tests.postgres import PostgresServer, _processes_of, postgres_server, shared_server
 from tests.unit.test_compute_rules import _server
 
 CLAIMS = 20
@@ -180,12 +179,10 @@ def test_every_api_answers_503_while_postgresql_is_down_and_recovers_by_itself(
 
 
 def test_no_postgres_server_of_the_tests_outlives_them() -> None:
-    """The outage test's own server is gone once its fixture ended (pg_ctl stop, dir removed)."""
+    """A test server is gone once its context ended: pg_ctl stop, directory removed, no
+    process left (`postgres_server` itself raises if one is)."""
     with postgres_server() as pg:
         data = pg.data
-        assert pg.running()
+        assert pg.running() and _processes_of(data)
     assert not data.exists()
-    mine = subprocess.run(
-        ["pgrep", "-f", f"postgres -D {data}"], capture_output=True, text=True, check=False
-    )
-    assert mine.stdout.strip() == "", mine.stdout
+    assert _processes_of(data) == []
