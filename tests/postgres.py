@@ -248,7 +248,10 @@ def postgres_session() -> Iterator[None]:
 
 @pytest.fixture(scope="module", params=BACKENDS, autouse=True)
 def database_backend(request: pytest.FixtureRequest, postgres_session: None) -> Iterator[str]:
-    """Every module of the suite runs once per backend: `test_x[sqlite]`, `test_x[postgresql]`."""
+    """Every module of the suite runs once per backend: `test_x[sqlite]`, `test_x[postgresql]`.
+
+    A module-scoped fixture that builds a platform must request `database_backend`, so that
+    pytest builds it again for the second backend (and groups the tests by backend)."""
     Backend.use(request.param)
     try:
         yield request.param

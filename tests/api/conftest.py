@@ -69,7 +69,7 @@ def cloud(client: TestClient, platform: server.Platform) -> Cloud:
 
 
 @pytest.fixture(scope="module")
-def shared_cloud() -> Iterator[Cloud]:
+def shared_cloud(database_backend: str) -> Iterator[Cloud]:
     with (
         running_platform(SteppingClock()) as built,
         TestClient(built.app, base_url="http://testserver") as test_client,

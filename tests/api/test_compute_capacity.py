@@ -36,7 +36,7 @@ NANO_MIB = 128  # flavor "1", t1.nano: 1 vCPU, 128 MiB, 1 GiB
 
 
 @pytest.fixture(scope="module")
-def cloud() -> Iterator[Cloud]:
+def cloud(database_backend: str) -> Iterator[Cloud]:
     missing = missing_requirements()
     if missing is not None:
         pytest.skip(f"server creates need real guests: {missing}")

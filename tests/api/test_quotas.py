@@ -44,7 +44,7 @@ KIB = 1024
 
 
 @pytest.fixture(scope="module")
-def data_dir() -> Iterator[Path]:
+def data_dir(database_backend: str) -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="souverain-quota-", dir=_fast_tmp_root()))
     try:
         yield root / "data"

@@ -32,7 +32,7 @@ PART = 5 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def data_dir() -> Iterator[Path]:
+def data_dir(database_backend: str) -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="souverain-usage-", dir=_fast_tmp_root()))
     try:
         yield root / "data"

@@ -101,7 +101,7 @@ def _settings(data_dir: Path) -> Any:
 
 
 @pytest.fixture(scope="module")
-def platform() -> Iterator[server.Platform]:
+def platform(database_backend: str) -> Iterator[server.Platform]:
     root = Path(tempfile.mkdtemp(prefix="souverain-rbac-"))
     try:
         with pytest.MonkeyPatch.context() as patch:

@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from souverain.common import policy
 from souverain.common.context import RequestContext
-from souverain.common.errors import ApiError, BadRequest, NotFound
+from souverain.common.errors import ApiError, BadRequest
 from souverain.common.middleware import state_of
 from souverain.openstack.auth import TokenValidator, authenticate
 from souverain.openstack.microversion import SCOPE_KEY, Microversions
@@ -126,11 +126,16 @@ class Edge:
 
 
 def refuse_nul(request: Request) -> None:
-    """No id holds a NUL and no column may store one (PostgreSQL refuses it): a path
-    parameter with one names nothing (404), a query parameter with one is malformed (400)."""
-    if any("\x00" in str(value) for value in request.path_params.values()):
-        raise NotFound("The resource could not be found.")
-    if "\x00" in request.url.query or "%00" in request.url.query:
+    """No column may store a NUL (PostgreSQL refuses one) and no id holds one.
+
+    A path parameter's NUL is read as U+FFFD, on every backend: the id names nothing and
+    the service answers its own 404 (a tag or key made from a path keeps the U+FFFD). A
+    query parameter with one is refused (400)."""
+    params = request.scope.get("path_params") or {}
+    for key, value in params.items():
+        if isinstance(value, str) and "\x00" in value:
+            params[key] = value.replace("\x00", "\ufffd")
+    if "%00" in request.url.query or "\x00" in request.url.query:
         raise BadRequest("A query parameter holds a NUL character (%00); remove it.")
 
 
