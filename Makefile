@@ -36,8 +36,8 @@ $(STAMP): pyproject.toml scripts/system-packages.txt
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check src tests bench scripts/build-tiny-image scripts/conformance bench/network/run bench/billing/run bench/floor/run
-	$(BIN)/ruff format --check src tests bench scripts/build-tiny-image scripts/conformance bench/network/run bench/billing/run bench/floor/run
+	$(BIN)/ruff check src tests bench scripts/build-tiny-image scripts/conformance bench/network/run bench/billing/run bench/floor/run bench/scale/run
+	$(BIN)/ruff format --check src tests bench scripts/build-tiny-image scripts/conformance bench/network/run bench/billing/run bench/floor/run bench/scale/run
 
 format: install
 	$(BIN)/ruff format src tests bench
@@ -63,6 +63,7 @@ bench: install
 	bench/s3/run
 	bench/s3_huge/run
 	bench/compute/run
+	bench/scale/run
 	bench/network/run
 	bench/volume/run
 	bench/billing/run

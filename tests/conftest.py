@@ -1,8 +1,10 @@
 """Two session-wide rules.
 
-A run of the suite leaves the host as it found it. The witness: the nftables tables
-Souverain names (`souverain-<prefix>...`, three per cloud with a data plane, made beside
-its bridge and namespaces) that exist after the last test existed before the first.
+A run of the suite leaves the host as it found it. The witnesses (tests/host_hygiene.py):
+the nftables tables, links and namespaces Souverain names, and the processes this run
+started (dnsmasq, QEMU, `souverain serve`, PostgreSQL, HAProxy, told apart from other
+people's by a run id in their environment), each compared after the last test with
+before the first; the controller judges once under pytest-xdist.
 
 Where everything a test needs is present (root and the system packages, as on CI), a
 skipped test fails the run: a skip there hides a test that no longer runs. `.ci/run`
@@ -14,19 +16,22 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
+import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from tests import host_hygiene
+from tests.host_hygiene import RUN_ENV, HostState
 
 # What the skipping tests wait for (scripts/system-packages.txt installs them).
 TOOLS = ("qemu-system-x86_64", "qemu-img", "dnsmasq", "nft", "ip", "rclone", "busybox")
 _skipped: list[str] = []
 
 
-def souverain_tables() -> set[str]:
-    listed = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False)
-    return {line for line in listed.stdout.splitlines() if " souverain-" in line}
+SETTLE_SECONDS = 3.0  # a process killed by the last teardown may still be exiting
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -34,23 +39,62 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-_tables_before: set[str] = set()
+_before: list[HostState] = []
+_temp_roots: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A fresh run id in the environment, before xdist starts its workers: every process
+    the run starts inherits it."""
+    if not _is_worker(config):
+        os.environ[RUN_ENV] = uuid.uuid4().hex
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if os.geteuid() == 0 and not _is_worker(session.config):
-        _tables_before.update(souverain_tables())
+        _temp_roots.append(session.config._tmp_path_factory.getbasetemp())  # type: ignore[attr-defined]
+        _before.append(_host_now())
+
+
+def _host_now() -> HostState:
+    return host_hygiene.snapshot(os.environ[RUN_ENV], _temp_roots)
+
+
+def _left_behind() -> list[str]:
+    """What this run left (after a short settle), with what other people's live clouds
+    and labs made meanwhile set aside; empty without root or a first snapshot."""
+    if not _before:
+        return []
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        after = _host_now()
+        left = host_hygiene.left_behind(_before[0], after)
+        if left:  # someone else's cloud may have made some of it meanwhile
+            left = host_hygiene.left_behind(_before[0], after, _foreign_prefixes())
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+def _foreign_prefixes() -> set[str]:
+    from souverain.server import host_network
+
+    return host_hygiene.foreign_prefixes(
+        os.environ[RUN_ENV],
+        _temp_roots,
+        lambda data_dir: host_network(data_dir, make_run_dir=False).dataplane.prefix,
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
 def host_left_as_found() -> Iterator[None]:
-    """Without workers, a table left behind fails the run's last test teardown (where it
-    shows); with workers, the controller checks once every worker is done (below)."""
+    """Without workers, a leftover fails the run's last test teardown (where it shows);
+    with workers, the controller checks once every worker is done (below)."""
     yield
-    if os.geteuid() != 0 or os.environ.get("PYTEST_XDIST_WORKER"):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    left = sorted(souverain_tables() - _tables_before)
-    assert not left, f"the tests left {len(left)} nftables table(s) behind: {left[:6]}"
+    left = _left_behind()
+    assert not left, host_hygiene.report(left)
 
 
 def forbid_skips() -> bool:
@@ -65,13 +109,13 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _skipped.append(report.nodeid)
 
 
-def _tables_left(session: pytest.Session) -> None:
-    """With pytest-xdist workers, the controller's check that no table stayed behind."""
-    if os.geteuid() != 0 or _is_worker(session.config) or not _uses_workers(session.config):
+def _host_left(session: pytest.Session) -> None:
+    """With pytest-xdist workers, the controller's check that nothing stayed behind."""
+    if _is_worker(session.config) or not _uses_workers(session.config):
         return
-    left = sorted(souverain_tables() - _tables_before)
+    left = _left_behind()
     if left:
-        print(f"\nthe tests left {len(left)} nftables table(s) behind: {left[:6]}")
+        print("\n" + host_hygiene.report(left))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -80,7 +124,7 @@ def _uses_workers(config: pytest.Config) -> bool:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    _tables_left(session)
+    _host_left(session)
     if _is_worker(session.config):
         return  # the controller sees every report, and judges skips once
     if _skipped and forbid_skips():

@@ -37,6 +37,23 @@ def _data_overrides(data_dir: Path | None) -> dict[str, Any]:
 
 
 @app.command()
+def agent(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    api_url: Annotated[str | None, typer.Option("--api-url", help="the control plane")] = None,
+    name: Annotated[str | None, typer.Option(help="this host's name")] = None,
+    token_file: Annotated[Path | None, typer.Option("--token-file", help="its token")] = None,
+) -> None:
+    """Run this machine as one hypervisor host of the cloud (no database access)."""
+    from souverain.cli_agent import run_agent
+
+    options = {"api_url": api_url, "name": name, "token_file": token_file}
+    agent_overrides = {k: str(v) for k, v in options.items() if v is not None}
+    overrides = {**_data_overrides(data_dir), "agent": agent_overrides}
+    run_agent(_settings(config, overrides))
+
+
+@app.command()
 def serve(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,

@@ -77,3 +77,43 @@ def decommission(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
         if key.startswith("removed") and items:
             typer.echo(f"{key.removeprefix('removed_').replace('_', ' ')}: {', '.join(items)}")
     typer.echo(f"nothing of this cloud (prefix {host.dataplane.prefix}) is left on this host")
+
+
+@host_app.command("enroll")
+def enroll(
+    name: Annotated[str, typer.Argument(help="the host's name, as its agent will give it")],
+    roles: Annotated[str, typer.Option(help="compute, network or compute,network")] = "compute",
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="write the token here (0600), not stdout")
+    ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Register a hypervisor host and print its agent's token (shown once; enrolling the
+    same name again replaces it). Run it where the cloud's database is reachable."""
+    from souverain.cli import _data_overrides, _settings
+    from souverain.common.clock import Clock
+    from souverain.common.errors import ApiError
+    from souverain.compute.agents import enroll as enroll_host
+    from souverain.compute.core import now_naive
+    from souverain.db.engine import Database, make_engine
+    from souverain.db.migrate import upgrade
+
+    settings = _settings(config, _data_overrides(data_dir))
+    db = Database(make_engine(settings.database_url))
+    try:
+        upgrade(db.engine)
+        with db.session() as s:
+            token = enroll_host(s, name, roles, now_naive(Clock()))
+    except ApiError as exc:
+        typer.echo(f"souverain: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        db.dispose()
+    if token_file is None:
+        typer.echo(token)
+        return
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    typer.echo(f"host {name} enrolled; its token is in {token_file}")

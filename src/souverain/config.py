@@ -9,11 +9,20 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "SOUVERAIN_"
+# outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8: what a VXLAN segment takes from the underlay
+VXLAN_OVERHEAD = 50
 
 
 class ConfigError(Exception):
@@ -128,11 +137,43 @@ class ComputeSettings(_Section):
     )
     shutdown_timeout: float = Field(default=60.0, ge=0, description="ACPI stop, then forced")
     sync_interval: float = Field(default=5.0, gt=0, description="power state sync period, s")
+    local_host: bool = Field(
+        default=True,
+        description="this node runs guests itself; false on API nodes of a cloud of agent hosts",
+    )
+    service_down_time: float = Field(
+        default=60.0, gt=0, description="a host not heard from for this long is not up (s)"
+    )
+    host_dead_after: float = Field(
+        default=300.0, gt=0, description="its servers' host_status goes UNKNOWN -> DOWN (s)"
+    )
+    scheduler_weigher: str = Field(
+        default="spread", pattern=r"^(spread|pack)$", description="spread: emptiest host first"
+    )
     quota_instances: int = Field(default=10, ge=-1, description="per project; -1: unlimited")
     quota_cores: int = Field(default=20, ge=-1)
     quota_ram: int = Field(default=51200, ge=-1, description="MiB")
     quota_key_pairs: int = Field(default=100, ge=-1, description="per user")
     quota_metadata_items: int = Field(default=128, ge=-1, description="per server")
+
+
+class AgentSettings(_Section):
+    """`souverain agent`: one hypervisor host run for the cloud, without database access."""
+
+    api_url: str = Field(default="", description="the control plane's URL (its load balancer)")
+    name: str = Field(default="", max_length=255, description="this host's name; empty: hostname")
+    token_file: Path | None = Field(default=None, description="`souverain host enroll`'s token")
+    address: str = Field(default="", max_length=64, description="this host's underlay address")
+    roles: str = Field(default="compute", pattern=r"^(compute|network|compute,network)$")
+    driver: str = Field(default="qemu", pattern=r"^(qemu|simulation)$")
+    allow_simulation: bool = Field(
+        default=False, description="let `driver = simulation` run: a host that runs nothing"
+    )
+    heartbeat_interval: float = Field(default=10.0, gt=0, le=3600)
+    watch_wait: int = Field(default=30, ge=1, le=60, description="longest watch, seconds")
+    simulated_vcpus: int = Field(default=64, ge=1)
+    simulated_memory_mib: int = Field(default=262144, ge=1)
+    simulated_disk_gib: int = Field(default=4096, ge=1)
 
 
 class VolumeSettings(_Section):
@@ -169,6 +210,33 @@ class NetworkSettings(_Section):
     egress_sample_interval: float = Field(
         default=60.0, gt=0, description="seconds between readings of the routers' egress"
     )
+    overlay: Literal["none", "vxlan"] = Field(
+        default="none",
+        description="how tenant networks span hosts: none (one host) or vxlan segments",
+    )
+    underlay_mtu: int = Field(
+        default=1500, ge=576 + VXLAN_OVERHEAD, le=9000, description="MTU of the hosts' links"
+    )
+    segment_min: int = Field(default=1, ge=1, le=65535, description="lowest segmentation id")
+    segment_max: int = Field(
+        default=65535,
+        ge=1,
+        le=65535,  # it is also the network's conntrack zone, 16 bits
+        description="highest segmentation id (the VXLAN VNI with overlay vxlan)",
+    )
+
+    @model_validator(mode="after")
+    def _segment_range(self) -> NetworkSettings:
+        if self.segment_min > self.segment_max:
+            raise ValueError("segment_min must not exceed segment_max")
+        return self
+
+    @property
+    def tenant_mtu(self) -> int:
+        """The MTU of a new tenant network: room left for the VXLAN header with overlay."""
+        if self.overlay == "vxlan":
+            return self.underlay_mtu - VXLAN_OVERHEAD
+        return self.mtu
 
 
 class BillingSettings(_Section):
@@ -193,6 +261,7 @@ class Settings(_Section):
     objectstore: ObjectStoreSettings = ObjectStoreSettings()
     image: ImageSettings = ImageSettings()
     compute: ComputeSettings = ComputeSettings()
+    agent: AgentSettings = AgentSettings()
     volume: VolumeSettings = VolumeSettings()
     network: NetworkSettings = NetworkSettings()
     billing: BillingSettings = BillingSettings()

@@ -29,11 +29,13 @@ from souverain.common.audit import AuditLog, load_or_create_key
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.compute import api as compute_api
+from souverain.compute import api_internal as compute_internal_api
 from souverain.compute.qemu import QemuDriver
 from souverain.compute.service import ComputeService
 from souverain.config import Settings
 from souverain.db import migrate
 from souverain.db.engine import Database, make_engine
+from souverain.db.leases import LEASE_TTL, LeaseKeeper
 from souverain.identity.bootstrap import bootstrap, write_clouds_yaml
 from souverain.identity.service import CatalogEntry, IdentityPolicySettings, IdentityService
 from souverain.identity.tokens import KeyRepository, TokenFormatter
@@ -60,6 +62,12 @@ from souverain.volume.service import VolumeService
 log = logging.getLogger("souverain")
 # seconds between rounds of the object expirer (at most; the meter interval if shorter)
 EXPIRER_INTERVAL = 30.0
+# Cloud-wide work, run by the one process holding its lease (see ARCHITECTURE.md for the
+# split); every other loop is this process's or this host's own and runs everywhere.
+BUDGETS_LEASE = "billing-budgets"
+EXPIRER_LEASE = "objectstore-expirer"
+SWEEPS_LEASE = "objectstore-sweeps"
+LEASED_WORK = (BUDGETS_LEASE, EXPIRER_LEASE, SWEEPS_LEASE)
 
 
 @dataclass
@@ -129,10 +137,21 @@ class Platform:
     admin_password_file_written: bool
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
+    clock: Clock = field(default_factory=Clock)
+    leases: LeaseKeeper | None = None
 
-    def start_background(self, sync_interval: float = 1.0) -> None:
+    def start_background(self, sync_interval: float = 1.0, lease_ttl: float = LEASE_TTL) -> None:
         """Background work of a running server: follow identity changes made elsewhere,
-        and keep the servers' recorded power state true to their QEMU processes."""
+        and keep the servers' recorded power state true to their QEMU processes; the
+        cloud-wide work (LEASED_WORK) only while this process holds its lease."""
+        self.leases = LeaseKeeper(self.db, self.clock, lease_ttl)
+        for name in LEASED_WORK:
+            self.leases.want(name)
+        keeper = threading.Thread(
+            target=self.leases.keep, args=(self._stop,), name="leases", daemon=True
+        )
+        keeper.start()
+        self._workers.append(keeper)
         worker = threading.Thread(
             target=self._sync_loop, args=(sync_interval,), name="identity-sync", daemon=True
         )
@@ -183,6 +202,8 @@ class Platform:
         """Objects past their X-Delete-At go for S3 too (Swift's reads hide them at once)."""
         expirer = Expirer(self.objectstore)
         while not self._stop.wait(interval):
+            if not self.holds(EXPIRER_LEASE):
+                continue
             try:
                 expirer.expire_due()
             except Exception:  # the next round takes them again
@@ -190,20 +211,25 @@ class Platform:
 
     def _storage_meter_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
-            try:  # before the flush: the buckets it shrank are gauged in this round
-                aborted = self.objectstore.abort_expired_uploads()
-                if aborted:
-                    log.info("aborted %d multipart upload(s) left unfinished too long", aborted)
-            except Exception:  # the next round takes them again
-                log.exception("aborting expired multipart uploads failed; retrying")
-            try:  # bucket lifecycle rules, each bucket by the one process holding its lease
-                self.objectstore.run_lifecycle()
-            except Exception:  # the next round takes them again
-                log.exception("bucket lifecycle sweep failed; retrying")
-            try:
+            if self.holds(SWEEPS_LEASE):
+                self._sweep_objects()
+            try:  # what this process noted: every process flushes its own
                 self.objectstore.flush_meter()
             except Exception:  # what was noted is kept for the next round
                 log.exception("object storage meter flush failed; retrying")
+
+    def _sweep_objects(self) -> None:
+        """Cloud-wide, before this round's flush: the buckets it shrank are gauged in it."""
+        try:
+            aborted = self.objectstore.abort_expired_uploads()
+            if aborted:
+                log.info("aborted %d multipart upload(s) left unfinished too long", aborted)
+        except Exception:  # the next round takes them again
+            log.exception("aborting expired multipart uploads failed; retrying")
+        try:  # bucket lifecycle rules (each bucket also under a lease of its own)
+            self.objectstore.run_lifecycle()
+        except Exception:  # the next round takes them again
+            log.exception("bucket lifecycle sweep failed; retrying")
 
     def _egress_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -214,6 +240,8 @@ class Platform:
 
     def _budget_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
+            if not self.holds(BUDGETS_LEASE):
+                continue
             try:
                 self.billing.check_budgets()
             except Exception:  # keep watching; the next round may succeed
@@ -234,10 +262,16 @@ class Platform:
             except Exception:  # keep following; the next round may succeed
                 log.exception("identity sync failed; retrying")
 
+    def holds(self, lease: str) -> bool:
+        """Whether this process runs the cloud-wide work `lease` names right now."""
+        return self.leases is not None and self.leases.holds(lease)
+
     def close(self) -> None:
         self._stop.set()
         for worker in self._workers:
             worker.join()
+        if self.leases is not None:  # another process takes the work over at once
+            self.leases.release_all()
         try:
             self.objectstore.flush_meter()  # egress and gauges noted since the last round
         except Exception:
@@ -544,6 +578,7 @@ def open_platform(
         network,
         billing,
         paths.clouds_yaml.exists(),
+        clock=clock,
     )
 
 
@@ -579,6 +614,8 @@ def _mounts(
             billing_api.build_app(billing, identity, public_url),
             render_error,
         ),
+        # the host agents' internal API: a host's own token, never a Keystone one
+        Mounted("/internal", compute_internal_api.build_app(compute.agents), render_error),
         Mounted(
             "/image",
             image_api.build_app(image, public_url),

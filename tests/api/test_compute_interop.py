@@ -725,7 +725,10 @@ def test_shelve_offloads_to_a_snapshot_and_unshelve_boots_from_it(guests: Guests
     fault(refused, 409, "conflictingRequest")
     assert "vm_state shelved_offloaded" in refused.json()["conflictingRequest"]["message"]
     fault(guests.a.post(action, {"unshelve": {"availability_zone": "nova"}}), 400, "badRequest")
-    guests.a.ok("POST", action, {"unshelve": None}, status=202)
+    elsewhere = {"unshelve": {"availability_zone": "no-such-zone"}}
+    fault(guests.a.post(action, elsewhere, version="2.77"), 400, "badRequest")
+    here = {"unshelve": {"availability_zone": "nova"}}  # 2.77: a zone the cloud has
+    guests.a.ok("POST", action, here, status=202, version="2.77")
     wait_status(guests.a, server_id, "ACTIVE")
     assert _images_named(guests, "shelf-shelved") == []
     assert guests.cloud.platform.compute.driver.instance_dir(server_id).exists()

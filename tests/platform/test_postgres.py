@@ -22,8 +22,9 @@ from defusedxml import ElementTree
 
 from souverain import server
 from souverain.common.clock import Clock
-from souverain.compute import scheduler
 from souverain.compute.models import ComputeHost
+from souverain.compute.scheduler import PlacementRequest, Scheduler, usage
+from souverain.config import ComputeSettings
 from souverain.db.engine import Database, make_engine
 from tests.api.support import ADMIN_PASSWORD, S3, Cloud, SteppingClock, TestClient, settings_for
 from tests.postgres import PostgresServer, _processes_of, postgres_server, shared_server
@@ -33,7 +34,9 @@ CLAIMS = 20
 ROOM = 10  # servers of 128 MiB the host has room for
 
 
-def _claim_all(db: Database, capacity: scheduler.Capacity, ids: list[str]) -> list[str]:
+def _claim_all(db: Database, ids: list[str]) -> list[str]:
+    """Every server's placement at once, each in its own thread and transaction."""
+    scheduler = Scheduler(ComputeSettings(), is_up=lambda _host: True)
     placed: list[str] = []
     lock = threading.Lock()
     barrier = threading.Barrier(len(ids))
@@ -41,9 +44,9 @@ def _claim_all(db: Database, capacity: scheduler.Capacity, ids: list[str]) -> li
     def claim(server_id: str) -> None:
         barrier.wait()
         with db.session() as s:
-            ok = scheduler.claim(s, capacity, server_id, 1, 128, 1)
+            host = scheduler.select_and_claim(s, PlacementRequest(server_id, 1, 128, 1))
             time.sleep(0.01)  # hold the transaction open: a racing claim would see stale sums
-        if ok:
+        if host is not None:
             with lock:
                 placed.append(server_id)
 
@@ -55,27 +58,31 @@ def _claim_all(db: Database, capacity: scheduler.Capacity, ids: list[str]) -> li
     return placed
 
 
-@pytest.mark.parametrize("registered", [True, False], ids=["host-row", "no-host-row"])
-def test_twenty_concurrent_claims_on_postgresql_place_exactly_ten(
-    registered: bool, postgres_session: None
-) -> None:
+def test_twenty_concurrent_claims_on_postgresql_place_exactly_ten(postgres_session: None) -> None:
     pg = shared_server()
     name = pg.create_database()
     engine = make_engine(pg.url(name))
     try:
         db = Database(engine)
-        capacity = scheduler.Capacity("h1", 100, ROOM * 128, 100, 1, ROOM * 128, 100)
         ids = [f"s{i:02d}" for i in range(CLAIMS)]
+        now = dt.datetime(2026, 1, 1)
         with db.session() as s:
-            if registered:  # locked FOR UPDATE; else an advisory lock on the name
-                now = dt.datetime(2026, 1, 1)
-                s.add(ComputeHost(name="h1", created_at=now, last_seen_at=now))
+            s.add(
+                ComputeHost(
+                    name="h1",
+                    vcpus=100,
+                    memory_mib=ROOM * 128,
+                    disk_gib=100,
+                    created_at=now,
+                    last_seen_at=now,
+                )
+            )
             for server_id in ids:
                 s.add(_server(server_id, 128))
-        placed = _claim_all(db, capacity, ids)
+        placed = _claim_all(db, ids)
         assert len(placed) == ROOM, placed
         with db.session() as s:
-            used = scheduler.usage(s, "h1")
+            used = usage(s, "h1")
         assert (used.servers, used.memory_mib, used.vcpus) == (ROOM, ROOM * 128, ROOM)
     finally:
         engine.dispose()

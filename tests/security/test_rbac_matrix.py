@@ -429,6 +429,7 @@ LITERALS: dict[tuple[str, str], str] = {
     ("domains", "target_id"): "default",
     ("domains", "ident"): "default",
     ("os-hypervisors", "id"): "1",
+    ("os-aggregates", "id"): "1",
     ("os-services", "id"): "enable",  # never "disable": the cloud must keep taking servers
     ("os-hosts", "host"): "souverain@local",
     ("capabilities", "host"): "souverain@local",

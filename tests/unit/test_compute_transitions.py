@@ -16,6 +16,7 @@ from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.errors import Conflict, NotFound
 from souverain.compute.actions import Actions
+from souverain.compute.agents import HostAgents
 from souverain.compute.core import ComputeCore
 from souverain.compute.guests import Guests
 from souverain.compute.models import InstanceAction, Server
@@ -146,7 +147,10 @@ def test_every_state_and_action_moves_as_the_table_says(
     db: Database, core: ComputeCore, vm_state: str, task_state: str | None, action: str
 ) -> None:
     move = MOVES[action]
-    actions = Actions(core, cast(Any, None), Guests(core), cast(Any, None))
+    guests = Guests(core)
+    actions = Actions(
+        core, cast(Any, None), guests, cast(Any, None), HostAgents(core, guests.forget)
+    )
     server_id = _server(db, vm_state, task_state)
     allowed = vm_state in move.sources and (task_state is None or move.during_tasks)
     if not allowed:
@@ -174,7 +178,10 @@ def test_an_action_ends_in_the_vm_state_the_table_names(
     db: Database, core: ComputeCore, action: str, running: bool
 ) -> None:
     move = MOVES[action]
-    actions = Actions(core, cast(Any, None), Guests(core), cast(Any, None))
+    guests = Guests(core)
+    actions = Actions(
+        core, cast(Any, None), guests, cast(Any, None), HostAgents(core, guests.forget)
+    )
     start = sorted(move.sources)[0]
     server_id = _server(db, start, None)
     _, action_id = actions.begin(OWNER, server_id, move)
@@ -186,7 +193,10 @@ def test_an_action_ends_in_the_vm_state_the_table_names(
 
 def test_an_end_outside_the_table_is_an_error(db: Database, core: ComputeCore) -> None:
     move: Move = MOVES["pause"]
-    actions = Actions(core, cast(Any, None), Guests(core), cast(Any, None))
+    guests = Guests(core)
+    actions = Actions(
+        core, cast(Any, None), guests, cast(Any, None), HostAgents(core, guests.forget)
+    )
     server_id = _server(db, "active", None)
     _, action_id = actions.begin(OWNER, server_id, move)
     actions.run(move, action_id, server_id, lambda: {"vm_state": "suspended"})

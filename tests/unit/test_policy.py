@@ -246,6 +246,12 @@ def test_enforce_names_the_action_and_what_it_needs() -> None:
 # and written by its members.
 PROJECT_ADMIN_ONLY = frozenset(
     {
+        "compute:aggregate:action",
+        "compute:aggregate:create",
+        "compute:aggregate:delete",
+        "compute:aggregate:list",
+        "compute:aggregate:show",
+        "compute:aggregate:update",
         "compute:availability_zone:detail",
         "compute:flavor:action",
         "compute:flavor:create",

@@ -12,10 +12,18 @@ from pathlib import Path
 from souverain.config import load_settings
 
 CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
+HOST_HYGIENE = CONFTEST.parent / "host_hygiene.py"  # the conftest's host check
+
+
+def _copy_conftest(tmp_path: Path) -> None:
+    shutil.copy(CONFTEST, tmp_path / "conftest.py")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "__init__.py").write_text("")
+    shutil.copy(HOST_HYGIENE, tmp_path / "tests" / "host_hygiene.py")
 
 
 def _run(tmp_path: Path, forbid: str, *args: str) -> subprocess.CompletedProcess[str]:
-    shutil.copy(CONFTEST, tmp_path / "conftest.py")
+    _copy_conftest(tmp_path)
     (tmp_path / "test_sample.py").write_text(
         "import pytest\n\n\ndef test_runs():\n    pass\n\n\n"
         "def test_skips():\n    pytest.skip('a tool is missing')\n"
@@ -68,7 +76,7 @@ def test_a_table_left_by_a_worker_fails_the_run(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         return  # without root no test can make a table, and the rule does not apply
     table = f"souverain-0t{os.getpid() % 100000}"  # sorts first among the tables listed
-    shutil.copy(CONFTEST, tmp_path / "conftest.py")
+    _copy_conftest(tmp_path)
     (tmp_path / "test_sample.py").write_text(
         "import subprocess\n\n\ndef test_leaves_a_table():\n"
         f"    subprocess.run(['nft', 'add', 'table', 'inet', '{table}'], check=True)\n"
@@ -86,4 +94,35 @@ def test_a_table_left_by_a_worker_fails_the_run(tmp_path: Path) -> None:
         subprocess.run(["nft", "delete", "table", "inet", table], check=False)
     assert run.returncode == 1, run.stdout + run.stderr
     # other workers of the outer run may make tables meanwhile, so the count is not asserted
-    assert "nftables table(s) behind" in run.stdout and table in run.stdout, run.stdout
+    assert "nftables tables: [" in run.stdout and table in run.stdout, run.stdout
+    assert "souverain host decommission" in run.stdout
+
+
+def test_a_process_left_by_a_worker_fails_the_run_naming_it(tmp_path: Path) -> None:
+    # a process this run started and nobody stopped (here a stand-in named haproxy)
+    if os.geteuid() != 0:
+        return  # without root other processes' environments are unreadable: no check
+    _copy_conftest(tmp_path)
+    pid_file = tmp_path / "leaked.pid"
+    (tmp_path / "test_sample.py").write_text(
+        "import subprocess, sys\n\n\ndef test_leaves_a_process():\n"
+        "    leaked = subprocess.Popen(\n"
+        "        ['haproxy', '-c', 'import time; time.sleep(60)'], executable=sys.executable\n"
+        "    )\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(leaked.pid))\n"
+    )
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2"],
+            cwd=tmp_path,
+            env={**os.environ, "TESTS_FORBID_SKIPS": "0"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), 9)
+    leaked = pid_file.read_text()
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert f"1 processes: ['{leaked} haproxy -c import time" in run.stdout, run.stdout

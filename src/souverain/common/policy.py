@@ -42,6 +42,7 @@ class Rule(enum.Enum):
     ADMIN = "admin"
     OWNER_READ = "the user the resource belongs to, or admin"
     OWNER_WRITE = "the owning user with member in scope, or admin"
+    HOST_AGENT = "a host agent's own credential, for what is assigned to its host"
 
 
 IDENTITY_RULES: dict[str, Rule] = {
@@ -176,6 +177,12 @@ IDENTITY_RULES: dict[str, Rule] = {
 # service's business: another project's resource is not found.
 
 COMPUTE_RULES: dict[str, Rule] = {
+    "compute:aggregate:action": Rule.ADMIN,
+    "compute:aggregate:create": Rule.ADMIN,
+    "compute:aggregate:delete": Rule.ADMIN,
+    "compute:aggregate:list": Rule.ADMIN,
+    "compute:aggregate:show": Rule.ADMIN,
+    "compute:aggregate:update": Rule.ADMIN,
     "compute:availability_zone:detail": Rule.ADMIN,
     "compute:availability_zone:list": Rule.ANYONE_AUTHENTICATED,
     "compute:extension:list": Rule.ANYONE_AUTHENTICATED,
@@ -475,6 +482,15 @@ OBJECT_STORE_RULES: dict[str, Rule] = {
 
 
 # Version documents and discovery: read without a token, as every OpenStack API allows.
+# The control plane's internal API: each host agent's own token, for its own host only
+# (the handlers hold the caller to the host it names: compute/api_internal.py).
+INTERNAL_RULES: dict[str, Rule] = {
+    "internal:host:assignments": Rule.HOST_AGENT,
+    "internal:host:heartbeat": Rule.HOST_AGENT,
+    "internal:server:state": Rule.HOST_AGENT,
+    "internal:image:download": Rule.HOST_AGENT,
+}
+
 PUBLIC_RULES: dict[str, Rule] = {
     "identity:version:show": Rule.PUBLIC,
     "identity:token:issue": Rule.PUBLIC,
@@ -498,6 +514,7 @@ RULES: dict[str, Rule] = {
     **IMAGE_RULES,
     **BILLING_RULES,
     **OBJECT_STORE_RULES,
+    **INTERNAL_RULES,
     **PUBLIC_RULES,
 }
 
@@ -508,6 +525,8 @@ def allowed(ctx: RequestContext, action: str, owner_user_id: str | None = None) 
     if rule is None:
         return False
     roles = effective_roles(ctx.roles)
+    if rule is Rule.HOST_AGENT:  # no user, not even an admin, is a host
+        return "host-agent" in ctx.roles and ctx.user_id.startswith("host:")
     if "admin" in roles or rule is Rule.PUBLIC:
         return True
     if rule is Rule.ANYONE_AUTHENTICATED:

@@ -16,13 +16,15 @@ from sqlalchemy import update
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, NotFound
-from souverain.compute import scheduler, states
+from souverain.compute import states
+from souverain.compute.agents import HostAgents
 from souverain.compute.core import NO_VALID_HOST, ComputeCore, check_unlocked
 from souverain.compute.flavors import Flavors
 from souverain.compute.guests import Guests, copy_file, new_admin_password
 from souverain.compute.keypairs import keypair_of
 from souverain.compute.models import Server
 from souverain.compute.qemu import DriverError, PowerState
+from souverain.compute.scheduler import PlacementRequest
 from souverain.compute.servers import Servers
 from souverain.compute.states import MOVES, Move
 from souverain.image.service import BootImage, ListQuery
@@ -48,7 +50,12 @@ def _power(vm_state: str) -> int:
 
 class Actions:
     def __init__(
-        self, core: ComputeCore, flavors: Flavors, guests: Guests, servers: Servers
+        self,
+        core: ComputeCore,
+        flavors: Flavors,
+        guests: Guests,
+        servers: Servers,
+        agents: HostAgents,
     ) -> None:
         self.core = core
         self.db = core.db
@@ -58,6 +65,7 @@ class Actions:
         self.flavors = flavors
         self.guests = guests
         self.servers = servers
+        self.agents = agents
 
     # ------------------------------------------------------------------ the two halves
 
@@ -73,6 +81,7 @@ class Actions:
         with self.db.session() as s:
             row = self.core.server_row(s, ctx, server_id)
             check_unlocked(ctx, row)
+            self.agents.refuse_unless_supported(s, row, move.name)
             values = {"updated_at": self.core.now(), **(extra or {})}
             if not states.begin(s, server_id, move, values):
                 raise states.refusal(move, server_id, row.vm_state, row.task_state)
@@ -81,7 +90,10 @@ class Actions:
             return row, action_id
 
     def run(self, move: Move, action_id: int, server_id: str, work: Work) -> None:
-        """Run host work for one action; its result (or the error) ends the task."""
+        """Run host work for one action; its result (or the error) ends the task. On a
+        host with an agent, the agent does the work and its report ends the task."""
+        if self.agents.hand_over(server_id):
+            return
 
         def task() -> None:
             with self.core.server_lock(server_id):
@@ -126,6 +138,8 @@ class Actions:
     def delete_server(self, ctx: RequestContext, server_id: str) -> None:
         row, action_id = self.begin(ctx, server_id, MOVES["delete"])
         shelved_image = row.shelved_image_id
+        if self.agents.hand_over(server_id, local_delete=True):
+            return
 
         def task() -> None:
             with self.core.server_lock(server_id):
@@ -394,14 +408,16 @@ class Actions:
         new_disk = 0 if volume_backed else max(flavor["disk"], row.disk_gib)
         move = MOVES["resize"]
         row, action_id = self.begin(ctx, server_id, move)
-        with self.db.session() as s:
-            fits = scheduler.claim(
+        with self.db.session() as s:  # on the server's own host: the resize runs there
+            fits = row.host is not None and self.core.scheduler.claim_in_place(
                 s,
-                self.core.capacity,
-                server_id,
-                max(flavor["vcpus"], old["vcpus"]),
-                max(flavor["ram"], old["ram"]),
-                new_disk,
+                PlacementRequest(
+                    server_id=server_id,
+                    vcpus=max(flavor["vcpus"], old["vcpus"]),
+                    memory_mib=max(flavor["ram"], old["ram"]),
+                    disk_gib=new_disk,
+                    host=row.host,
+                ),
             )
         if not fits:
             self.core.set(server_id, task_state=None)

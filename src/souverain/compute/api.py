@@ -7,7 +7,7 @@ The version documents sit outside the microversioned API, as in Nova, on an edge
 of their own that adds nothing to them.
 The handlers live by resource family (`api_servers`, `api_actions`,
 `api_server_parts`, `api_server_groups`, `api_flavors`, `api_host`, `api_services`,
-`api_images`); request bodies are checked in
+`api_aggregates`, `api_images`); request bodies are checked in
 `schemas` and responses shaped in `views`, per microversion where a client can
 tell the difference (the flavor embedded in a server from 2.47, `description`
 from 2.19, tags from 2.26, the createImage body from 2.45, ...).
@@ -27,6 +27,7 @@ from souverain.common.jsoncodec import JSONResponse
 from souverain.common.middleware import state_of
 from souverain.compute import views
 from souverain.compute.api_actions import ActionHandlers
+from souverain.compute.api_aggregates import AggregateHandlers, aggregate_routes
 from souverain.compute.api_base import Handlers, versioned
 from souverain.compute.api_consoles import ConsoleHandlers
 from souverain.compute.api_flavors import FlavorHandlers, KeypairHandlers
@@ -95,6 +96,7 @@ def routes(service: ComputeService, public_url: str = "") -> list[BaseRoute]:
         *host_routes(edge, HostHandlers(service, public_url)),
         *server_group_routes(edge, ServerGroupHandlers(service, public_url)),
         *service_routes(edge, ServiceHandlers(service, public_url)),
+        *aggregate_routes(edge, AggregateHandlers(service, public_url)),
         *image_routes(edge, ImageProxyHandlers(service, public_url)),
         *console_routes(edge, ConsoleHandlers(service, public_url)),
     ]

@@ -176,9 +176,7 @@ class ActionHandlers(Handlers):
 
     async def unshelve(self, call: Call) -> Response:
         zone = schemas.unshelve_zone(call.args, call.v)
-        if zone is not None and zone != self.service.settings.availability_zone:
-            raise BadRequest(f"The requested availability zone is not available: {zone[:255]}")
-        await run_in_threadpool(self.service.shelving.unshelve, call.ctx, call.server_id)
+        await run_in_threadpool(self.service.shelving.unshelve, call.ctx, call.server_id, zone)
         return Response(status_code=202)
 
     async def resize(self, call: Call) -> Response:

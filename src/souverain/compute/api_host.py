@@ -6,13 +6,13 @@ Part of compute's HTTP layer.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from souverain.common.clock import isotime
 from souverain.common.context import RequestContext
 from souverain.common.errors import NotFound
 from souverain.common.jsoncodec import JSONResponse
@@ -29,21 +29,16 @@ class HostHandlers(Handlers):
     # -------------------------------------------------------------- zones
 
     async def zones(self, request: Request, ctx: RequestContext, v: Version) -> Response:
-        zone = self.service.settings.availability_zone
-        return JSONResponse(
-            {
-                "availabilityZoneInfo": [
-                    {"zoneName": zone, "zoneState": {"available": True}, "hosts": None}
-                ]
-            }
-        )
+        services = await run_in_threadpool(self._services)
+        return JSONResponse({"availabilityZoneInfo": views.zones_summary(services)})
 
     async def zones_detail(self, request: Request, ctx: RequestContext, v: Version) -> Response:
         require_admin(ctx)
-        zone = self.service.settings.availability_zone
-        now = isotime(self.service.clock.now())
-        info = views.zones_detail(self.service.host, zone, now)
-        return JSONResponse({"availabilityZoneInfo": info})
+        services = await run_in_threadpool(self._services)
+        return JSONResponse({"availabilityZoneInfo": views.zones_detail(services)})
+
+    def _services(self) -> list[dict[str, Any]]:
+        return [dataclasses.asdict(svc) for svc in self.service.host_services.list()]
 
     # -------------------------------------------------------------- quotas and limits
 
@@ -97,32 +92,42 @@ class HostHandlers(Handlers):
     async def _hypervisor_list(
         self, request: Request, ctx: RequestContext, v: Version, detail: bool
     ) -> Response:
-        """This host, as the one hypervisor; from 2.53 filtered by a hostname pattern and
-        listing its servers when asked (`with_servers`)."""
+        """Every host; from 2.53 filtered by a hostname pattern and listing each one's
+        servers when asked (`with_servers`)."""
         require_admin(ctx)
-        h = self.service.hypervisor()
-        body = views.hypervisor_body(h, v, detail)
+        hosts = await run_in_threadpool(self.service.hypervisors)
         q = request.query_params
+        with_servers = False
         if v >= (2, 53):
             pattern = q.get("hypervisor_hostname_pattern")
-            if pattern is not None and pattern not in h["hypervisor_hostname"]:
-                raise NotFound(f"No hypervisor matching '{pattern[:255]}' could be found.")
-            if parse_flag("with_servers", q.get("with_servers", "false")):
-                body["servers"] = await run_in_threadpool(self.service.servers_on_host)
-        return JSONResponse({"hypervisors": [body]})
+            if pattern is not None:
+                hosts = _matching(hosts, pattern)
+            with_servers = parse_flag("with_servers", q.get("with_servers", "false"))
+        bodies = []
+        for h in hosts:
+            body = views.hypervisor_body(h, v, detail)
+            if with_servers:
+                body["servers"] = await run_in_threadpool(self.service.servers_on_host, h["host"])
+            bodies.append(body)
+        return JSONResponse({"hypervisors": bodies})
 
-    def _this_hypervisor(self, request: Request, v: Version) -> dict[str, Any]:
-        h = self.service.hypervisor()
+    async def _one_hypervisor(self, request: Request, v: Version) -> dict[str, Any]:
         wanted = request.path_params["id"]
-        if wanted != str(views.hypervisor_body(h, v, False)["id"]):
-            raise NotFound(f"Hypervisor with ID {wanted[:64]} could not be found.")
-        return h
+        for h in await run_in_threadpool(self.service.hypervisors):
+            if wanted == str(views.hypervisor_body(h, v, False)["id"]):
+                return h
+        raise NotFound(f"Hypervisor with ID {wanted[:64]} could not be found.")
+
+    def _uptime(self, h: dict[str, Any]) -> str | None:
+        """Only this process's own host is read; another's is not known here."""
+        return uptime_text() if h["host"] == self.service.host else None
 
     async def hypervisor(self, request: Request, ctx: RequestContext, v: Version) -> Response:
         require_admin(ctx)
-        body = views.hypervisor_body(self._this_hypervisor(request, v), v, True)
+        h = await self._one_hypervisor(request, v)
+        body = views.hypervisor_body(h, v, True)
         if v >= (2, 88):
-            body["uptime"] = uptime_text()
+            body["uptime"] = self._uptime(h)
         return JSONResponse({"hypervisor": body})
 
     async def hypervisor_uptime(
@@ -131,27 +136,38 @@ class HostHandlers(Handlers):
         """Gone from 2.88, where the hypervisor's own document carries it."""
         require_admin(ctx)
         require_at_most(v, (2, 87))
-        body = views.hypervisor_body(self._this_hypervisor(request, v), v, False)
-        return JSONResponse({"hypervisor": {**body, "uptime": uptime_text()}})
+        h = await self._one_hypervisor(request, v)
+        body = views.hypervisor_body(h, v, False)
+        return JSONResponse({"hypervisor": {**body, "uptime": self._uptime(h)}})
 
     async def hypervisor_match(self, request: Request, ctx: RequestContext, v: Version) -> Response:
         """`/{pattern}/search` and `/{pattern}/servers` (until 2.52): the hypervisors whose
         name holds the pattern, with their servers for the latter."""
         require_admin(ctx)
         require_at_most(v, (2, 52))
-        pattern = request.path_params["id"]
-        h = self.service.hypervisor()
-        if pattern not in h["hypervisor_hostname"]:
-            raise NotFound(f"No hypervisor matching '{pattern[:255]}' could be found.")
-        body = views.hypervisor_body(h, v, False)
-        if request.url.path.endswith("/servers"):  # an empty list when the host runs none
-            body["servers"] = await run_in_threadpool(self.service.servers_on_host)
-        return JSONResponse({"hypervisors": [body]})
+        hosts = _matching(
+            await run_in_threadpool(self.service.hypervisors), request.path_params["id"]
+        )
+        bodies = []
+        for h in hosts:
+            body = views.hypervisor_body(h, v, False)
+            if request.url.path.endswith("/servers"):  # an empty list when the host runs none
+                body["servers"] = await run_in_threadpool(self.service.servers_on_host, h["host"])
+            bodies.append(body)
+        return JSONResponse({"hypervisors": bodies})
 
     async def hypervisor_stats(self, request: Request, ctx: RequestContext, v: Version) -> Response:
         require_admin(ctx)
-        stats = views.hypervisor_statistics(self.service.hypervisor())
-        return JSONResponse({"hypervisor_statistics": stats})
+        hosts = await run_in_threadpool(self.service.hypervisors)
+        return JSONResponse({"hypervisor_statistics": views.hypervisor_statistics(hosts)})
 
     async def extensions(self, request: Request, ctx: RequestContext, v: Version) -> Response:
         return JSONResponse({"extensions": []})
+
+
+def _matching(hosts: list[dict[str, Any]], pattern: str) -> list[dict[str, Any]]:
+    """The hosts whose name holds the pattern; 404 when none does, as Nova."""
+    found = [h for h in hosts if pattern in h["hypervisor_hostname"]]
+    if not found:
+        raise NotFound(f"No hypervisor matching '{pattern[:255]}' could be found.")
+    return found

@@ -14,7 +14,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from souverain.common.clock import isotime
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, NotFound
 from souverain.common.jsoncodec import JSONResponse
@@ -81,9 +80,7 @@ def update_change(data: dict[str, Any]) -> ServiceChange:
 
 class ServiceHandlers(Handlers):
     def _body(self, svc: HostService, v: Version) -> dict[str, Any]:
-        now = isotime(self.service.clock.now())
-        zone = self.service.settings.availability_zone
-        return views.service_body(dataclasses.asdict(svc), zone, now, v)
+        return views.service_body(dataclasses.asdict(svc), v)
 
     async def services(self, request: Request, ctx: RequestContext, v: Version) -> Response:
         require_admin(ctx)

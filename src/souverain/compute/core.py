@@ -26,6 +26,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import Conflict, Forbidden, NotFound
 from souverain.common.metering import NULL_METER, Meter
 from souverain.compute import scheduler
+from souverain.compute.hosts import Hosts
 from souverain.compute.models import InstanceAction, Server
 from souverain.compute.qemu import QemuDriver
 from souverain.compute.seams import GuestImages, GuestNetworking, GuestVolumes
@@ -82,7 +83,10 @@ class ComputeCore:
         self.clock = clock
         self.settings = settings
         self.host = socket.gethostname()
+        # this machine as measured; what placement reads is each host's compute_hosts row
         self.capacity = scheduler.host_capacity(self.host, driver.root, settings)
+        self.hosts = Hosts(db, clock, settings)
+        self.scheduler = scheduler.Scheduler(settings, self.hosts.is_up)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="compute")
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()

@@ -22,15 +22,16 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden, NotFound
 from souverain.compute import scheduler
+from souverain.compute.agents import HostAgents
 from souverain.compute.core import GIB, NO_VALID_HOST, ComputeCore
 from souverain.compute.flavors import Flavors
 from souverain.compute.guests import Guests, new_admin_password
-from souverain.compute.host_services import compute_takes_builds
 from souverain.compute.keypairs import keypair_of
 from souverain.compute.models import Server, ServerGroupMember
 from souverain.compute.qemu import DriverError, GuestSpec, PowerState
 from souverain.compute.quotas import Quotas
-from souverain.compute.server_groups import group_for_create, placement_allows
+from souverain.compute.scheduler import PlacementRequest
+from souverain.compute.server_groups import group_for_create
 from souverain.compute.servers import Servers, hostname_of
 from souverain.image.service import BootImage
 
@@ -87,6 +88,15 @@ class _Plan:
     disk_gib: int
     key_data: str | None
     networks: Any
+    where: Where
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a create asked its servers to go: a zone, and a host an admin forced."""
+
+    zone: str | None = None
+    host: str | None = None
 
 
 def _mac() -> str:
@@ -136,6 +146,7 @@ class Creation:
         quotas: Quotas,
         guests: Guests,
         servers: Servers,
+        agents: HostAgents,
     ) -> None:
         self.core = core
         self.db = core.db
@@ -147,6 +158,7 @@ class Creation:
         self.quotas = quotas
         self.guests = guests
         self.servers = servers
+        self.agents = agents
 
     def create_servers(self, ctx: RequestContext, req: ServerRequest) -> list[dict[str, Any]]:
         if ctx.project_id is None:
@@ -156,11 +168,11 @@ class Creation:
         with self.db.session() as s:
             flavor = self.flavors.flavor_doc(s, ctx, req.flavor_ref)
         key_data = self._key_data(ctx, req.key_name)
-        self._check_zone(req.availability_zone)
+        where = self._check_zone(ctx, req.availability_zone)
         _check_user_data(req.user_data)
         disk_gib = _root_disk_gib(req, image, flavor)
         networks = self._networks(ctx, req)
-        plan = _Plan(req, flavor, image, disk_gib, key_data, networks)
+        plan = _Plan(req, flavor, image, disk_gib, key_data, networks, where)
         with self.db.session() as s:  # a first look, so ports are made only for what fits
             count = self._fit(s, ctx.project_id, plan)
             if req.group is not None:
@@ -172,7 +184,14 @@ class Creation:
         passwords = {sid: req.admin_pass or new_admin_password() for sid, _ in tasks}
         for server_id, action_id in tasks:
             self.core.submit(
-                self.build, server_id, image, action_id, ctx, req.boot_volume, passwords[server_id]
+                self.build,
+                server_id,
+                image,
+                action_id,
+                ctx,
+                req.boot_volume,
+                passwords[server_id],
+                where,
             )
         return [{**view, "admin_pass": passwords.get(view["id"])} for view in views]
 
@@ -224,12 +243,26 @@ class Creation:
                 raise BadRequest(f"Invalid key_name provided: keypair {key_name} not found.")
             return key.public_key
 
-    def _check_zone(self, zone: str | None) -> None:
-        ours = self.core.settings.availability_zone
-        if zone and zone.split(":")[0] != ours:
-            raise BadRequest(
-                f"The requested availability zone is not available: {zone}; this cloud has {ours}."
+    def _check_zone(self, ctx: RequestContext, zone: str | None) -> Where:
+        """`zone`, `zone:host` or `zone:host:node` (a host only for an admin, as Nova's
+        forced_host policy): the zone must be the default one or an aggregate's."""
+        if not zone:
+            return Where()
+        name, _, rest = zone.partition(":")
+        host = rest.split(":")[0] or rest.partition(":")[2] or None
+        if host is not None and not ctx.is_admin:
+            raise Forbidden(
+                "Policy doesn't allow os_compute_api:servers:create:forced_host to be "
+                "performed: only an admin may name a host."
             )
+        with self.db.session() as s:
+            known = self.core.scheduler.zones(s)
+        if name and name not in known:
+            raise BadRequest(
+                f"The requested availability zone is not available: {zone[:255]}; "
+                f"this cloud has {', '.join(sorted(known))}."
+            )
+        return Where(zone=name or None, host=host)
 
     def _networks(self, ctx: RequestContext, req: ServerRequest) -> Any:
         """The networks as the row keeps them: "auto" resolved to the project's own network
@@ -376,7 +409,7 @@ class Creation:
             server_metadata=dict(req.metadata or {}),
             tags=list(req.tags),
             config_drive=True,
-            availability_zone=self.core.settings.availability_zone,
+            availability_zone=plan.where.zone or self.core.settings.availability_zone,
             networks=plan.networks,
             addresses={},
             mac=_mac(),
@@ -404,9 +437,14 @@ class Creation:
         ctx: RequestContext | None = None,
         boot: BootVolume | None = None,
         admin_pass: str | None = None,
+        where: Where | None = None,
     ) -> None:
         with self.core.server_lock(server_id):
-            if not self._claim(server_id, action_id):
+            if not self._claim(server_id, action_id, image, where or Where()):
+                return
+            if self.agents.hand_over(server_id, task="spawning"):
+                return  # the agent of the server's host builds it; its report ends the task
+            if not self._placed_here(server_id):
                 return
             self.core.set(server_id, task_state="spawning")
             try:
@@ -433,26 +471,40 @@ class Creation:
             )
             self.core.finish_action(action_id)
 
-    def _claim(self, server_id: str, action_id: int) -> bool:
-        """Room on this host for the server; False (the build ended) when there is none or
-        the server is going."""
-        placed: bool | None = None  # None: the server is going
+    def _placed_here(self, server_id: str) -> bool:
+        """Whether the server's host is this process's (else no one here can build it)."""
+        with self.db.session() as s:
+            row = s.get(Server, server_id)
+            host = row.host if row is not None else None
+        if host == self.core.host:
+            return True
+        log.warning("server %s is placed on %s, which has no agent: left to it", server_id, host)
+        return False
+
+    def _claim(self, server_id: str, action_id: int, image: BootImage | None, where: Where) -> bool:
+        """A host for the server, chosen and claimed by the scheduler; False when the build
+        ended (no host can take it, or the server is going)."""
+        placed: str | bool | None = False  # False: the server is going
         with self.db.session() as s:
             row = s.get(Server, server_id)
             if not (row is None or row.deleted or row.task_state == "deleting"):
-                host = self.core.host
-                scheduler.lock_host(s, host)  # before the group's placement rule is read
-                placed = (
-                    compute_takes_builds(s, host)
-                    and placement_allows(s, server_id, host)
-                    and scheduler.claim(
-                        s, self.core.capacity, server_id, row.vcpus, row.memory_mib, row.disk_gib
-                    )
+                request = PlacementRequest(
+                    server_id=server_id,
+                    vcpus=row.vcpus,
+                    memory_mib=row.memory_mib,
+                    disk_gib=row.disk_gib,
+                    zone=where.zone,
+                    host=where.host,
+                    extra_specs=dict((row.flavor or {}).get("extra_specs") or {}),
+                    image_properties=dict(image.properties) if image is not None else {},
                 )
-        if placed is None:
+                placed = self.core.scheduler.select_and_claim(s, request)
+                if placed is not None:
+                    row.availability_zone = self.core.scheduler.zone_of_host(s, placed)
+        if placed is False:
             self.core.finish_action(action_id, "deleted while building")
             return False
-        if not placed:
+        if placed is None:
             self.core.set(
                 server_id,
                 vm_state="error",

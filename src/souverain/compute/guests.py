@@ -120,10 +120,11 @@ class Guests:
         project_id = self.project_of(server_id)
         return self.network.ports_of(server_id, project_id) if project_id else []
 
-    def plug_ports(self, server_id: str) -> dict[str, Any]:
-        """Bind the server's ports to this host; the addresses the server shows."""
+    def plug_ports(self, server_id: str, host: str | None = None) -> dict[str, Any]:
+        """Bind the server's ports to its host (this one unless told); the addresses the
+        server shows."""
         for port in self.ports(server_id):
-            self.network.bind_port(port["id"], server_id, self.core.host)
+            self.network.bind_port(port["id"], server_id, host or self.core.host)
         return self.addresses(server_id)
 
     def addresses(self, server_id: str, without: str | None = None) -> dict[str, Any]:
@@ -309,6 +310,11 @@ class Guests:
     def destroy_everything(self, server_id: str) -> None:
         self.driver.destroy(server_id)
         self.driver.delete_files(server_id)
+        self.forget(server_id)
+
+    def forget(self, server_id: str) -> None:
+        """The database's half of a delete, once no host runs the guest any more: its
+        volumes and ports let go of, its console tokens revoked, the row deleted."""
         self.let_go_of_volumes(server_id)
         self.let_go_of_ports(server_id)
         with self.db.session() as s:

@@ -149,6 +149,8 @@ class ComputeHost(Base):
     token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # bumped whenever what is assigned to the host changes: its agent's watch resumes from it
+    revision: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ServerGroup(Base):
@@ -230,3 +232,34 @@ class ConsoleAuthToken(Base):
     port: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+
+
+class Aggregate(Base):
+    """A group of hosts an admin names (Nova's host aggregate); its `availability_zone`
+    makes its hosts a zone users may ask for, its metadata what flavors may require."""
+
+    __tablename__ = "compute_aggregates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    availability_zone: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class AggregateHost(Base):
+    __tablename__ = "compute_aggregate_hosts"
+
+    aggregate_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+
+
+class AggregateMetadata(Base):
+    """One key of an aggregate's metadata (`availability_zone` is kept on the aggregate)."""
+
+    __tablename__ = "compute_aggregate_metadata"
+
+    aggregate_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))

@@ -296,6 +296,15 @@ class QemuDriver(QemuHotplug):
             self._state_slots_file(spec.uuid).unlink(missing_ok=True)
             return pid
 
+    def start_incoming(self, spec: GuestSpec, slots: dict[str, int] | None = None) -> int:
+        """Start QEMU paused, waiting for a migration stream (`-incoming defer`; QMP
+        `migrate-incoming` names where). `slots` puts volumes and NICs in the PCI slots they
+        have on the source. A guest already running here is refused: it is not a target."""
+        with self._instance_lock(spec.uuid):
+            if self.pid(spec.uuid) is not None:
+                raise DriverError(f"server {spec.uuid} already runs on this host")
+            return self._launch(spec, paused=True, incoming=True, slots=slots)
+
     def _suspended_slots(self, spec: GuestSpec) -> dict[str, int]:
         """The volumes' PCI slots when suspended; the spec must name exactly those volumes."""
         try:

@@ -1,6 +1,6 @@
 """The host's side of the truth: at start-up, finish or end what a crash cut short;
-afterwards, record what each guest is really doing (Nova's power-state sync); and the
-host's capacity as the hypervisor view shows it.
+afterwards, record what each guest is really doing (Nova's power-state sync) and that
+this host is alive.
 
 The database holds what was asked; `QemuDriver` tells what is. Here the second
 corrects the first, never the other way round.
@@ -19,7 +19,6 @@ from souverain.compute.core import ComputeCore
 from souverain.compute.guests import Guests, disk_id
 from souverain.compute.models import Server
 from souverain.compute.qemu import PowerState
-from souverain.compute.qemu_host import cpu_info
 
 log = logging.getLogger("souverain.compute")
 
@@ -150,7 +149,9 @@ class HostSync:
         self.core.meter_instance(server_id, before, after)
 
     def sync_power_states(self) -> None:
-        """What Nova's periodic task does: record what each guest really is doing."""
+        """What Nova's periodic task does: record what each guest really is doing (and
+        that this host is alive)."""
+        self.core.hosts.touch(self.core.host)
         running = self.driver.running()  # one pass over /proc, not a probe per server
         with self.db.session() as s:
             rows = s.execute(
@@ -171,23 +172,3 @@ class HostSync:
                 self._sync_one(server_id)
             if server_id in running:
                 self.driver.trim_console(server_id)
-
-    def hypervisor(self) -> dict[str, Any]:
-        with self.db.session() as s:
-            used = scheduler.usage(s, self.core.host)
-        cap = self.core.capacity
-        return {
-            "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, self.core.host)),
-            "hypervisor_hostname": self.core.host,
-            "host": self.core.host,
-            "accelerator": self.driver.accelerator(),
-            "cpu_info": cpu_info(),
-            "vcpus": cap.physical_vcpus,
-            "memory_mb": cap.physical_memory_mib,
-            "local_gb": cap.physical_disk_gib,
-            "vcpus_used": used.vcpus,
-            "memory_mb_used": used.memory_mib + self.core.settings.reserved_host_memory_mib,
-            "local_gb_used": used.disk_gib,
-            "running_vms": used.servers,
-            "capacity": cap,
-        }

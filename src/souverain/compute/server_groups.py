@@ -1,10 +1,10 @@
 """Server groups: a project's servers placed together (affinity) or apart (anti-affinity),
 strictly or as a preference (soft-*), as Nova's os-server-groups.
 
-This cloud schedules every server on its one host, so affinity always holds, soft
-policies are always met, and anti-affinity admits as many live members on the host as
-its `max_server_per_host` rule (one by default): the next one fails to build with no
-valid host, as Nova's scheduler fails it. Nothing here touches a guest.
+The scheduler (`scheduler.py`) holds the policies across hosts: affinity and
+anti-affinity (with its `max_server_per_host` rule, one by default) as filters checked
+again in the claim itself, soft-* as weighers; a server no host can take fails to
+build with no valid host, as Nova's. Nothing here touches a guest.
 """
 
 from __future__ import annotations
@@ -85,29 +85,6 @@ def group_for_create(s: Session, ctx: RequestContext, group_id: str, count: int)
             f"{MEMBERS_PER_GROUP}."
         )
     return group
-
-
-def placement_allows(s: Session, server_id: str, host: str) -> bool:
-    """Whether the server's group lets it run on `host` beside the members already there."""
-    member = s.get(ServerGroupMember, server_id)
-    if member is None:
-        return True
-    group = s.get(ServerGroup, member.group_id)
-    if group is None or group.policy != "anti-affinity":
-        return True
-    limit = int((group.rules or {}).get("max_server_per_host", 1))
-    others = s.scalar(
-        select(func.count())
-        .select_from(ServerGroupMember)
-        .join(Server, Server.id == ServerGroupMember.server_id)
-        .where(
-            ServerGroupMember.group_id == group.id,
-            Server.id != server_id,
-            Server.deleted.is_(False),
-            Server.host == host,
-        )
-    )
-    return int(others or 0) < limit
 
 
 class ServerGroups:

@@ -8,10 +8,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from souverain.common.clock import as_utc
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden, NotFound
+from souverain.compute.agents import host_states
 from souverain.compute.core import ComputeCore, check_unlocked
 from souverain.compute.listing import (
     IDS_PER_QUERY,
@@ -67,14 +69,22 @@ class Servers:
         volumes = self.volumes.volumes_of_servers([r.id for r in rows]) if rows else {}
         with self.db.session() as s:  # shown by a server's own document, not by lists
             groups = groups_of_servers(s, [r.id for r in rows])
+            status = self._host_states(s, {r.host for r in rows if r.host})
         firewall = self.network.security_groups_of_servers({r.id: r.project_id for r in rows})
         return [
             {
                 **server_view(r, volumes.get(r.id, ()), groups.get(r.id), firewall.get(r.id)),
                 "server_groups": [groups[r.id]] if r.id in groups else [],
+                "host_status": status.get(r.host or "", ""),
             }
             for r in rows
         ]
+
+    def _host_states(self, s: Session, hosts: set[str]) -> dict[str, str]:
+        settings = self.core.settings
+        return host_states(
+            s, hosts, self.core.now(), settings.service_down_time, settings.host_dead_after
+        )
 
     def get_server(self, ctx: RequestContext, server_id: str) -> dict[str, Any]:
         with self.db.session() as s:
@@ -108,6 +118,7 @@ class Servers:
             with self.db.session() as s:
                 rows = {r.id: r for r in s.scalars(select(Server).where(Server.id.in_(chunk)))}
                 groups = groups_of_servers(s, chunk)
+                status = self._host_states(s, {r.host for r in rows.values() if r.host})
             volumes = self.volumes.volumes_of_servers(chunk)
             firewall = self.network.security_groups_of_servers(
                 {r.id: r.project_id for r in rows.values()}
@@ -115,12 +126,15 @@ class Servers:
             for server_id in chunk:
                 row = rows.pop(server_id, None)
                 if row is not None:
-                    yield server_view(
-                        row,
-                        volumes.get(server_id, ()),
-                        groups.get(server_id),
-                        firewall.get(server_id),
-                    )
+                    yield {
+                        **server_view(
+                            row,
+                            volumes.get(server_id, ()),
+                            groups.get(server_id),
+                            firewall.get(server_id),
+                        ),
+                        "host_status": status.get(row.host or "", ""),
+                    }
 
     def servers_in_use(self, ctx: RequestContext) -> dict[str, int]:
         """What /limits shows in use by the caller's project: its servers and the cores and

@@ -20,12 +20,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import select
-
 from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.metering import Meter
 from souverain.compute.actions import Actions, Backup
+from souverain.compute.agents import HostAgents
+from souverain.compute.aggregates import Aggregates
 from souverain.compute.attachments import Attachments
 from souverain.compute.consoles import Consoles
 from souverain.compute.core import GIB, NO_VALID_HOST, SYSTEM, BillingState, ComputeCore
@@ -104,14 +104,17 @@ class ComputeService:
         self.clock = clock
         self.settings = settings
         self.host = core.host
-        self.capacity = core.capacity
+        self.hosts = core.hosts
+        if settings.local_host:  # an API node of agent hosts runs no guest itself
+            self.hosts.register_local(core.capacity)
         quotas = Quotas(core)
         flavors = Flavors(core)
         guests = Guests(core)
         servers = Servers(core, quotas)
         keypairs = Keypairs(core, quotas)
-        creation = Creation(core, flavors, quotas, guests, servers)
-        actions = Actions(core, flavors, guests, servers)
+        self.agents = HostAgents(core, guests.forget, guests)
+        creation = Creation(core, flavors, quotas, guests, servers, self.agents)
+        actions = Actions(core, flavors, guests, servers, self.agents)
         attachments = Attachments(core, guests)
         self._host_sync = HostSync(core, guests)
         self.orphans = self._host_sync.orphans
@@ -120,6 +123,7 @@ class ComputeService:
         self._actions, self._attachments = actions, attachments
         self.server_groups = ServerGroups(core)
         self.host_services = HostServices(core)
+        self.aggregates = Aggregates(core)
         self.diagnostics = Diagnostics(core, guests)
         self.rescue = Rescue(core, guests, actions)
         self.shelving = Shelving(core, guests, actions)
@@ -409,18 +413,11 @@ class ComputeService:
     def sync_power_states(self) -> None:
         self._host_sync.sync_power_states()
 
-    def hypervisor(self) -> dict[str, Any]:
-        return self._host_sync.hypervisor()
+    def hypervisors(self) -> list[dict[str, Any]]:
+        return self.host_services.hypervisors()
 
-    def servers_on_host(self) -> list[dict[str, str]]:
-        """The servers this host runs (Nova's hypervisor servers), oldest first."""
-        with self.db.session() as s:
-            rows = s.execute(
-                select(Server.id, Server.name)
-                .where(Server.host == self.host, Server.deleted.is_(False))
-                .order_by(Server.created_at, Server.id)
-            ).all()
-        return [{"uuid": str(server_id), "name": str(name)} for server_id, name in rows]
+    def servers_on_host(self, host: str) -> list[dict[str, str]]:
+        return self.host_services.servers_on(host)
 
     def refresh_addresses(self, server_id: str) -> None:
         """The network told us a port of this server changed (Nova's network-changed event)."""

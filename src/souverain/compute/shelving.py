@@ -13,15 +13,14 @@ import contextlib
 from typing import Any
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import NotFound
+from souverain.common.errors import BadRequest, NotFound
 from souverain.compute import scheduler, states
 from souverain.compute.actions import Actions
 from souverain.compute.core import NO_VALID_HOST, ComputeCore
 from souverain.compute.guests import Guests
-from souverain.compute.host_services import compute_takes_builds
 from souverain.compute.models import Server
 from souverain.compute.qemu import DriverError, GuestSpec, PowerState
-from souverain.compute.server_groups import placement_allows
+from souverain.compute.scheduler import PlacementRequest
 from souverain.compute.states import MOVES
 
 
@@ -83,12 +82,19 @@ class Shelving:
             raise
         return image_id
 
-    def unshelve(self, ctx: RequestContext, server_id: str) -> None:
+    def unshelve(self, ctx: RequestContext, server_id: str, zone: str | None = None) -> None:
+        """Back from the shelf, in `zone` when one is asked for (2.77): the default zone
+        or an aggregate's, else a 400 before anything changes."""
+        if zone is not None:
+            with self.core.db.session() as s:
+                known = self.core.scheduler.zones(s)
+            if zone not in known:
+                raise BadRequest(f"The requested availability zone is not available: {zone[:255]}")
         move = MOVES["unshelve"]
         _, action_id = self.actions.begin(ctx, server_id, move)
 
         def work() -> dict[str, Any]:
-            spec, image_id = self._respawn(ctx, server_id)
+            spec, image_id = self._respawn(ctx, server_id, zone)
             self.driver.start(spec)
             if image_id is not None:
                 with contextlib.suppress(NotFound):
@@ -102,20 +108,27 @@ class Shelving:
 
         self.actions.run(move, action_id, server_id, work)
 
-    def _respawn(self, ctx: RequestContext, server_id: str) -> tuple[GuestSpec, str | None]:
-        """Room claimed on this host again, and the guest as it will boot."""
+    def _respawn(
+        self, ctx: RequestContext, server_id: str, zone: str | None
+    ) -> tuple[GuestSpec, str | None]:
+        """Room claimed on this host again (through every filter of the scheduler: the
+        guest boots here), and the guest as it will boot."""
         with self.core.db.session() as s:
             row = s.get(Server, server_id)
             assert row is not None
-            host = self.core.host
-            placed = (
-                compute_takes_builds(s, host)
-                and placement_allows(s, server_id, host)
-                and scheduler.claim(
-                    s, self.core.capacity, server_id, row.vcpus, row.memory_mib, row.disk_gib
-                )
+            request = PlacementRequest(
+                server_id=server_id,
+                vcpus=row.vcpus,
+                memory_mib=row.memory_mib,
+                disk_gib=row.disk_gib,
+                zone=zone,
+                host=self.core.host,
+                extra_specs=dict((row.flavor or {}).get("extra_specs") or {}),
             )
-        if not placed:
+            placed = self.core.scheduler.select_and_claim(s, request)
+            if placed is not None:
+                row.availability_zone = self.core.scheduler.zone_of_host(s, placed)
+        if placed is None:
             raise DriverError(NO_VALID_HOST)
         with self.core.db.session() as s:
             row = s.get(Server, server_id)

@@ -295,7 +295,7 @@ def _server_later_attributes(s: dict[str, Any], v: Version, is_admin: bool) -> d
     if v >= (2, 9):
         body["locked"] = s["locked"]
     if v >= (2, 16) and is_admin:
-        body["host_status"] = "UP" if s["host"] else ""
+        body["host_status"] = s.get("host_status", "UP" if s["host"] else "")
     if v >= (2, 19):
         body["description"] = s["description"]
     if v >= (2, 26):
@@ -481,19 +481,23 @@ def absolute_limits(quota: dict[str, int], used: dict[str, int], v: Version) -> 
 
 def hypervisor_body(h: dict[str, Any], v: Version, detail: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "id": h["id"] if v >= (2, 53) else 1,
+        "id": h["id"] if v >= (2, 53) else h["index"],
         "hypervisor_hostname": h["hypervisor_hostname"],
-        "state": "up",
-        "status": "enabled",
+        "state": h["state"],
+        "status": h["status"],
     }
     if not detail:
         return body
     body.update(
         {
-            "hypervisor_type": "QEMU",
-            "hypervisor_version": 7002000,
-            "host_ip": "127.0.0.1",
-            "service": {"host": h["host"], "id": 1, "disabled_reason": None},
+            "hypervisor_type": h["hypervisor_type"],
+            "hypervisor_version": h["hypervisor_version"],
+            "host_ip": h["host_ip"],
+            "service": {
+                "host": h["host"],
+                "id": h["service_uuid"] if v >= (2, 53) else h["service_id"],
+                "disabled_reason": h["disabled_reason"],
+            },
         }
     )
     if v < (2, 88):
@@ -533,21 +537,23 @@ HYPERVISOR_STATISTICS = (
 )
 
 
-def hypervisor_statistics(h: dict[str, Any]) -> dict[str, Any]:
-    body = hypervisor_body(h, (2, 1), True)
-    return {"count": 1, **{k: body[k] for k in HYPERVISOR_STATISTICS}}
+def hypervisor_statistics(hosts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sums over every hypervisor (Nova's, down ones included)."""
+    bodies = [hypervisor_body(h, (2, 1), True) for h in hosts]
+    return {"count": len(bodies), **{k: sum(b[k] for b in bodies) for k in HYPERVISOR_STATISTICS}}
 
 
-def service_body(svc: dict[str, Any], zone: str, now: str | None, v: Version) -> dict[str, Any]:
-    """One of the host's services (a HostService as a dict) as os-services shows it."""
+def service_body(svc: dict[str, Any], v: Version) -> dict[str, Any]:
+    """One of the cloud's services (a HostService as a dict) as os-services shows it."""
+    seen = svc["updated_at"]
     body: dict[str, Any] = {
         "id": svc["index"] if v < (2, 53) else svc["uuid"],
         "binary": svc["binary"],
         "host": svc["host"],
-        "zone": zone if svc["binary"] == "nova-compute" else "internal",
+        "zone": svc["zone"],
         "status": "disabled" if svc["disabled"] else "enabled",
-        "state": "down" if svc["forced_down"] else "up",
-        "updated_at": now,
+        "state": "up" if svc["up"] else "down",
+        "updated_at": isotime(seen),
         "disabled_reason": svc["disabled_reason"],
     }
     if v >= (2, 11):
@@ -555,17 +561,40 @@ def service_body(svc: dict[str, Any], zone: str, now: str | None, v: Version) ->
     return body
 
 
-def zones_detail(host: str, zone: str, now: str | None) -> list[dict[str, Any]]:
-    def up(*binaries: str) -> dict[str, Any]:
-        return {b: {"available": True, "active": True, "updated_at": now} for b in binaries}
-
+def zones_detail(services: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each zone with its hosts and their services (HostServices as dicts), the zones of
+    compute hosts first, then `internal`; a zone is available while one of its services
+    is enabled and up."""
+    zones: dict[str, dict[str, dict[str, Any]]] = {}
+    for svc in services:
+        seen = svc["updated_at"]
+        state = {
+            "available": not svc["disabled"],
+            "active": bool(svc["up"]),
+            "updated_at": isotime(seen),
+        }
+        zones.setdefault(svc["zone"], {}).setdefault(svc["host"], {})[svc["binary"]] = state
+    order = sorted(zones, key=lambda z: (z == "internal", z))
     return [
-        {"zoneName": zone, "zoneState": {"available": True}, "hosts": {host: up("nova-compute")}},
         {
-            "zoneName": "internal",
-            "zoneState": {"available": True},
-            "hosts": {host: up("nova-conductor", "nova-scheduler")},
-        },
+            "zoneName": zone,
+            "zoneState": {
+                "available": any(
+                    st["available"] and st["active"]
+                    for host in zones[zone].values()
+                    for st in host.values()
+                )
+            },
+            "hosts": zones[zone],
+        }
+        for zone in order
+    ]
+
+
+def zones_summary(services: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The zones users may name (those of compute hosts), without their hosts."""
+    return [
+        {**zone, "hosts": None} for zone in zones_detail(services) if zone["zoneName"] != "internal"
     ]
 
 

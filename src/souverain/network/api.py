@@ -33,6 +33,7 @@ from souverain.common.jsoncodec import JSONResponse
 from souverain.network import schemas, schemas_metering, schemas_pools, views
 from souverain.network.api_tags import TagApi
 from souverain.network.listing import ListQuery, Page, select_page
+from souverain.network.networks import NetworkRecord
 from souverain.network.service import NetworkService
 from souverain.network.tags import TAGGABLE, check_tags
 from souverain.openstack.auth import audit
@@ -406,16 +407,23 @@ class NetworkApi:
             **self._metering_resources(),
         }
 
+    def _network_view(self, ctx: RequestContext) -> Callable[[NetworkRecord], View]:
+        """The network's shape for this caller: provider attributes for an admin only."""
+        overlay = self.service.settings.overlay
+        return lambda record: views.network(record, ctx.is_admin, overlay)
+
     def _network_resources(self) -> dict[str, Resource]:
         s = self.service
         return {
             "networks": Resource(
-                lambda ctx, q: _page(s.networks.list_networks(ctx), views.network, q, "Network"),
-                lambda ctx, body: views.network(
+                lambda ctx, q: _page(
+                    s.networks.list_networks(ctx), self._network_view(ctx), q, "Network"
+                ),
+                lambda ctx, body: self._network_view(ctx)(
                     s.networks.create_network(ctx, schemas.network(body))
                 ),
-                lambda ctx, id_: views.network(s.networks.get_network(ctx, id_)),
-                lambda ctx, id_, body: views.network(
+                lambda ctx, id_: self._network_view(ctx)(s.networks.get_network(ctx, id_)),
+                lambda ctx, id_, body: self._network_view(ctx)(
                     s.networks.update_network(ctx, id_, schemas.network(body))
                 ),
                 s.networks.delete_network,

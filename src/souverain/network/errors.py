@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
+from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
 
 
 class NetworkNotFound(NotFound):
@@ -123,3 +123,9 @@ class SubnetPoolInUse(Conflict):
 
 class SubnetAllocationError(Conflict):
     title = "SubnetAllocationError"
+
+
+class NoNetworkAvailable(ServiceUnavailable):
+    """The segmentation id range is spent (Neutron's ResourceExhausted: 503)."""
+
+    title = "NoNetworkAvailable"

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest, Conflict
+from souverain.common.errors import BadRequest
 from souverain.common.ids import new_id
 from souverain.network import ipam, related
 from souverain.network import models as m
@@ -22,6 +22,7 @@ from souverain.network.core import Part
 from souverain.network.errors import (
     NetworkInUse,
     NetworkNotFound,
+    NoNetworkAvailable,
     PolicyNotAuthorized,
     SubnetInUse,
     SubnetNotFound,
@@ -40,20 +41,24 @@ from souverain.network.schemas_pools import PoolAsk
 MAX_SEGMENT = 65535  # a conntrack zone is 16 bits; a VXLAN VNI has room for more
 
 
-def _free_segment(s: Session) -> int:
-    """The lowest segmentation id no network holds (the unique column settles races)."""
+def _free_segment(s: Session, low: int = 1, high: int = MAX_SEGMENT) -> int:
+    """The lowest segmentation id in low..high no network holds (the unique column settles
+    races). With overlay vxlan it is the network's VNI: the operator's range keeps it clear
+    of another cloud's segments on the same underlay."""
     used = s.scalars(
         select(m.Network.segmentation_id)
-        .where(m.Network.segmentation_id.is_not(None))
+        .where(m.Network.segmentation_id >= low, m.Network.segmentation_id <= high)
         .order_by(m.Network.segmentation_id)
     ).all()
-    expected = 1
+    expected = low
     for value in used:
         if value != expected:
             break
         expected += 1
-    if expected > MAX_SEGMENT:
-        raise Conflict("Unable to create the network. No tenant network is available.")
+    if expected > high:
+        raise NoNetworkAvailable(
+            "Unable to create the network. No tenant network is available for allocation."
+        )
     return expected
 
 
@@ -117,10 +122,10 @@ class Networks(Part):
                 )
             out[attr] = value
         if body.mtu_given:
-            if body.mtu is None or not 68 <= body.mtu <= self.settings.mtu:
+            largest = self.settings.tenant_mtu
+            if body.mtu is None or not 68 <= body.mtu <= largest:
                 raise InvalidInput(
-                    f"Invalid input for operation: Requested MTU is too big, maximum is "
-                    f"{self.settings.mtu}."
+                    f"Invalid input for operation: Requested MTU is too big, maximum is {largest}."
                 )
             out["mtu"] = body.mtu
         return out
@@ -134,16 +139,19 @@ class Networks(Part):
         shared: bool = False,
     ) -> m.Network:
         now = self._now()
+        settings = self.settings
+        # the external network is the host's own link, not a segment: the plain MTU
+        mtu = settings.mtu if body.get("external", external) else settings.tenant_mtu
         return m.Network(
             id=new_id(),
-            segmentation_id=_free_segment(s),
+            segmentation_id=_free_segment(s, settings.segment_min, settings.segment_max),
             project_id=project_id,
             name=body.get("name", ""),
             description=body.get("description", ""),
             admin_state_up=body.get("admin_state_up", True),
             shared=body.get("shared", shared),
             external=body.get("external", external),
-            mtu=body.get("mtu", self.settings.mtu),
+            mtu=body.get("mtu", mtu),
             port_security_enabled=body.get("port_security_enabled", True),
             revision_number=1,
             created_at=now,

@@ -33,7 +33,25 @@ def common(row: Any) -> dict[str, Any]:
     }
 
 
-def network(record: NetworkRecord) -> dict[str, Any]:
+def _provider(row: m.Network, overlay: str) -> dict[str, Any]:
+    """How the network is carried: the admin's to see, as Neutron's policy has it. The
+    external network is the hosts' own link (flat); a tenant network is a VXLAN segment
+    with overlay on, else a bridge on the one host (Neutron's `local`)."""
+    if row.external:
+        kind, physical, segment = "flat", "public", None
+    elif overlay == "vxlan":
+        kind, physical, segment = "vxlan", None, row.segmentation_id
+    else:
+        kind, physical, segment = "local", None, None
+    return {
+        "provider:network_type": kind,
+        "provider:physical_network": physical,
+        "provider:segmentation_id": segment,
+    }
+
+
+def network(record: NetworkRecord, admin: bool = False, overlay: str = "none") -> dict[str, Any]:
+    """A network; `admin` True (an admin caller) adds the provider attributes."""
     row, subnets = record.row, record.subnet_ids
     return {
         "id": row.id,
@@ -52,6 +70,7 @@ def network(record: NetworkRecord) -> dict[str, Any]:
         "ipv6_address_scope": None,
         "is_default": row.external,
         "l2_adjacency": True,
+        **(_provider(row, overlay) if admin else {}),
         **common(row),
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import souverain.compute.models
+import souverain.db.models
 import souverain.identity.models
 import souverain.image.models
 import souverain.network.models

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("token_hash", sa.String(64), nullable=True, unique=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("last_seen_at", sa.DateTime(), nullable=True),
+        sa.Column("revision", sa.Integer(), nullable=False, server_default="0"),
     )
 
 

@@ -5,7 +5,7 @@ error. Widened where the length is enforced; SQLite's declared type is left as i
 (rewriting the table there would change nothing it checks).
 
 Revision ID: 0032
-Revises: 0028
+Revises: 0029
 Create Date: 2026-12-06 14:00:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0032"
-down_revision = "0028"
+down_revision = "0029"
 branch_labels = None
 depends_on = None
 

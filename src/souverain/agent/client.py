@@ -1,0 +1,75 @@
+"""The agent's side of the internal API: three calls over HTTP, with the host's token."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+
+class ControlPlaneError(Exception):
+    """The control plane did not answer, or refused; the agent retries later."""
+
+
+class InternalClient:
+    def __init__(self, api_url: str, host: str, token: str, timeout: float = 10.0) -> None:
+        self.base = f"{api_url.rstrip('/')}/internal/v1/hosts/{quote(host, safe='')}"
+        self.token = token
+        self.timeout = timeout
+
+    def assignments(self, since: int, wait: int) -> dict[str, Any]:
+        query = f"?since={since}&wait={wait}" if since >= 0 else ""
+        return self._call("GET", f"/assignments{query}", None, self.timeout + wait)
+
+    def heartbeat(self, report: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/heartbeat", report, self.timeout)
+
+    def report(self, server_id: str, state: str, message: str | None = None) -> None:
+        body = {"state": state, **({"message": message} if message else {})}
+        self._call("PUT", f"/servers/{quote(server_id, safe='')}/state", body, self.timeout)
+
+    def download_image(self, image_id: str, dest: Path) -> None:
+        """An image's bytes into `dest`, whole or not at all (written aside, synced, renamed)."""
+        url = f"{self.base}/images/{quote(image_id, safe='')}/file"
+        request = urllib.request.Request(url, method="GET")  # noqa: S310 - the operator's URL
+        request.add_header("X-Auth-Token", self.token)
+        tmp = dest.with_name(f".{dest.name}.part")
+        try:
+            with (
+                urllib.request.urlopen(request, timeout=self.timeout) as response,  # noqa: S310
+                tmp.open("wb") as out,
+            ):
+                shutil.copyfileobj(response, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, dest)
+        except urllib.error.HTTPError as exc:
+            raise ControlPlaneError(f"image {image_id}: HTTP {exc.code}") from None
+        except (OSError, TimeoutError) as exc:
+            raise ControlPlaneError(f"image {image_id}: {exc}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _call(self, method: str, path: str, body: Any, timeout: float) -> dict[str, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)  # noqa: S310 - the operator's URL
+        request.add_header("X-Auth-Token", self.token)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:300].decode(errors="replace")
+            raise ControlPlaneError(f"{method} {path}: HTTP {exc.code}: {detail}") from None
+        except (OSError, TimeoutError) as exc:
+            raise ControlPlaneError(f"{method} {path}: {exc}") from None
+        if not raw:
+            return {}
+        result: dict[str, Any] = json.loads(raw)
+        return result

@@ -1,0 +1,155 @@
+"""The agent's QEMU driver: the same `QemuDriver` the all-in-one runs, fed from the
+assignment instead of the database.
+
+A guest's files live under the agent's data dir (`compute/instances/<id>`): its root
+disk (a qcow2 overlay on the image, fetched once per image from the control plane into
+`images/`), its config drive (written from the documents the assignment carries while
+the server is being built). QEMU runs detached, so a killed agent leaves its guests
+running and the next one adopts them by their instance dirs and pidfiles.
+
+Guests on agent hosts get no tenant network yet: a server with ports gets an isolated
+user-mode NIC with its port's MAC (its port keeps its addresses), as the all-in-one does
+without a data plane.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from pathlib import Path
+from typing import Any
+
+from souverain.agent.client import ControlPlaneError, InternalClient
+from souverain.agent.runner import DriverFailure
+from souverain.compute import scheduler
+from souverain.compute.qemu import DriverError, GuestSpec, Nic, PowerState, QemuDriver
+from souverain.config import ComputeSettings
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class QemuHostDriver:
+    kind = "QEMU"
+
+    def __init__(
+        self,
+        state_dir: Path,
+        client: InternalClient,
+        name: str,
+        settings: ComputeSettings,
+        accelerator: str | None = None,
+    ) -> None:
+        self.qemu = QemuDriver(
+            state_dir / "compute",
+            console_max_bytes=settings.console_max_bytes,
+            accelerator=accelerator,
+        )
+        self.images = state_dir / "images"
+        self.images.mkdir(parents=True, exist_ok=True)
+        self.client = client
+        self.name = name
+        self.settings = settings
+
+    # ------------------------------------------------------------------ what runs here
+
+    def guests(self) -> dict[str, str]:
+        instances = self.qemu.root / "instances"
+        if not instances.is_dir():
+            return {}
+        return {
+            d.name: self._state(d.name)
+            for d in instances.iterdir()
+            if _UUID.match(d.name) and (d / "disk.qcow2").exists()
+        }
+
+    def _state(self, server_id: str) -> str:
+        return "running" if self.qemu.power_state(server_id) == PowerState.RUNNING else "stopped"
+
+    # ------------------------------------------------------------------ converge
+
+    def converge(self, server: dict[str, Any]) -> str:
+        server_id = str(server["id"])
+        if not _UUID.match(server_id):
+            raise DriverFailure(f"{server_id[:64]!r} is not a server id")
+        want = server["desired"]
+        if want == "absent":
+            self.remove(server_id)
+            return "absent"
+        try:
+            if not (self.qemu.instance_dir(server_id) / "disk.qcow2").exists():
+                self._build(server)
+            state = self._state(server_id)
+            if want == "running" and state != "running":
+                self.qemu.start(self._spec(server))
+            elif want == "stopped" and state == "running":
+                self.qemu.shutdown(server_id, self.settings.shutdown_timeout)
+        except (DriverError, OSError, ControlPlaneError) as exc:
+            raise DriverFailure(str(exc)) from exc
+        return self._state(server_id)
+
+    def _build(self, server: dict[str, Any]) -> None:
+        build = server.get("build")
+        if not isinstance(build, dict):
+            raise DriverFailure(
+                "its disk is not on this host and the control plane sent no build for it"
+            )
+        if build.get("root_volume") or not build.get("disk_format"):
+            raise DriverFailure("agent hosts boot servers from images only for now")
+        server_id, image_id = str(server["id"]), str(server["image_id"])
+        image = self._image(image_id)
+        base = self.qemu.cache_base_image(image_id, image)
+        self.qemu.create_root_disk(server_id, base, str(build["disk_format"]), server["disk_gib"])
+        user_data = None
+        if build.get("user_data"):
+            try:
+                user_data = base64.b64decode(build["user_data"], validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise DriverFailure("its user data is not base64") from exc
+        self.qemu.write_config_drive(
+            server_id, build["meta_data"], user_data, build["network_data"]
+        )
+
+    def _image(self, image_id: str) -> Path:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", image_id):
+            raise DriverFailure(f"invalid image id {image_id[:64]!r}")
+        path = self.images / image_id
+        if not path.exists():
+            self.client.download_image(image_id, path)
+        return path
+
+    def _spec(self, server: dict[str, Any]) -> GuestSpec:
+        server_id = str(server["id"])
+        directory = self.qemu.instance_dir(server_id)
+        drive = directory / "disk.config"
+        nics: tuple[Nic, ...] = ()
+        if server.get("networks") != "none":
+            nics = (Nic(mac=str(server["mac"]), kind="user"),)
+        return GuestSpec(
+            uuid=server_id,
+            name=str(server["name"]),
+            vcpus=int(server["vcpus"]),
+            memory_mib=int(server["memory_mib"]),
+            disk=directory / "disk.qcow2",
+            config_drive=drive if drive.exists() else None,
+            nics=nics,
+        )
+
+    def remove(self, server_id: str) -> None:
+        if not _UUID.match(server_id):
+            return
+        self.qemu.destroy(server_id)
+        self.qemu.delete_files(server_id)
+
+    def report(self) -> dict[str, Any]:
+        capacity = scheduler.host_capacity(self.name, self.qemu.root, self.settings)
+        return {
+            "vcpus": capacity.vcpus,
+            "memory_mib": capacity.memory_mib,
+            "disk_gib": capacity.disk_gib,
+            "physical_vcpus": capacity.physical_vcpus,
+            "physical_memory_mib": capacity.physical_memory_mib,
+            "physical_disk_gib": capacity.physical_disk_gib,
+            "hypervisor_type": self.kind,
+            "hypervisor_version": 0,
+        }

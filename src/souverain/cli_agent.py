@@ -1,0 +1,88 @@
+"""`souverain agent`: run this machine as one hypervisor host of a cloud.
+
+The agent holds no database credentials: it has its host's token (from `souverain host
+enroll NAME` on a control-plane node) and the control plane's URL, watches what is
+assigned to its host and makes the host match it (agent/runner.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from souverain.agent.client import InternalClient
+from souverain.config import Settings
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file")]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"souverain agent: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _driver(settings: Settings, client: InternalClient, name: str) -> Any:
+    agent = settings.agent
+    if agent.driver == "simulation":
+        if not agent.allow_simulation:
+            raise _fail(
+                "agent.driver = 'simulation' runs no guest at all (it is for measuring the "
+                "control plane); set agent.allow_simulation = true to run it anyway"
+            )
+        from souverain.agent.simulation import SimulationDriver
+
+        return SimulationDriver(
+            settings.data_dir / "agent",
+            agent.simulated_vcpus,
+            agent.simulated_memory_mib,
+            agent.simulated_disk_gib,
+        )
+    from souverain.agent.qemu_host import QemuHostDriver
+
+    accelerator = settings.compute.accelerator
+    return QemuHostDriver(
+        settings.data_dir / "agent",
+        client,
+        name,
+        settings.compute,
+        accelerator=None if accelerator == "auto" else accelerator,
+    )
+
+
+def run_agent(settings: Settings) -> None:
+    from souverain.agent.runner import Agent
+
+    agent = settings.agent
+    if not agent.api_url:
+        raise _fail("agent.api_url is empty: set it to the control plane's URL")
+    if agent.token_file is None:
+        raise _fail("agent.token_file is empty: `souverain host enroll NAME` prints a token")
+    try:
+        token = agent.token_file.read_text().strip()
+    except OSError as exc:
+        raise _fail(f"cannot read the host token in {agent.token_file}: {exc.strerror}") from None
+    name = agent.name or socket.gethostname()
+    client = InternalClient(agent.api_url, name, token)
+    driver = _driver(settings, client, name)
+    runner = Agent(
+        client,
+        driver,
+        address=agent.address or None,
+        roles=agent.roles,
+        heartbeat_interval=agent.heartbeat_interval,
+        wait=agent.watch_wait,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("souverain.agent").info(
+        "host %s (%s driver) watching %s", name, driver.kind, agent.api_url
+    )
+    runner.run(stop)

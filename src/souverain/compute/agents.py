@@ -1,0 +1,414 @@
+"""Host agents: the hypervisors that run guests for the cloud without a database of their
+own, as Kubernetes' kubelet does for its nodes.
+
+The API writes what should run where (a server's `host` and its task); each agent
+watches what is assigned to its host (`assignments`, resumable from the host's
+`revision`), makes the host match it, and reports what actually runs (`report`). A
+report ends the task it answers; nothing is lost if any process restarts, because the
+watch is level-triggered: an agent always gets the whole of its host's assignment.
+
+Node authorization: an agent authenticates with its own token (enrolled by an operator,
+stored as its SHA-256) and reads and reports only what is assigned to its own host.
+Another host's servers answer 404, as if they did not exist.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from souverain.common.errors import BadRequest, Conflict, NotFound
+from souverain.compute.core import SYSTEM, ComputeCore
+from souverain.compute.guests import Guests
+from souverain.compute.host_services import COMPUTE
+from souverain.compute.models import ComputeHost, InstanceAction, Server, ServiceState
+from souverain.compute.qemu_guest import PowerState
+
+log = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "svh_"  # noqa: S105 - the mark of a host token, not a secret
+# What a guest on an agent host can be told: the agent's answers.
+ACTUAL_STATES = ("running", "stopped", "absent", "error")
+# A task an agent ends, and the actual state that ends it.
+AGENT_TASKS = {
+    "spawning": "running",
+    "powering-on": "running",
+    "powering-off": "stopped",
+    "deleting": "absent",
+}
+# The actions whose host work an agent does (instance action names, as in states.MOVES).
+AGENT_MOVES = frozenset({"stop", "start", "delete"})
+
+
+@dataclass(frozen=True)
+class HostReport:
+    """What an agent says of its host at each heartbeat."""
+
+    address: str | None
+    roles: str
+    vcpus: int
+    memory_mib: int
+    disk_gib: int
+    physical_vcpus: int
+    physical_memory_mib: int
+    physical_disk_gib: int
+    hypervisor_type: str
+    hypervisor_version: int
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def is_agent_host(s: Session, host: str | None) -> bool:
+    """Whether the host's guests are run by an agent (it has a credential), not in here."""
+    if host is None:
+        return False
+    return s.scalar(select(ComputeHost.token_hash).where(ComputeHost.name == host)) is not None
+
+
+def bump(s: Session, host: str | None) -> None:
+    """What is assigned to the host changed: its agent's watch wakes up."""
+    if host is not None:
+        s.execute(
+            update(ComputeHost)
+            .where(ComputeHost.name == host)
+            .values(revision=ComputeHost.revision + 1)
+        )
+
+
+def desired(row: Server) -> str:
+    """What the host should make of the server: running, stopped or absent."""
+    if row.deleted or row.task_state == "deleting":
+        return "absent"
+    if row.task_state in ("spawning", "powering-on"):
+        return "running"
+    if row.task_state == "powering-off":
+        return "stopped"
+    if row.vm_state == "active":
+        return "running"
+    if row.vm_state == "error":
+        return "running" if row.power_state == int(PowerState.RUNNING) else "stopped"
+    return "stopped"
+
+
+def _assignment(row: Server) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "desired": desired(row),
+        "task": row.task_state if row.task_state in AGENT_TASKS else None,
+        "vcpus": int((row.flavor or {}).get("vcpus", row.vcpus)),
+        "memory_mib": int((row.flavor or {}).get("ram", row.memory_mib)),
+        "disk_gib": row.disk_gib,
+        "image_id": row.image_id,
+        "flavor": str((row.flavor or {}).get("name", "")),
+        "networks": "none" if row.networks == "none" else "ports",
+        "mac": row.mac,
+    }
+
+
+def enroll(s: Session, name: str, roles: str, now: dt.datetime) -> str:
+    """A new host and its token (shown once); a known host gets a new token, which ends
+    the old one."""
+    if not name or len(name) > 255 or any(c.isspace() or c in "/?#%" for c in name):
+        raise BadRequest("A host name is 1 to 255 characters, without spaces, '/', '?', '#', '%'.")
+    if roles not in ("compute", "network", "compute,network"):
+        raise BadRequest("A host's roles are 'compute', 'network' or 'compute,network'.")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = s.get(ComputeHost, name)
+    if row is None:
+        zero = dict.fromkeys(
+            (
+                "vcpus",
+                "memory_mib",
+                "disk_gib",
+                "physical_vcpus",
+                "physical_memory_mib",
+                "physical_disk_gib",
+                "hypervisor_version",
+                "revision",
+            ),
+            0,
+        )
+        row = ComputeHost(name=name, roles=roles, hypervisor_type="QEMU", created_at=now, **zero)
+        s.add(row)
+    row.roles = roles
+    row.token_hash = token_hash(token)
+    return token
+
+
+class HostAgents:
+    def __init__(self, core: ComputeCore, forget: Any, guests: Guests | None = None) -> None:
+        self.core = core
+        self.db = core.db
+        # ends a deleted server's life in the database (ports, volumes, tokens, the row)
+        self._forget = forget
+        self.guests = guests
+
+    # ------------------------------------------------------------------ credentials
+
+    def enroll(self, name: str, roles: str = "compute") -> str:
+        with self.db.session() as s:
+            return enroll(s, name, roles, self.core.now())
+
+    def host_of(self, token: str) -> str | None:
+        """The host a token belongs to, or None."""
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+            return None
+        with self.db.session() as s:
+            found: str | None = s.scalar(
+                select(ComputeHost.name).where(ComputeHost.token_hash == token_hash(token))
+            )
+            return found
+
+    # ------------------------------------------------------------------ watch
+
+    def heartbeat(self, host: str, report: HostReport) -> int:
+        """Record the host's report; its current revision."""
+        with self.db.session() as s:
+            row = s.get(ComputeHost, host)
+            if row is None:
+                raise NotFound(f"Host {host} is not enrolled.")
+            for field, value in report.__dict__.items():
+                setattr(row, field, value)
+            row.last_seen_at = self.core.now()
+            return row.revision
+
+    def revision(self, host: str) -> int:
+        with self.db.session() as s:
+            rev = s.scalar(select(ComputeHost.revision).where(ComputeHost.name == host))
+        if rev is None:
+            raise NotFound(f"Host {host} is not enrolled.")
+        return int(rev)
+
+    def revisions(self) -> dict[str, int]:
+        """Every agent host's revision."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(ComputeHost.name, ComputeHost.revision).where(
+                    ComputeHost.token_hash.is_not(None)
+                )
+            ).all()
+        return {name: int(rev) for name, rev in rows}
+
+    def assignments(self, host: str) -> tuple[int, list[dict[str, Any]]]:
+        """The host's revision and every server assigned to it, with what it should be."""
+        with self.db.session() as s:
+            rev = s.scalar(select(ComputeHost.revision).where(ComputeHost.name == host))
+            if rev is None:
+                raise NotFound(f"Host {host} is not enrolled.")
+            rows = s.scalars(
+                select(Server)
+                .where(Server.host == host, Server.deleted.is_(False))
+                .order_by(Server.id)
+            ).all()
+            return int(rev), [self._with_build(r) for r in rows]
+
+    def _with_build(self, row: Server) -> dict[str, Any]:
+        """A server's assignment; while it is being built, what the host builds it from:
+        its image's format and its config drive's documents (no password: a guest on an
+        agent host gets its keys, as Nova's libvirt without password injection)."""
+        assignment = _assignment(row)
+        if row.task_state == "spawning" and self.guests is not None:
+            meta, _, network = self.guests.config_drive_docs(row)
+            image = self.core.images.get(SYSTEM, row.image_id) if row.image_id else None
+            assignment["build"] = {
+                "disk_format": image["disk_format"] if image else None,
+                "root_volume": row.root_volume_id is not None,
+                "meta_data": meta,
+                "user_data": row.user_data,
+                "network_data": network,
+            }
+        return assignment
+
+    def image_file(self, host: str, image_id: str) -> Path:
+        """The bytes of an image a server assigned to `host` boots from; 404 otherwise."""
+        with self.db.session() as s:
+            used = s.scalar(
+                select(Server.id)
+                .where(Server.host == host, Server.image_id == image_id, Server.deleted.is_(False))
+                .limit(1)
+            )
+        if used is None or len(image_id) > 64:
+            raise NotFound(f"No server of host {host} boots from image {image_id[:64]}.")
+        return self.core.images.image_for_boot(SYSTEM, image_id).path
+
+    # ------------------------------------------------------------------ reports
+
+    def report(self, host: str, server_id: str, state: str, message: str | None) -> None:
+        """What the agent of `host` found the server to be; ends the task it answers."""
+        if state not in ACTUAL_STATES:
+            raise BadRequest(f"state must be one of {', '.join(ACTUAL_STATES)}, not {state!r}.")
+        with self.db.session() as s:
+            row = s.get(Server, server_id) if len(server_id) <= 36 else None
+            if row is None or row.deleted or row.host != host:
+                raise NotFound(f"Server {server_id} is not assigned to host {host}.")
+            task = row.task_state
+        if task in AGENT_TASKS and state == "error":
+            self._fail(server_id, message or "The host could not do it.")
+        elif task in AGENT_TASKS and AGENT_TASKS[task] == state:
+            self._end(server_id, task, state)
+        elif task is None and state in ("running", "stopped"):
+            self._observed(server_id, state)
+
+    def _end(self, server_id: str, task: str, state: str) -> None:
+        if state == "absent":
+            self._forget(server_id)
+            self._finish_open_action(server_id, None)
+            return
+        running = state == "running"
+        values: dict[str, Any] = {
+            "vm_state": "active" if running else "stopped",
+            "task_state": None,
+            "power_state": int(PowerState.RUNNING if running else PowerState.SHUTDOWN),
+            "updated_at": self.core.now(),
+        }
+        if task == "spawning":
+            values["launched_at"] = self.core.now()
+        if task == "powering-on":
+            values["fault"] = None
+        self.core.update_metered(
+            server_id,
+            update(Server)
+            .where(Server.id == server_id, Server.task_state == task)
+            .values(**values)
+            .execution_options(synchronize_session=False),
+        )
+        self._finish_open_action(server_id, None)
+
+    def _fail(self, server_id: str, message: str) -> None:
+        log.warning("server %s: its host says: %s", server_id, message)
+        self.core.set(
+            server_id,
+            vm_state="error",
+            task_state=None,
+            fault=self.core.fault(message[:255]),
+        )
+        self._finish_open_action(server_id, message[:255])
+
+    def _observed(self, server_id: str, state: str) -> None:
+        """No task runs: the host's word is the power state (Nova's power-state sync)."""
+        power = int(PowerState.RUNNING if state == "running" else PowerState.SHUTDOWN)
+        with self.db.session() as s:
+            s.execute(
+                update(Server)
+                .where(Server.id == server_id, Server.task_state.is_(None))
+                .values(power_state=power)
+            )
+
+    def _finish_open_action(self, server_id: str, error: str | None) -> None:
+        with self.db.session() as s:
+            action_id = s.scalar(
+                select(InstanceAction.id)
+                .where(InstanceAction.server_id == server_id, InstanceAction.finish_time.is_(None))
+                .order_by(InstanceAction.id.desc())
+                .limit(1)
+            )
+        if action_id is not None:
+            self.core.finish_action(action_id, error)
+
+    # ------------------------------------------------------------------ the API's side
+
+    def hand_over(
+        self, server_id: str, task: str | None = None, local_delete: bool = False
+    ) -> bool:
+        """Leave the server's current task to its host's agent, if it has one: wake the
+        agent's watch (and set `task` first). A delete on a host not heard from lately ends
+        here, as Nova's local delete does: the agent, back, removes what is not assigned."""
+        with self.db.session() as s:
+            row = s.get(Server, server_id)
+            if row is None or not is_agent_host(s, row.host):
+                return False
+            host = row.host
+            from_volume = row.root_volume_id is not None
+        if task == "spawning" and self._refuse_build(server_id, host, from_volume):
+            return True
+        with self.db.session() as s:
+            if task is not None:
+                s.execute(
+                    update(Server)
+                    .where(Server.id == server_id)
+                    .values(task_state=task, updated_at=self.core.now())
+                )
+            bump(s, host)
+        if local_delete and host is not None and self.status_of(host) != "UP":
+            self._forget(server_id)
+            self._finish_open_action(server_id, None)
+        return True
+
+    def _refuse_build(self, server_id: str, host: str | None, from_volume: bool) -> bool:
+        """Bind the new server's ports to its host; False when its agent can build it."""
+        if from_volume:
+            self._fail(
+                server_id,
+                f"Host {host} runs guests through its agent, which boots from images only "
+                "for now: boot this server from an image, or on a host without an agent.",
+            )
+            return True
+        if self.guests is not None and self.guests.ports(server_id):
+            self.core.set(server_id, addresses=self.guests.plug_ports(server_id, host))
+        return False
+
+    def status_of(self, host: str) -> str:
+        settings = self.core.settings
+        with self.db.session() as s:
+            states = host_states(
+                s, {host}, self.core.now(), settings.service_down_time, settings.host_dead_after
+            )
+        return states.get(host, "UNKNOWN")
+
+    def refuse_unless_supported(self, s: Session, row: Server, move: str) -> None:
+        if move not in AGENT_MOVES and is_agent_host(s, row.host):
+            raise Conflict(
+                f"Cannot '{move}' instance {row.id} while it is on host {row.host}: its host "
+                f"agent does only {', '.join(sorted(AGENT_MOVES))} for now."
+            )
+
+
+def host_states(
+    s: Session, hosts: set[str], now: dt.datetime, down_after: float, dead_after: float
+) -> dict[str, str]:
+    """Nova's host_status of each host: UP; UNKNOWN when its agent has not been heard from
+    for `down_after` seconds, DOWN after `dead_after` or when forced down; MAINTENANCE
+    when its compute service is disabled."""
+    hosts = {h for h in hosts if h}
+    if not hosts:
+        return {}
+    rows = s.execute(
+        select(ComputeHost.name, ComputeHost.token_hash, ComputeHost.last_seen_at).where(
+            ComputeHost.name.in_(hosts)
+        )
+    ).all()
+    out = dict.fromkeys(hosts, "UP")
+    for name, token, seen in rows:
+        if token is not None:  # the all-in-one's own host is up while this process answers
+            out[name] = _status(now, seen, down_after, dead_after)
+    services = s.scalars(
+        select(ServiceState).where(ServiceState.host.in_(hosts), ServiceState.binary == COMPUTE)
+    )
+    for state in services:
+        if state.forced_down:
+            out[state.host] = "DOWN"
+        elif state.disabled and out[state.host] == "UP":
+            out[state.host] = "MAINTENANCE"
+    return out
+
+
+def _status(now: dt.datetime, seen: dt.datetime | None, down_after: float, dead: float) -> str:
+    if seen is None:
+        return "UNKNOWN"
+    age = (now - seen).total_seconds()
+    if age > dead:
+        return "DOWN"
+    if age > down_after:
+        return "UNKNOWN"
+    return "UP"
