@@ -2,7 +2,8 @@
 
 `cloud` is a fresh platform per test. `shared_cloud` is one platform per module,
 for tests that only read or only send bad input, so they do not pay for a new
-data dir each. Nothing of our own code is mocked; only the clock is stepped,
+data dir each. Every module runs once per database backend (`[sqlite]`, `[postgresql]`:
+tests/postgres.py), each platform on its own fresh database. Nothing of our own code is mocked; only the clock is stepped,
 through the one `Clock` the platform is built with.
 """
 
@@ -19,6 +20,7 @@ import pytest
 
 from souverain import server
 from souverain.common.clock import Clock
+from tests.postgres import _drop_test_databases, database_backend, postgres_session
 
 from .support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient, settings_for
 
@@ -67,9 +69,12 @@ def cloud(client: TestClient, platform: server.Platform) -> Cloud:
 
 
 @pytest.fixture(scope="module")
-def shared_cloud() -> Iterator[Cloud]:
+def shared_cloud(database_backend: str) -> Iterator[Cloud]:
     with (
         running_platform(SteppingClock()) as built,
         TestClient(built.app, base_url="http://testserver") as test_client,
     ):
         yield Cloud(test_client, built)
+
+
+__all__ = ["_drop_test_databases", "database_backend", "postgres_session"]

@@ -18,6 +18,7 @@ from botocore.credentials import Credentials
 
 from souverain import server
 from souverain.config import Settings, load_settings
+from tests.postgres import database_overrides
 
 from .response_schemas import hold_to_reference
 
@@ -52,8 +53,22 @@ class SteppingClock:
         self.offset += dt.timedelta(seconds=seconds)
 
 
+# The database each data dir's platform keeps its state in, when not the dir's SQLite file:
+# what an operator's config says, and what the operator's commands (CliRunner) are given.
+DATABASE_OF: dict[str, str] = {}
+
+
+def cli_env(data_dir: Any) -> dict[str, str]:
+    """The environment an operator command needs beside `--data-dir` on this backend."""
+    url = DATABASE_OF.get(str(data_dir))
+    return {"SOUVERAIN_DATABASE__URL": url} if url else {}
+
+
 def settings_for(data_dir: Any, **identity: Any) -> Settings:
     """Fast hashing, a small lockout threshold and body limit; `identity` overrides those."""
+    database = database_overrides()
+    if database:
+        DATABASE_OF[str(data_dir)] = database["database"]["url"]
     return load_settings(
         environ={},
         overrides={
@@ -70,6 +85,8 @@ def settings_for(data_dir: Any, **identity: Any) -> Settings:
             # in-process tests check the API and the database; the kernel side is proved by
             # tests/platform and tests/e2e, each cloud with its own public network
             "network": {"dataplane": False},
+            # the backend the module runs on (tests/postgres.py): SQLite or a fresh PG database
+            **database,
         },
     )
 

@@ -279,3 +279,33 @@ def test_unexpected_failure_is_a_keystone_500_without_internals(
     error = assert_keystone_error(response, 500)
     assert "internal-detail" not in response.text
     assert error["title"] == "Internal Server Error"
+
+
+NUL_CREATES = [
+    ("/network/v2.0/networks", {"network": {"name": "a\u0000b"}}, "NeutronError"),
+    ("/volume/v3/volumes", {"volume": {"size": 1, "name": "a\u0000b"}}, "badRequest"),
+    ("/image/v2/images", {"name": "a\u0000b"}, "message"),
+    ("/identity/v3/projects", {"project": {"name": "a\u0000b"}}, "error"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fault"), NUL_CREATES, ids=["neutron", "cinder", "glance", "keystone"]
+)
+def test_a_nul_character_is_refused_the_same_on_every_backend(
+    cloud: Cloud, path: str, body: dict[str, Any], fault: str
+) -> None:
+    """No column may hold a NUL (PostgreSQL refuses one): a body with one is a 400 in the
+    API's own format, a query with one a 400, a path with one names nothing (404)."""
+    headers = {"X-Auth-Token": cloud.admin_token}
+    listing = path if "image" not in path else path + "?name=ok"
+    before = cloud.client.get(listing, headers=headers).json()
+    refused = cloud.client.post(path, json=body, headers=headers)
+    assert refused.status_code == 400, refused.text
+    assert fault in refused.json(), refused.json()
+    assert "NUL" in refused.text
+    assert cloud.client.get(listing, headers=headers).json() == before  # nothing was made
+    query = cloud.client.get(path + "?name=a%00b", headers=headers)
+    assert query.status_code == 400 and "NUL" in query.text, query.text
+    missing = cloud.client.get(path + "/a%00b", headers=headers)
+    assert missing.status_code == 404, missing.text

@@ -237,7 +237,7 @@ def _populate(cloud: Cloud, data_dir: Path) -> World:
 
 
 @pytest.fixture(scope="module")
-def world() -> Iterator[World]:
+def world(database_backend: str) -> Iterator[World]:
     reason = missing_requirements()
     if reason is not None:
         pytest.skip(f"compute API tests need real guests: {reason}")

@@ -94,7 +94,7 @@ def _populate(cloud: Cloud, clock: SteppingClock) -> World:
 
 
 @pytest.fixture(scope="module")
-def world() -> Iterator[World]:
+def world(database_backend: str) -> Iterator[World]:
     reason = missing_requirements()
     if reason is not None:
         pytest.skip(f"console tests need real guests: {reason}")

@@ -57,7 +57,7 @@ class Guests:
 
 
 @pytest.fixture(scope="module")
-def guests() -> Iterator[Guests]:
+def guests(database_backend: str) -> Iterator[Guests]:
     reason = missing_requirements()
     if reason is not None:
         pytest.skip(f"compute API tests need real guests: {reason}")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import sqlite3
 from typing import Any
 
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from sqlalchemy import text
 
 from .support import S3_BASE, Cloud, Member, TestClient, assert_keystone_error
 
@@ -192,9 +192,10 @@ def test_app_cred_needs_a_project_scoped_token(cloud: Cloud) -> None:
 
 
 def raw_blobs(cloud: Cloud) -> list[bytes]:
-    path = cloud.platform.paths.root / "souverain.db"
-    with sqlite3.connect(path) as db:
-        return [bytes(row[0]) for row in db.execute("SELECT blob FROM identity_credentials")]
+    """The stored rows as the database holds them (SQLite's file or PostgreSQL's table)."""
+    with cloud.platform.db.engine.connect() as db:
+        rows = db.execute(text("SELECT blob FROM identity_credentials"))
+        return [bytes(row[0]) for row in rows]
 
 
 def test_ec2_credentials_lifecycle_and_secret_encrypted_at_rest(cloud: Cloud) -> None:

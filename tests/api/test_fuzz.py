@@ -157,7 +157,7 @@ FUZZ = settings(
 
 
 @pytest.fixture(scope="module")
-def fuzz_cloud() -> Iterator[tuple[Cloud, dict[str, str]]]:
+def fuzz_cloud(database_backend: str) -> Iterator[tuple[Cloud, dict[str, str]]]:
     with (
         running_platform(SteppingClock(), lockout_failure_attempts=0) as built,
         TestClient(built.app, base_url="http://testserver") as client,

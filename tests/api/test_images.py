@@ -28,7 +28,7 @@ OCTETS = {"Content-Type": "application/octet-stream"}
 
 
 @pytest.fixture(scope="module")
-def cloud() -> Iterator[Cloud]:
+def cloud(database_backend: str) -> Iterator[Cloud]:
     """One platform for the module, with a small image size limit; tests use fresh projects."""
     root = Path(tempfile.mkdtemp(prefix="souverain-img-", dir=_fast_tmp_root()))
     settings = settings_for(root / "data")

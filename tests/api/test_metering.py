@@ -62,7 +62,7 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def cloud() -> Iterator[Cloud]:
+def cloud(database_backend: str) -> Iterator[Cloud]:
     root = Path(tempfile.mkdtemp(prefix="souverain-meter-", dir=_fast_tmp_root()))
     try:
         with pytest.MonkeyPatch.context() as patch:
@@ -240,7 +240,7 @@ def test_each_project_is_metered_under_its_own_id(cloud: Cloud) -> None:
 
 
 @pytest.fixture(scope="module")
-def guest_cloud() -> Iterator[Cloud]:
+def guest_cloud(database_backend: str) -> Iterator[Cloud]:
     reason = missing_requirements()
     if reason is not None:
         pytest.skip(f"the instance gauge needs a real guest: {reason}")

@@ -23,7 +23,7 @@ HOSTS = {"host-a": "10.60.0.1", "host-b": "10.60.0.2", "host-c": "10.60.0.3"}
 
 
 @pytest.fixture(scope="module")
-def vx_cloud() -> Iterator[Cloud]:
+def vx_cloud(database_backend: str) -> Iterator[Cloud]:
     root = Path(tempfile.mkdtemp(prefix="souverain-api-vx-"))
     try:
         with pytest.MonkeyPatch.context() as patch:

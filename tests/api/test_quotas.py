@@ -26,7 +26,16 @@ from tests.host_cleanup import kill_guests
 from tests.vm.guest_support import build_tiny_image, missing_requirements
 
 from .conftest import _fast_tmp_root
-from .support import ADMIN_PASSWORD, S3, Cloud, Member, SteppingClock, TestClient, settings_for
+from .support import (
+    ADMIN_PASSWORD,
+    S3,
+    Cloud,
+    Member,
+    SteppingClock,
+    TestClient,
+    cli_env,
+    settings_for,
+)
 
 BASE = "http://testserver"
 CONCURRENT = 50
@@ -35,7 +44,7 @@ KIB = 1024
 
 
 @pytest.fixture(scope="module")
-def data_dir() -> Iterator[Path]:
+def data_dir(database_backend: str) -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="souverain-quota-", dir=_fast_tmp_root()))
     try:
         yield root / "data"
@@ -381,7 +390,9 @@ def test_fifty_concurrent_port_creates_against_a_quota_of_ten(cloud: Cloud) -> N
 
 def s3_quota(data_dir: Path, *args: str) -> str:
     """`souverain quota s3 ...` against the platform's data dir, as an operator runs it."""
-    result = CliRunner().invoke(cli_app, ["quota", "s3", *args, "--data-dir", str(data_dir)])
+    result = CliRunner().invoke(
+        cli_app, ["quota", "s3", *args, "--data-dir", str(data_dir)], env=cli_env(data_dir)
+    )
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -411,7 +422,9 @@ def test_s3_quota_command_shows_and_sets(cloud: Cloud, data_dir: Path) -> None:
     shown = s3_quota(data_dir, "--project", pid, "--reset")
     assert shown == "bytes: unlimited (default)\nobjects: unlimited (default)\n"
     refused = CliRunner().invoke(
-        cli_app, ["quota", "s3", "--project", pid, "--bytes", "-2", "--data-dir", str(data_dir)]
+        cli_app,
+        ["quota", "s3", "--project", pid, "--bytes", "-2", "--data-dir", str(data_dir)],
+        env=cli_env(data_dir),
     )
     assert refused.exit_code == 2
 

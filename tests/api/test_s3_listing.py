@@ -24,7 +24,7 @@ OWNER = Principal("user-1", "project-1", frozenset({"member", "reader"}))
 
 
 @pytest.fixture(scope="module")
-def platform() -> Iterator[server.Platform]:
+def platform(database_backend: str) -> Iterator[server.Platform]:
     with running_platform(SteppingClock()) as built:
         yield built
 

@@ -24,7 +24,7 @@ from souverain.common.clock import Clock
 from souverain.objectstore.models import USAGE_SHARDS, BucketUsage
 
 from .conftest import _fast_tmp_root
-from .support import ADMIN_PASSWORD, S3, Cloud, SteppingClock, TestClient, settings_for
+from .support import ADMIN_PASSWORD, S3, Cloud, SteppingClock, TestClient, cli_env, settings_for
 
 THREADS = 8
 ROUNDS = 6
@@ -32,7 +32,7 @@ PART = 5 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def data_dir() -> Iterator[Path]:
+def data_dir(database_backend: str) -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="souverain-usage-", dir=_fast_tmp_root()))
     try:
         yield root / "data"
@@ -128,7 +128,9 @@ def mixed_traffic(s3: S3, bucket: str, versioned: bool) -> Callable[[int], None]
 
 
 def recount(data_dir: Path, *args: str) -> Any:
-    return CliRunner().invoke(cli_app, ["s3", "recount", *args, "--data-dir", str(data_dir)])
+    return CliRunner().invoke(
+        cli_app, ["s3", "recount", *args, "--data-dir", str(data_dir)], env=cli_env(data_dir)
+    )
 
 
 @pytest.mark.parametrize("versioned", [False, True], ids=["unversioned", "versioned"])

@@ -35,7 +35,7 @@ GIB = 1024 * MIB
 
 
 @pytest.fixture(scope="module")
-def cloud() -> Iterator[Cloud]:
+def cloud(database_backend: str) -> Iterator[Cloud]:
     root = Path(tempfile.mkdtemp(prefix="souverain-vol-", dir=_fast_tmp_root()))
     settings = settings_for(root / "data")
     settings.volume.max_volume_gib = 100

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.host_cleanup import kill_guests
+from tests.postgres import BACKENDS, Backend, postgres_session
 from tests.public_net import public_network_env
 
 SOUVERAIN = str(Path(sys.executable).with_name("souverain"))
@@ -66,6 +67,13 @@ class Server:
                     pass
             time.sleep(0.05)
         raise TimeoutError("server did not come up")
+
+    @property
+    def database_url(self) -> str:
+        """Where this server keeps its state: its setting, else the data dir's SQLite file."""
+        return (
+            self.env.get("SOUVERAIN_DATABASE__URL") or f"sqlite:///{self.data_dir / 'souverain.db'}"
+        )
 
     @property
     def auth_url(self) -> str:
@@ -152,13 +160,32 @@ def server_env(**extra: str) -> dict[str, str]:
 ServerFactory = Callable[..., Server]
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, postgres_session: None) -> Iterator[Backend]:
+    """The database the test's servers keep their state in: `[sqlite]` or `[postgresql]`."""
+    Backend.use(request.param)
+    try:
+        yield Backend
+    finally:
+        Backend.drop_since(0)
+        Backend.use("sqlite")
+
+
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
-    """Servers made here are killed at the end of the test if still running."""
+def make_server(tmp_path: Path, backend: type[Backend]) -> Iterator[ServerFactory]:
+    """Servers made here are killed at the end of the test if still running. Servers of one
+    data dir share its database (a restart finds its state): SQLite's file or a fresh
+    PostgreSQL database, per the backend."""
     made: list[Server] = []
+    urls: dict[Path, str] = {}
 
     def factory(data_dir: Path | None = None, args: list[str] | None = None, **env: str) -> Server:
-        server = Server(data_dir or tmp_path / "data", server_env(**env), list(args or []))
+        data_dir = data_dir or tmp_path / "data"
+        if data_dir not in urls:
+            urls[data_dir] = backend.database_url()
+        if urls[data_dir]:
+            env.setdefault("SOUVERAIN_DATABASE__URL", urls[data_dir])
+        server = Server(data_dir, server_env(**env), list(args or []))
         made.append(server)
         return server
 
@@ -169,3 +196,6 @@ def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
                 os.killpg(server.proc.pid, signal.SIGKILL)
             server.proc.communicate(timeout=30)
         kill_guests(server.data_dir)  # its bridges and tables outlive it by design
+
+
+__all__ = ["postgres_session"]

@@ -5,15 +5,15 @@ releases them all (so another node would take the work at once)."""
 from __future__ import annotations
 
 import socket
-import sqlite3
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from souverain.db.engine import make_engine
 from souverain.server import LEASED_WORK
-from tests.platform.conftest import ServerFactory
+from tests.platform.conftest import Server, ServerFactory
 
 pytestmark = pytest.mark.e2e
 
@@ -23,9 +23,15 @@ def workers_of(pid: int) -> list[int]:
     return [int(x) for x in out.stdout.split()]
 
 
-def leases(data_dir: Path) -> dict[str, str]:
-    with sqlite3.connect(data_dir / "souverain.db") as conn:
-        return dict(conn.execute("SELECT name, holder FROM leases").fetchall())
+def leases(server: Server) -> dict[str, str]:
+    """The lease rows in the server's database (its SQLite file or PostgreSQL)."""
+    engine = make_engine(server.database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT name, holder FROM leases")).all()
+            return {str(name): str(holder) for name, holder in rows}
+    finally:
+        engine.dispose()
 
 
 def test_each_cloud_wide_loop_has_one_worker_holding_it_and_a_stop_releases_them(
@@ -36,9 +42,9 @@ def test_each_cloud_wide_loop_has_one_worker_holding_it_and_a_stop_releases_them
     workers = workers_of(server.proc.pid)
     assert len(workers) == 2
     deadline = time.monotonic() + 15
-    while set(leases(server.data_dir)) != set(LEASED_WORK) and time.monotonic() < deadline:
+    while set(leases(server)) != set(LEASED_WORK) and time.monotonic() < deadline:
         time.sleep(0.1)
-    held = leases(server.data_dir)
+    held = leases(server)
     assert set(held) == set(LEASED_WORK)
     for name, holder in held.items():
         host, pid, nonce = holder.rsplit(":", 2)
@@ -46,4 +52,4 @@ def test_each_cloud_wide_loop_has_one_worker_holding_it_and_a_stop_releases_them
         assert int(pid) in workers, f"{name} held by {holder}, not a worker of {workers}"
     code, _, err = server.stop()
     assert code == 0, err
-    assert leases(server.data_dir) == {}
+    assert leases(server) == {}

@@ -1,24 +1,47 @@
-"""Schema migrations: every revision upgrades in order, and newer schemas are refused."""
+"""Schema migrations: every revision upgrades in order, and newer schemas are refused.
+
+Each test runs on an empty SQLite file and on an empty PostgreSQL database."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import pkgutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, inspect, text
 
 import souverain
 from souverain.db import migrate
 from souverain.db.base import Base
 from souverain.db.engine import make_engine
+from tests.postgres import BACKENDS, shared_server
 
 
-def test_upgrade_from_the_first_revision_reaches_head_with_data_kept(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+@pytest.fixture(params=BACKENDS)
+def engine(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_session: None
+) -> Iterator[Engine]:
+    """An empty database: a SQLite file, or a new PostgreSQL database (not the template)."""
+    if request.param == "sqlite":
+        made = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        yield made
+        made.dispose()
+        return
+    pg = shared_server()
+    name = pg.create_database(migrated=False)
+    made = make_engine(pg.url(name))
+    try:
+        yield made
+    finally:
+        made.dispose()
+        pg.drop_database(name)
+
+
+def test_upgrade_from_the_first_revision_reaches_head_with_data_kept(engine: Engine) -> None:
     config = migrate._config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
@@ -27,7 +50,7 @@ def test_upgrade_from_the_first_revision_reaches_head_with_data_kept(tmp_path: P
         conn.execute(
             text(
                 "INSERT INTO identity_domains (id, name, description, enabled, tags) "
-                "VALUES ('d1', 'kept', '', 1, '[]')"
+                "VALUES ('d1', 'kept', '', true, '[]')"
             )
         )
     head = migrate.upgrade(engine)
@@ -37,24 +60,21 @@ def test_upgrade_from_the_first_revision_reaches_head_with_data_kept(tmp_path: P
         assert conn.execute(text("SELECT generation FROM identity_state")).scalar() == 0
 
 
-def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
+def test_migrated_schema_matches_the_models(engine: Engine) -> None:
     for module in pkgutil.iter_modules(souverain.__path__):  # every service's tables
         if module.ispkg and importlib.util.find_spec(f"souverain.{module.name}.models"):
             importlib.import_module(f"souverain.{module.name}.models")
-    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     migrate.upgrade(engine)
     tables = set(inspect(engine).get_table_names()) - {"alembic_version"}
     assert tables == set(Base.metadata.tables)
 
 
-def test_upgrade_twice_changes_nothing(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def test_upgrade_twice_changes_nothing(engine: Engine) -> None:
     first = migrate.upgrade(engine)
     assert migrate.upgrade(engine) == first
 
 
-def test_unknown_newer_revision_is_refused(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def test_unknown_newer_revision_is_refused(engine: Engine) -> None:
     migrate.upgrade(engine)
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))

@@ -1,7 +1,7 @@
 """Two API processes on one database: a change made through one is enforced by the other.
 
 This is the scale-out shape (several API nodes, one shared database, the same
-key repository); SQLite stands in for PostgreSQL here.
+key repository), on a shared SQLite file and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from botocore.config import Config
 
 from tests.host_cleanup import kill_guests
 from tests.platform.conftest import ADMIN_PASSWORD, SOUVERAIN, Server, server_env
+from tests.postgres import Backend
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +71,8 @@ def _api_node(env: dict[str, str], dir_a: Path) -> dict[str, str]:
     plane is node A's: a second would claim the same external range, which a start refuses."""
     return dict(
         env,
-        SOUVERAIN_DATABASE__URL=f"sqlite:///{dir_a / 'souverain.db'}",
+        SOUVERAIN_DATABASE__URL=env.get("SOUVERAIN_DATABASE__URL")
+        or f"sqlite:///{dir_a / 'souverain.db'}",
         SOUVERAIN_NETWORK__DATAPLANE="false",
     )
 
@@ -99,10 +101,14 @@ def _request(base: str, token: str) -> tuple[int, dict[str, str], bytes]:
         return exc.code, dict(exc.headers), exc.read()
 
 
-def test_revocation_through_one_node_is_enforced_by_the_other(tmp_path: Path) -> None:
+def test_revocation_through_one_node_is_enforced_by_the_other(
+    tmp_path: Path, backend: type[Backend]
+) -> None:
     port_a, port_b = _free_port(), _free_port()
     dir_a, dir_b = tmp_path / "a", tmp_path / "b"
     env = server_env(SOUVERAIN_SERVER__PUBLIC_URL=f"http://127.0.0.1:{port_a}")
+    if url := backend.database_url():
+        env["SOUVERAIN_DATABASE__URL"] = url
     node_a = _start(dir_a, port_a, env)
     nodes = [node_a]
     try:
@@ -132,11 +138,15 @@ def test_revocation_through_one_node_is_enforced_by_the_other(tmp_path: Path) ->
             assert code == 0
 
 
-def test_bucket_settings_changed_through_one_node_hold_on_the_other(tmp_path: Path) -> None:
+def test_bucket_settings_changed_through_one_node_hold_on_the_other(
+    tmp_path: Path, backend: type[Backend]
+) -> None:
     """Bucket settings are cached per node; another node's change shows within seconds."""
     port_a, port_b, s3_a, s3_b = (_free_port() for _ in range(4))
     dir_a, dir_b = tmp_path / "a", tmp_path / "b"
     env = server_env(SOUVERAIN_SERVER__PUBLIC_URL=f"http://127.0.0.1:{port_a}")
+    if url := backend.database_url():
+        env["SOUVERAIN_DATABASE__URL"] = url
     node_a = _start(dir_a, port_a, env, s3_a)
     nodes = [node_a]
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import stat
 import subprocess
 import threading
@@ -15,7 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import text
 
+from souverain.db.engine import make_engine
 from tests.platform.conftest import ADMIN_PASSWORD, SOUVERAIN, ServerFactory, server_env
 
 pytestmark = __import__("pytest").mark.e2e
@@ -27,7 +28,10 @@ def test_first_start_writes_private_clouds_yaml_that_authenticates(
     server = make_server().start()
     clouds = server.data_dir / "clouds.yaml"
     assert stat.S_IMODE(clouds.stat().st_mode) == 0o600
-    for private in ("souverain.db", "audit.log", "keys/audit.key", "keys/credential.key"):
+    private_files = ["audit.log", "keys/audit.key", "keys/credential.key"]
+    if server.database_url.startswith("sqlite"):
+        private_files.append("souverain.db")
+    for private in private_files:
         assert stat.S_IMODE((server.data_dir / private).stat().st_mode) & 0o077 == 0, private
     cloud = yaml.safe_load(clouds.read_text())["clouds"]["souverain"]
     assert cloud["region_name"] == "fr-1"
@@ -188,10 +192,10 @@ def test_invalid_setting_stops_start_up_naming_it(tmp_path: Path) -> None:
 def test_schema_newer_than_the_code_refuses_to_start(make_server: ServerFactory) -> None:
     server = make_server().start()
     assert server.stop()[0] == 0
-    db = sqlite3.connect(server.data_dir / "souverain.db")
-    db.execute("UPDATE alembic_version SET version_num = 'ffffffff9999'")
-    db.commit()
-    db.close()
+    engine = make_engine(server.database_url)
+    with engine.begin() as db:
+        db.execute(text("UPDATE alembic_version SET version_num = 'ffffffff9999'"))
+    engine.dispose()
     result = subprocess.run(
         [SOUVERAIN, "serve", "--data-dir", str(server.data_dir), "--port", "0", "--s3-port", "0"],
         env=server.env,
@@ -225,9 +229,12 @@ def test_sigterm_lets_an_in_flight_login_finish(make_server: ServerFactory) -> N
     assert outcome.get("token")
     assert code == 0
     assert "stopped cleanly" in out
-    db = sqlite3.connect(server.data_dir / "souverain.db")
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    db.close()
+    engine = make_engine(server.database_url)
+    with engine.connect() as db:
+        if engine.dialect.name == "sqlite":
+            assert db.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+        assert db.execute(text("SELECT count(*) FROM identity_users")).scalar()
+    engine.dispose()
 
 
 def test_sigint_stops_cleanly_and_audit_log_stays_intact(make_server: ServerFactory) -> None:

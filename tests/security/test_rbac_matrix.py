@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, select
+from sqlalchemy import JSON, MetaData, select
 
 from souverain import server
 from souverain.common import policy
@@ -42,6 +42,7 @@ from souverain.config import load_settings
 from souverain.openstack.routing import EdgeRoute
 
 from ..api.support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient, password_auth
+from ..postgres import database_overrides
 from ..unit.test_layering import _service_routes
 from . import swift_matrix as swift
 
@@ -94,12 +95,13 @@ def _settings(data_dir: Path) -> Any:
             "audit": {"fsync": False},
             "network": {"dataplane": False},
             "compute": {"host_memory_mib": 1, "reserved_host_memory_mib": 0},
+            **database_overrides(),
         },
     )
 
 
 @pytest.fixture(scope="module")
-def platform() -> Iterator[server.Platform]:
+def platform(database_backend: str) -> Iterator[server.Platform]:
     root = Path(tempfile.mkdtemp(prefix="souverain-rbac-"))
     try:
         with pytest.MonkeyPatch.context() as patch:
@@ -512,7 +514,9 @@ class Fingerprint:
         with self.engine.connect() as conn:
             for table in self.tables:
                 digest.update(table.name.encode())
-                for row in conn.execute(select(table).order_by(*table.columns)):
+                # JSON has no ordering on PostgreSQL; the other columns order the rows
+                order = [c for c in table.columns if not isinstance(c.type, JSON)]
+                for row in conn.execute(select(table).order_by(*order)):
                     digest.update(repr(tuple(row)).encode())
         return digest.hexdigest()
 

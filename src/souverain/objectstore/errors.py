@@ -21,6 +21,7 @@ ERROR_STATUS = {
     "IncompleteBody": 400,
     "InsufficientStorage": 507,
     "InternalError": 500,
+    "ServiceUnavailable": 503,
     "InvalidAccessKeyId": 403,
     "InvalidArgument": 400,
     "InvalidBucketState": 409,

@@ -1,7 +1,7 @@
 """Request bodies: JSON read strictly, members found, pydantic models applied.
 
 Every OpenStack-style API reads its bodies here, so a malformed body, a
-duplicate key, a lone UTF-16 surrogate or a body nested too deeply is refused
+duplicate key, a lone UTF-16 surrogate, a NUL character or a body nested too deeply is refused
 the same way everywhere, before any service sees it.
 """
 
@@ -54,7 +54,22 @@ def decode_object(raw: bytes) -> dict[str, Any]:
             raise BadRequest(
                 "Malformed request body: a string holds an unpaired UTF-16 surrogate."
             ) from None
+    if b"\\u0000" in raw and holds_nul(data):
+        # No text column stores a NUL (PostgreSQL refuses one, SQLite would keep it):
+        # refused the same way on every backend, before any service sees it.
+        raise BadRequest("Malformed request body: a string holds a NUL character (\\u0000).")
     return data
+
+
+def holds_nul(value: Any) -> bool:
+    """A NUL character in any string of a decoded JSON value, keys included."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(holds_nul(v) for v in value)
+    return False
 
 
 def member(data: Any, key: str) -> dict[str, Any]:

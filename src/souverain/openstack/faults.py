@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from souverain.common.errors import ApiError
 from souverain.common.middleware import ErrorRenderer
+from souverain.db.engine import RETRY_AFTER_SECONDS, is_outage
 
 log = logging.getLogger("souverain.api")
 
@@ -66,6 +67,12 @@ def render_named_fault(_path: str, status: int, title: str, message: str) -> tup
     return json.dumps({name: {"code": status, "message": message}}).encode(), "application/json"
 
 
+DATABASE_OUTAGE = (
+    "The service cannot reach its database right now; retry after the number of seconds "
+    "in Retry-After."
+)
+
+
 class ErrorLayer:
     """Turns every error under one service into that service's body, in one thin layer.
 
@@ -113,6 +120,11 @@ class ErrorLayer:
                 404: "The resource could not be found.",
                 405: "The method is not allowed for the requested URL.",
             }.get(status, str(exc.detail))
+        elif is_outage(exc):
+            log.warning("database unreachable under %s: %s", path, exc.__class__.__name__)
+            status, title = 503, "Service Unavailable"
+            message = DATABASE_OUTAGE
+            headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         else:
             log.exception("unexpected error under %s", path)
             status, title = 500, "Internal Server Error"

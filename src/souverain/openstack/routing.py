@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from souverain.common import policy
 from souverain.common.context import RequestContext
-from souverain.common.errors import ApiError
+from souverain.common.errors import ApiError, BadRequest
 from souverain.common.middleware import state_of
 from souverain.openstack.auth import TokenValidator, authenticate
 from souverain.openstack.microversion import SCOPE_KEY, Microversions
@@ -84,6 +84,7 @@ class Edge:
                 ctx = authenticate(self.tokens, request)
                 state_of(request.scope)["policy_action"] = action
                 policy.authorize(ctx, action)
+                refuse_nul(request)
                 if self.check is not None:
                     self.check(request, ctx)
                 response = await endpoint(request, ctx)
@@ -122,6 +123,20 @@ class Edge:
         if self.extra_headers is not None:
             extra.update(self.extra_headers(request))
         return extra
+
+
+def refuse_nul(request: Request) -> None:
+    """No column may store a NUL (PostgreSQL refuses one) and no id holds one.
+
+    A path parameter's NUL is read as U+FFFD, on every backend: the id names nothing and
+    the service answers its own 404 (a tag or key made from a path keeps the U+FFFD). A
+    query parameter with one is refused (400)."""
+    params = request.scope.get("path_params") or {}
+    for key, value in params.items():
+        if isinstance(value, str) and "\x00" in value:
+            params[key] = value.replace("\x00", "\ufffd")
+    if "%00" in request.url.query or "\x00" in request.url.query:
+        raise BadRequest("A query parameter holds a NUL character (%00); remove it.")
 
 
 def as_get_if_head(request: Request) -> Request:

@@ -81,7 +81,7 @@ class Volume(Base):
     name: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     description: Mapped[str | None] = mapped_column(String(255), nullable=True)
     size: Mapped[int] = mapped_column(Integer)  # GiB
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
     volume_type_id: Mapped[str] = mapped_column(ForeignKey("volume_types.id"))
     availability_zone: Mapped[str] = mapped_column(String(64))
     bootable: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from souverain.common.clock import Clock
 from souverain.common.ids import new_request_id
 from souverain.config import ObjectStoreSettings
+from souverain.db.engine import RETRY_AFTER_SECONDS, is_outage
 from souverain.objectstore import sigv4
 from souverain.objectstore import xml as x
 from souverain.objectstore.api.attributes import AttributeHandlers
@@ -189,13 +190,8 @@ class S3App:
                 request_id,
                 scope["method"],
             )
-        except Exception:
-            log.exception("S3 request %s failed", request_id)
-            reply = self._error_reply(
-                S3Error("InternalError", "We encountered an internal error. Please try again."),
-                request_id,
-                scope["method"],
-            )
+        except Exception as exc:
+            reply = self._failure_reply(exc, request_id, scope["method"])
         if call is not None:
             reply.headers.update(self._cors_headers(call))
             state["initiator"] = {
@@ -211,6 +207,21 @@ class S3App:
             # `Expect: 100-continue` never sends it, so the connection cannot carry on.
             reply.headers["connection"] = "close"
         await self._send(send, reply, request_id, scope["method"] == "HEAD")
+
+    def _failure_reply(self, exc: Exception, request_id: str, method: str) -> Reply:
+        """An unexpected failure: 503 SlowDown-style while the database is away, else 500."""
+        if is_outage(exc):
+            log.warning("S3 request %s: database unreachable", request_id)
+            error = S3Error(
+                "ServiceUnavailable",
+                "The service cannot reach its database right now; please retry.",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                status=503,
+            )
+            return self._error_reply(error, request_id, method)
+        log.exception("S3 request %s failed", request_id)
+        error = S3Error("InternalError", "We encountered an internal error. Please try again.")
+        return self._error_reply(error, request_id, method)
 
     def _error_reply(self, exc: S3Error, request_id: str, method: str) -> Reply:
         if exc.status == 304:
