@@ -60,7 +60,7 @@ def world(cloud: Cloud, clock: SteppingClock) -> dict[str, Any]:
     server_id = admin.ok("POST", "/servers", body, status=202, version="2.74")["server"]["id"]
     deadline = time.monotonic() + 30
     while server_id not in hv1.assigned() and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.05)  # handed over once placed
     assert hv1.assigned()[server_id]["task"] == "spawning"
     assert hv1.report(server_id, "running") == 204
     assert admin.server(server_id)["status"] == "ACTIVE"

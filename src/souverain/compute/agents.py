@@ -99,6 +99,12 @@ def desired(row: Server) -> str:
     return "stopped"
 
 
+def _handed_over(row: Server) -> bool:
+    """Whether the host should act on the server: not while its build is still being
+    placed (claimed, not yet handed over), which would have the host make it stopped."""
+    return row.vm_state != "building" or row.task_state in (*BUILD_TASKS, "deleting")
+
+
 def _assignment(row: Server) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -210,7 +216,7 @@ class HostAgents:
                 .where(Server.host == host, Server.deleted.is_(False))
                 .order_by(Server.id)
             ).all()
-            return int(rev), [self._with_build(r) for r in rows]
+            return int(rev), [self._with_build(r) for r in rows if _handed_over(r)]
 
     def _with_build(self, row: Server) -> dict[str, Any]:
         """A server's assignment; while it is being built, what the host builds it from:

@@ -176,10 +176,11 @@ class HostSync:
 
 
 def end_orphaned_builds(core: ComputeCore, older_than: float) -> list[str]:
-    """Builds no node carries any more (the API node that took them died before placing
-    them): still `scheduling` after `older_than` seconds. Each ends in ERROR with a fault
-    that says what to do, by a compare-and-set on its row, so a build a live node takes
-    at the same moment is never ended under it. Cloud-wide work: one node runs it, under
+    """Builds no node carries any more (the API node that took them died before handing
+    them to a host, placed or not): still `scheduling` after `older_than` seconds. Each
+    ends in ERROR with a fault that says what to do and lets go of its claim, by a
+    compare-and-set on its row, so a build a live node takes at the same moment is never
+    ended under it. Cloud-wide work: one node runs it, under
     its lease. The ids ended."""
     cutoff = core.now() - dt.timedelta(seconds=older_than)
     with core.db.session() as s:
@@ -188,7 +189,6 @@ def end_orphaned_builds(core: ComputeCore, older_than: float) -> list[str]:
                 Server.deleted.is_(False),
                 Server.vm_state == "building",
                 Server.task_state == "scheduling",
-                Server.host.is_(None),
                 Server.updated_at < cutoff,
             )
         ).all()
@@ -200,12 +200,12 @@ def end_orphaned_builds(core: ComputeCore, older_than: float) -> list[str]:
                 .where(
                     Server.id == server_id,
                     Server.task_state == "scheduling",
-                    Server.host.is_(None),
                     Server.updated_at < cutoff,
                 )
                 .values(
                     vm_state="error",
                     task_state=None,
+                    host=None,  # what it claimed is let go of
                     fault=core.fault(CUT_SHORT_BUILD),
                     updated_at=core.now(),
                 )
