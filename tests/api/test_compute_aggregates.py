@@ -16,6 +16,7 @@ from souverain.compute.scheduler import Capacity
 
 from .support import ADMIN_PASSWORD, Cloud, Member
 from .test_compute_api import Nova, fault
+from .test_compute_scheduling import _image
 from .test_identity_trusts import _app_cred_token as app_cred_token
 
 
@@ -249,26 +250,3 @@ def _wait_placed(cloud: Cloud, server_id: str) -> tuple[str | None, str]:
                 return row.host, row.availability_zone
         time.sleep(0.05)
     raise AssertionError(f"server {server_id} was never placed")
-
-
-def _image(cloud: Cloud) -> str:
-    headers = {"X-Auth-Token": cloud.admin_token}
-    made = cloud.client.post(
-        "/image/v2/images",
-        json={
-            "name": "blob",
-            "disk_format": "raw",
-            "container_format": "bare",
-            "visibility": "public",
-        },
-        headers=headers,
-    )
-    assert made.status_code == 201, made.text
-    image_id: str = made.json()["id"]
-    upload = cloud.client.put(
-        f"/image/v2/images/{image_id}/file",
-        content=b"\0" * 4096,
-        headers={**headers, "Content-Type": "application/octet-stream"},
-    )
-    assert upload.status_code == 204, upload.text
-    return image_id

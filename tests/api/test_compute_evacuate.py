@@ -15,9 +15,10 @@ import pytest
 
 from souverain.compute.models import Server
 
-from .support import Cloud, SteppingClock
+from .support import ADMIN_PASSWORD, Cloud, Member, SteppingClock
 from .test_compute_api import Nova
 from .test_compute_scheduling import _image
+from .test_identity_trusts import _app_cred_token as app_cred_token
 
 BEAT = {"vcpus": 16, "memory_mib": 16384, "disk_gib": 100, "hypervisor_type": "QEMU"}
 
@@ -181,4 +182,11 @@ def test_only_an_admin_evacuates(cloud: Cloud, world: dict[str, Any]) -> None:
     other = cloud.member("member")
     response = _evacuate(Nova(cloud.client, other.token), world["server"], {})
     assert response.status_code in (403, 404), response.text
+    # the admin's own application credential, restricted to reading
+    admin = Member(
+        cloud.admin_id, "admin", ADMIN_PASSWORD, cloud.admin_project_id, cloud.admin_token
+    )
+    restricted = app_cred_token(cloud, admin, ["reader"])
+    response = _evacuate(Nova(cloud.client, restricted), world["server"], {})
+    assert response.status_code == 403, response.text
     assert _host_of(cloud, world["server"]) == ("hv1", "active", None)
