@@ -8,6 +8,7 @@ assigned to its host and makes the host match it (agent/runner.py).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import threading
@@ -52,7 +53,19 @@ def _driver(settings: Settings, client: InternalClient, name: str) -> Any:
         name,
         settings.compute,
         accelerator=None if accelerator == "auto" else accelerator,
+        network=_network(settings),
     )
+
+
+def _network(settings: Settings) -> Any:
+    """The host's data plane (bridges, taps, VXLAN, nftables): needs root; used only when
+    the control plane sends a `network` plan (a cloud with the VXLAN overlay)."""
+    if os.geteuid() != 0:
+        return None
+    from souverain.agent.network import AgentNetwork
+    from souverain.network.host import host_network
+
+    return AgentNetwork(host_network(settings.data_dir), settings.agent.address or None)
 
 
 def run_agent(settings: Settings) -> None:

@@ -56,7 +56,7 @@ def decommission(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
 
     Stop `souverain serve` and the cloud's guests on this host first."""
     from souverain.cli import _data_overrides, _settings
-    from souverain.server import host_network
+    from souverain.network.host import host_network
 
     settings = _settings(config, _data_overrides(data_dir))
     if os.geteuid() != 0:

@@ -219,6 +219,20 @@ class NetworkSettings(_Section):
         default="none",
         description="how tenant networks span hosts: none (one host) or vxlan segments",
     )
+    node_name: str = Field(
+        default="",
+        max_length=255,
+        description="with overlay vxlan: the network node's host name (DHCP and routers are "
+        "bound to it); empty: this machine's hostname",
+    )
+    node_address: str = Field(
+        default="",
+        max_length=64,
+        description="with overlay vxlan: the network node's underlay (VXLAN endpoint) address",
+    )
+    node_interval: float = Field(
+        default=1.0, gt=0, le=60, description="seconds between the network node's overlay checks"
+    )
     underlay_mtu: int = Field(
         default=1500, ge=576 + VXLAN_OVERHEAD, le=9000, description="MTU of the hosts' links"
     )

@@ -9,7 +9,6 @@ are `serving`'s business.
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import os
 import threading
@@ -32,7 +31,7 @@ from souverain.compute import api as compute_api
 from souverain.compute import api_internal as compute_internal_api
 from souverain.compute.qemu import QemuDriver
 from souverain.compute.service import ComputeService
-from souverain.config import Settings
+from souverain.config import ConfigError, Settings
 from souverain.db import migrate
 from souverain.db.engine import Database, make_engine
 from souverain.db.leases import LEASE_TTL, LeaseKeeper
@@ -43,10 +42,10 @@ from souverain.image import api as image_api
 from souverain.image.service import ImageService
 from souverain.image.store import ImageStore
 from souverain.network import api as network_api
-from souverain.network.dataplane import Dataplane
-from souverain.network.firewall import Firewall
-from souverain.network.host import HostNetwork
-from souverain.network.routing import Routing
+from souverain.network.host import dataplane_prefix as _dataplane_prefix  # noqa: F401 - tests
+from souverain.network.host import host_network
+from souverain.network.host_plan import HostPlans
+from souverain.network.node import NetworkNode
 from souverain.network.service import NetworkService
 from souverain.objectstore.api import swift as swift_api
 from souverain.objectstore.api.swift.imagesource import SwiftObjectSource
@@ -68,6 +67,8 @@ BUDGETS_LEASE = "billing-budgets"
 EXPIRER_LEASE = "objectstore-expirer"
 SWEEPS_LEASE = "objectstore-sweeps"
 ORPHANED_BUILDS_LEASE = "compute-orphaned-builds"
+# the network node's overlay loop: one worker of the node's serve at a time (one node today)
+NETWORK_NODE_LEASE = "network-node"
 LEASED_WORK = (BUDGETS_LEASE, EXPIRER_LEASE, SWEEPS_LEASE, ORPHANED_BUILDS_LEASE)
 
 
@@ -140,6 +141,7 @@ class Platform:
     _workers: list[threading.Thread] = field(default_factory=list)
     clock: Clock = field(default_factory=Clock)
     leases: LeaseKeeper | None = None
+    network_node: NetworkNode | None = None
 
     def start_background(self, sync_interval: float = 1.0, lease_ttl: float = LEASE_TTL) -> None:
         """Background work of a running server: follow identity changes made elsewhere,
@@ -198,6 +200,28 @@ class Platform:
         )
         expirer.start()
         self._workers.append(expirer)
+        if self.network_node is not None:
+            self.leases.want(NETWORK_NODE_LEASE)
+            node = threading.Thread(
+                target=self._network_node_loop,
+                args=(self.settings.network.node_interval,),
+                name="network-node",
+                daemon=True,
+            )
+            node.start()
+            self._workers.append(node)
+
+    def _network_node_loop(self, interval: float) -> None:
+        """The overlay, DHCP and agents' plans follow the rows (one worker of the node's)."""
+        assert self.network_node is not None
+        while not self._stop.wait(interval):
+            if not self.holds(NETWORK_NODE_LEASE):
+                continue
+            try:
+                self.network_node.tick()
+            except Exception:  # the next round reads everything again
+                self.network_node.forget()
+                log.exception("the network node could not follow the rows; retrying")
 
     def _expirer_loop(self, interval: float) -> None:
         """Objects past their X-Delete-At go for S3 too (Swift's reads hide them at once)."""
@@ -376,32 +400,6 @@ def _volume(
     return VolumeService(db, backend, identity, image, clock, settings.volume, backups)
 
 
-def _dataplane_prefix(digest: str) -> str:
-    """Four characters naming this cloud's kernel objects: a letter, then base 36 (1.2 million
-    values, so clouds sharing a host, as tests do, do not take each other's bridges)."""
-    number = int(digest[:12], 16)
-    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    first, number = alphabet[number % 26], number // 26
-    rest = ""
-    for _ in range(3):
-        rest += alphabet[number % 36]
-        number //= 36
-    return first + rest
-
-
-def host_network(data_dir: Path, make_run_dir: bool = True) -> HostNetwork:
-    """This cloud's kernel side on this host. One host may run several clouds (tests do):
-    the names of its objects and its run dir derive from the data dir."""
-    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()
-    run_dir = Path("/run/souverain-net") / digest[:8]
-    if make_run_dir:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for directory in (run_dir.parent, run_dir):  # dnsmasq runs as nobody: it must get in
-            os.chmod(directory, 0o755)  # noqa: S103 - dnsmasq (nobody) reads below
-    plane = Dataplane(run_dir, prefix=_dataplane_prefix(digest))
-    return HostNetwork(plane, Routing(plane), Firewall(plane.prefix))
-
-
 def _network(
     settings: Settings, db: Database, identity: IdentityService, clock: Clock
 ) -> NetworkService:
@@ -549,6 +547,7 @@ def open_platform(
     network = _network(settings, db, identity, clock)
     compute = _compute(settings, db, identity, image, volume, network, clock)
     billing = _billing(settings, db, identity, clock)
+    node = _overlay(settings, db, network, compute)
 
     billing.budget_listeners.append(_budget_auditor(audit_log, clock))
     for service in (objectstore, image, volume, network, compute):
@@ -582,6 +581,45 @@ def open_platform(
         billing,
         paths.clouds_yaml.exists(),
         clock=clock,
+        network_node=node,
+    )
+
+
+def _overlay(
+    settings: Settings, db: Database, network: NetworkService, compute: ComputeService
+) -> NetworkNode | None:
+    """With the VXLAN overlay: agents get their data plane's plan with their assignment,
+    and a serve with a data plane is the cloud's network node. Network reads host
+    addresses, and wakes hosts, through compute, here and only here."""
+    if settings.network.overlay != "vxlan":
+        return None
+    agents = compute.agents
+    name = network.wiring.node_host() or ""
+    address = settings.network.node_address
+
+    def addresses() -> dict[str, str]:
+        known = agents.addresses()
+        if address:
+            known[name] = address
+        return known
+
+    agents.network_plan = HostPlans(db, addresses).plan
+    if network.host is None:
+        return None
+    if not address:
+        raise ConfigError(
+            "network.overlay = 'vxlan' on a serve with a data plane makes it the network node: "
+            "set network.node_address to its underlay address (the VXLAN endpoint)"
+        )
+    return NetworkNode(
+        db,
+        network.wiring,
+        network.host,
+        name,
+        address,
+        addresses,
+        lambda: agents.revisions().keys(),
+        agents.wake,
     )
 
 

@@ -7,25 +7,29 @@ disk (a qcow2 overlay on the image, fetched once per image from the control plan
 the server is being built). QEMU runs detached, so a killed agent leaves its guests
 running and the next one adopts them by their instance dirs and pidfiles.
 
-Guests on agent hosts get no tenant network yet: a server with ports gets an isolated
-user-mode NIC with its port's MAC (its port keeps its addresses), as the all-in-one does
-without a data plane.
+With the VXLAN overlay (the assignment carries `network` and each server its `ports`),
+a guest's NICs are taps on its networks' bridges, made and filtered by agent/network.py
+before QEMU starts. Without it, a server with ports gets an isolated user-mode NIC with
+its port's MAC (its port keeps its addresses), as the all-in-one does without a data plane.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
 from souverain.agent.client import ControlPlaneError, InternalClient
+from souverain.agent.network import AgentNetwork, NetworkFailure
 from souverain.agent.runner import DriverFailure
 from souverain.compute import scheduler
 from souverain.compute.qemu import DriverError, GuestSpec, Nic, PowerState, QemuDriver
 from souverain.config import ComputeSettings
 
+log = logging.getLogger("souverain.agent")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -39,6 +43,7 @@ class QemuHostDriver:
         name: str,
         settings: ComputeSettings,
         accelerator: str | None = None,
+        network: AgentNetwork | None = None,
     ) -> None:
         self.qemu = QemuDriver(
             state_dir / "compute",
@@ -50,6 +55,41 @@ class QemuHostDriver:
         self.client = client
         self.name = name
         self.settings = settings
+        self.network = network
+        self._network_error: str | None = None
+
+    # ------------------------------------------------------------------ the host's network
+
+    def apply_network(self, assignment: dict[str, Any]) -> None:
+        """Taps, bridges, segments and firewall as the assignment's `network` says, before
+        any guest converges; a failure holds back guests with ports (not the others)."""
+        plan = assignment.get("network")
+        if self.network is None or not isinstance(plan, dict):
+            return
+        try:
+            self.network.apply(plan, list(assignment.get("servers") or []))
+            self._network_error = None
+        except NetworkFailure as exc:
+            log.warning("%s", exc)
+            self._network_error = str(exc)
+
+    def _nics(self, server: dict[str, Any]) -> tuple[Nic, ...]:
+        if server.get("networks") == "none":
+            return ()
+        ports = server.get("ports")
+        if self.network is None or not isinstance(ports, list):
+            return (Nic(mac=str(server["mac"]), kind="user"),)
+        if self._network_error is not None:
+            raise DriverFailure(self._network_error)
+        return tuple(
+            Nic(
+                mac=str(port["mac"]),
+                kind="tap",
+                ifname=self.network.tap_name(str(port["id"])),
+                id=f"nic-{port['id']}",
+            )
+            for port in ports
+        )
 
     # ------------------------------------------------------------------ what runs here
 
@@ -122,9 +162,7 @@ class QemuHostDriver:
         server_id = str(server["id"])
         directory = self.qemu.instance_dir(server_id)
         drive = directory / "disk.config"
-        nics: tuple[Nic, ...] = ()
-        if server.get("networks") != "none":
-            nics = (Nic(mac=str(server["mac"]), kind="user"),)
+        nics = self._nics(server)
         return GuestSpec(
             uuid=server_id,
             name=str(server["name"]),

@@ -27,6 +27,10 @@ class HostDriver(Protocol):
 
     def remove(self, server_id: str) -> None: ...
 
+    def apply_network(self, assignment: dict[str, Any]) -> None:
+        """The host's data plane as the assignment's `network` says (before any guest)."""
+        ...
+
     def report(self) -> dict[str, Any]: ...
 
 
@@ -71,6 +75,7 @@ class Agent:
     def step(self) -> None:
         """One watch: wait for a change (or the period), then reconcile the whole host."""
         doc = self.client.assignments(self.revision, self.wait if self.revision >= 0 else 0)
+        self.driver.apply_network(doc)
         self.reconcile(doc["servers"])
         self.revision = int(doc["revision"])
 

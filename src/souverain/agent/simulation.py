@@ -47,6 +47,9 @@ class SimulationDriver:
             self._save()
         return want
 
+    def apply_network(self, assignment: dict[str, Any]) -> None:
+        """A simulated host has no data plane."""
+
     def remove(self, server_id: str) -> None:
         if self._guests.pop(server_id, None) is not None:
             self._save()

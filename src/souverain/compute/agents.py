@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,32 @@ def _assignment(row: Server) -> dict[str, Any]:
     }
 
 
+def with_network(
+    servers: list[dict[str, Any]], plan: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The host's network part of its assignment (segments, firewall input) and, on each
+    server, the ports its guest needs taps for; None on a cloud without the overlay (its
+    guests keep the isolated NIC). The plan holds only this host's ports (node
+    authorization is the plan's: network/host_plan.py)."""
+    if plan is None:
+        return None
+    ports = plan.get("servers", {})
+    for server in servers:
+        if server.get("networks") != "none":
+            server["ports"] = ports.get(server["id"], [])
+    return {k: v for k, v in plan.items() if k != "servers"}
+
+
+def bump_hosts(s: Session, hosts: set[str]) -> None:
+    """What the network side says changed for these hosts: their agents' watches wake."""
+    if hosts:
+        s.execute(
+            update(ComputeHost)
+            .where(ComputeHost.name.in_(sorted(hosts)), ComputeHost.token_hash.is_not(None))
+            .values(revision=ComputeHost.revision + 1)
+        )
+
+
 def enroll(s: Session, name: str, roles: str, now: dt.datetime) -> str:
     """A new host and its token (shown once); a known host gets a new token, which ends
     the old one."""
@@ -158,6 +185,28 @@ class HostAgents:
         # ends a deleted server's life in the database (ports, volumes, tokens, the row)
         self._forget = forget
         self.guests = guests
+        # host name -> its data plane's plan (network/host_plan.py), set by the composition
+        # root on a cloud with the VXLAN overlay; None: agents' guests get no tenant network
+        self.network_plan: Callable[[str], dict[str, Any]] | None = None
+
+    def network_of(self, host: str, servers: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The network part of the host's assignment (see with_network)."""
+        plan = self.network_plan(host) if self.network_plan is not None else None
+        return with_network(servers, plan)
+
+    def wake(self, hosts: set[str]) -> None:
+        with self.db.session() as s:
+            bump_hosts(s, hosts)
+
+    def addresses(self) -> dict[str, str]:
+        """Every host's reported underlay address (agents send it in their heartbeats)."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(ComputeHost.name, ComputeHost.address).where(
+                    ComputeHost.address.is_not(None), ComputeHost.address != ""
+                )
+            ).all()
+        return {name: str(address) for name, address in rows}
 
     # ------------------------------------------------------------------ credentials
 

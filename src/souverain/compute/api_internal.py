@@ -4,7 +4,9 @@ one rule that allows it (`Rule.HOST_AGENT`), and every handler holds the caller 
 host (node authorization): a path naming another host is a 403, another host's server a 404.
 
   GET  /v1/hosts/{host}/assignments?since=N&wait=S   what runs there; waits up to S seconds
-                                                     for the host's revision to pass N
+                                                     for the host's revision to pass N; with
+                                                     the overlay, its data plane's `network`
+                                                     and each server's `ports`
   POST /v1/hosts/{host}/heartbeat                    capacity, address; the revision now
   PUT  /v1/hosts/{host}/servers/{id}/state           what the agent found a server to be
   GET  /v1/hosts/{host}/images/{id}/file             an image one of its servers boots from
@@ -138,7 +140,11 @@ class InternalHandlers:
                 break
             await asyncio.sleep(POLL)
         revision, servers = await run_in_threadpool(self.agents.assignments, host)
-        return JSONResponse({"host": host, "revision": revision, "servers": servers})
+        network = await run_in_threadpool(self.agents.network_of, host, servers)
+        body: dict[str, Any] = {"host": host, "revision": revision, "servers": servers}
+        if network is not None:
+            body["network"] = network
+        return JSONResponse(body)
 
     async def heartbeat(self, request: Request, ctx: RequestContext) -> Response:
         host = own_host(ctx, request.path_params["host"])

@@ -141,6 +141,10 @@ class Overlay:
                 _sync_fdb(ipr, index, name, fdb.get(index, set()), segment.fdb(), done)
         return done
 
+    def check(self, segments: Iterable[Segment]) -> None:
+        """Refuse (OverlayError) what reconcile would refuse, touching nothing."""
+        self._checked(segments)
+
     def _checked(self, segments: Iterable[Segment]) -> dict[str, Segment]:
         wanted: dict[str, Segment] = {}
         vnis: set[int] = set()
@@ -238,14 +242,37 @@ class Overlay:
 
     def remove_all(self) -> list[str]:
         """Every VXLAN device of ours gone (their FDB entries go with them); their names."""
-        removed = []
         with self._ipr() as ipr:
-            for link in ipr.get_links():
-                name = link.get("ifname")
-                if self._ours(name):
-                    _delete_link(ipr, name)
-                    removed.append(name)
-        return sorted(removed)
+            return _remove_ours(ipr, self._ours)
+
+
+def remove_overlay(prefix: str) -> list[str]:
+    """Every VXLAN device of the cloud `prefix` on this host gone (what `host decommission`
+    does; no local address needed to find them)."""
+    if not PREFIX_RE.match(prefix):
+        raise OverlayError(f"prefix {prefix!r}: 1 to 4 lowercase letters and digits")
+    head = f"{prefix}{_LETTER}"
+
+    def ours(ifname: Any) -> bool:
+        return (
+            isinstance(ifname, str)
+            and len(ifname) == IFNAME_MAX
+            and ifname.startswith(head)
+            and re.fullmatch(r"[0-9a-f]+", ifname[len(head) :]) is not None
+        )
+
+    with netlink.IPRoute() as ipr:
+        return _remove_ours(ipr, ours)
+
+
+def _remove_ours(ipr: Any, ours: Any) -> list[str]:
+    removed = []
+    for link in ipr.get_links():
+        name = link.get("ifname")
+        if ours(name) and link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) == "vxlan":
+            _delete_link(ipr, name)
+            removed.append(name)
+    return sorted(removed)
 
 
 _NO_IPV6: dict[str, Any] = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,7 +19,8 @@ from souverain.network.core import Part
 from souverain.network.dataplane import Dataplane, DhcpHost, SubnetSpec
 from souverain.network.errors import PortNotFound
 from souverain.network.fields import DHCP_OWNER, ROUTER_INTERFACE
-from souverain.network.firewall import NetworkZone, PortFilter, Rule
+from souverain.network.firewall import NetworkZone
+from souverain.network.host_plan import firewall_input, port_filter
 from souverain.network.router_metering import MeterLabel, MeterRule
 from souverain.network.routing import FloatingIp as FloatingNat
 from souverain.network.routing import RouterGateway, RouterInterface
@@ -61,12 +64,15 @@ class Wiring(Part):
         with self.db.session() as s:
             rows = s.execute(
                 select(m.Port.network_id, m.Port.id).where(
-                    m.Port.device_owner.like("compute:%"), m.Port.status == "ACTIVE"
+                    m.Port.device_owner.like("compute:%"),
+                    m.Port.status == "ACTIVE",
+                    *self._own_ports(),
                 )
             ).all()
             routed = s.scalars(
                 select(m.Port.network_id).where(m.Port.device_owner == ROUTER_INTERFACE)
             ).all()
+            served = self._served_elsewhere(s)
             router_ids = s.scalars(select(m.Router.id).where(m.Router.admin_state_up)).all()
             mtus = dict(s.execute(select(m.Network.id, m.Network.mtu)).all())
         public = self._public_networks()
@@ -76,7 +82,7 @@ class Wiring(Part):
         wanted: dict[str, list[str]] = {}
         for network_id, port_id in rows:
             wanted.setdefault(network_id, []).append(port_id)
-        for network_id in [*routed, *(p[0] for p in public)]:
+        for network_id in [*routed, *served, *(p[0] for p in public)]:
             wanted.setdefault(network_id, [])
         changed = self.dataplane.reconcile(wanted)
         for network_id in wanted:
@@ -103,6 +109,31 @@ class Wiring(Part):
                 self.refresh_dhcp(network_id)
             except Exception:
                 log.exception("DHCP of network %s could not be restored", network_id)
+
+    def _own_ports(self) -> list[Any]:
+        """The filter on ports this host wires: all of them, or with the overlay only those
+        bound to this node (the agents' hosts wire theirs)."""
+        node = self.node_host()
+        return [] if node is None else [m.Port.host == node]
+
+    def _served_elsewhere(self, s: Session) -> list[str]:
+        """With the overlay: the tenant networks with guests on other hosts, whose DHCP
+        (and the bridge it hangs on) this node keeps (the node's loop refreshes them)."""
+        if self.node_host() is None:
+            return []
+        return list(
+            s.scalars(
+                select(m.Port.network_id)
+                .join(m.Network, m.Network.id == m.Port.network_id)
+                .where(
+                    m.Port.device_owner.like("compute:%"),
+                    m.Port.status == "ACTIVE",
+                    m.Port.host != "",
+                    m.Network.external.is_(False),
+                )
+                .distinct()
+            ).all()
+        )
 
     def _meter_labels(self, s: Session, project_id: str) -> list[MeterLabel]:
         """The metering labels counting the project's routers, as the namespace takes them."""
@@ -254,70 +285,26 @@ class Wiring(Part):
                 out[network_id] = (network_id, cidr, gateway, mtu)
         return list(out.values())
 
+    def node_host(self) -> str | None:
+        """With the VXLAN overlay, this process is the network node: the host name its own
+        ports (DHCP, routers, and guests it runs itself) are bound to; None without."""
+        if self.settings.overlay != "vxlan":
+            return None
+        return self.settings.node_name or socket.gethostname()
+
     def sync_firewall(self) -> None:
-        """The security groups and anti-spoofing of every wired port, as one nft transaction."""
+        """The security groups and anti-spoofing of every port wired here (every bound port
+        on one host; with the overlay, those bound to this node), as one nft transaction."""
         host = self.host
         if host is None:
             return
         plane = host.dataplane
         with self.core.firewall_lock:
             with self.db.session() as s:
-                # tenant networks only: the external network's bridge carries the host's own
-                # traffic, whose replies leave from the host in zone 0
-                zones = [
-                    NetworkZone(bridge=plane.bridge_name(net_id), zone=segment)
-                    for net_id, segment in s.execute(
-                        select(m.Network.id, m.Network.segmentation_id).where(
-                            m.Network.external.is_(False)
-                        )
-                    ).all()
-                    if segment is not None
-                ]
-                ports = s.scalars(
-                    select(m.Port).where(
-                        m.Port.device_owner.like("compute:%"),
-                        m.Port.status == "ACTIVE",
-                        m.Port.host != "",
-                    )
-                ).all()
-                port_ids = [p.id for p in ports]
-                ips: dict[str, list[str]] = {}
-                for port_id, ip in s.execute(
-                    select(m.IpAllocation.port_id, m.IpAllocation.ip_address)
-                    .where(m.IpAllocation.port_id.in_(port_ids))
-                    .order_by(m.IpAllocation.ip_address)
-                ).all():
-                    ips.setdefault(port_id, []).append(ip)
-                memberships: dict[str, list[str]] = {}
-                for port_id, group_id in s.execute(
-                    select(
-                        m.PortSecurityGroup.port_id, m.PortSecurityGroup.security_group_id
-                    ).where(m.PortSecurityGroup.port_id.in_(port_ids))
-                ).all():
-                    memberships.setdefault(port_id, []).append(group_id)
-                rules = _rules_of(s, {g for groups in memberships.values() for g in groups})
-            members: dict[str, list[str]] = {}
-            filters = []
-            for port in ports:
-                for group_id in memberships.get(port.id, []):
-                    members.setdefault(group_id, []).extend(ips.get(port.id, []))
-                if not port.port_security_enabled:
-                    continue
-                pairs = tuple(
-                    (str(p["ip_address"]), p.get("mac_address")) for p in port.allowed_address_pairs
-                )
-                filters.append(
-                    PortFilter(
-                        ifname=plane.tap_name(port.id),
-                        mac=port.mac_address,
-                        ips=tuple(ips.get(port.id, [])),
-                        allowed_pairs=pairs,
-                        rules=tuple(
-                            rule for g in memberships.get(port.id, []) for rule in rules.get(g, [])
-                        ),
-                    )
-                )
-            host.firewall.apply(zones, filters, members)
+                wanted = firewall_input(s, self.node_host())
+            zones = [NetworkZone(plane.bridge_name(n), zone) for n, zone in wanted.zones]
+            filters = [port_filter(f, plane.tap_name) for f in wanted.ports]
+            host.firewall.apply(zones, filters, wanted.groups)
 
     def unwire_port(self, port_id: str, network_id: str) -> None:
         if self.dataplane is None:
@@ -393,28 +380,6 @@ class Wiring(Part):
             SubnetSpec(cidr=cidr, gateway=gateway, dhcp_ip=str(dhcp_ip), dns=dns, mtu=mtu),
             hosts,
         )
-
-
-def _rules_of(s: Session, group_ids: set[str]) -> dict[str, list[Rule]]:
-    """Group id -> its rules as the firewall takes them, oldest first."""
-    rules: dict[str, list[Rule]] = {}
-    for r in s.scalars(
-        select(m.SecurityGroupRule)
-        .where(m.SecurityGroupRule.security_group_id.in_(group_ids))
-        .order_by(m.SecurityGroupRule.created_at, m.SecurityGroupRule.id)
-    ).all():
-        rules.setdefault(r.security_group_id, []).append(
-            Rule(
-                direction=r.direction,
-                ethertype=r.ethertype,
-                protocol=r.protocol,
-                port_min=r.port_range_min,
-                port_max=r.port_range_max,
-                remote_prefix=r.remote_ip_prefix,
-                remote_group=r.remote_group_id,
-            )
-        )
-    return rules
 
 
 def _ipv4_routes(routes: list[dict[str, str]]) -> list[tuple[str, str]]:
