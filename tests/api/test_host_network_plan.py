@@ -111,7 +111,7 @@ def topology(vx: Cloud, tokens: dict[str, str]) -> dict[str, Any]:
 def test_a_host_gets_its_ports_its_segments_and_its_rules(
     vx: Cloud, tokens: dict[str, str], topology: dict[str, Any]
 ) -> None:
-    a1, a2, b1 = topology["a1"], topology["a2"], topology["b1"]
+    a1, a2 = topology["a1"], topology["a2"]
     plan = _network(vx, tokens["hv1"], "hv1")
     assert [f["port_id"] for f in plan["filters"]] == [a1["id"]]
     (own,) = plan["filters"]

@@ -120,7 +120,8 @@ class AgentNetwork:
             for port_id, mac in ports:
                 plane.ensure_tap(network_id, port_id, mac)
         if self.overlay is not None:
-            changed.update(self.overlay.reconcile(wanted.segments))
+            overlay = self.overlay.reconcile(wanted.segments)
+            changed.update({f"overlay_{k}": v for k, v in overlay.items()})
         self.host.firewall.apply(wanted.zones, wanted.filters, wanted.groups)
         if any(changed.values()):
             log.info("host network reconciled: %s", changed)
