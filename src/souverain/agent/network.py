@@ -73,30 +73,32 @@ class AgentNetwork:
     def apply(self, plan: Mapping[str, Any], servers: Sequence[Mapping[str, Any]]) -> None:
         """Make the host match: taps and bridges, then segments, then the firewall. The
         whole plan is checked first: a plan that does not hold changes nothing here."""
-        try:
-            wanted = self._parse(plan, guest_ports(servers))
-        except (DataplaneError, FirewallError, KeyError, TypeError, ValueError) as exc:
-            raise NetworkFailure(f"the host's network plan does not hold: {exc}") from exc
+        wanted = self.check(plan, servers)
         try:
             self._make(wanted)
         except (DataplaneError, FirewallError) as exc:
             raise NetworkFailure(f"the host's network could not be set up: {exc}") from exc
 
+    def check(self, plan: Mapping[str, Any], servers: Sequence[Mapping[str, Any]]) -> _Wanted:
+        """The plan as the kernel objects take it, checked whole (touches nothing)."""
+        try:
+            return self._parse(plan, guest_ports(servers))
+        except (DataplaneError, FirewallError, KeyError, TypeError, ValueError) as exc:
+            raise NetworkFailure(f"the host's network plan does not hold: {exc}") from exc
+
     def _parse(self, plan: Mapping[str, Any], ports: list[dict[str, Any]]) -> _Wanted:
         plane = self.host.dataplane
         raw = list(plan.get("segments") or [])
         segments = _segments(raw, plane.bridge_name)
-        mtus = {s.network_id: int(r["mtu"]) for s, r in zip(segments, raw, strict=True)}
+        mtus = {s.network_id: _mtu(r["mtu"]) for s, r in zip(segments, raw, strict=True)}
         taps: dict[str, list[tuple[str, str]]] = {network_id: [] for network_id in mtus}
         for port in ports:
             network_id, port_id = str(port["network_id"]), str(port["id"])
             plane.tap_name(port_id)  # an id that names no tap is refused here
             taps.setdefault(network_id, []).append((port_id, tap_mac(str(port["mac"]))))
-            mtus[network_id] = int(port["mtu"])
-        for network_id, mtu in mtus.items():
-            plane.bridge_name(network_id)
-            if isinstance(mtu, bool) or not 576 <= mtu <= 9000:
-                raise ValueError(f"MTU {mtu} of network {network_id[:64]} is not 576..9000")
+            mtus[network_id] = _mtu(port["mtu"])
+        for network_id in mtus:
+            plane.bridge_name(network_id)  # an id that names no bridge is refused here
         zones = [
             NetworkZone(plane.bridge_name(str(z["network_id"])), int(z["zone"]))
             for z in plan.get("zones") or []
@@ -132,6 +134,12 @@ class AgentNetwork:
             self.overlay.remove_all()
         self.host.dataplane.reconcile({})
         self.host.firewall.delete()
+
+
+def _mtu(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 576 <= value <= 9000:
+        raise ValueError(f"MTU {value!r} is not an integer in 576..9000")
+    return value
 
 
 def _segments(segments: list[Mapping[str, Any]], bridge_name: Any) -> list[Segment]:
