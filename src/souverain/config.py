@@ -7,6 +7,7 @@ message naming it. Nothing else in the code reads the environment for settings.
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -284,6 +285,19 @@ class Settings(_Section):
     volume: VolumeSettings = VolumeSettings()
     network: NetworkSettings = NetworkSettings()
     billing: BillingSettings = BillingSettings()
+
+    @model_validator(mode="after")
+    def _network_node(self) -> Settings:
+        """A network node that also runs guests binds both to one host name."""
+        name = self.network.node_name
+        here = socket.gethostname()
+        if self.network.overlay == "vxlan" and self.compute.local_host and name not in ("", here):
+            raise ValueError(
+                f"network.node_name {name!r} is not this machine's host name ({here!r}), which "
+                "runs guests too (compute.local_host): leave network.node_name empty or set "
+                "compute.local_host = false"
+            )
+        return self
 
     @property
     def database_url(self) -> str:

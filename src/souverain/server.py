@@ -31,7 +31,7 @@ from souverain.compute import api as compute_api
 from souverain.compute import api_internal as compute_internal_api
 from souverain.compute.qemu import QemuDriver
 from souverain.compute.service import ComputeService
-from souverain.config import ConfigError, Settings
+from souverain.config import Settings
 from souverain.db import migrate
 from souverain.db.engine import Database, make_engine
 from souverain.db.leases import LEASE_TTL, LeaseKeeper
@@ -607,16 +607,16 @@ def _overlay(
     if network.host is None:
         return None
     if not address:
-        raise ConfigError(
-            "network.overlay = 'vxlan' on a serve with a data plane makes it the network node: "
-            "set network.node_address to its underlay address (the VXLAN endpoint)"
+        log.warning(
+            "network.overlay = 'vxlan' without network.node_address: this node carries no "
+            "VXLAN segment, so guests on agent hosts reach neither its DHCP nor its routers"
         )
     return NetworkNode(
         db,
         network.wiring,
         network.host,
         name,
-        address,
+        address or None,
         addresses,
         lambda: agents.revisions().keys(),
         agents.wake,

@@ -8,6 +8,7 @@ kernel side itself is tried in tests/platform/test_multihost_network.py."""
 from __future__ import annotations
 
 import copy
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from souverain.agent.network import AgentNetwork, NetworkFailure, guest_ports, tap_mac
+from souverain.config import ConfigError, load_settings
 from souverain.network.host import host_network
 from souverain.network.host_plan import plan_digest
 
@@ -137,3 +139,14 @@ def test_a_plans_digest_follows_its_content() -> None:
     assert plan_digest(PLAN) == plan_digest(copy.deepcopy(PLAN))
     assert plan_digest(PLAN) == plan_digest({**PLAN, "digest": "ignored"})
     assert plan_digest(PLAN) != plan_digest(_with(["groups", GROUP], ["10.9.0.11"]))
+
+
+def test_a_network_node_that_runs_guests_keeps_one_host_name() -> None:
+    env = {"SOUVERAIN_NETWORK__OVERLAY": "vxlan", "SOUVERAIN_NETWORK__NODE_NAME": "elsewhere"}
+    with pytest.raises(ConfigError, match=r"network\.node_name 'elsewhere'"):
+        load_settings(environ=env)
+    apart = load_settings(environ={**env, "SOUVERAIN_COMPUTE__LOCAL_HOST": "false"})
+    assert apart.network.node_name == "elsewhere"
+    same = {**env, "SOUVERAIN_NETWORK__NODE_NAME": socket.gethostname()}
+    assert load_settings(environ=same).network.node_name == socket.gethostname()
+    assert load_settings(environ={**env, "SOUVERAIN_NETWORK__OVERLAY": "none"})

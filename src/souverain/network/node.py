@@ -37,7 +37,7 @@ class NetworkNode:
         wiring: Wiring,
         host: HostNetwork,
         name: str,
-        address: str,
+        address: str | None,
         addresses: HostAddresses,
         agent_hosts: Callable[[], Iterable[str]],
         hosts_changed: Callable[[set[str]], None],
@@ -46,7 +46,8 @@ class NetworkNode:
         self.wiring = wiring
         self.host = host
         self.name = name
-        self.overlay = Overlay(host.dataplane.prefix, address)
+        # no underlay address: a one-machine cloud with the overlay setting, no segments
+        self.overlay = Overlay(host.dataplane.prefix, address) if address else None
         self.addresses = addresses
         self.agent_hosts = agent_hosts
         self.hosts_changed = hosts_changed
@@ -128,6 +129,8 @@ class NetworkNode:
             del self._networks[network_id]
 
     def _reconcile_overlay(self, addresses: dict[str, str]) -> None:
+        if self.overlay is None:
+            return
         with self.db.session() as s:
             segments = plan_segments(s, self.name, addresses, self.host.dataplane.bridge_name)
         changed = self.overlay.reconcile(segments)
