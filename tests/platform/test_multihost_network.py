@@ -110,6 +110,7 @@ class HostAgent:
                 SOUVERAIN_AGENT__ADDRESS=address,
                 SOUVERAIN_AGENT__HEARTBEAT_INTERVAL="1",
                 SOUVERAIN_AGENT__WATCH_WAIT="5",
+                SOUVERAIN_COMPUTE__ACCELERATOR="tcg",  # the proof holds without KVM
             ),
             "SVTEST_NETNS": namespace,
         }
