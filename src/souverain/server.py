@@ -44,7 +44,7 @@ from souverain.image.store import ImageStore
 from souverain.network import api as network_api
 from souverain.network.host import dataplane_prefix as _dataplane_prefix  # noqa: F401 - tests
 from souverain.network.host import host_network
-from souverain.network.host_plan import HostPlans
+from souverain.network.host_plan import HostPlans, tunnel_endpoints
 from souverain.network.node import NetworkNode
 from souverain.network.service import NetworkService
 from souverain.objectstore.api import swift as swift_api
@@ -601,7 +601,7 @@ def _overlay(
         known = agents.addresses()
         if address:
             known[name] = address
-        return known
+        return tunnel_endpoints(known)
 
     agents.network_plan = HostPlans(db, addresses).plan
     if network.host is None:

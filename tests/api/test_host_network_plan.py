@@ -19,6 +19,7 @@ import pytest
 from souverain import server
 from souverain.common.clock import Clock
 from souverain.compute.agents import with_network
+from souverain.network.host_plan import tunnel_endpoints
 
 from .support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient, settings_for
 from .test_networks import Neutron
@@ -197,3 +198,24 @@ def test_servers_get_only_their_own_ports_from_the_plan() -> None:
     assert servers[0]["ports"] == [{"id": "p1"}]
     assert "ports" not in servers[1] and servers[2]["ports"] == []
     assert with_network([{"id": "s1", "networks": "ports"}], None) is None
+
+
+@pytest.mark.parametrize(
+    "address", ["not-an-ip", "0.0.0.0", "::", "239.1.1.1", "10.0.0.1; rm -rf /", 7]
+)
+def test_a_hosts_hostile_underlay_address_is_400_and_kept_out(
+    vx: Cloud, tokens: dict[str, str], address: Any
+) -> None:
+    response = vx.client.post(
+        "/internal/v1/hosts/hv3/heartbeat",
+        json={"address": address},
+        headers={"X-Auth-Token": tokens["hv3"]},
+    )
+    assert response.status_code == 400, response.text
+    assert "address" in response.text
+    assert vx.platform.compute.agents.addresses()["hv3"] == ADDRESSES["hv3"]
+
+
+def test_only_unicast_ipv4_addresses_end_tunnels() -> None:
+    found = {"a": "10.1.0.1", "b": "fe80::1", "c": "127.0.0.1", "d": "junk", "e": "10.1.0.2"}
+    assert tunnel_endpoints(found) == {"a": "10.1.0.1", "e": "10.1.0.2"}

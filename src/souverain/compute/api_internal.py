@@ -17,6 +17,7 @@ Part of compute's HTTP layer.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,10 +97,26 @@ def _report(body: dict[str, Any]) -> HostReport:
         if value is not None and (not isinstance(value, str) or len(value) > limit):
             raise BadRequest(f"'{key}' must be a string of at most {limit} characters.")
         values[key] = value
+    values["address"] = _underlay_address(values["address"])
     kind = body.get("hypervisor_type", "QEMU")
     if not isinstance(kind, str) or not 0 < len(kind) <= 32:
         raise BadRequest("'hypervisor_type' must be a string of 1 to 32 characters.")
     return HostReport(hypervisor_type=kind, **values)
+
+
+def _underlay_address(value: str | None) -> str | None:
+    """A host's underlay address: other hosts' tunnels and migrations go there, so it must
+    be a unicast IP address (empty: not reported; loopback is taken, for one-machine
+    clouds, and the VXLAN plans leave it out)."""
+    if not value:
+        return None
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise BadRequest(f"'address' {value[:64]!r} is not an IP address.") from None
+    if address.is_unspecified or address.is_multicast:
+        raise BadRequest(f"'address' {address} cannot be a host's underlay address.")
+    return str(address)
 
 
 class _Revisions:

@@ -11,6 +11,7 @@ kernel, no writes.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -252,3 +253,17 @@ class HostPlans:
         addresses = self.addresses()
         with self.db.session() as s:
             return host_plan(s, host, addresses)
+
+
+def tunnel_endpoints(addresses: Mapping[str, str]) -> dict[str, str]:
+    """The hosts whose address can end a VXLAN tunnel (unicast IPv4); others are left out
+    of every plan (and logged by plan_segments as hosts without a usable address)."""
+    usable = {}
+    for host, value in addresses.items():
+        try:
+            address = ipaddress.IPv4Address(value)
+        except ValueError:
+            continue
+        if not (address.is_unspecified or address.is_multicast or address.is_loopback):
+            usable[host] = str(address)
+    return usable
