@@ -360,3 +360,27 @@ def test_tenant_networks_span_hosts_over_vxlan(
         _until(lambda s=server: admin.compute.find_server(s.id) is None, 60, "servers deleted")
     with contextlib.suppress(Exception):
         conn_a.network.delete_ip(fip)
+
+
+def test_decommission_removes_the_clouds_vxlan_devices(tmp_path: Path) -> None:
+    from souverain.network.host import host_network
+    from souverain.network.overlay import Overlay, Segment
+
+    host = host_network(tmp_path / "data")
+    network_id = str(uuid.uuid4())
+    try:
+        bridge = host.dataplane.ensure_network(network_id, 1450)
+        overlay = Overlay(host.dataplane.prefix, "10.254.77.1")
+        vni = 100000 + secrets.randbelow(1 << 23)
+        overlay.reconcile([Segment(network_id, vni, bridge, frozenset({"10.254.77.2"}))])
+        (device,) = overlay.inventory()["vxlans"]
+        done = host.decommission()
+        assert done["removed_vxlans"] == [device]
+        assert overlay.inventory()["vxlans"] == []
+        names = [
+            line.split(": ")[1].split("@")[0]
+            for line in _run("ip", "-o", "link").stdout.splitlines()
+        ]
+        assert not [n for n in names if n.startswith(host.dataplane.prefix)]
+    finally:
+        host.decommission()

@@ -83,13 +83,7 @@ class Overlay:
         return f"{self.prefix}{_LETTER}{digits[: self._hex_len]}"
 
     def _ours(self, ifname: Any) -> bool:
-        head = f"{self.prefix}{_LETTER}"
-        return (
-            isinstance(ifname, str)
-            and len(ifname) == IFNAME_MAX
-            and ifname.startswith(head)
-            and re.fullmatch(r"[0-9a-f]+", ifname[len(head) :]) is not None
-        )
+        return _is_ours(self.prefix, ifname)
 
     @contextlib.contextmanager
     def _ipr(self) -> Iterator[Any]:
@@ -251,18 +245,19 @@ def remove_overlay(prefix: str) -> list[str]:
     does; no local address needed to find them)."""
     if not PREFIX_RE.match(prefix):
         raise OverlayError(f"prefix {prefix!r}: 1 to 4 lowercase letters and digits")
-    head = f"{prefix}{_LETTER}"
-
-    def ours(ifname: Any) -> bool:
-        return (
-            isinstance(ifname, str)
-            and len(ifname) == IFNAME_MAX
-            and ifname.startswith(head)
-            and re.fullmatch(r"[0-9a-f]+", ifname[len(head) :]) is not None
-        )
-
     with netlink.IPRoute() as ipr:
-        return _remove_ours(ipr, ours)
+        return _remove_ours(ipr, lambda ifname: _is_ours(prefix, ifname))
+
+
+def _is_ours(prefix: str, ifname: Any) -> bool:
+    """`<prefix>v<hex>`, 15 characters: a VXLAN device of the cloud `prefix`."""
+    head = f"{prefix}{_LETTER}"
+    return (
+        isinstance(ifname, str)
+        and len(ifname) == IFNAME_MAX
+        and ifname.startswith(head)
+        and re.fullmatch(r"[0-9a-f]+", ifname[len(head) :]) is not None
+    )
 
 
 def _remove_ours(ipr: Any, ours: Any) -> list[str]:
