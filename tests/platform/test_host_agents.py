@@ -202,6 +202,10 @@ def test_servers_run_on_agent_hosts_and_follow_their_agents(
     assert agents["hv2"].guests() == {on["hv2"].id: "stopped"}
     conn.compute.start_server(on["hv2"].id)
     _status(conn, on["hv2"].id, "ACTIVE")
+    conn.compute.reboot_server(on["hv2"].id, "SOFT")
+    _status(conn, on["hv2"].id, "ACTIVE")
+    actions = [a.action for a in conn.compute.server_actions(on["hv2"].id)]
+    assert actions[0] == "reboot"
 
     # an agent dies: its guest keeps its state, the API says it does not know
     agents["hv1"].kill()
@@ -313,6 +317,13 @@ def _one_guest_through_its_agents_life(api: Server, agent: AgentProcess) -> None
     _until(lambda: _server(conn, server.id).host_status == "UP", what="host_status UP")
     time.sleep(2)
     assert _alive(pid) and int((agent.instance(server.id) / "qemu.pid").read_text()) == pid
+
+    conn.compute.reboot_server(server.id, "HARD")  # a new QEMU, the same disk
+    _status(conn, server.id, "ACTIVE")
+    old, pid = pid, int((agent.instance(server.id) / "qemu.pid").read_text())
+    assert pid != old
+    _until(lambda: not _alive(old), what="the old QEMU gone")
+    assert _alive(pid)
 
     conn.compute.stop_server(server.id)
     _status(conn, server.id, "SHUTOFF")

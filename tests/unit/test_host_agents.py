@@ -212,3 +212,45 @@ def test_what_a_host_is_asked_to_make_of_a_server(
 ) -> None:
     row = Server(vm_state=vm_state, task_state=task_state, power_state=power, deleted=False)
     assert desired(row) == want
+
+
+@pytest.mark.parametrize(
+    ("task", "hard"), [("reboot_started", False), ("reboot_started_hard", True)]
+)
+def test_a_reboot_ends_only_on_the_report_of_that_reboot(
+    db: Database, agents: HostAgents, task: str, hard: bool
+) -> None:
+    server_id = _server(db, "active", None)
+    _on(db, server_id, "hv1", "reboot")
+    with db.session() as s:
+        row = s.get(Server, server_id)
+        assert row is not None
+        row.task_state = task
+        action_id = s.query(InstanceAction.id).filter_by(server_id=server_id).scalar()
+    assert agents.hand_over(server_id)
+    (assignment,) = agents.assignments("hv1")[1]
+    assert assignment["desired"] == "running"
+    assert assignment["reboot"] == {"hard": hard, "action": action_id}
+    # a guest found running before the reboot (no action, or another one) answers nothing
+    agents.report("hv1", server_id, "running", None)
+    agents.report("hv1", server_id, "running", None, action_id + 1)
+    assert _row(db, server_id).task_state == task
+    assert _open_actions(db, server_id) == ["reboot"]
+    agents.report("hv1", server_id, "running", None, action_id)
+    row = _row(db, server_id)
+    assert (row.vm_state, row.task_state, row.power_state) == ("active", None, 1)
+    assert _open_actions(db, server_id) == []
+    assert "reboot" not in agents.assignments("hv1")[1][0]
+
+
+def test_a_failed_reboot_is_the_servers_fault(db: Database, agents: HostAgents) -> None:
+    server_id = _server(db, "active", None)
+    _on(db, server_id, "hv1", "reboot")
+    with db.session() as s:
+        row = s.get(Server, server_id)
+        assert row is not None
+        row.task_state = "reboot_started_hard"
+    agents.report("hv1", server_id, "error", "QEMU would not start")
+    row = _row(db, server_id)
+    assert (row.vm_state, row.task_state) == ("error", None)
+    assert _open_actions(db, server_id) == []

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from souverain.common.errors import BadRequest, Conflict, NotFound
@@ -37,12 +37,16 @@ log = logging.getLogger(__name__)
 TOKEN_PREFIX = "svh_"  # noqa: S105 - the mark of a host token, not a secret
 # What a guest on an agent host can be told: the agent's answers.
 ACTUAL_STATES = ("running", "stopped", "absent", "error")
+# A reboot the agent does, by its task: hard (QEMU killed) or soft (ACPI first).
+REBOOT_TASKS = {"reboot_started": False, "reboot_started_hard": True}
 # A task an agent ends, and the actual state that ends it.
-AGENT_TASKS = frozenset({"spawning", "rebuild_spawning", "powering-on", "powering-off", "deleting"})
+AGENT_TASKS = frozenset(
+    {"spawning", "rebuild_spawning", "powering-on", "powering-off", "deleting", *REBOOT_TASKS}
+)
 # The tasks whose host builds the server anew (from its image and config drive).
 BUILD_TASKS = frozenset({"spawning", "rebuild_spawning"})
 # The actions whose host work an agent does (instance action names, as in states.MOVES).
-AGENT_MOVES = frozenset({"stop", "start", "delete"})
+AGENT_MOVES = frozenset({"stop", "start", "reboot", "delete"})
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ def desired(row: Server) -> str:
     """What the host should make of the server: running, stopped or absent."""
     if row.deleted or row.task_state == "deleting":
         return "absent"
-    if row.task_state in ("spawning", "powering-on"):
+    if row.task_state in ("spawning", "powering-on", *REBOOT_TASKS):
         return "running"
     if row.task_state == "rebuild_spawning":  # evacuated: as it was, or stopped (2.95)
         return "stopped" if row.vm_state == "stopped" else "running"
@@ -119,6 +123,23 @@ def _assignment(row: Server) -> dict[str, Any]:
         "networks": "none" if row.networks == "none" else "ports",
         "mac": row.mac,
     }
+
+
+def _open_actions(s: Session, server_ids: list[str]) -> dict[str, int]:
+    """Each server's newest unfinished instance action."""
+    if not server_ids:
+        return {}
+    rows = s.execute(
+        select(InstanceAction.server_id, func.max(InstanceAction.id))
+        .where(InstanceAction.server_id.in_(server_ids), InstanceAction.finish_time.is_(None))
+        .group_by(InstanceAction.server_id)
+    ).all()
+    return {server_id: int(action) for server_id, action in rows}
+
+
+def _answers(s: Session, server_id: str, action: int | None) -> bool:
+    """Whether a report names the server's open instance action (the reboot it did)."""
+    return action is not None and _open_actions(s, [server_id]).get(server_id) == action
 
 
 def enroll(s: Session, name: str, roles: str, now: dt.datetime) -> str:
@@ -216,7 +237,14 @@ class HostAgents:
                 .where(Server.host == host, Server.deleted.is_(False))
                 .order_by(Server.id)
             ).all()
-            return int(rev), [self._with_build(r) for r in rows if _handed_over(r)]
+            reboots = _open_actions(s, [r.id for r in rows if r.task_state in REBOOT_TASKS])
+            out = [self._with_build(r) for r in rows if _handed_over(r)]
+        for assignment in out:
+            action = reboots.get(assignment["id"])
+            if action is not None:
+                hard = REBOOT_TASKS[assignment["task"]]
+                assignment["reboot"] = {"hard": hard, "action": action}
+        return int(rev), out
 
     def _with_build(self, row: Server) -> dict[str, Any]:
         """A server's assignment; while it is being built, what the host builds it from:
@@ -249,8 +277,17 @@ class HostAgents:
 
     # ------------------------------------------------------------------ reports
 
-    def report(self, host: str, server_id: str, state: str, message: str | None) -> None:
-        """What the agent of `host` found the server to be; ends the task it answers."""
+    def report(
+        self,
+        host: str,
+        server_id: str,
+        state: str,
+        message: str | None,
+        action: int | None = None,
+    ) -> None:
+        """What the agent of `host` found the server to be; ends the task it answers. A
+        reboot ends only on the report of that reboot (`action`, the instance action the
+        assignment named): a guest found running before it is no answer."""
         if state not in ACTUAL_STATES:
             raise BadRequest(f"state must be one of {', '.join(ACTUAL_STATES)}, not {state!r}.")
         with self.db.session() as s:
@@ -258,6 +295,8 @@ class HostAgents:
             if row is None or row.deleted or row.host != host:
                 raise NotFound(f"Server {server_id} is not assigned to host {host}.")
             task, wanted = row.task_state, desired(row)
+            if task in REBOOT_TASKS and state == "running" and not _answers(s, server_id, action):
+                return
         if task in AGENT_TASKS and state == "error":
             self._fail(server_id, message or "The host could not do it.")
         elif task in AGENT_TASKS and wanted == state:
@@ -279,7 +318,7 @@ class HostAgents:
         }
         if task == "spawning":
             values["launched_at"] = self.core.now()
-        if task in ("powering-on", "rebuild_spawning"):
+        if task in ("powering-on", "rebuild_spawning", *REBOOT_TASKS):
             values["fault"] = None
         self.core.update_metered(
             server_id,

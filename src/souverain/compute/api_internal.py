@@ -154,8 +154,11 @@ class InternalHandlers:
             raise BadRequest("'state' is required: running, stopped, absent or error.")
         if message is not None and not isinstance(message, str):
             raise BadRequest("'message' must be a string.")
+        action = body.get("action")
+        if action is not None and (type(action) is not int or not 0 < action < 2**63):
+            raise BadRequest("'action' must be the id of the instance action the host did.")
         server_id = request.path_params["server_id"]
-        await run_in_threadpool(self.agents.report, host, server_id, state, message)
+        await run_in_threadpool(self.agents.report, host, server_id, state, message, action)
         return Response(status_code=204)
 
     async def image_file(self, request: Request, ctx: RequestContext) -> Response:
