@@ -4,7 +4,8 @@ the real internal API (a host's own token), as an agent process plays it in
 tests/platform/test_host_agents.py.
 
 Only an admin evacuates; a live host, the same host, an unknown one, a host without an
-agent, bad bodies per microversion are refused and change nothing."""
+agent, bad bodies per microversion are refused and change nothing. A reboot there is
+the agent's and ends on its report of that reboot; an action no agent does is 409."""
 
 from __future__ import annotations
 
@@ -190,3 +191,38 @@ def test_only_an_admin_evacuates(cloud: Cloud, world: dict[str, Any]) -> None:
     response = _evacuate(Nova(cloud.client, restricted), world["server"], {})
     assert response.status_code == 403, response.text
     assert _host_of(cloud, world["server"]) == ("hv1", "active", None)
+
+
+def test_a_reboot_on_an_agent_host_is_the_agents_and_ends_on_its_report(
+    world: dict[str, Any],
+) -> None:
+    hv1, admin, server_id = world["hv1"], world["admin"], world["server"]
+    assert (
+        admin.post(f"/servers/{server_id}/action", {"reboot": {"type": "HARD"}}).status_code == 202
+    )
+    assert admin.server(server_id)["status"] == "HARD_REBOOT"
+    reboot = hv1.assigned()[server_id]["reboot"]
+    assert reboot["hard"] is True and isinstance(reboot["action"], int)
+    assert hv1.report(server_id, "running") == 204  # not the reboot's answer
+    assert admin.server(server_id)["status"] == "HARD_REBOOT"
+    for bad in ("1", -1, 2**63, True):
+        body = {"state": "running", "action": bad}
+        url = f"/servers/{server_id}/state"
+        assert hv1.call("PUT", url, json=body).status_code == 400
+    done = {"state": "running", "action": reboot["action"]}
+    assert hv1.call("PUT", f"/servers/{server_id}/state", json=done).status_code == 204
+    assert admin.server(server_id)["status"] == "ACTIVE"
+    assert "reboot" not in hv1.assigned()[server_id]
+
+
+def test_an_action_its_agent_does_not_do_is_409_and_changes_nothing(
+    world: dict[str, Any],
+) -> None:
+    admin, server_id = world["admin"], world["server"]
+    before = admin.server(server_id)
+    answer = admin.post(f"/servers/{server_id}/action", {"pause": None})
+    assert answer.status_code == 409
+    assert "hv1" in answer.json()["conflictingRequest"]["message"]
+    after = admin.server(server_id)
+    assert (after["status"], after["OS-EXT-STS:task_state"]) == ("ACTIVE", None)
+    assert after["updated"] == before["updated"]
