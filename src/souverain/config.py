@@ -176,6 +176,9 @@ class AgentSettings(_Section):
     )
     heartbeat_interval: float = Field(default=10.0, gt=0, le=3600)
     watch_wait: int = Field(default=30, ge=1, le=60, description="longest watch, seconds")
+    console_interval: float = Field(
+        default=5.0, gt=0, le=3600, description="seconds between sends of changed consoles"
+    )
     simulated_vcpus: int = Field(default=64, ge=1)
     simulated_memory_mib: int = Field(default=262144, ge=1)
     simulated_disk_gib: int = Field(default=4096, ge=1)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from souverain.compute.models import Server
+from souverain.compute.models import ConsoleTail, Server
 
 from .support import ADMIN_PASSWORD, Cloud, Member, SteppingClock
 from .test_compute_api import Nova
@@ -226,3 +226,37 @@ def test_an_action_its_agent_does_not_do_is_409_and_changes_nothing(
     after = admin.server(server_id)
     assert (after["status"], after["OS-EXT-STS:task_state"]) == ("ACTIVE", None)
     assert after["updated"] == before["updated"]
+
+
+def test_the_console_of_a_guest_on_an_agent_host_is_what_its_agent_sent(
+    world: dict[str, Any], cloud: Cloud
+) -> None:
+    hv1, hv2, admin, server_id = world["hv1"], world["hv2"], world["admin"], world["server"]
+
+    def console(length: int | None = None) -> Any:
+        body = {"os-getConsoleOutput": {} if length is None else {"length": length}}
+        return admin.post(f"/servers/{server_id}/action", body)
+
+    assert console().json() == {"output": ""}  # nothing sent yet
+    url = f"/servers/{server_id}/console"
+    assert hv1.call("PUT", url, json={"output": "boot\nlogin: "}).status_code == 204
+    assert console().json() == {"output": "boot\nlogin: "}
+    assert console(1).json() == {"output": "login: "}
+    # another host, a bad body, too much: refused, and nothing changed
+    assert hv2.call("PUT", url, json={"output": "forged"}).status_code == 404
+    for bad in ({}, {"output": 7}, []):
+        assert hv1.call("PUT", url, json=bad).status_code == 400
+    too_much = hv1.call("PUT", url, json={"output": "x" * 65537})
+    assert too_much.status_code in (400, 413)  # over the tail kept, or over the body limit
+    assert console().json() == {"output": "boot\nlogin: "}
+    # a member of another project does not see it
+    other = cloud.member("member")
+    outsider = Nova(cloud.client, other.token)
+    seen = outsider.post(f"/servers/{server_id}/action", {"os-getConsoleOutput": {}})
+    assert seen.status_code == 404
+    # it goes with the server
+    assert admin.delete(f"/servers/{server_id}").status_code == 204
+    assert hv1.report(server_id, "absent") == 204
+    assert hv1.call("PUT", url, json={"output": "late"}).status_code == 404
+    with cloud.platform.db.session() as s:
+        assert s.get(ConsoleTail, server_id) is None

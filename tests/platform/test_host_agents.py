@@ -61,6 +61,7 @@ class AgentProcess:
             SOUVERAIN_AGENT__ALLOW_SIMULATION="true",
             SOUVERAIN_AGENT__HEARTBEAT_INTERVAL="0.5",
             SOUVERAIN_AGENT__WATCH_WAIT="5",
+            SOUVERAIN_AGENT__CONSOLE_INTERVAL="0.5",
             SOUVERAIN_AGENT__SIMULATED_VCPUS="8",
             SOUVERAIN_AGENT__SIMULATED_MEMORY_MIB="8192",
             SOUVERAIN_AGENT__SIMULATED_DISK_GIB="100",
@@ -305,6 +306,13 @@ def _one_guest_through_its_agents_life(api: Server, agent: AgentProcess) -> None
         what="the guest ran its user data",
     )
     pid = int((agent.instance(server.id) / "qemu.pid").read_text())
+    # its console, as the agent sends it: what `openstack console log show` reads
+    _until(
+        lambda: marker in conn.compute.get_server_console_output(server.id)["output"],
+        what="the guest's console through the API",
+    )
+    last = conn.compute.get_server_console_output(server.id, length=1)["output"]
+    assert last.count("\n") <= 1
 
     agent.kill()  # the guest does not notice
     _until(

@@ -39,6 +39,10 @@ class InternalClient:
             body["action"] = action
         self._call("PUT", f"/servers/{quote(server_id, safe='')}/state", body, self.timeout)
 
+    def console(self, server_id: str, output: str) -> None:
+        body = {"output": output}
+        self._call("PUT", f"/servers/{quote(server_id, safe='')}/console", body, self.timeout)
+
     def download_image(self, image_id: str, dest: Path) -> None:
         """An image's bytes into `dest`, whole or not at all (written aside, synced, renamed)."""
         url = f"{self.base}/images/{quote(image_id, safe='')}/file"

@@ -154,6 +154,18 @@ class QemuHostDriver:
             nics=nics,
         )
 
+    def console_stamp(self, server_id: str) -> tuple[int, int] | None:
+        if not _UUID.match(server_id):
+            return None
+        try:
+            st = (self.qemu.instance_dir(server_id) / "console.log").stat()
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns
+
+    def console_output(self, server_id: str) -> str:
+        return self.qemu.console_output(server_id)
+
     def remove(self, server_id: str) -> None:
         if not _UUID.match(server_id):
             return

@@ -26,6 +26,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from souverain.common.errors import BadRequest, Conflict, NotFound
+from souverain.compute import console_tails
 from souverain.compute.core import SYSTEM, ComputeCore
 from souverain.compute.guests import Guests
 from souverain.compute.host_services import COMPUTE
@@ -276,6 +277,11 @@ class HostAgents:
         return self.core.images.image_for_boot(SYSTEM, image_id).path
 
     # ------------------------------------------------------------------ reports
+
+    def console(self, host: str, server_id: str, output: str) -> None:
+        """The newest part of a guest's console, as the agent of its host sent it."""
+        with self.db.session() as s:
+            console_tails.store(s, host, server_id, output, self.core.now())
 
     def report(
         self,
