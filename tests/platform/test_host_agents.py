@@ -333,6 +333,12 @@ def _one_guest_through_its_agents_life(api: Server, agent: AgentProcess) -> None
     _until(lambda: not _alive(old), what="the old QEMU gone")
     assert _alive(pid)
 
+    conn.compute.pause_server(server.id)  # QEMU stopped in place, then going on
+    _status(conn, server.id, "PAUSED")
+    conn.compute.unpause_server(server.id)
+    _status(conn, server.id, "ACTIVE")
+    assert _alive(pid) and int((agent.instance(server.id) / "qemu.pid").read_text()) == pid
+
     conn.compute.stop_server(server.id)
     _status(conn, server.id, "SHUTOFF")
     _until(lambda: not _alive(pid), what="QEMU stopped")

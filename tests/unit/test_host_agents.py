@@ -205,6 +205,11 @@ def test_host_status_follows_the_heartbeat(db: Database, core: ComputeCore, agen
         ("active", "deleting", 1, "absent"),
         ("error", None, 1, "running"),
         ("error", None, 4, "stopped"),
+        ("active", "pausing", 1, "paused"),
+        ("paused", None, 3, "paused"),
+        ("paused", "unpausing", 3, "running"),
+        ("active", "reboot_started", 1, "running"),
+        ("stopped", "reboot_started_hard", 4, "running"),
     ],
 )
 def test_what_a_host_is_asked_to_make_of_a_server(

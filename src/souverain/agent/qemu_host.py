@@ -65,7 +65,10 @@ class QemuHostDriver:
         }
 
     def _state(self, server_id: str) -> str:
-        return "running" if self.qemu.power_state(server_id) == PowerState.RUNNING else "stopped"
+        power = self.qemu.power_state(server_id)
+        if power == PowerState.RUNNING:
+            return "running"
+        return "paused" if power == PowerState.PAUSED else "stopped"
 
     # ------------------------------------------------------------------ converge
 
@@ -82,14 +85,28 @@ class QemuHostDriver:
                 self._build(server)
             if server.get("reboot"):
                 self._reboot(server)
-            state = self._state(server_id)
-            if want == "running" and state != "running":
-                self.qemu.start(self._spec(server))
-            elif want == "stopped" and state == "running":
-                self.qemu.shutdown(server_id, self.settings.shutdown_timeout)
+            self._power(server, want, self._state(server_id))
         except (DriverError, OSError, ControlPlaneError) as exc:
             raise DriverFailure(str(exc)) from exc
         return self._state(server_id)
+
+    def _power(self, server: dict[str, Any], want: str, state: str) -> None:
+        """From the guest's power state to the wanted one (running, stopped or paused)."""
+        server_id = str(server["id"])
+        if want == state:
+            return
+        if want == "stopped":
+            if state == "paused":  # a paused guest cannot take the ACPI shutdown
+                self.qemu.destroy(server_id)
+            else:
+                self.qemu.shutdown(server_id, self.settings.shutdown_timeout)
+        elif state == "paused":  # and running is wanted
+            self.qemu.unpause(server_id)
+        else:
+            if state == "stopped":
+                self.qemu.start(self._spec(server))
+            if want == "paused":
+                self.qemu.pause(server_id)
 
     def _build(self, server: dict[str, Any]) -> None:
         build = server.get("build")

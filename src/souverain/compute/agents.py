@@ -37,17 +37,32 @@ log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "svh_"  # noqa: S105 - the mark of a host token, not a secret
 # What a guest on an agent host can be told: the agent's answers.
-ACTUAL_STATES = ("running", "stopped", "absent", "error")
+ACTUAL_STATES = ("running", "stopped", "paused", "absent", "error")
+# What each state the host reports makes of the server: vm_state and power_state.
+_ENDS = {
+    "running": ("active", PowerState.RUNNING),
+    "stopped": ("stopped", PowerState.SHUTDOWN),
+    "paused": ("paused", PowerState.PAUSED),
+}
 # A reboot the agent does, by its task: hard (QEMU killed) or soft (ACPI first).
 REBOOT_TASKS = {"reboot_started": False, "reboot_started_hard": True}
 # A task an agent ends, and the actual state that ends it.
 AGENT_TASKS = frozenset(
-    {"spawning", "rebuild_spawning", "powering-on", "powering-off", "deleting", *REBOOT_TASKS}
+    {
+        "spawning",
+        "rebuild_spawning",
+        "powering-on",
+        "powering-off",
+        "pausing",
+        "unpausing",
+        "deleting",
+        *REBOOT_TASKS,
+    }
 )
 # The tasks whose host builds the server anew (from its image and config drive).
 BUILD_TASKS = frozenset({"spawning", "rebuild_spawning"})
 # The actions whose host work an agent does (instance action names, as in states.MOVES).
-AGENT_MOVES = frozenset({"stop", "start", "reboot", "delete"})
+AGENT_MOVES = frozenset({"stop", "start", "reboot", "pause", "unpause", "delete"})
 
 
 @dataclass(frozen=True)
@@ -91,8 +106,10 @@ def desired(row: Server) -> str:
     """What the host should make of the server: running, stopped or absent."""
     if row.deleted or row.task_state == "deleting":
         return "absent"
-    if row.task_state in ("spawning", "powering-on", *REBOOT_TASKS):
+    if row.task_state in ("spawning", "powering-on", "unpausing", *REBOOT_TASKS):
         return "running"
+    if row.task_state == "pausing" or row.vm_state == "paused":
+        return "paused"
     if row.task_state == "rebuild_spawning":  # evacuated: as it was, or stopped (2.95)
         return "stopped" if row.vm_state == "stopped" else "running"
     if row.task_state == "powering-off":
@@ -307,7 +324,7 @@ class HostAgents:
             self._fail(server_id, message or "The host could not do it.")
         elif task in AGENT_TASKS and wanted == state:
             self._end(server_id, task, state)
-        elif task is None and state in ("running", "stopped"):
+        elif task is None and state in _ENDS:
             self._observed(server_id, state)
 
     def _end(self, server_id: str, task: str, state: str) -> None:
@@ -315,11 +332,11 @@ class HostAgents:
             self._forget(server_id)
             self._finish_open_action(server_id, None)
             return
-        running = state == "running"
+        vm_state, power = _ENDS[state]
         values: dict[str, Any] = {
-            "vm_state": "active" if running else "stopped",
+            "vm_state": vm_state,
             "task_state": None,
-            "power_state": int(PowerState.RUNNING if running else PowerState.SHUTDOWN),
+            "power_state": int(power),
             "updated_at": self.core.now(),
         }
         if task == "spawning":
@@ -347,7 +364,7 @@ class HostAgents:
 
     def _observed(self, server_id: str, state: str) -> None:
         """No task runs: the host's word is the power state (Nova's power-state sync)."""
-        power = int(PowerState.RUNNING if state == "running" else PowerState.SHUTDOWN)
+        power = int(_ENDS[state][1])
         with self.db.session() as s:
             s.execute(
                 update(Server)
