@@ -220,7 +220,7 @@ def test_an_action_its_agent_does_not_do_is_409_and_changes_nothing(
 ) -> None:
     admin, server_id = world["admin"], world["server"]
     before = admin.server(server_id)
-    answer = admin.post(f"/servers/{server_id}/action", {"suspend": None})
+    answer = admin.post(f"/servers/{server_id}/action", {"shelve": None})
     assert answer.status_code == 409
     assert "hv1" in answer.json()["conflictingRequest"]["message"]
     after = admin.server(server_id)
@@ -262,17 +262,26 @@ def test_the_console_of_a_guest_on_an_agent_host_is_what_its_agent_sent(
         assert s.get(ConsoleTail, server_id) is None
 
 
-def test_pause_and_unpause_on_an_agent_host_end_on_its_reports(world: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("action", "task", "state", "status", "power", "back"),
+    [
+        ("pause", "pausing", "paused", "PAUSED", 3, "unpause"),
+        ("suspend", "suspending", "suspended", "SUSPENDED", 7, "resume"),
+    ],
+)
+def test_pause_and_suspend_on_an_agent_host_end_on_its_reports(
+    world: dict[str, Any], action: str, task: str, state: str, status: str, power: int, back: str
+) -> None:
     hv1, admin, server_id = world["hv1"], world["admin"], world["server"]
-    assert admin.post(f"/servers/{server_id}/action", {"pause": None}).status_code == 202
-    assert hv1.assigned()[server_id]["desired"] == "paused"
+    assert admin.post(f"/servers/{server_id}/action", {action: None}).status_code == 202
+    assert hv1.assigned()[server_id]["desired"] == state
     assert hv1.report(server_id, "running") == 204  # not yet
-    assert admin.server(server_id)["OS-EXT-STS:task_state"] == "pausing"
-    assert hv1.report(server_id, "paused") == 204
+    assert admin.server(server_id)["OS-EXT-STS:task_state"] == task
+    assert hv1.report(server_id, state) == 204
     server = admin.server(server_id)
-    assert (server["status"], server["OS-EXT-STS:power_state"]) == ("PAUSED", 3)
-    assert hv1.assigned()[server_id]["desired"] == "paused"  # and stays so
-    assert admin.post(f"/servers/{server_id}/action", {"unpause": None}).status_code == 202
+    assert (server["status"], server["OS-EXT-STS:power_state"]) == (status, power)
+    assert hv1.assigned()[server_id]["desired"] == state  # and stays so
+    assert admin.post(f"/servers/{server_id}/action", {back: None}).status_code == 202
     assert hv1.assigned()[server_id]["desired"] == "running"
     assert hv1.report(server_id, "running") == 204
     server = admin.server(server_id)

@@ -338,6 +338,14 @@ def _one_guest_through_its_agents_life(api: Server, agent: AgentProcess) -> None
     conn.compute.unpause_server(server.id)
     _status(conn, server.id, "ACTIVE")
     assert _alive(pid) and int((agent.instance(server.id) / "qemu.pid").read_text()) == pid
+    conn.compute.suspend_server(server.id)  # its memory saved on the host, QEMU gone
+    _status(conn, server.id, "SUSPENDED")
+    _until(lambda: not _alive(pid), what="QEMU gone once suspended")
+    assert (agent.instance(server.id) / "suspended.state").exists()
+    conn.compute.resume_server(server.id)
+    _status(conn, server.id, "ACTIVE")
+    pid = int((agent.instance(server.id) / "qemu.pid").read_text())
+    assert not (agent.instance(server.id) / "suspended.state").exists()
 
     conn.compute.stop_server(server.id)
     _status(conn, server.id, "SHUTOFF")

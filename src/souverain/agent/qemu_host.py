@@ -27,6 +27,12 @@ from souverain.compute import scheduler
 from souverain.compute.qemu import DriverError, GuestSpec, Nic, PowerState, QemuDriver
 from souverain.config import ComputeSettings
 
+# The guest's power state as the agent reports it; anything else is "stopped".
+_STATES = {
+    PowerState.RUNNING: "running",
+    PowerState.PAUSED: "paused",
+    PowerState.SUSPENDED: "suspended",
+}
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -66,9 +72,7 @@ class QemuHostDriver:
 
     def _state(self, server_id: str) -> str:
         power = self.qemu.power_state(server_id)
-        if power == PowerState.RUNNING:
-            return "running"
-        return "paused" if power == PowerState.PAUSED else "stopped"
+        return _STATES.get(power, "stopped")
 
     # ------------------------------------------------------------------ converge
 
@@ -98,15 +102,26 @@ class QemuHostDriver:
         if want == "stopped":
             if state == "paused":  # a paused guest cannot take the ACPI shutdown
                 self.qemu.destroy(server_id)
+            elif state == "suspended":  # its saved memory is dropped, as a power-off
+                self._drop_saved_state(server_id)
             else:
                 self.qemu.shutdown(server_id, self.settings.shutdown_timeout)
-        elif state == "paused":  # and running is wanted
+        elif want == "suspended":
+            if state == "stopped":
+                raise DriverFailure("the guest is not running on this host: nothing to suspend")
+            self.qemu.suspend(server_id)
+        elif state == "paused" and want == "running":
             self.qemu.unpause(server_id)
         else:
-            if state == "stopped":
+            if state == "suspended":
+                self.qemu.resume(self._spec(server))
+            elif state == "stopped":
                 self.qemu.start(self._spec(server))
             if want == "paused":
                 self.qemu.pause(server_id)
+
+    def _drop_saved_state(self, server_id: str) -> None:
+        (self.qemu.instance_dir(server_id) / "suspended.state").unlink(missing_ok=True)
 
     def _build(self, server: dict[str, Any]) -> None:
         build = server.get("build")
@@ -143,6 +158,7 @@ class QemuHostDriver:
             self.qemu.destroy(server_id)
         else:
             self.qemu.shutdown(server_id, self.settings.shutdown_timeout)
+        self._drop_saved_state(server_id)  # a reboot starts afresh
         self.qemu.start(self._spec(server))
         done.write_text(action)
 

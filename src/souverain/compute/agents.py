@@ -37,12 +37,13 @@ log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "svh_"  # noqa: S105 - the mark of a host token, not a secret
 # What a guest on an agent host can be told: the agent's answers.
-ACTUAL_STATES = ("running", "stopped", "paused", "absent", "error")
+ACTUAL_STATES = ("running", "stopped", "paused", "suspended", "absent", "error")
 # What each state the host reports makes of the server: vm_state and power_state.
 _ENDS = {
     "running": ("active", PowerState.RUNNING),
     "stopped": ("stopped", PowerState.SHUTDOWN),
     "paused": ("paused", PowerState.PAUSED),
+    "suspended": ("suspended", PowerState.SUSPENDED),
 }
 # A reboot the agent does, by its task: hard (QEMU killed) or soft (ACPI first).
 REBOOT_TASKS = {"reboot_started": False, "reboot_started_hard": True}
@@ -55,6 +56,8 @@ AGENT_TASKS = frozenset(
         "powering-off",
         "pausing",
         "unpausing",
+        "suspending",
+        "resuming",
         "deleting",
         *REBOOT_TASKS,
     }
@@ -62,7 +65,9 @@ AGENT_TASKS = frozenset(
 # The tasks whose host builds the server anew (from its image and config drive).
 BUILD_TASKS = frozenset({"spawning", "rebuild_spawning"})
 # The actions whose host work an agent does (instance action names, as in states.MOVES).
-AGENT_MOVES = frozenset({"stop", "start", "reboot", "pause", "unpause", "delete"})
+AGENT_MOVES = frozenset(
+    {"stop", "start", "reboot", "pause", "unpause", "suspend", "resume", "delete"}
+)
 
 
 @dataclass(frozen=True)
@@ -106,10 +111,12 @@ def desired(row: Server) -> str:
     """What the host should make of the server: running, stopped or absent."""
     if row.deleted or row.task_state == "deleting":
         return "absent"
-    if row.task_state in ("spawning", "powering-on", "unpausing", *REBOOT_TASKS):
+    if row.task_state in ("spawning", "powering-on", "unpausing", "resuming", *REBOOT_TASKS):
         return "running"
     if row.task_state == "pausing" or row.vm_state == "paused":
         return "paused"
+    if row.task_state == "suspending" or row.vm_state == "suspended":
+        return "suspended"
     if row.task_state == "rebuild_spawning":  # evacuated: as it was, or stopped (2.95)
         return "stopped" if row.vm_state == "stopped" else "running"
     if row.task_state == "powering-off":
