@@ -40,10 +40,14 @@ class Host:
     def assigned(self) -> dict[str, dict[str, Any]]:
         return {s["id"]: s for s in self.call("GET", "/assignments").json()["servers"]}
 
-    def report(self, server_id: str, state: str) -> int:
-        return int(
-            self.call("PUT", f"/servers/{server_id}/state", json={"state": state}).status_code
-        )
+    def report(self, server_id: str, state: str, echo: bool = True) -> int:
+        """Report the server's state as an agent does: naming the action the assignment
+        names (a reboot's, a rebuild's), unless `echo` is False."""
+        body: dict[str, Any] = {"state": state}
+        action = self.assigned().get(server_id, {}).get("action")
+        if echo and action is not None:
+            body["action"] = action
+        return int(self.call("PUT", f"/servers/{server_id}/state", json=body).status_code)
 
 
 @pytest.fixture
@@ -203,7 +207,7 @@ def test_a_reboot_on_an_agent_host_is_the_agents_and_ends_on_its_report(
     assert admin.server(server_id)["status"] == "HARD_REBOOT"
     reboot = hv1.assigned()[server_id]["reboot"]
     assert reboot["hard"] is True and isinstance(reboot["action"], int)
-    assert hv1.report(server_id, "running") == 204  # not the reboot's answer
+    assert hv1.report(server_id, "running", echo=False) == 204  # not the reboot's answer
     assert admin.server(server_id)["status"] == "HARD_REBOOT"
     for bad in ("1", -1, 2**63, True):
         body = {"state": "running", "action": bad}
@@ -286,3 +290,28 @@ def test_pause_and_suspend_on_an_agent_host_end_on_its_reports(
     assert hv1.report(server_id, "running") == 204
     server = admin.server(server_id)
     assert (server["status"], server["OS-EXT-STS:power_state"]) == ("ACTIVE", 1)
+
+
+def test_a_rebuild_on_an_agent_host_is_built_anew_there(
+    world: dict[str, Any], cloud: Cloud
+) -> None:
+    hv1, admin, server_id = world["hv1"], world["admin"], world["server"]
+    image = _image(cloud)
+    body = {"rebuild": {"imageRef": image, "name": "db-1-rebuilt"}}
+    answer = admin.post(f"/servers/{server_id}/action", body)
+    assert answer.status_code == 202
+    assert answer.json()["server"]["adminPass"]
+    assigned = hv1.assigned()[server_id]
+    assert assigned["task"] == "rebuild_spawning" and assigned["desired"] == "running"
+    assert assigned["build"]["meta_data"]["name"] == "db-1-rebuilt"
+    assert isinstance(assigned["action"], int)
+    assert hv1.report(server_id, "running", echo=False) == 204  # the old guest, not the new
+    assert admin.server(server_id)["status"] == "REBUILD"
+    assert hv1.report(server_id, "running") == 204
+    server = admin.server(server_id)
+    assert (server["status"], server["name"], server["OS-EXT-SRV-ATTR:host"]) == (
+        "ACTIVE",
+        "db-1-rebuilt",
+        "hv1",
+    )
+    assert "action" not in hv1.assigned()[server_id]

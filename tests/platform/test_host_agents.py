@@ -333,6 +333,12 @@ def _one_guest_through_its_agents_life(api: Server, agent: AgentProcess) -> None
     _until(lambda: not _alive(old), what="the old QEMU gone")
     assert _alive(pid)
 
+    conn.compute.rebuild_server(server.id, image=image.id, name="rebuilt")  # a new disk
+    _status(conn, server.id, "ACTIVE")
+    old, pid = pid, int((agent.instance(server.id) / "qemu.pid").read_text())
+    assert pid != old and _server(conn, server.id).name == "rebuilt"
+    _until(lambda: not _alive(old), what="the old QEMU gone")
+
     conn.compute.pause_server(server.id)  # QEMU stopped in place, then going on
     _status(conn, server.id, "PAUSED")
     conn.compute.unpause_server(server.id)

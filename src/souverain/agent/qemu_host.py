@@ -85,7 +85,9 @@ class QemuHostDriver:
             self.remove(server_id)
             return "absent"
         try:
-            if not (self.qemu.instance_dir(server_id) / "disk.qcow2").exists():
+            if server.get("task") == "rebuild_spawning":
+                self._rebuild(server)
+            elif not (self.qemu.instance_dir(server_id) / "disk.qcow2").exists():
                 self._build(server)
             if server.get("reboot"):
                 self._reboot(server)
@@ -144,6 +146,19 @@ class QemuHostDriver:
         self.qemu.write_config_drive(
             server_id, build["meta_data"], user_data, build["network_data"]
         )
+
+    def _rebuild(self, server: dict[str, Any]) -> None:
+        """Build the guest anew from its (new) image, once per rebuild: whatever was here
+        goes first (an evacuated server's new host has nothing to remove)."""
+        server_id = str(server["id"])
+        done = self.qemu.instance_dir(server_id) / "rebuild.done"
+        action = str(server.get("action"))
+        with contextlib.suppress(OSError):
+            if done.read_text() == action:
+                return
+        self.remove(server_id)
+        self._build(server)
+        done.write_text(action)
 
     def _reboot(self, server: dict[str, Any]) -> None:
         """Reboot the guest once per request: the instance action it answers is kept in

@@ -116,5 +116,5 @@ class Agent:
             self.client.report(server_id, "error", str(exc)[:255])
             return
         if server.get("task") or self._reported.get(server_id) != actual:
-            self.client.report(server_id, actual, action=(server.get("reboot") or {}).get("action"))
+            self.client.report(server_id, actual, action=server.get("action"))
             self._reported[server_id] = actual

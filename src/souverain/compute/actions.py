@@ -336,6 +336,8 @@ class Actions:
         move = MOVES["rebuild"]
         row, action_id = self.begin(ctx, server_id, move, extra)
         running = row.vm_state != "stopped"
+        if self.agents.hand_over(server_id, task="rebuild_spawning"):  # built anew there
+            return {**self.servers.get_server(ctx, server_id), "admin_pass": admin_pass}
         self.run(
             move, action_id, server_id, self._rebuild_work(server_id, image, running, admin_pass)
         )

@@ -47,6 +47,9 @@ _ENDS = {
 }
 # A reboot the agent does, by its task: hard (QEMU killed) or soft (ACPI first).
 REBOOT_TASKS = {"reboot_started": False, "reboot_started_hard": True}
+# The tasks an agent does once per instance action (the assignment names it as `action`,
+# the report echoes it): a guest found as wanted before them is no answer.
+ONCE_TASKS = frozenset({*REBOOT_TASKS, "rebuild_spawning"})
 # A task an agent ends, and the actual state that ends it.
 AGENT_TASKS = frozenset(
     {
@@ -66,7 +69,7 @@ AGENT_TASKS = frozenset(
 BUILD_TASKS = frozenset({"spawning", "rebuild_spawning"})
 # The actions whose host work an agent does (instance action names, as in states.MOVES).
 AGENT_MOVES = frozenset(
-    {"stop", "start", "reboot", "pause", "unpause", "suspend", "resume", "delete"}
+    {"stop", "start", "reboot", "rebuild", "pause", "unpause", "suspend", "resume", "delete"}
 )
 
 
@@ -262,11 +265,14 @@ class HostAgents:
                 .where(Server.host == host, Server.deleted.is_(False))
                 .order_by(Server.id)
             ).all()
-            reboots = _open_actions(s, [r.id for r in rows if r.task_state in REBOOT_TASKS])
+            actions = _open_actions(s, [r.id for r in rows if r.task_state in ONCE_TASKS])
             out = [self._with_build(r) for r in rows if _handed_over(r)]
         for assignment in out:
-            action = reboots.get(assignment["id"])
-            if action is not None:
+            action = actions.get(assignment["id"])
+            if action is None:
+                continue
+            assignment["action"] = action
+            if assignment["task"] in REBOOT_TASKS:
                 hard = REBOOT_TASKS[assignment["task"]]
                 assignment["reboot"] = {"hard": hard, "action": action}
         return int(rev), out
@@ -316,8 +322,8 @@ class HostAgents:
         action: int | None = None,
     ) -> None:
         """What the agent of `host` found the server to be; ends the task it answers. A
-        reboot ends only on the report of that reboot (`action`, the instance action the
-        assignment named): a guest found running before it is no answer."""
+        reboot or a rebuild ends only on the report of that one (`action`, the instance
+        action the assignment named): a guest found as wanted before it is no answer."""
         if state not in ACTUAL_STATES:
             raise BadRequest(f"state must be one of {', '.join(ACTUAL_STATES)}, not {state!r}.")
         with self.db.session() as s:
@@ -325,7 +331,7 @@ class HostAgents:
             if row is None or row.deleted or row.host != host:
                 raise NotFound(f"Server {server_id} is not assigned to host {host}.")
             task, wanted = row.task_state, desired(row)
-            if task in REBOOT_TASKS and state == "running" and not _answers(s, server_id, action):
+            if task in ONCE_TASKS and state != "error" and not _answers(s, server_id, action):
                 return
         if task in AGENT_TASKS and state == "error":
             self._fail(server_id, message or "The host could not do it.")
