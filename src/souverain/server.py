@@ -21,6 +21,7 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
+from souverain import roles
 from souverain.app import SERVICES, Mounted, build_app, build_s3_app
 from souverain.billing import api as billing_api
 from souverain.billing.catalog import Catalog
@@ -143,61 +144,37 @@ class Platform:
 
     def start_background(self, sync_interval: float = 1.0, lease_ttl: float = LEASE_TTL) -> None:
         """Background work of a running server: follow identity changes made elsewhere,
-        and keep the servers' recorded power state true to their QEMU processes; the
-        cloud-wide work (LEASED_WORK) only while this process holds its lease."""
-        self.leases = LeaseKeeper(self.db, self.clock, lease_ttl)
-        for name in LEASED_WORK:
-            self.leases.want(name)
-        keeper = threading.Thread(
-            target=self.leases.keep, args=(self._stop,), name="leases", daemon=True
-        )
-        keeper.start()
-        self._workers.append(keeper)
-        worker = threading.Thread(
-            target=self._sync_loop, args=(sync_interval,), name="identity-sync", daemon=True
-        )
+        and keep the servers' recorded power state true to their QEMU processes; with the
+        `background` role, the cloud-wide work (LEASED_WORK) while this process holds its
+        lease; with `network`, the egress of this node's routers."""
+        background = roles.runs(self.settings, roles.BACKGROUND)
+        if background:  # a node without the role never takes a lease
+            self.leases = LeaseKeeper(self.db, self.clock, lease_ttl)
+            for name in LEASED_WORK:
+                self.leases.want(name)
+            self._spawn("leases", self.leases.keep, self._stop)
+        self._spawn("identity-sync", self._sync_loop, sync_interval)
+        self._spawn("compute-sync", self._compute_loop, self.settings.compute.sync_interval)
+        if background:
+            budget_interval = self.settings.billing.budget_check_interval
+            self._spawn("billing-budgets", self._budget_loop, budget_interval)
+        if roles.runs(self.settings, roles.NETWORK):
+            egress_interval = self.settings.network.egress_sample_interval
+            self._spawn("network-egress", self._egress_loop, egress_interval)
+        meter_interval = self.settings.objectstore.meter_interval
+        self._spawn("objectstore-meter", self._storage_meter_loop, meter_interval)
+        if background:
+            expirer_interval = min(meter_interval, EXPIRER_INTERVAL)
+            self._spawn("objectstore-expirer", self._expirer_loop, expirer_interval)
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        worker = threading.Thread(target=target, args=args, name=name, daemon=True)
         worker.start()
         self._workers.append(worker)
-        compute = threading.Thread(
-            target=self._compute_loop,
-            args=(self.settings.compute.sync_interval,),
-            name="compute-sync",
-            daemon=True,
-        )
-        compute.start()
-        self._workers.append(compute)
-        budgets = threading.Thread(
-            target=self._budget_loop,
-            args=(self.settings.billing.budget_check_interval,),
-            name="billing-budgets",
-            daemon=True,
-        )
-        budgets.start()
-        self._workers.append(budgets)
-        egress = threading.Thread(
-            target=self._egress_loop,
-            args=(self.settings.network.egress_sample_interval,),
-            name="network-egress",
-            daemon=True,
-        )
-        egress.start()
-        self._workers.append(egress)
-        storage_meter = threading.Thread(
-            target=self._storage_meter_loop,
-            args=(self.settings.objectstore.meter_interval,),
-            name="objectstore-meter",
-            daemon=True,
-        )
-        storage_meter.start()
-        self._workers.append(storage_meter)
-        expirer = threading.Thread(
-            target=self._expirer_loop,
-            args=(min(self.settings.objectstore.meter_interval, EXPIRER_INTERVAL),),
-            name="objectstore-expirer",
-            daemon=True,
-        )
-        expirer.start()
-        self._workers.append(expirer)
+
+    def held_leases(self) -> list[str]:
+        """The cloud-wide work this process runs right now."""
+        return [name for name in LEASED_WORK if self.holds(name)]
 
     def _expirer_loop(self, interval: float) -> None:
         """Objects past their X-Delete-At go for S3 too (Swift's reads hide them at once)."""
