@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 import urllib.error
@@ -31,8 +30,8 @@ import pytest
 from botocore.config import Config
 
 from tests.host_cleanup import kill_guests
-from tests.platform.conftest import ADMIN_PASSWORD, SOUVERAIN, Server, server_env
-from tests.platform.test_scale_out import _free_port, _wait_ready
+from tests.platform.conftest import Server, server_env, start_node
+from tests.platform.test_scale_out import _free_port
 from tests.postgres import PostgresServer, postgres_server
 
 pytestmark = pytest.mark.e2e
@@ -72,25 +71,6 @@ class Outcomes:
 def own_postgres() -> Iterator[PostgresServer]:
     with postgres_server() as pg:
         yield pg
-
-
-def _start(data_dir: Path, port: int, s3_port: int, env: dict[str, str]) -> Server:
-    node = Server(data_dir, env)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with (data_dir.parent / "serve.log").open("w") as log:
-        node.proc = subprocess.Popen(
-            [
-                *(SOUVERAIN, "serve", "--data-dir", str(data_dir)),
-                *("--port", str(port), "--s3-port", str(s3_port)),
-            ],
-            env=env,
-            stdout=log,
-            stderr=log,
-            text=True,
-            start_new_session=True,
-        )
-    _wait_ready(node, port)
-    return node
 
 
 def _http(
@@ -150,21 +130,10 @@ def _judge_s3(call: Callable[[], Any]) -> str:
     return "ok"
 
 
-def _admin(base: str) -> dict[str, Any]:
-    """A token, its project and an EC2 credential for S3."""
-    body = {"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"id": "default"}, "password": ADMIN_PASSWORD}}},
-        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
-    }}  # fmt: skip
-    request = urllib.request.Request(
-        f"{base}/identity/v3/auth/tokens",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        token = response.headers["X-Subject-Token"]
-        who = json.loads(response.read())["token"]
+def _admin(node: Server, base: str) -> dict[str, Any]:
+    """A token and an EC2 credential for S3."""
+    token = node.token()
+    who = node.scope_of(token)
     status, _, raw = _http(
         f"{base}/identity/v3/users/{who['user']['id']}/credentials/OS-EC2",
         "POST",
@@ -237,10 +206,10 @@ def test_a_postgresql_restart_under_load_gives_503s_then_recovers_losing_nothing
         SOUVERAIN_COMPUTE__QUOTA_KEY_PAIRS="-1",
         SOUVERAIN_NETWORK__QUOTA_NETWORKS="-1",
     )
-    node = _start(tmp_path / "data", port, s3_port, env)
+    node = start_node(tmp_path / "data", port, s3_port, env)
     try:
         base = f"http://127.0.0.1:{port}"
-        admin = _admin(base)
+        admin = _admin(node, base)
         s3 = _s3(s3_port, admin["credential"])
         s3.create_bucket(Bucket=BUCKET)
         outcomes = Outcomes()
@@ -260,7 +229,7 @@ def test_a_postgresql_restart_under_load_gives_503s_then_recovers_losing_nothing
                 os.killpg(node.proc.pid, signal.SIGTERM)
             node.proc.wait(timeout=60)
         kill_guests(node.data_dir)
-    assert node.proc.returncode == 0, (tmp_path / "serve.log").read_text()[-3000:]
+    assert node.proc.returncode == 0, (tmp_path / "data.log").read_text()[-3000:]
 
 
 def _load_through_a_restart(load: Load, pg: PostgresServer) -> None:

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +26,7 @@ from souverain.db.engine import make_engine
 from souverain.server import LEASED_WORK, _dataplane_prefix
 from tests import host_hygiene
 from tests.host_cleanup import kill_guests
-from tests.platform.conftest import ADMIN_PASSWORD, SOUVERAIN, Server, server_env
+from tests.platform.conftest import Server, server_env, start_node
 from tests.platform.test_scale_out import _free_port
 from tests.postgres import postgres_session, shared_server
 
@@ -41,34 +40,6 @@ __all__ = ["postgres_session"]
 def database(postgres_session: None) -> Iterator[str]:
     with shared_server().database() as url:
         yield url
-
-
-def _start(data_dir: Path, port: int, env: dict[str, str], ready: str) -> Server:
-    node = Server(data_dir, env)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with (data_dir.parent / f"{data_dir.name}.log").open("w") as log:
-        node.proc = subprocess.Popen(
-            [
-                *(SOUVERAIN, "serve", "--data-dir", str(data_dir)),
-                *("--port", str(port), "--s3-port", str(_free_port())),
-            ],
-            env=env,
-            stdout=log,
-            stderr=log,
-            text=True,
-            start_new_session=True,
-        )
-    _until(lambda: _answers(node, f"http://127.0.0.1:{port}{ready}"), 30, f"{ready} on {port}")
-    return node
-
-
-def _answers(node: Server, url: str) -> bool:
-    assert node.proc is not None and node.proc.poll() is None, "the node exited"
-    try:
-        with urllib.request.urlopen(url, timeout=5):
-            return True
-    except OSError:
-        return False
 
 
 def _until(condition: Callable[[], bool], within: float, what: str) -> None:
@@ -89,22 +60,6 @@ def _call(
             return response.status, response.headers, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers, exc.read()
-
-
-def _admin_token(base: str) -> tuple[str, str]:
-    body = {"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"id": "default"}, "password": ADMIN_PASSWORD}}},
-        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
-    }}  # fmt: skip
-    status, headers, raw = _call(
-        f"{base}/identity/v3/auth/tokens",
-        "POST",
-        json.dumps(body).encode(),
-        {"Content-Type": "application/json"},
-    )
-    assert status == 201, raw
-    return headers["X-Subject-Token"], json.loads(raw)["token"]["project"]["id"]
 
 
 def _rows(url: str, query: str) -> list[Any]:
@@ -136,6 +91,16 @@ def _stop(nodes: list[Server]) -> None:
         kill_guests(node.data_dir)
 
 
+def _node(tmp_path: Path, name: str, env: dict[str, str], roles: str) -> tuple[Server, str]:
+    """A node of these roles (the first one's keys, as every node of a cloud has); its URL."""
+    if name != "a":
+        shutil.copytree(tmp_path / "a" / "keys", tmp_path / name / "keys")
+    port = _free_port()
+    ready = "/identity/v3" if "api" in roles else "/health"
+    env = dict(env, SOUVERAIN_SERVER__ROLES=roles)
+    return start_node(tmp_path / name, port, _free_port(), env, ready), f"http://127.0.0.1:{port}"
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="a network node's data plane needs root")
 def test_api_background_and_network_nodes_each_run_their_part_only(
     tmp_path: Path, database: str
@@ -143,45 +108,45 @@ def test_api_background_and_network_nodes_each_run_their_part_only(
     env = server_env(
         SOUVERAIN_DATABASE__URL=database, SOUVERAIN_OBJECTSTORE__METER_INTERVAL=EXPIRER_ROUNDS
     )
-    port_a, port_b = _free_port(), _free_port()
     nodes: list[Server] = []
     try:
-        api = _start(
-            tmp_path / "a", port_a, dict(env, SOUVERAIN_SERVER__ROLES="api"), "/identity/v3"
-        )
+        api, base = _node(tmp_path, "a", env, "api")
         nodes.append(api)
-        base = f"http://127.0.0.1:{port_a}"
-        _store_expiring_object(base)
+        _store_expiring_object(api, base)
         time.sleep(3 * float(EXPIRER_ROUNDS))  # rounds an expirer on this node would have run
         assert _rows(database, "SELECT name FROM leases") == []
         assert len(_rows(database, "SELECT key FROM swift_expiring")) == 1
         assert _kernel_objects(api.data_dir) == []
 
-        shutil.copytree(api.data_dir / "keys", tmp_path / "b" / "keys")
-        background = _start(
-            tmp_path / "b", port_b, dict(env, SOUVERAIN_SERVER__ROLES="background"), "/health"
-        )
+        background, background_url = _node(tmp_path, "b", env, "background")
         nodes.append(background)
         _until(lambda: not _rows(database, "SELECT key FROM swift_expiring"), 20, "expiry")
         assert _rows(database, "SELECT key FROM s3_objects WHERE key = 'due'") == []
         _held_by(database, background)
-        status, _, raw = _call(f"http://127.0.0.1:{port_b}/health")
+        status, _, raw = _call(f"{background_url}/health")
         assert status == 200
         assert json.loads(raw) == {
             "status": "ok", "roles": ["background"], "leases": sorted(LEASED_WORK)
         }  # fmt: skip
-        assert _call(f"http://127.0.0.1:{port_b}/identity/v3")[0] == 404
+        assert _call(f"{background_url}/identity/v3")[0] == 404
         for node in (api, background):
             assert _kernel_objects(node.data_dir) == [], node.data_dir
-        _a_network_node_makes_its_data_plane(tmp_path, database, nodes)
+
+        # the check above can see a data plane: a `network` node's own appears
+        network_env = server_env(SOUVERAIN_DATABASE__URL=database)  # a public range of its own
+        network, _ = _node(tmp_path, "c", network_env, "network")
+        nodes.append(network)
+        _until(lambda: bool(_kernel_objects(network.data_dir)), 20, "the network node's plane")
+        _held_by(database, background)  # still: a network node takes no lease
     finally:
         _stop(nodes)
     for node in nodes:
         assert _kernel_objects(node.data_dir) == []
 
 
-def _store_expiring_object(base: str) -> None:
-    token, project = _admin_token(base)
+def _store_expiring_object(node: Server, base: str) -> None:
+    token = node.token()
+    project = node.scope_of(token)["project"]["id"]
     container = f"{base}/object-storage/v1/AUTH_{project}/expiring"
     assert _call(container, "PUT", b"", {"X-Auth-Token": token})[0] in (201, 202)
     status, _, raw = _call(
@@ -198,16 +163,3 @@ def _held_by(database: str, node: Server) -> None:
     )
     for name, holder in _rows(database, "SELECT name, holder FROM leases"):
         assert int(holder.rsplit(":", 2)[1]) == node.proc.pid, (name, holder)
-
-
-def _a_network_node_makes_its_data_plane(
-    tmp_path: Path, database: str, nodes: list[Server]
-) -> None:
-    """The check above can see a data plane: a `network` node's own appears."""
-    port = _free_port()
-    env = server_env(SOUVERAIN_DATABASE__URL=database, SOUVERAIN_SERVER__ROLES="network")
-    shutil.copytree(tmp_path / "a" / "keys", tmp_path / "c" / "keys")
-    network = _start(tmp_path / "c", port, env, "/health")
-    nodes.append(network)
-    _until(lambda: bool(_kernel_objects(network.data_dir)), 20, "the network node's data plane")
-    _held_by(database, nodes[1])  # the background node's still: a network node takes none
