@@ -35,7 +35,7 @@ from souverain.compute.qemu import QemuDriver
 from souverain.compute.service import ComputeService
 from souverain.config import Settings
 from souverain.db import migrate
-from souverain.db.engine import Database, make_engine
+from souverain.db.engine import Database, is_outage, make_engine
 from souverain.db.leases import LEASE_TTL, LeaseKeeper
 from souverain.identity.bootstrap import bootstrap, write_clouds_yaml
 from souverain.identity.service import CatalogEntry, IdentityPolicySettings, IdentityService
@@ -184,8 +184,8 @@ class Platform:
                 continue
             try:
                 expirer.expire_due()
-            except Exception:  # the next round takes them again
-                log.exception("deleting expired objects failed; retrying")
+            except Exception as exc:  # the next round takes them again
+                _round_failed("deleting expired objects", exc)
 
     def _storage_meter_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -193,8 +193,8 @@ class Platform:
                 self._sweep_objects()
             try:  # what this process noted: every process flushes its own
                 self.objectstore.flush_meter()
-            except Exception:  # what was noted is kept for the next round
-                log.exception("object storage meter flush failed; retrying")
+            except Exception as exc:  # what was noted is kept for the next round
+                _round_failed("object storage meter flush", exc)
 
     def _sweep_objects(self) -> None:
         """Cloud-wide, before this round's flush: the buckets it shrank are gauged in it."""
@@ -202,19 +202,19 @@ class Platform:
             aborted = self.objectstore.abort_expired_uploads()
             if aborted:
                 log.info("aborted %d multipart upload(s) left unfinished too long", aborted)
-        except Exception:  # the next round takes them again
-            log.exception("aborting expired multipart uploads failed; retrying")
+        except Exception as exc:  # the next round takes them again
+            _round_failed("aborting expired multipart uploads", exc)
         try:  # bucket lifecycle rules (each bucket also under a lease of its own)
             self.objectstore.run_lifecycle()
-        except Exception:  # the next round takes them again
-            log.exception("bucket lifecycle sweep failed; retrying")
+        except Exception as exc:  # the next round takes them again
+            _round_failed("bucket lifecycle sweep", exc)
 
     def _egress_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
             try:
                 self.network.sample_egress()
-            except Exception:  # keep metering; the next round may succeed
-                log.exception("egress sampling failed; retrying")
+            except Exception as exc:  # keep metering; the next round may succeed
+                _round_failed("egress sampling", exc)
 
     def _budget_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -222,8 +222,8 @@ class Platform:
                 continue
             try:
                 self.billing.check_budgets()
-            except Exception:  # keep watching; the next round may succeed
-                log.exception("budget check failed; retrying")
+            except Exception as exc:  # keep watching; the next round may succeed
+                _round_failed("budget check", exc)
 
     def _compute_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -231,16 +231,16 @@ class Platform:
                 self.compute.sync_power_states()
                 if self.holds(ORPHANED_BUILDS_LEASE):
                     self.compute.end_orphaned_builds()
-            except Exception:  # keep syncing; the next round may succeed
-                log.exception("compute power state sync failed; retrying")
+            except Exception as exc:  # keep syncing; the next round may succeed
+                _round_failed("compute power state sync", exc)
 
     def _sync_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
             flush_logs()
             try:
                 self.identity.sync_from_store()
-            except Exception:  # keep following; the next round may succeed
-                log.exception("identity sync failed; retrying")
+            except Exception as exc:  # keep following; the next round may succeed
+                _round_failed("identity sync", exc)
 
     def holds(self, lease: str) -> bool:
         """Whether this process runs the cloud-wide work `lease` names right now."""
@@ -268,6 +268,15 @@ class Platform:
         if self.objectstore.changes is not None:
             self.objectstore.changes.close()
         self.db.dispose()
+
+
+def _round_failed(what: str, exc: Exception) -> None:
+    """A background round failed; the next one tries again. While the database is
+    unreachable (a restart, a failover) that is one line a round, not a traceback."""
+    if is_outage(exc):
+        log.warning("%s: the database is unreachable (%s); retrying", what, type(exc).__name__)
+    else:
+        log.exception("%s failed; retrying", what)
 
 
 def _credential_key(path: Path) -> bytes:
