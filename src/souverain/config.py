@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from souverain import roles as roles_
+
 ENV_PREFIX = "SOUVERAIN_"
 # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8: what a VXLAN segment takes from the underlay
 VXLAN_OVERHEAD = 50
@@ -48,6 +50,15 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     graceful_timeout: float = Field(default=30.0, ge=0)
     workers: int = Field(default=1, ge=1, le=64, description="serving processes (one per core)")
+    roles: str = Field(
+        default=roles_.ALL,
+        description="what this node runs: api, network, background (souverain/roles.py)",
+    )
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: str) -> str:
+        return roles_.canonical(value)
 
     @field_validator("public_url", "s3_public_url")
     @classmethod

@@ -20,8 +20,7 @@ from souverain.compute.qemu import QemuDriver
 from souverain.config import ComputeSettings
 from souverain.db import migrate
 from souverain.db.engine import Database, make_engine
-
-from .test_compute_transitions import _server
+from tests.server_rows import add_server
 
 
 @pytest.fixture
@@ -108,7 +107,7 @@ def _beat(db: Database, host: str, when: dt.datetime | None) -> None:
 
 
 def test_a_build_ends_when_its_host_reports_it_running(db: Database, agents: HostAgents) -> None:
-    server_id = _server(db, "building", None)
+    server_id = add_server(db, vm_state="building", task_state=None)
     _on(db, server_id, "hv1", "create")
     assert agents.hand_over(server_id, task="spawning")
     assert agents.revision("hv1") == 1 and agents.revision("hv2") == 0
@@ -128,7 +127,7 @@ def test_a_build_ends_when_its_host_reports_it_running(db: Database, agents: Hos
 
 
 def test_a_failed_build_is_the_servers_fault(db: Database, agents: HostAgents) -> None:
-    server_id = _server(db, "building", "spawning")
+    server_id = add_server(db, vm_state="building", task_state="spawning")
     _on(db, server_id, "hv1", "create")
     agents.report("hv1", server_id, "error", "no room for the disk")
     row = _row(db, server_id)
@@ -139,7 +138,7 @@ def test_a_failed_build_is_the_servers_fault(db: Database, agents: HostAgents) -
 def test_another_hosts_report_is_refused_and_changes_nothing(
     db: Database, agents: HostAgents
 ) -> None:
-    server_id = _server(db, "active", "powering-off")
+    server_id = add_server(db, vm_state="active", task_state="powering-off")
     _on(db, server_id, "hv1")
     with pytest.raises(NotFound):
         agents.report("hv2", server_id, "stopped", None)
@@ -153,7 +152,7 @@ def test_another_hosts_report_is_refused_and_changes_nothing(
 def test_a_delete_ends_when_the_guest_is_gone(
     db: Database, agents: HostAgents, forgotten: Forgotten, core: ComputeCore
 ) -> None:
-    server_id = _server(db, "active", "deleting")
+    server_id = add_server(db, vm_state="active", task_state="deleting")
     _on(db, server_id, "hv1", "delete")
     _beat(db, "hv1", core.now())
     assert agents.hand_over(server_id, local_delete=True)
@@ -167,7 +166,7 @@ def test_a_delete_ends_when_the_guest_is_gone(
 def test_a_delete_on_a_host_not_heard_from_ends_at_once(
     db: Database, agents: HostAgents, forgotten: Forgotten, core: ComputeCore
 ) -> None:
-    server_id = _server(db, "active", "deleting")
+    server_id = add_server(db, vm_state="active", task_state="deleting")
     _on(db, server_id, "hv2", "delete")
     _beat(db, "hv2", core.now() - dt.timedelta(seconds=120))
     assert agents.hand_over(server_id, local_delete=True)
@@ -176,7 +175,7 @@ def test_a_delete_on_a_host_not_heard_from_ends_at_once(
 
 
 def test_a_server_on_the_local_host_is_not_handed_over(db: Database, agents: HostAgents) -> None:
-    server_id = _server(db, "active", None)
+    server_id = add_server(db, vm_state="active", task_state=None)
     _on(db, server_id, "this-machine")
     assert not agents.hand_over(server_id)
 
