@@ -227,7 +227,7 @@ def test_what_a_host_is_asked_to_make_of_a_server(
 def test_a_reboot_ends_only_on_the_report_of_that_reboot(
     db: Database, agents: HostAgents, task: str, hard: bool
 ) -> None:
-    server_id = _server(db, "active", None)
+    server_id = add_server(db, vm_state="active", task_state=None)
     _on(db, server_id, "hv1", "reboot")
     with db.session() as s:
         row = s.get(Server, server_id)
@@ -251,7 +251,7 @@ def test_a_reboot_ends_only_on_the_report_of_that_reboot(
 
 
 def test_a_failed_reboot_is_the_servers_fault(db: Database, agents: HostAgents) -> None:
-    server_id = _server(db, "active", None)
+    server_id = add_server(db, vm_state="active", task_state=None)
     _on(db, server_id, "hv1", "reboot")
     with db.session() as s:
         row = s.get(Server, server_id)
