@@ -236,6 +236,7 @@ def test_a_postgresql_restart_under_load_gives_503s_then_recovers_losing_nothing
     # the background loops said the database was away, a line a round, no traceback
     assert "identity sync: the database is unreachable" in log
     assert "identity sync failed" not in log
+    assert "renewing lease" not in log  # the lease keeper too: a line, not a traceback
 
 
 def _load_through_a_restart(load: Load, pg: PostgresServer) -> None:
