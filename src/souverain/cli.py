@@ -60,11 +60,14 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to bind")] = None,
     port: Annotated[int | None, typer.Option(help="API port (0: any free port)")] = None,
     s3_port: Annotated[int | None, typer.Option("--s3-port", help="S3 API port")] = None,
+    roles: Annotated[
+        str | None,
+        typer.Option(help="what this node runs, of api,network,background (default: all)"),
+    ] = None,
 ) -> None:
-    """Run the whole cloud in the foreground."""
-    server: dict[str, Any] = {
-        k: v for k, v in {"host": host, "port": port, "s3_port": s3_port}.items() if v is not None
-    }
+    """Run the cloud in the foreground: all of it, or the roles named."""
+    options = {"host": host, "port": port, "s3_port": s3_port, "roles": roles}
+    server: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
     overrides = _data_overrides(data_dir)
     if server:
         overrides["server"] = server

@@ -90,6 +90,7 @@ def run_agent(settings: Settings) -> None:
         roles=agent.roles,
         heartbeat_interval=agent.heartbeat_interval,
         wait=agent.watch_wait,
+        console_interval=agent.console_interval,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

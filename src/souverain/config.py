@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from souverain import roles as roles_
+
 ENV_PREFIX = "SOUVERAIN_"
 # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8: what a VXLAN segment takes from the underlay
 VXLAN_OVERHEAD = 50
@@ -49,6 +51,15 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     graceful_timeout: float = Field(default=30.0, ge=0)
     workers: int = Field(default=1, ge=1, le=64, description="serving processes (one per core)")
+    roles: str = Field(
+        default=roles_.ALL,
+        description="what this node runs: api, network, background (souverain/roles.py)",
+    )
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: str) -> str:
+        return roles_.canonical(value)
 
     @field_validator("public_url", "s3_public_url")
     @classmethod
@@ -177,6 +188,9 @@ class AgentSettings(_Section):
     )
     heartbeat_interval: float = Field(default=10.0, gt=0, le=3600)
     watch_wait: int = Field(default=30, ge=1, le=60, description="longest watch, seconds")
+    console_interval: float = Field(
+        default=5.0, gt=0, le=3600, description="seconds between sends of changed consoles"
+    )
     simulated_vcpus: int = Field(default=64, ge=1)
     simulated_memory_mib: int = Field(default=262144, ge=1)
     simulated_disk_gib: int = Field(default=4096, ge=1)

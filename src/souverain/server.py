@@ -20,6 +20,7 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
+from souverain import roles
 from souverain.app import SERVICES, Mounted, build_app, build_s3_app
 from souverain.billing import api as billing_api
 from souverain.billing.catalog import Catalog
@@ -33,7 +34,7 @@ from souverain.compute.qemu import QemuDriver
 from souverain.compute.service import ComputeService
 from souverain.config import Settings
 from souverain.db import migrate
-from souverain.db.engine import Database, make_engine
+from souverain.db.engine import Database, is_outage, make_engine
 from souverain.db.leases import LEASE_TTL, LeaseKeeper
 from souverain.identity.bootstrap import bootstrap, write_clouds_yaml
 from souverain.identity.service import CatalogEntry, IdentityPolicySettings, IdentityService
@@ -145,71 +146,48 @@ class Platform:
 
     def start_background(self, sync_interval: float = 1.0, lease_ttl: float = LEASE_TTL) -> None:
         """Background work of a running server: follow identity changes made elsewhere,
-        and keep the servers' recorded power state true to their QEMU processes; the
-        cloud-wide work (LEASED_WORK) only while this process holds its lease."""
-        self.leases = LeaseKeeper(self.db, self.clock, lease_ttl)
-        for name in LEASED_WORK:
-            self.leases.want(name)
-        keeper = threading.Thread(
-            target=self.leases.keep, args=(self._stop,), name="leases", daemon=True
-        )
-        keeper.start()
-        self._workers.append(keeper)
-        worker = threading.Thread(
-            target=self._sync_loop, args=(sync_interval,), name="identity-sync", daemon=True
-        )
+        and keep the servers' recorded power state true to their QEMU processes; with the
+        `background` role, the cloud-wide work (LEASED_WORK) while this process holds its
+        lease; with `network`, the egress of this node's routers."""
+        background = roles.runs(self.settings, roles.BACKGROUND)
+        if background:  # a node without the role never takes a lease
+            self.leases = LeaseKeeper(self.db, self.clock, lease_ttl)
+            for name in LEASED_WORK:
+                self.leases.want(name)
+            self._spawn("leases", self.leases.keep, self._stop)
+        self._spawn("identity-sync", self._sync_loop, sync_interval)
+        self._spawn("compute-sync", self._compute_loop, self.settings.compute.sync_interval)
+        if background:
+            budget_interval = self.settings.billing.budget_check_interval
+            self._spawn("billing-budgets", self._budget_loop, budget_interval)
+        if roles.runs(self.settings, roles.NETWORK):
+            egress_interval = self.settings.network.egress_sample_interval
+            self._spawn("network-egress", self._egress_loop, egress_interval)
+            if self.network_node is not None:
+                self._start_network_node(lease_ttl)
+        meter_interval = self.settings.objectstore.meter_interval
+        self._spawn("objectstore-meter", self._storage_meter_loop, meter_interval)
+        if background:
+            expirer_interval = min(meter_interval, EXPIRER_INTERVAL)
+            self._spawn("objectstore-expirer", self._expirer_loop, expirer_interval)
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        worker = threading.Thread(target=target, args=args, name=name, daemon=True)
         worker.start()
         self._workers.append(worker)
-        compute = threading.Thread(
-            target=self._compute_loop,
-            args=(self.settings.compute.sync_interval,),
-            name="compute-sync",
-            daemon=True,
-        )
-        compute.start()
-        self._workers.append(compute)
-        budgets = threading.Thread(
-            target=self._budget_loop,
-            args=(self.settings.billing.budget_check_interval,),
-            name="billing-budgets",
-            daemon=True,
-        )
-        budgets.start()
-        self._workers.append(budgets)
-        egress = threading.Thread(
-            target=self._egress_loop,
-            args=(self.settings.network.egress_sample_interval,),
-            name="network-egress",
-            daemon=True,
-        )
-        egress.start()
-        self._workers.append(egress)
-        storage_meter = threading.Thread(
-            target=self._storage_meter_loop,
-            args=(self.settings.objectstore.meter_interval,),
-            name="objectstore-meter",
-            daemon=True,
-        )
-        storage_meter.start()
-        self._workers.append(storage_meter)
-        expirer = threading.Thread(
-            target=self._expirer_loop,
-            args=(min(self.settings.objectstore.meter_interval, EXPIRER_INTERVAL),),
-            name="objectstore-expirer",
-            daemon=True,
-        )
-        expirer.start()
-        self._workers.append(expirer)
-        if self.network_node is not None:
-            self.leases.want(NETWORK_NODE_LEASE)
-            node = threading.Thread(
-                target=self._network_node_loop,
-                args=(self.settings.network.node_interval,),
-                name="network-node",
-                daemon=True,
-            )
-            node.start()
-            self._workers.append(node)
+
+    def held_leases(self) -> list[str]:
+        """The cloud-wide work this process runs right now."""
+        return [name for name in LEASED_WORK if self.holds(name)]
+
+    def _start_network_node(self, lease_ttl: float) -> None:
+        """The network node's loop, in one worker of the node's at a time (its own lease,
+        taken even without the `background` role: it is this node's work, not the cloud's)."""
+        if self.leases is None:
+            self.leases = LeaseKeeper(self.db, self.clock, lease_ttl)
+            self._spawn("leases", self.leases.keep, self._stop)
+        self.leases.want(NETWORK_NODE_LEASE)
+        self._spawn("network-node", self._network_node_loop, self.settings.network.node_interval)
 
     def _network_node_loop(self, interval: float) -> None:
         """The overlay, DHCP and agents' plans follow the rows (one worker of the node's)."""
@@ -219,9 +197,9 @@ class Platform:
                 continue
             try:
                 self.network_node.tick()
-            except Exception:  # the next round reads everything again
+            except Exception as exc:  # the next round reads everything again
                 self.network_node.forget()
-                log.exception("the network node could not follow the rows; retrying")
+                _round_failed("the network node following the rows", exc)
 
     def _expirer_loop(self, interval: float) -> None:
         """Objects past their X-Delete-At go for S3 too (Swift's reads hide them at once)."""
@@ -231,8 +209,8 @@ class Platform:
                 continue
             try:
                 expirer.expire_due()
-            except Exception:  # the next round takes them again
-                log.exception("deleting expired objects failed; retrying")
+            except Exception as exc:  # the next round takes them again
+                _round_failed("deleting expired objects", exc)
 
     def _storage_meter_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -240,8 +218,8 @@ class Platform:
                 self._sweep_objects()
             try:  # what this process noted: every process flushes its own
                 self.objectstore.flush_meter()
-            except Exception:  # what was noted is kept for the next round
-                log.exception("object storage meter flush failed; retrying")
+            except Exception as exc:  # what was noted is kept for the next round
+                _round_failed("object storage meter flush", exc)
 
     def _sweep_objects(self) -> None:
         """Cloud-wide, before this round's flush: the buckets it shrank are gauged in it."""
@@ -249,19 +227,19 @@ class Platform:
             aborted = self.objectstore.abort_expired_uploads()
             if aborted:
                 log.info("aborted %d multipart upload(s) left unfinished too long", aborted)
-        except Exception:  # the next round takes them again
-            log.exception("aborting expired multipart uploads failed; retrying")
+        except Exception as exc:  # the next round takes them again
+            _round_failed("aborting expired multipart uploads", exc)
         try:  # bucket lifecycle rules (each bucket also under a lease of its own)
             self.objectstore.run_lifecycle()
-        except Exception:  # the next round takes them again
-            log.exception("bucket lifecycle sweep failed; retrying")
+        except Exception as exc:  # the next round takes them again
+            _round_failed("bucket lifecycle sweep", exc)
 
     def _egress_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
             try:
                 self.network.sample_egress()
-            except Exception:  # keep metering; the next round may succeed
-                log.exception("egress sampling failed; retrying")
+            except Exception as exc:  # keep metering; the next round may succeed
+                _round_failed("egress sampling", exc)
 
     def _budget_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -269,8 +247,8 @@ class Platform:
                 continue
             try:
                 self.billing.check_budgets()
-            except Exception:  # keep watching; the next round may succeed
-                log.exception("budget check failed; retrying")
+            except Exception as exc:  # keep watching; the next round may succeed
+                _round_failed("budget check", exc)
 
     def _compute_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -278,16 +256,16 @@ class Platform:
                 self.compute.sync_power_states()
                 if self.holds(ORPHANED_BUILDS_LEASE):
                     self.compute.end_orphaned_builds()
-            except Exception:  # keep syncing; the next round may succeed
-                log.exception("compute power state sync failed; retrying")
+            except Exception as exc:  # keep syncing; the next round may succeed
+                _round_failed("compute power state sync", exc)
 
     def _sync_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
             flush_logs()
             try:
                 self.identity.sync_from_store()
-            except Exception:  # keep following; the next round may succeed
-                log.exception("identity sync failed; retrying")
+            except Exception as exc:  # keep following; the next round may succeed
+                _round_failed("identity sync", exc)
 
     def holds(self, lease: str) -> bool:
         """Whether this process runs the cloud-wide work `lease` names right now."""
@@ -315,6 +293,15 @@ class Platform:
         if self.objectstore.changes is not None:
             self.objectstore.changes.close()
         self.db.dispose()
+
+
+def _round_failed(what: str, exc: Exception) -> None:
+    """A background round failed; the next one tries again. While the database is
+    unreachable (a restart, a failover) that is one line a round, not a traceback."""
+    if is_outage(exc):
+        log.warning("%s: the database is unreachable (%s); retrying", what, type(exc).__name__)
+    else:
+        log.exception("%s failed; retrying", what)
 
 
 def _credential_key(path: Path) -> bytes:

@@ -23,12 +23,22 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from starlette.types import ASGIApp
+
+from souverain import roles
 from souverain.app import SERVICES, by_port
 from souverain.common.logbatch import BatchedStreamHandler
 from souverain.config import Settings
 from souverain.db import migrate
 from souverain.network.dataplane import DataplaneError
-from souverain.server import DataPaths, _paths, flush_logs, open_platform, set_up_data
+from souverain.server import (
+    DataPaths,
+    Platform,
+    _paths,
+    flush_logs,
+    open_platform,
+    set_up_data,
+)
 
 log = logging.getLogger("souverain")
 
@@ -85,8 +95,13 @@ def _banner(settings: Settings, paths: DataPaths, password_written: bool) -> Non
     workers = settings.server.workers
     print(
         f"Souverain is running in region {settings.server.region} "
-        f"(data in {paths.root}, {workers} worker{'s' if workers > 1 else ''})"
+        f"(data in {paths.root}, {workers} worker{'s' if workers > 1 else ''}; "
+        f"roles: {roles.describe(settings)})"
     )
+    if not roles.runs(settings, roles.API):
+        print(f"  health     {base}/health (no API on this node)")
+        sys.stdout.flush()
+        return
     for service in SERVICES:
         print(f"  {service.type:<10} {base}{service.path}")
     print(f"  {'s3':<10} {settings.s3_url} (region {settings.server.region})")
@@ -128,7 +143,7 @@ def _run_worker(
     # longer pays for walking the whole application), and forked pages stay shared.
     gc.freeze()
     config = uvicorn.Config(
-        by_port(platform.app, platform.s3_app, settings.server.s3_port),
+        _listener_app(platform, settings),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.server.graceful_timeout),
@@ -142,6 +157,13 @@ def _run_worker(
         server.run(sockets=socks)
     finally:
         platform.close()
+
+
+def _listener_app(platform: Platform, settings: Settings) -> ASGIApp:
+    """The APIs on an api node; elsewhere only its health, on both listeners."""
+    if roles.runs(settings, roles.API):
+        return by_port(platform.app, platform.s3_app, settings.server.s3_port)
+    return roles.health_app(settings, platform.held_leases)
 
 
 _EARLY_STOP: list[int] = []
@@ -284,6 +306,7 @@ def _set_up_apart(settings: Settings) -> bool:
 def serve(settings: Settings) -> int:
     """Run `souverain serve` in the foreground; the exit code to return."""
     os.umask(0o077)  # everything the cloud writes (database, logs, keys) is the operator's alone
+    roles.apply(settings)  # before set-up: a node without `network` makes no kernel object
     access = configure_logging()
     sock = bind(settings.server.host, settings.server.port)
     settings.server.port = sock.getsockname()[1]

@@ -4,7 +4,8 @@ the real internal API (a host's own token), as an agent process plays it in
 tests/platform/test_host_agents.py.
 
 Only an admin evacuates; a live host, the same host, an unknown one, a host without an
-agent, bad bodies per microversion are refused and change nothing."""
+agent, bad bodies per microversion are refused and change nothing. A reboot there is
+the agent's and ends on its report of that reboot; an action no agent does is 409."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from souverain.compute.models import Server
+from souverain.compute.models import ConsoleTail, Server
 
 from .support import ADMIN_PASSWORD, Cloud, Member, SteppingClock
 from .test_compute_api import Nova
@@ -39,10 +40,14 @@ class Host:
     def assigned(self) -> dict[str, dict[str, Any]]:
         return {s["id"]: s for s in self.call("GET", "/assignments").json()["servers"]}
 
-    def report(self, server_id: str, state: str) -> int:
-        return int(
-            self.call("PUT", f"/servers/{server_id}/state", json={"state": state}).status_code
-        )
+    def report(self, server_id: str, state: str, echo: bool = True) -> int:
+        """Report the server's state as an agent does: naming the action the assignment
+        names (a reboot's, a rebuild's), unless `echo` is False."""
+        body: dict[str, Any] = {"state": state}
+        action = self.assigned().get(server_id, {}).get("action")
+        if echo and action is not None:
+            body["action"] = action
+        return int(self.call("PUT", f"/servers/{server_id}/state", json=body).status_code)
 
 
 @pytest.fixture
@@ -190,3 +195,123 @@ def test_only_an_admin_evacuates(cloud: Cloud, world: dict[str, Any]) -> None:
     response = _evacuate(Nova(cloud.client, restricted), world["server"], {})
     assert response.status_code == 403, response.text
     assert _host_of(cloud, world["server"]) == ("hv1", "active", None)
+
+
+def test_a_reboot_on_an_agent_host_is_the_agents_and_ends_on_its_report(
+    world: dict[str, Any],
+) -> None:
+    hv1, admin, server_id = world["hv1"], world["admin"], world["server"]
+    assert (
+        admin.post(f"/servers/{server_id}/action", {"reboot": {"type": "HARD"}}).status_code == 202
+    )
+    assert admin.server(server_id)["status"] == "HARD_REBOOT"
+    reboot = hv1.assigned()[server_id]["reboot"]
+    assert reboot["hard"] is True and isinstance(reboot["action"], int)
+    assert hv1.report(server_id, "running", echo=False) == 204  # not the reboot's answer
+    assert admin.server(server_id)["status"] == "HARD_REBOOT"
+    for bad in ("1", -1, 2**63, True):
+        body = {"state": "running", "action": bad}
+        url = f"/servers/{server_id}/state"
+        assert hv1.call("PUT", url, json=body).status_code == 400
+    done = {"state": "running", "action": reboot["action"]}
+    assert hv1.call("PUT", f"/servers/{server_id}/state", json=done).status_code == 204
+    assert admin.server(server_id)["status"] == "ACTIVE"
+    assert "reboot" not in hv1.assigned()[server_id]
+
+
+def test_an_action_its_agent_does_not_do_is_409_and_changes_nothing(
+    world: dict[str, Any],
+) -> None:
+    admin, server_id = world["admin"], world["server"]
+    before = admin.server(server_id)
+    answer = admin.post(f"/servers/{server_id}/action", {"shelve": None})
+    assert answer.status_code == 409
+    assert "hv1" in answer.json()["conflictingRequest"]["message"]
+    after = admin.server(server_id)
+    assert (after["status"], after["OS-EXT-STS:task_state"]) == ("ACTIVE", None)
+    assert after["updated"] == before["updated"]
+
+
+def test_the_console_of_a_guest_on_an_agent_host_is_what_its_agent_sent(
+    world: dict[str, Any], cloud: Cloud
+) -> None:
+    hv1, hv2, admin, server_id = world["hv1"], world["hv2"], world["admin"], world["server"]
+
+    def console(length: int | None = None) -> Any:
+        body = {"os-getConsoleOutput": {} if length is None else {"length": length}}
+        return admin.post(f"/servers/{server_id}/action", body)
+
+    assert console().json() == {"output": ""}  # nothing sent yet
+    url = f"/servers/{server_id}/console"
+    assert hv1.call("PUT", url, json={"output": "boot\nlogin: "}).status_code == 204
+    assert console().json() == {"output": "boot\nlogin: "}
+    assert console(1).json() == {"output": "login: "}
+    # another host, a bad body, too much: refused, and nothing changed
+    assert hv2.call("PUT", url, json={"output": "forged"}).status_code == 404
+    for bad in ({}, {"output": 7}, []):
+        assert hv1.call("PUT", url, json=bad).status_code == 400
+    too_much = hv1.call("PUT", url, json={"output": "x" * 65537})
+    assert too_much.status_code in (400, 413)  # over the tail kept, or over the body limit
+    assert console().json() == {"output": "boot\nlogin: "}
+    # a member of another project does not see it
+    other = cloud.member("member")
+    outsider = Nova(cloud.client, other.token)
+    seen = outsider.post(f"/servers/{server_id}/action", {"os-getConsoleOutput": {}})
+    assert seen.status_code == 404
+    # it goes with the server
+    assert admin.delete(f"/servers/{server_id}").status_code == 204
+    assert hv1.report(server_id, "absent") == 204
+    assert hv1.call("PUT", url, json={"output": "late"}).status_code == 404
+    with cloud.platform.db.session() as s:
+        assert s.get(ConsoleTail, server_id) is None
+
+
+@pytest.mark.parametrize(
+    ("action", "task", "state", "status", "power", "back"),
+    [
+        ("pause", "pausing", "paused", "PAUSED", 3, "unpause"),
+        ("suspend", "suspending", "suspended", "SUSPENDED", 7, "resume"),
+    ],
+)
+def test_pause_and_suspend_on_an_agent_host_end_on_its_reports(
+    world: dict[str, Any], action: str, task: str, state: str, status: str, power: int, back: str
+) -> None:
+    hv1, admin, server_id = world["hv1"], world["admin"], world["server"]
+    assert admin.post(f"/servers/{server_id}/action", {action: None}).status_code == 202
+    assert hv1.assigned()[server_id]["desired"] == state
+    assert hv1.report(server_id, "running") == 204  # not yet
+    assert admin.server(server_id)["OS-EXT-STS:task_state"] == task
+    assert hv1.report(server_id, state) == 204
+    server = admin.server(server_id)
+    assert (server["status"], server["OS-EXT-STS:power_state"]) == (status, power)
+    assert hv1.assigned()[server_id]["desired"] == state  # and stays so
+    assert admin.post(f"/servers/{server_id}/action", {back: None}).status_code == 202
+    assert hv1.assigned()[server_id]["desired"] == "running"
+    assert hv1.report(server_id, "running") == 204
+    server = admin.server(server_id)
+    assert (server["status"], server["OS-EXT-STS:power_state"]) == ("ACTIVE", 1)
+
+
+def test_a_rebuild_on_an_agent_host_is_built_anew_there(
+    world: dict[str, Any], cloud: Cloud
+) -> None:
+    hv1, admin, server_id = world["hv1"], world["admin"], world["server"]
+    image = _image(cloud)
+    body = {"rebuild": {"imageRef": image, "name": "db-1-rebuilt"}}
+    answer = admin.post(f"/servers/{server_id}/action", body)
+    assert answer.status_code == 202
+    assert answer.json()["server"]["adminPass"]
+    assigned = hv1.assigned()[server_id]
+    assert assigned["task"] == "rebuild_spawning" and assigned["desired"] == "running"
+    assert assigned["build"]["meta_data"]["name"] == "db-1-rebuilt"
+    assert isinstance(assigned["action"], int)
+    assert hv1.report(server_id, "running", echo=False) == 204  # the old guest, not the new
+    assert admin.server(server_id)["status"] == "REBUILD"
+    assert hv1.report(server_id, "running") == 204
+    server = admin.server(server_id)
+    assert (server["status"], server["name"], server["OS-EXT-SRV-ATTR:host"]) == (
+        "ACTIVE",
+        "db-1-rebuilt",
+        "hv1",
+    )
+    assert "action" not in hv1.assigned()[server_id]

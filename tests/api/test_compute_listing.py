@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import event
 
 from souverain.common.context import RequestContext
-from souverain.compute.models import InstanceAction, Server
+from souverain.compute.models import InstanceAction
+from tests.server_rows import server_row
 
 from .support import Cloud, Member
 
@@ -38,8 +39,8 @@ def _add_servers(cloud: Cloud, member: Member, count: int, deleted: bool = False
         for index, server_id in enumerate(ids):
             flavor = FLAVORS[index % len(FLAVORS)]
             s.add(
-                Server(
-                    id=server_id,
+                server_row(
+                    server_id,
                     project_id=member.project_id,
                     user_id=member.id,
                     name=f"listed-{index}",
@@ -49,10 +50,10 @@ def _add_servers(cloud: Cloud, member: Member, count: int, deleted: bool = False
                     vcpus=flavor["vcpus"],
                     memory_mib=flavor["ram"],
                     disk_gib=flavor["disk"],
-                    availability_zone="nova",
                     mac="fa:16:3e:00:00:01",
                     host=cloud.platform.compute.host,
                     vm_state="stopped",
+                    task_state=None,
                     power_state=4,
                     reservation_id="r-listed",
                     created_at=now + dt.timedelta(microseconds=index),

@@ -25,9 +25,9 @@ from souverain.compute.models import (
     AggregateMetadata,
     Server,
     ServerGroup,
-    ServerGroupMember,
 )
 from souverain.compute.scheduler import Capacity, PlacementRequest
+from tests.server_rows import add_server
 
 from .support import Cloud, SteppingClock
 from .test_compute_api import Nova, fault
@@ -61,44 +61,6 @@ def _report(compute: Any, name: str, **size: int) -> None:
     compute.hosts.report(
         name, _capacity(name, **size), "192.0.2.1", ["compute"], compute.hosts.now()
     )
-
-
-def _server(compute: Any, memory: int = 1024, vcpus: int = 1, group: str | None = None) -> str:
-    server_id = str(uuid.uuid4())
-    now = dt.datetime(2026, 1, 1)
-    with compute.db.session() as s:
-        s.add(
-            Server(
-                id=server_id,
-                project_id="p",
-                user_id="u",
-                name=server_id[:8],
-                hostname=server_id[:8],
-                image_id="i",
-                flavor={"id": "x", "vcpus": vcpus, "ram": memory, "disk": 1},
-                vcpus=vcpus,
-                memory_mib=memory,
-                disk_gib=1,
-                server_metadata={},
-                tags=[],
-                config_drive=True,
-                availability_zone="nova",
-                addresses={},
-                mac="fa:16:3e:00:00:00",
-                vm_state="building",
-                task_state="scheduling",
-                power_state=0,
-                locked=False,
-                reservation_id="r",
-                launch_index=0,
-                created_at=now,
-                updated_at=now,
-                deleted=False,
-            )
-        )
-        if group is not None:
-            s.add(ServerGroupMember(server_id=server_id, group_id=group))
-    return server_id
 
 
 def _group(compute: Any, policy: str, rules: dict[str, Any] | None = None) -> str:
@@ -157,7 +119,7 @@ def test_anti_affinity_puts_two_servers_on_two_hosts_and_refuses_a_third(compute
     _report(compute, "sched-a")
     _report(compute, "sched-b")
     group = _group(compute, "anti-affinity")
-    first, second, third = (_server(compute, group=group) for _ in range(3))
+    first, second, third = (add_server(compute.db, group=group) for _ in range(3))
     placed = {_place(compute, first), _place(compute, second)}
     assert placed == {"sched-a", "sched-b"}
     assert _place(compute, third) is None
@@ -170,7 +132,7 @@ def test_anti_affinity_puts_two_servers_on_two_hosts_and_refuses_a_third(compute
 def test_anti_affinity_admits_max_server_per_host(compute: Any) -> None:
     _report(compute, "sched-a")
     group = _group(compute, "anti-affinity", {"max_server_per_host": 2})
-    members = [_server(compute, group=group) for _ in range(3)]
+    members = [add_server(compute.db, group=group) for _ in range(3)]
     assert [_place(compute, m) for m in members] == ["sched-a", "sched-a", None]
 
 
@@ -178,22 +140,22 @@ def test_affinity_keeps_members_together_even_when_spread_would_not(compute: Any
     _report(compute, "sched-a")
     _report(compute, "sched-b")
     group = _group(compute, "affinity")
-    first = _place(compute, _server(compute, memory=4096, group=group))
+    first = _place(compute, add_server(compute.db, memory=4096, group=group))
     # spread alone would pick the emptier host; the policy keeps the group together
-    assert _place(compute, _server(compute, memory=1024, group=group)) == first
+    assert _place(compute, add_server(compute.db, memory=1024, group=group)) == first
     # and when that host is full, there is no valid host rather than another one
-    assert _place(compute, _server(compute, memory=4096, group=group)) is None
+    assert _place(compute, add_server(compute.db, memory=4096, group=group)) is None
 
 
 def test_soft_policies_weigh_but_never_refuse(compute: Any) -> None:
     _report(compute, "sched-a")
     _report(compute, "sched-b")
     soft_anti = _group(compute, "soft-anti-affinity")
-    hosts = [_place(compute, _server(compute, memory=256, group=soft_anti)) for _ in range(3)]
+    hosts = [_place(compute, add_server(compute.db, memory=256, group=soft_anti)) for _ in range(3)]
     assert set(hosts[:2]) == {"sched-a", "sched-b"} and hosts[2] is not None
     soft = _group(compute, "soft-affinity")
-    first = _place(compute, _server(compute, memory=256, group=soft))
-    assert _place(compute, _server(compute, memory=256, group=soft)) == first
+    first = _place(compute, add_server(compute.db, memory=256, group=soft))
+    assert _place(compute, add_server(compute.db, memory=256, group=soft)) == first
 
 
 # ---------------------------------------------------------------------- weighers
@@ -202,13 +164,13 @@ def test_soft_policies_weigh_but_never_refuse(compute: Any) -> None:
 def test_spread_is_the_default_and_pack_a_setting(compute: Any) -> None:
     _report(compute, "sched-a")
     _report(compute, "sched-b")
-    spread = [_place(compute, _server(compute)) for _ in range(4)]
+    spread = [_place(compute, add_server(compute.db)) for _ in range(4)]
     assert sorted(spread) == ["sched-a", "sched-a", "sched-b", "sched-b"]
     compute.settings.scheduler_weigher = "pack"
     try:
         _report(compute, "sched-c")
         _report(compute, "sched-d")
-        packed = [_place(compute, _server(compute), zone=None) for _ in range(3)]
+        packed = [_place(compute, add_server(compute.db), zone=None) for _ in range(3)]
     finally:
         compute.settings.scheduler_weigher = "spread"
     # the fullest host that still fits takes every one
@@ -217,13 +179,13 @@ def test_spread_is_the_default_and_pack_a_setting(compute: Any) -> None:
 
 def test_capacity_is_each_hosts_report_and_is_never_overbooked(compute: Any) -> None:
     _report(compute, "sched-small", memory=2048, vcpus=2)
-    assert _place(compute, _server(compute, memory=4096)) is None
-    assert _place(compute, _server(compute, memory=2048, vcpus=3)) is None
-    assert _place(compute, _server(compute, memory=2048, vcpus=2)) == "sched-small"
-    assert _place(compute, _server(compute, memory=1)) is None
+    assert _place(compute, add_server(compute.db, memory=4096)) is None
+    assert _place(compute, add_server(compute.db, memory=2048, vcpus=3)) is None
+    assert _place(compute, add_server(compute.db, memory=2048, vcpus=2)) == "sched-small"
+    assert _place(compute, add_server(compute.db, memory=1)) is None
     # a new report (more memory) is what the next claim reads
     _report(compute, "sched-small", memory=4096, vcpus=4)
-    assert _place(compute, _server(compute, memory=2048)) == "sched-small"
+    assert _place(compute, add_server(compute.db, memory=2048)) == "sched-small"
 
 
 # ---------------------------------------------------------------------- hosts that take nothing
@@ -234,7 +196,7 @@ def test_a_down_host_takes_nothing_until_it_reports_again(
 ) -> None:
     _report(compute, "sched-a")
     clock.advance(compute.settings.service_down_time + 1)
-    waiting = _server(compute)
+    waiting = add_server(compute.db)
     assert _place(compute, waiting) is None
     _report(compute, "sched-a")
     assert _place(compute, waiting) == "sched-a"
@@ -247,7 +209,7 @@ def test_a_disabled_or_forced_down_host_takes_nothing(compute: Any) -> None:
     services = compute.host_services
     svc = services.find(host="sched-a", binary="nova-compute")
     services.update(svc, ServiceChange(disabled=True, disabled_reason="maintenance"))
-    waiting = _server(compute)
+    waiting = add_server(compute.db)
     assert _place(compute, waiting) is None
     services.update(svc, ServiceChange(disabled=False, forced_down=True))
     assert _place(compute, waiting) is None
@@ -263,12 +225,12 @@ def test_a_zone_is_asked_for_through_aggregates(compute: Any) -> None:
     _report(compute, "sched-b")
     _aggregate(compute, "rack-1", ["sched-b"], zone="az-1")
     for _ in range(3):
-        assert _place(compute, _server(compute), zone="az-1") == "sched-b"
+        assert _place(compute, add_server(compute.db), zone="az-1") == "sched-b"
     # the default zone is the hosts in no zone
-    assert _place(compute, _server(compute), zone="nova") == "sched-a"
-    assert _place(compute, _server(compute), zone="az-9") is None
-    assert _place(compute, _server(compute), host="sched-b", zone="nova") is None
-    assert _place(compute, _server(compute), host="sched-b") == "sched-b"
+    assert _place(compute, add_server(compute.db), zone="nova") == "sched-a"
+    assert _place(compute, add_server(compute.db), zone="az-9") is None
+    assert _place(compute, add_server(compute.db), host="sched-b", zone="nova") is None
+    assert _place(compute, add_server(compute.db), host="sched-b") == "sched-b"
 
 
 def test_flavor_extra_specs_must_match_aggregate_metadata(compute: Any) -> None:
@@ -277,19 +239,19 @@ def test_flavor_extra_specs_must_match_aggregate_metadata(compute: Any) -> None:
     _aggregate(compute, "ssd", ["sched-a"], disk="ssd,nvme", gpu="none")
     wants_ssd = {"aggregate_instance_extra_specs:disk": "ssd", "hw:cpu_policy": "shared"}
     for _ in range(3):
-        assert _place(compute, _server(compute), extra_specs=wants_ssd) == "sched-a"
+        assert _place(compute, add_server(compute.db), extra_specs=wants_ssd) == "sched-a"
     nvme = {"aggregate_instance_extra_specs:disk": "nvme"}
-    assert _place(compute, _server(compute), extra_specs=nvme) == "sched-a"
+    assert _place(compute, add_server(compute.db), extra_specs=nvme) == "sched-a"
     tape = {"aggregate_instance_extra_specs:disk": "tape"}
-    assert _place(compute, _server(compute), extra_specs=tape) is None
+    assert _place(compute, add_server(compute.db), extra_specs=tape) is None
 
 
 def test_image_properties_no_host_offers_are_refused(compute: Any) -> None:
     _report(compute, "sched-a")
     arm = {"hw_architecture": "aarch64"}
-    assert _place(compute, _server(compute), image_properties=arm) is None
+    assert _place(compute, add_server(compute.db), image_properties=arm) is None
     x86 = {"hw_architecture": "x86_64", "img_hv_type": "qemu"}
-    assert _place(compute, _server(compute), image_properties=x86) == "sched-a"
+    assert _place(compute, add_server(compute.db), image_properties=x86) == "sched-a"
 
 
 # ---------------------------------------------------------------------- concurrency
@@ -297,7 +259,7 @@ def test_image_properties_no_host_offers_are_refused(compute: Any) -> None:
 
 def test_twenty_concurrent_claims_on_room_for_ten_place_exactly_ten(compute: Any) -> None:
     _report(compute, "sched-a", memory=10 * 512, vcpus=64)
-    servers = [_server(compute, memory=512) for _ in range(20)]
+    servers = [add_server(compute.db, memory=512) for _ in range(20)]
     barrier = threading.Barrier(len(servers))
     placed: list[str | None] = []
     lock = threading.Lock()
@@ -356,7 +318,7 @@ def test_the_third_anti_affinity_member_ends_with_novas_message(cloud: Cloud, co
         {"server_group": {"name": "replicas", "policies": ["anti-affinity"]}},
     )["server_group"]["id"]
     for host in ("sched-a", "sched-b"):  # two members already run, one per host
-        placed = _server(compute, group=group)
+        placed = add_server(compute.db, group=group)
         with compute.db.session() as s:
             row = s.get(Server, placed)
             row.host, row.project_id, row.vm_state, row.task_state = (
@@ -393,7 +355,7 @@ def test_hypervisors_and_services_show_every_host(
 ) -> None:
     admin = Nova(cloud.client, cloud.admin_token)
     _report(compute, "sched-a", vcpus=8, memory=4096)
-    _place(compute, _server(compute, memory=1024, vcpus=2))
+    _place(compute, add_server(compute.db, memory=1024, vcpus=2))
     clock.advance(compute.settings.service_down_time - 5)
     _report(compute, "sched-b", vcpus=4, memory=2048)
     clock.advance(10)  # sched-a is now silent for longer than the down time; b is not
@@ -421,7 +383,7 @@ def test_hypervisors_and_services_show_every_host(
         "sched-b": ("up", "enabled"),
     }
     # a down host takes nothing, and the zones list shows whether a host is active
-    assert _place(compute, _server(compute)) == "sched-b"
+    assert _place(compute, add_server(compute.db)) == "sched-b"
     zones = admin.ok("GET", "/os-availability-zone/detail")["availabilityZoneInfo"]
     nova_zone = next(z for z in zones if z["zoneName"] == "nova")
     assert nova_zone["hosts"]["sched-a"]["nova-compute"]["active"] is False

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -124,6 +125,14 @@ class Server:
         assert status == 201, status
         return headers["X-Subject-Token"]
 
+    def scope_of(self, token: str) -> dict[str, Any]:
+        """What the token says: its user, project and roles (Keystone's token body)."""
+        status, _, body = self.get(
+            "/identity/v3/auth/tokens", {"X-Auth-Token": token, "X-Subject-Token": token}
+        )
+        assert status == 200, body
+        return dict(json.loads(body)["token"])
+
     def assert_audit_intact(self) -> None:
         """`souverain audit verify` on this server's data dir says the chain is whole."""
         result = subprocess.run(
@@ -141,6 +150,38 @@ class Server:
             self.proc.send_signal(sig)
         out, err = self.proc.communicate(timeout=timeout)
         return self.proc.returncode, out, err
+
+
+def start_node(
+    data_dir: Path, port: int, s3_port: int, env: dict[str, str], ready: str = "/identity/v3"
+) -> Server:
+    """`souverain serve` on fixed ports, in a process group of its own (a kill takes its
+    workers too), its output in `<data dir>.log` (a pipe nobody reads would stop it once
+    full); returned once `ready` answers (the port is bound before start-up ends)."""
+    node = Server(data_dir, env)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir.parent / f"{data_dir.name}.log").open("w") as log:
+        node.proc = subprocess.Popen(
+            [
+                *(SOUVERAIN, "serve", "--data-dir", str(data_dir)),
+                *("--port", str(port), "--s3-port", str(s3_port)),
+            ],
+            env=env,
+            stdout=log,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}{ready}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert node.proc.poll() is None, f"the node exited: see {data_dir}.log"
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return node
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{url} never answered")
 
 
 def server_env(**extra: str) -> dict[str, str]:

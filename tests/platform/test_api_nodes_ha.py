@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
 import urllib.error
@@ -23,9 +22,9 @@ from typing import Any
 import pytest
 
 from tests.haproxy import HAProxy
-from tests.platform.conftest import SOUVERAIN, Server, server_env
+from tests.platform.conftest import Server, server_env, start_node
 from tests.platform.test_host_agents import AgentProcess
-from tests.platform.test_scale_out import _free_port, _wait_ready
+from tests.platform.test_scale_out import _free_port
 from tests.postgres import postgres_server
 
 pytestmark = pytest.mark.e2e
@@ -65,27 +64,6 @@ def _image(base: str, token: str) -> str:
     return str(made["id"])
 
 
-def _start(data_dir: Path, port: int, env: dict[str, str]) -> Server:
-    """An API node in a process group of its own (a kill takes its workers too), its
-    output in a file (a pipe nobody reads would stop it once full)."""
-    node = Server(data_dir, env)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with (data_dir.parent / f"{data_dir.name}.log").open("w") as log:
-        node.proc = subprocess.Popen(
-            [
-                *(SOUVERAIN, "serve", "--data-dir", str(data_dir)),
-                *("--port", str(port), "--s3-port", str(_free_port())),
-            ],
-            env=env,
-            stdout=log,
-            stderr=log,
-            text=True,
-            start_new_session=True,
-        )
-    _wait_ready(node, port)
-    return node
-
-
 def test_killing_an_api_node_during_creates_leaves_nothing_half_made(tmp_path: Path) -> None:
     with postgres_server() as pg:
         url = pg.url(pg.create_database())
@@ -108,9 +86,9 @@ def _run(tmp_path: Path, url: str) -> None:
     nodes: list[Server] = []
     agents: list[AgentProcess] = []
     try:
-        nodes.append(_start(tmp_path / "a", port_a, env))
+        nodes.append(start_node(tmp_path / "a", port_a, _free_port(), env))
         shutil.copytree(tmp_path / "a" / "keys", tmp_path / "b" / "keys")
-        nodes.append(_start(tmp_path / "b", port_b, env))
+        nodes.append(start_node(tmp_path / "b", port_b, _free_port(), env))
         balancer.start()
         for name in ("hv1", "hv2"):
             agent = AgentProcess(name, tmp_path / name, nodes[0])

@@ -61,6 +61,7 @@ class AgentProcess:
             SOUVERAIN_AGENT__ALLOW_SIMULATION="true",
             SOUVERAIN_AGENT__HEARTBEAT_INTERVAL="0.5",
             SOUVERAIN_AGENT__WATCH_WAIT="5",
+            SOUVERAIN_AGENT__CONSOLE_INTERVAL="0.5",
             SOUVERAIN_AGENT__SIMULATED_VCPUS="8",
             SOUVERAIN_AGENT__SIMULATED_MEMORY_MIB="8192",
             SOUVERAIN_AGENT__SIMULATED_DISK_GIB="100",
@@ -202,6 +203,10 @@ def test_servers_run_on_agent_hosts_and_follow_their_agents(
     assert agents["hv2"].guests() == {on["hv2"].id: "stopped"}
     conn.compute.start_server(on["hv2"].id)
     _status(conn, on["hv2"].id, "ACTIVE")
+    conn.compute.reboot_server(on["hv2"].id, "SOFT")
+    _status(conn, on["hv2"].id, "ACTIVE")
+    actions = [a.action for a in conn.compute.server_actions(on["hv2"].id)]
+    assert actions[0] == "reboot"
 
     # an agent dies: its guest keeps its state, the API says it does not know
     agents["hv1"].kill()
@@ -301,6 +306,13 @@ def _one_guest_through_its_agents_life(api: Server, agent: AgentProcess) -> None
         what="the guest ran its user data",
     )
     pid = int((agent.instance(server.id) / "qemu.pid").read_text())
+    # its console, as the agent sends it: what `openstack console log show` reads
+    _until(
+        lambda: marker in conn.compute.get_server_console_output(server.id)["output"],
+        what="the guest's console through the API",
+    )
+    last = conn.compute.get_server_console_output(server.id, length=1)["output"]
+    assert last.count("\n") <= 1
 
     agent.kill()  # the guest does not notice
     _until(
@@ -313,6 +325,33 @@ def _one_guest_through_its_agents_life(api: Server, agent: AgentProcess) -> None
     _until(lambda: _server(conn, server.id).host_status == "UP", what="host_status UP")
     time.sleep(2)
     assert _alive(pid) and int((agent.instance(server.id) / "qemu.pid").read_text()) == pid
+
+    conn.compute.reboot_server(server.id, "HARD")  # a new QEMU, the same disk
+    _status(conn, server.id, "ACTIVE")
+    old, pid = pid, int((agent.instance(server.id) / "qemu.pid").read_text())
+    assert pid != old
+    _until(lambda: not _alive(old), what="the old QEMU gone")
+    assert _alive(pid)
+
+    conn.compute.rebuild_server(server.id, image=image.id, name="rebuilt")  # a new disk
+    _status(conn, server.id, "ACTIVE")
+    old, pid = pid, int((agent.instance(server.id) / "qemu.pid").read_text())
+    assert pid != old and _server(conn, server.id).name == "rebuilt"
+    _until(lambda: not _alive(old), what="the old QEMU gone")
+
+    conn.compute.pause_server(server.id)  # QEMU stopped in place, then going on
+    _status(conn, server.id, "PAUSED")
+    conn.compute.unpause_server(server.id)
+    _status(conn, server.id, "ACTIVE")
+    assert _alive(pid) and int((agent.instance(server.id) / "qemu.pid").read_text()) == pid
+    conn.compute.suspend_server(server.id)  # its memory saved on the host, QEMU gone
+    _status(conn, server.id, "SUSPENDED")
+    _until(lambda: not _alive(pid), what="QEMU gone once suspended")
+    assert (agent.instance(server.id) / "suspended.state").exists()
+    conn.compute.resume_server(server.id)
+    _status(conn, server.id, "ACTIVE")
+    pid = int((agent.instance(server.id) / "qemu.pid").read_text())
+    assert not (agent.instance(server.id) / "suspended.state").exists()
 
     conn.compute.stop_server(server.id)
     _status(conn, server.id, "SHUTOFF")

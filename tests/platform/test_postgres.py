@@ -28,7 +28,7 @@ from souverain.config import ComputeSettings
 from souverain.db.engine import Database, make_engine
 from tests.api.support import ADMIN_PASSWORD, S3, Cloud, SteppingClock, TestClient, settings_for
 from tests.postgres import PostgresServer, _processes_of, postgres_server, shared_server
-from tests.unit.test_compute_rules import _server
+from tests.server_rows import server_row
 
 CLAIMS = 20
 ROOM = 10  # servers of 128 MiB the host has room for
@@ -78,7 +78,7 @@ def test_twenty_concurrent_claims_on_postgresql_place_exactly_ten(postgres_sessi
                 )
             )
             for server_id in ids:
-                s.add(_server(server_id, 128))
+                s.add(server_row(server_id, memory=128))
         placed = _claim_all(db, ids)
         assert len(placed) == ROOM, placed
         with db.session() as s:

@@ -24,11 +24,12 @@ from sqlalchemy import delete
 
 from souverain.common.clock import Clock
 from souverain.compute.hosts import Hosts
-from souverain.compute.models import ComputeHost, Server, ServerGroup, ServerGroupMember
+from souverain.compute.models import ComputeHost, Server, ServerGroup
 from souverain.compute.scheduler import Capacity, PlacementRequest, Scheduler, usage
 from souverain.config import ComputeSettings
 from souverain.db import migrate
 from souverain.db.engine import Database, make_engine
+from tests.server_rows import add_server
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -73,44 +74,6 @@ def database() -> Iterator[Database]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _server(db: Database, memory: int, group: str | None = None) -> str:
-    server_id = str(uuid.uuid4())
-    now = dt.datetime(2026, 1, 1)
-    with db.session() as s:
-        s.add(
-            Server(
-                id=server_id,
-                project_id="p",
-                user_id="u",
-                name="s",
-                hostname="s",
-                image_id="i",
-                flavor={"id": "x", "vcpus": 1, "ram": memory, "disk": 1},
-                vcpus=1,
-                memory_mib=memory,
-                disk_gib=1,
-                server_metadata={},
-                tags=[],
-                config_drive=True,
-                availability_zone="nova",
-                addresses={},
-                mac="fa:16:3e:00:00:00",
-                vm_state="building",
-                task_state="scheduling",
-                power_state=0,
-                locked=False,
-                reservation_id="r",
-                launch_index=0,
-                created_at=now,
-                updated_at=now,
-                deleted=False,
-            )
-        )
-        if group is not None:
-            s.add(ServerGroupMember(server_id=server_id, group_id=group))
-    return server_id
-
-
 def _race(db: Database, scheduler: Scheduler, servers: list[str]) -> list[str | None]:
     """Every server claimed at once, each from its own thread and connection."""
     barrier = threading.Barrier(len(servers))
@@ -151,7 +114,7 @@ def test_twenty_claims_from_twenty_connections_on_room_for_ten_place_ten(
 ) -> None:
     name = f"pg-{uuid.uuid4().hex[:6]}"
     scheduler = _hosts(database, name, memory=10 * 512)
-    placed = _race(database, scheduler, [_server(database, 512) for _ in range(20)])
+    placed = _race(database, scheduler, [add_server(database, memory=512) for _ in range(20)])
     assert placed.count(name) == 10 and placed.count(None) == 10
     with database.session() as s:
         assert usage(s, name).memory_mib == 10 * 512
@@ -175,7 +138,7 @@ def test_racing_members_of_an_anti_affinity_group_never_share_a_host(
                 created_at=dt.datetime(2026, 1, 1),
             )
         )
-    members = [_server(database, 256, group) for _ in range(8)]
+    members = [add_server(database, group, memory=256) for _ in range(8)]
     placed = _race(database, scheduler, members)
     assert sorted(h for h in placed if h is not None) == sorted(names)
     assert placed.count(None) == 6
@@ -188,7 +151,7 @@ def test_claims_racing_over_two_filling_hosts_neither_deadlock_nor_overbook(
     otherwise two claimers holding one host each and wanting the other's deadlock."""
     names = [f"pg-{uuid.uuid4().hex[:6]}" for _ in range(2)]
     scheduler = _hosts(database, *names, memory=5 * 512)
-    placed = _race(database, scheduler, [_server(database, 512) for _ in range(24)])
+    placed = _race(database, scheduler, [add_server(database, memory=512) for _ in range(24)])
     assert sorted(h for h in placed if h is not None) == sorted(names * 5)
     assert placed.count(None) == 14
     with database.session() as s:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from pathlib import Path
 
 import pytest
 
 from souverain.compute import scheduler
-from souverain.compute.models import Server
 from souverain.compute.service import _hostname_of, status_of
 from souverain.db import migrate
 from souverain.db.engine import Database, make_engine
+from tests.server_rows import server_row
 
 
 @pytest.mark.parametrize(
@@ -54,36 +53,6 @@ def test_hostnames_are_dns_labels(name: str, hostname: str) -> None:
     assert _hostname_of(name) == hostname
 
 
-def _server(server_id: str, memory: int) -> Server:
-    now = dt.datetime(2026, 1, 1)
-    return Server(
-        id=server_id,
-        project_id="p",
-        user_id="u",
-        name=server_id,
-        hostname=server_id,
-        image_id="i",
-        flavor={"id": "1", "vcpus": 1, "ram": memory, "disk": 1},
-        vcpus=1,
-        memory_mib=memory,
-        disk_gib=1,
-        server_metadata={},
-        tags=[],
-        config_drive=True,
-        availability_zone="nova",
-        addresses={},
-        mac="fa:16:3e:00:00:00",
-        vm_state="building",
-        power_state=0,
-        locked=False,
-        reservation_id="r",
-        launch_index=0,
-        created_at=now,
-        updated_at=now,
-        deleted=False,
-    )
-
-
 def test_concurrent_claims_never_overbook(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     migrate.upgrade(engine)
@@ -92,7 +61,7 @@ def test_concurrent_claims_never_overbook(tmp_path: Path) -> None:
     ids = [f"s{i:02d}" for i in range(30)]
     with db.session() as s:
         for server_id in ids:
-            s.add(_server(server_id, 128))
+            s.add(server_row(server_id, memory=128))
     placed: list[str] = []
     lock = threading.Lock()
     barrier = threading.Barrier(len(ids))

@@ -3,9 +3,7 @@ real compare-and-set on a server row in SQLite, moves exactly when the table say
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -25,6 +23,7 @@ from souverain.compute.states import MOVES, VM_STATES, Move, may_plug
 from souverain.config import ComputeSettings
 from souverain.db import migrate
 from souverain.db.engine import Database, make_engine
+from tests.server_rows import add_server
 
 # What each action was allowed from before the table existed, written out again here so
 # that a change to the table is a change to this test too.
@@ -83,42 +82,6 @@ def core(db: Database, tmp_path: Path) -> Iterator[ComputeCore]:
     core.close()
 
 
-def _server(db: Database, vm_state: str, task_state: str | None) -> str:
-    server_id = str(uuid.uuid4())
-    now = dt.datetime(2026, 1, 1)
-    with db.session() as s:
-        s.add(
-            Server(
-                id=server_id,
-                project_id="p",
-                user_id="u",
-                name="s",
-                hostname="s",
-                image_id="i",
-                flavor={"id": "1", "name": "t1.nano", "vcpus": 1, "ram": 128, "disk": 1},
-                vcpus=1,
-                memory_mib=128,
-                disk_gib=1,
-                server_metadata={},
-                tags=[],
-                config_drive=True,
-                availability_zone="nova",
-                addresses={},
-                mac="fa:16:3e:00:00:00",
-                vm_state=vm_state,
-                task_state=task_state,
-                power_state=0,
-                locked=False,
-                reservation_id="r",
-                launch_index=0,
-                created_at=now,
-                updated_at=now,
-                deleted=vm_state == "deleted",
-            )
-        )
-    return server_id
-
-
 def _state(db: Database, server_id: str) -> tuple[str, str | None]:
     with db.session() as s:
         row = s.get(Server, server_id)
@@ -151,7 +114,7 @@ def test_every_state_and_action_moves_as_the_table_says(
     actions = Actions(
         core, cast(Any, None), guests, cast(Any, None), HostAgents(core, guests.forget)
     )
-    server_id = _server(db, vm_state, task_state)
+    server_id = add_server(db, vm_state=vm_state, task_state=task_state)
     allowed = vm_state in move.sources and (task_state is None or move.during_tasks)
     if not allowed:
         with pytest.raises(NotFound if vm_state == "deleted" else Conflict) as refused:
@@ -183,7 +146,7 @@ def test_an_action_ends_in_the_vm_state_the_table_names(
         core, cast(Any, None), guests, cast(Any, None), HostAgents(core, guests.forget)
     )
     start = sorted(move.sources)[0]
-    server_id = _server(db, start, None)
+    server_id = add_server(db, vm_state=start, task_state=None)
     _, action_id = actions.begin(OWNER, server_id, move)
     ends: dict[str, Any] = {"vm_state": move.end(running)} if move.ends else {}
     actions.run(move, action_id, server_id, lambda: ends)
@@ -197,7 +160,7 @@ def test_an_end_outside_the_table_is_an_error(db: Database, core: ComputeCore) -
     actions = Actions(
         core, cast(Any, None), guests, cast(Any, None), HostAgents(core, guests.forget)
     )
-    server_id = _server(db, "active", None)
+    server_id = add_server(db, vm_state="active", task_state=None)
     _, action_id = actions.begin(OWNER, server_id, move)
     actions.run(move, action_id, server_id, lambda: {"vm_state": "suspended"})
     core.close()

@@ -20,8 +20,7 @@ from souverain.compute.qemu import QemuDriver
 from souverain.config import ComputeSettings
 from souverain.db import migrate
 from souverain.db.engine import Database, make_engine
-
-from .test_compute_transitions import _server
+from tests.server_rows import add_server
 
 
 @pytest.fixture
@@ -108,7 +107,7 @@ def _beat(db: Database, host: str, when: dt.datetime | None) -> None:
 
 
 def test_a_build_ends_when_its_host_reports_it_running(db: Database, agents: HostAgents) -> None:
-    server_id = _server(db, "building", None)
+    server_id = add_server(db, vm_state="building", task_state=None)
     _on(db, server_id, "hv1", "create")
     assert agents.hand_over(server_id, task="spawning")
     assert agents.revision("hv1") == 1 and agents.revision("hv2") == 0
@@ -128,7 +127,7 @@ def test_a_build_ends_when_its_host_reports_it_running(db: Database, agents: Hos
 
 
 def test_a_failed_build_is_the_servers_fault(db: Database, agents: HostAgents) -> None:
-    server_id = _server(db, "building", "spawning")
+    server_id = add_server(db, vm_state="building", task_state="spawning")
     _on(db, server_id, "hv1", "create")
     agents.report("hv1", server_id, "error", "no room for the disk")
     row = _row(db, server_id)
@@ -139,7 +138,7 @@ def test_a_failed_build_is_the_servers_fault(db: Database, agents: HostAgents) -
 def test_another_hosts_report_is_refused_and_changes_nothing(
     db: Database, agents: HostAgents
 ) -> None:
-    server_id = _server(db, "active", "powering-off")
+    server_id = add_server(db, vm_state="active", task_state="powering-off")
     _on(db, server_id, "hv1")
     with pytest.raises(NotFound):
         agents.report("hv2", server_id, "stopped", None)
@@ -153,7 +152,7 @@ def test_another_hosts_report_is_refused_and_changes_nothing(
 def test_a_delete_ends_when_the_guest_is_gone(
     db: Database, agents: HostAgents, forgotten: Forgotten, core: ComputeCore
 ) -> None:
-    server_id = _server(db, "active", "deleting")
+    server_id = add_server(db, vm_state="active", task_state="deleting")
     _on(db, server_id, "hv1", "delete")
     _beat(db, "hv1", core.now())
     assert agents.hand_over(server_id, local_delete=True)
@@ -167,7 +166,7 @@ def test_a_delete_ends_when_the_guest_is_gone(
 def test_a_delete_on_a_host_not_heard_from_ends_at_once(
     db: Database, agents: HostAgents, forgotten: Forgotten, core: ComputeCore
 ) -> None:
-    server_id = _server(db, "active", "deleting")
+    server_id = add_server(db, vm_state="active", task_state="deleting")
     _on(db, server_id, "hv2", "delete")
     _beat(db, "hv2", core.now() - dt.timedelta(seconds=120))
     assert agents.hand_over(server_id, local_delete=True)
@@ -176,7 +175,7 @@ def test_a_delete_on_a_host_not_heard_from_ends_at_once(
 
 
 def test_a_server_on_the_local_host_is_not_handed_over(db: Database, agents: HostAgents) -> None:
-    server_id = _server(db, "active", None)
+    server_id = add_server(db, vm_state="active", task_state=None)
     _on(db, server_id, "this-machine")
     assert not agents.hand_over(server_id)
 
@@ -205,6 +204,14 @@ def test_host_status_follows_the_heartbeat(db: Database, core: ComputeCore, agen
         ("active", "deleting", 1, "absent"),
         ("error", None, 1, "running"),
         ("error", None, 4, "stopped"),
+        ("active", "pausing", 1, "paused"),
+        ("paused", None, 3, "paused"),
+        ("paused", "unpausing", 3, "running"),
+        ("active", "suspending", 1, "suspended"),
+        ("suspended", None, 7, "suspended"),
+        ("suspended", "resuming", 7, "running"),
+        ("active", "reboot_started", 1, "running"),
+        ("stopped", "reboot_started_hard", 4, "running"),
     ],
 )
 def test_what_a_host_is_asked_to_make_of_a_server(
@@ -212,3 +219,45 @@ def test_what_a_host_is_asked_to_make_of_a_server(
 ) -> None:
     row = Server(vm_state=vm_state, task_state=task_state, power_state=power, deleted=False)
     assert desired(row) == want
+
+
+@pytest.mark.parametrize(
+    ("task", "hard"), [("reboot_started", False), ("reboot_started_hard", True)]
+)
+def test_a_reboot_ends_only_on_the_report_of_that_reboot(
+    db: Database, agents: HostAgents, task: str, hard: bool
+) -> None:
+    server_id = add_server(db, vm_state="active", task_state=None)
+    _on(db, server_id, "hv1", "reboot")
+    with db.session() as s:
+        row = s.get(Server, server_id)
+        assert row is not None
+        row.task_state = task
+        action_id = s.query(InstanceAction.id).filter_by(server_id=server_id).scalar()
+    assert agents.hand_over(server_id)
+    (assignment,) = agents.assignments("hv1")[1]
+    assert assignment["desired"] == "running"
+    assert assignment["reboot"] == {"hard": hard, "action": action_id}
+    # a guest found running before the reboot (no action, or another one) answers nothing
+    agents.report("hv1", server_id, "running", None)
+    agents.report("hv1", server_id, "running", None, action_id + 1)
+    assert _row(db, server_id).task_state == task
+    assert _open_actions(db, server_id) == ["reboot"]
+    agents.report("hv1", server_id, "running", None, action_id)
+    row = _row(db, server_id)
+    assert (row.vm_state, row.task_state, row.power_state) == ("active", None, 1)
+    assert _open_actions(db, server_id) == []
+    assert "reboot" not in agents.assignments("hv1")[1][0]
+
+
+def test_a_failed_reboot_is_the_servers_fault(db: Database, agents: HostAgents) -> None:
+    server_id = add_server(db, vm_state="active", task_state=None)
+    _on(db, server_id, "hv1", "reboot")
+    with db.session() as s:
+        row = s.get(Server, server_id)
+        assert row is not None
+        row.task_state = "reboot_started_hard"
+    agents.report("hv1", server_id, "error", "QEMU would not start")
+    row = _row(db, server_id)
+    assert (row.vm_state, row.task_state) == ("error", None)
+    assert _open_actions(db, server_id) == []

@@ -13,14 +13,14 @@ import pytest
 
 from souverain.common.clock import Clock
 from souverain.compute.core import ComputeCore
+from souverain.compute.guests import Guests
 from souverain.compute.models import Server
 from souverain.compute.qemu import QemuDriver
-from souverain.compute.reconcile import CUT_SHORT_BUILD, end_orphaned_builds
+from souverain.compute.reconcile import CUT_SHORT_BUILD, HostSync, end_orphaned_builds
 from souverain.config import ComputeSettings
 from souverain.db import migrate
 from souverain.db.engine import Database, make_engine
-
-from .test_compute_transitions import _server
+from tests.server_rows import add_server
 
 
 @pytest.fixture
@@ -45,10 +45,10 @@ def _aged(core: ComputeCore, server_id: str, seconds: float, host: str | None = 
 
 
 def test_only_old_unplaced_builds_end(core: ComputeCore) -> None:
-    old = _server(core.db, "building", "scheduling")
-    young = _server(core.db, "building", "scheduling")
-    placed = _server(core.db, "building", "spawning")
-    claimed = _server(core.db, "building", "scheduling")
+    old = add_server(core.db, vm_state="building", task_state="scheduling")
+    young = add_server(core.db, vm_state="building", task_state="scheduling")
+    placed = add_server(core.db, vm_state="building", task_state="spawning")
+    claimed = add_server(core.db, vm_state="building", task_state="scheduling")
     _aged(core, old, 400)
     _aged(core, young, 10)
     _aged(core, placed, 400, host="hv1")
@@ -65,3 +65,20 @@ def test_only_old_unplaced_builds_end(core: ComputeCore) -> None:
             row = rows[sid]
             assert row is not None and row.vm_state == "building"
     assert end_orphaned_builds(core, 300) == []  # done once
+
+
+def test_a_nodes_start_leaves_a_young_unplaced_build_and_ends_an_old_one(
+    core: ComputeCore,
+) -> None:
+    """With several API nodes, one node's start-up reconcile must not end a build another
+    live node is placing: only one older than `orphaned_build_after` is cut short."""
+    young = add_server(core.db, vm_state="building", task_state="scheduling")
+    old = add_server(core.db, vm_state="building", task_state="scheduling")
+    _aged(core, young, 10)
+    _aged(core, old, core.settings.orphaned_build_after + 100)
+    HostSync(core, Guests(core)).reconcile()
+    with core.db.session() as s:
+        kept, ended = s.get(Server, young), s.get(Server, old)
+        assert kept is not None and (kept.vm_state, kept.task_state) == ("building", "scheduling")
+        assert ended is not None and (ended.vm_state, ended.task_state) == ("error", None)
+        assert ended.fault is not None and ended.fault["message"] == CUT_SHORT_BUILD

@@ -29,9 +29,19 @@ class InternalClient:
     def heartbeat(self, report: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/heartbeat", report, self.timeout)
 
-    def report(self, server_id: str, state: str, message: str | None = None) -> None:
-        body = {"state": state, **({"message": message} if message else {})}
+    def report(
+        self, server_id: str, state: str, message: str | None = None, action: int | None = None
+    ) -> None:
+        body: dict[str, Any] = {"state": state}
+        if message:
+            body["message"] = message
+        if action is not None:
+            body["action"] = action
         self._call("PUT", f"/servers/{quote(server_id, safe='')}/state", body, self.timeout)
+
+    def console(self, server_id: str, output: str) -> None:
+        body = {"output": output}
+        self._call("PUT", f"/servers/{quote(server_id, safe='')}/console", body, self.timeout)
 
     def download_image(self, image_id: str, dest: Path) -> None:
         """An image's bytes into `dest`, whole or not at all (written aside, synced, renamed)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import re
 from pathlib import Path
@@ -30,6 +31,12 @@ from souverain.compute.qemu import DriverError, GuestSpec, Nic, PowerState, Qemu
 from souverain.config import ComputeSettings
 
 log = logging.getLogger("souverain.agent")
+# The guest's power state as the agent reports it; anything else is "stopped".
+_STATES = {
+    PowerState.RUNNING: "running",
+    PowerState.PAUSED: "paused",
+    PowerState.SUSPENDED: "suspended",
+}
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -104,7 +111,8 @@ class QemuHostDriver:
         }
 
     def _state(self, server_id: str) -> str:
-        return "running" if self.qemu.power_state(server_id) == PowerState.RUNNING else "stopped"
+        power = self.qemu.power_state(server_id)
+        return _STATES.get(power, "stopped")
 
     # ------------------------------------------------------------------ converge
 
@@ -117,16 +125,45 @@ class QemuHostDriver:
             self.remove(server_id)
             return "absent"
         try:
-            if not (self.qemu.instance_dir(server_id) / "disk.qcow2").exists():
+            if server.get("task") == "rebuild_spawning":
+                self._rebuild(server)
+            elif not (self.qemu.instance_dir(server_id) / "disk.qcow2").exists():
                 self._build(server)
-            state = self._state(server_id)
-            if want == "running" and state != "running":
-                self.qemu.start(self._spec(server))
-            elif want == "stopped" and state == "running":
-                self.qemu.shutdown(server_id, self.settings.shutdown_timeout)
+            if server.get("reboot"):
+                self._reboot(server)
+            self._power(server, want, self._state(server_id))
         except (DriverError, OSError, ControlPlaneError) as exc:
             raise DriverFailure(str(exc)) from exc
         return self._state(server_id)
+
+    def _power(self, server: dict[str, Any], want: str, state: str) -> None:
+        """From the guest's power state to the wanted one (running, stopped or paused)."""
+        server_id = str(server["id"])
+        if want == state:
+            return
+        if want == "stopped":
+            if state == "paused":  # a paused guest cannot take the ACPI shutdown
+                self.qemu.destroy(server_id)
+            elif state == "suspended":  # its saved memory is dropped, as a power-off
+                self._drop_saved_state(server_id)
+            else:
+                self.qemu.shutdown(server_id, self.settings.shutdown_timeout)
+        elif want == "suspended":
+            if state == "stopped":
+                raise DriverFailure("the guest is not running on this host: nothing to suspend")
+            self.qemu.suspend(server_id)
+        elif state == "paused" and want == "running":
+            self.qemu.unpause(server_id)
+        else:
+            if state == "suspended":
+                self.qemu.resume(self._spec(server))
+            elif state == "stopped":
+                self.qemu.start(self._spec(server))
+            if want == "paused":
+                self.qemu.pause(server_id)
+
+    def _drop_saved_state(self, server_id: str) -> None:
+        (self.qemu.instance_dir(server_id) / "suspended.state").unlink(missing_ok=True)
 
     def _build(self, server: dict[str, Any]) -> None:
         build = server.get("build")
@@ -150,6 +187,36 @@ class QemuHostDriver:
             server_id, build["meta_data"], user_data, build["network_data"]
         )
 
+    def _rebuild(self, server: dict[str, Any]) -> None:
+        """Build the guest anew from its (new) image, once per rebuild: whatever was here
+        goes first (an evacuated server's new host has nothing to remove)."""
+        server_id = str(server["id"])
+        done = self.qemu.instance_dir(server_id) / "rebuild.done"
+        action = str(server.get("action"))
+        with contextlib.suppress(OSError):
+            if done.read_text() == action:
+                return
+        self.remove(server_id)
+        self._build(server)
+        done.write_text(action)
+
+    def _reboot(self, server: dict[str, Any]) -> None:
+        """Reboot the guest once per request: the instance action it answers is kept in
+        its dir, so the next watches (which name it until the report lands) leave it be."""
+        server_id, reboot = str(server["id"]), server["reboot"]
+        done = self.qemu.instance_dir(server_id) / "reboot.done"
+        action = str(reboot.get("action"))
+        with contextlib.suppress(OSError):
+            if done.read_text() == action:
+                return
+        if reboot.get("hard"):
+            self.qemu.destroy(server_id)
+        else:
+            self.qemu.shutdown(server_id, self.settings.shutdown_timeout)
+        self._drop_saved_state(server_id)  # a reboot starts afresh
+        self.qemu.start(self._spec(server))
+        done.write_text(action)
+
     def _image(self, image_id: str) -> Path:
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", image_id):
             raise DriverFailure(f"invalid image id {image_id[:64]!r}")
@@ -172,6 +239,18 @@ class QemuHostDriver:
             config_drive=drive if drive.exists() else None,
             nics=nics,
         )
+
+    def console_stamp(self, server_id: str) -> tuple[int, int] | None:
+        if not _UUID.match(server_id):
+            return None
+        try:
+            st = (self.qemu.instance_dir(server_id) / "console.log").stat()
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns
+
+    def console_output(self, server_id: str) -> str:
+        return self.qemu.console_output(server_id)
 
     def remove(self, server_id: str) -> None:
         if not _UUID.match(server_id):

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from souverain.agent.client import ControlPlaneError, InternalClient
+from souverain.agent.console import Consoles, ConsoleSender
 
 log = logging.getLogger("souverain.agent")
 
@@ -48,6 +49,7 @@ class Agent:
         roles: str = "compute",
         heartbeat_interval: float = 10.0,
         wait: int = 30,
+        console_interval: float = 5.0,
     ) -> None:
         self.client = client
         self.driver = driver
@@ -55,12 +57,21 @@ class Agent:
         self.roles = roles
         self.heartbeat_interval = heartbeat_interval
         self.wait = wait
+        self.console_interval = console_interval
         self.revision = -1
         self._reported: dict[str, str] = {}
 
     def run(self, stop: threading.Event) -> None:
         beat = threading.Thread(target=self._beat, args=(stop,), name="heartbeat", daemon=True)
         beat.start()
+        if hasattr(self.driver, "console_stamp"):  # a driver whose guests have consoles
+            consoles = ConsoleSender(self.client, cast(Consoles, self.driver))
+            threading.Thread(
+                target=consoles.run,
+                args=(stop, self.console_interval),
+                name="consoles",
+                daemon=True,
+            ).start()
         backoff = 1.0
         while not stop.is_set():
             try:
@@ -110,5 +121,5 @@ class Agent:
             self.client.report(server_id, "error", str(exc)[:255])
             return
         if server.get("task") or self._reported.get(server_id) != actual:
-            self.client.report(server_id, actual)
+            self.client.report(server_id, actual, action=server.get("action"))
             self._reported[server_id] = actual

@@ -488,6 +488,7 @@ INTERNAL_RULES: dict[str, Rule] = {
     "internal:host:assignments": Rule.HOST_AGENT,
     "internal:host:heartbeat": Rule.HOST_AGENT,
     "internal:server:state": Rule.HOST_AGENT,
+    "internal:server:console": Rule.HOST_AGENT,
     "internal:image:download": Rule.HOST_AGENT,
 }
 

@@ -16,8 +16,8 @@ from sqlalchemy import update
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, NotFound
-from souverain.compute import states
-from souverain.compute.agents import HostAgents
+from souverain.compute import console_tails, states
+from souverain.compute.agents import HostAgents, is_agent_host
 from souverain.compute.core import NO_VALID_HOST, ComputeCore, check_unlocked
 from souverain.compute.flavors import Flavors
 from souverain.compute.guests import Guests, copy_file, new_admin_password
@@ -336,6 +336,8 @@ class Actions:
         move = MOVES["rebuild"]
         row, action_id = self.begin(ctx, server_id, move, extra)
         running = row.vm_state != "stopped"
+        if self.agents.hand_over(server_id, task="rebuild_spawning"):  # built anew there
+            return {**self.servers.get_server(ctx, server_id), "admin_pass": admin_pass}
         self.run(
             move, action_id, server_id, self._rebuild_work(server_id, image, running, admin_pass)
         )
@@ -540,4 +542,6 @@ class Actions:
             row = self.core.server_row(s, ctx, server_id)
             if row.vm_state == "building" and row.task_state == "scheduling":
                 raise Conflict(f"Instance {server_id} is not ready yet: try again in a moment.")
+            if is_agent_host(s, row.host):  # its host's agent sends it
+                return console_tails.read(s, server_id, length)
         return self.driver.console_output(server_id, length)

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from souverain.common.errors import BadRequest, Conflict, NotFound
+from souverain.compute import console_tails
 from souverain.compute.core import SYSTEM, ComputeCore
 from souverain.compute.guests import Guests
 from souverain.compute.host_services import COMPUTE
@@ -37,13 +38,40 @@ log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "svh_"  # noqa: S105 - the mark of a host token, not a secret
 # What a guest on an agent host can be told: the agent's answers.
-ACTUAL_STATES = ("running", "stopped", "absent", "error")
+ACTUAL_STATES = ("running", "stopped", "paused", "suspended", "absent", "error")
+# What each state the host reports makes of the server: vm_state and power_state.
+_ENDS = {
+    "running": ("active", PowerState.RUNNING),
+    "stopped": ("stopped", PowerState.SHUTDOWN),
+    "paused": ("paused", PowerState.PAUSED),
+    "suspended": ("suspended", PowerState.SUSPENDED),
+}
+# A reboot the agent does, by its task: hard (QEMU killed) or soft (ACPI first).
+REBOOT_TASKS = {"reboot_started": False, "reboot_started_hard": True}
+# The tasks an agent does once per instance action (the assignment names it as `action`,
+# the report echoes it): a guest found as wanted before them is no answer.
+ONCE_TASKS = frozenset({*REBOOT_TASKS, "rebuild_spawning"})
 # A task an agent ends, and the actual state that ends it.
-AGENT_TASKS = frozenset({"spawning", "rebuild_spawning", "powering-on", "powering-off", "deleting"})
+AGENT_TASKS = frozenset(
+    {
+        "spawning",
+        "rebuild_spawning",
+        "powering-on",
+        "powering-off",
+        "pausing",
+        "unpausing",
+        "suspending",
+        "resuming",
+        "deleting",
+        *REBOOT_TASKS,
+    }
+)
 # The tasks whose host builds the server anew (from its image and config drive).
 BUILD_TASKS = frozenset({"spawning", "rebuild_spawning"})
 # The actions whose host work an agent does (instance action names, as in states.MOVES).
-AGENT_MOVES = frozenset({"stop", "start", "delete"})
+AGENT_MOVES = frozenset(
+    {"stop", "start", "reboot", "rebuild", "pause", "unpause", "suspend", "resume", "delete"}
+)
 
 
 @dataclass(frozen=True)
@@ -87,8 +115,12 @@ def desired(row: Server) -> str:
     """What the host should make of the server: running, stopped or absent."""
     if row.deleted or row.task_state == "deleting":
         return "absent"
-    if row.task_state in ("spawning", "powering-on"):
+    if row.task_state in ("spawning", "powering-on", "unpausing", "resuming", *REBOOT_TASKS):
         return "running"
+    if row.task_state == "pausing" or row.vm_state == "paused":
+        return "paused"
+    if row.task_state == "suspending" or row.vm_state == "suspended":
+        return "suspended"
     if row.task_state == "rebuild_spawning":  # evacuated: as it was, or stopped (2.95)
         return "stopped" if row.vm_state == "stopped" else "running"
     if row.task_state == "powering-off":
@@ -146,6 +178,23 @@ def bump_hosts(s: Session, hosts: set[str]) -> None:
             .where(ComputeHost.name.in_(sorted(hosts)), ComputeHost.token_hash.is_not(None))
             .values(revision=ComputeHost.revision + 1)
         )
+
+
+def _open_actions(s: Session, server_ids: list[str]) -> dict[str, int]:
+    """Each server's newest unfinished instance action."""
+    if not server_ids:
+        return {}
+    rows = s.execute(
+        select(InstanceAction.server_id, func.max(InstanceAction.id))
+        .where(InstanceAction.server_id.in_(server_ids), InstanceAction.finish_time.is_(None))
+        .group_by(InstanceAction.server_id)
+    ).all()
+    return {server_id: int(action) for server_id, action in rows}
+
+
+def _answers(s: Session, server_id: str, action: int | None) -> bool:
+    """Whether a report names the server's open instance action (the reboot it did)."""
+    return action is not None and _open_actions(s, [server_id]).get(server_id) == action
 
 
 def enroll(s: Session, name: str, roles: str, now: dt.datetime) -> str:
@@ -265,7 +314,17 @@ class HostAgents:
                 .where(Server.host == host, Server.deleted.is_(False))
                 .order_by(Server.id)
             ).all()
-            return int(rev), [self._with_build(r) for r in rows if _handed_over(r)]
+            actions = _open_actions(s, [r.id for r in rows if r.task_state in ONCE_TASKS])
+            out = [self._with_build(r) for r in rows if _handed_over(r)]
+        for assignment in out:
+            action = actions.get(assignment["id"])
+            if action is None:
+                continue
+            assignment["action"] = action
+            if assignment["task"] in REBOOT_TASKS:
+                hard = REBOOT_TASKS[assignment["task"]]
+                assignment["reboot"] = {"hard": hard, "action": action}
+        return int(rev), out
 
     def _with_build(self, row: Server) -> dict[str, Any]:
         """A server's assignment; while it is being built, what the host builds it from:
@@ -298,8 +357,22 @@ class HostAgents:
 
     # ------------------------------------------------------------------ reports
 
-    def report(self, host: str, server_id: str, state: str, message: str | None) -> None:
-        """What the agent of `host` found the server to be; ends the task it answers."""
+    def console(self, host: str, server_id: str, output: str) -> None:
+        """The newest part of a guest's console, as the agent of its host sent it."""
+        with self.db.session() as s:
+            console_tails.store(s, host, server_id, output, self.core.now())
+
+    def report(
+        self,
+        host: str,
+        server_id: str,
+        state: str,
+        message: str | None,
+        action: int | None = None,
+    ) -> None:
+        """What the agent of `host` found the server to be; ends the task it answers. A
+        reboot or a rebuild ends only on the report of that one (`action`, the instance
+        action the assignment named): a guest found as wanted before it is no answer."""
         if state not in ACTUAL_STATES:
             raise BadRequest(f"state must be one of {', '.join(ACTUAL_STATES)}, not {state!r}.")
         with self.db.session() as s:
@@ -307,11 +380,13 @@ class HostAgents:
             if row is None or row.deleted or row.host != host:
                 raise NotFound(f"Server {server_id} is not assigned to host {host}.")
             task, wanted = row.task_state, desired(row)
+            if task in ONCE_TASKS and state != "error" and not _answers(s, server_id, action):
+                return
         if task in AGENT_TASKS and state == "error":
             self._fail(server_id, message or "The host could not do it.")
         elif task in AGENT_TASKS and wanted == state:
             self._end(server_id, task, state)
-        elif task is None and state in ("running", "stopped"):
+        elif task is None and state in _ENDS:
             self._observed(server_id, state)
 
     def _end(self, server_id: str, task: str, state: str) -> None:
@@ -319,16 +394,16 @@ class HostAgents:
             self._forget(server_id)
             self._finish_open_action(server_id, None)
             return
-        running = state == "running"
+        vm_state, power = _ENDS[state]
         values: dict[str, Any] = {
-            "vm_state": "active" if running else "stopped",
+            "vm_state": vm_state,
             "task_state": None,
-            "power_state": int(PowerState.RUNNING if running else PowerState.SHUTDOWN),
+            "power_state": int(power),
             "updated_at": self.core.now(),
         }
         if task == "spawning":
             values["launched_at"] = self.core.now()
-        if task in ("powering-on", "rebuild_spawning"):
+        if task in ("powering-on", "rebuild_spawning", *REBOOT_TASKS):
             values["fault"] = None
         self.core.update_metered(
             server_id,
@@ -351,7 +426,7 @@ class HostAgents:
 
     def _observed(self, server_id: str, state: str) -> None:
         """No task runs: the host's word is the power state (Nova's power-state sync)."""
-        power = int(PowerState.RUNNING if state == "running" else PowerState.SHUTDOWN)
+        power = int(_ENDS[state][1])
         with self.db.session() as s:
             s.execute(
                 update(Server)

@@ -9,6 +9,7 @@ host (node authorization): a path naming another host is a 403, another host's s
                                                      and each server's `ports`
   POST /v1/hosts/{host}/heartbeat                    capacity, address; the revision now
   PUT  /v1/hosts/{host}/servers/{id}/state           what the agent found a server to be
+  PUT  /v1/hosts/{host}/servers/{id}/console         the newest part of its serial console
   GET  /v1/hosts/{host}/images/{id}/file             an image one of its servers boots from
 
 Part of compute's HTTP layer.
@@ -177,8 +178,20 @@ class InternalHandlers:
             raise BadRequest("'state' is required: running, stopped, absent or error.")
         if message is not None and not isinstance(message, str):
             raise BadRequest("'message' must be a string.")
+        action = body.get("action")
+        if action is not None and (type(action) is not int or not 0 < action < 2**63):
+            raise BadRequest("'action' must be the id of the instance action the host did.")
         server_id = request.path_params["server_id"]
-        await run_in_threadpool(self.agents.report, host, server_id, state, message)
+        await run_in_threadpool(self.agents.report, host, server_id, state, message, action)
+        return Response(status_code=204)
+
+    async def console(self, request: Request, ctx: RequestContext) -> Response:
+        host = own_host(ctx, request.path_params["host"])
+        output = (await read_json(request)).get("output")
+        if not isinstance(output, str):
+            raise BadRequest("'output' is required: the newest part of the guest's console.")
+        server_id = request.path_params["server_id"]
+        await run_in_threadpool(self.agents.console, host, server_id, output)
         return Response(status_code=204)
 
     async def image_file(self, request: Request, ctx: RequestContext) -> Response:
@@ -199,6 +212,11 @@ def build_app(agents: HostAgents) -> ASGIApp:
             f"{base}/servers/{{server_id}}/state",
             h.server_state,
             {"PUT": "internal:server:state"},
+        ),
+        edge.route(
+            f"{base}/servers/{{server_id}}/console",
+            h.console,
+            {"PUT": "internal:server:console"},
         ),
         edge.route(
             f"{base}/images/{{image_id}}/file", h.image_file, {"GET": "internal:image:download"}

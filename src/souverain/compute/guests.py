@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from souverain.common.errors import BadRequest
+from souverain.compute import console_tails
 from souverain.compute.consoles import revoke_tokens
 from souverain.compute.core import SYSTEM, ComputeCore
 from souverain.compute.models import Server
@@ -319,6 +320,7 @@ class Guests:
         self.let_go_of_ports(server_id)
         with self.db.session() as s:
             revoke_tokens(s, server_id)
+            console_tails.forget(s, server_id)
         now = self.core.now()
         self.core.set(
             server_id,

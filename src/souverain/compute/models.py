@@ -263,3 +263,16 @@ class AggregateMetadata(Base):
     aggregate_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[str] = mapped_column(String(255))
+
+
+class ConsoleTail(Base):
+    """The newest part of the serial console of a guest an agent host runs, as its agent
+    last sent it (os-getConsoleOutput reads it: the API nodes cannot read the host's
+    disk). Gone with the server."""
+
+    __tablename__ = "compute_console_tails"
+
+    server_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    output: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)

@@ -54,7 +54,8 @@ class HostSync:
         self.orphans: dict[str, int] = {}
 
     def reconcile(self) -> None:
-        """Make the database true to the host after a start: finish or end cut-short work."""
+        """Make the database true to the host after a start: finish or end cut-short work.
+        A young build no host has yet is left alone (another API node may be placing it)."""
         running = self.driver.running()
         with self.db.session() as s:
             rows = s.scalars(
@@ -64,10 +65,13 @@ class HostSync:
                 )
             ).all()
             known = {r.id: (r.vm_state, r.task_state, r.host) for r in rows}
+            in_flight = {r.id for r in rows if self._another_nodes_build(r)}
             all_ids = set(s.scalars(select(Server.id)).all())
         for server_id, (vm_state, task_state, host) in known.items():
             if task_state == "deleting":
                 self.guests.destroy_everything(server_id)
+            elif server_id in in_flight:
+                continue  # a live API node may be placing it; if none, the sweep ends it
             elif vm_state == "building":
                 self._settle_build(server_id, server_id in running)
             elif host is not None:
@@ -85,6 +89,15 @@ class HostSync:
                     state,
                 )
                 self.orphans[server_id] = pid
+
+    def _another_nodes_build(self, row: Server) -> bool:
+        """A build not yet placed on a host and younger than `compute.orphaned_build_after`:
+        with several API nodes it may be another live node's, in flight; only an older one
+        is surely cut short (what `end_orphaned_builds` ends, under its lease)."""
+        if (row.vm_state, row.task_state, row.host) != ("building", "scheduling", None):
+            return False
+        cutoff = self.core.now() - dt.timedelta(seconds=self.core.settings.orphaned_build_after)
+        return row.updated_at >= cutoff
 
     def _settle_build(self, server_id: str, running: bool) -> None:
         """A build cut short: its guest runs (it is active) or it never will (an error)."""

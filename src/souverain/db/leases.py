@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from souverain.common.clock import Clock
-from souverain.db.engine import Database
+from souverain.db.engine import Database, is_outage
 from souverain.db.models import Lease
 
 log = logging.getLogger("souverain.leases")
@@ -110,8 +110,15 @@ class LeaseKeeper:
         sent = self._monotonic()
         try:
             taken = acquire(self.db, name, self.holder, self.ttl, self.clock.now())
-        except Exception:
-            log.exception("renewing lease %s failed; its work pauses here until it is back", name)
+        except Exception as exc:
+            if is_outage(exc):  # one line a renewal while the database is away
+                log.warning(
+                    "lease %s not renewed: the database is unreachable; its work pauses", name
+                )
+            else:
+                log.exception(
+                    "renewing lease %s failed; its work pauses here until it is back", name
+                )
             return False
         trusted = self.ttl * (RENEWALS_PER_TTL - 1) / RENEWALS_PER_TTL
         with self._lock:
