@@ -238,12 +238,13 @@ class NetworkSettings(_Section):
         default="",
         max_length=255,
         description="with overlay vxlan: the network node's host name (DHCP and routers are "
-        "bound to it); empty: this machine's hostname",
+        "bound to it; give every API node the same); empty: this machine's hostname",
     )
     node_address: str = Field(
         default="",
         max_length=64,
-        description="with overlay vxlan: the network node's underlay (VXLAN endpoint) address",
+        description="with overlay vxlan: the network node's underlay (VXLAN endpoint) address "
+        "(give every API node the same: agents' plans name it)",
     )
     node_interval: float = Field(
         default=1.0, gt=0, le=60, description="seconds between the network node's overlay checks"

@@ -99,7 +99,14 @@ class NetworkNode:
         whose set of bound ports changed is refreshed (its bridge made first)."""
         with self.db.session() as s:
             rows = s.execute(
-                select(m.Port.network_id, m.Port.id, m.Port.mac_address, m.Port.host, m.Network.mtu)
+                select(
+                    m.Port.network_id,
+                    m.Port.id,
+                    m.Port.mac_address,
+                    m.Port.host,
+                    m.Port.revision_number,  # its addresses or DHCP options changed
+                    m.Network.mtu,
+                )
                 .join(m.Network, m.Network.id == m.Port.network_id)
                 .where(
                     m.Port.device_owner.like("compute:%"),
@@ -111,8 +118,8 @@ class NetworkNode:
             ).all()
         now: dict[str, tuple[Any, ...]] = {}
         mtus: dict[str, int] = {}
-        for network_id, port_id, mac, host, mtu in rows:
-            now[network_id] = (*now.get(network_id, ()), (port_id, mac, host))
+        for network_id, port_id, mac, host, revision, mtu in rows:
+            now[network_id] = (*now.get(network_id, ()), (port_id, mac, host, revision))
             mtus[network_id] = int(mtu)
         plane = self.host.dataplane
         for network_id, ports in now.items():
