@@ -109,7 +109,8 @@ class HostAgent:
                 SOUVERAIN_AGENT__DRIVER="qemu",
                 SOUVERAIN_AGENT__ADDRESS=address,
                 SOUVERAIN_AGENT__HEARTBEAT_INTERVAL="1",
-                SOUVERAIN_AGENT__WATCH_WAIT="5",
+                # a watch answers only when woken: a plan change must bump the host
+                SOUVERAIN_AGENT__WATCH_WAIT="60",
                 SOUVERAIN_COMPUTE__ACCELERATOR="tcg",  # the proof holds without KVM
             ),
             "SVTEST_NETNS": namespace,
