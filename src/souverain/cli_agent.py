@@ -65,7 +65,9 @@ def _network(settings: Settings) -> Any:
     from souverain.agent.network import AgentNetwork
     from souverain.network.host import host_network
 
-    return AgentNetwork(host_network(settings.data_dir), settings.agent.address or None)
+    # the run dir is made on first use: a host of a cloud without the overlay gets none
+    host = host_network(settings.data_dir, make_run_dir=False)
+    return AgentNetwork(host, settings.agent.address or None)
 
 
 def run_agent(settings: Settings) -> None:
