@@ -96,6 +96,7 @@ mon data avail warn = 1
 mon data avail crit = 0
 mon warn on pool no redundancy = false
 mgr initial modules = status
+mgr stats period = 2
 
 [client]
 keyring = {root}/keyring
@@ -188,7 +189,11 @@ class CephCluster:
         keys = {
             f"mgr.{MGR_ID}": {"mon": "allow profile mgr", "osd": "allow *", "mds": "allow *"},
             **{
-                f"osd.{n}": {"mon": "allow profile osd", "mgr": "allow profile osd", "osd": "allow *"}
+                f"osd.{n}": {
+                    "mon": "allow profile osd",
+                    "mgr": "allow profile osd",
+                    "osd": "allow *",
+                }
                 for n in range(OSDS)
             },
         }
@@ -260,7 +265,9 @@ class CephCluster:
     def _check_alive(self) -> None:
         dead = [d for d in self.daemons.values() if not d.alive()]
         if dead:
-            tails = {d.name: _tail(d.log) + _tail(self.root / "log" / f"{d.name}.log") for d in dead}
+            tails = {
+                d.name: _tail(d.log) + _tail(self.root / "log" / f"{d.name}.log") for d in dead
+            }
             raise RuntimeError(f"Ceph daemon(s) exited, their last words: {tails}")
 
     # ------------------------------------------------------------------ commands and health
@@ -270,7 +277,9 @@ class CephCluster:
             args, capture_output=True, text=True, timeout=timeout, env=self.env(), cwd="/"
         )
         if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(args[:3])} failed ({result.returncode}): {result.stderr}")
+            raise RuntimeError(
+                f"{' '.join(args[:3])} failed ({result.returncode}): {result.stderr}"
+            )
         return result.stdout
 
     def command(self, *words: str, timeout: float = 30) -> Any:
@@ -286,36 +295,43 @@ class CephCluster:
         return status
 
     def wait_healthy(self, deadline: float, pool: str = "") -> dict[str, Any]:
-        """Until every OSD is up and in and every PG active+clean (HEALTH_OK, or only
-        warnings of a young cluster); the last status. Prints progress while it waits."""
+        """Until every OSD is up and in, every PG active+clean (and all of `pool`'s PGs
+        there) with HEALTH_OK or only benign warnings; the last status. Prints progress."""
         last = ""
         while True:
             self._check_alive()
             status = self.status()
-            osdmap = status["osdmap"]
-            pgs = status["pgmap"]
+            osdmap, pgs = status["osdmap"], status["pgmap"]
             clean = sum(
                 s["count"] for s in pgs.get("pgs_by_state", []) if s["state_name"] == "active+clean"
             )
             ready = (
-                osdmap["num_up_osds"] == OSDS
-                and osdmap["num_in_osds"] == OSDS
+                osdmap["num_up_osds"] == osdmap["num_in_osds"] == OSDS
                 and clean == pgs["num_pgs"]
-                and (not pool or pool in self.pools())
+                and not self._blocking(status)
+                and (not pool or self.pool_clean(pool))
             )
-            health = status["health"]["status"]
-            if ready and (health == "HEALTH_OK" or not self._blocking(status)):
+            if ready:
                 return status
-            line = f"{osdmap['num_up_osds']}/{OSDS} OSDs up, {clean}/{pgs['num_pgs']} PGs clean, {health}"
+            health = status["health"]["status"]
+            line = f"{osdmap['num_up_osds']}/{OSDS} OSDs up, {clean}/{pgs['num_pgs']} PGs clean"
+            line += f", {health}" + (f", pool {pool} not clean yet" if pool else "")
             if line != last:
                 print(f"ceph: {line}", flush=True)
                 last = line
             if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"Ceph cluster not healthy in time ({line}): "
-                    f"{json.dumps(status['health'].get('checks', {}))[:600]}; read {self.root}/log/"
-                )
+                checks = json.dumps(status["health"].get("checks", {}))[:600]
+                raise RuntimeError(f"Ceph not healthy in time ({line}): {checks}")
             time.sleep(0.5)
+
+    def pool_clean(self, pool: str) -> bool:
+        """Every PG of `pool` reported, and each active+clean."""
+        if pool not in self.pools():
+            return False
+        wanted = self.command("osd", "pool", "get", pool, "pg_num")["pg_num"]
+        listed = self.command("pg", "ls-by-pool", pool) or {}
+        stats = listed.get("pg_stats", []) if isinstance(listed, dict) else listed
+        return len(stats) == wanted and all(s["state"] == "active+clean" for s in stats)
 
     @staticmethod
     def _blocking(status: dict[str, Any]) -> list[str]:
@@ -326,9 +342,12 @@ class CephCluster:
     def pools(self) -> list[str]:
         return [p["poolname"] for p in self.command("osd", "lspools") or []]
 
-    def make_pool(self, name: str, *, erasure: bool = False, pgs: int = 8) -> str:
+    def make_pool(
+        self, name: str, *, erasure: bool = False, pgs: int = 8, application: str = "rados"
+    ) -> str:
         """A replicated pool (size 3, min_size 2), or an erasure-coded one (k=2, m=1 over the
-        three OSDs, overwrites on so RBD data may live there); waits until it is clean."""
+        three OSDs, overwrites on so RBD data may live there), tagged for `application`
+        (rados, rbd, rgw); waits until it is clean."""
         if erasure:
             profile = "k2m1"
             self.command(
@@ -340,6 +359,7 @@ class CephCluster:
                 self.command("osd", "pool", "set", name, "allow_ec_overwrites", "true")
         else:
             self.command("osd", "pool", "create", name, str(pgs), str(pgs), "replicated")
+        self.command("osd", "pool", "application", "enable", name, application)
         self.wait_healthy(time.monotonic() + START_TIMEOUT, pool=name)
         return name
 
@@ -347,10 +367,14 @@ class CephCluster:
         """kill -9 one OSD; the monitor marks it down (after the heartbeat grace)."""
         self.daemons[f"osd.{n}"].kill()
 
+    def start_osd(self, n: int) -> None:
+        """Start a killed OSD again (on its data dir), without waiting."""
+        self.daemons[f"osd.{n}"].start()
+
     def restart_osd(self, n: int, timeout: float = START_TIMEOUT) -> float:
         """Start a killed OSD again; seconds until the cluster is clean again."""
         began = time.monotonic()
-        self.daemons[f"osd.{n}"].start()
+        self.start_osd(n)
         self.wait_healthy(began + timeout)
         return time.monotonic() - began
 
@@ -388,12 +412,15 @@ def leftover_daemons(root: Path) -> list[int]:
 
 
 @contextlib.contextmanager
-def ceph_cluster(objectstore: str = "memstore") -> Iterator[CephCluster]:
-    """A started cluster in a fresh temporary directory; killed and removed afterwards."""
-    root = Path(tempfile.mkdtemp(prefix="souverain-ceph-"))
+def ceph_cluster(
+    objectstore: str = "memstore", root: Path | None = None, timeout: float = START_TIMEOUT
+) -> Iterator[CephCluster]:
+    """A started cluster in `root` (a fresh temporary directory by default); its daemons
+    killed and the directory removed afterwards, also when the start fails."""
+    root = root or Path(tempfile.mkdtemp(prefix="souverain-ceph-"))
     cluster = CephCluster(root, objectstore=objectstore)
     try:
-        cluster.start()
+        cluster.start(timeout)
         yield cluster
     finally:
         try:
