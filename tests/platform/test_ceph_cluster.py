@@ -2,7 +2,8 @@
 
 A MemStore cluster (one mon, one mgr, three OSDs) starts in under a minute; objects go
 through Debian's `rados` binding (a replicated pool and an erasure-coded k=2 m=1 one),
-an RBD image through `rbd` (write, read, snapshot, clone); with one OSD killed by
+an RBD image through `rbd` (write, read, snapshot, clone) and through QEMU's own rbd
+driver; with one OSD killed by
 `kill -9`, size 3 / min_size 2 pools still read and write, and the OSD comes back. A
 BlueStore cluster on sparse files keeps its data when every OSD is killed with kill -9
 and started again. A start that
@@ -12,6 +13,7 @@ fails leaves no daemon and no directory.
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -123,6 +125,27 @@ def test_rbd_image_write_read_snapshot_clone(cluster: CephCluster, client: rados
         with rbd.Image(ioctx, "parent") as image:
             assert image.read(4 * 1024 * 1024, 4096) == b"\xff" * 4096
         assert sorted(rbd.RBD().list(ioctx)) == ["child", "parent"]
+
+
+def test_qemu_writes_an_rbd_image_through_its_rbd_driver(
+    cluster: CephCluster, client: rados.Rados, tmp_path: Path
+) -> None:
+    """Debian's qemu-block-extra: QEMU opens RBD itself, with the cluster's conf and key."""
+    pool = cluster.make_pool("disks", application="rbd")
+    raw = tmp_path / "disk.raw"
+    payload = os.urandom(2 * 1024 * 1024)
+    raw.write_bytes(payload)
+    target = f"rbd:{pool}/from-qemu:conf={cluster.conf}:id={cluster.user}"
+    converted = subprocess.run(
+        ["qemu-img", "convert", "-f", "raw", "-O", "raw", str(raw), target],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert converted.returncode == 0, converted.stderr
+    with client.open_ioctx(pool) as ioctx, rbd.Image(ioctx, "from-qemu") as image:
+        assert image.size() == len(payload)
+        assert image.read(0, len(payload)) == payload
 
 
 def _wait_osd(cluster: CephCluster, n: int, up: bool) -> float:
