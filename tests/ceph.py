@@ -295,8 +295,9 @@ class CephCluster:
         return status
 
     def wait_healthy(self, deadline: float, pool: str = "") -> dict[str, Any]:
-        """Until every OSD is up and in, every PG active+clean (and all of `pool`'s PGs
-        there) with HEALTH_OK or only benign warnings; the last status. Prints progress."""
+        """Until the manager is active, every OSD up and in, every PG active+clean (and all
+        of `pool`'s PGs there), with HEALTH_OK or only benign warnings; the last status.
+        Prints progress while it waits."""
         last = ""
         while True:
             self._check_alive()
@@ -306,7 +307,8 @@ class CephCluster:
                 s["count"] for s in pgs.get("pgs_by_state", []) if s["state_name"] == "active+clean"
             )
             ready = (
-                osdmap["num_up_osds"] == osdmap["num_in_osds"] == OSDS
+                status["mgrmap"]["available"]
+                and osdmap["num_up_osds"] == osdmap["num_in_osds"] == OSDS
                 and clean == pgs["num_pgs"]
                 and not self._blocking(status)
                 and (not pool or self.pool_clean(pool))
@@ -314,7 +316,8 @@ class CephCluster:
             if ready:
                 return status
             health = status["health"]["status"]
-            line = f"{osdmap['num_up_osds']}/{OSDS} OSDs up, {clean}/{pgs['num_pgs']} PGs clean"
+            line = "mgr " + ("active" if status["mgrmap"]["available"] else "starting")
+            line += f", {osdmap['num_up_osds']}/{OSDS} OSDs up, {clean}/{pgs['num_pgs']} PGs clean"
             line += f", {health}" + (f", pool {pool} not clean yet" if pool else "")
             if line != last:
                 print(f"ceph: {line}", flush=True)
@@ -335,8 +338,8 @@ class CephCluster:
 
     @staticmethod
     def _blocking(status: dict[str, Any]) -> list[str]:
-        """The health checks that matter to a test (not the mgr still loading modules)."""
-        benign = {"MGR_MODULE_ERROR", "MGR_DOWN", "RECENT_CRASH"}
+        """The health checks that matter to a test (not a manager module failing to load)."""
+        benign = {"MGR_MODULE_ERROR", "RECENT_CRASH"}
         return [c for c in status["health"].get("checks", {}) if c not in benign]
 
     def pools(self) -> list[str]:
