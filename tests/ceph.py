@@ -163,7 +163,8 @@ class CephCluster:
         """client.admin's keyring."""
         return self.root / "keyring"
 
-    user = "admin"  # client.admin: rados.Rados(conffile=conf, rados_id=user)
+    user = "admin"  # rados.Rados(conffile=conf, rados_id=user); QEMU's rbd:pool/img:id=admin
+    client = "client.admin"  # the same, by its full name (rados.Rados(name=client))
 
     def env(self) -> dict[str, str]:
         """For the `ceph`, `rados` and `rbd` CLIs: CEPH_CONF points them at this cluster."""
@@ -359,8 +360,8 @@ class CephCluster:
         self, name: str, *, erasure: bool = False, pgs: int = 8, application: str = "rados"
     ) -> str:
         """A replicated pool (size 3, min_size 2), or an erasure-coded one (k=2, m=1 over the
-        three OSDs, overwrites on so RBD data may live there), tagged for `application`
-        (rados, rbd, rgw); waits until it is clean."""
+        three OSDs; on BlueStore with overwrites on, so RBD data may live there), tagged for
+        `application` (rados, rbd, rgw); waits until it is clean."""
         if erasure:
             profile = "k2m1"
             self.command(
