@@ -211,7 +211,8 @@ def test_bluestore_osds_keep_their_data_across_kill_9() -> None:
 
 def test_a_failed_start_leaves_no_daemon_and_no_directory() -> None:
     root = Path(tempfile.mkdtemp(prefix="souverain-ceph-bad-"))
-    # two seconds: the monitor (and maybe more) runs when the start gives up
+    # two seconds: the monitor (and maybe more) runs when the start gives up (both messages
+    # come only while every daemon started is alive: a dead one fails with "exited")
     with (
         pytest.raises(RuntimeError, match=r"in time|did not answer"),
         ceph_cluster(root=root, timeout=2.0),
