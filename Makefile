@@ -33,6 +33,7 @@ $(STAMP): pyproject.toml scripts/system-packages.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	./scripts/expose-ceph-bindings $(VENV)
 	touch $(STAMP)
 
 lint: install

@@ -2,7 +2,7 @@
 
 A run of the suite leaves the host as it found it. The witnesses (tests/host_hygiene.py):
 the nftables tables, links and namespaces Souverain names, and the processes this run
-started (dnsmasq, QEMU, `souverain serve`, PostgreSQL, HAProxy, told apart from other
+started (dnsmasq, QEMU, `souverain serve`, PostgreSQL, HAProxy, Ceph, told apart from other
 people's by a run id in their environment), each compared after the last test with
 before the first; the controller judges once under pytest-xdist.
 

@@ -1,7 +1,7 @@
 """What a test run must leave as it found it: Souverain's nftables tables, links and
 namespaces, and the processes the run started (dnsmasq, QEMU, `souverain serve` and
-agents, PostgreSQL, HAProxy). `snapshot` reads the host; `left_behind` compares the
-state after the run with the state before and names what stayed.
+agents, PostgreSQL, HAProxy, Ceph's daemons). `snapshot` reads the host; `left_behind`
+compares the state after the run with the state before and names what stayed.
 
 A shared developer machine runs other people's clouds and test runs at the same time,
 so a process counts only if this run started it: it carries RUN_ENV with this run's id in
@@ -36,7 +36,7 @@ ARGV_PREFIX_RE = re.compile(
     r"/(?P<prefix>[a-z][a-z0-9]{0,3})dhcp/|ifname=(?P<tap>[a-z][a-z0-9]{0,3})t[0-9a-f]{6,}"
 )
 AUDIT_LOG = "audit.log"  # what a running cloud holds open in its data dir
-WATCHED_PROGRAMS = ("dnsmasq", "haproxy", "postgres", "qemu-system-")
+WATCHED_PROGRAMS = ("dnsmasq", "haproxy", "postgres", "qemu-system-", "ceph-")
 DECOMMISSION_HINT = (
     "remove a cloud's leftovers with `souverain host decommission --data-dir <its data dir>` "
     "(as root), and stop the processes named"

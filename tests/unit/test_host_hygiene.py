@@ -56,6 +56,8 @@ def test_watched_processes_are_the_ones_a_cloud_or_its_tests_start() -> None:
     assert is_watched(("/usr/bin/qemu-system-x86_64", "-name", "x"))
     assert is_watched(("/usr/lib/postgresql/15/bin/postgres", "-D", "/tmp/x"))
     assert is_watched(("haproxy", "-W", "-f", "/tmp/x/haproxy.cfg"))
+    assert is_watched(("ceph-osd", "-f", "-c", "/tmp/x/ceph.conf", "-i", "1"))
+    assert is_watched(("/usr/bin/ceph-mon", "-f", "-c", "/tmp/x/ceph.conf", "-i", "a"))
     assert is_watched(("/venv/bin/python", "/venv/bin/souverain", "serve", "--data-dir", "/d"))
     assert not is_watched(("/venv/bin/python", "-m", "pytest", "tests"))
     assert not is_watched(())
