@@ -20,7 +20,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -43,6 +43,14 @@ AGENT_TASKS = frozenset({"spawning", "rebuild_spawning", "powering-on", "powerin
 BUILD_TASKS = frozenset({"spawning", "rebuild_spawning"})
 # The actions whose host work an agent does (instance action names, as in states.MOVES).
 AGENT_MOVES = frozenset({"stop", "start", "delete"})
+
+
+class MoveRoles(Protocol):
+    """A host's part in the moves under way (compute/migrations.py): added to its assignment."""
+
+    def assign(
+        self, s: Session, host: str, servers: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,7 @@ def desired(row: Server) -> str:
         return "stopped"
     if row.vm_state == "active":
         return "running"
-    if row.vm_state == "error":
+    if row.vm_state in ("error", "resized"):  # resized: as it ran before the move
         return "running" if row.power_state == int(PowerState.RUNNING) else "stopped"
     return "stopped"
 
@@ -158,6 +166,8 @@ class HostAgents:
         # ends a deleted server's life in the database (ports, volumes, tokens, the row)
         self._forget = forget
         self.guests = guests
+        # moves under way between hosts (compute/migrations.py): each host's part in them
+        self.moves: MoveRoles | None = None
 
     # ------------------------------------------------------------------ credentials
 
@@ -216,24 +226,39 @@ class HostAgents:
                 .where(Server.host == host, Server.deleted.is_(False))
                 .order_by(Server.id)
             ).all()
-            return int(rev), [self._with_build(r) for r in rows if _handed_over(r)]
+            servers = [self._with_build(r) for r in rows if _handed_over(r)]
+            if self.moves is not None:
+                servers = self.moves.assign(s, host, servers)
+            return int(rev), servers
+
+    def assignment_of(self, row: Server) -> dict[str, Any]:
+        """A server's assignment, without what it is built from."""
+        return _assignment(row)
 
     def _with_build(self, row: Server) -> dict[str, Any]:
-        """A server's assignment; while it is being built, what the host builds it from:
-        its image's format and its config drive's documents (no password: a guest on an
-        agent host gets its keys, as Nova's libvirt without password injection)."""
+        """A server's assignment; while it is being built, what the host builds it from."""
         assignment = _assignment(row)
-        if row.task_state in BUILD_TASKS and self.guests is not None:
-            meta, _, network = self.guests.config_drive_docs(row)
-            image = self.core.images.get(SYSTEM, row.image_id) if row.image_id else None
-            assignment["build"] = {
-                "disk_format": image["disk_format"] if image else None,
-                "root_volume": row.root_volume_id is not None,
-                "meta_data": meta,
-                "user_data": row.user_data,
-                "network_data": network,
-            }
+        if row.task_state in BUILD_TASKS:
+            build = self.build_docs(row)
+            if build is not None:
+                assignment["build"] = build
         return assignment
+
+    def build_docs(self, row: Server) -> dict[str, Any] | None:
+        """What a host makes the server from: its image's format and its config drive's
+        documents (no password: a guest on an agent host gets its keys, as Nova's libvirt
+        without password injection)."""
+        if self.guests is None:
+            return None
+        meta, _, network = self.guests.config_drive_docs(row)
+        image = self.core.images.get(SYSTEM, row.image_id) if row.image_id else None
+        return {
+            "disk_format": image["disk_format"] if image else None,
+            "root_volume": row.root_volume_id is not None,
+            "meta_data": meta,
+            "user_data": row.user_data,
+            "network_data": network,
+        }
 
     def image_file(self, host: str, image_id: str) -> Path:
         """The bytes of an image a server assigned to `host` boots from; 404 otherwise."""
