@@ -27,7 +27,7 @@ import openstack.connection
 import pytest
 
 from tests.host_cleanup import kill_guests
-from tests.platform.conftest import Server, ServerFactory
+from tests.platform.conftest import SOUVERAIN, Server, ServerFactory
 from tests.platform.test_host_agents import (
     DOWN_AFTER,
     OPENSTACK,
@@ -191,5 +191,40 @@ def test_servers_move_between_agent_hosts_live_and_cold(
     _status(conn, server.id, "ACTIVE")
     before = len(_ticks(hosts[back], server.id))
     _until(lambda: len(_ticks(hosts[back], server.id)) > before, within=120, what="it runs")
-    conn.compute.delete_server(server.id)
-    _until(lambda: conn.compute.find_server(server.id) is None, what="server deleted")
+    _drained(api, conn, hosts, back, [server.id, _stopped_on(conn, back, image.id, flavor.id)])
+
+
+def _stopped_on(
+    conn: openstack.connection.Connection, host: str, image_id: str, flavor_id: str
+) -> str:
+    made = conn.compute.create_server(
+        name="idle", image_id=image_id, flavor_id=flavor_id, networks="none",
+        availability_zone=f"nova:{host}",
+    )  # fmt: skip
+    _status(conn, made.id, "ACTIVE")
+    conn.compute.stop_server(made.id)
+    _status(conn, made.id, "SHUTOFF")
+    return str(made.id)
+
+
+def _drained(
+    api: Server,
+    conn: openstack.connection.Connection,
+    hosts: dict[str, AgentProcess],
+    host: str,
+    servers: list[str],
+) -> None:
+    """`souverain host drain` moves the running server live and the stopped one cold."""
+    done = subprocess.run(
+        [SOUVERAIN, "host", "drain", host, "--clouds-file", str(api.data_dir / "clouds.yaml")],
+        env=api.env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"host {host}: disabled for new servers" in done.stdout
+    assert f"host {host}: 2 moved, 0 left" in done.stdout
+    states = {s: (_server(conn, s).compute_host, _server(conn, s).status) for s in servers}
+    assert states == {servers[0]: (_other(host), "ACTIVE"), servers[1]: (_other(host), "SHUTOFF")}
+    _until(lambda: not any(hosts[host].instance(s).exists() for s in servers), what="emptied")
+    for server_id in servers:
+        conn.compute.delete_server(server_id)
+    _until(lambda: not list(conn.compute.servers()), what="every server deleted")
