@@ -71,7 +71,7 @@ class Nova:
         }
         url = auth["auth_url"].rstrip("/") + "/v3/auth/tokens"
         headers, doc = _request("POST", url, body, {})
-        self.token = headers.get("X-Subject-Token", "")
+        self.token = headers.get("x-subject-token", "")
         self.base = _compute_url(doc, entry.get("interface", "public"))
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
@@ -91,7 +91,8 @@ def _request(
     try:
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
             raw = response.read()
-            return dict(response.headers), json.loads(raw) if raw else None
+            headers = {key.lower(): value for key, value in response.headers.items()}
+            return headers, json.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:
         raise DrainError(_fault(exc)) from None
     except OSError as exc:
