@@ -129,7 +129,7 @@ class Migrations:
             row = self.core.server_row(s, ctx, server_id)
             self._check(s, row, target, move)
             source = str(row.host)
-        if self.agents.status_of(source) != "UP":
+        if self.agents.status_of(source) not in ("UP", "MAINTENANCE"):  # disabled: drained
             raise BadRequest(f"Compute service of {source} is unavailable at this time.")
         with self.db.session() as s:
             row = self.core.server_row(s, ctx, server_id)
