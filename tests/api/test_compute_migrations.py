@@ -371,3 +371,21 @@ def test_only_an_admin_moves_servers_or_reads_migrations(
         assert gone.status_code in (403, 404)
     assert _state(cloud, server_id) == ("hv1", "active", None)
     assert _migrations(cloud) == []
+
+
+def test_a_silent_source_is_refused_and_a_disabled_one_drained(
+    cloud: Cloud, world: dict[str, Any]
+) -> None:
+    hv1, hv2, admin, server_id = world["hv1"], world["hv2"], world["admin"], world["server"]
+    world["clock"].advance(61)  # hv1 silent: nobody there to send the guest
+    hv2.beat()
+    silent = _live(admin, server_id, {"block_migration": "auto"})
+    assert silent.status_code == 400, silent.text
+    assert "Compute service of hv1 is unavailable" in silent.text
+    assert _migrations(cloud) == []
+    hv1.beat()
+    services = admin.ok("GET", "/os-services?host=hv1", version="2.53")["services"]
+    disable = {"status": "disabled", "disabled_reason": "drain"}
+    admin.ok("PUT", f"/os-services/{services[0]['id']}", disable, version="2.53")
+    assert _live(admin, server_id, {"block_migration": "auto"}).status_code == 202
+    assert _state(cloud, server_id) == ("hv2", "active", "migrating")
