@@ -63,7 +63,7 @@ class MigrationHalves:
         decides what becomes of the guest here (the usual converge must not run)."""
         server_id = str(server["id"])
         mig = server.get("migration")
-        if not isinstance(mig, dict):
+        if not isinstance(mig, dict) or server.get("desired") == "absent":  # deleted: goes
             self._settle(server_id)
             return False
         role, status = mig.get("role"), mig.get("status")
