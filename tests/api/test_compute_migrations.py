@@ -212,7 +212,7 @@ def test_a_cold_migration_is_confirmed_or_reverted(cloud: Cloud, world: dict[str
         a["action"]
         for a in admin.ok("GET", f"/servers/{server_id}/os-instance-actions")["instanceActions"]
     ]
-    assert names[:4] == ["confirmResize", "migration", "revertResize", "migration"]
+    assert names[:4] == ["confirmResize", "migrate", "revertResize", "migrate"]
 
 
 @pytest.mark.parametrize(

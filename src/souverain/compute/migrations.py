@@ -63,6 +63,7 @@ IN_PROGRESS = {
 }
 # a cold migration done but not yet confirmed: both hosts hold the server's files
 HOLDING = "finished"
+ACTION_NAMES = {LIVE: "live-migration", COLD: "migrate"}  # as Nova's instance actions name them
 CONSOLE_MAX = 64 * 1024  # the tail of the source's console log carried to the destination
 PORT_FIELDS = {"listening": ("nbd_port", "stream_port"), "exported": ("port",)}
 
@@ -142,7 +143,7 @@ class Migrations:
                 s.rollback()
                 raise BadRequest(NO_VALID_HOST)
             s.add(self._record(s, ctx, row, source, dest, kind))
-            self.core.record_action(s, ctx, server_id, row.project_id, kind)
+            self.core.record_action(s, ctx, server_id, row.project_id, ACTION_NAMES[kind])
             bump(s, source)
             bump(s, dest)
 
