@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from souverain.compute.models import Migration, Server
+from souverain.compute.models import Migration, Server, ServerGroupMember
 
 from .support import ADMIN_PASSWORD, Cloud, Member, SteppingClock
 from .test_compute_api import Nova
@@ -389,3 +389,36 @@ def test_a_silent_source_is_refused_and_a_disabled_one_drained(
     admin.ok("PUT", f"/os-services/{services[0]['id']}", disable, version="2.53")
     assert _live(admin, server_id, {"block_migration": "auto"}).status_code == 202
     assert _state(cloud, server_id) == ("hv2", "active", "migrating")
+
+
+def test_the_destination_honours_the_servers_group(cloud: Cloud, world: dict[str, Any]) -> None:
+    hv1, hv2, admin, server_id = world["hv1"], world["hv2"], world["admin"], world["server"]
+    hv3 = Host(cloud, "hv3")
+    group = admin.ok(
+        "POST",
+        "/os-server-groups",
+        {"server_group": {"name": "apart", "policies": ["anti-affinity"]}},
+    )["server_group"]["id"]
+    body = {
+        "server": {
+            "name": "db-2",
+            "imageRef": _image(cloud),
+            "flavorRef": "1",
+            "networks": "none",
+            "availability_zone": "nova:hv2",
+        },
+        "os:scheduler_hints": {"group": group},
+    }
+    other = admin.ok("POST", "/servers", body, status=202)["server"]["id"]
+    deadline = time.monotonic() + 30
+    while other not in hv2.assigned() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hv2.report(other, "running") == 204
+    with cloud.platform.db.session() as s:  # db-1 joins the group (as if booted in it)
+        s.add(ServerGroupMember(group_id=group, server_id=server_id))
+    onto_peer = _live(admin, server_id, {"host": "hv2", "block_migration": "auto"})
+    assert onto_peer.status_code == 400 and "No valid host" in onto_peer.text
+    assert _migrations(cloud) == []
+    assert _live(admin, server_id, {"block_migration": "auto"}).status_code == 202
+    assert _state(cloud, server_id) == ("hv3", "active", "migrating")
+    assert server_id in hv3.assigned() and server_id in hv1.assigned()
