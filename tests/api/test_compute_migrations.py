@@ -422,3 +422,24 @@ def test_the_destination_honours_the_servers_group(cloud: Cloud, world: dict[str
     assert _live(admin, server_id, {"block_migration": "auto"}).status_code == 202
     assert _state(cloud, server_id) == ("hv3", "active", "migrating")
     assert server_id in hv3.assigned() and server_id in hv1.assigned()
+
+
+def test_force_complete_tells_the_source_while_it_sends(
+    cloud: Cloud, world: dict[str, Any]
+) -> None:
+    hv1, hv2, admin, server_id = world["hv1"], world["hv2"], world["admin"], world["server"]
+    assert _live(admin, server_id, {"block_migration": "auto"}).status_code == 202
+    (mig,) = _migrations(cloud)
+    path = f"/servers/{server_id}/migrations/{mig.id}/action"
+    early = admin.post(path, {"force_complete": None}, version="2.22")
+    assert early.status_code == 400 and "preparing" in early.text
+    assert hv2.step(mig.id, "listening", nbd_port=49152, stream_port=49153).status_code == 204
+    assert admin.post(path, {"force_complete": None}, version="2.21").status_code == 404
+    for bad in ({"force_complete": {}}, {"force": None}, {}, []):
+        assert admin.post(path, bad, version="2.22").status_code == 400, bad
+    assert "force_complete" not in hv1.assigned()[server_id]["migration"]["endpoint"]
+    other = f"/servers/{server_id}/migrations/{mig.id + 1}/action"
+    assert admin.post(other, {"force_complete": None}, version="2.22").status_code == 404
+    assert admin.post(path, {"force_complete": None}, version="2.22").status_code == 202
+    assert hv1.assigned()[server_id]["migration"]["endpoint"]["force_complete"] is True
+    assert _migrations(cloud)[0].status == "running"

@@ -250,6 +250,7 @@ PROJECT_ADMIN_ONLY = frozenset(
         "compute:server_migration:list",
         "compute:server_migration:show",
         "compute:server_migration:delete",
+        "compute:server_migration:force_complete",
         "compute:aggregate:action",
         "compute:aggregate:create",
         "compute:aggregate:delete",

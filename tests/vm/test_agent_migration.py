@@ -126,6 +126,7 @@ def test_a_restarted_destination_starts_over_and_a_missing_one_fails_the_send(
     dst.remove(server["id"])
     endpoint = {"address": "127.0.0.1", **two[2]}
     assert src_half.handle(_with(server, 7, "live-migration", "source", "running", endpoint))
+    _until(lambda: plane.reports[-1][1] != "listening", 60, "the send's report")  # beside
     step, fields = plane.reports[-1][1:]
     assert step == "failed" and "failed" in fields["message"]
     assert src.qemu.pid(server["id"]) == pid
@@ -161,4 +162,30 @@ def test_a_cold_move_pulls_the_disk_and_the_export_stops(agents: dict[str, Any])
     src.remove(server["id"])
     assert dst.converge({**server, "desired": "running", "task": None}) == "running"
     _until(lambda: _ticks(dst, server["id"]) >= 1, 120, "the moved guest booting")
+    dst.remove(server["id"])
+
+
+def test_a_live_move_told_to_complete_runs_on_the_destination(agents: dict[str, Any]) -> None:
+    (src, src_half), (dst, dst_half) = agents["src"], agents["dst"]
+    plane: RecordingControlPlane = agents["plane"]
+    server = _server()
+    assert src.converge(server) == "running"
+    _until(lambda: _ticks(src, server["id"]) >= 2, 120, "the guest counting on the source")
+    assert dst_half.handle(_with(server, 9, "live-migration", "destination", "preparing"))
+    assert plane.reports[-1][:2] == (9, "listening")
+    endpoint = {"address": "127.0.0.1", **plane.reports[-1][2], "force_complete": True}
+    sending = _with(server, 9, "live-migration", "source", "running", endpoint)
+    assert src_half.handle(sending)  # the send starts beside the loop
+    assert src_half.handle(sending)  # the next watch: told to complete, the guest pauses
+    _until(lambda: plane.reports[-1][:2] == (9, "sent"), 120, "the guest sent")
+    console = plane.reports[-1][2]["console"]
+    assert b"tick 2" in base64.b64decode(console)
+    arriving = {**endpoint, "console": console}
+    assert dst_half.handle(_with(server, 9, "live-migration", "destination", "post-migrating",
+                                 arriving))  # fmt: skip
+    assert plane.reports[-1] == (9, "arrived", {"running": True})
+    assert dst.qemu.power_state(server["id"]) == PowerState.RUNNING
+    before = _ticks(dst, server["id"])
+    _until(lambda: _ticks(dst, server["id"]) > before, 20, "the count going on there")
+    src.remove(server["id"])  # what the source's agent does once nothing assigns it
     dst.remove(server["id"])

@@ -28,6 +28,8 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -57,6 +59,8 @@ class MigrationHalves:
         self.address = address
         self._done: set[tuple[int, str]] = set()
         self._sent: set[str] = set()  # guests this process sent away live, paused here
+        self._sending: dict[str, threading.Thread] = {}  # live sends under way
+        self._forced: set[str] = set()  # sends told to complete (the guest paused)
 
     def handle(self, server: dict[str, Any]) -> bool:
         """Do this host's part of the server's move, if it has one; True when the move
@@ -71,25 +75,59 @@ class MigrationHalves:
             if role == "source":
                 self._stop_export(server_id)
             return role == "source"
+        if role == "source" and status == "running":
+            self._force_if_asked(server_id, mig)
         half = HALVES.get((str(mig.get("type")), str(role), str(status)))
         key = (int(mig["id"]), str(status))
         if half is None or key in self._done:
             return True  # the other side's turn
-        step, work = half
+        step, work, background = half
+        if background:  # the copy takes a while: the host's other guests must not wait
+            self._done.add(key)
+            thread = threading.Thread(
+                target=self._take, args=(step, work, server, mig, 3), daemon=True
+            )
+            self._sending[server_id] = thread
+            thread.start()
+            return True
+        self._take(step, work, server, mig, 1)
+        self._done.add(key)
+        return True
+
+    def _take(
+        self, step: str, work: Half, server: dict[str, Any], mig: dict[str, Any], tries: int
+    ) -> None:
+        """Do one half and report it (or its failure); `tries` reports before giving up
+        (the agent's loop retries its own on its next watch)."""
         try:
             fields = work(self, server, mig)
         except (
-            DriverError,
-            DriverFailure,
-            OSError,
-            ControlPlaneError,
-            subprocess.SubprocessError,
-        ) as exc:
-            log.warning("server %s: migration %s failed here: %s", server_id, mig["id"], exc)
+            DriverError, DriverFailure, OSError, ControlPlaneError, subprocess.SubprocessError
+        ) as exc:  # fmt: skip
+            log.warning("server %s: migration %s failed here: %s", server["id"], mig["id"], exc)
             step, fields = "failed", {"message": str(exc)[:1000]}
-        self.client.report_migration(int(mig["id"]), step, fields)
-        self._done.add(key)
-        return True
+        finally:
+            self._sending.pop(str(server["id"]), None)
+        for attempt in range(1, tries + 1):
+            try:
+                self.client.report_migration(int(mig["id"]), step, fields)
+                return
+            except ControlPlaneError as exc:
+                if tries == 1:
+                    raise  # in the agent's loop: its next watch does the step again
+                if attempt == tries:  # beside it: the other side's report or an abort ends it
+                    log.warning("migration %s: %s not reported: %s", mig["id"], step, exc)
+                    return
+                time.sleep(2.0 * attempt)
+
+    def _force_if_asked(self, server_id: str, mig: dict[str, Any]) -> None:
+        """force_complete: pause the guest while it is sent, so the last memory pass
+        catches up with it; the destination lets it run again."""
+        asked = bool((mig.get("endpoint") or {}).get("force_complete"))
+        if asked and server_id in self._sending and server_id not in self._forced:
+            self._forced.add(server_id)
+            with contextlib.suppress(DriverError):
+                self.qemu._qmp(server_id, "stop")
 
     def _settle(self, server_id: str) -> None:
         """No move any more: an export left behind stops, and a guest this process sent
@@ -261,11 +299,16 @@ def _is_qemu_nbd(pid: int) -> bool:
         return False
 
 
-# (migration type, this host's role, the move's status) -> the step it reports, the work
-HALVES: dict[tuple[str, str, str], tuple[str, Half]] = {
-    ("live-migration", "destination", "preparing"): ("listening", MigrationHalves.prepare),
-    ("live-migration", "source", "running"): ("sent", MigrationHalves.send),
-    ("live-migration", "destination", "post-migrating"): ("arrived", MigrationHalves.finish),
-    ("migration", "source", "migrating"): ("exported", MigrationHalves.export),
-    ("migration", "destination", "post-migrating"): ("arrived", MigrationHalves.pull),
+# (migration type, this host's role, the move's status) -> the step it reports, the work,
+# whether it runs beside the agent's loop (it takes long) or in it
+HALVES: dict[tuple[str, str, str], tuple[str, Half, bool]] = {
+    ("live-migration", "destination", "preparing"): ("listening", MigrationHalves.prepare, False),
+    ("live-migration", "source", "running"): ("sent", MigrationHalves.send, True),
+    ("live-migration", "destination", "post-migrating"): (
+        "arrived",
+        MigrationHalves.finish,
+        False,
+    ),
+    ("migration", "source", "migrating"): ("exported", MigrationHalves.export, False),
+    ("migration", "destination", "post-migrating"): ("arrived", MigrationHalves.pull, False),
 }

@@ -228,6 +228,7 @@ COMPUTE_RULES: dict[str, Rule] = {
     "compute:server_migration:list": Rule.ADMIN,
     "compute:server_migration:show": Rule.ADMIN,
     "compute:server_migration:delete": Rule.ADMIN,
+    "compute:server_migration:force_complete": Rule.ADMIN,
     "compute:server:action": Rule.PROJECT_MEMBER,
     "compute:server:create": Rule.PROJECT_MEMBER,
     "compute:server:delete": Rule.PROJECT_MEMBER,

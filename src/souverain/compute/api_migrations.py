@@ -1,5 +1,6 @@
 """Migrations over HTTP: `GET /os-migrations` (every move, admin), a server's live
-migrations under way (`/servers/{id}/migrations[/{mid}]`, 2.23; abort with DELETE, 2.24),
+migrations under way (`/servers/{id}/migrations[/{mid}]`, 2.23; abort with DELETE, 2.24;
+force_complete, 2.22),
 and the two actions that start a move (`os-migrateLive`, `migrate`), shaped per
 microversion as Nova's API reference says (2.23 migration_type and links, 2.59 uuid and
 paging, 2.80 user and project).
@@ -24,6 +25,7 @@ from souverain.common.jsoncodec import JSONResponse
 from souverain.compute.api_base import Handlers, require_admin, require_version, versioned
 from souverain.compute.migrations import IN_PROGRESS, LIVE, MigrationFilter
 from souverain.compute.models import Migration
+from souverain.openstack.body import read_json
 from souverain.openstack.microversion import Version
 from souverain.openstack.query import parse_limit
 from souverain.openstack.routing import Edge
@@ -194,6 +196,20 @@ class MigrationHandlers(Handlers):
         )
         return JSONResponse({"migration": server_migration_body(found, v)})
 
+    async def server_migration_action(
+        self, request: Request, ctx: RequestContext, v: Version
+    ) -> Response:
+        require_version(v, (2, 22))
+        require_admin(ctx)
+        body = await read_json(request)
+        if body != {"force_complete": None}:
+            raise BadRequest('The action body is {"force_complete": null}.')
+        server_id, migration_id = request.path_params["id"], _migration_id(request)
+        await run_in_threadpool(
+            self.service.migrations.force_complete, ctx, server_id, migration_id
+        )
+        return Response(status_code=202)
+
 
 def _migration_id(request: Request) -> int:
     raw = request.path_params["migration_id"]
@@ -268,5 +284,10 @@ def migration_routes(edge: Edge, h: MigrationHandlers) -> list[BaseRoute]:
             f"{s}/{{migration_id}}",
             versioned(h.server_migration),
             {"GET": "compute:server_migration:show", "DELETE": "compute:server_migration:delete"},
+        ),
+        r(
+            f"{s}/{{migration_id}}/action",
+            versioned(h.server_migration_action),
+            {"POST": "compute:server_migration:force_complete"},
         ),
     ]

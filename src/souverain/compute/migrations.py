@@ -438,6 +438,26 @@ class Migrations:
         if not self._fail(migration_id, "cancelled", "The live migration was aborted."):
             raise BadRequest(f"Migration {migration_id} of instance {server_id} has ended.")
 
+    def force_complete(self, ctx: RequestContext, server_id: str, migration_id: int) -> None:
+        """POST .../migrations/{mid}/action force_complete (2.22): the source pauses the
+        guest so the last memory pass catches up; it runs again on the destination."""
+        require_admin(ctx, "force a live migration to complete")
+        mig = self.in_progress(ctx, server_id, migration_id)
+        if mig.status != "running":
+            raise BadRequest(
+                f"Migration {migration_id} state of instance {server_id} is {mig.status}. "
+                "Cannot force_complete while the migration is in this state."
+            )
+        with self.db.session() as s:
+            forced = s.execute(
+                update(Migration)
+                .where(Migration.id == migration_id, Migration.status == "running")
+                .values(endpoint={**(mig.endpoint or {}), "force_complete": True})
+            ).rowcount  # type: ignore[attr-defined]
+            if not forced:
+                raise BadRequest(f"Migration {migration_id} of instance {server_id} moved on.")
+            bump(s, mig.source_compute)
+
     def in_progress(self, ctx: RequestContext, server_id: str, migration_id: int) -> Migration:
         for mig in self.server_migrations(ctx, server_id):
             if mig.id == migration_id:
