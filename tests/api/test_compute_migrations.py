@@ -443,3 +443,17 @@ def test_force_complete_tells_the_source_while_it_sends(
     assert admin.post(path, {"force_complete": None}, version="2.22").status_code == 202
     assert hv1.assigned()[server_id]["migration"]["endpoint"]["force_complete"] is True
     assert _migrations(cloud)[0].status == "running"
+
+
+def test_a_server_deleted_while_it_moves_ends_its_move(cloud: Cloud, world: dict[str, Any]) -> None:
+    hv1, hv2, admin, server_id = world["hv1"], world["hv2"], world["admin"], world["server"]
+    assert _live(admin, server_id, {"block_migration": "auto"}).status_code == 202
+    (mig,) = _migrations(cloud)
+    assert hv2.step(mig.id, "listening", nbd_port=49152, stream_port=49153).status_code == 204
+    assert admin.delete(f"/servers/{server_id}").status_code == 204
+    assert hv2.assigned()[server_id]["desired"] == "absent"
+    assert hv1.assigned()[server_id]["desired"] == "absent"  # both let go of their copies
+    assert hv2.report(server_id, "absent") == 204
+    assert server_id not in hv1.assigned() and server_id not in hv2.assigned()
+    (mig,) = _migrations(cloud)
+    assert (mig.status, mig.message) == ("error", "The server was deleted while it moved.")

@@ -52,6 +52,8 @@ class MoveRoles(Protocol):
         self, s: Session, host: str, servers: list[dict[str, Any]]
     ) -> list[dict[str, Any]]: ...
 
+    def end_moves(self, server_id: str, message: str) -> None: ...
+
 
 @dataclass(frozen=True)
 class HostReport:
@@ -293,6 +295,8 @@ class HostAgents:
     def _end(self, server_id: str, task: str, state: str) -> None:
         if state == "absent":
             self._forget(server_id)
+            if self.moves is not None:
+                self.moves.end_moves(server_id, "The server was deleted while it moved.")
             self._finish_open_action(server_id, None)
             return
         running = state == "running"
@@ -372,6 +376,8 @@ class HostAgents:
             bump(s, host)
         if local_delete and host is not None and self.status_of(host) != "UP":
             self._forget(server_id)
+            if self.moves is not None:
+                self.moves.end_moves(server_id, "The server was deleted while it moved.")
             self._finish_open_action(server_id, None)
         return True
 

@@ -352,6 +352,18 @@ class Migrations:
         self._finish_action(server_id, message[:255])
         return True
 
+    def end_moves(self, server_id: str, message: str) -> None:
+        """The server is gone: any move of it under way ends in error."""
+        with self.db.session() as s:
+            s.execute(
+                update(Migration)
+                .where(
+                    Migration.instance_uuid == server_id,
+                    Migration.status.in_({*IN_PROGRESS[LIVE], *IN_PROGRESS[COLD], HOLDING}),
+                )
+                .values(status="error", message=message, updated_at=self.core.now())
+            )
+
     def _finish_action(self, server_id: str, error: str | None) -> None:
         with self.db.session() as s:
             action_id = s.scalar(
