@@ -85,6 +85,11 @@ def run_agent(settings: Settings) -> None:
     name = agent.name or socket.gethostname()
     client = InternalClient(agent.api_url, name, token)
     driver = _driver(settings, client, name)
+    moves = None
+    if agent.driver == "qemu":
+        from souverain.agent.migration import MigrationHalves
+
+        moves = MigrationHalves(driver, client, agent.address or None)
     runner = Agent(
         client,
         driver,
@@ -93,6 +98,7 @@ def run_agent(settings: Settings) -> None:
         heartbeat_interval=agent.heartbeat_interval,
         wait=agent.watch_wait,
         console_interval=agent.console_interval,
+        moves=moves,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

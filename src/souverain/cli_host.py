@@ -2,7 +2,8 @@
 
 `decommission` takes away everything this cloud made in the kernel and the run dir of
 this host (bridges, taps, veths, namespaces, nftables tables, dnsmasq, run files), found
-by the cloud's prefix and nothing else. A start rebuilds all of it from the database, so
+by the cloud's prefix and nothing else. `drain` (cli_drain.py) moves every server off a
+host through the compute API. A start rebuilds all of it from the database, so
 it is also how a host is cleaned after a cloud is stopped for good.
 """
 
@@ -117,3 +118,40 @@ def enroll(
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     typer.echo(f"host {name} enrolled; its token is in {token_file}")
+
+
+@host_app.command("drain")
+def drain(
+    name: Annotated[str, typer.Argument(help="the host to empty")],
+    cloud: Annotated[str, typer.Option("--os-cloud", help="the admin's clouds.yaml entry")] = (
+        "souverain"
+    ),
+    clouds_file: Annotated[
+        Path | None, typer.Option("--clouds-file", help="clouds.yaml (default: the data dir's)")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="longest wait for one server, seconds")] = 600,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Disable a host for new servers and move every server off it (running ones live,
+    stopped ones cold, confirmed), through the compute API as an admin; ends with what
+    could not be moved and why (exit 1 then)."""
+    from souverain.cli import _data_overrides, _settings
+    from souverain.cli_drain import DrainError, Nova
+    from souverain.cli_drain import drain as drain_host
+
+    if clouds_file is None:
+        env = os.environ.get("OS_CLIENT_CONFIG_FILE")
+        settings = _settings(config, _data_overrides(data_dir))
+        clouds_file = Path(env) if env else settings.data_dir / "clouds.yaml"
+    try:
+        outcomes = drain_host(Nova(clouds_file, cloud), name, typer.echo, timeout)
+    except DrainError as exc:
+        typer.echo(f"souverain: host drain: {exc}", err=True)
+        raise typer.Exit(2) from None
+    left = [o for o in outcomes if o.moved_to is None]
+    typer.echo(f"host {name}: {len(outcomes) - len(left)} moved, {len(left)} left")
+    for outcome in left:
+        typer.echo(f"  not moved: {outcome.name} ({outcome.server}): {outcome.reason}")
+    if left:
+        raise typer.Exit(1)

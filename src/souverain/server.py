@@ -643,7 +643,11 @@ def _mounts(
             render_error,
         ),
         # the host agents' internal API: a host's own token, never a Keystone one
-        Mounted("/internal", compute_internal_api.build_app(compute.agents), render_error),
+        Mounted(
+            "/internal",
+            compute_internal_api.build_app(compute.agents, compute.migrations),
+            render_error,
+        ),
         Mounted(
             "/image",
             image_api.build_app(image, public_url),

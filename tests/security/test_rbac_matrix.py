@@ -462,6 +462,7 @@ LITERALS: dict[tuple[str, str], str] = {
     ("security_compliance", "option"): "password_regex",
     ("access_rules", "rule_id"): "no-such-rule",
     ("os-console-auth-tokens", "token"): "no-such-token",
+    ("migrations", "migration_id"): "1",  # no such migration: an admin's DELETE is a 404
 }
 PARAM = re.compile(r"\{(\w+)\}")
 

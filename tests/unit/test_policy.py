@@ -246,6 +246,11 @@ def test_enforce_names_the_action_and_what_it_needs() -> None:
 # and written by its members.
 PROJECT_ADMIN_ONLY = frozenset(
     {
+        "compute:migration:list",
+        "compute:server_migration:list",
+        "compute:server_migration:show",
+        "compute:server_migration:delete",
+        "compute:server_migration:force_complete",
         "compute:aggregate:action",
         "compute:aggregate:create",
         "compute:aggregate:delete",

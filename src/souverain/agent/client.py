@@ -1,4 +1,4 @@
-"""The agent's side of the internal API: three calls over HTTP, with the host's token."""
+"""The agent's side of the internal API: its calls over HTTP, with the host's token."""
 
 from __future__ import annotations
 
@@ -42,6 +42,10 @@ class InternalClient:
     def console(self, server_id: str, output: str) -> None:
         body = {"output": output}
         self._call("PUT", f"/servers/{quote(server_id, safe='')}/console", body, self.timeout)
+
+    def report_migration(self, migration_id: int, step: str, fields: dict[str, Any]) -> None:
+        """A step this host took in a move it is the source or destination of."""
+        self._call("PUT", f"/migrations/{migration_id}", {**fields, "step": step}, self.timeout)
 
     def download_image(self, image_id: str, dest: Path) -> None:
         """An image's bytes into `dest`, whole or not at all (written aside, synced, renamed)."""

@@ -12,6 +12,7 @@ removes them. No database, no HTTP.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -65,7 +66,14 @@ class AgentNetwork:
 
     def __init__(self, host: HostNetwork, local_address: str | None) -> None:
         self.host = host
-        self.overlay = Overlay(host.dataplane.prefix, local_address) if local_address else None
+        self.overlay: Overlay | None = None
+        if local_address and ipaddress.ip_address(local_address).is_loopback:
+            # a one-machine cloud of agents: nothing to tunnel to, guests keep their taps
+            log.warning(
+                "agent.address %s is loopback: no VXLAN segment to other hosts", local_address
+            )
+        elif local_address:
+            self.overlay = Overlay(host.dataplane.prefix, local_address)
 
     def tap_name(self, port_id: str) -> str:
         return self.host.dataplane.tap_name(port_id)
@@ -134,6 +142,13 @@ class AgentNetwork:
             self.overlay.remove_all()
         self.host.dataplane.reconcile({})
         self.host.firewall.delete()
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False  # the Overlay refuses it with its own message
 
 
 def _mtu(value: Any) -> int:

@@ -35,6 +35,10 @@ class HostDriver(Protocol):
     def report(self) -> dict[str, Any]: ...
 
 
+class MoveHalves(Protocol):
+    def handle(self, server: dict[str, Any]) -> bool: ...
+
+
 class DriverFailure(Exception):
     """The host could not make a guest what was asked; reported as the server's error."""
 
@@ -50,6 +54,7 @@ class Agent:
         heartbeat_interval: float = 10.0,
         wait: int = 30,
         console_interval: float = 5.0,
+        moves: MoveHalves | None = None,
     ) -> None:
         self.client = client
         self.driver = driver
@@ -59,6 +64,8 @@ class Agent:
         self.wait = wait
         self.console_interval = console_interval
         self.revision = -1
+        # this host's part in moves between hosts (agent/migration.py); None: it takes none
+        self.moves = moves
         self._reported: dict[str, str] = {}
 
     def run(self, stop: threading.Event) -> None:
@@ -114,6 +121,8 @@ class Agent:
 
     def _converge(self, server: dict[str, Any]) -> None:
         server_id = server["id"]
+        if self.moves is not None and self.moves.handle(server):
+            return  # a move under way decides what becomes of the guest here
         try:
             actual = self.driver.converge(server)
         except DriverFailure as exc:

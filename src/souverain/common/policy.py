@@ -224,6 +224,11 @@ COMPUTE_RULES: dict[str, Rule] = {
     "compute:quota:detail": Rule.PROJECT_READER,
     "compute:quota:show": Rule.PROJECT_READER,
     "compute:quota:update": Rule.ADMIN,
+    "compute:migration:list": Rule.ADMIN,
+    "compute:server_migration:list": Rule.ADMIN,
+    "compute:server_migration:show": Rule.ADMIN,
+    "compute:server_migration:delete": Rule.ADMIN,
+    "compute:server_migration:force_complete": Rule.ADMIN,
     "compute:server:action": Rule.PROJECT_MEMBER,
     "compute:server:create": Rule.PROJECT_MEMBER,
     "compute:server:delete": Rule.PROJECT_MEMBER,
@@ -490,6 +495,7 @@ INTERNAL_RULES: dict[str, Rule] = {
     "internal:server:state": Rule.HOST_AGENT,
     "internal:server:console": Rule.HOST_AGENT,
     "internal:image:download": Rule.HOST_AGENT,
+    "internal:migration:report": Rule.HOST_AGENT,
 }
 
 PUBLIC_RULES: dict[str, Rule] = {

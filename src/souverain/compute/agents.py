@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -72,6 +72,16 @@ BUILD_TASKS = frozenset({"spawning", "rebuild_spawning"})
 AGENT_MOVES = frozenset(
     {"stop", "start", "reboot", "rebuild", "pause", "unpause", "suspend", "resume", "delete"}
 )
+
+
+class MoveRoles(Protocol):
+    """A host's part in the moves under way (compute/migrations.py): added to its assignment."""
+
+    def assign(
+        self, s: Session, host: str, servers: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]: ...
+
+    def end_moves(self, server_id: str, message: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -127,7 +137,7 @@ def desired(row: Server) -> str:
         return "stopped"
     if row.vm_state == "active":
         return "running"
-    if row.vm_state == "error":
+    if row.vm_state in ("error", "resized"):  # resized: as it ran before the move
         return "running" if row.power_state == int(PowerState.RUNNING) else "stopped"
     return "stopped"
 
@@ -237,6 +247,8 @@ class HostAgents:
         # host name -> its data plane's plan (network/host_plan.py), set by the composition
         # root on a cloud with the VXLAN overlay; None: agents' guests get no tenant network
         self.network_plan: Callable[[str], dict[str, Any]] | None = None
+        # moves under way between hosts (compute/migrations.py): each host's part in them
+        self.moves: MoveRoles | None = None
 
     def network_of(self, host: str, servers: list[dict[str, Any]]) -> dict[str, Any] | None:
         """The network part of the host's assignment (see with_network)."""
@@ -315,8 +327,10 @@ class HostAgents:
                 .order_by(Server.id)
             ).all()
             actions = _open_actions(s, [r.id for r in rows if r.task_state in ONCE_TASKS])
-            out = [self._with_build(r) for r in rows if _handed_over(r)]
-        for assignment in out:
+            servers = [self._with_build(r) for r in rows if _handed_over(r)]
+            if self.moves is not None:
+                servers = self.moves.assign(s, host, servers)
+        for assignment in servers:
             action = actions.get(assignment["id"])
             if action is None:
                 continue
@@ -324,24 +338,36 @@ class HostAgents:
             if assignment["task"] in REBOOT_TASKS:
                 hard = REBOOT_TASKS[assignment["task"]]
                 assignment["reboot"] = {"hard": hard, "action": action}
-        return int(rev), out
+        return int(rev), servers
+
+    def assignment_of(self, row: Server) -> dict[str, Any]:
+        """A server's assignment, without what it is built from."""
+        return _assignment(row)
 
     def _with_build(self, row: Server) -> dict[str, Any]:
-        """A server's assignment; while it is being built, what the host builds it from:
-        its image's format and its config drive's documents (no password: a guest on an
-        agent host gets its keys, as Nova's libvirt without password injection)."""
+        """A server's assignment; while it is being built, what the host builds it from."""
         assignment = _assignment(row)
-        if row.task_state in BUILD_TASKS and self.guests is not None:
-            meta, _, network = self.guests.config_drive_docs(row)
-            image = self.core.images.get(SYSTEM, row.image_id) if row.image_id else None
-            assignment["build"] = {
-                "disk_format": image["disk_format"] if image else None,
-                "root_volume": row.root_volume_id is not None,
-                "meta_data": meta,
-                "user_data": row.user_data,
-                "network_data": network,
-            }
+        if row.task_state in BUILD_TASKS:
+            build = self.build_docs(row)
+            if build is not None:
+                assignment["build"] = build
         return assignment
+
+    def build_docs(self, row: Server) -> dict[str, Any] | None:
+        """What a host makes the server from: its image's format and its config drive's
+        documents (no password: a guest on an agent host gets its keys, as Nova's libvirt
+        without password injection)."""
+        if self.guests is None:
+            return None
+        meta, _, network = self.guests.config_drive_docs(row)
+        image = self.core.images.get(SYSTEM, row.image_id) if row.image_id else None
+        return {
+            "disk_format": image["disk_format"] if image else None,
+            "root_volume": row.root_volume_id is not None,
+            "meta_data": meta,
+            "user_data": row.user_data,
+            "network_data": network,
+        }
 
     def image_file(self, host: str, image_id: str) -> Path:
         """The bytes of an image a server assigned to `host` boots from; 404 otherwise."""
@@ -392,6 +418,8 @@ class HostAgents:
     def _end(self, server_id: str, task: str, state: str) -> None:
         if state == "absent":
             self._forget(server_id)
+            if self.moves is not None:
+                self.moves.end_moves(server_id, "The server was deleted while it moved.")
             self._finish_open_action(server_id, None)
             return
         vm_state, power = _ENDS[state]
@@ -471,6 +499,8 @@ class HostAgents:
             bump(s, host)
         if local_delete and host is not None and self.status_of(host) != "UP":
             self._forget(server_id)
+            if self.moves is not None:
+                self.moves.end_moves(server_id, "The server was deleted while it moved.")
             self._finish_open_action(server_id, None)
         return True
 

@@ -33,6 +33,7 @@ from souverain.compute.api_consoles import ConsoleHandlers
 from souverain.compute.api_flavors import FlavorHandlers, KeypairHandlers
 from souverain.compute.api_host import HostHandlers
 from souverain.compute.api_images import ImageProxyHandlers
+from souverain.compute.api_migrations import MigrationHandlers, migration_routes
 from souverain.compute.api_serial import ACTION as SERIAL_ACTION
 from souverain.compute.api_serial import PATH as SERIAL_PATH
 from souverain.compute.api_serial import SerialProxy
@@ -99,6 +100,7 @@ def routes(service: ComputeService, public_url: str = "") -> list[BaseRoute]:
         *aggregate_routes(edge, AggregateHandlers(service, public_url)),
         *image_routes(edge, ImageProxyHandlers(service, public_url)),
         *console_routes(edge, ConsoleHandlers(service, public_url)),
+        *migration_routes(edge, MigrationHandlers(service, public_url)),
     ]
 
 

@@ -22,6 +22,7 @@ from souverain.common.jsoncodec import JSONResponse
 from souverain.compute import schemas, views
 from souverain.compute.api_base import Handlers, require_admin
 from souverain.compute.api_consoles import LEGACY_PROTOCOLS, ConsoleHandlers
+from souverain.compute.api_migrations import live_migrate_args, migrate_args
 from souverain.compute.service import ComputeService
 from souverain.openstack.auth import audit
 from souverain.openstack.body import read_json
@@ -184,6 +185,22 @@ class ActionHandlers(Handlers):
             return JSONResponse({"adminPass": password})
         return Response(status_code=200)
 
+    async def live_migrate(self, call: Call) -> Response:
+        require_admin(call.ctx)  # Nova's os-migrate-server:migrate_live is the admin's
+        host = live_migrate_args(call.args, call.v)
+        await run_in_threadpool(
+            self.service.migrations.live_migrate, call.ctx, call.server_id, host
+        )
+        return Response(status_code=202)
+
+    async def migrate(self, call: Call) -> Response:
+        require_admin(call.ctx)  # Nova's os-migrate-server:migrate is the admin's
+        host = migrate_args(call.args, call.v)
+        await run_in_threadpool(
+            self.service.migrations.cold_migrate, call.ctx, call.server_id, host
+        )
+        return Response(status_code=202)
+
     async def shelve_offload(self, call: Call) -> Response:
         require_admin(call.ctx)  # Nova's os-shelve:shelve_offload is the admin's
         await run_in_threadpool(self.service.shelving.shelve_offload, call.ctx, call.server_id)
@@ -233,6 +250,8 @@ ACTIONS: dict[str, ActionHandler] = {
     "unshelve": ActionHandlers.unshelve,
     "shelveOffload": ActionHandlers.shelve_offload,
     "evacuate": ActionHandlers.evacuate,
+    "os-migrateLive": ActionHandlers.live_migrate,
+    "migrate": ActionHandlers.migrate,
 }
 
 

@@ -11,6 +11,8 @@ host (node authorization): a path naming another host is a 403, another host's s
   PUT  /v1/hosts/{host}/servers/{id}/state           what the agent found a server to be
   PUT  /v1/hosts/{host}/servers/{id}/console         the newest part of its serial console
   GET  /v1/hosts/{host}/images/{id}/file             an image one of its servers boots from
+  PUT  /v1/hosts/{host}/migrations/{id}              a step of a move it is the source or
+                                                     destination of (compute/migrations.py)
 
 Part of compute's HTTP layer.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,7 +31,7 @@ from starlette.routing import Router
 from starlette.types import ASGIApp
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest, Forbidden
+from souverain.common.errors import BadRequest, Forbidden, NotFound
 from souverain.common.jsoncodec import JSONResponse
 from souverain.compute.agents import HostAgents, HostReport
 from souverain.openstack.body import read_json
@@ -201,7 +203,28 @@ class InternalHandlers:
         return FileResponse(path, media_type="application/octet-stream")
 
 
-def build_app(agents: HostAgents) -> ASGIApp:
+class MigrationHandlers:
+    def __init__(self, moves: MoveReports) -> None:
+        self.moves = moves
+
+    async def report(self, request: Request, ctx: RequestContext) -> Response:
+        host = own_host(ctx, request.path_params["host"])
+        raw = request.path_params["migration_id"]
+        if not raw.isdigit() or len(raw) > 12:
+            raise NotFound(f"Migration {raw[:64]} is not host {host}'s.")
+        body = await read_json(request)
+        step = body.get("step")
+        if not isinstance(step, str):
+            raise BadRequest("'step' is required: the step of the move the host took.")
+        await run_in_threadpool(self.moves.report, host, int(raw), step, body)
+        return Response(status_code=204)
+
+
+class MoveReports(Protocol):
+    def report(self, host: str, migration_id: int, step: str, body: dict[str, Any]) -> None: ...
+
+
+def build_app(agents: HostAgents, moves: MoveReports | None = None) -> ASGIApp:
     edge = Edge(_HostTokens(agents))
     h = InternalHandlers(agents)
     base = "/v1/hosts/{host}"
@@ -222,4 +245,12 @@ def build_app(agents: HostAgents) -> ASGIApp:
             f"{base}/images/{{image_id}}/file", h.image_file, {"GET": "internal:image:download"}
         ),
     ]
+    if moves is not None:
+        routes.append(
+            edge.route(
+                f"{base}/migrations/{{migration_id}}",
+                MigrationHandlers(moves).report,
+                {"PUT": "internal:migration:report"},
+            )
+        )
     return ErrorLayer(Router(routes=routes), render_error)

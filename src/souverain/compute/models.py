@@ -276,3 +276,36 @@ class ConsoleTail(Base):
     host: Mapped[str] = mapped_column(String(255))
     output: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Migration(Base):
+    """One move of a server between hosts (Nova's migration record): a live migration, a
+    cold one (then confirmed or reverted) or an evacuation. `status` takes Nova's words;
+    `endpoint` is where the other side's agent reaches the guest's disk or stream while it
+    moves (the underlay address and the ports the agent picked), `message` why it failed.
+    The record outlives the move (`os-migrations` lists it) and the server's deletion."""
+
+    __tablename__ = "compute_migrations"
+    __table_args__ = (
+        Index("ix_compute_migrations_instance", "instance_uuid", "id"),
+        Index("ix_compute_migrations_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36))
+    source_compute: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    dest_compute: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    source_node: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    dest_node: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    dest_host: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(32))
+    migration_type: Mapped[str] = mapped_column(String(32))
+    old_instance_type_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    new_instance_type_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    endpoint: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)

@@ -37,6 +37,7 @@ from souverain.compute.guests import Guests
 from souverain.compute.host_services import HostService, HostServices, ServiceChange
 from souverain.compute.keypairs import Keypairs
 from souverain.compute.listing import IDS_PER_QUERY, LISTED_COLUMNS, ListedServer
+from souverain.compute.migrations import Migrations
 from souverain.compute.models import Server
 from souverain.compute.qemu import QemuDriver
 from souverain.compute.quotas import QUOTA_RESOURCES, Quotas
@@ -115,6 +116,8 @@ class ComputeService:
         keypairs = Keypairs(core, quotas)
         self.agents = HostAgents(core, guests.forget, guests)
         self.evacuation = Evacuation(core, self.agents)
+        self.migrations = Migrations(core, self.agents, guests)
+        self.agents.moves = self.migrations
         creation = Creation(core, flavors, quotas, guests, servers, self.agents)
         actions = Actions(core, flavors, guests, servers, self.agents)
         attachments = Attachments(core, guests)
@@ -342,9 +345,17 @@ class ComputeService:
         self._actions.resize(ctx, server_id, flavor_ref)
 
     def confirm_resize(self, ctx: RequestContext, server_id: str) -> None:
+        moved = self.migrations.holding(server_id)  # a cold migration between agent hosts
+        if moved is not None:
+            self.migrations.confirm(ctx, server_id, moved)
+            return
         self._actions.confirm_resize(ctx, server_id)
 
     def revert_resize(self, ctx: RequestContext, server_id: str) -> None:
+        moved = self.migrations.holding(server_id)
+        if moved is not None:
+            self.migrations.revert(ctx, server_id, moved)
+            return
         self._actions.revert_resize(ctx, server_id)
 
     def lock(self, ctx: RequestContext, server_id: str, locked: bool) -> None:

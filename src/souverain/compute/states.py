@@ -174,6 +174,7 @@ _TASK_STATUS = {
     "reboot_started_hard": "HARD_REBOOT",
     "rebuilding": "REBUILD",
     "rebuild_spawning": "REBUILD",
+    "migrating": "MIGRATING",
     "resize_prep": "RESIZE",
     "resize_migrating": "RESIZE",
     "resize_finish": "RESIZE",

@@ -1,7 +1,7 @@
 """compute: the console tails agent hosts send (os-getConsoleOutput of their guests)
 
 Revision ID: 0036
-Revises: 0032
+Revises: 0034
 Create Date: 2026-12-06 17:10:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0036"
-down_revision = "0032"
+down_revision = "0034"
 branch_labels = None
 depends_on = None
 
