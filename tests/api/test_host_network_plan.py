@@ -19,7 +19,7 @@ import pytest
 from souverain import server
 from souverain.common.clock import Clock
 from souverain.compute.agents import with_network
-from souverain.network.host_plan import tunnel_endpoints
+from souverain.network.host_plan import HostPlans, tunnel_endpoints
 
 from .support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient, settings_for
 from .test_networks import Neutron
@@ -219,3 +219,27 @@ def test_a_hosts_hostile_underlay_address_is_400_and_kept_out(
 def test_only_unicast_ipv4_addresses_end_tunnels() -> None:
     found = {"a": "10.1.0.1", "b": "fe80::1", "c": "127.0.0.1", "d": "junk", "e": "10.1.0.2"}
     assert tunnel_endpoints(found) == {"a": "10.1.0.1", "e": "10.1.0.2"}
+
+
+def test_a_server_moving_in_is_planned_on_its_destination_only(
+    vx: Cloud, topology: dict[str, Any]
+) -> None:
+    """A live migration's destination (hv3) gets the moving server's taps, filter and
+    segment before the guest arrives; the source keeps them until it has; nobody else
+    gets them."""
+    a1 = topology["a1"]
+    server_id = a1["device_id"]
+    plans = HostPlans(vx.platform.db, lambda: dict(ADDRESSES))
+    before = plans.plan("hv3")
+    moving = plans.plan("hv3", frozenset({server_id}))
+    assert [p["id"] for p in moving["servers"][server_id]] == [a1["id"]]
+    assert [f["port_id"] for f in moving["filters"]] == [a1["id"]]
+    (segment,) = moving["segments"]
+    assert segment["network_id"] == topology["net_a"]
+    assert a1["mac_address"] not in segment["macs"]  # its own now, not the source's
+    assert ADDRESSES["hv2"] in segment["remotes"]  # a2's host
+    assert ADDRESSES["hv1"] not in segment["remotes"]  # a1 was its only port there
+    assert before["filters"] == [] and before["digest"] != moving["digest"]
+    # the source still has it; a server id that names nothing adds nothing
+    assert a1["id"] in {f["port_id"] for f in plans.plan("hv1")["filters"]}
+    assert plans.plan("hv3", frozenset({str(uuid.uuid4())}))["filters"] == []

@@ -246,13 +246,19 @@ class HostAgents:
         self.guests = guests
         # host name -> its data plane's plan (network/host_plan.py), set by the composition
         # root on a cloud with the VXLAN overlay; None: agents' guests get no tenant network
-        self.network_plan: Callable[[str], dict[str, Any]] | None = None
+        self.network_plan: Callable[[str, frozenset[str]], dict[str, Any]] | None = None
         # moves under way between hosts (compute/migrations.py): each host's part in them
         self.moves: MoveRoles | None = None
 
     def network_of(self, host: str, servers: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """The network part of the host's assignment (see with_network)."""
-        plan = self.network_plan(host) if self.network_plan is not None else None
+        """The network part of the host's assignment (see with_network); the ports of the
+        servers moving here are planned here already (their destination's taps)."""
+        incoming = frozenset(
+            str(entry["id"])
+            for entry in servers
+            if (entry.get("migration") or {}).get("role") == "destination"
+        )
+        plan = self.network_plan(host, incoming) if self.network_plan is not None else None
         return with_network(servers, plan)
 
     def wake(self, hosts: set[str]) -> None:

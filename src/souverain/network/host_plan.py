@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from souverain.db.engine import Database
@@ -35,13 +35,24 @@ class FirewallInput:
     groups: dict[str, list[str]]  # remote group id -> its members' IPs
 
 
-def _bound_ports(s: Session, host: str | None) -> list[m.Port]:
+def _on_host(host: str, incoming: frozenset[str]) -> Any:
+    """Ports bound to `host`, or of servers moving to it (`incoming`): a live migration's
+    destination needs their taps and filters before the guest arrives, as Neutron's
+    second (inactive) port binding gives it."""
+    if not incoming:
+        return m.Port.host == host
+    return or_(m.Port.host == host, m.Port.device_id.in_(sorted(incoming)))
+
+
+def _bound_ports(
+    s: Session, host: str | None, incoming: frozenset[str] = frozenset()
+) -> list[m.Port]:
     """Guests' ports that are plugged (on `host`, or on any host when None)."""
     query = select(m.Port).where(
         m.Port.device_owner.like("compute:%"), m.Port.status == "ACTIVE", m.Port.host != ""
     )
     if host is not None:
-        query = query.where(m.Port.host == host)
+        query = query.where(_on_host(host, incoming))
     return list(s.scalars(query.order_by(m.Port.created_at, m.Port.id)).all())
 
 
@@ -121,11 +132,13 @@ def _zones(s: Session, network_ids: set[str] | None) -> list[tuple[str, int]]:
     return [(n, int(z)) for n, z in s.execute(query.order_by(m.Network.id)).all() if z is not None]
 
 
-def firewall_input(s: Session, host: str | None) -> FirewallInput:
+def firewall_input(
+    s: Session, host: str | None, incoming: frozenset[str] = frozenset()
+) -> FirewallInput:
     """The security groups and anti-spoofing of the ports plugged on `host` (every host's
     when None, as the all-in-one has them): zones of their networks only when a host is
     named (every tenant network's otherwise)."""
-    ports = _bound_ports(s, host)
+    ports = _bound_ports(s, host, incoming)
     port_ids = [p.id for p in ports]
     ips = _ips(s, port_ids)
     memberships = _memberships(s, port_ids)
@@ -154,13 +167,15 @@ def firewall_input(s: Session, host: str | None) -> FirewallInput:
     return FirewallInput(_zones(s, networks), filters, _members(s, remote))
 
 
-def _server_ports(s: Session, host: str) -> dict[str, list[dict[str, Any]]]:
+def _server_ports(
+    s: Session, host: str, incoming: frozenset[str]
+) -> dict[str, list[dict[str, Any]]]:
     """Server id -> the taps its guest needs on `host`, in NIC order (eth0 first)."""
     rows = s.execute(
         select(m.Port.device_id, m.Port.id, m.Port.network_id, m.Port.mac_address, m.Network.mtu)
         .join(m.Network, m.Network.id == m.Port.network_id)
         .where(
-            m.Port.host == host,
+            _on_host(host, incoming),
             m.Port.device_owner.like("compute:%"),
             m.Port.status == "ACTIVE",
         )
@@ -174,7 +189,9 @@ def _server_ports(s: Session, host: str) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _segments(s: Session, host: str, addresses: Mapping[str, str]) -> list[dict[str, Any]]:
+def _segments(
+    s: Session, host: str, addresses: Mapping[str, str], incoming: frozenset[str]
+) -> list[dict[str, Any]]:
     mtus = dict(s.execute(select(m.Network.id, m.Network.mtu)).all())
     return [
         {
@@ -184,17 +201,20 @@ def _segments(s: Session, host: str, addresses: Mapping[str, str]) -> list[dict[
             "remotes": sorted(seg.remotes),
             "macs": dict(sorted(seg.macs.items())),
         }
-        for seg in plan_segments(s, host, addresses, lambda network_id: network_id)
+        for seg in plan_segments(s, host, addresses, lambda network_id: network_id, incoming)
     ]
 
 
-def host_plan(s: Session, host: str, addresses: Mapping[str, str]) -> dict[str, Any]:
+def host_plan(
+    s: Session, host: str, addresses: Mapping[str, str], incoming: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """Everything `host`'s agent needs for its data plane, and nothing of other hosts'
-    ports beyond their MACs on its own networks and its rules' remote-group member IPs."""
-    firewall = firewall_input(s, host)
+    ports beyond their MACs on its own networks and its rules' remote-group member IPs.
+    `incoming`: the servers moving to `host`, whose ports it plans as its own already."""
+    firewall = firewall_input(s, host, incoming)
     plan = {
-        "servers": _server_ports(s, host),
-        "segments": _segments(s, host, addresses),
+        "servers": _server_ports(s, host, incoming),
+        "segments": _segments(s, host, addresses, incoming),
         "zones": [{"network_id": n, "zone": z} for n, z in firewall.zones],
         "filters": firewall.ports,
         "groups": firewall.groups,
@@ -249,10 +269,10 @@ class HostPlans:
         self.db = db
         self.addresses = addresses
 
-    def plan(self, host: str) -> dict[str, Any]:
+    def plan(self, host: str, incoming: frozenset[str] = frozenset()) -> dict[str, Any]:
         addresses = self.addresses()
         with self.db.session() as s:
-            return host_plan(s, host, addresses)
+            return host_plan(s, host, addresses, incoming)
 
 
 def tunnel_endpoints(addresses: Mapping[str, str]) -> dict[str, str]:

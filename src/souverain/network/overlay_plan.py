@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from souverain.db.engine import Database
@@ -32,15 +32,25 @@ def plan_segments(
     host: str,
     host_addresses: Mapping[str, str],
     bridge_name: Callable[[str], str],
+    incoming: frozenset[str] = frozenset(),
 ) -> list[Segment]:
     """The segments `host` must carry, by network id. `bridge_name` is the host data plane's
     naming (Dataplane.bridge_name). A host with no known address is left out of the
-    remotes (and logged): nothing can be sent to it."""
+    remotes (and logged): nothing can be sent to it. `incoming`: servers moving to this
+    host, whose ports count as its own already (their taps are made before they arrive)."""
     if not host:
         return []
-    here = select(m.Port.network_id).where(m.Port.host == host)
+    here = select(m.Port.network_id).where(
+        or_(m.Port.host == host, m.Port.device_id.in_(sorted(incoming)))
+    )
     rows = session.execute(
-        select(m.Network.id, m.Network.segmentation_id, m.Port.host, m.Port.mac_address)
+        select(
+            m.Network.id,
+            m.Network.segmentation_id,
+            m.Port.host,
+            m.Port.mac_address,
+            m.Port.device_id,
+        )
         .join(m.Port, m.Port.network_id == m.Network.id)
         .where(
             m.Network.id.in_(here),
@@ -55,13 +65,13 @@ def plan_segments(
     remotes: dict[str, set[str]] = {}
     macs: dict[str, dict[str, str]] = {}
     unknown: set[str] = set()
-    for network_id, vni, port_host, mac in rows:
+    for network_id, vni, port_host, mac, device_id in rows:
         if vni is None:  # filtered out by the query; mypy cannot know
             continue
         vnis[network_id] = vni
         remotes.setdefault(network_id, set())
         macs.setdefault(network_id, {})
-        if port_host == host:
+        if port_host == host or device_id in incoming:
             continue
         address = host_addresses.get(port_host)
         if address is None or address == own:
