@@ -426,7 +426,7 @@ class HostAgents:
             self._forget(server_id)
             if self.moves is not None:
                 self.moves.end_moves(server_id, "The server was deleted while it moved.")
-            self._finish_open_action(server_id, None)
+            self.finish_open_action(server_id, None)
             return
         vm_state, power = _ENDS[state]
         values: dict[str, Any] = {
@@ -446,7 +446,7 @@ class HostAgents:
             .values(**values)
             .execution_options(synchronize_session=False),
         )
-        self._finish_open_action(server_id, None)
+        self.finish_open_action(server_id, None)
 
     def _fail(self, server_id: str, message: str) -> None:
         log.warning("server %s: its host says: %s", server_id, message)
@@ -456,7 +456,7 @@ class HostAgents:
             task_state=None,
             fault=self.core.fault(message[:255]),
         )
-        self._finish_open_action(server_id, message[:255])
+        self.finish_open_action(server_id, message[:255])
 
     def _observed(self, server_id: str, state: str) -> None:
         """No task runs: the host's word is the power state (Nova's power-state sync)."""
@@ -468,7 +468,7 @@ class HostAgents:
                 .values(power_state=power)
             )
 
-    def _finish_open_action(self, server_id: str, error: str | None) -> None:
+    def finish_open_action(self, server_id: str, error: str | None) -> None:
         with self.db.session() as s:
             action_id = s.scalar(
                 select(InstanceAction.id)
@@ -507,7 +507,7 @@ class HostAgents:
             self._forget(server_id)
             if self.moves is not None:
                 self.moves.end_moves(server_id, "The server was deleted while it moved.")
-            self._finish_open_action(server_id, None)
+            self.finish_open_action(server_id, None)
         return True
 
     def _refuse_build(self, server_id: str, host: str | None, from_volume: bool) -> bool:

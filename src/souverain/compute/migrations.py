@@ -47,7 +47,7 @@ from souverain.compute import states
 from souverain.compute.agents import HostAgents, bump, is_agent_host
 from souverain.compute.core import NO_VALID_HOST, ComputeCore, require_admin
 from souverain.compute.guests import Guests
-from souverain.compute.models import ComputeHost, InstanceAction, Migration, Server
+from souverain.compute.models import ComputeHost, Migration, Server
 from souverain.compute.qemu_guest import PowerState
 from souverain.compute.scheduler import PlacementRequest
 from souverain.compute.states import Move
@@ -365,15 +365,7 @@ class Migrations:
             )
 
     def _finish_action(self, server_id: str, error: str | None) -> None:
-        with self.db.session() as s:
-            action_id = s.scalar(
-                select(InstanceAction.id)
-                .where(InstanceAction.server_id == server_id, InstanceAction.finish_time.is_(None))
-                .order_by(InstanceAction.id.desc())
-                .limit(1)
-            )
-        if action_id is not None:
-            self.core.finish_action(action_id, error)
+        self.agents.finish_open_action(server_id, error)
 
     # ------------------------------------------------------------------ after a cold move
 
