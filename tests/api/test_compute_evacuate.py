@@ -35,7 +35,10 @@ class Host:
         return self.cloud.client.request(method, url, headers={"X-Auth-Token": self.token}, **kw)
 
     def beat(self) -> None:
-        assert self.call("POST", "/heartbeat", json=BEAT).status_code == 200
+        assert self.call("POST", "/heartbeat", json=self.heartbeat()).status_code == 200
+
+    def heartbeat(self) -> dict[str, Any]:
+        return BEAT
 
     def assigned(self) -> dict[str, dict[str, Any]]:
         return {s["id"]: s for s in self.call("GET", "/assignments").json()["servers"]}
@@ -50,26 +53,32 @@ class Host:
         return int(self.call("PUT", f"/servers/{server_id}/state", json=body).status_code)
 
 
-@pytest.fixture
-def world(cloud: Cloud, clock: SteppingClock) -> dict[str, Any]:
-    hv1, hv2 = Host(cloud, "hv1"), Host(cloud, "hv2")
-    admin = Nova(cloud.client, cloud.admin_token)
+def boot_on(cloud: Cloud, host: Host, admin: Nova) -> str:
+    """A server forced onto `host` by an admin, built there (its agent's report played)."""
     body = {
         "server": {
             "name": "db-1",
             "imageRef": _image(cloud),
             "flavorRef": "1",
             "networks": "none",
-            "availability_zone": "nova:hv1",
+            "availability_zone": f"nova:{host.name}",
         }
     }
     server_id = admin.ok("POST", "/servers", body, status=202, version="2.74")["server"]["id"]
     deadline = time.monotonic() + 30
-    while server_id not in hv1.assigned() and time.monotonic() < deadline:
+    while server_id not in host.assigned() and time.monotonic() < deadline:
         time.sleep(0.05)  # handed over once placed
-    assert hv1.assigned()[server_id]["task"] == "spawning"
-    assert hv1.report(server_id, "running") == 204
+    assert host.assigned()[server_id]["task"] == "spawning"
+    assert host.report(server_id, "running") == 204
     assert admin.server(server_id)["status"] == "ACTIVE"
+    return server_id
+
+
+@pytest.fixture
+def world(cloud: Cloud, clock: SteppingClock) -> dict[str, Any]:
+    hv1, hv2 = Host(cloud, "hv1"), Host(cloud, "hv2")
+    admin = Nova(cloud.client, cloud.admin_token)
+    server_id = boot_on(cloud, hv1, admin)
     return {"hv1": hv1, "hv2": hv2, "admin": admin, "server": server_id, "clock": clock}
 
 

@@ -20,6 +20,8 @@ from souverain.compute.models import Migration, Server, ServerGroupMember
 
 from .support import ADMIN_PASSWORD, Cloud, Member, SteppingClock
 from .test_compute_api import Nova
+from .test_compute_evacuate import Host as AgentHost
+from .test_compute_evacuate import boot_on
 from .test_compute_scheduling import _image
 from .test_identity_trusts import _app_cred_token as app_cred_token
 
@@ -27,27 +29,11 @@ BEAT = {"vcpus": 16, "memory_mib": 16384, "disk_gib": 100, "hypervisor_type": "Q
 ADDRESSES = {"hv1": "10.70.0.1", "hv2": "10.70.0.2", "hv3": "10.70.0.3"}
 
 
-class Host:
-    def __init__(self, cloud: Cloud, name: str) -> None:
-        self.cloud, self.name = cloud, name
-        self.token = cloud.platform.compute.agents.enroll(name)
-        self.beat()
+class Host(AgentHost):
+    """An agent host played through the internal API, with an underlay address."""
 
-    def call(self, method: str, path: str, **kw: Any) -> Any:
-        url = f"/internal/v1/hosts/{self.name}{path}"
-        return self.cloud.client.request(method, url, headers={"X-Auth-Token": self.token}, **kw)
-
-    def beat(self) -> None:
-        body = {**BEAT, "address": ADDRESSES[self.name]}
-        assert self.call("POST", "/heartbeat", json=body).status_code == 200
-
-    def assigned(self) -> dict[str, dict[str, Any]]:
-        return {s["id"]: s for s in self.call("GET", "/assignments").json()["servers"]}
-
-    def report(self, server_id: str, state: str) -> int:
-        return int(
-            self.call("PUT", f"/servers/{server_id}/state", json={"state": state}).status_code
-        )
+    def heartbeat(self) -> dict[str, Any]:
+        return {**BEAT, "address": ADDRESSES[self.name]}
 
     def step(self, migration_id: int, step: str, **fields: Any) -> Any:
         return self.call("PUT", f"/migrations/{migration_id}", json={"step": step, **fields})
@@ -57,21 +43,7 @@ class Host:
 def world(cloud: Cloud, clock: SteppingClock) -> dict[str, Any]:
     hv1, hv2 = Host(cloud, "hv1"), Host(cloud, "hv2")
     admin = Nova(cloud.client, cloud.admin_token)
-    body = {
-        "server": {
-            "name": "db-1",
-            "imageRef": _image(cloud),
-            "flavorRef": "1",
-            "networks": "none",
-            "availability_zone": "nova:hv1",
-        }
-    }
-    server_id = admin.ok("POST", "/servers", body, status=202, version="2.74")["server"]["id"]
-    deadline = time.monotonic() + 30
-    while server_id not in hv1.assigned() and time.monotonic() < deadline:
-        time.sleep(0.05)  # handed over once placed
-    assert hv1.report(server_id, "running") == 204
-    assert admin.server(server_id)["status"] == "ACTIVE"
+    server_id = boot_on(cloud, hv1, admin)
     return {"hv1": hv1, "hv2": hv2, "admin": admin, "server": server_id, "clock": clock}
 
 
