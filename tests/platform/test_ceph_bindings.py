@@ -24,11 +24,16 @@ def venv(tmp_path: Path) -> Path:
     return path
 
 
-def _expose(venv: Path, bindings: Path = DEBIAN) -> subprocess.CompletedProcess[str]:
+def _expose(
+    venv: Path, bindings: Path = DEBIAN, relative: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run the script on `venv`; `relative`: named from its parent, as `make install` does
+    (`.venv`)."""
     env = {"PATH": "/usr/bin:/bin", "CEPH_BINDINGS_DIR": str(bindings)}
-    return subprocess.run(
-        [str(SCRIPT), str(venv)], capture_output=True, text=True, env=env, check=False
-    )
+    argv, cwd = [str(SCRIPT), str(venv)], None
+    if relative:
+        argv, cwd = [str(SCRIPT), venv.name], venv.parent
+    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False, cwd=cwd)
 
 
 def _python(venv: Path, code: str) -> subprocess.CompletedProcess[str]:
@@ -50,6 +55,19 @@ def test_the_venv_imports_rados_and_rbd_and_nothing_else_of_debian(venv: Path) -
         assert "ModuleNotFoundError" in _python(venv, f"import {module}").stderr
     again = _expose(venv)  # the install step may run it twice
     assert again.returncode == 0, again.stderr
+
+
+def test_a_venv_named_relatively_works_from_anywhere(venv: Path, tmp_path: Path) -> None:
+    result = _expose(venv, relative=True)  # `make install` passes `.venv`
+    assert result.returncode == 0, result.stderr
+    found = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import rados, rbd"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path.parent,  # elsewhere: the .pth names the bindings by an absolute path
+    )
+    assert found.returncode == 0, found.stderr
 
 
 def test_missing_bindings_say_which_package_to_install(venv: Path, tmp_path: Path) -> None:
