@@ -37,6 +37,8 @@ class Server:
     def start(self, timeout: float = 20.0) -> Server:
         clouds = self.data_dir / "clouds.yaml"
         before = clouds.stat().st_mtime_ns if clouds.exists() else None
+        out_path, err_path = self.logs
+        out, err = out_path.open("a"), err_path.open("a")
         self.proc = subprocess.Popen(
             [
                 SOUVERAIN,
@@ -50,16 +52,20 @@ class Server:
                 *self.args,
             ],
             env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            # files, not pipes: a pipe nobody reads stops the server once full (a long test
+            # with agents' heartbeats logging fills 64 KiB in about a minute)
+            stdout=out,
+            stderr=err,
             text=True,
             start_new_session=True,  # its workers too can be stopped as one group
         )
+        out.close()
+        err.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                out, err = self.proc.communicate()
-                raise RuntimeError(f"server exited {self.proc.returncode}: {out}\n{err}")
+                out_text, err_text = self.output()
+                raise RuntimeError(f"server exited {self.proc.returncode}: {out_text}\n{err_text}")
             if clouds.exists() and clouds.stat().st_mtime_ns != before:
                 try:
                     self.get("/identity/v3")
@@ -68,6 +74,20 @@ class Server:
                     pass
             time.sleep(0.05)
         raise TimeoutError("server did not come up")
+
+    @property
+    def logs(self) -> tuple[Path, Path]:
+        """Where its stdout and stderr go: beside its data dir."""
+        return (
+            self.data_dir.with_name(f"{self.data_dir.name}.out"),
+            self.data_dir.with_name(f"{self.data_dir.name}.err"),
+        )
+
+    def output(self) -> tuple[str, str]:
+        """Everything it wrote so far to stdout and stderr."""
+        return tuple(  # type: ignore[return-value]
+            p.read_text(errors="replace") if p.exists() else "" for p in self.logs
+        )
 
     @property
     def database_url(self) -> str:
@@ -148,7 +168,8 @@ class Server:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        out, err = self.proc.communicate(timeout=timeout)
+        self.proc.wait(timeout=timeout)
+        out, err = self.output()
         return self.proc.returncode, out, err
 
 

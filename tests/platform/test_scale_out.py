@@ -35,7 +35,7 @@ def _free_port() -> int:
 def _wait_ready(server: Server, port: int) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        assert server.proc is not None and server.proc.poll() is None, server.proc.communicate()
+        assert server.proc is not None and server.proc.poll() is None, server.output()
         try:  # the port is bound before start-up ends: wait for an answer, not a connection
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/identity/v3", timeout=5):
                 return

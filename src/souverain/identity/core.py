@@ -215,6 +215,7 @@ class IdentityCore:
         self._inherited: tuple[int, bool] = (-1, False)  # (generation, any OS-INHERIT grant)
         self._stored_inferences: tuple[int, dict[str, set[str]]] = (-1, {})
         self.lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         self.resolved: dict[tuple[Any, ...], ResolvedToken] = {}
         self.revoked = RevocationList()
         self._shared_generation: int | None = None
@@ -269,14 +270,17 @@ class IdentityCore:
 
         Called about once a second by the server; with one process it finds nothing new.
         """
-        with self.db.session() as s:
-            shared = s.scalar(select(m.IdentityState.generation).where(m.IdentityState.id == 1))
-        if shared is None or shared == self._shared_generation:
-            return False
-        self._shared_generation = shared
-        self.load_revocations()
-        self.bump_local()
-        return True
+        # one reload at a time, and the generation marked seen only once it is loaded: a
+        # request thread must not take another thread's half-done reload for a done one
+        with self._sync_lock:
+            with self.db.session() as s:
+                shared = s.scalar(select(m.IdentityState.generation).where(m.IdentityState.id == 1))
+            if shared is None or shared == self._shared_generation:
+                return False
+            self.load_revocations()
+            self.bump_local()
+            self._shared_generation = shared
+            return True
 
     def now(self) -> dt.datetime:
         return self.clock.now()
