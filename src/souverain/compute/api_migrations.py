@@ -41,21 +41,38 @@ def _time(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="microseconds")
 
 
-def migration_body(m: Migration, v: Version, base: str) -> dict[str, Any]:
-    """One entry of os-migrations at microversion `v`."""
-    body: dict[str, Any] = {
-        "id": m.id,
-        "instance_uuid": m.instance_uuid,
+def _move(m: Migration) -> dict[str, Any]:
+    """What both views of a migration show of the move: its hosts, status and times."""
+    return {
         "source_compute": m.source_compute,
         "dest_compute": m.dest_compute,
         "source_node": m.source_node,
         "dest_node": m.dest_node,
         "dest_host": m.dest_host,
         "status": m.status,
-        "old_instance_type_id": m.old_instance_type_id,
-        "new_instance_type_id": m.new_instance_type_id,
         "created_at": _time(m.created_at),
         "updated_at": _time(m.updated_at),
+    }
+
+
+def _with_owner(body: dict[str, Any], m: Migration, v: Version) -> dict[str, Any]:
+    """The uuid (2.59) and the user and project (2.80) of the migration."""
+    if v >= (2, 59):
+        body["uuid"] = m.uuid
+    if v >= (2, 80):
+        body["user_id"] = m.user_id
+        body["project_id"] = m.project_id
+    return body
+
+
+def migration_body(m: Migration, v: Version, base: str) -> dict[str, Any]:
+    """One entry of os-migrations at microversion `v`."""
+    body: dict[str, Any] = {
+        "id": m.id,
+        "instance_uuid": m.instance_uuid,
+        **_move(m),
+        "old_instance_type_id": m.old_instance_type_id,
+        "new_instance_type_id": m.new_instance_type_id,
     }
     if v >= (2, 23):
         body["migration_type"] = m.migration_type
@@ -65,12 +82,7 @@ def migration_body(m: Migration, v: Version, base: str) -> dict[str, Any]:
                 {"rel": "self", "href": f"{base}/v2.1/{path}"},
                 {"rel": "bookmark", "href": f"{base}/{path}"},
             ]
-    if v >= (2, 59):
-        body["uuid"] = m.uuid
-    if v >= (2, 80):
-        body["user_id"] = m.user_id
-        body["project_id"] = m.project_id
-    return body
+    return _with_owner(body, m, v)
 
 
 def server_migration_body(m: Migration, v: Version) -> dict[str, Any]:
@@ -78,14 +90,7 @@ def server_migration_body(m: Migration, v: Version) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": m.id,
         "server_uuid": m.instance_uuid,
-        "source_compute": m.source_compute,
-        "dest_compute": m.dest_compute,
-        "source_node": m.source_node,
-        "dest_node": m.dest_node,
-        "dest_host": m.dest_host,
-        "status": m.status,
-        "created_at": _time(m.created_at),
-        "updated_at": _time(m.updated_at),
+        **_move(m),
         **dict.fromkeys(
             (
                 "memory_total_bytes",
@@ -98,12 +103,7 @@ def server_migration_body(m: Migration, v: Version) -> dict[str, Any]:
             0,
         ),
     }
-    if v >= (2, 59):
-        body["uuid"] = m.uuid
-    if v >= (2, 80):
-        body["user_id"] = m.user_id
-        body["project_id"] = m.project_id
-    return body
+    return _with_owner(body, m, v)
 
 
 def _allowed_query(v: Version) -> tuple[str, ...] | None:
