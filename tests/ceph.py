@@ -166,6 +166,10 @@ class CephCluster:
     user = "admin"  # rados.Rados(conffile=conf, rados_id=user); QEMU's rbd:pool/img:id=admin
     client = "client.admin"  # the same, by its full name (rados.Rados(name=client))
 
+    def settings(self) -> dict[str, str]:
+        """The `[ceph]` settings of a Souverain using this cluster."""
+        return {"conf_file": str(self.conf), "user": self.user}
+
     def env(self) -> dict[str, str]:
         """For the `ceph`, `rados` and `rbd` CLIs: CEPH_CONF points them at this cluster."""
         return {**os.environ, "CEPH_CONF": str(self.conf)}

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests import host_hygiene
+from tests.ceph import ceph, ceph_session  # noqa: F401  (the Ceph fixtures, for every suite)
 from tests.host_hygiene import RUN_ENV, HostState
 
 # What the skipping tests wait for (scripts/system-packages.txt installs them).

@@ -283,6 +283,30 @@ class BillingSettings(_Section):
     budget_check_interval: float = Field(default=300.0, gt=0, description="seconds")
 
 
+class CephSettings(_Section):
+    """The Ceph cluster the storing services' Ceph backends share (`volume.backend = "rbd"`,
+    `image.backend = "rbd"`, `compute.disk_backend = "rbd"`, `objectstore.backend =
+    "rados"`). Unused while every backend is `file`."""
+
+    conf_file: Path | None = Field(
+        default=None, description="ceph.conf naming the monitors (and the keyring)"
+    )
+    user: str = Field(
+        default="admin",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="the cephx id, without `client.`",
+    )
+    keyring: Path | None = Field(default=None, description="empty: the one ceph.conf names")
+    connect_timeout: float = Field(default=10.0, gt=0, description="seconds to reach a monitor")
+    op_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds an OSD operation may wait (a pool below min_size): then 503",
+    )
+
+
 class AuditSettings(_Section):
     fsync: bool = True
 
@@ -300,6 +324,7 @@ class Settings(_Section):
     volume: VolumeSettings = VolumeSettings()
     network: NetworkSettings = NetworkSettings()
     billing: BillingSettings = BillingSettings()
+    ceph: CephSettings = CephSettings()
 
     @model_validator(mode="after")
     def _network_node(self) -> Settings:
