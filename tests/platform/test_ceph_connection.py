@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 import pytest
 
@@ -54,13 +55,13 @@ def test_unknown_pool_is_not_an_outage(ceph: CephCluster) -> None:
         conn.close()
 
 
-def test_a_missing_conf_file_says_what_to_do(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_conf_file_says_what_to_do(tmp_path: Path) -> None:
     conn = ceph_.CephConnection(ceph_.CephAccess(conf=tmp_path / "ceph.conf"))
-    with pytest.raises(RuntimeError, match="point it at the cluster's ceph.conf"):
+    with pytest.raises(RuntimeError, match=r"point it at the cluster's ceph\.conf"):
         conn.rados()
 
 
-def test_an_unreachable_cluster_is_503(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_an_unreachable_cluster_is_503(tmp_path: Path) -> None:
     conf = tmp_path / "ceph.conf"
     conf.write_text("[global]\nmon host = v2:127.0.0.1:9\nauth client required = none\n")
     conn = ceph_.CephConnection(ceph_.CephAccess(conf=conf, connect_timeout=1))
