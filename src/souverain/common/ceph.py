@@ -84,6 +84,16 @@ def translated() -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class RbdRef:
+    """An RBD image (or one of its snapshots) that another service may open or clone: an
+    image's protected snapshot for servers and volumes made from it, a volume for QEMU."""
+
+    pool: str
+    image: str
+    snapshot: str | None = None
+
+
+@dataclass(frozen=True)
 class CephAccess:
     """Where the cluster is and who we are to it (the `[ceph]` settings)."""
 

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from souverain.common.ceph import RbdRef
 from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -102,6 +103,9 @@ class BootImage:
     virtual_size: int | None
     path: Path  # the stored file (immutable once active)
     properties: dict[str, str]  # custom properties, e.g. kernel_id / ramdisk_id
+    # with `image.backend = "rbd"`: the image's protected snapshot, which servers and
+    # volumes made from it clone (copy-on-write); None on local files
+    rbd: RbdRef | None = None
 
 
 @dataclass(frozen=True)
