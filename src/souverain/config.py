@@ -118,6 +118,36 @@ class ObjectStoreSettings(_Section):
         ge=0,
         description="seconds before the server aborts an unfinished multipart upload; 0: never",
     )
+    backend: Literal["file", "rados"] = Field(
+        default="file",
+        description="where object bytes live: files under the data dir, or RADOS ([ceph])",
+    )
+    rados_pool: str = Field(
+        default="souverain-objects",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="the RADOS pool of object bytes; created at start when missing",
+    )
+    rados_stripe_bytes: int = Field(
+        default=4 * 1024**2,
+        ge=64 * 1024,
+        le=64 * 1024**2,
+        description="a blob is cut into RADOS objects of at most this size",
+    )
+    rados_ec_profile: str = Field(
+        default="",
+        max_length=200,
+        pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]*|[a-z_-]+=[A-Za-z0-9._-]+(,[a-z_-]+=[A-Za-z0-9._-]+)*)?$",
+        description="a new pool is erasure-coded with this profile (a name, or k=4,m=2,...); "
+        "empty: replicated",
+    )
+    rados_sweep_grace: float = Field(
+        default=3600.0,
+        ge=0,
+        description="seconds an unreferenced blob is left alone by the start-up sweep (another "
+        "node may still be writing it or about to commit its row)",
+    )
 
 
 class ImageSettings(_Section):

@@ -26,6 +26,7 @@ from souverain.billing import api as billing_api
 from souverain.billing.catalog import Catalog
 from souverain.billing.service import BillingService
 from souverain.common.audit import AuditLog, load_or_create_key
+from souverain.common.ceph import connection_from
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.compute import api as compute_api
@@ -51,8 +52,9 @@ from souverain.network.service import NetworkService
 from souverain.objectstore.api import swift as swift_api
 from souverain.objectstore.api.swift.imagesource import SwiftObjectSource
 from souverain.objectstore.backup_objects import BackupObjectStore
+from souverain.objectstore.rados_store import RadosBlobStore
 from souverain.objectstore.service import ObjectStoreService
-from souverain.objectstore.store import BlobStore
+from souverain.objectstore.store import BlobStore, FileBlobStore
 from souverain.objectstore.swift.expirer import Expirer
 from souverain.openstack.faults import render_error
 from souverain.volume import api as volume_api
@@ -292,6 +294,7 @@ class Platform:
             self.identity.changes.close()
         if self.objectstore.changes is not None:
             self.objectstore.changes.close()
+        self.objectstore.store.close()
         self.db.dispose()
 
 
@@ -339,12 +342,32 @@ def _identity(settings: Settings, db: Database, clock: Clock) -> IdentityService
     )
 
 
+def _blob_store(settings: Settings) -> BlobStore:
+    """Where object bytes live: files under the data dir, or a RADOS pool."""
+    objects = settings.objectstore
+    if objects.backend == "file":
+        return FileBlobStore(_paths(settings).objects)
+    connection = connection_from(settings)
+    if connection is None:
+        raise RuntimeError(
+            'objectstore.backend = "rados" needs the Ceph cluster: set ceph.conf_file '
+            "(SOUVERAIN_CEPH__CONF_FILE) to its ceph.conf"
+        )
+    return RadosBlobStore(
+        connection,
+        objects.rados_pool,
+        stripe_bytes=objects.rados_stripe_bytes,
+        ec_profile=objects.rados_ec_profile,
+        sweep_grace=objects.rados_sweep_grace,
+    )
+
+
 def _objectstore(
     settings: Settings, db: Database, identity: IdentityService, clock: Clock
 ) -> ObjectStoreService:
     return ObjectStoreService(
         db,
-        BlobStore(_paths(settings).objects),
+        _blob_store(settings),
         identity,
         settings.server.region,
         clock,
@@ -467,6 +490,7 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
             log.info("removed %d leftover blob(s) of interrupted uploads", swept)
         if objectstore.changes is not None:
             objectstore.changes.close()
+        objectstore.store.close()
         image = _image(settings, Database(engine), identity, clock or Clock())
         image.store.setup()
         image.sweep()

@@ -1,0 +1,164 @@
+"""Object bytes in RADOS (objectstore/rados_store.py) against the shared real cluster: blobs
+cut into stripes, read back by range, removed whole, swept only when old, and pools made at
+start (replicated or erasure-coded) or refused with a message saying what to do."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from souverain.common import ceph as ceph_
+from souverain.config import Settings
+from souverain.objectstore.rados_store import LAYOUT_XATTR, RadosBlobStore, stripe_name
+from tests.ceph import CephCluster
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="Ceph daemons run as root here")
+
+STRIPE = 64 * 1024
+
+
+def connection(cluster: CephCluster) -> ceph_.CephConnection:
+    conn = ceph_.connection_from(Settings.model_validate({"ceph": cluster.settings()}))
+    assert conn is not None
+    return conn
+
+
+def drop_pool(cluster: CephCluster, pool: str) -> None:
+    if pool in cluster.pools():
+        cluster.command("osd", "pool", "delete", pool, pool, "--yes-i-really-really-mean-it")
+
+
+def objects_in(cluster: CephCluster, pool: str) -> set[str]:
+    listed = subprocess.run(
+        ["rados", "-p", pool, "ls"], env=cluster.env(), capture_output=True, text=True, check=True
+    )
+    return set(listed.stdout.split())
+
+
+@pytest.fixture
+def store(ceph: CephCluster) -> Iterator[RadosBlobStore]:
+    pool = f"objects-{uuid.uuid4().hex[:8]}"
+    conn = connection(ceph)
+    blobs = RadosBlobStore(conn, pool, stripe_bytes=STRIPE, sweep_grace=0)
+    try:
+        blobs.setup()
+        yield blobs
+    finally:
+        blobs.close()
+        conn.close()
+        drop_pool(ceph, pool)
+
+
+def write(store: RadosBlobStore, data: bytes, piece: int = 10_000) -> str:
+    writer = store.writer(["sha256"])
+    for at in range(0, len(data), piece):
+        writer.write(data[at : at + piece])
+    blob_id = writer.commit()
+    assert writer.digests.hex("sha256") == hashlib.sha256(data).hexdigest()
+    return blob_id
+
+
+def test_a_blob_is_stripes_with_its_layout_on_the_first(
+    ceph: CephCluster, store: RadosBlobStore
+) -> None:
+    data = os.urandom(3 * STRIPE + 123)
+    blob_id = write(store, data)
+    assert objects_in(ceph, store.pool) == {stripe_name(blob_id, n) for n in range(4)}
+    layout = subprocess.run(
+        ["rados", "-p", store.pool, "getxattr", stripe_name(blob_id, 0), LAYOUT_XATTR],
+        env=ceph.env(), capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert '"stripes": 4' in layout and f'"stripe": {STRIPE}' in layout
+    reader = store.open_segments([[blob_id, len(data)]])
+    try:
+        assert b"".join(reader.chunks(0, len(data) - 1)) == data
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [(0, 0), (STRIPE - 1, STRIPE), (STRIPE, 2 * STRIPE - 1), (100, 3 * STRIPE + 50)],
+)
+def test_ranges_across_stripes_and_segments_read_the_joined_bytes(
+    store: RadosBlobStore, start: int, end: int
+) -> None:
+    first, second = os.urandom(2 * STRIPE + 7), os.urandom(STRIPE + 99)
+    segments = [[write(store, first), len(first)], [write(store, second), len(second)]]
+    reader = store.open_segments(segments)
+    try:
+        got = b"".join(reader.chunks(start, end, chunk=10_000))
+    finally:
+        reader.close()
+    assert got == (first + second)[start : end + 1]
+
+
+def test_delete_and_abort_leave_no_stripe(ceph: CephCluster, store: RadosBlobStore) -> None:
+    blob_id = write(store, os.urandom(5 * STRIPE))
+    store.delete([blob_id, "0" * 32])  # an unknown id is no error
+    writer = store.writer()
+    writer.write(os.urandom(3 * STRIPE))  # two stripes sent, one held back
+    writer.abort()
+    assert objects_in(ceph, store.pool) == set()
+
+
+def test_an_empty_blob_reads_as_nothing(store: RadosBlobStore) -> None:
+    blob_id = write(store, b"")
+    reader = store.open_segments([[blob_id, 0]])
+    assert list(reader.chunks(0, -1)) == []
+    reader.close()
+
+
+def test_sweep_removes_unreferenced_blobs_only_once_past_the_grace(
+    ceph: CephCluster, store: RadosBlobStore
+) -> None:
+    kept = write(store, os.urandom(2 * STRIPE))
+    write(store, os.urandom(2 * STRIPE + 1))  # no row points at it
+    store.sweep_grace = 3600  # an upload another node is about to commit is left alone
+    assert store.sweep({kept}) == 0
+    store.sweep_grace = 0
+    assert store.sweep({kept}) == 3
+    assert objects_in(ceph, store.pool) == {stripe_name(kept, 0), stripe_name(kept, 1)}
+
+
+def test_a_missing_blob_fails_when_opened_not_mid_body(store: RadosBlobStore) -> None:
+    rados = ceph_.bindings("rados")
+    with pytest.raises(rados.ObjectNotFound):
+        store.open_segments([["f" * 32, 10]])
+
+
+def test_an_erasure_coded_pool_is_made_from_k_and_m(ceph: CephCluster) -> None:
+    pool = f"objects-ec-{uuid.uuid4().hex[:8]}"
+    conn = connection(ceph)
+    blobs = RadosBlobStore(conn, pool, ec_profile="k=2,m=1,crush-failure-domain=osd")
+    try:
+        blobs.setup()
+        blobs.setup()  # the second start uses the pool as it is
+        details = ceph.command("osd", "pool", "get", pool, "erasure_code_profile")
+        profile = ceph.command(
+            "osd", "erasure-code-profile", "get", details["erasure_code_profile"]
+        )
+        assert (profile["k"], profile["m"]) == ("2", "1")
+        assert "rados" in ceph.command("osd", "pool", "application", "get", pool)
+    finally:
+        blobs.close()
+        conn.close()
+        drop_pool(ceph, pool)
+        ceph.command("osd", "erasure-code-profile", "rm", f"souverain-{pool}")
+
+
+def test_a_pool_that_cannot_be_made_says_what_to_do(ceph: CephCluster) -> None:
+    pool = f"objects-bad-{uuid.uuid4().hex[:8]}"
+    conn = connection(ceph)
+    blobs = RadosBlobStore(conn, pool, ec_profile="no-such-profile")
+    try:
+        with pytest.raises(RuntimeError, match="Create the pool yourself"):
+            blobs.setup()
+        assert pool not in ceph.pools()
+    finally:
+        conn.close()
