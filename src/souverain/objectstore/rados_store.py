@@ -126,6 +126,9 @@ class RadosBlobWriter:
             self._pending.append(first)
             while self._pending:
                 _settle(self._pending.popleft(), "a stripe write")
+        except StorageUnavailable:
+            self.abort(remove=False)  # answer 503 now; the sweep removes what was written
+            raise
         except BaseException:
             self.abort()
             raise
@@ -133,30 +136,31 @@ class RadosBlobWriter:
         self._first = b""
         return self.blob_id
 
-    def abort(self) -> None:
+    def abort(self, remove: bool = True) -> None:
         """Remove every stripe written; what the cluster cannot remove now the sweep will."""
         if not self._open:
             return
         self._open = False
-        while self._pending:
+        while self._pending:  # in flight together: this waits one op timeout at most
             with contextlib.suppress(Exception):
                 self._pending.popleft().wait_for_complete_and_cb()
-        with contextlib.suppress(Exception):
-            _remove_stripes(self._ioctx, self.blob_id, self._count)
+        if remove:
+            with contextlib.suppress(Exception):
+                _remove_stripes(self._ioctx, self.blob_id, self._count)
         self._buffer.clear()
         self._first = b""
 
 
 def _remove_stripes(ioctx: Any, blob_id: str, count: int) -> None:
-    """Remove stripes `count-1` .. 0 (stripe 0, holding the layout, last); missing is fine."""
-    removals = [ioctx.aio_remove(stripe_name(blob_id, n)) for n in range(count - 1, 0, -1)]
-    for completion in removals:
-        completion.wait_for_complete_and_cb()
-        code = completion.get_return_value()
-        if code < 0 and -code != errno.ENOENT:
-            raise failure(-code, "a stripe removal")
-    with contextlib.suppress(bindings("rados").ObjectNotFound):
-        ioctx.remove_object(stripe_name(blob_id, 0))
+    """Remove stripes 1 .. `count-1` together, then stripe 0 (holding the layout a retried
+    delete needs); a stripe already gone is fine."""
+    for batch in (range(1, count), range(min(count, 1))):
+        removals = [ioctx.aio_remove(stripe_name(blob_id, n)) for n in batch]
+        for completion in removals:
+            completion.wait_for_complete_and_cb()
+            code = completion.get_return_value()
+            if code < 0 and -code != errno.ENOENT:
+                raise failure(-code, "a stripe removal")
 
 
 class RadosSegmentReader:
