@@ -64,7 +64,7 @@ def start_radosgw(cluster: CephCluster, timeout: float = START_TIMEOUT) -> Rados
     log = cluster.root / "log" / "radosgw.stdout"
     argv = [
         "radosgw", "-f", "-c", str(cluster.conf), "-n", cluster.client,
-        "--rgw-frontends", f"beast endpoint=127.0.0.1:{port}",
+        "--rgw-frontends", f"beast endpoint=127.0.0.1:{port} tcp_nodelay=1",
         "--rgw-data", str(root / "data"),
         "--log-file", str(cluster.root / "log" / "radosgw.log"),
         "--rgw-enable-usage-log=false", "--rgw-enable-ops-log=false",

@@ -133,7 +133,8 @@ class ObjectStoreSettings(_Section):
         default=4 * 1024**2,
         ge=64 * 1024,
         le=64 * 1024**2,
-        description="a blob is cut into RADOS objects of at most this size",
+        multiple_of=64 * 1024,
+        description="a blob is cut into RADOS objects of at most this size (a multiple of 64 KiB)",
     )
     rados_ec_profile: str = Field(
         default="",

@@ -4,6 +4,7 @@ start (replicated or erasure-coded) or refused with a message saying what to do.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import subprocess
@@ -127,9 +128,22 @@ def test_sweep_removes_unreferenced_blobs_only_once_past_the_grace(
 
 
 def test_a_missing_blob_fails_when_opened_not_mid_body(store: RadosBlobStore) -> None:
-    rados = ceph_.bindings("rados")
-    with pytest.raises(rados.ObjectNotFound):
-        store.open_segments([["f" * 32, 10]])
+    with pytest.raises(OSError) as missing:
+        store.open_segments([["f" * 28 + "0001", 10]])
+    assert missing.value.errno == errno.ENOENT
+
+
+def test_a_blob_keeps_the_stripe_size_it_was_written_with(store: RadosBlobStore) -> None:
+    data = os.urandom(5 * STRIPE + 1)
+    blob_id = write(store, data)
+    store.stripe_bytes = 4 * STRIPE  # the operator changed rados_stripe_bytes since
+    reader = store.open_segments([[blob_id, len(data)]])
+    try:
+        assert (
+            b"".join(reader.chunks(STRIPE - 3, 4 * STRIPE + 2)) == data[STRIPE - 3 : 4 * STRIPE + 3]
+        )
+    finally:
+        reader.close()
 
 
 def test_an_erasure_coded_pool_is_made_from_k_and_m(ceph: CephCluster) -> None:

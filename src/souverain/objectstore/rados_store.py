@@ -27,14 +27,27 @@ from souverain.common.ids import new_id
 from souverain.objectstore.store import CHUNK, Digests, StorageFull
 
 LAYOUT_XATTR = "souverain.blob"
-IN_FLIGHT = 4  # stripe writes one upload keeps in flight
-READ_AHEAD = 4  # reads one download keeps in flight
+STRIPE_UNIT = 64 * 1024  # stripe sizes are multiples of this
+IN_FLIGHT = 6  # stripe writes one upload keeps in flight
+READ_AHEAD = 3  # reads one download keeps in flight
+READ_PIECE = 4 * 1024**2  # the most one read asks for
+PREFETCH = 256 * 1024  # read when a reader opens: proves the blob is there and the cluster up
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 _AWAY = {errno.ETIMEDOUT, errno.ESHUTDOWN, errno.ENOTCONN, errno.ECONNREFUSED, errno.EINTR}
 
 
 def stripe_name(blob_id: str, n: int) -> str:
     return f"{blob_id}.{n}"
+
+
+def new_blob_id(stripe_bytes: int) -> str:
+    """32 hex digits, the last 4 the stripe size in 64 KiB units: a reader knows the layout
+    from the id (no round trip), whatever `rados_stripe_bytes` says today."""
+    return f"{new_id()[:28]}{stripe_bytes // STRIPE_UNIT:04x}"
+
+
+def stripe_of(blob_id: str) -> int:
+    return int(blob_id[28:32], 16) * STRIPE_UNIT
 
 
 def failure(code: int, what: str) -> Exception:
@@ -71,11 +84,12 @@ class RadosBlobWriter:
     """One blob being written as stripes; `commit` waits for every acknowledgement."""
 
     def __init__(self, store: RadosBlobStore, algorithms: Iterable[str] = ()) -> None:
-        self.blob_id = new_id()
+        self.blob_id = new_blob_id(store.stripe_bytes)
         self.digests = Digests(algorithms)
         self._ioctx = store.ioctx()
         self._stripe = store.stripe_bytes
-        self._buffer = bytearray()
+        self._pieces: list[bytes] = []  # bytes not yet handed to RADOS
+        self._buffered = 0
         self._count = 0  # stripes handed to RADOS so far
         self._first = b""  # stripe 0 goes with the layout, at commit
         self._pending: deque[Any] = deque()
@@ -87,12 +101,14 @@ class RadosBlobWriter:
 
     def write(self, data: bytes) -> None:
         self.digests.update(data)
-        self._buffer += data
+        self._pieces.append(data)
+        self._buffered += len(data)
         try:
-            while len(self._buffer) >= self._stripe:
-                piece = bytes(self._buffer[: self._stripe])
-                del self._buffer[: self._stripe]
-                self._put(piece)
+            while self._buffered >= self._stripe:
+                joined = self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
+                self._put(joined[: self._stripe] if len(joined) > self._stripe else joined)
+                rest = joined[self._stripe :]
+                self._pieces, self._buffered = ([rest] if rest else []), len(rest)
         except BaseException:
             self.abort()
             raise
@@ -111,9 +127,9 @@ class RadosBlobWriter:
     def commit(self) -> str:
         """Write what is left and stripe 0 with the layout; return once all are acked."""
         try:
-            if self._buffer or self._count == 0:
-                self._put(bytes(self._buffer))
-                self._buffer.clear()
+            if self._buffered or self._count == 0:
+                self._put(b"".join(self._pieces))
+                self._pieces, self._buffered = [], 0
             layout = {"size": self.size, "stripe": self._stripe, "stripes": self._count}
             with rados_errors("a stripe write"):
                 op = self._ioctx.create_write_op()
@@ -147,7 +163,7 @@ class RadosBlobWriter:
         if remove:
             with contextlib.suppress(Exception):
                 _remove_stripes(self._ioctx, self.blob_id, self._count)
-        self._buffer.clear()
+        self._pieces, self._buffered = [], 0
         self._first = b""
 
 
@@ -166,22 +182,17 @@ def _remove_stripes(ioctx: Any, blob_id: str, count: int) -> None:
 class RadosSegmentReader:
     """Reads a byte range across an object's blobs, `READ_AHEAD` reads in flight.
 
-    The first blob's layout is read when the reader opens, so a missing blob or an
-    unreachable cluster fails the request before any header is sent."""
+    Opening reads the object's first bytes, so a missing blob or an unreachable cluster
+    fails the request before any header is sent; a read from the start uses them."""
 
     def __init__(self, store: RadosBlobStore, segments: Sequence[Sequence[Any]]) -> None:
         self._ioctx = store.ioctx()
         self._segments = [(str(blob_id), int(size)) for blob_id, size in segments]
-        self._stripes: dict[str, int] = {}
-        if self._segments:
-            self._stripe_of(self._segments[0][0])
-
-    def _stripe_of(self, blob_id: str) -> int:
-        if blob_id not in self._stripes:
-            with rados_errors("a read"):
-                raw = self._ioctx.get_xattr(stripe_name(blob_id, 0), LAYOUT_XATTR)
-            self._stripes[blob_id] = int(json.loads(raw)["stripe"])
-        return self._stripes[blob_id]
+        self._head = b""
+        if self._segments and self._segments[0][1] > 0:
+            blob_id, size = self._segments[0]
+            length = min(size, stripe_of(blob_id), PREFETCH)
+            self._head = self._collect(*self._read(stripe_name(blob_id, 0), 0, length))
 
     def _pieces(self, start: int, end: int, chunk: int) -> Iterator[tuple[str, int, int]]:
         """(RADOS object, offset in it, length) for bytes `start`..`end`, in order."""
@@ -191,18 +202,24 @@ class RadosSegmentReader:
             offset += size
             if seg_end < start or seg_start > end:
                 continue
-            stripe = self._stripe_of(blob_id)
+            stripe = stripe_of(blob_id)
             pos = max(start, seg_start) - seg_start
             stop = min(end, seg_end) - seg_start + 1
             while pos < stop:
                 n, within = divmod(pos, stripe)
-                length = min(chunk, stop - pos, stripe - within)
+                length = min(max(chunk, READ_PIECE), stop - pos, stripe - within)
                 yield stripe_name(blob_id, n), within, length
                 pos += length
 
     def chunks(self, start: int, end: int, chunk: int = CHUNK) -> Iterator[bytes]:
         """Bytes from `start` to `end` inclusive."""
         window: deque[tuple[Any, list[bytes | None], int]] = deque()
+        head, self._head = self._head, b""
+        if start == 0 and head:  # what the open read already
+            yield head[: end + 1]
+            start = len(head)
+            if start > end:
+                return
         try:
             for name, within, length in self._pieces(start, end, chunk):
                 window.append(self._read(name, within, length))
@@ -235,6 +252,7 @@ class RadosSegmentReader:
 
     def close(self) -> None:
         self._segments = []
+        self._head = b""
 
 
 class RadosBlobStore:
