@@ -21,7 +21,7 @@ run: install tiny-image
 PYTEST_WORKERS ?= 4
 
 test: install lint typecheck tiny-image
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=30 $(PYTEST_ARGS)
 
 install: $(STAMP)
 
