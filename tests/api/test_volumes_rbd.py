@@ -29,6 +29,7 @@ from tests.ceph import CephCluster, shared_cluster
 
 from .conftest import _fast_tmp_root
 from .support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient, settings_for
+from .test_volume_backups import settle
 from .test_volumes import cinder_error, tenant, upload_image
 
 rbd = bindings("rbd")
@@ -273,3 +274,32 @@ def test_rbd_pool_that_cannot_be_made_and_missing_conf_refuse_the_start(
     )
     with pytest.raises(RuntimeError, match=r"set ceph\.conf_file"):
         server._volume_backend(no_ceph)
+
+
+def test_rbd_backup_read_through_librbd_restores_the_same_bytes(rbd_cloud: Cloud) -> None:
+    c = tenant(rbd_cloud)
+    volume_id = c.create(size=1)["id"]
+    digest = write_pattern(rbd_cloud, volume_id, b"backed up")
+    made = c.post("/backups", {"backup": {"volume_id": volume_id, "name": "b"}})
+    assert made.status_code == 202, made.text
+    backup_id = made.json()["backup"]["id"]
+    assert settle(c, backup_id)["status"] == "available"
+
+    restored = c.post(f"/backups/{backup_id}/restore", {"restore": {"name": "back"}})
+    assert restored.status_code == 202, restored.text
+    new_id = restored.json()["restore"]["volume_id"]
+    assert settle(c, backup_id)["status"] == "available"
+    assert c.show(new_id)["status"] == "available"
+    assert volume_hash(rbd_cloud, new_id) == digest
+
+    # onto an existing volume with other data and a snapshot: the volume takes the
+    # backup's bytes, the snapshot keeps its own
+    target = c.create(size=1)["id"]
+    other = write_pattern(rbd_cloud, target, b"overwritten")
+    snap = c.snapshot(target)
+    onto = c.post(f"/backups/{backup_id}/restore", {"restore": {"volume_id": target}})
+    assert onto.status_code == 202, onto.text
+    assert settle(c, backup_id)["status"] == "available"
+    assert volume_hash(rbd_cloud, target) == digest
+    clone = c.create(snapshot_id=snap["id"])
+    assert volume_hash(rbd_cloud, clone["id"]) == other
