@@ -206,7 +206,7 @@ def test_rbd_volume_from_image_file_and_upload_back(rbd_cloud: Cloud, tmp_path: 
 
 
 def test_rbd_volume_from_an_image_on_rbd_is_a_clone_flattened_on_demand(
-    rbd_cloud: Cloud, ceph: CephCluster
+    rbd_cloud: Cloud, ceph: CephCluster, tmp_path: Path
 ) -> None:
     """BootImage.rbd (the image's protected snapshot) is cloned, not copied."""
     store = backend(rbd_cloud)
@@ -223,6 +223,11 @@ def test_rbd_volume_from_an_image_on_rbd_is_a_clone_flattened_on_demand(
         assert image_info(rbd_cloud, volume_id)["parent"] == "base"
         assert image_info(rbd_cloud, volume_id)["size"] == GIB
         assert not store.from_image_ref(RbdRef(image_pool, "base"), str(uuid.uuid4()), 1)
+        out = tmp_path / "clone.raw"  # an export reads the parent's extents too
+        store.export_volume(volume_id, out, out_format="raw")
+        assert out.stat().st_size == GIB
+        with out.open("rb") as f:
+            assert f.read(11000) == b"boot sector" * 1000
         store.flatten(volume_id)
         assert image_info(rbd_cloud, volume_id)["parent"] is None
         store.remove_volume(volume_id)

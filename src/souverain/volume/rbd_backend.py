@@ -401,14 +401,23 @@ def _stream_in(raw: Path, image: Any, zero_fill: bool) -> None:
 
 
 def _stream_out(image: Any, out: Path) -> None:
-    """The image (or snapshot) read into a sparse raw file at `out`, fsynced."""
+    """The image (or snapshot) read into a sparse raw file at `out`, fsynced: only the
+    extents that hold data (its parent's included) are read, zero blocks not written."""
     size = int(image.size())
+    extents: list[tuple[int, int]] = []
+
+    def found(offset: int, length: int, exists: bool) -> None:
+        if exists:
+            extents.append((offset, length))
+
+    image.diff_iterate(0, size, None, found, include_parent=True, whole_object=True)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        for offset in range(0, size, CHUNK):
-            chunk = image.read(offset, min(CHUNK, size - offset))
-            if chunk.count(0) != len(chunk):
-                os.pwrite(fd, chunk, offset)
+        for start, length in extents:
+            for offset in range(start, start + length, CHUNK):
+                chunk = image.read(offset, min(CHUNK, start + length - offset))
+                if chunk.count(0) != len(chunk):
+                    os.pwrite(fd, chunk, offset)
         os.ftruncate(fd, size)
         os.fsync(fd)
     finally:
