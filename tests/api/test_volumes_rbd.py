@@ -12,6 +12,7 @@ import hashlib
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -315,3 +316,27 @@ def test_rbd_backup_read_through_librbd_restores_the_same_bytes(rbd_cloud: Cloud
     assert volume_hash(rbd_cloud, target) == digest
     clone = c.create(snapshot_id=snap["id"])
     assert volume_hash(rbd_cloud, clone["id"]) == other
+
+
+def test_rbd_flatten_clones_setting_makes_clones_independent_in_the_background(
+    rbd_cloud: Cloud,
+) -> None:
+    c = tenant(rbd_cloud)
+    origin = c.create(size=1)
+    digest = write_pattern(rbd_cloud, origin["id"], b"to flatten")
+    snap = c.snapshot(origin["id"])
+    settings = rbd_cloud.platform.volume.shared.settings
+    settings.rbd_flatten_clones = True
+    try:
+        clone = c.create(snapshot_id=snap["id"])
+    finally:
+        settings.rbd_flatten_clones = False
+    assert clone["status"] == "available"
+    deadline = time.monotonic() + 60
+    while image_info(rbd_cloud, clone["id"])["parent"] is not None:
+        assert time.monotonic() < deadline, "the clone was never flattened"
+        time.sleep(0.2)
+    assert volume_hash(rbd_cloud, clone["id"]) == digest
+    # nothing depends on the snapshot any more: it may go
+    assert c.delete(f"/snapshots/{snap['id']}").status_code == 202
+    assert image_info(rbd_cloud, origin["id"])["snapshots"] == []
