@@ -31,7 +31,7 @@ from tests.ceph import CephCluster, shared_cluster
 from .conftest import _fast_tmp_root
 from .support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient, settings_for
 from .test_volume_backups import settle
-from .test_volumes import cinder_error, tenant, upload_image
+from .test_volumes import admin, cinder_error, tenant, upload_image
 
 rbd = bindings("rbd")
 MIB = 1024 * 1024
@@ -138,6 +138,13 @@ def test_rbd_blank_volume_is_an_exact_image_extended_and_deleted(rbd_cloud: Clou
     assert c.action(vol["id"], "os-extend", {"new_size": 3}).status_code == 202
     assert c.show(vol["id"])["size"] == 3
     assert image_info(rbd_cloud, vol["id"])["size"] == 3 * GIB
+
+    # the pool's capacity is the cluster's (3 MemStore OSDs of 1 GiB), not a local disk's
+    a = admin(rbd_cloud)
+    caps = a.get("/scheduler-stats/get_pools?detail=true").json()["pools"][0]["capabilities"]
+    assert 2.5 <= caps["total_capacity_gb"] <= 3.5
+    assert caps["total_capacity_gb"] >= caps["free_capacity_gb"] > 0
+    assert caps["allocated_capacity_gb"] >= 3
 
     assert c.delete(f"/volumes/{vol['id']}").status_code == 202
     assert image_info(rbd_cloud, vol["id"]) == {}
