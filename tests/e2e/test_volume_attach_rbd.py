@@ -18,7 +18,8 @@ import pytest
 from souverain.common.ceph import bindings
 from tests.ceph import shared_cluster
 from tests.e2e import test_volume_attach as journey
-from tests.e2e.conftest import Cloud, CloudFactory, Tenant
+from tests.e2e.conftest import Cloud, CloudFactory, Tenant, unique
+from tests.e2e.test_compute import create, wait_status
 from tests.host_cleanup import kill_guests
 
 
@@ -72,3 +73,32 @@ def test_a_volume_on_rbd_carries_data_between_guests_and_grows_attached(
             with rbd.Image(ctx, f"volume-{vid}", read_only=True) as image:
                 assert list(image.list_snaps()) == []
                 assert image.size() == 2 * 1024**3
+
+
+def test_boot_from_an_rbd_volume_fails_the_build_saying_why(
+    rbd_cloud: tuple[Cloud, str],
+) -> None:
+    """Root disks on RBD belong to compute's RBD disk backend: until it is on, a server
+    booted from an RBD volume ends in ERROR with a fault that says so, the volume free."""
+    cloud, _ = rbd_cloud
+    tenant: Tenant = cloud.make_tenant("rbdboot")
+    conn: openstack.connection.Connection = cloud.connect(
+        tenant.user_name, tenant.password, tenant.project_name
+    )
+    volume = conn.block_storage.create_volume(size=1, name=unique("root"))
+    journey.wait_volume(conn, volume.id, "available")
+    server = create(
+        conn,
+        unique("bfv-rbd"),
+        image="",
+        block_device_mapping=[
+            {"boot_index": 0, "uuid": volume.id, "source_type": "volume",
+             "destination_type": "volume", "delete_on_termination": False}
+        ],
+    )  # fmt: skip
+    failed = wait_status(conn, server.id, "ERROR")
+    assert "is on RBD" in str(failed.fault), failed.fault
+    journey.wait_volume(conn, volume.id, "available")
+    conn.compute.delete_server(server)
+    conn.compute.wait_for_delete(server, wait=60)
+    conn.block_storage.delete_volume(volume.id)

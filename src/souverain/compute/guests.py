@@ -22,7 +22,7 @@ from souverain.compute import console_tails
 from souverain.compute.consoles import revoke_tokens
 from souverain.compute.core import SYSTEM, ComputeCore
 from souverain.compute.models import Server
-from souverain.compute.qemu import Disk, GuestSpec, Nic, PowerState
+from souverain.compute.qemu import Disk, DriverError, GuestSpec, Nic, PowerState
 from souverain.image.service import BootImage
 
 log = logging.getLogger("souverain.compute")
@@ -234,8 +234,8 @@ class Guests:
     def root_disk(self, row: Server) -> Path:
         if row.root_volume_id:
             path = self.volumes.handle(row.root_volume_id).path
-            if path is None:
-                raise BadRequest(
+            if path is None:  # a build or start ends with this as the server's fault
+                raise DriverError(
                     f"Volume {row.root_volume_id} is on RBD: booting from it needs RBD root "
                     "disks (compute.disk_backend = rbd); boot from an image instead."
                 )
