@@ -105,6 +105,7 @@ class VolumeStore(Protocol):
     def location(self, volume_id: str) -> VolumeLocation: ...
     def capacity(self) -> tuple[int, int]: ...
     def flatten(self, volume_id: str) -> None: ...
+    def close(self) -> None: ...
 
 
 class VolumeBackend:
@@ -295,6 +296,9 @@ class VolumeBackend:
 
     def flatten(self, volume_id: str) -> None:
         """Every file volume is already independent."""
+
+    def close(self) -> None:
+        """Nothing held open between calls."""
 
     def capacity(self) -> tuple[int, int]:
         """Total and free bytes where the files are."""

@@ -76,6 +76,10 @@ class RbdVolumeBackend:
                 if "rbd" not in ctx.application_list():
                     ctx.application_enable("rbd")
 
+    def close(self) -> None:
+        """The process's cluster handle let go (at stop; made again on next use)."""
+        self.connection.close()
+
     # -------------------------------------------------------------- making volumes
 
     def temp_path(self, suffix: str = ".qcow2") -> Path:

@@ -119,6 +119,7 @@ class VolumeService:
 
     def close(self) -> None:
         self.shared.jobs.close()
+        self.backend.close()
 
     # ------------------------------------------------------------------ in-process callers
 
