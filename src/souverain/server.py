@@ -26,6 +26,7 @@ from souverain.billing import api as billing_api
 from souverain.billing.catalog import Catalog
 from souverain.billing.service import BillingService
 from souverain.common.audit import AuditLog, load_or_create_key
+from souverain.common.ceph import connection_from
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.compute import api as compute_api
@@ -56,7 +57,8 @@ from souverain.objectstore.store import BlobStore
 from souverain.objectstore.swift.expirer import Expirer
 from souverain.openstack.faults import render_error
 from souverain.volume import api as volume_api
-from souverain.volume.backend import VolumeBackend
+from souverain.volume.backend import VolumeBackend, VolumeStore
+from souverain.volume.rbd_backend import RbdVolumeBackend
 from souverain.volume.service import VolumeService
 
 log = logging.getLogger("souverain")
@@ -374,6 +376,20 @@ def _image(
     return ImageService(db, store, identity, clock, settings.image, objects)
 
 
+def _volume_backend(settings: Settings) -> VolumeStore:
+    """`volume.backend`: qcow2 files under data_dir, or RBD images in `volume.rbd_pool`
+    (scratch files for conversions stay under data_dir)."""
+    root = _paths(settings).volumes
+    if settings.volume.backend == "file":
+        return VolumeBackend(root)
+    connection = connection_from(settings)
+    if connection is None:
+        raise RuntimeError(
+            'volume.backend = "rbd" needs the cluster: set ceph.conf_file to its ceph.conf'
+        )
+    return RbdVolumeBackend(connection, settings.volume.rbd_pool, root)
+
+
 def _volume(
     settings: Settings,
     db: Database,
@@ -382,7 +398,7 @@ def _volume(
     clock: Clock,
     objectstore: ObjectStoreService | None = None,
 ) -> VolumeService:
-    backend = VolumeBackend(_paths(settings).volumes)
+    backend = _volume_backend(settings)
     backups = BackupObjectStore(objectstore) if objectstore is not None else None
     return VolumeService(db, backend, identity, image, clock, settings.volume, backups)
 
