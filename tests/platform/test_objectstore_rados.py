@@ -8,6 +8,7 @@ import errno
 import hashlib
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -16,6 +17,7 @@ import pytest
 from souverain.common import ceph as ceph_
 from souverain.config import Settings
 from souverain.objectstore.rados_store import LAYOUT_XATTR, RadosBlobStore, stripe_name
+from souverain.objectstore.store import StorageFull
 from tests.ceph import CephCluster, shared_cluster
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="Ceph daemons run as root here")
@@ -186,3 +188,32 @@ def test_a_pool_that_cannot_be_made_says_what_to_do(ceph: CephCluster) -> None:
         assert pool not in ceph.pools()
     finally:
         conn.close()
+
+
+def test_a_full_pool_refuses_at_once_and_still_takes_deletes(ceph: CephCluster) -> None:
+    pool = f"objects-full-{uuid.uuid4().hex[:8]}"
+    conn = connection(ceph)
+    blobs = RadosBlobStore(conn, pool, stripe_bytes=STRIPE)
+    try:
+        blobs.setup()
+        ceph.command("osd", "pool", "set-quota", pool, "max_objects", "2")
+        first = write(blobs, os.urandom(STRIPE + 1))  # two RADOS objects: the quota
+        deadline = time.monotonic() + 60
+        while "full_quota" not in str(pool_flags(ceph, pool)):  # the monitor notices
+            assert time.monotonic() < deadline, "the pool was never marked full"
+            time.sleep(0.5)
+        began = time.monotonic()
+        with pytest.raises(StorageFull, match="Disk quota exceeded"):
+            write(blobs, b"one byte too many")
+        assert time.monotonic() - began < 5  # not held until the op timeout
+        blobs.delete([first])
+        assert objects_in(ceph, pool) == set()
+    finally:
+        blobs.close()
+        conn.close()
+        drop_pool(ceph, pool)
+
+
+def pool_flags(cluster: CephCluster, pool: str) -> list[str]:
+    detail = cluster.command("osd", "pool", "ls", "detail")
+    return [p.get("flags_names", "") for p in detail if p["pool_name"] == pool]

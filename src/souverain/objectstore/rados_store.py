@@ -297,6 +297,9 @@ class RadosBlobStore:
                         f"the RADOS pool {self.pool!r} (objectstore.rados_pool) does not exist: "
                         "restart Souverain to create it, or create it with `ceph osd pool create`"
                     ) from None
+                # a full pool or cluster answers ENOSPC/EDQUOT at once (StorageFull) instead
+                # of holding the write until it has room, and still takes deletes that free it
+                self._ctx.set_osdmap_full_try()
                 self._ctx_of = handle
                 self._ctx_pid = os.getpid()
             return self._ctx
