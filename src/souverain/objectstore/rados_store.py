@@ -258,6 +258,8 @@ class RadosSegmentReader:
 class RadosBlobStore:
     """Blobs as striped RADOS objects in one pool of the cluster `connection` reaches."""
 
+    blocking_reads = True
+
     def __init__(
         self,
         connection: CephConnection,

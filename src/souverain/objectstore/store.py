@@ -105,7 +105,11 @@ class SegmentReader(Protocol):
 
 
 class BlobStore(Protocol):
-    """Where object bytes live (local files or RADOS); blob ids are the store's own."""
+    """Where object bytes live (local files or RADOS); blob ids are the store's own.
+    `blocking_reads`: opening and reading may wait on the network (RADOS), so the S3 GET
+    does it off the event loop; a local file is read in place."""
+
+    blocking_reads: bool
 
     def setup(self) -> None: ...
     def writer(self, algorithms: Iterable[str] = ()) -> BlobWriter: ...
@@ -169,6 +173,8 @@ class FileBlobWriter:
 
 class FileBlobStore:
     """Blobs as files under `root` (the default backend)."""
+
+    blocking_reads = False
 
     def __init__(self, root: Path) -> None:
         self.root = root
