@@ -26,6 +26,7 @@ from souverain.billing import api as billing_api
 from souverain.billing.catalog import Catalog
 from souverain.billing.service import BillingService
 from souverain.common.audit import AuditLog, load_or_create_key
+from souverain.common.ceph import connection_from
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.compute import api as compute_api
@@ -40,6 +41,7 @@ from souverain.identity.bootstrap import bootstrap, write_clouds_yaml
 from souverain.identity.service import CatalogEntry, IdentityPolicySettings, IdentityService
 from souverain.identity.tokens import KeyRepository, TokenFormatter
 from souverain.image import api as image_api
+from souverain.image.rbd_store import RbdImageStore
 from souverain.image.service import ImageService
 from souverain.image.store import ImageStore
 from souverain.network import api as network_api
@@ -370,8 +372,22 @@ def _image(
         if objectstore is not None
         else None
     )
-    store = ImageStore(_paths(settings).images)
+    store = _image_store(settings)
     return ImageService(db, store, identity, clock, settings.image, objects)
+
+
+def _image_store(settings: Settings) -> ImageStore:
+    """Local files, or (image.backend = "rbd") the Ceph pool `image.rbd_pool`."""
+    root = _paths(settings).images
+    if settings.image.backend == "file":
+        return ImageStore(root)
+    ceph = connection_from(settings)
+    if ceph is None:
+        raise RuntimeError(
+            'image.backend = "rbd" needs the cluster: set ceph.conf_file '
+            "(SOUVERAIN_CEPH__CONF_FILE)"
+        )
+    return RbdImageStore(root, ceph, settings.image.rbd_pool)
 
 
 def _volume(

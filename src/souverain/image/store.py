@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from souverain.common.ceph import RbdRef
 from souverain.common.ids import new_id
 
 CHUNK = 1024 * 1024
@@ -58,6 +59,10 @@ class StorageFull(Exception):
 
 class InvalidImage(Exception):
     """The bytes do not match the declared disk format, or are unsafe to use."""
+
+
+class ImageInUse(Exception):
+    """Servers or volumes were cloned from the image's data; it cannot be deleted now."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,17 @@ class ImageStore:
         os.chmod(final, 0o600)
         self.sync_dir(self.files)
         return file_id, digests
+
+    def publish(self, file_id: str, disk: DiskInfo) -> None:
+        """An image became active with this committed file: local files stay as they are
+        (the Ceph store copies them into its pool here)."""
+
+    def rbd_ref(self, file_id: str) -> RbdRef | None:
+        """The RBD snapshot servers and volumes clone: none on local files."""
+        return None
+
+    def check_unused(self, file_id: str | None) -> None:
+        """Local files are never shared with a server's disk (compute copies or links them)."""
 
     def delete(self, file_ids: Iterable[str | None]) -> None:
         for file_id in file_ids:
