@@ -83,7 +83,7 @@ class RbdImageStore(ImageStore):
         """Copy a committed local file into the pool (and its raw conversion when it is not
         raw), snapshot, protect the clone parent; then the local file goes. InvalidImage
         when the data cannot be converted; nothing is left in the pool on any failure."""
-        local = super().path(file_id)
+        local = self.local_path(file_id)
         rbd = bindings("rbd")
         with self.ceph.ioctx(self.pool) as ctx:
             try:
@@ -124,7 +124,7 @@ class RbdImageStore(ImageStore):
         return None
 
     def open(self, file_id: str) -> ImageReader:
-        local = super().path(file_id)
+        local = self.local_path(file_id)
         if local.exists():  # staged data, not yet published
             return super().open(file_id)
         return RbdImageReader(self.ceph, self.pool, file_id)
@@ -132,7 +132,7 @@ class RbdImageStore(ImageStore):
     def path(self, file_id: str) -> Path:
         """A local file with the image's bytes: the received file before publishing, else
         a copy exported once from the pool into `cache/`."""
-        local = super().path(file_id)
+        local = self.local_path(file_id)
         if local.exists():
             return local
         cached = self.cache / file_id
@@ -178,7 +178,7 @@ class RbdImageStore(ImageStore):
         ids = [f for f in file_ids if f]
         super().delete(ids)
         for file_id in ids:
-            (self.cache / super().path(file_id).name).unlink(missing_ok=True)
+            (self.cache / self.local_path(file_id).name).unlink(missing_ok=True)
         if not ids:
             return
         rbd = bindings("rbd")

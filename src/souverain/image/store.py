@@ -121,7 +121,7 @@ class ImageWriter:
             os.fsync(self._fd)
             os.close(self._fd)
             self._open = False
-            os.rename(self.tmp_path, self.store.path(self.file_id))
+            os.rename(self.tmp_path, self.store.local_path(self.file_id))
             self.store.sync_dir(self.store.files)
         except OSError as exc:
             self.abort()
@@ -148,10 +148,15 @@ class ImageStore:
         for folder in (self.root, self.files, self.tmp):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
 
-    def path(self, file_id: str) -> Path:
+    def local_path(self, file_id: str) -> Path:
+        """Where a received file lives under `files/`."""
         if not _FILE_ID.match(file_id):  # ids come from our own rows; refuse anything else
             raise ValueError("not an image file id")
         return self.files / file_id
+
+    def path(self, file_id: str) -> Path:
+        """A local file with the image's bytes (compute hosts' base images read it)."""
+        return self.local_path(file_id)
 
     def writer(self) -> ImageWriter:
         return ImageWriter(self)
@@ -171,7 +176,7 @@ class ImageStore:
             while chunk := handle.read(CHUNK):
                 digests.update(chunk)
         file_id = new_id()
-        final = self.path(file_id)
+        final = self.local_path(file_id)
         try:
             os.rename(source, final)
         except OSError as exc:
@@ -205,7 +210,7 @@ class ImageStore:
         for file_id in file_ids:
             if file_id:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path(file_id))
+                    os.unlink(self.local_path(file_id))
 
     def sweep(self, referenced: set[str]) -> int:
         """Remove interrupted uploads and files no row points at; how many files went."""
@@ -219,7 +224,7 @@ class ImageStore:
         return removed
 
     def open(self, file_id: str) -> ImageReader:
-        return ImageReader(self.path(file_id))
+        return ImageReader(self.local_path(file_id))
 
 
 class ImageReader:
