@@ -214,7 +214,7 @@ def test_start_without_conf_or_with_a_missing_conf_file_says_what_to_do(
 ) -> None:
     settings = rbd_settings(tmp_path, ceph, "unused")
     settings.ceph.conf_file = None
-    with pytest.raises(RuntimeError, match="ceph.conf_file"):
+    with pytest.raises(RuntimeError, match=r"ceph\.conf_file"):
         server.set_up_data(settings)
     settings.ceph.conf_file = tmp_path / "nowhere.conf"
     with pytest.raises(RuntimeError, match="does not exist"):
