@@ -32,6 +32,7 @@ from souverain.common.clock import Clock
 from souverain.compute import api as compute_api
 from souverain.compute import api_internal as compute_internal_api
 from souverain.compute.qemu import QemuDriver
+from souverain.compute.rbd_disks import RbdRootDisks
 from souverain.compute.service import ComputeService
 from souverain.config import Settings
 from souverain.db import migrate
@@ -429,6 +430,14 @@ def _compute(
         console_max_bytes=settings.compute.console_max_bytes,
         accelerator=None if accelerator == "auto" else accelerator,
     )
+    if settings.compute.disk_backend == "rbd":
+        ceph = connection_from(settings)
+        if ceph is None:
+            raise RuntimeError(
+                'compute.disk_backend = "rbd" needs the cluster: set ceph.conf_file '
+                "(SOUVERAIN_CEPH__CONF_FILE)"
+            )
+        driver.rbd_disks = RbdRootDisks(ceph, settings.compute.rbd_pool)
     service = ComputeService(db, identity, image, volume, network, driver, clock, settings.compute)
     # the cycles between compute and the services it uses close here, and only here
     volume.attached_resizer = service.resize_attached
@@ -518,6 +527,8 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
             settings, Database(engine), identity, image, volume, network, clock or Clock()
         )
         compute.meter = billing
+        if compute.driver.rbd_disks is not None:
+            compute.driver.rbd_disks.setup()  # the root disks' pool, made if missing
         compute.set_up()
         compute.close()
         volume.close()

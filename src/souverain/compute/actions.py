@@ -373,7 +373,8 @@ class Actions:
     ) -> Work:
         def work() -> dict[str, Any]:
             self.driver.destroy(server_id)
-            for name in ("disk.qcow2", "disk.config", "suspended.state"):
+            self.driver.remove_root_disk(server_id)  # a new clone or overlay below
+            for name in ("disk.config", "suspended.state"):
                 (self.driver.instance_dir(server_id) / name).unlink(missing_ok=True)
             with self.db.session() as s:
                 current = s.get(Server, server_id)

@@ -87,11 +87,11 @@ class RbdImageStore(ImageStore):
         rbd = bindings("rbd")
         with self.ceph.ioctx(self.pool) as ctx:
             try:
-                _import(rbd, ctx, file_id, local, sparse=False)
+                import_file(rbd, ctx, file_id, local, sparse=False)
                 if disk.format == "raw":
-                    _snapshot(rbd, ctx, file_id, protect=True)
+                    snapshot(rbd, ctx, file_id, protect=True)
                 else:
-                    _snapshot(rbd, ctx, file_id, protect=False)
+                    snapshot(rbd, ctx, file_id, protect=False)
                     self._publish_raw(rbd, ctx, file_id, local, disk.format)
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -103,8 +103,8 @@ class RbdImageStore(ImageStore):
         raw = self.tmp / f"{file_id}{RAW_SUFFIX}"
         try:
             convert_to_raw(local, fmt, raw)
-            _import(rbd, ctx, file_id + RAW_SUFFIX, raw, sparse=True)
-            _snapshot(rbd, ctx, file_id + RAW_SUFFIX, protect=True)
+            import_file(rbd, ctx, file_id + RAW_SUFFIX, raw, sparse=True)
+            snapshot(rbd, ctx, file_id + RAW_SUFFIX, protect=True)
         finally:
             raw.unlink(missing_ok=True)
 
@@ -272,7 +272,7 @@ def ensure_pool(ceph: CephConnection, pool: str, application: str = "rbd") -> No
             )
 
 
-def _import(rbd: Any, ctx: Any, name: str, source: Path, *, sparse: bool) -> None:
+def import_file(rbd: Any, ctx: Any, name: str, source: Path, *, sparse: bool) -> None:
     size = source.stat().st_size
     rbd.RBD().create(ctx, name, size, old_format=False)
     with rbd.Image(ctx, name) as image, source.open("rb") as handle:
@@ -284,7 +284,7 @@ def _import(rbd: Any, ctx: Any, name: str, source: Path, *, sparse: bool) -> Non
         image.flush()
 
 
-def _snapshot(rbd: Any, ctx: Any, name: str, *, protect: bool) -> None:
+def snapshot(rbd: Any, ctx: Any, name: str, *, protect: bool) -> None:
     with rbd.Image(ctx, name) as image:
         image.create_snap(SNAP)
         if protect:
