@@ -205,8 +205,8 @@ class RbdRootDisks:
                     time.sleep(0.5)
         pointer.unlink(missing_ok=True)
 
-    def used_bytes(self, image_name: str) -> int:
-        """Bytes written into one clone itself (not its parent's): diff_iterate."""
+    def used_bytes(self, image_name: str, pool: str | None = None) -> int:
+        """Bytes written into one image itself (a clone: not its parent's): diff_iterate."""
         rbd = bindings("rbd")
         total = 0
 
@@ -215,7 +215,10 @@ class RbdRootDisks:
             if exists:
                 total += length
 
-        with self.ceph.ioctx(self.pool) as ctx, rbd.Image(ctx, image_name, read_only=True) as im:
+        with (
+            self.ceph.ioctx(pool or self.pool) as ctx,
+            rbd.Image(ctx, image_name, read_only=True) as im,
+        ):
             im.diff_iterate(0, im.size(), None, count, include_parent=False)
         return total
 
