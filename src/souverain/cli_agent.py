@@ -46,6 +46,8 @@ def _driver(settings: Settings, client: InternalClient, name: str) -> Any:
         )
     from souverain.agent.qemu_host import QemuHostDriver
 
+    from souverain.common.ceph import connection_from
+
     accelerator = settings.compute.accelerator
     return QemuHostDriver(
         settings.data_dir / "agent",
@@ -54,6 +56,7 @@ def _driver(settings: Settings, client: InternalClient, name: str) -> Any:
         settings.compute,
         accelerator=None if accelerator == "auto" else accelerator,
         network=_network(settings),
+        ceph=connection_from(settings),  # root disks on RBD: the agent's own [ceph]
     )
 
 

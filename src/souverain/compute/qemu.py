@@ -207,9 +207,13 @@ class QemuDriver(QemuHotplug):
         return self.create_root_disk(uuid, base, disk_format, size_gib)
 
     def root_disk_path(self, uuid: str) -> Path:
-        """The root disk the guest spec names: the RBD pointer if the server has one."""
+        """The root disk the guest spec names: the RBD pointer if the server has one (or,
+        on an rbd host, will have one), else the qcow2 overlay."""
         pointer = self.instance_dir(uuid) / RBD_POINTER
-        return pointer if pointer.exists() else self.instance_dir(uuid) / "disk.qcow2"
+        qcow2 = self.instance_dir(uuid) / "disk.qcow2"
+        if pointer.exists() or (self.rbd_disks is not None and not qcow2.exists()):
+            return pointer
+        return qcow2
 
     def remove_root_disk(self, uuid: str) -> None:
         """The root disk gone (a rebuild makes a new one): the file, or the RBD clone."""
@@ -604,11 +608,12 @@ class QemuDriver(QemuHotplug):
             raise DriverError(f"saving the guest state failed: {reason}")
         return False
 
-    def delete_files(self, uuid: str) -> None:
-        """Remove the instance dir (and an RBD root disk) and its socket; the process must
-        already be gone."""
+    def delete_files(self, uuid: str, keep_shared_disk: bool = False) -> None:
+        """Remove the instance dir (and an RBD root disk, unless `keep_shared_disk`: the
+        guest moved to or stays on another host that opens the same RBD image) and its
+        socket; the process must already be gone."""
         pointer = self.instance_dir(uuid) / RBD_POINTER
-        if pointer.exists():
+        if pointer.exists() and not keep_shared_disk:
             self._rbd().remove(pointer)
         shutil.rmtree(self.instance_dir(uuid), ignore_errors=True)
         self._qmp_socket(uuid).unlink(missing_ok=True)

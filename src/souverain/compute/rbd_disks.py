@@ -96,6 +96,28 @@ class RbdRootDisks:
         fsync_dir(directory)
         return pointer
 
+    def adopt(self, directory: Path, uuid: str) -> Path:
+        """The pointer to the server's existing clone, on a host that did not make it (a
+        migration's destination, an evacuation's new host: the disk is shared)."""
+        pointer = directory / POINTER
+        name = self.name(uuid)
+        rbd = bindings("rbd")
+        with self.ceph.ioctx(self.pool) as ctx:
+            if name not in rbd.RBD().list(ctx):
+                raise DriverError(
+                    f"server {uuid}'s root disk {self.pool}/{name} is not in the cluster; "
+                    "the server cannot run here without it"
+                )
+        directory.mkdir(parents=True, exist_ok=True)
+        write_atomically(pointer, json.dumps({"pool": self.pool, "image": name}).encode())
+        fsync_dir(directory)
+        return pointer
+
+    def exists(self, uuid: str) -> bool:
+        rbd = bindings("rbd")
+        with self.ceph.ioctx(self.pool) as ctx:
+            return self.name(uuid) in rbd.RBD().list(ctx)
+
     @staticmethod
     def _clone(rbd: Any, parent_ctx: Any, ctx: Any, parent: RbdRef, name: str) -> None:
         with contextlib.suppress(rbd.ImageExists):  # made by an earlier attempt of this build

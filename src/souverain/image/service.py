@@ -518,6 +518,16 @@ class ImageService:
         # on Ceph: the clone parent, and a local copy exported once for local-file users
         return replace(found, path=self.store.path(file_id), rbd=self.store.rbd_ref(file_id))
 
+    def clone_parent(self, ctx: RequestContext, image_id: str) -> RbdRef | None:
+        """The RBD snapshot root disks of an active image clone (images on RBD), else None;
+        unlike `image_for_boot`, no local copy of the image is made."""
+        with self.db.session() as s:
+            image = visible(s, ctx, image_id)
+            if image.status != "active" or image.file_id is None:
+                return None
+            file_id = image.file_id
+        return self.store.rbd_ref(file_id)
+
     def create_snapshot_record(
         self,
         ctx: RequestContext,
