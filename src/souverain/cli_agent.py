@@ -45,7 +45,6 @@ def _driver(settings: Settings, client: InternalClient, name: str) -> Any:
             agent.simulated_disk_gib,
         )
     from souverain.agent.qemu_host import QemuHostDriver
-
     from souverain.common.ceph import connection_from
 
     accelerator = settings.compute.accelerator
