@@ -527,8 +527,6 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
             settings, Database(engine), identity, image, volume, network, clock or Clock()
         )
         compute.meter = billing
-        if compute.driver.rbd_disks is not None:
-            compute.driver.rbd_disks.setup()  # the root disks' pool, made if missing
         compute.set_up()
         compute.close()
         volume.close()
