@@ -299,10 +299,13 @@ class Migrations:
         self, s: Session, mig: Migration, step: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         endpoint = dict(mig.endpoint or {})
+        # root disks on RBD are shared: a host exports no disk and says port 0
+        shared = self.core.settings.disk_backend == "rbd"
         for field in PORT_FIELDS.get(step, ()):
             port = body.get(field)
             if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-                raise BadRequest(f"'{field}' must be a TCP port (1 to 65535).")
+                if not (shared and port == 0 and field != "stream_port"):
+                    raise BadRequest(f"'{field}' must be a TCP port (1 to 65535).")
             endpoint[field] = port
         if step == "listening":
             endpoint["address"] = mig.dest_host
