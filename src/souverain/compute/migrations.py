@@ -303,9 +303,10 @@ class Migrations:
         shared = self.core.settings.disk_backend == "rbd"
         for field in PORT_FIELDS.get(step, ()):
             port = body.get(field)
-            if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-                if not (shared and port == 0 and field != "stream_port"):
-                    raise BadRequest(f"'{field}' must be a TCP port (1 to 65535).")
+            no_export = shared and port == 0 and field != "stream_port"
+            is_port = isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536
+            if not (is_port or no_export):
+                raise BadRequest(f"'{field}' must be a TCP port (1 to 65535).")
             endpoint[field] = port
         if step == "listening":
             endpoint["address"] = mig.dest_host
