@@ -3,6 +3,7 @@ driver names the disk to QEMU (no cluster needed for either)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def test_an_rbd_root_disk_is_opened_by_qemus_rbd_driver(tmp_path: Path) -> None:
     pointer = driver.root_disk_path(UUID)
     assert pointer.name == POINTER  # an rbd host's new server gets a pointer, not a file
     pointer.parent.mkdir(parents=True)
-    pointer.write_text('{"pool": "disks", "image": "%s_disk"}' % UUID)
+    pointer.write_text(json.dumps({"pool": "disks", "image": f"{UUID}_disk"}))
     drive = driver._root_drive(pointer)
     assert drive.startswith("driver=raw,file.driver=rbd,file.pool=disks,")
     assert f"file.image={UUID}_disk," in drive and "file.user=cinder," in drive
