@@ -167,6 +167,19 @@ def test_a_server_boots_from_an_rbd_clone_and_snapshots_to_an_image(world: RbdWo
     assert boot_image.rbd is not None and boot_image.rbd.pool == world.images_pool
     assert boot_image.disk_format == "qcow2" and (boot_image.virtual_size or 0) >= 1024**3
 
+    # resize grows the clone and keeps a snapshot to revert to; revert shrinks it back
+    admin = Nova(world.cloud.client, world.cloud.admin_token)
+    bigger = {"name": "t1.rbd2", "ram": 128, "vcpus": 1, "disk": 2, "id": "rbd2"}
+    admin.ok("POST", "/flavors", {"flavor": bigger})
+    world.a.ok("POST", f"/servers/{server_id}/action", {"resize": {"flavorRef": "rbd2"}}, 202)
+    wait_status(world.a, server_id, "VERIFY_RESIZE")
+    assert _rbd(world.ceph, "info", disk)["size"] == 2 * 1024**3
+    assert [s["name"] for s in _rbd(world.ceph, "snap", "ls", disk)] == ["before-resize"]
+    world.a.ok("POST", f"/servers/{server_id}/action", {"revertResize": None}, 202)
+    wait_status(world.a, server_id, "ACTIVE")
+    assert _rbd(world.ceph, "info", disk)["size"] == 1024**3
+    assert not _rbd(world.ceph, "snap", "ls", disk)
+
     world.a.ok("DELETE", f"/servers/{server_id}", status=204)
     wait_gone(world.a, server_id)
     listed = _rbd(world.ceph, "ls", world.disks_pool) or []

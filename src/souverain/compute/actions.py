@@ -20,7 +20,7 @@ from souverain.compute import console_tails, states
 from souverain.compute.agents import HostAgents, is_agent_host
 from souverain.compute.core import NO_VALID_HOST, ComputeCore, check_unlocked
 from souverain.compute.flavors import Flavors
-from souverain.compute.guests import Guests, copy_file, new_admin_password
+from souverain.compute.guests import Guests, new_admin_password
 from souverain.compute.keypairs import keypair_of
 from souverain.compute.models import Server
 from souverain.compute.qemu import DriverError, PowerState
@@ -443,9 +443,7 @@ class Actions:
         def work() -> dict[str, Any]:
             self.driver.shutdown(server_id, self.settings.shutdown_timeout)
             if not volume_backed:  # a volume keeps its size: only CPU and memory change
-                disk = self.driver.instance_dir(server_id) / "disk.qcow2"
-                backup = self.driver.instance_dir(server_id) / "disk.before-resize.qcow2"
-                copy_file(disk, backup)
+                self.driver.keep_root_for_revert(server_id)
                 self.driver.resize_root_disk(server_id, new_disk)
             self.core.set(
                 server_id, flavor=flavor, old_flavor=old_flavor, task_state="resize_finish"
@@ -465,9 +463,7 @@ class Actions:
         flavor = row.flavor
 
         def work() -> dict[str, Any]:
-            (self.driver.instance_dir(server_id) / "disk.before-resize.qcow2").unlink(
-                missing_ok=True
-            )
+            self.driver.drop_root_revert(server_id)
             running = self.driver.power_state(server_id) == PowerState.RUNNING
             with self.db.session() as s:
                 s.execute(
@@ -489,10 +485,7 @@ class Actions:
         def work() -> dict[str, Any]:
             running = self.driver.power_state(server_id) == PowerState.RUNNING
             self.driver.shutdown(server_id, self.settings.shutdown_timeout)
-            directory = self.driver.instance_dir(server_id)
-            backup = directory / "disk.before-resize.qcow2"
-            if backup.exists():
-                backup.replace(directory / "disk.qcow2")
+            self.driver.revert_root(server_id)
             self.core.update_metered(
                 server_id,
                 update(Server)

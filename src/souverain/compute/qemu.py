@@ -63,6 +63,8 @@ __all__ = [
 ]
 
 GIB = 1024**3
+RESIZE_BACKUP = "disk.before-resize.qcow2"
+RESIZE_SNAPSHOT = "before-resize"
 START_TIMEOUT = 60.0
 KVM_PROBE_TIMEOUT = 4.0
 IMAGE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -274,6 +276,36 @@ class QemuDriver(QemuHotplug):
             raise DriverError(f"disk is {current} bytes; it can grow but not shrink")
         if size_gib * GIB > current:
             self._qemu_img("resize", "-q", "-f", "qcow2", str(disk), str(size_gib * GIB))
+
+    def keep_root_for_revert(self, uuid: str) -> None:
+        """Before a resize: the root disk kept as it is (an RBD snapshot, or a file copy)."""
+        disk = self.root_disk_path(uuid)
+        if is_rbd(disk):
+            self._rbd().keep_snapshot(disk, RESIZE_SNAPSHOT)
+            return
+        backup = self.instance_dir(uuid) / RESIZE_BACKUP
+        tmp = backup.with_name(backup.name + ".tmp")
+        shutil.copyfile(disk, tmp)
+        fsync_file(tmp)
+        os.replace(tmp, backup)
+
+    def revert_root(self, uuid: str) -> None:
+        """A resize reverted: the root disk as kept before it (nothing kept: unchanged)."""
+        disk = self.root_disk_path(uuid)
+        if is_rbd(disk):
+            self._rbd().back_to_snapshot(disk, RESIZE_SNAPSHOT)
+            return
+        backup = self.instance_dir(uuid) / RESIZE_BACKUP
+        if backup.exists():
+            backup.replace(disk)
+
+    def drop_root_revert(self, uuid: str) -> None:
+        """A resize confirmed: what was kept for a revert goes."""
+        disk = self.root_disk_path(uuid)
+        if is_rbd(disk):
+            self._rbd().drop_snapshot(disk, RESIZE_SNAPSHOT)
+            return
+        (self.instance_dir(uuid) / RESIZE_BACKUP).unlink(missing_ok=True)
 
     def snapshot_disk(self, uuid: str, dest: Path) -> None:
         """A standalone compressed qcow2 of the root disk (backing chain flattened).

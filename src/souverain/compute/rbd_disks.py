@@ -193,6 +193,30 @@ class RbdRootDisks:
             if size_gib * GIB > current:
                 image.resize(size_gib * GIB)
 
+    def keep_snapshot(self, pointer: Path, name: str) -> None:
+        """A snapshot of the disk as it is now (a resize's way back); kept if it exists."""
+        disk = read_pointer(pointer)
+        rbd = bindings("rbd")
+        with self.ceph.ioctx(disk.pool) as ctx, rbd.Image(ctx, disk.image) as image:
+            if not any(s["name"] == name for s in image.list_snaps()):
+                image.create_snap(name)
+
+    def back_to_snapshot(self, pointer: Path, name: str) -> None:
+        """The disk as it was at snapshot `name` (its size too), then the snapshot goes."""
+        disk = read_pointer(pointer)
+        rbd = bindings("rbd")
+        with self.ceph.ioctx(disk.pool) as ctx, rbd.Image(ctx, disk.image) as image:
+            if any(s["name"] == name for s in image.list_snaps()):
+                image.rollback_to_snap(name)
+                image.remove_snap(name)
+
+    def drop_snapshot(self, pointer: Path, name: str) -> None:
+        disk = read_pointer(pointer)
+        rbd = bindings("rbd")
+        with self.ceph.ioctx(disk.pool) as ctx, rbd.Image(ctx, disk.image) as image:
+            if any(s["name"] == name for s in image.list_snaps()):
+                image.remove_snap(name)
+
     def fence(self, pointer: Path) -> int:
         """Break the exclusive lock a dead host's QEMU holds (it is blocklisted by the
         cluster): the next QEMU may open the disk. How many locks were broken."""
