@@ -27,6 +27,10 @@ from tests.ceph import CephCluster
 
 from .conftest import _fast_tmp_root
 from .support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient, settings_for
+from .test_image_import import (  # noqa: F401  (collected again here, on the RBD cloud)
+    test_glance_direct_stages_then_imports_into_an_active_image,
+    test_import_of_data_not_in_the_declared_format_fails_its_task_and_keeps_nothing,
+)
 from .test_images import (  # noqa: F401  (collected again here, on the RBD cloud)
     MAX_IMAGE_BYTES,
     _ctx,
@@ -86,6 +90,12 @@ def cloud(pool: str) -> Iterator[Cloud]:
             built.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def shared_cloud(cloud: Cloud) -> Cloud:
+    """test_image_import's tests take this name for the module's platform."""
+    return cloud
 
 
 def _rbd(ceph: CephCluster, *args: str) -> str:

@@ -6,6 +6,9 @@ their own machine; `live_migrate` and `cold_migrate` chain the halves for two dr
 process (tests, an all-in-one host). Whatever fails before the destination takes over leaves
 the guest as it was on the source and nothing on the destination. No database, no HTTP. The
 disk and memory streams cross the underlay unencrypted. Calls block: run them in a thread.
+A root disk on RBD (`compute.disk_backend = "rbd"`) is shared storage: live, only memory
+moves (no NBD export, no mirror); cold, the destination opens the same RBD image; neither
+side removes it when its half is undone or done (`delete_files(keep_shared_disk=True)`).
 """
 
 from __future__ import annotations
