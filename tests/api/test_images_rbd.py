@@ -192,14 +192,15 @@ def test_damaged_qcow2_is_400_and_leaves_nothing(
 ) -> None:
     g = tenant(cloud)
     before = pool_images(ceph, pool)
+    store = cloud.platform.image.store
+    local_before = set(store.files.iterdir()) | set(store.tmp.iterdir())
     image = g.create(name="damaged", disk_format="qcow2")
     message = glance_error(g.upload(image["id"], damaged_qcow2(tmp_path)), 400)
     assert "damaged" in message
     shown = g.get(f"/v2/images/{image['id']}").json()
     assert shown["status"] == "queued" and shown["checksum"] is None
     assert pool_images(ceph, pool) == before
-    store = cloud.platform.image.store
-    assert not list(store.files.iterdir()) and not list(store.tmp.iterdir())
+    assert set(store.files.iterdir()) | set(store.tmp.iterdir()) == local_before
 
 
 def test_sweep_removes_old_orphans_only(
