@@ -172,7 +172,8 @@ class Side:
 
 def clones_beside_the_cli(side: Side, cluster: CephCluster, count: int) -> tuple[float, float]:
     """Seconds to make `count` 1 GiB root disks: the driver (librbd) and `rbd clone` +
-    `rbd resize` (Ceph's CLI), from the same parent."""
+    `rbd resize` (Ceph's CLI, one process per command as an operator types them), from the
+    same parent."""
     driver = side.platform.compute.driver
     image = side.platform.image.image_for_boot(SYSTEM, side.image_id)
     assert image.rbd is not None and driver.rbd_disks is not None
@@ -187,7 +188,8 @@ def clones_beside_the_cli(side: Side, cluster: CephCluster, count: int) -> tuple
     names = [f"bench-disks/cli-{n}" for n in range(count)]
     began = time.monotonic()
     for name in names:
-        subprocess.run(["rbd", "clone", parent, name], env=cluster.env(), check=True)
+        subprocess.run(["rbd", "clone", parent, name], env=cluster.env(), check=True,
+                       capture_output=True)  # fmt: skip
         subprocess.run(["rbd", "resize", "--size", "1G", name], env=cluster.env(), check=True,
                        capture_output=True)  # fmt: skip
     cli = time.monotonic() - began
