@@ -230,3 +230,7 @@ def test_start_without_conf_or_with_a_missing_conf_file_says_what_to_do(
     settings.ceph.conf_file = tmp_path / "nowhere.conf"
     with pytest.raises(RuntimeError, match="does not exist"):
         server.set_up_data(settings)
+    settings.image.backend, settings.compute.disk_backend = "file", "rbd"
+    settings.ceph.conf_file = None
+    with pytest.raises(RuntimeError, match=r"compute\.disk_backend"):
+        server.set_up_data(settings)

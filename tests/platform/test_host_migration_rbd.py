@@ -41,15 +41,18 @@ from tests.vm.guest_support import TINY_IMAGE, build_tiny_image, missing_require
 
 pytestmark = pytest.mark.e2e
 MARK = uuid.uuid4().hex[:12]
-# counts on the console; writes a mark on the root disk's boot partition the first time,
-# says it found it every boot after
+# counts on the console and on the root disk (so whichever QEMU runs it holds the disk's
+# exclusive lock); writes a mark on the disk's boot partition the first time, says it found
+# it every boot after
 GUEST = f"""#!/bin/sh
 if [ -f /mnt/root-disk/mark ]; then
     echo "<2>found mark $(cat /mnt/root-disk/mark)" > /dev/kmsg
 else
     echo {MARK} > /mnt/root-disk/mark && sync && echo "<2>wrote mark" > /dev/kmsg
 fi
-( n=0; while true; do n=$((n+1)); echo "<2>tick $n" > /dev/kmsg; sleep 1; done ) &
+( n=0; while true; do
+    n=$((n+1)); echo "<2>tick $n" > /dev/kmsg; echo $n > /mnt/root-disk/last-tick; sleep 1
+done ) &
 exit 0
 """.encode()
 
@@ -218,6 +221,9 @@ def test_rbd_root_disk_moves_memory_only_and_survives_its_hosts_death(
         what="the guest finding the mark it wrote before",
     )
     assert _rbd_info(ceph, disk)["id"] == before["id"]
+    # the dead host's QEMU held the lock (the guest wrote there): broken, with a blocklist
+    log = (hosts[first].root / "agent.log").read_text()
+    assert f"server {server.id} evacuated here on its RBD disk (1 lock(s) broken)" in log
     conn.compute.delete_server(server.id)
     _until(lambda: conn.compute.find_server(server.id) is None, what="deleted", within=60)
     listed = subprocess.run(
