@@ -147,6 +147,8 @@ def test_a_server_boots_from_an_rbd_clone_and_snapshots_to_an_image(world: RbdWo
     assert f"file.image={server_id}_disk" in argv and "file.driver=rbd" in argv
     instance = world.cloud.platform.compute.driver.instance_dir(server_id)
     assert not (instance / "disk.qcow2").exists() and (instance / "disk.rbd").exists()
+    store: Any = world.cloud.platform.image.store
+    assert not list(store.cache.iterdir()) and not list(store.files.iterdir())  # no copy
     # the image is in use by the clone: Glance's 409
     gone = world.cloud.client.delete(
         f"/image/v2/images/{world.image_id}", headers={"X-Auth-Token": world.cloud.admin_token}

@@ -328,7 +328,7 @@ class Actions:
                     "servers only."
                 )
         try:
-            image = self.images.image_for_boot(ctx, image_ref)
+            image = self.images.image_for_boot(ctx, image_ref, self.driver.rbd_disks is None)
         except NotFound:
             raise BadRequest(f"Image {image_ref} could not be found.") from None
         extra = {"image_id": image.id, **self._rebuilt_columns(ctx, changes)}

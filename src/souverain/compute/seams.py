@@ -118,7 +118,9 @@ class GuestVolumes(Protocol):
 class GuestImages(Protocol):
     """The image service as booting, snapshotting and Nova's image proxy need it."""
 
-    def image_for_boot(self, ctx: RequestContext, image_id: str) -> BootImage: ...
+    def image_for_boot(
+        self, ctx: RequestContext, image_id: str, local_copy: bool = True
+    ) -> BootImage: ...
 
     def clone_parent(self, ctx: RequestContext, image_id: str) -> RbdRef | None:
         """The RBD snapshot root disks of an active image clone (images on RBD), else None."""

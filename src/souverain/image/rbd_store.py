@@ -143,6 +143,10 @@ class RbdImageStore(ImageStore):
                 self._export(file_id, cached)
         return cached
 
+    def cached(self, file_id: str) -> Path:
+        local = self.local_path(file_id)
+        return local if local.exists() else self.cache / file_id
+
     def _export(self, file_id: str, dest: Path) -> None:
         tmp = self.tmp / f"{file_id}.export.{os.getpid()}"
         reader = RbdImageReader(self.ceph, self.pool, file_id)

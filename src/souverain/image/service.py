@@ -494,7 +494,13 @@ class ImageService:
 
     # ------------------------------------------------------------------ for compute
 
-    def image_for_boot(self, ctx: RequestContext, image_id: str) -> BootImage:
+    def image_for_boot(
+        self, ctx: RequestContext, image_id: str, local_copy: bool = True
+    ) -> BootImage:
+        """What booting needs of an image. On RBD, `path` is a local copy exported once
+        (for root disks on local files, rescue disks, agents' downloads, volumes on files);
+        a caller that clones `rbd` says `local_copy=False` and gets the copy's path only
+        (no export: a large image is not copied to this host for nothing)."""
         with self.db.session() as s:
             try:
                 image = visible(s, ctx, image_id)
@@ -515,8 +521,9 @@ class ImageService:
                 path=self.store.root,  # set below, outside the transaction
                 properties=dict(image.properties or {}),
             )
-        # on Ceph: the clone parent, and a local copy exported once for local-file users
-        return replace(found, path=self.store.path(file_id), rbd=self.store.rbd_ref(file_id))
+        rbd = self.store.rbd_ref(file_id)
+        path = self.store.path(file_id) if local_copy or rbd is None else self.store.cached(file_id)
+        return replace(found, path=path, rbd=rbd)
 
     def clone_parent(self, ctx: RequestContext, image_id: str) -> RbdRef | None:
         """The RBD snapshot root disks of an active image clone (images on RBD), else None;

@@ -158,6 +158,10 @@ class ImageStore:
         """A local file with the image's bytes (compute hosts' base images read it)."""
         return self.local_path(file_id)
 
+    def cached(self, file_id: str) -> Path:
+        """Where `path` has (or would put) the image's local bytes, without making them."""
+        return self.local_path(file_id)
+
     def writer(self) -> ImageWriter:
         return ImageWriter(self)
 
