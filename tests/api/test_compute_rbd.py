@@ -169,6 +169,12 @@ def test_a_server_boots_from_an_rbd_clone_and_snapshots_to_an_image(world: RbdWo
     assert boot_image.rbd is not None and boot_image.rbd.pool == world.images_pool
     assert boot_image.disk_format == "qcow2" and (boot_image.virtual_size or 0) >= 1024**3
 
+    # a rebuild is a new clone of the image
+    rebuild = {"rebuild": {"imageRef": world.image_id}}
+    world.a.ok("POST", f"/servers/{server_id}/action", rebuild, 202)
+    wait_status(world.a, server_id, "ACTIVE")
+    assert _rbd(world.ceph, "info", disk)["id"] != info["id"]
+
     # resize grows the clone and keeps a snapshot to revert to; revert shrinks it back
     admin = Nova(world.cloud.client, world.cloud.admin_token)
     bigger = {"name": "t1.rbd2", "ram": 128, "vcpus": 1, "disk": 2, "id": "rbd2"}
@@ -224,3 +230,31 @@ def test_twenty_root_disks_of_one_image_take_their_written_blocks_only(
     for server_id in booted:
         wait_gone(world.a, server_id)
     assert not set(names) & set(_rbd(world.ceph, "ls", world.disks_pool) or [])
+
+
+def test_an_image_on_local_files_is_imported_once_as_a_base_and_cloned(
+    world: RbdWorld,
+) -> None:
+    """compute.disk_backend rbd with an image that is not on RBD: imported once into the
+    disks pool (raw, protected snapshot), every root disk a clone of it."""
+    driver = world.cloud.platform.compute.driver
+    source = world.data_dir / "local-image"
+    shutil.copyfile(build_tiny_image(), source)
+    made = [str(uuid.uuid4()) for _ in range(2)]
+    try:
+        for server_id in made:
+            driver.make_root_disk(server_id, ("local", source, "qcow2"), 1, None)
+        base = f"base-{source.name}"
+        assert base in _rbd(world.ceph, "ls", world.disks_pool)
+        for server_id in made:
+            parent = _rbd(world.ceph, "info", f"{world.disks_pool}/{server_id}_disk")["parent"]
+            assert (parent["pool"], parent["image"], parent["snapshot"]) == (
+                world.disks_pool,
+                base,
+                "snap",
+            )
+    finally:
+        for server_id in made:
+            driver.delete_files(server_id)
+    left = _rbd(world.ceph, "ls", world.disks_pool) or []
+    assert not {f"{s}_disk" for s in made} & set(left)

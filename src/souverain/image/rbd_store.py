@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import re
 import shutil
@@ -52,10 +53,12 @@ from souverain.image.store import (
     InvalidImage,
 )
 
+log = logging.getLogger("souverain.image")
 SNAP = "snap"
 RAW_SUFFIX = ".raw"
 ORPHAN_GRACE_SECONDS = 3600.0
 CONVERT_TIMEOUT = 3600.0
+CONVERT_MEMORY = 4 * QEMU_IMG_MEMORY  # address space, not resident memory
 IMPORT_CHUNK = 4 * 1024 * 1024  # one RBD object: zero objects are skipped whole
 _STORED_NAME = re.compile(r"^([0-9a-f]{32})(\.raw)?$")
 
@@ -346,8 +349,8 @@ def convert_to_raw(source: Path, fmt: str, dest: Path) -> None:
     given (never probed) and its time and memory bounded; InvalidImage when it fails."""
     argv = ["qemu-img", "convert", "-q", "-f", fmt, "-O", "raw", str(source), str(dest)]
     prlimit = shutil.which("prlimit")
-    if prlimit:
-        argv = [prlimit, f"--as={QEMU_IMG_MEMORY}", f"--cpu={QEMU_IMG_CPU_SECONDS * 20}", *argv]
+    if prlimit:  # a convert runs a pool of I/O threads (8 MiB of stack each): more room
+        argv = [prlimit, f"--as={CONVERT_MEMORY}", f"--cpu={QEMU_IMG_CPU_SECONDS * 20}", *argv]
     try:
         result = subprocess.run(  # a fixed argv, no shell
             argv,
@@ -361,6 +364,7 @@ def convert_to_raw(source: Path, fmt: str, dest: Path) -> None:
         raise InvalidImage("Converting the image data to raw took too long.") from None
     if result.returncode != 0:
         dest.unlink(missing_ok=True)
+        log.warning("qemu-img convert of %s failed: %s", source.name, result.stderr[-500:])
         raise InvalidImage(
             f"The {fmt} image data is damaged: it could not be converted to raw "
             "(check it with `qemu-img check`)."
