@@ -11,6 +11,11 @@ With the VXLAN overlay (the assignment carries `network` and each server its `po
 a guest's NICs are taps on its networks' bridges, made and filtered by agent/network.py
 before QEMU starts. Without it, a server with ports gets an isolated user-mode NIC with
 its port's MAC (its port keeps its addresses), as the all-in-one does without a data plane.
+
+With `compute.disk_backend = "rbd"` (and this agent's own `[ceph]` settings) a root disk is
+an RBD clone of the image's snapshot the build names, made in the cluster (no download);
+the disk is shared: a guest that leaves this host leaves its disk, and an evacuated server
+arrives on its existing disk (the dead host's lock broken) instead of a new one.
 """
 
 from __future__ import annotations
