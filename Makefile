@@ -11,7 +11,7 @@ TINY_IMAGE := build/tiny/tiny.qcow2
 
 CONFORMANCE_ARGS ?=
 
-.PHONY: conformance run test install system-packages lint format typecheck unit api e2e vm bench bench-quick clean tiny-image
+.PHONY: conformance run test install system-packages lint format typecheck unit api e2e vm bench bench-quick bench-ceph clean tiny-image
 
 run: install tiny-image
 	SOUVERAIN_IMAGE__TINY_IMAGE=$(abspath $(TINY_IMAGE)) $(BIN)/souverain serve --data-dir $(DATA_DIR)
@@ -21,7 +21,7 @@ run: install tiny-image
 PYTEST_WORKERS ?= 4
 
 test: install lint typecheck tiny-image
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=30 $(PYTEST_ARGS)
 
 install: $(STAMP)
 
@@ -37,8 +37,8 @@ $(STAMP): pyproject.toml scripts/system-packages.txt
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check src tests bench scripts/build-tiny-image scripts/conformance bench/network/run bench/billing/run bench/floor/run bench/scale/run
-	$(BIN)/ruff format --check src tests bench scripts/build-tiny-image scripts/conformance bench/network/run bench/billing/run bench/floor/run bench/scale/run
+	$(BIN)/ruff check src tests bench scripts/build-tiny-image scripts/conformance bench/network/run bench/billing/run bench/floor/run bench/scale/run bench/ceph/run
+	$(BIN)/ruff format --check src tests bench scripts/build-tiny-image scripts/conformance bench/network/run bench/billing/run bench/floor/run bench/scale/run bench/ceph/run
 
 format: install
 	$(BIN)/ruff format src tests bench
@@ -68,6 +68,12 @@ bench: install
 	bench/network/run
 	bench/volume/run
 	bench/billing/run
+	bench/ceph/run
+
+# Every storing service on Ceph beside Ceph's own tools (radosgw, rbd bench, rbd clone):
+# private clusters started and removed by the bench; as root.
+bench-ceph: install tiny-image
+	bench/ceph/run
 
 # The floors each hot path must hold (bench/floors.toml), from the quick benches: about
 # 10 minutes, exits non-zero naming each broken floor. Not part of `make test`.

@@ -225,6 +225,23 @@ class VolumeSettings(_Section):
     quota_gigabytes: int = Field(default=1000, ge=-1)
     quota_snapshots: int = Field(default=10, ge=-1)
     detach_timeout: float = Field(default=30.0, gt=0, description="seconds the guest has to let go")
+    backend: Literal["file", "rbd"] = Field(
+        default="file",
+        description="where volume bytes live: qcow2 files under data_dir, or RBD images "
+        "in `rbd_pool` of the [ceph] cluster",
+    )
+    rbd_pool: str = Field(
+        default="souverain-volumes",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="the RBD pool of volumes (made at start if missing, application rbd)",
+    )
+    rbd_flatten_clones: bool = Field(
+        default=False,
+        description="copy a clone's parent data into it in the background, so the volume "
+        "no longer depends on the snapshot or image it was made from",
+    )
 
 
 class NetworkSettings(_Section):

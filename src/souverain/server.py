@@ -59,7 +59,8 @@ from souverain.objectstore.store import BlobStore
 from souverain.objectstore.swift.expirer import Expirer
 from souverain.openstack.faults import render_error
 from souverain.volume import api as volume_api
-from souverain.volume.backend import VolumeBackend
+from souverain.volume.backend import VolumeBackend, VolumeStore
+from souverain.volume.rbd_backend import RbdVolumeBackend
 from souverain.volume.service import VolumeService
 
 log = logging.getLogger("souverain")
@@ -391,6 +392,20 @@ def _image_store(settings: Settings) -> ImageStore:
     return RbdImageStore(root, ceph, settings.image.rbd_pool)
 
 
+def _volume_backend(settings: Settings) -> VolumeStore:
+    """`volume.backend`: qcow2 files under data_dir, or RBD images in `volume.rbd_pool`
+    (scratch files for conversions stay under data_dir)."""
+    root = _paths(settings).volumes
+    if settings.volume.backend == "file":
+        return VolumeBackend(root)
+    connection = connection_from(settings)
+    if connection is None:
+        raise RuntimeError(
+            'volume.backend = "rbd" needs the cluster: set ceph.conf_file to its ceph.conf'
+        )
+    return RbdVolumeBackend(connection, settings.volume.rbd_pool, root)
+
+
 def _volume(
     settings: Settings,
     db: Database,
@@ -399,7 +414,7 @@ def _volume(
     clock: Clock,
     objectstore: ObjectStoreService | None = None,
 ) -> VolumeService:
-    backend = VolumeBackend(_paths(settings).volumes)
+    backend = _volume_backend(settings)
     backups = BackupObjectStore(objectstore) if objectstore is not None else None
     return VolumeService(db, backend, identity, image, clock, settings.volume, backups)
 

@@ -156,6 +156,9 @@ def test_a_volume_carries_data_from_one_guest_to_another(
     for server, owner in ((writer, conn), (reader, conn), (their_server, theirs)):
         owner.compute.wait_for_delete(server, wait=60)
     wait_volume(conn, clone.id, "available")
+    # the clone first: on RBD a snapshot with clones is refused ("dependent volumes")
+    conn.block_storage.delete_volume(clone.id)
+    conn.block_storage.wait_for_delete(clone, wait=60)
     conn.block_storage.delete_snapshot(snap.id)
 
 

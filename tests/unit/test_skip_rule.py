@@ -13,6 +13,7 @@ from souverain.config import load_settings
 
 CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
 HOST_HYGIENE = CONFTEST.parent / "host_hygiene.py"  # the conftest's host check
+CEPH = CONFTEST.parent / "ceph.py"  # the Ceph fixtures the conftest registers
 
 
 def _copy_conftest(tmp_path: Path) -> None:
@@ -20,6 +21,7 @@ def _copy_conftest(tmp_path: Path) -> None:
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "__init__.py").write_text("")
     shutil.copy(HOST_HYGIENE, tmp_path / "tests" / "host_hygiene.py")
+    shutil.copy(CEPH, tmp_path / "tests" / "ceph.py")
 
 
 def _run(tmp_path: Path, forbid: str, *args: str) -> subprocess.CompletedProcess[str]:

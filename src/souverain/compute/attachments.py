@@ -66,6 +66,8 @@ class Attachments:
                             "volume_id": handle.id,
                             "path": handle.path,
                             "format": handle.format,
+                            "rbd": handle.rbd,
+                            "ceph": handle.ceph,
                             "readonly": handle.readonly,
                         }
                     )

@@ -22,7 +22,7 @@ from souverain.compute import console_tails
 from souverain.compute.consoles import revoke_tokens
 from souverain.compute.core import SYSTEM, ComputeCore
 from souverain.compute.models import Server
-from souverain.compute.qemu import Disk, GuestSpec, Nic, PowerState
+from souverain.compute.qemu import Disk, DriverError, GuestSpec, Nic, PowerState
 from souverain.image.service import BootImage
 
 log = logging.getLogger("souverain.compute")
@@ -39,10 +39,12 @@ def disk_id(volume_id: str) -> str:
 def disk_of(attachment: dict[str, Any]) -> Disk:
     return Disk(
         id=disk_id(attachment["volume_id"]),
-        path=attachment["path"],
+        path=attachment.get("path"),
         format=attachment.get("format", "qcow2"),
         readonly=bool(attachment.get("readonly")),
         serial=str(attachment["volume_id"])[:20],
+        rbd=attachment.get("rbd"),
+        ceph=attachment.get("ceph"),
     )
 
 
@@ -231,7 +233,13 @@ class Guests:
 
     def root_disk(self, row: Server) -> Path:
         if row.root_volume_id:
-            return self.volumes.handle(row.root_volume_id).path
+            path = self.volumes.handle(row.root_volume_id).path
+            if path is None:  # a build or start ends with this as the server's fault
+                raise DriverError(
+                    f"Volume {row.root_volume_id} is on RBD: booting from it needs RBD root "
+                    "disks (compute.disk_backend = rbd); boot from an image instead."
+                )
+            return path
         return self.driver.root_disk_path(row.id)
 
     def config_drive_docs(

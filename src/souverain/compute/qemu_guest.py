@@ -12,6 +12,8 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+from souverain.common.ceph import CephAccess, CephConnection, RbdRef
+
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 # A volume's QEMU id names its device; its block nodes are named after it (see node_names).
@@ -50,7 +52,9 @@ class Nic:
 
 @dataclass(frozen=True)
 class Disk:
-    """A volume as the guest sees it: a virtio-blk device over a qcow2 or raw file.
+    """A volume as the guest sees it: a virtio-blk device over a qcow2 or raw file, or over
+    an RBD image (`rbd`, raw) that QEMU's own rbd driver opens with `ceph` (guest I/O goes
+    from QEMU to the OSDs).
 
     `id` names the QEMU device (letters, digits, '-', '_', '.'; starts with a letter; at most
     128 characters, e.g. "vol-<volume id>"); its block nodes are named after it.
@@ -58,10 +62,12 @@ class Disk:
     """
 
     id: str
-    path: Path
+    path: Path | None = None
     format: str = "qcow2"
     readonly: bool = False
     serial: str = ""
+    rbd: RbdRef | None = None
+    ceph: CephAccess | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,10 @@ def check_disk(disk: Disk) -> None:
     check_disk_id(disk.id)
     if disk.format not in DISK_FORMATS:
         raise DriverError(f"unsupported volume format {disk.format!r} (raw or qcow2)")
+    if (disk.path is None) == (disk.rbd is None):
+        raise DriverError(f"volume {disk.id} needs a file or an RBD image (one of them)")
+    if disk.rbd is not None and (disk.ceph is None or disk.format != "raw"):
+        raise DriverError(f"RBD volume {disk.id} is raw and needs the cluster's access")
     if not DISK_SERIAL_RE.match(disk.serial):
         raise DriverError(
             f"invalid volume serial {disk.serial!r} (up to 20 letters, digits, '-', '_', '.')"
@@ -170,10 +180,15 @@ def node_names(disk_id: str) -> tuple[str, str]:
 
 
 def blockdev_nodes(disk: Disk) -> list[dict[str, Any]]:
-    """blockdev-add arguments: the file node, then the format node over it."""
+    """blockdev-add arguments: the file node (a file, or QEMU's rbd driver on the RBD
+    image), then the format node over it."""
     node, file = node_names(disk.id)
     common = {"read-only": disk.readonly, "discard": "unmap", "cache": {"direct": False}}
-    file_node = {"driver": "file", "node-name": file, "filename": str(disk.path), **common}
+    if disk.rbd is not None and disk.ceph is not None:
+        rbd = CephConnection(disk.ceph).qemu_blockdev(disk.rbd.pool, disk.rbd.image, file)
+        file_node = {**rbd, **common}
+    else:
+        file_node = {"driver": "file", "node-name": file, "filename": str(disk.path), **common}
     format_node = {"driver": disk.format, "node-name": node, "file": file, **common}
     return [file_node, format_node]
 

@@ -9,7 +9,6 @@ database (allocated) and the filesystem under the backend's root (total and free
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -101,14 +100,14 @@ class Admin:
 
     def pools(self, ctx: RequestContext) -> list[Pool]:
         require_admin(ctx)
-        disk = shutil.disk_usage(self.shared.backend.root)
+        total, free = self.shared.backend.capacity()
         with self.shared.db.session() as s:
             allocated = s.scalar(select(func.coalesce(func.sum(m.Volume.size), 0))) or 0
         return [
             Pool(
                 name=POOL,
-                total_gb=round(disk.total / GIB, 2),
-                free_gb=round(disk.free / GIB, 2),
+                total_gb=round(total / GIB, 2),
+                free_gb=round(free / GIB, 2),
                 allocated_gb=int(allocated),
                 updated=self.shared.clock.now(),
             )

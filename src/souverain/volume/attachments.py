@@ -37,13 +37,16 @@ class Attachments:
             row = s.get(m.Volume, volume_id)
             if row is None:
                 raise NotFound(f"Volume {volume_id} could not be found.")
+            where = self.shared.backend.location(row.id)
             return VolumeHandle(
                 id=row.id,
-                path=self.shared.backend.volume_path(row.id),
-                format="qcow2",
+                path=where.path,
+                format=where.format,
                 size_gib=row.size,
                 readonly=row.readonly,
                 bootable=row.bootable,
+                rbd=where.rbd,
+                ceph=where.ceph,
             )
 
     def reserve(self, ctx: RequestContext, volume_id: str, server_id: str) -> VolumeHandle:
@@ -144,18 +147,21 @@ class Attachments:
                     .order_by(m.Volume.attach_seq, m.Volume.id)
                 )
             )
+            found = [(r, self.shared.backend.location(r.id)) for r in rows]
             return [
                 {
                     "volume_id": r.id,
                     "device": r.device,
                     "attachment_id": r.attachment_id,
-                    "path": self.shared.backend.volume_path(r.id),
-                    "format": "qcow2",
+                    "path": where.path,
+                    "format": where.format,
+                    "rbd": where.rbd,
+                    "ceph": where.ceph,
                     "readonly": r.readonly,
                     "delete_on_termination": r.delete_on_termination,
                     "status": r.status,
                 }
-                for r in rows
+                for r, where in found
             ]
 
     def volumes_of_servers(self, server_ids: Sequence[str]) -> dict[str, list[ServerVolume]]:

@@ -1,4 +1,6 @@
-"""Volume and snapshot bytes: qcow2 files on local disk, made and changed by `qemu-img`.
+"""Volume and snapshot bytes: the `VolumeStore` protocol every backend speaks (in volume
+and snapshot ids, never paths), and its file backend: qcow2 files on local disk, made and
+changed by `qemu-img` (the RBD backend is `rbd_backend.RbdVolumeBackend`).
 
 Files are `volume-<id>.qcow2` and `snapshot-<id>.qcow2` under the root; ids are
 the service's own UUIDs, checked here again. Anything that writes a new file
@@ -21,10 +23,13 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from souverain.common.ceph import CephAccess, RbdRef
 from souverain.common.ids import new_id
 
 GIB = 1024**3
@@ -51,7 +56,61 @@ class BackendError(Exception):
     """A qemu-img call failed; the message says what, without host paths."""
 
 
+@dataclass(frozen=True)
+class VolumeLocation:
+    """Where a guest finds a volume's bytes: a file (`path`, qcow2) or an RBD image (`rbd`,
+    raw, opened by QEMU's own rbd driver with `ceph`)."""
+
+    format: str
+    path: Path | None = None
+    rbd: RbdRef | None = None
+    ceph: CephAccess | None = None
+
+
+class VolumeStore(Protocol):
+    """What the volume service's rooms ask of a backend, in ids. A snapshot is named with
+    the volume it was taken of (an RBD snapshot lives inside its volume's image)."""
+
+    kind: str  # "file" or "rbd"
+
+    def setup(self) -> None: ...
+    def temp_path(self, suffix: str = ".qcow2") -> Path: ...
+    def make_blank(self, volume_id: str, size_gib: int) -> None: ...
+    def clone_volume(
+        self, source_id: str, volume_id: str, size_gib: int, shared: bool = False
+    ) -> None: ...
+    def from_snapshot(
+        self, origin_id: str, snapshot_id: str, volume_id: str, size_gib: int
+    ) -> None: ...
+    def from_file(
+        self, source: Path, source_format: str, volume_id: str, size_gib: int
+    ) -> None: ...
+    def from_image_ref(self, ref: RbdRef, volume_id: str, size_gib: int) -> bool: ...
+    def overwrite(self, volume_id: str, raw: Path, size_gib: int) -> None: ...
+    def take_snapshot(
+        self, volume_id: str, snapshot_id: str, size_gib: int, shared: bool = False
+    ) -> None: ...
+    def export_volume(
+        self, volume_id: str, out: Path, out_format: str = "qcow2", shared: bool = False
+    ) -> None: ...
+    def export_snapshot(
+        self, volume_id: str, snapshot_id: str, out: Path, out_format: str = "raw"
+    ) -> None: ...
+    def grow(self, volume_id: str, size_gib: int) -> None: ...
+    def volume_bytes(self, volume_id: str) -> int: ...
+    def remove_volume(self, volume_id: str) -> None: ...
+    def remove_snapshot(self, volume_id: str, snapshot_id: str) -> None: ...
+    def snapshot_dependents(self, volume_id: str, snapshot_id: str) -> int: ...
+    def sweep_unknown(self, volumes: set[str], snapshots: set[str]) -> int: ...
+    def location(self, volume_id: str) -> VolumeLocation: ...
+    def capacity(self) -> tuple[int, int]: ...
+    def flatten(self, volume_id: str) -> None: ...
+    def close(self) -> None: ...
+
+
 class VolumeBackend:
+    kind = "file"
+
     def __init__(self, root: Path, qemu_img: str = "qemu-img") -> None:
         self.root = root
         self.tmp = root / "tmp"
@@ -117,6 +176,20 @@ class VolumeBackend:
                 out.unlink()
             raise
 
+    def to_raw(self, source: Path, source_format: str, out: Path) -> None:
+        """A raw copy of `source` at `out` (what the RBD backend streams into librbd)."""
+        self._run(
+            ["convert", "-q", "-f", source_format, "-O", "raw", str(source), str(out)],
+            COPY_TIMEOUT,
+        )
+
+    def from_raw(self, raw: Path, out: Path, out_format: str) -> None:
+        """`raw` converted to `out_format` at `out`, fsynced."""
+        self._run(
+            ["convert", "-q", "-f", "raw", "-O", out_format, str(raw), str(out)], COPY_TIMEOUT
+        )
+        _fsync_file(out)
+
     def resize(self, path: Path, size_gib: int) -> None:
         """Grow a detached volume in place; qemu-img resize only rewrites metadata."""
         self._run(["resize", "-q", "-f", "qcow2", str(path), f"{size_gib}G"], QUICK_TIMEOUT)
@@ -148,6 +221,89 @@ class VolumeBackend:
                     os.unlink(path)
                 removed += 1
         return removed
+
+    # -------------------------------------------------------------- VolumeStore, in ids
+
+    def make_blank(self, volume_id: str, size_gib: int) -> None:
+        self.create_blank(self.volume_path(volume_id), size_gib)
+
+    def clone_volume(
+        self, source_id: str, volume_id: str, size_gib: int, shared: bool = False
+    ) -> None:
+        self.copy(
+            self.volume_path(source_id), "qcow2", self.volume_path(volume_id), size_gib, shared
+        )
+
+    def from_snapshot(
+        self, origin_id: str, snapshot_id: str, volume_id: str, size_gib: int
+    ) -> None:
+        self.copy(self.snapshot_path(snapshot_id), "qcow2", self.volume_path(volume_id), size_gib)
+
+    def from_file(self, source: Path, source_format: str, volume_id: str, size_gib: int) -> None:
+        self.copy(source, source_format, self.volume_path(volume_id), size_gib)
+
+    def overwrite(self, volume_id: str, raw: Path, size_gib: int) -> None:
+        """The volume's bytes replaced by a raw file's (a restore): a new file renamed over."""
+        self.copy(raw, "raw", self.volume_path(volume_id), size_gib)
+
+    def from_image_ref(self, ref: RbdRef, volume_id: str, size_gib: int) -> bool:
+        """Files cannot clone an RBD image: the caller copies the image's file instead."""
+        return False
+
+    def take_snapshot(
+        self, volume_id: str, snapshot_id: str, size_gib: int, shared: bool = False
+    ) -> None:
+        self.copy(
+            self.volume_path(volume_id),
+            "qcow2",
+            self.snapshot_path(snapshot_id),
+            size_gib,
+            shared=shared,  # QEMU holds the image's lock
+        )
+
+    def export_volume(
+        self, volume_id: str, out: Path, out_format: str = "qcow2", shared: bool = False
+    ) -> None:
+        self.export(self.volume_path(volume_id), out, shared=shared, out_format=out_format)
+
+    def export_snapshot(
+        self, volume_id: str, snapshot_id: str, out: Path, out_format: str = "raw"
+    ) -> None:
+        self.export(self.snapshot_path(snapshot_id), out, out_format=out_format)
+
+    def grow(self, volume_id: str, size_gib: int) -> None:
+        self.resize(self.volume_path(volume_id), size_gib)
+
+    def volume_bytes(self, volume_id: str) -> int:
+        return self.virtual_size(self.volume_path(volume_id))
+
+    def remove_volume(self, volume_id: str) -> None:
+        self.delete(self.volume_path(volume_id))
+
+    def remove_snapshot(self, volume_id: str, snapshot_id: str) -> None:
+        self.delete(self.snapshot_path(snapshot_id))
+
+    def snapshot_dependents(self, volume_id: str, snapshot_id: str) -> int:
+        """Volumes made from a snapshot are full copies here: nothing depends on it."""
+        return 0
+
+    def sweep_unknown(self, volumes: set[str], snapshots: set[str]) -> int:
+        keep = {self.volume_path(i) for i in volumes} | {self.snapshot_path(i) for i in snapshots}
+        return self.sweep(keep)
+
+    def location(self, volume_id: str) -> VolumeLocation:
+        return VolumeLocation(format="qcow2", path=self.volume_path(volume_id))
+
+    def flatten(self, volume_id: str) -> None:
+        """Every file volume is already independent."""
+
+    def close(self) -> None:
+        """Nothing held open between calls."""
+
+    def capacity(self) -> tuple[int, int]:
+        """Total and free bytes where the files are."""
+        disk = shutil.disk_usage(self.root)
+        return disk.total, disk.free
 
     # -------------------------------------------------------------- plumbing
 

@@ -96,7 +96,7 @@ class BackupRestore:
         status, message = "available", None
         try:
             self._write_raw(raw, chunks, container, len(chunks) * CHUNK_BYTES)
-            backend.copy(raw, "raw", backend.volume_path(volume_id), vsize)
+            backend.overwrite(volume_id, raw, vsize)
         except Exception as exc:
             log.warning("restore of backup %s failed: %s", backup_id, exc)
             why = str(exc) if isinstance(exc, BackupStoreError) else copy_failure(exc)

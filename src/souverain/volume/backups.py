@@ -288,14 +288,12 @@ class Backups:
         raw = backend.temp_path(".raw")
         try:
             with guest_writes_held(self.shared, server_id):
-                backend.export(
-                    backend.snapshot_path(row.snapshot_id)
-                    if row.snapshot_id is not None
-                    else backend.volume_path(row.volume_id),
-                    raw,
-                    shared=server_id is not None,
-                    out_format="raw",
-                )
+                if row.snapshot_id is not None:
+                    backend.export_snapshot(row.volume_id, row.snapshot_id, raw, "raw")
+                else:
+                    backend.export_volume(
+                        row.volume_id, raw, out_format="raw", shared=server_id is not None
+                    )
             chunks, stored = self._store_chunks(row, raw, parent_chunks)
         except Exception as exc:
             log.warning("backup %s failed: %s", backup_id, exc)

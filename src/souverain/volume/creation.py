@@ -9,6 +9,7 @@ into `error` at the next start.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from souverain.common.ceph import RbdRef
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden
 from souverain.volume import models as m
@@ -43,8 +45,10 @@ class SourcePlan:
 
     size: int
     bootable: bool = False
-    source: Path | None = None
+    source: Path | None = None  # an image's file
     source_format: str = "qcow2"
+    image_rbd: RbdRef | None = None  # the image's protected snapshot when images are on RBD
+    origin_id: str | None = None  # the volume a source snapshot was taken of
     attached_to: str | None = None  # the server a source volume is attached to
     image_id: str | None = None
     image_metadata: dict[str, str] | None = None
@@ -140,7 +144,7 @@ class VolumeCreation:
         return SourcePlan(
             size=size,
             bootable=bool(origin and origin.bootable),
-            source=self.shared.backend.snapshot_path(snap.id),
+            origin_id=snap.volume_id,
             image_metadata=origin.image_metadata if origin else None,
             snapshot_id=snap.id,
         )
@@ -162,7 +166,6 @@ class VolumeCreation:
         return SourcePlan(
             size=size,
             bootable=src.bootable,
-            source=self.shared.backend.volume_path(src.id),
             attached_to=src.server_id if src.status == "in-use" else None,
             image_metadata=src.image_metadata,
             source_volid=src.id,
@@ -198,27 +201,46 @@ class VolumeCreation:
             bootable=True,
             source=image.path,
             source_format=fmt,
+            image_rbd=image.rbd,
             image_id=image.id,
             image_metadata=metadata,
         )
 
     def fill(self, volume_id: str, plan: SourcePlan) -> None:
-        """Make the volume's file; the volume ends available, or error with a message."""
+        """Make the volume's bytes; the volume ends available, or error with a message."""
         backend = self.shared.backend
-        final = backend.volume_path(volume_id)
         try:
-            if plan.source is None:
-                backend.create_blank(final, plan.size)
-            else:
-                with guest_writes_held(self.shared, plan.attached_to):
-                    shared = plan.attached_to is not None
-                    backend.copy(plan.source, plan.source_format, final, plan.size, shared)
+            cloned = self._write(volume_id, plan)
         except Exception as exc:  # the compute service's errors too: the volume ends
             log.warning("volume %s could not be created: %s", volume_id, exc)
-            backend.delete(final)
+            with contextlib.suppress(Exception):
+                backend.remove_volume(volume_id)
             self.states.move(
                 volume_id, "create_failed", error_message=f"Creation failed: {copy_failure(exc)}"
             )
             return
         if not self.states.move(volume_id, "created", error_message=None):  # deleted meanwhile
             log.info("volume %s changed while its data was written", volume_id)
+        elif cloned and self.shared.settings.rbd_flatten_clones:
+            self.shared.jobs.submit(backend.flatten, volume_id)
+
+    def _write(self, volume_id: str, plan: SourcePlan) -> bool:
+        """The bytes from the plan's source; True when the volume is a copy-on-write clone."""
+        backend = self.shared.backend
+        if plan.snapshot_id is not None and plan.origin_id is not None:
+            backend.from_snapshot(plan.origin_id, plan.snapshot_id, volume_id, plan.size)
+            return backend.kind == "rbd"
+        if plan.source_volid is not None:
+            with guest_writes_held(self.shared, plan.attached_to):
+                shared = plan.attached_to is not None
+                backend.clone_volume(plan.source_volid, volume_id, plan.size, shared)
+            return False
+        if plan.image_rbd is not None and backend.from_image_ref(
+            plan.image_rbd, volume_id, plan.size
+        ):
+            return True
+        if plan.source is not None:
+            backend.from_file(plan.source, plan.source_format, volume_id, plan.size)
+            return False
+        backend.make_blank(volume_id, plan.size)
+        return False

@@ -44,7 +44,7 @@ class Recovery:
         for vol in volumes:
             log.warning("volume %s was left %s by a stop: resolving", vol.id, vol.status)
             if vol.status in ("creating", "downloading"):
-                backend.delete(backend.volume_path(vol.id))
+                backend.remove_volume(vol.id)
                 self.states.move(
                     vol.id, "create_failed", error_message=f"Creation failed: {INTERRUPTED}"
                 )
@@ -54,7 +54,7 @@ class Recovery:
                 self._settle(vol)
         for snap in snapshots:
             if snap.status == "creating":
-                backend.delete(backend.snapshot_path(snap.id))
+                backend.remove_snapshot(snap.volume_id, snap.id)
                 self.states.set_snapshot(snap.id, "error", f"Snapshot failed: {INTERRUPTED}")
             else:
                 self.snapshots.finish_delete(snap.id)
@@ -66,7 +66,7 @@ class Recovery:
         values: dict[str, Any] = {"status": back, "updated_at": self.shared.clock.now()}
         if vol.status == "extending":
             try:
-                size = self.shared.backend.virtual_size(self.shared.backend.volume_path(vol.id))
+                size = self.shared.backend.volume_bytes(vol.id)
                 values["size"] = max(vol.size, size // GIB)
             except BackendError as exc:
                 values.update(status="error", error_message=f"Extend failed: {exc}")
@@ -83,8 +83,8 @@ class Recovery:
     def _sweep_files(self) -> None:
         backend = self.shared.backend
         with self.shared.db.session() as s:
-            keep = {backend.volume_path(i) for i in s.scalars(select(m.Volume.id))}
-            keep |= {backend.snapshot_path(i) for i in s.scalars(select(m.Snapshot.id))}
-        removed = backend.sweep(keep)
+            volumes = set(s.scalars(select(m.Volume.id)))
+            snapshots = set(s.scalars(select(m.Snapshot.id)))
+        removed = backend.sweep_unknown(volumes, snapshots)
         if removed:
             log.info("removed %d leftover volume file(s)", removed)

@@ -19,6 +19,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from souverain.common.ceph import CephAccess, RbdRef
 from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.errors import ApiError, Forbidden, NotFound
@@ -28,7 +29,7 @@ from souverain.config import VolumeSettings
 from souverain.db.engine import Database
 from souverain.image.service import BootImage
 from souverain.volume import models as m
-from souverain.volume.backend import BackendError, VolumeBackend
+from souverain.volume.backend import BackendError, VolumeStore
 from souverain.volume.jobs import Jobs
 
 AVAILABILITY_ZONE = "nova"
@@ -101,7 +102,7 @@ class Shared:
     the compute service)."""
 
     db: Database
-    backend: VolumeBackend
+    backend: VolumeStore
     clock: Clock
     settings: VolumeSettings
     meter: Meter = NULL_METER
@@ -126,11 +127,13 @@ class VolumeHandle:
     """What the compute service needs to attach or boot from a volume."""
 
     id: str
-    path: Path
+    path: Path | None  # a file volume's qcow2; None on RBD
     format: str
     size_gib: int
     readonly: bool
     bootable: bool
+    rbd: RbdRef | None = None  # an RBD volume's image, opened by QEMU's rbd driver
+    ceph: CephAccess | None = None  # how QEMU reaches the cluster holding `rbd`
 
 
 @dataclass(frozen=True)

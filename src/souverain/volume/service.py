@@ -25,7 +25,7 @@ from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
 from souverain.volume import schemas, views
 from souverain.volume.attachments import Attachments
-from souverain.volume.backend import VolumeBackend
+from souverain.volume.backend import VolumeStore
 from souverain.volume.backup_restore import BackupRestore
 from souverain.volume.backup_store import BackupObjects, NoObjectStore
 from souverain.volume.backups import Backups
@@ -53,7 +53,7 @@ class VolumeService:
     def __init__(
         self,
         db: Database,
-        backend: VolumeBackend,
+        backend: VolumeStore,
         identity: IdentityService,
         images: VolumeImages,
         clock: Clock,
@@ -119,6 +119,7 @@ class VolumeService:
 
     def close(self) -> None:
         self.shared.jobs.close()
+        self.backend.close()
 
     # ------------------------------------------------------------------ in-process callers
 

@@ -107,13 +107,7 @@ class Snapshots:
         backend = self.shared.backend
         try:
             with guest_writes_held(self.shared, server_id):
-                backend.copy(
-                    backend.volume_path(volume_id),
-                    "qcow2",
-                    backend.snapshot_path(snapshot_id),
-                    size,
-                    shared=server_id is not None,  # QEMU holds the image's lock
-                )
+                backend.take_snapshot(volume_id, snapshot_id, size, shared=server_id is not None)
         except Exception as exc:  # the compute service's errors too: the snapshot ends
             log.warning("snapshot %s failed: %s", snapshot_id, exc)
             why = copy_failure(exc)
@@ -176,6 +170,12 @@ class Snapshots:
                     "available or error to delete."
                 )
             sid = row.id
+            dependents = self.shared.backend.snapshot_dependents(row.volume_id, sid)
+            if dependents:
+                raise BadRequest(
+                    f"Invalid snapshot: Snapshot {snapshot_id} has {dependents} dependent "
+                    "volume(s) cloned from it; delete them first."
+                )
             done = s.execute(
                 update(m.Snapshot)
                 .where(m.Snapshot.id == sid, m.Snapshot.status == row.status)
@@ -231,8 +231,12 @@ class Snapshots:
                 )
 
     def finish_delete(self, snapshot_id: str) -> None:
-        """The file, then the row: a crash between leaves `deleting`, finished at start."""
-        self.shared.backend.delete(self.shared.backend.snapshot_path(snapshot_id))
+        """The bytes, then the row: a crash between leaves `deleting`, finished at start."""
+        with self.shared.db.session() as s:
+            snap = s.get(m.Snapshot, snapshot_id)
+            volume_id = snap.volume_id if snap is not None else None
+        if volume_id is not None:
+            self.shared.backend.remove_snapshot(volume_id, snapshot_id)
         with self.shared.db.session() as s:
             row = s.get(m.Snapshot, snapshot_id)
             project_id = row.project_id if row is not None else None

@@ -265,7 +265,7 @@ class Volumes:
     def _extend_detached(self, volume_id: str, size: int) -> None:
         backend = self.shared.backend
         try:
-            backend.resize(backend.volume_path(volume_id), size)
+            backend.grow(volume_id, size)
         except (BackendError, OSError) as exc:
             self.states.move(volume_id, "extended", error_message=f"Extend failed: {reason(exc)}")
             raise BadRequest(f"Volume {volume_id} could not be extended: {reason(exc)}") from None
@@ -331,7 +331,7 @@ class Volumes:
         backend = self.shared.backend
         out = backend.temp_path(f".{disk_format}")
         try:
-            backend.export(backend.volume_path(volume_id), out, out_format=disk_format)
+            backend.export_volume(volume_id, out, out_format=disk_format)
             self.images.import_file(image_id, out)
         except (BackendError, OSError) as exc:
             self.images.fail_image(image_id, str(exc))
@@ -390,7 +390,7 @@ class Volumes:
                 )
         for snap_id in snap_ids:
             self.snapshots.finish_delete(snap_id)
-        self.shared.backend.delete(self.shared.backend.volume_path(volume_id))
+        self.shared.backend.remove_volume(volume_id)
         with self.shared.db.session() as s:
             s.execute(delete(m.VolumeTransfer).where(m.VolumeTransfer.volume_id == volume_id))
             row = s.get(m.Volume, volume_id)

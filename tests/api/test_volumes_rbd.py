@@ -1,0 +1,349 @@
+"""The volume API on RBD (`volume.backend = "rbd"`) against the real shared Ceph cluster:
+the representative paths of test_volumes.py (blank, extend, snapshots, clones, copies,
+images in and out, delete with dependents), looked at from outside through librbd.
+
+One platform per module on a pool of its own (deleted afterwards); each test its own
+project.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from souverain import server
+from souverain.common.ceph import CephAccess, CephConnection, RbdRef, bindings
+from souverain.common.clock import Clock
+from souverain.volume import models as vm
+from souverain.volume.rbd_backend import RbdVolumeBackend
+from tests.ceph import CephCluster, shared_cluster
+
+from .conftest import _fast_tmp_root
+from .support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient, settings_for
+from .test_volume_backups import settle
+from .test_volumes import admin, cinder_error, tenant, upload_image
+
+rbd = bindings("rbd")
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+@pytest.fixture(scope="module", params=["sqlite"])
+def database_backend(request: pytest.FixtureRequest) -> str:
+    """The storage is the subject here, not the database (test_volumes.py runs every
+    volume path on both): SQLite only, to keep the Ceph tests within their time budget."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def rbd_cloud(database_backend: str, ceph_session: None) -> Iterator[Cloud]:
+    ceph = shared_cluster()
+    pool = f"vol-{uuid.uuid4().hex[:8]}"
+    root = Path(tempfile.mkdtemp(prefix="souverain-rbdvol-", dir=_fast_tmp_root()))
+    base = settings_for(root / "data")
+    settings = base.model_copy(
+        update={
+            "volume": base.volume.model_copy(update={"backend": "rbd", "rbd_pool": pool}),
+            "ceph": base.ceph.model_copy(update={"conf_file": ceph.conf, "user": ceph.user}),
+        }
+    )
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SOUVERAIN_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            built = server.prepare(settings, clock=Clock(SteppingClock().now))
+        try:
+            with TestClient(built.app, base_url="http://testserver") as client:
+                yield Cloud(client, built)
+        finally:
+            built.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        ceph.command("osd", "pool", "rm", pool, pool, "--yes-i-really-really-mean-it")
+
+
+def backend(cloud: Cloud) -> RbdVolumeBackend:
+    store = cloud.platform.volume.backend
+    assert isinstance(store, RbdVolumeBackend)
+    return store
+
+
+def image_info(cloud: Cloud, volume_id: str) -> dict[str, Any]:
+    """What librbd says of the volume's image: size, parent, snapshots; {} when absent."""
+    store = backend(cloud)
+    with store.connection.ioctx(store.pool) as ctx:
+        if f"volume-{volume_id}" not in rbd.RBD().list(ctx):
+            return {}
+        with rbd.Image(ctx, f"volume-{volume_id}", read_only=True) as image:
+            try:
+                parent = image.get_parent_image_spec()["image_name"]
+            except rbd.ImageNotFound:
+                parent = None
+            snaps = sorted(str(s["name"]) for s in image.list_snaps())
+            return {"size": image.size(), "parent": parent, "snapshots": snaps}
+
+
+def write_pattern(cloud: Cloud, volume_id: str, seed: bytes) -> str:
+    """Known bytes at 0, 3 MiB and the last MiB of the volume, through librbd; the sha256
+    of the whole volume."""
+    store = backend(cloud)
+    with store.connection.ioctx(store.pool) as ctx, rbd.Image(ctx, f"volume-{volume_id}") as img:
+        for offset in (0, 3 * MIB, img.size() - MIB):
+            img.write(hashlib.sha256(seed).digest() * (MIB // 32), offset)
+        img.flush()
+    return volume_hash(cloud, volume_id)
+
+
+def volume_hash(cloud: Cloud, volume_id: str, length: int | None = None) -> str:
+    store = backend(cloud)
+    digest = hashlib.sha256()
+    with (
+        store.connection.ioctx(store.pool) as ctx,
+        rbd.Image(ctx, f"volume-{volume_id}", read_only=True) as img,
+    ):
+        size = img.size() if length is None else length
+        for offset in range(0, size, 4 * MIB):
+            digest.update(img.read(offset, min(4 * MIB, size - offset)))
+    return digest.hexdigest()
+
+
+def raw_hash(path: Path, tmp_path: Path, length: int) -> str:
+    out = tmp_path / f"{uuid.uuid4().hex}.raw"
+    subprocess.run(
+        ["qemu-img", "convert", "-O", "raw", str(path), str(out)], check=True, capture_output=True
+    )
+    with out.open("r+b") as handle:
+        handle.truncate(length)
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    out.unlink()
+    return digest
+
+
+def test_rbd_blank_volume_is_an_exact_image_extended_and_deleted(rbd_cloud: Cloud) -> None:
+    c = tenant(rbd_cloud)
+    vol = c.create(size=2, name="blank")
+    assert vol["status"] == "available"
+    assert image_info(rbd_cloud, vol["id"]) == {"size": 2 * GIB, "parent": None, "snapshots": []}
+    assert backend(rbd_cloud).used_bytes(vol["id"]) == 0  # thin: nothing written yet
+
+    assert c.action(vol["id"], "os-extend", {"new_size": 3}).status_code == 202
+    assert c.show(vol["id"])["size"] == 3
+    assert image_info(rbd_cloud, vol["id"])["size"] == 3 * GIB
+
+    # the pool's capacity is the cluster's (3 MemStore OSDs of 1 GiB), not a local disk's
+    a = admin(rbd_cloud)
+    caps = a.get("/scheduler-stats/get_pools?detail=true").json()["pools"][0]["capabilities"]
+    assert 2.5 <= caps["total_capacity_gb"] <= 3.5
+    assert caps["total_capacity_gb"] >= caps["free_capacity_gb"] > 0
+    assert caps["allocated_capacity_gb"] >= 3
+
+    assert c.delete(f"/volumes/{vol['id']}").status_code == 202
+    assert image_info(rbd_cloud, vol["id"]) == {}
+
+
+def test_rbd_snapshot_clone_uses_only_its_writes_and_dependents_block_delete(
+    rbd_cloud: Cloud,
+) -> None:
+    c = tenant(rbd_cloud)
+    origin = c.create(size=1)
+    digest = write_pattern(rbd_cloud, origin["id"], b"origin")
+    snap = c.snapshot(origin["id"], name="s1")
+    assert c.get(f"/snapshots/{snap['id']}").json()["snapshot"]["status"] == "available"
+    assert image_info(rbd_cloud, origin["id"])["snapshots"] == [f"snapshot-{snap['id']}"]
+    write_pattern(rbd_cloud, origin["id"], b"changed after the snapshot")
+
+    clone = c.create(snapshot_id=snap["id"], size=2)
+    assert clone["status"] == "available", clone
+    info = image_info(rbd_cloud, clone["id"])
+    assert info["parent"] == f"volume-{origin['id']}" and info["size"] == 2 * GIB
+    assert volume_hash(rbd_cloud, clone["id"], GIB) == digest  # the snapshot's bytes
+    store = backend(rbd_cloud)
+    assert store.used_bytes(clone["id"]) == 0  # copy-on-write: nothing of its own yet
+    write_pattern(rbd_cloud, clone["id"], b"clone's own")
+    assert 0 < store.used_bytes(clone["id"]) <= 3 * 4 * MIB  # the three written objects
+
+    refused = c.delete(f"/snapshots/{snap['id']}")
+    assert "dependent volume" in cinder_error(refused, 400)
+    assert c.get(f"/snapshots/{snap['id']}").json()["snapshot"]["status"] == "available"
+
+    # the origin goes with its snapshot (cascade): the clone is flattened first, intact
+    clone_digest = volume_hash(rbd_cloud, clone["id"])
+    assert c.delete(f"/volumes/{origin['id']}?cascade=true").status_code == 202
+    assert image_info(rbd_cloud, origin["id"]) == {}
+    assert image_info(rbd_cloud, clone["id"])["parent"] is None
+    assert volume_hash(rbd_cloud, clone["id"]) == clone_digest
+
+
+def test_rbd_volume_from_volume_is_an_independent_copy(rbd_cloud: Cloud) -> None:
+    c = tenant(rbd_cloud)
+    source = c.create(size=1)
+    digest = write_pattern(rbd_cloud, source["id"], b"source")
+    copy = c.create(source_volid=source["id"], size=2)
+    assert copy["status"] == "available", copy
+    assert image_info(rbd_cloud, copy["id"]) == {"size": 2 * GIB, "parent": None, "snapshots": []}
+    assert volume_hash(rbd_cloud, copy["id"], GIB) == digest
+    assert c.delete(f"/volumes/{source['id']}").status_code == 202
+    assert volume_hash(rbd_cloud, copy["id"], GIB) == digest
+
+
+def test_rbd_volume_from_image_file_and_upload_back(rbd_cloud: Cloud, tmp_path: Path) -> None:
+    c = tenant(rbd_cloud)
+    image_id = upload_image(rbd_cloud, c, tmp_path)
+    vol = c.create(imageRef=image_id, size=1)
+    assert vol["status"] == "available" and vol["bootable"] == "true", vol
+    image_path = rbd_cloud.platform.image.image_for_boot(c.ctx(), image_id).path
+    assert volume_hash(rbd_cloud, vol["id"], 8 * MIB) == raw_hash(image_path, tmp_path, 8 * MIB)
+
+    for fmt in ("raw", "qcow2"):
+        body = {"image_name": f"back-{fmt}", "disk_format": fmt}
+        response = c.action(vol["id"], "os-volume_upload_image", body)
+        assert response.status_code == 202, response.text
+        new_id = response.json()["os-volume_upload_image"]["image_id"]
+        new_path = rbd_cloud.platform.image.image_for_boot(c.ctx(), new_id).path
+        assert raw_hash(new_path, tmp_path, 8 * MIB) == raw_hash(image_path, tmp_path, 8 * MIB)
+    assert c.show(vol["id"])["status"] == "available"
+
+
+def test_rbd_volume_from_an_image_on_rbd_is_a_clone_flattened_on_demand(
+    rbd_cloud: Cloud, ceph: CephCluster, tmp_path: Path
+) -> None:
+    """BootImage.rbd (the image's protected snapshot) is cloned, not copied."""
+    store = backend(rbd_cloud)
+    image_pool = ceph.make_pool(f"img-{uuid.uuid4().hex[:8]}", application="rbd")
+    try:
+        with store.connection.ioctx(image_pool) as ctx:
+            rbd.RBD().create(ctx, "base", 64 * MIB, old_format=False)
+            with rbd.Image(ctx, "base") as image:
+                image.write(b"boot sector" * 1000, 0)
+                image.create_snap("snap")
+                image.protect_snap("snap")
+        volume_id = str(uuid.uuid4())
+        assert store.from_image_ref(RbdRef(image_pool, "base", "snap"), volume_id, 1)
+        assert image_info(rbd_cloud, volume_id)["parent"] == "base"
+        assert image_info(rbd_cloud, volume_id)["size"] == GIB
+        assert not store.from_image_ref(RbdRef(image_pool, "base"), str(uuid.uuid4()), 1)
+        out = tmp_path / "clone.raw"  # an export reads the parent's extents too
+        store.export_volume(volume_id, out, out_format="raw")
+        assert out.stat().st_size == GIB
+        with out.open("rb") as f:
+            assert f.read(11000) == b"boot sector" * 1000
+        store.flatten(volume_id)
+        assert image_info(rbd_cloud, volume_id)["parent"] is None
+        store.remove_volume(volume_id)
+        assert image_info(rbd_cloud, volume_id) == {}
+    finally:
+        ceph.command("osd", "pool", "rm", image_pool, image_pool, "--yes-i-really-really-mean-it")
+
+
+def test_rbd_restart_sweeps_images_without_a_row_after_the_grace(rbd_cloud: Cloud) -> None:
+    store = backend(rbd_cloud)
+    kept = tenant(rbd_cloud).create(size=1)
+    stray = str(uuid.uuid4())
+    store.make_blank(stray, 1)
+    with rbd_cloud.platform.volume.db.session() as s:
+        volumes = set(s.scalars(select(vm.Volume.id)))
+    assert kept["id"] in volumes
+    assert store.sweep_unknown(volumes, set()) == 0  # within the grace: a create under way
+    grace, store.sweep_grace = store.sweep_grace, 0.0
+    try:
+        assert store.sweep_unknown(volumes, set()) == 1
+    finally:
+        store.sweep_grace = grace
+    assert image_info(rbd_cloud, stray) == {}
+    assert image_info(rbd_cloud, kept["id"])["size"] == GIB
+
+
+def test_rbd_pool_that_cannot_be_made_and_missing_conf_refuse_the_start(
+    ceph: CephCluster, tmp_path: Path
+) -> None:
+    # a cephx user that may read the cluster map but not create pools
+    keyring = tmp_path / "reader.keyring"
+    subprocess.run(
+        ["ceph", "auth", "get-or-create", "client.volreader", "mon", "allow r", "-o", str(keyring)],
+        check=True,
+        capture_output=True,
+        env=ceph.env(),
+        timeout=30,
+    )
+    try:
+        access = CephAccess(conf=ceph.conf, user="volreader", keyring=keyring)
+        reader = RbdVolumeBackend(CephConnection(access), f"nope-{uuid.uuid4().hex[:8]}", tmp_path)
+        with pytest.raises(RuntimeError, match="does not exist and could not be made"):
+            reader.setup()
+        reader.connection.close()
+    finally:
+        subprocess.run(
+            ["ceph", "auth", "del", "client.volreader"], env=ceph.env(), capture_output=True
+        )
+    missing = CephAccess(conf=tmp_path / "absent.conf")
+    lost = RbdVolumeBackend(CephConnection(missing), "souverain-volumes", tmp_path / "v")
+    with pytest.raises(RuntimeError, match=r"absent\.conf does not exist"):
+        lost.setup()
+    settings = settings_for(tmp_path / "data")
+    no_ceph = settings.model_copy(
+        update={"volume": settings.volume.model_copy(update={"backend": "rbd"})}
+    )
+    with pytest.raises(RuntimeError, match=r"set ceph\.conf_file"):
+        server._volume_backend(no_ceph)
+
+
+def test_rbd_backup_read_through_librbd_restores_the_same_bytes(rbd_cloud: Cloud) -> None:
+    c = tenant(rbd_cloud)
+    volume_id = c.create(size=1)["id"]
+    digest = write_pattern(rbd_cloud, volume_id, b"backed up")
+    made = c.post("/backups", {"backup": {"volume_id": volume_id, "name": "b"}})
+    assert made.status_code == 202, made.text
+    backup_id = made.json()["backup"]["id"]
+    assert settle(c, backup_id)["status"] == "available"
+
+    restored = c.post(f"/backups/{backup_id}/restore", {"restore": {"name": "back"}})
+    assert restored.status_code == 202, restored.text
+    new_id = restored.json()["restore"]["volume_id"]
+    assert settle(c, backup_id)["status"] == "available"
+    assert c.show(new_id)["status"] == "available"
+    assert volume_hash(rbd_cloud, new_id) == digest
+
+    # onto an existing volume with other data and a snapshot: the volume takes the
+    # backup's bytes, the snapshot keeps its own
+    target = c.create(size=1)["id"]
+    other = write_pattern(rbd_cloud, target, b"overwritten")
+    snap = c.snapshot(target)
+    onto = c.post(f"/backups/{backup_id}/restore", {"restore": {"volume_id": target}})
+    assert onto.status_code == 202, onto.text
+    assert settle(c, backup_id)["status"] == "available"
+    assert volume_hash(rbd_cloud, target) == digest
+    clone = c.create(snapshot_id=snap["id"])
+    assert volume_hash(rbd_cloud, clone["id"]) == other
+
+
+def test_rbd_flatten_clones_setting_makes_clones_independent_in_the_background(
+    rbd_cloud: Cloud,
+) -> None:
+    c = tenant(rbd_cloud)
+    origin = c.create(size=1)
+    digest = write_pattern(rbd_cloud, origin["id"], b"to flatten")
+    snap = c.snapshot(origin["id"])
+    settings = rbd_cloud.platform.volume.shared.settings
+    settings.rbd_flatten_clones = True
+    try:
+        clone = c.create(snapshot_id=snap["id"])
+    finally:
+        settings.rbd_flatten_clones = False
+    assert clone["status"] == "available"
+    deadline = time.monotonic() + 60
+    while image_info(rbd_cloud, clone["id"])["parent"] is not None:
+        assert time.monotonic() < deadline, "the clone was never flattened"
+        time.sleep(0.2)
+    assert volume_hash(rbd_cloud, clone["id"]) == digest
+    # nothing depends on the snapshot any more: it may go
+    assert c.delete(f"/snapshots/{snap['id']}").status_code == 202
+    assert image_info(rbd_cloud, origin["id"])["snapshots"] == []
