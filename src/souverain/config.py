@@ -159,6 +159,17 @@ class ImageSettings(_Section):
         default=None,
         description="a qcow2 file registered at start as the public image 'tiny' when missing",
     )
+    backend: str = Field(
+        default="file",
+        pattern=r"^(file|rbd)$",
+        description="where active images' data lives: local files, or RBD images in "
+        "`rbd_pool` (needs [ceph] conf_file)",
+    )
+    rbd_pool: str = Field(
+        default="souverain-images",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+        description="the Ceph pool of image data (backend rbd); created at start if missing",
+    )
 
 
 class ComputeSettings(_Section):
@@ -174,6 +185,17 @@ class ComputeSettings(_Section):
     disk_allocation_ratio: float = Field(default=1.0, gt=0)
     reserved_host_memory_mib: int = Field(default=512, ge=0)
     reserved_host_disk_gib: int = Field(default=0, ge=0)
+    disk_backend: str = Field(
+        default="file",
+        pattern=r"^(file|rbd)$",
+        description="servers' root disks: qcow2 overlays in the data dir, or RBD clones "
+        "of the image in `rbd_pool` (needs [ceph] conf_file)",
+    )
+    rbd_pool: str = Field(
+        default="souverain-disks",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+        description="the Ceph pool of root disks (disk_backend rbd); created at start if missing",
+    )
     console_max_bytes: int = Field(default=1024 * 1024, ge=4096)
     console_token_ttl: int = Field(
         default=600, ge=1, le=86400, description="seconds a console URL's token is valid"

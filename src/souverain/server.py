@@ -32,6 +32,7 @@ from souverain.common.clock import Clock
 from souverain.compute import api as compute_api
 from souverain.compute import api_internal as compute_internal_api
 from souverain.compute.qemu import QemuDriver
+from souverain.compute.rbd_disks import RbdRootDisks
 from souverain.compute.service import ComputeService
 from souverain.config import Settings
 from souverain.db import migrate
@@ -41,6 +42,7 @@ from souverain.identity.bootstrap import bootstrap, write_clouds_yaml
 from souverain.identity.service import CatalogEntry, IdentityPolicySettings, IdentityService
 from souverain.identity.tokens import KeyRepository, TokenFormatter
 from souverain.image import api as image_api
+from souverain.image.rbd_store import RbdImageStore
 from souverain.image.service import ImageService
 from souverain.image.store import ImageStore
 from souverain.network import api as network_api
@@ -394,8 +396,22 @@ def _image(
         if objectstore is not None
         else None
     )
-    store = ImageStore(_paths(settings).images)
+    store = _image_store(settings)
     return ImageService(db, store, identity, clock, settings.image, objects)
+
+
+def _image_store(settings: Settings) -> ImageStore:
+    """Local files, or (image.backend = "rbd") the Ceph pool `image.rbd_pool`."""
+    root = _paths(settings).images
+    if settings.image.backend == "file":
+        return ImageStore(root)
+    ceph = connection_from(settings)
+    if ceph is None:
+        raise RuntimeError(
+            'image.backend = "rbd" needs the cluster: set ceph.conf_file '
+            "(SOUVERAIN_CEPH__CONF_FILE)"
+        )
+    return RbdImageStore(root, ceph, settings.image.rbd_pool)
 
 
 def _volume_backend(settings: Settings) -> VolumeStore:
@@ -451,6 +467,14 @@ def _compute(
         console_max_bytes=settings.compute.console_max_bytes,
         accelerator=None if accelerator == "auto" else accelerator,
     )
+    if settings.compute.disk_backend == "rbd":
+        ceph = connection_from(settings)
+        if ceph is None:
+            raise RuntimeError(
+                'compute.disk_backend = "rbd" needs the cluster: set ceph.conf_file '
+                "(SOUVERAIN_CEPH__CONF_FILE)"
+            )
+        driver.rbd_disks = RbdRootDisks(ceph, settings.compute.rbd_pool)
     service = ComputeService(db, identity, image, volume, network, driver, clock, settings.compute)
     # the cycles between compute and the services it uses close here, and only here
     volume.attached_resizer = service.resize_attached

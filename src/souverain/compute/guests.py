@@ -240,7 +240,7 @@ class Guests:
                     "disks (compute.disk_backend = rbd); boot from an image instead."
                 )
             return path
-        return self.driver.instance_dir(row.id) / "disk.qcow2"
+        return self.driver.root_disk_path(row.id)
 
     def config_drive_docs(
         self, row: Server, admin_pass: str | None = None
@@ -304,8 +304,9 @@ class Guests:
     def prepare_disks(
         self, row: Server, image: BootImage, admin_pass: str | None = None
     ) -> GuestSpec:
-        base = self.driver.cache_base_image(image.id, image.path)
-        disk = self.driver.create_root_disk(row.id, base, image.disk_format, row.disk_gib)
+        disk = self.driver.make_root_disk(
+            row.id, (image.id, image.path, image.disk_format), row.disk_gib, image.rbd
+        )
         return self.spec(row, disk, self.write_config_drive(row, admin_pass))
 
     def current_spec(self, server_id: str) -> GuestSpec:
