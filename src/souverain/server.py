@@ -26,7 +26,7 @@ from souverain.billing import api as billing_api
 from souverain.billing.catalog import Catalog
 from souverain.billing.service import BillingService
 from souverain.common.audit import AuditLog, load_or_create_key
-from souverain.common.ceph import connection_from
+from souverain.common.ceph import required_connection
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.compute import api as compute_api
@@ -350,12 +350,7 @@ def _blob_store(settings: Settings) -> BlobStore:
     objects = settings.objectstore
     if objects.backend == "file":
         return FileBlobStore(_paths(settings).objects)
-    connection = connection_from(settings)
-    if connection is None:
-        raise RuntimeError(
-            'objectstore.backend = "rados" needs the Ceph cluster: set ceph.conf_file '
-            "(SOUVERAIN_CEPH__CONF_FILE) to its ceph.conf"
-        )
+    connection = required_connection(settings, 'objectstore.backend = "rados"')
     return RadosBlobStore(
         connection,
         objects.rados_pool,
@@ -405,12 +400,7 @@ def _image_store(settings: Settings) -> ImageStore:
     root = _paths(settings).images
     if settings.image.backend == "file":
         return ImageStore(root)
-    ceph = connection_from(settings)
-    if ceph is None:
-        raise RuntimeError(
-            'image.backend = "rbd" needs the cluster: set ceph.conf_file '
-            "(SOUVERAIN_CEPH__CONF_FILE)"
-        )
+    ceph = required_connection(settings, 'image.backend = "rbd"')
     return RbdImageStore(root, ceph, settings.image.rbd_pool)
 
 
@@ -420,11 +410,7 @@ def _volume_backend(settings: Settings) -> VolumeStore:
     root = _paths(settings).volumes
     if settings.volume.backend == "file":
         return VolumeBackend(root)
-    connection = connection_from(settings)
-    if connection is None:
-        raise RuntimeError(
-            'volume.backend = "rbd" needs the cluster: set ceph.conf_file to its ceph.conf'
-        )
+    connection = required_connection(settings, 'volume.backend = "rbd"')
     return RbdVolumeBackend(connection, settings.volume.rbd_pool, root)
 
 
@@ -468,12 +454,7 @@ def _compute(
         accelerator=None if accelerator == "auto" else accelerator,
     )
     if settings.compute.disk_backend == "rbd":
-        ceph = connection_from(settings)
-        if ceph is None:
-            raise RuntimeError(
-                'compute.disk_backend = "rbd" needs the cluster: set ceph.conf_file '
-                "(SOUVERAIN_CEPH__CONF_FILE)"
-            )
+        ceph = required_connection(settings, 'compute.disk_backend = "rbd"')
         driver.rbd_disks = RbdRootDisks(ceph, settings.compute.rbd_pool)
     service = ComputeService(db, identity, image, volume, network, driver, clock, settings.compute)
     # the cycles between compute and the services it uses close here, and only here
