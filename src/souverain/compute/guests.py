@@ -233,13 +233,12 @@ class Guests:
 
     def root_disk(self, row: Server) -> Path:
         if row.root_volume_id:
-            path = self.volumes.handle(row.root_volume_id).path
-            if path is None:  # a build or start ends with this as the server's fault
-                raise DriverError(
-                    f"Volume {row.root_volume_id} is on RBD: booting from it needs RBD root "
-                    "disks (compute.disk_backend = rbd); boot from an image instead."
-                )
-            return path
+            handle = self.volumes.handle(row.root_volume_id)
+            if handle.path is not None:
+                return handle.path
+            if handle.rbd is None or handle.ceph is None:  # the server's fault says so
+                raise DriverError(f"Volume {row.root_volume_id} has no data to boot from.")
+            return self.driver.volume_root(row.id, handle.rbd, handle.ceph)
         return self.driver.root_disk_path(row.id)
 
     def config_drive_docs(

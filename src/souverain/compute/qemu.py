@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from souverain.common.ceph import RbdRef
+from souverain.common.ceph import CephAccess, RbdRef
 from souverain.compute.configdrive import build_config_drive
 from souverain.compute.qemu_guest import (
     Disk,
@@ -50,7 +50,13 @@ from souverain.compute.qemu_host import (
 from souverain.compute.qemu_hotplug import QemuHotplug
 from souverain.compute.qemu_monitor import QEMU_IMG_COPY_TIMEOUT
 from souverain.compute.rbd_disks import POINTER as RBD_POINTER
-from souverain.compute.rbd_disks import RbdRootDisks, is_rbd
+from souverain.compute.rbd_disks import (
+    VOLUME_POINTER,
+    RbdRootDisks,
+    is_rbd,
+    volume_drive,
+    write_volume_pointer,
+)
 
 __all__ = [
     "Disk",
@@ -232,7 +238,14 @@ class QemuDriver(QemuHotplug):
             )
         return self.rbd_disks
 
+    def volume_root(self, uuid: str, volume: RbdRef, access: CephAccess) -> Path:
+        """The root disk of a server booted from an RBD volume: a pointer QEMU's rbd driver
+        is given (the volume stays the volume service's; this host needs no RBD pool)."""
+        return write_volume_pointer(self.instance_dir(checked_uuid(uuid)), volume, access)
+
     def _root_drive(self, disk: Path) -> str:
+        if disk.name == VOLUME_POINTER:
+            return volume_drive(disk)
         if is_rbd(disk):
             return self._rbd().drive(disk)
         return f"file={qemu_opt(disk)},if=none,id=root,format=qcow2"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from souverain.common.ceph import CephConnection, RbdRef, bindings
+from souverain.common.ceph import CephAccess, CephConnection, RbdRef, bindings
 from souverain.compute.qemu_guest import DriverError
 from souverain.compute.qemu_host import fsync_dir, qemu_opt, write_atomically
 from souverain.image.rbd_store import (
@@ -36,6 +36,9 @@ from souverain.image.rbd_store import (
 )
 
 POINTER = "disk.rbd"
+# a server booted from an RBD volume: the volume's pool, image and cluster access. The
+# volume is the volume service's: nothing here removes, snapshots or grows it.
+VOLUME_POINTER = "volume.rbd"
 GIB = 1024**3
 REMOVE_ATTEMPTS = 20  # a QEMU that just quit may hold its watch a few seconds more
 
@@ -52,7 +55,33 @@ def read_pointer(path: Path) -> RbdDisk:
 
 
 def is_rbd(disk: Path) -> bool:
-    return disk.name == POINTER
+    """The root disk is in the cluster (a clone of ours, or a volume): shared by hosts."""
+    return disk.name in (POINTER, VOLUME_POINTER)
+
+
+def write_volume_pointer(directory: Path, volume: RbdRef, access: CephAccess) -> Path:
+    """The root disk of a server booted from an RBD volume, for QEMU's rbd driver."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pointer = directory / VOLUME_POINTER
+    doc = {"pool": volume.pool, "image": volume.image, "conf": str(access.conf)}
+    write_atomically(pointer, json.dumps({**doc, "user": access.user}).encode())
+    fsync_dir(directory)
+    return pointer
+
+
+def rbd_drive(disk: RbdDisk, conf: Path, user: str) -> str:
+    """QEMU's -drive for a root disk in the cluster: QEMU's own rbd driver, raw."""
+    return (
+        f"driver=raw,file.driver=rbd,file.pool={qemu_opt(disk.pool)},"
+        f"file.image={qemu_opt(disk.image)},file.conf={qemu_opt(conf)},"
+        f"file.user={qemu_opt(user)},if=none,id=root,cache=writeback,discard=unmap"
+    )
+
+
+def volume_drive(pointer: Path) -> str:
+    """The -drive of a server booted from an RBD volume (its pointer names the access)."""
+    data = json.loads(pointer.read_text())
+    return rbd_drive(read_pointer(pointer), Path(data["conf"]), str(data["user"]))
 
 
 class RbdRootDisks:
@@ -153,13 +182,7 @@ class RbdRootDisks:
 
     def drive(self, pointer: Path) -> str:
         """QEMU's -drive for the root disk: QEMU's own rbd driver, raw."""
-        disk = read_pointer(pointer)
-        access = self.ceph.access
-        return (
-            f"driver=raw,file.driver=rbd,file.pool={qemu_opt(disk.pool)},"
-            f"file.image={qemu_opt(disk.image)},file.conf={qemu_opt(access.conf)},"
-            f"file.user={qemu_opt(access.user)},if=none,id=root,cache=writeback,discard=unmap"
-        )
+        return rbd_drive(read_pointer(pointer), self.ceph.access.conf, self.ceph.access.user)
 
     def json_spec(self, pointer: Path) -> str:
         """The disk as a qemu-img `json:` file name (read-only copies: snapshots)."""
