@@ -45,6 +45,7 @@ def _driver(settings: Settings, client: InternalClient, name: str) -> Any:
             agent.simulated_disk_gib,
         )
     from souverain.agent.qemu_host import QemuHostDriver
+    from souverain.common.ceph import connection_from
 
     accelerator = settings.compute.accelerator
     return QemuHostDriver(
@@ -54,6 +55,7 @@ def _driver(settings: Settings, client: InternalClient, name: str) -> Any:
         settings.compute,
         accelerator=None if accelerator == "auto" else accelerator,
         network=_network(settings),
+        ceph=connection_from(settings),  # root disks on RBD: the agent's own [ceph]
     )
 
 

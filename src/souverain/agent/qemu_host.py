@@ -26,6 +26,8 @@ from typing import Any
 from souverain.agent.client import ControlPlaneError, InternalClient
 from souverain.agent.network import AgentNetwork, NetworkFailure
 from souverain.agent.runner import DriverFailure
+from souverain.agent.volumes import HostVolumes
+from souverain.common.ceph import CephConnection
 from souverain.compute import scheduler
 from souverain.compute.qemu import DriverError, GuestSpec, Nic, PowerState, QemuDriver
 from souverain.config import ComputeSettings
@@ -51,6 +53,7 @@ class QemuHostDriver:
         settings: ComputeSettings,
         accelerator: str | None = None,
         network: AgentNetwork | None = None,
+        ceph: CephConnection | None = None,
     ) -> None:
         self.qemu = QemuDriver(
             state_dir / "compute",
@@ -64,6 +67,8 @@ class QemuHostDriver:
         self.settings = settings
         self.network = network
         self._network_error: str | None = None
+        # the RBD volumes its guests hold (agent/volumes.py), through this host's [ceph]
+        self.volumes = HostVolumes(self.qemu, ceph, client)
 
     # ------------------------------------------------------------------ the host's network
 
@@ -132,6 +137,7 @@ class QemuHostDriver:
             if server.get("reboot"):
                 self._reboot(server)
             self._power(server, want, self._state(server_id))
+            self.volumes.converge(server)
         except (DriverError, OSError, ControlPlaneError) as exc:
             raise DriverFailure(str(exc)) from exc
         return self._state(server_id)
@@ -238,6 +244,7 @@ class QemuHostDriver:
             disk=directory / "disk.qcow2",
             config_drive=drive if drive.exists() else None,
             nics=nics,
+            disks=self.volumes.disks(server),
         )
 
     def console_stamp(self, server_id: str) -> tuple[int, int] | None:
@@ -255,6 +262,7 @@ class QemuHostDriver:
     def remove(self, server_id: str) -> None:
         if not _UUID.match(server_id):
             return
+        self.volumes.forget(server_id)
         self.qemu.destroy(server_id)
         self.qemu.delete_files(server_id)
 
