@@ -78,9 +78,8 @@ class HostVolumes:
         when it changed (or while the control plane waits for it: `releasing`)."""
         server_id = str(server["id"])
         wanted = [doc for doc in server.get("volumes") or [] if isinstance(doc, dict)]
-        failed: dict[str, str] = {}
         if self.qemu.pid(server_id) is None:
-            held = [str(doc.get("id")) for doc in wanted]  # opened at the next start
+            held, failed = self._checked(wanted)  # opened at the guest's next start
         else:
             held, failed = self._plug(server_id, wanted)
         key = (tuple(sorted(held)), tuple(sorted(failed)))
@@ -95,6 +94,16 @@ class HostVolumes:
             log.warning("server %s: volumes not reported (%s); again next round", server_id, exc)
             return
         self._reported[server_id] = key
+
+    def _checked(self, wanted: list[dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
+        held: list[str] = []
+        failed: dict[str, str] = {}
+        for doc in wanted:
+            try:
+                held.append(self._disk(doc).id[len(_PREFIX) :])
+            except VolumeFailure as exc:
+                failed[str(doc.get("id"))[:36]] = str(exc)[:255]
+        return held, failed
 
     def _plug(
         self, server_id: str, wanted: list[dict[str, Any]]
