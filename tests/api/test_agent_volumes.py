@@ -163,6 +163,20 @@ def test_a_server_holding_volumes_does_not_move_between_hosts(rbd_world: dict[st
     assert w["hv1"].assigned()[a].get("migration") is None
 
 
+def test_an_attached_volume_of_an_agent_host_is_extended_only_detached(
+    rbd_world: dict[str, Any],
+) -> None:
+    w = rbd_world
+    cinder, vol = admin(w["cloud"]), w["vol"]["id"]
+    assert _attach(w["nova"], w["a"], vol).status_code == 200
+    assert _hold(w["hv1"], w["a"], [vol]) == 204
+    response = cinder.action(vol, "os-extend", {"new_size": 2})
+    assert response.status_code == 400, response.text
+    assert "agent host avhv1" in response.text and "while it is detached" in response.text
+    shown = cinder.show(vol)
+    assert (shown["status"], shown["size"]) == ("in-use", 1)
+
+
 @pytest.mark.parametrize(
     "body",
     [

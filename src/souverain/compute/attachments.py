@@ -145,6 +145,13 @@ class Attachments:
 
     def resize_attached(self, server_id: str, volume_id: str, size_gib: int) -> None:
         """Extend of an attached volume: grow it through QEMU so the guest sees it at once."""
+        with self.db.session() as s:
+            row = s.get(Server, server_id)
+            if row is not None and is_agent_host(s, row.host):  # its QEMU is not ours
+                raise DriverError(
+                    f"server {server_id} runs on agent host {row.host}; extend the volume "
+                    "while it is detached"
+                )
         with self.core.server_lock(server_id):
             if self.driver.pid(server_id) is None:
                 raise DriverError("the server is not running; extend the volume while detached")
