@@ -173,6 +173,13 @@ class AgentVolumes:
             self.core.finish_action(action_id, error)
 
 
+def held_report(body: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """A host's volume report (`held`, `failed`), checked."""
+    held, failed = body.get("held"), body.get("failed", {})
+    check_held(held, failed)
+    return [str(v) for v in held or []], {str(k): str(v) for k, v in failed.items()}
+
+
 def check_held(held: Any, failed: Any) -> None:
     """A report's lists: volume ids (at most MAX_REPORTED), reasons of at most 255 chars."""
     if not isinstance(held, list) or len(held) > MAX_REPORTED:

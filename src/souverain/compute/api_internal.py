@@ -35,7 +35,7 @@ from starlette.types import ASGIApp
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden, NotFound
 from souverain.common.jsoncodec import JSONResponse
-from souverain.compute.agent_volumes import check_held
+from souverain.compute.agent_volumes import held_report
 from souverain.compute.agents import HostAgents, HostReport
 from souverain.openstack.body import read_json
 from souverain.openstack.faults import ErrorLayer, render_error
@@ -202,9 +202,7 @@ class InternalHandlers:
     async def volumes(self, request: Request, ctx: RequestContext) -> Response:
         host = own_host(ctx, request.path_params["host"])
         body = await read_json(request)
-        held, failed = body.get("held"), body.get("failed", {})
-        check_held(held, failed)
-        assert isinstance(held, list) and isinstance(failed, dict)  # check_held said so
+        held, failed = held_report(body)
         server_id = request.path_params["server_id"]
         await run_in_threadpool(self.agents.volumes.report, host, server_id, held, failed)
         return Response(status_code=204)
