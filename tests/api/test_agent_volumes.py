@@ -229,3 +229,19 @@ def test_file_volumes_stay_refused_on_agent_hosts_with_nothing_reserved(cloud: C
     assert hv1.assigned()[server_id]["volumes"] == []
     assert _actions(cloud, server_id, "attach_volume") == []
     assert _attach(nova, server_id, "00000000-0000-0000-0000-00000000dead").status_code == 404
+
+
+def test_a_deleted_servers_volume_is_free_once_its_host_removed_the_guest(
+    rbd_world: dict[str, Any],
+) -> None:
+    w = rbd_world
+    cloud, hv1, nova, vol = w["cloud"], w["hv1"], w["nova"], w["vol"]["id"]
+    doomed = boot_on(cloud, hv1, nova)
+    assert _attach(nova, doomed, vol).status_code == 200
+    assert _hold(hv1, doomed, [vol]) == 204
+    assert nova.delete(f"/servers/{doomed}").status_code == 204
+    assert admin(cloud).show(vol)["status"] == "in-use"  # the guest may still hold it
+    assert hv1.assigned()[doomed]["desired"] == "absent"
+    assert hv1.report(doomed, "absent") == 204  # QEMU gone on the host
+    assert admin(cloud).show(vol)["status"] == "available"
+    assert everywhere([hv1, w["hv2"]], vol) == []
