@@ -118,6 +118,37 @@ class ObjectStoreSettings(_Section):
         ge=0,
         description="seconds before the server aborts an unfinished multipart upload; 0: never",
     )
+    backend: Literal["file", "rados"] = Field(
+        default="file",
+        description="where object bytes live: files under the data dir, or RADOS ([ceph])",
+    )
+    rados_pool: str = Field(
+        default="souverain-objects",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="the RADOS pool of object bytes; created at start when missing",
+    )
+    rados_stripe_bytes: int = Field(
+        default=4 * 1024**2,
+        ge=64 * 1024,
+        le=64 * 1024**2,
+        multiple_of=64 * 1024,
+        description="a blob is cut into RADOS objects of at most this size (a multiple of 64 KiB)",
+    )
+    rados_ec_profile: str = Field(
+        default="",
+        max_length=200,
+        pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]*|[a-z_-]+=[A-Za-z0-9._-]+(,[a-z_-]+=[A-Za-z0-9._-]+)*)?$",
+        description="a new pool is erasure-coded with this profile (a name, or k=4,m=2,...); "
+        "empty: replicated",
+    )
+    rados_sweep_grace: float = Field(
+        default=3600.0,
+        ge=0,
+        description="seconds an unreferenced blob is left alone by the start-up sweep (another "
+        "node may still be writing it or about to commit its row)",
+    )
 
 
 class ImageSettings(_Section):
@@ -127,6 +158,17 @@ class ImageSettings(_Section):
     tiny_image: Path | None = Field(
         default=None,
         description="a qcow2 file registered at start as the public image 'tiny' when missing",
+    )
+    backend: str = Field(
+        default="file",
+        pattern=r"^(file|rbd)$",
+        description="where active images' data lives: local files, or RBD images in "
+        "`rbd_pool` (needs [ceph] conf_file)",
+    )
+    rbd_pool: str = Field(
+        default="souverain-images",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+        description="the Ceph pool of image data (backend rbd); created at start if missing",
     )
 
 
@@ -143,6 +185,17 @@ class ComputeSettings(_Section):
     disk_allocation_ratio: float = Field(default=1.0, gt=0)
     reserved_host_memory_mib: int = Field(default=512, ge=0)
     reserved_host_disk_gib: int = Field(default=0, ge=0)
+    disk_backend: str = Field(
+        default="file",
+        pattern=r"^(file|rbd)$",
+        description="servers' root disks: qcow2 overlays in the data dir, or RBD clones "
+        "of the image in `rbd_pool` (needs [ceph] conf_file)",
+    )
+    rbd_pool: str = Field(
+        default="souverain-disks",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+        description="the Ceph pool of root disks (disk_backend rbd); created at start if missing",
+    )
     console_max_bytes: int = Field(default=1024 * 1024, ge=4096)
     console_token_ttl: int = Field(
         default=600, ge=1, le=86400, description="seconds a console URL's token is valid"

@@ -26,12 +26,13 @@ from souverain.billing import api as billing_api
 from souverain.billing.catalog import Catalog
 from souverain.billing.service import BillingService
 from souverain.common.audit import AuditLog, load_or_create_key
-from souverain.common.ceph import connection_from
+from souverain.common.ceph import required_connection
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.compute import api as compute_api
 from souverain.compute import api_internal as compute_internal_api
 from souverain.compute.qemu import QemuDriver
+from souverain.compute.rbd_disks import RbdRootDisks
 from souverain.compute.service import ComputeService
 from souverain.config import Settings
 from souverain.db import migrate
@@ -41,6 +42,7 @@ from souverain.identity.bootstrap import bootstrap, write_clouds_yaml
 from souverain.identity.service import CatalogEntry, IdentityPolicySettings, IdentityService
 from souverain.identity.tokens import KeyRepository, TokenFormatter
 from souverain.image import api as image_api
+from souverain.image.rbd_store import RbdImageStore
 from souverain.image.service import ImageService
 from souverain.image.store import ImageStore
 from souverain.network import api as network_api
@@ -52,8 +54,9 @@ from souverain.network.service import NetworkService
 from souverain.objectstore.api import swift as swift_api
 from souverain.objectstore.api.swift.imagesource import SwiftObjectSource
 from souverain.objectstore.backup_objects import BackupObjectStore
+from souverain.objectstore.rados_store import RadosBlobStore
 from souverain.objectstore.service import ObjectStoreService
-from souverain.objectstore.store import BlobStore
+from souverain.objectstore.store import BlobStore, FileBlobStore
 from souverain.objectstore.swift.expirer import Expirer
 from souverain.openstack.faults import render_error
 from souverain.volume import api as volume_api
@@ -294,6 +297,7 @@ class Platform:
             self.identity.changes.close()
         if self.objectstore.changes is not None:
             self.objectstore.changes.close()
+        self.objectstore.store.close()
         self.db.dispose()
 
 
@@ -341,12 +345,27 @@ def _identity(settings: Settings, db: Database, clock: Clock) -> IdentityService
     )
 
 
+def _blob_store(settings: Settings) -> BlobStore:
+    """Where object bytes live: files under the data dir, or a RADOS pool."""
+    objects = settings.objectstore
+    if objects.backend == "file":
+        return FileBlobStore(_paths(settings).objects)
+    connection = required_connection(settings, 'objectstore.backend = "rados"')
+    return RadosBlobStore(
+        connection,
+        objects.rados_pool,
+        stripe_bytes=objects.rados_stripe_bytes,
+        ec_profile=objects.rados_ec_profile,
+        sweep_grace=objects.rados_sweep_grace,
+    )
+
+
 def _objectstore(
     settings: Settings, db: Database, identity: IdentityService, clock: Clock
 ) -> ObjectStoreService:
     return ObjectStoreService(
         db,
-        BlobStore(_paths(settings).objects),
+        _blob_store(settings),
         identity,
         settings.server.region,
         clock,
@@ -372,8 +391,17 @@ def _image(
         if objectstore is not None
         else None
     )
-    store = ImageStore(_paths(settings).images)
+    store = _image_store(settings)
     return ImageService(db, store, identity, clock, settings.image, objects)
+
+
+def _image_store(settings: Settings) -> ImageStore:
+    """Local files, or (image.backend = "rbd") the Ceph pool `image.rbd_pool`."""
+    root = _paths(settings).images
+    if settings.image.backend == "file":
+        return ImageStore(root)
+    ceph = required_connection(settings, 'image.backend = "rbd"')
+    return RbdImageStore(root, ceph, settings.image.rbd_pool)
 
 
 def _volume_backend(settings: Settings) -> VolumeStore:
@@ -382,11 +410,7 @@ def _volume_backend(settings: Settings) -> VolumeStore:
     root = _paths(settings).volumes
     if settings.volume.backend == "file":
         return VolumeBackend(root)
-    connection = connection_from(settings)
-    if connection is None:
-        raise RuntimeError(
-            'volume.backend = "rbd" needs the cluster: set ceph.conf_file to its ceph.conf'
-        )
+    connection = required_connection(settings, 'volume.backend = "rbd"')
     return RbdVolumeBackend(connection, settings.volume.rbd_pool, root)
 
 
@@ -429,6 +453,9 @@ def _compute(
         console_max_bytes=settings.compute.console_max_bytes,
         accelerator=None if accelerator == "auto" else accelerator,
     )
+    if settings.compute.disk_backend == "rbd":
+        ceph = required_connection(settings, 'compute.disk_backend = "rbd"')
+        driver.rbd_disks = RbdRootDisks(ceph, settings.compute.rbd_pool)
     service = ComputeService(db, identity, image, volume, network, driver, clock, settings.compute)
     # the cycles between compute and the services it uses close here, and only here
     volume.attached_resizer = service.resize_attached
@@ -483,6 +510,7 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
             log.info("removed %d leftover blob(s) of interrupted uploads", swept)
         if objectstore.changes is not None:
             objectstore.changes.close()
+        objectstore.store.close()
         image = _image(settings, Database(engine), identity, clock or Clock())
         image.store.setup()
         image.sweep()

@@ -503,3 +503,34 @@ def compute_cloud(start_cloud: CloudFactory, tiny_image_file: Path) -> Iterator[
         shared.stop_and_check()
     finally:
         kill_guests(shared.server.data_dir)
+
+
+# ---------------------------------------------------------------------- objects in RADOS
+
+RADOS_STRIPE_BYTES = 64 * 1024  # small: a 1 MiB object is 16 RADOS objects
+
+
+@pytest.fixture(scope="session")
+def rados_cloud(start_cloud: CloudFactory, ceph_session: None) -> Iterator[Cloud]:
+    """A cloud whose object bytes live in a fresh pool of this worker's shared Ceph cluster,
+    every object through RADOS (nothing inline in the database), small stripes and parts."""
+    from tests.ceph import shared_cluster
+
+    cluster = shared_cluster()
+    pool = unique("e2e-objects")
+    cloud = start_cloud(
+        "rados",
+        SOUVERAIN_CEPH__CONF_FILE=str(cluster.conf),
+        SOUVERAIN_CEPH__USER=cluster.user,
+        SOUVERAIN_OBJECTSTORE__BACKEND="rados",
+        SOUVERAIN_OBJECTSTORE__RADOS_POOL=pool,
+        SOUVERAIN_OBJECTSTORE__RADOS_STRIPE_BYTES=str(RADOS_STRIPE_BYTES),
+        SOUVERAIN_OBJECTSTORE__INLINE_MAX_BYTES="0",
+        SOUVERAIN_OBJECTSTORE__MIN_PART_BYTES=str(5 * 1024),
+    )
+    try:
+        yield cloud
+        cloud.stop_and_check()
+    finally:
+        if pool in cluster.pools():
+            cluster.command("osd", "pool", "delete", pool, pool, "--yes-i-really-really-mean-it")

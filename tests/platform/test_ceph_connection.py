@@ -88,3 +88,16 @@ def test_timeouts_are_unavailable_other_errors_are_not() -> None:
 def test_bindings_names_only_ceph() -> None:
     with pytest.raises(ValueError):
         ceph_.bindings("os")
+
+
+def test_every_service_shares_one_handle_per_cluster(ceph: CephCluster) -> None:
+    settings = Settings.model_validate({"ceph": ceph.settings()})
+    assert ceph_.connection_from(settings) is ceph_.connection_from(settings)
+    assert ceph_.required_connection(settings, "x") is ceph_.connection_from(settings)
+    other = Settings.model_validate({"ceph": {**ceph.settings(), "user": "someone-else"}})
+    assert ceph_.connection_from(other) is not ceph_.connection_from(settings)
+
+
+def test_a_backend_without_a_cluster_says_what_to_set() -> None:
+    with pytest.raises(RuntimeError, match=r'volume\.backend = "rbd" needs the Ceph cluster'):
+        ceph_.required_connection(Settings(), 'volume.backend = "rbd"')

@@ -40,7 +40,12 @@ from tests.platform.test_host_agents import (
 )
 from tests.vm.guest_support import TINY_IMAGE, build_tiny_image, missing_requirements
 
-pytestmark = pytest.mark.e2e
+# Migration between hosts is what this module proves, not the database: it runs where a
+# cloud of several hosts keeps its state, PostgreSQL (every API test runs on both).
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("backend", ["postgresql"], indirect=True),
+]
 COUNTER = b"""#!/bin/sh
 ( n=0; while true; do n=$((n+1)); echo "<2>tick $n" > /dev/kmsg; sleep 1; done ) &
 exit 0

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from souverain.objectstore.store import BlobStore, Digests, InlineReader
+from souverain.objectstore.store import Digests, InlineReader
+from souverain.objectstore.store import FileBlobStore as BlobStore
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@ memory (send_guest), the destination takes over (finish_incoming). Cold: the sou
 the guest and exports its root disk read-only with qemu-nbd on its underlay address (one
 client, then qemu-nbd exits), the destination pulls it with `qemu-img convert -B` onto its
 own copy of the image, so only what the guest changed crosses the network, as in the live
-path's mirror (sync "top"); there is no shared storage to lean on.
+path's mirror (sync "top"); there is no shared storage to lean on. With root disks on RBD
+(`compute.disk_backend = "rbd"` on both hosts) the disk is shared: live, only memory moves
+(no NBD export, no mirror); cold, the destination opens the same RBD image (no copy).
 
 Each step is done once per process and reported; an agent restarted mid-way does its step
 again from the start (the destination first removes what an earlier try left), or the
@@ -157,17 +159,21 @@ class MigrationHalves:
     def prepare(self, server: dict[str, Any], mig: dict[str, Any]) -> dict[str, Any]:
         server_id = str(server["id"])
         moving.abort_incoming(self.qemu, server_id)  # whatever an earlier try left
-        base, base_format = self._base(server, mig)
-        size = max(int(server["disk_gib"]) * GIB, _virtual_size(self.qemu, base, base_format))
         spec = replace(self.host._spec(server), config_drive=None)
         drive = self._config_drive(mig)
         if drive is not None:
             spec = replace(spec, config_drive=self.qemu.instance_dir(server_id) / "disk.config")
         address = self._address()
-        nbd, stream = self._free_port(), self._free_port()
+        stream = self._free_port()
+        if self.qemu.rbd_disks is not None:  # the root disk is shared: memory only
+            base, base_format, size, nbd = Path("/"), "raw", 0, 0
+        else:
+            base, base_format = self._base(server, mig)
+            size = max(int(server["disk_gib"]) * GIB, _virtual_size(self.qemu, base, base_format))
+            nbd = self._free_port()
         moving.prepare_incoming(
             self.qemu, spec, base=base, base_format=base_format, disk_size=size,
-            config_drive=drive, slots={}, nbd=moving.Endpoint(address, nbd),
+            config_drive=drive, slots={}, nbd=moving.Endpoint(address, nbd) if nbd else None,
             stream=moving.Endpoint(address, stream),
         )  # fmt: skip
         return {"nbd_port": nbd, "stream_port": stream}
@@ -176,9 +182,12 @@ class MigrationHalves:
         server_id = str(server["id"])
         end = _endpoint(mig)
         address = str(end["address"])
+        nbd = int(end.get("nbd_port") or 0)  # 0: the destination shares the RBD disk
+        if not nbd and self.qemu.rbd_disks is None:
+            raise DriverFailure("the destination has no disk export: is it on RBD alone?")
         incoming = moving.IncomingMigration(
             self.host._spec(server),
-            moving.Endpoint(address, int(end["nbd_port"])),
+            moving.Endpoint(address, nbd) if nbd else None,
             moving.Endpoint(address, int(end["stream_port"])),
         )
         moving.send_guest(self.qemu, server_id, incoming)
@@ -206,6 +215,8 @@ class MigrationHalves:
         if self.qemu.pid(server_id) is not None and not self.qemu.shutdown(server_id, timeout):
             self.qemu.destroy(server_id)
         self._stop_export(server_id)
+        if self.qemu.rbd_disks is not None:
+            return {"port": 0}  # the disk is shared: the destination opens it, no export
         port = self._free_port()
         directory = self.qemu.instance_dir(server_id)
         subprocess.run(  # a fixed argv, no shell; --fork returns once it listens
@@ -222,18 +233,11 @@ class MigrationHalves:
     def pull(self, server: dict[str, Any], mig: dict[str, Any]) -> dict[str, Any]:
         server_id = str(server["id"])
         moving.abort_incoming(self.qemu, server_id)
-        base, base_format = self._base(server, mig)
-        end = _endpoint(mig)
-        host = f"[{end['address']}]" if ":" in str(end["address"]) else str(end["address"])
-        source = f"nbd://{host}:{int(end['port'])}/{moving.NBD_EXPORT}"
         directory = self.qemu.instance_dir(server_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp, disk = directory / ".disk.qcow2.tmp", directory / "disk.qcow2"
-        self.qemu._qemu_img(
-            "convert", "-f", "raw", "-O", "qcow2", "-B", str(base.resolve()), "-F", base_format,
-            source, str(tmp), timeout=QEMU_IMG_COPY_TIMEOUT,
-        )  # fmt: skip
-        os.replace(tmp, disk)
+        if self.qemu.rbd_disks is not None:  # the same RBD image: nothing to copy
+            self.qemu.rbd_disks.adopt(directory, server_id)
+        else:
+            self._pull_disk(server, mig, directory)
         drive = self._config_drive(mig)
         if drive is not None:
             (directory / "disk.config").write_bytes(drive)
@@ -241,6 +245,20 @@ class MigrationHalves:
         if running:
             self.qemu.start(self.host._spec(server))
         return {"running": running}
+
+    def _pull_disk(self, server: dict[str, Any], mig: dict[str, Any], directory: Path) -> None:
+        """The source's overlay, read over NBD onto this host's copy of the image."""
+        base, base_format = self._base(server, mig)
+        end = _endpoint(mig)
+        host = f"[{end['address']}]" if ":" in str(end["address"]) else str(end["address"])
+        source = f"nbd://{host}:{int(end['port'])}/{moving.NBD_EXPORT}"
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp, disk = directory / ".disk.qcow2.tmp", directory / "disk.qcow2"
+        self.qemu._qemu_img(
+            "convert", "-f", "raw", "-O", "qcow2", "-B", str(base.resolve()), "-F", base_format,
+            source, str(tmp), timeout=QEMU_IMG_COPY_TIMEOUT,
+        )  # fmt: skip
+        os.replace(tmp, disk)
 
     def _stop_export(self, server_id: str) -> None:
         pidfile = self.qemu.instance_dir(server_id) / EXPORT_PID

@@ -11,6 +11,11 @@ With the VXLAN overlay (the assignment carries `network` and each server its `po
 a guest's NICs are taps on its networks' bridges, made and filtered by agent/network.py
 before QEMU starts. Without it, a server with ports gets an isolated user-mode NIC with
 its port's MAC (its port keeps its addresses), as the all-in-one does without a data plane.
+
+With `compute.disk_backend = "rbd"` (and this agent's own `[ceph]` settings) a root disk is
+an RBD clone of the image's snapshot the build names, made in the cluster (no download);
+the disk is shared: a guest that leaves this host leaves its disk, and an evacuated server
+arrives on its existing disk (the dead host's lock broken) instead of a new one.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ from souverain.agent.client import ControlPlaneError, InternalClient
 from souverain.agent.network import AgentNetwork, NetworkFailure
 from souverain.agent.runner import DriverFailure
 from souverain.agent.volumes import HostVolumes
-from souverain.common.ceph import CephConnection
+from souverain.common.ceph import CephConnection, RbdRef
 from souverain.compute import scheduler
 from souverain.compute.qemu import DriverError, GuestSpec, Nic, PowerState, QemuDriver
+from souverain.compute.rbd_disks import RbdRootDisks
 from souverain.config import ComputeSettings
 
 log = logging.getLogger("souverain.agent")
@@ -60,6 +66,13 @@ class QemuHostDriver:
             console_max_bytes=settings.console_max_bytes,
             accelerator=accelerator,
         )
+        if settings.disk_backend == "rbd":
+            if ceph is None:
+                raise DriverError(
+                    'compute.disk_backend = "rbd" needs the cluster: set ceph.conf_file in '
+                    "this agent's configuration"
+                )
+            self.qemu.rbd_disks = RbdRootDisks(ceph, settings.rbd_pool)
         self.images = state_dir / "images"
         self.images.mkdir(parents=True, exist_ok=True)
         self.client = client
@@ -112,7 +125,7 @@ class QemuHostDriver:
         return {
             d.name: self._state(d.name)
             for d in instances.iterdir()
-            if _UUID.match(d.name) and (d / "disk.qcow2").exists()
+            if _UUID.match(d.name) and self.qemu.root_disk_path(d.name).exists()
         }
 
     def _state(self, server_id: str) -> str:
@@ -126,13 +139,15 @@ class QemuHostDriver:
         if not _UUID.match(server_id):
             raise DriverFailure(f"{server_id[:64]!r} is not a server id")
         want = server["desired"]
-        if want == "absent":
-            self.remove(server_id)
+        if want == "absent":  # deleted: its RBD disk goes too
+            self.volumes.forget(server_id)
+            self.qemu.destroy(server_id)
+            self.qemu.delete_files(server_id)
             return "absent"
         try:
             if server.get("task") == "rebuild_spawning":
                 self._rebuild(server)
-            elif not (self.qemu.instance_dir(server_id) / "disk.qcow2").exists():
+            elif not self.qemu.root_disk_path(server_id).exists():
                 self._build(server)
             if server.get("reboot"):
                 self._reboot(server)
@@ -180,9 +195,15 @@ class QemuHostDriver:
         if build.get("root_volume") or not build.get("disk_format"):
             raise DriverFailure("agent hosts boot servers from images only for now")
         server_id, image_id = str(server["id"]), str(server["image_id"])
-        image = self._image(image_id)
-        base = self.qemu.cache_base_image(image_id, image)
-        self.qemu.create_root_disk(server_id, base, str(build["disk_format"]), server["disk_gib"])
+        parent = _rbd_parent(build.get("rbd"))
+        # a clone of the image's snapshot needs no local copy of the image
+        image = self.images / "none" if parent and self.qemu.rbd_disks else self._image(image_id)
+        self.qemu.make_root_disk(
+            server_id, (image_id, image, str(build["disk_format"])), server["disk_gib"], parent
+        )
+        self._write_config_drive(server_id, build)
+
+    def _write_config_drive(self, server_id: str, build: dict[str, Any]) -> None:
         user_data = None
         if build.get("user_data"):
             try:
@@ -195,15 +216,30 @@ class QemuHostDriver:
 
     def _rebuild(self, server: dict[str, Any]) -> None:
         """Build the guest anew from its (new) image, once per rebuild: whatever was here
-        goes first (an evacuated server's new host has nothing to remove)."""
+        goes first (an evacuated server's new host has nothing to remove). An evacuated
+        server whose root disk is on RBD keeps it, as Nova's evacuate on shared storage:
+        this host never had the server, its clone exists, the dead host's lock is broken."""
         server_id = str(server["id"])
-        done = self.qemu.instance_dir(server_id) / "rebuild.done"
+        directory = self.qemu.instance_dir(server_id)
+        done = directory / "rebuild.done"
         action = str(server.get("action"))
         with contextlib.suppress(OSError):
             if done.read_text() == action:
                 return
-        self.remove(server_id)
-        self._build(server)
+        disks = self.qemu.rbd_disks
+        if disks is not None and not directory.exists() and disks.exists(server_id):
+            pointer = disks.adopt(directory, server_id)
+            fenced = disks.fence(pointer)
+            log.info(
+                "server %s evacuated here on its RBD disk (%d lock(s) broken)", server_id, fenced
+            )
+            build = server.get("build")
+            if isinstance(build, dict):
+                self._write_config_drive(server_id, build)
+        else:
+            self.qemu.destroy(server_id)
+            self.qemu.delete_files(server_id)
+            self._build(server)
         done.write_text(action)
 
     def _reboot(self, server: dict[str, Any]) -> None:
@@ -241,7 +277,7 @@ class QemuHostDriver:
             name=str(server["name"]),
             vcpus=int(server["vcpus"]),
             memory_mib=int(server["memory_mib"]),
-            disk=directory / "disk.qcow2",
+            disk=self.qemu.root_disk_path(server_id),
             config_drive=drive if drive.exists() else None,
             nics=nics,
             disks=self.volumes.disks(server),
@@ -260,11 +296,13 @@ class QemuHostDriver:
         return self.qemu.console_output(server_id)
 
     def remove(self, server_id: str) -> None:
+        """A guest nothing assigns here any more (it moved, or was evacuated while this
+        host was away): its QEMU and files go; a shared RBD disk stays with the server."""
         if not _UUID.match(server_id):
             return
         self.volumes.forget(server_id)
         self.qemu.destroy(server_id)
-        self.qemu.delete_files(server_id)
+        self.qemu.delete_files(server_id, keep_shared_disk=True)
 
     def report(self) -> dict[str, Any]:
         capacity = scheduler.host_capacity(self.name, self.qemu.root, self.settings)
@@ -278,3 +316,13 @@ class QemuHostDriver:
             "hypervisor_type": self.kind,
             "hypervisor_version": 0,
         }
+
+
+def _rbd_parent(doc: Any) -> RbdRef | None:
+    """The image's clone parent the control plane names in a build (image.backend rbd)."""
+    if not isinstance(doc, dict):
+        return None
+    try:
+        return RbdRef(str(doc["pool"]), str(doc["image"]), str(doc["snapshot"]))
+    except KeyError:
+        return None

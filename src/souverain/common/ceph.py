@@ -183,17 +183,37 @@ class CephConnection:
             self._handle = None
 
 
+_shared: dict[CephAccess, CephConnection] = {}
+_shared_lock = threading.Lock()
+
+
 def connection_from(settings: Any) -> CephConnection | None:
-    """The process's connection for `settings.ceph`, or None when no conf file is set."""
+    """The process's one connection to the `settings.ceph` cluster (every service's Ceph
+    backend shares it: one librados handle per process, not per service), or None when no
+    conf file is set. Closing it lets go of the handle; the next use connects again."""
     ceph = settings.ceph
     if ceph.conf_file is None:
         return None
-    return CephConnection(
-        CephAccess(
-            conf=Path(ceph.conf_file),
-            user=ceph.user,
-            keyring=ceph.keyring,
-            connect_timeout=ceph.connect_timeout,
-            op_timeout=ceph.op_timeout,
-        )
+    access = CephAccess(
+        conf=Path(ceph.conf_file),
+        user=ceph.user,
+        keyring=ceph.keyring,
+        connect_timeout=ceph.connect_timeout,
+        op_timeout=ceph.op_timeout,
     )
+    with _shared_lock:
+        if access not in _shared:
+            _shared[access] = CephConnection(access)
+        return _shared[access]
+
+
+def required_connection(settings: Any, setting: str) -> CephConnection:
+    """`connection_from`, for a setting (`volume.backend = "rbd"`, ...) that cannot work
+    without the cluster: refused with what to set otherwise."""
+    connection = connection_from(settings)
+    if connection is None:
+        raise RuntimeError(
+            f"{setting} needs the Ceph cluster: set ceph.conf_file "
+            "(SOUVERAIN_CEPH__CONF_FILE) to its ceph.conf"
+        )
+    return connection

@@ -20,7 +20,7 @@ from souverain.compute import console_tails, states
 from souverain.compute.agents import HostAgents, is_agent_host
 from souverain.compute.core import NO_VALID_HOST, ComputeCore, check_unlocked
 from souverain.compute.flavors import Flavors
-from souverain.compute.guests import Guests, copy_file, new_admin_password
+from souverain.compute.guests import Guests, new_admin_password
 from souverain.compute.keypairs import keypair_of
 from souverain.compute.models import Server
 from souverain.compute.qemu import DriverError, PowerState
@@ -328,7 +328,7 @@ class Actions:
                     "servers only."
                 )
         try:
-            image = self.images.image_for_boot(ctx, image_ref)
+            image = self.images.image_for_boot(ctx, image_ref, self.driver.rbd_disks is None)
         except NotFound:
             raise BadRequest(f"Image {image_ref} could not be found.") from None
         extra = {"image_id": image.id, **self._rebuilt_columns(ctx, changes)}
@@ -373,7 +373,8 @@ class Actions:
     ) -> Work:
         def work() -> dict[str, Any]:
             self.driver.destroy(server_id)
-            for name in ("disk.qcow2", "disk.config", "suspended.state"):
+            self.driver.remove_root_disk(server_id)  # a new clone or overlay below
+            for name in ("disk.config", "suspended.state"):
                 (self.driver.instance_dir(server_id) / name).unlink(missing_ok=True)
             with self.db.session() as s:
                 current = s.get(Server, server_id)
@@ -442,9 +443,7 @@ class Actions:
         def work() -> dict[str, Any]:
             self.driver.shutdown(server_id, self.settings.shutdown_timeout)
             if not volume_backed:  # a volume keeps its size: only CPU and memory change
-                disk = self.driver.instance_dir(server_id) / "disk.qcow2"
-                backup = self.driver.instance_dir(server_id) / "disk.before-resize.qcow2"
-                copy_file(disk, backup)
+                self.driver.keep_root_for_revert(server_id)
                 self.driver.resize_root_disk(server_id, new_disk)
             self.core.set(
                 server_id, flavor=flavor, old_flavor=old_flavor, task_state="resize_finish"
@@ -464,9 +463,7 @@ class Actions:
         flavor = row.flavor
 
         def work() -> dict[str, Any]:
-            (self.driver.instance_dir(server_id) / "disk.before-resize.qcow2").unlink(
-                missing_ok=True
-            )
+            self.driver.drop_root_revert(server_id)
             running = self.driver.power_state(server_id) == PowerState.RUNNING
             with self.db.session() as s:
                 s.execute(
@@ -488,10 +485,7 @@ class Actions:
         def work() -> dict[str, Any]:
             running = self.driver.power_state(server_id) == PowerState.RUNNING
             self.driver.shutdown(server_id, self.settings.shutdown_timeout)
-            directory = self.driver.instance_dir(server_id)
-            backup = directory / "disk.before-resize.qcow2"
-            if backup.exists():
-                backup.replace(directory / "disk.qcow2")
+            self.driver.revert_root(server_id)
             self.core.update_metered(
                 server_id,
                 update(Server)

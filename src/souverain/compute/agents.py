@@ -371,13 +371,28 @@ class HostAgents:
             return None
         meta, _, network = self.guests.config_drive_docs(row)
         image = self.core.images.get(SYSTEM, row.image_id) if row.image_id else None
-        return {
+        docs: dict[str, Any] = {
             "disk_format": image["disk_format"] if image else None,
             "root_volume": row.root_volume_id is not None,
             "meta_data": meta,
             "user_data": row.user_data,
             "network_data": network,
         }
+        parent = self._rbd_parent(row.image_id) if image is not None else None
+        if parent is not None:  # images on RBD: a host on RBD clones it, copies nothing
+            docs["rbd"] = parent
+        return docs
+
+    def _rbd_parent(self, image_id: str | None) -> dict[str, str] | None:
+        if self.core.settings.disk_backend != "rbd" or not image_id:
+            return None
+        try:
+            ref = self.core.images.clone_parent(SYSTEM, image_id)
+        except NotFound:
+            return None
+        if ref is None or ref.snapshot is None:
+            return None
+        return {"pool": ref.pool, "image": ref.image, "snapshot": ref.snapshot}
 
     def image_file(self, host: str, image_id: str) -> Path:
         """The bytes of an image a server assigned to `host` boots from; 404 otherwise."""

@@ -170,9 +170,13 @@ class ActionHandlers(Handlers):
         )
         return JSONResponse({"adminPass": password})
 
+    def _shared_storage(self) -> bool:
+        """Root disks on RBD: every host opens the same disk (Nova's shared storage)."""
+        return self.service.settings.disk_backend == "rbd"
+
     async def evacuate(self, call: Call) -> Response:
         require_admin(call.ctx)  # Nova's os-evacuate is the admin's
-        host, admin_pass = _evacuate_args(call.args, call.v)
+        host, admin_pass = _evacuate_args(call.args, call.v, self._shared_storage())
         password = await run_in_threadpool(
             self.service.evacuation.evacuate,
             call.ctx,
@@ -187,7 +191,7 @@ class ActionHandlers(Handlers):
 
     async def live_migrate(self, call: Call) -> Response:
         require_admin(call.ctx)  # Nova's os-migrate-server:migrate_live is the admin's
-        host = live_migrate_args(call.args, call.v)
+        host = live_migrate_args(call.args, call.v, self._shared_storage())
         await run_in_threadpool(
             self.service.migrations.live_migrate, call.ctx, call.server_id, host
         )
@@ -255,9 +259,12 @@ ACTIONS: dict[str, ActionHandler] = {
 }
 
 
-def _evacuate_args(args: Any, v: Version) -> tuple[str | None, str | None]:
+def _evacuate_args(
+    args: Any, v: Version, shared_storage: bool = False
+) -> tuple[str | None, str | None]:
     """The target host and password of an evacuate, refused as Nova's schema does:
-    `onSharedStorage` required to 2.13 and gone after, `force` from 2.29 to 2.67."""
+    `onSharedStorage` required to 2.13 and gone after, `force` from 2.29 to 2.67; true is
+    refused unless root disks are on RBD (`shared_storage`: the disk is kept either way)."""
     if not isinstance(args, dict):
         raise BadRequest("Invalid input for field/attribute evacuate: it must be an object.")
     allowed = {"host", "adminPass"}
@@ -280,7 +287,7 @@ def _evacuate_args(args: Any, v: Version) -> tuple[str | None, str | None]:
     shared = args.get("onSharedStorage", False)
     if shared not in (True, False, "true", "false", "True", "False"):
         raise BadRequest("Invalid input for field/attribute onSharedStorage: a boolean.")
-    if shared in (True, "true", "True"):
+    if shared in (True, "true", "True") and not shared_storage:
         raise BadRequest(
             "This cloud's hosts share no instance storage: evacuate with onSharedStorage false."
         )

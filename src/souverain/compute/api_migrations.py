@@ -221,10 +221,11 @@ def _migration_id(request: Request) -> int:
 # ------------------------------------------------------------------ the actions' bodies
 
 
-def live_migrate_args(args: Any, v: Version) -> str | None:
+def live_migrate_args(args: Any, v: Version, shared_storage: bool = False) -> str | None:
     """os-migrateLive's target host, refused as Nova's schema does: `block_migration` and
-    `disk_over_commit` required to 2.24, "auto" from 2.25, `force` from 2.30 to 2.67. No
-    host here shares instance storage, so a shared-storage migration is refused."""
+    `disk_over_commit` required to 2.24, "auto" from 2.25, `force` from 2.30 to 2.67. Hosts
+    share instance storage only with root disks on RBD (`shared_storage`); otherwise a
+    shared-storage migration (block_migration false) is refused."""
     if not isinstance(args, dict):
         raise BadRequest("Invalid input for field/attribute os-migrateLive: it must be an object.")
     allowed = {"host", "block_migration"}
@@ -244,7 +245,7 @@ def live_migrate_args(args: Any, v: Version) -> str | None:
     valid = (True, False, "auto") if v >= (2, 25) else (True, False, "true", "false")
     if block not in valid or (block in (0, 1) and not isinstance(block, bool)):
         raise BadRequest("Invalid input for field/attribute block_migration.")
-    if block in (False, "false"):
+    if block in (False, "false") and not shared_storage:
         raise BadRequest(
             "This cloud's hosts share no instance storage: live-migrate with block_migration "
             "true or auto (the local disk is copied)."

@@ -203,7 +203,8 @@ class Creation:
             return None
         image_ref = req.image_ref if boot is None else boot.uuid
         try:
-            return self.images.image_for_boot(ctx, image_ref)
+            # root disks cloned on RBD need no local copy of the image
+            return self.images.image_for_boot(ctx, image_ref, self.driver.rbd_disks is None)
         except NotFound:
             raise BadRequest(f"Image {image_ref} could not be found.") from None
         except BadRequest as exc:

@@ -233,14 +233,13 @@ class Guests:
 
     def root_disk(self, row: Server) -> Path:
         if row.root_volume_id:
-            path = self.volumes.handle(row.root_volume_id).path
-            if path is None:  # a build or start ends with this as the server's fault
-                raise DriverError(
-                    f"Volume {row.root_volume_id} is on RBD: booting from it needs RBD root "
-                    "disks (compute.disk_backend = rbd); boot from an image instead."
-                )
-            return path
-        return self.driver.instance_dir(row.id) / "disk.qcow2"
+            handle = self.volumes.handle(row.root_volume_id)
+            if handle.path is not None:
+                return handle.path
+            if handle.rbd is None or handle.ceph is None:  # the server's fault says so
+                raise DriverError(f"Volume {row.root_volume_id} has no data to boot from.")
+            return self.driver.volume_root(row.id, handle.rbd, handle.ceph)
+        return self.driver.root_disk_path(row.id)
 
     def config_drive_docs(
         self, row: Server, admin_pass: str | None = None
@@ -304,8 +303,9 @@ class Guests:
     def prepare_disks(
         self, row: Server, image: BootImage, admin_pass: str | None = None
     ) -> GuestSpec:
-        base = self.driver.cache_base_image(image.id, image.path)
-        disk = self.driver.create_root_disk(row.id, base, image.disk_format, row.disk_gib)
+        disk = self.driver.make_root_disk(
+            row.id, (image.id, image.path, image.disk_format), row.disk_gib, image.rbd
+        )
         return self.spec(row, disk, self.write_config_drive(row, admin_pass))
 
     def current_spec(self, server_id: str) -> GuestSpec:

@@ -301,9 +301,13 @@ class Migrations:
         self, s: Session, mig: Migration, step: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         endpoint = dict(mig.endpoint or {})
+        # root disks on RBD are shared: a host exports no disk and says port 0
+        shared = self.core.settings.disk_backend == "rbd"
         for field in PORT_FIELDS.get(step, ()):
             port = body.get(field)
-            if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            no_export = shared and port == 0 and field != "stream_port"
+            is_port = isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536
+            if not (is_port or no_export):
                 raise BadRequest(f"'{field}' must be a TCP port (1 to 65535).")
             endpoint[field] = port
         if step == "listening":

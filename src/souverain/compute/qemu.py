@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from souverain.common.ceph import CephAccess, RbdRef
 from souverain.compute.configdrive import build_config_drive
 from souverain.compute.qemu_guest import (
     Disk,
@@ -48,6 +49,14 @@ from souverain.compute.qemu_host import (
 )
 from souverain.compute.qemu_hotplug import QemuHotplug
 from souverain.compute.qemu_monitor import QEMU_IMG_COPY_TIMEOUT
+from souverain.compute.rbd_disks import POINTER as RBD_POINTER
+from souverain.compute.rbd_disks import (
+    VOLUME_POINTER,
+    RbdRootDisks,
+    is_rbd,
+    volume_drive,
+    write_volume_pointer,
+)
 
 __all__ = [
     "Disk",
@@ -60,6 +69,8 @@ __all__ = [
 ]
 
 GIB = 1024**3
+RESIZE_BACKUP = "disk.before-resize.qcow2"
+RESIZE_SNAPSHOT = "before-resize"
 START_TIMEOUT = 60.0
 KVM_PROBE_TIMEOUT = 4.0
 IMAGE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -91,6 +102,9 @@ _KVM_PROBE_KERNEL = bytes.fromhex(
 
 class QemuDriver(QemuHotplug):
     """Runs guests under `root` (<data_dir>/compute): base images, instance dirs, sockets."""
+
+    # compute.disk_backend = "rbd": root disks are RBD clones (set by the composition root)
+    rbd_disks: RbdRootDisks | None = None
 
     def accelerator(self) -> str:
         """ "kvm" if a probe guest really runs under KVM here, else "tcg"; probed once."""
@@ -182,6 +196,60 @@ class QemuDriver(QemuHotplug):
         fsync_dir(base_dir)
         return dest
 
+    def make_root_disk(
+        self,
+        uuid: str,
+        image: tuple[str, Path, str],
+        size_gib: int,
+        rbd_parent: RbdRef | None = None,
+    ) -> Path:
+        """The server's root disk from an image (id, local file, disk format): an RBD clone
+        of `rbd_parent` (or of the image imported once) with the rbd backend, else a qcow2
+        overlay on the cached base file. The path QEMU's spec names."""
+        image_id, path, disk_format = image
+        if self.rbd_disks is not None:
+            return self.rbd_disks.create(
+                self.instance_dir(uuid), checked_uuid(uuid), rbd_parent, path, size_gib
+            )
+        base = self.cache_base_image(image_id, path)
+        return self.create_root_disk(uuid, base, disk_format, size_gib)
+
+    def root_disk_path(self, uuid: str) -> Path:
+        """The root disk the guest spec names: the RBD pointer if the server has one (or,
+        on an rbd host, will have one), else the qcow2 overlay."""
+        pointer = self.instance_dir(uuid) / RBD_POINTER
+        qcow2 = self.instance_dir(uuid) / "disk.qcow2"
+        if pointer.exists() or (self.rbd_disks is not None and not qcow2.exists()):
+            return pointer
+        return qcow2
+
+    def remove_root_disk(self, uuid: str) -> None:
+        """The root disk gone (a rebuild makes a new one): the file, or the RBD clone."""
+        pointer = self.instance_dir(uuid) / RBD_POINTER
+        if pointer.exists():
+            self._rbd().remove(pointer)
+        (self.instance_dir(uuid) / "disk.qcow2").unlink(missing_ok=True)
+
+    def _rbd(self) -> RbdRootDisks:
+        if self.rbd_disks is None:
+            raise DriverError(
+                "this server's root disk is on RBD but this host has no Ceph access: set "
+                'compute.disk_backend = "rbd" and [ceph] conf_file'
+            )
+        return self.rbd_disks
+
+    def volume_root(self, uuid: str, volume: RbdRef, access: CephAccess) -> Path:
+        """The root disk of a server booted from an RBD volume: a pointer QEMU's rbd driver
+        is given (the volume stays the volume service's; this host needs no RBD pool)."""
+        return write_volume_pointer(self.instance_dir(checked_uuid(uuid)), volume, access)
+
+    def _root_drive(self, disk: Path) -> str:
+        if disk.name == VOLUME_POINTER:
+            return volume_drive(disk)
+        if is_rbd(disk):
+            return self._rbd().drive(disk)
+        return f"file={qemu_opt(disk)},if=none,id=root,format=qcow2"
+
     def create_root_disk(
         self, uuid: str, base: Path, base_format: str, size_gib: int, name: str = "disk.qcow2"
     ) -> Path:
@@ -211,6 +279,10 @@ class QemuDriver(QemuHotplug):
         """Grow the root disk to `size_gib` GiB while the server is stopped; never shrink."""
         if self.pid(uuid) is not None:
             raise DriverError("the server must be stopped to resize its disk")
+        pointer = self.instance_dir(uuid) / RBD_POINTER
+        if pointer.exists():
+            self._rbd().resize(pointer, size_gib)
+            return
         disk = self.instance_dir(uuid) / "disk.qcow2"
         current = int(self._img_info(disk, "qcow2")["virtual-size"])
         if size_gib * GIB < current:
@@ -218,17 +290,49 @@ class QemuDriver(QemuHotplug):
         if size_gib * GIB > current:
             self._qemu_img("resize", "-q", "-f", "qcow2", str(disk), str(size_gib * GIB))
 
+    def keep_root_for_revert(self, uuid: str) -> None:
+        """Before a resize: the root disk kept as it is (an RBD snapshot, or a file copy)."""
+        disk = self.root_disk_path(uuid)
+        if is_rbd(disk):
+            self._rbd().keep_snapshot(disk, RESIZE_SNAPSHOT)
+            return
+        backup = self.instance_dir(uuid) / RESIZE_BACKUP
+        tmp = backup.with_name(backup.name + ".tmp")
+        shutil.copyfile(disk, tmp)
+        fsync_file(tmp)
+        os.replace(tmp, backup)
+
+    def revert_root(self, uuid: str) -> None:
+        """A resize reverted: the root disk as kept before it (nothing kept: unchanged)."""
+        disk = self.root_disk_path(uuid)
+        if is_rbd(disk):
+            self._rbd().back_to_snapshot(disk, RESIZE_SNAPSHOT)
+            return
+        backup = self.instance_dir(uuid) / RESIZE_BACKUP
+        if backup.exists():
+            backup.replace(disk)
+
+    def drop_root_revert(self, uuid: str) -> None:
+        """A resize confirmed: what was kept for a revert goes."""
+        disk = self.root_disk_path(uuid)
+        if is_rbd(disk):
+            self._rbd().drop_snapshot(disk, RESIZE_SNAPSHOT)
+            return
+        (self.instance_dir(uuid) / RESIZE_BACKUP).unlink(missing_ok=True)
+
     def snapshot_disk(self, uuid: str, dest: Path) -> None:
         """A standalone compressed qcow2 of the root disk (backing chain flattened).
 
         A running guest is paused for the copy (`writes_held`) and resumed after.
         """
-        disk = self.instance_dir(uuid) / "disk.qcow2"
+        disk = self.root_disk_path(uuid)
+        # an RBD disk is read by qemu-img's own rbd driver (a read-only open takes no lock)
+        source = ["-f", "qcow2", str(disk)] if not is_rbd(disk) else [self._rbd().json_spec(disk)]
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             with self.writes_held(uuid):
                 self._qemu_img(
-                    "convert", "-U", "-c", "-f", "qcow2", "-O", "qcow2", str(disk), str(tmp),
+                    "convert", "-U", "-c", "-O", "qcow2", *source, str(tmp),
                     timeout=QEMU_IMG_COPY_TIMEOUT,
                 )  # fmt: skip
             fsync_file(tmp)
@@ -396,7 +500,7 @@ class QemuDriver(QemuHotplug):
             f"server=on,wait=off,logfile={qemu_opt(self._console(uuid))},logappend=on",
             "-serial", "chardev:console",
             "-device", "pvpanic", "-action", "panic=pause",
-            "-drive", f"file={qemu_opt(spec.disk)},if=none,id=root,format=qcow2",
+            "-drive", self._root_drive(spec.disk),
             "-device", "virtio-blk-pci,drive=root,bootindex=0",
             "-daemonize",
         ]  # fmt: skip
@@ -549,8 +653,13 @@ class QemuDriver(QemuHotplug):
             raise DriverError(f"saving the guest state failed: {reason}")
         return False
 
-    def delete_files(self, uuid: str) -> None:
-        """Remove the instance dir and its socket; the process must already be gone."""
+    def delete_files(self, uuid: str, keep_shared_disk: bool = False) -> None:
+        """Remove the instance dir (and an RBD root disk, unless `keep_shared_disk`: the
+        guest moved to or stays on another host that opens the same RBD image) and its
+        socket; the process must already be gone."""
+        pointer = self.instance_dir(uuid) / RBD_POINTER
+        if pointer.exists() and not keep_shared_disk:
+            self._rbd().remove(pointer)
         shutil.rmtree(self.instance_dir(uuid), ignore_errors=True)
         self._qmp_socket(uuid).unlink(missing_ok=True)
         self.serial_socket(uuid).unlink(missing_ok=True)

@@ -6,6 +6,9 @@ their own machine; `live_migrate` and `cold_migrate` chain the halves for two dr
 process (tests, an all-in-one host). Whatever fails before the destination takes over leaves
 the guest as it was on the source and nothing on the destination. No database, no HTTP. The
 disk and memory streams cross the underlay unencrypted. Calls block: run them in a thread.
+A root disk on RBD (`compute.disk_backend = "rbd"`) is shared storage: live, only memory
+moves (no NBD export, no mirror); cold, the destination opens the same RBD image; neither
+side removes it when its half is undone or done (`delete_files(keep_shared_disk=True)`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 from souverain.compute.qemu import QemuDriver
 from souverain.compute.qemu_guest import DriverError, GuestSpec, Nic
 from souverain.compute.qemu_host import fsync_dir, fsync_file, write_atomically
+from souverain.compute.rbd_disks import is_rbd
 
 ROOT_DRIVE = "root"  # the -drive id of the root disk (qemu.py)
 NBD_EXPORT = "root"  # the name the destination exports the root disk under
@@ -71,7 +75,7 @@ class IncomingMigration:
     """A destination waiting for a guest: its spec there, where its disk and state go."""
 
     spec: GuestSpec
-    nbd: Endpoint
+    nbd: Endpoint | None  # None: the root disk is shared (RBD), only memory moves
     stream: Endpoint
 
 
@@ -172,7 +176,7 @@ def prepare_incoming(
     disk_size: int,
     config_drive: bytes | None,
     slots: dict[str, int],
-    nbd: Endpoint,
+    nbd: Endpoint | None,
     stream: Endpoint,
     nics: tuple[Nic, ...] | None = None,
 ) -> IncomingMigration:
@@ -181,33 +185,52 @@ def prepare_incoming(
     same devices in the same PCI `slots`, the overlay exported writable over NBD at `nbd`
     and QEMU listening for the migration stream at `stream`. `nics` are the guest's NICs
     here when its taps have other names than on the source (same MACs, same order). On
-    failure nothing stays."""
+    failure nothing stays. A root disk on RBD (`nbd` None) is shared: the destination opens
+    the same image and no disk is copied."""
     _refuse_volumes(spec)
     _refuse_existing(dest, spec.uuid)
     target = spec_on(dest, spec, nics)
     try:
-        _make_overlay(dest, target.disk, base, base_format, disk_size)
+        if nbd is None:
+            _open_shared_disk(dest, target)
+        else:
+            _make_overlay(dest, target.disk, base, base_format, disk_size)
         if target.config_drive is not None and config_drive is not None:
             write_atomically(target.config_drive, config_drive)
         elif target.config_drive is not None:
             raise DriverError(f"server {spec.uuid} has a config drive: pass its bytes")
         dest.start_incoming(target, slots)
-        # nbd-server-start takes the legacy form of a socket address ("data" wraps it)
-        address = {"type": "inet", "data": nbd.socket_address()}
-        dest._qmp(spec.uuid, "nbd-server-start", addr=address)
-        export: dict[str, Any] = {
-            "type": "nbd",
-            "id": EXPORT_ID,
-            "node-name": _drive_node(dest, spec.uuid, ROOT_DRIVE),
-            "name": NBD_EXPORT,
-            "writable": True,
-        }
-        dest._qmp(spec.uuid, "block-export-add", **export)
+        if nbd is not None:
+            _export_disk(dest, spec.uuid, nbd)
         dest._qmp(spec.uuid, "migrate-incoming", uri=stream.uri)
     except BaseException:
         abort_incoming(dest, spec.uuid)
         raise
     return IncomingMigration(target, nbd, stream)
+
+
+def _open_shared_disk(dest: QemuDriver, target: GuestSpec) -> None:
+    if dest.rbd_disks is None or not is_rbd(target.disk):
+        raise DriverError(
+            f"server {target.uuid}'s root disk is not on RBD on both hosts: a migration "
+            "without a disk copy needs compute.disk_backend = rbd on both"
+        )
+    dest.rbd_disks.adopt(target.disk.parent, target.uuid)
+
+
+def _export_disk(dest: QemuDriver, uuid: str, nbd: Endpoint) -> None:
+    """The destination's empty overlay exported writable over NBD for the source's mirror."""
+    # nbd-server-start takes the legacy form of a socket address ("data" wraps it)
+    address = {"type": "inet", "data": nbd.socket_address()}
+    dest._qmp(uuid, "nbd-server-start", addr=address)
+    export: dict[str, Any] = {
+        "type": "nbd",
+        "id": EXPORT_ID,
+        "node-name": _drive_node(dest, uuid, ROOT_DRIVE),
+        "name": NBD_EXPORT,
+        "writable": True,
+    }
+    dest._qmp(uuid, "block-export-add", **export)
 
 
 def finish_incoming(
@@ -229,7 +252,8 @@ def finish_incoming(
     status = dest._status(uuid)
     if status not in ("paused", "prelaunch"):
         raise DriverError(f"loading the migrated state left server {uuid} {status}")
-    dest._qmp(uuid, "nbd-server-stop")
+    if not is_rbd(dest.root_disk_path(uuid)):  # a shared disk had no NBD server
+        dest._qmp(uuid, "nbd-server-stop")
     if console_history:
         # QEMU appends to the log (O_APPEND) and the guest is paused: this lands first
         with dest._console(uuid).open("ab") as log:
@@ -245,9 +269,10 @@ def finish_incoming(
 
 
 def abort_incoming(dest: QemuDriver, uuid: str) -> None:
-    """Stop the waiting (or half-migrated) QEMU and remove every file of the guest here."""
+    """Stop the waiting (or half-migrated) QEMU and remove every file of the guest here
+    (a shared RBD disk stays: the source still runs on it)."""
     dest.destroy(uuid)
-    dest.delete_files(uuid)
+    dest.delete_files(uuid, keep_shared_disk=True)
 
 
 # ----------------------------------------------------------------- the source's half
@@ -271,9 +296,11 @@ def send_guest(
     deadline = started + timeout
     report = _Reporter(progress, started)
     try:
-        _mirror_disk(source, uuid, incoming.nbd, deadline, report)
+        if incoming.nbd is not None:  # None: a shared disk, memory only
+            _mirror_disk(source, uuid, incoming.nbd, deadline, report)
         _migrate_state(source, uuid, incoming.stream, deadline, report)
-        _end_mirror(source, uuid)
+        if incoming.nbd is not None:
+            _end_mirror(source, uuid)
     except BaseException:
         rollback_source(source, uuid, was_running=was_running)
         raise
@@ -420,9 +447,10 @@ def rollback_source(source: QemuDriver, uuid: str, *, was_running: bool) -> None
 
 
 def remove_source(source: QemuDriver, uuid: str) -> None:
-    """The guest runs on the destination: stop the source's QEMU, remove its files."""
+    """The guest runs on the destination: stop the source's QEMU, remove its files (not a
+    shared RBD disk: the destination runs on it)."""
     source.destroy(uuid)
-    source.delete_files(uuid)
+    source.delete_files(uuid, keep_shared_disk=True)
 
 
 # ----------------------------------------------------------------- both halves, one process
@@ -434,7 +462,7 @@ def live_migrate(
     spec: GuestSpec,
     *,
     dest_base: Path,
-    nbd: Endpoint,
+    nbd: Endpoint | None,
     stream: Endpoint,
     timeout: float = MIGRATE_TIMEOUT,
     progress: ProgressCallback | None = None,
@@ -448,7 +476,10 @@ def live_migrate(
     _refuse_volumes(spec)
     source._require_running(uuid)
     run = source._status(uuid) == "running"
-    disk_size, base_format = root_disk_backing(source, spec)
+    if is_rbd(spec.disk):  # shared: nothing to mirror
+        nbd, disk_size, base_format = None, 0, "raw"
+    else:
+        disk_size, base_format = root_disk_backing(source, spec)
     drive = spec.config_drive.read_bytes() if spec.config_drive is not None else None
     incoming = prepare_incoming(
         dest, spec, base=dest_base, base_format=base_format, disk_size=disk_size,
@@ -488,11 +519,15 @@ def cold_migrate(
         raise DriverError(f"server {uuid} is running; stop it first, or live-migrate it")
     if source._state_file(uuid).exists():
         raise DriverError(f"server {uuid} is suspended; resume and stop it first")
-    _, base_format = root_disk_backing(source, spec)
+    shared = is_rbd(spec.disk)
+    base_format = "raw" if shared else root_disk_backing(source, spec)[1]
     _refuse_existing(dest, uuid)
     target = spec_on(dest, spec)
     try:
-        _copy_overlay(dest, spec.disk, target.disk, dest_base, base_format)
+        if shared:  # the same RBD image: no copy
+            _open_shared_disk(dest, target)
+        else:
+            _copy_overlay(dest, spec.disk, target.disk, dest_base, base_format)
         if spec.config_drive is not None and target.config_drive is not None:
             _copy_file(spec.config_drive, target.config_drive)
         if source._console(uuid).exists():

@@ -12,12 +12,13 @@ from dataclasses import replace
 from typing import Any
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest, NotFound
+from souverain.common.errors import BadRequest, Conflict, NotFound
 from souverain.compute.actions import Actions
 from souverain.compute.core import ComputeCore
 from souverain.compute.guests import Guests, new_admin_password
 from souverain.compute.models import Server
 from souverain.compute.qemu import Disk, PowerState
+from souverain.compute.rbd_disks import is_rbd
 from souverain.compute.states import MOVES
 from souverain.image.service import BootImage
 
@@ -48,6 +49,11 @@ class Rescue:
                     "servers only."
                 )
             image_ref = image_ref or row.image_id
+            if is_rbd(self.guests.root_disk(row)):
+                raise Conflict(
+                    f"Server {server_id}'s root disk is on RBD: rescue is not available for "
+                    "it yet; rebuild the server or snapshot it (createImage) instead."
+                )
         try:
             image = self.core.images.image_for_boot(ctx, image_ref)
         except NotFound:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from souverain.common.ceph import RbdRef
 from souverain.common.context import RequestContext
 from souverain.config import VolumeSettings
 from souverain.image.service import BootImage, ListQuery
@@ -119,7 +120,13 @@ class GuestVolumes(Protocol):
 class GuestImages(Protocol):
     """The image service as booting, snapshotting and Nova's image proxy need it."""
 
-    def image_for_boot(self, ctx: RequestContext, image_id: str) -> BootImage: ...
+    def image_for_boot(
+        self, ctx: RequestContext, image_id: str, local_copy: bool = True
+    ) -> BootImage: ...
+
+    def clone_parent(self, ctx: RequestContext, image_id: str) -> RbdRef | None:
+        """The RBD snapshot root disks of an active image clone (images on RBD), else None."""
+        ...
 
     def get(self, ctx: RequestContext, image_id: str) -> dict[str, Any]:
         """The image as Glance shows it, if the caller may see it (else NotFound)."""

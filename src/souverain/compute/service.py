@@ -409,8 +409,11 @@ class ComputeService:
         self.core.meter = meter
 
     def set_up(self) -> None:
-        """Once per start: default flavors, then make the database true to the host."""
+        """Once per start: default flavors, the root disks' pool (RBD, made if missing),
+        then make the database true to the host."""
         self._flavors.set_up()
+        if self.driver.rbd_disks is not None:
+            self.driver.rbd_disks.setup()
         log.info("compute: guests run under %s", self.driver.accelerator())
         self.reconcile()
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from souverain.image.store import (
     CHUNK,
     HASH_ALGO,
     DiskInfo,
+    ImageInUse,
     ImageStore,
     ImageWriter,
     InvalidImage,
@@ -329,6 +330,12 @@ class ImageService:
             image = owned(s, ctx, image_id, "delete")
             if image.protected:
                 raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
+            try:
+                self.store.check_unused(image.file_id)
+            except ImageInUse as exc:
+                raise Conflict(
+                    f"Image {image_id} could not be deleted because it is in use: {exc}"
+                ) from None
             file_id, staged, owner = image.file_id, image.staged_file_id, image.owner or ""
             s.delete(image)
         if file_id is not None:
@@ -422,6 +429,7 @@ class ImageService:
         try:
             disk = inspect(writer.tmp_path, disk_format)
             file_id = writer.commit()
+            return self._record_data(image_id, file_id, writer.digests, disk, ("saving",))
         except InvalidImage as exc:
             writer.abort()
             self.abandon_upload(image_id)
@@ -430,7 +438,6 @@ class ImageService:
             writer.abort()
             self.abandon_upload(image_id)
             raise
-        return self._record_data(image_id, file_id, writer.digests, disk, ("saving",))
 
     def abandon_upload(self, image_id: str) -> None:
         """An upload failed: back to queued, as Glance does, so the owner can retry."""
@@ -452,6 +459,7 @@ class ImageService:
         # qemu-img rounds raw sizes up to a sector; a raw disk is exactly its bytes
         virtual_size = digests.size if disk.format == "raw" else disk.virtual_size
         try:
+            self.store.publish(file_id, disk)  # Ceph: into the pool before a row names it
             with self.db.session() as s:
                 image = s.get(m.Image, image_id)
                 if image is None or image.status not in from_states:
@@ -486,7 +494,13 @@ class ImageService:
 
     # ------------------------------------------------------------------ for compute
 
-    def image_for_boot(self, ctx: RequestContext, image_id: str) -> BootImage:
+    def image_for_boot(
+        self, ctx: RequestContext, image_id: str, local_copy: bool = True
+    ) -> BootImage:
+        """What booting needs of an image. On RBD, `path` is a local copy exported once
+        (for root disks on local files, rescue disks, agents' downloads, volumes on files);
+        a caller that clones `rbd` says `local_copy=False` and gets the copy's path only
+        (no export: a large image is not copied to this host for nothing)."""
         with self.db.session() as s:
             try:
                 image = visible(s, ctx, image_id)
@@ -494,7 +508,8 @@ class ImageService:
                 raise NotFound(f"Image {image_id} could not be found.") from None
             if image.status != "active" or image.file_id is None:
                 raise BadRequest(f"Image {image_id} is not active.")
-            return BootImage(
+            file_id = image.file_id
+            found = BootImage(
                 id=image.id,
                 name=image.name or "",
                 disk_format=image.disk_format or "raw",
@@ -503,9 +518,22 @@ class ImageService:
                 min_ram=image.min_ram,
                 size=image.size or 0,
                 virtual_size=image.virtual_size,
-                path=self.store.path(image.file_id),
+                path=self.store.root,  # set below, outside the transaction
                 properties=dict(image.properties or {}),
             )
+        rbd = self.store.rbd_ref(file_id)
+        path = self.store.path(file_id) if local_copy or rbd is None else self.store.cached(file_id)
+        return replace(found, path=path, rbd=rbd)
+
+    def clone_parent(self, ctx: RequestContext, image_id: str) -> RbdRef | None:
+        """The RBD snapshot root disks of an active image clone (images on RBD), else None;
+        unlike `image_for_boot`, no local copy of the image is made."""
+        with self.db.session() as s:
+            image = visible(s, ctx, image_id)
+            if image.status != "active" or image.file_id is None:
+                return None
+            file_id = image.file_id
+        return self.store.rbd_ref(file_id)
 
     def create_snapshot_record(
         self,
@@ -541,11 +569,11 @@ class ImageService:
                 raise Conflict(f"Image {image_id} is {image.status}, not queued.")
         try:
             disk = inspect(source, disk_format)
+            file_id, digests = self.store.adopt(source)
+            self._record_data(image_id, file_id, digests, disk, ("queued", "saving"))
         except InvalidImage as exc:
             self.fail_image(image_id, str(exc))
             raise BadRequest(str(exc)) from None
-        file_id, digests = self.store.adopt(source)
-        self._record_data(image_id, file_id, digests, disk, ("queued", "saving"))
 
     def fail_image(self, image_id: str, reason: str) -> None:
         """A snapshot failed: the image is killed and keeps no bytes."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from souverain.common.ceph import RbdRef
 from souverain.common.ids import new_id
 
 CHUNK = 1024 * 1024
@@ -58,6 +59,10 @@ class StorageFull(Exception):
 
 class InvalidImage(Exception):
     """The bytes do not match the declared disk format, or are unsafe to use."""
+
+
+class ImageInUse(Exception):
+    """Servers or volumes were cloned from the image's data; it cannot be deleted now."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ class ImageWriter:
             os.fsync(self._fd)
             os.close(self._fd)
             self._open = False
-            os.rename(self.tmp_path, self.store.path(self.file_id))
+            os.rename(self.tmp_path, self.store.local_path(self.file_id))
             self.store.sync_dir(self.store.files)
         except OSError as exc:
             self.abort()
@@ -143,10 +148,19 @@ class ImageStore:
         for folder in (self.root, self.files, self.tmp):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
 
-    def path(self, file_id: str) -> Path:
+    def local_path(self, file_id: str) -> Path:
+        """Where a received file lives under `files/`."""
         if not _FILE_ID.match(file_id):  # ids come from our own rows; refuse anything else
             raise ValueError("not an image file id")
         return self.files / file_id
+
+    def path(self, file_id: str) -> Path:
+        """A local file with the image's bytes (compute hosts' base images read it)."""
+        return self.local_path(file_id)
+
+    def cached(self, file_id: str) -> Path:
+        """Where `path` has (or would put) the image's local bytes, without making them."""
+        return self.local_path(file_id)
 
     def writer(self) -> ImageWriter:
         return ImageWriter(self)
@@ -166,7 +180,7 @@ class ImageStore:
             while chunk := handle.read(CHUNK):
                 digests.update(chunk)
         file_id = new_id()
-        final = self.path(file_id)
+        final = self.local_path(file_id)
         try:
             os.rename(source, final)
         except OSError as exc:
@@ -185,11 +199,22 @@ class ImageStore:
         self.sync_dir(self.files)
         return file_id, digests
 
+    def publish(self, file_id: str, disk: DiskInfo) -> None:
+        """An image became active with this committed file: local files stay as they are
+        (the Ceph store copies them into its pool here)."""
+
+    def rbd_ref(self, file_id: str) -> RbdRef | None:
+        """The RBD snapshot servers and volumes clone: none on local files."""
+        return None
+
+    def check_unused(self, file_id: str | None) -> None:
+        """Local files are never shared with a server's disk (compute copies or links them)."""
+
     def delete(self, file_ids: Iterable[str | None]) -> None:
         for file_id in file_ids:
             if file_id:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path(file_id))
+                    os.unlink(self.local_path(file_id))
 
     def sweep(self, referenced: set[str]) -> int:
         """Remove interrupted uploads and files no row points at; how many files went."""
@@ -203,7 +228,7 @@ class ImageStore:
         return removed
 
     def open(self, file_id: str) -> ImageReader:
-        return ImageReader(self.path(file_id))
+        return ImageReader(self.local_path(file_id))
 
 
 class ImageReader:

@@ -1,4 +1,5 @@
-"""Object bytes on local disk: blobs named by internal ids, written durably, read by range.
+"""Object bytes: the blob store interface the objectstore rooms use, and its local-disk
+implementation (the other one, in RADOS, is `rados_store`).
 
 A blob is written to `tmp/`, fsynced, renamed into `blobs/xx/<id>` and its
 directory fsynced before anyone may point at it. Paths never derive from object
@@ -83,10 +84,45 @@ class Digests:
         return base64.b64encode(raw).decode()
 
 
-class BlobWriter:
+class BlobWriter(Protocol):
     """One blob being written; `commit` makes it durable, `abort` leaves nothing behind."""
 
-    def __init__(self, store: BlobStore, algorithms: Iterable[str] = ()) -> None:
+    blob_id: str
+    digests: Digests
+
+    @property
+    def size(self) -> int: ...
+    def write(self, data: bytes) -> None: ...
+    def commit(self) -> str: ...
+    def abort(self) -> None: ...
+
+
+class SegmentReader(Protocol):
+    """Reads bytes `start`..`end` (inclusive) across an object's segments, then closes."""
+
+    def chunks(self, start: int, end: int, chunk: int = CHUNK) -> Iterator[bytes]: ...
+    def close(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    """Where object bytes live (local files or RADOS); blob ids are the store's own.
+    `blocking_reads`: opening and reading may wait on the network (RADOS), so the S3 GET
+    does it off the event loop; a local file is read in place."""
+
+    blocking_reads: bool
+
+    def setup(self) -> None: ...
+    def writer(self, algorithms: Iterable[str] = ()) -> BlobWriter: ...
+    def delete(self, blob_ids: Iterable[str]) -> None: ...
+    def open_segments(self, segments: Sequence[Sequence[Any]]) -> SegmentReader: ...
+    def sweep(self, referenced: set[str]) -> int: ...
+    def close(self) -> None: ...
+
+
+class FileBlobWriter:
+    """One blob being written to a file; `commit` fsyncs and renames it into place."""
+
+    def __init__(self, store: FileBlobStore, algorithms: Iterable[str] = ()) -> None:
         self.store = store
         self.blob_id = new_id()
         self.digests = Digests(algorithms)
@@ -135,7 +171,11 @@ class BlobWriter:
             os.unlink(self._tmp)
 
 
-class BlobStore:
+class FileBlobStore:
+    """Blobs as files under `root` (the default backend)."""
+
+    blocking_reads = False
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.blobs = root / "blobs"
@@ -152,8 +192,8 @@ class BlobStore:
             raise ValueError("not a blob id")
         return self.blobs / blob_id[:2] / blob_id
 
-    def writer(self, algorithms: Iterable[str] = ()) -> BlobWriter:
-        return BlobWriter(self, algorithms)
+    def writer(self, algorithms: Iterable[str] = ()) -> FileBlobWriter:
+        return FileBlobWriter(self, algorithms)
 
     @staticmethod
     def sync_dir(folder: Path) -> None:
@@ -168,8 +208,8 @@ class BlobStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path(blob_id))
 
-    def open_segments(self, segments: Sequence[Sequence[Any]]) -> SegmentReader:
-        return SegmentReader(self, segments)
+    def open_segments(self, segments: Sequence[Sequence[Any]]) -> FileSegmentReader:
+        return FileSegmentReader(self, segments)
 
     def sweep(self, referenced: set[str]) -> int:
         """Remove interrupted uploads and blobs no row points at; how many files went."""
@@ -186,15 +226,18 @@ class BlobStore:
                     removed += 1
         return removed
 
+    def close(self) -> None:
+        """Nothing held open between requests."""
 
-class SegmentReader:
-    """Reads a byte range across an object's segments.
+
+class FileSegmentReader:
+    """Reads a byte range across an object's segment files.
 
     Every segment file is opened at once, so an overwrite or delete that unlinks
     them mid-download does not cut the download short.
     """
 
-    def __init__(self, store: BlobStore, segments: Sequence[Sequence[Any]]) -> None:
+    def __init__(self, store: FileBlobStore, segments: Sequence[Sequence[Any]]) -> None:
         self._fds: list[tuple[int, int]] = []
         try:
             for blob_id, size in segments:

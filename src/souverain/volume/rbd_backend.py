@@ -77,8 +77,8 @@ class RbdVolumeBackend:
                     ctx.application_enable("rbd")
 
     def close(self) -> None:
-        """The process's cluster handle let go (at stop; made again on next use)."""
-        self.connection.close()
+        """Nothing to let go: the cluster handle is the process's, shared with the other
+        services' Ceph backends (`connection_from`), and lives as long as the process."""
 
     # -------------------------------------------------------------- making volumes
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from souverain.common.ceph import StorageUnavailable
 from souverain.common.clock import Clock
 from souverain.common.ids import new_request_id
 from souverain.config import ObjectStoreSettings
@@ -209,7 +210,18 @@ class S3App:
         await self._send(send, reply, request_id, scope["method"] == "HEAD")
 
     def _failure_reply(self, exc: Exception, request_id: str, method: str) -> Reply:
-        """An unexpected failure: 503 SlowDown-style while the database is away, else 500."""
+        """An unexpected failure: 503 while the database or the storage cluster is away, else
+        500."""
+        if isinstance(exc, StorageUnavailable):
+            log.warning("S3 request %s: storage cluster unavailable (%s)", request_id, exc)
+            error = S3Error(
+                "ServiceUnavailable",
+                "The storage cluster cannot complete this request right now; nothing was "
+                "stored. Please retry.",
+                headers=dict(exc.headers),
+                status=503,
+            )
+            return self._error_reply(error, request_id, method)
         if is_outage(exc):
             log.warning("S3 request %s: database unreachable", request_id)
             error = S3Error(

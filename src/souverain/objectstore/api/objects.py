@@ -259,8 +259,19 @@ class ObjectHandlers:
 
         async def stream() -> AsyncGenerator[bytes, None]:
             sent = 0
+            chunks = reader.chunks(start, end)
+            # RADOS: each read waits on the network; in a thread, the worker's other
+            # requests go on meanwhile (a local file is read in place)
+            blocking = obj.data is None and self.service.store.blocking_reads
             try:
-                for chunk in reader.chunks(start, end):
+                while True:
+                    chunk = (
+                        await asyncio.to_thread(next, chunks, None)
+                        if blocking
+                        else next(chunks, None)
+                    )
+                    if chunk is None:
+                        break
                     yield chunk
                     sent += len(chunk)  # resumed: the server has taken the chunk
             finally:

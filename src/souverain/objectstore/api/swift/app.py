@@ -253,6 +253,7 @@ class SwiftApi:
             response = error_response(SwiftError(400, str(exc)), request.method)
         except ApiError as exc:
             response = error_response(SwiftError(exc.status, exc.message), request.method)
+            response.headers.update(exc.headers)  # a 503's Retry-After
         response.headers.update(extra)
         return response
 
