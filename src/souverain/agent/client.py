@@ -43,6 +43,13 @@ class InternalClient:
         body = {"output": output}
         self._call("PUT", f"/servers/{quote(server_id, safe='')}/console", body, self.timeout)
 
+    def report_volumes(
+        self, server_id: str, held: list[str], failed: dict[str, str] | None = None
+    ) -> None:
+        """The volumes a guest holds, and the attaches this host could not do (why)."""
+        body = {"held": held, "failed": failed or {}}
+        self._call("PUT", f"/servers/{quote(server_id, safe='')}/volumes", body, self.timeout)
+
     def report_migration(self, migration_id: int, step: str, fields: dict[str, Any]) -> None:
         """A step this host took in a move it is the source or destination of."""
         self._call("PUT", f"/migrations/{migration_id}", {**fields, "step": step}, self.timeout)

@@ -31,6 +31,7 @@ from typing import Any
 from souverain.agent.client import ControlPlaneError, InternalClient
 from souverain.agent.network import AgentNetwork, NetworkFailure
 from souverain.agent.runner import DriverFailure
+from souverain.agent.volumes import HostVolumes
 from souverain.common.ceph import CephConnection, RbdRef
 from souverain.compute import scheduler
 from souverain.compute.qemu import DriverError, GuestSpec, Nic, PowerState, QemuDriver
@@ -79,6 +80,8 @@ class QemuHostDriver:
         self.settings = settings
         self.network = network
         self._network_error: str | None = None
+        # the RBD volumes its guests hold (agent/volumes.py), through this host's [ceph]
+        self.volumes = HostVolumes(self.qemu, ceph, client)
 
     # ------------------------------------------------------------------ the host's network
 
@@ -137,6 +140,7 @@ class QemuHostDriver:
             raise DriverFailure(f"{server_id[:64]!r} is not a server id")
         want = server["desired"]
         if want == "absent":  # deleted: its RBD disk goes too
+            self.volumes.forget(server_id)
             self.qemu.destroy(server_id)
             self.qemu.delete_files(server_id)
             return "absent"
@@ -148,6 +152,7 @@ class QemuHostDriver:
             if server.get("reboot"):
                 self._reboot(server)
             self._power(server, want, self._state(server_id))
+            self.volumes.converge(server)
         except (DriverError, OSError, ControlPlaneError) as exc:
             raise DriverFailure(str(exc)) from exc
         return self._state(server_id)
@@ -275,6 +280,7 @@ class QemuHostDriver:
             disk=self.qemu.root_disk_path(server_id),
             config_drive=drive if drive.exists() else None,
             nics=nics,
+            disks=self.volumes.disks(server),
         )
 
     def console_stamp(self, server_id: str) -> tuple[int, int] | None:
@@ -294,6 +300,7 @@ class QemuHostDriver:
         host was away): its QEMU and files go; a shared RBD disk stays with the server."""
         if not _UUID.match(server_id):
             return
+        self.volumes.forget(server_id)
         self.qemu.destroy(server_id)
         self.qemu.delete_files(server_id, keep_shared_disk=True)
 

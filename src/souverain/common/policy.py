@@ -494,6 +494,7 @@ INTERNAL_RULES: dict[str, Rule] = {
     "internal:host:heartbeat": Rule.HOST_AGENT,
     "internal:server:state": Rule.HOST_AGENT,
     "internal:server:console": Rule.HOST_AGENT,
+    "internal:server:volumes": Rule.HOST_AGENT,
     "internal:image:download": Rule.HOST_AGENT,
     "internal:migration:report": Rule.HOST_AGENT,
 }

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from souverain.common.errors import BadRequest, Conflict, NotFound
 from souverain.compute import console_tails
+from souverain.compute.agent_volumes import AgentVolumes
 from souverain.compute.core import SYSTEM, ComputeCore
 from souverain.compute.guests import Guests
 from souverain.compute.host_services import COMPUTE
@@ -249,6 +250,8 @@ class HostAgents:
         self.network_plan: Callable[[str, frozenset[str]], dict[str, Any]] | None = None
         # moves under way between hosts (compute/migrations.py): each host's part in them
         self.moves: MoveRoles | None = None
+        # volumes of its servers a host plugs in (RBD: every host reaches them)
+        self.volumes = AgentVolumes(core, bump)
 
     def network_of(self, host: str, servers: list[dict[str, Any]]) -> dict[str, Any] | None:
         """The network part of the host's assignment (see with_network); the ports of the
@@ -336,6 +339,7 @@ class HostAgents:
             servers = [self._with_build(r) for r in rows if _handed_over(r)]
             if self.moves is not None:
                 servers = self.moves.assign(s, host, servers)
+        self.volumes.assign(servers)
         for assignment in servers:
             action = actions.get(assignment["id"])
             if action is None:

@@ -10,6 +10,8 @@ host (node authorization): a path naming another host is a 403, another host's s
   POST /v1/hosts/{host}/heartbeat                    capacity, address; the revision now
   PUT  /v1/hosts/{host}/servers/{id}/state           what the agent found a server to be
   PUT  /v1/hosts/{host}/servers/{id}/console         the newest part of its serial console
+  PUT  /v1/hosts/{host}/servers/{id}/volumes         the volumes its guest holds (and the
+                                                     attaches the host could not do)
   GET  /v1/hosts/{host}/images/{id}/file             an image one of its servers boots from
   PUT  /v1/hosts/{host}/migrations/{id}              a step of a move it is the source or
                                                      destination of (compute/migrations.py)
@@ -33,6 +35,7 @@ from starlette.types import ASGIApp
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden, NotFound
 from souverain.common.jsoncodec import JSONResponse
+from souverain.compute.agent_volumes import held_report
 from souverain.compute.agents import HostAgents, HostReport
 from souverain.openstack.body import read_json
 from souverain.openstack.faults import ErrorLayer, render_error
@@ -196,6 +199,14 @@ class InternalHandlers:
         await run_in_threadpool(self.agents.console, host, server_id, output)
         return Response(status_code=204)
 
+    async def volumes(self, request: Request, ctx: RequestContext) -> Response:
+        host = own_host(ctx, request.path_params["host"])
+        body = await read_json(request)
+        held, failed = held_report(body)
+        server_id = request.path_params["server_id"]
+        await run_in_threadpool(self.agents.volumes.report, host, server_id, held, failed)
+        return Response(status_code=204)
+
     async def image_file(self, request: Request, ctx: RequestContext) -> Response:
         host = own_host(ctx, request.path_params["host"])
         image_id = request.path_params["image_id"]
@@ -240,6 +251,11 @@ def build_app(agents: HostAgents, moves: MoveReports | None = None) -> ASGIApp:
             f"{base}/servers/{{server_id}}/console",
             h.console,
             {"PUT": "internal:server:console"},
+        ),
+        edge.route(
+            f"{base}/servers/{{server_id}}/volumes",
+            h.volumes,
+            {"PUT": "internal:server:volumes"},
         ),
         edge.route(
             f"{base}/images/{{image_id}}/file", h.image_file, {"GET": "internal:image:download"}

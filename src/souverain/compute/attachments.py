@@ -14,6 +14,8 @@ from typing import Any
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, NotFound
 from souverain.compute import states
+from souverain.compute.agent_volumes import AgentVolumes
+from souverain.compute.agents import is_agent_host
 from souverain.compute.core import GIB, SYSTEM, ComputeCore, check_unlocked
 from souverain.compute.guests import Guests, disk_id, disk_of, nic_id
 from souverain.compute.models import Server
@@ -23,8 +25,9 @@ log = logging.getLogger("souverain.compute")
 
 
 class Attachments:
-    def __init__(self, core: ComputeCore, guests: Guests) -> None:
+    def __init__(self, core: ComputeCore, guests: Guests, on_agents: AgentVolumes) -> None:
         self.core = core
+        self.on_agents = on_agents  # servers of agent hosts: their host plugs volumes in
         self.db = core.db
         self.driver = core.driver
         self.volumes = core.volumes
@@ -57,6 +60,8 @@ class Attachments:
         row = self._pluggable(ctx, server_id, "attach_volume")
         with self.core.server_lock(server_id):
             device = self.guests.next_device(server_id)
+            if self._on_agent_host(row):
+                return self.on_agents.attach(ctx, row, volume_id, device, delete_on_termination)
             handle = self.volumes.reserve(ctx, volume_id, server_id)
             attachment_id = str(uuid.uuid4())
             try:
@@ -106,10 +111,18 @@ class Attachments:
                     f"task_state {row.task_state}"
                 )
             project_id = row.project_id
+            s.expunge(row)
+        if self._on_agent_host(row):
+            self.on_agents.detach(ctx, row, volume_id)
+            return
         self.volumes.begin_detach(ctx, volume_id, server_id)
         with self.db.session() as s:
             action_id = self.core.record_action(s, ctx, server_id, project_id, "detach_volume")
         self.core.submit(self._detach_disk, server_id, volume_id, action_id)
+
+    def _on_agent_host(self, row: Server) -> bool:
+        with self.db.session() as s:
+            return is_agent_host(s, row.host)
 
     def _detach_disk(self, server_id: str, volume_id: str, action_id: int) -> None:
         timeout = self.volumes.settings.detach_timeout
@@ -132,6 +145,13 @@ class Attachments:
 
     def resize_attached(self, server_id: str, volume_id: str, size_gib: int) -> None:
         """Extend of an attached volume: grow it through QEMU so the guest sees it at once."""
+        with self.db.session() as s:
+            row = s.get(Server, server_id)
+            if row is not None and is_agent_host(s, row.host):  # its QEMU is not ours
+                raise DriverError(
+                    f"server {server_id} runs on agent host {row.host}; extend the volume "
+                    "while it is detached"
+                )
         with self.core.server_lock(server_id):
             if self.driver.pid(server_id) is None:
                 raise DriverError("the server is not running; extend the volume while detached")

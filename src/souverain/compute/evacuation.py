@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, NotFound
 from souverain.compute import states
+from souverain.compute.agent_volumes import refuse_move_with_volumes
 from souverain.compute.agents import HostAgents, bump, is_agent_host
 from souverain.compute.core import NO_VALID_HOST, ComputeCore, require_admin
 from souverain.compute.guests import new_admin_password
@@ -75,6 +76,7 @@ class Evacuation:
             )
         if row.vm_state not in EVACUATE.sources or row.task_state:
             raise states.refusal(EVACUATE, row.id, row.vm_state, row.task_state)
+        refuse_move_with_volumes(self.core, row.id, "evacuate")
 
     def _move(self, ctx: RequestContext, server_id: str, target: str | None, stopped: bool) -> None:
         """The compare-and-set, the claim on the new host and the action, in one go."""

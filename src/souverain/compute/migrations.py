@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, NotFound
 from souverain.compute import states
+from souverain.compute.agent_volumes import refuse_move_with_volumes
 from souverain.compute.agents import HostAgents, bump, is_agent_host
 from souverain.compute.core import NO_VALID_HOST, ComputeCore, require_admin
 from souverain.compute.guests import Guests
@@ -168,6 +169,7 @@ class Migrations:
             raise BadRequest(
                 f"Server {row.id} boots from a volume; agent hosts move only local disks."
             )
+        refuse_move_with_volumes(self.core, row.id, move.name)
         if row.vm_state not in move.sources or row.task_state:
             raise states.refusal(move, row.id, row.vm_state, row.task_state)
 

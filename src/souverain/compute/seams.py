@@ -87,7 +87,9 @@ class GuestVolumes(Protocol):
         self, ctx: RequestContext, image_id: str, size_gib: int
     ) -> VolumeHandle: ...
 
-    def reserve(self, ctx: RequestContext, volume_id: str, server_id: str) -> VolumeHandle: ...
+    def reserve(
+        self, ctx: RequestContext, volume_id: str, server_id: str, **held: Any
+    ) -> VolumeHandle: ...
 
     def attached(
         self,

@@ -120,7 +120,7 @@ class ComputeService:
         self.agents.moves = self.migrations
         creation = Creation(core, flavors, quotas, guests, servers, self.agents)
         actions = Actions(core, flavors, guests, servers, self.agents)
-        attachments = Attachments(core, guests)
+        attachments = Attachments(core, guests, self.agents.volumes)
         self._host_sync = HostSync(core, guests)
         self.orphans = self._host_sync.orphans
         self._flavors, self._quotas, self._keypairs = flavors, quotas, keypairs

@@ -26,6 +26,9 @@ from souverain.volume.rules import (
 )
 from souverain.volume.state import VolumeStates
 
+# What a reservation may keep on the row for the attach to come (an agent host's).
+HELD = frozenset({"device", "attachment_id", "delete_on_termination"})
+
 
 class Attachments:
     def __init__(self, shared: Shared, states: VolumeStates) -> None:
@@ -49,11 +52,19 @@ class Attachments:
                 ceph=where.ceph,
             )
 
-    def reserve(self, ctx: RequestContext, volume_id: str, server_id: str) -> VolumeHandle:
+    def reserve(
+        self, ctx: RequestContext, volume_id: str, server_id: str, **held: Any
+    ) -> VolumeHandle:
+        """available -> attaching for `server_id`; `held` (device, attachment_id,
+        delete_on_termination) is kept on the row while a host agent plugs it in."""
         with self.shared.db.session() as s:
             row = visible_volume(s, ctx, volume_id)
             vid, status = row.id, row.status
-        if status != "available" or not self.states.move(vid, "reserve", server_id=server_id):
+        held = {k: v for k, v in held.items() if k in HELD}
+        moved = status == "available" and self.states.move(
+            vid, "reserve", server_id=server_id, **held
+        )
+        if not moved:
             with self.shared.db.session() as s:
                 now_row = s.get(m.Volume, vid)
                 status = now_row.status if now_row else "deleted"

@@ -159,8 +159,10 @@ class VolumeService:
     def handle(self, volume_id: str) -> VolumeHandle:
         return self.attachments.handle(volume_id)
 
-    def reserve(self, ctx: RequestContext, volume_id: str, server_id: str) -> VolumeHandle:
-        return self.attachments.reserve(ctx, volume_id, server_id)
+    def reserve(
+        self, ctx: RequestContext, volume_id: str, server_id: str, **held: Any
+    ) -> VolumeHandle:
+        return self.attachments.reserve(ctx, volume_id, server_id, **held)
 
     def attached(
         self,
