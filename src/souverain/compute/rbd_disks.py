@@ -32,6 +32,7 @@ from souverain.image.rbd_store import (
     convert_to_raw,
     ensure_pool,
     import_file,
+    remove_image,
     snapshot,
 )
 
@@ -173,7 +174,7 @@ class RbdRootDisks:
             snapshot(rbd, ctx, tmp_name, protect=True)
             rbd.RBD().rename(ctx, tmp_name, base)
         except BaseException:
-            _remove_image(rbd, ctx, tmp_name)
+            remove_image(rbd, ctx, tmp_name)
             raise
         finally:
             raw.unlink(missing_ok=True)
@@ -263,7 +264,7 @@ class RbdRootDisks:
         with self.ceph.ioctx(disk.pool) as ctx:
             for attempt in range(REMOVE_ATTEMPTS):
                 try:
-                    _remove_image(rbd, ctx, disk.image)
+                    remove_image(rbd, ctx, disk.image)
                     break
                 except rbd.ImageBusy:
                     if attempt == REMOVE_ATTEMPTS - 1:
@@ -290,21 +291,6 @@ class RbdRootDisks:
         ):
             im.diff_iterate(0, im.size(), None, count, include_parent=False)
         return total
-
-
-def _remove_image(rbd: Any, ctx: Any, name: str) -> None:
-    try:
-        with rbd.Image(ctx, name) as image:
-            for snap in list(image.list_snaps()):
-                if image.is_protected_snap(snap["name"]):
-                    image.unprotect_snap(snap["name"])
-                image.remove_snap(snap["name"])
-    except rbd.ImageNotFound:
-        return
-    try:
-        rbd.RBD().remove(ctx, name)
-    except rbd.ImageNotFound:
-        return
 
 
 def _format_of(path: Path) -> str:

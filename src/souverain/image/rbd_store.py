@@ -309,10 +309,9 @@ def _children(rbd: Any, ctx: Any, name: str) -> list[Any]:
         return []
 
 
-def _remove(rbd: Any, ctx: Any, name: str) -> None:
-    """Unprotect and remove the snapshot, then the image; ImageInUse while cloned."""
-    if _children(rbd, ctx, name):
-        raise ImageInUse(name)
+def remove_image(rbd: Any, ctx: Any, name: str) -> None:
+    """Unprotect and remove an RBD image's snapshots, then the image; gone already is
+    fine. librbd refuses (ImageBusy) while a snapshot has clones."""
     try:
         with rbd.Image(ctx, name) as image:
             for snap in list(image.list_snaps()):
@@ -321,10 +320,18 @@ def _remove(rbd: Any, ctx: Any, name: str) -> None:
                 image.remove_snap(snap["name"])
     except rbd.ImageNotFound:
         return
-    except rbd.ImageBusy as exc:  # a clone appeared since the check
-        raise ImageInUse(name) from exc
     with contextlib.suppress(rbd.ImageNotFound):
         rbd.RBD().remove(ctx, name)
+
+
+def _remove(rbd: Any, ctx: Any, name: str) -> None:
+    """An image's data removed; ImageInUse while cloned."""
+    if _children(rbd, ctx, name):
+        raise ImageInUse(name)
+    try:
+        remove_image(rbd, ctx, name)
+    except rbd.ImageBusy as exc:  # a clone appeared since the check
+        raise ImageInUse(name) from exc
 
 
 def _remove_all(rbd: Any, ctx: Any, file_id: str) -> None:
