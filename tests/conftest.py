@@ -51,6 +51,22 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[RUN_ENV] = uuid.uuid4().hex
 
 
+# Where the long modules are: real guests, servers, clusters and clients first, in-process
+# tests last. Workers take whole modules in this order (`--dist loadfile`), so the short
+# ones fill the gaps at the end instead of a few long ones making a tail.
+FIRST = ("vm", "platform", "e2e", "security", "api", "unit")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        parts = Path(str(item.path)).parts
+        place = parts.index("tests") + 1 if "tests" in parts else len(parts)
+        top = parts[place] if place < len(parts) else ""
+        return FIRST.index(top) if top in FIRST else len(FIRST)
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=lambda p: (rank(p[1]), p[0]))]
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     if os.geteuid() == 0 and not _is_worker(session.config):
         _temp_roots.append(session.config._tmp_path_factory.getbasetemp())  # type: ignore[attr-defined]
