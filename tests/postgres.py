@@ -260,6 +260,19 @@ def database_backend(request: pytest.FixtureRequest, postgres_session: None) -> 
         Backend.use("sqlite")
 
 
+@pytest.fixture(name="backend", params=("sqlite",))
+def sqlite_backend(
+    request: pytest.FixtureRequest, postgres_session: None
+) -> Iterator[type[Backend]]:
+    """For a platform module whose subject is not the database (storage, hosts): its
+    servers keep their state in SQLite only. Import it where the module's tests are."""
+    Backend.use(request.param)
+    try:
+        yield Backend
+    finally:
+        Backend.drop_since(0)
+
+
 @pytest.fixture(autouse=True)
 def _drop_test_databases(database_backend: str) -> Iterator[None]:
     """The databases a test's own fixtures created are dropped when it ends."""

@@ -24,7 +24,6 @@ import pytest
 
 from souverain.common.ceph import bindings
 from tests.ceph import CephCluster, shared_cluster
-from tests.host_cleanup import kill_guests
 from tests.platform.conftest import Server, ServerFactory
 from tests.platform.test_host_agents import (
     DOWN_AFTER,
@@ -33,10 +32,11 @@ from tests.platform.test_host_agents import (
     _status,
     _until,
     _up,
+    qemu_hosts,
 )
 from tests.platform.test_host_migration import _drain
-from tests.postgres import Backend
-from tests.vm.guest_support import TINY_IMAGE, build_tiny_image, missing_requirements
+from tests.postgres import sqlite_backend  # noqa: F401  (the module's `backend`)
+from tests.vm.guest_support import TINY_IMAGE
 
 pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024
@@ -62,16 +62,6 @@ WRITE = (
     'echo "<2>wrote" > /dev/kmsg; fi'
 )
 SEEN = re.compile(rb"seen sha256=([0-9a-f]{64}) serial=(\S*)")
-
-
-@pytest.fixture(params=("sqlite",))
-def backend(request: pytest.FixtureRequest, postgres_session: None) -> Iterator[type[Backend]]:
-    """The storage is the subject here, not the database: SQLite only."""
-    Backend.use(request.param)
-    try:
-        yield Backend
-    finally:
-        Backend.drop_since(0)
 
 
 @pytest.fixture
@@ -106,25 +96,11 @@ def api(make_server: ServerFactory, tmp_path: Path, pool: tuple[CephCluster, str
 def hosts(
     api: Server, tmp_path: Path, pool: tuple[CephCluster, str]
 ) -> Iterator[dict[str, AgentProcess]]:
-    missing = missing_requirements()
-    if missing:
-        pytest.fail(missing)
-    build_tiny_image()
     ceph, _ = pool
-    made = {}
-    for name in ("hva", "hvb"):
-        agent = AgentProcess(name, tmp_path / name, api, driver="qemu")
-        agent.env["SOUVERAIN_AGENT__ADDRESS"] = "127.0.0.1"
-        agent.env["SOUVERAIN_CEPH__CONF_FILE"] = str(ceph.conf)  # the host's own access
-        agent.env["SOUVERAIN_CEPH__USER"] = ceph.user
-        made[name] = agent
-        agent.start()
-    try:
+    # the host's own access to the cluster
+    access = {"SOUVERAIN_CEPH__CONF_FILE": str(ceph.conf), "SOUVERAIN_CEPH__USER": ceph.user}
+    with qemu_hosts(api, tmp_path, access) as made:
         yield made
-    finally:
-        for agent in made.values():
-            agent.kill()
-            kill_guests(agent.root / "data" / "agent")
 
 
 def _console(agent: AgentProcess, server_id: str) -> bytes:

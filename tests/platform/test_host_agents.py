@@ -10,6 +10,7 @@ adopts what is still assigned to it and removes what is not."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -99,6 +100,31 @@ def api(make_server: ServerFactory) -> Server:
         SOUVERAIN_COMPUTE__HOST_DEAD_AFTER="600",
         SOUVERAIN_NETWORK__DATAPLANE="false",
     ).start()
+
+
+@contextlib.contextmanager
+def qemu_hosts(
+    api: Server, root: Path, env: dict[str, str] | None = None
+) -> Iterator[dict[str, AgentProcess]]:
+    """Agent hosts hva and hvb running real QEMU guests, their underlay address loopback,
+    with `env` added to each; killed with their guests afterwards."""
+    missing = missing_requirements()
+    if missing:
+        pytest.fail(missing)
+    build_tiny_image()
+    made: dict[str, AgentProcess] = {}
+    try:
+        for name in ("hva", "hvb"):
+            agent = AgentProcess(name, root / name, api, driver="qemu")
+            agent.env["SOUVERAIN_AGENT__ADDRESS"] = "127.0.0.1"
+            agent.env.update(env or {})
+            made[name] = agent
+            agent.start()
+        yield made
+    finally:
+        for agent in made.values():
+            agent.kill()
+            kill_guests(agent.root / "data" / "agent")
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ from typing import IO, Any
 import openstack.connection
 import pytest
 
-from tests.host_cleanup import kill_guests
 from tests.platform.conftest import SOUVERAIN, Server, ServerFactory
 from tests.platform.test_host_agents import (
     DOWN_AFTER,
@@ -37,8 +36,9 @@ from tests.platform.test_host_agents import (
     _status,
     _until,
     _up,
+    qemu_hosts,
 )
-from tests.vm.guest_support import TINY_IMAGE, build_tiny_image, missing_requirements
+from tests.vm.guest_support import TINY_IMAGE
 
 # Migration between hosts is what this module proves, not the database: it runs where a
 # cloud of several hosts keeps its state, PostgreSQL (every API test runs on both).
@@ -79,22 +79,8 @@ def _drain(stream: IO[str] | None, path: Path) -> None:
 
 @pytest.fixture
 def hosts(api: Server, tmp_path: Path) -> Iterator[dict[str, AgentProcess]]:
-    missing = missing_requirements()
-    if missing:
-        pytest.fail(missing)
-    build_tiny_image()
-    made = {}
-    for name in ("hva", "hvb"):
-        agent = AgentProcess(name, tmp_path / name, api, driver="qemu")
-        agent.env["SOUVERAIN_AGENT__ADDRESS"] = "127.0.0.1"
-        made[name] = agent
-        agent.start()
-    try:
+    with qemu_hosts(api, tmp_path) as made:
         yield made
-    finally:
-        for agent in made.values():
-            agent.kill()
-            kill_guests(agent.root / "data" / "agent")
 
 
 def _ticks(agent: AgentProcess, server_id: str) -> list[int]:

@@ -34,10 +34,11 @@ from tests.platform.test_host_agents import (
     _status,
     _until,
     _up,
+    qemu_hosts,
 )
 from tests.platform.test_host_migration import _drain, _other, _ticks
-from tests.postgres import Backend
-from tests.vm.guest_support import TINY_IMAGE, build_tiny_image, missing_requirements
+from tests.postgres import sqlite_backend  # noqa: F401  (the module's `backend`)
+from tests.vm.guest_support import TINY_IMAGE
 
 pytestmark = pytest.mark.e2e
 MARK = uuid.uuid4().hex[:12]
@@ -55,16 +56,6 @@ fi
 done ) &
 exit 0
 """.encode()
-
-
-@pytest.fixture(params=("sqlite",))
-def backend(request: pytest.FixtureRequest, postgres_session: None) -> Iterator[type[Backend]]:
-    """The storage backend is what varies here, not the database: SQLite only."""
-    Backend.use(request.param)
-    try:
-        yield Backend
-    finally:
-        Backend.drop_since(0)
 
 
 @pytest.fixture
@@ -110,24 +101,9 @@ def api(
 def hosts(
     api: Server, tmp_path: Path, pools: tuple[CephCluster, dict[str, str]]
 ) -> Iterator[dict[str, AgentProcess]]:
-    missing = missing_requirements()
-    if missing:
-        pytest.fail(missing)
-    build_tiny_image()
     ceph, names = pools
-    made = {}
-    for name in ("hva", "hvb"):
-        agent = AgentProcess(name, tmp_path / name, api, driver="qemu")
-        agent.env["SOUVERAIN_AGENT__ADDRESS"] = "127.0.0.1"
-        agent.env.update(_rbd_env(ceph, names))
-        made[name] = agent
-        agent.start()
-    try:
+    with qemu_hosts(api, tmp_path, _rbd_env(ceph, names)) as made:
         yield made
-    finally:
-        for agent in made.values():
-            agent.kill()
-            kill_guests(agent.root / "data" / "agent")
 
 
 def _rbd_info(ceph: CephCluster, spec: str) -> dict[str, Any]:
