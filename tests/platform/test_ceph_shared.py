@@ -4,10 +4,12 @@ trace when stopped."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
 
+import tests.ceph
 from tests.ceph import (
     CephCluster,
     ceph,
@@ -34,12 +36,20 @@ def test_later_tests_get_the_same_cluster(ceph: CephCluster) -> None:
     assert all(daemon.alive() for daemon in ceph.daemons.values())
 
 
-def test_stopping_it_leaves_no_daemon_and_no_directory(ceph: CephCluster) -> None:
-    cluster = ceph
+def test_stopping_it_leaves_no_daemon_and_no_directory(
+    ceph: CephCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process-wide cluster of its own: the worker's shared one may be serving a
+    # session-scoped cloud (rados_cloud) that outlives this test, so it must stay up.
+    monkeypatch.setattr(tests.ceph, "_shared", [])
+    monkeypatch.setattr(tests.ceph, "_clusters", contextlib.ExitStack())
+    cluster = shared_cluster()
+    assert cluster is not ceph
     stop_shared_cluster()
     assert leftover_daemons(cluster.root) == []
     assert not cluster.root.exists()
     assert not any(daemon.alive() for daemon in cluster.daemons.values())
+    assert all(daemon.alive() for daemon in ceph.daemons.values())
 
 
 __all__ = ["ceph", "ceph_session"]

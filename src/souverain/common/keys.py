@@ -1,0 +1,59 @@
+"""The seam between the key manager and the services that encrypt at rest (object storage,
+volumes): data keys wrapped under a project's key-encryption key, and keys a customer
+stored as secrets, read on a project's behalf. It names no service; `server.py` passes the
+key manager's implementation to whoever encrypts. Plaintext keys cross it in memory only:
+nothing on this side writes one to disk, a log or an error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from souverain.common.errors import BadRequest, ServiceUnavailable
+
+
+class KeyNotFound(BadRequest):
+    """The key named does not exist, is not the project's to use, is not a symmetric key
+    of a usable length, or has expired. Each API words it its own way (S3's KMS.NotFound,
+    Cinder's 400)."""
+
+
+class KeyUnavailable(ServiceUnavailable):
+    """The root of trust (the HSM, the master key file) cannot answer now."""
+
+
+@dataclass(frozen=True, repr=False)
+class DataKey:
+    """A fresh 256-bit data key: `plaintext` encrypts, `wrapped` is what is stored beside the
+    ciphertext (opaque; it names the key that wrapped it and that key's version)."""
+
+    plaintext: bytes
+    wrapped: bytes
+
+
+class ProjectKeys(Protocol):
+    """What the key manager offers the services that encrypt."""
+
+    def new_data_key(self, project_id: str, key_id: str | None = None) -> DataKey:
+        """A data key wrapped under the project's own key-encryption key (`key_id` None: the
+        "SSE-S3" case), or under the symmetric secret `key_id` of the key manager that the
+        project owns (the "SSE-KMS" case). KeyNotFound if that secret is not usable."""
+        ...
+
+    def open_data_key(self, project_id: str, wrapped: bytes) -> bytes:
+        """The plaintext of a data key `new_data_key` gave for this project. KeyNotFound when
+        the key that wrapped it is gone (a deleted secret) or belongs to another project."""
+        ...
+
+    def create_secret_key(self, project_id: str, user_id: str | None, name: str) -> str:
+        """A new 256-bit symmetric secret owned by the project (visible to it through the
+        key-manager API, as Cinder's volume keys are in Barbican); its id."""
+        ...
+
+    def secret_key(self, project_id: str, key_id: str) -> bytes:
+        """The bytes of the project's symmetric secret `key_id` (KeyNotFound otherwise)."""
+        ...
+
+    def delete_secret_key(self, project_id: str, key_id: str) -> None:
+        """Forget the project's secret `key_id`; already gone is not an error."""
+        ...
