@@ -381,6 +381,34 @@ class AuditSettings(_Section):
     fsync: bool = True
 
 
+class KeyManagerSettings(_Section):
+    """The key manager (`/key-manager`, Barbican v1) and its root of trust."""
+
+    root: Literal["file", "pkcs11"] = Field(
+        default="file",
+        description="what wraps project keys: a master key file (not an HSM) or a PKCS#11 token",
+    )
+    master_key_file: Path | None = Field(
+        default=None, description="the file root's key (0600); default: <data_dir>/keys/master.key"
+    )
+    pkcs11_module: Path = Field(
+        default=Path("/usr/lib/softhsm/libsofthsm2.so"), description="the HSM's PKCS#11 library"
+    )
+    pkcs11_token_label: str = Field(default="souverain", min_length=1, max_length=32)
+    pkcs11_pin_file: Path | None = Field(
+        default=None, description="a file holding the token's user PIN (never in this file)"
+    )
+
+
+class EncryptionSettings(_Section):
+    """Encryption at rest the operator imposes."""
+
+    mandatory: bool = Field(
+        default=False,
+        description="every new bucket and volume is encrypted, whatever the customer asks",
+    )
+
+
 class Settings(_Section):
     data_dir: Path = Path("./souverain-data")
     server: ServerSettings = ServerSettings()
@@ -395,6 +423,8 @@ class Settings(_Section):
     network: NetworkSettings = NetworkSettings()
     billing: BillingSettings = BillingSettings()
     ceph: CephSettings = CephSettings()
+    keymanager: KeyManagerSettings = KeyManagerSettings()
+    encryption: EncryptionSettings = EncryptionSettings()
 
     @model_validator(mode="after")
     def _network_node(self) -> Settings:
