@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,3 +158,22 @@ def test_rotation_keeps_secrets_and_data_keys_readable(db: Database, root_file: 
         assert row is not None and row.kek_id == active
     with pytest.raises(KeyUnavailable):  # the old root key is gone from the file
         root.unwrap(before.current_version, b"\0" * 60)
+
+
+def test_concurrent_first_uses_agree_on_one_project_kek(db: Database, root_file: Path) -> None:
+    services = [KeyManagerService(db, FileRoot(root_file), Clock()) for _ in range(4)]
+    start = threading.Barrier(len(services))
+    found: list[str] = []
+
+    def first_use(kms: KeyManagerService) -> None:
+        start.wait()
+        found.append(kms.core.keks.active("c1")[0])
+
+    threads = [threading.Thread(target=first_use, args=(k,)) for k in services]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with db.session() as s:
+        rows = s.scalars(select(ProjectKek).where(ProjectKek.project_id == "c1")).all()
+    assert len(rows) == 1 and set(found) == {rows[0].id}

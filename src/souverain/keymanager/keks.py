@@ -40,11 +40,7 @@ class ProjectKeks:
     def active(self, project_id: str) -> tuple[str, bytes]:
         """(id, plaintext) of the project's active KEK, made on first use."""
         with self.db.session() as s:
-            row = s.scalars(
-                select(ProjectKek).where(
-                    ProjectKek.project_id == project_id, ProjectKek.state == ACTIVE
-                )
-            ).first()
+            row = s.scalars(select(ProjectKek).where(ProjectKek.active_for == project_id)).first()
             if row is not None:
                 return row.id, self._open(row)
         return self._create(project_id)
@@ -53,29 +49,20 @@ class ProjectKeks:
         key = sealing.new_key()
         kek_id = new_id()
         version, wrapped = self.root.wrap(key)
+        row = ProjectKek(
+            id=kek_id,
+            project_id=project_id,
+            state=ACTIVE,
+            active_for=project_id,
+            root_version=version,
+            wrapped=wrapped,
+            created_at=self.clock.now(),
+        )
         try:
             with self.db.session() as s:
-                # one active KEK a project: a concurrent first use loses and takes the winner's
-                winner = s.scalars(
-                    select(ProjectKek)
-                    .where(ProjectKek.project_id == project_id, ProjectKek.state == ACTIVE)
-                    .with_for_update()
-                ).first()
-                if winner is None:
-                    s.add(
-                        ProjectKek(
-                            id=kek_id,
-                            project_id=project_id,
-                            state=ACTIVE,
-                            root_version=version,
-                            wrapped=wrapped,
-                            created_at=self.clock.now(),
-                        )
-                    )
-        except IntegrityError:
-            winner = None
-        if winner is not None:
-            return winner.id, self._open(winner)
+                s.add(row)
+        except IntegrityError:  # a concurrent first use won (`active_for` is unique)
+            return self.active(project_id)
         with self._lock:
             self._cache[kek_id] = key
         return kek_id, key
@@ -159,14 +146,15 @@ class ProjectKeks:
         with self.db.session() as s:
             s.execute(
                 update(ProjectKek)
-                .where(ProjectKek.project_id == project_id, ProjectKek.state == ACTIVE)
-                .values(state=PREVIOUS)
+                .where(ProjectKek.active_for == project_id)
+                .values(state=PREVIOUS, active_for=None)
             )
             s.add(
                 ProjectKek(
                     id=kek_id,
                     project_id=project_id,
                     state=ACTIVE,
+                    active_for=project_id,
                     root_version=version,
                     wrapped=wrapped,
                     created_at=self.clock.now(),
