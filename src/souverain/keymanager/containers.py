@@ -22,6 +22,7 @@ from souverain.keymanager.core import (
     drop_acl,
     may_read,
     owner_of,
+    owners_of,
     project_of,
 )
 from souverain.keymanager.models import Container, ContainerSecret, Secret
@@ -199,6 +200,7 @@ class Containers:
             query = query.where(Container.type == kind)
         with self.core.db.session() as s:
             rows = s.scalars(query.order_by(Container.created_at, Container.id)).all()
-            visible = [r for r in rows if may_read(ctx, self._owner(s, r))]
+            owners = owners_of(s, [(r.id, r.project_id, r.creator_id) for r in rows])
+            visible = [r for r, o in zip(rows, owners, strict=True) if may_read(ctx, o)]
             page = [self._record(s, r) for r in visible[offset : offset + limit]]
         return page, len(visible)

@@ -5,7 +5,7 @@ It speaks no HTTP and never sees a payload in clear."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -57,6 +57,20 @@ def owner_of(s: Session, entity_id: str, project_id: str, creator_id: str) -> Ow
     return Owner(
         entity_id, project_id, creator_id, acl is None or acl.project_access, frozenset(users)
     )
+
+
+def owners_of(s: Session, rows: Sequence[tuple[str, str, str]]) -> list[Owner]:
+    """`owner_of` for many (id, project, creator) at once: two queries, not two a row."""
+    ids = [entity_id for entity_id, _, _ in rows]
+    private: set[str] = set()
+    users: dict[str, set[str]] = {}
+    for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+        acls = select(Acl.entity_id).where(Acl.entity_id.in_(chunk), Acl.project_access.is_(False))
+        private.update(s.scalars(acls).all())
+        named = select(AclUser.entity_id, AclUser.user_id).where(AclUser.entity_id.in_(chunk))
+        for entity_id, user_id in s.execute(named).all():
+            users.setdefault(entity_id, set()).add(user_id)
+    return [Owner(i, p, c, i not in private, frozenset(users.get(i, ()))) for i, p, c in rows]
 
 
 def may_read(ctx: RequestContext, owner: Owner) -> bool:

@@ -26,6 +26,7 @@ from souverain.keymanager.core import (
     may_read,
     naive_utc,
     owner_of,
+    owners_of,
     project_of,
 )
 from souverain.keymanager.keks import ACTIVE
@@ -246,7 +247,8 @@ class Secrets:
             query = query.where(Secret.secret_type == secret_type)
         with self.core.db.session() as s:
             rows = s.scalars(query.order_by(Secret.created_at, Secret.id)).all()
-            visible = [r for r in rows if may_read(ctx, self._owner(s, r))]
+            owners = owners_of(s, [(r.id, r.project_id, r.creator_id) for r in rows])
+            visible = [r for r, o in zip(rows, owners, strict=True) if may_read(ctx, o)]
         return [record_of(r) for r in visible[offset : offset + limit]], len(visible)
 
     # -- metadata (Barbican's user metadata: lower-case keys)
