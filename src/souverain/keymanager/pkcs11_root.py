@@ -235,8 +235,8 @@ class Pkcs11Root:
 
     def _key(self, session: pkcs11.Session, version: int) -> pkcs11.SecretKey | None:
         """The root key of `version`; of two made by a race, the one with the smaller id."""
-        keys = sorted((i, k) for v, i, k in self._root_keys(session) if v == version)
-        return keys[0][1] if keys else None  # type: ignore[return-value]
+        keys = [(i, k) for v, i, k in self._root_keys(session) if v == version]
+        return min(keys, key=lambda pair: pair[0])[1] if keys else None  # type: ignore[return-value]
 
     def _generate(self, version: int) -> None:
         key_id = secrets.token_bytes(16)
