@@ -183,13 +183,15 @@ def test_a_forked_child_and_many_threads_share_the_token_safely(root: RootOfTrus
 
 
 def test_the_refusals_say_what_to_fix_and_never_show_the_pin(
-    softhsm: SoftHsmToken, tmp_path: Path
+    softhsm: SoftHsmToken, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     wrong = tmp_path / "wrong.pin"
     wrong.write_text("not-the-pin\n")
+    wrong.chmod(0o644)
     with pytest.raises(ConfigError, match="refuses that PIN") as refused:
         open_pkcs11_root(softhsm.settings(pkcs11_pin_file=wrong))
-    assert softhsm.pin not in str(refused.value)
+    assert softhsm.pin not in str(refused.value) and "not-the-pin" not in caplog.text
+    assert "readable by others than its owner" in caplog.text
     assert _root_keys(softhsm) == []  # nothing made on a refused start
     with pytest.raises(ConfigError, match="softhsm2-util --init-token") as missing:
         open_pkcs11_root(softhsm.settings(pkcs11_token_label="no-such-token"))

@@ -137,6 +137,11 @@ def _read_pin(pin_file: Path | None) -> str:
         ) from None
     if not pin:
         raise ConfigError(f"keymanager.pkcs11_pin_file {pin_file} is empty")
+    if pin_file.stat().st_mode & 0o077:
+        log.warning(
+            "keymanager.pkcs11_pin_file %s is readable by others than its owner: chmod 600 it",
+            pin_file,
+        )
     return pin
 
 
