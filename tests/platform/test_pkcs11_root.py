@@ -16,11 +16,19 @@ import pkcs11
 import pytest
 from pkcs11 import Attribute, ObjectClass
 from pkcs11 import exceptions as p11
+from sqlalchemy import select
 
+from souverain.common.clock import Clock
+from souverain.common.context import RequestContext
 from souverain.common.keys import KeyUnavailable
 from souverain.config import ConfigError
+from souverain.db import migrate
+from souverain.db.engine import Database, make_engine
+from souverain.keymanager.models import Secret
 from souverain.keymanager.pkcs11_root import LABEL_PREFIX, open_pkcs11_root
 from souverain.keymanager.root import RootOfTrust
+from souverain.keymanager.secrets import SecretSpec
+from souverain.keymanager.service import KeyManagerService
 from tests.softhsm import MODULE, SoftHsmToken
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -54,7 +62,7 @@ def test_a_wrapped_key_opens_to_the_same_bytes_and_the_wrap_hides_them(
 ) -> None:
     key = os.urandom(32)
     version, wrapped = root.wrap(key)
-    assert version == root.current_version() == "1"
+    assert version == root.current_version() == "hsm1"
     assert key not in wrapped and len(wrapped) == 40
     assert root.unwrap(version, wrapped) == key
     assert root.name == "pkcs11"
@@ -93,7 +101,7 @@ def test_rotate_makes_a_new_current_key_and_old_wraps_open_until_retired(
     old_key = os.urandom(32)
     old_version, old_wrapped = root.wrap(old_key)
     new_version = root.rotate()
-    assert new_version == root.current_version() == "2" != old_version
+    assert new_version == root.current_version() == "hsm2" != old_version
     assert root.wrap(old_key)[0] == new_version
     assert root.unwrap(old_version, old_wrapped) == old_key
     with pytest.raises(ValueError):
@@ -135,12 +143,12 @@ def test_a_new_process_opens_what_an_earlier_one_wrapped_and_sees_its_rotation(
         timeout=60,
         check=True,
     )
-    assert json.loads(done.stdout) == {"key": key.hex(), "current": "1"}
+    assert json.loads(done.stdout) == {"key": key.hex(), "current": "hsm1"}
     again = open_pkcs11_root(softhsm.settings())  # this process, restarted
     try:
         assert again.unwrap(version, wrapped) == key
-        assert again.rotate() == "2"
-        assert root.current_version() == "2"  # the closed root reopens its session
+        assert again.rotate() == "hsm2"
+        assert root.current_version() == "hsm2"  # the closed root reopens its session
     finally:
         again.close()
 
@@ -214,3 +222,42 @@ def test_a_token_that_goes_away_is_unavailable_not_a_crash(softhsm: SoftHsmToken
     with pytest.raises(KeyUnavailable):
         root.unwrap(version, wrapped)
     root.close()
+
+
+def test_the_key_manager_on_the_token_survives_a_restart_and_a_root_rotation(
+    softhsm: SoftHsmToken, tmp_path: Path
+) -> None:
+    """The envelope over the HSM in process: secrets sealed under project KEKs wrapped by
+    the token, the KEKs rewrapped under a new root key, the old one retired, and a new
+    service (a restart) reading every payload back."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'kms.db'}")
+    migrate.upgrade(engine)
+    db = Database(engine)
+    payloads = {f"p{n}": os.urandom(24) for n in range(3)}
+    first = KeyManagerService(db, open_pkcs11_root(softhsm.settings()), Clock())
+    made = {
+        project: first.secrets.create(_member(project), SecretSpec(payload=payload)).id
+        for project, payload in payloads.items()
+    }
+    first.close()
+    second = KeyManagerService(db, open_pkcs11_root(softhsm.settings()), Clock())
+    try:
+        old = second.root.current_version()
+        new = second.root.rotate()
+        assert second.core.keks.rewrap_all(keep=new) == len(payloads)
+        assert second.core.keks.count_under(old) == 0
+        second.root.retire(old)
+        for project, payload in payloads.items():
+            assert second.secrets.payload(_member(project), made[project])[1] == payload
+        with db.session() as session:
+            stored = b"".join(
+                bytes(row.ciphertext or b"") for row in session.scalars(select(Secret))
+            )
+        assert stored and not any(payload in stored for payload in payloads.values())
+    finally:
+        second.close()
+        engine.dispose()
+
+
+def _member(project: str) -> RequestContext:
+    return RequestContext("u1", "default", frozenset({"member"}), project_id=project)

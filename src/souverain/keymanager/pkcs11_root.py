@@ -7,8 +7,8 @@ refuses), nor put a PIN or a key's bytes into a log line or an error message. Im
 only when `keymanager.root = "pkcs11"`, so a cloud on the master key file never loads
 python-pkcs11.
 
-Root keys are token objects labelled `souverain-root-<n>`; the current version is the
-highest `n`. Two processes that rotate at once both make `n + 1`: the one whose key has the
+Root keys are token objects labelled `souverain-root-<n>`, version `hsm<n>`; the current
+version is the highest `n`. Two processes that rotate at once both make `n + 1`: the one whose key has the
 smaller CKA_ID keeps it, the other destroys its own, and both answer `n + 1`. Why key
 wrap and not AES-GCM inside the token: the root keys then have CKA_WRAP/CKA_UNWRAP only,
 so even a process holding the PIN cannot use them to decrypt arbitrary data, only to
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LABEL_PREFIX = "souverain-root-"
+VERSION_PREFIX = "hsm"  # versions read "hsm<n>": a stored wrap names the root that made it
 KEY_BYTES = 32
 WRAPPED_BYTES = KEY_BYTES + 8  # RFC 5649 adds one 64-bit block to a multiple of 8
 WRAP = Mechanism.AES_KEY_WRAP_PAD
@@ -145,11 +146,16 @@ def _read_pin(pin_file: Path | None) -> str:
     return pin
 
 
-def _version_of(label: str) -> int | None:
-    suffix = label.removeprefix(LABEL_PREFIX)
-    if label == suffix or not suffix.isdigit():
+def _number(text: str, prefix: str) -> int | None:
+    """n of `<prefix><n>` (a key's label, a version), or None for anything else."""
+    digits = text.removeprefix(prefix)
+    if text == digits or not digits.isdigit() or not digits.isascii():
         return None
-    return int(suffix)
+    return int(digits)
+
+
+def _version(number: int) -> str:
+    return f"{VERSION_PREFIX}{number}"
 
 
 class Pkcs11Root:
@@ -229,7 +235,7 @@ class Pkcs11Root:
             session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.TOKEN: True})
         )
         for key in found:
-            version = _version_of(str(key[Attribute.LABEL]))
+            version = _number(str(key[Attribute.LABEL]), LABEL_PREFIX)
             if version is not None:
                 yield version, bytes(key[Attribute.ID]), key
 
@@ -274,7 +280,7 @@ class Pkcs11Root:
         versions = self._versions()
         if not versions:
             raise self._unavailable("find a root key", "the token holds none")
-        return str(versions[-1])
+        return _version(versions[-1])
 
     def wrap(self, key: bytes) -> tuple[str, bytes]:
         if len(key) != KEY_BYTES:
@@ -283,7 +289,7 @@ class Pkcs11Root:
             version = self.current_version()
 
             def wrap(session: pkcs11.Session) -> bytes:
-                root = self._key(session, int(version))
+                root = self._key(session, _number(version, VERSION_PREFIX) or 0)
                 if root is None:
                     raise p11.NoSuchKey()
                 carried = _session_key(session, key)
@@ -295,7 +301,7 @@ class Pkcs11Root:
             return version, self._call("wrap a key", wrap)
 
     def unwrap(self, version: str, wrapped: bytes) -> bytes:
-        number = _version_of(LABEL_PREFIX + version)
+        number = _number(version, VERSION_PREFIX)
         if number is None:
             raise KeyUnavailable(f"No root key of version {version!r} exists.")
         if len(wrapped) != WRAPPED_BYTES:
@@ -337,11 +343,11 @@ class Pkcs11Root:
             versions = self._versions()
             new = (versions[-1] if versions else 0) + 1
             self._generate(new)
-            log.info("PKCS#11 token %r: root key version %d made current", self._token_label, new)
-            return str(new)
+            log.info("PKCS#11 token %r: root key %s made current", self._token_label, _version(new))
+            return _version(new)
 
     def retire(self, version: str) -> None:
-        number = _version_of(LABEL_PREFIX + version)
+        number = _number(version, VERSION_PREFIX)
         if number is None:
             raise ValueError(f"not a root key version: {version!r}")
         with self._lock:
