@@ -4,6 +4,7 @@ It speaks no HTTP and never sees a payload in clear."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -38,6 +39,16 @@ class Core:
     db: Database
     clock: Clock
     keks: ProjectKeks
+
+    def now(self) -> dt.datetime:
+        """Naive UTC, as the tables store times (and compare them, expirations included)."""
+        return naive_utc(self.clock.now())
+
+
+def naive_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def owner_of(s: Session, entity_id: str, project_id: str, creator_id: str) -> Owner:
@@ -95,7 +106,7 @@ def set_acl(
     users: Collection[str] | None,
 ) -> None:
     """Replace what is given of an entity's read ACL (None: keep)."""
-    now = core.clock.now()
+    now = core.now()
     acl = s.get(Acl, entity_id)
     if acl is None:
         acl = Acl(entity_id=entity_id, project_access=True, created_at=now, updated_at=now)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from souverain.common.clock import Clock
@@ -114,33 +114,41 @@ class ProjectKeks:
 
     # rotation (souverain kms rotate): the root key under the KEKs, and the KEKs themselves
 
-    def rewrap_all(self, keep: str) -> int:
-        """Rewrap every KEK not wrapped under root version `keep` under the current root
-        key; the number rewrapped. Each row is one compare-and-set: a reader sees the old
-        wrap or the new one, both open while the old root version lives."""
-        done = 0
+    def ids_not_under(self, version: str) -> list[str]:
+        """The KEKs wrapped under another root key than `version`."""
         with self.db.session() as s:
-            ids = s.scalars(select(ProjectKek.id).where(ProjectKek.root_version != keep)).all()
-        for kek_id in ids:
-            with self.db.session() as s:
-                row = s.get(ProjectKek, kek_id)
-                if row is None:
-                    continue
-                key = _checked(self.root.unwrap(row.root_version, row.wrapped))
-                version, wrapped = self.root.wrap(key)
-                s.execute(
-                    update(ProjectKek)
-                    .where(ProjectKek.id == kek_id, ProjectKek.root_version == row.root_version)
-                    .values(root_version=version, wrapped=wrapped)
-                )
-                done += 1
-        return done
+            query = select(ProjectKek.id).where(ProjectKek.root_version != version)
+            return list(s.scalars(query).all())
 
-    def count_under(self, version: str) -> int:
+    def rewrap(self, kek_id: str) -> bool:
+        """Rewrap one KEK under the current root key: one compare-and-set, so a reader sees
+        the old wrap or the new one, and both open while the old root version lives."""
         with self.db.session() as s:
-            return len(
-                s.scalars(select(ProjectKek.id).where(ProjectKek.root_version == version)).all()
+            row = s.get(ProjectKek, kek_id)
+            if row is None:
+                return False
+            key = _checked(self.root.unwrap(row.root_version, row.wrapped))
+            version, wrapped = self.root.wrap(key)
+            done = s.execute(
+                update(ProjectKek)
+                .where(ProjectKek.id == kek_id, ProjectKek.root_version == row.root_version)
+                .values(root_version=version, wrapped=wrapped)
             )
+            return bool(getattr(done, "rowcount", 0))
+
+    def count_by_root_version(self) -> dict[str, int]:
+        with self.db.session() as s:
+            rows = s.execute(
+                select(ProjectKek.root_version, func.count()).group_by(ProjectKek.root_version)
+            ).all()
+        return {version: int(n) for version, n in rows}
+
+    def count_by_state(self) -> dict[str, int]:
+        with self.db.session() as s:
+            rows = s.execute(
+                select(ProjectKek.state, func.count()).group_by(ProjectKek.state)
+            ).all()
+        return {state: int(n) for state, n in rows}
 
     def new_active(self, project_id: str) -> str:
         """Make a new active KEK for the project; the old one becomes `previous` (it still

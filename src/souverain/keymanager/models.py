@@ -72,8 +72,8 @@ class ContainerSecret(Base):
     __tablename__ = "kms_container_secrets"
 
     container_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), primary_key=True)
-    secret_id: Mapped[str] = mapped_column(String(36), index=True)
+    secret_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class Order(Base):

@@ -24,6 +24,7 @@ from souverain.keymanager.core import (
     check_write,
     drop_acl,
     may_read,
+    naive_utc,
     owner_of,
     project_of,
 )
@@ -93,9 +94,13 @@ def check_payload(payload: bytes) -> None:
     if not payload:
         raise BadRequest("If 'payload' is specified, it must be non-empty.")
     if len(payload) > MAX_PAYLOAD_BYTES:
-        raise PayloadTooLarge(
-            f"Could not add secret data as it was too large: at most {MAX_PAYLOAD_BYTES} bytes."
-        )
+        raise too_large()
+
+
+def too_large() -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"Could not add secret data as it was too large: at most {MAX_PAYLOAD_BYTES} bytes."
+    )
 
 
 class Secrets:
@@ -144,8 +149,8 @@ class Secrets:
         return self.store(project_id, ctx.user_id, spec)
 
     def store(self, project_id: str, creator_id: str, spec: SecretSpec) -> SecretRecord:
-        now = self.core.clock.now()
-        if spec.expiration is not None and spec.expiration <= now:
+        now = self.core.now()
+        if spec.expiration is not None and naive_utc(spec.expiration) <= now:
             raise BadRequest("Invalid date for 'expiration': it is before the current time.")
         if spec.payload is not None:
             check_payload(spec.payload)
@@ -158,7 +163,7 @@ class Secrets:
             algorithm=spec.algorithm,
             bit_length=spec.bit_length,
             mode=spec.mode,
-            expiration=spec.expiration,
+            expiration=naive_utc(spec.expiration) if spec.expiration else None,
             created_at=now,
             updated_at=now,
         )
@@ -176,7 +181,7 @@ class Secrets:
         return row
 
     def _expired(self, row: Secret) -> bool:
-        return row.expiration is not None and row.expiration <= self.core.clock.now()
+        return row.expiration is not None and row.expiration <= self.core.now()
 
     def _owner(self, s: Session, row: Secret) -> Owner:
         return owner_of(s, row.id, row.project_id, row.creator_id)
@@ -204,7 +209,7 @@ class Secrets:
             if row.ciphertext is not None:
                 raise Conflict("Secret already has data, cannot modify it.")
             self._seal_into(row, payload, content_type)
-            row.updated_at = self.core.clock.now()
+            row.updated_at = self.core.now()
 
     def delete(self, ctx: RequestContext, secret_id: str) -> None:
         with self.core.db.session() as s:
@@ -230,7 +235,7 @@ class Secrets:
     ) -> tuple[list[SecretRecord], int]:
         """The caller's project's live secrets it may read, oldest first, and their total."""
         project_id = project_of(ctx)
-        now = self.core.clock.now()
+        now = self.core.now()
         query = select(Secret).where(
             Secret.project_id == project_id,
             (Secret.expiration.is_(None)) | (Secret.expiration > now),

@@ -71,8 +71,8 @@ def upgrade() -> None:
     op.create_table(
         "kms_container_secrets",
         sa.Column("container_id", sa.String(36), primary_key=True),
-        sa.Column("name", sa.String(255), primary_key=True),
-        sa.Column("secret_id", sa.String(36), nullable=False, index=True),
+        sa.Column("secret_id", sa.String(36), primary_key=True, index=True),
+        sa.Column("name", sa.String(255), nullable=True),
     )
     op.create_table(
         "kms_orders",
