@@ -1,7 +1,8 @@
 """The key manager on a SoftHSM2 token, end to end: a real `souverain serve` with
 `keymanager.root = "pkcs11"` stores secrets through openstacksdk's key-manager proxy,
 restarts, has its root key rotated by `souverain kms rotate` while it runs, and still
-reads every secret back byte for byte; no payload is anywhere in the data dir in clear."""
+reads every secret back byte for byte; no payload is anywhere in the data dir in clear. A
+start on a token that does not exist is refused, saying how to make one."""
 
 from __future__ import annotations
 
@@ -77,9 +78,29 @@ def hsm_clouds() -> Iterator[list[Cloud]]:
 
 
 def test_secrets_on_an_hsm_survive_a_restart_and_a_root_key_rotation_byte_for_byte(
-    start_cloud: CloudFactory, softhsm: SoftHsmToken, hsm_clouds: list[Cloud]
+    start_cloud: CloudFactory, softhsm: SoftHsmToken, hsm_clouds: list[Cloud], tmp_path: Path
 ) -> None:
     env = hsm_env(softhsm)
+    refused = subprocess.run(
+        [
+            SOUVERAIN,
+            "serve",
+            "--data-dir",
+            str(tmp_path / "refused"),
+            "--port",
+            "0",
+            "--s3-port",
+            "0",
+        ],
+        env=child_env(**{**BASE_ENV, **env, "SOUVERAIN_KEYMANAGER__PKCS11_TOKEN_LABEL": "no"}),
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "refusing to start" in refused.stderr and "softhsm2-util --init-token" in refused.stderr
     cloud = start_cloud("kms-hsm", **env)
     tenant = cloud.make_tenant("hsm")
     marker = uuid.uuid4().hex

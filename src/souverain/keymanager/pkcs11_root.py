@@ -8,11 +8,11 @@ only when `keymanager.root = "pkcs11"`, so a cloud on the master key file never 
 python-pkcs11.
 
 Root keys are token objects labelled `souverain-root-<n>`, version `hsm<n>`; the current
-version is the highest `n`. Two processes that rotate at once both make `n + 1`: the one whose key has the
-smaller CKA_ID keeps it, the other destroys its own, and both answer `n + 1`. Why key
-wrap and not AES-GCM inside the token: the root keys then have CKA_WRAP/CKA_UNWRAP only,
-so even a process holding the PIN cannot use them to decrypt arbitrary data, only to
-unwrap into a key object; SoftHSM2 2.6 implements the mechanism.
+version is the highest `n`. Two processes that rotate at once both make `n + 1`: the one
+whose key has the smaller CKA_ID keeps it, the other destroys its own, and both answer
+`n + 1`. Why key wrap and not AES-GCM inside the token: the root keys then have
+CKA_WRAP/CKA_UNWRAP only, so even a process holding the PIN cannot use them to decrypt
+arbitrary data, only to unwrap into a key object; SoftHSM2 2.6 implements the mechanism.
 
 A PKCS#11 library does not survive a fork (`serve` forks its workers after the
 composition root is built): the library is initialised again in a child that inherited
