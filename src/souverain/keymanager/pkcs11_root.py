@@ -17,7 +17,8 @@ arbitrary data, only to unwrap into a key object; SoftHSM2 2.6 implements the me
 A PKCS#11 library does not survive a fork (`serve` forks its workers after the
 composition root is built): the library is initialised again in a child that inherited
 it, and each root opens its session lazily, again in a child, and again after the library
-was re-initialised. One lock per root serialises its token calls.
+was re-initialised. One lock per library serialises the process's token calls (the
+project keys they unwrap are cached above, so they are few).
 """
 
 from __future__ import annotations
@@ -86,10 +87,18 @@ class _Library:
         self.generation = 0
         self._lib: Pkcs11Lib | None = None
         self._pid = 0
-        self._lock = threading.Lock()
+        # python-pkcs11 initialises with C_Initialize(NULL): the application promises not
+        # to call the library from two threads at once, so every token call (and loading,
+        # re-initialising) takes this one lock; a forked child gets a fresh one, as a thread
+        # of the parent may have held it at the fork
+        self.calls = threading.RLock()
+        os.register_at_fork(after_in_child=self._fresh_lock)
+
+    def _fresh_lock(self) -> None:
+        self.calls = threading.RLock()
 
     def get(self) -> Pkcs11Lib:
-        with self._lock:
+        with self.calls:
             if self._lib is None:
                 self._lib = pkcs11.lib(self.path)
                 self._pid = os.getpid()
@@ -99,7 +108,7 @@ class _Library:
 
     def refresh(self) -> None:
         """Initialise again: a token made since the library started appears only then."""
-        with self._lock:
+        with self.calls:
             if self._lib is not None:
                 self._reinitialize(self._lib)
 
@@ -167,9 +176,12 @@ class Pkcs11Root:
         self._library = library
         self._token_label = token_label
         self._pin = pin
-        self._lock = threading.RLock()
         self._session: pkcs11.Session | None = None
         self._opened_in: tuple[int, int] = (0, -1)  # (pid, library generation)
+
+    @property
+    def _lock(self) -> threading.RLock:
+        return self._library.calls
 
     # -- sessions -------------------------------------------------------------------
 
@@ -410,15 +422,18 @@ def open_pkcs11_root(settings: KeyManagerSettings) -> RootOfTrust:
     if not module.is_file():
         raise ConfigError(f"keymanager.pkcs11_module {module} does not exist")
     library = _library(module)
-    with _refusal(f"keymanager.pkcs11_module {module} cannot be loaded"):
-        lib = library.get()
-    if not _has_token(lib, label):
-        library.refresh()  # a token made after this process loaded the library
-        if not _has_token(lib, label):
-            raise ConfigError(
-                f"keymanager.pkcs11_token_label: no token labelled {label!r} in {module}; "
-                + _INIT_HINT.format(label=label)
-            )
+    with library.calls:
+        with _refusal(f"keymanager.pkcs11_module {module} cannot be loaded"):
+            lib = library.get()
+        found = _has_token(lib, label)
+        if not found:
+            library.refresh()  # a token made after this process loaded the library
+            found = _has_token(lib, label)
+    if not found:
+        raise ConfigError(
+            f"keymanager.pkcs11_token_label: no token labelled {label!r} in {module}; "
+            + _INIT_HINT.format(label=label)
+        )
     root = Pkcs11Root(library, label, pin)
     try:
         root.open()
