@@ -92,8 +92,10 @@ def test_a_tampered_or_truncated_wrap_does_not_open(root: RootOfTrust) -> None:
         root.unwrap(version, wrapped[:-8])
     with pytest.raises(ValueError):
         root.wrap(b"short")
-    with pytest.raises(KeyUnavailable):
-        root.unwrap("../1", wrapped)
+    for hostile in ("../1", "", "v1", "hsm", "hsm-1", "hsm\u0661", "hsm" + "9" * 40, "hsm0"):
+        with pytest.raises(KeyUnavailable):
+            root.unwrap(hostile, wrapped)
+    assert root.unwrap(version, wrapped)  # none of that disturbed the session
 
 
 def test_rotate_makes_a_new_current_key_and_old_wraps_open_until_retired(
