@@ -84,11 +84,7 @@ def test_secret_lifecycle_shapes_and_payloads(shared_cloud: Cloud) -> None:
     payload = km(cloud, "GET", f"/v1/secrets/{secret_id}/payload", alice)
     assert payload.text == TEXT_PAYLOAD and payload.headers["content-type"].startswith("text/plain")
     wrong = km(
-        cloud,
-        "GET",
-        f"/v1/secrets/{secret_id}/payload",
-        alice,
-        headers={"Accept": "application/octet-stream"},
+        cloud, "GET", f"/v1/secrets/{secret_id}/payload", alice, headers={"Accept": "image/png"}
     )
     error(wrong, 406)
     raw = bytes(range(256))
@@ -110,6 +106,10 @@ def test_secret_lifecycle_shapes_and_payloads(shared_cloud: Cloud) -> None:
         headers={"Accept": "application/octet-stream"},
     )
     assert got.content == raw
+    as_text = km(
+        cloud, "GET", f"/v1/secrets/{binary}/payload", alice, headers={"Accept": "text/plain"}
+    )
+    error(as_text, 406)  # not UTF-8: no text representation
     # two-step: the record first, the payload by PUT, once
     two = km(cloud, "POST", "/v1/secrets", alice, json={"name": "later"}).json()["secret_ref"]
     two_id = two.rsplit("/", 1)[1]

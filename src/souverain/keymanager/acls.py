@@ -45,7 +45,7 @@ class Acls:
         if row is None or (
             isinstance(row, Secret) and row.expiration is not None and row.expiration <= now
         ):
-            raise NotFound(f"Not Found. Sorry but your {kind} is in another castle.")
+            raise NotFound(f"No such {kind}.")
         return owner_of(s, row.id, row.project_id, row.creator_id)
 
     def get(self, ctx: RequestContext, kind: str, entity_id: str) -> AclRecord:

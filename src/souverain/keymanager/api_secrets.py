@@ -40,20 +40,27 @@ def paging(request: Request) -> tuple[int, int]:
     return min(limit or DEFAULT_LIMIT, MAX_LIMIT), offset
 
 
-def accepted(accept: str, stored: str) -> bool:
-    """Whether an Accept header takes the secret's content type."""
+def representation(accept: str, stored: str, payload: bytes) -> str:
+    """The content type a payload goes back as: the one Accept names (text/plain only for
+    UTF-8 bytes, as Barbican), the stored one for `*/*` or no Accept; 406 otherwise."""
     for item in accept.split(","):
         base = item.split(";")[0].strip().lower()
-        if base in ("*/*", stored, stored.split("/")[0] + "/*"):
-            return True
-    return False
+        if base in ("", "*/*"):
+            return stored
+        if base == OCTETS:
+            return OCTETS
+        if base in (TEXT, "text/*"):
+            try:
+                payload.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            return TEXT
+    raise NotAcceptable(f"Wrong payload content-type: this secret's is {stored}.")
 
 
 def payload_response(record: SecretRecord, payload: bytes, accept: str) -> Response:
-    stored = record.content_type or OCTETS
-    if accept and not accepted(accept, stored):
-        raise NotAcceptable(f"Wrong payload content-type: this secret's is {stored}.")
-    media = f"{TEXT}; charset=utf-8" if stored == TEXT else OCTETS
+    kind = representation(accept, record.content_type or OCTETS, payload)
+    media = f"{TEXT}; charset=utf-8" if kind == TEXT else OCTETS
     return Response(payload, media_type=media, headers={"Cache-Control": "no-store"})
 
 

@@ -146,7 +146,7 @@ class Containers:
     def _row(self, s: Session, container_id: str) -> Container:
         row = s.get(Container, container_id)
         if row is None:
-            raise NotFound("Not Found. Sorry but your container is in another castle.")
+            raise NotFound("No such container.")
         return row
 
     def _owner(self, s: Session, row: Container) -> Owner:

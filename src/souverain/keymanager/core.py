@@ -73,7 +73,7 @@ def check_read(ctx: RequestContext, owner: Owner, kind: str) -> None:
     if may_read(ctx, owner):
         return
     if ctx.project_id != owner.project_id:
-        raise NotFound(f"Not Found. Sorry but your {kind} is in another castle.")
+        raise NotFound(f"No such {kind}.")
     raise Forbidden(f"The {kind} is private to its creator and the users of its ACL.")
 
 
@@ -84,7 +84,7 @@ def check_write(ctx: RequestContext, owner: Owner, kind: str) -> None:
     if ctx.project_id != owner.project_id:
         if ctx.user_id in owner.acl_users:
             raise Forbidden(f"An ACL grants reading this {kind}, not changing it.")
-        raise NotFound(f"Not Found. Sorry but your {kind} is in another castle.")
+        raise NotFound(f"No such {kind}.")
     roles = effective_roles(ctx.roles)
     if "member" not in roles:
         raise Forbidden(f"Changing a {kind} needs the member role.")

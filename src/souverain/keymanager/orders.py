@@ -166,7 +166,7 @@ class Orders:
         with self.core.db.session() as s:
             row = s.get(Order, order_id)
         if row is None or (not ctx.is_admin and row.project_id != ctx.project_id):
-            raise NotFound("Not Found. Sorry but your order is in another castle.")
+            raise NotFound("No such order.")
         return row
 
     def get(self, ctx: RequestContext, order_id: str) -> OrderRecord:

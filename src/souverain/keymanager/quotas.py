@@ -62,7 +62,7 @@ class Quotas:
         with self.core.db.session() as s:
             row = s.get(Quota, project_id)
             if row is None:
-                raise NotFound("Not Found. Sorry but your project quotas are in another castle.")
+                raise NotFound("No quotas are set for this project.")
             return _explicit(row)
 
     def set(self, project_id: str, limits: dict[str, int]) -> None:
@@ -85,7 +85,7 @@ class Quotas:
         with self.core.db.session() as s:
             row = s.get(Quota, project_id)
             if row is None:
-                raise NotFound("Not Found. Sorry but your project quotas are in another castle.")
+                raise NotFound("No quotas are set for this project.")
             s.delete(row)
 
 

@@ -177,7 +177,7 @@ class Secrets:
     def _live(self, s: Session, secret_id: str) -> Secret:
         row = s.get(Secret, secret_id)
         if row is None or self._expired(row):
-            raise NotFound("Not Found. Sorry but your secret is in another castle.")
+            raise NotFound("No such secret.")
         return row
 
     def _expired(self, row: Secret) -> bool:
@@ -207,7 +207,7 @@ class Secrets:
             row = self._live(s, secret_id)
             check_write(ctx, self._owner(s, row), "secret")
             if row.ciphertext is not None:
-                raise Conflict("Secret already has data, cannot modify it.")
+                raise Conflict("The secret already has a payload; a payload is never replaced.")
             self._seal_into(row, payload, content_type)
             row.updated_at = self.core.now()
 
@@ -215,7 +215,7 @@ class Secrets:
         with self.core.db.session() as s:
             row = s.get(Secret, secret_id)
             if row is None:
-                raise NotFound("Not Found. Sorry but your secret is in another castle.")
+                raise NotFound("No such secret.")
             check_write(ctx, self._owner(s, row), "secret")
             self.remove(s, row)
 
@@ -286,7 +286,7 @@ class Secrets:
             check_write(ctx, self._owner(s, row), "secret")
             item = s.get(SecretMetadatum, (secret_id, key))
             if create and item is not None:
-                raise Conflict("Conflict. Key in request is already in the secret metadata.")
+                raise Conflict("The secret already has metadata under this key.")
             if not create and item is None:
                 raise NotFound("Secret metadata not found.")
             if item is None:
