@@ -26,6 +26,7 @@ import pytest
 from tests import host_hygiene
 from tests.ceph import ceph, ceph_session  # noqa: F401  (the Ceph fixtures, for every suite)
 from tests.host_hygiene import RUN_ENV, HostState
+from tests.softhsm import softhsm, softhsm_session  # noqa: F401  (SoftHSM2 tokens, for every suite)
 
 # What the skipping tests wait for (scripts/system-packages.txt installs them).
 TOOLS = ("qemu-system-x86_64", "qemu-img", "dnsmasq", "nft", "ip", "rclone", "busybox")

@@ -85,6 +85,9 @@ def serve(
     except OSError as exc:
         typer.echo(f"souverain: cannot start: {exc}", err=True)
         raise typer.Exit(1) from None
+    except ConfigError as exc:  # found at start: the key manager's token or PIN
+        typer.echo(f"souverain: refusing to start: {exc}", err=True)
+        raise typer.Exit(2) from None
     if code:
         raise typer.Exit(code)
 
