@@ -19,6 +19,7 @@ DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where state
 def _open(config: Path | None, data_dir: Path | None) -> Any:
     from souverain.cli import _data_overrides, _settings
     from souverain.common.clock import Clock
+    from souverain.config import ConfigError
     from souverain.db.engine import Database, make_engine
     from souverain.db.migrate import SchemaTooNew, upgrade
     from souverain.keymanager.roots import open_root
@@ -32,7 +33,12 @@ def _open(config: Path | None, data_dir: Path | None) -> Any:
         db.dispose()
         typer.echo(f"souverain: {exc}", err=True)
         raise typer.Exit(3) from None
-    root = open_root(settings.keymanager, settings.data_dir.resolve())
+    try:
+        root = open_root(settings.keymanager, settings.data_dir.resolve())
+    except ConfigError as exc:  # the token, its PIN or the module: say which, no traceback
+        db.dispose()
+        typer.echo(f"souverain: {exc}", err=True)
+        raise typer.Exit(2) from None
     return db, KeyManagerService(db, root, Clock())
 
 
