@@ -176,4 +176,4 @@ def test_skewed_clocks_within_a_third_of_the_ttl_never_give_two_holders(
         time.t = float(step)
     assert b_took_at is not None
     assert b_took_at > cut_off - 1e-9
-    assert b_took_at <= cut_off - cut_off % 10 + TTL - skew + 1 + 1e-9
+    assert b_took_at <= cut_off - cut_off % 10 + TTL - skew + 1 + 1e-6  # float slack: skew ~1e-9

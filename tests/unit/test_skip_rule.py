@@ -13,7 +13,8 @@ from souverain.config import load_settings
 
 CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
 HOST_HYGIENE = CONFTEST.parent / "host_hygiene.py"  # the conftest's host check
-CEPH = CONFTEST.parent / "ceph.py"  # the Ceph fixtures the conftest registers
+# the fixtures the conftest registers for every suite
+REGISTERED = [CONFTEST.parent / name for name in ("ceph.py", "softhsm.py")]
 
 
 def _copy_conftest(tmp_path: Path) -> None:
@@ -21,7 +22,8 @@ def _copy_conftest(tmp_path: Path) -> None:
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "__init__.py").write_text("")
     shutil.copy(HOST_HYGIENE, tmp_path / "tests" / "host_hygiene.py")
-    shutil.copy(CEPH, tmp_path / "tests" / "ceph.py")
+    for module in REGISTERED:
+        shutil.copy(module, tmp_path / "tests" / module.name)
 
 
 def _run(tmp_path: Path, forbid: str, *args: str) -> subprocess.CompletedProcess[str]:
