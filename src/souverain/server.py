@@ -29,6 +29,7 @@ from souverain.common.audit import AuditLog, load_or_create_key
 from souverain.common.ceph import required_connection
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
+from souverain.common.keys import ProjectKeys
 from souverain.compute import api as compute_api
 from souverain.compute import api_internal as compute_internal_api
 from souverain.compute.qemu import QemuDriver
@@ -421,10 +422,21 @@ def _volume(
     image: ImageService,
     clock: Clock,
     objectstore: ObjectStoreService | None = None,
+    project_keys: ProjectKeys | None = None,
 ) -> VolumeService:
     backend = _volume_backend(settings)
     backups = BackupObjectStore(objectstore) if objectstore is not None else None
-    return VolumeService(db, backend, identity, image, clock, settings.volume, backups)
+    return VolumeService(
+        db,
+        backend,
+        identity,
+        image,
+        clock,
+        settings.volume,
+        backups,
+        project_keys=project_keys,  # encrypted volumes' keys, in the key manager
+        encryption_mandatory=settings.encryption.mandatory,
+    )
 
 
 def _network(

@@ -21,6 +21,8 @@ from souverain.compute.qemu_guest import (
     guest_device_name,
     nic_args,
     node_names,
+    secret_id,
+    secret_object,
 )
 from souverain.compute.qemu_monitor import QemuMonitor
 
@@ -51,6 +53,10 @@ class QemuHotplug(QemuMonitor):
             if not self._delete_nodes_once_free(uuid, disk.id):
                 raise DriverError(f"volume {disk.id} is still being released by server {uuid}")
             try:
+                if disk.passphrase is not None:  # over the monitor socket, never argv
+                    with contextlib.suppress(DriverError):  # left by an attach cut short
+                        self._qmp(uuid, "object-del", id=secret_id(disk.id))
+                    self._qmp(uuid, "object-add", **secret_object(disk))
                 for node in blockdev_nodes(disk):
                     self._qmp(uuid, "blockdev-add", **node)
                 self._qmp(uuid, "device_add", **device_properties(disk))
@@ -193,12 +199,15 @@ class QemuHotplug(QemuMonitor):
         return {str(node["node-name"]): int(node["image"]["virtual-size"]) for node in nodes}
 
     def _delete_nodes(self, uuid: str, disk_id: str) -> None:
-        """blockdev-del the volume's format and file nodes, whichever exist."""
+        """blockdev-del the volume's format and file nodes, whichever exist, then its
+        passphrase's secret object if it has one."""
         existing = self._node_sizes(uuid)
         for node in node_names(disk_id):
             if node in existing:
                 delete: dict[str, Any] = {"node-name": node}
                 self._qmp(uuid, "blockdev-del", **delete)
+        with contextlib.suppress(DriverError):  # a plain volume has none
+            self._qmp(uuid, "object-del", id=secret_id(disk_id))
 
     def _volume_slots(self, uuid: str) -> dict[str, int]:
         """Each volume's and NIC's PCI slot on bus 0 (the devices that carry an id)."""
