@@ -608,7 +608,7 @@ def open_platform(
     project_keys: ProjectKeys = keymanager.project_keys  # for objectstore and volume
     objectstore = _objectstore(settings, db, identity, clock)
     image = _image(settings, db, identity, clock, objectstore)
-    volume = _volume(settings, db, identity, image, clock, objectstore)
+    volume = _volume(settings, db, identity, image, clock, objectstore, project_keys)
     network = _network(settings, db, identity, clock)
     compute = _compute(settings, db, identity, image, volume, network, clock)
     billing = _billing(settings, db, identity, clock)

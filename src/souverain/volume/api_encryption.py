@@ -18,6 +18,9 @@ from souverain.openstack.routing import Edge, EdgeRoute
 from souverain.volume import schemas, views
 from souverain.volume.encryption import EncryptionTypes
 
+# what a create answers (Cinder's api-ref): the spec and its ids, no timestamps
+CREATED_FIELDS = ("volume_type_id", "encryption_id", *schemas.ENCRYPTION_FIELDS)
+
 
 class EncryptionApi:
     def __init__(self, types: EncryptionTypes) -> None:
@@ -48,7 +51,7 @@ class EncryptionApi:
         audit(request, "volume.type.encryption.create", "volume_type", type_id)
         spec = schemas.encryption_spec(await read_json(request))
         row = await asyncio.to_thread(self.types.create, ctx, type_id, spec)
-        return JSONResponse({"encryption": views.encryption_view(row)})
+        return JSONResponse({"encryption": views.encryption_view(row, CREATED_FIELDS)})
 
     async def encryption_item(self, request: Request, ctx: RequestContext) -> Response:
         """GET names one field (`.../encryption/cipher`); PUT and DELETE name the encryption

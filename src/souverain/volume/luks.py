@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from souverain.volume.backend import (
 # The passphrase is a random 256-bit key, not a password a person chose: key stretching adds
 # nothing to it, and each open (every attach, every copy) would pay QEMU's 2 s default.
 ITER_TIME_MS = 10
+CALIBRATION_FAILED = "Unable to get accurate CPU usage"
+CALIBRATION_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -146,10 +149,22 @@ class LuksFiles:
             raise
 
     def _run(self, step: Step, timeout: float) -> None:
+        for attempt in range(CALIBRATION_ATTEMPTS):
+            result = self._run_once(step, timeout)
+            if result.returncode == 0:
+                return
+            # QEMU times its PBKDF on the thread's CPU clock when it makes a LUKS header;
+            # on a busy host that clock can read no progress at all, and qemu-img gives up
+            if CALIBRATION_FAILED not in result.stderr or attempt + 1 == CALIBRATION_ATTEMPTS:
+                break
+        detail = result.stderr.strip().splitlines()[-1:] or ["no detail"]
+        raise BackendError(f"qemu-img {step.command[0]} failed: {_without_paths(detail[0])}")
+
+    def _run_once(self, step: Step, timeout: float) -> subprocess.CompletedProcess[str]:
         with _secrets(step.keys) as (fds, objects):
             argv = [self.files.qemu_img, *step.command, *objects, *step.rest]
             try:
-                result = subprocess.run(  # a fixed argv, no shell; the secrets come over pipes
+                return subprocess.run(  # a fixed argv, no shell; the secrets come over pipes
                     argv,
                     capture_output=True,
                     timeout=timeout,
@@ -163,9 +178,21 @@ class LuksFiles:
                 raise BackendError(
                     f"qemu-img {step.command[0]} took longer than {timeout:.0f} s."
                 ) from None
-        if result.returncode != 0:
-            detail = result.stderr.strip().splitlines()[-1:] or ["no detail"]
-            raise BackendError(f"qemu-img {step.command[0]} failed: {_without_paths(detail[0])}")
+
+    def duplicate(self, source: Path, final: Path) -> None:
+        """A byte copy of a detached (or paused and flushed) LUKS file: the same header, so
+        the same key opens it (a snapshot's), and no new PBKDF to pay."""
+        tmp = self.files.temp_path()
+        try:
+            shutil.copyfile(source, tmp)
+            _fsync_file(tmp)
+            os.chmod(tmp, 0o600)
+            os.rename(tmp, final)
+            _fsync_dir(final.parent)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
 
 
 @dataclass(frozen=True)
