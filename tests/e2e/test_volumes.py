@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
 
 import openstack.exceptions
@@ -79,3 +81,30 @@ def test_openstacksdk_volumes_snapshots_and_tenancy(cloud: Cloud, tenant: Tenant
     conn.block_storage.delete_volume(big)
     conn.block_storage.wait_for_delete(big, interval=0.2, wait=30)
     assert not os.path.exists(path)
+
+
+def test_openstack_cli_encrypted_volume_type_and_volume(cloud: Cloud) -> None:
+    """An admin makes a LUKS volume type with the CLI's encryption flags; a customer's
+    volume of it is encrypted, its file LUKS (the rest is tests/api/test_volume_encryption)."""
+    tenant = cloud.make_tenant("volumes-luks")
+    on = {"cloud": tenant.cloud_name}
+    type_name = unique("luks")
+    cloud.cli_ok(
+        "volume", "type", "create", "--encryption-provider", "luks",
+        "--encryption-cipher", "aes-xts-plain64", "--encryption-key-size", "256",
+        "--encryption-control-location", "front-end", type_name,
+    )  # fmt: skip
+    shown = cloud.cli_json("volume", "type", "show", "--encryption-type", type_name)
+    encryption = shown["encryption"]
+    assert encryption["provider"] == "luks" and encryption["cipher"] == "aes-xts-plain64"
+    assert encryption["key_size"] == 256 and encryption["control_location"] == "front-end"
+
+    volume = cloud.cli_json("volume", "create", "--type", type_name, "--size", "1", "v", **on)
+    assert volume["status"] == "available" and volume["encrypted"] is True, volume
+    info = subprocess.run(
+        ["qemu-img", "info", "-U", "--output=json",
+         str(cloud.data_dir / "volumes" / f"volume-{volume['id']}.qcow2")],
+        capture_output=True, check=True, text=True,
+    )  # fmt: skip
+    assert json.loads(info.stdout)["format-specific"]["data"]["encrypt"]["format"] == "luks"
+    cloud.cli_ok("volume", "delete", volume["id"], **on)
