@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from souverain.common.errors import BadRequest
 from souverain.common.keys import KeyNotFound
 
 from .support import Cloud
@@ -209,6 +211,14 @@ def test_encrypted_volume_snapshot_copy_image_and_delete(cloud: Cloud) -> None:
     assert image_file is not None and luks_info(image_file)["format"] == "luks"
     image_key = secret_of(cloud, alice.project_id, image_key_id)
     assert "read 1048576/1048576" in qemu_io(image_file, image_key, "read -P 0x5a 0 1M")
+
+    # a volume whose key is gone is not attached (and stays available)
+    keys = cloud.platform.project_keys
+    assert keys is not None
+    keys.delete_secret_key(alice.project_id, copy_key_id)
+    with pytest.raises(BadRequest):
+        cloud.platform.volume.reserve(alice.ctx(), copy["id"], str(uuid.uuid4()))
+    assert alice.show(copy["id"])["status"] == "available"
 
     # delete: the key goes with the last volume or snapshot naming it
     assert alice.delete(f"/volumes/{copy['id']}").status_code == 202

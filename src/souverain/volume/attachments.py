@@ -77,7 +77,11 @@ class Attachments:
                 now_row = s.get(m.Volume, vid)
                 status = now_row.status if now_row else "deleted"
             raise BadRequest(f"Volume {volume_id} is {status}; it must be available to attach.")
-        return self.handle(vid)
+        try:
+            return self.handle(vid)
+        except Exception:  # an encrypted volume whose key cannot be read: not attached
+            self.unreserve(vid)
+            raise
 
     def attached(
         self,

@@ -197,6 +197,11 @@ class VolumeTypes:
             if s.scalar(select(func.count(m.Volume.id)).where(m.Volume.volume_type_id == row.id)):
                 raise BadRequest(f"Target volume type {row.id} is still in use.")
             s.execute(delete(m.VolumeTypeAccess).where(m.VolumeTypeAccess.volume_type_id == row.id))
+            s.execute(
+                delete(m.VolumeTypeEncryption).where(
+                    m.VolumeTypeEncryption.volume_type_id == row.id
+                )
+            )
             s.delete(row)
 
     def extra_specs(self, ctx: RequestContext, type_id: str) -> dict[str, str]:
