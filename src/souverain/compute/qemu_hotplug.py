@@ -7,6 +7,7 @@ netdev is closed); each call can be repeated until the job is done.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from typing import Any
 
@@ -54,6 +55,7 @@ class QemuHotplug(QemuMonitor):
                 raise DriverError(f"volume {disk.id} is still being released by server {uuid}")
             try:
                 if disk.passphrase is not None:  # over the monitor socket, never argv
+                    _keep_qmp_messages_out_of_logs()
                     with contextlib.suppress(DriverError):  # left by an attach cut short
                         self._qmp(uuid, "object-del", id=secret_id(disk.id))
                     self._qmp(uuid, "object-add", **secret_object(disk))
@@ -241,6 +243,14 @@ class QemuHotplug(QemuMonitor):
                 + int(stats.get("failed_wr_operations", 0)),
             }
         return out
+
+
+def _keep_qmp_messages_out_of_logs() -> None:
+    """qemu.qmp logs every message it sends at DEBUG ("--> {...}"): an object-add of a
+    volume's passphrase must not reach a log even when an operator turns debugging on."""
+    qmp_log = logging.getLogger("qemu.qmp")
+    if qmp_log.getEffectiveLevel() < logging.INFO:
+        qmp_log.setLevel(logging.INFO)
 
 
 def _block_name(entry: dict[str, Any]) -> str:
