@@ -435,10 +435,21 @@ def _volume(
     image: ImageService,
     clock: Clock,
     objectstore: ObjectStoreService | None = None,
+    project_keys: ProjectKeys | None = None,
 ) -> VolumeService:
     backend = _volume_backend(settings)
     backups = BackupObjectStore(objectstore) if objectstore is not None else None
-    return VolumeService(db, backend, identity, image, clock, settings.volume, backups)
+    return VolumeService(
+        db,
+        backend,
+        identity,
+        image,
+        clock,
+        settings.volume,
+        backups,
+        project_keys=project_keys,  # encrypted volumes' keys, in the key manager
+        encryption_mandatory=settings.encryption.mandatory,
+    )
 
 
 def _network(
@@ -598,7 +609,7 @@ def open_platform(
     project_keys: ProjectKeys = keymanager.project_keys  # for objectstore and volume
     objectstore = _objectstore(settings, db, identity, clock)
     image = _image(settings, db, identity, clock, objectstore)
-    volume = _volume(settings, db, identity, image, clock, objectstore)
+    volume = _volume(settings, db, identity, image, clock, objectstore, project_keys)
     network = _network(settings, db, identity, clock)
     compute = _compute(settings, db, identity, image, volume, network, clock)
     billing = _billing(settings, db, identity, clock)

@@ -347,3 +347,17 @@ def test_rbd_flatten_clones_setting_makes_clones_independent_in_the_background(
     # nothing depends on the snapshot any more: it may go
     assert c.delete(f"/snapshots/{snap['id']}").status_code == 202
     assert image_info(rbd_cloud, origin["id"])["snapshots"] == []
+
+
+def test_rbd_refuses_encrypted_volumes_with_400_and_leaves_nothing(rbd_cloud: Cloud) -> None:
+    """LUKS volumes are files only for now: an encrypted type on RBD is refused up front,
+    no row, no image, no key."""
+    a, c = admin(rbd_cloud), tenant(rbd_cloud)
+    made = a.post("/types", {"volume_type": {"name": "luks-on-rbd"}}).json()["volume_type"]
+    luks = {"provider": "luks", "cipher": "aes-xts-plain64", "key_size": 256}
+    assert a.post(f"/types/{made['id']}/encryption", {"encryption": luks}).status_code == 200
+    refused = c.post("/volumes", {"volume": {"size": 1, "volume_type": "luks-on-rbd"}})
+    assert refused.status_code == 400 and "rbd" in refused.text, refused.text
+    assert c.get("/volumes").json()["volumes"] == []
+    with rbd_cloud.platform.db.session() as s:
+        assert s.scalars(select(vm.Volume).where(vm.Volume.project_id == c.project_id)).all() == []

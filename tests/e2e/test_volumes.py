@@ -79,3 +79,19 @@ def test_openstacksdk_volumes_snapshots_and_tenancy(cloud: Cloud, tenant: Tenant
     conn.block_storage.delete_volume(big)
     conn.block_storage.wait_for_delete(big, interval=0.2, wait=30)
     assert not os.path.exists(path)
+
+
+def test_openstack_cli_encrypted_volume_type(cloud: Cloud) -> None:
+    """An admin makes a LUKS volume type with the CLI's encryption flags and reads it back
+    (its volumes: tests/api/test_volume_encryption, tests/vm/test_encrypted_volume)."""
+    type_name = unique("luks")
+    cloud.cli_ok(
+        "volume", "type", "create", "--encryption-provider", "luks",
+        "--encryption-cipher", "aes-xts-plain64", "--encryption-key-size", "256",
+        "--encryption-control-location", "front-end", type_name,
+    )  # fmt: skip
+    shown = cloud.cli_json("volume", "type", "show", "--encryption-type", type_name)
+    encryption = shown["encryption"]
+    assert encryption["provider"] == "luks" and encryption["cipher"] == "aes-xts-plain64"
+    assert encryption["key_size"] == 256 and encryption["control_location"] == "front-end"
+    cloud.cli_ok("volume", "type", "delete", type_name)

@@ -74,6 +74,7 @@ class Attachments:
                             "rbd": handle.rbd,
                             "ceph": handle.ceph,
                             "readonly": handle.readonly,
+                            "passphrase": handle.passphrase,
                         }
                     )
                     self.driver.attach_disk(server_id, disk)

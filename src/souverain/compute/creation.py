@@ -561,7 +561,13 @@ class Creation:
             volume_id = self.volumes.create_for_boot(ctx, boot.uuid, boot.size_gib).id
         else:
             volume_id = boot.uuid
-        self.volumes.reserve(ctx, volume_id, server_id)
+        handle = self.volumes.reserve(ctx, volume_id, server_id)
+        if handle.passphrase is not None:  # the root disk is opened without QEMU's secrets
+            self.volumes.unreserve(volume_id)
+            raise DriverError(
+                f"volume {volume_id} is encrypted; booting from an encrypted volume is not "
+                "supported here: attach it to a server booted from an image"
+            )
         self.volumes.attached(
             volume_id, server_id, "/dev/vda", str(uuid.uuid4()), boot.delete_on_termination
         )

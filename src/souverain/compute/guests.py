@@ -45,6 +45,7 @@ def disk_of(attachment: dict[str, Any]) -> Disk:
         serial=str(attachment["volume_id"])[:20],
         rbd=attachment.get("rbd"),
         ceph=attachment.get("ceph"),
+        passphrase=attachment.get("passphrase"),
     )
 
 
@@ -174,7 +175,11 @@ class Guests:
             if a["volume_id"] != root_volume_id and a.get("status") in ("in-use", "detaching")
         ]
         attached.sort(key=lambda a: (len(a["device"]), a["device"]))
-        return tuple(disk_of(a) for a in attached)
+        # an encrypted volume's passphrase comes with its handle, read now, kept in memory
+        return tuple(
+            disk_of({**a, "passphrase": self.volumes.handle(a["volume_id"]).passphrase})
+            for a in attached
+        )
 
     def let_go_of_volumes(self, server_id: str) -> None:
         """The server is gone: its volumes are free again, or deleted if it asked so."""

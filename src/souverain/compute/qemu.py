@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -441,27 +442,12 @@ class QemuDriver(QemuHotplug):
         os.chmod(self.run_dir, 0o700)
         self._qmp_socket(spec.uuid).unlink(missing_ok=True)
         self._pidfile(spec.uuid).unlink(missing_ok=True)
-        argv = self._argv(spec, paused=paused, incoming=incoming, slots=slots)
         errors = directory / "qemu-start.err"
-        with errors.open("w+b") as err:
-            # -daemonize double-forks and setsids once QEMU is initialised: the guest outlives
-            # us, and the parent's exit status and stderr say whether it started.
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                start_new_session=True,
-                cwd=directory,
+        with secret_pipes(spec.disks) as secret_fds:
+            argv = self._argv(
+                spec, paused=paused, incoming=incoming, slots=slots, secret_fds=secret_fds
             )
-            try:
-                returncode = proc.wait(timeout=START_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                returncode = -1
-            err.seek(0)
-            message = err.read().decode("utf-8", "replace").strip()
+            returncode, message = self._run_daemonizing(argv, errors, tuple(secret_fds.values()))
         if returncode != 0:
             self.destroy(spec.uuid)
             detail = qemu_message(message) or f"exit status {returncode}"
@@ -472,6 +458,31 @@ class QemuDriver(QemuHotplug):
         errors.unlink(missing_ok=True)
         return pid
 
+    def _run_daemonizing(
+        self, argv: list[str], errors: Path, fds: tuple[int, ...]
+    ) -> tuple[int, str]:
+        """Run QEMU with -daemonize: its exit status and stderr say whether it started."""
+        with errors.open("w+b") as err:
+            # -daemonize double-forks and setsids once QEMU is initialised: the guest outlives
+            # us, and the parent's exit status and stderr say whether it started.
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+                cwd=errors.parent,
+                pass_fds=fds,
+            )
+            try:
+                returncode = proc.wait(timeout=START_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                returncode = -1
+            err.seek(0)
+            return returncode, err.read().decode("utf-8", "replace").strip()
+
     def _argv(
         self,
         spec: GuestSpec,
@@ -479,6 +490,7 @@ class QemuDriver(QemuHotplug):
         paused: bool,
         incoming: bool,
         slots: dict[str, int] | None = None,
+        secret_fds: dict[str, int] | None = None,
     ) -> list[str]:
         uuid = checked_uuid(spec.uuid)
         if spec.vcpus < 1 or spec.memory_mib < 16:
@@ -513,7 +525,8 @@ class QemuDriver(QemuHotplug):
         for index, nic in enumerate(spec.nics):
             argv += nic_args(index, nic, slots.get(nic.id) if slots and nic.id else None)
         for disk in spec.disks:
-            argv += disk_args(disk, slots.get(disk.id) if slots else None)
+            secret_fd = (secret_fds or {}).get(disk.id)
+            argv += disk_args(disk, slots.get(disk.id) if slots else None, secret_fd)
         if spec.kernel is not None:
             argv += ["-kernel", str(spec.kernel), "-append", spec.kernel_cmdline]
             if spec.ramdisk is not None:
@@ -705,3 +718,24 @@ class QemuDriver(QemuHotplug):
             log.seek(0)
             log.write(tail)
             log.truncate(len(tail))
+
+
+@contextlib.contextmanager
+def secret_pipes(disks: tuple[Disk, ...]) -> Iterator[dict[str, int]]:
+    """A pipe per encrypted volume holding its passphrase, written and closed on our side:
+    QEMU inherits the read ends and reads the secrets at start (never argv, never a file)."""
+    fds: dict[str, int] = {}
+    try:
+        for disk in disks:
+            if disk.passphrase is None:
+                continue
+            read, write = os.pipe()
+            fds[disk.id] = read
+            try:
+                os.write(write, disk.passphrase.encode("ascii"))
+            finally:
+                os.close(write)
+        yield fds
+    finally:
+        for fd in fds.values():
+            os.close(fd)

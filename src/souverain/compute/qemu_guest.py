@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,8 @@ class Disk:
     `id` names the QEMU device (letters, digits, '-', '_', '.'; starts with a letter; at most
     128 characters, e.g. "vol-<volume id>"); its block nodes are named after it.
     `serial` (at most 20 characters) is what the guest reads in /sys/block/vdX/serial.
+    `passphrase`: the volume is a LUKS-encrypted qcow2 QEMU opens with it (a QMP secret
+    object, or a pipe at start); never in argv, a file or a repr.
     """
 
     id: str
@@ -68,6 +70,7 @@ class Disk:
     serial: str = ""
     rbd: RbdRef | None = None
     ceph: CephAccess | None = None
+    passphrase: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,8 @@ def check_disk(disk: Disk) -> None:
         raise DriverError(f"volume {disk.id} needs a file or an RBD image (one of them)")
     if disk.rbd is not None and (disk.ceph is None or disk.format != "raw"):
         raise DriverError(f"RBD volume {disk.id} is raw and needs the cluster's access")
+    if disk.passphrase is not None and disk.format != "qcow2":
+        raise DriverError(f"encrypted volume {disk.id} is a LUKS qcow2")
     if not DISK_SERIAL_RE.match(disk.serial):
         raise DriverError(
             f"invalid volume serial {disk.serial!r} (up to 20 letters, digits, '-', '_', '.')"
@@ -190,7 +195,26 @@ def blockdev_nodes(disk: Disk) -> list[dict[str, Any]]:
     else:
         file_node = {"driver": "file", "node-name": file, "filename": str(disk.path), **common}
     format_node = {"driver": disk.format, "node-name": node, "file": file, **common}
+    if disk.passphrase is not None:
+        format_node["encrypt"] = {"format": "luks", "key-secret": secret_id(disk.id)}
     return [file_node, format_node]
+
+
+def secret_id(disk_id: str) -> str:
+    """The id of the QEMU secret object holding an encrypted volume's passphrase."""
+    return f"{node_names(disk_id)[0]}-key"
+
+
+def secret_object(disk: Disk) -> dict[str, Any]:
+    """QMP object-add arguments for an encrypted volume's passphrase (sent over the
+    monitor socket only)."""
+    assert disk.passphrase is not None
+    return {
+        "qom-type": "secret",
+        "id": secret_id(disk.id),
+        "data": disk.passphrase,
+        "format": "raw",
+    }
 
 
 def device_properties(disk: Disk, slot: int | None = None) -> dict[str, Any]:
@@ -203,11 +227,16 @@ def device_properties(disk: Disk, slot: int | None = None) -> dict[str, Any]:
     return device
 
 
-def disk_args(disk: Disk, slot: int | None) -> list[str]:
+def disk_args(disk: Disk, slot: int | None, secret_fd: int | None = None) -> list[str]:
     """The command line for a volume: the same nodes and device as attach_disk makes (JSON,
-    so a path needs no escaping)."""
+    so a path needs no escaping). An encrypted volume's passphrase is read by QEMU from
+    `secret_fd`, a pipe it inherits: the command line names the pipe, never the secret."""
     check_disk(disk)
     argv: list[str] = []
+    if disk.passphrase is not None:
+        if secret_fd is None:
+            raise DriverError(f"encrypted volume {disk.id} needs its passphrase's pipe")
+        argv += ["-object", f"secret,id={secret_id(disk.id)},format=raw,file=/dev/fd/{secret_fd}"]
     for node in blockdev_nodes(disk):
         argv += ["-blockdev", json.dumps(node)]
     return [*argv, "-device", json.dumps(device_properties(disk, slot))]

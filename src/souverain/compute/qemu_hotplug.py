@@ -7,6 +7,7 @@ netdev is closed); each call can be repeated until the job is done.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from typing import Any
 
@@ -21,6 +22,8 @@ from souverain.compute.qemu_guest import (
     guest_device_name,
     nic_args,
     node_names,
+    secret_id,
+    secret_object,
 )
 from souverain.compute.qemu_monitor import QemuMonitor
 
@@ -51,6 +54,11 @@ class QemuHotplug(QemuMonitor):
             if not self._delete_nodes_once_free(uuid, disk.id):
                 raise DriverError(f"volume {disk.id} is still being released by server {uuid}")
             try:
+                if disk.passphrase is not None:  # over the monitor socket, never argv
+                    _keep_qmp_messages_out_of_logs()
+                    with contextlib.suppress(DriverError):  # left by an attach cut short
+                        self._qmp(uuid, "object-del", id=secret_id(disk.id))
+                    self._qmp(uuid, "object-add", **secret_object(disk))
                 for node in blockdev_nodes(disk):
                     self._qmp(uuid, "blockdev-add", **node)
                 self._qmp(uuid, "device_add", **device_properties(disk))
@@ -193,12 +201,15 @@ class QemuHotplug(QemuMonitor):
         return {str(node["node-name"]): int(node["image"]["virtual-size"]) for node in nodes}
 
     def _delete_nodes(self, uuid: str, disk_id: str) -> None:
-        """blockdev-del the volume's format and file nodes, whichever exist."""
+        """blockdev-del the volume's format and file nodes, whichever exist, then its
+        passphrase's secret object if it has one."""
         existing = self._node_sizes(uuid)
         for node in node_names(disk_id):
             if node in existing:
                 delete: dict[str, Any] = {"node-name": node}
                 self._qmp(uuid, "blockdev-del", **delete)
+        with contextlib.suppress(DriverError):  # a plain volume has none
+            self._qmp(uuid, "object-del", id=secret_id(disk_id))
 
     def _volume_slots(self, uuid: str) -> dict[str, int]:
         """Each volume's and NIC's PCI slot on bus 0 (the devices that carry an id)."""
@@ -232,6 +243,14 @@ class QemuHotplug(QemuMonitor):
                 + int(stats.get("failed_wr_operations", 0)),
             }
         return out
+
+
+def _keep_qmp_messages_out_of_logs() -> None:
+    """qemu.qmp logs every message it sends at DEBUG ("--> {...}"): an object-add of a
+    volume's passphrase must not reach a log even when an operator turns debugging on."""
+    qmp_log = logging.getLogger("qemu.qmp")
+    if qmp_log.getEffectiveLevel() < logging.INFO:
+        qmp_log.setLevel(logging.INFO)
 
 
 def _block_name(entry: dict[str, Any]) -> str:

@@ -51,6 +51,7 @@ from souverain.volume.api_common import (
     viewer,
     with_count,
 )
+from souverain.volume.api_encryption import EncryptionApi
 from souverain.volume.api_qos import QosApi
 from souverain.volume.api_snapshots import SnapshotApi
 from souverain.volume.api_transfers import TransferApi
@@ -111,6 +112,7 @@ class VolumeApi:
         self.links = Links(public_url)
         self.snapshot_api = SnapshotApi(service, self.links)
         self.type_api = TypeApi(service)
+        self.encryption_api = EncryptionApi(service.encryption_types)
         self.admin_api = AdminApi(service, self.links)
         self.qos_api = QosApi(service, self.links)
         self.transfer_api = TransferApi(service, self.links)
@@ -128,6 +130,7 @@ class VolumeApi:
             *self._volume_routes(edge),
             *self.snapshot_api.routes(edge),
             *self.type_api.routes(edge),
+            *self.encryption_api.routes(edge),
             *self.admin_api.routes(edge),
             *self.qos_api.routes(edge),
             *self.transfer_api.routes(edge),

@@ -9,6 +9,7 @@ status table; whatever a crash cuts short, compute's reconcile finishes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, NotFound
 from souverain.volume import models as m
+from souverain.volume.encryption import VolumeKeys
 from souverain.volume.rules import (
     SERVERS_PER_QUERY,
     ServerVolume,
@@ -41,7 +43,8 @@ class Attachments:
             if row is None:
                 raise NotFound(f"Volume {volume_id} could not be found.")
             where = self.shared.backend.location(row.id)
-            return VolumeHandle(
+            project_id, key_id = row.project_id, row.encryption_key_id
+            handle = VolumeHandle(
                 id=row.id,
                 path=where.path,
                 format=where.format,
@@ -51,6 +54,11 @@ class Attachments:
                 rbd=where.rbd,
                 ceph=where.ceph,
             )
+        if key_id is None:
+            return handle
+        # the key manager is asked outside the volume's session
+        passphrase = VolumeKeys(self.shared).passphrase(project_id, key_id)
+        return dataclasses.replace(handle, passphrase=passphrase.text)
 
     def reserve(
         self, ctx: RequestContext, volume_id: str, server_id: str, **held: Any
@@ -69,7 +77,11 @@ class Attachments:
                 now_row = s.get(m.Volume, vid)
                 status = now_row.status if now_row else "deleted"
             raise BadRequest(f"Volume {volume_id} is {status}; it must be available to attach.")
-        return self.handle(vid)
+        try:
+            return self.handle(vid)
+        except Exception:  # an encrypted volume whose key cannot be read: not attached
+            self.unreserve(vid)
+            raise
 
     def attached(
         self,

@@ -25,6 +25,7 @@ from souverain.volume import models as m
 from souverain.volume.backup_store import BackupObjects, BackupStoreError
 from souverain.volume.backups import CHUNK_BYTES, GIB, Restored, visible_backup
 from souverain.volume.creation import VolumeCreation
+from souverain.volume.encryption import MANDATORY_SPEC, VolumeKeys
 from souverain.volume.rules import Shared, copy_failure, visible_volume
 from souverain.volume.schemas import VolumeCreate
 
@@ -91,12 +92,20 @@ class BackupRestore:
             assert backup is not None and vol is not None
             chunks, container, vsize = list(backup.chunks), backup.container, vol.size
             info = dict(backup.volume_info or {})
+            keys = VolumeKeys(self.shared)
+            key_id, project_id = vol.encryption_key_id, vol.project_id
+            spec = keys.spec_for(s, vol.volume_type_id) or MANDATORY_SPEC
         backend = self.shared.backend
         raw = backend.temp_path(".raw")
         status, message = "available", None
         try:
             self._write_raw(raw, chunks, container, len(chunks) * CHUNK_BYTES)
-            backend.overwrite(volume_id, raw, vsize)
+            if key_id is None:
+                backend.overwrite(volume_id, raw, vsize)
+            else:  # an encrypted volume gets the backup's bytes encrypted under its own key
+                files, key = keys.files(), keys.passphrase(project_id, key_id)
+                final = files.files.volume_path(volume_id)
+                files.copy(raw, "raw", None, final, vsize, spec, key)
         except Exception as exc:
             log.warning("restore of backup %s failed: %s", backup_id, exc)
             why = str(exc) if isinstance(exc, BackupStoreError) else copy_failure(exc)

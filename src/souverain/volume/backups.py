@@ -112,6 +112,16 @@ def _sort_fields(row: m.VolumeBackup) -> dict[str, Any]:
     }
 
 
+def _check_encryption(vol: m.Volume, req: BackupCreate) -> None:
+    """Backups read a volume's plain bytes: an encrypted volume's are refused, never
+    decrypted into the object store."""
+    if vol.encryption_key_id is not None:
+        raise BadRequest(
+            f"Invalid volume: Volume {req.volume_id} is encrypted; backups of encrypted "
+            "volumes are not supported here (snapshot it instead: the snapshot stays encrypted)."
+        )
+
+
 def _check_volume(vol: m.Volume, req: BackupCreate) -> None:
     """A volume backed up itself (not through a snapshot) is available, or in-use with
     force."""
@@ -164,6 +174,7 @@ class Backups:
         with self.shared.db.session() as s:
             vol = visible_volume(s, ctx, req.volume_id)
             snap = self._snapshot(s, ctx, req, vol) if req.snapshot_id else None
+            _check_encryption(vol, req)
             if snap is None:
                 _check_volume(vol, req)
             taken = snap.created_at if snap is not None else None

@@ -22,6 +22,8 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden
 from souverain.volume import models as m
 from souverain.volume.backend import GIB, SOURCE_FORMATS
+from souverain.volume.encryption import IMAGE_KEY_PROPERTY, VolumeKeys
+from souverain.volume.luks import LuksSpec
 from souverain.volume.quotas import Quotas
 from souverain.volume.rules import (
     AVAILABILITY_ZONE,
@@ -54,6 +56,18 @@ class SourcePlan:
     image_metadata: dict[str, str] | None = None
     snapshot_id: str | None = None
     source_volid: str | None = None
+    # an encrypted source: whose key, which one (the data is re-encrypted under a new key)
+    source_key: tuple[str, str] | None = None
+    source_type_id: str | None = None  # an encrypted source's type, the default for the copy
+
+
+@dataclass(frozen=True)
+class Sealing:
+    """A new encrypted volume's LUKS: how, and the key made for it (owned by `project_id`)."""
+
+    spec: LuksSpec
+    project_id: str
+    key_id: str
 
 
 class VolumeCreation:
@@ -70,6 +84,7 @@ class VolumeCreation:
         self.quotas = quotas
         self.types = types
         self.images = images
+        self.keys = VolumeKeys(shared)
 
     def create(self, ctx: RequestContext, req: VolumeCreate) -> str:
         """Claim quota and insert the row, make the file; the new volume's id."""
@@ -78,9 +93,51 @@ class VolumeCreation:
         plan = self.plan_source(ctx, req)
         bootable = plan.bootable if req.bootable is None else req.bootable
         volume_id = str(uuid.uuid4())
+        type_ref = req.volume_type or plan.source_type_id or self.shared.settings.default_type
+        sealing = self._sealing(ctx, ctx.project_id, type_ref, plan, volume_id)
+        try:
+            self._insert(ctx, req, plan, volume_id, type_ref, bootable, sealing)
+        except BaseException:
+            if sealing is not None:
+                self.keys.forget(sealing.project_id, sealing.key_id)
+            raise
+        self.shared.meter.gauge(ctx.project_id, "volume.gb", volume_id, plan.size)
+        self.fill(volume_id, plan, sealing)
+        return volume_id
+
+    def _sealing(
+        self, ctx: RequestContext, project_id: str, type_ref: str, plan: SourcePlan, volume_id: str
+    ) -> Sealing | None:
+        """The new volume's encryption and its new key, or None for a plain volume. Made
+        before the row: the key manager is not called inside the volume's transaction."""
+        with self.shared.db.session() as s:
+            vtype = self.types.usable(s, ctx, type_ref)
+            spec = self.keys.spec_for(s, vtype.id)
+        if spec is None:
+            if plan.source_key is not None:
+                raise BadRequest(
+                    "Invalid input received: the source is encrypted; a volume made from it "
+                    "is encrypted too, so its volume type must be an encrypted one."
+                )
+            return None
+        self.keys.ready()
+        key_id = self.keys.new_key(project_id, ctx.user_id, volume_id)
+        return Sealing(spec=spec, project_id=project_id, key_id=key_id)
+
+    def _insert(
+        self,
+        ctx: RequestContext,
+        req: VolumeCreate,
+        plan: SourcePlan,
+        volume_id: str,
+        type_ref: str,
+        bootable: bool,
+        sealing: Sealing | None,
+    ) -> None:
+        assert ctx.project_id is not None
         now = self.shared.clock.now()
         with self.shared.db.session() as s:
-            vtype = self.types.usable(s, ctx, req.volume_type or self.shared.settings.default_type)
+            vtype = self.types.usable(s, ctx, type_ref)
             self.quotas.lock(s, ctx.project_id)
             self.quotas.check_volume_size(s, ctx.project_id, plan.size)
             self.quotas.claim(s, ctx.project_id, volumes=1, gigabytes=plan.size)
@@ -103,13 +160,11 @@ class VolumeCreation:
                     source_volid=plan.source_volid,
                     attach_seq=0,
                     delete_on_termination=False,
+                    encryption_key_id=sealing.key_id if sealing else None,
                     created_at=now,
                     updated_at=now,
                 )
             )
-        self.shared.meter.gauge(ctx.project_id, "volume.gb", volume_id, plan.size)
-        self.fill(volume_id, plan)
-        return volume_id
 
     def plan_source(self, ctx: RequestContext, req: VolumeCreate) -> SourcePlan:
         """Where the new volume's data comes from, checked, and its size."""
@@ -147,6 +202,10 @@ class VolumeCreation:
             origin_id=snap.volume_id,
             image_metadata=origin.image_metadata if origin else None,
             snapshot_id=snap.id,
+            source_key=(snap.project_id, snap.encryption_key_id)
+            if snap.encryption_key_id
+            else None,
+            source_type_id=origin.volume_type_id if origin and snap.encryption_key_id else None,
         )
 
     def _from_volume(self, s: Session, ctx: RequestContext, req: VolumeCreate) -> SourcePlan:
@@ -169,6 +228,8 @@ class VolumeCreation:
             attached_to=src.server_id if src.status == "in-use" else None,
             image_metadata=src.image_metadata,
             source_volid=src.id,
+            source_key=(src.project_id, src.encryption_key_id) if src.encryption_key_id else None,
+            source_type_id=src.volume_type_id if src.encryption_key_id else None,
         )
 
     def _from_image(self, ctx: RequestContext, req: VolumeCreate) -> SourcePlan:
@@ -196,9 +257,11 @@ class VolumeCreation:
             "size": str(image.size),
             **{k: v for k, v in image.properties.items() if isinstance(v, str)},
         }
+        key_id = image.properties.get(IMAGE_KEY_PROPERTY)
         return SourcePlan(
             size=size,
             bootable=True,
+            source_key=(ctx.project_id or "", key_id) if isinstance(key_id, str) else None,
             source=image.path,
             source_format=fmt,
             image_rbd=image.rbd,
@@ -206,11 +269,15 @@ class VolumeCreation:
             image_metadata=metadata,
         )
 
-    def fill(self, volume_id: str, plan: SourcePlan) -> None:
+    def fill(self, volume_id: str, plan: SourcePlan, sealing: Sealing | None = None) -> None:
         """Make the volume's bytes; the volume ends available, or error with a message."""
         backend = self.shared.backend
         try:
-            cloned = self._write(volume_id, plan)
+            if sealing is not None:
+                cloned = False
+                self._write_sealed(volume_id, plan, sealing)
+            else:
+                cloned = self._write(volume_id, plan)
         except Exception as exc:  # the compute service's errors too: the volume ends
             log.warning("volume %s could not be created: %s", volume_id, exc)
             with contextlib.suppress(Exception):
@@ -223,6 +290,29 @@ class VolumeCreation:
             log.info("volume %s changed while its data was written", volume_id)
         elif cloned and self.shared.settings.rbd_flatten_clones:
             self.shared.jobs.submit(backend.flatten, volume_id)
+
+    def _write_sealed(self, volume_id: str, plan: SourcePlan, sealing: Sealing) -> None:
+        """LUKS bytes from the plan's source: an encrypted source is read with its own key
+        and written under the new volume's key."""
+        files = self.keys.files()
+        key = self.keys.passphrase(sealing.project_id, sealing.key_id)
+        source_key = self.keys.passphrase(*plan.source_key) if plan.source_key else None
+        final = files.files.volume_path(volume_id)
+        if plan.snapshot_id is not None:
+            source = files.files.snapshot_path(plan.snapshot_id)
+            files.copy(source, "qcow2", source_key, final, plan.size, sealing.spec, key)
+        elif plan.source_volid is not None:
+            source = files.files.volume_path(plan.source_volid)
+            with guest_writes_held(self.shared, plan.attached_to):
+                shared = plan.attached_to is not None
+                files.copy(source, "qcow2", source_key, final, plan.size, sealing.spec, key, shared)
+        elif plan.source is not None:
+            fmt = "qcow2" if source_key else plan.source_format
+            files.copy(plan.source, fmt, source_key, final, plan.size, sealing.spec, key)
+        elif plan.image_id is not None:
+            raise BadRequest("The image's data is not in a file this backend can read.")
+        else:
+            files.make_blank(volume_id, plan.size, sealing.spec, key)
 
     def _write(self, volume_id: str, plan: SourcePlan) -> bool:
         """The bytes from the plan's source; True when the volume is a copy-on-write clone."""

@@ -30,6 +30,24 @@ class VolumeType(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
+class VolumeTypeEncryption(Base):
+    """A volume type's encryption (Cinder's "encryption type"): volumes of the type are LUKS,
+    each with its own key in the key manager. Never changed while volumes of the type exist."""
+
+    __tablename__ = "volume_type_encryption"
+
+    volume_type_id: Mapped[str] = mapped_column(
+        ForeignKey("volume_types.id", ondelete="CASCADE"), primary_key=True
+    )
+    encryption_id: Mapped[str] = mapped_column(String(36), unique=True)
+    provider: Mapped[str] = mapped_column(String(255))
+    cipher: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    key_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    control_location: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
 class VolumeTypeAccess(Base):
     """A project that may use a private volume type."""
 
@@ -99,6 +117,8 @@ class Volume(Base):
     attached_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     attach_seq: Mapped[int] = mapped_column(Integer, default=0)
     delete_on_termination: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the key-manager secret whose bytes (hex) unlock the volume's LUKS; None: plain bytes
+    encryption_key_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
@@ -118,6 +138,8 @@ class Snapshot(Base):
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     # what os-update_snapshot_status last reported ("90%"); None: known from the status
     progress: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    # an encrypted volume's snapshot is LUKS under the volume's own key (as in Cinder)
+    encryption_key_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
 

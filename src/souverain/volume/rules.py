@@ -23,6 +23,7 @@ from souverain.common.ceph import CephAccess, RbdRef
 from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.errors import ApiError, Forbidden, NotFound
+from souverain.common.keys import ProjectKeys
 from souverain.common.metering import NULL_METER, Meter
 from souverain.common.pagination import sort_views
 from souverain.config import VolumeSettings
@@ -109,6 +110,9 @@ class Shared:
     attached_resizer: AttachedResizer | None = None
     writes_held: WritesHeld | None = None
     jobs: Jobs = field(default_factory=Jobs)  # backups and restores, off the request
+    # the key manager's keys for encrypted volumes (None: no key manager, no encryption)
+    project_keys: ProjectKeys | None = None
+    encryption_mandatory: bool = False  # `[encryption] mandatory`: no new plain volume
 
 
 # ---------------------------------------------------------------------- records
@@ -134,6 +138,8 @@ class VolumeHandle:
     bootable: bool
     rbd: RbdRef | None = None  # an RBD volume's image, opened by QEMU's rbd driver
     ceph: CephAccess | None = None  # how QEMU reaches the cluster holding `rbd`
+    # an encrypted volume's LUKS passphrase, for QEMU's secret object; never shown
+    passphrase: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

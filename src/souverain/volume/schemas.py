@@ -366,3 +366,71 @@ def upload_to_image(body: Mapping[str, Any]) -> UploadToImage:
     if container_format != "bare":
         raise BadRequest("Invalid input received: only container_format bare is supported.")
     return UploadToImage(name, disk_format, container_format)
+
+
+# ---------------------------------------------------------------------- encryption types
+
+# Cinder's LUKS providers: its short name, and the class paths older clients send
+LUKS_PROVIDERS = (
+    "luks",
+    "LuksEncryptor",
+    "nova.volume.encryptors.luks.LuksEncryptor",
+    "os_brick.encryptors.luks.LuksEncryptor",
+)
+LUKS_CIPHERS = ("aes-xts-plain64",)
+LUKS_KEY_SIZES = (256, 512)
+ENCRYPTION_FIELDS = ("provider", "cipher", "key_size", "control_location")
+
+
+@dataclass(frozen=True)
+class EncryptionSpec:
+    """A volume type's encryption, as sent: None for a field a PUT leaves alone."""
+
+    provider: str | None = None
+    cipher: str | None = None
+    key_size: int | None = None
+    control_location: str | None = None
+
+
+def encryption_spec(body: Mapping[str, Any], partial: bool = False) -> EncryptionSpec:
+    """`{"encryption": {...}}` of a create (`partial` False: provider required) or update."""
+    data = body.get("encryption")
+    if not isinstance(data, Mapping) or not data:
+        raise BadRequest("Invalid input received: the body needs a non-empty 'encryption'.")
+    unknown = sorted(str(k)[:64] for k in data if k not in ENCRYPTION_FIELDS)
+    if unknown:
+        raise BadRequest(f"Invalid input received: unknown encryption field(s) {unknown}.")
+    provider = data.get("provider")
+    if (provider is not None or not partial) and provider not in LUKS_PROVIDERS:
+        raise BadRequest(
+            f"Invalid input received: provider {str(provider)[:64]!r} is not supported; "
+            "volumes here are encrypted with 'luks' (QEMU's LUKS)."
+        )
+    cipher = data.get("cipher")
+    if cipher is not None and cipher not in LUKS_CIPHERS:
+        raise BadRequest(
+            f"Invalid input received: cipher {str(cipher)[:64]!r} is not supported; "
+            "use 'aes-xts-plain64'."
+        )
+    key_size = data.get("key_size")
+    if key_size is not None and (
+        not isinstance(key_size, int)
+        or isinstance(key_size, bool)
+        or key_size not in LUKS_KEY_SIZES
+    ):
+        raise BadRequest(
+            f"Invalid input received: key_size {str(key_size)[:16]!r} is not supported; "
+            "aes-xts-plain64 takes 256 or 512 bits."
+        )
+    location = data.get("control_location")
+    if location is not None and location != "front-end":
+        raise BadRequest(
+            f"Invalid input received: control_location {str(location)[:64]!r} is not "
+            "supported; volumes are decrypted by QEMU, 'front-end'."
+        )
+    return EncryptionSpec(
+        provider="luks" if provider is not None else None,
+        cipher=cipher,
+        key_size=key_size,
+        control_location=location,
+    )

@@ -19,6 +19,7 @@ from typing import Any
 from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
+from souverain.common.keys import ProjectKeys
 from souverain.common.metering import Meter
 from souverain.config import VolumeSettings
 from souverain.db.engine import Database
@@ -30,6 +31,7 @@ from souverain.volume.backup_restore import BackupRestore
 from souverain.volume.backup_store import BackupObjects, NoObjectStore
 from souverain.volume.backups import Backups
 from souverain.volume.creation import VolumeCreation
+from souverain.volume.encryption import EncryptionTypes
 from souverain.volume.quotas import Quotas
 from souverain.volume.recovery import Recovery
 from souverain.volume.rules import (
@@ -59,8 +61,17 @@ class VolumeService:
         clock: Clock,
         settings: VolumeSettings,
         backup_objects: BackupObjects | None = None,
+        project_keys: ProjectKeys | None = None,
+        encryption_mandatory: bool = False,
     ) -> None:
-        self.shared = Shared(db, backend, clock, settings)
+        self.shared = Shared(
+            db,
+            backend,
+            clock,
+            settings,
+            project_keys=project_keys,
+            encryption_mandatory=encryption_mandatory,
+        )
         self.db = db
         self.backend = backend
         self.identity = identity  # the API authenticates its callers against it
@@ -70,6 +81,7 @@ class VolumeService:
         self.states = VolumeStates(self.shared)
         self.quotas = Quotas(self.shared)
         self.types = VolumeTypes(self.shared)
+        self.encryption_types = EncryptionTypes(self.shared)
         self.snapshots = Snapshots(self.shared, self.states, self.quotas)
         self.volumes = Volumes(self.shared, self.states, self.quotas, self.snapshots, images)
         self.creation = VolumeCreation(self.shared, self.states, self.quotas, self.types, images)

@@ -20,6 +20,8 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden
 from souverain.volume import metadata
 from souverain.volume import models as m
+from souverain.volume.encryption import MANDATORY_SPEC, VolumeKeys
+from souverain.volume.luks import LuksSpec
 from souverain.volume.quotas import Quotas
 from souverain.volume.rules import (
     Page,
@@ -63,6 +65,7 @@ class Snapshots:
         self.shared = shared
         self.states = states
         self.quotas = quotas
+        self.keys = VolumeKeys(shared)
 
     def create(self, ctx: RequestContext, req: SnapshotCreate) -> m.Snapshot:
         if not ctx.project_id:
@@ -82,6 +85,8 @@ class Snapshots:
                 )
             server_id = vol.server_id if vol.status == "in-use" else None
             vid, size, project_id = vol.id, vol.size, vol.project_id
+            key_id = vol.encryption_key_id
+            spec = self.keys.spec_for(s, vol.volume_type_id) if key_id else None
             self.quotas.lock(s, project_id)
             self.quotas.claim(s, project_id, snapshots=1, gigabytes=size)
             s.add(
@@ -95,25 +100,57 @@ class Snapshots:
                     size=size,
                     status="creating",
                     meta=dict(req.metadata),
+                    encryption_key_id=key_id,
                     created_at=now,
                     updated_at=now,
                 )
             )
         self.shared.meter.gauge(project_id, "snapshot.gb", snapshot_id, size)
-        self._copy(vid, snapshot_id, size, server_id)
+        sealed = (project_id, key_id, spec or MANDATORY_SPEC) if key_id else None
+        self._copy(vid, snapshot_id, size, server_id, sealed)
         return self.get(ctx, snapshot_id)
 
-    def _copy(self, volume_id: str, snapshot_id: str, size: int, server_id: str | None) -> None:
+    def _copy(
+        self,
+        volume_id: str,
+        snapshot_id: str,
+        size: int,
+        server_id: str | None,
+        sealed: tuple[str, str, LuksSpec] | None = None,
+    ) -> None:
+        """The snapshot's bytes; an encrypted volume's snapshot is LUKS under its key."""
         backend = self.shared.backend
         try:
             with guest_writes_held(self.shared, server_id):
-                backend.take_snapshot(volume_id, snapshot_id, size, shared=server_id is not None)
+                if sealed is None:
+                    backend.take_snapshot(
+                        volume_id, snapshot_id, size, shared=server_id is not None
+                    )
+                else:
+                    self._copy_sealed(volume_id, snapshot_id, size, server_id, sealed)
         except Exception as exc:  # the compute service's errors too: the snapshot ends
             log.warning("snapshot %s failed: %s", snapshot_id, exc)
             why = copy_failure(exc)
             self.states.set_snapshot(snapshot_id, "error", f"Snapshot failed: {why}")
         else:
             self.states.set_snapshot(snapshot_id, "available")
+
+    def _copy_sealed(
+        self,
+        volume_id: str,
+        snapshot_id: str,
+        size: int,
+        server_id: str | None,
+        sealed: tuple[str, str, LuksSpec],
+    ) -> None:
+        project_id, key_id, spec = sealed
+        files = self.keys.files()
+        source, final = files.files.volume_path(volume_id), files.files.snapshot_path(snapshot_id)
+        if server_id is None:  # nothing writes to it: its bytes, header and all
+            files.duplicate(source, final)
+            return
+        key = self.keys.passphrase(project_id, key_id)
+        files.copy(source, "qcow2", key, final, size, spec, key, shared=True)
 
     def get(self, ctx: RequestContext, snapshot_id: str) -> m.Snapshot:
         with self.shared.db.session() as s:
@@ -235,6 +272,7 @@ class Snapshots:
         with self.shared.db.session() as s:
             snap = s.get(m.Snapshot, snapshot_id)
             volume_id = snap.volume_id if snap is not None else None
+            key_id = snap.encryption_key_id if snap is not None else None
         if volume_id is not None:
             self.shared.backend.remove_snapshot(volume_id, snapshot_id)
         with self.shared.db.session() as s:
@@ -244,3 +282,4 @@ class Snapshots:
                 s.delete(row)
         if project_id is not None:
             self.shared.meter.gauge(project_id, "snapshot.gb", snapshot_id, 0)
+            self.keys.forget(project_id, key_id)  # the volume's key, once neither needs it

@@ -95,6 +95,11 @@ class Transfers:
                     f"Invalid volume: Volume {req.volume_id} is {vol.status}; only an available "
                     "volume can be transferred (detach it first)."
                 )
+            if vol.encryption_key_id is not None:
+                raise BadRequest(
+                    f"Invalid volume: Volume {req.volume_id} is encrypted; its key belongs to "
+                    "this project in the key manager, so it cannot be transferred."
+                )
             if req.no_snapshots and s.scalar(
                 select(func.count(m.Snapshot.id)).where(m.Snapshot.volume_id == vol.id)
             ):

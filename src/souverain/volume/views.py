@@ -86,6 +86,7 @@ VOLUME_FIELDS: tuple[Field, ...] = (
     Field("service_uuid", since=(3, 48)),
     Field("cluster_name", since=(3, 61), admin=True),
     Field("volume_type_id", since=(3, 63)),
+    Field("encryption_key_id", since=(3, 64), reads_only=True),
     Field("consumes_quota", since=(3, 65)),
     # the attribute extensions: on show and detail lists only
     Field("os-vol-host-attr:host", admin=True, reads_only=True),
@@ -169,7 +170,7 @@ def volume_view(record: VolumeRecord, viewer: Viewer, read: bool = True) -> dict
         "size": row.size,
         "availability_zone": row.availability_zone,
         "bootable": "true" if row.bootable else "false",
-        "encrypted": False,
+        "encrypted": row.encryption_key_id is not None,
         "multiattach": False,
         "attachments": _attachments(row),
         "metadata": metadata,
@@ -188,6 +189,7 @@ def volume_view(record: VolumeRecord, viewer: Viewer, read: bool = True) -> dict
         "service_uuid": None,
         "cluster_name": None,
         "volume_type_id": row.volume_type_id,
+        "encryption_key_id": row.encryption_key_id,
         "consumes_quota": True,
         "os-vol-host-attr:host": HOST,
         "os-vol-tenant-attr:tenant_id": row.project_id,
@@ -197,6 +199,26 @@ def volume_view(record: VolumeRecord, viewer: Viewer, read: bool = True) -> dict
     if row.image_metadata:
         values["volume_image_metadata"] = dict(row.image_metadata)
     return pick(VOLUME_FIELDS, values, viewer, read)
+
+
+def encryption_view(row: m.VolumeTypeEncryption, fields: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A volume type's encryption (Cinder's encryption type); `fields`: only these (an
+    update answers with what it changed)."""
+    values: dict[str, Any] = {
+        "volume_type_id": row.volume_type_id,
+        "encryption_id": row.encryption_id,
+        "provider": row.provider,
+        "cipher": row.cipher,
+        "key_size": row.key_size,
+        "control_location": row.control_location,
+        "created_at": time_text(row.created_at),
+        "updated_at": time_text(row.updated_at),
+        "deleted": False,
+        "deleted_at": None,
+    }
+    if fields:
+        return {k: values[k] for k in fields}
+    return values
 
 
 def snapshot_progress(row: m.Snapshot) -> str:

@@ -99,6 +99,14 @@ class VolumeTypes:
                     f"Invalid input received: volume {volume_id} is already of type "
                     f"{target.name}; name another type."
                 )
+            encrypted_target = s.get(m.VolumeTypeEncryption, target.id) is not None
+            if encrypted_target != (row.encryption_key_id is not None):
+                raise BadRequest(
+                    "Invalid input received: Retype cannot change encryption requirements: "
+                    f"volume {volume_id} is {'' if row.encryption_key_id else 'not '}encrypted "
+                    f"and type {target.name} is {'' if encrypted_target else 'not '}an "
+                    "encrypted one."
+                )
             row.volume_type_id = target.id
             row.updated_at = self.shared.clock.now()
 
@@ -189,6 +197,11 @@ class VolumeTypes:
             if s.scalar(select(func.count(m.Volume.id)).where(m.Volume.volume_type_id == row.id)):
                 raise BadRequest(f"Target volume type {row.id} is still in use.")
             s.execute(delete(m.VolumeTypeAccess).where(m.VolumeTypeAccess.volume_type_id == row.id))
+            s.execute(
+                delete(m.VolumeTypeEncryption).where(
+                    m.VolumeTypeEncryption.volume_type_id == row.id
+                )
+            )
             s.delete(row)
 
     def extra_specs(self, ctx: RequestContext, type_id: str) -> dict[str, str]:

@@ -19,6 +19,7 @@ from souverain.common.errors import BadRequest, NotFound
 from souverain.volume import metadata
 from souverain.volume import models as m
 from souverain.volume.backend import BackendError
+from souverain.volume.encryption import IMAGE_KEY_PROPERTY, VolumeKeys
 from souverain.volume.quotas import Quotas
 from souverain.volume.rules import (
     ImageUpload,
@@ -71,6 +72,7 @@ class Volumes:
         self.quotas = quotas
         self.snapshots = snapshots
         self.images = images
+        self.keys = VolumeKeys(shared)
 
     # ------------------------------------------------------------------ reading
 
@@ -255,17 +257,21 @@ class Volumes:
             ).first()
             if moved is None:
                 raise BadRequest(f"Invalid volume: Volume {volume_id} changed status; try again.")
-            vid, project_id = row.id, row.project_id
+            vid, project_id, key_id = row.id, row.project_id, row.encryption_key_id
         if attached:
             self._extend_attached(vid, str(server_id), size)
         else:
-            self._extend_detached(vid, size)
+            self._extend_detached(vid, size, (project_id, key_id) if key_id else None)
         self.shared.meter.gauge(project_id, "volume.gb", vid, size)
 
-    def _extend_detached(self, volume_id: str, size: int) -> None:
+    def _extend_detached(self, volume_id: str, size: int, key: tuple[str, str] | None) -> None:
         backend = self.shared.backend
         try:
-            backend.grow(volume_id, size)
+            if key is None:
+                backend.grow(volume_id, size)
+            else:
+                files = self.keys.files()
+                files.grow(files.files.volume_path(volume_id), size, self.keys.passphrase(*key))
         except (BackendError, OSError) as exc:
             self.states.move(volume_id, "extended", error_message=f"Extend failed: {reason(exc)}")
             raise BadRequest(f"Volume {volume_id} could not be extended: {reason(exc)}") from None
@@ -298,24 +304,40 @@ class Volumes:
                     f"Invalid volume: Volume {volume_id} is {row.status}; it must be available "
                     "to upload it to an image."
                 )
-            vid, size = row.id, row.size
+            vid, size, key_id = row.id, row.size, row.encryption_key_id
             type_of = type_name(s, row.volume_type_id)
+            source_key = (row.project_id, key_id) if key_id else None
+        if source_key is not None and req.disk_format != "qcow2":
+            raise BadRequest(
+                f"Invalid input received: volume {volume_id} is encrypted; its image stays "
+                "encrypted (LUKS in qcow2), so disk_format must be qcow2."
+            )
+        properties: dict[str, str] = {}
+        if source_key is not None:  # the image's own key: the same data, a new secret
+            properties[IMAGE_KEY_PROPERTY] = self.keys.new_key(source_key[0], ctx.user_id, vid)
         if not self.states.move(vid, "upload"):
+            self.keys.forget(
+                source_key[0] if source_key else "", properties.get(IMAGE_KEY_PROPERTY)
+            )
             raise BadRequest(f"Invalid volume: Volume {volume_id} changed status; try again.")
         try:
             image = self.images.create_snapshot_record(
                 ctx,
                 req.image_name,
-                {},
+                properties,
                 min_disk=size,
                 disk_format=req.disk_format,
                 container_format=req.container_format,
             )
         except BaseException:
             self.states.move(vid, "uploaded")
+            if source_key is not None:
+                self.keys.forget(source_key[0], properties.get(IMAGE_KEY_PROPERTY))
             raise
         image_id = str(image["id"])
-        self._export(volume_id, vid, image_id, req.disk_format)
+        image_key = properties.get(IMAGE_KEY_PROPERTY)
+        sealed = (source_key, image_key) if source_key and image_key else None
+        self._export(volume_id, vid, image_id, req.disk_format, sealed)
         return ImageUpload(
             volume_id=vid,
             updated_at=self.shared.clock.now(),
@@ -327,11 +349,30 @@ class Volumes:
             disk_format=req.disk_format,
         )
 
-    def _export(self, volume_ref: str, volume_id: str, image_id: str, disk_format: str) -> None:
+    def _export(
+        self,
+        volume_ref: str,
+        volume_id: str,
+        image_id: str,
+        disk_format: str,
+        sealed: tuple[tuple[str, str], str] | None = None,
+    ) -> None:
+        """The volume's bytes into the image; an encrypted volume's stay LUKS, under the
+        image's own key (`sealed`: the volume's project and key, the image's key)."""
         backend = self.shared.backend
         out = backend.temp_path(f".{disk_format}")
         try:
-            backend.export_volume(volume_id, out, out_format=disk_format)
+            if sealed is None:
+                backend.export_volume(volume_id, out, out_format=disk_format)
+            else:
+                (project_id, key_id), image_key = sealed
+                files = self.keys.files()
+                files.export(
+                    files.files.volume_path(volume_id),
+                    self.keys.passphrase(project_id, key_id),
+                    out,
+                    self.keys.passphrase(project_id, image_key),
+                )
             self.images.import_file(image_id, out)
         except (BackendError, OSError) as exc:
             self.images.fail_image(image_id, str(exc))
@@ -395,10 +436,12 @@ class Volumes:
             s.execute(delete(m.VolumeTransfer).where(m.VolumeTransfer.volume_id == volume_id))
             row = s.get(m.Volume, volume_id)
             project_id = row.project_id if row is not None else None
+            key_id = row.encryption_key_id if row is not None else None
             if row is not None:
                 s.delete(row)
         if project_id is not None:
             self.shared.meter.gauge(project_id, "volume.gb", volume_id, 0)
+            self.keys.forget(project_id, key_id)  # Cinder deletes the key with its volume
 
     def delete_internal(self, volume_id: str) -> None:
         """delete_on_termination: compute checked the caller; remove whatever its status."""

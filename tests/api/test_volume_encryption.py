@@ -1,0 +1,231 @@
+"""Encrypted volumes in-process: Cinder's encryption types (admin only, bad input refused,
+frozen while volumes of the type exist) and LUKS volumes whose keys live in the key manager.
+
+The bytes are checked with qemu-img and qemu-io themselves (the passphrase handed over a
+pipe, as the service does); the keys through the platform's real key manager.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from souverain.common.errors import BadRequest
+from souverain.common.keys import KeyNotFound
+
+from .support import Cloud
+from .test_volumes import Cinder, admin, cinder_error, cloud, tenant
+
+__all__ = ["cloud"]
+
+LUKS = {
+    "provider": "luks",
+    "cipher": "aes-xts-plain64",
+    "key_size": 256,
+    "control_location": "front-end",
+}
+
+
+def encrypted_type(a: Cinder, name: str, **spec: Any) -> tuple[str, dict[str, Any]]:
+    made = a.post("/types", {"volume_type": {"name": name}})
+    assert made.status_code == 200, made.text
+    type_id: str = made.json()["volume_type"]["id"]
+    added = a.post(f"/types/{type_id}/encryption", {"encryption": {**LUKS, **spec}})
+    assert added.status_code == 200, added.text
+    encryption: dict[str, Any] = added.json()["encryption"]
+    return type_id, encryption
+
+
+def qemu_io(path: Path, key: bytes, command: str) -> str:
+    """Run one qemu-io command on a LUKS qcow2, the passphrase over a pipe."""
+    read, write = os.pipe()
+    os.write(write, key.hex().encode())
+    os.close(write)
+    try:
+        done = subprocess.run(
+            [
+                "qemu-io", "--object", f"secret,id=k,format=raw,file=/dev/fd/{read}",
+                "--image-opts", f"driver=qcow2,file.filename={path},encrypt.key-secret=k",
+                "-c", command,
+            ],
+            capture_output=True, text=True, pass_fds=(read,), check=False, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(read)
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+def luks_info(path: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        ["qemu-img", "info", "-U", "--output=json", str(path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    encrypt: dict[str, Any] = json.loads(done.stdout)["format-specific"]["data"]["encrypt"]
+    return encrypt
+
+
+def secret_of(cloud: Cloud, project_id: str, key_id: str) -> bytes:
+    keys = cloud.platform.project_keys
+    assert keys is not None
+    return keys.secret_key(project_id, key_id)
+
+
+def key_gone(cloud: Cloud, project_id: str, key_id: str) -> bool:
+    try:
+        secret_of(cloud, project_id, key_id)
+    except KeyNotFound:
+        return True
+    return False
+
+
+def test_encryption_types_are_admin_only_and_checked(cloud: Cloud) -> None:
+    a, alice = admin(cloud), tenant(cloud)
+    reader = cloud.member(role="reader", project_id=alice.project_id)
+    bob_reader = Cinder(cloud, reader.token, reader.project_id, reader.id)
+    made = a.post("/types", {"volume_type": {"name": "to-encrypt"}}).json()["volume_type"]
+    type_id = made["id"]
+    url = f"/types/{type_id}/encryption"
+
+    assert a.get(url).json() == {}  # none yet, as Cinder answers
+    for caller in (alice, bob_reader):
+        cinder_error(caller.post(url, {"encryption": LUKS}), 403)
+        cinder_error(caller.get(url), 403)
+    for bad in (
+        {"encryption": {**LUKS, "provider": "nova.volume.encryptors.cryptsetup.Plain"}},
+        {"encryption": {**LUKS, "cipher": "aes-cbc-essiv:sha256"}},
+        {"encryption": {**LUKS, "key_size": 100}},
+        {"encryption": {**LUKS, "key_size": "256; DROP TABLE"}},
+        {"encryption": {**LUKS, "control_location": "back-end"}},
+        {"encryption": {**LUKS, "passphrase": "x"}},
+        {"encryption": {}},
+        {"volume_type": {}},
+    ):
+        cinder_error(a.post(url, bad), 400)
+    assert a.get(url).json() == {}  # nothing left behind
+    cinder_error(a.post("/types/no-such-type/encryption", {"encryption": LUKS}), 404)
+
+    created = a.post(url, {"encryption": LUKS})
+    assert created.status_code == 200, created.text
+    spec = created.json()["encryption"]
+    assert spec["provider"] == "luks" and spec["volume_type_id"] == type_id
+    cinder_error(a.post(url, {"encryption": LUKS}), 400)  # already there
+    shown = a.get(url).json()
+    assert shown["cipher"] == "aes-xts-plain64" and shown["encryption_id"] == spec["encryption_id"]
+    assert a.get(f"{url}/cipher").json() == {"cipher": "aes-xts-plain64"}
+    cinder_error(a.get(f"{url}/nope"), 404)
+
+    item = f"{url}/{spec['encryption_id']}"
+    cinder_error(alice.put(item, {"encryption": {"key_size": 512}}), 403)
+    cinder_error(a.put(item, {"encryption": {"key_size": 100}}), 400)
+    changed = a.put(item, {"encryption": {"key_size": 512}})
+    assert changed.status_code == 200 and changed.json() == {"encryption": {"key_size": 512}}
+    cinder_error(a.put(f"{url}/{type_id}", {"encryption": {"key_size": 256}}), 404)
+    cinder_error(alice.delete(item), 403)
+    assert a.delete(item).status_code == 202
+    assert a.get(url).json() == {}
+
+
+@pytest.mark.one_backend("sqlite")  # the bytes and the keys are its subject, not the database
+def test_encrypted_volume_snapshot_copy_image_and_delete(cloud: Cloud) -> None:
+    """One LUKS volume through everything that must keep it encrypted (each new LUKS header
+    costs QEMU's PBKDF calibration, a second or more of CPU: three here in all)."""
+    a, alice, bob = admin(cloud), tenant(cloud), tenant(cloud)
+    type_id, spec = encrypted_type(a, "luks-gold")
+    backend = cloud.platform.volume.backend
+
+    vol = alice.create(volume_type="luks-gold", size=1)
+    assert vol["encrypted"] is True and vol["status"] == "available"
+    key_id = alice.show(vol["id"])["encryption_key_id"]
+    alice.version = "3.63"
+    assert "encryption_key_id" not in alice.show(vol["id"])  # from 3.64, as Cinder
+    alice.version = "3.70"
+    key = secret_of(cloud, alice.project_id, key_id)  # the project's own secret
+    cinder_error(bob.get(f"/volumes/{vol['id']}"), 404)
+    with pytest.raises(KeyNotFound):
+        secret_of(cloud, bob.project_id, key_id)
+    handle = cloud.platform.volume.handle(vol["id"])  # what compute hands QEMU
+    assert handle.passphrase == key.hex() and key.hex() not in repr(handle)
+
+    path = backend.volume_path(vol["id"])
+    info = luks_info(path)
+    assert info["format"] == "luks" and info["cipher-alg"] == "aes-128"
+    assert info["cipher-mode"] == "xts" and info["ivgen-alg"] == "plain64"
+    qemu_io(path, key, "write -P 0x5a 0 1M")
+    assert b"\x5a" * 4096 not in path.read_bytes()
+
+    # the type's encryption is frozen while volumes of the type exist
+    url = f"/types/{type_id}/encryption"
+    cinder_error(a.put(f"{url}/{spec['encryption_id']}", {"encryption": {"key_size": 512}}), 400)
+    cinder_error(a.delete(f"{url}/{spec['encryption_id']}"), 400)
+
+    # what cannot stay encrypted is refused, nothing changed
+    plain = a.post("/types", {"volume_type": {"name": "plain-x"}}).json()["volume_type"]
+    cinder_error(alice.action(vol["id"], "os-retype", {"new_type": plain["id"]}), 400)
+    cinder_error(alice.post("/backups", {"backup": {"volume_id": vol["id"]}}), 400)
+    cinder_error(alice.post("/os-volume-transfer", {"transfer": {"volume_id": vol["id"]}}), 400)
+    raw_image = {"image_name": "x", "disk_format": "raw"}
+    cinder_error(alice.action(vol["id"], "os-volume_upload_image", raw_image), 400)
+    plain_copy = {"source_volid": vol["id"], "volume_type": "plain-x"}
+    cinder_error(alice.post("/volumes", {"volume": plain_copy}), 400)
+    assert alice.show(vol["id"])["volume_type"] == "luks-gold"
+    assert alice.show(vol["id"])["status"] == "available"
+
+    # a snapshot is LUKS under the volume's key
+    snap = alice.snapshot(vol["id"])
+    assert snap["status"] == "available"
+    snap_path = backend.snapshot_path(snap["id"])
+    assert luks_info(snap_path)["format"] == "luks"
+    assert "read 1048576/1048576" in qemu_io(snap_path, key, "read -P 0x5a 0 1M")
+
+    # with [encryption] mandatory even a plain type's new volume is LUKS, under its own key
+    cloud.platform.volume.shared.encryption_mandatory = True
+    try:
+        copy = alice.create(snapshot_id=snap["id"], size=2, volume_type="plain-x")
+    finally:
+        cloud.platform.volume.shared.encryption_mandatory = False
+    assert copy["status"] == "available" and copy["encrypted"] is True, copy
+    copy_key_id = alice.show(copy["id"])["encryption_key_id"]
+    assert copy_key_id != key_id
+    copy_key = secret_of(cloud, alice.project_id, copy_key_id)
+    copy_path = backend.volume_path(copy["id"])
+    assert "read 1048576/1048576" in qemu_io(copy_path, copy_key, "read -P 0x5a 0 1M")
+    assert alice.action(copy["id"], "os-extend", {"new_size": 3}).status_code == 202
+    assert alice.show(copy["id"])["size"] == 3
+
+    # an image of it stays LUKS, under a key of its own named as Cinder names it
+    body = {"image_name": "sealed", "disk_format": "qcow2", "container_format": "bare"}
+    done = alice.action(vol["id"], "os-volume_upload_image", body)
+    assert done.status_code == 202, done.text
+    image_id = done.json()["os-volume_upload_image"]["image_id"]
+    image = cloud.platform.image.get(alice.ctx(), image_id)
+    image_key_id = image["cinder_encryption_key_id"]
+    assert image_key_id not in (key_id, copy_key_id) and image["status"] == "active"
+    image_file = cloud.platform.image.image_for_boot(alice.ctx(), image_id).path
+    assert image_file is not None and luks_info(image_file)["format"] == "luks"
+    image_key = secret_of(cloud, alice.project_id, image_key_id)
+    assert "read 1048576/1048576" in qemu_io(image_file, image_key, "read -P 0x5a 0 1M")
+
+    # a volume whose key is gone is not attached (and stays available)
+    keys = cloud.platform.project_keys
+    assert keys is not None
+    keys.delete_secret_key(alice.project_id, copy_key_id)
+    with pytest.raises(BadRequest):
+        cloud.platform.volume.reserve(alice.ctx(), copy["id"], str(uuid.uuid4()))
+    assert alice.show(copy["id"])["status"] == "available"
+
+    # delete: the key goes with the last volume or snapshot naming it
+    assert alice.delete(f"/volumes/{copy['id']}").status_code == 202
+    assert key_gone(cloud, alice.project_id, copy_key_id)
+    cinder_error(alice.delete(f"/volumes/{vol['id']}"), 400)  # its snapshot first
+    assert not key_gone(cloud, alice.project_id, key_id)
+    assert alice.delete(f"/volumes/{vol['id']}?cascade=true").status_code == 202
+    assert key_gone(cloud, alice.project_id, key_id)
+    assert not path.exists() and not snap_path.exists() and not copy_path.exists()
+    assert not key_gone(cloud, alice.project_id, image_key_id)  # the image's, kept
