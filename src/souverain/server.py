@@ -339,6 +339,8 @@ def _identity(settings: Settings, db: Database, clock: Clock) -> IdentityService
             lockout_duration=ident.lockout_duration,
             hash_concurrency=ident.hash_concurrency
             or max(1, (os.cpu_count() or 1) // settings.server.workers),
+            mfa_required_for_privileged=ident.mfa_required_for_privileged,
+            mfa_receipt_expiration=ident.mfa_receipt_expiration,
         ),
         clock,
         ChangeCounter(paths.changes),

@@ -1,0 +1,160 @@
+"""Multi-factor login: TOTP credentials, the totp method, multi-factor rules and
+receipts, and the operator's mandatory second factor for privileged users.
+
+Passcodes are computed here from RFC 6238 with the standard library alone, not with
+the platform's code, so that a wrong step, digit count or hash would show.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import struct
+from typing import Any
+
+from .support import Cloud, Member, SteppingClock, assert_keystone_error, password_auth
+
+SECRET = base64.b32encode(b"0123456789abcdefghij").decode()  # 20 bytes, as apps use
+
+
+def passcode(secret: str, when: float, offset: int = 0) -> str:
+    """RFC 6238 with SHA-1, 30 s steps, 6 digits (RFC 4226's dynamic truncation)."""
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    counter = int(when) // 30 + offset
+    digest = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
+    start = digest[-1] & 0x0F
+    value = struct.unpack(">I", digest[start : start + 4])[0] & 0x7FFFFFFF
+    return f"{value % 1_000_000:06d}"
+
+
+def totp_credential(cloud: Cloud, who: Member, secret: str = SECRET, token: str = "") -> Any:
+    body = {"credential": {"type": "totp", "user_id": who.id, "blob": secret}}
+    return cloud.post("/v3/credentials", body, token=token or who.token)
+
+
+def mfa_auth(who: Member, code: str | None, password: str | None = None) -> dict[str, Any]:
+    identity: dict[str, Any] = {"methods": ["password"]}
+    identity["password"] = {"user": {"id": who.id, "password": password or who.password}}
+    if code is not None:
+        identity["methods"].append("totp")
+        identity["totp"] = {"user": {"id": who.id, "passcode": code}}
+    scope = {"project": {"id": who.project_id}}
+    return {"auth": {"identity": identity, "scope": scope}}
+
+
+def require_totp(cloud: Cloud, who: Member) -> None:
+    options = {"multi_factor_auth_enabled": True, "multi_factor_auth_rules": [["password", "totp"]]}
+    response = cloud.patch(f"/v3/users/{who.id}", {"user": {"options": options}})
+    assert response.status_code == 200, response.text
+    assert response.json()["user"]["options"] == options
+
+
+def test_totp_credentials_are_the_owners_and_checked(cloud: Cloud) -> None:
+    alice, bob = cloud.member(), cloud.member()
+    reader = cloud.member("reader")
+    made = totp_credential(cloud, alice)
+    assert made.status_code == 201, made.text
+    cred = made.json()["credential"]
+    assert cred["type"] == "totp" and cred["blob"] == SECRET and cred["user_id"] == alice.id
+    # the owner reads it back; another user, or a reader, does not see it at all
+    assert cloud.get(f"/v3/credentials/{cred['id']}", token=alice.token).status_code == 200
+    assert_keystone_error(cloud.get(f"/v3/credentials/{cred['id']}", token=bob.token), 404)
+    listed = cloud.get("/v3/credentials?type=totp", token=bob.token).json()["credentials"]
+    assert listed == []
+    # nobody makes one for someone else, a reader least of all
+    assert totp_credential(cloud, alice, token=bob.token).status_code in (403, 404)
+    assert totp_credential(cloud, alice, token=reader.token).status_code in (403, 404)
+    assert totp_credential(cloud, reader, token=reader.token).status_code == 403
+    # a blob that is no base32 secret is kept, as Keystone keeps it, but matches nothing
+    junk = totp_credential(cloud, bob, secret="not base32!")
+    assert junk.status_code == 201
+    # the secret never reaches the audit log
+    assert SECRET not in cloud.platform.paths.audit_log.read_text()
+
+
+def test_rules_receipts_replay_and_hostile_options(cloud: Cloud, clock: SteppingClock) -> None:
+    alice = cloud.member()
+    assert totp_credential(cloud, alice).status_code == 201
+    require_totp(cloud, alice)
+    # password alone: 401 with a receipt, as keystoneauth expects it
+    refused = cloud.issue(password_auth(alice.password, user_id=alice.id))
+    assert refused.status_code == 401, refused.text
+    receipt = refused.headers["Openstack-Auth-Receipt"]
+    body = refused.json()
+    assert body["required_auth_methods"] == [["password", "totp"]]
+    assert body["receipt"]["methods"] == ["password"]
+    assert body["receipt"]["user"]["id"] == alice.id and body["receipt"]["expires_at"]
+    assert body["error"]["code"] == 401
+    # password + totp: a token naming both methods
+    now = clock.now().timestamp()
+    code = passcode(SECRET, now)
+    issued = cloud.issue(mfa_auth(alice, code))
+    assert issued.status_code == 201, issued.text
+    assert issued.json()["token"]["methods"] == ["password", "totp"]
+    # the same passcode again, even with the password: refused (replay)
+    assert_keystone_error(cloud.issue(mfa_auth(alice, code)), 401)
+    # the previous window works once time moved on; a wrong one, a non-digit one do not
+    clock.advance(30)
+    now = clock.now().timestamp()
+    for wrong in (f"{(int(passcode(SECRET, now)) + 1) % 1_000_000:06d}", "12ab56", ""):
+        error = assert_keystone_error(cloud.issue(mfa_auth(alice, wrong)), 401)
+        assert "passcode" not in error["message"] and "totp" not in error["message"]
+    # three wrong passcodes lock the account (lockout at 3), though the password was right
+    assert_keystone_error(cloud.issue(mfa_auth(alice, passcode(SECRET, now))), 401)
+    unlock = cloud.patch(f"/v3/users/{alice.id}", {"user": {"enabled": True}})
+    assert unlock.status_code == 200
+    # a wrong password with a right passcode says no more than a wrong passcode
+    error = assert_keystone_error(
+        cloud.issue(mfa_auth(alice, passcode(SECRET, now), password="wrong-Pa55word")), 401
+    )
+    assert "password" not in error["message"]
+    # the receipt flow: the receipt and the totp method alone complete the login
+    next_code = passcode(SECRET, now, offset=1)
+    totp_only = mfa_auth(alice, next_code)
+    totp_only["auth"]["identity"] = {
+        "methods": ["totp"],
+        "totp": totp_only["auth"]["identity"]["totp"],
+    }
+    done = cloud.client.post(
+        "/identity/v3/auth/tokens", json=totp_only, headers={"Openstack-Auth-Receipt": receipt}
+    )
+    assert done.status_code == 201, done.text
+    assert set(done.json()["token"]["methods"]) == {"password", "totp"}
+    # a token from MFA can be re-scoped with the token method
+    token = done.headers["X-Subject-Token"]
+    rescope = {"auth": {"identity": {"methods": ["token"], "token": {"id": token}},
+                        "scope": {"project": {"id": alice.project_id}}}}  # fmt: skip
+    assert cloud.issue(rescope).status_code == 201
+    # an expired receipt, a forged one, another user's: refused
+    clock.advance(301)
+    later = passcode(SECRET, clock.now().timestamp())
+    totp_only["auth"]["identity"]["totp"]["user"]["passcode"] = later
+    for bad in (receipt, receipt[:-4] + "AAAA", issued.headers["X-Subject-Token"]):
+        again = cloud.client.post(
+            "/identity/v3/auth/tokens", json=totp_only, headers={"Openstack-Auth-Receipt": bad}
+        )
+        assert_keystone_error(again, 401)
+    # hostile options: refused whole, nothing changed
+    for options in (
+        {"multi_factor_auth_rules": "password"},
+        {"multi_factor_auth_rules": [["password", "password"]]},
+        {"multi_factor_auth_rules": [[]]},
+        {"multi_factor_auth_rules": [[1]]},
+        {"multi_factor_auth_enabled": "yes"},
+        {"no_such_option": True},
+    ):
+        bad = cloud.patch(f"/v3/users/{alice.id}", {"user": {"options": options}})
+        assert_keystone_error(bad, 400)
+    user = cloud.get(f"/v3/users/{alice.id}").json()["user"]
+    assert user["options"]["multi_factor_auth_rules"] == [["password", "totp"]]
+    # a member cannot switch its own rules off
+    off = {"user": {"options": {"multi_factor_auth_enabled": False}}}
+    assert_keystone_error(cloud.patch(f"/v3/users/{alice.id}", off, token=alice.token), 403)
+    # switched off by an admin (null removes an option): the password is enough again
+    cleared = cloud.patch(f"/v3/users/{alice.id}",
+                          {"user": {"options": {"multi_factor_auth_enabled": None}}})  # fmt: skip
+    assert cleared.json()["user"]["options"] == {"multi_factor_auth_rules": [["password", "totp"]]}
+    assert cloud.issue(password_auth(alice.password, user_id=alice.id)).status_code == 201
+    lines = cloud.platform.paths.audit_log.read_text()
+    assert SECRET not in lines and "passcode" not in lines
