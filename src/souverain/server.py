@@ -583,6 +583,8 @@ def open_platform(
     node = _overlay(settings, db, network, compute)
 
     billing.budget_listeners.append(_budget_auditor(audit_log, clock))
+    # account owners are privileged users too (identity.mfa_required_for_privileged)
+    identity.authentication.mfa.privileged_checks.append(billing.accounts.is_owner)
     for service in (objectstore, image, volume, network, compute):
         service.meter = billing
     public_url = settings.server.public_url

@@ -11,9 +11,26 @@ import base64
 import hashlib
 import hmac
 import struct
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
-from .support import Cloud, Member, SteppingClock, assert_keystone_error, password_auth
+from typer.testing import CliRunner
+
+from souverain import server
+from souverain.cli import app as cli_app
+
+from .conftest import running_platform
+from .support import (
+    ADMIN_PASSWORD,
+    Cloud,
+    Member,
+    SteppingClock,
+    TestClient,
+    assert_keystone_error,
+    cli_env,
+    password_auth,
+)
 
 SECRET = base64.b32encode(b"0123456789abcdefghij").decode()  # 20 bytes, as apps use
 
@@ -158,3 +175,80 @@ def test_rules_receipts_replay_and_hostile_options(cloud: Cloud, clock: Stepping
     assert cloud.issue(password_auth(alice.password, user_id=alice.id)).status_code == 201
     lines = cloud.platform.paths.audit_log.read_text()
     assert SECRET not in lines and "passcode" not in lines
+
+
+def enroll(data_dir: Path, user: str) -> str:
+    """`souverain identity totp enroll USER`, as the operator runs it: the URI's secret."""
+    result = CliRunner().invoke(
+        cli_app,
+        ["identity", "totp", "enroll", user, "--data-dir", str(data_dir)],
+        env=cli_env(data_dir),
+    )
+    assert result.exit_code == 0, result.output
+    uri = next(line for line in result.output.splitlines() if line.startswith("otpauth://"))
+    parsed = urlparse(uri)
+    assert parsed.path.startswith("/Souverain:")
+    query = parse_qs(parsed.query)
+    assert query["algorithm"] == ["SHA1"] and query["digits"] == ["6"] and query["period"] == ["30"]
+    return query["secret"][0]
+
+
+def admin_cloud(client: TestClient, platform: server.Platform, token: str) -> Cloud:
+    """A `Cloud` whose admin token came from a multi-factor login (its own login cannot)."""
+    cloud = Cloud.__new__(Cloud)
+    cloud.client, cloud.platform, cloud._count = client, platform, 0
+    cloud.admin_token = token
+    cloud.role_ids = {r["name"]: r["id"] for r in cloud.get("/v3/roles").json()["roles"]}
+    return cloud
+
+
+def test_privileged_users_must_use_a_second_factor(database_backend: str) -> None:
+    clock = SteppingClock()
+    scope = {"project": {"name": "admin", "domain": {"id": "default"}}}
+    admin_password = password_auth(ADMIN_PASSWORD, name="admin", scope=scope)
+    with (
+        running_platform(clock, mfa_required_for_privileged=True) as platform,
+        TestClient(platform.app, base_url="http://testserver") as client,
+    ):
+        tokens = "/identity/v3/auth/tokens"
+        # no TOTP credential yet: refused, told what to do, no receipt
+        refused = client.post(tokens, json=admin_password)
+        error = assert_keystone_error(refused, 401)
+        assert "souverain identity totp enroll admin" in error["message"]
+        assert "Openstack-Auth-Receipt" not in refused.headers
+        # a wrong password is not told about enrolment
+        wrong = password_auth("not-the-Pa55word", name="admin", scope=scope)
+        assert (
+            "enroll" not in assert_keystone_error(client.post(tokens, json=wrong), 401)["message"]
+        )
+        secret = enroll(platform.settings.data_dir, "admin")
+        assert secret not in platform.paths.audit_log.read_text()
+        # password alone: a receipt asking for password + totp
+        receipt = client.post(tokens, json=admin_password)
+        assert receipt.status_code == 401, receipt.text
+        assert receipt.json()["required_auth_methods"] == [["password", "totp"]]
+        both = admin_password["auth"]["identity"]
+        both["methods"].append("totp")
+        both["totp"] = {"user": {"name": "admin", "domain": {"id": "default"},
+                                 "passcode": passcode(secret, clock.now().timestamp())}}  # fmt: skip
+        issued = client.post(tokens, json=admin_password)
+        assert issued.status_code == 201, issued.text
+        cloud = admin_cloud(client, platform, issued.headers["X-Subject-Token"])
+        # a member logs in with a password; once an account owner, no longer
+        alice = cloud.member()
+        owned = {"account": {"name": "ACME", "country": "FR", "owner_user_id": alice.id}}
+        made = client.post("/billing/v1/accounts", json=owned,
+                           headers={"X-Auth-Token": cloud.admin_token})  # fmt: skip
+        assert made.status_code == 201, made.text
+        again = cloud.issue(password_auth(alice.password, user_id=alice.id))
+        assert "souverain identity totp enroll" in assert_keystone_error(again, 401)["message"]
+        # the admin's MFA token re-scopes, and its application credential needs no passcode
+        rescope = {"auth": {"identity": {"methods": ["token"],
+                                         "token": {"id": cloud.admin_token}}, "scope": scope}}  # fmt: skip
+        assert cloud.issue(rescope).status_code == 201
+        body = {"application_credential": {"name": "ci"}}
+        cred = cloud.post(f"/v3/users/{issued.json()['token']['user']['id']}"
+                          "/application_credentials", body).json()["application_credential"]  # fmt: skip
+        by_cred = {"auth": {"identity": {"methods": ["application_credential"],
+                   "application_credential": {"id": cred["id"], "secret": cred["secret"]}}}}  # fmt: skip
+        assert cloud.issue(by_cred).status_code == 201

@@ -15,9 +15,11 @@ import binascii
 import datetime as dt
 import hmac
 import json
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
@@ -25,7 +27,8 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from souverain.common.clock import isotime
-from souverain.common.errors import BadRequest, Unauthorized
+from souverain.common.errors import BadRequest, NotFound, Unauthorized
+from souverain.common.ids import new_id
 from souverain.identity import models as m
 from souverain.identity.core import INVALID_CREDENTIALS, IdentityCore
 
@@ -193,6 +196,36 @@ class MultiFactor:
                 continue  # an unreadable secret matches nothing
         return keys
 
+    def enroll(self, user: str, domain: str) -> tuple[str, str]:
+        """The operator's enrolment: a new TOTP credential for the user (by id, or by name
+        in the domain, by id or name); returns the user's name and the base32 secret."""
+        secret = base64.b32encode(os.urandom(20)).decode().rstrip("=")
+        with self.core.db.session() as s:
+            found = s.get(m.User, user)
+            if found is None:
+                domain_row = s.get(m.Domain, domain) or s.scalar(
+                    select(m.Domain).where(m.Domain.name == domain)
+                )
+                if domain_row is not None:
+                    found = s.scalar(
+                        select(m.User).where(m.User.domain_id == domain_row.id, m.User.name == user)
+                    )
+            if found is None:
+                raise NotFound(f"Could not find user: {user[:255]} (domain {domain[:64]}).")
+            s.add(
+                m.Credential(
+                    id=new_id(),
+                    user_id=found.id,
+                    project_id=None,
+                    type="totp",
+                    blob=self.core.encrypt_blob(secret),
+                    created_at=self.core.now().replace(tzinfo=None),
+                )
+            )
+            name = found.name
+        self.core.changed()
+        return name, secret
+
     # ------------------------------------------------------------------ rules
 
     def require(self, user_id: str, proven: set[str]) -> None:
@@ -292,3 +325,11 @@ class MultiFactor:
 
 def _iso(when: float) -> str:
     return isotime(dt.datetime.fromtimestamp(when, dt.UTC)) or ""
+
+
+def otpauth_uri(issuer: str, account: str, secret: str) -> str:
+    """The otpauth:// URI authenticator apps read (Key Uri Format), carrying the secret."""
+    label = quote(f"{issuer}:{account}", safe=":@")
+    fields = {"secret": secret, "issuer": issuer, "algorithm": "SHA1"}
+    query = urlencode({**fields, "digits": TOTP_DIGITS, "period": TOTP_STEP})
+    return f"otpauth://totp/{label}?{query}"
