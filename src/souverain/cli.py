@@ -93,15 +93,18 @@ def serve(
 def audit_verify(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Check that no audit record was edited, removed or reordered."""
     from souverain.common.audit import verify
-    from souverain.server import DataPaths
+    from souverain.server import DataPaths, audit_key_path
 
     settings = _settings(config, _data_overrides(data_dir))
     paths = DataPaths(settings.data_dir.resolve())
+    key_path = audit_key_path(settings)
     try:
-        key = paths.audit_key.read_bytes()
+        key = key_path.read_bytes()
     except FileNotFoundError:
         typer.echo(
-            f"audit log: no key at {paths.audit_key}; is this a Souverain data dir?", err=True
+            f"audit log: no key at {key_path}; is this a Souverain data dir, and is "
+            "audit.key_file set as the server has it?",
+            err=True,
         )
         raise typer.Exit(1) from None
     verdict = verify(paths.audit_log, key)

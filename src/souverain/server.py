@@ -320,6 +320,13 @@ def _paths(settings: Settings) -> DataPaths:
     return DataPaths(settings.data_dir.resolve())
 
 
+def audit_key_path(settings: Settings) -> Path:
+    """The audit HMAC key: `audit.key_file` (outside the data dir, so that a copy of the
+    data dir can neither forge nor verify the chain), else `<data_dir>/keys/audit.key`."""
+    key_file = settings.audit.key_file
+    return key_file.resolve() if key_file is not None else _paths(settings).audit_key
+
+
 def _key_repository(settings: Settings) -> KeyRepository:
     return KeyRepository(_paths(settings).fernet_keys, settings.identity.max_active_keys)
 
@@ -491,7 +498,7 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
     os.chmod(paths.root, 0o700)
     paths.keys.mkdir(exist_ok=True, mode=0o700)
     os.chmod(paths.keys, 0o700)
-    load_or_create_key(paths.audit_key)  # before any worker: they must share it
+    load_or_create_key(audit_key_path(settings))  # before any worker: they must share it
     engine = make_engine(settings.database_url)
     try:
         migrate.upgrade(engine)
@@ -573,7 +580,8 @@ def open_platform(
     paths = _paths(settings)
     db = Database(make_engine(settings.database_url))
     identity = _identity(settings, db, clock)
-    audit_log = AuditLog(paths.audit_log, load_or_create_key(paths.audit_key), settings.audit.fsync)
+    audit_key = load_or_create_key(audit_key_path(settings))
+    audit_log = AuditLog(paths.audit_log, audit_key, settings.audit.fsync)
     objectstore = _objectstore(settings, db, identity, clock)
     image = _image(settings, db, identity, clock, objectstore)
     volume = _volume(settings, db, identity, image, clock, objectstore)
@@ -585,6 +593,7 @@ def open_platform(
     billing.budget_listeners.append(_budget_auditor(audit_log, clock))
     # account owners are privileged users too (identity.mfa_required_for_privileged)
     identity.authentication.mfa.privileged_checks.append(billing.accounts.is_owner)
+    billing.audit_trail.log_path = paths.audit_log  # account owners read their records
     for service in (objectstore, image, volume, network, compute):
         service.meter = billing
     public_url = settings.server.public_url
