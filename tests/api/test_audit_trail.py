@@ -1,21 +1,13 @@
-"""Admin actions in the audit log (`target_project`, `admin_action`), the account owners'
-read API (`/billing/v1/accounts/{id}/audit`), and an audit key kept outside the data dir."""
+"""Admin actions in the audit log (`target_project`, `admin_action`) and the account owners'
+read API (`/billing/v1/accounts/{id}/audit`)."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import pytest
-from typer.testing import CliRunner
-
-from souverain import server
-from souverain.cli import app as cli_app
-
-from .support import ADMIN_PASSWORD, Cloud, TestClient, cli_env, password_auth, settings_for
+from .support import Cloud
 
 
 def audit_lines(path: Path) -> list[dict[str, Any]]:
@@ -94,32 +86,3 @@ def test_owners_read_their_projects_records_with_admin_actions(cloud: Cloud) -> 
         bad = billing(cloud, "GET", f"/accounts/{account}/audit?{query}", owner_token)
         assert bad.status_code == 400 and set(bad.json()) == {"error"}, bad.text
     assert billing(cloud, "GET", f"/accounts/{other_account}/audit", owner_token).status_code == 404
-
-
-def test_audit_key_file_outside_the_data_dir(database_backend: str) -> None:
-    root = Path(tempfile.mkdtemp(prefix="souverain-api-"))
-    try:
-        settings = settings_for(root / "data")
-        settings.audit.key_file = root / "vault" / "audit.key"
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("SOUVERAIN_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            built = server.prepare(settings)
-        try:
-            with TestClient(built.app, base_url="http://testserver") as client:
-                body = password_auth(ADMIN_PASSWORD, name="admin")
-                assert client.post("/identity/v3/auth/tokens", json=body).status_code == 201
-        finally:
-            built.close()
-        data = root / "data"
-        assert not (data / "keys" / "audit.key").exists()
-        assert (root / "vault" / "audit.key").stat().st_mode & 0o777 == 0o600
-        assert audit_lines(data / "audit.log")
-        env = cli_env(data)
-        verify = ["audit", "verify", "--data-dir", str(data)]
-        alone = CliRunner().invoke(cli_app, verify, env=env)
-        assert alone.exit_code == 1 and "no key" in alone.output
-        keyed = {**env, "SOUVERAIN_AUDIT__KEY_FILE": str(root / "vault" / "audit.key")}
-        with_key = CliRunner().invoke(cli_app, verify, env=keyed)
-        assert with_key.exit_code == 0 and "chain intact" in with_key.output, with_key.output
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
