@@ -138,6 +138,14 @@ def test_rules_receipts_replay_and_hostile_options(cloud: Cloud, clock: Stepping
     )
     assert done.status_code == 201, done.text
     assert set(done.json()["token"]["methods"]) == {"password", "totp"}
+    # another user's password with alice's receipt: refused
+    bob = cloud.member()
+    mixed = cloud.client.post(
+        "/identity/v3/auth/tokens",
+        json=password_auth(bob.password, user_id=bob.id),
+        headers={"Openstack-Auth-Receipt": receipt},
+    )
+    assert_keystone_error(mixed, 401)
     # a token from MFA can be re-scoped with the token method
     token = done.headers["X-Subject-Token"]
     rescope = {"auth": {"identity": {"methods": ["token"], "token": {"id": token}},

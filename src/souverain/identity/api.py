@@ -358,6 +358,10 @@ class IdentityApi:
             who["user_id"] = user.get("id") if isinstance(user.get("id"), str) else None
             if isinstance(user.get("name"), str):
                 who["user_name"] = user["name"][:255]
+        totp = identity.get("totp")  # who, never the passcode
+        if who["user_id"] is None and isinstance(totp, dict) and isinstance(totp.get("user"), dict):
+            user = totp["user"]
+            who["user_id"] = user.get("id") if isinstance(user.get("id"), str) else None
         app_cred = identity.get("application_credential")
         if isinstance(app_cred, dict) and isinstance(app_cred.get("id"), str):
             who["application_credential_id"] = app_cred["id"][:64]
