@@ -67,7 +67,7 @@ def require_totp(cloud: Cloud, who: Member) -> None:
     assert response.json()["user"]["options"] == options
 
 
-def test_totp_credentials_are_the_owners_and_checked(cloud: Cloud) -> None:
+def check_totp_credentials_are_the_owners(cloud: Cloud) -> None:
     alice, bob = cloud.member(), cloud.member()
     reader = cloud.member("reader")
     made = totp_credential(cloud, alice)
@@ -90,7 +90,9 @@ def test_totp_credentials_are_the_owners_and_checked(cloud: Cloud) -> None:
     assert SECRET not in cloud.platform.paths.audit_log.read_text()
 
 
-def test_rules_receipts_replay_and_hostile_options(cloud: Cloud, clock: SteppingClock) -> None:
+def test_totp_credentials_rules_receipts_replay(cloud: Cloud, clock: SteppingClock) -> None:
+    """One platform for both: TOTP credentials' tenancy, then logins with them."""
+    check_totp_credentials_are_the_owners(cloud)
     alice = cloud.member()
     assert totp_credential(cloud, alice).status_code == 201
     require_totp(cloud, alice)
