@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -183,6 +184,15 @@ def test_totp_credentials_rules_receipts_replay(cloud: Cloud, clock: SteppingClo
                           {"user": {"options": {"multi_factor_auth_enabled": None}}})  # fmt: skip
     assert cleared.json()["user"]["options"] == {"multi_factor_auth_rules": [["password", "totp"]]}
     assert cloud.issue(password_auth(alice.password, user_id=alice.id)).status_code == 201
+    # one passcode sent four times at once: one login, three refusals (401, not 409)
+    racing = mfa_auth(alice, passcode(SECRET, clock.now().timestamp(), offset=1))
+
+    def login(_: int) -> int:
+        client = TestClient(cloud.platform.app, base_url="http://testserver")
+        return int(client.post("/identity/v3/auth/tokens", json=racing).status_code)
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sorted(pool.map(login, range(4))) == [201, 401, 401, 401]
     lines = cloud.platform.paths.audit_log.read_text()
     assert SECRET not in lines and "passcode" not in lines
 

@@ -24,6 +24,7 @@ from urllib.parse import quote, urlencode
 from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
 from sqlalchemy import delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from souverain.common.clock import isotime
@@ -181,7 +182,11 @@ class MultiFactor:
                 delete(m.TotpUsed).where(m.TotpUsed.user_id == user.id, m.TotpUsed.step < step - 4)
             )
             s.add(m.TotpUsed(user_id=user.id, step=step, used_at=stamp))
-            self.core.flush_unique(s, INVALID_CREDENTIALS)
+            try:
+                s.flush()
+            except IntegrityError:  # the same passcode in a parallel login won the step
+                s.rollback()
+                raise Unauthorized(INVALID_CREDENTIALS) from None
             self.core.check_user_enabled(s, user)
             return user.id
 
