@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from souverain.cli_host import host_app
+from souverain.cli_identity import identity_app
 from souverain.cli_kms import kms_app
 from souverain.config import ConfigError, Settings, load_settings
 
@@ -21,6 +22,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(billing_app, name="billing")
 app.add_typer(host_app, name="host")
 app.add_typer(kms_app, name="kms")
+app.add_typer(identity_app, name="identity")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where state is kept")]
@@ -96,15 +98,18 @@ def serve(
 def audit_verify(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Check that no audit record was edited, removed or reordered."""
     from souverain.common.audit import verify
-    from souverain.server import DataPaths
+    from souverain.server import DataPaths, audit_key_path
 
     settings = _settings(config, _data_overrides(data_dir))
     paths = DataPaths(settings.data_dir.resolve())
+    key_path = audit_key_path(settings)
     try:
-        key = paths.audit_key.read_bytes()
+        key = key_path.read_bytes()
     except FileNotFoundError:
         typer.echo(
-            f"audit log: no key at {paths.audit_key}; is this a Souverain data dir?", err=True
+            f"audit log: no key at {key_path}; is this a Souverain data dir, and is "
+            "audit.key_file set as the server has it?",
+            err=True,
         )
         raise typer.Exit(1) from None
     verdict = verify(paths.audit_log, key)

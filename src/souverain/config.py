@@ -83,6 +83,13 @@ class IdentitySettings(_Section):
     hash_concurrency: int = Field(
         default=0, ge=0, le=256, description="password hashes at once per worker; 0: cores/workers"
     )
+    mfa_required_for_privileged: bool = Field(
+        default=False,
+        description="admins (any scope) and account owners must log in with password + totp",
+    )
+    mfa_receipt_expiration: int = Field(
+        default=300, ge=10, le=3600, description="seconds an auth receipt stays usable"
+    )
 
 
 class ObjectStoreSettings(_Section):
@@ -379,6 +386,11 @@ class CephSettings(_Section):
 
 class AuditSettings(_Section):
     fsync: bool = True
+    key_file: Path | None = Field(
+        default=None,
+        description="the audit HMAC key (0600), kept outside the data dir; "
+        "default: <data_dir>/keys/audit.key",
+    )
 
 
 class KeyManagerSettings(_Section):

@@ -329,6 +329,13 @@ def _paths(settings: Settings) -> DataPaths:
     return DataPaths(settings.data_dir.resolve())
 
 
+def audit_key_path(settings: Settings) -> Path:
+    """The audit HMAC key: `audit.key_file` (outside the data dir, so that a copy of the
+    data dir can neither forge nor verify the chain), else `<data_dir>/keys/audit.key`."""
+    key_file = settings.audit.key_file
+    return key_file.resolve() if key_file is not None else _paths(settings).audit_key
+
+
 def _key_repository(settings: Settings) -> KeyRepository:
     return KeyRepository(_paths(settings).fernet_keys, settings.identity.max_active_keys)
 
@@ -348,6 +355,8 @@ def _identity(settings: Settings, db: Database, clock: Clock) -> IdentityService
             lockout_duration=ident.lockout_duration,
             hash_concurrency=ident.hash_concurrency
             or max(1, (os.cpu_count() or 1) // settings.server.workers),
+            mfa_required_for_privileged=ident.mfa_required_for_privileged,
+            mfa_receipt_expiration=ident.mfa_receipt_expiration,
         ),
         clock,
         ChangeCounter(paths.changes),
@@ -508,7 +517,7 @@ def _shared_keys(settings: Settings) -> None:
     """Keys every worker must share, made before any starts: the audit key, and the key
     manager's master key file (with the file root)."""
     paths = _paths(settings)
-    load_or_create_key(paths.audit_key)
+    load_or_create_key(audit_key_path(settings))
     open_root(settings.keymanager, paths.root).close()
 
 
@@ -604,7 +613,8 @@ def open_platform(
     paths = _paths(settings)
     db = Database(make_engine(settings.database_url))
     identity = _identity(settings, db, clock)
-    audit_log = AuditLog(paths.audit_log, load_or_create_key(paths.audit_key), settings.audit.fsync)
+    audit_key = load_or_create_key(audit_key_path(settings))
+    audit_log = AuditLog(paths.audit_log, audit_key, settings.audit.fsync)
     keymanager = _keymanager(settings, db, clock)
     project_keys: ProjectKeys = keymanager.project_keys  # for objectstore and volume
     objectstore = _objectstore(settings, db, identity, clock)
@@ -616,6 +626,9 @@ def open_platform(
     node = _overlay(settings, db, network, compute)
 
     billing.budget_listeners.append(_budget_auditor(audit_log, clock))
+    # account owners are privileged users too (identity.mfa_required_for_privileged)
+    identity.authentication.mfa.privileged_checks.append(billing.accounts.is_owner)
+    billing.audit_trail.log_path = paths.audit_log  # account owners read their records
     for service in (objectstore, image, volume, network, compute):
         service.meter = billing
     public_url = settings.server.public_url

@@ -239,7 +239,7 @@ def test_several_methods_at_once_are_refused(cloud: Cloud) -> None:
 
 
 def test_unknown_method_is_refused(cloud: Cloud) -> None:
-    body = {"auth": {"identity": {"methods": ["totp"], "totp": {"user": {"id": "x"}}}}}
+    body = {"auth": {"identity": {"methods": ["kerberos"], "kerberos": {"user": {"id": "x"}}}}}
     assert_keystone_error(cloud.issue(body), 401)
-    body = {"auth": {"identity": {"methods": ["totp"]}}}
+    body = {"auth": {"identity": {"methods": ["kerberos"]}}}
     assert_keystone_error(cloud.issue(body), 400)

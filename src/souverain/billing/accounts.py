@@ -63,6 +63,18 @@ class Accounts:
             ).all()
         )
 
+    def is_owner(self, user_id: str) -> bool:
+        """Whether the user owns any account: identity asks, for privileged-user MFA."""
+        with self.db.session() as s:
+            return (
+                s.scalar(
+                    select(m.AccountRole.user_id)
+                    .where(m.AccountRole.user_id == user_id, m.AccountRole.role == "owner")
+                    .limit(1)
+                )
+                is not None
+            )
+
     def find(
         self, s: Session, ctx: RequestContext, account_id: Any, need: frozenset[str]
     ) -> m.Account:

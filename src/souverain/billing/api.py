@@ -40,6 +40,7 @@ EXPORTS = {
     "pdf": ("application/pdf", invoice_pdf),
 }
 CONSUMPTION_QUERY = frozenset({"start", "end", "project_id", "resource_type", "granularity"})
+AUDIT_QUERY = frozenset({"since", "limit", "marker"})
 
 
 def openapi_document() -> dict[str, Any]:
@@ -57,6 +58,12 @@ def _time(raw: str | None, name: str) -> dt.datetime | None:
     except ValueError:
         raise BadRequest(f"Invalid {name}: an ISO 8601 time, e.g. 2026-11-01T00:00:00Z.") from None
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _int(raw: str, name: str) -> int:
+    if not raw.isdigit() or len(raw) > 18:
+        raise BadRequest(f"Invalid {name}: a non-negative integer.")
+    return int(raw)
 
 
 class BillingApi:
@@ -103,6 +110,7 @@ class BillingApi:
                 {"GET": "billing:consumption:show"},
             ),
             e.route("/v1/accounts/{id}/invoices", self.invoices, {"GET": "billing:invoice:list"}),
+            e.route("/v1/accounts/{id}/audit", self.audit_trail, {"GET": "billing:audit:list"}),
             e.route("/v1/accounts/{id}/budget", self.budget, {"PUT": "billing:budget:update"}),
             e.route("/v1/invoicing", self.invoicing, {"POST": "billing:invoicing:run"}),
             e.route("/v1/invoices/{id}", self.invoice, {"GET": "billing:invoice:show"}),
@@ -214,6 +222,25 @@ class BillingApi:
             q.get("granularity", "day"),
         )
         return JSONResponse({"consumption": view})
+
+    async def audit_trail(self, request: Request, ctx: RequestContext) -> Response:
+        q = request.query_params
+        unknown = set(q) - AUDIT_QUERY
+        if unknown:
+            raise BadRequest(f"Unknown query parameter(s): {', '.join(sorted(unknown))[:128]}.")
+        limit, marker = _int(q.get("limit", "100"), "limit"), _int(q.get("marker", "0"), "marker")
+        records, next_marker = await asyncio.to_thread(
+            self.service.audit_trail.records,
+            ctx,
+            request.path_params["id"],
+            _time(q.get("since"), "since"),
+            marker,
+            limit,
+        )
+        next_url = None
+        if next_marker is not None:
+            next_url = str(request.url.include_query_params(marker=next_marker))
+        return JSONResponse({"audit": records, "links": {"next": next_url}})
 
     async def invoices(self, request: Request, ctx: RequestContext) -> Response:
         views = await asyncio.to_thread(self.service.list_invoices, ctx, request.path_params["id"])

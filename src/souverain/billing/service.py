@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from souverain.billing import models as m
 from souverain.billing.accounts import Accounts
 from souverain.billing.aggregation import Aggregation, Progress
+from souverain.billing.audit_trail import AuditTrail
 from souverain.billing.budgets import BudgetListener, Budgets
 from souverain.billing.catalog import Catalog
 from souverain.billing.consumption import Consumption
@@ -70,6 +71,7 @@ class BillingService:
         self.meter = BillingMeter(db, clock)
         self.aggregation = Aggregation(db, clock)
         self.accounts = Accounts(db, clock, identity, project_limit)
+        self.audit_trail = AuditTrail(self.accounts)
         self.reports = Consumption(self.accounts, self.aggregation, self.catalog, clock)
         self.invoicing = Invoicing(
             self.accounts, self.aggregation, self.catalog, clock, identity, invoice_prefix

@@ -4,7 +4,9 @@ Each record carries the MAC of the one before it, and its own MAC covers its
 content and that link, keyed with a secret only the operator holds. Editing,
 removing or reordering a line breaks the chain; the head file records the
 last sequence number and MAC so that cutting lines off the end is caught too.
-Records never contain secrets: callers pass ids and names only.
+Records never contain secrets: callers pass ids and names only. A call on a
+resource of a project records that project (`target_project`), and a caller
+acting with admin rights on another project's resource is flagged (`admin_action`).
 
 Each line is written to the file before the call returns (a crash of the
 process loses nothing); a flusher thread makes the writes durable with one
@@ -20,6 +22,8 @@ import hmac
 import json
 import os
 import threading
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,27 @@ from typing import Any
 from souverain.common.jsoncodec import encode_canonical
 
 GENESIS = "0" * 64
+
+# Set by the audit middleware per mutating call: where a service notes the project of
+# the resource it resolved, so the record names it without a lookup of its own.
+_TARGET: ContextVar[dict[str, str] | None] = ContextVar("souverain_audit_target", default=None)
+
+
+def note_target_project(project_id: str | None) -> None:
+    """The resource this call acts on belongs to `project_id` (the first one noted wins)."""
+    slot = _TARGET.get()
+    if slot is not None and project_id and "project" not in slot:
+        slot["project"] = project_id
+
+
+def collect_target() -> tuple[dict[str, str], object]:
+    """A fresh slot for this call, and the token to reset it with."""
+    slot: dict[str, str] = {}
+    return slot, _TARGET.set(slot)
+
+
+def reset_target(token: object) -> None:
+    _TARGET.reset(token)  # type: ignore[arg-type]
 
 
 def _canonical(record: dict[str, Any]) -> bytes:
@@ -267,3 +292,28 @@ def verify(path: Path, key: bytes) -> Verdict:
             count,
         )
     return Verdict(True, count)
+
+
+def read_records(
+    path: Path, keep: Callable[[dict[str, Any]], bool], after_seq: int, limit: int
+) -> Iterator[dict[str, Any]]:
+    """Records past `after_seq` that `keep` accepts, in order, at most `limit` of them.
+
+    Reads the file as it is (the chain's integrity is `verify`'s job); a line being
+    written (no newline yet) is left for the next read."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return
+    found = 0
+    with handle:
+        for raw in handle:
+            if found >= limit or not raw.endswith(b"\n"):
+                return
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and int(record.get("seq", 0)) > after_seq and keep(record):
+                found += 1
+                yield record

@@ -9,13 +9,14 @@ error and an S3 client sees S3 XML.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from souverain.common.audit import AuditLog
+from souverain.common.audit import AuditLog, collect_target, reset_target
 from souverain.common.clock import Clock, isotime
 from souverain.common.errors import PayloadTooLarge
 from souverain.common.ids import new_request_id
@@ -27,6 +28,12 @@ access_log = logging.getLogger("souverain.access")
 ErrorRenderer = Callable[[str, int, str, str], tuple[bytes, str]]
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Paths that name the project of what they act on: Nova's and Cinder's project-prefixed
+# paths, and Keystone's project resources (project, its grants, its tags).
+PROJECT_IN_PATH = re.compile(
+    r"^/(?:compute/v2(?:\.1)?|volume/v[23]|block-storage/v3)/([0-9a-f]{32})(?:/|$)"
+    r"|^/identity/v3/projects/([0-9a-f]{32})(?:/|$)"
+)
 
 
 def state_of(scope: Scope) -> dict[str, Any]:
@@ -160,19 +167,31 @@ class AuditMiddleware:
                 status = message["status"]
             await send(message)
 
+        slot, token = collect_target()
+        found = PROJECT_IN_PATH.match(scope["path"])  # before a service rewrites the path
+        if found:
+            slot["path_project"] = found.group(1) or found.group(2)
         try:
             await self.app(scope, receive, watch)
         finally:
-            self._record(scope, status)
+            reset_target(token)
+            self._record(scope, status, slot.get("project") or slot.get("path_project"))
 
-    def _record(self, scope: Scope, status: int) -> None:
+    def _record(self, scope: Scope, status: int, target_project: str | None = None) -> None:
         state = state_of(scope)
         audit = state.get("audit") or {}
+        initiator = state.get("initiator") or {"user_id": None}
+        where: dict[str, Any] = {}
+        if target_project:
+            where["target_project"] = target_project
+            # an admin acting on what another project owns: flagged for the owners to see
+            if state.get("caller_admin") and target_project != initiator.get("project_id"):
+                where["admin_action"] = True
         self.log.append(
             {
                 "time": isotime(self.clock.now()),
                 "request_id": state.get("request_id", ""),
-                "initiator": state.get("initiator") or {"user_id": None},
+                "initiator": initiator,
                 # a call refused at the edge, before its handler named it, is recorded
                 # under the policy action it was refused
                 "action": audit.get("action")
@@ -181,5 +200,6 @@ class AuditMiddleware:
                 "target": audit.get("target") or {"path": scope["path"]},
                 "outcome": "success" if status < 400 else "failure",
                 "status": status,
+                **where,
             }
         )

@@ -461,6 +461,7 @@ BILLING_RULES: dict[str, Rule] = {
     "billing:consumption:show": Rule.ANYONE_AUTHENTICATED,
     "billing:budget:update": Rule.ANYONE_AUTHENTICATED,
     "billing:invoice:list": Rule.ANYONE_AUTHENTICATED,
+    "billing:audit:list": Rule.ANYONE_AUTHENTICATED,  # account owners; the service checks
     "billing:invoice:show": Rule.ANYONE_AUTHENTICATED,
     "billing:invoice:download": Rule.ANYONE_AUTHENTICATED,
     "billing:invoicing:run": Rule.ANYONE_AUTHENTICATED,

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Update, select, update
 from sqlalchemy.orm import Session
 
+from souverain.common.audit import note_target_project
 from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.errors import Conflict, Forbidden, NotFound
@@ -123,6 +124,7 @@ class ComputeCore:
         row = s.get(Server, server_id) if len(server_id) <= 36 else None
         if row is None or row.deleted or (not ctx.is_admin and row.project_id != ctx.project_id):
             raise NotFound(f"Instance {server_id} could not be found.")
+        note_target_project(row.project_id)
         return row
 
     def check_visible(self, ctx: RequestContext, server_id: str) -> None:

@@ -32,6 +32,7 @@ from souverain.identity.api_project_tags import ProjectTagApi
 from souverain.identity.api_trusts import TrustApi
 from souverain.identity.assignments import INHERIT_DOMAIN, INHERIT_PROJECT
 from souverain.identity.catalog import for_project
+from souverain.identity.mfa import AuthMethodsRequired
 from souverain.identity.service import IdentityService, TokenView
 from souverain.openstack.auth import audit
 from souverain.openstack.body import member, read_json, validated
@@ -310,10 +311,19 @@ class IdentityApi:
         body = await read_json(request)
         auth = member(body, "auth")
         self._note_login(request, auth)
-        if self._needs_hash(auth):
-            view = await run_in_threadpool(self.service.authenticate, auth)
-        else:  # a token re-scope costs no hash: keep it on the event loop
-            view = self.service.authenticate(auth)
+        receipt = request.headers.get("openstack-auth-receipt")
+        try:
+            if self._needs_hash(auth):
+                view = await run_in_threadpool(self.service.authenticate, auth, receipt)
+            else:  # a token re-scope costs no hash: keep it on the event loop
+                view = self.service.authenticate(auth, receipt)
+        except AuthMethodsRequired as exc:  # Keystone's receipt: 401, header and body
+            error = {"code": 401, "title": exc.title, "message": exc.message}
+            return JSONResponse(
+                {"error": error, **exc.body},
+                status_code=401,
+                headers={**exc.headers, **_auth_challenge(exc)},
+            )
         state = state_of(request.scope)
         state["initiator"] = {
             "user_id": view.payload.user_id,
@@ -348,6 +358,10 @@ class IdentityApi:
             who["user_id"] = user.get("id") if isinstance(user.get("id"), str) else None
             if isinstance(user.get("name"), str):
                 who["user_name"] = user["name"][:255]
+        totp = identity.get("totp")  # who, never the passcode
+        if who["user_id"] is None and isinstance(totp, dict) and isinstance(totp.get("user"), dict):
+            user = totp["user"]
+            who["user_id"] = user.get("id") if isinstance(user.get("id"), str) else None
         app_cred = identity.get("application_credential")
         if isinstance(app_cred, dict) and isinstance(app_cred.get("id"), str):
             who["application_credential_id"] = app_cred["id"][:64]

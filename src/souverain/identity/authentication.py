@@ -27,6 +27,7 @@ from souverain.identity.core import (
     access_rule_ref,
     access_rules_of,
 )
+from souverain.identity.mfa import MultiFactor
 from souverain.identity.tokens import (
     TokenPayload,
     new_audit_id,
@@ -42,37 +43,29 @@ class Authentication:
     def __init__(self, core: IdentityCore, trusts: Trusts) -> None:
         self.core = core
         self.trusts = trusts
+        self.mfa = MultiFactor(core)
         self._scope_cache: dict[tuple[str, str], tuple[int, Scope]] = {}
 
     # ------------------------------------------------------------------ login
 
-    def authenticate(self, auth: dict[str, Any]) -> TokenView:
-        """Check the identity methods, pick the scope, issue a token. Runs off the event loop."""
+    def authenticate(self, auth: dict[str, Any], receipt: str | None = None) -> TokenView:
+        """Check the identity methods, pick the scope, issue a token. Runs off the event loop.
+
+        `receipt` is an auth receipt from an earlier, partly successful login: the methods
+        it proved count with those of this request (keystoneauth's multi-factor flow)."""
         self.core.follow_changes()
-        identity = auth.get("identity")
-        if not isinstance(identity, dict):
-            raise BadRequest("auth.identity is required")
-        methods = identity.get("methods")
-        if (
-            not isinstance(methods, list)
-            or not methods
-            or not all(isinstance(x, str) for x in methods)
-        ):
-            raise BadRequest("auth.identity.methods must be a non-empty list of strings")
-        if len(methods) != 1:
-            raise Unauthorized("Exactly one authentication method is supported per request.")
-        method = methods[0]
-        if method not in identity:
-            raise BadRequest(f"auth.identity.{method} is required")
+        identity, methods = _identity_methods(auth)
         scope_req = auth.get("scope")
         now = self.core.now()
         expires = now + dt.timedelta(seconds=self.core.settings.token_expiration)
         audit_ids: tuple[str, ...] = (new_audit_id(),)
         app_cred_id: str | None = None
         inherited: tuple[str, ...] = ()
-        if method == "password":
-            user_id = self._auth_password(identity["password"])
-        elif method == "token":
+        method = methods[0]
+        alone = {"token", "application_credential"}
+        if (len(methods) > 1 and alone & set(methods)) or (receipt and method in alone):
+            raise Unauthorized("The token and application_credential methods stand alone.")
+        if method == "token":
             parent = self._auth_token(identity["token"])
             user_id = parent.payload.user_id
             expires = dt.datetime.fromtimestamp(parent.payload.expires_at, dt.UTC)
@@ -95,7 +88,7 @@ class Authentication:
             if cred_expiry is not None and cred_expiry < expires:
                 expires = cred_expiry
         else:
-            raise Unauthorized(f"Attempted to authenticate with an unsupported method: {method}.")
+            user_id, inherited = self._auth_factors(identity, methods, receipt)
         grant = self._trust_grant(user_id, scope_req, app_cred_id)
         if grant is not None:
             user_id, scope = grant.user_id, Scope(project_id=grant.project_id)
@@ -110,7 +103,7 @@ class Authentication:
         payload = TokenPayload(
             user_id=user_id,
             # A re-scoped token keeps the methods that proved the identity, as Keystone does.
-            methods=tuple(dict.fromkeys((method, *inherited))),
+            methods=tuple(dict.fromkeys((*methods, *inherited))),
             expires_at=expires.timestamp(),
             issued_at=now.timestamp(),
             audit_ids=audit_ids,
@@ -126,6 +119,54 @@ class Authentication:
             raise Unauthorized(INVALID_CREDENTIALS)
         return view
 
+    def _auth_factors(
+        self, identity: dict[str, Any], methods: list[str], receipt: str | None
+    ) -> tuple[str, tuple[str, ...]]:
+        """Password and TOTP, each naming the same user; then the user's multi-factor rules.
+
+        Any failed factor is the same 401. Returns the user and the methods a receipt
+        proved earlier."""
+        users: set[str] = set()
+        earlier: tuple[str, ...] = ()
+        for method in methods:
+            if method == "password":
+                # failures are forgotten only once every factor passed: a right password
+                # must not reset the count a TOTP guesser is running up
+                users.add(self._auth_password(identity["password"], last_factor=False))
+            elif method == "totp":
+                users.add(self.mfa.check_totp(identity["totp"], self._user_id_by_ref))
+            else:
+                raise Unauthorized(
+                    f"Attempted to authenticate with an unsupported method: {method[:64]}."
+                )
+        if receipt:
+            proved = self.mfa.open(receipt)
+            users.add(proved.user_id)
+            earlier = proved.methods
+        if len(users) != 1:
+            raise Unauthorized(INVALID_CREDENTIALS)
+        user_id = users.pop()
+        self.mfa.require(user_id, {*methods, *earlier})
+        self.core.forget_failed_logins(user_id)
+        return user_id, earlier
+
+    def _user_id_by_ref(self, user_ref: dict[str, Any]) -> str | None:
+        """The user an auth method names by id, or by name and domain; None if unknown."""
+        with self.core.db.session() as s:
+            if user_ref.get("id"):
+                return str(user_ref["id"])[:64]
+            if not user_ref.get("name") or "domain" not in user_ref:
+                raise BadRequest("a user is given by id, or by name and domain")
+            try:
+                domain = self.core.domain_by_ref(s, user_ref["domain"])
+            except Unauthorized:
+                return None
+            return s.scalar(
+                select(m.User.id).where(
+                    m.User.domain_id == domain.id, m.User.name == str(user_ref["name"])
+                )
+            )
+
     def _trust_grant(
         self, user_id: str, scope_req: Any, app_cred_id: str | None
     ) -> TrustGrant | None:
@@ -136,7 +177,7 @@ class Authentication:
             raise Forbidden("An application credential cannot use a trust.")
         return self.trusts.grant(user_id, scope_req[TRUST_SCOPE])
 
-    def _auth_password(self, body: Any) -> str:
+    def _auth_password(self, body: Any, last_factor: bool = True) -> str:
         user_ref = body.get("user") if isinstance(body, dict) else None
         if not isinstance(user_ref, dict):
             raise BadRequest("auth.identity.password.user is required")
@@ -174,7 +215,7 @@ class Authentication:
             if not ok:
                 self.core.count_failed_login(s, user)
                 raise Unauthorized(INVALID_CREDENTIALS)
-            if user.failed_auth_count:
+            if user.failed_auth_count and last_factor:
                 s.execute(
                     update(m.User)
                     .where(m.User.id == user.id)
@@ -431,3 +472,19 @@ class Authentication:
         with self.core.db.session() as s:
             self.core.revoke(s, audit_id=view.payload.audit_ids[0])
         self.core.changed()  # other API processes must drop it too
+
+
+def _identity_methods(auth: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """`auth.identity` and its methods: distinct strings, each with its own member."""
+    identity = auth.get("identity")
+    if not isinstance(identity, dict):
+        raise BadRequest("auth.identity is required")
+    methods = identity.get("methods")
+    if not isinstance(methods, list) or not methods or not all(isinstance(x, str) for x in methods):
+        raise BadRequest("auth.identity.methods must be a non-empty list of strings")
+    if len(set(methods)) != len(methods):
+        raise BadRequest("auth.identity.methods must not repeat a method")
+    for method in methods:
+        if method not in identity:
+            raise BadRequest(f"auth.identity.{method[:64]} is required")
+    return identity, methods

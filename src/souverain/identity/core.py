@@ -71,6 +71,8 @@ class IdentityPolicySettings:
     lockout_failure_attempts: int = 6
     lockout_duration: int = 1800
     hash_concurrency: int = 1
+    mfa_required_for_privileged: bool = False
+    mfa_receipt_expiration: int = 300
 
 
 @dataclass(frozen=True)
@@ -356,7 +358,7 @@ class IdentityCore:
                 # only sends what differs from what it read, and enabling is the unlock.
                 "enabled": u.enabled and self.locked_until(u) is None,
                 "password_expires_at": None,
-                "options": {},
+                "options": dict(u.options or {}),
             }
         )
         if u.default_project_id:
@@ -622,6 +624,15 @@ class IdentityCore:
             )
         )
         s.commit()
+
+    def forget_failed_logins(self, user_id: str) -> None:
+        """A login passed every factor: the failures before it no longer count."""
+        with self.db.session() as s:
+            s.execute(
+                update(m.User)
+                .where(m.User.id == user_id, m.User.failed_auth_count != 0)
+                .values(failed_auth_count=0, failed_auth_at=None)
+            )
 
     def locked_was_expired(self, user: m.User) -> bool:
         attempts = self.settings.lockout_failure_attempts

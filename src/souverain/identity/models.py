@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -62,6 +63,20 @@ class User(Base):
     failed_auth_count: Mapped[int] = mapped_column(Integer, default=0)
     failed_auth_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    # Keystone's user options: multi_factor_auth_enabled, multi_factor_auth_rules
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class TotpUsed(Base):
+    """A TOTP time step a user has already logged in with: a passcode works once."""
+
+    __tablename__ = "identity_totp_used"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("identity_users.id", ondelete="CASCADE"), primary_key=True
+    )
+    step: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    used_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
 
 
 class Group(Base):

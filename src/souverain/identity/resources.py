@@ -22,6 +22,7 @@ from souverain.identity.core import (
     IdentityCore,
     naive_utc,
 )
+from souverain.identity.mfa import check_options, merged_options
 from souverain.identity.project_tags import matches as tag_filter
 
 
@@ -314,6 +315,7 @@ class Resources:
                 default_project_id=data.get("default_project_id"),
                 extra={k: v for k, v in data.items() if k not in known},
                 created_at=naive_utc(self.core.now()),
+                options=merged_options(None, check_options(data.get("options") or {})),
             )
             s.add(u)
             self.core.flush_unique(
@@ -352,6 +354,8 @@ class Resources:
             }
             extra.update({k: v for k, v in data.items() if k not in known})
             u.extra = extra
+            if data.get("options") is not None:
+                u.options = merged_options(u.options, check_options(data["options"]))
             if data.get("enabled") is True:
                 u.failed_auth_count = 0  # an administrator re-enabling a user unlocks it
                 u.failed_auth_at = None

@@ -90,6 +90,7 @@ class UserCreate(_Body):
     default_project_id: Id | None = None
     description: Text | None = None
     email: Text | None = None
+    options: dict[str, Any] | None = None
 
 
 class UserUpdate(_Update):
@@ -102,6 +103,7 @@ class UserUpdate(_Update):
     default_project_id: Id | None = None
     description: Text | None = None
     email: Text | None = None
+    options: dict[str, Any] | None = None
 
 
 class PasswordChange(_Body):

@@ -94,8 +94,8 @@ class IdentityService:
         narrowing = self.endpoint_filter.endpoint_ids_for
         return self.service_catalog.project_catalog(project_id, narrowing)
 
-    def authenticate(self, auth: dict[str, Any]) -> TokenView:
-        return self.authentication.authenticate(auth)
+    def authenticate(self, auth: dict[str, Any], receipt: str | None = None) -> TokenView:
+        return self.authentication.authenticate(auth, receipt)
 
     def validate(self, token: str) -> TokenView | None:
         return self.authentication.validate(token)

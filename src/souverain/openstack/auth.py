@@ -55,6 +55,7 @@ def authenticate(tokens: TokenValidator, request: Request) -> RequestContext:
         "domain_id": ctx.domain_id,
         "system": ctx.system_scope,
     }
+    state["caller_admin"] = ctx.is_admin  # with a target project: an admin action, audited
     return ctx
 
 
