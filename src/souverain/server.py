@@ -374,6 +374,7 @@ def _objectstore(
         quota_bytes=settings.objectstore.quota_bytes,
         quota_objects=settings.objectstore.quota_objects,
         abort_incomplete_after=settings.objectstore.abort_incomplete_after,
+        encryption_mandatory=settings.encryption.mandatory,
     )
 
 

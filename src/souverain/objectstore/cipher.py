@@ -195,7 +195,9 @@ class OpeningReader:
         read_end = min(body + (last + 1) * SEALED_CHUNK - 1, stored_end)
         buffer = bytearray()
         index = first
-        for data in self._inner.chunks(body + first * SEALED_CHUNK, read_end, SEALED_CHUNK * _READ_CHUNKS):
+        for data in self._inner.chunks(
+            body + first * SEALED_CHUNK, read_end, SEALED_CHUNK * _READ_CHUNKS
+        ):
             buffer += data
             while index <= last:
                 length = SEALED_CHUNK if index < count - 1 else size - index * CHUNK + TAG

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from souverain.common.keys import KeyNotFound, ProjectKeys
+from souverain.objectstore import cipher
 from souverain.objectstore.errors import S3Error
+from souverain.objectstore.records import BucketInfo, NewObject, Sealed
+from souverain.objectstore.store import BlobStore, BlobWriter
 
 SSE_S3 = "AES256"
 SSE_KMS = "aws:kms"
@@ -82,10 +86,32 @@ def _kms_missing(key_id: str) -> S3Error:
 
 
 class Sealer:
-    """Makes and opens the data keys of encrypted versions for the object store."""
+    """Makes and opens the data keys of encrypted versions for the object store.
+    `mandatory`: every bucket without a default of its own encrypts as SSE-S3."""
 
-    def __init__(self, keys: ProjectKeys | None) -> None:
+    def __init__(self, keys: ProjectKeys | None, mandatory: bool = False) -> None:
         self.keys = keys
+        self.mandatory = mandatory
+
+    def default_config(self, bucket: BucketInfo) -> dict[str, Any] | None:
+        """The bucket's default encryption as GetBucketEncryption shows it (None: none)."""
+        if bucket.encryption is not None:
+            return bucket.encryption
+        return {"SSEAlgorithm": SSE_S3} if self.mandatory else None
+
+    def default(self, bucket: BucketInfo) -> Seal | None:
+        """A data key for a new version written without encryption headers (None: plain)."""
+        config = self.default_config(bucket)
+        if config is None:
+            return None
+        mode = config["SSEAlgorithm"]
+        key_id = config.get("KMSMasterKeyID") or None if mode == SSE_KMS else None
+        return self.new(bucket.project_id, mode, key_id)
+
+    def reopen(self, sealed: Sealed, customer_key: bytes | None = None) -> Seal:
+        """The Seal of a stored upload or version, its data key opened (multipart parts)."""
+        key = self.open(sealed.project, sealed.mode, sealed.wrapped, sealed.customer, customer_key)
+        return Seal(sealed.mode, key, sealed.wrapped, sealed.key_id, sealed.customer)
 
     def _project_keys(self) -> ProjectKeys:
         if self.keys is None:
@@ -147,3 +173,21 @@ class Sealer:
                 "The key that encrypted this object is no longer available.",
                 status=400,
             ) from None
+
+
+def blob_writer(
+    store: BlobStore, seal: Seal | None, algorithms: Iterable[str] = (), part: int = 0
+) -> BlobWriter:
+    """Where a new version's (or part's) bytes go: sealed when `seal` is given."""
+    if seal is None:
+        return store.writer(algorithms)
+    return cipher.SealingWriter(store.writer(()), seal.key, part, algorithms)
+
+
+def apply_seal(new: NewObject, seal: Seal | None) -> None:
+    """Record `seal` on a new version; its inline bytes (plaintext so far) are sealed."""
+    if seal is None:
+        return
+    new.sse = seal.columns()
+    if new.data is not None:
+        new.data = cipher.seal(seal.key, new.data)
