@@ -374,7 +374,11 @@ def _blob_store(settings: Settings) -> BlobStore:
 
 
 def _objectstore(
-    settings: Settings, db: Database, identity: IdentityService, clock: Clock
+    settings: Settings,
+    db: Database,
+    identity: IdentityService,
+    clock: Clock,
+    project_keys: ProjectKeys | None = None,
 ) -> ObjectStoreService:
     return ObjectStoreService(
         db,
@@ -387,6 +391,7 @@ def _objectstore(
         quota_bytes=settings.objectstore.quota_bytes,
         quota_objects=settings.objectstore.quota_objects,
         abort_incomplete_after=settings.objectstore.abort_incomplete_after,
+        project_keys=project_keys,
         encryption_mandatory=settings.encryption.mandatory,
     )
 
@@ -596,7 +601,7 @@ def open_platform(
     audit_log = AuditLog(paths.audit_log, load_or_create_key(paths.audit_key), settings.audit.fsync)
     keymanager = _keymanager(settings, db, clock)
     project_keys: ProjectKeys = keymanager.project_keys  # for objectstore and volume
-    objectstore = _objectstore(settings, db, identity, clock)
+    objectstore = _objectstore(settings, db, identity, clock, project_keys)
     image = _image(settings, db, identity, clock, objectstore)
     volume = _volume(settings, db, identity, image, clock, objectstore)
     network = _network(settings, db, identity, clock)

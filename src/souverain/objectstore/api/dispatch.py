@@ -47,7 +47,6 @@ UNSUPPORTED = frozenset(
     {
         "accelerate",
         "analytics",
-        "encryption",
         "intelligent-tiering",
         "inventory",
         "logging",
@@ -66,18 +65,6 @@ UNSUPPORTED = frozenset(
 # Request headers asking for a feature we do not have. Accepting them silently would
 # let a customer believe data is encrypted, locked or granted when it is not.
 REFUSED_HEADERS = {
-    "x-amz-server-side-encryption": (
-        "NotImplemented",
-        "Server-side encryption headers are not supported by this object store yet.",
-    ),
-    "x-amz-server-side-encryption-customer-algorithm": (
-        "NotImplemented",
-        "Encryption with customer-provided keys is not supported by this object store.",
-    ),
-    "x-amz-copy-source-server-side-encryption-customer-algorithm": (
-        "NotImplemented",
-        "Encryption with customer-provided keys is not supported by this object store.",
-    ),
     "x-amz-website-redirect-location": (
         "NotImplemented",
         "Static website hosting is not supported by this object store.",

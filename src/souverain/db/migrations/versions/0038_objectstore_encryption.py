@@ -2,7 +2,7 @@
 SSE-C key HMAC, multipart part numbers) and the buckets' default encryption
 
 Revision ID: 0038
-Revises: 0036
+Revises: 0037
 Create Date: 2026-12-06 23:10:00
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0038"
-down_revision = "0036"
+down_revision = "0037"
 branch_labels = None
 depends_on = None
 
