@@ -99,6 +99,9 @@ class Sealer:
             return bucket.encryption
         return {"SSEAlgorithm": SSE_S3} if self.mandatory else None
 
+    def has_default(self, bucket: BucketInfo) -> bool:
+        return bucket.encryption is not None or self.mandatory
+
     def default(self, bucket: BucketInfo) -> Seal | None:
         """A data key for a new version written without encryption headers (None: plain)."""
         config = self.default_config(bucket)

@@ -47,8 +47,8 @@ from souverain.objectstore.api.sse import (
     asks_encryption,
     etag_of,
     read_key,
+    seal_for_write,
     sse_headers,
-    write_seal,
 )
 from souverain.objectstore.api.wire import (
     Body,
@@ -158,7 +158,7 @@ class ObjectHandlers:
         condition = write_condition(call)
         if condition is not None:
             self.service.check_condition(bucket, call.key, condition)
-        seal = await asyncio.to_thread(write_seal, call, bucket, self.service, self.settings)
+        seal = await seal_for_write(call, bucket, self.service, self.settings)
         body = self.body(call)
         if body.declared is not None and body.declared <= self.settings.inline_max_bytes:
             # Small: bytes and metadata commit together in the database, no blob file.
@@ -442,7 +442,7 @@ class ObjectHandlers:
             raise S3Error("InvalidArgument", "Unknown metadata or tagging directive.")
         source = read_key(call, src, self.settings, COPY_CUSTOMER)
         source_key = source.key if source is not None else None
-        seal = await asyncio.to_thread(write_seal, call, bucket, self.service, self.settings)
+        seal = await seal_for_write(call, bucket, self.service, self.settings)
         same = src.bucket == bucket.name and src.key == call.key
         if (
             same

@@ -83,7 +83,9 @@ class PostHandlers:
         template = self._template(call, fields)
         self.service.refuse_public_acl(bucket, template.acl, template.grants)
         # a form names no customer key: its object gets the bucket's default encryption
-        seal = await asyncio.to_thread(self.service.sealer.default, bucket)
+        seal = None
+        if self.service.sealer.has_default(bucket):
+            seal = await asyncio.to_thread(self.service.sealer.default, bucket)
         writer = await self._receive(form, fields, size, seal)
         await form.drain()
         template.size, template.etag = writer.size, writer.digests.hex("md5")

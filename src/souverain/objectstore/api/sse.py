@@ -8,6 +8,7 @@ as S3 does). SSE-C is refused over plain HTTP unless `objectstore.sse_c_allow_ht
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -145,6 +146,20 @@ def write_seal(
     if mode == SSE_KMS:
         return service.sealer.new(bucket.project_id, SSE_KMS, kms_key_id(kms))
     return service.sealer.default(bucket)
+
+
+def may_seal(call: Call, bucket: BucketInfo, service: ObjectStoreService) -> bool:
+    """Whether a write may be encrypted (else `write_seal` is None without asking keys)."""
+    return service.sealer.has_default(bucket) or any(name.startswith(SSE) for name in call.headers)
+
+
+async def seal_for_write(
+    call: Call, bucket: BucketInfo, service: ObjectStoreService, settings: ObjectStoreSettings
+) -> Seal | None:
+    """`write_seal`, in a thread when it may ask the key manager (an HSM may be slow)."""
+    if not may_seal(call, bucket, service):
+        return None
+    return await asyncio.to_thread(write_seal, call, bucket, service, settings)
 
 
 def read_key(

@@ -163,7 +163,9 @@ class ObjectHandlers:
             body = await _small_body(request, 2 * 1024 * 1024)
             new, segments = await asyncio.to_thread(self._gather_slo, caller, body, bucket)
         else:
-            seal = await asyncio.to_thread(self.service.sealer.default, bucket)
+            seal = None
+            if self.service.sealer.has_default(bucket):
+                seal = await asyncio.to_thread(self.service.sealer.default, bucket)
             new = await transfer.receive(self.service, self.settings, request, seal)
         wanted = request.headers.get("etag", "").strip('"')
         if wanted and not manifest_put and wanted != new.etag:
