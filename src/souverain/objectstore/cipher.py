@@ -193,26 +193,32 @@ class OpeningReader:
         body = base + PREFIX
         stored_end = body + sealed_size(size) - PREFIX - 1
         read_end = min(body + (last + 1) * SEALED_CHUNK - 1, stored_end)
-        buffer = bytearray()
+        pending = b""  # the start of a chunk the last read cut
         index = first
         for data in self._inner.chunks(
             body + first * SEALED_CHUNK, read_end, SEALED_CHUNK * _READ_CHUNKS
         ):
-            buffer += data
+            held = pending + data if pending else data
+            view, pos = memoryview(held), 0
             while index <= last:
                 length = SEALED_CHUNK if index < count - 1 else size - index * CHUNK + TAG
-                if len(buffer) < length:
+                if len(held) - pos < length:
                     break
-                plain = self._open(prefix, part, index, index == count - 1, bytes(buffer[:length]))
-                del buffer[:length]
+                sealed = view[pos : pos + length]
+                plain = self._open(prefix, part, index, index == count - 1, sealed)
+                pos += length
                 cut_lo = lo - index * CHUNK if index == first else 0
                 cut_hi = hi - index * CHUNK + 1 if index == last else len(plain)
                 yield plain[cut_lo:cut_hi] if cut_lo or cut_hi != len(plain) else plain
                 index += 1
+            pending = bytes(view[pos:])
+            view.release()
         if index <= last or len(prefix) != PREFIX:
             raise SealBroken("sealed object bytes end early")
 
-    def _open(self, prefix: bytes, part: int, index: int, last: bool, sealed: bytes) -> bytes:
+    def _open(
+        self, prefix: bytes, part: int, index: int, last: bool, sealed: bytes | memoryview
+    ) -> bytes:
         try:
             return self._aead.decrypt(_nonce(prefix, index), sealed, _aad(part, index, last))
         except InvalidTag:
