@@ -109,6 +109,7 @@ def test_kms_keys_are_the_bucket_owners_and_configs_the_writers(shared_cloud: Cl
     assert refused.status_code == 403
     refused = s3m.send("PUT", f"/{bucket}?encryption", doc, **md5_header(doc))
     assert refused.status_code == 403
+    assert s3m.send("GET", f"/{bucket}?encryption").status_code == 403  # not even read
     bad = encryption_document("aws:kms", mallory_key)
     refused = s3a.send("PUT", f"/{bucket}?encryption", bad, **md5_header(bad))
     assert code(refused) == "KMS.NotFoundException"

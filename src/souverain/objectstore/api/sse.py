@@ -221,14 +221,15 @@ def asks_encryption(call: Call) -> bool:
 
 class EncryptionHandlers:
     """GET, PUT and DELETE ?encryption: the bucket's default encryption, the owning
-    project's to change (a reader may read it, not change it)."""
+    project's writers' to change (its readers read it), others' as a bucket policy grants
+    `s3:GetEncryptionConfiguration` / `s3:PutEncryptionConfiguration`."""
 
     def __init__(self, service: ObjectStoreService, settings: ObjectStoreSettings) -> None:
         self.service = service
         self.settings = settings
 
     def get_encryption(self, call: Call, bucket: BucketInfo) -> Reply:
-        self.service.owner_only(call.principal, bucket, write=False)
+        self.service.authorize(call.principal, bucket, "s3:GetEncryptionConfiguration")
         config = self.service.sealer.default_config(bucket)
         if config is None:
             raise S3Error(
@@ -244,7 +245,7 @@ class EncryptionHandlers:
         return _xml_reply(x.document("ServerSideEncryptionConfiguration", {"Rule": rule}))
 
     async def put_encryption(self, call: Call, bucket: BucketInfo) -> Reply:
-        self.service.owner_only(call.principal, bucket)
+        self.service.authorize(call.principal, bucket, "s3:PutEncryptionConfiguration")
         body = await xml_body(call, self.settings)
         check_body_md5(call, body)
         element = parse_xml(body, "ServerSideEncryptionConfiguration")
@@ -272,7 +273,7 @@ class EncryptionHandlers:
         return Reply(200)
 
     def delete_encryption(self, call: Call, bucket: BucketInfo) -> Reply:
-        self.service.owner_only(call.principal, bucket)
+        self.service.authorize(call.principal, bucket, "s3:PutEncryptionConfiguration")
         # with `encryption.mandatory` the bucket still answers (and encrypts as) SSE-S3
         self.service.set_encryption(bucket, None)
         return Reply(204)
