@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import hmac
 import urllib.parse
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from souverain.config import ObjectStoreSettings
@@ -275,19 +275,29 @@ class ObjectHandlers:
             return Reply(status, b"", headers, length=length)
         reader = self.service.reader(obj, customer.key if customer is not None else None)
 
-        # RADOS: each read waits on the network; in a thread, the worker's other requests
-        # go on meanwhile (a local file is read in place). Sealed bytes: the next piece is
-        # read and decrypted in a thread (AES-GCM lets go of the GIL) while this one is sent.
-        blocking = obj.data is None and self.service.store.blocking_reads
-        pieces = body_stream(
-            reader,
-            start,
-            end,
-            obj.sse is not None,
-            blocking,
-            lambda sent: self.service.egress(bucket, sent),
-        )
-        return Reply(status, b"", headers, stream=pieces, length=length)
+        async def stream() -> AsyncGenerator[bytes, None]:
+            sent = 0
+            chunks = reader.chunks(start, end)
+            # RADOS: each read waits on the network; in a thread, the worker's other
+            # requests go on meanwhile (a local file is read in place)
+            blocking = obj.data is None and self.service.store.blocking_reads
+            try:
+                while True:
+                    chunk = (
+                        await asyncio.to_thread(next, chunks, None)
+                        if blocking
+                        else next(chunks, None)
+                    )
+                    if chunk is None:
+                        break
+                    yield chunk
+                    sent += len(chunk)  # resumed: the server has taken the chunk
+            finally:
+                reader.close()
+                # egress is what really left, also when the client hung up mid-body
+                self.service.egress(bucket, sent)
+
+        return Reply(status, b"", headers, stream=stream(), length=length)
 
     async def delete_object(self, call: Call, bucket: BucketInfo) -> Reply:
         version_id = call.query.get("versionId")
@@ -519,39 +529,6 @@ class ObjectHandlers:
         self.service.refuse_public_acl(bucket, acl, grants)
         self.service.set_object_acl(bucket, call.key, call.query.get("versionId"), acl, grants)
         return Reply(200)
-
-
-async def body_stream(
-    reader: Any, start: int, end: int, ahead: bool, blocking: bool, done: Callable[[int], None]
-) -> AsyncGenerator[bytes, None]:
-    """Bytes `start`..`end` of `reader` as a response body; `done(sent)` at the end with
-    what really left (also when the client hung up mid-body: egress is what left).
-    `ahead`: each next piece is made in a thread while the last one is sent."""
-    sent = 0
-    chunks = reader.chunks(start, end)
-    loop = asyncio.get_running_loop()
-    next_piece: asyncio.Future[bytes | None] | None = None
-    try:
-        while True:
-            if ahead:
-                chunk = await (next_piece or loop.run_in_executor(None, next, chunks, None))
-                next_piece = None
-                if chunk is not None:
-                    next_piece = loop.run_in_executor(None, next, chunks, None)
-            elif blocking:
-                chunk = await asyncio.to_thread(next, chunks, None)
-            else:
-                chunk = next(chunks, None)
-            if chunk is None:
-                break
-            yield chunk
-            sent += len(chunk)  # resumed: the server has taken the chunk
-    finally:
-        if next_piece is not None:  # the thread must be done with the reader first
-            with contextlib.suppress(BaseException):
-                await next_piece
-        reader.close()
-        done(sent)
 
 
 def object_template(call: Call) -> NewObject:
