@@ -23,7 +23,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from souverain.common.keys import KeyNotFound, ProjectKeys
+from souverain.common.keys import KeyNotFound, KeyUnavailable, ProjectKeys
 from souverain.objectstore import cipher
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.records import BucketInfo, NewObject, Sealed
@@ -82,6 +82,16 @@ def _kms_missing(key_id: str) -> S3Error:
         "KMS.NotFoundException",
         f"Invalid keyId {key_id}",
         status=400,
+    )
+
+
+def _keys_away() -> S3Error:
+    # the root of trust (HSM, master key file) cannot answer now: nothing stored, retry
+    return S3Error(
+        "ServiceUnavailable",
+        "The key manager cannot answer right now; nothing was stored. Please retry.",
+        headers={"Retry-After": "5"},
+        status=503,
     )
 
 
@@ -145,6 +155,8 @@ class Sealer:
             made = self._project_keys().new_data_key(project_id, key_id)
         except KeyNotFound:
             raise _kms_missing(key_id or "") from None
+        except KeyUnavailable:
+            raise _keys_away() from None
         return Seal(mode, made.plaintext, made.wrapped, key_id)
 
     def open(
@@ -170,6 +182,8 @@ class Sealer:
                 raise S3Error("AccessDenied", "Access Denied") from None
         try:
             return self._project_keys().open_data_key(project_id, wrapped)
+        except KeyUnavailable:
+            raise _keys_away() from None
         except KeyNotFound:
             raise S3Error(
                 "KMS.NotFoundException",
