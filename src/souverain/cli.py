@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from souverain.cli_host import host_app
+from souverain.cli_kms import kms_app
 from souverain.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(help="Souverain: a sovereign cloud platform.", no_args_is_help=True)
@@ -19,6 +20,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(billing_app, name="billing")
 app.add_typer(host_app, name="host")
+app.add_typer(kms_app, name="kms")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where state is kept")]

@@ -46,6 +46,7 @@ from souverain.image import api as image_api
 from souverain.image.rbd_store import RbdImageStore
 from souverain.image.service import ImageService
 from souverain.image.store import ImageStore
+from souverain.keymanager import api as keymanager_api
 from souverain.keymanager.roots import open_root
 from souverain.keymanager.service import KeyManagerService
 from souverain.network import api as network_api
@@ -615,6 +616,7 @@ def open_platform(
     public_url = settings.server.public_url
     mounts = _mounts(settings, identity, compute, network, volume, billing, image)
     mounts += (_swift_mount(settings, objectstore, identity, clock),)
+    mounts += (_keymanager_mount(settings, keymanager, identity),)
     app = build_app(
         identity,
         audit_log,
@@ -741,6 +743,17 @@ def _swift_mount(
         swift_api.build_app(objectstore, identity, settings.objectstore, clock),
         swift_api.render_error,
         swift_api.body_limit_for(settings.objectstore),
+    )
+
+
+def _keymanager_mount(
+    settings: Settings, keymanager: KeyManagerService, identity: IdentityService
+) -> Mounted:
+    """Barbican v1 on the OpenStack listener."""
+    return Mounted(
+        keymanager_api.PREFIX,
+        keymanager_api.build_app(keymanager, identity, settings.server.public_url),
+        keymanager_api.render_error,
     )
 
 

@@ -4,7 +4,8 @@ It speaks no HTTP and never sees a payload in clear."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import datetime as dt
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -39,6 +40,16 @@ class Core:
     clock: Clock
     keks: ProjectKeks
 
+    def now(self) -> dt.datetime:
+        """Naive UTC, as the tables store times (and compare them, expirations included)."""
+        return naive_utc(self.clock.now())
+
+
+def naive_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
+
 
 def owner_of(s: Session, entity_id: str, project_id: str, creator_id: str) -> Owner:
     acl = s.get(Acl, entity_id)
@@ -46,6 +57,20 @@ def owner_of(s: Session, entity_id: str, project_id: str, creator_id: str) -> Ow
     return Owner(
         entity_id, project_id, creator_id, acl is None or acl.project_access, frozenset(users)
     )
+
+
+def owners_of(s: Session, rows: Sequence[tuple[str, str, str]]) -> list[Owner]:
+    """`owner_of` for many (id, project, creator) at once: two queries, not two a row."""
+    ids = [entity_id for entity_id, _, _ in rows]
+    private: set[str] = set()
+    users: dict[str, set[str]] = {}
+    for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+        acls = select(Acl.entity_id).where(Acl.entity_id.in_(chunk), Acl.project_access.is_(False))
+        private.update(s.scalars(acls).all())
+        named = select(AclUser.entity_id, AclUser.user_id).where(AclUser.entity_id.in_(chunk))
+        for entity_id, user_id in s.execute(named).all():
+            users.setdefault(entity_id, set()).add(user_id)
+    return [Owner(i, p, c, i not in private, frozenset(users.get(i, ()))) for i, p, c in rows]
 
 
 def may_read(ctx: RequestContext, owner: Owner) -> bool:
@@ -62,7 +87,7 @@ def check_read(ctx: RequestContext, owner: Owner, kind: str) -> None:
     if may_read(ctx, owner):
         return
     if ctx.project_id != owner.project_id:
-        raise NotFound(f"Not Found. Sorry but your {kind} is in another castle.")
+        raise NotFound(f"No such {kind}.")
     raise Forbidden(f"The {kind} is private to its creator and the users of its ACL.")
 
 
@@ -73,7 +98,7 @@ def check_write(ctx: RequestContext, owner: Owner, kind: str) -> None:
     if ctx.project_id != owner.project_id:
         if ctx.user_id in owner.acl_users:
             raise Forbidden(f"An ACL grants reading this {kind}, not changing it.")
-        raise NotFound(f"Not Found. Sorry but your {kind} is in another castle.")
+        raise NotFound(f"No such {kind}.")
     roles = effective_roles(ctx.roles)
     if "member" not in roles:
         raise Forbidden(f"Changing a {kind} needs the member role.")
@@ -95,7 +120,7 @@ def set_acl(
     users: Collection[str] | None,
 ) -> None:
     """Replace what is given of an entity's read ACL (None: keep)."""
-    now = core.clock.now()
+    now = core.now()
     acl = s.get(Acl, entity_id)
     if acl is None:
         acl = Acl(entity_id=entity_id, project_access=True, created_at=now, updated_at=now)

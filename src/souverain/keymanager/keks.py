@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from souverain.common.clock import Clock
@@ -40,11 +40,7 @@ class ProjectKeks:
     def active(self, project_id: str) -> tuple[str, bytes]:
         """(id, plaintext) of the project's active KEK, made on first use."""
         with self.db.session() as s:
-            row = s.scalars(
-                select(ProjectKek).where(
-                    ProjectKek.project_id == project_id, ProjectKek.state == ACTIVE
-                )
-            ).first()
+            row = s.scalars(select(ProjectKek).where(ProjectKek.active_for == project_id)).first()
             if row is not None:
                 return row.id, self._open(row)
         return self._create(project_id)
@@ -53,29 +49,20 @@ class ProjectKeks:
         key = sealing.new_key()
         kek_id = new_id()
         version, wrapped = self.root.wrap(key)
+        row = ProjectKek(
+            id=kek_id,
+            project_id=project_id,
+            state=ACTIVE,
+            active_for=project_id,
+            root_version=version,
+            wrapped=wrapped,
+            created_at=self.clock.now(),
+        )
         try:
             with self.db.session() as s:
-                # one active KEK a project: a concurrent first use loses and takes the winner's
-                winner = s.scalars(
-                    select(ProjectKek)
-                    .where(ProjectKek.project_id == project_id, ProjectKek.state == ACTIVE)
-                    .with_for_update()
-                ).first()
-                if winner is None:
-                    s.add(
-                        ProjectKek(
-                            id=kek_id,
-                            project_id=project_id,
-                            state=ACTIVE,
-                            root_version=version,
-                            wrapped=wrapped,
-                            created_at=self.clock.now(),
-                        )
-                    )
-        except IntegrityError:
-            winner = None
-        if winner is not None:
-            return winner.id, self._open(winner)
+                s.add(row)
+        except IntegrityError:  # a concurrent first use won (`active_for` is unique)
+            return self.active(project_id)
         with self._lock:
             self._cache[kek_id] = key
         return kek_id, key
@@ -114,33 +101,41 @@ class ProjectKeks:
 
     # rotation (souverain kms rotate): the root key under the KEKs, and the KEKs themselves
 
-    def rewrap_all(self, keep: str) -> int:
-        """Rewrap every KEK not wrapped under root version `keep` under the current root
-        key; the number rewrapped. Each row is one compare-and-set: a reader sees the old
-        wrap or the new one, both open while the old root version lives."""
-        done = 0
+    def ids_not_under(self, version: str) -> list[str]:
+        """The KEKs wrapped under another root key than `version`."""
         with self.db.session() as s:
-            ids = s.scalars(select(ProjectKek.id).where(ProjectKek.root_version != keep)).all()
-        for kek_id in ids:
-            with self.db.session() as s:
-                row = s.get(ProjectKek, kek_id)
-                if row is None:
-                    continue
-                key = _checked(self.root.unwrap(row.root_version, row.wrapped))
-                version, wrapped = self.root.wrap(key)
-                s.execute(
-                    update(ProjectKek)
-                    .where(ProjectKek.id == kek_id, ProjectKek.root_version == row.root_version)
-                    .values(root_version=version, wrapped=wrapped)
-                )
-                done += 1
-        return done
+            query = select(ProjectKek.id).where(ProjectKek.root_version != version)
+            return list(s.scalars(query).all())
 
-    def count_under(self, version: str) -> int:
+    def rewrap(self, kek_id: str) -> bool:
+        """Rewrap one KEK under the current root key: one compare-and-set, so a reader sees
+        the old wrap or the new one, and both open while the old root version lives."""
         with self.db.session() as s:
-            return len(
-                s.scalars(select(ProjectKek.id).where(ProjectKek.root_version == version)).all()
+            row = s.get(ProjectKek, kek_id)
+            if row is None:
+                return False
+            key = _checked(self.root.unwrap(row.root_version, row.wrapped))
+            version, wrapped = self.root.wrap(key)
+            done = s.execute(
+                update(ProjectKek)
+                .where(ProjectKek.id == kek_id, ProjectKek.root_version == row.root_version)
+                .values(root_version=version, wrapped=wrapped)
             )
+            return bool(getattr(done, "rowcount", 0))
+
+    def count_by_root_version(self) -> dict[str, int]:
+        with self.db.session() as s:
+            rows = s.execute(
+                select(ProjectKek.root_version, func.count()).group_by(ProjectKek.root_version)
+            ).all()
+        return {version: int(n) for version, n in rows}
+
+    def count_by_state(self) -> dict[str, int]:
+        with self.db.session() as s:
+            rows = s.execute(
+                select(ProjectKek.state, func.count()).group_by(ProjectKek.state)
+            ).all()
+        return {state: int(n) for state, n in rows}
 
     def new_active(self, project_id: str) -> str:
         """Make a new active KEK for the project; the old one becomes `previous` (it still
@@ -151,14 +146,15 @@ class ProjectKeks:
         with self.db.session() as s:
             s.execute(
                 update(ProjectKek)
-                .where(ProjectKek.project_id == project_id, ProjectKek.state == ACTIVE)
-                .values(state=PREVIOUS)
+                .where(ProjectKek.active_for == project_id)
+                .values(state=PREVIOUS, active_for=None)
             )
             s.add(
                 ProjectKek(
                     id=kek_id,
                     project_id=project_id,
                     state=ACTIVE,
+                    active_for=project_id,
                     root_version=version,
                     wrapped=wrapped,
                     created_at=self.clock.now(),

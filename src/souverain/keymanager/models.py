@@ -7,7 +7,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from souverain.db.base import Base
@@ -18,10 +27,13 @@ class ProjectKek(Base):
     ones still open what they wrapped (rotation without downtime)."""
 
     __tablename__ = "kms_project_keys"
+    __table_args__ = (UniqueConstraint("active_for"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     project_id: Mapped[str] = mapped_column(String(64), index=True)
     state: Mapped[str] = mapped_column(String(16))  # active | previous
+    # the project id while active, else NULL: one active KEK a project, by the database
+    active_for: Mapped[str | None] = mapped_column(String(64), nullable=True)
     root_version: Mapped[str] = mapped_column(String(64), index=True)
     wrapped: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -72,8 +84,8 @@ class ContainerSecret(Base):
     __tablename__ = "kms_container_secrets"
 
     container_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), primary_key=True)
-    secret_id: Mapped[str] = mapped_column(String(36), index=True)
+    secret_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class Order(Base):

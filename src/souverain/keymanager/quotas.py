@@ -62,7 +62,7 @@ class Quotas:
         with self.core.db.session() as s:
             row = s.get(Quota, project_id)
             if row is None:
-                raise NotFound("Not Found. Sorry but your project quotas are in another castle.")
+                raise NotFound("No quotas are set for this project.")
             return _explicit(row)
 
     def set(self, project_id: str, limits: dict[str, int]) -> None:
@@ -71,7 +71,7 @@ class Quotas:
                 raise BadRequest(f"Unknown quota {kind[:32]!r}.")
             if isinstance(value, bool) or not isinstance(value, int) or value < -1:
                 raise BadRequest(f"Quota {kind!r} must be an integer, -1 or more.")
-        now = self.core.clock.now()
+        now = self.core.now()
         with self.core.db.session() as s:
             row = s.get(Quota, project_id)
             if row is None:
@@ -85,7 +85,7 @@ class Quotas:
         with self.core.db.session() as s:
             row = s.get(Quota, project_id)
             if row is None:
-                raise NotFound("Not Found. Sorry but your project quotas are in another castle.")
+                raise NotFound("No quotas are set for this project.")
             s.delete(row)
 
 

@@ -24,7 +24,9 @@ from souverain.keymanager.core import (
     check_write,
     drop_acl,
     may_read,
+    naive_utc,
     owner_of,
+    owners_of,
     project_of,
 )
 from souverain.keymanager.keks import ACTIVE
@@ -93,9 +95,13 @@ def check_payload(payload: bytes) -> None:
     if not payload:
         raise BadRequest("If 'payload' is specified, it must be non-empty.")
     if len(payload) > MAX_PAYLOAD_BYTES:
-        raise PayloadTooLarge(
-            f"Could not add secret data as it was too large: at most {MAX_PAYLOAD_BYTES} bytes."
-        )
+        raise too_large()
+
+
+def too_large() -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"Could not add secret data as it was too large: at most {MAX_PAYLOAD_BYTES} bytes."
+    )
 
 
 class Secrets:
@@ -144,8 +150,8 @@ class Secrets:
         return self.store(project_id, ctx.user_id, spec)
 
     def store(self, project_id: str, creator_id: str, spec: SecretSpec) -> SecretRecord:
-        now = self.core.clock.now()
-        if spec.expiration is not None and spec.expiration <= now:
+        now = self.core.now()
+        if spec.expiration is not None and naive_utc(spec.expiration) <= now:
             raise BadRequest("Invalid date for 'expiration': it is before the current time.")
         if spec.payload is not None:
             check_payload(spec.payload)
@@ -158,7 +164,7 @@ class Secrets:
             algorithm=spec.algorithm,
             bit_length=spec.bit_length,
             mode=spec.mode,
-            expiration=spec.expiration,
+            expiration=naive_utc(spec.expiration) if spec.expiration else None,
             created_at=now,
             updated_at=now,
         )
@@ -172,11 +178,11 @@ class Secrets:
     def _live(self, s: Session, secret_id: str) -> Secret:
         row = s.get(Secret, secret_id)
         if row is None or self._expired(row):
-            raise NotFound("Not Found. Sorry but your secret is in another castle.")
+            raise NotFound("No such secret.")
         return row
 
     def _expired(self, row: Secret) -> bool:
-        return row.expiration is not None and row.expiration <= self.core.clock.now()
+        return row.expiration is not None and row.expiration <= self.core.now()
 
     def _owner(self, s: Session, row: Secret) -> Owner:
         return owner_of(s, row.id, row.project_id, row.creator_id)
@@ -202,15 +208,15 @@ class Secrets:
             row = self._live(s, secret_id)
             check_write(ctx, self._owner(s, row), "secret")
             if row.ciphertext is not None:
-                raise Conflict("Secret already has data, cannot modify it.")
+                raise Conflict("The secret already has a payload; a payload is never replaced.")
             self._seal_into(row, payload, content_type)
-            row.updated_at = self.core.clock.now()
+            row.updated_at = self.core.now()
 
     def delete(self, ctx: RequestContext, secret_id: str) -> None:
         with self.core.db.session() as s:
             row = s.get(Secret, secret_id)
             if row is None:
-                raise NotFound("Not Found. Sorry but your secret is in another castle.")
+                raise NotFound("No such secret.")
             check_write(ctx, self._owner(s, row), "secret")
             self.remove(s, row)
 
@@ -230,7 +236,7 @@ class Secrets:
     ) -> tuple[list[SecretRecord], int]:
         """The caller's project's live secrets it may read, oldest first, and their total."""
         project_id = project_of(ctx)
-        now = self.core.clock.now()
+        now = self.core.now()
         query = select(Secret).where(
             Secret.project_id == project_id,
             (Secret.expiration.is_(None)) | (Secret.expiration > now),
@@ -241,7 +247,8 @@ class Secrets:
             query = query.where(Secret.secret_type == secret_type)
         with self.core.db.session() as s:
             rows = s.scalars(query.order_by(Secret.created_at, Secret.id)).all()
-            visible = [r for r in rows if may_read(ctx, self._owner(s, r))]
+            owners = owners_of(s, [(r.id, r.project_id, r.creator_id) for r in rows])
+            visible = [r for r, o in zip(rows, owners, strict=True) if may_read(ctx, o)]
         return [record_of(r) for r in visible[offset : offset + limit]], len(visible)
 
     # -- metadata (Barbican's user metadata: lower-case keys)
@@ -281,7 +288,7 @@ class Secrets:
             check_write(ctx, self._owner(s, row), "secret")
             item = s.get(SecretMetadatum, (secret_id, key))
             if create and item is not None:
-                raise Conflict("Conflict. Key in request is already in the secret metadata.")
+                raise Conflict("The secret already has metadata under this key.")
             if not create and item is None:
                 raise NotFound("Secret metadata not found.")
             if item is None:

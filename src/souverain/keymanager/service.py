@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from souverain.common.clock import Clock
 from souverain.db.engine import Database
+from souverain.keymanager.acls import Acls
+from souverain.keymanager.containers import Containers
 from souverain.keymanager.core import Core
 from souverain.keymanager.keks import ProjectKeks
+from souverain.keymanager.orders import Orders
 from souverain.keymanager.project_keys import KeyManagerKeys
 from souverain.keymanager.quotas import Quotas
 from souverain.keymanager.root import RootOfTrust
@@ -20,6 +23,9 @@ class KeyManagerService:
         self.core = Core(db, clock, ProjectKeks(db, root, clock))
         self.quotas = Quotas(self.core)
         self.secrets = Secrets(self.core, self.quotas)
+        self.containers = Containers(self.core, self.quotas)
+        self.orders = Orders(self.core, self.quotas, self.secrets, self.containers)
+        self.acls = Acls(self.core)
         self.project_keys = KeyManagerKeys(self.core.keks, self.secrets)
 
     def close(self) -> None:

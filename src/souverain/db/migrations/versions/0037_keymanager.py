@@ -32,9 +32,11 @@ def upgrade() -> None:
         sa.Column("id", sa.String(32), primary_key=True),
         sa.Column("project_id", sa.String(64), nullable=False, index=True),
         sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("active_for", sa.String(64), nullable=True),
         sa.Column("root_version", sa.String(64), nullable=False, index=True),
         sa.Column("wrapped", sa.LargeBinary, nullable=False),
         sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.UniqueConstraint("active_for", name="uq_kms_project_keys_active_for"),
     )
     op.create_table(
         "kms_secrets",
@@ -71,8 +73,8 @@ def upgrade() -> None:
     op.create_table(
         "kms_container_secrets",
         sa.Column("container_id", sa.String(36), primary_key=True),
-        sa.Column("name", sa.String(255), primary_key=True),
-        sa.Column("secret_id", sa.String(36), nullable=False, index=True),
+        sa.Column("secret_id", sa.String(36), primary_key=True, index=True),
+        sa.Column("name", sa.String(255), nullable=True),
     )
     op.create_table(
         "kms_orders",
