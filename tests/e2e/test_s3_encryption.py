@@ -64,6 +64,68 @@ def on_disk(root: Path, needles: list[bytes]) -> dict[bytes, Path]:
     return found
 
 
+def symmetric_secret(cloud: Cloud, tenant: Tenant) -> str:
+    """A 256-bit key stored in the key manager (Barbican API) by `tenant`; its href."""
+    payload = base64.b64encode(os.urandom(32)).decode()
+    cloud.secrets.add(payload)
+    body = {
+        "name": "s3 key", "payload": payload, "payload_content_type": "application/octet-stream",
+        "payload_content_encoding": "base64", "secret_type": "symmetric", "algorithm": "aes",
+        "bit_length": 256,
+    }  # fmt: skip
+    made = cloud.api("POST", "/key-manager/v1/secrets/", cloud.token_for(tenant), json=body)
+    assert made.status_code == 201, made.text
+    return str(made.json()["secret_ref"])
+
+
+def check_kms_keys(cloud: Cloud, owner: Tenant, s3: Any, bucket: str) -> None:
+    """SSE-KMS under the owner's own secret (by href or id); another project's is refused."""
+    href = symmetric_secret(cloud, owner)
+    key_id = href.rsplit("/", 1)[1]
+    foreign = symmetric_secret(cloud, cloud.make_tenant("sse-other"))
+    data = body(90_000)
+    for name in (href, key_id):
+        put = s3.put_object(
+            Bucket=bucket,
+            Key="kms-own",
+            Body=data,
+            ServerSideEncryption="aws:kms",
+            SSEKMSKeyId=name,
+        )
+        assert put["SSEKMSKeyId"] == key_id
+    got = s3.get_object(Bucket=bucket, Key="kms-own")
+    assert got["SSEKMSKeyId"] == key_id and got["Body"].read() == data
+    for name in (foreign, foreign.rsplit("/", 1)[1]):
+        code = s3_error(
+            s3.put_object,
+            Bucket=bucket,
+            Key="kms-foreign",
+            Body=MARK,
+            ServerSideEncryption="aws:kms",
+            SSEKMSKeyId=name,
+        )
+        assert code == ("KMS.NotFoundException", 400)
+        rule = {
+            "ApplyServerSideEncryptionByDefault": {
+                "SSEAlgorithm": "aws:kms",
+                "KMSMasterKeyID": name,
+            }
+        }
+        code = s3_error(
+            s3.put_bucket_encryption,
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={"Rules": [rule]},
+        )
+        assert code == ("KMS.NotFoundException", 400)
+    rule = {
+        "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": href}
+    }
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [rule]})
+    put = s3.put_object(Bucket=bucket, Key="kms-default", Body=data)
+    assert put["ServerSideEncryption"] == "aws:kms" and put["SSEKMSKeyId"] == key_id
+    s3.delete_bucket_encryption(Bucket=bucket)
+
+
 @pytest.fixture(scope="module")
 def owner(cloud: Cloud) -> Tenant:
     return cloud.make_tenant("sse")
@@ -206,6 +268,7 @@ def test_every_mode_round_trips_and_nothing_plain_reaches_the_disk(
     cloud.secrets.add(base64.b64encode(key_c).decode())  # never in the audit log either
     check_modes_and_ranges(s3, bucket, key_c, 3 * CHUNK + 5000)
     check_multipart_and_copies(s3, bucket, key_c, 5 * MIB)
+    check_kms_keys(cloud, owner, s3, bucket)
 
     # bucket default encryption: objects written without SSE headers are SSE-S3
     defaulted = new_bucket(s3, "sse-default")
