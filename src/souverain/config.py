@@ -109,6 +109,10 @@ class ObjectStoreSettings(_Section):
         le=1024 * 1024,
         description="objects up to this size live in the database, not in a blob file; 0: never",
     )
+    sse_c_allow_http: bool = Field(
+        default=True,
+        description="accept SSE-C customer keys over plain HTTP (S3 demands TLS; off with TLS on)",
+    )
     body_idle_timeout: float = Field(
         default=30.0, gt=0, description="seconds a client may pause mid-body before RequestTimeout"
     )

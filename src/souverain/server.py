@@ -384,7 +384,11 @@ def _blob_store(settings: Settings) -> BlobStore:
 
 
 def _objectstore(
-    settings: Settings, db: Database, identity: IdentityService, clock: Clock
+    settings: Settings,
+    db: Database,
+    identity: IdentityService,
+    clock: Clock,
+    project_keys: ProjectKeys | None = None,
 ) -> ObjectStoreService:
     return ObjectStoreService(
         db,
@@ -397,6 +401,8 @@ def _objectstore(
         quota_bytes=settings.objectstore.quota_bytes,
         quota_objects=settings.objectstore.quota_objects,
         abort_incomplete_after=settings.objectstore.abort_incomplete_after,
+        project_keys=project_keys,
+        encryption_mandatory=settings.encryption.mandatory,
     )
 
 
@@ -617,7 +623,7 @@ def open_platform(
     audit_log = AuditLog(paths.audit_log, audit_key, settings.audit.fsync)
     keymanager = _keymanager(settings, db, clock)
     project_keys: ProjectKeys = keymanager.project_keys  # for objectstore and volume
-    objectstore = _objectstore(settings, db, identity, clock)
+    objectstore = _objectstore(settings, db, identity, clock, project_keys)
     image = _image(settings, db, identity, clock, objectstore)
     volume = _volume(settings, db, identity, image, clock, objectstore, project_keys)
     network = _network(settings, db, identity, clock)

@@ -173,15 +173,6 @@ UNSUPPORTED_CALLS: list[tuple[str, dict[str, Any]]] = [
         "put_bucket_website",
         {"WebsiteConfiguration": {"IndexDocument": {"Suffix": "index.html"}}},
     ),
-    ("get_bucket_encryption", {}),
-    (
-        "put_bucket_encryption",
-        {
-            "ServerSideEncryptionConfiguration": {
-                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-            }
-        },
-    ),
     ("get_bucket_logging", {}),
     ("get_bucket_notification_configuration", {}),
     ("get_bucket_replication", {}),

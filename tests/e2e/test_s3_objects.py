@@ -268,48 +268,6 @@ def test_dot_segments_are_part_of_the_key_not_a_path(s3: Any, bucket: str) -> No
 # ---------------------------------------------------------------------- promises we cannot keep
 
 
-def test_encryption_with_a_customer_key_is_refused_not_ignored(s3: Any, bucket: str) -> None:
-    # Storing the bytes in clear while the client believes they need its key to be read
-    # would be a lie; S3 stores that cannot do SSE-C say so.
-    key = unique("sse-c")
-    customer_key = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": os.urandom(32)}
-
-    assert s3_error(s3.put_object, Bucket=bucket, Key=key, Body=DATA, **customer_key) == (
-        "NotImplemented",
-        501,
-    )
-    assert s3_error(s3.create_multipart_upload, Bucket=bucket, Key=key, **customer_key) == (
-        "NotImplemented",
-        501,
-    )
-    source = put(s3, bucket)
-    assert s3_error(
-        s3.copy_object,
-        Bucket=bucket,
-        Key=key,
-        CopySource={"Bucket": bucket, "Key": source},
-        **customer_key,
-    ) == ("NotImplemented", 501)
-    assert absent(s3, bucket, key)
-    assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket, Prefix=key)
-
-
-def test_encryption_with_a_kms_key_is_refused_not_ignored(s3: Any, bucket: str) -> None:
-    key = unique("sse-kms")
-
-    code = s3_error(
-        s3.put_object,
-        Bucket=bucket,
-        Key=key,
-        Body=DATA,
-        ServerSideEncryption="aws:kms",
-        SSEKMSKeyId="arn:aws:kms:fr-1:000000000000:key/customer-key",
-    )
-
-    assert code == ("NotImplemented", 501)
-    assert absent(s3, bucket, key)
-
-
 @pytest.mark.parametrize(
     "lock",
     [

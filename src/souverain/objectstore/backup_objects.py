@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from souverain.objectstore.encryption import apply_seal, blob_writer
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.policy import Principal
 from souverain.objectstore.records import NewObject
@@ -48,7 +49,9 @@ class BackupObjectStore:
             )
 
     def put(self, project_id: str, user_id: str, bucket: str, key: str, data: bytes) -> None:
-        writer = self.service.store.writer()
+        target = self.service.bucket(bucket)
+        seal = self.service.sealer.default(target)  # the container's default encryption
+        writer = blob_writer(self.service.store, seal)
         try:
             writer.write(data)
             blob_id = writer.commit()
@@ -61,10 +64,9 @@ class BackupObjectStore:
             segments=[[blob_id, len(data)]],
             headers={"content-type": "application/octet-stream"},
         )
+        apply_seal(new, seal)
         try:
-            self.service.put_object(
-                self._who(project_id, user_id), self.service.bucket(bucket), key, new
-            )
+            self.service.put_object(self._who(project_id, user_id), target, key, new)
         except S3Error as exc:
             self.service.store.delete([blob_id])
             raise StoreRefused(exc.message) from None

@@ -261,6 +261,10 @@ class Buckets:
         """The bucket's public access block (None: removed); honoured from the next request."""
         self._update(bucket, public_access_block=flags)
 
+    def set_encryption(self, bucket: BucketInfo, config: dict[str, Any] | None) -> None:
+        """The bucket's default encryption (None: removed); applies to the next writes."""
+        self._update(bucket, encryption=config)
+
     def set_cors(self, bucket: BucketInfo, rules: list[dict[str, Any]] | None) -> None:
         self._update(bucket, cors=rules)
 

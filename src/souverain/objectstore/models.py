@@ -56,6 +56,8 @@ class Bucket(Base):
     public_access_block: Mapped[dict[str, bool] | None] = mapped_column(JSON, nullable=True)
     # Explicit ACL grants (NULL: the canned `acl` says who may do what).
     grants: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)
+    # Default encryption (NULL: none): {"SSEAlgorithm", "KMSMasterKeyID"?, "BucketKeyEnabled"?}.
+    encryption: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ObjectVersion(Base):
@@ -93,6 +95,14 @@ class ObjectVersion(Base):
     lock_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     legal_hold: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     grants: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)
+    # Server-side encryption (NULL mode: plaintext): AES256, aws:kms or SSE-C; the data
+    # key as wrapped (never its plaintext), the KMS key named, the SSE-C key's salted HMAC.
+    sse_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    sse_key_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    sse_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    sse_customer: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # A completed multipart upload's part numbers, one per segment (sealed with them).
+    sse_parts: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
 
 
 class Upload(Base):
@@ -118,6 +128,12 @@ class Upload(Base):
     lock_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     legal_hold: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     grants: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)
+    # Server-side encryption (NULL mode: plaintext): AES256, aws:kms or SSE-C; the data
+    # key as wrapped (never its plaintext), the KMS key named, the SSE-C key's salted HMAC.
+    sse_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    sse_key_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    sse_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    sse_customer: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class Part(Base):

@@ -8,6 +8,7 @@ at start. Knows nothing of HTTP or XML.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Callable
@@ -24,7 +25,9 @@ from souverain.objectstore import models as m
 from souverain.objectstore.accounting import Accounting, count
 from souverain.objectstore.acl import CUSTOM
 from souverain.objectstore.batch import GroupCommit
+from souverain.objectstore.cipher import OpeningReader, stored_segments
 from souverain.objectstore.conditional import WriteCondition
+from souverain.objectstore.encryption import Sealer
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.policy import CANNED_ACLS, Principal
 from souverain.objectstore.quotas import Quotas
@@ -109,6 +112,14 @@ def promote(conn: Connection, bucket_id: str, key: str) -> None:
         conn.execute(update(VERSIONS).where(v.seq == newest).values(is_latest=True))
 
 
+def _found(bucket: BucketInfo, row: Any) -> ObjectInfo:
+    """A version looked up in `bucket`: its encryption names the project whose keys open it."""
+    info = ObjectInfo.of(bucket.name, row)
+    if info.sse is not None:
+        info.sse = dataclasses.replace(info.sse, project=bucket.project_id)
+    return info
+
+
 class Objects:
     """One key's versions: each write is one group-committed transaction with its books."""
 
@@ -120,9 +131,11 @@ class Objects:
         quotas: Quotas,
         writes: GroupCommit,
         clock: Clock,
+        sealer: Sealer | None = None,
     ) -> None:
         self.db = db
         self.store = store
+        self.sealer = sealer or Sealer(None)
         self.accounting = accounting
         self.quotas = quotas
         self.writes = writes
@@ -145,7 +158,7 @@ class Objects:
                     "The specified version does not exist.",
                     f"/{bucket.name}/{key}",
                 )
-            return ObjectInfo.of(bucket.name, row)
+            return _found(bucket, row)
         if row is None or row.is_delete_marker:
             headers = {}
             if row is not None:
@@ -156,13 +169,29 @@ class Objects:
                 f"/{bucket.name}/{key}",
                 headers=headers,
             )
-        return ObjectInfo.of(bucket.name, row)
+        return _found(bucket, row)
 
-    def reader(self, obj: ObjectInfo) -> InlineReader | SegmentReader:
-        """Where a version's bytes are read from: its row, or its blobs (opened now)."""
+    def reader(
+        self, obj: ObjectInfo, customer_key: bytes | None = None
+    ) -> InlineReader | SegmentReader | OpeningReader:
+        """Where a version's bytes are read from: its row, or its blobs (opened now); an
+        encrypted version's are opened under its data key (SSE-C: `customer_key`'s)."""
+        sealed = obj.sse
+        if sealed is None:
+            if obj.data is not None:
+                return InlineReader(obj.data)
+            return self.store.open_segments(obj.segments)
+        key = self.sealer.open(
+            sealed.project, sealed.mode, sealed.wrapped, sealed.customer, customer_key
+        )
+        sizes = [int(seg[1]) for seg in obj.segments]
+        inner: InlineReader | SegmentReader
         if obj.data is not None:
-            return InlineReader(obj.data)
-        return self.store.open_segments(obj.segments)
+            inner, sizes = InlineReader(obj.data), [obj.size]
+        else:
+            inner = self.store.open_segments(stored_segments(obj.segments))
+        parts = sealed.parts if sealed.parts is not None else [0] * len(sizes)
+        return OpeningReader(inner, key, sizes, parts)
 
     def check_condition(self, bucket: BucketInfo, key: str, condition: WriteCondition) -> None:
         """Refuse a conditional write before its body is taken (412, or 404 for If-Match)."""
@@ -243,6 +272,7 @@ class Objects:
             "lock_until": new.lock_until,
             "legal_hold": new.legal_hold,
             "grants": new.grants,
+            **new.sse,
         }
 
     def delete_object(

@@ -47,6 +47,7 @@ READ_ACTIONS = frozenset(
         "s3:GetBucketCORS",
         "s3:GetBucketTagging",
         "s3:GetBucketObjectLockConfiguration",
+        "s3:GetEncryptionConfiguration",
         "s3:GetObjectRetention",
         "s3:GetObjectLegalHold",
         "s3:GetObjectAttributes",

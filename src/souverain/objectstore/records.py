@@ -93,6 +93,7 @@ class ObjectInfo:
     lock_until: dt.datetime | None = None
     legal_hold: bool | None = None  # None: never set
     grants: list[dict[str, str]] | None = None  # explicit ACL grants (None: canned `acl`)
+    sse: Sealed | None = None  # how its bytes are encrypted (None: plaintext)
 
     @classmethod
     def of(cls, bucket: str, row: Any) -> ObjectInfo:
@@ -118,6 +119,33 @@ class ObjectInfo:
             lock_until=getattr(row, "lock_until", None),
             legal_hold=getattr(row, "legal_hold", None),
             grants=getattr(row, "grants", None),
+            sse=Sealed.of(row),
+        )
+
+
+@dataclass(frozen=True, repr=False)
+class Sealed:
+    """What a stored version's row says of its encryption (the data key stays wrapped)."""
+
+    mode: str
+    wrapped: bytes
+    key_id: str | None = None
+    customer: str | None = None  # SSE-C: the salted HMAC recognising the customer key
+    parts: list[int] | None = None  # multipart: each segment's part number
+    project: str = ""  # the bucket owner's project, whose keys open it (set on a lookup)
+
+    @classmethod
+    def of(cls, row: Any) -> Sealed | None:
+        mode = getattr(row, "sse_mode", None)
+        if not mode:
+            return None
+        parts = getattr(row, "sse_parts", None)
+        return cls(
+            mode,
+            row.sse_wrapped,
+            row.sse_key_id,
+            row.sse_customer,
+            list(parts) if parts is not None else None,
         )
 
 
@@ -140,6 +168,7 @@ class BucketInfo:
     # Whether the policy has conditions, so requests must carry their context.
     needs_context: bool = False
     grants: list[dict[str, str]] | None = None  # explicit ACL grants (None: canned `acl`)
+    encryption: dict[str, Any] | None = None  # default encryption (None: none set)
 
     def blocks(self, flag: str) -> bool:
         """One public access block flag (BlockPublicAcls, IgnorePublicAcls, ...)."""
@@ -164,6 +193,7 @@ class BucketInfo:
             dict(row.public_access_block) if row.public_access_block is not None else None,
             any(s.conditions for s in statements),
             list(row.grants) if row.grants is not None else None,
+            dict(row.encryption) if row.encryption is not None else None,
         )
 
 
@@ -201,6 +231,9 @@ class NewObject:
     lock_until: dt.datetime | None = None
     legal_hold: bool | None = None
     grants: list[dict[str, str]] | None = None
+    # Server-side encryption: the row's sse_* columns (a Seal's `columns()`), and a
+    # completed upload's part numbers. Empty: plaintext.
+    sse: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -244,3 +277,4 @@ class UploadInfo:
     lock_mode: str | None = None
     lock_until: dt.datetime | None = None
     legal_hold: bool | None = None
+    sse: Sealed | None = None

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
+from souverain.common.keys import ProjectKeys
 from souverain.common.metering import Meter
 from souverain.db.engine import Database
 from souverain.identity.service import IdentityService
@@ -21,6 +22,7 @@ from souverain.objectstore import usage as ledger
 from souverain.objectstore.accounting import Accounting
 from souverain.objectstore.batch import GroupCommit
 from souverain.objectstore.buckets import BUCKET_CACHE_SECONDS, Buckets
+from souverain.objectstore.encryption import Sealer
 from souverain.objectstore.errors import ERROR_STATUS, S3Error
 from souverain.objectstore.expiration import LifecycleSweep, Swept
 from souverain.objectstore.listings import Listings
@@ -93,6 +95,8 @@ class ObjectStoreService:
         quota_bytes: int = -1,
         quota_objects: int = -1,
         abort_incomplete_after: float = 7 * 24 * 3600,
+        project_keys: ProjectKeys | None = None,
+        encryption_mandatory: bool = False,
     ) -> None:
         self.db = db
         self.store = store
@@ -107,7 +111,13 @@ class ObjectStoreService:
         self.accounting = Accounting(db, self.clock, self.pending)
         self.quotas = Quotas(self.clock, quota_bytes, quota_objects)
         self.buckets = Buckets(db, store, self.accounting, region, self.clock, changes)
-        self.objects = Objects(db, store, self.accounting, self.quotas, self.writes, self.clock)
+        # Server-side encryption: data keys from the key manager (None: SSE-S3 and SSE-KMS
+        # answer 503); `encryption_mandatory`: every bucket encrypts by default (SSE-S3).
+        self.sealer = Sealer(project_keys, encryption_mandatory)
+        self.encryption_mandatory = encryption_mandatory
+        self.objects = Objects(
+            db, store, self.accounting, self.quotas, self.writes, self.clock, self.sealer
+        )
         self.listings = Listings(db)
         self.uploads = Uploads(db, store, self.accounting, self.quotas, self.clock, min_part_bytes)
         self.lifecycle = LifecycleSweep(db, self.objects, self.uploads, self.clock)
@@ -125,6 +135,7 @@ class ObjectStoreService:
         self.set_object_lock = self.buckets.set_object_lock
         self.set_lifecycle = self.buckets.set_lifecycle
         self.set_public_access_block = self.buckets.set_public_access_block
+        self.set_encryption = self.buckets.set_encryption
         self.head_object = self.objects.head_object
         self.reader = self.objects.reader
         self.put_object = self.objects.put_object

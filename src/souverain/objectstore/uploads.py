@@ -11,6 +11,7 @@ server (`abort_expired`) as its client's abort would. Knows nothing of HTTP or X
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Iterable, Sequence
@@ -35,6 +36,7 @@ from souverain.objectstore.records import (
     NewObject,
     ObjectInfo,
     PartInfo,
+    Sealed,
     UploadInfo,
     check_key,
     check_tags,
@@ -118,6 +120,7 @@ class Uploads:
                 lock_until=template.lock_until,
                 legal_hold=template.legal_hold,
                 grants=template.grants,
+                **template.sse,
             )
             s.add(row)
             s.flush()
@@ -140,6 +143,7 @@ class Uploads:
             row.lock_mode,
             row.lock_until,
             row.legal_hold,
+            Sealed.of(row),
         )
 
     def _upload_row(self, s: Session, bucket: BucketInfo, key: str, upload_id: str) -> m.Upload:
@@ -155,7 +159,10 @@ class Uploads:
 
     def upload(self, bucket: BucketInfo, key: str, upload_id: str) -> UploadInfo:
         with self.db.session() as s:
-            return self._upload_info(bucket.name, self._upload_row(s, bucket, key, upload_id))
+            info = self._upload_info(bucket.name, self._upload_row(s, bucket, key, upload_id))
+        if info.sse is not None:  # opened with the bucket owner's keys
+            info.sse = dataclasses.replace(info.sse, project=bucket.project_id)
+        return info
 
     def put_part(
         self,
@@ -407,4 +414,10 @@ class Uploads:
             lock_until=upload.lock_until,
             legal_hold=upload.legal_hold,
             grants=upload.grants,
+            sse_mode=upload.sse_mode,
+            sse_key_id=upload.sse_key_id,
+            sse_wrapped=upload.sse_wrapped,
+            sse_customer=upload.sse_customer,
+            # each part was sealed with its number: the reader opens segment i as part n
+            sse_parts=[p.number for p in chosen] if upload.sse_mode else None,
         )

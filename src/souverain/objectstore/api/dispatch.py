@@ -33,6 +33,7 @@ from souverain.objectstore.api.listing import ListingHandlers
 from souverain.objectstore.api.multipart import MultipartHandlers
 from souverain.objectstore.api.objects import ObjectHandlers
 from souverain.objectstore.api.post import PostHandlers
+from souverain.objectstore.api.sse import EncryptionHandlers
 from souverain.objectstore.api.wire import BodyProgress, Call, Reply, raw_path, request_context
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.records import BucketInfo
@@ -46,7 +47,6 @@ UNSUPPORTED = frozenset(
     {
         "accelerate",
         "analytics",
-        "encryption",
         "intelligent-tiering",
         "inventory",
         "logging",
@@ -65,18 +65,6 @@ UNSUPPORTED = frozenset(
 # Request headers asking for a feature we do not have. Accepting them silently would
 # let a customer believe data is encrypted, locked or granted when it is not.
 REFUSED_HEADERS = {
-    "x-amz-server-side-encryption": (
-        "NotImplemented",
-        "Server-side encryption headers are not supported by this object store yet.",
-    ),
-    "x-amz-server-side-encryption-customer-algorithm": (
-        "NotImplemented",
-        "Encryption with customer-provided keys is not supported by this object store.",
-    ),
-    "x-amz-copy-source-server-side-encryption-customer-algorithm": (
-        "NotImplemented",
-        "Encryption with customer-provided keys is not supported by this object store.",
-    ),
     "x-amz-website-redirect-location": (
         "NotImplemented",
         "Static website hosting is not supported by this object store.",
@@ -107,6 +95,7 @@ class S3App:
         cors = Cors(service)
         lifecycle = LifecycleHandlers(service, settings)
         public = PublicAccessHandlers(service, settings)
+        encryption = EncryptionHandlers(service, settings)
         # Every handler is bound here, once: routing a request looks up one attribute.
         self._preflight = cors.preflight
         self._cors_headers = cors.headers
@@ -161,6 +150,9 @@ class S3App:
             ("GET", "lifecycle"): lifecycle.get_lifecycle,
             ("PUT", "lifecycle"): lifecycle.put_lifecycle,
             ("DELETE", "lifecycle"): lifecycle.delete_lifecycle,
+            ("GET", "encryption"): encryption.get_encryption,
+            ("PUT", "encryption"): encryption.put_encryption,
+            ("DELETE", "encryption"): encryption.delete_encryption,
             ("GET", "object-lock"): objects.locks.get_configuration,
             ("PUT", "object-lock"): objects.locks.put_configuration,
         }
@@ -407,6 +399,7 @@ class S3App:
                 "object-lock",
                 "lifecycle",
                 "publicAccessBlock",
+                "encryption",
             )
         ):
             return await self.create_bucket(call)

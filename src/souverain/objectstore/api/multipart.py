@@ -6,6 +6,7 @@ Parts stream in through the object handlers' intake (`receive_blob`) and copy pa
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import urllib.parse
 from typing import Any
@@ -15,6 +16,14 @@ from souverain.objectstore import xml as x
 from souverain.objectstore.api.conditions import copy_source_range
 from souverain.objectstore.api.locks import apply_lock_request
 from souverain.objectstore.api.objects import ObjectHandlers, object_template, write_condition
+from souverain.objectstore.api.sse import (
+    COPY_CUSTOMER,
+    CustomerKey,
+    customer_key,
+    read_key,
+    sse_headers,
+    write_seal,
+)
 from souverain.objectstore.api.wire import (
     Call,
     Reply,
@@ -26,8 +35,9 @@ from souverain.objectstore.api.wire import (
     xml_body,
     xml_reply,
 )
+from souverain.objectstore.encryption import SSE_C, Seal, apply_seal, customer_matches
 from souverain.objectstore.errors import S3Error
-from souverain.objectstore.records import BucketInfo, check_key
+from souverain.objectstore.records import BucketInfo, UploadInfo, check_key
 from souverain.objectstore.service import ObjectStoreService
 from souverain.objectstore.store import CHECKSUM_ALGORITHMS
 
@@ -55,6 +65,8 @@ class MultipartHandlers:
         ).lower()
         if algorithm and algorithm not in CHECKSUM_ALGORITHMS:
             raise S3Error("InvalidRequest", f"Checksum algorithm {algorithm!r} is not valid.")
+        seal = write_seal(call, bucket, self.service, self.settings)
+        apply_seal(template, seal)
         upload = self.service.create_upload(call.principal, bucket, call.key, template, algorithm)
         reply = xml_reply(
             x.document(
@@ -64,7 +76,34 @@ class MultipartHandlers:
         )
         if algorithm:
             reply.headers["x-amz-checksum-algorithm"] = algorithm.upper()
+        reply.headers.update(sse_headers(seal))
         return reply
+
+    def part_seal(self, call: Call, upload: UploadInfo) -> tuple[Seal | None, CustomerKey | None]:
+        """The upload's data key for a part: every part of an SSE-C upload sends its key."""
+        sealed = upload.sse
+        given = customer_key(call)
+        if sealed is None or sealed.mode != SSE_C:
+            if given is not None:
+                raise S3Error(
+                    "InvalidRequest",
+                    "The multipart upload was not initiated with customer-provided encryption "
+                    "parameters.",
+                    call.resource,
+                )
+            return (self.service.sealer.reopen(sealed) if sealed is not None else None), None
+        if (
+            given is None
+            or sealed.customer is None
+            or not customer_matches(given.key, sealed.customer)
+        ):
+            raise S3Error(
+                "InvalidRequest",
+                "The multipart upload was initiated with customer-provided encryption "
+                "parameters: each part must send the same key.",
+                call.resource,
+            )
+        return self.service.sealer.reopen(sealed, given.key), given
 
     def _part_number(self, call: Call) -> int:
         try:
@@ -90,12 +129,14 @@ class MultipartHandlers:
                 "with Object Lock parameters",
                 call.resource,
             )
-        writer, checksums = await self.objects.receive_blob(call, self.objects.body(call))
+        seal, given = await asyncio.to_thread(self.part_seal, call, upload)
+        body = self.objects.body(call)
+        writer, checksums = await self.objects.receive_blob(call, body, seal, number)
         etag = writer.digests.hex("md5")
         self.service.put_part(
             bucket, call.key, upload_id, number, writer.blob_id, writer.size, etag, checksums
         )
-        headers = {"etag": quote_etag(etag)}
+        headers = {"etag": quote_etag(etag), **sse_headers(seal, given)}
         for alg, value in checksums.items():
             headers[f"x-amz-checksum-{alg}"] = value
         return Reply(200, headers=headers)
@@ -104,20 +145,26 @@ class MultipartHandlers:
         self.service.authorize(call.principal, bucket, "s3:PutObject", call.key)
         number = self._part_number(call)
         upload_id = call.query["uploadId"]
-        self.service.upload(bucket, call.key, upload_id)
+        upload = self.service.upload(bucket, call.key, upload_id)
         _src_bucket, src = self.objects.copy_source(call)
+        source = read_key(call, src, self.settings, COPY_CUSTOMER)
+        seal, given = await asyncio.to_thread(self.part_seal, call, upload)
         start, end = 0, src.size - 1
         wanted = call.header("x-amz-copy-source-range")
         if wanted:
             start, end = copy_source_range(wanted, src.size)
         await drain(call)
-        writer = await self.objects.copy_bytes(src, start, end)
+        writer = await self.objects.copy_bytes(
+            src, start, end, seal, number, source.key if source is not None else None
+        )
         etag = writer.digests.hex("md5")
         self.service.put_part(
             bucket, call.key, upload_id, number, writer.blob_id, writer.size, etag, {}
         )
         result = {"ETag": quote_etag(etag), "LastModified": dt.datetime.now(dt.UTC)}
-        return xml_reply(x.document("CopyPartResult", result))
+        reply = xml_reply(x.document("CopyPartResult", result))
+        reply.headers.update(sse_headers(seal, given))
+        return reply
 
     async def complete_upload(self, call: Call, bucket: BucketInfo) -> Reply:
         self.service.authorize(call.principal, bucket, "s3:PutObject", call.key)
@@ -142,6 +189,7 @@ class MultipartHandlers:
             result[f"Checksum{alg.upper()}"] = value
         reply = xml_reply(x.document("CompleteMultipartUploadResult", result))
         reply.headers.update(version_header(bucket, info.version_id))
+        reply.headers.update(sse_headers(info.sse))
         return reply
 
     def abort_upload(self, call: Call, bucket: BucketInfo) -> Reply:

@@ -42,6 +42,14 @@ from souverain.objectstore.api.locks import (
     apply_lock_request,
     lock_headers,
 )
+from souverain.objectstore.api.sse import (
+    COPY_CUSTOMER,
+    asks_encryption,
+    etag_of,
+    read_key,
+    seal_for_write,
+    sse_headers,
+)
 from souverain.objectstore.api.wire import (
     Body,
     Call,
@@ -57,6 +65,7 @@ from souverain.objectstore.api.wire import (
     xml_reply,
 )
 from souverain.objectstore.conditional import WriteCondition
+from souverain.objectstore.encryption import Seal, apply_seal, blob_writer
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.records import NULL_VERSION, BucketInfo, NewObject, ObjectInfo, check_key
 from souverain.objectstore.service import ObjectStoreService
@@ -95,14 +104,17 @@ class ObjectHandlers:
         """An object or part body, within the size limit, timed out when the client stalls."""
         return Body(call, self.settings.max_object_bytes, self.settings.body_idle_timeout)
 
-    async def receive_blob(self, call: Call, body: Body) -> tuple[BlobWriter, dict[str, str]]:
-        """Stream the body into a new durable blob; verify every digest the client sent.
+    async def receive_blob(
+        self, call: Call, body: Body, seal: Seal | None = None, part: int = 0
+    ) -> tuple[BlobWriter, dict[str, str]]:
+        """Stream the body into a new durable blob (sealed with `seal`'s data key when
+        given); verify every digest the client sent (digests are of the plaintext).
 
         Bodies over 1 MiB are hashed and written by a thread, one buffer at a time,
         while the event loop receives the next: both cores work on a large upload.
         """
         algorithms, md5 = checksum_plan(call)
-        writer = self.service.store.writer(algorithms)
+        writer = blob_writer(self.service.store, seal, algorithms, part)
         loop = asyncio.get_running_loop()
         pending: asyncio.Future[None] | None = None
         buffer = bytearray()
@@ -146,6 +158,7 @@ class ObjectHandlers:
         condition = write_condition(call)
         if condition is not None:
             self.service.check_condition(bucket, call.key, condition)
+        seal = await seal_for_write(call, bucket, self.service, self.settings)
         body = self.body(call)
         if body.declared is not None and body.declared <= self.settings.inline_max_bytes:
             # Small: bytes and metadata commit together in the database, no blob file.
@@ -156,15 +169,18 @@ class ObjectHandlers:
             checksums = verify_checksums(call, digests, algorithms, md5, body)
             template.size, template.etag, template.data = len(data), digests.hex("md5"), data
         else:
-            writer, checksums = await self.receive_blob(call, body)
+            writer, checksums = await self.receive_blob(call, body, seal)
             template.size = writer.size
             template.etag = writer.digests.hex("md5")
             template.segments = [[writer.blob_id, writer.size]]
+        template.etag = etag_of(seal, template.etag)
+        apply_seal(template, seal)
         template.checksums = checksums
         info = await asyncio.to_thread(
             self.service.put_object, call.principal, bucket, call.key, template, condition
         )
         headers = {"etag": quote_etag(info.etag), **version_header(bucket, info.version_id)}
+        headers.update(sse_headers(seal))
         if bucket.lifecycle:
             headers.update(expiration_header(bucket, info))
         for alg, value in checksums.items():
@@ -234,7 +250,9 @@ class ObjectHandlers:
 
     def get_object(self, call: Call, bucket: BucketInfo) -> Reply:
         obj = self.lookup(call, bucket, "s3:GetObject")
+        customer = read_key(call, obj, self.settings)
         headers = self._object_headers(call, bucket, obj)
+        headers.update(sse_headers(obj.sse, customer))
         check_conditions(call.headers, obj, headers)
         start, end, status = 0, obj.size - 1, 200
         part_number = call.query.get("partNumber")
@@ -255,7 +273,7 @@ class ObjectHandlers:
         length = end - start + 1 if obj.size else 0
         if call.method == "HEAD" or length == 0:
             return Reply(status, b"", headers, length=length)
-        reader = self.service.reader(obj)
+        reader = self.service.reader(obj, customer.key if customer is not None else None)
 
         async def stream() -> AsyncGenerator[bytes, None]:
             sent = 0
@@ -384,12 +402,22 @@ class ObjectHandlers:
         check_copy_conditions(call.headers, obj, call.resource)
         return src_bucket, obj
 
-    async def copy_bytes(self, obj: ObjectInfo, start: int, end: int) -> BlobWriter:
+    async def copy_bytes(
+        self,
+        obj: ObjectInfo,
+        start: int,
+        end: int,
+        seal: Seal | None = None,
+        part: int = 0,
+        source_key: bytes | None = None,
+    ) -> BlobWriter:
+        """Bytes `start`..`end` of `obj` (opened with `source_key` when SSE-C) into a new
+        blob, sealed with `seal` when given: a copy between modes re-encrypts."""
         algorithms = [a for a in obj.checksums if "-" not in obj.checksums[a]]
 
         def copy() -> BlobWriter:
-            writer = self.service.store.writer(algorithms)
-            reader = self.service.reader(obj)
+            writer = blob_writer(self.service.store, seal, algorithms, part)
+            reader = self.service.reader(obj, source_key)
             try:
                 if obj.size:
                     for chunk in reader.chunks(start, end):
@@ -412,9 +440,13 @@ class ObjectHandlers:
         tag_directive = call.header("x-amz-tagging-directive", "COPY").upper()
         if directive not in ("COPY", "REPLACE") or tag_directive not in ("COPY", "REPLACE"):
             raise S3Error("InvalidArgument", "Unknown metadata or tagging directive.")
+        source = read_key(call, src, self.settings, COPY_CUSTOMER)
+        source_key = source.key if source is not None else None
+        seal = await seal_for_write(call, bucket, self.service, self.settings)
         same = src.bucket == bucket.name and src.key == call.key
         if (
             same
+            and not asks_encryption(call)
             and directive == "COPY"
             and not bucket.versioning
             and tag_directive == "COPY"
@@ -439,7 +471,7 @@ class ObjectHandlers:
         await drain(call)
         algorithms = [a for a in src.checksums if "-" not in src.checksums[a]]
         if src.size <= self.settings.inline_max_bytes:
-            reader = self.service.reader(src)
+            reader = self.service.reader(src, source_key)
             try:
                 data = b"".join(reader.chunks(0, src.size - 1)) if src.size else b""
             finally:
@@ -448,12 +480,14 @@ class ObjectHandlers:
             digests.update(data)
             template.data = data
         else:
-            writer = await self.copy_bytes(src, 0, src.size - 1)
+            writer = await self.copy_bytes(src, 0, src.size - 1, seal, 0, source_key)
             digests = writer.digests
             template.segments = [[writer.blob_id, writer.size]]
         template.size = src.size
-        template.etag = src.etag if "-" not in src.etag else digests.hex("md5")
+        plain_etag = src.etag if "-" not in src.etag and src.sse is None else digests.hex("md5")
+        template.etag = etag_of(seal, plain_etag)
         template.checksums = {a: digests.b64(a) for a in digests.others}
+        apply_seal(template, seal)
         info = await asyncio.to_thread(
             self.service.put_object, call.principal, bucket, call.key, template
         )
@@ -465,6 +499,7 @@ class ObjectHandlers:
             result[f"Checksum{alg.upper()}"] = value
         reply = xml_reply(x.document("CopyObjectResult", result))
         reply.headers.update(headers)
+        reply.headers.update(sse_headers(seal))
         return reply
 
     def get_object_tags(self, call: Call, bucket: BucketInfo) -> Reply:

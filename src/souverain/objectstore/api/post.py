@@ -29,6 +29,7 @@ from souverain.objectstore.api.wire import (
     request_context,
     version_header,
 )
+from souverain.objectstore.encryption import Seal, apply_seal, blob_writer
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.policy import ANONYMOUS, Principal
 from souverain.objectstore.records import BucketInfo, NewObject, check_key, check_tags
@@ -81,10 +82,15 @@ class PostHandlers:
         self.service.authorize(principal, bucket, "s3:PutObject", key)
         template = self._template(call, fields)
         self.service.refuse_public_acl(bucket, template.acl, template.grants)
-        writer = await self._receive(form, fields, size)
+        # a form names no customer key: its object gets the bucket's default encryption
+        seal = None
+        if self.service.sealer.has_default(bucket):
+            seal = await asyncio.to_thread(self.service.sealer.default, bucket)
+        writer = await self._receive(form, fields, size, seal)
         await form.drain()
         template.size, template.etag = writer.size, writer.digests.hex("md5")
         template.segments = [[writer.blob_id, writer.size]]
+        apply_seal(template, seal)
         info = await asyncio.to_thread(self.service.put_object, principal, bucket, key, template)
         return self._reply(call, bucket, key, info.etag, info.version_id, fields)
 
@@ -161,10 +167,14 @@ class PostHandlers:
         return template
 
     async def _receive(
-        self, form: FormData, fields: dict[str, str], size: post_policy.SizeRange | None
+        self,
+        form: FormData,
+        fields: dict[str, str],
+        size: post_policy.SizeRange | None,
+        seal: Seal | None = None,
     ) -> BlobWriter:
         """The file into a durable blob, within the policy's size range and Content-MD5."""
-        writer = self.service.store.writer([])
+        writer = blob_writer(self.service.store, seal)
         try:
             async for chunk in form.file_chunks():
                 if size is not None and writer.size + len(chunk) > size.most:

@@ -100,6 +100,8 @@ class ObjectHandlers:
         if request.query_params.get("inline") is not None or "inline" in request.query_params:
             headers["Content-Disposition"] = "inline"
         headers["Content-Length"] = str(max(0, end - start + 1))
+        for part in parts if parts is not None else [obj]:
+            transfer.refuse_customer_key(part)  # before the status line goes out
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers)
         chunks = (
@@ -159,9 +161,12 @@ class ObjectHandlers:
             raise SwiftError(400, "Symlink requests require a zero byte body")
         if manifest_put:
             body = await _small_body(request, 2 * 1024 * 1024)
-            new, segments = await asyncio.to_thread(self._gather_slo, caller, body)
+            new, segments = await asyncio.to_thread(self._gather_slo, caller, body, bucket)
         else:
-            new = await transfer.receive(self.service, self.settings, request)
+            seal = None
+            if self.service.sealer.has_default(bucket):
+                seal = await asyncio.to_thread(self.service.sealer.default, bucket)
+            new = await transfer.receive(self.service, self.settings, request, seal)
         wanted = request.headers.get("etag", "").strip('"')
         if wanted and not manifest_put and wanted != new.etag:
             await asyncio.to_thread(self.service.store.delete, (s[0] for s in new.segments))
@@ -230,11 +235,14 @@ class ObjectHandlers:
     def _archive(self, caller: Caller, location: str, key: str, current: ObjectInfo) -> None:
         target = self.containers.bucket(caller, location)
         name = f"{len(key.encode()):03x}{key}/{time.time():.5f}"
-        copy = transfer.gather(self.service, self.settings, [current])
+        seal = self.service.sealer.default(target)
+        copy = transfer.gather(self.service, self.settings, [current], seal)
         copy.headers, copy.user_meta = dict(current.headers), dict(current.user_meta)
         self.service.put_object(caller.principal, target, name, copy)
 
-    def _gather_slo(self, caller: Caller, body: bytes) -> tuple[NewObject, list[dict[str, Any]]]:
+    def _gather_slo(
+        self, caller: Caller, body: bytes, target: BucketInfo
+    ) -> tuple[NewObject, list[dict[str, Any]]]:
         try:
             segments = parse_slo(body)
         except ManifestError as exc:
@@ -254,7 +262,9 @@ class ObjectHandlers:
                 raise SwiftError(400, f"Index {i}: Size mismatch for {seg.path}.")
             sources.append(obj)
             stored.append({"name": seg.path, "hash": obj.etag, "bytes": obj.size})
-        new = transfer.gather(self.service, self.settings, sources)
+        new = transfer.gather(
+            self.service, self.settings, sources, self.service.sealer.default(target)
+        )
         joined = "".join(s.etag for s in sources).encode()
         new.etag = hashlib.md5(joined, usedforsecurity=False).hexdigest()
         new.headers[SLO_HEADER] = "True"
@@ -275,7 +285,8 @@ class ObjectHandlers:
         src_bucket = await asyncio.to_thread(self.containers.bucket, caller, src_container)
         check_read(caller, await asyncio.to_thread(self.metadata.container, src_bucket.id))
         src = await asyncio.to_thread(self.find, src_bucket, src_key)
-        new = await asyncio.to_thread(transfer.gather, self.service, self.settings, [src])
+        seal = await asyncio.to_thread(self.service.sealer.default, bucket)
+        new = await asyncio.to_thread(transfer.gather, self.service, self.settings, [src], seal)
         fresh = request.headers.get("x-fresh-metadata", "").lower() in ("true", "1", "yes")
         if not fresh:
             new.headers = {k: v for k, v in src.headers.items() if k in KEPT}

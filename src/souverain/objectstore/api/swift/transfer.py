@@ -16,6 +16,7 @@ from starlette.requests import Request
 
 from souverain.config import ObjectStoreSettings
 from souverain.objectstore.api.swift.wire import SwiftError
+from souverain.objectstore.encryption import SSE_C, Seal, apply_seal, blob_writer
 from souverain.objectstore.records import NewObject, ObjectInfo
 from souverain.objectstore.service import ObjectStoreService
 from souverain.objectstore.store import CHUNK, BlobWriter
@@ -39,9 +40,13 @@ def declared_length(request: Request, limit: int) -> int | None:
 
 
 async def receive(
-    service: ObjectStoreService, settings: ObjectStoreSettings, request: Request
+    service: ObjectStoreService,
+    settings: ObjectStoreSettings,
+    request: Request,
+    seal: Seal | None = None,
 ) -> NewObject:
-    """The request body as a new object's bytes, durable before this returns."""
+    """The request body as a new object's bytes, durable before this returns; sealed
+    under `seal` (the container's default encryption) when given."""
     length = declared_length(request, settings.max_object_bytes)
     if length is not None and length <= settings.inline_max_bytes:
         data = bytearray()
@@ -52,8 +57,13 @@ async def receive(
         if len(data) != length:
             raise SwiftError(499, "The client sent less than its Content-Length.")
         etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        return NewObject(len(data), etag, [], data=bytes(data))
-    return await _into_blob(service, settings, request.stream(), length)
+        return _sealed(NewObject(len(data), etag, [], data=bytes(data)), seal)
+    return _sealed(await _into_blob(service, settings, request.stream(), length, seal), seal)
+
+
+def _sealed(new: NewObject, seal: Seal | None) -> NewObject:
+    apply_seal(new, seal)
+    return new
 
 
 async def _into_blob(
@@ -61,8 +71,9 @@ async def _into_blob(
     settings: ObjectStoreSettings,
     chunks: AsyncIterator[bytes],
     length: int | None,
+    seal: Seal | None = None,
 ) -> NewObject:
-    writer = service.store.writer()
+    writer = blob_writer(service.store, seal)
     buffer = bytearray()
     try:
         async for chunk in chunks:
@@ -91,18 +102,21 @@ def _blob_object(writer: BlobWriter) -> NewObject:
 
 
 def gather(
-    service: ObjectStoreService, settings: ObjectStoreSettings, sources: list[ObjectInfo]
+    service: ObjectStoreService,
+    settings: ObjectStoreSettings,
+    sources: list[ObjectInfo],
+    seal: Seal | None = None,
 ) -> NewObject:
     """A new object holding the bytes of `sources` one after the other (a copy, or a
-    static large object's segments); runs in a thread."""
+    static large object's segments), sealed under `seal` when given; runs in a thread."""
     total = sum(s.size for s in sources)
     if total > settings.max_object_bytes:
         raise SwiftError(413, f"Objects are at most {settings.max_object_bytes} bytes.")
     if total <= settings.inline_max_bytes:
         data = b"".join(b"".join(read_range(service, s, 0, s.size - 1)) for s in sources)
         etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        return NewObject(len(data), etag, [], data=data)
-    writer = service.store.writer()
+        return _sealed(NewObject(len(data), etag, [], data=data), seal)
+    writer = blob_writer(service.store, seal)
     try:
         for source in sources:
             for chunk in read_range(service, source, 0, source.size - 1):
@@ -111,7 +125,7 @@ def gather(
     except BaseException:
         writer.abort()
         raise
-    return _blob_object(writer)
+    return _sealed(_blob_object(writer), seal)
 
 
 def from_file(
@@ -143,11 +157,20 @@ def read_range(
     """Bytes `start`..`end` (inclusive) of one object; its files stay open until done."""
     if end < start or obj.size == 0:
         return
+    refuse_customer_key(obj)
     reader = service.reader(obj)
     try:
         yield from reader.chunks(start, end)
     finally:
         reader.close()
+
+
+def refuse_customer_key(obj: ObjectInfo) -> None:
+    """Swift cannot send an SSE-C key: such an object is read through S3 only."""
+    if obj.sse is not None and obj.sse.mode == SSE_C:
+        raise SwiftError(
+            403, "This object is encrypted with a customer-provided key: read it through S3."
+        )
 
 
 def read_many(
