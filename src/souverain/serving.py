@@ -25,10 +25,11 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
-from souverain import roles
+from souverain import roles, tls
 from souverain.app import SERVICES, by_port
 from souverain.common.logbatch import BatchedStreamHandler
 from souverain.config import Settings
+from souverain.connections import guarded_protocol
 from souverain.db import migrate
 from souverain.network.dataplane import DataplaneError
 from souverain.server import (
@@ -39,6 +40,7 @@ from souverain.server import (
     open_platform,
     set_up_data,
 )
+from souverain.transport import Limits, TransportGuard
 
 log = logging.getLogger("souverain")
 
@@ -142,6 +144,8 @@ def _run_worker(
     # sight, a full collection scans only what requests make (a list of 5,000 servers no
     # longer pays for walking the whole application), and forked pages stay shared.
     gc.freeze()
+    limits = settings.limits
+    files = tls.tls_files(settings)
     config = uvicorn.Config(
         _listener_app(platform, settings),
         log_config=None,
@@ -150,6 +154,13 @@ def _run_worker(
         lifespan="off",
         server_header=False,
         proxy_headers=False,  # X-Forwarded-* are client-controlled unless a trusted proxy is set
+        http=guarded_protocol(limits),
+        timeout_keep_alive=limits.keep_alive_timeout,
+        limit_concurrency=limits.max_connections or None,
+        ssl_certfile=str(files.cert) if files else None,
+        ssl_context_factory=(lambda _config, _default: tls.server_context(files))
+        if files
+        else None,
     )
     server = _GracefulServer(config)
     platform.start_background()
@@ -161,9 +172,12 @@ def _run_worker(
 
 def _listener_app(platform: Platform, settings: Settings) -> ASGIApp:
     """The APIs on an api node; elsewhere only its health, on both listeners."""
+    s3_port = settings.server.s3_port
     if roles.runs(settings, roles.API):
-        return by_port(platform.app, platform.s3_app, settings.server.s3_port)
-    return roles.health_app(settings, platform.held_leases)
+        app = by_port(platform.app, platform.s3_app, s3_port)
+    else:
+        app = roles.health_app(settings, platform.held_leases)
+    return TransportGuard(app, Limits.from_settings(settings.limits), platform.render, s3_port)
 
 
 _EARLY_STOP: list[int] = []
