@@ -4,15 +4,18 @@ uvicorn's httptools protocol, with what it leaves out against slow or greedy cli
 a request's head (request line and headers) must arrive whole within `header_timeout`
 (408, then closed: a slowloris client holds a connection no longer than that), must not
 exceed `max_header_bytes` (431, then closed), and a body may not stall longer than
-`body_idle_timeout` while the server waits for it (closed). The keep-alive idle timeout
-is uvicorn's own. This module must not read or keep what the requests carry.
+`body_idle_timeout` while the server waits for it (closed). A TLS handshake has as long
+as a head (the event loop's own default is a minute). The keep-alive idle timeout is
+uvicorn's own. This module must not read or keep what the requests carry.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
+import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from souverain.config import LimitsSettings
@@ -30,6 +33,7 @@ def _reply(status: bytes, text: bytes) -> bytes:
 
 
 TIMED_OUT = _reply(b"408 Request Timeout", b"The request took too long to arrive.")
+TLS_SHUTDOWN_TIMEOUT = 2.0
 HEAD_TOO_LARGE = _reply(
     b"431 Request Header Fields Too Large", b"The request line and headers are too large."
 )
@@ -152,3 +156,20 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 def guarded_protocol(limits: LimitsSettings) -> type[GuardedHttpProtocol]:
     """The protocol class for one server's settings (uvicorn builds one per connection)."""
     return type("ServerHttpProtocol", (GuardedHttpProtocol,), {"limits": limits})
+
+
+def handshake_bounded_loop(timeout: float) -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's event loop, whose TLS servers give a client `timeout` seconds to finish its
+    handshake (a client that connects and says nothing is let go as soon as a slow head),
+    and a closing connection TLS_SHUTDOWN_TIMEOUT to answer the close (not the default 30 s,
+    which an idle keep-alive client that never answers adds to a graceful stop)."""
+
+    class HandshakeBoundedLoop(uvloop.Loop):
+        async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.AbstractServer:  # type: ignore[override]
+            if kwargs.get("ssl") is not None:
+                kwargs.setdefault("ssl_handshake_timeout", timeout)
+                kwargs.setdefault("ssl_shutdown_timeout", TLS_SHUTDOWN_TIMEOUT)
+            server: asyncio.AbstractServer = await super().create_server(*args, **kwargs)
+            return server
+
+    return HandshakeBoundedLoop

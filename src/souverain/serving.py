@@ -10,6 +10,7 @@ and the database.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import gc
@@ -20,7 +21,7 @@ import re
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from starlette.types import ASGIApp
@@ -29,7 +30,7 @@ from souverain import roles, tls
 from souverain.app import SERVICES, by_port
 from souverain.common.logbatch import BatchedStreamHandler
 from souverain.config import Settings
-from souverain.connections import guarded_protocol
+from souverain.connections import guarded_protocol, handshake_bounded_loop
 from souverain.db import migrate
 from souverain.network.dataplane import DataplaneError
 from souverain.server import (
@@ -138,6 +139,10 @@ def _run_worker(
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
+    class _Config(uvicorn.Config):
+        def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop]:
+            return handshake_bounded_loop(settings.limits.header_timeout)
+
     _limit_malloc_arenas()
     platform = open_platform(settings, access_sink=access.write_line if access else None)
     # Everything built so far lives as long as the process: out of the cycle collector's
@@ -146,7 +151,7 @@ def _run_worker(
     gc.freeze()
     limits = settings.limits
     files = tls.tls_files(settings)
-    config = uvicorn.Config(
+    config = _Config(
         _listener_app(platform, settings),
         log_config=None,
         access_log=False,
