@@ -556,14 +556,20 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
             identity.changes.close()
     finally:
         engine.dispose()
-    tls_files = tls.ensure_self_signed(settings)  # before any worker loads it
+    return _client_files(settings, paths, result.admin_password)
+
+
+def _client_files(settings: Settings, paths: DataPaths, password: str | None) -> bool:
+    """The TLS certificate (self-signed, before any worker loads it), then the files clients
+    read: clouds.yaml and the AWS config, naming the CA to trust with TLS."""
+    tls_files = tls.ensure_self_signed(settings)
     cacert = tls_files.ca if tls_files else None
     write_aws_config(paths.root / "aws-config", settings.s3_url, settings.server.region, cacert)
     return write_clouds_yaml(
         paths.clouds_yaml,
         f"{settings.base_url}/identity",
         settings.server.region,
-        result.admin_password,
+        password,
         cacert,
     )
 

@@ -5,6 +5,8 @@ limit, and the security headers."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,6 +19,7 @@ from souverain.config import LimitsSettings
 from souverain.transport import Limits, TransportGuard
 
 from .support import MAX_BODY_BYTES, S3, Cloud, TestClient, password_auth
+from .test_swift_api import Swift
 
 NOT_S3 = -1
 S3_PORT = 80  # what the test client's base URL names
@@ -171,3 +174,19 @@ def test_security_headers_on_api_answers_not_on_customer_objects(shared_cloud: C
         swift = client.get("/object-storage/v1/AUTH_nobody/c/o")
         assert swift.headers["x-content-type-options"] == "nosniff"
         assert "x-frame-options" not in swift.headers
+
+
+def test_a_web_listing_page_carries_a_strict_content_security_policy(shared_cloud: Cloud) -> None:
+    swift = Swift(shared_cloud, shared_cloud.member())
+    meta = {"X-Container-Read": ".r:*,.rlistings", "X-Container-Meta-Web-Listings": "true"}
+    assert swift("PUT", "site", headers=meta).status_code == 201
+    assert swift("PUT", "site/a.txt", b"a").status_code == 201
+    page = swift("GET", "site/", token="")
+    assert page.status_code == 200 and "Listing of" in page.text
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script-src" not in policy
+    assert "frame-ancestors 'none'" in policy
+    # the page's one inline style is the one the policy allows, by its hash
+    style = page.text.split('<style type="text/css">', 1)[1].split("</style>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in policy
