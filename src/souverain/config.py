@@ -99,7 +99,10 @@ class LimitsSettings(_Section):
     in each worker's memory: with N workers a client may get up to N times a rate."""
 
     client_rate: float = Field(
-        default=2000.0, ge=0, description="requests per second per client IP; 0: no limit"
+        default=0.0,
+        ge=0,
+        description="requests per second per client IP; 0: no limit (off by default: behind "
+        "a load balancer every client has its address)",
     )
     client_burst: int = Field(default=4000, ge=1, description="requests a client may send at once")
     auth_failures_per_client: int = Field(

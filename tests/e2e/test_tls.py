@@ -283,3 +283,18 @@ def test_failed_logins_from_one_address_get_429_another_address_still_logs_in(
     other.close()
     assert status == 201
     assert headers["cache-control"] == "no-store"
+
+
+def test_an_agent_reaches_the_internal_api_only_trusting_its_ca_file(tls_cloud: Cloud) -> None:
+    from souverain.agent.client import ControlPlaneError, InternalClient
+    from souverain.tls import client_context
+
+    base = tls_cloud.auth_url.rsplit("/identity", 1)[0]
+    trusting = InternalClient(
+        base, "no-such-host", "not-a-host-token", context=client_context(ca_file(tls_cloud))
+    )
+    with pytest.raises(ControlPlaneError, match="HTTP 401"):  # TLS held: the server said no
+        trusting.heartbeat({})
+    system_only = InternalClient(base, "no-such-host", "not-a-host-token")
+    with pytest.raises(ControlPlaneError, match="CERTIFICATE_VERIFY_FAILED"):
+        system_only.heartbeat({})
