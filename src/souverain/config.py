@@ -59,6 +59,11 @@ class ServerSettings(_Section):
         default=None, description="PEM certificate (chain) both listeners serve; TLS when set"
     )
     tls_key_file: Path | None = Field(default=None, description="PEM private key of the above")
+    tls_ca_file: Path | None = Field(
+        default=None,
+        description="with tls_cert_file: the CA clients are told to trust (clouds.yaml, "
+        "aws-config); empty: their system's",
+    )
     tls_self_signed: bool = Field(
         default=False,
         description="TLS with a certificate made at first start (<data_dir>/tls/, ca.pem to trust)",

@@ -40,7 +40,7 @@ class TlsFiles:
 
     cert: Path
     key: Path
-    ca: Path  # the file clients are told to trust (clouds.yaml cacert, AWS ca_bundle)
+    ca: Path | None  # what clients are told to trust (clouds.yaml cacert, AWS ca_bundle)
 
 
 def tls_dir(settings: Settings) -> Path:
@@ -51,7 +51,7 @@ def tls_files(settings: Settings) -> TlsFiles | None:
     """The files the listeners serve, or None without TLS."""
     server = settings.server
     if server.tls_cert_file is not None and server.tls_key_file is not None:
-        return TlsFiles(server.tls_cert_file, server.tls_key_file, server.tls_cert_file)
+        return TlsFiles(server.tls_cert_file, server.tls_key_file, server.tls_ca_file)
     if server.tls_self_signed:
         folder = tls_dir(settings)
         return TlsFiles(folder / "server.pem", folder / "server.key", folder / "ca.pem")
@@ -110,7 +110,8 @@ def _still_good(files: TlsFiles, names: list[str], now: dt.datetime) -> bool:
     try:
         cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
         files.key.stat()
-        files.ca.stat()
+        if files.ca is not None:
+            files.ca.stat()
     except (OSError, ValueError):
         return False
     if cert.not_valid_after_utc - RENEW_BEFORE < now:
@@ -188,7 +189,8 @@ def _issue(files: TlsFiles, names: list[str], now: dt.datetime) -> None:
     _write(files.key, key_pem, 0o600)
     # the chain: a client that trusts ca.pem verifies the leaf whatever it was given
     _write(files.cert, leaf.public_bytes(pem) + ca.public_bytes(pem), 0o644)
-    _write(files.ca, ca.public_bytes(pem), 0o644)
+    if files.ca is not None:
+        _write(files.ca, ca.public_bytes(pem), 0o644)
 
 
 def _usage(cert_sign: bool) -> x509.KeyUsage:

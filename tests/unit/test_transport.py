@@ -182,3 +182,26 @@ def test_server_context_speaks_only_tls12_plus_with_aead_suites_and_verifies(
             assert conn.recv(2) == b"ok"
             assert conn.version() in ("TLSv1.2", "TLSv1.3")
         thread.join(5)
+
+
+def test_an_operators_certificate_is_served_and_clients_trust_what_the_operator_names(
+    tmp_path: Path,
+) -> None:
+    made = tls.ensure_self_signed(_settings(tmp_path / "made"))  # stands for the operator's PKI
+    assert made is not None and made.ca is not None
+    env = {
+        "SOUVERAIN_DATA_DIR": str(tmp_path / "data"),
+        "SOUVERAIN_SERVER__TLS_CERT_FILE": str(made.cert),
+        "SOUVERAIN_SERVER__TLS_KEY_FILE": str(made.key),
+    }
+    operator = load_settings(environ=env)
+    files = tls.tls_files(operator)
+    assert files is not None and files.ca is None  # a public CA: the clients' system trust
+    assert tls.ensure_self_signed(operator) == files  # nothing is made for it
+    assert not (tmp_path / "data" / "tls").exists()
+    tls.server_context(files)  # loads
+    named = load_settings(environ={**env, "SOUVERAIN_SERVER__TLS_CA_FILE": str(made.ca)})
+    named_files = tls.tls_files(named)
+    assert named_files is not None and named_files.ca == made.ca
+    with pytest.raises(ConfigError, match="exclude"):
+        load_settings(environ={**env, "SOUVERAIN_SERVER__TLS_SELF_SIGNED": "true"})
