@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -23,6 +24,12 @@ from .test_swift_api import Swift
 
 NOT_S3 = -1
 S3_PORT = 80  # what the test client's base URL names
+
+
+@pytest.fixture(scope="module", params=("sqlite",))
+def database_backend(postgres_session: None) -> Iterator[str]:
+    """The subject is the transport, not the database: these run on SQLite only."""
+    yield "sqlite"
 
 
 def guard(cloud: Cloud, s3: bool = False, **limits: Any) -> TransportGuard:
