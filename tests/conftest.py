@@ -26,6 +26,7 @@ import pytest
 from tests import host_hygiene
 from tests.ceph import ceph, ceph_session  # noqa: F401  (the Ceph fixtures, for every suite)
 from tests.host_hygiene import RUN_ENV, HostState
+from tests.softhsm import softhsm, softhsm_session  # noqa: F401  (SoftHSM2 tokens, for every suite)
 
 # What the skipping tests wait for (scripts/system-packages.txt installs them).
 TOOLS = ("qemu-system-x86_64", "qemu-img", "dnsmasq", "nft", "ip", "rclone", "busybox")
@@ -57,7 +58,9 @@ def pytest_configure(config: pytest.Config) -> None:
 FIRST = ("vm", "platform", "e2e", "security", "api", "unit")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _keep_one_backend(config, items)
+
     def rank(item: pytest.Item) -> int:
         parts = Path(str(item.path)).parts
         place = parts.index("tests") + 1 if "tests" in parts else len(parts)
@@ -65,6 +68,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return FIRST.index(top) if top in FIRST else len(FIRST)
 
     items[:] = [item for _, item in sorted(enumerate(items), key=lambda p: (rank(p[1]), p[0]))]
+
+
+def _keep_one_backend(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked `one_backend("sqlite")` in a module that runs on every database backend
+    runs on that one only (deselected, not skipped, on the others): a long guest test whose
+    subject is not the database need not run twice."""
+    dropped = []
+    for item in items:
+        mark = item.get_closest_marker("one_backend")
+        callspec = getattr(item, "callspec", None)
+        if mark is None or callspec is None:
+            continue
+        # api and security modules take `database_backend`, platform servers `backend`
+        chosen = callspec.params.get("database_backend", callspec.params.get("backend"))
+        if chosen is not None and chosen != mark.args[0]:
+            dropped.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

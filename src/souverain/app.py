@@ -38,6 +38,7 @@ SERVICES = (
     CatalogEntry(type="network", name="neutron", path="/network"),
     # Keystone's template: each token's catalog carries its own project's account
     CatalogEntry(type="object-store", name="swift", path="/object-storage/v1/AUTH_%(project_id)s"),
+    CatalogEntry(type="key-manager", name="barbican", path="/key-manager"),
 )
 
 

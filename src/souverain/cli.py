@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from souverain.cli_host import host_app
+from souverain.cli_kms import kms_app
 from souverain.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(help="Souverain: a sovereign cloud platform.", no_args_is_help=True)
@@ -19,6 +20,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(billing_app, name="billing")
 app.add_typer(host_app, name="host")
+app.add_typer(kms_app, name="kms")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where state is kept")]
@@ -83,6 +85,9 @@ def serve(
     except OSError as exc:
         typer.echo(f"souverain: cannot start: {exc}", err=True)
         raise typer.Exit(1) from None
+    except ConfigError as exc:  # found at start: the key manager's token or PIN
+        typer.echo(f"souverain: refusing to start: {exc}", err=True)
+        raise typer.Exit(2) from None
     if code:
         raise typer.Exit(code)
 

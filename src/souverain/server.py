@@ -29,6 +29,7 @@ from souverain.common.audit import AuditLog, load_or_create_key
 from souverain.common.ceph import required_connection
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
+from souverain.common.keys import ProjectKeys
 from souverain.common.middleware import ErrorRenderer
 from souverain.compute import api as compute_api
 from souverain.compute import api_internal as compute_internal_api
@@ -46,6 +47,9 @@ from souverain.image import api as image_api
 from souverain.image.rbd_store import RbdImageStore
 from souverain.image.service import ImageService
 from souverain.image.store import ImageStore
+from souverain.keymanager import api as keymanager_api
+from souverain.keymanager.roots import open_root
+from souverain.keymanager.service import KeyManagerService
 from souverain.network import api as network_api
 from souverain.network.host import dataplane_prefix as _dataplane_prefix  # noqa: F401 - tests
 from souverain.network.host import host_network
@@ -151,6 +155,9 @@ class Platform:
     clock: Clock = field(default_factory=Clock)
     leases: LeaseKeeper | None = None
     network_node: NetworkNode | None = None
+    keymanager: KeyManagerService | None = None
+    # the key manager's data keys for the services that encrypt at rest (object, volume)
+    project_keys: ProjectKeys | None = None
 
     def start_background(self, sync_interval: float = 1.0, lease_ttl: float = LEASE_TTL) -> None:
         """Background work of a running server: follow identity changes made elsewhere,
@@ -301,6 +308,8 @@ class Platform:
         if self.objectstore.changes is not None:
             self.objectstore.changes.close()
         self.objectstore.store.close()
+        if self.keymanager is not None:
+            self.keymanager.close()
         self.db.dispose()
 
 
@@ -346,6 +355,11 @@ def _identity(settings: Settings, db: Database, clock: Clock) -> IdentityService
         clock,
         ChangeCounter(paths.changes),
     )
+
+
+def _keymanager(settings: Settings, db: Database, clock: Clock) -> KeyManagerService:
+    """The key manager over the root of trust `keymanager.root` names."""
+    return KeyManagerService(db, open_root(settings.keymanager, _paths(settings).root), clock)
 
 
 def _blob_store(settings: Settings) -> BlobStore:
@@ -482,6 +496,14 @@ def _billing(
     )
 
 
+def _shared_keys(settings: Settings) -> None:
+    """Keys every worker must share, made before any starts: the audit key, and the key
+    manager's master key file (with the file root)."""
+    paths = _paths(settings)
+    load_or_create_key(paths.audit_key)
+    open_root(settings.keymanager, paths.root).close()
+
+
 def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
     """Once per start, before any worker: data dir, schema, keys, bootstrap, clouds.yaml.
 
@@ -492,7 +514,7 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
     os.chmod(paths.root, 0o700)
     paths.keys.mkdir(exist_ok=True, mode=0o700)
     os.chmod(paths.keys, 0o700)
-    load_or_create_key(paths.audit_key)  # before any worker: they must share it
+    _shared_keys(settings)
     engine = make_engine(settings.database_url)
     try:
         migrate.upgrade(engine)
@@ -585,6 +607,8 @@ def open_platform(
     db = Database(make_engine(settings.database_url))
     identity = _identity(settings, db, clock)
     audit_log = AuditLog(paths.audit_log, load_or_create_key(paths.audit_key), settings.audit.fsync)
+    keymanager = _keymanager(settings, db, clock)
+    project_keys: ProjectKeys = keymanager.project_keys  # for objectstore and volume
     objectstore = _objectstore(settings, db, identity, clock)
     image = _image(settings, db, identity, clock, objectstore)
     volume = _volume(settings, db, identity, image, clock, objectstore)
@@ -599,6 +623,7 @@ def open_platform(
     public_url = settings.server.public_url
     mounts = _mounts(settings, identity, compute, network, volume, billing, image)
     mounts += (_swift_mount(settings, objectstore, identity, clock),)
+    mounts += (_keymanager_mount(settings, keymanager, identity),)
     app = build_app(
         identity,
         audit_log,
@@ -627,6 +652,8 @@ def open_platform(
         render=error_renderer(mounts),
         clock=clock,
         network_node=node,
+        keymanager=keymanager,
+        project_keys=project_keys,
     )
 
 
@@ -724,6 +751,17 @@ def _swift_mount(
         swift_api.build_app(objectstore, identity, settings.objectstore, clock),
         swift_api.render_error,
         swift_api.body_limit_for(settings.objectstore),
+    )
+
+
+def _keymanager_mount(
+    settings: Settings, keymanager: KeyManagerService, identity: IdentityService
+) -> Mounted:
+    """Barbican v1 on the OpenStack listener."""
+    return Mounted(
+        keymanager_api.PREFIX,
+        keymanager_api.build_app(keymanager, identity, settings.server.public_url),
+        keymanager_api.render_error,
     )
 
 

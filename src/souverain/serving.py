@@ -29,7 +29,7 @@ from starlette.types import ASGIApp
 from souverain import roles, tls
 from souverain.app import SERVICES, by_port
 from souverain.common.logbatch import BatchedStreamHandler
-from souverain.config import Settings
+from souverain.config import ConfigError, Settings
 from souverain.connections import guarded_protocol, handshake_bounded_loop
 from souverain.db import migrate
 from souverain.network.dataplane import DataplaneError
@@ -299,6 +299,8 @@ def _set_up_apart(settings: Settings) -> bool:
             outcome = {"error": "schema", "message": str(exc)}
         except (OSError, DataplaneError) as exc:  # the host refuses: the operator's to fix
             outcome = {"error": "os", "message": str(exc)}
+        except ConfigError as exc:  # a setting the start found wrong (an HSM's token, PIN)
+            outcome = {"error": "config", "message": str(exc)}
         except BaseException as exc:
             log.exception("set-up failed")
             outcome = {"error": "other", "message": f"set-up failed: {exc!r}"}
@@ -317,6 +319,8 @@ def _set_up_apart(settings: Settings) -> bool:
         raise migrate.SchemaTooNew(outcome["message"])
     if outcome.get("error") == "os":
         raise OSError(outcome["message"])
+    if outcome.get("error") == "config":
+        raise ConfigError(outcome["message"])
     if "error" in outcome:
         raise RuntimeError(outcome["message"])
     return bool(outcome["written"])

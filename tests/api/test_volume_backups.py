@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from defusedxml import ElementTree
 
 from souverain.volume import models as m
@@ -91,6 +92,7 @@ def bucket_objects(cloud: Cloud, s3: S3, bucket: str) -> dict[str, int]:
     }
 
 
+@pytest.mark.one_backend("sqlite")  # the bytes are its subject; the records are the other tests'
 def test_full_and_incremental_backups_restore_the_same_bytes(cloud: Cloud, tmp_path: Path) -> None:
     member = cloud.member()
     c = Cinder(cloud, member.token, member.project_id, member.id)

@@ -289,6 +289,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.one_backend(
+    "postgresql"
+)  # a guest's life on its host: the database is not its subject
 def test_a_real_guest_on_an_agent_host_outlives_its_agent(api: Server, tmp_path: Path) -> None:
     missing = missing_requirements()
     if missing:

@@ -486,6 +486,41 @@ OBJECT_STORE_RULES: dict[str, Rule] = {
 }
 
 
+# The key manager (Barbican v1), with Barbican's secure-RBAC defaults: a project's readers
+# read, its members write, admin runs quotas. The service checks the target again: another
+# project's secret is not found, a private one (`project-access: false`) is its creator's
+# and its ACL's users' only, and an ACL's users read (never write) whatever their project.
+KEY_MANAGER_RULES: dict[str, Rule] = {
+    "key-manager:secret:list": Rule.PROJECT_READER,
+    "key-manager:secret:show": Rule.PROJECT_READER,
+    "key-manager:secret:decrypt": Rule.PROJECT_READER,
+    "key-manager:secret:create": Rule.PROJECT_MEMBER,
+    "key-manager:secret:update": Rule.PROJECT_MEMBER,
+    "key-manager:secret:delete": Rule.PROJECT_MEMBER,
+    "key-manager:secret_meta:list": Rule.PROJECT_READER,
+    "key-manager:secret_meta:show": Rule.PROJECT_READER,
+    "key-manager:secret_meta:create": Rule.PROJECT_MEMBER,
+    "key-manager:secret_meta:update": Rule.PROJECT_MEMBER,
+    "key-manager:secret_meta:delete": Rule.PROJECT_MEMBER,
+    "key-manager:container:list": Rule.PROJECT_READER,
+    "key-manager:container:show": Rule.PROJECT_READER,
+    "key-manager:container:create": Rule.PROJECT_MEMBER,
+    "key-manager:container:delete": Rule.PROJECT_MEMBER,
+    "key-manager:order:list": Rule.PROJECT_READER,
+    "key-manager:order:show": Rule.PROJECT_READER,
+    "key-manager:order:create": Rule.PROJECT_MEMBER,
+    "key-manager:order:delete": Rule.PROJECT_MEMBER,
+    "key-manager:acl:show": Rule.PROJECT_READER,
+    "key-manager:acl:update": Rule.PROJECT_MEMBER,
+    "key-manager:acl:delete": Rule.PROJECT_MEMBER,
+    "key-manager:quota:show": Rule.PROJECT_READER,
+    "key-manager:project_quota:list": Rule.ADMIN,
+    "key-manager:project_quota:show": Rule.ADMIN,
+    "key-manager:project_quota:update": Rule.ADMIN,
+    "key-manager:project_quota:delete": Rule.ADMIN,
+}
+
+
 # Version documents and discovery: read without a token, as every OpenStack API allows.
 # The control plane's internal API: each host agent's own token, for its own host only
 # (the handlers hold the caller to the host it names: compute/api_internal.py).
@@ -509,6 +544,7 @@ PUBLIC_RULES: dict[str, Rule] = {
     "volume:version:show": Rule.PUBLIC,
     "image:version:show": Rule.PUBLIC,
     "billing:version:show": Rule.PUBLIC,
+    "key-manager:version:show": Rule.PUBLIC,
     "object-store:info:show": Rule.PUBLIC,
     "object-store:healthcheck:show": Rule.PUBLIC,
     "object-store:crossdomain:show": Rule.PUBLIC,
@@ -522,6 +558,7 @@ RULES: dict[str, Rule] = {
     **IMAGE_RULES,
     **BILLING_RULES,
     **OBJECT_STORE_RULES,
+    **KEY_MANAGER_RULES,
     **INTERNAL_RULES,
     **PUBLIC_RULES,
 }

@@ -22,6 +22,7 @@ MOUNTS: dict[str, str] = {
     "volume": "block-storage",
     "network": "network",
     "object-storage": "object-store",
+    "key-manager": "key-manager",
 }
 # Other names clients use for the same service type (the service-types authority's aliases).
 ALIASES: dict[str, frozenset[str]] = {
@@ -31,6 +32,7 @@ ALIASES: dict[str, frozenset[str]] = {
     "image": frozenset(),
     "network": frozenset(),
     "object-store": frozenset(),
+    "key-manager": frozenset(),
 }
 
 

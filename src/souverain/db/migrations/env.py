@@ -8,6 +8,7 @@ import souverain.compute.models
 import souverain.db.models
 import souverain.identity.models
 import souverain.image.models
+import souverain.keymanager.models
 import souverain.network.models
 import souverain.objectstore.models
 import souverain.volume.models  # noqa: F401 - registers every service's tables
