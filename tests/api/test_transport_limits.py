@@ -178,6 +178,11 @@ def test_security_headers_on_api_answers_not_on_customer_objects(shared_cloud: C
             assert answer.headers["referrer-policy"] == "no-referrer"
             assert "default-src 'none'" in answer.headers["content-security-policy"]
             assert "strict-transport-security" not in answer.headers  # plain HTTP here
+        secrets = client.get(
+            "/key-manager/v1/secrets", headers={"X-Auth-Token": shared_cloud.admin_token}
+        )
+        assert secrets.status_code == 200, secrets.text
+        assert secrets.headers["cache-control"] == "no-store"  # secrets are never cached
         swift = client.get("/object-storage/v1/AUTH_nobody/c/o")
         assert swift.headers["x-content-type-options"] == "nosniff"
         assert "x-frame-options" not in swift.headers
