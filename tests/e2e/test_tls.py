@@ -37,6 +37,7 @@ def tls_cloud(start_cloud: CloudFactory) -> Iterator[Cloud]:
         "tls",
         SOUVERAIN_SERVER__TLS_SELF_SIGNED="true",
         SOUVERAIN_LIMITS__HEADER_TIMEOUT=str(HEAD_TIMEOUT),
+        SOUVERAIN_LIMITS__BODY_IDLE_TIMEOUT=str(HEAD_TIMEOUT),
         SOUVERAIN_LIMITS__AUTH_FAILURES_PER_CLIENT=str(FAILURES_PER_CLIENT),
         SOUVERAIN_LIMITS__CLIENT_FAILURE_REFILL="120",
     )
@@ -217,7 +218,9 @@ def test_openstack_cli_boto3_and_aws_cli_work_with_the_files_the_server_wrote(
     assert " k" in listed.stdout
 
 
-def test_slow_heads_are_cut_off_in_time_while_a_normal_client_is_served(tls_cloud: Cloud) -> None:
+def test_slow_heads_and_bodies_are_cut_off_in_time_while_a_normal_client_is_served(
+    tls_cloud: Cloud,
+) -> None:
     port = ports(tls_cloud)["openstack"]
     context = ssl.create_default_context(cafile=str(ca_file(tls_cloud)))
     silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]  # no handshake
@@ -227,6 +230,15 @@ def test_slow_heads_are_cut_off_in_time_while_a_normal_client_is_served(tls_clou
         conn = context.wrap_socket(raw, server_hostname="127.0.0.1")
         conn.sendall(b"GET /identity/v3 HTTP/1.1\r\nHost: x\r\n")  # a head never finished
         slow.append(conn)
+    stalled = []
+    for _ in range(5):  # a body that stops: `Content-Length: 1000`, 20 bytes, then nothing
+        raw = socket.create_connection(("127.0.0.1", port))
+        conn = context.wrap_socket(raw, server_hostname="127.0.0.1")
+        conn.sendall(
+            b"POST /identity/v3/auth/tokens HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n" + b"{" * 20
+        )
+        stalled.append(conn)
     started = time.monotonic()
     for _ in range(3):
         conn = https(tls_cloud, port)
@@ -240,6 +252,10 @@ def test_slow_heads_are_cut_off_in_time_while_a_normal_client_is_served(tls_clou
         answer = _until_closed(conn)
         assert answer.startswith(b"HTTP/1.1 408 ")
         assert answer.endswith(b"The request took too long to arrive.")  # and nothing more
+        conn.close()
+    for conn in stalled:
+        conn.settimeout(HEAD_TIMEOUT + 5)
+        assert _until_closed(conn) == b""  # closed mid-body: no answer to half a request
         conn.close()
     for raw in silent:
         raw.settimeout(HEAD_TIMEOUT + 5)
