@@ -19,6 +19,7 @@ import typer
 
 from souverain.agent.client import InternalClient
 from souverain.config import Settings
+from souverain.tls import client_context
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file")]
 
@@ -85,7 +86,7 @@ def run_agent(settings: Settings) -> None:
     except OSError as exc:
         raise _fail(f"cannot read the host token in {agent.token_file}: {exc.strerror}") from None
     name = agent.name or socket.gethostname()
-    client = InternalClient(agent.api_url, name, token)
+    client = InternalClient(agent.api_url, name, token, context=client_context(agent.ca_file))
     driver = _driver(settings, client, name)
     moves = None
     if agent.driver == "qemu":

@@ -55,6 +55,36 @@ class ServerSettings(_Section):
         default=roles_.ALL,
         description="what this node runs: api, network, background (souverain/roles.py)",
     )
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate (chain) both listeners serve; TLS when set"
+    )
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of the above")
+    tls_ca_file: Path | None = Field(
+        default=None,
+        description="with tls_cert_file: the CA clients are told to trust (clouds.yaml, "
+        "aws-config); empty: their system's",
+    )
+    tls_self_signed: bool = Field(
+        default=False,
+        description="TLS with a certificate made at first start (<data_dir>/tls/, ca.pem to trust)",
+    )
+    tls_names: list[str] = Field(
+        default_factory=list,
+        description="extra host names / IPs the self-signed certificate must name",
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.tls_self_signed and self.tls_cert_file is not None:
+            raise ValueError("tls_self_signed and tls_cert_file exclude each other")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether the listeners speak TLS (then the public URLs are https)."""
+        return self.tls_self_signed or self.tls_cert_file is not None
 
     @field_validator("roles")
     @classmethod
@@ -67,6 +97,46 @@ class ServerSettings(_Section):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+
+class LimitsSettings(_Section):
+    """Transport limits (souverain/transport.py, souverain/connections.py). Rate buckets live
+    in each worker's memory: with N workers a client may get up to N times a rate."""
+
+    client_rate: float = Field(
+        default=0.0,
+        ge=0,
+        description="requests per second per client IP; 0: no limit (off by default: behind "
+        "a load balancer every client has its address)",
+    )
+    client_burst: int = Field(default=4000, ge=1, description="requests a client may send at once")
+    auth_failures_per_client: int = Field(
+        default=200, ge=0, description="failed logins a client IP may make at once; 0: no limit"
+    )
+    client_failure_refill: float = Field(
+        default=1.0, gt=0, description="seconds for a client IP to earn one more failed login"
+    )
+    auth_failures_per_credential: int = Field(
+        default=30, ge=0, description="failed logins one user name / access key may take at once"
+    )
+    credential_failure_refill: float = Field(
+        default=6.0, gt=0, description="seconds for a credential to earn one more failed login"
+    )
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a client has to send a request's whole head"
+    )
+    body_idle_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds a request body may stall before the connection closes",
+    )
+    keep_alive_timeout: int = Field(default=5, ge=1, description="idle seconds between requests")
+    max_header_bytes: int = Field(
+        default=64 * 1024, ge=4096, description="largest request line plus headers: else 431"
+    )
+    max_connections: int = Field(
+        default=0, ge=0, description="requests at once per worker before 503; 0: no limit"
+    )
 
 
 class DatabaseSettings(_Section):
@@ -255,6 +325,9 @@ class AgentSettings(_Section):
     console_interval: float = Field(
         default=5.0, gt=0, le=3600, description="seconds between sends of changed consoles"
     )
+    ca_file: Path | None = Field(
+        default=None, description="CA certificate(s) to trust for an https api_url"
+    )
     simulated_vcpus: int = Field(default=64, ge=1)
     simulated_memory_mib: int = Field(default=262144, ge=1)
     simulated_disk_gib: int = Field(default=4096, ge=1)
@@ -435,6 +508,7 @@ class Settings(_Section):
     image: ImageSettings = ImageSettings()
     compute: ComputeSettings = ComputeSettings()
     agent: AgentSettings = AgentSettings()
+    limits: LimitsSettings = LimitsSettings()
     volume: VolumeSettings = VolumeSettings()
     network: NetworkSettings = NetworkSettings()
     billing: BillingSettings = BillingSettings()
@@ -465,7 +539,7 @@ class Settings(_Section):
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{port}"
+        return f"{'https' if self.server.tls else 'http'}://{host}:{port}"
 
     @property
     def base_url(self) -> str:

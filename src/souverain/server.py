@@ -20,8 +20,8 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
-from souverain import roles
-from souverain.app import SERVICES, Mounted, build_app, build_s3_app
+from souverain import roles, tls
+from souverain.app import SERVICES, Mounted, build_app, build_s3_app, error_renderer
 from souverain.billing import api as billing_api
 from souverain.billing.catalog import Catalog
 from souverain.billing.service import BillingService
@@ -30,6 +30,7 @@ from souverain.common.ceph import required_connection
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.common.keys import ProjectKeys
+from souverain.common.middleware import ErrorRenderer
 from souverain.compute import api as compute_api
 from souverain.compute import api_internal as compute_internal_api
 from souverain.compute.qemu import QemuDriver
@@ -39,7 +40,7 @@ from souverain.config import Settings
 from souverain.db import migrate
 from souverain.db.engine import Database, is_outage, make_engine
 from souverain.db.leases import LEASE_TTL, LeaseKeeper
-from souverain.identity.bootstrap import bootstrap, write_clouds_yaml
+from souverain.identity.bootstrap import bootstrap, write_aws_config, write_clouds_yaml
 from souverain.identity.service import CatalogEntry, IdentityPolicySettings, IdentityService
 from souverain.identity.tokens import KeyRepository, TokenFormatter
 from souverain.image import api as image_api
@@ -147,6 +148,8 @@ class Platform:
     network: NetworkService
     billing: BillingService
     admin_password_file_written: bool
+    # errors raised outside every service (the transport's 429s), in the path's own format
+    render: ErrorRenderer = render_error
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
     clock: Clock = field(default_factory=Clock)
@@ -601,11 +604,21 @@ def set_up_data(settings: Settings, clock: Clock | None = None) -> bool:
             identity.changes.close()
     finally:
         engine.dispose()
+    return _client_files(settings, paths, result.admin_password)
+
+
+def _client_files(settings: Settings, paths: DataPaths, password: str | None) -> bool:
+    """The TLS certificate (self-signed, before any worker loads it), then the files clients
+    read: clouds.yaml and the AWS config, naming the CA to trust with TLS."""
+    tls_files = tls.ensure_self_signed(settings)
+    cacert = tls_files.ca if tls_files else None
+    write_aws_config(paths.root / "aws-config", settings.s3_url, settings.server.region, cacert)
     return write_clouds_yaml(
         paths.clouds_yaml,
         f"{settings.base_url}/identity",
         settings.server.region,
-        result.admin_password,
+        password,
+        cacert,
     )
 
 
@@ -666,6 +679,7 @@ def open_platform(
         network,
         billing,
         paths.clouds_yaml.exists(),
+        render=error_renderer(mounts),
         clock=clock,
         network_node=node,
         keymanager=keymanager,

@@ -10,6 +10,7 @@ and the database.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import gc
@@ -20,15 +21,16 @@ import re
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from starlette.types import ASGIApp
 
-from souverain import roles
+from souverain import roles, tls
 from souverain.app import SERVICES, by_port
 from souverain.common.logbatch import BatchedStreamHandler
 from souverain.config import ConfigError, Settings
+from souverain.connections import guarded_protocol, handshake_bounded_loop
 from souverain.db import migrate
 from souverain.network.dataplane import DataplaneError
 from souverain.server import (
@@ -39,6 +41,7 @@ from souverain.server import (
     open_platform,
     set_up_data,
 )
+from souverain.transport import Limits, TransportGuard
 
 log = logging.getLogger("souverain")
 
@@ -136,13 +139,19 @@ def _run_worker(
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
+    class _Config(uvicorn.Config):
+        def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop]:
+            return handshake_bounded_loop(settings.limits.header_timeout)
+
     _limit_malloc_arenas()
     platform = open_platform(settings, access_sink=access.write_line if access else None)
     # Everything built so far lives as long as the process: out of the cycle collector's
     # sight, a full collection scans only what requests make (a list of 5,000 servers no
     # longer pays for walking the whole application), and forked pages stay shared.
     gc.freeze()
-    config = uvicorn.Config(
+    limits = settings.limits
+    files = tls.tls_files(settings)
+    config = _Config(
         _listener_app(platform, settings),
         log_config=None,
         access_log=False,
@@ -150,6 +159,13 @@ def _run_worker(
         lifespan="off",
         server_header=False,
         proxy_headers=False,  # X-Forwarded-* are client-controlled unless a trusted proxy is set
+        http=guarded_protocol(limits),
+        timeout_keep_alive=limits.keep_alive_timeout,
+        limit_concurrency=limits.max_connections or None,
+        ssl_certfile=str(files.cert) if files else None,
+        ssl_context_factory=(lambda _config, _default: tls.server_context(files))
+        if files
+        else None,
     )
     server = _GracefulServer(config)
     platform.start_background()
@@ -161,9 +177,12 @@ def _run_worker(
 
 def _listener_app(platform: Platform, settings: Settings) -> ASGIApp:
     """The APIs on an api node; elsewhere only its health, on both listeners."""
+    s3_port = settings.server.s3_port
     if roles.runs(settings, roles.API):
-        return by_port(platform.app, platform.s3_app, settings.server.s3_port)
-    return roles.health_app(settings, platform.held_leases)
+        app = by_port(platform.app, platform.s3_app, s3_port)
+    else:
+        app = roles.health_app(settings, platform.held_leases)
+    return TransportGuard(app, Limits.from_settings(settings.limits), platform.render, s3_port)
 
 
 _EARLY_STOP: list[int] = []

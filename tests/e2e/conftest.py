@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -124,7 +125,8 @@ class ServerProcess:
             auth_url = _auth_url_from(clouds)
             if auth_url is not None:
                 try:
-                    if httpx.get(f"{auth_url}/v3", timeout=10).status_code == 200:
+                    verify = _verify_from(clouds)
+                    if httpx.get(f"{auth_url}/v3", timeout=10, verify=verify).status_code == 200:
                         return auth_url
                 except httpx.TransportError:
                     pass
@@ -143,6 +145,12 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait()
             return -9
+
+
+def _verify_from(clouds: Path) -> ssl.SSLContext | bool:
+    """How to verify a TLS server: the CA file its clouds.yaml names (`cacert`), if any."""
+    cacert = yaml.safe_load(clouds.read_text())["clouds"]["souverain"].get("cacert")
+    return ssl.create_default_context(cafile=cacert) if cacert else True
 
 
 def _auth_url_from(clouds: Path) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,10 +18,20 @@ class ControlPlaneError(Exception):
 
 
 class InternalClient:
-    def __init__(self, api_url: str, host: str, token: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        host: str,
+        token: str,
+        timeout: float = 10.0,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        """`context`: how an https control plane is verified (agent.ca_file); None: the
+        system's trusted CAs."""
         self.base = f"{api_url.rstrip('/')}/internal/v1/hosts/{quote(host, safe='')}"
         self.token = token
         self.timeout = timeout
+        self.context = context
 
     def assignments(self, since: int, wait: int) -> dict[str, Any]:
         query = f"?since={since}&wait={wait}" if since >= 0 else ""
@@ -62,7 +73,9 @@ class InternalClient:
         tmp = dest.with_name(f".{dest.name}.part")
         try:
             with (
-                urllib.request.urlopen(request, timeout=self.timeout) as response,  # noqa: S310
+                urllib.request.urlopen(  # noqa: S310 - the operator's URL
+                    request, timeout=self.timeout, context=self.context
+                ) as response,
                 tmp.open("wb") as out,
             ):
                 shutil.copyfileobj(response, out, 1 << 20)
@@ -83,7 +96,7 @@ class InternalClient:
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=timeout, context=self.context) as response:  # noqa: S310
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:300].decode(errors="replace")

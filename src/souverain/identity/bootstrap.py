@@ -183,8 +183,11 @@ def _sync_service(s: Session, entry: CatalogEntry, region: str, base_url: str) -
             endpoint.url = url
 
 
-def write_clouds_yaml(path: Path, auth_url: str, region: str, password: str | None) -> bool:
+def write_clouds_yaml(
+    path: Path, auth_url: str, region: str, password: str | None, cacert: Path | None = None
+) -> bool:
     """Write the admin's clouds.yaml (mode 0600); keep the known password if not given.
+    With TLS, `cacert` names the CA file the clients verify the server with.
 
     Returns False when no password is known (the file is then left alone).
     """
@@ -211,6 +214,8 @@ def write_clouds_yaml(path: Path, auth_url: str, region: str, password: str | No
             }
         }
     }
+    if cacert is not None:
+        data["clouds"]["souverain"].update({"cacert": str(cacert), "verify": True})
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -220,3 +225,24 @@ def write_clouds_yaml(path: Path, auth_url: str, region: str, password: str | No
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return True
+
+
+def write_aws_config(path: Path, s3_url: str, region: str, ca_bundle: Path | None) -> None:
+    """An AWS CLI/SDK config file (profile `souverain`) naming the S3 endpoint, the region
+    and, with TLS, the CA bundle to verify it with. It holds no key: EC2 credentials are a
+    user's own (`openstack ec2 credentials create`)."""
+    lines = [
+        "[profile souverain]",
+        f"region = {region}",
+        f"endpoint_url = {s3_url}",
+    ]
+    if ca_bundle is not None:
+        lines.append(f"ca_bundle = {ca_bundle}")
+    lines += ["s3 =", "    addressing_style = path"]
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

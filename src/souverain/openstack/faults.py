@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -101,6 +102,8 @@ class ErrorLayer:
         scope["app"] = self  # lets the router raise 404/405 instead of answering in plain text
         try:
             await self.app(scope, receive, watch)
+        except ClientDisconnect:
+            return  # the client left mid-body (or a slow body was cut off): nobody to answer
         except Exception as exc:
             if started:
                 raise

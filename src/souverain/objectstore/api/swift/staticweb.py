@@ -13,7 +13,9 @@ URL-quoted: object names are the uploader's, and the page is the visitor's.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
+import hashlib
 import html
 import urllib.parse
 from dataclasses import dataclass
@@ -40,6 +42,20 @@ DEFAULT_STYLE = (
     "   a {text-decoration: none;}\n"
     "  </style>\n"
 )
+
+
+def _listing_policy(style: str) -> str:
+    """What a listing page may load: its default inline style (by hash) or a style sheet,
+    nothing else; no script, no frame around it, no form."""
+    inline = style.split(">", 1)[1].rsplit("</style>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
+    return (
+        f"default-src 'none'; style-src 'self' https: 'sha256-{digest}'; img-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    )
+
+
+LISTING_CSP = _listing_policy(DEFAULT_STYLE)
 LISTINGS_OFF = (
     "Web listings are off for this container; its owner turns them on with "
     "X-Container-Meta-Web-Listings: true."
@@ -189,7 +205,9 @@ class StaticWeb:
             title = f"{place.site.label}/{prefix}"
         css = stylesheet_href(place.site.css, prefix)
         body = "" if request.method == "HEAD" else render_listing(title, css, prefix, items)
-        return Response(body, 200, media_type=HTML)
+        return Response(
+            body, 200, media_type=HTML, headers={"Content-Security-Policy": LISTING_CSP}
+        )
 
     async def error_page(
         self, request: Request, caller: Caller, place: Place, status: int, message: str
