@@ -1,0 +1,121 @@
+"""Property: the token decoder answers a payload or None, for any string whatever.
+
+Arbitrary strings, real tokens with a bit flipped, truncated or extended, and payloads
+sealed with the real key but holding odd JSON (what a bug in an older writer could leave)
+all go through `TokenFormatter.read`: it never raises, never reads a tampered token as
+another payload, and every payload it returns has the field types the platform relies on.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from souverain.identity.tokens import KeyRepository, TokenFormatter, TokenPayload
+
+FUZZ = settings(max_examples=80, deadline=timedelta(seconds=1), derandomize=True)
+ROOT = Path(tempfile.mkdtemp(prefix="souverain-fuzz-tokens-"))
+KEYS = KeyRepository(ROOT / "keys")
+KEYS.setup()
+FORMATTER = TokenFormatter(KEYS)
+REAL = TokenPayload(
+    user_id="u" * 32,
+    methods=("password",),
+    expires_at=4_000_000_000.0,
+    issued_at=1_800_000_000.0,
+    audit_ids=("audit-one",),
+    project_id="p" * 32,
+)
+TOKEN = FORMATTER.issue(REAL)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _clean_keys() -> Iterator[None]:
+    yield
+    shutil.rmtree(ROOT, ignore_errors=True)
+
+
+@pytest.fixture(params=("sqlite",), autouse=True)
+def database_backend() -> str:
+    """No database here: one run, not one per backend."""
+    return "sqlite"
+
+
+def _raw(token: str) -> bytes:
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+
+
+def _well_typed(payload: TokenPayload) -> None:
+    assert isinstance(payload.user_id, str)
+    assert all(isinstance(m, str) for m in payload.methods)
+    assert all(isinstance(a, str) for a in payload.audit_ids)
+    assert isinstance(payload.expires_at, float) and isinstance(payload.issued_at, float)
+    for optional in (payload.project_id, payload.domain_id, payload.app_cred_id, payload.trust_id):
+        assert optional is None or isinstance(optional, str)
+
+
+@FUZZ
+@given(text=st.one_of(st.text(max_size=300), st.text(alphabet="-_=AZaz09", max_size=300)))
+@example(text="")
+@example(text="\x00" * 100)
+@example(text="kQ" + "A" * 8190)
+@example(text="A" * 9000)
+@example(text="é" * 40)
+def test_any_string_is_not_a_token(text: str) -> None:
+    assert FORMATTER.read(text) is None
+
+
+@FUZZ
+@given(bit=st.integers(min_value=0), cut=st.integers(min_value=0), tail=st.text(max_size=8))
+def test_a_tampered_real_token_reads_as_nothing(bit: int, cut: int, tail: str) -> None:
+    raw = bytearray(_raw(TOKEN))
+    bit %= len(raw) * 8
+    raw[bit // 8] ^= 1 << (bit % 8)
+    flipped = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    assert FORMATTER.read(flipped) is None
+    truncated = TOKEN[: cut % len(TOKEN)]
+    assert FORMATTER.read(truncated) is None
+    extended = FORMATTER.read(TOKEN + tail)
+    # base64 ignores what is not of its alphabet: the same bytes are the same token
+    assert extended is None or (extended == REAL and _raw(TOKEN + tail) == _raw(TOKEN))
+
+
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=10)
+)  # fmt: skip
+JSON = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=8,
+)
+FIELDS = st.fixed_dictionaries(
+    {},
+    optional={key: JSON for key in ("u", "m", "e", "i", "a", "p", "d", "s", "c", "t")},
+)
+
+
+def _sealed(data: Any) -> str:
+    text = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return KEYS.keyring().seal(text)
+
+
+@FUZZ
+@given(data=st.one_of(FIELDS, JSON, st.binary(max_size=40)))
+@example(data={"u": 5, "m": ["password"], "e": 1.0, "i": 1.0, "a": ["x"]})
+@example(data={"u": "u", "m": "pw", "e": "1e999", "i": 1.0, "a": [None]})
+@example(data={"u": "u", "m": ["pw"], "e": 1.0, "i": 1.0, "a": ["x"], "p": {"id": 1}})
+@example(data=b"[" * 5000)
+def test_a_sealed_odd_payload_reads_as_nothing_or_as_a_well_typed_payload(data: Any) -> None:
+    payload = FORMATTER.read(_sealed(data))
+    if payload is not None:
+        _well_typed(payload)
