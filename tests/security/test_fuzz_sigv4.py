@@ -220,7 +220,7 @@ def _decode(body: bytes, splits: list[int]) -> bytes | None:
     )
     decoded, start = b"", 0
     try:
-        for cut in sorted(s % (len(body) + 1) for s in splits) + [len(body)]:
+        for cut in [*sorted(s % (len(body) + 1) for s in splits), len(body)]:
             decoded += b"".join(decoder.feed(body[start:cut]))
             start = cut
         decoder.finish()
