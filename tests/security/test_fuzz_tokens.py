@@ -119,3 +119,12 @@ def test_a_sealed_odd_payload_reads_as_nothing_or_as_a_well_typed_payload(data: 
     payload = FORMATTER.read(_sealed(data))
     if payload is not None:
         _well_typed(payload)
+
+
+@FUZZ
+@given(junk=st.text(alphabet="\x00 \t\n!.*+/~é", min_size=1, max_size=3), at=st.integers(0))
+@example(junk="\x00", at=0)  # read as the token itself when base64 skipped it
+@example(junk="  ", at=100)
+def test_a_real_token_with_anything_inserted_reads_as_nothing(junk: str, at: int) -> None:
+    at %= len(TOKEN) + 1
+    assert FORMATTER.read(TOKEN[:at] + junk + TOKEN[at:]) is None

@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -123,6 +124,7 @@ class KeyRepository:
 
 
 VERSION = b"\x91"
+_TOKEN_TEXT = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 _HEADER = len(VERSION) + 4 + 12
 
 
@@ -160,6 +162,10 @@ class Keyring:
         return self.primary.seal(plaintext)
 
     def open(self, token: str) -> bytes | None:
+        # base64 decoding skips what is not of its alphabet: without this check "\0" + a
+        # token, or a token with spaces inside, would read as the token itself
+        if not _TOKEN_TEXT.fullmatch(token):
+            return None
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except ValueError:
