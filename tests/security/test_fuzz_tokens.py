@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from souverain.identity.tokens import KeyRepository, TokenFormatter, TokenPayload
 
-FUZZ = settings(max_examples=80, deadline=timedelta(seconds=1), derandomize=True)
+FUZZ = settings(max_examples=50, deadline=timedelta(seconds=1), derandomize=True)
 ROOT = Path(tempfile.mkdtemp(prefix="souverain-fuzz-tokens-"))
 KEYS = KeyRepository(ROOT / "keys")
 KEYS.setup()
