@@ -256,8 +256,18 @@ def test_sql_metacharacters_in_list_filters_never_widen_nor_fail(world: World) -
 
 
 def test_like_wildcards_in_names_match_only_themselves(world: World) -> None:
-    """A's own network `a-net`, volume `a-vol` and image `boot`, looked for by patterns."""
+    """A's own network `a-net`, volume `a-vol` and image `boot`, looked for by patterns; the
+    admin's users and projects too."""
     token = world.a.token
+    admin = world.cloud.admin_token
+    for path, key, patterns in (
+        ("/identity/v3/users", "users", ["%", "_%", "admi_", "' OR 1=1 --"]),
+        ("/identity/v3/projects", "projects", ["%", "admi_", "' OR '1'='1"]),
+    ):
+        for pattern in patterns:
+            sent = _send(world, admin, "GET", f"{path}?name={quote(pattern)}")
+            assert sent.status_code == 200, sent.text
+            assert sent.json()[key] == [], (path, pattern)
     for path, key, patterns in (
         ("/network/v2.0/networks", "networks", ["a_net", "a-%", "%net", "A-NET"]),
         ("/volume/v3/volumes", "volumes", ["a_vol", "a-%", "%"]),
@@ -416,6 +426,27 @@ def test_a_member_cannot_make_itself_more_through_any_update_api(world: World) -
     assert world.fingerprint() == before
     view = world.cloud.platform.identity.validate(member)
     assert view is not None and view.context().roles == {"member", "reader"}
+
+
+def test_port_bindings_are_the_admins_alone(world: World) -> None:
+    """Where a port is bound is the platform's to say: Neutron's 403 for a member."""
+    before = world.fingerprint()
+    port = f"/network/v2.0/ports/{world.ids['port']}"
+    for method, path, body, field in (
+        ("POST", "/network/v2.0/ports",
+         {"port": {"network_id": world.ids["network"], "binding:host_id": "evil"}},
+         "create_port:binding:host_id"),
+        ("PUT", port, {"port": {"binding:host_id": "evil"}}, "update_port:binding:host_id"),
+        ("PUT", port, {"port": {"binding:profile": {"migrating_to": "evil"}}},
+         "update_port:binding:profile"),
+    ):  # fmt: skip
+        sent = _send(world, world.a.token, method, path, body)
+        assert sent.status_code == 403, sent.text
+        error = sent.json()["NeutronError"]
+        assert field in error["message"], error
+    assert world.fingerprint() == before
+    unbound = {"port": {"name": "still-mine", "binding:host_id": "", "binding:vnic_type": "normal"}}
+    assert _send(world, world.a.token, "PUT", port, unbound).status_code == 200
 
 
 def test_a_restricted_credential_cannot_create_itself_a_wider_one(world: World) -> None:
