@@ -60,8 +60,8 @@ def _send(world: World, token: str, method: str, path: str, body: Any = None) ->
 
 def _guesses(world: World) -> list[tuple[str, str, Any]]:
     """(method, path, body) on each of A's resources: reads, updates, deletes, actions."""
-    i, a = world.ids, world.a
-    nova, cinder, neutron = "/compute/v2.1", "/volume/v3", "/network/v2.0"
+    i = world.ids
+    nova, cinder = "/compute/v2.1", "/volume/v3"
     server_path = f"{nova}/servers/{i['server']}"
     out: list[tuple[str, str, Any]] = [
         ("GET", server_path, None),
@@ -93,6 +93,14 @@ def _guesses(world: World) -> list[tuple[str, str, Any]]:
         ("POST", f"{cinder}/backups", {"backup": {"volume_id": i["volume"]}}),
         ("POST", f"{cinder}/volumes", {"volume": {"size": 1, "snapshot_id": i["snapshot"]}}),
     ]
+    return out
+
+
+def _more_guesses(world: World) -> list[tuple[str, str, Any]]:
+    """The same for A's image, network resources, identity credentials, billing account."""
+    i, a = world.ids, world.a
+    neutron = "/network/v2.0"
+    out: list[tuple[str, str, Any]] = []
     image = f"/image/v2/images/{i['image']}"
     patch = [{"op": "replace", "path": "/name", "value": "taken"}]
     out += [("GET", image, None), ("GET", f"{image}/file", None), ("PATCH", image, patch),
@@ -149,7 +157,7 @@ def test_another_projects_ids_are_not_found_and_nothing_changes(world: World) ->
     assert _send(world, other, "GET", "/network/v2.0/security-groups").status_code == 200
     before = world.fingerprint()
     failures = []
-    for method, path, body in _guesses(world):
+    for method, path, body in _guesses(world) + _more_guesses(world):
         sent = _send(world, other, method, path, body)
         if sent.status_code != 404:
             failures.append(f"{method} {path}: {sent.status_code} {sent.text[:120]}")
@@ -283,6 +291,7 @@ def test_like_wildcards_in_names_match_only_themselves(world: World) -> None:
 
 
 def _escalations(world: World) -> list[tuple[str, str, Any]]:
+    """Roles, users, projects, application credentials, trusts, EC2 credentials."""
     i, a, b = world.ids, world.a, world.b
     roles = world.cloud.role_ids
     admin = roles["admin"]
@@ -353,6 +362,15 @@ def _escalations(world: World) -> list[tuple[str, str, Any]]:
             "/identity/v3/credentials",
             {"credential": {"type": "ec2", "user_id": b.id, "blob": '{"access":"x","secret":"y"}'}},
         ),
+    ]
+
+
+def _service_escalations(world: World) -> list[tuple[str, str, Any]]:
+    """Quotas, flavors, volume types, shared and external networks, port bindings, public
+    images, billing accounts: what only the admin decides."""
+    i, a = world.ids, world.a
+    project = a.project_id
+    return [
         ("PUT", f"/compute/v2.1/os-quota-sets/{project}", {"quota_set": {"instances": 1000}}),
         (
             "POST",
@@ -418,7 +436,7 @@ def test_a_member_cannot_make_itself_more_through_any_update_api(world: World) -
     member = world.callers["member"].token
     before = world.fingerprint()
     failures = []
-    for method, path, body in _escalations(world):
+    for method, path, body in _escalations(world) + _service_escalations(world):
         sent = _send(world, member, method, path, body)
         if sent.status_code not in (400, 403, 404):
             failures.append(f"{method} {path} {body}: {sent.status_code} {sent.text[:150]}")
