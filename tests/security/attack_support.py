@@ -1,5 +1,6 @@
-"""What the attack suite's modules share: a platform on a clock they can step, the
-database fingerprint, a view of the data directory's files, and signed S3 requests.
+"""What the attack suite's modules share: a platform on a clock they can step, a view of
+the data directory's files, and signed S3 requests (through httpx, or raw ASGI for paths
+httpx would normalise).
 
 Each module builds one platform (a few seconds) and runs every attack against it; an
 attack reads the state before and after, so it must not rely on another's leftovers.
@@ -36,9 +37,16 @@ from ..api.support import (
     TestClient,
     settings_for,
 )
-from .test_rbac_matrix import Fingerprint
 
-__all__ = ["Fingerprint", "Signer", "Stepped", "files_under", "stepped_cloud"]
+__all__ = [
+    "RawReply",
+    "Signer",
+    "Stepped",
+    "files_under",
+    "raw_request",
+    "s3_code",
+    "stepped_cloud",
+]
 
 
 @dataclass

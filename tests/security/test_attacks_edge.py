@@ -18,7 +18,8 @@ from urllib.parse import quote
 import pytest
 
 from ..api.support import Member, assert_keystone_error
-from .attack_support import Fingerprint, Signer, Stepped, files_under, s3_code, stepped_cloud
+from .attack_support import Signer, Stepped, files_under, s3_code, stepped_cloud
+from .test_rbac_matrix import Fingerprint
 
 SIXTEEN_MINUTES = 16 * 60
 

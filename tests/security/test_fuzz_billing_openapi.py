@@ -35,7 +35,7 @@ CHECKS = [
     content_type_conformance,
 ]
 EXAMPLES = settings(
-    max_examples=50,
+    max_examples=30,
     deadline=timedelta(seconds=5),
     derandomize=True,
     suppress_health_check=list(HealthCheck),

@@ -32,7 +32,7 @@ from .test_attacks_edge import XML_ROUTES
 
 FUZZ = settings(max_examples=40, deadline=timedelta(seconds=2), derandomize=True)
 HTTP_FUZZ = settings(
-    max_examples=8,
+    max_examples=6,
     deadline=timedelta(seconds=5),
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -1,6 +1,10 @@
-"""Attacks across tenants and roles, on one world (the RBAC matrix's: one of everything in
+"""Attacks across tenants and roles, on the RBAC matrix's world (one of everything in
 project A, a member of project B): B guessing A's ids, SQL metacharacters in every list
 filter, and A's member trying to make itself admin through every update API.
+
+The tests run in test_rbac_matrix.py, which imports them, so that the world is built once
+(it takes seconds) and they run before the matrix's allowed calls change it; they leave
+A's resources as they found them.
 
 Each attack asserts the refusal and that nothing changed (every row of every table,
 hashed before and after). The OpenStack APIs answer another project's id with 404, as
@@ -10,45 +14,13 @@ bucket and account names are not secrets.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import pytest
-
-from souverain import server
-from souverain.common.clock import Clock
-
-from ..api.support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient
 from .attack_support import Signer, s3_code
-from .test_rbac_matrix import World, _settings
 
-
-@pytest.fixture(scope="module", params=("sqlite",), autouse=True)
-def database_backend() -> str:
-    """Tenancy is decided in the services' queries, the same on both backends: SQLite."""
-    return "sqlite"
-
-
-@pytest.fixture(scope="module")
-def world(database_backend: str) -> Iterator[World]:
-    root = Path(tempfile.mkdtemp(prefix="souverain-tenancy-"))
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("SOUVERAIN_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            built = server.prepare(_settings(root / "data"), clock=Clock(SteppingClock().now))
-        try:
-            with TestClient(built.app, base_url="http://testserver") as client:
-                made = World(Cloud(client, built))
-                made.build()
-                yield made
-        finally:
-            built.close()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+if TYPE_CHECKING:
+    from .test_rbac_matrix import World
 
 
 def _send(world: World, token: str, method: str, path: str, body: Any = None) -> Any:
