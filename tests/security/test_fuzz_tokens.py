@@ -13,6 +13,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,6 @@ from hypothesis import strategies as st
 from souverain.identity.tokens import KeyRepository, TokenFormatter, TokenPayload
 
 FUZZ = settings(max_examples=50, deadline=timedelta(seconds=1), derandomize=True)
-ROOT = Path(tempfile.mkdtemp(prefix="souverain-fuzz-tokens-"))
-KEYS = KeyRepository(ROOT / "keys")
-KEYS.setup()
-FORMATTER = TokenFormatter(KEYS)
 REAL = TokenPayload(
     user_id="u" * 32,
     methods=("password",),
@@ -36,13 +33,27 @@ REAL = TokenPayload(
     audit_ids=("audit-one",),
     project_id="p" * 32,
 )
-TOKEN = FORMATTER.issue(REAL)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _clean_keys() -> Iterator[None]:
-    yield
-    shutil.rmtree(ROOT, ignore_errors=True)
+@dataclass(frozen=True)
+class Sealer:
+    """A real key repository, its formatter, and a token it issued for REAL."""
+
+    keys: KeyRepository
+    formatter: TokenFormatter
+    token: str
+
+
+@pytest.fixture(scope="module")
+def sealer() -> Iterator[Sealer]:
+    root = Path(tempfile.mkdtemp(prefix="souverain-fuzz-tokens-"))
+    try:
+        keys = KeyRepository(root / "keys")
+        keys.setup()
+        formatter = TokenFormatter(keys)
+        yield Sealer(keys, formatter, formatter.issue(REAL))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(params=("sqlite",), autouse=True)
@@ -71,23 +82,27 @@ def _well_typed(payload: TokenPayload) -> None:
 @example(text="kQ" + "A" * 8190)
 @example(text="A" * 9000)
 @example(text="é" * 40)
-def test_any_string_is_not_a_token(text: str) -> None:
-    assert FORMATTER.read(text) is None
+def test_any_string_is_not_a_token(sealer: Sealer, text: str) -> None:
+    assert sealer.formatter.read(text) is None
 
 
 @FUZZ
 @given(bit=st.integers(min_value=0), cut=st.integers(min_value=0), tail=st.text(max_size=8))
-def test_a_tampered_real_token_reads_as_nothing(bit: int, cut: int, tail: str) -> None:
-    raw = bytearray(_raw(TOKEN))
+def test_a_tampered_real_token_reads_as_nothing(
+    sealer: Sealer, bit: int, cut: int, tail: str
+) -> None:
+    raw = bytearray(_raw(sealer.token))
     bit %= len(raw) * 8
     raw[bit // 8] ^= 1 << (bit % 8)
     flipped = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
-    assert FORMATTER.read(flipped) is None
-    truncated = TOKEN[: cut % len(TOKEN)]
-    assert FORMATTER.read(truncated) is None
-    extended = FORMATTER.read(TOKEN + tail)
+    assert sealer.formatter.read(flipped) is None
+    truncated = sealer.token[: cut % len(sealer.token)]
+    assert sealer.formatter.read(truncated) is None
+    extended = sealer.formatter.read(sealer.token + tail)
     # base64 ignores what is not of its alphabet: the same bytes are the same token
-    assert extended is None or (extended == REAL and _raw(TOKEN + tail) == _raw(TOKEN))
+    assert extended is None or (
+        extended == REAL and _raw(sealer.token + tail) == _raw(sealer.token)
+    )
 
 
 SCALARS = st.one_of(
@@ -104,9 +119,9 @@ FIELDS = st.fixed_dictionaries(
 )
 
 
-def _sealed(data: Any) -> str:
+def _sealed(sealer: Sealer, data: Any) -> str:
     text = data if isinstance(data, bytes) else json.dumps(data).encode()
-    return KEYS.keyring().seal(text)
+    return sealer.keys.keyring().seal(text)
 
 
 @FUZZ
@@ -115,8 +130,10 @@ def _sealed(data: Any) -> str:
 @example(data={"u": "u", "m": "pw", "e": "1e999", "i": 1.0, "a": [None]})
 @example(data={"u": "u", "m": ["pw"], "e": 1.0, "i": 1.0, "a": ["x"], "p": {"id": 1}})
 @example(data=b"[" * 5000)
-def test_a_sealed_odd_payload_reads_as_nothing_or_as_a_well_typed_payload(data: Any) -> None:
-    payload = FORMATTER.read(_sealed(data))
+def test_a_sealed_odd_payload_reads_as_nothing_or_as_a_well_typed_payload(
+    sealer: Sealer, data: Any
+) -> None:
+    payload = sealer.formatter.read(_sealed(sealer, data))
     if payload is not None:
         _well_typed(payload)
 
@@ -125,6 +142,8 @@ def test_a_sealed_odd_payload_reads_as_nothing_or_as_a_well_typed_payload(data: 
 @given(junk=st.text(alphabet="\x00 \t\n!.*+/~é", min_size=1, max_size=3), at=st.integers(0))
 @example(junk="\x00", at=0)  # read as the token itself when base64 skipped it
 @example(junk="  ", at=100)
-def test_a_real_token_with_anything_inserted_reads_as_nothing(junk: str, at: int) -> None:
-    at %= len(TOKEN) + 1
-    assert FORMATTER.read(TOKEN[:at] + junk + TOKEN[at:]) is None
+def test_a_real_token_with_anything_inserted_reads_as_nothing(
+    sealer: Sealer, junk: str, at: int
+) -> None:
+    at %= len(sealer.token) + 1
+    assert sealer.formatter.read(sealer.token[:at] + junk + sealer.token[at:]) is None
