@@ -45,6 +45,15 @@ from ..api.support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient, pass
 from ..postgres import database_overrides
 from ..unit.test_layering import _service_routes
 from . import swift_matrix as swift
+from .tenancy_attacks import (  # noqa: F401 - collected here: they run first, on this world
+    test_a_member_cannot_make_itself_more_through_any_update_api,
+    test_a_restricted_credential_cannot_create_itself_a_wider_one,
+    test_another_projects_buckets_objects_and_containers_are_refused,
+    test_another_projects_ids_are_not_found_and_nothing_changes,
+    test_like_wildcards_in_names_match_only_themselves,
+    test_port_bindings_are_the_admins_alone,
+    test_sql_metacharacters_in_list_filters_never_widen_nor_fail,
+)
 
 APIS = ("identity", "compute", "network", "volume", "image", "billing", "object-storage")
 # in the order their allowed calls run: the app credential before its owner's tokens,

@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -123,6 +124,7 @@ class KeyRepository:
 
 
 VERSION = b"\x91"
+_TOKEN_TEXT = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 _HEADER = len(VERSION) + 4 + 12
 
 
@@ -160,6 +162,10 @@ class Keyring:
         return self.primary.seal(plaintext)
 
     def open(self, token: str) -> bytes | None:
+        # base64 decoding skips what is not of its alphabet: without this check "\0" + a
+        # token, or a token with spaces inside, would read as the token itself
+        if not _TOKEN_TEXT.fullmatch(token):
+            return None
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except ValueError:
@@ -207,19 +213,47 @@ class TokenPayload:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> TokenPayload:
-        data = json.loads(raw)
+        """The payload; ValueError unless every field has the type `to_bytes` writes."""
+        try:
+            data = json.loads(raw)
+        except RecursionError:
+            raise ValueError("token payload nested too deeply") from None
+        if not isinstance(data, dict):
+            raise ValueError("token payload is not an object")
         return cls(
-            user_id=data["u"],
-            methods=tuple(data["m"]),
-            expires_at=float(data["e"]),
-            issued_at=float(data["i"]),
-            audit_ids=tuple(data["a"]),
-            project_id=data.get("p"),
-            domain_id=data.get("d"),
-            system=bool(data.get("s")),
-            app_cred_id=data.get("c"),
-            trust_id=data.get("t"),
+            user_id=_text(data["u"]),
+            methods=_texts(data["m"]),
+            expires_at=_time(data["e"]),
+            issued_at=_time(data["i"]),
+            audit_ids=_texts(data["a"]),
+            project_id=_optional_text(data.get("p")),
+            domain_id=_optional_text(data.get("d")),
+            system=data.get("s") == 1,
+            app_cred_id=_optional_text(data.get("c")),
+            trust_id=_optional_text(data.get("t")),
         )
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("token payload field is not a string")
+    return value
+
+
+def _optional_text(value: object) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _texts(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError("token payload field is not a list")
+    return tuple(_text(item) for item in value)
+
+
+def _time(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("token payload time is not a number")
+    return float(value)
 
 
 def new_audit_id() -> str:

@@ -1,4 +1,5 @@
-"""Who may say what a port is plugged into: its `device_owner` and `device_id`.
+"""Who may say what a port is plugged into: its `device_owner` and `device_id`, and
+where it is bound (`binding:host_id`, `binding:profile`: the admin's alone, as in Neutron).
 
 Compute plugs a port into a guest and a router takes one as an interface by setting
 these two fields, so a tenant who could write them could put a NIC of its own network
@@ -27,6 +28,7 @@ def check_create(ctx: RequestContext, body: PortBody) -> None:
     """A tenant's new port names no service owner: 403, as Neutron answers for `network:*`."""
     if ctx.is_admin:
         return
+    _check_bindings("create_port", body)
     owner = dict(body.texts).get("device_owner", "")
     if is_service_owner(owner):
         raise PolicyNotAuthorized(
@@ -39,6 +41,7 @@ def check_update(ctx: RequestContext, row: m.Port, body: PortBody) -> None:
     as it is (a field sent back unchanged is no change)."""
     if ctx.is_admin:
         return
+    _check_bindings("update_port", body)
     given = dict(body.texts)
     owner = given.get("device_owner", row.device_owner)
     device = given.get("device_id", row.device_id)
@@ -52,3 +55,10 @@ def check_update(ctx: RequestContext, row: m.Port, body: PortBody) -> None:
     raise PolicyNotAuthorized(
         f"(rule:update_port and rule:update_port:{field}) is disallowed by policy"
     )
+
+
+def _check_bindings(rule: str, body: PortBody) -> None:
+    if body.bindings:
+        raise PolicyNotAuthorized(
+            f"(rule:{rule} and rule:{rule}:{body.bindings[0]}) is disallowed by policy"
+        )

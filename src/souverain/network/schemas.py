@@ -55,6 +55,8 @@ PORT_FIELDS = frozenset(
     }
 )
 PORT_TEXTS = ("name", "description", "device_owner", "device_id")
+# which host a port is bound on and how: the platform's to say (Neutron: admin_only)
+ADMIN_BINDINGS = ("binding:host_id", "binding:profile")
 ROUTER_FIELDS = frozenset(
     {
         "name",
@@ -152,6 +154,7 @@ class PortBody:
     security_groups: list[Any] | None = None  # ids or names; None: the default group
     allowed_address_pairs: list[dict[str, str]] | None = None
     extra_dhcp_opts: list[dict[str, Any]] | None = None  # checked; merged on an update
+    bindings: tuple[str, ...] = ()  # the admin's binding fields given with a value
 
 
 @dataclass(frozen=True)
@@ -272,6 +275,7 @@ def _port(body: dict[str, Any], **checked: Any) -> PortBody:
         ),
         groups_given="security_groups" in body,
         security_groups=_groups(body),
+        bindings=tuple(name for name in ADMIN_BINDINGS if body.get(name) not in (None, "", {})),
         allowed_address_pairs=(_pairs(pairs or []) if "allowed_address_pairs" in body else None),
         extra_dhcp_opts=(
             check_options(body["extra_dhcp_opts"] or []) if "extra_dhcp_opts" in body else None

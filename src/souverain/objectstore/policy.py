@@ -168,7 +168,7 @@ def parse_policy(text: str, bucket: str) -> list[Statement]:
         raise PolicyError(f"Policies are limited to {MAX_POLICY_BYTES} bytes")
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nesting deeper than Python's stack: not a policy
         raise PolicyError("Policies must be valid JSON") from None
     if not isinstance(doc, dict) or "Statement" not in doc:
         raise PolicyError("Missing required field Statement")

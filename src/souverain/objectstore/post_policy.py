@@ -44,7 +44,7 @@ def decode(policy: str) -> dict[str, Any]:
         raise _invalid(f"the policy is over {MAX_POLICY_BYTES} bytes.")
     try:
         document = json.loads(base64.b64decode(policy, validate=True))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         raise _invalid("Invalid JSON.") from None
     if not isinstance(document, dict) or not isinstance(document.get("conditions"), list):
         raise _invalid("Policy missing conditions.")

@@ -193,9 +193,10 @@ def _header_date(header_map: dict[str, list[bytes]]) -> tuple[str, datetime]:
         raise invalid
     try:
         parsed = parsedate_to_datetime(dates[0].decode("latin-1").strip())
-    except (TypeError, ValueError):
+        # a date at the edge of the calendar may leave it once moved to UTC
+        timestamp = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (TypeError, ValueError, OverflowError):
         raise invalid from None
-    timestamp = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     return _format_amz_date(timestamp), timestamp
 
 

@@ -35,7 +35,7 @@ class Segment:
 def parse_slo(body: bytes) -> list[Segment]:
     try:
         items = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ManifestError("Manifest must be valid JSON.") from None
     if not isinstance(items, list) or not items:
         raise ManifestError("Manifest must be a non-empty list of segments.")
