@@ -1,7 +1,7 @@
 """volume: encryption types (LUKS) and the key ids of encrypted volumes and snapshots
 
 Revision ID: 0039
-Revises: 0037
+Revises: 0038
 Create Date: 2026-12-06 23:20:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0039"
-down_revision = "0037"
+down_revision = "0038"
 branch_labels = None
 depends_on = None
 
