@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -308,17 +309,11 @@ class VolumeBackend:
     # -------------------------------------------------------------- plumbing
 
     def _publish(self, tmp: Path, final: Path, steps: list[list[str]], timeout: float) -> None:
-        try:
+        def run_steps() -> None:
             for step in steps:
                 self._run(step, timeout)
-            _fsync_file(tmp)
-            os.chmod(tmp, 0o600)
-            os.rename(tmp, final)
-            _fsync_dir(final.parent)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
+
+        publish(tmp, final, run_steps)
 
     def _run(self, args: list[str], timeout: float) -> str:
         argv = [self.qemu_img, *args]
@@ -351,6 +346,21 @@ def _checked(resource_id: str) -> str:
 def _without_paths(text: str) -> str:
     """qemu-img names the files it failed on; customers need not see the host's layout."""
     return re.sub(r"'?/[^\s':]+'?", "<file>", text)[:300]
+
+
+def publish(tmp: Path, final: Path, make: Callable[[], object]) -> None:
+    """`make()` writes `tmp`; then it is made durable, private (0600) and renamed onto
+    `final`, the rename made durable too. On any failure `tmp` is removed, `final` untouched."""
+    try:
+        make()
+        _fsync_file(tmp)
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, final)
+        _fsync_dir(final.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
 
 
 def _fsync_file(path: Path) -> None:

@@ -25,9 +25,9 @@ from souverain.volume.backend import (
     QUICK_TIMEOUT,
     BackendError,
     VolumeBackend,
-    _fsync_dir,
     _fsync_file,
     _without_paths,
+    publish,
 )
 
 # The passphrase is a random 256-bit key, not a password a person chose: key stretching adds
@@ -136,17 +136,11 @@ class LuksFiles:
     # -------------------------------------------------------------- plumbing
 
     def _publish(self, tmp: Path, final: Path, steps: list[Step], timeout: float) -> None:
-        try:
+        def run_steps() -> None:
             for step in steps:
                 self._run(step, timeout)
-            _fsync_file(tmp)
-            os.chmod(tmp, 0o600)
-            os.rename(tmp, final)
-            _fsync_dir(final.parent)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
+
+        publish(tmp, final, run_steps)
 
     def _run(self, step: Step, timeout: float) -> None:
         for attempt in range(CALIBRATION_ATTEMPTS):
@@ -183,16 +177,7 @@ class LuksFiles:
         """A byte copy of a detached (or paused and flushed) LUKS file: the same header, so
         the same key opens it (a snapshot's), and no new PBKDF to pay."""
         tmp = self.files.temp_path()
-        try:
-            shutil.copyfile(source, tmp)
-            _fsync_file(tmp)
-            os.chmod(tmp, 0o600)
-            os.rename(tmp, final)
-            _fsync_dir(final.parent)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
+        publish(tmp, final, lambda: shutil.copyfile(source, tmp))
 
 
 @dataclass(frozen=True)
