@@ -21,8 +21,7 @@ from typing import Any
 from starlette.types import ASGIApp
 
 from souverain import roles, tls
-from souverain.app import SERVICES, Mounted, build_app, build_s3_app, error_renderer
-from souverain.billing import api as billing_api
+from souverain.app import SERVICES, build_app, build_s3_app, error_renderer
 from souverain.billing.catalog import Catalog
 from souverain.billing.service import BillingService
 from souverain.common.audit import AuditLog, load_or_create_key
@@ -31,8 +30,6 @@ from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
 from souverain.common.keys import ProjectKeys
 from souverain.common.middleware import ErrorRenderer
-from souverain.compute import api as compute_api
-from souverain.compute import api_internal as compute_internal_api
 from souverain.compute.qemu import QemuDriver
 from souverain.compute.rbd_disks import RbdRootDisks
 from souverain.compute.service import ComputeService
@@ -43,20 +40,17 @@ from souverain.db.leases import LEASE_TTL, LeaseKeeper
 from souverain.identity.bootstrap import bootstrap, write_aws_config, write_clouds_yaml
 from souverain.identity.service import CatalogEntry, IdentityPolicySettings, IdentityService
 from souverain.identity.tokens import KeyRepository, TokenFormatter
-from souverain.image import api as image_api
 from souverain.image.rbd_store import RbdImageStore
 from souverain.image.service import ImageService
 from souverain.image.store import ImageStore
-from souverain.keymanager import api as keymanager_api
 from souverain.keymanager.roots import open_root
 from souverain.keymanager.service import KeyManagerService
-from souverain.network import api as network_api
+from souverain.mounts import api_mounts, keymanager_mount, swift_mount
 from souverain.network.host import dataplane_prefix as _dataplane_prefix  # noqa: F401 - tests
 from souverain.network.host import host_network
 from souverain.network.host_plan import HostPlans, tunnel_endpoints
 from souverain.network.node import NetworkNode
 from souverain.network.service import NetworkService
-from souverain.objectstore.api import swift as swift_api
 from souverain.objectstore.api.swift.imagesource import SwiftObjectSource
 from souverain.objectstore.backup_objects import BackupObjectStore
 from souverain.objectstore.rados_store import RadosBlobStore
@@ -64,7 +58,6 @@ from souverain.objectstore.service import ObjectStoreService
 from souverain.objectstore.store import BlobStore, FileBlobStore
 from souverain.objectstore.swift.expirer import Expirer
 from souverain.openstack.faults import render_error
-from souverain.volume import api as volume_api
 from souverain.volume.backend import VolumeBackend, VolumeStore
 from souverain.volume.rbd_backend import RbdVolumeBackend
 from souverain.volume.service import VolumeService
@@ -651,9 +644,9 @@ def open_platform(
     for service in (objectstore, image, volume, network, compute):
         service.meter = billing
     public_url = settings.server.public_url
-    mounts = _mounts(settings, identity, compute, network, volume, billing, image)
-    mounts += (_swift_mount(settings, objectstore, identity, clock),)
-    mounts += (_keymanager_mount(settings, keymanager, identity),)
+    mounts = api_mounts(settings, identity, compute, network, volume, billing, image)
+    mounts += (swift_mount(settings, objectstore, identity, clock),)
+    mounts += (keymanager_mount(settings, keymanager, identity),)
     app = build_app(
         identity,
         audit_log,
@@ -722,76 +715,6 @@ def _overlay(
         addresses,
         lambda: agents.revisions().keys(),
         agents.wake,
-    )
-
-
-def _mounts(
-    settings: Settings,
-    identity: IdentityService,
-    compute: ComputeService,
-    network: NetworkService,
-    volume: VolumeService,
-    billing: BillingService,
-    image: ImageService,
-) -> tuple[Mounted, ...]:
-    """The OpenStack APIs on the shared listener (identity is mounted by `build_app`)."""
-    public_url = settings.server.public_url
-    return (
-        Mounted(
-            "/compute",
-            compute_api.build_app(compute, public_url),
-            compute_api.render_error,
-        ),
-        Mounted(
-            "/network",
-            network_api.build_app(network, public_url),
-            network_api.render_error,
-        ),
-        Mounted(
-            "/volume",
-            volume_api.build_app(volume, public_url),
-            volume_api.render_error,
-        ),
-        Mounted(
-            "/billing",
-            billing_api.build_app(billing, identity, public_url),
-            render_error,
-        ),
-        # the host agents' internal API: a host's own token, never a Keystone one
-        Mounted(
-            "/internal",
-            compute_internal_api.build_app(compute.agents, compute.migrations),
-            render_error,
-        ),
-        Mounted(
-            "/image",
-            image_api.build_app(image, public_url),
-            image_api.render_error,
-            image_api.body_limit_for(settings.image),
-        ),
-    )
-
-
-def _swift_mount(
-    settings: Settings, objectstore: ObjectStoreService, identity: IdentityService, clock: Clock
-) -> Mounted:
-    """Swift on the OpenStack listener, over the same buckets and bytes as S3."""
-    return Mounted(
-        "/object-storage",
-        swift_api.build_app(objectstore, identity, settings.objectstore, clock),
-        swift_api.render_error,
-        swift_api.body_limit_for(settings.objectstore),
-    )
-
-
-def _keymanager_mount(
-    settings: Settings, keymanager: KeyManagerService, identity: IdentityService
-) -> Mounted:
-    """Barbican v1 on the OpenStack listener."""
-    return Mounted(
-        keymanager_api.PREFIX,
-        keymanager_api.build_app(keymanager, identity, settings.server.public_url),
-        keymanager_api.render_error,
     )
 
 

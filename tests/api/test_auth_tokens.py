@@ -35,6 +35,7 @@ def test_password_project_scoped_token_has_every_keystone_field(cloud: Cloud) ->
         "block-storage",
         "network",
         "object-store",
+        "key-manager",
         "s3",
     ]
     swift = token["catalog"][5]["endpoints"][0]["url"]

@@ -540,5 +540,7 @@ def rados_cloud(start_cloud: CloudFactory, ceph_session: None) -> Iterator[Cloud
         yield cloud
         cloud.stop_and_check()
     finally:
-        if pool in cluster.pools():
+        # at the end of a worker's session the cluster may already be stopped (its session
+        # fixture finalized first): its pools went with it
+        if cluster.conf.exists() and pool in cluster.pools():
             cluster.command("osd", "pool", "delete", pool, pool, "--yes-i-really-really-mean-it")

@@ -434,6 +434,7 @@ BY_PLACE: dict[tuple[str, str], str] = {
     ("projects", "project_id"): "project",
     ("endpoints", "endpoint_id"): "endpoint",
     ("implies", "implied_role_id"): "role",
+    ("project-quotas", "id"): "project",
 }
 BY_NAME: dict[str, str] = {
     "user_id": "user",
@@ -480,6 +481,11 @@ LITERALS: dict[tuple[str, str], str] = {
     ("access_rules", "rule_id"): "no-such-rule",
     ("os-console-auth-tokens", "token"): "no-such-token",
     ("migrations", "migration_id"): "1",  # no such migration: an admin's DELETE is a 404
+    ("encryption", "encryption_id"): "00000000-0000-0000-0000-000000000000",
+    # the key manager's own tests hold its secrets, containers and orders to their owners
+    ("secrets", "id"): "00000000-0000-0000-0000-000000000000",
+    ("containers", "id"): "00000000-0000-0000-0000-000000000000",
+    ("orders", "id"): "00000000-0000-0000-0000-000000000000",
 }
 PARAM = re.compile(r"\{(\w+)\}")
 
