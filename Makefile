@@ -18,10 +18,12 @@ run: install tiny-image
 
 # Test modules run in parallel, each whole on one worker (module fixtures start once); most
 # of the wait is on guests, servers and clients in subprocesses, so workers outnumber cores.
+# Workers take modules in the order tests/conftest.py sorts them (the long ones first), not
+# xdist's default (the modules with most tests first, which left single long tests to the end).
 PYTEST_WORKERS ?= 4
 
 test: install lint typecheck tiny-image
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=30 $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30 $(PYTEST_ARGS)
 
 install: $(STAMP)
 
