@@ -22,8 +22,8 @@ from souverain.keymanager.core import (
     drop_acl,
     may_read,
     owner_of,
-    owners_of,
     project_of,
+    readable_page,
 )
 from souverain.keymanager.models import Container, ContainerSecret, Secret
 from souverain.keymanager.quotas import Quotas
@@ -200,7 +200,5 @@ class Containers:
             query = query.where(Container.type == kind)
         with self.core.db.session() as s:
             rows = s.scalars(query.order_by(Container.created_at, Container.id)).all()
-            owners = owners_of(s, [(r.id, r.project_id, r.creator_id) for r in rows])
-            visible = [r for r, o in zip(rows, owners, strict=True) if may_read(ctx, o)]
-            page = [self._record(s, r) for r in visible[offset : offset + limit]]
-        return page, len(visible)
+            page, total = readable_page(s, ctx, rows, offset, limit)
+            return [self._record(s, r) for r in page], total

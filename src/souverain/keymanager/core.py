@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -71,6 +72,25 @@ def owners_of(s: Session, rows: Sequence[tuple[str, str, str]]) -> list[Owner]:
         for entity_id, user_id in s.execute(named).all():
             users.setdefault(entity_id, set()).add(user_id)
     return [Owner(i, p, c, i not in private, frozenset(users.get(i, ()))) for i, p, c in rows]
+
+
+class OwnedRow(Protocol):
+    id: str
+    project_id: str
+    creator_id: str
+
+
+R = TypeVar("R", bound=OwnedRow)
+
+
+def readable_page(
+    s: Session, ctx: RequestContext, rows: Sequence[R], offset: int, limit: int
+) -> tuple[list[R], int]:
+    """The rows (of a project's list) the caller may read, paged, and how many it may read:
+    ACLs decide, so the count is known only after reading them."""
+    owners = owners_of(s, [(r.id, r.project_id, r.creator_id) for r in rows])
+    visible = [r for r, o in zip(rows, owners, strict=True) if may_read(ctx, o)]
+    return visible[offset : offset + limit], len(visible)
 
 
 def may_read(ctx: RequestContext, owner: Owner) -> bool:

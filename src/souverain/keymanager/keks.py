@@ -45,11 +45,9 @@ class ProjectKeks:
                 return row.id, self._open(row)
         return self._create(project_id)
 
-    def _create(self, project_id: str) -> tuple[str, bytes]:
-        key = sealing.new_key()
-        kek_id = new_id()
-        version, wrapped = self.root.wrap(key)
-        row = ProjectKek(
+    def _active_row(self, project_id: str, kek_id: str, version: str, wrapped: bytes) -> ProjectKek:
+        """The row of a project's new active KEK (`active_for` keeps it the only one)."""
+        return ProjectKek(
             id=kek_id,
             project_id=project_id,
             state=ACTIVE,
@@ -58,6 +56,12 @@ class ProjectKeks:
             wrapped=wrapped,
             created_at=self.clock.now(),
         )
+
+    def _create(self, project_id: str) -> tuple[str, bytes]:
+        key = sealing.new_key()
+        kek_id = new_id()
+        version, wrapped = self.root.wrap(key)
+        row = self._active_row(project_id, kek_id, version, wrapped)
         try:
             with self.db.session() as s:
                 s.add(row)
@@ -149,17 +153,7 @@ class ProjectKeks:
                 .where(ProjectKek.active_for == project_id)
                 .values(state=PREVIOUS, active_for=None)
             )
-            s.add(
-                ProjectKek(
-                    id=kek_id,
-                    project_id=project_id,
-                    state=ACTIVE,
-                    active_for=project_id,
-                    root_version=version,
-                    wrapped=wrapped,
-                    created_at=self.clock.now(),
-                )
-            )
+            s.add(self._active_row(project_id, kek_id, version, wrapped))
         with self._lock:
             self._cache[kek_id] = key
         return kek_id

@@ -23,11 +23,10 @@ from souverain.keymanager.core import (
     check_read,
     check_write,
     drop_acl,
-    may_read,
     naive_utc,
     owner_of,
-    owners_of,
     project_of,
+    readable_page,
 )
 from souverain.keymanager.keks import ACTIVE
 from souverain.keymanager.models import ContainerSecret, ProjectKek, Secret, SecretMetadatum
@@ -247,9 +246,8 @@ class Secrets:
             query = query.where(Secret.secret_type == secret_type)
         with self.core.db.session() as s:
             rows = s.scalars(query.order_by(Secret.created_at, Secret.id)).all()
-            owners = owners_of(s, [(r.id, r.project_id, r.creator_id) for r in rows])
-            visible = [r for r, o in zip(rows, owners, strict=True) if may_read(ctx, o)]
-        return [record_of(r) for r in visible[offset : offset + limit]], len(visible)
+            page, total = readable_page(s, ctx, rows, offset, limit)
+        return [record_of(r) for r in page], total
 
     # -- metadata (Barbican's user metadata: lower-case keys)
 
