@@ -142,7 +142,9 @@ def test_stop_leaves_no_haproxy_process(backends: list[Backend]) -> None:
     config = proxy.config
     try:
         proxy.start()
-        assert len(processes_naming(config)) >= 2  # the master and a worker
+        # the master and a worker; the master re-execs itself in wait mode after forking, and
+        # while it does so its /proc cmdline reads empty, so look again until both show
+        proxy._wait(lambda: len(processes_naming(config)) >= 2, "the master and a worker")
     finally:
         proxy.stop()
     assert processes_naming(config) == []
