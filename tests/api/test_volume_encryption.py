@@ -232,6 +232,15 @@ def test_encrypted_volume_snapshot_copy_image_and_delete(cloud: Cloud) -> None:
     assert not path.exists() and not snap_path.exists() and not copy_path.exists()
     assert not key_gone(cloud, alice.project_id, image_key_id)  # the image's, kept
 
+    # Glance deletes the image's key with the image, as Cinder's property asks; another
+    # project's attempt deletes neither
+    assert image["cinder_encryption_key_deletion_policy"] == "on_image_deletion"
+    url = f"/image/v2/images/{image_id}"
+    assert cloud.client.delete(url, headers={"X-Auth-Token": bob.token}).status_code == 404
+    assert not key_gone(cloud, alice.project_id, image_key_id)
+    assert cloud.client.delete(url, headers={"X-Auth-Token": alice.token}).status_code == 204
+    assert key_gone(cloud, alice.project_id, image_key_id)
+
 
 @pytest.mark.one_backend("sqlite")  # the bytes and the keys are its subject, not the database
 def test_encrypted_volume_backups_hold_ciphertext_and_own_their_keys(cloud: Cloud) -> None:
