@@ -26,8 +26,6 @@ from souverain.volume.luks import LuksFiles, LuksSpec, Passphrase
 from souverain.volume.rules import Shared, require_admin
 from souverain.volume.schemas import EncryptionSpec
 
-# the image property naming the key of an image uploaded from an encrypted volume (Cinder's)
-IMAGE_KEY_PROPERTY = "cinder_encryption_key_id"
 # what a new volume gets when encryption is mandatory and its type says nothing
 MANDATORY_SPEC = LuksSpec(key_size=256)
 
@@ -166,6 +164,21 @@ class VolumeKeys:
         """A new key owned by the project, for the volume; its id."""
         return self._manager().create_secret_key(project_id, user_id, f"volume-{volume_id}")
 
+    def clone_key(
+        self, project_id: str, key_id: str, to_project_id: str, user_id: str | None, name: str
+    ) -> str:
+        """A new secret of `to_project_id` with the bytes of the project's key `key_id` (a
+        backup's key, a restored volume's: the same LUKS header opens with either)."""
+        try:
+            return self._manager().clone_secret_key(
+                project_id, key_id, to_project_id, user_id, name
+            )
+        except KeyNotFound:
+            raise BadRequest(
+                f"The encryption key {key_id} is gone from the key manager: the data it "
+                "encrypts cannot be read."
+            ) from None
+
     def passphrase(self, project_id: str, key_id: str) -> Passphrase:
         try:
             return Passphrase.of_key(self._manager().secret_key(project_id, key_id))
@@ -174,6 +187,11 @@ class VolumeKeys:
                 f"The encryption key {key_id} of this volume is gone from the key manager: "
                 "its data cannot be read."
             ) from None
+
+    def drop(self, project_id: str, key_id: str | None) -> None:
+        """Delete a key only its one owner named (a backup's)."""
+        if key_id is not None and self.keys is not None:
+            self.keys.delete_secret_key(project_id, key_id)
 
     def forget(self, project_id: str, key_id: str | None) -> None:
         """Delete a key no volume or snapshot names any more."""
