@@ -90,6 +90,19 @@ class AuditIndex:
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
+        try:
+            db = self._open()
+        except sqlite3.DatabaseError:  # not an index any more (damaged): made again
+            log.warning("audit index %s is damaged: made again from the log", self.path)
+            for name in (self.path.name, self.path.name + "-wal", self.path.name + "-shm"):
+                self.path.with_name(name).unlink(missing_ok=True)
+            db = self._open()
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def _open(self) -> sqlite3.Connection:
         if not self.path.exists():  # private like the log: created before SQLite opens it
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -98,9 +111,10 @@ class AuditIndex:
             db.execute("PRAGMA synchronous=NORMAL")  # lost on power loss: re-read from the log
             for statement in SCHEMA:
                 db.execute(statement)
-            yield db
-        finally:
+        except BaseException:
             db.close()
+            raise
+        return db
 
     def catch_up(self, rebuild: bool = False) -> None:
         """Index the complete lines the log gained since the last call (all of them when

@@ -191,6 +191,7 @@ class ImageService:
         )
         for key, value in req.attributes:
             self._set(ctx, image, key, value)
+        note_target_project(image.owner)  # an admin may make it a customer's
         try:
             with self.db.session() as s:
                 s.add(image)

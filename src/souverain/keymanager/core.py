@@ -133,6 +133,7 @@ def check_write(ctx: RequestContext, owner: Owner, kind: str) -> None:
 def project_of(ctx: RequestContext) -> str:
     if not ctx.project_id:
         raise Forbidden("The key manager needs a project-scoped token.")
+    note_target_project(ctx.project_id)  # what it makes is its project's
     return ctx.project_id
 
 
