@@ -206,3 +206,49 @@ def test_mandatory_encryption_makes_every_bucket_sse_s3(shared_cloud: Cloud) -> 
     assert ok(s3.send("GET", f"/{bucket}/k")).content == PLAIN
     (stored,) = [r for (r,) in rows(cloud, bucket)]
     assert stored.sse_mode == "AES256" and PLAIN not in (stored.data or b"")
+
+
+def headers_of(response: Any) -> dict[str, str]:
+    return {k: v for k, v in response.headers.items() if k.startswith(SSE)}
+
+
+def test_kms_keys_from_the_bucket_default_are_named_on_every_response(shared_cloud: Cloud) -> None:
+    cloud = shared_cloud
+    owner = cloud.member()
+    s3 = S3(cloud, owner)
+    keys = cloud.platform.project_keys
+    assert keys is not None
+    own_key = keys.create_secret_key(owner.project_id, owner.id, "default key")
+    region = cloud.platform.settings.server.region
+    # AWS names its aws/s3 key by ARN: ours names the project's key so, and takes it back
+    project_arn = f"arn:aws:kms:{region}:{owner.project_id}:alias/aws/s3"
+    for key_id, named in (("", project_arn), (own_key, own_key)):
+        bucket = cloud.unique("sse-dflt")
+        ok(s3.send("PUT", f"/{bucket}"))
+        doc = encryption_document("aws:kms", key_id)
+        ok(s3.send("PUT", f"/{bucket}?encryption", doc, **md5_header(doc)))
+        expected = {SSE: "aws:kms", KMS_KEY: named}
+        replies = [ok(s3.send("PUT", f"/{bucket}/k", PLAIN))]
+        replies += [ok(s3.send(method, f"/{bucket}/k")) for method in ("HEAD", "GET")]
+        replies.append(ok(s3.send("PUT", f"/{bucket}/c", **{"x-amz-copy-source": f"/{bucket}/k"})))
+        made = ok(s3.send("POST", f"/{bucket}/m?uploads"))
+        upload = made.text.split("<UploadId>")[1].split("<")[0]
+        part = ok(s3.send("PUT", f"/{bucket}/m?partNumber=1&uploadId={upload}", PLAIN))
+        done = (
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>"
+            f"<ETag>{part.headers['etag']}</ETag></Part></CompleteMultipartUpload>"
+        ).encode()
+        replies += [made, part, ok(s3.send("POST", f"/{bucket}/m?uploadId={upload}", done))]
+        for reply in replies:
+            assert headers_of(reply) == expected, (reply.request.method, reply.request.url)
+        assert ok(s3.send("GET", f"/{bucket}/m")).content == PLAIN
+        # the name a response gave, sent back as the key id, is the same key
+        again = ok(s3.send("PUT", f"/{bucket}/again", PLAIN, **{SSE: "aws:kms", KMS_KEY: named}))
+        assert headers_of(again) == expected
+    # an SSE-S3 or plain object names no KMS key
+    plain = cloud.unique("sse-none")
+    ok(s3.send("PUT", f"/{plain}"))
+    assert headers_of(ok(s3.send("PUT", f"/{plain}/p", PLAIN))) == {}
+    assert headers_of(ok(s3.send("PUT", f"/{plain}/s", PLAIN, **{SSE: "AES256"}))) == {
+        SSE: "AES256"
+    }
