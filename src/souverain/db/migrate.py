@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -39,15 +40,28 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def _scripts() -> ScriptDirectory:
+    """The migration scripts, read once per process (a process may open many databases)."""
+    global _SCRIPTS
+    if _SCRIPTS is None:
+        from alembic.script import ScriptDirectory
+
+        _SCRIPTS = ScriptDirectory.from_config(_config())
+    return _SCRIPTS
+
+
+_SCRIPTS: ScriptDirectory | None = None
+
+
 def upgrade(engine: Engine) -> str:
     """Bring the schema to head; return the revision now in place."""
     from alembic import command
-    from alembic.script import ScriptDirectory
 
-    config = _config()
-    script = ScriptDirectory.from_config(config)
+    script = _scripts()
     head = script.get_current_head()
     current = current_revision(engine)
+    if current is not None and current == head:
+        return str(head)  # nothing to run: a restart, or a copy of a migrated database
     known = {rev.revision for rev in script.walk_revisions()}
     if current is not None and current not in known:
         raise SchemaTooNew(
@@ -55,6 +69,7 @@ def upgrade(engine: Engine) -> str:
             f"(newest known: {head}); it was upgraded by a newer version. Run that version, "
             "or restore a backup taken before the upgrade."
         )
+    config = _config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
