@@ -57,3 +57,13 @@ class ProjectKeys(Protocol):
     def delete_secret_key(self, project_id: str, key_id: str) -> None:
         """Forget the project's secret `key_id`; already gone is not an error."""
         ...
+
+
+class DataKeyHolder(Protocol):
+    """A service that keeps data keys `ProjectKeys.new_data_key` wrapped beside its
+    ciphertext (object storage). Before a project key-encryption key is destroyed, the key
+    manager asks which wrapped keys are still kept; their heads name what wrapped them."""
+
+    def wrapped_key_heads(self, size: int) -> set[bytes]:
+        """The distinct first `size` bytes of every wrapped data key it keeps."""
+        ...

@@ -10,6 +10,8 @@ leave only as return values; nothing here logs one."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from souverain.common.keys import DataKey, KeyNotFound
 from souverain.keymanager import sealing
 from souverain.keymanager.keks import ProjectKeks
@@ -19,6 +21,21 @@ MAGIC = b"SVK1"
 KEK = b"P"
 SECRET = b"S"
 PURPOSE = "data-key"
+# what names the KEK of a wrapped data key: magic, kind, id length and the id (32 hex digits)
+KEK_HEAD_BYTES = len(MAGIC) + 2 + 32
+
+
+def named_keks(heads: Iterable[bytes]) -> set[str]:
+    """The project KEKs that the heads (`KEK_HEAD_BYTES` long) of wrapped data keys name."""
+    named: set[str] = set()
+    for head in heads:
+        try:
+            kind, key_id, _ = _unpack(head)
+        except KeyNotFound:
+            continue
+        if kind == KEK:
+            named.add(key_id)
+    return named
 
 
 def _pack(kind: bytes, key_id: str, sealed: bytes) -> bytes:
