@@ -31,6 +31,16 @@ class DataKey:
     wrapped: bytes
 
 
+@dataclass(frozen=True)
+class KeyConsumer:
+    """A resource that uses a key-manager secret (Barbican's secret consumer): shown with
+    the secret, and a reason its owner's plain delete is refused."""
+
+    service: str  # the service type, e.g. "volume"
+    resource_type: str
+    resource_id: str
+
+
 class ProjectKeys(Protocol):
     """What the key manager offers the services that encrypt."""
 
@@ -56,6 +66,14 @@ class ProjectKeys(Protocol):
 
     def delete_secret_key(self, project_id: str, key_id: str) -> None:
         """Forget the project's secret `key_id`; already gone is not an error."""
+        ...
+
+    def add_consumer(self, project_id: str, key_id: str, consumer: KeyConsumer) -> None:
+        """Register `consumer` as using the project's secret `key_id` (once)."""
+        ...
+
+    def remove_consumer(self, project_id: str, key_id: str, consumer: KeyConsumer) -> None:
+        """Unregister it; not registered, or the secret gone, is not an error."""
         ...
 
 

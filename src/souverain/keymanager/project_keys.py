@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from souverain.common.keys import DataKey, KeyNotFound
+from souverain.common.keys import DataKey, KeyConsumer, KeyNotFound
 from souverain.keymanager import sealing
+from souverain.keymanager.consumers import Consumers
 from souverain.keymanager.keks import ProjectKeks
 from souverain.keymanager.secrets import SYMMETRIC, Secrets, SecretSpec
 
@@ -63,9 +64,10 @@ def _secret_associated(project_id: str, secret_id: str) -> bytes:
 class KeyManagerKeys:
     """The key manager's `ProjectKeys`."""
 
-    def __init__(self, keks: ProjectKeks, secrets: Secrets) -> None:
+    def __init__(self, keks: ProjectKeks, secrets: Secrets, consumers: Consumers) -> None:
         self.keks = keks
         self.secrets = secrets
+        self.consumers = consumers
 
     def new_data_key(self, project_id: str, key_id: str | None = None) -> DataKey:
         plaintext = sealing.new_key()
@@ -102,3 +104,17 @@ class KeyManagerKeys:
 
     def delete_secret_key(self, project_id: str, key_id: str) -> None:
         self.secrets.forget(project_id, key_id)
+
+    def add_consumer(self, project_id: str, key_id: str, consumer: KeyConsumer) -> None:
+        self.consumers.register(project_id, key_id, _fields(consumer))
+
+    def remove_consumer(self, project_id: str, key_id: str, consumer: KeyConsumer) -> None:
+        self.consumers.unregister(project_id, key_id, _fields(consumer))
+
+
+def _fields(consumer: KeyConsumer) -> dict[str, str]:
+    return {
+        "service": consumer.service,
+        "resource_type": consumer.resource_type,
+        "resource_id": consumer.resource_id,
+    }

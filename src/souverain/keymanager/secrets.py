@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -25,6 +25,8 @@ from souverain.common.errors import (
 )
 from souverain.common.keys import KeyNotFound
 from souverain.keymanager import sealing
+from souverain.keymanager.consumers import SECRET as SECRET_KIND
+from souverain.keymanager.consumers import ConsumerRecord, Consumers
 from souverain.keymanager.core import (
     MAX_PAYLOAD_BYTES,
     Core,
@@ -75,9 +77,10 @@ class SecretRecord:
     content_type: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    consumers: tuple[dict[str, str], ...] = ()
 
 
-def record_of(row: Secret) -> SecretRecord:
+def record_of(row: Secret, consumers: Sequence[ConsumerRecord] = ()) -> SecretRecord:
     return SecretRecord(
         row.id,
         row.project_id,
@@ -91,6 +94,7 @@ def record_of(row: Secret) -> SecretRecord:
         row.content_type,
         row.created_at,
         row.updated_at,
+        tuple(c.fields for c in consumers),
     )
 
 
@@ -142,9 +146,10 @@ def _sealing_retried(attempt: Callable[[], T]) -> T:
 
 
 class Secrets:
-    def __init__(self, core: Core, quotas: Quotas) -> None:
+    def __init__(self, core: Core, quotas: Quotas, consumers: Consumers) -> None:
         self.core = core
         self.quotas = quotas
+        self.consumers = consumers
 
     # -- the envelope
 
@@ -239,7 +244,7 @@ class Secrets:
         with self.core.db.session() as s:
             row = self._live(s, secret_id)
             check_read(ctx, self._owner(s, row), "secret")
-            return record_of(row)
+            return record_of(row, self.consumers.of(s, SECRET_KIND, row.id))
 
     def payload(self, ctx: RequestContext, secret_id: str) -> tuple[SecretRecord, bytes]:
         with self.core.db.session() as s:
@@ -265,15 +270,22 @@ class Secrets:
 
         _sealing_retried(seal_once)
 
-    def delete(self, ctx: RequestContext, secret_id: str) -> None:
+    def delete(self, ctx: RequestContext, secret_id: str, force: bool = True) -> None:
+        """Delete the secret; unless `force`, not while it has consumers (Barbican 1.2)."""
         with self.core.db.session() as s:
             row = s.get(Secret, secret_id)
             if row is None:
                 raise NotFound("No such secret.")
             check_write(ctx, self._owner(s, row), "secret")
+            if not force and self.consumers.count(s, SECRET_KIND, row.id):
+                raise BadRequest(
+                    "Secret cannot be deleted as it has consumers. Remove them first, or "
+                    "delete with force=true."
+                )
             self.remove(s, row)
 
     def remove(self, s: Session, row: Secret) -> None:
+        self.consumers.drop_all(s, SECRET_KIND, row.id)
         s.query(SecretMetadatum).filter(SecretMetadatum.secret_id == row.id).delete()
         s.query(ContainerSecret).filter(ContainerSecret.secret_id == row.id).delete()
         drop_acl(s, row.id)
@@ -301,7 +313,7 @@ class Secrets:
         with self.core.db.session() as s:
             rows = s.scalars(query.order_by(Secret.created_at, Secret.id)).all()
             page, total = readable_page(s, ctx, rows, offset, limit)
-        return [record_of(r) for r in page], total
+            return [record_of(r, self.consumers.of(s, SECRET_KIND, r.id)) for r in page], total
 
     # -- metadata (Barbican's user metadata: lower-case keys)
 
