@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,10 @@ from souverain.keymanager.pkcs11_root import open_pkcs11_root
 from souverain.keymanager.root import RootOfTrust
 from souverain.keymanager.secrets import SecretSpec
 from souverain.keymanager.service import KeyManagerService
+from tests.postgres import postgres_session, shared_server
 from tests.softhsm import SoftHsmToken
+
+__all__ = ["postgres_session"]
 
 NO_GRACE = dt.timedelta(0)
 CREATES = 8  # secrets each of three threads creates while rotations run
@@ -46,8 +49,8 @@ class HeldKeys:
 
 
 @contextmanager
-def migrated(path: Path) -> Iterator[Database]:
-    engine = make_engine(f"sqlite:///{path}")
+def migrated(url: str) -> Iterator[Database]:
+    engine = make_engine(url)
     migrate.upgrade(engine)
     yield Database(engine)
     engine.dispose()
@@ -56,15 +59,25 @@ def migrated(path: Path) -> Iterator[Database]:
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
     """A database of the test's own: a rotation takes every project's keys in it."""
-    with migrated(tmp_path / "kms.db") as database:
+    with migrated(f"sqlite:///{tmp_path / 'kms.db'}") as database:
         yield database
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Database, Path]]:
-    """A database and master key file the file-root tests share (projects of their own)."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_session: None,
+) -> Iterator[tuple[Database, Path]]:
+    """A database and master key file the race tests share (projects of their own), on
+    SQLite and on PostgreSQL, where the row locks are what orders a create and a purge."""
     where = tmp_path_factory.mktemp("kms")
-    with migrated(where / "kms.db") as database:
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{where / 'kms.db'}"
+        else:
+            url = stack.enter_context(shared_server().database())
+        database = stack.enter_context(migrated(url))
         yield database, where / "master.key"
 
 
