@@ -71,6 +71,8 @@ def test_secret_consumers_and_the_refused_delete(shared_cloud: Cloud) -> None:
     assert "consumers" not in km(cloud, "GET", f"/v1/secrets/{sid}", alice).json()  # 1.0
     shown = km(cloud, "GET", f"/v1/secrets/{sid}", alice, headers=V11).json()
     assert shown["consumers"] == [GLANCE, CINDER]
+    page = km(cloud, "GET", "/v1/secrets?limit=100", alice, headers=V11).json()["secrets"]
+    assert [s["consumers"] for s in page if s["secret_ref"].endswith(sid)] == [[GLANCE, CINDER]]
     listed = consumers(cloud, sid, alice, "?limit=1")
     assert listed["total"] == 2 and "offset=1" in listed["next"]
     [first] = listed["consumers"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,18 +69,21 @@ class Consumers:
             raise NotFound(f"No such {kind}.")
         return owner_of(s, row.id, row.project_id, row.creator_id)
 
-    def _rows(self, s: Session, kind: str, entity_id: str) -> list[Any]:
-        _, table, column, _ = _KINDS[kind]
-        return list(
-            s.scalars(
-                select(table).where(column == entity_id).order_by(table.created_at, table.id)
-            ).all()
-        )
-
     def of(self, s: Session, kind: str, entity_id: str) -> list[ConsumerRecord]:
         """The entity's consumers, oldest first (what its view shows)."""
-        record = _KINDS[kind][3]
-        return [record(r) for r in self._rows(s, kind, entity_id)]
+        return self.of_many(s, kind, [entity_id]).get(entity_id, [])
+
+    def of_many(
+        self, s: Session, kind: str, entity_ids: Sequence[str]
+    ) -> dict[str, list[ConsumerRecord]]:
+        """`of` for a page of entities: one query a chunk, not one an entity."""
+        _, table, column, record = _KINDS[kind]
+        found: dict[str, list[ConsumerRecord]] = {}
+        for chunk in (entity_ids[i : i + 500] for i in range(0, len(entity_ids), 500)):
+            query = select(table).where(column.in_(chunk)).order_by(table.created_at, table.id)
+            for row in s.scalars(query).all():
+                found.setdefault(getattr(row, column.key), []).append(record(row))
+        return found
 
     def count(self, s: Session, kind: str, entity_id: str) -> int:
         _, table, column, _ = _KINDS[kind]

@@ -313,7 +313,8 @@ class Secrets:
         with self.core.db.session() as s:
             rows = s.scalars(query.order_by(Secret.created_at, Secret.id)).all()
             page, total = readable_page(s, ctx, rows, offset, limit)
-            return [record_of(r, self.consumers.of(s, SECRET_KIND, r.id)) for r in page], total
+            used = self.consumers.of_many(s, SECRET_KIND, [r.id for r in page])
+            return [record_of(r, used.get(r.id, ())) for r in page], total
 
     # -- metadata (Barbican's user metadata: lower-case keys)
 
