@@ -408,6 +408,7 @@ def _image(
     identity: IdentityService,
     clock: Clock,
     objectstore: ObjectStoreService | None = None,
+    project_keys: ProjectKeys | None = None,
 ) -> ImageService:
     """The image service; given the object store, web-download imports this cloud's objects,
     read with the caller's own Swift rights."""
@@ -417,7 +418,7 @@ def _image(
         else None
     )
     store = _image_store(settings)
-    return ImageService(db, store, identity, clock, settings.image, objects)
+    return ImageService(db, store, identity, clock, settings.image, objects, project_keys)
 
 
 def _image_store(settings: Settings) -> ImageStore:
@@ -630,7 +631,7 @@ def open_platform(
     keymanager = _keymanager(settings, db, clock)
     project_keys: ProjectKeys = keymanager.project_keys  # for objectstore and volume
     objectstore = _objectstore(settings, db, identity, clock, project_keys)
-    image = _image(settings, db, identity, clock, objectstore)
+    image = _image(settings, db, identity, clock, objectstore, project_keys)
     volume = _volume(settings, db, identity, image, clock, objectstore, project_keys)
     network = _network(settings, db, identity, clock)
     compute = _compute(settings, db, identity, image, volume, network, clock)

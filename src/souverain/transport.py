@@ -15,6 +15,7 @@ key id only, and nothing here logs.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -239,23 +240,28 @@ class TransportGuard:
 
     def _with_headers(self, scope: Scope, send: Send, s3: bool) -> Send:
         path = scope["path"]
-        extra = list(ALWAYS)
-        if scope.get("scheme") == "https":
-            extra.append(HSTS)
-        if not s3 and not path.startswith(CUSTOMER_CONTENT):
-            extra += API_HEADERS
-        if not s3 and path.startswith(NO_STORE_PREFIXES):
-            extra.append(NO_STORE)
+        extra = _extra_headers(
+            scope.get("scheme") == "https",
+            not s3 and not path.startswith(CUSTOMER_CONTENT),
+            not s3 and path.startswith(NO_STORE_PREFIXES),
+        )
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
                 headers += [(n, v) for n, v in extra if n not in present]
-                message = {**message, "headers": headers}
+                message["headers"] = headers
             await send(message)
 
         return send_with_headers
+
+
+@functools.cache
+def _extra_headers(https: bool, api: bool, no_store: bool) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers a response gets: over TLS, from an API (not a customer's bytes), and
+    from identity or the key manager (never cached)."""
+    return ALWAYS + (HSTS,) * https + API_HEADERS * api + (NO_STORE,) * no_store
 
 
 async def _peek(receive: Receive) -> tuple[Receive, bytes | None]:

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,10 @@ import pytest
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.keys import KeyNotFound
+from souverain.volume import models as m
 
 from .support import Cloud
+from .test_volume_backups import backup, settle, show
 from .test_volumes import Cinder, admin, cinder_error, cloud, tenant
 
 __all__ = ["cloud"]
@@ -179,7 +182,6 @@ def test_encrypted_volume_snapshot_copy_image_and_delete(cloud: Cloud) -> None:
     # what cannot stay encrypted is refused, nothing changed
     plain = a.post("/types", {"volume_type": {"name": "plain-x"}}).json()["volume_type"]
     cinder_error(alice.action(vol["id"], "os-retype", {"new_type": plain["id"]}), 400)
-    cinder_error(alice.post("/backups", {"backup": {"volume_id": vol["id"]}}), 400)
     cinder_error(alice.post("/os-volume-transfer", {"transfer": {"volume_id": vol["id"]}}), 400)
     raw_image = {"image_name": "x", "disk_format": "raw"}
     cinder_error(alice.action(vol["id"], "os-volume_upload_image", raw_image), 400)
@@ -242,3 +244,108 @@ def test_encrypted_volume_snapshot_copy_image_and_delete(cloud: Cloud) -> None:
     assert key_gone(cloud, alice.project_id, key_id)
     assert not path.exists() and not snap_path.exists() and not copy_path.exists()
     assert not key_gone(cloud, alice.project_id, image_key_id)  # the image's, kept
+
+    # Glance deletes the image's key with the image, as Cinder's property asks; another
+    # project's attempt deletes neither
+    assert image["cinder_encryption_key_deletion_policy"] == "on_image_deletion"
+    url = f"/image/v2/images/{image_id}"
+    assert cloud.client.delete(url, headers={"X-Auth-Token": bob.token}).status_code == 404
+    assert not key_gone(cloud, alice.project_id, image_key_id)
+    assert cloud.client.delete(url, headers={"X-Auth-Token": alice.token}).status_code == 204
+    assert key_gone(cloud, alice.project_id, image_key_id)
+
+
+@pytest.mark.one_backend("sqlite")  # the bytes and the keys are its subject, not the database
+def test_encrypted_volume_backups_hold_ciphertext_and_own_their_keys(cloud: Cloud) -> None:
+    """Cinder's way: the backup is the volume's ciphertext, under a clone of its key that the
+    backup owns; restores get clones of their own; the objects hold no plaintext (three
+    LUKS headers made in all: the volume, the restore's new volume, the existing target)."""
+    a, alice, bob = admin(cloud), tenant(cloud), tenant(cloud)
+    reader = cloud.member(role="reader", project_id=alice.project_id)
+    alice_reader = Cinder(cloud, reader.token, reader.project_id, reader.id)
+    type_id, _ = encrypted_type(a, "luks-backup")
+    backend = cloud.platform.volume.backend
+    vol = alice.create(volume_type="luks-backup", size=1)
+    key_id = alice.show(vol["id"])["encryption_key_id"]
+    key = secret_of(cloud, alice.project_id, key_id)
+    path = backend.volume_path(vol["id"])
+    qemu_io(path, key, "write -P 0x5a 0 1M")
+    qemu_io(path, key, "write -P 0x11 1M 1M")
+
+    full = backup(alice, vol["id"])
+    assert full["status"] == "available" and full["object_count"] == 1, full
+    full_key = full["encryption_key_id"]
+    assert full_key not in (None, key_id) and secret_of(cloud, alice.project_id, full_key) == key
+    with pytest.raises(KeyNotFound):  # the backup's key is its project's
+        secret_of(cloud, bob.project_id, full_key)
+    alice.version = "3.63"
+    assert "encryption_key_id" not in show(alice, full["id"])
+    alice.version = "3.70"
+
+    qemu_io(path, key, "write -P 0x6b 0 1M")
+    incr = backup(alice, vol["id"], incremental=True)
+    assert incr["status"] == "available" and incr["is_incremental"] is True
+    assert incr["encryption_key_id"] not in (full_key, key_id)
+
+    # what the object store holds is ciphertext: no run of any pattern the volume holds
+    objects = cloud.platform.volume.backups.objects
+    keys = {c for row_id in (full["id"], incr["id"]) for _, c in backup_row(cloud, row_id).chunks}
+    stored = [zlib.decompress(objects.get(full["container"], c)) for c in sorted(keys) if c]
+    assert len(stored) == 2 and stored[0].startswith(b"QFI\xfb")  # the LUKS qcow2 itself
+    for data in stored:
+        for pattern in (b"\x5a", b"\x11", b"\x6b"):
+            assert pattern * 4096 not in data
+
+    # another project cannot restore it, a reader may not; a plain volume cannot take it
+    cinder_error(bob.post(f"/backups/{full['id']}/restore", {"restore": {}}), 404)
+    cinder_error(alice_reader.post(f"/backups/{full['id']}/restore", {"restore": {}}), 403)
+    plain = alice.create(size=1)
+    onto_plain = {"restore": {"volume_id": plain["id"]}}
+    cinder_error(alice.post(f"/backups/{full['id']}/restore", onto_plain), 400)
+    assert alice.show(plain["id"])["status"] == "available"
+    assert show(alice, full["id"])["status"] == "available"
+
+    # to a new volume: the backup's type, a clone of the backup's key, the latest bytes
+    restored = alice.post(f"/backups/{incr['id']}/restore", {"restore": {}})
+    assert restored.status_code == 202, restored.text
+    settle(alice, incr["id"])
+    new = alice.show(restored.json()["restore"]["volume_id"])
+    assert new["status"] == "available" and new["volume_type"] == "luks-backup", new
+    new_key = secret_of(cloud, alice.project_id, new["encryption_key_id"])
+    assert new["encryption_key_id"] not in (key_id, incr["encryption_key_id"]) and new_key == key
+    new_path = backend.volume_path(new["id"])
+    assert "read 1048576/1048576" in qemu_io(new_path, new_key, "read -P 0x6b 0 1M")
+    assert "read 1048576/1048576" in qemu_io(new_path, new_key, "read -P 0x11 1M 1M")
+
+    # onto an existing volume of the type, bigger: its key replaced by a clone, the old gone
+    target = alice.create(volume_type="luks-backup", size=2)
+    old_key_id = alice.show(target["id"])["encryption_key_id"]
+    onto = alice.post(f"/backups/{full['id']}/restore", {"restore": {"volume_id": target["id"]}})
+    assert onto.status_code == 202, onto.text
+    settle(alice, full["id"])
+    shown = alice.show(target["id"])
+    assert shown["status"] == "available" and shown["size"] == 2, shown
+    assert shown["encryption_key_id"] not in (old_key_id, full_key)
+    assert key_gone(cloud, alice.project_id, old_key_id)
+    target_key = secret_of(cloud, alice.project_id, shown["encryption_key_id"])
+    target_path = backend.volume_path(target["id"])
+    assert "read 1048576/1048576" in qemu_io(target_path, target_key, "read -P 0x5a 0 1M")
+    assert luks_info(target_path)["format"] == "luks"
+
+    # deleting a backup deletes its key; the volumes' keys stay
+    assert alice.delete(f"/backups/{incr['id']}").status_code == 202
+    assert alice.delete(f"/backups/{full['id']}").status_code == 202
+    assert key_gone(cloud, alice.project_id, incr["encryption_key_id"])
+    assert key_gone(cloud, alice.project_id, full_key)
+    assert not key_gone(cloud, alice.project_id, key_id)
+    for volume in (vol, plain, new, target):
+        assert alice.delete(f"/volumes/{volume['id']}").status_code == 202
+    assert a.delete(f"/types/{type_id}").status_code == 202
+
+
+def backup_row(cloud: Cloud, backup_id: str) -> m.VolumeBackup:
+    with cloud.platform.db.session() as s:
+        row = s.get(m.VolumeBackup, backup_id)
+        assert row is not None
+        s.expunge(row)
+        return row

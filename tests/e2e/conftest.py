@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from tests.host_cleanup import kill_guests
+from tests.openstack_cli import run_openstack
 from tests.public_net import public_network_env
 
 BIN = Path(sys.executable).parent
@@ -256,16 +257,9 @@ class Cloud:
     def cli(self, *args: str, cloud: str | None = "admin") -> subprocess.CompletedProcess[str]:
         """Run `openstack`; with cloud=None only the given --os-* flags authenticate."""
         clouds_file = self.clouds_file if cloud else self.workdir / "no-clouds.yaml"
-        argv = [OPENSTACK, *(["--os-cloud", cloud] if cloud else []), *args]
-        return subprocess.run(
-            argv,
-            env=child_env(OS_CLIENT_CONFIG_FILE=str(clouds_file)),
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
+        argv = [*(["--os-cloud", cloud] if cloud else []), *args]
+        env = child_env(OS_CLIENT_CONFIG_FILE=str(clouds_file))
+        return run_openstack(argv, env, CLI_TIMEOUT)
 
     def cli_ok(self, *args: str, cloud: str | None = "admin") -> str:
         result = self.cli(*args, cloud=cloud)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ import openstack.connection
 import pytest
 
 from tests.e2e.conftest import Cloud, CloudFactory, Tenant, unique
-from tests.e2e.test_compute import create, wait_console, wait_status
+from tests.e2e.test_compute import create, tiny_id, wait_console, wait_status
 from tests.host_cleanup import kill_guests
 
 PATTERN = b"souverain-volume-pattern\n"
@@ -203,6 +204,73 @@ def test_boot_from_volume(
     while conn.block_storage.find_volume(root.id) is not None:
         assert time.monotonic() < deadline, "delete_on_termination left the volume"
         time.sleep(0.5)
+
+
+# text of the tiny image's kernel, plain in the image's bytes: none of it may reach a disk
+IMAGE_MARKER = b"This kernel requires the following features not present on the CPU"
+
+
+def test_boot_from_an_encrypted_volume(
+    compute_cloud: Cloud,
+    tenant: Tenant,
+    conn: openstack.connection.Connection,
+    tiny_image_file: Path,
+    tmp_path: Path,
+) -> None:
+    """Nova's 2.67 `volume_type` makes the root volume LUKS; QEMU opens it with the passphrase
+    over a pipe, the guest boots, and the file on disk holds none of the image's plaintext."""
+    admin = compute_cloud.admin_token()
+    luks = {"provider": "luks", "cipher": "aes-xts-plain64", "key_size": 256,
+            "control_location": "front-end"}  # fmt: skip
+    made = compute_cloud.api(
+        "POST", "/volume/v3/types", token=admin, json={"volume_type": {"name": unique("luks")}}
+    )
+    assert made.status_code == 200, made.text
+    vtype = made.json()["volume_type"]
+    added = compute_cloud.api(
+        "POST", f"/volume/v3/types/{vtype['id']}/encryption", token=admin,
+        json={"encryption": luks},
+    )  # fmt: skip
+    assert added.status_code == 200, added.text
+    token = compute_cloud.token_for(tenant)
+    bdm = {"boot_index": 0, "uuid": tiny_id(conn), "source_type": "image",
+           "destination_type": "volume", "volume_size": 1, "delete_on_termination": True,
+           "volume_type": vtype["name"]}  # fmt: skip
+    server = {"name": unique("luks-boot"), "flavorRef": conn.compute.find_flavor("t1.nano").id,
+              "networks": "none", "block_device_mapping_v2": [bdm]}  # fmt: skip
+    older = compute_cloud.api(
+        "POST", "/compute/v2.1/servers", token=token, json={"server": server},
+        headers={"OpenStack-API-Version": "compute 2.66"},
+    )  # fmt: skip
+    assert older.status_code == 400, older.text  # volume_type is unknown before 2.67
+    unknown = {**server, "block_device_mapping_v2": [{**bdm, "volume_type": "no-such-type"}]}
+    for body in (unknown, {**server, "block_device_mapping_v2": [{**bdm, "volume_type": 7}]}):
+        refused = compute_cloud.api(
+            "POST", "/compute/v2.1/servers", token=token, json={"server": body},
+            headers={"OpenStack-API-Version": "compute 2.67"},
+        )  # fmt: skip
+        assert refused.status_code == 400, refused.text
+    sent = compute_cloud.api(
+        "POST", "/compute/v2.1/servers", token=token, json={"server": server},
+        headers={"OpenStack-API-Version": "compute 2.67"},
+    )  # fmt: skip
+    assert sent.status_code == 202, sent.text
+    server_id = sent.json()["server"]["id"]
+    wait_status(conn, server_id, "ACTIVE")
+    wait_console(conn, server_id, "souverain-guest: ready")
+    (attached,) = conn.compute.get_server(server_id).attached_volumes
+    root = conn.block_storage.get_volume(attached["id"])
+    assert root.is_encrypted and root.volume_type == vtype["name"]
+
+    # the image's plaintext is there in its raw bytes, and nowhere in the volume's file
+    raw = tmp_path / "tiny.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(tiny_image_file), str(raw)], check=True)
+    assert IMAGE_MARKER in raw.read_bytes()
+    (volume_file,) = [p for p in compute_cloud.server.data_dir.rglob(f"*{root.id}*") if p.is_file()]
+    data = volume_file.read_bytes()
+    assert data.startswith(b"QFI\xfb") and IMAGE_MARKER not in data
+    conn.compute.delete_server(server_id)
+    conn.compute.wait_for_delete(conn.compute.get_server(server_id), wait=60)
 
 
 def test_restart_during_attach_ends_clean(start_cloud: CloudFactory, tiny_image_file: Path) -> None:

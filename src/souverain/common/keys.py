@@ -11,6 +11,12 @@ from typing import Protocol
 
 from souverain.common.errors import BadRequest, ServiceUnavailable
 
+# Cinder's image properties for an image uploaded from an encrypted volume: the key the
+# image's LUKS data opens with, and when that key goes (Glance deletes it with the image)
+IMAGE_KEY_PROPERTY = "cinder_encryption_key_id"
+IMAGE_KEY_DELETION_POLICY = "cinder_encryption_key_deletion_policy"
+DELETE_WITH_IMAGE = "on_image_deletion"
+
 
 class KeyNotFound(BadRequest):
     """The key named does not exist, is not the project's to use, is not a symmetric key
@@ -58,6 +64,14 @@ class ProjectKeys(Protocol):
     def create_secret_key(self, project_id: str, user_id: str | None, name: str) -> str:
         """A new 256-bit symmetric secret owned by the project (visible to it through the
         key-manager API, as Cinder's volume keys are in Barbican); its id."""
+        ...
+
+    def clone_secret_key(
+        self, project_id: str, key_id: str, to_project_id: str, user_id: str | None, name: str
+    ) -> str:
+        """A new secret of `to_project_id` holding the same bytes as the project's symmetric
+        secret `key_id` (Cinder's key clone: a backup's key, a restored volume's); its id.
+        KeyNotFound when `key_id` is not the project's usable key."""
         ...
 
     def secret_key(self, project_id: str, key_id: str) -> bytes:

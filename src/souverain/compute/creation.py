@@ -48,6 +48,7 @@ class BootVolume:
     uuid: str
     size_gib: int = 0
     delete_on_termination: bool = False
+    volume_type: str | None = None  # the new volume's type (from an image; Nova's 2.67)
 
 
 @dataclass(frozen=True)
@@ -228,12 +229,21 @@ class Creation:
                     f"Volume {boot.uuid} is {volume.get('status')}; it must be available."
                 )
         elif image is not None:
+            if boot.volume_type is not None:
+                self._check_volume_type(ctx, boot.volume_type)
             needed = max(_gib_of(image), image.min_disk, 1)
             if boot.size_gib < needed:
                 raise BadRequest(
                     f"Volume size {boot.size_gib} GiB is smaller than the image needs "
                     f"({needed} GiB)."
                 )
+
+    def _check_volume_type(self, ctx: RequestContext, type_ref: str) -> None:
+        """Nova asks Cinder for the type before anything is made: 400 when unknown."""
+        try:
+            self.volumes.check_volume_type(ctx, type_ref)
+        except NotFound:
+            raise BadRequest(f"Volume type {type_ref[:255]} could not be found.") from None
 
     def _key_data(self, ctx: RequestContext, key_name: str | None) -> str | None:
         if key_name is None:
@@ -558,16 +568,13 @@ class Creation:
     def _attach_root_volume(self, ctx: RequestContext, server_id: str, boot: BootVolume) -> None:
         """Boot from volume: make (or take) the volume and attach it as the root disk."""
         if boot.source == "image":
-            volume_id = self.volumes.create_for_boot(ctx, boot.uuid, boot.size_gib).id
+            volume_id = self.volumes.create_for_boot(
+                ctx, boot.uuid, boot.size_gib, boot.volume_type
+            ).id
         else:
             volume_id = boot.uuid
-        handle = self.volumes.reserve(ctx, volume_id, server_id)
-        if handle.passphrase is not None:  # the root disk is opened without QEMU's secrets
-            self.volumes.unreserve(volume_id)
-            raise DriverError(
-                f"volume {volume_id} is encrypted; booting from an encrypted volume is not "
-                "supported here: attach it to a server booted from an image"
-            )
+        # an encrypted volume boots too: the guest's spec carries its passphrase to QEMU
+        self.volumes.reserve(ctx, volume_id, server_id)
         self.volumes.attached(
             volume_id, server_id, "/dev/vda", str(uuid.uuid4()), boot.delete_on_termination
         )

@@ -225,7 +225,15 @@ class Guests:
             config_drive=config_drive,
             nics=nics,
             disks=self.volume_disks(row.id, row.root_volume_id),
+            disk_passphrase=self.root_passphrase(row),
         )
+
+    def root_passphrase(self, row: Server) -> str | None:
+        """A root volume's LUKS passphrase (from its handle, kept in memory); None when the
+        root disk is not encrypted."""
+        if not row.root_volume_id:
+            return None
+        return self.volumes.handle(row.root_volume_id).passphrase
 
     def _port_nic(self, port: dict[str, Any]) -> Nic:
         """The guest's NIC for one port: its tap on the port's network, or, on a cloud

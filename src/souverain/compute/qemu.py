@@ -28,6 +28,7 @@ from typing import Any
 from souverain.common.ceph import CephAccess, RbdRef
 from souverain.compute.configdrive import build_config_drive
 from souverain.compute.qemu_guest import (
+    ROOT_SECRET_ID,
     Disk,
     DriverError,
     GuestSpec,
@@ -251,6 +252,20 @@ class QemuDriver(QemuHotplug):
             return self._rbd().drive(disk)
         return f"file={qemu_opt(disk)},if=none,id=root,format=qcow2"
 
+    def _root_args(self, spec: GuestSpec, secret_fd: int | None) -> list[str]:
+        """The root disk's -drive; an encrypted one (a LUKS qcow2 volume) with the secret
+        object QEMU reads its passphrase from (`secret_fd`, a pipe it inherits)."""
+        drive = self._root_drive(spec.disk)
+        if spec.disk_passphrase is None:
+            return ["-drive", drive]
+        if spec.disk.name == VOLUME_POINTER or is_rbd(spec.disk):
+            raise DriverError("an encrypted root disk must be a LUKS qcow2 file on this host")
+        if secret_fd is None:
+            raise DriverError("the encrypted root disk needs its passphrase's pipe")
+        secret = f"secret,id={ROOT_SECRET_ID},format=raw,file=/dev/fd/{secret_fd}"
+        luks = f"encrypt.format=luks,encrypt.key-secret={ROOT_SECRET_ID}"
+        return ["-object", secret, "-drive", f"{drive},{luks}"]
+
     def create_root_disk(
         self, uuid: str, base: Path, base_format: str, size_gib: int, name: str = "disk.qcow2"
     ) -> Path:
@@ -443,7 +458,7 @@ class QemuDriver(QemuHotplug):
         self._qmp_socket(spec.uuid).unlink(missing_ok=True)
         self._pidfile(spec.uuid).unlink(missing_ok=True)
         errors = directory / "qemu-start.err"
-        with secret_pipes(spec.disks) as secret_fds:
+        with secret_pipes(passphrases_of(spec)) as secret_fds:
             argv = self._argv(
                 spec, paused=paused, incoming=incoming, slots=slots, secret_fds=secret_fds
             )
@@ -512,7 +527,7 @@ class QemuDriver(QemuHotplug):
             f"server=on,wait=off,logfile={qemu_opt(self._console(uuid))},logappend=on",
             "-serial", "chardev:console",
             "-device", "pvpanic", "-action", "panic=pause",
-            "-drive", self._root_drive(spec.disk),
+            *self._root_args(spec, (secret_fds or {}).get(ROOT_SECRET_ID)),
             "-device", "virtio-blk-pci,drive=root,bootindex=0",
             "-daemonize",
         ]  # fmt: skip
@@ -720,19 +735,26 @@ class QemuDriver(QemuHotplug):
             log.truncate(len(tail))
 
 
+def passphrases_of(spec: GuestSpec) -> dict[str, str]:
+    """The passphrases QEMU reads at start, by the id their pipe is known by: each encrypted
+    volume's (its disk id) and an encrypted root disk's (ROOT_SECRET_ID)."""
+    found = {disk.id: disk.passphrase for disk in spec.disks if disk.passphrase is not None}
+    if spec.disk_passphrase is not None:
+        found[ROOT_SECRET_ID] = spec.disk_passphrase
+    return found
+
+
 @contextlib.contextmanager
-def secret_pipes(disks: tuple[Disk, ...]) -> Iterator[dict[str, int]]:
-    """A pipe per encrypted volume holding its passphrase, written and closed on our side:
-    QEMU inherits the read ends and reads the secrets at start (never argv, never a file)."""
+def secret_pipes(passphrases: dict[str, str]) -> Iterator[dict[str, int]]:
+    """A pipe per passphrase, written and closed on our side: QEMU inherits the read ends
+    and reads the secrets at start (never argv, never a file)."""
     fds: dict[str, int] = {}
     try:
-        for disk in disks:
-            if disk.passphrase is None:
-                continue
+        for key, passphrase in passphrases.items():
             read, write = os.pipe()
-            fds[disk.id] = read
+            fds[key] = read
             try:
-                os.write(write, disk.passphrase.encode("ascii"))
+                os.write(write, passphrase.encode("ascii"))
             finally:
                 os.close(write)
         yield fds

@@ -90,6 +90,9 @@ class GuestSpec:
     # Volumes attached at start, after the root disk and the config drive, in this order.
     # resume() must be given the same disks as the guest had when it was suspended.
     disks: tuple[Disk, ...] = ()
+    # the root disk is a LUKS qcow2 (a server booted from an encrypted volume) QEMU opens
+    # with this passphrase, read from a pipe at start; never in argv, a file or a repr
+    disk_passphrase: str | None = field(default=None, repr=False)
 
 
 class DriverError(Exception):
@@ -198,6 +201,10 @@ def blockdev_nodes(disk: Disk) -> list[dict[str, Any]]:
     if disk.passphrase is not None:
         format_node["encrypt"] = {"format": "luks", "key-secret": secret_id(disk.id)}
     return [file_node, format_node]
+
+
+# the id of the QEMU secret object holding an encrypted root disk's passphrase
+ROOT_SECRET_ID = "root-key"  # noqa: S105 - a QEMU object id, not a secret
 
 
 def secret_id(disk_id: str) -> str:

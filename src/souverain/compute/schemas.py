@@ -128,7 +128,7 @@ def object_member(body: dict[str, Any], key: str) -> dict[str, Any]:
 def server_request(data: dict[str, Any], v: Version, group: str | None = None) -> ServerRequest:
     """The `server` of a create: what to boot, where, and how many."""
     server_name = name(data.get("name"), "name")
-    boot_volume = boot_volume_of(data.get("block_device_mapping_v2"))
+    boot_volume = boot_volume_of(data.get("block_device_mapping_v2"), v)
     image_ref = _image_ref(data, boot_volume)
     if "flavorRef" not in data:
         raise BadRequest("Invalid input for field/attribute flavorRef: it is required.")
@@ -259,7 +259,7 @@ def _security_groups(groups: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(g["name"] for g in groups))
 
 
-def boot_volume_of(raw: Any) -> BootVolume | None:
+def boot_volume_of(raw: Any, v: Version) -> BootVolume | None:
     """The boot device of a `block_device_mapping_v2`, as a `BootVolume`; None when absent."""
     if raw is None:
         return None
@@ -289,7 +289,28 @@ def boot_volume_of(raw: Any) -> BootVolume | None:
     delete = bdm.get("delete_on_termination", False)
     if isinstance(delete, str):
         delete = delete.lower() in ("true", "1", "yes")
-    return BootVolume(source, ident, size, bool(delete))
+    return BootVolume(source, ident, size, bool(delete), _bdm_volume_type(bdm, v, source))
+
+
+def _bdm_volume_type(bdm: dict[str, Any], v: Version, source: str) -> str | None:
+    """A block device's `volume_type` (2.67): the type of the volume Nova makes for it, so
+    only with source_type image; before 2.67 the field is unknown, as Nova's schema says."""
+    if "volume_type" not in bdm or bdm["volume_type"] is None:
+        return None
+    value = bdm["volume_type"]
+    if v < (2, 67):
+        raise BadRequest(
+            "Invalid input for field/attribute block_device_mapping_v2: Additional properties "
+            "are not allowed ('volume_type' was unexpected)."
+        )
+    if not isinstance(value, str) or not 1 <= len(value) <= 255:
+        raise BadRequest("Invalid input for field/attribute block_device_mapping_v2.volume_type.")
+    if source != "image":
+        raise BadRequest(
+            "Block device mapping: volume_type names the type of a new volume; an existing "
+            "volume (source_type volume) keeps its own."
+        )
+    return value
 
 
 def server_changes(body: dict[str, Any], v: Version) -> dict[str, Any]:

@@ -84,8 +84,12 @@ class GuestVolumes(Protocol):
     def handle(self, volume_id: str) -> VolumeHandle: ...
 
     def create_for_boot(
-        self, ctx: RequestContext, image_id: str, size_gib: int
+        self, ctx: RequestContext, image_id: str, size_gib: int, volume_type: str | None = None
     ) -> VolumeHandle: ...
+
+    def check_volume_type(self, ctx: RequestContext, type_ref: str) -> None:
+        """NotFound unless the caller may make volumes of the type (id or name)."""
+        ...
 
     def reserve(
         self, ctx: RequestContext, volume_id: str, server_id: str, **held: Any

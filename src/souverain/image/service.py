@@ -11,6 +11,10 @@ is committed before its old bytes are removed, so a crash leaves at worst an
 unreferenced file, which `sweep` removes at start. `sweep` also sends images
 left in `saving` by a crash back to `queued` (Glance's behaviour after a failed
 upload): the owner can upload again, and nothing half-written is kept.
+
+An image uploaded from an encrypted volume names its own key in the key manager
+(`cinder_encryption_key_id`); when Cinder marked it `cinder_encryption_key_deletion_policy:
+on_image_deletion`, deleting the image deletes that key too, as Glance does.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ from souverain.common.ceph import RbdRef
 from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
+from souverain.common.keys import (
+    DELETE_WITH_IMAGE,
+    IMAGE_KEY_DELETION_POLICY,
+    IMAGE_KEY_PROPERTY,
+    ProjectKeys,
+)
 from souverain.common.metering import NULL_METER, Meter, gib
 from souverain.common.pagination import sort_views
 from souverain.config import ImageSettings
@@ -153,9 +163,11 @@ class ImageService:
         clock: Clock,
         settings: ImageSettings,
         objects: ObjectSource | None = None,
+        keys: ProjectKeys | None = None,
     ) -> None:
         # billable changes are recorded on it (the billing service's, set by the server)
         self.meter: Meter = NULL_METER
+        self.keys = keys  # the key manager, for the keys of images of encrypted volumes
         self.db = db
         self.store = store
         self.identity = identity
@@ -337,12 +349,27 @@ class ImageService:
                     f"Image {image_id} could not be deleted because it is in use: {exc}"
                 ) from None
             file_id, staged, owner = image.file_id, image.staged_file_id, image.owner or ""
+            properties = dict(image.properties or {})
             s.delete(image)
         if file_id is not None:
             self.meter.gauge(owner, "image.gb", image_id, 0)
         self.store.delete(
             [file_id, staged]
         )  # after the commit: a crash leaves a file sweep removes
+        self._delete_image_key(owner, image_id, properties)
+
+    def _delete_image_key(self, owner: str, image_id: str, properties: dict[str, Any]) -> None:
+        """Glance's rule: the key of an image of an encrypted volume goes with the image when
+        its deletion policy says so; only a key of the image owner's project, and a key that
+        cannot be deleted now is logged, not an error (the image is gone either way)."""
+        key_id = properties.get(IMAGE_KEY_PROPERTY)
+        policy = properties.get(IMAGE_KEY_DELETION_POLICY)
+        if self.keys is None or not isinstance(key_id, str) or policy != DELETE_WITH_IMAGE:
+            return
+        try:
+            self.keys.delete_secret_key(owner, key_id)
+        except Exception as exc:  # the key manager down: the secret stays, the operator told
+            log.warning("the key of deleted image %s was not deleted: %s", image_id, exc)
 
     def add_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
         with self.db.session() as s:

@@ -89,12 +89,21 @@ class KeyManagerKeys:
             raise KeyNotFound("The data key does not open with this project's keys.") from None
 
     def create_secret_key(self, project_id: str, user_id: str | None, name: str) -> str:
+        return self._store_key(project_id, user_id, name, sealing.new_key())
+
+    def clone_secret_key(
+        self, project_id: str, key_id: str, to_project_id: str, user_id: str | None, name: str
+    ) -> str:
+        key = self.secrets.own_key(project_id, key_id)
+        return self._store_key(to_project_id, user_id, name, key)
+
+    def _store_key(self, project_id: str, user_id: str | None, name: str, key: bytes) -> str:
         spec = SecretSpec(
             name=name,
             secret_type=SYMMETRIC,
             algorithm="aes",
-            bit_length=256,
-            payload=sealing.new_key(),
+            bit_length=len(key) * 8,
+            payload=key,
             content_type="application/octet-stream",
         )
         return self.secrets.store(project_id, user_id or "souverain", spec).id

@@ -4,7 +4,8 @@ Cinder lets an admin keep a backup's record outside the database and import it b
 after losing it. The record is the row as base64 JSON; the backup's objects stay where
 they are. An imported backup belongs to the importer's project and owns none of the
 objects it names (their keys carry the original backup's id), so deleting it deletes
-no data: only the original's deletion does.
+no data: only the original's deletion does. For the same reason the record of an encrypted
+backup is not imported: its key is the original backup's, in the original's project.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden
 from souverain.volume import models as m
-from souverain.volume.backups import Backups, visible_backup
+from souverain.volume.backups import BACKUP_KEY, Backups, visible_backup
 from souverain.volume.rules import UUID_RE, require_admin
 
 # Cinder names its backup drivers by module; our chunked objects in an S3 store are its S3
@@ -102,6 +103,11 @@ def _checked(record: dict[str, Any]) -> dict[str, Any]:
     info = record.get("volume_info", {})
     if not isinstance(info, dict):
         raise fail("volume_info")
+    if info.get(BACKUP_KEY) is not None:
+        raise BadRequest(
+            "Invalid backup record: the backup is of an encrypted volume; its key belongs to "
+            "the original backup, so its record cannot be imported."
+        )
     try:
         stamp = dt.datetime.fromisoformat(str(record.get("data_timestamp")))
     except ValueError:

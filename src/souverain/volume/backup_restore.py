@@ -6,6 +6,11 @@ backup recorded), written at their offsets into a sparse raw file, and that file
 becomes the volume's qcow2 (grown to the volume's size). Meanwhile the backup is
 `restoring` and the volume `restoring-backup`; after, both go back to `available`, or
 the volume to `error_restoring` with the reason.
+
+An encrypted backup (its volume's LUKS qcow2 file, see backups.py) restores as Cinder's
+does: to a new volume of the backup's volume type, or onto an existing volume encrypted
+the same way; the file's bytes become the volume's, and the volume's key becomes a new
+clone of the backup's (the volume's former key is deleted once nothing names it).
 """
 
 from __future__ import annotations
@@ -16,14 +21,24 @@ import logging
 import os
 import zlib
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest
+from souverain.common.errors import BadRequest, NotFound
 from souverain.volume import models as m
 from souverain.volume.backup_store import BackupObjects, BackupStoreError
-from souverain.volume.backups import CHUNK_BYTES, GIB, Restored, visible_backup
+from souverain.volume.backups import (
+    BACKUP_KEY,
+    CHUNK_BYTES,
+    FILE_BYTES,
+    GIB,
+    Restored,
+    backup_key_of,
+    visible_backup,
+)
 from souverain.volume.creation import VolumeCreation
 from souverain.volume.encryption import MANDATORY_SPEC, VolumeKeys
 from souverain.volume.rules import Shared, copy_failure, visible_volume
@@ -48,22 +63,50 @@ class BackupRestore:
                     f"Invalid backup: Backup {backup_id} is {backup.status}; it must be "
                     "available to restore."
                 )
-            bid, size = backup.id, backup.size
+            bid, size, info = backup.id, backup.size, dict(backup.volume_info or {})
         if volume_id is None:
-            new = VolumeCreate(size=size, name=name or f"restore_backup_{bid}")
+            new = VolumeCreate(
+                size=size,
+                name=name or f"restore_backup_{bid}",
+                volume_type=self._sealed_type(ctx, bid, info),
+            )
             volume_id = self.creation.create(ctx, new)
-        target = self._claim(ctx, bid, volume_id, size)
+        target = self._claim(ctx, bid, volume_id, size, info)
         self.shared.jobs.submit(self._run, bid, target)
         with self.shared.db.session() as s:
             vol = s.get(m.Volume, target)
             volume_name = (vol.name if vol is not None else None) or ""
         return Restored(bid, target, volume_name)
 
-    def _claim(self, ctx: RequestContext, backup_id: str, volume_id: str, size: int) -> str:
+    def _sealed_type(self, ctx: RequestContext, backup_id: str, info: dict[str, Any]) -> str | None:
+        """The type of the new volume an encrypted backup restores to: its volume's, which
+        must still exist, be usable and encrypt (None: the default type, a plain backup)."""
+        if BACKUP_KEY not in info:
+            return None
+        type_id = str(info.get("volume_type_id") or "")
+        with self.shared.db.session() as s:
+            try:
+                self.creation.types.usable(s, ctx, type_id)
+            except NotFound:
+                encrypts = False
+            else:
+                encrypts = VolumeKeys(self.shared).spec_for(s, type_id) is not None
+        if not encrypts:
+            raise BadRequest(
+                f"Invalid backup: Backup {backup_id} is encrypted and its volume type {type_id} "
+                "is gone or no longer encrypts; restore it onto an existing volume of an "
+                "encrypted type."
+            )
+        return type_id
+
+    def _claim(
+        self, ctx: RequestContext, backup_id: str, volume_id: str, size: int, info: dict[str, Any]
+    ) -> str:
         """Both rows moved in one transaction: backup `restoring`, volume `restoring-backup`."""
         now = self.shared.clock.now()
         with self.shared.db.session() as s:
             vol = visible_volume(s, ctx, volume_id)
+            _check_encryption(s, VolumeKeys(self.shared), vol, backup_id, info)
             if vol.status != "available":
                 raise BadRequest(
                     f"Invalid volume: Volume {volume_id} is {vol.status}; a backup restores "
@@ -92,17 +135,22 @@ class BackupRestore:
             assert backup is not None and vol is not None
             chunks, container, vsize = list(backup.chunks), backup.container, vol.size
             info = dict(backup.volume_info or {})
+            backup_key = (backup.project_id, backup_key_of(backup))
             keys = VolumeKeys(self.shared)
             key_id, project_id = vol.encryption_key_id, vol.project_id
             spec = keys.spec_for(s, vol.volume_type_id) or MANDATORY_SPEC
         backend = self.shared.backend
         raw = backend.temp_path(".raw")
-        status, message = "available", None
+        status, message, new_key = "available", None, None
         try:
-            self._write_raw(raw, chunks, container, len(chunks) * CHUNK_BYTES)
-            if key_id is None:
+            if backup_key[1] is not None:  # the ciphertext, opened by a clone of its key
+                self._write_raw(raw, chunks, container, int(info.get(FILE_BYTES) or 0))
+                new_key = self._adopt(raw, volume_id, (project_id, vsize), backup_key)
+            elif key_id is None:
+                self._write_raw(raw, chunks, container, max(len(chunks) * CHUNK_BYTES, GIB))
                 backend.overwrite(volume_id, raw, vsize)
             else:  # an encrypted volume gets the backup's bytes encrypted under its own key
+                self._write_raw(raw, chunks, container, max(len(chunks) * CHUNK_BYTES, GIB))
                 files, key = keys.files(), keys.passphrase(project_id, key_id)
                 final = files.files.volume_path(volume_id)
                 files.copy(raw, "raw", None, final, vsize, spec, key)
@@ -113,6 +161,44 @@ class BackupRestore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(raw)
+        self._finish(backup_id, volume_id, status, message, info, new_key)
+        if new_key is not None:  # the volume's former key, unless a snapshot still needs it
+            keys.forget(project_id, key_id, volume_id)
+
+    def _adopt(
+        self,
+        raw: Path,
+        volume_id: str,
+        volume: tuple[str, int],
+        backup_key: tuple[str, str | None],
+    ) -> str:
+        """The backup's LUKS file made the volume's (its project and size in `volume`),
+        under a new clone of the backup's key; that clone's id."""
+        keys = VolumeKeys(self.shared)
+        project_id, vsize = volume
+        source_project, source_key = backup_key
+        assert source_key is not None
+        files = keys.files()
+        name = f"volume-{volume_id}"
+        new_key = keys.clone_key(source_project, source_key, project_id, None, name)
+        try:
+            key = keys.passphrase(project_id, new_key)
+            files.adopt(raw, files.files.volume_path(volume_id), vsize, key)
+            keys.adopt(project_id, new_key, volume_id)
+        except BaseException:
+            keys.drop(project_id, new_key)
+            raise
+        return new_key
+
+    def _finish(
+        self,
+        backup_id: str,
+        volume_id: str,
+        status: str,
+        message: str | None,
+        info: dict[str, Any],
+        new_key: str | None,
+    ) -> None:
         now = self.shared.clock.now()
         with self.shared.db.session() as s:
             vol = s.get(m.Volume, volume_id)
@@ -121,6 +207,8 @@ class BackupRestore:
             if status == "available":  # the source volume's metadata and flag come back too
                 vol.meta = {**(vol.meta or {}), **info.get("metadata", {})}
                 vol.bootable = bool(info.get("bootable", vol.bootable))
+                if new_key is not None:
+                    vol.encryption_key_id = new_key
             s.execute(
                 update(m.VolumeBackup)
                 .where(m.VolumeBackup.id == backup_id)
@@ -128,8 +216,9 @@ class BackupRestore:
             )
 
     def _write_raw(self, raw: Path, chunks: list[list[str]], container: str, size: int) -> None:
+        """The chunks at their offsets in a sparse file of `size` bytes."""
         with open(raw, "wb") as f:
-            f.truncate(max(size, GIB))
+            f.truncate(size)
             for index, (digest, key) in enumerate(chunks):
                 if not key:
                     continue
@@ -143,3 +232,19 @@ class BackupRestore:
                 f.write(data)
             f.flush()
             os.fsync(f.fileno())
+
+
+def _check_encryption(
+    s: Session, keys: VolumeKeys, vol: m.Volume, backup_id: str, info: dict[str, Any]
+) -> None:
+    """An encrypted backup restores only onto a volume encrypted the same way (Cinder's
+    rule): its LUKS header comes with it, and the volume's type must keep telling the truth."""
+    if BACKUP_KEY not in info:
+        return
+    spec = keys.spec_for(s, vol.volume_type_id) or MANDATORY_SPEC
+    if vol.encryption_key_id is None or spec.key_size != info.get("luks_key_size"):
+        raise BadRequest(
+            f"Invalid volume: Backup {backup_id} is of an encrypted volume; volume {vol.id} "
+            "is not encrypted the same way. Restore it to a new volume, or onto a volume of "
+            "the backup's encrypted type."
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from souverain.volume import models as m
+from souverain.volume.backups import backup_key_of
 from souverain.volume.views import Field, Viewer, pick, time_text
 
 BACKUP_FIELDS: tuple[Field, ...] = (
@@ -59,7 +60,7 @@ def backup_view(
         "os-backup-project-attr:project_id": row.project_id,
         "metadata": dict(row.meta or {}),
         "user_id": row.user_id,
-        "encryption_key_id": None,
+        "encryption_key_id": backup_key_of(row),
     }
     body = pick(BACKUP_FIELDS, values, viewer, read=True)
     body["links"] = links

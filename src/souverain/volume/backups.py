@@ -8,6 +8,12 @@ An incremental backup stores only the chunks whose SHA-256 differs from its pare
 (the volume's latest available backup) and names the parent's objects for the rest;
 a backup others depend on cannot be deleted.
 
+An encrypted volume is backed up as its ciphertext, as Cinder does: the bytes of its LUKS
+qcow2 file, chunked the same way (nothing is decrypted on the way to the object store).
+The backup owns a clone of the volume's key in the key manager (Cinder's backup
+`encryption_key_id`, a secret of the backup's project, kept in `volume_info` with the
+volume type and key size a restore must match); deleting the backup deletes that secret.
+
 The bucket is the create request's `container`, or `volumebackups-<project id>`:
 bucket names are global in S3, so each project gets its own default bucket. The copy
 of an in-use volume (only with `force`) is crash-consistent, as for snapshots: the
@@ -24,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -38,6 +45,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden, NotFound
 from souverain.volume import models as m
 from souverain.volume.backup_store import BackupObjects, BackupStoreError
+from souverain.volume.encryption import MANDATORY_SPEC, VolumeKeys
 from souverain.volume.quotas import Quotas
 from souverain.volume.rules import (
     UUID_RE,
@@ -112,14 +120,15 @@ def _sort_fields(row: m.VolumeBackup) -> dict[str, Any]:
     }
 
 
-def _check_encryption(vol: m.Volume, req: BackupCreate) -> None:
-    """Backups read a volume's plain bytes: an encrypted volume's are refused, never
-    decrypted into the object store."""
-    if vol.encryption_key_id is not None:
-        raise BadRequest(
-            f"Invalid volume: Volume {req.volume_id} is encrypted; backups of encrypted "
-            "volumes are not supported here (snapshot it instead: the snapshot stays encrypted)."
-        )
+# what `volume_info` holds of an encrypted backup: its own key, and what a restore matches
+BACKUP_KEY = "encryption_key_id"
+FILE_BYTES = "file_bytes"  # the LUKS qcow2 file's length, the chunks' last byte
+
+
+def backup_key_of(row: m.VolumeBackup) -> str | None:
+    """The backup's own key (Cinder's `encryption_key_id`); None for a plain backup."""
+    key = (row.volume_info or {}).get(BACKUP_KEY)
+    return key if isinstance(key, str) else None
 
 
 def _check_volume(vol: m.Volume, req: BackupCreate) -> None:
@@ -157,7 +166,13 @@ class Backups:
             raise Forbidden("Backups belong to projects: use a project-scoped token.")
         container = req.container or default_container(ctx.project_id)
         backup_id = str(uuid.uuid4())
-        row, server_id = self._claim(ctx, req, backup_id, container)
+        # before the quota lock: the key manager writes to the database too
+        project_id, sealed = self._backup_key(ctx, req, backup_id)
+        try:
+            row, server_id = self._claim(ctx, req, backup_id, container, sealed)
+        except BaseException:
+            VolumeKeys(self.shared).drop(project_id, sealed.get(BACKUP_KEY))
+            raise
         try:
             self.objects.ensure_bucket(row.project_id, ctx.user_id, container)
         except BackupStoreError as exc:
@@ -166,15 +181,42 @@ class Backups:
         self.shared.jobs.submit(self._run_backup, backup_id, server_id)
         return self.get(ctx, backup_id)
 
+    def _backup_key(
+        self, ctx: RequestContext, req: BackupCreate, backup_id: str
+    ) -> tuple[str, dict[str, Any]]:
+        """The source's project, and for an encrypted source what the backup records: a
+        clone of the source's key for the backup to own, the volume type and key size."""
+        keys = VolumeKeys(self.shared)
+        with self.shared.db.session() as s:
+            vol = visible_volume(s, ctx, req.volume_id)
+            snap = visible_snapshot(s, ctx, req.snapshot_id) if req.snapshot_id else None
+            # a snapshot keeps the key it was taken under (a restore may since have changed
+            # the volume's)
+            source_key = (snap or vol).encryption_key_id
+            project_id, type_id = vol.project_id, vol.volume_type_id
+            spec = keys.spec_for(s, type_id) or MANDATORY_SPEC
+        if source_key is None:
+            return project_id, {}
+        keys.files()  # a backend without LUKS files has no encrypted volume to back up
+        clone = keys.clone_key(
+            project_id, source_key, project_id, ctx.user_id, f"backup-{backup_id}"
+        )
+        sealed = {BACKUP_KEY: clone, "volume_type_id": type_id, "luks_key_size": spec.key_size}
+        return project_id, sealed
+
     def _claim(
-        self, ctx: RequestContext, req: BackupCreate, backup_id: str, container: str
+        self,
+        ctx: RequestContext,
+        req: BackupCreate,
+        backup_id: str,
+        container: str,
+        sealed: dict[str, Any],
     ) -> tuple[m.VolumeBackup, str | None]:
         """Check the volume and the quota, insert the row `creating`; the volume's server."""
         now = self.shared.clock.now()
         with self.shared.db.session() as s:
             vol = visible_volume(s, ctx, req.volume_id)
             snap = self._snapshot(s, ctx, req, vol) if req.snapshot_id else None
-            _check_encryption(vol, req)
             if snap is None:
                 _check_volume(vol, req)
             taken = snap.created_at if snap is not None else None
@@ -203,7 +245,11 @@ class Backups:
                 availability_zone=vol.availability_zone,
                 meta=dict(req.metadata),
                 chunks=[],
-                volume_info={"metadata": dict(vol.meta or {}), "bootable": vol.bootable},
+                volume_info={
+                    "metadata": dict(vol.meta or {}),
+                    "bootable": vol.bootable,
+                    **sealed,
+                },
                 object_count=0,
                 stored_bytes=0,
                 data_timestamp=taken or now,
@@ -269,6 +315,7 @@ class Backups:
             row = s.get(m.VolumeBackup, made.id)
             if row is not None:
                 s.delete(row)
+        VolumeKeys(self.shared).drop(made.project_id, backup_key_of(made))
         self._release(made, server_id)
 
     def _release(self, row: m.VolumeBackup, server_id: str | None) -> None:
@@ -297,15 +344,19 @@ class Backups:
             s.expunge(row)
         backend = self.shared.backend
         raw = backend.temp_path(".raw")
+        sealed = backup_key_of(row) is not None
         try:
             with guest_writes_held(self.shared, server_id):
-                if row.snapshot_id is not None:
+                if sealed:
+                    self._copy_ciphertext(row, raw)
+                elif row.snapshot_id is not None:
                     backend.export_snapshot(row.volume_id, row.snapshot_id, raw, "raw")
                 else:
                     backend.export_volume(
                         row.volume_id, raw, out_format="raw", shared=server_id is not None
                     )
-            chunks, stored = self._store_chunks(row, raw, parent_chunks)
+            info = {**row.volume_info, FILE_BYTES: raw.stat().st_size} if sealed else None
+            chunks, stored = self._store_chunks(row, raw, parent_chunks, info)
         except Exception as exc:
             log.warning("backup %s failed: %s", backup_id, exc)
             why = str(exc) if isinstance(exc, BackupStoreError) else copy_failure(exc)
@@ -317,14 +368,29 @@ class Backups:
                 chunks=chunks,
                 object_count=sum(1 for c in chunks if c[1]),
                 stored_bytes=stored,
+                **({"volume_info": info} if info is not None else {}),
             )
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(raw)
             self._release(row, server_id)
 
+    def _copy_ciphertext(self, row: m.VolumeBackup, out: Path) -> None:
+        """An encrypted volume's (or snapshot's) LUKS qcow2 file, byte for byte: detached,
+        or its guest's writes held and flushed, so the file is whole."""
+        files = VolumeKeys(self.shared).files().files
+        if row.snapshot_id is not None:
+            source = files.snapshot_path(row.snapshot_id)
+        else:
+            source = files.volume_path(row.volume_id)
+        shutil.copyfile(source, out)
+
     def _store_chunks(
-        self, row: m.VolumeBackup, raw: Path, parent: list[list[str]]
+        self,
+        row: m.VolumeBackup,
+        raw: Path,
+        parent: list[list[str]],
+        info: dict[str, Any] | None = None,
     ) -> tuple[list[list[str]], int]:
         """Each chunk's [sha256, object key] ("" for zeros); the bytes this backup stored."""
         stamp = row.created_at.strftime("%Y%m%d%H%M%S")
@@ -352,7 +418,7 @@ class Backups:
             "chunk_size": CHUNK_BYTES,
             "compression": "zlib",
             "volume_size_gib": row.size,
-            "volume_info": row.volume_info,
+            "volume_info": info if info is not None else row.volume_info,
             "objects": [
                 {"offset": i * CHUNK_BYTES, "sha256": c[0], "object": c[1] or None}
                 for i, c in enumerate(chunks)
@@ -473,6 +539,7 @@ class Backups:
             gone = s.get(m.VolumeBackup, backup_id)
             if gone is not None:
                 s.delete(gone)
+        VolumeKeys(self.shared).drop(row.project_id, backup_key_of(row))  # Cinder's too
 
     # ------------------------------------------------------------------ start-up
 

@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 from souverain.common.ceph import RbdRef
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden
+from souverain.common.keys import IMAGE_KEY_PROPERTY
 from souverain.volume import models as m
 from souverain.volume.backend import GIB, SOURCE_FORMATS
-from souverain.volume.encryption import IMAGE_KEY_PROPERTY, VolumeKeys
+from souverain.volume.encryption import VolumeKeys
 from souverain.volume.luks import LuksSpec
 from souverain.volume.quotas import Quotas
 from souverain.volume.rules import (

@@ -26,8 +26,6 @@ from souverain.volume.luks import LuksFiles, LuksSpec, Passphrase
 from souverain.volume.rules import Shared, require_admin
 from souverain.volume.schemas import EncryptionSpec
 
-# the image property naming the key of an image uploaded from an encrypted volume (Cinder's)
-IMAGE_KEY_PROPERTY = "cinder_encryption_key_id"
 # what a new volume gets when encryption is mandatory and its type says nothing
 MANDATORY_SPEC = LuksSpec(key_size=256)
 
@@ -174,8 +172,27 @@ class VolumeKeys:
         """A new volume's key, with the volume registered as its consumer (so the key
         manager shows who uses it and refuses a plain delete of it)."""
         key_id = self.new_key(project_id, user_id, volume_id)
-        self._manager().add_consumer(project_id, key_id, volume_consumer(volume_id))
+        self.adopt(project_id, key_id, volume_id)
         return key_id
+
+    def adopt(self, project_id: str, key_id: str, volume_id: str) -> None:
+        """Register the volume as the consumer of its key (a new one, or a restored one's)."""
+        self._manager().add_consumer(project_id, key_id, volume_consumer(volume_id))
+
+    def clone_key(
+        self, project_id: str, key_id: str, to_project_id: str, user_id: str | None, name: str
+    ) -> str:
+        """A new secret of `to_project_id` with the bytes of the project's key `key_id` (a
+        backup's key, a restored volume's: the same LUKS header opens with either)."""
+        try:
+            return self._manager().clone_secret_key(
+                project_id, key_id, to_project_id, user_id, name
+            )
+        except KeyNotFound:
+            raise BadRequest(
+                f"The encryption key {key_id} is gone from the key manager: the data it "
+                "encrypts cannot be read."
+            ) from None
 
     def passphrase(self, project_id: str, key_id: str) -> Passphrase:
         try:
@@ -185,6 +202,11 @@ class VolumeKeys:
                 f"The encryption key {key_id} of this volume is gone from the key manager: "
                 "its data cannot be read."
             ) from None
+
+    def drop(self, project_id: str, key_id: str | None) -> None:
+        """Delete a key only its one owner named (a backup's)."""
+        if key_id is not None and self.keys is not None:
+            self.keys.delete_secret_key(project_id, key_id)
 
     def forget(self, project_id: str, key_id: str | None, volume_id: str | None = None) -> None:
         """The volume `volume_id` (if named) no longer uses the key; delete a key no volume

@@ -173,6 +173,17 @@ class LuksFiles:
                     f"qemu-img {step.command[0]} took longer than {timeout:.0f} s."
                 ) from None
 
+    def adopt(self, source: Path, final: Path, size_gib: int, passphrase: Passphrase) -> None:
+        """A LUKS qcow2 made elsewhere (a restored backup's bytes at `source`, taken) put at
+        `final`, grown to `size_gib` under the passphrase its header opens with."""
+        tmp = self.files.temp_path()
+
+        def make() -> None:
+            os.replace(source, tmp)
+            self._run(_resize(tmp, size_gib, passphrase), QUICK_TIMEOUT)
+
+        publish(tmp, final, make)
+
     def duplicate(self, source: Path, final: Path) -> None:
         """A byte copy of a detached (or paused and flushed) LUKS file: the same header, so
         the same key opens it (a snapshot's), and no new PBKDF to pay."""

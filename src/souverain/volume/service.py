@@ -146,10 +146,17 @@ class VolumeService:
         volume_id = self.creation.create(ctx, schemas.volume_create(body))
         return self.get(ctx, volume_id)
 
-    def create_for_boot(self, ctx: RequestContext, image_id: str, size_gib: int) -> VolumeHandle:
-        """Boot from volume: a new bootable volume from an image, synchronously."""
+    def create_for_boot(
+        self, ctx: RequestContext, image_id: str, size_gib: int, volume_type: str | None = None
+    ) -> VolumeHandle:
+        """Boot from volume: a new bootable volume from an image (of `volume_type`, else the
+        default type), synchronously."""
         request = schemas.VolumeCreate(
-            size=size_gib, source="imageRef", source_ref=image_id, bootable=True
+            size=size_gib,
+            source="imageRef",
+            source_ref=image_id,
+            bootable=True,
+            volume_type=volume_type,
         )
         volume_id = self.creation.create(ctx, request)
         record = self.volumes.get(ctx, volume_id)
@@ -159,6 +166,9 @@ class VolumeService:
                 f"Volume {volume_id} could not be created from image {image_id}: {message}"
             )
         return self.handle(volume_id)
+
+    def check_volume_type(self, ctx: RequestContext, type_ref: str) -> None:
+        self.types.get(ctx, type_ref)
 
     def error_message(self, volume_id: str) -> str | None:
         return self.volumes.error_message(volume_id)

@@ -16,10 +16,11 @@ from sqlalchemy import delete, select, update
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, NotFound
+from souverain.common.keys import DELETE_WITH_IMAGE, IMAGE_KEY_DELETION_POLICY, IMAGE_KEY_PROPERTY
 from souverain.volume import metadata
 from souverain.volume import models as m
 from souverain.volume.backend import BackendError
-from souverain.volume.encryption import IMAGE_KEY_PROPERTY, VolumeKeys
+from souverain.volume.encryption import VolumeKeys
 from souverain.volume.quotas import Quotas
 from souverain.volume.rules import (
     ImageUpload,
@@ -315,6 +316,7 @@ class Volumes:
         properties: dict[str, str] = {}
         if source_key is not None:  # the image's own key: the same data, a new secret
             properties[IMAGE_KEY_PROPERTY] = self.keys.new_key(source_key[0], ctx.user_id, vid)
+            properties[IMAGE_KEY_DELETION_POLICY] = DELETE_WITH_IMAGE
         if not self.states.move(vid, "upload"):
             self.keys.forget(
                 source_key[0] if source_key else "", properties.get(IMAGE_KEY_PROPERTY)
