@@ -327,6 +327,10 @@ def test_encrypted_volume_backups_hold_ciphertext_and_own_their_keys(cloud: Clou
     assert shown["status"] == "available" and shown["size"] == 2, shown
     assert shown["encryption_key_id"] not in (old_key_id, full_key)
     assert key_gone(cloud, alice.project_id, old_key_id)
+    assert consumers_of(cloud, alice.project_id, shown["encryption_key_id"]) == [
+        {"service": "volume", "resource_type": "volume", "resource_id": target["id"]}
+    ]  # the volume uses its new key
+    assert consumers_of(cloud, alice.project_id, full_key) == []  # a backup's: no consumer
     target_key = secret_of(cloud, alice.project_id, shown["encryption_key_id"])
     target_path = backend.volume_path(target["id"])
     assert "read 1048576/1048576" in qemu_io(target_path, target_key, "read -P 0x5a 0 1M")
