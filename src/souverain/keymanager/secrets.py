@@ -134,15 +134,12 @@ def _commit_under_active_kek(s: Session, row: Secret) -> None:
 
 def _sealing_retried(attempt: Callable[[], T]) -> T:
     """Run a seal-and-commit again (under the new active KEK) when a rotation raced it."""
-    for _ in range(SEAL_ATTEMPTS - 1):
+    for _ in range(SEAL_ATTEMPTS):
         try:
             return attempt()
         except _KekRetired:
             continue
-    try:
-        return attempt()
-    except _KekRetired:
-        raise ServiceUnavailable("The project's key is being rotated; try again.") from None
+    raise ServiceUnavailable("The project's key is being rotated; try again.")
 
 
 class Secrets:
