@@ -2,7 +2,8 @@
 server: store, list, get the payload, order a key, delete (an ACL user's read over HTTP);
 then `souverain kms rotate --projects` beside the running server, and a second rotate
 that deletes the old keys nothing names: the secret still reads back through the CLI;
-`souverain kms status` shows the new root key version and nothing left to delete. What
+`souverain kms status` shows the new root key version and nothing left to delete. A
+consumer registered by the CLI makes its plain delete refused; `--force` deletes. What
 the CLI hides (another project's 404, the ACL user's read) is checked over plain HTTP."""
 
 from __future__ import annotations
@@ -60,7 +61,11 @@ def test_secret_cli_round_trip_survives_rotation(cloud: Cloud) -> None:
     generated = shown["secret_ref"].removeprefix(cloud.base_url) + "/payload"
     octets = {"Accept": "application/octet-stream"}
     assert len(cloud.api("GET", generated, alice_token, headers=octets).content) == 32
-    cloud.cli_ok("secret", "delete", href, cloud=me)
+    # a consumer through the real client, which negotiates 1.2: a plain delete is refused
+    use = ("--service-type-name", "image", "--resource-type", "image", "--resource-id", "img-1")
+    cloud.cli_ok("secret", "consumer", "create", *use, href, cloud=me)
+    assert "has consumers" in cloud.cli_fails("secret", "delete", href, cloud=me)
+    cloud.cli_ok("secret", "delete", "--force", href, cloud=me)
     listed = cloud.api("GET", "/key-manager/v1/secrets", alice_token).json()["secrets"]
     assert [s["name"] for s in listed] == ["gen"]
     for output in (rotated.stdout, rotated.stderr, purged.stdout, status.stdout):
