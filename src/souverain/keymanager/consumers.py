@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from souverain.common.context import RequestContext
@@ -102,7 +104,8 @@ class Consumers:
     def add(self, ctx: RequestContext, kind: str, entity_id: str, fields: dict[str, str]) -> None:
         """Register a consumer (again: the same one is kept once, its time renewed)."""
         project_id = project_of(ctx)
-        with self.core.db.session() as s:
+        # IntegrityError: the same consumer, registered at the same moment by another call
+        with suppress(IntegrityError), self.core.db.session() as s:
             check_read(ctx, self._entity_owner(s, kind, entity_id), kind)
             self._add(s, project_id, kind, entity_id, fields)
 
@@ -166,7 +169,7 @@ class Consumers:
     def register(self, project_id: str, secret_id: str, fields: dict[str, str]) -> None:
         """The cloud's own services' consumers (an encrypted volume of its key) are not
         counted against the customer's quota: the volume itself is."""
-        with self.core.db.session() as s:
+        with suppress(IntegrityError), self.core.db.session() as s:
             row = s.get(Secret, secret_id)
             if row is not None and row.project_id == project_id:
                 self._add(s, project_id, SECRET, secret_id, fields, counted=False)
