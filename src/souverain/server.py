@@ -22,9 +22,11 @@ from starlette.types import ASGIApp
 
 from souverain import roles, tls
 from souverain.app import SERVICES, build_app, build_s3_app, error_renderer
+from souverain.billing.audit_trail import INDEXED_TARGETS
 from souverain.billing.catalog import Catalog
 from souverain.billing.service import BillingService
 from souverain.common.audit import AuditLog, load_or_create_key
+from souverain.common.audit_index import AuditIndex
 from souverain.common.ceph import required_connection
 from souverain.common.changes import ChangeCounter
 from souverain.common.clock import Clock
@@ -627,7 +629,8 @@ def open_platform(
     db = Database(make_engine(settings.database_url))
     identity = _identity(settings, db, clock)
     audit_key = load_or_create_key(audit_key_path(settings))
-    audit_log = AuditLog(paths.audit_log, audit_key, settings.audit.fsync)
+    audit_index = AuditIndex(paths.audit_log, INDEXED_TARGETS)  # account owners read by it
+    audit_log = AuditLog(paths.audit_log, audit_key, settings.audit.fsync, index=audit_index)
     keymanager = _keymanager(settings, db, clock)
     project_keys: ProjectKeys = keymanager.project_keys  # for objectstore and volume
     objectstore = _objectstore(settings, db, identity, clock, project_keys)
@@ -641,7 +644,7 @@ def open_platform(
     billing.budget_listeners.append(_budget_auditor(audit_log, clock))
     # account owners are privileged users too (identity.mfa_required_for_privileged)
     identity.authentication.mfa.privileged_checks.append(billing.accounts.is_owner)
-    billing.audit_trail.log_path = paths.audit_log  # account owners read their records
+    billing.audit_trail.index = audit_index
     for service in (objectstore, image, volume, network, compute):
         service.meter = billing
     public_url = settings.server.public_url

@@ -11,13 +11,14 @@ import os
 from dataclasses import replace
 from typing import Any
 
+import boto3
 from sqlalchemy import select
 
 from souverain.keymanager.project_keys import KEK_HEAD_BYTES, named_keks
 from souverain.objectstore import models as m
 from souverain.objectstore.wrapped_keys import StoredDataKeys
 
-from .support import S3, Cloud
+from .support import S3, S3_BASE, Cloud, TestClient
 
 SSE = "x-amz-server-side-encryption"
 KMS_KEY = "x-amz-server-side-encryption-aws-kms-key-id"
@@ -217,3 +218,144 @@ def test_mandatory_encryption_makes_every_bucket_sse_s3(shared_cloud: Cloud) -> 
     ok(s3.send("DELETE", f"/{bucket}/k"), 204)
     heads = StoredDataKeys(cloud.platform.db).wrapped_key_heads(KEK_HEAD_BYTES)
     assert kek_id not in named_keks(heads)
+
+
+def headers_of(response: Any) -> dict[str, str]:
+    return {k: v for k, v in response.headers.items() if k.startswith(SSE)}
+
+
+def test_kms_keys_from_the_bucket_default_are_named_on_every_response(shared_cloud: Cloud) -> None:
+    cloud = shared_cloud
+    owner = cloud.member()
+    s3 = S3(cloud, owner)
+    keys = cloud.platform.project_keys
+    assert keys is not None
+    own_key = keys.create_secret_key(owner.project_id, owner.id, "default key")
+    region = cloud.platform.settings.server.region
+    # AWS names its aws/s3 key by ARN: ours names the project's key so, and takes it back
+    project_arn = f"arn:aws:kms:{region}:{owner.project_id}:alias/aws/s3"
+    for key_id, named in (("", project_arn), (own_key, own_key)):
+        bucket = cloud.unique("sse-dflt")
+        ok(s3.send("PUT", f"/{bucket}"))
+        doc = encryption_document("aws:kms", key_id)
+        ok(s3.send("PUT", f"/{bucket}?encryption", doc, **md5_header(doc)))
+        expected = {SSE: "aws:kms", KMS_KEY: named}
+        replies = [ok(s3.send("PUT", f"/{bucket}/k", PLAIN))]
+        replies += [ok(s3.send(method, f"/{bucket}/k")) for method in ("HEAD", "GET")]
+        replies.append(ok(s3.send("PUT", f"/{bucket}/c", **{"x-amz-copy-source": f"/{bucket}/k"})))
+        made = ok(s3.send("POST", f"/{bucket}/m?uploads"))
+        upload = made.text.split("<UploadId>")[1].split("<")[0]
+        part = ok(s3.send("PUT", f"/{bucket}/m?partNumber=1&uploadId={upload}", PLAIN))
+        done = (
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>"
+            f"<ETag>{part.headers['etag']}</ETag></Part></CompleteMultipartUpload>"
+        ).encode()
+        replies += [made, part, ok(s3.send("POST", f"/{bucket}/m?uploadId={upload}", done))]
+        for reply in replies:
+            assert headers_of(reply) == expected, (reply.request.method, reply.request.url)
+        assert ok(s3.send("GET", f"/{bucket}/m")).content == PLAIN
+        # the name a response gave, sent back as the key id, is the same key
+        again = ok(s3.send("PUT", f"/{bucket}/again", PLAIN, **{SSE: "aws:kms", KMS_KEY: named}))
+        assert headers_of(again) == expected
+    # an SSE-S3 or plain object names no KMS key
+    plain = cloud.unique("sse-none")
+    ok(s3.send("PUT", f"/{plain}"))
+    assert headers_of(ok(s3.send("PUT", f"/{plain}/p", PLAIN))) == {}
+    assert headers_of(ok(s3.send("PUT", f"/{plain}/s", PLAIN, **{SSE: "AES256"}))) == {
+        SSE: "AES256"
+    }
+
+
+def form_post(
+    cloud: Cloud,
+    s3: S3,
+    bucket: str,
+    key: str,
+    fields: dict[str, str],
+    conditions: list[Any] | None = None,
+    posted: dict[str, str] | None = None,
+) -> Any:
+    """A browser form signed as boto3 signs one (its policy names every field unless
+    `conditions` are given), posted to the in-process S3 app with `posted` fields added."""
+    client = boto3.client(
+        "s3",
+        region_name=s3.region,
+        endpoint_url=S3_BASE,
+        aws_access_key_id=s3.credentials.access_key,
+        aws_secret_access_key=s3.credentials.secret_key,
+    )
+    if conditions is None:
+        conditions = [{name: value} for name, value in fields.items()]
+    form = client.generate_presigned_post(bucket, key, Fields=fields, Conditions=conditions)
+    return TestClient(cloud.platform.s3_app, base_url=S3_BASE).post(
+        f"/{bucket}",
+        data={**form["fields"], **(posted or {})},
+        files={"file": ("f.bin", PLAIN, "text/plain")},
+    )
+
+
+def test_form_uploads_ask_for_encryption_as_puts_do(shared_cloud: Cloud) -> None:
+    cloud = shared_cloud
+    owner, other = cloud.member(), cloud.member()
+    s3 = S3(cloud, owner)
+    keys = cloud.platform.project_keys
+    assert keys is not None
+    own_key = keys.create_secret_key(owner.project_id, owner.id, "form key")
+    foreign_key = keys.create_secret_key(other.project_id, other.id, "not yours")
+    bucket = cloud.unique("sse-form")
+    ok(s3.send("PUT", f"/{bucket}"))
+    customer = os.urandom(32)
+    c_fields = {name.lower(): value for name, value in sse_c(customer).items()}
+    stored = {
+        "s3": ({SSE: "AES256"}, {SSE: "AES256"}),
+        "kms": ({SSE: "aws:kms", KMS_KEY: own_key}, {SSE: "aws:kms", KMS_KEY: own_key}),
+        "c": (c_fields, {C + "algorithm": "AES256", C + "key-md5": c_fields[C + "key-md5"]}),
+    }
+    for name, (fields, echoed) in stored.items():
+        posted = ok(form_post(cloud, s3, bucket, name, fields), 204)
+        assert headers_of(posted) == echoed
+        if name == "c":
+            assert s3.send("GET", f"/{bucket}/c").status_code == 400  # the key is needed
+            assert ok(s3.send("GET", f"/{bucket}/c", **sse_c(customer))).content == PLAIN
+        else:
+            assert headers_of(ok(s3.send("HEAD", f"/{bucket}/{name}"))) == echoed
+            assert ok(s3.send("GET", f"/{bucket}/{name}")).content == PLAIN
+    modes = {r.key: r.sse_mode for (r,) in rows(cloud, bucket)}
+    assert modes == {"s3": "AES256", "kms": "aws:kms", "c": "SSE-C"}
+    for (row,) in rows(cloud, bucket):
+        assert PLAIN not in (row.data or b"")
+
+    # hostile fields: S3's errors, nothing stored
+    refusals: list[tuple[dict[str, str], int, str]] = [
+        ({SSE: "AES128"}, 400, "InvalidArgument"),
+        ({SSE: "aws:kms", KMS_KEY: foreign_key}, 400, "KMS.NotFoundException"),
+        ({SSE: "AES256", KMS_KEY: own_key}, 400, "InvalidArgument"),
+        ({**c_fields, SSE: "AES256"}, 400, "InvalidArgument"),
+        ({**c_fields, C + "key-md5": base64.b64encode(b"0" * 16).decode()}, 400, "InvalidArgument"),
+        ({SSE + "-context": "e30="}, 501, "NotImplemented"),
+    ]
+    for fields, status, expected in refusals:
+        refused = form_post(cloud, s3, bucket, "bad", fields)
+        assert refused.status_code == status and code(refused) == expected, (fields, refused.text)
+        assert c_fields[C + "key"] not in refused.text
+    # SSE-C over plain HTTP, where the setting refuses it
+    settings = cloud.platform.settings.objectstore
+    settings.sse_c_allow_http = False
+    try:
+        refused = form_post(cloud, s3, bucket, "bad", c_fields)
+        assert refused.status_code == 400 and code(refused) == "InvalidRequest", refused.text
+    finally:
+        settings.sse_c_allow_http = True
+    assert "bad" not in {r.key for (r,) in rows(cloud, bucket)}
+
+    # the policy holds the SSE fields like any other: a field it does not name, or names
+    # otherwise, refuses the form
+    loose = ok(form_post(cloud, s3, bucket, "loose", {}), 204)
+    assert headers_of(loose) == {}  # no SSE field: the bucket default (none here)
+    for swapped in ({SSE: "aws:kms"}, {KMS_KEY: own_key}):
+        refused = form_post(
+            cloud, s3, bucket, "policy", {SSE: "AES256"}, [{SSE: "AES256"}], swapped
+        )
+        assert refused.status_code == 403 and code(refused) == "AccessDenied", refused.text
+    assert {"loose"} <= {r.key for (r,) in rows(cloud, bucket)}
+    assert "policy" not in {r.key for (r,) in rows(cloud, bucket)}

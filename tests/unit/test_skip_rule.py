@@ -50,8 +50,9 @@ def test_a_skip_fails_the_run_where_skips_are_forbidden(tmp_path: Path) -> None:
 
 
 def test_a_skip_in_a_worker_fails_the_run_too(tmp_path: Path) -> None:
-    # `make test` runs the suite on pytest-xdist workers: the controller judges the skips
-    run = _run(tmp_path, "1", "-n", "2")
+    # `make test` runs the suite on pytest-xdist workers (one is enough to have a controller):
+    # the controller judges the skips
+    run = _run(tmp_path, "1", "-n", "1")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "1 test(s) skipped where none may be: test_sample.py::test_skips" in run.stdout
 
@@ -87,7 +88,7 @@ def test_a_table_left_by_a_worker_fails_the_run(tmp_path: Path) -> None:
     )
     try:
         run = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2"],
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "1"],
             cwd=tmp_path,
             env={**os.environ, "TESTS_FORBID_SKIPS": "0"},
             capture_output=True,
@@ -117,7 +118,7 @@ def test_a_process_left_by_a_worker_fails_the_run_naming_it(tmp_path: Path) -> N
     )
     try:
         run = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2"],
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "1"],
             cwd=tmp_path,
             env={**os.environ, "TESTS_FORBID_SKIPS": "0"},
             capture_output=True,

@@ -61,7 +61,7 @@ def _time(raw: str | None, name: str) -> dt.datetime | None:
 
 
 def _int(raw: str, name: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "²" is a digit, no int
         raise BadRequest(f"Invalid {name}: a non-negative integer.")
     return int(raw)
 

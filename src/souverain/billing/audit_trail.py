@@ -1,30 +1,31 @@
 """An account's audit trail: the audit records about the account's projects, for its owners.
 
-A record is the account's when the caller acted from one of its projects or acted on
-a resource of one (`target_project`), so owners see what administrators did to their
-resources. Only owners (and admins) read it; another account looks absent. Reads the
-audit log file, never writes it; records hold ids and names only, never secrets.
+A record is the account's when the caller acted from one of its projects, acted on a
+resource of one (`target_project`), or acted on the account itself, so owners see what
+administrators did to their resources. Only owners (and admins) read it; another account
+looks absent. The audit log's index finds the records (only their lines are read); this
+never writes the log; records hold ids and names only, never secrets.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 from souverain.billing.accounts import MANAGES, Accounts
-from souverain.common.audit import read_records
-from souverain.common.clock import parse_isotime
+from souverain.common.audit_index import AuditIndex, project_key, target_key
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 
 MAX_LIMIT = 1000
+# what the audit index keys besides projects: the account a billing call acted on
+INDEXED_TARGETS = frozenset({"account"})
 
 
 class AuditTrail:
     def __init__(self, accounts: Accounts) -> None:
         self.accounts = accounts
-        self.log_path: Path | None = None  # set by the server: where the audit log is
+        self.index: AuditIndex | None = None  # set by the server: the audit log's index
 
     def records(
         self,
@@ -39,25 +40,11 @@ class AuditTrail:
             raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}.")
         with self.accounts.db.session() as s:
             row = self.accounts.find(s, ctx, account_id, MANAGES)
-            projects = frozenset(self.accounts.projects_of(s, row.id))
-
-        def keep(record: dict[str, Any]) -> bool:
-            initiator = record.get("initiator")
-            acting = initiator.get("project_id") if isinstance(initiator, dict) else None
-            if acting not in projects and record.get("target_project") not in projects:
-                return False
-            return since is None or _when(record) >= since
-
-        if self.log_path is None or not projects:
+            keys = [project_key(p) for p in self.accounts.projects_of(s, row.id)]
+        keys.append(target_key("account", row.id))
+        if self.index is None:
             return [], None
-        found = list(read_records(self.log_path, keep, after_seq, limit + 1))
+        found = self.index.find(keys, after_seq, since, limit + 1)
         more = len(found) > limit
         page = found[:limit]
         return page, (int(page[-1]["seq"]) if more else None)
-
-
-def _when(record: dict[str, Any]) -> dt.datetime:
-    try:
-        return parse_isotime(str(record.get("time")))
-    except ValueError:
-        return dt.datetime.min.replace(tzinfo=dt.UTC)

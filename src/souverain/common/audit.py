@@ -20,33 +20,57 @@ import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
+import sqlite3
 import threading
-from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from souverain.common.audit_index import AuditIndex
 from souverain.common.jsoncodec import encode_canonical
+
+log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 
-# Set by the audit middleware per mutating call: where a service notes the project of
-# the resource it resolved, so the record names it without a lookup of its own.
-_TARGET: ContextVar[dict[str, str] | None] = ContextVar("souverain_audit_target", default=None)
+# Set by the audit middleware per mutating call: where a service notes the projects of
+# the resources it resolved, so the record names them without a lookup of its own.
+_TARGET: ContextVar[Target | None] = ContextVar("souverain_audit_target", default=None)
+MAX_NOTED = 8  # a call acts on a handful of resources; a loop over rows notes no more
+
+
+@dataclass
+class Target:
+    """The projects whose resources one call resolved, in order, and the one its path named."""
+
+    projects: list[str] = field(default_factory=list)
+    path_project: str | None = None
+
+    def chosen(self, acting_project: str | None) -> str | None:
+        """The project the call acted on: the first noted that is not the caller's own
+        (an admin acting on a customer's port through its own router is about the
+        customer), else the caller's own, else the one the path named."""
+        for project in self.projects:
+            if project != acting_project:
+                return project
+        return self.projects[0] if self.projects else self.path_project
 
 
 def note_target_project(project_id: str | None) -> None:
-    """The resource this call acts on belongs to `project_id` (the first one noted wins)."""
+    """The resource this call acts on belongs to `project_id`."""
     slot = _TARGET.get()
-    if slot is not None and project_id and "project" not in slot:
-        slot["project"] = project_id
+    if slot is None or not project_id or project_id in slot.projects:
+        return
+    if len(slot.projects) < MAX_NOTED:
+        slot.projects.append(project_id)
 
 
-def collect_target() -> tuple[dict[str, str], object]:
+def collect_target() -> tuple[Target, object]:
     """A fresh slot for this call, and the token to reset it with."""
-    slot: dict[str, str] = {}
+    slot = Target()
     return slot, _TARGET.set(slot)
 
 
@@ -125,9 +149,15 @@ class AuditLog:
     """Append-only, hash-chained; safe to call from several threads."""
 
     def __init__(
-        self, path: Path, key: bytes, fsync: bool = True, flush_interval: float = 0.2
+        self,
+        path: Path,
+        key: bytes,
+        fsync: bool = True,
+        flush_interval: float = 0.2,
+        index: AuditIndex | None = None,
     ) -> None:
         self.path = path
+        self._index = index  # brought up to date after each group commit
         self.head_path = path.with_name(path.name + ".head")
         self._key = key
         self._fsync = fsync
@@ -212,6 +242,11 @@ class AuditLog:
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._synced_seq = seq
+        if self._index is not None:
+            try:
+                self._index.catch_up()
+            except (OSError, sqlite3.Error):  # the index only finds: the next flush retries
+                log.warning("audit index not brought up to date", exc_info=True)
 
     def _check_head(self) -> str | None:
         """At start: is the head consistent with the tail? Say what is wrong if not."""
@@ -292,28 +327,3 @@ def verify(path: Path, key: bytes) -> Verdict:
             count,
         )
     return Verdict(True, count)
-
-
-def read_records(
-    path: Path, keep: Callable[[dict[str, Any]], bool], after_seq: int, limit: int
-) -> Iterator[dict[str, Any]]:
-    """Records past `after_seq` that `keep` accepts, in order, at most `limit` of them.
-
-    Reads the file as it is (the chain's integrity is `verify`'s job); a line being
-    written (no newline yet) is left for the next read."""
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        return
-    found = 0
-    with handle:
-        for raw in handle:
-            if found >= limit or not raw.endswith(b"\n"):
-                return
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and int(record.get("seq", 0)) > after_seq and keep(record):
-                found += 1
-                yield record

@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from souverain.common.audit import AuditLog, collect_target, reset_target
+from souverain.common.audit import AuditLog, Target, collect_target, reset_target
 from souverain.common.clock import Clock, isotime
 from souverain.common.errors import PayloadTooLarge
 from souverain.common.ids import new_request_id
@@ -170,17 +170,18 @@ class AuditMiddleware:
         slot, token = collect_target()
         found = PROJECT_IN_PATH.match(scope["path"])  # before a service rewrites the path
         if found:
-            slot["path_project"] = found.group(1) or found.group(2)
+            slot.path_project = next(group for group in found.groups() if group)
         try:
             await self.app(scope, receive, watch)
         finally:
             reset_target(token)
-            self._record(scope, status, slot.get("project") or slot.get("path_project"))
+            self._record(scope, status, slot)
 
-    def _record(self, scope: Scope, status: int, target_project: str | None = None) -> None:
+    def _record(self, scope: Scope, status: int, target: Target) -> None:
         state = state_of(scope)
         audit = state.get("audit") or {}
         initiator = state.get("initiator") or {"user_id": None}
+        target_project = target.chosen(initiator.get("project_id"))
         where: dict[str, Any] = {}
         if target_project:
             where["target_project"] = target_project

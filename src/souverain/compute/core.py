@@ -21,11 +21,11 @@ from typing import Any
 from sqlalchemy import Update, select, update
 from sqlalchemy.orm import Session
 
-from souverain.common.audit import note_target_project
 from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.errors import Conflict, Forbidden, NotFound
 from souverain.common.metering import NULL_METER, Meter
+from souverain.common.tenancy import may_act_on
 from souverain.compute import scheduler
 from souverain.compute.hosts import Hosts
 from souverain.compute.models import InstanceAction, Server
@@ -122,9 +122,8 @@ class ComputeCore:
     @staticmethod
     def server_row(s: Session, ctx: RequestContext, server_id: str) -> Server:
         row = s.get(Server, server_id) if len(server_id) <= 36 else None
-        if row is None or row.deleted or (not ctx.is_admin and row.project_id != ctx.project_id):
+        if row is None or row.deleted or not may_act_on(ctx, row.project_id):
             raise NotFound(f"Instance {server_id} could not be found.")
-        note_target_project(row.project_id)
         return row
 
     def check_visible(self, ctx: RequestContext, server_id: str) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden
 from souverain.common.quota import effective_limits, lock_quota_row
+from souverain.common.tenancy import may_act_on
 from souverain.compute.core import ComputeCore
 from souverain.compute.models import ComputeQuota, Keypair, Server
 
@@ -23,7 +24,7 @@ QUOTA_RESOURCES = ("instances", "cores", "ram", "key_pairs", "metadata_items")
 
 
 def _scope(ctx: RequestContext, project_id: str) -> None:
-    if not (ctx.is_admin or project_id == ctx.project_id):
+    if not may_act_on(ctx, project_id):
         raise Forbidden("Policy doesn't allow os_compute_api:os-quota-sets:show to be performed.")
 
 

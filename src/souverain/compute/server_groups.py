@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden, NotFound
+from souverain.common.tenancy import may_act_on
 from souverain.compute.core import ComputeCore
 from souverain.compute.models import Server, ServerGroup, ServerGroupMember
 
@@ -121,7 +122,7 @@ class ServerGroups:
 
     def _visible(self, s: Session, ctx: RequestContext, group_id: str) -> ServerGroup:
         group = s.get(ServerGroup, group_id) if len(group_id) <= 36 else None
-        if group is None or (not ctx.is_admin and group.project_id != ctx.project_id):
+        if group is None or not may_act_on(ctx, group.project_id):
             raise NotFound(f"Instance group {group_id[:64]} could not be found.")
         return group
 

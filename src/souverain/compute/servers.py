@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from souverain.common.clock import as_utc
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden, NotFound
+from souverain.common.tenancy import may_act_on
 from souverain.compute.agents import host_states
 from souverain.compute.core import ComputeCore, check_unlocked
 from souverain.compute.listing import (
@@ -252,7 +253,7 @@ class Servers:
         request when `request_id` is given, picked by the database."""
         with self.db.session() as s:
             row = s.get(Server, server_id) if len(server_id) <= 36 else None
-            if row is None or (not ctx.is_admin and row.project_id != ctx.project_id):
+            if row is None or not may_act_on(ctx, row.project_id):
                 raise NotFound(f"Instance {server_id} could not be found.")
             query = select(InstanceAction).where(InstanceAction.server_id == server_id)
             if request_id is not None:

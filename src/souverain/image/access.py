@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import Forbidden, NotFound
+from souverain.common.tenancy import may_act_on
 from souverain.image import models as m
 from souverain.image.schemas import IMAGE_ID
 
@@ -24,7 +25,7 @@ def can_see(ctx: RequestContext, image: m.Image, membership: m.ImageMember | Non
 
 
 def owns(ctx: RequestContext, image: m.Image) -> bool:
-    return ctx.is_admin or (image.owner is not None and image.owner == ctx.project_id)
+    return may_act_on(ctx, image.owner)
 
 
 def visible(s: Session, ctx: RequestContext, image_id: str) -> m.Image:

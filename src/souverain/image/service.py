@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from souverain.common.audit import note_target_project
 from souverain.common.ceph import RbdRef
 from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
@@ -202,6 +203,7 @@ class ImageService:
         )
         for key, value in req.attributes:
             self._set(ctx, image, key, value)
+        note_target_project(image.owner)  # an admin may make it a customer's
         try:
             with self.db.session() as s:
                 s.add(image)
@@ -395,6 +397,7 @@ class ImageService:
             image = visible(s, ctx, image_id)
             if not ctx.is_admin:
                 raise Forbidden("Only administrators may deactivate or reactivate images.")
+            note_target_project(image.owner)
             target = "active" if active else "deactivated"
             if image.status == target:
                 return

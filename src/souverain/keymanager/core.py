@@ -12,6 +12,7 @@ from typing import Protocol, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from souverain.common.audit import note_target_project
 from souverain.common.clock import Clock, naive_utc
 from souverain.common.context import RequestContext
 from souverain.common.errors import Forbidden, NotFound
@@ -106,8 +107,10 @@ def check_read(ctx: RequestContext, owner: Owner, kind: str) -> None:
 
 
 def check_write(ctx: RequestContext, owner: Owner, kind: str) -> None:
-    """Members of the owning project change it (only its creator if it is private)."""
+    """Members of the owning project change it (only its creator if it is private); the
+    audit record of the call names the owning project."""
     if ctx.is_admin:
+        note_target_project(owner.project_id)
         return
     if ctx.project_id != owner.project_id:
         if ctx.user_id in owner.acl_users:
@@ -118,11 +121,13 @@ def check_write(ctx: RequestContext, owner: Owner, kind: str) -> None:
         raise Forbidden(f"Changing a {kind} needs the member role.")
     if not owner.project_access and ctx.user_id != owner.creator_id:
         raise Forbidden(f"The {kind} is private to its creator.")
+    note_target_project(owner.project_id)
 
 
 def project_of(ctx: RequestContext) -> str:
     if not ctx.project_id:
         raise Forbidden("The key manager needs a project-scoped token.")
+    note_target_project(ctx.project_id)  # what it makes is its project's
     return ctx.project_id
 
 

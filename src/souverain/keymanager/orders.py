@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, NotFound
+from souverain.common.tenancy import may_act_on
 from souverain.keymanager.containers import Containers
 from souverain.keymanager.core import Core, check_write, owner_of, project_of
 from souverain.keymanager.models import Order
@@ -165,7 +166,7 @@ class Orders:
     def _row(self, ctx: RequestContext, order_id: str) -> Order:
         with self.core.db.session() as s:
             row = s.get(Order, order_id)
-        if row is None or (not ctx.is_admin and row.project_id != ctx.project_id):
+        if row is None or not may_act_on(ctx, row.project_id):
             raise NotFound("No such order.")
         return row
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from souverain.common.audit import note_target_project
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden
 from souverain.common.ids import random_bytes
@@ -125,13 +126,16 @@ def owner_named(ctx: RequestContext, wanted: Any) -> str:
             raise Forbidden(
                 "Network resources belong to projects: name one or use a project-scoped token."
             )
+        note_target_project(own)
         return own
     if not ctx.is_admin:
         raise BadRequest(
             "Specifying 'project_id' or 'tenant_id' other than the authenticated "
             "project in request requires admin privileges"
         )
-    return check_id(wanted, "project_id")
+    project = check_id(wanted, "project_id")
+    note_target_project(project)  # an admin making a customer's resource: its owners see it
+    return project
 
 
 def new_mac() -> str:

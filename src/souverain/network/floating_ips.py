@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.ids import new_id
+from souverain.common.tenancy import may_act_on
 from souverain.network import models as m
 from souverain.network import related
 from souverain.network.core import Part
@@ -43,7 +44,7 @@ class FloatingIps(Part):
 
     def _floating(self, s: Session, ctx: RequestContext, fip_id: Any) -> m.FloatingIp:
         row = s.get(m.FloatingIp, fip_id) if isinstance(fip_id, str) else None
-        if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+        if row is None or not may_act_on(ctx, row.project_id):
             raise FloatingIPNotFound(f"Floating IP {str(fip_id)[:64]} could not be found")
         return row
 

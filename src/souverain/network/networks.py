@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.ids import new_id
+from souverain.common.tenancy import may_act_on
 from souverain.network import ipam, related
 from souverain.network import models as m
 from souverain.network.core import Part
@@ -82,7 +83,7 @@ class Networks(Part):
     """Networks and subnets."""
 
     def _visible(self, ctx: RequestContext, net: m.Network) -> bool:
-        return ctx.is_admin or net.project_id == ctx.project_id or net.shared or net.external
+        return may_act_on(ctx, net.project_id) or net.shared or net.external
 
     def network(self, s: Session, ctx: RequestContext, network_id: Any) -> m.Network:
         row = s.get(m.Network, network_id) if isinstance(network_id, str) else None
@@ -92,7 +93,7 @@ class Networks(Part):
 
     def _owned_network(self, s: Session, ctx: RequestContext, network_id: Any) -> m.Network:
         row = self.network(s, ctx, network_id)
-        if not (ctx.is_admin or row.project_id == ctx.project_id):
+        if not may_act_on(ctx, row.project_id):
             raise PolicyNotAuthorized("The request is disallowed by policy for this network.")
         return row
 
@@ -238,7 +239,7 @@ class Networks(Part):
 
     def subnet(self, s: Session, ctx: RequestContext, subnet_id: Any) -> m.Subnet:
         row = s.get(m.Subnet, subnet_id) if isinstance(subnet_id, str) else None
-        if row is not None and not (ctx.is_admin or row.project_id == ctx.project_id):
+        if row is not None and not may_act_on(ctx, row.project_id):
             net = s.get(m.Network, row.network_id)
             if net is None or not (net.shared or net.external):
                 row = None
@@ -347,7 +348,7 @@ class Networks(Part):
     ) -> SubnetRecord:
         with self.db.session() as s:
             row = self.subnet(s, ctx, subnet_id)
-            if not (ctx.is_admin or row.project_id == ctx.project_id):
+            if not may_act_on(ctx, row.project_id):
                 raise PolicyNotAuthorized("rule:update_subnet is disallowed by policy")
             cidr = ipaddress.ip_network(row.cidr)
             for name, value in body.texts:
@@ -376,7 +377,7 @@ class Networks(Part):
     def delete_subnet(self, ctx: RequestContext, subnet_id: str) -> None:
         with self.db.session() as s:
             row = self.subnet(s, ctx, subnet_id)
-            if not (ctx.is_admin or row.project_id == ctx.project_id):
+            if not may_act_on(ctx, row.project_id):
                 raise PolicyNotAuthorized("rule:delete_subnet is disallowed by policy")
             used = s.scalar(
                 select(func.count())

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import Conflict
 from souverain.common.ids import new_id
+from souverain.common.tenancy import may_act_on
 from souverain.network import binding, ipam, related
 from souverain.network import models as m
 from souverain.network.core import Part, Retry
@@ -50,7 +51,7 @@ class Ports(Part):
 
     def port(self, s: Session, ctx: RequestContext, port_id: Any) -> m.Port:
         row = s.get(m.Port, port_id) if isinstance(port_id, str) else None
-        if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+        if row is None or not may_act_on(ctx, row.project_id):
             raise PortNotFound(f"Port {str(port_id)[:64]} could not be found.")
         return row
 
@@ -221,7 +222,7 @@ class Ports(Part):
         def work(s: Session) -> PortRecord:
             self._lock_quota(s, project_id)
             net = self.networks.network(s, ctx, body.network_id)
-            if not (ctx.is_admin or net.project_id == ctx.project_id or net.shared):
+            if not (may_act_on(ctx, net.project_id) or net.shared):
                 raise PolicyNotAuthorized(
                     "(rule:create_port and rule:create_port:network) is disallowed by policy"
                 )

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.quota import effective_limits
+from souverain.common.tenancy import may_act_on
 from souverain.network import models as m
 from souverain.network.core import Part
 from souverain.network.errors import OverQuota, PolicyNotAuthorized
@@ -71,7 +72,7 @@ class Quotas(Part):
             raise OverQuota(f"Quota exceeded for resources: ['{resource}'].")
 
     def _quota_scope(self, ctx: RequestContext, project_id: str) -> None:
-        if not (ctx.is_admin or project_id == ctx.project_id):
+        if not may_act_on(ctx, project_id):
             raise PolicyNotAuthorized("rule:get_quota is disallowed by policy")
 
     def quota_of(self, ctx: RequestContext, project_id: str) -> dict[str, int]:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.ids import new_id
+from souverain.common.tenancy import may_act_on
 from souverain.network import models as m
 from souverain.network import related
 from souverain.network.core import Part
@@ -59,7 +60,7 @@ class Routers(Part):
 
     def _router(self, s: Session, ctx: RequestContext, router_id: Any) -> m.Router:
         row = s.get(m.Router, router_id) if isinstance(router_id, str) else None
-        if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+        if row is None or not may_act_on(ctx, row.project_id):
             raise RouterNotFound(f"Router {str(router_id)[:64]} could not be found")
         return row
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import Conflict
 from souverain.common.ids import new_id
+from souverain.common.tenancy import may_act_on
 from souverain.network import models as m
 from souverain.network import related
 from souverain.network.core import Part
@@ -104,7 +105,7 @@ class SecurityGroups(Part):
 
     def _group(self, s: Session, ctx: RequestContext, group_id: Any) -> m.SecurityGroup:
         row = s.get(m.SecurityGroup, group_id) if isinstance(group_id, str) else None
-        if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+        if row is None or not may_act_on(ctx, row.project_id):
             raise SecurityGroupNotFound(f"Security group {str(group_id)[:64]} does not exist")
         return row
 
@@ -245,7 +246,7 @@ class SecurityGroups(Part):
 
     def _rule(self, s: Session, ctx: RequestContext, rule_id: Any) -> m.SecurityGroupRule:
         row = s.get(m.SecurityGroupRule, rule_id) if isinstance(rule_id, str) else None
-        if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+        if row is None or not may_act_on(ctx, row.project_id):
             raise SecurityGroupRuleNotFound(
                 f"Security group rule {str(rule_id)[:64]} does not exist"
             )

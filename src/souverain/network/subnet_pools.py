@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.ids import new_id
+from souverain.common.tenancy import may_act_on
 from souverain.network import models as m
 from souverain.network.core import Part
 from souverain.network.errors import (
@@ -87,7 +88,7 @@ class SubnetPools(Part):
 
     def _owned(self, s: Session, ctx: RequestContext, pool_id: str) -> m.SubnetPool:
         row = self.pool(s, ctx, pool_id)
-        if not (ctx.is_admin or row.project_id == ctx.project_id):
+        if not may_act_on(ctx, row.project_id):
             raise PolicyNotAuthorized("The request is disallowed by policy for this subnet pool.")
         return row
 

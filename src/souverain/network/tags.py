@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import NotFound
+from souverain.common.tenancy import may_act_on
 from souverain.network.core import Part
 from souverain.network.errors import PolicyNotAuthorized
 from souverain.network.ipam import InvalidInput
@@ -94,7 +95,7 @@ class Tags(Part):
         """Apply `how(current tags, resource id)` to a resource the caller's project owns."""
         with self.db.session() as s:
             row = self._row(s, ctx, path, resource_id)
-            if not (ctx.is_admin or row.project_id == ctx.project_id):
+            if not may_act_on(ctx, row.project_id):
                 raise PolicyNotAuthorized(
                     f"The request is disallowed by policy: the tags of {TAGGABLE[path]} "
                     f"{row.id} are its project's to change."

@@ -25,7 +25,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from souverain.objectstore.store import CHUNK as READ_CHUNK
-from souverain.objectstore.store import BlobWriter, Digests
+from souverain.objectstore.store import BlobWriter, Data, Digests
 
 CHUNK = 64 * 1024
 TAG = 16
@@ -33,8 +33,6 @@ PREFIX = 8
 SEALED_CHUNK = CHUNK + TAG
 _AAD = struct.Struct(">8sIIB")
 _FORMAT = b"souv-se1"
-# Sealed chunks read from the store per call when opening a range.
-_READ_CHUNKS = max(1, READ_CHUNK // CHUNK)
 
 
 class SealBroken(OSError):
@@ -67,7 +65,7 @@ class _SizeOnly(Digests):
     """The wrapped writer's digests: only the size (ETag and checksums are the plaintext's,
     computed by the sealing writer; hashing ciphertext again would halve throughput)."""
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: Data) -> None:
         self.size += len(data)
 
 
@@ -102,56 +100,71 @@ class SealingWriter:
         self._part = part
         self._prefix = os.urandom(PREFIX)
         self._index = 0
-        self._buffer = bytearray()
+        self._held = bytearray()  # the plaintext of the chunk not sealed yet
+        self._out = bytearray()  # sealed bytes on their way to the wrapped writer
         self._started = False
 
     @property
     def size(self) -> int:
         return self.digests.size
 
-    def _sealed(self, pieces: Iterable[bytes | memoryview], last_at: int) -> list[bytes]:
-        out: list[bytes] = []
-        if not self._started:
-            out.append(self._prefix)
-            self._started = True
-        for piece in pieces:
-            index = self._index
-            aad = _aad(self._part, index, index == last_at)
-            out.append(self._aead.encrypt(_nonce(self._prefix, index), piece, aad))
-            self._index += 1
-        return out
+    def _seal(self, pieces: Sequence[bytes | bytearray | memoryview], last_at: int) -> None:
+        """Seal `pieces` (whole chunks, but for the last one at commit) into the writer's
+        own buffer, then hand that to the wrapped writer in one write. `encrypt_into`
+        works without the GIL: the event loop runs beside the thread that writes."""
+        head = b"" if self._started else self._prefix
+        self._started = True
+        total = len(head) + sum(len(piece) + TAG for piece in pieces)
+        if len(self._out) < total:
+            self._out = bytearray(total)
+        with memoryview(self._out) as out:
+            out[: len(head)] = head
+            at = len(head)
+            for piece in pieces:
+                index = self._index
+                aad = _aad(self._part, index, index == last_at)
+                end = at + len(piece) + TAG
+                self._aead.encrypt_into(_nonce(self._prefix, index), piece, aad, out[at:end])
+                at = end
+                self._index += 1
+            self.inner.write(out[:total])
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Data) -> None:
         self.digests.update(data)
-        self._buffer += data
+        rest = memoryview(data)
+        pieces: list[bytes | bytearray | memoryview] = []
+        if self._held:  # fill the chunk held back first
+            take = CHUNK - len(self._held)
+            self._held += rest[:take]
+            rest = rest[take:]
+            if not rest:
+                return
+            pieces.append(self._held)
         # Keep at least one byte back: the last chunk is only known at commit.
-        full = (len(self._buffer) - 1) // CHUNK
-        if full <= 0:
-            return
-        view = memoryview(self._buffer)
-        try:
-            pieces = (view[i * CHUNK : (i + 1) * CHUNK] for i in range(full))
-            out = self._sealed(pieces, -1)
-        finally:
-            view.release()
-        del self._buffer[: full * CHUNK]
-        self.inner.write(b"".join(out))
+        full = (len(rest) - 1) // CHUNK
+        pieces += [rest[n * CHUNK : (n + 1) * CHUNK] for n in range(full)]
+        if pieces:
+            self._seal(pieces, -1)
+        self._held = bytearray(rest[full * CHUNK :])
 
     def commit(self) -> str:
-        out = self._sealed([bytes(self._buffer)], self._index)
-        self._buffer.clear()
-        self.inner.write(b"".join(out))
+        self._seal([self._held], self._index)
+        self._held = bytearray()
         return self.inner.commit()
 
     def abort(self) -> None:
-        self._buffer.clear()
+        self._held = bytearray()
         self.inner.abort()
 
 
 class OpeningReader:
     """Reads plaintext `start`..`end` (inclusive) across sealed segments, opening only the
     chunks the range covers. `sizes`: each segment's plaintext size; `parts`: each
-    segment's part number (0 for a single PUT)."""
+    segment's part number (0 for a single PUT).
+
+    Each read of the store (several sealed chunks) is opened with `decrypt_into` into one
+    buffer the reader keeps, without the GIL, then handed out as one `bytes`: one copy per
+    read, no per-chunk objects, and a thread reading ahead runs beside the event loop."""
 
     def __init__(
         self, inner: _Reader, key: bytes, sizes: Sequence[int], parts: Sequence[int]
@@ -160,72 +173,73 @@ class OpeningReader:
         self._aead = AESGCM(key)
         self._sizes = list(sizes)
         self._parts = list(parts)
+        self._plain = bytearray()
 
     def chunks(self, start: int, end: int, chunk: int = READ_CHUNK) -> Iterator[bytes]:
         """Plaintext from `start` to `end` inclusive, in pieces of about `chunk` bytes."""
-        pending: list[bytes] = []
-        held = 0
-        for piece in self._pieces(start, end):
-            pending.append(piece)
-            held += len(piece)
-            if held >= chunk:
-                yield b"".join(pending)
-                pending, held = [], 0
-        if pending:
-            yield b"".join(pending)
-
-    def _pieces(self, start: int, end: int) -> Iterator[bytes]:
+        batch = SEALED_CHUNK * max(1, chunk // CHUNK)
         base = plain_base = 0
         for size, part in zip(self._sizes, self._parts, strict=True):
-            stored = sealed_size(size)
             if size and plain_base <= end and plain_base + size - 1 >= start:
                 lo = max(start, plain_base) - plain_base
                 hi = min(end, plain_base + size - 1) - plain_base
-                yield from self._segment(base, size, part, lo, hi)
-            base += stored
+                yield from self._segment(base, size, part, lo, hi, batch)
+            base += sealed_size(size)
             plain_base += size
 
-    def _segment(self, base: int, size: int, part: int, lo: int, hi: int) -> Iterator[bytes]:
+    def _segment(
+        self, base: int, size: int, part: int, lo: int, hi: int, batch: int
+    ) -> Iterator[bytes]:
         """Plaintext bytes lo..hi of the segment stored at `base`."""
         prefix = b"".join(self._inner.chunks(base, base + PREFIX - 1))
-        count = chunk_count(size)
+        if len(prefix) != PREFIX:
+            raise SealBroken("sealed object bytes end early")
         first, last = lo // CHUNK, hi // CHUNK
         body = base + PREFIX
-        stored_end = body + sealed_size(size) - PREFIX - 1
-        read_end = min(body + (last + 1) * SEALED_CHUNK - 1, stored_end)
+        read_end = body + min((last + 1) * SEALED_CHUNK, sealed_size(size) - PREFIX) - 1
         pending = b""  # the start of a chunk the last read cut
         index = first
-        for data in self._inner.chunks(
-            body + first * SEALED_CHUNK, read_end, SEALED_CHUNK * _READ_CHUNKS
-        ):
+        for data in self._inner.chunks(body + first * SEALED_CHUNK, read_end, batch):
             held = pending + data if pending else data
-            view, pos = memoryview(held), 0
-            while index <= last:
-                length = SEALED_CHUNK if index < count - 1 else size - index * CHUNK + TAG
-                if len(held) - pos < length:
-                    break
-                sealed = view[pos : pos + length]
-                plain = self._open(prefix, part, index, index == count - 1, sealed)
-                pos += length
-                cut_lo = lo - index * CHUNK if index == first else 0
-                cut_hi = hi - index * CHUNK + 1 if index == last else len(plain)
-                yield plain[cut_lo:cut_hi] if cut_lo or cut_hi != len(plain) else plain
-                index += 1
-            pending = bytes(view[pos:])
-            view.release()
-        if index <= last or len(prefix) != PREFIX:
+            at = index * CHUNK  # the plaintext offset (in the segment) of this read's first byte
+            used, opened = self._open_run(held, prefix, part, index, last, size)
+            index += -(-used // SEALED_CHUNK)
+            pending = held[used:]
+            cut_lo, cut_hi = max(lo - at, 0), min(hi + 1 - at, opened)
+            if cut_hi > cut_lo:
+                with memoryview(self._plain) as plain:
+                    yield bytes(plain[cut_lo:cut_hi])
+        if index <= last:
             raise SealBroken("sealed object bytes end early")
 
-    def _open(
-        self, prefix: bytes, part: int, index: int, last: bool, sealed: bytes | memoryview
-    ) -> bytes:
-        try:
-            return self._aead.decrypt(_nonce(prefix, index), sealed, _aad(part, index, last))
-        except InvalidTag:
-            raise SealBroken("sealed object bytes do not open under their key") from None
+    def _open_run(
+        self, held: bytes, prefix: bytes, part: int, index: int, last: int, size: int
+    ) -> tuple[int, int]:
+        """Open the whole sealed chunks at the start of `held` (chunk `index` onwards, up to
+        `last`) into the reader's buffer: (sealed bytes used, plaintext bytes opened)."""
+        final = chunk_count(size) - 1
+        used = opened = 0
+        if len(self._plain) < len(held):
+            self._plain = bytearray(len(held))
+        with memoryview(held) as view, memoryview(self._plain) as plain:
+            while index <= last:
+                length = SEALED_CHUNK if index < final else size - index * CHUNK + TAG
+                if len(held) - used < length:
+                    break
+                nonce, aad = _nonce(prefix, index), _aad(part, index, index == final)
+                target = plain[opened : opened + length - TAG]
+                try:
+                    self._aead.decrypt_into(nonce, view[used : used + length], aad, target)
+                except InvalidTag:
+                    raise SealBroken("sealed object bytes do not open under their key") from None
+                used += length
+                opened += length - TAG
+                index += 1
+        return used, opened
 
     def close(self) -> None:
         self._inner.close()
+        self._plain = bytearray()
 
 
 def stored_segments(segments: Sequence[Sequence[Any]]) -> list[list[Any]]:

@@ -25,7 +25,7 @@ def _table() -> tuple[int, ...]:
 TABLE = _table()
 
 
-def update(data: bytes, crc: int = 0) -> int:
+def update(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
     """The CRC of everything so far (`crc`: the value returned for what came before)."""
     value = crc ^ MASK
     table = TABLE
@@ -80,7 +80,7 @@ class Crc64Nvme:
     def __init__(self) -> None:
         self._value = 0
 
-    def update(self, data: bytes, /) -> None:
+    def update(self, data: bytes | bytearray | memoryview, /) -> None:
         self._value = update(data, self._value)
 
     def digest(self) -> bytes:

@@ -45,6 +45,7 @@ class Seal:
     key_id: str | None = None
     customer: str | None = None  # SSE-C: "salt:hmac" recognising the customer key
     customer_md5: str | None = field(default=None)  # the request's key MD5, to echo
+    project: str = ""  # the bucket owner's project, whose keys sealed it
 
     def columns(self) -> dict[str, Any]:
         """What the version's row keeps (never `key`)."""
@@ -124,7 +125,9 @@ class Sealer:
     def reopen(self, sealed: Sealed, customer_key: bytes | None = None) -> Seal:
         """The Seal of a stored upload or version, its data key opened (multipart parts)."""
         key = self.open(sealed.project, sealed.mode, sealed.wrapped, sealed.customer, customer_key)
-        return Seal(sealed.mode, key, sealed.wrapped, sealed.key_id, sealed.customer)
+        return Seal(
+            sealed.mode, key, sealed.wrapped, sealed.key_id, sealed.customer, project=sealed.project
+        )
 
     def _project_keys(self) -> ProjectKeys:
         if self.keys is None:
@@ -150,14 +153,15 @@ class Sealer:
             data_key = os.urandom(32)
             nonce = os.urandom(12)
             wrapped = nonce + AESGCM(customer_key).encrypt(nonce, data_key, _C_WRAP_AAD)
-            return Seal(SSE_C, data_key, wrapped, None, customer_hmac(customer_key), customer_md5)
+            customer = customer_hmac(customer_key)
+            return Seal(SSE_C, data_key, wrapped, None, customer, customer_md5, project_id)
         try:
             made = self._project_keys().new_data_key(project_id, key_id)
         except KeyNotFound:
             raise _kms_missing(key_id or "") from None
         except KeyUnavailable:
             raise _keys_away() from None
-        return Seal(mode, made.plaintext, made.wrapped, key_id)
+        return Seal(mode, made.plaintext, made.wrapped, key_id, project=project_id)
 
     def open(
         self,

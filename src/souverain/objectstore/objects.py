@@ -112,7 +112,7 @@ def promote(conn: Connection, bucket_id: str, key: str) -> None:
         conn.execute(update(VERSIONS).where(v.seq == newest).values(is_latest=True))
 
 
-def _found(bucket: BucketInfo, row: Any) -> ObjectInfo:
+def found_in(bucket: BucketInfo, row: Any) -> ObjectInfo:
     """A version looked up in `bucket`: its encryption names the project whose keys open it."""
     info = ObjectInfo.of(bucket.name, row)
     if info.sse is not None:
@@ -158,7 +158,7 @@ class Objects:
                     "The specified version does not exist.",
                     f"/{bucket.name}/{key}",
                 )
-            return _found(bucket, row)
+            return found_in(bucket, row)
         if row is None or row.is_delete_marker:
             headers = {}
             if row is not None:
@@ -169,7 +169,7 @@ class Objects:
                 f"/{bucket.name}/{key}",
                 headers=headers,
             )
-        return _found(bucket, row)
+        return found_in(bucket, row)
 
     def reader(
         self, obj: ObjectInfo, customer_key: bytes | None = None

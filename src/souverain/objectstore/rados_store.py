@@ -24,7 +24,7 @@ from typing import Any
 
 from souverain.common.ceph import CephConnection, StorageUnavailable, bindings, translated
 from souverain.common.ids import new_id
-from souverain.objectstore.store import CHUNK, Digests, StorageFull
+from souverain.objectstore.store import CHUNK, Data, Digests, StorageFull
 
 LAYOUT_XATTR = "souverain.blob"
 STRIPE_UNIT = 64 * 1024  # stripe sizes are multiples of this
@@ -99,9 +99,9 @@ class RadosBlobWriter:
     def size(self) -> int:
         return self.digests.size
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Data) -> None:
         self.digests.update(data)
-        self._pieces.append(data)
+        self._pieces.append(bytes(data))  # kept past the call: a copy unless already bytes
         self._buffered += len(data)
         try:
             while self._buffered >= self._stripe:

@@ -25,6 +25,9 @@ from souverain.common.ids import new_id
 from souverain.objectstore.crc64nvme import Crc64Nvme
 
 CHUNK = 1024 * 1024
+# What a blob writer takes. A writer must not keep it past the call: the caller may reuse
+# the buffer (the sealing writer seals into one of its own).
+Data = bytes | bytearray | memoryview
 _BLOB_ID = re.compile(r"^[0-9a-f]{32}$")
 CHECKSUM_ALGORITHMS = ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
 
@@ -34,7 +37,7 @@ class StorageFull(Exception):
 
 
 class _Hash(Protocol):
-    def update(self, data: bytes, /) -> None: ...
+    def update(self, data: Data, /) -> None: ...
     def digest(self) -> bytes: ...
 
 
@@ -45,7 +48,7 @@ class _Crc:
         self._fn = fn
         self._value = 0
 
-    def update(self, data: bytes, /) -> None:
+    def update(self, data: Data, /) -> None:
         self._value = self._fn(data, self._value)
 
     def digest(self) -> bytes:
@@ -70,7 +73,7 @@ class Digests:
         self.others: dict[str, _Hash] = {a: new_hash(a) for a in algorithms if a != "md5"}
         self.size = 0
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: Data) -> None:
         self.md5.update(data)
         for digest in self.others.values():
             digest.update(data)
@@ -92,7 +95,7 @@ class BlobWriter(Protocol):
 
     @property
     def size(self) -> int: ...
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: Data) -> None: ...
     def commit(self) -> str: ...
     def abort(self) -> None: ...
 
@@ -134,7 +137,7 @@ class FileBlobWriter:
     def size(self) -> int:
         return self.digests.size
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Data) -> None:
         self.digests.update(data)
         view = memoryview(data)
         try:

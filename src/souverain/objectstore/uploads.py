@@ -28,7 +28,7 @@ from souverain.objectstore.accounting import Accounting, count
 from souverain.objectstore.conditional import WriteCondition
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.metering import MeteredBucket
-from souverain.objectstore.objects import LATEST_STATE, new_version_id, retire
+from souverain.objectstore.objects import LATEST_STATE, found_in, new_version_id, retire
 from souverain.objectstore.policy import Principal
 from souverain.objectstore.quotas import Quotas
 from souverain.objectstore.records import (
@@ -344,7 +344,7 @@ class Uploads:
             s.delete(upload)
             s.flush()
             self.quotas.check(s.connection(), bucket.project_id, limits, row.size)
-            info = ObjectInfo.of(bucket.name, row)
+            info = found_in(bucket, row)
         self.store.delete(freed)
         self.accounting.changed(bucket)
         return info

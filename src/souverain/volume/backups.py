@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden, NotFound
+from souverain.common.tenancy import may_act_on
 from souverain.volume import models as m
 from souverain.volume.backup_store import BackupObjects, BackupStoreError
 from souverain.volume.encryption import MANDATORY_SPEC, VolumeKeys
@@ -97,7 +98,7 @@ def default_container(project_id: str) -> str:
 
 def visible_backup(s: Session, ctx: RequestContext, backup_id: str) -> m.VolumeBackup:
     row = s.get(m.VolumeBackup, backup_id.lower()) if UUID_RE.match(backup_id) else None
-    if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+    if row is None or not may_act_on(ctx, row.project_id):
         raise NotFound(f"Backup {backup_id} could not be found.")
     return row
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden
 from souverain.common.quota import effective_limits, lock_quota_row
+from souverain.common.tenancy import may_act_on
 from souverain.volume import models as m
 from souverain.volume.rules import QuotaExceeded, QuotaSet, Shared
 
@@ -109,7 +110,7 @@ class Quotas:
         return QuotaSet(project_id, limits, used, settings.default_type, largest)
 
     def show(self, ctx: RequestContext, project_id: str, usage: bool) -> QuotaSet:
-        if not (ctx.is_admin or project_id == ctx.project_id):
+        if not may_act_on(ctx, project_id):
             raise Forbidden("Policy doesn't allow this operation: only your own project's quotas.")
         with self.shared.db.session() as s:
             limits = self.limits_of(s, project_id)

@@ -26,6 +26,7 @@ from souverain.common.errors import ApiError, Forbidden, NotFound
 from souverain.common.keys import ProjectKeys
 from souverain.common.metering import NULL_METER, Meter
 from souverain.common.pagination import sort_views
+from souverain.common.tenancy import may_act_on
 from souverain.config import VolumeSettings
 from souverain.db.engine import Database
 from souverain.image.service import BootImage
@@ -211,14 +212,14 @@ class ImageUpload:
 
 def visible_volume(s: Session, ctx: RequestContext, volume_id: str) -> m.Volume:
     row = s.get(m.Volume, volume_id.lower()) if UUID_RE.match(volume_id) else None
-    if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+    if row is None or not may_act_on(ctx, row.project_id):
         raise NotFound(f"Volume {volume_id} could not be found.")
     return row
 
 
 def visible_snapshot(s: Session, ctx: RequestContext, snapshot_id: str) -> m.Snapshot:
     row = s.get(m.Snapshot, snapshot_id.lower()) if UUID_RE.match(snapshot_id) else None
-    if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+    if row is None or not may_act_on(ctx, row.project_id):
         raise NotFound(f"Snapshot {snapshot_id} could not be found.")
     return row
 

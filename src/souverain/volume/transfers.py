@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from souverain.common.audit import note_target_project
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden, NotFound
+from souverain.common.tenancy import may_act_on
 from souverain.volume import models as m
 from souverain.volume.quotas import Quotas
 from souverain.volume.rules import UUID_RE, Shared, visible_volume
@@ -81,7 +83,7 @@ class Transfers:
 
     def _own(self, s: Session, ctx: RequestContext, transfer_id: str) -> m.VolumeTransfer:
         row = self._find(s, transfer_id)
-        if not (ctx.is_admin or row.source_project_id == ctx.project_id):
+        if not may_act_on(ctx, row.source_project_id):
             raise NotFound(f"Transfer {transfer_id[:64]} could not be found.")
         return row
 
@@ -166,6 +168,7 @@ class Transfers:
             vol = s.get(m.Volume, row.volume_id)
             if vol is None or vol.status != "awaiting-transfer":
                 raise BadRequest(f"Invalid volume: the volume of transfer {transfer_id} moved.")
+            note_target_project(vol.project_id)  # the giving project's owners see it go
             snaps = list(s.scalars(select(m.Snapshot).where(m.Snapshot.volume_id == vol.id)))
             source, size = vol.project_id, vol.size
             self.quotas.lock(s, ctx.project_id)

@@ -18,6 +18,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from souverain.common.audit import note_target_project
 from souverain.common.ceph import StorageUnavailable
 from souverain.common.clock import Clock
 from souverain.common.ids import new_request_id
@@ -377,6 +378,9 @@ class S3App:
     def _bucket_for(self, call: Call) -> BucketInfo:
         """The bucket named, checked against `x-amz-expected-bucket-owner` when given."""
         bucket = self.service.bucket(call.bucket)
+        # another account's bucket (a policy or ACL grants it) or the caller's own: its
+        # owners see the call in their audit trail
+        note_target_project(bucket.project_id)
         expected = call.header("x-amz-expected-bucket-owner")
         if expected and expected != bucket.project_id:
             raise S3Error("AccessDenied", "Access Denied", call.resource)

@@ -76,7 +76,7 @@ class MultipartHandlers:
         )
         if algorithm:
             reply.headers["x-amz-checksum-algorithm"] = algorithm.upper()
-        reply.headers.update(sse_headers(seal))
+        reply.headers.update(sse_headers(seal, self.service.region))
         return reply
 
     def part_seal(self, call: Call, upload: UploadInfo) -> tuple[Seal | None, CustomerKey | None]:
@@ -136,7 +136,7 @@ class MultipartHandlers:
         self.service.put_part(
             bucket, call.key, upload_id, number, writer.blob_id, writer.size, etag, checksums
         )
-        headers = {"etag": quote_etag(etag), **sse_headers(seal, given)}
+        headers = {"etag": quote_etag(etag), **sse_headers(seal, self.service.region, given)}
         for alg, value in checksums.items():
             headers[f"x-amz-checksum-{alg}"] = value
         return Reply(200, headers=headers)
@@ -163,7 +163,7 @@ class MultipartHandlers:
         )
         result = {"ETag": quote_etag(etag), "LastModified": dt.datetime.now(dt.UTC)}
         reply = xml_reply(x.document("CopyPartResult", result))
-        reply.headers.update(sse_headers(seal, given))
+        reply.headers.update(sse_headers(seal, self.service.region, given))
         return reply
 
     async def complete_upload(self, call: Call, bucket: BucketInfo) -> Reply:
@@ -189,7 +189,7 @@ class MultipartHandlers:
             result[f"Checksum{alg.upper()}"] = value
         reply = xml_reply(x.document("CompleteMultipartUploadResult", result))
         reply.headers.update(version_header(bucket, info.version_id))
-        reply.headers.update(sse_headers(info.sse))
+        reply.headers.update(sse_headers(info.sse, self.service.region))
         return reply
 
     def abort_upload(self, call: Call, bucket: BucketInfo) -> Reply:

@@ -180,7 +180,7 @@ class ObjectHandlers:
             self.service.put_object, call.principal, bucket, call.key, template, condition
         )
         headers = {"etag": quote_etag(info.etag), **version_header(bucket, info.version_id)}
-        headers.update(sse_headers(seal))
+        headers.update(sse_headers(seal, self.service.region))
         if bucket.lifecycle:
             headers.update(expiration_header(bucket, info))
         for alg, value in checksums.items():
@@ -252,7 +252,7 @@ class ObjectHandlers:
         obj = self.lookup(call, bucket, "s3:GetObject")
         customer = read_key(call, obj, self.settings)
         headers = self._object_headers(call, bucket, obj)
-        headers.update(sse_headers(obj.sse, customer))
+        headers.update(sse_headers(obj.sse, self.service.region, customer))
         check_conditions(call.headers, obj, headers)
         start, end, status = 0, obj.size - 1, 200
         part_number = call.query.get("partNumber")
@@ -499,7 +499,7 @@ class ObjectHandlers:
             result[f"Checksum{alg.upper()}"] = value
         reply = xml_reply(x.document("CopyObjectResult", result))
         reply.headers.update(headers)
-        reply.headers.update(sse_headers(seal))
+        reply.headers.update(sse_headers(seal, self.service.region))
         return reply
 
     def get_object_tags(self, call: Call, bucket: BucketInfo) -> Reply:

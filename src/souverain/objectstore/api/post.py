@@ -2,8 +2,9 @@
 
 The fields before the file are read first and checked (signature over the policy,
 then every policy condition) before any byte of the file is taken; the file streams
-into a blob, held to the policy's content-length-range. The answer follows the
-form's success_action_redirect or success_action_status, as S3's does.
+into a blob, held to the policy's content-length-range. The SSE fields ask for an
+encryption as a PUT's SSE headers do (else the bucket default applies). The answer
+follows the form's success_action_redirect or success_action_status, as S3's does.
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ from souverain.objectstore import xml as x
 from souverain.objectstore.api.buckets import parse_tagging
 from souverain.objectstore.api.form import FormData, boundary_of
 from souverain.objectstore.api.objects import STORED_HEADERS, object_template
+from souverain.objectstore.api.sse import (
+    CUSTOMER,
+    KMS_KEY,
+    SSE,
+    etag_of,
+    seal_for_write,
+    sse_headers,
+)
 from souverain.objectstore.api.wire import (
     Body,
     Call,
@@ -38,8 +47,10 @@ from souverain.objectstore.store import BlobWriter
 
 FIELD_LIMIT = 64 * 1024  # all fields before the file together
 SIGNED_FIELDS = ("x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-signature")
+# The SSE fields a form may carry, as a PUT's headers (bucket policies see the first two).
+SSE_FIELDS = (SSE, KMS_KEY, CUSTOMER + "algorithm", CUSTOMER + "key", CUSTOMER + "key-md5")
 REFUSED_PREFIXES = (
-    "x-amz-server-side-encryption",
+    SSE,  # but SSE_FIELDS
     "x-amz-object-lock",
     "x-amz-grant",
     "x-amz-checksum",
@@ -74,25 +85,26 @@ class PostHandlers:
         check_key(key)
         principal, size = self._authenticate(fields, bucket)
         call.principal = principal
-        if bucket.needs_context:  # the form's fields are its request's acl
+        if bucket.needs_context:  # the form's fields are its request's acl and SSE headers
             context = request_context(call, self.service.clock.now())
-            if "acl" in fields:
-                context["s3:x-amz-acl"] = fields["acl"]
+            for name in ("acl", SSE, KMS_KEY):
+                if name in fields:
+                    context["s3:x-amz-acl" if name == "acl" else f"s3:{name}"] = fields[name]
             principal = call.principal = dataclasses.replace(principal, context=context)
         self.service.authorize(principal, bucket, "s3:PutObject", key)
-        template = self._template(call, fields)
+        as_put = self._as_put(call, fields)
+        template = self._template(as_put, fields)
         self.service.refuse_public_acl(bucket, template.acl, template.grants)
-        # a form names no customer key: its object gets the bucket's default encryption
-        seal = None
-        if self.service.sealer.has_default(bucket):
-            seal = await asyncio.to_thread(self.service.sealer.default, bucket)
+        seal = await seal_for_write(as_put, bucket, self.service, self.settings)
         writer = await self._receive(form, fields, size, seal)
         await form.drain()
-        template.size, template.etag = writer.size, writer.digests.hex("md5")
+        template.size, template.etag = writer.size, etag_of(seal, writer.digests.hex("md5"))
         template.segments = [[writer.blob_id, writer.size]]
         apply_seal(template, seal)
         info = await asyncio.to_thread(self.service.put_object, principal, bucket, key, template)
-        return self._reply(call, bucket, key, info.etag, info.version_id, fields)
+        reply = self._reply(call, bucket, key, info.etag, info.version_id, fields)
+        reply.headers.update(sse_headers(seal, self.service.region))
+        return reply
 
     def _authenticate(
         self, fields: dict[str, str], bucket: BucketInfo
@@ -136,9 +148,9 @@ class PostHandlers:
         return principal, post_policy.check(document, fields, bucket.name, now)
 
     @staticmethod
-    def _template(call: Call, fields: dict[str, str]) -> NewObject:
-        """What the new version carries, from the form's fields as a PUT's headers."""
-        refused = [f for f in fields if f.startswith(REFUSED_PREFIXES)]
+    def _as_put(call: Call, fields: dict[str, str]) -> Call:
+        """The form as the PUT it stands for: its fields as that PUT's headers."""
+        refused = [f for f in fields if f.startswith(REFUSED_PREFIXES) and f not in SSE_FIELDS]
         if refused:
             raise S3Error(
                 "NotImplemented",
@@ -146,11 +158,11 @@ class PostHandlers:
             )
         if fields.get("x-amz-storage-class", "STANDARD").upper() != "STANDARD":
             raise S3Error("InvalidStorageClass", "The storage class you specified is not valid")
-        headers = {name: fields[name] for name in STORED_HEADERS if name in fields}
+        headers = {name: fields[name] for name in (*STORED_HEADERS, *SSE_FIELDS) if name in fields}
         headers.update({n: v for n, v in fields.items() if n.startswith("x-amz-meta-")})
         if "acl" in fields:
             headers["x-amz-acl"] = fields["acl"]
-        as_put = Call(
+        return Call(
             call.scope,
             call.receive,
             "PUT",
@@ -159,7 +171,12 @@ class PostHandlers:
             {},
             headers,
             call.request_id,
+            call.principal,
         )
+
+    @staticmethod
+    def _template(as_put: Call, fields: dict[str, str]) -> NewObject:
+        """What the new version carries, from the form's fields as a PUT's headers."""
         template = object_template(as_put)
         if "tagging" in fields:
             template.tags = parse_tagging(fields["tagging"].encode())

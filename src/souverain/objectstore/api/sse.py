@@ -189,10 +189,17 @@ def read_key(
     return given
 
 
+def default_key_arn(region: str, project_id: str) -> str:
+    """How responses name the project's own key (SSE-KMS without a key id of its own, as a
+    bucket default or a request): as AWS names its aws/s3 managed key, an ARN a client may
+    send back as a key id (`kms_key_id` reads it as that same key)."""
+    return f"arn:aws:kms:{region}:{project_id}:alias/aws/s3"
+
+
 def sse_headers(
-    sealed: Sealed | Seal | None, customer: CustomerKey | None = None
+    sealed: Sealed | Seal | None, region: str, customer: CustomerKey | None = None
 ) -> dict[str, str]:
-    """What a response says of a version's encryption."""
+    """What a response says of a version's encryption; SSE-KMS always names its key."""
     if sealed is None:
         return {}
     if sealed.mode == SSE_C:
@@ -202,8 +209,8 @@ def sse_headers(
             headers[CUSTOMER + "key-md5"] = md5
         return headers
     headers = {SSE: sealed.mode}
-    if sealed.mode == SSE_KMS and sealed.key_id:
-        headers[KMS_KEY] = sealed.key_id
+    if sealed.mode == SSE_KMS:
+        headers[KMS_KEY] = sealed.key_id or default_key_arn(region, sealed.project)
     return headers
 
 

@@ -206,6 +206,7 @@ _CONTEXT_HEADERS = {
     "s3:x-amz-metadata-directive": "x-amz-metadata-directive",
     "s3:x-amz-storage-class": "x-amz-storage-class",
     "s3:x-amz-server-side-encryption": "x-amz-server-side-encryption",
+    "s3:x-amz-server-side-encryption-aws-kms-key-id": "x-amz-server-side-encryption-aws-kms-key-id",
 }
 _CONTEXT_QUERY = {
     "s3:prefix": "prefix",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from souverain.common import policy
+from souverain.common.audit import note_target_project
 from souverain.common.context import RequestContext
 from souverain.objectstore.api.swift.wire import SwiftError
 from souverain.objectstore.policy import Principal
@@ -77,6 +78,7 @@ def caller_for(
 ) -> Caller:
     """The caller's rights on the account, decided as for a request (no Request needed:
     the image service's web-download reads objects as its caller would)."""
+    note_target_project(project_id)  # the account's owners see what was done in it
     if ctx is None:
         return Caller(project_id, None, referer=referer, action=action)
     roles = policy.effective_roles(ctx.roles)
