@@ -1,6 +1,7 @@
 """`souverain kms ...`: the key manager's operator commands. `rotate` rotates the root key
-(and with `--projects` every project's KEK) beside a running cloud, with progress; `status`
-shows the root of trust, its current version and what is wrapped under what. Neither ever
+(and with `--projects` every project's KEK) beside a running cloud, with progress, then
+deletes the old keys nothing names any more; `status` shows the root of trust, its
+versions, what is wrapped under what and what the next rotate would delete. Neither ever
 prints a key."""
 
 from __future__ import annotations
@@ -42,16 +43,35 @@ def _open(config: Path | None, data_dir: Path | None) -> Any:
     return db, KeyManagerService(db, root, Clock())
 
 
+def _holders(db: Any) -> list[Any]:
+    """The services that keep data keys wrapped under project keys (object storage)."""
+    from souverain.objectstore.wrapped_keys import StoredDataKeys
+
+    return [StoredDataKeys(db)]
+
+
 @kms_app.command("rotate")
 def rotate(
     projects: Annotated[
         bool, typer.Option("--projects", help="also give every project a new KEK")
     ] = False,
+    grace_minutes: Annotated[
+        int,
+        typer.Option(
+            "--grace-minutes",
+            min=0,
+            help="keep an old project key this long after it stopped being active, even "
+            "when nothing names it (an upload may still be writing a data key it wrapped)",
+        ),
+    ] = 60,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Rotate the root key, rewrap every project key under it and retire the old one;
-    secrets stay readable throughout, by a running server too."""
+    """Rotate the root key, rewrap every project key under it, then delete the old project
+    and root keys nothing names any more; secrets stay readable throughout, by a running
+    server too."""
+    import datetime as dt
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID
 
     from souverain.keymanager.rotation import rotate as run_rotation
@@ -66,7 +86,8 @@ def rotate(
                     tasks[what] = bars.add_task(what, total=total)
                 bars.update(tasks[what], completed=done, total=total)
 
-            report = run_rotation(kms, projects, step)
+            grace = dt.timedelta(minutes=grace_minutes)
+            report = run_rotation(kms, projects, step, _holders(db), grace)
     finally:
         kms.close()
         db.dispose()
@@ -80,6 +101,7 @@ def rotate(
             f"{report.projects_rotated} project(s) given a new key, "
             f"{report.secrets_rewrapped} secret data key(s) rewrapped"
         )
+    typer.echo(f"{report.keks_deleted} old project key(s) named by nothing deleted")
 
 
 @kms_app.command("status")
@@ -89,15 +111,21 @@ def status(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
 
     db, kms = _open(config, data_dir)
     try:
-        found = read_status(kms)
+        found = read_status(kms, _holders(db))
     finally:
         kms.close()
         db.dispose()
     typer.echo(f"root of trust: {found.root}")
     typer.echo(f"current root key version: {found.current_version}")
+    older = [v for v in found.root_versions if v != found.current_version]
+    typer.echo(f"older root key versions kept: {len(older)} ({', '.join(older) or 'none'})")
     for version, count in sorted(found.keks_by_root_version.items()):
         typer.echo(f"project keys under {version}: {count}")
     states = ", ".join(f"{n} {state}" for state, n in sorted(found.keks_by_state.items()))
     typer.echo(f"project keys: {states or 'none'}")
+    typer.echo(
+        f"previous project keys named by nothing: {found.unnamed_previous_keks} "
+        "(the next rotate deletes them once their grace has passed)"
+    )
     typer.echo(f"projects with keys: {found.projects}")
     typer.echo(f"secrets: {found.secrets}")

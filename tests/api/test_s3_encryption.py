@@ -14,7 +14,9 @@ from typing import Any
 import boto3
 from sqlalchemy import select
 
+from souverain.keymanager.project_keys import KEK_HEAD_BYTES, named_keks
 from souverain.objectstore import models as m
+from souverain.objectstore.wrapped_keys import StoredDataKeys
 
 from .support import S3, S3_BASE, Cloud, TestClient
 
@@ -207,6 +209,15 @@ def test_mandatory_encryption_makes_every_bucket_sse_s3(shared_cloud: Cloud) -> 
     assert ok(s3.send("GET", f"/{bucket}/k")).content == PLAIN
     (stored,) = [r for (r,) in rows(cloud, bucket)]
     assert stored.sse_mode == "AES256" and PLAIN not in (stored.data or b"")
+    # the key manager's rotation sees that the object's data key names the owner's KEK
+    kms = cloud.platform.keymanager
+    assert kms is not None
+    kek_id = kms.core.keks.active(owner.project_id)[0]
+    heads = StoredDataKeys(cloud.platform.db).wrapped_key_heads(KEK_HEAD_BYTES)
+    assert kek_id in named_keks(heads)
+    ok(s3.send("DELETE", f"/{bucket}/k"), 204)
+    heads = StoredDataKeys(cloud.platform.db).wrapped_key_heads(KEK_HEAD_BYTES)
+    assert kek_id not in named_keks(heads)
 
 
 def headers_of(response: Any) -> dict[str, str]:

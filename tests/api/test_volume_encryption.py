@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest
 from souverain.common.keys import KeyNotFound
 from souverain.volume import models as m
@@ -78,6 +79,14 @@ def secret_of(cloud: Cloud, project_id: str, key_id: str) -> bytes:
     keys = cloud.platform.project_keys
     assert keys is not None
     return keys.secret_key(project_id, key_id)
+
+
+def consumers_of(cloud: Cloud, project_id: str, key_id: str) -> list[dict[str, str]]:
+    """The key's consumers, as the key manager shows them to the project's members."""
+    kms = cloud.platform.keymanager
+    assert kms is not None
+    ctx = RequestContext("u", "default", frozenset({"member"}), project_id=project_id)
+    return list(kms.secrets.get(ctx, key_id).consumers)
 
 
 def key_gone(cloud: Cloud, project_id: str, key_id: str) -> bool:
@@ -150,6 +159,8 @@ def test_encrypted_volume_snapshot_copy_image_and_delete(cloud: Cloud) -> None:
     assert "encryption_key_id" not in alice.show(vol["id"])  # from 3.64, as Cinder
     alice.version = "3.70"
     key = secret_of(cloud, alice.project_id, key_id)  # the project's own secret
+    volume_use = {"service": "volume", "resource_type": "volume", "resource_id": vol["id"]}
+    assert consumers_of(cloud, alice.project_id, key_id) == [volume_use]
     cinder_error(bob.get(f"/volumes/{vol['id']}"), 404)
     with pytest.raises(KeyNotFound):
         secret_of(cloud, bob.project_id, key_id)
@@ -227,6 +238,8 @@ def test_encrypted_volume_snapshot_copy_image_and_delete(cloud: Cloud) -> None:
     assert key_gone(cloud, alice.project_id, copy_key_id)
     cinder_error(alice.delete(f"/volumes/{vol['id']}"), 400)  # its snapshot first
     assert not key_gone(cloud, alice.project_id, key_id)
+    assert consumers_of(cloud, alice.project_id, key_id) == [volume_use]
+    assert consumers_of(cloud, alice.project_id, image_key_id) == []
     assert alice.delete(f"/volumes/{vol['id']}?cascade=true").status_code == 202
     assert key_gone(cloud, alice.project_id, key_id)
     assert not path.exists() and not snap_path.exists() and not copy_path.exists()
@@ -314,6 +327,10 @@ def test_encrypted_volume_backups_hold_ciphertext_and_own_their_keys(cloud: Clou
     assert shown["status"] == "available" and shown["size"] == 2, shown
     assert shown["encryption_key_id"] not in (old_key_id, full_key)
     assert key_gone(cloud, alice.project_id, old_key_id)
+    assert consumers_of(cloud, alice.project_id, shown["encryption_key_id"]) == [
+        {"service": "volume", "resource_type": "volume", "resource_id": target["id"]}
+    ]  # the volume uses its new key
+    assert consumers_of(cloud, alice.project_id, full_key) == []  # a backup's: no consumer
     target_key = secret_of(cloud, alice.project_id, shown["encryption_key_id"])
     target_path = backend.volume_path(target["id"])
     assert "read 1048576/1048576" in qemu_io(target_path, target_key, "read -P 0x5a 0 1M")

@@ -41,6 +41,13 @@ def parse_isotime(text: str) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
+def naive_utc(value: dt.datetime) -> dt.datetime:
+    """UTC without a zone, as tables that compare times in SQL store them."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
 def as_utc(value: dt.datetime) -> dt.datetime:
     """SQLite hands back naive datetimes; everything we store is UTC."""
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value

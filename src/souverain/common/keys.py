@@ -37,6 +37,16 @@ class DataKey:
     wrapped: bytes
 
 
+@dataclass(frozen=True)
+class KeyConsumer:
+    """A resource that uses a key-manager secret (Barbican's secret consumer): shown with
+    the secret, and a reason its owner's plain delete is refused."""
+
+    service: str  # the service type, e.g. "volume"
+    resource_type: str
+    resource_id: str
+
+
 class ProjectKeys(Protocol):
     """What the key manager offers the services that encrypt."""
 
@@ -70,4 +80,22 @@ class ProjectKeys(Protocol):
 
     def delete_secret_key(self, project_id: str, key_id: str) -> None:
         """Forget the project's secret `key_id`; already gone is not an error."""
+        ...
+
+    def add_consumer(self, project_id: str, key_id: str, consumer: KeyConsumer) -> None:
+        """Register `consumer` as using the project's secret `key_id` (once)."""
+        ...
+
+    def remove_consumer(self, project_id: str, key_id: str, consumer: KeyConsumer) -> None:
+        """Unregister it; not registered, or the secret gone, is not an error."""
+        ...
+
+
+class DataKeyHolder(Protocol):
+    """A service that keeps data keys `ProjectKeys.new_data_key` wrapped beside its
+    ciphertext (object storage). Before a project key-encryption key is destroyed, the key
+    manager asks which wrapped keys are still kept; their heads name what wrapped them."""
+
+    def wrapped_key_heads(self, size: int) -> set[bytes]:
+        """The distinct first `size` bytes of every wrapped data key it keeps."""
         ...

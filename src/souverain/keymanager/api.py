@@ -1,7 +1,10 @@
 """The key manager's API, Barbican v1 at `/key-manager`: the version documents, the route
 table (each route naming its `key-manager:*` policy action), Barbican's error body and the
-ASGI app. Handlers live in api_secrets.py and api_resources.py; rules in the service.
-Nothing here logs or echoes a payload."""
+ASGI app. Microversions 1.0 to 1.2 as Barbican's (`OpenStack-API-Version: key-manager
+1.1`): 1.1 shows a secret's consumers, 1.2 refuses deleting a secret with consumers unless
+forced; a version document asked for at 1.1 or later gives the range. Handlers live in
+api_secrets.py, api_resources.py and api_consumers.py; rules in the service. Nothing here
+logs or echoes a payload."""
 
 from __future__ import annotations
 
@@ -14,16 +17,19 @@ from starlette.routing import Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from souverain.common.jsoncodec import JSONResponse
+from souverain.keymanager.api_consumers import ConsumerHandlers
 from souverain.keymanager.api_resources import ResourceHandlers
 from souverain.keymanager.api_secrets import SecretHandlers
 from souverain.keymanager.service import KeyManagerService
 from souverain.openstack.auth import TokenValidator
 from souverain.openstack.faults import ErrorLayer
 from souverain.openstack.links import base_url
+from souverain.openstack.microversion import Microversions, microversion_of, version_text
 from souverain.openstack.routing import Edge, EdgeRoute
 
 PREFIX = "/key-manager"
 SERVICE_TYPE = "key-manager"
+VERSIONS = Microversions((SERVICE_TYPE,), (1, 0), (1, 2))
 
 
 def render_error(_path: str, status: int, title: str, message: str) -> tuple[bytes, str]:
@@ -32,14 +38,25 @@ def render_error(_path: str, status: int, title: str, message: str) -> tuple[byt
     return json.dumps(body).encode(), "application/json"
 
 
-def _version(base: str) -> dict[str, Any]:
+def _version(base: str, ranged: bool) -> dict[str, Any]:
+    """Barbican's v1 document: the legacy `stable` one to a client that asked for no
+    microversion (or 1.0), the `CURRENT` one with the range to one that asked for more."""
+    links = [
+        {"rel": "self", "href": f"{base}/v1/"},
+        {"rel": "describedby", "type": "text/html", "href": "https://docs.openstack.org/"},
+    ]
+    if ranged:
+        return {
+            "id": "v1",
+            "status": "CURRENT",
+            "min_version": version_text(VERSIONS.minimum),
+            "max_version": version_text(VERSIONS.maximum),
+            "links": links,
+        }
     return {
         "id": "v1",
         "status": "stable",
-        "links": [
-            {"rel": "self", "href": f"{base}/v1/"},
-            {"rel": "describedby", "type": "text/html", "href": "https://docs.openstack.org/"},
-        ],
+        "links": links,
         "media-types": [
             {"base": "application/json", "type": "application/vnd.openstack.key-manager-v1+json"}
         ],
@@ -52,17 +69,25 @@ class VersionHandlers:
 
     async def versions(self, request: Request) -> Response:
         base = base_url(request, self.public_url, PREFIX)
-        return JSONResponse({"versions": {"values": [_version(base)]}}, 300)
+        document = _version(base, _ranged(request))
+        listed = [document] if _ranged(request) else {"values": [document]}
+        return JSONResponse({"versions": listed}, 300)
 
     async def version(self, request: Request) -> Response:
-        return JSONResponse({"version": _version(base_url(request, self.public_url, PREFIX))})
+        base = base_url(request, self.public_url, PREFIX)
+        return JSONResponse({"version": _version(base, _ranged(request))})
+
+
+def _ranged(request: Request) -> bool:
+    return microversion_of(request) > VERSIONS.minimum
 
 
 def routes(service: KeyManagerService, tokens: TokenValidator, public_url: str) -> list[EdgeRoute]:
-    e = Edge(tokens)
+    e = Edge(tokens, versions=VERSIONS)
     v = VersionHandlers(public_url)
     sh = SecretHandlers(service, public_url)
     rh = ResourceHandlers(service, public_url)
+    ch = ConsumerHandlers(service, public_url)
     km = "key-manager:"
     return [
         e.public("/", v.versions, {"GET": km + "version:show"}),
@@ -99,6 +124,7 @@ def routes(service: KeyManagerService, tokens: TokenValidator, public_url: str) 
             },
         ),
         _acl_route(e, "/v1/secrets/{id}/acl", rh.secret_acl),
+        _consumers_route(e, "/v1/secrets/{id}/consumers", ch.secret_consumers, "secret"),
         e.route(
             "/v1/containers",
             rh.containers,
@@ -110,6 +136,7 @@ def routes(service: KeyManagerService, tokens: TokenValidator, public_url: str) 
             {"GET": km + "container:show", "DELETE": km + "container:delete"},
         ),
         _acl_route(e, "/v1/containers/{id}/acl", rh.container_acl),
+        _consumers_route(e, "/v1/containers/{id}/consumers", ch.container_consumers, "container"),
         e.route("/v1/orders", rh.orders, {"GET": km + "order:list", "POST": km + "order:create"}),
         e.route(
             "/v1/orders/{id}", rh.order, {"GET": km + "order:show", "DELETE": km + "order:delete"}
@@ -132,6 +159,13 @@ def _acl_route(e: Edge, path: str, handler: Any) -> EdgeRoute:
     km = "key-manager:acl:"
     actions = {"GET": km + "show", "PUT": km + "update", "PATCH": km + "update"}
     return e.route(path, handler, {**actions, "DELETE": km + "delete"})
+
+
+def _consumers_route(e: Edge, path: str, handler: Any, kind: str) -> EdgeRoute:
+    km = f"key-manager:{kind}_consumers:"
+    return e.route(
+        path, handler, {"GET": km + "list", "POST": km + "create", "DELETE": km + "delete"}
+    )
 
 
 class _NoTrailingSlash:

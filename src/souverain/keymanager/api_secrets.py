@@ -21,10 +21,12 @@ from souverain.keymanager.service import KeyManagerService
 from souverain.openstack.auth import audit
 from souverain.openstack.body import read_json
 from souverain.openstack.links import base_url
+from souverain.openstack.microversion import microversion_of
 from souverain.openstack.query import parse_int
 
 PREFIX = "/key-manager"
 DEFAULT_LIMIT = 10
+DELETE_REFUSED_SINCE = (1, 2)
 MAX_LIMIT = 100
 
 
@@ -85,7 +87,8 @@ class SecretHandlers:
         name, kind = q.get("name"), q.get("secret_type")
         records, total = await asyncio.to_thread(self.store.find, ctx, limit, offset, name, kind)
         query = {k: v for k, v in (("name", name), ("secret_type", kind)) if v is not None}
-        items = [views.secret(base, r) for r in records]
+        version = microversion_of(request)
+        items = [views.secret(base, r, version) for r in records]
         href = f"{base}/v1/secrets"
         return JSONResponse(views.page("secrets", items, total, href, limit, offset, query))
 
@@ -93,7 +96,10 @@ class SecretHandlers:
         secret_id = request.path_params["id"]
         if request.method == "DELETE":
             audit(request, "keymanager.secret.delete", "secret", secret_id)
-            await asyncio.to_thread(self.store.delete, ctx, secret_id)
+            # from 1.2 a secret with consumers is deleted only when forced (Barbican's 400)
+            refusing = microversion_of(request) >= DELETE_REFUSED_SINCE
+            force = not refusing or schemas.force_flag(request.query_params.get("force"))
+            await asyncio.to_thread(self.store.delete, ctx, secret_id, force)
             return Response(status_code=204)
         if request.method == "PUT":
             return await self._put_payload(request, ctx, secret_id)
@@ -102,7 +108,7 @@ class SecretHandlers:
             record, payload = await asyncio.to_thread(self.store.payload, ctx, secret_id)
             return payload_response(record, payload, accept)
         record = await asyncio.to_thread(self.store.get, ctx, secret_id)
-        return JSONResponse(views.secret(self.base(request), record))
+        return JSONResponse(views.secret(self.base(request), record, microversion_of(request)))
 
     async def _put_payload(self, request: Request, ctx: RequestContext, secret_id: str) -> Response:
         audit(request, "keymanager.secret.update", "secret", secret_id)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, NotFound
+from souverain.keymanager.consumers import CONTAINER, Consumers
 from souverain.keymanager.core import (
     Core,
     Owner,
@@ -52,6 +53,7 @@ class ContainerRecord:
     secret_refs: tuple[tuple[str | None, str], ...]  # (name, secret id)
     created_at: dt.datetime
     updated_at: dt.datetime
+    consumers: tuple[dict[str, str], ...] = ()
 
 
 def check_names(kind: str, refs: Sequence[tuple[str | None, str]]) -> None:
@@ -73,9 +75,10 @@ def check_names(kind: str, refs: Sequence[tuple[str | None, str]]) -> None:
 
 
 class Containers:
-    def __init__(self, core: Core, quotas: Quotas) -> None:
+    def __init__(self, core: Core, quotas: Quotas, consumers: Consumers) -> None:
         self.core = core
         self.quotas = quotas
+        self.consumers = consumers
 
     def create(
         self,
@@ -168,6 +171,7 @@ class Containers:
             tuple((name, secret_id) for name, secret_id in refs),
             row.created_at,
             row.updated_at,
+            tuple(c.fields for c in self.consumers.of(s, CONTAINER, row.id)),
         )
 
     def get(self, ctx: RequestContext, container_id: str) -> ContainerRecord:
@@ -180,6 +184,7 @@ class Containers:
         with self.core.db.session() as s:
             row = self._row(s, container_id)
             check_write(ctx, self._owner(s, row), "container")
+            self.consumers.drop_all(s, CONTAINER, row.id)
             s.query(ContainerSecret).filter(ContainerSecret.container_id == row.id).delete()
             drop_acl(s, row.id)
             s.delete(row)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from souverain.common.audit import note_target_project
-from souverain.common.clock import Clock
+from souverain.common.clock import Clock, naive_utc
 from souverain.common.context import RequestContext
 from souverain.common.errors import Forbidden, NotFound
 from souverain.common.policy import effective_roles
@@ -45,12 +45,6 @@ class Core:
     def now(self) -> dt.datetime:
         """Naive UTC, as the tables store times (and compare them, expirations included)."""
         return naive_utc(self.clock.now())
-
-
-def naive_utc(value: dt.datetime) -> dt.datetime:
-    if value.tzinfo is None:
-        return value
-    return value.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def owner_of(s: Session, entity_id: str, project_id: str, creator_id: str) -> Owner:

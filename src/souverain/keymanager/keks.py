@@ -1,21 +1,29 @@
 """Project key-encryption keys (KEKs): one active 256-bit KEK per project, created on first
 use, stored only wrapped by the root of trust with the root key's version beside it, and
 the data keys they wrap. Plaintext KEKs live in this process's memory only, by KEK id; a
-KEK's id never changes, so a rotation elsewhere never makes a cached one wrong."""
+KEK's id never changes, so a rotation elsewhere never makes a cached one wrong.
+
+A KEK is deleted only once it is `previous` and nothing names it. What names a KEK commits
+with a check that it is still active (`still_active`, a shared row lock) and the deletion
+takes the row's exclusive lock before looking for names (`delete_if_unnamed`): whichever
+commits second sees the other, so no secret is ever left under a deleted KEK."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
+from collections.abc import Collection
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from souverain.common.clock import Clock
+from souverain.common.clock import Clock, naive_utc
 from souverain.common.ids import new_id
 from souverain.common.keys import KeyNotFound
 from souverain.db.engine import Database
 from souverain.keymanager import sealing
-from souverain.keymanager.models import ProjectKek
+from souverain.keymanager.models import ProjectKek, Secret
 from souverain.keymanager.root import RootOfTrust
 
 ACTIVE = "active"
@@ -69,7 +77,22 @@ class ProjectKeks:
             return self.active(project_id)
         with self._lock:
             self._cache[kek_id] = key
+        self._settle(kek_id, key, version)
         return kek_id, key
+
+    def _settle(self, kek_id: str, key: bytes, version: str) -> None:
+        """A KEK wrapped under a root key that a rotation made old before the row committed
+        (the rotation's passes may have run before it): rewrap it from the plaintext still
+        in hand, so retiring that root key never strands it."""
+        while version != self.root.current_version():
+            old = version
+            version, wrapped = self.root.wrap(key)
+            with self.db.session() as s:
+                s.execute(
+                    update(ProjectKek)
+                    .where(ProjectKek.id == kek_id, ProjectKek.root_version == old)
+                    .values(root_version=version, wrapped=wrapped)
+                )
 
     def key(self, project_id: str, kek_id: str) -> bytes:
         """The plaintext of the project's KEK `kek_id` (active or previous)."""
@@ -151,12 +174,63 @@ class ProjectKeks:
             s.execute(
                 update(ProjectKek)
                 .where(ProjectKek.active_for == project_id)
-                .values(state=PREVIOUS, active_for=None)
+                .values(state=PREVIOUS, active_for=None, retired_at=naive_utc(self.clock.now()))
             )
             s.add(self._active_row(project_id, kek_id, version, wrapped))
         with self._lock:
             self._cache[kek_id] = key
+        self._settle(kek_id, key, version)
         return kek_id
+
+    # what names a KEK, and deleting the ones nothing names
+
+    @staticmethod
+    def still_active(s: Session, kek_id: str) -> bool:
+        """In the transaction that stores a data key wrapped under `kek_id`, after its row is
+        written: whether the KEK is still active, holding a shared lock on it to the commit
+        (PostgreSQL; SQLite's writer holds the database). False: seal again."""
+        query = (
+            select(ProjectKek.id)
+            .where(ProjectKek.id == kek_id, ProjectKek.state == ACTIVE)
+            .with_for_update(read=True)
+        )
+        return s.scalar(query) is not None
+
+    def previous_ids(self, retired_before: dt.datetime) -> list[str]:
+        """Previous KEKs retired before the time (or before retirement times were kept)."""
+        with self.db.session() as s:
+            query = select(ProjectKek.id).where(
+                ProjectKek.state == PREVIOUS,
+                or_(ProjectKek.retired_at.is_(None), ProjectKek.retired_at <= retired_before),
+            )
+            return list(s.scalars(query).all())
+
+    def delete_if_unnamed(self, kek_id: str, named_elsewhere: Collection[str]) -> bool:
+        """Delete a previous KEK that no secret names and that is not in `named_elsewhere`
+        (the KEKs the services' stored data keys name): the row lock first, then the
+        look for secrets in a statement of its own, so it sees any that committed meanwhile."""
+        if kek_id in named_elsewhere:
+            return False
+        with self.db.session() as s:
+            locked = s.scalar(
+                select(ProjectKek.id)
+                .where(ProjectKek.id == kek_id, ProjectKek.state == PREVIOUS)
+                .with_for_update()
+            )
+            if locked is None:
+                return False
+            done = s.execute(
+                delete(ProjectKek).where(
+                    ProjectKek.id == kek_id,
+                    ProjectKek.state == PREVIOUS,
+                    ~exists().where(Secret.kek_id == kek_id),
+                )
+            )
+            deleted = bool(getattr(done, "rowcount", 0))
+        if deleted:
+            with self._lock:
+                self._cache.pop(kek_id, None)
+        return deleted
 
     def projects(self) -> list[str]:
         with self.db.session() as s:

@@ -1,6 +1,7 @@
 """The key manager's tables: project key-encryption keys (wrapped by the root of trust),
 secrets (payloads encrypted under a data key wrapped by the project's KEK), their metadata,
-containers, orders, ACLs and quotas. No column ever holds a plaintext key or payload."""
+containers, their consumers, orders, ACLs and quotas. No column ever holds a plaintext key
+or payload."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from souverain.db.base import Base
 
 class ProjectKek(Base):
     """One of a project's key-encryption keys: `active` wraps new data keys, `previous`
-    ones still open what they wrapped (rotation without downtime)."""
+    ones still open what they wrapped (rotation without downtime) until nothing names them
+    and `souverain kms rotate` deletes them (`retired_at`: when it stopped being active)."""
 
     __tablename__ = "kms_project_keys"
     __table_args__ = (UniqueConstraint("active_for"),)
@@ -37,6 +39,7 @@ class ProjectKek(Base):
     root_version: Mapped[str] = mapped_column(String(64), index=True)
     wrapped: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Secret(Base):
@@ -56,6 +59,23 @@ class Secret(Base):
     kek_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class SecretConsumer(Base):
+    """A resource of some service that uses a secret (Barbican's secret consumers): shown
+    with the secret, and a reason to refuse deleting it unless forced."""
+
+    __tablename__ = "kms_secret_consumers"
+    __table_args__ = (UniqueConstraint("secret_id", "service", "resource_type", "resource_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    secret_id: Mapped[str] = mapped_column(String(36), index=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)  # who registered it
+    service: Mapped[str] = mapped_column(String(255))
+    resource_type: Mapped[str] = mapped_column(String(255))
+    resource_id: Mapped[str] = mapped_column(String(36))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
@@ -86,6 +106,21 @@ class ContainerSecret(Base):
     container_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     secret_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
     name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class ContainerConsumer(Base):
+    """A user of a container (Barbican's container consumers: a name and a URL)."""
+
+    __tablename__ = "kms_container_consumers"
+    __table_args__ = (UniqueConstraint("container_id", "name", "url"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    container_id: Mapped[str] = mapped_column(String(36), index=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)  # who registered it
+    name: Mapped[str] = mapped_column(String(255))
+    url: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
 class Order(Base):

@@ -294,6 +294,9 @@ class Pkcs11Root:
             raise self._unavailable("find a root key", "the token holds none")
         return _version(versions[-1])
 
+    def versions(self) -> list[str]:
+        return [_version(n) for n in self._versions()]
+
     def wrap(self, key: bytes) -> tuple[str, bytes]:
         if len(key) != KEY_BYTES:
             raise ValueError(f"only {KEY_BYTES}-byte keys are wrapped")

@@ -10,8 +10,11 @@ leave only as return values; nothing here logs one."""
 
 from __future__ import annotations
 
-from souverain.common.keys import DataKey, KeyNotFound
+from collections.abc import Iterable
+
+from souverain.common.keys import DataKey, KeyConsumer, KeyNotFound
 from souverain.keymanager import sealing
+from souverain.keymanager.consumers import Consumers
 from souverain.keymanager.keks import ProjectKeks
 from souverain.keymanager.secrets import SYMMETRIC, Secrets, SecretSpec
 
@@ -19,6 +22,21 @@ MAGIC = b"SVK1"
 KEK = b"P"
 SECRET = b"S"
 PURPOSE = "data-key"
+# what names the KEK of a wrapped data key: magic, kind, id length and the id (32 hex digits)
+KEK_HEAD_BYTES = len(MAGIC) + 2 + 32
+
+
+def named_keks(heads: Iterable[bytes]) -> set[str]:
+    """The project KEKs that the heads (`KEK_HEAD_BYTES` long) of wrapped data keys name."""
+    named: set[str] = set()
+    for head in heads:
+        try:
+            kind, key_id, _ = _unpack(head)
+        except KeyNotFound:
+            continue
+        if kind == KEK:
+            named.add(key_id)
+    return named
 
 
 def _pack(kind: bytes, key_id: str, sealed: bytes) -> bytes:
@@ -46,9 +64,10 @@ def _secret_associated(project_id: str, secret_id: str) -> bytes:
 class KeyManagerKeys:
     """The key manager's `ProjectKeys`."""
 
-    def __init__(self, keks: ProjectKeks, secrets: Secrets) -> None:
+    def __init__(self, keks: ProjectKeks, secrets: Secrets, consumers: Consumers) -> None:
         self.keks = keks
         self.secrets = secrets
+        self.consumers = consumers
 
     def new_data_key(self, project_id: str, key_id: str | None = None) -> DataKey:
         plaintext = sealing.new_key()
@@ -94,3 +113,17 @@ class KeyManagerKeys:
 
     def delete_secret_key(self, project_id: str, key_id: str) -> None:
         self.secrets.forget(project_id, key_id)
+
+    def add_consumer(self, project_id: str, key_id: str, consumer: KeyConsumer) -> None:
+        self.consumers.register(project_id, key_id, _fields(consumer))
+
+    def remove_consumer(self, project_id: str, key_id: str, consumer: KeyConsumer) -> None:
+        self.consumers.unregister(project_id, key_id, _fields(consumer))
+
+
+def _fields(consumer: KeyConsumer) -> dict[str, str]:
+    return {
+        "service": consumer.service,
+        "resource_type": consumer.resource_type,
+        "resource_id": consumer.resource_id,
+    }

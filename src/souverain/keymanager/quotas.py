@@ -11,14 +11,22 @@ from sqlalchemy.orm import Session
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Forbidden, NotFound
 from souverain.keymanager.core import Core, project_of
-from souverain.keymanager.models import Container, Order, Quota, Secret
+from souverain.keymanager.models import (
+    Container,
+    ContainerConsumer,
+    Order,
+    Quota,
+    Secret,
+    SecretConsumer,
+)
 
 KINDS = ("secrets", "orders", "containers", "consumers")
 UNLIMITED = -1
 _PROJECT_COLUMNS = {
-    "secrets": Secret.project_id,
-    "orders": Order.project_id,
-    "containers": Container.project_id,
+    "secrets": (Secret.project_id,),
+    "orders": (Order.project_id,),
+    "containers": (Container.project_id,),
+    "consumers": (SecretConsumer.project_id, ContainerConsumer.project_id),
 }
 
 
@@ -39,9 +47,11 @@ class Quotas:
         limit = getattr(row, kind) if row is not None else None
         if limit is None or limit < 0:
             return
-        column = _PROJECT_COLUMNS[kind]
-        used = s.scalar(select(func.count()).where(column == project_id))
-        if int(used or 0) >= limit:
+        used = sum(
+            int(s.scalar(select(func.count()).where(column == project_id)) or 0)
+            for column in _PROJECT_COLUMNS[kind]
+        )
+        if used >= limit:
             raise Forbidden(f"Quota exceeded for {kind}: the project may have {limit}.")
 
     def effective(self, project_id: str) -> dict[str, int]:

@@ -26,6 +26,10 @@ class RootOfTrust(Protocol):
         is gone or the token cannot answer; ValueError if `wrapped` was tampered with."""
         ...
 
+    def versions(self) -> list[str]:
+        """Every root key version it still holds, oldest first (the current one last)."""
+        ...
+
     def rotate(self) -> str:
         """Make a new root key current and return its version; older ones stay able to
         unwrap until `retire` (rotation without downtime: rewrap, then retire)."""

@@ -170,6 +170,37 @@ def acl_request(data: Any) -> tuple[bool | None, list[str] | None]:
     return body.read.project_access, users
 
 
+class SecretConsumerBody(_Body):
+    service: str = Field(min_length=1, max_length=255)
+    resource_type: str = Field(min_length=1, max_length=255)
+    resource_id: str = Field(min_length=1, max_length=36)
+
+
+class ContainerConsumerBody(_Body):
+    name: str = Field(min_length=1, max_length=255)
+    URL: str = Field(min_length=1, max_length=255)
+
+
+def consumer_request(kind: str, data: Any) -> dict[str, str]:
+    """A secret's consumer (service, resource_type, resource_id) or a container's (name,
+    URL), as Barbican's validators take them."""
+    model: type[BaseModel] = SecretConsumerBody if kind == "secret" else ContainerConsumerBody
+    fields: dict[str, str] = parse_model(model, data, "consumer").model_dump()
+    return fields
+
+
+def force_flag(raw: str | None) -> bool:
+    """Barbican's `force` query parameter (oslo's strict boolean)."""
+    if raw is None:
+        return False
+    value = raw.strip().lower()
+    if value in ("1", "t", "true", "on", "y", "yes"):
+        return True
+    if value in ("0", "f", "false", "off", "n", "no"):
+        return False
+    raise BadRequest("URI provided invalid query string parameters: force must be true or false.")
+
+
 class MetadatumBody(_Body):
     key: str = Field(min_length=1, max_length=255)
     value: str = Field(max_length=65535)

@@ -7,15 +7,26 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from souverain.common.clock import naive_utc
 from souverain.common.context import RequestContext
-from souverain.common.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from souverain.common.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
 from souverain.common.keys import KeyNotFound
 from souverain.keymanager import sealing
+from souverain.keymanager.consumers import SECRET as SECRET_KIND
+from souverain.keymanager.consumers import ConsumerRecord, Consumers
 from souverain.keymanager.core import (
     MAX_PAYLOAD_BYTES,
     Core,
@@ -23,12 +34,11 @@ from souverain.keymanager.core import (
     check_read,
     check_write,
     drop_acl,
-    naive_utc,
     owner_of,
     project_of,
     readable_page,
 )
-from souverain.keymanager.keks import ACTIVE
+from souverain.keymanager.keks import ACTIVE, ProjectKeks
 from souverain.keymanager.models import ContainerSecret, ProjectKek, Secret, SecretMetadatum
 from souverain.keymanager.quotas import Quotas
 
@@ -67,9 +77,10 @@ class SecretRecord:
     content_type: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    consumers: tuple[dict[str, str], ...] = ()
 
 
-def record_of(row: Secret) -> SecretRecord:
+def record_of(row: Secret, consumers: Sequence[ConsumerRecord] = ()) -> SecretRecord:
     return SecretRecord(
         row.id,
         row.project_id,
@@ -83,6 +94,7 @@ def record_of(row: Secret) -> SecretRecord:
         row.content_type,
         row.created_at,
         row.updated_at,
+        tuple(c.fields for c in consumers),
     )
 
 
@@ -103,10 +115,38 @@ def too_large() -> PayloadTooLarge:
     )
 
 
+class _KekRetired(Exception):
+    """The KEK a data key was just sealed under stopped being active before the commit."""
+
+
+# a rotation retires a project's KEK once; a third attempt finds the new one settled
+SEAL_ATTEMPTS = 3
+T = TypeVar("T")
+
+
+def _commit_under_active_kek(s: Session, row: Secret) -> None:
+    """Write the row, then make sure the KEK its data key is sealed under is still active
+    (and stays so until the commit); if a rotation retired it meanwhile, roll back."""
+    s.flush()
+    if row.kek_id is not None and not ProjectKeks.still_active(s, row.kek_id):
+        raise _KekRetired
+
+
+def _sealing_retried(attempt: Callable[[], T]) -> T:
+    """Run a seal-and-commit again (under the new active KEK) when a rotation raced it."""
+    for _ in range(SEAL_ATTEMPTS):
+        try:
+            return attempt()
+        except _KekRetired:
+            continue
+    raise ServiceUnavailable("The project's key is being rotated; try again.")
+
+
 class Secrets:
-    def __init__(self, core: Core, quotas: Quotas) -> None:
+    def __init__(self, core: Core, quotas: Quotas, consumers: Consumers) -> None:
         self.core = core
         self.quotas = quotas
+        self.consumers = consumers
 
     # -- the envelope
 
@@ -132,15 +172,20 @@ class Secrets:
     def rewrap(self, secret_id: str) -> bool:
         """Wrap the secret's data key under its project's active KEK (KEK rotation); the
         payload's ciphertext does not change."""
-        with self.core.db.session() as s:
-            row = s.get(Secret, secret_id, with_for_update=True)
-            if row is None or row.kek_id is None or row.wrapped_key is None:
-                return False
-            purpose = f"secret:{row.id}"
-            keks = self.core.keks
-            data_key = keks.unwrap_data_key(row.project_id, row.kek_id, row.wrapped_key, purpose)
-            row.kek_id, row.wrapped_key = keks.wrap_data_key(row.project_id, data_key, purpose)
-            return True
+
+        def rewrap_once() -> bool:
+            with self.core.db.session() as s:
+                row = s.get(Secret, secret_id, with_for_update=True)
+                if row is None or row.kek_id is None or row.wrapped_key is None:
+                    return False
+                purpose = f"secret:{row.id}"
+                keks = self.core.keks
+                key = keks.unwrap_data_key(row.project_id, row.kek_id, row.wrapped_key, purpose)
+                row.kek_id, row.wrapped_key = keks.wrap_data_key(row.project_id, key, purpose)
+                _commit_under_active_kek(s, row)
+                return True
+
+        return _sealing_retried(rewrap_once)
 
     # -- records
 
@@ -154,25 +199,31 @@ class Secrets:
             raise BadRequest("Invalid date for 'expiration': it is before the current time.")
         if spec.payload is not None:
             check_payload(spec.payload)
-        row = Secret(
-            id=str(uuid.uuid4()),
-            project_id=project_id,
-            creator_id=creator_id,
-            name=spec.name,
-            secret_type=spec.secret_type,
-            algorithm=spec.algorithm,
-            bit_length=spec.bit_length,
-            mode=spec.mode,
-            expiration=naive_utc(spec.expiration) if spec.expiration else None,
-            created_at=now,
-            updated_at=now,
-        )
-        if spec.payload is not None:
-            self._seal_into(row, spec.payload, spec.content_type or CONTENT_TYPES[1])
-        with self.core.db.session() as s:
-            self.quotas.reserve(s, project_id, "secrets")
-            s.add(row)
-        return record_of(row)
+        secret_id = str(uuid.uuid4())
+
+        def insert() -> Secret:
+            row = Secret(
+                id=secret_id,
+                project_id=project_id,
+                creator_id=creator_id,
+                name=spec.name,
+                secret_type=spec.secret_type,
+                algorithm=spec.algorithm,
+                bit_length=spec.bit_length,
+                mode=spec.mode,
+                expiration=naive_utc(spec.expiration) if spec.expiration else None,
+                created_at=now,
+                updated_at=now,
+            )
+            if spec.payload is not None:
+                self._seal_into(row, spec.payload, spec.content_type or CONTENT_TYPES[1])
+            with self.core.db.session() as s:
+                self.quotas.reserve(s, project_id, "secrets")
+                s.add(row)
+                _commit_under_active_kek(s, row)
+            return row
+
+        return record_of(_sealing_retried(insert))
 
     def _live(self, s: Session, secret_id: str) -> Secret:
         row = s.get(Secret, secret_id)
@@ -190,7 +241,7 @@ class Secrets:
         with self.core.db.session() as s:
             row = self._live(s, secret_id)
             check_read(ctx, self._owner(s, row), "secret")
-            return record_of(row)
+            return record_of(row, self.consumers.of(s, SECRET_KIND, row.id))
 
     def payload(self, ctx: RequestContext, secret_id: str) -> tuple[SecretRecord, bytes]:
         with self.core.db.session() as s:
@@ -203,23 +254,35 @@ class Secrets:
     ) -> None:
         """The second step of a two-step create: a payload for a secret that has none."""
         check_payload(payload)
-        with self.core.db.session() as s:
-            row = self._live(s, secret_id)
-            check_write(ctx, self._owner(s, row), "secret")
-            if row.ciphertext is not None:
-                raise Conflict("The secret already has a payload; a payload is never replaced.")
-            self._seal_into(row, payload, content_type)
-            row.updated_at = self.core.now()
 
-    def delete(self, ctx: RequestContext, secret_id: str) -> None:
+        def seal_once() -> None:
+            with self.core.db.session() as s:
+                row = self._live(s, secret_id)
+                check_write(ctx, self._owner(s, row), "secret")
+                if row.ciphertext is not None:
+                    raise Conflict("The secret already has a payload; a payload is never replaced.")
+                self._seal_into(row, payload, content_type)
+                row.updated_at = self.core.now()
+                _commit_under_active_kek(s, row)
+
+        _sealing_retried(seal_once)
+
+    def delete(self, ctx: RequestContext, secret_id: str, force: bool = True) -> None:
+        """Delete the secret; unless `force`, not while it has consumers (Barbican 1.2)."""
         with self.core.db.session() as s:
             row = s.get(Secret, secret_id)
             if row is None:
                 raise NotFound("No such secret.")
             check_write(ctx, self._owner(s, row), "secret")
+            if not force and self.consumers.count(s, SECRET_KIND, row.id):
+                raise BadRequest(
+                    "Secret cannot be deleted as it has consumers. Remove them first, or "
+                    "delete with force=true."
+                )
             self.remove(s, row)
 
     def remove(self, s: Session, row: Secret) -> None:
+        self.consumers.drop_all(s, SECRET_KIND, row.id)
         s.query(SecretMetadatum).filter(SecretMetadatum.secret_id == row.id).delete()
         s.query(ContainerSecret).filter(ContainerSecret.secret_id == row.id).delete()
         drop_acl(s, row.id)
@@ -247,7 +310,8 @@ class Secrets:
         with self.core.db.session() as s:
             rows = s.scalars(query.order_by(Secret.created_at, Secret.id)).all()
             page, total = readable_page(s, ctx, rows, offset, limit)
-        return [record_of(r) for r in page], total
+            used = self.consumers.of_many(s, SECRET_KIND, [r.id for r in page])
+            return [record_of(r, used.get(r.id, ())) for r in page], total
 
     # -- metadata (Barbican's user metadata: lower-case keys)
 
@@ -331,6 +395,12 @@ class Secrets:
             query = query.where(Secret.project_id == project_id)
         with self.core.db.session() as s:
             return int(s.scalar(query) or 0)
+
+    def named_keks(self) -> set[str]:
+        """The KEKs some secret's data key is wrapped under."""
+        with self.core.db.session() as s:
+            query = select(Secret.kek_id).where(Secret.kek_id.is_not(None)).distinct()
+            return {k for k in s.scalars(query).all() if k is not None}
 
     def ids_under_previous_keks(self) -> list[str]:
         with self.core.db.session() as s:

@@ -9,9 +9,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from souverain.keymanager.acls import AclRecord
+from souverain.keymanager.consumers import ConsumerRecord
 from souverain.keymanager.containers import ContainerRecord
 from souverain.keymanager.orders import OrderRecord
 from souverain.keymanager.secrets import SecretRecord
+
+Version = tuple[int, int]
+CONSUMERS_SINCE: Version = (1, 1)  # a secret's view lists its consumers from microversion 1.1
 
 
 def when(value: dt.datetime | None) -> str | None:
@@ -23,7 +27,7 @@ def when(value: dt.datetime | None) -> str | None:
     return value.isoformat(timespec="microseconds")
 
 
-def secret(base: str, record: SecretRecord) -> dict[str, Any]:
+def secret(base: str, record: SecretRecord, version: Version) -> dict[str, Any]:
     view: dict[str, Any] = {
         "secret_ref": f"{base}/v1/secrets/{record.id}",
         "name": record.name,
@@ -39,7 +43,18 @@ def secret(base: str, record: SecretRecord) -> dict[str, Any]:
     }
     if record.content_type is not None:
         view["content_types"] = {"default": record.content_type}
+    if version >= CONSUMERS_SINCE:
+        view["consumers"] = [dict(c) for c in record.consumers]
     return view
+
+
+def consumer(record: ConsumerRecord) -> dict[str, Any]:
+    return {
+        **record.fields,
+        "status": "ACTIVE",
+        "created": when(record.created_at),
+        "updated": when(record.updated_at),
+    }
 
 
 def container(base: str, record: ContainerRecord) -> dict[str, Any]:
@@ -52,7 +67,7 @@ def container(base: str, record: ContainerRecord) -> dict[str, Any]:
             {"name": name, "secret_ref": f"{base}/v1/secrets/{secret_id}"}
             for name, secret_id in record.secret_refs
         ],
-        "consumers": [],
+        "consumers": [dict(c) for c in record.consumers],
         "created": when(record.created_at),
         "updated": when(record.updated_at),
         "creator_id": record.creator_id,

@@ -163,7 +163,7 @@ class BackupRestore:
                 os.unlink(raw)
         self._finish(backup_id, volume_id, status, message, info, new_key)
         if new_key is not None:  # the volume's former key, unless a snapshot still needs it
-            keys.forget(project_id, key_id)
+            keys.forget(project_id, key_id, volume_id)
 
     def _adopt(
         self,
@@ -184,6 +184,7 @@ class BackupRestore:
         try:
             key = keys.passphrase(project_id, new_key)
             files.adopt(raw, files.files.volume_path(volume_id), vsize, key)
+            keys.adopt(project_id, new_key, volume_id)
         except BaseException:
             keys.drop(project_id, new_key)
             raise

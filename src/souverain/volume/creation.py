@@ -100,7 +100,7 @@ class VolumeCreation:
             self._insert(ctx, req, plan, volume_id, type_ref, bootable, sealing)
         except BaseException:
             if sealing is not None:
-                self.keys.forget(sealing.project_id, sealing.key_id)
+                self.keys.forget(sealing.project_id, sealing.key_id, volume_id)
             raise
         self.shared.meter.gauge(ctx.project_id, "volume.gb", volume_id, plan.size)
         self.fill(volume_id, plan, sealing)
@@ -122,7 +122,7 @@ class VolumeCreation:
                 )
             return None
         self.keys.ready()
-        key_id = self.keys.new_key(project_id, ctx.user_id, volume_id)
+        key_id = self.keys.new_volume_key(project_id, ctx.user_id, volume_id)
         return Sealing(spec=spec, project_id=project_id, key_id=key_id)
 
     def _insert(

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, NotFound
-from souverain.common.keys import KeyNotFound, ProjectKeys
+from souverain.common.keys import KeyConsumer, KeyNotFound, ProjectKeys
 from souverain.volume import models as m
 from souverain.volume.backend import VolumeBackend
 from souverain.volume.luks import LuksFiles, LuksSpec, Passphrase
@@ -125,6 +125,10 @@ class EncryptionTypes:
             raise BadRequest(f"Cannot {verb} encryption specs. Volume type in use.")
 
 
+def volume_consumer(volume_id: str) -> KeyConsumer:
+    return KeyConsumer("volume", "volume", volume_id)
+
+
 class VolumeKeys:
     """The keys of encrypted volumes, and the LUKS files they unlock."""
 
@@ -161,8 +165,19 @@ class VolumeKeys:
         return self.keys
 
     def new_key(self, project_id: str, user_id: str | None, volume_id: str) -> str:
-        """A new key owned by the project, for the volume; its id."""
+        """A new key owned by the project, made from the volume; its id."""
         return self._manager().create_secret_key(project_id, user_id, f"volume-{volume_id}")
+
+    def new_volume_key(self, project_id: str, user_id: str | None, volume_id: str) -> str:
+        """A new volume's key, with the volume registered as its consumer (so the key
+        manager shows who uses it and refuses a plain delete of it)."""
+        key_id = self.new_key(project_id, user_id, volume_id)
+        self.adopt(project_id, key_id, volume_id)
+        return key_id
+
+    def adopt(self, project_id: str, key_id: str, volume_id: str) -> None:
+        """Register the volume as the consumer of its key (a new one, or a restored one's)."""
+        self._manager().add_consumer(project_id, key_id, volume_consumer(volume_id))
 
     def clone_key(
         self, project_id: str, key_id: str, to_project_id: str, user_id: str | None, name: str
@@ -193,10 +208,13 @@ class VolumeKeys:
         if key_id is not None and self.keys is not None:
             self.keys.delete_secret_key(project_id, key_id)
 
-    def forget(self, project_id: str, key_id: str | None) -> None:
-        """Delete a key no volume or snapshot names any more."""
+    def forget(self, project_id: str, key_id: str | None, volume_id: str | None = None) -> None:
+        """The volume `volume_id` (if named) no longer uses the key; delete a key no volume
+        or snapshot names any more."""
         if key_id is None or self.keys is None:
             return
+        if volume_id is not None:
+            self.keys.remove_consumer(project_id, key_id, volume_consumer(volume_id))
         with self.shared.db.session() as s:
             volumes = s.scalar(
                 select(func.count())

@@ -443,7 +443,7 @@ class Volumes:
                 s.delete(row)
         if project_id is not None:
             self.shared.meter.gauge(project_id, "volume.gb", volume_id, 0)
-            self.keys.forget(project_id, key_id)  # Cinder deletes the key with its volume
+            self.keys.forget(project_id, key_id, volume_id)  # Cinder deletes it with the volume
 
     def delete_internal(self, volume_id: str) -> None:
         """delete_on_termination: compute checked the caller; remove whatever its status."""
