@@ -58,7 +58,9 @@ class Attachments:
             return handle
         # the key manager is asked outside the volume's session
         passphrase = VolumeKeys(self.shared).passphrase(project_id, key_id)
-        return dataclasses.replace(handle, passphrase=passphrase.text)
+        # on RBD the image is a bare LUKS container (in a file, LUKS inside the qcow2)
+        fmt = "luks" if handle.rbd is not None else handle.format
+        return dataclasses.replace(handle, format=fmt, passphrase=passphrase.text)
 
     def reserve(
         self, ctx: RequestContext, volume_id: str, server_id: str, **held: Any

@@ -25,6 +25,7 @@ from souverain.volume.backend import VolumeBackend
 from souverain.volume.luks import LuksFiles, LuksSpec, Passphrase
 from souverain.volume.rules import Shared, require_admin
 from souverain.volume.schemas import EncryptionSpec
+from souverain.volume.sealed import SealedStore, sealed_store
 
 # what a new volume gets when encryption is mandatory and its type says nothing
 MANDATORY_SPEC = LuksSpec(key_size=256)
@@ -126,7 +127,7 @@ class EncryptionTypes:
 
 
 class VolumeKeys:
-    """The keys of encrypted volumes, and the LUKS files they unlock."""
+    """The keys of encrypted volumes, and the LUKS volumes they unlock."""
 
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
@@ -151,6 +152,17 @@ class VolumeKeys:
                 f"{backend.kind} volume backend of this cloud."
             )
         return LuksFiles(backend)
+
+    def sealed(self) -> SealedStore:
+        """The backend's LUKS volumes (files or RBD images); others refuse encryption."""
+        backend = self.shared.backend
+        store = sealed_store(backend)
+        if store is None:
+            raise BadRequest(
+                "Invalid volume type: encrypted volumes are not available on the "
+                f"{backend.kind} volume backend of this cloud."
+            )
+        return store
 
     def _manager(self) -> ProjectKeys:
         if self.keys is None:
@@ -213,5 +225,5 @@ class VolumeKeys:
 
     def ready(self) -> None:
         """Refuse early what cannot be encrypted here (another backend, no key manager)."""
-        self.files()
+        self.sealed()
         self._manager()
