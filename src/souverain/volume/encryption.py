@@ -4,9 +4,10 @@ the keys of encrypted volumes in the key manager. No HTTP.
 A volume of an encrypted type (or any new volume when `[encryption] mandatory` is set) gets
 its own 256-bit secret in the key manager, owned by the volume's project as Cinder's keys
 are in Barbican; its bytes are LUKS under the hex of that secret (`luks.Passphrase`). Its
-snapshots share the key; a volume made from one gets a new key (the data is re-encrypted on
-the copy). A type's encryption never changes while volumes of the type exist. Nothing here
-logs, raises or returns a key's bytes; they go from the key manager to qemu-img or QEMU.
+snapshots share the key; a volume made from one gets a new key (in files the data is
+re-encrypted on the copy; on RBD the clone's LUKS keyslot is re-wrapped, `luks_rbd.py`).
+A type's encryption never changes while volumes of the type exist. Nothing here logs,
+raises or returns a key's bytes; they go from the key manager to qemu-img or QEMU.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ qemu-img as `--object secret,file=/dev/fd/N`: N is the read end of a pipe this p
 and closed before the call, so the passphrase is never in argv (visible in /proc to every
 user), never in the environment, never in a file. Nothing here logs, raises or returns it.
 Files are published as `backend.VolumeBackend` publishes its own (tmp, fsync, rename).
-This module knows nothing of rows, keys or tenancy; the RBD backend has no LUKS here.
+This module knows nothing of rows, keys or tenancy; LUKS on RBD is `luks_rbd.py`, which
+runs its qemu-img calls through `run_step` here.
 """
 
 from __future__ import annotations
