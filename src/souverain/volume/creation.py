@@ -275,8 +275,7 @@ class VolumeCreation:
         backend = self.shared.backend
         try:
             if sealing is not None:
-                cloned = False
-                self._write_sealed(volume_id, plan, sealing)
+                cloned = self._write_sealed(volume_id, plan, sealing)
             else:
                 cloned = self._write(volume_id, plan)
         except Exception as exc:  # the compute service's errors too: the volume ends
@@ -292,15 +291,16 @@ class VolumeCreation:
         elif cloned and self.shared.settings.rbd_flatten_clones:
             self.shared.jobs.submit(backend.flatten, volume_id)
 
-    def _write_sealed(self, volume_id: str, plan: SourcePlan, sealing: Sealing) -> None:
+    def _write_sealed(self, volume_id: str, plan: SourcePlan, sealing: Sealing) -> bool:
         """LUKS bytes from the plan's source: an encrypted source is read with its own key
-        and written under the new volume's key."""
+        and written (or re-keyed) under the new volume's key; True for a copy-on-write
+        clone."""
         store = self.keys.sealed()
         key = self.keys.passphrase(sealing.project_id, sealing.key_id)
         source_key = self.keys.passphrase(*plan.source_key) if plan.source_key else None
         spec, size = sealing.spec, plan.size
         if plan.snapshot_id is not None and plan.origin_id is not None:
-            store.from_snapshot(
+            return store.from_snapshot(
                 plan.origin_id, plan.snapshot_id, source_key, volume_id, size, spec, key
             )
         elif plan.source_volid is not None:
@@ -314,6 +314,7 @@ class VolumeCreation:
             raise BadRequest("The image's data is not in a file this backend can read.")
         else:
             store.make_blank(volume_id, size, spec, key)
+        return False
 
     def _write(self, volume_id: str, plan: SourcePlan) -> bool:
         """The bytes from the plan's source; True when the volume is a copy-on-write clone."""

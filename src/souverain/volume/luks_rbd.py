@@ -62,13 +62,16 @@ class LuksRbd:
         size_gib: int,
         spec: LuksSpec,
         passphrase: Passphrase,
-    ) -> None:
-        if source_key is None:  # a plain snapshot: converted into a new container
+    ) -> bool:
+        """A copy-on-write clone of an encrypted snapshot, re-keyed (True); a plain one's
+        bytes converted into a new container (False)."""
+        if source_key is None:
             source = self._opts(_volume(origin_id), None, _snapshot(snapshot_id))
             self._convert_into(volume_id, size_gib, spec, passphrase, source, ())
-            return
+            return False
         self.backend.clone_snapshot(origin_id, snapshot_id, volume_id)
         self._rekey(volume_id, source_key, passphrase, size_gib)
+        return True
 
     def from_volume(
         self,

@@ -33,7 +33,10 @@ class SealedStore(Protocol):
         size_gib: int,
         spec: LuksSpec,
         passphrase: Passphrase,
-    ) -> None: ...
+    ) -> bool:
+        """True when the new volume is a copy-on-write clone of the snapshot."""
+        ...
+
     def from_volume(
         self,
         source_id: str,
@@ -100,10 +103,11 @@ class SealedFiles:
         size_gib: int,
         spec: LuksSpec,
         passphrase: Passphrase,
-    ) -> None:
+    ) -> bool:
         source = self.paths.snapshot_path(snapshot_id)
         final = self.paths.volume_path(volume_id)
         self.luks.copy(source, "qcow2", source_key, final, size_gib, spec, passphrase)
+        return False
 
     def from_volume(
         self,
