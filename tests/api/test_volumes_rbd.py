@@ -413,6 +413,11 @@ def test_rbd_encrypted_volume_is_luks_in_its_image_copies_get_their_own_key(
         stored = img.read(0, 4 * MIB)
     assert b"\x5a" * 4096 not in stored and stored.startswith(b"LUKS\xba\xbe")
 
+    # not backed up here (the ciphertext is read from files): refused, nothing made
+    refused = alice.post("/backups", {"backup": {"volume_id": vol["id"]}})
+    assert "cannot be backed up yet" in cinder_error(refused, 400)
+    assert alice.get("/backups").json()["backups"] == []
+
     snap = alice.snapshot(vol["id"])
     assert snap["status"] == "available"
     assert image_info(rbd_cloud, vol["id"])["snapshots"] == [f"snapshot-{snap['id']}"]
