@@ -22,6 +22,7 @@ from souverain.compute.models import InstanceAction
 from .support import Cloud
 from .test_compute_api import Nova
 from .test_compute_evacuate import Host, boot_on
+from .test_volume_encryption import encrypted_type
 from .test_volumes import admin, tenant
 from .test_volumes_rbd import database_backend, rbd_cloud  # noqa: F401 - fixtures
 
@@ -245,3 +246,19 @@ def test_a_deleted_servers_volume_is_free_once_its_host_removed_the_guest(
     assert hv1.report(doomed, "absent") == 204  # QEMU gone on the host
     assert admin(cloud).show(vol)["status"] == "available"
     assert everywhere([hv1, w["hv2"]], vol) == []
+
+
+def test_an_encrypted_volume_is_refused_on_agent_hosts_with_nothing_reserved(
+    agent_servers: dict[str, Any],
+) -> None:
+    """A host is handed no secret, so it could open an encrypted volume only as ciphertext:
+    409, the volume stays available and no assignment names it."""
+    cloud, nova, hv1, a = (agent_servers[k] for k in ("cloud", "nova", "hv1", "a"))
+    cinder = admin(cloud)
+    encrypted_type(cinder, "luks-agents")
+    vol = cinder.create(size=1, volume_type="luks-agents")["id"]
+    refused = _attach(nova, a, vol)
+    assert refused.status_code == 409 and "encrypted" in refused.text, refused.text
+    assert cinder.show(vol)["status"] == "available"
+    assert everywhere([hv1], vol) == []
+    assert cinder.delete(f"/volumes/{vol}").status_code == 202

@@ -9,6 +9,8 @@ project.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -24,6 +26,7 @@ from sqlalchemy import select
 from souverain import server
 from souverain.common.ceph import CephAccess, CephConnection, RbdRef, bindings
 from souverain.common.clock import Clock
+from souverain.common.keys import KeyNotFound
 from souverain.volume import models as vm
 from souverain.volume.rbd_backend import RbdVolumeBackend
 from tests.ceph import CephCluster, shared_cluster
@@ -31,6 +34,7 @@ from tests.ceph import CephCluster, shared_cluster
 from .conftest import _fast_tmp_root
 from .support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient, settings_for
 from .test_volume_backups import settle
+from .test_volume_encryption import encrypted_type, key_gone, secret_of
 from .test_volumes import admin, cinder_error, tenant, upload_image
 
 rbd = bindings("rbd")
@@ -349,15 +353,110 @@ def test_rbd_flatten_clones_setting_makes_clones_independent_in_the_background(
     assert image_info(rbd_cloud, origin["id"])["snapshots"] == []
 
 
-def test_rbd_refuses_encrypted_volumes_with_400_and_leaves_nothing(rbd_cloud: Cloud) -> None:
-    """LUKS volumes are files only for now: an encrypted type on RBD is refused up front,
-    no row, no image, no key."""
-    a, c = admin(rbd_cloud), tenant(rbd_cloud)
-    made = a.post("/types", {"volume_type": {"name": "luks-on-rbd"}}).json()["volume_type"]
-    luks = {"provider": "luks", "cipher": "aes-xts-plain64", "key_size": 256}
-    assert a.post(f"/types/{made['id']}/encryption", {"encryption": luks}).status_code == 200
-    refused = c.post("/volumes", {"volume": {"size": 1, "volume_type": "luks-on-rbd"}})
-    assert refused.status_code == 400 and "rbd" in refused.text, refused.text
-    assert c.get("/volumes").json()["volumes"] == []
-    with rbd_cloud.platform.db.session() as s:
-        assert s.scalars(select(vm.Volume).where(vm.Volume.project_id == c.project_id)).all() == []
+def luks_on_rbd(cloud: Cloud, volume_id: str, key: bytes, tool: list[str], *args: str) -> str:
+    """`tool` (qemu-io, or qemu-img and its command) on the volume's image opened as LUKS
+    under `key` (over a pipe, as the service hands it); its output, or its error."""
+    store = backend(cloud)
+    access = store.connection.access
+    opts = (
+        f"driver=luks,key-secret=k,file.driver=rbd,file.pool={store.pool},"
+        f"file.image=volume-{volume_id},file.conf={access.conf},file.user={access.user}"
+    )
+    read, write = os.pipe()
+    os.write(write, key.hex().encode())
+    os.close(write)
+    try:
+        done = subprocess.run(
+            [*tool, "--object", f"secret,id=k,format=raw,file=/dev/fd/{read}",
+             "--image-opts", opts, *args],
+            capture_output=True, text=True, pass_fds=(read,), check=False, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(read)
+    return done.stdout + done.stderr
+
+
+def payload_bytes(cloud: Cloud, volume_id: str, key: bytes) -> int:
+    info = json.loads(luks_on_rbd(cloud, volume_id, key, ["qemu-img", "info"], "--output=json"))
+    assert info["format"] == "luks", info
+    return int(info["virtual-size"])
+
+
+def test_rbd_encrypted_volume_is_luks_in_its_image_copies_get_their_own_key(
+    rbd_cloud: Cloud,
+) -> None:
+    """An encrypted type on RBD: the image is a bare LUKS container whose payload is the
+    volume's size; the OSDs get ciphertext. Its snapshot keeps its key; a volume from the
+    snapshot (a copy-on-write clone) or from the volume (a copy) opens with its own new
+    key only; extend grows the payload; another project neither sees it nor reads its key;
+    delete takes the images and the keys."""
+    a, alice, bob = admin(rbd_cloud), tenant(rbd_cloud), tenant(rbd_cloud)
+    encrypted_type(a, "luks-rbd")
+    vol = alice.create(volume_type="luks-rbd", size=1)
+    assert vol["encrypted"] is True and vol["status"] == "available", vol
+    key_id = alice.show(vol["id"])["encryption_key_id"]
+    key = secret_of(rbd_cloud, alice.project_id, key_id)
+    cinder_error(bob.get(f"/volumes/{vol['id']}"), 404)
+    with pytest.raises(KeyNotFound):
+        secret_of(rbd_cloud, bob.project_id, key_id)
+    handle = rbd_cloud.platform.volume.handle(vol["id"])  # what compute hands QEMU
+    assert handle.format == "luks" and handle.passphrase == key.hex()
+
+    # the guest's size is the payload; the image adds the LUKS header (about 1 MiB)
+    assert payload_bytes(rbd_cloud, vol["id"], key) == GIB
+    assert GIB < image_info(rbd_cloud, vol["id"])["size"] <= GIB + 4 * MIB
+    assert "wrote 1048576/1048576" in luks_on_rbd(
+        rbd_cloud, vol["id"], key, ["qemu-io"], "-c", "write -P 0x5a 0 1M"
+    )
+    store = backend(rbd_cloud)
+    with store.connection.ioctx(store.pool) as ctx, rbd.Image(ctx, f"volume-{vol['id']}") as img:
+        stored = img.read(0, 4 * MIB)
+    assert b"\x5a" * 4096 not in stored and stored.startswith(b"LUKS\xba\xbe")
+
+    # not backed up here (the ciphertext is read from files): refused, nothing made
+    refused = alice.post("/backups", {"backup": {"volume_id": vol["id"]}})
+    assert "cannot be backed up yet" in cinder_error(refused, 400)
+    assert alice.get("/backups").json()["backups"] == []
+
+    snap = alice.snapshot(vol["id"])
+    assert snap["status"] == "available"
+    assert image_info(rbd_cloud, vol["id"])["snapshots"] == [f"snapshot-{snap['id']}"]
+
+    clone = alice.create(snapshot_id=snap["id"], size=2)
+    assert clone["status"] == "available" and clone["encrypted"] is True, clone
+    clone_key_id = alice.show(clone["id"])["encryption_key_id"]
+    assert clone_key_id != key_id
+    clone_key = secret_of(rbd_cloud, alice.project_id, clone_key_id)
+    assert image_info(rbd_cloud, clone["id"])["parent"] == f"volume-{vol['id']}"
+    assert "Invalid password" in luks_on_rbd(
+        rbd_cloud, clone["id"], key, ["qemu-io"], "-c", "read -P 0x5a 0 1M"
+    )
+    assert "read 1048576/1048576" in luks_on_rbd(
+        rbd_cloud, clone["id"], clone_key, ["qemu-io"], "-c", "read -P 0x5a 0 1M"
+    )
+    assert payload_bytes(rbd_cloud, clone["id"], clone_key) == 2 * GIB
+
+    copy = alice.create(source_volid=vol["id"])
+    assert copy["status"] == "available", copy
+    copy_key = secret_of(rbd_cloud, alice.project_id, alice.show(copy["id"])["encryption_key_id"])
+    assert "read 1048576/1048576" in luks_on_rbd(
+        rbd_cloud, copy["id"], copy_key, ["qemu-io"], "-c", "read -P 0x5a 0 1M"
+    )
+    assert "Invalid password" in luks_on_rbd(
+        rbd_cloud, copy["id"], key, ["qemu-io"], "-c", "read -P 0x5a 0 1M"
+    )
+
+    assert alice.action(vol["id"], "os-extend", {"new_size": 2}).status_code == 202
+    assert alice.show(vol["id"])["size"] == 2
+    assert payload_bytes(rbd_cloud, vol["id"], key) == 2 * GIB
+    assert "read 1048576/1048576" in luks_on_rbd(
+        rbd_cloud, vol["id"], key, ["qemu-io"], "-c", "read -P 0x5a 0 1M"
+    )
+
+    for volume_id in (clone["id"], copy["id"]):
+        assert alice.delete(f"/volumes/{volume_id}").status_code == 202
+    assert alice.delete(f"/volumes/{vol['id']}?cascade=true").status_code == 202
+    for volume_id in (vol["id"], clone["id"], copy["id"]):
+        assert image_info(rbd_cloud, volume_id) == {}
+    assert key_gone(rbd_cloud, alice.project_id, key_id)
+    assert key_gone(rbd_cloud, alice.project_id, clone_key_id)

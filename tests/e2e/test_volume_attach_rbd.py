@@ -145,3 +145,103 @@ def test_a_server_boots_from_an_rbd_volume_that_qemu_opens_in_the_cluster(
         cluster.open_ioctx(pool) as ctx,
     ):
         assert f"volume-{root.id}" not in rbd.RBD().list(ctx)
+
+
+def _objects_holding(pool: str, image_name: str, needle: bytes) -> tuple[int, list[str]]:
+    """How many bytes the image's RADOS data objects hold, and those holding `needle`
+    (read with the rados binding, as an OSD stores them)."""
+    rbd = bindings("rbd")
+    rados = bindings("rados")
+    ceph = shared_cluster()
+    found: list[str] = []
+    total = 0
+    with (
+        rados.Rados(conffile=str(ceph.conf), rados_id=ceph.user) as cluster,
+        cluster.open_ioctx(pool) as ctx,
+    ):
+        with rbd.Image(ctx, image_name, read_only=True) as image:
+            prefix = str(image.block_name_prefix())
+        for obj in ctx.list_objects():
+            if not obj.key.startswith(prefix):
+                continue
+            size, _ = ctx.stat(obj.key)
+            data = ctx.read(obj.key, size)
+            total += len(data)
+            if needle in data:
+                found.append(obj.key)
+    return total, found
+
+
+# the journey's writer, but writing only a volume that does not hold the pattern yet
+WRITE_ONCE = (
+    "if [ \"$(dd if=/dev/vdc bs=65536 count=16 2>/dev/null | md5sum | cut -d' ' -f1)\" "
+    f'!= "{journey.PATTERN_MD5}" ]; then yes souverain-volume-pattern | head -c 1048576 '
+    "> /tmp/p; dd if=/tmp/p of=/dev/vdc bs=65536 conv=fsync 2>/dev/null; sync; echo wrote; fi"
+)
+
+
+def test_an_encrypted_rbd_volume_holds_only_ciphertext_in_rados(
+    rbd_cloud: tuple[Cloud, str],
+) -> None:
+    """An encrypted volume type on RBD: the image is a LUKS container QEMU opens with the
+    volume's key (a QMP secret on hot-plug). A guest writes a known pattern; no RADOS object
+    of the image holds it; extended while attached, the guest sees the new size; stopped
+    and started (the volume on QEMU's command line, its key over a pipe), the guest reads
+    the pattern back without writing it again."""
+    cloud, pool = rbd_cloud
+    admin = cloud.admin
+    vtype = admin.block_storage.create_type(name=unique("luks-rbd"))
+    admin.block_storage.create_type_encryption(
+        vtype,
+        provider="luks",
+        cipher="aes-xts-plain64",
+        key_size=256,
+        control_location="front-end",
+    )
+    tenant: Tenant = cloud.make_tenant("rbdluks")
+    conn: openstack.connection.Connection = cloud.connect(
+        tenant.user_name, tenant.password, tenant.project_name
+    )
+    volume = conn.block_storage.create_volume(size=1, volume_type=vtype.name, name=unique("sealed"))
+    volume = journey.wait_volume(conn, volume.id, "available")
+    assert volume.is_encrypted
+    guest = create(conn, unique("luks-writer"), journey.WATCHER.format(write=WRITE_ONCE))
+    wait_status(conn, guest.id, "ACTIVE")
+    journey.wait_console(conn, guest.id, "souverain-guest: ready")
+
+    conn.compute.create_volume_attachment(guest, volume_id=volume.id)
+    journey.wait_volume(conn, volume.id, "in-use")
+    out = journey.wait_console(conn, guest.id, "seen md5=")
+    assert "wrote" in out
+    # the guest sees exactly 1 GiB (the LUKS header is outside it) and its own bytes
+    assert f"seen md5={journey.PATTERN_MD5} serial={volume.id[:20]} size={2 * 1024 * 1024}" in out
+    stored, holding = _objects_holding(pool, f"volume-{volume.id}", journey.PATTERN * 8)
+    assert stored > 1024 * 1024, stored  # the guest's MiB reached the OSDs...
+    assert holding == []  # ...as ciphertext
+
+    conn.block_storage.extend_volume(volume.id, 2)
+    journey.wait_console(conn, guest.id, f"resized size={4 * 1024 * 1024}", timeout=60)
+
+    # boot-time attach: the guest finds its pattern on the volume and leaves it be
+    conn.compute.stop_server(guest)
+    wait_status(conn, guest.id, "SHUTOFF")
+    conn.compute.start_server(guest)
+    wait_status(conn, guest.id, "ACTIVE")
+    out = journey.wait_console(conn, guest.id, "seen md5=", count=2)
+    last = out.rsplit("seen md5=", 1)[1]
+    assert last.startswith(f"{journey.PATTERN_MD5} serial={volume.id[:20]} size={4 * 1024 * 1024}")
+    assert out.count("wrote") == 1
+
+    conn.compute.delete_server(guest)
+    conn.compute.wait_for_delete(guest, wait=60)
+    journey.wait_volume(conn, volume.id, "available")
+    conn.block_storage.delete_volume(volume.id)
+    conn.block_storage.wait_for_delete(volume, wait=60)
+    rbd = bindings("rbd")
+    rados = bindings("rados")
+    ceph = shared_cluster()
+    with (
+        rados.Rados(conffile=str(ceph.conf), rados_id=ceph.user) as cluster,
+        cluster.open_ioctx(pool) as ctx,
+    ):
+        assert f"volume-{volume.id}" not in rbd.RBD().list(ctx)

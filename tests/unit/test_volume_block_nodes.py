@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from souverain.common.ceph import CephAccess, RbdRef
-from souverain.compute.qemu_guest import Disk, DriverError, blockdev_nodes, disk_args
+from souverain.compute.qemu_guest import Disk, DriverError, blockdev_nodes, disk_args, secret_id
 from souverain.volume.backend import VolumeBackend
 
 VOLUME = "0123abcd-4567-89ab-cdef-0123456789ab"
@@ -64,3 +64,42 @@ def test_file_backend_locates_a_volume_by_its_file(tmp_path: Path) -> None:
     assert backend.snapshot_dependents(VOLUME, VOLUME) == 0
     with pytest.raises(ValueError, match="not a volume"):
         backend.location("../../etc/passwd")
+
+
+def test_encrypted_rbd_volume_is_a_luks_node_over_qemus_rbd_driver() -> None:
+    """A bare LUKS container in the image: QEMU's luks driver with the secret's id over the
+    rbd file node; the command line names a pipe, never the passphrase."""
+    disk = Disk(
+        id=f"vol-{VOLUME}",
+        format="luks",
+        rbd=RbdRef("souverain-volumes", f"volume-{VOLUME}"),
+        ceph=ACCESS,
+        passphrase="ab" * 32,
+    )
+    file_node, format_node = blockdev_nodes(disk)
+    assert file_node["driver"] == "rbd" and format_node["driver"] == "luks"
+    assert format_node["key-secret"] == secret_id(disk.id) and "encrypt" not in format_node
+    assert format_node["file"] == file_node["node-name"]
+    args = disk_args(disk, None, secret_fd=7)
+    assert f"secret,id={secret_id(disk.id)},format=raw,file=/dev/fd/7" in args
+    assert "ab" * 32 not in " ".join(args) and "ab" * 32 not in repr(disk)
+
+
+@pytest.mark.parametrize(
+    ("disk", "why"),
+    [
+        (
+            Disk(id="vol-a", format="luks", rbd=RbdRef("p", "i"), ceph=ACCESS),
+            "needs its passphrase",
+        ),
+        (
+            Disk(id="vol-a", format="raw", rbd=RbdRef("p", "i"), ceph=ACCESS, passphrase="k"),
+            "is a LUKS qcow2 or a LUKS RBD image",
+        ),
+    ],
+)
+def test_a_luks_disk_without_its_key_or_a_raw_one_with_a_key_is_refused(
+    disk: Disk, why: str
+) -> None:
+    with pytest.raises(DriverError, match=why):
+        disk_args(disk, None, secret_fd=7)

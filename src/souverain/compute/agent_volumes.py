@@ -82,6 +82,12 @@ class AgentVolumes:
         if handle.rbd is None:  # a volume of another backend than the one set now
             self.volumes.unreserve(handle.id)
             raise shared_storage_needed(volume_id, row.host)
+        if handle.passphrase is not None:  # a host is handed no secret
+            self.volumes.unreserve(handle.id)
+            raise Conflict(
+                f"Volume {volume_id} is encrypted: its key is not handed to host {row.host}; "
+                "attach it to a server of the control plane's own host."
+            )
         self._hand_to_host(ctx, row, "attach_volume")
         return {
             "volume_id": handle.id,

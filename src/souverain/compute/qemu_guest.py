@@ -20,7 +20,7 @@ IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 DISK_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
 NODE_NAME_MAX = 31  # QEMU's limit
 DISK_SERIAL_RE = re.compile(r"^[A-Za-z0-9_.-]{0,20}$")
-DISK_FORMATS = ("qcow2", "raw")
+DISK_FORMATS = ("qcow2", "raw", "luks")
 # Disks the kernel names before the volumes: the root disk (vda) and the config drive (vdb).
 DISKS_BEFORE_VOLUMES = 2
 
@@ -59,8 +59,9 @@ class Disk:
     `id` names the QEMU device (letters, digits, '-', '_', '.'; starts with a letter; at most
     128 characters, e.g. "vol-<volume id>"); its block nodes are named after it.
     `serial` (at most 20 characters) is what the guest reads in /sys/block/vdX/serial.
-    `passphrase`: the volume is a LUKS-encrypted qcow2 QEMU opens with it (a QMP secret
-    object, or a pipe at start); never in argv, a file or a repr.
+    `passphrase`: the volume is a LUKS-encrypted qcow2 file, or an RBD image holding a bare
+    LUKS container (`format` "luks"), that QEMU opens with it (a QMP secret object, or a
+    pipe at start); never in argv, a file or a repr.
     """
 
     id: str
@@ -165,13 +166,15 @@ def check_disk_id(disk_id: str) -> str:
 def check_disk(disk: Disk) -> None:
     check_disk_id(disk.id)
     if disk.format not in DISK_FORMATS:
-        raise DriverError(f"unsupported volume format {disk.format!r} (raw or qcow2)")
+        raise DriverError(f"unsupported volume format {disk.format!r} (raw, qcow2 or luks)")
     if (disk.path is None) == (disk.rbd is None):
         raise DriverError(f"volume {disk.id} needs a file or an RBD image (one of them)")
-    if disk.rbd is not None and (disk.ceph is None or disk.format != "raw"):
-        raise DriverError(f"RBD volume {disk.id} is raw and needs the cluster's access")
-    if disk.passphrase is not None and disk.format != "qcow2":
-        raise DriverError(f"encrypted volume {disk.id} is a LUKS qcow2")
+    if disk.rbd is not None and (disk.ceph is None or disk.format == "qcow2"):
+        raise DriverError(f"RBD volume {disk.id} is raw or LUKS and needs the cluster's access")
+    if disk.format == "luks" and disk.passphrase is None:
+        raise DriverError(f"LUKS volume {disk.id} needs its passphrase")
+    if disk.passphrase is not None and disk.format == "raw":
+        raise DriverError(f"encrypted volume {disk.id} is a LUKS qcow2 or a LUKS RBD image")
     if not DISK_SERIAL_RE.match(disk.serial):
         raise DriverError(
             f"invalid volume serial {disk.serial!r} (up to 20 letters, digits, '-', '_', '.')"
@@ -198,7 +201,9 @@ def blockdev_nodes(disk: Disk) -> list[dict[str, Any]]:
     else:
         file_node = {"driver": "file", "node-name": file, "filename": str(disk.path), **common}
     format_node = {"driver": disk.format, "node-name": node, "file": file, **common}
-    if disk.passphrase is not None:
+    if disk.format == "luks":  # a bare container: the key is the format's own option
+        format_node["key-secret"] = secret_id(disk.id)
+    elif disk.passphrase is not None:
         format_node["encrypt"] = {"format": "luks", "key-secret": secret_id(disk.id)}
     return [file_node, format_node]
 

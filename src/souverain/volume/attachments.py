@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, NotFound
 from souverain.volume import models as m
+from souverain.volume.backend import VolumeLocation
 from souverain.volume.encryption import VolumeKeys
 from souverain.volume.rules import (
     SERVERS_PER_QUERY,
@@ -47,7 +48,7 @@ class Attachments:
             handle = VolumeHandle(
                 id=row.id,
                 path=where.path,
-                format=where.format,
+                format=opened_as(where, key_id is not None),
                 size_gib=row.size,
                 readonly=row.readonly,
                 bootable=row.bootable,
@@ -177,7 +178,7 @@ class Attachments:
                     "device": r.device,
                     "attachment_id": r.attachment_id,
                     "path": where.path,
-                    "format": where.format,
+                    "format": opened_as(where, r.encryption_key_id is not None),
                     "rbd": where.rbd,
                     "ceph": where.ceph,
                     "readonly": r.readonly,
@@ -209,3 +210,9 @@ class Attachments:
                         ServerVolume(volume_id, status, bool(delete))
                     )
         return found
+
+
+def opened_as(where: VolumeLocation, encrypted: bool) -> str:
+    """The format QEMU opens a volume as: an encrypted RBD image is a bare LUKS container
+    (`luks_rbd.py`); a file's LUKS is inside its qcow2."""
+    return "luks" if encrypted and where.rbd is not None else where.format

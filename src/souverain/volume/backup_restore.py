@@ -151,9 +151,8 @@ class BackupRestore:
                 backend.overwrite(volume_id, raw, vsize)
             else:  # an encrypted volume gets the backup's bytes encrypted under its own key
                 self._write_raw(raw, chunks, container, max(len(chunks) * CHUNK_BYTES, GIB))
-                files, key = keys.files(), keys.passphrase(project_id, key_id)
-                final = files.files.volume_path(volume_id)
-                files.copy(raw, "raw", None, final, vsize, spec, key)
+                key = keys.passphrase(project_id, key_id)
+                keys.sealed().overwrite(volume_id, raw, vsize, spec, key)
         except Exception as exc:
             log.warning("restore of backup %s failed: %s", backup_id, exc)
             why = str(exc) if isinstance(exc, BackupStoreError) else copy_failure(exc)

@@ -198,7 +198,12 @@ class Backups:
             spec = keys.spec_for(s, type_id) or MANDATORY_SPEC
         if source_key is None:
             return project_id, {}
-        keys.files()  # a backend without LUKS files has no encrypted volume to back up
+        if self.shared.backend.kind != "file":  # the ciphertext is read as a LUKS qcow2 file
+            raise BadRequest(
+                f"Invalid volume: Volume {req.volume_id} is encrypted on the "
+                f"{self.shared.backend.kind} volume backend, whose encrypted volumes cannot be "
+                "backed up yet; snapshot it instead (the snapshot stays encrypted)."
+            )
         clone = keys.clone_key(
             project_id, source_key, project_id, ctx.user_id, f"backup-{backup_id}"
         )

@@ -275,8 +275,7 @@ class VolumeCreation:
         backend = self.shared.backend
         try:
             if sealing is not None:
-                cloned = False
-                self._write_sealed(volume_id, plan, sealing)
+                cloned = self._write_sealed(volume_id, plan, sealing)
             else:
                 cloned = self._write(volume_id, plan)
         except Exception as exc:  # the compute service's errors too: the volume ends
@@ -292,28 +291,30 @@ class VolumeCreation:
         elif cloned and self.shared.settings.rbd_flatten_clones:
             self.shared.jobs.submit(backend.flatten, volume_id)
 
-    def _write_sealed(self, volume_id: str, plan: SourcePlan, sealing: Sealing) -> None:
+    def _write_sealed(self, volume_id: str, plan: SourcePlan, sealing: Sealing) -> bool:
         """LUKS bytes from the plan's source: an encrypted source is read with its own key
-        and written under the new volume's key."""
-        files = self.keys.files()
+        and written (or re-keyed) under the new volume's key; True for a copy-on-write
+        clone."""
+        store = self.keys.sealed()
         key = self.keys.passphrase(sealing.project_id, sealing.key_id)
         source_key = self.keys.passphrase(*plan.source_key) if plan.source_key else None
-        final = files.files.volume_path(volume_id)
-        if plan.snapshot_id is not None:
-            source = files.files.snapshot_path(plan.snapshot_id)
-            files.copy(source, "qcow2", source_key, final, plan.size, sealing.spec, key)
+        spec, size = sealing.spec, plan.size
+        if plan.snapshot_id is not None and plan.origin_id is not None:
+            return store.from_snapshot(
+                plan.origin_id, plan.snapshot_id, source_key, volume_id, size, spec, key
+            )
         elif plan.source_volid is not None:
-            source = files.files.volume_path(plan.source_volid)
             with guest_writes_held(self.shared, plan.attached_to):
                 shared = plan.attached_to is not None
-                files.copy(source, "qcow2", source_key, final, plan.size, sealing.spec, key, shared)
+                store.from_volume(plan.source_volid, source_key, volume_id, size, spec, key, shared)
         elif plan.source is not None:
             fmt = "qcow2" if source_key else plan.source_format
-            files.copy(plan.source, fmt, source_key, final, plan.size, sealing.spec, key)
+            store.from_file(plan.source, fmt, source_key, volume_id, size, spec, key)
         elif plan.image_id is not None:
             raise BadRequest("The image's data is not in a file this backend can read.")
         else:
-            files.make_blank(volume_id, plan.size, sealing.spec, key)
+            store.make_blank(volume_id, size, spec, key)
+        return False
 
     def _write(self, volume_id: str, plan: SourcePlan) -> bool:
         """The bytes from the plan's source; True when the volume is a copy-on-write clone."""

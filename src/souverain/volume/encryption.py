@@ -4,9 +4,10 @@ the keys of encrypted volumes in the key manager. No HTTP.
 A volume of an encrypted type (or any new volume when `[encryption] mandatory` is set) gets
 its own 256-bit secret in the key manager, owned by the volume's project as Cinder's keys
 are in Barbican; its bytes are LUKS under the hex of that secret (`luks.Passphrase`). Its
-snapshots share the key; a volume made from one gets a new key (the data is re-encrypted on
-the copy). A type's encryption never changes while volumes of the type exist. Nothing here
-logs, raises or returns a key's bytes; they go from the key manager to qemu-img or QEMU.
+snapshots share the key; a volume made from one gets a new key (in files the data is
+re-encrypted on the copy; on RBD the clone's LUKS keyslot is re-wrapped, `luks_rbd.py`).
+A type's encryption never changes while volumes of the type exist. Nothing here logs,
+raises or returns a key's bytes; they go from the key manager to qemu-img or QEMU.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from souverain.volume.backend import VolumeBackend
 from souverain.volume.luks import LuksFiles, LuksSpec, Passphrase
 from souverain.volume.rules import Shared, require_admin
 from souverain.volume.schemas import EncryptionSpec
+from souverain.volume.sealed import SealedStore, sealed_store
 
 # what a new volume gets when encryption is mandatory and its type says nothing
 MANDATORY_SPEC = LuksSpec(key_size=256)
@@ -130,7 +132,7 @@ def volume_consumer(volume_id: str) -> KeyConsumer:
 
 
 class VolumeKeys:
-    """The keys of encrypted volumes, and the LUKS files they unlock."""
+    """The keys of encrypted volumes, and the LUKS volumes they unlock."""
 
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
@@ -155,6 +157,17 @@ class VolumeKeys:
                 f"{backend.kind} volume backend of this cloud."
             )
         return LuksFiles(backend)
+
+    def sealed(self) -> SealedStore:
+        """The backend's LUKS volumes (files or RBD images); others refuse encryption."""
+        backend = self.shared.backend
+        store = sealed_store(backend)
+        if store is None:
+            raise BadRequest(
+                "Invalid volume type: encrypted volumes are not available on the "
+                f"{backend.kind} volume backend of this cloud."
+            )
+        return store
 
     def _manager(self) -> ProjectKeys:
         if self.keys is None:
@@ -231,5 +244,5 @@ class VolumeKeys:
 
     def ready(self) -> None:
         """Refuse early what cannot be encrypted here (another backend, no key manager)."""
-        self.files()
+        self.sealed()
         self._manager()

@@ -6,7 +6,8 @@ qemu-img as `--object secret,file=/dev/fd/N`: N is the read end of a pipe this p
 and closed before the call, so the passphrase is never in argv (visible in /proc to every
 user), never in the environment, never in a file. Nothing here logs, raises or returns it.
 Files are published as `backend.VolumeBackend` publishes its own (tmp, fsync, rename).
-This module knows nothing of rows, keys or tenancy; the RBD backend has no LUKS here.
+This module knows nothing of rows, keys or tenancy; LUKS on RBD is `luks_rbd.py`, which
+runs its qemu-img calls through `run_step` here.
 """
 
 from __future__ import annotations
@@ -45,14 +46,19 @@ class LuksSpec:
     key_size: int = 256
 
     def create_options(self, secret_id: str) -> str:
+        """`-o` of a LUKS-encrypted qcow2."""
+        options = self.luks_options(secret_id).split(",")
+        return ",".join(("encrypt.format=luks", *(f"encrypt.{o}" for o in options)))
+
+    def luks_options(self, secret_id: str) -> str:
+        """`-o` of a bare LUKS container (`-f luks`, what an RBD image holds)."""
         return ",".join(
             (
-                "encrypt.format=luks",
-                f"encrypt.key-secret={secret_id}",
-                f"encrypt.cipher-alg=aes-{self.key_size // 2}",
-                "encrypt.cipher-mode=xts",
-                "encrypt.ivgen-alg=plain64",
-                f"encrypt.iter-time={ITER_TIME_MS}",
+                f"key-secret={secret_id}",
+                f"cipher-alg=aes-{self.key_size // 2}",
+                "cipher-mode=xts",
+                "ivgen-alg=plain64",
+                f"iter-time={ITER_TIME_MS}",
             )
         )
 
@@ -143,35 +149,7 @@ class LuksFiles:
         publish(tmp, final, run_steps)
 
     def _run(self, step: Step, timeout: float) -> None:
-        for attempt in range(CALIBRATION_ATTEMPTS):
-            result = self._run_once(step, timeout)
-            if result.returncode == 0:
-                return
-            # QEMU times its PBKDF on the thread's CPU clock when it makes a LUKS header;
-            # on a busy host that clock can read no progress at all, and qemu-img gives up
-            if CALIBRATION_FAILED not in result.stderr or attempt + 1 == CALIBRATION_ATTEMPTS:
-                break
-        detail = result.stderr.strip().splitlines()[-1:] or ["no detail"]
-        raise BackendError(f"qemu-img {step.command[0]} failed: {_without_paths(detail[0])}")
-
-    def _run_once(self, step: Step, timeout: float) -> subprocess.CompletedProcess[str]:
-        with _secrets(step.keys) as (fds, objects):
-            argv = [self.files.qemu_img, *step.command, *objects, *step.rest]
-            try:
-                return subprocess.run(  # a fixed argv, no shell; the secrets come over pipes
-                    argv,
-                    capture_output=True,
-                    timeout=timeout,
-                    stdin=subprocess.DEVNULL,
-                    check=False,
-                    text=True,
-                    pass_fds=tuple(fds),
-                    env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
-                )
-            except subprocess.TimeoutExpired:
-                raise BackendError(
-                    f"qemu-img {step.command[0]} took longer than {timeout:.0f} s."
-                ) from None
+        run_step(self.files.qemu_img, step, timeout)
 
     def adopt(self, source: Path, final: Path, size_gib: int, passphrase: Passphrase) -> None:
         """A LUKS qcow2 made elsewhere (a restored backup's bytes at `source`, taken) put at
@@ -189,6 +167,40 @@ class LuksFiles:
         the same key opens it (a snapshot's), and no new PBKDF to pay."""
         tmp = self.files.temp_path()
         publish(tmp, final, lambda: shutil.copyfile(source, tmp))
+
+
+def run_step(qemu_img: str, step: Step, timeout: float) -> None:
+    """One qemu-img call with its keys over pipes; a `BackendError` naming no path or key."""
+    for attempt in range(CALIBRATION_ATTEMPTS):
+        result = _run_once(qemu_img, step, timeout)
+        if result.returncode == 0:
+            return
+        # QEMU times its PBKDF on the thread's CPU clock when it makes a LUKS header;
+        # on a busy host that clock can read no progress at all, and qemu-img gives up
+        if CALIBRATION_FAILED not in result.stderr or attempt + 1 == CALIBRATION_ATTEMPTS:
+            break
+    detail = result.stderr.strip().splitlines()[-1:] or ["no detail"]
+    raise BackendError(f"qemu-img {step.command[0]} failed: {_without_paths(detail[0])}")
+
+
+def _run_once(qemu_img: str, step: Step, timeout: float) -> subprocess.CompletedProcess[str]:
+    with _secrets(step.keys) as (fds, objects):
+        argv = [qemu_img, *step.command, *objects, *step.rest]
+        try:
+            return subprocess.run(  # a fixed argv, no shell; the secrets come over pipes
+                argv,
+                capture_output=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                check=False,
+                text=True,
+                pass_fds=tuple(fds),
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
+            )
+        except subprocess.TimeoutExpired:
+            raise BackendError(
+                f"qemu-img {step.command[0]} took longer than {timeout:.0f} s."
+            ) from None
 
 
 @dataclass(frozen=True)

@@ -98,20 +98,35 @@ class RbdVolumeBackend:
             with self._image(ctx, _volume(source_id), read_only=True) as src:
                 if src.size() > size_gib * GIB:
                     raise BackendError(f"The source does not fit in a volume of {size_gib} GiB.")
-                src.copy(ctx, _volume(volume_id))
+            self.copy_image(source_id, volume_id)
             self._grow_to(ctx, volume_id, size_gib)
+
+    def copy_image(self, source_id: str, volume_id: str) -> None:
+        """The source's image copied byte for byte, its size kept (an encrypted volume's
+        LUKS header and all: `luks_rbd` then sizes it)."""
+        with (
+            self._opened("copy", source_id, read_only=True) as src,
+            self.connection.ioctx(self.pool) as ctx,
+        ):
+            src.copy(ctx, _volume(volume_id))
 
     def from_snapshot(
         self, origin_id: str, snapshot_id: str, volume_id: str, size_gib: int
     ) -> None:
-        """A copy-on-write clone of the snapshot (protected first, as clones need)."""
+        """A copy-on-write clone of the snapshot, grown to `size_gib`."""
+        self.clone_snapshot(origin_id, snapshot_id, volume_id)
+        with self._ops("clone"), self.connection.ioctx(self.pool) as ctx:
+            self._grow_to(ctx, volume_id, size_gib)
+
+    def clone_snapshot(self, origin_id: str, snapshot_id: str, volume_id: str) -> None:
+        """A copy-on-write clone of the snapshot (protected first, as clones need), its
+        size kept."""
         snap = _snapshot(snapshot_id)
         with self._ops("clone"), self.connection.ioctx(self.pool) as ctx:
             with self._image(ctx, _volume(origin_id)) as origin:
                 if not origin.is_protected_snap(snap):
                     origin.protect_snap(snap)
             self._rbd().RBD().clone(ctx, _volume(origin_id), snap, ctx, _volume(volume_id))
-            self._grow_to(ctx, volume_id, size_gib)
 
     def from_image_ref(self, ref: RbdRef, volume_id: str, size_gib: int) -> bool:
         """A clone of an image's protected snapshot; False (nothing made) when the image

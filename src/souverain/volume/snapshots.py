@@ -144,13 +144,9 @@ class Snapshots:
         sealed: tuple[str, str, LuksSpec],
     ) -> None:
         project_id, key_id, spec = sealed
-        files = self.keys.files()
-        source, final = files.files.volume_path(volume_id), files.files.snapshot_path(snapshot_id)
-        if server_id is None:  # nothing writes to it: its bytes, header and all
-            files.duplicate(source, final)
-            return
         key = self.keys.passphrase(project_id, key_id)
-        files.copy(source, "qcow2", key, final, size, spec, key, shared=True)
+        shared = server_id is not None
+        self.keys.sealed().take_snapshot(volume_id, snapshot_id, size, spec, key, shared)
 
     def get(self, ctx: RequestContext, snapshot_id: str) -> m.Snapshot:
         with self.shared.db.session() as s:

@@ -271,8 +271,7 @@ class Volumes:
             if key is None:
                 backend.grow(volume_id, size)
             else:
-                files = self.keys.files()
-                files.grow(files.files.volume_path(volume_id), size, self.keys.passphrase(*key))
+                self.keys.sealed().grow(volume_id, size, self.keys.passphrase(*key))
         except (BackendError, OSError) as exc:
             self.states.move(volume_id, "extended", error_message=f"Extend failed: {reason(exc)}")
             raise BadRequest(f"Volume {volume_id} could not be extended: {reason(exc)}") from None
@@ -368,9 +367,8 @@ class Volumes:
                 backend.export_volume(volume_id, out, out_format=disk_format)
             else:
                 (project_id, key_id), image_key = sealed
-                files = self.keys.files()
-                files.export(
-                    files.files.volume_path(volume_id),
+                self.keys.sealed().export(
+                    volume_id,
                     self.keys.passphrase(project_id, key_id),
                     out,
                     self.keys.passphrase(project_id, image_key),
