@@ -1,7 +1,7 @@
 """keymanager: secret and container consumers; when a project KEK stopped being active
 
-Revision ID: 0042
-Revises: 0040 (the lead re-chains it after 0041)
+Revision ID: 0041
+Revises: 0040
 Create Date: 2026-12-07 02:30:00
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0042"
+revision = "0041"
 down_revision = "0040"
 branch_labels = None
 depends_on = None
