@@ -3,11 +3,13 @@
 Ceph cluster that QEMU opens with its own rbd driver. One guest writes, the volume is
 detached and attached to another that reads the same bytes, extended while attached
 (the guest sees the new size), snapshotted and cloned (copy-on-write), and another
-project never sees it. A server boots from an RBD volume, which QEMU opens in the cluster.
+project never sees it. A server boots from an RBD volume, which QEMU opens in the cluster,
+and from an encrypted one, which QEMU opens through its luks driver.
 """
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from souverain.common.ceph import bindings
 from tests.ceph import shared_cluster
 from tests.e2e import test_volume_attach as journey
 from tests.e2e.conftest import Cloud, CloudFactory, Tenant, unique
-from tests.e2e.test_compute import create, wait_status
+from tests.e2e.test_compute import create, tiny_id, wait_status
 from tests.host_cleanup import kill_guests
 
 
@@ -245,3 +247,51 @@ def test_an_encrypted_rbd_volume_holds_only_ciphertext_in_rados(
         cluster.open_ioctx(pool) as ctx,
     ):
         assert f"volume-{volume.id}" not in rbd.RBD().list(ctx)
+
+
+def test_a_server_boots_from_an_encrypted_rbd_volume_whose_objects_hold_no_plaintext(
+    rbd_cloud: tuple[Cloud, str], tiny_image_file: Path, tmp_path: Path
+) -> None:
+    """A volume of an encrypted type made from the tiny image: QEMU's luks driver over its
+    rbd driver opens it as the root disk (the key over a pipe at start, never on the
+    command line), the guest boots; no RADOS object of the image holds a string the
+    image's raw bytes do."""
+    cloud, pool = rbd_cloud
+    vtype = cloud.admin.block_storage.create_type(name=unique("luks-rbd-boot"))
+    cloud.admin.block_storage.create_type_encryption(
+        vtype, provider="luks", cipher="aes-xts-plain64", key_size=256,
+        control_location="front-end",
+    )  # fmt: skip
+    tenant: Tenant = cloud.make_tenant("rbdlukboot")
+    conn: openstack.connection.Connection = cloud.connect(
+        tenant.user_name, tenant.password, tenant.project_name
+    )
+    made = conn.block_storage.create_volume(
+        size=1, volume_type=vtype.name, image_id=tiny_id(conn), name=unique("sealed-root")
+    )
+    root = journey.wait_volume(conn, made.id, "available")
+    assert root.is_encrypted and root.is_bootable
+    server = create(
+        conn,
+        unique("luks-rbd-boot"),
+        image="",
+        block_device_mapping=[
+            {"boot_index": 0, "uuid": root.id, "source_type": "volume",
+             "destination_type": "volume", "delete_on_termination": True}
+        ],
+    )  # fmt: skip
+    wait_status(conn, server.id, "ACTIVE")
+    journey.wait_console(conn, server.id, "souverain-guest: ready")
+    argv = _qemu_argv(server.id)
+    assert f"driver=luks,key-secret=root-key,file.driver=rbd,file.pool={pool}" in argv, argv
+    assert "secret,id=root-key,format=raw,file=/dev/fd/" in argv, argv  # a pipe, no key
+
+    raw = tmp_path / "tiny.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(tiny_image_file), str(raw)], check=True)
+    assert journey.IMAGE_MARKER in raw.read_bytes()
+    stored, holding = _objects_holding(pool, f"volume-{root.id}", journey.IMAGE_MARKER)
+    assert stored > 16 * 1024 * 1024, stored  # the image's bytes are there...
+    assert holding == []  # ...as ciphertext
+    conn.compute.delete_server(server)
+    conn.compute.wait_for_delete(server, wait=60)
+    conn.block_storage.wait_for_delete(root, wait=60)  # delete_on_termination

@@ -253,18 +253,20 @@ class QemuDriver(QemuHotplug):
         return f"file={qemu_opt(disk)},if=none,id=root,format=qcow2"
 
     def _root_args(self, spec: GuestSpec, secret_fd: int | None) -> list[str]:
-        """The root disk's -drive; an encrypted one (a LUKS qcow2 volume) with the secret
-        object QEMU reads its passphrase from (`secret_fd`, a pipe it inherits)."""
-        drive = self._root_drive(spec.disk)
+        """The root disk's -drive; an encrypted one (a LUKS qcow2 volume, or an RBD volume
+        holding a bare LUKS container) with the secret object QEMU reads its passphrase
+        from (`secret_fd`, a pipe it inherits)."""
         if spec.disk_passphrase is None:
-            return ["-drive", drive]
-        if spec.disk.name == VOLUME_POINTER or is_rbd(spec.disk):
-            raise DriverError("an encrypted root disk must be a LUKS qcow2 file on this host")
+            return ["-drive", self._root_drive(spec.disk)]
+        if spec.disk.name != VOLUME_POINTER and is_rbd(spec.disk):
+            raise DriverError("an encrypted root disk is a LUKS qcow2 file or an RBD volume")
         if secret_fd is None:
             raise DriverError("the encrypted root disk needs its passphrase's pipe")
         secret = f"secret,id={ROOT_SECRET_ID},format=raw,file=/dev/fd/{secret_fd}"
+        if spec.disk.name == VOLUME_POINTER:  # QEMU's luks driver over its rbd driver
+            return ["-object", secret, "-drive", volume_drive(spec.disk, ROOT_SECRET_ID)]
         luks = f"encrypt.format=luks,encrypt.key-secret={ROOT_SECRET_ID}"
-        return ["-object", secret, "-drive", f"{drive},{luks}"]
+        return ["-object", secret, "-drive", f"{self._root_drive(spec.disk)},{luks}"]
 
     def create_root_disk(
         self, uuid: str, base: Path, base_format: str, size_gib: int, name: str = "disk.qcow2"

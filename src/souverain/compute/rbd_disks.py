@@ -70,19 +70,23 @@ def write_volume_pointer(directory: Path, volume: RbdRef, access: CephAccess) ->
     return pointer
 
 
-def rbd_drive(disk: RbdDisk, conf: Path, user: str) -> str:
-    """QEMU's -drive for a root disk in the cluster: QEMU's own rbd driver, raw."""
+def rbd_drive(disk: RbdDisk, conf: Path, user: str, key_secret: str | None = None) -> str:
+    """QEMU's -drive for a root disk in the cluster: QEMU's own rbd driver, raw; or, for an
+    encrypted volume (a bare LUKS container), QEMU's luks driver over it, opened with the
+    secret object `key_secret`."""
+    head = "driver=raw" if key_secret is None else f"driver=luks,key-secret={qemu_opt(key_secret)}"
     return (
-        f"driver=raw,file.driver=rbd,file.pool={qemu_opt(disk.pool)},"
+        f"{head},file.driver=rbd,file.pool={qemu_opt(disk.pool)},"
         f"file.image={qemu_opt(disk.image)},file.conf={qemu_opt(conf)},"
         f"file.user={qemu_opt(user)},if=none,id=root,cache=writeback,discard=unmap"
     )
 
 
-def volume_drive(pointer: Path) -> str:
-    """The -drive of a server booted from an RBD volume (its pointer names the access)."""
+def volume_drive(pointer: Path, key_secret: str | None = None) -> str:
+    """The -drive of a server booted from an RBD volume (its pointer names the access);
+    `key_secret`: the volume is encrypted, its passphrase that QEMU secret object's."""
     data = json.loads(pointer.read_text())
-    return rbd_drive(read_pointer(pointer), Path(data["conf"]), str(data["user"]))
+    return rbd_drive(read_pointer(pointer), Path(data["conf"]), str(data["user"]), key_secret)
 
 
 class RbdRootDisks:
