@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from souverain.common.ceph import CephAccess, CephConnection
+from souverain.common.ceph import CephAccess, CephConnection, RbdRef
 from souverain.common.errors import BadRequest
 from souverain.compute.api_actions import _evacuate_args
 from souverain.compute.api_migrations import live_migrate_args
 from souverain.compute.qemu import QemuDriver
+from souverain.compute.qemu_guest import DriverError, GuestSpec
 from souverain.compute.rbd_disks import POINTER, RbdRootDisks
 
 UUID = "0c6f0f1e-8a4e-4c1b-9a43-5a4d1e0c9b2f"
@@ -54,3 +55,24 @@ def test_an_rbd_root_disk_is_opened_by_qemus_rbd_driver(tmp_path: Path) -> None:
     driver.rbd_disks = None
     with pytest.raises(Exception, match="no Ceph access"):  # a host without the cluster
         driver._root_drive(pointer)
+
+
+def test_an_encrypted_rbd_root_volume_is_qemus_luks_driver_over_its_rbd_driver(
+    tmp_path: Path,
+) -> None:
+    """The key comes from the pipe QEMU inherits (a secret object), never the command line;
+    a server's own RBD clone is never encrypted, so a passphrase for one is refused."""
+    driver = QemuDriver(tmp_path / "q")
+    access = CephAccess(conf=tmp_path / "ceph.conf", user="cinder")
+    pointer = driver.volume_root(UUID, RbdRef("volumes", "volume-x"), access)
+    spec = GuestSpec(UUID, "s", 1, 64, pointer, disk_passphrase="00" * 32)
+    argv = driver._root_args(spec, 7)
+    assert argv[:2] == ["-object", "secret,id=root-key,format=raw,file=/dev/fd/7"]
+    assert argv[2] == "-drive" and "00" * 32 not in " ".join(argv)
+    assert argv[3].startswith("driver=luks,key-secret=root-key,file.driver=rbd,file.pool=volumes,")
+    with pytest.raises(DriverError, match="passphrase's pipe"):
+        driver._root_args(spec, None)
+    clone = pointer.with_name(POINTER)
+    clone.write_text(json.dumps({"pool": "disks", "image": f"{UUID}_disk"}))
+    with pytest.raises(DriverError, match="LUKS qcow2 file or an RBD volume"):
+        driver._root_args(GuestSpec(UUID, "s", 1, 64, clone, disk_passphrase="00" * 32), 7)
