@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,8 @@ from tests.ceph import CephCluster, shared_cluster
 
 from .conftest import _fast_tmp_root
 from .support import ADMIN_PASSWORD, Cloud, SteppingClock, TestClient, settings_for
-from .test_volume_backups import settle
-from .test_volume_encryption import encrypted_type, key_gone, secret_of
+from .test_volume_backups import backup, settle
+from .test_volume_encryption import backup_row, encrypted_type, key_gone, secret_of
 from .test_volumes import admin, cinder_error, tenant, upload_image
 
 rbd = bindings("rbd")
@@ -413,11 +414,6 @@ def test_rbd_encrypted_volume_is_luks_in_its_image_copies_get_their_own_key(
         stored = img.read(0, 4 * MIB)
     assert b"\x5a" * 4096 not in stored and stored.startswith(b"LUKS\xba\xbe")
 
-    # not backed up here (the ciphertext is read from files): refused, nothing made
-    refused = alice.post("/backups", {"backup": {"volume_id": vol["id"]}})
-    assert "cannot be backed up yet" in cinder_error(refused, 400)
-    assert alice.get("/backups").json()["backups"] == []
-
     snap = alice.snapshot(vol["id"])
     assert snap["status"] == "available"
     assert image_info(rbd_cloud, vol["id"])["snapshots"] == [f"snapshot-{snap['id']}"]
@@ -460,3 +456,82 @@ def test_rbd_encrypted_volume_is_luks_in_its_image_copies_get_their_own_key(
         assert image_info(rbd_cloud, volume_id) == {}
     assert key_gone(rbd_cloud, alice.project_id, key_id)
     assert key_gone(rbd_cloud, alice.project_id, clone_key_id)
+
+
+def test_rbd_encrypted_backup_is_the_images_ciphertext_under_a_key_of_its_own(
+    rbd_cloud: Cloud,
+) -> None:
+    """An encrypted RBD volume's backup is its image's bytes (the LUKS container, only the
+    extents that hold data), chunked into the project's bucket under a clone of the
+    volume's key that the backup owns: no object holds what was written through the LUKS
+    layer. Restored to a new volume and onto a bigger existing one of the type, each reads
+    it back with a key of its own; another project gets 404; a backup of the other kind of
+    container is refused, nothing made; deleting the backup deletes its key."""
+    a, alice, bob = admin(rbd_cloud), tenant(rbd_cloud), tenant(rbd_cloud)
+    type_id, _ = encrypted_type(a, "luks-rbd-backup")
+    vol = alice.create(volume_type="luks-rbd-backup", size=1)
+    key_id = alice.show(vol["id"])["encryption_key_id"]
+    key = secret_of(rbd_cloud, alice.project_id, key_id)
+    for command in ("write -P 0x5a 0 1M", "write -P 0x3c 600M 1M"):
+        assert "wrote 1048576/1048576" in luks_on_rbd(
+            rbd_cloud, vol["id"], key, ["qemu-io"], "-c", command
+        )
+
+    full = backup(alice, vol["id"])
+    assert full["status"] == "available" and full["object_count"] == 2, full  # holes skipped
+    full_key = full["encryption_key_id"]
+    assert (
+        full_key not in (None, key_id) and secret_of(rbd_cloud, alice.project_id, full_key) == key
+    )
+    cinder_error(bob.get(f"/backups/{full['id']}"), 404)
+    cinder_error(bob.post(f"/backups/{full['id']}/restore", {"restore": {}}), 404)
+    with pytest.raises(KeyNotFound):
+        secret_of(rbd_cloud, bob.project_id, full_key)
+
+    objects = rbd_cloud.platform.volume.backups.objects
+    row = backup_row(rbd_cloud, full["id"])
+    stored = [zlib.decompress(objects.get(row.container, c)) for _, c in row.chunks if c]
+    assert stored[0].startswith(b"LUKS\xba\xbe")  # the container itself
+    for data in stored:
+        assert b"\x5a" * 4096 not in data and b"\x3c" * 4096 not in data
+
+    # a LUKS qcow2 file's backup (the file backend's) cannot become an RBD image
+    info = dict(row.volume_info)
+    with rbd_cloud.platform.db.session() as s:
+        s.get(vm.VolumeBackup, full["id"]).volume_info = {**info, "luks_container": "qcow2"}
+    before = len(alice.get("/volumes").json()["volumes"])
+    refused = alice.post(f"/backups/{full['id']}/restore", {"restore": {}})
+    assert "cannot restore it" in cinder_error(refused, 400)
+    assert len(alice.get("/volumes").json()["volumes"]) == before
+    with rbd_cloud.platform.db.session() as s:
+        s.get(vm.VolumeBackup, full["id"]).volume_info = info
+
+    restored = alice.post(f"/backups/{full['id']}/restore", {"restore": {}})
+    assert restored.status_code == 202, restored.text
+    assert settle(alice, full["id"])["status"] == "available"
+    new = alice.show(restored.json()["restore"]["volume_id"])
+    assert new["status"] == "available" and new["volume_type"] == "luks-rbd-backup", new
+    assert new["encryption_key_id"] not in (key_id, full_key)
+    target = alice.create(volume_type="luks-rbd-backup", size=2)
+    old_key_id = alice.show(target["id"])["encryption_key_id"]
+    onto = alice.post(f"/backups/{full['id']}/restore", {"restore": {"volume_id": target["id"]}})
+    assert onto.status_code == 202, onto.text
+    assert settle(alice, full["id"])["status"] == "available"
+    shown = alice.show(target["id"])
+    assert shown["status"] == "available" and shown["encryption_key_id"] != old_key_id, shown
+    assert key_gone(rbd_cloud, alice.project_id, old_key_id)
+    for volume_id, key_of in ((new["id"], new), (target["id"], shown)):
+        new_key = secret_of(rbd_cloud, alice.project_id, key_of["encryption_key_id"])
+        for command in ("read -P 0x5a 0 1M", "read -P 0x3c 600M 1M"):
+            assert "read 1048576/1048576" in luks_on_rbd(
+                rbd_cloud, volume_id, new_key, ["qemu-io"], "-c", command
+            )
+    assert payload_bytes(rbd_cloud, target["id"], new_key) == 2 * GIB
+
+    assert alice.delete(f"/backups/{full['id']}").status_code == 202
+    assert key_gone(rbd_cloud, alice.project_id, full_key)
+    assert not key_gone(rbd_cloud, alice.project_id, key_id)
+    for volume_id in (vol["id"], new["id"], target["id"]):
+        assert alice.delete(f"/volumes/{volume_id}").status_code == 202
+        assert image_info(rbd_cloud, volume_id) == {}
+    assert a.delete(f"/types/{type_id}").status_code == 202

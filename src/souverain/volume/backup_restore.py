@@ -7,10 +7,11 @@ becomes the volume's qcow2 (grown to the volume's size). Meanwhile the backup is
 `restoring` and the volume `restoring-backup`; after, both go back to `available`, or
 the volume to `error_restoring` with the reason.
 
-An encrypted backup (its volume's LUKS qcow2 file, see backups.py) restores as Cinder's
-does: to a new volume of the backup's volume type, or onto an existing volume encrypted
-the same way; the file's bytes become the volume's, and the volume's key becomes a new
-clone of the backup's (the volume's former key is deleted once nothing names it).
+An encrypted backup (its volume's LUKS qcow2 file or LUKS RBD image, see backups.py)
+restores as Cinder's does: to a new volume of the backup's volume type, or onto an existing
+volume encrypted the same way, on a backend that holds the same kind of container; the
+backup's bytes become the volume's, and the volume's key becomes a new clone of the
+backup's (the volume's former key is deleted once nothing names it).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from souverain.volume.backup_store import BackupObjects, BackupStoreError
 from souverain.volume.backups import (
     BACKUP_KEY,
     CHUNK_BYTES,
+    CONTAINER,
     FILE_BYTES,
     GIB,
     Restored,
@@ -64,6 +66,7 @@ class BackupRestore:
                     "available to restore."
                 )
             bid, size, info = backup.id, backup.size, dict(backup.volume_info or {})
+        self._check_container(bid, info)
         if volume_id is None:
             new = VolumeCreate(
                 size=size,
@@ -77,6 +80,19 @@ class BackupRestore:
             vol = s.get(m.Volume, target)
             volume_name = (vol.name if vol is not None else None) or ""
         return Restored(bid, target, volume_name)
+
+    def _check_container(self, backup_id: str, info: dict[str, Any]) -> None:
+        """An encrypted backup's bytes are a LUKS qcow2 file or a bare LUKS container: only
+        a backend that holds the same kind can take them."""
+        if BACKUP_KEY not in info:
+            return
+        held = str(info.get(CONTAINER) or "qcow2")  # backups from before the field: files
+        if held != VolumeKeys(self.shared).sealed().container:
+            raise BadRequest(
+                f"Invalid backup: Backup {backup_id} holds an encrypted volume of another "
+                f"volume backend; this cloud's {self.shared.backend.kind} volume backend "
+                "cannot restore it."
+            )
 
     def _sealed_type(self, ctx: RequestContext, backup_id: str, info: dict[str, Any]) -> str | None:
         """The type of the new volume an encrypted backup restores to: its volume's, which
@@ -171,18 +187,18 @@ class BackupRestore:
         volume: tuple[str, int],
         backup_key: tuple[str, str | None],
     ) -> str:
-        """The backup's LUKS file made the volume's (its project and size in `volume`),
+        """The backup's ciphertext made the volume's (its project and size in `volume`),
         under a new clone of the backup's key; that clone's id."""
         keys = VolumeKeys(self.shared)
         project_id, vsize = volume
         source_project, source_key = backup_key
         assert source_key is not None
-        files = keys.files()
+        sealed = keys.sealed()
         name = f"volume-{volume_id}"
         new_key = keys.clone_key(source_project, source_key, project_id, None, name)
         try:
             key = keys.passphrase(project_id, new_key)
-            files.adopt(raw, files.files.volume_path(volume_id), vsize, key)
+            sealed.adopt(volume_id, raw, vsize, key)
             keys.adopt(project_id, new_key, volume_id)
         except BaseException:
             keys.drop(project_id, new_key)

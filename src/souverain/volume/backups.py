@@ -9,7 +9,8 @@ An incremental backup stores only the chunks whose SHA-256 differs from its pare
 a backup others depend on cannot be deleted.
 
 An encrypted volume is backed up as its ciphertext, as Cinder does: the bytes of its LUKS
-qcow2 file, chunked the same way (nothing is decrypted on the way to the object store).
+qcow2 file, or of its RBD image (a bare LUKS container), chunked the same way (nothing is
+decrypted on the way to the object store; `volume_info` names which of the two it holds).
 The backup owns a clone of the volume's key in the key manager (Cinder's backup
 `encryption_key_id`, a secret of the backup's project, kept in `volume_info` with the
 volume type and key size a restore must match); deleting the backup deletes that secret.
@@ -30,7 +31,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -123,7 +123,8 @@ def _sort_fields(row: m.VolumeBackup) -> dict[str, Any]:
 
 # what `volume_info` holds of an encrypted backup: its own key, and what a restore matches
 BACKUP_KEY = "encryption_key_id"
-FILE_BYTES = "file_bytes"  # the LUKS qcow2 file's length, the chunks' last byte
+FILE_BYTES = "file_bytes"  # the ciphertext's length, the chunks' last byte
+CONTAINER = "luks_container"  # `SealedStore.container`: "qcow2" (also when absent) or "luks"
 
 
 def backup_key_of(row: m.VolumeBackup) -> str | None:
@@ -198,16 +199,16 @@ class Backups:
             spec = keys.spec_for(s, type_id) or MANDATORY_SPEC
         if source_key is None:
             return project_id, {}
-        if self.shared.backend.kind != "file":  # the ciphertext is read as a LUKS qcow2 file
-            raise BadRequest(
-                f"Invalid volume: Volume {req.volume_id} is encrypted on the "
-                f"{self.shared.backend.kind} volume backend, whose encrypted volumes cannot be "
-                "backed up yet; snapshot it instead (the snapshot stays encrypted)."
-            )
+        container = keys.sealed().container
         clone = keys.clone_key(
             project_id, source_key, project_id, ctx.user_id, f"backup-{backup_id}"
         )
-        sealed = {BACKUP_KEY: clone, "volume_type_id": type_id, "luks_key_size": spec.key_size}
+        sealed = {
+            BACKUP_KEY: clone,
+            "volume_type_id": type_id,
+            "luks_key_size": spec.key_size,
+            CONTAINER: container,
+        }
         return project_id, sealed
 
     def _claim(
@@ -354,7 +355,7 @@ class Backups:
         try:
             with guest_writes_held(self.shared, server_id):
                 if sealed:
-                    self._copy_ciphertext(row, raw)
+                    VolumeKeys(self.shared).sealed().ciphertext(row.volume_id, row.snapshot_id, raw)
                 elif row.snapshot_id is not None:
                     backend.export_snapshot(row.volume_id, row.snapshot_id, raw, "raw")
                 else:
@@ -380,16 +381,6 @@ class Backups:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(raw)
             self._release(row, server_id)
-
-    def _copy_ciphertext(self, row: m.VolumeBackup, out: Path) -> None:
-        """An encrypted volume's (or snapshot's) LUKS qcow2 file, byte for byte: detached,
-        or its guest's writes held and flushed, so the file is whole."""
-        files = VolumeKeys(self.shared).files().files
-        if row.snapshot_id is not None:
-            source = files.snapshot_path(row.snapshot_id)
-        else:
-            source = files.volume_path(row.volume_id)
-        shutil.copyfile(source, out)
 
     def _store_chunks(
         self,

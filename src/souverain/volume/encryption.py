@@ -22,8 +22,7 @@ from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, NotFound
 from souverain.common.keys import KeyConsumer, KeyNotFound, ProjectKeys
 from souverain.volume import models as m
-from souverain.volume.backend import VolumeBackend
-from souverain.volume.luks import LuksFiles, LuksSpec, Passphrase
+from souverain.volume.luks import LuksSpec, Passphrase
 from souverain.volume.rules import Shared, require_admin
 from souverain.volume.schemas import EncryptionSpec
 from souverain.volume.sealed import SealedStore, sealed_store
@@ -147,16 +146,6 @@ class VolumeKeys:
         if row is not None:
             return LuksSpec(key_size=row.key_size or 256)
         return MANDATORY_SPEC if self.shared.encryption_mandatory else None
-
-    def files(self) -> LuksFiles:
-        """The backend's LUKS files; a backend without them refuses encrypted volumes."""
-        backend = self.shared.backend
-        if not isinstance(backend, VolumeBackend):
-            raise BadRequest(
-                "Invalid volume type: encrypted volumes are not available on the "
-                f"{backend.kind} volume backend of this cloud."
-            )
-        return LuksFiles(backend)
 
     def sealed(self) -> SealedStore:
         """The backend's LUKS volumes (files or RBD images); others refuse encryption."""

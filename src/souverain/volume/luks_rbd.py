@@ -34,6 +34,8 @@ from souverain.volume.rbd_backend import RbdVolumeBackend, _snapshot, _volume
 class LuksRbd:
     """LUKS volumes as RBD images of `backend`'s pool; `SealedStore` in ids."""
 
+    container = "luks"
+
     def __init__(self, backend: RbdVolumeBackend) -> None:
         self.backend = backend
 
@@ -149,6 +151,20 @@ class LuksRbd:
             with contextlib.suppress(FileNotFoundError):
                 out.unlink()
             raise
+
+    def ciphertext(self, volume_id: str, snapshot_id: str | None, out: Path) -> None:
+        """The image's bytes as librbd reads them (the LUKS container: header, then
+        ciphertext), in a sparse raw file: only the extents that hold data are read."""
+        if snapshot_id is not None:
+            self.backend.export_snapshot(volume_id, snapshot_id, out, "raw")
+        else:
+            self.backend.export_volume(volume_id, out, out_format="raw")
+
+    def adopt(self, volume_id: str, source: Path, size_gib: int, passphrase: Passphrase) -> None:
+        """The image made exactly `source`'s bytes (a backup's container, its header
+        opening with `passphrase`), then its payload grown through the LUKS layer."""
+        self.backend.replace_bytes(volume_id, source)
+        self.grow(volume_id, size_gib, passphrase)
 
     # -------------------------------------------------------------- plumbing
 

@@ -162,6 +162,13 @@ class RbdVolumeBackend:
             with self._image(ctx, _volume(volume_id)) as image:
                 _stream_in(raw, image, zero_fill=True)
 
+    def replace_bytes(self, volume_id: str, raw: Path) -> None:
+        """The image made exactly `raw`: resized to its length (shrunk too: the bytes past
+        it are dropped) and overwritten, zero chunks zeroed (its snapshots keep theirs)."""
+        with self._opened("restore", volume_id) as image:
+            image.resize(raw.stat().st_size)
+            _stream_in(raw, image, zero_fill=True)
+
     def take_snapshot(
         self, volume_id: str, snapshot_id: str, size_gib: int, shared: bool = False
     ) -> None:

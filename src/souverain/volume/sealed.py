@@ -9,6 +9,7 @@ up itself, and knows nothing of rows or tenancy.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +21,9 @@ from souverain.volume.rbd_backend import RbdVolumeBackend
 
 class SealedStore(Protocol):
     """LUKS volumes and snapshots, in ids."""
+
+    # what a backup of the ciphertext holds: a LUKS "qcow2" file, or a bare "luks" container
+    container: str
 
     def make_blank(
         self, volume_id: str, size_gib: int, spec: LuksSpec, passphrase: Passphrase
@@ -71,6 +75,15 @@ class SealedStore(Protocol):
     ) -> None: ...
     def grow(self, volume_id: str, size_gib: int, passphrase: Passphrase) -> None: ...
     def export(self, volume_id: str, key: Passphrase, out: Path, out_key: Passphrase) -> None: ...
+    def ciphertext(self, volume_id: str, snapshot_id: str | None, out: Path) -> None:
+        """The volume's (or its snapshot's) stored bytes at `out`, header and all, nothing
+        decrypted (a backup's); the caller holds an attached volume's guest writes."""
+        ...
+
+    def adopt(self, volume_id: str, source: Path, size_gib: int, passphrase: Passphrase) -> None:
+        """`source` (a restored backup's ciphertext, taken) made the volume's bytes, grown
+        to `size_gib` under the passphrase its header opens with."""
+        ...
 
 
 def sealed_store(backend: VolumeStore) -> SealedStore | None:
@@ -84,6 +97,8 @@ def sealed_store(backend: VolumeStore) -> SealedStore | None:
 
 class SealedFiles:
     """LUKS-in-qcow2 files: every new volume a full copy under its own key."""
+
+    container = "qcow2"
 
     def __init__(self, luks: LuksFiles) -> None:
         self.luks = luks
@@ -162,3 +177,12 @@ class SealedFiles:
 
     def export(self, volume_id: str, key: Passphrase, out: Path, out_key: Passphrase) -> None:
         self.luks.export(self.paths.volume_path(volume_id), key, out, out_key)
+
+    def ciphertext(self, volume_id: str, snapshot_id: str | None, out: Path) -> None:
+        if snapshot_id is not None:
+            shutil.copyfile(self.paths.snapshot_path(snapshot_id), out)
+        else:
+            shutil.copyfile(self.paths.volume_path(volume_id), out)
+
+    def adopt(self, volume_id: str, source: Path, size_gib: int, passphrase: Passphrase) -> None:
+        self.luks.adopt(source, self.paths.volume_path(volume_id), size_gib, passphrase)
