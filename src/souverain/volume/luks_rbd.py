@@ -10,7 +10,9 @@ same key. A volume made from an encrypted snapshot or volume is a copy-on-write 
 a librbd copy) whose LUKS keyslot is re-wrapped: the new volume's own key is added, the
 source's erased, so the source's key no longer opens it (its data stays under the same
 LUKS master key, as Cinder's RBD driver leaves a clone's). A plain source, an image file or
-a backup is converted into a new LUKS container instead: every block is written.
+a plain backup is converted into a new LUKS container instead: every block is written. An
+encrypted backup holds the container itself (header and ciphertext, as librbd reads the
+image): a restore writes it back as it is, under the key clone the caller gives.
 This module knows nothing of rows, keys or tenancy, and never logs or raises a passphrase.
 """
 
