@@ -450,8 +450,9 @@ def ceph_cluster(
             raise RuntimeError(f"Ceph daemons outlived their test cluster: {left}")
 
 
-# One cluster per process (an xdist worker), started when a test first asks for Ceph and
-# stopped by the session fixture below.
+# One cluster per process (an xdist worker), started when a test first asks for Ceph, shared
+# by the tests and module fixtures of a module, and stopped when that module ends (below): an
+# idle cluster burns a tenth of a core, more over a whole run than a start (5 s) per module.
 _clusters = contextlib.ExitStack()
 _shared: list[CephCluster] = []
 
@@ -469,7 +470,15 @@ def stop_shared_cluster() -> None:
 
 @pytest.fixture(scope="session")
 def ceph_session() -> Iterator[None]:
-    """Stops this process's Ceph cluster (if a test started it) at the end."""
+    """Stops this process's Ceph cluster (if one still runs) at the end."""
+    yield
+    stop_shared_cluster()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ceph_module() -> Iterator[None]:
+    """Stops the cluster a module started once the module is done (after its own module
+    fixtures, which may still delete their pools: this one is set up before them)."""
     yield
     stop_shared_cluster()
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests import host_hygiene
-from tests.ceph import ceph, ceph_session  # noqa: F401  (the Ceph fixtures, for every suite)
+from tests.ceph import ceph, ceph_module, ceph_session  # noqa: F401  (the Ceph fixtures, for every suite)
 from tests.host_hygiene import RUN_ENV, HostState
 from tests.softhsm import softhsm, softhsm_session  # noqa: F401  (SoftHSM2 tokens, for every suite)
 

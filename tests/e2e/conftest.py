@@ -512,9 +512,9 @@ def compute_cloud(start_cloud: CloudFactory, tiny_image_file: Path) -> Iterator[
 RADOS_STRIPE_BYTES = 64 * 1024  # small: a 1 MiB object is 16 RADOS objects
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def rados_cloud(start_cloud: CloudFactory, ceph_session: None) -> Iterator[Cloud]:
-    """A cloud whose object bytes live in a fresh pool of this worker's shared Ceph cluster,
+    """A module's cloud whose object bytes live in a fresh pool of this worker's Ceph cluster,
     every object through RADOS (nothing inline in the database), small stripes and parts."""
     from tests.ceph import shared_cluster
 
@@ -534,7 +534,6 @@ def rados_cloud(start_cloud: CloudFactory, ceph_session: None) -> Iterator[Cloud
         yield cloud
         cloud.stop_and_check()
     finally:
-        # at the end of a worker's session the cluster may already be stopped (its session
-        # fixture finalized first): its pools went with it
+        # had the cluster stopped already, its pools went with it
         if cluster.conf.exists() and pool in cluster.pools():
             cluster.command("osd", "pool", "delete", pool, pool, "--yes-i-really-really-mean-it")

@@ -1,6 +1,6 @@
 """The per-process Ceph cluster (`ceph` fixture, tests/ceph.py) the storage suites share:
-started once on first use, the same for every test of the process, and gone without a
-trace when stopped."""
+started on first use, the same for every test of a module, and gone without a trace when
+stopped (at the end of the module)."""
 
 from __future__ import annotations
 
@@ -39,8 +39,7 @@ def test_later_tests_get_the_same_cluster(ceph: CephCluster) -> None:
 def test_stopping_it_leaves_no_daemon_and_no_directory(
     ceph: CephCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A process-wide cluster of its own: the worker's shared one may be serving a
-    # session-scoped cloud (rados_cloud) that outlives this test, so it must stay up.
+    # A process-wide cluster of its own: the module's shared one serves the tests after it.
     monkeypatch.setattr(tests.ceph, "_shared", [])
     monkeypatch.setattr(tests.ceph, "_clusters", contextlib.ExitStack())
     cluster = shared_cluster()

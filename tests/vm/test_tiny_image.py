@@ -181,7 +181,7 @@ def test_reboot_from_inside_boots_the_guest_again(tiny_image: Path, tmp_path: Pa
         tmp_path / "config.iso", meta_data={"uuid": UUID, "hostname": "again"}, user_data=script
     )
     with boot(tiny_image, config_drive=drive) as again:
-        again.wait_for("second boot", timeout=60)
+        again.wait_for("second boot", timeout=120)  # two boots under TCG, on a loaded host
         again.wait_for("souverain-guest: ready", timeout=30)
         markers = again.markers()
     assert markers.count("booted") == 2
