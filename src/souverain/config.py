@@ -130,7 +130,13 @@ class LimitsSettings(_Section):
         gt=0,
         description="seconds a request body may stall before the connection closes",
     )
-    keep_alive_timeout: int = Field(default=5, ge=1, description="idle seconds between requests")
+    keep_alive_timeout: int = Field(
+        default=30,
+        ge=1,
+        # longer than clients' polls: `openstack ... --wait` polls every 5 s, and a 5 s
+        # keep-alive closed the connection just as the next poll went out on it (a reset)
+        description="idle seconds between requests",
+    )
     max_header_bytes: int = Field(
         default=64 * 1024, ge=4096, description="largest request line plus headers: else 431"
     )
