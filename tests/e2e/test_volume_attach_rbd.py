@@ -13,6 +13,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openstack.connection
 import pytest
@@ -128,17 +129,7 @@ def test_a_server_boots_from_an_rbd_volume_that_qemu_opens_in_the_cluster(
     ):
         assert f"volume-{root.id}" in rbd.RBD().list(ctx)  # the server's delete kept it
 
-    again = create(
-        conn,
-        unique("bfv-rbd-again"),
-        image="",
-        block_device_mapping=[
-            {"boot_index": 0, "uuid": root.id, "source_type": "volume",
-             "destination_type": "volume", "delete_on_termination": True}
-        ],
-    )  # fmt: skip
-    wait_status(conn, again.id, "ACTIVE")
-    journey.wait_console(conn, again.id, "souverain-guest: ready")
+    again = _boot_ready(conn, "bfv-rbd-again", root.id)
     conn.compute.delete_server(again)
     conn.compute.wait_for_delete(again, wait=60)
     conn.block_storage.wait_for_delete(root, wait=60)  # delete_on_termination
@@ -271,17 +262,7 @@ def test_a_server_boots_from_an_encrypted_rbd_volume_whose_objects_hold_no_plain
     )
     root = journey.wait_volume(conn, made.id, "available")
     assert root.is_encrypted and root.is_bootable
-    server = create(
-        conn,
-        unique("luks-rbd-boot"),
-        image="",
-        block_device_mapping=[
-            {"boot_index": 0, "uuid": root.id, "source_type": "volume",
-             "destination_type": "volume", "delete_on_termination": True}
-        ],
-    )  # fmt: skip
-    wait_status(conn, server.id, "ACTIVE")
-    journey.wait_console(conn, server.id, "souverain-guest: ready")
+    server = _boot_ready(conn, "luks-rbd-boot", root.id)
     argv = _qemu_argv(server.id)
     assert f"driver=luks,key-secret=root-key,file.driver=rbd,file.pool={pool}" in argv, argv
     assert "secret,id=root-key,format=raw,file=/dev/fd/" in argv, argv  # a pipe, no key
@@ -295,3 +276,19 @@ def test_a_server_boots_from_an_encrypted_rbd_volume_whose_objects_hold_no_plain
     conn.compute.delete_server(server)
     conn.compute.wait_for_delete(server, wait=60)
     conn.block_storage.wait_for_delete(root, wait=60)  # delete_on_termination
+
+
+def _boot_ready(conn: openstack.connection.Connection, name: str, volume_id: str) -> Any:
+    """A server booted from `volume_id` (deleted with it), once its guest says it is ready."""
+    server = create(
+        conn,
+        unique(name),
+        image="",
+        block_device_mapping=[
+            {"boot_index": 0, "uuid": volume_id, "source_type": "volume",
+             "destination_type": "volume", "delete_on_termination": True}
+        ],
+    )  # fmt: skip
+    wait_status(conn, server.id, "ACTIVE")
+    journey.wait_console(conn, server.id, "souverain-guest: ready")
+    return server
