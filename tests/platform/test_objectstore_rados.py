@@ -202,6 +202,7 @@ def test_a_full_pool_refuses_at_once_and_still_takes_deletes(ceph: CephCluster) 
         while "full_quota" not in str(pool_flags(ceph, pool)):  # the monitor notices
             assert time.monotonic() < deadline, "the pool was never marked full"
             time.sleep(0.5)
+        conn.rados().wait_for_latest_osdmap()  # the flag reaches the client's map too
         began = time.monotonic()
         with pytest.raises(StorageFull, match="Disk quota exceeded"):
             write(blobs, b"one byte too many")

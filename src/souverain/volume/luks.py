@@ -16,7 +16,7 @@ import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,8 +169,12 @@ class LuksFiles:
         publish(tmp, final, lambda: shutil.copyfile(source, tmp))
 
 
-def run_step(qemu_img: str, step: Step, timeout: float) -> None:
-    """One qemu-img call with its keys over pipes; a `BackendError` naming no path or key."""
+def run_step(
+    qemu_img: str, step: Step, timeout: float, undo: Callable[[], None] | None = None
+) -> None:
+    """One qemu-img call with its keys over pipes; a `BackendError` naming no path or key.
+    `undo` removes what a failed try left behind before the next (an RBD image `create`
+    made before its header failed: a file is overwritten, an image name is taken)."""
     for attempt in range(CALIBRATION_ATTEMPTS):
         result = _run_once(qemu_img, step, timeout)
         if result.returncode == 0:
@@ -179,6 +183,8 @@ def run_step(qemu_img: str, step: Step, timeout: float) -> None:
         # on a busy host that clock can read no progress at all, and qemu-img gives up
         if CALIBRATION_FAILED not in result.stderr or attempt + 1 == CALIBRATION_ATTEMPTS:
             break
+        if undo is not None:
+            undo()
     detail = result.stderr.strip().splitlines()[-1:] or ["no detail"]
     raise BackendError(f"qemu-img {step.command[0]} failed: {_without_paths(detail[0])}")
 

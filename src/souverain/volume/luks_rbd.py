@@ -48,13 +48,17 @@ class LuksRbd:
     ) -> None:
         """A thin image: the LUKS header written, a payload of `size_gib` GiB."""
         target = self._filename(_volume(volume_id))
-        self._run(
-            Step(
-                ["create", "-q", "-f", "luks"],
-                (passphrase,),
-                ["-o", spec.luks_options("sec0"), target, f"{size_gib}G"],
-            ),
+        step = Step(
+            ["create", "-q", "-f", "luks"],
+            (passphrase,),
+            ["-o", spec.luks_options("sec0"), target, f"{size_gib}G"],
+        )
+        # a try that failed after librbd made the image leaves the name taken
+        run_step(
+            self.backend.files.qemu_img,
+            step,
             QUICK_TIMEOUT,
+            undo=lambda: self.backend.remove_volume(volume_id),
         )
 
     def from_snapshot(
