@@ -11,7 +11,7 @@ TINY_IMAGE := build/tiny/tiny.qcow2
 
 CONFORMANCE_ARGS ?=
 
-.PHONY: conformance run test install system-packages lint format typecheck unit api e2e vm bench bench-quick bench-ceph clean tiny-image
+.PHONY: conformance run test test-postgresql install system-packages lint format typecheck unit api e2e vm bench bench-quick bench-ceph clean tiny-image
 
 run: install tiny-image
 	SOUVERAIN_IMAGE__TINY_IMAGE=$(abspath $(TINY_IMAGE)) $(BIN)/souverain serve --data-dir $(DATA_DIR)
@@ -22,8 +22,15 @@ run: install tiny-image
 # xdist's default (the modules with most tests first, which left single long tests to the end).
 PYTEST_WORKERS ?= 4
 
+PYTEST_RUN = $(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30
+
+# tests/api and tests/security run on SQLite here and on PostgreSQL in `make test-postgresql`
+# (CI runs both); tests/platform's PostgreSQL tests (scale-out, restarts, HA) run here.
 test: install lint typecheck tiny-image
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30 $(PYTEST_ARGS)
+	TESTS_DATABASES=sqlite $(PYTEST_RUN) $(PYTEST_ARGS)
+
+test-postgresql: install tiny-image
+	TESTS_DATABASES=postgresql $(PYTEST_RUN) tests/api tests/security $(PYTEST_ARGS)
 
 install: $(STAMP)
 

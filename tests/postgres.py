@@ -1,9 +1,11 @@
 """A real PostgreSQL server for the tests: Debian's initdb and pg_ctl in a temporary directory.
 
 One server per pytest session and xdist worker, listening on 127.0.0.1 on a free port and on a
-unix socket in its own directory, fsync on. The schema is migrated once into a template
-database; each platform a test builds gets a fresh copy (`CREATE DATABASE ... TEMPLATE`),
-dropped afterwards. initdb refuses root: as root the server runs as Debian's `postgres` user.
+unix socket in its own directory. A commit writes its WAL before it answers, so a killed
+server loses nothing acknowledged; nothing is fsynced, as the tests kill processes, never the
+machine. The schema is migrated once into a template database; each platform a test builds
+gets a fresh copy (`CREATE DATABASE ... TEMPLATE`), dropped afterwards. initdb refuses root:
+as root the server runs as Debian's `postgres` user.
 """
 
 from __future__ import annotations
@@ -23,6 +25,24 @@ from pathlib import Path
 import pytest
 
 BACKENDS = ("sqlite", "postgresql")
+
+
+def _module_backends() -> tuple[str, ...]:
+    """The backends tests/api and tests/security run on: `TESTS_DATABASES` (a comma list),
+    both by default. `make test` names sqlite, `make test-postgresql` postgresql (CI runs
+    both targets); tests/platform, whose PostgreSQL tests are about PostgreSQL itself,
+    always runs on both."""
+    raw = os.environ.get("TESTS_DATABASES", ",".join(BACKENDS))
+    chosen = tuple(name.strip() for name in raw.split(",") if name.strip())
+    unknown = [name for name in chosen if name not in BACKENDS]
+    if unknown or not chosen:
+        raise pytest.UsageError(
+            f"TESTS_DATABASES={raw!r}: name one or more of {', '.join(BACKENDS)}, comma-separated"
+        )
+    return chosen
+
+
+MODULE_BACKENDS = _module_backends()
 TEMPLATE = "souverain_template"
 
 
@@ -83,7 +103,8 @@ class PostgresServer:
         conf = (
             f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
             f"unix_socket_directories = '{self.sockets}'\n"
-            "fsync = on\nsynchronous_commit = on\nmax_connections = 200\n"
+            "fsync = off\nfull_page_writes = off\nsynchronous_commit = on\n"
+            "max_connections = 200\n"
             "shared_buffers = 32MB\n"
         )
         with (self.data / "postgresql.conf").open("a") as file:
@@ -246,7 +267,7 @@ def postgres_session() -> Iterator[None]:
     stop_shared_server()
 
 
-@pytest.fixture(scope="module", params=BACKENDS, autouse=True)
+@pytest.fixture(scope="module", params=MODULE_BACKENDS, autouse=True)
 def database_backend(request: pytest.FixtureRequest, postgres_session: None) -> Iterator[str]:
     """Every module of the suite runs once per backend: `test_x[sqlite]`, `test_x[postgresql]`.
 

@@ -336,3 +336,26 @@ def test_on_rados_the_pool_holds_only_ciphertext(rados_cloud: Cloud) -> None:
             seen += 1
     assert seen > 20 and controls == 1
     assert not on_disk(rados_cloud.data_dir, [MARK, key_c])
+
+
+def test_a_client_leaving_an_encrypted_get_mid_body_leaves_the_server_serving(
+    s3: Any,
+) -> None:
+    """The next chunk is opened in a thread while the current one is sent: a client that
+    hangs up after the first MiB ends that read cleanly, and the next GETs get every byte."""
+    bucket = new_bucket(s3, "sse-leave")
+    data = body(12 * MIB + 7)
+    s3.put_object(Bucket=bucket, Key="big", Body=data, ServerSideEncryption="AES256")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "big"})
+    for _ in range(3):
+        with httpx.stream("GET", url, timeout=30) as response:
+            assert response.status_code == 200
+            taken = 0
+            for piece in response.iter_raw():
+                taken += len(piece)
+                if taken >= MIB:
+                    break
+    whole = httpx.get(url, timeout=60)
+    assert whole.status_code == 200 and whole.content == data
+    got = s3.get_object(Bucket=bucket, Key="big", Range=f"bytes={5 * MIB - 3}-{9 * MIB}")
+    assert got["Body"].read() == data[5 * MIB - 3 : 9 * MIB + 1]

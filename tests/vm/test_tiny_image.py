@@ -72,7 +72,7 @@ def guest(tiny_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     )
     nics = (Nic(DHCP_MAC), Nic(STATIC_MAC, dhcp=False))
     with boot(tiny_image, disk_size=str(DISK_SIZE), config_drive=drive, nics=nics) as running:
-        running.wait_for("souverain-guest: ready", timeout=45)
+        running.wait_for("souverain-guest: ready", timeout=120)
         yield running
 
 
@@ -119,7 +119,7 @@ def test_file_written_by_user_data_survives_a_hard_reset(guest: Guest) -> None:
     assert "user-data: persisted" not in guest.serial()
     first_boot_end = len(guest.serial())
     guest.qmp("system_reset")
-    guest.wait_for("souverain-guest: ready", timeout=45, start=first_boot_end)
+    guest.wait_for("souverain-guest: ready", timeout=120, start=first_boot_end)
     second_boot = guest.serial()[first_boot_end:]
     assert "user-data: persisted written by the first boot" in second_boot
     assert guest.markers(first_boot_end)[0] == "booted"
@@ -127,13 +127,13 @@ def test_file_written_by_user_data_survives_a_hard_reset(guest: Guest) -> None:
 
 def test_acpi_power_button_powers_the_guest_off(guest: Guest) -> None:
     guest.qmp("system_powerdown")
-    assert guest.wait_exit(timeout=20) == 0
+    assert guest.wait_exit(timeout=60) == 0
     assert "powering off" in guest.markers()
 
 
 def test_guest_without_config_drive_still_boots(tiny_image: Path) -> None:
     with boot(tiny_image) as bare:
-        bare.wait_for("souverain-guest: ready", timeout=45)
+        bare.wait_for("souverain-guest: ready", timeout=120)
         markers = bare.markers()
     assert markers[0] == "booted"
     assert "no config drive" in markers
@@ -150,7 +150,7 @@ def test_dhcp_router_and_dns_become_default_route_and_resolver(
     )
     nics = (Nic(DHCP_MAC, restrict=False),)
     with boot(tiny_image, config_drive=drive, nics=nics) as open_guest:
-        open_guest.wait_for("souverain-guest: ready", timeout=45)
+        open_guest.wait_for("souverain-guest: ready", timeout=120)
         console = open_guest.serial()
     assert "route: default via 10.0.2.2 dev eth0" in console
     assert "nameserver 10.0.2.3" in console
@@ -163,7 +163,7 @@ def test_cloud_config_user_data_is_skipped(tiny_image: Path, tmp_path: Path) -> 
         user_data="#cloud-config\nruncmd: [echo hi]\n",
     )
     with boot(tiny_image, config_drive=drive) as cloudy:
-        cloudy.wait_for("souverain-guest: ready", timeout=45)
+        cloudy.wait_for("souverain-guest: ready", timeout=120)
         markers = cloudy.markers()
     assert "user-data skipped (not a script)" in markers
     assert "hostname=cloudy" in markers
