@@ -163,8 +163,8 @@ class OpeningReader:
     segment's part number (0 for a single PUT).
 
     Each read of the store (several sealed chunks) is opened with `decrypt_into` into one
-    buffer the reader keeps, without the GIL, then handed out as one `bytes`: one copy per
-    read, no per-chunk objects, and a thread reading ahead runs beside the event loop."""
+    buffer the reader keeps, then handed out as one `bytes`: one copy per read, no
+    per-chunk objects."""
 
     def __init__(
         self, inner: _Reader, key: bytes, sizes: Sequence[int], parts: Sequence[int]
