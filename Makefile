@@ -24,13 +24,18 @@ PYTEST_WORKERS ?= 4
 
 PYTEST_RUN = $(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30
 
-# tests/api and tests/security run on SQLite here and on PostgreSQL in `make test-postgresql`
-# (CI runs both); tests/platform's PostgreSQL tests (scale-out, restarts, HA) run here.
+# The tests that touch the database run on SQLite here and again on PostgreSQL in
+# `make test-postgresql` (CI runs both): every test of tests/api and tests/security, and
+# the ones of tests/platform that take a `backend`. The platform modules whose subject is
+# PostgreSQL itself (migrations, a restart under load, multi-host state, KMS rotation
+# races) run on it here, and are not run again there.
+IN_MAKE_TEST_ON_POSTGRESQL = test_migrations or test_postgres or test_host_migration or test_kms_purge
+
 test: install lint typecheck tiny-image
 	TESTS_DATABASES=sqlite $(PYTEST_RUN) $(PYTEST_ARGS)
 
 test-postgresql: install tiny-image
-	TESTS_DATABASES=postgresql $(PYTEST_RUN) tests/api tests/security $(PYTEST_ARGS)
+	TESTS_DATABASES=postgresql $(PYTEST_RUN) -k "postgresql and not ($(IN_MAKE_TEST_ON_POSTGRESQL))" tests/api tests/security tests/platform $(PYTEST_ARGS)
 
 install: $(STAMP)
 

@@ -28,10 +28,9 @@ BACKENDS = ("sqlite", "postgresql")
 
 
 def _module_backends() -> tuple[str, ...]:
-    """The backends tests/api and tests/security run on: `TESTS_DATABASES` (a comma list),
-    both by default. `make test` names sqlite, `make test-postgresql` postgresql (CI runs
-    both targets); tests/platform, whose PostgreSQL tests are about PostgreSQL itself,
-    always runs on both."""
+    """The backends the database-touching tests run on (tests/api and tests/security by
+    module, tests/platform by test): `TESTS_DATABASES`, a comma list, both by default.
+    `make test` names sqlite and `make test-postgresql` postgresql; CI runs both targets."""
     raw = os.environ.get("TESTS_DATABASES", ",".join(BACKENDS))
     chosen = tuple(name.strip() for name in raw.split(",") if name.strip())
     unknown = [name for name in chosen if name not in BACKENDS]
