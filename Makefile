@@ -2,6 +2,11 @@
 # Both install what is missing first (system packages, a virtualenv, the package).
 
 PYTHON ?= python3
+
+# Python keeps compiled modules in __pycache__ (ignored by git). Where the environment turns
+# that off (PYTHONDONTWRITEBYTECODE), every server, agent and CLI process a test starts
+# compiles the package again, and every pytest worker rewrites every test module.
+unexport PYTHONDONTWRITEBYTECODE
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
