@@ -27,7 +27,7 @@ import pytest
 BACKENDS = ("sqlite", "postgresql")
 
 
-def _module_backends() -> tuple[str, ...]:
+def _test_backends() -> tuple[str, ...]:
     """The backends the database-touching tests run on (tests/api and tests/security by
     module, tests/platform by test): `TESTS_DATABASES`, a comma list, both by default.
     `make test` names sqlite and `make test-postgresql` postgresql; CI runs both targets."""
@@ -41,7 +41,7 @@ def _module_backends() -> tuple[str, ...]:
     return chosen
 
 
-MODULE_BACKENDS = _module_backends()
+TEST_BACKENDS = _test_backends()
 TEMPLATE = "souverain_template"
 
 
@@ -266,9 +266,10 @@ def postgres_session() -> Iterator[None]:
     stop_shared_server()
 
 
-@pytest.fixture(scope="module", params=MODULE_BACKENDS, autouse=True)
+@pytest.fixture(scope="module", params=TEST_BACKENDS, autouse=True)
 def database_backend(request: pytest.FixtureRequest, postgres_session: None) -> Iterator[str]:
-    """Every module of the suite runs once per backend: `test_x[sqlite]`, `test_x[postgresql]`.
+    """Every module of tests/api and tests/security runs once per backend `TESTS_DATABASES`
+    names: `test_x[sqlite]`, `test_x[postgresql]`.
 
     A module-scoped fixture that builds a platform must request `database_backend`, so that
     pytest builds it again for the second backend (and groups the tests by backend)."""

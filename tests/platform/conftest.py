@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.host_cleanup import kill_guests
-from tests.postgres import MODULE_BACKENDS, Backend, postgres_session
+from tests.postgres import TEST_BACKENDS, Backend, postgres_session
 from tests.public_net import public_network_env
 
 SOUVERAIN = str(Path(sys.executable).with_name("souverain"))
@@ -222,7 +222,7 @@ def server_env(**extra: str) -> dict[str, str]:
 ServerFactory = Callable[..., Server]
 
 
-@pytest.fixture(params=MODULE_BACKENDS)
+@pytest.fixture(params=TEST_BACKENDS)
 def backend(request: pytest.FixtureRequest, postgres_session: None) -> Iterator[Backend]:
     """The database the test's servers keep their state in: `[sqlite]` or `[postgresql]`."""
     Backend.use(request.param)

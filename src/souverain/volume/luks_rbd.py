@@ -19,6 +19,7 @@ This module knows nothing of rows, keys or tenancy, and never logs or raises a p
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 from souverain.volume.backend import COPY_TIMEOUT, GIB, QUICK_TIMEOUT, BackendError, _fsync_file
@@ -54,12 +55,7 @@ class LuksRbd:
             ["-o", spec.luks_options("sec0"), target, f"{size_gib}G"],
         )
         # a try that failed after librbd made the image leaves the name taken
-        run_step(
-            self.backend.files.qemu_img,
-            step,
-            QUICK_TIMEOUT,
-            undo=lambda: self.backend.remove_volume(volume_id),
-        )
+        self._run(step, QUICK_TIMEOUT, undo=lambda: self.backend.remove_volume(volume_id))
 
     def from_snapshot(
         self,
@@ -223,8 +219,8 @@ class LuksRbd:
         _plain(self.backend.pool, access.user, str(access.conf))
         return f"rbd:{self.backend.pool}/{image}:conf={access.conf}:id={access.user}"
 
-    def _run(self, step: Step, timeout: float) -> None:
-        run_step(self.backend.files.qemu_img, step, timeout)
+    def _run(self, step: Step, timeout: float, undo: Callable[[], None] | None = None) -> None:
+        run_step(self.backend.files.qemu_img, step, timeout, undo)
 
 
 def _plain(*values: str) -> None:
