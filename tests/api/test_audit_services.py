@@ -136,7 +136,15 @@ def test_admin_changes_to_an_account_are_in_its_owners_trail(shared_cloud: Cloud
     changed = billing(shared_cloud, "PATCH", path, shared_cloud.admin_token,
                       {"account": {"name": "by admin"}})  # fmt: skip
     assert changed.status_code == 200, changed.text
-    seq = t.record(changed)["seq"]
+    rec = t.record(changed)
+    # the operator's change is flagged with its identity; the owner's own change is not
+    assert rec["admin_action"] is True, rec
+    assert rec["initiator"]["project_id"] == shared_cloud.admin_project_id, rec
+    assert rec["target"] == {"type": "account", "id": t.account}, rec
+    seq = rec["seq"]
+    own = billing(shared_cloud, "PATCH", path, t.owner.token, {"account": {"name": "by owner"}})
+    assert own.status_code == 200, own.text
+    assert "admin_action" not in t.record(own), t.record(own)
     assert seq in t.seqs(t.account, t.owner.token)
     assert seq not in t.seqs(t.other_account, t.other.token)
     for query in ("marker=%C2%B2", "marker=" + "9" * 19, "limit=%EF%BC%95", "since=%00",

@@ -27,6 +27,7 @@ from souverain.billing.catalog import ISO_COUNTRIES
 from souverain.billing.directory import SYSTEM, Directory
 from souverain.billing.periods import now_of
 from souverain.billing.views import account_view
+from souverain.common.audit import note_admin_over_customer
 from souverain.common.clock import Clock
 from souverain.common.context import RequestContext
 from souverain.common.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -55,6 +56,10 @@ class Accounts:
     def roles_on(self, s: Session, ctx: RequestContext, account_id: str) -> set[str]:
         if ctx.is_admin:
             return set(ROLES)
+        return self._own_roles(s, ctx, account_id)
+
+    def _own_roles(self, s: Session, ctx: RequestContext, account_id: str) -> set[str]:
+        """The roles the caller was granted on the account (an admin's rights aside)."""
         return set(
             s.scalars(
                 select(m.AccountRole.role).where(
@@ -88,6 +93,8 @@ class Accounts:
                 f"Your account roles ({', '.join(sorted(roles))}) do not allow this; "
                 f"it needs one of: {', '.join(sorted(need))}."
             )
+        if ctx.is_admin and not self._own_roles(s, ctx, row.id):
+            note_admin_over_customer()  # an operator's change to a customer's account
         return row
 
     def projects_of(self, s: Session, account_id: str) -> list[str]:

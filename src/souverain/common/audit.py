@@ -6,7 +6,8 @@ removing or reordering a line breaks the chain; the head file records the
 last sequence number and MAC so that cutting lines off the end is caught too.
 Records never contain secrets: callers pass ids and names only. A call on a
 resource of a project records that project (`target_project`), and a caller
-acting with admin rights on another project's resource is flagged (`admin_action`).
+acting with admin rights on another project's resource, or on a customer's billing account,
+is flagged (`admin_action`).
 
 Each line is written to the file before the call returns (a crash of the
 process loses nothing); a flusher thread makes the writes durable with one
@@ -48,6 +49,9 @@ class Target:
 
     projects: list[str] = field(default_factory=list)
     path_project: str | None = None
+    # an admin acted on what belongs to a customer but is no project's resource (a billing
+    # account): flagged like an admin action on another project's resource
+    admin_over_customer: bool = False
 
     def chosen(self, acting_project: str | None) -> str | None:
         """The project the call acted on: the first noted that is not the caller's own
@@ -66,6 +70,14 @@ def note_target_project(project_id: str | None) -> None:
         return
     if len(slot.projects) < MAX_NOTED:
         slot.projects.append(project_id)
+
+
+def note_admin_over_customer() -> None:
+    """The caller, an admin, acts on a customer's object that no project owns (an account
+    it holds no role on of its own): the record is flagged `admin_action`."""
+    slot = _TARGET.get()
+    if slot is not None:
+        slot.admin_over_customer = True
 
 
 def collect_target() -> tuple[Target, object]:

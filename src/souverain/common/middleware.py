@@ -185,9 +185,13 @@ class AuditMiddleware:
         where: dict[str, Any] = {}
         if target_project:
             where["target_project"] = target_project
-            # an admin acting on what another project owns: flagged for the owners to see
-            if state.get("caller_admin") and target_project != initiator.get("project_id"):
-                where["admin_action"] = True
+        # an admin acting on what another project (or a customer's account) owns: flagged
+        # for the owners to see
+        if state.get("caller_admin") and (
+            target.admin_over_customer
+            or (target_project and target_project != initiator.get("project_id"))
+        ):
+            where["admin_action"] = True
         self.log.append(
             {
                 "time": isotime(self.clock.now()),
