@@ -109,7 +109,7 @@ def test_bad_consumer_input_is_refused_and_leaves_nothing(shared_cloud: Cloud) -
     missing = km(cloud, "POST", path, alice, json={"service": "image", "resource_type": "image"})
     assert "resource_id" in error(missing, 400)
     for body in (
-        {**GLANCE, "resource_id": "x" * 37},
+        {**GLANCE, "resource_id": "x" * 257},
         {**GLANCE, "service": ""},
         {**GLANCE, "service": 7},
         ["not", "an", "object"],

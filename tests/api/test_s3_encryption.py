@@ -19,6 +19,7 @@ from souverain.objectstore import models as m
 from souverain.objectstore.wrapped_keys import StoredDataKeys
 
 from .support import S3, S3_BASE, Cloud, TestClient
+from .test_keymanager import error, km
 
 SSE = "x-amz-server-side-encryption"
 KMS_KEY = "x-amz-server-side-encryption-aws-kms-key-id"
@@ -359,3 +360,64 @@ def test_form_uploads_ask_for_encryption_as_puts_do(shared_cloud: Cloud) -> None
         assert refused.status_code == 403 and code(refused) == "AccessDenied", refused.text
     assert {"loose"} <= {r.key for (r,) in rows(cloud, bucket)}
     assert "policy" not in {r.key for (r,) in rows(cloud, bucket)}
+
+
+def test_a_bucket_sealing_with_a_kms_key_is_its_consumer_until_deleted(
+    shared_cloud: Cloud,
+) -> None:
+    """The key manager shows a bucket among the consumers of the customer's secret it seals
+    with (bucket default or a write naming the key), and refuses a 1.2 plain delete of that
+    secret while the bucket stands: the objects stay readable. Deleting the bucket frees
+    the key. Another project's bucket never becomes a consumer of the customer's key."""
+    cloud = shared_cloud
+    alice, mallory = cloud.member(), cloud.member()
+    keys = cloud.platform.project_keys
+    assert keys is not None
+    key = keys.create_secret_key(alice.project_id, alice.id, "consumed")
+    s3a, s3m = S3(cloud, alice), S3(cloud, mallory)
+    # a name past a UUID's 36 characters, as S3 allows (63)
+    by_default = (cloud.unique("sse-consumer-default") + "-" + "x" * 63)[:63]
+    by_write, theirs = cloud.unique("sse-consumer-put"), cloud.unique("sse-consumer-m")
+    for s3, bucket in ((s3a, by_default), (s3a, by_write), (s3m, theirs)):
+        ok(s3.send("PUT", f"/{bucket}"))
+
+    def consumers(who: Any = alice) -> list[dict[str, str]]:
+        shown = km(cloud, "GET", f"/v1/secrets/{key}/consumers?limit=100", who)
+        assert shown.status_code == 200, shown.text
+        return [
+            {k: c[k] for k in ("service", "resource_type", "resource_id")}
+            for c in shown.json()["consumers"]
+        ]
+
+    assert consumers() == []
+    doc = encryption_document("aws:kms", key)
+    ok(s3a.send("PUT", f"/{by_default}?encryption", doc, **md5_header(doc)))
+    assert consumers() == [
+        {"service": "object-store", "resource_type": "bucket", "resource_id": by_default}
+    ]
+    ok(s3a.send("PUT", f"/{by_default}/o", PLAIN))
+    for n in range(3):  # registered once, however many writes
+        ok(s3a.send("PUT", f"/{by_write}/o{n}", PLAIN, **{SSE: "aws:kms", KMS_KEY: key}))
+    assert sorted(c["resource_id"] for c in consumers()) == sorted([by_default, by_write])
+    # mallory naming alice's key is refused and registers nothing
+    refused = s3m.send("PUT", f"/{theirs}/x", PLAIN, **{SSE: "aws:kms", KMS_KEY: key})
+    assert code(refused) == "KMS.NotFoundException"
+    refused = s3m.send("PUT", f"/{theirs}?encryption", doc, **md5_header(doc))
+    assert code(refused) == "KMS.NotFoundException"
+    assert theirs not in {c["resource_id"] for c in consumers()}
+    assert km(cloud, "GET", f"/v1/secrets/{key}/consumers", mallory).status_code == 404
+
+    # a 1.2 plain delete is refused while the buckets use the key; the objects still open
+    v12 = {"OpenStack-API-Version": "key-manager 1.2"}
+    refused = km(cloud, "DELETE", f"/v1/secrets/{key}", alice, headers=v12)
+    assert "has consumers" in error(refused, 400)  # Barbican's answer
+    assert ok(s3a.send("GET", f"/{by_default}/o")).content == PLAIN
+    assert ok(s3a.send("GET", f"/{by_write}/o0")).content == PLAIN
+
+    # the buckets deleted, the key has no consumer left and deletes plainly
+    for bucket, names in ((by_default, ["o"]), (by_write, ["o0", "o1", "o2"])):
+        for name in names:
+            ok(s3a.send("DELETE", f"/{bucket}/{name}"), 204)
+        ok(s3a.send("DELETE", f"/{bucket}"), 204)
+    assert consumers() == []
+    assert km(cloud, "DELETE", f"/v1/secrets/{key}", alice, headers=v12).status_code == 204

@@ -90,6 +90,11 @@ class ProjectKeys(Protocol):
         """Unregister it; not registered, or the secret gone, is not an error."""
         ...
 
+    def remove_consumer_everywhere(self, project_id: str, consumer: KeyConsumer) -> None:
+        """Unregister `consumer` from every secret of the project it was registered on (the
+        resource is gone, and which keys it used is not known here)."""
+        ...
+
 
 class DataKeyHolder(Protocol):
     """A service that keeps data keys `ProjectKeys.new_data_key` wrapped beside its

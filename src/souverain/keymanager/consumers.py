@@ -180,6 +180,16 @@ class Consumers:
             if found is not None and found.project_id == project_id:
                 s.delete(found)
 
+    def unregister_everywhere(self, project_id: str, fields: dict[str, str]) -> None:
+        """The consumer registered by `project_id`, removed from every secret it is on."""
+        with self.core.db.session() as s:
+            s.query(SecretConsumer).filter(
+                SecretConsumer.project_id == project_id,
+                SecretConsumer.service == fields["service"],
+                SecretConsumer.resource_type == fields["resource_type"],
+                SecretConsumer.resource_id == fields["resource_id"],
+            ).delete()
+
 
 def _columns(kind: str, entity_id: str, fields: dict[str, str]) -> dict[str, str]:
     if kind == SECRET:

@@ -75,7 +75,7 @@ class SecretConsumer(Base):
     project_id: Mapped[str] = mapped_column(String(64), index=True)  # who registered it
     service: Mapped[str] = mapped_column(String(255))
     resource_type: Mapped[str] = mapped_column(String(255))
-    resource_id: Mapped[str] = mapped_column(String(36))
+    resource_id: Mapped[str] = mapped_column(String(256))  # a UUID, or a bucket's name
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
 

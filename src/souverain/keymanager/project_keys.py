@@ -120,6 +120,9 @@ class KeyManagerKeys:
     def remove_consumer(self, project_id: str, key_id: str, consumer: KeyConsumer) -> None:
         self.consumers.unregister(project_id, key_id, _fields(consumer))
 
+    def remove_consumer_everywhere(self, project_id: str, consumer: KeyConsumer) -> None:
+        self.consumers.unregister_everywhere(project_id, _fields(consumer))
+
 
 def _fields(consumer: KeyConsumer) -> dict[str, str]:
     return {

@@ -173,7 +173,7 @@ def acl_request(data: Any) -> tuple[bool | None, list[str] | None]:
 class SecretConsumerBody(_Body):
     service: str = Field(min_length=1, max_length=255)
     resource_type: str = Field(min_length=1, max_length=255)
-    resource_id: str = Field(min_length=1, max_length=36)
+    resource_id: str = Field(min_length=1, max_length=256)  # a UUID, or a bucket's name
 
 
 class ContainerConsumerBody(_Body):

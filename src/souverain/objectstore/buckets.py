@@ -27,6 +27,7 @@ from souverain.objectstore import models as m
 from souverain.objectstore import usage as ledger
 from souverain.objectstore.accounting import Accounting
 from souverain.objectstore.acl import CUSTOM
+from souverain.objectstore.encryption import Sealer
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.policy import (
     CANNED_ACLS,
@@ -60,8 +61,10 @@ class Buckets:
         region: str,
         clock: Clock,
         changes: ChangeCounter | None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.db = db
+        self.sealer = sealer  # told when a bucket goes (the key consumers it registered)
         self.store = store
         self.accounting = accounting
         self.region = region
@@ -200,6 +203,8 @@ class Buckets:
         self.changed()
         self.accounting.changed(bucket)  # gauged 0 at the next flush
         self.store.delete(parts)
+        if self.sealer is not None:
+            self.sealer.release(bucket)
 
     def _update(self, bucket: BucketInfo, **values: Any) -> None:
         with self.db.session() as s:

@@ -6,6 +6,12 @@ owner's project owns) and SSE-C (a key the customer sends with every request: it
 the data key and is never stored; only a salted HMAC recognises it). Every version has a
 data key of its own; only its wrapped form is kept in the row (`sse_wrapped`).
 
+A bucket that seals with a customer's key-manager secret (SSE-KMS naming a key, by default
+or on a write) is registered as that secret's consumer (service `object-store`, type
+`bucket`, the bucket's name) until the bucket is deleted: the key manager then refuses a
+plain delete of a key the bucket's objects still open with (Barbican's consumers), where
+losing it would make them unreadable.
+
 Knows nothing of HTTP. Keys stay in memory: no key, wrapped or not, goes into an error,
 a log line or a `repr`.
 """
@@ -16,6 +22,8 @@ import base64
 import hashlib
 import hmac
 import os
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +31,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from souverain.common.keys import KeyNotFound, KeyUnavailable, ProjectKeys
+from souverain.common.keys import KeyConsumer, KeyNotFound, KeyUnavailable, ProjectKeys
 from souverain.objectstore import cipher
 from souverain.objectstore.errors import S3Error
 from souverain.objectstore.records import BucketInfo, NewObject, Sealed
@@ -33,6 +41,16 @@ SSE_S3 = "AES256"
 SSE_KMS = "aws:kms"
 SSE_C = "SSE-C"
 _C_WRAP_AAD = b"souverain sse-c data key"
+# How long a server process counts on having registered a bucket as a key's consumer: the
+# next write after it registers again (renewing the consumer, or bringing back one its
+# owner removed). Registering is one small write to the key manager's tables.
+CONSUMER_RENEW = 300.0
+_REMEMBERED = 10_000  # (bucket, key) pairs a process remembers; past it, it starts over
+
+
+def bucket_consumer(bucket: BucketInfo) -> KeyConsumer:
+    """The bucket as the key manager shows it among a secret's consumers."""
+    return KeyConsumer("object-store", "bucket", bucket.name)
 
 
 @dataclass(frozen=True, repr=False)
@@ -103,6 +121,9 @@ class Sealer:
     def __init__(self, keys: ProjectKeys | None, mandatory: bool = False) -> None:
         self.keys = keys
         self.mandatory = mandatory
+        # (bucket id, secret id) -> when this process registered the bucket as a consumer
+        self._registered: dict[tuple[str, str], float] = {}
+        self._registered_lock = threading.Lock()
 
     def default_config(self, bucket: BucketInfo) -> dict[str, Any] | None:
         """The bucket's default encryption as GetBucketEncryption shows it (None: none)."""
@@ -120,7 +141,7 @@ class Sealer:
             return None
         mode = config["SSEAlgorithm"]
         key_id = config.get("KMSMasterKeyID") or None if mode == SSE_KMS else None
-        return self.new(bucket.project_id, mode, key_id)
+        return self.new(bucket.project_id, mode, key_id, bucket=bucket)
 
     def reopen(self, sealed: Sealed, customer_key: bytes | None = None) -> Seal:
         """The Seal of a stored upload or version, its data key opened (multipart parts)."""
@@ -145,8 +166,10 @@ class Sealer:
         key_id: str | None = None,
         customer_key: bytes | None = None,
         customer_md5: str | None = None,
+        bucket: BucketInfo | None = None,
     ) -> Seal:
-        """A fresh data key for a new version of the bucket owner's `project_id`."""
+        """A fresh data key for a new version of the bucket owner's `project_id`; with
+        `key_id` (SSE-KMS naming a secret), `bucket` becomes the secret's consumer."""
         if mode == SSE_C:
             if customer_key is None:
                 raise ValueError("SSE-C needs the customer's key")
@@ -161,7 +184,31 @@ class Sealer:
             raise _kms_missing(key_id or "") from None
         except KeyUnavailable:
             raise _keys_away() from None
+        if key_id is not None and bucket is not None:
+            self._consumes(bucket, key_id)
         return Seal(mode, made.plaintext, made.wrapped, key_id, project=project_id)
+
+    def _consumes(self, bucket: BucketInfo, key_id: str) -> None:
+        """Register the bucket as the consumer of its owner's secret `key_id` (once every
+        `CONSUMER_RENEW` seconds per process: most writes ask nothing more)."""
+        pair, now = (bucket.id, key_id), time.monotonic()
+        with self._registered_lock:
+            at = self._registered.get(pair)
+            if at is not None and now - at < CONSUMER_RENEW:
+                return
+        self._project_keys().add_consumer(bucket.project_id, key_id, bucket_consumer(bucket))
+        with self._registered_lock:
+            if len(self._registered) >= _REMEMBERED:
+                self._registered.clear()
+            self._registered[pair] = now
+
+    def release(self, bucket: BucketInfo) -> None:
+        """The bucket is deleted: it consumes none of its owner's secrets any more."""
+        with self._registered_lock:
+            for pair in [pair for pair in self._registered if pair[0] == bucket.id]:
+                del self._registered[pair]
+        if self.keys is not None:
+            self.keys.remove_consumer_everywhere(bucket.project_id, bucket_consumer(bucket))
 
     def open(
         self,

@@ -110,10 +110,10 @@ class ObjectStoreService:
         self.writes = GroupCommit(db.engine)
         self.accounting = Accounting(db, self.clock, self.pending)
         self.quotas = Quotas(self.clock, quota_bytes, quota_objects)
-        self.buckets = Buckets(db, store, self.accounting, region, self.clock, changes)
         # Server-side encryption: data keys from the key manager (None: SSE-S3 and SSE-KMS
         # answer 503); `encryption_mandatory`: every bucket encrypts by default (SSE-S3).
         self.sealer = Sealer(project_keys, encryption_mandatory)
+        self.buckets = Buckets(db, store, self.accounting, region, self.clock, changes, self.sealer)
         self.encryption_mandatory = encryption_mandatory
         self.objects = Objects(
             db, store, self.accounting, self.quotas, self.writes, self.clock, self.sealer

@@ -144,7 +144,7 @@ def write_seal(
     if mode == SSE_S3:
         return service.sealer.new(bucket.project_id, SSE_S3)
     if mode == SSE_KMS:
-        return service.sealer.new(bucket.project_id, SSE_KMS, kms_key_id(kms))
+        return service.sealer.new(bucket.project_id, SSE_KMS, kms_key_id(kms), bucket=bucket)
     return service.sealer.default(bucket)
 
 
@@ -272,7 +272,8 @@ class EncryptionHandlers:
             key_id = kms_key_id(key)
             if key_id is not None:
                 # the key must be the bucket owner's and usable: tried now, not at each PUT
-                self.service.sealer.new(bucket.project_id, SSE_KMS, key_id)
+                # and the bucket becomes the key's consumer from now on
+                self.service.sealer.new(bucket.project_id, SSE_KMS, key_id, bucket=bucket)
                 config["KMSMasterKeyID"] = key_id
         if enabled == "true":
             config["BucketKeyEnabled"] = True
