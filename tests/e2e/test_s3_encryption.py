@@ -79,7 +79,8 @@ def symmetric_secret(cloud: Cloud, tenant: Tenant) -> str:
 
 
 def check_kms_keys(cloud: Cloud, owner: Tenant, s3: Any, bucket: str) -> None:
-    """SSE-KMS under the owner's own secret (by href or id); another project's is refused."""
+    """SSE-KMS under the owner's own secret (by href or id); another project's is refused;
+    the bucket becomes the secret's consumer."""
     href = symmetric_secret(cloud, owner)
     key_id = href.rsplit("/", 1)[1]
     foreign = symmetric_secret(cloud, cloud.make_tenant("sse-other"))
@@ -124,6 +125,10 @@ def check_kms_keys(cloud: Cloud, owner: Tenant, s3: Any, bucket: str) -> None:
     put = s3.put_object(Bucket=bucket, Key="kms-default", Body=data)
     assert put["ServerSideEncryption"] == "aws:kms" and put["SSEKMSKeyId"] == key_id
     s3.delete_bucket_encryption(Bucket=bucket)
+    # the bucket is the key's consumer: the owner's `openstack secret delete` (1.2) is
+    # refused while the bucket stands, so its objects stay readable
+    assert "has consumers" in cloud.cli_fails("secret", "delete", href, cloud=owner.cloud_name)
+    assert s3.get_object(Bucket=bucket, Key="kms-default")["Body"].read() == data
 
 
 @pytest.fixture(scope="module")
