@@ -53,12 +53,7 @@ class Accounts:
 
     # ------------------------------------------------------------------ who sees what
 
-    def roles_on(self, s: Session, ctx: RequestContext, account_id: str) -> set[str]:
-        if ctx.is_admin:
-            return set(ROLES)
-        return self._own_roles(s, ctx, account_id)
-
-    def _own_roles(self, s: Session, ctx: RequestContext, account_id: str) -> set[str]:
+    def _granted_roles(self, s: Session, ctx: RequestContext, account_id: str) -> set[str]:
         """The roles the caller was granted on the account (an admin's rights aside)."""
         return set(
             s.scalars(
@@ -85,7 +80,8 @@ class Accounts:
     ) -> m.Account:
         """The account if the caller holds one of `need` on it; 404 if they hold no role."""
         row = s.get(m.Account, account_id) if isinstance(account_id, str) else None
-        roles = self.roles_on(s, ctx, row.id) if row is not None else set()
+        granted = self._granted_roles(s, ctx, row.id) if row is not None else set()
+        roles = set(ROLES) if ctx.is_admin and row is not None else granted
         if row is None or not roles:
             raise NotFound(f"Could not find account: {str(account_id)[:64]}.")
         if not roles & need:
@@ -93,7 +89,7 @@ class Accounts:
                 f"Your account roles ({', '.join(sorted(roles))}) do not allow this; "
                 f"it needs one of: {', '.join(sorted(need))}."
             )
-        if ctx.is_admin and not self._own_roles(s, ctx, row.id):
+        if ctx.is_admin and not granted:
             note_admin_over_customer()  # an operator's change to a customer's account
         return row
 

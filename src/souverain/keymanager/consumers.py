@@ -183,12 +183,8 @@ class Consumers:
     def unregister_everywhere(self, project_id: str, fields: dict[str, str]) -> None:
         """The consumer registered by `project_id`, removed from every secret it is on."""
         with self.core.db.session() as s:
-            s.query(SecretConsumer).filter(
-                SecretConsumer.project_id == project_id,
-                SecretConsumer.service == fields["service"],
-                SecretConsumer.resource_type == fields["resource_type"],
-                SecretConsumer.resource_id == fields["resource_id"],
-            ).delete()
+            same = [getattr(SecretConsumer, name) == value for name, value in fields.items()]
+            s.query(SecretConsumer).filter(SecretConsumer.project_id == project_id, *same).delete()
 
 
 def _columns(kind: str, entity_id: str, fields: dict[str, str]) -> dict[str, str]:
